@@ -1,0 +1,504 @@
+import {
+  AsyncRangeCallbackError,
+  CapacityExceededError,
+  ConfigurationError,
+  InvalidArgumentError,
+  MapDisposedError,
+  UpdateAbortedError,
+  UpdateConflictError,
+  ValidationError,
+  ValidatorFailedError,
+} from './errors.ts';
+import { KeyedQueue } from './keyed-queue.ts';
+import type { MapObserver, OpType, Outcome } from './observer.ts';
+import { compareKeys, describeBounds, inBounds, isBounded } from './range.ts';
+import type { RangeCallback, RangeOptions, RangeResult } from './range.ts';
+import { notifyMapCreated } from './creation-hooks.ts';
+import { MapCounters, MapWindows, RANGE_BUCKETS_SECONDS, bucketQuantile } from './stats.ts';
+import type { MapStatsSnapshot } from './stats.ts';
+import { toRejection } from './validator.ts';
+import type { DeleteValidator, Validator } from './validator.ts';
+import { InProcessStore } from '../stores/in-process-store.ts';
+import type { MapStore } from '../stores/store.ts';
+
+export type CapacityPolicy = 'reject' | 'evict-oldest';
+
+export interface GovernedMapOptions<K, V> {
+  /** Names the map in metrics (`map` label), audit events and errors. `[A-Za-z_][A-Za-z0-9_:.-]{0,63}`. */
+  readonly name: string;
+  /** The business validator every write passes. Required: a bare store is not expressible. */
+  readonly validate: Validator<K, V>;
+  /** Optional check on deletes (e.g. refuse to delete an account with a non-zero balance). */
+  readonly validateDelete?: DeleteValidator<K, V>;
+  /** Where entries live. Default: a new in-process store. */
+  readonly store?: MapStore<K, V>;
+  /** Upper bound on keys; keys have an explicit lifecycle. Default: unbounded. */
+  readonly maxKeys?: number;
+  /** What a write of a new key does at `maxKeys`. Default `reject`. */
+  readonly onFull?: CapacityPolicy;
+  /** Entries expire this many ms after their last write. Default: never. */
+  readonly ttlMs?: number;
+  /** Sliding window of the miss and read:write ratios, in ms. Default 300,000 (5 minutes). */
+  readonly windowMs?: number;
+  /** Retries of a read-modify-write whose key was changed underneath it. Default 3. */
+  readonly updateRetries?: number;
+  /** Milliseconds clock for TTL and windows; tests pass a controllable one. Default `Date.now`. */
+  readonly clock?: () => number;
+  /** Watchers of every operation (audit, sandbox). */
+  readonly observers?: readonly MapObserver<K>[];
+}
+
+export interface UpdateAsyncOptions {
+  /** Cancels the update if it has not committed yet; the map is then unchanged. */
+  readonly signal?: AbortSignal;
+}
+
+const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_:.-]{0,63}$/;
+const DEFAULT_WINDOW_MS = 5 * 60 * 1000;
+const DEFAULT_UPDATE_RETRIES = 3;
+
+/**
+ * A map whose every write passes a business validator, whose read-modify-writes are atomic
+ * (synchronously with `update`, and across `await` with `updateAsync`, serialised per key),
+ * whose range walks a consistent snapshot, and which counts everything it does for metrics
+ * and audit without allocating on its read path.
+ *
+ * Atomicity comes from the JavaScript execution model: between the read, the validation and
+ * the store of `update` no other code can run on this thread. What breaks atomicity in Node is
+ * an `await` between a load and a store; `updateAsync` exists for exactly that case.
+ */
+export class GovernedMap<K, V> {
+  readonly name: string;
+  readonly #validate: Validator<K, V>;
+  readonly #validateDelete: DeleteValidator<K, V> | undefined;
+  readonly #store: MapStore<K, V>;
+  readonly #maxKeys: number;
+  readonly #onFull: CapacityPolicy;
+  readonly #ttlMs: number;
+  readonly #expiresAt: Map<K, number> | null;
+  readonly #updateRetries: number;
+  readonly #clock: () => number;
+  readonly #counters = new MapCounters();
+  readonly #windows: MapWindows;
+  readonly #queue = new KeyedQueue<K>();
+  readonly createdAtMs: number;
+  #observers: MapObserver<K>[];
+  #disposed = false;
+
+  constructor(options: GovernedMapOptions<K, V>) {
+    if (options === null || typeof options !== 'object') {
+      throw new ConfigurationError('options', 'GovernedMap needs an options object with a name and a validate function');
+    }
+    if (typeof options.name !== 'string' || !NAME_PATTERN.test(options.name)) {
+      throw new ConfigurationError('name', 'must match [A-Za-z_][A-Za-z0-9_:.-]{0,63} (it becomes a metric label)', options.name);
+    }
+    if (typeof options.validate !== 'function') {
+      throw new ConfigurationError(
+        'validate',
+        `map "${options.name}" needs a business validator: every write must pass one (a bare, unvalidated store is forbidden)`,
+      );
+    }
+    if (options.validateDelete !== undefined && typeof options.validateDelete !== 'function') {
+      throw new ConfigurationError('validateDelete', 'must be a function when given');
+    }
+    const maxKeys = options.maxKeys ?? Number.POSITIVE_INFINITY;
+    if (!(maxKeys === Number.POSITIVE_INFINITY || (Number.isSafeInteger(maxKeys) && maxKeys > 0))) {
+      throw new ConfigurationError('maxKeys', 'must be a positive integer', maxKeys);
+    }
+    const onFull = options.onFull ?? 'reject';
+    if (onFull !== 'reject' && onFull !== 'evict-oldest') {
+      throw new ConfigurationError('onFull', 'must be "reject" or "evict-oldest"', onFull);
+    }
+    const ttlMs = options.ttlMs ?? 0;
+    if (!(Number.isFinite(ttlMs) && ttlMs >= 0)) throw new ConfigurationError('ttlMs', 'must be a non-negative number of milliseconds', ttlMs);
+    const windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
+    if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
+    const retries = options.updateRetries ?? DEFAULT_UPDATE_RETRIES;
+    if (!(Number.isSafeInteger(retries) && retries >= 0)) throw new ConfigurationError('updateRetries', 'must be a non-negative integer', retries);
+
+    this.name = options.name;
+    this.#validate = options.validate;
+    this.#validateDelete = options.validateDelete;
+    this.#store = options.store ?? new InProcessStore<K, V>();
+    this.#maxKeys = maxKeys;
+    this.#onFull = onFull;
+    this.#ttlMs = ttlMs;
+    this.#expiresAt = ttlMs > 0 ? new Map<K, number>() : null;
+    this.#updateRetries = retries;
+    this.#clock = options.clock ?? Date.now;
+    this.createdAtMs = this.#clock();
+    this.#windows = new MapWindows(windowMs, this.createdAtMs);
+    this.#observers = options.observers ? [...options.observers] : [];
+    for (const observer of this.#observers) observer.onLifecycle?.(this.name, 'CREATED');
+    notifyMapCreated(this);
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** The value of `key`, or `undefined`. Allocation-free. */
+  load(key: K): V | undefined {
+    if (this.#disposed) throw new MapDisposedError(this.name, 'load');
+    let value = this.#store.get(key);
+    if (value !== undefined && this.#expiresAt !== null && this.#expireIfDue(key)) value = undefined;
+    const counters = this.#counters;
+    counters.loads++;
+    if (value === undefined) counters.misses++;
+    if (this.#observers.length !== 0) this.#emit('LOAD', key, value === undefined ? 'miss' : 'ok', null);
+    return value;
+  }
+
+  has(key: K): boolean {
+    if (this.#disposed) throw new MapDisposedError(this.name, 'has');
+    this.#counters.hasCalls++;
+    if (this.#expiresAt !== null && this.#store.has(key) && this.#expireIfDue(key)) return false;
+    return this.#store.has(key);
+  }
+
+  get size(): number {
+    return this.#store.size;
+  }
+
+  get storeKind(): string {
+    return this.#store.kind;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Validates and stores. Throws ValidationError (map unchanged) when the validator refuses. */
+  store(key: K, value: V): void {
+    this.#assertLive('store');
+    this.#assertValue('store', value);
+    this.#commit(key, value, this.#current(key));
+  }
+
+  /**
+   * Atomic read-modify-write: `fn` gets the current value (or undefined) and returns the next.
+   * Returning the current value unchanged (Object.is) writes nothing: a zero delta is a no-op.
+   * If `fn` throws, the error propagates and the map is unchanged.
+   * @returns the value the key holds afterwards
+   */
+  update(key: K, fn: (previous: V | undefined) => V): V {
+    this.#assertLive('update');
+    const previous = this.#current(key);
+    const next = fn(previous);
+    // fn is ours to call but the user's to write: a write to the same key from inside it would
+    // be silently overwritten by ours. Refuse instead of losing it.
+    const after = this.#current(key);
+    if (!Object.is(after, previous)) {
+      throw new UpdateConflictError(this.name, key, 1, 'the update function itself wrote the same key');
+    }
+    if (Object.is(next, previous)) {
+      this.#counters.updatesNoop++;
+      return next;
+    }
+    this.#assertValue('update', next);
+    this.#commit(key, next, previous);
+    return next;
+  }
+
+  /**
+   * Read-modify-write whose computation awaits (a risk check, a downstream call). Updates of one
+   * key run one after another in call order; other keys are not held up. Validation happens at
+   * commit. If a plain `store`/`update` changed the key while `fn` was awaiting, `fn` is run
+   * again on the fresh value (up to `updateRetries` times), so no update is ever lost.
+   * @returns the value the key holds afterwards
+   */
+  async updateAsync(key: K, fn: (previous: V | undefined, signal: AbortSignal) => V | Promise<V>, options: UpdateAsyncOptions = {}): Promise<V> {
+    this.#assertLive('updateAsync');
+    const signal = options.signal ?? new AbortController().signal;
+    return this.#queue.run(key, async () => {
+      for (let attempt = 1; ; attempt++) {
+        if (signal.aborted) throw new UpdateAbortedError(this.name, key, signal.reason);
+        const previous = this.#current(key);
+        const next = await fn(previous, signal);
+        if (signal.aborted) throw new UpdateAbortedError(this.name, key, signal.reason);
+        this.#assertLive('updateAsync');
+        if (!Object.is(this.#current(key), previous)) {
+          if (attempt > this.#updateRetries) {
+            throw new UpdateConflictError(this.name, key, attempt, 'the key kept changing outside updateAsync while the update awaited');
+          }
+          continue;
+        }
+        if (Object.is(next, previous)) {
+          this.#counters.updatesNoop++;
+          return next;
+        }
+        this.#assertValue('updateAsync', next);
+        this.#commit(key, next, previous);
+        return next;
+      }
+    });
+  }
+
+  /** Returns the existing value, or validates and stores `value` and returns it. */
+  loadOrStore(key: K, value: V): { value: V; loaded: boolean } {
+    this.#assertLive('loadOrStore');
+    const existing = this.load(key);
+    if (existing !== undefined) return { value: existing, loaded: true };
+    this.#assertValue('loadOrStore', value);
+    this.#commit(key, value, undefined);
+    return { value, loaded: false };
+  }
+
+  /** Stores `next` only if the key currently holds `expected` (Object.is; `undefined` = absent). */
+  compareAndSwap(key: K, expected: V | undefined, next: V): boolean {
+    this.#assertLive('compareAndSwap');
+    this.#assertValue('compareAndSwap', next);
+    const current = this.#current(key);
+    if (!Object.is(current, expected)) return false;
+    this.#commit(key, next, current);
+    return true;
+  }
+
+  /** Deletes `key`; returns whether it was present. Passes `validateDelete` when configured. */
+  delete(key: K): boolean {
+    this.#assertLive('delete');
+    return this.#remove(key, this.#current(key), null) !== undefined;
+  }
+
+  /** Deletes `key` and returns the value it held, or undefined. */
+  loadAndDelete(key: K): V | undefined {
+    this.#assertLive('loadAndDelete');
+    return this.#remove(key, this.#current(key), null);
+  }
+
+  // ---------------------------------------------------------------- range
+
+  /**
+   * Visits a consistent snapshot: writes made during the walk (including by the callback) do
+   * not tear it. The callback must be synchronous; returning false stops the walk.
+   */
+  range(callback: RangeCallback<K, V>, options?: RangeOptions<K>): RangeResult {
+    this.#assertLive('range');
+    if (typeof callback !== 'function') throw new InvalidArgumentError(this.name, 'range', 'callback', 'must be a function');
+    if (options?.prefix !== undefined && typeof options.prefix !== 'string') {
+      throw new InvalidArgumentError(this.name, 'range', 'options.prefix', 'must be a string');
+    }
+    const startedAt = performance.now();
+    let entries = this.#store.snapshot();
+    if (isBounded(options)) {
+      entries = entries.filter(([key]) => inBounds(key, options!));
+      entries.sort((a, b) => compareKeys(a[0], b[0]));
+    }
+    const nowMs = this.#expiresAt !== null ? this.#clock() : 0;
+    let visited = 0;
+    let stopped = false;
+    let outcome: Outcome = 'ok';
+    try {
+      for (const [key, value] of entries) {
+        if (this.#expiresAt !== null && (this.#expiresAt.get(key) ?? Infinity) <= nowMs) continue;
+        visited++;
+        const verdict = callback(key, value) as unknown;
+        if (verdict !== null && typeof verdict === 'object' && typeof (verdict as { then?: unknown }).then === 'function') {
+          // Do not leave the stray promise's rejection unhandled; the walk itself is the error.
+          (verdict as Promise<unknown>).then(undefined, () => undefined);
+          throw new AsyncRangeCallbackError(this.name);
+        }
+        if (verdict === false) {
+          stopped = true;
+          break;
+        }
+      }
+    } catch (error) {
+      outcome = 'error';
+      throw error;
+    } finally {
+      this.#counters.recordRange((performance.now() - startedAt) / 1000, visited);
+      if (this.#observers.length !== 0) this.#emit('RANGE', undefined, outcome, outcome === 'error' ? 'CALLBACK_FAILED' : null, options);
+    }
+    return { visited, stopped };
+  }
+
+  /** All entries of a consistent snapshot, optionally bounded, as an array. */
+  entries(options?: RangeOptions<K>): Array<[K, V]> {
+    const out: Array<[K, V]> = [];
+    this.range((key, value) => {
+      out.push([key, value]);
+    }, options);
+    return out;
+  }
+
+  // ---------------------------------------------------------------- lifecycle & observation
+
+  /** Adds a watcher (audit, sandbox) of every later operation. Returns a function that removes it. */
+  observe(observer: MapObserver<K>): () => void {
+    this.#observers = [...this.#observers, observer];
+    return () => {
+      this.#observers = this.#observers.filter((o) => o !== observer);
+    };
+  }
+
+  /** Removes expired entries now (they are otherwise removed when next touched). */
+  purgeExpired(): number {
+    if (this.#expiresAt === null) return 0;
+    const now = this.#clock();
+    let purged = 0;
+    for (const [key, deadline] of [...this.#expiresAt]) {
+      if (deadline <= now && this.#expireIfDue(key)) purged++;
+    }
+    return purged;
+  }
+
+  /** Ends the map's life: entries are dropped and every later operation throws MapDisposedError. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#store.clear();
+    this.#expiresAt?.clear();
+    for (const observer of this.#observers) observer.onLifecycle?.(this.name, 'DISPOSED');
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** The raw counters (read by metrics at scrape time). */
+  get counters(): Readonly<MapCounters> {
+    return this.#counters;
+  }
+
+  /** A point-in-time view, with the sliding-window ratios computed now. */
+  stats(): MapStatsSnapshot {
+    const c = this.#counters;
+    const now = this.#clock();
+    const miss = this.#windows.missRatio.observe(now, c.misses, c.loads);
+    const rw = this.#windows.readWrite.observe(now, c.reads, c.writes);
+    return {
+      name: this.name,
+      keys: this.#store.size,
+      loads: c.loads,
+      hits: c.loads - c.misses,
+      misses: c.misses,
+      stores: { ok: c.storesOk, rejected: c.storesRejected, error: c.storesError },
+      deletes: { ok: c.deletesOk, miss: c.deletesMiss, rejected: c.deletesRejected },
+      rejectionsByReason: Object.fromEntries(c.rejectionsByReason),
+      evictions: c.evictions,
+      expirations: c.expirations,
+      ranges: c.ranges,
+      rangeP99Seconds: bucketQuantile(c.rangeBuckets, RANGE_BUCKETS_SECONDS, 0.99),
+      missRatio: miss.b === 0 ? null : miss.a / miss.b,
+      readWriteRatio: rw.a === 0 && rw.b === 0 ? null : rw.b === 0 ? Number.POSITIVE_INFINITY : rw.a / rw.b,
+      windowMs: this.#windows.missRatio.windowMs,
+    };
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #assertLive(operation: string): void {
+    if (this.#disposed) throw new MapDisposedError(this.name, operation);
+  }
+
+  #assertValue(operation: string, value: V): void {
+    if (value === undefined) {
+      throw new InvalidArgumentError(this.name, operation, 'value', 'must not be undefined (undefined means "absent"; use delete)');
+    }
+  }
+
+  /** Current value with expiry applied, without counting a load. */
+  #current(key: K): V | undefined {
+    const value = this.#store.get(key);
+    if (value !== undefined && this.#expiresAt !== null && this.#expireIfDue(key)) return undefined;
+    return value;
+  }
+
+  #expireIfDue(key: K): boolean {
+    const deadline = this.#expiresAt!.get(key);
+    if (deadline === undefined || deadline > this.#clock()) return false;
+    this.#store.delete(key);
+    this.#expiresAt!.delete(key);
+    this.#counters.expirations++;
+    if (this.#observers.length !== 0) this.#emit('DELETE', key, 'ok', 'EXPIRED');
+    return true;
+  }
+
+  /** Validation, capacity, store: the one path every write takes. */
+  #commit(key: K, next: V, previous: V | undefined): void {
+    const counters = this.#counters;
+    let verdict;
+    try {
+      verdict = this.#validate(key, next, previous);
+    } catch (cause) {
+      counters.storesError++;
+      counters.recordRejection('VALIDATOR_FAILED');
+      if (this.#observers.length !== 0) this.#emit('STORE', key, 'error', 'VALIDATOR_FAILED');
+      throw new ValidatorFailedError(this.name, key, cause);
+    }
+    const rejection = toRejection(verdict);
+    if (rejection !== null) {
+      counters.storesRejected++;
+      counters.recordRejection(rejection.reason);
+      if (this.#observers.length !== 0) this.#emit('STORE', key, 'rejected', rejection.reason);
+      throw new ValidationError(this.name, key, rejection.reason, rejection.detail);
+    }
+    if (previous === undefined && this.#store.size >= this.#maxKeys && !this.#store.has(key)) {
+      if (this.#onFull === 'reject') {
+        counters.storesRejected++;
+        counters.recordRejection('CAPACITY_EXCEEDED');
+        if (this.#observers.length !== 0) this.#emit('STORE', key, 'rejected', 'CAPACITY_EXCEEDED');
+        throw new CapacityExceededError(this.name, key, this.#maxKeys);
+      }
+      this.#evictOldest();
+    }
+    this.#store.set(key, next);
+    if (this.#expiresAt !== null) {
+      // Re-insert so the expiry map stays in deadline order for purgeExpired's early exit.
+      this.#expiresAt.delete(key);
+      this.#expiresAt.set(key, this.#clock() + this.#ttlMs);
+    }
+    counters.storesOk++;
+    if (this.#observers.length !== 0) this.#emit('STORE', key, 'ok', null);
+  }
+
+  #evictOldest(): void {
+    const victim = this.#store.oldestKey();
+    if (victim === undefined) return;
+    this.#store.delete(victim);
+    this.#expiresAt?.delete(victim);
+    this.#counters.evictions++;
+    if (this.#observers.length !== 0) this.#emit('DELETE', victim, 'ok', 'EVICTED');
+  }
+
+  #remove(key: K, previous: V | undefined, _reason: string | null): V | undefined {
+    const counters = this.#counters;
+    if (previous === undefined) {
+      counters.deletesMiss++;
+      if (this.#observers.length !== 0) this.#emit('DELETE', key, 'miss', null);
+      return undefined;
+    }
+    if (this.#validateDelete !== undefined) {
+      let verdict;
+      try {
+        verdict = this.#validateDelete(key, previous);
+      } catch (cause) {
+        counters.deletesRejected++;
+        counters.recordRejection('VALIDATOR_FAILED');
+        if (this.#observers.length !== 0) this.#emit('DELETE', key, 'error', 'VALIDATOR_FAILED');
+        throw new ValidatorFailedError(this.name, key, cause);
+      }
+      const rejection = toRejection(verdict);
+      if (rejection !== null) {
+        counters.deletesRejected++;
+        counters.recordRejection(rejection.reason);
+        if (this.#observers.length !== 0) this.#emit('DELETE', key, 'rejected', rejection.reason);
+        throw new ValidationError(this.name, key, rejection.reason, rejection.detail);
+      }
+    }
+    this.#store.delete(key);
+    this.#expiresAt?.delete(key);
+    counters.deletesOk++;
+    if (this.#observers.length !== 0) this.#emit('DELETE', key, 'ok', null);
+    return previous;
+  }
+
+  #emit(op: OpType, key: K | undefined, outcome: Outcome, reason: string | null, options?: RangeOptions<K>): void {
+    const bounds = op === 'RANGE' ? describeBounds(options) : null;
+    for (const observer of this.#observers) {
+      try {
+        observer.onOperation(this.name, op, key, outcome, reason, bounds);
+      } catch {
+        // An observer's failure must not fail (or half-apply) the operation it watched;
+        // the audit part reports its own sink failures through its own channel.
+      }
+    }
+  }
+}

@@ -1,0 +1,15 @@
+import type { RangeBounds } from './range.ts';
+
+export type OpType = 'LOAD' | 'STORE' | 'DELETE' | 'RANGE';
+export type Outcome = 'ok' | 'miss' | 'rejected' | 'error';
+
+/**
+ * What a map tells the parts that watch it (audit, sandbox). Called synchronously on the
+ * operation's path, so an observer must do the least it can: copy fixed fields and return.
+ * Arguments are positional, not an event object, so that observing allocates nothing.
+ */
+export interface MapObserver<K = unknown> {
+  onOperation(map: string, op: OpType, key: K | undefined, outcome: Outcome, reason: string | null, bounds: RangeBounds | null): void;
+  /** Lifecycle of the map instance itself. */
+  onLifecycle?(map: string, event: 'CREATED' | 'DISPOSED'): void;
+}

@@ -1,0 +1,62 @@
+/**
+ * Range bounds. `start` is inclusive; `end` is exclusive unless `inclusive` is true, so
+ * consecutive pages `[a, b)`, `[b, c)` never overlap. `prefix` keeps keys that start with it
+ * (string keys only). Bounded walks visit keys in ascending order; an unbounded walk visits
+ * them in insertion order, which costs no sort.
+ */
+export interface RangeOptions<K> {
+  readonly prefix?: string;
+  readonly start?: K;
+  readonly end?: K;
+  readonly inclusive?: boolean;
+}
+
+/** The bounds as written in an audit event (DESIGN.md: range_bounds). */
+export interface RangeBounds {
+  readonly start: string | null;
+  readonly end: string | null;
+  readonly inclusive: boolean;
+  readonly prefix: string | null;
+}
+
+/** Return `false` to stop the walk. Must be synchronous: a returned promise is an error. */
+export type RangeCallback<K, V> = (key: K, value: V) => boolean | void;
+
+export interface RangeResult {
+  /** Entries handed to the callback. */
+  readonly visited: number;
+  /** True when the callback stopped the walk by returning false. */
+  readonly stopped: boolean;
+}
+
+/** Natural order of strings (UTF-16 code units), numbers and bigints. */
+export function compareKeys<K>(a: K, b: K): number {
+  const x = a as unknown as string;
+  const y = b as unknown as string;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+export function isBounded<K>(options: RangeOptions<K> | undefined): boolean {
+  return options !== undefined && (options.prefix !== undefined || options.start !== undefined || options.end !== undefined);
+}
+
+export function inBounds<K>(key: K, options: RangeOptions<K>): boolean {
+  if (options.prefix !== undefined && !(typeof key === 'string' && key.startsWith(options.prefix))) return false;
+  if (options.start !== undefined && compareKeys(key, options.start) < 0) return false;
+  if (options.end !== undefined) {
+    const order = compareKeys(key, options.end);
+    if (options.inclusive === true ? order > 0 : order >= 0) return false;
+  }
+  return true;
+}
+
+export function describeBounds<K>(options: RangeOptions<K> | undefined): RangeBounds | null {
+  if (!isBounded(options)) return null;
+  const text = (k: K | undefined): string | null => (k === undefined ? null : String(k));
+  return {
+    start: text(options!.start),
+    end: text(options!.end),
+    inclusive: options!.inclusive === true,
+    prefix: options!.prefix ?? null,
+  };
+}

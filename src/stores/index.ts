@@ -1,0 +1,2 @@
+export type { MapStore } from './store.ts';
+export { InProcessStore } from './in-process-store.ts';
