@@ -1,4 +1,4 @@
 export { MapMetrics } from './map-metrics.ts';
-export type { MapMetricsOptions } from './map-metrics.ts';
+export type { MapMetricsOptions, MeasuredMap } from './map-metrics.ts';
 export { SnapshotHistogram } from './snapshot-histogram.ts';
 export type { BucketSeries } from './snapshot-histogram.ts';

@@ -12,7 +12,9 @@ export interface MapMetricsOptions {
   readonly prefix?: string;
 }
 
-type AnyMap = GovernedMap<unknown, unknown>;
+/** What metrics read of a map: its name, counters and size. Any GovernedMap<K, V> fits. */
+export type MeasuredMap = Pick<GovernedMap<unknown, unknown>, 'name' | 'counters' | 'size' | 'disposed' | 'stats'>;
+type AnyMap = MeasuredMap;
 
 /**
  * Prometheus metrics for GovernedMaps. The maps count on plain numbers; nothing here runs on
@@ -107,8 +109,8 @@ export class MapMetrics {
   }
 
   /** Starts exporting `map`'s metrics. A second map with the same name replaces the first. */
-  track(map: GovernedMap<never, never> | AnyMap): this {
-    this.#maps.set(map.name, new WeakRef(map as AnyMap));
+  track(map: MeasuredMap): this {
+    this.#maps.set(map.name, new WeakRef(map));
     return this;
   }
 

@@ -1,0 +1,60 @@
+import { formatProgress, runLoad } from '../../demo/load.ts';
+import { startDemo } from '../../demo/server.ts';
+
+export interface DemoCommandOptions {
+  readonly port: number;
+  readonly host: string;
+  readonly accounts: number;
+  readonly load?: boolean;
+  readonly duration: number;
+  readonly concurrency: number;
+  readonly exit?: boolean;
+}
+
+export async function demoCommand(options: DemoCommandOptions): Promise<void> {
+  let demo;
+  try {
+    demo = await startDemo({ port: options.port, host: options.host, accounts: options.accounts });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      console.error(`govmap demo: port ${options.port} on ${options.host} is in use; pass --port <n> (or PORT=<n>), or --port 0 for any free port`);
+      process.exitCode = 1;
+      return;
+    }
+    throw error;
+  }
+  console.log(`govmap demo: reference clearing service on ${demo.url}`);
+  console.log(`  ${options.accounts} accounts seeded (acct-000000…), 1,000,000 minor units each`);
+  console.log(`  try: curl ${demo.url}/accounts/acct-000001`);
+  console.log(`       curl -X POST ${demo.url}/accounts/acct-000001/debit -H 'content-type: application/json' -d '{"amount":"2500"}'`);
+  console.log(`       curl ${demo.url}/metrics`);
+
+  const shutdown = (): void => {
+    console.log('govmap demo: shutting down');
+    void demo.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+
+  if (options.load === true) {
+    console.log(`govmap demo: driving load for ${options.duration}s with ${options.concurrency} requests in flight (reads:writes 20:1)`);
+    const result = await runLoad({
+      url: demo.url,
+      durationSec: options.duration,
+      concurrency: options.concurrency,
+      accounts: options.accounts,
+      onProgress: (p) => console.log(`  ${formatProgress(p)}`),
+    });
+    console.log(`govmap demo: load done: ${formatProgress(result)}`);
+    const stats = demo.ledger.balances.stats();
+    console.log(`  map "balances": ${stats.keys} keys, ${stats.loads} loads, ${stats.stores.ok} stores, ${stats.stores.rejected} rejected ${JSON.stringify(stats.rejectionsByReason)}, read:write ${stats.readWriteRatio?.toFixed(1) ?? '-'}`);
+    if (options.exit === true) {
+      await demo.close();
+      const serverErrors = Object.entries(result.byStatus).filter(([status]) => status.startsWith('5')).reduce((n, [, c]) => n + c, 0);
+      process.exitCode = serverErrors > 0 ? 1 : 0;
+      return;
+    }
+  }
+  console.log('govmap demo: running; Ctrl-C to stop');
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { demoCommand } from './demo-command.ts';
+
+/** Parses a whole number option, naming the option and the rule when it is not one. */
+export function integerOption(name: string, min: number, max: number): (raw: string) => number {
+  return (raw) => {
+    const value = Number(raw);
+    if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
+      throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
+    }
+    return value;
+  };
+}
+
+const program = new Command()
+  .name('govmap')
+  .description('Governed concurrent maps for financial-grade Node.js services')
+  .showHelpAfterError()
+  .configureOutput({ outputError: (text, write) => write(text) });
+
+program
+  .command('demo')
+  .description('run the reference clearing service (balances in a GovernedMap, /metrics) on 127.0.0.1:8080')
+  .addOption(new Option('-p, --port <port>', 'port to listen on (0 = any free port)').env('PORT').default(8080).argParser(integerOption('--port', 0, 65535)))
+  .option('--host <host>', 'interface to listen on', '127.0.0.1')
+  .option('--accounts <n>', 'accounts to seed (acct-000000…)', integerOption('--accounts', 1, 1_000_000), 1000)
+  .option('--load', 'also drive traffic at the service and print progress')
+  .option('--duration <seconds>', 'with --load: how long to drive traffic; the service then keeps running unless --exit', integerOption('--duration', 1, 86_400), 10)
+  .option('--concurrency <n>', 'with --load: requests in flight', integerOption('--concurrency', 1, 1024), 16)
+  .option('--exit', 'with --load: stop the service when the load ends (exit code 1 if any 5xx was seen)')
+  .action(demoCommand);
+
+await program.parseAsync(process.argv);
