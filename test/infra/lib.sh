@@ -47,16 +47,20 @@ apt_ensure() {
       as_root chmod 755 "$policy"
       made_policy=1
     fi
-    local rc=0
-    log "apt-get update"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || rc=$?
+    local rc=0 aptlog
+    mkdir -p "$STATE_DIR"; aptlog="$STATE_DIR/apt.log"
+    log "apt-get update (log: $aptlog)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq >>"$aptlog" 2>&1 || rc=$?
     if [ "$rc" -eq 0 ]; then
       log "apt-get install ${still[*]}"
       as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-        --no-install-recommends "${still[@]}" >&2 || rc=$?
+        --no-install-recommends "${still[@]}" >>"$aptlog" 2>&1 || rc=$?
     fi
     [ "$made_policy" -eq 1 ] && as_root rm -f "$policy"
-    [ "$rc" -eq 0 ] || die "apt-get failed (exit $rc) installing ${still[*]}"
+    if [ "$rc" -ne 0 ]; then
+      tail -n 30 "$aptlog" >&2
+      die "apt-get failed (exit $rc) installing ${still[*]} (log: $aptlog)"
+    fi
   ) 9>"$lock"
 }
 
