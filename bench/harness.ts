@@ -1,0 +1,89 @@
+/**
+ * The benchmark contract (DESIGN.md): a suite prints a table; with --json its last stdout line
+ * is one JSON object {"suite", "results":[{"name","ns_per_op","ops_per_s"}], "ratios":{...}}.
+ * Comparisons are ratios of measurements taken in the same run, never absolute times: these
+ * machines are shared and noisy.
+ */
+export interface BenchResult {
+  readonly name: string;
+  readonly ns_per_op: number;
+  readonly ops_per_s: number;
+  readonly [extra: string]: unknown;
+}
+
+export interface SuiteReport {
+  readonly suite: string;
+  readonly results: BenchResult[];
+  readonly ratios: Record<string, number>;
+  /** Targets the ratios are judged against, e.g. {"governed_vs_plain": "<= 1.5"}. */
+  readonly targets?: Record<string, string>;
+  readonly notes?: string[];
+  readonly [extra: string]: unknown;
+}
+
+export interface SuiteContext {
+  /** Writes a progress line to stderr (stdout is reserved for the table and JSON). */
+  progress(message: string): void;
+  /** Suite arguments after the suite name, e.g. ['--quick']. */
+  readonly args: readonly string[];
+  /** --quick: fewer iterations, for smoke runs in CI. */
+  readonly quick: boolean;
+}
+
+export type Suite = (context: SuiteContext) => Promise<SuiteReport>;
+
+/** Times `ops` calls of `body` after a warm-up; returns ns per op. */
+export function timeOps(ops: number, body: (ops: number) => void): number {
+  body(Math.min(ops, 100_000)); // warm-up: let the JIT settle before timing
+  const start = process.hrtime.bigint();
+  body(ops);
+  return Number(process.hrtime.bigint() - start) / ops;
+}
+
+/** Median of repeated alternating measurements, so drift hits each contender alike. */
+export function medianOf(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export function result(name: string, nsPerOp: number, extra: Record<string, unknown> = {}): BenchResult {
+  return { name, ns_per_op: round(nsPerOp), ops_per_s: Math.round(1e9 / nsPerOp), ...extra };
+}
+
+export function round(value: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+export function formatTable(report: SuiteReport): string {
+  const rows = report.results.map((r) => [r.name, r.ns_per_op.toFixed(1), r.ops_per_s.toLocaleString('en-US')]);
+  const header = ['benchmark', 'ns/op', 'ops/s'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const out = [`suite: ${report.suite}`, line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), ''];
+  for (const [name, value] of Object.entries(report.ratios)) {
+    const target = report.targets?.[name];
+    out.push(`${name} = ${value}${target ? `  (target ${target}: ${meets(value, target) ? 'met' : 'NOT met'})` : ''}`);
+  }
+  for (const note of report.notes ?? []) out.push(`note: ${note}`);
+  return out.join('\n');
+}
+
+export function meets(value: number, target: string): boolean {
+  const match = /^(<=|>=|<|>|==)\s*(-?[0-9.]+)$/.exec(target.trim());
+  if (match === null) return false;
+  const bound = Number(match[2]);
+  switch (match[1]) {
+    case '<=':
+      return value <= bound;
+    case '>=':
+      return value >= bound;
+    case '<':
+      return value < bound;
+    case '>':
+      return value > bound;
+    default:
+      return value === bound;
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * `npm run bench -- <suite> [--json] [--quick]`. Suites load lazily so one suite's dependencies
+ * (a Kafka client, worker threads) cost nothing to another.
+ */
+import { formatTable } from './harness.ts';
+import type { Suite } from './harness.ts';
+
+const suites: Record<string, { describe: string; load: () => Promise<Suite> }> = {
+  map: { describe: 'GovernedMap vs plain Map at read:write 20:1, 100:1, 1:1; young GCs during 10M loads', load: async () => (await import('./map.bench.ts')).default },
+};
+
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const name = args.find((a) => !a.startsWith('--'));
+if (name === undefined || !(name in suites)) {
+  const list = Object.entries(suites)
+    .map(([n, s]) => `  ${n.padEnd(12)} ${s.describe}`)
+    .join('\n');
+  console.error(`${name === undefined ? 'name a suite' : `unknown suite "${name}"`}; usage: npm run bench -- <suite> [--json] [--quick]\nsuites:\n${list}`);
+  process.exit(2);
+}
+const suite = await suites[name]!.load();
+const report = await suite({
+  args: args.filter((a) => a !== name),
+  quick: args.includes('--quick'),
+  progress: (message) => process.stderr.write(`[bench ${name}] ${message}\n`),
+});
+console.log(formatTable(report));
+if (json) console.log(JSON.stringify(report));
