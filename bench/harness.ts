@@ -23,7 +23,7 @@ export interface SuiteReport {
 
 export interface SuiteContext {
   /** Writes a progress line to stderr (stdout is reserved for the table and JSON). */
-  progress(message: string): void;
+  readonly progress: (message: string) => void;
   /** Suite arguments after the suite name, e.g. ['--quick']. */
   readonly args: readonly string[];
   /** --quick: fewer iterations, for smoke runs in CI. */

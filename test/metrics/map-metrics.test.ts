@@ -68,9 +68,9 @@ test('tracking does not keep a map alive', { skip: typeof globalThis.gc !== 'fun
     metrics.track(map);
     ref = new WeakRef(map);
   })();
-  for (let i = 0; i < 10 && ref!.deref() !== undefined; i++) {
+  for (let i = 0; i < 10 && ref.deref() !== undefined; i++) {
     await new Promise((r) => setImmediate(r));
     globalThis.gc!();
   }
-  assert.equal(ref!.deref(), undefined);
+  assert.equal(ref.deref(), undefined);
 });
