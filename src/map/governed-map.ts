@@ -205,6 +205,23 @@ export class GovernedMap<K, V> {
    */
   async updateAsync(key: K, fn: (previous: V | undefined, signal: AbortSignal) => V | Promise<V>, options: UpdateAsyncOptions = {}): Promise<V> {
     this.#assertLive('updateAsync');
+    let result: V;
+    try {
+      result = await this.#updateQueued(key, fn, options);
+    } catch (error) {
+      // A refused write was recorded too; its record is made durable before the caller hears of
+      // it. A failure to do so is the audit's to report (its sink metrics), not this caller's:
+      // the caller's error is the refusal.
+      await this.#flushObservers().catch(() => undefined);
+      throw error;
+    }
+    // Settles only once observers (the audit) hold the write durably: after the key is released,
+    // so the next update of the key does not wait for this fsync.
+    await this.#flushObservers();
+    return result;
+  }
+
+  #updateQueued(key: K, fn: (previous: V | undefined, signal: AbortSignal) => V | Promise<V>, options: UpdateAsyncOptions): Promise<V> {
     const signal = options.signal ?? new AbortController().signal;
     return this.#queue.run(key, async () => {
       for (let attempt = 1; ; attempt++) {
@@ -420,21 +437,21 @@ export class GovernedMap<K, V> {
     } catch (cause) {
       counters.storesError++;
       counters.recordRejection('VALIDATOR_FAILED');
-      if (this.#observers.length !== 0) this.#emit('STORE', key, 'error', 'VALIDATOR_FAILED');
+      if (this.#observers.length !== 0) this.#emit('STORE', key, 'error', 'VALIDATOR_FAILED', undefined, next);
       throw new ValidatorFailedError(this.name, key, cause);
     }
     const rejection = toRejection(verdict);
     if (rejection !== null) {
       counters.storesRejected++;
       counters.recordRejection(rejection.reason);
-      if (this.#observers.length !== 0) this.#emit('STORE', key, 'rejected', rejection.reason);
+      if (this.#observers.length !== 0) this.#emit('STORE', key, 'rejected', rejection.reason, undefined, next);
       throw new ValidationError(this.name, key, rejection.reason, rejection.detail);
     }
     if (previous === undefined && this.#store.size >= this.#maxKeys && !this.#store.has(key)) {
       if (this.#onFull === 'reject') {
         counters.storesRejected++;
         counters.recordRejection('CAPACITY_EXCEEDED');
-        if (this.#observers.length !== 0) this.#emit('STORE', key, 'rejected', 'CAPACITY_EXCEEDED');
+        if (this.#observers.length !== 0) this.#emit('STORE', key, 'rejected', 'CAPACITY_EXCEEDED', undefined, next);
         throw new CapacityExceededError(this.name, key, this.#maxKeys);
       }
       this.#evictOldest();
@@ -446,7 +463,7 @@ export class GovernedMap<K, V> {
       this.#expiresAt.set(key, this.#clock() + this.#ttlMs);
     }
     counters.storesOk++;
-    if (this.#observers.length !== 0) this.#emit('STORE', key, 'ok', null);
+    if (this.#observers.length !== 0) this.#emit('STORE', key, 'ok', null, undefined, next);
   }
 
   #evictOldest(): void {
@@ -472,29 +489,36 @@ export class GovernedMap<K, V> {
       } catch (cause) {
         counters.deletesRejected++;
         counters.recordRejection('VALIDATOR_FAILED');
-        if (this.#observers.length !== 0) this.#emit('DELETE', key, 'error', 'VALIDATOR_FAILED');
+        if (this.#observers.length !== 0) this.#emit('DELETE', key, 'error', 'VALIDATOR_FAILED', undefined, previous);
         throw new ValidatorFailedError(this.name, key, cause);
       }
       const rejection = toRejection(verdict);
       if (rejection !== null) {
         counters.deletesRejected++;
         counters.recordRejection(rejection.reason);
-        if (this.#observers.length !== 0) this.#emit('DELETE', key, 'rejected', rejection.reason);
+        if (this.#observers.length !== 0) this.#emit('DELETE', key, 'rejected', rejection.reason, undefined, previous);
         throw new ValidationError(this.name, key, rejection.reason, rejection.detail);
       }
     }
     this.#store.delete(key);
     this.#expiresAt?.delete(key);
     counters.deletesOk++;
-    if (this.#observers.length !== 0) this.#emit('DELETE', key, 'ok', null);
+    if (this.#observers.length !== 0) this.#emit('DELETE', key, 'ok', null, undefined, previous);
     return previous;
   }
 
-  #emit(op: OpType, key: K | undefined, outcome: Outcome, reason: string | null, options?: RangeOptions<K>): void {
+  /** Awaits every observer that offers `flush` (the audit's fsync); nothing when none does. */
+  async #flushObservers(): Promise<void> {
+    for (const observer of this.#observers) {
+      if (observer.flush !== undefined) await observer.flush();
+    }
+  }
+
+  #emit(op: OpType, key: K | undefined, outcome: Outcome, reason: string | null, options?: RangeOptions<K>, value?: V): void {
     const bounds = op === 'RANGE' ? describeBounds(options) : null;
     for (const observer of this.#observers) {
       try {
-        observer.onOperation(this.name, op, key, outcome, reason, bounds);
+        observer.onOperation(this.name, op, key, outcome, reason, bounds, value);
       } catch {
         // An observer's failure must not fail (or half-apply) the operation it watched;
         // the audit part reports its own sink failures through its own channel.

@@ -9,7 +9,17 @@ export type Outcome = 'ok' | 'miss' | 'rejected' | 'error';
  * Arguments are positional, not an event object, so that observing allocates nothing.
  */
 export interface MapObserver<K = unknown> {
-  onOperation(map: string, op: OpType, key: K | undefined, outcome: Outcome, reason: string | null, bounds: RangeBounds | null): void;
+  /**
+   * @param value for STORE the value written (or refused), for DELETE the value removed;
+   *   `undefined` for reads, expiries and evictions. The audit records money from it as a
+   *   decimal string.
+   */
+  onOperation(map: string, op: OpType, key: K | undefined, outcome: Outcome, reason: string | null, bounds: RangeBounds | null, value?: unknown): void;
   /** Lifecycle of the map instance itself. */
   onLifecycle?(map: string, event: 'CREATED' | 'DISPOSED'): void;
+  /**
+   * Resolves once everything this observer was told so far is durable (the audit: fsynced).
+   * `updateAsync` awaits it before it settles, so an awaited write is a durable write.
+   */
+  flush?(): Promise<void>;
 }
