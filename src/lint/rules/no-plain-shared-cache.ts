@@ -1,0 +1,166 @@
+import { AST_NODE_TYPES, ESLintUtils } from '@typescript-eslint/utils';
+import type { TSESLint, TSESTree } from '@typescript-eslint/utils';
+import { isFunctionNode, unwrap } from '../ast.ts';
+import type { FunctionNode } from '../ast.ts';
+import { createRule } from '../create-rule.ts';
+import { typeMatchesAny, typeSpecifierSchema } from '../type-match.ts';
+import type { TypeSpecifier } from '../type-match.ts';
+
+export interface NoPlainSharedCacheOptions {
+  /**
+   * Which functions count as serving shared traffic. `handlers` (default): request handlers
+   * (a parameter of a request type) and exported async functions. `async`: also every other
+   * async function and method (the strict preset).
+   */
+  readonly scope?: 'handlers' | 'async';
+  /** More request types that mark a function as a request handler (Express, Fastify...). Default: none. */
+  readonly requestTypes?: readonly TypeSpecifier[];
+}
+
+type MessageIds = 'plainSharedCache';
+
+/** Request types of Node and the fetch API; a parameter of one of these makes a handler. */
+const NODE_REQUEST_TYPES: readonly TypeSpecifier[] = [
+  { from: 'package', package: 'http', name: ['IncomingMessage', 'ServerResponse'] },
+  { from: 'package', package: 'http2', name: ['Http2ServerRequest', 'Http2ServerResponse', 'ServerHttp2Stream'] },
+  { from: 'lib', name: 'Request' },
+  // undici's fetch types, which @types/node declares as a package module.
+  { from: 'package', package: 'undici-types', name: 'Request' },
+];
+
+const MAP_TYPE: TypeSpecifier = { from: 'lib', name: 'Map' };
+const MAP_MUTATORS = new Set(['set', 'delete', 'clear']);
+
+/**
+ * A module-level `Map` (or `{}` used as a dictionary) that request handlers write to is a
+ * shared cache with none of what the specification asks of one: no validator on writes, no
+ * metrics, no audit, no key lifecycle (it grows until the process dies), no atomic
+ * read-modify-write across `await`. Reported once per such variable, at its declaration,
+ * naming the first function that writes it. A Map only read by handlers (filled at start-up) is
+ * configuration, not a cache, and is left alone; so are WeakMaps, locals, and GovernedMaps.
+ */
+export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], MessageIds>({
+  name: 'no-plain-shared-cache',
+  meta: {
+    type: 'suggestion',
+    docs: {
+      description: 'Forbid module-level Maps and dictionaries written by request handlers; use a GovernedMap',
+      recommended: 'recommended',
+      requiresTypeChecking: true,
+    },
+    messages: {
+      plainSharedCache:
+        'Module-level {{kind}} `{{name}}` is written by {{writer}}: a shared cache with no validator, metrics, audit or key lifecycle. Use a GovernedMap (validated writes, update/updateAsync for read-modify-write).',
+    },
+    schema: [
+      {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          scope: { type: 'string', enum: ['handlers', 'async'] },
+          requestTypes: { type: 'array', items: typeSpecifierSchema },
+        },
+      },
+    ],
+  },
+  defaultOptions: [{ scope: 'handlers' }],
+  create(context, [options]) {
+    const services = ESLintUtils.getParserServices(context);
+    const program = services.program;
+    const checker = program.getTypeChecker();
+    const requestTypes = [...NODE_REQUEST_TYPES, ...(options.requestTypes ?? [])];
+    const anyAsync = options.scope === 'async';
+    const sourceCode = context.sourceCode;
+
+    /** Why a function counts as serving traffic, e.g. "request handler `dispatch`", or null. */
+    function servesTraffic(fn: FunctionNode): string | null {
+      const name = functionName(fn);
+      for (const param of fn.params) {
+        const target = param.type === AST_NODE_TYPES.TSParameterProperty ? param.parameter : param;
+        if (typeMatchesAny(services.getTypeAtLocation(target), requestTypes, program)) return `request handler ${name}`;
+      }
+      if (fn.async && isExported(fn)) return `exported async function ${name}`;
+      if (fn.async && anyAsync) return `async function ${name}`;
+      return null;
+    }
+
+    function kindOf(declarator: TSESTree.VariableDeclarator): 'Map' | 'dictionary object' | null {
+      const type = services.getTypeAtLocation(declarator.id);
+      if (typeMatchesAny(type, [MAP_TYPE], program)) return 'Map';
+      const init = declarator.init === null ? null : unwrap(declarator.init);
+      if (init?.type !== AST_NODE_TYPES.ObjectExpression) return null;
+      const t = checker.getNonNullableType(type);
+      const indexed = t.getStringIndexType() !== undefined || t.getNumberIndexType() !== undefined;
+      return indexed ? 'dictionary object' : null;
+    }
+
+    /** Is this reference a write to the collection (not a read, not a reassignment of the variable)? */
+    function isCollectionWrite(reference: TSESLint.Scope.Reference, kind: 'Map' | 'dictionary object'): boolean {
+      const id = reference.identifier as TSESTree.Node;
+      const member = id.parent;
+      if (member?.type !== AST_NODE_TYPES.MemberExpression || member.object !== id) return false;
+      if (kind === 'Map') {
+        const name = !member.computed && member.property.type === AST_NODE_TYPES.Identifier ? member.property.name : null;
+        return name !== null && MAP_MUTATORS.has(name) && member.parent.type === AST_NODE_TYPES.CallExpression && member.parent.callee === member;
+      }
+      if (!member.computed) return false;
+      const parent = member.parent;
+      return (
+        (parent.type === AST_NODE_TYPES.AssignmentExpression && parent.left === member) ||
+        (parent.type === AST_NODE_TYPES.UpdateExpression && parent.argument === member) ||
+        (parent.type === AST_NODE_TYPES.UnaryExpression && parent.operator === 'delete' && parent.argument === member)
+      );
+    }
+
+    return {
+      'Program:exit'(program: TSESTree.Program) {
+        const moduleScope = sourceCode.getScope(program).childScopes.find((s) => s.type === 'module') ?? sourceCode.getScope(program);
+        for (const variable of moduleScope.variables) {
+          const definition = variable.defs[0];
+          if (variable.defs.length !== 1 || definition?.node.type !== AST_NODE_TYPES.VariableDeclarator) continue;
+          if (definition.node.id.type !== AST_NODE_TYPES.Identifier) continue;
+          const kind = kindOf(definition.node);
+          if (kind === null) continue;
+          for (const reference of variable.references) {
+            if (!isCollectionWrite(reference, kind)) continue;
+            const writer = writerOf(reference.identifier as TSESTree.Node, servesTraffic);
+            if (writer === null) continue;
+            context.report({ node: definition.node.id, messageId: 'plainSharedCache', data: { kind, name: variable.name, writer } });
+            break;
+          }
+        }
+      },
+    };
+  },
+});
+
+/** The innermost enclosing function that serves traffic, described; null when none does. */
+function writerOf(node: TSESTree.Node, servesTraffic: (fn: FunctionNode) => string | null): string | null {
+  for (let n = node.parent; n !== undefined; n = n.parent) {
+    if (isFunctionNode(n)) {
+      const why = servesTraffic(n);
+      if (why !== null) return why;
+    }
+  }
+  return null;
+}
+
+function functionName(fn: FunctionNode): string {
+  if (fn.id) return `\`${fn.id.name}\``;
+  const parent = fn.parent;
+  if (parent.type === AST_NODE_TYPES.VariableDeclarator && parent.id.type === AST_NODE_TYPES.Identifier) return `\`${parent.id.name}\``;
+  if ((parent.type === AST_NODE_TYPES.Property || parent.type === AST_NODE_TYPES.MethodDefinition) && parent.key.type === AST_NODE_TYPES.Identifier) {
+    return `\`${parent.key.name}\``;
+  }
+  return '(anonymous)';
+}
+
+/** `export async function f`, `export default async function`, `export const f = async () =>`. */
+function isExported(fn: FunctionNode): boolean {
+  const parent = fn.parent;
+  if (parent.type === AST_NODE_TYPES.ExportNamedDeclaration || parent.type === AST_NODE_TYPES.ExportDefaultDeclaration) return true;
+  if (parent.type === AST_NODE_TYPES.VariableDeclarator) {
+    return parent.parent.type === AST_NODE_TYPES.VariableDeclaration && parent.parent.parent.type === AST_NODE_TYPES.ExportNamedDeclaration;
+  }
+  return false;
+}

@@ -1,0 +1,296 @@
+import { AST_NODE_TYPES, ASTUtils, ESLintUtils } from '@typescript-eslint/utils';
+import type { TSESLint, TSESTree } from '@typescript-eslint/utils';
+import { asMethodCall, canonicalText, contains, enclosingFunction, isFunctionNode, rootIdentifier, unwrap, valueIdentifiers, walk } from '../ast.ts';
+import type { FunctionNode } from '../ast.ts';
+import { createRule } from '../create-rule.ts';
+import { BUILTIN_MAP, GOVERNED_MAP, typeMatchesAny, typeSpecifierSchema } from '../type-match.ts';
+import type { TypeSpecifier } from '../type-match.ts';
+
+/** A map-like type: how to recognise it, which of its methods read a key, which write one. */
+export interface WatchedMapType {
+  readonly type: TypeSpecifier;
+  /** Methods `(key, ...) => value` that read the key. */
+  readonly read: readonly string[];
+  /** Methods `(key, value, ...)` that write the key. */
+  readonly write: readonly string[];
+}
+
+export interface NoRmwAcrossAwaitOptions {
+  /** More map types to watch (a Redis-backed cache, a repository...). Default: none. */
+  readonly maps?: readonly WatchedMapType[];
+  /** Also watch the built-in Map (`get` / `set`). Default true. */
+  readonly builtinMap?: boolean;
+}
+
+type MessageIds = 'lostUpdate' | 'lostUpdateInUpdateFn';
+
+const GOVERNED: WatchedMapType = { type: GOVERNED_MAP, read: ['load', 'loadOrStore'], write: ['store'] };
+const BUILTIN: WatchedMapType = { type: BUILTIN_MAP, read: ['get'], write: ['set'] };
+
+/** A variable holds (something computed from) the value `map.read(key)` returned at `readEnd`. */
+interface Taint {
+  readonly map: string;
+  readonly key: string;
+  readonly kind: WatchedMapType;
+  readonly read: TSESTree.CallExpression;
+  readonly method: string;
+}
+
+interface Access {
+  readonly map: string;
+  readonly key: string;
+  readonly kind: WatchedMapType;
+  readonly method: string;
+  readonly keyNode: TSESTree.Node;
+}
+
+/**
+ * The lost update: a value read from a map for key k, an `await` (where any other request can
+ * write k), then a write of k computed from the stale value, which silently discards whatever
+ * was written in between. With money in the map, that is money created or destroyed.
+ *
+ * ESLint's require-atomic-updates left the recommended set in 2019 after floods of false
+ * positives; this rule trades recall for precision. It fires only when all of these hold:
+ * - the receiver is, by the type checker, a GovernedMap (or Map, or a type named in options),
+ *   and read and write name the same receiver and the same key (same simple expression, simple
+ *   `const` aliases followed, the key variable not reassigned in between);
+ * - the written value is derived from the read through variables (`const next = v + amount`,
+ *   `v -= amount`, destructuring), or is the read itself;
+ * - an `await` (or `for await`) of a function that contains the write lies after the read and
+ *   before the write, and is not in a branch that returns or throws before reaching the write;
+ * - the key is not read again on that map after the last such `await` (a re-read, or a
+ *   compare-before-write guard, means the code already deals with concurrent writers).
+ * Writes through `compareAndSwap` are never reported: a stale expected value makes them fail.
+ */
+export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds>({
+  name: 'no-rmw-across-await',
+  meta: {
+    type: 'problem',
+    docs: {
+      description: 'Forbid writing a map key from a value read before an await (the lost update); use update/updateAsync',
+      recommended: 'recommended',
+      requiresTypeChecking: true,
+    },
+    messages: {
+      lostUpdate:
+        '{{map}}.{{write}}({{key}}, ...) writes a value computed from {{map}}.{{read}}({{key}}), read before an await: a write to {{key}} by another request during the await is lost. {{fix}}',
+      lostUpdateInUpdateFn:
+        "The update function of {{map}}.{{write}}({{key}}, ...) ignores its argument and uses {{map}}.{{read}}({{key}}), read before an await: a write to {{key}} during the await is lost. Compute from the update function's argument.",
+    },
+    schema: [
+      {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          builtinMap: { type: 'boolean' },
+          maps: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['type', 'read', 'write'],
+              properties: {
+                type: typeSpecifierSchema,
+                read: { type: 'array', items: { type: 'string', minLength: 1 } },
+                write: { type: 'array', items: { type: 'string', minLength: 1 } },
+              },
+            },
+          },
+        },
+      },
+    ],
+  },
+  defaultOptions: [{ builtinMap: true }],
+  create(context, [options]) {
+    const services = ESLintUtils.getParserServices(context);
+    const program = services.program;
+    const sourceCode = context.sourceCode;
+    const kinds: WatchedMapType[] = [GOVERNED, ...(options.builtinMap === false ? [] : [BUILTIN]), ...(options.maps ?? [])];
+    const readNames = new Set(kinds.flatMap((k) => k.read));
+    const writeNames = new Set([...kinds.flatMap((k) => k.write), 'update', 'updateAsync']);
+
+    /** Suspension points in source order: where an async function may let other code run. */
+    const suspensions: Array<{ readonly node: TSESTree.Node; readonly at: number }> = [];
+    /** Every recognised read, by call node. */
+    const reads = new Map<TSESTree.CallExpression, Access>();
+    const taints = new Map<TSESLint.Scope.Variable, Taint[]>();
+
+    /** `receiver.method(key, ...)` on a watched map type, with receiver and key both simple. */
+    function access(node: TSESTree.CallExpression, names: ReadonlySet<string>, role: 'read' | 'write'): Access | null {
+      const call = asMethodCall(node);
+      if (call === null || !names.has(call.method)) return null;
+      const keyNode = node.arguments[0];
+      if (keyNode === undefined || keyNode.type === AST_NODE_TYPES.SpreadElement) return null;
+      const type = services.getTypeAtLocation(call.receiver);
+      const kind = kinds.find((k) => {
+        const methods = role === 'read' ? k.read : k === GOVERNED ? [...k.write, 'update', 'updateAsync'] : k.write;
+        return methods.includes(call.method) && typeMatchesAny(type, [k.type], program);
+      });
+      if (kind === undefined) return null;
+      const map = canonicalText(call.receiver, sourceCode);
+      const key = canonicalText(keyNode, sourceCode);
+      if (map === null || key === null) return null;
+      return { map, key, kind, method: call.method, keyNode };
+    }
+
+    /** Taints flowing out of an expression: reads inside it, and tainted variables it uses. */
+    function taintsOf(expression: TSESTree.Node): Taint[] {
+      const out: Taint[] = [];
+      walk(expression, sourceCode.visitorKeys, (n) => {
+        if (n !== expression && isFunctionNode(n)) return false;
+        if (n.type === AST_NODE_TYPES.CallExpression) {
+          const read = reads.get(n);
+          if (read !== undefined) out.push({ map: read.map, key: read.key, kind: read.kind, read: n, method: read.method });
+        }
+        return true;
+      });
+      for (const id of valueIdentifiers(expression, sourceCode.visitorKeys)) {
+        const variable = ASTUtils.findVariable(sourceCode.getScope(id), id);
+        const inherited = variable === null ? undefined : taints.get(variable);
+        if (inherited !== undefined) out.push(...inherited);
+      }
+      return out;
+    }
+
+    /** Is `suspension` on a path that reaches `write`, as far as returns and throws show? */
+    function reaches(suspension: TSESTree.Node, write: TSESTree.Node): boolean {
+      let child: TSESTree.Node = suspension;
+      let n = suspension.parent;
+      for (; n !== undefined && !contains(n, write); child = n, n = n.parent) {
+        if (child.type === AST_NODE_TYPES.ReturnStatement || child.type === AST_NODE_TYPES.ThrowStatement) return false;
+        const list = statementList(n);
+        if (list === null) continue;
+        const index = list.indexOf(child as TSESTree.Statement);
+        const exits = n.type === AST_NODE_TYPES.SwitchCase && contains(n.parent, write) ? CASE_EXITS : BLOCK_EXITS;
+        for (let i = index + 1; i < list.length; i++) if (exits.has(list[i]!.type)) return false;
+      }
+      // n is the innermost node holding both: the two must not sit in exclusive branches of it.
+      if (n === undefined) return true;
+      if (n.type === AST_NODE_TYPES.IfStatement || n.type === AST_NODE_TYPES.ConditionalExpression) {
+        return !((child === n.consequent && n.alternate !== null && contains(n.alternate, write)) || (child === n.alternate && contains(n.consequent, write)));
+      }
+      return true;
+    }
+
+    /** The stale taint a write uses, or null when the write is safe as far as the rule can prove. */
+    function staleTaint(write: TSESTree.CallExpression, target: Access, flowing: readonly Taint[]): Taint | null {
+      for (const taint of flowing) {
+        if (taint.map !== target.map || taint.key !== target.key || taint.kind !== target.kind) continue;
+        const readEnd = taint.read.range[1];
+        let lastSuspension = -1;
+        for (const s of suspensions) {
+          if (s.at <= readEnd || s.at > write.range[1]) continue;
+          if (!contains(enclosingFunction(s.node), write) || !reaches(s.node, write)) continue;
+          lastSuspension = Math.max(lastSuspension, s.at);
+        }
+        if (lastSuspension < 0) continue;
+        if (keyReassigned(target.keyNode, readEnd, write.range[0])) continue;
+        const reread = [...reads].some(([node, r]) => node !== taint.read && r.map === target.map && r.key === target.key && node.range[0] >= lastSuspension && node.range[1] <= write.range[1]);
+        if (reread) continue;
+        return taint;
+      }
+      return null;
+    }
+
+    function keyReassigned(keyNode: TSESTree.Node, from: number, to: number): boolean {
+      const root = rootIdentifier(keyNode);
+      if (root === null) return false;
+      const variable = ASTUtils.findVariable(sourceCode.getScope(root), root);
+      return variable?.references.some((r) => r.isWrite() && r.identifier.range[0] > from && r.identifier.range[0] < to) ?? false;
+    }
+
+    function fixFor(target: Access): string {
+      return target.kind === GOVERNED
+        ? `Use ${target.map}.updateAsync(${target.key}, async (current) => ...) so the computation sees the current value, or re-read after the await.`
+        : 'Keep this state in a GovernedMap and use updateAsync, or re-read the key after the await.';
+    }
+
+    function setTaints(variable: TSESLint.Scope.Variable | null, value: Taint[], replace: boolean): void {
+      if (variable === null) return;
+      const previous = replace ? [] : (taints.get(variable) ?? []);
+      const next = [...previous, ...value];
+      if (next.length === 0) taints.delete(variable);
+      else taints.set(variable, next);
+    }
+
+    return {
+      AwaitExpression(node) {
+        suspensions.push({ node, at: node.range[1] });
+      },
+      'ForOfStatement:exit'(node: TSESTree.ForOfStatement) {
+        // Each iteration of `for await` suspends before the body runs.
+        if (node.await) suspensions.push({ node: node.right, at: node.right.range[1] });
+      },
+      YieldExpression(node) {
+        suspensions.push({ node, at: node.range[1] });
+      },
+      'CallExpression:exit'(node: TSESTree.CallExpression) {
+        const read = access(node, readNames, 'read');
+        if (read !== null) reads.set(node, read);
+        const write = access(node, writeNames, 'write');
+        if (write === null) return;
+        if (write.method === 'update' || write.method === 'updateAsync') {
+          checkUpdateFunction(node, write);
+          return;
+        }
+        const value = node.arguments[1];
+        if (value === undefined) return;
+        const stale = staleTaint(node, write, taintsOf(value));
+        if (stale !== null) {
+          context.report({ node, messageId: 'lostUpdate', data: { map: write.map, key: write.key, write: write.method, read: stale.method, fix: fixFor(write) } });
+        }
+      },
+      'VariableDeclarator:exit'(node: TSESTree.VariableDeclarator) {
+        if (node.init === null) return;
+        const flowing = taintsOf(node.init);
+        for (const variable of sourceCode.getDeclaredVariables(node)) setTaints(variable, flowing, true);
+      },
+      'AssignmentExpression:exit'(node: TSESTree.AssignmentExpression) {
+        const left = unwrap(node.left);
+        if (left.type !== AST_NODE_TYPES.Identifier) return;
+        const variable = ASTUtils.findVariable(sourceCode.getScope(left), left);
+        // `v = fresh` replaces what v holds; `v += x` keeps it and adds x's.
+        setTaints(variable, taintsOf(node.right), node.operator === '=');
+      },
+    };
+
+    /** `map.update(k, () => stale + 1)`: the function ignores its argument and uses the stale read. */
+    function checkUpdateFunction(node: TSESTree.CallExpression, write: Access): void {
+      const fnArgument = node.arguments[1];
+      if (fnArgument === undefined) return;
+      const fn = unwrap(fnArgument);
+      if (!isFunctionNode(fn)) return;
+      if (usesFirstParameter(fn)) return;
+      const stale = staleTaint(node, write, taintsOf(fn.body));
+      if (stale !== null) {
+        context.report({ node: fn, messageId: 'lostUpdateInUpdateFn', data: { map: write.map, key: write.key, write: write.method, read: stale.method } });
+      }
+    }
+
+    function usesFirstParameter(fn: FunctionNode): boolean {
+      const first = fn.params[0];
+      if (first === undefined) return false;
+      if (first.type !== AST_NODE_TYPES.Identifier) return true;
+      const variable = sourceCode.getDeclaredVariables(fn).find((v) => v.name === first.name);
+      return variable === undefined || variable.references.length > 0;
+    }
+  },
+});
+
+/** Statements after which the rest of a block does not run. */
+const BLOCK_EXITS: ReadonlySet<string> = new Set([AST_NODE_TYPES.ReturnStatement, AST_NODE_TYPES.ThrowStatement]);
+/** In a case of the switch that also holds the write, `break` leaves for after the switch, never into that other case. */
+const CASE_EXITS: ReadonlySet<string> = new Set([AST_NODE_TYPES.ReturnStatement, AST_NODE_TYPES.ThrowStatement, AST_NODE_TYPES.BreakStatement]);
+
+function statementList(node: TSESTree.Node): readonly TSESTree.Node[] | null {
+  switch (node.type) {
+    case AST_NODE_TYPES.BlockStatement:
+    case AST_NODE_TYPES.Program:
+    case AST_NODE_TYPES.StaticBlock:
+      return node.body;
+    case AST_NODE_TYPES.SwitchCase:
+      return node.consequent;
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,180 @@
+import { ESLintUtils } from '@typescript-eslint/utils';
+import type { TSESTree } from '@typescript-eslint/utils';
+import ts from 'typescript';
+import { createRule } from '../create-rule.ts';
+import { GOVERNED_MAP, resolveCallee, symbolMatches } from '../type-match.ts';
+
+type MessageIds = 'acceptsEverything' | 'noVerdict';
+
+/** How many `const v = w` / re-export hops are followed to find a validator's body. */
+const MAX_HOPS = 4;
+
+/** The verdict a validator function provably always gives, as far as its body shows. */
+type Finding = { readonly kind: 'acceptsEverything'; readonly why: string } | { readonly kind: 'noVerdict'; readonly why: string } | null;
+
+/**
+ * The specification forbids a bare, unvalidated store: GovernedMap requires a `validate`
+ * option, but the type system cannot tell a business rule from `() => true`. This rule reads
+ * the validator's body (inline, or a function/const of any file in the program, through
+ * imports) and reports one that provably accepts every write (every return is `true`, and it
+ * never throws) or that returns no verdict at all (an empty body: GovernedMap then refuses
+ * every write with VALIDATOR_RETURNED_NO_VERDICT). `allOf()` of such validators (or of none)
+ * counts as one. A validator whose verdict depends on anything is left alone.
+ */
+export const requireValidator = createRule<[], MessageIds>({
+  name: 'require-validator',
+  meta: {
+    type: 'problem',
+    docs: {
+      description: 'Require GovernedMap validators that can reject a write',
+      recommended: 'recommended',
+      requiresTypeChecking: true,
+    },
+    messages: {
+      acceptsEverything:
+        'The validator of GovernedMap {{map}} accepts every write ({{why}}): that is a bare, unvalidated store. Check the business rule (amount not negative, account active...) and return a reason code when it fails.',
+      noVerdict:
+        'The validator of GovernedMap {{map}} returns no verdict ({{why}}): GovernedMap refuses every write with VALIDATOR_RETURNED_NO_VERDICT. Return true to accept, or a reason code to refuse.',
+    },
+    schema: [],
+  },
+  defaultOptions: [],
+  create(context) {
+    const services = ESLintUtils.getParserServices(context);
+    const program = services.program;
+    const checker = program.getTypeChecker();
+
+    /** Follows an expression to the object literal it denotes, through const variables. */
+    function objectLiteralOf(expression: ts.Expression, hops = 0): ts.ObjectLiteralExpression | null {
+      const e = skipOuter(expression);
+      if (ts.isObjectLiteralExpression(e)) return e;
+      if (ts.isIdentifier(e) && hops < MAX_HOPS) {
+        const init = constInitialiser(e);
+        return init === null ? null : objectLiteralOf(init, hops + 1);
+      }
+      return null;
+    }
+
+    /** The initialiser of the const (or function) an identifier refers to, through imports. */
+    function constInitialiser(identifier: ts.Identifier): ts.Expression | null {
+      const declaration = valueDeclarationOf(identifier);
+      if (declaration === undefined || !ts.isVariableDeclaration(declaration) || declaration.initializer === undefined) return null;
+      const list = declaration.parent;
+      if (!ts.isVariableDeclarationList(list) || (list.flags & ts.NodeFlags.Const) === 0) return null;
+      return declaration.initializer;
+    }
+
+    function valueDeclarationOf(identifier: ts.Identifier): ts.Declaration | undefined {
+      let symbol = checker.getSymbolAtLocation(identifier);
+      if (symbol !== undefined && (symbol.flags & ts.SymbolFlags.Alias) !== 0) symbol = checker.getAliasedSymbol(symbol);
+      return symbol?.valueDeclaration;
+    }
+
+    /** What the `validate` value provably does. */
+    function judge(value: ts.Expression | ts.Declaration, hops = 0): Finding {
+      if (hops > MAX_HOPS) return null;
+      if (ts.isFunctionDeclaration(value) || ts.isMethodDeclaration(value) || ts.isFunctionExpression(value) || ts.isArrowFunction(value)) {
+        return judgeFunction(value);
+      }
+      if (!isExpression(value)) return null;
+      const e = skipOuter(value);
+      if (ts.isFunctionExpression(e) || ts.isArrowFunction(e)) return judgeFunction(e);
+      if (ts.isIdentifier(e)) {
+        const declaration = valueDeclarationOf(e);
+        if (declaration === undefined) return null;
+        if (ts.isFunctionDeclaration(declaration)) return judgeFunction(declaration);
+        const init = constInitialiser(e);
+        return init === null ? null : judge(init, hops + 1);
+      }
+      if (ts.isCallExpression(e)) {
+        const callee = resolveCallee(e, program);
+        if (callee?.name !== 'allOf' || callee.module !== 'govmap') return null;
+        if (e.arguments.length === 0) return { kind: 'acceptsEverything', why: 'allOf() of no validators' };
+        const parts = e.arguments.map((a) => judge(a, hops + 1));
+        if (parts.every((p) => p?.kind === 'acceptsEverything')) return { kind: 'acceptsEverything', why: 'allOf() of validators that accept everything' };
+        return null;
+      }
+      return null;
+    }
+
+    return {
+      NewExpression(node) {
+        // GovernedMap itself, not a subclass: a subclass's constructor options are its own.
+        const callee = services.esTreeNodeToTSNodeMap.get(node.callee);
+        if (!symbolMatches(checker.getSymbolAtLocation(callee), GOVERNED_MAP, program)) return;
+        const argument = node.arguments[0];
+        if (argument === undefined) return;
+        const tsArgument = services.esTreeNodeToTSNodeMap.get(argument) as ts.Expression;
+        const options = objectLiteralOf(tsArgument);
+        if (options === null) return;
+        const property = options.properties.find((p) => p.name !== undefined && propertyNameText(p.name) === 'validate');
+        if (property === undefined) return;
+        let finding: Finding = null;
+        if (ts.isPropertyAssignment(property)) finding = judge(property.initializer);
+        else if (ts.isMethodDeclaration(property)) finding = judgeFunction(property);
+        else if (ts.isShorthandPropertyAssignment(property)) finding = judge(property.name);
+        if (finding === null) return;
+        const mapName = nameOption(options);
+        // Report on the validator itself when it is written in this file, else on the options.
+        const here = options.getSourceFile() === services.esTreeNodeToTSNodeMap.get(node).getSourceFile();
+        const target = here ? (services.tsNodeToESTreeNodeMap.get(property) as TSESTree.Node | undefined) : undefined;
+        context.report({ node: target ?? argument, messageId: finding.kind, data: { map: mapName, why: finding.why } });
+      },
+    };
+
+    function nameOption(options: ts.ObjectLiteralExpression): string {
+      for (const p of options.properties) {
+        if (ts.isPropertyAssignment(p) && propertyNameText(p.name) === 'name' && ts.isStringLiteralLike(p.initializer)) return `"${p.initializer.text}"`;
+      }
+      return '(unnamed)';
+    }
+  },
+});
+
+function isExpression(node: ts.Node): node is ts.Expression {
+  return !ts.isFunctionDeclaration(node) && !ts.isMethodDeclaration(node) && !ts.isVariableDeclaration(node);
+}
+
+function propertyNameText(name: ts.PropertyName): string | null {
+  if (ts.isIdentifier(name) || ts.isStringLiteral(name) || ts.isNumericLiteral(name)) return name.text;
+  return null;
+}
+
+/** Parentheses, `as`, `satisfies`, `!`. */
+function skipOuter(expression: ts.Expression): ts.Expression {
+  let e = expression;
+  while (ts.isParenthesizedExpression(e) || ts.isAsExpression(e) || ts.isSatisfiesExpression(e) || ts.isNonNullExpression(e) || ts.isTypeAssertionExpression(e)) {
+    e = e.expression;
+  }
+  return e;
+}
+
+function isTrueLiteral(expression: ts.Expression): boolean {
+  return skipOuter(expression).kind === ts.SyntaxKind.TrueKeyword;
+}
+
+/**
+ * A function's verdict as its body shows it. Returns and throws inside nested functions do not
+ * count (they are other functions' verdicts). A `throw` anywhere means it can refuse.
+ */
+function judgeFunction(fn: ts.FunctionLikeDeclaration): Finding {
+  const body = fn.body;
+  if (body === undefined) return null;
+  if (!ts.isBlock(body)) return isTrueLiteral(body) ? { kind: 'acceptsEverything', why: 'it always returns true' } : null;
+  const returns: ts.ReturnStatement[] = [];
+  let throws = false;
+  const visit = (node: ts.Node): void => {
+    if (ts.isFunctionLike(node) || ts.isClassLike(node)) return;
+    if (ts.isReturnStatement(node)) returns.push(node);
+    else if (ts.isThrowStatement(node)) throws = true;
+    ts.forEachChild(node, visit);
+  };
+  ts.forEachChild(body, visit);
+  if (throws) return null;
+  if (body.statements.length === 0) return { kind: 'noVerdict', why: 'its body is empty' };
+  if (returns.length === 0) return { kind: 'noVerdict', why: 'it never returns a value' };
+  if (returns.every((r) => r.expression !== undefined && isTrueLiteral(r.expression))) {
+    return { kind: 'acceptsEverything', why: 'every return is true' };
+  }
+  return null;
+}

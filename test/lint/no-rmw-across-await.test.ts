@@ -1,0 +1,100 @@
+import { noRmwAcrossAwait } from '../../src/lint/rules/no-rmw-across-await.ts';
+import { GOVMAP, typedRuleTester } from './rule-tester.ts';
+
+// Every case starts with these 6 lines, so the code under test begins on line 7.
+const header = `import { GovernedMap } from '${GOVMAP}';
+declare const balances: GovernedMap<string, bigint>;
+declare const limits: GovernedMap<string, bigint>;
+declare const cache: Map<string, number>;
+declare function riskCheck(id: string): Promise<void>;
+declare function fetchRate(id: string): Promise<number>;
+`;
+const fn = (body: string): string => `${header}export async function handle(id: string, amount: bigint): Promise<void> {\n${body}\n}`;
+
+typedRuleTester().run('no-rmw-across-await', noRmwAcrossAwait, {
+  valid: [
+    { name: 'updateAsync is the fix', code: fn(`await balances.updateAsync(id, async (current) => { await riskCheck(id); return (current ?? 0n) + amount; });`) },
+    { name: 'read, write, then await: nothing in between', code: fn(`const b = balances.load(id) ?? 0n;\nbalances.store(id, b + amount);\nawait riskCheck(id);`) },
+    { name: 'await before the read', code: fn(`await riskCheck(id);\nconst b = balances.load(id) ?? 0n;\nbalances.store(id, b + amount);`) },
+    { name: 're-read into the same variable after the await', code: fn(`let b = balances.load(id) ?? 0n;\nawait riskCheck(id);\nb = balances.load(id) ?? 0n;\nbalances.store(id, b + amount);`) },
+    { name: 'fresh read after the await (compare-before-write guard)', code: fn(`const b = balances.load(id);\nawait riskCheck(id);\nif (balances.load(id) !== b) throw new Error('changed');\nbalances.store(id, (b ?? 0n) + amount);`) },
+    { name: 'written value not derived from the read', code: fn(`const b = balances.load(id);\nawait riskCheck(id);\nif (b === undefined) balances.store(id, amount);`) },
+    { name: 'different key', code: fn(`const b = balances.load(id) ?? 0n;\nawait riskCheck(id);\nbalances.store('suspense', b + amount);`) },
+    { name: 'different map', code: fn(`const b = balances.load(id) ?? 0n;\nawait riskCheck(id);\nlimits.store(id, b + amount);`) },
+    { name: 'the await is in a branch that returns', code: fn(`const b = balances.load(id);\nif (b === undefined) { await riskCheck(id); return; }\nbalances.store(id, b + amount);`) },
+    { name: 'the await is in a branch that throws', code: fn(`const b = balances.load(id) ?? 0n;\nif (b < amount) { await riskCheck(id); throw new Error('insufficient'); }\nbalances.store(id, b - amount);`) },
+    { name: 'await and write in exclusive branches', code: fn(`const b = balances.load(id) ?? 0n;\nif (amount > 0n) { await riskCheck(id); } else { balances.store(id, b + amount); }`) },
+    { name: 'await inside a nested function that does not hold the write', code: fn(`const b = balances.load(id) ?? 0n;\nvoid (async () => { await riskCheck(id); })();\nbalances.store(id, b + amount);`) },
+    { name: 'compareAndSwap with a stale expected value fails safely', code: fn(`const b = balances.load(id) ?? 0n;\nawait riskCheck(id);\nbalances.compareAndSwap(id, b, b + amount);`) },
+    { name: 'update computes from its argument', code: fn(`const b = balances.load(id) ?? 0n;\nawait riskCheck(id);\nbalances.update(id, (current) => (current ?? b) + amount);`) },
+    { name: 'the key variable is reassigned in between', code: fn(`let key = id;\nconst b = balances.load(key) ?? 0n;\nkey = 'other';\nawait riskCheck(id);\nbalances.store(key, b + amount);`) },
+    { name: 'Map cache fill: the written value comes from the awaited fetch, not the read', code: `${header}export async function rate(id: string): Promise<number> {\n  const hit = cache.get(id);\n  if (hit !== undefined) return hit;\n  const fresh = await fetchRate(id);\n  cache.set(id, fresh);\n  return fresh;\n}` },
+    { name: 'built-in Map not watched when builtinMap is false', code: fn(`const n = cache.get(id) ?? 0;\nawait riskCheck(id);\ncache.set(id, n + 1);`), options: [{ builtinMap: false }] },
+    { name: 'a same-named class that is not govmap\'s GovernedMap', code: `class GovernedMap { load(_k: string): number { return 0; } store(_k: string, _v: number): void {} }\nconst m = new GovernedMap();\nexport async function f(id: string): Promise<void> {\n  const v = m.load(id);\n  await Promise.resolve();\n  m.store(id, v + 1);\n}` },
+    { name: 'a receiver that is not a simple expression is not guessed at', code: `${header}declare function pick(): GovernedMap<string, bigint>;\nexport async function f(id: string): Promise<void> {\n  const v = pick().load(id) ?? 0n;\n  await riskCheck(id);\n  pick().store(id, v + 1n);\n}` },
+    { name: 'synchronous function: no await, no lost update', code: `${header}export function f(id: string): void {\n  const v = balances.load(id) ?? 0n;\n  balances.store(id, v + 1n);\n}` },
+  ],
+  invalid: [
+    {
+      name: 'the lost update: load, await, store derived from the load',
+      code: fn(`const b = balances.load(id) ?? 0n;\nawait riskCheck(id);\nbalances.store(id, b + amount);`),
+      errors: [{ messageId: 'lostUpdate', line: 10, column: 1, endLine: 10, endColumn: 31, data: { map: 'balances', key: 'id', write: 'store', read: 'load', fix: 'Use balances.updateAsync(id, async (current) => ...) so the computation sees the current value, or re-read after the await.' } }],
+    },
+    {
+      name: 'through an alias chain and a compound assignment',
+      code: fn(`let next = balances.load(id) ?? 0n;\nconst fee = 1n;\nawait riskCheck(id);\nnext -= fee;\nconst total = next + amount;\nbalances.store(id, total);`),
+      errors: [{ messageId: 'lostUpdate', line: 13 }],
+    },
+    {
+      name: 'through a const alias of the map',
+      code: fn(`const m = balances;\nconst b = m.load(id) ?? 0n;\nawait riskCheck(id);\nbalances.store(id, b + amount);`),
+      errors: [{ messageId: 'lostUpdate', line: 11 }],
+    },
+    {
+      name: 'destructured value',
+      code: `${header}declare const accounts: GovernedMap<string, { balance: bigint; status: string }>;\nexport async function f(id: string): Promise<void> {\n  const { balance } = accounts.load(id)!;\n  await riskCheck(id);\n  accounts.store(id, { balance: balance + 1n, status: 'active' });\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 11 }],
+    },
+    {
+      name: 'the await inside the written expression',
+      code: fn(`const b = balances.load(id) ?? 0n;\nbalances.store(id, b + BigInt(await fetchRate(id)));`),
+      errors: [{ messageId: 'lostUpdate', line: 9 }],
+    },
+    {
+      name: 'the await in a branch that falls through to the write',
+      code: fn(`const b = balances.load(id) ?? 0n;\nif (amount > 1000n) { await riskCheck(id); }\nbalances.store(id, b + amount);`),
+      errors: [{ messageId: 'lostUpdate', line: 10 }],
+    },
+    {
+      name: 'built-in Map counter',
+      code: fn(`const n = cache.get(id) ?? 0;\nawait riskCheck(id);\ncache.set(id, n + 1);`),
+      errors: [{ messageId: 'lostUpdate', line: 10, data: { map: 'cache', key: 'id', write: 'set', read: 'get', fix: 'Keep this state in a GovernedMap and use updateAsync, or re-read the key after the await.' } }],
+    },
+    {
+      name: 'update whose function ignores its argument',
+      code: fn(`const b = balances.load(id) ?? 0n;\nawait riskCheck(id);\nbalances.update(id, () => b + amount);`),
+      errors: [{ messageId: 'lostUpdateInUpdateFn', line: 10, column: 21 }],
+    },
+    {
+      name: 'for await between read and write',
+      code: `${header}export async function f(id: string, events: AsyncIterable<bigint>): Promise<void> {\n  const b = balances.load(id) ?? 0n;\n  let sum = 0n;\n  for await (const e of events) sum += e;\n  balances.store(id, b + sum);\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 11 }],
+    },
+    {
+      name: 'a subclass of GovernedMap',
+      code: `${header}class Ledger extends GovernedMap<string, bigint> {}\ndeclare const ledger: Ledger;\nexport async function f(id: string): Promise<void> {\n  const b = ledger.load(id) ?? 0n;\n  await riskCheck(id);\n  ledger.store(id, b + 1n);\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 12 }],
+    },
+    {
+      name: 'a user-named map type',
+      code: `class KvStore { get(_k: string): number { return 0; } put(_k: string, _v: number): void {} }\nconst kv = new KvStore();\nexport async function f(id: string): Promise<void> {\n  const v = kv.get(id);\n  await Promise.resolve();\n  kv.put(id, v + 1);\n}`,
+      options: [{ maps: [{ type: { from: 'file', name: 'KvStore' }, read: ['get'], write: ['put'] }] }],
+      errors: [{ messageId: 'lostUpdate', line: 6 }],
+    },
+    {
+      name: 'this.map in a class method, key from a member chain',
+      code: `${header}export class Payments {\n  readonly balances = new GovernedMap<string, bigint>({ name: 'b', validate: (_k, v) => (v >= 0n ? true : 'NEG') });\n  async credit(req: { params: { id: string } }, amount: bigint): Promise<void> {\n    const b = this.balances.load(req.params.id) ?? 0n;\n    await riskCheck(req.params.id);\n    this.balances.store(req.params.id, b + amount);\n  }\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 12 }],
+    },
+  ],
+});
