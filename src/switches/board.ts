@@ -1,0 +1,322 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { ConfigurationError } from '../map/errors.ts';
+import { canonicalJson, definitionToJson, parseSwitchDefinition, parseSwitchSet, SWITCH_NAME } from './definition.ts';
+import type { JsonValue, SwitchDefinition, SwitchSetInput } from './definition.ts';
+import { SwitchNameError, SwitchReplicaReadOnlyError, SwitchVersionConflictError } from './errors.ts';
+import { SwitchSnapshot, SwitchView } from './snapshot.ts';
+import type { SwitchContext, SwitchEvaluation } from './targeting.ts';
+
+/** Who changes a switch set and why: recorded on the snapshot and in the audit event. */
+export interface SwitchChangeRequest {
+  /** `admin:<token id>`, `file:<path>`, `etcd`, `deploy-bot`... Required: an anonymous change is not auditable. */
+  readonly actor: string;
+  readonly reason: string;
+  /** Default `api`. */
+  readonly source?: string;
+  /** Apply only if the board is still at this version (optimistic concurrency for admin edits). */
+  readonly expectedVersion?: number;
+}
+
+/** What listeners receive after every swap. */
+export interface SwitchChange {
+  readonly board: string;
+  readonly previous: SwitchSnapshot;
+  readonly next: SwitchSnapshot;
+  /** Switches added, removed or modified, sorted. Never empty: a no-op change makes no version. */
+  readonly changed: readonly string[];
+}
+
+/** The audit event of one change (who, when, old and new version, reason). */
+export interface SwitchAuditEvent {
+  readonly type: 'SWITCH_CHANGE';
+  readonly board: string;
+  readonly actor: string;
+  readonly reason: string;
+  readonly source: string;
+  readonly oldVersion: number;
+  readonly newVersion: number;
+  readonly changed: readonly string[];
+  /** ISO-8601. */
+  readonly at: string;
+  /** Nanoseconds since the epoch as a decimal string (the audit contract's timestamp). */
+  readonly timestamp: string;
+}
+
+/**
+ * Where change events go when audit is configured (the audit part's recorder, a Kafka topic...).
+ * Called after the swap, off the readers' path; a failure is counted and logged, and never
+ * undoes the change (the change is already what every reader sees).
+ */
+export interface SwitchAuditHook {
+  record(event: SwitchAuditEvent): void | Promise<void>;
+}
+
+/** A snapshot as it travels between threads and processes: plain JSON. */
+export interface PublishedSnapshot {
+  readonly board: string;
+  readonly version: number;
+  readonly updatedAt: string;
+  readonly actor: string;
+  readonly reason: string;
+  readonly source: string;
+  readonly switches: Readonly<Record<string, unknown>>;
+}
+
+export interface SwitchBoardOptions {
+  /** Names the board in metrics, audit events and the worker channel. Default `switches`. */
+  readonly name?: string;
+  /** The first snapshot's switches (validated). Default: none. */
+  readonly initial?: SwitchSetInput;
+  readonly audit?: SwitchAuditHook;
+  /** Where audit and listener failures are reported. Default `console.error`. */
+  readonly log?: (message: string, error?: unknown) => void;
+  /** Milliseconds since the epoch, for `updatedAt`. Default `Date.now`. */
+  readonly clock?: () => number;
+  /**
+   * A board that only follows another one (a worker thread's copy of the main thread's board):
+   * it starts empty at version 0, takes the versions of the snapshots it adopts, and refuses
+   * local changes (they would fork it from its primary). Default false.
+   */
+  readonly replica?: boolean;
+}
+
+/**
+ * The holder of the current switch snapshot: one reference, swapped whole on every change.
+ *
+ * Invariants:
+ * - `snapshot.version` only grows; each swap is version + 1 (a replica adopts its primary's numbers).
+ * - a change that validates is applied whole; one that does not throws and changes nothing.
+ * - inside `run()`, every read (isOn, evaluate, view, the OpenFeature provider) answers from the
+ *   snapshot pinned when the run started, however many swaps happen meanwhile.
+ */
+export class SwitchBoard {
+  readonly name: string;
+  readonly replica: boolean;
+  readonly #pinned = new AsyncLocalStorage<SwitchView>();
+  readonly #listeners = new Set<(change: SwitchChange) => void>();
+  readonly #audit: SwitchAuditHook | undefined;
+  readonly #log: (message: string, error?: unknown) => void;
+  readonly #clock: () => number;
+  #current: SwitchSnapshot;
+  /** Counters read at scrape time. */
+  readonly counters = { changes: 0, rejectedChanges: 0, auditErrors: 0, listenerErrors: 0 };
+
+  constructor(options: SwitchBoardOptions = {}) {
+    const name = options.name ?? 'switches';
+    if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new ConfigurationError('name', 'a board name matches [A-Za-z][A-Za-z0-9_.-]{0,63}', name);
+    this.name = name;
+    this.#audit = options.audit;
+    this.#log = options.log ?? ((message, error) => console.error(message, error ?? ''));
+    this.#clock = options.clock ?? Date.now;
+    this.replica = options.replica === true;
+    if (this.replica && options.initial !== undefined) throw new ConfigurationError('initial', 'a replica board gets its switches from its primary only');
+    const definitions = parseSwitchSet(options.initial ?? {}, `board "${name}" initial switches`);
+    this.#current = new SwitchSnapshot(definitions, {
+      version: this.replica ? 0 : 1,
+      updatedAt: this.#now(),
+      actor: 'init',
+      reason: this.replica ? 'replica waiting for its primary' : 'initial switches',
+      source: this.replica ? 'replica' : 'initial',
+    });
+  }
+
+  /** The current snapshot (not the pinned one: use `view()` inside a request). */
+  get snapshot(): SwitchSnapshot {
+    return this.#current;
+  }
+
+  /**
+   * Runs `fn` with the current snapshot pinned: everything `fn` starts, across any `await`,
+   * reads that one version. Nested runs keep the outer pin (a request never sees two versions);
+   * a nested `context` only changes whom targeting evaluates for.
+   */
+  run<T>(fn: () => T, context?: SwitchContext): T {
+    const outer = this.#pinned.getStore();
+    if (outer !== undefined && context === undefined) return fn();
+    if (outer !== undefined) return this.#pinned.run(new SwitchView(outer.snapshot, { ...outer.context, ...context }), fn);
+    return this.#pinned.run(new SwitchView(this.#current, context ?? {}), fn);
+  }
+
+  /**
+   * The pinned view inside `run()`; elsewhere a view of the current snapshot. A `context` given
+   * inside a run is merged over the pinned one (it refines whom targeting evaluates for; the
+   * snapshot stays the pinned one).
+   */
+  view(context?: SwitchContext): SwitchView {
+    const pinned = this.#pinned.getStore();
+    if (pinned !== undefined) return context === undefined ? pinned : new SwitchView(pinned.snapshot, { ...pinned.context, ...context });
+    return new SwitchView(this.#current, context ?? {});
+  }
+
+  /** Whether the view is pinned (inside `run()`). */
+  get pinned(): boolean {
+    return this.#pinned.getStore() !== undefined;
+  }
+
+  isOn(name: string, context?: SwitchContext): boolean {
+    const pinned = this.#pinned.getStore();
+    if (pinned !== undefined) return context === undefined ? pinned.isOn(name) : pinned.snapshot.isOn(name, { ...pinned.context, ...context });
+    return this.#current.isOn(name, context ?? {});
+  }
+
+  evaluate(name: string, context?: SwitchContext): SwitchEvaluation {
+    return this.view(context).evaluate(name);
+  }
+
+  /** Replaces the whole set. Returns the new snapshot, or null when nothing changed (no new version). */
+  replace(switches: SwitchSetInput, change: SwitchChangeRequest): SwitchSnapshot | null {
+    const definitions = this.#validate(() => parseSwitchSet(switches, `${change.source ?? 'api'} (${change.actor})`));
+    return this.#swap(definitions, change);
+  }
+
+  /** Sets some switches and removes others, leaving the rest as they are. */
+  update(patch: { readonly set?: SwitchSetInput; readonly remove?: readonly string[] }, change: SwitchChangeRequest): SwitchSnapshot | null {
+    const origin = `${change.source ?? 'api'} (${change.actor})`;
+    const next = new Map(this.#definitionsOf(this.#current));
+    const set = this.#validate(() => parseSwitchSet(patch.set ?? {}, origin));
+    for (const name of patch.remove ?? []) {
+      if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);
+      next.delete(name);
+    }
+    for (const [name, definition] of set) next.set(name, definition);
+    return this.#swap(next, change);
+  }
+
+  /** Sets one switch. */
+  set(name: string, definition: unknown, change: SwitchChangeRequest): SwitchSnapshot | null {
+    if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);
+    const parsed = this.#validate(() => parseSwitchDefinition(name, definition, `${change.source ?? 'api'} (${change.actor})`));
+    const next = new Map(this.#definitionsOf(this.#current));
+    next.set(name, parsed);
+    return this.#swap(next, change);
+  }
+
+  /**
+   * Installs a snapshot made by another board (the primary of a worker replica, another
+   * process through etcd) with that board's version, if it is newer than ours. No audit event:
+   * the change was audited where it was made. @returns whether it was installed
+   */
+  adopt(published: PublishedSnapshot): boolean {
+    if (!(Number.isSafeInteger(published.version) && published.version > this.#current.version)) return false;
+    const definitions = this.#validate(() => parseSwitchSet(published.switches, `replica of board "${published.board}" v${published.version}`));
+    const previous = this.#current;
+    const next = new SwitchSnapshot(definitions, published);
+    const changed = diff(previous, next);
+    this.#current = next;
+    this.counters.changes++;
+    this.#notify({ board: this.name, previous, next, changed });
+    return true;
+  }
+
+  /** The current snapshot as plain JSON, for another thread or process to `adopt`. */
+  publish(): PublishedSnapshot {
+    const s = this.#current;
+    return { board: this.name, version: s.version, updatedAt: s.updatedAt, actor: s.actor, reason: s.reason, source: s.source, switches: s.toJSON().switches };
+  }
+
+  /** Calls `listener` after every swap, synchronously. Returns the unsubscribe function. */
+  subscribe(listener: (change: SwitchChange) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #validate<T>(parse: () => T): T {
+    try {
+      return parse();
+    } catch (error) {
+      this.counters.rejectedChanges++;
+      throw error;
+    }
+  }
+
+  #definitionsOf(snapshot: SwitchSnapshot): Map<string, SwitchDefinition> {
+    return new Map(snapshot.names().map((name) => [name, snapshot.get(name)!]));
+  }
+
+  #swap(definitions: ReadonlyMap<string, SwitchDefinition>, change: SwitchChangeRequest): SwitchSnapshot | null {
+    if (this.replica) throw new SwitchReplicaReadOnlyError(this.name);
+    if (typeof change?.actor !== 'string' || change.actor.trim() === '') throw new ConfigurationError('change.actor', 'every switch change names who makes it');
+    if (typeof change.reason !== 'string') throw new ConfigurationError('change.reason', 'every switch change says why (a string)');
+    const previous = this.#current;
+    if (change.expectedVersion !== undefined && change.expectedVersion !== previous.version) {
+      this.counters.rejectedChanges++;
+      throw new SwitchVersionConflictError(`board "${this.name}"`, change.expectedVersion, previous.version);
+    }
+    const candidate = new SwitchSnapshot(definitions, {
+      version: previous.version + 1,
+      updatedAt: this.#now(),
+      actor: change.actor,
+      reason: change.reason,
+      source: change.source ?? 'api',
+    });
+    const changed = diff(previous, candidate);
+    if (changed.length === 0) return null;
+    this.#current = candidate;
+    this.counters.changes++;
+    this.#notify({ board: this.name, previous, next: candidate, changed });
+    this.#record(previous, candidate, changed);
+    return candidate;
+  }
+
+  #notify(change: SwitchChange): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(change);
+      } catch (error) {
+        this.counters.listenerErrors++;
+        this.#log(`govmap switches: board "${this.name}": a change listener threw (the change stands)`, error);
+      }
+    }
+  }
+
+  #record(previous: SwitchSnapshot, next: SwitchSnapshot, changed: readonly string[]): void {
+    if (this.#audit === undefined) return;
+    const event: SwitchAuditEvent = Object.freeze({
+      type: 'SWITCH_CHANGE',
+      board: this.name,
+      actor: next.actor,
+      reason: next.reason,
+      source: next.source,
+      oldVersion: previous.version,
+      newVersion: next.version,
+      changed,
+      at: next.updatedAt,
+      timestamp: nowNs(),
+    });
+    const failed = (error: unknown): void => {
+      this.counters.auditErrors++;
+      this.#log(`govmap switches: board "${this.name}": audit of change v${previous.version} -> v${next.version} failed`, error);
+    };
+    try {
+      const pending = this.#audit.record(event);
+      if (pending !== undefined && typeof pending.then === 'function') pending.then(undefined, failed);
+    } catch (error) {
+      failed(error);
+    }
+  }
+
+  #now(): string {
+    return new Date(this.#clock()).toISOString();
+  }
+}
+
+/** Names whose definitions differ between two snapshots (added, removed or modified), sorted. */
+export function diff(previous: SwitchSnapshot, next: SwitchSnapshot): string[] {
+  const names = new Set([...previous.names(), ...next.names()]);
+  const changed: string[] = [];
+  for (const name of names) {
+    const a = previous.get(name);
+    const b = next.get(name);
+    if (a === undefined || b === undefined || canonical(a) !== canonical(b)) changed.push(name);
+  }
+  return changed.sort();
+}
+
+function canonical(definition: SwitchDefinition): string {
+  return canonicalJson(definitionToJson(definition));
+}
+
+function nowNs(): string {
+  // performance.timeOrigin + now() has microsecond resolution; the contract wants ns as a decimal string.
+  return (BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n).toString();
+}

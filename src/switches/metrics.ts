@@ -1,0 +1,88 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { SwitchBoard } from './board.ts';
+
+/** What metrics read of a switch source: any of FileSwitchSource, StateSwitchSource. */
+export interface MeasuredSwitchSource {
+  readonly kind: string;
+  status(): { readonly errors: number; readonly healthy?: boolean; readonly connected?: boolean };
+}
+
+export interface SwitchMetricsOptions {
+  /** Registry to register into. Default: a new Registry. Pass the MapMetrics registry to share /metrics. */
+  readonly registry?: Registry;
+  /** Metric name prefix. Default `govmap_`. */
+  readonly prefix?: string;
+}
+
+/**
+ * Prometheus metrics of switch boards and their sources, read at scrape time from the boards'
+ * plain counters (nothing on the switch read path). Alert on `govmap_switch_source_healthy == 0`:
+ * the source's newest content was rejected and the board is serving an older version.
+ */
+export class SwitchMetrics {
+  readonly registry: Registry;
+  readonly #boards = new Map<string, { board: SwitchBoard; sources: MeasuredSwitchSource[] }>();
+
+  constructor(options: SwitchMetricsOptions = {}) {
+    this.registry = options.registry ?? new Registry();
+    const p = options.prefix ?? 'govmap_';
+    const registers = [this.registry];
+    const boards = this.#boards;
+    new Gauge({
+      name: `${p}switch_snapshot_version`,
+      help: 'Version of the switch snapshot a board serves now.',
+      labelNames: ['board'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { board } of boards.values()) this.set({ board: board.name }, board.snapshot.version);
+      },
+    });
+    const counter = (name: string, help: string, read: (board: SwitchBoard) => number): void => {
+      new Counter({
+        name: p + name,
+        help,
+        labelNames: ['board'],
+        registers,
+        collect() {
+          this.reset();
+          for (const { board } of boards.values()) this.inc({ board: board.name }, read(board));
+        },
+      });
+    };
+    counter('switch_changes_total', 'Switch snapshots swapped in (each a new version).', (b) => b.counters.changes);
+    counter('switch_rejected_changes_total', 'Switch changes refused (invalid, or a version conflict); nothing was applied.', (b) => b.counters.rejectedChanges);
+    counter('switch_audit_errors_total', 'Switch changes whose audit event could not be recorded.', (b) => b.counters.auditErrors);
+    new Counter({
+      name: `${p}switch_source_errors_total`,
+      help: 'Contents a switch source rejected (unreadable, unparsable, invalid); the last good version stays.',
+      labelNames: ['board', 'source'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { board, sources } of boards.values()) for (const s of sources) this.inc({ board: board.name, source: s.kind }, s.status().errors);
+      },
+    });
+    new Gauge({
+      name: `${p}switch_source_healthy`,
+      help: '1 when the source\'s newest content is applied (and, for a store, it is connected); 0 when the board serves an older version.',
+      labelNames: ['board', 'source'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { board, sources } of boards.values()) {
+          for (const s of sources) {
+            const status = s.status();
+            this.set({ board: board.name, source: s.kind }, status.healthy === false || status.connected === false ? 0 : 1);
+          }
+        }
+      },
+    });
+  }
+
+  /** Starts exporting `board` (and its sources). */
+  track(board: SwitchBoard, sources: readonly MeasuredSwitchSource[] = []): this {
+    this.#boards.set(board.name, { board, sources: [...sources] });
+    return this;
+  }
+}

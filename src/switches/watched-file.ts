@@ -1,0 +1,230 @@
+import { createHash } from 'node:crypto';
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { ConfigurationError, GovMapError } from '../map/errors.ts';
+import { SwitchSourceError } from './errors.ts';
+
+export interface WatchedFileOptions {
+  readonly path: string;
+  /** Called with each new content (parsed JSON/YAML document). Throwing rejects that content. */
+  readonly apply: (document: unknown, text: string) => void;
+  /** Names the file's role in messages (`switch file`, `route table file`). */
+  readonly role: string;
+  /** Largest file accepted, bytes. Default 1 MiB: a switch set or route table is far smaller. */
+  readonly maxBytes?: number;
+  /** Quiet time after the last change event before reading, ms. Default 50 (editors write in bursts). */
+  readonly debounceMs?: number;
+  /**
+   * Safety-net re-read interval, ms; 0 disables. Default 2000. Directory events are the main
+   * signal; polling catches what they miss (network file systems, some container mounts).
+   */
+  readonly pollMs?: number;
+  /** Where reload failures are reported. Default `console.error`. */
+  readonly log?: (message: string, error?: unknown) => void;
+}
+
+export interface WatchedFileStatus {
+  readonly path: string;
+  /** Contents applied (the first load included). */
+  readonly loads: number;
+  /** Reloads rejected (unreadable, unparsable, invalid); the last good content stays applied. */
+  readonly errors: number;
+  /** Whether the file's current content is the applied one. */
+  readonly healthy: boolean;
+  readonly lastError: { readonly code: string; readonly message: string; readonly at: string } | null;
+  readonly lastLoadedAt: string | null;
+}
+
+/**
+ * A JSON or YAML file that is re-read when it changes, with a last-good fallback.
+ *
+ * The directory is watched rather than the file: editors and config tools replace a file by
+ * renaming a new one over it, and Kubernetes swaps a `..data` symlink; a watch on the old inode
+ * would go silent. Every event in the directory triggers a (debounced) read; the content hash
+ * decides whether anything changed, so unrelated files cost one read, not a reload.
+ *
+ * JSON is parsed as YAML 1.2 (a superset) so that a duplicate key is an error in both formats,
+ * instead of JSON.parse silently keeping the last one.
+ */
+export class WatchedFile {
+  readonly path: string;
+  readonly #options: WatchedFileOptions;
+  readonly #maxBytes: number;
+  readonly #debounceMs: number;
+  readonly #pollMs: number;
+  readonly #log: (message: string, error?: unknown) => void;
+  #watcher: FSWatcher | null = null;
+  #poll: NodeJS.Timeout | null = null;
+  #debounce: NodeJS.Timeout | null = null;
+  #appliedHash: string | null = null;
+  #failedHash: string | null = null;
+  #reading: Promise<boolean> | null = null;
+  #again = false;
+  #closed = false;
+  #loads = 0;
+  #errors = 0;
+  #lastError: WatchedFileStatus['lastError'] = null;
+  #lastLoadedAt: string | null = null;
+
+  constructor(options: WatchedFileOptions) {
+    if (typeof options.path !== 'string' || options.path === '') throw new ConfigurationError('path', 'a file path is required');
+    this.#options = options;
+    this.path = resolve(options.path);
+    this.#maxBytes = positive('maxBytes', options.maxBytes ?? 1024 * 1024);
+    this.#debounceMs = nonNegative('debounceMs', options.debounceMs ?? 50);
+    this.#pollMs = nonNegative('pollMs', options.pollMs ?? 2000);
+    this.#log = options.log ?? ((message, error) => console.error(message, error ?? ''));
+  }
+
+  /**
+   * Reads and applies the file, then watches it. A missing or invalid file at start is an
+   * error (there is no last good content to keep serving): fail the deploy, not the first request.
+   */
+  async start(): Promise<void> {
+    const text = await this.#read();
+    this.#applyText(text, createHash('sha256').update(text).digest('hex'));
+    try {
+      this.#watcher = watch(dirname(this.path), { persistent: false }, () => this.#schedule());
+      this.#watcher.on('error', (error) => {
+        this.#log(`govmap: ${this.#options.role} ${this.path}: directory watch failed; relying on polling`, error);
+        this.#watcher?.close();
+        this.#watcher = null;
+      });
+    } catch (error) {
+      this.#log(`govmap: ${this.#options.role} ${this.path}: cannot watch its directory; relying on polling`, error);
+    }
+    if (this.#pollMs > 0) {
+      this.#poll = setInterval(() => this.#schedule(), this.#pollMs);
+      this.#poll.unref();
+    }
+  }
+
+  /**
+   * Re-reads now (what a change event does after its debounce). Resolves true when new content
+   * was applied, false when unchanged or rejected (the rejection is logged, counted and in status()).
+   */
+  async check(): Promise<boolean> {
+    if (this.#reading !== null) {
+      // A read is in flight; the file may have changed after it started reading: read again after.
+      this.#again = true;
+      return this.#reading;
+    }
+    this.#reading = this.#checkOnce().finally(() => {
+      this.#reading = null;
+    });
+    const applied = await this.#reading;
+    if (this.#again && !this.#closed) {
+      this.#again = false;
+      return (await this.check()) || applied;
+    }
+    return applied;
+  }
+
+  status(): WatchedFileStatus {
+    return {
+      path: this.path,
+      loads: this.#loads,
+      errors: this.#errors,
+      healthy: this.#failedHash === null,
+      lastError: this.#lastError,
+      lastLoadedAt: this.#lastLoadedAt,
+    };
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#watcher?.close();
+    this.#watcher = null;
+    if (this.#poll !== null) clearInterval(this.#poll);
+    if (this.#debounce !== null) clearTimeout(this.#debounce);
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    if (this.#debounce !== null) clearTimeout(this.#debounce);
+    this.#debounce = setTimeout(() => {
+      this.#debounce = null;
+      void this.check();
+    }, this.#debounceMs);
+    this.#debounce.unref();
+  }
+
+  async #checkOnce(): Promise<boolean> {
+    let text: string;
+    try {
+      text = await this.#read();
+    } catch (error) {
+      this.#fail(null, error);
+      return false;
+    }
+    const hash = createHash('sha256').update(text).digest('hex');
+    if (hash === this.#appliedHash) {
+      this.#failedHash = null; // reverted to the good content: healthy again
+      return false;
+    }
+    if (hash === this.#failedHash) return false; // the same bad content: reported once already
+    try {
+      this.#applyText(text, hash);
+      return true;
+    } catch (error) {
+      this.#fail(hash, error);
+      return false;
+    }
+  }
+
+  #applyText(text: string, hash: string): void {
+    let document: unknown;
+    try {
+      document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 100 });
+    } catch (error) {
+      throw new SwitchSourceError(`${this.#options.role} ${this.path}`, `not valid ${this.path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`, error);
+    }
+    this.#options.apply(document, text);
+    this.#appliedHash = hash;
+    this.#failedHash = null;
+    this.#loads++;
+    this.#lastLoadedAt = new Date().toISOString();
+  }
+
+  #fail(hash: string | null, error: unknown): void {
+    this.#errors++;
+    this.#failedHash = hash ?? 'unreadable';
+    const code = error instanceof GovMapError ? error.code : ((error as NodeJS.ErrnoException).code ?? 'ERROR');
+    const message = error instanceof Error ? error.message : String(error);
+    this.#lastError = { code, message, at: new Date().toISOString() };
+    this.#log(`govmap: ${this.#options.role} ${this.path}: reload rejected, still serving the last good version: ${message}`);
+  }
+
+  async #read(): Promise<string> {
+    const where = `${this.#options.role} ${this.path}`;
+    let handle;
+    try {
+      handle = await open(this.path, 'r');
+    } catch (error) {
+      throw new SwitchSourceError(where, `cannot open: ${(error as Error).message}`, error);
+    }
+    try {
+      const { size } = await handle.stat();
+      if (size > this.#maxBytes) throw new SwitchSourceError(where, `is ${size} bytes; the limit is ${this.#maxBytes}`);
+      const buffer = Buffer.alloc(Math.min(size, this.#maxBytes) + 1);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+      if (bytesRead > this.#maxBytes) throw new SwitchSourceError(where, `grew beyond the limit of ${this.#maxBytes} bytes while being read`);
+      return buffer.subarray(0, bytesRead).toString('utf8');
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+function positive(option: string, value: number): number {
+  if (!(Number.isSafeInteger(value) && value > 0)) throw new ConfigurationError(option, 'must be a positive integer', value);
+  return value;
+}
+
+function nonNegative(option: string, value: number): number {
+  if (!(Number.isSafeInteger(value) && value >= 0)) throw new ConfigurationError(option, 'must be a non-negative integer of milliseconds', value);
+  return value;
+}
