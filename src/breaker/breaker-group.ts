@@ -1,0 +1,176 @@
+import { ConfigurationError } from '../map/errors.ts';
+import { CircuitBreaker } from './circuit-breaker.ts';
+import type { Fallback, ProbeGate, TransitionListener } from './circuit-breaker.ts';
+import { BreakerKeyError } from './errors.ts';
+import type { TimerHandle } from './clock.ts';
+import { resolveBreakerOptions } from './options.ts';
+import type { BreakerSettings, CircuitBreakerOptions } from './options.ts';
+
+export interface BreakerGroupOptions extends CircuitBreakerOptions {
+  /** Most breakers held at once; at the limit, the least recently used idle one goes first. Default 10,000. */
+  readonly maxBreakers?: number;
+  /** A CLOSED breaker with no call for this long is evicted, milliseconds. Default 600,000 (10 min). */
+  readonly idleEvictionMs?: number;
+}
+
+/** What a group tells the cluster sync (or any other owner of shared state) about its breakers. */
+export interface BreakerLifecycle {
+  /** A breaker was created: restore it, install a probe gate, publish it. */
+  added(breaker: CircuitBreaker): void;
+  /** A breaker was evicted or the group disposed: forget it (and its published snapshot if CLOSED). */
+  removed(breaker: CircuitBreaker): void;
+}
+
+/** Keys of a group: the same alphabet as X-Biz-Tag values, so an orgId is a key as it is. */
+export const BREAKER_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/**
+ * One breaker per key (route, org, downstream instance) behind one configuration, with bounded
+ * memory: at most `maxBreakers`, and breakers idle for `idleEvictionMs` are evicted.
+ *
+ * Invariants:
+ * - only a CLOSED breaker with nothing in flight is evicted when idle: forgetting an OPEN one
+ *   would send the next call straight at the failing dependency. At `maxBreakers`, creating a
+ *   breaker evicts the least recently used CLOSED one; only if none is CLOSED does it evict the
+ *   least recently used of all (counted in `forcedEvictions`; with a cluster sync its OPEN
+ *   snapshot stays in the store and is restored if the key comes back).
+ * - `get` on the hot path is one Map lookup; recency is a number the breaker writes itself
+ *   (`lastUsedAt`), so nothing is reordered per call; the idle sweep runs on a timer.
+ */
+export class BreakerGroup {
+  readonly name: string;
+  readonly settings: BreakerSettings;
+  readonly maxBreakers: number;
+  readonly idleEvictionMs: number;
+  /** Breakers evicted because they were idle, or to make room. */
+  evictions = 0;
+  /** Evictions of a breaker that was not CLOSED (the group was full of open breakers). */
+  forcedEvictions = 0;
+
+  readonly #options: CircuitBreakerOptions;
+  readonly #breakers = new Map<string, CircuitBreaker>();
+  readonly #listeners: TransitionListener[] = [];
+  readonly #lifecycles: BreakerLifecycle[] = [];
+  #gateFor: ((breaker: CircuitBreaker) => ProbeGate | null) | null = null;
+  #sweep: TimerHandle | null = null;
+  #disposed = false;
+
+  constructor(options: BreakerGroupOptions) {
+    const { maxBreakers = 10_000, idleEvictionMs = 600_000, ...breakerOptions } = options ?? ({} as BreakerGroupOptions);
+    this.settings = resolveBreakerOptions(breakerOptions);
+    if (!Number.isInteger(maxBreakers) || maxBreakers < 1 || maxBreakers > 10_000_000) throw new ConfigurationError('maxBreakers', 'a whole number from 1 to 10000000', maxBreakers);
+    if (!Number.isInteger(idleEvictionMs) || idleEvictionMs < 1_000 || idleEvictionMs > 86_400_000) {
+      throw new ConfigurationError('idleEvictionMs', 'a whole number of milliseconds from 1000 to 86400000', idleEvictionMs);
+    }
+    this.name = this.settings.name;
+    this.maxBreakers = maxBreakers;
+    this.idleEvictionMs = idleEvictionMs;
+    this.#options = breakerOptions;
+    this.#armSweep();
+  }
+
+  /** The breaker for `key`, created on first use. */
+  get(key: string): CircuitBreaker {
+    const existing = this.#breakers.get(key);
+    if (existing !== undefined) return existing;
+    return this.#create(key);
+  }
+
+  /** `get(key).execute(call, fallback)`. */
+  execute<T>(key: string, call: (signal: AbortSignal) => T | PromiseLike<T>, fallback?: Fallback<T>): Promise<T> {
+    return (this.#breakers.get(key) ?? this.#create(key)).execute(call, fallback);
+  }
+
+  /** The breaker for `key` if one is held now (does not create one). */
+  peek(key: string): CircuitBreaker | undefined {
+    return this.#breakers.get(key);
+  }
+
+  get size(): number {
+    return this.#breakers.size;
+  }
+
+  breakers(): IterableIterator<CircuitBreaker> {
+    return this.#breakers.values();
+  }
+
+  /** Listens to the transitions of every breaker of the group, present and future. */
+  onTransition(listener: TransitionListener): () => void {
+    this.#listeners.push(listener);
+    return () => {
+      const i = this.#listeners.indexOf(listener);
+      if (i >= 0) this.#listeners.splice(i, 1);
+    };
+  }
+
+  /** Attaches an owner of shared state (the cluster sync): told of every breaker added or removed, present ones included. */
+  attach(lifecycle: BreakerLifecycle, gateFor?: (breaker: CircuitBreaker) => ProbeGate | null): void {
+    this.#lifecycles.push(lifecycle);
+    if (gateFor !== undefined) this.#gateFor = gateFor;
+    for (const breaker of this.#breakers.values()) {
+      if (gateFor !== undefined) breaker.setProbeGate(gateFor(breaker));
+      lifecycle.added(breaker);
+    }
+  }
+
+  /** Evicts idle CLOSED breakers now (the sweep timer does this every quarter of idleEvictionMs). */
+  evictIdle(now = this.settings.clock.now()): number {
+    let evicted = 0;
+    for (const breaker of this.#breakers.values()) {
+      if (now - breaker.lastUsedAt >= this.idleEvictionMs && this.#evictable(breaker)) {
+        this.#evict(breaker);
+        evicted++;
+      }
+    }
+    return evicted;
+  }
+
+  dispose(): void {
+    this.#disposed = true;
+    if (this.#sweep !== null) this.settings.clock.clearTimer(this.#sweep);
+    this.#sweep = null;
+    for (const breaker of [...this.#breakers.values()]) this.#evict(breaker, false);
+  }
+
+  #create(key: string): CircuitBreaker {
+    if (typeof key !== 'string' || !BREAKER_KEY.test(key)) throw new BreakerKeyError(this.name, key, 'a key is 1 to 64 letters, digits, "_", "." or "-"');
+    if (this.#breakers.size >= this.maxBreakers) this.#makeRoom();
+    const breaker = new CircuitBreaker({ ...this.#options, clock: this.settings.clock }, { key, sharedListeners: this.#listeners });
+    this.#breakers.set(key, breaker);
+    if (this.#gateFor !== null) breaker.setProbeGate(this.#gateFor(breaker));
+    for (const lifecycle of this.#lifecycles) lifecycle.added(breaker);
+    return breaker;
+  }
+
+  #makeRoom(): void {
+    let oldestIdle: CircuitBreaker | undefined;
+    let oldest: CircuitBreaker | undefined;
+    for (const breaker of this.#breakers.values()) {
+      if (oldest === undefined || breaker.lastUsedAt < oldest.lastUsedAt) oldest = breaker;
+      if (this.#evictable(breaker) && (oldestIdle === undefined || breaker.lastUsedAt < oldestIdle.lastUsedAt)) oldestIdle = breaker;
+    }
+    const victim = oldestIdle ?? oldest;
+    if (victim === undefined) return;
+    if (victim !== oldestIdle) this.forcedEvictions++;
+    this.#evict(victim);
+  }
+
+  #evictable(breaker: CircuitBreaker): boolean {
+    return breaker.inFlight === 0 && breaker.state === 'CLOSED';
+  }
+
+  #evict(breaker: CircuitBreaker, count = true): void {
+    this.#breakers.delete(breaker.key!);
+    breaker.dispose();
+    if (count) this.evictions++;
+    for (const lifecycle of this.#lifecycles) lifecycle.removed(breaker);
+  }
+
+  #armSweep(): void {
+    if (this.#disposed) return;
+    this.#sweep = this.settings.clock.setTimer(() => {
+      this.evictIdle();
+      this.#armSweep();
+    }, Math.max(250, Math.floor(this.idleEvictionMs / 4)));
+  }
+}

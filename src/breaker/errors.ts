@@ -1,0 +1,42 @@
+import { GovMapError } from '../map/errors.ts';
+import type { BreakerState } from './snapshot.ts';
+
+/** The breaker did not make the call: it is OPEN, or HALF_OPEN with all its probes taken. */
+export class CircuitOpenError extends GovMapError {
+  readonly breaker: string;
+  readonly state: BreakerState;
+  /** When the breaker will next let a call through (epoch ms), if it knows. */
+  readonly retryAt: number | null;
+
+  constructor(breaker: string, state: BreakerState, retryAt: number | null) {
+    super(
+      'GOVMAP_CIRCUIT_OPEN',
+      state === 'HALF_OPEN'
+        ? `circuit "${breaker}" is HALF_OPEN and all its probe calls are taken; the call was not made`
+        : `circuit "${breaker}" is OPEN; the call was not made${retryAt === null ? '' : ` (probing again from ${new Date(retryAt).toISOString()})`}`,
+      { breaker, state, retryAt: retryAt === null ? null : new Date(retryAt).toISOString() },
+    );
+    this.breaker = breaker;
+    this.state = state;
+    this.retryAt = retryAt;
+  }
+}
+
+/** The call did not settle within the breaker's timeout; its AbortSignal has been aborted. */
+export class CallTimeoutError extends GovMapError {
+  readonly breaker: string;
+  readonly timeoutMs: number;
+
+  constructor(breaker: string, timeoutMs: number) {
+    super('GOVMAP_CALL_TIMEOUT', `call through circuit "${breaker}" did not settle within ${timeoutMs} ms; it was counted as a timeout and its signal aborted`, { breaker, timeoutMs });
+    this.breaker = breaker;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** A key of a keyed breaker group that cannot name a breaker (and an etcd key segment). */
+export class BreakerKeyError extends GovMapError {
+  constructor(group: string, key: unknown, rule: string) {
+    super('GOVMAP_BREAKER_KEY_INVALID', `breaker group "${group}": key ${JSON.stringify(String(key).slice(0, 80))} is invalid: ${rule}`, { group, key: String(key).slice(0, 80), rule });
+  }
+}

@@ -1,0 +1,13 @@
+export { CircuitBreaker, BreakerCounters } from './circuit-breaker.ts';
+export type { Fallback, TransitionReason, BreakerTransition, TransitionListener, ProbeGate } from './circuit-breaker.ts';
+export { BreakerGroup, BREAKER_KEY } from './breaker-group.ts';
+export type { BreakerGroupOptions, BreakerLifecycle } from './breaker-group.ts';
+export type { CircuitBreakerOptions, BreakerSettings } from './options.ts';
+export { BREAKER_NAME } from './options.ts';
+export { CircuitOpenError, CallTimeoutError, BreakerKeyError } from './errors.ts';
+export { decodeSnapshot, encodeSnapshot, BREAKER_STATES } from './snapshot.ts';
+export type { BreakerSnapshot, BreakerState, DecodedSnapshot } from './snapshot.ts';
+export { systemClock, ManualClock } from './clock.ts';
+export type { Clock, TimerHandle } from './clock.ts';
+export { BreakerMetrics } from './breaker-metrics.ts';
+export type { BreakerMetricsOptions, SyncHealth } from './breaker-metrics.ts';

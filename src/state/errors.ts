@@ -1,0 +1,55 @@
+import { ConfigurationError, GovMapError, describeKey } from '../map/errors.ts';
+
+/** A key that no store accepts: not a `/`-rooted path, too long, or with control characters. */
+export class StateKeyError extends GovMapError {
+  constructor(key: unknown, rule: string) {
+    super('GOVMAP_STATE_KEY_INVALID', `state key ${describeKey(key)} is invalid: ${rule}`, { key: typeof key === 'string' ? key.slice(0, 200) : String(key), rule });
+  }
+}
+
+/** The store could not be reached or failed the operation; nothing was changed by this call. */
+export class StateStoreUnavailableError extends GovMapError {
+  constructor(store: string, operation: string, cause: unknown) {
+    super(
+      'GOVMAP_STATE_UNAVAILABLE',
+      `state store "${store}": ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { store, operation },
+      { cause },
+    );
+  }
+}
+
+/** A write named a lease that has ended; the key was not written. */
+export class StateLeaseLostError extends GovMapError {
+  constructor(store: string, leaseId: string) {
+    super('GOVMAP_STATE_LEASE_LOST', `state store "${store}": lease ${leaseId} has ended; grant a new lease and write again`, { store, leaseId });
+  }
+}
+
+/** An operation on a store after `close()`. */
+export class StateStoreClosedError extends GovMapError {
+  constructor(store: string, operation: string) {
+    super('GOVMAP_STATE_STORE_CLOSED', `state store "${store}": ${operation}() called after close()`, { store, operation });
+  }
+}
+
+/** Upper bound of a key, bytes: far above any key govmap writes, far below etcd's 1.5 MiB request limit. */
+export const MAX_KEY_LENGTH = 512;
+
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** Throws StateKeyError unless `key` is a `/`-rooted printable path of at most MAX_KEY_LENGTH. */
+export function assertStateKey(key: unknown, what = 'key'): asserts key is string {
+  if (typeof key !== 'string') throw new StateKeyError(key, `a ${what} must be a string`);
+  if (!key.startsWith('/')) throw new StateKeyError(key, `a ${what} must start with "/"`);
+  if (key.length > MAX_KEY_LENGTH) throw new StateKeyError(key, `a ${what} is at most ${MAX_KEY_LENGTH} characters`);
+  if (CONTROL.test(key)) throw new StateKeyError(key, `a ${what} must not contain control characters`);
+}
+
+/** Lease time to live: a whole number of seconds, 1 to 1 day (etcd's own bounds are wider). */
+export function assertLeaseTtl(ttlSeconds: unknown): asserts ttlSeconds is number {
+  if (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > 86_400) {
+    throw new ConfigurationError('ttlSeconds', 'a lease time to live is a whole number of seconds from 1 to 86400', ttlSeconds);
+  }
+}

@@ -1,0 +1,451 @@
+/* eslint-disable @typescript-eslint/require-await -- async so that every failure, bad key included, is a rejection */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ConfigurationError } from '../map/errors.ts';
+import { StateKeyError, StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, assertLeaseTtl, assertStateKey } from './errors.ts';
+import type { CasResult, CompareAndSetOptions, StateEntry, StateEvent, StateLease, StateStore, StateWatch, StateWatchHandlers } from './store.ts';
+
+export interface FileStateStoreOptions {
+  /** Directory holding one file per key; created if missing. Give each deployment its own. */
+  readonly directory: string;
+  /** How often watches look for changes written by other processes, milliseconds. Default 250. */
+  readonly pollIntervalMs?: number;
+}
+
+/** A key's file name is its URI-encoding; file systems allow 255 bytes per name. */
+const MAX_FILE_NAME = 250;
+/** A lock older than this was left by a process that died holding it, milliseconds. */
+const STALE_LOCK_MS = 5_000;
+const LOCK_RETRY_MS = 5;
+const LOCK_ATTEMPTS = 400; // 2 s of 5 ms waits: far longer than any write holds a lock
+
+interface Envelope {
+  readonly revision: string;
+  readonly value: string;
+  readonly lease: string | null;
+}
+
+interface FileWatcher {
+  readonly prefix: string;
+  readonly handlers: StateWatchHandlers;
+  /** Revision of every key this watcher has reported, to emit only changes. */
+  known: Map<string, bigint> | null;
+  closed: boolean;
+}
+
+/**
+ * A state store in a directory: state survives a restart of the process, and processes on one
+ * machine share it. One file per key (`<encodeURIComponent(key)>.json`, an envelope holding the
+ * revision, the value text and the lease id), replaced atomically (write a temporary file, fsync,
+ * rename), so a reader sees the old value or the new one, never half of one.
+ *
+ * Invariants:
+ * - compare-and-set holds the key's lock file (`O_EXCL` create) from reading the revision to the
+ *   rename, so writers in different processes are serialised; a lock older than 5 s is broken.
+ * - a new revision is max(previous + 1, now in µs): it grows even across a delete and re-create.
+ * - a lease is a file `.leases/<id>` holding its expiry time, rewritten by its holder every third
+ *   of its time to live; an entry whose lease file is gone or expired reads as absent, and is
+ *   deleted by the next process that looks. A process that dies therefore loses its entries
+ *   after the lease's time to live, as with etcd; one that restarts within it finds them.
+ * - watches poll the directory (file size and mtime decide what to re-read), and writes made
+ *   through this instance are delivered at once.
+ */
+export class FileStateStore implements StateStore {
+  readonly kind = 'file';
+  readonly directory: string;
+  readonly pollIntervalMs: number;
+  readonly #leaseDir: string;
+  readonly #leases = new Map<string, FileLease>();
+  readonly #watchers = new Set<FileWatcher>();
+  /** Per-key promise chain: one write at a time per key within this process. */
+  readonly #chains = new Map<string, Promise<unknown>>();
+  #ready: Promise<void> | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #polling: Promise<void> | null = null;
+  #closed = false;
+
+  constructor(options: FileStateStoreOptions) {
+    if (typeof options?.directory !== 'string' || options.directory.length === 0) {
+      throw new ConfigurationError('directory', 'the file state store needs a directory path', options?.directory);
+    }
+    const poll = options.pollIntervalMs ?? 250;
+    if (!Number.isInteger(poll) || poll < 10 || poll > 60_000) throw new ConfigurationError('pollIntervalMs', 'a whole number of milliseconds from 10 to 60000', poll);
+    this.directory = options.directory;
+    this.pollIntervalMs = poll;
+    this.#leaseDir = join(this.directory, '.leases');
+  }
+
+  async get(key: string): Promise<StateEntry | undefined> {
+    this.#open('get');
+    assertStateKey(key);
+    const file = this.#fileOf(key);
+    await this.#init();
+    return this.#read(key, file);
+  }
+
+  async list(prefix: string): Promise<StateEntry[]> {
+    this.#open('list');
+    assertStateKey(prefix, 'prefix');
+    await this.#init();
+    const names = await readdir(this.directory);
+    const out: StateEntry[] = [];
+    for (const name of names) {
+      if (!name.endsWith('.json')) continue;
+      const key = keyOfFile(name);
+      if (key === null || !key.startsWith(prefix)) continue;
+      const entry = await this.#read(key, join(this.directory, name));
+      if (entry !== undefined) out.push(entry);
+    }
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async compareAndSet(key: string, value: string, expected: bigint | null, options: CompareAndSetOptions = {}): Promise<CasResult> {
+    this.#open('compareAndSet');
+    assertStateKey(key);
+    if (typeof value !== 'string') throw new StateKeyError(key, 'the value must be JSON text (a string)');
+    const file = this.#fileOf(key);
+    const lease = options.lease;
+    if (lease !== undefined && (lease.lost || !this.#leases.has(lease.id))) throw new StateLeaseLostError(this.kind, lease.id);
+    await this.#init();
+    const result = await this.#serialised(key, () =>
+      this.#locked(file, async (): Promise<CasResult> => {
+        const current = await this.#read(key, file);
+        if ((current?.revision ?? null) !== expected) return { ok: false, current };
+        const floor = BigInt(Date.now()) * 1000n;
+        const previous = current?.revision ?? (await this.#rawRevision(file));
+        const revision = previous !== null && previous >= floor ? previous + 1n : floor;
+        const envelope: Envelope = { revision: revision.toString(), value, lease: lease?.id ?? null };
+        await writeAtomically(file, JSON.stringify(envelope));
+        return { ok: true, revision };
+      }),
+    );
+    if (result.ok) this.#deliver({ type: 'put', entry: { key, value, revision: result.revision } });
+    return result;
+  }
+
+  async delete(key: string, expected?: bigint): Promise<boolean> {
+    this.#open('delete');
+    assertStateKey(key);
+    const file = this.#fileOf(key);
+    await this.#init();
+    const deleted = await this.#serialised(key, () =>
+      this.#locked(file, async () => {
+        const current = await this.#read(key, file);
+        if (current === undefined || (expected !== undefined && current.revision !== expected)) return null;
+        await unlink(file).catch(ignoreMissing);
+        return current.revision;
+      }),
+    );
+    if (deleted === null) return false;
+    this.#deliver({ type: 'delete', key, revision: deleted + 1n });
+    return true;
+  }
+
+  async grantLease(ttlSeconds: number): Promise<StateLease> {
+    this.#open('grantLease');
+    assertLeaseTtl(ttlSeconds);
+    await this.#init();
+    const id = `${process.pid}-${randomBytes(6).toString('hex')}`;
+    const lease = new FileLease(id, ttlSeconds, join(this.#leaseDir, id), (gone) => this.#endLease(gone));
+    await lease.renew();
+    lease.start();
+    this.#leases.set(id, lease);
+    return lease;
+  }
+
+  watch(prefix: string, handlers: StateWatchHandlers): StateWatch {
+    this.#open('watch');
+    assertStateKey(prefix, 'prefix');
+    const watcher: FileWatcher = { prefix, handlers, known: null, closed: false };
+    this.#watchers.add(watcher);
+    this.#timer ??= setInterval(() => void this.#poll(), this.pollIntervalMs).unref();
+    void this.#poll();
+    return {
+      close: async () => {
+        watcher.closed = true;
+        this.#watchers.delete(watcher);
+        if (this.#watchers.size === 0 && this.#timer !== null) {
+          clearInterval(this.#timer);
+          this.#timer = null;
+        }
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    for (const watcher of this.#watchers) watcher.closed = true;
+    this.#watchers.clear();
+    for (const lease of this.#leases.values()) lease.stop();
+    await this.#polling;
+  }
+
+  /** Looks for changes now (the poll timer does this every pollIntervalMs). */
+  async poll(): Promise<void> {
+    await this.#poll();
+  }
+
+  #poll(): Promise<void> {
+    // One scan at a time: a slow disk must not stack up scans.
+    this.#polling ??= this.#scanAll().finally(() => {
+      this.#polling = null;
+    });
+    return this.#polling;
+  }
+
+  async #scanAll(): Promise<void> {
+    for (const watcher of [...this.#watchers]) {
+      if (watcher.closed) continue;
+      let entries: StateEntry[];
+      try {
+        entries = await this.list(watcher.prefix);
+      } catch (error) {
+        if (this.#closed) return;
+        watcher.handlers.onStatus?.('disconnected', new StateStoreUnavailableError(this.kind, 'watch', error));
+        continue;
+      }
+      if (watcher.closed) continue;
+      if (watcher.known === null) {
+        watcher.known = new Map(entries.map((e) => [e.key, e.revision]));
+        watcher.handlers.onReset(entries);
+        continue;
+      }
+      const seen = new Set<string>();
+      for (const entry of entries) {
+        seen.add(entry.key);
+        if (watcher.known.get(entry.key) === entry.revision) continue;
+        watcher.known.set(entry.key, entry.revision);
+        watcher.handlers.onEvent({ type: 'put', entry });
+      }
+      for (const [key, revision] of watcher.known) {
+        if (seen.has(key)) continue;
+        watcher.known.delete(key);
+        watcher.handlers.onEvent({ type: 'delete', key, revision: revision + 1n });
+      }
+    }
+  }
+
+  /** Own writes reach own watchers at once (in a later microtask), without waiting for a poll. */
+  #deliver(event: StateEvent): void {
+    const key = event.type === 'put' ? event.entry.key : event.key;
+    queueMicrotask(() => {
+      for (const watcher of this.#watchers) {
+        if (watcher.closed || watcher.known === null || !key.startsWith(watcher.prefix)) continue;
+        if (event.type === 'put') {
+          const known = watcher.known.get(key);
+          if (known !== undefined && known >= event.entry.revision) continue;
+          watcher.known.set(key, event.entry.revision);
+        } else {
+          if (!watcher.known.has(key)) continue;
+          watcher.known.delete(key);
+        }
+        watcher.handlers.onEvent(event);
+      }
+    });
+  }
+
+  async #read(key: string, file: string): Promise<StateEntry | undefined> {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new StateStoreUnavailableError(this.kind, `read ${key}`, error);
+    }
+    const envelope = parseEnvelope(text);
+    // A file that is not our envelope (edited by hand, written by something else) is handed to
+    // the consumer as it is, revision 0: the consumer's decoder rejects and counts it.
+    if (envelope === null) return { key, value: text, revision: 0n };
+    if (envelope.lease !== null && !(await this.#leaseAlive(envelope.lease))) {
+      await unlink(file).catch(ignoreMissing);
+      return undefined;
+    }
+    return { key, value: envelope.value, revision: BigInt(envelope.revision) };
+  }
+
+  async #rawRevision(file: string): Promise<bigint | null> {
+    const text = await readFile(file, 'utf8').catch(() => null);
+    const envelope = text === null ? null : parseEnvelope(text);
+    return envelope === null ? null : BigInt(envelope.revision);
+  }
+
+  async #leaseAlive(id: string): Promise<boolean> {
+    const own = this.#leases.get(id);
+    if (own !== undefined) return !own.lost;
+    const text = await readFile(join(this.#leaseDir, leaseFileName(id)), 'utf8').catch(() => null);
+    if (text === null) return false;
+    const expiresAt = Number((JSON.parse(text) as { expiresAt?: unknown }).expiresAt);
+    return Number.isFinite(expiresAt) && expiresAt > Date.now();
+  }
+
+  async #endLease(lease: FileLease): Promise<void> {
+    this.#leases.delete(lease.id);
+    await rm(join(this.#leaseDir, leaseFileName(lease.id)), { force: true });
+    const names = await readdir(this.directory).catch(() => [] as string[]);
+    for (const name of names) {
+      if (!name.endsWith('.json')) continue;
+      const file = join(this.directory, name);
+      const text = await readFile(file, 'utf8').catch(() => null);
+      const envelope = text === null ? null : parseEnvelope(text);
+      if (envelope?.lease !== lease.id) continue;
+      const key = keyOfFile(name);
+      await unlink(file).catch(ignoreMissing);
+      if (key !== null) this.#deliver({ type: 'delete', key, revision: BigInt(envelope.revision) + 1n });
+    }
+  }
+
+  #fileOf(key: string): string {
+    const name = `${encodeURIComponent(key)}.json`;
+    if (name.length > MAX_FILE_NAME) throw new StateKeyError(key, `the file store keeps keys whose URI-encoding is at most ${MAX_FILE_NAME - 5} characters`);
+    return join(this.directory, name);
+  }
+
+  #serialised<T>(key: string, body: () => Promise<T>): Promise<T> {
+    const previous = this.#chains.get(key) ?? Promise.resolve();
+    const next = previous.then(body, body);
+    const settled = next.catch(() => undefined);
+    this.#chains.set(key, settled);
+    void settled.then(() => {
+      if (this.#chains.get(key) === settled) this.#chains.delete(key);
+    });
+    return next;
+  }
+
+  async #locked<T>(file: string, body: () => Promise<T>): Promise<T> {
+    const lock = `${file}.lock`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const handle = await open(lock, 'wx');
+        await handle.close();
+        break;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateStoreUnavailableError(this.kind, 'lock', error);
+        const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+        if (age > STALE_LOCK_MS) await unlink(lock).catch(ignoreMissing);
+        else if (attempt >= LOCK_ATTEMPTS) throw new StateStoreUnavailableError(this.kind, 'lock', new Error(`${lock} held for over ${LOCK_ATTEMPTS * LOCK_RETRY_MS} ms`));
+        else await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
+      }
+    }
+    try {
+      return await body();
+    } finally {
+      await unlink(lock).catch(ignoreMissing);
+    }
+  }
+
+  #init(): Promise<void> {
+    this.#ready ??= mkdir(this.#leaseDir, { recursive: true }).then(() => undefined);
+    return this.#ready;
+  }
+
+  #open(operation: string): void {
+    if (this.#closed) throw new StateStoreClosedError(this.kind, operation);
+  }
+}
+
+/** A lease of the file store: a file holding its expiry, renewed every third of its TTL. */
+class FileLease implements StateLease {
+  readonly id: string;
+  readonly ttlSeconds: number;
+  readonly #file: string;
+  readonly #end: (lease: FileLease) => Promise<void>;
+  readonly #listeners = new Set<() => void>();
+  #timer: NodeJS.Timeout | null = null;
+  #lost = false;
+
+  constructor(id: string, ttlSeconds: number, file: string, end: (lease: FileLease) => Promise<void>) {
+    this.id = id;
+    this.ttlSeconds = ttlSeconds;
+    this.#file = file;
+    this.#end = end;
+  }
+
+  get lost(): boolean {
+    return this.#lost;
+  }
+
+  onLost(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async renew(): Promise<void> {
+    await writeAtomically(this.#file, JSON.stringify({ expiresAt: Date.now() + this.ttlSeconds * 1000, pid: process.pid }));
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => {
+      void this.#keepAlive();
+    }, Math.max(100, (this.ttlSeconds * 1000) / 3)).unref();
+  }
+
+  stop(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  async revoke(): Promise<void> {
+    this.stop();
+    this.#listeners.clear();
+    this.#lost = true;
+    await this.#end(this);
+  }
+
+  async #keepAlive(): Promise<void> {
+    // A process suspended past the TTL (stopped, swapped out) finds its lease expired: its
+    // entries may already be gone, so it must not quietly resurrect them under the same id.
+    const text = await readFile(this.#file, 'utf8').catch(() => null);
+    const expiresAt = text === null ? 0 : Number((JSON.parse(text) as { expiresAt?: unknown }).expiresAt);
+    if (!(expiresAt > Date.now())) {
+      this.stop();
+      this.#lost = true;
+      for (const listener of [...this.#listeners]) listener();
+      this.#listeners.clear();
+      return;
+    }
+    await this.renew().catch(() => undefined);
+  }
+}
+
+function parseEnvelope(text: string): Envelope | null {
+  try {
+    const parsed = JSON.parse(text) as Partial<Envelope> | null;
+    if (parsed === null || typeof parsed !== 'object') return null;
+    if (typeof parsed.revision !== 'string' || !/^[0-9]{1,20}$/.test(parsed.revision) || typeof parsed.value !== 'string') return null;
+    if (parsed.lease !== null && typeof parsed.lease !== 'string') return null;
+    return { revision: parsed.revision, value: parsed.value, lease: parsed.lease };
+  } catch {
+    return null;
+  }
+}
+
+function keyOfFile(name: string): string | null {
+  try {
+    return decodeURIComponent(name.slice(0, -'.json'.length));
+  } catch {
+    return null;
+  }
+}
+
+function leaseFileName(id: string): string {
+  return id.replace(/[^A-Za-z0-9-]/g, '_');
+}
+
+async function writeAtomically(file: string, text: string): Promise<void> {
+  const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const handle = await open(temporary, 'w');
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temporary, file);
+}
+
+function ignoreMissing(error: unknown): void {
+  if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+}

@@ -1,0 +1,327 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ConfigurationError } from '../../src/map/index.ts';
+import {
+  BreakerGroup,
+  BreakerKeyError,
+  BreakerMetrics,
+  CallTimeoutError,
+  CircuitBreaker,
+  CircuitOpenError,
+  ManualClock,
+  decodeSnapshot,
+  encodeSnapshot,
+} from '../../src/breaker/index.ts';
+import type { BreakerTransition, CircuitBreakerOptions } from '../../src/breaker/index.ts';
+
+const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const ok = (): Promise<string> => Promise.resolve('ok');
+const boom = (): Promise<string> => Promise.reject(new Error('settlement gateway 503'));
+const hang = (): Promise<string> => new Promise<string>(() => undefined);
+
+function breaker(extra: Partial<CircuitBreakerOptions> = {}): { clock: ManualClock; b: CircuitBreaker; transitions: BreakerTransition[] } {
+  const clock = new ManualClock(Date.UTC(2026, 0, 1));
+  const b = new CircuitBreaker({ name: 'settlement', clock, ...extra });
+  const transitions: BreakerTransition[] = [];
+  b.onTransition((t) => transitions.push(t));
+  return { clock, b, transitions };
+}
+
+/** Runs `calls` calls in the current window: the first `failures` fail, the next `timeouts` hang until the timeout, the rest succeed. */
+async function window(clock: ManualClock, b: CircuitBreaker, calls: number, failures: number, timeouts: number): Promise<void> {
+  const results: Promise<unknown>[] = [];
+  for (let i = 0; i < calls; i++) {
+    const fn = i < failures ? boom : i < failures + timeouts ? hang : ok;
+    results.push(b.execute(fn).catch(() => undefined));
+  }
+  await flush(); // answers arrive first, then the timeouts fire
+  clock.advance(b.settings.timeoutMs);
+  await Promise.all(results);
+}
+
+describe('construction', () => {
+  test('defaults are the specification: 50% failures, 30% timeouts, 200 ms, 3 windows of 1 s', () => {
+    const { b } = breaker();
+    const s = b.settings;
+    assert.deepEqual(
+      [s.failureRateThreshold, s.timeoutRateThreshold, s.timeoutMs, s.breachedWindowsToOpen, s.windowMs, s.minimumCalls, s.halfOpenProbes, s.openDurationMs],
+      [0.5, 0.3, 200, 3, 1000, 10, 5, 30_000],
+    );
+    assert.equal(b.state, 'CLOSED');
+  });
+
+  test('a bad option is refused with a typed error naming it', () => {
+    for (const [option, value] of [
+      ['failureRateThreshold', 0],
+      ['failureRateThreshold', 1.5],
+      ['timeoutRateThreshold', 0.33333],
+      ['timeoutMs', 0],
+      ['minimumCalls', 0],
+      ['halfOpenProbes', 2.5],
+      ['name', 'has space'],
+    ] as const) {
+      assert.throws(
+        () => new CircuitBreaker({ name: 'x', [option]: value }),
+        (e: unknown) => e instanceof ConfigurationError && e.code === 'GOVMAP_INVALID_CONFIGURATION' && e.message.includes(`"${option}"`),
+        `${option}=${value}`,
+      );
+    }
+  });
+});
+
+describe('CLOSED -> OPEN', () => {
+  test('a failure rate of 50% held for 3 windows trips the breaker; 2 windows do not', async () => {
+    const { clock, b, transitions } = breaker();
+    for (let w = 0; w < 2; w++) {
+      await window(clock, b, 10, 5, 0);
+      clock.advance(1000 - 200);
+    }
+    assert.equal(b.state, 'CLOSED');
+    assert.equal(b.snapshot().breachedWindows, 2);
+    await window(clock, b, 10, 5, 0);
+    clock.advance(1000 - 200);
+    assert.equal(b.state, 'OPEN');
+    assert.equal(transitions.length, 1);
+    assert.equal(transitions[0]!.reason, 'failure_rate');
+    assert.deepEqual({ ...transitions[0]!.snapshot, since: '' }, { state: 'OPEN', failures: 5, timeouts: 0, total: 10, breachedWindows: 3, since: '', version: 1 });
+  });
+
+  test('3 timeouts of 10 calls is exactly 30% (compared in integers, not floats)', async () => {
+    const { clock, b } = breaker({ breachedWindowsToOpen: 1 });
+    await window(clock, b, 10, 0, 3);
+    clock.advance(800);
+    assert.equal(b.state, 'OPEN');
+    const { b: b2, clock: c2 } = breaker({ breachedWindowsToOpen: 1 });
+    await window(c2, b2, 10, 0, 2); // 20%: under the threshold
+    c2.advance(800);
+    assert.equal(b2.state, 'CLOSED');
+  });
+
+  test('both rates breached in one window trip at once, mid-window', async () => {
+    const { clock, b, transitions } = breaker();
+    await window(clock, b, 10, 5, 3);
+    assert.equal(b.state, 'OPEN');
+    assert.equal(transitions[0]!.reason, 'both_rates');
+    assert.equal(clock.now() % 1000, 200, 'tripped when the 10th outcome arrived, not at the window end');
+  });
+
+  test('one failure out of one call trips nothing: a window needs minimumCalls to be judged', async () => {
+    const { clock, b } = breaker({ breachedWindowsToOpen: 1 });
+    for (let w = 0; w < 5; w++) {
+      await window(clock, b, 1, 1, 0);
+      clock.advance(800);
+    }
+    assert.equal(b.state, 'CLOSED');
+  });
+
+  test('a healthy window between breached ones ends the streak', async () => {
+    const { clock, b } = breaker();
+    for (const failures of [5, 5, 0, 5, 5]) {
+      await window(clock, b, 10, failures, 0);
+      clock.advance(800);
+    }
+    assert.equal(b.state, 'CLOSED');
+    await window(clock, b, 10, 5, 0);
+    clock.advance(800);
+    assert.equal(b.state, 'OPEN');
+  });
+
+  test('errors isFailure does not count are answered calls, not failures', async () => {
+    const { clock, b } = breaker({ breachedWindowsToOpen: 1, isFailure: (e) => !(e instanceof RangeError) });
+    const refused = Array.from({ length: 10 }, () => b.execute(() => Promise.reject(new RangeError('insufficient funds'))).catch((e: unknown) => e));
+    for (const r of await Promise.all(refused)) assert.ok(r instanceof RangeError, 'the caller still gets its error');
+    clock.advance(1000);
+    assert.equal(b.state, 'CLOSED');
+    assert.equal(b.counters.errorsNotCounted, 10);
+  });
+});
+
+describe('calls', () => {
+  test('a call that outlives its timeout rejects with CallTimeoutError and its signal aborts', async () => {
+    const { clock, b } = breaker({ timeoutMs: 200 });
+    let seen: AbortSignal | undefined;
+    const result = b.execute((signal) => {
+      seen = signal;
+      return hang();
+    });
+    clock.advance(199);
+    await flush();
+    assert.equal(seen!.aborted, false);
+    clock.advance(1);
+    await assert.rejects(result, (e: unknown) => e instanceof CallTimeoutError && e.code === 'GOVMAP_CALL_TIMEOUT' && e.timeoutMs === 200);
+    assert.equal(seen!.aborted, true);
+    assert.equal(b.counters.timeouts, 1);
+  });
+
+  test('a result that arrives after the timeout is ignored', async () => {
+    const { clock, b } = breaker();
+    let finish!: (v: string) => void;
+    const result = b.execute(() => new Promise<string>((resolve) => (finish = resolve)));
+    clock.advance(200);
+    await assert.rejects(result, CallTimeoutError);
+    finish('late');
+    await flush();
+    assert.equal(b.counters.successes, 0);
+    assert.equal(b.counters.timeouts, 1);
+    assert.equal(b.inFlight, 0);
+  });
+
+  test('synchronous results and throws are handled like promises', async () => {
+    const { b } = breaker();
+    assert.equal(await b.execute(() => 42), 42);
+    await assert.rejects(
+      b.execute(() => {
+        throw new Error('sync');
+      }),
+      /sync/,
+    );
+    assert.deepEqual([b.counters.successes, b.counters.failures], [1, 1]);
+  });
+
+  test('an OPEN breaker does not make the call; the fallback answers: function, static value, or CircuitOpenError', async () => {
+    const { clock, b } = breaker();
+    await window(clock, b, 10, 5, 3);
+    let made = 0;
+    const call = (): Promise<string> => {
+      made++;
+      return ok();
+    };
+    await assert.rejects(b.execute(call), (e: unknown) => e instanceof CircuitOpenError && e.code === 'GOVMAP_CIRCUIT_OPEN' && e.state === 'OPEN' && e.retryAt === b.openUntil);
+    assert.equal(await b.execute(call, { value: 'queued' }), 'queued');
+    assert.equal(await b.execute(call, (refusal) => `degraded:${refusal.state}`), 'degraded:OPEN');
+    assert.equal(made, 0);
+    assert.equal(b.counters.rejected, 3);
+  });
+});
+
+describe('OPEN -> HALF_OPEN -> CLOSED | OPEN', () => {
+  async function tripped(extra: Partial<CircuitBreakerOptions> = {}): Promise<ReturnType<typeof breaker>> {
+    const made = breaker({ openDurationMs: 5_000, halfOpenProbes: 3, ...extra });
+    await window(made.clock, made.b, 10, 5, 3);
+    assert.equal(made.b.state, 'OPEN');
+    return made;
+  }
+
+  test('after the wait, up to N probes go through, the others are refused; all passing closes it', async () => {
+    const { clock, b, transitions } = await tripped();
+    clock.advance(4_999);
+    assert.equal(b.state, 'OPEN');
+    clock.advance(1);
+    assert.equal(b.state, 'HALF_OPEN');
+    const release: Array<() => void> = [];
+    const probes = Array.from({ length: 3 }, () => b.execute(() => new Promise<string>((resolve) => release.push(() => resolve('ok')))));
+    await assert.rejects(b.execute(ok), (e: unknown) => e instanceof CircuitOpenError && e.state === 'HALF_OPEN');
+    release.forEach((r) => r());
+    await Promise.all(probes);
+    assert.equal(b.state, 'CLOSED');
+    assert.deepEqual(
+      transitions.map((t) => `${t.to}:${t.reason}`),
+      ['OPEN:both_rates', 'HALF_OPEN:open_elapsed', 'CLOSED:probes_passed'],
+    );
+  });
+
+  test('probes that breach a threshold reopen it as soon as the verdict is certain', async () => {
+    const { clock, b, transitions } = await tripped({ halfOpenProbes: 4 });
+    clock.advance(5_000);
+    const first = [b.execute(boom).catch(() => undefined), b.execute(boom).catch(() => undefined)];
+    await Promise.all(first); // 2 failures of 4 probes: 50% whatever the other two do
+    assert.equal(b.state, 'OPEN');
+    assert.equal(transitions.at(-1)!.reason, 'probes_failed');
+    assert.equal(b.openUntil, clock.now() + 5_000, 'a fresh wait');
+  });
+
+  test('restore(): an OPEN snapshot stays OPEN for the rest of its wait, then probes', () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1, 12));
+    const b = new CircuitBreaker({ name: 'settlement', clock, openDurationMs: 30_000 });
+    const since = new Date(clock.now() - 10_000).toISOString();
+    assert.equal(b.restore({ state: 'OPEN', failures: 6, timeouts: 0, total: 10, breachedWindows: 3, since, version: 7 }), true);
+    assert.equal(b.state, 'OPEN');
+    assert.equal(b.openUntil, clock.now() + 20_000);
+    assert.equal(b.version, 8);
+    clock.advance(19_999);
+    assert.equal(b.state, 'OPEN');
+    clock.advance(1);
+    assert.equal(b.state, 'HALF_OPEN');
+  });
+});
+
+describe('keyed groups', () => {
+  test('each key has its own breaker: one failing org does not open another org', async () => {
+    const clock = new ManualClock();
+    const group = new BreakerGroup({ name: 'settlement', clock, breachedWindowsToOpen: 1 });
+    await Promise.all(Array.from({ length: 10 }, () => group.execute('org-1001', boom).catch(() => undefined)));
+    clock.advance(1000);
+    assert.equal(group.get('org-1001').state, 'OPEN');
+    assert.equal(await group.execute('org-2002', ok), 'ok');
+    assert.equal(group.get('org-2002').id, 'settlement:org-2002');
+    group.dispose();
+  });
+
+  test('idle CLOSED breakers are evicted; an idle OPEN one is kept', async () => {
+    const clock = new ManualClock();
+    const group = new BreakerGroup({ name: 'settlement', clock, breachedWindowsToOpen: 1, idleEvictionMs: 60_000, openDurationMs: 600_000 });
+    await group.execute('healthy', ok);
+    await Promise.all(Array.from({ length: 10 }, () => group.execute('failing', boom).catch(() => undefined)));
+    clock.advance(1000);
+    assert.equal(group.get('failing').state, 'OPEN');
+    clock.advance(120_000);
+    assert.equal(group.peek('healthy'), undefined);
+    assert.equal(group.peek('failing')?.state, 'OPEN');
+    assert.equal(group.evictions, 1);
+    group.dispose();
+  });
+
+  test('memory is bounded by maxBreakers: the least recently used goes first', async () => {
+    const clock = new ManualClock();
+    const group = new BreakerGroup({ name: 'orgs', clock, maxBreakers: 100 });
+    for (let i = 0; i < 1000; i++) {
+      await group.execute(`org-${i}`, ok);
+      clock.advance(1);
+    }
+    assert.equal(group.size, 100);
+    assert.ok(group.peek('org-999') !== undefined && group.peek('org-0') === undefined);
+    group.dispose();
+  });
+
+  test('a key that cannot name a breaker is refused with a typed error', () => {
+    const group = new BreakerGroup({ name: 'orgs', clock: new ManualClock() });
+    for (const key of ['', 'a/b', 'x'.repeat(65), 'org 1']) {
+      assert.throws(() => group.get(key), (e: unknown) => e instanceof BreakerKeyError && e.code === 'GOVMAP_BREAKER_KEY_INVALID');
+    }
+    assert.equal(group.size, 0);
+    group.dispose();
+  });
+});
+
+describe('snapshots and metrics', () => {
+  test('encode/decode round-trips; bad data is refused with a reason, never thrown', () => {
+    const s = { state: 'OPEN', failures: 5, timeouts: 3, total: 10, breachedWindows: 1, since: '2026-01-01T00:00:00.000Z', version: 4 } as const;
+    assert.deepEqual(decodeSnapshot(encodeSnapshot(s)), { ok: true, snapshot: s });
+    assert.equal(encodeSnapshot(s), '{"state":"OPEN","failures":5,"timeouts":3,"total":10,"breachedWindows":1,"since":"2026-01-01T00:00:00.000Z","version":4}');
+    const bad: Array<[string, string]> = [
+      ['{not json', 'malformed_json'],
+      [JSON.stringify({ ...s, state: 'AJAR' }), 'unknown_state'],
+      [JSON.stringify({ ...s, failures: '5' }), 'invalid_failures'],
+      [JSON.stringify({ ...s, since: 'yesterday' }), 'invalid_since'],
+      [JSON.stringify({ ...s, failures: 9, timeouts: 9 }), 'counts_exceed_total'],
+      ['null', 'invalid_shape'],
+    ];
+    for (const [text, reason] of bad) assert.deepEqual(decodeSnapshot(text), { ok: false, reason }, text);
+  });
+
+  test('Prometheus sees state, calls by outcome and transitions, read at scrape time', async () => {
+    const clock = new ManualClock();
+    const group = new BreakerGroup({ name: 'settlement', clock });
+    const metrics = new BreakerMetrics().trackGroup(group);
+    await window(clock, group.get('org-1'), 10, 5, 3);
+    await group.execute('org-1', ok).catch(() => undefined);
+    const text = await metrics.render();
+    assert.match(text, /govmap_breaker_state\{breaker="settlement",key="org-1",state="OPEN"\} 1/);
+    assert.match(text, /govmap_breaker_state\{breaker="settlement",key="org-1",state="CLOSED"\} 0/);
+    assert.match(text, /govmap_breaker_calls_total\{breaker="settlement",key="org-1",outcome="failure"\} 5/);
+    assert.match(text, /govmap_breaker_calls_total\{breaker="settlement",key="org-1",outcome="timeout"\} 3/);
+    assert.match(text, /govmap_breaker_calls_total\{breaker="settlement",key="org-1",outcome="rejected"\} 1/);
+    assert.match(text, /govmap_breaker_transitions_total\{breaker="settlement",key="org-1",to="OPEN"\} 1/);
+    group.dispose();
+  });
+});
