@@ -1,0 +1,510 @@
+import { onMapCreated } from '../map/creation-hooks.ts';
+import { ConfigurationError } from '../map/errors.ts';
+import type { GovernedMap } from '../map/governed-map.ts';
+import type { MapCounters } from '../map/stats.ts';
+import { SITE_NOT_CAPTURED, SiteCapture, formatSite } from './creation-site.ts';
+import type { ConstructorLike, CreationSite, PendingSite } from './creation-site.ts';
+import { GcMonitor } from './gc-monitor.ts';
+import type { IdleSuspect, KeyGrowthSuspect, LeakSuspect, SandboxReport, SiteGrowthSuspect, SiteSummary } from './report.ts';
+
+/** What the sandbox reads of a map. Any GovernedMap<K, V> fits. */
+export type SandboxedMap = Pick<GovernedMap<unknown, unknown>, 'name' | 'counters' | 'size' | 'disposed'>;
+
+export interface SandboxOptions {
+  /** A live map with no operation for this long is an IDLE suspect, ms. Default 300,000 (5 minutes, the specification's). */
+  readonly idleThresholdMs?: number;
+  /** How often the sweep runs, ms; also the resolution of "last access". Default 30,000. */
+  readonly sweepIntervalMs?: number;
+  /** Creation stacks captured per second at most (each costs 3–5 µs); 0 = none. Default 100. */
+  readonly siteCapturesPerSecond?: number;
+  /** Frames kept per creation site. Default 6. */
+  readonly siteFrames?: number;
+  /** Post-GC samples at which a site's live count must have risen (never falling) to be a SITE_GROWTH suspect. Default 3. */
+  readonly siteGrowthSamples?: number;
+  /** ...and by at least this many instances since the rise began. Default 50. */
+  readonly minSiteGrowth?: number;
+  /** Sweeps at which a map's key count must have risen (never falling) to be a KEY_GROWTH suspect. Default 5. */
+  readonly keyGrowthSweeps?: number;
+  /** ...and by at least this many keys since the rise began. Default 1,000. */
+  readonly minKeyGrowth?: number;
+  /**
+   * GC observation: true (default) builds a GcMonitor and starts it with the sandbox; false
+   * turns it off (site growth is then sampled at every sweep, which can count maps that are
+   * unreachable but not yet collected); or pass your own monitor.
+   */
+  readonly gc?: boolean | GcMonitor;
+  /** Suspects listed in a report at most (the rest are counted). Default 50. */
+  readonly maxSuspectsListed?: number;
+  /** Called once when a suspect appears (again after it has cleared): hook audit or logs here. */
+  readonly onSuspect?: (suspect: LeakSuspect) => void;
+  /** Milliseconds clock; tests pass a controllable one. Default `Date.now`. */
+  readonly clock?: () => number;
+  /** Directory creation-site paths are shown relative to. Default `process.cwd()`. */
+  readonly cwd?: string;
+}
+
+/**
+ * One tracked map. Holds the map only through `ref`; everything else is a copy taken at
+ * registration or at a sweep.
+ */
+interface TrackedInstance {
+  readonly id: number;
+  readonly ref: WeakRef<SandboxedMap>;
+  readonly name: string;
+  readonly createdAtMs: number;
+  pending: PendingSite | null;
+  site: SiteRecord | null;
+  /** Total operation count seen at the last sweep, and the sweep time it last changed at. */
+  lastOps: number;
+  lastActiveAtMs: number;
+  lastKeys: number;
+  keyStreakFromKeys: number;
+  keyStreakSinceMs: number;
+  keyRises: number;
+}
+
+/** Per creation site: live count in the current sweep and its rise since the last fall. */
+interface SiteRecord {
+  readonly site: CreationSite;
+  readonly maps: Set<string>;
+  live: number;
+  lastSampleLive: number;
+  streakFromLive: number;
+  streakSinceMs: number;
+  rises: number;
+}
+
+/**
+ * The runtime audit sandbox: a registry of every live GovernedMap in the process, and a
+ * periodic sweep that names the maps that look leaked.
+ *
+ * How it stays off the hot path: it never watches operations. A map already counts its
+ * operations in plain numbers (`map.counters`); the sweep sums them and, when the sum changed
+ * since the previous sweep, stamps the map "active at this sweep". Last access is therefore
+ * known to within one sweep interval, at zero cost per operation, and an IDLE verdict is
+ * conservative: a map reported idle for N ms has had no operation for at least N ms.
+ *
+ * Why WeakRef and not finalizers alone: a FinalizationRegistry callback may never run (in a
+ * probe one of 900 collectable objects never got its callback), so the sweep treats an empty
+ * WeakRef as the truth and the finalizer only as an early notice. Each instance leaves the
+ * registry exactly once, counted as collected or disposed by whichever notices first.
+ *
+ * Invariants:
+ * - the registry never keeps a map alive (WeakRef only; a sweep's `deref` holds maps until the
+ *   end of the current job, as the language requires, and no longer);
+ * - site growth is sampled only after a major GC has run since the previous sample (when GC is
+ *   observed): a live count taken then counts reachable maps, not garbage awaiting collection.
+ *
+ * Off by default: until `start()` no hook is registered and nothing runs; GovernedMap's own
+ * cost is unchanged either way.
+ */
+export class Sandbox {
+  readonly idleThresholdMs: number;
+  readonly sweepIntervalMs: number;
+  readonly siteGrowthSamples: number;
+  readonly minSiteGrowth: number;
+  readonly keyGrowthSweeps: number;
+  readonly minKeyGrowth: number;
+  readonly maxSuspectsListed: number;
+  /** The GC monitor, or null when GC observation is off. */
+  readonly gc: GcMonitor | null;
+  readonly #ownsGc: boolean;
+  readonly #capture: SiteCapture;
+  readonly #clock: () => number;
+  readonly #cwd: string;
+  readonly #onSuspect: ((suspect: LeakSuspect) => void) | undefined;
+  readonly #instances = new Map<number, TrackedInstance>();
+  /** Every map ever registered, weakly: `track` must not register one twice. */
+  readonly #known = new WeakSet<SandboxedMap>();
+  readonly #sites = new Map<string, SiteRecord>();
+  readonly #finalization = new FinalizationRegistry<number>((id) => this.#forget(id, 'collected'));
+  readonly #activeSuspects = new Set<string>();
+  #nextId = 1;
+  #unhook: (() => void) | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #created = 0;
+  #collected = 0;
+  #disposed = 0;
+  #live = 0;
+  #sweeps = 0;
+  #sweepErrors = 0;
+  #lastSweepAtMs: number | null = null;
+  #lastSweepMs: number | null = null;
+  #lastSampledMajors = -1;
+  #suspects: LeakSuspect[] = [];
+
+  constructor(options: SandboxOptions = {}) {
+    this.idleThresholdMs = positive('idleThresholdMs', options.idleThresholdMs ?? 300_000, 1);
+    this.sweepIntervalMs = positive('sweepIntervalMs', options.sweepIntervalMs ?? 30_000, 10);
+    this.siteGrowthSamples = wholeNumber('siteGrowthSamples', options.siteGrowthSamples ?? 3, 1);
+    this.minSiteGrowth = wholeNumber('minSiteGrowth', options.minSiteGrowth ?? 50, 1);
+    this.keyGrowthSweeps = wholeNumber('keyGrowthSweeps', options.keyGrowthSweeps ?? 5, 1);
+    this.minKeyGrowth = wholeNumber('minKeyGrowth', options.minKeyGrowth ?? 1000, 1);
+    this.maxSuspectsListed = wholeNumber('maxSuspectsListed', options.maxSuspectsListed ?? 50, 1);
+    const captures = wholeNumber('siteCapturesPerSecond', options.siteCapturesPerSecond ?? 100, 0);
+    const frames = wholeNumber('siteFrames', options.siteFrames ?? 6, 1);
+    if (options.onSuspect !== undefined && typeof options.onSuspect !== 'function') throw new ConfigurationError('onSuspect', 'must be a function when given');
+    this.#clock = options.clock ?? Date.now;
+    this.#cwd = options.cwd ?? process.cwd();
+    this.#onSuspect = options.onSuspect;
+    this.#capture = new SiteCapture({ capturesPerSecond: captures, frames, clock: this.#clock });
+    const gc = options.gc ?? true;
+    if (gc instanceof GcMonitor) {
+      this.gc = gc;
+      this.#ownsGc = false;
+    } else if (gc === true) {
+      this.gc = new GcMonitor({ clock: this.#clock });
+      this.#ownsGc = true;
+    } else if (gc === false) {
+      this.gc = null;
+      this.#ownsGc = false;
+    } else {
+      throw new ConfigurationError('gc', 'must be true, false or a GcMonitor', gc);
+    }
+  }
+
+  /** Tracks every GovernedMap created from now on and starts the periodic sweep. Idempotent. */
+  start(): this {
+    if (this.#unhook !== null) return this;
+    this.#unhook = onMapCreated((map) => this.#register(map as SandboxedMap, true));
+    this.#timer = setInterval(() => this.#sweepFromTimer(), this.sweepIntervalMs).unref();
+    if (this.#ownsGc) this.gc?.start();
+    return this;
+  }
+
+  /** Stops tracking new maps, the sweep timer and (if it owns it) the GC monitor. Tracked maps stay tracked. */
+  stop(): void {
+    this.#unhook?.();
+    this.#unhook = null;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    if (this.#ownsGc) this.gc?.stop();
+  }
+
+  get running(): boolean {
+    return this.#unhook !== null;
+  }
+
+  /**
+   * Tracks a map created before `start()` (its creation site is unknown). Its last access
+   * starts now. A map already tracked is left as it is.
+   */
+  track(map: SandboxedMap): void {
+    if (this.#known.has(map)) return;
+    this.#register(map, false);
+  }
+
+  /** Maps tracked and not yet known to be collected or disposed (some may await collection). */
+  get tracked(): number {
+    return this.#instances.size;
+  }
+
+  get counts(): { created: number; collected: number; disposed: number; live: number; sweeps: number; sweepErrors: number; sitesSkipped: number; sitesCaptured: number } {
+    return {
+      created: this.#created,
+      collected: this.#collected,
+      disposed: this.#disposed,
+      live: this.#live,
+      sweeps: this.#sweeps,
+      sweepErrors: this.#sweepErrors,
+      sitesSkipped: this.#capture.skipped,
+      sitesCaptured: this.#capture.captured,
+    };
+  }
+
+  /** Suspects found by the latest sweep. */
+  get suspects(): readonly LeakSuspect[] {
+    return this.#suspects;
+  }
+
+  get lastSweepSeconds(): number | null {
+    return this.#lastSweepMs === null ? null : this.#lastSweepMs / 1000;
+  }
+
+  /**
+   * Walks the registry now: drops collected and disposed maps, stamps activity, formats new
+   * creation sites, samples site growth (after a major GC) and recomputes the suspects.
+   * The timer calls this every `sweepIntervalMs`; call it yourself for an up-to-date report.
+   */
+  sweep(): readonly LeakSuspect[] {
+    const startedAt = performance.now();
+    const now = this.#clock();
+    for (const record of this.#sites.values()) record.live = 0;
+    const idle = new Map<string, { suspect: Mutable<IdleSuspect>; ids: number[]; oldestMs: number }>();
+    const keyGrowth: KeyGrowthSuspect[] = [];
+    let live = 0;
+    for (const [id, instance] of this.#instances) {
+      const map = instance.ref.deref();
+      if (map === undefined) {
+        this.#forget(id, 'collected');
+        continue;
+      }
+      if (map.disposed) {
+        this.#forget(id, 'disposed');
+        continue;
+      }
+      live++;
+      const ops = totalOperations(map.counters);
+      if (ops !== instance.lastOps) {
+        instance.lastOps = ops;
+        instance.lastActiveAtMs = now;
+      }
+      const keys = map.size;
+      this.#followKeys(instance, keys, now);
+      if (instance.pending !== null) {
+        instance.site = this.#siteRecord(formatSite(instance.pending, this.#cwd), instance.name, now);
+        instance.pending = null;
+      }
+      if (instance.site !== null) instance.site.live++;
+
+      const idleForMs = now - instance.lastActiveAtMs;
+      if (idleForMs >= this.idleThresholdMs) {
+        const groupKey = `${instance.name}\u0000${instance.site?.site.key ?? SITE_NOT_CAPTURED}`;
+        let group = idle.get(groupKey);
+        if (group === undefined) {
+          group = {
+            suspect: { kind: 'IDLE', map: instance.name, site: instance.site?.site ?? null, instances: 0, keys: 0, idleForMs: { min: idleForMs, max: idleForMs }, oldestCreatedAt: iso(instance.createdAtMs), sampleIds: [] },
+            ids: [],
+            oldestMs: instance.createdAtMs,
+          };
+          idle.set(groupKey, group);
+        }
+        const s = group.suspect;
+        s.instances++;
+        s.keys += keys;
+        s.idleForMs = { min: Math.min(s.idleForMs.min, idleForMs), max: Math.max(s.idleForMs.max, idleForMs) };
+        if (instance.createdAtMs < group.oldestMs) {
+          group.oldestMs = instance.createdAtMs;
+          s.oldestCreatedAt = iso(instance.createdAtMs);
+        }
+        if (group.ids.length < 10) group.ids.push(id);
+      }
+      if (instance.keyRises >= this.keyGrowthSweeps && keys - instance.keyStreakFromKeys >= this.minKeyGrowth) {
+        keyGrowth.push({
+          kind: 'KEY_GROWTH',
+          map: instance.name,
+          instance: id,
+          site: instance.site?.site ?? null,
+          keys,
+          grewFrom: instance.keyStreakFromKeys,
+          risingSweeps: instance.keyRises,
+          since: iso(instance.keyStreakSinceMs),
+        });
+      }
+    }
+    this.#live = live;
+    const siteGrowth = this.#sampleSites(now);
+
+    const suspects: LeakSuspect[] = [
+      ...siteGrowth,
+      ...[...idle.values()].map(({ suspect, ids }) => ({ ...suspect, sampleIds: ids })).sort((a, b) => b.instances - a.instances),
+      ...keyGrowth.sort((a, b) => b.keys - a.keys),
+    ];
+    this.#suspects = suspects;
+    this.#sweeps++;
+    this.#lastSweepAtMs = now;
+    this.#lastSweepMs = performance.now() - startedAt;
+    this.#announce(suspects);
+    return suspects;
+  }
+
+  /** The JSON report of the latest sweep (run `sweep()` first for a fresh one). */
+  report(): SandboxReport {
+    const listed = this.#suspects.slice(0, this.maxSuspectsListed);
+    const topSites: SiteSummary[] = [...this.#sites.values()]
+      .filter((r) => r.live > 0)
+      .sort((a, b) => b.live - a.live)
+      .slice(0, 10)
+      .map((r) => ({ site: r.site, maps: [...r.maps], live: r.live }));
+    return {
+      generatedAt: iso(this.#clock()),
+      running: this.running,
+      settings: {
+        idleThresholdMs: this.idleThresholdMs,
+        sweepIntervalMs: this.sweepIntervalMs,
+        siteCapturesPerSecond: this.#capture.capturesPerSecond,
+        siteGrowthSamples: this.siteGrowthSamples,
+        minSiteGrowth: this.minSiteGrowth,
+        keyGrowthSweeps: this.keyGrowthSweeps,
+        minKeyGrowth: this.minKeyGrowth,
+      },
+      sweeps: this.#sweeps,
+      lastSweepAt: this.#lastSweepAtMs === null ? null : iso(this.#lastSweepAtMs),
+      lastSweepMs: this.#lastSweepMs,
+      instances: {
+        live: this.#live,
+        created: this.#created,
+        collected: this.#collected,
+        disposed: this.#disposed,
+        sitesCaptured: this.#capture.captured,
+        sitesSkipped: this.#capture.skipped,
+      },
+      suspects: listed,
+      suspectsNotListed: this.#suspects.length - listed.length,
+      topSites,
+      gc: {
+        observing: this.gc?.observing ?? false,
+        pauses: this.gc?.stats() ?? null,
+        trend: this.gc?.trend() ?? null,
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #register(map: SandboxedMap, capture: boolean): void {
+    const id = this.#nextId++;
+    const now = this.#clock();
+    const keys = map.size;
+    const instance: TrackedInstance = {
+      id,
+      ref: new WeakRef(map),
+      name: map.name,
+      createdAtMs: now,
+      pending: capture ? this.#capture.capture(map.constructor as ConstructorLike) : null,
+      site: null,
+      lastOps: totalOperations(map.counters),
+      lastActiveAtMs: now,
+      lastKeys: keys,
+      keyStreakFromKeys: keys,
+      keyStreakSinceMs: now,
+      keyRises: 0,
+    };
+    this.#instances.set(id, instance);
+    this.#known.add(map);
+    this.#finalization.register(map, id, instance);
+    this.#created++;
+  }
+
+  #forget(id: number, why: 'collected' | 'disposed'): void {
+    const instance = this.#instances.get(id);
+    if (instance === undefined) return;
+    this.#instances.delete(id);
+    this.#finalization.unregister(instance);
+    if (why === 'collected') this.#collected++;
+    else this.#disposed++;
+  }
+
+  /** A rise extends the streak; a fall restarts it from the fallen value. */
+  #followKeys(instance: TrackedInstance, keys: number, now: number): void {
+    if (keys < instance.lastKeys) {
+      instance.keyStreakFromKeys = keys;
+      instance.keyStreakSinceMs = now;
+      instance.keyRises = 0;
+    } else if (keys > instance.lastKeys) {
+      instance.keyRises++;
+    }
+    instance.lastKeys = keys;
+  }
+
+  #siteRecord(site: CreationSite, mapName: string, now: number): SiteRecord {
+    let record = this.#sites.get(site.key);
+    if (record === undefined) {
+      record = { site, maps: new Set(), live: 0, lastSampleLive: 0, streakFromLive: 0, streakSinceMs: now, rises: 0 };
+      this.#sites.set(site.key, record);
+    }
+    record.maps.add(mapName);
+    return record;
+  }
+
+  /**
+   * Site growth. Sampled only on the first sweep after a major GC (or every sweep without GC
+   * observation); a fall restarts a site's streak, a rise extends it.
+   */
+  #sampleSites(now: number): SiteGrowthSuspect[] {
+    const majors = this.gc?.majorCollections ?? null;
+    const fresh = majors === null || majors !== this.#lastSampledMajors;
+    if (fresh) this.#lastSampledMajors = majors ?? -1;
+    const suspects: SiteGrowthSuspect[] = [];
+    for (const [key, record] of this.#sites) {
+      if (fresh) {
+        if (record.live < record.lastSampleLive) {
+          record.streakFromLive = record.live;
+          record.streakSinceMs = now;
+          record.rises = 0;
+        } else if (record.live > record.lastSampleLive) {
+          record.rises++;
+        }
+        record.lastSampleLive = record.live;
+        if (record.live === 0) {
+          // Nothing alive from here: forget it (a later instance starts a new record).
+          this.#sites.delete(key);
+          continue;
+        }
+      }
+      if (record.rises >= this.siteGrowthSamples && record.live - record.streakFromLive >= this.minSiteGrowth) {
+        suspects.push({
+          kind: 'SITE_GROWTH',
+          site: record.site,
+          maps: [...record.maps],
+          live: record.live,
+          grewFrom: record.streakFromLive,
+          risingSamples: record.rises,
+          since: iso(record.streakSinceMs),
+        });
+      }
+    }
+    return suspects.sort((a, b) => b.live - a.live);
+  }
+
+  #announce(suspects: readonly LeakSuspect[]): void {
+    const now = new Set(suspects.map(suspectKey));
+    for (const key of this.#activeSuspects) if (!now.has(key)) this.#activeSuspects.delete(key);
+    if (this.#onSuspect === undefined) {
+      for (const key of now) this.#activeSuspects.add(key);
+      return;
+    }
+    for (const suspect of suspects) {
+      const key = suspectKey(suspect);
+      if (this.#activeSuspects.has(key)) continue;
+      this.#activeSuspects.add(key);
+      try {
+        this.#onSuspect(suspect);
+      } catch {
+        // A failing listener (an audit sink down) must not stop the sweep; it reports its own failures.
+      }
+    }
+  }
+
+  #sweepFromTimer(): void {
+    try {
+      this.sweep();
+    } catch {
+      // The sweep reads maps through their public getters; a throwing custom store must not
+      // kill the timer. Counted, visible in metrics.
+      this.#sweepErrors++;
+    }
+  }
+}
+
+type Mutable<T> = { -readonly [P in keyof T]: T[P] };
+
+/** Operations a caller made: reads, writes, deletes, no-op updates, ranges (not expiry sweeps). */
+export function totalOperations(c: Readonly<MapCounters>): number {
+  return c.loads + c.hasCalls + c.storesOk + c.storesRejected + c.storesError + c.deletesOk + c.deletesMiss + c.deletesRejected + c.updatesNoop + c.ranges;
+}
+
+function suspectKey(suspect: LeakSuspect): string {
+  switch (suspect.kind) {
+    case 'IDLE':
+      return `IDLE\u0000${suspect.map}\u0000${suspect.site?.key ?? SITE_NOT_CAPTURED}`;
+    case 'SITE_GROWTH':
+      return `SITE_GROWTH\u0000${suspect.site.key}`;
+    case 'KEY_GROWTH':
+      return `KEY_GROWTH\u0000${suspect.instance}`;
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function positive(option: string, value: number, min: number): number {
+  if (!(typeof value === 'number' && Number.isFinite(value) && value >= min)) throw new ConfigurationError(option, `must be a number of milliseconds of at least ${min}`, value);
+  return value;
+}
+
+function wholeNumber(option: string, value: number, min: number): number {
+  if (!(Number.isSafeInteger(value) && value >= min)) throw new ConfigurationError(option, `must be a whole number of at least ${min}`, value);
+  return value;
+}

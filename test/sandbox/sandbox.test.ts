@@ -1,0 +1,349 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
+import { Registry } from 'prom-client';
+import { ConfigurationError, GovernedMap } from '../../src/index.ts';
+import { GcMonitor, Sandbox, registerSandboxMetrics } from '../../src/sandbox/index.ts';
+import type { IdleSuspect, KeyGrowthSuspect, LeakSuspect, SiteGrowthSuspect } from '../../src/sandbox/index.ts';
+import { fullGc, nextTurn } from './gc.ts';
+
+const thisFile = fileURLToPath(import.meta.url);
+const source = readFileSync(thisFile, 'utf8').split('\n');
+/** `test/sandbox/sandbox.test.ts:<line>` of the line carrying `marker` (creation sites are reported relative to the cwd). */
+function siteOf(marker: string): string {
+  const line = source.findIndex((text) => text.includes(marker) && !text.includes('siteOf('));
+  assert.ok(line >= 0, `marker ${marker} not found`);
+  return `test/sandbox/sandbox.test.ts:${line + 1}:`;
+}
+
+const anyValue = (): true => true;
+
+class FakeClock {
+  now = Date.UTC(2025, 0, 6, 9, 0, 0);
+  readonly read = (): number => this.now;
+  advance(ms: number): void {
+    this.now += ms;
+  }
+}
+
+const ofKind = <K extends LeakSuspect['kind']>(suspects: readonly LeakSuspect[], kind: K): Array<Extract<LeakSuspect, { kind: K }>> =>
+  suspects.filter((s): s is Extract<LeakSuspect, { kind: K }> => s.kind === kind);
+
+// ------------------------------------------------------------------ a service that leaks
+
+/** The leak as services write it: a cache built per request and parked in a module-level list. */
+const parked: GovernedMap<string, string>[] = [];
+function handleQuoteRequest(requestId: number): void {
+  const perRequest = new GovernedMap<string, string>({ name: 'quote_cache', validate: anyValue }); // LEAK-SITE
+  perRequest.store(`quote:${requestId}`, 'EURUSD 1.0842');
+  parked.push(perRequest);
+}
+/** The healthy twin: a per-request map that dies with its request. */
+function handlePriceRequest(requestId: number): number {
+  const scratch = new GovernedMap<string, number>({ name: 'price_scratch', validate: anyValue }); // TRANSIENT-SITE
+  scratch.store(`price:${requestId}`, requestId);
+  return scratch.size;
+}
+
+describe('leak detection', () => {
+  test('a map created per request and kept is named, with the line that creates it; a transient one is not', async () => {
+    const sandbox = new Sandbox({ siteGrowthSamples: 3, minSiteGrowth: 60, siteCapturesPerSecond: 100_000, sweepIntervalMs: 3_600_000 }).start();
+    try {
+      let served = 0;
+      for (let round = 0; round < 5; round++) {
+        for (let i = 0; i < 40; i++) {
+          handleQuoteRequest(served);
+          handlePriceRequest(served);
+          served++;
+        }
+        await nextTurn(); // the WeakRefs made during the requests hold their maps until the job ends
+        fullGc();
+        await nextTurn(20); // gc entries reach the observer asynchronously
+        sandbox.sweep();
+      }
+      const report = sandbox.report();
+      const growth = ofKind(report.suspects, 'SITE_GROWTH');
+      assert.equal(growth.length, 1, JSON.stringify(report.suspects, null, 2));
+      const suspect: SiteGrowthSuspect = growth[0]!;
+      assert.deepEqual(suspect.maps, ['quote_cache']);
+      assert.match(suspect.site.frames[0]!, /^handleQuoteRequest \(/);
+      assert.ok(suspect.site.frames[0]!.includes(siteOf('LEAK-SITE')), `${suspect.site.frames[0]} should point at the LEAK-SITE line`);
+      assert.ok(suspect.live >= 200 && suspect.live - suspect.grewFrom >= 60, JSON.stringify(suspect));
+      assert.ok(suspect.risingSamples >= 3);
+      // The transient site never accumulates: every full collection takes its maps.
+      assert.equal(report.suspects.some((s) => s.kind === 'SITE_GROWTH' && s.maps.includes('price_scratch')), false);
+      assert.ok(report.instances.collected >= 150, `transient maps were collected: ${JSON.stringify(report.instances)}`);
+      assert.ok(report.gc.pauses!.major.count >= 5, 'the forced collections were observed');
+      assert.equal(report.topSites[0]!.maps[0], 'quote_cache');
+    } finally {
+      sandbox.stop();
+      parked.length = 0;
+    }
+  });
+
+  test('a map idle past the threshold is an IDLE suspect with its creation site; touching it clears it', () => {
+    const clock = new FakeClock();
+    const seen: LeakSuspect[] = [];
+    const sandbox = new Sandbox({ idleThresholdMs: 1_000, gc: false, clock: clock.read, onSuspect: (s) => seen.push(s) }).start();
+    try {
+      const forgotten = new GovernedMap<string, number>({ name: 'fx_rates_eod', validate: anyValue }); // IDLE-SITE
+      const busy = new GovernedMap<string, number>({ name: 'fx_rates_live', validate: anyValue });
+      forgotten.store('EURUSD', 10842);
+      sandbox.sweep();
+      clock.advance(600);
+      busy.load('EURUSD');
+      assert.deepEqual(sandbox.sweep(), [], 'nothing has been idle 1 s yet');
+      clock.advance(600);
+      const suspects = ofKind(sandbox.sweep(), 'IDLE');
+      assert.equal(suspects.length, 1, JSON.stringify(suspects));
+      const idle: IdleSuspect = suspects[0]!;
+      assert.equal(idle.map, 'fx_rates_eod');
+      assert.equal(idle.instances, 1);
+      assert.equal(idle.keys, 1);
+      // Its last operation (the store) was seen at the sweep at t0: idle at least 1.2 s.
+      assert.deepEqual(idle.idleForMs, { min: 1_200, max: 1_200 });
+      assert.ok(idle.site!.frames[0]!.includes(siteOf('IDLE-SITE')), idle.site!.frames[0]);
+      assert.deepEqual(seen.map((s) => s.kind), ['IDLE'], 'announced once');
+      sandbox.sweep();
+      assert.equal(seen.length, 1, 'not announced again while it stays a suspect');
+
+      forgotten.load('EURUSD');
+      clock.advance(100);
+      assert.deepEqual(ofKind(sandbox.sweep(), 'IDLE'), [], 'an access clears it');
+      clock.advance(1_000);
+      assert.equal(ofKind(sandbox.sweep(), 'IDLE').length, 2, 'both idle now');
+      assert.equal(seen.length, 3, 'a suspect that cleared and came back is announced again');
+      void busy;
+    } finally {
+      sandbox.stop();
+    }
+  });
+
+  test('maps whose key count only grows are KEY_GROWTH suspects; one fall restarts the streak', () => {
+    const clock = new FakeClock();
+    const sandbox = new Sandbox({ gc: false, clock: clock.read, keyGrowthSweeps: 4, minKeyGrowth: 1_000 }).start();
+    try {
+      const sessions = new GovernedMap<string, number>({ name: 'session_tokens', validate: anyValue });
+      const bounded = new GovernedMap<string, number>({ name: 'bounded_cache', validate: anyValue });
+      let next = 0;
+      const grow = (map: GovernedMap<string, number>, n: number): void => {
+        for (let i = 0; i < n; i++) map.store(`k${next++}`, i);
+      };
+      for (let sweep = 0; sweep < 4; sweep++) {
+        grow(sessions, 300);
+        grow(bounded, 300);
+        if (sweep === 2) for (const [key] of bounded.entries().slice(0, 400)) bounded.delete(key);
+        clock.advance(1_000);
+        sandbox.sweep();
+      }
+      const suspects = ofKind(sandbox.suspects, 'KEY_GROWTH');
+      assert.equal(suspects.length, 1, JSON.stringify(suspects));
+      const suspect: KeyGrowthSuspect = suspects[0]!;
+      assert.equal(suspect.map, 'session_tokens');
+      assert.equal(suspect.keys, 1_200);
+      assert.equal(suspect.grewFrom, 0);
+      assert.equal(suspect.risingSweeps, 4);
+    } finally {
+      sandbox.stop();
+    }
+  });
+
+  test('disposed and collected maps leave the registry, each counted once', async () => {
+    const sandbox = new Sandbox({ gc: false }).start();
+    try {
+      const disposed = new GovernedMap<string, number>({ name: 'closed_batch', validate: anyValue });
+      disposed.dispose();
+      (() => {
+        for (let i = 0; i < 50; i++) new GovernedMap<string, number>({ name: 'dropped', validate: anyValue });
+      })();
+      await nextTurn();
+      fullGc();
+      await nextTurn(20);
+      sandbox.sweep();
+      sandbox.sweep();
+      const counts = sandbox.counts;
+      assert.equal(counts.created, 51);
+      assert.equal(counts.disposed, 1);
+      assert.equal(counts.collected, 50);
+      assert.equal(counts.live, 0);
+      assert.equal(sandbox.tracked, 0);
+    } finally {
+      sandbox.stop();
+    }
+  });
+});
+
+describe('cost controls', () => {
+  test('creation stacks are captured within the per-second budget; the rest are tracked without a site', () => {
+    const clock = new FakeClock();
+    const sandbox = new Sandbox({ gc: false, clock: clock.read, siteCapturesPerSecond: 5, idleThresholdMs: 1 }).start();
+    try {
+      const maps = Array.from({ length: 8 }, () => new GovernedMap<string, number>({ name: 'burst', validate: anyValue }));
+      clock.advance(1_000);
+      maps.push(new GovernedMap<string, number>({ name: 'burst', validate: anyValue }));
+      clock.advance(1);
+      const idle = ofKind(sandbox.sweep(), 'IDLE');
+      // Two captured sites (the burst's line: 5 within budget; the later line: 1) and 3 without.
+      assert.deepEqual(idle.map((s) => [s.site === null ? 'no site' : 'site', s.instances]), [['site', 5], ['no site', 3], ['site', 1]]);
+      assert.equal(sandbox.counts.sitesCaptured, 6);
+      assert.equal(sandbox.counts.sitesSkipped, 3);
+    } finally {
+      sandbox.stop();
+    }
+  });
+
+  test('off by default: without start() nothing is tracked, and stop() stops tracking', () => {
+    const sandbox = new Sandbox({ gc: false });
+    new GovernedMap<string, number>({ name: 'before_start', validate: anyValue });
+    assert.equal(sandbox.tracked, 0);
+    sandbox.start();
+    const kept = new GovernedMap<string, number>({ name: 'while_started', validate: anyValue });
+    sandbox.stop();
+    new GovernedMap<string, number>({ name: 'after_stop', validate: anyValue });
+    assert.equal(sandbox.counts.created, 1);
+    assert.equal(sandbox.running, false);
+    sandbox.track(kept);
+    assert.equal(sandbox.counts.created, 1, 'track() of a tracked map is a no-op');
+  });
+
+  test('bad options are refused with the option named', () => {
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ idleThresholdMs: -5 }, /idleThresholdMs/],
+      [{ sweepIntervalMs: 1 }, /sweepIntervalMs/],
+      [{ siteCapturesPerSecond: 1.5 }, /siteCapturesPerSecond/],
+      [{ minKeyGrowth: 0 }, /minKeyGrowth/],
+      [{ gc: 'yes' }, /"gc"/],
+      [{ onSuspect: 'log' }, /onSuspect/],
+    ];
+    for (const [options, message] of cases) {
+      assert.throws(
+        () => new Sandbox(options),
+        (error: unknown) => error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION' && message.test(error.message),
+        JSON.stringify(options),
+      );
+    }
+  });
+});
+
+describe('the idle verdict is conservative and at most one sweep late (model-based)', () => {
+  test('flagged <=> no operation since the first sweep after the last operation, for at least the threshold', () => {
+    type Step = { kind: 'advance'; ms: number } | { kind: 'op' } | { kind: 'sweep' };
+    const step = fc.oneof(
+      fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 700 }) }),
+      fc.record({ kind: fc.constant('op' as const) }),
+      fc.record({ kind: fc.constant('sweep' as const) }),
+    );
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 60 }), (steps: Step[]) => {
+        const clock = new FakeClock();
+        const threshold = 1_000;
+        const sandbox = new Sandbox({ idleThresholdMs: threshold, gc: false, clock: clock.read });
+        const map = new GovernedMap<string, number>({ name: 'modelled', validate: anyValue });
+        sandbox.track(map);
+        const createdAt = clock.now;
+        let lastOpAt: number | null = null;
+        let seenActiveAt = createdAt; // model: the sweep time at which the last op was first seen
+        let opSinceSweep = false;
+        for (const s of steps) {
+          if (s.kind === 'advance') clock.advance(s.ms);
+          else if (s.kind === 'op') {
+            map.load('k');
+            lastOpAt = clock.now;
+            opSinceSweep = true;
+          } else {
+            if (opSinceSweep) seenActiveAt = clock.now;
+            opSinceSweep = false;
+            const flagged = sandbox.sweep().some((x) => x.kind === 'IDLE');
+            assert.equal(flagged, clock.now - seenActiveAt >= threshold);
+            // Never a false accusation: an IDLE map really had no operation for the threshold.
+            if (flagged) assert.ok(clock.now - (lastOpAt ?? createdAt) >= threshold);
+          }
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('GC observation', () => {
+  test('real collections are observed as major pauses', async () => {
+    const monitor = new GcMonitor().start();
+    try {
+      fullGc();
+      await nextTurn(30);
+      const stats = monitor.stats();
+      assert.ok(stats.major.count >= 1);
+      assert.ok(stats.major.totalSeconds > 0);
+      assert.ok(stats.major.p99Seconds !== null && stats.major.p99Seconds > 0);
+      assert.equal(monitor.majorCollections, stats.major.count);
+    } finally {
+      monitor.stop();
+    }
+  });
+
+  test('the trend compares whole windows: unknown before two, rising at 1.2x above the floor', () => {
+    const clock = new FakeClock();
+    clock.now = 1_000_000_000; // slot-aligned: windows of 10 s are slots of 2 s
+    const gc = new GcMonitor({ windowMs: 10_000, clock: clock.read, risingRatio: 1.2, minPauseFraction: 0.001 });
+    // 10 s of 20 ms pauses every 2 s (0.2% of time), then 10 s of 30 ms pauses.
+    for (let i = 0; i < 5; i++) {
+      gc.record('minor', 20, clock.now);
+      clock.advance(2_000);
+    }
+    assert.equal(gc.trend().rising, null, 'one window seen: no trend yet');
+    for (let i = 0; i < 5; i++) {
+      gc.record('major', 30, clock.now);
+      clock.advance(2_000);
+    }
+    const trend = gc.trend();
+    assert.equal(trend.previousPauseSeconds, 0.1);
+    assert.ok(Math.abs(trend.recentPauseSeconds - 0.15) < 1e-9);
+    assert.ok(Math.abs(trend.ratio! - 1.5) < 1e-9);
+    assert.equal(trend.rising, true);
+    // Flat afterwards: 30 ms per slot again -> ratio 1, not rising.
+    for (let i = 0; i < 5; i++) {
+      gc.record('major', 30, clock.now);
+      clock.advance(2_000);
+    }
+    assert.equal(gc.trend().rising, false);
+    // Rising but negligible: 1 ms -> 2 ms per 10 s is 0.02% of time, under the 0.1% floor.
+    const quiet = new GcMonitor({ windowMs: 10_000, clock: clock.read });
+    for (const ms of [1, 2]) {
+      clock.advance(10_000);
+      quiet.record('minor', ms, clock.now);
+    }
+    clock.advance(10_000);
+    assert.equal(quiet.trend().rising, false);
+  });
+});
+
+describe('metrics', () => {
+  test('suspects, lifecycle counts and GC pauses are exported', async () => {
+    const clock = new FakeClock();
+    const gc = new GcMonitor({ clock: clock.read });
+    const sandbox = new Sandbox({ idleThresholdMs: 1_000, gc, clock: clock.read }).start();
+    const registry = new Registry();
+    registerSandboxMetrics(sandbox, registry);
+    try {
+      const idle = new GovernedMap<string, number>({ name: 'eod_snapshot', validate: anyValue });
+      gc.record('major', 12);
+      clock.advance(5_000);
+      sandbox.sweep();
+      const text = await registry.metrics();
+      assert.match(text, /govmap_sandbox_suspects\{kind="IDLE"\} 1/);
+      assert.match(text, /govmap_sandbox_suspects\{kind="SITE_GROWTH"\} 0/);
+      assert.match(text, /govmap_sandbox_suspect_maps\{kind="IDLE",map="eod_snapshot",site="[^"]*sandbox\.test\.ts:\d+:\d+\)"\} 1/);
+      assert.match(text, /govmap_sandbox_live_maps 1/);
+      assert.match(text, /govmap_sandbox_maps_created_total 1/);
+      assert.match(text, /govmap_gc_pause_seconds_bucket\{kind="major",le="0.025"\} 1/);
+      assert.match(text, /govmap_gc_pause_seconds_count\{kind="major"\} 1/);
+      assert.match(text, /govmap_gc_pause_fraction\{window_seconds="300"\} 0\n/);
+      assert.doesNotMatch(text, /govmap_gc_pause_rising\{/, 'no trend before two windows: absent, not 0');
+      void idle;
+    } finally {
+      sandbox.stop();
+    }
+  });
+});
