@@ -1,0 +1,429 @@
+import { ConfigurationError } from '../../map/errors.ts';
+import { RedisUnavailableError } from './errors.ts';
+import { LinkFailure } from './link.ts';
+import type { LinkListener, RedisLink } from './link.ts';
+import type { LuaScript } from './lua.ts';
+import type * as Redis from 'redis';
+
+/**
+ * `connectRedis`: a RedisLink over node-redis (the `redis` package, loaded here lazily so that a
+ * service that never configures Redis never loads it), for one server (`url`) or a cluster
+ * (`clusterNodes`).
+ *
+ * Every connection speaks RESP3 with client tracking ON (node-redis `emitInvalidate`), so the
+ * server pushes an invalidation on the same connection after any write of a key it served us.
+ * Commands are never queued while disconnected (`disableOfflineQueue`): a write either reaches
+ * Redis now or fails now with a typed error, never applies minutes later behind the caller's back.
+ */
+export interface RedisConnectionOptions {
+  /** One server: `redis://[user:pass@]host:port[/db]` (`rediss://` for TLS). */
+  readonly url?: string;
+  /** A cluster: seed nodes as `host:port` or `redis://host:port`; the rest are discovered. */
+  readonly clusterNodes?: readonly string[];
+  /** Give up the first connection after this many ms. Default 5,000. */
+  readonly connectTimeoutMs?: number;
+  /**
+   * A command without a reply after this many ms fails (TIMEOUT; a write's outcome is then
+   * unknown). Default 1,000.
+   */
+  readonly commandTimeoutMs?: number;
+  /**
+   * A PING on every connection this often (ms). A PING that fails marks the link down, which
+   * bounds how long a silently dead connection (no RST, no invalidations) can go unnoticed to
+   * heartbeatMs + commandTimeoutMs. Default 1,000; 0 disables (then only socket errors count).
+   */
+  readonly heartbeatMs?: number;
+  /** Longest pause (ms) between reconnection attempts; they back off from 50 ms. Default 2,000. */
+  readonly reconnectMaxDelayMs?: number;
+  /** CLIENT SETNAME of each connection (shows in CLIENT LIST). Default `govmap`. */
+  readonly clientName?: string;
+}
+
+// The slice of node-redis this file uses, typed structurally: node-redis' own generics
+// (modules, scripts, RESP version, type mapping) add nothing here.
+interface NodeClient {
+  get(key: string): Promise<string | null>;
+  evalSha(sha1: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
+  eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
+  scan(cursor: string, options: { MATCH: string; COUNT: number }): Promise<{ cursor: string; keys: string[] }>;
+  ping(): Promise<unknown>;
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  connect(): Promise<unknown>;
+  close(): Promise<unknown>;
+  destroy(): unknown;
+  readonly isReady: boolean;
+}
+interface ShardNode {
+  readonly host: string;
+  readonly port: number;
+  readonly client?: NodeClient;
+}
+interface NodeCluster extends Omit<NodeClient, 'scan' | 'ping' | 'isReady'> {
+  readonly masters: readonly ShardNode[];
+  readonly replicas: readonly ShardNode[];
+  nodeClient(node: ShardNode): Promise<NodeClient>;
+}
+type RedisModule = typeof Redis;
+
+const DEFAULTS = Object.freeze({ connectTimeoutMs: 5000, commandTimeoutMs: 1000, heartbeatMs: 1000, reconnectMaxDelayMs: 2000 });
+const RECONNECT_BASE_MS = 50;
+// Replies meaning "not now" from a server that did not run the command.
+const NOT_READY = /^(CLUSTERDOWN|LOADING|MASTERDOWN|TRYAGAIN|READONLY|BUSY)\b/;
+
+export async function connectRedis(options: RedisConnectionOptions): Promise<RedisLink> {
+  const settings = checkOptions(options);
+  let redis: RedisModule;
+  try {
+    redis = await import('redis');
+  } catch (cause) {
+    throw new ConfigurationError('redis', `the "redis" package (node-redis) could not be loaded: ${(cause as Error).message}; install it with npm install redis`);
+  }
+  const link = settings.clusterNodes !== undefined ? new ClusterLink(redis, settings) : new StandaloneLink(redis, settings);
+  try {
+    await link.open();
+  } catch (error) {
+    await link.close().catch(() => undefined);
+    const failure = link.classify(error);
+    throw new RedisUnavailableError(null, 'connectRedis', undefined, failure.kind === 'WRONGTYPE' || failure.kind === 'REFUSED' ? 'OFFLINE' : failure.kind, 'none', error);
+  }
+  return link;
+}
+
+interface Settings {
+  readonly url: string | undefined;
+  readonly clusterNodes: readonly string[] | undefined;
+  readonly connectTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+  readonly heartbeatMs: number;
+  readonly reconnectMaxDelayMs: number;
+  readonly clientName: string;
+}
+
+function checkOptions(options: RedisConnectionOptions): Settings {
+  if (options === null || typeof options !== 'object') throw new ConfigurationError('redis', 'connectRedis needs { url } or { clusterNodes }');
+  const { url, clusterNodes } = options;
+  if ((url === undefined) === (clusterNodes === undefined)) throw new ConfigurationError('redis', 'give exactly one of url (one server) and clusterNodes (a cluster)');
+  if (url !== undefined && (typeof url !== 'string' || !/^rediss?:\/\/[^\s]+$/.test(url))) throw new ConfigurationError('redis.url', 'must be redis://host:port or rediss://host:port', url);
+  if (clusterNodes !== undefined) {
+    if (!Array.isArray(clusterNodes) || clusterNodes.length === 0) throw new ConfigurationError('redis.clusterNodes', 'must be a non-empty list of host:port');
+    for (const node of clusterNodes) {
+      if (typeof node !== 'string' || !/^(rediss?:\/\/)?[^\s/:]+:[0-9]{1,5}$/.test(node)) throw new ConfigurationError('redis.clusterNodes', 'each node must be host:port (or redis://host:port)', node);
+    }
+  }
+  const ms = (name: keyof typeof DEFAULTS, min: number): number => {
+    const value = options[name] ?? DEFAULTS[name];
+    if (!(Number.isFinite(value) && value >= min)) throw new ConfigurationError(`redis.${name}`, `must be a number of milliseconds >= ${min}`, value);
+    return value;
+  };
+  const clientName = options.clientName ?? 'govmap';
+  if (typeof clientName !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(clientName)) throw new ConfigurationError('redis.clientName', 'must be 1-64 characters of letters, digits and _.:-', clientName);
+  return {
+    url,
+    clusterNodes,
+    connectTimeoutMs: ms('connectTimeoutMs', 1),
+    commandTimeoutMs: ms('commandTimeoutMs', 1),
+    heartbeatMs: ms('heartbeatMs', 0),
+    reconnectMaxDelayMs: ms('reconnectMaxDelayMs', RECONNECT_BASE_MS),
+    clientName,
+  };
+}
+
+/**
+ * What both links share: listeners, health and the heartbeat, error classification, scripts.
+ *
+ * Health: the link is down while any connection is down (socket closed or reconnecting) or the
+ * last heartbeat failed. `down` is reported with the last moment the link was known healthy
+ * (`#lastOkMs`: the last successful heartbeat or ready), because invalidations may have been lost
+ * from then on, not merely from when the loss was noticed.
+ */
+abstract class LinkBase implements RedisLink {
+  abstract readonly kind: string;
+  protected readonly redis: RedisModule;
+  protected readonly settings: Settings;
+  readonly #listeners = new Set<LinkListener>();
+  readonly #downNodes = new Set<string>();
+  #heartbeatFailed = false;
+  #wasHealthy = false;
+  #opened = false;
+  #closed = false;
+  #lastOkMs = Date.now();
+  #heartbeat: NodeJS.Timeout | null = null;
+  #pinging = false;
+
+  constructor(redis: RedisModule, settings: Settings) {
+    this.redis = redis;
+    this.settings = settings;
+  }
+
+  get healthy(): boolean {
+    return this.#opened && !this.#closed && this.#downNodes.size === 0 && !this.#heartbeatFailed;
+  }
+
+  listen(listener: LinkListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async open(): Promise<void> {
+    const startedAt = Date.now();
+    await this.connect(startedAt);
+    this.#opened = true;
+    this.#lastOkMs = Date.now();
+    this.#downNodes.clear();
+    this.#wasHealthy = true;
+    if (this.settings.heartbeatMs > 0) this.#heartbeat = setInterval(() => void this.#beat(), this.settings.heartbeatMs).unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+    await this.disconnect(this.#downNodes.size === 0);
+  }
+
+  async runScript(script: LuaScript, key: string, args: readonly string[]): Promise<unknown> {
+    const call = { keys: [key], arguments: [...args] };
+    try {
+      return await this.scriptTarget().evalSha(script.sha1, call);
+    } catch (error) {
+      // A server that restarted, or a cluster node we have not used yet, lacks the script: EVAL
+      // sends the source and caches it there for the next EVALSHA.
+      if (!(error instanceof this.redis.ErrorReply && error.message.startsWith('NOSCRIPT'))) throw this.classify(error);
+    }
+    try {
+      return await this.scriptTarget().eval(script.source, call);
+    } catch (error) {
+      throw this.classify(error);
+    }
+  }
+
+  abstract get(key: string): Promise<string | null>;
+  abstract scan(match: string, batchSize: number): AsyncIterable<readonly string[]>;
+  protected abstract scriptTarget(): Pick<NodeClient, 'evalSha' | 'eval'>;
+  protected abstract connect(startedAt: number): Promise<void>;
+  protected abstract disconnect(graceful: boolean): Promise<void>;
+  protected abstract pingAll(): Promise<void>;
+
+  /** Classifies any error of a Redis call (a LinkFailure passes through). */
+  classify(error: unknown): LinkFailure {
+    if (error instanceof LinkFailure) return error;
+    const message = error instanceof Error ? error.message : String(error);
+    if (error instanceof this.redis.ErrorReply) {
+      if (NOT_READY.test(message)) return new LinkFailure('SERVER_NOT_READY', 'not-applied', message, error);
+      if (message.startsWith('WRONGTYPE')) return new LinkFailure('WRONGTYPE', 'not-applied', message, error);
+      return new LinkFailure('REFUSED', 'not-applied', message, error);
+    }
+    if (error instanceof this.redis.ClientOfflineError || error instanceof this.redis.ClientClosedError) return new LinkFailure('OFFLINE', 'not-applied', message, error);
+    if (error instanceof this.redis.TimeoutError) return new LinkFailure('TIMEOUT', 'unknown', message, error);
+    return new LinkFailure('CONNECTION_LOST', 'unknown', message, error);
+  }
+
+  /** Reconnect pauses: 50 ms doubling to reconnectMaxDelayMs; the first connection gives up at connectTimeoutMs. */
+  protected reconnectStrategy(startedAt: number): (retries: number) => number | false {
+    return (retries) => {
+      if (this.#closed) return false;
+      if (!this.#opened && Date.now() - startedAt >= this.settings.connectTimeoutMs) return false;
+      return Math.min(this.settings.reconnectMaxDelayMs, RECONNECT_BASE_MS * 2 ** Math.min(retries, 16));
+    };
+  }
+
+  protected nodeDown(node: string): void {
+    if (!this.#opened || this.#closed) return;
+    this.#downNodes.add(node);
+    this.#transition();
+  }
+
+  protected nodeUp(node: string): void {
+    if (!this.#opened || this.#closed) return;
+    this.#downNodes.delete(node);
+    // A fresh connection has just completed its handshake (tracking on): the server answers.
+    this.#heartbeatFailed = false;
+    this.#lastOkMs = Date.now();
+    this.#transition();
+  }
+
+  protected invalidated(key: string | null): void {
+    for (const listener of this.#listeners) listener.invalidated(key);
+  }
+
+  #transition(): void {
+    const healthy = this.healthy;
+    if (healthy === this.#wasHealthy) return;
+    this.#wasHealthy = healthy;
+    if (healthy) for (const listener of this.#listeners) listener.up();
+    else for (const listener of this.#listeners) listener.down(this.#lastOkMs);
+  }
+
+  async #beat(): Promise<void> {
+    if (this.#pinging || this.#closed) return;
+    this.#pinging = true;
+    try {
+      await this.pingAll();
+      this.#lastOkMs = Date.now();
+      this.#heartbeatFailed = false;
+    } catch {
+      this.#heartbeatFailed = true;
+    } finally {
+      this.#pinging = false;
+    }
+    this.#transition();
+  }
+}
+
+class StandaloneLink extends LinkBase {
+  readonly kind = 'redis';
+  #client: NodeClient | null = null;
+
+  protected async connect(startedAt: number): Promise<void> {
+    const s = this.settings;
+    const client = this.redis.createClient({
+      url: s.url,
+      RESP: 3,
+      emitInvalidate: true,
+      disableOfflineQueue: true,
+      name: s.clientName,
+      commandOptions: { timeout: s.commandTimeoutMs },
+      socket: { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt) },
+    }) as unknown as NodeClient;
+    this.#client = client;
+    client.on('invalidate', (key: Buffer | null) => this.invalidated(key === null ? null : key.toString()));
+    // An 'error' listener is mandatory (an unheard 'error' event crashes the process); socket
+    // errors are followed by 'reconnecting', which is what marks the link down.
+    client.on('error', () => this.nodeDown('server'));
+    client.on('reconnecting', () => this.nodeDown('server'));
+    client.on('end', () => this.nodeDown('server'));
+    client.on('ready', () => this.nodeUp('server'));
+    await client.connect();
+  }
+
+  protected async disconnect(graceful: boolean): Promise<void> {
+    const client = this.#client;
+    if (client === null) return;
+    if (graceful && client.isReady) await client.close().catch(() => client.destroy());
+    else client.destroy();
+  }
+
+  protected scriptTarget(): NodeClient {
+    return this.#client!;
+  }
+
+  async get(key: string): Promise<string | null> {
+    try {
+      return await this.#client!.get(key);
+    } catch (error) {
+      throw this.classify(error);
+    }
+  }
+
+  async *scan(match: string, batchSize: number): AsyncIterable<readonly string[]> {
+    yield* scanNode(this.#client!, match, batchSize, (error) => this.classify(error));
+  }
+
+  protected async pingAll(): Promise<void> {
+    await this.#client!.ping();
+  }
+}
+
+/**
+ * A cluster: node-redis routes each command to the master owning its key's slot; every node
+ * connection is made with tracking on (cluster `defaults`). node-redis does not forward node
+ * invalidations to the cluster object, so this link subscribes to each node client as it becomes
+ * ready. A GET answered by a node client not yet subscribed could leave an entry no invalidation
+ * would ever remove, so every GET first checks that all node clients are subscribed, and if one
+ * was just added, the near caches are flushed (invalidated(null)) before the GET is sent.
+ */
+class ClusterLink extends LinkBase {
+  readonly kind = 'redis-cluster';
+  #cluster: NodeCluster | null = null;
+  readonly #subscribed = new WeakSet<object>();
+
+  protected async connect(startedAt: number): Promise<void> {
+    const s = this.settings;
+    const socket = { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt) };
+    const cluster = this.redis.createCluster({
+      rootNodes: s.clusterNodes!.map((node) => ({ url: node.includes('://') ? node : `redis://${node}`, socket })),
+      RESP: 3,
+      commandOptions: { timeout: s.commandTimeoutMs },
+      defaults: { emitInvalidate: true, disableOfflineQueue: true, name: s.clientName, socket },
+    }) as unknown as NodeCluster;
+    this.#cluster = cluster;
+    const id = (info: { host: string; port: number }): string => `${info.host}:${info.port}`;
+    cluster.on('error', () => undefined);
+    cluster.on('node-error', (_error: Error, info: { host: string; port: number }) => this.nodeDown(id(info)));
+    cluster.on('node-reconnecting', (info: { host: string; port: number }) => this.nodeDown(id(info)));
+    cluster.on('node-disconnect', (info: { host: string; port: number }) => this.nodeDown(id(info)));
+    cluster.on('node-ready', (info: { host: string; port: number }) => {
+      this.#subscribeNodes();
+      this.nodeUp(id(info));
+    });
+    await cluster.connect();
+    this.#subscribeNodes();
+  }
+
+  protected async disconnect(graceful: boolean): Promise<void> {
+    const cluster = this.#cluster;
+    if (cluster === null) return;
+    if (graceful) await cluster.close().catch(() => cluster.destroy());
+    else cluster.destroy();
+  }
+
+  protected scriptTarget(): NodeCluster {
+    return this.#cluster!;
+  }
+
+  async get(key: string): Promise<string | null> {
+    if (this.#subscribeNodes() > 0) this.invalidated(null);
+    try {
+      return await this.#cluster!.get(key);
+    } catch (error) {
+      throw this.classify(error);
+    }
+  }
+
+  async *scan(match: string, batchSize: number): AsyncIterable<readonly string[]> {
+    const cluster = this.#cluster!;
+    for (const master of [...cluster.masters]) {
+      let client: NodeClient;
+      try {
+        client = await cluster.nodeClient(master);
+      } catch (error) {
+        throw this.classify(error);
+      }
+      yield* scanNode(client, match, batchSize, (error) => this.classify(error));
+    }
+  }
+
+  protected async pingAll(): Promise<void> {
+    const cluster = this.#cluster!;
+    await Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).ping()));
+  }
+
+  /** Subscribes to invalidations of node clients not yet subscribed; returns how many. */
+  #subscribeNodes(): number {
+    const cluster = this.#cluster;
+    if (cluster === null) return 0;
+    let added = 0;
+    for (const node of [...cluster.masters, ...cluster.replicas]) {
+      const client = node.client;
+      if (client === undefined || this.#subscribed.has(client)) continue;
+      this.#subscribed.add(client);
+      client.on('invalidate', (key: Buffer | null) => this.invalidated(key === null ? null : key.toString()));
+      added++;
+    }
+    return added;
+  }
+}
+
+async function* scanNode(client: NodeClient, match: string, batchSize: number, classify: (error: unknown) => LinkFailure): AsyncIterable<readonly string[]> {
+  let cursor = '0';
+  do {
+    let reply;
+    try {
+      reply = await client.scan(cursor, { MATCH: match, COUNT: batchSize });
+    } catch (error) {
+      throw classify(error);
+    }
+    cursor = String(reply.cursor);
+    if (reply.keys.length > 0) yield reply.keys;
+  } while (cursor !== '0');
+}

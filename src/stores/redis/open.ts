@@ -1,0 +1,27 @@
+import { connectRedis } from './connect.ts';
+import type { RedisConnectionOptions } from './connect.ts';
+import { RemoteGovernedMap } from './remote-governed-map.ts';
+import type { RemoteGovernedMapOptions } from './remote-governed-map.ts';
+
+export interface OpenRedisGovernedMapOptions<V> extends Omit<RemoteGovernedMapOptions<V>, 'link' | 'ownsLink'> {
+  /** Where Redis is: `{ url }` for one server, `{ clusterNodes }` for a cluster, plus timeouts. */
+  readonly redis: RedisConnectionOptions;
+}
+
+/**
+ * Connects to Redis (loading node-redis only now) and returns a map that owns the connection:
+ * `dispose()` closes it. To share one connection among several maps, call `connectRedis` once
+ * and pass its link to each `new RemoteGovernedMap({ link, ... })`.
+ */
+export async function openRedisGovernedMap<V>(options: OpenRedisGovernedMapOptions<V>): Promise<RemoteGovernedMap<V>> {
+  const { redis, ...mapOptions } = options;
+  const link = await connectRedis(redis);
+  try {
+    const map = new RemoteGovernedMap<V>({ ...mapOptions, link, ownsLink: true });
+    await map.refreshSize().catch(() => undefined);
+    return map;
+  } catch (error) {
+    await link.close();
+    throw error;
+  }
+}
