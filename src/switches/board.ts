@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { ConfigurationError } from '../map/errors.ts';
 import { canonicalJson, definitionToJson, parseSwitchDefinition, parseSwitchSet, SWITCH_NAME } from './definition.ts';
-import type { JsonValue, SwitchDefinition, SwitchSetInput } from './definition.ts';
+import type { SwitchDefinition, SwitchSetInput } from './definition.ts';
 import { SwitchNameError, SwitchReplicaReadOnlyError, SwitchVersionConflictError } from './errors.ts';
 import { SwitchSnapshot, SwitchView } from './snapshot.ts';
 import type { SwitchContext, SwitchEvaluation } from './targeting.ts';

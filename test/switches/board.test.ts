@@ -1,0 +1,195 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { SwitchBoard, SwitchConfigError, SwitchReplicaReadOnlyError, SwitchVersionConflictError } from '../../src/switches/index.ts';
+import type { SwitchAuditEvent, SwitchChange } from '../../src/switches/index.ts';
+
+function caught(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (error) {
+    return error;
+  }
+  assert.fail('expected a throw');
+}
+
+const change = (reason = 'test'): { actor: string; reason: string } => ({ actor: 'tester', reason });
+
+describe('snapshots', () => {
+  test('a snapshot is frozen all the way down: no reader can change what others read', () => {
+    const board = new SwitchBoard({ initial: { fast: { enabled: true, value: { limit: 5 }, offValue: { limit: 0 }, allow: [{ orgIds: ['1001*'] }] } } });
+    const snapshot = board.snapshot;
+    const definition = snapshot.get('fast')!;
+    assert.ok(Object.isFrozen(snapshot));
+    assert.ok(Object.isFrozen(definition));
+    assert.ok(Object.isFrozen(definition.value));
+    assert.ok(Object.isFrozen(definition.allow[0]!.orgIds));
+    assert.throws(() => {
+      (definition as { enabled: boolean }).enabled = false;
+    }, TypeError);
+    assert.throws(() => {
+      (definition.allow[0]!.orgIds as string[]).push('2');
+    }, TypeError);
+    assert.equal(board.snapshot.get('fast')!.enabled, true);
+  });
+
+  test('every applied change is one new version; a change that changes nothing makes none', () => {
+    const board = new SwitchBoard({ initial: { a: true } });
+    assert.equal(board.snapshot.version, 1);
+    const next = board.set('b', false, change());
+    assert.equal(next?.version, 2);
+    assert.equal(board.set('b', { enabled: false }, change()), null, 'the shorthand false equals {enabled:false}');
+    assert.equal(board.replace({ a: true, b: false }, change()), null);
+    assert.equal(board.snapshot.version, 2);
+    board.update({ remove: ['a'] }, change());
+    assert.equal(board.snapshot.version, 3);
+    assert.deepEqual(board.snapshot.names(), ['b']);
+  });
+
+  test('an invalid change throws naming every problem, and the board keeps serving the old snapshot', () => {
+    const board = new SwitchBoard({ initial: { a: true } });
+    const before = board.snapshot;
+    const error = caught(() => board.replace({ a: { enabeld: true }, 'bad name!': true, b: { enabled: true, rollout: { percent: 150 } } }, change()));
+    assert.ok(error instanceof SwitchConfigError);
+    assert.equal(error.code, 'GOVMAP_SWITCH_CONFIG_INVALID');
+    const text = error.issues.map((i) => `${i.path}: ${i.rule}`).join('\n');
+    assert.match(text, /switches\.a: unknown field\(s\) "enabeld"/);
+    assert.match(text, /bad name!/);
+    assert.match(text, /switches\.b\.rollout\.percent/);
+    assert.equal(board.snapshot, before);
+    assert.equal(board.counters.rejectedChanges, 1);
+  });
+
+  test('value and offValue must have one JSON type', () => {
+    const board = new SwitchBoard();
+    assert.throws(() => board.set('limit', { enabled: true, value: 5, offValue: 'none' }, change()), /same JSON type/);
+  });
+
+  test('expectedVersion makes a change conditional (two admins cannot silently overwrite each other)', () => {
+    const board = new SwitchBoard({ initial: { a: true } });
+    board.set('a', false, { ...change(), expectedVersion: 1 });
+    assert.throws(() => board.set('a', true, { ...change(), expectedVersion: 1 }), SwitchVersionConflictError);
+    assert.equal(board.isOn('a'), false);
+  });
+
+  test('a change must name its actor', () => {
+    const board = new SwitchBoard();
+    assert.throws(() => board.set('a', true, { actor: ' ', reason: 'x' }), /names who makes it/);
+  });
+
+  test('a replica board refuses local changes', () => {
+    const replica = new SwitchBoard({ replica: true });
+    assert.equal(replica.snapshot.version, 0);
+    assert.throws(() => replica.set('a', true, change()), SwitchReplicaReadOnlyError);
+  });
+});
+
+describe('per-request pinning', () => {
+  test('a request keeps the snapshot it started with across awaits while changes land', async () => {
+    const board = new SwitchBoard({ initial: { fast: true } });
+    const seen: Array<[number, boolean]> = [];
+    const request = board.run(async () => {
+      seen.push([board.view().version, board.isOn('fast')]);
+      await new Promise((r) => setTimeout(r, 5));
+      seen.push([board.view().version, board.isOn('fast')]);
+      await Promise.resolve();
+      seen.push([board.view().version, board.evaluate('fast').on]);
+    });
+    board.set('fast', false, change('turn off mid-request'));
+    await request;
+    assert.deepEqual(seen, [
+      [1, true],
+      [1, true],
+      [1, true],
+    ]);
+    // A request started after the change sees the new version.
+    assert.equal(
+      board.run(() => board.isOn('fast')),
+      false,
+    );
+    assert.equal(board.pinned, false);
+  });
+
+  test('nested runs keep the outer pin; a nested context refines targeting only', () => {
+    const board = new SwitchBoard({ initial: { pilot: { enabled: true, allow: [{ orgIds: ['1001'] }] } } });
+    board.run(
+      () => {
+        board.set('pilot', false, change());
+        assert.equal(board.isOn('pilot'), true);
+        board.run(() => assert.equal(board.isOn('pilot'), false, 'same pinned snapshot, another org'), { orgId: '2002' });
+        board.run(() => assert.equal(board.view().version, 1));
+      },
+      { orgId: '1001' },
+    );
+  });
+
+  test('fuzzed interleavings: every pinned request reads exactly one version, and versions only grow', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 4 }), async (s, changes, requests) => {
+        const board = new SwitchBoard({ initial: { flag: true } });
+        const observed: number[][] = [];
+        const tasks: Promise<unknown>[] = [];
+        for (let r = 0; r < requests; r++) {
+          tasks.push(
+            board.run(async () => {
+              const versions: number[] = [];
+              for (let i = 0; i < 3; i++) {
+                versions.push(board.view().version);
+                await s.schedule(Promise.resolve(), `request ${r} read ${i}`);
+              }
+              observed.push(versions);
+            }),
+          );
+        }
+        for (let c = 0; c < changes; c++) {
+          tasks.push(s.schedule(Promise.resolve(), `change ${c}`).then(() => board.set('flag', { enabled: c % 2 === 0, description: `change ${c}` }, change())));
+        }
+        await s.waitAll();
+        await Promise.all(tasks);
+        for (const versions of observed) assert.equal(new Set(versions).size, 1, `one request saw versions ${versions.join(',')}`);
+        assert.equal(board.snapshot.version, 1 + changes);
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
+
+describe('change notifications and audit', () => {
+  test('listeners get the changed names; a throwing listener is counted and does not stop the change', () => {
+    const board = new SwitchBoard({ initial: { a: true, b: true }, log: () => undefined });
+    const changes: SwitchChange[] = [];
+    board.subscribe(() => {
+      throw new Error('listener bug');
+    });
+    board.subscribe((c) => changes.push(c));
+    board.replace({ a: true, b: false, c: true }, change());
+    assert.deepEqual(changes[0]!.changed, ['b', 'c']);
+    assert.equal(changes[0]!.previous.version, 1);
+    assert.equal(changes[0]!.next.version, 2);
+    assert.equal(board.counters.listenerErrors, 1);
+    assert.equal(board.isOn('b'), false);
+  });
+
+  test('every change is an audit event with who, when, old and new version and why', async () => {
+    const events: SwitchAuditEvent[] = [];
+    const board = new SwitchBoard({ initial: { a: true }, audit: { record: (e) => void events.push(e) }, clock: () => Date.UTC(2026, 0, 2, 3, 4, 5) });
+    board.set('a', false, { actor: 'admin:ops-1', reason: 'incident 4711: settlement lag', source: 'admin' });
+    assert.equal(events.length, 1);
+    const event = events[0]!;
+    assert.equal(event.type, 'SWITCH_CHANGE');
+    assert.equal(event.actor, 'admin:ops-1');
+    assert.equal(event.reason, 'incident 4711: settlement lag');
+    assert.equal(event.source, 'admin');
+    assert.equal(event.oldVersion, 1);
+    assert.equal(event.newVersion, 2);
+    assert.deepEqual(event.changed, ['a']);
+    assert.equal(event.at, '2026-01-02T03:04:05.000Z');
+    assert.match(event.timestamp, /^\d{19}$/);
+
+    const failing = new SwitchBoard({ audit: { record: () => Promise.reject(new Error('kafka down')) }, log: () => undefined });
+    failing.set('x', true, change());
+    await new Promise((r) => setImmediate(r));
+    assert.equal(failing.counters.auditErrors, 1);
+    assert.equal(failing.isOn('x'), true, 'an audit failure never undoes the change');
+  });
+});

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { ErrorCode, OpenFeature, ProviderEvents } from '@openfeature/server-sdk';
+import type { EventDetails } from '@openfeature/server-sdk';
+import { GovmapSwitchProvider, SwitchBoard } from '../../src/switches/index.ts';
+
+after(async () => {
+  await OpenFeature.close();
+});
+
+test('the OpenFeature provider serves the board through the real SDK, never throws, and reports changes', async () => {
+  const board = new SwitchBoard({
+    initial: {
+      'fast-settlement': { enabled: true, allow: [{ orgIds: ['1001*'] }] },
+      'fx-spread-bp': { enabled: true, value: 15, offValue: 25 },
+      'routing-mode': { enabled: false, value: 'direct', offValue: 'queued' },
+    },
+  });
+  await OpenFeature.setProviderAndWait('govmap-test', new GovmapSwitchProvider(board));
+  const client = OpenFeature.getClient('govmap-test');
+
+  assert.equal(await client.getBooleanValue('fast-settlement', false, { orgId: '100177' }), true);
+  const denied = await client.getBooleanDetails('fast-settlement', true, { orgId: '2002' });
+  assert.equal(denied.value, false);
+  assert.equal(denied.reason, 'TARGETING_MATCH');
+  assert.equal(denied.flagMetadata.govmapReason, 'NOT_TARGETED');
+  assert.equal(denied.flagMetadata.version, 1);
+  assert.equal(await client.getNumberValue('fx-spread-bp', 0), 15);
+  assert.equal(await client.getStringValue('routing-mode', 'x'), 'queued');
+
+  const missing = await client.getBooleanDetails('no-such-switch', true);
+  assert.equal(missing.value, true, 'an unknown flag gives the caller default');
+  assert.equal(missing.errorCode, ErrorCode.FLAG_NOT_FOUND);
+  const mismatch = await client.getStringDetails('fx-spread-bp', 'fallback');
+  assert.equal(mismatch.value, 'fallback');
+  assert.equal(mismatch.errorCode, ErrorCode.TYPE_MISMATCH);
+
+  const changed: EventDetails[] = [];
+  client.addHandler(ProviderEvents.ConfigurationChanged, (details) => {
+    if (details) changed.push(details);
+  });
+  board.update({ set: { 'fx-spread-bp': { enabled: false, value: 15, offValue: 25 }, 'new-flag': true } }, { actor: 'ops', reason: 'widen spread' });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(changed.length, 1);
+  assert.deepEqual(changed[0]!.flagsChanged, ['fx-spread-bp', 'new-flag']);
+  assert.equal(await client.getNumberValue('fx-spread-bp', 0), 25);
+});
+
+test('inside a pinned request the provider answers from the pinned snapshot and the request context', async () => {
+  const board = new SwitchBoard({ initial: { pilot: { enabled: true, allow: [{ orgIds: ['1001'] }] } } });
+  await OpenFeature.setProviderAndWait('govmap-pinned', new GovmapSwitchProvider(board));
+  const client = OpenFeature.getClient('govmap-pinned');
+  await board.run(
+    async () => {
+      board.set('pilot', false, { actor: 'ops', reason: 'off' });
+      assert.equal(await client.getBooleanValue('pilot', false), true, 'pinned version, org from the request');
+      assert.equal(await client.getBooleanValue('pilot', true, { orgId: '2002' }), false, 'a context given refines the org');
+    },
+    { orgId: '1001' },
+  );
+  assert.equal(await client.getBooleanValue('pilot', true, { orgId: '1001' }), false, 'outside the request: the current version');
+});

@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { SwitchBoard, parseSwitchDefinition, decide, rolloutBucket } from '../../src/switches/index.ts';
+
+const define = (definition: unknown) => parseSwitchDefinition('s', definition, 'test');
+
+describe('targeting order', () => {
+  test('kill beats everything, then disabled, then deny, then allow, then rollout', () => {
+    const full = { enabled: true, allow: [{ orgIds: ['1001*'] }], deny: [{ orgIds: ['100199'] }], rollout: { percent: 100 } };
+    assert.deepEqual(decide(define({ ...full, kill: true }), { orgId: '1001' }), { on: false, reason: 'KILLED' });
+    assert.deepEqual(decide(define({ ...full, enabled: false }), { orgId: '1001' }), { on: false, reason: 'DISABLED' });
+    assert.deepEqual(decide(define(full), { orgId: '100199' }), { on: false, reason: 'DENIED' });
+    assert.deepEqual(decide(define(full), { orgId: '2001' }), { on: false, reason: 'NOT_TARGETED' });
+    assert.deepEqual(decide(define(full), { orgId: '1001' }), { on: true, reason: 'ROLLOUT_INCLUDED' });
+    assert.deepEqual(decide(define({ enabled: true, allow: [{ orgIds: ['1001*'] }] }), { orgId: '10017' }), { on: true, reason: 'TARGETED' });
+    assert.deepEqual(decide(define(true), {}), { on: true, reason: 'ON' });
+  });
+
+  test('an audience ANDs its lists; a list of audiences ORs them', () => {
+    const d = define({ enabled: true, allow: [{ orgIds: ['1001'], txnTypes: ['pay'] }, { txnTypes: ['refund'] }] });
+    assert.equal(decide(d, { orgId: '1001', txnType: 'pay' }).on, true);
+    assert.equal(decide(d, { orgId: '1001', txnType: 'transfer' }).on, false);
+    assert.equal(decide(d, { orgId: '9999', txnType: 'refund' }).on, true);
+    assert.equal(decide(d, {}).on, false, 'no org, no type: no audience matches');
+  });
+
+  test('a prefix matches the org itself and everything under it, and nothing else', () => {
+    const d = define({ enabled: true, allow: [{ orgIds: ['1001*'] }] });
+    for (const org of ['1001', '10010', '1001-east']) assert.equal(decide(d, { orgId: org }).on, true, org);
+    for (const org of ['100', '1002', '01001']) assert.equal(decide(d, { orgId: org }).on, false, org);
+  });
+
+  test('a rollout without its context key is off, with a reason saying so', () => {
+    assert.deepEqual(decide(define({ enabled: true, rollout: { percent: 50, by: 'account' } }), { orgId: '1' }), { on: false, reason: 'ROLLOUT_KEY_MISSING' });
+  });
+});
+
+describe('percentage rollout', () => {
+  test('the bucket is stable (a pinned value, the same in every process) and within range', () => {
+    // Pinned so a change to the hash (which would reshuffle every rollout in production) fails here.
+    assert.equal(rolloutBucket('fast-settlement', '1001'), 4309);
+    assert.equal(rolloutBucket('', ''), 6351);
+    assert.notEqual(rolloutBucket('a', 'bc'), rolloutBucket('ab', 'c'), 'the separator keeps salt and value apart');
+    fc.assert(
+      fc.property(fc.string(), fc.string(), (salt, value) => {
+        const b = rolloutBucket(salt, value);
+        return Number.isInteger(b) && b >= 0 && b < 10_000;
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('raising the percentage never turns anyone off (a rollout only grows its audience)', () => {
+    fc.assert(
+      fc.property(fc.stringMatching(/^[0-9]{1,8}$/), fc.integer({ min: 0, max: 10_000 }), fc.integer({ min: 0, max: 10_000 }), (org, a, b) => {
+        const [low, high] = a <= b ? [a, b] : [b, a];
+        const at = (bp: number) => decide(define({ enabled: true, rollout: { percent: bp / 100 } }), { orgId: org }).on;
+        return !at(low) || at(high);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('the share switched on matches the percentage over many orgs, and two switches pick different orgs', () => {
+    const orgs = Array.from({ length: 20_000 }, (_, i) => String(100_000 + i));
+    const a = define({ enabled: true, rollout: { percent: 10 } });
+    const b = parseSwitchDefinition('other', { enabled: true, rollout: { percent: 10 } }, 'test');
+    const onA = orgs.filter((orgId) => decide(a, { orgId }).on);
+    const onB = new Set(orgs.filter((orgId) => decide(b, { orgId }).on));
+    assert.ok(Math.abs(onA.length / orgs.length - 0.1) < 0.01, `10% rollout switched on ${onA.length} of ${orgs.length}`);
+    const overlap = onA.filter((o) => onB.has(o)).length / onA.length;
+    assert.ok(overlap < 0.2, `salted by name, two 10% rollouts overlap by chance only (~10%), got ${overlap}`);
+  });
+
+  test('percent 0 is nobody, 100 is everybody', () => {
+    for (const orgId of ['1', '2', 'abc', '1001']) {
+      assert.equal(decide(define({ enabled: true, rollout: { percent: 0 } }), { orgId }).on, false);
+      assert.equal(decide(define({ enabled: true, rollout: { percent: 100 } }), { orgId }).on, true);
+    }
+  });
+});
+
+describe('reads', () => {
+  test('an unknown switch is off with reason UNKNOWN_SWITCH, also for names on Object.prototype', () => {
+    const board = new SwitchBoard({ initial: { a: true } });
+    for (const name of ['nope', 'toString', 'constructor', '__proto__', 'hasOwnProperty']) {
+      assert.equal(board.isOn(name), false, name);
+      assert.equal(board.evaluate(name).reason, 'UNKNOWN_SWITCH', name);
+    }
+  });
+
+  test('a view serves value/offValue and the caller default for unknown switches', () => {
+    const board = new SwitchBoard({ initial: { limit: { enabled: true, value: 500, offValue: 0, allow: [{ txnTypes: ['pay'] }] } } });
+    assert.equal(board.view({ txnType: 'pay' }).value('limit', -1), 500);
+    assert.equal(board.view({ txnType: 'refund' }).value('limit', -1), 0);
+    assert.equal(board.view().value('missing', -1), -1);
+  });
+});
