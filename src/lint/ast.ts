@@ -148,9 +148,12 @@ function isNode(value: unknown): value is TSESTree.Node {
   return value !== null && typeof value === 'object' && typeof (value as { type?: unknown }).type === 'string';
 }
 
-/** The nearest enclosing function (or the Program, for top-level code and top-level await). */
+/**
+ * The nearest enclosing function (or the Program, for top-level code and top-level await).
+ * Loops over `.parent` test `!= null`: the Program's parent is null at run time, though typed optional.
+ */
 export function enclosingFunction(node: TSESTree.Node): FunctionNode | TSESTree.Program {
-  for (let n = node.parent; n !== undefined; n = n.parent) {
+  for (let n = node.parent; n != null; n = n.parent) {
     if (isFunctionNode(n) || n.type === AST_NODE_TYPES.Program) return n;
   }
   throw new Error('node outside a Program');

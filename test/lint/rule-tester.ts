@@ -1,12 +1,14 @@
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RuleTester } from '@typescript-eslint/rule-tester';
+import type { RuleTesterConfig } from '@typescript-eslint/rule-tester';
 
 // RuleTester drives node:test directly: each case is one `it`, failures name the case.
+// node:test's describe/it return promises the runner tracks itself; RuleTester's hooks are typed void.
 RuleTester.afterAll = after;
-RuleTester.describe = describe;
-RuleTester.it = it;
-RuleTester.itOnly = it.only;
+RuleTester.describe = (text, fn) => void describe(text, fn);
+RuleTester.it = (text, fn) => void it(text, fn);
+RuleTester.itOnly = (text, fn) => void it.only(text, fn);
 
 /** The fixture project: its tsconfig gives the rules type information. */
 export const fixtureDir = fileURLToPath(new URL('./fixture/', import.meta.url));
@@ -14,8 +16,9 @@ export const fixtureDir = fileURLToPath(new URL('./fixture/', import.meta.url));
 /** Test cases import govmap the way this fixture file would: by its source path. */
 export const GOVMAP = '../../../src/index.ts';
 
-export function typedRuleTester(): RuleTester {
+export function typedRuleTester(extra: Omit<RuleTesterConfig, 'languageOptions'> = {}): RuleTester {
   return new RuleTester({
+    ...extra,
     languageOptions: {
       parserOptions: {
         project: './tsconfig.json',

@@ -1,4 +1,4 @@
-import { AST_NODE_TYPES, ASTUtils, ESLintUtils } from '@typescript-eslint/utils';
+import { AST_NODE_TYPES, ASTUtils, ESLintUtils, TSESLint } from '@typescript-eslint/utils';
 import type { TSESTree } from '@typescript-eslint/utils';
 import ts from 'typescript';
 import { unwrap } from '../ast.ts';
@@ -137,7 +137,7 @@ export const forbiddenCalls = createRule<[ForbiddenCallsOptions], MessageIds>({
       const variable = ASTUtils.findVariable(context.sourceCode.getScope(c), c);
       const definition = variable?.defs[0];
       if (definition === undefined) return false;
-      if (definition.type === 'ImportBinding' && definition.node.type === AST_NODE_TYPES.ImportSpecifier) {
+      if (definition.type === TSESLint.Scope.DefinitionType.ImportBinding && definition.node.type === AST_NODE_TYPES.ImportSpecifier) {
         const imported = definition.node.imported;
         return names.has(imported.type === AST_NODE_TYPES.Identifier ? imported.name : imported.value);
       }
@@ -150,7 +150,7 @@ export const forbiddenCalls = createRule<[ForbiddenCallsOptions], MessageIds>({
 
     function check(node: TSESTree.CallExpression | TSESTree.NewExpression): void {
       if (!candidateName(node.callee)) return;
-      const callee = resolveCallee(services.esTreeNodeToTSNodeMap.get(node) as ts.CallExpression | ts.NewExpression, program);
+      const callee = resolveCallee(services.esTreeNodeToTSNodeMap.get(node), program);
       if (callee === null) return;
       for (const entry of calls) {
         if (!entryMatches(entry, callee)) continue;

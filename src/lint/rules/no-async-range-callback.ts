@@ -1,6 +1,5 @@
 import { AST_NODE_TYPES, ESLintUtils } from '@typescript-eslint/utils';
 import type { TSESTree } from '@typescript-eslint/utils';
-import ts from 'typescript';
 import { isFunctionNode, walk } from '../ast.ts';
 import { createRule } from '../create-rule.ts';
 import { asRangeCall } from '../range-callback.ts';
@@ -65,7 +64,7 @@ export const noAsyncRangeCallback = createRule<[NoAsyncRangeCallbackOptions], Me
     const sourceCode = context.sourceCode;
 
     function blockingName(node: TSESTree.CallExpression): string | null {
-      const callee = resolveCallee(services.esTreeNodeToTSNodeMap.get(node) as ts.CallExpression, services.program);
+      const callee = resolveCallee(services.esTreeNodeToTSNodeMap.get(node), services.program);
       return callee !== null && isBlocking(callee) ? describeCallee(callee) : null;
     }
 

@@ -1,5 +1,5 @@
-import { AST_NODE_TYPES, ESLintUtils } from '@typescript-eslint/utils';
-import type { TSESLint, TSESTree } from '@typescript-eslint/utils';
+import { AST_NODE_TYPES, ESLintUtils, TSESLint } from '@typescript-eslint/utils';
+import type { TSESTree } from '@typescript-eslint/utils';
 import { isFunctionNode, unwrap } from '../ast.ts';
 import type { FunctionNode } from '../ast.ts';
 import { createRule } from '../create-rule.ts';
@@ -114,7 +114,7 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
 
     return {
       'Program:exit'(program: TSESTree.Program) {
-        const moduleScope = sourceCode.getScope(program).childScopes.find((s) => s.type === 'module') ?? sourceCode.getScope(program);
+        const moduleScope = sourceCode.getScope(program).childScopes.find((s) => s.type === TSESLint.Scope.ScopeType.module) ?? sourceCode.getScope(program);
         for (const variable of moduleScope.variables) {
           const definition = variable.defs[0];
           if (variable.defs.length !== 1 || definition?.node.type !== AST_NODE_TYPES.VariableDeclarator) continue;
@@ -123,7 +123,7 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
           if (kind === null) continue;
           for (const reference of variable.references) {
             if (!isCollectionWrite(reference, kind)) continue;
-            const writer = writerOf(reference.identifier as TSESTree.Node, servesTraffic);
+            const writer = writerOf(reference.identifier, servesTraffic);
             if (writer === null) continue;
             context.report({ node: definition.node.id, messageId: 'plainSharedCache', data: { kind, name: variable.name, writer } });
             break;
@@ -136,7 +136,7 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
 
 /** The innermost enclosing function that serves traffic, described; null when none does. */
 function writerOf(node: TSESTree.Node, servesTraffic: (fn: FunctionNode) => string | null): string | null {
-  for (let n = node.parent; n !== undefined; n = n.parent) {
+  for (let n = node.parent; n != null; n = n.parent) {
     if (isFunctionNode(n)) {
       const why = servesTraffic(n);
       if (why !== null) return why;

@@ -156,16 +156,16 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
     function reaches(suspension: TSESTree.Node, write: TSESTree.Node): boolean {
       let child: TSESTree.Node = suspension;
       let n = suspension.parent;
-      for (; n !== undefined && !contains(n, write); child = n, n = n.parent) {
+      for (; n != null && !contains(n, write); child = n, n = n.parent) {
         if (child.type === AST_NODE_TYPES.ReturnStatement || child.type === AST_NODE_TYPES.ThrowStatement) return false;
         const list = statementList(n);
         if (list === null) continue;
-        const index = list.indexOf(child as TSESTree.Statement);
+        const index = list.indexOf(child);
         const exits = n.type === AST_NODE_TYPES.SwitchCase && contains(n.parent, write) ? CASE_EXITS : BLOCK_EXITS;
         for (let i = index + 1; i < list.length; i++) if (exits.has(list[i]!.type)) return false;
       }
       // n is the innermost node holding both: the two must not sit in exclusive branches of it.
-      if (n === undefined) return true;
+      if (n == null) return true;
       if (n.type === AST_NODE_TYPES.IfStatement || n.type === AST_NODE_TYPES.ConditionalExpression) {
         return !((child === n.consequent && n.alternate !== null && contains(n.alternate, write)) || (child === n.alternate && contains(n.consequent, write)));
       }

@@ -1,4 +1,4 @@
-import { AST_NODE_TYPES, ASTUtils, ESLintUtils } from '@typescript-eslint/utils';
+import { AST_NODE_TYPES, ASTUtils, ESLintUtils, TSESLint } from '@typescript-eslint/utils';
 import type { TSESTree } from '@typescript-eslint/utils';
 import { asMethodCall, canonicalText, enclosingFunction, isFunctionNode, rootIdentifier, unwrap, walk } from '../ast.ts';
 import { createRule } from '../create-rule.ts';
@@ -75,10 +75,11 @@ export const noSharedMutationInRange = createRule<[NoSharedMutationInRangeOption
       if (root === null) return null;
       const variable = ASTUtils.findVariable(sourceCode.getScope(root), root);
       if (variable === null) return null;
-      const imported = variable.defs.some((d) => d.type === 'ImportBinding');
+      const imported = variable.defs.some((d) => d.type === TSESLint.Scope.DefinitionType.ImportBinding);
       if (imported) return root;
       const scope = variable.scope.type;
-      return (scope === 'module' || scope === 'global') && !topLevelWalk ? root : null;
+      const moduleLevel = scope === TSESLint.Scope.ScopeType.module || scope === TSESLint.Scope.ScopeType.global;
+      return moduleLevel && !topLevelWalk ? root : null;
     }
 
     function checkCallback(map: string, mapText: string | null, body: TSESTree.Node, topLevelWalk: boolean): void {

@@ -59,9 +59,7 @@ export const requireValidator = createRule<[], MessageIds>({
     function constInitialiser(identifier: ts.Identifier): ts.Expression | null {
       const declaration = valueDeclarationOf(identifier);
       if (declaration === undefined || !ts.isVariableDeclaration(declaration) || declaration.initializer === undefined) return null;
-      const list = declaration.parent;
-      if (!ts.isVariableDeclarationList(list) || (list.flags & ts.NodeFlags.Const) === 0) return null;
-      return declaration.initializer;
+      return isConst(declaration) ? declaration.initializer : null;
     }
 
     function valueDeclarationOf(identifier: ts.Identifier): ts.Declaration | undefined {
@@ -112,7 +110,14 @@ export const requireValidator = createRule<[], MessageIds>({
         let finding: Finding = null;
         if (ts.isPropertyAssignment(property)) finding = judge(property.initializer);
         else if (ts.isMethodDeclaration(property)) finding = judgeFunction(property);
-        else if (ts.isShorthandPropertyAssignment(property)) finding = judge(property.name);
+        else if (ts.isShorthandPropertyAssignment(property)) {
+          // `{ validate }`: the name denotes the property; the value is the variable of that name.
+          const declaration = checker.getShorthandAssignmentValueSymbol(property)?.valueDeclaration;
+          if (declaration !== undefined && ts.isFunctionDeclaration(declaration)) finding = judge(declaration);
+          else if (declaration !== undefined && ts.isVariableDeclaration(declaration) && declaration.initializer !== undefined && isConst(declaration)) {
+            finding = judge(declaration.initializer);
+          }
+        }
         if (finding === null) return;
         const mapName = nameOption(options);
         // Report on the validator itself when it is written in this file, else on the options.
@@ -130,6 +135,11 @@ export const requireValidator = createRule<[], MessageIds>({
     }
   },
 });
+
+function isConst(declaration: ts.VariableDeclaration): boolean {
+  const list = declaration.parent;
+  return ts.isVariableDeclarationList(list) && (list.flags & ts.NodeFlags.Const) !== 0;
+}
 
 function isExpression(node: ts.Node): node is ts.Expression {
   return !ts.isFunctionDeclaration(node) && !ts.isMethodDeclaration(node) && !ts.isVariableDeclaration(node);

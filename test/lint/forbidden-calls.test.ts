@@ -1,0 +1,68 @@
+import { DEFAULT_FORBIDDEN_CALLS, forbiddenCalls } from '../../src/lint/rules/forbidden-calls.ts';
+import { GOVMAP, typedRuleTester } from './rule-tester.ts';
+
+const RM_REASON = DEFAULT_FORBIDDEN_CALLS[0]!.reason;
+
+typedRuleTester().run('forbidden-calls', forbiddenCalls, {
+  valid: [
+    { name: 'rmSync without recursive', code: `import { rmSync } from 'node:fs';\nrmSync('/tmp/x.json');` },
+    { name: 'rmSync with recursive: false', code: `import { rmSync } from 'node:fs';\nrmSync('/tmp/x', { recursive: false });` },
+    { name: 'recursive from a variable of type boolean: not provable', code: `import { rmSync } from 'node:fs';\ndeclare const deep: boolean;\nrmSync('/tmp/x', { recursive: deep });` },
+    { name: 'a local function named rmSync', code: `function rmSync(_p: string, _o: { recursive: boolean }): void {}\nrmSync('/tmp/x', { recursive: true });` },
+    { name: 'a method named rmSync on another object', code: `const tool = { rmSync(_p: string, _o: { recursive: boolean }): void {} };\ntool.rmSync('/tmp/x', { recursive: true });` },
+    { name: 'execFile is the safe alternative', code: `import { execFile } from 'node:child_process';\nexecFile('ls', ['-l'], () => undefined);` },
+    { name: 'a RegExp exec is not child_process.exec', code: `/a/.exec('abc');` },
+    { name: 'GovernedMap.store is the validated path', code: `import { GovernedMap } from '${GOVMAP}';\nconst m = new GovernedMap<string, number>({ name: 'm', validate: (_k, v) => v >= 0 || 'NEG' });\nm.store('a', 1);` },
+    { name: 'a user MapStore implementation calling its own Map', code: `class MyStore { readonly #m = new Map<string, number>(); set(k: string, v: number): void { this.#m.set(k, v); } }\nnew MyStore().set('a', 1);` },
+    { name: 'an empty list forbids nothing', code: `import { execSync } from 'node:child_process';\nexecSync('ls');`, options: [{ calls: [] }] },
+  ],
+  invalid: [
+    {
+      name: 'rmSync with recursive: true (named import)',
+      code: `import { rmSync } from 'node:fs';\nrmSync('/var/lib/ledger', { recursive: true, force: true });`,
+      errors: [{ messageId: 'forbidden', line: 2, column: 1, endColumn: 60, data: { callee: 'fs.rmSync', condition: ' with recursive: true', reason: RM_REASON } }],
+    },
+    {
+      name: 'through an import alias',
+      code: `import { rmSync as nuke } from 'fs';\nnuke('/var/lib/ledger', { recursive: true });`,
+      errors: [{ messageId: 'forbidden', data: { callee: 'fs.rmSync', condition: ' with recursive: true', reason: RM_REASON } }],
+    },
+    {
+      name: 'through a default import and a destructured const',
+      code: `import fs from 'node:fs';\nconst { rmSync } = fs;\nrmSync('/x', { recursive: true });`,
+      errors: [{ messageId: 'forbidden', line: 3 }],
+    },
+    {
+      name: 'options object typed with a literal true',
+      code: `import { rmSync } from 'node:fs';\nconst opts = { recursive: true } as const;\nrmSync('/x', opts);`,
+      errors: [{ messageId: 'forbidden', line: 3 }],
+    },
+    {
+      name: 'fs/promises rm',
+      code: `import { rm } from 'node:fs/promises';\nawait rm('/x', { recursive: true });`,
+      errors: [{ messageId: 'forbidden', line: 2, column: 7, data: { callee: 'fs/promises.rm', condition: ' with recursive: true', reason: RM_REASON } }],
+    },
+    {
+      name: 'child_process.execSync through a namespace import',
+      code: `import * as cp from 'node:child_process';\ncp.execSync('ls');`,
+      errors: [{ messageId: 'forbidden', data: { callee: 'child_process.execSync', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[2]!.reason } }],
+    },
+    {
+      name: 'a direct write to a govmap store, bypassing the validator',
+      code: `import { InProcessStore } from '${GOVMAP}';\nimport type { MapStore } from '${GOVMAP}';\nconst store: MapStore<string, number> = new InProcessStore<string, number>();\nstore.set('a', -1);`,
+      errors: [{ messageId: 'forbidden', line: 4, data: { callee: 'MapStore.set (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } }],
+    },
+    {
+      name: 'a user-configured package export',
+      code: `import { createHash } from 'node:crypto';\ncreateHash('md5');`,
+      options: [{ calls: [{ module: 'crypto', name: 'createHash', reason: 'use the audit chain hash helper' }] }],
+      errors: [{ messageId: 'forbidden', data: { callee: 'crypto.createHash', condition: '', reason: 'use the audit chain hash helper' } }],
+    },
+    {
+      name: 'a user-configured condition on a string value',
+      code: `import { writeFileSync } from 'node:fs';\nwriteFileSync('/x', 'a', { encoding: 'utf8' });\nwriteFileSync('/x', 'a', { encoding: 'latin1' });`,
+      options: [{ calls: [{ module: 'fs', name: 'writeFileSync', when: { argument: 2, property: 'encoding', equals: 'latin1' }, reason: 'ledger files are UTF-8' }] }],
+      errors: [{ messageId: 'forbidden', line: 3, data: { callee: 'fs.writeFileSync', condition: ' with encoding: "latin1"', reason: 'ledger files are UTF-8' } }],
+    },
+  ],
+});

@@ -1,0 +1,59 @@
+import { noPlainSharedCache } from '../../src/lint/rules/no-plain-shared-cache.ts';
+import { GOVMAP, typedRuleTester } from './rule-tester.ts';
+
+// Every case starts with these 2 lines, so the code under test begins on line 3.
+const header = `import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GovernedMap } from '${GOVMAP}';
+`;
+
+typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
+  valid: [
+    { name: 'a GovernedMap written by a handler', code: `${header}const rates = new GovernedMap<string, number>({ name: 'rates', validate: (_k, v) => v > 0 || 'RATE' });\nexport function handle(req: IncomingMessage, res: ServerResponse): void { rates.store(req.url ?? '', 1); res.end(); }` },
+    { name: 'a Map filled at start-up and only read by handlers', code: `${header}const routes = new Map<string, string>();\nroutes.set('/a', 'A');\nexport function handle(req: IncomingMessage, res: ServerResponse): void { res.end(routes.get(req.url ?? '')); }` },
+    { name: 'a Map local to the handler', code: `${header}export function handle(req: IncomingMessage, res: ServerResponse): void { const seen = new Map<string, number>(); seen.set(req.url ?? '', 1); res.end(); }` },
+    { name: 'a WeakMap (per-object metadata)', code: `${header}const meta = new WeakMap<object, number>();\nexport function handle(req: IncomingMessage, res: ServerResponse): void { meta.set(req, 1); res.end(); }` },
+    { name: 'a module-level Map written by a non-exported, synchronous helper', code: `${header}const memo = new Map<string, number>();\nfunction fib(n: number): number { const k = String(n); memo.set(k, n); return n; }\nexport const ten = fib(10);` },
+    { name: 'a plain object with fixed fields (configuration, not a dictionary)', code: `${header}const state = { ready: false };\nexport async function start(): Promise<void> { state.ready = true; }` },
+    { name: 'a same-named Map class that is not the built-in', code: `class Map<K, V> { set(_k: K, _v: V): void {} }\nconst cache = new Map<string, number>();\nexport async function put(k: string): Promise<void> { cache.set(k, 1); }` },
+    { name: 'written from an async function that is not exported (recommended scope)', code: `${header}const cache = new Map<string, number>();\nasync function warm(k: string): Promise<void> { cache.set(k, 1); }\nvoid warm('a');` },
+  ],
+  invalid: [
+    {
+      name: 'a Map written by a node:http request handler',
+      code: `${header}const sessions = new Map<string, string>();\nexport function handle(req: IncomingMessage, res: ServerResponse): void { sessions.set(req.url ?? '', 'x'); res.end(); }`,
+      errors: [{ messageId: 'plainSharedCache', line: 3, column: 7, endColumn: 15, data: { kind: 'Map', name: 'sessions', writer: 'request handler `handle`' } }],
+    },
+    {
+      name: 'a Map written by an exported async function',
+      code: `${header}const fx = new Map<string, number>();\nexport async function rate(ccy: string): Promise<number> { const r = 1.1; fx.set(ccy, r); return r; }`,
+      errors: [{ messageId: 'plainSharedCache', line: 3, data: { kind: 'Map', name: 'fx', writer: 'exported async function `rate`' } }],
+    },
+    {
+      name: 'a dictionary object written by an exported async arrow',
+      code: `${header}const tokens: Record<string, string> = {};\nexport const login = async (user: string): Promise<void> => { tokens[user] = 't'; };`,
+      errors: [{ messageId: 'plainSharedCache', line: 3, data: { kind: 'dictionary object', name: 'tokens', writer: 'exported async function `login`' } }],
+    },
+    {
+      name: 'a handler nested in a createServer call (reported once per variable)',
+      code: `${header}import { createServer } from 'node:http';\nconst hits = new Map<string, number>();\ncreateServer((req, res) => { hits.set(req.url ?? '', (hits.get(req.url ?? '') ?? 0) + 1); hits.delete('x'); res.end(); });`,
+      errors: [{ messageId: 'plainSharedCache', line: 4, data: { kind: 'Map', name: 'hits', writer: 'request handler (anonymous)' } }],
+    },
+    {
+      name: 'a fetch-API handler (Request from lib)',
+      code: `const seen = new Map<string, number>();\nexport default { fetch(req: Request): Response { seen.set(req.url, 1); return new Response('ok'); } };`,
+      errors: [{ messageId: 'plainSharedCache', line: 1, data: { kind: 'Map', name: 'seen', writer: 'request handler `fetch`' } }],
+    },
+    {
+      name: 'strict scope: any async function',
+      code: `${header}const cache = new Map<string, number>();\nasync function warm(k: string): Promise<void> { cache.set(k, 1); }\nvoid warm('a');`,
+      options: [{ scope: 'async' }],
+      errors: [{ messageId: 'plainSharedCache', data: { kind: 'Map', name: 'cache', writer: 'async function `warm`' } }],
+    },
+    {
+      name: 'a user-named request type (Express-style)',
+      code: `interface Req { params: Record<string, string> }\nconst carts = new Map<string, number>();\nexport function addToCart(req: Req): void { carts.set(req.params.id ?? '', 1); }`,
+      options: [{ requestTypes: [{ from: 'file', name: 'Req' }] }],
+      errors: [{ messageId: 'plainSharedCache', line: 2, data: { kind: 'Map', name: 'carts', writer: 'request handler `addToCart`' } }],
+    },
+  ],
+});

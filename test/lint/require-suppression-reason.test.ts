@@ -1,0 +1,44 @@
+import { requireSuppressionReason } from '../../src/lint/rules/require-suppression-reason.ts';
+import plugin from '../../src/lint/plugin.ts';
+import { typedRuleTester } from './rule-tester.ts';
+
+// The directives name real rules: ESLint reports a directive naming an unknown rule. Unused
+// directives are not this rule's business (ESLint's reportUnusedDisableDirectives is).
+const tester = typedRuleTester({
+  plugins: { govmap: plugin },
+  linterOptions: { reportUnusedDisableDirectives: 'off' },
+});
+
+tester.run('require-suppression-reason', requireSuppressionReason, {
+  valid: [
+    { name: 'next-line with a reason', code: `// eslint-disable-next-line govmap/no-rmw-across-await -- single writer: only the nightly job touches this key\nexport const a = 1;` },
+    { name: 'block disable with a reason', code: `/* eslint-disable govmap/no-plain-shared-cache -- read-only after start-up */\nexport const a = 1;` },
+    { name: 'another plugin\'s rule needs no reason here', code: `// eslint-disable-next-line no-console\nconsole.log(1);` },
+    { name: 'a blanket directive passes unless blanket is set', code: `// eslint-disable-next-line\nexport const a = 1;` },
+    { name: 'a line-comment eslint-disable is not a directive (ESLint ignores it)', code: `// eslint-disable govmap/require-validator\nexport const a = 1;` },
+    { name: 'ordinary comments mentioning eslint-disable', code: `// we never use eslint-disable govmap/x here\nexport const a = 1;` },
+  ],
+  invalid: [
+    {
+      name: 'next-line without a reason',
+      code: `// eslint-disable-next-line govmap/no-rmw-across-await\nexport const a = 1;`,
+      errors: [{ messageId: 'missingReason', line: 1, column: 1, endColumn: 55, data: { directive: 'eslint-disable-next-line', rules: 'govmap/no-rmw-across-await' } }],
+    },
+    {
+      name: 'an empty reason',
+      code: `export const a = 1; // eslint-disable-line govmap/forbidden-calls --   `,
+      errors: [{ messageId: 'missingReason', data: { directive: 'eslint-disable-line', rules: 'govmap/forbidden-calls' } }],
+    },
+    {
+      name: 'a block disable of several rules, one of them govmap',
+      code: `/* eslint-disable no-console, govmap/require-validator */\nexport const a = 1;`,
+      errors: [{ messageId: 'missingReason', data: { directive: 'eslint-disable', rules: 'govmap/require-validator' } }],
+    },
+    {
+      name: 'a blanket directive with blanket: true',
+      code: `// eslint-disable-next-line\nexport const a = 1;`,
+      options: [{ blanket: true }],
+      errors: [{ messageId: 'missingReason', data: { directive: 'eslint-disable-next-line', rules: 'every rule' } }],
+    },
+  ],
+});

@@ -1,0 +1,58 @@
+import { requireValidator } from '../../src/lint/rules/require-validator.ts';
+import { GOVMAP, typedRuleTester } from './rule-tester.ts';
+
+// Every case starts with these 2 lines, so the code under test begins on line 3.
+const header = `import { GovernedMap, allOf, reject } from '${GOVMAP}';
+import type { Validator } from '${GOVMAP}';
+`;
+
+typedRuleTester().run('require-validator', requireValidator, {
+  valid: [
+    { name: 'a business rule', code: `${header}new GovernedMap<string, bigint>({ name: 'balances', validate: (_id, next) => (next >= 0n ? true : 'BALANCE_UNDERFLOW') });` },
+    { name: 'a block body with a refusal', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate(_id, next) { if (next < 0n) return reject('BALANCE_UNDERFLOW'); return true; } });` },
+    { name: 'a validator that throws to refuse', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: (_id, next) => { if (next < 0n) throw new RangeError('negative'); return true; } });` },
+    { name: 'a validator from a variable whose body depends on the value', code: `${header}const nonNegative: Validator<string, bigint> = (_k, v) => v >= 0n || 'NEG';\nnew GovernedMap<string, bigint>({ name: 'b', validate: nonNegative });` },
+    { name: 'allOf with one real rule', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: allOf(() => true, (_k, v: bigint) => v >= 0n || 'NEG') });` },
+    { name: 'a validator the rule cannot see into (declared only)', code: `${header}declare const fromConfig: Validator<string, bigint>;\nnew GovernedMap<string, bigint>({ name: 'b', validate: fromConfig });` },
+    { name: 'true returned only by a nested function', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: (_k, v) => { const ok = [v].every(() => true); return ok || 'NEG'; } });` },
+    { name: 'a same-named GovernedMap class that is not govmap\'s', code: `class GovernedMap { constructor(_o: { validate: () => boolean }) {} }\nnew GovernedMap({ validate: () => true });` },
+    { name: 'validateDelete may accept everything (omitting it does the same)', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: (_k, v) => v >= 0n || 'NEG', validateDelete: () => true });` },
+  ],
+  invalid: [
+    {
+      name: '() => true',
+      code: `${header}new GovernedMap<string, bigint>({ name: 'balances', validate: () => true });`,
+      errors: [{ messageId: 'acceptsEverything', line: 3, column: 53, endColumn: 73, data: { map: '"balances"', why: 'it always returns true' } }],
+    },
+    {
+      name: 'every return is true',
+      code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate(_k, v) { if (v > 0n) return true; return true; } });`,
+      errors: [{ messageId: 'acceptsEverything', data: { map: '"b"', why: 'every return is true' } }],
+    },
+    {
+      name: 'an empty function refuses every write at run time',
+      code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: (() => {}) as unknown as Validator<string, bigint> });`,
+      errors: [{ messageId: 'noVerdict', data: { map: '"b"', why: 'its body is empty' } }],
+    },
+    {
+      name: 'a function declaration passed by name, through a const alias',
+      code: `${header}function acceptAll(): true { return true; }\nconst v = acceptAll;\nnew GovernedMap<string, bigint>({ name: 'b', validate: v });`,
+      errors: [{ messageId: 'acceptsEverything', line: 5 }],
+    },
+    {
+      name: 'options in a const, shorthand validate',
+      code: `${header}const validate = (): true => true;\nconst options = { name: 'b', validate };\nnew GovernedMap<string, bigint>(options);`,
+      errors: [{ messageId: 'acceptsEverything', line: 4, column: 30 }],
+    },
+    {
+      name: 'allOf() of nothing',
+      code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: allOf() });`,
+      errors: [{ messageId: 'acceptsEverything', data: { map: '"b"', why: 'allOf() of no validators' } }],
+    },
+    {
+      name: 'a validator that never returns',
+      code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: ((_k: string, v: bigint) => { console.log(v); }) as unknown as Validator<string, bigint> });`,
+      errors: [{ messageId: 'noVerdict', data: { map: '"b"', why: 'it never returns a value' } }],
+    },
+  ],
+});
