@@ -12,7 +12,6 @@ export interface BreakerMetricsOptions {
 
 /** Anything that reports sync health: the cluster sync. */
 export interface SyncHealth {
-  readonly service: string;
   readonly instance: string;
   readonly storeKind: string;
   readonly connected: boolean;

@@ -402,6 +402,8 @@ export class CircuitBreaker {
     try {
       return Promise.resolve(fallback(refusal));
     } catch (error) {
+      // The fallback's own error, whatever it threw, is the caller's answer.
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
       return Promise.reject(error);
     }
   }

@@ -11,3 +11,5 @@ export { systemClock, ManualClock } from './clock.ts';
 export type { Clock, TimerHandle } from './clock.ts';
 export { BreakerMetrics } from './breaker-metrics.ts';
 export type { BreakerMetricsOptions, SyncHealth } from './breaker-metrics.ts';
+export { BreakerClusterSync, SnapshotConflictError } from './cluster-sync.ts';
+export type { BreakerClusterSyncOptions } from './cluster-sync.ts';

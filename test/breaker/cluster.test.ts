@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { BreakerClusterSync, CircuitBreaker, decodeSnapshot } from '../../src/breaker/index.ts';
+import type { CircuitBreakerOptions } from '../../src/breaker/index.ts';
+import { MemoryStateStore } from '../../src/state/index.ts';
+
+/**
+ * The cluster policy on the in-process store: several "instances" (a sync and a breaker each)
+ * share one MemoryStateStore exactly as processes share etcd. The same scenarios run against a
+ * real etcd across real processes in etcd-cluster.test.ts; these pin the policy itself.
+ */
+const quiet = (): void => undefined;
+
+async function until(what: string, check: () => boolean, timeoutMs = 3_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const options: CircuitBreakerOptions = { name: 'settlement', breachedWindowsToOpen: 1, minimumCalls: 4, windowMs: 50, openDurationMs: 400, halfOpenProbes: 2, timeoutMs: 1_000 };
+
+async function instance(store: MemoryStateStore, name: string, extra: Partial<ConstructorParameters<typeof BreakerClusterSync>[0]> = {}): Promise<{ sync: BreakerClusterSync; breaker: CircuitBreaker }> {
+  const sync = new BreakerClusterSync({ store, instance: name, log: quiet, ...extra });
+  await sync.start();
+  const breaker = new CircuitBreaker(options);
+  sync.attachBreaker(breaker);
+  await sync.flush();
+  return { sync, breaker };
+}
+
+/** Both thresholds breached in one window: trips at once. */
+async function trip(breaker: CircuitBreaker): Promise<void> {
+  await Promise.all(Array.from({ length: 4 }, () => breaker.execute(() => Promise.reject(new Error('gateway down'))).catch(() => undefined)));
+  if (breaker.state !== 'OPEN') {
+    await new Promise((resolve) => setTimeout(resolve, options.windowMs));
+    assert.equal(breaker.state, 'OPEN');
+  }
+}
+
+describe('cluster sync on the memory store', () => {
+  test('a transition is published as the DESIGN.md snapshot under /govmap/circuit/<service>/<instance>', async () => {
+    const store = new MemoryStateStore();
+    const a = await instance(store, 'clearing-a');
+    const initial = await store.get('/govmap/circuit/settlement/clearing-a');
+    assert.equal(decodeSnapshot(initial!.value).ok && JSON.parse(initial!.value).state, 'CLOSED');
+    await trip(a.breaker);
+    await a.sync.flush();
+    const entry = await store.get('/govmap/circuit/settlement/clearing-a');
+    const published = JSON.parse(entry!.value) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(published), ['state', 'failures', 'timeouts', 'total', 'breachedWindows', 'since', 'version']);
+    assert.equal(published.state, 'OPEN');
+    assert.equal(published.failures, 4);
+    assert.equal(a.sync.counters.writes, 2, 'written on transitions only: creation and the trip, never per call');
+    await a.sync.close();
+  });
+
+  test('one misbehaving instance does not open everyone: OPEN is adopted at a majority', async () => {
+    const store = new MemoryStateStore();
+    const [a, b, c] = [await instance(store, 'a'), await instance(store, 'b'), await instance(store, 'c')];
+    await trip(a.breaker);
+    await a.sync.flush();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual([b.breaker.state, c.breaker.state], ['CLOSED', 'CLOSED'], '1 of 3 is no majority');
+    await trip(b.breaker);
+    await b.sync.flush();
+    await until('c adopts OPEN (2 of 3 report OPEN)', () => c.breaker.state === 'OPEN');
+    assert.equal(c.sync.counters.adoptions, 1);
+    for (const x of [a, b, c]) await x.sync.close();
+  });
+
+  test('openQuorum 0.5: with two instances, one OPEN is enough', async () => {
+    const store = new MemoryStateStore();
+    const a = await instance(store, 'a', { openQuorum: 0.5 });
+    const b = await instance(store, 'b', { openQuorum: 0.5 });
+    await trip(a.breaker);
+    await until('b adopts OPEN', () => b.breaker.state === 'OPEN');
+    for (const x of [a, b]) await x.sync.close();
+  });
+
+  test('a restart resumes OPEN for the rest of the wait (no surge at the failing dependency)', async () => {
+    const store = new MemoryStateStore();
+    const a = await instance(store, 'a');
+    await trip(a.breaker);
+    const until1 = a.breaker.openUntil!;
+    await a.sync.close(); // the process stops; its lease is not revoked
+    a.breaker.dispose();
+    const again = await instance(store, 'a');
+    assert.equal(again.breaker.state, 'OPEN');
+    assert.ok(Math.abs(again.breaker.openUntil! - until1) <= 1, 'same end of wait as before the restart');
+    let made = 0;
+    await again.breaker.execute(() => made++).catch(() => undefined);
+    assert.equal(made, 0);
+    await again.sync.close();
+  });
+
+  test('only one instance probes; when its probes pass the others close too', async () => {
+    const store = new MemoryStateStore();
+    const a = await instance(store, 'a', { openQuorum: 0.5 });
+    const b = await instance(store, 'b', { openQuorum: 0.5 });
+    await trip(a.breaker);
+    await until('b adopts OPEN', () => b.breaker.state === 'OPEN');
+    await until('the wait is over for both', () => a.breaker.state !== 'OPEN' || b.breaker.state !== 'OPEN' || (a.breaker.awaitingProbeRight && b.breaker.awaitingProbeRight), 2_000);
+    await until('one of them probes', () => a.breaker.state === 'HALF_OPEN' || b.breaker.state === 'HALF_OPEN');
+    const [prober, waiter] = a.breaker.state === 'HALF_OPEN' ? [a, b] : [b, a];
+    await until('the other waits for the right', () => waiter.breaker.awaitingProbeRight);
+    assert.equal(waiter.breaker.state, 'OPEN');
+    assert.equal(prober.sync.probeHolder('settlement'), prober.sync.instance);
+    await Promise.all([prober.breaker.execute(() => 'ok'), prober.breaker.execute(() => 'ok')]);
+    assert.equal(prober.breaker.state, 'CLOSED');
+    await until('the waiting instance adopts the probe verdict', () => waiter.breaker.state === 'CLOSED');
+    await until('the probe right is released', () => prober.sync.probeHolder('settlement') === null);
+    for (const x of [a, b]) await x.sync.close();
+  });
+
+  test('a lost lease is granted anew and the snapshot rewritten', async () => {
+    const store = new MemoryStateStore();
+    const a = await instance(store, 'a');
+    await trip(a.breaker);
+    await a.sync.flush();
+    const before = await store.get('/govmap/circuit/settlement/a');
+    // Leases are numbered from 1; the sync holds the only one.
+    store.expire('1');
+    await until('the snapshot is back', () => a.sync.counters.leaseLosses === 1 && a.sync.counters.writes >= 3);
+    const after = await store.get('/govmap/circuit/settlement/a');
+    assert.ok(after !== undefined && after.revision > before!.revision);
+    assert.equal(JSON.parse(after.value).state, 'OPEN');
+    await a.sync.close();
+  });
+
+  test('malformed snapshots from another writer are ignored and counted, never a crash', async () => {
+    const store = new MemoryStateStore();
+    const a = await instance(store, 'a', { openQuorum: 0.5 });
+    const bad: Array<[string, string]> = [
+      ['x1', '{"state":"OPEN",'],
+      ['x2', JSON.stringify({ state: 'SMOKING', failures: 1, timeouts: 0, total: 1, breachedWindows: 1, since: new Date().toISOString(), version: 1 })],
+      ['x3', JSON.stringify({ state: 'OPEN', failures: 'many', timeouts: 0, total: 1, breachedWindows: 1, since: new Date().toISOString(), version: 1 })],
+    ];
+    for (const [who, text] of bad) await store.compareAndSet(`/govmap/circuit/settlement/${who}`, text, null);
+    await until('all three are counted', () => [...a.sync.counters.invalidSnapshots.values()].reduce((x, y) => x + y, 0) === 3);
+    assert.deepEqual(Object.fromEntries(a.sync.counters.invalidSnapshots), { malformed_json: 1, unknown_state: 1, invalid_failures: 1 });
+    assert.equal(a.breaker.state, 'CLOSED', 'garbage reports are not OPEN votes');
+    assert.equal(await a.breaker.execute(() => 'served'), 'served');
+    await a.sync.close();
+  });
+});
