@@ -1,0 +1,331 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
+import { createClient } from 'redis';
+import { AsyncRangeCallbackError, ConfigurationError, InvalidArgumentError, MapMetrics, UpdateConflictError, ValidationError, reject } from '../../src/index.ts';
+import type { MapObserver } from '../../src/index.ts';
+import {
+  BOUNDED_ADD,
+  INT64_MAX,
+  INT64_MIN,
+  RedisValueCorruptError,
+  RemoteGovernedMap,
+  Status,
+  connectRedis,
+  int64Codec,
+  stringCodec,
+} from '../../src/stores/redis/index.ts';
+import type { RedisLink, RemoteGovernedMapOptions } from '../../src/stores/redis/index.ts';
+import { required, service, uniquePrefix } from './redis-env.ts';
+
+const redis = service('GOVMAP_REDIS_URL');
+
+describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
+  let link: RedisLink;
+  let raw: ReturnType<typeof createClient>;
+  const prefixes: string[] = [];
+
+  before(async () => {
+    const url = required(redis, 'GOVMAP_REDIS_URL');
+    link = await connectRedis({ url });
+    raw = createClient({ url });
+    await raw.connect();
+  });
+
+  after(async () => {
+    for (const prefix of prefixes) {
+      for await (const keys of raw.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) if (keys.length > 0) await raw.del(keys);
+    }
+    await raw?.close();
+    await link?.close();
+  });
+
+  function balances(label: string, extra: Partial<RemoteGovernedMapOptions<bigint>> = {}): RemoteGovernedMap<bigint> {
+    const keyPrefix = uniquePrefix(label);
+    prefixes.push(keyPrefix);
+    return new RemoteGovernedMap<bigint>({
+      name: 'balances',
+      link,
+      keyPrefix,
+      codec: int64Codec,
+      validate: (_id, next) => (next >= 0n ? true : reject('BALANCE_UNDERFLOW', 'a balance is never negative')),
+      validateDelete: (_id, previous) => (previous === 0n ? true : 'ACCOUNT_NOT_EMPTY'),
+      bounds: { min: 0n, belowReason: 'BALANCE_UNDERFLOW' },
+      sizeRefreshMs: 0,
+      ...extra,
+    });
+  }
+
+  async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<number> {
+    const started = performance.now();
+    while (!condition()) {
+      if (performance.now() - started > timeoutMs) assert.fail(`${what} did not happen within ${timeoutMs} ms`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return performance.now() - started;
+  }
+
+  test('one Redis string per entry under the prefix, money as a decimal string', async () => {
+    const map = balances('layout');
+    await map.store('acct-1', 1050n);
+    await map.store('acct-2', 9_223_372_036_854_775_807n);
+    assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '1050');
+    assert.equal(await raw.get(`${map.keyPrefix}acct-2`), '9223372036854775807');
+    assert.equal(await raw.type(`${map.keyPrefix}acct-1`), 'string');
+    assert.equal(await map.load('acct-2'), INT64_MAX);
+    assert.equal(await map.refreshSize(), 2);
+    assert.equal(map.size, 2);
+    assert.equal(map.storeKind, 'redis');
+    await map.dispose();
+  });
+
+  test('a write the validator refuses changes nothing in Redis and names its reason', async () => {
+    const map = balances('refusal');
+    await map.store('acct-1', 100n);
+    await assert.rejects(map.store('acct-1', -1n), (error: unknown) => {
+      assert.ok(error instanceof ValidationError);
+      assert.equal(error.reason, 'BALANCE_UNDERFLOW');
+      assert.match(error.message, /acct-1/);
+      return true;
+    });
+    await assert.rejects(map.update('acct-1', (b) => b! - 101n), { code: 'GOVMAP_VALIDATION_REJECTED' });
+    assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '100');
+    await assert.rejects(map.store('acct-1', 5 as unknown as bigint), (error: unknown) => error instanceof InvalidArgumentError && /bigint/.test(error.message));
+    await assert.rejects(map.store('', 5n), InvalidArgumentError);
+    await assert.rejects(map.store('acct-1', INT64_MAX + 1n), /int64|64-bit/);
+    assert.equal(map.counters.storesRejected, 2);
+    assert.deepEqual(map.stats().rejectionsByReason, { BALANCE_UNDERFLOW: 2 });
+    await map.dispose();
+  });
+
+  test('update is a compare-and-set: another machine writing between our read and our write is not lost', async () => {
+    const map = balances('cas');
+    await map.store('acct-1', 100n);
+    let calls = 0;
+    const result = await map.update('acct-1', async (balance) => {
+      calls++;
+      // Another machine credits 7 after we read: our compare-and-set must fail and re-run us.
+      if (calls === 1) await raw.incrBy(`${map.keyPrefix}acct-1`, 7);
+      return balance! + 10n;
+    });
+    assert.equal(calls, 2);
+    assert.equal(result, 117n);
+    assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '117');
+    assert.equal(map.counters.casConflicts, 1);
+    await map.dispose();
+  });
+
+  test('past updateRetries an update gives up with UpdateConflictError and writes nothing', async () => {
+    const map = balances('conflict', { updateRetries: 2, retryBackoffMaxMs: 0 });
+    await map.store('acct-1', 100n);
+    let calls = 0;
+    await assert.rejects(
+      map.update('acct-1', async (balance) => {
+        calls++;
+        await raw.incrBy(`${map.keyPrefix}acct-1`, 1);
+        return balance! + 1000n;
+      }),
+      (error: unknown) => {
+        assert.ok(error instanceof UpdateConflictError);
+        assert.equal(error.details.attempts, 3);
+        return true;
+      },
+    );
+    assert.equal(calls, 3, '1 + updateRetries attempts');
+    assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '103', 'only the other machine\'s writes landed');
+    await map.dispose();
+  });
+
+  test('add never crosses the bound, with 60 debits racing over three connections', async () => {
+    const links = [link, await connectRedis({ url: required(redis, 'GOVMAP_REDIS_URL') }), await connectRedis({ url: required(redis, 'GOVMAP_REDIS_URL') })];
+    const first = balances('bounded');
+    const maps = links.map((l) => new RemoteGovernedMap<bigint>({ name: 'balances', link: l, keyPrefix: first.keyPrefix, codec: int64Codec, validate: (_k, v) => (v >= 0n ? true : 'BALANCE_UNDERFLOW'), bounds: { min: 0n, belowReason: 'BALANCE_UNDERFLOW' }, sizeRefreshMs: 0 }));
+    await first.store('acct-1', 1000n);
+    const outcomes = await Promise.allSettled(Array.from({ length: 60 }, (_, i) => maps[i % 3]!.add('acct-1', -30n)));
+    const ok = outcomes.filter((o) => o.status === 'fulfilled');
+    const refused = outcomes.filter((o) => o.status === 'rejected');
+    assert.equal(ok.length, 33, '1000 / 30 = 33 debits fit');
+    for (const r of refused) assert.ok(r.reason instanceof ValidationError && r.reason.reason === 'BALANCE_UNDERFLOW', String(r.reason));
+    assert.equal(await raw.get(`${first.keyPrefix}acct-1`), '10');
+    const results = ok.map((o) => o.value!).sort((x, y) => (x < y ? -1 : 1));
+    assert.deepEqual(results, Array.from({ length: 33 }, (_, i) => 10n + 30n * BigInt(i)), 'each debit saw a distinct balance: none was lost or doubled');
+    assert.equal(await first.add('missing', 5n), undefined, 'add of an absent key writes nothing');
+    assert.equal(await raw.exists(`${first.keyPrefix}missing`), 0);
+    for (const m of [first, ...maps]) await m.dispose();
+    await links[1]!.close();
+    await links[2]!.close();
+  });
+
+  test('the bounded-add Lua script agrees with bigint arithmetic at the int64 edges', async () => {
+    const key = `${uniquePrefix('lua')}k`;
+    prefixes.push(key);
+    const int64 = fc.oneof(fc.bigInt({ min: INT64_MIN, max: INT64_MAX }), fc.constantFrom(INT64_MIN, INT64_MAX, 0n, -1n, 1n, 9_007_199_254_740_993n), fc.bigInt({ min: -1000n, max: 1000n }));
+    await fc.assert(
+      fc.asyncProperty(int64, int64, int64, int64, async (current, delta, a, b) => {
+        const [min, max] = a <= b ? [a, b] : [b, a];
+        await raw.set(key, current.toString());
+        const reply = (await link.runScript(BOUNDED_ADD, key, [(min - delta).toString(), (max - delta).toString(), delta.toString()])) as [number, string?];
+        const next = current + delta;
+        const expected = next < min ? Status.BELOW_MIN : next > max ? Status.ABOVE_MAX : Status.APPLIED;
+        assert.equal(reply[0], expected, `${current} + ${delta} within [${min}, ${max}]`);
+        assert.equal(reply[1], current.toString());
+        assert.equal(await raw.get(key), (expected === Status.APPLIED ? next : current).toString());
+      }),
+      { numRuns: 300 },
+    );
+    for (const junk of ['007', '-0', '1.5', ' 1', '+1', '9223372036854775808', '-9223372036854775809', 'abc', '']) {
+      await raw.set(key, junk);
+      const reply = (await link.runScript(BOUNDED_ADD, key, ['-10', '10', '1'])) as [number, string?];
+      assert.equal(reply[0], Status.NOT_INT64, `"${junk}" is not a canonical int64`);
+      assert.equal(await raw.get(key), junk, 'left untouched');
+    }
+  });
+
+  test('near cache: the second load stays in process; a write by another client arrives as an invalidation', async (t) => {
+    const invalidated: Array<string | null> = [];
+    const map = balances('near', { onNearInvalidated: (key) => invalidated.push(key) });
+    await raw.set(`${map.keyPrefix}acct-1`, '500');
+    assert.equal(map.loadCached('acct-1'), undefined, 'nothing cached before the first load');
+    assert.equal(await map.load('acct-1'), 500n);
+    assert.equal(map.loadCached('acct-1'), 500n);
+    assert.equal(await map.load('acct-1'), 500n);
+    assert.deepEqual([map.counters.remoteLoads, map.counters.nearHits, map.counters.loads, map.counters.misses], [1, 2, 3, 1]);
+
+    const written = performance.now();
+    await raw.set(`${map.keyPrefix}acct-1`, '480');
+    const delay = await until(() => map.loadCached('acct-1') === undefined, 'the invalidation');
+    t.diagnostic(`invalidation observed ${(performance.now() - written).toFixed(2)} ms after the other client's SET was sent (${delay.toFixed(2)} ms after its reply)`);
+    assert.deepEqual(invalidated, ['acct-1']);
+    assert.equal(await map.load('acct-1'), 480n);
+
+    // Absence is cached (and tracked) too: a later insert by someone else invalidates it.
+    assert.equal(await map.load('acct-2'), undefined);
+    const remote = map.counters.remoteLoads;
+    assert.equal(await map.load('acct-2'), undefined);
+    assert.equal(map.counters.remoteLoads, remote, 'the absent key was answered from the near cache');
+    await raw.set(`${map.keyPrefix}acct-2`, '1');
+    await until(() => invalidated.includes('acct-2'), 'the invalidation of the absent key');
+    assert.equal(await map.load('acct-2'), 1n);
+    await map.dispose();
+  });
+
+  test('our own writes are read back at once (read-your-writes), not from a stale near-cache entry', async () => {
+    const map = balances('ryw');
+    await map.store('acct-1', 10n);
+    for (let i = 1n; i <= 20n; i++) {
+      assert.equal(await map.load('acct-1'), 10n + (i - 1n) * 5n);
+      await map.add('acct-1', 5n);
+    }
+    assert.equal(await map.load('acct-1'), 110n);
+    await map.dispose();
+  });
+
+  test('metrics: MapMetrics tracks the remote map unchanged; the miss ratio counts near-cache misses', async () => {
+    const map = balances('metrics');
+    const metrics = new MapMetrics().track(map);
+    await map.store('acct-1', 1n);
+    for (let i = 0; i < 9; i++) await map.load('acct-1'); // 1 round trip, then 8 near hits
+    const text = await metrics.render();
+    assert.match(text, /syncmap_load_total\{map="balances"\} 9/);
+    assert.match(text, /syncmap_miss_total\{map="balances"\} 1/);
+    assert.match(text, /syncmap_miss_ratio\{map="balances"\} 0\.111/);
+    assert.match(text, /syncmap_store_total\{map="balances",outcome="ok"\} 1/);
+    await map.dispose();
+    assert.doesNotMatch(await metrics.render(), /syncmap_load_total\{map="balances"\}/, 'a disposed map drops out');
+  });
+
+  test('observers (audit) see LOAD, STORE, DELETE and RANGE with outcomes and values', async () => {
+    const events: string[] = [];
+    let flushed = 0;
+    const observer: MapObserver<string> = {
+      onOperation: (_map, op, key, outcome, reason, bounds, value) => events.push(`${op} ${key ?? '-'} ${outcome} ${reason ?? '-'} ${bounds === null ? '-' : JSON.stringify(bounds)} ${String(value)}`),
+      flush: async () => {
+        flushed++;
+      },
+    };
+    const map = balances('audit', { observers: [observer] });
+    await map.store('acct-1', 5n);
+    await map.load('acct-1');
+    await assert.rejects(map.add('acct-1', -6n), ValidationError);
+    await map.add('acct-1', -5n);
+    await map.range(() => undefined, { prefix: 'acct-' });
+    await map.delete('acct-1');
+    await map.delete('acct-1');
+    assert.deepEqual(events, [
+      'STORE acct-1 ok - - 5',
+      'LOAD acct-1 ok - - undefined',
+      'STORE acct-1 rejected BALANCE_UNDERFLOW - -1',
+      'STORE acct-1 ok - - 0',
+      'RANGE - ok - {"start":null,"end":null,"inclusive":false,"prefix":"acct-"} undefined',
+      'DELETE acct-1 ok - - 0',
+      'DELETE acct-1 miss - - undefined',
+    ]);
+    assert.equal(flushed, 5, 'every write (applied or refused) waited for the observers to flush');
+    await map.dispose();
+  });
+
+  test('range visits every entry under the prefix; bounded walks are sorted; callbacks stay synchronous', async () => {
+    const map = balances('range');
+    const other = balances('range-other');
+    await other.store('acct-x', 1n);
+    await Promise.all(Array.from({ length: 25 }, (_, i) => map.store(`acct-${String(i).padStart(3, '0')}`, BigInt(i))));
+    await map.store('zz*[odd]?', 99n); // glob characters in a key are data
+    const all = await map.entries();
+    assert.equal(all.length, 26);
+    const page = await map.entries({ start: 'acct-005', end: 'acct-010' });
+    assert.deepEqual(page.map(([k]) => k), ['acct-005', 'acct-006', 'acct-007', 'acct-008', 'acct-009']);
+    assert.deepEqual(await map.entries({ prefix: 'zz*' }), [['zz*[odd]?', 99n]]);
+    const result = await map.range((_k, v) => v < 3n, { prefix: 'acct-' });
+    assert.deepEqual(result, { visited: 4, stopped: true });
+    await assert.rejects(map.range((async () => undefined) as unknown as () => void), AsyncRangeCallbackError);
+    assert.equal(map.counters.ranges, 5);
+    await map.dispose();
+    await other.dispose();
+  });
+
+  test('delete passes validateDelete; loadAndDelete returns the removed value; compareAndSwap and loadOrStore', async () => {
+    const map = balances('lifecycle');
+    await map.store('acct-1', 7n);
+    await assert.rejects(map.delete('acct-1'), (error: unknown) => error instanceof ValidationError && error.reason === 'ACCOUNT_NOT_EMPTY');
+    assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '7');
+    assert.equal(await map.compareAndSwap('acct-1', 8n, 0n), false);
+    assert.equal(await map.compareAndSwap('acct-1', 7n, 0n), true);
+    assert.equal(await map.loadAndDelete('acct-1'), 0n);
+    assert.equal(await raw.exists(`${map.keyPrefix}acct-1`), 0);
+    assert.equal(await map.delete('acct-1'), false);
+    assert.deepEqual(await map.loadOrStore('acct-2', 3n), { value: 3n, loaded: false });
+    assert.deepEqual(await map.loadOrStore('acct-2', 4n), { value: 3n, loaded: true });
+    assert.equal(await map.compareAndSwap('acct-3', undefined, 1n), true);
+    assert.equal(await map.compareAndSwap('acct-3', undefined, 2n), false);
+    await map.dispose();
+  });
+
+  test('a value another program wrote that the codec refuses is reported, never guessed at', async () => {
+    const map = balances('corrupt');
+    await raw.set(`${map.keyPrefix}acct-1`, '12.50');
+    await assert.rejects(map.load('acct-1'), (error: unknown) => error instanceof RedisValueCorruptError && error.code === 'GOVMAP_REDIS_VALUE_CORRUPT' && /12\.50/.test(error.message));
+    await assert.rejects(map.add('acct-1', 1n), RedisValueCorruptError);
+    await raw.rPush(`${map.keyPrefix}acct-2`, 'x');
+    await assert.rejects(map.load('acct-2'), RedisValueCorruptError);
+    await assert.rejects(map.update('acct-2', () => 1n), RedisValueCorruptError);
+    assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '12.50', 'left untouched');
+    await map.dispose();
+  });
+
+  test('strings round-trip with stringCodec; configuration mistakes are named', async () => {
+    const keyPrefix = uniquePrefix('strings');
+    prefixes.push(keyPrefix);
+    const names = new RemoteGovernedMap<string>({ name: 'names', link, keyPrefix, codec: stringCodec, validate: (_k, v) => (v.length > 0 ? true : 'EMPTY'), sizeRefreshMs: 0 });
+    await names.store('k', 'Zoë ✓');
+    assert.equal(await names.load('k'), 'Zoë ✓');
+    await assert.rejects(names.add('k', 1n), (error: unknown) => error instanceof ConfigurationError && /bounds/.test(error.message));
+    await names.dispose();
+    const base = { name: 'x', link, codec: int64Codec, validate: () => true as const };
+    assert.throws(() => new RemoteGovernedMap<bigint>({ ...base, keyPrefix: 'acct:{pinned}:' }), /hash tag/);
+    assert.throws(() => new RemoteGovernedMap<string>({ ...base, codec: stringCodec, bounds: { min: 0n } }), /int64Codec/);
+    assert.throws(() => new RemoteGovernedMap<bigint>({ ...base, validate: undefined as never }), /validator/);
+    assert.throws(() => new RemoteGovernedMap<bigint>({ ...base, nearCache: { staleReadMs: -1 } }), /staleReadMs/);
+    await assert.rejects(connectRedis({ url: 'http://x' }), /redis:\/\//);
+    await assert.rejects(connectRedis({}), /exactly one/);
+  });
+});
