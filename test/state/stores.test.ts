@@ -1,0 +1,202 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { after, describe, test } from 'node:test';
+import { EtcdStateStore, FileStateStore, MemoryStateStore, StateKeyError, StateLeaseLostError, openStateStore } from '../../src/state/index.ts';
+import type { StateEntry, StateEvent, StateStore } from '../../src/state/index.ts';
+import { ConfigurationError } from '../../src/map/index.ts';
+import { TcpProxy, etcdEndpoints } from './tcp-proxy.ts';
+
+/**
+ * One contract, three stores: every StateStore must behave the same to the breaker and the
+ * switches. The etcd run talks to the real etcd of test/infra/etcd.sh.
+ */
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Records what a watch delivers. */
+function recorder(): { resets: StateEntry[][]; events: StateEvent[]; handlers: Parameters<StateStore['watch']>[1] } {
+  const resets: StateEntry[][] = [];
+  const events: StateEvent[] = [];
+  return { resets, events, handlers: { onReset: (entries) => resets.push([...entries]), onEvent: (event) => events.push(event) } };
+}
+
+function contract(name: string, open: () => Promise<StateStore>, options: { skip?: string } = {}): void {
+  describe(`${name} state store`, { skip: options.skip }, () => {
+    const prefix = `/govmap-test/${name}-${randomBytes(4).toString('hex')}/`;
+    let n = 0;
+    const key = (): string => `${prefix}k${n++}`;
+
+    test('compare-and-set: absent -> created; stale revision refused with the current entry; new revision is larger', async () => {
+      const store = await open();
+      const k = key();
+      const created = await store.compareAndSet(k, '{"v":1}', null);
+      assert.ok(created.ok);
+      const again = await store.compareAndSet(k, '{"v":2}', null);
+      assert.ok(!again.ok);
+      assert.deepEqual(again.current, { key: k, value: '{"v":1}', revision: created.revision });
+      const next = await store.compareAndSet(k, '{"v":2}', created.revision);
+      assert.ok(next.ok && next.revision > created.revision);
+      const stale = await store.compareAndSet(k, '{"v":3}', created.revision);
+      assert.ok(!stale.ok);
+      assert.equal((await store.get(k))?.value, '{"v":2}');
+      await store.close();
+    });
+
+    test('delete honours the expected revision; list returns a prefix in key order', async () => {
+      const store = await open();
+      const sub = `${prefix}list-${n++}/`;
+      for (const k of ['b', 'a', 'c']) await store.compareAndSet(`${sub}${k}`, `"${k}"`, null);
+      assert.deepEqual((await store.list(sub)).map((e) => e.value), ['"a"', '"b"', '"c"']);
+      const b = (await store.get(`${sub}b`))!;
+      assert.equal(await store.delete(`${sub}b`, b.revision + 1n), false);
+      assert.equal(await store.delete(`${sub}b`, b.revision), true);
+      assert.equal(await store.get(`${sub}b`), undefined);
+      assert.equal(await store.delete(`${sub}b`), false);
+      await store.close();
+    });
+
+    test('keys written under a lease vanish when it is revoked; a lost lease cannot be written under', async () => {
+      const store = await open();
+      const k = key();
+      const lease = await store.grantLease(5);
+      assert.ok((await store.compareAndSet(k, '"leased"', null, { lease })).ok);
+      await lease.revoke();
+      await until('the leased key is gone', async () => (await store.get(k)) === undefined);
+      await assert.rejects(store.compareAndSet(key(), '"x"', null, { lease }), StateLeaseLostError);
+      await store.close();
+    });
+
+    test('watch: onReset with the current content first, then every change in order', async () => {
+      const store = await open();
+      const sub = `${prefix}watch-${n++}/`;
+      await store.compareAndSet(`${sub}before`, '1', null);
+      const r = recorder();
+      const watch = store.watch(sub, r.handlers);
+      await until('the reset', () => r.resets.length === 1);
+      assert.deepEqual(r.resets[0]!.map((e) => e.key), [`${sub}before`]);
+      const put = await store.compareAndSet(`${sub}after`, '2', null);
+      await store.delete(`${sub}before`);
+      await until('two events', () => r.events.length >= 2);
+      assert.deepEqual(
+        r.events.map((e) => (e.type === 'put' ? `put ${e.entry.key} ${e.entry.value}` : `delete ${e.key}`)),
+        [`put ${sub}after 2`, `delete ${sub}before`],
+      );
+      const first = r.events[0]!;
+      assert.equal(first.type === 'put' && first.entry.revision, put.ok && put.revision);
+      await watch.close();
+      await store.close();
+    });
+
+    test('a key that is not a /-rooted printable path is refused with a typed error', async () => {
+      const store = await open();
+      for (const bad of ['relative/key', '/with\nnewline', `/${'x'.repeat(600)}`]) {
+        await assert.rejects(store.compareAndSet(bad, '1', null), (e: unknown) => e instanceof StateKeyError && e.code === 'GOVMAP_STATE_KEY_INVALID');
+      }
+      await store.close();
+    });
+  });
+}
+
+const dirs: string[] = [];
+after(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+contract('memory', () => Promise.resolve(new MemoryStateStore()));
+contract('file', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+  dirs.push(dir);
+  return new FileStateStore({ directory: dir, pollIntervalMs: 20 });
+});
+const etcd = etcdEndpoints();
+contract('etcd', () => Promise.resolve(new EtcdStateStore({ endpoints: 'endpoints' in etcd ? etcd.endpoints : 'http://127.0.0.1:1' })), { skip: 'skip' in etcd ? etcd.skip : undefined });
+
+describe('file store specifics', () => {
+  test('state survives the process: a new store on the same directory reads it back', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    const first = new FileStateStore({ directory: dir });
+    const lease = await first.grantLease(30);
+    await first.compareAndSet('/govmap/circuit/settlement/a', '{"state":"OPEN"}', null, { lease });
+    await first.close(); // stops renewing, does not revoke: as a crash would
+    const second = new FileStateStore({ directory: dir });
+    assert.equal((await second.get('/govmap/circuit/settlement/a'))?.value, '{"state":"OPEN"}');
+    await second.close();
+  });
+
+  test('another process\'s writes reach a watch by polling; a foreign file is handed over as is, revision 0', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    const store = new FileStateStore({ directory: dir, pollIntervalMs: 20 });
+    const r = recorder();
+    const watch = store.watch('/govmap/', r.handlers);
+    await until('the reset', () => r.resets.length === 1);
+    await writeFile(join(dir, `${encodeURIComponent('/govmap/circuit/s/x')}.json`), 'garbage');
+    await until('the foreign file is seen', () => r.events.length === 1);
+    assert.deepEqual(r.events[0], { type: 'put', entry: { key: '/govmap/circuit/s/x', value: 'garbage', revision: 0n } });
+    await watch.close();
+    await store.close();
+  });
+});
+
+describe('openStateStore', () => {
+  test('names the store a configuration asks for, and refuses an unknown kind', async () => {
+    assert.equal(openStateStore().kind, 'memory');
+    assert.equal(openStateStore({ kind: 'etcd', endpoints: ['127.0.0.1:2379'] }).kind, 'etcd');
+    assert.throws(() => openStateStore({ kind: 'zookeeper' } as never), ConfigurationError);
+    assert.throws(() => new EtcdStateStore({ endpoints: ['not a host'] }), ConfigurationError);
+    await Promise.resolve();
+  });
+});
+
+describe('etcd store against a real etcd', { skip: 'skip' in etcd ? etcd.skip : undefined }, () => {
+  const endpoints = 'endpoints' in etcd ? etcd.endpoints : '';
+
+  test('a lease revoked on the server side is reported lost to its holder', async () => {
+    const store = new EtcdStateStore({ endpoints });
+    const lease = await store.grantLease(3);
+    let lost = false;
+    lease.onLost(() => (lost = true));
+    const client = await store.client();
+    await client.leaseClient.leaseRevoke({ ID: lease.id });
+    await until('the holder is told', () => lost, 15_000);
+    assert.equal(lease.lost, true);
+    await store.close();
+  });
+
+  test('compaction while a watcher is cut off: it re-lists and hands over the current content', async () => {
+    const proxy = await new TcpProxy(endpoints.split(',')[0]!).start();
+    const watched = new EtcdStateStore({ endpoints: proxy.url, callTimeoutMs: 1_000, dialTimeoutMs: 1_000 });
+    const direct = new EtcdStateStore({ endpoints });
+    const sub = `/govmap-test/compaction-${randomBytes(4).toString('hex')}/`;
+    await direct.compareAndSet(`${sub}a`, '"a1"', null);
+    const r = recorder();
+    const watch = watched.watch(sub, r.handlers);
+    await until('the first reset', () => r.resets.length === 1);
+    await proxy.cut();
+    // While cut off: a changes twice, b appears, and etcd compacts the history away.
+    const a = (await direct.get(`${sub}a`))!;
+    const a2 = await direct.compareAndSet(`${sub}a`, '"a2"', a.revision);
+    assert.ok(a2.ok);
+    await direct.compareAndSet(`${sub}a`, '"a3"', a2.revision);
+    await direct.compareAndSet(`${sub}b`, '"b1"', null);
+    const client = await direct.client();
+    const head = await client.get(`${sub}a`).exec();
+    await client.kv.compact({ revision: head.header.revision, physical: true });
+    await proxy.restore();
+    await until('a second reset with the current content', () => r.resets.length >= 2, 30_000);
+    assert.deepEqual(r.resets.at(-1)!.map((e) => e.value), ['"a3"', '"b1"']);
+    await watch.close();
+    await watched.close();
+    await direct.close();
+    await proxy.close();
+  });
+});
