@@ -1,0 +1,303 @@
+import { hostname } from 'node:os';
+import { ConfigurationError } from '../map/errors.ts';
+import type { GovernedMap } from '../map/governed-map.ts';
+import type { GcMonitor } from '../sandbox/gc-monitor.ts';
+import { isoWeek, isoWeekBefore } from './iso-week.ts';
+import { RangeWeekCounts } from './range-weeks.ts';
+import type { AdvisorStateStore } from './range-weeks.ts';
+import { advise, resolveThresholds } from './signals.ts';
+import type { Advice, AdvisorThresholds, MapEvidence } from './signals.ts';
+
+/** What the advisor reads of a map. Any GovernedMap<K, V> fits. */
+export type AdvisedMap = Pick<GovernedMap<unknown, unknown>, 'name' | 'counters' | 'size' | 'disposed'>;
+
+export interface AdvisorOptions {
+  /** Length of one judged window, ms. Default 300,000 (5 minutes, the specification's miss-ratio window). */
+  readonly windowMs?: number;
+  readonly thresholds?: Partial<AdvisorThresholds>;
+  /** Loads a window needs for its miss ratio to be judged (1 miss in 2 loads is not a 50% miss ratio). Default 100. */
+  readonly minLoadsPerWindow?: number;
+  /** Windows the read:write ratio is taken over. Default 3. */
+  readonly readWriteWindows?: number;
+  /** Reads plus writes those windows need for the ratio to be judged. Default 100. */
+  readonly minOpsForReadWrite?: number;
+  /** The GC pause trend (e.g. the sandbox's monitor); null/absent: the miss-ratio signal cannot fire. */
+  readonly gc?: GcMonitor | null;
+  /**
+   * Where weekly range counts persist across restarts (a memory, file or etcd state store).
+   * Absent: counts live in this process only, and a restart forgets the weeks.
+   */
+  readonly stateStore?: AdvisorStateStore | null;
+  /** State key prefix. Default `/govmap`. Keys: `<prefix>/advisor/<service>/<instance>/range-weeks/<map>`. */
+  readonly keyPrefix?: string;
+  /** Service name in state keys. Default `govmap`. `[A-Za-z0-9_.:-]{1,64}` */
+  readonly service?: string;
+  /** Instance id in state keys: must survive restarts (not a pid). Default: the host name. */
+  readonly instance?: string;
+  /** Milliseconds clock; tests pass a controllable one. Default `Date.now`. */
+  readonly clock?: () => number;
+}
+
+const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** One closed window's deltas. */
+interface WindowSample {
+  readonly loads: number;
+  readonly misses: number;
+  readonly reads: number;
+  readonly writes: number;
+}
+
+/** Cumulative counters at the previous sample, for deltas. */
+interface Baseline {
+  readonly loads: number;
+  readonly misses: number;
+  readonly reads: number;
+  readonly writes: number;
+  readonly ranges: number;
+}
+
+interface Followed {
+  ref: WeakRef<AdvisedMap>;
+  readonly name: string;
+  /** Counters at the last sample; null until the first. Holds the map weakly through `ref` only. */
+  baseline: Baseline | null;
+  baselineOf: WeakRef<AdvisedMap> | null;
+  /** Newest last; at most max(missRatioWindows, readWriteWindows). */
+  readonly windows: WindowSample[];
+  breached: number;
+  observed: number;
+  latestMissRatio: number | null;
+  keys: number | null;
+  readonly weeks: RangeWeekCounts;
+}
+
+/**
+ * The in-process migration advisor: every `windowMs` it closes a window over each tracked map's
+ * counters (plain numbers the map keeps anyway: nothing is added to its hot path) and keeps
+ * what the signals need: consecutive miss-ratio breaches, reads and writes of the last windows,
+ * and range calls per ISO week, persisted through a state store so a restart does not reset the
+ * week. `advise()` turns that into one recommendation per map (see signals.ts).
+ *
+ * Windows are disjoint and judged whole: a miss ratio is misses / loads within one window, not a
+ * sliding figure, so "held for 3 windows" means three separate 5-minute periods.
+ */
+export class Advisor {
+  readonly windowMs: number;
+  readonly thresholds: AdvisorThresholds;
+  readonly minLoadsPerWindow: number;
+  readonly readWriteWindows: number;
+  readonly minOpsForReadWrite: number;
+  readonly service: string;
+  readonly instance: string;
+  readonly keyPrefix: string;
+  readonly gc: GcMonitor | null;
+  readonly stateStore: AdvisorStateStore | null;
+  readonly #clock: () => number;
+  readonly #followed = new Map<string, Followed>();
+  #timer: NodeJS.Timeout | null = null;
+  #chain: Promise<void> = Promise.resolve();
+  #samples = 0;
+
+  constructor(options: AdvisorOptions = {}) {
+    const windowMs = options.windowMs ?? 300_000;
+    if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
+    this.windowMs = windowMs;
+    this.thresholds = resolveThresholds(options.thresholds);
+    this.minLoadsPerWindow = whole('minLoadsPerWindow', options.minLoadsPerWindow ?? 100, 1);
+    this.readWriteWindows = whole('readWriteWindows', options.readWriteWindows ?? 3, 1);
+    this.minOpsForReadWrite = whole('minOpsForReadWrite', options.minOpsForReadWrite ?? 100, 1);
+    this.service = id('service', options.service ?? 'govmap');
+    this.instance = id('instance', options.instance ?? hostname().replace(/[^A-Za-z0-9_.:-]/g, '_').slice(0, 64));
+    const prefix = options.keyPrefix ?? '/govmap';
+    if (!/^\/[A-Za-z0-9_./-]{0,100}$/.test(prefix) || prefix.endsWith('/')) {
+      throw new ConfigurationError('keyPrefix', 'must be a /-rooted path without a trailing slash, e.g. /govmap', prefix);
+    }
+    this.keyPrefix = prefix;
+    this.gc = options.gc ?? null;
+    this.stateStore = options.stateStore ?? null;
+    this.#clock = options.clock ?? Date.now;
+  }
+
+  /** Follows `map` from now on (a map with the same name replaces the one followed before). */
+  track(map: AdvisedMap): this {
+    const existing = this.#followed.get(map.name);
+    if (existing !== undefined) {
+      existing.ref = new WeakRef(map);
+      return this;
+    }
+    this.#followed.set(map.name, {
+      ref: new WeakRef(map),
+      name: map.name,
+      baseline: snapshot(map),
+      baselineOf: new WeakRef(map),
+      windows: [],
+      breached: 0,
+      observed: 0,
+      latestMissRatio: null,
+      keys: map.size,
+      weeks: new RangeWeekCounts(`${this.keyPrefix}/advisor/${this.service}/${this.instance}/range-weeks/${map.name}`, map.name),
+    });
+    return this;
+  }
+
+  /** Closes a window every `windowMs` (unref'd timer). Reads the persisted weeks at once. */
+  async start(): Promise<this> {
+    if (this.#timer === null) {
+      this.#timer = setInterval(() => void this.sample(), this.windowMs).unref();
+    }
+    await this.#serial(() => this.#syncAll());
+    return this;
+  }
+
+  /** Stops the timer and persists the range calls counted since the last window. */
+  async stop(): Promise<void> {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    await this.#serial(async () => {
+      this.#countRanges(this.#clock());
+      await this.#syncAll();
+    });
+  }
+
+  /** Closes the current window now (the timer does this every `windowMs`). */
+  sample(): Promise<void> {
+    return this.#serial(async () => {
+      const now = this.#clock();
+      for (const f of this.#followed.values()) this.#close(f, now);
+      this.#samples++;
+      await this.#syncAll();
+    });
+  }
+
+  get samples(): number {
+    return this.#samples;
+  }
+
+  /** The evidence for each followed map, as of the last window. */
+  evidence(): MapEvidence[] {
+    const now = this.#clock();
+    const trend = this.gc?.trend(now) ?? null;
+    const out: MapEvidence[] = [];
+    for (const f of this.#followed.values()) {
+      const rw = f.windows.slice(-this.readWriteWindows);
+      const reads = rw.reduce((n, w) => n + w.reads, 0);
+      const writes = rw.reduce((n, w) => n + w.writes, 0);
+      const judged = rw.length > 0 && reads + writes >= this.minOpsForReadWrite;
+      const notes: string[] = [];
+      if (this.gc === null) notes.push('no GC monitor: the miss-ratio signal cannot fire (start a sandbox and pass its gc)');
+      if (this.stateStore === null) notes.push('no state store: weekly range counts are this process\'s only');
+      const problem = f.weeks.problem;
+      if (problem !== null) notes.push(problem);
+      const map = f.ref.deref();
+      out.push({
+        map: f.name,
+        instance: null,
+        source: 'in-process',
+        keys: map !== undefined && !map.disposed ? map.size : f.keys,
+        missRatio: { latest: f.latestMissRatio, breachedWindows: f.latestMissRatio === null ? null : f.breached, observedWindows: f.observed, windowMs: this.windowMs },
+        gc: { rising: trend?.rising ?? null, ratio: trend?.ratio ?? null, recentPauseFraction: trend?.recentPauseFraction ?? null },
+        readWrite: {
+          ratio: judged && writes > 0 ? reads / writes : null,
+          reads: judged ? reads : null,
+          writes: judged ? writes : null,
+        },
+        ranges: {
+          current: { week: isoWeek(now), count: f.weeks.count(isoWeek(now)) },
+          previous: { week: isoWeekBefore(now, 1), count: f.weeks.count(isoWeekBefore(now, 1)) },
+          beforePrevious: { week: isoWeekBefore(now, 2), count: f.weeks.count(isoWeekBefore(now, 2)) },
+          calendar: 'iso-week',
+        },
+        notes,
+      });
+    }
+    return out;
+  }
+
+  /** Per followed map: why its weekly counts are not persisted right now, or null. */
+  persistenceProblems(): Array<{ map: string; problem: string | null }> {
+    return [...this.#followed.values()].map((f) => ({ map: f.name, problem: f.weeks.problem }));
+  }
+
+  /** One recommendation per followed map, with the signals and figures behind it. */
+  advise(): Advice[] {
+    return this.evidence().map((e) => advise(e, this.thresholds));
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #close(f: Followed, now: number): void {
+    const map = f.ref.deref();
+    if (map === undefined || map.disposed) return;
+    const current = snapshot(map);
+    // A different instance under the same name, or counters that went down: start from zero,
+    // as Prometheus treats a counter reset.
+    const sameInstance = f.baselineOf?.deref() === map;
+    const base = sameInstance && f.baseline !== null && current.loads >= f.baseline.loads && current.ranges >= f.baseline.ranges ? f.baseline : ZERO;
+    const window: WindowSample = {
+      loads: current.loads - base.loads,
+      misses: current.misses - base.misses,
+      reads: current.reads - base.reads,
+      writes: current.writes - base.writes,
+    };
+    f.weeks.add(isoWeek(now), current.ranges - base.ranges);
+    f.baseline = current;
+    f.baselineOf = new WeakRef(map);
+    f.keys = map.size;
+    f.windows.push(window);
+    const keep = Math.max(this.thresholds.missRatioWindows, this.readWriteWindows);
+    if (f.windows.length > keep) f.windows.splice(0, f.windows.length - keep);
+    if (window.loads >= this.minLoadsPerWindow) {
+      const ratio = window.misses / window.loads;
+      f.latestMissRatio = ratio;
+      f.observed++;
+      f.breached = ratio > this.thresholds.missRatio ? f.breached + 1 : 0;
+    } else {
+      // A quiet window breaks both runs: "held" means consecutive windows with traffic.
+      f.latestMissRatio = null;
+      f.observed = 0;
+      f.breached = 0;
+    }
+  }
+
+  /** Range calls since the last window, into the current week (on stop: nothing is lost at exit). */
+  #countRanges(now: number): void {
+    for (const f of this.#followed.values()) {
+      const map = f.ref.deref();
+      if (map === undefined || map.disposed || f.baseline === null || f.baselineOf?.deref() !== map) continue;
+      const ranges = map.counters.ranges;
+      if (ranges < f.baseline.ranges) continue;
+      f.weeks.add(isoWeek(now), ranges - f.baseline.ranges);
+      f.baseline = { ...f.baseline, ranges };
+    }
+  }
+
+  async #syncAll(): Promise<void> {
+    const now = this.#clock();
+    for (const f of this.#followed.values()) await f.weeks.sync(this.stateStore, now);
+  }
+
+  /** One sample or sync at a time: a slow state store must not interleave two. */
+  #serial(task: () => Promise<void>): Promise<void> {
+    const run = this.#chain.then(task);
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+}
+
+const ZERO = Object.freeze({ loads: 0, misses: 0, reads: 0, writes: 0, ranges: 0 });
+
+function snapshot(map: AdvisedMap): Baseline {
+  const c = map.counters;
+  return { loads: c.loads, misses: c.misses, reads: c.reads, writes: c.writes, ranges: c.ranges };
+}
+
+function whole(option: string, value: number, min: number): number {
+  if (!(Number.isSafeInteger(value) && value >= min)) throw new ConfigurationError(option, `must be a whole number of at least ${min}`, value);
+  return value;
+}
+
+function id(option: string, value: string): string {
+  if (typeof value !== 'string' || !ID_PATTERN.test(value)) throw new ConfigurationError(option, 'must match [A-Za-z0-9_.:-]{1,64} (it becomes part of a state key)', value);
+  return value;
+}

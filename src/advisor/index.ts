@@ -1,0 +1,14 @@
+export { Advisor } from './advisor.ts';
+export type { AdvisorOptions, AdvisedMap } from './advisor.ts';
+export { advise, resolveThresholds, DEFAULT_THRESHOLDS, SIGNAL_IDS, RECOMMENDATIONS, missRatioSignal, rangeGrowthSignal, keyCountSignal, readWriteSignal } from './signals.ts';
+export type { Advice, AdvisorThresholds, MapEvidence, Signal, SignalId, SignalStatus, Recommendation, EvidenceSource, WeekCount } from './signals.ts';
+export { RangeWeekCounts, KEPT_WEEKS } from './range-weeks.ts';
+export type { AdvisorStateStore } from './range-weeks.ts';
+export { isoWeek, isoWeekStart, isoWeekBefore } from './iso-week.ts';
+export { parsePrometheusText } from './prom-text.ts';
+export type { PromSample } from './prom-text.ts';
+export { evidenceFromMetricsEndpoint, evidenceFromMetricsText, evidenceFromPrometheus, PrometheusQueryClient } from './sources.ts';
+export type { SourceOptions, PrometheusSourceOptions } from './sources.ts';
+export { registerAdvisorMetrics } from './metrics.ts';
+export { formatAdvice } from './format.ts';
+export { AdvisorSourceError, AdvisorStateError, MetricsParseError } from './errors.ts';

@@ -1,0 +1,122 @@
+import { MetricsParseError } from './errors.ts';
+
+/** One sample of the Prometheus text exposition format (version 0.0.4). */
+export interface PromSample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+  /** Milliseconds since the epoch, when the line carries one. */
+  readonly timestampMs: number | null;
+}
+
+const METRIC_NAME = /[a-zA-Z_:][a-zA-Z0-9_:]*/y;
+const LABEL_NAME = /[a-zA-Z_][a-zA-Z0-9_]*/y;
+/** Go's ParseFloat as the format uses it: decimal, exponent, Inf/NaN with optional sign. */
+const FLOAT = /^[+-]?(?:Inf|inf|NaN|nan|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)$/;
+const TIMESTAMP = /^-?\d{1,16}$/;
+
+/**
+ * Parses the Prometheus text format strictly: a line that is not a comment, blank, or a
+ * well-formed sample is an error naming the line and the rule, never skipped. What it accepts:
+ * `name{label="value",...} value [timestamp]`, label values with the `\\`, `\"` and `\n`
+ * escapes, an optional trailing comma in the label set, `# HELP` / `# TYPE` / other comments.
+ */
+export function parsePrometheusText(text: string, source = 'metrics'): PromSample[] {
+  const samples: PromSample[] = [];
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i]!.endsWith('\r') ? lines[i]!.slice(0, -1) : lines[i]!;
+    const line = raw.trim();
+    if (line.length === 0 || line.startsWith('#')) continue;
+    samples.push(parseSample(line, source, i + 1));
+  }
+  return samples;
+}
+
+function parseSample(line: string, source: string, lineNo: number): PromSample {
+  const fail = (rule: string): never => {
+    throw new MetricsParseError(source, lineNo, rule, line);
+  };
+  METRIC_NAME.lastIndex = 0;
+  const nameMatch = METRIC_NAME.exec(line);
+  if (nameMatch === null) fail('a sample starts with a metric name [a-zA-Z_:][a-zA-Z0-9_:]*');
+  const name = nameMatch![0];
+  let pos = name.length;
+  const labels: Record<string, string> = {};
+  if (line[pos] === '{') {
+    pos++;
+    for (;;) {
+      while (line[pos] === ' ' || line[pos] === '\t') pos++;
+      if (line[pos] === '}') {
+        pos++;
+        break;
+      }
+      LABEL_NAME.lastIndex = pos;
+      const labelMatch = LABEL_NAME.exec(line);
+      if (labelMatch === null) fail(`expected a label name or "}" at column ${pos + 1}`);
+      const label = labelMatch![0];
+      pos += label.length;
+      while (line[pos] === ' ' || line[pos] === '\t') pos++;
+      if (line[pos] !== '=') fail(`expected "=" after label ${label}`);
+      pos++;
+      while (line[pos] === ' ' || line[pos] === '\t') pos++;
+      if (line[pos] !== '"') fail(`the value of label ${label} must be a double-quoted string`);
+      pos++;
+      let value = '';
+      for (;;) {
+        if (pos >= line.length) fail(`the value of label ${label} is not closed with a double quote`);
+        const ch = line[pos]!;
+        if (ch === '"') {
+          pos++;
+          break;
+        }
+        if (ch === '\\') {
+          const next = line[pos + 1];
+          if (next === '\\') value += '\\';
+          else if (next === '"') value += '"';
+          else if (next === 'n') value += '\n';
+          else fail(`label ${label}: "\\${next ?? ''}" is not an escape of the format (only \\\\, \\" and \\n)`);
+          pos += 2;
+          continue;
+        }
+        value += ch;
+        pos++;
+      }
+      if (Object.hasOwn(labels, label)) fail(`label ${label} appears twice`);
+      labels[label] = value;
+      while (line[pos] === ' ' || line[pos] === '\t') pos++;
+      if (line[pos] === ',') {
+        pos++;
+        continue;
+      }
+      if (line[pos] === '}') {
+        pos++;
+        break;
+      }
+      fail(`expected "," or "}" after the value of label ${label}`);
+    }
+  }
+  if (line[pos] !== ' ' && line[pos] !== '\t') fail('the metric name (and labels) must be followed by whitespace and a value');
+  const rest = line.slice(pos).trim().split(/[ \t]+/);
+  if (rest.length < 1 || rest.length > 2 || rest[0] === '') fail('a sample has a value and an optional timestamp, nothing else');
+  const valueText = rest[0]!;
+  if (!FLOAT.test(valueText)) fail(`value ${JSON.stringify(valueText)} is not a float (digits, exponent, +Inf, -Inf or NaN)`);
+  const value = /^[+-]?inf$/i.test(valueText) ? (valueText.startsWith('-') ? -Infinity : Infinity) : /^nan$/i.test(valueText) ? NaN : Number(valueText);
+  let timestampMs: number | null = null;
+  if (rest.length === 2) {
+    if (!TIMESTAMP.test(rest[1]!)) fail(`timestamp ${JSON.stringify(rest[1])} is not whole milliseconds`);
+    timestampMs = Number(rest[1]);
+  }
+  return { name, labels, value, timestampMs };
+}
+
+/** Samples by metric name, for lookups. */
+export function byName(samples: readonly PromSample[]): Map<string, PromSample[]> {
+  const out = new Map<string, PromSample[]>();
+  for (const s of samples) {
+    let list = out.get(s.name);
+    if (list === undefined) out.set(s.name, (list = []));
+    list.push(s);
+  }
+  return out;
+}

@@ -1,0 +1,287 @@
+import { AdvisorSourceError } from './errors.ts';
+import { byName, parsePrometheusText } from './prom-text.ts';
+import { DEFAULT_THRESHOLDS } from './signals.ts';
+import type { AdvisorThresholds, MapEvidence, WeekCount } from './signals.ts';
+
+/**
+ * Evidence from outside the process: one scrape of a service's metrics endpoint, or the history
+ * a Prometheus server keeps. Both fill the same MapEvidence as the in-process advisor; what a
+ * source cannot know stays null, and its signal reports `insufficient-data`.
+ */
+
+export interface SourceOptions {
+  /** Per-request timeout, ms. Default 10,000. */
+  readonly timeoutMs?: number;
+  readonly thresholds?: AdvisorThresholds;
+}
+
+const DEFAULT_WINDOW_MS = 300_000;
+
+async function fetchText(url: string, timeoutMs: number, what: string): Promise<string> {
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'text/plain, application/json' } });
+  } catch (error) {
+    const reason = error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
+    throw new AdvisorSourceError(url, `cannot reach the ${what}: ${reason}`, error);
+  }
+  const body = await response.text();
+  if (!response.ok) {
+    let detail = body.slice(0, 300);
+    try {
+      const parsed = JSON.parse(body) as { error?: unknown };
+      if (typeof parsed.error === 'string') detail = parsed.error;
+    } catch {
+      // not JSON: show the start of the body
+    }
+    throw new AdvisorSourceError(url, `the ${what} answered HTTP ${response.status}: ${detail}`);
+  }
+  return body;
+}
+
+// ------------------------------------------------------------------ one scrape of /metrics
+
+/** Reads `url` (a service's Prometheus metrics endpoint) once and builds evidence per map. */
+export async function evidenceFromMetricsEndpoint(url: string, options: SourceOptions = {}): Promise<MapEvidence[]> {
+  const text = await fetchText(url, options.timeoutMs ?? 10_000, 'metrics endpoint');
+  return evidenceFromMetricsText(text, url, options.thresholds ?? DEFAULT_THRESHOLDS);
+}
+
+/**
+ * Evidence from one exposition. With the in-process advisor exported (`govmap_advisor_*`) the
+ * held breaches and the weekly counts are the advisor's; without it a single scrape sees one
+ * sliding window and no week, and says so.
+ */
+export function evidenceFromMetricsText(text: string, source: string, thresholds: AdvisorThresholds = DEFAULT_THRESHOLDS): MapEvidence[] {
+  const metrics = byName(parsePrometheusText(text, source));
+  const valueOf = (name: string, match: Record<string, string> = {}): number | null => {
+    const hit = (metrics.get(name) ?? []).find((s) => Object.entries(match).every(([k, v]) => s.labels[k] === v));
+    return hit === undefined || Number.isNaN(hit.value) ? null : hit.value;
+  };
+  const maps = new Set<string>();
+  for (const name of ['syncmap_keys', 'syncmap_load_total', 'govmap_advisor_recommendation']) {
+    for (const s of metrics.get(name) ?? []) if (s.labels.map !== undefined) maps.add(s.labels.map);
+  }
+  const advisorWindowSeconds = valueOf('govmap_advisor_window_seconds');
+  const gcRising = (metrics.get('govmap_gc_pause_rising') ?? [])[0];
+  const gc = {
+    rising: gcRising === undefined ? null : gcRising.value === 1,
+    ratio: (metrics.get('govmap_gc_pause_trend_ratio') ?? [])[0]?.value ?? null,
+    recentPauseFraction: (metrics.get('govmap_gc_pause_fraction') ?? [])[0]?.value ?? null,
+  };
+
+  const out: MapEvidence[] = [];
+  for (const map of [...maps].sort()) {
+    const notes: string[] = [];
+    const withAdvisor = (metrics.get('govmap_advisor_recommendation') ?? []).some((s) => s.labels.map === map);
+    let missRatio: MapEvidence['missRatio'];
+    let readWrite: MapEvidence['readWrite'];
+    let ranges: MapEvidence['ranges'];
+    if (withAdvisor && advisorWindowSeconds !== null) {
+      const latest = valueOf('govmap_advisor_window_miss_ratio', { map });
+      missRatio = {
+        latest,
+        breachedWindows: latest === null ? null : valueOf('govmap_advisor_miss_ratio_breached_windows', { map }),
+        observedWindows: valueOf('govmap_advisor_miss_ratio_observed_windows', { map }),
+        windowMs: advisorWindowSeconds * 1000,
+      };
+      readWrite = {
+        ratio: valueOf('govmap_advisor_read_write_ratio', { map }),
+        reads: valueOf('govmap_advisor_window_operations', { map, kind: 'read' }),
+        writes: valueOf('govmap_advisor_window_operations', { map, kind: 'write' }),
+      };
+      const week = (which: string): WeekCount | null => {
+        const s = (metrics.get('govmap_advisor_range_calls') ?? []).find((x) => x.labels.map === map && x.labels.week === which);
+        return s === undefined ? null : { week: s.labels.iso_week ?? which, count: s.value };
+      };
+      ranges = { current: week('current'), previous: week('previous'), beforePrevious: week('before_previous'), calendar: 'iso-week' };
+      if (valueOf('govmap_advisor_state_problem', { map }) === 1) notes.push('the service reports that its weekly range counts are not being persisted (see its /advisor)');
+    } else {
+      // The map part's own 5-minute sliding miss ratio: one window, as of this scrape.
+      const latest = valueOf('syncmap_miss_ratio', { map });
+      missRatio = { latest, breachedWindows: latest === null ? null : latest > thresholds.missRatio ? 1 : 0, observedWindows: latest === null ? 0 : 1, windowMs: DEFAULT_WINDOW_MS };
+      readWrite = { ratio: valueOf('syncmap_read_write_ratio', { map }), reads: null, writes: null };
+      ranges = { current: null, previous: null, beforePrevious: null, calendar: 'iso-week' };
+      notes.push('the service does not export the in-process advisor (govmap_advisor_*): one scrape shows one miss-ratio window and no weekly range history; use --prometheus, or run the Advisor in the service');
+    }
+    if (gc.rising === null) notes.push('no GC pause trend exported (govmap_gc_pause_rising): start a Sandbox in the service');
+    out.push({ map, instance: null, source: 'metrics-endpoint', keys: valueOf('syncmap_keys', { map }), missRatio, gc, readWrite, ranges, notes });
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ a Prometheus server
+
+export interface PrometheusSourceOptions extends SourceOptions {
+  /** Window of the miss ratio and the GC trend, ms. Default 300,000 (5 minutes). */
+  readonly windowMs?: number;
+  /** Evaluation time, ms since the epoch. Default now. */
+  readonly nowMs?: number;
+  /** GC pause time rise (window over window) that counts as rising. Default 1.2. */
+  readonly gcRisingRatio?: number;
+  /** Share of time in GC below which GC never counts as rising. Default 0.001. */
+  readonly gcMinPauseFraction?: number;
+}
+
+interface VectorSample {
+  readonly metric: Record<string, string>;
+  readonly value: number;
+}
+interface MatrixSeries {
+  readonly metric: Record<string, string>;
+  readonly values: Array<[number, number]>;
+}
+
+/** A small client of the Prometheus HTTP API (`/api/v1/query`, `/api/v1/query_range`). */
+export class PrometheusQueryClient {
+  readonly baseUrl: string;
+  readonly #timeoutMs: number;
+
+  constructor(baseUrl: string, timeoutMs = 10_000) {
+    let url: URL;
+    try {
+      url = new URL(baseUrl);
+    } catch {
+      throw new AdvisorSourceError(baseUrl, 'is not a URL (expected e.g. http://127.0.0.1:9090)');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new AdvisorSourceError(baseUrl, 'must be an http:// or https:// URL');
+    this.baseUrl = url.href.replace(/\/+$/, '');
+    this.#timeoutMs = timeoutMs;
+  }
+
+  async query(promql: string, timeMs: number): Promise<VectorSample[]> {
+    const data = await this.#get('query', { query: promql, time: String(timeMs / 1000) });
+    if (data.resultType !== 'vector') throw new AdvisorSourceError(this.baseUrl, `query ${promql} returned a ${String(data.resultType)}, not a vector`);
+    return (data.result as Array<{ metric: Record<string, string>; value: [number, string] }>).map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
+  }
+
+  async queryRange(promql: string, startMs: number, endMs: number, stepMs: number): Promise<MatrixSeries[]> {
+    const data = await this.#get('query_range', { query: promql, start: String(startMs / 1000), end: String(endMs / 1000), step: String(stepMs / 1000) });
+    if (data.resultType !== 'matrix') throw new AdvisorSourceError(this.baseUrl, `query_range ${promql} returned a ${String(data.resultType)}, not a matrix`);
+    return (data.result as Array<{ metric: Record<string, string>; values: Array<[number, string]> }>).map((r) => ({
+      metric: r.metric,
+      values: r.values.map(([t, v]) => [t * 1000, Number(v)] as [number, number]),
+    }));
+  }
+
+  async #get(endpoint: string, params: Record<string, string>): Promise<{ resultType: unknown; result: unknown }> {
+    const url = `${this.baseUrl}/api/v1/${endpoint}?${new URLSearchParams(params).toString()}`;
+    const body = await fetchText(url, this.#timeoutMs, 'Prometheus server');
+    let parsed: { status?: unknown; data?: { resultType?: unknown; result?: unknown }; error?: unknown };
+    try {
+      parsed = JSON.parse(body) as typeof parsed;
+    } catch (error) {
+      throw new AdvisorSourceError(url, 'answered with something that is not JSON (is this the Prometheus base URL?)', error);
+    }
+    if (parsed.status !== 'success' || parsed.data === undefined || !Array.isArray(parsed.data.result)) {
+      throw new AdvisorSourceError(url, `query failed: ${typeof parsed.error === 'string' ? parsed.error : JSON.stringify(parsed).slice(0, 200)}`);
+    }
+    return { resultType: parsed.data.resultType, result: parsed.data.result };
+  }
+}
+
+const seriesKey = (metric: Record<string, string>): string => `${metric.map ?? ''}\u0000${metric.instance ?? ''}`;
+
+/**
+ * Evidence per (map, instance) from a Prometheus server that scrapes govmap services:
+ * - keys: `syncmap_keys`; read:write: `syncmap_read_write_ratio`;
+ * - miss ratio held: `syncmap_miss_ratio` sampled at window steps over the last N windows;
+ * - GC trend: `rate(govmap_gc_pause_seconds_sum[w])` against the same `offset w`
+ *   (`nodejs_gc_duration_seconds_sum` when the sandbox is not exporting), per instance;
+ * - range growth: `increase(syncmap_range_total[7d])` against the 7 days before: rolling
+ *   weeks, not ISO weeks, and only when Prometheus holds data from two weeks back.
+ */
+export async function evidenceFromPrometheus(baseUrl: string, options: PrometheusSourceOptions = {}): Promise<MapEvidence[]> {
+  const client = new PrometheusQueryClient(baseUrl, options.timeoutMs);
+  const t = options.thresholds ?? DEFAULT_THRESHOLDS;
+  const windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
+  const now = options.nowMs ?? Date.now();
+  const w = `${Math.round(windowMs / 1000)}s`;
+  const risingRatio = options.gcRisingRatio ?? 1.2;
+  const minFraction = options.gcMinPauseFraction ?? 0.001;
+
+  const [keys, loads, rw, missRange, gcRecent, gcPrevious, nodeGcRecent, nodeGcPrevious, rangesLast, rangesBefore, coverPrev, coverBefore] = await Promise.all([
+    client.query('syncmap_keys', now),
+    client.query('syncmap_load_total', now),
+    client.query('syncmap_read_write_ratio', now),
+    client.queryRange('syncmap_miss_ratio', now - (t.missRatioWindows - 1) * windowMs, now, windowMs),
+    client.query(`sum by (instance) (rate(govmap_gc_pause_seconds_sum[${w}]))`, now),
+    client.query(`sum by (instance) (rate(govmap_gc_pause_seconds_sum[${w}] offset ${w}))`, now),
+    client.query(`sum by (instance) (rate(nodejs_gc_duration_seconds_sum[${w}]))`, now),
+    client.query(`sum by (instance) (rate(nodejs_gc_duration_seconds_sum[${w}] offset ${w}))`, now),
+    client.query('increase(syncmap_range_total[7d])', now),
+    client.query('increase(syncmap_range_total[7d] offset 7d)', now),
+    client.query('count_over_time(syncmap_range_total[1d] offset 6d)', now),
+    client.query('count_over_time(syncmap_range_total[1d] offset 13d)', now),
+  ]);
+  const index = (samples: VectorSample[]): Map<string, number> => new Map(samples.map((s) => [seriesKey(s.metric), s.value]));
+  const byInstance = (samples: VectorSample[]): Map<string, number> => new Map(samples.map((s) => [s.metric.instance ?? '', s.value]));
+  const keysBy = index(keys);
+  const rwBy = index(rw);
+  const lastWeek = index(rangesLast);
+  const weekBefore = index(rangesBefore);
+  const coveredPrev = index(coverPrev);
+  const coveredBefore = index(coverBefore);
+  const gcNow = byInstance(gcRecent);
+  const gcThen = byInstance(gcPrevious);
+  const nodeNow = byInstance(nodeGcRecent);
+  const nodeThen = byInstance(nodeGcPrevious);
+  const missBy = new Map(missRange.map((s) => [seriesKey(s.metric), s.values]));
+
+  const series = new Map<string, Record<string, string>>();
+  for (const s of [...keys, ...loads]) if (s.metric.map !== undefined) series.set(seriesKey(s.metric), s.metric);
+
+  const out: MapEvidence[] = [];
+  for (const [key, metric] of [...series].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const instance = metric.instance ?? '';
+    const notes: string[] = [];
+    // Miss ratio: consecutive points, newest first, at exact window steps.
+    const points = new Map((missBy.get(key) ?? []).map(([at, v]) => [Math.round(at / 1000), v]));
+    let observed = 0;
+    let breached = 0;
+    let breaking = false;
+    for (let k = 0; k < t.missRatioWindows; k++) {
+      const v = points.get(Math.round((now - k * windowMs) / 1000));
+      if (v === undefined || Number.isNaN(v)) break;
+      observed++;
+      if (!breaking && v > t.missRatio) breached++;
+      else breaking = true;
+    }
+    const latest = points.get(Math.round(now / 1000));
+    // GC: the sandbox's histogram, else prom-client's default GC metric.
+    let recent = gcNow.get(instance);
+    let previous = gcThen.get(instance);
+    if (recent === undefined) {
+      recent = nodeNow.get(instance);
+      previous = nodeThen.get(instance);
+    }
+    let rising: boolean | null = null;
+    let ratio: number | null = null;
+    if (recent !== undefined && previous !== undefined) {
+      ratio = previous > 0 ? recent / previous : null;
+      rising = recent >= minFraction && recent > 0 && recent >= risingRatio * previous;
+    } else {
+      notes.push(`no GC pause history for instance ${instance || '(none)'} over two ${w} windows (govmap_gc_pause_seconds or nodejs_gc_duration_seconds)`);
+    }
+    const prevCovered = coveredPrev.has(key);
+    const beforeCovered = coveredBefore.has(key);
+    if (!beforeCovered) notes.push('Prometheus holds less than two weeks of syncmap_range_total for this series: week-over-week growth cannot be judged yet');
+    out.push({
+      map: metric.map!,
+      instance: instance || null,
+      source: 'prometheus',
+      keys: keysBy.get(key) ?? null,
+      missRatio: { latest: latest === undefined || Number.isNaN(latest) ? null : latest, breachedWindows: latest === undefined ? null : breached, observedWindows: observed, windowMs },
+      gc: { rising, ratio, recentPauseFraction: recent ?? null },
+      readWrite: { ratio: rwBy.get(key) ?? null, reads: null, writes: null },
+      ranges: {
+        current: null,
+        previous: prevCovered && lastWeek.has(key) ? { week: 'last 7d', count: Math.round(lastWeek.get(key)!) } : null,
+        beforePrevious: beforeCovered && weekBefore.has(key) ? { week: 'the 7d before', count: Math.round(weekBefore.get(key)!) } : null,
+        calendar: 'rolling-7d',
+      },
+      notes,
+    });
+  }
+  return out;
+}
