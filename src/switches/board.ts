@@ -138,6 +138,14 @@ export class SwitchBoard {
   }
 
   /**
+   * Runs `fn` with `view` pinned: re-enters a request's pin where the async context was lost
+   * (a framework hook that runs outside the request's continuation). `view` comes from `view()`.
+   */
+  runWith<T>(view: SwitchView, fn: () => T): T {
+    return this.#pinned.run(view, fn);
+  }
+
+  /**
    * The pinned view inside `run()`; elsewhere a view of the current snapshot. A `context` given
    * inside a run is merged over the pinned one (it refines whom targeting evaluates for; the
    * snapshot stays the pinned one).

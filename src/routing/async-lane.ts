@@ -1,0 +1,282 @@
+import { randomUUID } from 'node:crypto';
+import { ConfigurationError } from '../map/errors.ts';
+import { AsyncLaneRefusedError } from './errors.ts';
+import { TokenBucket } from './token-bucket.ts';
+
+/** A unit of deferred work: what the request asked for, to be done later. Plain JSON-able data. */
+export interface AsyncJob<P = unknown> {
+  /** Handed to the client in the 202 answer; GET it back with `status(token)`. */
+  readonly token: string;
+  readonly lane: string;
+  readonly payload: P;
+  /** ISO-8601 time the job was accepted. */
+  readonly acceptedAt: string;
+  /** Attempts made so far (deferrals while the downstream is known-down do not count). */
+  attempts: number;
+}
+
+export type AsyncJobState = 'queued' | 'processing' | 'done' | 'dead';
+
+export interface AsyncJobStatus {
+  readonly token: string;
+  readonly state: AsyncJobState;
+  readonly attempts: number;
+  /** The last failure's message, for a job that failed at least once. */
+  readonly lastError: string | null;
+}
+
+export interface AsyncLaneOptions<P> {
+  /** Names the lane (the route id) in errors, logs and metrics. */
+  readonly name: string;
+  /** Sustained processing rate, jobs per second. */
+  readonly ratePerSec: number;
+  /** Jobs started back to back after a quiet period. Default ceil(ratePerSec). */
+  readonly burst?: number;
+  /** Jobs held (queued + in flight); beyond, submit() refuses. Default 10,000. */
+  readonly maxQueued?: number;
+  /** Failed attempts before a job is dead-lettered. Default 5. */
+  readonly maxAttempts?: number;
+  /** Jobs processed at once. Default 4. */
+  readonly maxInFlight?: number;
+  /** Pause after a deferral (the downstream is known to be down), ms. Default 500. */
+  readonly deferMs?: number;
+  /** Does the work. Rejecting is a failed attempt, unless `isDeferral` says the work was not attempted. */
+  readonly process: (job: AsyncJob<P>, signal: AbortSignal) => Promise<void>;
+  /**
+   * Whether an error means "not attempted now, try later" (the route's breaker refused the call):
+   * the job goes back to the head of the queue, its attempts unchanged, and the lane pauses.
+   */
+  readonly isDeferral?: (error: unknown) => boolean;
+  /** Called with a job that failed `maxAttempts` times; it is then in state `dead`. Default: logged. */
+  readonly onDeadLetter?: (job: AsyncJob<P>, error: unknown) => void;
+  readonly log?: (message: string, error?: unknown) => void;
+  /** Monotonic milliseconds for the rate limit. Default `performance.now`. */
+  readonly clock?: () => number;
+}
+
+export interface DrainResult<P> {
+  /** Jobs completed while draining. */
+  readonly processed: number;
+  /**
+   * Jobs not done by the deadline, oldest first: persist them (and `restore()` them at the next
+   * start). Nothing accepted is dropped: a job is done, dead-lettered, or in this list.
+   */
+  readonly remaining: AsyncJob<P>[];
+}
+
+/** Final statuses kept for `status(token)` lookups after a job leaves the queue. */
+const FINISHED_KEPT = 10_000;
+
+/**
+ * The `async` degradation: requests are accepted (202 with a token), queued, and processed later
+ * under a token-bucket rate limit, so a recovering downstream is not hit by the whole backlog at
+ * once. Graceful shutdown drains: `close()` stops intake, keeps processing until the queue is
+ * empty or the deadline passes, and returns every job it could not finish.
+ *
+ * Invariants: every accepted job ends in exactly one of done, dead (after `maxAttempts` failures,
+ * handed to `onDeadLetter`), or `close().remaining`; at most `maxInFlight` jobs run at once; jobs
+ * start no faster than the bucket allows.
+ */
+export class AsyncLane<P = unknown> {
+  readonly name: string;
+  readonly maxQueued: number;
+  readonly maxAttempts: number;
+  readonly #options: AsyncLaneOptions<P>;
+  readonly #bucket: TokenBucket;
+  readonly #maxInFlight: number;
+  readonly #deferMs: number;
+  readonly #log: (message: string, error?: unknown) => void;
+  #queue: AsyncJob<P>[] = [];
+  readonly #inFlight = new Map<string, AbortController>();
+  readonly #inFlightJobs = new Map<string, AsyncJob<P>>();
+  readonly #lastError = new Map<string, string>();
+  readonly #finished = new Map<string, AsyncJobStatus>();
+  #timer: NodeJS.Timeout | null = null;
+  #pausedUntil = 0;
+  #closing = false;
+  /** Set once close() has given up processing: nothing starts after it. */
+  #stopped = false;
+  #drained: (() => void) | null = null;
+  /** Counters read at scrape time. */
+  readonly counters = { accepted: 0, refused: 0, done: 0, failedAttempts: 0, deferrals: 0, dead: 0 };
+
+  constructor(options: AsyncLaneOptions<P>) {
+    if (typeof options.process !== 'function') throw new ConfigurationError('process', 'an async lane needs the function that does its work');
+    this.name = options.name;
+    this.#options = options;
+    this.#bucket = new TokenBucket({ ratePerSec: options.ratePerSec, burst: options.burst, clock: options.clock });
+    this.maxQueued = positiveInt('maxQueued', options.maxQueued ?? 10_000);
+    this.maxAttempts = positiveInt('maxAttempts', options.maxAttempts ?? 5);
+    this.#maxInFlight = positiveInt('maxInFlight', options.maxInFlight ?? 4);
+    this.#deferMs = positiveInt('deferMs', options.deferMs ?? 500);
+    this.#log = options.log ?? ((message, error) => console.error(message, error ?? ''));
+  }
+
+  /** Jobs waiting plus jobs in flight. */
+  get depth(): number {
+    return this.#queue.length + this.#inFlight.size;
+  }
+
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** Accepts a job. @throws AsyncLaneRefusedError when closing or full (the caller answers 503) */
+  submit(payload: P): AsyncJob<P> {
+    return this.#accept({ token: randomUUID(), lane: this.name, payload, acceptedAt: new Date().toISOString(), attempts: 0 });
+  }
+
+  /** Re-accepts jobs a previous run returned from close() (their tokens and attempts kept). */
+  restore(jobs: readonly AsyncJob<P>[]): void {
+    for (const job of jobs) this.#accept({ ...job, lane: this.name });
+  }
+
+  status(token: string): AsyncJobStatus | undefined {
+    const finished = this.#finished.get(token);
+    if (finished !== undefined) return finished;
+    const lastError = this.#lastError.get(token) ?? null;
+    const running = this.#inFlightJobs.get(token);
+    if (running !== undefined) return { token, state: 'processing', attempts: running.attempts, lastError };
+    const queued = this.#queue.find((j) => j.token === token);
+    return queued === undefined ? undefined : { token, state: 'queued', attempts: queued.attempts, lastError };
+  }
+
+  /**
+   * Graceful shutdown: refuses new jobs, processes the queue until it is empty or `deadlineMs`
+   * passes, then aborts what is still running (those jobs go back to the queue) and returns
+   * everything not done.
+   */
+  async close(options: { readonly deadlineMs?: number; readonly abortGraceMs?: number } = {}): Promise<DrainResult<P>> {
+    const deadlineMs = options.deadlineMs ?? 30_000;
+    const abortGraceMs = options.abortGraceMs ?? 5_000;
+    this.#closing = true;
+    const doneBefore = this.counters.done;
+    if (this.depth > 0) {
+      const drained = new Promise<void>((resolve) => {
+        this.#drained = resolve;
+      });
+      this.#stopTimer(); // re-arm with a timer that keeps the process alive while draining
+      this.#pump();
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<'expired'>((resolve) => {
+        timer = setTimeout(() => resolve('expired'), deadlineMs);
+      });
+      const outcome = await Promise.race([drained.then(() => 'drained' as const), expired]);
+      clearTimeout(timer);
+      if (outcome === 'expired') {
+        this.#stopped = true;
+        this.#stopTimer();
+        for (const controller of this.#inFlight.values()) controller.abort(new Error(`async lane "${this.name}" closed before the job finished`));
+        // Aborted jobs settle and go back to the queue (#run); wait for that, within the grace.
+        const graceEnd = performance.now() + abortGraceMs;
+        while (this.#inFlight.size > 0 && performance.now() < graceEnd) await new Promise((r) => setTimeout(r, 5));
+        if (this.#inFlight.size > 0) {
+          // Their process() ignores the abort. Listed as remaining: processing is at least once,
+          // so process() must be idempotent per job token.
+          this.#log(`govmap routing: async lane "${this.name}": ${this.#inFlight.size} job(s) ignored the abort; returned as remaining`);
+          this.#queue.unshift(...this.#inFlightJobs.values());
+        }
+      }
+    }
+    this.#stopped = true;
+    this.#stopTimer();
+    const remaining = this.#queue;
+    this.#queue = [];
+    return { processed: this.counters.done - doneBefore, remaining };
+  }
+
+  #accept(job: AsyncJob<P>): AsyncJob<P> {
+    if (this.#closing) {
+      this.counters.refused++;
+      throw new AsyncLaneRefusedError(this.name, 'closing', this.maxQueued);
+    }
+    if (this.depth >= this.maxQueued) {
+      this.counters.refused++;
+      throw new AsyncLaneRefusedError(this.name, 'full', this.maxQueued);
+    }
+    this.#queue.push(job);
+    this.counters.accepted++;
+    this.#pump();
+    return job;
+  }
+
+  /** Starts as many jobs as the bucket, the in-flight bound and any pause allow; re-arms itself. */
+  #pump(): void {
+    if (this.#timer !== null || this.#stopped) return;
+    const now = performance.now();
+    if (now < this.#pausedUntil) return this.#arm(this.#pausedUntil - now);
+    while (this.#queue.length > 0 && this.#inFlight.size < this.#maxInFlight) {
+      if (!this.#bucket.take()) return this.#arm(this.#bucket.waitMs());
+      void this.#run(this.#queue.shift()!);
+    }
+    if (this.depth === 0) this.#drained?.();
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = null;
+        this.#pump();
+      },
+      Math.max(1, Math.ceil(ms)),
+    );
+    // An idle service must be able to exit; close() keeps the process alive while draining.
+    if (!this.#closing) this.#timer.unref();
+  }
+
+  #stopTimer(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  async #run(job: AsyncJob<P>): Promise<void> {
+    const controller = new AbortController();
+    this.#inFlight.set(job.token, controller);
+    this.#inFlightJobs.set(job.token, job);
+    try {
+      await this.#options.process(job, controller.signal);
+      this.#finish(job, 'done', null);
+      this.counters.done++;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (controller.signal.aborted) {
+        this.#queue.unshift(job); // shutdown interrupted it: not an attempt, not lost
+      } else if (this.#options.isDeferral?.(error) === true) {
+        this.counters.deferrals++;
+        this.#queue.unshift(job);
+        this.#pausedUntil = performance.now() + this.#deferMs;
+      } else {
+        job.attempts++;
+        this.counters.failedAttempts++;
+        this.#lastError.set(job.token, message);
+        if (job.attempts >= this.maxAttempts) {
+          this.counters.dead++;
+          this.#finish(job, 'dead', message);
+          try {
+            if (this.#options.onDeadLetter) this.#options.onDeadLetter(job, error);
+            else this.#log(`govmap routing: async lane "${this.name}": job ${job.token} dead after ${job.attempts} attempts`, error);
+          } catch (hookError) {
+            this.#log(`govmap routing: async lane "${this.name}": onDeadLetter threw for job ${job.token}`, hookError);
+          }
+        } else {
+          this.#queue.push(job);
+        }
+      }
+    } finally {
+      this.#inFlight.delete(job.token);
+      this.#inFlightJobs.delete(job.token);
+      this.#pump();
+    }
+  }
+
+  #finish(job: AsyncJob<P>, state: 'done' | 'dead', lastError: string | null): void {
+    this.#lastError.delete(job.token);
+    this.#finished.set(job.token, Object.freeze({ token: job.token, state, attempts: job.attempts, lastError }));
+    if (this.#finished.size > FINISHED_KEPT) this.#finished.delete(this.#finished.keys().next().value!);
+  }
+}
+
+function positiveInt(option: string, value: number): number {
+  if (!(Number.isSafeInteger(value) && value >= 1)) throw new ConfigurationError(option, 'a positive whole number', value);
+  return value;
+}

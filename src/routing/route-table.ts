@@ -1,0 +1,309 @@
+import { z } from 'zod';
+import { formatPath } from '../switches/definition.ts';
+import type { JsonValue } from '../switches/definition.ts';
+import type { BizTag } from './biz-tag.ts';
+import { RouteTableError } from './errors.ts';
+
+/**
+ * The route table: rules on (orgId, txnType) -> a target and a degradation strategy.
+ *
+ * Patterns: orgId is exact (`1001`), a prefix (`1001*`, which matches 1001 itself and every id
+ * starting with it) or `*`; txnType is exact (`pay`) or `*`. `*` matches any value, an absent
+ * one included. A request without an X-Biz-Tag consults no rule: it goes to the default route.
+ *
+ * Precedence (deterministic; the order of rules in the file never matters):
+ *   1. orgId: exact beats prefix beats `*`; between prefixes the longer wins;
+ *   2. then, for the same orgId pattern, txnType exact beats `*`.
+ * orgId decides first because it is the isolation boundary: a rule written for org 1001 is
+ * never overridden by a broader-org rule that happens to name the transaction type. At each
+ * orgId level, if neither the exact txnType nor `*` has a rule, the next less specific orgId
+ * level is tried. Two rules with the same (orgId, txnType) patterns are rejected at load, so
+ * there are no ties. Nothing matched: the default route, counted and logged as unmatched.
+ */
+
+/** Route ids become metric labels and map names: short, plain. */
+export const ROUTE_ID = /^[A-Za-z][A-Za-z0-9_.-]{0,47}$/;
+const ORG_PATTERN = /^(\*|[A-Za-z0-9_.-]{1,64}\*?)$/;
+const TXN_PATTERN = /^(\*|[A-Za-z0-9_.-]{1,64})$/;
+/** A target names a downstream (service name, URL); the router hands it to the caller's call. */
+const TARGET = /^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$/;
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
+
+/** Concurrency limits of a route when its rule names none. */
+export const DEFAULT_BULKHEAD = Object.freeze({ maxConcurrent: 64, maxQueued: 128 });
+
+export type Degradation =
+  /** Answer with a configured response. `status` default 200. */
+  | { readonly kind: 'mock'; readonly status: number; readonly body: JsonValue; readonly headers: Readonly<Record<string, string>> }
+  /** Serve the last good response for the same request signature, at most `ttlMs` old. */
+  | { readonly kind: 'cache'; readonly ttlMs: number; readonly maxEntries: number }
+  /**
+   * Accept (202) and queue; process later at most `ratePerSec` per second (bursts of `burst`),
+   * through the route's breaker, retrying up to `maxAttempts` times.
+   */
+  | { readonly kind: 'async'; readonly ratePerSec: number; readonly burst: number; readonly maxQueued: number; readonly maxAttempts: number }
+  /** No degradation: refuse (503) while the route is degraded. */
+  | { readonly kind: 'none' };
+
+const degradationSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('mock'),
+    status: z.number().int().min(200).max(599).optional(),
+    body: z.json(),
+    headers: z.record(z.string().regex(HEADER_NAME, 'a header name is an HTTP token'), z.string().max(1024)).optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('cache'),
+    ttlMs: z.number().int().min(1).max(86_400_000),
+    maxEntries: z.number().int().min(1).max(1_000_000).optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('async'),
+    ratePerSec: z.number().positive().max(1_000_000),
+    burst: z.number().int().min(1).max(1_000_000).optional(),
+    maxQueued: z.number().int().min(1).max(1_000_000).optional(),
+    maxAttempts: z.number().int().min(1).max(100).optional(),
+  }),
+  z.strictObject({ kind: z.literal('none') }),
+]);
+
+const bulkheadSchema = z.strictObject({
+  maxConcurrent: z.number().int().min(1).max(100_000),
+  maxQueued: z.number().int().min(0).max(1_000_000),
+});
+
+const targetSchema = z.string().regex(TARGET, 'a target is [A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}');
+
+const ruleSchema = z.strictObject({
+  id: z
+    .string()
+    .regex(ROUTE_ID, 'a route id is [A-Za-z][A-Za-z0-9_.-]{0,47}')
+    .refine((id) => id !== 'default', '"default" is the default route\'s id'),
+  orgId: z.string().regex(ORG_PATTERN, 'orgId is exact (1001), a prefix (1001*) or *'),
+  txnType: z.string().regex(TXN_PATTERN, 'txnType is exact (pay) or *'),
+  target: targetSchema,
+  degradation: degradationSchema.optional(),
+  bulkhead: bulkheadSchema.optional(),
+  description: z.string().max(500).optional(),
+});
+
+const tableSchema = z.strictObject({
+  default: z.strictObject({ target: targetSchema, degradation: degradationSchema.optional(), bulkhead: bulkheadSchema.optional() }),
+  routes: z.array(ruleSchema).max(100_000),
+});
+
+export type RouteTableDocument = z.input<typeof tableSchema>;
+
+/** One route as the router uses it. Frozen. */
+export interface CompiledRoute {
+  readonly id: string;
+  /** `*` for the default route. */
+  readonly orgId: string;
+  readonly txnType: string;
+  readonly target: string;
+  readonly degradation: Degradation;
+  readonly bulkhead: { readonly maxConcurrent: number; readonly maxQueued: number };
+  readonly description: string;
+  readonly isDefault: boolean;
+}
+
+/** Why a request went where it went. Preallocated per route: deciding allocates nothing. */
+export interface RouteDecision {
+  readonly route: CompiledRoute;
+  /** `rule`: a rule matched; `no_rule`: tagged but unmatched (alerted); `untagged`: no X-Biz-Tag. */
+  readonly reason: 'rule' | 'no_rule' | 'untagged';
+}
+
+interface TxnRules {
+  readonly exact: Map<string, RouteDecision>;
+  any: RouteDecision | null;
+}
+
+interface TrieNode {
+  readonly children: Map<number, TrieNode>;
+  rules: TxnRules | null;
+}
+
+/**
+ * A compiled, immutable route table. Lookup: exact orgs in a Map, prefixes in a character trie
+ * walked once along the orgId (keeping the deepest level whose txnType matches), then `*`:
+ * O(length of orgId), independent of the number of rules, no allocation.
+ */
+export class RouteTable {
+  readonly version: number;
+  readonly origin: string;
+  /** Rules in precedence order (most specific first), then the default route. */
+  readonly routes: readonly CompiledRoute[];
+  readonly defaultRoute: CompiledRoute;
+  readonly #exact = new Map<string, TxnRules>();
+  readonly #trie: TrieNode = { children: new Map(), rules: null };
+  #any: TxnRules | null = null;
+  readonly #noRule: RouteDecision;
+  readonly #untagged: RouteDecision;
+
+  /** @throws RouteTableError listing every problem */
+  constructor(document: unknown, options: { readonly version?: number; readonly origin?: string } = {}) {
+    const origin = options.origin ?? 'api';
+    const parsed = tableSchema.safeParse(document);
+    if (!parsed.success) throw new RouteTableError(origin, parsed.error.issues.map((i) => ({ path: formatPath(i.path), rule: i.message })));
+    const data = parsed.data;
+    const issues: { path: string; rule: string }[] = [];
+    const ids = new Set<string>();
+    const patterns = new Map<string, string>();
+    data.routes.forEach((rule, index) => {
+      if (ids.has(rule.id)) issues.push({ path: `routes[${index}].id`, rule: `duplicate route id "${rule.id}"` });
+      ids.add(rule.id);
+      const pattern = `${rule.orgId}\u0000${rule.txnType}`;
+      const other = patterns.get(pattern);
+      if (other !== undefined) issues.push({ path: `routes[${index}]`, rule: `same orgId "${rule.orgId}" and txnType "${rule.txnType}" as route "${other}"; one of them would never match` });
+      patterns.set(pattern, rule.id);
+    });
+    if (issues.length > 0) throw new RouteTableError(origin, issues);
+
+    this.version = options.version ?? 1;
+    this.origin = origin;
+    const compiled = data.routes.map((rule) => compile(rule.id, rule.orgId, rule.txnType, rule.target, rule.degradation, rule.bulkhead, rule.description ?? '', false));
+    compiled.sort(byPrecedence);
+    this.defaultRoute = compile('default', '*', '*', data.default.target, data.default.degradation, data.default.bulkhead, 'unmatched and untagged traffic', true);
+    this.routes = Object.freeze([...compiled, this.defaultRoute]);
+    this.#noRule = Object.freeze({ route: this.defaultRoute, reason: 'no_rule' });
+    this.#untagged = Object.freeze({ route: this.defaultRoute, reason: 'untagged' });
+    for (const route of compiled) this.#index(route);
+    Object.freeze(this);
+  }
+
+  /** Where a request tagged (orgId, txnType) goes. Either may be undefined (absent from the tag). */
+  decide(orgId: string | undefined, txnType: string | undefined): RouteDecision {
+    if (orgId !== undefined) {
+      const exact = this.#exact.get(orgId);
+      if (exact !== undefined) {
+        const hit = pick(exact, txnType);
+        if (hit !== null) return hit;
+      }
+      // Walk the trie along orgId; the deepest node whose rules match txnType wins.
+      let best: RouteDecision | null = null;
+      let node: TrieNode | undefined = this.#trie;
+      for (let i = 0; i < orgId.length; i++) {
+        node = node.children.get(orgId.charCodeAt(i));
+        if (node === undefined) break;
+        if (node.rules !== null) best = pick(node.rules, txnType) ?? best;
+      }
+      if (best !== null) return best;
+    }
+    if (this.#any !== null) {
+      const hit = pick(this.#any, txnType);
+      if (hit !== null) return hit;
+    }
+    return this.#noRule;
+  }
+
+  /** Where a request with this tag (null: no X-Biz-Tag) goes. */
+  decideTag(tag: BizTag | null): RouteDecision {
+    return tag === null ? this.#untagged : this.decide(tag.orgId, tag.txnType);
+  }
+
+  route(id: string): CompiledRoute | undefined {
+    return this.routes.find((r) => r.id === id);
+  }
+
+  /** The table in its document form (default first), for GET /routes. */
+  toJSON(): { version: number; origin: string; default: Record<string, unknown>; routes: Record<string, unknown>[] } {
+    const describe = (r: CompiledRoute): Record<string, unknown> => ({
+      id: r.id,
+      orgId: r.orgId,
+      txnType: r.txnType,
+      target: r.target,
+      degradation: r.degradation,
+      bulkhead: r.bulkhead,
+      ...(r.description ? { description: r.description } : {}),
+    });
+    return { version: this.version, origin: this.origin, default: describe(this.defaultRoute), routes: this.routes.filter((r) => !r.isDefault).map(describe) };
+  }
+
+  #index(route: CompiledRoute): void {
+    const decision: RouteDecision = Object.freeze({ route, reason: 'rule' });
+    let rules: TxnRules;
+    if (route.orgId === '*') {
+      rules = this.#any ??= { exact: new Map(), any: null };
+    } else if (route.orgId.endsWith('*')) {
+      let node = this.#trie;
+      const prefix = route.orgId.slice(0, -1);
+      for (let i = 0; i < prefix.length; i++) {
+        const code = prefix.charCodeAt(i);
+        let child = node.children.get(code);
+        if (child === undefined) node.children.set(code, (child = { children: new Map(), rules: null }));
+        node = child;
+      }
+      rules = node.rules ??= { exact: new Map(), any: null };
+    } else {
+      rules = this.#exact.get(route.orgId) ?? { exact: new Map(), any: null };
+      this.#exact.set(route.orgId, rules);
+    }
+    if (route.txnType === '*') rules.any = decision;
+    else rules.exact.set(route.txnType, decision);
+  }
+}
+
+function pick(rules: TxnRules, txnType: string | undefined): RouteDecision | null {
+  if (txnType !== undefined) {
+    const exact = rules.exact.get(txnType);
+    if (exact !== undefined) return exact;
+  }
+  return rules.any;
+}
+
+type DegradationInput = z.infer<typeof degradationSchema> | undefined;
+
+function compile(
+  id: string,
+  orgId: string,
+  txnType: string,
+  target: string,
+  degradation: DegradationInput,
+  bulkhead: { maxConcurrent: number; maxQueued: number } | undefined,
+  description: string,
+  isDefault: boolean,
+): CompiledRoute {
+  return Object.freeze({
+    id,
+    orgId,
+    txnType,
+    target,
+    degradation: Object.freeze(normaliseDegradation(degradation)),
+    bulkhead: Object.freeze(bulkhead ?? DEFAULT_BULKHEAD),
+    description,
+    isDefault,
+  });
+}
+
+function normaliseDegradation(d: DegradationInput): Degradation {
+  if (d === undefined) return { kind: 'none' };
+  switch (d.kind) {
+    case 'mock':
+      return { kind: 'mock', status: d.status ?? 200, body: d.body as JsonValue, headers: Object.freeze({ ...(d.headers ?? {}) }) };
+    case 'cache':
+      return { kind: 'cache', ttlMs: d.ttlMs, maxEntries: d.maxEntries ?? 10_000 };
+    case 'async':
+      return {
+        kind: 'async',
+        ratePerSec: d.ratePerSec,
+        burst: d.burst ?? Math.max(1, Math.ceil(d.ratePerSec)),
+        maxQueued: d.maxQueued ?? 10_000,
+        maxAttempts: d.maxAttempts ?? 5,
+      };
+    default:
+      return { kind: 'none' };
+  }
+}
+
+/** orgId rank: exact 0, prefix 1 (longer first), `*` 2; then txnType exact before `*`; then id. */
+function byPrecedence(a: CompiledRoute, b: CompiledRoute): number {
+  const rank = (r: CompiledRoute): number => (r.orgId === '*' ? 2 : r.orgId.endsWith('*') ? 1 : 0);
+  return (
+    rank(a) - rank(b) ||
+    b.orgId.length - a.orgId.length ||
+    (a.txnType === '*' ? 1 : 0) - (b.txnType === '*' ? 1 : 0) ||
+    (a.orgId < b.orgId ? -1 : a.orgId > b.orgId ? 1 : 0) ||
+    (a.txnType < b.txnType ? -1 : a.txnType > b.txnType ? 1 : 0)
+  );
+}

@@ -1,0 +1,436 @@
+import { ConfigurationError } from '../map/errors.ts';
+import type { SwitchBoard } from '../switches/board.ts';
+import { AsyncLane } from './async-lane.ts';
+import type { AsyncJob, AsyncJobStatus } from './async-lane.ts';
+import { parseBizTag } from './biz-tag.ts';
+import type { BizTag } from './biz-tag.ts';
+import { Bulkhead } from './bulkhead.ts';
+import { currentBizContext, runWithBizContext } from './context.ts';
+import { AsyncLaneRefusedError, BulkheadFullError } from './errors.ts';
+import type { BizTagError } from './errors.ts';
+import { noGuard } from './guard.ts';
+import type { RouteGuard, RouteGuardFactory } from './guard.ts';
+import { ResponseCache } from './response-cache.ts';
+import { RouteTable } from './route-table.ts';
+import type { CompiledRoute, RouteDecision } from './route-table.ts';
+
+/** Why a route is serving degraded answers for this request. */
+export type DegradeReason = 'BREAKER_OPEN' | 'FORCED_BY_SWITCH' | 'BULKHEAD_FULL';
+
+/** Why a degraded request could not be given a degraded answer either (the client gets 503). */
+export type UnavailableDetail = 'NO_STRATEGY' | 'CACHE_MISS' | 'NO_SIGNATURE' | 'NO_PAYLOAD' | 'QUEUE_FULL' | 'LANE_CLOSING';
+
+/** What `execute` answered. Only `live` came from the downstream just now. */
+export type RouteOutcome<T> =
+  | { readonly kind: 'live'; readonly route: CompiledRoute; readonly value: T }
+  | { readonly kind: 'mock'; readonly route: CompiledRoute; readonly reason: DegradeReason; readonly status: number; readonly body: unknown; readonly headers: Readonly<Record<string, string>> }
+  | { readonly kind: 'cache'; readonly route: CompiledRoute; readonly reason: DegradeReason; readonly value: T; readonly ageMs: number }
+  | { readonly kind: 'queued'; readonly route: CompiledRoute; readonly reason: DegradeReason; readonly token: string }
+  | { readonly kind: 'unavailable'; readonly route: CompiledRoute; readonly reason: DegradeReason; readonly detail: UnavailableDetail };
+
+export interface RouteRequest {
+  /**
+   * Identifies "the same request" for the `cache` strategy, e.g. `GET /fx/EURUSD`. The org and
+   * transaction type of the current tag are added by the router. Without it a cache route
+   * degrades to 503.
+   */
+  readonly signature?: string;
+  /** The JSON-able work the `async` strategy queues. Without it an async route degrades to 503. */
+  readonly payload?: unknown;
+  /** The client went away: stop waiting for a bulkhead slot, abort the call. */
+  readonly signal?: AbortSignal;
+}
+
+/** What an async job holds: the work, and the tag of the request that asked for it. */
+export interface RoutedJob {
+  readonly tag: string | null;
+  readonly route: string;
+  readonly payload: unknown;
+}
+
+export interface RouterOptions {
+  /** The route table: a RouteTable, or a document to compile into one. */
+  readonly table: unknown;
+  /** One guard (breaker) per route. Default: no breaker (`noGuard`). See `breakerGuards()`. */
+  readonly guards?: RouteGuardFactory;
+  /** Switches: `forceDegradeSwitch` is read from the request's pinned snapshot. */
+  readonly switches?: SwitchBoard;
+  /**
+   * The switch that forces degradation, evaluated with the request's tag pairs plus `route`
+   * (the route id), so it can target one org, one transaction type, or one route.
+   * Default `routing.force-degrade`.
+   */
+  readonly forceDegradeSwitch?: string;
+  /** Does a queued job's work later (async strategy), against the route's target, under its breaker. */
+  readonly processAsync?: (target: string, payload: unknown, signal: AbortSignal) => Promise<void>;
+  /** Called with jobs that failed `maxAttempts` times. Default: logged. */
+  readonly onDeadLetter?: (job: AsyncJob<RoutedJob>, error: unknown) => void;
+  /** Minimum interval between two unmatched-traffic log lines for one (orgId, txnType), ms. Default 60,000. */
+  readonly unmatchedLogIntervalMs?: number;
+  readonly log?: (message: string, error?: unknown) => void;
+  /** Epoch milliseconds, for cache ages and TTLs. Default `Date.now`. */
+  readonly clock?: () => number;
+}
+
+/** Per-route counters, read at scrape time. */
+export class RouteCounters {
+  live = 0;
+  failed = 0;
+  mock = 0;
+  cache = 0;
+  queued = 0;
+  unavailable = 0;
+  breakerOpen = 0;
+  forcedBySwitch = 0;
+  bulkheadFull = 0;
+}
+
+/** A route's isolated resources: its own breaker, bulkhead, cache and async lane. */
+interface RouteRuntime {
+  route: CompiledRoute;
+  readonly guard: RouteGuard;
+  bulkhead: Bulkhead;
+  cache: ResponseCache | null;
+  lane: AsyncLane<RoutedJob> | null;
+  readonly counters: RouteCounters;
+}
+
+export interface RouteStatus {
+  readonly id: string;
+  readonly target: string;
+  readonly orgId: string;
+  readonly txnType: string;
+  readonly degradation: string;
+  readonly breaker: string;
+  readonly bulkhead: { readonly active: number; readonly queued: number; readonly maxConcurrent: number; readonly maxQueued: number; readonly rejected: number };
+  readonly cacheEntries: number | null;
+  readonly asyncQueued: number | null;
+  readonly counters: RouteCounters;
+}
+
+/** Marks a deferral of a queued job while its route is forced into degradation. */
+class ForcedDegradation extends Error {}
+
+/**
+ * The router: decides each request's route from its tag, and runs the request's downstream call
+ * through that route's own bulkhead and breaker, degrading (mock, cache, async) when the breaker
+ * is open, the bulkhead is full, or a switch forces it.
+ *
+ * Isolation is structural: routes share no breaker, no bulkhead slot, no cache entry and no
+ * queue, so one org's failing or slow downstream can exhaust only its own route's resources.
+ *
+ * A live call that fails while the breaker is closed is not degraded: its error reaches the
+ * caller (a degraded answer to a request the downstream refused would hide the refusal).
+ */
+export class Router {
+  readonly #guards: RouteGuardFactory;
+  readonly #switches: SwitchBoard | undefined;
+  readonly #forceSwitch: string;
+  readonly #processAsync: RouterOptions['processAsync'];
+  readonly #onDeadLetter: RouterOptions['onDeadLetter'];
+  readonly #log: (message: string, error?: unknown) => void;
+  readonly #clock: () => number;
+  readonly #unmatchedLogIntervalMs: number;
+  readonly #unmatchedLogged = new Map<string, number>();
+  #table: RouteTable;
+  readonly #runtimes = new Map<string, RouteRuntime>();
+  /** Lanes of routes that left the table or changed strategy: drained at close(). */
+  readonly #retiredLanes: AsyncLane<RoutedJob>[] = [];
+  #closed = false;
+  /** Decisions counted at scrape time. */
+  readonly decisions = { matched: 0, noRule: 0, untagged: 0 };
+  /** Refused X-Biz-Tag headers by broken rule, counted at scrape time. */
+  readonly tagRejections = new Map<string, number>();
+
+  constructor(options: RouterOptions) {
+    this.#guards = options.guards ?? noGuard;
+    this.#switches = options.switches;
+    this.#forceSwitch = options.forceDegradeSwitch ?? 'routing.force-degrade';
+    this.#processAsync = options.processAsync;
+    this.#onDeadLetter = options.onDeadLetter;
+    this.#log = options.log ?? ((message, error) => console.error(message, error ?? ''));
+    this.#clock = options.clock ?? Date.now;
+    this.#unmatchedLogIntervalMs = options.unmatchedLogIntervalMs ?? 60_000;
+    this.#table = options.table instanceof RouteTable ? options.table : new RouteTable(options.table, { origin: 'router options' });
+    this.#install(this.#table);
+  }
+
+  get table(): RouteTable {
+    return this.#table;
+  }
+
+  /**
+   * Swaps the route table whole. Routes that stay (same id) keep their breaker, so editing the
+   * table never closes an open circuit; their bulkhead, cache and lane are rebuilt only if their
+   * limits or strategy changed (a replaced lane keeps draining its queue until close()).
+   */
+  replaceTable(table: RouteTable): void {
+    if (this.#closed) throw new ConfigurationError('table', 'the router is closed');
+    if (table.version <= this.#table.version && table !== this.#table) {
+      this.#log(`govmap routing: route table v${table.version} (${table.origin}) is not newer than v${this.#table.version}; applied anyway`);
+    }
+    this.#table = table;
+    this.#install(table);
+  }
+
+  /** Counts a refused X-Biz-Tag (the middleware calls it; metric govmap_biztag_rejected_total). */
+  recordRejectedTag(error: BizTagError): void {
+    this.tagRejections.set(error.rule, (this.tagRejections.get(error.rule) ?? 0) + 1);
+  }
+
+  /** Where a request with `tag` (null: no X-Biz-Tag) goes; counts it, and logs unmatched tagged traffic. */
+  decide(tag: BizTag | null): RouteDecision {
+    const decision = this.#table.decideTag(tag);
+    if (decision.reason === 'rule') this.decisions.matched++;
+    else if (decision.reason === 'untagged') this.decisions.untagged++;
+    else {
+      this.decisions.noRule++;
+      this.#alertUnmatched(tag);
+    }
+    return decision;
+  }
+
+  /**
+   * Runs `call` against the decided route's target, through its bulkhead and breaker, or
+   * degrades. `decision` defaults to the current request's (set by the middleware).
+   * @throws whatever `call` throws while the breaker is closed (the downstream's own failure)
+   */
+  async execute<T>(request: RouteRequest, call: (target: string, signal: AbortSignal) => Promise<T>, decision?: RouteDecision): Promise<RouteOutcome<T>> {
+    const context = currentBizContext();
+    const chosen = decision ?? context?.decision ?? this.decide(null);
+    const rt = this.#runtime(chosen.route);
+    if (this.#forced(rt.route)) {
+      rt.counters.forcedBySwitch++;
+      return this.#degrade(rt, 'FORCED_BY_SWITCH', request, context?.tag ?? null);
+    }
+    try {
+      const value = await rt.bulkhead.run(() => rt.guard.execute((signal) => call(rt.route.target, signal), request.signal), request.signal);
+      rt.counters.live++;
+      if (rt.cache !== null && request.signature !== undefined) {
+        rt.cache.remember(ResponseCache.key(context?.tag?.orgId, context?.tag?.txnType, request.signature), value);
+      }
+      return { kind: 'live', route: rt.route, value };
+    } catch (error) {
+      if (error instanceof BulkheadFullError) {
+        rt.counters.bulkheadFull++;
+        return this.#degrade(rt, 'BULKHEAD_FULL', request, context?.tag ?? null);
+      }
+      if (rt.guard.isRejection(error)) {
+        rt.counters.breakerOpen++;
+        return this.#degrade(rt, 'BREAKER_OPEN', request, context?.tag ?? null);
+      }
+      rt.counters.failed++;
+      throw error;
+    }
+  }
+
+  /** Status of a queued job, by the token its 202 answer carried. */
+  jobStatus(token: string): AsyncJobStatus | undefined {
+    for (const rt of this.#runtimes.values()) {
+      const status = rt.lane?.status(token);
+      if (status !== undefined) return status;
+    }
+    for (const lane of this.#retiredLanes) {
+      const status = lane.status(token);
+      if (status !== undefined) return status;
+    }
+    return undefined;
+  }
+
+  /** Re-queues jobs a previous run's close() returned (persisted by the caller). Unknown routes go to the default route's lane if it is async. */
+  restoreJobs(jobs: readonly AsyncJob<RoutedJob>[]): { restored: number; unroutable: AsyncJob<RoutedJob>[] } {
+    const unroutable: AsyncJob<RoutedJob>[] = [];
+    let restored = 0;
+    for (const job of jobs) {
+      const lane = this.#runtimes.get(job.payload.route)?.lane ?? null;
+      if (lane === null) unroutable.push(job);
+      else {
+        lane.restore([job]);
+        restored++;
+      }
+    }
+    return { restored, unroutable };
+  }
+
+  /** Every route with its live state, in precedence order (the default route last). */
+  status(): RouteStatus[] {
+    return this.#table.routes.map((route) => {
+      const rt = this.#runtimes.get(route.id)!;
+      return {
+        id: route.id,
+        target: route.target,
+        orgId: route.orgId,
+        txnType: route.txnType,
+        degradation: route.degradation.kind,
+        breaker: rt.guard.state,
+        bulkhead: { active: rt.bulkhead.active, queued: rt.bulkhead.queued, maxConcurrent: rt.bulkhead.maxConcurrent, maxQueued: rt.bulkhead.maxQueued, rejected: rt.bulkhead.rejected },
+        cacheEntries: rt.cache?.map.size ?? null,
+        asyncQueued: rt.lane?.depth ?? null,
+        counters: rt.counters,
+      };
+    });
+  }
+
+  /** Per-route runtime pieces, for metrics (cache maps are GovernedMaps: track them with MapMetrics). */
+  runtimes(): Iterable<{ readonly route: CompiledRoute; readonly bulkhead: Bulkhead; readonly cache: ResponseCache | null; readonly lane: AsyncLane<RoutedJob> | null; readonly counters: RouteCounters }> {
+    return this.#runtimes.values();
+  }
+
+  /**
+   * Graceful shutdown: drains every async lane (processing continues, under its rate limit and
+   * breaker, until empty or `deadlineMs`), releases guards and caches. Returns the jobs not done:
+   * persist them and `restoreJobs()` them at the next start.
+   */
+  async close(options: { readonly deadlineMs?: number } = {}): Promise<{ processed: number; remaining: AsyncJob<RoutedJob>[] }> {
+    this.#closed = true;
+    const lanes = [...[...this.#runtimes.values()].flatMap((rt) => (rt.lane === null ? [] : [rt.lane])), ...this.#retiredLanes];
+    const results = await Promise.all(lanes.map((lane) => lane.close(options)));
+    for (const rt of this.#runtimes.values()) {
+      rt.cache?.dispose();
+      await rt.guard.dispose?.();
+    }
+    return { processed: results.reduce((n, r) => n + r.processed, 0), remaining: results.flatMap((r) => r.remaining) };
+  }
+
+  #runtime(route: CompiledRoute): RouteRuntime {
+    // The decision may come from the table before a swap; the route id still names the runtime.
+    return this.#runtimes.get(route.id) ?? this.#runtimes.get(this.#table.defaultRoute.id)!;
+  }
+
+  #forced(route: CompiledRoute): boolean {
+    const board = this.#switches;
+    if (board === undefined) return false;
+    return board.view({ route: route.id }).isOn(this.#forceSwitch);
+  }
+
+  #install(table: RouteTable): void {
+    const keep = new Set<string>();
+    for (const route of table.routes) {
+      keep.add(route.id);
+      const existing = this.#runtimes.get(route.id);
+      if (existing === undefined) {
+        this.#runtimes.set(route.id, {
+          route,
+          guard: this.#guards(route),
+          bulkhead: this.#bulkhead(route),
+          cache: this.#cache(route),
+          lane: this.#lane(route),
+          counters: new RouteCounters(),
+        });
+        continue;
+      }
+      const before = existing.route;
+      existing.route = route;
+      if (before.bulkhead.maxConcurrent !== route.bulkhead.maxConcurrent || before.bulkhead.maxQueued !== route.bulkhead.maxQueued) {
+        existing.bulkhead = this.#bulkhead(route); // calls in flight finish on the old one
+      }
+      if (JSON.stringify(before.degradation) !== JSON.stringify(route.degradation)) {
+        existing.cache?.dispose();
+        existing.cache = this.#cache(route);
+        if (existing.lane !== null) this.#retire(existing.lane);
+        existing.lane = this.#lane(route);
+      }
+    }
+    for (const [id, rt] of this.#runtimes) {
+      if (keep.has(id)) continue;
+      this.#runtimes.delete(id);
+      rt.cache?.dispose();
+      if (rt.lane !== null) this.#retire(rt.lane);
+      void Promise.resolve(rt.guard.dispose?.()).catch((error: unknown) => this.#log(`govmap routing: disposing the guard of route "${id}" failed`, error));
+    }
+  }
+
+  #retire(lane: AsyncLane<RoutedJob>): void {
+    // Still processing what it holds; close() drains it with the others.
+    if (lane.depth > 0) this.#retiredLanes.push(lane);
+  }
+
+  #bulkhead(route: CompiledRoute): Bulkhead {
+    return new Bulkhead({ name: route.id, maxConcurrent: route.bulkhead.maxConcurrent, maxQueued: route.bulkhead.maxQueued });
+  }
+
+  #cache(route: CompiledRoute): ResponseCache | null {
+    const d = route.degradation;
+    return d.kind === 'cache' ? new ResponseCache(route.id, { ttlMs: d.ttlMs, maxEntries: d.maxEntries, clock: this.#clock }) : null;
+  }
+
+  #lane(route: CompiledRoute): AsyncLane<RoutedJob> | null {
+    const d = route.degradation;
+    if (d.kind !== 'async') return null;
+    const routeId = route.id;
+    return new AsyncLane<RoutedJob>({
+      name: routeId,
+      ratePerSec: d.ratePerSec,
+      burst: d.burst,
+      maxQueued: d.maxQueued,
+      maxAttempts: d.maxAttempts,
+      log: this.#log,
+      onDeadLetter: this.#onDeadLetter,
+      isDeferral: (error) => error instanceof ForcedDegradation || error instanceof BulkheadFullError || (this.#runtimes.get(routeId)?.guard.isRejection(error) ?? false),
+      process: (job, signal) => this.#processJob(routeId, job, signal),
+    });
+  }
+
+  /** A queued job runs as its request would have: under the request's tag, the route's bulkhead and breaker. */
+  #processJob(routeId: string, job: AsyncJob<RoutedJob>, signal: AbortSignal): Promise<void> {
+    const process = this.#processAsync;
+    if (process === undefined) return Promise.reject(new ConfigurationError('processAsync', `route "${routeId}" degrades to async but the router has no processAsync`));
+    const rt = this.#runtimes.get(routeId);
+    if (rt === undefined) return Promise.reject(new ConfigurationError('route', `route "${routeId}" left the table; its job ${job.token} cannot be routed`));
+    const tag = job.payload.tag === null ? null : parseBizTag(job.payload.tag);
+    const run = (): Promise<void> => {
+      if (this.#forced(rt.route)) return Promise.reject(new ForcedDegradation());
+      return rt.bulkhead.run(() => rt.guard.execute((s) => process(rt.route.target, job.payload.payload, AbortSignal.any([s, signal])), signal), signal);
+    };
+    const decision: RouteDecision = { route: rt.route, reason: tag === null ? 'untagged' : 'rule' };
+    const withTag = (): Promise<void> => runWithBizContext({ tag, decision }, run);
+    return this.#switches === undefined ? withTag() : this.#switches.run(withTag, { ...(tag?.toRecord() ?? {}) });
+  }
+
+  #degrade<T>(rt: RouteRuntime, reason: DegradeReason, request: RouteRequest, tag: BizTag | null): RouteOutcome<T> {
+    const route = rt.route;
+    const d = route.degradation;
+    const unavailable = (detail: UnavailableDetail): RouteOutcome<T> => {
+      rt.counters.unavailable++;
+      return { kind: 'unavailable', route, reason, detail };
+    };
+    switch (d.kind) {
+      case 'mock':
+        rt.counters.mock++;
+        return { kind: 'mock', route, reason, status: d.status, body: d.body, headers: d.headers };
+      case 'cache': {
+        if (request.signature === undefined || rt.cache === null) return unavailable('NO_SIGNATURE');
+        const hit = rt.cache.recall(ResponseCache.key(tag?.orgId, tag?.txnType, request.signature));
+        if (hit === undefined) return unavailable('CACHE_MISS');
+        rt.counters.cache++;
+        return { kind: 'cache', route, reason, value: hit.value as T, ageMs: hit.ageMs };
+      }
+      case 'async': {
+        if (request.payload === undefined || rt.lane === null) return unavailable('NO_PAYLOAD');
+        try {
+          const job = rt.lane.submit({ tag: tag?.header ?? null, route: route.id, payload: request.payload });
+          rt.counters.queued++;
+          return { kind: 'queued', route, reason, token: job.token };
+        } catch (error) {
+          if (error instanceof AsyncLaneRefusedError) return unavailable(rt.lane.closing ? 'LANE_CLOSING' : 'QUEUE_FULL');
+          throw error;
+        }
+      }
+      default:
+        return unavailable('NO_STRATEGY');
+    }
+  }
+
+  #alertUnmatched(tag: BizTag | null): void {
+    const key = `${tag?.orgId ?? '-'}|${tag?.txnType ?? '-'}`;
+    const now = this.#clock();
+    const last = this.#unmatchedLogged.get(key);
+    if (last !== undefined && now - last < this.#unmatchedLogIntervalMs) return;
+    // Bounded: a flood of distinct unmatched orgs must not grow this map without end.
+    if (this.#unmatchedLogged.size >= 10_000) this.#unmatchedLogged.clear();
+    this.#unmatchedLogged.set(key, now);
+    this.#log(
+      `govmap routing: ALERT unmatched traffic: X-Biz-Tag ${JSON.stringify(tag?.header ?? null)} (orgId ${tag?.orgId ?? 'absent'}, txnType ${tag?.txnType ?? 'absent'}) matched no rule of route table v${this.#table.version}; sent to the default target "${this.#table.defaultRoute.target}" (metric govmap_route_unmatched_total)`,
+    );
+  }
+}

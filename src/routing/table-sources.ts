@@ -1,0 +1,213 @@
+import { z } from 'zod';
+import { ConfigurationError, GovMapError } from '../map/errors.ts';
+import type { StateStore, StateWatch } from '../state/store.ts';
+import { SwitchSourceError, SwitchVersionConflictError } from '../switches/errors.ts';
+import { WatchedFile } from '../switches/watched-file.ts';
+import type { WatchedFileStatus } from '../switches/watched-file.ts';
+import { RouteTable } from './route-table.ts';
+import type { Router } from './router.ts';
+
+export interface FileRouteTableSourceOptions {
+  /** `.json`, `.yaml` or `.yml`: `{ default: {...}, routes: [...] }`. */
+  readonly path: string;
+  readonly router: Router;
+  readonly maxBytes?: number;
+  readonly debounceMs?: number;
+  readonly pollMs?: number;
+  readonly log?: (message: string, error?: unknown) => void;
+}
+
+/**
+ * A route table from a watched file. Each valid content replaces the router's table whole (a new
+ * version); an invalid one is rejected whole, logged, counted, shown in status(), and the router
+ * keeps routing on its last good table.
+ */
+export class FileRouteTableSource {
+  readonly kind = 'file';
+  readonly #file: WatchedFile;
+
+  constructor(options: FileRouteTableSourceOptions) {
+    const router = options.router;
+    this.#file = new WatchedFile({
+      path: options.path,
+      role: 'route table file',
+      maxBytes: options.maxBytes,
+      debounceMs: options.debounceMs,
+      pollMs: options.pollMs,
+      log: options.log,
+      apply: (document) => {
+        router.replaceTable(new RouteTable(document, { version: router.table.version + 1, origin: `file ${this.#file.path}` }));
+      },
+    });
+  }
+
+  /** Loads the file (throws if missing or invalid; the router keeps its table) and watches it. */
+  start(): Promise<void> {
+    return this.#file.start();
+  }
+
+  reload(): Promise<boolean> {
+    return this.#file.check();
+  }
+
+  status(): WatchedFileStatus {
+    return this.#file.status();
+  }
+
+  close(): void {
+    this.#file.close();
+  }
+}
+
+/** `<key>` holds `{"value": <route table document>, "version": n, "updatedAt": "<iso>", "reason": "...", "actor"?: "..."}`. */
+const keySchema = z.strictObject({
+  value: z.unknown(),
+  version: z.number().int().min(1),
+  updatedAt: z.iso.datetime({ offset: true }),
+  reason: z.string().max(1000),
+  actor: z.string().max(200).optional(),
+});
+
+export interface StateRouteTableSourceOptions {
+  readonly store: StateStore;
+  readonly router: Router;
+  /** Default `/govmap/routes/default`. */
+  readonly key?: string;
+  /** How long start() waits for the store, ms. Default 5000. */
+  readonly startTimeoutMs?: number;
+  readonly log?: (message: string, error?: unknown) => void;
+}
+
+export interface StateRouteTableSourceStatus {
+  readonly store: string;
+  readonly key: string;
+  readonly connected: boolean;
+  /** Version of the key last applied, or null (none yet: the router's initial table is in force). */
+  readonly version: number | null;
+  readonly errors: number;
+  readonly healthy: boolean;
+  readonly lastError: { readonly message: string; readonly at: string } | null;
+}
+
+/**
+ * A route table kept in one key of a state store (etcd), watched: every process routes on the
+ * same table, and an edit reaches them all. An invalid value is rejected (logged, counted) and
+ * the router keeps its last good table; so does an unreachable store.
+ */
+export class StateRouteTableSource {
+  readonly #store: StateStore;
+  readonly #router: Router;
+  readonly #key: string;
+  readonly #startTimeoutMs: number;
+  readonly #log: (message: string, error?: unknown) => void;
+  #watch: StateWatch | null = null;
+  #connected = false;
+  #version: number | null = null;
+  #errors = 0;
+  #healthy = true;
+  #lastError: StateRouteTableSourceStatus['lastError'] = null;
+
+  constructor(options: StateRouteTableSourceOptions) {
+    const key = options.key ?? '/govmap/routes/default';
+    if (typeof key !== 'string' || !key.startsWith('/') || key.endsWith('/')) throw new ConfigurationError('key', 'a state key starts with "/" and names one key', key);
+    this.#store = options.store;
+    this.#router = options.router;
+    this.#key = key;
+    this.#startTimeoutMs = options.startTimeoutMs ?? 5000;
+    this.#log = options.log ?? ((message, error) => console.error(message, error ?? ''));
+  }
+
+  get kind(): string {
+    return this.#store.kind;
+  }
+
+  /** Watches the key; resolves once its current value (or its absence) is known. */
+  start(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        reject(new SwitchSourceError(`${this.#store.kind} ${this.#key}`, `no answer from the store within ${this.#startTimeoutMs} ms`));
+      }, this.#startTimeoutMs);
+      // A prefix watch on the exact key also sees `<key>-other`; those entries are ignored.
+      this.#watch = this.#store.watch(this.#key, {
+        onReset: (entries) => {
+          this.#connected = true;
+          const entry = entries.find((e) => e.key === this.#key);
+          if (entry !== undefined) this.#apply(entry.value);
+          if (!settled) {
+            settled = true;
+            clearTimeout(timer);
+            resolve();
+          }
+        },
+        onEvent: (event) => {
+          if (event.type === 'put' && event.entry.key === this.#key) this.#apply(event.entry.value);
+          else if (event.type === 'delete' && event.key === this.#key) this.#log(`govmap routing: ${this.#key} was deleted; keeping route table v${this.#router.table.version}`);
+        },
+        onStatus: (status, error) => {
+          this.#connected = status === 'connected';
+          if (status === 'disconnected') this.#log(`govmap routing: ${this.#store.kind} ${this.#key}: disconnected; routing on the last known table`, error);
+        },
+      });
+    });
+  }
+
+  /**
+   * Writes a new table (validated first: an invalid table never reaches the store).
+   * @returns the key's new version
+   * @throws SwitchVersionConflictError when `expectedVersion` is given and not current, or a concurrent writer won
+   */
+  async put(document: unknown, request: { readonly actor: string; readonly reason: string; readonly expectedVersion?: number | null }): Promise<number> {
+    new RouteTable(document, { origin: `write of ${this.#key}` });
+    const current = await this.#store.get(this.#key);
+    let version: number | null = null;
+    if (current !== undefined) {
+      const parsed = keySchema.safeParse(safeJson(current.value));
+      version = parsed.success ? parsed.data.version : null;
+    }
+    if (request.expectedVersion !== undefined && request.expectedVersion !== version) throw new SwitchVersionConflictError(`route table ${this.#key}`, request.expectedVersion, version);
+    const next = (version ?? 0) + 1;
+    const value = JSON.stringify({ value: document, version: next, updatedAt: new Date().toISOString(), reason: request.reason, actor: request.actor });
+    const result = await this.#store.compareAndSet(this.#key, value, current?.revision ?? null);
+    if (!result.ok) throw new SwitchVersionConflictError(`route table ${this.#key}`, version, null);
+    return next;
+  }
+
+  status(): StateRouteTableSourceStatus {
+    return { store: this.#store.kind, key: this.#key, connected: this.#connected, version: this.#version, errors: this.#errors, healthy: this.#healthy, lastError: this.#lastError };
+  }
+
+  async close(): Promise<void> {
+    const watch = this.#watch;
+    this.#watch = null;
+    await watch?.close();
+  }
+
+  #apply(text: string): void {
+    try {
+      const parsed = keySchema.safeParse(safeJson(text));
+      if (!parsed.success) throw new SwitchSourceError(this.#key, `value is not {"value","version","updatedAt","reason"}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+      if (this.#version !== null && parsed.data.version <= this.#version) return;
+      const table = new RouteTable(parsed.data.value, { version: this.#router.table.version + 1, origin: `${this.#store.kind} ${this.#key} v${parsed.data.version}` });
+      this.#router.replaceTable(table);
+      this.#version = parsed.data.version;
+      this.#healthy = true;
+    } catch (error) {
+      this.#errors++;
+      this.#healthy = false;
+      const message = error instanceof GovMapError || error instanceof Error ? error.message : String(error);
+      this.#lastError = { message, at: new Date().toISOString() };
+      this.#log(`govmap routing: ${this.#key} rejected; routing on the last good table v${this.#router.table.version}: ${message}`);
+    }
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

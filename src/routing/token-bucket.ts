@@ -1,0 +1,62 @@
+import { ConfigurationError } from '../map/errors.ts';
+
+export interface TokenBucketOptions {
+  /** Tokens added per second (the sustained rate). > 0. */
+  readonly ratePerSec: number;
+  /** Most tokens held at once (the largest burst). >= 1. Default: ceil(ratePerSec). */
+  readonly burst?: number;
+  /** Milliseconds, monotonic. Default `performance.now`. */
+  readonly clock?: () => number;
+}
+
+/**
+ * A token bucket: `take()` succeeds while tokens remain; tokens refill continuously at
+ * `ratePerSec`, up to `burst`. Starts full. Refill is computed on demand from the clock, so an
+ * idle bucket costs nothing:
+ *   tokens(t) = min(burst, tokens(t0) + (t - t0) * ratePerSec / 1000)
+ */
+export class TokenBucket {
+  readonly ratePerSec: number;
+  readonly burst: number;
+  readonly #clock: () => number;
+  #tokens: number;
+  #at: number;
+
+  constructor(options: TokenBucketOptions) {
+    if (!(Number.isFinite(options.ratePerSec) && options.ratePerSec > 0)) throw new ConfigurationError('ratePerSec', 'a positive number of tokens per second', options.ratePerSec);
+    const burst = options.burst ?? Math.max(1, Math.ceil(options.ratePerSec));
+    if (!(Number.isFinite(burst) && burst >= 1)) throw new ConfigurationError('burst', 'at least 1 token', burst);
+    this.ratePerSec = options.ratePerSec;
+    this.burst = burst;
+    this.#clock = options.clock ?? (() => performance.now());
+    this.#tokens = burst;
+    this.#at = this.#clock();
+  }
+
+  /** Takes one token if there is one. */
+  take(): boolean {
+    this.#refill();
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  /** Milliseconds until a token is available (0 when one is). */
+  waitMs(): number {
+    this.#refill();
+    return this.#tokens >= 1 ? 0 : ((1 - this.#tokens) * 1000) / this.ratePerSec;
+  }
+
+  get tokens(): number {
+    this.#refill();
+    return this.#tokens;
+  }
+
+  #refill(): void {
+    const now = this.#clock();
+    if (now > this.#at) {
+      this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#at) * this.ratePerSec) / 1000);
+      this.#at = now;
+    }
+  }
+}
