@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { demoCommand } from './demo-command.ts';
+import { registerScanCommand } from './scan-command.ts';
 
 /** Parses a whole number option, naming the option and the rule when it is not one. */
 export function integerOption(name: string, min: number, max: number): (raw: string) => number {
@@ -30,5 +31,7 @@ program
   .option('--concurrency <n>', 'with --load: requests in flight', integerOption('--concurrency', 1, 1024), 16)
   .option('--exit', 'with --load: stop the service when the load ends (exit code 1 if any 5xx was seen)')
   .action(demoCommand);
+
+registerScanCommand(program);
 
 await program.parseAsync(process.argv);

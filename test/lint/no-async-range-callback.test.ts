@@ -31,7 +31,7 @@ typedRuleTester().run('no-async-range-callback', noAsyncRangeCallback, {
     {
       name: 'async function passed by name',
       code: `${header}async function visit(id: string): Promise<void> { await notify(id); }\nbalances.range(visit);`,
-      errors: [{ messageId: 'asyncCallback', line: 8, column: 1 }],
+      errors: [{ messageId: 'asyncCallback', line: 9, column: 16, endColumn: 21 }],
     },
     {
       name: 'promise-returning callback from elsewhere (judged by its type)',

@@ -75,7 +75,9 @@ export const noAsyncRangeCallback = createRule<[NoAsyncRangeCallbackOptions], Me
         const map = sourceCode.getText(range.receiver);
         const fn = range.callback;
         if (fn?.async === true) {
-          context.report({ node: fn, messageId: 'asyncCallback', data: { map } });
+          // Inline: the function itself; passed by name: the argument, where the misuse is.
+          const inline = range.argument.range[0] <= fn.range[0] && fn.range[1] <= range.argument.range[1];
+          context.report({ node: inline ? fn : range.argument, messageId: 'asyncCallback', data: { map } });
         } else if (fn === null) {
           const signatures = services.getTypeAtLocation(range.argument).getCallSignatures();
           const promising = signatures.find((s) => isThenable(s.getReturnType(), checker));

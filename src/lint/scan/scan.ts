@@ -1,0 +1,287 @@
+import { existsSync, statSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import type { ESLint, Linter } from 'eslint';
+import plugin, { TYPESCRIPT_FILES, recommendedRules, strictRules } from '../plugin.ts';
+import type { Baseline } from './baseline.ts';
+import { ScanUsageError } from './errors.ts';
+import { fingerprintAll } from './fingerprint.ts';
+
+export type Preset = 'recommended' | 'strict';
+export type Severity = 'error' | 'warning';
+
+export interface ScanOptions {
+  /** Files or directories to scan, relative to `cwd`. Default `['.']`. */
+  readonly paths?: readonly string[];
+  /** The project root: paths in reports and fingerprints are relative to it. Default `process.cwd()`. */
+  readonly cwd?: string;
+  /** A tsconfig to take types from. Default: each file's nearest tsconfig.json (typescript-eslint's project service). */
+  readonly project?: string;
+  /** Rule set. Default `recommended`. */
+  readonly preset?: Preset;
+  /** Per-rule overrides on top of the preset, ESLint style: `{ 'govmap/forbidden-calls': ['error', { calls: [...] }] }`. */
+  readonly rules?: Readonly<Record<string, unknown>>;
+  /** Extra ignore globs (ESLint syntax, relative to `cwd`), on top of node_modules, .git, dist, coverage and `*.d.ts`. */
+  readonly ignore?: readonly string[];
+  /** Accepted findings: matching ones are reported as `baseline` and do not fail the scan. */
+  readonly baseline?: Baseline;
+  /** Files per ESLint call, i.e. per progress report. Default 25. */
+  readonly batchSize?: number;
+  /** Called after each batch. */
+  readonly onProgress?: (progress: ScanProgress) => void;
+}
+
+export interface ScanProgress {
+  readonly done: number;
+  readonly total: number;
+  readonly findings: number;
+  readonly elapsedMs: number;
+}
+
+export interface Finding {
+  /** `govmap/<rule>`. */
+  readonly ruleId: string;
+  /** Relative to the root, `/`-separated. */
+  readonly file: string;
+  /** 1-based. */
+  readonly line: number;
+  /** 1-based, UTF-16 code units. */
+  readonly column: number;
+  readonly endLine: number;
+  /** 1-based, exclusive. */
+  readonly endColumn: number;
+  readonly severity: Severity;
+  readonly message: string;
+  /** Stable identity across line moves (see fingerprint.ts). */
+  readonly fingerprint: string;
+  /** The `-- reason` of the eslint-disable directive that silenced it; null when active. */
+  readonly suppression: string | null;
+  /** True when the baseline accepted it. */
+  readonly baseline: boolean;
+}
+
+export interface RuleInfo {
+  readonly id: string;
+  readonly description: string;
+  readonly docs: string;
+  /** Severity in this run; `off` when the configuration disabled it. */
+  readonly level: Severity | 'off';
+}
+
+export interface ScanReport {
+  readonly root: string;
+  readonly filesScanned: number;
+  /** Sorted by file, line, column; includes suppressed and baseline findings. */
+  readonly findings: readonly Finding[];
+  /** Files ESLint could not analyse (a parse error, a file outside every tsconfig). */
+  readonly unanalysed: ReadonlyArray<{ readonly file: string; readonly message: string }>;
+  /** Every govmap rule, firing or not. */
+  readonly rules: readonly RuleInfo[];
+  readonly baselineUsed: boolean;
+  readonly startedAt: Date;
+  readonly finishedAt: Date;
+}
+
+/** Findings that fail the scan: error level, not suppressed in the source, not in the baseline. */
+export function failingFindings(report: ScanReport): Finding[] {
+  return report.findings.filter((f) => f.severity === 'error' && f.suppression === null && !f.baseline);
+}
+
+/** Directories never scanned: dependencies, VCS data, build output. */
+const SKIPPED_DIRECTORIES = new Set(['node_modules', '.git', 'dist', 'coverage']);
+const TYPESCRIPT_SOURCE = /\.(?:ts|tsx|mts|cts)$/;
+const DECLARATION_FILE = /\.d\.(?:ts|mts|cts)$|\.d\.[^.]+\.ts$/;
+const DEFAULT_BATCH_SIZE = 25;
+
+/**
+ * Runs govmap's rules over a project, type-aware, through ESLint's Node API. Only govmap's
+ * rules run: the project's own ESLint config is not loaded (its other rules are its own
+ * business), but its `eslint-disable ... -- reason` directives are honoured and reported as
+ * suppressions. ESLint and the TypeScript parser load only when a scan runs.
+ */
+export async function scan(options: ScanOptions = {}): Promise<ScanReport> {
+  const startedAt = new Date();
+  const root = resolve(options.cwd ?? process.cwd());
+  const preset = options.preset ?? 'recommended';
+  const rules = { ...(preset === 'strict' ? strictRules : recommendedRules), ...checkRuleOverrides(options.rules ?? {}) } as Linter.RulesRecord;
+  const { ESLint } = await loadEslint();
+  const parser = (await import('@typescript-eslint/parser')) as unknown as Linter.Parser;
+
+  let parserOptions: Linter.ParserOptions;
+  if (options.project !== undefined) {
+    const project = isAbsolute(options.project) ? options.project : resolve(root, options.project);
+    if (!existsSync(project) || !statSync(project).isFile()) {
+      throw new ScanUsageError('GOVMAP_SCAN_TSCONFIG_NOT_FOUND', `--project "${options.project}" is not a readable tsconfig file (looked at ${project})`, { project });
+    }
+    parserOptions = { project, tsconfigRootDir: dirname(project) };
+  } else {
+    parserOptions = { projectService: true, tsconfigRootDir: root };
+  }
+
+  const eslint = new ESLint({
+    cwd: root,
+    overrideConfigFile: true,
+    errorOnUnmatchedPattern: false,
+    overrideConfig: [
+      { ignores: [...(options.ignore ?? [])] },
+      {
+        files: TYPESCRIPT_FILES,
+        languageOptions: { parser, parserOptions },
+        plugins: { govmap: plugin as unknown as ESLint.Plugin },
+        // Unused directives and other tools' rules are not govmap's to judge.
+        linterOptions: { reportUnusedDisableDirectives: 'off' },
+        rules,
+      },
+    ],
+  });
+
+  const files = await collectFiles(root, options.paths ?? ['.'], eslint);
+  if (files.length === 0) {
+    throw new ScanUsageError('GOVMAP_SCAN_NO_FILES', `no TypeScript files to scan under ${(options.paths ?? ['.']).join(', ')} (looked for *.ts, *.tsx, *.mts, *.cts outside node_modules, dist, coverage and ignores)`, {
+      paths: options.paths ?? ['.'],
+    });
+  }
+
+  const raw: Array<Omit<Finding, 'fingerprint' | 'baseline'>> = [];
+  const unanalysed: Array<{ file: string; message: string }> = [];
+  const batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
+  for (let i = 0; i < files.length; i += batchSize) {
+    let results: ESLint.LintResult[];
+    try {
+      results = await eslint.lintFiles(files.slice(i, i + batchSize));
+    } catch (cause) {
+      throw asConfigError(cause);
+    }
+    for (const result of results) collect(result, root, raw, unanalysed);
+    options.onProgress?.({ done: Math.min(files.length, i + batchSize), total: files.length, findings: raw.length, elapsedMs: Date.now() - startedAt.getTime() });
+  }
+
+  const findings = await finish(raw, root, options.baseline);
+  return {
+    root,
+    filesScanned: files.length,
+    findings,
+    unanalysed,
+    rules: describeRules(rules),
+    baselineUsed: options.baseline !== undefined,
+    startedAt,
+    finishedAt: new Date(),
+  };
+}
+
+async function loadEslint(): Promise<typeof import('eslint')> {
+  try {
+    return await import('eslint');
+  } catch (cause) {
+    throw new ScanUsageError('GOVMAP_SCAN_ESLINT_MISSING', 'govmap scan needs eslint (>= 9) and typescript installed in the project: npm install --save-dev eslint typescript', {}, { cause });
+  }
+}
+
+function checkRuleOverrides(overrides: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  for (const id of Object.keys(overrides)) {
+    const name = id.startsWith('govmap/') ? id.slice('govmap/'.length) : null;
+    if (name === null || !(name in plugin.rules)) {
+      throw new ScanUsageError('GOVMAP_SCAN_CONFIG_INVALID', `rule "${id}" is not a govmap rule; known rules: ${Object.keys(plugin.rules).map((r) => `govmap/${r}`).join(', ')}`, { rule: id });
+    }
+  }
+  return { ...overrides };
+}
+
+/** ESLint throws on an invalid rule option; that is the user's config, so a usage error. */
+function asConfigError(cause: unknown): Error {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  if (/Configuration for rule|Key "rules"|Could not find/.test(message)) {
+    return new ScanUsageError('GOVMAP_SCAN_CONFIG_INVALID', `the scan configuration is invalid: ${message.split('\n')[0]}`, {}, { cause });
+  }
+  return cause instanceof Error ? cause : new Error(message);
+}
+
+function toPosix(path: string): string {
+  return sep === '/' ? path : path.split(sep).join('/');
+}
+
+function collect(result: ESLint.LintResult, root: string, out: Array<Omit<Finding, 'fingerprint' | 'baseline'>>, unanalysed: Array<{ file: string; message: string }>): void {
+  const file = toPosix(relative(root, result.filePath));
+  for (const message of result.messages) {
+    if (message.fatal === true) {
+      unanalysed.push({ file, message: message.message.split('\n')[0]! });
+      continue;
+    }
+    if (message.ruleId?.startsWith('govmap/') !== true) continue;
+    out.push(toFinding(file, message, null));
+  }
+  for (const message of result.suppressedMessages) {
+    if (message.ruleId?.startsWith('govmap/') !== true) continue;
+    const justification = message.suppressions
+      .map((s) => s.justification.trim())
+      .filter((j) => j.length > 0)
+      .join('; ');
+    out.push(toFinding(file, message, justification));
+  }
+}
+
+function toFinding(file: string, message: Linter.LintMessage, suppression: string | null): Omit<Finding, 'fingerprint' | 'baseline'> {
+  return {
+    ruleId: message.ruleId!,
+    file,
+    line: message.line,
+    column: message.column,
+    endLine: message.endLine ?? message.line,
+    endColumn: message.endColumn ?? message.column,
+    severity: message.severity === 2 ? 'error' : 'warning',
+    message: message.message,
+    suppression,
+  };
+}
+
+async function finish(raw: Array<Omit<Finding, 'fingerprint' | 'baseline'>>, root: string, baseline: Baseline | undefined): Promise<Finding[]> {
+  const lines = new Map<string, string[]>();
+  for (const file of new Set(raw.map((f) => f.file))) {
+    lines.set(file, (await readFile(join(root, file), 'utf8')).split(/\r?\n/));
+  }
+  const fingerprints = fingerprintAll(raw, (f) => lines.get(f.file)?.[f.line - 1] ?? '');
+  const sorted = [...raw].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column || a.ruleId.localeCompare(b.ruleId));
+  return sorted.map((f) => {
+    const fingerprint = fingerprints.get(f)!;
+    return { ...f, fingerprint, baseline: f.suppression === null && baseline !== undefined && baseline.take(fingerprint) };
+  });
+}
+
+function describeRules(configured: Linter.RulesRecord): RuleInfo[] {
+  return Object.entries(plugin.rules).map(([name, rule]) => {
+    const id = `govmap/${name}`;
+    const setting = configured[id];
+    const raw = Array.isArray(setting) ? (setting[0] as unknown) : setting;
+    const level = raw === 'error' || raw === 2 ? 'error' : raw === 'warn' || raw === 1 ? 'warning' : 'off';
+    return { id, description: rule.meta.docs?.description ?? name, docs: rule.meta.docs?.url ?? `docs/lint.md#${name}`, level };
+  });
+}
+
+/** Every TypeScript source under `paths`, sorted, minus skipped directories and ESLint ignores. */
+async function collectFiles(root: string, paths: readonly string[], eslint: ESLint): Promise<string[]> {
+  const found = new Set<string>();
+  for (const p of paths) {
+    const absolute = resolve(root, p);
+    if (!existsSync(absolute)) throw new ScanUsageError('GOVMAP_SCAN_PATH_NOT_FOUND', `path "${p}" does not exist (resolved to ${absolute})`, { path: p });
+    if (statSync(absolute).isDirectory()) await walkDirectory(absolute, found);
+    else if (TYPESCRIPT_SOURCE.test(absolute)) found.add(absolute);
+  }
+  const kept: string[] = [];
+  for (const file of [...found].sort()) {
+    if (DECLARATION_FILE.test(file)) continue;
+    if (!(await eslint.isPathIgnored(file))) kept.push(file);
+  }
+  return kept;
+}
+
+async function walkDirectory(directory: string, found: Set<string>): Promise<void> {
+  const entries = await readdir(directory, { withFileTypes: true });
+  for (const entry of entries) {
+    const path = join(directory, entry.name);
+    if (entry.isDirectory()) {
+      if (!SKIPPED_DIRECTORIES.has(entry.name)) await walkDirectory(path, found);
+    } else if (entry.isFile() && TYPESCRIPT_SOURCE.test(entry.name)) {
+      found.add(path);
+    }
+  }
+}
