@@ -29,6 +29,7 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
   console.log(`  try: curl ${demo.url}/accounts/acct-000001`);
   console.log(`       curl -X POST ${demo.url}/accounts/acct-000001/debit -H 'content-type: application/json' -d '{"amount":"2500"}'`);
   console.log(`       curl ${demo.url}/metrics`);
+  for (const line of demo.announcements) console.log(`  ${line}`);
 
   const shutdown = (): void => {
     console.log('govmap demo: shutting down');

@@ -1,0 +1,32 @@
+import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
+import type { Ledger } from './ledger.ts';
+import { formatAmount, parsePositiveAmount } from './money.ts';
+import type { Router } from './router.ts';
+
+/** The clearing API: balances, credits, debits and transfers in integer minor units. */
+export function installAccountRoutes(router: Router, ledger: Ledger): void {
+  router.route('GET', /^\/accounts\/([^/]+)$/, (_req, res, [id]) => sendJson(res, 200, { id, balance: formatAmount(ledger.balance(id!)) }));
+
+  router.route('POST', /^\/accounts\/([^/]+)\/(credit|debit)$/, async (req, res, [id, direction]) => {
+    const body = await readJsonObject(req);
+    assertOnlyFields(body, ['amount']);
+    const amount = parsePositiveAmount(body.amount);
+    const balance = direction === 'credit' ? ledger.credit(id!, amount) : ledger.debit(id!, amount);
+    sendJson(res, 200, { id, balance: formatAmount(balance) });
+  });
+
+  router.route('POST', /^\/transfers$/, async (req, res) => {
+    const body = await readJsonObject(req);
+    assertOnlyFields(body, ['from', 'to', 'amount']);
+    if (typeof body.from !== 'string' || typeof body.to !== 'string') {
+      throw new HttpError(400, 'TRANSFER_ACCOUNTS_MISSING', '"from" and "to" must be account id strings');
+    }
+    const amount = parsePositiveAmount(body.amount);
+    const result = ledger.transfer(body.from, body.to, amount);
+    sendJson(res, 200, {
+      from: { id: body.from, balance: formatAmount(result.from) },
+      to: { id: body.to, balance: formatAmount(result.to) },
+      amount: formatAmount(amount),
+    });
+  });
+}
