@@ -1,0 +1,54 @@
+/**
+ * Event timestamps: nanoseconds since the Unix epoch, from the monotonic clock anchored once to
+ * the wall clock. `performance.now()` is read on the hot path (a double, no allocation) and
+ * turned into epoch nanoseconds off it, by the drain worker, with the anchor of the thread that
+ * read it. Consequences: timestamps of one recorder never go backwards and have sub-microsecond
+ * resolution; their absolute accuracy is the wall clock's at the anchor (milliseconds), and a
+ * later NTP step is not followed until the recorder restarts.
+ */
+export interface ClockAnchor {
+  /** Wall-clock seconds since the epoch at the anchor. */
+  readonly epochSec: number;
+  /** Nanoseconds within that second, 0 ..< 1e9. */
+  readonly epochNanos: number;
+  /** `performance.now()` of the anchoring thread at the anchor, ms. */
+  readonly perfMs: number;
+}
+
+export function takeAnchor(): ClockAnchor {
+  const perfMs = performance.now();
+  const wallMs = Date.now();
+  const epochSec = Math.floor(wallMs / 1000);
+  return { epochSec, epochNanos: (wallMs - epochSec * 1000) * 1e6, perfMs };
+}
+
+/**
+ * Splits the instant `perfMs` (same thread as the anchor) into whole epoch seconds and
+ * nanoseconds, with number arithmetic only: a BigInt would allocate on every event.
+ * Writes into `out[0]` (seconds) and `out[1]` (nanoseconds).
+ */
+export function toEpoch(anchor: ClockAnchor, perfMs: number, out: Float64Array): void {
+  const deltaMs = perfMs - anchor.perfMs;
+  const wholeMs = Math.floor(deltaMs);
+  const msInSecond = wholeMs % 1000;
+  let sec = anchor.epochSec + (wholeMs - msInSecond) / 1000;
+  let nanos = anchor.epochNanos + msInSecond * 1e6 + Math.round((deltaMs - wholeMs) * 1e6);
+  if (nanos >= 1e9) {
+    const carry = Math.floor(nanos / 1e9);
+    sec += carry;
+    nanos -= carry * 1e9;
+  } else if (nanos < 0) {
+    const borrow = Math.ceil(-nanos / 1e9);
+    sec -= borrow;
+    nanos += borrow * 1e9;
+  }
+  out[0] = sec;
+  out[1] = nanos;
+}
+
+/** The same instant as a decimal string (cold paths and tests). */
+export function epochNanosString(anchor: ClockAnchor, perfMs: number): string {
+  const parts = new Float64Array(2);
+  toEpoch(anchor, perfMs, parts);
+  return `${parts[0]}${String(parts[1]).padStart(9, '0')}`;
+}

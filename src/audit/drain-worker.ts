@@ -1,0 +1,356 @@
+/**
+ * The drain worker: the only thread that writes read records, seals the chain and fsyncs.
+ *
+ * Each turn it drains the ring into a batch buffer (encoding records as JSON lines), appends
+ * the batch to the current segment, and when enough unsealed bytes have piled up (or on
+ * commit) seals them: it reads the bytes [sealedTo, end of file) back from the file, hashes them
+ * after the previous seal's hash, and appends a SEAL line. A commit (every `fsyncIntervalMs`, or
+ * at once when flush() asks) is a seal followed by fsync; it then publishes how far each
+ * stream is durable, which resolves flush() and the `updateAsync` calls waiting on it.
+ *
+ * Invariants it keeps:
+ * - read records reach the file in seq order (it is their only writer);
+ * - a seal covers exactly the bytes the OS held at [from, to), in file order, whoever wrote
+ *   them; consecutive seals of a segment cover consecutive ranges; the first seal of a segment
+ *   starts at byte 0 and carries on from the previous segment's final seal;
+ * - a rotated segment ends with its final seal: the caller's thread has been moved to the new
+ *   file (CTRL_FD) and seen out of any write in progress (CTRL_IN_WRITE) before it is sealed.
+ */
+import { closeSync, fstatSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { ClockAnchor } from './clock.ts';
+import { ByteWriter, EncodeContext, encodeIdentity, encodeRingEntry, maxEncodedBytes } from './encoder.ts';
+import {
+  CTRL_FD,
+  CTRL_FLUSH_REQUESTS,
+  CTRL_FLUSH_WAITERS,
+  CTRL_HEAD,
+  CTRL_IN_WRITE,
+  CTRL_PAUSED,
+  CTRL_PRODUCER_WAITING,
+  CTRL_SEGMENT,
+  CTRL_STOP,
+  CTRL_SYNC_VERSION,
+  CTRL_TAIL,
+  CTRL_WORKER_FAILING,
+  CTRL_WORKER_SLEEPING,
+  CTRL_DOORBELL,
+  PAD_MARK,
+  STAT_BYTES_WRITTEN,
+  STAT_EVENTS_DRAINED,
+  STAT_FSYNCS,
+  STAT_FSYNC_SECONDS,
+  STAT_READS_DONE,
+  STAT_ROTATIONS,
+  STAT_SEALS,
+  STAT_SEGMENT_BYTES,
+  STAT_SYNCED_READS,
+  STAT_SYNCED_WRITES,
+  STAT_WORKER_WRITE_ERRORS,
+  STAT_WRITES_DONE,
+  viewRing,
+} from './ring.ts';
+import { ChainHasher, encodeHead, fsyncDirectory, hashRange, HEAD_FILE, segmentHeaderLine, segmentName, sealLine, writeFully } from './spool.ts';
+
+export interface ChainState {
+  segment: number;
+  /** Number of the last seal written (0: none yet). */
+  seal: number;
+  /** Hash of the last seal (GENESIS_HASH before the first). */
+  prev: string;
+  /** End of the range the last seal of this segment covers (0 in a new segment). */
+  sealedTo: number;
+  lastSealReads: number;
+  lastSealWrites: number;
+}
+
+export interface DrainWorkerData {
+  readonly sab: SharedArrayBuffer;
+  readonly dir: string;
+  readonly anchor: ClockAnchor;
+  readonly actor: string;
+  readonly origin: string;
+  readonly key: Uint8Array | null;
+  readonly chain: ChainState;
+  /** The segment to append to; the worker opens it (and every later one) and owns the fds. */
+  readonly segmentPath: string;
+  readonly readsDone: number;
+  readonly fsyncIntervalMs: number;
+  readonly sealBytes: number;
+  readonly maxSegmentBytes: number;
+}
+
+export type DrainWorkerMessage =
+  | { readonly type: 'ready' }
+  | { readonly type: 'synced' }
+  | { readonly type: 'failing'; readonly code: string; readonly message: string }
+  | { readonly type: 'recovered' }
+  | { readonly type: 'stopped'; readonly chain: ChainState }
+  | { readonly type: 'fatal'; readonly message: string };
+
+/** How many entries to drain before looking at the clock, the stop flag and the seal size. */
+const DRAIN_TURN = 4096;
+/** Release ring space to a waiting producer at least this often (entries). */
+const RELEASE_EVERY = 64;
+/** After a failed write, wait this long before trying again (ms). */
+const RETRY_AFTER_MS = 100;
+
+function run(data: DrainWorkerData): void {
+  const port = parentPort!;
+  const ring = viewRing(data.sab);
+  const { ctrl, stats, words } = ring;
+  const cap = ring.capacityWords;
+  const hasher = new ChainHasher(data.key);
+  const ctx = new EncodeContext(data.anchor, encodeIdentity(data.actor, data.origin));
+  const batch = new ByteWriter(Math.max(data.sealBytes * 2, 1 << 20));
+  const flushAt = Math.max(4096, Math.min(data.sealBytes, batch.buf.length >> 1));
+  const scratch = Buffer.allocUnsafe(1 << 20);
+  const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+  const headFd = openSync(join(data.dir, HEAD_FILE), 'w');
+  const chain: ChainState = { ...data.chain };
+
+  // Read and append: the bytes are read back to seal them.
+  let fd = openSync(data.segmentPath, 'a+');
+  Atomics.store(ctrl, CTRL_FD, fd);
+  let readsDone = data.readsDone;
+  let batchLastSeq = readsDone;
+  let batchWritten = 0;
+  let batchEvents = 0;
+  let failing = false;
+  let lastCommit = performance.now();
+  let seenFlush = Atomics.load(ctrl, CTRL_FLUSH_REQUESTS);
+  let unsyncedSeal = false;
+
+  const sleep = (ms: number): void => {
+    Atomics.wait(sleepCell, 0, 0, ms);
+  };
+
+  const fail = (error: unknown): void => {
+    stats[STAT_WORKER_WRITE_ERRORS]!++;
+    if (!failing) {
+      failing = true;
+      Atomics.store(ctrl, CTRL_WORKER_FAILING, 1);
+      const e = error as NodeJS.ErrnoException;
+      port.postMessage({ type: 'failing', code: e.code ?? 'EIO', message: e.message ?? String(error) } satisfies DrainWorkerMessage);
+    }
+  };
+
+  const recovered = (): void => {
+    if (!failing) return;
+    failing = false;
+    Atomics.store(ctrl, CTRL_WORKER_FAILING, 0);
+    port.postMessage({ type: 'recovered' } satisfies DrainWorkerMessage);
+  };
+
+  /** Appends the batch; false (batch kept, to be retried) when the file refuses it. */
+  const writeBatch = (): boolean => {
+    if (batch.pos === 0) return true;
+    try {
+      // A short write is continued from where it stopped, so a retry never repeats bytes.
+      while (batchWritten < batch.pos) batchWritten += writeSync(fd, batch.buf, batchWritten, batch.pos - batchWritten);
+    } catch (error) {
+      fail(error);
+      return false;
+    }
+    stats[STAT_BYTES_WRITTEN]! += batch.pos;
+    stats[STAT_EVENTS_DRAINED]! += batchEvents;
+    readsDone = batchLastSeq;
+    stats[STAT_READS_DONE] = readsDone;
+    batch.pos = 0;
+    batchWritten = 0;
+    batchEvents = 0;
+    recovered();
+    return true;
+  };
+
+  /** Seals [sealedTo, EOF) of `file`. `writes` is the write-stream seq known to lie before EOF. */
+  const seal = (file: number, writes: number, final: boolean): boolean => {
+    if (!final && readsDone === chain.lastSealReads && writes === chain.lastSealWrites) return false;
+    const eof = fstatSync(file).size;
+    if (!final && eof === chain.sealedTo) return false;
+    const hash = hashRange(file, chain.sealedTo, eof, chain.prev, hasher, scratch);
+    const record = {
+      v: 1 as const,
+      type: 'SEAL' as const,
+      seal: chain.seal + 1,
+      segment: chain.segment,
+      from: chain.sealedTo,
+      to: eof,
+      reads_through: readsDone,
+      writes_through: writes,
+      alg: hasher.alg,
+      prev: chain.prev,
+      hash,
+      final,
+    };
+    const line = Buffer.from(sealLine(record));
+    writeFully(file, line, 0, line.length);
+    chain.seal = record.seal;
+    chain.prev = hash;
+    chain.sealedTo = eof;
+    chain.lastSealReads = readsDone;
+    chain.lastSealWrites = writes;
+    stats[STAT_SEALS]!++;
+    stats[STAT_SEGMENT_BYTES] = eof + line.length;
+    unsyncedSeal = true;
+    return true;
+  };
+
+  /** The write-stream seq whose record is surely in the file: read after a fence. */
+  const writesDone = (): number => {
+    Atomics.load(ctrl, CTRL_IN_WRITE);
+    return stats[STAT_WRITES_DONE]!;
+  };
+
+  const rotate = (): void => {
+    const next = chain.segment + 1;
+    const newFd = openSync(join(data.dir, segmentName(next)), 'ax+');
+    const header = Buffer.from(segmentHeaderLine(next, data.actor, data.origin, `${Date.now()}000000`));
+    writeFully(newFd, header, 0, header.length);
+    fsyncDirectory(data.dir);
+    const writesBefore = writesDone();
+    Atomics.store(ctrl, CTRL_FD, newFd);
+    // The caller's thread sets IN_WRITE before it reads FD: once IN_WRITE reads 0 after the
+    // swap, no write can still be going to the old file.
+    while (Atomics.load(ctrl, CTRL_IN_WRITE) === 1) sleep(0.05);
+    seal(fd, writesBefore, true);
+    fsyncSync(fd);
+    writeHead();
+    unsyncedSeal = false;
+    closeSync(fd);
+    fd = newFd;
+    chain.segment = next;
+    chain.sealedTo = 0;
+    stats[STAT_SEGMENT_BYTES] = header.length;
+    stats[STAT_ROTATIONS]!++;
+    Atomics.store(ctrl, CTRL_SEGMENT, next);
+  };
+
+  /** HEAD: the last seal that is fsynced (verify checks the log still has it). */
+  const writeHead = (): void => {
+    const head = encodeHead({
+      segment: chain.segment,
+      seal: chain.seal,
+      to: chain.sealedTo,
+      hash: chain.prev,
+      reads_through: chain.lastSealReads,
+      writes_through: chain.lastSealWrites,
+    });
+    writeFully(headFd, head, 0, head.length, 0);
+  };
+
+  const commit = (rotateIfFull = true): void => {
+    if (!writeBatch()) return;
+    try {
+      seal(fd, writesDone(), false);
+      if (unsyncedSeal) {
+        const t0 = performance.now();
+        fsyncSync(fd);
+        stats[STAT_FSYNC_SECONDS]! += (performance.now() - t0) / 1000;
+        stats[STAT_FSYNCS]!++;
+        unsyncedSeal = false;
+        writeHead();
+      }
+      stats[STAT_SYNCED_READS] = chain.lastSealReads;
+      stats[STAT_SYNCED_WRITES] = chain.lastSealWrites;
+      Atomics.add(ctrl, CTRL_SYNC_VERSION, 1);
+      if (Atomics.load(ctrl, CTRL_FLUSH_WAITERS) !== 0) port.postMessage({ type: 'synced' } satisfies DrainWorkerMessage);
+      if (rotateIfFull && stats[STAT_SEGMENT_BYTES]! >= data.maxSegmentBytes) rotate();
+      recovered();
+    } catch (error) {
+      fail(error);
+    }
+  };
+
+  const maybeSeal = (): void => {
+    try {
+      const eof = fstatSync(fd).size;
+      if (eof - chain.sealedTo >= data.sealBytes) seal(fd, writesDone(), false);
+    } catch (error) {
+      fail(error);
+    }
+  };
+
+  /** Drains up to DRAIN_TURN entries; returns how many. */
+  const drain = (): number => {
+    let tail = Atomics.load(ctrl, CTRL_TAIL);
+    const head = Atomics.load(ctrl, CTRL_HEAD);
+    let n = 0;
+    while (tail !== head && n < DRAIN_TURN) {
+      const length = words[tail]!;
+      if (length === PAD_MARK) {
+        tail = 0;
+        continue;
+      }
+      if (batch.pos + maxEncodedBytes(length, ctx.identity.length) > batch.buf.length) {
+        if (!writeBatch()) break;
+        maybeSeal();
+      }
+      encodeRingEntry(batch, ring, tail, ctx);
+      batchLastSeq = ring.f64[(tail + 4) >> 1]!;
+      batchEvents++;
+      tail += length;
+      if (tail === cap) tail = 0;
+      n++;
+      if (n % RELEASE_EVERY === 0) release(tail);
+      if (batch.pos >= flushAt) {
+        release(tail);
+        if (!writeBatch()) break;
+        maybeSeal();
+      }
+    }
+    release(tail);
+    return n;
+  };
+
+  const release = (tail: number): void => {
+    Atomics.store(ctrl, CTRL_TAIL, tail);
+    if (Atomics.load(ctrl, CTRL_PRODUCER_WAITING) === 1) Atomics.notify(ctrl, CTRL_TAIL);
+  };
+
+  port.postMessage({ type: 'ready' } satisfies DrainWorkerMessage);
+  for (;;) {
+    const stopping = Atomics.load(ctrl, CTRL_STOP) === 1;
+    const paused = !stopping && Atomics.load(ctrl, CTRL_PAUSED) === 1;
+    const drained = failing || paused ? 0 : drain();
+    if (failing) {
+      sleep(RETRY_AFTER_MS);
+      writeBatch();
+    }
+    const now = performance.now();
+    const flushRequests = Atomics.load(ctrl, CTRL_FLUSH_REQUESTS);
+    const ringEmpty = Atomics.load(ctrl, CTRL_HEAD) === Atomics.load(ctrl, CTRL_TAIL);
+    if (stopping && (ringEmpty || failing)) {
+      // No rotation now: the log should end with the segment that holds AUDIT_STOPPED.
+      commit(false);
+      break;
+    }
+    if (flushRequests !== seenFlush || now - lastCommit >= data.fsyncIntervalMs) {
+      // A flush asks for what was recorded before it: drain the rest of the ring first.
+      if (flushRequests !== seenFlush && !ringEmpty && !paused && !failing) continue;
+      seenFlush = flushRequests;
+      lastCommit = now;
+      commit();
+      continue;
+    }
+    if (drained > 0 && !ringEmpty) continue;
+    if (batch.pos > 0 && !writeBatch()) continue;
+    Atomics.store(ctrl, CTRL_WORKER_SLEEPING, 1);
+    const bell = Atomics.load(ctrl, CTRL_DOORBELL);
+    if (Atomics.load(ctrl, CTRL_HEAD) === Atomics.load(ctrl, CTRL_TAIL) || paused) {
+      Atomics.wait(ctrl, CTRL_DOORBELL, bell, Math.max(0.1, lastCommit + data.fsyncIntervalMs - performance.now()));
+    }
+    Atomics.store(ctrl, CTRL_WORKER_SLEEPING, 0);
+  }
+  closeSync(headFd);
+  closeSync(fd);
+  port.postMessage({ type: 'stopped', chain } satisfies DrainWorkerMessage);
+}
+
+try {
+  run(workerData as DrainWorkerData);
+} catch (error) {
+  parentPort!.postMessage({ type: 'fatal', message: error instanceof Error ? (error.stack ?? error.message) : String(error) } satisfies DrainWorkerMessage);
+  process.exitCode = 1;
+}

@@ -1,0 +1,69 @@
+import { GovMapError } from '../map/errors.ts';
+
+/**
+ * The audit's typed failures. Codes are stable (`GOVMAP_AUDIT_*`); messages name the path,
+ * option or record at fault and the rule it broke.
+ */
+
+/** An audit option broke its rule (checked once, when the recorder or forwarder is created). */
+export class AuditConfigurationError extends GovMapError {
+  constructor(option: string, rule: string, received?: unknown) {
+    super(
+      'GOVMAP_AUDIT_INVALID_CONFIGURATION',
+      `invalid audit option "${option}": ${rule}${received === undefined ? '' : ` (received ${JSON.stringify(received)?.slice(0, 80) ?? String(received)})`}`,
+      { option, rule },
+    );
+  }
+}
+
+/** Another live recorder already writes this spool directory: two writers would break its chain. */
+export class AuditSpoolLockedError extends GovMapError {
+  constructor(dir: string, holder: string) {
+    super(
+      'GOVMAP_AUDIT_SPOOL_LOCKED',
+      `audit spool "${dir}" is in use by ${holder}; one recorder per spool directory (give each instance its own dir)`,
+      { dir, holder },
+    );
+  }
+}
+
+/**
+ * The spool could not be written or fsynced (disk full, I/O error). Records are kept in memory
+ * (bounded) and retried; a write whose record could not be made durable is reported through this.
+ */
+export class AuditNotDurableError extends GovMapError {
+  constructor(dir: string, cause: unknown) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'GOVMAP_AUDIT_NOT_DURABLE',
+      `audit spool "${dir}" cannot be written (${why}); the operation was applied but its audit record is not yet durable`,
+      { dir },
+      { cause },
+    );
+  }
+}
+
+/** The recorder was stopped; it records nothing more. */
+export class AuditStoppedError extends GovMapError {
+  constructor(operation: string) {
+    super('GOVMAP_AUDIT_STOPPED', `audit recorder: ${operation}() called after stop()`, { operation });
+  }
+}
+
+/** The spool is unreadable as an audit log at a place recovery must understand (not tampering: that is verify's). */
+export class AuditSpoolCorruptError extends GovMapError {
+  constructor(file: string, line: number, rule: string) {
+    super('GOVMAP_AUDIT_SPOOL_CORRUPT', `audit spool ${file}:${line}: ${rule}; run "govmap audit verify" on the directory`, { file, line, rule });
+  }
+}
+
+/** A Kafka send did not complete within its own deadline (the client's retries were not trusted to end). */
+export class KafkaSendTimeoutError extends GovMapError {
+  constructor(topic: string, messages: number, timeoutMs: number) {
+    super(
+      'GOVMAP_AUDIT_KAFKA_SEND_TIMEOUT',
+      `audit forwarder: sending ${messages} record(s) to Kafka topic "${topic}" did not complete within ${timeoutMs} ms; it will be retried from the last acknowledged record`,
+      { topic, messages, timeoutMs },
+    );
+  }
+}

@@ -1,0 +1,3 @@
+export { createAuditRecorder, AuditRecorder } from './recorder.ts';
+export type { AuditRecorderStats } from './recorder.ts';
+export type { AuditRecorderOptions } from './options.ts';

@@ -1,0 +1,721 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { MapObserver, OpType, Outcome, RangeBounds, Validator } from '../map/index.ts';
+import { reject } from '../map/index.ts';
+import { takeAnchor } from './clock.ts';
+import type { ClockAnchor } from './clock.ts';
+import type { ChainState, DrainWorkerData, DrainWorkerMessage } from './drain-worker.ts';
+import { ByteWriter, EncodeContext, encodeDirect, encodeIdentity } from './encoder.ts';
+import type { DirectRecord } from './encoder.ts';
+import { AuditNotDurableError, AuditStoppedError } from './errors.ts';
+import type { GapCause, LifecycleOpType } from './event.ts';
+import type { KafkaForwarder } from './kafka-forwarder.ts';
+import { resolveAuditOptions } from './options.ts';
+import type { AuditRecorderOptions, ResolvedAuditOptions } from './options.ts';
+import { acquireSpoolLock, recoverSpool } from './recovery.ts';
+import type { RecoveredSpool } from './recovery.ts';
+import {
+  createRing,
+  CTRL_FD,
+  CTRL_FLUSH_REQUESTS,
+  CTRL_FLUSH_WAITERS,
+  CTRL_IN_WRITE,
+  CTRL_PAUSED,
+  CTRL_SEGMENT,
+  CTRL_STOP,
+  CTRL_WORKER_FAILING,
+  OP_LOAD,
+  OP_RANGE,
+  RingProducer,
+  STAT_BYTES_WRITTEN,
+  STAT_EVENTS_DRAINED,
+  STAT_FSYNCS,
+  STAT_FSYNC_SECONDS,
+  STAT_READS_DONE,
+  STAT_ROTATIONS,
+  STAT_SEALS,
+  STAT_SYNCED_READS,
+  STAT_SYNCED_WRITES,
+  STAT_WORKER_WRITE_ERRORS,
+  STAT_WRITES_DONE,
+} from './ring.ts';
+import type { RingViews } from './ring.ts';
+import { encodeSeqReservation, SEQ_FILE } from './spool.ts';
+import { ActiveTrace } from './trace.ts';
+
+/** A point-in-time view of a recorder, for metrics, the dashboard and tests. */
+export interface AuditRecorderStats {
+  /** The next seq to be handed out. */
+  readonly nextSeq: number;
+  readonly readsRecorded: number;
+  readonly writesRecorded: number;
+  /** Reads that found the ring full and waited (policy `wait`). */
+  readonly ringFullWaits: number;
+  /** Reads dropped for a full ring (named by AUDIT_GAP records). */
+  readonly readsDropped: number;
+  /** Write records lost because the spool failed past `maxBacklogBytes` (named by AUDIT_GAP). */
+  readonly writesLost: number;
+  /** Operations seen after stop() began, not recorded. */
+  readonly afterStop: number;
+  readonly gapsRecorded: number;
+  readonly backlogRecords: number;
+  readonly drained: number;
+  readonly bytesWritten: number;
+  readonly seals: number;
+  readonly fsyncs: number;
+  readonly fsyncSeconds: number;
+  readonly rotations: number;
+  readonly segment: number;
+  readonly ringUsedBytes: number;
+  readonly ringCapacityBytes: number;
+  readonly workerWriteErrors: number;
+  /** False while the spool cannot be written (records wait in memory). */
+  readonly healthy: boolean;
+  /** Every read-stream record with seq <= this is fsynced; likewise writes. */
+  readonly syncedReads: number;
+  readonly syncedWrites: number;
+}
+
+interface FlushWaiter {
+  readonly reads: number;
+  readonly writes: number;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+const OUTCOME: Readonly<Record<Outcome, number>> = { ok: 0, miss: 1, rejected: 2, error: 3 };
+const BUILD = Symbol('AuditRecorder.build');
+
+function workerUrl(): URL {
+  // Source runs by type stripping (.ts); the published package runs compiled .js.
+  return new URL(import.meta.url.endsWith('.ts') ? './drain-worker.ts' : './drain-worker.js', import.meta.url);
+}
+
+/**
+ * The audit recorder: a MapObserver that records every LOAD, STORE, DELETE and RANGE of the
+ * maps it watches, plus their lifecycle and its own, into a tamper-evident spool.
+ *
+ * Two paths, two promises (docs/audit.md has the full contract):
+ * - Writes (STORE, DELETE, refused writes) and lifecycle records are encoded on the caller's
+ *   thread and handed to write(2) before the operation returns: a process crash (SIGKILL, OOM)
+ *   loses none. fsync is group-committed by the drain worker; `flush()` (and so an awaited
+ *   `updateAsync`) resolves once the record is sealed and fsynced.
+ * - Reads (LOAD, RANGE) write fixed fields into a preallocated shared ring and return; the
+ *   drain worker encodes and appends them. A crash can lose the undrained tail, never silently:
+ *   seqs are gap-free and the restarted recorder names the lost range in an AUDIT_GAP record.
+ *
+ * Invariants: seqs are handed out by the caller's thread only, one counter for both paths, and
+ * never reused for this actor's spool; every seq ends up either as a record in the log or inside
+ * an AUDIT_GAP range; within each path records reach the file in seq order.
+ */
+export class AuditRecorder implements MapObserver<unknown> {
+  readonly dir: string;
+  readonly actor: string;
+  readonly origin: string;
+  readonly #options: ResolvedAuditOptions;
+  readonly #ring: RingViews;
+  readonly #producer: RingProducer;
+  readonly #ctrl: Int32Array;
+  readonly #stats: Float64Array;
+  readonly #trace = new ActiveTrace();
+  readonly #anchor: ClockAnchor;
+  readonly #ctx: EncodeContext;
+  readonly #writer = new ByteWriter(4096);
+  readonly #record: DirectRecord = {
+    seq: 0,
+    op: 'STORE',
+    map: null,
+    key: undefined,
+    traceId: null,
+    spanId: null,
+    bounds: null,
+    perfMs: 0,
+    outcome: 0,
+    reason: null,
+    value: undefined,
+    gap: null,
+    detail: null,
+  };
+  readonly #releaseLock: () => void;
+  readonly #seqFd: number;
+  readonly #recovered: RecoveredSpool;
+  #worker: Worker | undefined;
+  #workerExited: Promise<void> = Promise.resolve();
+  #chain: ChainState;
+
+  #seq: number;
+  #reservedThrough: number;
+  #lastReadSeq: number;
+  #lastWriteSeq: number;
+  #dropFrom = 0;
+  #dropTo = 0;
+
+  #failure: unknown = null;
+  /** Set while the drain worker cannot write or fsync (it retries); flush() rejects meanwhile. */
+  #workerFailure: Error | null = null;
+  #backlog: Buffer[] = [];
+  #backlogSeqs: number[] = [];
+  #backlogBytes = 0;
+  #lostFrom = 0;
+  #lostTo = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
+
+  #waiters: FlushWaiter[] = [];
+  #stopping = false;
+  #stopped: Promise<void> | undefined;
+  #detachers = new Set<() => void>();
+  #forwarder: KafkaForwarder | undefined;
+
+  #readsRecorded = 0;
+  #writesRecorded = 0;
+  #ringFullWaits = 0;
+  #readsDropped = 0;
+  #writesLost = 0;
+  #afterStop = 0;
+  #gapsRecorded = 0;
+
+  /** Use `createAuditRecorder`: it recovers the spool and starts the drain worker. */
+  constructor(token: symbol, options: ResolvedAuditOptions, recovered: RecoveredSpool, releaseLock: () => void) {
+    if (token !== BUILD) throw new TypeError('use createAuditRecorder(options) to make an AuditRecorder');
+    this.#options = options;
+    this.dir = options.dir;
+    this.actor = options.actor;
+    this.origin = options.origin;
+    this.#recovered = recovered;
+    this.#releaseLock = releaseLock;
+    this.#ring = createRing(options.ringBytes);
+    this.#producer = new RingProducer(this.#ring);
+    this.#ctrl = this.#ring.ctrl;
+    this.#stats = this.#ring.stats;
+    this.#anchor = takeAnchor();
+    this.#ctx = new EncodeContext(this.#anchor, encodeIdentity(options.actor, options.origin));
+    this.#chain = recovered.chain;
+    this.#seq = recovered.nextSeq;
+    this.#reservedThrough = recovered.nextSeq - 1;
+    this.#lastReadSeq = recovered.readsDone;
+    this.#lastWriteSeq = recovered.writesDone;
+    this.#stats[STAT_READS_DONE] = recovered.readsDone;
+    this.#stats[STAT_WRITES_DONE] = recovered.writesDone;
+    this.#stats[STAT_SYNCED_READS] = recovered.readsDone;
+    this.#stats[STAT_SYNCED_WRITES] = recovered.writesDone;
+    this.#ctrl[CTRL_SEGMENT] = recovered.chain.segment;
+    this.#seqFd = openSync(join(options.dir, SEQ_FILE), 'a+');
+  }
+
+  /** @internal Starts the worker and writes AUDIT_STARTED (and a crash's AUDIT_GAP). */
+  async start(): Promise<void> {
+    const data: DrainWorkerData = {
+      sab: this.#ring.sab,
+      dir: this.dir,
+      anchor: this.#anchor,
+      actor: this.actor,
+      origin: this.origin,
+      key: this.#options.key,
+      chain: this.#chain,
+      segmentPath: this.#recovered.segmentPath,
+      readsDone: this.#recovered.readsDone,
+      fsyncIntervalMs: this.#options.fsyncIntervalMs,
+      sealBytes: this.#options.sealBytes,
+      maxSegmentBytes: this.#options.maxSegmentBytes,
+    };
+    const worker = new Worker(workerUrl(), { workerData: data, name: 'govmap-audit-drain' });
+    this.#worker = worker;
+    this.#workerExited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.on('message', (message: DrainWorkerMessage) => this.#onWorkerMessage(message));
+    worker.on('error', (error) => this.#onWorkerDied(error));
+    worker.on('exit', (code) => {
+      if (!this.#stopping) this.#onWorkerDied(new Error(`drain worker exited with code ${code}`));
+    });
+    // The worker owns the segment files (it rotates them); it says when the first is open.
+    await new Promise<void>((resolve, rejectStart) => {
+      const onMessage = (message: DrainWorkerMessage): void => {
+        if (message.type === 'ready') {
+          worker.off('message', onMessage);
+          resolve();
+        } else if (message.type === 'fatal') {
+          rejectStart(new Error(`audit drain worker failed to start: ${message.message}`));
+        }
+      };
+      worker.on('message', onMessage);
+      worker.once('error', rejectStart);
+      worker.once('exit', (code) => rejectStart(new Error(`audit drain worker exited with code ${code} before it was ready`)));
+    });
+    worker.unref();
+    const r = this.#recovered;
+    this.#lifecycle('AUDIT_STARTED', null, r.previous === 'crash' ? 'RECOVERED_AFTER_CRASH' : null, `previous session: ${r.previous}; spool ${this.dir}; segment ${r.chain.segment}`);
+    if (r.gap !== null) {
+      this.#gapRecord(r.gap.from, r.gap.to, 'CRASH', r.gap.torn, 'the previous recorder stopped without AUDIT_STOPPED; read records still in its ring were lost');
+    }
+  }
+
+  // ------------------------------------------------------------------ MapObserver
+
+  onOperation(map: string, op: OpType, key: unknown, outcome: Outcome, reason: string | null, bounds: RangeBounds | null, value?: unknown): void {
+    if (op === 'LOAD') this.#read(OP_LOAD, map, key, OUTCOME[outcome], reason, null);
+    else if (op === 'RANGE') this.#read(OP_RANGE, map, undefined, OUTCOME[outcome], reason, bounds);
+    else this.#write(op, map, key, outcome, reason, value);
+  }
+
+  onLifecycle(map: string, event: 'CREATED' | 'DISPOSED'): void {
+    this.#lifecycle(event === 'CREATED' ? 'MAP_CREATED' : 'MAP_DISPOSED', map, null, null);
+  }
+
+  /**
+   * Resolves once everything recorded before the call is sealed and fsynced. Rejects with
+   * AuditNotDurableError while the spool cannot be written.
+   */
+  flush(): Promise<void> {
+    if (this.#failure !== null) return Promise.reject(new AuditNotDurableError(this.dir, this.#failure));
+    if (this.#workerFailure !== null) return Promise.reject(new AuditNotDurableError(this.dir, this.#workerFailure));
+    if (this.#dropFrom !== 0) this.#publishDropGap(true);
+    const reads = this.#lastReadSeq;
+    const writes = this.#lastWriteSeq;
+    if (this.#stats[STAT_SYNCED_READS]! >= reads && this.#stats[STAT_SYNCED_WRITES]! >= writes) return Promise.resolve();
+    if (this.#worker === undefined) return Promise.reject(new AuditStoppedError('flush'));
+    return new Promise<void>((resolve, rejectFlush) => {
+      this.#waiters.push({ reads, writes, resolve, reject: rejectFlush });
+      if (this.#waiters.length === 1) {
+        Atomics.store(this.#ctrl, CTRL_FLUSH_WAITERS, 1);
+        this.#worker?.ref();
+      }
+      Atomics.add(this.#ctrl, CTRL_FLUSH_REQUESTS, 1);
+      this.#producer.wake();
+    });
+  }
+
+  // ------------------------------------------------------------------ public API
+
+  /** Records every later operation of `map`. Returns a function that stops recording it. */
+  attach<K>(map: { readonly name: string; observe(observer: MapObserver<K>): () => void }): () => void {
+    const detach = map.observe(this as MapObserver<K>);
+    this.#lifecycle('MAP_ATTACHED', map.name, null, null);
+    const remove = (): void => {
+      detach();
+      this.#detachers.delete(remove);
+    };
+    this.#detachers.add(remove);
+    return remove;
+  }
+
+  /**
+   * A validator that refuses writes while the spool cannot be written (reason AUDIT_UNAVAILABLE):
+   * combine it with the business validator (`allOf`) to fail closed instead of writing
+   * unaudited.
+   */
+  guard<K, V>(): Validator<K, V> {
+    return () => (this.#failure === null ? true : reject('AUDIT_UNAVAILABLE', `the audit spool ${this.dir} cannot be written`));
+  }
+
+  get healthy(): boolean {
+    return this.#failure === null && this.#workerFailure === null && Atomics.load(this.#ctrl, CTRL_WORKER_FAILING) === 0;
+  }
+
+  stats(): AuditRecorderStats {
+    const s = this.#stats;
+    return {
+      nextSeq: this.#seq,
+      readsRecorded: this.#readsRecorded,
+      writesRecorded: this.#writesRecorded,
+      ringFullWaits: this.#ringFullWaits,
+      readsDropped: this.#readsDropped,
+      writesLost: this.#writesLost,
+      afterStop: this.#afterStop,
+      gapsRecorded: this.#gapsRecorded,
+      backlogRecords: this.#backlog.length,
+      drained: s[STAT_EVENTS_DRAINED]!,
+      bytesWritten: s[STAT_BYTES_WRITTEN]!,
+      seals: s[STAT_SEALS]!,
+      fsyncs: s[STAT_FSYNCS]!,
+      fsyncSeconds: s[STAT_FSYNC_SECONDS]!,
+      rotations: s[STAT_ROTATIONS]!,
+      segment: Atomics.load(this.#ctrl, CTRL_SEGMENT),
+      ringUsedBytes: this.#producer.queuedWords * 4,
+      ringCapacityBytes: this.#ring.capacityWords * 4,
+      workerWriteErrors: s[STAT_WORKER_WRITE_ERRORS]!,
+      healthy: this.healthy,
+      syncedReads: s[STAT_SYNCED_READS]!,
+      syncedWrites: s[STAT_SYNCED_WRITES]!,
+    };
+  }
+
+  /** The Kafka forwarder started by the `kafka` option, if any. */
+  get forwarder(): KafkaForwarder | undefined {
+    return this.#forwarder;
+  }
+
+  /** @internal */
+  setForwarder(forwarder: KafkaForwarder): void {
+    this.#forwarder = forwarder;
+  }
+
+  /** Records a sink's failure or recovery (the Kafka forwarder reports through this). */
+  recordSinkEvent(op: 'SINK_FAILED' | 'SINK_RECOVERED', reason: string, detail: string): void {
+    this.#lifecycle(op, null, reason, detail);
+  }
+
+  /**
+   * Records AUDIT_STOPPED after everything before it, seals, fsyncs and stops the worker. The
+   * next recorder on this spool then carries on without a gap. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.#stopped ??= this.#stop();
+    return this.#stopped;
+  }
+
+  /** Test hook: hold (true) or release the drain worker, to exercise a full ring and crash loss. */
+  pauseDrainForTesting(paused: boolean): void {
+    Atomics.store(this.#ctrl, CTRL_PAUSED, paused ? 1 : 0);
+    this.#producer.wake();
+  }
+
+  // ------------------------------------------------------------------ read path
+
+  #read(op: number, map: string, key: unknown, outcome: number, reason: string | null, bounds: RangeBounds | null): void {
+    if (this.#stopping) {
+      this.#afterStop++;
+      return;
+    }
+    if (this.#dropFrom !== 0) this.#publishDropGap(false);
+    const seq = this.#seq++;
+    if (seq > this.#reservedThrough) this.#reserve(seq);
+    const hasTrace = this.#trace.capture();
+    const perfMs = performance.now();
+    if (!this.#producer.tryPublish(seq, op, outcome, map, key, reason, bounds, perfMs, hasTrace, this.#trace.words)) {
+      this.#ringFull(seq, op, outcome, map, key, reason, bounds, perfMs, hasTrace);
+      return;
+    }
+    this.#lastReadSeq = seq;
+    this.#readsRecorded++;
+  }
+
+  #ringFull(seq: number, op: number, outcome: number, map: string, key: unknown, reason: string | null, bounds: RangeBounds | null, perfMs: number, hasTrace: boolean): void {
+    if (this.#options.onRingFull === 'wait') {
+      this.#ringFullWaits++;
+      const deadline = performance.now() + this.#options.maxWaitMs;
+      for (;;) {
+        const left = deadline - performance.now();
+        if (left <= 0) break;
+        this.#producer.waitForSpace(left);
+        if (this.#producer.tryPublish(seq, op, outcome, map, key, reason, bounds, perfMs, hasTrace, this.#trace.words)) {
+          this.#lastReadSeq = seq;
+          this.#readsRecorded++;
+          return;
+        }
+      }
+    }
+    if (this.#dropFrom === 0) this.#dropFrom = seq;
+    this.#dropTo = seq;
+    this.#readsDropped++;
+  }
+
+  /** Names the dropped reads with an AUDIT_GAP record in the read stream, once there is room. */
+  #publishDropGap(wait: boolean): void {
+    const seq = this.#seq;
+    if (seq > this.#reservedThrough) this.#reserve(seq);
+    let published = this.#producer.tryPublishGap(seq, this.#dropFrom, this.#dropTo, performance.now());
+    if (!published && wait) {
+      const deadline = performance.now() + this.#options.maxWaitMs;
+      while (!published && performance.now() < deadline) {
+        this.#producer.waitForSpace(deadline - performance.now());
+        published = this.#producer.tryPublishGap(seq, this.#dropFrom, this.#dropTo, performance.now());
+      }
+    }
+    if (!published) return;
+    this.#seq++;
+    this.#lastReadSeq = seq;
+    this.#gapsRecorded++;
+    this.#dropFrom = 0;
+    this.#dropTo = 0;
+  }
+
+  #reserve(seq: number): void {
+    this.#reservedThrough = seq + this.#options.seqReservation - 1;
+    try {
+      const bytes = encodeSeqReservation(this.#reservedThrough);
+      writeSync(this.#seqFd, bytes, 0, bytes.length, 0);
+    } catch {
+      // Without the reservation a crash's gap is named less tightly (from the log alone); the
+      // records themselves are unaffected, and a failing disk shows in the spool's own errors.
+    }
+  }
+
+  // ------------------------------------------------------------------ write path
+
+  #write(op: OpType, map: string, key: unknown, outcome: Outcome, reason: string | null, value: unknown): void {
+    if (this.#stopping) {
+      this.#afterStop++;
+      return;
+    }
+    const r = this.#record;
+    r.op = op;
+    r.map = map;
+    r.key = key;
+    r.bounds = null;
+    r.outcome = OUTCOME[outcome];
+    r.reason = reason;
+    const recordValue = this.#options.recordValue;
+    r.value = recordValue === false || value === undefined ? undefined : recordValue(value);
+    r.gap = null;
+    r.detail = null;
+    this.#append(r);
+    this.#writesRecorded++;
+  }
+
+  #lifecycle(op: LifecycleOpType, map: string | null, reason: string | null, detail: string | null): void {
+    if (this.#stopping && op !== 'AUDIT_STOPPED') {
+      this.#afterStop++;
+      return;
+    }
+    const r = this.#record;
+    r.op = op;
+    r.map = map;
+    r.key = undefined;
+    r.bounds = null;
+    r.outcome = 0;
+    r.reason = reason;
+    r.value = undefined;
+    r.gap = null;
+    r.detail = detail;
+    this.#append(r);
+  }
+
+  #gapRecord(from: number, to: number, cause: GapCause, torn: { segment: number; offset: number; length: number } | null, detail: string): void {
+    const r = this.#record;
+    r.op = 'AUDIT_GAP';
+    r.map = null;
+    r.key = undefined;
+    r.bounds = null;
+    r.outcome = 0;
+    r.reason = cause;
+    r.value = undefined;
+    r.gap = { from, to, cause, torn };
+    r.detail = detail;
+    this.#append(r);
+    this.#gapsRecorded++;
+  }
+
+  /** Encodes `r` with the next seq and hands it to write(2) (or to the backlog while failing). */
+  #append(r: DirectRecord): void {
+    const seq = this.#seq++;
+    if (seq > this.#reservedThrough) this.#reserve(seq);
+    r.seq = seq;
+    if (this.#trace.capture()) {
+      r.traceId = this.#trace.traceId;
+      r.spanId = this.#trace.spanId;
+    } else {
+      r.traceId = null;
+      r.spanId = null;
+    }
+    r.perfMs = performance.now();
+    const w = this.#writer;
+    w.pos = 0;
+    encodeDirect(w, r, this.#ctx);
+    this.#lastWriteSeq = seq;
+    if (this.#failure !== null) {
+      this.#toBacklog(w.buf, 0, w.pos, seq);
+      return;
+    }
+    const ctrl = this.#ctrl;
+    let written = 0;
+    Atomics.store(ctrl, CTRL_IN_WRITE, 1);
+    try {
+      const fd = Atomics.load(ctrl, CTRL_FD);
+      while (written < w.pos) written += writeSync(fd, w.buf, written, w.pos - written);
+      this.#stats[STAT_WRITES_DONE] = seq;
+    } catch (error) {
+      this.#toBacklog(w.buf, written, w.pos, seq);
+      this.#spoolFailed(error);
+    } finally {
+      // Publishes STAT_WRITES_DONE to the worker (its fence reads this flag first).
+      Atomics.store(ctrl, CTRL_IN_WRITE, 0);
+    }
+  }
+
+  #toBacklog(bytes: Uint8Array, from: number, to: number, seq: number): void {
+    if (this.#backlogBytes + (to - from) > this.#options.maxBacklogBytes) {
+      if (this.#lostFrom === 0) this.#lostFrom = seq;
+      this.#lostTo = seq;
+      this.#writesLost++;
+      return;
+    }
+    this.#backlog.push(Buffer.from(bytes.subarray(from, to)));
+    this.#backlogSeqs.push(seq);
+    this.#backlogBytes += to - from;
+  }
+
+  #spoolFailed(error: unknown): void {
+    if (this.#failure !== null) return;
+    this.#failure = error;
+    const e = error as NodeJS.ErrnoException;
+    this.#lifecycle('SINK_FAILED', null, e.code ?? 'SPOOL_WRITE_FAILED', `spool ${this.dir}: ${e.message ?? String(error)}`);
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(new AuditNotDurableError(this.dir, error));
+    this.#retryTimer = setInterval(() => this.#retryBacklog(), 250);
+    this.#retryTimer.unref();
+  }
+
+  #retryBacklog(): void {
+    const ctrl = this.#ctrl;
+    Atomics.store(ctrl, CTRL_IN_WRITE, 1);
+    try {
+      const fd = Atomics.load(ctrl, CTRL_FD);
+      while (this.#backlog.length > 0) {
+        const bytes = this.#backlog[0]!;
+        let written = 0;
+        try {
+          while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+        } catch {
+          if (written > 0) this.#backlog[0] = bytes.subarray(written);
+          this.#backlogBytes -= written;
+          return;
+        }
+        this.#backlog.shift();
+        this.#backlogBytes -= bytes.length;
+        this.#stats[STAT_WRITES_DONE] = this.#backlogSeqs.shift()!;
+      }
+    } finally {
+      Atomics.store(ctrl, CTRL_IN_WRITE, 0);
+    }
+    const failure = this.#failure as NodeJS.ErrnoException;
+    this.#failure = null;
+    clearInterval(this.#retryTimer);
+    this.#retryTimer = undefined;
+    if (this.#lostFrom !== 0) {
+      const from = this.#lostFrom;
+      const to = this.#lostTo;
+      this.#lostFrom = 0;
+      this.#lostTo = 0;
+      this.#gapRecord(from, to, 'SPOOL_UNWRITABLE', null, `write records that did not fit the ${this.#options.maxBacklogBytes}-byte backlog while the spool failed`);
+    }
+    this.#lifecycle('SINK_RECOVERED', null, failure.code ?? 'SPOOL_WRITE_FAILED', `spool ${this.dir} writable again`);
+  }
+
+  // ------------------------------------------------------------------ worker
+
+  #onWorkerMessage(message: DrainWorkerMessage): void {
+    switch (message.type) {
+      case 'synced':
+        this.#resolveWaiters();
+        break;
+      case 'failing': {
+        const error = Object.assign(new Error(message.message), { code: message.code });
+        this.#workerFailure = error;
+        this.#lifecycle('SINK_FAILED', null, message.code, `drain worker: ${message.message}`);
+        for (const waiter of this.#waiters.splice(0)) waiter.reject(new AuditNotDurableError(this.dir, error));
+        this.#flushWaitersDone();
+        break;
+      }
+      case 'recovered':
+        this.#workerFailure = null;
+        this.#lifecycle('SINK_RECOVERED', null, null, 'drain worker writes again');
+        break;
+      case 'stopped':
+        this.#chain = message.chain;
+        break;
+      case 'ready':
+        break;
+      case 'fatal':
+        this.#onWorkerDied(new Error(message.message));
+        break;
+    }
+  }
+
+  #resolveWaiters(): void {
+    const reads = this.#stats[STAT_SYNCED_READS]!;
+    const writes = this.#stats[STAT_SYNCED_WRITES]!;
+    const pending: FlushWaiter[] = [];
+    for (const waiter of this.#waiters) {
+      if (reads >= waiter.reads && writes >= waiter.writes) waiter.resolve();
+      else pending.push(waiter);
+    }
+    this.#waiters = pending;
+    if (pending.length === 0) {
+      this.#flushWaitersDone();
+    } else {
+      // The commit that answered did not cover everyone (their reads were still draining).
+      Atomics.add(this.#ctrl, CTRL_FLUSH_REQUESTS, 1);
+      this.#producer.wake();
+    }
+  }
+
+  #flushWaitersDone(): void {
+    Atomics.store(this.#ctrl, CTRL_FLUSH_WAITERS, 0);
+    if (!this.#stopping) this.#worker?.unref();
+  }
+
+  #onWorkerDied(error: unknown): void {
+    if (this.#worker === undefined) return;
+    this.#worker = undefined;
+    this.#lifecycle('SINK_FAILED', null, 'DRAIN_WORKER_DIED', `drain worker: ${error instanceof Error ? error.message : String(error)}`);
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(new AuditNotDurableError(this.dir, error));
+  }
+
+  async #stop(): Promise<void> {
+    this.#stopping = true;
+    for (const detach of [...this.#detachers]) detach();
+    if (this.#forwarder !== undefined) await this.#forwarder.stop().catch(() => undefined);
+    // AUDIT_STOPPED must be the last record: everything still in the ring goes first.
+    Atomics.store(this.#ctrl, CTRL_PAUSED, 0);
+    if (this.#dropFrom !== 0) this.#publishDropGap(true);
+    if (this.#worker !== undefined && this.#failure === null) {
+      await new Promise<void>((resolve) => {
+        this.#waiters.push({ reads: this.#lastReadSeq, writes: 0, resolve, reject: () => resolve() });
+        Atomics.store(this.#ctrl, CTRL_FLUSH_WAITERS, 1);
+        this.#worker?.ref();
+        Atomics.add(this.#ctrl, CTRL_FLUSH_REQUESTS, 1);
+        this.#producer.wake();
+      });
+    }
+    if (this.#failure !== null) this.#retryBacklog();
+    const s = this.stats();
+    this.#lifecycle(
+      'AUDIT_STOPPED',
+      null,
+      null,
+      `reads ${s.readsRecorded}, writes ${s.writesRecorded}, reads dropped ${s.readsDropped}, writes lost ${s.writesLost}, not recorded after stop ${s.afterStop}`,
+    );
+    if (this.#worker !== undefined) {
+      this.#worker.ref();
+      Atomics.store(this.#ctrl, CTRL_STOP, 1);
+      this.#producer.wake();
+      await this.#workerExited;
+      this.#worker = undefined;
+    }
+    if (this.#retryTimer !== undefined) clearInterval(this.#retryTimer);
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(new AuditStoppedError('flush'));
+    closeSync(this.#seqFd);
+    this.#releaseLock();
+  }
+}
+
+/**
+ * Opens (or recovers) the spool in `options.dir` and starts recording. Attach maps with
+ * `recorder.attach(map)` or pass the recorder in a map's `observers`; call `await
+ * recorder.stop()` on shutdown.
+ *
+ *     const audit = await createAuditRecorder({ dir: './.govmap/audit', actor: 'clearing/instance-1' });
+ *     audit.attach(balances);
+ */
+export async function createAuditRecorder(options: AuditRecorderOptions): Promise<AuditRecorder> {
+  const resolved = resolveAuditOptions(options);
+  const release = acquireSpoolLock(resolved.dir);
+  let recorder: AuditRecorder;
+  try {
+    const recovered = recoverSpool(resolved.dir, resolved.actor, resolved.origin, resolved.key);
+    recorder = new AuditRecorder(BUILD, resolved, recovered, release);
+    await recorder.start();
+  } catch (error) {
+    release();
+    throw error;
+  }
+  if (resolved.kafka !== undefined) {
+    const { startKafkaForwarder } = await import('./kafka-forwarder.ts');
+    try {
+      recorder.setForwarder(await startKafkaForwarder({ ...resolved.kafka, dir: resolved.dir, recorder, actor: resolved.actor, key: resolved.key }));
+    } catch (error) {
+      await recorder.stop();
+      throw error;
+    }
+  }
+  return recorder;
+}

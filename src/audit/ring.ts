@@ -1,0 +1,356 @@
+/**
+ * The read ring: a single-producer, single-consumer queue of variable-length entries in one
+ * SharedArrayBuffer, after pino's thread-stream. The producer is the thread that reads maps
+ * (it writes fixed fields and the key's UTF-16 code units: no allocation, no encoding, no
+ * syscall); the consumer is the drain worker, which encodes, chains and writes.
+ *
+ * Layout (all in one SharedArrayBuffer):
+ *   control  Int32[CONTROL_INTS]   head, tail, doorbell and flags (see CTRL_*)
+ *   stats    Float64[STATS_SLOTS]  seqs and counters published between the threads (see STAT_*)
+ *   data     Int32[capacityWords]  entries, 8-byte aligned so f64 fields can sit in them
+ *
+ * Entry (words; f64 fields at even offsets):
+ *   [0] length in words (even), or PAD_MARK: the rest of the buffer is unused, wrap to 0
+ *   [1] op | outcome << 8 | flags << 16          [2] mapUnits | reasonUnits << 16
+ *   [3] key length in units (stored: at most MAX_KEY_UNITS) [4..5] seq f64   [6..7] performance.now() f64
+ *   [8..9] numeric key, or gap `from`              [10..13] trace id (16 bytes), or gap `to` at [10..11]
+ *   [14..15] span id (8 bytes)                     [16..] map, reason, key units; RANGE: bound lengths then bounds
+ *
+ * Invariants: 0 <= head, tail < capacityWords; head == tail means empty; the producer never lets
+ * head catch up with tail (one word stays free), so full and empty are told apart without a
+ * count. Only the producer writes head and entry words in [head, ...); only the consumer writes
+ * tail. The producer publishes an entry by a seq-cst store of head after writing its words, and
+ * the consumer releases it by a seq-cst store of tail after reading them: the Atomics order is
+ * the only synchronisation, no lock is taken.
+ */
+export const CONTROL_INTS = 32;
+export const STATS_SLOTS = 32;
+
+export const CTRL_HEAD = 0;
+export const CTRL_TAIL = 1;
+/** Bumped by the producer to wake a sleeping worker (Atomics.notify). */
+export const CTRL_DOORBELL = 2;
+/** 1 while the worker sleeps on the doorbell. */
+export const CTRL_WORKER_SLEEPING = 3;
+/** 1 while the producer waits for free space; the worker then notifies on CTRL_TAIL. */
+export const CTRL_PRODUCER_WAITING = 4;
+/** 1 while the caller's thread writes a record to the current fd (rotation waits for 0). */
+export const CTRL_IN_WRITE = 5;
+/** The file descriptor both threads append to; the worker swaps it on rotation. */
+export const CTRL_FD = 6;
+/** Bumped by flush(): commit (seal + fsync) now instead of at the next interval. */
+export const CTRL_FLUSH_REQUESTS = 7;
+/** 1: drain everything, seal, fsync and exit. */
+export const CTRL_STOP = 8;
+/** Bumped by the worker after every commit (the synced seqs below are then current). */
+export const CTRL_SYNC_VERSION = 9;
+/** Set by the worker while its writes fail (an errno-ish code), 0 when healthy. */
+export const CTRL_WORKER_FAILING = 10;
+/** Current segment number (written by the worker at rotation). */
+export const CTRL_SEGMENT = 11;
+/** 1 while the main thread has flush() callers waiting for a commit message. */
+export const CTRL_FLUSH_WAITERS = 12;
+/** Test hook: 1 holds the worker (it drains nothing) to exercise a full ring and crash loss. */
+export const CTRL_PAUSED = 13;
+
+/** Seq of the last write-stream record the caller's thread handed to write(2). */
+export const STAT_WRITES_DONE = 0;
+/** Seq of the last read-stream record the worker handed to write(2). */
+export const STAT_READS_DONE = 1;
+/** At the last commit: every read-stream record with seq <= this is sealed and fsynced. */
+export const STAT_SYNCED_READS = 2;
+/** At the last commit: every write-stream record with seq <= this is sealed and fsynced. */
+export const STAT_SYNCED_WRITES = 3;
+export const STAT_EVENTS_DRAINED = 4;
+export const STAT_BYTES_WRITTEN = 5;
+export const STAT_SEALS = 6;
+export const STAT_FSYNCS = 7;
+export const STAT_FSYNC_SECONDS = 8;
+export const STAT_WORKER_WRITE_ERRORS = 9;
+export const STAT_ROTATIONS = 10;
+export const STAT_SEGMENT_BYTES = 11;
+
+export const PAD_MARK = -1;
+export const HEADER_WORDS = 16;
+
+export const OP_LOAD = 1;
+export const OP_RANGE = 2;
+/** Reads dropped by a full ring: [8..9] first seq, [10..11] last seq. */
+export const OP_GAP = 3;
+
+export const FLAG_TRACE = 1;
+export const FLAG_KEY_NUMBER = 2;
+export const FLAG_KEY_PRESENT = 4;
+/** The key was longer than MAX_KEY_UNITS; [3] holds MAX_KEY_UNITS and the record carries the full length. */
+export const FLAG_KEY_CUT = 8;
+export const FLAG_BOUNDS = 16;
+export const FLAG_INCLUSIVE = 32;
+export const FLAG_START = 64;
+export const FLAG_END = 128;
+export const FLAG_PREFIX = 256;
+export const FLAG_REASON = 512;
+
+/** Longest key (UTF-16 units) a read record carries; longer keys are cut and flagged. */
+export const MAX_KEY_UNITS = 1024;
+/** Longest map name / reason / range bound the ring carries, in UTF-16 units. */
+export const MAX_TEXT_UNITS = 1024;
+
+export const OUTCOME_CODES = { ok: 0, miss: 1, rejected: 2, error: 3 } as const;
+
+export interface RingViews {
+  readonly sab: SharedArrayBuffer;
+  readonly ctrl: Int32Array;
+  readonly stats: Float64Array;
+  readonly words: Int32Array;
+  readonly f64: Float64Array;
+  readonly units: Uint16Array;
+  readonly capacityWords: number;
+}
+
+const CONTROL_BYTES = CONTROL_INTS * 4;
+const STATS_BYTES = STATS_SLOTS * 8;
+const DATA_OFFSET = CONTROL_BYTES + STATS_BYTES;
+
+export function createRing(capacityBytes: number): RingViews {
+  const capacityWords = Math.floor(capacityBytes / 8) * 2;
+  return viewRing(new SharedArrayBuffer(DATA_OFFSET + capacityWords * 4));
+}
+
+export function viewRing(sab: SharedArrayBuffer): RingViews {
+  const capacityWords = (sab.byteLength - DATA_OFFSET) / 4;
+  return {
+    sab,
+    ctrl: new Int32Array(sab, 0, CONTROL_INTS),
+    stats: new Float64Array(sab, CONTROL_BYTES, STATS_SLOTS),
+    words: new Int32Array(sab, DATA_OFFSET, capacityWords),
+    f64: new Float64Array(sab, DATA_OFFSET, capacityWords / 2),
+    units: new Uint16Array(sab, DATA_OFFSET, capacityWords * 2),
+    capacityWords,
+  };
+}
+
+/** Bounds of a RANGE, as the map reports them. */
+export interface BoundsLike {
+  readonly start: string | null;
+  readonly end: string | null;
+  readonly inclusive: boolean;
+  readonly prefix: string | null;
+}
+
+/**
+ * The producer side, used on the caller's thread. `tryPublish` returns false when the entry
+ * does not fit; the recorder then applies its full-ring policy.
+ */
+export class RingProducer {
+  readonly #ring: RingViews;
+  readonly #ctrl: Int32Array;
+  readonly #words: Int32Array;
+  readonly #f64: Float64Array;
+  readonly #units: Uint16Array;
+  readonly #cap: number;
+  /** Wake the sleeping worker once this many words are queued (an eighth of the ring). */
+  readonly #wakeWords: number;
+
+  constructor(ring: RingViews) {
+    this.#ring = ring;
+    this.#ctrl = ring.ctrl;
+    this.#words = ring.words;
+    this.#f64 = ring.f64;
+    this.#units = ring.units;
+    this.#cap = ring.capacityWords;
+    this.#wakeWords = ring.capacityWords >> 3;
+  }
+
+  get ring(): RingViews {
+    return this.#ring;
+  }
+
+  /** Words queued and not yet drained. */
+  get queuedWords(): number {
+    const head = Atomics.load(this.#ctrl, CTRL_HEAD);
+    const tail = Atomics.load(this.#ctrl, CTRL_TAIL);
+    return head >= tail ? head - tail : this.#cap - tail + head;
+  }
+
+  /**
+   * Publishes one read record. `trace` holds 6 words (trace id then span id) when `hasTrace`.
+   * Strings are copied as UTF-16 units; nothing here allocates for string or number keys.
+   */
+  tryPublish(
+    seq: number,
+    op: number,
+    outcome: number,
+    map: string,
+    key: unknown,
+    reason: string | null,
+    bounds: BoundsLike | null,
+    perfMs: number,
+    hasTrace: boolean,
+    trace: Int32Array,
+  ): boolean {
+    let keyText: string | null = null;
+    let keyUnits = 0;
+    let flags = 0;
+    if (typeof key === 'string') {
+      keyText = key;
+      flags |= FLAG_KEY_PRESENT;
+    } else if (typeof key === 'number') {
+      flags |= FLAG_KEY_PRESENT | FLAG_KEY_NUMBER;
+    } else if (key !== undefined) {
+      // Not allocation-free (bigint and object keys are rendered): documented in docs/audit.md.
+      keyText = String(key);
+      flags |= FLAG_KEY_PRESENT;
+    }
+    if (keyText !== null) {
+      keyUnits = keyText.length;
+      if (keyUnits > MAX_KEY_UNITS) {
+        keyUnits = MAX_KEY_UNITS;
+        flags |= FLAG_KEY_CUT;
+      }
+    }
+    const mapUnits = map.length > MAX_TEXT_UNITS ? MAX_TEXT_UNITS : map.length;
+    let reasonUnits = 0;
+    if (reason !== null) {
+      flags |= FLAG_REASON;
+      reasonUnits = reason.length > MAX_TEXT_UNITS ? MAX_TEXT_UNITS : reason.length;
+    }
+    let boundUnits = 0;
+    if (bounds !== null) {
+      flags |= FLAG_BOUNDS;
+      if (bounds.inclusive) flags |= FLAG_INCLUSIVE;
+      if (bounds.start !== null) {
+        flags |= FLAG_START;
+        boundUnits += Math.min(bounds.start.length, MAX_TEXT_UNITS);
+      }
+      if (bounds.end !== null) {
+        flags |= FLAG_END;
+        boundUnits += Math.min(bounds.end.length, MAX_TEXT_UNITS);
+      }
+      if (bounds.prefix !== null) {
+        flags |= FLAG_PREFIX;
+        boundUnits += Math.min(bounds.prefix.length, MAX_TEXT_UNITS);
+      }
+    }
+    const textUnits = mapUnits + reasonUnits + keyUnits + boundUnits + (bounds !== null ? 4 : 0);
+    let length = HEADER_WORDS + ((textUnits + 1) >> 1);
+    length += length & 1;
+
+    const cap = this.#cap;
+    const ctrl = this.#ctrl;
+    let head = Atomics.load(ctrl, CTRL_HEAD);
+    const tail = Atomics.load(ctrl, CTRL_TAIL);
+    const words = this.#words;
+    if (head >= tail) {
+      if (head + length > cap || (head + length === cap && tail === 0)) {
+        // Does not fit before the end: it must fit at the start, leaving one word before tail.
+        if (length >= tail) return false;
+        words[head] = PAD_MARK;
+        head = 0;
+      }
+    } else if (head + length >= tail) {
+      return false;
+    }
+
+    const f64 = this.#f64;
+    const at = head;
+    if (hasTrace) flags |= FLAG_TRACE;
+    words[at + 1] = op | (outcome << 8) | (flags << 16);
+    words[at + 2] = mapUnits | (reasonUnits << 16);
+    words[at + 3] = keyText === null ? 0 : keyText.length;
+    f64[(at + 4) >> 1] = seq;
+    f64[(at + 6) >> 1] = perfMs;
+    if ((flags & FLAG_KEY_NUMBER) !== 0) f64[(at + 8) >> 1] = key as number;
+    if (hasTrace) {
+      words[at + 10] = trace[0]!;
+      words[at + 11] = trace[1]!;
+      words[at + 12] = trace[2]!;
+      words[at + 13] = trace[3]!;
+      words[at + 14] = trace[4]!;
+      words[at + 15] = trace[5]!;
+    }
+    const units = this.#units;
+    let u = (at + HEADER_WORDS) << 1;
+    for (let i = 0; i < mapUnits; i++) units[u++] = map.charCodeAt(i);
+    if (reason !== null) for (let i = 0; i < reasonUnits; i++) units[u++] = reason.charCodeAt(i);
+    if (keyText !== null) for (let i = 0; i < keyUnits; i++) units[u++] = keyText.charCodeAt(i);
+    if (bounds !== null) {
+      const s = bounds.start;
+      const e = bounds.end;
+      const p = bounds.prefix;
+      const sl = s === null ? 0 : Math.min(s.length, MAX_TEXT_UNITS);
+      const el = e === null ? 0 : Math.min(e.length, MAX_TEXT_UNITS);
+      const pl = p === null ? 0 : Math.min(p.length, MAX_TEXT_UNITS);
+      units[u++] = sl;
+      units[u++] = el;
+      units[u++] = pl;
+      units[u++] = 0;
+      for (let i = 0; i < sl; i++) units[u++] = s!.charCodeAt(i);
+      for (let i = 0; i < el; i++) units[u++] = e!.charCodeAt(i);
+      for (let i = 0; i < pl; i++) units[u++] = p!.charCodeAt(i);
+    }
+    words[at] = length;
+    const next = at + length === cap ? 0 : at + length;
+    Atomics.store(ctrl, CTRL_HEAD, next);
+    this.#maybeWake(next, tail);
+    return true;
+  }
+
+  /** Publishes the record of reads dropped by a full ring (seqs from..to). */
+  tryPublishGap(seq: number, from: number, to: number, perfMs: number): boolean {
+    const length = HEADER_WORDS;
+    const cap = this.#cap;
+    const ctrl = this.#ctrl;
+    let head = Atomics.load(ctrl, CTRL_HEAD);
+    const tail = Atomics.load(ctrl, CTRL_TAIL);
+    const words = this.#words;
+    if (head >= tail) {
+      if (head + length > cap || (head + length === cap && tail === 0)) {
+        if (length >= tail) return false;
+        words[head] = PAD_MARK;
+        head = 0;
+      }
+    } else if (head + length >= tail) {
+      return false;
+    }
+    const f64 = this.#f64;
+    words[head + 1] = OP_GAP;
+    words[head + 2] = 0;
+    words[head + 3] = 0;
+    f64[(head + 4) >> 1] = seq;
+    f64[(head + 6) >> 1] = perfMs;
+    f64[(head + 8) >> 1] = from;
+    f64[(head + 10) >> 1] = to;
+    words[head] = length;
+    const next = head + length === cap ? 0 : head + length;
+    Atomics.store(ctrl, CTRL_HEAD, next);
+    this.#maybeWake(next, tail);
+    return true;
+  }
+
+  /** Rings the doorbell now (flush, stop, or waiting for space). */
+  wake(): void {
+    Atomics.add(this.#ctrl, CTRL_DOORBELL, 1);
+    Atomics.notify(this.#ctrl, CTRL_DOORBELL);
+  }
+
+  /**
+   * Blocks the calling thread until the worker frees space or `timeoutMs` passes. Returns false
+   * on timeout. Used by the `wait` full-ring policy only.
+   */
+  waitForSpace(timeoutMs: number): boolean {
+    const ctrl = this.#ctrl;
+    const tail = Atomics.load(ctrl, CTRL_TAIL);
+    Atomics.store(ctrl, CTRL_PRODUCER_WAITING, 1);
+    this.wake();
+    const result = Atomics.wait(ctrl, CTRL_TAIL, tail, timeoutMs);
+    Atomics.store(ctrl, CTRL_PRODUCER_WAITING, 0);
+    return result !== 'timed-out' || Atomics.load(ctrl, CTRL_TAIL) !== tail;
+  }
+
+  #maybeWake(head: number, tail: number): void {
+    // A notify is a syscall (~1 µs); ring only when the worker sleeps and a batch is worth it.
+    if (Atomics.load(this.#ctrl, CTRL_WORKER_SLEEPING) === 0) return;
+    const queued = head >= tail ? head - tail : this.#cap - tail + head;
+    if (queued >= this.#wakeWords) this.wake();
+  }
+}

@@ -1,0 +1,340 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { GENESIS_HASH, isReadStream, parseSpoolLine } from './event.ts';
+import type { AuditGap, SealRecord } from './event.ts';
+import { ChainHasher, listSegments, readHead, SEGMENT_PATTERN } from './spool.ts';
+import type { SegmentFile } from './spool.ts';
+
+export interface VerifyOptions {
+  /** The spool's HMAC key, when it was written with one (a keyed chain cannot be checked without it). */
+  readonly key?: Uint8Array | null;
+}
+
+/** One thing wrong, where it is. `line` is 1-based; `offset` the byte where the line starts. */
+export interface VerifyProblem {
+  readonly file: string;
+  readonly line: number;
+  readonly offset: number;
+  readonly seq: number | null;
+  readonly problem: string;
+}
+
+export interface VerifyReport {
+  readonly ok: boolean;
+  readonly path: string;
+  readonly files: readonly string[];
+  readonly records: number;
+  readonly seals: number;
+  readonly firstSeq: number | null;
+  readonly lastSeq: number | null;
+  readonly gaps: readonly (AuditGap & { readonly file: string; readonly line: number })[];
+  /** The log ends with AUDIT_STOPPED: its recorder stopped cleanly. */
+  readonly closed: boolean;
+  /** Records after the last seal (a running recorder's tail; sealed at its next commit). */
+  readonly unsealedRecords: number;
+  /** The earliest problem in log order: the first record that cannot be trusted. */
+  readonly firstBad: VerifyProblem | null;
+  /** Problems in log order (at most MAX_PROBLEMS). */
+  readonly problems: readonly VerifyProblem[];
+  readonly notes: readonly string[];
+}
+
+const MAX_PROBLEMS = 100;
+/** Seqs held while waiting for their predecessors; beyond this a missing seq is reported at once. */
+const MAX_PENDING = 1_000_000;
+
+interface Located {
+  readonly p: VerifyProblem;
+  /** Sort key: file index, then byte (a seal mismatch sorts at its block's end, after precise finds). */
+  readonly fileIndex: number;
+  readonly sortOffset: number;
+}
+
+/**
+ * Checks a spool (a directory of segments, or one segment file) end to end:
+ * - every seal: its range continues the previous one, its `prev` is the previous seal's hash, and
+ *   the bytes it covers hash to it (HMAC with the key when the spool is keyed);
+ * - segments are consecutive, each starts with its header, each but the last ends with its final
+ *   seal, and the chain runs on across them;
+ * - every line is a valid record; seqs rise within each stream (reads, writes), none repeats,
+ *   and every seq from the first to the last is present or named by an AUDIT_GAP;
+ * - HEAD (the last committed seal) is still in the log, so cutting records off the end shows.
+ * It names the first record it can prove bad. A byte flip that still parses as a valid record
+ * is localised to its sealed block (at most `sealBytes`, 64 KiB by default).
+ */
+export function verifySpool(path: string, options: VerifyOptions = {}): VerifyReport {
+  const key = options.key ?? null;
+  const hasher = new ChainHasher(key);
+  const isDir = existsSync(path) && statSync(path).isDirectory();
+  let segments: SegmentFile[];
+  const notes: string[] = [];
+  if (isDir) {
+    segments = listSegments(path);
+  } else {
+    const match = SEGMENT_PATTERN.exec(basename(path));
+    segments = existsSync(path) ? [{ segment: match === null ? 0 : Number(match[1]), name: basename(path), path }] : [];
+    notes.push('one segment checked alone: pass the directory to check the chain across segments and against HEAD');
+  }
+  const found: Located[] = [];
+  const add = (fileIndex: number, sortOffset: number, p: VerifyProblem): void => {
+    if (found.length < MAX_PROBLEMS * 4) found.push({ p, fileIndex, sortOffset });
+  };
+  if (segments.length === 0) {
+    add(0, 0, { file: path, line: 0, offset: 0, seq: null, problem: 'no audit segments (audit-NNNNNN.jsonl) here' });
+    return finish();
+  }
+
+  let prevHash = GENESIS_HASH;
+  let resync = segments[0]!.segment !== 1;
+  if (resync) notes.push(`the log starts at segment ${segments[0]!.segment}: earlier segments are absent (retention?); the chain is checked from there`);
+  let expectedSeal = 0;
+  let records = 0;
+  let sealCount = 0;
+  let firstSeq: number | null = null;
+  let lastSeq: number | null = null;
+  let lastEventOp: string | null = null;
+  let unsealedRecords = 0;
+  const lastInStream = { r: 0, w: 0 };
+  const gaps: (AuditGap & { file: string; line: number })[] = [];
+  const sealsByNumber = new Map<number, { segment: number; hash: string }>();
+
+  // Seq accounting: everything <= watermark is present or excused; `pending` holds seqs seen
+  // above it (the two streams interleave, so a seq may arrive before its predecessor).
+  let watermark = -1;
+  const pending = new Map<number, { file: string; line: number; offset: number; fileIndex: number }>();
+  const excused: { from: number; to: number }[] = [];
+  const isExcused = (seq: number): boolean => excused.some((g) => seq >= g.from && seq <= g.to);
+  const advance = (): void => {
+    for (;;) {
+      const next = watermark + 1;
+      if (pending.has(next)) {
+        pending.delete(next);
+        watermark = next;
+      } else if (isExcused(next)) {
+        const gap = excused.find((g) => next >= g.from && next <= g.to)!;
+        watermark = pending.size === 0 ? gap.to : next;
+      } else {
+        return;
+      }
+    }
+  };
+  const reportMissing = (): void => {
+    let successor: number | null = null;
+    for (const seq of pending.keys()) if (successor === null || seq < successor) successor = seq;
+    if (successor === null) return;
+    const at = pending.get(successor)!;
+    const missing = watermark + 1;
+    const through = successor - 1;
+    add(at.fileIndex, at.offset, {
+      file: at.file,
+      line: at.line,
+      offset: at.offset,
+      seq: successor,
+      problem:
+        missing === through
+          ? `seq ${missing} is missing: no record and no AUDIT_GAP names it (a record was deleted here, before seq ${successor})`
+          : `seqs ${missing}..${through} are missing: no records and no AUDIT_GAP names them (records were deleted here, before seq ${successor})`,
+    });
+    watermark = through;
+    advance();
+  };
+  const tornCandidates = new Map<string, Located>();
+
+  for (let fileIndex = 0; fileIndex < segments.length; fileIndex++) {
+    const seg = segments[fileIndex]!;
+    if (fileIndex > 0 && seg.segment !== segments[fileIndex - 1]!.segment + 1) {
+      add(fileIndex, 0, {
+        file: seg.name,
+        line: 1,
+        offset: 0,
+        seq: null,
+        problem: `segment(s) ${segments[fileIndex - 1]!.segment + 1}..${seg.segment - 1} are missing: the chain jumps from segment ${segments[fileIndex - 1]!.segment} to ${seg.segment}`,
+      });
+      resync = true;
+    }
+    const bytes = readFileSync(seg.path);
+    const lineStarts: number[] = [];
+    const lineOf = (offset: number): number => {
+      let lo = 0;
+      let hi = lineStarts.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (lineStarts[mid]! <= offset) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo + 1;
+    };
+    let sealedTo = 0;
+    let lastLineFinalSeal = false;
+    let sawSealInFile = false;
+    let recordsInFile = 0;
+    let start = 0;
+    let lineNo = 0;
+    while (start < bytes.length) {
+      lineNo++;
+      lineStarts.push(start);
+      const nl = bytes.indexOf(10, start);
+      const here = (problem: string, seq: number | null = null, sortOffset = start): void =>
+        add(fileIndex, sortOffset, { file: seg.name, line: lineNo, offset: start, seq, problem });
+      if (nl === -1) {
+        here(`the file ends inside a record (${bytes.length - start} bytes without a newline): truncated, or torn by a crash the recorder has not yet recovered from`);
+        break;
+      }
+      lastLineFinalSeal = false;
+      const parsed = parseSpoolLine(bytes.toString('utf8', start, nl));
+      if (lineNo === 1 && !(parsed.kind === 'segment' && parsed.segment.segment === seg.segment)) {
+        here(`the first line is not this segment's header ({"type":"SEGMENT","segment":${seg.segment}})`);
+      }
+      if (parsed.kind === 'invalid') {
+        tornCandidates.set(`${seg.segment}:${start}`, { fileIndex, sortOffset: start, p: { file: seg.name, line: lineNo, offset: start, seq: null, problem: `not a valid audit record: ${parsed.problem}` } });
+      } else if (parsed.kind === 'seal') {
+        const s = parsed.seal;
+        sealCount++;
+        sawSealInFile = true;
+        unsealedRecords = 0;
+        checkSeal(s, start, nl);
+        lastLineFinalSeal = s.final;
+      } else if (parsed.kind === 'event') {
+        const e = parsed.event;
+        records++;
+        recordsInFile++;
+        unsealedRecords++;
+        lastEventOp = e.op_type;
+        if (firstSeq === null) {
+          firstSeq = e.seq;
+          watermark = resync && seg.segment !== 1 ? e.seq - 1 : 0;
+        }
+        if (lastSeq === null || e.seq > lastSeq) lastSeq = e.seq;
+        const stream = isReadStream(e.op_type, e.gap?.cause) ? 'r' : 'w';
+        const previous = lastInStream[stream];
+        if (e.seq === previous) here(`seq ${e.seq} appears twice (a record was duplicated or inserted)`, e.seq);
+        else if (e.seq < previous) here(`seq ${e.seq} comes after seq ${previous} in the ${stream === 'r' ? 'read' : 'write'} stream: records were reordered or inserted`, e.seq);
+        else lastInStream[stream] = e.seq;
+        if (e.seq !== previous) {
+          if (e.seq <= watermark || pending.has(e.seq)) {
+            if (e.seq > previous) here(`seq ${e.seq} appears twice (a record was duplicated or inserted)`, e.seq);
+          } else {
+            pending.set(e.seq, { file: seg.name, line: lineNo, offset: start, fileIndex });
+            advance();
+            if (pending.size > MAX_PENDING) reportMissing();
+          }
+        }
+        if (e.op_type === 'AUDIT_GAP' && e.gap !== undefined) {
+          gaps.push({ ...e.gap, file: seg.name, line: lineNo });
+          excused.push({ from: e.gap.from, to: e.gap.to });
+          const torn = e.gap.torn;
+          if (torn !== null && torn !== undefined) tornCandidates.delete(`${torn.segment}:${torn.offset}`);
+          advance();
+        }
+      }
+      start = nl + 1;
+    }
+    const isLast = fileIndex === segments.length - 1;
+    if (!isLast && !lastLineFinalSeal) {
+      add(fileIndex, bytes.length, {
+        file: seg.name,
+        line: lineNo,
+        offset: lineStarts.at(-1) ?? 0,
+        seq: null,
+        problem: 'this segment does not end with its final seal although a later segment exists: it was truncated, or records were appended after it was closed',
+      });
+    }
+    if (isLast && !sawSealInFile && recordsInFile > 0) notes.push(`${seg.name} has no seal yet (a new segment of a running recorder)`);
+
+    // Seal checks need this file's bytes and line table.
+    function checkSeal(s: SealRecord, lineStart: number, _lineEnd: number): void {
+      const at = (problem: string, sortOffset = lineStart): void =>
+        add(fileIndex, sortOffset, { file: seg.name, line: lineNo, offset: lineStart, seq: null, problem: `seal #${s.seal}: ${problem}` });
+      if (s.segment !== seg.segment) at(`names segment ${s.segment} but lies in segment ${seg.segment} (moved from another file)`);
+      if (!resync && s.seal !== expectedSeal + 1) at(`expected seal #${expectedSeal + 1}: a seal was removed or inserted`);
+      if (s.from !== sealedTo) at(`covers bytes from ${s.from}, but the previous seal of this segment ended at ${sealedTo}: bytes were inserted or removed`);
+      if (s.to > lineStart) at(`covers bytes up to ${s.to}, past its own line at ${lineStart}: bytes were removed before it`);
+      if (key !== null && s.alg !== 'hmac-sha256') at('is plain sha256 but the spool key was given: the chain may have been rebuilt by someone without the key');
+      if (key === null && s.alg === 'hmac-sha256') at('is keyed (hmac-sha256): verify with the spool key (--key-file or --key-env)');
+      if (!resync && s.prev !== prevHash) at(`does not continue the chain: prev ${s.prev.slice(0, 12)}… is not the previous seal's hash ${prevHash.slice(0, 12)}…`);
+      const from = Math.min(s.from, lineStart);
+      const to = Math.min(s.to, lineStart);
+      if (s.alg === hasher.alg && from <= to) {
+        const hash = hasher.begin(resync ? s.prev : prevHash).update(bytes.subarray(from, to)).digest('hex');
+        if (hash !== s.hash) {
+          const first = lineOf(from);
+          const last = lineOf(Math.max(from, to - 1));
+          add(fileIndex, to, {
+            file: seg.name,
+            line: first,
+            offset: from,
+            seq: null,
+            problem: `seal #${s.seal}: bytes ${from}..${to} (lines ${first}-${last}) do not match their ${s.alg} hash: a record in them was altered, inserted, removed or reordered`,
+          });
+        }
+      }
+      prevHash = s.hash;
+      resync = false;
+      sealedTo = s.to;
+      expectedSeal = s.seal;
+      sealsByNumber.set(s.seal, { segment: seg.segment, hash: s.hash });
+    }
+  }
+
+  for (const candidate of tornCandidates.values()) add(candidate.fileIndex, candidate.sortOffset, candidate.p);
+  while (pending.size > 0) reportMissing();
+
+  if (isDir) {
+    const head = readHead(path);
+    const lastFile = segments.at(-1)!;
+    const endProblem = (problem: string): void => add(segments.length - 1, Number.MAX_SAFE_INTEGER, { file: lastFile.name, line: 0, offset: statSync(lastFile.path).size, seq: null, problem });
+    if (head === 'unreadable') endProblem('HEAD is unreadable: the last committed seal cannot be compared with the log');
+    else if (head === null) notes.push('no HEAD file: truncation at a record boundary cannot be ruled out');
+    else {
+      const sealed = sealsByNumber.get(head.seal);
+      if (sealed === undefined && head.seal > expectedSeal) {
+        endProblem(`truncated: HEAD records seal #${head.seal} (segment ${head.segment}) as committed, but the log ends at seal #${expectedSeal}`);
+      } else if (sealed !== undefined && (sealed.hash !== head.hash || sealed.segment !== head.segment)) {
+        endProblem(`HEAD's seal #${head.seal} (${head.hash.slice(0, 12)}…) differs from the log's (${sealed.hash.slice(0, 12)}…): the log was rewritten after it was committed`);
+      }
+    }
+  }
+  if (unsealedRecords > 0) notes.push(`${unsealedRecords} record(s) after the last seal are not sealed yet (a running recorder seals them at its next commit)`);
+  return finish();
+
+  function finish(): VerifyReport {
+    found.sort((a, b) => a.fileIndex - b.fileIndex || a.sortOffset - b.sortOffset);
+    const problems = found.slice(0, MAX_PROBLEMS).map((f) => f.p);
+    return {
+      ok: problems.length === 0,
+      path,
+      files: segments.map((s) => (isDir ? s.name : `${basename(dirname(s.path))}/${s.name}`)),
+      records,
+      seals: sealCount,
+      firstSeq,
+      lastSeq,
+      gaps,
+      closed: lastEventOp === 'AUDIT_STOPPED',
+      unsealedRecords,
+      firstBad: problems[0] ?? null,
+      problems,
+      notes,
+    };
+  }
+}
+
+/** The report as a person reads it (the CLI's output). */
+export function formatVerifyReport(report: VerifyReport): string {
+  const out: string[] = [];
+  if (report.ok) {
+    out.push(`OK: ${report.path}: ${report.records} records (seq ${report.firstSeq ?? '-'}..${report.lastSeq ?? '-'}), ${report.seals} seals, ${report.files.length} segment(s); chain intact`);
+  } else {
+    const f = report.firstBad!;
+    out.push(`FAILED: ${report.path}`);
+    out.push(`  first bad record: ${f.file}:${f.line}${f.seq === null ? '' : ` (seq ${f.seq})`} byte ${f.offset}: ${f.problem}`);
+    for (const p of report.problems.slice(1, 10)) out.push(`  also: ${p.file}:${p.line}${p.seq === null ? '' : ` (seq ${p.seq})`}: ${p.problem}`);
+    if (report.problems.length > 10) out.push(`  … ${report.problems.length - 10} more`);
+    out.push(`  ${report.records} records, ${report.seals} seals, ${report.files.length} segment(s)`);
+  }
+  if (report.gaps.length > 0) {
+    out.push(`gaps (named losses, not tampering): ${report.gaps.map((g) => `${g.from}..${g.to} ${g.cause} (${g.file}:${g.line})`).join('; ')}`);
+  }
+  out.push(report.closed ? 'the recorder stopped cleanly (AUDIT_STOPPED)' : 'the log is open: the recorder is running, or ended without AUDIT_STOPPED');
+  for (const note of report.notes) out.push(`note: ${note}`);
+  return out.join('\n');
+}
