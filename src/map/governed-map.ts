@@ -54,6 +54,8 @@ export interface UpdateAsyncOptions {
 }
 
 const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_:.-]{0,63}$/;
+/** #remove's answer when a shared store's key changed between the read and the delete. */
+const CONFLICT: unique symbol = Symbol('conflict');
 const DEFAULT_WINDOW_MS = 5 * 60 * 1000;
 const DEFAULT_UPDATE_RETRIES = 3;
 
@@ -66,6 +68,13 @@ const DEFAULT_UPDATE_RETRIES = 3;
  * Atomicity comes from the JavaScript execution model: between the read, the validation and
  * the store of `update` no other code can run on this thread. What breaks atomicity in Node is
  * an `await` between a load and a store; `updateAsync` exists for exactly that case.
+ *
+ * A store shared with other threads (one with `compareAndSwap`, e.g. SharedInt64Store) can
+ * change between our read and our store whatever this thread does. Then every write commits
+ * with the store's compare-and-swap on the value it was validated against; if another thread
+ * got there first, the write is redone on the fresh value — `update`'s function called again,
+ * the validator run again — up to `updateRetries` times, then UpdateConflictError (map
+ * unchanged). An update function may therefore run more than once: keep it free of side effects.
  */
 export class GovernedMap<K, V> {
   readonly name: string;
@@ -77,6 +86,8 @@ export class GovernedMap<K, V> {
   readonly #ttlMs: number;
   readonly #expiresAt: Map<K, number> | null;
   readonly #updateRetries: number;
+  /** The store is written by other threads too: commit by compare-and-swap (see the class comment). */
+  readonly #atomic: boolean;
   readonly #clock: () => number;
   readonly #counters = new MapCounters();
   readonly #windows: MapWindows;
@@ -125,6 +136,7 @@ export class GovernedMap<K, V> {
     this.#ttlMs = ttlMs;
     this.#expiresAt = ttlMs > 0 ? new Map<K, number>() : null;
     this.#updateRetries = retries;
+    this.#atomic = typeof this.#store.compareAndSwap === 'function' && typeof this.#store.compareAndDelete === 'function';
     this.#clock = options.clock ?? Date.now;
     this.createdAtMs = this.#clock();
     this.#windows = new MapWindows(windowMs, this.createdAtMs);
@@ -168,7 +180,7 @@ export class GovernedMap<K, V> {
   store(key: K, value: V): void {
     this.#assertLive('store');
     this.#assertValue('store', value);
-    this.#commit(key, value, this.#current(key));
+    for (let attempt = 1; !this.#commit(key, value, this.#current(key)); attempt++) this.#retryAfterConflict(key, attempt);
   }
 
   /**
@@ -179,21 +191,26 @@ export class GovernedMap<K, V> {
    */
   update(key: K, fn: (previous: V | undefined) => V): V {
     this.#assertLive('update');
-    const previous = this.#current(key);
-    const next = fn(previous);
-    // fn is ours to call but the user's to write: a write to the same key from inside it would
-    // be silently overwritten by ours. Refuse instead of losing it.
-    const after = this.#current(key);
-    if (!Object.is(after, previous)) {
-      throw new UpdateConflictError(this.name, key, 1, 'the update function itself wrote the same key');
+    for (let attempt = 1; ; attempt++) {
+      const previous = this.#current(key);
+      const next = fn(previous);
+      // fn is ours to call but the user's to write: a write to the same key from inside it would
+      // be silently overwritten by ours. Refuse instead of losing it. (With a shared store the
+      // writer may also be another thread: then redo the update on the fresh value.)
+      const after = this.#current(key);
+      if (!this.#same(after, previous)) {
+        if (!this.#atomic) throw new UpdateConflictError(this.name, key, 1, 'the update function itself wrote the same key');
+        this.#retryAfterConflict(key, attempt);
+        continue;
+      }
+      if (this.#same(next, previous)) {
+        this.#counters.updatesNoop++;
+        return next;
+      }
+      this.#assertValue('update', next);
+      if (this.#commit(key, next, previous)) return next;
+      this.#retryAfterConflict(key, attempt);
     }
-    if (Object.is(next, previous)) {
-      this.#counters.updatesNoop++;
-      return next;
-    }
-    this.#assertValue('update', next);
-    this.#commit(key, next, previous);
-    return next;
   }
 
   /**
@@ -230,19 +247,21 @@ export class GovernedMap<K, V> {
         const next = await fn(previous, signal);
         if (signal.aborted) throw new UpdateAbortedError(this.name, key, signal.reason);
         this.#assertLive('updateAsync');
-        if (!Object.is(this.#current(key), previous)) {
+        if (!this.#same(this.#current(key), previous)) {
           if (attempt > this.#updateRetries) {
             throw new UpdateConflictError(this.name, key, attempt, 'the key kept changing outside updateAsync while the update awaited');
           }
           continue;
         }
-        if (Object.is(next, previous)) {
+        if (this.#same(next, previous)) {
           this.#counters.updatesNoop++;
           return next;
         }
         this.#assertValue('updateAsync', next);
-        this.#commit(key, next, previous);
-        return next;
+        if (this.#commit(key, next, previous)) return next;
+        if (attempt > this.#updateRetries) {
+          throw new UpdateConflictError(this.name, key, attempt, 'other threads kept changing the key while the update awaited');
+        }
       }
     });
   }
@@ -250,33 +269,37 @@ export class GovernedMap<K, V> {
   /** Returns the existing value, or validates and stores `value` and returns it. */
   loadOrStore(key: K, value: V): { value: V; loaded: boolean } {
     this.#assertLive('loadOrStore');
-    const existing = this.load(key);
-    if (existing !== undefined) return { value: existing, loaded: true };
-    this.#assertValue('loadOrStore', value);
-    this.#commit(key, value, undefined);
-    return { value, loaded: false };
+    for (let attempt = 1; ; attempt++) {
+      const existing = this.load(key);
+      if (existing !== undefined) return { value: existing, loaded: true };
+      this.#assertValue('loadOrStore', value);
+      if (this.#commit(key, value, undefined)) return { value, loaded: false };
+      this.#retryAfterConflict(key, attempt); // another thread stored it first: load that
+    }
   }
 
-  /** Stores `next` only if the key currently holds `expected` (Object.is; `undefined` = absent). */
+  /**
+   * Stores `next` only if the key currently holds `expected` (Object.is, or the store's
+   * `sameValue` for shared stores; `undefined` = absent).
+   */
   compareAndSwap(key: K, expected: V | undefined, next: V): boolean {
     this.#assertLive('compareAndSwap');
     this.#assertValue('compareAndSwap', next);
     const current = this.#current(key);
-    if (!Object.is(current, expected)) return false;
-    this.#commit(key, next, current);
-    return true;
+    if (!this.#same(current, expected)) return false;
+    return this.#commit(key, next, current);
   }
 
   /** Deletes `key`; returns whether it was present. Passes `validateDelete` when configured. */
   delete(key: K): boolean {
     this.#assertLive('delete');
-    return this.#remove(key, this.#current(key), null) !== undefined;
+    return this.#removeCurrent(key) !== undefined;
   }
 
   /** Deletes `key` and returns the value it held, or undefined. */
   loadAndDelete(key: K): V | undefined {
     this.#assertLive('loadAndDelete');
-    return this.#remove(key, this.#current(key), null);
+    return this.#removeCurrent(key);
   }
 
   // ---------------------------------------------------------------- range
@@ -428,8 +451,33 @@ export class GovernedMap<K, V> {
     return true;
   }
 
-  /** Validation, capacity, store: the one path every write takes. */
-  #commit(key: K, next: V, previous: V | undefined): void {
+  /** Equality of stored values: identity, or the shared store's value equality. */
+  #same(a: V | undefined, b: V | undefined): boolean {
+    if (Object.is(a, b)) return true;
+    if (!this.#atomic || a === undefined || b === undefined) return false;
+    return this.#store.sameValue?.(a, b) === true;
+  }
+
+  /** A shared store's compare-and-swap lost to another thread: retry, or give up past the bound. */
+  #retryAfterConflict(key: K, attempt: number): void {
+    if (attempt > this.#updateRetries) {
+      throw new UpdateConflictError(this.name, key, attempt, 'other threads kept changing the key between its read and its commit (raise updateRetries for keys this contended)');
+    }
+  }
+
+  #removeCurrent(key: K): V | undefined {
+    for (let attempt = 1; ; attempt++) {
+      const removed = this.#remove(key, this.#current(key), null);
+      if (removed !== CONFLICT) return removed;
+      this.#retryAfterConflict(key, attempt);
+    }
+  }
+
+  /**
+   * Validation, capacity, store: the one path every write takes. Returns false, having written
+   * and emitted nothing, only when a shared store's key no longer holds `previous`.
+   */
+  #commit(key: K, next: V, previous: V | undefined): boolean {
     const counters = this.#counters;
     let verdict;
     try {
@@ -456,7 +504,11 @@ export class GovernedMap<K, V> {
       }
       this.#evictOldest();
     }
-    this.#store.set(key, next);
+    if (this.#atomic) {
+      if (!this.#store.compareAndSwap!(key, previous, next)) return false;
+    } else {
+      this.#store.set(key, next);
+    }
     if (this.#expiresAt !== null) {
       // Re-insert so the expiry map stays in deadline order for purgeExpired's early exit.
       this.#expiresAt.delete(key);
@@ -464,6 +516,7 @@ export class GovernedMap<K, V> {
     }
     counters.storesOk++;
     if (this.#observers.length !== 0) this.#emit('STORE', key, 'ok', null, undefined, next);
+    return true;
   }
 
   #evictOldest(): void {
@@ -475,7 +528,7 @@ export class GovernedMap<K, V> {
     if (this.#observers.length !== 0) this.#emit('DELETE', victim, 'ok', 'EVICTED');
   }
 
-  #remove(key: K, previous: V | undefined, _reason: string | null): V | undefined {
+  #remove(key: K, previous: V | undefined, _reason: string | null): V | undefined | typeof CONFLICT {
     const counters = this.#counters;
     if (previous === undefined) {
       counters.deletesMiss++;
@@ -500,7 +553,11 @@ export class GovernedMap<K, V> {
         throw new ValidationError(this.name, key, rejection.reason, rejection.detail);
       }
     }
-    this.#store.delete(key);
+    if (this.#atomic) {
+      if (!this.#store.compareAndDelete!(key, previous)) return CONFLICT;
+    } else {
+      this.#store.delete(key);
+    }
     this.#expiresAt?.delete(key);
     counters.deletesOk++;
     if (this.#observers.length !== 0) this.#emit('DELETE', key, 'ok', null, undefined, previous);

@@ -1,2 +1,3 @@
 export type { MapStore } from './store.ts';
 export { InProcessStore } from './in-process-store.ts';
+export * from './shared-memory/index.ts';

@@ -7,7 +7,9 @@
  * - `get` of an absent key returns `undefined`; stores never hold `undefined` as a value.
  * - `snapshot` returns entries as of the call: later writes do not show up in, or tear, it.
  * - Methods are synchronous: a GovernedMap write is atomic because nothing can interleave
- *   between its read, its validation and its `set` on the one JavaScript thread.
+ *   between its read, its validation and its `set` on the one JavaScript thread — unless the
+ *   store is shared with other threads or processes; such a store provides the atomic
+ *   operations below and GovernedMap commits through them.
  */
 export interface MapStore<K, V> {
   /** Stable name of the implementation, for reports (`in-process`, `shared-memory`, ...). */
@@ -21,4 +23,17 @@ export interface MapStore<K, V> {
   oldestKey(): K | undefined;
   snapshot(): Array<[K, V]>;
   clear(): void;
+
+  // Atomic operations of stores that other threads or processes write too (shared memory).
+  // There, nothing stops another writer between GovernedMap's read, validation and `set`, so
+  // when a store has these, GovernedMap commits through them instead: a write whose key changed
+  // since it was read is detected and re-validated on the fresh value, never silently
+  // overwritten. A store has all three or none.
+
+  /** Stores `next` only if `key` currently holds a value `sameValue` to `expected` (undefined: is absent). */
+  compareAndSwap?(key: K, expected: V | undefined, next: V): boolean;
+  /** Deletes `key` only if it currently holds a value `sameValue` to `expected`. */
+  compareAndDelete?(key: K, expected: V): boolean;
+  /** Value equality as the store compares values (e.g. field by field for records read from shared memory). */
+  sameValue?(a: V, b: V): boolean;
 }

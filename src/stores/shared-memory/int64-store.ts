@@ -1,0 +1,49 @@
+import type { SharedMapHandle, SharedMapOptions } from './shared-table.ts';
+import { SharedTable } from './shared-table.ts';
+import { SharedMemoryStore } from './store-base.ts';
+import { SharedValueError } from './errors.ts';
+
+/**
+ * Balances in minor units (int64 `bigint`) shared by worker threads: lock-free reads, atomic
+ * `add` and `compareAndSwap`. Behind a GovernedMap, `update(key, b => b + delta)` becomes a
+ * compare-and-swap loop on the entry, so every write is still validated and audited.
+ *
+ * ```ts
+ * const balances = SharedInt64Store.create({ initialCapacity: 100_000 });
+ * const worker = new Worker(url, { workerData: { balances: balances.handle } });
+ * balances.supervise(worker);
+ * // in the worker:
+ * const balances = SharedInt64Store.attach(workerData.balances);
+ * ```
+ */
+export class SharedInt64Store extends SharedMemoryStore<bigint> {
+  private constructor(table: SharedTable<bigint>) {
+    super(table);
+  }
+
+  /** A new map; this thread is attached to it. */
+  static create(options: SharedMapOptions = {}): SharedInt64Store {
+    return new SharedInt64Store(SharedTable.create<bigint>('int64', options));
+  }
+
+  /** Attaches this thread to the map behind `handle` (from another thread's `handle`). */
+  static attach(handle: SharedMapHandle): SharedInt64Store {
+    return new SharedInt64Store(SharedTable.attach<bigint>(handle, 'int64'));
+  }
+
+  override get(key: string): bigint | undefined {
+    const table = this.table;
+    return table.admissible(key, 'get') ? table.readInt64(key) : undefined;
+  }
+
+  /**
+   * Adds `delta` atomically and returns the new value; `undefined` (nothing written) when the
+   * key is absent. A result outside int64 throws SharedInt64OverflowError, nothing written.
+   * This is the raw store: it bypasses GovernedMap's validator and audit — use
+   * `GovernedMap.update` for governed data.
+   */
+  add(key: string, delta: bigint): bigint | undefined {
+    if (typeof delta !== 'bigint') throw new SharedValueError(String(key), `add(): delta must be a bigint, got ${typeof delta}`);
+    return this.table.admissible(key, 'add') ? this.table.add(key, delta) : undefined;
+  }
+}

@@ -1,0 +1,1264 @@
+import { threadId as currentThreadId } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { ConfigurationError } from '../../map/errors.ts';
+import { INT64_MAX, INT64_MIN, codecFor } from './codecs.ts';
+import type { ValueCodec, ValueLayout } from './codecs.ts';
+import {
+  SharedHandleError,
+  SharedInt64OverflowError,
+  SharedKeyError,
+  SharedLockTimeoutError,
+  SharedMapFullError,
+  SharedStoreClosedError,
+  SharedThreadsExhaustedError,
+} from './errors.ts';
+import { hashKey, keyWord } from './hash.ts';
+import {
+  BUCKET_WORDS,
+  B_LOCK,
+  B_NEXT,
+  B_REFS,
+  B_SEQ,
+  B_TAGS,
+  E_HASH,
+  E_KEY_LENGTH,
+  E_STAMP,
+  E_VALUE,
+  FORMAT_VERSION,
+  GROW_AT_LOAD,
+  HEADER_WORDS,
+  H_ALLOC_LOCK,
+  H_ENTRY_WORDS,
+  H_FORMAT,
+  H_FREE_HEAD,
+  H_GROWTHS,
+  H_HEAP_TOP,
+  H_INSERT_STAMP64,
+  H_LAYOUT_ID,
+  H_MAGIC,
+  H_MAX_KEYS,
+  H_MAX_KEY_LENGTH,
+  H_MAX_THREADS,
+  H_OWNER_HIGH,
+  H_PREVIOUS_TABLE,
+  H_RECOVERIES,
+  H_RESIZE_LOCK,
+  H_SEED0,
+  H_SEED1,
+  H_TABLE,
+  H_VALUE_WORDS,
+  INCARNATION_MASK,
+  MAGIC,
+  MAX_THREADS_LIMIT,
+  OWNER_ALIVE,
+  OWNER_DEAD,
+  OWNER_FREE,
+  OWNER_RECOVERING,
+  OWNER_SLOT_BITS,
+  OWNER_WORDS,
+  O_COUNT,
+  O_FENCE,
+  O_INCARNATION,
+  O_INTENT_ALLOC,
+  O_INTENT_BUCKET,
+  O_INTENT_COUNT,
+  O_INTENT_FREE,
+  O_SLEEP,
+  O_STATE,
+  O_THREAD_ID,
+  SLOTS_PER_BUCKET,
+  TABLE_HEADER_WORDS,
+  T_BUCKETS,
+  T_MASK,
+  entryWords,
+} from './layout.ts';
+
+export interface SharedMapOptions {
+  /** Hard limit on keys; the buffer reserves (virtual) address space for this many. Default 1,048,576. */
+  readonly maxKeys?: number;
+  /** Keys the first table is sized for, so a known population never waits on growth. Default 1,024. */
+  readonly initialCapacity?: number;
+  /** Longest key, in UTF-16 code units (JavaScript string length). Every entry reserves room for it. Default 64, at most 4,096. */
+  readonly maxKeyLength?: number;
+  /** Owner slots: threads (store instances) that may be attached at once. Default 64, at most 1,023. */
+  readonly maxThreads?: number;
+  /** How long a writer waits for a lock held by an owner nobody reported dead before giving up, ms. Default 2,000. */
+  readonly lockTimeoutMs?: number;
+}
+
+/**
+ * What a worker needs to attach: pass it in `workerData` (structured clone shares the buffer,
+ * it does not copy it).
+ */
+export interface SharedMapHandle {
+  readonly kind: 'govmap.shared-memory';
+  readonly format: number;
+  readonly buffer: GrowableSharedArrayBuffer;
+  readonly value: ValueLayout;
+  readonly lockTimeoutMs: number;
+}
+
+export interface SharedMapStats {
+  readonly keys: number;
+  readonly buckets: number;
+  /** Table doublings since creation. */
+  readonly growths: number;
+  /** Dead owners whose locks and half-done writes were recovered. */
+  readonly recoveries: number;
+  readonly threadsAttached: number;
+  /** Bytes of the buffer in use (header, owners, tables, entries, free entries). */
+  readonly bytesUsed: number;
+  /** Current length of the growable buffer. */
+  readonly bytesAllocated: number;
+  /** The most the buffer may grow to (reserved address space, not memory). */
+  readonly bytesMax: number;
+  readonly entryBytes: number;
+}
+
+export interface IntegrityReport {
+  readonly ok: boolean;
+  readonly keys: number;
+  readonly problems: string[];
+}
+
+/** ES2024 members of SharedArrayBuffer (Node 20+) that this project's ES2023 lib does not declare. */
+export interface GrowableSharedArrayBuffer extends SharedArrayBuffer {
+  readonly growable: boolean;
+  readonly maxByteLength: number;
+  grow(newByteLength: number): void;
+}
+const GrowableBuffer = SharedArrayBuffer as unknown as new (byteLength: number, options: { maxByteLength: number }) => GrowableSharedArrayBuffer;
+
+const DEFAULT_MAX_KEYS = 1 << 20;
+const DEFAULT_INITIAL_CAPACITY = 1024;
+const DEFAULT_MAX_KEY_LENGTH = 64;
+const MAX_KEY_LENGTH_LIMIT = 4096;
+const DEFAULT_MAX_THREADS = 64;
+const DEFAULT_LOCK_TIMEOUT_MS = 2000;
+/** Smallest table: 16 buckets (1 KiB); growth doubles from there. */
+const MIN_BUCKETS = 16;
+/** Lock attempts spun before sleeping: ~1 µs of spinning covers a held critical section. */
+const SPIN_ATTEMPTS = 256;
+/** A waiter past its spin sleeps this long per round (Atomics.wait with no notifier), ms. */
+const SLEEP_MS = 0.05;
+/** Growth is checked every this many inserts per thread (and whenever a bucket overflows). */
+const GROWTH_CHECK_EVERY = 64;
+/** The buffer grows by at least this much at a time, bytes: each `grow` is a system call. */
+const MIN_BUFFER_GROWTH = 1 << 20;
+/**
+ * x86 never reorders a load with an earlier load (TSO), so a reader's plain loads are complete
+ * before its validating SEQ load. Elsewhere (arm64) the reader first makes a release store to
+ * its own owner line, which orders every earlier load before the loads that follow it.
+ */
+const LOADS_NEED_FENCE = process.arch !== 'x64' && process.arch !== 'ia32';
+
+/**
+ * A hash map in one growable SharedArrayBuffer, shared by every worker thread that attaches it.
+ *
+ * Lineage. The bucket is xsync's MapOf (Go): a cache line holding a few slots, each with the
+ * key's hash as a tag so a lookup touches an entry only when the hash matches, and overflow
+ * buckets chained when full. Writers lock one bucket, not the table, as Java's ConcurrentHashMap
+ * locks one bin. Reads are Go sync.Map's read path in spirit — no lock, no write — but made safe
+ * for in-place updates with a per-bucket sequence counter (a seqlock, as in Linux): a reader
+ * notes the counter, reads, and retries only if the counter moved. Growth follows
+ * ConcurrentHashMap's "readers keep using the old table until the new one is published", made
+ * simpler because entries never move: a new table is a new array of references to the same
+ * entries, published with one atomic store.
+ *
+ * Invariants (all operations keep them, recovery restores them):
+ * 1. Reads never write shared memory. A read computes the key's hash (HalfSipHash, per-map
+ *    random key), loads the root bucket's SEQ from the table this thread last saw, walks the
+ *    chain comparing tags then keys, reads the value, and accepts the result only if SEQ is
+ *    unchanged. Writers add 2 to SEQ after any change a reader could misread, so SEQ of a live
+ *    table is even and a reader never waits for a writer, not even a dead one. SEQ is odd only
+ *    in a table that has been replaced ("moved"): the reader then loads the current table.
+ * 2. A reachable entry's key never changes. Its value changes only in place for int64 (one
+ *    atomic 64-bit store) or by replacing the entry reference (records, copy-on-write).
+ * 3. An entry is freed only after it is unlinked and its root's SEQ is bumped, so a reader that
+ *    still holds the reference sees SEQ move and retries; freed entries are reused.
+ * 4. Structural writes (insert, delete, record replace) hold the root bucket's lock. The lock
+ *    word holds the writer's owner id. Before a structural change the writer records an intent
+ *    (bucket, entry allocated, entry freed, its count before) in its owner slot; each step is
+ *    one atomic store, so after a crash at any step recovery can tell from reachability what
+ *    happened and finish or undo it idempotently.
+ * 5. Tables are never reused. A growth publishes the new table, marks every old root bucket
+ *    moved, and only then lets writers into the new table (its locks are born held), so a
+ *    reader still on the old table either sees the mark or reads a state no writer has left.
+ * 6. Lock order: resize lock, then root bucket locks in index order, then the allocator lock,
+ *    which is a leaf (its holder never waits for anything else).
+ *
+ * Memory ordering. V8 does not inline Atomics (each call costs ~10 plain loads), so a read makes
+ * one Atomics call, the validating SEQ load (two on CPUs other than x86); the loads before it
+ * are plain typed-array loads.
+ * JavaScript's memory model lets racing plain loads see any value, and this design needs no
+ * more: whatever they saw is discarded unless SEQ did not move. What it does need is that they
+ * happen between the two SEQ loads: V8 keeps memory accesses in program order around calls,
+ * and the CPU keeps loads in order on x86 and after a release store elsewhere (LOADS_NEED_FENCE).
+ * Writers publish with Atomics.store and synchronise with each other through the locks.
+ *
+ * Key encoding: UTF-16 code units as JavaScript strings hold them (no encoding step; equality is
+ * exactly `===`), two per 32-bit word, up to `maxKeyLength` units.
+ *
+ * This class is the engine; SharedInt64Store and SharedRecordStore are its faces.
+ */
+export class SharedTable<V> {
+  readonly codec: ValueCodec<V>;
+  readonly #buffer: GrowableSharedArrayBuffer;
+  #i32: Int32Array;
+  #i64: BigInt64Array;
+  readonly #seed0: number;
+  readonly #seed1: number;
+  readonly #maxKeyLength: number;
+  readonly #maxKeys: number;
+  readonly #entryWords: number;
+  readonly #keyBase: number;
+  readonly #maxThreads: number;
+  readonly #lockTimeoutMs: number;
+  #table = 0;
+  #mask = 0;
+  // The owner slot this instance claimed.
+  #slot = -1;
+  #ownerBase = 0;
+  #ownerId = 0;
+  #closed = false;
+  #insertsSinceCheck = 0;
+  // Set by find(), checked by stable(): the read's root bucket and its SEQ.
+  #readRoot = 0;
+  #readSeq = 0;
+
+  private constructor(buffer: GrowableSharedArrayBuffer, codec: ValueCodec<V>, lockTimeoutMs: number) {
+    this.#buffer = buffer;
+    this.codec = codec;
+    this.#i32 = new Int32Array(buffer, 0, buffer.byteLength >> 2);
+    this.#i64 = new BigInt64Array(buffer, 0, buffer.byteLength >> 3);
+    const i32 = this.#i32;
+    this.#seed0 = Atomics.load(i32, H_SEED0);
+    this.#seed1 = Atomics.load(i32, H_SEED1);
+    this.#maxKeyLength = Atomics.load(i32, H_MAX_KEY_LENGTH);
+    this.#maxKeys = Atomics.load(i32, H_MAX_KEYS);
+    this.#entryWords = Atomics.load(i32, H_ENTRY_WORDS);
+    this.#keyBase = E_VALUE + Atomics.load(i32, H_VALUE_WORDS);
+    this.#maxThreads = Atomics.load(i32, H_MAX_THREADS);
+    this.#lockTimeoutMs = lockTimeoutMs;
+    this.#adoptTable(Atomics.load(i32, H_TABLE));
+    this.#claimOwnerSlot();
+  }
+
+  /** Builds a new map: header, owner table, the first table; claims an owner slot for this thread. */
+  static create<V>(layout: ValueLayout, options: SharedMapOptions = {}): SharedTable<V> {
+    const codec = codecFor(layout) as ValueCodec<V>;
+    const maxKeys = integerOption('maxKeys', options.maxKeys, DEFAULT_MAX_KEYS, 1, 2 ** 28);
+    const initialCapacity = integerOption('initialCapacity', options.initialCapacity, Math.min(DEFAULT_INITIAL_CAPACITY, maxKeys), 1, maxKeys);
+    const maxKeyLength = integerOption('maxKeyLength', options.maxKeyLength, DEFAULT_MAX_KEY_LENGTH, 1, MAX_KEY_LENGTH_LIMIT);
+    const maxThreads = integerOption('maxThreads', options.maxThreads, DEFAULT_MAX_THREADS, 1, MAX_THREADS_LIMIT);
+    const lockTimeoutMs = integerOption('lockTimeoutMs', options.lockTimeoutMs, DEFAULT_LOCK_TIMEOUT_MS, 1, 3_600_000);
+
+    const words = entryWords(codec.words, maxKeyLength);
+    const ownersBase = HEADER_WORDS;
+    const heapBase = ownersBase + maxThreads * OWNER_WORDS;
+    const firstBuckets = nextPowerOfTwo(Math.max(MIN_BUCKETS, Math.ceil(initialCapacity / 3)));
+    const firstTableWords = TABLE_HEADER_WORDS + firstBuckets * BUCKET_WORDS;
+    // Address space to reserve: every key's entry, the last table (mean load 2 per bucket right
+    // after growth) plus all earlier ones (a doubling series sums to less than the last), and as
+    // much again for overflow buckets. Reserved, not committed: pages are touched only as used.
+    const lastBuckets = nextPowerOfTwo(Math.max(firstBuckets, Math.ceil(maxKeys / 2)));
+    const maxWords = heapBase + firstTableWords + maxKeys * words + 3 * (TABLE_HEADER_WORDS + lastBuckets * BUCKET_WORDS) + (MIN_BUFFER_GROWTH >> 2);
+    const maxBytes = roundUp8(maxWords * 4);
+    const initialBytes = Math.min(maxBytes, roundUp8(Math.max((heapBase + firstTableWords + initialCapacity * words) * 4, 64 * 1024)));
+    const buffer = new GrowableBuffer(initialBytes, { maxByteLength: maxBytes });
+
+    const i32 = new Int32Array(buffer, 0, initialBytes >> 2);
+    const seed = new Int32Array(2);
+    crypto.getRandomValues(seed);
+    i32[H_SEED0] = seed[0]!;
+    i32[H_SEED1] = seed[1]!;
+    i32[H_MAX_KEY_LENGTH] = maxKeyLength;
+    i32[H_VALUE_WORDS] = codec.words;
+    i32[H_ENTRY_WORDS] = words;
+    i32[H_MAX_THREADS] = maxThreads;
+    i32[H_LAYOUT_ID] = codec.layoutId;
+    i32[H_MAX_KEYS] = maxKeys;
+    i32[H_FORMAT] = FORMAT_VERSION;
+    const table = heapBase;
+    i32[table + T_MASK] = firstBuckets - 1;
+    i32[table + T_BUCKETS] = firstBuckets;
+    i32[H_HEAP_TOP] = table + firstTableWords;
+    i32[H_TABLE] = table;
+    // Written last: a buffer with the magic is complete.
+    Atomics.store(i32, H_MAGIC, MAGIC);
+    return new SharedTable<V>(buffer, codec, lockTimeoutMs);
+  }
+
+  /** Attaches to a map another thread created, from its handle. Claims an owner slot. */
+  static attach<V>(handle: SharedMapHandle, expected: ValueLayout | undefined): SharedTable<V> {
+    if (handle === null || typeof handle !== 'object' || handle.kind !== 'govmap.shared-memory') {
+      throw new SharedHandleError('expected the object returned by a shared-memory store\'s `handle` (kind "govmap.shared-memory")');
+    }
+    if (handle.format !== FORMAT_VERSION) throw new SharedHandleError(`format ${String(handle.format)} is not the supported format ${FORMAT_VERSION}`);
+    const buffer = handle.buffer;
+    if (!(buffer instanceof SharedArrayBuffer) || !buffer.growable) throw new SharedHandleError('"buffer" must be the growable SharedArrayBuffer of the map');
+    if (buffer.byteLength < HEADER_WORDS * 4) throw new SharedHandleError('"buffer" is too small to hold a map');
+    const header = new Int32Array(buffer, 0, HEADER_WORDS);
+    if (Atomics.load(header, H_MAGIC) !== MAGIC) throw new SharedHandleError('"buffer" does not hold a govmap shared-memory map');
+    if (Atomics.load(header, H_FORMAT) !== FORMAT_VERSION) throw new SharedHandleError('the buffer was written by another format version');
+    let codec: ValueCodec<V>;
+    try {
+      codec = codecFor(handle.value) as ValueCodec<V>;
+    } catch (error) {
+      throw new SharedHandleError(`"value" layout is invalid: ${(error as Error).message}`);
+    }
+    if (Atomics.load(header, H_LAYOUT_ID) !== codec.layoutId) throw new SharedHandleError('the handle\'s value layout does not match the buffer\'s');
+    if (expected !== undefined && codecFor(expected).layoutId !== codec.layoutId) {
+      throw new SharedHandleError(`the map holds ${JSON.stringify(handle.value)} values, not ${JSON.stringify(expected)}`);
+    }
+    const timeout = typeof handle.lockTimeoutMs === 'number' && handle.lockTimeoutMs > 0 ? handle.lockTimeoutMs : DEFAULT_LOCK_TIMEOUT_MS;
+    return new SharedTable<V>(buffer, codec, timeout);
+  }
+
+  get handle(): SharedMapHandle {
+    return { kind: 'govmap.shared-memory', format: FORMAT_VERSION, buffer: this.#buffer, value: this.codec.layout, lockTimeoutMs: this.#lockTimeoutMs };
+  }
+
+  get maxKeyLength(): number {
+    return this.#maxKeyLength;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  // ------------------------------------------------------------------ reads (no lock, no write)
+
+  /** Whether `key` can be stored at all (a string within maxKeyLength). */
+  admissible(key: unknown, operation: string): boolean {
+    if (this.#closed) throw new SharedStoreClosedError(operation);
+    if (typeof key !== 'string') throw new SharedKeyError(key, `must be a string (got ${typeof key})`);
+    return key.length <= this.#maxKeyLength;
+  }
+
+  /**
+   * Word offset of the entry holding `key` as of the bucket's current SEQ, or 0 when absent.
+   * The caller reads what it needs from the entry, then calls `stable()`; if that is false the
+   * result may be torn and the caller calls `find` again.
+   */
+  find(key: string, hash: number): number {
+    for (;;) {
+      const i32 = this.#i32;
+      const root = this.#table + TABLE_HEADER_WORDS + (hash & this.#mask) * BUCKET_WORDS;
+      // On x86 a plain load suffices here: loads stay in order on the CPU, and V8 does not move
+      // loads across the Atomics call in stable(), which keeps the two SEQ loads distinct.
+      const seq = LOADS_NEED_FENCE ? Atomics.load(i32, root + B_SEQ) : i32[root + B_SEQ]!;
+      if ((seq & 1) !== 0) {
+        // Moved: the table this thread was using has been replaced.
+        this.#adoptTable(Atomics.load(i32, H_TABLE));
+        continue;
+      }
+      this.#readRoot = root;
+      this.#readSeq = seq;
+      const ref = this.#search(i32, root, key, hash);
+      if (ref >= 0) return ref;
+      this.#refreshViews();
+    }
+  }
+
+  /** The chain walk of `find`: plain loads only. -1 when a reference lies past this thread's views. */
+  #search(i32: Int32Array, root: number, key: string, hash: number): number {
+    const limit = i32.length - this.#entryWords;
+    const length = key.length;
+    let bucket = root;
+    do {
+      for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+        if (i32[bucket + B_TAGS + slot] !== hash) continue;
+        const ref = i32[bucket + B_REFS + slot]!;
+        if (ref === 0) continue;
+        if (ref > limit) return -1;
+        if (i32[ref + E_KEY_LENGTH] !== length) continue;
+        const base = ref + this.#keyBase;
+        let same = true;
+        for (let i = 0, w = 0; i < length; i += 2, w++) {
+          const m = i + 1 < length ? key.charCodeAt(i) | (key.charCodeAt(i + 1) << 16) : key.charCodeAt(i);
+          if (i32[base + w] !== m) {
+            same = false;
+            break;
+          }
+        }
+        if (same) return ref;
+      }
+      bucket = i32[bucket + B_NEXT]!;
+      if (bucket > i32.length - BUCKET_WORDS) return -1;
+    } while (bucket !== 0);
+    return 0;
+  }
+
+  /** True when nothing the last `find` looked at changed since: its result was a real state. */
+  stable(): boolean {
+    const i32 = this.#i32;
+    if (LOADS_NEED_FENCE) Atomics.store(i32, this.#ownerBase + O_FENCE, 0);
+    return Atomics.load(i32, this.#readRoot + B_SEQ) === this.#readSeq;
+  }
+
+  /** A consistent read of `key`'s value (undefined when absent). Lock-free: retries only after a completed write. */
+  read(key: string): V | undefined {
+    const hash = hashKey(key, this.#seed0, this.#seed1);
+    const codec = this.codec;
+    for (;;) {
+      const ref = this.find(key, hash);
+      const value = ref === 0 ? undefined : codec.read(this.#i32, this.#i64, ref + E_VALUE);
+      if (this.stable()) return value;
+    }
+  }
+
+  /** `read` for int64 maps, without the codec call: the hottest path of all. */
+  readInt64(key: string): bigint | undefined {
+    const hash = hashKey(key, this.#seed0, this.#seed1);
+    for (;;) {
+      const ref = this.find(key, hash);
+      const value = ref === 0 ? undefined : this.#i64[(ref + E_VALUE) >> 1];
+      if (this.stable()) return value;
+    }
+  }
+
+  contains(key: string): boolean {
+    const hash = hashKey(key, this.#seed0, this.#seed1);
+    for (;;) {
+      const found = this.find(key, hash) !== 0;
+      if (this.stable()) return found;
+    }
+  }
+
+  /** Keys in the map: the sum of every owner slot's net inserts. Exact when no write is in flight. */
+  get size(): number {
+    const i32 = this.#i32;
+    const high = Atomics.load(i32, H_OWNER_HIGH);
+    let total = 0;
+    for (let slot = 0; slot < high; slot++) total = (total + Atomics.load(i32, HEADER_WORDS + slot * OWNER_WORDS + O_COUNT)) | 0;
+    return total;
+  }
+
+  /** Key comparison under a lock (the entry cannot change meanwhile). */
+  #keyIs(ref: number, key: string): boolean {
+    const i32 = this.#i32;
+    const length = key.length;
+    if (i32[ref + E_KEY_LENGTH] !== length) return false;
+    const base = ref + this.#keyBase;
+    for (let w = 0; w < (length + 1) >> 1; w++) if (i32[base + w] !== keyWord(key, w)) return false;
+    return true;
+  }
+
+  #adoptTable(table: number): void {
+    if (table + TABLE_HEADER_WORDS > this.#i32.length) this.#refreshViews();
+    this.#mask = Atomics.load(this.#i32, table + T_MASK);
+    this.#table = table;
+    if (table + TABLE_HEADER_WORDS + (this.#mask + 1) * BUCKET_WORDS > this.#i32.length) this.#refreshViews();
+  }
+
+  /**
+   * Fixed-length views over the buffer as long as it is now. Length-tracking views follow growth
+   * by themselves but every access re-checks the length, which costs more than rebuilding the
+   * views on the rare occasions another thread grew the buffer.
+   */
+  #refreshViews(): void {
+    const bytes = this.#buffer.byteLength;
+    if (bytes === this.#i32.length * 4) return;
+    this.#i32 = new Int32Array(this.#buffer, 0, bytes >> 2);
+    this.#i64 = new BigInt64Array(this.#buffer, 0, bytes >> 3);
+  }
+
+  // ------------------------------------------------------------------ writes (one bucket lock)
+
+  /**
+   * Stores `value` under `key`. With `conditional`, only if the key currently holds `expected`
+   * (undefined: is absent). Returns false when the condition did not hold (nothing written).
+   */
+  put(key: string, value: V, conditional: boolean, expected: V | undefined): boolean {
+    const hash = hashKey(key, this.#seed0, this.#seed1);
+    const root = this.#lockRoot(hash);
+    let overflowed = false;
+    try {
+      const ref = this.#locate(root, key, hash);
+      if (conditional) {
+        if (expected === undefined ? ref !== 0 : ref === 0 || !this.codec.equals(this.#i32, this.#i64, ref + E_VALUE, expected)) return false;
+      }
+      if (ref === 0) overflowed = this.#insert(root, key, hash, value);
+      else if (this.codec.inPlace) this.codec.write(this.#i32, this.#i64, ref + E_VALUE, value);
+      else this.#replace(root, ref, value);
+    } finally {
+      this.#unlock(root + B_LOCK);
+    }
+    if (overflowed || this.#insertsSinceCheck >= GROWTH_CHECK_EVERY) this.#maybeGrow();
+    return true;
+  }
+
+  /**
+   * Atomic add on an int64 value: returns the new value, or undefined when the key is absent
+   * (nothing written). A sum outside int64 is refused with SharedInt64OverflowError, never
+   * wrapped; nothing is written then.
+   */
+  add(key: string, delta: bigint): bigint | undefined {
+    const hash = hashKey(key, this.#seed0, this.#seed1);
+    const root = this.#lockRoot(hash);
+    try {
+      const ref = this.#locate(root, key, hash);
+      if (ref === 0) return undefined;
+      const at = (ref + E_VALUE) >> 1;
+      const current = Atomics.load(this.#i64, at);
+      const next = current + delta;
+      if (next < INT64_MIN || next > INT64_MAX) throw new SharedInt64OverflowError(key, current, delta);
+      Atomics.store(this.#i64, at, next);
+      return next;
+    } finally {
+      this.#unlock(root + B_LOCK);
+    }
+  }
+
+  /** Deletes `key`; with `conditional`, only if it holds `expected`. Returns whether it deleted. */
+  remove(key: string, conditional: boolean, expected: V | undefined): boolean {
+    const hash = hashKey(key, this.#seed0, this.#seed1);
+    const root = this.#lockRoot(hash);
+    try {
+      const i32 = this.#i32;
+      const ref = this.#locate(root, key, hash);
+      if (ref === 0) return false;
+      if (conditional && (expected === undefined || !this.codec.equals(i32, this.#i64, ref + E_VALUE, expected))) return false;
+      const me = this.#ownerBase;
+      const countBefore = Atomics.load(i32, me + O_COUNT);
+      this.#intend(root, 0, ref, countBefore);
+      const slotWord = this.#slotOf(root, ref);
+      Atomics.store(i32, slotWord + B_REFS - B_TAGS, 0); // unlinked: the delete has happened
+      Atomics.store(i32, slotWord, 0);
+      Atomics.add(i32, root + B_SEQ, 2); // readers holding `ref` retry before it can be reused
+      Atomics.store(i32, me + O_COUNT, (countBefore - 1) | 0);
+      this.#freeEntry(ref);
+      this.#intend(0, 0, 0, 0);
+      return true;
+    } finally {
+      this.#unlock(root + B_LOCK);
+    }
+  }
+
+  /** Entry holding `key` in the chain of `root`, whose lock the caller holds; 0 when absent. */
+  #locate(root: number, key: string, hash: number): number {
+    const i32 = this.#i32;
+    for (let bucket = root; bucket !== 0; bucket = i32[bucket + B_NEXT]!) {
+      for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+        if (i32[bucket + B_TAGS + slot] !== hash) continue;
+        const ref = i32[bucket + B_REFS + slot]!;
+        if (ref !== 0 && this.#keyIs(ref, key)) return ref;
+      }
+    }
+    return 0;
+  }
+
+  /** Word offset of the tag word of the slot holding `ref` in `root`'s chain. */
+  #slotOf(root: number, ref: number): number {
+    const i32 = this.#i32;
+    for (let bucket = root; bucket !== 0; bucket = i32[bucket + B_NEXT]!) {
+      for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+        if (i32[bucket + B_REFS + slot] === ref) return bucket + B_TAGS + slot;
+      }
+    }
+    throw new Error(`govmap shared-memory map: entry ${ref} is not in the chain of bucket ${root} (internal invariant broken)`);
+  }
+
+  /** Links a new entry; returns true when the chain overflowed into a new bucket (a growth hint). */
+  #insert(root: number, key: string, hash: number, value: V): boolean {
+    if (this.size >= this.#maxKeys) throw new SharedMapFullError(key, this.#maxKeys, 'the map holds its maximum number of keys');
+    // Find a free slot, or the chain's last bucket to hang an overflow bucket on.
+    let i32 = this.#i32;
+    let freeSlot = 0;
+    let last = root;
+    for (let bucket = root; bucket !== 0 && freeSlot === 0; bucket = i32[bucket + B_NEXT]!) {
+      last = bucket;
+      for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+        if (i32[bucket + B_REFS + slot] === 0) {
+          freeSlot = bucket + B_TAGS + slot;
+          break;
+        }
+      }
+    }
+    const me = this.#ownerBase;
+    const countBefore = Atomics.load(i32, me + O_COUNT);
+    this.#intend(root, 0, 0, countBefore);
+    let overflow = 0;
+    try {
+      if (freeSlot === 0) overflow = this.#bump(BUCKET_WORDS, 0, key);
+      const ref = this.#allocEntry(key);
+      i32 = this.#i32;
+      // Not yet reachable: plain writes, published by the atomic store of the reference below.
+      i32[ref + E_KEY_LENGTH] = key.length;
+      i32[ref + E_HASH] = hash;
+      this.#i64[(ref + E_STAMP) >> 1] = Atomics.add(this.#i64, H_INSERT_STAMP64, 1n);
+      this.codec.write(i32, this.#i64, ref + E_VALUE, value);
+      const keyWords = (key.length + 1) >> 1;
+      for (let w = 0; w < keyWords; w++) i32[ref + this.#keyBase + w] = keyWord(key, w);
+      if (overflow !== 0) {
+        i32[overflow + B_TAGS] = hash;
+        i32[overflow + B_REFS] = ref;
+        Atomics.store(i32, last + B_NEXT, overflow); // the insert happens here
+      } else {
+        Atomics.store(i32, freeSlot, hash);
+        Atomics.store(i32, freeSlot + B_REFS - B_TAGS, ref); // the insert happens here
+      }
+      Atomics.store(i32, me + O_COUNT, (countBefore + 1) | 0);
+    } finally {
+      this.#intend(0, 0, 0, 0);
+    }
+    this.#insertsSinceCheck++;
+    return overflow !== 0;
+  }
+
+  /** Copy-on-write replace of a record: a new entry swapped into the same slot. */
+  #replace(root: number, old: number, value: V): void {
+    const me = this.#ownerBase;
+    this.#intend(root, 0, old, Atomics.load(this.#i32, me + O_COUNT));
+    try {
+      const ref = this.#allocEntry(null);
+      const i32 = this.#i32;
+      // Same key, hash and insertion stamp (oldestKey order is insertion order, not update order).
+      i32[ref + E_KEY_LENGTH] = i32[old + E_KEY_LENGTH]!;
+      i32[ref + E_HASH] = i32[old + E_HASH]!;
+      this.#i64[(ref + E_STAMP) >> 1] = this.#i64[(old + E_STAMP) >> 1]!;
+      this.codec.write(i32, this.#i64, ref + E_VALUE, value);
+      const keyWords = (i32[old + E_KEY_LENGTH]! + 1) >> 1;
+      for (let w = 0; w < keyWords; w++) i32[ref + this.#keyBase + w] = i32[old + this.#keyBase + w]!;
+      Atomics.store(i32, this.#slotOf(root, old) + B_REFS - B_TAGS, ref); // the update happens here
+      Atomics.add(i32, root + B_SEQ, 2);
+      this.#freeEntry(old);
+    } finally {
+      this.#intend(0, 0, 0, 0);
+    }
+  }
+
+  #intend(bucket: number, alloc: number, free: number, countBefore: number): void {
+    const i32 = this.#i32;
+    const me = this.#ownerBase;
+    if (bucket === 0) {
+      // Clearing: the bucket first, so recovery never reads a half-cleared intent as live.
+      Atomics.store(i32, me + O_INTENT_BUCKET, 0);
+      Atomics.store(i32, me + O_INTENT_ALLOC, 0);
+      Atomics.store(i32, me + O_INTENT_FREE, 0);
+      return;
+    }
+    Atomics.store(i32, me + O_INTENT_COUNT, countBefore);
+    Atomics.store(i32, me + O_INTENT_ALLOC, alloc);
+    Atomics.store(i32, me + O_INTENT_FREE, free);
+    Atomics.store(i32, me + O_INTENT_BUCKET, bucket);
+  }
+
+  // ------------------------------------------------------------------ allocator (leaf lock)
+
+  /**
+   * An entry from the free list, else from the heap. Records the entry as this owner's intended
+   * allocation before taking it, so a crash at any point leaves it either still free, or
+   * recorded: recovery frees a recorded entry that did not become reachable.
+   */
+  #allocEntry(key: string | null): number {
+    this.#lockLeaf(H_ALLOC_LOCK);
+    try {
+      const i32 = this.#i32;
+      const head = Atomics.load(i32, H_FREE_HEAD);
+      if (head === 0) return this.#bumpLocked(this.#entryWords, this.#ownerBase + O_INTENT_ALLOC, key);
+      Atomics.store(i32, this.#ownerBase + O_INTENT_ALLOC, head);
+      Atomics.store(i32, H_FREE_HEAD, Atomics.load(i32, head + E_HASH));
+      return head;
+    } finally {
+      this.#unlock(H_ALLOC_LOCK);
+    }
+  }
+
+  /** Pushes an unreachable entry on the free list (its E_HASH word becomes the link). */
+  #freeEntry(ref: number): void {
+    this.#lockLeaf(H_ALLOC_LOCK);
+    try {
+      const i32 = this.#i32;
+      Atomics.store(i32, ref + E_HASH, Atomics.load(i32, H_FREE_HEAD));
+      Atomics.store(i32, H_FREE_HEAD, ref);
+    } finally {
+      this.#unlock(H_ALLOC_LOCK);
+    }
+  }
+
+  /** Fresh zeroed words from the heap (tables, overflow buckets). */
+  #bump(words: number, intentWord: number, key: string | null): number {
+    this.#lockLeaf(H_ALLOC_LOCK);
+    try {
+      return this.#bumpLocked(words, intentWord, key);
+    } finally {
+      this.#unlock(H_ALLOC_LOCK);
+    }
+  }
+
+  #bumpLocked(words: number, intentWord: number, key: string | null): number {
+    const top = Atomics.load(this.#i32, H_HEAP_TOP);
+    const end = top + words;
+    if (end > this.#i32.length) this.#growBuffer(end, key);
+    // Memory past HEAP_TOP was never handed out, so it is still zero from `grow`.
+    if (intentWord !== 0) Atomics.store(this.#i32, intentWord, top);
+    Atomics.store(this.#i32, H_HEAP_TOP, end);
+    return top;
+  }
+
+  #growBuffer(minWords: number, key: string | null): void {
+    const buffer = this.#buffer;
+    const needed = minWords * 4;
+    if (buffer.byteLength < needed) {
+      if (needed > buffer.maxByteLength) {
+        throw new SharedMapFullError(key, this.#maxKeys, `the buffer reached its reserved ${buffer.maxByteLength} bytes`);
+      }
+      const wanted = Math.max(needed, buffer.byteLength + MIN_BUFFER_GROWTH, Math.ceil(buffer.byteLength * 1.25));
+      buffer.grow(Math.min(buffer.maxByteLength, roundUp8(wanted)));
+    }
+    this.#refreshViews();
+  }
+
+  // ------------------------------------------------------------------ growth
+
+  #maybeGrow(): void {
+    this.#insertsSinceCheck = 0;
+    const i32 = this.#i32;
+    const table = Atomics.load(i32, H_TABLE);
+    if (table !== this.#table) this.#adoptTable(table);
+    if (this.size <= (this.#mask + 1) * GROW_AT_LOAD) return;
+    // Someone else growing (or snapshotting) will see the load too.
+    if (Atomics.compareExchange(i32, H_RESIZE_LOCK, 0, this.#ownerId) !== 0) return;
+    try {
+      this.#grow();
+    } finally {
+      this.#unlock(H_RESIZE_LOCK);
+    }
+  }
+
+  /**
+   * Doubles the table (resize lock held). Writers are held off bucket by bucket as their locks
+   * are taken; readers are never held off: the old table stays intact and readable until the new
+   * one, which references the same entries, is published with one store to H_TABLE.
+   */
+  #grow(): void {
+    const oldTable = this.#currentTable();
+    const oldBuckets = this.#mask + 1;
+    const locked = this.#lockAllBuckets(oldTable, oldBuckets);
+    try {
+      if (this.size <= oldBuckets * GROW_AT_LOAD) return;
+      let buckets = oldBuckets * 2;
+      while (this.size > buckets * 2) buckets *= 2;
+      const table = this.#bump(TABLE_HEADER_WORDS + buckets * BUCKET_WORDS, 0, null);
+      let i32 = this.#i32;
+      i32[table + T_MASK] = buckets - 1;
+      i32[table + T_BUCKETS] = buckets;
+      for (let b = 0; b < oldBuckets; b++) {
+        for (let bucket = oldTable + TABLE_HEADER_WORDS + b * BUCKET_WORDS; bucket !== 0; bucket = i32[bucket + B_NEXT]!) {
+          for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+            const ref = i32[bucket + B_REFS + slot]!;
+            if (ref === 0) continue;
+            const hash = i32[ref + E_HASH]!;
+            this.#placeUnpublished(table + TABLE_HEADER_WORDS + (hash & (buckets - 1)) * BUCKET_WORDS, hash, ref);
+            i32 = this.#i32;
+          }
+        }
+      }
+      // Born locked: no writer may change the new table before every old bucket says "moved",
+      // or a reader still on the old table could read an entry freed through the new one.
+      for (let b = 0; b < buckets; b++) i32[table + TABLE_HEADER_WORDS + b * BUCKET_WORDS + B_LOCK] = this.#ownerId;
+      Atomics.store(i32, H_PREVIOUS_TABLE, oldTable);
+      Atomics.store(i32, H_TABLE, table); // the new table is live
+      this.#markMoved(oldTable);
+      Atomics.store(i32, H_PREVIOUS_TABLE, 0);
+      Atomics.add(i32, H_GROWTHS, 1);
+      this.#adoptTable(table);
+      this.#unlockAllBuckets(table, buckets);
+    } finally {
+      // Writers waiting on the old locks see H_TABLE changed and retry on the new table.
+      this.#unlockAllBuckets(oldTable, locked);
+    }
+  }
+
+  /** Makes every root SEQ of a replaced table odd (idempotent). Its bucket locks are held. */
+  #markMoved(table: number): void {
+    const i32 = this.#i32;
+    const buckets = i32[table + T_BUCKETS]!;
+    for (let b = 0; b < buckets; b++) {
+      const word = table + TABLE_HEADER_WORDS + b * BUCKET_WORDS + B_SEQ;
+      const seq = Atomics.load(i32, word);
+      if ((seq & 1) === 0) Atomics.store(i32, word, seq + 1);
+    }
+  }
+
+  /** Adds (hash, ref) to a chain of a table no reader can see yet. */
+  #placeUnpublished(root: number, hash: number, ref: number): void {
+    let i32 = this.#i32;
+    let last = root;
+    for (let bucket = root; bucket !== 0; bucket = i32[bucket + B_NEXT]!) {
+      last = bucket;
+      for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+        if (i32[bucket + B_REFS + slot] === 0) {
+          i32[bucket + B_TAGS + slot] = hash;
+          i32[bucket + B_REFS + slot] = ref;
+          return;
+        }
+      }
+    }
+    const overflow = this.#bump(BUCKET_WORDS, 0, null);
+    i32 = this.#i32;
+    i32[overflow + B_TAGS] = hash;
+    i32[overflow + B_REFS] = ref;
+    i32[last + B_NEXT] = overflow;
+  }
+
+  #currentTable(): number {
+    const table = Atomics.load(this.#i32, H_TABLE);
+    if (table !== this.#table) this.#adoptTable(table);
+    return table;
+  }
+
+  /** Locks every root bucket in index order; returns how many it locked. Throws after unlocking on timeout. */
+  #lockAllBuckets(table: number, buckets: number): number {
+    let locked = 0;
+    try {
+      for (; locked < buckets; locked++) {
+        const word = table + TABLE_HEADER_WORDS + locked * BUCKET_WORDS + B_LOCK;
+        if (Atomics.compareExchange(this.#i32, word, 0, this.#ownerId) !== 0) this.#acquireSlow(word, 0, 'a bucket');
+      }
+      return locked;
+    } catch (error) {
+      this.#unlockAllBuckets(table, locked);
+      throw error;
+    }
+  }
+
+  #unlockAllBuckets(table: number, count: number): void {
+    for (let b = 0; b < count; b++) this.#unlock(table + TABLE_HEADER_WORDS + b * BUCKET_WORDS + B_LOCK);
+  }
+
+  /**
+   * Runs `body` with every writer held off (resize lock and all bucket locks): a point in time at
+   * which the whole map is one consistent state. Readers are not held off.
+   */
+  #withWorld<T>(body: (table: number, buckets: number) => T): T {
+    this.#lockLeaf(H_RESIZE_LOCK, 'the resize lock');
+    try {
+      const table = this.#currentTable();
+      const buckets = this.#mask + 1;
+      const locked = this.#lockAllBuckets(table, buckets);
+      try {
+        return body(table, buckets);
+      } finally {
+        this.#unlockAllBuckets(table, locked);
+      }
+    } finally {
+      this.#unlock(H_RESIZE_LOCK);
+    }
+  }
+
+  // ------------------------------------------------------------------ whole-map operations
+
+  /** Every entry at one instant (writers held off for the copy; readers are not). */
+  entries(): Array<[string, V]> {
+    if (this.#closed) throw new SharedStoreClosedError('snapshot');
+    return this.#withWorld((table, buckets) => {
+      const out: Array<[string, V]> = [];
+      this.#walk(table, buckets, (ref) => {
+        out.push([this.#keyAtEntry(ref), this.codec.read(this.#i32, this.#i64, ref + E_VALUE)]);
+      });
+      return out;
+    });
+  }
+
+  /** The key with the smallest insertion stamp: the key added longest ago. O(n). */
+  oldestKey(): string | undefined {
+    if (this.#closed) throw new SharedStoreClosedError('oldestKey');
+    return this.#withWorld((table, buckets) => {
+      let oldest = 0;
+      let stamp = 0n;
+      this.#walk(table, buckets, (ref) => {
+        const s = this.#i64[(ref + E_STAMP) >> 1]!;
+        if (oldest === 0 || s < stamp) {
+          oldest = ref;
+          stamp = s;
+        }
+      });
+      return oldest === 0 ? undefined : this.#keyAtEntry(oldest);
+    });
+  }
+
+  /** Removes every entry. */
+  clear(): void {
+    if (this.#closed) throw new SharedStoreClosedError('clear');
+    this.#withWorld((table, buckets) => {
+      const i32 = this.#i32;
+      const refs: number[] = [];
+      for (let b = 0; b < buckets; b++) {
+        const root = table + TABLE_HEADER_WORDS + b * BUCKET_WORDS;
+        for (let bucket = root; bucket !== 0; bucket = Atomics.load(i32, bucket + B_NEXT)) {
+          for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+            const ref = Atomics.load(i32, bucket + B_REFS + slot);
+            if (ref === 0) continue;
+            Atomics.store(i32, bucket + B_REFS + slot, 0);
+            Atomics.store(i32, bucket + B_TAGS + slot, 0);
+            refs.push(ref);
+          }
+        }
+        Atomics.add(i32, root + B_SEQ, 2);
+      }
+      // Every owner writes its count only under a bucket lock, all of which are held here.
+      const high = Atomics.load(i32, H_OWNER_HIGH);
+      for (let slot = 0; slot < high; slot++) Atomics.store(i32, HEADER_WORDS + slot * OWNER_WORDS + O_COUNT, 0);
+      for (const ref of refs) this.#freeEntry(ref);
+    });
+  }
+
+  #walk(table: number, buckets: number, visit: (ref: number) => void): void {
+    const i32 = this.#i32;
+    for (let b = 0; b < buckets; b++) {
+      for (let bucket = table + TABLE_HEADER_WORDS + b * BUCKET_WORDS; bucket !== 0; bucket = Atomics.load(i32, bucket + B_NEXT)) {
+        for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+          const ref = Atomics.load(i32, bucket + B_REFS + slot);
+          if (ref !== 0) visit(ref);
+        }
+      }
+    }
+  }
+
+  #keyAtEntry(ref: number): string {
+    const i32 = this.#i32;
+    const length = i32[ref + E_KEY_LENGTH]!;
+    const units = new Array<number>(length);
+    for (let i = 0; i < length; i++) {
+      const word = i32[ref + this.#keyBase + (i >> 1)]!;
+      units[i] = (i & 1) === 0 ? word & 0xffff : word >>> 16;
+    }
+    return String.fromCharCode(...units);
+  }
+
+  stats(): SharedMapStats {
+    const i32 = this.#i32;
+    this.#currentTable();
+    let attached = 0;
+    const high = Atomics.load(i32, H_OWNER_HIGH);
+    for (let slot = 0; slot < high; slot++) if (Atomics.load(i32, HEADER_WORDS + slot * OWNER_WORDS + O_STATE) === OWNER_ALIVE) attached++;
+    return {
+      keys: this.size,
+      buckets: this.#mask + 1,
+      growths: Atomics.load(i32, H_GROWTHS),
+      recoveries: Atomics.load(i32, H_RECOVERIES),
+      threadsAttached: attached,
+      bytesUsed: Atomics.load(i32, H_HEAP_TOP) * 4,
+      bytesAllocated: this.#buffer.byteLength,
+      bytesMax: this.#buffer.maxByteLength,
+      entryBytes: this.#entryWords * 4,
+    };
+  }
+
+  /**
+   * Checks every invariant with writers held off: each reachable entry once, in the bucket its
+   * stored hash selects, with a key that hashes to that hash and is unique; nothing reachable is
+   * on the free list; the owner counts sum to the reachable entries; no lock is held by an owner
+   * that is not alive. For tests and for an operator after an incident.
+   */
+  checkIntegrity(): IntegrityReport {
+    if (this.#closed) throw new SharedStoreClosedError('checkIntegrity');
+    return this.#withWorld((table, buckets) => {
+      const problems: string[] = [];
+      const i32 = this.#i32;
+      const seen = new Set<number>();
+      const keys = new Set<string>();
+      for (let b = 0; b < buckets; b++) {
+        const root = table + TABLE_HEADER_WORDS + b * BUCKET_WORDS;
+        if ((Atomics.load(i32, root + B_SEQ) & 1) !== 0) problems.push(`bucket ${b}: SEQ is odd`);
+        for (let bucket = root; bucket !== 0; bucket = Atomics.load(i32, bucket + B_NEXT)) {
+          for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+            const ref = Atomics.load(i32, bucket + B_REFS + slot);
+            if (ref === 0) continue;
+            if (seen.has(ref)) problems.push(`entry ${ref} reachable twice`);
+            seen.add(ref);
+            const length = i32[ref + E_KEY_LENGTH]!;
+            if (length < 0 || length > this.#maxKeyLength) {
+              problems.push(`entry ${ref}: key length ${length}`);
+              continue;
+            }
+            const key = this.#keyAtEntry(ref);
+            const hash = hashKey(key, this.#seed0, this.#seed1);
+            if (i32[ref + E_HASH] !== hash) problems.push(`entry ${ref} (${JSON.stringify(key)}): stored hash differs from the key's`);
+            if (Atomics.load(i32, bucket + B_TAGS + slot) !== hash) problems.push(`entry ${ref} (${JSON.stringify(key)}): slot tag differs from the key's hash`);
+            if ((hash & this.#mask) !== b) problems.push(`entry ${ref} (${JSON.stringify(key)}): in bucket ${b}, belongs in ${hash & this.#mask}`);
+            if (keys.has(key)) problems.push(`key ${JSON.stringify(key)} present twice`);
+            keys.add(key);
+          }
+        }
+      }
+      this.#lockLeaf(H_ALLOC_LOCK);
+      try {
+        const limit = Atomics.load(i32, H_HEAP_TOP) / this.#entryWords + 1;
+        let steps = 0;
+        for (let ref = Atomics.load(i32, H_FREE_HEAD); ref !== 0; ref = Atomics.load(i32, ref + E_HASH)) {
+          if (seen.has(ref)) problems.push(`entry ${ref} is reachable and on the free list`);
+          if (++steps > limit) {
+            problems.push('the free list has a cycle');
+            break;
+          }
+        }
+      } finally {
+        this.#unlock(H_ALLOC_LOCK);
+      }
+      if (this.size !== seen.size) problems.push(`owner counts sum to ${this.size}, ${seen.size} entries are reachable`);
+      for (const [word, what] of [
+        [H_ALLOC_LOCK, 'allocator lock'],
+        [H_RESIZE_LOCK, 'resize lock'],
+      ] as const) {
+        const holder = Atomics.load(i32, word);
+        if (holder !== 0 && holder !== this.#ownerId && !this.#holderAlive(holder)) problems.push(`${what} held by dead owner ${holder}`);
+      }
+      return { ok: problems.length === 0, keys: seen.size, problems };
+    });
+  }
+
+  // ------------------------------------------------------------------ locks and owners
+
+  #lockRoot(hash: number): number {
+    for (;;) {
+      const table = this.#currentTable();
+      const root = table + TABLE_HEADER_WORDS + (hash & this.#mask) * BUCKET_WORDS;
+      const word = root + B_LOCK;
+      if (Atomics.compareExchange(this.#i32, word, 0, this.#ownerId) !== 0 && !this.#acquireSlow(word, table, 'a bucket')) continue;
+      if (Atomics.load(this.#i32, H_TABLE) === table) return root;
+      // The table was replaced while we waited: this lock guards nothing any more.
+      this.#unlock(word);
+    }
+  }
+
+  /** Locks a lock that guards no table (allocator, resize). */
+  #lockLeaf(word: number, what = 'the allocator'): void {
+    if (Atomics.compareExchange(this.#i32, word, 0, this.#ownerId) !== 0) this.#acquireSlow(word, 0, what);
+  }
+
+  #unlock(word: number): void {
+    Atomics.store(this.#i32, word, 0);
+  }
+
+  /**
+   * Waits for a lock: spins briefly (critical sections are sub-microsecond), then sleeps in
+   * short rounds so a holder preempted on a busy core gets the CPU back. Each round checks
+   * whether the holder is dead and, if so, recovers it. Returns false, without the lock, if
+   * `table` is non-zero and the table was replaced meanwhile.
+   */
+  #acquireSlow(word: number, table: number, what: string): boolean {
+    const id = this.#ownerId;
+    let since = 0;
+    for (let attempt = 1; ; attempt++) {
+      const i32 = this.#i32;
+      const holder = Atomics.load(i32, word);
+      if (holder === 0) {
+        if (Atomics.compareExchange(i32, word, 0, id) === 0) return true;
+        continue;
+      }
+      if (holder === id) throw new Error(`govmap shared-memory map: lock at word ${word} is already held by this thread (internal invariant broken)`);
+      if (table !== 0 && Atomics.load(i32, H_TABLE) !== table) return false;
+      if (attempt < SPIN_ATTEMPTS) continue;
+      if (!this.#holderAlive(holder)) {
+        this.#recoverHolder(word, holder);
+        continue;
+      }
+      const now = performance.now();
+      if (since === 0) since = now;
+      else if (now - since > this.#lockTimeoutMs) throw new SharedLockTimeoutError(what, this.#threadOf(holder), this.#lockTimeoutMs);
+      Atomics.wait(i32, this.#ownerBase + O_SLEEP, 0, SLEEP_MS);
+    }
+  }
+
+  #holderAlive(holder: number): boolean {
+    const i32 = this.#i32;
+    const slot = (holder & MAX_THREADS_LIMIT) - 1;
+    if (slot < 0 || slot >= this.#maxThreads) return false;
+    const base = HEADER_WORDS + slot * OWNER_WORDS;
+    const state = Atomics.load(i32, base + O_STATE);
+    if (Atomics.load(i32, base + O_INCARNATION) !== holder >>> OWNER_SLOT_BITS) return false;
+    // RECOVERING counts as alive: another thread is releasing its locks right now.
+    return state === OWNER_ALIVE || state === OWNER_RECOVERING;
+  }
+
+  #threadOf(holder: number): number {
+    const slot = (holder & MAX_THREADS_LIMIT) - 1;
+    if (slot < 0 || slot >= this.#maxThreads) return -1;
+    return Atomics.load(this.#i32, HEADER_WORDS + slot * OWNER_WORDS + O_THREAD_ID);
+  }
+
+  /** The holder of `word` is dead: recover it (all its locks), or take an orphaned lock over. */
+  #recoverHolder(word: number, holder: number): void {
+    const slot = (holder & MAX_THREADS_LIMIT) - 1;
+    const base = HEADER_WORDS + slot * OWNER_WORDS;
+    if (slot >= 0 && slot < this.#maxThreads && Atomics.load(this.#i32, base + O_INCARNATION) === holder >>> OWNER_SLOT_BITS) {
+      if (this.#recoverSlot(slot)) return;
+    }
+    // Its slot was already recovered and reused (or never existed): the lock is an orphan that
+    // recovery did not own, e.g. a bucket of a table replaced since. Release it; the caller
+    // retries and finds out whether it still guards anything.
+    Atomics.compareExchange(this.#i32, word, holder, 0);
+  }
+
+  #claimOwnerSlot(): void {
+    const i32 = this.#i32;
+    for (let slot = 0; slot < this.#maxThreads; slot++) {
+      const base = HEADER_WORDS + slot * OWNER_WORDS;
+      if (Atomics.compareExchange(i32, base + O_STATE, OWNER_FREE, OWNER_ALIVE) !== OWNER_FREE) continue;
+      const incarnation = ((Atomics.load(i32, base + O_INCARNATION) + 1) & INCARNATION_MASK) || 1;
+      Atomics.store(i32, base + O_INCARNATION, incarnation);
+      Atomics.store(i32, base + O_THREAD_ID, currentThreadId);
+      Atomics.store(i32, base + O_INTENT_BUCKET, 0);
+      // O_COUNT is inherited: it is this slot's share of the map's size, whoever holds the slot.
+      for (let high = Atomics.load(i32, H_OWNER_HIGH); high < slot + 1; high = Atomics.load(i32, H_OWNER_HIGH)) {
+        if (Atomics.compareExchange(i32, H_OWNER_HIGH, high, slot + 1) === high) break;
+      }
+      this.#slot = slot;
+      this.#ownerBase = base;
+      this.#ownerId = (incarnation << OWNER_SLOT_BITS) | (slot + 1);
+      return;
+    }
+    throw new SharedThreadsExhaustedError(this.#maxThreads);
+  }
+
+  /** Gives this instance's owner slot back. Later operations on this instance throw. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    Atomics.compareExchange(this.#i32, this.#ownerBase + O_STATE, OWNER_ALIVE, OWNER_FREE);
+  }
+
+  /**
+   * Watches a worker this thread started: when it exits (normally, by a crash or by
+   * `terminate()`), its owner slots are marked dead and recovered — the locks it held are
+   * released and a write it was in the middle of is finished or undone. Call it right after
+   * `new Worker(...)`.
+   */
+  supervise(worker: Worker): void {
+    // threadId reads -1 once the worker is gone, so take it now.
+    const threadId = worker.threadId;
+    worker.once('exit', () => {
+      if (!this.#closed) this.recoverThread(threadId);
+    });
+  }
+
+  /** Marks every owner slot of `threadId` dead and recovers it. Returns how many were recovered. */
+  recoverThread(threadId: number): number {
+    const i32 = this.#i32;
+    const high = Atomics.load(i32, H_OWNER_HIGH);
+    let recovered = 0;
+    for (let slot = 0; slot < high; slot++) {
+      const base = HEADER_WORDS + slot * OWNER_WORDS;
+      if (slot === this.#slot || Atomics.load(i32, base + O_THREAD_ID) !== threadId) continue;
+      if (Atomics.compareExchange(i32, base + O_STATE, OWNER_ALIVE, OWNER_DEAD) !== OWNER_ALIVE) continue;
+      if (this.#recoverSlot(slot)) recovered++;
+    }
+    return recovered;
+  }
+
+  /**
+   * Recovery of a dead owner: release the allocator if it held it (the free list is consistent
+   * at every step of push and pop), settle the write it was making from its intent, release
+   * every other lock it held, free the slot. One thread wins the DEAD -> RECOVERING transition.
+   */
+  #recoverSlot(slot: number): boolean {
+    let i32 = this.#i32;
+    const base = HEADER_WORDS + slot * OWNER_WORDS;
+    if (Atomics.compareExchange(i32, base + O_STATE, OWNER_DEAD, OWNER_RECOVERING) !== OWNER_DEAD) return false;
+    const dead = (Atomics.load(i32, base + O_INCARNATION) << OWNER_SLOT_BITS) | (slot + 1);
+    Atomics.compareExchange(i32, H_ALLOC_LOCK, dead, 0);
+
+    // A growth that died after publishing its table must finish marking the old one before
+    // the new table's locks (born held by the dead owner) are released below.
+    if (Atomics.load(i32, H_RESIZE_LOCK) === dead) {
+      const previous = Atomics.load(i32, H_PREVIOUS_TABLE);
+      if (previous !== 0 && Atomics.load(i32, H_TABLE) !== previous) this.#markMoved(previous);
+      Atomics.store(i32, H_PREVIOUS_TABLE, 0);
+    }
+
+    const intentBucket = Atomics.load(i32, base + O_INTENT_BUCKET);
+    if (intentBucket !== 0 && Atomics.compareExchange(i32, intentBucket + B_LOCK, dead, this.#ownerId) === dead) {
+      try {
+        this.#settleIntent(base, intentBucket);
+      } finally {
+        this.#unlock(intentBucket + B_LOCK);
+      }
+    }
+    Atomics.store(i32, base + O_INTENT_BUCKET, 0);
+
+    // Any other bucket lock it held (it was growing, snapshotting or between steps of a write
+    // that had not changed anything yet). Growth cannot replace the table meanwhile: it would
+    // need these very locks.
+    const table = this.#currentTable();
+    i32 = this.#i32;
+    const buckets = this.#mask + 1;
+    for (let b = 0; b < buckets; b++) Atomics.compareExchange(i32, table + TABLE_HEADER_WORDS + b * BUCKET_WORDS + B_LOCK, dead, 0);
+    Atomics.compareExchange(i32, H_RESIZE_LOCK, dead, 0);
+    Atomics.add(i32, H_RECOVERIES, 1);
+    Atomics.store(i32, base + O_STATE, OWNER_FREE);
+    return true;
+  }
+
+  /**
+   * Finishes or undoes the dead owner's structural write on `root` (whose lock we now hold).
+   * Whether each recorded entry is reachable tells which step it reached; every fix is
+   * idempotent, so a recovery that itself dies can be run again.
+   */
+  #settleIntent(owner: number, root: number): void {
+    const i32 = this.#i32;
+    const alloc = Atomics.load(i32, owner + O_INTENT_ALLOC);
+    const free = Atomics.load(i32, owner + O_INTENT_FREE);
+    const countBefore = Atomics.load(i32, owner + O_INTENT_COUNT);
+    const allocLinked = alloc !== 0 && this.#inChain(root, alloc);
+    const freeLinked = free !== 0 && this.#inChain(root, free);
+    // insert: +1 once linked; delete: -1 once unlinked; record replace: both, net 0.
+    Atomics.store(i32, owner + O_COUNT, (countBefore + (allocLinked ? 1 : 0) - (free !== 0 && !freeLinked ? 1 : 0)) | 0);
+    // A slot whose reference was cleared but whose tag was not is harmless (ref 0 = empty).
+    Atomics.add(i32, root + B_SEQ, 2); // before any free: a reader may hold either entry
+    for (const ref of [alloc, free]) {
+      if (ref === 0 || this.#inChain(root, ref)) continue;
+      this.#lockLeaf(H_ALLOC_LOCK);
+      try {
+        if (ref < Atomics.load(i32, H_HEAP_TOP) && !this.#onFreeList(ref)) {
+          Atomics.store(i32, ref + E_HASH, Atomics.load(i32, H_FREE_HEAD));
+          Atomics.store(i32, H_FREE_HEAD, ref);
+        }
+      } finally {
+        this.#unlock(H_ALLOC_LOCK);
+      }
+    }
+    Atomics.store(i32, owner + O_INTENT_ALLOC, 0);
+    Atomics.store(i32, owner + O_INTENT_FREE, 0);
+  }
+
+  #inChain(root: number, ref: number): boolean {
+    const i32 = this.#i32;
+    for (let bucket = root; bucket !== 0; bucket = Atomics.load(i32, bucket + B_NEXT)) {
+      for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) if (Atomics.load(i32, bucket + B_REFS + slot) === ref) return true;
+    }
+    return false;
+  }
+
+  /** Allocator lock held. O(free entries): recovery only. */
+  #onFreeList(ref: number): boolean {
+    const i32 = this.#i32;
+    const limit = Atomics.load(i32, H_HEAP_TOP) / this.#entryWords + 1;
+    let steps = 0;
+    for (let at = Atomics.load(i32, H_FREE_HEAD); at !== 0 && steps <= limit; at = Atomics.load(i32, at + E_HASH), steps++) {
+      if (at === ref) return true;
+    }
+    return false;
+  }
+}
+
+function integerOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigurationError(name, `must be an integer in ${min} ..= ${max}`, value);
+  }
+  return value;
+}
+
+function nextPowerOfTwo(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+function roundUp8(bytes: number): number {
+  return Math.ceil(bytes / 8) * 8;
+}
