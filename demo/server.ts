@@ -6,6 +6,8 @@ import { installAccountRoutes } from './accounts.ts';
 import { sendJson } from './http.ts';
 import { Ledger } from './ledger.ts';
 import { Router } from './router.ts';
+import { installSandboxAndAdvisor, startDemoSandbox } from './sandbox.ts';
+import type { DemoSandboxOptions } from './sandbox.ts';
 
 export interface DemoOptions {
   /** Default 8080; 0 picks a free port. */
@@ -16,6 +18,8 @@ export interface DemoOptions {
   readonly accounts?: number;
   /** Opening balance of each seeded account, minor units; default 1,000,000 (10,000.00). */
   readonly openingBalance?: bigint;
+  /** Runtime audit sandbox and migration advisor settings (thresholds, state directory). */
+  readonly sandbox?: DemoSandboxOptions;
 }
 
 /**
@@ -51,6 +55,8 @@ export interface DemoService {
  * `{error:{code, reason}}`; a refused request changes nothing.
  */
 export async function startDemo(options: DemoOptions = {}): Promise<DemoService> {
+  // Before the ledger, so that the sandbox records where its map is created.
+  const sandbox = startDemoSandbox(options.sandbox);
   const ledger = new Ledger();
   ledger.seed(options.accounts ?? 1000, options.openingBalance ?? 1_000_000n);
   const metrics = new MapMetrics().track(ledger.balances);
@@ -74,6 +80,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   });
   installAccountRoutes(router, ledger);
   // Parts plug in here: installX(context).
+  await installSandboxAndAdvisor(context, sandbox, options.sandbox);
 
   const server = createServer((req, res) => {
     void router.handle(req, res);

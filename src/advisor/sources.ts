@@ -104,7 +104,13 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
       ranges = { current: null, previous: null, beforePrevious: null, calendar: 'iso-week' };
       notes.push('the service does not export the in-process advisor (govmap_advisor_*): one scrape shows one miss-ratio window and no weekly range history; use --prometheus, or run the Advisor in the service');
     }
-    if (gc.rising === null) notes.push('no GC pause trend exported (govmap_gc_pause_rising): start a Sandbox in the service');
+    if (gc.rising === null) {
+      notes.push(
+        metrics.has('govmap_gc_pause_seconds_bucket') || metrics.has('govmap_gc_pause_seconds_count')
+          ? 'the service observes GC, but its pause trend needs two whole windows of it first'
+          : 'no GC pause trend exported (govmap_gc_pause_rising): start a Sandbox in the service',
+      );
+    }
     out.push({ map, instance: null, source: 'metrics-endpoint', keys: valueOf('syncmap_keys', { map }), missRatio, gc, readWrite, ranges, notes });
   }
   return out;

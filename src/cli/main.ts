@@ -2,6 +2,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { demoCommand } from './demo-command.ts';
 import { registerScanCommand } from './scan-command.ts';
+import { registerSandboxCommand } from './sandbox-command.ts';
+import { registerAdviseCommand } from './advise-command.ts';
 
 /** Parses a whole number option, naming the option and the rule when it is not one. */
 export function integerOption(name: string, min: number, max: number): (raw: string) => number {
@@ -33,5 +35,7 @@ program
   .action(demoCommand);
 
 registerScanCommand(program);
+registerSandboxCommand(program);
+registerAdviseCommand(program);
 
 await program.parseAsync(process.argv);

@@ -167,8 +167,9 @@ export class GcMonitor {
         count: c.count,
         totalSeconds: c.totalSeconds,
         maxSeconds: c.maxSeconds,
-        p50Seconds: bucketQuantile(c.buckets, GC_PAUSE_BUCKETS_SECONDS, 0.5),
-        p99Seconds: bucketQuantile(c.buckets, GC_PAUSE_BUCKETS_SECONDS, 0.99),
+        // A bucket's upper bound can exceed the longest pause seen; the max is exact.
+        p50Seconds: capped(bucketQuantile(c.buckets, GC_PAUSE_BUCKETS_SECONDS, 0.5), c.maxSeconds),
+        p99Seconds: capped(bucketQuantile(c.buckets, GC_PAUSE_BUCKETS_SECONDS, 0.99), c.maxSeconds),
       };
     }
     return out;
@@ -198,6 +199,10 @@ export class GcMonitor {
     }
     return total;
   }
+}
+
+function capped(quantile: number | null, max: number): number | null {
+  return quantile === null ? null : Math.min(quantile, max);
 }
 
 function kindOf(code: number | undefined): GcKind | null {

@@ -5,6 +5,7 @@ import type { MapCounters } from '../map/stats.ts';
 import { SITE_NOT_CAPTURED, SiteCapture, formatSite } from './creation-site.ts';
 import type { ConstructorLike, CreationSite, PendingSite } from './creation-site.ts';
 import { GcMonitor } from './gc-monitor.ts';
+import type { GcMonitorOptions } from './gc-monitor.ts';
 import type { IdleSuspect, KeyGrowthSuspect, LeakSuspect, SandboxReport, SiteGrowthSuspect, SiteSummary } from './report.ts';
 
 /** What the sandbox reads of a map. Any GovernedMap<K, V> fits. */
@@ -28,11 +29,12 @@ export interface SandboxOptions {
   /** ...and by at least this many keys since the rise began. Default 1,000. */
   readonly minKeyGrowth?: number;
   /**
-   * GC observation: true (default) builds a GcMonitor and starts it with the sandbox; false
-   * turns it off (site growth is then sampled at every sweep, which can count maps that are
-   * unreachable but not yet collected); or pass your own monitor.
+   * GC observation: true (default) builds a GcMonitor and starts it with the sandbox, as do
+   * GcMonitor options (e.g. `{ windowMs }` to match the advisor's window); false turns it off
+   * (site growth is then sampled at every sweep, which can count maps that are unreachable but
+   * not yet collected); or pass your own monitor (started and stopped by you).
    */
-  readonly gc?: boolean | GcMonitor;
+  readonly gc?: boolean | GcMonitor | GcMonitorOptions;
   /** Suspects listed in a report at most (the rest are counted). Default 50. */
   readonly maxSuspectsListed?: number;
   /** Called once when a suspect appears (again after it has cleared): hook audit or logs here. */
@@ -152,14 +154,14 @@ export class Sandbox {
     if (gc instanceof GcMonitor) {
       this.gc = gc;
       this.#ownsGc = false;
-    } else if (gc === true) {
-      this.gc = new GcMonitor({ clock: this.#clock });
+    } else if (gc === true || (gc !== null && typeof gc === 'object')) {
+      this.gc = new GcMonitor({ clock: this.#clock, ...(gc === true ? {} : gc) });
       this.#ownsGc = true;
     } else if (gc === false) {
       this.gc = null;
       this.#ownsGc = false;
     } else {
-      throw new ConfigurationError('gc', 'must be true, false or a GcMonitor', gc);
+      throw new ConfigurationError('gc', 'must be true, false, GcMonitor options or a GcMonitor', gc);
     }
   }
 

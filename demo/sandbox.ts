@@ -1,0 +1,116 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Advisor, registerAdvisorMetrics } from '../src/advisor/index.ts';
+import { GovernedMap } from '../src/map/index.ts';
+import { Sandbox, registerSandboxMetrics } from '../src/sandbox/index.ts';
+import type { LeakSuspect } from '../src/sandbox/index.ts';
+import { FileStateStore } from '../src/state/file-store.ts';
+import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
+import type { DemoContext } from './server.ts';
+
+export interface DemoSandboxOptions {
+  /** Idle threshold of the sandbox, ms. Default 300,000 (the specification's 5 minutes). */
+  readonly idleThresholdMs?: number;
+  /** Sweep interval, ms. Default 30,000. */
+  readonly sweepIntervalMs?: number;
+  /** Advisor window, ms, also the GC trend's window. Default 300,000. */
+  readonly advisorWindowMs?: number;
+  /**
+   * Directory of the file state store holding the advisor's weekly range counts; null keeps
+   * them in memory. Default `$GOVMAP_DEMO_STATE_DIR`, else `<tmpdir>/govmap-demo/state`.
+   */
+  readonly stateDirectory?: string | null;
+  /** Called when a leak suspect appears. Default: one line on stderr. */
+  readonly onSuspect?: (suspect: LeakSuspect) => void;
+}
+
+/** The drill's deliberately leaked maps are capped: it demonstrates a leak, it must not be one. */
+const MAX_DRILL_MAPS = 10_000;
+
+/**
+ * Starts the runtime audit sandbox. Called before the ledger is built, so that the balances
+ * map's creation site is recorded like any other map's.
+ */
+export function startDemoSandbox(options: DemoSandboxOptions = {}): Sandbox {
+  return new Sandbox({
+    idleThresholdMs: options.idleThresholdMs,
+    sweepIntervalMs: options.sweepIntervalMs,
+    gc: { windowMs: options.advisorWindowMs },
+    onSuspect: options.onSuspect ?? ((s) => console.warn(`govmap demo: leak suspect ${describeSuspect(s)}`)),
+  }).start();
+}
+
+/**
+ * Plugs the sandbox and the migration advisor into the demo:
+ * - `GET /sandbox/report`: a fresh sweep's JSON report (what `govmap sandbox report` prints);
+ * - `GET /advisor`: one recommendation per map with its signals and figures;
+ * - `POST /sandbox/drill/leak {"maps": n}` creates n maps the way a per-request leak does and
+ *   keeps them (at most 10,000); `DELETE /sandbox/drill/leak` lets them go;
+ * - `govmap_sandbox_*`, `govmap_gc_*` and `govmap_advisor_*` on /metrics.
+ */
+export async function installSandboxAndAdvisor(context: DemoContext, sandbox: Sandbox, options: DemoSandboxOptions = {}): Promise<Advisor> {
+  context.onClose(() => sandbox.stop());
+  const directory = options.stateDirectory === undefined ? (process.env.GOVMAP_DEMO_STATE_DIR ?? join(tmpdir(), 'govmap-demo', 'state')) : options.stateDirectory;
+  const stateStore = directory === null ? null : new FileStateStore({ directory });
+  const advisor = new Advisor({ gc: sandbox.gc, stateStore, service: 'clearing-demo', windowMs: options.advisorWindowMs });
+  advisor.track(context.ledger.balances);
+  await advisor.start();
+  context.onClose(async () => {
+    await advisor.stop();
+    await stateStore?.close();
+  });
+
+  const registry = context.metrics.registry;
+  registerSandboxMetrics(sandbox, registry);
+  registerAdvisorMetrics(advisor, registry);
+
+  const drill: GovernedMap<string, string>[] = [];
+  context.router.route('GET', /^\/sandbox\/report$/, (_req, res) => {
+    sandbox.sweep();
+    sendJson(res, 200, sandbox.report());
+  });
+  context.router.route('GET', /^\/advisor$/, (_req, res) => {
+    sendJson(res, 200, {
+      generatedAt: new Date().toISOString(),
+      windowMs: advisor.windowMs,
+      stateStore: stateStore === null ? null : { kind: stateStore.kind, directory },
+      advice: advisor.advise(),
+    });
+  });
+  context.router.route('POST', /^\/sandbox\/drill\/leak$/, async (req, res) => {
+    const body = await readJsonObject(req);
+    assertOnlyFields(body, ['maps']);
+    const n = body.maps;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1000) {
+      throw new HttpError(400, 'DRILL_MAPS_INVALID', '"maps" must be a whole number from 1 to 1000');
+    }
+    if (drill.length + n > MAX_DRILL_MAPS) throw new HttpError(409, 'DRILL_FULL', `the drill holds ${drill.length} maps; at most ${MAX_DRILL_MAPS}: DELETE /sandbox/drill/leak first`);
+    for (let i = 0; i < n; i++) drill.push(leakOneMap(drill.length));
+    sendJson(res, 200, { created: n, held: drill.length });
+  });
+  context.router.route('DELETE', /^\/sandbox\/drill\/leak$/, (_req, res) => {
+    const released = drill.length;
+    drill.length = 0;
+    sendJson(res, 200, { released });
+  });
+  context.announce('sandbox: GET /sandbox/report (govmap sandbox report --url <service>); advisor: GET /advisor (govmap advise --url <service>/metrics)');
+  return advisor;
+}
+
+/** The shape of the leak the drill demonstrates: a map per request, parked where nobody reads it. */
+function leakOneMap(requestNo: number): GovernedMap<string, string> {
+  const perRequest = new GovernedMap<string, string>({ name: 'drill_quote_cache', validate: () => true });
+  perRequest.store(`quote:${requestNo}`, 'EURUSD 1.0842');
+  return perRequest;
+}
+
+export function describeSuspect(s: LeakSuspect): string {
+  switch (s.kind) {
+    case 'IDLE':
+      return `IDLE: ${s.instances} "${s.map}" map(s) idle >= ${Math.round(s.idleForMs.min / 1000)}s, created at ${s.site?.frames[0] ?? '(site not captured)'}`;
+    case 'SITE_GROWTH':
+      return `SITE_GROWTH: ${s.live} live "${s.maps.join(', ')}" maps (from ${s.grewFrom}) created at ${s.site.frames[0] ?? '?'}`;
+    case 'KEY_GROWTH':
+      return `KEY_GROWTH: "${s.map}" #${s.instance} grew from ${s.grewFrom} to ${s.keys} keys without shrinking`;
+  }
+}

@@ -1,0 +1,79 @@
+import { InvalidArgumentError, Option } from 'commander';
+import type { Command, CommanderError } from 'commander';
+
+export interface AdviseCommandOptions {
+  readonly url?: string;
+  readonly prometheus?: string;
+  readonly json?: boolean;
+  readonly map?: string[];
+  readonly window: number;
+  readonly timeout: number;
+  readonly check?: boolean;
+}
+
+/** Exit statuses: 0 done, 1 the source could not be read, 2 usage error, 3 with --check: a map should migrate. */
+export const EXIT_SOURCE = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_MIGRATE = 3;
+
+function seconds(name: string, min: number, max: number): (raw: string) => number {
+  return (raw) => {
+    const value = Number(raw);
+    if (!/^[0-9]+$/.test(raw) || value < min || value > max) throw new InvalidArgumentError(`${name} must be a whole number of seconds from ${min} to ${max} (got "${raw}")`);
+    return value;
+  };
+}
+
+/** Adds `govmap advise` to the program. */
+export function registerAdviseCommand(program: Command): void {
+  program
+    .command('advise')
+    .description('migration advice per map (stay, shared-memory-store, redis-store, not-a-map-workload) with the signals and figures behind it')
+    .addOption(new Option('--url <url>', 'a running service\'s Prometheus metrics endpoint, e.g. http://127.0.0.1:8080/metrics').conflicts('prometheus'))
+    .addOption(new Option('--prometheus <url>', 'a Prometheus server scraping govmap services (its HTTP query API), e.g. http://127.0.0.1:9090'))
+    .option('--map <name...>', 'only these maps')
+    .option('--window <seconds>', 'with --prometheus: window of the miss ratio and the GC trend', seconds('--window', 10, 86_400), 300)
+    .option('--timeout <seconds>', 'per-request timeout', seconds('--timeout', 1, 600), 10)
+    .option('--json', 'print {source, generatedAt, advice:[...]} as JSON')
+    .option('--check', `exit ${EXIT_MIGRATE} when any map should move (for cron jobs and CI gates)`)
+    .exitOverride((error: CommanderError) => {
+      process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
+    })
+    .action(adviseCommand);
+}
+
+export async function adviseCommand(options: AdviseCommandOptions): Promise<void> {
+  if ((options.url === undefined) === (options.prometheus === undefined)) {
+    console.error('govmap advise: give exactly one source: --url <metrics endpoint> or --prometheus <Prometheus URL>');
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
+  const advisor = await import('../advisor/index.ts');
+  const timeoutMs = options.timeout * 1000;
+  let evidence;
+  try {
+    evidence =
+      options.url !== undefined
+        ? await advisor.evidenceFromMetricsEndpoint(options.url, { timeoutMs })
+        : await advisor.evidenceFromPrometheus(options.prometheus!, { timeoutMs, windowMs: options.window * 1000 });
+  } catch (error) {
+    if (error instanceof advisor.AdvisorSourceError || error instanceof advisor.MetricsParseError) {
+      console.error(`govmap advise: ${error.message}`);
+      process.exitCode = EXIT_SOURCE;
+      return;
+    }
+    throw error;
+  }
+  const wanted = options.map === undefined ? null : new Set(options.map);
+  const advice = evidence.filter((e) => wanted === null || wanted.has(e.map)).map((e) => advisor.advise(e));
+  if (options.json === true) {
+    console.log(JSON.stringify({ source: options.url ?? options.prometheus, generatedAt: new Date().toISOString(), advice }, null, 2));
+  } else {
+    console.log(advisor.formatAdvice(advice));
+  }
+  if (wanted !== null) {
+    const missing = [...wanted].filter((name) => !advice.some((a) => a.map === name));
+    if (missing.length > 0) console.error(`govmap advise: no such map at the source: ${missing.join(', ')}`);
+  }
+  if (options.check === true && advice.some((a) => a.recommendation !== 'stay')) process.exitCode = EXIT_MIGRATE;
+}
