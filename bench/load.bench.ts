@@ -1,0 +1,248 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { RuntimeSample } from '../demo/runtime-probe.ts';
+import { renderLoadChart } from './load/chart.ts';
+import type { ChartPoint } from './load/chart.ts';
+import { referenceMix, runStep } from './load/open-loop.ts';
+import type { StepResult } from './load/open-loop.ts';
+import { round } from './harness.ts';
+import type { BenchResult, Suite, SuiteContext } from './harness.ts';
+
+/**
+ * `npm run bench -- load`: the reference service's load curve, governance on and off.
+ *
+ * The service runs in its own process (`govmap demo`, and `govmap demo --bare` for the
+ * baseline); this process drives it with an open-loop generator over loopback in steps of
+ * rising offered load until it saturates. Per step it reads GC pauses, allocation and
+ * event-loop delay from inside the service (GET /internal/runtime).
+ */
+interface LoadConfig {
+  start: number;
+  step: number;
+  max: number;
+  holdMs: number;
+  warmupMs: number;
+  accounts: number;
+  maxSteps: number;
+  out: string;
+}
+
+export interface StepReport extends StepResult {
+  readonly runtime: RuntimeSample | null;
+  readonly saturated: boolean;
+}
+
+const SATURATION = {
+  /** Achieved below this share of offered: the service no longer keeps up. */
+  achievedShare: 0.9,
+  /** p99 above this: queues are building. */
+  p99Ms: 500,
+  /** Failed (5xx, network, shed) above this share of sent. */
+  failedShare: 0.01,
+};
+
+function parseConfig({ args, quick }: SuiteContext): LoadConfig {
+  const value = (name: string, fallback: number): number => {
+    const i = args.indexOf(`--${name}`);
+    if (i < 0) return fallback;
+    const n = Number(args[i + 1]);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} needs a positive number (got ${args[i + 1] ?? 'nothing'})`);
+    return n;
+  };
+  const outIndex = args.indexOf('--out');
+  return {
+    start: value('start', quick ? 200 : 500),
+    step: value('step', quick ? 200 : 500),
+    max: value('max', quick ? 400 : 30_000),
+    holdMs: value('hold', quick ? 1 : 5) * 1000,
+    warmupMs: value('warmup', quick ? 0.3 : 1) * 1000,
+    accounts: value('accounts', 1000),
+    maxSteps: value('max-steps', quick ? 2 : 40),
+    out: resolve(outIndex >= 0 ? args[outIndex + 1]! : 'govmap-load-curve.svg'),
+  };
+}
+
+class ServiceProcess {
+  readonly child: ChildProcess;
+  readonly url: Promise<string>;
+  readonly workDir: string;
+
+  constructor(mode: 'governed' | 'bare', accounts: number) {
+    const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+    const cli = fileURLToPath(new URL(`../src/cli/main.${ext}`, import.meta.url));
+    // Its own working directory: the governed demo writes its audit spool under ./.govmap.
+    this.workDir = mkdtempSync(join(tmpdir(), `govmap-load-${mode}-`));
+    const args = [cli, 'demo', '--port', '0', '--accounts', String(accounts), ...(mode === 'bare' ? ['--bare'] : [])];
+    this.child = spawn(process.execPath, args, { cwd: this.workDir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    this.url = new Promise((resolveUrl, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the ${mode} service did not start in 30 s:\n${output}`)), 30_000);
+      const onData = (chunk: Buffer): void => {
+        output += chunk.toString();
+        const match = / on (http:\/\/[0-9.]+:[0-9]+)/.exec(output);
+        if (match !== null) {
+          clearTimeout(timer);
+          resolveUrl(match[1]!);
+        }
+      };
+      this.child.stdout!.on('data', onData);
+      this.child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      this.child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`the ${mode} service exited (${code}) before listening:\n${output}`));
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null) {
+      const exited = new Promise((r) => this.child.once('exit', r));
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
+}
+
+async function runtimeSample(url: string): Promise<RuntimeSample | null> {
+  try {
+    const response = await fetch(`${url}/internal/runtime`, { signal: AbortSignal.timeout(5000) });
+    return response.ok ? ((await response.json()) as RuntimeSample) : null;
+  } catch {
+    return null;
+  }
+}
+
+function isSaturated(r: StepResult): boolean {
+  const failed = r.serverErrors + r.networkErrors + r.shed;
+  return r.achieved < SATURATION.achievedShare * r.offered || r.p99Ms > SATURATION.p99Ms || failed > SATURATION.failedShare * Math.max(1, r.sent + r.shed);
+}
+
+async function measureStep(url: string, rate: number, holdMs: number, config: LoadConfig, agent: Agent): Promise<StepReport> {
+  const result = await runStep({
+    url,
+    rate,
+    durationMs: holdMs,
+    warmupMs: config.warmupMs,
+    agent,
+    next: referenceMix(config.accounts),
+    onMeasureStart: async () => {
+      await runtimeSample(url); // starts the service's measurement interval now
+    },
+  });
+  const runtime = await runtimeSample(url);
+  return { ...result, runtime, saturated: isSaturated(result) };
+}
+
+async function curve(mode: 'governed' | 'bare', config: LoadConfig, progress: (m: string) => void): Promise<{ steps: StepReport[]; service: ServiceProcess; url: string; agent: Agent }> {
+  const service = new ServiceProcess(mode, config.accounts);
+  const url = await service.url;
+  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  const steps: StepReport[] = [];
+  let saturatedSteps = 0;
+  for (let i = 0, rate = config.start; i < config.maxSteps && rate <= config.max; i++, rate += config.step) {
+    const step = await measureStep(url, rate, config.holdMs, config, agent);
+    steps.push(step);
+    progress(describeStep(mode, step));
+    if (step.saturated) saturatedSteps++;
+    // One step past saturation shows whether throughput holds or falls; then stop.
+    if (saturatedSteps >= 2) break;
+  }
+  return { steps, service, url, agent };
+}
+
+export function describeStep(mode: string, s: StepReport): string {
+  const gc = s.runtime === null ? 'gc n/a' : `gc ${s.runtime.gc.count} (${s.runtime.gc.totalPauseMs.toFixed(1)} ms, max ${s.runtime.gc.maxPauseMs.toFixed(1)}) alloc ${(s.runtime.allocationBytesPerSec / 1e6).toFixed(1)} MB/s eld p99 ${s.runtime.eventLoopDelayMs.p99.toFixed(1)} ms`;
+  return `${mode.padEnd(8)} offered ${String(s.offered).padStart(6)}/s achieved ${s.achieved.toFixed(0).padStart(6)}/s p50 ${s.p50Ms.toFixed(2)} p99 ${s.p99Ms.toFixed(2)} p99.9 ${s.p999Ms.toFixed(2)} ms err ${s.serverErrors + s.networkErrors} shed ${s.shed} ${gc}${s.saturated ? '  [saturated]' : ''}`;
+}
+
+function toPoint(s: StepReport): ChartPoint {
+  const seconds = (s.runtime?.intervalMs ?? 0) / 1000;
+  return { offered: s.offered, achieved: s.achieved, p99Ms: s.p99Ms, gcPauseMsPerSec: s.runtime !== null && seconds > 0 ? s.runtime.gc.totalPauseMs / seconds : Number.NaN };
+}
+
+function rows(mode: string, steps: StepReport[]): BenchResult[] {
+  return steps.map((s) => ({
+    name: `${mode} @ ${s.offered} req/s offered`,
+    ns_per_op: s.achieved > 0 ? round(1e9 / s.achieved) : 0,
+    ops_per_s: Math.round(s.achieved),
+    offered: s.offered,
+    p50_ms: round(s.p50Ms),
+    p99_ms: round(s.p99Ms),
+    p999_ms: round(s.p999Ms),
+    errors: s.serverErrors + s.networkErrors,
+    client_errors: s.clientErrors,
+    shed: s.shed,
+    gc_count: s.runtime?.gc.count ?? null,
+    gc_young: s.runtime?.gc.young ?? null,
+    gc_pause_total_ms: s.runtime === null ? null : round(s.runtime.gc.totalPauseMs),
+    gc_pause_max_ms: s.runtime === null ? null : round(s.runtime.gc.maxPauseMs),
+    alloc_mb_per_s: s.runtime === null ? null : round(s.runtime.allocationBytesPerSec / 1e6),
+    event_loop_delay_p99_ms: s.runtime === null ? null : round(s.runtime.eventLoopDelayMs.p99),
+    service_cpu_cores: s.runtime === null ? null : round(s.runtime.cpuCores),
+    saturated: s.saturated,
+  }));
+}
+
+const suite: Suite = async (context) => {
+  const config = parseConfig(context);
+  const { progress } = context;
+  progress(`steps from ${config.start} req/s by ${config.step} (max ${config.max}), ${config.holdMs / 1000}s each after ${config.warmupMs / 1000}s warm-up; loopback only`);
+
+  const bare = await curve('bare', config, progress);
+  const bareSaturation = Math.max(...bare.steps.map((s) => s.achieved));
+  const at80 = Math.max(1, Math.round(0.8 * bareSaturation));
+  progress(`bare saturation ${bareSaturation.toFixed(0)} req/s; measuring both at 80% of it (${at80} req/s)`);
+  const bare80 = await measureStep(bare.url, at80, config.holdMs * 2, config, bare.agent);
+  progress(describeStep('bare', bare80));
+  bare.agent.destroy();
+  await bare.service.stop();
+
+  const governed = await curve('governed', config, progress);
+  const governedSaturation = Math.max(...governed.steps.map((s) => s.achieved));
+  const governed80 = await measureStep(governed.url, at80, config.holdMs * 2, config, governed.agent);
+  progress(describeStep('governed', governed80));
+  governed.agent.destroy();
+  await governed.service.stop();
+
+  const ratios = {
+    governed_vs_bare_saturation: round(governedSaturation / bareSaturation),
+    p99_ratio_at_80pct: round(governed80.p99Ms / Math.max(bare80.p99Ms, 0.001)),
+  };
+  const svg = renderLoadChart(
+    'govmap reference service: load curve, governance on vs bare',
+    [
+      { label: 'governed (validation, metrics, audit…)', color: '#1f6feb', points: governed.steps.map(toPoint) },
+      { label: 'bare (plain Map)', color: '#d97706', points: bare.steps.map(toPoint) },
+    ],
+    [
+      `saturation: governed ${governedSaturation.toFixed(0)} req/s, bare ${bareSaturation.toFixed(0)} req/s (ratio ${ratios.governed_vs_bare_saturation})`,
+      `p99 at ${at80} req/s (80% of bare saturation): governed ${governed80.p99Ms.toFixed(2)} ms, bare ${bare80.p99Ms.toFixed(2)} ms (ratio ${ratios.p99_ratio_at_80pct})`,
+      'open-loop generator (latency from scheduled send time), reads:writes 20:1, X-Biz-Tag across 4 orgs',
+    ],
+  );
+  writeFileSync(config.out, svg);
+  progress(`chart written to ${config.out}`);
+
+  return {
+    suite: 'load',
+    results: [...rows('bare', bare.steps), ...rows('governed', governed.steps), ...rows('bare at 80%', [bare80]), ...rows('governed at 80%', [governed80])],
+    ratios,
+    targets: { governed_vs_bare_saturation: '>= 0.9', p99_ratio_at_80pct: '<= 1.2' },
+    notes: [
+      `saturation = highest achieved req/s over the steps; a step is saturated when achieved < ${SATURATION.achievedShare * 100}% of offered, p99 > ${SATURATION.p99Ms} ms or > ${SATURATION.failedShare * 100}% failed`,
+      'service and generator share this machine\'s cores: compare the two runs, not absolute numbers',
+      `chart: ${config.out}`,
+    ],
+    chart: config.out,
+  };
+};
+
+export default suite;
