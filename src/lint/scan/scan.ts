@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import type * as EslintModule from 'eslint';
 import type { ESLint, Linter } from 'eslint';
 import plugin, { TYPESCRIPT_FILES, recommendedRules, strictRules } from '../plugin.ts';
 import type { Baseline } from './baseline.ts';
@@ -135,7 +136,13 @@ export async function scan(options: ScanOptions = {}): Promise<ScanReport> {
     ],
   });
 
-  const files = await collectFiles(root, options.paths ?? ['.'], eslint);
+  let files: string[];
+  try {
+    files = await collectFiles(root, options.paths ?? ['.'], eslint);
+  } catch (cause) {
+    // ESLint validates the configuration the first time it resolves one for a file.
+    throw asConfigError(cause);
+  }
   if (files.length === 0) {
     throw new ScanUsageError('GOVMAP_SCAN_NO_FILES', `no TypeScript files to scan under ${(options.paths ?? ['.']).join(', ')} (looked for *.ts, *.tsx, *.mts, *.cts outside node_modules, dist, coverage and ignores)`, {
       paths: options.paths ?? ['.'],
@@ -169,7 +176,7 @@ export async function scan(options: ScanOptions = {}): Promise<ScanReport> {
   };
 }
 
-async function loadEslint(): Promise<typeof import('eslint')> {
+async function loadEslint(): Promise<typeof EslintModule> {
   try {
     return await import('eslint');
   } catch (cause) {
@@ -189,6 +196,7 @@ function checkRuleOverrides(overrides: Readonly<Record<string, unknown>>): Recor
 
 /** ESLint throws on an invalid rule option; that is the user's config, so a usage error. */
 function asConfigError(cause: unknown): Error {
+  if (cause instanceof ScanUsageError) return cause;
   const message = cause instanceof Error ? cause.message : String(cause);
   if (/Configuration for rule|Key "rules"|Could not find/.test(message)) {
     return new ScanUsageError('GOVMAP_SCAN_CONFIG_INVALID', `the scan configuration is invalid: ${message.split('\n')[0]}`, {}, { cause });

@@ -1,0 +1,223 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import AjvDraft04 from 'ajv-draft-04';
+import addFormats from 'ajv-formats';
+import { Baseline, FINGERPRINT_KEY, ScanUsageError, failingFindings, formatJson, formatSarif, formatText, rules, scan } from '../../src/lint/index.ts';
+import type { Finding, ScanReport } from '../../src/lint/index.ts';
+import { PLANTED_LINE, generateProject } from './generate-project.ts';
+
+const SAMPLE = fileURLToPath(new URL('../fixtures/scan/clearing-service/', import.meta.url));
+const SARIF_SCHEMA = JSON.parse(readFileSync(new URL('./sarif-2.1.0-rtm.5.schema.json', import.meta.url), 'utf8')) as object;
+
+const scratch = mkdtempSync(join(tmpdir(), 'govmap-scan-test-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+const brief = (f: Finding): string => `${f.ruleId} ${f.file}:${f.line} ${f.severity}${f.suppression === null ? '' : ` suppressed(${f.suppression})`}`;
+
+/** The sample service's findings, as its files' header comments list them. */
+const EXPECTED_SAMPLE = [
+  'govmap/no-rmw-across-await src/balances.ts:32 error',
+  'govmap/require-validator src/fees.ts:6 error',
+  'govmap/no-plain-shared-cache src/fx-cache.ts:2 warning',
+  'govmap/forbidden-calls src/maintenance.ts:9 error',
+  'govmap/require-suppression-reason src/maintenance.ts:12 error',
+  'govmap/forbidden-calls src/maintenance.ts:13 error suppressed()',
+  'govmap/forbidden-calls src/maintenance.ts:16 error suppressed(the path is the fixed scratch directory, never user input)',
+  'govmap/no-async-range-callback src/sweeper.ts:13 error',
+  'govmap/no-shared-mutation-in-range src/sweeper.ts:19 error',
+  'govmap/no-async-range-callback src/sweeper.ts:20 error',
+];
+
+describe('govmap scan of the sample clearing service', () => {
+  let report: ScanReport;
+  const progress: number[] = [];
+
+  test('finds exactly the known findings, and nothing in the clean file', async () => {
+    report = await scan({ cwd: SAMPLE, batchSize: 2, onProgress: (p) => progress.push(p.done) });
+    assert.deepEqual(report.findings.map(brief), EXPECTED_SAMPLE);
+    assert.equal(report.filesScanned, 6);
+    assert.deepEqual(report.unanalysed, []);
+    assert.equal(failingFindings(report).length, 7, 'errors that are neither suppressed nor in a baseline fail the scan');
+  });
+
+  test('reports progress after each batch, up to the total', () => {
+    assert.deepEqual(progress, [2, 4, 6]);
+  });
+
+  test('declares every rule, fired or not', () => {
+    assert.deepEqual(report.rules.map((r) => r.id).sort(), Object.keys(rules).map((r) => `govmap/${r}`).sort());
+    assert.equal(report.rules.find((r) => r.id === 'govmap/no-plain-shared-cache')?.level, 'warning');
+  });
+
+  test('JSON: an array of {ruleId, file, line, column, message} with fingerprints, suppressed findings left out', () => {
+    const json = JSON.parse(formatJson(report)) as Array<Record<string, unknown>>;
+    assert.equal(json.length, EXPECTED_SAMPLE.filter((e) => !e.includes('suppressed')).length);
+    const first = json[0]!;
+    assert.deepEqual(Object.keys(first).sort(), ['baseline', 'column', 'endColumn', 'endLine', 'file', 'fingerprint', 'line', 'message', 'ruleId', 'severity']);
+    assert.equal(first.ruleId, 'govmap/no-rmw-across-await');
+    assert.equal(first.file, 'src/balances.ts');
+    assert.equal(first.line, 32);
+    assert.equal(first.column, 3);
+    assert.match(String(first.message), /updateAsync/);
+    assert.match(String(first.fingerprint), /^[0-9a-f]{32}$/);
+  });
+
+  test('SARIF: valid against the 2.1.0 schema, every rule declared, fingerprints, suppressions with their justification', () => {
+    const sarif = JSON.parse(formatSarif(report)) as SarifLog;
+    // unicodeRegExp off: the published schema's `language` pattern is not valid with the u flag.
+    const ajv = new AjvDraft04.default({ allErrors: true, strict: false, unicodeRegExp: false });
+    addFormats.default(ajv);
+    const validate = ajv.compile(SARIF_SCHEMA);
+    assert.ok(validate(sarif), JSON.stringify(validate.errors, null, 2));
+    // The validator is not a rubber stamp: a result without its required message fails.
+    const broken = JSON.parse(formatSarif(report)) as { runs: Array<{ results: Array<Record<string, unknown>> }> };
+    delete broken.runs[0]!.results[0]!.message;
+    assert.equal(validate(broken), false);
+
+    assert.equal(sarif.version, '2.1.0');
+    const run = sarif.runs[0]!;
+    assert.equal(run.tool.driver.name, 'govmap');
+    assert.equal(run.tool.driver.rules.length, Object.keys(rules).length);
+    assert.equal(run.results.length, EXPECTED_SAMPLE.length);
+    for (const result of run.results) {
+      assert.match(result.partialFingerprints[FINGERPRINT_KEY]!, /^[0-9a-f]{32}$/);
+      assert.equal(run.tool.driver.rules[result.ruleIndex]!.id, result.ruleId, 'ruleIndex points at the rule');
+      assert.equal(result.locations[0]!.physicalLocation.artifactLocation.uriBaseId, '%SRCROOT%');
+    }
+    const justified = run.results.filter((r) => r.suppressions !== undefined);
+    assert.deepEqual(
+      justified.map((r) => r.suppressions![0]),
+      [
+        { kind: 'inSource', justification: '' },
+        { kind: 'inSource', justification: 'the path is the fixed scratch directory, never user input' },
+      ],
+    );
+    assert.ok(run.results.every((r) => r.baselineState === undefined), 'no baselineState without a baseline');
+    assert.equal(run.invocations[0]!.executionSuccessful, true);
+    assert.ok(run.originalUriBaseIds['%SRCROOT%']!.uri.startsWith('file:///'));
+  });
+
+  test('text: grouped by file, with a summary', () => {
+    const text = formatText(report);
+    assert.match(text, /^src\/balances\.ts\n {2}32:3 +error +balances\.store\(account, \.\.\.\) writes a value computed from balances\.load\(account\)/m);
+    assert.match(text, /govmap scan: 6 files scanned, 7 errors, 1 warning, 2 suppressed in the source \(1 without a reason\)$/);
+  });
+});
+
+describe('baselines and fingerprints', () => {
+  test('findings keep their fingerprints when code moves; a baseline fails only new findings', async () => {
+    const project = generateProject(join(scratch, 'moving'), 20);
+    const first = await scan({ cwd: project.root });
+    assert.deepEqual(
+      first.findings.map((f) => `${f.file}:${f.line}`),
+      project.planted,
+    );
+    const baselineFile = join(scratch, 'baseline.json');
+    writeFileSync(baselineFile, formatJson(first));
+
+    // Move every finding down two lines, and plant one more lost update.
+    for (const file of project.files) {
+      const path = join(project.root, file);
+      writeFileSync(path, `// moved\n// down\n${readFileSync(path, 'utf8')}`);
+    }
+    const victim = join(project.root, 'src/service-0004.ts');
+    writeFileSync(victim, readFileSync(victim, 'utf8').replace(/accounts4\.update\(id, \(current\) => .*\);/, 'accounts4.store(id, { ...account, balance: account.balance - amount });'));
+
+    const second = await scan({ cwd: project.root, baseline: await Baseline.load(baselineFile) });
+    assert.deepEqual(
+      second.findings.map((f) => `${f.file}:${f.line} ${f.baseline ? 'baseline' : 'new'}`),
+      ['src/service-0004.ts', ...project.planted.map((p) => p.split(':')[0]!)].sort().map((file) => `${file}:${PLANTED_LINE + 2} ${file.endsWith('0004.ts') ? 'new' : 'baseline'}`),
+    );
+    const moved = new Set(first.findings.map((f) => f.fingerprint));
+    assert.ok(second.findings.filter((f) => f.baseline).every((f) => moved.has(f.fingerprint)));
+    assert.deepEqual(failingFindings(second).map((f) => f.file), ['src/service-0004.ts']);
+
+    const sarif = JSON.parse(formatSarif(second)) as SarifLog;
+    assert.deepEqual(sarif.runs[0]!.results.map((r) => r.baselineState).sort(), ['new', 'unchanged', 'unchanged']);
+    // A SARIF report is a baseline too.
+    const sarifBaseline = join(scratch, 'baseline.sarif');
+    writeFileSync(sarifBaseline, formatSarif(second));
+    const third = await scan({ cwd: project.root, baseline: await Baseline.load(sarifBaseline) });
+    assert.deepEqual(failingFindings(third), []);
+  });
+
+  test('identical findings on identical lines are told apart, and each needs its own baseline entry', async () => {
+    const root = join(scratch, 'twins');
+    generateProject(root, 1, 0);
+    const twin = [
+      `import { GovernedMap } from '${fileURLToPath(new URL('../../src/index.ts', import.meta.url))}';`,
+      `const m = new GovernedMap<string, number>({ name: 'm', validate: () => true });`,
+      `const n = new GovernedMap<string, number>({ name: 'm', validate: () => true });`,
+      'export { m, n };',
+    ].join('\n');
+    writeFileSync(join(root, 'src/twins.ts'), twin);
+    const report = await scan({ cwd: root });
+    const fingerprints = report.findings.map((f) => f.fingerprint);
+    assert.equal(fingerprints.length, 2);
+    assert.notEqual(fingerprints[0], fingerprints[1]);
+    const half = await scan({ cwd: root, baseline: new Baseline([fingerprints[0]!]) });
+    assert.equal(failingFindings(half).length, 1);
+  });
+});
+
+describe('files the scan cannot vouch for, and usage errors', () => {
+  test('a file outside every tsconfig is reported as not analysed, never silently passed', async () => {
+    const root = join(scratch, 'stray');
+    generateProject(root, 2, 0);
+    mkdirSync(join(root, 'scripts'));
+    writeFileSync(join(root, 'scripts/migrate.ts'), 'export const step = 1;\n');
+    const report = await scan({ cwd: root });
+    assert.equal(report.filesScanned, 3);
+    assert.equal(report.unanalysed.length, 1);
+    assert.equal(report.unanalysed[0]!.file, 'scripts/migrate.ts');
+    const sarif = JSON.parse(formatSarif(report)) as SarifLog;
+    assert.equal(sarif.runs[0]!.invocations[0]!.executionSuccessful, false);
+    assert.match(formatText(report), /1 file NOT analysed/);
+    // Ignoring it makes the scan complete again.
+    const ignored = await scan({ cwd: root, ignore: ['scripts/**'] });
+    assert.equal(ignored.filesScanned, 2);
+    assert.deepEqual(ignored.unanalysed, []);
+  });
+
+  test('typed errors name the input and the broken rule', async () => {
+    await assert.rejects(scan({ cwd: SAMPLE, paths: ['no-such-dir'] }), (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_PATH_NOT_FOUND' && /no-such-dir/.test(e.message));
+    await assert.rejects(scan({ cwd: SAMPLE, paths: ['package.json'] }), { code: 'GOVMAP_SCAN_NO_FILES' });
+    await assert.rejects(scan({ cwd: SAMPLE, project: 'missing.json' }), { code: 'GOVMAP_SCAN_TSCONFIG_NOT_FOUND' });
+    await assert.rejects(scan({ cwd: SAMPLE, rules: { 'govmap/no-such-rule': 'error' } }), (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_CONFIG_INVALID' && /no-such-rule/.test(e.message));
+    await assert.rejects(
+      scan({ cwd: SAMPLE, rules: { 'govmap/forbidden-calls': ['error', { calls: [{ module: 'fs' }] }] } }),
+      (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_CONFIG_INVALID' && /forbidden-calls/.test(e.message),
+    );
+    const notABaseline = join(scratch, 'not-a-baseline.json');
+    writeFileSync(notABaseline, JSON.stringify([{ ruleId: 'x' }]));
+    await assert.rejects(Baseline.load(notABaseline), (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_BASELINE_INVALID' && /entry 0 has no "fingerprint"/.test(e.message));
+  });
+
+  test('rule overrides and the strict preset change what is reported', async () => {
+    const strict = await scan({ cwd: SAMPLE, preset: 'strict', rules: { 'govmap/forbidden-calls': 'off' } });
+    assert.equal(strict.findings.find((f) => f.ruleId === 'govmap/no-plain-shared-cache')?.severity, 'error');
+    assert.equal(strict.findings.filter((f) => f.ruleId === 'govmap/forbidden-calls').length, 0);
+    assert.equal(strict.rules.find((r) => r.id === 'govmap/forbidden-calls')?.level, 'off');
+  });
+});
+
+interface SarifLog {
+  version: string;
+  runs: Array<{
+    tool: { driver: { name: string; rules: Array<{ id: string }> } };
+    originalUriBaseIds: Record<string, { uri: string }>;
+    invocations: Array<{ executionSuccessful: boolean }>;
+    results: Array<{
+      ruleId: string;
+      ruleIndex: number;
+      partialFingerprints: Record<string, string>;
+      suppressions?: Array<{ kind: string; justification: string }>;
+      baselineState?: string;
+      locations: Array<{ physicalLocation: { artifactLocation: { uri: string; uriBaseId: string } } }>;
+    }>;
+  }>;
+}
