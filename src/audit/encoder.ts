@@ -1,5 +1,6 @@
 import type { ClockAnchor } from './clock.ts';
 import { toEpoch } from './clock.ts';
+import { renderKey } from './event.ts';
 import type { AuditRangeBounds, GapCause } from './event.ts';
 import {
   FLAG_BOUNDS,
@@ -417,7 +418,7 @@ export function encodeDirect(w: ByteWriter, r: DirectRecord, ctx: EncodeContext)
   w.raw(P_RESOURCE);
   const key = r.key;
   if (key === undefined || key === null) w.raw(P_NULL);
-  else w.jsonString(typeof key === 'string' ? key : String(key));
+  else w.jsonString(renderKey(key));
   w.ensure(512);
   if (r.traceId !== null && r.spanId !== null) {
     w.raw(P_TRACE);

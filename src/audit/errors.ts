@@ -10,7 +10,7 @@ export class AuditConfigurationError extends GovMapError {
   constructor(option: string, rule: string, received?: unknown) {
     super(
       'GOVMAP_AUDIT_INVALID_CONFIGURATION',
-      `invalid audit option "${option}": ${rule}${received === undefined ? '' : ` (received ${JSON.stringify(received)?.slice(0, 80) ?? String(received)})`}`,
+      `invalid audit option "${option}": ${rule}${received === undefined ? '' : ` (received ${describe(received)})`}`,
       { option, rule },
     );
   }
@@ -66,4 +66,14 @@ export class KafkaSendTimeoutError extends GovMapError {
       { topic, messages, timeoutMs },
     );
   }
+}
+
+function describe(value: unknown): string {
+  try {
+    const json = JSON.stringify(value) as string | undefined;
+    if (json !== undefined) return json.length > 80 ? `${json.slice(0, 77)}...` : json;
+  } catch {
+    // Not JSON (a bigint, a cycle): its type is enough to act on.
+  }
+  return typeof value;
 }

@@ -167,7 +167,7 @@ function checkSeal(r: Record<string, unknown>): SpoolLine {
     isCount(r.segment) &&
     isCount(r.from) &&
     isCount(r.to) &&
-    (r.to as number) >= (r.from as number) &&
+    (r.to) >= (r.from) &&
     isCountOrZero(r.reads_through) &&
     isCountOrZero(r.writes_through) &&
     (r.alg === 'sha256' || r.alg === 'hmac-sha256') &&
@@ -208,8 +208,35 @@ function eventProblem(r: Record<string, unknown>): string | null {
   if ('value' in r && !(r.value === null || (typeof r.value === 'string'))) return 'value must be a string (money: decimal minor units) or null, never a number';
   if (r.op_type === 'AUDIT_GAP') {
     const g = r.gap as Record<string, unknown> | undefined;
-    if (g === undefined || typeof g !== 'object' || g === null || !isCount(g.from) || !isCount(g.to) || (g.to as number) < (g.from as number)) return 'AUDIT_GAP without a valid gap range';
+    if (g === undefined || typeof g !== 'object' || g === null || !isCount(g.from) || !isCount(g.to) || (g.to) < (g.from)) return 'AUDIT_GAP without a valid gap range';
     if (g.cause !== 'CRASH' && g.cause !== 'RING_FULL' && g.cause !== 'SPOOL_UNWRITABLE') return `unknown gap cause ${JSON.stringify(g.cause)}`;
   }
   return null;
+}
+
+/**
+ * A map key as `resource_id`. Strings as they are; numbers and bigints in decimal; other keys
+ * (objects) as JSON when they have one. Only string and number keys are recorded without
+ * allocating (docs/audit.md).
+ */
+export function renderKey(key: unknown): string {
+  switch (typeof key) {
+    case 'string':
+      return key;
+    case 'number':
+    case 'bigint':
+    case 'boolean':
+      return String(key);
+    case 'symbol':
+      return key.toString();
+    default: {
+      try {
+        const json = JSON.stringify(key) as string | undefined;
+        if (json !== undefined) return json;
+      } catch {
+        // Cyclic or bigint-holding objects fall through to their tag.
+      }
+      return Object.prototype.toString.call(key);
+    }
+  }
 }

@@ -89,7 +89,7 @@ export function resolveAuditOptions(options: AuditRecorderOptions): ResolvedAudi
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const option = issue.path.length > 0 ? issue.path.join('.') : 'options';
-    const received = issue.path.reduce<unknown>((v, k) => (v as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey], options);
+    const received = issue.path.reduce<unknown>((v, k) => (v as Record<PropertyKey, unknown> | undefined)?.[k], options);
     throw new AuditConfigurationError(option, issue.message, typeof received === 'function' ? undefined : received);
   }
   const o = parsed.data;

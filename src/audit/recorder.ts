@@ -266,6 +266,7 @@ export class AuditRecorder implements MapObserver<unknown> {
    * AuditNotDurableError while the spool cannot be written.
    */
   flush(): Promise<void> {
+    if (this.#stopping) return Promise.reject(new AuditStoppedError('flush'));
     if (this.#failure !== null) return Promise.reject(new AuditNotDurableError(this.dir, this.#failure));
     if (this.#workerFailure !== null) return Promise.reject(new AuditNotDurableError(this.dir, this.#workerFailure));
     if (this.#dropFrom !== 0) this.#publishDropGap(true);
@@ -288,7 +289,7 @@ export class AuditRecorder implements MapObserver<unknown> {
 
   /** Records every later operation of `map`. Returns a function that stops recording it. */
   attach<K>(map: { readonly name: string; observe(observer: MapObserver<K>): () => void }): () => void {
-    const detach = map.observe(this as MapObserver<K>);
+    const detach = map.observe(this);
     this.#lifecycle('MAP_ATTACHED', map.name, null, null);
     const remove = (): void => {
       detach();

@@ -23,6 +23,8 @@
  * the consumer releases it by a seq-cst store of tail after reading them: the Atomics order is
  * the only synchronisation, no lock is taken.
  */
+import { renderKey } from './event.ts';
+
 export const CONTROL_INTS = 32;
 export const STATS_SLOTS = 32;
 
@@ -150,6 +152,9 @@ export class RingProducer {
   readonly #cap: number;
   /** Wake the sleeping worker once this many words are queued (an eighth of the ring). */
   readonly #wakeWords: number;
+  /** Our own head (only we write it) and the last tail we read: reading shared state costs. */
+  #head = 0;
+  #tail = 0;
 
   constructor(ring: RingViews) {
     this.#ring = ring;
@@ -159,6 +164,8 @@ export class RingProducer {
     this.#units = ring.units;
     this.#cap = ring.capacityWords;
     this.#wakeWords = ring.capacityWords >> 3;
+    this.#head = Atomics.load(ring.ctrl, CTRL_HEAD);
+    this.#tail = Atomics.load(ring.ctrl, CTRL_TAIL);
   }
 
   get ring(): RingViews {
@@ -198,7 +205,7 @@ export class RingProducer {
       flags |= FLAG_KEY_PRESENT | FLAG_KEY_NUMBER;
     } else if (key !== undefined) {
       // Not allocation-free (bigint and object keys are rendered): documented in docs/audit.md.
-      keyText = String(key);
+      keyText = renderKey(key);
       flags |= FLAG_KEY_PRESENT;
     }
     if (keyText !== null) {
@@ -236,20 +243,9 @@ export class RingProducer {
     length += length & 1;
 
     const cap = this.#cap;
-    const ctrl = this.#ctrl;
-    let head = Atomics.load(ctrl, CTRL_HEAD);
-    const tail = Atomics.load(ctrl, CTRL_TAIL);
     const words = this.#words;
-    if (head >= tail) {
-      if (head + length > cap || (head + length === cap && tail === 0)) {
-        // Does not fit before the end: it must fit at the start, leaving one word before tail.
-        if (length >= tail) return false;
-        words[head] = PAD_MARK;
-        head = 0;
-      }
-    } else if (head + length >= tail) {
-      return false;
-    }
+    const head = this.#reserve(length);
+    if (head < 0) return false;
 
     const f64 = this.#f64;
     const at = head;
@@ -289,9 +285,7 @@ export class RingProducer {
       for (let i = 0; i < pl; i++) units[u++] = p!.charCodeAt(i);
     }
     words[at] = length;
-    const next = at + length === cap ? 0 : at + length;
-    Atomics.store(ctrl, CTRL_HEAD, next);
-    this.#maybeWake(next, tail);
+    this.#publish(at + length === cap ? 0 : at + length);
     return true;
   }
 
@@ -299,19 +293,9 @@ export class RingProducer {
   tryPublishGap(seq: number, from: number, to: number, perfMs: number): boolean {
     const length = HEADER_WORDS;
     const cap = this.#cap;
-    const ctrl = this.#ctrl;
-    let head = Atomics.load(ctrl, CTRL_HEAD);
-    const tail = Atomics.load(ctrl, CTRL_TAIL);
     const words = this.#words;
-    if (head >= tail) {
-      if (head + length > cap || (head + length === cap && tail === 0)) {
-        if (length >= tail) return false;
-        words[head] = PAD_MARK;
-        head = 0;
-      }
-    } else if (head + length >= tail) {
-      return false;
-    }
+    const head = this.#reserve(length);
+    if (head < 0) return false;
     const f64 = this.#f64;
     words[head + 1] = OP_GAP;
     words[head + 2] = 0;
@@ -321,9 +305,7 @@ export class RingProducer {
     f64[(head + 8) >> 1] = from;
     f64[(head + 10) >> 1] = to;
     words[head] = length;
-    const next = head + length === cap ? 0 : head + length;
-    Atomics.store(ctrl, CTRL_HEAD, next);
-    this.#maybeWake(next, tail);
+    this.#publish(head + length === cap ? 0 : head + length);
     return true;
   }
 
@@ -347,10 +329,44 @@ export class RingProducer {
     return result !== 'timed-out' || Atomics.load(ctrl, CTRL_TAIL) !== tail;
   }
 
-  #maybeWake(head: number, tail: number): void {
-    // A notify is a syscall (~1 µs); ring only when the worker sleeps and a batch is worth it.
-    if (Atomics.load(this.#ctrl, CTRL_WORKER_SLEEPING) === 0) return;
-    const queued = head >= tail ? head - tail : this.#cap - tail + head;
-    if (queued >= this.#wakeWords) this.wake();
+  /**
+   * Where an entry of `length` words goes, or -1 when it does not fit. Checked against the tail
+   * last read; the shared tail is read again only when that says full (the worker only ever
+   * frees space, so a stale tail can only under-estimate it).
+   */
+  #reserve(length: number): number {
+    let fit = this.#fit(length, this.#tail);
+    if (fit < 0) {
+      this.#tail = Atomics.load(this.#ctrl, CTRL_TAIL);
+      fit = this.#fit(length, this.#tail);
+    }
+    return fit;
+  }
+
+  #fit(length: number, tail: number): number {
+    const head = this.#head;
+    const cap = this.#cap;
+    if (head >= tail) {
+      if (head + length < cap || (head + length === cap && tail !== 0)) return head;
+      // Does not fit before the end: it must fit at the start, leaving one word before tail.
+      if (length >= tail) return -1;
+      this.#words[head] = PAD_MARK;
+      this.#head = 0;
+      return 0;
+    }
+    return head + length < tail ? head : -1;
+  }
+
+  #publish(next: number): void {
+    this.#head = next;
+    Atomics.store(this.#ctrl, CTRL_HEAD, next);
+    // A notify is a syscall (~1 µs); ring only when a batch is worth it and the worker sleeps.
+    const tail = this.#tail;
+    const queued = next >= tail ? next - tail : this.#cap - tail + next;
+    if (queued >= this.#wakeWords && Atomics.load(this.#ctrl, CTRL_WORKER_SLEEPING) === 1) {
+      this.#tail = Atomics.load(this.#ctrl, CTRL_TAIL);
+      const fresh = next >= this.#tail ? next - this.#tail : this.#cap - this.#tail + next;
+      if (fresh >= this.#wakeWords) this.wake();
+    }
   }
 }

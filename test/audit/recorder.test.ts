@@ -1,0 +1,404 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { context, trace, TraceFlags } from '@opentelemetry/api';
+import { GovernedMap } from '../../src/map/index.ts';
+import type { MapObserver } from '../../src/map/index.ts';
+import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
+import type { AuditRecorder } from '../../src/audit/index.ts';
+import { balances, bySeq, readSpool, segmentFiles, tempSpool } from './helpers.ts';
+
+async function recorder(dir: string, extra: Record<string, unknown> = {}): Promise<AuditRecorder> {
+  return createAuditRecorder({ dir, actor: 'clearing/instance-1', origin: 'test-host/pid-1', ...extra });
+}
+
+describe('what a record holds', () => {
+  test('every operation is recorded with op, map, resource, outcome, reason, actor, origin, time and seq', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const map = balances();
+    audit.attach(map);
+    const before = BigInt(Date.now()) * 1_000_000n;
+    map.store('acct-1', 100n);
+    map.load('acct-1');
+    map.load('acct-404');
+    assert.throws(() => map.store('acct-1', -5n));
+    map.range(() => {}, { start: 'acct-0', end: 'acct-9', inclusive: true });
+    map.delete('acct-1');
+    map.delete('acct-404');
+    await audit.stop();
+    const after = BigInt(Date.now()) * 1_000_000n;
+
+    const events = bySeq(readSpool(dir).events);
+    const ops = events.map((e) => `${e.op_type}:${e.outcome}${e.reason === null ? '' : `:${e.reason}`}`);
+    assert.deepEqual(ops, [
+      'AUDIT_STARTED:ok',
+      'MAP_ATTACHED:ok',
+      'STORE:ok',
+      'LOAD:ok',
+      'LOAD:miss',
+      'STORE:rejected:BALANCE_UNDERFLOW',
+      'RANGE:ok',
+      'DELETE:ok',
+      'DELETE:miss',
+      'AUDIT_STOPPED:ok',
+    ]);
+    assert.deepEqual(
+      events.map((e) => e.seq),
+      events.map((_e, i) => i + 1),
+      'seqs are contiguous from 1 across reads and writes',
+    );
+    for (const e of events) {
+      assert.equal(e.v, 1);
+      assert.equal(e.actor, 'clearing/instance-1');
+      assert.equal(e.origin, 'test-host/pid-1');
+      assert.match(e.timestamp, /^[0-9]{19}$/);
+      const ns = BigInt(e.timestamp);
+      assert.ok(ns >= before - 5_000_000n && ns <= after + 5_000_000n, `timestamp ${e.timestamp} is the time of the operation`);
+    }
+    const store = events.find((e) => e.op_type === 'STORE' && e.outcome === 'ok')!;
+    assert.equal(store.map, 'balances');
+    assert.equal(store.resource_id, 'acct-1');
+    assert.equal(store.value, '100', 'money as a decimal string');
+    const refused = events.find((e) => e.outcome === 'rejected')!;
+    assert.equal(refused.value, '-5', 'the refused value is recorded too');
+    const range = events.find((e) => e.op_type === 'RANGE')!;
+    assert.deepEqual(range.range_bounds, { start: 'acct-0', end: 'acct-9', inclusive: true, prefix: null });
+    assert.equal(range.resource_id, null);
+    assert.equal(events.find((e) => e.op_type === 'LOAD')!.range_bounds, null);
+    assert.equal(events.find((e) => e.op_type === 'DELETE' && e.outcome === 'ok')!.value, '100', 'a delete records the value it removed');
+    // Timestamps follow the order of the operations on the recording thread.
+    for (let i = 1; i < events.length; i++) assert.ok(BigInt(events[i]!.timestamp) >= BigInt(events[i - 1]!.timestamp));
+    assert.equal(verifySpool(dir).ok, true);
+  });
+
+  test('money beyond 2^53 keeps every digit; floats and objects are not recorded as values', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const money = balances();
+    const any = new GovernedMap<string, unknown>({ name: 'misc', validate: () => true });
+    audit.attach(money);
+    audit.attach(any);
+    money.store('acct-big', 9_007_199_254_740_993n);
+    any.store('float', 0.1);
+    any.store('object', { pan: '4111111111111111' });
+    any.store('int', 42);
+    await audit.stop();
+    const values = new Map(readSpool(dir).events.filter((e) => e.op_type === 'STORE').map((e) => [e.resource_id, e.value]));
+    assert.equal(values.get('acct-big'), '9007199254740993');
+    assert.equal(values.get('float'), null);
+    assert.equal(values.get('object'), null);
+    assert.equal(values.get('int'), '42');
+    const raw = readFileSync(segmentFiles(dir)[0]!, 'utf8');
+    assert.doesNotMatch(raw, /"value":[0-9]/, 'never a JSON number');
+    assert.doesNotMatch(raw, /4111111111111111/);
+  });
+
+  test('keys of any text survive: quotes, control characters, non-ASCII, lone surrogates, very long keys', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const map = balances();
+    audit.attach(map);
+    const keys = ['a"b\\c', 'tab\there\nnl', 'zürich-€-口座', 'emoji-😀', 'lone-\ud800-x', '\u0000\u001f'];
+    for (const k of keys) {
+      map.store(k, 1n);
+      map.load(k);
+    }
+    const long = 'k'.repeat(5000);
+    map.load(long);
+    map.store(long, 1n);
+    await audit.stop();
+    const events = readSpool(dir).events;
+    for (const k of keys) {
+      assert.equal(events.filter((e) => e.resource_id === k && e.op_type === 'LOAD').length, 1, `LOAD of ${JSON.stringify(k)}`);
+      assert.equal(events.filter((e) => e.resource_id === k && e.op_type === 'STORE').length, 1, `STORE of ${JSON.stringify(k)}`);
+    }
+    const longLoad = events.find((e) => e.op_type === 'LOAD' && e.resource_id?.startsWith('kkk'))!;
+    assert.equal(longLoad.resource_id!.length, 1024, 'reads carry at most 1,024 units of a key');
+    assert.equal(longLoad.resource_id_length, 5000, '…and say how long it was');
+    assert.equal(events.find((e) => e.op_type === 'STORE' && e.resource_id?.startsWith('kkk'))!.resource_id, long, 'writes carry the whole key');
+    // The lines are exactly what JSON.stringify writes (any JSON reader agrees on them).
+    for (const line of readFileSync(segmentFiles(dir)[0]!, 'utf8').split('\n').filter((l) => l !== '')) {
+      assert.equal(JSON.stringify(JSON.parse(line)), line);
+    }
+  });
+
+  test('map lifecycle and recorder lifecycle are recorded', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const map = new GovernedMap<string, bigint>({ name: 'limits', validate: () => true, observers: [audit] });
+    map.store('x', 1n);
+    map.dispose();
+    await audit.stop();
+    const ops = bySeq(readSpool(dir).events).map((e) => `${e.op_type}${e.map === null ? '' : `:${e.map}`}`);
+    assert.deepEqual(ops, ['AUDIT_STARTED', 'MAP_CREATED:limits', 'STORE:limits', 'MAP_DISPOSED:limits', 'AUDIT_STOPPED']);
+  });
+});
+
+describe('every record carries the trace of the span that was active', () => {
+  test('reads and writes under a span carry its ids, across awaits; outside a span they are null', async (t) => {
+    const manager = new AsyncLocalStorageContextManager().enable();
+    assert.equal(context.setGlobalContextManager(manager), true);
+    t.after(() => {
+      context.disable();
+      manager.disable();
+    });
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const map = balances();
+    audit.attach(map);
+    const spanA = trace.wrapSpanContext({ traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: TraceFlags.SAMPLED });
+    const spanB = trace.wrapSpanContext({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: TraceFlags.SAMPLED });
+    map.store('outside', 1n);
+    await context.with(trace.setSpan(context.active(), spanA), async () => {
+      map.store('a', 1n);
+      map.load('a');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      map.load('a-after-await');
+      await map.updateAsync('a', async (v) => (v ?? 0n) + 1n);
+      await context.with(trace.setSpan(context.active(), spanB), async () => {
+        map.load('b');
+        map.range(() => {});
+        map.delete('a');
+      });
+      map.load('a-again');
+    });
+    map.load('outside');
+    await audit.stop();
+
+    const events = readSpool(dir).events.filter((e) => e.map === 'balances' && e.op_type !== 'MAP_ATTACHED');
+    const traced = (e: (typeof events)[number]): string => `${e.op_type}:${e.resource_id}:${e.trace_id?.slice(0, 4) ?? '-'}:${e.span_id?.slice(0, 4) ?? '-'}`;
+    assert.deepEqual(bySeq(events).map(traced), [
+      'STORE:outside:-:-',
+      'STORE:a:0af7:b7ad',
+      'LOAD:a:0af7:b7ad',
+      'LOAD:a-after-await:0af7:b7ad',
+      'STORE:a:0af7:b7ad',
+      'LOAD:b:4bf9:00f0',
+      'RANGE:null:4bf9:00f0',
+      'DELETE:a:4bf9:00f0',
+      'LOAD:a-again:0af7:b7ad',
+      'LOAD:outside:-:-',
+    ]);
+    const full = events.find((e) => e.resource_id === 'b')!;
+    assert.equal(full.trace_id, '4bf92f3577b34da6a3ce929d0e0e4736');
+    assert.equal(full.span_id, '00f067aa0ba902b7');
+  });
+});
+
+describe('durability', () => {
+  test('a write record is in the file when store() returns, before any fsync', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir, { fsyncIntervalMs: 10_000 });
+    t.after(() => audit.stop());
+    const map = balances();
+    audit.attach(map);
+    map.store('acct-7', 700n);
+    const raw = readFileSync(segmentFiles(dir)[0]!, 'utf8');
+    assert.match(raw, /"op_type":"STORE","map":"balances","resource_id":"acct-7".*"value":"700"/);
+  });
+
+  test('an awaited updateAsync settles only once its record is sealed and fsynced; flush() likewise', async (t) => {
+    const dir = tempSpool(t);
+    // A long interval: nothing would be fsynced in this test unless the awaits asked for it.
+    const audit = await recorder(dir, { fsyncIntervalMs: 10_000 });
+    const map = balances();
+    audit.attach(map);
+    let storeSeq = 0;
+    const spy: MapObserver<string> = {
+      onOperation: (_m, op) => {
+        if (op === 'STORE') storeSeq = audit.stats().nextSeq - 1;
+      },
+    };
+    map.observe(spy);
+    for (let i = 1; i <= 5; i++) {
+      const resolved = await map.updateAsync('acct-1', async (v) => (v ?? 0n) + 10n);
+      assert.equal(resolved, BigInt(10 * i));
+      const stats = audit.stats();
+      assert.ok(stats.syncedWrites >= storeSeq, `after the await, write seq ${storeSeq} is fsynced (synced through ${stats.syncedWrites})`);
+      const { seals } = readSpool(dir);
+      assert.ok(seals.some((s) => s.writes_through >= storeSeq), 'a seal covers it');
+      const head = JSON.parse(readFileSync(join(dir, 'HEAD'), 'utf8')) as { writes_through: number };
+      assert.ok(head.writes_through >= storeSeq, 'HEAD (written after fsync) covers it');
+    }
+    map.load('acct-1');
+    const readSeq = audit.stats().nextSeq - 1;
+    await audit.flush();
+    assert.ok(audit.stats().syncedReads >= readSeq, 'flush() waits for reads still in the ring too');
+    await audit.stop();
+    assert.equal(verifySpool(dir).ok, true);
+  });
+
+  test('many concurrent updateAsync calls share fsyncs (group commit) and all settle durable', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir, { fsyncIntervalMs: 10_000 });
+    const map = balances();
+    audit.attach(map);
+    const fsyncsBefore = audit.stats().fsyncs;
+    await Promise.all(Array.from({ length: 200 }, (_, i) => map.updateAsync(`acct-${i % 20}`, async (v) => (v ?? 0n) + 1n)));
+    const stats = audit.stats();
+    assert.ok(stats.syncedWrites >= stats.nextSeq - 1);
+    assert.ok(stats.fsyncs - fsyncsBefore < 200, `200 durable updates took ${stats.fsyncs - fsyncsBefore} fsyncs`);
+    await audit.stop();
+  });
+});
+
+describe('restart, rotation and the chain', () => {
+  test('after a clean stop the next recorder carries on the seqs without a gap', async (t) => {
+    const dir = tempSpool(t);
+    for (let session = 0; session < 3; session++) {
+      const audit = await recorder(dir);
+      const map = balances();
+      audit.attach(map);
+      for (let i = 0; i < 100; i++) {
+        map.store(`acct-${i}`, BigInt(i));
+        map.load(`acct-${i}`);
+      }
+      await audit.stop();
+    }
+    const events = bySeq(readSpool(dir).events);
+    assert.deepEqual(
+      events.map((e) => e.seq),
+      events.map((_e, i) => i + 1),
+    );
+    assert.equal(events.filter((e) => e.op_type === 'AUDIT_GAP').length, 0);
+    assert.deepEqual(
+      events.filter((e) => e.op_type === 'AUDIT_STARTED').map((e) => e.detail?.split(';')[0]),
+      ['previous session: none', 'previous session: clean', 'previous session: clean'],
+    );
+    const report = verifySpool(dir);
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.equal(report.closed, true);
+  });
+
+  test('segments rotate by size and the chain runs across them', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir, { maxSegmentBytes: 65_536, sealBytes: 8192, fsyncIntervalMs: 2 });
+    const map = balances();
+    audit.attach(map);
+    for (let i = 0; i < 3000; i++) {
+      map.store(`acct-${i % 50}`, BigInt(i));
+      map.load(`acct-${i % 50}`);
+      if (i % 500 === 0) await audit.flush();
+    }
+    await audit.stop();
+    const files = segmentFiles(dir);
+    assert.ok(files.length >= 5, `rotated into ${files.length} segments`);
+    const { seals } = readSpool(dir);
+    for (let i = 1; i < seals.length; i++) {
+      assert.equal(seals[i]!.seal, seals[i - 1]!.seal + 1);
+      assert.equal(seals[i]!.prev, seals[i - 1]!.hash, 'each seal continues the previous one, across files');
+    }
+    const report = verifySpool(dir);
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.equal(report.records, 6003, '6,000 operations, AUDIT_STARTED, MAP_ATTACHED, AUDIT_STOPPED');
+  });
+});
+
+describe('a full ring never drops silently', () => {
+  test('drop: the dropped reads are named by an AUDIT_GAP (RING_FULL) and counted', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir, { ringBytes: 65_536, onRingFull: 'drop' });
+    const map = balances();
+    audit.attach(map);
+    map.store('acct-1', 1n);
+    audit.pauseDrainForTesting(true);
+    for (let i = 0; i < 5000; i++) map.load('acct-1');
+    assert.ok(audit.stats().readsDropped > 0, 'the 64 KiB ring filled');
+    audit.pauseDrainForTesting(false);
+    map.load('acct-1');
+    await audit.stop();
+    const dropped = audit.stats().readsDropped;
+    const events = readSpool(dir).events;
+    const gaps = events.filter((e) => e.op_type === 'AUDIT_GAP');
+    assert.equal(gaps.length, 1);
+    assert.equal(gaps[0]!.gap!.cause, 'RING_FULL');
+    assert.equal(gaps[0]!.gap!.to - gaps[0]!.gap!.from + 1, dropped);
+    const loads = events.filter((e) => e.op_type === 'LOAD').length;
+    assert.equal(loads + dropped, 5001, 'every read is either recorded or inside the gap');
+    const report = verifySpool(dir);
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.equal(report.gaps.length, 1);
+  });
+
+  test('wait: a burst larger than the ring waits for the worker and loses nothing', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir, { ringBytes: 65_536, onRingFull: 'wait', maxWaitMs: 5000 });
+    const map = balances();
+    audit.attach(map);
+    map.store('acct-1', 1n);
+    for (let i = 0; i < 20_000; i++) map.load('acct-1');
+    const stats = audit.stats();
+    assert.ok(stats.ringFullWaits > 0, 'the burst outran the ring');
+    assert.equal(stats.readsDropped, 0);
+    await audit.stop();
+    assert.equal(readSpool(dir).events.filter((e) => e.op_type === 'LOAD').length, 20_000);
+    assert.equal(verifySpool(dir).ok, true);
+  });
+});
+
+describe('configuration and ownership', () => {
+  test('bad options are refused with a typed error naming the option and the rule', async (t) => {
+    const dir = tempSpool(t);
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ actor: '' }, /"actor"/],
+      [{ actor: 'has space' }, /"actor".*printable/],
+      [{ fsyncIntervalMs: 0 }, /"fsyncIntervalMs".*at least 1 ms/],
+      [{ onRingFull: 'block' }, /"onRingFull".*"wait" or "drop"/],
+      [{ ringBytes: 100 }, /"ringBytes".*65,536/],
+      [{ hmacKey: { env: 'GOVMAP_TEST_UNSET_KEY' } }, /hmacKey.env.*GOVMAP_TEST_UNSET_KEY is not set/],
+      [{ unknownOption: 1 }, /invalid audit option/],
+    ];
+    for (const [options, message] of cases) {
+      await assert.rejects(createAuditRecorder({ dir, actor: 'svc/1', ...options } as never), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'GOVMAP_AUDIT_INVALID_CONFIGURATION');
+        assert.match(error.message, message);
+        return true;
+      });
+    }
+    const keyFile = join(dir, '..', 'short.key');
+    writeFileSync(keyFile, 'short\n');
+    await assert.rejects(createAuditRecorder({ dir, actor: 'svc/1', hmacKey: { file: keyFile } }), /at least 16 bytes \(got 5\)/);
+  });
+
+  test('one recorder per spool directory', async (t) => {
+    const dir = tempSpool(t);
+    const first = await recorder(dir);
+    await assert.rejects(recorder(dir), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'GOVMAP_AUDIT_SPOOL_LOCKED');
+      assert.match(error.message, new RegExp(`process ${process.pid}`));
+      return true;
+    });
+    await first.stop();
+    const second = await recorder(dir);
+    await second.stop();
+  });
+
+  test('operations after stop() are counted, not recorded, and the maps are detached', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const attached = balances('attached');
+    const constructed = new GovernedMap<string, bigint>({ name: 'constructed', validate: () => true, observers: [audit] });
+    audit.attach(attached);
+    await audit.stop();
+    attached.store('a', 1n);
+    constructed.store('b', 1n);
+    constructed.load('b');
+    assert.equal(audit.stats().afterStop, 2, 'the attached map was detached; the constructed one still reports');
+    const events = bySeq(readSpool(dir).events);
+    assert.equal(events.at(-1)!.op_type, 'AUDIT_STOPPED');
+    await assert.rejects(audit.flush(), { code: 'GOVMAP_AUDIT_STOPPED' });
+  });
+
+  test('guard() lets writes through while the spool is healthy', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    t.after(() => audit.stop());
+    const map = new GovernedMap<string, bigint>({ name: 'guarded', validate: audit.guard() });
+    map.store('a', 1n);
+    assert.equal(map.load('a'), 1n);
+    assert.equal(audit.healthy, true);
+  });
+});
