@@ -80,6 +80,15 @@ export class PrivateRedis {
     throw new Error(`redis-server on ${this.port} did not answer PING within 10 s`);
   }
 
+  /** SIGSTOP: the server stops answering but its sockets stay open, as on a hung or partitioned host. */
+  pause(): void {
+    this.#process?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.#process?.kill('SIGCONT');
+  }
+
   /** SIGKILL: the server vanishes mid-conversation, as a crashed host would. */
   async kill(): Promise<void> {
     const child = this.#process;
@@ -91,6 +100,7 @@ export class PrivateRedis {
   }
 
   async stop(): Promise<void> {
+    this.resume();
     await this.kill();
     rmSync(this.#dir, { recursive: true, force: true });
   }

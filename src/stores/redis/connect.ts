@@ -182,20 +182,56 @@ abstract class LinkBase implements RedisLink {
   }
 
   async runScript(script: LuaScript, key: string, args: readonly string[]): Promise<unknown> {
+    this.assertUsable();
     const call = { keys: [key], arguments: [...args] };
     try {
-      return await this.scriptTarget().evalSha(script.sha1, call);
+      return await this.timed(this.scriptTarget().evalSha(script.sha1, call));
     } catch (error) {
       // A server that restarted, or a cluster node we have not used yet, lacks the script: EVAL
       // sends the source and caches it there for the next EVALSHA.
       if (!(error instanceof this.redis.ErrorReply && error.message.startsWith('NOSCRIPT'))) throw this.classify(error);
     }
     try {
-      return await this.scriptTarget().eval(script.source, call);
+      return await this.timed(this.scriptTarget().eval(script.source, call));
     } catch (error) {
       throw this.classify(error);
     }
   }
+
+  /**
+   * Bounds the wait for a reply. node-redis' own command timeout covers only a command still
+   * queued (it is dropped unsent: `not-applied`); once written to the socket it would wait for
+   * the reply forever, so this timer covers the rest, and a write it gives up on may have been
+   * applied (`unknown`). The late reply, if any, is ignored.
+   */
+  protected timed<T>(work: Promise<T>): Promise<T> {
+    const ms = this.settings.commandTimeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new LinkFailure('TIMEOUT', 'unknown', `no reply from Redis within ${ms} ms`)), ms);
+      work.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: Error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /**
+   * One server known down (socket lost, or the last heartbeat unanswered): fail now, with
+   * nothing sent, rather than send into a connection that would leave the outcome unknown.
+   * A cluster tries anyway: other masters may serve the key, and node-redis fails a command for
+   * a disconnected node at once by itself.
+   */
+  protected assertUsable(): void {
+    if (this.failFast && !this.healthy) throw new LinkFailure('OFFLINE', 'not-applied', `Redis is unreachable (${this.#closed ? 'link closed' : 'connection down'})`);
+  }
+
+  protected abstract readonly failFast: boolean;
 
   abstract get(key: string): Promise<string | null>;
   abstract scan(match: string, batchSize: number): AsyncIterable<readonly string[]>;
@@ -214,7 +250,8 @@ abstract class LinkBase implements RedisLink {
       return new LinkFailure('REFUSED', 'not-applied', message, error);
     }
     if (error instanceof this.redis.ClientOfflineError || error instanceof this.redis.ClientClosedError) return new LinkFailure('OFFLINE', 'not-applied', message, error);
-    if (error instanceof this.redis.TimeoutError) return new LinkFailure('TIMEOUT', 'unknown', message, error);
+    // node-redis times out only commands it has not written yet (see `timed`): never sent.
+    if (error instanceof this.redis.TimeoutError) return new LinkFailure('TIMEOUT', 'not-applied', message, error);
     return new LinkFailure('CONNECTION_LOST', 'unknown', message, error);
   }
 
@@ -272,6 +309,7 @@ abstract class LinkBase implements RedisLink {
 
 class StandaloneLink extends LinkBase {
   readonly kind = 'redis';
+  protected readonly failFast = true;
   #client: NodeClient | null = null;
 
   protected async connect(startedAt: number): Promise<void> {
@@ -308,19 +346,21 @@ class StandaloneLink extends LinkBase {
   }
 
   async get(key: string): Promise<string | null> {
+    this.assertUsable();
     try {
-      return await this.#client!.get(key);
+      return await this.timed(this.#client!.get(key));
     } catch (error) {
       throw this.classify(error);
     }
   }
 
   async *scan(match: string, batchSize: number): AsyncIterable<readonly string[]> {
-    yield* scanNode(this.#client!, match, batchSize, (error) => this.classify(error));
+    this.assertUsable();
+    yield* scanNode(this.#client!, match, batchSize, (work) => this.timed(work), (error) => this.classify(error));
   }
 
   protected async pingAll(): Promise<void> {
-    await this.#client!.ping();
+    await this.timed(this.#client!.ping());
   }
 }
 
@@ -334,6 +374,7 @@ class StandaloneLink extends LinkBase {
  */
 class ClusterLink extends LinkBase {
   readonly kind = 'redis-cluster';
+  protected readonly failFast = false;
   #cluster: NodeCluster | null = null;
   readonly #subscribed = new WeakSet<object>();
 
@@ -374,7 +415,7 @@ class ClusterLink extends LinkBase {
   async get(key: string): Promise<string | null> {
     if (this.#subscribeNodes() > 0) this.invalidated(null);
     try {
-      return await this.#cluster!.get(key);
+      return await this.timed(this.#cluster!.get(key));
     } catch (error) {
       throw this.classify(error);
     }
@@ -385,17 +426,17 @@ class ClusterLink extends LinkBase {
     for (const master of [...cluster.masters]) {
       let client: NodeClient;
       try {
-        client = await cluster.nodeClient(master);
+        client = await this.timed(cluster.nodeClient(master));
       } catch (error) {
         throw this.classify(error);
       }
-      yield* scanNode(client, match, batchSize, (error) => this.classify(error));
+      yield* scanNode(client, match, batchSize, (work) => this.timed(work), (error) => this.classify(error));
     }
   }
 
   protected async pingAll(): Promise<void> {
     const cluster = this.#cluster!;
-    await Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).ping()));
+    await this.timed(Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).ping())));
   }
 
   /** Subscribes to invalidations of node clients not yet subscribed; returns how many. */
@@ -414,12 +455,18 @@ class ClusterLink extends LinkBase {
   }
 }
 
-async function* scanNode(client: NodeClient, match: string, batchSize: number, classify: (error: unknown) => LinkFailure): AsyncIterable<readonly string[]> {
+async function* scanNode(
+  client: NodeClient,
+  match: string,
+  batchSize: number,
+  timed: <T>(work: Promise<T>) => Promise<T>,
+  classify: (error: unknown) => LinkFailure,
+): AsyncIterable<readonly string[]> {
   let cursor = '0';
   do {
     let reply;
     try {
-      reply = await client.scan(cursor, { MATCH: match, COUNT: batchSize });
+      reply = await timed(client.scan(cursor, { MATCH: match, COUNT: batchSize }));
     } catch (error) {
       throw classify(error);
     }

@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createClient } from 'redis';
+import { GovMapError } from '../../src/index.ts';
+import { RedisUnavailableError, RemoteGovernedMap, connectRedis, int64Codec } from '../../src/stores/redis/index.ts';
+import type { RedisLink } from '../../src/stores/redis/index.ts';
+import { PrivateRedis, freePort } from './redis-env.ts';
+
+/**
+ * Redis going away under a running map: a redis-server of the test's own on its own port (never
+ * the shared instance), killed (SIGKILL) or frozen (SIGSTOP) mid-test, then brought back.
+ */
+const ci = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
+const available = PrivateRedis.available();
+const skip = available || ci ? false : 'redis-server is not installed (bash test/infra/redis.sh install)';
+
+const FAST = { heartbeatMs: 100, commandTimeoutMs: 300, reconnectMaxDelayMs: 100, connectTimeoutMs: 2000 };
+
+async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function isUnavailable(outcome: string, reason?: RegExp): (error: unknown) => boolean {
+  return (error) => {
+    assert.ok(error instanceof RedisUnavailableError, `expected RedisUnavailableError, got ${String(error)}`);
+    assert.ok(error instanceof GovMapError);
+    assert.equal(error.code, 'GOVMAP_REDIS_UNAVAILABLE');
+    assert.equal(error.outcome, outcome);
+    if (reason) assert.match(error.reason, reason);
+    return true;
+  };
+}
+
+describe('Redis unreachable mid-test', { skip }, () => {
+  let server: PrivateRedis;
+  const links: RedisLink[] = [];
+
+  before(async () => {
+    assert.ok(available, 'redis-server must be installed under CI (bash test/infra/redis.sh install)');
+    server = new PrivateRedis(await freePort());
+    await server.start();
+  });
+
+  after(async () => {
+    for (const link of links) await link.close().catch(() => undefined);
+    await server?.stop();
+  });
+
+  async function map(staleReadMs: number): Promise<RemoteGovernedMap<bigint>> {
+    const link = await connectRedis({ url: server.url, ...FAST });
+    links.push(link);
+    return new RemoteGovernedMap<bigint>({
+      name: 'balances',
+      link,
+      keyPrefix: 'outage:',
+      codec: int64Codec,
+      validate: (_k, v) => (v >= 0n ? true : 'BALANCE_UNDERFLOW'),
+      bounds: { min: 0n },
+      nearCache: { staleReadMs },
+      sizeRefreshMs: 0,
+    });
+  }
+
+  test('killed: typed errors, stale reads only within the bound, then recovery with the near cache dropped', async () => {
+    const strict = await map(0);
+    const lenient = await map(1500);
+    await strict.store('acct-1', 100n);
+    assert.equal(await strict.load('acct-1'), 100n);
+    assert.equal(await lenient.load('acct-1'), 100n);
+    assert.equal(lenient.loadCached('acct-1'), 100n);
+
+    await server.kill();
+    const killedAt = Date.now();
+    await until(() => !strict.stats().near.trusted && !lenient.stats().near.trusted, 'noticing the loss');
+
+    // staleReadMs 0: the near cache is gone at once; reads and writes fail, typed.
+    assert.equal(strict.loadCached('acct-1'), undefined);
+    await assert.rejects(strict.load('acct-1'), isUnavailable('none', /OFFLINE|CONNECTION_LOST/));
+    await assert.rejects(strict.add('acct-1', -1n), isUnavailable('not-applied', /OFFLINE|CONNECTION_LOST/));
+    await assert.rejects(strict.store('acct-2', 1n), isUnavailable('not-applied', /OFFLINE|CONNECTION_LOST/));
+    await assert.rejects(strict.entries(), RedisUnavailableError);
+    assert.ok(strict.counters.unavailable >= 4);
+    assert.equal(strict.counters.storesOk, 1, 'nothing was acknowledged while Redis was down');
+
+    // staleReadMs 1500: the last known value is served while within the bound; writes still fail.
+    assert.equal(await lenient.load('acct-1'), 100n);
+    assert.ok(lenient.stats().near.staleServes >= 1);
+    await assert.rejects(lenient.add('acct-1', 5n), isUnavailable('not-applied'));
+    await until(() => Date.now() - killedAt > 1700, 'the staleness bound passing', 5000);
+    assert.equal(lenient.loadCached('acct-1'), undefined, 'past staleReadMs the entry is no longer served');
+    await assert.rejects(lenient.load('acct-1'), isUnavailable('none'));
+
+    // Back (empty: no persistence). A near cache that survived would still answer 100.
+    await server.start();
+    await until(() => strict.stats().near.trusted && lenient.stats().near.trusted, 'reconnecting');
+    assert.equal(await strict.load('acct-1'), undefined, 'the restarted server is empty and the map says so');
+    assert.equal(await lenient.load('acct-1'), undefined);
+    await strict.store('acct-1', 5n);
+    // lenient cached the absence; strict's write reaches it as an invalidation (one delay later).
+    await until(() => lenient.stats().near.invalidations > 0, 'the invalidation of the cached absence', 5000);
+    assert.equal(await lenient.load('acct-1'), 5n);
+    // Tracking is on again on the new connections: invalidations flow.
+    await strict.add('acct-1', 1n);
+    await until(() => lenient.loadCached('acct-1') === undefined, 'the invalidation after recovery', 5000);
+    assert.equal(await lenient.load('acct-1'), 6n);
+    await strict.dispose();
+    await lenient.dispose();
+  });
+
+  test('frozen with writes in flight: nothing acknowledged is lost, timed-out writes say their outcome is unknown', async (t) => {
+    const writer = await map(0);
+    await writer.store('acct-7', 1_000_000n);
+    const outcomes = { acked: 0, unknown: 0, notApplied: 0 };
+    let running = true;
+    const worker = async (): Promise<void> => {
+      while (running) {
+        try {
+          await writer.add('acct-7', 1n);
+          outcomes.acked++;
+        } catch (error) {
+          assert.ok(error instanceof RedisUnavailableError, String(error));
+          if (error.outcome === 'unknown') outcomes.unknown++;
+          else outcomes.notApplied++;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      }
+    };
+    const workers = Array.from({ length: 4 }, worker);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    server.pause();
+    await until(() => !writer.stats().near.trusted, 'the heartbeat noticing the frozen server', 5000);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    server.resume();
+    await until(() => writer.stats().near.trusted, 'the heartbeat seeing the server again', 5000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    running = false;
+    await Promise.all(workers);
+
+    const raw = createClient({ url: server.url });
+    await raw.connect();
+    const applied = BigInt((await raw.get('outage:acct-7'))!) - 1_000_000n;
+    await raw.close();
+    t.diagnostic(`acknowledged ${outcomes.acked}, unknown ${outcomes.unknown}, not applied ${outcomes.notApplied}; Redis applied ${applied}`);
+    assert.ok(outcomes.unknown > 0, 'some writes timed out while the server was frozen');
+    assert.ok(applied >= BigInt(outcomes.acked), 'every acknowledged add is in Redis');
+    assert.ok(applied <= BigInt(outcomes.acked + outcomes.unknown), 'nothing reported not-applied was applied');
+    await writer.dispose();
+  });
+});
