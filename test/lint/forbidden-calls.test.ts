@@ -14,6 +14,8 @@ typedRuleTester().run('forbidden-calls', forbiddenCalls, {
     { name: 'a RegExp exec is not child_process.exec', code: `/a/.exec('abc');` },
     { name: 'GovernedMap.store is the validated path', code: `import { GovernedMap } from '${GOVMAP}';\nconst m = new GovernedMap<string, number>({ name: 'm', validate: (_k, v) => v >= 0 || 'NEG' });\nm.store('a', 1);` },
     { name: 'a user MapStore implementation calling its own Map', code: `class MyStore { readonly #m = new Map<string, number>(); set(k: string, v: number): void { this.#m.set(k, v); } }\nnew MyStore().set('a', 1);` },
+    { name: 'a GovernedMap (here a subclass) may write a store: it is the validated path', code: `import { GovernedMap } from '${GOVMAP}';\nimport type { MapStore } from '${GOVMAP}';\nexport class Ledger extends GovernedMap<string, bigint> { wipe(s: MapStore<string, bigint>): void { s.clear(); } }` },
+    { name: 'a store implementation may delegate to the store beneath it', code: `import type { MapStore } from '${GOVMAP}';\nexport class CountingStore<K, V> implements MapStore<K, V> {\n  sets = 0;\n  constructor(private readonly inner: MapStore<K, V>) {}\n  get kind(): string { return 'counting'; }\n  get size(): number { return this.inner.size; }\n  get(k: K): V | undefined { return this.inner.get(k); }\n  has(k: K): boolean { return this.inner.has(k); }\n  set(k: K, v: V): void { this.sets++; this.inner.set(k, v); }\n  delete(k: K): boolean { return this.inner.delete(k); }\n  oldestKey(): K | undefined { return this.inner.oldestKey(); }\n  snapshot(): Array<[K, V]> { return this.inner.snapshot(); }\n  clear(): void { this.inner.clear(); }\n}` },
     { name: 'an empty list forbids nothing', code: `import { execSync } from 'node:child_process';\nexecSync('ls');`, options: [{ calls: [] }] },
   ],
   invalid: [
@@ -51,6 +53,11 @@ typedRuleTester().run('forbidden-calls', forbiddenCalls, {
       name: 'a direct write to a govmap store, bypassing the validator',
       code: `import { InProcessStore } from '${GOVMAP}';\nimport type { MapStore } from '${GOVMAP}';\nconst store: MapStore<string, number> = new InProcessStore<string, number>();\nstore.set('a', -1);`,
       errors: [{ messageId: 'forbidden', line: 4, data: { callee: 'MapStore.set (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } }],
+    },
+    {
+      name: 'a store write from a class that is neither a GovernedMap nor a store',
+      code: `import type { MapStore } from '${GOVMAP}';\nexport class Repair { run(s: MapStore<string, number>): void { s.set('a', -1); } }`,
+      errors: [{ messageId: 'forbidden', line: 2, column: 64, data: { callee: 'MapStore.set (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } }],
     },
     {
       name: 'a user-configured package export',

@@ -3,8 +3,8 @@ import type { TSESTree } from '@typescript-eslint/utils';
 import ts from 'typescript';
 import { unwrap } from '../ast.ts';
 import { createRule } from '../create-rule.ts';
-import { normaliseModuleName, resolveCallee } from '../type-match.ts';
-import type { ResolvedCallee } from '../type-match.ts';
+import { normaliseModuleName, resolveCallee, typeMatchesAny, typeSpecifierSchema } from '../type-match.ts';
+import type { ResolvedCallee, TypeSpecifier } from '../type-match.ts';
 
 /**
  * One forbidden function, named by the module that declares it and its export name
@@ -26,6 +26,11 @@ export interface ForbiddenCall {
     readonly property: string;
     readonly equals: boolean | number | string;
   };
+  /**
+   * Classes allowed to make the call: a call inside a class that is, extends or implements
+   * one of these types is not reported (the owner of a store may write it). Default: none.
+   */
+  readonly allowIn?: readonly TypeSpecifier[];
 }
 
 export interface ForbiddenCallsOptions {
@@ -58,6 +63,11 @@ export const DEFAULT_FORBIDDEN_CALLS: readonly ForbiddenCall[] = [
     module: 'govmap',
     name: ['MapStore.set', 'MapStore.delete', 'MapStore.clear', 'InProcessStore.set', 'InProcessStore.delete', 'InProcessStore.clear'],
     reason: 'writing to a map store directly bypasses the validator, metrics and audit; write through the GovernedMap that owns the store',
+    // GovernedMap is the validated path; a store may delegate to another store beneath it.
+    allowIn: [
+      { from: 'package', package: 'govmap', name: 'GovernedMap' },
+      { from: 'package', package: 'govmap', name: 'MapStore' },
+    ],
   },
 ];
 
@@ -106,6 +116,7 @@ export const forbiddenCalls = createRule<[ForbiddenCallsOptions], MessageIds>({
                     equals: { type: ['boolean', 'number', 'string'] },
                   },
                 },
+                allowIn: { type: 'array', items: typeSpecifierSchema },
               },
             },
           },
@@ -155,6 +166,7 @@ export const forbiddenCalls = createRule<[ForbiddenCallsOptions], MessageIds>({
       for (const entry of calls) {
         if (!entryMatches(entry, callee)) continue;
         if (entry.when !== undefined && !argumentSets(node, entry.when)) continue;
+        if (entry.allowIn !== undefined && insideAllowedClass(node, entry.allowIn)) continue;
         const shown = callee.container === null ? `${normaliseModuleName(entry.module)}.${callee.name}` : `${callee.container}.${callee.name} (${entry.module})`;
         const condition = entry.when === undefined ? '' : ` with ${entry.when.property}: ${JSON.stringify(entry.when.equals)}`;
         context.report({ node, messageId: 'forbidden', data: { callee: shown, condition, reason: entry.reason } });
@@ -182,6 +194,20 @@ export const forbiddenCalls = createRule<[ForbiddenCallsOptions], MessageIds>({
       const declaration = property?.valueDeclaration ?? property?.getDeclarations()?.[0];
       if (property === undefined || declaration === undefined) return false;
       return literalTypeEquals(checker.getTypeOfSymbolAtLocation(property, declaration), when.equals);
+    }
+
+    /** Is the call inside a class that is, extends or implements one of `allowed`? */
+    function insideAllowedClass(node: TSESTree.Node, allowed: readonly TypeSpecifier[]): boolean {
+      for (let n = node.parent; n != null; n = n.parent) {
+        if (n.type !== AST_NODE_TYPES.ClassDeclaration && n.type !== AST_NODE_TYPES.ClassExpression) continue;
+        const classNode = services.esTreeNodeToTSNodeMap.get(n);
+        const symbol = classNode.name === undefined ? undefined : checker.getSymbolAtLocation(classNode.name);
+        if (symbol !== undefined && typeMatchesAny(checker.getDeclaredTypeOfSymbol(symbol), allowed, program)) return true;
+        for (const implemented of n.implements) {
+          if (typeMatchesAny(services.getTypeAtLocation(implemented.expression), allowed, program)) return true;
+        }
+      }
+      return false;
     }
 
     function literalTypeEquals(type: ts.Type, expected: boolean | number | string): boolean {
