@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { BreakerGroup, ManualClock } from '../../src/breaker/index.ts';
+import { RouteTable, Router, RoutingMetrics, breakerGuards, parseBizTag, runWithBizContext } from '../../src/routing/index.ts';
+import type { RouteGuard, RouteOutcome } from '../../src/routing/index.ts';
+import { SwitchBoard } from '../../src/switches/index.ts';
+
+class Refused extends Error {}
+
+/** A guard we open and close by hand: tests the router's own logic beside the real-breaker tests. */
+function manualGuards(): { open: Set<string>; factory: (route: { id: string }) => RouteGuard } {
+  const open = new Set<string>();
+  return {
+    open,
+    factory: (route) => ({
+      get state() {
+        return open.has(route.id) ? 'OPEN' : 'CLOSED';
+      },
+      execute: (fn, signal) => (open.has(route.id) ? Promise.reject(new Refused(route.id)) : fn(signal ?? new AbortController().signal)),
+      isRejection: (e) => e instanceof Refused,
+    }),
+  };
+}
+
+const document = {
+  default: { target: 'core', degradation: { kind: 'none' } },
+  routes: [
+    { id: 'mocked', orgId: '1*', txnType: '*', target: 'a', degradation: { kind: 'mock', status: 202, body: { status: 'PENDING' }, headers: { 'x-why': 'degraded' } } },
+    { id: 'cached', orgId: '2*', txnType: '*', target: 'b', degradation: { kind: 'cache', ttlMs: 1000 } },
+    { id: 'plain', orgId: '3*', txnType: '*', target: 'c' },
+  ],
+};
+
+/** Runs `fn` as a request tagged `header` would run behind the middleware. */
+function asRequest<T>(router: Router, header: string, fn: () => Promise<T>): Promise<T> {
+  const tag = parseBizTag(header);
+  return runWithBizContext({ tag, decision: router.decide(tag) }, fn);
+}
+
+describe('degradation strategies', () => {
+  test('mock answers with the configured response while the breaker is open', async () => {
+    const guards = manualGuards();
+    const router = new Router({ table: document, guards: guards.factory });
+    const live = await asRequest(router, 'orgId:1001', () => router.execute({}, async (target) => `live from ${target}`));
+    assert.deepEqual(live.kind === 'live' && live.value, 'live from a');
+    guards.open.add('mocked');
+    const degraded = await asRequest(router, 'orgId:1001', () => router.execute({}, async () => assert.fail('not called while open')));
+    assert.deepEqual({ ...degraded, route: degraded.route.id }, { kind: 'mock', route: 'mocked', reason: 'BREAKER_OPEN', status: 202, body: { status: 'PENDING' }, headers: { 'x-why': 'degraded' } });
+  });
+
+  test('cache serves the last good response for the same signature and the same org only', async () => {
+    let now = 1_000_000;
+    const guards = manualGuards();
+    const router = new Router({ table: document, guards: guards.factory, clock: () => now });
+    await asRequest(router, 'orgId:2001|txnType:fx', () => router.execute({ signature: 'GET /fx/EURUSD' }, async () => ({ rate: '1.0842' })));
+    now += 400;
+    guards.open.add('cached');
+    const hit = await asRequest(router, 'orgId:2001|txnType:fx', () => router.execute({ signature: 'GET /fx/EURUSD' }, async () => assert.fail('open')));
+    assert.equal(hit.kind, 'cache');
+    assert.deepEqual(hit.kind === 'cache' && [hit.value, hit.ageMs, hit.reason], [{ rate: '1.0842' }, 400, 'BREAKER_OPEN']);
+    const otherSignature = await asRequest(router, 'orgId:2001|txnType:fx', () => router.execute({ signature: 'GET /fx/GBPUSD' }, async () => 0));
+    assert.deepEqual([otherSignature.kind, otherSignature.kind === 'unavailable' && otherSignature.detail], ['unavailable', 'CACHE_MISS']);
+    const otherOrg = await asRequest(router, 'orgId:2999|txnType:fx', () => router.execute({ signature: 'GET /fx/EURUSD' }, async () => 0));
+    assert.equal(otherOrg.kind, 'unavailable', 'org 2001\'s answer is never served to org 2999, though both route through "cached"');
+    now += 700;
+    const expired = await asRequest(router, 'orgId:2001|txnType:fx', () => router.execute({ signature: 'GET /fx/EURUSD' }, async () => 0));
+    assert.equal(expired.kind, 'unavailable', 'past its TTL a cached answer is not served');
+    assert.equal(router.status().find((s) => s.id === 'cached')!.cacheEntries, 0);
+  });
+
+  test('no strategy: 503-style unavailable; a live failure with the breaker closed is the caller\'s error, not a degradation', async () => {
+    const guards = manualGuards();
+    const router = new Router({ table: document, guards: guards.factory });
+    await assert.rejects(asRequest(router, 'orgId:3001', () => router.execute({}, async () => Promise.reject(new Error('downstream 500')))), /downstream 500/);
+    guards.open.add('plain');
+    const outcome: RouteOutcome<never> = await asRequest(router, 'orgId:3001', () => router.execute({}, async () => assert.fail('open')));
+    assert.deepEqual([outcome.kind, outcome.kind === 'unavailable' && outcome.detail], ['unavailable', 'NO_STRATEGY']);
+    const counters = router.status().find((s) => s.id === 'plain')!.counters;
+    assert.deepEqual([counters.failed, counters.breakerOpen, counters.unavailable], [1, 1, 1]);
+  });
+
+  test('a force-degrade switch targets one route by id', async () => {
+    const board = new SwitchBoard({ initial: { 'routing.force-degrade': { enabled: true, allow: [{ orgIds: ['1*'] }] } } });
+    const router = new Router({ table: document, switches: board });
+    const forced = await asRequest(router, 'orgId:1001', () => board.run(() => router.execute({}, async () => 'live'), { orgId: '1001' }));
+    assert.deepEqual([forced.kind, forced.kind === 'mock' && forced.reason], ['mock', 'FORCED_BY_SWITCH']);
+    const untouched = await asRequest(router, 'orgId:3001', () => board.run(() => router.execute({}, async () => 'live'), { orgId: '3001' }));
+    assert.equal(untouched.kind, 'live');
+  });
+});
+
+describe('table changes', () => {
+  test('a route that stays in the table keeps its (open) breaker; a new table version routes differently', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const group = new BreakerGroup({ name: 'routes', clock, minimumCalls: 2, windowMs: 1000, breachedWindowsToOpen: 1, timeoutMs: Infinity, openDurationMs: 60_000 });
+    const router = new Router({ table: document, guards: breakerGuards(group) });
+    for (let i = 0; i < 3; i++) await assert.rejects(asRequest(router, 'orgId:1001', () => router.execute({}, () => Promise.reject(new Error('down')))));
+    clock.advance(1000);
+    const degraded = await asRequest(router, 'orgId:1001', () => router.execute({}, async () => 'live'));
+    assert.equal(degraded.kind, 'mock');
+    assert.equal(router.status()[0]!.breaker, 'OPEN');
+
+    const edited = { ...document, routes: [...document.routes, { id: 'new', orgId: '1001', txnType: '*', target: 'z' }] };
+    router.replaceTable(new RouteTable(edited, { version: 2 }));
+    assert.equal(router.table.version, 2);
+    assert.equal(router.status().find((s) => s.id === 'mocked')!.breaker, 'OPEN', 'editing the table does not close an open circuit');
+    const rerouted = await asRequest(router, 'orgId:1001', () => router.execute({}, async (target) => target));
+    assert.deepEqual([rerouted.route.id, rerouted.kind === 'live' && rerouted.value], ['new', 'z']);
+    group.dispose();
+  });
+});
+
+describe('unmatched traffic', () => {
+  test('goes to the default target, is counted, and is logged at most once per interval per (org, type)', async () => {
+    const logged: string[] = [];
+    let now = 0;
+    const router = new Router({ table: document, log: (m) => logged.push(m), clock: () => now, unmatchedLogIntervalMs: 60_000 });
+    const metrics = new RoutingMetrics().track(router);
+    for (let i = 0; i < 5; i++) assert.equal(router.decide(parseBizTag('orgId:9001|txnType:pay')).route.target, 'core');
+    router.decide(null);
+    assert.equal(logged.length, 1);
+    assert.match(logged[0]!, /ALERT unmatched traffic: X-Biz-Tag "orgId:9001\|txnType:pay".*default target "core"/);
+    now = 60_000;
+    router.decide(parseBizTag('orgId:9001|txnType:pay'));
+    assert.equal(logged.length, 2);
+    const text = await metrics.registry.metrics();
+    assert.match(text, /govmap_route_unmatched_total\{reason="no_rule"\} 6/);
+    assert.match(text, /govmap_route_unmatched_total\{reason="untagged"\} 1/);
+    assert.match(text, /govmap_route_table_version 1/);
+  });
+});
