@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createClient, createCluster } from 'redis';
+import { ValidationError } from '../../src/index.ts';
+import { RemoteGovernedMap, connectRedis, int64Codec } from '../../src/stores/redis/index.ts';
+import type { RedisLink } from '../../src/stores/redis/index.ts';
+import { required, service, uniquePrefix } from './redis-env.ts';
+
+/** The same store over a real 3-master Redis Cluster (test/infra/redis.sh: 127.0.0.1:7001-7003). */
+const cluster = service('GOVMAP_REDIS_CLUSTER_NODES');
+
+describe('RemoteGovernedMap on a real Redis Cluster', { skip: cluster.skip }, () => {
+  let nodes: string[];
+  let link: RedisLink;
+  let raw: ReturnType<typeof createCluster>;
+  const maps: RemoteGovernedMap<bigint>[] = [];
+
+  before(async () => {
+    nodes = required(cluster, 'GOVMAP_REDIS_CLUSTER_NODES').split(',');
+    link = await connectRedis({ clusterNodes: nodes });
+    raw = createCluster({ rootNodes: nodes.map((n) => ({ url: `redis://${n}` })) });
+    await raw.connect();
+  });
+
+  after(async () => {
+    for (const map of maps) {
+      for (const [key] of await map.entries()) await map.delete(key);
+      await map.dispose();
+    }
+    await raw?.close();
+    await link?.close();
+  });
+
+  function balances(label: string, onNearInvalidated?: (key: string | null) => void): RemoteGovernedMap<bigint> {
+    const map = new RemoteGovernedMap<bigint>({
+      name: 'balances',
+      link,
+      keyPrefix: uniquePrefix(label),
+      codec: int64Codec,
+      validate: (_id, next) => (next >= 0n ? true : 'BALANCE_UNDERFLOW'),
+      bounds: { min: 0n, belowReason: 'BALANCE_UNDERFLOW' },
+      sizeRefreshMs: 0,
+      onNearInvalidated,
+    });
+    maps.push(map);
+    return map;
+  }
+
+  test('one key per entry: keys spread over many slots and every master, and range finds them all', async () => {
+    const map = balances('spread');
+    assert.equal(map.storeKind, 'redis-cluster');
+    const ids = Array.from({ length: 300 }, (_, i) => `acct-${String(i).padStart(4, '0')}`);
+    await Promise.all(ids.map((id, i) => map.store(id, BigInt(i))));
+
+    const slots = new Set<number>();
+    const probe = createClient({ url: `redis://${nodes[0]}` });
+    await probe.connect();
+    for (const id of ids) slots.add(await probe.clusterKeySlot(`${map.keyPrefix}${id}`));
+    await probe.close();
+    assert.ok(slots.size > 250, `300 entries landed in only ${slots.size} slots`);
+
+    const perMaster: number[] = [];
+    for (const master of raw.masters) {
+      const client = await raw.nodeClient(master);
+      let count = 0;
+      for await (const keys of client.scanIterator({ MATCH: `${map.keyPrefix}*`, COUNT: 1000 })) count += keys.length;
+      perMaster.push(count);
+    }
+    assert.equal(perMaster.length, 3);
+    assert.equal(perMaster.reduce((a, b) => a + b, 0), 300);
+    for (const count of perMaster) assert.ok(count > 50, `a master holds only ${count} of 300 entries: ${perMaster.join('/')}`);
+
+    assert.equal(await map.refreshSize(), 300);
+    const all = await map.entries({ prefix: 'acct-' });
+    assert.equal(all.length, 300);
+    assert.deepEqual(all.map(([id]) => id), ids, 'a bounded walk across masters comes back sorted');
+    assert.equal(all[299]![1], 299n);
+  });
+
+  test('compare-and-set and bounded add run as single-key scripts on the owning master', async () => {
+    const map = balances('scripts');
+    await map.store('acct-1', 100n);
+    let calls = 0;
+    const result = await map.update('acct-1', async (balance) => {
+      calls++;
+      if (calls === 1) await raw.incrBy(`${map.keyPrefix}acct-1`, 7);
+      return balance! + 10n;
+    });
+    assert.deepEqual([calls, result], [2, 117n]);
+    const outcomes = await Promise.allSettled(Array.from({ length: 20 }, () => map.add('acct-1', -10n)));
+    assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 11);
+    for (const o of outcomes) if (o.status === 'rejected') assert.ok(o.reason instanceof ValidationError && o.reason.reason === 'BALANCE_UNDERFLOW');
+    assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '7');
+  });
+
+  test('the near cache is invalidated by writes on any master', async () => {
+    const seen: Array<string | null> = [];
+    const map = balances('near', (key) => seen.push(key));
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
+    for (const id of ids) await map.store(id, 1n);
+    for (const id of ids) assert.equal(await map.load(id), 1n);
+    for (const id of ids) assert.equal(map.loadCached(id), 1n);
+    for (const id of ids) await raw.set(`${map.keyPrefix}${id}`, '2');
+    const deadline = Date.now() + 5000;
+    while (ids.some((id) => map.loadCached(id) !== undefined)) {
+      if (Date.now() > deadline) assert.fail(`still cached: ${ids.filter((id) => map.loadCached(id) !== undefined).join(',')}`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    for (const id of ids) assert.equal(await map.load(id), 2n);
+    assert.deepEqual([...new Set(seen)].sort(), ids, 'every key was invalidated (our own stores invalidate too)');
+  });
+});
