@@ -92,7 +92,10 @@ install() {
       fi
       ;;
     apt) apt_ensure etcd-server etcd-client; ETCD_BIN=/usr/bin/etcd ;;
-    go) [ -x "$GO_BIN" ] && etcd_ok "$GO_BIN" || go_build_etcd; ETCD_BIN="$GO_BIN" ;;
+    go)
+      if ! { [ -x "$GO_BIN" ] && etcd_ok "$GO_BIN"; }; then go_build_etcd; fi
+      ETCD_BIN="$GO_BIN"
+      ;;
     *) die "GOVMAP_ETCD_SOURCE must be auto, apt or go (got '$SOURCE')" ;;
   esac
   etcd_ok "$ETCD_BIN" || die "$ETCD_BIN is not a working etcd >= 3.4"
@@ -152,6 +155,7 @@ smoke() {
   log "smoke ok: v3 put/range via the gateway$(command -v etcdctl >/dev/null && echo ', put/get/del via etcdctl')"
 }
 
+case "${1:-}" in start|stop|install) service_lock ;; esac
 case "${1:-}" in
   install) install; log "etcd binary: $ETCD_BIN ($("$ETCD_BIN" --version | head -1))" ;;
   start) start; echo "GOVMAP_ETCD_ENDPOINTS=$CLIENT_URL" ;;

@@ -187,12 +187,13 @@ smoke() {
     --producer-property acks=all || die "console producer failed"
   got="$(tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$BOOTSTRAP" \
     --topic "$topic" --from-beginning --max-messages 1 --timeout-ms 30000 \
-    --property print.key=true --property key.separator=: 2>/dev/null)" || true
+    --property print.key=true --property key.separator=: 2>/dev/null | grep '^k1:' | head -n 1)" || true
   [ "$got" = "k1:$msg" ] || die "consumed '$got', expected 'k1:$msg'"
   tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --delete --topic "$topic" || true
   log "smoke ok: produced and consumed one message on topic $topic"
 }
 
+case "${1:-}" in start|stop|install) service_lock ;; esac
 case "${1:-}" in
   install) install; log "jars: $LIBS ($(find "$LIBS" -name '*.jar' | wc -l) jars)" ;;
   start) start; echo "GOVMAP_KAFKA_BROKERS=$BOOTSTRAP" ;;

@@ -6,8 +6,10 @@
 #   GOVMAP_INFRA_CACHE  cache dir (downloaded jars, built binaries); default ~/.cache/govmap-infra
 
 INFRA_SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 REPO_ROOT="$(cd "$INFRA_SRC_DIR/../.." && pwd)"
 STATE_DIR="${GOVMAP_INFRA_DIR:-/tmp/govmap-infra}"
+# shellcheck disable=SC2034
 CACHE_DIR="${GOVMAP_INFRA_CACHE:-${HOME:-/root}/.cache/govmap-infra}"
 INFRA_NAME="${INFRA_NAME:-infra}"
 
@@ -43,6 +45,7 @@ apt_ensure() {
     [ "${#still[@]}" -eq 0 ] && exit 0
     local policy=/usr/sbin/policy-rc.d made_policy=0
     if [ ! -e "$policy" ]; then
+      trap 'as_root rm -f "$policy"' EXIT
       printf '#!/bin/sh\n# temporary, written by govmap test/infra: do not start services on install\nexit 101\n' | as_root tee "$policy" >/dev/null
       as_root chmod 755 "$policy"
       made_policy=1
@@ -56,7 +59,7 @@ apt_ensure() {
       as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
         --no-install-recommends "${still[@]}" >>"$aptlog" 2>&1 || rc=$?
     fi
-    [ "$made_policy" -eq 1 ] && as_root rm -f "$policy"
+    if [ "$made_policy" -eq 1 ]; then as_root rm -f "$policy"; trap - EXIT; fi
     if [ "$rc" -ne 0 ]; then
       tail -n 30 "$aptlog" >&2
       die "apt-get failed (exit $rc) installing ${still[*]} (log: $aptlog)"
@@ -82,7 +85,8 @@ spawn() {
   local pidfile="$1" logfile="$2"; shift 2
   mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
   : >"$logfile"
-  setsid nohup "$@" >>"$logfile" 2>&1 </dev/null &
+  # 8>&- : the daemon must not inherit (and so hold forever) the service lock.
+  setsid nohup "$@" >>"$logfile" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$pidfile"
 }
 
@@ -110,6 +114,14 @@ stop_pid() {
   log "$name: stopped (pid $pid)"
 }
 
+# service_lock : serialise start/stop/install of one service across concurrent
+# invocations (two test runners starting the same service at once). Held until exit.
+service_lock() {
+  mkdir -p "$STATE_DIR"
+  exec 8>"$STATE_DIR/.$INFRA_NAME.lock"
+  flock -w 600 8 || die "timed out waiting for $STATE_DIR/.$INFRA_NAME.lock"
+}
+
 # --- network -------------------------------------------------------------------
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
@@ -130,7 +142,7 @@ http_get() {
     hostport="${rest%%/*}"; path="/${rest#*/}"; [ "$rest" = "$hostport" ] && path=/
     host="${hostport%%:*}"; port="${hostport##*:}"
     (
-      exec 3<>"/dev/tcp/$host/$port" || exit 1
+      { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null || exit 1
       printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" >&3
       timeout 5 cat <&3 | { read -r status; case "$status" in *" 200 "*) ;; *) exit 1 ;; esac
         sed '1,/^\r\{0,1\}$/d'; }

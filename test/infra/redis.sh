@@ -131,6 +131,7 @@ smoke() {
   log "smoke ok: SET/GET on standalone and cluster"
 }
 
+case "${1:-}" in start|stop|install) service_lock ;; esac
 case "${1:-}" in
   install) install ;;
   start)
