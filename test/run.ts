@@ -13,6 +13,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const infra = (script: string): string => `${root}test/infra/${script}`;
+/** Everything the adapter, advisor and browser tests talk to. */
+const SERVICES = ['redis', 'etcd', 'kafka', 'prometheus', 'chromium'];
 const ci = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
 
 function startServices(): void {
@@ -24,7 +26,7 @@ function startServices(): void {
     return;
   }
   console.error('[test] starting real services (test/infra/all.sh start)…');
-  const started = spawnSync('bash', [infra('all.sh'), 'start'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const started = spawnSync('bash', [infra('all.sh'), 'start', ...SERVICES], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (started.status !== 0) {
     console.error(`[test] test/infra/all.sh start failed (exit ${started.status})`);
     if (ci) process.exit(1);
