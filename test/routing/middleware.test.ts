@@ -91,7 +91,7 @@ describe('node:http middleware', () => {
     const response = await fetch(service.url, { headers: { 'x-biz-tag': 'orgId:100177|txnType:pay|channel:app' } });
     assert.equal(response.status, 200);
     assert.equal(response.headers.get('x-govmap-route'), 'org-1001');
-    const seen = await response.json();
+    const seen: any = await response.json();
     assert.equal(seen.tag, 'orgId:100177|txnType:pay|channel:app');
     assert.equal(seen.route, 'org-1001');
     assert.equal(seen.pilot, true, 'targeting used the tag as context');
@@ -103,11 +103,11 @@ describe('node:http middleware', () => {
   });
 
   test('a request without a tag goes to the default route; with a malformed tag it gets 400 and the handler never runs', async () => {
-    const untagged = await (await fetch(service.url)).json();
+    const untagged: any = await (await fetch(service.url)).json();
     assert.deepEqual([untagged.route, untagged.reason, untagged.tag, untagged.pilot], ['default', 'untagged', null, false]);
     const response = await fetch(service.url, { headers: { 'x-biz-tag': 'orgId:1001|txnType:pay|orgId:2' } });
     assert.equal(response.status, 400);
-    const body = await response.json();
+    const body: any = await response.json();
     assert.equal(body.error.code, 'GOVMAP_BIZTAG_INVALID');
     assert.equal(body.error.rule, 'DUPLICATE_KEY');
     assert.match(body.error.reason, /orgId appears twice/);
