@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { EtcdStateStore } from '../../src/state/index.ts';
+import { TcpProxy, etcdEndpoints } from '../state/tcp-proxy.ts';
+
+/**
+ * Breakers shared by real processes through a real etcd (test/infra/etcd.sh). Each instance is
+ * a child process (fixtures/instance.ts) reaching etcd through its own TCP proxy, so an outage
+ * can be staged for it alone while etcd itself runs on.
+ */
+const etcd = etcdEndpoints();
+const FIXTURE = fileURLToPath(new URL('./fixtures/instance.ts', import.meta.url));
+
+interface Report {
+  state: string;
+  openUntil: number | null;
+  connected: boolean;
+  writes: number;
+  adoptions: number;
+  peersOpen: number;
+  invalid: Record<string, number>;
+  answer?: string;
+  ms?: number;
+}
+
+class Instance {
+  readonly child: ChildProcess;
+  #next = 1;
+  readonly #waiting = new Map<number, (r: Report) => void>();
+  readonly ready: Promise<Report>;
+
+  constructor(env: Record<string, string>) {
+    this.child = fork(FIXTURE, { execArgv: [], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.ready = new Promise((resolve) => this.#waiting.set(0, resolve));
+    this.child.on('message', (m: Report & { id: number }) => {
+      this.#waiting.get(m.id)?.(m);
+      this.#waiting.delete(m.id);
+    });
+  }
+
+  ask(cmd: string): Promise<Report> {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`instance did not answer "${cmd}" within 10 s`)), 10_000);
+      this.#waiting.set(id, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      this.child.send({ id, cmd });
+    });
+  }
+
+  async until(what: string, check: (r: Report) => boolean, timeoutMs = 20_000): Promise<Report> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.ask('state');
+      if (check(r)) return r;
+      if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}; last report ${JSON.stringify(r)}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  kill(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) return resolve();
+      this.child.once('exit', () => resolve());
+      this.child.kill('SIGKILL');
+    });
+  }
+}
+
+describe('breakers shared through a real etcd', { skip: 'skip' in etcd ? etcd.skip : undefined }, () => {
+  const endpoints = 'endpoints' in etcd ? etcd.endpoints.split(',')[0]! : '';
+
+  async function cluster(quorum: string, openMs: number): Promise<{ prefix: string; proxies: TcpProxy[]; spawn: (name: string, proxy: TcpProxy) => Instance; cleanup: () => Promise<void> }> {
+    const prefix = `/govmap-test/cluster-${randomBytes(4).toString('hex')}`;
+    const proxies = [await new TcpProxy(endpoints).start(), await new TcpProxy(endpoints).start()];
+    const spawned: Instance[] = [];
+    return {
+      prefix,
+      proxies,
+      spawn: (name, proxy) => {
+        const instance = new Instance({ ENDPOINTS: proxy.url, INSTANCE: name, PREFIX: prefix, QUORUM: quorum, OPEN_MS: String(openMs) });
+        spawned.push(instance);
+        return instance;
+      },
+      cleanup: async () => {
+        for (const i of spawned) await i.kill();
+        for (const p of proxies) await p.close();
+        const store = new EtcdStateStore({ endpoints });
+        const client = await store.client();
+        await client.delete().prefix(prefix).exec();
+        await store.close();
+      },
+    };
+  }
+
+  test('A trips, B adopts OPEN (quorum 0.5 of two); A crashes and restarts still OPEN for the rest of its wait', async () => {
+    const c = await cluster('0.5', 60_000);
+    try {
+      const a = c.spawn('a', c.proxies[0]!);
+      const b = c.spawn('b', c.proxies[1]!);
+      await Promise.all([a.ready, b.ready]);
+      const tripped = await a.ask('trip');
+      assert.equal(tripped.state, 'OPEN');
+      const adopted = await b.until('B adopts OPEN', (r) => r.state === 'OPEN');
+      assert.equal(adopted.adoptions, 1);
+      assert.equal((await b.ask('call')).answer, 'fallback', 'B no longer calls the failing dependency');
+
+      await a.ask('flush');
+      await a.kill(); // a crash: no goodbye, the lease stays until its TTL
+      const again = c.spawn('a', c.proxies[0]!);
+      const resumed = await again.ready;
+      assert.equal(resumed.state, 'OPEN', 'the restarted process resumes OPEN');
+      assert.ok(Math.abs(resumed.openUntil! - tripped.openUntil!) <= 1, 'for the rest of the same wait');
+      assert.equal((await again.ask('call')).answer, 'fallback', 'no surge at the failing dependency after the restart');
+    } finally {
+      await c.cleanup();
+    }
+  });
+
+  test('one OPEN of two is no majority: B stays CLOSED under the default quorum', async () => {
+    const c = await cluster('majority', 60_000);
+    try {
+      const a = c.spawn('a', c.proxies[0]!);
+      const b = c.spawn('b', c.proxies[1]!);
+      await Promise.all([a.ready, b.ready]);
+      await a.ask('trip');
+      await a.ask('flush');
+      await b.until('B has seen A report OPEN', (r) => r.peersOpen === 1);
+      const r = await b.ask('call');
+      assert.equal(r.state, 'CLOSED');
+      assert.equal(r.answer, 'served');
+    } finally {
+      await c.cleanup();
+    }
+  });
+
+  test('etcd unreachable: both keep serving on local decisions without blocking, then resync', async () => {
+    const c = await cluster('0.5', 60_000);
+    try {
+      const a = c.spawn('a', c.proxies[0]!);
+      const b = c.spawn('b', c.proxies[1]!);
+      await Promise.all([a.ready, b.ready]);
+      await Promise.all(c.proxies.map((p) => p.cut()));
+      // A decides alone: it trips on its own evidence and answers by fallback; B serves.
+      const tripped = await a.ask('trip');
+      assert.equal(tripped.state, 'OPEN');
+      const served = await b.ask('call');
+      assert.equal(served.answer, 'served');
+      assert.ok(served.ms! < 50, `a call must not wait for etcd (took ${served.ms!.toFixed(1)} ms)`);
+      await a.until('A knows the store is unreachable', (r) => !r.connected);
+      assert.equal((await a.ask('call')).answer, 'fallback');
+      // Malformed data written meanwhile by someone else must not hurt anyone after the resync.
+      const store = new EtcdStateStore({ endpoints });
+      await store.compareAndSet(`${c.prefix}/circuit/settlement/broken`, '{"state":"OPEN"', null);
+      await store.close();
+      await Promise.all(c.proxies.map((p) => p.restore()));
+      const resynced = await b.until('B sees A OPEN after the resync and adopts it', (r) => r.state === 'OPEN', 30_000);
+      assert.equal(resynced.invalid.malformed_json, 1);
+      await a.until('A is connected again', (r) => r.connected);
+    } finally {
+      await c.cleanup();
+    }
+  });
+});
