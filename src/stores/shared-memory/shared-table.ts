@@ -118,6 +118,8 @@ export interface SharedMapStats {
 export interface IntegrityReport {
   readonly ok: boolean;
   readonly keys: number;
+  /** Entries in the fullest bucket chain: stays small unless keys collide (hash flooding). */
+  readonly longestChain: number;
   readonly problems: string[];
 }
 
@@ -450,6 +452,14 @@ export class SharedTable<V> {
     this.#mask = Atomics.load(this.#i32, table + T_MASK);
     this.#table = table;
     if (table + TABLE_HEADER_WORDS + (this.#mask + 1) * BUCKET_WORDS > this.#i32.length) this.#refreshViews();
+  }
+
+  /**
+   * Makes this thread's views reach everything allocated so far. A lock holder calls it before
+   * following references: whatever its bucket links to was allocated before HEAP_TOP passed it.
+   */
+  #coverHeap(): void {
+    if (Atomics.load(this.#i32, H_HEAP_TOP) > this.#i32.length) this.#refreshViews();
   }
 
   /**
@@ -818,6 +828,7 @@ export class SharedTable<V> {
         const word = table + TABLE_HEADER_WORDS + locked * BUCKET_WORDS + B_LOCK;
         if (Atomics.compareExchange(this.#i32, word, 0, this.#ownerId) !== 0) this.#acquireSlow(word, 0, 'a bucket');
       }
+      this.#coverHeap();
       return locked;
     } catch (error) {
       this.#unlockAllBuckets(table, locked);
@@ -961,13 +972,16 @@ export class SharedTable<V> {
       const i32 = this.#i32;
       const seen = new Set<number>();
       const keys = new Set<string>();
+      let longestChain = 0;
       for (let b = 0; b < buckets; b++) {
         const root = table + TABLE_HEADER_WORDS + b * BUCKET_WORDS;
         if ((Atomics.load(i32, root + B_SEQ) & 1) !== 0) problems.push(`bucket ${b}: SEQ is odd`);
+        let chain = 0;
         for (let bucket = root; bucket !== 0; bucket = Atomics.load(i32, bucket + B_NEXT)) {
           for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
             const ref = Atomics.load(i32, bucket + B_REFS + slot);
             if (ref === 0) continue;
+            longestChain = Math.max(longestChain, ++chain);
             if (seen.has(ref)) problems.push(`entry ${ref} reachable twice`);
             seen.add(ref);
             const length = i32[ref + E_KEY_LENGTH]!;
@@ -1007,7 +1021,7 @@ export class SharedTable<V> {
         const holder = Atomics.load(i32, word);
         if (holder !== 0 && holder !== this.#ownerId && !this.#holderAlive(holder)) problems.push(`${what} held by dead owner ${holder}`);
       }
-      return { ok: problems.length === 0, keys: seen.size, problems };
+      return { ok: problems.length === 0, keys: seen.size, longestChain, problems };
     });
   }
 
@@ -1019,15 +1033,22 @@ export class SharedTable<V> {
       const root = table + TABLE_HEADER_WORDS + (hash & this.#mask) * BUCKET_WORDS;
       const word = root + B_LOCK;
       if (Atomics.compareExchange(this.#i32, word, 0, this.#ownerId) !== 0 && !this.#acquireSlow(word, table, 'a bucket')) continue;
-      if (Atomics.load(this.#i32, H_TABLE) === table) return root;
+      if (Atomics.load(this.#i32, H_TABLE) === table) {
+        this.#coverHeap();
+        return root;
+      }
       // The table was replaced while we waited: this lock guards nothing any more.
       this.#unlock(word);
     }
   }
 
-  /** Locks a lock that guards no table (allocator, resize). */
+  /**
+   * Locks a lock that guards no table (allocator, resize), then makes the views cover the heap:
+   * the free list may lead to entries another thread allocated after this one last looked.
+   */
   #lockLeaf(word: number, what = 'the allocator'): void {
     if (Atomics.compareExchange(this.#i32, word, 0, this.#ownerId) !== 0) this.#acquireSlow(word, 0, what);
+    this.#coverHeap();
   }
 
   #unlock(word: number): void {
@@ -1159,6 +1180,8 @@ export class SharedTable<V> {
     let i32 = this.#i32;
     const base = HEADER_WORDS + slot * OWNER_WORDS;
     if (Atomics.compareExchange(i32, base + O_STATE, OWNER_DEAD, OWNER_RECOVERING) !== OWNER_DEAD) return false;
+    this.#coverHeap();
+    i32 = this.#i32;
     const dead = (Atomics.load(i32, base + O_INCARNATION) << OWNER_SLOT_BITS) | (slot + 1);
     Atomics.compareExchange(i32, H_ALLOC_LOCK, dead, 0);
 

@@ -1,0 +1,506 @@
+/**
+ * The shared-memory stores as one thread sees them: the MapStore contract, atomic operations,
+ * typed refusals that change nothing, growth, hash-flooding resistance, records, handles,
+ * owner slots and lock recovery, and GovernedMap over them (validation, audit, the
+ * compare-and-swap commit). Several threads at once: shared-memory-workers.test.ts and
+ * shared-memory-linearizability.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { GovernedMap, GovMapError, UpdateConflictError, ValidationError, reject } from '../../src/map/index.ts';
+import type { MapObserver } from '../../src/map/index.ts';
+import {
+  SharedHandleError,
+  SharedInt64OverflowError,
+  SharedInt64Store,
+  SharedKeyError,
+  SharedLockTimeoutError,
+  SharedMapFullError,
+  SharedRecordStore,
+  SharedStoreClosedError,
+  SharedThreadsExhaustedError,
+  SharedValueError,
+} from '../../src/stores/index.ts';
+import type { SharedMapHandle } from '../../src/stores/index.ts';
+import { hashKey } from '../../src/stores/shared-memory/hash.ts';
+import { BUCKET_WORDS, B_LOCK, HEADER_WORDS, H_SEED0, H_SEED1, H_TABLE, O_INCARNATION, OWNER_WORDS, T_MASK, TABLE_HEADER_WORDS } from '../../src/stores/shared-memory/layout.ts';
+
+const INT64_MAX = 2n ** 63n - 1n;
+const INT64_MIN = -(2n ** 63n);
+
+function assertCode(error: unknown, type: abstract new (...args: never[]) => GovMapError, code: string): true {
+  assert.ok(error instanceof type, `expected ${type.name}, got ${String(error)}`);
+  assert.equal(error.code, code);
+  return true;
+}
+
+describe('SharedInt64Store: the MapStore contract', () => {
+  test('set, get, has, delete and size behave like a Map', () => {
+    const store = SharedInt64Store.create();
+    assert.equal(store.kind, 'shared-memory');
+    assert.equal(store.get('acct-1'), undefined);
+    assert.equal(store.has('acct-1'), false);
+    store.set('acct-1', 1050n);
+    store.set('acct-2', 0n);
+    store.set('acct-1', 2000n);
+    assert.equal(store.get('acct-1'), 2000n);
+    assert.equal(store.get('acct-2'), 0n);
+    assert.equal(store.has('acct-2'), true);
+    assert.equal(store.size, 2);
+    assert.equal(store.delete('acct-1'), true);
+    assert.equal(store.delete('acct-1'), false);
+    assert.equal(store.get('acct-1'), undefined);
+    assert.equal(store.size, 1);
+    store.close();
+  });
+
+  test('int64 extremes round-trip exactly; values outside int64 or not bigint are refused and change nothing', () => {
+    const store = SharedInt64Store.create();
+    store.set('max', INT64_MAX);
+    store.set('min', INT64_MIN);
+    assert.equal(store.get('max'), INT64_MAX);
+    assert.equal(store.get('min'), INT64_MIN);
+    assert.throws(() => store.set('max', INT64_MAX + 1n), (e) => assertCode(e, SharedValueError, 'GOVMAP_SHARED_VALUE_INVALID'));
+    assert.throws(() => store.set('x', 10 as unknown as bigint), /must be a bigint/);
+    assert.equal(store.get('max'), INT64_MAX);
+    assert.equal(store.has('x'), false);
+    store.close();
+  });
+
+  test('add is atomic read-modify-write; absent keys are not created; overflow is refused, never wrapped', () => {
+    const store = SharedInt64Store.create();
+    assert.equal(store.add('acct', 5n), undefined);
+    assert.equal(store.has('acct'), false);
+    store.set('acct', 100n);
+    assert.equal(store.add('acct', -30n), 70n);
+    assert.equal(store.get('acct'), 70n);
+    store.set('big', INT64_MAX - 1n);
+    assert.throws(() => store.add('big', 2n), (e) => assertCode(e, SharedInt64OverflowError, 'GOVMAP_SHARED_INT64_OVERFLOW'));
+    assert.equal(store.get('big'), INT64_MAX - 1n);
+    assert.throws(() => store.add('acct', 1 as unknown as bigint), (e) => assertCode(e, SharedValueError, 'GOVMAP_SHARED_VALUE_INVALID'));
+    store.close();
+  });
+
+  test('compareAndSwap and compareAndDelete act only on the expected value', () => {
+    const store = SharedInt64Store.create();
+    assert.equal(store.compareAndSwap('k', 1n, 2n), false);
+    assert.equal(store.has('k'), false);
+    assert.equal(store.compareAndSwap('k', undefined, 1n), true);
+    assert.equal(store.compareAndSwap('k', undefined, 9n), false);
+    assert.equal(store.compareAndSwap('k', 2n, 9n), false);
+    assert.equal(store.compareAndSwap('k', 1n, 3n), true);
+    assert.equal(store.get('k'), 3n);
+    assert.equal(store.compareAndDelete('k', 1n), false);
+    assert.equal(store.compareAndDelete('k', 3n), true);
+    assert.equal(store.has('k'), false);
+    assert.equal(store.sameValue(5n, 5n), true);
+    store.close();
+  });
+
+  test('keys are UTF-16 strings compared exactly, up to maxKeyLength units', () => {
+    const store = SharedInt64Store.create({ maxKeyLength: 9 });
+    const keys = ['', 'a', '__proto__', 'ab', 'ba', '€uro', '😀', '\u8000\uffff', 'x'.repeat(9), '\0', '\0\0'];
+    keys.forEach((key, i) => store.set(key, BigInt(i)));
+    keys.forEach((key, i) => assert.equal(store.get(key), BigInt(i), `key ${JSON.stringify(key)}`));
+    assert.equal(store.size, keys.length);
+    assert.deepEqual(new Set(store.snapshot().map(([k]) => k)), new Set(keys));
+    // Too long: a read is a miss (it cannot be present); a write is refused by name.
+    assert.equal(store.get('x'.repeat(10)), undefined);
+    assert.throws(
+      () => store.set('x'.repeat(10), 1n),
+      (e) => assertCode(e, SharedKeyError, 'GOVMAP_SHARED_KEY_INVALID') && /maxKeyLength is 9/.test((e as Error).message),
+    );
+    assert.throws(() => store.get(42 as unknown as string), (e) => assertCode(e, SharedKeyError, 'GOVMAP_SHARED_KEY_INVALID'));
+    store.close();
+  });
+
+  test('grows from a tiny table to 50,000 keys; freed entries are reused', () => {
+    const store = SharedInt64Store.create({ initialCapacity: 1, maxKeyLength: 16 });
+    for (let i = 0; i < 50_000; i++) store.set(`acct-${i}`, BigInt(i));
+    const grown = store.stats();
+    // From 16 buckets to at least 50,000 / 4 (a growth may double more than once).
+    assert.ok(grown.growths >= 3 && grown.buckets >= 50_000 / 4, `${grown.growths} growths to ${grown.buckets} buckets`);
+    assert.equal(store.size, 50_000);
+    for (let i = 0; i < 50_000; i += 7) assert.equal(store.get(`acct-${i}`), BigInt(i));
+    for (let i = 0; i < 50_000; i += 2) assert.equal(store.delete(`acct-${i}`), true);
+    for (let i = 0; i < 25_000; i++) store.set(`new-${i}`, 1n);
+    // 25,000 deletes then 25,000 inserts: the inserts took the freed entries.
+    assert.ok(store.stats().bytesUsed < grown.bytesUsed * 1.05, `${store.stats().bytesUsed} bytes after churn, ${grown.bytesUsed} before`);
+    const report = store.checkIntegrity();
+    assert.deepEqual(report.problems, []);
+    assert.equal(report.keys, 50_000);
+    store.close();
+  });
+
+  test('maxKeys is a hard limit: the refused insert changes nothing', () => {
+    const store = SharedInt64Store.create({ maxKeys: 3, initialCapacity: 3 });
+    store.set('a', 1n);
+    store.set('b', 1n);
+    store.set('c', 1n);
+    assert.throws(() => store.set('d', 1n), (e) => assertCode(e, SharedMapFullError, 'GOVMAP_SHARED_MAP_FULL'));
+    assert.equal(store.has('d'), false);
+    store.set('a', 2n); // updating an existing key needs no room
+    assert.equal(store.size, 3);
+    store.close();
+  });
+
+  test('snapshot is every entry; oldestKey follows insertion order; clear empties', () => {
+    const store = SharedInt64Store.create({ initialCapacity: 4 });
+    for (const [i, key] of ['first', 'second', 'third', 'fourth'].entries()) store.set(key, BigInt(i));
+    store.set('first', 100n); // an update does not make a key younger
+    assert.equal(store.oldestKey(), 'first');
+    store.delete('first');
+    assert.equal(store.oldestKey(), 'second');
+    assert.deepEqual(new Map(store.snapshot()), new Map([['second', 1n], ['third', 2n], ['fourth', 3n]]));
+    store.clear();
+    assert.equal(store.size, 0);
+    assert.deepEqual(store.snapshot(), []);
+    assert.equal(store.oldestKey(), undefined);
+    store.set('again', 1n);
+    assert.equal(store.get('again'), 1n);
+    assert.deepEqual(store.checkIntegrity().problems, []);
+    store.close();
+  });
+
+  test('behaves like a Map under any sequence of operations (model-based, with growth and overflow chains)', () => {
+    const key = fc.integer({ min: 0, max: 300 }).map((i) => `k${i}`);
+    const value = fc.bigInt({ min: -5n, max: 5n });
+    const command = fc.oneof(
+      fc.record({ op: fc.constant('set' as const), key, value }),
+      fc.record({ op: fc.constant('delete' as const), key }),
+      fc.record({ op: fc.constant('add' as const), key, value }),
+      fc.record({ op: fc.constant('cas' as const), key, expected: fc.option(value, { nil: undefined }), value }),
+      fc.record({ op: fc.constant('cad' as const), key, value }),
+      fc.record({ op: fc.constant('get' as const), key }),
+    );
+    fc.assert(
+      fc.property(fc.array(command, { maxLength: 400 }), (commands) => {
+        const store = SharedInt64Store.create({ initialCapacity: 1, maxKeyLength: 8 });
+        const model = new Map<string, bigint>();
+        try {
+          for (const c of commands) {
+            switch (c.op) {
+              case 'set':
+                store.set(c.key, c.value);
+                model.set(c.key, c.value);
+                break;
+              case 'delete':
+                assert.equal(store.delete(c.key), model.delete(c.key));
+                break;
+              case 'add': {
+                const before = model.get(c.key);
+                const expected = before === undefined ? undefined : before + c.value;
+                if (expected !== undefined) model.set(c.key, expected);
+                assert.equal(store.add(c.key, c.value), expected);
+                break;
+              }
+              case 'cas': {
+                const matches = model.get(c.key) === c.expected;
+                if (matches) model.set(c.key, c.value);
+                assert.equal(store.compareAndSwap(c.key, c.expected, c.value), matches);
+                break;
+              }
+              case 'cad': {
+                const matches = model.has(c.key) && model.get(c.key) === c.value;
+                if (matches) model.delete(c.key);
+                assert.equal(store.compareAndDelete(c.key, c.value), matches);
+                break;
+              }
+              case 'get':
+                assert.equal(store.get(c.key), model.get(c.key));
+            }
+            assert.equal(store.size, model.size);
+          }
+          assert.deepEqual(new Map(store.snapshot()), model);
+          assert.deepEqual(store.checkIntegrity().problems, []);
+        } finally {
+          store.close();
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
+
+describe('hashing is seeded: keys from outside cannot be piled into one bucket', () => {
+  test('the same key hashes differently under different seeds', () => {
+    const seen = new Set<number>();
+    for (let seed = 0; seed < 64; seed++) seen.add(hashKey('acct-000001', seed, ~seed));
+    assert.ok(seen.size >= 63);
+  });
+
+  test('keys chosen to collide under one seed spread out in a map (which has its own random seed)', () => {
+    // An attacker who knew the seed (here: 1, 2) would pick keys that all land in bucket 0 of
+    // a 1,024-bucket table.
+    const flood: string[] = [];
+    for (let i = 0; flood.length < 300; i++) if ((hashKey(`acct-${i}`, 1, 2) & 1023) === 0) flood.push(`acct-${i}`);
+    const store = SharedInt64Store.create({ initialCapacity: 3000 });
+    for (const key of flood) store.set(key, 1n);
+    const report = store.checkIntegrity();
+    assert.equal(report.keys, 300);
+    assert.ok(report.longestChain <= 8, `longest chain ${report.longestChain} of 300 keys`);
+    store.close();
+  });
+
+  test('100,000 sequential account ids keep chains short', () => {
+    const store = SharedInt64Store.create({ initialCapacity: 100_000, maxKeyLength: 16 });
+    for (let i = 0; i < 100_000; i++) store.set(`acct-${String(i).padStart(6, '0')}`, 1n);
+    const report = store.checkIntegrity();
+    assert.ok(report.longestChain <= 16, `longest chain ${report.longestChain}`);
+    store.close();
+  });
+});
+
+describe('SharedRecordStore: small fixed-layout records', () => {
+  const layout = { balance: 'int64', limit: 'int64', status: 'int32', flags: 'uint32', frozen: 'bool' } as const;
+
+  test('records round-trip field by field', () => {
+    const store = SharedRecordStore.create({ layout });
+    const account = { balance: -5n, limit: INT64_MAX, status: -2, flags: 0xffff_ffff, frozen: true };
+    store.set('acct-1', account);
+    assert.deepEqual(store.get('acct-1'), account);
+    store.set('acct-1', { ...account, balance: 7n, frozen: false });
+    assert.deepEqual(store.get('acct-1'), { ...account, balance: 7n, frozen: false });
+    assert.equal(store.size, 1);
+    store.close();
+  });
+
+  test('a record that does not fit the layout is refused by field name and changes nothing', () => {
+    const store = SharedRecordStore.create({ layout });
+    const good = { balance: 1n, limit: 2n, status: 3, flags: 4, frozen: false };
+    store.set('a', good);
+    const bad: Array<[unknown, RegExp]> = [
+      [{ ...good, balance: 1 }, /field "balance" must be an int64 bigint/],
+      [{ ...good, status: 2 ** 31 }, /field "status" must be an integer in int32 range/],
+      [{ ...good, flags: -1 }, /field "flags" must be an integer in uint32 range/],
+      [{ ...good, frozen: 'no' }, /field "frozen" must be a boolean/],
+      [{ ...good, extra: 1 }, /has field "extra", which is not in the layout/],
+      [(({ limit: _limit, ...rest }) => rest)(good), /field "limit" must be an int64 bigint/],
+      [null, /must be a record object/],
+    ];
+    for (const [value, message] of bad) {
+      assert.throws(() => store.set('a', value as typeof good), (e) => assertCode(e, SharedValueError, 'GOVMAP_SHARED_VALUE_INVALID') && message.test((e as Error).message));
+    }
+    assert.deepEqual(store.get('a'), good);
+    store.close();
+  });
+
+  test('compareAndSwap compares records field by field', () => {
+    const store = SharedRecordStore.create({ layout: { balance: 'int64', version: 'int32' } });
+    store.set('a', { balance: 10n, version: 1 });
+    assert.equal(store.compareAndSwap('a', { balance: 10n, version: 2 }, { balance: 0n, version: 3 }), false);
+    assert.equal(store.compareAndSwap('a', { balance: 10n, version: 1 }, { balance: 0n, version: 2 }), true);
+    assert.deepEqual(store.get('a'), { balance: 0n, version: 2 });
+    assert.equal(store.sameValue({ balance: 1n, version: 1 }, { balance: 1n, version: 1 }), true);
+    store.close();
+  });
+
+  test('layouts are validated when the map is created', () => {
+    for (const bad of [{}, { 'bad name': 'int64' }, { a: 'float64' }, Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`f${i}`, 'int32']))]) {
+      assert.throws(
+        () => SharedRecordStore.create({ layout: bad as Record<string, 'int64'> }),
+        (e) => assertCode(e, GovMapError, 'GOVMAP_INVALID_CONFIGURATION'),
+      );
+    }
+  });
+});
+
+describe('handles, owner slots and locks', () => {
+  test('a second attachment sees the same map (what a worker does with workerData)', () => {
+    const store = SharedInt64Store.create();
+    const other = SharedInt64Store.attach(structuredClone(store.handle));
+    store.set('a', 1n);
+    assert.equal(other.get('a'), 1n);
+    other.add('a', 4n);
+    assert.equal(store.get('a'), 5n);
+    assert.equal(store.stats().threadsAttached, 2);
+    other.close();
+    assert.equal(store.stats().threadsAttached, 1);
+    store.close();
+  });
+
+  test('attach refuses anything but a live handle of the same value layout', () => {
+    const store = SharedInt64Store.create();
+    const records = SharedRecordStore.create({ layout: { balance: 'int64' } });
+    const bad: unknown[] = [
+      null,
+      { kind: 'something-else' },
+      { ...store.handle, format: 99 },
+      { ...store.handle, buffer: new SharedArrayBuffer(4096) },
+      { ...store.handle, buffer: new (SharedArrayBuffer as unknown as new (n: number, o: object) => SharedArrayBuffer)(4096, { maxByteLength: 8192 }) },
+      records.handle,
+    ];
+    for (const handle of bad) {
+      assert.throws(() => SharedInt64Store.attach(handle as SharedMapHandle), (e) => assertCode(e, SharedHandleError, 'GOVMAP_SHARED_HANDLE_INVALID'));
+    }
+    assert.throws(() => SharedRecordStore.attach(records.handle, { balance: 'int32' }), /not \{"record":\{"balance":"int32"\}\}/);
+    store.close();
+    records.close();
+  });
+
+  test('owner slots are limited by maxThreads and given back by close()', () => {
+    const store = SharedInt64Store.create({ maxThreads: 2 });
+    const second = SharedInt64Store.attach(store.handle);
+    assert.throws(() => SharedInt64Store.attach(store.handle), (e) => assertCode(e, SharedThreadsExhaustedError, 'GOVMAP_SHARED_TOO_MANY_THREADS'));
+    second.close();
+    const third = SharedInt64Store.attach(store.handle);
+    assert.throws(() => second.get('a'), (e) => assertCode(e, SharedStoreClosedError, 'GOVMAP_SHARED_STORE_CLOSED'));
+    third.close();
+    store.close();
+  });
+
+  test('options are validated with typed errors', () => {
+    for (const options of [{ maxKeys: 0 }, { maxKeyLength: 5000 }, { maxThreads: 2000 }, { lockTimeoutMs: -1 }, { initialCapacity: 1.5 }]) {
+      assert.throws(() => SharedInt64Store.create(options), (e) => assertCode(e, GovMapError, 'GOVMAP_INVALID_CONFIGURATION'));
+    }
+  });
+
+  /**
+   * Leaves `key`'s bucket locked by `holder`'s owner id, as a worker killed inside a write
+   * would (white box: the layout is the buffer's documented format).
+   */
+  function lockBucketAs(holder: SharedInt64Store, key: string, ownerSlot: number): void {
+    const i32 = new Int32Array(holder.handle.buffer, 0, holder.handle.buffer.byteLength >> 2);
+    const hash = hashKey(key, i32[H_SEED0]!, i32[H_SEED1]!);
+    const table = i32[H_TABLE]!;
+    const root = table + TABLE_HEADER_WORDS + (hash & i32[table + T_MASK]!) * BUCKET_WORDS;
+    const incarnation = i32[HEADER_WORDS + ownerSlot * OWNER_WORDS + O_INCARNATION]!;
+    i32[root + B_LOCK] = (incarnation << 10) | (ownerSlot + 1);
+  }
+
+  test('a lock held by an owner nobody reported dead: the write times out with a typed error and changes nothing', () => {
+    const store = SharedInt64Store.create({ lockTimeoutMs: 50 });
+    const stuck = SharedInt64Store.attach(store.handle); // owner slot 1
+    store.set('acct', 1n);
+    lockBucketAs(store, 'acct', 1);
+    assert.throws(() => store.set('acct', 2n), (e) => assertCode(e, SharedLockTimeoutError, 'GOVMAP_SHARED_LOCK_TIMEOUT'));
+    assert.equal(store.get('acct'), 1n, 'reads never wait for a lock');
+    // Once the owner is known dead (what supervise() does on the worker's exit), the lock is recovered.
+    // Both attachments live in this (main) thread, id 0; the caller's own slot is never touched.
+    assert.equal(store.recoverThread(0), 1);
+    assert.throws(() => stuck.close() ?? stuck.get('acct'), (e) => assertCode(e, SharedStoreClosedError, 'GOVMAP_SHARED_STORE_CLOSED'));
+    store.set('acct', 2n);
+    assert.equal(store.get('acct'), 2n);
+    assert.equal(store.stats().recoveries, 1);
+    assert.deepEqual(store.checkIntegrity().problems, []);
+    store.close();
+  });
+});
+
+describe('GovernedMap over a shared-memory store', () => {
+  const nonNegative = (_key: string, next: bigint): true | ReturnType<typeof reject> => (next >= 0n ? true : reject('BALANCE_UNDERFLOW'));
+
+  function recorder(): { observer: MapObserver<string>; events: string[] } {
+    const events: string[] = [];
+    return { events, observer: { onOperation: (_map, op, key, outcome, reason) => void events.push(`${op} ${String(key)} ${outcome}${reason ? ` ${reason}` : ''}`) } };
+  }
+
+  test('validation, metrics counters and audit events still apply', () => {
+    const store = SharedInt64Store.create();
+    const { observer, events } = recorder();
+    const balances = new GovernedMap<string, bigint>({ name: 'balances', validate: nonNegative, store, observers: [observer] });
+    assert.equal(balances.storeKind, 'shared-memory');
+    balances.store('acct-1', 100n);
+    assert.equal(balances.update('acct-1', (b) => b! - 30n), 70n);
+    assert.throws(() => balances.update('acct-1', (b) => b! - 100n), (e) => e instanceof ValidationError && e.reason === 'BALANCE_UNDERFLOW');
+    assert.equal(store.get('acct-1'), 70n, 'a refused write leaves the shared entry unchanged');
+    assert.equal(balances.load('acct-1'), 70n);
+    assert.equal(balances.compareAndSwap('acct-1', 70n, 80n), true);
+    assert.equal(balances.compareAndSwap('acct-1', 70n, 90n), false);
+    assert.deepEqual(balances.entries(), [['acct-1', 80n]]);
+    assert.equal(balances.delete('acct-1'), true);
+    assert.deepEqual(events, [
+      'STORE acct-1 ok',
+      'STORE acct-1 ok',
+      'STORE acct-1 rejected BALANCE_UNDERFLOW',
+      'LOAD acct-1 ok',
+      'STORE acct-1 ok',
+      'RANGE undefined ok',
+      'DELETE acct-1 ok',
+    ]);
+    assert.equal(balances.stats().stores.ok, 3);
+    store.close();
+  });
+
+  test('update is a compare-and-swap loop: a write by another thread in between makes it redo on the fresh value', () => {
+    const store = SharedInt64Store.create();
+    const otherThread = SharedInt64Store.attach(store.handle);
+    const { observer, events } = recorder();
+    const balances = new GovernedMap<string, bigint>({ name: 'balances', validate: nonNegative, store, observers: [observer] });
+    balances.store('acct', 100n);
+    events.length = 0;
+    const seen: bigint[] = [];
+    const result = balances.update('acct', (b) => {
+      seen.push(b!);
+      // Another thread credits 5 while this update computes (first attempt only).
+      if (seen.length === 1) otherThread.add('acct', 5n);
+      return b! - 10n;
+    });
+    assert.deepEqual(seen, [100n, 105n], 'the function ran again on the value the other thread left');
+    assert.equal(result, 95n);
+    assert.equal(store.get('acct'), 95n, 'neither the credit nor the debit was lost');
+    assert.deepEqual(events, ['STORE acct ok'], 'one committed write, one audit event');
+    store.close();
+    otherThread.close();
+  });
+
+  test('a key that keeps changing underneath gives UpdateConflictError after updateRetries, map unchanged by the update', () => {
+    const store = SharedInt64Store.create();
+    const otherThread = SharedInt64Store.attach(store.handle);
+    const balances = new GovernedMap<string, bigint>({ name: 'balances', validate: nonNegative, store, updateRetries: 2 });
+    balances.store('acct', 100n);
+    let calls = 0;
+    assert.throws(
+      () =>
+        balances.update('acct', (b) => {
+          calls++;
+          otherThread.add('acct', 1n);
+          return b! - 50n;
+        }),
+      (e) => e instanceof UpdateConflictError && e.code === 'GOVMAP_UPDATE_CONFLICT',
+    );
+    assert.equal(calls, 3);
+    assert.equal(store.get('acct'), 103n, 'only the other thread\'s three credits landed');
+    store.close();
+    otherThread.close();
+  });
+
+  test('delete and store re-validate when another thread changed the key', () => {
+    const store = SharedInt64Store.create();
+    const otherThread = SharedInt64Store.attach(store.handle);
+    const validated: bigint[] = [];
+    const balances = new GovernedMap<string, bigint>({
+      name: 'balances',
+      validate: nonNegative,
+      validateDelete: (_key, previous) => {
+        validated.push(previous!);
+        if (validated.length === 1) otherThread.set('acct', 5n); // lands between check and delete
+        return previous === 0n ? true : reject('ACCOUNT_NOT_EMPTY');
+      },
+      store,
+    });
+    balances.store('acct', 0n);
+    assert.throws(() => balances.delete('acct'), (e) => e instanceof ValidationError && e.reason === 'ACCOUNT_NOT_EMPTY');
+    assert.deepEqual(validated, [0n, 5n], 'the delete was re-checked against the balance another thread wrote');
+    assert.equal(store.get('acct'), 5n, 'an account holding money was not closed');
+    store.close();
+    otherThread.close();
+  });
+
+  test('records behind a GovernedMap: update with a spread, no-op detection by field equality', () => {
+    const store = SharedRecordStore.create({ layout: { balance: 'int64', limit: 'int64' } });
+    const accounts = new GovernedMap<string, { readonly balance: bigint; readonly limit: bigint }>({
+      name: 'accounts',
+      validate: (_k, next) => (next.balance >= -next.limit ? true : reject('LIMIT_EXCEEDED')),
+      store,
+    });
+    accounts.store('a', { balance: 0n, limit: 100n });
+    assert.deepEqual(accounts.update('a', (r) => ({ ...r!, balance: r!.balance - 60n })), { balance: -60n, limit: 100n });
+    assert.throws(() => accounts.update('a', (r) => ({ ...r!, balance: r!.balance - 60n })), (e) => e instanceof ValidationError);
+    accounts.update('a', (r) => ({ ...r! }));
+    assert.equal(accounts.stats().stores.ok, 2, 'an unchanged record is a no-op, not a write');
+    assert.deepEqual(store.get('a'), { balance: -60n, limit: 100n });
+    store.close();
+  });
+});
