@@ -7,6 +7,7 @@ import type { Suite } from './harness.ts';
 
 const suites: Record<string, { describe: string; load: () => Promise<Suite> }> = {
   map: { describe: 'GovernedMap vs plain Map at read:write 20:1, 100:1, 1:1; young GCs during 10M loads', load: async () => (await import('./map.bench.ts')).default },
+  scan: { describe: 'govmap scan on a generated 500-file project: rules cost vs type-aware parse and vs typescript-eslint recommendedTypeChecked; scan_files_per_s', load: async () => (await import('./scan.bench.ts')).default },
   routing: { describe: 'switch read in a pinned request vs property read (target <= 2.0), X-Biz-Tag parse, route decision on 1,000 rules, switch propagation to a worker', load: async () => (await import('./routing.bench.ts')).default },
 };
 
