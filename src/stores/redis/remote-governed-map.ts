@@ -103,9 +103,7 @@ export interface RemoteGovernedMapOptions<V> {
  * then measures the near cache, which is what a service sizing it needs to see.
  */
 export class RemoteMapCounters extends MapCounters {
-  /** Loads answered from the near cache with a value. */
-  nearHits = 0;
-  /** Loads that went to Redis. */
+  /** Loads that went to Redis. (Near-cache hits are `loads - misses`: one increment fewer per hit.) */
   remoteLoads = 0;
   /** Compare-and-set attempts lost to another writer (each one retried or given up). */
   casConflicts = 0;
@@ -275,9 +273,7 @@ export class RemoteGovernedMap<V> {
     if (this.#disposed) throw new MapDisposedError(this.name, 'loadCached');
     const cached = this.#near.peek(key);
     if (cached === undefined || cached === ABSENT) return undefined;
-    const counters = this.#counters;
-    counters.loads++;
-    counters.nearHits++;
+    this.#counters.loads++;
     if (this.#observers.length !== 0) this.#emit('LOAD', key, 'ok', null);
     return cached;
   }
@@ -306,7 +302,6 @@ export class RemoteGovernedMap<V> {
     } else {
       counters.loads++;
       if (cached === ABSENT) counters.misses++;
-      else counters.nearHits++;
     }
     const value = cached === ABSENT ? undefined : cached;
     if (this.#observers.length !== 0) this.#emit('LOAD', key, value === undefined ? 'miss' : 'ok', null);
@@ -402,8 +397,7 @@ export class RemoteGovernedMap<V> {
         for (;;) {
           if (current.value !== undefined) {
             this.#counters.loads++;
-            if (current.near) this.#counters.nearHits++;
-            else this.#counters.misses++;
+            if (!current.near) this.#counters.misses++;
             if (this.#observers.length !== 0) this.#emit('LOAD', key, 'ok', null);
             return { value: current.value, loaded: true };
           }
@@ -577,7 +571,7 @@ export class RemoteGovernedMap<V> {
       near: {
         entries: near.size,
         maxEntries: near.maxEntries,
-        hits: c.nearHits,
+        hits: c.loads - c.misses,
         remoteLoads: c.remoteLoads,
         staleServes: near.staleServes,
         invalidations: near.invalidations,
