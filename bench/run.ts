@@ -10,6 +10,7 @@ const suites: Record<string, { describe: string; load: () => Promise<Suite> }> =
   scan: { describe: 'govmap scan on a generated 500-file project: rules cost vs type-aware parse and vs typescript-eslint recommendedTypeChecked; scan_files_per_s', load: async () => (await import('./scan.bench.ts')).default },
   routing: { describe: 'switch read in a pinned request vs property read (target <= 2.0), X-Biz-Tag parse, route decision on 1,000 rules, switch propagation to a worker', load: async () => (await import('./routing.bench.ts')).default },
   redis: { describe: 'Redis store (needs GOVMAP_REDIS_URL): near-cache read vs Map (target <= 2.0), uncached round trip, pipelined add throughput, invalidation_p99_ms to another process', load: async () => (await import('./redis.bench.ts')).default },
+  sandbox: { describe: 'runtime audit sandbox: ns added per map operation (target < 5), per map created, per sweep, heap per tracked map', load: async () => (await import('./sandbox.bench.ts')).default },
 };
 
 const args = process.argv.slice(2);
