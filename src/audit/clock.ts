@@ -15,11 +15,21 @@ export interface ClockAnchor {
   readonly perfMs: number;
 }
 
+/**
+ * Pairs a wall-clock reading with a monotonic one. The thread can be descheduled between the
+ * two reads; the pair read with the least time between them (of a few tries) is kept, and the
+ * monotonic side is the midpoint, so the anchor is off by at most half that window.
+ */
 export function takeAnchor(): ClockAnchor {
-  const perfMs = performance.now();
-  const wallMs = Date.now();
-  const epochSec = Math.floor(wallMs / 1000);
-  return { epochSec, epochNanos: (wallMs - epochSec * 1000) * 1e6, perfMs };
+  let best = { window: Number.POSITIVE_INFINITY, perfMs: 0, wallMs: 0 };
+  for (let attempt = 0; attempt < 5 && best.window > 0.05; attempt++) {
+    const before = performance.now();
+    const wallMs = Date.now();
+    const after = performance.now();
+    if (after - before < best.window) best = { window: after - before, perfMs: (before + after) / 2, wallMs };
+  }
+  const epochSec = Math.floor(best.wallMs / 1000);
+  return { epochSec, epochNanos: (best.wallMs - epochSec * 1000) * 1e6, perfMs: best.perfMs };
 }
 
 /**

@@ -148,6 +148,7 @@ export class AuditRecorder implements MapObserver<unknown> {
   #reservedThrough: number;
   #lastReadSeq: number;
   #lastWriteSeq: number;
+  #bytesSinceBell = 0;
   #dropFrom = 0;
   #dropTo = 0;
 
@@ -524,12 +525,19 @@ export class AuditRecorder implements MapObserver<unknown> {
       const fd = Atomics.load(ctrl, CTRL_FD);
       while (written < w.pos) written += writeSync(fd, w.buf, written, w.pos - written);
       this.#stats[STAT_WRITES_DONE] = seq;
+      this.#bytesSinceBell += written;
     } catch (error) {
       this.#toBacklog(w.buf, written, w.pos, seq);
       this.#spoolFailed(error);
     } finally {
       // Publishes STAT_WRITES_DONE to the worker (its fence reads this flag first).
       Atomics.store(ctrl, CTRL_IN_WRITE, 0);
+    }
+    // Seals follow the bytes, so verify can name a damaged block of about sealBytes: tell the
+    // worker when this thread alone has written that much (a notify per ~200 writes).
+    if (this.#bytesSinceBell >= this.#options.sealBytes) {
+      this.#bytesSinceBell = 0;
+      this.#producer.wake();
     }
   }
 

@@ -43,11 +43,34 @@ const MAX_PROBLEMS = 100;
 /** Seqs held while waiting for their predecessors; beyond this a missing seq is reported at once. */
 const MAX_PENDING = 1_000_000;
 
+/**
+ * A problem and where it sorts. `kind`: `record` names a line for certain (unparseable,
+ * duplicated, out of order, a broken seal or segment); `block` is a seal whose bytes do not
+ * hash to it (the damage is somewhere in [from, to)); `missing` is a seq no record holds, whose
+ * place is inferred (`candidates`: where its successor in either stream lies).
+ */
 interface Located {
   readonly p: VerifyProblem;
-  /** Sort key: file index, then byte (a seal mismatch sorts at its block's end, after precise finds). */
   readonly fileIndex: number;
   readonly sortOffset: number;
+  readonly kind: 'record' | 'block' | 'missing';
+  readonly block?: { readonly fileIndex: number; readonly from: number; readonly to: number };
+  readonly candidates?: readonly Candidate[];
+}
+
+interface Candidate {
+  readonly p: VerifyProblem;
+  readonly fileIndex: number;
+  readonly sortOffset: number;
+  readonly atEnd: boolean;
+}
+
+interface Seen {
+  readonly file: string;
+  readonly line: number;
+  readonly offset: number;
+  readonly fileIndex: number;
+  readonly read: boolean;
 }
 
 /**
@@ -76,9 +99,10 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
     notes.push('one segment checked alone: pass the directory to check the chain across segments and against HEAD');
   }
   const found: Located[] = [];
-  const add = (fileIndex: number, sortOffset: number, p: VerifyProblem): void => {
-    if (found.length < MAX_PROBLEMS * 4) found.push({ p, fileIndex, sortOffset });
+  const add = (fileIndex: number, sortOffset: number, p: VerifyProblem, kind: Located['kind'] = 'record', extra: Partial<Located> = {}): void => {
+    if (found.length < MAX_PROBLEMS * 4) found.push({ p, fileIndex, sortOffset, kind, ...extra });
   };
+  let endOfLog: { file: string; line: number; offset: number; fileIndex: number } = { file: path, line: 0, offset: 0, fileIndex: 0 };
   if (segments.length === 0) {
     add(0, 0, { file: path, line: 0, offset: 0, seq: null, problem: 'no audit segments (audit-NNNNNN.jsonl) here' });
     return finish();
@@ -94,14 +118,14 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   let lastSeq: number | null = null;
   let lastEventOp: string | null = null;
   let unsealedRecords = 0;
-  const lastInStream = { r: 0, w: 0 };
+  const lastInStream = { r: { seq: 0, file: '', line: 0, offset: 0, fileIndex: 0 }, w: { seq: 0, file: '', line: 0, offset: 0, fileIndex: 0 } };
   const gaps: (AuditGap & { file: string; line: number })[] = [];
   const sealsByNumber = new Map<number, { segment: number; hash: string }>();
 
   // Seq accounting: everything <= watermark is present or excused; `pending` holds seqs seen
   // above it (the two streams interleave, so a seq may arrive before its predecessor).
   let watermark = -1;
-  const pending = new Map<number, { file: string; line: number; offset: number; fileIndex: number }>();
+  const pending = new Map<number, Seen>();
   const excused: { from: number; to: number }[] = [];
   const isExcused = (seq: number): boolean => excused.some((g) => seq >= g.from && seq <= g.to);
   const advance = (): void => {
@@ -119,22 +143,42 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
     }
   };
   const reportMissing = (): void => {
+    // The lowest seq seen above the hole, and the lowest of each stream: the hole was a record
+    // of one of the two streams, so it stood just before that stream's next record.
     let successor: number | null = null;
-    for (const seq of pending.keys()) if (successor === null || seq < successor) successor = seq;
+    let readSuccessor: number | null = null;
+    let writeSuccessor: number | null = null;
+    for (const [seq, seen] of pending) {
+      if (successor === null || seq < successor) successor = seq;
+      if (seen.read && (readSuccessor === null || seq < readSuccessor)) readSuccessor = seq;
+      if (!seen.read && (writeSuccessor === null || seq < writeSuccessor)) writeSuccessor = seq;
+    }
     if (successor === null) return;
-    const at = pending.get(successor)!;
     const missing = watermark + 1;
     const through = successor - 1;
-    add(at.fileIndex, at.offset, {
-      file: at.file,
-      line: at.line,
-      offset: at.offset,
-      seq: successor,
-      problem:
-        missing === through
-          ? `seq ${missing} is missing: no record and no AUDIT_GAP names it (a record was deleted here, before seq ${successor})`
-          : `seqs ${missing}..${through} are missing: no records and no AUDIT_GAP names them (records were deleted here, before seq ${successor})`,
-    });
+    const what = missing === through ? `seq ${missing} is missing` : `seqs ${missing}..${through} are missing`;
+    const candidates: Candidate[] = [];
+    for (const next of [readSuccessor, writeSuccessor]) {
+      if (next === null) {
+        candidates.push({
+          fileIndex: endOfLog.fileIndex,
+          sortOffset: endOfLog.offset,
+          atEnd: true,
+          p: { file: endOfLog.file, line: endOfLog.line + 1, offset: endOfLog.offset, seq: null, problem: `truncated: ${what} at the end of the log (no record and no AUDIT_GAP names ${missing === through ? 'it' : 'them'})` },
+        });
+      } else {
+        const at = pending.get(next)!;
+        candidates.push({
+          fileIndex: at.fileIndex,
+          sortOffset: at.offset,
+          atEnd: false,
+          p: { file: at.file, line: at.line, offset: at.offset, seq: next, problem: `${what}: no record and no AUDIT_GAP names ${missing === through ? 'it' : 'them'} (deleted before seq ${next})` },
+        });
+      }
+    }
+    candidates.sort((a, b) => a.fileIndex - b.fileIndex || a.sortOffset - b.sortOffset);
+    const first = candidates[0]!;
+    add(first.fileIndex, first.sortOffset, first.p, 'missing', { candidates });
     watermark = through;
     advance();
   };
@@ -186,7 +230,16 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         here(`the first line is not this segment's header ({"type":"SEGMENT","segment":${seg.segment}})`);
       }
       if (parsed.kind === 'invalid') {
-        tornCandidates.set(`${seg.segment}:${start}`, { fileIndex, sortOffset: start, p: { file: seg.name, line: lineNo, offset: start, seq: null, problem: `not a valid audit record: ${parsed.problem}` } });
+        // A damaged record still holds its place: count its seq as seen when it can be read,
+        // so the damage is reported once, here, and not again as a missing seq.
+        const seqMatch = SEQ_FIELD.exec(bytes.toString('latin1', start, Math.min(nl, start + 64)));
+        const damagedSeq = seqMatch === null ? null : Number(seqMatch[1]);
+        tornCandidates.set(`${seg.segment}:${start}`, { fileIndex, sortOffset: start, kind: 'record', p: { file: seg.name, line: lineNo, offset: start, seq: damagedSeq, problem: `not a valid audit record: ${parsed.problem}` } });
+        if (damagedSeq !== null && damagedSeq > watermark && !pending.has(damagedSeq)) {
+          if (watermark < 0) watermark = resync ? damagedSeq - 1 : 0;
+          pending.set(damagedSeq, { file: seg.name, line: lineNo, offset: start, fileIndex, read: /"op_type":"(LOAD|RANGE)"/.test(bytes.toString('latin1', start, Math.min(nl, start + 96))) });
+          advance();
+        }
       } else if (parsed.kind === 'seal') {
         const s = parsed.seal;
         sealCount++;
@@ -200,24 +253,31 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         recordsInFile++;
         unsealedRecords++;
         lastEventOp = e.op_type;
-        if (firstSeq === null) {
-          firstSeq = e.seq;
-          watermark = resync && seg.segment !== 1 ? e.seq - 1 : 0;
-        }
+        if (firstSeq === null) firstSeq = e.seq;
+        if (watermark < 0) watermark = resync && seg.segment !== 1 ? e.seq - 1 : 0;
         if (lastSeq === null || e.seq > lastSeq) lastSeq = e.seq;
-        const stream = isReadStream(e.op_type, e.gap?.cause) ? 'r' : 'w';
+        const read = isReadStream(e.op_type, e.gap?.cause);
+        const stream = read ? 'r' : 'w';
         const previous = lastInStream[stream];
-        if (e.seq === previous) here(`seq ${e.seq} appears twice (a record was duplicated or inserted)`, e.seq);
-        else if (e.seq < previous) here(`seq ${e.seq} comes after seq ${previous} in the ${stream === 'r' ? 'read' : 'write'} stream: records were reordered or inserted`, e.seq);
-        else lastInStream[stream] = e.seq;
-        if (e.seq !== previous) {
-          if (e.seq <= watermark || pending.has(e.seq)) {
-            if (e.seq > previous) here(`seq ${e.seq} appears twice (a record was duplicated or inserted)`, e.seq);
-          } else {
-            pending.set(e.seq, { file: seg.name, line: lineNo, offset: start, fileIndex });
-            advance();
-            if (pending.size > MAX_PENDING) reportMissing();
-          }
+        const duplicate = e.seq <= watermark || pending.has(e.seq);
+        if (duplicate) {
+          here(`seq ${e.seq} appears twice (a record was duplicated or inserted)`, e.seq);
+        } else if (e.seq < previous.seq) {
+          // Either this record or the previous one of its stream is out of place; the previous
+          // one sorts first (a swapped pair, or a forged record with a high seq, starts there).
+          add(previous.fileIndex, previous.offset, {
+            file: previous.file,
+            line: previous.line,
+            offset: previous.offset,
+            seq: previous.seq,
+            problem: `seq ${previous.seq} (line ${previous.line}) is followed by seq ${e.seq} (${seg.name}:${lineNo}) in the ${read ? 'read' : 'write'} stream: records were reordered or inserted`,
+          });
+        }
+        if (e.seq > previous.seq) lastInStream[stream] = { seq: e.seq, file: seg.name, line: lineNo, offset: start, fileIndex };
+        if (!duplicate) {
+          pending.set(e.seq, { file: seg.name, line: lineNo, offset: start, fileIndex, read });
+          advance();
+          if (pending.size > MAX_PENDING) reportMissing();
         }
         if (e.op_type === 'AUDIT_GAP' && e.gap !== undefined) {
           gaps.push({ ...e.gap, file: seg.name, line: lineNo });
@@ -229,6 +289,7 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       }
       start = nl + 1;
     }
+    endOfLog = { file: seg.name, line: lineNo, offset: bytes.length, fileIndex };
     const isLast = fileIndex === segments.length - 1;
     if (!isLast && !lastLineFinalSeal) {
       add(fileIndex, bytes.length, {
@@ -259,13 +320,19 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         if (hash !== s.hash) {
           const first = lineOf(from);
           const last = lineOf(Math.max(from, to - 1));
-          add(fileIndex, to, {
-            file: seg.name,
-            line: first,
-            offset: from,
-            seq: null,
-            problem: `seal #${s.seal}: bytes ${from}..${to} (lines ${first}-${last}) do not match their ${s.alg} hash: a record in them was altered, inserted, removed or reordered`,
-          });
+          add(
+            fileIndex,
+            from,
+            {
+              file: seg.name,
+              line: first,
+              offset: from,
+              seq: null,
+              problem: `seal #${s.seal}: bytes ${from}..${to} (lines ${first}-${last}) do not match their ${s.alg} hash: a record in them was altered, inserted, removed or reordered`,
+            },
+            'block',
+            { block: { fileIndex, from, to } },
+          );
         }
       }
       prevHash = s.hash;
@@ -276,7 +343,7 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
     }
   }
 
-  for (const candidate of tornCandidates.values()) add(candidate.fileIndex, candidate.sortOffset, candidate.p);
+  for (const candidate of tornCandidates.values()) add(candidate.fileIndex, candidate.sortOffset, candidate.p, 'record');
   while (pending.size > 0) reportMissing();
 
   if (isDir) {
@@ -298,7 +365,8 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   return finish();
 
   function finish(): VerifyReport {
-    found.sort((a, b) => a.fileIndex - b.fileIndex || a.sortOffset - b.sortOffset);
+    const order = (a: { fileIndex: number; sortOffset: number }, b: { fileIndex: number; sortOffset: number }): number => a.fileIndex - b.fileIndex || a.sortOffset - b.sortOffset;
+    found.sort(order);
     const problems = found.slice(0, MAX_PROBLEMS).map((f) => f.p);
     return {
       ok: problems.length === 0,
@@ -311,11 +379,40 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       gaps,
       closed: lastEventOp === 'AUDIT_STOPPED',
       unsealedRecords,
-      firstBad: problems[0] ?? null,
+      firstBad: firstBad(found),
       problems,
       notes,
     };
   }
+}
+
+const SEQ_FIELD = /"seq":([0-9]{1,16})[,}]/;
+
+/**
+ * The first bad record. A seal whose bytes fail is proof that something in its block changed;
+ * so a precise finding inside the first failed block names the record (the line that does not
+ * parse, the duplicate, the pair out of order, the place of a deleted seq), and the block itself
+ * is named when nothing more precise is known (a flipped digit that still parses). Without a
+ * failed block (records cut off the end, a segment removed), the first precise finding is named,
+ * and a missing seq last, at the end of the log when it was cut from there.
+ */
+function firstBad(found: readonly Located[]): VerifyProblem | null {
+  const inside = (b: NonNullable<Located['block']>, at: { fileIndex: number; sortOffset: number }): boolean =>
+    at.fileIndex === b.fileIndex && at.sortOffset >= b.from && at.sortOffset < b.to;
+  const blocks = found.filter((f) => f.kind === 'block');
+  for (const block of blocks) {
+    const b = block.block!;
+    const precise = found.find((f) => f.kind === 'record' && inside(b, f));
+    const missing = found.flatMap((f) => (f.kind === 'missing' ? f.candidates! : [])).find((c) => inside(b, c));
+    if (precise !== undefined && (missing === undefined || precise.sortOffset <= missing.sortOffset)) return precise.p;
+    if (missing !== undefined) return missing.p;
+    return block.p;
+  }
+  const record = found.find((f) => f.kind === 'record');
+  if (record !== undefined) return record.p;
+  const missing = found.find((f) => f.kind === 'missing');
+  if (missing !== undefined) return (missing.candidates!.find((c) => c.atEnd) ?? missing.candidates![0]!).p;
+  return null;
 }
 
 /** The report as a person reads it (the CLI's output). */

@@ -1,0 +1,259 @@
+import assert from 'node:assert/strict';
+import { cpSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { basename, join } from 'node:path';
+import { before, describe, test } from 'node:test';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
+import type { VerifyReport } from '../../src/audit/index.ts';
+import { balances, segmentFiles } from './helpers.ts';
+
+/**
+ * One pristine spool (several segments, small seal blocks), copied and damaged once per test.
+ * Each damage must make verify fail and name where: the file and the line.
+ */
+const root = mkdtempSync(join(tmpdir(), 'govmap-tamper-'));
+const pristine = join(root, 'pristine');
+const keyed = join(root, 'keyed');
+const KEY = Buffer.from('a-32-byte-secret-for-the-chain!!');
+process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+
+async function writeSpool(dir: string, extra: Record<string, unknown> = {}): Promise<void> {
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/instance-1', maxSegmentBytes: 65_536, sealBytes: 4096, ...extra });
+  const map = balances();
+  audit.attach(map);
+  for (let i = 0; i < 1500; i++) {
+    map.store(`acct-${i % 40}`, BigInt(1000 + i));
+    map.load(`acct-${(i * 7) % 40}`);
+    if (i % 100 === 0) await audit.flush();
+  }
+  await audit.stop();
+}
+
+let copies = 0;
+function damaged(source: string, damage: (dir: string, files: string[]) => void, key: Uint8Array | null = null): VerifyReport {
+  const dir = join(root, `copy-${copies++}`);
+  cpSync(source, dir, { recursive: true });
+  damage(dir, segmentFiles(dir));
+  return verifySpool(dir, { key });
+}
+
+function lines(file: string): string[] {
+  return readFileSync(file, 'utf8').split('\n').slice(0, -1);
+}
+function writeLines(file: string, content: string[]): void {
+  writeFileSync(file, `${content.join('\n')}\n`);
+}
+/** 0-based index of the first line in `file` after `from` whose text matches. */
+function findLine(file: string, pattern: RegExp, from = 10): number {
+  const all = lines(file);
+  for (let i = from; i < all.length; i++) if (pattern.test(all[i]!)) return i;
+  throw new Error(`no line matches ${pattern} in ${file}`);
+}
+function assertNames(report: VerifyReport, file: string, line: number | number[], problem: RegExp): void {
+  assert.equal(report.ok, false, 'verify must fail');
+  const first = report.firstBad!;
+  assert.equal(first.file, basename(file), `names the file (${JSON.stringify(first)})`);
+  const expected = Array.isArray(line) ? line : [line];
+  assert.ok(expected.includes(first.line), `names line ${expected.join(' or ')}, named ${first.line}: ${first.problem}`);
+  assert.match(first.problem, problem);
+}
+
+describe('verify catches tampering and names the place', () => {
+  before(async () => {
+    await writeSpool(pristine);
+    await writeSpool(keyed, { hmacKey: { env: 'GOVMAP_TEST_AUDIT_KEY' } });
+  });
+  process.env.GOVMAP_TEST_AUDIT_KEY = KEY.toString('utf8');
+
+  test('the untouched spool verifies, across its segments', () => {
+    assert.ok(segmentFiles(pristine).length >= 3);
+    const report = verifySpool(pristine);
+    assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
+    assert.equal(report.records, 3003);
+    assert.equal(report.closed, true);
+  });
+
+  test('a flipped byte that breaks the record: that record', () => {
+    let file = '';
+    let at = 0;
+    const report = damaged(pristine, (_dir, files) => {
+      file = files[1]!;
+      const all = lines(file);
+      at = findLine(file, /"op_type":"LOAD"/);
+      all[at] = all[at]!.replace('"op_type"', '"op_typ\u0065"'.replace('e"', 'f"'));
+      writeLines(file, all);
+    });
+    assertNames(report, file, at + 1, /not a valid audit record|unknown op_type/);
+  });
+
+  test('a flipped digit in an amount (still a valid record): its sealed block, which holds that record', () => {
+    let file = '';
+    let at = 0;
+    const report = damaged(pristine, (_dir, files) => {
+      file = files[1]!;
+      at = findLine(file, /"op_type":"STORE".*"value":"1[0-9]+"/, 20);
+      const bytes = readFileSync(file);
+      let offset = 0;
+      for (let i = 0; i < at; i++) offset = bytes.indexOf(10, offset) + 1;
+      const digit = bytes.indexOf('"value":"1', offset) + 9;
+      bytes[digit] = bytes[digit] === 0x31 ? 0x32 : 0x31;
+      writeFileSync(file, bytes);
+    });
+    assert.equal(report.ok, false);
+    const first = report.firstBad!;
+    assert.equal(first.file, basename(file));
+    const range = /lines ([0-9]+)-([0-9]+)/.exec(first.problem);
+    assert.ok(range !== null, first.problem);
+    assert.ok(Number(range[1]) <= at + 1 && at + 1 <= Number(range[2]), `block ${range[0]} holds line ${at + 1}`);
+    // Seals follow sealBytes (4 KiB here) as fast as the worker reacts; a burst of writes can make a block a few times larger.
+    assert.ok(Number(range[2]) - Number(range[1]) < 150, `a bounded block, not the whole file (${range[0]})`);
+    assert.match(first.problem, /do not match their sha256 hash/);
+  });
+
+  test('a deleted record: the place it was removed from', () => {
+    let file = '';
+    let at = 0;
+    const report = damaged(pristine, (_dir, files) => {
+      file = files[1]!;
+      const all = lines(file);
+      at = findLine(file, /"op_type":"STORE"/, 30);
+      all.splice(at, 1);
+      writeLines(file, all);
+    });
+    assertNames(report, file, [at + 1, at], /missing|do not match/);
+  });
+
+  test('two records swapped: the swapped pair', () => {
+    let file = '';
+    let at = 0;
+    const report = damaged(pristine, (_dir, files) => {
+      file = files[2]!;
+      const all = lines(file);
+      at = findLine(file, /"op_type":"STORE"/, 30);
+      let next = at + 1;
+      while (!/"op_type":"STORE"/.test(all[next]!)) next++;
+      [all[at], all[next]] = [all[next]!, all[at]!];
+      writeLines(file, all);
+    });
+    assert.equal(report.ok, false);
+    assert.equal(report.firstBad!.file, basename(file));
+    assert.match(report.firstBad!.problem, /reordered|missing|appears twice/);
+    assert.ok(report.firstBad!.line >= at + 1 && report.firstBad!.line <= at + 30, `line ${report.firstBad!.line} is at the swap (line ${at + 1})`);
+  });
+
+  test('an inserted record (a copy of another): the copy', () => {
+    let file = '';
+    let at = 0;
+    const report = damaged(pristine, (_dir, files) => {
+      file = files[1]!;
+      const all = lines(file);
+      const source = findLine(file, /"op_type":"STORE"/, 20);
+      at = source + 40;
+      all.splice(at, 0, all[source]!);
+      writeLines(file, all);
+    });
+    assertNames(report, file, at + 1, /appears twice|comes after/);
+  });
+
+  test('a record forged into the log: its line', () => {
+    let file = '';
+    let at = 0;
+    const report = damaged(pristine, (_dir, files) => {
+      file = files[1]!;
+      const all = lines(file);
+      at = findLine(file, /"op_type":"STORE"/, 20);
+      const forged = JSON.parse(all[at]!) as Record<string, unknown>;
+      forged.seq = 999_999;
+      forged.value = '100000000';
+      all.splice(at + 1, 0, JSON.stringify(forged));
+      writeLines(file, all);
+    });
+    assert.equal(report.ok, false);
+    assert.equal(report.firstBad!.file, basename(file));
+    assert.ok([at + 2, at + 1].includes(report.firstBad!.line) || /do not match/.test(report.firstBad!.problem), JSON.stringify(report.firstBad));
+  });
+
+  test('truncated inside a record: the cut record', () => {
+    let file = '';
+    const report = damaged(pristine, (_dir, files) => {
+      file = files.at(-1)!;
+      const size = readFileSync(file).length;
+      truncateSync(file, size - 100);
+    });
+    assertNames(report, file, lines(file).length + 1, /ends inside a record/);
+  });
+
+  test('truncated at a record boundary: HEAD shows the committed tail is gone', () => {
+    let file = '';
+    const report = damaged(pristine, (_dir, files) => {
+      file = files.at(-1)!;
+      const all = lines(file);
+      writeLines(file, all.slice(0, all.length - 5));
+    });
+    assert.equal(report.ok, false);
+    assert.equal(report.firstBad!.file, basename(file));
+    assert.match(report.firstBad!.problem, /truncated: HEAD records seal #[0-9]+/);
+  });
+
+  test('a whole segment deleted from the middle: the segment', () => {
+    let next = '';
+    const report = damaged(pristine, (_dir, files) => {
+      rmSync(files[1]!);
+      next = files[2]!;
+    });
+    assertNames(report, next, 1, /segment\(s\) 2\.\.2 are missing/);
+  });
+
+  test('a keyed chain: verifies with the key, is refused without it or with a wrong one', () => {
+    assert.equal(verifySpool(keyed, { key: KEY }).ok, true);
+    const without = verifySpool(keyed);
+    assert.equal(without.ok, false);
+    assert.match(without.firstBad!.problem, /keyed \(hmac-sha256\): verify with the spool key/);
+    const wrong = verifySpool(keyed, { key: Buffer.from('another-key-of-32-bytes-length!!') });
+    assert.equal(wrong.ok, false);
+    assert.match(wrong.firstBad!.problem, /do not match their hmac-sha256 hash/);
+  });
+
+  test('rewriting a record and rebuilding the whole chain without the key is caught with the key', () => {
+    const report = damaged(
+      keyed,
+      (_dir, files) => {
+        // The attacker edits an amount, then recomputes every seal with plain SHA-256.
+        let prev = '0'.repeat(64);
+        for (const [index, file] of files.entries()) {
+          const all = lines(file);
+          if (index === 1) {
+            const at = findLine(file, /"value":"1/);
+            all[at] = all[at]!.replace(/"value":"1([0-9]+)"/, '"value":"9$1"');
+          }
+          let bytes = Buffer.alloc(0);
+          const out: string[] = [];
+          let from = 0;
+          for (const text of all) {
+            const record = JSON.parse(text) as Record<string, unknown>;
+            if (record.type === 'SEAL') {
+              const to = bytes.length;
+              const hash = createHash('sha256').update(Buffer.from(prev, 'hex')).update(bytes.subarray(from, to)).digest('hex');
+              const forged = { ...record, from, to, alg: 'sha256', prev, hash };
+              prev = hash;
+              from = to;
+              const line = JSON.stringify(forged);
+              out.push(line);
+              bytes = Buffer.concat([bytes, Buffer.from(`${line}\n`)]);
+              if (record.final === true) from = 0;
+            } else {
+              out.push(text);
+              bytes = Buffer.concat([bytes, Buffer.from(`${text}\n`)]);
+            }
+          }
+          writeLines(file, out);
+        }
+      },
+      KEY,
+    );
+    assert.equal(report.ok, false);
+    assert.match(report.firstBad!.problem, /plain sha256 but the spool key was given/);
+  });
+});
