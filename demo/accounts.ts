@@ -2,9 +2,10 @@ import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts
 import type { Ledger } from './ledger.ts';
 import { formatAmount, parsePositiveAmount } from './money.ts';
 import type { Router } from './router.ts';
+import type { TransferSettlement } from './breaker.ts';
 
 /** The clearing API: balances, credits, debits and transfers in integer minor units. */
-export function installAccountRoutes(router: Router, ledger: Ledger): void {
+export function installAccountRoutes(router: Router, ledger: Ledger, settlement?: TransferSettlement): void {
   router.route('GET', /^\/accounts\/([^/]+)$/, (_req, res, [id]) => sendJson(res, 200, { id, balance: formatAmount(ledger.balance(id!)) }));
 
   router.route('POST', /^\/accounts\/([^/]+)\/(credit|debit)$/, async (req, res, [id, direction]) => {
@@ -23,10 +24,13 @@ export function installAccountRoutes(router: Router, ledger: Ledger): void {
     }
     const amount = parsePositiveAmount(body.amount);
     const result = ledger.transfer(body.from, body.to, amount);
+    // Booked first; settlement then goes through the org's circuit breaker (demo/breaker.ts).
+    const settled = await settlement?.settle(req, { from: body.from, to: body.to, amount });
     sendJson(res, 200, {
       from: { id: body.from, balance: formatAmount(result.from) },
       to: { id: body.to, balance: formatAmount(result.to) },
       amount: formatAmount(amount),
+      ...(settled === undefined ? {} : { settlement: settled }),
     });
   });
 }

@@ -8,6 +8,8 @@ import { Ledger } from './ledger.ts';
 import { Router } from './router.ts';
 import { installSandboxAndAdvisor, startDemoSandbox } from './sandbox.ts';
 import type { DemoSandboxOptions } from './sandbox.ts';
+import { installSettlement } from './breaker.ts';
+import type { DemoSettlementOptions } from './breaker.ts';
 
 export interface DemoOptions {
   /** Default 8080; 0 picks a free port. */
@@ -20,6 +22,8 @@ export interface DemoOptions {
   readonly openingBalance?: bigint;
   /** Runtime audit sandbox and migration advisor settings (thresholds, state directory). */
   readonly sandbox?: DemoSandboxOptions;
+  /** Settlement gateway faults and breaker state sharing (etcd endpoints, instance name, admin token). */
+  readonly settlement?: DemoSettlementOptions;
 }
 
 /**
@@ -78,7 +82,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     res.writeHead(200, { 'content-type': metrics.contentType });
     res.end(text);
   });
-  installAccountRoutes(router, ledger);
+  installAccountRoutes(router, ledger, await installSettlement(context, options.settlement));
   // Parts plug in here: installX(context).
   await installSandboxAndAdvisor(context, sandbox, options.sandbox);
 

@@ -9,12 +9,21 @@ export interface DemoCommandOptions {
   readonly duration: number;
   readonly concurrency: number;
   readonly exit?: boolean;
+  readonly etcd?: string;
+  readonly instance?: string;
+  readonly gatewayFailureRate?: number;
+  readonly gatewayLatency?: number;
 }
 
 export async function demoCommand(options: DemoCommandOptions): Promise<void> {
   let demo;
   try {
-    demo = await startDemo({ port: options.port, host: options.host, accounts: options.accounts });
+    demo = await startDemo({
+      port: options.port,
+      host: options.host,
+      accounts: options.accounts,
+      settlement: { etcd: options.etcd, instance: options.instance, failureRate: options.gatewayFailureRate, latencyMs: options.gatewayLatency },
+    });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') {

@@ -16,6 +16,15 @@ export function integerOption(name: string, min: number, max: number): (raw: str
   };
 }
 
+/** Parses a rate from 0 to 1, naming the option when it is not one. */
+function rateOption(name: string): (raw: string) => number {
+  return (raw) => {
+    const value = Number(raw);
+    if (!/^[0-9.]+$/.test(raw) || !(value >= 0 && value <= 1)) throw new InvalidArgumentError(`${name} must be a number from 0 to 1 (got "${raw}")`);
+    return value;
+  };
+}
+
 const program = new Command()
   .name('govmap')
   .description('Governed concurrent maps for financial-grade Node.js services')
@@ -32,6 +41,10 @@ program
   .option('--duration <seconds>', 'with --load: how long to drive traffic; the service then keeps running unless --exit', integerOption('--duration', 1, 86_400), 10)
   .option('--concurrency <n>', 'with --load: requests in flight', integerOption('--concurrency', 1, 1024), 16)
   .option('--exit', 'with --load: stop the service when the load ends (exit code 1 if any 5xx was seen)')
+  .option('--etcd <endpoints>', 'share circuit-breaker state with other demo processes through etcd (host:port[,host:port])')
+  .option('--instance <name>', "this process's name in the breaker cluster, stable across restarts (default <hostname>-<pid>)")
+  .option('--gateway-failure-rate <rate>', 'share of settlement gateway calls that fail, 0 to 1 (change it live: POST /admin/faults)', rateOption('--gateway-failure-rate'), 0)
+  .option('--gateway-latency <ms>', 'settlement gateway latency, milliseconds', integerOption('--gateway-latency', 0, 60_000), 5)
   .action(demoCommand);
 
 registerScanCommand(program);
