@@ -9,6 +9,8 @@ import { Router } from './router.ts';
 import { installSandboxAndAdvisor, startDemoSandbox } from './sandbox.ts';
 import type { DemoSandboxOptions } from './sandbox.ts';
 import { installStaticAnalysis } from './lint.ts';
+import { installSettlement } from './breaker.ts';
+import type { DemoSettlementOptions } from './breaker.ts';
 
 export interface DemoOptions {
   /** Default 8080; 0 picks a free port. */
@@ -21,6 +23,8 @@ export interface DemoOptions {
   readonly openingBalance?: bigint;
   /** Runtime audit sandbox and migration advisor settings (thresholds, state directory). */
   readonly sandbox?: DemoSandboxOptions;
+  /** Settlement gateway faults and breaker state sharing (etcd endpoints, instance name, admin token). */
+  readonly settlement?: DemoSettlementOptions;
 }
 
 /**
@@ -79,7 +83,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     res.writeHead(200, { 'content-type': metrics.contentType });
     res.end(text);
   });
-  installAccountRoutes(router, ledger);
+  installAccountRoutes(router, ledger, await installSettlement(context, options.settlement));
   // Parts plug in here: installX(context).
   await installSandboxAndAdvisor(context, sandbox, options.sandbox);
   // GET /lint/report: govmap scan of the demo's own source, run on first request.
