@@ -51,6 +51,8 @@ export const H_RECOVERIES = 50;
 export const H_OWNER_HIGH = 51;
 /** The table being replaced while a growth is marking it moved; 0 otherwise (for recovery). */
 export const H_PREVIOUS_TABLE = 52;
+/** Locks recovery found held by a dead owner and released (or took over to settle a write). */
+export const H_LOCKS_RECOVERED = 53;
 
 export const HEADER_WORDS = 4 * LINE_WORDS;
 

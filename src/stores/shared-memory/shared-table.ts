@@ -34,6 +34,7 @@ import {
   H_GROWTHS,
   H_HEAP_TOP,
   H_INSERT_STAMP64,
+  H_LOCKS_RECOVERED,
   H_LAYOUT_ID,
   H_MAGIC,
   H_MAX_KEYS,
@@ -105,6 +106,8 @@ export interface SharedMapStats {
   readonly growths: number;
   /** Dead owners whose locks and half-done writes were recovered. */
   readonly recoveries: number;
+  /** Locks those owners held when they died (each a write, growth or allocation cut short). */
+  readonly locksRecovered: number;
   readonly threadsAttached: number;
   /** Bytes of the buffer in use (header, owners, tables, entries, free entries). */
   readonly bytesUsed: number;
@@ -951,6 +954,7 @@ export class SharedTable<V> {
       buckets: this.#mask + 1,
       growths: Atomics.load(i32, H_GROWTHS),
       recoveries: Atomics.load(i32, H_RECOVERIES),
+      locksRecovered: Atomics.load(i32, H_LOCKS_RECOVERED),
       threadsAttached: attached,
       bytesUsed: Atomics.load(i32, H_HEAP_TOP) * 4,
       bytesAllocated: this.#buffer.byteLength,
@@ -1183,7 +1187,8 @@ export class SharedTable<V> {
     this.#coverHeap();
     i32 = this.#i32;
     const dead = (Atomics.load(i32, base + O_INCARNATION) << OWNER_SLOT_BITS) | (slot + 1);
-    Atomics.compareExchange(i32, H_ALLOC_LOCK, dead, 0);
+    let released = 0;
+    if (Atomics.compareExchange(i32, H_ALLOC_LOCK, dead, 0) === dead) released++;
 
     // A growth that died after publishing its table must finish marking the old one before
     // the new table's locks (born held by the dead owner) are released below.
@@ -1195,6 +1200,7 @@ export class SharedTable<V> {
 
     const intentBucket = Atomics.load(i32, base + O_INTENT_BUCKET);
     if (intentBucket !== 0 && Atomics.compareExchange(i32, intentBucket + B_LOCK, dead, this.#ownerId) === dead) {
+      released++;
       try {
         this.#settleIntent(base, intentBucket);
       } finally {
@@ -1209,8 +1215,11 @@ export class SharedTable<V> {
     const table = this.#currentTable();
     i32 = this.#i32;
     const buckets = this.#mask + 1;
-    for (let b = 0; b < buckets; b++) Atomics.compareExchange(i32, table + TABLE_HEADER_WORDS + b * BUCKET_WORDS + B_LOCK, dead, 0);
-    Atomics.compareExchange(i32, H_RESIZE_LOCK, dead, 0);
+    for (let b = 0; b < buckets; b++) {
+      if (Atomics.compareExchange(i32, table + TABLE_HEADER_WORDS + b * BUCKET_WORDS + B_LOCK, dead, 0) === dead) released++;
+    }
+    if (Atomics.compareExchange(i32, H_RESIZE_LOCK, dead, 0) === dead) released++;
+    Atomics.add(i32, H_LOCKS_RECOVERED, released);
     Atomics.add(i32, H_RECOVERIES, 1);
     Atomics.store(i32, base + O_STATE, OWNER_FREE);
     return true;
