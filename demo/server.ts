@@ -8,7 +8,10 @@ import { Ledger } from './ledger.ts';
 import { Router } from './router.ts';
 import { installSandboxAndAdvisor, startDemoSandbox } from './sandbox.ts';
 import type { DemoSandboxOptions } from './sandbox.ts';
-import { installStaticAnalysis } from './lint.ts';
+import { installSwitches } from './switches.ts';
+import type { DemoSwitchOptions } from './switches.ts';
+import { installRouting } from './routing.ts';
+import type { DemoRoutingOptions } from './routing.ts';
 import { installSettlement } from './breaker.ts';
 import type { DemoSettlementOptions } from './breaker.ts';
 
@@ -23,6 +26,10 @@ export interface DemoOptions {
   readonly openingBalance?: bigint;
   /** Runtime audit sandbox and migration advisor settings (thresholds, state directory). */
   readonly sandbox?: DemoSandboxOptions;
+  /** Switch file and admin token (default: env GOVMAP_SWITCH_FILE, GOVMAP_ADMIN_TOKEN). */
+  readonly switches?: DemoSwitchOptions;
+  /** Route table file and async spill file (default: env GOVMAP_ROUTE_FILE, GOVMAP_ASYNC_SPILL). */
+  readonly routing?: DemoRoutingOptions;
   /** Settlement gateway faults and breaker state sharing (etcd endpoints, instance name, admin token). */
   readonly settlement?: DemoSettlementOptions;
 }
@@ -86,8 +93,9 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   installAccountRoutes(router, ledger, await installSettlement(context, options.settlement));
   // Parts plug in here: installX(context).
   await installSandboxAndAdvisor(context, sandbox, options.sandbox);
-  // GET /lint/report: govmap scan of the demo's own source, run on first request.
-  installStaticAnalysis(context);
+  // X-Biz-Tag middleware (every handler runs behind it), GET /switches, /admin/switches, GET /routes, /payments.
+  const switches = await installSwitches(context, { file: process.env.GOVMAP_SWITCH_FILE, adminToken: process.env.GOVMAP_ADMIN_TOKEN, ...options.switches });
+  await installRouting(context, switches.board, switches.token, { routeFile: process.env.GOVMAP_ROUTE_FILE, spillFile: process.env.GOVMAP_ASYNC_SPILL, ...options.routing });
 
   const server = createServer((req, res) => {
     void router.handle(req, res);

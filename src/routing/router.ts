@@ -61,8 +61,12 @@ export interface RouterOptions {
    * Default `routing.force-degrade`.
    */
   readonly forceDegradeSwitch?: string;
-  /** Does a queued job's work later (async strategy), against the route's target, under its breaker. */
-  readonly processAsync?: (target: string, payload: unknown, signal: AbortSignal) => Promise<void>;
+  /**
+   * Does a queued job's work later (async strategy), against the route's target, under its
+   * breaker and bulkhead, inside the job's request context (its tag). `token` is the one the 202
+   * answer carried. Processing is at least once: make it idempotent per token.
+   */
+  readonly processAsync?: (target: string, payload: unknown, signal: AbortSignal, token: string) => Promise<void>;
   /** Called with jobs that failed `maxAttempts` times. Default: logged. */
   readonly onDeadLetter?: (job: AsyncJob<RoutedJob>, error: unknown) => void;
   /** Minimum interval between two unmatched-traffic log lines for one (orgId, txnType), ms. Default 60,000. */
@@ -380,7 +384,7 @@ export class Router {
     const tag = job.payload.tag === null ? null : parseBizTag(job.payload.tag);
     const run = (): Promise<void> => {
       if (this.#forced(rt.route)) return Promise.reject(new ForcedDegradation());
-      return rt.bulkhead.run(() => rt.guard.execute((s) => process(rt.route.target, job.payload.payload, AbortSignal.any([s, signal])), signal), signal);
+      return rt.bulkhead.run(() => rt.guard.execute((s) => process(rt.route.target, job.payload.payload, AbortSignal.any([s, signal]), job.token), signal), signal);
     };
     const decision: RouteDecision = { route: rt.route, reason: tag === null ? 'untagged' : 'rule' };
     const withTag = (): Promise<void> => runWithBizContext({ tag, decision }, run);

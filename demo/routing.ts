@@ -1,0 +1,274 @@
+import { timingSafeEqual } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BreakerGroup } from '../src/breaker/index.ts';
+import { FileRouteTableSource, Router as RouteRouter, RoutingMetrics, breakerGuards, createBizTagMiddleware, currentBizTag, sendRouteOutcome } from '../src/routing/index.ts';
+import type { AsyncJob, RoutedJob } from '../src/routing/index.ts';
+import type { SwitchBoard } from '../src/switches/index.ts';
+import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
+import { LedgerError } from './ledger.ts';
+import { formatAmount, parsePositiveAmount } from './money.ts';
+import type { DemoContext } from './server.ts';
+
+export interface DemoRoutingOptions {
+  /** A JSON/YAML route table to load and watch (env GOVMAP_ROUTE_FILE). Default: DEMO_ROUTES. */
+  readonly routeFile?: string;
+  /** Where queued payments not processed at shutdown are written, and restored from at start (env GOVMAP_ASYNC_SPILL). */
+  readonly spillFile?: string;
+  /** How long shutdown keeps processing queued payments, ms. Default 5000. */
+  readonly drainMs?: number;
+}
+
+/**
+ * The demo's route table: org 1001 and its sub-orgs queue payments (async, 20/s) while their
+ * gateway is down; org 2002's payments get a PENDING answer (mock); FX quotes of any org are
+ * served from cache (60 s); everything else goes to the core gateway, with no degradation.
+ */
+export const DEMO_ROUTES = {
+  default: { target: 'gw-core' },
+  routes: [
+    {
+      id: 'org-1001',
+      orgId: '1001*',
+      txnType: '*',
+      target: 'gw-north',
+      degradation: { kind: 'async', ratePerSec: 20, maxQueued: 1000, maxAttempts: 5 },
+      bulkhead: { maxConcurrent: 16, maxQueued: 32 },
+      description: 'northern clearing: payments queue while the gateway is down',
+    },
+    {
+      id: 'org-2002-pay',
+      orgId: '2002',
+      txnType: 'pay',
+      target: 'gw-south',
+      degradation: { kind: 'mock', status: 202, body: { status: 'PENDING', note: 'settlement gateway degraded: payment held for manual release, nothing booked' } },
+      bulkhead: { maxConcurrent: 16, maxQueued: 32 },
+    },
+    { id: 'fx-quotes', orgId: '*', txnType: 'fx', target: 'gw-fx', degradation: { kind: 'cache', ttlMs: 60_000 } },
+  ],
+};
+
+/**
+ * The routed downstreams, simulated: one per target, each with its own fault knobs, failing an
+ * exact share of calls (an accumulator, not randomness: a demo run shows the same rates every time).
+ */
+class DemoTargets {
+  readonly #faults = new Map<string, { failureRate: number; latencyMs: number; calls: number; failures: number; accumulator: number }>();
+
+  #of(target: string) {
+    let faults = this.#faults.get(target);
+    if (faults === undefined) this.#faults.set(target, (faults = { failureRate: 0, latencyMs: 2, calls: 0, failures: 0, accumulator: 0 }));
+    return faults;
+  }
+
+  set(target: string, failureRate: number | undefined, latencyMs: number | undefined): void {
+    const faults = this.#of(target);
+    if (failureRate !== undefined) faults.failureRate = failureRate;
+    if (latencyMs !== undefined) faults.latencyMs = latencyMs;
+  }
+
+  async call(target: string, signal: AbortSignal): Promise<void> {
+    const faults = this.#of(target);
+    faults.calls++;
+    if (faults.latencyMs > 0) await sleep(faults.latencyMs, undefined, { signal });
+    faults.accumulator += faults.failureRate;
+    if (faults.accumulator >= 1 - 1e-9) {
+      faults.accumulator -= 1;
+      faults.failures++;
+      throw new Error(`${target}: 503 service unavailable`);
+    }
+  }
+
+  toJSON(): Record<string, { failureRate: number; latencyMs: number; calls: number; failures: number }> {
+    return Object.fromEntries([...this.#faults].map(([t, f]) => [t, { failureRate: f.failureRate, latencyMs: f.latencyMs, calls: f.calls, failures: f.failures }]));
+  }
+}
+
+/** A payment as queued: amounts as decimal strings (money never travels as a float). */
+interface PaymentJob {
+  readonly from: string;
+  readonly to: string;
+  readonly amount: string;
+}
+
+/** Indicative FX rates, decimal strings. */
+const FX_RATES: Record<string, string> = { EURUSD: '1.0842', GBPUSD: '1.2710', USDJPY: '151.37', USDCNY: '7.2384' };
+
+/**
+ * X-Biz-Tag routing in the demo. Every request passes the tag middleware (malformed tag: 400;
+ * none: the default route). POST /payments and GET /fx/<pair> call their route's downstream
+ * through the route's own breaker and bulkhead, and degrade per the table. GET /routes shows
+ * the table and each route's state; POST /admin/routing/faults (admin token) breaks a target.
+ */
+export async function installRouting(context: DemoContext, switches: SwitchBoard, adminToken: string, options: DemoRoutingOptions = {}): Promise<RouteRouter> {
+  const targets = new DemoTargets();
+  const results = new Map<string, { status: 'SETTLED' | 'REJECTED'; reason?: string; reference?: string }>();
+  const group = new BreakerGroup({ name: 'routes', timeoutMs: 200, windowMs: 1000, minimumCalls: 10, openDurationMs: 10_000 });
+  let references = 0;
+  const router = new RouteRouter({
+    table: DEMO_ROUTES,
+    guards: breakerGuards(group),
+    switches,
+    // A queued payment, later: the gateway first, then the booking (which may be refused by then).
+    processAsync: async (target, payload, signal, token) => {
+      const job = payload as PaymentJob;
+      await targets.call(target, signal);
+      try {
+        context.ledger.transfer(job.from, job.to, BigInt(job.amount));
+        results.set(token, { status: 'SETTLED', reference: `stl-${++references}` });
+      } catch (error) {
+        // Refused by the ledger now (funds gone meanwhile): final, not retried; nothing moved.
+        if (!(error instanceof LedgerError)) throw error;
+        results.set(token, { status: 'REJECTED', reason: error.code });
+      }
+    },
+  });
+  new RoutingMetrics({ registry: context.metrics.registry }).track(router);
+  const source = options.routeFile === undefined ? null : new FileRouteTableSource({ path: options.routeFile, router });
+  if (source !== null) await source.start();
+  await restoreSpill(router, options.spillFile);
+
+  context.router.use(createBizTagMiddleware({ router, switches }));
+  context.onClose(async () => {
+    source?.close();
+    const { processed, remaining } = await router.close({ deadlineMs: options.drainMs ?? 5000 });
+    group.dispose();
+    if (remaining.length === 0) {
+      if (processed > 0) console.log(`govmap demo: ${processed} queued payment(s) processed during shutdown`);
+      return;
+    }
+    if (options.spillFile !== undefined) {
+      await writeFile(options.spillFile, remaining.map((job) => JSON.stringify(job)).join('\n') + '\n');
+      console.log(`govmap demo: ${remaining.length} queued payment(s) not processed; written to ${options.spillFile}, restored at the next start`);
+    } else {
+      // Nothing accepted is dropped silently: without a spill file they go to the log, whole.
+      console.error(`govmap demo: ${remaining.length} queued payment(s) not processed (set GOVMAP_ASYNC_SPILL to keep them across restarts):`);
+      for (const job of remaining) console.error(JSON.stringify(job));
+    }
+  });
+  context.announce(`routing: X-Biz-Tag routes (table v${router.table.version} from ${source === null ? 'the built-in table' : source.status().path}); GET /routes`);
+  context.announce(`try: curl -X POST <url>/payments -H 'x-biz-tag: orgId:100101|txnType:pay' -H 'content-type: application/json' -d '{"from":"acct-000001","to":"acct-000002","amount":"2500"}'`);
+
+  const expected = Buffer.from(`Bearer ${adminToken}`);
+
+  context.router.route('GET', /^\/routes$/, (_req, res) => {
+    sendJson(res, 200, {
+      table: router.table.toJSON(),
+      routes: router.status(),
+      decisions: router.decisions,
+      tagRejections: Object.fromEntries(router.tagRejections),
+      feed: source === null ? { kind: 'built-in' } : { kind: 'file', ...source.status() },
+      targets: targets.toJSON(),
+      yourRequest: { tag: currentBizTag()?.toRecord() ?? null, route: res.getHeader('x-govmap-route') ?? null },
+    });
+  });
+
+  context.router.route('POST', /^\/admin\/routing\/faults$/, async (req, res) => {
+    authorise(req, expected);
+    const body = await readJsonObject(req);
+    assertOnlyFields(body, ['target', 'failureRate', 'latencyMs']);
+    const { target, failureRate, latencyMs } = body;
+    if (typeof target !== 'string' || !router.table.routes.some((r) => r.target === target)) {
+      throw new HttpError(400, 'FAULT_TARGET_UNKNOWN', `"target" is one of: ${[...new Set(router.table.routes.map((r) => r.target))].join(', ')}`);
+    }
+    if (failureRate !== undefined && (typeof failureRate !== 'number' || !(failureRate >= 0 && failureRate <= 1))) throw new HttpError(400, 'FAULT_RATE_INVALID', '"failureRate" is a number from 0 to 1');
+    if (latencyMs !== undefined && (typeof latencyMs !== 'number' || !Number.isInteger(latencyMs) || latencyMs < 0 || latencyMs > 60_000)) {
+      throw new HttpError(400, 'FAULT_LATENCY_INVALID', '"latencyMs" is a whole number of milliseconds from 0 to 60000');
+    }
+    targets.set(target, failureRate, latencyMs);
+    sendJson(res, 200, { target, ...targets.toJSON()[target] });
+  });
+
+  context.router.route('POST', /^\/payments$/, async (req, res) => {
+    const body = await readJsonObject(req);
+    assertOnlyFields(body, ['from', 'to', 'amount']);
+    if (typeof body.from !== 'string' || typeof body.to !== 'string') throw new HttpError(400, 'PAYMENT_ACCOUNTS_MISSING', '"from" and "to" must be account id strings');
+    const amount = parsePositiveAmount(body.amount);
+    const view = switches.view();
+    const enabled = view.evaluate('payments.enabled');
+    if (!enabled.on) throw new HttpError(503, 'PAYMENTS_DISABLED', `payments are switched off for this request (switch payments.enabled: ${enabled.reason}, v${enabled.version})`);
+    const limit = view.value('payments.limit', '0');
+    if (typeof limit === 'string' && /^[0-9]{1,19}$/.test(limit) && amount > BigInt(limit)) {
+      throw new HttpError(422, 'PAYMENT_LIMIT_EXCEEDED', `${formatAmount(amount)} is above the limit of ${limit} minor units (switch payments.limit, v${view.version})`);
+    }
+    context.ledger.balance(body.from); // 404 now for an unknown account, before anything is routed
+    context.ledger.balance(body.to);
+    const job: PaymentJob = { from: body.from, to: body.to, amount: amount.toString() };
+    const outcome = await routedOrBadGateway(() => router.execute({ payload: job, signature: `payment:${job.from}:${job.to}:${job.amount}` }, (target, signal) => targets.call(target, signal)));
+    if (outcome === null) {
+      throw new HttpError(502, 'SETTLEMENT_GATEWAY_FAILED', 'the settlement gateway failed the payment; nothing was booked, retry later');
+    }
+    sendRouteOutcome(
+      res,
+      outcome,
+      () => {
+        // Authorised by the gateway: book it (the ledger's validator may still refuse: 4xx, nothing moved).
+        const moved = context.ledger.transfer(job.from, job.to, amount);
+        sendJson(res, 200, {
+          status: 'SETTLED',
+          reference: `stl-${++references}`,
+          instantConfirm: view.isOn('payments.instant-confirm'),
+          route: outcome.route.id,
+          from: { id: job.from, balance: formatAmount(moved.from) },
+          to: { id: job.to, balance: formatAmount(moved.to) },
+          amount: formatAmount(amount),
+        });
+      },
+      { statusPath: (token) => `/payments/${token}` },
+    );
+  });
+
+  context.router.route('GET', /^\/payments\/([0-9a-f-]{36})$/, (_req, res, [token]) => {
+    const status = router.jobStatus(token!);
+    if (status === undefined) throw new HttpError(404, 'PAYMENT_UNKNOWN', `no queued payment with token ${token}`);
+    sendJson(res, 200, { ...status, result: results.get(token!) ?? null });
+  });
+
+  context.router.route('GET', /^\/fx\/([A-Z]{6})$/, async (_req, res, [pair]) => {
+    const rate = FX_RATES[pair!];
+    if (rate === undefined) throw new HttpError(404, 'FX_PAIR_UNKNOWN', `no rate for ${pair}; known: ${Object.keys(FX_RATES).join(', ')}`);
+    const outcome = await routedOrBadGateway(() =>
+      router.execute({ signature: `fx:${pair}` }, async (target, signal) => {
+        await targets.call(target, signal);
+        return { pair, rate, quotedAt: new Date().toISOString() };
+      }),
+    );
+    if (outcome === null) throw new HttpError(502, 'FX_GATEWAY_FAILED', 'the FX gateway failed; retry later');
+    sendRouteOutcome(res, outcome, (quote) => sendJson(res, 200, quote));
+  });
+
+  return router;
+}
+
+/** The routed call, or null when its downstream failed with the breaker closed (the caller answers 502). */
+async function routedOrBadGateway<T>(run: () => Promise<T>): Promise<T | null> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof HttpError || error instanceof LedgerError) throw error;
+    return null;
+  }
+}
+
+async function restoreSpill(router: RouteRouter, spillFile: string | undefined): Promise<void> {
+  if (spillFile === undefined || !existsSync(spillFile)) return;
+  const lines = (await readFile(spillFile, 'utf8')).split('\n').filter((line) => line.trim() !== '');
+  const jobs = lines.map((line) => JSON.parse(line) as AsyncJob<RoutedJob>);
+  const { restored, unroutable } = router.restoreJobs(jobs);
+  if (unroutable.length > 0) {
+    await writeFile(spillFile, unroutable.map((job) => JSON.stringify(job)).join('\n') + '\n');
+    console.error(`govmap demo: ${unroutable.length} spilled payment(s) have no async route any more; kept in ${spillFile}`);
+  } else {
+    await rm(spillFile);
+  }
+  if (restored > 0) console.log(`govmap demo: ${restored} queued payment(s) restored from ${spillFile}`);
+}
+
+function authorise(req: IncomingMessage, expected: Buffer): void {
+  const given = Buffer.from(String(req.headers.authorization ?? ''));
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    throw new HttpError(401, 'ADMIN_TOKEN_REQUIRED', 'send the admin token as "authorization: Bearer <token>" (GOVMAP_ADMIN_TOKEN, or the one printed at start)');
+  }
+}

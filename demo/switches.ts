@@ -1,0 +1,122 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { currentBizTag } from '../src/routing/index.ts';
+import { FileSwitchSource, SwitchBoard, SwitchConfigError, SwitchMetrics, SwitchNameError, SwitchVersionConflictError } from '../src/switches/index.ts';
+import type { SwitchAuditEvent } from '../src/switches/index.ts';
+import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
+import type { DemoContext } from './server.ts';
+
+export interface DemoSwitchOptions {
+  /** A JSON/YAML switch file to load and watch (env GOVMAP_SWITCH_FILE). Default: the built-in set below. */
+  readonly file?: string;
+  /** Bearer token of POST /admin/switches (env GOVMAP_ADMIN_TOKEN). Default: random, announced at start. */
+  readonly adminToken?: string;
+}
+
+/**
+ * The demo's switches. `routing.force-degrade` forces routes into degradation (target it at an
+ * org or a transaction type); `payments.enabled` is the payments kill switch; `payments.limit`
+ * is a per-payment limit in minor units (a decimal string, like every amount on the wire).
+ */
+export const DEMO_SWITCHES = {
+  'routing.force-degrade': { enabled: false, description: 'force routes into their degradation: target orgs with allow' },
+  'payments.enabled': { enabled: true, description: 'kill switch of POST /payments (kill: true stops every payment)' },
+  'payments.limit': { enabled: true, value: '50000000', offValue: '0', description: 'largest payment in minor units; off = no payments above 0' },
+  'payments.instant-confirm': { enabled: true, rollout: { percent: 50, by: 'orgId' }, description: 'half of the orgs get instant confirmation (stable per org)' },
+};
+
+export interface DemoSwitches {
+  readonly board: SwitchBoard;
+  readonly token: string;
+}
+
+/** How many change events GET /switches shows. */
+const AUDIT_SHOWN = 20;
+
+/**
+ * Switches in the demo: GET /switches (the snapshot, and how each switch evaluates for the
+ * caller's X-Biz-Tag), POST /admin/switches (bearer token) to change them. Every change is an
+ * audit event (who, when, old and new version, why), kept for GET /switches and logged.
+ */
+export async function installSwitches(context: DemoContext, options: DemoSwitchOptions = {}): Promise<DemoSwitches> {
+  const trail: SwitchAuditEvent[] = [];
+  const board = new SwitchBoard({
+    name: 'demo',
+    initial: options.file === undefined ? DEMO_SWITCHES : {},
+    audit: {
+      record: (event) => {
+        trail.push(event);
+        if (trail.length > AUDIT_SHOWN) trail.shift();
+      },
+    },
+  });
+  const source = options.file === undefined ? null : new FileSwitchSource({ path: options.file, board });
+  if (source !== null) {
+    await source.start();
+    context.onClose(() => source.close());
+  }
+  new SwitchMetrics({ registry: context.metrics.registry }).track(board, source === null ? [] : [source]);
+  const token = options.adminToken ?? randomBytes(16).toString('hex');
+  const expected = Buffer.from(`Bearer ${token}`);
+  context.announce(`switches: board v${board.snapshot.version} from ${source === null ? 'the built-in set' : source.path}; GET /switches`);
+  context.announce(
+    `admin: curl -X POST <url>/admin/switches -H 'authorization: Bearer ${options.adminToken === undefined ? token : '$GOVMAP_ADMIN_TOKEN'}' -H 'content-type: application/json' -d '{"set":{"routing.force-degrade":{"enabled":true,"allow":[{"orgIds":["1001*"]}]}},"reason":"drill"}'`,
+  );
+
+  context.router.route('GET', /^\/switches$/, (_req, res) => {
+    // Inside the request the middleware pinned a snapshot with the caller's tag as context.
+    const view = board.view();
+    const evaluated = Object.fromEntries(view.snapshot.names().map((name) => [name, view.evaluate(name)]));
+    sendJson(res, 200, {
+      ...view.snapshot.toJSON(),
+      context: currentBizTag()?.toRecord() ?? {},
+      evaluated,
+      feed: source === null ? { kind: 'built-in' } : { kind: 'file', ...source.status() },
+      audit: [...trail].reverse(),
+    });
+  });
+
+  context.router.route('POST', /^\/admin\/switches$/, async (req, res) => {
+    authorise(req, expected);
+    const body = await readJsonObject(req);
+    assertOnlyFields(body, ['set', 'remove', 'reason', 'actor', 'expectedVersion']);
+    if (typeof body.reason !== 'string' || body.reason.trim() === '') throw new HttpError(400, 'SWITCH_REASON_REQUIRED', 'say why: "reason" is a non-empty string (it goes into the audit trail)');
+    if (body.set !== undefined && (body.set === null || typeof body.set !== 'object' || Array.isArray(body.set))) throw new HttpError(400, 'SWITCH_SET_INVALID', '"set" is an object of switch name -> definition');
+    if (body.remove !== undefined && !Array.isArray(body.remove)) throw new HttpError(400, 'SWITCH_REMOVE_INVALID', '"remove" is an array of switch names');
+    if (body.expectedVersion !== undefined && !Number.isSafeInteger(body.expectedVersion)) throw new HttpError(400, 'SWITCH_VERSION_INVALID', '"expectedVersion" is a whole number');
+    if (body.actor !== undefined && (typeof body.actor !== 'string' || !/^[A-Za-z0-9_.@-]{1,64}$/.test(body.actor))) {
+      throw new HttpError(400, 'SWITCH_ACTOR_INVALID', '"actor" is [A-Za-z0-9_.@-]{1,64}');
+    }
+    try {
+      const previous = board.snapshot.version;
+      const next = board.update(
+        { set: body.set as Record<string, unknown> | undefined, remove: body.remove as string[] | undefined },
+        {
+          actor: `admin:${(body.actor) ?? 'anonymous'}`,
+          reason: body.reason,
+          source: 'admin',
+          expectedVersion: body.expectedVersion as number | undefined,
+        },
+      );
+      sendJson(res, 200, { changed: next !== null, previousVersion: previous, version: board.snapshot.version, changes: next === null ? [] : (trail.at(-1)?.changed ?? []) });
+    } catch (error) {
+      if (error instanceof SwitchConfigError) {
+        sendJson(res, 400, { error: { code: error.code, reason: error.message, issues: error.issues } });
+        return;
+      }
+      if (error instanceof SwitchNameError) throw new HttpError(400, error.code, error.message);
+      if (error instanceof SwitchVersionConflictError) throw new HttpError(409, error.code, error.message);
+      throw error;
+    }
+  });
+
+  return { board, token };
+}
+
+/** Bearer token check in constant time: a timing side channel must not leak the token. */
+function authorise(req: IncomingMessage, expected: Buffer): void {
+  const given = Buffer.from(String(req.headers.authorization ?? ''));
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    throw new HttpError(401, 'ADMIN_TOKEN_REQUIRED', 'send the admin token as "authorization: Bearer <token>" (GOVMAP_ADMIN_TOKEN, or the one printed at start)');
+  }
+}
