@@ -12,6 +12,7 @@ import { installSwitches } from './switches.ts';
 import type { DemoSwitchOptions } from './switches.ts';
 import { installRouting } from './routing.ts';
 import type { DemoRoutingOptions } from './routing.ts';
+import { installStaticAnalysis } from './lint.ts';
 import { installSettlement } from './breaker.ts';
 import type { DemoSettlementOptions } from './breaker.ts';
 
@@ -96,6 +97,8 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   // X-Biz-Tag middleware (every handler runs behind it), GET /switches, /admin/switches, GET /routes, /payments.
   const switches = await installSwitches(context, { file: process.env.GOVMAP_SWITCH_FILE, adminToken: process.env.GOVMAP_ADMIN_TOKEN, ...options.switches });
   await installRouting(context, switches.board, switches.token, { routeFile: process.env.GOVMAP_ROUTE_FILE, spillFile: process.env.GOVMAP_ASYNC_SPILL, ...options.routing });
+  // GET /lint/report: govmap scan of the demo's own source, run on first request.
+  installStaticAnalysis(context);
 
   const server = createServer((req, res) => {
     void router.handle(req, res);
