@@ -317,7 +317,7 @@ export class Sandbox {
       .filter((r) => r.live > 0)
       .sort((a, b) => b.live - a.live)
       .slice(0, 10)
-      .map((r) => ({ site: r.site, maps: [...r.maps], live: r.live }));
+      .map((r) => ({ site: r.site, maps: namesOf(r), live: r.live }));
     return {
       generatedAt: iso(this.#clock()),
       running: this.running,
@@ -438,7 +438,7 @@ export class Sandbox {
         suspects.push({
           kind: 'SITE_GROWTH',
           site: record.site,
-          maps: [...record.maps],
+          maps: namesOf(record),
           live: record.live,
           grewFrom: record.streakFromLive,
           risingSamples: record.rises,
@@ -480,6 +480,15 @@ export class Sandbox {
 }
 
 type Mutable<T> = { -readonly [P in keyof T]: T[P] };
+
+/** Map names shown per site: a site that names its maps per request would otherwise list thousands. */
+const MAX_NAMES_PER_SITE = 10;
+
+function namesOf(record: SiteRecord): string[] {
+  const names = [...record.maps].slice(0, MAX_NAMES_PER_SITE);
+  if (record.maps.size > MAX_NAMES_PER_SITE) names.push(`(+${record.maps.size - MAX_NAMES_PER_SITE} more names)`);
+  return names;
+}
 
 /** Operations a caller made: reads, writes, deletes, no-op updates, ranges (not expiry sweeps). */
 export function totalOperations(c: Readonly<MapCounters>): number {

@@ -88,7 +88,7 @@ describe('govmap sandbox report against the running demo', () => {
       const response = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
       assert.equal(response.status, 400, body);
     }
-    const report = await (await fetch(`${demo.url}/sandbox/report`)).json();
+    const report: any = await (await fetch(`${demo.url}/sandbox/report`)).json();
     assert.equal(report.suspects.filter((s: any) => s.map === 'drill_quote_cache' && s.kind === 'IDLE').reduce((n: number, s: any) => n + s.instances, 0) <= 25, true);
   });
 
@@ -138,7 +138,7 @@ describe('govmap advise against the running demo', () => {
   });
 
   test('GET /advisor serves the same advice as JSON', async () => {
-    const body = await (await fetch(`${demo.url}/advisor`)).json();
+    const body: any = await (await fetch(`${demo.url}/advisor`)).json();
     assert.equal(body.stateStore.kind, 'file');
     assert.equal(body.advice[0].map, 'balances');
     assert.equal(body.advice[0].source, 'in-process');
