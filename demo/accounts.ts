@@ -1,18 +1,18 @@
 import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
-import type { Ledger } from './ledger.ts';
+import type { BalanceBook } from './book.ts';
 import { formatAmount, parsePositiveAmount } from './money.ts';
 import type { Router } from './router.ts';
 import type { TransferSettlement } from './breaker.ts';
 
 /** The clearing API: balances, credits, debits and transfers in integer minor units. */
-export function installAccountRoutes(router: Router, ledger: Ledger, settlement?: TransferSettlement): void {
-  router.route('GET', /^\/accounts\/([^/]+)$/, (_req, res, [id]) => sendJson(res, 200, { id, balance: formatAmount(ledger.balance(id!)) }));
+export function installAccountRoutes(router: Router, ledger: BalanceBook, settlement?: TransferSettlement): void {
+  router.route('GET', /^\/accounts\/([^/]+)$/, async (_req, res, [id]) => sendJson(res, 200, { id, balance: formatAmount(await ledger.balance(id!)) }));
 
   router.route('POST', /^\/accounts\/([^/]+)\/(credit|debit)$/, async (req, res, [id, direction]) => {
     const body = await readJsonObject(req);
     assertOnlyFields(body, ['amount']);
     const amount = parsePositiveAmount(body.amount);
-    const balance = direction === 'credit' ? ledger.credit(id!, amount) : ledger.debit(id!, amount);
+    const balance = await (direction === 'credit' ? ledger.credit(id!, amount) : ledger.debit(id!, amount));
     sendJson(res, 200, { id, balance: formatAmount(balance) });
   });
 
@@ -23,7 +23,7 @@ export function installAccountRoutes(router: Router, ledger: Ledger, settlement?
       throw new HttpError(400, 'TRANSFER_ACCOUNTS_MISSING', '"from" and "to" must be account id strings');
     }
     const amount = parsePositiveAmount(body.amount);
-    const result = ledger.transfer(body.from, body.to, amount);
+    const result = await ledger.transfer(body.from, body.to, amount);
     // Booked first; settlement then goes through the org's circuit breaker (demo/breaker.ts).
     const settled = await settlement?.settle(req, { from: body.from, to: body.to, amount });
     sendJson(res, 200, {

@@ -5,6 +5,9 @@ import { MapMetrics } from '../src/metrics/index.ts';
 import { installAccountRoutes } from './accounts.ts';
 import { sendJson } from './http.ts';
 import { Ledger } from './ledger.ts';
+import type { BalanceBook } from './book.ts';
+import { installRedisLedger } from './redis.ts';
+import type { DemoRedisOptions } from './redis.ts';
 import { Router } from './router.ts';
 import { installSandboxAndAdvisor, startDemoSandbox } from './sandbox.ts';
 import type { DemoSandboxOptions } from './sandbox.ts';
@@ -25,6 +28,8 @@ export interface DemoOptions {
   readonly accounts?: number;
   /** Opening balance of each seeded account, minor units; default 1,000,000 (10,000.00). */
   readonly openingBalance?: bigint;
+  /** Balances in Redis (one server or a cluster), shared by every demo process on it; default in process. */
+  readonly redis?: DemoRedisOptions;
   /** Runtime audit sandbox and migration advisor settings (thresholds, state directory). */
   readonly sandbox?: DemoSandboxOptions;
   /** Switch file and admin token (default: env GOVMAP_SWITCH_FILE, GOVMAP_ADMIN_TOKEN). */
@@ -55,6 +60,8 @@ export interface DemoService {
   readonly server: Server;
   readonly url: string;
   readonly ledger: Ledger;
+  /** The balances the account routes use: `ledger`, or the Redis-backed one with `redis`. */
+  readonly book: BalanceBook;
   readonly metrics: MapMetrics;
   readonly router: Router;
   /** Lines the parts asked to show at start. */
@@ -91,7 +98,9 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     res.writeHead(200, { 'content-type': metrics.contentType });
     res.end(text);
   });
-  installAccountRoutes(router, ledger, await installSettlement(context, options.settlement));
+  const book: BalanceBook =
+    options.redis === undefined ? ledger : await installRedisLedger(context, options.redis, { accounts: options.accounts ?? 1000, openingBalance: options.openingBalance ?? 1_000_000n });
+  installAccountRoutes(router, book, await installSettlement(context, options.settlement));
   // Parts plug in here: installX(context).
   await installSandboxAndAdvisor(context, sandbox, options.sandbox);
   // X-Biz-Tag middleware (every handler runs behind it), GET /switches, /admin/switches, GET /routes, /payments.
@@ -124,6 +133,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     server,
     url: `http://${host}:${port}`,
     ledger,
+    book,
     metrics,
     router,
     announcements,

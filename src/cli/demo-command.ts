@@ -1,5 +1,7 @@
 import { formatProgress, runLoad } from '../../demo/load.ts';
 import { startDemo } from '../../demo/server.ts';
+import { demoRedisOptions } from '../../demo/redis.ts';
+import { GovMapError } from '../../src/map/index.ts';
 
 export interface DemoCommandOptions {
   readonly port: number;
@@ -9,6 +11,8 @@ export interface DemoCommandOptions {
   readonly duration: number;
   readonly concurrency: number;
   readonly exit?: boolean;
+  readonly redis?: string;
+  readonly redisCluster?: string;
   readonly etcd?: string;
   readonly instance?: string;
   readonly gatewayFailureRate?: number;
@@ -22,9 +26,15 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
       port: options.port,
       host: options.host,
       accounts: options.accounts,
+      redis: demoRedisOptions(options),
       settlement: { etcd: options.etcd, instance: options.instance, failureRate: options.gatewayFailureRate, latencyMs: options.gatewayLatency },
     });
   } catch (error) {
+    if (error instanceof GovMapError) {
+      console.error(`govmap demo: ${error.message}`);
+      process.exitCode = 1;
+      return;
+    }
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') {
       console.error(`govmap demo: port ${options.port} on ${options.host} is in use; pass --port <n> (or PORT=<n>), or --port 0 for any free port`);
@@ -57,7 +67,7 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
       onProgress: (p) => console.log(`  ${formatProgress(p)}`),
     });
     console.log(`govmap demo: load done: ${formatProgress(result)}`);
-    const stats = demo.ledger.balances.stats();
+    const stats = demo.book.balances.stats();
     console.log(`  map "balances": ${stats.keys} keys, ${stats.loads} loads, ${stats.stores.ok} stores, ${stats.stores.rejected} rejected ${JSON.stringify(stats.rejectionsByReason)}, read:write ${stats.readWriteRatio?.toFixed(1) ?? '-'}`);
     if (options.exit === true) {
       await demo.close();

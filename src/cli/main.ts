@@ -41,6 +41,8 @@ program
   .option('--duration <seconds>', 'with --load: how long to drive traffic; the service then keeps running unless --exit', integerOption('--duration', 1, 86_400), 10)
   .option('--concurrency <n>', 'with --load: requests in flight', integerOption('--concurrency', 1, 1024), 16)
   .option('--exit', 'with --load: stop the service when the load ends (exit code 1 if any 5xx was seen)')
+  .option('--redis <url>', 'keep the balances in Redis (redis://host:port), shared by every demo process pointed at it')
+  .option('--redis-cluster <nodes>', 'keep the balances in a Redis Cluster (host:port[,host:port...])')
   .option('--etcd <endpoints>', 'share circuit-breaker state with other demo processes through etcd (host:port[,host:port])')
   .option('--instance <name>', "this process's name in the breaker cluster, stable across restarts (default <hostname>-<pid>)")
   .option('--gateway-failure-rate <rate>', 'share of settlement gateway calls that fail, 0 to 1 (change it live: POST /admin/faults)', rateOption('--gateway-failure-rate'), 0)

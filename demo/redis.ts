@@ -1,0 +1,163 @@
+import { ConfigurationError } from '../src/map/index.ts';
+import { RedisUnavailableError, int64Codec, openRedisGovernedMap } from '../src/stores/redis/index.ts';
+import type { RedisConnectionOptions, RemoteGovernedMap } from '../src/stores/redis/index.ts';
+import type { BalanceBook } from './book.ts';
+import { sendError } from './http.ts';
+import { ACCOUNT_ID, LedgerError, accountId } from './ledger.ts';
+import { INT64_MAX } from './money.ts';
+import type { DemoContext } from './server.ts';
+
+/** `govmap demo --redis <url>` / `--redis-cluster <host:port,...>`. */
+export interface DemoRedisOptions {
+  /** One Redis server, `redis://host:port`. */
+  readonly url?: string;
+  /** A Redis Cluster's seed nodes, `host:port`. */
+  readonly clusterNodes?: readonly string[];
+  /** Prefix of the balance keys. Default `govmap:demo:balances:`. */
+  readonly keyPrefix?: string;
+}
+
+/** The CLI flags as DemoRedisOptions, or undefined when neither is given. */
+export function demoRedisOptions(flags: { readonly redis?: string; readonly redisCluster?: string }): DemoRedisOptions | undefined {
+  if (flags.redis !== undefined && flags.redisCluster !== undefined) throw new ConfigurationError('--redis', 'give --redis or --redis-cluster, not both');
+  if (flags.redis !== undefined) return { url: flags.redis };
+  if (flags.redisCluster !== undefined) return { clusterNodes: flags.redisCluster.split(',').map((node) => node.trim()) };
+  return undefined;
+}
+
+const DEFAULT_PREFIX = 'govmap:demo:balances:';
+// Seeding issues this many loadOrStore calls at once: node-redis pipelines them.
+const SEED_BATCH = 200;
+
+/**
+ * The clearing service's balances in Redis, shared by every demo process pointed at the same
+ * Redis: the same business rules as Ledger (never below zero, never above int64), enforced
+ * atomically across processes by the bounded INCRBY of `add`.
+ */
+export class RedisLedger implements BalanceBook {
+  readonly balances: RemoteGovernedMap<bigint>;
+
+  constructor(balances: RemoteGovernedMap<bigint>) {
+    this.balances = balances;
+  }
+
+  /**
+   * Creates the accounts that do not exist yet; existing balances are kept, since other
+   * processes may already be moving money on them.
+   */
+  async seed(count: number, balance: bigint): Promise<number> {
+    let created = 0;
+    for (let i = 0; i < count; i += SEED_BATCH) {
+      const batch = Array.from({ length: Math.min(SEED_BATCH, count - i) }, (_, j) => this.balances.loadOrStore(accountId(i + j), balance));
+      for (const { loaded } of await Promise.all(batch)) if (!loaded) created++;
+    }
+    return created;
+  }
+
+  async balance(id: string): Promise<bigint> {
+    assertAccountId(id);
+    const value = await this.balances.load(id);
+    if (value === undefined) throw notFound(id);
+    return value;
+  }
+
+  credit(id: string, amount: bigint): Promise<bigint> {
+    return this.#apply(id, amount);
+  }
+
+  debit(id: string, amount: bigint): Promise<bigint> {
+    return this.#apply(id, -amount);
+  }
+
+  /**
+   * Debit then credit, two atomic adds (the specification forbids batch operations on the map).
+   * If the credit is refused, the debit is reversed; if the credit's outcome is unknown (Redis
+   * lost mid-command), nothing is reversed blindly: the caller gets 503 and the log says what to
+   * reconcile.
+   */
+  async transfer(from: string, to: string, amount: bigint): Promise<{ from: bigint; to: bigint }> {
+    assertAccountId(from);
+    assertAccountId(to);
+    if (from === to) throw new LedgerError(400, 'TRANSFER_SAME_ACCOUNT', 'a transfer needs two different accounts');
+    const [a, b] = await Promise.all([this.balances.load(from), this.balances.load(to)]);
+    if (a === undefined) throw notFound(from);
+    if (b === undefined) throw notFound(to);
+    const fromBalance = await this.#apply(from, -amount);
+    try {
+      return { from: fromBalance, to: await this.#apply(to, amount) };
+    } catch (error) {
+      if (error instanceof RedisUnavailableError && error.outcome === 'unknown') {
+        console.error(`govmap demo: RECONCILE transfer ${from} -> ${to} of ${amount}: debited; the credit may or may not have been applied`, error);
+        throw new LedgerError(503, 'TRANSFER_OUTCOME_UNKNOWN', `${from} was debited; the credit of ${to} may or may not have been applied (Redis unreachable): reconcile before retrying`);
+      }
+      try {
+        await this.balances.add(from, amount);
+      } catch (compensation) {
+        console.error(`govmap demo: RECONCILE transfer ${from} -> ${to} of ${amount}: debited, credit refused, reversal failed`, compensation);
+        throw new LedgerError(503, 'TRANSFER_REVERSAL_FAILED', `${from} was debited, the credit of ${to} was refused, and the reversal failed: reconcile before retrying`);
+      }
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.balances.dispose();
+  }
+
+  async #apply(id: string, delta: bigint): Promise<bigint> {
+    assertAccountId(id);
+    const balance = await this.balances.add(id, delta);
+    if (balance === undefined) throw notFound(id);
+    return balance;
+  }
+}
+
+/** Opens the Redis-backed balances with the Ledger's business rules. */
+export async function openRedisLedger(options: DemoRedisOptions): Promise<RedisLedger> {
+  const redis: RedisConnectionOptions = options.url !== undefined ? { url: options.url } : { clusterNodes: options.clusterNodes };
+  const balances = await openRedisGovernedMap<bigint>({
+    name: 'balances',
+    redis,
+    keyPrefix: options.keyPrefix ?? DEFAULT_PREFIX,
+    codec: int64Codec,
+    validate: (_id, next) => {
+      if (next < 0n) return { reason: 'BALANCE_UNDERFLOW', detail: 'the balance would go below zero' };
+      if (next > INT64_MAX) return { reason: 'BALANCE_OVERFLOW', detail: 'the balance would exceed int64' };
+      return true;
+    },
+    // The validator's range, enforced atomically by Redis on every credit and debit.
+    bounds: { min: 0n, max: INT64_MAX, belowReason: 'BALANCE_UNDERFLOW', aboveReason: 'BALANCE_OVERFLOW' },
+    validateDelete: (_id, previous) => (previous === 0n ? true : { reason: 'ACCOUNT_NOT_EMPTY', detail: 'only a zero balance can be closed' }),
+  });
+  return new RedisLedger(balances);
+}
+
+/**
+ * Redis mode of the demo: the account routes use balances in Redis; metrics export that map as
+ * `balances`; Redis being unreachable answers 503 (never a silent success); the connection
+ * closes with the service.
+ */
+export async function installRedisLedger(context: DemoContext, options: DemoRedisOptions, seed: { accounts: number; openingBalance: bigint }): Promise<RedisLedger> {
+  const ledger = await openRedisLedger(options);
+  context.onClose(() => ledger.close());
+  const created = await ledger.seed(seed.accounts, seed.openingBalance);
+  context.metrics.track(ledger.balances);
+  context.router.mapErrors((res, error) => {
+    if (!(error instanceof RedisUnavailableError)) return false;
+    sendError(res, 503, 'REDIS_UNAVAILABLE', error.message);
+    return true;
+  });
+  const where = options.url ?? options.clusterNodes?.join(',');
+  context.announce(`balances in ${ledger.balances.storeKind} ${where} (keys ${ledger.balances.keyPrefix}*): ${created} accounts created, ${seed.accounts - created} already there; every demo process on this Redis shares them`);
+  return ledger;
+}
+
+function assertAccountId(id: string): void {
+  if (!ACCOUNT_ID.test(id)) {
+    throw new LedgerError(400, 'ACCOUNT_ID_INVALID', 'account ids are 1-64 characters of letters, digits, "_" and "-", starting with a letter or digit');
+  }
+}
+
+function notFound(id: string): LedgerError {
+  return new LedgerError(404, 'ACCOUNT_NOT_FOUND', `no account ${JSON.stringify(id)}`);
+}

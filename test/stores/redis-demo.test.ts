@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createClient } from 'redis';
+import { startDemo } from '../../demo/server.ts';
+import type { DemoService } from '../../demo/server.ts';
+import { PrivateRedis, freePort, required, service, uniquePrefix } from './redis-env.ts';
+
+/**
+ * `govmap demo --redis`: two instances of the reference clearing service on one real Redis share
+ * the balances; Redis going away answers 503, never a made-up success.
+ */
+const redis = service('GOVMAP_REDIS_URL');
+
+async function call(demo: DemoService, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const init: RequestInit = { method, headers: body === undefined ? {} : { 'content-type': 'application/json' } };
+  if (body !== undefined) init.body = JSON.stringify(body);
+  const response = await fetch(demo.url + path, init);
+  const text = await response.text();
+  return { status: response.status, json: text.startsWith('{') ? JSON.parse(text) : text };
+}
+
+async function eventually(read: () => Promise<unknown>, expected: unknown, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const actual = await read();
+    if (JSON.stringify(actual) === JSON.stringify(expected)) return;
+    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe('govmap demo with balances in a real Redis', { skip: redis.skip }, () => {
+  let a: DemoService;
+  let b: DemoService;
+  let keyPrefix: string;
+
+  before(async () => {
+    const url = required(redis, 'GOVMAP_REDIS_URL');
+    keyPrefix = uniquePrefix('demo');
+    a = await startDemo({ port: 0, accounts: 5, openingBalance: 10_000n, redis: { url, keyPrefix } });
+    b = await startDemo({ port: 0, accounts: 5, openingBalance: 99n, redis: { url, keyPrefix } });
+  });
+
+  after(async () => {
+    await a?.close();
+    await b?.close();
+    const raw = createClient({ url: redis.value! });
+    await raw.connect();
+    for await (const keys of raw.scanIterator({ MATCH: `${keyPrefix}*`, COUNT: 100 })) if (keys.length > 0) await raw.del(keys);
+    await raw.close();
+  });
+
+  test('the second instance finds the accounts the first created (it seeds only missing ones)', async () => {
+    assert.deepEqual((await call(b, 'GET', '/accounts/acct-000001')).json, { id: 'acct-000001', balance: '10000' });
+    assert.ok(a.announcements.some((line) => /5 accounts created/.test(line)));
+    assert.ok(b.announcements.some((line) => /0 accounts created, 5 already there/.test(line)));
+  });
+
+  test('a debit on one instance is seen by the other; an overdraft is refused on either', async () => {
+    assert.equal((await call(b, 'GET', '/accounts/acct-000002')).json.balance, '10000'); // b caches it
+    assert.deepEqual((await call(a, 'POST', '/accounts/acct-000002/debit', { amount: '2500' })).json, { id: 'acct-000002', balance: '7500' });
+    await eventually(async () => (await call(b, 'GET', '/accounts/acct-000002')).json.balance, '7500', 'b seeing a\'s debit');
+    const overdraft = await call(b, 'POST', '/accounts/acct-000002/debit', { amount: '7501' });
+    assert.equal(overdraft.status, 422);
+    assert.equal(overdraft.json.error.code, 'BALANCE_UNDERFLOW');
+    const raw = createClient({ url: redis.value! });
+    await raw.connect();
+    assert.equal(await raw.get(`${keyPrefix}acct-000002`), '7500', 'Redis holds the balance as a decimal string, unchanged by the refusal');
+    await raw.close();
+  });
+
+  test('transfers through either instance keep the books balanced', async () => {
+    const moves = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => call(i % 2 === 0 ? a : b, 'POST', '/transfers', { from: 'acct-000003', to: 'acct-000004', amount: '600' })),
+    );
+    const ok = moves.filter((m) => m.status === 200).length;
+    assert.equal(ok, 16, '10,000 / 600 = 16 transfers fit');
+    for (const m of moves) if (m.status !== 200) assert.equal(m.json.error.code, 'BALANCE_UNDERFLOW');
+    await eventually(async () => [(await call(a, 'GET', '/accounts/acct-000003')).json.balance, (await call(b, 'GET', '/accounts/acct-000004')).json.balance], ['400', '19600'], 'balances after the transfers');
+  });
+
+  test('metrics export the Redis-backed map as "balances"', async () => {
+    const text = await (await fetch(`${a.url}/metrics`)).text();
+    assert.match(text, /syncmap_load_total\{map="balances"\} [1-9]/);
+    assert.equal(a.book.balances.stats().name, 'balances');
+    assert.ok((a.book.balances.stats() as { store?: string }).store === 'redis');
+  });
+});
+
+describe('govmap demo when its Redis goes away', { skip: PrivateRedis.available() || process.env.CI ? false : 'redis-server is not installed' }, () => {
+  test('answers 503 REDIS_UNAVAILABLE, then serves again once Redis is back', async () => {
+    const server = new PrivateRedis(await freePort());
+    await server.start();
+    const demo = await startDemo({ port: 0, accounts: 2, openingBalance: 500n, redis: { url: server.url } });
+    try {
+      assert.equal((await call(demo, 'GET', '/accounts/acct-000001')).json.balance, '500');
+      await server.kill();
+      const deadline = Date.now() + 5000;
+      let refused;
+      do {
+        refused = await call(demo, 'POST', '/accounts/acct-000001/debit', { amount: '1' });
+      } while (refused.status === 200 && Date.now() < deadline);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.json.error.code, 'REDIS_UNAVAILABLE');
+      const read = await call(demo, 'GET', '/accounts/acct-000001');
+      assert.equal(read.status, 503, 'the near cache is dropped, not trusted, while Redis is away');
+      await server.start();
+      let back;
+      const again = Date.now() + 10_000;
+      do {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        back = await call(demo, 'GET', '/accounts/acct-000001');
+      } while (back.status === 503 && Date.now() < again);
+      assert.equal(back.status, 404, 'Redis came back empty (no persistence) and the service says so, not the old balance of 500');
+    } finally {
+      await demo.close();
+      await server.stop();
+    }
+  });
+});
