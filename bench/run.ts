@@ -11,6 +11,7 @@ const suites: Record<string, { describe: string; load: () => Promise<Suite> }> =
   routing: { describe: 'switch read in a pinned request vs property read (target <= 2.0), X-Biz-Tag parse, route decision on 1,000 rules, switch propagation to a worker', load: async () => (await import('./routing.bench.ts')).default },
   redis: { describe: 'Redis store (needs GOVMAP_REDIS_URL): near-cache read vs Map (target <= 2.0), uncached round trip, pipelined add throughput, invalidation_p99_ms to another process', load: async () => (await import('./redis.bench.ts')).default },
   sandbox: { describe: 'runtime audit sandbox: ns added per map operation (target < 5), per map created, per sweep, heap per tracked map', load: async () => (await import('./sandbox.bench.ts')).default },
+  breaker: { describe: 'CircuitBreaker per-call overhead vs direct await, cockatiel and opossum; etcd snapshot propagation p50/p99', load: async () => (await import('./breaker.bench.ts')).default },
 };
 
 const args = process.argv.slice(2);

@@ -87,13 +87,18 @@ const BP = 10_000;
 const RECORD = Symbol('record');
 const NEVER_ABORTED = new AbortController().signal;
 
-/** A call in flight: settles once, by its result, its error or its deadline. */
+/**
+ * A call in flight: settles once, by its result, its error or its deadline. Its timeout bucket
+ * holds it until the deadline (up to timeoutMs after it settled), so settling drops the
+ * references to the caller's promise functions: a settled call retains a few words, not its
+ * promise graph, and the young generation is not made to copy it.
+ */
 class PendingCall<T> {
   settled = false;
   readonly #breaker: CircuitBreaker;
   readonly #epoch: number;
-  readonly #resolve: (value: T) => void;
-  readonly #reject: (error: unknown) => void;
+  #resolve: ((value: T) => void) | null;
+  #reject: ((error: unknown) => void) | null;
 
   constructor(breaker: CircuitBreaker, epoch: number, resolve: (value: T) => void, reject: (error: unknown) => void) {
     this.#breaker = breaker;
@@ -106,21 +111,27 @@ class PendingCall<T> {
     if (this.settled) return;
     this.settled = true;
     this.#breaker[RECORD](SUCCESS, this.#epoch);
-    this.#resolve(value);
+    const resolve = this.#resolve!;
+    this.#resolve = this.#reject = null;
+    resolve(value);
   }
 
   fail(error: unknown): void {
     if (this.settled) return;
     this.settled = true;
     this.#breaker[RECORD](this.#breaker.countsAsFailure(error) ? FAILURE : SUCCESS, this.#epoch);
-    this.#reject(error);
+    const reject = this.#reject!;
+    this.#resolve = this.#reject = null;
+    reject(error);
   }
 
   expire(): void {
     if (this.settled) return;
     this.settled = true;
     this.#breaker[RECORD](TIMEOUT, this.#epoch);
-    this.#reject(new CallTimeoutError(this.#breaker.id, this.#breaker.settings.timeoutMs));
+    const reject = this.#reject!;
+    this.#resolve = this.#reject = null;
+    reject(new CallTimeoutError(this.#breaker.id, this.#breaker.settings.timeoutMs));
   }
 }
 
