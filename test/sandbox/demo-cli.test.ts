@@ -47,7 +47,7 @@ before(async () => {
   demo = await startDemo({
     port: 0,
     accounts: 20,
-    sandbox: { idleThresholdMs: 300, sweepIntervalMs: 100, advisorWindowMs: 1000, stateDirectory, onSuspect: (s) => suspects.push(s.kind) },
+    sandbox: { idleThresholdMs: 300, sweepIntervalMs: 100, advisorWindowMs: 2000, stateDirectory, onSuspect: (s) => suspects.push(s.kind) },
   });
 });
 after(async () => {
@@ -106,20 +106,22 @@ describe('govmap sandbox report against the running demo', () => {
 describe('govmap advise against the running demo', () => {
   test('/metrics carries the sandbox, GC and advisor series', async () => {
     const text = await (await fetch(`${demo.url}/metrics`)).text();
-    for (const name of ['govmap_sandbox_live_maps', 'govmap_sandbox_suspects{kind="IDLE"}', 'govmap_gc_pause_seconds_bucket', 'govmap_advisor_recommendation{map="balances",recommendation="stay"} 1', 'govmap_advisor_window_seconds 1']) {
+    for (const name of ['govmap_sandbox_live_maps', 'govmap_sandbox_suspects{kind="IDLE"}', 'govmap_gc_pause_seconds_bucket', 'govmap_advisor_recommendation{map="balances",recommendation="stay"} 1', 'govmap_advisor_window_seconds 2']) {
       assert.ok(text.includes(name), `${name} missing from /metrics`);
     }
   });
 
   test('--url reads the advisor\'s own evidence from one scrape', async () => {
-    // Two 1-second windows of read-mostly traffic at 25:1.
-    for (let w = 0; w < 2; w++) {
-      for (let i = 0; i < 100; i++) await fetch(`${demo.url}/accounts/acct-00000${i % 10}`);
-      for (let i = 0; i < 4; i++) {
+    // Read-mostly traffic at 25:1, writes spread among the reads (any span of windows then
+    // sees about 25:1), over more than one 2-second window.
+    for (let i = 1; i <= 260; i++) {
+      if (i % 26 === 0) {
         await fetch(`${demo.url}/accounts/acct-000001/credit`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"amount":"1"}' });
+      } else {
+        await fetch(`${demo.url}/accounts/acct-00000${i % 10}`);
       }
-      await nextTurn(1100);
     }
+    await nextTurn(2_100);
     const { code, stdout, stderr } = await govmap(['advise', '--url', `${demo.url}/metrics`, '--json', '--map', 'balances']);
     assert.equal(code, 0, stderr);
     const { advice } = JSON.parse(stdout);

@@ -59,8 +59,10 @@ describe('leak detection', () => {
           served++;
         }
         await nextTurn(); // the WeakRefs made during the requests hold their maps until the job ends
+        const majors = sandbox.gc!.majorCollections;
         fullGc();
-        await nextTurn(20); // gc entries reach the observer asynchronously
+        // gc entries reach the observer asynchronously: wait for this collection's.
+        for (let waited = 0; sandbox.gc!.majorCollections === majors && waited < 2_000; waited += 5) await nextTurn(5);
         sandbox.sweep();
       }
       const report = sandbox.report();
