@@ -126,6 +126,8 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     },
   });
   new RoutingMetrics({ registry: context.metrics.registry }).track(router);
+  // The cache degradation's maps are GovernedMaps like any other: syncmap_* metrics for them too.
+  for (const runtime of router.runtimes()) if (runtime.cache !== null) context.metrics.track(runtime.cache.map);
   const source = options.routeFile === undefined ? null : new FileRouteTableSource({ path: options.routeFile, router });
   if (source !== null) await source.start();
   await restoreSpill(router, options.spillFile);

@@ -111,6 +111,16 @@ export class RoutingMetrics {
     gauge('async_queue_depth', 'Jobs held by the route\'s async lane (queued + in flight).', (rt) => rt.lane?.depth ?? null);
     gauge('route_cache_entries', 'Responses held for the route\'s cache degradation.', (rt) => rt.cache?.map.size ?? null);
     new Gauge({
+      name: `${p}route_breaker_state`,
+      help: 'State of each route\'s breaker: 1 for the state it is in (CLOSED, OPEN, HALF_OPEN; NONE without a breaker).',
+      labelNames: ['route', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const router of routers) for (const status of router.status()) this.set({ route: status.id, state: status.breaker }, 1);
+      },
+    });
+    new Gauge({
       name: `${p}route_table_version`,
       help: 'Version of the route table in force.',
       registers,

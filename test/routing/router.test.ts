@@ -127,5 +127,6 @@ describe('unmatched traffic', () => {
     assert.match(text, /govmap_route_unmatched_total\{reason="no_rule"\} 6/);
     assert.match(text, /govmap_route_unmatched_total\{reason="untagged"\} 1/);
     assert.match(text, /govmap_route_table_version 1/);
+    assert.match(text, /govmap_route_breaker_state\{route="mocked",state="NONE"\} 1/);
   });
 });
