@@ -1,5 +1,6 @@
 import { GovernedMap, reject } from '../src/map/index.ts';
 import type { MapObserver } from '../src/map/index.ts';
+import type { MapStore } from '../src/stores/index.ts';
 import { INT64_MAX } from './money.ts';
 
 export const ACCOUNT_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -18,6 +19,8 @@ export class LedgerError extends Error {
 
 export interface LedgerOptions {
   readonly observers?: readonly MapObserver<string>[];
+  /** Where the balances live; default in process. The demo uses shared memory (demo/shared-memory.ts). */
+  readonly store?: MapStore<string, bigint>;
 }
 
 /**
@@ -32,6 +35,7 @@ export class Ledger {
     this.balances = new GovernedMap<string, bigint>({
       name: 'balances',
       observers: options.observers,
+      store: options.store,
       validate: (_id, next) => {
         if (typeof next !== 'bigint') return reject('BALANCE_NOT_INTEGER', 'balances are bigint minor units');
         if (next < 0n) return reject('BALANCE_UNDERFLOW', 'the balance would go below zero');

@@ -14,6 +14,7 @@ import type { DemoSandboxOptions } from './sandbox.ts';
 import { installSwitches } from './switches.ts';
 import type { DemoSwitchOptions } from './switches.ts';
 import { installRouting } from './routing.ts';
+import { createSharedBalanceStore, installSharedMemory } from './shared-memory.ts';
 import type { DemoRoutingOptions } from './routing.ts';
 import { installStaticAnalysis } from './lint.ts';
 import { installSettlement } from './breaker.ts';
@@ -77,7 +78,9 @@ export interface DemoService {
 export async function startDemo(options: DemoOptions = {}): Promise<DemoService> {
   // Before the ledger, so that the sandbox records where its map is created.
   const sandbox = startDemoSandbox(options.sandbox);
-  const ledger = new Ledger();
+  // Balances in shared memory, so worker threads can read them (GET /shared-memory/exposure).
+  const sharedBalances = createSharedBalanceStore(options.accounts ?? 1000);
+  const ledger = new Ledger({ store: sharedBalances });
   ledger.seed(options.accounts ?? 1000, options.openingBalance ?? 1_000_000n);
   const metrics = new MapMetrics().track(ledger.balances);
   const router = new Router();
@@ -101,6 +104,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   const book: BalanceBook =
     options.redis === undefined ? ledger : await installRedisLedger(context, options.redis, { accounts: options.accounts ?? 1000, openingBalance: options.openingBalance ?? 1_000_000n });
   installAccountRoutes(router, book, await installSettlement(context, options.settlement));
+  installSharedMemory(context, sharedBalances);
   // Parts plug in here: installX(context).
   await installSandboxAndAdvisor(context, sandbox, options.sandbox);
   // X-Biz-Tag middleware (every handler runs behind it), GET /switches, /admin/switches, GET /routes, /payments.

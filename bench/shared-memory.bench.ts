@@ -1,0 +1,157 @@
+import { availableParallelism, loadavg } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { SharedInt64Store } from '../src/stores/index.ts';
+import { medianOf, result, round } from './harness.ts';
+import type { BenchResult, Suite } from './harness.ts';
+import { BaselineTable } from './shared-memory-baselines.ts';
+import type { BaselineKind } from './shared-memory-baselines.ts';
+import type { Contender, RunReply, RunRequest } from './shared-memory.worker.ts';
+
+/**
+ * SharedInt64Store read by worker threads, against what Node services do instead, all measured
+ * in this run on this machine: a plain Map in one thread (the speed to beat), asking an owner
+ * thread by postMessage (the pattern it replaces), and shared tables guarded by one global
+ * spinlock or by a reader-counter lock (what npm offers). 100,000 keys `acct-000000`…, values
+ * int64; read:write 20:1, 100:1 and 1:1; 1 and 2 workers. Every contender runs in a worker
+ * thread, the same random key order, alternated in rounds; medians are reported.
+ *
+ * Two-worker throughput is aggregate: both workers' operations over the longer of their times.
+ */
+const KEYS = 100_000;
+const ORDER_LENGTH = 1 << 20;
+
+const suite: Suite = async ({ progress, quick }) => {
+  const loadBefore = loadavg()[0]!;
+  const order = new Int32Array(new SharedArrayBuffer(ORDER_LENGTH * 4));
+  let seed = 42;
+  for (let i = 0; i < ORDER_LENGTH; i++) {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    order[i] = seed % KEYS;
+  }
+  const keys = Array.from({ length: KEYS }, (_, i) => `acct-${String(i).padStart(6, '0')}`);
+
+  const shared = SharedInt64Store.create({ initialCapacity: KEYS, maxKeyLength: 16 });
+  const baselines = {} as Record<BaselineKind, SharedArrayBuffer>;
+  for (const kind of ['global-spinlock', 'reader-counter'] as const) {
+    const table = BaselineTable.create(kind, KEYS);
+    for (let i = 0; i < KEYS; i++) table.set(keys[i]!, BigInt(1_000_000 + (i & 1023)));
+    baselines[kind] = table.buffer;
+  }
+  for (let i = 0; i < KEYS; i++) shared.set(keys[i]!, BigInt(1_000_000 + (i & 1023)));
+  const bytesPerKey = shared.stats().bytesUsed / KEYS;
+  const mapBytesPerKey = measureMapBytesPerKey();
+
+  const workerUrl = new URL(`./shared-memory.worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+  const start = (role: 'runner' | 'owner'): Promise<Worker> =>
+    new Promise((resolve, reject) => {
+      const worker = new Worker(workerUrl, { workerData: { role, keys: KEYS, order, shared: shared.handle, baselines, sync } });
+      shared.supervise(worker);
+      worker.once('message', () => resolve(worker));
+      worker.once('error', reject);
+    });
+  const sync = new SharedArrayBuffer(8);
+  progress('starting workers');
+  const runners = [await start('runner'), await start('runner')];
+  const owner = await start('owner');
+
+  const ask = (worker: Worker, request: RunRequest): Promise<RunReply> =>
+    new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+      worker.postMessage(request);
+    });
+  /** Aggregate ops/s of `threads` workers running the mix together. */
+  const measure = async (contender: Contender, threads: number, readsPerWrite: number, ops: number): Promise<number> => {
+    const replies = await Promise.all(
+      runners.slice(0, threads).map((worker, index) => ask(worker, { contender, readsPerWrite, ops, parties: threads, offset: index * (ORDER_LENGTH >> 1) })),
+    );
+    for (const reply of replies) if (reply.hits === 0) throw new Error(`${contender}: no read found its key`);
+    return (ops * threads * 1e9) / Math.max(...replies.map((r) => r.ns));
+  };
+
+  const ops = quick ? 400_000 : 3_000_000;
+  const rounds = quick ? 1 : 3;
+  const results: BenchResult[] = [];
+  const ratios: Record<string, number> = {};
+  const rates = new Map<string, number>();
+  const contenders: Array<[Contender, number, string]> = [
+    ['map', 1, 'plain Map, 1 thread'],
+    ['shared', 1, 'SharedInt64Store, 1 worker'],
+    ['shared', 2, 'SharedInt64Store, 2 workers (aggregate)'],
+    ['global-spinlock', 1, 'global-spinlock SAB table, 1 worker'],
+    ['global-spinlock', 2, 'global-spinlock SAB table, 2 workers (aggregate)'],
+    ['reader-counter', 2, 'reader-counter-lock SAB table, 2 workers (aggregate)'],
+  ];
+  for (const [label, readsPerWrite] of [
+    ['20:1', 20],
+    ['100:1', 100],
+    ['1:1', 1],
+  ] as const) {
+    const samples = new Map<string, number[]>(contenders.map(([c, t]) => [`${c}/${t}`, []]));
+    for (let r = 0; r < rounds; r++) {
+      for (const [contender, threads] of contenders) samples.get(`${contender}/${threads}`)!.push(await measure(contender, threads, readsPerWrite, ops));
+    }
+    for (const [contender, threads, name] of contenders) {
+      const opsPerSecond = medianOf(samples.get(`${contender}/${threads}`)!);
+      rates.set(`${contender}/${threads}/${readsPerWrite}`, opsPerSecond);
+      results.push(result(`${name} ${label}`, 1e9 / opsPerSecond, { threads, mix: label }));
+    }
+    const suffix = readsPerWrite === 20 ? '' : `_${readsPerWrite}to1`;
+    const rate = (c: Contender, t: number): number => rates.get(`${c}/${t}/${readsPerWrite}`)!;
+    ratios[`two_workers_vs_plain_map${suffix}`] = round(rate('shared', 2) / rate('map', 1));
+    ratios[`scaling_1_to_2${suffix}`] = round(rate('shared', 2) / rate('shared', 1));
+    ratios[`vs_global_spinlock_2_workers${suffix}`] = round(rate('shared', 2) / rate('global-spinlock', 2));
+    ratios[`vs_reader_counter_2_workers${suffix}`] = round(rate('shared', 2) / rate('reader-counter', 2));
+    progress(`${label}: map ${fmt(rate('map', 1))}, shared x1 ${fmt(rate('shared', 1))}, shared x2 ${fmt(rate('shared', 2))}, spinlock x2 ${fmt(rate('global-spinlock', 2))}, reader-counter x2 ${fmt(rate('reader-counter', 2))} ops/s`);
+  }
+
+  // The pattern replaced: every read is a message to the thread that owns the Map, and a reply.
+  const roundTrips = quick ? 2_000 : 20_000;
+  const lookup = (key: string): Promise<unknown> =>
+    new Promise((resolve) => {
+      owner.once('message', resolve);
+      owner.postMessage(key);
+    });
+  for (let i = 0; i < 1000; i++) await lookup(keys[order[i]!]!);
+  const begin = process.hrtime.bigint();
+  for (let i = 0; i < roundTrips; i++) await lookup(keys[order[i]!]!);
+  const roundTripNs = Number(process.hrtime.bigint() - begin) / roundTrips;
+  results.push(result('postMessage round trip to an owner worker (a read)', roundTripNs));
+  ratios.vs_postmessage = round(rates.get('shared/1/20')! / (1e9 / roundTripNs), 1);
+  ratios.bytes_per_key = round(bytesPerKey, 1);
+  if (mapBytesPerKey !== null) ratios.plain_map_bytes_per_key = round(mapBytesPerKey, 1);
+
+  await Promise.all([...runners, owner].map((w) => w.terminate()));
+  shared.close();
+  return {
+    suite: 'shared',
+    results,
+    ratios,
+    targets: { two_workers_vs_plain_map: '>= 1.0', scaling_1_to_2: '>= 1.7', vs_postmessage: '>= 1000' },
+    notes: [
+      `${KEYS.toLocaleString('en-US')} keys, ${ops.toLocaleString('en-US')} ops per worker per round, median of ${rounds} rounds; every contender runs in a worker thread`,
+      `${availableParallelism()} CPUs; 1-minute load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after (other work on the machine depresses two-thread figures)`,
+      `bytes_per_key: SharedInt64Store buffer in use / keys at maxKeyLength 16 (an entry reserves the full key length); plain_map_bytes_per_key: V8 heap growth for a Map of fresh string keys and bigint values`,
+    ],
+  };
+};
+
+function fmt(opsPerSecond: number): string {
+  return `${(opsPerSecond / 1e6).toFixed(2)}M`;
+}
+
+/** Heap bytes per entry of a Map holding the same keys and values (needs --expose-gc). */
+function measureMapBytesPerKey(): number | null {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) return null;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const map = new Map<string, bigint>();
+  for (let i = 0; i < KEYS; i++) map.set(`acct-${String(i).padStart(6, '0')}`, BigInt(2 ** 40 + i));
+  gc();
+  const bytes = (process.memoryUsage().heapUsed - before) / KEYS;
+  if (map.size !== KEYS) throw new Error('unreachable');
+  return bytes;
+}
+
+export default suite;

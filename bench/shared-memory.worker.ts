@@ -1,0 +1,122 @@
+/**
+ * A thread of the shared-memory suite. It holds the contenders — its own plain Map (the
+ * single-thread baseline), an attachment to the SharedInt64Store, the two baseline tables —
+ * and on request runs a read:write mix against one of them, started together with the other
+ * worker at a barrier, reporting its own elapsed time. As `owner`, it instead answers
+ * postMessage lookups from its Map (the pattern the shared map replaces).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { SharedInt64Store } from '../src/stores/index.ts';
+import type { SharedMapHandle } from '../src/stores/index.ts';
+import { BaselineTable } from './shared-memory-baselines.ts';
+import type { BaselineKind } from './shared-memory-baselines.ts';
+
+export type Contender = 'map' | 'shared' | BaselineKind;
+
+export interface RunRequest {
+  readonly contender: Contender;
+  /** Reads per write: one op in (readsPerWrite + 1) is a write. */
+  readonly readsPerWrite: number;
+  readonly ops: number;
+  /** Threads that start together at the barrier. */
+  readonly parties: number;
+  /** Offset into the shared key order, so two workers do not walk it in lockstep. */
+  readonly offset: number;
+}
+
+export interface RunReply {
+  readonly ns: number;
+  readonly hits: number;
+}
+
+interface Data {
+  readonly role: 'runner' | 'owner';
+  readonly keys: number;
+  readonly order: Int32Array;
+  readonly shared: SharedMapHandle;
+  readonly baselines: Record<BaselineKind, SharedArrayBuffer>;
+  readonly sync: SharedArrayBuffer;
+}
+
+const data = workerData as Data;
+const keys = Array.from({ length: data.keys }, (_, i) => `acct-${String(i).padStart(6, '0')}`);
+const values = Array.from({ length: 1024 }, (_, i) => BigInt(1_000_000 + i));
+const order = data.order;
+const orderMask = order.length - 1;
+const map = new Map<string, bigint>();
+for (let i = 0; i < keys.length; i++) map.set(keys[i]!, values[i & 1023]!);
+
+if (data.role === 'owner') {
+  // The owner pattern: the map lives in one thread; everyone else asks it.
+  parentPort!.on('message', (key: string) => parentPort!.postMessage(map.get(key)));
+  parentPort!.postMessage('ready');
+} else {
+  const shared = SharedInt64Store.attach(data.shared);
+  const spinlock = new BaselineTable('global-spinlock', data.baselines['global-spinlock']);
+  const readerCounter = new BaselineTable('reader-counter', data.baselines['reader-counter']);
+  const sync = new Int32Array(data.sync);
+
+  // One loop per contender, so each stays monomorphic for the JIT.
+  const runMap = (period: number, ops: number, offset: number): number => {
+    let hits = 0;
+    for (let i = 0; i < ops; i++) {
+      const key = keys[order[(i + offset) & orderMask]!]!;
+      if (i % period === 0) map.set(key, values[i & 1023]!);
+      else if (map.get(key) !== undefined) hits++;
+    }
+    return hits;
+  };
+  const runShared = (period: number, ops: number, offset: number): number => {
+    let hits = 0;
+    for (let i = 0; i < ops; i++) {
+      const key = keys[order[(i + offset) & orderMask]!]!;
+      if (i % period === 0) shared.set(key, values[i & 1023]!);
+      else if (shared.get(key) !== undefined) hits++;
+    }
+    return hits;
+  };
+  const runBaseline = (table: BaselineTable, period: number, ops: number, offset: number): number => {
+    let hits = 0;
+    for (let i = 0; i < ops; i++) {
+      const key = keys[order[(i + offset) & orderMask]!]!;
+      if (i % period === 0) table.set(key, values[i & 1023]!);
+      else if (table.get(key) !== undefined) hits++;
+    }
+    return hits;
+  };
+  const run = (request: RunRequest, ops: number): number => {
+    const period = request.readsPerWrite + 1;
+    switch (request.contender) {
+      case 'map':
+        return runMap(period, ops, request.offset);
+      case 'shared':
+        return runShared(period, ops, request.offset);
+      case 'global-spinlock':
+        return runBaseline(spinlock, period, ops, request.offset);
+      case 'reader-counter':
+        return runBaseline(readerCounter, period, ops, request.offset);
+    }
+  };
+
+  const barrier = (parties: number): void => {
+    if (parties === 1) return;
+    const generation = Atomics.load(sync, 1);
+    if (Atomics.add(sync, 0, 1) === parties - 1) {
+      Atomics.store(sync, 0, 0);
+      Atomics.add(sync, 1, 1);
+      Atomics.notify(sync, 1);
+      return;
+    }
+    while (Atomics.load(sync, 1) === generation) Atomics.wait(sync, 1, generation, 1);
+  };
+
+  parentPort!.on('message', (request: RunRequest) => {
+    run(request, Math.min(request.ops, 200_000)); // warm-up: let the JIT settle first
+    barrier(request.parties);
+    const start = process.hrtime.bigint();
+    const hits = run(request, request.ops);
+    const ns = Number(process.hrtime.bigint() - start);
+    parentPort!.postMessage({ ns, hits } satisfies RunReply);
+  });
+  parentPort!.postMessage('ready');
+}
