@@ -176,11 +176,15 @@ export class WatchedFile {
   }
 
   #applyText(text: string, hash: string): void {
+    const json = this.path.endsWith('.json');
     let document: unknown;
     try {
+      // A .json file must be JSON (YAML syntax in it is an error too); the YAML pass then finds
+      // duplicate keys, which JSON.parse would silently resolve to the last one.
+      if (json) JSON.parse(text);
       document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 100 });
     } catch (error) {
-      throw new SwitchSourceError(`${this.#options.role} ${this.path}`, `not valid ${this.path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`, error);
+      throw new SwitchSourceError(`${this.#options.role} ${this.path}`, `not valid ${json ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`, error);
     }
     this.#options.apply(document, text);
     this.#appliedHash = hash;

@@ -63,6 +63,7 @@ describe('file source', () => {
       const good = board.snapshot;
       for (const [bad, why] of [
         ['{"switches": {"a": tru', /not valid JSON/],
+        ['switches:\n  a: false\n', /not valid JSON/],
         [JSON.stringify({ switches: { a: { enabled: 'yes' } } }), /switches\.a\.enabled/],
         ['{"switches": {"a": true, "a": false}}', /[Dd]uplicate|unique/],
         [JSON.stringify({ switchez: {} }), /unknown field\(s\) "switchez"/],
@@ -76,7 +77,7 @@ describe('file source', () => {
         assert.match(logged.at(-1)!, /still serving the last good version/);
       }
       const text = await metrics.registry.metrics();
-      assert.match(text, /govmap_switch_source_errors_total\{board="switches",source="file"\} 4/);
+      assert.match(text, /govmap_switch_source_errors_total\{board="switches",source="file"\} 5/);
       assert.match(text, /govmap_switch_source_healthy\{board="switches",source="file"\} 0/);
 
       await replaceFile(path, JSON.stringify({ switches: { a: false } }));
