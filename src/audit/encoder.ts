@@ -15,7 +15,6 @@ import {
   FLAG_TRACE,
   HEADER_WORDS,
   MAX_KEY_UNITS,
-  OP_GAP,
   OP_LOAD,
   OP_RANGE,
 } from './ring.ts';
@@ -70,7 +69,6 @@ function opChunk(op: string): Uint8Array {
 const RING_OP_CHUNKS: Uint8Array[] = [];
 RING_OP_CHUNKS[OP_LOAD] = opChunk('LOAD');
 RING_OP_CHUNKS[OP_RANGE] = opChunk('RANGE');
-RING_OP_CHUNKS[OP_GAP] = opChunk('AUDIT_GAP');
 /** By ring outcome code: the bytes from the end of the timestamp to `"reason":`. */
 const OUTCOME_CHUNKS = ['ok', 'miss', 'rejected', 'error'].map((o) => utf8(`","outcome":"${o}","reason":`));
 export const OUTCOME_NAMES = ['ok', 'miss', 'rejected', 'error'] as const;
@@ -299,20 +297,6 @@ export function encodeRingEntry(w: ByteWriter, ring: RingViews, at: number, ctx:
   w.uint(f64[(at + 4) >> 1]!);
   w.raw(RING_OP_CHUNKS[op]!);
   let u = (at + HEADER_WORDS) << 1;
-  if (op === OP_GAP) {
-    w.raw(P_NULL);
-    w.raw(P_RESOURCE);
-    w.raw(P_NULL);
-    w.raw(P_NO_TRACE);
-    w.raw(P_BOUNDS_NULL);
-    ctx.timestamp(w, f64[(at + 6) >> 1]!);
-    w.raw(OUTCOME_CHUNKS[0]!);
-    w.raw(P_NULL);
-    w.raw(ctx.identity);
-    encodeGap(w, f64[(at + 8) >> 1]!, f64[(at + 10) >> 1]!, 'RING_FULL', null);
-    w.raw(P_END);
-    return;
-  }
   w.jsonUnits(units, u, mapUnits);
   u += mapUnits;
   const reasonAt = u;

@@ -119,12 +119,12 @@ export type ChainAlgorithm = 'sha256' | 'hmac-sha256';
 export const GENESIS_HASH = '0'.repeat(64);
 
 /**
- * Which writer a record comes from. Read-stream records (LOAD, RANGE and the gaps of dropped
- * reads) are written by the drain worker in seq order; everything else by the caller's thread,
- * also in seq order. The two streams interleave in the file, so seqs are ordered per stream.
+ * Which writer a record comes from. Read-stream records (LOAD, RANGE) are written by the drain
+ * worker in seq order; everything else (writes, lifecycle, gaps) by the caller's thread, also in
+ * seq order. The two streams interleave in the file, so seqs are ordered per stream.
  */
-export function isReadStream(op: string, gapCause?: string): boolean {
-  return op === 'LOAD' || op === 'RANGE' || (op === 'AUDIT_GAP' && gapCause === 'RING_FULL');
+export function isReadStream(op: string): boolean {
+  return op === 'LOAD' || op === 'RANGE';
 }
 
 const OP_SET: ReadonlySet<string> = new Set<string>([...MAP_OPS, ...LIFECYCLE_OPS]);

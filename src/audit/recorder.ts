@@ -201,7 +201,9 @@ export class AuditRecorder implements MapObserver<unknown> {
     this.#stats[STAT_SYNCED_READS] = recovered.readsDone;
     this.#stats[STAT_SYNCED_WRITES] = recovered.writesDone;
     this.#ctrl[CTRL_SEGMENT] = recovered.chain.segment;
-    this.#seqFd = openSync(join(options.dir, SEQ_FILE), 'a+');
+    // Not O_APPEND: on Linux a positioned write to an O_APPEND file appends anyway, and the
+    // reservation must be rewritten in place.
+    this.#seqFd = openSync(join(options.dir, SEQ_FILE), 'w');
   }
 
   /** @internal Starts the worker and writes AUDIT_STARTED (and a crash's AUDIT_GAP). */
@@ -270,7 +272,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     if (this.#stopping) return Promise.reject(new AuditStoppedError('flush'));
     if (this.#failure !== null) return Promise.reject(new AuditNotDurableError(this.dir, this.#failure));
     if (this.#workerFailure !== null) return Promise.reject(new AuditNotDurableError(this.dir, this.#workerFailure));
-    if (this.#dropFrom !== 0) this.#publishDropGap(true);
+    if (this.#dropFrom !== 0) this.#endDropRun();
     const reads = this.#lastReadSeq;
     const writes = this.#lastWriteSeq;
     if (this.#stats[STAT_SYNCED_READS]! >= reads && this.#stats[STAT_SYNCED_WRITES]! >= writes) return Promise.resolve();
@@ -378,7 +380,17 @@ export class AuditRecorder implements MapObserver<unknown> {
       this.#afterStop++;
       return;
     }
-    if (this.#dropFrom !== 0) this.#publishDropGap(false);
+    if (this.#dropFrom !== 0) {
+      // While a drop run is open no read may be published (see #endDropRun); it closes once
+      // the worker has freed a quarter of the ring.
+      if (!this.#producer.hasRoom()) {
+        this.#dropTo = this.#seq++;
+        if (this.#dropTo > this.#reservedThrough) this.#reserve(this.#dropTo);
+        this.#readsDropped++;
+        return;
+      }
+      this.#endDropRun();
+    }
     const seq = this.#seq++;
     if (seq > this.#reservedThrough) this.#reserve(seq);
     const hasTrace = this.#trace.capture();
@@ -411,24 +423,17 @@ export class AuditRecorder implements MapObserver<unknown> {
     this.#readsDropped++;
   }
 
-  /** Names the dropped reads with an AUDIT_GAP record in the read stream, once there is room. */
-  #publishDropGap(wait: boolean): void {
-    const seq = this.#seq;
-    if (seq > this.#reservedThrough) this.#reserve(seq);
-    let published = this.#producer.tryPublishGap(seq, this.#dropFrom, this.#dropTo, performance.now());
-    if (!published && wait) {
-      const deadline = performance.now() + this.#options.maxWaitMs;
-      while (!published && performance.now() < deadline) {
-        this.#producer.waitForSpace(deadline - performance.now());
-        published = this.#producer.tryPublishGap(seq, this.#dropFrom, this.#dropTo, performance.now());
-      }
-    }
-    if (!published) return;
-    this.#seq++;
-    this.#lastReadSeq = seq;
-    this.#gapsRecorded++;
+  /**
+   * Ends a run of dropped reads: an AUDIT_GAP naming them is written on this thread (reaching
+   * the file at once) before any later read is published, so a crash cannot leave a later read
+   * in the log with the drop unnamed below it.
+   */
+  #endDropRun(): void {
+    const from = this.#dropFrom;
+    const to = this.#dropTo;
     this.#dropFrom = 0;
     this.#dropTo = 0;
+    this.#gapRecord(from, to, 'RING_FULL', null, `${to - from + 1} read record(s) dropped: the audit ring stayed full (policy ${this.#options.onRingFull})`);
   }
 
   #reserve(seq: number): void {
@@ -665,7 +670,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     if (this.#forwarder !== undefined) await this.#forwarder.stop().catch(() => undefined);
     // AUDIT_STOPPED must be the last record: everything still in the ring goes first.
     Atomics.store(this.#ctrl, CTRL_PAUSED, 0);
-    if (this.#dropFrom !== 0) this.#publishDropGap(true);
+    if (this.#dropFrom !== 0) this.#endDropRun();
     if (this.#worker !== undefined && this.#failure === null) {
       await new Promise<void>((resolve) => {
         this.#waiters.push({ reads: this.#lastReadSeq, writes: 0, resolve, reject: () => resolve() });

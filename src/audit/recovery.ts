@@ -72,7 +72,7 @@ export function scanSegment(file: SegmentFile): SegmentScan {
       else if (line.kind === 'event') {
         const e = line.event;
         if (e.seq > maxSeq) maxSeq = e.seq;
-        if (isReadStream(e.op_type, e.gap?.cause)) maxReadSeq = Math.max(maxReadSeq, e.seq);
+        if (isReadStream(e.op_type)) maxReadSeq = Math.max(maxReadSeq, e.seq);
         else maxWriteSeq = Math.max(maxWriteSeq, e.seq);
         lastEventOp = e.op_type;
       }

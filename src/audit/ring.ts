@@ -13,7 +13,7 @@
  *   [0] length in words (even), or PAD_MARK: the rest of the buffer is unused, wrap to 0
  *   [1] op | outcome << 8 | flags << 16          [2] mapUnits | reasonUnits << 16
  *   [3] key length in units (stored: at most MAX_KEY_UNITS) [4..5] seq f64   [6..7] performance.now() f64
- *   [8..9] numeric key, or gap `from`              [10..13] trace id (16 bytes), or gap `to` at [10..11]
+ *   [8..9] numeric key                              [10..13] trace id (16 bytes)
  *   [14..15] span id (8 bytes)                     [16..] map, reason, key units; RANGE: bound lengths then bounds
  *
  * Invariants: 0 <= head, tail < capacityWords; head == tail means empty; the producer never lets
@@ -77,8 +77,6 @@ export const HEADER_WORDS = 16;
 
 export const OP_LOAD = 1;
 export const OP_RANGE = 2;
-/** Reads dropped by a full ring: [8..9] first seq, [10..11] last seq. */
-export const OP_GAP = 3;
 
 export const FLAG_TRACE = 1;
 export const FLAG_KEY_NUMBER = 2;
@@ -289,24 +287,12 @@ export class RingProducer {
     return true;
   }
 
-  /** Publishes the record of reads dropped by a full ring (seqs from..to). */
-  tryPublishGap(seq: number, from: number, to: number, perfMs: number): boolean {
-    const length = HEADER_WORDS;
-    const cap = this.#cap;
-    const words = this.#words;
-    const head = this.#reserve(length);
-    if (head < 0) return false;
-    const f64 = this.#f64;
-    words[head + 1] = OP_GAP;
-    words[head + 2] = 0;
-    words[head + 3] = 0;
-    f64[(head + 4) >> 1] = seq;
-    f64[(head + 6) >> 1] = perfMs;
-    f64[(head + 8) >> 1] = from;
-    f64[(head + 10) >> 1] = to;
-    words[head] = length;
-    this.#publish(head + length === cap ? 0 : head + length);
-    return true;
+  /** True when at least a quarter of the ring is free (re-reads the shared tail). */
+  hasRoom(): boolean {
+    this.#tail = Atomics.load(this.#ctrl, CTRL_TAIL);
+    const head = this.#head;
+    const queued = head >= this.#tail ? head - this.#tail : this.#cap - this.#tail + head;
+    return this.#cap - queued >= this.#cap >> 2;
   }
 
   /** Rings the doorbell now (flush, stop, or waiting for space). */

@@ -256,7 +256,7 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         if (firstSeq === null) firstSeq = e.seq;
         if (watermark < 0) watermark = resync && seg.segment !== 1 ? e.seq - 1 : 0;
         if (lastSeq === null || e.seq > lastSeq) lastSeq = e.seq;
-        const read = isReadStream(e.op_type, e.gap?.cause);
+        const read = isReadStream(e.op_type);
         const stream = read ? 'r' : 'w';
         const previous = lastInStream[stream];
         const duplicate = e.seq <= watermark || pending.has(e.seq);
