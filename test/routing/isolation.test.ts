@@ -43,7 +43,7 @@ class Gateway {
         res.writeHead(500).end('settlement engine down');
         return;
       }
-      const delay = behaviour === 'slow' ? 400 : 0;
+      const delay = behaviour === 'slow' ? 1000 : 0;
       const timer = setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ settled: true, org })), delay);
       res.on('close', () => clearTimeout(timer));
     }));
@@ -59,7 +59,7 @@ interface Service {
 }
 
 async function startService(gateway: Gateway, options: { bulkhead?: { maxConcurrent: number; maxQueued: number } } = {}): Promise<Service> {
-  const group = new BreakerGroup({ name: 'routes', timeoutMs: 100, windowMs: 200, minimumCalls: 4, breachedWindowsToOpen: 1, openDurationMs: 60_000 });
+  const group = new BreakerGroup({ name: 'routes', timeoutMs: 250, windowMs: 200, minimumCalls: 4, breachedWindowsToOpen: 1, openDurationMs: 60_000 });
   const processed: string[] = [];
   const settle = async (target: string, body: unknown, signal: AbortSignal): Promise<unknown> => {
     const response = await fetch(`${gateway.url}/settle?target=${target}`, { method: 'POST', headers: { ...outgoingBizHeaders(), 'content-type': 'application/json' }, body: JSON.stringify(body), signal });
