@@ -120,17 +120,20 @@ export const SLOTS_PER_BUCKET = 6;
 export const GROW_AT_LOAD = 4;
 
 /**
- * Entry: [key length, hash, insertion stamp (2 words)][value words][key, 2 UTF-16 units/word].
- * Entries start on 8-byte boundaries (even word offsets) so int64 fields are aligned for
- * BigInt64Array. The key and value of a reachable entry never change, except an int64 value,
- * which is one word overwritten atomically in place.
+ * Entry: [key length, hash][value words][key, 2 UTF-16 units/word]...[insertion stamp (2 words)],
+ * rounded up to whole cache lines. Every heap allocation is a multiple of a line, so entries
+ * start on a line: a lookup of a key of up to 24 units (with an int64 value) touches exactly one
+ * line of its entry, not two, and int64 fields are 8-byte aligned for BigInt64Array. The key and
+ * value of a reachable entry never change, except an int64 value, which is one word overwritten
+ * atomically in place. The stamp, read only by oldestKey, goes last.
  */
 export const E_KEY_LENGTH = 0;
 export const E_HASH = 1;
-export const E_STAMP = 2;
-export const E_VALUE = 4;
+export const E_VALUE = 2;
+/** Words from the end of the entry to its insertion stamp. */
+export const E_STAMP_FROM_END = 2;
 
 export function entryWords(valueWords: number, maxKeyLength: number): number {
-  const words = E_VALUE + valueWords + Math.ceil(maxKeyLength / 2);
-  return words + (words & 1);
+  const words = E_VALUE + valueWords + Math.ceil(maxKeyLength / 2) + E_STAMP_FROM_END;
+  return Math.ceil(words / LINE_WORDS) * LINE_WORDS;
 }

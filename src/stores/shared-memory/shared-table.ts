@@ -22,7 +22,7 @@ import {
   B_TAGS,
   E_HASH,
   E_KEY_LENGTH,
-  E_STAMP,
+  E_STAMP_FROM_END,
   E_VALUE,
   FORMAT_VERSION,
   GROW_AT_LOAD,
@@ -217,6 +217,8 @@ export class SharedTable<V> {
   readonly #maxKeys: number;
   readonly #entryWords: number;
   readonly #keyBase: number;
+  /** Offset of the insertion stamp in an entry (64-bit, so even). */
+  readonly #stampAt: number;
   readonly #maxThreads: number;
   readonly #lockTimeoutMs: number;
   #table = 0;
@@ -243,6 +245,7 @@ export class SharedTable<V> {
     this.#maxKeys = Atomics.load(i32, H_MAX_KEYS);
     this.#entryWords = Atomics.load(i32, H_ENTRY_WORDS);
     this.#keyBase = E_VALUE + Atomics.load(i32, H_VALUE_WORDS);
+    this.#stampAt = this.#entryWords - E_STAMP_FROM_END;
     this.#maxThreads = Atomics.load(i32, H_MAX_THREADS);
     this.#lockTimeoutMs = lockTimeoutMs;
     this.#adoptTable(Atomics.load(i32, H_TABLE));
@@ -600,7 +603,7 @@ export class SharedTable<V> {
       // Not yet reachable: plain writes, published by the atomic store of the reference below.
       i32[ref + E_KEY_LENGTH] = key.length;
       i32[ref + E_HASH] = hash;
-      this.#i64[(ref + E_STAMP) >> 1] = Atomics.add(this.#i64, H_INSERT_STAMP64, 1n);
+      this.#i64[(ref + this.#stampAt) >> 1] = Atomics.add(this.#i64, H_INSERT_STAMP64, 1n);
       this.codec.write(i32, this.#i64, ref + E_VALUE, value);
       const keyWords = (key.length + 1) >> 1;
       for (let w = 0; w < keyWords; w++) i32[ref + this.#keyBase + w] = keyWord(key, w);
@@ -630,7 +633,7 @@ export class SharedTable<V> {
       // Same key, hash and insertion stamp (oldestKey order is insertion order, not update order).
       i32[ref + E_KEY_LENGTH] = i32[old + E_KEY_LENGTH]!;
       i32[ref + E_HASH] = i32[old + E_HASH]!;
-      this.#i64[(ref + E_STAMP) >> 1] = this.#i64[(old + E_STAMP) >> 1]!;
+      this.#i64[(ref + this.#stampAt) >> 1] = this.#i64[(old + this.#stampAt) >> 1]!;
       this.codec.write(i32, this.#i64, ref + E_VALUE, value);
       const keyWords = (i32[old + E_KEY_LENGTH]! + 1) >> 1;
       for (let w = 0; w < keyWords; w++) i32[ref + this.#keyBase + w] = i32[old + this.#keyBase + w]!;
@@ -884,7 +887,7 @@ export class SharedTable<V> {
       let oldest = 0;
       let stamp = 0n;
       this.#walk(table, buckets, (ref) => {
-        const s = this.#i64[(ref + E_STAMP) >> 1]!;
+        const s = this.#i64[(ref + this.#stampAt) >> 1]!;
         if (oldest === 0 || s < stamp) {
           oldest = ref;
           stamp = s;
