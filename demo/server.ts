@@ -11,12 +11,13 @@ import type { DemoRedisOptions } from './redis.ts';
 import { Router } from './router.ts';
 import { installSandboxAndAdvisor, startDemoSandbox } from './sandbox.ts';
 import type { DemoSandboxOptions } from './sandbox.ts';
+import { installStaticAnalysis } from './lint.ts';
 import { installSwitches } from './switches.ts';
 import type { DemoSwitchOptions } from './switches.ts';
 import { installRouting } from './routing.ts';
-import { createSharedBalanceStore, installSharedMemory } from './shared-memory.ts';
 import type { DemoRoutingOptions } from './routing.ts';
-import { installStaticAnalysis } from './lint.ts';
+import { installRuntimeProbe } from './runtime-probe.ts';
+import { createSharedBalanceStore, installSharedMemory } from './shared-memory.ts';
 import { installSettlement } from './breaker.ts';
 import type { DemoSettlementOptions } from './breaker.ts';
 
@@ -52,9 +53,9 @@ export interface DemoContext {
   readonly ledger: Ledger;
   readonly metrics: MapMetrics;
   /** Runs on close, in reverse order of registration. */
-  onClose(hook: () => Promise<void> | void): void;
+  readonly onClose: (hook: () => Promise<void> | void) => void;
   /** A line the CLI prints at start (where to look, which token to use). */
-  announce(line: string): void;
+  readonly announce: (line: string) => void;
 }
 
 export interface DemoService {
@@ -104,14 +105,15 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   const book: BalanceBook =
     options.redis === undefined ? ledger : await installRedisLedger(context, options.redis, { accounts: options.accounts ?? 1000, openingBalance: options.openingBalance ?? 1_000_000n });
   installAccountRoutes(router, book, await installSettlement(context, options.settlement));
+  installRuntimeProbe(router, context.onClose);
   installSharedMemory(context, sharedBalances);
   // Parts plug in here: installX(context).
   await installSandboxAndAdvisor(context, sandbox, options.sandbox);
+  // GET /lint/report: govmap scan of the demo's own source, run on first request.
+  installStaticAnalysis(context);
   // X-Biz-Tag middleware (every handler runs behind it), GET /switches, /admin/switches, GET /routes, /payments.
   const switches = await installSwitches(context, { file: process.env.GOVMAP_SWITCH_FILE, adminToken: process.env.GOVMAP_ADMIN_TOKEN, ...options.switches });
   await installRouting(context, switches.board, switches.token, { routeFile: process.env.GOVMAP_ROUTE_FILE, spillFile: process.env.GOVMAP_ASYNC_SPILL, ...options.routing });
-  // GET /lint/report: govmap scan of the demo's own source, run on first request.
-  installStaticAnalysis(context);
 
   const server = createServer((req, res) => {
     void router.handle(req, res);

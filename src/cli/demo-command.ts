@@ -2,6 +2,7 @@ import { formatProgress, runLoad } from '../../demo/load.ts';
 import { startDemo } from '../../demo/server.ts';
 import { demoRedisOptions } from '../../demo/redis.ts';
 import { GovMapError } from '../../src/map/index.ts';
+import { startBareDemo } from '../../demo/bare.ts';
 
 export interface DemoCommandOptions {
   readonly port: number;
@@ -17,9 +18,11 @@ export interface DemoCommandOptions {
   readonly instance?: string;
   readonly gatewayFailureRate?: number;
   readonly gatewayLatency?: number;
+  readonly bare?: boolean;
 }
 
 export async function demoCommand(options: DemoCommandOptions): Promise<void> {
+  if (options.bare === true) return bareCommand(options);
   let demo;
   try {
     demo = await startDemo({
@@ -77,4 +80,13 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
     }
   }
   console.log('govmap demo: running; Ctrl-C to stop');
+}
+
+/** The ungoverned baseline, for `govmap bench load`. Prints the same first line as the demo. */
+async function bareCommand(options: DemoCommandOptions): Promise<void> {
+  const bare = await startBareDemo({ port: options.port, host: options.host, accounts: options.accounts });
+  console.log(`govmap demo: bare baseline (plain Map, no governance) on ${bare.url}`);
+  const shutdown = (): void => void bare.close().then(() => process.exit(0));
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
 }

@@ -47,10 +47,23 @@ program
   .option('--instance <name>', "this process's name in the breaker cluster, stable across restarts (default <hostname>-<pid>)")
   .option('--gateway-failure-rate <rate>', 'share of settlement gateway calls that fail, 0 to 1 (change it live: POST /admin/faults)', rateOption('--gateway-failure-rate'), 0)
   .option('--gateway-latency <ms>', 'settlement gateway latency, milliseconds', integerOption('--gateway-latency', 0, 60_000), 5)
+  .option('--bare', 'benchmark baseline: the same API on a plain Map, without any governance (no validator, metrics, audit)')
   .action(demoCommand);
 
 registerScanCommand(program);
 registerSandboxCommand(program);
 registerAdviseCommand(program);
+
+program
+  .command('bench')
+  .description('run a benchmark suite (map, load, …; no suite lists them): prints a table, --json adds the JSON line')
+  .argument('[suite]', 'suite name')
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .helpOption(false)
+  .action(async (suite: string | undefined, _options: unknown, command: Command) => {
+    const { benchCommand } = await import('./bench-command.ts');
+    await benchCommand(suite, command.args.slice(suite === undefined ? 0 : 1));
+  });
 
 await program.parseAsync(process.argv);
