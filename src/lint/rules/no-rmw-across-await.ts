@@ -110,7 +110,7 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
     const writeNames = new Set([...kinds.flatMap((k) => k.write), 'update', 'updateAsync']);
 
     /** Suspension points in source order: where an async function may let other code run. */
-    const suspensions: Array<{ readonly node: TSESTree.Node; readonly at: number }> = [];
+    const suspensions: Array<{ readonly node: TSESTree.Node; readonly at: number; readonly fn: TSESTree.Node }> = [];
     /** Every recognised read, by call node. */
     const reads = new Map<TSESTree.CallExpression, Access>();
     const taints = new Map<TSESLint.Scope.Variable, Taint[]>();
@@ -180,12 +180,18 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         let lastSuspension = -1;
         for (const s of suspensions) {
           if (s.at <= readEnd || s.at > write.range[1]) continue;
-          if (!contains(enclosingFunction(s.node), write) || !reaches(s.node, write)) continue;
+          if (!contains(s.fn, write) || !reaches(s.node, write)) continue;
           lastSuspension = Math.max(lastSuspension, s.at);
         }
         if (lastSuspension < 0) continue;
         if (keyReassigned(target.keyNode, readEnd, write.range[0])) continue;
-        const reread = [...reads].some(([node, r]) => node !== taint.read && r.map === target.map && r.key === target.key && node.range[0] >= lastSuspension && node.range[1] <= write.range[1]);
+        let reread = false;
+        for (const [node, r] of reads) {
+          if (node !== taint.read && r.map === target.map && r.key === target.key && node.range[0] >= lastSuspension && node.range[1] <= write.range[1]) {
+            reread = true;
+            break;
+          }
+        }
         if (reread) continue;
         return taint;
       }
@@ -215,14 +221,14 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
 
     return {
       AwaitExpression(node) {
-        suspensions.push({ node, at: node.range[1] });
+        suspensions.push({ node, at: node.range[1], fn: enclosingFunction(node) });
       },
       'ForOfStatement:exit'(node: TSESTree.ForOfStatement) {
         // Each iteration of `for await` suspends before the body runs.
-        if (node.await) suspensions.push({ node: node.right, at: node.right.range[1] });
+        if (node.await) suspensions.push({ node: node.right, at: node.right.range[1], fn: enclosingFunction(node) });
       },
       YieldExpression(node) {
-        suspensions.push({ node, at: node.range[1] });
+        suspensions.push({ node, at: node.range[1], fn: enclosingFunction(node) });
       },
       'CallExpression:exit'(node: TSESTree.CallExpression) {
         const read = access(node, readNames, 'read');
