@@ -2,7 +2,7 @@ import { CallTimeoutError, CircuitOpenError } from './errors.ts';
 import { resolveBreakerOptions } from './options.ts';
 import type { BreakerSettings, CircuitBreakerOptions } from './options.ts';
 import type { BreakerSnapshot, BreakerState } from './snapshot.ts';
-import { TimeoutBuckets } from './timeout-buckets.ts';
+import { Expirable, TimeoutBuckets } from './timeout-buckets.ts';
 import type { TimerHandle } from './clock.ts';
 
 /** What answers a call the breaker refuses: a function of the refusal, or a fixed value. Without one, the call rejects with CircuitOpenError. */
@@ -93,7 +93,7 @@ const NEVER_ABORTED = new AbortController().signal;
  * references to the caller's promise functions: a settled call retains a few words, not its
  * promise graph, and the young generation is not made to copy it.
  */
-class PendingCall<T> {
+class PendingCall<T> extends Expirable {
   settled = false;
   readonly #breaker: CircuitBreaker;
   readonly #epoch: number;
@@ -101,6 +101,7 @@ class PendingCall<T> {
   #reject: ((error: unknown) => void) | null;
 
   constructor(breaker: CircuitBreaker, epoch: number, resolve: (value: T) => void, reject: (error: unknown) => void) {
+    super();
     this.#breaker = breaker;
     this.#epoch = epoch;
     this.#resolve = resolve;
@@ -110,6 +111,7 @@ class PendingCall<T> {
   succeed(value: T): void {
     if (this.settled) return;
     this.settled = true;
+    this.leaveBucket();
     this.#breaker[RECORD](SUCCESS, this.#epoch);
     const resolve = this.#resolve!;
     this.#resolve = this.#reject = null;
@@ -119,13 +121,14 @@ class PendingCall<T> {
   fail(error: unknown): void {
     if (this.settled) return;
     this.settled = true;
+    this.leaveBucket();
     this.#breaker[RECORD](this.#breaker.countsAsFailure(error) ? FAILURE : SUCCESS, this.#epoch);
     const reject = this.#reject!;
     this.#resolve = this.#reject = null;
     reject(error);
   }
 
-  expire(): void {
+  override expire(): void {
     if (this.settled) return;
     this.settled = true;
     this.#breaker[RECORD](TIMEOUT, this.#epoch);
@@ -223,9 +226,10 @@ export class CircuitBreaker {
     const epoch = this.#admit(now);
     if (epoch < 0) return this.#refuse(fallback);
     this.inFlight++;
+    if (this.#timeouts === null) return this.#untimed(call, epoch);
     return new Promise<T>((resolve, reject) => {
       const pending = new PendingCall<T>(this, epoch, resolve, reject);
-      const signal = this.#timeouts === null ? NEVER_ABORTED : this.#timeouts.enlist(pending, now);
+      const signal = this.#timeouts!.enlist(pending, now);
       let result: T | PromiseLike<T>;
       try {
         result = call(signal);
@@ -242,6 +246,19 @@ export class CircuitBreaker {
         pending.succeed(result as T);
       }
     });
+  }
+
+  /** Without a timeout nothing can settle the call but the call itself: a plain await, the cheapest path. */
+  async #untimed<T>(call: (signal: AbortSignal) => T | PromiseLike<T>, epoch: number): Promise<T> {
+    let value: T;
+    try {
+      value = await call(NEVER_ABORTED);
+    } catch (error) {
+      this[RECORD](this.countsAsFailure(error) ? FAILURE : SUCCESS, epoch);
+      throw error;
+    }
+    this[RECORD](SUCCESS, epoch);
+    return value;
   }
 
   /** The state as of now (windows that have ended are judged first, which may trip the breaker). */

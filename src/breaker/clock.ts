@@ -64,6 +64,7 @@ export class ManualClock implements Clock {
 
   /** Moves time forward by `ms`, firing due timers on the way. */
   advance(ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`ManualClock.advance(ms): ms must be a finite number >= 0 (got ${ms})`);
     const target = this.#now + ms;
     for (;;) {
       let next: ManualTimer | undefined;

@@ -1,16 +1,35 @@
-import type { Clock, TimerHandle } from './clock.ts';
+import type { Clock } from './clock.ts';
 
-/** What a bucket does to a call whose time ran out. */
-export interface Expirable {
-  readonly settled: boolean;
-  expire(): void;
+/**
+ * A call a bucket can time out. The bucket links its calls through these fields (an intrusive
+ * doubly linked list), so a call that settles in time unlinks itself in O(1) and is garbage at
+ * once, instead of being held until its deadline.
+ */
+export class Expirable {
+  /** @internal */ prev: Expirable | null = null;
+  /** @internal */ next: Expirable | null = null;
+  /** @internal */ bucket: Bucket | null = null;
+
+  /** Called at the deadline if the call has not settled (unlinked) by then. */
+  expire(): void {}
+
+  /** The call settled: leave the bucket. */
+  leaveBucket(): void {
+    const bucket = this.bucket;
+    if (bucket === null) return;
+    this.bucket = null;
+    if (this.prev === null) bucket.head = this.next;
+    else this.prev.next = this.next;
+    if (this.next !== null) this.next.prev = this.prev;
+    this.prev = this.next = null;
+  }
 }
 
-class Bucket {
+/** @internal */
+export class Bucket {
   readonly start: number;
   readonly controller = new AbortController();
-  calls: Expirable[] = [];
-  timer: TimerHandle | null = null;
+  head: Expirable | null = null;
 
   constructor(start: number) {
     this.start = start;
@@ -20,14 +39,15 @@ class Bucket {
 /**
  * Per-call timeouts without a timer per call. Every call of a breaker has the same budget, so
  * calls started in the same millisecond share a deadline: they share one bucket, one timer and
- * one AbortController. Starting a call is an array push (plus, once per millisecond, one timer
- * and one controller), where a timer per call costs a setTimeout/clearTimeout pair and an
+ * one AbortController. Starting a call links it into the bucket (plus, once per millisecond, one
+ * timer and one controller), where a timer per call costs a setTimeout/clearTimeout pair and an
  * AbortController each.
  *
- * Invariant: a bucket for start millisecond `s` fires at `s + timeoutMs`, and `s = ceil(now)`,
- * so a call never times out before its full budget; it may be up to 1 ms late. When a bucket
- * fires, its unsettled calls expire first (counted as timeouts, their promises rejected), then
- * the shared signal aborts so their work can stop; calls that settled in time are unaffected.
+ * Invariants: a bucket for start millisecond `s` fires at `s + timeoutMs`, and `s = ceil(now)`,
+ * so a call never times out before its full budget; it may be up to 1 ms late. A bucket holds
+ * only its unsettled calls. When it fires, they expire first (counted as timeouts, their
+ * promises rejected), then the shared signal aborts so their work can stop; calls that settled
+ * in time have left and are unaffected.
  */
 export class TimeoutBuckets {
   readonly timeoutMs: number;
@@ -41,29 +61,35 @@ export class TimeoutBuckets {
     this.#reason = reason;
   }
 
-  /** Registers `call` started at `now`; returns the signal that aborts when its time is up. */
+  /** Links `call`, started at `now`; returns the signal that aborts when its time is up. */
   enlist(call: Expirable, now: number): AbortSignal {
     const start = Math.ceil(now);
     let bucket = this.#current;
     if (bucket === null || bucket.start !== start) {
       const fresh = new Bucket(start);
-      fresh.timer = this.#clock.setTimer(() => this.#fire(fresh), start + this.timeoutMs - now);
+      this.#clock.setTimer(() => this.#fire(fresh), start + this.timeoutMs - now);
       this.#current = bucket = fresh;
     }
-    bucket.calls.push(call);
+    const head = bucket.head;
+    call.next = head;
+    if (head !== null) head.prev = call;
+    bucket.head = call;
+    call.bucket = bucket;
     return bucket.controller.signal;
   }
 
   #fire(bucket: Bucket): void {
     if (this.#current === bucket) this.#current = null;
-    const calls = bucket.calls;
-    bucket.calls = [];
-    let expired = false;
-    for (const call of calls) {
-      if (call.settled) continue;
-      expired = true;
+    let call = bucket.head;
+    if (call === null) return;
+    bucket.head = null;
+    while (call !== null) {
+      const next: Expirable | null = call.next;
+      call.bucket = null;
+      call.prev = call.next = null;
       call.expire();
+      call = next;
     }
-    if (expired) bucket.controller.abort(this.#reason());
+    bucket.controller.abort(this.#reason());
   }
 }

@@ -35,7 +35,7 @@ async function window(clock: ManualClock, b: CircuitBreaker, calls: number, fail
     results.push(b.execute(fn).catch(() => undefined));
   }
   await flush(); // answers arrive first, then the timeouts fire
-  clock.advance(b.settings.timeoutMs);
+  clock.advance(Number.isFinite(b.settings.timeoutMs) ? b.settings.timeoutMs : 0);
   await Promise.all(results);
 }
 
@@ -176,6 +176,30 @@ describe('calls', () => {
       /sync/,
     );
     assert.deepEqual([b.counters.successes, b.counters.failures], [1, 1]);
+  });
+
+  test('timeoutMs: Infinity makes no timer: outcomes still count and trip the breaker', async () => {
+    const { clock, b } = breaker({ timeoutMs: Infinity, breachedWindowsToOpen: 1 });
+    let seen: AbortSignal | undefined;
+    assert.equal(
+      await b.execute((signal) => {
+        seen = signal;
+        return 'ok';
+      }),
+      'ok',
+    );
+    assert.equal(seen!.aborted, false);
+    await assert.rejects(
+      b.execute(() => {
+        throw new Error('sync');
+      }),
+      /sync/,
+    );
+    await window(clock, b, 10, 5, 0);
+    assert.equal(clock.pendingTimers, 0, 'no per-call timers');
+    clock.advance(1000);
+    assert.equal(b.state, 'OPEN');
+    assert.deepEqual([b.counters.successes, b.counters.failures], [6, 6]);
   });
 
   test('an OPEN breaker does not make the call; the fallback answers: function, static value, or CircuitOpenError', async () => {
