@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { fork } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { EtcdStateStore } from '../../src/state/index.ts';
 import { TcpProxy, etcdEndpoints } from '../state/tcp-proxy.ts';
+import { Instance } from './fixtures/instance-client.ts';
 
 /**
  * Breakers shared by real processes through a real etcd (test/infra/etcd.sh). Each instance is
@@ -13,66 +11,6 @@ import { TcpProxy, etcdEndpoints } from '../state/tcp-proxy.ts';
  * can be staged for it alone while etcd itself runs on.
  */
 const etcd = etcdEndpoints();
-const FIXTURE = fileURLToPath(new URL('./fixtures/instance.ts', import.meta.url));
-
-interface Report {
-  state: string;
-  openUntil: number | null;
-  connected: boolean;
-  writes: number;
-  adoptions: number;
-  peersOpen: number;
-  invalid: Record<string, number>;
-  answer?: string;
-  ms?: number;
-}
-
-class Instance {
-  readonly child: ChildProcess;
-  #next = 1;
-  readonly #waiting = new Map<number, (r: Report) => void>();
-  readonly ready: Promise<Report>;
-
-  constructor(env: Record<string, string>) {
-    this.child = fork(FIXTURE, { execArgv: [], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.ready = new Promise((resolve) => this.#waiting.set(0, resolve));
-    this.child.on('message', (m: Report & { id: number }) => {
-      this.#waiting.get(m.id)?.(m);
-      this.#waiting.delete(m.id);
-    });
-  }
-
-  ask(cmd: string): Promise<Report> {
-    const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`instance did not answer "${cmd}" within 10 s`)), 10_000);
-      this.#waiting.set(id, (r) => {
-        clearTimeout(timer);
-        resolve(r);
-      });
-      this.child.send({ id, cmd });
-    });
-  }
-
-  async until(what: string, check: (r: Report) => boolean, timeoutMs = 20_000): Promise<Report> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = await this.ask('state');
-      if (check(r)) return r;
-      if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}; last report ${JSON.stringify(r)}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-
-  kill(): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.child.exitCode !== null || this.child.signalCode !== null) return resolve();
-      this.child.once('exit', () => resolve());
-      this.child.kill('SIGKILL');
-    });
-  }
-}
-
 describe('breakers shared through a real etcd', { skip: 'skip' in etcd ? etcd.skip : undefined }, () => {
   const endpoints = 'endpoints' in etcd ? etcd.endpoints.split(',')[0]! : '';
 
