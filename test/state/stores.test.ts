@@ -8,6 +8,7 @@ import { EtcdStateStore, FileStateStore, MemoryStateStore, StateKeyError, StateL
 import type { StateEntry, StateEvent, StateStore } from '../../src/state/index.ts';
 import { ConfigurationError } from '../../src/map/index.ts';
 import { TcpProxy, etcdEndpoints } from './tcp-proxy.ts';
+import { PrivateEtcd, etcdBinary, freePort } from './private-etcd.ts';
 
 /**
  * One contract, three stores: every StateStore must behave the same to the breaker and the
@@ -172,31 +173,39 @@ describe('etcd store against a real etcd', { skip: 'skip' in etcd ? etcd.skip : 
     await store.close();
   });
 
-  test('compaction while a watcher is cut off: it re-lists and hands over the current content', async () => {
-    const proxy = await new TcpProxy(endpoints.split(',')[0]!).start();
+  test('compaction while a watcher is cut off: it re-lists and hands over the current content', { skip: etcdBinary() === null ? 'no etcd binary for a private etcd (compacting the shared one would disturb other tests)' : undefined }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-etcd-'));
+    dirs.push(dir);
+    const server = new PrivateEtcd(etcdBinary()!, dir, await freePort(), await freePort());
+    await server.start();
+    const proxy = await new TcpProxy(server.url).start();
     const watched = new EtcdStateStore({ endpoints: proxy.url, callTimeoutMs: 1_000, dialTimeoutMs: 1_000 });
-    const direct = new EtcdStateStore({ endpoints });
-    const sub = `/govmap-test/compaction-${randomBytes(4).toString('hex')}/`;
-    await direct.compareAndSet(`${sub}a`, '"a1"', null);
-    const r = recorder();
-    const watch = watched.watch(sub, r.handlers);
-    await until('the first reset', () => r.resets.length === 1);
-    await proxy.cut();
-    // While cut off: a changes twice, b appears, and etcd compacts the history away.
-    const a = (await direct.get(`${sub}a`))!;
-    const a2 = await direct.compareAndSet(`${sub}a`, '"a2"', a.revision);
-    assert.ok(a2.ok);
-    await direct.compareAndSet(`${sub}a`, '"a3"', a2.revision);
-    await direct.compareAndSet(`${sub}b`, '"b1"', null);
-    const client = await direct.client();
-    const head = await client.get(`${sub}a`).exec();
-    await client.kv.compact({ revision: head.header.revision, physical: true });
-    await proxy.restore();
-    await until('a second reset with the current content', () => r.resets.length >= 2, 30_000);
-    assert.deepEqual(r.resets.at(-1)!.map((e) => e.value), ['"a3"', '"b1"']);
-    await watch.close();
-    await watched.close();
-    await direct.close();
-    await proxy.close();
+    const direct = new EtcdStateStore({ endpoints: server.url });
+    try {
+      const sub = '/govmap-test/compaction/';
+      await direct.compareAndSet(`${sub}a`, '"a1"', null);
+      const r = recorder();
+      const watch = watched.watch(sub, r.handlers);
+      await until('the first reset', () => r.resets.length === 1);
+      await proxy.cut();
+      // While cut off: a changes twice, b appears, and etcd compacts the history away.
+      const a = (await direct.get(`${sub}a`))!;
+      const a2 = await direct.compareAndSet(`${sub}a`, '"a2"', a.revision);
+      assert.ok(a2.ok);
+      await direct.compareAndSet(`${sub}a`, '"a3"', a2.revision);
+      await direct.compareAndSet(`${sub}b`, '"b1"', null);
+      const client = await direct.client();
+      const head = await client.get(`${sub}a`).exec();
+      await client.kv.compact({ revision: head.header.revision, physical: true });
+      await proxy.restore();
+      await until('a second reset with the current content', () => r.resets.length >= 2, 30_000);
+      assert.deepEqual(r.resets.at(-1)!.map((e) => e.value), ['"a3"', '"b1"']);
+      await watch.close();
+    } finally {
+      await watched.close();
+      await direct.close();
+      await proxy.close();
+      await server.stop();
+    }
   });
 });
