@@ -116,8 +116,6 @@ export class Sandbox {
   readonly #cwd: string;
   readonly #onSuspect: ((suspect: LeakSuspect) => void) | undefined;
   readonly #instances = new Map<number, TrackedInstance>();
-  /** Every map ever registered, weakly: `track` must not register one twice. */
-  readonly #known = new WeakSet<SandboxedMap>();
   readonly #sites = new Map<string, SiteRecord>();
   readonly #finalization = new FinalizationRegistry<number>((id) => this.#forget(id, 'collected'));
   readonly #activeSuspects = new Set<string>();
@@ -189,10 +187,12 @@ export class Sandbox {
 
   /**
    * Tracks a map created before `start()` (its creation site is unknown). Its last access
-   * starts now. A map already tracked is left as it is.
+   * starts now. A map already tracked is left as it is. O(tracked maps): meant for the few
+   * maps a service builds before it starts the sandbox, not for a hot path (a WeakSet of known
+   * maps would make this O(1) but add ~0.5–1 µs to every map creation).
    */
   track(map: SandboxedMap): void {
-    if (this.#known.has(map)) return;
+    for (const instance of this.#instances.values()) if (instance.ref.deref() === map) return;
     this.#register(map, false);
   }
 
@@ -373,7 +373,6 @@ export class Sandbox {
       keyRises: 0,
     };
     this.#instances.set(id, instance);
-    this.#known.add(map);
     // No unregister token: registering with one costs about 10x more (V8 keeps a token table),
     // and a callback for an instance already forgotten finds nothing to do.
     this.#finalization.register(map, id);
