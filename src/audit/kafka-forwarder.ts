@@ -1,18 +1,564 @@
+import { existsSync, statSync } from 'node:fs';
+import { open, readFile, rename, writeFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Producer } from '@platformatic/kafka';
+import { AuditConfigurationError, KafkaSendTimeoutError } from './errors.ts';
 import type { AuditRecorder } from './recorder.ts';
+import { listSegments, segmentName } from './spool.ts';
 
+/**
+ * Options of the Kafka forwarder. Times are in ms.
+ */
 export interface KafkaForwarderOptions {
+  /** The spool directory to forward (the recorder's `dir`). */
   readonly dir: string;
+  /** Bootstrap brokers, `host:port`. */
   readonly brokers: readonly string[];
+  /** Topic. Default `govmap.audit`. */
   readonly topic?: string;
+  /** Kafka client id. Default `govmap-audit-forwarder`. */
+  readonly clientId?: string;
+  /**
+   * Deadline of one send, ms. Default 10,000. The client's own retries are bounded too, but an
+   * idempotent send to an unreachable broker has been seen to hang regardless: past this the
+   * producer is discarded and the batch is sent again from the last acknowledged record.
+   */
+  readonly sendTimeoutMs?: number;
+  /**
+   * Record batch compression. Default `zstd` (Node's own zlib): audit lines are repetitive JSON
+   * and compress ~15x, so a send carries many more records under the broker's size limit.
+   */
+  readonly compression?: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
+  /** Records per send. Default 20,000. */
+  readonly batchRecords?: number;
+  /**
+   * Uncompressed bytes of records per send. Default 8 MiB with compression, 512 KiB without.
+   * The compressed batch must stay under the broker's `message.max.bytes` (1 MiB by default); a
+   * send refused as too large is retried with half the bytes, down to a single record.
+   */
+  readonly batchBytes?: number;
+  /** How often an idle forwarder looks for new records, ms. Default 20. */
+  readonly pollIntervalMs?: number;
+  /** First retry delay after a failed send, doubling up to `maxBackoffMs`. Default 250. */
+  readonly backoffMs?: number;
+  /** Default 5,000. */
+  readonly maxBackoffMs?: number;
+  /**
+   * Also put the dedup key in a `govmap-dedup` header. Default false: the key is in the value
+   * already (actor, seq; see `dedupKeyOf`), and a header per record costs this client about a
+   * third of its throughput.
+   */
+  readonly dedupHeader?: boolean;
+  /** Records SINK_FAILED / SINK_RECOVERED through this recorder (set by createAuditRecorder). */
   readonly recorder?: AuditRecorder;
+  /** @internal (set by createAuditRecorder) */
   readonly actor?: string;
+  /** @internal */
   readonly key?: Uint8Array | null;
 }
 
-export interface KafkaForwarder {
-  stop(): Promise<void>;
+export interface KafkaForwarderStats {
+  readonly topic: string;
+  /** Records acknowledged by Kafka (acks=all), this process. */
+  readonly sent: number;
+  readonly sends: number;
+  /** Failed or timed-out sends. */
+  readonly errors: number;
+  readonly timeouts: number;
+  /** Highest seq acknowledged so far (this process or before, from the checkpoint). */
+  readonly ackedSeq: number;
+  /** Bytes of the spool written but not yet acknowledged by Kafka. */
+  readonly lagBytes: number;
+  /** False from a failed send until the next acknowledged one. */
+  readonly healthy: boolean;
+  readonly lastError: string | null;
+  readonly position: { readonly segment: number; readonly offset: number };
 }
 
-export function startKafkaForwarder(_options: KafkaForwarderOptions): Promise<KafkaForwarder> {
-  return Promise.reject(new Error('not yet'));
+/** Where the forwarder stands: the byte after the last acknowledged line. */
+interface Checkpoint {
+  readonly segment: number;
+  readonly offset: number;
+  readonly seq: number;
+}
+
+export const DEDUP_HEADER = 'govmap-dedup';
+const DEDUP_HEADER_BYTES = Buffer.from(DEDUP_HEADER);
+const SEAL_OR_HEADER = Buffer.from('{"v":1,"type":');
+const FINAL = Buffer.from('"final":true');
+const SEQ_AT = '{"v":1,"seq":'.length;
+const RESOURCE = Buffer.from(',"resource_id":');
+const MAP = Buffer.from(',"map":');
+const ACTOR = Buffer.from(',"actor":');
+/** Largest read of the spool per send, bytes. */
+const READ_CHUNK = 16 << 20;
+
+interface Batch {
+  readonly messages: Array<{ topic: string; key: Buffer; value: Buffer; headers?: Map<Buffer, Buffer> }>;
+  readonly end: Checkpoint;
+  /** The cursor moved (a seal, a segment change) without records to send. */
+  readonly moved: boolean;
+}
+
+/**
+ * Forwards the spool to a Kafka topic, at least once, and resumes after any outage or restart
+ * from the last acknowledged record (its checkpoint, `kafka-<topic>.checkpoint` in the spool).
+ *
+ * Each record is sent as the exact spool line, key = resource_id (or the map, or the actor, for
+ * records without one), header `govmap-dedup: <actor>:<seq>`: a consumer drops repeats by that
+ * key (see AuditDeduplicator) and gets every record exactly once. The producer is idempotent
+ * with acks=all, so the broker itself drops the repeats of a retried send within one producer
+ * session; repeats across sessions (a send whose ack was lost, then resent after a restart)
+ * are what the dedup key is for.
+ *
+ * The client (@platformatic/kafka) is imported here, lazily: a recorder without `kafka` never
+ * loads it.
+ */
+export class KafkaForwarder {
+  readonly topic: string;
+  readonly #o: Required<Pick<KafkaForwarderOptions, 'dir' | 'brokers' | 'clientId' | 'sendTimeoutMs' | 'compression' | 'batchRecords' | 'batchBytes' | 'pollIntervalMs' | 'backoffMs' | 'maxBackoffMs'>>;
+  readonly #recorder: AuditRecorder | undefined;
+  readonly #checkpointPath: string;
+  readonly #dedupHeader: boolean;
+  #producerClass: typeof Producer | undefined;
+  #producer: Producer | undefined;
+  #cursor: Checkpoint = { segment: 0, offset: 0, seq: 0 };
+  #handle: { segment: number; fh: FileHandle } | undefined;
+  #running: Promise<void> | undefined;
+  #stopping = false;
+  #wake: (() => void) | undefined;
+  #failedSince: number | null = null;
+  #lastError: string | null = null;
+  /** Shrinks when the broker refuses a batch as too large. */
+  #batchBytes = 0;
+  #sent = 0;
+  #sends = 0;
+  #errors = 0;
+  #timeouts = 0;
+
+  constructor(options: KafkaForwarderOptions) {
+    const brokers = options.brokers;
+    if (!Array.isArray(brokers) || brokers.length === 0 || !brokers.every((b) => typeof b === 'string' && /^[^\s:]+:[0-9]{1,5}$/.test(b))) {
+      throw new AuditConfigurationError('kafka.brokers', 'must be a non-empty list of "host:port"', brokers);
+    }
+    const topic = options.topic ?? 'govmap.audit';
+    const compression = options.compression ?? 'zstd';
+    if (!['none', 'gzip', 'snappy', 'lz4', 'zstd'].includes(compression)) throw new AuditConfigurationError('kafka.compression', 'must be none, gzip, snappy, lz4 or zstd', compression);
+    if (!/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new AuditConfigurationError('kafka.topic', 'must be 1-249 of [A-Za-z0-9._-] (a Kafka topic name)', topic);
+    const positive = (name: string, value: number | undefined, fallback: number): number => {
+      const v = value ?? fallback;
+      if (!(Number.isFinite(v) && v > 0)) throw new AuditConfigurationError(`kafka.${name}`, 'must be a positive number', value);
+      return v;
+    };
+    this.topic = topic;
+    this.#o = {
+      dir: options.dir,
+      brokers: (brokers as readonly string[]).slice(),
+      clientId: options.clientId ?? 'govmap-audit-forwarder',
+      sendTimeoutMs: positive('sendTimeoutMs', options.sendTimeoutMs, 10_000),
+      compression,
+      batchRecords: Math.floor(positive('batchRecords', options.batchRecords, 20_000)),
+      batchBytes: Math.floor(positive('batchBytes', options.batchBytes, compression === 'none' ? 512 << 10 : 8 << 20)),
+      pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs, 20),
+      backoffMs: positive('backoffMs', options.backoffMs, 250),
+      maxBackoffMs: positive('maxBackoffMs', options.maxBackoffMs, 5000),
+    };
+    this.#batchBytes = this.#o.batchBytes;
+    this.#recorder = options.recorder;
+    this.#dedupHeader = options.dedupHeader === true;
+    this.#checkpointPath = join(options.dir, `kafka-${topic}.checkpoint`);
+  }
+
+  /** Loads the client and the checkpoint, and starts forwarding in the background. */
+  async start(): Promise<void> {
+    const kafka = await import('@platformatic/kafka');
+    this.#producerClass = kafka.Producer;
+    this.#cursor = await this.#readCheckpoint();
+    this.#running = this.#run();
+  }
+
+  /** Stops after the send in flight (if any); the checkpoint keeps the position for the next start. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wake?.();
+    await this.#running;
+    await this.#handle?.fh.close();
+    this.#handle = undefined;
+    await this.#discardProducer();
+  }
+
+  /**
+   * Resolves once every record in the spool at the time of the call is acknowledged, or rejects
+   * after `timeoutMs` (default 60,000).
+   */
+  async drain(timeoutMs = 60_000): Promise<void> {
+    const target = this.#spoolEnd();
+    const deadline = Date.now() + timeoutMs;
+    while (!this.#reached(target)) {
+      if (Date.now() > deadline) throw new Error(`audit forwarder: not caught up within ${timeoutMs} ms (lag ${this.stats().lagBytes} bytes; last error: ${this.#lastError ?? 'none'})`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  stats(): KafkaForwarderStats {
+    return {
+      topic: this.topic,
+      sent: this.#sent,
+      sends: this.#sends,
+      errors: this.#errors,
+      timeouts: this.#timeouts,
+      ackedSeq: this.#cursor.seq,
+      lagBytes: this.#lagBytes(),
+      healthy: this.#failedSince === null,
+      lastError: this.#lastError,
+      position: { segment: this.#cursor.segment, offset: this.#cursor.offset },
+    };
+  }
+
+  // ------------------------------------------------------------------ loop
+
+  async #run(): Promise<void> {
+    let backoff = this.#o.backoffMs;
+    while (!this.#stopping) {
+      let batch: Batch;
+      try {
+        batch = await this.#readBatch();
+      } catch (error) {
+        this.#failed(error, 'SPOOL_READ_FAILED');
+        await this.#sleep(backoff);
+        continue;
+      }
+      if (batch.messages.length === 0) {
+        if (batch.moved) {
+          this.#cursor = batch.end;
+          await this.#writeCheckpoint();
+        } else {
+          await this.#sleep(this.#o.pollIntervalMs);
+        }
+        continue;
+      }
+      try {
+        await this.#send(batch.messages);
+      } catch (error) {
+        this.#errors++;
+        if (error instanceof KafkaSendTimeoutError) this.#timeouts++;
+        if (tooLarge(error)) this.#batchBytes = Math.max(1, this.#batchBytes >> 1);
+        this.#failed(error, error instanceof KafkaSendTimeoutError ? 'KAFKA_SEND_TIMEOUT' : 'KAFKA_SEND_FAILED');
+        // A producer that failed may hold a stale idempotence state (or a hung connection):
+        // start over with a new one, from the last acknowledged record.
+        await this.#discardProducer();
+        await this.#sleep(backoff);
+        backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
+        continue;
+      }
+      backoff = this.#o.backoffMs;
+      this.#sent += batch.messages.length;
+      this.#sends++;
+      this.#cursor = batch.end;
+      await this.#writeCheckpoint();
+      this.#recovered();
+    }
+  }
+
+  async #send(messages: Batch['messages']): Promise<void> {
+    const producer = this.#getProducer();
+    let timer: NodeJS.Timeout | undefined;
+    const sending = producer.send({ messages });
+    // The deadline wins the race; the losing send is left to fail on its own, unobserved.
+    sending.catch(() => undefined);
+    try {
+      await Promise.race([
+        sending,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new KafkaSendTimeoutError(this.topic, messages.length, this.#o.sendTimeoutMs)), this.#o.sendTimeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #getProducer(): Producer {
+    if (this.#producer === undefined) {
+      const ProducerClass = this.#producerClass!;
+      this.#producer = new ProducerClass({
+        clientId: this.#o.clientId,
+        bootstrapBrokers: [...this.#o.brokers],
+        idempotent: true,
+        acks: -1,
+        // Bounded: with idempotence the client otherwise retries forever.
+        retries: 3,
+        retryDelay: 250,
+        timeout: Math.min(this.#o.sendTimeoutMs, 5000),
+        compression: this.#o.compression,
+        connectTimeout: Math.min(this.#o.sendTimeoutMs, 3000),
+        autocreateTopics: true,
+      });
+      this.#producer.on('error', () => undefined);
+    }
+    return this.#producer;
+  }
+
+  async #discardProducer(): Promise<void> {
+    const producer = this.#producer;
+    this.#producer = undefined;
+    if (producer === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([producer.close(true).catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))]);
+    clearTimeout(timer);
+  }
+
+  #failed(error: unknown, reason: string): void {
+    this.#lastError = error instanceof Error ? error.message : String(error);
+    if (this.#failedSince !== null) return;
+    this.#failedSince = Date.now();
+    this.#recorder?.recordSinkEvent('SINK_FAILED', reason, `kafka topic ${this.topic} (${this.#o.brokers.join(',')}): ${this.#lastError}`);
+  }
+
+  #recovered(): void {
+    if (this.#failedSince === null) return;
+    const down = Date.now() - this.#failedSince;
+    this.#failedSince = null;
+    this.#recorder?.recordSinkEvent('SINK_RECOVERED', 'KAFKA', `kafka topic ${this.topic}: sends acknowledged again after ${down} ms; resumed from the last acknowledged record`);
+  }
+
+  async #sleep(ms: number): Promise<void> {
+    if (this.#stopping) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#wake = undefined;
+  }
+
+  // ------------------------------------------------------------------ spool reading
+
+  async #readBatch(): Promise<Batch> {
+    const cursor = this.#cursor;
+    if (cursor.segment === 0) {
+      const first = listSegments(this.#o.dir)[0];
+      if (first === undefined) return { messages: [], end: cursor, moved: false };
+      return { messages: [], end: { segment: first.segment, offset: 0, seq: cursor.seq }, moved: true };
+    }
+    const fh = await this.#file(cursor.segment);
+    if (fh === null) return { messages: [], end: cursor, moved: false };
+    const size = Math.min(READ_CHUNK, this.#batchBytes + (64 << 10));
+    const chunk = Buffer.allocUnsafe(size);
+    const { bytesRead } = await fh.read(chunk, 0, size, cursor.offset);
+    const messages: Batch['messages'] = [];
+    let at = 0;
+    let seq = cursor.seq;
+    let end = cursor.offset;
+    let bytes = 0;
+    while (messages.length < this.#o.batchRecords && (bytes < this.#batchBytes || messages.length === 0)) {
+      const nl = chunk.indexOf(10, at);
+      if (nl === -1 || nl >= bytesRead) break;
+      const line = chunk.subarray(at, nl);
+      at = nl + 1;
+      end = cursor.offset + at;
+      if (line.subarray(0, SEAL_OR_HEADER.length).equals(SEAL_OR_HEADER)) {
+        if (line.includes(FINAL)) {
+          // The segment is complete: nothing is appended after its final seal.
+          if (messages.length > 0) return { messages, end: { segment: cursor.segment, offset: end, seq }, moved: true };
+          return { messages, end: { segment: cursor.segment + 1, offset: 0, seq }, moved: true };
+        }
+        continue;
+      }
+      const record = this.#message(line);
+      if (record === null) continue; // damaged (a torn line after a crash): verify reports it
+      messages.push(record.message);
+      bytes += line.length + 64;
+      if (record.seq > seq) seq = record.seq;
+    }
+    return { messages, end: { segment: cursor.segment, offset: end, seq }, moved: end !== cursor.offset };
+  }
+
+  #message(line: Buffer): { seq: number; message: Batch['messages'][number] } | null {
+    const seq = seqOf(line);
+    if (seq === 0) return null;
+    const actor = jsonStringAt(line, line.indexOf(ACTOR) + ACTOR.length);
+    if (actor === null) return null;
+    let key = jsonStringAt(line, line.indexOf(RESOURCE) + RESOURCE.length);
+    key ??= jsonStringAt(line, line.indexOf(MAP) + MAP.length) ?? actor;
+    const message: Batch['messages'][number] = { topic: this.topic, key, value: line };
+    if (this.#dedupHeader) message.headers = new Map([[DEDUP_HEADER_BYTES, Buffer.from(`${actor.toString('utf8')}:${seq}`)]]);
+    return { seq, message };
+  }
+
+  async #file(segment: number): Promise<FileHandle | null> {
+    if (this.#handle?.segment === segment) return this.#handle.fh;
+    await this.#handle?.fh.close();
+    this.#handle = undefined;
+    const path = join(this.#o.dir, segmentName(segment));
+    if (!existsSync(path)) return null;
+    this.#handle = { segment, fh: await open(path, 'r') };
+    return this.#handle.fh;
+  }
+
+  #spoolEnd(): Checkpoint {
+    const segments = listSegments(this.#o.dir);
+    const last = segments.at(-1);
+    if (last === undefined) return { segment: 0, offset: 0, seq: 0 };
+    return { segment: last.segment, offset: statSync(last.path).size, seq: 0 };
+  }
+
+  /** Caught up with `target`: everything before it is acknowledged (seals at the end don't count). */
+  #reached(target: Checkpoint): boolean {
+    const c = this.#cursor;
+    if (c.segment > target.segment) return true;
+    if (c.segment < target.segment) return false;
+    if (c.offset >= target.offset) return true;
+    return this.#onlySealsBetween(c, target);
+  }
+
+  #onlySealsBetween(from: Checkpoint, to: Checkpoint): boolean {
+    // The tail after the last record may be seal lines only: nothing to forward there.
+    return this.#lagBytes(from, to) === 0;
+  }
+
+  #lagBytes(from: Checkpoint = this.#cursor, to?: Checkpoint): number {
+    let lag = 0;
+    for (const s of listSegments(this.#o.dir)) {
+      if (s.segment < from.segment || (to !== undefined && s.segment > to.segment)) continue;
+      const size = to !== undefined && s.segment === to.segment ? to.offset : statSync(s.path).size;
+      lag += Math.max(0, size - (s.segment === from.segment ? from.offset : 0));
+    }
+    return from.segment === 0 ? lag : lag;
+  }
+
+  async #readCheckpoint(): Promise<Checkpoint> {
+    if (!existsSync(this.#checkpointPath)) return { segment: 0, offset: 0, seq: 0 };
+    const value = JSON.parse(await readFile(this.#checkpointPath, 'utf8')) as Partial<Checkpoint>;
+    if (!Number.isSafeInteger(value.segment) || !Number.isSafeInteger(value.offset) || !Number.isSafeInteger(value.seq)) {
+      throw new AuditConfigurationError('kafka checkpoint', `${this.#checkpointPath} is not a forwarder checkpoint; move it away to forward from the start`);
+    }
+    return value as Checkpoint;
+  }
+
+  async #writeCheckpoint(): Promise<void> {
+    const tmp = `${this.#checkpointPath}.tmp`;
+    await writeFile(tmp, JSON.stringify({ ...this.#cursor, topic: this.topic, updatedAt: new Date().toISOString() }));
+    await rename(tmp, this.#checkpointPath);
+  }
+}
+
+/** The broker refused a record batch as larger than its `message.max.bytes`. */
+function tooLarge(error: unknown): boolean {
+  const seen = new Set<unknown>();
+  const walk = (e: unknown): boolean => {
+    if (e === null || typeof e !== 'object' || seen.has(e)) return false;
+    seen.add(e);
+    const x = e as { apiId?: unknown; errors?: unknown };
+    if (x.apiId === 'MESSAGE_TOO_LARGE') return true;
+    return Array.isArray(x.errors) && x.errors.some(walk);
+  };
+  return walk(error);
+}
+
+/** The seq of a record line (its fixed prefix), 0 when the line is not a record. */
+function seqOf(line: Buffer): number {
+  let seq = 0;
+  let i = SEQ_AT;
+  for (; i < line.length && i < SEQ_AT + 16; i++) {
+    const c = line[i]!;
+    if (c < 48 || c > 57) break;
+    seq = seq * 10 + (c - 48);
+  }
+  return i === SEQ_AT ? 0 : seq;
+}
+
+/**
+ * The dedup key `<actor>:<seq>` of a record as it arrives from Kafka (the message value), or null
+ * for something that is not an audit record.
+ */
+export function dedupKeyOf(value: Buffer | string): string | null {
+  const line = typeof value === 'string' ? Buffer.from(value) : value;
+  const seq = seqOf(line);
+  const actor = jsonStringAt(line, line.indexOf(ACTOR) + ACTOR.length);
+  return seq === 0 || actor === null ? null : `${actor.toString('utf8')}:${seq}`;
+}
+
+/** The bytes of the JSON string starting at `at` (a `"`), unescaped; null for `null` or damage. */
+function jsonStringAt(line: Buffer, at: number): Buffer | null {
+  if (at <= 0 || line[at] !== 34) return null;
+  let escaped = false;
+  for (let i = at + 1; i < line.length; i++) {
+    const c = line[i]!;
+    if (c === 92) {
+      escaped = true;
+      i++;
+    } else if (c === 34) {
+      if (!escaped) return line.subarray(at + 1, i);
+      try {
+        return Buffer.from(JSON.parse(line.toString('utf8', at, i + 1)) as string);
+      } catch {
+        return null;
+      }
+    }
+  }
+  return null;
+}
+
+export async function startKafkaForwarder(options: KafkaForwarderOptions): Promise<KafkaForwarder> {
+  const forwarder = new KafkaForwarder(options);
+  await forwarder.start();
+  return forwarder;
+}
+
+/**
+ * Exactly-once on the consumer side: accepts a record the first time its (actor, seq) is seen.
+ * Memory per actor: the highest seq below which everything was seen, plus the seqs seen above it
+ * (a small set, since records arrive nearly in order). Seqs that never come (named by an
+ * AUDIT_GAP) would hold that mark back; past `maxPending` seqs held, the mark jumps to the
+ * lowest held one, so memory stays bounded and only a repeat older than that would slip through.
+ */
+export class AuditDeduplicator {
+  readonly #actors = new Map<string, { through: number; above: Set<number> }>();
+  readonly #maxPending: number;
+  #duplicates = 0;
+
+  constructor(maxPending = 1_000_000) {
+    this.#maxPending = maxPending;
+  }
+
+  /** Accepts a Kafka message value (an audit record line): true the first time only. */
+  acceptRecord(value: Buffer | string): boolean {
+    const key = dedupKeyOf(value);
+    return key === null ? false : this.accept(key);
+  }
+
+  /** `dedup` is a dedup key (`<actor>:<seq>`, as in the optional header). True the first time only. */
+  accept(dedup: string): boolean {
+    const cut = dedup.lastIndexOf(':');
+    const actor = dedup.slice(0, cut);
+    const seq = Number(dedup.slice(cut + 1));
+    let state = this.#actors.get(actor);
+    if (state === undefined) {
+      state = { through: 0, above: new Set() };
+      this.#actors.set(actor, state);
+    }
+    if (seq <= state.through || state.above.has(seq)) {
+      this.#duplicates++;
+      return false;
+    }
+    state.above.add(seq);
+    if (state.above.size > this.#maxPending) {
+      let lowest = seq;
+      for (const held of state.above) if (held < lowest) lowest = held;
+      state.through = lowest - 1;
+    }
+    while (state.above.has(state.through + 1)) {
+      state.above.delete(state.through + 1);
+      state.through++;
+    }
+    return true;
+  }
+
+  get duplicates(): number {
+    return this.#duplicates;
+  }
 }

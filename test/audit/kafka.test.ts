@@ -1,0 +1,279 @@
+/**
+ * The Kafka forwarder against a real broker (test/infra/kafka.sh; GOVMAP_KAFKA_BROKERS). Without
+ * the variable these tests skip with the reason, and fail under CI.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, test } from 'node:test';
+import type { TestContext } from 'node:test';
+import { Consumer } from '@platformatic/kafka';
+import { AuditDeduplicator, createAuditRecorder, dedupKeyOf, verifySpool } from '../../src/audit/index.ts';
+import type { AuditRecorder } from '../../src/audit/index.ts';
+import { balances, readSpool, segmentFiles, tempSpool } from './helpers.ts';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const BROKERS = process.env.GOVMAP_KAFKA_BROKERS?.split(',').filter((b) => b !== '') ?? [];
+const CI = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
+const KAFKA_SH = fileURLToPath(new URL('../infra/kafka.sh', import.meta.url));
+
+function needKafka(t: TestContext): boolean {
+  if (BROKERS.length > 0) return true;
+  const reason = 'GOVMAP_KAFKA_BROKERS is not set: start Kafka with `bash test/infra/kafka.sh start` and export GOVMAP_KAFKA_BROKERS=127.0.0.1:9092';
+  if (CI) assert.fail(`under CI the Kafka tests must run: ${reason}`);
+  t.skip(reason);
+  return false;
+}
+
+function uniqueTopic(name: string): string {
+  return `govmap.audit.test.${name}.${process.pid}.${Date.now()}`;
+}
+
+/** Every record line of the spool, by dedup key (what Kafka must end up holding). */
+function spoolRecords(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const file of segmentFiles(dir)) {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const key = line === '' ? null : dedupKeyOf(line);
+      if (key !== null) out.set(key, line);
+    }
+  }
+  return out;
+}
+
+interface Consumed {
+  readonly byKey: Map<string, { value: string; key: string }>;
+  readonly messages: number;
+  readonly duplicates: number;
+}
+
+/** Reads the topic from the start until every expected dedup key has arrived (or the deadline). */
+async function consumeAll(topic: string, expected: ReadonlySet<string>, timeoutMs: number): Promise<Consumed> {
+  const consumer = new Consumer({ groupId: `${topic}.reader.${Math.random()}`, clientId: 'govmap-audit-test-reader', bootstrapBrokers: BROKERS, maxWaitTime: 200 });
+  const stream = await consumer.consume({ topics: [topic], mode: 'earliest', autocommit: false });
+  const dedup = new AuditDeduplicator();
+  const byKey = new Map<string, { value: string; key: string }>();
+  let messages = 0;
+  let missing = expected.size;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`consumed ${expected.size - missing} of ${expected.size} records of ${topic} within ${timeoutMs} ms`)), timeoutMs);
+      stream.on('error', reject);
+      stream.on('data', (message: { key: Buffer; value: Buffer }) => {
+        messages++;
+        const value = message.value.toString('utf8');
+        const key = dedupKeyOf(value);
+        if (key === null || !dedup.accept(key)) return;
+        byKey.set(key, { value, key: message.key.toString('utf8') });
+        if (expected.has(key)) missing--;
+        if (missing === 0) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+  } finally {
+    await stream.close().catch(() => undefined);
+    await consumer.close(true).catch(() => undefined);
+  }
+  return { byKey, messages, duplicates: dedup.duplicates };
+}
+
+function assertAllArrived(records: ReadonlyMap<string, string>, consumed: Consumed): number {
+  for (const [key, line] of records) {
+    const got = consumed.byKey.get(key);
+    assert.ok(got !== undefined, `record ${key} reached Kafka`);
+    assert.equal(got.value, line, `record ${key} arrived as written in the spool`);
+  }
+  return records.size;
+}
+
+function kafkaPid(): number | null {
+  const status = spawnSync('bash', [KAFKA_SH, 'status'], { encoding: 'utf8' });
+  const match = /\(pid ([0-9]+)/.exec(status.stdout);
+  return match === null ? null : Number(match[1]);
+}
+
+async function stream(audit: AuditRecorder, map: ReturnType<typeof balances>, events: number, start: number): Promise<void> {
+  for (let i = start; i < start + events; i++) {
+    const key = `acct-${i % 500}`;
+    if (i % 4 === 0) map.store(key, BigInt(i));
+    else map.load(key);
+    if (i % 5000 === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  await audit.flush();
+}
+
+describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
+  test('every record arrives as its spool line, keyed by resource_id', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('basic');
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-1', kafka: { brokers: BROKERS, topic } });
+    const map = balances();
+    audit.attach(map);
+    await stream(audit, map, 2000, 0);
+    await audit.forwarder!.drain(60_000);
+    const records = spoolRecords(dir);
+    const consumed = await consumeAll(topic, new Set(records.keys()), 60_000);
+    await audit.stop();
+    assertAllArrived(records, consumed);
+    for (const { value, key } of consumed.byKey.values()) {
+      const record = JSON.parse(value) as { resource_id: string | null; map: string | null; actor: string };
+      assert.equal(key, record.resource_id ?? record.map ?? record.actor, 'the message key is the resource id');
+    }
+    assert.equal(audit.forwarder!.stats().errors, 0);
+  });
+
+  test('Kafka stopped for 30 s in the middle of 100,000 events: every event arrives, none left duplicated after dedup', { timeout: 300_000 }, async (t) => {
+    if (!needKafka(t)) return;
+    const pid = kafkaPid();
+    if (pid === null) {
+      const reason = 'the broker was not started by test/infra/kafka.sh here, so this test cannot stop it';
+      if (CI) assert.fail(reason);
+      t.skip(reason);
+      return;
+    }
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('outage');
+    const audit = await createAuditRecorder({
+      dir,
+      actor: 'clearing/kafka-outage',
+      kafka: { brokers: BROKERS, topic, sendTimeoutMs: 3000, backoffMs: 250, maxBackoffMs: 2000, batchRecords: 5000 },
+    });
+    const map = balances();
+    audit.attach(map);
+    let resumed = false;
+    const resume = (): void => {
+      if (!resumed) execFileSync('kill', ['-CONT', String(pid)]);
+      resumed = true;
+    };
+    t.after(resume);
+
+    await stream(audit, map, 30_000, 0);
+    await audit.forwarder!.drain(60_000);
+    // The broker stops answering (SIGSTOP: its connections stay open and go silent, which is
+    // the failure that makes an unbounded idempotent send hang) while records keep coming.
+    execFileSync('kill', ['-STOP', String(pid)]);
+    const stoppedAt = Date.now();
+    let n = 30_000;
+    while (Date.now() - stoppedAt < 30_000) {
+      await stream(audit, map, 2000, n);
+      n += 2000;
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    }
+    const during = audit.forwarder!.stats();
+    assert.equal(during.healthy, false, 'the forwarder noticed the outage');
+    assert.ok(during.lagBytes > 0, 'records wait in the spool');
+    resume();
+    await stream(audit, map, 100_000 - n, n);
+    await audit.forwarder!.drain(120_000);
+    const after = audit.forwarder!.stats();
+    assert.equal(after.healthy, true);
+    assert.ok(after.timeouts + after.errors > 0);
+
+    const records = spoolRecords(dir);
+    assert.ok(records.size >= 100_000, `${records.size} records`);
+    const consumed = await consumeAll(topic, new Set(records.keys()), 120_000);
+    await audit.stop();
+    const delivered = assertAllArrived(records, consumed);
+    t.diagnostic(`${delivered} records delivered; ${consumed.messages} messages read, ${consumed.duplicates} duplicates dropped; ${after.timeouts} send timeouts, ${after.errors} failed sends`);
+    const sink = readSpool(dir).events.filter((e) => e.op_type === 'SINK_FAILED' || e.op_type === 'SINK_RECOVERED');
+    assert.deepEqual(
+      sink.map((e) => e.op_type),
+      ['SINK_FAILED', 'SINK_RECOVERED'],
+      'the outage is in the audit trail itself',
+    );
+    assert.match(sink[0]!.reason!, /^KAFKA_SEND_(TIMEOUT|FAILED)$/);
+    assert.equal(verifySpool(dir).ok, true);
+  });
+
+  test('a restarted forwarder resumes from its last acknowledged record', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('resume');
+    const options = { dir, actor: 'clearing/kafka-resume', kafka: { brokers: BROKERS, topic } };
+    let audit = await createAuditRecorder(options);
+    let map = balances();
+    audit.attach(map);
+    await stream(audit, map, 20_000, 0);
+    await audit.forwarder!.drain(60_000);
+    const firstSent = audit.forwarder!.stats().sent;
+    await stream(audit, map, 10_000, 20_000);
+    await audit.stop(); // records still unsent stay in the spool, behind the checkpoint
+    audit = await createAuditRecorder(options);
+    map = balances();
+    audit.attach(map);
+    await stream(audit, map, 10_000, 30_000);
+    await audit.forwarder!.drain(60_000);
+    const records = spoolRecords(dir);
+    const consumed = await consumeAll(topic, new Set(records.keys()), 60_000);
+    await audit.stop();
+    assertAllArrived(records, consumed);
+    assert.ok(firstSent >= 20_000);
+    // At least once: only a batch in flight at the restart can come twice.
+    assert.ok(consumed.messages - records.size <= 20_000, `${consumed.messages - records.size} repeats`);
+  });
+
+  test('kafka.sh stop, then start (a fresh broker): the forwarder reconnects and forwards what was recorded meanwhile', { timeout: 300_000 }, async (t) => {
+    if (!needKafka(t)) return;
+    if (kafkaPid() === null) {
+      const reason = 'the broker was not started by test/infra/kafka.sh here, so this test cannot restart it';
+      if (CI) assert.fail(reason);
+      t.skip(reason);
+      return;
+    }
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('restart');
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-restart', kafka: { brokers: BROKERS, topic, sendTimeoutMs: 3000, maxBackoffMs: 2000 } });
+    const map = balances();
+    audit.attach(map);
+    await stream(audit, map, 5000, 0);
+    await audit.forwarder!.drain(60_000);
+    const ackedBefore = audit.forwarder!.stats().ackedSeq;
+    execFileSync('bash', [KAFKA_SH, 'stop'], { stdio: 'ignore' });
+    try {
+      await stream(audit, map, 5000, 5000);
+      await new Promise((resolve) => setTimeout(resolve, 4000));
+      assert.equal(audit.forwarder!.stats().healthy, false);
+    } finally {
+      // The script starts a fresh, empty broker: what was acknowledged before is gone with the
+      // old one; what was recorded since the last acknowledgement must arrive on the new one.
+      execFileSync('bash', [KAFKA_SH, 'start'], { stdio: 'ignore' });
+    }
+    await audit.forwarder!.drain(180_000);
+    const after = [...spoolRecords(dir)].filter(([, line]) => (JSON.parse(line) as { seq: number }).seq > ackedBefore);
+    const consumed = await consumeAll(topic, new Set(after.map(([key]) => key)), 120_000);
+    await audit.stop();
+    for (const [key, line] of after) assert.equal(consumed.byKey.get(key)?.value, line, `record ${key} recorded after the last acknowledgement arrived`);
+    assert.ok(after.length >= 5000);
+  });
+});
+
+describe('the Kafka client loads lazily', () => {
+  test('a recorder without the kafka option never loads @platformatic/kafka', (t) => {
+    const dir = tempSpool(t);
+    const scriptFile = join(dir, '..', 'lazy.mjs');
+    writeFileSync(
+      scriptFile,
+      `
+      import { registerHooks } from 'node:module';
+      const loaded = [];
+      registerHooks({ resolve(specifier, context, next) { if (specifier.includes('platformatic/kafka')) loaded.push(specifier); return next(specifier, context); } });
+      const { createAuditRecorder } = await import(${JSON.stringify(new URL('../../src/audit/index.ts', import.meta.url).href)});
+      const audit = await createAuditRecorder({ dir: ${JSON.stringify(dir)}, actor: 'svc/lazy' });
+      await audit.stop();
+      const without = [...loaded];
+      // The control: with the option, the client is loaded (no broker needed for that).
+      const withKafka = await createAuditRecorder({ dir: ${JSON.stringify(`${dir}-kafka`)}, actor: 'svc/lazy', kafka: { brokers: ['127.0.0.1:1'] } });
+      await withKafka.stop();
+      console.log(JSON.stringify({ without, with: loaded.length }));
+    `,
+    );
+    const out = execFileSync(process.execPath, [scriptFile], { encoding: 'utf8' });
+    const result = JSON.parse(out.trim().split('\n').at(-1)!) as { without: string[]; with: number };
+    assert.deepEqual(result.without, []);
+    assert.ok(result.with > 0, 'the hook does see the client when the kafka option is given');
+  });
+});
