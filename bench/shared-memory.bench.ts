@@ -54,12 +54,7 @@ const suite: Suite = async ({ progress, quick }) => {
   const runners = [await start('runner'), await start('runner')];
   const owner = await start('owner');
 
-  const ask = (worker: Worker, request: RunRequest): Promise<RunReply> =>
-    new Promise((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-      worker.postMessage(request);
-    });
+  const ask = (worker: Worker, request: RunRequest): Promise<RunReply> => request1<RunReply>(worker, request);
   /** Aggregate ops/s of `threads` workers running the mix together. */
   const measure = async (contender: Contender, threads: number, readsPerWrite: number, ops: number): Promise<number> => {
     const replies = await Promise.all(
@@ -135,6 +130,23 @@ const suite: Suite = async ({ progress, quick }) => {
     ],
   };
 };
+
+/** One request, one reply; both listeners removed whichever comes first. */
+function request1<T>(worker: Worker, message: unknown): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error): void => {
+      worker.off('message', onMessage);
+      reject(error);
+    };
+    const onMessage = (reply: T): void => {
+      worker.off('error', onError);
+      resolve(reply);
+    };
+    worker.once('message', onMessage);
+    worker.once('error', onError);
+    worker.postMessage(message);
+  });
+}
 
 function fmt(opsPerSecond: number): string {
   return `${(opsPerSecond / 1e6).toFixed(2)}M`;

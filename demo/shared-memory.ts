@@ -48,8 +48,17 @@ export function installSharedMemory(context: DemoContext, store: SharedInt64Stor
     );
   const scan = (worker: Worker, request: ScanRequest): Promise<ScanReply> =>
     new Promise((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
+      // Listeners removed on either outcome: one scan per request must not pile them up.
+      const onError = (error: Error): void => {
+        worker.off('message', onMessage);
+        reject(error);
+      };
+      const onMessage = (reply: ScanReply): void => {
+        worker.off('error', onError);
+        resolve(reply);
+      };
+      worker.once('message', onMessage);
+      worker.once('error', onError);
       worker.postMessage(request);
     });
 

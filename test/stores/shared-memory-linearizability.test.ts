@@ -128,8 +128,16 @@ async function startPool(handle: SharedMapHandle, records: boolean, racy: boolea
         workers.map(
           (w) =>
             new Promise<OpResult[][]>((resolve, reject) => {
-              w.once('message', resolve);
-              w.once('error', reject);
+              const onError = (error: Error): void => {
+                w.off('message', onMessage);
+                reject(error);
+              };
+              const onMessage = (reply: OpResult[][]): void => {
+                w.off('error', onError);
+                resolve(reply);
+              };
+              w.once('message', onMessage);
+              w.once('error', onError);
               w.postMessage(batch);
             }),
         ),
