@@ -273,6 +273,7 @@ export class Advisor {
   }
 
   async #syncAll(): Promise<void> {
+    if (this.stateStore === null) return; // counts live in memory only: nothing to read or write
     const now = this.#clock();
     for (const f of this.#followed.values()) await f.weeks.sync(this.stateStore, now);
   }
