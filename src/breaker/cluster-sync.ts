@@ -34,12 +34,12 @@ export interface BreakerClusterSyncOptions {
   /** Backoff between retries of failed writes: first and largest wait, milliseconds. Default 100 and 5,000. */
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
+  /** While another instance holds the right to probe, ask again this often, milliseconds (the release is also watched). Default 1,000. */
+  readonly probeRetryMs?: number;
   /** Where warnings go (invalid snapshots, store failures). Default: console.warn. */
   readonly log?: (message: string, details: Record<string, unknown>) => void;
 }
 
-/** The right to probe was asked for but is held by another instance: check again this often, milliseconds. */
-const PROBE_RETRY_MS = 1_000;
 const INSTANCE = /^[A-Za-z0-9_.:-]{1,128}$/;
 const PREFIX = /^\/[A-Za-z0-9_./-]{0,127}[^/]$|^\/$/;
 
@@ -51,6 +51,8 @@ interface PeerReport {
 interface ProbeHolder {
   readonly instance: string;
   readonly revision: bigint;
+  /** When the holder took the right (its clock, epoch ms). */
+  readonly since: number;
 }
 
 class SyncCounters {
@@ -104,6 +106,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   readonly #startTimeoutMs: number;
   readonly #retryMinMs: number;
   readonly #retryMaxMs: number;
+  readonly #probeRetryMs: number;
   readonly #log: (message: string, details: Record<string, unknown>) => void;
   readonly #circuitPrefix: string;
   readonly #probePrefix: string;
@@ -146,6 +149,10 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     if (quorum !== 'majority' && !(typeof quorum === 'number' && quorum > 0 && quorum <= 1)) throw new ConfigurationError('openQuorum', '"majority" or a fraction above 0 and at most 1', quorum);
     const ttl = options.leaseTtlSeconds ?? 30;
     if (!Number.isInteger(ttl) || ttl < 2 || ttl > 86_400) throw new ConfigurationError('leaseTtlSeconds', 'a whole number of seconds from 2 to 86400', ttl);
+    for (const option of ['startTimeoutMs', 'retryMinMs', 'retryMaxMs', 'probeRetryMs'] as const) {
+      const value = options[option];
+      if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 600_000)) throw new ConfigurationError(option, 'a whole number of milliseconds from 1 to 600000', value);
+    }
     this.store = options.store;
     this.instance = options.instance;
     this.prefix = prefix === '/' ? '' : prefix;
@@ -154,6 +161,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     this.#startTimeoutMs = options.startTimeoutMs ?? 3_000;
     this.#retryMinMs = options.retryMinMs ?? 100;
     this.#retryMaxMs = options.retryMaxMs ?? 5_000;
+    this.#probeRetryMs = options.probeRetryMs ?? 1_000;
     this.#backoff = this.#retryMinMs;
     this.#log = options.log ?? ((message, details) => console.warn(`govmap breaker sync: ${message}`, details));
     this.#circuitPrefix = `${this.prefix}/circuit/`;
@@ -369,21 +377,40 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     const service = key.slice(this.#probePrefix.length);
     if (!key.startsWith(this.#probePrefix) || service.length === 0) return;
     if (event.type === 'delete') {
+      const holder = this.#probeHolders.get(service);
       this.#probeHolders.delete(service);
+      if (holder !== undefined && holder.instance !== this.instance) this.#verdictOf(service, holder);
       if (this.#awaitingProbe.has(service)) this.#acquireProbe(service);
       return;
     }
     let instance: unknown;
+    let since: unknown;
     try {
-      instance = (JSON.parse(event.entry.value) as { instance?: unknown }).instance;
+      ({ instance, since } = JSON.parse(event.entry.value) as { instance?: unknown; since?: unknown });
     } catch {
       instance = undefined;
     }
-    if (typeof instance !== 'string') {
+    const sinceMs = typeof since === 'string' ? Date.parse(since) : NaN;
+    if (typeof instance !== 'string' || !Number.isFinite(sinceMs)) {
       this.#invalid(event.entry.key, 'invalid_probe_holder');
       return;
     }
-    this.#probeHolders.set(service, { instance, revision: event.entry.revision });
+    this.#probeHolders.set(service, { instance, revision: event.entry.revision, since: sinceMs });
+  }
+
+  /**
+   * The holder gave the right back. It writes its verdict before releasing, and the watch
+   * delivers in order, so its snapshot in the view is the verdict: CLOSED since it took the
+   * right means its probes passed (an OPEN one: they failed, and whoever waits probes next).
+   * Writes coalesce, so the holder's HALF_OPEN may never have been seen: this is the signal.
+   */
+  #verdictOf(service: string, holder: ProbeHolder): void {
+    const report = this.#view.get(service)?.get(holder.instance)?.snapshot;
+    if (report === undefined || report.state !== 'CLOSED') return;
+    const closedAt = Date.parse(report.since);
+    if (closedAt < holder.since) return;
+    this.#provenHealthyAt.set(service, Math.max(this.#provenHealthyAt.get(service) ?? 0, closedAt));
+    if (this.#breakers.get(service)?.adoptProbeVerdict() === true) this.counters.adoptions++;
   }
 
   #onStatus(status: 'connected' | 'disconnected', error?: unknown): void {
@@ -431,7 +458,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     const holder = this.#probeHolders.get(service);
     if (holder?.instance === this.instance) return true;
     this.#awaitingProbe.add(service);
-    this.#probeTimer ??= setInterval(() => this.#retryProbes(), PROBE_RETRY_MS).unref();
+    this.#probeTimer ??= setInterval(() => this.#retryProbes(), this.#probeRetryMs).unref();
     if (holder === undefined) this.#acquireProbe(service);
     return false;
   }
@@ -452,13 +479,25 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     const lease = this.#lease;
     if (lease === null || lease.lost) return;
     this.#acquiring.add(service);
-    const value = JSON.stringify({ instance: this.instance, since: new Date().toISOString() });
+    // The breaker's clock, the one its snapshots' `since` come from: the verdict is judged by comparing the two.
+    const since = this.#breakers.get(service)?.settings.clock.now() ?? Date.now();
+    const value = JSON.stringify({ instance: this.instance, since: new Date(since).toISOString() });
     this.store
       .compareAndSet(`${this.#probePrefix}${service}`, value, null, { lease })
       .then((result) => {
         this.#setConnected(true);
-        if (result.ok) this.#probeHolders.set(service, { instance: this.instance, revision: result.revision });
-        else if (result.current !== undefined) this.#onProbeEvent({ type: 'put', entry: result.current });
+        if (result.ok) {
+          this.#probeHolders.set(service, { instance: this.instance, revision: result.revision, since });
+          // Won too late (the breaker closed meanwhile, on another's verdict, or was evicted):
+          // give it back at once, or every other instance would wait for it at the next outage.
+          if (this.#breakers.get(service)?.awaitingProbeRight !== true) {
+            this.#probeHolders.delete(service);
+            this.#pendingRelease.set(service, result.revision);
+            this.#scheduleFlush(0);
+          }
+        } else if (result.current !== undefined) {
+          this.#onProbeEvent({ type: 'put', entry: result.current });
+        }
         this.#grantIfHeld(service);
       })
       .catch((error: unknown) => {
@@ -537,6 +576,9 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
         }
       }
       for (const [service, revision] of [...this.#pendingRelease]) {
+        // Only once the verdict is written: a transition that arrived while this flush was
+        // writing an older snapshot is still dirty, and goes first on the next round.
+        if (this.#dirty.has(service)) continue;
         await this.store.delete(`${this.#probePrefix}${service}`, revision);
         this.#pendingRelease.delete(service);
       }

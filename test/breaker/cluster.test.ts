@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { BreakerClusterSync, CircuitBreaker, decodeSnapshot } from '../../src/breaker/index.ts';
 import type { CircuitBreakerOptions } from '../../src/breaker/index.ts';
-import { MemoryStateStore } from '../../src/state/index.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FileStateStore, MemoryStateStore } from '../../src/state/index.ts';
+import type { StateStore } from '../../src/state/index.ts';
 
 /**
  * The cluster policy on the in-process store: several "instances" (a sync and a breaker each)
@@ -21,7 +25,7 @@ async function until(what: string, check: () => boolean, timeoutMs = 3_000): Pro
 
 const options: CircuitBreakerOptions = { name: 'settlement', breachedWindowsToOpen: 1, minimumCalls: 4, windowMs: 50, openDurationMs: 400, halfOpenProbes: 2, timeoutMs: 1_000 };
 
-async function instance(store: MemoryStateStore, name: string, extra: Partial<ConstructorParameters<typeof BreakerClusterSync>[0]> = {}): Promise<{ sync: BreakerClusterSync; breaker: CircuitBreaker }> {
+async function instance(store: StateStore, name: string, extra: Partial<ConstructorParameters<typeof BreakerClusterSync>[0]> = {}): Promise<{ sync: BreakerClusterSync; breaker: CircuitBreaker }> {
   const sync = new BreakerClusterSync({ store, instance: name, log: quiet, ...extra });
   await sync.start();
   const breaker = new CircuitBreaker(options);
@@ -93,6 +97,26 @@ describe('cluster sync on the memory store', () => {
     await again.breaker.execute(() => made++).catch(() => undefined);
     assert.equal(made, 0);
     await again.sync.close();
+  });
+
+  test('with the file store, a restarted process (a new store on the same directory) resumes OPEN', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-breaker-'));
+    try {
+      const first = new FileStateStore({ directory: dir, pollIntervalMs: 20 });
+      const a = await instance(first, 'a');
+      await trip(a.breaker);
+      await a.sync.close();
+      await first.close();
+      a.breaker.dispose();
+      const second = new FileStateStore({ directory: dir, pollIntervalMs: 20 });
+      const again = await instance(second, 'a');
+      assert.equal(again.breaker.state, 'OPEN');
+      assert.equal(await again.breaker.execute(() => 'made', { value: 'fallback' }), 'fallback');
+      await again.sync.close();
+      await second.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('only one instance probes; when its probes pass the others close too', async () => {
