@@ -4,6 +4,7 @@ import { demoCommand } from './demo-command.ts';
 import { registerScanCommand } from './scan-command.ts';
 import { registerSandboxCommand } from './sandbox-command.ts';
 import { registerAdviseCommand } from './advise-command.ts';
+import { registerAuditCommand } from './audit-command.ts';
 
 /** Parses a whole number option, naming the option and the rule when it is not one. */
 export function integerOption(name: string, min: number, max: number): (raw: string) => number {
@@ -47,12 +48,14 @@ program
   .option('--instance <name>', "this process's name in the breaker cluster, stable across restarts (default <hostname>-<pid>)")
   .option('--gateway-failure-rate <rate>', 'share of settlement gateway calls that fail, 0 to 1 (change it live: POST /admin/faults)', rateOption('--gateway-failure-rate'), 0)
   .option('--gateway-latency <ms>', 'settlement gateway latency, milliseconds', integerOption('--gateway-latency', 0, 60_000), 5)
+  .option('--no-traffic', 'no background traffic (by default the demo sends itself a few payments, transfers and reads a second, so the dashboard at / shows live data)')
   .option('--bare', 'benchmark baseline: the same API on a plain Map, without any governance (no validator, metrics, audit)')
   .action(demoCommand);
 
 registerScanCommand(program);
 registerSandboxCommand(program);
 registerAdviseCommand(program);
+registerAuditCommand(program, integerOption);
 
 program
   .command('bench')

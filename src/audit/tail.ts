@@ -1,0 +1,92 @@
+import { existsSync, statSync } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { listSegments, SEGMENT_PATTERN } from './spool.ts';
+import type { SegmentFile } from './spool.ts';
+
+export interface TailOptions {
+  /** How many of the last records to print first. Default 10. */
+  readonly lines?: number;
+  /** Keep printing records as they are written, across rotations, until `signal` aborts. */
+  readonly follow?: boolean;
+  /** Also print SEAL and SEGMENT lines. Default false: records only. */
+  readonly seals?: boolean;
+  /** How often to look for new bytes when following, ms. Default 200. */
+  readonly pollMs?: number;
+  readonly signal?: AbortSignal;
+  /** Receives each line (without its newline). */
+  readonly write: (line: string) => void;
+}
+
+const CHAIN_LINE = /^\{"v":1,"type":"(SEAL|SEGMENT)"/;
+
+/**
+ * `tail` for a spool: the last records of a directory of segments (or one segment file), then,
+ * with `follow`, each new record as it is appended, moving to the next segment once the current
+ * one is sealed final. Lines are printed exactly as stored (pipe them to `jq`).
+ */
+export async function tailSpool(path: string, options: TailOptions): Promise<void> {
+  const keep = (line: string): boolean => line !== '' && (options.seals === true || !CHAIN_LINE.test(line));
+  const isDir = existsSync(path) && statSync(path).isDirectory();
+  const segments = (): SegmentFile[] => {
+    if (isDir) return listSegments(path);
+    const match = SEGMENT_PATTERN.exec(basename(path));
+    return [{ segment: match === null ? 0 : Number(match[1]), name: basename(path), path }];
+  };
+  const files = segments();
+  if (files.length === 0 || (!isDir && !existsSync(path))) throw new Error(`no audit segments at ${path}`);
+
+  // The last N records: walk back through the segments until enough are found.
+  const wanted = options.lines ?? 10;
+  const tail: string[] = [];
+  for (let i = files.length - 1; i >= 0 && tail.length < wanted; i--) {
+    const lines = (await readFile(files[i]!.path, 'utf8')).split('\n').filter(keep);
+    tail.unshift(...lines.slice(Math.max(0, lines.length - (wanted - tail.length))));
+  }
+  for (const line of tail) options.write(line);
+  if (options.follow !== true) return;
+
+  let current = files.at(-1)!;
+  let offset = statSync(current.path).size;
+  let carry = '';
+  const pollMs = options.pollMs ?? 200;
+  while (options.signal?.aborted !== true) {
+    const fh = await open(current.path, 'r');
+    let finalSeen = false;
+    try {
+      const size = (await fh.stat()).size;
+      if (size > offset) {
+        const buffer = Buffer.allocUnsafe(size - offset);
+        const { bytesRead } = await fh.read(buffer, 0, buffer.length, offset);
+        offset += bytesRead;
+        const text = carry + buffer.toString('utf8', 0, bytesRead);
+        const lines = text.split('\n');
+        carry = lines.pop()!;
+        for (const line of lines) {
+          if (keep(line)) options.write(line);
+          if (line.startsWith('{"v":1,"type":"SEAL"') && line.includes('"final":true')) finalSeen = true;
+        }
+      }
+    } finally {
+      await fh.close();
+    }
+    const next = isDir ? join(path, `audit-${String(current.segment + 1).padStart(6, '0')}.jsonl`) : null;
+    if (finalSeen && next !== null && existsSync(next)) {
+      current = { segment: current.segment + 1, name: basename(next), path: next };
+      offset = 0;
+      carry = '';
+      continue;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, pollMs);
+      options.signal?.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        { once: true },
+      );
+    });
+  }
+}

@@ -1,0 +1,88 @@
+import { Option } from 'commander';
+import type { Command, CommanderError } from 'commander';
+
+/** Exit statuses of `govmap audit verify`: 0 intact, 1 tampered or damaged, 2 usage error. */
+export const EXIT_TAMPERED = 1;
+export const EXIT_USAGE = 2;
+
+interface VerifyOptions {
+  readonly keyFile?: string;
+  readonly keyEnv?: string;
+  readonly json?: boolean;
+}
+
+interface TailOptions {
+  readonly lines: number;
+  readonly follow?: boolean;
+  readonly seals?: boolean;
+}
+
+/** Adds `govmap audit verify <path>` and `govmap audit tail <path>` to the program. */
+export function registerAuditCommand(program: Command, integerOption: (name: string, min: number, max: number) => (raw: string) => number): void {
+  const audit = program.command('audit').description('check and follow a govmap audit spool (see docs/audit.md)');
+  audit
+    .command('verify')
+    .description('check the tamper-evident chain of a spool directory (or one segment file) and name the first bad record; exit 1 if any')
+    .argument('<path>', 'spool directory (e.g. ./.govmap/audit) or one audit-NNNNNN.jsonl segment')
+    .option('--key-file <file>', 'the HMAC key file the spool was written with')
+    .option('--key-env <name>', 'environment variable holding the HMAC key')
+    .option('--json', 'print the report as one JSON object')
+    .exitOverride((error: CommanderError) => {
+      process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
+    })
+    .action(verifyCommand);
+  audit
+    .command('tail')
+    .description('print the last records of a spool; with -f, keep printing new ones (across rotations) until Ctrl-C')
+    .argument('<path>', 'spool directory or one segment file')
+    .addOption(new Option('-n, --lines <n>', 'how many of the last records to print').default(10).argParser(integerOption('--lines', 0, 1_000_000)))
+    .option('-f, --follow', 'keep printing records as they are written')
+    .option('--seals', 'also print SEAL and SEGMENT lines')
+    .action(tailCommand);
+}
+
+async function verifyCommand(path: string, options: VerifyOptions): Promise<void> {
+  const { verifySpool, formatVerifyReport } = await import('../audit/verify.ts');
+  const { loadKey } = await import('../audit/options.ts');
+  if (options.keyFile !== undefined && options.keyEnv !== undefined) {
+    console.error('govmap audit verify: give the key once: --key-file or --key-env, not both');
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
+  let key: Uint8Array | null = null;
+  try {
+    if (options.keyFile !== undefined) key = loadKey({ file: options.keyFile });
+    if (options.keyEnv !== undefined) key = loadKey({ env: options.keyEnv });
+  } catch (error) {
+    console.error(`govmap audit verify: ${(error as Error).message}`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
+  const report = verifySpool(path, { key });
+  if (options.json === true) console.log(JSON.stringify(report));
+  else console.log(formatVerifyReport(report));
+  process.exitCode = report.ok ? 0 : EXIT_TAMPERED;
+}
+
+async function tailCommand(path: string, options: TailOptions): Promise<void> {
+  const { tailSpool } = await import('../audit/tail.ts');
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    await tailSpool(path, {
+      lines: options.lines,
+      follow: options.follow === true,
+      seals: options.seals === true,
+      signal: controller.signal,
+      write: (line) => process.stdout.write(`${line}\n`),
+    });
+  } catch (error) {
+    console.error(`govmap audit tail: ${(error as Error).message}`);
+    process.exitCode = EXIT_USAGE;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}

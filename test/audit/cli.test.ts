@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createAuditRecorder } from '../../src/audit/index.ts';
+import { balances, segmentFiles, tempSpool } from './helpers.ts';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function spool(dir: string, extra: Record<string, unknown> = {}): Promise<void> {
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/cli', ...extra });
+  const map = balances();
+  audit.attach(map);
+  for (let i = 0; i < 300; i++) {
+    map.store(`acct-${i % 10}`, BigInt(i));
+    map.load(`acct-${i % 10}`);
+  }
+  await audit.stop();
+}
+
+describe('govmap audit verify', () => {
+  test('an intact spool: exit 0 and a one-line OK', async (t) => {
+    const dir = tempSpool(t);
+    await spool(dir);
+    const { code, stdout } = await run(['audit', 'verify', dir]);
+    assert.equal(code, 0, stdout);
+    assert.match(stdout, /^OK: .*603 records \(seq 1\.\.603\).*chain intact/);
+    const json = await run(['audit', 'verify', dir, '--json']);
+    assert.equal(json.code, 0);
+    assert.equal((JSON.parse(json.stdout) as { ok: boolean; records: number }).records, 603, '600 operations, AUDIT_STARTED, MAP_ATTACHED, AUDIT_STOPPED');
+  });
+
+  test('a damaged spool: exit 1, naming the file and line of the first bad record', async (t) => {
+    const dir = tempSpool(t);
+    await spool(dir);
+    const file = segmentFiles(dir)[0]!;
+    const lines = readFileSync(file, 'utf8').split('\n');
+    lines.splice(100, 1);
+    writeFileSync(file, lines.join('\n'));
+    const { code, stdout } = await run(['audit', 'verify', dir]);
+    assert.equal(code, 1, stdout);
+    assert.match(stdout, new RegExp(`^FAILED: .*\\n  first bad record: ${basename(file)}:(100|101) `));
+  });
+
+  test('a keyed spool needs its key; usage errors exit 2', async (t) => {
+    const dir = tempSpool(t);
+    const env = { GOVMAP_TEST_CLI_KEY: 'cli-test-key-of-at-least-16-bytes' };
+    process.env.GOVMAP_TEST_CLI_KEY = env.GOVMAP_TEST_CLI_KEY;
+    t.after(() => delete process.env.GOVMAP_TEST_CLI_KEY);
+    await spool(dir, { hmacKey: { env: 'GOVMAP_TEST_CLI_KEY' } });
+    assert.equal((await run(['audit', 'verify', dir, '--key-env', 'GOVMAP_TEST_CLI_KEY'], env)).code, 0);
+    const keyFile = join(dir, '..', 'key');
+    writeFileSync(keyFile, `${env.GOVMAP_TEST_CLI_KEY}\n`);
+    assert.equal((await run(['audit', 'verify', dir, '--key-file', keyFile])).code, 0);
+    const without = await run(['audit', 'verify', dir]);
+    assert.equal(without.code, 1);
+    assert.match(without.stdout, /verify with the spool key/);
+    const missingKey = await run(['audit', 'verify', dir, '--key-file', join(dir, 'nope')]);
+    assert.equal(missingKey.code, 2);
+    assert.match(missingKey.stderr, /cannot read the key file/);
+    assert.equal((await run(['audit', 'verify'])).code, 2);
+  });
+});
+
+describe('govmap audit tail', () => {
+  test('prints the last records; -f follows new ones until interrupted', async (t) => {
+    const dir = tempSpool(t);
+    await spool(dir);
+    const last = await run(['audit', 'tail', dir, '-n', '3']);
+    assert.equal(last.code, 0);
+    const lines = last.stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; op_type: string });
+    assert.equal(lines.length, 3, 'three records, no seal lines');
+    assert.equal(lines.at(-1)!.op_type, 'AUDIT_STOPPED');
+
+    const child = spawn(process.execPath, [cli, 'audit', 'tail', dir, '-n', '1', '-f'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    // Following starts once the last record is printed.
+    const ready = Date.now() + 15_000;
+    while (!out.includes('AUDIT_STOPPED') && Date.now() < ready) await new Promise((resolve) => setTimeout(resolve, 50));
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/cli', maxSegmentBytes: 65_536 });
+    const map = balances();
+    audit.attach(map);
+    for (let i = 0; i < 400; i++) map.store(`followed-${i}`, 1n);
+    await audit.stop();
+    const deadline = Date.now() + 15_000;
+    while (!out.includes('"resource_id":"followed-399"') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    child.kill('SIGINT');
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    assert.equal(code, 0);
+    const followed = out.split('\n').filter((l) => l.includes('"followed-'));
+    assert.equal(followed.length, 400, 'every new record, across the rotation to a new segment');
+    assert.ok(segmentFiles(dir).length > 1, 'the followed writes rotated segments');
+  });
+});
