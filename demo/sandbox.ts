@@ -99,7 +99,8 @@ export async function installSandboxAndAdvisor(context: DemoContext, sandbox: Sa
 
 /** The shape of the leak the drill demonstrates: a map per request, parked where nobody reads it. */
 function leakOneMap(requestNo: number): GovernedMap<string, string> {
-  const perRequest = new GovernedMap<string, string>({ name: 'drill_quote_cache', validate: () => true });
+  // The leak is the point of the drill; the validator is still a real one (a quote is a pair and a price).
+  const perRequest = new GovernedMap<string, string>({ name: 'drill_quote_cache', validate: (_key, quote) => /^[A-Z]{6} [0-9]+\.[0-9]+$/.test(quote) || 'QUOTE_MALFORMED' });
   perRequest.store(`quote:${requestNo}`, 'EURUSD 1.0842');
   return perRequest;
 }
