@@ -77,7 +77,8 @@ class ServiceProcess {
     const cli = fileURLToPath(new URL(`../src/cli/main.${ext}`, import.meta.url));
     // Its own working directory: the governed demo writes its audit spool under ./.govmap.
     this.workDir = mkdtempSync(join(tmpdir(), `govmap-load-${mode}-`));
-    const args = [cli, 'demo', '--port', '0', '--accounts', String(accounts), ...(mode === 'bare' ? ['--bare'] : [])];
+    // --no-traffic: the demo's background traffic would add to the load being measured.
+    const args = [cli, 'demo', '--port', '0', '--accounts', String(accounts), '--no-traffic', ...(mode === 'bare' ? ['--bare'] : [])];
     this.child = spawn(process.execPath, args, { cwd: this.workDir, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     this.url = new Promise((resolveUrl, reject) => {

@@ -4,8 +4,26 @@ import { formatAmount, parsePositiveAmount } from './money.ts';
 import type { Router } from './router.ts';
 import type { TransferSettlement } from './breaker.ts';
 
+/** Lines one statement answers at most. */
+const MAX_STATEMENT_LINES = 1000;
+const STATEMENT_PREFIX = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
 /** The clearing API: balances, credits, debits and transfers in integer minor units. */
 export function installAccountRoutes(router: Router, ledger: BalanceBook, settlement?: TransferSettlement): void {
+  // GET /accounts?prefix=acct-0001&limit=100: a statement of the accounts under a prefix, one range walk.
+  router.route('GET', /^\/accounts$/, (req, res) => {
+    const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
+    const prefix = query.get('prefix') ?? '';
+    const limitText = query.get('limit') ?? '100';
+    if (!STATEMENT_PREFIX.test(prefix)) throw new HttpError(400, 'STATEMENT_PREFIX_INVALID', '"prefix" is 1 to 64 of letters, digits, "_" and "-" (an account id\'s start)');
+    if (!/^[0-9]{1,4}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > MAX_STATEMENT_LINES) {
+      throw new HttpError(400, 'STATEMENT_LIMIT_INVALID', `"limit" is a whole number from 1 to ${MAX_STATEMENT_LINES}`);
+    }
+    if (ledger.statement === undefined) throw new HttpError(501, 'STATEMENT_NOT_AVAILABLE', 'statements walk the balances map; this balance store cannot walk its keys');
+    const lines = ledger.statement(prefix, Number(limitText));
+    sendJson(res, 200, { prefix, accounts: lines.map((l) => ({ id: l.id, balance: formatAmount(l.balance) })) });
+  });
+
   router.route('GET', /^\/accounts\/([^/]+)$/, async (_req, res, [id]) => sendJson(res, 200, { id, balance: formatAmount(await ledger.balance(id!)) }));
 
   router.route('POST', /^\/accounts\/([^/]+)\/(credit|debit)$/, async (req, res, [id, direction]) => {
@@ -26,6 +44,8 @@ export function installAccountRoutes(router: Router, ledger: BalanceBook, settle
     const result = await ledger.transfer(body.from, body.to, amount);
     // Booked first; settlement then goes through the org's circuit breaker (demo/breaker.ts).
     const settled = await settlement?.settle(req, { from: body.from, to: body.to, amount });
+    // Same header as a degraded routed answer: a client (and the dashboard) tells it from a settled one.
+    if (settled?.status === 'queued') res.setHeader('x-govmap-degraded', `settlement-queued; reason=${settled.reason}`);
     sendJson(res, 200, {
       from: { id: body.from, balance: formatAmount(result.from) },
       to: { id: body.to, balance: formatAmount(result.to) },

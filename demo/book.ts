@@ -12,4 +12,6 @@ export interface BalanceBook {
   credit(id: string, amount: bigint): bigint | Promise<bigint>;
   debit(id: string, amount: bigint): bigint | Promise<bigint>;
   transfer(from: string, to: string, amount: bigint): { from: bigint; to: bigint } | Promise<{ from: bigint; to: bigint }>;
+  /** Accounts whose id starts with `prefix`, in id order, at most `limit` (a range walk); absent where the store cannot walk. */
+  statement?(prefix: string, limit: number): Array<{ id: string; balance: bigint }>;
 }

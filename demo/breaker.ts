@@ -1,4 +1,4 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,7 +14,7 @@ export interface DemoSettlementOptions {
   readonly etcd?: string;
   /** This process's instance name in the cluster, stable across restarts. Default `<hostname>-<pid>`. */
   readonly instance?: string;
-  /** Bearer token for POST /admin/faults. Default: random, announced at start. */
+  /** Bearer token for POST /admin/faults. Default: the demo's one admin token (DemoOptions.adminToken). */
   readonly adminToken?: string;
   /** Initial share of gateway calls that fail (0..1). Default 0. */
   readonly failureRate?: number;
@@ -31,35 +31,111 @@ export interface TransferSettlement {
   settle(req: IncomingMessage, transfer: { from: string; to: string; amount: bigint }): Promise<SettlementOutcome>;
 }
 
+/** A fault setting: the share of calls that fail (0..1) and the latency, milliseconds. */
+export interface GatewayFault {
+  readonly failureRate: number;
+  readonly latencyMs: number;
+}
+
+/** Orgs with their own fault at once: the admin endpoint cannot grow the gateway without bound. */
+export const MAX_FAULTED_ORGS = 1000;
+
 /**
  * The simulated settlement gateway: answers after `latencyMs` (abortable), and fails an exact
  * share `failureRate` of calls, spread evenly (an accumulator, not randomness, so a demo run
  * shows the same rates every time).
+ *
+ * Faults are per org: `failureRate`/`latencyMs` apply to every org without its own setting;
+ * `setOrgFault` gives one org its own, so exactly that org's settlements fail or slow down (its
+ * breaker opens, its traffic degrades) while every other org is served as before. Each org
+ * keeps its own accumulator per kind of call, so one org's failures never shift another's.
  */
 export class SettlementGateway {
   failureRate: number;
   latencyMs: number;
   calls = 0;
-  #accumulator = 0;
+  readonly #orgFaults = new Map<string, GatewayFault>();
+  /** Accumulators by `<kind>:<org>` (kind: settle, routed); the default's under `settle:*`. */
+  readonly #accumulators = new Map<string, number>();
 
   constructor(failureRate = 0, latencyMs = 5) {
     this.failureRate = failureRate;
     this.latencyMs = latencyMs;
   }
 
+  /** The fault `org` is under: its own, or the default. */
+  faultOf(org: string): GatewayFault {
+    return this.#orgFaults.get(org) ?? { failureRate: this.failureRate, latencyMs: this.latencyMs };
+  }
+
+  /** Orgs with their own fault. */
+  orgFaults(): Record<string, GatewayFault> {
+    return Object.fromEntries(this.#orgFaults);
+  }
+
+  /** Gives `org` its own fault (unset fields keep the org's current setting). */
+  setOrgFault(org: string, patch: { readonly failureRate?: number; readonly latencyMs?: number }): GatewayFault {
+    const current = this.faultOf(org);
+    const next = { failureRate: patch.failureRate ?? current.failureRate, latencyMs: patch.latencyMs ?? current.latencyMs };
+    this.#orgFaults.set(org, next);
+    return next;
+  }
+
+  /** Puts `org` back under the default fault. */
+  clearOrgFault(org: string): void {
+    this.#orgFaults.delete(org);
+    for (const kind of ['settle', 'routed']) this.#accumulators.delete(`${kind}:${org}`);
+  }
+
   async settle(org: string, amount: bigint, signal: AbortSignal): Promise<string> {
     const n = ++this.calls;
-    if (this.latencyMs > 0) await sleep(this.latencyMs, undefined, { signal });
-    this.#accumulator += this.failureRate;
-    if (this.#accumulator >= 1 - 1e-9) {
-      this.#accumulator -= 1;
-      throw new Error(`settlement gateway: 503 for ${org} (${formatAmount(amount)})`);
-    }
+    const own = this.#orgFaults.get(org);
+    await this.#apply(`settle:${own === undefined ? '*' : org}`, own ?? this.faultOf(org), signal, () => `settlement gateway: 503 for ${org} (${formatAmount(amount)})`);
     return `stl-${n}`;
+  }
+
+  /**
+   * Another call made on behalf of `org` (a routed payment's downstream): slowed down and failed
+   * by the org's own fault; orgs without one pass at once (their route's target has its own knobs).
+   */
+  async disturb(org: string | undefined, signal: AbortSignal): Promise<void> {
+    const own = org === undefined ? undefined : this.#orgFaults.get(org);
+    if (own === undefined) return;
+    await this.#apply(`routed:${org!}`, own, signal, () => `settlement gateway: 503 for ${org!}`);
+  }
+
+  async #apply(accumulator: string, fault: GatewayFault, signal: AbortSignal, message: () => string): Promise<void> {
+    if (fault.latencyMs > 0) await sleep(fault.latencyMs, undefined, { signal });
+    const sum = (this.#accumulators.get(accumulator) ?? 0) + fault.failureRate;
+    if (sum >= 1 - 1e-9) {
+      this.#accumulators.set(accumulator, sum - 1);
+      throw new Error(message());
+    }
+    this.#accumulators.set(accumulator, sum);
   }
 }
 
 const ORG_TAG = /(?:^|\|)orgId:([A-Za-z0-9_.-]{1,64})(?:\||$)/;
+/** An orgId as X-Biz-Tag values are written (DESIGN.md). */
+const ORG_ID = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Settlement as the rest of the demo sees it: transfers settle through it; the dashboard reads its state. */
+export interface DemoSettlement extends TransferSettlement {
+  readonly gateway: SettlementGateway;
+  /** One breaker per org ("settlement:<org>"). */
+  readonly breakers: BreakerGroup;
+  /** What GET /breakers answers. */
+  status(): SettlementStatus;
+}
+
+export interface SettlementStatus {
+  readonly instance: string;
+  readonly store: string;
+  readonly connected: boolean;
+  readonly gateway: GatewayFault & { readonly calls: number; readonly orgs: Record<string, GatewayFault> };
+  readonly settlementsQueued: number;
+  readonly breakers: ReadonlyArray<Record<string, unknown>>;
+}
 
 /**
  * Settlement of transfers through a per-org breaker group ("settlement", one breaker per
@@ -68,19 +144,25 @@ const ORG_TAG = /(?:^|\|)orgId:([A-Za-z0-9_.-]{1,64})(?:\||$)/;
  * (OPEN) or the gateway fails or times out, the settlement is queued for a later batch: the
  * booking stands, and a failing gateway is not hammered.
  *
- * Routes: GET /breakers (states, cluster view, gateway faults); POST /admin/faults (bearer
- * token) to make the gateway fail or slow down. Metrics go to the demo's /metrics.
+ * Routes: GET /breakers (states, cluster view, gateway faults); POST /admin/faults (the demo's
+ * admin token) to make the gateway fail or slow down, for every org or for one
+ * (`{"org":"2002","failureRate":1}`; `{"org":"2002","reset":true}` puts it back). Metrics go to
+ * the demo's /metrics.
  */
-export async function installSettlement(context: DemoContext, options: DemoSettlementOptions = {}): Promise<TransferSettlement> {
+export async function installSettlement(context: DemoContext, options: DemoSettlementOptions = {}): Promise<DemoSettlement> {
   const gateway = new SettlementGateway(options.failureRate ?? 0, options.latencyMs ?? 5);
-  const group = new BreakerGroup({ name: 'settlement', maxBreakers: 10_000, idleEvictionMs: 600_000, openDurationMs: 10_000 });
+  // minimumCalls 1: the demo's background traffic settles about one transfer per org a second,
+  // so a window of one org rarely holds the default 10 calls; three consecutive breached
+  // windows (the specification's rule) still decide, so one failure alone never trips a breaker.
+  const group = new BreakerGroup({ name: 'settlement', maxBreakers: 10_000, idleEvictionMs: 600_000, openDurationMs: 10_000, minimumCalls: 1 });
   const metrics = new BreakerMetrics({ registry: context.metrics.registry }).trackGroup(group);
   const store: StateStore = options.etcd !== undefined ? new EtcdStateStore({ endpoints: options.etcd }) : new MemoryStateStore();
   const sync = new BreakerClusterSync({ store, instance: options.instance ?? `${hostname()}-${process.pid}`, leaseTtlSeconds: 30 });
   await sync.start();
   sync.attachGroup(group);
   metrics.trackSync(sync);
-  const token = options.adminToken ?? randomBytes(12).toString('hex');
+  const token = options.adminToken ?? context.admin.token;
+  const shownToken = options.adminToken === undefined ? context.admin.shown : '$GOVMAP_ADMIN_TOKEN';
   let queued = 0;
 
   context.onClose(async () => {
@@ -89,10 +171,15 @@ export async function installSettlement(context: DemoContext, options: DemoSettl
     await store.close();
   });
   context.announce(`settlement: transfers settle through per-org breakers (state store: ${store.kind}${options.etcd !== undefined ? ` ${options.etcd}` : ''}, instance ${sync.instance}); see GET /breakers`);
-  context.announce(`faults: curl -X POST <url>/admin/faults -H 'authorization: Bearer ${token}' -H 'content-type: application/json' -d '{"failureRate":0.8,"latencyMs":300}'`);
+  context.announce(`faults: curl -X POST <url>/admin/faults -H 'authorization: Bearer ${shownToken}' -H 'content-type: application/json' -d '{"org":"2002","failureRate":1}'`);
 
-  context.router.route('GET', /^\/breakers$/, (_req, res) => {
-    const breakers = [...group.breakers()].map((b) => ({
+  const status = (): SettlementStatus => ({
+    instance: sync.instance,
+    store: store.kind,
+    connected: sync.connected,
+    gateway: { failureRate: gateway.failureRate, latencyMs: gateway.latencyMs, calls: gateway.calls, orgs: gateway.orgFaults() },
+    settlementsQueued: queued,
+    breakers: [...group.breakers()].map((b) => ({
       key: b.key,
       breaker: b.id,
       ...b.snapshot(),
@@ -100,31 +187,42 @@ export async function installSettlement(context: DemoContext, options: DemoSettl
       awaitingProbeRight: b.awaitingProbeRight,
       calls: { ...b.counters },
       cluster: Object.fromEntries(sync.reports(b.id)),
-    }));
-    sendJson(res, 200, {
-      instance: sync.instance,
-      store: store.kind,
-      connected: sync.connected,
-      gateway: { failureRate: gateway.failureRate, latencyMs: gateway.latencyMs, calls: gateway.calls },
-      settlementsQueued: queued,
-      breakers,
-    });
+    })),
   });
+  context.router.route('GET', /^\/breakers$/, (_req, res) => sendJson(res, 200, status()));
 
   context.router.route('POST', /^\/admin\/faults$/, async (req, res) => {
     const given = Buffer.from(String(req.headers.authorization ?? ''));
     const expected = Buffer.from(`Bearer ${token}`);
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      throw new HttpError(401, 'ADMIN_TOKEN_REQUIRED', 'send the admin token announced at start as "authorization: Bearer <token>"');
+      throw new HttpError(401, 'ADMIN_TOKEN_REQUIRED', 'send the admin token as "authorization: Bearer <token>" (GOVMAP_ADMIN_TOKEN, or the one printed at start)');
     }
     const body = await readJsonObject(req);
-    assertOnlyFields(body, ['failureRate', 'latencyMs']);
-    const { failureRate, latencyMs } = body;
+    assertOnlyFields(body, ['org', 'failureRate', 'latencyMs', 'reset']);
+    const { org, failureRate, latencyMs, reset } = body;
+    if (org !== undefined && (typeof org !== 'string' || !ORG_ID.test(org))) {
+      throw new HttpError(400, 'FAULT_ORG_INVALID', '"org" is an orgId as in X-Biz-Tag: 1 to 64 of [A-Za-z0-9_.-]');
+    }
     if (failureRate !== undefined && (typeof failureRate !== 'number' || !(failureRate >= 0 && failureRate <= 1))) {
       throw new HttpError(400, 'FAULT_RATE_INVALID', '"failureRate" is a number from 0 to 1');
     }
     if (latencyMs !== undefined && (typeof latencyMs !== 'number' || !Number.isInteger(latencyMs) || latencyMs < 0 || latencyMs > 60_000)) {
       throw new HttpError(400, 'FAULT_LATENCY_INVALID', '"latencyMs" is a whole number of milliseconds from 0 to 60000');
+    }
+    if (reset !== undefined && reset !== true) throw new HttpError(400, 'FAULT_RESET_INVALID', '"reset" is true (put the org back under the default fault) or absent');
+    if (reset === true && (org === undefined || failureRate !== undefined || latencyMs !== undefined)) {
+      throw new HttpError(400, 'FAULT_RESET_INVALID', '"reset" takes an "org" and no "failureRate" or "latencyMs"');
+    }
+    if (typeof org === 'string') {
+      if (reset === true) gateway.clearOrgFault(org);
+      else {
+        if (!(org in gateway.orgFaults()) && Object.keys(gateway.orgFaults()).length >= MAX_FAULTED_ORGS) {
+          throw new HttpError(409, 'FAULT_ORGS_FULL', `at most ${MAX_FAULTED_ORGS} orgs have their own fault; reset one first`);
+        }
+        gateway.setOrgFault(org, { failureRate, latencyMs });
+      }
+      sendJson(res, 200, { org, own: org in gateway.orgFaults(), ...gateway.faultOf(org) });
+      return;
     }
     if (failureRate !== undefined) gateway.failureRate = failureRate;
     if (latencyMs !== undefined) gateway.latencyMs = latencyMs;
@@ -132,6 +230,9 @@ export async function installSettlement(context: DemoContext, options: DemoSettl
   });
 
   return {
+    gateway,
+    breakers: group,
+    status,
     async settle(req, transfer): Promise<SettlementOutcome> {
       const tag = req.headers['x-biz-tag'];
       const org = (typeof tag === 'string' ? ORG_TAG.exec(tag)?.[1] : undefined) ?? 'default';

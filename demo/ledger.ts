@@ -89,6 +89,19 @@ export class Ledger {
     }
   }
 
+  /**
+   * The balances of the accounts whose id starts with `prefix`, in id order, at most `limit`: one
+   * range walk over a consistent snapshot (a branch statement), so no transfer tears it.
+   */
+  statement(prefix: string, limit: number): Array<{ id: string; balance: bigint }> {
+    const lines: Array<{ id: string; balance: bigint }> = [];
+    this.balances.range((id, balance) => {
+      lines.push({ id, balance });
+      return lines.length < limit;
+    }, { prefix });
+    return lines;
+  }
+
   #apply(id: string, delta: bigint): bigint {
     assertAccountId(id);
     return this.balances.update(id, (balance) => {

@@ -19,6 +19,21 @@ export interface DemoRoutingOptions {
   readonly spillFile?: string;
   /** How long shutdown keeps processing queued payments, ms. Default 5000. */
   readonly drainMs?: number;
+  /**
+   * The settlement gateway's per-org faults (demo/breaker.ts `SettlementGateway.disturb`), applied
+   * before a routed call made for that org: a fault set for one org fails or slows exactly that
+   * org's payments, so its route's breaker opens and its degradation starts. Default: none.
+   */
+  readonly orgFaults?: (org: string | undefined, signal: AbortSignal) => Promise<void>;
+}
+
+/** Routing as the rest of the demo sees it (the dashboard reads its state). */
+export interface DemoRouting {
+  readonly router: RouteRouter;
+  /** One breaker per route ("routes:<route id>"). */
+  readonly breakers: BreakerGroup;
+  /** Fault knobs of each routed target (POST /admin/routing/faults). */
+  targets(): Record<string, { failureRate: number; latencyMs: number; calls: number; failures: number }>;
 }
 
 /**
@@ -91,6 +106,8 @@ interface PaymentJob {
   readonly from: string;
   readonly to: string;
   readonly amount: string;
+  /** The paying org (X-Biz-Tag orgId), so a queued payment meets its org's gateway fault later too. */
+  readonly org?: string;
 }
 
 /** Indicative FX rates, decimal strings. */
@@ -102,10 +119,18 @@ const FX_RATES: Record<string, string> = { EURUSD: '1.0842', GBPUSD: '1.2710', U
  * through the route's own breaker and bulkhead, and degrade per the table. GET /routes shows
  * the table and each route's state; POST /admin/routing/faults (admin token) breaks a target.
  */
-export async function installRouting(context: DemoContext, switches: SwitchBoard, adminToken: string, options: DemoRoutingOptions = {}): Promise<RouteRouter> {
+export async function installRouting(context: DemoContext, switches: SwitchBoard, adminToken: string, options: DemoRoutingOptions = {}): Promise<DemoRouting> {
   const targets = new DemoTargets();
+  const orgFaults = options.orgFaults ?? (async () => {});
+  // The org's gateway fault first, then the target's own knobs.
+  const callTarget = async (target: string, org: string | undefined, signal: AbortSignal): Promise<void> => {
+    await orgFaults(org, signal);
+    await targets.call(target, signal);
+  };
   const results = new Map<string, { status: 'SETTLED' | 'REJECTED'; reason?: string; reference?: string }>();
-  const group = new BreakerGroup({ name: 'routes', timeoutMs: 200, windowMs: 1000, minimumCalls: 10, openDurationMs: 10_000 });
+  // minimumCalls 1: the demo's background traffic sends each org's route about one payment a
+  // second; three consecutive breached windows still decide (one failure never trips a route).
+  const group = new BreakerGroup({ name: 'routes', timeoutMs: 200, windowMs: 1000, minimumCalls: 1, openDurationMs: 10_000 });
   let references = 0;
   const router = new RouteRouter({
     table: DEMO_ROUTES,
@@ -114,7 +139,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     // A queued payment, later: the gateway first, then the booking (which may be refused by then).
     processAsync: async (target, payload, signal, token) => {
       const job = payload as PaymentJob;
-      await targets.call(target, signal);
+      await callTarget(target, job.org, signal);
       try {
         context.ledger.transfer(job.from, job.to, BigInt(job.amount));
         results.set(token, { status: 'SETTLED', reference: `stl-${++references}` });
@@ -197,8 +222,9 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     }
     context.ledger.balance(body.from); // 404 now for an unknown account, before anything is routed
     context.ledger.balance(body.to);
-    const job: PaymentJob = { from: body.from, to: body.to, amount: amount.toString() };
-    const outcome = await routedOrBadGateway(() => router.execute({ payload: job, signature: `payment:${job.from}:${job.to}:${job.amount}` }, (target, signal) => targets.call(target, signal)));
+    const org = currentBizTag()?.orgId;
+    const job: PaymentJob = { from: body.from, to: body.to, amount: amount.toString(), ...(org === undefined ? {} : { org }) };
+    const outcome = await routedOrBadGateway(() => router.execute({ payload: job, signature: `payment:${job.from}:${job.to}:${job.amount}` }, (target, signal) => callTarget(target, org, signal)));
     if (outcome === null) {
       throw new HttpError(502, 'SETTLEMENT_GATEWAY_FAILED', 'the settlement gateway failed the payment; nothing was booked, retry later');
     }
@@ -241,7 +267,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     sendRouteOutcome(res, outcome, (quote) => sendJson(res, 200, quote));
   });
 
-  return router;
+  return { router, breakers: group, targets: () => targets.toJSON() };
 }
 
 /** The routed call, or null when its downstream failed with the breaker closed (the caller answers 502). */

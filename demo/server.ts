@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -20,6 +21,10 @@ import { installRuntimeProbe } from './runtime-probe.ts';
 import { createSharedBalanceStore, installSharedMemory } from './shared-memory.ts';
 import { installSettlement } from './breaker.ts';
 import type { DemoSettlementOptions } from './breaker.ts';
+import { installDashboard } from './dashboard.ts';
+import type { DashboardOptions } from './dashboard.ts';
+import { startTraffic } from './traffic.ts';
+import type { DemoTrafficOptions } from './traffic.ts';
 
 export interface DemoOptions {
   /** Default 8080; 0 picks a free port. */
@@ -40,6 +45,16 @@ export interface DemoOptions {
   readonly routing?: DemoRoutingOptions;
   /** Settlement gateway faults and breaker state sharing (etcd endpoints, instance name, admin token). */
   readonly settlement?: DemoSettlementOptions;
+  /**
+   * The one bearer token of every admin endpoint (/admin/faults, /admin/switches,
+   * /admin/routing/faults) and of the dashboard's knobs. Default: env GOVMAP_ADMIN_TOKEN, else
+   * a random one announced at start.
+   */
+  readonly adminToken?: string;
+  /** Background traffic through the service's own HTTP handlers (demo/traffic.ts). Default off; `govmap demo` turns it on. */
+  readonly traffic?: boolean | DemoTrafficOptions;
+  /** The live dashboard at `/` (demo/dashboard.ts): push interval, audit spool to show. */
+  readonly dashboard?: DashboardOptions;
 }
 
 /**
@@ -56,6 +71,14 @@ export interface DemoContext {
   readonly onClose: (hook: () => Promise<void> | void) => void;
   /** A line the CLI prints at start (where to look, which token to use). */
   readonly announce: (line: string) => void;
+  /** The admin token every admin endpoint checks, and how announcements show it. */
+  readonly admin: DemoAdmin;
+}
+
+export interface DemoAdmin {
+  readonly token: string;
+  /** The token itself when it was generated; `$GOVMAP_ADMIN_TOKEN` when it was given (never echoed). */
+  readonly shown: string;
 }
 
 export interface DemoService {
@@ -87,6 +110,10 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   const router = new Router();
   const closeHooks: Array<() => Promise<void> | void> = [];
   const announcements: string[] = [];
+  // One token for every admin endpoint; the parts' own adminToken options (older) fold into it.
+  const givenToken = options.adminToken ?? options.switches?.adminToken ?? options.settlement?.adminToken ?? nonEmpty(process.env.GOVMAP_ADMIN_TOKEN);
+  const generated = randomBytes(16).toString('hex');
+  const admin: DemoAdmin = givenToken === undefined ? { token: generated, shown: generated } : { token: givenToken, shown: '$GOVMAP_ADMIN_TOKEN' };
   const context: DemoContext = {
     options,
     router,
@@ -94,7 +121,13 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     metrics,
     onClose: (hook) => closeHooks.push(hook),
     announce: (line) => announcements.push(line),
+    admin,
   };
+  context.announce(
+    givenToken === undefined
+      ? `admin token (all /admin/* endpoints and the dashboard's knobs): ${admin.token} (set GOVMAP_ADMIN_TOKEN to choose it)`
+      : 'admin token: the one given (GOVMAP_ADMIN_TOKEN or adminToken), for all /admin/* endpoints and the dashboard\'s knobs',
+  );
 
   router.route('GET', /^\/healthz$/, (_req, res) => sendJson(res, 200, { status: 'ok' }));
   router.route('GET', /^\/metrics$/, async (_req, res) => {
@@ -104,16 +137,24 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   });
   const book: BalanceBook =
     options.redis === undefined ? ledger : await installRedisLedger(context, options.redis, { accounts: options.accounts ?? 1000, openingBalance: options.openingBalance ?? 1_000_000n });
-  installAccountRoutes(router, book, await installSettlement(context, options.settlement));
+  const settlement = await installSettlement(context, options.settlement);
+  installAccountRoutes(router, book, settlement);
   installRuntimeProbe(router, context.onClose);
   installSharedMemory(context, sharedBalances);
   // Parts plug in here: installX(context).
-  await installSandboxAndAdvisor(context, sandbox, options.sandbox);
+  const advisor = await installSandboxAndAdvisor(context, sandbox, options.sandbox);
   // GET /lint/report: govmap scan of the demo's own source, run on first request.
   installStaticAnalysis(context);
   // X-Biz-Tag middleware (every handler runs behind it), GET /switches, /admin/switches, GET /routes, /payments.
-  const switches = await installSwitches(context, { file: process.env.GOVMAP_SWITCH_FILE, adminToken: process.env.GOVMAP_ADMIN_TOKEN, ...options.switches });
-  await installRouting(context, switches.board, switches.token, { routeFile: process.env.GOVMAP_ROUTE_FILE, spillFile: process.env.GOVMAP_ASYNC_SPILL, ...options.routing });
+  const switches = await installSwitches(context, { file: process.env.GOVMAP_SWITCH_FILE, ...options.switches });
+  const routing = await installRouting(context, switches.board, switches.token, {
+    routeFile: process.env.GOVMAP_ROUTE_FILE,
+    spillFile: process.env.GOVMAP_ASYNC_SPILL,
+    orgFaults: (org, signal) => settlement.gateway.disturb(org, signal),
+    ...options.routing,
+  });
+  // Last: the dashboard's middleware sits inside the X-Biz-Tag one and sees every answer.
+  installDashboard(context, { settlement, routing, switches: switches.board, sandbox, advisor, book, balanceStore: options.redis === undefined ? sharedBalances : null }, options.dashboard);
 
   const server = createServer((req, res) => {
     void router.handle(req, res);
@@ -135,15 +176,20 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     throw error;
   }
   const { port } = server.address() as AddressInfo;
+  const url = `http://${host}:${port}`;
+  const traffic = options.traffic === undefined || options.traffic === false ? null : startTraffic({ url, accounts: options.accounts ?? 1000, ...(options.traffic === true ? {} : options.traffic) });
+  if (traffic !== null) announcements.push(`traffic: ${traffic.describe()} (off: --no-traffic)`);
   return {
     server,
-    url: `http://${host}:${port}`,
+    url,
     ledger,
     book,
     metrics,
     router,
     announcements,
     close: async () => {
+      // Our own traffic first: none of its requests may be cut mid-flight by the closing server.
+      await traffic?.stop();
       await new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
@@ -151,6 +197,10 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
       await runCloseHooks(closeHooks);
     },
   };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
 }
 
 async function runCloseHooks(hooks: Array<() => Promise<void> | void>): Promise<void> {

@@ -1,4 +1,4 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { currentBizTag } from '../src/routing/index.ts';
 import { FileSwitchSource, SwitchBoard, SwitchConfigError, SwitchMetrics, SwitchNameError, SwitchVersionConflictError } from '../src/switches/index.ts';
@@ -9,7 +9,7 @@ import type { DemoContext } from './server.ts';
 export interface DemoSwitchOptions {
   /** A JSON/YAML switch file to load and watch (env GOVMAP_SWITCH_FILE). Default: the built-in set below. */
   readonly file?: string;
-  /** Bearer token of POST /admin/switches (env GOVMAP_ADMIN_TOKEN). Default: random, announced at start. */
+  /** Bearer token of POST /admin/switches. Default: the demo's one admin token (DemoOptions.adminToken, env GOVMAP_ADMIN_TOKEN). */
   readonly adminToken?: string;
 }
 
@@ -56,11 +56,11 @@ export async function installSwitches(context: DemoContext, options: DemoSwitchO
     context.onClose(() => source.close());
   }
   new SwitchMetrics({ registry: context.metrics.registry }).track(board, source === null ? [] : [source]);
-  const token = options.adminToken ?? randomBytes(16).toString('hex');
+  const token = options.adminToken ?? context.admin.token;
   const expected = Buffer.from(`Bearer ${token}`);
   context.announce(`switches: board v${board.snapshot.version} from ${source === null ? 'the built-in set' : source.path}; GET /switches`);
   context.announce(
-    `admin: curl -X POST <url>/admin/switches -H 'authorization: Bearer ${options.adminToken === undefined ? token : '$GOVMAP_ADMIN_TOKEN'}' -H 'content-type: application/json' -d '{"set":{"routing.force-degrade":{"enabled":true,"allow":[{"orgIds":["1001*"]}]}},"reason":"drill"}'`,
+    `admin: curl -X POST <url>/admin/switches -H 'authorization: Bearer ${options.adminToken === undefined ? context.admin.shown : '$GOVMAP_ADMIN_TOKEN'}' -H 'content-type: application/json' -d '{"set":{"routing.force-degrade":{"enabled":true,"allow":[{"orgIds":["1001*"]}]}},"reason":"drill"}'`,
   );
 
   context.router.route('GET', /^\/switches$/, (_req, res) => {

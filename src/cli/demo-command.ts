@@ -19,6 +19,8 @@ export interface DemoCommandOptions {
   readonly gatewayFailureRate?: number;
   readonly gatewayLatency?: number;
   readonly bare?: boolean;
+  /** Background traffic through the service's own handlers; `--no-traffic` sets it false. */
+  readonly traffic?: boolean;
 }
 
 export async function demoCommand(options: DemoCommandOptions): Promise<void> {
@@ -31,6 +33,7 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
       accounts: options.accounts,
       redis: demoRedisOptions(options),
       settlement: { etcd: options.etcd, instance: options.instance, failureRate: options.gatewayFailureRate, latencyMs: options.gatewayLatency },
+      traffic: options.traffic !== false,
     });
   } catch (error) {
     if (error instanceof GovMapError) {
@@ -47,6 +50,7 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
     throw error;
   }
   console.log(`govmap demo: reference clearing service on ${demo.url}`);
+  console.log(`  dashboard: ${demo.url}/`);
   console.log(`  ${options.accounts} accounts seeded (acct-000000…), 1,000,000 minor units each`);
   console.log(`  try: curl ${demo.url}/accounts/acct-000001`);
   console.log(`       curl -X POST ${demo.url}/accounts/acct-000001/debit -H 'content-type: application/json' -d '{"amount":"2500"}'`);

@@ -1,0 +1,539 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { Advisor } from '../src/advisor/index.ts';
+import type { AuditRecorderStats } from '../src/audit/index.ts';
+import { parseSpoolLine } from '../src/audit/event.ts';
+import { listSegments } from '../src/audit/spool.ts';
+import type { BreakerGroup, BreakerTransition } from '../src/breaker/index.ts';
+import { RANGE_BUCKETS_SECONDS, bucketQuantile } from '../src/map/index.ts';
+import { currentBizTag } from '../src/routing/index.ts';
+import type { Sandbox } from '../src/sandbox/index.ts';
+import type { SharedInt64Store } from '../src/stores/index.ts';
+import type { SwitchBoard } from '../src/switches/index.ts';
+import type { BalanceBook } from './book.ts';
+import type { DemoSettlement } from './breaker.ts';
+import type { VerifyRequest, VerifySummary } from './dashboard-verify.worker.ts';
+import { HttpError } from './http.ts';
+import type { DemoRouting } from './routing.ts';
+import type { DemoContext } from './server.ts';
+
+export interface DashboardOptions {
+  /** How often the state is pushed to open pages (and the charts sampled), ms. Default 1,000. */
+  readonly intervalMs?: number;
+  /** Chart samples kept and sent to a page when it connects. Default 300 (5 minutes at 1 s). */
+  readonly historySamples?: number;
+  /** The audit spool the audit panel tails and verifies. Absent: the panel says "audit not configured". */
+  readonly audit?: DashboardAuditSource;
+  /** How often the audit chain is verified (in a worker thread), ms. Default 15,000. */
+  readonly verifyIntervalMs?: number;
+  /** Pages connected at once at most; more get 503. Default 32. */
+  readonly maxClients?: number;
+}
+
+/** What the audit panel reads: the spool directory (what `govmap audit verify <dir>` checks). */
+export interface DashboardAuditSource {
+  readonly dir: string;
+  /** The spool's HMAC key, when it is written with one. */
+  readonly key?: Uint8Array | null;
+  /** The recorder's live figures, when it runs in this process. */
+  readonly stats?: () => AuditRecorderStats;
+}
+
+/** The demo's parts the dashboard shows; server.ts hands them over. */
+export interface DashboardSources {
+  readonly settlement: DemoSettlement;
+  readonly routing: DemoRouting;
+  readonly switches: SwitchBoard;
+  readonly sandbox: Sandbox;
+  readonly advisor: Advisor;
+  /** The balances the account routes use (in process or Redis). */
+  readonly book: BalanceBook;
+  /** The shared-memory store under the in-process balances; null when they live in Redis. */
+  readonly balanceStore: SharedInt64Store | null;
+}
+
+/** One point of the live charts (the balances map, and the service's requests). */
+export interface ChartSample {
+  /** Epoch milliseconds. */
+  readonly t: number;
+  readonly loadsPerSec: number;
+  readonly writesPerSec: number;
+  /** Misses / loads over the map's sliding window (5 minutes); null before the first load. */
+  readonly missRatio: number | null;
+  /** range() p99 over the last minute, ms (the upper bound of the histogram bucket); null without ranges. */
+  readonly rangeP99Ms: number | null;
+  /** Writes refused per second, by the validator's reason code. */
+  readonly rejectionsPerSec: Readonly<Record<string, number>>;
+  readonly requestsPerSec: number;
+  /** Answers that were degraded (mock, cache, async, unavailable, settlement queued) per second. */
+  readonly degradedPerSec: number;
+}
+
+/** Static files of the page: URL path -> file and media type. Nothing else is served from disk. */
+const ASSETS: Readonly<Record<string, { readonly file: string; readonly type: string; readonly vendor?: true }>> = {
+  '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/dashboard/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  '/dashboard/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
+  '/dashboard/vendor/uPlot.iife.min.js': { file: 'uplot/dist/uPlot.iife.min.js', type: 'text/javascript; charset=utf-8', vendor: true },
+  '/dashboard/vendor/uPlot.min.css': { file: 'uplot/dist/uPlot.min.css', type: 'text/css; charset=utf-8', vendor: true },
+};
+
+/**
+ * Everything the page loads comes from this server: no CDN, no web font, no third-party call.
+ * The policy makes the browser refuse anything else, so a stray external reference fails loudly.
+ */
+const CONTENT_SECURITY_POLICY =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/** Paths of the dashboard itself: not counted as the service's traffic. */
+const OWN_PATH = /^\/(?:$|events$|dashboard\/)/;
+/** How far back "what each org is getting" looks, ms. */
+const RECENT_MS = 10_000;
+/** Range walks are judged over this many chart samples (a minute at 1 s). */
+const RANGE_WINDOW_SAMPLES = 60;
+const TRANSITIONS_KEPT = 40;
+const SWITCH_CHANGES_KEPT = 20;
+const AUDIT_TAIL_EVENTS = 12;
+/** Bytes read from the end of the newest audit segment for the tail. */
+const AUDIT_TAIL_BYTES = 64 * 1024;
+/** Sandbox and advisor change slowly; they are recomputed this often, ms. */
+const SLOW_PANELS_MS = 5_000;
+
+/**
+ * What each (orgId, txnType) pair got recently, as observed on the answers themselves: the
+ * route that served it and whether the answer was live, degraded (`x-govmap-degraded`), failed
+ * (5xx) or refused (4xx, the caller's fault: still normal service).
+ *
+ * Invariants: at most `maxPairs` pairs (the least recently seen is dropped for a new one), at
+ * most `outcomesKept` outcomes per pair, oldest first; only tagged requests are counted.
+ */
+class OrgOutcomes {
+  readonly #pairs = new Map<string, { org: string; txnType: string; route: string | null; lastSeen: number; outcomes: Array<{ at: number; kind: string; status: number }> }>();
+  readonly #maxPairs: number;
+  readonly #outcomesKept: number;
+
+  constructor(maxPairs = 64, outcomesKept = 50) {
+    this.#maxPairs = maxPairs;
+    this.#outcomesKept = outcomesKept;
+  }
+
+  record(org: string, txnType: string, route: string | null, status: number, degraded: string | null, at: number): void {
+    const id = `${org}|${txnType}`;
+    let pair = this.#pairs.get(id);
+    if (pair === undefined) {
+      if (this.#pairs.size >= this.#maxPairs) {
+        let oldest: string | null = null;
+        let oldestSeen = Infinity;
+        for (const [key, p] of this.#pairs) if (p.lastSeen < oldestSeen) [oldest, oldestSeen] = [key, p.lastSeen];
+        if (oldest !== null) this.#pairs.delete(oldest);
+      }
+      pair = { org, txnType, route, lastSeen: at, outcomes: [] };
+      this.#pairs.set(id, pair);
+    }
+    pair.route = route;
+    pair.lastSeen = at;
+    const kind = degraded !== null ? `degraded:${degraded}` : status >= 500 ? 'failed' : 'normal';
+    pair.outcomes.push({ at, kind, status });
+    if (pair.outcomes.length > this.#outcomesKept) pair.outcomes.shift();
+  }
+
+  /** Each pair with what it got over the last `recentMs`: "normal", the degradation, or "failing". */
+  view(now: number, recentMs: number): Array<Record<string, unknown>> {
+    const rows = [];
+    for (const p of this.#pairs.values()) {
+      const recent = p.outcomes.filter((o) => now - o.at <= recentMs);
+      const degraded = recent.filter((o) => o.kind.startsWith('degraded:'));
+      const failed = recent.filter((o) => o.kind === 'failed');
+      const last = p.outcomes.at(-1)!;
+      let getting: string;
+      let detail: string | null = null;
+      if (recent.length === 0) getting = 'idle';
+      else if (degraded.length > 0) {
+        // `x-govmap-degraded: <kind>; reason=<why>`
+        const [kind, reason] = degraded.at(-1)!.kind.slice('degraded:'.length).split('; reason=');
+        getting = kind ?? 'degraded';
+        detail = reason ?? null;
+      } else if (failed.length > 0) {
+        getting = 'failing';
+        detail = `HTTP ${failed.at(-1)!.status}`;
+      } else getting = 'normal';
+      rows.push({
+        org: p.org,
+        txnType: p.txnType,
+        route: p.route,
+        getting,
+        detail,
+        recent: { total: recent.length, degraded: degraded.length, failed: failed.length },
+        lastStatus: last.status,
+        lastSeen: new Date(p.lastSeen).toISOString(),
+      });
+    }
+    return rows.sort((a, b) => (a.org === b.org ? String(a.txnType).localeCompare(String(b.txnType)) : String(a.org).localeCompare(String(b.org))));
+  }
+}
+
+/**
+ * The live governance dashboard, served by the demo on its own port:
+ * - `GET /` the page (static HTML, CSS and JS from demo/dashboard/, uPlot served from
+ *   node_modules; no build step, no external request: a Content-Security-Policy forbids them);
+ * - `GET /events` a Server-Sent Events stream: `history` (the chart samples kept) once, then
+ *   `state` (the whole dashboard state, see docs/dashboard.md) every `intervalMs`.
+ * Knobs in the page call the demo's own admin endpoints with the token typed into the page.
+ */
+export function installDashboard(context: DemoContext, sources: DashboardSources, options: DashboardOptions = {}): void {
+  const intervalMs = options.intervalMs ?? 1000;
+  const historySamples = options.historySamples ?? 300;
+  const maxClients = options.maxClients ?? 32;
+  const startedAt = Date.now();
+  const files = loadAssets();
+
+  // ------------------------------------------------------------- observed traffic
+  const orgs = new OrgOutcomes();
+  let requests = 0;
+  let degradedAnswers = 0;
+  context.router.use(async (req, res, next) => {
+    await next();
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (OWN_PATH.test(path)) return;
+    requests++;
+    const degraded = res.getHeader('x-govmap-degraded');
+    if (typeof degraded === 'string') degradedAnswers++;
+    const tag = currentBizTag();
+    const org = tag?.orgId;
+    if (org === undefined) return;
+    const route = res.getHeader('x-govmap-route');
+    orgs.record(org, tag?.txnType ?? '*', typeof route === 'string' ? route : null, res.statusCode, typeof degraded === 'string' ? degraded : null, Date.now());
+  });
+
+  // ------------------------------------------------------------- breaker transitions, switch changes
+  const transitions: Array<Record<string, unknown>> = [];
+  const keepTransition = (t: BreakerTransition): void => {
+    transitions.push({ at: new Date(t.at).toISOString(), breaker: t.breaker, group: t.name, key: t.key, from: t.from, to: t.to, reason: t.reason });
+    if (transitions.length > TRANSITIONS_KEPT) transitions.shift();
+  };
+  const groups: BreakerGroup[] = [sources.settlement.breakers, sources.routing.breakers];
+  const unsubscribe = groups.map((g) => g.onTransition(keepTransition));
+  const switchChanges: Array<Record<string, unknown>> = [];
+  const changedAt = new Map<string, number>();
+  for (const name of sources.switches.snapshot.names()) changedAt.set(name, sources.switches.snapshot.version);
+  const unsubscribeSwitches = sources.switches.subscribe((change) => {
+    for (const name of change.changed) changedAt.set(name, change.next.version);
+    switchChanges.push({ at: change.next.updatedAt, version: change.next.version, changed: change.changed, actor: change.next.actor, reason: change.next.reason });
+    if (switchChanges.length > SWITCH_CHANGES_KEPT) switchChanges.shift();
+  });
+
+  // ------------------------------------------------------------- chart samples
+  const map = sources.book.balances;
+  const history: ChartSample[] = [];
+  const rangeBuckets: Float64Array[] = [];
+  let previous = { at: Date.now(), loads: map.counters.loads, writes: map.counters.writes, rejections: new Map(map.counters.rejectionsByReason), requests, degraded: degradedAnswers };
+  const sample = (): ChartSample => {
+    const now = Date.now();
+    const c = map.counters;
+    const seconds = Math.max(0.001, (now - previous.at) / 1000);
+    const rejectionsPerSec: Record<string, number> = {};
+    for (const [reason, count] of c.rejectionsByReason) {
+      const delta = count - (previous.rejections.get(reason) ?? 0);
+      rejectionsPerSec[reason] = round(delta / seconds, 2);
+    }
+    // range p99 over the last minute: the histogram now minus the one a minute ago.
+    rangeBuckets.push(Float64Array.from(c.rangeBuckets));
+    if (rangeBuckets.length > RANGE_WINDOW_SAMPLES + 1) rangeBuckets.shift();
+    const windowBuckets = rangeBuckets.at(-1)!.map((n, i) => n - rangeBuckets[0]![i]!);
+    const p99 = bucketQuantile(windowBuckets, RANGE_BUCKETS_SECONDS, 0.99);
+    const point: ChartSample = {
+      t: now,
+      loadsPerSec: round((c.loads - previous.loads) / seconds, 1),
+      writesPerSec: round((c.writes - previous.writes) / seconds, 1),
+      missRatio: map.stats().missRatio,
+      rangeP99Ms: p99 === null || !Number.isFinite(p99) ? null : p99 * 1000,
+      rejectionsPerSec,
+      requestsPerSec: round((requests - previous.requests) / seconds, 1),
+      degradedPerSec: round((degradedAnswers - previous.degraded) / seconds, 1),
+    };
+    previous = { at: now, loads: c.loads, writes: c.writes, rejections: new Map(c.rejectionsByReason), requests, degraded: degradedAnswers };
+    history.push(point);
+    if (history.length > historySamples) history.shift();
+    return point;
+  };
+
+  // ------------------------------------------------------------- audit panel
+  const audit = options.audit === undefined ? null : new AuditPanel(options.audit, options.verifyIntervalMs ?? 15_000);
+  if (audit !== null) context.onClose(() => audit.close());
+
+  // ------------------------------------------------------------- slow panels
+  let slow: { at: number; sandbox: Record<string, unknown>; advisor: unknown[] } | null = null;
+  const slowPanels = (now: number): NonNullable<typeof slow> => {
+    if (slow !== null && now - slow.at < SLOW_PANELS_MS) return slow;
+    const report = sources.sandbox.report();
+    slow = {
+      at: now,
+      sandbox: {
+        lastSweepAt: report.lastSweepAt,
+        sweepIntervalMs: report.settings.sweepIntervalMs,
+        idleThresholdMs: report.settings.idleThresholdMs,
+        instances: report.instances,
+        suspects: report.suspects.map((s) => ({ ...s, where: s.site?.frames[0] ?? null })),
+        suspectsNotListed: report.suspectsNotListed,
+        gcTrend: report.gc.trend,
+      },
+      advisor: sources.advisor.advise().map((a) => ({ map: a.map, recommendation: a.recommendation, reason: a.reason, signals: a.signals })),
+    };
+    return slow;
+  };
+
+  const state = async (latest: ChartSample): Promise<Record<string, unknown>> => {
+    const now = Date.now();
+    const settlement = sources.settlement.status();
+    const routeBreakers = [...sources.routing.breakers.breakers()].map((b) => breakerRow('routes', b.key, b.snapshot(), b.openUntil));
+    const settlementBreakers = [...sources.settlement.breakers.breakers()].map((b) => breakerRow('settlement', b.key, b.snapshot(), b.openUntil));
+    const snapshot = sources.switches.snapshot;
+    const { sandbox, advisor } = slowPanels(now);
+    return {
+      t: now,
+      service: {
+        startedAt: new Date(startedAt).toISOString(),
+        uptimeSec: Math.round((now - startedAt) / 1000),
+        pid: process.pid,
+        instance: settlement.instance,
+        breakerStateStore: settlement.store,
+        balances: {
+          map: map.name,
+          store: sources.balanceStore === null ? 'redis' : sources.balanceStore.kind,
+          keys: map.size,
+          ...(sources.balanceStore === null ? {} : { storeStats: sources.balanceStore.stats() }),
+          readWriteRatio: finiteOrNull(map.stats().readWriteRatio),
+        },
+      },
+      sample: latest,
+      breakers: [...settlementBreakers, ...routeBreakers],
+      transitions: [...transitions].reverse(),
+      gateway: settlement.gateway,
+      settlementsQueued: settlement.settlementsQueued,
+      routes: sources.routing.router.status().map((r) => ({
+        id: r.id,
+        target: r.target,
+        orgId: r.orgId,
+        txnType: r.txnType,
+        degradation: r.degradation,
+        breaker: r.breaker,
+        bulkhead: r.bulkhead,
+        asyncQueued: r.asyncQueued,
+        cacheEntries: r.cacheEntries,
+        counters: r.counters,
+      })),
+      targets: sources.routing.targets(),
+      orgs: orgs.view(now, RECENT_MS),
+      switches: {
+        version: snapshot.version,
+        updatedAt: snapshot.updatedAt,
+        actor: snapshot.actor,
+        reason: snapshot.reason,
+        list: Object.entries(snapshot.toJSON().switches).map(([name, definition]) => ({ name, changedAtVersion: changedAt.get(name) ?? null, definition })),
+        changes: [...switchChanges].reverse(),
+      },
+      audit: audit === null ? { configured: false } : await audit.view(),
+      sandbox,
+      advisor,
+    };
+  };
+
+  // ------------------------------------------------------------- the event stream
+  const clients = new Set<ServerResponse>();
+  let ticking = false;
+  const tick = async (): Promise<void> => {
+    if (ticking) return; // a slow tick (audit tail read) is never overlapped by the next one
+    ticking = true;
+    try {
+      const latest = sample();
+      if (clients.size === 0) return;
+      const frame = `event: state\ndata: ${JSON.stringify(await state(latest), jsonSafe)}\n\n`;
+      for (const client of clients) {
+        // A page that does not keep up misses frames rather than growing our buffers.
+        if (client.writableNeedDrain) continue;
+        client.write(frame);
+      }
+    } catch (error) {
+      console.error('govmap demo: dashboard state failed', error);
+    } finally {
+      ticking = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), intervalMs);
+  timer.unref();
+  context.onClose(() => {
+    clearInterval(timer);
+    for (const u of unsubscribe) u();
+    unsubscribeSwitches();
+    for (const client of clients) client.end();
+    clients.clear();
+  });
+
+  context.router.route('GET', /^\/events$/, async (req, res) => {
+    if (clients.size >= maxClients) throw new HttpError(503, 'DASHBOARD_BUSY', `at most ${maxClients} dashboard pages at once`);
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.write(`retry: 2000\nevent: history\ndata: ${JSON.stringify({ intervalMs, samples: history })}\n\n`);
+    clients.add(res);
+    req.once('close', () => clients.delete(res));
+    const latest = history.at(-1) ?? sample();
+    res.write(`event: state\ndata: ${JSON.stringify(await state(latest), jsonSafe)}\n\n`);
+  });
+
+  for (const [path, asset] of Object.entries(ASSETS)) {
+    const body = files.get(path)!;
+    context.router.route('GET', new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`), (_req: IncomingMessage, res: ServerResponse) => {
+      res.writeHead(200, {
+        'content-type': asset.type,
+        'content-length': body.length,
+        'cache-control': 'no-cache',
+        'content-security-policy': CONTENT_SECURITY_POLICY,
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+      });
+      res.end(body);
+    });
+  }
+  context.announce('dashboard: open <url>/ (live charts, breakers, switches, routes, audit, sandbox, fault knobs); state stream: GET /events');
+}
+
+/**
+ * The audit panel: the tail of the spool and the chain's last verification. Verification runs
+ * in a worker thread (it reads the whole spool), one at a time, every `verifyIntervalMs`.
+ */
+class AuditPanel {
+  readonly #source: DashboardAuditSource;
+  readonly #intervalMs: number;
+  #worker: Worker | null = null;
+  #verifying = false;
+  #lastVerify: (VerifySummary & { checkedAt: string }) | null = null;
+  #timer: NodeJS.Timeout;
+
+  constructor(source: DashboardAuditSource, intervalMs: number) {
+    this.#source = source;
+    this.#intervalMs = intervalMs;
+    this.#timer = setInterval(() => void this.verify(), intervalMs);
+    this.#timer.unref();
+    void this.verify();
+  }
+
+  /** Verifies now (unless a verification is running); resolves when it is done. */
+  async verify(): Promise<void> {
+    if (this.#verifying) return;
+    this.#verifying = true;
+    try {
+      this.#worker ??= this.#start();
+      const worker = this.#worker;
+      const summary = await new Promise<VerifySummary>((resolve, reject) => {
+        const onError = (error: Error): void => reject(error);
+        worker.once('error', onError);
+        worker.once('message', (m: VerifySummary) => {
+          worker.off('error', onError);
+          resolve(m);
+        });
+        const request: VerifyRequest = { dir: this.#source.dir, key: this.#source.key ?? null };
+        worker.postMessage(request);
+      });
+      this.#lastVerify = { ...summary, checkedAt: new Date().toISOString() };
+    } catch (error) {
+      this.#worker = null;
+      this.#lastVerify = { ...emptyVerify(), error: (error as Error).message, checkedAt: new Date().toISOString() };
+    } finally {
+      this.#verifying = false;
+    }
+  }
+
+  async view(): Promise<Record<string, unknown>> {
+    return {
+      configured: true,
+      dir: this.#source.dir,
+      verifyIntervalMs: this.#intervalMs,
+      verify: this.#lastVerify,
+      recorder: this.#source.stats?.() ?? null,
+      tail: await this.#tail(),
+    };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#worker?.terminate();
+  }
+
+  #start(): Worker {
+    const url = new URL(`./dashboard-verify.worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+    const worker = new Worker(url);
+    worker.unref();
+    return worker;
+  }
+
+  /** The last events of the newest segment (records, not seals or headers), newest first. */
+  async #tail(): Promise<Array<Record<string, unknown>>> {
+    const newest = listSegments(this.#source.dir).at(-1);
+    if (newest === undefined) return [];
+    const file = await open(newest.path, 'r');
+    try {
+      const { size } = await file.stat();
+      const from = Math.max(0, size - AUDIT_TAIL_BYTES);
+      const buffer = Buffer.alloc(size - from);
+      await file.read(buffer, 0, buffer.length, from);
+      const lines = buffer.toString('utf8').split('\n');
+      if (from > 0) lines.shift(); // cut mid-line
+      const events = [];
+      for (const line of lines.reverse()) {
+        if (line === '') continue;
+        const parsed = parseSpoolLine(line);
+        if (parsed.kind !== 'event') continue;
+        const e = parsed.event;
+        events.push({ seq: e.seq, op: e.op_type, map: e.map, resource: e.resource_id, outcome: e.outcome, reason: e.reason, traceId: e.trace_id, at: nsToIso(e.timestamp) });
+        if (events.length >= AUDIT_TAIL_EVENTS) break;
+      }
+      return events;
+    } finally {
+      await file.close();
+    }
+  }
+}
+
+function emptyVerify(): VerifySummary {
+  return { ok: false, records: 0, seals: 0, files: 0, lastSeq: null, gaps: 0, unsealedRecords: 0, firstBad: null, problems: 0, ms: 0, error: null };
+}
+
+function breakerRow(group: string, key: string | null, snapshot: { state: string; failures: number; timeouts: number; total: number; breachedWindows: number; since: string }, openUntil: number | null): Record<string, unknown> {
+  return { group, key, state: snapshot.state, since: snapshot.since, window: { failures: snapshot.failures, timeouts: snapshot.timeouts, total: snapshot.total, breachedWindows: snapshot.breachedWindows }, openUntil: openUntil === null ? null : new Date(openUntil).toISOString() };
+}
+
+/** The page's files: demo/dashboard/ next to this module (or the source tree's, for dist/demo/), uPlot from node_modules. */
+function loadAssets(): Map<string, Buffer> {
+  const here = new URL('./dashboard/', import.meta.url);
+  const candidates = [here, new URL('../../demo/dashboard/', import.meta.url)];
+  const directory = candidates.find((c) => existsSync(fileURLToPath(new URL('index.html', c))));
+  if (directory === undefined) throw new Error(`govmap demo: the dashboard's files are missing (looked in ${candidates.map((c) => fileURLToPath(c)).join(', ')})`);
+  const require = createRequire(import.meta.url);
+  const files = new Map<string, Buffer>();
+  for (const [path, asset] of Object.entries(ASSETS)) {
+    files.set(path, readFileSync(asset.vendor === true ? require.resolve(asset.file) : fileURLToPath(new URL(asset.file, directory))));
+  }
+  return files;
+}
+
+function nsToIso(ns: string): string | null {
+  if (!/^[0-9]{1,30}$/.test(ns)) return null;
+  return new Date(Number(BigInt(ns) / 1_000_000n)).toISOString();
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+function finiteOrNull(value: number | null): number | null {
+  return value === null || !Number.isFinite(value) ? null : round(value, 1);
+}
+
+/** bigints (money) as decimal strings, like every amount on the wire. */
+function jsonSafe(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
+}

@@ -1,0 +1,457 @@
+/* govmap dashboard page: plain browser JavaScript, no build step. State arrives over
+ * Server-Sent Events (/events); knobs call the demo's admin endpoints with the token typed in
+ * the page (kept in this page's memory only). Every value from the server is inserted as text,
+ * never as HTML. */
+/* global document, window, EventSource, fetch, ResizeObserver, uPlot, console */
+'use strict';
+
+(() => {
+  /** Chart points kept: 5 minutes at one sample a second (the server sends the same on connect). */
+  const MAX_POINTS = 300;
+  const COLORS = ['#0b5cad', '#b42318', '#1a7f37', '#9a6700', '#7a3ea1', '#0e7c86', '#c2410c'];
+
+  const $ = (selector, root = document) => root.querySelector(selector);
+
+  /** h('td', {class: 'num'}, 'text', child…): an element with text children only (no HTML parsing). */
+  function h(tag, props, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(props ?? {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === 'class') el.className = value;
+      else if (key === 'text') el.textContent = value;
+      else if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+      else el.setAttribute(key, value === true ? '' : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(child instanceof window.Node ? child : document.createTextNode(String(child)));
+    }
+    return el;
+  }
+
+  const badge = (text, tone) => h('span', { class: `badge ${tone ?? ''}` }, text);
+  const stateTone = (state) => (state === 'CLOSED' ? 'ok' : state === 'OPEN' ? 'bad' : 'warn');
+  const fmt = (n, digits = 0) => (n === null || n === undefined || Number.isNaN(n) ? '–' : Number(n).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 }));
+  const pct = (ratio) => (ratio === null || ratio === undefined ? '–' : `${(ratio * 100).toFixed(1)}%`);
+  const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString('en-GB', { hour12: false }) : '–');
+  function ago(iso, now) {
+    if (!iso) return '–';
+    const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+    if (s < 60) return `${s} s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    return `${Math.floor(s / 3600)} h ago`;
+  }
+
+  // ------------------------------------------------------------------ charts
+
+  const data = { t: [], loads: [], writes: [], miss: [], range: [], rejections: new Map() };
+  const charts = {};
+
+  function push(sample) {
+    data.t.push(sample.t / 1000);
+    data.loads.push(sample.loadsPerSec);
+    data.writes.push(sample.writesPerSec);
+    data.miss.push(sample.missRatio === null ? null : sample.missRatio * 100);
+    data.range.push(sample.rangeP99Ms);
+    const index = data.t.length - 1;
+    for (const reason of Object.keys(sample.rejectionsPerSec)) {
+      if (!data.rejections.has(reason)) data.rejections.set(reason, new Array(index).fill(0));
+    }
+    for (const [reason, values] of data.rejections) values.push(sample.rejectionsPerSec[reason] ?? 0);
+    if (data.t.length > MAX_POINTS) {
+      for (const list of [data.t, data.loads, data.writes, data.miss, data.range, ...data.rejections.values()]) list.shift();
+    }
+  }
+
+  const axis = { stroke: '#5d6877', grid: { stroke: '#eef1f5', width: 1 }, ticks: { stroke: '#dde2ea', width: 1 }, font: '11px system-ui, sans-serif' };
+  const fromZero = (min) => (_u, _lo, hi) => [0, Math.max(min, (hi ?? 0) * 1.15)];
+
+  function chartSpecs() {
+    const reasons = [...data.rejections.keys()].sort();
+    return {
+      ops: {
+        series: [{ label: 'loads/s', stroke: COLORS[0], width: 1.5 }, { label: 'writes/s', stroke: COLORS[1], width: 1.5 }],
+        values: () => [data.loads, data.writes],
+        range: fromZero(1),
+        now: () => `loads ${fmt(data.loads.at(-1), 1)}/s · writes ${fmt(data.writes.at(-1), 1)}/s`,
+      },
+      miss: {
+        series: [{ label: 'miss %', stroke: COLORS[0], width: 1.5 }, { label: 'alert 35%', stroke: '#b42318', width: 1, dash: [4, 4] }],
+        values: () => [data.miss, data.t.map(() => 35)],
+        range: fromZero(40),
+        now: () => (data.miss.at(-1) === null || data.miss.at(-1) === undefined ? 'no loads yet' : `${data.miss.at(-1).toFixed(2)}%`),
+      },
+      range: {
+        series: [{ label: 'p99 ms', stroke: COLORS[4], width: 1.5 }],
+        values: () => [data.range],
+        range: fromZero(0.05),
+        now: () => (data.range.at(-1) === null || data.range.at(-1) === undefined ? 'no range walk in the last minute' : `≤ ${fmt(data.range.at(-1), 3)} ms`),
+      },
+      rejections: {
+        series: reasons.length === 0 ? [{ label: 'none yet', stroke: '#b9c1cd', width: 1 }] : reasons.map((r, i) => ({ label: r, stroke: COLORS[(i + 1) % COLORS.length], width: 1.5 })),
+        values: () => (reasons.length === 0 ? [data.t.map(() => 0)] : reasons.map((r) => data.rejections.get(r))),
+        range: fromZero(1),
+        now: () => {
+          const last = reasons.map((r) => data.rejections.get(r).at(-1) ?? 0).reduce((a, b) => a + b, 0);
+          // One sample a second: the per-second rates add up to the count in view.
+          const inView = reasons.map((r) => data.rejections.get(r).reduce((a, b) => a + b, 0)).reduce((a, b) => a + b, 0);
+          return `${fmt(last, 2)}/s now · ${fmt(inView)} in the last ${Math.round(data.t.length / 60) || 1} min`;
+        },
+        key: reasons.join(','),
+      },
+    };
+  }
+
+  function renderCharts() {
+    if (typeof uPlot !== 'function') return;
+    const specs = chartSpecs();
+    for (const [name, spec] of Object.entries(specs)) {
+      const figure = $(`#chart-${name}`);
+      const plot = $('.plot', figure);
+      const series = [data.t, ...spec.values()];
+      let chart = charts[name];
+      if (chart !== undefined && chart.key !== (spec.key ?? '')) {
+        chart.plot.destroy();
+        chart = undefined;
+      }
+      if (chart === undefined) {
+        const width = Math.max(200, plot.clientWidth);
+        const opts = {
+          width,
+          height: 150,
+          legend: { show: true, live: false },
+          cursor: { drag: { x: false, y: false } },
+          scales: { x: { time: true }, y: { range: spec.range } },
+          axes: [{ ...axis, space: 60 }, { ...axis, size: 46 }],
+          series: [{}, ...spec.series.map((s) => ({ ...s, spanGaps: false, points: { show: false } }))],
+        };
+        chart = { plot: new uPlot(opts, series, plot), key: spec.key ?? '' };
+        charts[name] = chart;
+      } else {
+        chart.plot.setData(series);
+      }
+      figure.dataset.points = String(data.t.length);
+      let now = $('.now', figure);
+      if (now === null) {
+        now = h('span', { class: 'now muted' });
+        $('figcaption', figure).append(' · ', now);
+      }
+      now.textContent = spec.now();
+    }
+  }
+
+  const resize = new ResizeObserver(() => {
+    for (const [name, chart] of Object.entries(charts)) {
+      const plot = $(`#chart-${name} .plot`);
+      chart.plot.setSize({ width: Math.max(200, plot.clientWidth), height: 150 });
+    }
+  });
+  resize.observe($('#charts'));
+
+  // ------------------------------------------------------------------ panels
+
+  function renderFacts(s) {
+    const b = s.service.balances;
+    const facts = [
+      ['uptime', `${fmt(s.service.uptimeSec)} s`],
+      ['instance', s.service.instance],
+      ['balances', `${fmt(b.keys)} keys · ${b.store}`],
+      ['read:write', b.readWriteRatio === null ? '–' : `${fmt(b.readWriteRatio, 1)}:1`],
+      ['requests', `${fmt(s.sample.requestsPerSec, 1)}/s`],
+      ['degraded', `${fmt(s.sample.degradedPerSec, 1)}/s`],
+      ['breaker state', s.service.breakerStateStore],
+    ];
+    $('#facts').replaceChildren(...facts.map(([k, v]) => h('span', { 'data-fact': k }, h('span', { class: 'muted' }, `${k} `), h('b', {}, v))));
+  }
+
+  function renderOrgs(s) {
+    const rows = s.orgs.map((o) => {
+      const tone = o.getting === 'normal' ? 'ok' : o.getting === 'idle' ? '' : o.getting === 'failing' ? 'bad' : 'warn';
+      return h(
+        'tr',
+        { 'data-org': o.org, 'data-txn': o.txnType, class: tone === 'warn' || tone === 'bad' ? 'hot' : '' },
+        h('td', {}, h('code', {}, o.org)),
+        h('td', {}, o.txnType),
+        h('td', {}, o.route ?? '–'),
+        h('td', { class: 'getting' }, badge(o.getting === 'normal' ? 'normal' : o.getting, tone)),
+        h('td', { class: 'small' }, o.detail ?? ''),
+        h('td', { class: 'num small' }, o.recent.degraded + o.recent.failed > 0 ? `${o.recent.degraded + o.recent.failed}/${o.recent.total} off` : `${o.recent.total} ok`),
+      );
+    });
+    $('#orgs tbody').replaceChildren(...rows);
+    $('#orgs .empty').hidden = rows.length > 0;
+  }
+
+  function renderFaults(s) {
+    const select = $('#fault-org');
+    const known = [...new Set([...s.orgs.map((o) => o.org), ...Object.keys(s.gateway.orgs)])].sort();
+    const current = [...select.options].map((o) => o.value);
+    if (known.join('|') !== current.join('|')) {
+      const selected = select.value;
+      select.replaceChildren(...known.map((org) => h('option', { value: org }, org)));
+      if (known.includes(selected)) select.value = selected;
+    }
+    const own = Object.entries(s.gateway.orgs);
+    $('#fault-list').replaceChildren(
+      ...(own.length === 0
+        ? [h('tr', {}, h('td', { colspan: 3, class: 'muted' }, 'none: every org is served normally'))]
+        : own.map(([org, f]) => h('tr', { 'data-fault-org': org, class: 'hot' }, h('td', {}, h('code', {}, org)), h('td', { class: 'num' }, pct(f.failureRate)), h('td', { class: 'num' }, `${fmt(f.latencyMs)} ms`)))),
+    );
+    $('#gateway-default').textContent = `Every other org: ${pct(s.gateway.failureRate)} failing, ${fmt(s.gateway.latencyMs)} ms. ${fmt(s.gateway.calls)} settlement calls, ${fmt(s.settlementsQueued)} settlements queued for a later batch.`;
+  }
+
+  function renderBreakers(s, now) {
+    const order = { OPEN: 0, HALF_OPEN: 1, CLOSED: 2 };
+    const rows = [...s.breakers]
+      .sort((a, b) => order[a.state] - order[b.state] || `${a.group}:${a.key}`.localeCompare(`${b.group}:${b.key}`))
+      .map((b) =>
+        h(
+          'tr',
+          { 'data-breaker': `${b.group}:${b.key}`, class: b.state === 'CLOSED' ? '' : 'hot' },
+          h('td', {}, h('span', { class: 'muted' }, `${b.group}:`), h('code', {}, b.key ?? '')),
+          h('td', { class: 'state' }, badge(b.state, stateTone(b.state))),
+          h('td', { class: 'num' }, `${b.window.failures}/${b.window.timeouts}/${b.window.total}`),
+          h('td', { class: 'small' }, b.state === 'OPEN' && b.openUntil ? `probes at ${clock(b.openUntil)}` : ago(b.since, now)),
+        ),
+      );
+    $('#breakers tbody').replaceChildren(...rows);
+    $('#transitions').replaceChildren(
+      ...(s.transitions.length === 0
+        ? [h('li', { class: 'muted' }, 'none yet')]
+        : s.transitions.slice(0, 15).map((t) =>
+            h('li', { 'data-transition': t.breaker }, h('span', { class: 'muted' }, `${clock(t.at)} `), h('code', {}, t.breaker), ' ', badge(t.from, stateTone(t.from)), ' → ', badge(t.to, stateTone(t.to)), h('span', { class: 'muted' }, ` ${t.reason}`)),
+          )),
+    );
+  }
+
+  function renderRoutes(s) {
+    $('#routes tbody').replaceChildren(
+      ...s.routes.map((r) => {
+        const c = r.counters;
+        const degraded = c.mock + c.cache + c.queued + c.unavailable;
+        return h(
+          'tr',
+          { 'data-route': r.id, class: r.breaker === 'CLOSED' ? '' : 'hot' },
+          h('td', {}, h('code', {}, r.id)),
+          h('td', {}, r.orgId),
+          h('td', {}, r.txnType),
+          h('td', {}, r.target),
+          h('td', {}, r.degradation),
+          h('td', { class: 'state' }, badge(r.breaker, stateTone(r.breaker))),
+          h('td', { class: 'num' }, fmt(c.live)),
+          h('td', { class: 'num' }, fmt(degraded)),
+          h('td', { class: 'num' }, r.asyncQueued === null ? '–' : fmt(r.asyncQueued)),
+        );
+      }),
+    );
+  }
+
+  /** How a switch definition reads in one line. */
+  function describeSwitch(d) {
+    const parts = [];
+    if (d.kill) parts.push('KILL');
+    if (d.value !== undefined) parts.push(`value ${JSON.stringify(d.value)}`);
+    if (d.offValue !== undefined) parts.push(`off ${JSON.stringify(d.offValue)}`);
+    if (d.rollout) parts.push(`${d.rollout.percent}% by ${d.rollout.by}`);
+    for (const a of d.allow ?? []) parts.push(`allow ${[...(a.orgIds ?? []), ...(a.txnTypes ?? [])].join(',')}`);
+    for (const a of d.deny ?? []) parts.push(`deny ${[...(a.orgIds ?? []), ...(a.txnTypes ?? [])].join(',')}`);
+    return parts.join(' · ') || '–';
+  }
+
+  let switchVersion = null;
+  function renderSwitches(s) {
+    switchVersion = s.switches.version;
+    $('#switch-version').textContent = `board v${s.switches.version} · ${clock(s.switches.updatedAt)}`;
+    $('#switch-version').dataset.version = String(s.switches.version);
+    $('#switches tbody').replaceChildren(
+      ...s.switches.list.map((sw) =>
+        h(
+          'tr',
+          { 'data-switch': sw.name, title: sw.definition.description ?? '' },
+          h('td', {}, h('code', {}, sw.name)),
+          h('td', { class: 'state' }, badge(sw.definition.enabled ? 'on' : 'off', sw.definition.enabled ? 'ok' : '')),
+          h('td', { class: 'small' }, describeSwitch(sw.definition)),
+          h('td', { class: 'num version' }, `v${sw.changedAtVersion ?? '?'}`),
+          h('td', {}, h('button', { type: 'button', class: 'small', 'data-flip': sw.name, disabled: token() === '' ? true : undefined, onclick: () => void flip(sw) }, sw.definition.enabled ? 'Turn off' : 'Turn on')),
+        ),
+      ),
+    );
+    $('#switch-changes').replaceChildren(
+      ...s.switches.changes.slice(0, 6).map((c) => h('li', {}, h('span', { class: 'muted' }, `v${c.version} ${clock(c.at)} `), c.changed.join(', '), h('span', { class: 'muted' }, ` by ${c.actor}: ${c.reason}`))),
+    );
+  }
+
+  function renderAudit(s) {
+    const a = s.audit;
+    const status = $('#audit-status');
+    const tbody = $('#audit tbody');
+    if (!a.configured) {
+      status.replaceChildren(badge('audit not configured', ''));
+      status.dataset.status = 'not-configured';
+      $('#audit-summary').textContent = 'This demo runs without an audit spool for the dashboard to read: no tail, no chain to verify.';
+      tbody.replaceChildren();
+      return;
+    }
+    const v = a.verify;
+    if (v === null) {
+      status.replaceChildren(badge('verifying…', 'info'));
+      status.dataset.status = 'verifying';
+    } else if (v.ok) {
+      status.replaceChildren(badge('chain verified', 'ok'));
+      status.dataset.status = 'ok';
+    } else {
+      status.replaceChildren(badge(v.error ? 'verify failed' : 'chain BROKEN', 'bad'));
+      status.dataset.status = 'broken';
+    }
+    const where = v && v.firstBad ? ` First bad record: ${v.firstBad.file}:${v.firstBad.line} (${v.firstBad.problem}).` : '';
+    $('#audit-summary').textContent = v
+      ? `${fmt(v.records)} records, ${fmt(v.seals)} seals in ${v.files} file(s), last seq ${fmt(v.lastSeq)}, ${v.gaps} gap(s); checked ${clock(v.checkedAt)} in ${v.ms} ms (every ${a.verifyIntervalMs / 1000} s).${where}${v.error ? ` ${v.error}` : ''}`
+      : `Spool ${a.dir}: first verification running.`;
+    tbody.replaceChildren(
+      ...a.tail.map((e) =>
+        h('tr', {}, h('td', { class: 'num' }, e.seq), h('td', {}, e.op), h('td', {}, h('code', {}, `${e.map ?? ''}${e.resource ? ` ${e.resource}` : ''}`)), h('td', {}, badge(e.outcome, e.outcome === 'ok' ? 'ok' : e.outcome === 'miss' ? '' : 'warn')), h('td', { class: 'small' }, clock(e.at))),
+      ),
+    );
+  }
+
+  function renderSandbox(s) {
+    const sb = s.sandbox;
+    $('#sandbox-summary').textContent = `${fmt(sb.instances.live)} live maps (${fmt(sb.instances.created)} created, ${fmt(sb.instances.collected)} collected); sweep every ${sb.sweepIntervalMs / 1000} s, last ${clock(sb.lastSweepAt)}; idle threshold ${sb.idleThresholdMs / 60000} min.`;
+    $('#suspects').replaceChildren(
+      ...(sb.suspects.length === 0
+        ? [h('li', {}, badge('no leak suspects', 'ok'))]
+        : sb.suspects.map((x) => h('li', { 'data-suspect': x.kind }, badge(x.kind, 'warn'), ' ', h('code', {}, x.map ?? (x.maps ?? []).join(', ')), h('span', { class: 'muted small' }, ` ${x.where ?? ''}`)))),
+    );
+    $('#advice').replaceChildren(
+      ...s.advisor.map((a) =>
+        h(
+          'li',
+          { 'data-map': a.map },
+          h('code', {}, a.map),
+          ' ',
+          badge(a.recommendation, a.recommendation === 'stay' ? 'ok' : 'warn'),
+          h('div', { class: 'small' }, a.reason),
+          h('div', { class: 'signals' }, a.signals.map((sig) => `${sig.id.toLowerCase().replace(/_/g, ' ')}: ${sig.status}`).join(' · ')),
+        ),
+      ),
+    );
+  }
+
+  function render(s) {
+    const now = s.t;
+    renderFacts(s);
+    renderOrgs(s);
+    renderFaults(s);
+    renderBreakers(s, now);
+    renderRoutes(s);
+    renderSwitches(s);
+    renderAudit(s);
+    renderSandbox(s);
+  }
+
+  // ------------------------------------------------------------------ knobs
+
+  const token = () => $('#token').value.trim();
+  function syncButtons() {
+    const off = token() === '';
+    for (const button of document.querySelectorAll('[data-fault], [data-flip]')) {
+      button.disabled = off;
+      button.title = off ? 'type the admin token first' : '';
+    }
+  }
+  $('#token').addEventListener('input', syncButtons);
+
+  async function admin(path, body) {
+    const response = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token()}` }, body: JSON.stringify(body) });
+    const json = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(response.status === 401 ? 'the admin token was refused' : (json.error?.reason ?? `HTTP ${response.status}`));
+    return json;
+  }
+
+  function say(id, text, ok) {
+    const el = $(id);
+    el.textContent = text;
+    el.className = `result ${ok ? 'ok' : 'bad'}`;
+  }
+
+  for (const button of document.querySelectorAll('[data-fault]')) {
+    button.addEventListener('click', async () => {
+      const org = $('#fault-org').value;
+      if (!org) return say('#fault-result', 'no org to choose yet: wait for tagged traffic', false);
+      const kind = button.dataset.fault;
+      const body = kind === 'fail' ? { org, failureRate: 1 } : kind === 'slow' ? { org, latencyMs: 400 } : { org, reset: true };
+      try {
+        await admin('/admin/faults', body);
+        say('#fault-result', kind === 'reset' ? `org ${org}: back to normal` : `org ${org}: ${kind === 'fail' ? 'every settlement call fails' : 'settlement calls take 400 ms (timeout 200 ms)'}; watch its breakers`, true);
+      } catch (error) {
+        say('#fault-result', `org ${org}: ${error.message}`, false);
+      }
+    });
+  }
+
+  async function flip(sw) {
+    try {
+      const result = await admin('/admin/switches', {
+        set: { [sw.name]: { ...sw.definition, enabled: !sw.definition.enabled } },
+        reason: `flipped from the dashboard (${sw.definition.enabled ? 'off' : 'on'})`,
+        actor: 'dashboard',
+        expectedVersion: switchVersion ?? undefined,
+      });
+      // Shown at once; the next pushed state confirms it.
+      $('#switch-version').textContent = `board v${result.version}`;
+      $('#switch-version').dataset.version = String(result.version);
+      say('#switch-result', `${sw.name} turned ${sw.definition.enabled ? 'off' : 'on'}: board v${result.previousVersion} → v${result.version}`, true);
+    } catch (error) {
+      say('#switch-result', `${sw.name}: ${error.message}`, false);
+    }
+  }
+
+  $('#lint-run').addEventListener('click', async () => {
+    const button = $('#lint-run');
+    button.disabled = true;
+    $('#lint-summary').textContent = 'scanning…';
+    try {
+      const response = await fetch('/lint/report');
+      const json = await response.json();
+      if (!response.ok) throw new Error(json.error?.reason ?? `HTTP ${response.status}`);
+      $('#lint-summary').textContent = `${json.filesScanned} files, ${json.rules.length} rules: ${json.findings.length} finding(s), ${json.failing} failing.`;
+      $('#lint-findings').replaceChildren(...json.findings.slice(0, 30).map((f) => h('li', {}, h('code', {}, `${f.file}:${f.line}`), ' ', badge(f.ruleId.replace('govmap/', ''), f.severity === 'error' ? 'bad' : 'warn'), h('div', { class: 'small muted' }, f.message))));
+    } catch (error) {
+      $('#lint-summary').textContent = `scan failed: ${error.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  // ------------------------------------------------------------------ the stream
+
+  const conn = $('#conn');
+  const events = new EventSource('/events');
+  events.addEventListener('open', () => {
+    conn.dataset.state = 'live';
+    conn.textContent = 'live';
+  });
+  events.addEventListener('error', () => {
+    conn.dataset.state = 'down';
+    conn.textContent = 'reconnecting…';
+  });
+  events.addEventListener('history', (event) => {
+    const history = JSON.parse(event.data);
+    for (const list of [data.t, data.loads, data.writes, data.miss, data.range]) list.length = 0;
+    data.rejections.clear();
+    for (const sample of history.samples) push(sample);
+  });
+  let lastT = null;
+  events.addEventListener('state', (event) => {
+    const s = JSON.parse(event.data);
+    if (s.sample.t !== lastT && s.sample.t !== data.t.at(-1) * 1000) push(s.sample);
+    lastT = s.sample.t;
+    try {
+      renderCharts();
+      render(s);
+      syncButtons();
+    } catch (error) {
+      console.error('govmap dashboard: rendering failed', error);
+    }
+  });
+})();
