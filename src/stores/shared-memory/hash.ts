@@ -13,6 +13,14 @@
  * 32-bit arithmetic throughout (`| 0`, `>>>`), which V8 compiles to plain integer instructions.
  */
 export function hashKey(key: string, k0: number, k1: number): number {
+  return hashKeyInto(key, k0, k1, null);
+}
+
+/**
+ * `hashKey`, also writing the key's packed words into `words` (which must hold
+ * ceil(key.length / 2)): a lookup then compares stored words against them, not the string.
+ */
+export function hashKeyInto(key: string, k0: number, k1: number, words: Int32Array | null): number {
   let v0 = k0 | 0;
   let v1 = k1 | 0;
   let v2 = (0x6c796765 ^ k0) | 0;
@@ -21,6 +29,7 @@ export function hashKey(key: string, k0: number, k1: number): number {
   let i = 0;
   for (; i < length; i += 2) {
     const m = i + 1 < length ? key.charCodeAt(i) | (key.charCodeAt(i + 1) << 16) : key.charCodeAt(i);
+    if (words !== null) words[i >> 1] = m;
     v3 ^= m;
     // one SipRound (compression rounds: 1)
     v0 = (v0 + v1) | 0;

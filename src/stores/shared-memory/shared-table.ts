@@ -12,7 +12,7 @@ import {
   SharedStoreClosedError,
   SharedThreadsExhaustedError,
 } from './errors.ts';
-import { hashKey, keyWord } from './hash.ts';
+import { hashKey, hashKeyInto, keyWord } from './hash.ts';
 import {
   BUCKET_WORDS,
   B_LOCK,
@@ -232,6 +232,8 @@ export class SharedTable<V> {
   // Set by find(), checked by stable(): the read's root bucket and its SEQ.
   #readRoot = 0;
   #readSeq = 0;
+  /** The key being looked up, packed as stored (filled by the hash, compared by #search). */
+  readonly #keyWords: Int32Array;
 
   private constructor(buffer: GrowableSharedArrayBuffer, codec: ValueCodec<V>, lockTimeoutMs: number) {
     this.#buffer = buffer;
@@ -246,6 +248,7 @@ export class SharedTable<V> {
     this.#entryWords = Atomics.load(i32, H_ENTRY_WORDS);
     this.#keyBase = E_VALUE + Atomics.load(i32, H_VALUE_WORDS);
     this.#stampAt = this.#entryWords - E_STAMP_FROM_END;
+    this.#keyWords = new Int32Array((this.#maxKeyLength + 1) >> 1);
     this.#maxThreads = Atomics.load(i32, H_MAX_THREADS);
     this.#lockTimeoutMs = lockTimeoutMs;
     this.#adoptTable(Atomics.load(i32, H_TABLE));
@@ -344,10 +347,16 @@ export class SharedTable<V> {
     return key.length <= this.#maxKeyLength;
   }
 
+  /** The key's hash; also packs the key for the comparisons of the `find` that follows. */
+  hashForFind(key: string): number {
+    return hashKeyInto(key, this.#seed0, this.#seed1, this.#keyWords);
+  }
+
   /**
-   * Word offset of the entry holding `key` as of the bucket's current SEQ, or 0 when absent.
-   * The caller reads what it needs from the entry, then calls `stable()`; if that is false the
-   * result may be torn and the caller calls `find` again.
+   * Word offset of the entry holding `key` as of the bucket's current SEQ, or 0 when absent;
+   * `hash` must come from `hashForFind(key)` just before. The caller reads what it needs from
+   * the entry, then calls `stable()`; if that is false the result may be torn and the caller
+   * calls `find` again.
    */
   find(key: string, hash: number): number {
     for (;;) {
@@ -382,15 +391,11 @@ export class SharedTable<V> {
         if (ref > limit) return -1;
         if (i32[ref + E_KEY_LENGTH] !== length) continue;
         const base = ref + this.#keyBase;
-        let same = true;
-        for (let i = 0, w = 0; i < length; i += 2, w++) {
-          const m = i + 1 < length ? key.charCodeAt(i) | (key.charCodeAt(i + 1) << 16) : key.charCodeAt(i);
-          if (i32[base + w] !== m) {
-            same = false;
-            break;
-          }
-        }
-        if (same) return ref;
+        const words = this.#keyWords;
+        const count = (length + 1) >> 1;
+        let w = 0;
+        while (w < count && i32[base + w] === words[w]) w++;
+        if (w === count) return ref;
       }
       bucket = i32[bucket + B_NEXT]!;
       if (bucket > i32.length - BUCKET_WORDS) return -1;
@@ -407,7 +412,7 @@ export class SharedTable<V> {
 
   /** A consistent read of `key`'s value (undefined when absent). Lock-free: retries only after a completed write. */
   read(key: string): V | undefined {
-    const hash = hashKey(key, this.#seed0, this.#seed1);
+    const hash = this.hashForFind(key);
     const codec = this.codec;
     for (;;) {
       const ref = this.find(key, hash);
@@ -418,7 +423,7 @@ export class SharedTable<V> {
 
   /** `read` for int64 maps, without the codec call: the hottest path of all. */
   readInt64(key: string): bigint | undefined {
-    const hash = hashKey(key, this.#seed0, this.#seed1);
+    const hash = this.hashForFind(key);
     for (;;) {
       const ref = this.find(key, hash);
       const value = ref === 0 ? undefined : this.#i64[(ref + E_VALUE) >> 1];
@@ -427,7 +432,7 @@ export class SharedTable<V> {
   }
 
   contains(key: string): boolean {
-    const hash = hashKey(key, this.#seed0, this.#seed1);
+    const hash = this.hashForFind(key);
     for (;;) {
       const found = this.find(key, hash) !== 0;
       if (this.stable()) return found;
