@@ -6,6 +6,8 @@ import { MapMetrics } from '../src/metrics/index.ts';
 import { installAccountRoutes } from './accounts.ts';
 import { sendJson } from './http.ts';
 import { Ledger } from './ledger.ts';
+import { installAudit, startDemoAudit } from './audit.ts';
+import type { DemoAuditOptions } from './audit.ts';
 import type { BalanceBook } from './book.ts';
 import { installRedisLedger } from './redis.ts';
 import type { DemoRedisOptions } from './redis.ts';
@@ -45,6 +47,8 @@ export interface DemoOptions {
   readonly routing?: DemoRoutingOptions;
   /** Settlement gateway faults and breaker state sharing (etcd endpoints, instance name, admin token). */
   readonly settlement?: DemoSettlementOptions;
+  /** Audit of the balances into a spool, optionally forwarded to Kafka (demo/audit.ts). Default off; `govmap demo` turns it on (./.govmap/audit). */
+  readonly audit?: DemoAuditOptions | false;
   /**
    * The one bearer token of every admin endpoint (/admin/faults, /admin/switches,
    * /admin/routing/faults) and of the dashboard's knobs. Default: env GOVMAP_ADMIN_TOKEN, else
@@ -104,7 +108,9 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   const sandbox = startDemoSandbox(options.sandbox);
   // Balances in shared memory, so worker threads can read them (GET /shared-memory/exposure).
   const sharedBalances = createSharedBalanceStore(options.accounts ?? 1000);
-  const ledger = new Ledger({ store: sharedBalances });
+  // The audit before the ledger: the balances map is recorded from its creation, openings included.
+  const audit = options.audit === undefined || options.audit === false ? null : await startDemoAudit(options.audit);
+  const ledger = new Ledger({ store: sharedBalances, observers: audit === null ? [] : [audit.recorder] });
   ledger.seed(options.accounts ?? 1000, options.openingBalance ?? 1_000_000n);
   const metrics = new MapMetrics().track(ledger.balances);
   const router = new Router();
@@ -137,6 +143,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   });
   const book: BalanceBook =
     options.redis === undefined ? ledger : await installRedisLedger(context, options.redis, { accounts: options.accounts ?? 1000, openingBalance: options.openingBalance ?? 1_000_000n });
+  if (audit !== null) installAudit(context, audit, book);
   const settlement = await installSettlement(context, options.settlement);
   installAccountRoutes(router, book, settlement);
   installRuntimeProbe(router, context.onClose);
@@ -154,7 +161,8 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     ...options.routing,
   });
   // Last: the dashboard's middleware sits inside the X-Biz-Tag one and sees every answer.
-  installDashboard(context, { settlement, routing, switches: switches.board, sandbox, advisor, book, balanceStore: options.redis === undefined ? sharedBalances : null }, options.dashboard);
+  const dashboard = audit === null ? options.dashboard : { ...options.dashboard, audit: { dir: audit.dir, stats: () => audit.recorder.stats() } };
+  installDashboard(context, { settlement, routing, switches: switches.board, sandbox, advisor, book, balanceStore: options.redis === undefined ? sharedBalances : null }, dashboard);
 
   const server = createServer((req, res) => {
     void router.handle(req, res);

@@ -50,13 +50,6 @@ export class AuditStoppedError extends GovMapError {
   }
 }
 
-/** The spool is unreadable as an audit log at a place recovery must understand (not tampering: that is verify's). */
-export class AuditSpoolCorruptError extends GovMapError {
-  constructor(file: string, line: number, rule: string) {
-    super('GOVMAP_AUDIT_SPOOL_CORRUPT', `audit spool ${file}:${line}: ${rule}; run "govmap audit verify" on the directory`, { file, line, rule });
-  }
-}
-
 /** A Kafka send did not complete within its own deadline (the client's retries were not trusted to end). */
 export class KafkaSendTimeoutError extends GovMapError {
   constructor(topic: string, messages: number, timeoutMs: number) {

@@ -5,3 +5,16 @@ export { verifySpool, formatVerifyReport } from './verify.ts';
 export type { VerifyOptions, VerifyProblem, VerifyReport } from './verify.ts';
 export { KafkaForwarder, AuditDeduplicator, startKafkaForwarder, dedupKeyOf, DEDUP_HEADER } from './kafka-forwarder.ts';
 export type { KafkaForwarderOptions, KafkaForwarderStats } from './kafka-forwarder.ts';
+export { registerAuditMetrics } from './metrics.ts';
+export { tailSpool } from './tail.ts';
+export type { TailOptions } from './tail.ts';
+export { parseSpoolLine, isReadStream, AUDIT_SCHEMA_VERSION, GENESIS_HASH } from './event.ts';
+export type { AuditEvent, AuditGap, AuditOpType, AuditOutcome, GapCause, SealRecord, SegmentRecord, SpoolLine } from './event.ts';
+export {
+  AuditConfigurationError,
+  AuditSpoolLockedError,
+  AuditNotDurableError,
+  AuditStoppedError,
+  KafkaSendTimeoutError,
+} from './errors.ts';
+export { defaultRecordValue } from './options.ts';

@@ -43,6 +43,8 @@ export interface AuditRecorderOptions {
   readonly maxBacklogBytes?: number;
   /** Forward the spool to Kafka (the client loads only when this is set). */
   readonly kafka?: Omit<KafkaForwarderOptions, 'dir'>;
+  /** On stop(), how long the forwarder may take to hand Kafka the last records, ms. Default 5,000. */
+  readonly kafkaStopDrainMs?: number;
 }
 
 export interface ResolvedAuditOptions {
@@ -60,6 +62,7 @@ export interface ResolvedAuditOptions {
   readonly recordValue: false | ((value: unknown) => string | null);
   readonly maxBacklogBytes: number;
   readonly kafka: Omit<KafkaForwarderOptions, 'dir'> | undefined;
+  readonly kafkaStopDrainMs: number;
 }
 
 const IDENTITY = /^[\x21-\x7e]{1,256}$/;
@@ -78,6 +81,7 @@ const schema = z.strictObject({
   hmacKey: z.union([z.strictObject({ file: z.string().min(1) }), z.strictObject({ env: z.string().min(1) })], 'must be {file: path} or {env: NAME}').optional(),
   recordValue: z.union([z.literal(false), z.custom<(value: unknown) => string | null>((v) => typeof v === 'function')], 'must be false or a function').optional(),
   maxBacklogBytes: z.int().min(0, 'must be >= 0').optional(),
+  kafkaStopDrainMs: z.number().min(0, 'must be >= 0 ms').max(600_000, 'must be at most 600,000 ms').optional(),
   kafka: z.custom<Omit<KafkaForwarderOptions, 'dir'>>((v) => v !== null && typeof v === 'object', 'must be an object (see KafkaForwarderOptions)').optional(),
 });
 
@@ -108,6 +112,7 @@ export function resolveAuditOptions(options: AuditRecorderOptions): ResolvedAudi
     recordValue: o.recordValue ?? defaultRecordValue,
     maxBacklogBytes: o.maxBacklogBytes ?? 64 << 20,
     kafka: o.kafka,
+    kafkaStopDrainMs: o.kafkaStopDrainMs ?? 5000,
   };
 }
 

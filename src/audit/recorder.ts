@@ -667,7 +667,6 @@ export class AuditRecorder implements MapObserver<unknown> {
   async #stop(): Promise<void> {
     this.#stopping = true;
     for (const detach of [...this.#detachers]) detach();
-    if (this.#forwarder !== undefined) await this.#forwarder.stop().catch(() => undefined);
     // AUDIT_STOPPED must be the last record: everything still in the ring goes first.
     Atomics.store(this.#ctrl, CTRL_PAUSED, 0);
     if (this.#dropFrom !== 0) this.#endDropRun();
@@ -697,6 +696,12 @@ export class AuditRecorder implements MapObserver<unknown> {
     }
     if (this.#retryTimer !== undefined) clearInterval(this.#retryTimer);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(new AuditStoppedError('flush'));
+    if (this.#forwarder !== undefined) {
+      // Give Kafka the last records (AUDIT_STOPPED included) for a moment; whatever it has not
+      // acknowledged by then waits in the spool for the next start, behind the checkpoint.
+      await this.#forwarder.drain(this.#options.kafkaStopDrainMs).catch(() => undefined);
+      await this.#forwarder.stop().catch(() => undefined);
+    }
     closeSync(this.#seqFd);
     this.#releaseLock();
   }

@@ -19,6 +19,10 @@ export interface DemoCommandOptions {
   readonly gatewayFailureRate?: number;
   readonly gatewayLatency?: number;
   readonly bare?: boolean;
+  /** Audit spool directory (`--audit-dir`, default ./.govmap/audit). */
+  readonly auditDir?: string;
+  /** Kafka brokers to forward the audit to (`--kafka host:port[,host:port]`). */
+  readonly kafka?: string;
   /** Background traffic through the service's own handlers; `--no-traffic` sets it false. */
   readonly traffic?: boolean;
 }
@@ -33,6 +37,7 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
       accounts: options.accounts,
       redis: demoRedisOptions(options),
       settlement: { etcd: options.etcd, instance: options.instance, failureRate: options.gatewayFailureRate, latencyMs: options.gatewayLatency },
+      audit: { dir: options.auditDir ?? './.govmap/audit', kafka: options.kafka?.split(',').filter((b) => b !== '') },
       traffic: options.traffic !== false,
     });
   } catch (error) {
