@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { startDemo } from '../../demo/server.ts';
+import { verifySpool } from '../../src/audit/index.ts';
+import { readSpool, tempSpool } from './helpers.ts';
+
+test('the demo audits its balances: openings, reads, credits and refusals, verifiable; metrics on /metrics', async (t) => {
+  const dir = tempSpool(t);
+  const demo = await startDemo({ port: 0, accounts: 5, openingBalance: 1000n, audit: { dir, actor: 'govmap-demo/test' } });
+  let closed = false;
+  t.after(async () => {
+    if (!closed) await demo.close();
+  });
+  const call = async (method: string, path: string, body?: unknown): Promise<number> => {
+    const response = await fetch(demo.url + path, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    await response.arrayBuffer();
+    return response.status;
+  };
+  assert.equal(await call('GET', '/accounts/acct-000001'), 200);
+  assert.equal(await call('POST', '/accounts/acct-000001/credit', { amount: '250' }), 200);
+  assert.equal(await call('POST', '/accounts/acct-000002/debit', { amount: '5000' }), 422);
+  const metrics = await (await fetch(`${demo.url}/metrics`)).text();
+  assert.match(metrics, /govmap_audit_records_total\{stream="write"\} [1-9]/);
+  assert.match(metrics, /govmap_audit_spool_healthy 1/);
+  await demo.close();
+  closed = true;
+
+  const events = readSpool(dir).events.filter((e) => e.map === 'balances');
+  assert.equal(events[0]!.op_type, 'MAP_CREATED', 'audited from the map\'s creation');
+  assert.equal(events.filter((e) => e.op_type === 'STORE' && e.outcome === 'ok' && e.value === '1000').length, 5, 'the five openings');
+  assert.ok(events.some((e) => e.op_type === 'LOAD' && e.resource_id === 'acct-000001'));
+  assert.ok(events.some((e) => e.op_type === 'STORE' && e.resource_id === 'acct-000001' && e.value === '1250'));
+  const refused = events.find((e) => e.outcome === 'rejected')!;
+  assert.equal(refused.reason, 'BALANCE_UNDERFLOW');
+  assert.equal(refused.value, '-4000', 'the refused balance, as a decimal string');
+  const report = verifySpool(dir);
+  assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
+  assert.equal(report.closed, true);
+});
