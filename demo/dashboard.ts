@@ -100,6 +100,8 @@ const SWITCH_CHANGES_KEPT = 20;
 const AUDIT_TAIL_EVENTS = 12;
 /** Bytes read from the end of the newest audit segment for the tail. */
 const AUDIT_TAIL_BYTES = 64 * 1024;
+/** Verification waits at least this many times its last duration: at most 1/20 of a core on it. */
+const VERIFY_DUTY = 20;
 /** Sandbox and advisor change slowly; they are recomputed this often, ms. */
 const SLOW_PANELS_MS = 5_000;
 
@@ -229,7 +231,8 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
   // ------------------------------------------------------------- chart samples
   const map = sources.book.balances;
   const history: ChartSample[] = [];
-  const rangeBuckets: Float64Array[] = [];
+  // Starts with the histogram as of now: a range walked before the first sample still counts.
+  const rangeBuckets: Float64Array[] = [Float64Array.from(map.counters.rangeBuckets)];
   let previous = { at: Date.now(), loads: map.counters.loads, writes: map.counters.writes, rejections: new Map(map.counters.rejectionsByReason), requests, degraded: degradedAnswers };
   const sample = (): ChartSample => {
     const now = Date.now();
@@ -327,6 +330,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
         counters: r.counters,
       })),
       targets: sources.routing.targets(),
+      routing: { decisions: { ...sources.routing.router.decisions }, tagRejections: Object.fromEntries(sources.routing.router.tagRejections) },
       orgs: orgs.view(now, RECENT_MS),
       switches: {
         version: snapshot.version,
@@ -402,27 +406,37 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
 
 /**
  * The audit panel: the tail of the spool and the chain's last verification. Verification runs
- * in a worker thread (it reads the whole spool), one at a time, every `verifyIntervalMs`.
+ * in a worker thread (it reads the whole spool), one at a time, every `verifyIntervalMs` or
+ * VERIFY_DUTY times its last duration, whichever is longer: a spool that has grown to take
+ * seconds to verify is not re-read back to back.
  */
 class AuditPanel {
   readonly #source: DashboardAuditSource;
   readonly #intervalMs: number;
   #worker: Worker | null = null;
   #verifying = false;
+  #closed = false;
   #lastVerify: (VerifySummary & { checkedAt: string }) | null = null;
-  #timer: NodeJS.Timeout;
+  #timer: NodeJS.Timeout | null = null;
 
   constructor(source: DashboardAuditSource, intervalMs: number) {
     this.#source = source;
     this.#intervalMs = intervalMs;
-    this.#timer = setInterval(() => void this.verify(), intervalMs);
+    void this.#cycle();
+  }
+
+  async #cycle(): Promise<void> {
+    await this.verify();
+    if (this.#closed) return;
+    // The worker's own time: its start-up (loading the modules) is paid once, not per verify.
+    const took = this.#lastVerify?.ms ?? 0;
+    this.#timer = setTimeout(() => void this.#cycle(), Math.max(this.#intervalMs, VERIFY_DUTY * took));
     this.#timer.unref();
-    void this.verify();
   }
 
   /** Verifies now (unless a verification is running); resolves when it is done. */
   async verify(): Promise<void> {
-    if (this.#verifying) return;
+    if (this.#verifying || this.#closed) return;
     this.#verifying = true;
     try {
       this.#worker ??= this.#start();
@@ -458,7 +472,8 @@ class AuditPanel {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.#timer);
+    this.#closed = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
     await this.#worker?.terminate();
   }
 

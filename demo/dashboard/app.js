@@ -8,6 +8,8 @@
 (() => {
   /** Chart points kept: 5 minutes at one sample a second (the server sends the same on connect). */
   const MAX_POINTS = 300;
+  /** Plot height in pixels, axes included (the legend sits below). */
+  const CHART_HEIGHT = 130;
   const COLORS = ['#0b5cad', '#b42318', '#1a7f37', '#9a6700', '#7a3ea1', '#0e7c86', '#c2410c'];
 
   const $ = (selector, root = document) => root.querySelector(selector);
@@ -65,14 +67,20 @@
 
   const axis = { stroke: '#5d6877', grid: { stroke: '#eef1f5', width: 1 }, ticks: { stroke: '#dde2ea', width: 1 }, font: '11px system-ui, sans-serif' };
   const fromZero = (min) => (_u, _lo, hi) => [0, Math.max(min, (hi ?? 0) * 1.15)];
+  const two = (n) => String(n).padStart(2, '0');
+  /** Wall-clock ticks (HH:MM:SS), one line: the date is today's. */
+  const timeAxis = { ...axis, space: 70, values: (_u, splits) => splits.map((v) => { const d = new Date(v * 1000); return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`; }) };
 
   function chartSpecs() {
     const reasons = [...data.rejections.keys()].sort();
     return {
       ops: {
-        series: [{ label: 'loads/s', stroke: COLORS[0], width: 1.5 }, { label: 'writes/s', stroke: COLORS[1], width: 1.5 }],
+        // Writes are a twentieth of loads or less: their own scale (right axis), or they lie flat.
+        series: [{ label: 'loads/s', stroke: COLORS[0], width: 1.5 }, { label: 'writes/s (right)', stroke: COLORS[1], width: 1.5, scale: 'w' }],
         values: () => [data.loads, data.writes],
         range: fromZero(1),
+        extraScales: { w: { range: fromZero(1) } },
+        extraAxes: [{ ...axis, scale: 'w', side: 1, size: 40, grid: { show: false } }],
         now: () => `loads ${fmt(data.loads.at(-1), 1)}/s · writes ${fmt(data.writes.at(-1), 1)}/s`,
       },
       miss: {
@@ -118,11 +126,11 @@
         const width = Math.max(200, plot.clientWidth);
         const opts = {
           width,
-          height: 150,
+          height: CHART_HEIGHT,
           legend: { show: true, live: false },
           cursor: { drag: { x: false, y: false } },
-          scales: { x: { time: true }, y: { range: spec.range } },
-          axes: [{ ...axis, space: 60 }, { ...axis, size: 46 }],
+          scales: { x: { time: true }, y: { range: spec.range }, ...(spec.extraScales ?? {}) },
+          axes: [timeAxis, { ...axis, size: 46 }, ...(spec.extraAxes ?? [])],
           series: [{}, ...spec.series.map((s) => ({ ...s, spanGaps: false, points: { show: false } }))],
         };
         chart = { plot: new uPlot(opts, series, plot), key: spec.key ?? '' };
@@ -131,19 +139,14 @@
         chart.plot.setData(series);
       }
       figure.dataset.points = String(data.t.length);
-      let now = $('.now', figure);
-      if (now === null) {
-        now = h('span', { class: 'now muted' });
-        $('figcaption', figure).append(' · ', now);
-      }
-      now.textContent = spec.now();
+      $('.now', figure).textContent = spec.now();
     }
   }
 
   const resize = new ResizeObserver(() => {
     for (const [name, chart] of Object.entries(charts)) {
       const plot = $(`#chart-${name} .plot`);
-      chart.plot.setSize({ width: Math.max(200, plot.clientWidth), height: 150 });
+      chart.plot.setSize({ width: Math.max(200, plot.clientWidth), height: CHART_HEIGHT });
     }
   });
   resize.observe($('#charts'));
@@ -152,14 +155,14 @@
 
   function renderFacts(s) {
     const b = s.service.balances;
+    const up = s.service.uptimeSec;
     const facts = [
-      ['uptime', `${fmt(s.service.uptimeSec)} s`],
       ['instance', s.service.instance],
-      ['balances', `${fmt(b.keys)} keys · ${b.store}`],
-      ['read:write', b.readWriteRatio === null ? '–' : `${fmt(b.readWriteRatio, 1)}:1`],
-      ['requests', `${fmt(s.sample.requestsPerSec, 1)}/s`],
+      ['up', up < 120 ? `${up} s` : up < 7200 ? `${Math.floor(up / 60)} min` : `${Math.floor(up / 3600)} h`],
+      ['balances', `${fmt(b.keys)} keys, ${b.store}`],
+      ['reads/write', b.readWriteRatio === null ? '–' : fmt(b.readWriteRatio, 1)],
+      ['req', `${fmt(s.sample.requestsPerSec)}/s`],
       ['degraded', `${fmt(s.sample.degradedPerSec, 1)}/s`],
-      ['breaker state', s.service.breakerStateStore],
     ];
     $('#facts').replaceChildren(...facts.map(([k, v]) => h('span', { 'data-fact': k }, h('span', { class: 'muted' }, `${k} `), h('b', {}, v))));
   }
@@ -208,13 +211,14 @@
         h(
           'tr',
           { 'data-breaker': `${b.group}:${b.key}`, class: b.state === 'CLOSED' ? '' : 'hot' },
-          h('td', {}, h('span', { class: 'muted' }, `${b.group}:`), h('code', {}, b.key ?? '')),
+          h('td', { class: 'name' }, h('span', { class: 'muted' }, `${b.group}:`), h('code', {}, b.key ?? '')),
           h('td', { class: 'state' }, badge(b.state, stateTone(b.state))),
           h('td', { class: 'num' }, `${b.window.failures}/${b.window.timeouts}/${b.window.total}`),
-          h('td', { class: 'small' }, b.state === 'OPEN' && b.openUntil ? `probes at ${clock(b.openUntil)}` : ago(b.since, now)),
+          h('td', { class: 'small name' }, b.state === 'OPEN' && b.openUntil ? `probe ${clock(b.openUntil)}` : ago(b.since, now)),
         ),
       );
     $('#breakers tbody').replaceChildren(...rows);
+    $('#breaker-store').textContent = s.service.breakerStateStore;
     $('#transitions').replaceChildren(
       ...(s.transitions.length === 0
         ? [h('li', { class: 'muted' }, 'none yet')]
@@ -225,6 +229,9 @@
   }
 
   function renderRoutes(s) {
+    const d = s.routing.decisions;
+    const refused = Object.values(s.routing.tagRejections).reduce((a, b) => a + b, 0);
+    $('#route-decisions').textContent = `Decisions: ${fmt(d.matched)} by a rule, ${fmt(d.noRule)} tagged but unmatched (sent to the default route, alerted), ${fmt(d.untagged)} untagged; ${fmt(refused)} malformed tags refused (400).`;
     $('#routes tbody').replaceChildren(
       ...s.routes.map((r) => {
         const c = r.counters;
@@ -290,8 +297,10 @@
       status.dataset.status = 'not-configured';
       $('#audit-summary').textContent = 'This demo runs without an audit spool for the dashboard to read: no tail, no chain to verify.';
       tbody.replaceChildren();
+      $('#audit-tail').hidden = true;
       return;
     }
+    $('#audit-tail').hidden = false;
     const v = a.verify;
     if (v === null) {
       status.replaceChildren(badge('verifying…', 'info'));
@@ -316,7 +325,10 @@
 
   function renderSandbox(s) {
     const sb = s.sandbox;
-    $('#sandbox-summary').textContent = `${fmt(sb.instances.live)} live maps (${fmt(sb.instances.created)} created, ${fmt(sb.instances.collected)} collected); sweep every ${sb.sweepIntervalMs / 1000} s, last ${clock(sb.lastSweepAt)}; idle threshold ${sb.idleThresholdMs / 60000} min.`;
+    $('#sandbox-summary').textContent =
+      sb.lastSweepAt === null
+        ? `${fmt(sb.instances.created)} maps created so far; first sweep within ${sb.sweepIntervalMs / 1000} s (idle threshold ${sb.idleThresholdMs / 60000} min).`
+        : `${fmt(sb.instances.live)} live maps (${fmt(sb.instances.created)} created, ${fmt(sb.instances.collected)} collected); sweep every ${sb.sweepIntervalMs / 1000} s, last ${clock(sb.lastSweepAt)}; idle threshold ${sb.idleThresholdMs / 60000} min.`;
     $('#suspects').replaceChildren(
       ...(sb.suspects.length === 0
         ? [h('li', {}, badge('no leak suspects', 'ok'))]
@@ -331,7 +343,7 @@
           ' ',
           badge(a.recommendation, a.recommendation === 'stay' ? 'ok' : 'warn'),
           h('div', { class: 'small' }, a.reason),
-          h('div', { class: 'signals' }, a.signals.map((sig) => `${sig.id.toLowerCase().replace(/_/g, ' ')}: ${sig.status}`).join(' · ')),
+          h('div', { class: 'signals' }, a.signals.map((sig) => h('span', { class: 'signal', title: sig.summary }, badge(sig.status, sig.status === 'firing' ? 'bad' : sig.status === 'clear' ? 'ok' : ''), ` ${sig.id.toLowerCase().replace(/_/g, ' ')}`))),
         ),
       ),
     );

@@ -1,0 +1,209 @@
+/**
+ * The dashboard in a real browser: Debian's Chromium (/usr/bin/chromium, installed by
+ * `bash test/infra/chromium.sh install`) driven headless by playwright-core, against a demo this
+ * test starts with its background traffic on. What a person opening the page sees: it loads
+ * with no console error and no request leaving the demo, the charts fill, flipping a switch
+ * shows the new version, and failing one org's settlement gateway opens that org's breakers and
+ * degrades that org only.
+ *
+ * Screenshots (1366x768 and 1920x1080, viewport and full page) go to test-artifacts/dashboard/.
+ * Without Chromium the test skips with the reason; under CI (CI set) it fails.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { BrowserContext, Page } from 'playwright-core';
+import { startDemo } from '../../demo/server.ts';
+import type { DemoService } from '../../demo/server.ts';
+
+/** The little of the DOM the page functions below use: they run in Chromium, not in Node. */
+interface PageElement {
+  getAttribute(name: string): string | null;
+  readonly textContent: string | null;
+  querySelector(selector: string): PageElement | null;
+}
+declare const document: { querySelector(selector: string): PageElement | null };
+
+const CHROMIUM = '/usr/bin/chromium';
+const TOKEN = 'dashboard-test-token-0123456789';
+const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/dashboard/', import.meta.url));
+const ci = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
+const missing = existsSync(CHROMIUM) ? null : `${CHROMIUM} is not installed (bash test/infra/chromium.sh install)`;
+
+if (missing !== null && ci) {
+  test('Chromium is installed for the browser tests', () => {
+    assert.fail(`${missing}: CI must install it`);
+  });
+}
+
+describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing : false }, () => {
+  let demo: DemoService;
+  let context: BrowserContext;
+  let page: Page;
+  let profile: string;
+  const consoleErrors: string[] = [];
+  const foreignRequests: string[] = [];
+  const failedRequests: string[] = [];
+
+  before(async () => {
+    if (missing !== null) return;
+    await mkdir(ARTIFACTS, { recursive: true });
+    demo = await startDemo({ port: 0, accounts: 200, adminToken: TOKEN, traffic: true, sandbox: { stateDirectory: null } });
+    profile = await mkdtemp(join(tmpdir(), 'govmap-chromium-'));
+    const { chromium } = await import('playwright-core');
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1366, height: 768 },
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(message.text());
+    });
+    page.on('pageerror', (error) => consoleErrors.push(`page error: ${error.message}`));
+    page.on('request', (request) => {
+      if (!request.url().startsWith(demo.url) && !request.url().startsWith('data:')) foreignRequests.push(request.url());
+    });
+    page.on('requestfailed', (request) => {
+      // The event stream is cut when the page closes; anything else failing is a defect.
+      if (!request.url().endsWith('/events')) failedRequests.push(`${request.url()}: ${request.failure()?.errorText ?? '?'}`);
+    });
+  });
+
+  after(async () => {
+    await context?.close();
+    await demo?.close();
+    if (profile !== undefined) await rm(profile, { recursive: true, force: true });
+  });
+
+  test('the page loads with no console error, and nothing is fetched from outside the demo', async () => {
+    const response = await page.goto(`${demo.url}/`);
+    assert.equal(response?.status(), 200);
+    assert.match(response?.headers()['content-security-policy'] ?? '', /default-src 'none'/);
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+    // A few pushed states rendered.
+    await page.waitForFunction(() => Number(document.querySelector('#chart-ops')?.getAttribute('data-points') ?? 0) >= 3, undefined, { timeout: 15_000 });
+    assert.equal(await page.title(), 'govmap · governance dashboard');
+    assert.deepEqual(consoleErrors, []);
+    assert.deepEqual(foreignRequests, []);
+    assert.deepEqual(failedRequests, []);
+  });
+
+  test('the charts receive data: loads and writes, miss ratio, range p99, rejections', async () => {
+    const points = async (): Promise<number> => Number(await page.getAttribute('#chart-ops', 'data-points'));
+    const first = await points();
+    await page.waitForFunction((n) => Number(document.querySelector('#chart-ops')?.getAttribute('data-points')) >= n + 2, first, { timeout: 10_000 });
+    for (const chart of ['ops', 'miss', 'range', 'rejections']) {
+      assert.equal(await page.locator(`#chart-${chart} canvas`).count(), 1, `${chart} has a canvas`);
+      assert.ok(Number(await page.getAttribute(`#chart-${chart}`, 'data-points')) >= first + 2, `${chart} got new points`);
+    }
+    // The background traffic reads balances: the latest figures say so.
+    const ops = await page.textContent('#chart-ops .now');
+    const loads = Number(/loads ([0-9.,]+)\/s/.exec(ops ?? '')?.[1]?.replace(/,/g, ''));
+    assert.ok(loads > 10, `loads per second shown: ${ops}`);
+    // One read in 50 is of an unknown account: a miss ratio above zero.
+    await page.waitForFunction(() => /%$/.test(document.querySelector('#chart-miss .now')?.textContent ?? ''), undefined, { timeout: 10_000 });
+    // A statement (a range walk) every 2 s: a p99 within the minute.
+    await page.waitForFunction(() => /ms$/.test(document.querySelector('#chart-range .now')?.textContent ?? ''), undefined, { timeout: 10_000 });
+  });
+
+  test('flipping a switch with the admin token updates the version shown', async () => {
+    const row = page.locator('#switches tr[data-switch="payments.instant-confirm"]');
+    await page.fill('#token', TOKEN);
+    const before = Number(await page.getAttribute('#switch-version', 'data-version'));
+    const wasOn = (await row.locator('.state').textContent()) === 'on';
+    await row.locator('button[data-flip]').click();
+    await page.waitForFunction((v) => Number(document.querySelector('#switch-version')?.getAttribute('data-version')) === v + 1, before, { timeout: 5000 });
+    // The next pushed state shows the switch itself changed at the new version.
+    await page.waitForFunction(
+      ([v, on]) => {
+        const tr = document.querySelector('#switches tr[data-switch="payments.instant-confirm"]');
+        return tr?.querySelector('.version')?.textContent === `v${v + 1}` && tr.querySelector('.state')?.textContent === (on ? 'off' : 'on');
+      },
+      [before, wasOn] as const,
+      { timeout: 5000 },
+    );
+    const server = (await (await fetch(`${demo.url}/switches`)).json()) as { version: number; audit: Array<{ actor: string; newVersion: number }> };
+    assert.equal(server.version, before + 1);
+    assert.deepEqual([server.audit[0]!.actor, server.audit[0]!.newVersion], ['admin:dashboard', before + 1]);
+    assert.match((await page.textContent('#switch-result')) ?? '', new RegExp(`v${before} → v${before + 1}`));
+  });
+
+  test('a wrong token is refused and changes nothing', async () => {
+    await page.fill('#token', 'not-the-token');
+    const before = Number(await page.getAttribute('#switch-version', 'data-version'));
+    await page.locator('#switches tr[data-switch="payments.instant-confirm"] button[data-flip]').click();
+    await page.waitForFunction(() => /refused/.test(document.querySelector('#switch-result')?.textContent ?? ''), undefined, { timeout: 5000 });
+    const server = (await (await fetch(`${demo.url}/switches`)).json()) as { version: number };
+    assert.equal(server.version, before);
+    // Chromium logs the refused request itself; that one is expected, nothing else.
+    assert.deepEqual(consoleErrors.splice(0), ['Failed to load resource: the server responded with a status of 401 (Unauthorized)']);
+    await page.fill('#token', TOKEN);
+  });
+
+  test('failing one org\'s settlement gateway opens that org\'s breakers and degrades that org only', async () => {
+    const org = '2002';
+    const others = ['100101', '3003'];
+    // Every org has been served normally so far.
+    await page.waitForFunction((orgs) => orgs.every((o) => document.querySelector(`#orgs tr[data-org="${o}"][data-txn="pay"] .getting`)?.textContent === 'normal'), [org, ...others], { timeout: 10_000 });
+    await page.selectOption('#fault-org', org);
+    await page.click('button[data-fault="fail"]');
+    await page.waitForSelector(`#fault-list tr[data-fault-org="${org}"]`, { timeout: 5000 });
+
+    // The org's settlement breaker and its route's breaker open (three breached 1 s windows).
+    await page.waitForFunction(
+      () =>
+        document.querySelector('#breakers tr[data-breaker="settlement:2002"] .state')?.textContent === 'OPEN' &&
+        document.querySelector('#breakers tr[data-breaker="routes:org-2002-pay"] .state')?.textContent === 'OPEN',
+      undefined,
+      { timeout: 20_000 },
+    );
+    // Its payments get the mock answer, its transfers' settlements are queued.
+    await page.waitForFunction(
+      () =>
+        document.querySelector('#orgs tr[data-org="2002"][data-txn="pay"] .getting')?.textContent === 'mock' &&
+        document.querySelector('#orgs tr[data-org="2002"][data-txn="transfer"] .getting')?.textContent === 'settlement-queued',
+      undefined,
+      { timeout: 10_000 },
+    );
+    // A transition is listed for the org's breakers.
+    assert.ok((await page.locator('#transitions li[data-transition="settlement:2002"]').count()) >= 1);
+
+    // Every other org: still normal, its breakers closed.
+    for (const other of others) {
+      for (const txn of ['pay', 'transfer']) {
+        assert.equal(await page.textContent(`#orgs tr[data-org="${other}"][data-txn="${txn}"] .getting`), 'normal', `${other} ${txn}`);
+      }
+      assert.equal(await page.textContent(`#breakers tr[data-breaker="settlement:${other}"] .state`), 'CLOSED', `settlement:${other}`);
+    }
+    for (const route of ['org-1001', 'default', 'fx-quotes']) {
+      assert.equal(await page.textContent(`#breakers tr[data-breaker="routes:${route}"] .state`), 'CLOSED', `routes:${route}`);
+    }
+    // The server agrees with the page.
+    const breakers = (await (await fetch(`${demo.url}/breakers`)).json()) as { breakers: Array<{ key: string; state: string }> };
+    assert.deepEqual(
+      breakers.breakers.filter((b) => b.state !== 'CLOSED').map((b) => b.key),
+      [org],
+    );
+
+    for (const [width, height] of [
+      [1366, 768],
+      [1920, 1080],
+    ] as const) {
+      await page.setViewportSize({ width, height });
+      await page.waitForTimeout(1200); // a push at the new size
+      await page.screenshot({ path: join(ARTIFACTS, `dashboard-${width}x${height}.png`) });
+      await page.screenshot({ path: join(ARTIFACTS, `dashboard-${width}x${height}-full.png`), fullPage: true });
+    }
+
+    await page.click('button[data-fault="reset"]');
+    await page.waitForFunction(() => document.querySelector('#fault-list tr[data-fault-org]') === null, undefined, { timeout: 5000 });
+    assert.deepEqual(consoleErrors, [], 'no console error through all of it');
+    assert.deepEqual(foreignRequests, []);
+  });
+});
