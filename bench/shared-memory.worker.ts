@@ -25,7 +25,10 @@ export interface RunRequest {
 }
 
 export interface RunReply {
+  /** Wall-clock time of the timed loop. */
   readonly ns: number;
+  /** CPU time this thread spent in it (user + system): excludes time it waited for a core. */
+  readonly cpuNs: number;
   readonly hits: number;
 }
 
@@ -113,10 +116,12 @@ if (data.role === 'owner') {
   parentPort!.on('message', (request: RunRequest) => {
     run(request, Math.min(request.ops, 200_000)); // warm-up: let the JIT settle first
     barrier(request.parties);
+    const cpu = process.threadCpuUsage();
     const start = process.hrtime.bigint();
     const hits = run(request, request.ops);
     const ns = Number(process.hrtime.bigint() - start);
-    parentPort!.postMessage({ ns, hits } satisfies RunReply);
+    const used = process.threadCpuUsage(cpu);
+    parentPort!.postMessage({ ns, cpuNs: (used.user + used.system) * 1000, hits } satisfies RunReply);
   });
   parentPort!.postMessage('ready');
 }
