@@ -16,6 +16,10 @@ const suites: Record<string, { describe: string; load: () => Promise<Suite> }> =
   redis: { describe: 'Redis store (needs GOVMAP_REDIS_URL): near-cache read vs Map (target <= 2.0), uncached round trip, pipelined add throughput, invalidation_p99_ms to another process', load: async () => (await import('./redis.bench.ts')).default },
   scan: { describe: 'govmap scan on a generated 500-file project: rules cost vs type-aware parse and vs typescript-eslint recommendedTypeChecked; scan_files_per_s', load: async () => (await import('./scan.bench.ts')).default },
   sandbox: { describe: 'runtime audit sandbox: ns added per map operation (target < 5), per map created, per sweep, heap per tracked map', load: async () => (await import('./sandbox.bench.ts')).default },
+  audit: {
+    describe: 'audit: ns a LOAD / STORE pays for its record (targets <= 60 / <= 2,000), drain throughput vs pino, Kafka forwarding (needs GOVMAP_KAFKA_BROKERS)',
+    load: async () => (await import('./audit.bench.ts')).default,
+  },
   breaker: { describe: 'CircuitBreaker per-call overhead vs direct await, cockatiel and opossum; etcd snapshot propagation p50/p99', load: async () => (await import('./breaker.bench.ts')).default },
 };
 

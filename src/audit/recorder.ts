@@ -394,16 +394,16 @@ export class AuditRecorder implements MapObserver<unknown> {
     const seq = this.#seq++;
     if (seq > this.#reservedThrough) this.#reserve(seq);
     const hasTrace = this.#trace.capture();
-    const perfMs = performance.now();
-    if (!this.#producer.tryPublish(seq, op, outcome, map, key, reason, bounds, perfMs, hasTrace, this.#trace.words)) {
-      this.#ringFull(seq, op, outcome, map, key, reason, bounds, perfMs, hasTrace);
+    this.#producer.stamp();
+    if (!this.#producer.tryPublish(seq, op, outcome, map, key, reason, bounds, hasTrace, this.#trace.words)) {
+      this.#ringFull(seq, op, outcome, map, key, reason, bounds, hasTrace);
       return;
     }
     this.#lastReadSeq = seq;
     this.#readsRecorded++;
   }
 
-  #ringFull(seq: number, op: number, outcome: number, map: string, key: unknown, reason: string | null, bounds: RangeBounds | null, perfMs: number, hasTrace: boolean): void {
+  #ringFull(seq: number, op: number, outcome: number, map: string, key: unknown, reason: string | null, bounds: RangeBounds | null, hasTrace: boolean): void {
     if (this.#options.onRingFull === 'wait') {
       this.#ringFullWaits++;
       const deadline = performance.now() + this.#options.maxWaitMs;
@@ -411,7 +411,7 @@ export class AuditRecorder implements MapObserver<unknown> {
         const left = deadline - performance.now();
         if (left <= 0) break;
         this.#producer.waitForSpace(left);
-        if (this.#producer.tryPublish(seq, op, outcome, map, key, reason, bounds, perfMs, hasTrace, this.#trace.words)) {
+        if (this.#producer.tryPublish(seq, op, outcome, map, key, reason, bounds, hasTrace, this.#trace.words)) {
           this.#lastReadSeq = seq;
           this.#readsRecorded++;
           return;

@@ -5,7 +5,7 @@
  * syscall); the consumer is the drain worker, which encodes, chains and writes.
  *
  * Layout (all in one SharedArrayBuffer):
- *   control  Int32[CONTROL_INTS]   head, tail, doorbell and flags (see CTRL_*)
+ *   control  Int32[CONTROL_INTS]   head, tail, doorbell and flags (see CTRL_*), in 3 cache lines
  *   stats    Float64[STATS_SLOTS]  seqs and counters published between the threads (see STAT_*)
  *   data     Int32[capacityWords]  entries, 8-byte aligned so f64 fields can sit in them
  *
@@ -25,35 +25,41 @@
  */
 import { renderKey } from './event.ts';
 
-export const CONTROL_INTS = 32;
+/**
+ * Control words sit in three 64-byte cache lines by who writes them, so the reading thread's
+ * store of `head` on every record does not bounce the line the worker writes (`tail`, flags)
+ * between the two cores: line 0 is the producer's, line 1 the worker's, line 2 the direct-write
+ * path's.
+ */
+export const CONTROL_INTS = 48;
 export const STATS_SLOTS = 32;
 
 export const CTRL_HEAD = 0;
-export const CTRL_TAIL = 1;
 /** Bumped by the producer to wake a sleeping worker (Atomics.notify). */
-export const CTRL_DOORBELL = 2;
+export const CTRL_DOORBELL = 1;
+export const CTRL_TAIL = 16;
 /** 1 while the worker sleeps on the doorbell. */
-export const CTRL_WORKER_SLEEPING = 3;
+export const CTRL_WORKER_SLEEPING = 17;
 /** 1 while the producer waits for free space; the worker then notifies on CTRL_TAIL. */
-export const CTRL_PRODUCER_WAITING = 4;
-/** 1 while the caller's thread writes a record to the current fd (rotation waits for 0). */
-export const CTRL_IN_WRITE = 5;
-/** The file descriptor both threads append to; the worker swaps it on rotation. */
-export const CTRL_FD = 6;
+export const CTRL_PRODUCER_WAITING = 18;
 /** Bumped by flush(): commit (seal + fsync) now instead of at the next interval. */
-export const CTRL_FLUSH_REQUESTS = 7;
+export const CTRL_FLUSH_REQUESTS = 19;
 /** 1: drain everything, seal, fsync and exit. */
-export const CTRL_STOP = 8;
+export const CTRL_STOP = 20;
 /** Bumped by the worker after every commit (the synced seqs below are then current). */
-export const CTRL_SYNC_VERSION = 9;
+export const CTRL_SYNC_VERSION = 21;
 /** Set by the worker while its writes fail (an errno-ish code), 0 when healthy. */
-export const CTRL_WORKER_FAILING = 10;
+export const CTRL_WORKER_FAILING = 22;
 /** Current segment number (written by the worker at rotation). */
-export const CTRL_SEGMENT = 11;
+export const CTRL_SEGMENT = 23;
 /** 1 while the main thread has flush() callers waiting for a commit message. */
-export const CTRL_FLUSH_WAITERS = 12;
+export const CTRL_FLUSH_WAITERS = 24;
 /** Test hook: 1 holds the worker (it drains nothing) to exercise a full ring and crash loss. */
-export const CTRL_PAUSED = 13;
+export const CTRL_PAUSED = 25;
+/** 1 while the caller's thread writes a record to the current fd (rotation waits for 0). */
+export const CTRL_IN_WRITE = 32;
+/** The file descriptor both threads append to; the worker swaps it on rotation. */
+export const CTRL_FD = 33;
 
 /** Seq of the last write-stream record the caller's thread handed to write(2). */
 export const STAT_WRITES_DONE = 0;
@@ -113,7 +119,11 @@ const DATA_OFFSET = CONTROL_BYTES + STATS_BYTES;
 
 export function createRing(capacityBytes: number): RingViews {
   const capacityWords = Math.floor(capacityBytes / 8) * 2;
-  return viewRing(new SharedArrayBuffer(DATA_OFFSET + capacityWords * 4));
+  const ring = viewRing(new SharedArrayBuffer(DATA_OFFSET + capacityWords * 4));
+  // Touch every page now: the first write to a fresh page faults into the kernel (costlier than
+  // a whole record on some virtual machines), and that must not land on the reads' path.
+  for (let w = 0; w < capacityWords; w += 1024) ring.words[w] = 0;
+  return ring;
 }
 
 export function viewRing(sab: SharedArrayBuffer): RingViews {
@@ -153,6 +163,12 @@ export class RingProducer {
   /** Our own head (only we write it) and the last tail we read: reading shared state costs. */
   #head = 0;
   #tail = 0;
+  /**
+   * The time of the record being published (performance.now(), ms). Kept in a typed array, not
+   * passed as an argument: a fractional number crossing a call that is not inlined is boxed,
+   * which would allocate on every read.
+   */
+  readonly #now = new Float64Array(1);
 
   constructor(ring: RingViews) {
     this.#ring = ring;
@@ -177,22 +193,17 @@ export class RingProducer {
     return head >= tail ? head - tail : this.#cap - tail + head;
   }
 
+  /** Takes the time of the next record (see `tryPublish`). */
+  stamp(): void {
+    this.#now[0] = performance.now();
+  }
+
   /**
-   * Publishes one read record. `trace` holds 6 words (trace id then span id) when `hasTrace`.
-   * Strings are copied as UTF-16 units; nothing here allocates for string or number keys.
+   * Publishes one read record, timed by the last `stamp()`. `trace` holds 6 words (trace id
+   * then span id) when `hasTrace`. Strings are copied as UTF-16 units; nothing here allocates
+   * for string or number keys.
    */
-  tryPublish(
-    seq: number,
-    op: number,
-    outcome: number,
-    map: string,
-    key: unknown,
-    reason: string | null,
-    bounds: BoundsLike | null,
-    perfMs: number,
-    hasTrace: boolean,
-    trace: Int32Array,
-  ): boolean {
+  tryPublish(seq: number, op: number, outcome: number, map: string, key: unknown, reason: string | null, bounds: BoundsLike | null, hasTrace: boolean, trace: Int32Array): boolean {
     let keyText: string | null = null;
     let keyUnits = 0;
     let flags = 0;
@@ -252,7 +263,7 @@ export class RingProducer {
     words[at + 2] = mapUnits | (reasonUnits << 16);
     words[at + 3] = keyText === null ? 0 : keyText.length;
     f64[(at + 4) >> 1] = seq;
-    f64[(at + 6) >> 1] = perfMs;
+    f64[(at + 6) >> 1] = this.#now[0]!;
     if ((flags & FLAG_KEY_NUMBER) !== 0) f64[(at + 8) >> 1] = key as number;
     if (hasTrace) {
       words[at + 10] = trace[0]!;
