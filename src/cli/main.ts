@@ -48,7 +48,7 @@ program
   .option('--instance <name>', "this process's name in the breaker cluster, stable across restarts (default <hostname>-<pid>)")
   .option('--gateway-failure-rate <rate>', 'share of settlement gateway calls that fail, 0 to 1 (change it live: POST /admin/faults)', rateOption('--gateway-failure-rate'), 0)
   .option('--gateway-latency <ms>', 'settlement gateway latency, milliseconds', integerOption('--gateway-latency', 0, 60_000), 5)
-  .option('--no-traffic', 'no background traffic (by default the demo sends itself a few payments, transfers and reads a second, so the dashboard at / shows live data)')
+  .option('--no-traffic', 'no background traffic (by default the demo sends itself a payment and a transfer per org a second from three orgs, plus balance reads: ~250 requests/s, so the dashboard at / shows live data)')
   .option('--audit-dir <dir>', 'audit spool: every LOAD/STORE/DELETE/RANGE of the balances, tamper-evident (check: govmap audit verify <dir>)', './.govmap/audit')
   .option('--kafka <brokers>', 'also forward the audit to Kafka (host:port[,host:port...]), topic govmap.audit')
   .option('--bare', 'benchmark baseline: the same API on a plain Map, without any governance (no validator, metrics, audit)')

@@ -45,6 +45,7 @@ describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing 
   let context: BrowserContext;
   let page: Page;
   let profile: string;
+  let auditDir: string;
   const consoleErrors: string[] = [];
   const foreignRequests: string[] = [];
   const failedRequests: string[] = [];
@@ -52,7 +53,8 @@ describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing 
   before(async () => {
     if (missing !== null) return;
     await mkdir(ARTIFACTS, { recursive: true });
-    demo = await startDemo({ port: 0, accounts: 200, adminToken: TOKEN, traffic: true, sandbox: { stateDirectory: null } });
+    auditDir = await mkdtemp(join(tmpdir(), 'govmap-dashboard-audit-'));
+    demo = await startDemo({ port: 0, accounts: 200, adminToken: TOKEN, traffic: true, audit: { dir: auditDir }, sandbox: { stateDirectory: null } });
     profile = await mkdtemp(join(tmpdir(), 'govmap-chromium-'));
     const { chromium } = await import('playwright-core');
     context = await chromium.launchPersistentContext(profile, {
@@ -79,6 +81,7 @@ describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing 
     await context?.close();
     await demo?.close();
     if (profile !== undefined) await rm(profile, { recursive: true, force: true });
+    if (auditDir !== undefined) await rm(auditDir, { recursive: true, force: true });
   });
 
   test('the page loads with no console error, and nothing is fetched from outside the demo', async () => {
@@ -89,6 +92,9 @@ describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing 
     // A few pushed states rendered.
     await page.waitForFunction(() => Number(document.querySelector('#chart-ops')?.getAttribute('data-points') ?? 0) >= 3, undefined, { timeout: 15_000 });
     assert.equal(await page.title(), 'govmap · governance dashboard');
+    // The demo audits the balances: the panel shows the chain verified and the newest records.
+    await page.waitForSelector('#audit-status[data-status="ok"]', { timeout: 15_000 });
+    assert.ok((await page.locator('#audit-tail tbody tr').count()) > 0);
     assert.deepEqual(consoleErrors, []);
     assert.deepEqual(foreignRequests, []);
     assert.deepEqual(failedRequests, []);

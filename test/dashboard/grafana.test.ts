@@ -1,0 +1,119 @@
+/**
+ * deploy/grafana/govmap-dashboard.json: a board a person can import and see data on. Its layout
+ * is sound (24-column grid, no overlap, unique ids, the datasource variable everywhere), every
+ * series it queries is one the demo exports (so no panel is empty for a typo), and every query
+ * is valid PromQL to the real Prometheus of test/infra (GOVMAP_PROMETHEUS_URL; without it that
+ * part skips locally and fails under CI).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { parse as parseYaml } from 'yaml';
+import { startDemo } from '../../demo/server.ts';
+
+const root = new URL('../../', import.meta.url);
+const board = JSON.parse(await readFile(new URL('deploy/grafana/govmap-dashboard.json', root), 'utf8'));
+const prometheusUrl = process.env.GOVMAP_PROMETHEUS_URL;
+const ci = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
+
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  gridPos: { x: number; y: number; w: number; h: number };
+  datasource?: { type: string; uid: string };
+  targets?: Array<{ expr: string; refId: string; datasource?: { uid: string } }>;
+}
+const panels = board.panels as Panel[];
+const queries = panels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })));
+const variables = board.templating.list as Array<{ name: string; type: string; query: string | { query: string } }>;
+
+/** Grafana's variables as a Prometheus query would see them with "All" selected. */
+function substitute(expr: string): string {
+  return expr.replace(/\$__rate_interval/g, '1m').replace(/\$(job|instance|map)\b/g, '.*');
+}
+
+describe('the Grafana board', () => {
+  test('layout: 24 columns, no overlapping panels, unique ids, every query on the datasource variable', () => {
+    assert.equal(board.uid, 'govmap-overview');
+    assert.deepEqual(variables.map((v) => v.name), ['datasource', 'job', 'instance', 'map']);
+    const ids = new Set<number>();
+    const cells = new Set<string>();
+    for (const p of panels) {
+      assert.ok(!ids.has(p.id), `panel id ${p.id} is unique`);
+      ids.add(p.id);
+      const { x, y, w, h } = p.gridPos;
+      assert.ok(x >= 0 && w > 0 && x + w <= 24, `${p.title} fits 24 columns`);
+      for (let i = x; i < x + w; i++) for (let j = y; j < y + h; j++) {
+        assert.ok(!cells.has(`${i},${j}`), `${p.title} overlaps another panel at ${i},${j}`);
+        cells.add(`${i},${j}`);
+      }
+      if (p.type === 'row') continue;
+      assert.equal(p.datasource?.uid, '${datasource}', p.title);
+      assert.ok((p.targets ?? []).length > 0, `${p.title} has a query`);
+      for (const t of p.targets!) assert.equal(t.datasource?.uid, '${datasource}', `${p.title} ${t.refId}`);
+    }
+    assert.ok(queries.length >= 25);
+  });
+
+  test('every series the board reads is one the demo exports', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-grafana-'));
+    const demo = await startDemo({ port: 0, accounts: 20, audit: { dir }, sandbox: { stateDirectory: null } });
+    try {
+      // A routed payment, a transfer (settlement breaker), a range walk: every family gets its series.
+      const post = (path: string, tag: string): Promise<Response> =>
+        fetch(demo.url + path, { method: 'POST', headers: { 'content-type': 'application/json', 'x-biz-tag': tag }, body: JSON.stringify({ from: 'acct-000001', to: 'acct-000002', amount: '5' }) });
+      await (await post('/payments', 'orgId:2002|txnType:pay')).arrayBuffer();
+      await (await post('/transfers', 'orgId:2002|txnType:transfer')).arrayBuffer();
+      await (await fetch(`${demo.url}/accounts?prefix=acct-0000&limit=5`)).arrayBuffer();
+      // Refusals: labelled counters have a series once something was refused.
+      assert.equal((await post('/accounts/acct-000003/debit', 'orgId:2002|txnType:pay')).status, 400, 'no amount');
+      const overdraw = await fetch(`${demo.url}/accounts/acct-000003/debit`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"amount":"999999999999"}' });
+      assert.equal(overdraw.status, 422);
+      assert.equal((await fetch(`${demo.url}/healthz`, { headers: { 'x-biz-tag': 'orgId:1|orgId:2' } })).status, 400);
+      const exposition = await (await fetch(`${demo.url}/metrics`)).text();
+      const exported = new Set(exposition.split('\n').filter((l) => l !== '' && !l.startsWith('#')).map((l) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l)![0]));
+      const read = new Set(queries.flatMap((q) => [...q.expr.matchAll(/\b((?:syncmap|govmap)_[a-z0-9_]+)/g)].map((m) => m[1]!)));
+      const missing = [...read].filter((name) => !exported.has(name));
+      assert.deepEqual(missing, [], 'series the board reads but the demo does not export');
+      // And the other way round for the families the issue names: each is on the board.
+      for (const family of ['syncmap_load_total', 'syncmap_miss_ratio', 'syncmap_range_duration_seconds_bucket', 'syncmap_validation_rejections_total', 'govmap_breaker_state', 'govmap_route_breaker_state', 'govmap_route_requests_total', 'govmap_switch_snapshot_version', 'govmap_audit_records_total', 'govmap_sandbox_suspects', 'govmap_advisor_recommendation']) {
+        assert.ok(read.has(family), `the board shows ${family}`);
+      }
+    } finally {
+      await demo.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the provisioning files point at the board and a Prometheus datasource', async () => {
+    const dashboards = parseYaml(await readFile(new URL('deploy/grafana/provisioning/dashboards/govmap.yml', root), 'utf8'));
+    assert.equal(dashboards.apiVersion, 1);
+    assert.match(dashboards.providers[0].options.path, /grafana/);
+    const datasources = parseYaml(await readFile(new URL('deploy/grafana/provisioning/datasources/prometheus.yml', root), 'utf8'));
+    assert.equal(datasources.datasources[0].type, 'prometheus');
+  });
+
+  describe('against the real Prometheus', { skip: prometheusUrl === undefined && !ci ? 'GOVMAP_PROMETHEUS_URL not set (bash test/infra/prometheus.sh start)' : false }, () => {
+    test('every panel query and variable selector is valid PromQL that Prometheus evaluates', async () => {
+      assert.ok(prometheusUrl !== undefined && prometheusUrl !== '', 'CI must set GOVMAP_PROMETHEUS_URL (test/infra/env.sh)');
+      const end = Math.floor(Date.now() / 1000);
+      for (const { panel, expr } of queries) {
+        const query = substitute(expr);
+        const response = await fetch(`${prometheusUrl}/api/v1/query_range?${new URLSearchParams({ query, start: String(end - 300), end: String(end), step: '15' }).toString()}`, { signal: AbortSignal.timeout(10_000) });
+        const body = (await response.json()) as { status: string; error?: string };
+        assert.equal(body.status, 'success', `${panel}: ${query}: ${body.error ?? ''}`);
+      }
+      for (const v of variables.filter((x) => x.type === 'query')) {
+        const text = typeof v.query === 'string' ? v.query : v.query.query;
+        const selector = /^label_values\((.*), [a-z_]+\)$/.exec(text)?.[1];
+        assert.ok(selector !== undefined, `variable ${v.name} is label_values(selector, label)`);
+        const response = await fetch(`${prometheusUrl}/api/v1/series?${new URLSearchParams({ 'match[]': substitute(selector) }).toString()}`, { signal: AbortSignal.timeout(10_000) });
+        const body = (await response.json()) as { status: string; error?: string };
+        assert.equal(body.status, 'success', `variable ${v.name}: ${selector}: ${body.error ?? ''}`);
+      }
+    });
+  });
+});
