@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { takeAnchor, epochNanosString } from '../../src/audit/clock.ts';
+import { ByteWriter, EncodeContext, encodeDirect, encodeIdentity, encodeRingEntry } from '../../src/audit/encoder.ts';
+import type { DirectRecord } from '../../src/audit/encoder.ts';
+import { parseSpoolLine } from '../../src/audit/event.ts';
+import { createRing, CTRL_HEAD, CTRL_TAIL, OP_LOAD, OP_RANGE, RingProducer } from '../../src/audit/ring.ts';
+
+/**
+ * The two encoders (the drain worker's, from the shared ring, and the caller's thread's, for
+ * writes) must write exactly what JSON.stringify writes for the same record: same field order,
+ * same escapes, UTF-8. Any text can be a key: control characters, quotes, non-ASCII, lone
+ * surrogates.
+ */
+const text = fc.string({ unit: 'binary', maxLength: 40 });
+const anchor = takeAnchor();
+const ctx = new EncodeContext(anchor, encodeIdentity('clearing/instance-1', 'host/pid-1'));
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+function expectedLine(fields: Record<string, unknown>): string {
+  return `${JSON.stringify({
+    v: 1,
+    seq: fields.seq,
+    op_type: fields.op,
+    map: fields.map,
+    resource_id: fields.key,
+    trace_id: null,
+    span_id: null,
+    range_bounds: fields.bounds ?? null,
+    timestamp: fields.timestamp,
+    outcome: fields.outcome,
+    reason: fields.reason,
+    actor: 'clearing/instance-1',
+    origin: 'host/pid-1',
+    ...(fields.value === undefined ? {} : { value: fields.value }),
+  })}\n`;
+}
+
+test('ring records encode exactly as JSON.stringify, for any key, map name, reason and bounds', () => {
+  const ring = createRing(1 << 20);
+  const producer = new RingProducer(ring);
+  const trace = new Int32Array(6);
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 2 ** 40 }),
+      text,
+      text,
+      fc.option(text, { nil: null }),
+      fc.constantFrom('ok', 'miss', 'error'),
+      fc.option(fc.record({ start: fc.option(text, { nil: null }), end: fc.option(text, { nil: null }), inclusive: fc.boolean(), prefix: fc.option(text, { nil: null }) }), { nil: null }),
+      (seq, map, key, reason, outcome, bounds) => {
+        const isRange = bounds !== null;
+        producer.stamp();
+        const at = Atomics.load(ring.ctrl, CTRL_HEAD);
+        assert.ok(producer.tryPublish(seq, isRange ? OP_RANGE : OP_LOAD, ['ok', 'miss', 'rejected', 'error'].indexOf(outcome), map, isRange ? undefined : key, reason, bounds, false, trace));
+        const w = new ByteWriter(64);
+        w.ensure(1 << 16);
+        // When the entry did not fit before the end it wrapped to word 0 (head is now below `at`).
+        encodeRingEntry(w, ring, Atomics.load(ring.ctrl, CTRL_HEAD) < at ? 0 : at, ctx);
+        Atomics.store(ring.ctrl, CTRL_TAIL, Atomics.load(ring.ctrl, CTRL_HEAD));
+        const line = decoder.decode(w.buf.subarray(0, w.pos));
+        const parsed = JSON.parse(line) as { timestamp: string };
+        assert.equal(line, expectedLine({ seq, op: isRange ? 'RANGE' : 'LOAD', map, key: isRange ? null : key, bounds, timestamp: parsed.timestamp, outcome, reason }));
+        assert.equal(parseSpoolLine(line.trimEnd()).kind, 'event');
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test('direct (write) records encode exactly as JSON.stringify; money stays a decimal string', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 2 ** 40 }), text, text, fc.option(text, { nil: null }), fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }), (seq, map, key, reason, amount) => {
+      const perfMs = performance.now();
+      const record: DirectRecord = { seq, op: 'STORE', map, key, traceId: null, spanId: null, bounds: null, perfMs, outcome: 2, reason, value: amount.toString(), gap: null, detail: null };
+      const w = new ByteWriter(16);
+      encodeDirect(w, record, ctx);
+      const line = decoder.decode(w.buf.subarray(0, w.pos));
+      assert.equal(line, expectedLine({ seq, op: 'STORE', map, key, timestamp: epochNanosString(anchor, perfMs), outcome: 'rejected', reason, value: amount.toString() }));
+      assert.equal((JSON.parse(line) as { value: string }).value, amount.toString());
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('timestamps are epoch nanoseconds that follow the monotonic clock', () => {
+  const a = BigInt(epochNanosString(anchor, anchor.perfMs));
+  const b = BigInt(epochNanosString(anchor, anchor.perfMs + 1.5));
+  assert.equal(b - a, 1_500_000n);
+  const wall = BigInt(Date.now()) * 1_000_000n;
+  const now = BigInt(epochNanosString(anchor, performance.now()));
+  assert.ok(now - wall < 5_000_000n && wall - now < 5_000_000n, 'within a few ms of the wall clock');
+});
