@@ -41,7 +41,7 @@ import {
   STAT_WRITES_DONE,
 } from './ring.ts';
 import type { RingViews } from './ring.ts';
-import { encodeSeqReservation, SEQ_FILE } from './spool.ts';
+import { encodeSeqReservation, segmentName, SEQ_FILE } from './spool.ts';
 import { ActiveTrace } from './trace.ts';
 
 /** A point-in-time view of a recorder, for metrics, the dashboard and tests. */
@@ -163,6 +163,7 @@ export class AuditRecorder implements MapObserver<unknown> {
   #retryTimer: NodeJS.Timeout | undefined;
 
   #waiters: FlushWaiter[] = [];
+  #faultFds: { original: number; readOnly: number } | null = null;
   #stopping = false;
   #stopped: Promise<void> | undefined;
   #detachers = new Set<() => void>();
@@ -365,6 +366,24 @@ export class AuditRecorder implements MapObserver<unknown> {
   stop(): Promise<void> {
     this.#stopped ??= this.#stop();
     return this.#stopped;
+  }
+
+  /**
+   * Test hook: makes this thread's writes to the spool fail (true) as a broken disk would, or
+   * heal (false). Points the write path at a read-only descriptor of the current segment; not
+   * for use while segments rotate.
+   */
+  faultSpoolForTesting(failing: boolean): void {
+    const ctrl = this.#ctrl;
+    if (failing && this.#faultFds === null) {
+      const readOnly = openSync(join(this.dir, segmentName(Atomics.load(ctrl, CTRL_SEGMENT))), 'r');
+      this.#faultFds = { original: Atomics.load(ctrl, CTRL_FD), readOnly };
+      Atomics.store(ctrl, CTRL_FD, readOnly);
+    } else if (!failing && this.#faultFds !== null) {
+      Atomics.store(ctrl, CTRL_FD, this.#faultFds.original);
+      closeSync(this.#faultFds.readOnly);
+      this.#faultFds = null;
+    }
   }
 
   /** Test hook: hold (true) or release the drain worker, to exercise a full ring and crash loss. */

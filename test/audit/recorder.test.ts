@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { context, trace, TraceFlags } from '@opentelemetry/api';
-import { GovernedMap } from '../../src/map/index.ts';
+import { allOf, GovernedMap } from '../../src/map/index.ts';
 import type { MapObserver } from '../../src/map/index.ts';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
@@ -401,5 +401,43 @@ describe('configuration and ownership', () => {
     map.store('a', 1n);
     assert.equal(map.load('a'), 1n);
     assert.equal(audit.healthy, true);
+  });
+});
+
+describe('when the spool cannot be written', () => {
+  test('writes wait in memory in order, SINK_FAILED / SINK_RECOVERED are recorded, flush() refuses meanwhile, guard() fails closed', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const map = new GovernedMap<string, bigint>({ name: 'guarded', validate: allOf(audit.guard<string, bigint>(), (_k, v) => (v >= 0n ? true : 'BALANCE_UNDERFLOW')) });
+    audit.attach(map);
+    map.store('before', 1n);
+    audit.faultSpoolForTesting(true);
+    map.store('during-1', 2n); // the write that meets the broken disk: applied, its record kept in memory
+    assert.equal(audit.healthy, false);
+    assert.throws(() => map.store('during-2', 3n), { code: 'GOVMAP_VALIDATION_REJECTED', message: /AUDIT_UNAVAILABLE/ });
+    await assert.rejects(audit.flush(), { code: 'GOVMAP_AUDIT_NOT_DURABLE' });
+    assert.ok(audit.stats().backlogRecords >= 2);
+    audit.faultSpoolForTesting(false);
+    const deadline = Date.now() + 5000;
+    while (!audit.healthy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(audit.healthy, true, 'the backlog was written once the spool healed');
+    map.store('after', 4n);
+    await audit.flush();
+    await audit.stop();
+    const events = bySeq(readSpool(dir).events).filter((e) => e.op_type !== 'LOAD');
+    const story = events.map((e) => `${e.op_type}${e.resource_id === null ? '' : `:${e.resource_id}`}${e.outcome === 'ok' ? '' : `:${e.outcome}`}`);
+    assert.deepEqual(story, [
+      'AUDIT_STARTED',
+      'MAP_ATTACHED',
+      'STORE:before',
+      'STORE:during-1',
+      'SINK_FAILED',
+      'STORE:during-2:rejected',
+      'SINK_RECOVERED',
+      'STORE:after',
+      'AUDIT_STOPPED',
+    ]);
+    assert.equal(events.find((e) => e.op_type === 'SINK_FAILED')!.reason, 'EBADF');
+    assert.equal(verifySpool(dir).ok, true);
   });
 });
