@@ -80,6 +80,9 @@ const suite: Suite = async ({ progress, quick }) => {
   const cpuRates = new Map<string, number>();
   const contenders: Array<[Contender, number, string]> = [
     ['map', 1, 'plain Map, 1 thread'],
+    // Each worker its own copy (the copy-per-worker pattern): shares nothing, so its scaling is
+    // the machine's ceiling for any two-thread figure below.
+    ['map', 2, 'plain Map copy per worker, 2 workers (aggregate)'],
     ['shared', 1, 'SharedInt64Store, 1 worker'],
     ['shared', 2, 'SharedInt64Store, 2 workers (aggregate)'],
     ['global-spinlock', 1, 'global-spinlock SAB table, 1 worker'],
@@ -109,6 +112,7 @@ const suite: Suite = async ({ progress, quick }) => {
     const rate = (c: Contender, t: number): number => rates.get(`${c}/${t}/${readsPerWrite}`)!;
     const cpuRate = (c: Contender, t: number): number => cpuRates.get(`${c}/${t}/${readsPerWrite}`)!;
     ratios[`two_workers_vs_plain_map${suffix}`] = round(rate('shared', 2) / rate('map', 1));
+    ratios[`machine_scaling_1_to_2${suffix}`] = round(rate('map', 2) / rate('map', 1));
     ratios[`scaling_1_to_2${suffix}`] = round(rate('shared', 2) / rate('shared', 1));
     ratios[`vs_global_spinlock_2_workers${suffix}`] = round(rate('shared', 2) / rate('global-spinlock', 2));
     ratios[`vs_reader_counter_2_workers${suffix}`] = round(rate('shared', 2) / rate('reader-counter', 2));
@@ -147,6 +151,7 @@ const suite: Suite = async ({ progress, quick }) => {
       `${KEYS.toLocaleString('en-US')} keys, ${ops.toLocaleString('en-US')} ops per worker per round, median of ${rounds} rounds; every contender runs in a worker thread`,
       `${availableParallelism()} CPUs; 1-minute load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after (other work on the machine depresses two-thread figures)`,
       'x_cpu ratios: the same ratios from per-thread CPU time (process.threadCpuUsage), i.e. as if each thread had a core; cpu_share in the results: how much of the wall time the threads ran',
+      'machine_scaling_1_to_2: a Map copied into each of 2 workers (nothing shared) over 1 worker: the most any two-thread figure can scale on this machine',
       `bytes_per_key: SharedInt64Store buffer in use / keys at maxKeyLength 16 (an entry reserves the full key length); plain_map_bytes_per_key: V8 heap growth for a Map of fresh string keys and bigint values`,
     ],
   };
