@@ -93,7 +93,11 @@ export function startTraffic(options: TrafficOptions): Traffic {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(Buffer.byteLength(payload));
     }
+    let settled = false;
     const done = (status: string): void => {
+      // A request can end twice (an error after its answer began): count it once.
+      if (settled) return;
+      settled = true;
       byStatus[status] = (byStatus[status] ?? 0) + 1;
       inFlight--;
       if (inFlight === 0) for (const wake of idle.splice(0)) wake();

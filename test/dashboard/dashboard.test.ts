@@ -292,6 +292,34 @@ describe('the audit panel over a real spool', () => {
   });
 });
 
+describe('background traffic', () => {
+  test('three orgs pay and transfer every second through the real handlers, read-mostly, all served normally', async () => {
+    const demo = await startDemo({ port: 0, accounts: 100, traffic: true, dashboard: { intervalMs: 500 }, sandbox: { stateDirectory: null } });
+    let closed = false;
+    try {
+      assert.ok(demo.announcements.some((line) => line.startsWith('traffic: background traffic from orgs 100101, 2002, 3003')));
+      const seen = await events(`${demo.url}/events`, (name, data) => name === 'state' && data.orgs.filter((o: any) => o.txnType !== 'fx' && o.recent.total >= 2).length === 6);
+      const state = seen.at(-1)!.data;
+      for (const org of ['100101', '2002', '3003']) {
+        for (const txn of ['pay', 'transfer']) {
+          const row = state.orgs.find((o: any) => o.org === org && o.txnType === txn);
+          assert.equal(row?.getting, 'normal', `${org} ${txn}: ${JSON.stringify(row)}`);
+        }
+      }
+      const samples = [...seen[0]!.data.samples, ...seen.filter((e) => e.name === 'state').map((e) => e.data.sample)].slice(-4);
+      const loads = samples.reduce((n, s) => n + s.loadsPerSec, 0);
+      const writes = samples.reduce((n, s) => n + s.writesPerSec, 0);
+      assert.ok(writes > 0 && loads / writes >= 15, `read-mostly: ${loads} loads to ${writes} writes over the last samples`);
+      const started = Date.now();
+      await demo.close();
+      closed = true;
+      assert.ok(Date.now() - started < 5000, 'close() stops the traffic first and does not hang');
+    } finally {
+      if (!closed) await demo.close();
+    }
+  });
+});
+
 describe('limits', () => {
   test('pages beyond maxClients get 503, and a closed page frees its place', async () => {
     const demo = await startDemo({ port: 0, accounts: 5, dashboard: { maxClients: 1 }, sandbox: { stateDirectory: null } });
