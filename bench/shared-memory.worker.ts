@@ -25,8 +25,16 @@ export interface RunRequest {
 }
 
 export interface RunReply {
-  /** Wall-clock time of the timed loop. */
+  /** Wall-clock time of this thread's timed loop. */
   readonly ns: number;
+  /**
+   * process.hrtime.bigint() (one monotonic clock for every thread of the process) when the start
+   * barrier released the threads (written by the last to arrive; this thread's own start when
+   * alone), when this thread started its loop, and when it finished.
+   */
+  readonly releasedAt: bigint;
+  readonly startedAt: bigint;
+  readonly finishedAt: bigint;
   /** CPU time this thread spent in it (user + system): excludes time it waited for a core. */
   readonly cpuNs: number;
   readonly hits: number;
@@ -38,6 +46,7 @@ interface Data {
   readonly order: Int32Array;
   readonly shared: SharedMapHandle;
   readonly baselines: Record<BaselineKind, SharedArrayBuffer>;
+  /** Barrier words: [0] arrivals, [1] generation; BigInt64 slot 1 (bytes 8-15): release time. */
   readonly sync: SharedArrayBuffer;
 }
 
@@ -58,6 +67,10 @@ if (data.role === 'owner') {
   const spinlock = new BaselineTable('global-spinlock', data.baselines['global-spinlock']);
   const readerCounter = new BaselineTable('reader-counter', data.baselines['reader-counter']);
   const sync = new Int32Array(data.sync);
+  const releasedAt = new BigInt64Array(data.sync, 8, 1);
+  // Every read's value is stored here, so no contender's read can be optimised away (a JIT that
+  // inlined a get() whose result is only compared with undefined could skip creating the bigint).
+  let sink: bigint | undefined;
 
   // One loop per contender, so each stays monomorphic for the JIT.
   const runMap = (period: number, ops: number, offset: number): number => {
@@ -65,7 +78,13 @@ if (data.role === 'owner') {
     for (let i = 0; i < ops; i++) {
       const key = keys[order[(i + offset) & orderMask]!]!;
       if (i % period === 0) map.set(key, values[i & 1023]!);
-      else if (map.get(key) !== undefined) hits++;
+      else {
+        const value = map.get(key);
+        if (value !== undefined) {
+          hits++;
+          sink = value;
+        }
+      }
     }
     return hits;
   };
@@ -74,7 +93,13 @@ if (data.role === 'owner') {
     for (let i = 0; i < ops; i++) {
       const key = keys[order[(i + offset) & orderMask]!]!;
       if (i % period === 0) shared.set(key, values[i & 1023]!);
-      else if (shared.get(key) !== undefined) hits++;
+      else {
+        const value = shared.get(key);
+        if (value !== undefined) {
+          hits++;
+          sink = value;
+        }
+      }
     }
     return hits;
   };
@@ -83,7 +108,13 @@ if (data.role === 'owner') {
     for (let i = 0; i < ops; i++) {
       const key = keys[order[(i + offset) & orderMask]!]!;
       if (i % period === 0) table.set(key, values[i & 1023]!);
-      else if (table.get(key) !== undefined) hits++;
+      else {
+        const value = table.get(key);
+        if (value !== undefined) {
+          hits++;
+          sink = value;
+        }
+      }
     }
     return hits;
   };
@@ -101,27 +132,43 @@ if (data.role === 'owner') {
     }
   };
 
-  const barrier = (parties: number): void => {
-    if (parties === 1) return;
+  /**
+   * Start barrier: the last thread to arrive stamps the release time and wakes the others
+   * (Atomics.notify); they sleep in Atomics.wait meanwhile, so a waiting thread does not take a
+   * core from one still warming up. Returns the release time.
+   */
+  const barrier = (parties: number): bigint => {
+    if (parties === 1) return process.hrtime.bigint();
     const generation = Atomics.load(sync, 1);
     if (Atomics.add(sync, 0, 1) === parties - 1) {
+      const now = process.hrtime.bigint();
+      Atomics.store(releasedAt, 0, now);
       Atomics.store(sync, 0, 0);
       Atomics.add(sync, 1, 1);
       Atomics.notify(sync, 1);
-      return;
+      return now;
     }
     while (Atomics.load(sync, 1) === generation) Atomics.wait(sync, 1, generation, 1);
+    return Atomics.load(releasedAt, 0);
   };
 
   parentPort!.on('message', (request: RunRequest) => {
     run(request, Math.min(request.ops, 200_000)); // warm-up: let the JIT settle first
-    barrier(request.parties);
+    const released = barrier(request.parties);
     const cpu = process.threadCpuUsage();
     const start = process.hrtime.bigint();
     const hits = run(request, request.ops);
-    const ns = Number(process.hrtime.bigint() - start);
+    const end = process.hrtime.bigint();
     const used = process.threadCpuUsage(cpu);
-    parentPort!.postMessage({ ns, cpuNs: (used.user + used.system) * 1000, hits } satisfies RunReply);
+    if (hits > 0 && sink === undefined) throw new Error('unreachable: a hit stored its value');
+    parentPort!.postMessage({
+      ns: Number(end - start),
+      releasedAt: released,
+      startedAt: start,
+      finishedAt: end,
+      cpuNs: (used.user + used.system) * 1000,
+      hits,
+    } satisfies RunReply);
   });
   parentPort!.postMessage('ready');
 }
