@@ -10,6 +10,8 @@ import { SharedInt64Store } from '../src/stores/index.ts';
 import type { SharedMapHandle } from '../src/stores/index.ts';
 import { BaselineTable } from './shared-memory-baselines.ts';
 import type { BaselineKind } from './shared-memory-baselines.ts';
+import { measureReadCost } from './shared-memory-read-cost.ts';
+import type { ReadCost } from './shared-memory-read-cost.ts';
 
 export type Contender = 'map' | 'shared' | BaselineKind;
 
@@ -22,6 +24,14 @@ export interface RunRequest {
   readonly parties: number;
   /** Offset into the shared key order, so two workers do not walk it in lockstep. */
   readonly offset: number;
+}
+
+/** Times the parts of one read in this thread alone (see shared-memory-read-cost.ts). */
+export interface ReadCostRequest {
+  readonly kind: 'read-cost';
+  /** The first `keys` keys: 1,000 (cache-resident) or all of them. */
+  readonly keys: number;
+  readonly ops: number;
 }
 
 export interface RunReply {
@@ -152,7 +162,31 @@ if (data.role === 'owner') {
     return Atomics.load(releasedAt, 0);
   };
 
-  parentPort!.on('message', (request: RunRequest) => {
+  const readCost = (request: ReadCostRequest): ReadCost => {
+    if (request.keys >= keys.length) return measureReadCost(keys, order, shared, map, request.ops);
+    // A smaller population of its own: a store and a Map of the first `keys` keys, read in the
+    // same random order folded onto them.
+    const few = keys.slice(0, request.keys);
+    const store = SharedInt64Store.create({ initialCapacity: few.length, maxKeyLength: 16 });
+    const small = new Map<string, bigint>();
+    for (let i = 0; i < few.length; i++) {
+      store.set(few[i]!, values[i & 1023]!);
+      small.set(few[i]!, values[i & 1023]!);
+    }
+    const folded = new Int32Array(1 << 16);
+    for (let i = 0; i < folded.length; i++) folded[i] = order[i]! % few.length;
+    try {
+      return measureReadCost(few, folded, store, small, request.ops);
+    } finally {
+      store.close();
+    }
+  };
+
+  parentPort!.on('message', (request: RunRequest | ReadCostRequest) => {
+    if ('kind' in request) {
+      parentPort!.postMessage(readCost(request));
+      return;
+    }
     run(request, Math.min(request.ops, 200_000)); // warm-up: let the JIT settle first
     const released = barrier(request.parties);
     const cpu = process.threadCpuUsage();
