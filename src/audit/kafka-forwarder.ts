@@ -358,16 +358,16 @@ export class KafkaForwarder {
       const nl = chunk.indexOf(10, at);
       if (nl === -1 || nl >= bytesRead) break;
       const line = chunk.subarray(at, nl);
+      const lineStart = cursor.offset + at;
       at = nl + 1;
-      end = cursor.offset + at;
-      if (line.subarray(0, SEAL_OR_HEADER.length).equals(SEAL_OR_HEADER)) {
-        if (line.includes(FINAL)) {
-          // The segment is complete: nothing is appended after its final seal.
-          if (messages.length > 0) return { messages, end: { segment: cursor.segment, offset: end, seq }, moved: true };
-          return { messages, end: { segment: cursor.segment + 1, offset: 0, seq }, moved: true };
-        }
-        continue;
+      if (line.subarray(0, SEAL_OR_HEADER.length).equals(SEAL_OR_HEADER) && line.includes(FINAL)) {
+        // The segment is complete (nothing is appended after its final seal): move on, but only
+        // once the records before it are acknowledged, so stop just before it if some are pending.
+        if (messages.length > 0) return { messages, end: { segment: cursor.segment, offset: lineStart, seq }, moved: true };
+        return { messages, end: { segment: cursor.segment + 1, offset: 0, seq }, moved: true };
       }
+      end = cursor.offset + at;
+      if (line.subarray(0, SEAL_OR_HEADER.length).equals(SEAL_OR_HEADER)) continue;
       const record = this.#message(line);
       if (record === null) continue; // damaged (a torn line after a crash): verify reports it
       messages.push(record.message);

@@ -277,7 +277,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     const reads = this.#lastReadSeq;
     const writes = this.#lastWriteSeq;
     if (this.#stats[STAT_SYNCED_READS]! >= reads && this.#stats[STAT_SYNCED_WRITES]! >= writes) return Promise.resolve();
-    if (this.#worker === undefined) return Promise.reject(new AuditStoppedError('flush'));
+    if (this.#worker === undefined) return Promise.reject(new AuditNotDurableError(this.dir, new Error('the audit drain worker is not running')));
     return new Promise<void>((resolve, rejectFlush) => {
       this.#waiters.push({ reads, writes, resolve, reject: rejectFlush });
       if (this.#waiters.length === 1) {
@@ -423,7 +423,8 @@ export class AuditRecorder implements MapObserver<unknown> {
   }
 
   #ringFull(seq: number, op: number, outcome: number, map: string, key: unknown, reason: string | null, bounds: RangeBounds | null, hasTrace: boolean): void {
-    if (this.#options.onRingFull === 'wait') {
+    // Waiting only makes sense while a worker drains: a dead one would stall every read.
+    if (this.#options.onRingFull === 'wait' && this.#worker !== undefined) {
       this.#ringFullWaits++;
       const deadline = performance.now() + this.#options.maxWaitMs;
       for (;;) {

@@ -106,14 +106,16 @@ async function stream(audit: AuditRecorder, map: ReturnType<typeof balances>, ev
 }
 
 describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
-  test('every record arrives as its spool line, keyed by resource_id', async (t) => {
+  test('every record arrives as its spool line, keyed by resource_id, across segment rotations', async (t) => {
     if (!needKafka(t)) return;
     const dir = tempSpool(t);
     const topic = uniqueTopic('basic');
-    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-1', kafka: { brokers: BROKERS, topic } });
+    // Small segments: the forwarder must follow the spool across rotations.
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-1', maxSegmentBytes: 65_536, kafka: { brokers: BROKERS, topic, batchRecords: 700 } });
     const map = balances();
     audit.attach(map);
-    await stream(audit, map, 2000, 0);
+    // Each stream() ends with a flush (a commit), where a full segment rotates.
+    for (let i = 0; i < 8; i++) await stream(audit, map, 500, i * 500);
     await audit.forwarder!.drain(60_000);
     const records = spoolRecords(dir);
     const consumed = await consumeAll(topic, new Set(records.keys()), 60_000);
@@ -124,6 +126,7 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
       assert.equal(key, record.resource_id ?? record.map ?? record.actor, 'the message key is the resource id');
     }
     assert.equal(audit.forwarder!.stats().errors, 0);
+    assert.ok(segmentFiles(dir).length >= 5, `the spool rotated (${segmentFiles(dir).length} segments)`);
   });
 
   test('Kafka stopped for 30 s in the middle of 100,000 events: every event arrives, none left duplicated after dedup', { timeout: 300_000 }, async (t) => {
