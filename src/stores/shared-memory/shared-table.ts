@@ -12,7 +12,7 @@ import {
   SharedStoreClosedError,
   SharedThreadsExhaustedError,
 } from './errors.ts';
-import { hashKey, hashKeyInto, keyWord } from './hash.ts';
+import { hashKey, hashKeyInto } from './hash.ts';
 import {
   BUCKET_WORDS,
   B_LOCK,
@@ -232,7 +232,11 @@ export class SharedTable<V> {
   // Set by find(), checked by stable(): the read's root bucket and its SEQ.
   #readRoot = 0;
   #readSeq = 0;
-  /** The key being looked up, packed as stored (filled by the hash, compared by #search). */
+  /**
+   * The key of the operation in progress, packed as stored: filled by hashForFind, compared by
+   * #search and #locate, copied into a new entry by #insert. Nothing between the hash and those
+   * uses (lock waits and recovery included) hashes another key, so it cannot be overwritten.
+   */
   readonly #keyWords: Int32Array;
 
   private constructor(buffer: GrowableSharedArrayBuffer, codec: ValueCodec<V>, lockTimeoutMs: number) {
@@ -347,7 +351,7 @@ export class SharedTable<V> {
     return key.length <= this.#maxKeyLength;
   }
 
-  /** The key's hash; also packs the key for the comparisons of the `find` that follows. */
+  /** The key's hash; also packs the key for the comparisons of the `find` or write that follows. */
   hashForFind(key: string): number {
     return hashKeyInto(key, this.#seed0, this.#seed1, this.#keyWords);
   }
@@ -448,16 +452,6 @@ export class SharedTable<V> {
     return total;
   }
 
-  /** Key comparison under a lock (the entry cannot change meanwhile). */
-  #keyIs(ref: number, key: string): boolean {
-    const i32 = this.#i32;
-    const length = key.length;
-    if (i32[ref + E_KEY_LENGTH] !== length) return false;
-    const base = ref + this.#keyBase;
-    for (let w = 0; w < (length + 1) >> 1; w++) if (i32[base + w] !== keyWord(key, w)) return false;
-    return true;
-  }
-
   #adoptTable(table: number): void {
     if (table + TABLE_HEADER_WORDS > this.#i32.length) this.#refreshViews();
     this.#mask = Atomics.load(this.#i32, table + T_MASK);
@@ -492,7 +486,7 @@ export class SharedTable<V> {
    * (undefined: is absent). Returns false when the condition did not hold (nothing written).
    */
   put(key: string, value: V, conditional: boolean, expected: V | undefined): boolean {
-    const hash = hashKey(key, this.#seed0, this.#seed1);
+    const hash = this.hashForFind(key);
     const root = this.#lockRoot(hash);
     let overflowed = false;
     try {
@@ -516,7 +510,7 @@ export class SharedTable<V> {
    * wrapped; nothing is written then.
    */
   add(key: string, delta: bigint): bigint | undefined {
-    const hash = hashKey(key, this.#seed0, this.#seed1);
+    const hash = this.hashForFind(key);
     const root = this.#lockRoot(hash);
     try {
       const ref = this.#locate(root, key, hash);
@@ -534,7 +528,7 @@ export class SharedTable<V> {
 
   /** Deletes `key`; with `conditional`, only if it holds `expected`. Returns whether it deleted. */
   remove(key: string, conditional: boolean, expected: V | undefined): boolean {
-    const hash = hashKey(key, this.#seed0, this.#seed1);
+    const hash = this.hashForFind(key);
     const root = this.#lockRoot(hash);
     try {
       const i32 = this.#i32;
@@ -557,14 +551,24 @@ export class SharedTable<V> {
     }
   }
 
-  /** Entry holding `key` in the chain of `root`, whose lock the caller holds; 0 when absent. */
+  /**
+   * Entry holding `key` in the chain of `root`, whose lock the caller holds; 0 when absent.
+   * `hash` must come from `hashForFind(key)`: the key is compared as the words it packed.
+   */
   #locate(root: number, key: string, hash: number): number {
     const i32 = this.#i32;
+    const length = key.length;
+    const count = (length + 1) >> 1;
+    const words = this.#keyWords;
     for (let bucket = root; bucket !== 0; bucket = i32[bucket + B_NEXT]!) {
       for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
         if (i32[bucket + B_TAGS + slot] !== hash) continue;
         const ref = i32[bucket + B_REFS + slot]!;
-        if (ref !== 0 && this.#keyIs(ref, key)) return ref;
+        if (ref === 0 || i32[ref + E_KEY_LENGTH] !== length) continue;
+        const base = ref + this.#keyBase;
+        let w = 0;
+        while (w < count && i32[base + w] === words[w]) w++;
+        if (w === count) return ref;
       }
     }
     return 0;
@@ -610,8 +614,10 @@ export class SharedTable<V> {
       i32[ref + E_HASH] = hash;
       this.#i64[(ref + this.#stampAt) >> 1] = Atomics.add(this.#i64, H_INSERT_STAMP64, 1n);
       this.codec.write(i32, this.#i64, ref + E_VALUE, value);
+      // The key as hashForFind packed it (nothing since has hashed another key).
       const keyWords = (key.length + 1) >> 1;
-      for (let w = 0; w < keyWords; w++) i32[ref + this.#keyBase + w] = keyWord(key, w);
+      const words = this.#keyWords;
+      for (let w = 0; w < keyWords; w++) i32[ref + this.#keyBase + w] = words[w]!;
       if (overflow !== 0) {
         i32[overflow + B_TAGS] = hash;
         i32[overflow + B_REFS] = ref;
@@ -1039,18 +1045,28 @@ export class SharedTable<V> {
 
   // ------------------------------------------------------------------ locks and owners
 
+  /**
+   * Locks the root bucket of `hash` in the current table. Starts from the table this thread last
+   * saw without asking (an Atomics load saved per write): the check after the lock is taken is
+   * what makes it right — a lock of a replaced table guards nothing, so it is released and the
+   * current table tried (tables are never reused, so its words are still a lock nobody needs).
+   */
   #lockRoot(hash: number): number {
+    let table = this.#table;
     for (;;) {
-      const table = this.#currentTable();
       const root = table + TABLE_HEADER_WORDS + (hash & this.#mask) * BUCKET_WORDS;
       const word = root + B_LOCK;
-      if (Atomics.compareExchange(this.#i32, word, 0, this.#ownerId) !== 0 && !this.#acquireSlow(word, table, 'a bucket')) continue;
+      if (Atomics.compareExchange(this.#i32, word, 0, this.#ownerId) !== 0 && !this.#acquireSlow(word, table, 'a bucket')) {
+        table = this.#currentTable();
+        continue;
+      }
       if (Atomics.load(this.#i32, H_TABLE) === table) {
         this.#coverHeap();
         return root;
       }
-      // The table was replaced while we waited: this lock guards nothing any more.
+      // The table was replaced before we got the lock: this lock guards nothing any more.
       this.#unlock(word);
+      table = this.#currentTable();
     }
   }
 
