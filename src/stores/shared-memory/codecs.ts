@@ -8,8 +8,9 @@ import { SharedValueError } from './errors.ts';
  * `read` may run during a concurrent write of the same entry only for a reader holding a stale
  * reference; the table's seqlock check discards what it returns then, so `read` must not throw
  * on any bit pattern. It uses plain loads (an Atomics call costs ~10 of them): a reachable
- * record never changes, and an int64 is one aligned 64-bit load that cannot tear on the CPUs
- * Node runs on; what the SEQ check validates is the whole read.
+ * record never changes, and an int64 is one aligned 64-bit load that cannot tear on 64-bit CPUs
+ * (on 32-bit ones it is an Atomics load, see PLAIN_INT64_LOADS_ARE_SINGLE); what the SEQ check
+ * validates is the whole read.
  */
 export interface ValueCodec<V> {
   /** Words per value: 2 per field. */
@@ -38,6 +39,15 @@ export type RecordOf<L extends RecordLayout> = { readonly [F in keyof L]: FieldV
 /** What a handle says about values: `'int64'` or `{ record: layout }`. */
 export type ValueLayout = 'int64' | { readonly record: RecordLayout };
 
+/**
+ * Whether a plain BigInt64Array load is one 64-bit load. On 64-bit CPUs V8 loads an int64
+ * element with one aligned 64-bit instruction, which a concurrent 64-bit store cannot tear. On
+ * 32-bit CPUs (ia32, arm) it is two 32-bit loads that could pair the halves of two different
+ * writes — and an int64 overwritten in place does not move the bucket's SEQ, so the seqlock
+ * would not catch it. There a reader loads int64 values with Atomics.load (never torn).
+ */
+export const PLAIN_INT64_LOADS_ARE_SINGLE = ['x64', 'arm64', 'ppc64', 's390x', 'riscv64', 'loong64'].includes(process.arch);
+
 export const INT64_MIN = -(2n ** 63n);
 export const INT64_MAX = 2n ** 63n - 1n;
 /** 16 fields = 128 bytes of value: "small fixed-layout records". Larger values belong elsewhere. */
@@ -58,7 +68,7 @@ export class Int64Codec implements ValueCodec<bigint> {
   }
 
   read(_i32: Int32Array, i64: BigInt64Array, base: number): bigint {
-    return i64[base >> 1]!;
+    return PLAIN_INT64_LOADS_ARE_SINGLE ? i64[base >> 1]! : Atomics.load(i64, base >> 1);
   }
 
   write(_i32: Int32Array, i64: BigInt64Array, base: number, value: bigint): void {

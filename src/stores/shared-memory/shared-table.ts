@@ -1,7 +1,7 @@
 import { threadId as currentThreadId } from 'node:worker_threads';
 import type { Worker } from 'node:worker_threads';
 import { ConfigurationError } from '../../map/errors.ts';
-import { INT64_MAX, INT64_MIN, codecFor } from './codecs.ts';
+import { INT64_MAX, INT64_MIN, PLAIN_INT64_LOADS_ARE_SINGLE, codecFor } from './codecs.ts';
 import type { ValueCodec, ValueLayout } from './codecs.ts';
 import {
   SharedHandleError,
@@ -430,7 +430,8 @@ export class SharedTable<V> {
     const hash = this.hashForFind(key);
     for (;;) {
       const ref = this.find(key, hash);
-      const value = ref === 0 ? undefined : this.#i64[(ref + E_VALUE) >> 1];
+      const at = (ref + E_VALUE) >> 1;
+      const value = ref === 0 ? undefined : PLAIN_INT64_LOADS_ARE_SINGLE ? this.#i64[at] : Atomics.load(this.#i64, at);
       if (this.stable()) return value;
     }
   }
