@@ -192,13 +192,25 @@ const LOADS_NEED_FENCE = process.arch !== 'x64' && process.arch !== 'ia32';
  * 6. Lock order: resize lock, then root bucket locks in index order, then the allocator lock,
  *    which is a leaf (its holder never waits for anything else).
  *
- * Memory ordering. V8 does not inline Atomics (each call costs ~10 plain loads), so a read makes
- * one Atomics call, the validating SEQ load (two on CPUs other than x86); the loads before it
- * are plain typed-array loads.
- * JavaScript's memory model lets racing plain loads see any value, and this design needs no
- * more: whatever they saw is discarded unless SEQ did not move. What it does need is that they
- * happen between the two SEQ loads: V8 keeps memory accesses in program order around calls,
- * and the CPU keeps loads in order on x86 and after a release store elsewhere (LOADS_NEED_FENCE).
+ * Memory ordering. V8 does not inline Atomics (a call costs ~7 ns, several plain loads), so a
+ * read makes one Atomics call, the validating SEQ load (two on CPUs other than x86); the loads
+ * before it — the first SEQ load, tags, references, key words, the value — are plain
+ * typed-array loads. The argument, step by step:
+ * - JavaScript's memory model lets racing plain loads see any value written, and the design
+ *   needs no more: whatever they saw is discarded unless SEQ did not move.
+ * - The validating load must be an Atomics load: the model lets an engine merge two plain loads
+ *   of one location with no write by the same thread in between, and a SEQ load merged with the
+ *   first one would validate nothing.
+ * - The plain loads must happen between the two SEQ loads. In the compiler: V8 keeps typed-array
+ *   loads in program order on its effect chain and moves none across the Atomics call. In the
+ *   CPU: x86 never reorders a load with another load (TSO). On weaker CPUs (arm64,
+ *   LOADS_NEED_FENCE) the first SEQ load is an Atomics load (a load-acquire: later loads cannot
+ *   move before it) and, before validating, the reader makes a release store to its own owner
+ *   line (earlier loads cannot move after it, and the validating load-acquire cannot move
+ *   before it) — a line no other thread reads on its hot path.
+ * - An int64 value is overwritten in place without moving SEQ, so its load must not tear by
+ *   itself: one 64-bit load on 64-bit CPUs, an Atomics load on 32-bit ones
+ *   (PLAIN_INT64_LOADS_ARE_SINGLE). Records never change while reachable.
  * Writers publish with Atomics.store and synchronise with each other through the locks.
  *
  * Key encoding: UTF-16 code units as JavaScript strings hold them (no encoding step; equality is
