@@ -30,6 +30,7 @@ interface LoadConfig {
   accounts: number;
   maxSteps: number;
   out: string;
+  quick: boolean;
 }
 
 export interface StepReport extends StepResult {
@@ -64,6 +65,7 @@ function parseConfig({ args, quick }: SuiteContext): LoadConfig {
     accounts: value('accounts', 1000),
     maxSteps: value('max-steps', quick ? 2 : 40),
     out: resolve(outIndex >= 0 ? args[outIndex + 1]! : 'govmap-load-curve.svg'),
+    quick,
   };
 }
 
@@ -142,21 +144,58 @@ async function measureStep(url: string, rate: number, holdMs: number, config: Lo
   return { ...result, runtime, saturated: isSaturated(result) };
 }
 
-async function curve(mode: 'governed' | 'bare', config: LoadConfig, progress: (m: string) => void): Promise<{ steps: StepReport[]; service: ServiceProcess; url: string; agent: Agent }> {
+interface Contender {
+  readonly mode: 'governed' | 'bare';
+  readonly service: ServiceProcess;
+  readonly url: string;
+  readonly agent: Agent;
+  readonly steps: StepReport[];
+  saturatedSteps: number;
+}
+
+async function contender(mode: 'governed' | 'bare', config: LoadConfig): Promise<Contender> {
   const service = new ServiceProcess(mode, config.accounts);
-  const url = await service.url;
-  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  const steps: StepReport[] = [];
-  let saturatedSteps = 0;
+  return { mode, service, url: await service.url, agent: new Agent({ keepAlive: true, maxSockets: 256 }), steps: [], saturatedSteps: 0 };
+}
+
+/**
+ * Both services run side by side (the idle one costs nothing) and each step of offered load is
+ * measured on one, then the other, alternating which goes first: drift of a shared machine
+ * (other processes, thermal, page cache) then falls on both curves alike, as in the map suite.
+ * A contender stops climbing one step after its second saturated step.
+ */
+async function curves(config: LoadConfig, progress: (m: string) => void): Promise<[Contender, Contender]> {
+  const bare = await contender('bare', config);
+  const governed = await contender('governed', config);
   for (let i = 0, rate = config.start; i < config.maxSteps && rate <= config.max; i++, rate += config.step) {
-    const step = await measureStep(url, rate, config.holdMs, config, agent);
-    steps.push(step);
-    progress(describeStep(mode, step));
-    if (step.saturated) saturatedSteps++;
-    // One step past saturation shows whether throughput holds or falls; then stop.
-    if (saturatedSteps >= 2) break;
+    const order = i % 2 === 0 ? [bare, governed] : [governed, bare];
+    let climbing = false;
+    for (const c of order) {
+      if (c.saturatedSteps >= 2) continue;
+      climbing = true;
+      const step = await measureStep(c.url, rate, config.holdMs, config, c.agent);
+      c.steps.push(step);
+      progress(describeStep(c.mode, step));
+      if (step.saturated) c.saturatedSteps++;
+    }
+    if (!climbing) break;
   }
-  return { steps, service, url, agent };
+  return [bare, governed];
+}
+
+/** p99 at one offered load: alternating rounds on both, the median of each. */
+async function atLoad(rate: number, rounds: number, config: LoadConfig, contenders: [Contender, Contender], progress: (m: string) => void): Promise<[StepReport, StepReport]> {
+  const results: [StepReport[], StepReport[]] = [[], []];
+  for (let r = 0; r < rounds; r++) {
+    for (const index of r % 2 === 0 ? [0, 1] : [1, 0]) {
+      const c = contenders[index]!;
+      const step = await measureStep(c.url, rate, config.holdMs, config, c.agent);
+      progress(describeStep(`${c.mode}@80%`, step));
+      results[index]!.push(step);
+    }
+  }
+  const median = (steps: StepReport[]): StepReport => [...steps].sort((a, b) => a.p99Ms - b.p99Ms)[steps.length >> 1]!;
+  return [median(results[0]), median(results[1])];
 }
 
 export function describeStep(mode: string, s: StepReport): string {
@@ -197,21 +236,21 @@ const suite: Suite = async (context) => {
   const { progress } = context;
   progress(`steps from ${config.start} req/s by ${config.step} (max ${config.max}), ${config.holdMs / 1000}s each after ${config.warmupMs / 1000}s warm-up; loopback only`);
 
-  const bare = await curve('bare', config, progress);
+  const [bare, governed] = await curves(config, progress);
   const bareSaturation = Math.max(...bare.steps.map((s) => s.achieved));
-  const at80 = Math.max(1, Math.round(0.8 * bareSaturation));
-  progress(`bare saturation ${bareSaturation.toFixed(0)} req/s; measuring both at 80% of it (${at80} req/s)`);
-  const bare80 = await measureStep(bare.url, at80, config.holdMs * 2, config, bare.agent);
-  progress(describeStep('bare', bare80));
-  bare.agent.destroy();
-  await bare.service.stop();
-
-  const governed = await curve('governed', config, progress);
   const governedSaturation = Math.max(...governed.steps.map((s) => s.achieved));
-  const governed80 = await measureStep(governed.url, at80, config.holdMs * 2, config, governed.agent);
-  progress(describeStep('governed', governed80));
-  governed.agent.destroy();
-  await governed.service.stop();
+  const at80 = Math.max(1, Math.round(0.8 * bareSaturation));
+  progress(`saturation: bare ${bareSaturation.toFixed(0)} req/s, governed ${governedSaturation.toFixed(0)} req/s; p99 of both at 80% of bare (${at80} req/s), median of 3 alternating rounds`);
+  let bare80: StepReport;
+  let governed80: StepReport;
+  try {
+    [bare80, governed80] = await atLoad(at80, config.quick ? 1 : 3, config, [bare, governed], progress);
+  } finally {
+    for (const c of [bare, governed]) {
+      c.agent.destroy();
+      await c.service.stop();
+    }
+  }
 
   const ratios = {
     governed_vs_bare_saturation: round(governedSaturation / bareSaturation),
