@@ -4,13 +4,18 @@
  * shared suite (bench/shared-memory.worker.ts) at 1,000 keys (everything in cache) and at the
  * suite's 100,000 keys (the table and the entries no longer are).
  *
- * It also times the hash this store decided against, so the decision can be checked on any
- * machine: a multilinear hash (Lemire & Kaser, "Strongly universal string hashing is fast",
- * 2014) over the key's UTF-16 units, two 16-bit halves from two random key streams. It is a
- * provably universal family for keys chosen without knowledge of its key, but linear in that
- * key, so unlike SipHash it is not a pseudorandom function: an attacker who learns which of its
- * keys share a bucket learns equations in the hash key. It would have to be markedly faster to
- * be worth that; `read_multilinear_vs_halfsiphash` says whether it is.
+ * It also times the hashes this store decided against, so the decision can be checked on any
+ * machine:
+ * - a multilinear hash (Lemire & Kaser, "Strongly universal string hashing is fast", 2014) over
+ *   the key's UTF-16 units, two 16-bit halves from two random key streams. A provably universal
+ *   family for keys chosen without knowledge of its key, but linear in that key, so unlike
+ *   SipHash not a pseudorandom function: an attacker who learns which of its keys share a bucket
+ *   learns equations in the hash key. It would have to be markedly faster to be worth that;
+ *   `read_multilinear_vs_halfsiphash` says whether it is.
+ * - MurmurHash3 (x86, 32-bit) with a seed: the fast end of seeded multiply-xorshift hashes, and
+ *   unacceptable here — its per-block mixing does not depend on the seed, so multicollisions
+ *   exist for every seed (Aumasson, Bernstein, Boßlet, "Hash-flooding DoS reloaded", 2012).
+ *   `read_murmur3_vs_halfsiphash` is what that insecurity would buy.
  */
 import type { SharedInt64Store } from '../src/stores/index.ts';
 import { hashKeyInto } from '../src/stores/shared-memory/hash.ts';
@@ -24,8 +29,10 @@ export interface ReadCost {
   readonly keyUnits: number;
   /** The store's hash: HalfSipHash-1-3 of the key, packing its words for the comparison. */
   readonly halfSipHash: number;
-  /** The candidate: a multilinear hash, also packing the key's words. */
+  /** A candidate: a multilinear hash, also packing the key's words. */
   readonly multilinear: number;
+  /** Not a candidate (flooding-prone whatever the seed), the speed it would buy: seeded MurmurHash3, packing too. */
+  readonly murmur3: number;
   /** `store.has`: hash, lookup, validation; no value returned. */
   readonly has: number;
   /** `store.get`: `has` plus reading the value into a new bigint. */
@@ -84,6 +91,14 @@ export function measureReadCost(keys: readonly string[], order: Int32Array, stor
       (n) => {
         let x = 0;
         for (let i = 0; i < n; i++) x ^= multilinearInto(keys[order[i & mask]!]!, streams, words);
+        return x;
+      },
+    ],
+    [
+      'murmur3',
+      (n) => {
+        let x = 0;
+        for (let i = 0; i < n; i++) x ^= murmur3Into(keys[order[i & mask]!]!, k0, words);
         return x;
       },
     ],
@@ -149,4 +164,27 @@ function multilinearInto(key: string, k: Int32Array, words: Int32Array): number 
     b = (b + Math.imul(k[j + 1]!, u0)) | 0;
   }
   return (a >>> 16) | (b & 0xffff0000);
+}
+
+/** MurmurHash3 x86_32 over the packed words (two UTF-16 units per 32-bit block), seeded; packs too. */
+function murmur3Into(key: string, seed: number, words: Int32Array): number {
+  const length = key.length;
+  let h = seed | 0;
+  let i = 0;
+  for (; i < length; i += 2) {
+    let k = i + 1 < length ? key.charCodeAt(i) | (key.charCodeAt(i + 1) << 16) : key.charCodeAt(i);
+    words[i >> 1] = k;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  h ^= length;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
 }

@@ -157,6 +157,7 @@ const suite: Suite = async ({ progress, quick }) => {
       result(`read cost: key's UTF-16 units read once (${at})`, cost.keyUnits),
       result(`read cost: HalfSipHash-1-3 of the key, the store's hash (${at})`, cost.halfSipHash),
       result(`read cost: multilinear hash of the key, candidate not adopted (${at})`, cost.multilinear),
+      result(`read cost: seeded MurmurHash3 of the key, flooding-prone, for reference (${at})`, cost.murmur3),
       result(`read cost: SharedInt64Store.has (${at})`, cost.has),
       result(`read cost: SharedInt64Store.get (${at})`, cost.get),
     );
@@ -164,6 +165,7 @@ const suite: Suite = async ({ progress, quick }) => {
     ratios[`read_get_vs_map_get${suffix}`] = round(cost.get / cost.mapGet, 2);
     ratios[`read_hash_share_of_get${suffix}`] = round(cost.halfSipHash / cost.get, 2);
     ratios[`read_multilinear_vs_halfsiphash${suffix}`] = round(cost.multilinear / cost.halfSipHash, 2);
+    ratios[`read_murmur3_vs_halfsiphash${suffix}`] = round(cost.murmur3 / cost.halfSipHash, 2);
   }
 
   // The pattern replaced: every read is a message to the thread that owns the Map, and a reply.
@@ -196,7 +198,7 @@ const suite: Suite = async ({ progress, quick }) => {
       `${KEYS.toLocaleString('en-US')} keys, ${ops.toLocaleString('en-US')} ops per worker per round, median of ${rounds} rounds; every contender runs in a worker thread`,
       `${availableParallelism()} CPUs; 1-minute load average ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after (other work on the machine depresses two-thread figures)`,
       'x_cpu ratios: the same ratios from per-thread CPU time (process.threadCpuUsage), i.e. as if each thread had a core; cpu_share in the results: how much of the wall time the threads ran; overlap: the part of the span (barrier release to last finish) in which both threads ran',
-      'read cost rows and read_* ratios: one worker alone, reads only, time per read (lower is better): read_get_vs_map_get = get / Map.get; read_hash_share_of_get = the hash / get; read_multilinear_vs_halfsiphash = the candidate hash / the store\'s hash (below 1 = the candidate is faster)',
+      'read cost rows and read_* ratios: one worker alone, reads only, time per read (lower is better): read_get_vs_map_get = get / Map.get; read_hash_share_of_get = the hash / get; read_multilinear_vs_halfsiphash and read_murmur3_vs_halfsiphash = that hash / the store\'s hash (below 1 = faster)',
       'plain_map_vs_postmessage: vs_postmessage of the plain Map itself (1 thread, 20:1): the most any store read could score against a round trip on this machine',
       'machine_scaling_1_to_2: a Map copied into each of 2 workers (nothing shared) over 1 worker: the most any two-thread figure can scale on this machine',
       `bytes_per_key: SharedInt64Store buffer in use / keys at maxKeyLength 16 (an entry reserves the full key length); plain_map_bytes_per_key: V8 heap growth for a Map of fresh string keys and bigint values`,
