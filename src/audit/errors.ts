@@ -70,3 +70,14 @@ function describe(value: unknown): string {
   }
   return typeof value;
 }
+
+/** A governance event handed to `recordGovernanceEvent` breaks the audit contract; nothing was written. */
+export class AuditEventError extends GovMapError {
+  constructor(field: string, rule: string, received?: unknown) {
+    super(
+      'GOVMAP_AUDIT_INVALID_EVENT',
+      `invalid governance audit event "${field}": ${rule}${received === undefined ? '' : ` (received ${describe(received)})`}`,
+      { field, rule },
+    );
+  }
+}

@@ -29,9 +29,18 @@ export const LIFECYCLE_OPS = [
   'SINK_RECOVERED',
   'AUDIT_GAP',
 ] as const;
+/**
+ * Governance events of the other parts, written like lifecycle records (caller's thread, durable
+ * in the OS before `recordGovernanceEvent` returns, chained and sealed): a breaker's state change,
+ * a switch change, a leak suspect. `map` names the owner (breaker group, switch board, map),
+ * `resource_id` the thing (breaker key, switch name, map name), `reason` why, and `detail` is a
+ * JSON object as a string: who asked (`by`) and the before/after (docs/audit.md "Governance events").
+ */
+export const GOVERNANCE_OPS = ['BREAKER_TRANSITION', 'SWITCH_CHANGED', 'LEAK_SUSPECT'] as const;
 export type MapOpType = (typeof MAP_OPS)[number];
 export type LifecycleOpType = (typeof LIFECYCLE_OPS)[number];
-export type AuditOpType = MapOpType | LifecycleOpType;
+export type GovernanceOpType = (typeof GOVERNANCE_OPS)[number];
+export type AuditOpType = MapOpType | LifecycleOpType | GovernanceOpType;
 export type AuditOutcome = 'ok' | 'miss' | 'rejected' | 'error';
 export const OUTCOMES: readonly AuditOutcome[] = ['ok', 'miss', 'rejected', 'error'];
 
@@ -127,7 +136,7 @@ export function isReadStream(op: string): boolean {
   return op === 'LOAD' || op === 'RANGE';
 }
 
-const OP_SET: ReadonlySet<string> = new Set<string>([...MAP_OPS, ...LIFECYCLE_OPS]);
+const OP_SET: ReadonlySet<string> = new Set<string>([...MAP_OPS, ...LIFECYCLE_OPS, ...GOVERNANCE_OPS]);
 const OUTCOME_SET: ReadonlySet<string> = new Set<string>(OUTCOMES);
 const HEX32 = /^[0-9a-f]{32}$/;
 const HEX16 = /^[0-9a-f]{16}$/;
@@ -211,7 +220,20 @@ function eventProblem(r: Record<string, unknown>): string | null {
     if (g === undefined || typeof g !== 'object' || g === null || !isCount(g.from) || !isCount(g.to) || (g.to) < (g.from)) return 'AUDIT_GAP without a valid gap range';
     if (g.cause !== 'CRASH' && g.cause !== 'RING_FULL' && g.cause !== 'SPOOL_UNWRITABLE') return `unknown gap cause ${JSON.stringify(g.cause)}`;
   }
+  if ((GOVERNANCE_OPS as readonly string[]).includes(r.op_type)) {
+    if (typeof r.resource_id !== 'string') return `${r.op_type} without a resource_id`;
+    if (typeof r.detail !== 'string' || !isJsonObjectText(r.detail)) return `${r.op_type} detail is not a JSON object`;
+  }
   return null;
+}
+
+function isJsonObjectText(text: string): boolean {
+  try {
+    const v: unknown = JSON.parse(text);
+    return v !== null && typeof v === 'object' && !Array.isArray(v);
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -9,12 +9,18 @@ export { registerAuditMetrics } from './metrics.ts';
 export { tailSpool } from './tail.ts';
 export type { TailOptions } from './tail.ts';
 export { parseSpoolLine, isReadStream, AUDIT_SCHEMA_VERSION, GENESIS_HASH } from './event.ts';
-export type { AuditEvent, AuditGap, AuditOpType, AuditOutcome, GapCause, SealRecord, SegmentRecord, SpoolLine } from './event.ts';
+export { GOVERNANCE_OPS } from './event.ts';
+export type { AuditEvent, AuditGap, AuditOpType, GovernanceOpType, AuditOutcome, GapCause, SealRecord, SegmentRecord, SpoolLine } from './event.ts';
 export {
   AuditConfigurationError,
   AuditSpoolLockedError,
   AuditNotDurableError,
   AuditStoppedError,
   KafkaSendTimeoutError,
+  AuditEventError,
 } from './errors.ts';
 export { defaultRecordValue } from './options.ts';
+export { auditBreakerTransitions, auditSwitchChanges, auditLeakSuspects } from './governance.ts';
+export type { GovernanceAuditSink } from './governance.ts';
+export type { GovernanceEvent, GovernanceDetailValue } from './governance-event.ts';
+export { MAX_DETAIL_CHARS } from './governance-event.ts';

@@ -10,6 +10,8 @@ import { ByteWriter, EncodeContext, encodeDirect, encodeIdentity } from './encod
 import type { DirectRecord } from './encoder.ts';
 import { AuditNotDurableError, AuditStoppedError } from './errors.ts';
 import type { GapCause, LifecycleOpType } from './event.ts';
+import { checkGovernanceEvent } from './governance-event.ts';
+import type { GovernanceEvent } from './governance-event.ts';
 import type { KafkaForwarder } from './kafka-forwarder.ts';
 import { resolveAuditOptions } from './options.ts';
 import type { AuditRecorderOptions, ResolvedAuditOptions } from './options.ts';
@@ -357,6 +359,32 @@ export class AuditRecorder implements MapObserver<unknown> {
   /** Records a sink's failure or recovery (the Kafka forwarder reports through this). */
   recordSinkEvent(op: 'SINK_FAILED' | 'SINK_RECOVERED', reason: string, detail: string): void {
     this.#lifecycle(op, null, reason, detail);
+  }
+
+  /**
+   * Records a governance event of another part (a breaker transition, a switch change, a leak
+   * suspect) as a write-stream record: encoded and handed to write(2) before this returns, in the
+   * hash chain like every write. Throws AuditEventError (GOVMAP_AUDIT_INVALID_EVENT) for an
+   * unknown op, an empty resource or a detail that is not a small JSON object; after stop() the
+   * event is counted in `afterStop` and not written. The adapters in governance.ts call this.
+   */
+  recordGovernanceEvent(event: GovernanceEvent): void {
+    const text = checkGovernanceEvent(event);
+    if (this.#stopping) {
+      this.#afterStop++;
+      return;
+    }
+    const r = this.#record;
+    r.op = event.op;
+    r.map = event.owner ?? null;
+    r.key = event.resource;
+    r.bounds = null;
+    r.outcome = 0;
+    r.reason = event.reason ?? null;
+    r.value = undefined;
+    r.gap = null;
+    r.detail = text;
+    this.#append(r);
   }
 
   /**
