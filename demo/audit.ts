@@ -1,5 +1,9 @@
 import { hostname } from 'node:os';
-import { createAuditRecorder, registerAuditMetrics } from '../src/audit/index.ts';
+import { auditBreakerTransitions, auditLeakSuspects, auditSwitchChanges, createAuditRecorder, registerAuditMetrics } from '../src/audit/index.ts';
+import type { BreakerGroup } from '../src/breaker/index.ts';
+import type { Sandbox } from '../src/sandbox/index.ts';
+import type { SwitchAuditHook } from '../src/switches/index.ts';
+import { onDemoSuspect } from './sandbox.ts';
 import type { AuditRecorder } from '../src/audit/index.ts';
 import type { GovernedMap, MapObserver } from '../src/map/index.ts';
 import type { BalanceBook } from './book.ts';
@@ -52,4 +56,21 @@ export function installAudit(context: DemoContext, audit: DemoAudit, book: Balan
   context.onClose(() => audit.recorder.stop());
   context.announce(`audit: every LOAD/STORE/DELETE/RANGE of the balances -> ${audit.dir} (check: govmap audit verify ${audit.dir}; follow: govmap audit tail -f ${audit.dir})`);
   if (audit.kafka.length > 0) context.announce(`audit: forwarding to Kafka ${audit.kafka.join(',')} topic ${audit.recorder.forwarder?.topic ?? 'govmap.audit'} (lag: govmap_audit_kafka_lag_bytes on /metrics)`);
+}
+
+/** The switch board's audit hook when the demo audits (SWITCH_CHANGED records), else none. */
+export function switchAudit(audit: DemoAudit | null): SwitchAuditHook | undefined {
+  return audit === null ? undefined : auditSwitchChanges(audit.recorder);
+}
+
+/**
+ * The other parts' governance events into the same spool as the balances: every settlement
+ * breaker transition (BREAKER_TRANSITION) and every new leak suspect (LEAK_SUSPECT). Switch
+ * changes come through `switchAudit`, given to the board when it is built.
+ */
+export function auditGovernance(context: DemoContext, audit: DemoAudit, parts: { readonly breakers: BreakerGroup; readonly sandbox: Sandbox }): void {
+  const stop = parts.breakers.onTransition(auditBreakerTransitions(audit.recorder));
+  context.onClose(stop);
+  onDemoSuspect(parts.sandbox, auditLeakSuspects(audit.recorder));
+  context.announce('audit: breaker transitions, switch changes and leak suspects -> the same spool (BREAKER_TRANSITION, SWITCH_CHANGED, LEAK_SUSPECT)');
 }

@@ -27,17 +27,31 @@ export interface DemoSandboxOptions {
 /** The drill's deliberately leaked maps are capped: it demonstrates a leak, it must not be one. */
 const MAX_DRILL_MAPS = 10_000;
 
+/** Listeners added after the sandbox started (the audit trail starts after it: see server.ts). */
+const suspectListeners = new WeakMap<Sandbox, Array<(suspect: LeakSuspect) => void>>();
+
 /**
  * Starts the runtime audit sandbox. Called before the ledger is built, so that the balances
  * map's creation site is recorded like any other map's.
  */
 export function startDemoSandbox(options: DemoSandboxOptions = {}): Sandbox {
-  return new Sandbox({
+  const listeners: Array<(suspect: LeakSuspect) => void> = [];
+  const sandbox = new Sandbox({
     idleThresholdMs: options.idleThresholdMs,
     sweepIntervalMs: options.sweepIntervalMs,
     gc: { windowMs: options.advisorWindowMs },
-    onSuspect: options.onSuspect ?? ((s) => console.warn(`govmap demo: leak suspect ${describeSuspect(s)}`)),
-  }).start();
+    onSuspect: (s) => {
+      (options.onSuspect ?? ((x) => console.warn(`govmap demo: leak suspect ${describeSuspect(x)}`)))(s);
+      for (const listener of listeners) listener(s);
+    },
+  });
+  suspectListeners.set(sandbox, listeners);
+  return sandbox.start();
+}
+
+/** Also tells `listener` of every new leak suspect of a sandbox started by startDemoSandbox (the audit trail's adapter). */
+export function onDemoSuspect(sandbox: Sandbox, listener: (suspect: LeakSuspect) => void): void {
+  suspectListeners.get(sandbox)?.push(listener);
 }
 
 /**

@@ -6,7 +6,7 @@ import { MapMetrics } from '../src/metrics/index.ts';
 import { installAccountRoutes } from './accounts.ts';
 import { sendJson } from './http.ts';
 import { Ledger } from './ledger.ts';
-import { installAudit, startDemoAudit } from './audit.ts';
+import { auditGovernance, installAudit, startDemoAudit, switchAudit } from './audit.ts';
 import type { DemoAuditOptions } from './audit.ts';
 import type { BalanceBook } from './book.ts';
 import { installRedisLedger } from './redis.ts';
@@ -153,7 +153,8 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   // GET /lint/report: govmap scan of the demo's own source, run on first request.
   installStaticAnalysis(context);
   // X-Biz-Tag middleware (every handler runs behind it), GET /switches, /admin/switches, GET /routes, /payments.
-  const switches = await installSwitches(context, { file: process.env.GOVMAP_SWITCH_FILE, ...options.switches });
+  const switches = await installSwitches(context, { file: process.env.GOVMAP_SWITCH_FILE, audit: switchAudit(audit), ...options.switches });
+  if (audit !== null) auditGovernance(context, audit, { breakers: settlement.breakers, sandbox });
   const routing = await installRouting(context, switches.board, switches.token, {
     routeFile: process.env.GOVMAP_ROUTE_FILE,
     spillFile: process.env.GOVMAP_ASYNC_SPILL,

@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { currentBizTag } from '../src/routing/index.ts';
 import { FileSwitchSource, SwitchBoard, SwitchConfigError, SwitchMetrics, SwitchNameError, SwitchVersionConflictError } from '../src/switches/index.ts';
-import type { SwitchAuditEvent } from '../src/switches/index.ts';
+import type { SwitchAuditEvent, SwitchAuditHook } from '../src/switches/index.ts';
 import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
 import type { DemoContext } from './server.ts';
 
@@ -11,6 +11,8 @@ export interface DemoSwitchOptions {
   readonly file?: string;
   /** Bearer token of POST /admin/switches. Default: the demo's one admin token (DemoOptions.adminToken, env GOVMAP_ADMIN_TOKEN). */
   readonly adminToken?: string;
+  /** Also record every change here (the demo passes the audit recorder's `auditSwitchChanges`). Default: only the in-memory trail. */
+  readonly audit?: SwitchAuditHook;
 }
 
 /**
@@ -47,6 +49,7 @@ export async function installSwitches(context: DemoContext, options: DemoSwitchO
       record: (event) => {
         trail.push(event);
         if (trail.length > AUDIT_SHOWN) trail.shift();
+        return options.audit?.record(event);
       },
     },
   });

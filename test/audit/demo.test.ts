@@ -37,3 +37,42 @@ test('the demo audits its balances: openings, reads, credits and refusals, verif
   assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
   assert.equal(report.closed, true);
 });
+
+test('the demo records switch changes and leak suspects in the same verifiable spool', async (t) => {
+  const dir = tempSpool(t);
+  const demo = await startDemo({
+    port: 0,
+    accounts: 5,
+    adminToken: 'test-token',
+    audit: { dir, actor: 'govmap-demo/test' },
+    sandbox: { idleThresholdMs: 300, sweepIntervalMs: 100, advisorWindowMs: 2000, stateDirectory: null, onSuspect: () => {} },
+  });
+  let closed = false;
+  t.after(async () => {
+    if (!closed) await demo.close();
+  });
+  const change = await fetch(`${demo.url}/admin/switches`, {
+    method: 'POST',
+    headers: { authorization: 'Bearer test-token', 'content-type': 'application/json' },
+    body: JSON.stringify({ set: { 'payments.enabled': { enabled: false } }, reason: 'incident 7 drill' }),
+  });
+  assert.equal(change.status, 200, await change.text());
+  const drill = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'POST', headers: { authorization: 'Bearer test-token', 'content-type': 'application/json' }, body: '{"maps":3}' });
+  assert.equal(drill.status, 200, await drill.text());
+  let suspects = 0;
+  for (let i = 0; i < 50 && suspects === 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    suspects = readSpool(dir).events.filter((e) => e.op_type === 'LEAK_SUSPECT').length;
+  }
+  await demo.close();
+  closed = true;
+
+  const events = readSpool(dir).events;
+  const switched = events.find((e) => e.op_type === 'SWITCH_CHANGED' && e.resource_id === 'payments.enabled');
+  assert.ok(switched, 'the switch change is in the spool');
+  assert.equal(switched.reason, 'incident 7 drill');
+  assert.match(JSON.parse(switched.detail!).by as string, /^admin/);
+  assert.ok(events.some((e) => e.op_type === 'LEAK_SUSPECT' && e.resource_id === 'drill_quote_cache'), `a leak suspect for the drill's maps: ${events.filter((e) => e.op_type === 'LEAK_SUSPECT').map((e) => e.resource_id).join(',')}`);
+  const report = verifySpool(dir);
+  assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
+});
