@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { auditBreakerTransitions, auditLeakSuspects, auditSwitchChanges, createAuditRecorder, registerAuditMetrics } from '../src/audit/index.ts';
+import { AuditConfigurationError, auditBreakerTransitions, auditLeakSuspects, auditSwitchChanges, createAuditRecorder, registerAuditMetrics } from '../src/audit/index.ts';
+import { pruneAuditSpool } from './audit-retention.ts';
 import type { BreakerGroup } from '../src/breaker/index.ts';
 import type { Sandbox } from '../src/sandbox/index.ts';
 import type { SwitchAuditHook } from '../src/switches/index.ts';
@@ -19,12 +20,37 @@ export interface DemoAuditOptions {
   readonly kafka?: readonly string[];
   /** Kafka topic. Default `govmap.audit`. */
   readonly topic?: string;
+  /**
+   * Retention: keep the newest this many segment files and remove older verified, forwarded ones
+   * with an AUDIT_RETENTION record (demo/audit-retention.ts); null keeps everything. Default 8
+   * (with 16 MiB segments: at most ~128 MiB on disk). Env GOVMAP_AUDIT_KEEP_SEGMENTS (0 = keep all).
+   */
+  readonly keepSegments?: number | null;
+  /** Segment size in bytes (the spool rotates at it). Default 16 MiB in the demo (the library's default is 64 MiB). */
+  readonly segmentBytes?: number;
+  /** How often retention runs, ms. Default 60,000. */
+  readonly retentionIntervalMs?: number;
 }
 
 export interface DemoAudit {
   readonly recorder: AuditRecorder;
   readonly dir: string;
   readonly kafka: readonly string[];
+  readonly keepSegments: number | null;
+  readonly retentionIntervalMs: number;
+}
+
+/** The demo's retention default: 8 segments of 16 MiB. */
+const DEMO_KEEP_SEGMENTS = 8;
+const DEMO_SEGMENT_BYTES = 16 << 20;
+
+function keepSegmentsFrom(options: DemoAuditOptions): number | null {
+  if (options.keepSegments !== undefined) return options.keepSegments;
+  const env = process.env.GOVMAP_AUDIT_KEEP_SEGMENTS;
+  if (env === undefined || env === '') return DEMO_KEEP_SEGMENTS;
+  const n = Number(env);
+  if (!Number.isSafeInteger(n) || n < 0) throw new AuditConfigurationError('GOVMAP_AUDIT_KEEP_SEGMENTS', 'a whole number of segments, 0 to keep all', env);
+  return n === 0 ? null : n;
 }
 
 /**
@@ -34,12 +60,17 @@ export interface DemoAudit {
 export async function startDemoAudit(options: DemoAuditOptions = {}): Promise<DemoAudit> {
   const dir = options.dir ?? './.govmap/audit';
   const kafka = options.kafka ?? [];
+  const keepSegments = keepSegmentsFrom(options);
+  if (keepSegments !== null && (!Number.isSafeInteger(keepSegments) || keepSegments < 2)) {
+    throw new AuditConfigurationError('keepSegments', 'at least 2 (the segment being written and one before it), or null to keep all', keepSegments);
+  }
   const recorder = await createAuditRecorder({
     dir,
     actor: options.actor ?? `govmap-demo/${hostname()}`,
+    maxSegmentBytes: options.segmentBytes ?? DEMO_SEGMENT_BYTES,
     ...(kafka.length > 0 ? { kafka: { brokers: kafka, topic: options.topic } } : {}),
   });
-  return { recorder, dir, kafka };
+  return { recorder, dir, kafka, keepSegments, retentionIntervalMs: options.retentionIntervalMs ?? 60_000 };
 }
 
 /**
@@ -54,6 +85,20 @@ export function installAudit(context: DemoContext, audit: DemoAudit, book: Balan
   }
   registerAuditMetrics(context.metrics.registry, audit.recorder);
   context.onClose(() => audit.recorder.stop());
+  const keep = audit.keepSegments;
+  if (keep !== null) {
+    const timer = setInterval(() => {
+      try {
+        const pass = pruneAuditSpool(audit.recorder, audit.dir, keep);
+        if (pass.keptUnverified !== null) console.warn(`govmap demo: audit retention kept ${pass.keptUnverified}: it does not verify (run govmap audit verify ${audit.dir})`);
+      } catch (error) {
+        console.warn('govmap demo: audit retention pass failed', error);
+      }
+    }, audit.retentionIntervalMs).unref();
+    // Registered after the recorder's stop: close hooks run in reverse, so no pass runs after AUDIT_STOPPED.
+    context.onClose(() => clearInterval(timer));
+    context.announce(`audit: retention keeps the newest ${keep} segments (GOVMAP_AUDIT_KEEP_SEGMENTS; 0 keeps all); removals are AUDIT_RETENTION records`);
+  }
   context.announce(`audit: every LOAD/STORE/DELETE/RANGE of the balances -> ${audit.dir} (check: govmap audit verify ${audit.dir}; follow: govmap audit tail -f ${audit.dir})`);
   if (audit.kafka.length > 0) context.announce(`audit: forwarding to Kafka ${audit.kafka.join(',')} topic ${audit.recorder.forwarder?.topic ?? 'govmap.audit'} (lag: govmap_audit_kafka_lag_bytes on /metrics)`);
 }

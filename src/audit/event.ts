@@ -32,11 +32,13 @@ export const LIFECYCLE_OPS = [
 /**
  * Governance events of the other parts, written like lifecycle records (caller's thread, durable
  * in the OS before `recordGovernanceEvent` returns, chained and sealed): a breaker's state change,
- * a switch change, a leak suspect. `map` names the owner (breaker group, switch board, map),
- * `resource_id` the thing (breaker key, switch name, map name), `reason` why, and `detail` is a
- * JSON object as a string: who asked (`by`) and the before/after (docs/audit.md "Governance events").
+ * a switch change, a leak suspect, the removal of old segments by a retention policy
+ * (AUDIT_RETENTION: resource_id = the spool, detail = the segments removed and their seals).
+ * `map` names the owner (breaker group, switch board, map), `resource_id` the thing (breaker key,
+ * switch name, map name), `reason` why, and `detail` is a JSON object as a string: who asked
+ * (`by`) and the before/after (docs/audit.md "Governance events").
  */
-export const GOVERNANCE_OPS = ['BREAKER_TRANSITION', 'SWITCH_CHANGED', 'LEAK_SUSPECT'] as const;
+export const GOVERNANCE_OPS = ['BREAKER_TRANSITION', 'SWITCH_CHANGED', 'LEAK_SUSPECT', 'AUDIT_RETENTION'] as const;
 export type MapOpType = (typeof MAP_OPS)[number];
 export type LifecycleOpType = (typeof LIFECYCLE_OPS)[number];
 export type GovernanceOpType = (typeof GOVERNANCE_OPS)[number];
