@@ -8,6 +8,7 @@ import { FileRouteTableSource, Router as RouteRouter, RoutingMetrics, breakerGua
 import type { AsyncJob, RoutedJob } from '../src/routing/index.ts';
 import type { SwitchBoard } from '../src/switches/index.ts';
 import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
+import type { BalanceBook } from './book.ts';
 import { LedgerError } from './ledger.ts';
 import { formatAmount, parsePositiveAmount } from './money.ts';
 import type { DemoContext } from './server.ts';
@@ -25,6 +26,8 @@ export interface DemoRoutingOptions {
    * org's payments, so its route's breaker opens and its degradation starts. Default: none.
    */
   readonly orgFaults?: (org: string | undefined, signal: AbortSignal) => Promise<void>;
+  /** Where payments are booked: the account routes' book (the Redis one with --redis). Default: the in-process ledger. */
+  readonly book?: BalanceBook;
 }
 
 /** Routing as the rest of the demo sees it (the dashboard reads its state). */
@@ -120,6 +123,7 @@ const FX_RATES: Record<string, string> = { EURUSD: '1.0842', GBPUSD: '1.2710', U
  * the table and each route's state; POST /admin/routing/faults (admin token) breaks a target.
  */
 export async function installRouting(context: DemoContext, switches: SwitchBoard, adminToken: string, options: DemoRoutingOptions = {}): Promise<DemoRouting> {
+  const book: BalanceBook = options.book ?? context.ledger;
   const targets = new DemoTargets();
   const orgFaults = options.orgFaults ?? (async () => {});
   // The org's gateway fault first, then the target's own knobs.
@@ -141,7 +145,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
       const job = payload as PaymentJob;
       await callTarget(target, job.org, signal);
       try {
-        context.ledger.transfer(job.from, job.to, BigInt(job.amount));
+        await book.transfer(job.from, job.to, BigInt(job.amount));
         results.set(token, { status: 'SETTLED', reference: `stl-${++references}` });
       } catch (error) {
         // Refused by the ledger now (funds gone meanwhile): final, not retried; nothing moved.
@@ -220,20 +224,22 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     if (typeof limit === 'string' && /^[0-9]{1,19}$/.test(limit) && amount > BigInt(limit)) {
       throw new HttpError(422, 'PAYMENT_LIMIT_EXCEEDED', `${formatAmount(amount)} is above the limit of ${limit} minor units (switch payments.limit, v${view.version})`);
     }
-    context.ledger.balance(body.from); // 404 now for an unknown account, before anything is routed
-    context.ledger.balance(body.to);
+    await book.balance(body.from); // 404 now for an unknown account, before anything is routed
+    await book.balance(body.to);
     const org = currentBizTag()?.orgId;
     const job: PaymentJob = { from: body.from, to: body.to, amount: amount.toString(), ...(org === undefined ? {} : { org }) };
     const outcome = await routedOrBadGateway(() => router.execute({ payload: job, signature: `payment:${job.from}:${job.to}:${job.amount}` }, (target, signal) => callTarget(target, org, signal)));
     if (outcome === null) {
       throw new HttpError(502, 'SETTLEMENT_GATEWAY_FAILED', 'the settlement gateway failed the payment; nothing was booked, retry later');
     }
+    // Authorised by the gateway: book it before answering (the book may still refuse: 4xx, nothing
+    // moved). The book may be remote (Redis), so the booking is awaited here, not in the writer.
+    const moved = outcome.kind === 'live' || outcome.kind === 'cache' ? await book.transfer(job.from, job.to, amount) : null;
     sendRouteOutcome(
       res,
       outcome,
       () => {
-        // Authorised by the gateway: book it (the ledger's validator may still refuse: 4xx, nothing moved).
-        const moved = context.ledger.transfer(job.from, job.to, amount);
+        if (moved === null) throw new Error('unreachable: a live outcome was booked above');
         sendJson(res, 200, {
           status: 'SETTLED',
           reference: `stl-${++references}`,

@@ -159,6 +159,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     routeFile: process.env.GOVMAP_ROUTE_FILE,
     spillFile: process.env.GOVMAP_ASYNC_SPILL,
     orgFaults: (org, signal) => settlement.gateway.disturb(org, signal),
+    book,
     ...options.routing,
   });
   // Last: the dashboard's middleware sits inside the X-Biz-Tag one and sees every answer.

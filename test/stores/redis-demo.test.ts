@@ -79,6 +79,17 @@ describe('govmap demo with balances in a real Redis', { skip: redis.skip }, () =
     await eventually(async () => [(await call(a, 'GET', '/accounts/acct-000003')).json.balance, (await call(b, 'GET', '/accounts/acct-000004')).json.balance], ['400', '19600'], 'balances after the transfers');
   });
 
+  test('POST /payments books in Redis like the account routes: the other instance sees the payment', async () => {
+    const paid = await call(a, 'POST', '/payments', { from: 'acct-000000', to: 'acct-000001', amount: '250' });
+    assert.equal(paid.status, 200, JSON.stringify(paid.json));
+    assert.equal(paid.json.status, 'SETTLED');
+    assert.deepEqual([paid.json.from.balance, paid.json.to.balance], ['9750', '10250']);
+    await eventually(async () => [(await call(b, 'GET', '/accounts/acct-000000')).json.balance, (await call(b, 'GET', '/accounts/acct-000001')).json.balance], ['9750', '10250'], 'balances on the other instance after the payment');
+    const overdraft = await call(b, 'POST', '/payments', { from: 'acct-000000', to: 'acct-000001', amount: '9751' });
+    assert.equal(overdraft.status, 422, JSON.stringify(overdraft.json));
+    assert.equal(overdraft.json.error.code, 'BALANCE_UNDERFLOW', 'refused against the Redis balance, not the in-process one');
+  });
+
   test('metrics export the Redis-backed map as "balances"', async () => {
     const text = await (await fetch(`${a.url}/metrics`)).text();
     assert.match(text, /syncmap_load_total\{map="balances"\} [1-9]/);
