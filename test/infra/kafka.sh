@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real Apache Kafka for integration tests: one KRaft node (broker + controller, no
 # ZooKeeper), PLAINTEXT on 127.0.0.1:9092, controller on 127.0.0.1:9093, data under
-# the state dir, fresh on every start.
+# the state dir, fresh on every start (unless GOVMAP_KAFKA_KEEP_DATA=1, or `restart`).
 #
 # There is no Kafka tarball here: the broker's jars (org.apache.kafka:kafka_2.13,
 # kafka-tools and all their runtime dependencies, plus a log4j2 SLF4J binding)
@@ -9,7 +9,10 @@
 # under $GOVMAP_INFRA_CACHE/kafka-<version>/libs. Needs Java 17+ and Maven
 # (installed from Debian if missing).
 #
-# Usage: test/infra/kafka.sh start|stop|status|install|smoke|classpath
+# Usage: test/infra/kafka.sh start|stop|restart|status|install|smoke|classpath
+#   restart               stop, then start on the same log dirs (keeps acknowledged records)
+#   GOVMAP_KAFKA_KEEP_DATA  1: `start` reuses the existing log dirs and cluster id instead of
+#                         wiping and reformatting them (default 0: a fresh broker every start)
 #   GOVMAP_KAFKA_VERSION  Kafka version (default 4.1.1)
 #   KAFKA_HEAP_OPTS       broker heap (default -Xms256m -Xmx512m)
 set -euo pipefail
@@ -31,6 +34,7 @@ PATTERN="kafka\\.Kafka $PROPS"
 LIBS="$CACHE_DIR/kafka-$VERSION/libs"
 READY_TIMEOUT="${GOVMAP_KAFKA_READY_TIMEOUT:-120}"
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+KEEP_DATA="${GOVMAP_KAFKA_KEEP_DATA:-0}"
 
 java_major() {
   java -version 2>&1 | sed -n 's/.*version "\([0-9]*\)[."].*/\1/p' | head -1
@@ -157,12 +161,18 @@ start() {
   install
   require_port_free kafka "$HOST" "$PORT"
   require_port_free kafka "$HOST" "$CONTROLLER_PORT"
-  rm -rf "$KDIR/data"
   write_configs
   local cid
-  cid="$(random_cluster_id)"
-  tool kafka.tools.StorageTool format --cluster-id "$cid" --config "$PROPS" >"$KDIR/format.log" 2>&1 ||
-    { cat "$KDIR/format.log" >&2; die "kafka-storage format failed"; }
+  if [ "$KEEP_DATA" = 1 ] && [ -f "$KDIR/data/meta.properties" ]; then
+    # Same log dirs, same cluster id: the broker recovers its logs, acknowledged records included.
+    cid="$(sed -n 's/^cluster.id=//p' "$KDIR/data/meta.properties")"
+    log "keeping the log dirs under $KDIR/data (GOVMAP_KAFKA_KEEP_DATA=1)"
+  else
+    rm -rf "$KDIR/data"
+    cid="$(random_cluster_id)"
+    tool kafka.tools.StorageTool format --cluster-id "$cid" --config "$PROPS" >"$KDIR/format.log" 2>&1 ||
+      { cat "$KDIR/format.log" >&2; die "kafka-storage format failed"; }
+  fi
   log "starting Kafka $VERSION (KRaft, cluster id $cid)"
   # shellcheck disable=SC2086 # HEAP_OPTS is a list of JVM flags
   spawn "$PIDFILE" "$LOGFILE" java $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
@@ -193,13 +203,14 @@ smoke() {
   log "smoke ok: produced and consumed one message on topic $topic"
 }
 
-case "${1:-}" in start|stop|install) service_lock ;; esac
+case "${1:-}" in start|stop|restart|install) service_lock ;; esac
 case "${1:-}" in
   install) install; log "jars: $LIBS ($(find "$LIBS" -name '*.jar' | wc -l) jars)" ;;
   start) start; echo "GOVMAP_KAFKA_BROKERS=$BOOTSTRAP" ;;
   stop) stop_pid kafka "$PIDFILE" "$PATTERN" 30 ;;
+  restart) stop_pid kafka "$PIDFILE" "$PATTERN" 30; KEEP_DATA=1; start; echo "GOVMAP_KAFKA_BROKERS=$BOOTSTRAP" ;;
   status) status ;;
   smoke) smoke ;;
   classpath) echo "$LIBS/*" ;;
-  *) echo "usage: $0 start|stop|status|install|smoke|classpath" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|status|install|smoke|classpath" >&2; exit 2 ;;
 esac
