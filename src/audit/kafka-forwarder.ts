@@ -220,10 +220,16 @@ export class KafkaForwarder {
 
   async #run(): Promise<void> {
     let backoff = this.#o.backoffMs;
+    // The batch after the one in flight, read and parsed while Kafka acknowledges that one (the
+    // forwarder is otherwise idle during each round trip). Dropped whenever a send fails: the
+    // retry starts again from the last acknowledged record.
+    let next: Promise<Batch> | null = null;
     while (!this.#stopping) {
       let batch: Batch;
       try {
-        batch = await this.#readBatch();
+        const prefetched = next;
+        next = null;
+        batch = prefetched !== null ? await prefetched : await this.#readBatch(this.#cursor);
       } catch (error) {
         this.#failed(error, 'SPOOL_READ_FAILED');
         await this.#sleep(backoff);
@@ -238,9 +244,18 @@ export class KafkaForwarder {
         }
         continue;
       }
+      const sending = this.#send(batch.messages);
+      sending.catch(() => undefined);
+      next = this.#readBatch(batch.end);
+      next.catch(() => undefined);
       try {
-        await this.#send(batch.messages);
+        await sending;
       } catch (error) {
+        // Settle the dropped prefetch first: it may be opening a segment file, and the retry's
+        // read must not race it for the one open handle.
+        const dropped = next;
+        next = null;
+        await dropped.catch(() => undefined);
         this.#errors++;
         if (error instanceof KafkaSendTimeoutError) this.#timeouts++;
         if (tooLarge(error)) this.#batchBytes = Math.max(1, this.#batchBytes >> 1);
@@ -259,6 +274,8 @@ export class KafkaForwarder {
       await this.#writeCheckpoint();
       this.#recovered();
     }
+    // Let a prefetch finish before stop() closes the file it reads.
+    await next?.catch(() => undefined);
   }
 
   async #send(messages: Batch['messages']): Promise<void> {
@@ -337,8 +354,7 @@ export class KafkaForwarder {
 
   // ------------------------------------------------------------------ spool reading
 
-  async #readBatch(): Promise<Batch> {
-    const cursor = this.#cursor;
+  async #readBatch(cursor: Checkpoint): Promise<Batch> {
     if (cursor.segment === 0) {
       const first = listSegments(this.#o.dir)[0];
       if (first === undefined) return { messages: [], end: cursor, moved: false };
