@@ -19,7 +19,7 @@ export interface ChartSeries {
 
 const WIDTH = 900;
 const PANEL_HEIGHT = 220;
-const MARGIN = { left: 80, right: 30, top: 50, bottom: 40 };
+const MARGIN = { left: 80, right: 30, top: 75, bottom: 40 };
 const GAP = 50;
 
 export function renderLoadChart(title: string, series: readonly ChartSeries[], notes: readonly string[] = []): string {
@@ -37,8 +37,9 @@ export function renderLoadChart(title: string, series: readonly ChartSeries[], n
   out.push(`<rect width="100%" height="100%" fill="#fff"/>`);
   out.push(`<text x="${MARGIN.left}" y="24" font-size="16" font-weight="600">${escape(title)}</text>`);
   series.forEach((s, i) => {
-    const x = WIDTH - MARGIN.right - 200 + 0 * i;
-    const y = 18 + i * 16;
+    // Legend under the title, left-aligned: labels are long and must not run off the page.
+    const x = MARGIN.left + i * 380;
+    const y = 40;
     out.push(`<line x1="${x}" y1="${y}" x2="${x + 24}" y2="${y}" stroke="${s.color}" stroke-width="3"/><text x="${x + 30}" y="${y + 4}">${escape(s.label)}</text>`);
   });
 
@@ -83,7 +84,8 @@ function niceCeil(v: number): number {
 
 function formatTick(v: number): string {
   if (v >= 1000) return `${(v / 1000).toFixed(v % 1000 === 0 ? 0 : 1)}k`;
-  if (v >= 10 || v === 0) return v.toFixed(0);
+  if (v === 0 || Number.isInteger(v)) return v.toFixed(0);
+  if (v >= 10) return v.toFixed(1);
   return v.toFixed(v >= 1 ? 1 : 2);
 }
 
