@@ -129,6 +129,24 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     assert.ok(segmentFiles(dir).length >= 5, `the spool rotated (${segmentFiles(dir).length} segments)`);
   });
 
+  test('governance events (breaker transition, switch change, leak suspect) reach Kafka as their spool lines, keyed by resource_id', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('governance');
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-gov', kafka: { brokers: BROKERS, topic } });
+    audit.recordGovernanceEvent({ op: 'BREAKER_TRANSITION', owner: 'settlement', resource: 'settlement:1001', reason: 'failure_rate', detail: { by: 'breaker', from: 'CLOSED', to: 'OPEN' } });
+    audit.recordGovernanceEvent({ op: 'SWITCH_CHANGED', owner: 'demo', resource: 'payments.enabled', reason: 'incident 7', detail: { by: 'admin:alice', old_version: 3, new_version: 4 } });
+    audit.recordGovernanceEvent({ op: 'LEAK_SUSPECT', owner: null, resource: 'quote_cache', reason: 'IDLE', detail: { by: 'sandbox', keys: 12 } });
+    await audit.flush();
+    await audit.forwarder!.drain(60_000);
+    const records = spoolRecords(dir);
+    const consumed = await consumeAll(topic, new Set(records.keys()), 60_000);
+    await audit.stop();
+    assertAllArrived(records, consumed);
+    const governance = [...consumed.byKey.values()].filter(({ value }) => /"op_type":"(BREAKER_TRANSITION|SWITCH_CHANGED|LEAK_SUSPECT)"/.test(value));
+    assert.deepEqual(governance.map(({ key }) => key).sort(), ['payments.enabled', 'quote_cache', 'settlement:1001']);
+  });
+
   test('Kafka stopped for 30 s in the middle of 100,000 events: every event arrives, none left duplicated after dedup', { timeout: 300_000 }, async (t) => {
     if (!needKafka(t)) return;
     const pid = kafkaPid();
