@@ -1,5 +1,6 @@
-import { Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
+import { scrapeTimeGauge } from '../metrics/scrape-time.ts';
+import type { SeriesSetter } from '../metrics/scrape-time.ts';
 import type { Advisor } from './advisor.ts';
 import { RECOMMENDATIONS } from './signals.ts';
 import type { Advice } from './signals.ts';
@@ -21,17 +22,8 @@ export function registerAdvisorMetrics(advisor: Advisor, registry: Registry, pre
     if (cached === null || now - cached.atMs > 1000) cached = { atMs: now, advice: advisor.advise() };
     return cached.advice;
   };
-  const gauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (set: (labels: Record<L, string>, value: number) => void, advice: Advice[]) => void): void => {
-    new Gauge<L>({
-      name: p + name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        fill((labels, value) => this.set(labels as never, value), current());
-      },
-    });
+  const gauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (set: SeriesSetter<L>, advice: Advice[]) => void): void => {
+    scrapeTimeGauge(registers, p + name, help, labelNames, (set) => fill(set, current()));
   };
 
   gauge('recommendation', 'The advisor\'s recommendation per map: 1 on the recommended one (stay, shared-memory-store, redis-store, not-a-map-workload).', ['map', 'recommendation'], (set, advice) => {

@@ -1,7 +1,9 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import type { GovernedMap } from '../map/governed-map.ts';
 import { RANGE_BUCKETS_SECONDS } from '../map/stats.ts';
 import type { MapCounters } from '../map/stats.ts';
+import { scrapeTimeCounter, scrapeTimeGauge } from './scrape-time.ts';
+import type { SeriesSetter } from './scrape-time.ts';
 import { SnapshotHistogram } from './snapshot-histogram.ts';
 import type { BucketSeries } from './snapshot-histogram.ts';
 
@@ -38,29 +40,11 @@ export class MapMetrics {
     const each = (fn: (name: string, c: Readonly<MapCounters>, map: AnyMap) => void): void => {
       for (const map of this.#live()) fn(map.name, map.counters, map);
     };
-    const counter = <L extends string>(name: string, help: string, labelNames: L[], fill: (set: (labels: Record<L, string>, value: number) => void) => void): void => {
-      new Counter<L>({
-        name: p + name,
-        help,
-        labelNames,
-        registers,
-        collect() {
-          this.reset();
-          fill((labels, value) => this.inc(labels as never, value));
-        },
-      });
+    const counter = <L extends string>(name: string, help: string, labelNames: L[], fill: (set: SeriesSetter<L>) => void): void => {
+      scrapeTimeCounter(registers, p + name, help, labelNames, fill);
     };
-    const gauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (set: (labels: Record<L, string>, value: number) => void) => void): void => {
-      new Gauge<L>({
-        name: p + name,
-        help,
-        labelNames,
-        registers,
-        collect() {
-          this.reset();
-          fill((labels, value) => this.set(labels as never, value));
-        },
-      });
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (set: SeriesSetter<L>) => void): void => {
+      scrapeTimeGauge(registers, p + name, help, labelNames, fill);
     };
 
     counter('load_total', 'Loads (reads by key) per map.', ['map'], (set) => each((map, c) => set({ map }, c.loads)));

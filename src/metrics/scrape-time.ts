@@ -1,0 +1,37 @@
+import { Counter, Gauge } from 'prom-client';
+import type { Registry } from 'prom-client';
+
+/** Sets one labelled series to a value read at scrape time. */
+export type SeriesSetter<L extends string> = (labels: Record<L, string>, value: number) => void;
+
+/**
+ * A prom-client Counter whose values are read from counts kept elsewhere, when scraped: the code
+ * being measured increments plain numbers and never calls prom-client on its hot path.
+ * `fill` is called on every scrape and sets each series to its cumulative total.
+ */
+export function scrapeTimeCounter<L extends string>(registers: Registry[], name: string, help: string, labelNames: L[], fill: (set: SeriesSetter<L>) => void): Counter<L> {
+  return new Counter<L>({
+    name,
+    help,
+    labelNames,
+    registers,
+    collect() {
+      this.reset();
+      fill((labels, value) => this.inc(labels as never, value));
+    },
+  });
+}
+
+/** A prom-client Gauge set at scrape time; series `fill` does not set are absent from the scrape. */
+export function scrapeTimeGauge<L extends string>(registers: Registry[], name: string, help: string, labelNames: L[], fill: (set: SeriesSetter<L>) => void): Gauge<L> {
+  return new Gauge<L>({
+    name,
+    help,
+    labelNames,
+    registers,
+    collect() {
+      this.reset();
+      fill((labels, value) => this.set(labels as never, value));
+    },
+  });
+}
