@@ -34,14 +34,31 @@ export function readSpool(dir: string): SpoolContent {
   const events: AuditEvent[] = [];
   const seals: SealRecord[] = [];
   const lines: Array<Record<string, unknown>> = [];
+  // A SIGKILL mid-append can leave a partial last line; recovery terminates it and names it in
+  // the AUDIT_GAP it writes (gap.torn). Such a line is skipped here only if a gap names it.
+  const partial: Array<{ segment: number; offset: number; text: string }> = [];
   for (const file of segmentFiles(dir)) {
+    const segment = Number(/(\d+)\.jsonl$/.exec(file)?.[1] ?? -1);
+    let offset = 0;
     for (const text of readFileSync(file, 'utf8').split('\n')) {
+      const at = offset;
+      offset += Buffer.byteLength(text) + 1;
       if (text === '') continue;
-      const value = JSON.parse(text) as Record<string, unknown>;
+      let value: Record<string, unknown>;
+      try {
+        value = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        partial.push({ segment, offset: at, text });
+        continue;
+      }
       lines.push(value);
       if (value.type === 'SEAL') seals.push(value as unknown as SealRecord);
       else if (value.type !== 'SEGMENT') events.push(value as unknown as AuditEvent);
     }
+  }
+  for (const line of partial) {
+    const named = events.some((e) => e.gap?.torn?.segment === line.segment && e.gap.torn.offset === line.offset);
+    if (!named) throw new Error(`segment ${line.segment} byte ${line.offset}: unparsable line no AUDIT_GAP names as torn: ${line.text.slice(0, 80)}`);
   }
   return { events, seals, lines };
 }
