@@ -33,15 +33,18 @@ export interface ReadCost {
   readonly multilinear: number;
   /** Not a candidate (flooding-prone whatever the seed), the speed it would buy: seeded MurmurHash3, packing too. */
   readonly murmur3: number;
-  /** `store.has`: hash, lookup, validation; no value returned. */
+  /** `store.has` with the read cache off (`readCacheKeys: 0`): hash, lookup, validation; no value returned. */
   readonly has: number;
-  /** `store.get`: `has` plus reading the value into a new bigint. */
+  /** `store.get` with the read cache off: `has` plus reading the value into a new bigint. */
   readonly get: number;
+  /** `store.get` answered by this thread's read cache: Map lookup, one version check, the cached bigint. */
+  readonly cachedGet: number;
 }
 
 const ROUNDS = 5;
 
-export function measureReadCost(keys: readonly string[], order: Int32Array, store: SharedInt64Store, map: Map<string, bigint>, ops: number): ReadCost {
+/** `store` has its read cache off; `cached` is another attachment of the same map with it on. */
+export function measureReadCost(keys: readonly string[], order: Int32Array, store: SharedInt64Store, cached: SharedInt64Store, map: Map<string, bigint>, ops: number): ReadCost {
   const mask = order.length - 1;
   const words = new Int32Array(64);
   const seed = new Int32Array(2);
@@ -116,6 +119,20 @@ export function measureReadCost(keys: readonly string[], order: Int32Array, stor
         let hits = 0;
         for (let i = 0; i < n; i++) {
           const value = store.get(keys[order[i & mask]!]!);
+          if (value !== undefined) {
+            hits++;
+            sink = value;
+          }
+        }
+        return hits;
+      },
+    ],
+    [
+      'cachedGet',
+      (n) => {
+        let hits = 0;
+        for (let i = 0; i < n; i++) {
+          const value = cached.get(keys[order[i & mask]!]!);
           if (value !== undefined) {
             hits++;
             sink = value;

@@ -103,6 +103,8 @@ const suite: Suite = async ({ progress, quick }) => {
     ['map', 2, 'plain Map copy per worker, 2 workers (aggregate)'],
     ['shared', 1, 'SharedInt64Store, 1 worker'],
     ['shared', 2, 'SharedInt64Store, 2 workers (aggregate)'],
+    ['shared-uncached', 1, 'SharedInt64Store with readCacheKeys 0, 1 worker'],
+    ['shared-uncached', 2, 'SharedInt64Store with readCacheKeys 0, 2 workers (aggregate)'],
     ['global-spinlock', 1, 'global-spinlock SAB table, 1 worker'],
     ['global-spinlock', 2, 'global-spinlock SAB table, 2 workers (aggregate)'],
     ['reader-counter', 2, 'reader-counter-lock SAB table, 2 workers (aggregate)'],
@@ -138,13 +140,15 @@ const suite: Suite = async ({ progress, quick }) => {
     ratios[`two_workers_vs_plain_map${suffix}`] = round(rate('shared', 2) / rate('map', 1));
     ratios[`machine_scaling_1_to_2${suffix}`] = round(rate('map', 2) / rate('map', 1));
     ratios[`scaling_1_to_2${suffix}`] = round(rate('shared', 2) / rate('shared', 1));
+    ratios[`two_workers_vs_plain_map_uncached${suffix}`] = round(rate('shared-uncached', 2) / rate('map', 1));
+    ratios[`scaling_1_to_2_uncached${suffix}`] = round(rate('shared-uncached', 2) / rate('shared-uncached', 1));
     ratios[`vs_global_spinlock_2_workers${suffix}`] = round(rate('shared', 2) / rate('global-spinlock', 2));
     ratios[`vs_reader_counter_2_workers${suffix}`] = round(rate('shared', 2) / rate('reader-counter', 2));
     ratios[`two_workers_vs_plain_map${suffix}_cpu`] = round(cpuRate('shared', 2) / cpuRate('map', 1));
     ratios[`scaling_1_to_2${suffix}_cpu`] = round(cpuRate('shared', 2) / cpuRate('shared', 1));
     ratios[`vs_global_spinlock_2_workers${suffix}_cpu`] = round(cpuRate('shared', 2) / cpuRate('global-spinlock', 2));
     ratios[`vs_reader_counter_2_workers${suffix}_cpu`] = round(cpuRate('shared', 2) / cpuRate('reader-counter', 2));
-    progress(`${label}: map ${fmt(rate('map', 1))}, shared x1 ${fmt(rate('shared', 1))}, shared x2 ${fmt(rate('shared', 2))}, spinlock x2 ${fmt(rate('global-spinlock', 2))}, reader-counter x2 ${fmt(rate('reader-counter', 2))} ops/s`);
+    progress(`${label}: map ${fmt(rate('map', 1))}, shared x1 ${fmt(rate('shared', 1))}, shared x2 ${fmt(rate('shared', 2))}, uncached x2 ${fmt(rate('shared-uncached', 2))}, spinlock x2 ${fmt(rate('global-spinlock', 2))}, reader-counter x2 ${fmt(rate('reader-counter', 2))} ops/s`);
   }
 
   // Where one read's time goes, in one worker alone: at 1,000 keys (all in cache) and at 100,000.
@@ -158,11 +162,13 @@ const suite: Suite = async ({ progress, quick }) => {
       result(`read cost: HalfSipHash-1-3 of the key, the store's hash (${at})`, cost.halfSipHash),
       result(`read cost: multilinear hash of the key, candidate not adopted (${at})`, cost.multilinear),
       result(`read cost: seeded MurmurHash3 of the key, flooding-prone, for reference (${at})`, cost.murmur3),
-      result(`read cost: SharedInt64Store.has (${at})`, cost.has),
-      result(`read cost: SharedInt64Store.get (${at})`, cost.get),
+      result(`read cost: SharedInt64Store.has, read cache off (${at})`, cost.has),
+      result(`read cost: SharedInt64Store.get, read cache off (${at})`, cost.get),
+      result(`read cost: SharedInt64Store.get, read cache hit (${at})`, cost.cachedGet),
     );
     const suffix = population === KEYS ? '' : '_1k';
     ratios[`read_get_vs_map_get${suffix}`] = round(cost.get / cost.mapGet, 2);
+    ratios[`read_cached_get_vs_map_get${suffix}`] = round(cost.cachedGet / cost.mapGet, 2);
     ratios[`read_hash_share_of_get${suffix}`] = round(cost.halfSipHash / cost.get, 2);
     ratios[`read_multilinear_vs_halfsiphash${suffix}`] = round(cost.multilinear / cost.halfSipHash, 2);
     ratios[`read_murmur3_vs_halfsiphash${suffix}`] = round(cost.murmur3 / cost.halfSipHash, 2);
@@ -182,6 +188,7 @@ const suite: Suite = async ({ progress, quick }) => {
   results.push(result('postMessage round trip to an owner worker (a read)', roundTripNs));
   ratios.vs_postmessage = round(rates.get('shared/1/20')! / (1e9 / roundTripNs), 1);
   ratios.vs_postmessage_100to1 = round(rates.get('shared/1/100')! / (1e9 / roundTripNs), 1);
+  ratios.vs_postmessage_uncached = round(rates.get('shared-uncached/1/20')! / (1e9 / roundTripNs), 1);
   // The same ratio for the plain Map itself: the most any store read in a worker could score here.
   ratios.plain_map_vs_postmessage = round(rates.get('map/1/20')! / (1e9 / roundTripNs), 1);
   ratios.bytes_per_key = round(bytesPerKey, 1);

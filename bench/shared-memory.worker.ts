@@ -13,7 +13,8 @@ import type { BaselineKind } from './shared-memory-baselines.ts';
 import { measureReadCost } from './shared-memory-read-cost.ts';
 import type { ReadCost } from './shared-memory-read-cost.ts';
 
-export type Contender = 'map' | 'shared' | BaselineKind;
+/** `shared`: read cache on (the default); `shared-uncached`: `readCacheKeys: 0`, every read through the table. */
+export type Contender = 'map' | 'shared' | 'shared-uncached' | BaselineKind;
 
 export interface RunRequest {
   readonly contender: Contender;
@@ -73,7 +74,10 @@ if (data.role === 'owner') {
   parentPort!.on('message', (key: string) => parentPort!.postMessage(map.get(key)));
   parentPort!.postMessage('ready');
 } else {
+  // The store as a service would attach it (read cache on, default size), and a second
+  // attachment with the cache off, for the read-cost rows and the `shared-uncached` contender.
   const shared = SharedInt64Store.attach(data.shared);
+  const uncached = SharedInt64Store.attach(data.shared, { readCacheKeys: 0 });
   const spinlock = new BaselineTable('global-spinlock', data.baselines['global-spinlock']);
   const readerCounter = new BaselineTable('reader-counter', data.baselines['reader-counter']);
   const sync = new Int32Array(data.sync);
@@ -98,13 +102,13 @@ if (data.role === 'owner') {
     }
     return hits;
   };
-  const runShared = (period: number, ops: number, offset: number): number => {
+  const runShared = (store: SharedInt64Store, period: number, ops: number, offset: number): number => {
     let hits = 0;
     for (let i = 0; i < ops; i++) {
       const key = keys[order[(i + offset) & orderMask]!]!;
-      if (i % period === 0) shared.set(key, values[i & 1023]!);
+      if (i % period === 0) store.set(key, values[i & 1023]!);
       else {
-        const value = shared.get(key);
+        const value = store.get(key);
         if (value !== undefined) {
           hits++;
           sink = value;
@@ -134,7 +138,9 @@ if (data.role === 'owner') {
       case 'map':
         return runMap(period, ops, request.offset);
       case 'shared':
-        return runShared(period, ops, request.offset);
+        return runShared(shared, period, ops, request.offset);
+      case 'shared-uncached':
+        return runShared(uncached, period, ops, request.offset);
       case 'global-spinlock':
         return runBaseline(spinlock, period, ops, request.offset);
       case 'reader-counter':
@@ -163,11 +169,12 @@ if (data.role === 'owner') {
   };
 
   const readCost = (request: ReadCostRequest): ReadCost => {
-    if (request.keys >= keys.length) return measureReadCost(keys, order, shared, map, request.ops);
+    if (request.keys >= keys.length) return measureReadCost(keys, order, uncached, shared, map, request.ops);
     // A smaller population of its own: a store and a Map of the first `keys` keys, read in the
     // same random order folded onto them.
     const few = keys.slice(0, request.keys);
-    const store = SharedInt64Store.create({ initialCapacity: few.length, maxKeyLength: 16 });
+    const store = SharedInt64Store.create({ initialCapacity: few.length, maxKeyLength: 16, readCacheKeys: 0 });
+    const cachedStore = SharedInt64Store.attach(store.handle);
     const small = new Map<string, bigint>();
     for (let i = 0; i < few.length; i++) {
       store.set(few[i]!, values[i & 1023]!);
@@ -176,8 +183,9 @@ if (data.role === 'owner') {
     const folded = new Int32Array(1 << 16);
     for (let i = 0; i < folded.length; i++) folded[i] = order[i]! % few.length;
     try {
-      return measureReadCost(few, folded, store, small, request.ops);
+      return measureReadCost(few, folded, store, cachedStore, small, request.ops);
     } finally {
+      cachedStore.close();
       store.close();
     }
   };

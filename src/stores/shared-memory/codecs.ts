@@ -28,6 +28,12 @@ export interface ValueCodec<V> {
   /** Whether the value stored at `base` equals `value` (field by field). */
   equals(i32: Int32Array, i64: BigInt64Array, base: number, value: V): boolean;
   same(a: V, b: V): boolean;
+  /**
+   * A value the caller may keep and change, from one a read cache holds: the same bigint (it is
+   * immutable, so a cache hit allocates nothing), a new object for a record (a caller that
+   * changed a shared object would change what other reads of this thread return).
+   */
+  handOut(value: V): V;
 }
 
 export type FieldType = 'int64' | 'int32' | 'uint32' | 'bool';
@@ -81,6 +87,10 @@ export class Int64Codec implements ValueCodec<bigint> {
 
   same(a: bigint, b: bigint): boolean {
     return a === b;
+  }
+
+  handOut(value: bigint): bigint {
+    return value;
   }
 }
 
@@ -182,6 +192,10 @@ export class RecordCodec<L extends RecordLayout> implements ValueCodec<RecordOf<
       } else if (Atomics.load(i32, at) !== ((field as number) | 0)) return false;
     }
     return true;
+  }
+
+  handOut(value: RecordOf<L>): RecordOf<L> {
+    return { ...value };
   }
 
   same(a: RecordOf<L>, b: RecordOf<L>): boolean {

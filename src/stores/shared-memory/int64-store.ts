@@ -1,4 +1,4 @@
-import type { SharedMapHandle, SharedMapOptions } from './shared-table.ts';
+import type { SharedAttachOptions, SharedMapHandle, SharedMapOptions } from './shared-table.ts';
 import { SharedTable } from './shared-table.ts';
 import { SharedMemoryStore } from './store-base.ts';
 import { SharedValueError } from './errors.ts';
@@ -26,14 +26,14 @@ export class SharedInt64Store extends SharedMemoryStore<bigint> {
     return new SharedInt64Store(SharedTable.create<bigint>('int64', options));
   }
 
-  /** Attaches this thread to the map behind `handle` (from another thread's `handle`). */
-  static attach(handle: SharedMapHandle): SharedInt64Store {
-    return new SharedInt64Store(SharedTable.attach<bigint>(handle, 'int64'));
+  /** Attaches this thread to the map behind `handle` (from another thread's `handle`); `options`: this thread's read cache. */
+  static attach(handle: SharedMapHandle, options?: SharedAttachOptions): SharedInt64Store {
+    return new SharedInt64Store(SharedTable.attach<bigint>(handle, 'int64', options));
   }
 
+  /** The value, or undefined. From this thread's read cache when still valid, else lock-free from the table; returns the same bigint while the value is unchanged. */
   override get(key: string): bigint | undefined {
-    const table = this.table;
-    return table.admissible(key, 'get') ? table.readInt64(key) : undefined;
+    return this.table.readInt64(key);
   }
 
   /**

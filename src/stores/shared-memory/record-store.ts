@@ -1,5 +1,5 @@
 import type { RecordLayout, RecordOf } from './codecs.ts';
-import type { SharedMapHandle, SharedMapOptions } from './shared-table.ts';
+import type { SharedAttachOptions, SharedMapHandle, SharedMapOptions } from './shared-table.ts';
 import { SharedTable } from './shared-table.ts';
 import { SharedMemoryStore } from './store-base.ts';
 
@@ -25,7 +25,7 @@ export class SharedRecordStore<L extends RecordLayout> extends SharedMemoryStore
   }
 
   /** Attaches to the map behind `handle`; refuses it unless it holds records of exactly `layout`. */
-  static attach<L extends RecordLayout>(handle: SharedMapHandle, layout: L): SharedRecordStore<L> {
-    return new SharedRecordStore<L>(SharedTable.attach<RecordOf<L>>(handle, { record: layout }));
+  static attach<L extends RecordLayout>(handle: SharedMapHandle, layout: L, options?: SharedAttachOptions): SharedRecordStore<L> {
+    return new SharedRecordStore<L>(SharedTable.attach<RecordOf<L>>(handle, { record: layout }, options));
   }
 }

@@ -24,6 +24,7 @@ import {
   E_KEY_LENGTH,
   E_STAMP_FROM_END,
   E_VALUE,
+  E_VERSION_REF_FROM_END,
   FORMAT_VERSION,
   GROW_AT_LOAD,
   HEADER_WORDS,
@@ -48,6 +49,8 @@ import {
   H_SEED1,
   H_TABLE,
   H_VALUE_WORDS,
+  H_VERSION_CHUNK,
+  H_VERSION_USED,
   INCARNATION_MASK,
   MAGIC,
   MAX_THREADS_LIMIT,
@@ -71,6 +74,8 @@ import {
   TABLE_HEADER_WORDS,
   T_BUCKETS,
   T_MASK,
+  VERSION_CHUNK_WORDS,
+  VERSION_RETIRE_AT,
   entryWords,
 } from './layout.ts';
 
@@ -85,6 +90,20 @@ export interface SharedMapOptions {
   readonly maxThreads?: number;
   /** How long a writer waits for a lock held by an owner nobody reported dead before giving up, ms. Default 2,000. */
   readonly lockTimeoutMs?: number;
+  /**
+   * Keys this thread's read cache may hold (see "Read cache" on SharedTable): 0 turns it off.
+   * Per attachment, not per map: `attach(handle, { readCacheKeys })` sets it for that thread.
+   * Each cached key costs this thread's heap ~100 bytes (a Map entry, a small object, the value's
+   * bigint, and it keeps the key string alive). When full, the cache is emptied and refills.
+   * Default 131,072 (at most ~13 MB per thread).
+   */
+  readonly readCacheKeys?: number;
+}
+
+/** Options of one thread's attachment (the map's own options come from its creator). */
+export interface SharedAttachOptions {
+  /** As SharedMapOptions.readCacheKeys: keys this thread's read cache may hold, 0 = off. Default 131,072. */
+  readonly readCacheKeys?: number;
 }
 
 /**
@@ -116,6 +135,12 @@ export interface SharedMapStats {
   /** The most the buffer may grow to (reserved address space, not memory). */
   readonly bytesMax: number;
   readonly entryBytes: number;
+  /**
+   * This thread's read cache since attach: keys held now, its limit; reads answered by it
+   * (`hits`), by re-reading the entry a stale cache entry names (`rereads`: the value changed),
+   * and by the table (`misses`).
+   */
+  readonly readCache: { readonly keys: number; readonly limit: number; readonly hits: number; readonly rereads: number; readonly misses: number };
 }
 
 export interface IntegrityReport {
@@ -140,6 +165,8 @@ const DEFAULT_MAX_KEY_LENGTH = 64;
 const MAX_KEY_LENGTH_LIMIT = 4096;
 const DEFAULT_MAX_THREADS = 64;
 const DEFAULT_LOCK_TIMEOUT_MS = 2000;
+const DEFAULT_READ_CACHE_KEYS = 131_072;
+const READ_CACHE_KEYS_LIMIT = 1 << 24;
 /** Smallest table: 16 buckets (1 KiB); growth doubles from there. */
 const MIN_BUCKETS = 16;
 /** Lock attempts spun before sleeping: ~1 µs of spinning covers a held critical section. */
@@ -213,6 +240,45 @@ const LOADS_NEED_FENCE = process.arch !== 'x64' && process.arch !== 'ia32';
  *   (PLAIN_INT64_LOADS_ARE_SINGLE). Records never change while reachable.
  * Writers publish with Atomics.store and synchronise with each other through the locks.
  *
+ * Read cache (Go sync.Map's read-only map in front of the shared one, per thread). Each
+ * attachment keeps a JS `Map<string, CachedRead>` of keys it found in the table: the entry's
+ * version word, the version it saw, and the value already materialised (for int64 the same
+ * `bigint` every time, so a hit allocates nothing). A read first looks the key up there and, if
+ * present, does one Atomics.load of the version word: equal to the cached version, the cached
+ * value is returned; otherwise the seqlock read above runs and refreshes the entry. Version
+ * words are dense (4-KiB chunks of the heap, see layout.ts), 400 KB for 100,000 entries, so the
+ * check stays in a core's L2 cache where the entries (10 MB) do not.
+ * 7. Every entry has a version word of its own for its whole life (free-list reuse included),
+ *    never shared with another entry. It is even while the entry is reachable and not being
+ *    changed. Every change to the entry's reachability, key or value happens while it is odd:
+ *    an in-place int64 write adds 1 (odd), stores the value, adds 1 (even); a delete, a record
+ *    replace (the old copy) and clear add 1 before unlinking, and the entry stays odd while
+ *    unlinked or free; an insert sets the next even value before linking. So a version only
+ *    grows, and equal even versions at two instants mean the entry was reachable, held the
+ *    same key and the same value at both and in between.
+ * 8. No wraparound, no ABA: an entry whose version reaches VERSION_RETIRE_AT (2^31 - 64) is
+ *    retired — its key moves to a fresh entry through the copy-on-write path, and the allocator
+ *    never hands it out again. A version word therefore never takes the same value twice, even
+ *    across delete and reuse of its entry for another key.
+ * 9. A cache entry is filled only from a seqlock read that found the key (absent keys never
+ *    enter, so a client cannot fill a cache with keys of its choosing that nobody wrote): the
+ *    version is loaded (v1, even) before the value and again (v2) after the bucket's SEQ
+ *    validated; it is kept only if v1 = v2. By 7, the entry held the key and that value at the
+ *    instant of the v1 load. A writer of this thread refreshes its own cached entry under the
+ *    bucket lock (the version it set is then exact).
+ * 10. Recovery keeps 7: a dead owner's torn in-place write leaves an odd version in a chain
+ *    whose lock it held; recovery makes every linked entry of such a chain even (one more step)
+ *    and every entry its intent leaves unlinked odd, before releasing the lock.
+ * Why a cached read is linearizable: it linearizes at its version load. If that load returns
+ * the cached (even) version v, then by 7 and 8 the version was v continuously from the fill's v1
+ * load to this load (it never returns to v once left), so at this instant the entry is reachable
+ * with the key and the cached value — the map's state at an instant inside the call. A
+ * different version (odd, or a later even one) sends the read to the seqlock path, which is
+ * linearizable by itself. The cache is the thread's own, so nothing but this thread changes it.
+ * The key lookup goes through V8's string hash (seeded per isolate, not a keyed PRF): its
+ * collisions only slow the cache, and only keys present in the table can be cached, so its
+ * size is bounded by what writers stored, and by readCacheKeys.
+ *
  * Key encoding: UTF-16 code units as JavaScript strings hold them (no encoding step; equality is
  * exactly `===`), two per 32-bit word, up to `maxKeyLength` units.
  *
@@ -231,6 +297,14 @@ export class SharedTable<V> {
   readonly #keyBase: number;
   /** Offset of the insertion stamp in an entry (64-bit, so even). */
   readonly #stampAt: number;
+  /** Offset in an entry of the word holding its version word's offset. */
+  readonly #versionAt: number;
+  /** This thread's read cache (invariants 7-10): only keys found in the table, at most #cacheLimit. */
+  readonly #cache = new Map<string, CachedRead<V>>();
+  readonly #cacheLimit: number;
+  #cacheHits = 0;
+  #cacheMisses = 0;
+  #cacheRereads = 0;
   readonly #maxThreads: number;
   readonly #lockTimeoutMs: number;
   #table = 0;
@@ -251,7 +325,7 @@ export class SharedTable<V> {
    */
   readonly #keyWords: Int32Array;
 
-  private constructor(buffer: GrowableSharedArrayBuffer, codec: ValueCodec<V>, lockTimeoutMs: number) {
+  private constructor(buffer: GrowableSharedArrayBuffer, codec: ValueCodec<V>, lockTimeoutMs: number, readCacheKeys: number) {
     this.#buffer = buffer;
     this.codec = codec;
     this.#i32 = new Int32Array(buffer, 0, buffer.byteLength >> 2);
@@ -264,6 +338,8 @@ export class SharedTable<V> {
     this.#entryWords = Atomics.load(i32, H_ENTRY_WORDS);
     this.#keyBase = E_VALUE + Atomics.load(i32, H_VALUE_WORDS);
     this.#stampAt = this.#entryWords - E_STAMP_FROM_END;
+    this.#versionAt = this.#entryWords - E_VERSION_REF_FROM_END;
+    this.#cacheLimit = readCacheKeys;
     this.#keyWords = new Int32Array((this.#maxKeyLength + 1) >> 1);
     this.#maxThreads = Atomics.load(i32, H_MAX_THREADS);
     this.#lockTimeoutMs = lockTimeoutMs;
@@ -279,6 +355,7 @@ export class SharedTable<V> {
     const maxKeyLength = integerOption('maxKeyLength', options.maxKeyLength, DEFAULT_MAX_KEY_LENGTH, 1, MAX_KEY_LENGTH_LIMIT);
     const maxThreads = integerOption('maxThreads', options.maxThreads, DEFAULT_MAX_THREADS, 1, MAX_THREADS_LIMIT);
     const lockTimeoutMs = integerOption('lockTimeoutMs', options.lockTimeoutMs, DEFAULT_LOCK_TIMEOUT_MS, 1, 3_600_000);
+    const readCacheKeys = integerOption('readCacheKeys', options.readCacheKeys, DEFAULT_READ_CACHE_KEYS, 0, READ_CACHE_KEYS_LIMIT);
 
     const words = entryWords(codec.words, maxKeyLength);
     const ownersBase = HEADER_WORDS;
@@ -310,14 +387,16 @@ export class SharedTable<V> {
     i32[table + T_MASK] = firstBuckets - 1;
     i32[table + T_BUCKETS] = firstBuckets;
     i32[H_HEAP_TOP] = table + firstTableWords;
+    i32[H_VERSION_USED] = VERSION_CHUNK_WORDS; // no version chunk yet: the first entry takes one
     i32[H_TABLE] = table;
     // Written last: a buffer with the magic is complete.
     Atomics.store(i32, H_MAGIC, MAGIC);
-    return new SharedTable<V>(buffer, codec, lockTimeoutMs);
+    return new SharedTable<V>(buffer, codec, lockTimeoutMs, readCacheKeys);
   }
 
   /** Attaches to a map another thread created, from its handle. Claims an owner slot. */
-  static attach<V>(handle: SharedMapHandle, expected: ValueLayout | undefined): SharedTable<V> {
+  static attach<V>(handle: SharedMapHandle, expected: ValueLayout | undefined, options: SharedAttachOptions = {}): SharedTable<V> {
+    const readCacheKeys = integerOption('readCacheKeys', options.readCacheKeys, DEFAULT_READ_CACHE_KEYS, 0, READ_CACHE_KEYS_LIMIT);
     if (handle === null || typeof handle !== 'object' || handle.kind !== 'govmap.shared-memory') {
       throw new SharedHandleError('expected the object returned by a shared-memory store\'s `handle` (kind "govmap.shared-memory")');
     }
@@ -339,7 +418,7 @@ export class SharedTable<V> {
       throw new SharedHandleError(`the map holds ${JSON.stringify(handle.value)} values, not ${JSON.stringify(expected)}`);
     }
     const timeout = typeof handle.lockTimeoutMs === 'number' && handle.lockTimeoutMs > 0 ? handle.lockTimeoutMs : DEFAULT_LOCK_TIMEOUT_MS;
-    return new SharedTable<V>(buffer, codec, timeout);
+    return new SharedTable<V>(buffer, codec, timeout, readCacheKeys);
   }
 
   get handle(): SharedMapHandle {
@@ -426,34 +505,157 @@ export class SharedTable<V> {
     return Atomics.load(i32, this.#readRoot + B_SEQ) === this.#readSeq;
   }
 
-  /** A consistent read of `key`'s value (undefined when absent). Lock-free: retries only after a completed write. */
+  /**
+   * A consistent read of `key`'s value (undefined when absent): from this thread's read cache
+   * when the entry's version is the one cached (invariant 9), else by the seqlock. Lock-free.
+   * Checks the key (`admissible`) only on a cache miss: a non-string or over-long key is never
+   * cached, and close() empties the cache.
+   */
   read(key: string): V | undefined {
+    const cached = this.#cache.get(key);
+    if (cached !== undefined && Atomics.load(this.#i32, cached.versionWord) === cached.version) {
+      this.#cacheHits++;
+      return this.codec.handOut(cached.value);
+    }
+    if (!this.admissible(key, 'get')) return undefined;
+    this.#cacheMisses++;
     const hash = this.hashForFind(key);
     const codec = this.codec;
     for (;;) {
       const ref = this.find(key, hash);
-      const value = ref === 0 ? undefined : codec.read(this.#i32, this.#i64, ref + E_VALUE);
-      if (this.stable()) return value;
+      if (ref === 0) {
+        if (this.stable()) return undefined;
+        continue;
+      }
+      const i32 = this.#i32;
+      const versionWord = i32[ref + this.#versionAt]!;
+      // Garbage only if the walk was torn, which stable() rejects: keep the load in bounds.
+      const version = versionWord > 0 && versionWord < i32.length ? Atomics.load(i32, versionWord) : 1;
+      const value = codec.read(i32, this.#i64, ref + E_VALUE);
+      if (!this.stable()) continue;
+      if ((version & 1) === 0 && this.#cacheLimit !== 0 && Atomics.load(i32, versionWord) === version) {
+        this.#remember(key, cached, ref, hash, versionWord, version, value);
+        return codec.handOut(value);
+      }
+      return value;
     }
   }
 
-  /** `read` for int64 maps, without the codec call: the hottest path of all. */
+  /** `read` for int64 maps, without the codec calls: the hottest path of all. */
   readInt64(key: string): bigint | undefined {
+    const cached = this.#cache.get(key) as CachedRead<bigint> | undefined;
+    if (cached !== undefined && Atomics.load(this.#i32, cached.versionWord) === cached.version) {
+      this.#cacheHits++;
+      return cached.value;
+    }
+    return this.#readInt64Slow(key, cached);
+  }
+
+  #readInt64Slow(key: string, cached: CachedRead<bigint> | undefined): bigint | undefined {
+    if (cached !== undefined) {
+      // The version moved, most often because another thread wrote the value in place: if the
+      // entry is linked and still holds this key, its value is the key's value (invariant 7),
+      // read without hashing or walking the bucket.
+      const value = this.#rereadInt64(key, cached);
+      if (value !== undefined) return value;
+    }
+    if (!this.admissible(key, 'get')) return undefined;
+    this.#cacheMisses++;
     const hash = this.hashForFind(key);
     for (;;) {
       const ref = this.find(key, hash);
+      if (ref === 0) {
+        if (this.stable()) return undefined;
+        continue;
+      }
+      const i32 = this.#i32;
+      const versionWord = i32[ref + this.#versionAt]!;
+      const version = versionWord > 0 && versionWord < i32.length ? Atomics.load(i32, versionWord) : 1;
       const at = (ref + E_VALUE) >> 1;
-      const value = ref === 0 ? undefined : PLAIN_INT64_LOADS_ARE_SINGLE ? this.#i64[at] : Atomics.load(this.#i64, at);
-      if (this.stable()) return value;
+      const value = PLAIN_INT64_LOADS_ARE_SINGLE ? this.#i64[at]! : Atomics.load(this.#i64, at);
+      if (!this.stable()) continue;
+      if ((version & 1) === 0 && this.#cacheLimit !== 0 && Atomics.load(i32, versionWord) === version) {
+        this.#remember(key, cached as CachedRead<V> | undefined, ref, hash, versionWord, version, value as V);
+      }
+      return value;
     }
   }
 
+  /**
+   * The value of `key` read straight from the entry a stale cache entry names, or undefined if
+   * that cannot be trusted. Version v1 even (linked, not being changed), then the key and the
+   * value by plain loads, then v2 = v1: by invariant 7 the entry was linked and held exactly
+   * that key and value throughout, so the read linearizes at v1 (keys are unique in the map: a
+   * linked entry holding the key is the key's entry). The plain loads sit between the two
+   * Atomics loads as the seqlock's do (see "Memory ordering"); a garbage key or value read
+   * while the version moved is discarded.
+   */
+  #rereadInt64(key: string, cached: CachedRead<bigint>): bigint | undefined {
+    const i32 = this.#i32;
+    const versionWord = cached.versionWord;
+    const version = Atomics.load(i32, versionWord);
+    if ((version & 1) !== 0) return undefined;
+    const ref = cached.ref;
+    const length = key.length;
+    if (i32[ref + E_KEY_LENGTH] !== length) return undefined;
+    const base = ref + this.#keyBase;
+    let w = 0;
+    for (let c = 0; c + 1 < length; c += 2, w++) {
+      if (i32[base + w] !== (key.charCodeAt(c) | (key.charCodeAt(c + 1) << 16))) return undefined;
+    }
+    if ((length & 1) !== 0 && i32[base + w] !== key.charCodeAt(length - 1)) return undefined;
+    const at = (ref + E_VALUE) >> 1;
+    const value = PLAIN_INT64_LOADS_ARE_SINGLE ? this.#i64[at]! : Atomics.load(this.#i64, at);
+    if (LOADS_NEED_FENCE) Atomics.store(i32, this.#ownerBase + O_FENCE, 0);
+    if (Atomics.load(i32, versionWord) !== version) return undefined;
+    cached.version = version;
+    cached.value = value;
+    this.#cacheRereads++;
+    return value;
+  }
+
   contains(key: string): boolean {
+    const cached = this.#cache.get(key);
+    if (cached !== undefined && Atomics.load(this.#i32, cached.versionWord) === cached.version) {
+      this.#cacheHits++;
+      return true;
+    }
+    if (!this.admissible(key, 'has')) return false;
+    this.#cacheMisses++;
     const hash = this.hashForFind(key);
     for (;;) {
       const found = this.find(key, hash) !== 0;
       if (this.stable()) return found;
     }
+  }
+
+  /** Fills or refreshes `key`'s cache entry (invariant 9: `version` was even and unchanged around the read of `value`). */
+  #remember(key: string, cached: CachedRead<V> | undefined, ref: number, hash: number, versionWord: number, version: number, value: V): void {
+    if (cached !== undefined) {
+      cached.ref = ref;
+      cached.hash = hash;
+      cached.versionWord = versionWord;
+      cached.version = version;
+      cached.value = value;
+      return;
+    }
+    const cache = this.#cache;
+    // Emptied when full: O(1), no per-hit bookkeeping (an LRU would write on every hit), and a
+    // working set that fits refills within one pass over it.
+    if (cache.size >= this.#cacheLimit) cache.clear();
+    cache.set(key, new CachedRead(ref, hash, versionWord, version, value));
+  }
+
+  /**
+   * After this thread's own in-place write of `key` (bucket lock held, so `version` is exact):
+   * its cached entry, if any, now holds the written value, so the writer's next read is a hit.
+   */
+  #rememberWrite(cached: CachedRead<V>, ref: number, hash: number, versionWord: number, version: number, value: V): void {
+    cached.ref = ref;
+    cached.hash = hash;
+    cached.versionWord = versionWord;
+    cached.version = version;
+    cached.value = value;
   }
 
   /** Keys in the map: the sum of every owner slot's net inserts. Exact when no write is in flight. */
@@ -499,6 +701,20 @@ export class SharedTable<V> {
    * (undefined: is absent). Returns false when the condition did not hold (nothing written).
    */
   put(key: string, value: V, conditional: boolean, expected: V | undefined): boolean {
+    const cached = this.codec.inPlace && this.#cacheLimit !== 0 ? this.#cache.get(key) : undefined;
+    if (cached !== undefined) {
+      // A key this thread has cached: lock its root by the cached hash, no hash, no lookup.
+      const root = this.#lockCached(cached);
+      if (root !== 0) {
+        try {
+          if (conditional && (expected === undefined || !this.codec.equals(this.#i32, this.#i64, cached.ref + E_VALUE, expected))) return false;
+          this.#writeInPlace(root, cached.ref, cached.hash, value, cached);
+          return true;
+        } finally {
+          this.#unlock(root + B_LOCK);
+        }
+      }
+    }
     const hash = this.hashForFind(key);
     const root = this.#lockRoot(hash);
     let overflowed = false;
@@ -508,7 +724,7 @@ export class SharedTable<V> {
         if (expected === undefined ? ref !== 0 : ref === 0 || !this.codec.equals(this.#i32, this.#i64, ref + E_VALUE, expected)) return false;
       }
       if (ref === 0) overflowed = this.#insert(root, key, hash, value);
-      else if (this.codec.inPlace) this.codec.write(this.#i32, this.#i64, ref + E_VALUE, value);
+      else if (this.codec.inPlace) this.#writeInPlace(root, ref, hash, value, cached);
       else this.#replace(root, ref, value);
     } finally {
       this.#unlock(root + B_LOCK);
@@ -523,20 +739,41 @@ export class SharedTable<V> {
    * wrapped; nothing is written then.
    */
   add(key: string, delta: bigint): bigint | undefined {
-    const hash = this.hashForFind(key);
-    const root = this.#lockRoot(hash);
+    const cached = this.#cacheLimit !== 0 ? this.#cache.get(key) : undefined;
+    let root = cached === undefined ? 0 : this.#lockCached(cached);
+    let ref = 0;
+    let hash = 0;
+    if (root !== 0) {
+      ref = cached!.ref;
+      hash = cached!.hash;
+    } else {
+      hash = this.hashForFind(key);
+      root = this.#lockRoot(hash);
+    }
     try {
-      const ref = this.#locate(root, key, hash);
+      if (ref === 0) ref = this.#locate(root, key, hash);
       if (ref === 0) return undefined;
-      const at = (ref + E_VALUE) >> 1;
-      const current = Atomics.load(this.#i64, at);
+      const current = Atomics.load(this.#i64, (ref + E_VALUE) >> 1);
       const next = current + delta;
       if (next < INT64_MIN || next > INT64_MAX) throw new SharedInt64OverflowError(key, current, delta);
-      Atomics.store(this.#i64, at, next);
+      this.#writeInPlace(root, ref, hash, next as V, cached);
       return next;
     } finally {
       this.#unlock(root + B_LOCK);
     }
+  }
+
+  /**
+   * Locks the root bucket of a cached key and returns it if the cached entry is still the key's
+   * entry: its version equal to the cached one means it is linked, holds the key and was not
+   * changed (invariant 7), and under the root lock nobody else can change it. Otherwise
+   * unlocks and returns 0: the caller takes the hashed path.
+   */
+  #lockCached(cached: CachedRead<V>): number {
+    const root = this.#lockRoot(cached.hash);
+    if (Atomics.load(this.#i32, cached.versionWord) === cached.version) return root;
+    this.#unlock(root + B_LOCK);
+    return 0;
   }
 
   /** Deletes `key`; with `conditional`, only if it holds `expected`. Returns whether it deleted. */
@@ -552,16 +789,35 @@ export class SharedTable<V> {
       const countBefore = Atomics.load(i32, me + O_COUNT);
       this.#intend(root, 0, ref, countBefore);
       const slotWord = this.#slotOf(root, ref);
+      Atomics.add(i32, i32[ref + this.#versionAt]!, 1); // odd from now on: no cached read of it validates
       Atomics.store(i32, slotWord + B_REFS - B_TAGS, 0); // unlinked: the delete has happened
       Atomics.store(i32, slotWord, 0);
       Atomics.add(i32, root + B_SEQ, 2); // readers holding `ref` retry before it can be reused
       Atomics.store(i32, me + O_COUNT, (countBefore - 1) | 0);
-      this.#freeEntry(ref);
+      this.#freeEntry(ref, true);
       this.#intend(0, 0, 0, 0);
       return true;
     } finally {
       this.#unlock(root + B_LOCK);
     }
+  }
+
+  /**
+   * Overwrites an int64 value in place (root lock held) inside its version's odd window
+   * (invariant 7), then refreshes this thread's cached entry. An entry whose version is
+   * exhausted is retired instead (invariant 8): the value goes to a fresh entry.
+   */
+  #writeInPlace(root: number, ref: number, hash: number, value: V, cached: CachedRead<V> | undefined): void {
+    const i32 = this.#i32;
+    const versionWord = i32[ref + this.#versionAt]!;
+    if (Atomics.load(i32, versionWord) >= VERSION_RETIRE_AT) {
+      this.#replace(root, ref, value);
+      return;
+    }
+    Atomics.add(i32, versionWord, 1); // odd: cached copies of the old value stop validating
+    this.codec.write(i32, this.#i64, ref + E_VALUE, value);
+    const version = Atomics.add(i32, versionWord, 1) + 1;
+    if (cached !== undefined) this.#rememberWrite(cached, ref, hash, versionWord, version, value);
   }
 
   /**
@@ -627,6 +883,7 @@ export class SharedTable<V> {
       i32[ref + E_HASH] = hash;
       this.#i64[(ref + this.#stampAt) >> 1] = Atomics.add(this.#i64, H_INSERT_STAMP64, 1n);
       this.codec.write(i32, this.#i64, ref + E_VALUE, value);
+      const versionWord = this.#oddVersion(ref);
       // The key as hashForFind packed it (nothing since has hashed another key).
       const keyWords = (key.length + 1) >> 1;
       const words = this.#keyWords;
@@ -639,6 +896,7 @@ export class SharedTable<V> {
         Atomics.store(i32, freeSlot, hash);
         Atomics.store(i32, freeSlot + B_REFS - B_TAGS, ref); // the insert happens here
       }
+      Atomics.add(i32, versionWord, 1); // even: linked and whole (invariant 7)
       Atomics.store(i32, me + O_COUNT, (countBefore + 1) | 0);
     } finally {
       this.#intend(0, 0, 0, 0);
@@ -661,12 +919,27 @@ export class SharedTable<V> {
       this.codec.write(i32, this.#i64, ref + E_VALUE, value);
       const keyWords = (i32[old + E_KEY_LENGTH]! + 1) >> 1;
       for (let w = 0; w < keyWords; w++) i32[ref + this.#keyBase + w] = i32[old + this.#keyBase + w]!;
+      const versionWord = this.#oddVersion(ref);
+      Atomics.add(i32, i32[old + this.#versionAt]!, 1); // the old copy: odd from now on
       Atomics.store(i32, this.#slotOf(root, old) + B_REFS - B_TAGS, ref); // the update happens here
+      Atomics.add(i32, versionWord, 1); // the new copy: even
       Atomics.add(i32, root + B_SEQ, 2);
-      this.#freeEntry(old);
+      this.#freeEntry(old, true);
     } finally {
       this.#intend(0, 0, 0, 0);
     }
+  }
+
+  /**
+   * The version word of an entry about to be linked, which is odd (invariant 7: a free entry is
+   * odd, a fresh one starts at 1); the caller adds 1 after linking it, giving a version above
+   * any the entry had, so no cached read of its earlier life can match.
+   */
+  #oddVersion(ref: number): number {
+    const i32 = this.#i32;
+    const versionWord = i32[ref + this.#versionAt]!;
+    if ((Atomics.load(i32, versionWord) & 1) === 0) Atomics.add(i32, versionWord, 1);
+    return versionWord;
   }
 
   #intend(bucket: number, alloc: number, free: number, countBefore: number): void {
@@ -696,23 +969,60 @@ export class SharedTable<V> {
     this.#lockLeaf(H_ALLOC_LOCK);
     try {
       const i32 = this.#i32;
-      const head = Atomics.load(i32, H_FREE_HEAD);
-      if (head === 0) return this.#bumpLocked(this.#entryWords, this.#ownerBase + O_INTENT_ALLOC, key);
-      Atomics.store(i32, this.#ownerBase + O_INTENT_ALLOC, head);
-      Atomics.store(i32, H_FREE_HEAD, Atomics.load(i32, head + E_HASH));
-      return head;
+      for (;;) {
+        const head = Atomics.load(i32, H_FREE_HEAD);
+        if (head === 0) return this.#bumpEntryLocked(key);
+        const next = Atomics.load(i32, head + E_HASH);
+        if (Atomics.load(i32, i32[head + this.#versionAt]!) >= VERSION_RETIRE_AT) {
+          Atomics.store(i32, H_FREE_HEAD, next); // retired (invariant 8): dropped, never reused
+          continue;
+        }
+        Atomics.store(i32, this.#ownerBase + O_INTENT_ALLOC, head);
+        Atomics.store(i32, H_FREE_HEAD, next);
+        return head;
+      }
     } finally {
       this.#unlock(H_ALLOC_LOCK);
     }
   }
 
-  /** Pushes an unreachable entry on the free list (its E_HASH word becomes the link). */
-  #freeEntry(ref: number): void {
+  /**
+   * A never-used entry from the heap with a version word of its own (allocator lock held). The
+   * version word is taken (H_VERSION_USED moved) before the entry records it, so no two entries
+   * ever share one; a crash in between loses a word, or leaves an entry whose version reference
+   * is still 0, which recovery leaks rather than frees (see #settleAllocator).
+   */
+  #bumpEntryLocked(key: string | null): number {
+    let i32 = this.#i32;
+    let used = Atomics.load(i32, H_VERSION_USED);
+    if (used >= VERSION_CHUNK_WORDS) {
+      const chunk = this.#bumpLocked(VERSION_CHUNK_WORDS, 0, key);
+      i32 = this.#i32;
+      Atomics.store(i32, H_VERSION_CHUNK, chunk);
+      Atomics.store(i32, H_VERSION_USED, 0);
+      used = 0;
+    }
+    const versionWord = Atomics.load(i32, H_VERSION_CHUNK) + used;
+    Atomics.store(i32, H_VERSION_USED, used + 1);
+    Atomics.store(i32, versionWord, 1); // odd: not linked yet
+    const ref = this.#bumpLocked(this.#entryWords, this.#ownerBase + O_INTENT_ALLOC, key);
+    Atomics.store(this.#i32, ref + this.#versionAt, versionWord);
+    return ref;
+  }
+
+  /**
+   * Pushes an unreachable entry on the free list (its E_HASH word becomes the link). With
+   * `intended`, the entry is this owner's O_INTENT_FREE, which becomes `-ref` ("freed") under
+   * the same lock: recovery then never frees again, or re-versions, an entry already pushed
+   * (another thread may have reused it by then), yet still counts it as deleted.
+   */
+  #freeEntry(ref: number, intended: boolean): void {
     this.#lockLeaf(H_ALLOC_LOCK);
     try {
       const i32 = this.#i32;
       Atomics.store(i32, ref + E_HASH, Atomics.load(i32, H_FREE_HEAD));
       Atomics.store(i32, H_FREE_HEAD, ref);
+      if (intended) Atomics.store(i32, this.#ownerBase + O_INTENT_FREE, -ref);
     } finally {
       this.#unlock(H_ALLOC_LOCK);
     }
@@ -933,6 +1243,7 @@ export class SharedTable<V> {
           for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
             const ref = Atomics.load(i32, bucket + B_REFS + slot);
             if (ref === 0) continue;
+            Atomics.add(i32, i32[ref + this.#versionAt]!, 1); // odd before unlinking (invariant 7)
             Atomics.store(i32, bucket + B_REFS + slot, 0);
             Atomics.store(i32, bucket + B_TAGS + slot, 0);
             refs.push(ref);
@@ -943,7 +1254,7 @@ export class SharedTable<V> {
       // Every owner writes its count only under a bucket lock, all of which are held here.
       const high = Atomics.load(i32, H_OWNER_HIGH);
       for (let slot = 0; slot < high; slot++) Atomics.store(i32, HEADER_WORDS + slot * OWNER_WORDS + O_COUNT, 0);
-      for (const ref of refs) this.#freeEntry(ref);
+      for (const ref of refs) this.#freeEntry(ref, false);
     });
   }
 
@@ -987,6 +1298,7 @@ export class SharedTable<V> {
       bytesAllocated: this.#buffer.byteLength,
       bytesMax: this.#buffer.maxByteLength,
       entryBytes: this.#entryWords * 4,
+      readCache: { keys: this.#cache.size, limit: this.#cacheLimit, hits: this.#cacheHits, rereads: this.#cacheRereads, misses: this.#cacheMisses },
     };
   }
 
@@ -1003,6 +1315,7 @@ export class SharedTable<V> {
       const i32 = this.#i32;
       const seen = new Set<number>();
       const keys = new Set<string>();
+      const versionWords = new Set<number>();
       let longestChain = 0;
       for (let b = 0; b < buckets; b++) {
         const root = table + TABLE_HEADER_WORDS + b * BUCKET_WORDS;
@@ -1025,6 +1338,11 @@ export class SharedTable<V> {
             if (i32[ref + E_HASH] !== hash) problems.push(`entry ${ref} (${JSON.stringify(key)}): stored hash differs from the key's`);
             if (Atomics.load(i32, bucket + B_TAGS + slot) !== hash) problems.push(`entry ${ref} (${JSON.stringify(key)}): slot tag differs from the key's hash`);
             if ((hash & this.#mask) !== b) problems.push(`entry ${ref} (${JSON.stringify(key)}): in bucket ${b}, belongs in ${hash & this.#mask}`);
+            const versionWord = i32[ref + this.#versionAt]!;
+            if (versionWord < HEADER_WORDS || versionWord >= Atomics.load(i32, H_HEAP_TOP)) problems.push(`entry ${ref} (${JSON.stringify(key)}): version word ${versionWord} outside the heap`);
+            else if ((Atomics.load(i32, versionWord) & 1) !== 0) problems.push(`entry ${ref} (${JSON.stringify(key)}): odd version ${Atomics.load(i32, versionWord)} while linked and unlocked`);
+            if (versionWords.has(versionWord)) problems.push(`entry ${ref} (${JSON.stringify(key)}): version word ${versionWord} shared with another entry`);
+            versionWords.add(versionWord);
             if (keys.has(key)) problems.push(`key ${JSON.stringify(key)} present twice`);
             keys.add(key);
           }
@@ -1181,6 +1499,7 @@ export class SharedTable<V> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#cache.clear(); // every read now misses, and a miss checks #closed
     Atomics.compareExchange(this.#i32, this.#ownerBase + O_STATE, OWNER_ALIVE, OWNER_FREE);
   }
 
@@ -1225,7 +1544,12 @@ export class SharedTable<V> {
     i32 = this.#i32;
     const dead = (Atomics.load(i32, base + O_INCARNATION) << OWNER_SLOT_BITS) | (slot + 1);
     let released = 0;
-    if (Atomics.compareExchange(i32, H_ALLOC_LOCK, dead, 0) === dead) released++;
+    // Died inside the allocator: settle its allocator steps while nobody else can allocate.
+    if (Atomics.compareExchange(i32, H_ALLOC_LOCK, dead, this.#ownerId) === dead) {
+      this.#settleAllocator(base);
+      this.#unlock(H_ALLOC_LOCK);
+      released++;
+    }
 
     // A growth that died after publishing its table must finish marking the old one before
     // the new table's locks (born held by the dead owner) are released below.
@@ -1240,6 +1564,7 @@ export class SharedTable<V> {
       released++;
       try {
         this.#settleIntent(base, intentBucket);
+        this.#settleVersions(intentBucket);
       } finally {
         this.#unlock(intentBucket + B_LOCK);
       }
@@ -1253,13 +1578,52 @@ export class SharedTable<V> {
     i32 = this.#i32;
     const buckets = this.#mask + 1;
     for (let b = 0; b < buckets; b++) {
-      if (Atomics.compareExchange(i32, table + TABLE_HEADER_WORDS + b * BUCKET_WORDS + B_LOCK, dead, 0) === dead) released++;
+      const root = table + TABLE_HEADER_WORDS + b * BUCKET_WORDS;
+      if (Atomics.compareExchange(i32, root + B_LOCK, dead, this.#ownerId) !== dead) continue;
+      // It may have died inside an in-place write: an odd version in this chain (invariant 10).
+      this.#settleVersions(root);
+      this.#unlock(root + B_LOCK);
+      released++;
     }
     if (Atomics.compareExchange(i32, H_RESIZE_LOCK, dead, 0) === dead) released++;
     Atomics.add(i32, H_LOCKS_RECOVERED, released);
     Atomics.add(i32, H_RECOVERIES, 1);
     Atomics.store(i32, base + O_STATE, OWNER_FREE);
     return true;
+  }
+
+  /**
+   * A dead owner held the allocator lock (we hold it now): an allocation it recorded but did not
+   * finish — the entry still on the free list or past HEAP_TOP, or bumped before it got its
+   * version reference — is forgotten (the entry stays free, or is leaked: never reachable, never
+   * reused without a version word); an entry it pushed on the free list but had not yet marked
+   * freed is marked freed (-ref), so #settleIntent counts it deleted and touches it no more.
+   */
+  #settleAllocator(owner: number): void {
+    this.#coverHeap();
+    const i32 = this.#i32;
+    const alloc = Atomics.load(i32, owner + O_INTENT_ALLOC);
+    if (alloc > 0 && (alloc + this.#entryWords > Atomics.load(i32, H_HEAP_TOP) || this.#onFreeList(alloc) || Atomics.load(i32, alloc + this.#versionAt) === 0)) {
+      Atomics.store(i32, owner + O_INTENT_ALLOC, 0);
+    }
+    const free = Atomics.load(i32, owner + O_INTENT_FREE);
+    if (free > 0 && this.#onFreeList(free)) Atomics.store(i32, owner + O_INTENT_FREE, -free);
+  }
+
+  /**
+   * Root lock held, the write on it settled: every linked entry of the chain gets an even
+   * version (a torn in-place write left it odd; the value itself is whole, one atomic store).
+   */
+  #settleVersions(root: number): void {
+    const i32 = this.#i32;
+    for (let bucket = root; bucket !== 0; bucket = Atomics.load(i32, bucket + B_NEXT)) {
+      for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+        const ref = Atomics.load(i32, bucket + B_REFS + slot);
+        if (ref === 0) continue;
+        const versionWord = Atomics.load(i32, ref + this.#versionAt);
+        if ((Atomics.load(i32, versionWord) & 1) !== 0) Atomics.add(i32, versionWord, 1);
+      }
+    }
   }
 
   /**
@@ -1270,16 +1634,24 @@ export class SharedTable<V> {
   #settleIntent(owner: number, root: number): void {
     const i32 = this.#i32;
     const alloc = Atomics.load(i32, owner + O_INTENT_ALLOC);
-    const free = Atomics.load(i32, owner + O_INTENT_FREE);
+    const freeWord = Atomics.load(i32, owner + O_INTENT_FREE);
+    // Negative: unlinked and already pushed on the free list by the dead owner (#freeEntry).
+    const freed = freeWord < 0;
+    const free = freed ? -freeWord : freeWord;
     const countBefore = Atomics.load(i32, owner + O_INTENT_COUNT);
     const allocLinked = alloc !== 0 && this.#inChain(root, alloc);
-    const freeLinked = free !== 0 && this.#inChain(root, free);
+    const freeLinked = free !== 0 && !freed && this.#inChain(root, free);
     // insert: +1 once linked; delete: -1 once unlinked; record replace: both, net 0.
     Atomics.store(i32, owner + O_COUNT, (countBefore + (allocLinked ? 1 : 0) - (free !== 0 && !freeLinked ? 1 : 0)) | 0);
     // A slot whose reference was cleared but whose tag was not is harmless (ref 0 = empty).
     Atomics.add(i32, root + B_SEQ, 2); // before any free: a reader may hold either entry
-    for (const ref of [alloc, free]) {
+    for (const ref of freed ? [alloc] : [alloc, free]) {
       if (ref === 0 || this.#inChain(root, ref)) continue;
+      // Unlinked, so it must be odd (invariant 7): a crash may have left the fresh even version
+      // of an entry it never linked. An entry without a version word is leaked, not freed.
+      const versionWord = Atomics.load(i32, ref + this.#versionAt);
+      if (versionWord === 0) continue;
+      if ((Atomics.load(i32, versionWord) & 1) === 0) Atomics.add(i32, versionWord, 1);
       this.#lockLeaf(H_ALLOC_LOCK);
       try {
         if (ref < Atomics.load(i32, H_HEAP_TOP) && !this.#onFreeList(ref)) {
@@ -1311,6 +1683,28 @@ export class SharedTable<V> {
       if (at === ref) return true;
     }
     return false;
+  }
+}
+
+/**
+ * One key of a thread's read cache: the entry's version word, the (even) version the value was
+ * read at, and the value as handed out. Mutable so a refresh reuses the object (one shape, no
+ * garbage); owned by one thread, so nothing else ever writes it.
+ */
+class CachedRead<V> {
+  /** The entry (word offset) and the key's hash: a write of a cached key skips hash and lookup. */
+  ref: number;
+  hash: number;
+  versionWord: number;
+  version: number;
+  value: V;
+
+  constructor(ref: number, hash: number, versionWord: number, version: number, value: V) {
+    this.ref = ref;
+    this.hash = hash;
+    this.versionWord = versionWord;
+    this.version = version;
+    this.value = value;
   }
 }
 

@@ -32,14 +32,13 @@ export abstract class SharedMemoryStore<V> implements MapStore<string, V> {
     return this.table.maxKeyLength;
   }
 
+  /** The value, or undefined; from this thread's read cache when still valid (a record: a new object every call). */
   get(key: string): V | undefined {
-    const table = this.table;
-    return table.admissible(key, 'get') ? table.read(key) : undefined;
+    return this.table.read(key);
   }
 
   has(key: string): boolean {
-    const table = this.table;
-    return table.admissible(key, 'has') ? table.contains(key) : false;
+    return this.table.contains(key);
   }
 
   set(key: string, value: V): void {
