@@ -24,7 +24,13 @@ export function installAccountRoutes(router: Router, ledger: BalanceBook, settle
     sendJson(res, 200, { prefix, accounts: lines.map((l) => ({ id: l.id, balance: formatAmount(l.balance) })) });
   });
 
-  router.route('GET', /^\/accounts\/([^/]+)$/, async (_req, res, [id]) => sendJson(res, 200, { id, balance: formatAmount(await ledger.balance(id!)) }));
+  // Answered in the same tick when the balance is in process (an `await` of a plain value
+  // would still cost a microtask and a promise per read); Redis answers asynchronously.
+  router.route('GET', /^\/accounts\/([^/]+)$/, (_req, res, [id]) => {
+    const balance = ledger.balance(id!);
+    if (typeof balance === 'bigint') return sendJson(res, 200, { id, balance: formatAmount(balance) });
+    return balance.then((value) => sendJson(res, 200, { id, balance: formatAmount(value) }));
+  });
 
   router.route('POST', /^\/accounts\/([^/]+)\/(credit|debit)$/, async (req, res, [id, direction]) => {
     const body = await readJsonObject(req);

@@ -11,6 +11,7 @@ import { listSegments } from '../src/audit/spool.ts';
 import type { BreakerGroup, BreakerTransition } from '../src/breaker/index.ts';
 import { RANGE_BUCKETS_SECONDS, bucketQuantile } from '../src/map/index.ts';
 import { currentBizTag } from '../src/routing/index.ts';
+import type { BizTag } from '../src/routing/index.ts';
 import type { Sandbox } from '../src/sandbox/index.ts';
 import type { SharedInt64Store } from '../src/stores/index.ts';
 import type { SwitchBoard } from '../src/switches/index.ts';
@@ -106,6 +107,54 @@ const VERIFY_DUTY = 20;
 const SLOW_PANELS_MS = 5_000;
 
 /**
+ * One (orgId, txnType) pair's last outcomes in fixed rings (time, status, degradation), so
+ * recording an answer writes three slots instead of allocating an object per request.
+ */
+class OrgPair {
+  readonly org: string;
+  readonly txnType: string;
+  route: string | null = null;
+  lastSeen = 0;
+  readonly #at: Float64Array;
+  readonly #status: Uint16Array;
+  /** The `x-govmap-degraded` value of each answer, null when it was not degraded. */
+  readonly #degraded: Array<string | null>;
+  /** Next slot to write; `#count` slots (up to capacity) hold outcomes, oldest at `#next - #count`. */
+  #next = 0;
+  #count = 0;
+
+  constructor(org: string, txnType: string, capacity: number) {
+    this.org = org;
+    this.txnType = txnType;
+    this.#at = new Float64Array(capacity);
+    this.#status = new Uint16Array(capacity);
+    this.#degraded = new Array<string | null>(capacity).fill(null);
+  }
+
+  push(at: number, status: number, degraded: string | null): void {
+    const i = this.#next;
+    this.#at[i] = at;
+    this.#status[i] = status;
+    this.#degraded[i] = degraded;
+    this.#next = i + 1 === this.#at.length ? 0 : i + 1;
+    if (this.#count < this.#at.length) this.#count++;
+  }
+
+  /** The outcomes kept, oldest first (built when the dashboard asks, once a second). */
+  outcomes(): Array<{ at: number; kind: string; status: number }> {
+    const capacity = this.#at.length;
+    const out: Array<{ at: number; kind: string; status: number }> = [];
+    for (let k = this.#count; k > 0; k--) {
+      const i = (this.#next - k + capacity) % capacity;
+      const status = this.#status[i]!;
+      const degraded = this.#degraded[i];
+      out.push({ at: this.#at[i]!, kind: degraded !== null && degraded !== undefined ? `degraded:${degraded}` : status >= 500 ? 'failed' : 'normal', status });
+    }
+    return out;
+  }
+}
+
+/**
  * What each (orgId, txnType) pair got recently, as observed on the answers themselves: the
  * route that served it and whether the answer was live, degraded (`x-govmap-degraded`), failed
  * (5xx) or refused (4xx, the caller's fault: still normal service).
@@ -114,7 +163,9 @@ const SLOW_PANELS_MS = 5_000;
  * most `outcomesKept` outcomes per pair, oldest first; only tagged requests are counted.
  */
 class OrgOutcomes {
-  readonly #pairs = new Map<string, { org: string; txnType: string; route: string | null; lastSeen: number; outcomes: Array<{ at: number; kind: string; status: number }> }>();
+  /** org → txnType → pair: two lookups and no key string built per request. */
+  readonly #byOrg = new Map<string, Map<string, OrgPair>>();
+  #pairCount = 0;
   readonly #maxPairs: number;
   readonly #outcomesKept: number;
 
@@ -123,34 +174,41 @@ class OrgOutcomes {
     this.#outcomesKept = outcomesKept;
   }
 
+  /** Runs once per answered request: allocates nothing for a pair already seen. */
   record(org: string, txnType: string, route: string | null, status: number, degraded: string | null, at: number): void {
-    const id = `${org}|${txnType}`;
-    let pair = this.#pairs.get(id);
+    let pairs = this.#byOrg.get(org);
+    let pair = pairs?.get(txnType);
     if (pair === undefined) {
-      if (this.#pairs.size >= this.#maxPairs) {
-        let oldest: string | null = null;
-        let oldestSeen = Infinity;
-        for (const [key, p] of this.#pairs) if (p.lastSeen < oldestSeen) [oldest, oldestSeen] = [key, p.lastSeen];
-        if (oldest !== null) this.#pairs.delete(oldest);
-      }
-      pair = { org, txnType, route, lastSeen: at, outcomes: [] };
-      this.#pairs.set(id, pair);
+      if (this.#pairCount >= this.#maxPairs) this.#dropLeastRecent();
+      pair = new OrgPair(org, txnType, this.#outcomesKept);
+      if (pairs === undefined) this.#byOrg.set(org, (pairs = new Map<string, OrgPair>()));
+      pairs.set(txnType, pair);
+      this.#pairCount++;
     }
     pair.route = route;
     pair.lastSeen = at;
-    const kind = degraded !== null ? `degraded:${degraded}` : status >= 500 ? 'failed' : 'normal';
-    pair.outcomes.push({ at, kind, status });
-    if (pair.outcomes.length > this.#outcomesKept) pair.outcomes.shift();
+    pair.push(at, status, degraded);
+  }
+
+  #dropLeastRecent(): void {
+    let oldest: OrgPair | null = null;
+    for (const pairs of this.#byOrg.values()) for (const p of pairs.values()) if (oldest === null || p.lastSeen < oldest.lastSeen) oldest = p;
+    if (oldest === null) return;
+    const pairs = this.#byOrg.get(oldest.org)!;
+    pairs.delete(oldest.txnType);
+    if (pairs.size === 0) this.#byOrg.delete(oldest.org);
+    this.#pairCount--;
   }
 
   /** Each pair with what it got over the last `recentMs`: "normal", the degradation, or "failing". */
   view(now: number, recentMs: number): Array<Record<string, unknown>> {
     const rows = [];
-    for (const p of this.#pairs.values()) {
-      const recent = p.outcomes.filter((o) => now - o.at <= recentMs);
+    for (const pairs of this.#byOrg.values()) for (const p of pairs.values()) {
+      const outcomes = p.outcomes();
+      const recent = outcomes.filter((o) => now - o.at <= recentMs);
       const degraded = recent.filter((o) => o.kind.startsWith('degraded:'));
       const failed = recent.filter((o) => o.kind === 'failed');
-      const last = p.outcomes.at(-1)!;
+      const last = outcomes.at(-1)!;
       let getting: string;
       let detail: string | null = null;
       if (recent.length === 0) getting = 'idle';
@@ -197,18 +255,23 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
   const orgs = new OrgOutcomes();
   let requests = 0;
   let degradedAnswers = 0;
-  context.router.use(async (req, res, next) => {
-    await next();
-    const path = (req.url ?? '/').split('?')[0]!;
-    if (OWN_PATH.test(path)) return;
+  const observe = (req: IncomingMessage, res: ServerResponse, tag: BizTag | null): void => {
+    const url = req.url ?? '/';
+    const query = url.indexOf('?');
+    if (OWN_PATH.test(query < 0 ? url : url.slice(0, query))) return;
     requests++;
     const degraded = res.getHeader('x-govmap-degraded');
     if (typeof degraded === 'string') degradedAnswers++;
-    const tag = currentBizTag();
     const org = tag?.orgId;
     if (org === undefined) return;
     const route = res.getHeader('x-govmap-route');
     orgs.record(org, tag?.txnType ?? '*', typeof route === 'string' ? route : null, res.statusCode, typeof degraded === 'string' ? degraded : null, Date.now());
+  };
+  // Not an async function: `then` on the handler's own promise allocates less per request than
+  // an async wrapper awaiting it. A request that failed is not counted (as before).
+  context.router.use((req, res, next) => {
+    const tag = currentBizTag();
+    return next().then(() => observe(req, res, tag));
   });
 
   // ------------------------------------------------------------- breaker transitions, switch changes

@@ -48,10 +48,11 @@ export class Router {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       let index = 0;
-      const next = async (): Promise<void> => {
+      // Not async itself: each layer already returns its own promise, and wrapping it in one
+      // more (per layer, per request) was a measurable share of what a request allocated.
+      const next = (): Promise<void> => {
         const middleware = this.#middleware[index++];
-        if (middleware !== undefined) await middleware(req, res, next);
-        else await this.#dispatch(req, res);
+        return middleware !== undefined ? middleware(req, res, next) : this.#dispatch(req, res);
       };
       await next();
     } catch (error) {

@@ -50,12 +50,22 @@ export class BizTag {
   readonly pairs: readonly (readonly [string, string])[];
   /** The header text; parse(tag.header) gives back an equal tag. */
   readonly header: string;
+  /**
+   * The pairs as a frozen record, built once: what switch targeting evaluates for. Shared by
+   * every request carrying this tag (the middleware caches parsed tags), so it must not change.
+   */
+  readonly targeting: Readonly<Record<string, string>>;
 
   constructor(pairs: readonly (readonly [string, string])[], header: string) {
     if (!construct) throw new TypeError('BizTag: use parseBizTag() or BizTag.of(), which validate');
     construct = false;
     this.pairs = pairs;
     this.header = header;
+    // No prototype: a key such as "constructor" or "toString" (valid tag keys) must read as the
+    // tag's value or as absent, never as an inherited function.
+    const targeting = Object.create(null) as Record<string, string>;
+    for (const [key, value] of pairs) targeting[key] = value;
+    this.targeting = Object.freeze(targeting);
     Object.freeze(this);
   }
 
@@ -65,8 +75,8 @@ export class BizTag {
   }
 
   get(key: string): string | undefined {
-    for (const pair of this.pairs) if (pair[0] === key) return pair[1];
-    return undefined;
+    // `targeting` has no prototype and only the tag's keys: one property load.
+    return this.targeting[key];
   }
 
   get orgId(): string | undefined {
@@ -77,11 +87,9 @@ export class BizTag {
     return this.get('txnType');
   }
 
-  /** The pairs as a record: the context switches target on. */
+  /** The pairs as a new (mutable) record; `targeting` is the same, frozen and shared. */
   toRecord(): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const [key, value] of this.pairs) out[key] = value;
-    return out;
+    return { ...this.targeting };
   }
 
   toString(): string {

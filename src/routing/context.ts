@@ -4,6 +4,8 @@ import type { Baggage, Context } from '@opentelemetry/api';
 import { BIZ_TAG_HEADER, parseBizTag } from './biz-tag.ts';
 import type { BizTag } from './biz-tag.ts';
 import type { RouteDecision } from './route-table.ts';
+import type { SwitchBoard } from '../switches/board.ts';
+import type { SwitchView } from '../switches/snapshot.ts';
 
 /**
  * How the tag travels with a request.
@@ -21,6 +23,11 @@ export interface BizContext {
   /** The request's tag; null when the request carried none. */
   readonly tag: BizTag | null;
   readonly decision: RouteDecision;
+  /**
+   * The switch view pinned for the request, carried here rather than in the board's own async
+   * context (one frame per request instead of two; see SwitchBoard.carryPinIn).
+   */
+  readonly switches?: { readonly board: SwitchBoard; readonly view: SwitchView };
 }
 
 /** The baggage entry that carries the tag: its header text. */
@@ -28,10 +35,28 @@ export const BIZ_TAG_BAGGAGE_KEY = 'govmap.biz_tag';
 
 const storage = new AsyncLocalStorage<BizContext>();
 
+/**
+ * Where @opentelemetry/api v1 keeps what was registered globally (its cross-copy contract: every
+ * copy of the API in a process finds the others there). `context` is set by
+ * `context.setGlobalContextManager` and removed by `context.disable()`.
+ */
+const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
+
+/**
+ * Whether an OTel context manager is registered. Without one, `context.with()` only calls its
+ * function and `context.active()` is always the root context: baggage set for the request could
+ * never be read back, so building it (two OTel context objects and a baggage per request) is
+ * skipped. Read on each call, so a manager registered later takes effect at the next request.
+ */
+function otelContextManagerRegistered(): boolean {
+  const registry = (globalThis as Record<symbol, { context?: unknown } | undefined>)[OTEL_GLOBAL];
+  return registry?.context !== undefined;
+}
+
 /** Runs `fn` with `bizContext` as the current one (and the tag in the active OTel baggage). */
 export function runWithBizContext<T>(bizContext: BizContext, fn: () => T): T {
   const tag = bizContext.tag;
-  if (tag === null) return storage.run(bizContext, fn);
+  if (tag === null || !otelContextManagerRegistered()) return storage.run(bizContext, fn);
   const active = otelContext.active();
   return storage.run(bizContext, () => otelContext.with(withBizTagBaggage(active, tag), fn));
 }

@@ -3,10 +3,11 @@ import type { SwitchBoard } from '../switches/board.ts';
 import type { SwitchView } from '../switches/snapshot.ts';
 import { BIZ_TAG_HEADER, parseBizTag } from './biz-tag.ts';
 import type { BizTag } from './biz-tag.ts';
-import { runWithBizContext } from './context.ts';
+import { currentBizContext, runWithBizContext } from './context.ts';
 import type { BizContext } from './context.ts';
 import { BizTagError } from './errors.ts';
 import type { RouteOutcome, Router } from './router.ts';
+import { BizTagCache } from './tag-cache.ts';
 
 export interface BizTagMiddlewareOptions {
   readonly router: Router;
@@ -21,26 +22,77 @@ export type PreparedRequest =
   | { readonly ok: true; readonly context: BizContext; readonly view: SwitchView | null }
   | { readonly ok: false; readonly error: BizTagError };
 
+/** Parsed tags and their switch views, per middleware (keyed by its options object). */
+const caches = new WeakMap<BizTagMiddlewareOptions, BizTagCache>();
+
 /**
  * Parses the request's X-Biz-Tag (absent: untagged; several: refused) and decides its route.
- * Shared by the node:http middleware and the Fastify plugin.
+ * Shared by the node:http middleware and the Fastify plugin. Tags already seen come from a
+ * bounded cache (see BizTagCache): the same answer, without parsing again.
  */
 export function prepareRequest(req: IncomingMessage, options: BizTagMiddlewareOptions): PreparedRequest {
-  // headersDistinct keeps repeated headers apart; headers[] would join them with ", ".
-  const values = req.headersDistinct?.[BIZ_TAG_HEADER] ?? (req.headers[BIZ_TAG_HEADER] === undefined ? undefined : [req.headers[BIZ_TAG_HEADER]]);
+  let cache = caches.get(options);
+  if (cache === undefined) {
+    caches.set(options, (cache = new BizTagCache()));
+    if (options.switches !== undefined) options.switches.carryPinIn(pinCarrierFor(options.switches));
+  }
+  const header = bizTagHeaderOf(req);
+  const switches = options.switches;
   let tag: BizTag | null = null;
-  if (values !== undefined) {
-    try {
-      tag = parseBizTag(values);
-    } catch (error) {
-      if (!(error instanceof BizTagError)) throw error;
-      options.router.recordRejectedTag(error);
-      return { ok: false, error };
-    }
+  let view: SwitchView | null = null;
+  try {
+    if (typeof header === 'string') {
+      if (switches === undefined) tag = cache.tag(header);
+      else ({ tag, view } = cache.tagAndView(header, switches));
+    } else if (header !== undefined) tag = parseBizTag(header); // several headers: refused with MULTIPLE_HEADERS
+  } catch (error) {
+    if (!(error instanceof BizTagError)) throw error;
+    options.router.recordRejectedTag(error);
+    return { ok: false, error };
   }
   const decision = options.router.decide(tag);
-  const view = options.switches?.view(tag === null ? {} : tag.toRecord()) ?? null;
-  return { ok: true, context: { tag, decision }, view };
+  if (switches === undefined) return { ok: true, context: { tag, decision }, view: null };
+  if (view === null) view = cache.untaggedView(switches);
+  return { ok: true, context: { tag, decision, switches: { board: switches, view } }, view };
+}
+
+/** One carrier per board: reads the pin the middleware put in the request's BizContext. */
+const pinCarriers = new WeakMap<SwitchBoard, () => SwitchView | undefined>();
+
+function pinCarrierFor(board: SwitchBoard): () => SwitchView | undefined {
+  let carrier = pinCarriers.get(board);
+  if (carrier === undefined) {
+    carrier = () => {
+      const pinned = currentBizContext()?.switches;
+      return pinned !== undefined && pinned.board === board ? pinned.view : undefined;
+    };
+    pinCarriers.set(board, carrier);
+  }
+  return carrier;
+}
+
+/**
+ * The X-Biz-Tag value(s) of `req`: undefined when absent, the text when sent once, every value
+ * when sent several times (`headers[]` would join them with ", " and hide the conflict). Read
+ * from `rawHeaders`, which the parser fills anyway, rather than `headersDistinct`, which builds
+ * a second object of every header on each request.
+ */
+function bizTagHeaderOf(req: IncomingMessage): string | string[] | undefined {
+  const raw = req.rawHeaders as string[] | undefined;
+  if (raw === undefined) {
+    const value = req.headers[BIZ_TAG_HEADER];
+    return value;
+  }
+  let found: string | undefined;
+  let several: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length !== BIZ_TAG_HEADER.length || (name !== BIZ_TAG_HEADER && name.toLowerCase() !== BIZ_TAG_HEADER)) continue;
+    const value = raw[i + 1]!;
+    if (found === undefined) found = value;
+    else (several ??= [found]).push(value);
+  }
+  return several ?? found;
 }
 
 /** The 400 body of a refused tag: `{error:{code, rule, reason}}`, the demo's error shape. */
@@ -50,8 +102,12 @@ export function bizTagErrorBody(error: BizTagError): { error: { code: string; ru
 
 /** Runs `fn` inside the prepared request's contexts (tag + route, OTel baggage, pinned switches). */
 export function runPrepared<T>(prepared: Extract<PreparedRequest, { ok: true }>, options: BizTagMiddlewareOptions, fn: () => T): T {
-  const inner = (): T => runWithBizContext(prepared.context, fn);
-  return prepared.view !== null && options.switches !== undefined ? options.switches.runWith(prepared.view, inner) : inner();
+  const switches = options.switches;
+  const view = prepared.view;
+  // The usual case: the BizContext carries the pin itself (one async-context frame).
+  if (view === null || switches === undefined || prepared.context.switches?.view === view) return runWithBizContext(prepared.context, fn);
+  // A PreparedRequest built by hand, without the pin inside: pin it on the board.
+  return switches.runWith(view, () => runWithBizContext(prepared.context, fn));
 }
 
 export type BizTagMiddleware = (req: IncomingMessage, res: ServerResponse, next: () => unknown) => Promise<void>;
@@ -66,16 +122,26 @@ export type BizTagMiddleware = (req: IncomingMessage, res: ServerResponse, next:
  */
 export function createBizTagMiddleware(options: BizTagMiddlewareOptions): BizTagMiddleware {
   const expose = options.exposeRoute ?? true;
-  return async (req, res, next) => {
-    const prepared = prepareRequest(req, options);
-    if (!prepared.ok) {
-      writeJson(res, 400, bizTagErrorBody(prepared.error));
-      return;
+  // Not an async function: it hands back the handler's own promise rather than a new one
+  // awaiting it (one promise and one microtask fewer per request); a synchronous throw still
+  // becomes a rejection, as from an async function.
+  return (req, res, next) => {
+    try {
+      const prepared = prepareRequest(req, options);
+      if (!prepared.ok) {
+        writeJson(res, 400, bizTagErrorBody(prepared.error));
+        return RESOLVED;
+      }
+      if (expose) res.setHeader('x-govmap-route', prepared.context.decision.route.id);
+      const result = runPrepared(prepared, options, next);
+      return result instanceof Promise ? (result as Promise<void>) : RESOLVED;
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    if (expose) res.setHeader('x-govmap-route', prepared.context.decision.route.id);
-    await runPrepared(prepared, options, next);
   };
 }
+
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
  * Writes a RouteOutcome: `live` and `cache` through `writeLive` (a cached answer is marked with
