@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { MapObserver, OpType, Outcome, RangeBounds, Validator } from '../map/index.ts';
 import { reject } from '../map/index.ts';
-import { takeAnchor } from './clock.ts';
+import { hrtimeOffsetMs, takeAnchor } from './clock.ts';
 import type { ClockAnchor } from './clock.ts';
 import type { ChainState, DrainWorkerData, DrainWorkerMessage } from './drain-worker.ts';
 import { ByteWriter, EncodeContext, encodeDirect, encodeIdentity } from './encoder.ts';
@@ -215,6 +215,7 @@ export class AuditRecorder implements MapObserver<unknown> {
       sab: this.#ring.sab,
       dir: this.dir,
       anchor: this.#anchor,
+      recorderClockOffsetMs: hrtimeOffsetMs(),
       actor: this.actor,
       origin: this.origin,
       key: this.#options.key,
@@ -258,7 +259,8 @@ export class AuditRecorder implements MapObserver<unknown> {
   // ------------------------------------------------------------------ MapObserver
 
   onOperation(map: string, op: OpType, key: unknown, outcome: Outcome, reason: string | null, bounds: RangeBounds | null, value?: unknown): void {
-    if (op === 'LOAD') this.#read(OP_LOAD, map, key, OUTCOME[outcome], reason, null);
+    // Compares, not OUTCOME[outcome]: a keyed lookup by a varying string costs more per read.
+    if (op === 'LOAD') this.#read(OP_LOAD, map, key, outcome === 'ok' ? 0 : outcome === 'miss' ? 1 : OUTCOME[outcome], reason, null);
     else if (op === 'RANGE') this.#read(OP_RANGE, map, undefined, OUTCOME[outcome], reason, bounds);
     else this.#write(op, map, key, outcome, reason, value);
   }
@@ -562,7 +564,8 @@ export class AuditRecorder implements MapObserver<unknown> {
       r.traceId = null;
       r.spanId = null;
     }
-    r.perfMs = performance.now();
+    // The real clock, but never below a read's coarse timestamp handed out before it.
+    r.perfMs = this.#producer.exactStamp();
     const w = this.#writer;
     w.pos = 0;
     encodeDirect(w, r, this.#ctx);

@@ -54,6 +54,7 @@ test('ring records encode exactly as JSON.stringify, for any key, map name, reas
         producer.stamp();
         const at = Atomics.load(ring.ctrl, CTRL_HEAD);
         assert.ok(producer.tryPublish(seq, isRange ? OP_RANGE : OP_LOAD, ['ok', 'miss', 'rejected', 'error'].indexOf(outcome), map, isRange ? undefined : key, reason, bounds, false, trace));
+        producer.publish();
         const w = new ByteWriter(64);
         w.ensure(1 << 16);
         // When the entry did not fit before the end it wrapped to word 0 (head is now below `at`).

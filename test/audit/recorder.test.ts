@@ -8,6 +8,7 @@ import { allOf, GovernedMap } from '../../src/map/index.ts';
 import type { MapObserver } from '../../src/map/index.ts';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
+import { CLOCK_MAX_LAG_MS } from '../../src/audit/ring.ts';
 import { balances, bySeq, readSpool, segmentFiles, tempSpool } from './helpers.ts';
 
 async function recorder(dir: string, extra: Record<string, unknown> = {}): Promise<AuditRecorder> {
@@ -135,6 +136,47 @@ describe('what a record holds', () => {
     await audit.stop();
     const ops = bySeq(readSpool(dir).events).map((e) => `${e.op_type}${e.map === null ? '' : `:${e.map}`}`);
     assert.deepEqual(ops, ['AUDIT_STARTED', 'MAP_CREATED:limits', 'STORE:limits', 'MAP_DISPOSED:limits', 'AUDIT_STOPPED']);
+  });
+});
+
+describe('read timestamps come from the coarse clock word', () => {
+  test('under a stream of reads they never go backwards, never run ahead of the read, and lag it by at most CLOCK_MAX_LAG_MS (a few reads after a stall aside)', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const map = balances();
+    audit.attach(map);
+    map.store('acct-1', 1n);
+    const reads = 100_000;
+    const writeEvery = 1_000;
+    // performance.now() just before and just after each operation, by operation index.
+    const before = new Float64Array(reads);
+    const after = new Float64Array(reads);
+    for (let i = 0; i < reads; i++) {
+      before[i] = performance.now();
+      if (i % writeEvery === 0) map.store('acct-1', BigInt(i));
+      else map.load('acct-1');
+      after[i] = performance.now();
+    }
+    await audit.stop();
+    const ops = bySeq(readSpool(dir).events).filter((e) => e.op_type === 'LOAD' || (e.op_type === 'STORE' && e.value !== '1'));
+    assert.equal(ops.length, reads);
+    const ns = ops.map((e) => BigInt(e.timestamp));
+    for (let i = 1; i < ns.length; i++) assert.ok(ns[i]! >= ns[i - 1]!, `timestamp of op ${i} (${ns[i]}) is not below op ${i - 1}'s (${ns[i - 1]})`);
+    // A write takes the real clock inside store(): between before[w] and after[w]. Measured from
+    // the last write w, a read i was at least before[i] - after[w] and at most after[i] - before[w]
+    // later; its timestamp must not exceed the second, and should lag the first by <= 1 ms.
+    const tolerance = 0.01; // ms: the two threads' clocks are matched through hrtime
+    let lagging = 0;
+    for (let i = 0; i < reads; i++) {
+      const w = i - (i % writeEvery);
+      if (i === w) continue;
+      const sinceWriteMs = Number(ns[i]! - ns[w]!) / 1e6;
+      assert.ok(sinceWriteMs <= after[i]! - before[w]! + tolerance, `read ${i} is stamped ${sinceWriteMs} ms after write ${w}, later than it ran`);
+      if (sinceWriteMs < before[i]! - after[w]! - CLOCK_MAX_LAG_MS - tolerance) lagging++;
+    }
+    // Only the reads between a worker stall and the readers' next check (every CLOCK_CHECK_EVERY
+    // reads) may lag more: a handful per stall, far below 5% of them.
+    assert.ok(lagging < reads * 0.05, `${lagging} of ${reads} reads lag their timestamp by more than ${CLOCK_MAX_LAG_MS} ms`);
   });
 });
 
