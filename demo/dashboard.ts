@@ -445,7 +445,11 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.write(`retry: 2000\nevent: history\ndata: ${JSON.stringify({ intervalMs, samples: history })}\n\n`);
     clients.add(res);
-    req.once('close', () => clients.delete(res));
+    audit?.watch(true);
+    req.once('close', () => {
+      clients.delete(res);
+      if (clients.size === 0) audit?.watch(false);
+    });
     const latest = history.at(-1) ?? sample();
     res.write(`event: state\ndata: ${JSON.stringify(await state(latest), jsonSafe)}\n\n`);
   });
@@ -482,15 +486,40 @@ class AuditPanel {
   #lastVerify: (VerifySummary & { checkedAt: string }) | null = null;
   #timer: NodeJS.Timeout | null = null;
 
+  #watched = false;
+  #cycling = false;
+
   constructor(source: DashboardAuditSource, intervalMs: number) {
     this.#source = source;
     this.#intervalMs = intervalMs;
-    void this.#cycle();
+  }
+
+  /**
+   * Verification runs only while a dashboard page is open: it re-reads and re-hashes the whole
+   * spool (up to the retention limit), which on a busy service is a burst of a core every cycle,
+   * and nobody needs the answer when nobody looks. A page opening starts a cycle at once; the
+   * last result stays shown (with its time) after the last page closes.
+   */
+  watch(watched: boolean): void {
+    this.#watched = watched;
+    if (watched && !this.#cycling && !this.#closed) void this.#cycle();
+    if (!watched && this.#timer !== null) {
+      // Waiting for the next cycle: cancel it (a verification under way finishes and stops).
+      clearTimeout(this.#timer);
+      this.#timer = null;
+      this.#cycling = false;
+    }
   }
 
   async #cycle(): Promise<void> {
+    this.#cycling = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
     await this.verify();
-    if (this.#closed) return;
+    if (this.#closed || !this.#watched) {
+      this.#cycling = false;
+      return;
+    }
     // The worker's own time: its start-up (loading the modules) is paid once, not per verify.
     const took = this.#lastVerify?.ms ?? 0;
     this.#timer = setTimeout(() => void this.#cycle(), Math.max(this.#intervalMs, VERIFY_DUTY * took));
