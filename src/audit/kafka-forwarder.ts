@@ -33,6 +33,12 @@ export interface KafkaForwarderOptions {
   /** Records per send. Default 20,000. */
   readonly batchRecords?: number;
   /**
+   * Batches handed to the client before the oldest is acknowledged. Default 3. The client sends
+   * one produce request at a time per connection (idempotent, ordered); the others are encoded
+   * and compressed meanwhile. Each one holds up to `batchBytes` of records in memory.
+   */
+  readonly maxInFlight?: number;
+  /**
    * Uncompressed bytes of records per send. Default 8 MiB with compression, 512 KiB without.
    * The compressed batch must stay under the broker's `message.max.bytes` (1 MiB by default); a
    * send refused as too large is retried with half the bytes, down to a single record.
@@ -86,6 +92,13 @@ interface Checkpoint {
 export const DEDUP_HEADER = 'govmap-dedup';
 const DEDUP_HEADER_BYTES = Buffer.from(DEDUP_HEADER);
 const SEAL_OR_HEADER = Buffer.from('{"v":1,"type":');
+
+/** A SEAL or SEGMENT line (not a record): compared in place, no subarray per line. */
+function isSealOrHeader(line: Buffer): boolean {
+  if (line.length < SEAL_OR_HEADER.length) return false;
+  for (let i = 0; i < SEAL_OR_HEADER.length; i++) if (line[i] !== SEAL_OR_HEADER[i]) return false;
+  return true;
+}
 const FINAL = Buffer.from('"final":true');
 const SEQ_AT = '{"v":1,"seq":'.length;
 const RESOURCE = Buffer.from(',"resource_id":');
@@ -117,7 +130,7 @@ interface Batch {
  */
 export class KafkaForwarder {
   readonly topic: string;
-  readonly #o: Required<Pick<KafkaForwarderOptions, 'dir' | 'brokers' | 'clientId' | 'sendTimeoutMs' | 'compression' | 'batchRecords' | 'batchBytes' | 'pollIntervalMs' | 'backoffMs' | 'maxBackoffMs'>>;
+  readonly #o: Required<Pick<KafkaForwarderOptions, 'dir' | 'brokers' | 'clientId' | 'sendTimeoutMs' | 'compression' | 'batchRecords' | 'maxInFlight' | 'batchBytes' | 'pollIntervalMs' | 'backoffMs' | 'maxBackoffMs'>>;
   readonly #recorder: AuditRecorder | undefined;
   readonly #checkpointPath: string;
   readonly #dedupHeader: boolean;
@@ -159,6 +172,7 @@ export class KafkaForwarder {
       sendTimeoutMs: positive('sendTimeoutMs', options.sendTimeoutMs, 10_000),
       compression,
       batchRecords: Math.floor(positive('batchRecords', options.batchRecords, 20_000)),
+      maxInFlight: Math.floor(positive('maxInFlight', options.maxInFlight, 3)),
       batchBytes: Math.floor(positive('batchBytes', options.batchBytes, compression === 'none' ? 512 << 10 : 8 << 20)),
       pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs, 20),
       backoffMs: positive('backoffMs', options.backoffMs, 250),
@@ -218,44 +232,57 @@ export class KafkaForwarder {
 
   // ------------------------------------------------------------------ loop
 
+  /**
+   * The send pipeline: up to `maxInFlight` batches are read, handed to the client and awaited in
+   * spool order. The client serialises produce requests on the connection (one in flight for an
+   * idempotent producer) but encodes and compresses a batch as soon as it is handed over, so a
+   * second batch is compressed while the broker acknowledges the first, and a third is read and
+   * parsed meanwhile; the forwarder is otherwise idle for every round trip.
+   *
+   * Invariants: the cursor (and the checkpoint) only moves past a batch once it and every batch
+   * before it are acknowledged; on any failure every batch still in flight is let settle and then
+   * dropped, the producer is discarded, and sending starts again from the cursor. A batch after
+   * the failed one may have reached Kafka anyway: it is sent again (at least once), and the dedup
+   * key (actor, seq) removes the repeat.
+   */
   async #run(): Promise<void> {
     let backoff = this.#o.backoffMs;
-    // The batch after the one in flight, read and parsed while Kafka acknowledges that one (the
-    // forwarder is otherwise idle during each round trip). Dropped whenever a send fails: the
-    // retry starts again from the last acknowledged record.
-    let next: Promise<Batch> | null = null;
+    const inFlight: Array<{ readonly batch: Batch; readonly sending: Promise<void> }> = [];
+    /** Where the next batch to read starts: the end of the last one in flight, or the cursor. */
+    const readFrom = (): Checkpoint => inFlight.at(-1)?.batch.end ?? this.#cursor;
     while (!this.#stopping) {
-      let batch: Batch;
-      try {
-        const prefetched = next;
-        next = null;
-        batch = prefetched !== null ? await prefetched : await this.#readBatch(this.#cursor);
-      } catch (error) {
-        this.#failed(error, 'SPOOL_READ_FAILED');
-        await this.#sleep(backoff);
-        continue;
-      }
-      if (batch.messages.length === 0) {
-        if (batch.moved) {
-          this.#cursor = batch.end;
-          await this.#writeCheckpoint();
-        } else {
-          await this.#sleep(this.#o.pollIntervalMs);
+      // Fill the pipeline.
+      let caughtUp = false;
+      while (inFlight.length < this.#o.maxInFlight && !this.#stopping) {
+        let batch: Batch;
+        try {
+          batch = await this.#readBatch(readFrom());
+        } catch (error) {
+          if (inFlight.length > 0) break; // settle what is in flight first; the read is retried
+          this.#failed(error, 'SPOOL_READ_FAILED');
+          await this.#sleep(backoff);
+          break;
         }
+        if (batch.messages.length === 0 && !batch.moved) {
+          caughtUp = true;
+          break;
+        }
+        // A batch that only moves the cursor (past seals, into the next segment) rides the
+        // pipeline too, so the cursor still moves in order.
+        const sending = batch.messages.length === 0 ? Promise.resolve() : this.#send(batch.messages);
+        sending.catch(() => undefined);
+        inFlight.push({ batch, sending });
+      }
+      const oldest = inFlight.shift();
+      if (oldest === undefined) {
+        if (caughtUp) await this.#sleep(this.#o.pollIntervalMs);
         continue;
       }
-      const sending = this.#send(batch.messages);
-      sending.catch(() => undefined);
-      next = this.#readBatch(batch.end);
-      next.catch(() => undefined);
       try {
-        await sending;
+        await oldest.sending;
       } catch (error) {
-        // Settle the dropped prefetch first: it may be opening a segment file, and the retry's
-        // read must not race it for the one open handle.
-        const dropped = next;
-        next = null;
-        await dropped.catch(() => undefined);
+        // Let the later sends settle (their outcome no longer matters: they are resent).
+        await Promise.allSettled(inFlight.splice(0).map((f) => f.sending));
         this.#errors++;
         if (error instanceof KafkaSendTimeoutError) this.#timeouts++;
         if (tooLarge(error)) this.#batchBytes = Math.max(1, this.#batchBytes >> 1);
@@ -267,15 +294,27 @@ export class KafkaForwarder {
         backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
         continue;
       }
-      backoff = this.#o.backoffMs;
-      this.#sent += batch.messages.length;
-      this.#sends++;
-      this.#cursor = batch.end;
+      const messages = oldest.batch.messages.length;
+      this.#cursor = oldest.batch.end;
+      if (messages > 0) {
+        backoff = this.#o.backoffMs;
+        this.#sent += messages;
+        this.#sends++;
+        this.#recovered();
+      }
       await this.#writeCheckpoint();
-      this.#recovered();
     }
-    // Let a prefetch finish before stop() closes the file it reads.
-    await next?.catch(() => undefined);
+    // Stopping: let the sends in flight settle, and keep whatever of them was acknowledged.
+    for (const f of inFlight.splice(0)) {
+      try {
+        await f.sending;
+      } catch {
+        break;
+      }
+      this.#cursor = f.batch.end;
+      this.#sent += f.batch.messages.length;
+    }
+    await this.#writeCheckpoint();
   }
 
   async #send(messages: Batch['messages']): Promise<void> {
@@ -376,33 +415,41 @@ export class KafkaForwarder {
       const line = chunk.subarray(at, nl);
       const lineStart = cursor.offset + at;
       at = nl + 1;
-      if (line.subarray(0, SEAL_OR_HEADER.length).equals(SEAL_OR_HEADER) && line.includes(FINAL)) {
+      const meta = isSealOrHeader(line);
+      if (meta && line.includes(FINAL)) {
         // The segment is complete (nothing is appended after its final seal): move on, but only
         // once the records before it are acknowledged, so stop just before it if some are pending.
         if (messages.length > 0) return { messages, end: { segment: cursor.segment, offset: lineStart, seq }, moved: true };
         return { messages, end: { segment: cursor.segment + 1, offset: 0, seq }, moved: true };
       }
       end = cursor.offset + at;
-      if (line.subarray(0, SEAL_OR_HEADER.length).equals(SEAL_OR_HEADER)) continue;
-      const record = this.#message(line);
-      if (record === null) continue; // damaged (a torn line after a crash): verify reports it
-      messages.push(record.message);
+      if (meta) continue;
+      const lineSeq = seqOf(line);
+      const message = lineSeq === 0 ? null : this.#message(line, lineSeq);
+      if (message === null) continue; // damaged (a torn line after a crash): verify reports it
+      messages.push(message);
       bytes += line.length + 64;
-      if (record.seq > seq) seq = record.seq;
+      if (lineSeq > seq) seq = lineSeq;
     }
     return { messages, end: { segment: cursor.segment, offset: end, seq }, moved: end !== cursor.offset };
   }
 
-  #message(line: Buffer): { seq: number; message: Batch['messages'][number] } | null {
-    const seq = seqOf(line);
-    if (seq === 0) return null;
-    const actor = jsonStringAt(line, line.indexOf(ACTOR) + ACTOR.length);
-    if (actor === null) return null;
-    let key = jsonStringAt(line, line.indexOf(RESOURCE) + RESOURCE.length);
-    key ??= jsonStringAt(line, line.indexOf(MAP) + MAP.length) ?? actor;
+  /** The message of a record line with seq `seq`; null for a damaged line (no actor). */
+  #message(line: Buffer, seq: number): Batch['messages'][number] | null {
+    // The actor closes every record (only origin and the optional fields follow): look for it
+    // from the end. `,"actor":` cannot occur inside a JSON string (its quotes would be escaped).
+    const actorAt = line.lastIndexOf(ACTOR);
+    if (actorAt < 0 || line[actorAt + ACTOR.length] !== 34) return null;
+    const resource = jsonStringAt(line, line.indexOf(RESOURCE) + RESOURCE.length);
+    const key = resource ?? jsonStringAt(line, line.indexOf(MAP) + MAP.length) ?? jsonStringAt(line, actorAt + ACTOR.length);
+    if (key === null) return null;
     const message: Batch['messages'][number] = { topic: this.topic, key, value: line };
-    if (this.#dedupHeader) message.headers = new Map([[DEDUP_HEADER_BYTES, Buffer.from(`${actor.toString('utf8')}:${seq}`)]]);
-    return { seq, message };
+    if (this.#dedupHeader) {
+      const actor = jsonStringAt(line, actorAt + ACTOR.length);
+      if (actor === null) return null;
+      message.headers = new Map([[DEDUP_HEADER_BYTES, Buffer.from(`${actor.toString('utf8')}:${seq}`)]]);
+    }
+    return message;
   }
 
   async #file(segment: number): Promise<FileHandle | null> {
