@@ -6,8 +6,6 @@ import {
   MapDisposedError,
   UpdateAbortedError,
   UpdateConflictError,
-  ValidationError,
-  ValidatorFailedError,
 } from './errors.ts';
 import { KeyedQueue } from './keyed-queue.ts';
 import type { MapObserver, OpType, Outcome } from './observer.ts';
@@ -16,7 +14,8 @@ import type { RangeCallback, RangeOptions, RangeResult } from './range.ts';
 import { notifyMapCreated } from './creation-hooks.ts';
 import { MapCounters, MapWindows, RANGE_BUCKETS_SECONDS, bucketQuantile } from './stats.ts';
 import type { MapStatsSnapshot } from './stats.ts';
-import { toRejection } from './validator.ts';
+import { admitDelete, admitStore } from './admission.ts';
+import type { WriteAdmission } from './admission.ts';
 import type { DeleteValidator, Validator } from './validator.ts';
 import { InProcessStore } from '../stores/in-process-store.ts';
 import type { MapStore } from '../stores/store.ts';
@@ -94,6 +93,8 @@ export class GovernedMap<K, V> {
   readonly #queue = new KeyedQueue<K>();
   readonly createdAtMs: number;
   #observers: MapObserver<K>[];
+  /** What admitStore/admitDelete need of this map (the validation rule shared with RemoteGovernedMap). */
+  readonly #admission: WriteAdmission<K, V>;
   #disposed = false;
 
   constructor(options: GovernedMapOptions<K, V>) {
@@ -141,6 +142,15 @@ export class GovernedMap<K, V> {
     this.createdAtMs = this.#clock();
     this.#windows = new MapWindows(windowMs, this.createdAtMs);
     this.#observers = options.observers ? [...options.observers] : [];
+    this.#admission = {
+      name: this.name,
+      counters: this.#counters,
+      validate: this.#validate,
+      validateDelete: this.#validateDelete,
+      report: (op, key, outcome, reason, value) => {
+        if (this.#observers.length !== 0) this.#emit(op, key, outcome, reason, undefined, value);
+      },
+    };
     for (const observer of this.#observers) observer.onLifecycle?.(this.name, 'CREATED');
     notifyMapCreated(this);
   }
@@ -479,22 +489,7 @@ export class GovernedMap<K, V> {
    */
   #commit(key: K, next: V, previous: V | undefined): boolean {
     const counters = this.#counters;
-    let verdict;
-    try {
-      verdict = this.#validate(key, next, previous);
-    } catch (cause) {
-      counters.storesError++;
-      counters.recordRejection('VALIDATOR_FAILED');
-      if (this.#observers.length !== 0) this.#emit('STORE', key, 'error', 'VALIDATOR_FAILED', undefined, next);
-      throw new ValidatorFailedError(this.name, key, cause);
-    }
-    const rejection = toRejection(verdict);
-    if (rejection !== null) {
-      counters.storesRejected++;
-      counters.recordRejection(rejection.reason);
-      if (this.#observers.length !== 0) this.#emit('STORE', key, 'rejected', rejection.reason, undefined, next);
-      throw new ValidationError(this.name, key, rejection.reason, rejection.detail);
-    }
+    admitStore(this.#admission, key, next, previous);
     if (previous === undefined && this.#store.size >= this.#maxKeys && !this.#store.has(key)) {
       if (this.#onFull === 'reject') {
         counters.storesRejected++;
@@ -535,24 +530,7 @@ export class GovernedMap<K, V> {
       if (this.#observers.length !== 0) this.#emit('DELETE', key, 'miss', null);
       return undefined;
     }
-    if (this.#validateDelete !== undefined) {
-      let verdict;
-      try {
-        verdict = this.#validateDelete(key, previous);
-      } catch (cause) {
-        counters.deletesRejected++;
-        counters.recordRejection('VALIDATOR_FAILED');
-        if (this.#observers.length !== 0) this.#emit('DELETE', key, 'error', 'VALIDATOR_FAILED', undefined, previous);
-        throw new ValidatorFailedError(this.name, key, cause);
-      }
-      const rejection = toRejection(verdict);
-      if (rejection !== null) {
-        counters.deletesRejected++;
-        counters.recordRejection(rejection.reason);
-        if (this.#observers.length !== 0) this.#emit('DELETE', key, 'rejected', rejection.reason, undefined, previous);
-        throw new ValidationError(this.name, key, rejection.reason, rejection.detail);
-      }
-    }
+    admitDelete(this.#admission, key, previous);
     if (this.#atomic) {
       if (!this.#store.compareAndDelete!(key, previous)) return CONFLICT;
     } else {

@@ -7,7 +7,6 @@ import {
   MapDisposedError,
   UpdateConflictError,
   ValidationError,
-  ValidatorFailedError,
 } from '../../map/errors.ts';
 import { KeyedQueue } from '../../map/keyed-queue.ts';
 import type { MapObserver, OpType, Outcome } from '../../map/observer.ts';
@@ -16,6 +15,8 @@ import type { RangeCallback, RangeOptions, RangeResult } from '../../map/range.t
 import { MapCounters, MapWindows, RANGE_BUCKETS_SECONDS, bucketQuantile } from '../../map/stats.ts';
 import type { MapStatsSnapshot } from '../../map/stats.ts';
 import { toRejection } from '../../map/validator.ts';
+import { admitDelete, admitStore } from '../../map/admission.ts';
+import type { WriteAdmission } from '../../map/admission.ts';
 import type { DeleteValidator, Validator } from '../../map/validator.ts';
 import { INT64_MAX, INT64_MIN } from './codec.ts';
 import type { ValueCodec } from './codec.ts';
@@ -186,6 +187,8 @@ export class RemoteGovernedMap<V> {
   readonly #unlisten: () => void;
   readonly #sizeTimer: NodeJS.Timeout | null;
   #observers: MapObserver<string>[];
+  /** What admitStore/admitDelete need of this map: the same validation rule as GovernedMap's. */
+  readonly #admission: WriteAdmission<string, V>;
   #disposed = false;
   #size = 0;
 
@@ -250,6 +253,15 @@ export class RemoteGovernedMap<V> {
     this.createdAtMs = this.#clock();
     this.#windows = new MapWindows(windowMs, this.createdAtMs);
     this.#observers = options.observers ? [...options.observers] : [];
+    this.#admission = {
+      name: this.name,
+      counters: this.#counters,
+      validate: this.#validate,
+      validateDelete: this.#validateDelete,
+      report: (op, key, outcome, reason, value) => {
+        if (this.#observers.length !== 0) this.#emit(op, key, outcome, reason, undefined, value);
+      },
+    };
 
     if (!link.healthy) this.#near.suspend(this.#clock());
     this.#unlisten = link.listen({
@@ -707,46 +719,13 @@ export class RemoteGovernedMap<V> {
     }
   }
 
-  /** Runs the validator; counts, reports and throws a refusal. */
+  /** Runs the validator; counts, reports and throws a refusal (the rule GovernedMap applies). */
   #check(key: string, next: V, previous: V | undefined): void {
-    const counters = this.#counters;
-    let verdict;
-    try {
-      verdict = this.#validate(key, next, previous);
-    } catch (cause) {
-      counters.storesError++;
-      counters.recordRejection('VALIDATOR_FAILED');
-      if (this.#observers.length !== 0) this.#emit('STORE', key, 'error', 'VALIDATOR_FAILED', undefined, next);
-      throw new ValidatorFailedError(this.name, key, cause);
-    }
-    const rejection = toRejection(verdict);
-    if (rejection !== null) {
-      counters.storesRejected++;
-      counters.recordRejection(rejection.reason);
-      if (this.#observers.length !== 0) this.#emit('STORE', key, 'rejected', rejection.reason, undefined, next);
-      throw new ValidationError(this.name, key, rejection.reason, rejection.detail);
-    }
+    admitStore(this.#admission, key, next, previous);
   }
 
   #checkDelete(key: string, previous: V): void {
-    if (this.#validateDelete === undefined) return;
-    const counters = this.#counters;
-    let verdict;
-    try {
-      verdict = this.#validateDelete(key, previous);
-    } catch (cause) {
-      counters.deletesRejected++;
-      counters.recordRejection('VALIDATOR_FAILED');
-      if (this.#observers.length !== 0) this.#emit('DELETE', key, 'error', 'VALIDATOR_FAILED', undefined, previous);
-      throw new ValidatorFailedError(this.name, key, cause);
-    }
-    const rejection = toRejection(verdict);
-    if (rejection !== null) {
-      counters.deletesRejected++;
-      counters.recordRejection(rejection.reason);
-      if (this.#observers.length !== 0) this.#emit('DELETE', key, 'rejected', rejection.reason, undefined, previous);
-      throw new ValidationError(this.name, key, rejection.reason, rejection.detail);
-    }
+    admitDelete(this.#admission, key, previous);
   }
 
   #committed(op: 'STORE' | 'DELETE', key: string, value: V, created: boolean): void {
