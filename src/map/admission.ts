@@ -17,6 +17,15 @@ export interface WriteAdmission<K, V> {
   readonly report: (op: OpType, key: K, outcome: Outcome, reason: string, value: V) => void;
 }
 
+/** A map's admission from its options (name and validators), its counters and its reporting. */
+export function writeAdmission<K, V>(
+  options: { readonly name: string; readonly validate: Validator<K, V>; readonly validateDelete?: DeleteValidator<K, V> | undefined },
+  counters: MapCounters,
+  report: WriteAdmission<K, V>['report'],
+): WriteAdmission<K, V> {
+  return { name: options.name, counters, validate: options.validate, validateDelete: options.validateDelete, report };
+}
+
 /**
  * The rule every governed write obeys, written once for every map kind: run the validator;
  * a validator that throws is VALIDATOR_FAILED (counted as an error), one that refuses is its

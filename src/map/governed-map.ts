@@ -14,7 +14,7 @@ import type { RangeCallback, RangeOptions, RangeResult } from './range.ts';
 import { notifyMapCreated } from './creation-hooks.ts';
 import { MapCounters, MapWindows, RANGE_BUCKETS_SECONDS, bucketQuantile } from './stats.ts';
 import type { MapStatsSnapshot } from './stats.ts';
-import { admitDelete, admitStore } from './admission.ts';
+import { admitDelete, admitStore, writeAdmission } from './admission.ts';
 import type { WriteAdmission } from './admission.ts';
 import type { DeleteValidator, Validator } from './validator.ts';
 import { InProcessStore } from '../stores/in-process-store.ts';
@@ -77,8 +77,6 @@ const DEFAULT_UPDATE_RETRIES = 3;
  */
 export class GovernedMap<K, V> {
   readonly name: string;
-  readonly #validate: Validator<K, V>;
-  readonly #validateDelete: DeleteValidator<K, V> | undefined;
   readonly #store: MapStore<K, V>;
   readonly #maxKeys: number;
   readonly #onFull: CapacityPolicy;
@@ -129,8 +127,6 @@ export class GovernedMap<K, V> {
     if (!(Number.isSafeInteger(retries) && retries >= 0)) throw new ConfigurationError('updateRetries', 'must be a non-negative integer', retries);
 
     this.name = options.name;
-    this.#validate = options.validate;
-    this.#validateDelete = options.validateDelete;
     this.#store = options.store ?? new InProcessStore<K, V>();
     this.#maxKeys = maxKeys;
     this.#onFull = onFull;
@@ -142,15 +138,9 @@ export class GovernedMap<K, V> {
     this.createdAtMs = this.#clock();
     this.#windows = new MapWindows(windowMs, this.createdAtMs);
     this.#observers = options.observers ? [...options.observers] : [];
-    this.#admission = {
-      name: this.name,
-      counters: this.#counters,
-      validate: this.#validate,
-      validateDelete: this.#validateDelete,
-      report: (op, key, outcome, reason, value) => {
-        if (this.#observers.length !== 0) this.#emit(op, key, outcome, reason, undefined, value);
-      },
-    };
+    this.#admission = writeAdmission(options, this.#counters, (op, key, outcome, reason, value) => {
+      if (this.#observers.length !== 0) this.#emit(op, key, outcome, reason, undefined, value);
+    });
     for (const observer of this.#observers) observer.onLifecycle?.(this.name, 'CREATED');
     notifyMapCreated(this);
   }

@@ -15,7 +15,7 @@ import type { RangeCallback, RangeOptions, RangeResult } from '../../map/range.t
 import { MapCounters, MapWindows, RANGE_BUCKETS_SECONDS, bucketQuantile } from '../../map/stats.ts';
 import type { MapStatsSnapshot } from '../../map/stats.ts';
 import { toRejection } from '../../map/validator.ts';
-import { admitDelete, admitStore } from '../../map/admission.ts';
+import { admitDelete, admitStore, writeAdmission } from '../../map/admission.ts';
 import type { WriteAdmission } from '../../map/admission.ts';
 import type { DeleteValidator, Validator } from '../../map/validator.ts';
 import { INT64_MAX, INT64_MIN } from './codec.ts';
@@ -174,7 +174,6 @@ export class RemoteGovernedMap<V> {
   readonly #ownsLink: boolean;
   readonly #codec: ValueCodec<V>;
   readonly #validate: Validator<string, V>;
-  readonly #validateDelete: DeleteValidator<string, V> | undefined;
   readonly #bounds: Required<Int64Bounds> | null;
   readonly #near: NearCache<V>;
   readonly #updateRetries: number;
@@ -243,7 +242,6 @@ export class RemoteGovernedMap<V> {
     this.#ownsLink = options.ownsLink === true;
     this.#codec = codec;
     this.#validate = options.validate;
-    this.#validateDelete = options.validateDelete;
     this.#bounds = bounds;
     this.#updateRetries = retries;
     this.#backoffMaxMs = backoffMaxMs;
@@ -253,15 +251,9 @@ export class RemoteGovernedMap<V> {
     this.createdAtMs = this.#clock();
     this.#windows = new MapWindows(windowMs, this.createdAtMs);
     this.#observers = options.observers ? [...options.observers] : [];
-    this.#admission = {
-      name: this.name,
-      counters: this.#counters,
-      validate: this.#validate,
-      validateDelete: this.#validateDelete,
-      report: (op, key, outcome, reason, value) => {
-        if (this.#observers.length !== 0) this.#emit(op, key, outcome, reason, undefined, value);
-      },
-    };
+    this.#admission = writeAdmission(options, this.#counters, (op, key, outcome, reason, value) => {
+      if (this.#observers.length !== 0) this.#emit(op, key, outcome, reason, undefined, value);
+    });
 
     if (!link.healthy) this.#near.suspend(this.#clock());
     this.#unlisten = link.listen({
