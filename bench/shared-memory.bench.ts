@@ -13,7 +13,9 @@ import type { Contender, ReadCostRequest, RunReply, RunRequest } from './shared-
  * in this run on this machine: a plain Map in one thread (the speed to beat), asking an owner
  * thread by postMessage (the pattern it replaces), and shared tables guarded by one global
  * spinlock or by a reader-counter lock (what npm offers). 100,000 keys `acct-000000`…, values
- * int64; read:write 20:1, 100:1 and 1:1; 1 and 2 workers. Every contender runs in a worker
+ * int64; read:write 20:1, 100:1 and 1:1 with keys drawn uniformly from all of them, and 20:1 on a
+ * hot set of 5,000; 1 and 2 workers; the store with its per-thread read cache on (the default)
+ * and off. Every contender runs in a worker
  * thread, the same random key order, alternated in rounds; medians are reported.
  *
  * Two-worker throughput is aggregate: the workers do the same fixed work, a barrier releases
@@ -28,33 +30,50 @@ import type { Contender, ReadCostRequest, RunReply, RunRequest } from './shared-
  */
 const KEYS = 100_000;
 const ORDER_LENGTH = 1 << 20;
+/** The hot-set workload: every operation on these many of the keys (traffic concentrated on a few thousand accounts). */
+const HOT_KEYS = 5_000;
 
 const suite: Suite = async ({ progress, quick }) => {
   const loadBefore = loadavg()[0]!;
   const order = new Int32Array(new SharedArrayBuffer(ORDER_LENGTH * 4));
+  // The glibc LCG mod 2^31 in 32-bit integer arithmetic (Math.imul), keys from its high bits.
+  // Until this was fixed the product was a double past 2^53: the low bits it kept cycled after
+  // 10,466 steps and the "random order" touched only 3,613 of the 100,000 keys. Now every key is
+  // touched (99,997 distinct in the 2^20 order; 95,088 in the first 300,000).
   let seed = 42;
   for (let i = 0; i < ORDER_LENGTH; i++) {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    order[i] = seed % KEYS;
+    seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
+    order[i] = (seed >>> 8) % KEYS;
   }
+  // Hot set: HOT_KEYS keys spread over the key space (every 20th), in the same random order.
+  const hotOrder = new Int32Array(new SharedArrayBuffer(ORDER_LENGTH * 4));
+  for (let i = 0; i < ORDER_LENGTH; i++) hotOrder[i] = (order[i]! % HOT_KEYS) * (KEYS / HOT_KEYS);
   const keys = Array.from({ length: KEYS }, (_, i) => `acct-${String(i).padStart(6, '0')}`);
 
   const shared = SharedInt64Store.create({ initialCapacity: KEYS, maxKeyLength: 16 });
+  // The cache-off contender gets a map of its own: its writes would make the cached
+  // contender's entries stale and charge it for another thread's work.
+  const sharedUncached = SharedInt64Store.create({ initialCapacity: KEYS, maxKeyLength: 16, readCacheKeys: 0 });
   const baselines = {} as Record<BaselineKind, SharedArrayBuffer>;
   for (const kind of ['global-spinlock', 'reader-counter'] as const) {
     const table = BaselineTable.create(kind, KEYS);
     for (let i = 0; i < KEYS; i++) table.set(keys[i]!, BigInt(1_000_000 + (i & 1023)));
     baselines[kind] = table.buffer;
   }
-  for (let i = 0; i < KEYS; i++) shared.set(keys[i]!, BigInt(1_000_000 + (i & 1023)));
+  for (let i = 0; i < KEYS; i++) {
+    shared.set(keys[i]!, BigInt(1_000_000 + (i & 1023)));
+    sharedUncached.set(keys[i]!, BigInt(1_000_000 + (i & 1023)));
+  }
   const bytesPerKey = shared.stats().bytesUsed / KEYS;
   const mapBytesPerKey = measureMapBytesPerKey();
+  const cacheBytesPerKey = measureReadCacheBytesPerKey(shared, keys);
 
   const workerUrl = new URL(`./shared-memory.worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
   const start = (role: 'runner' | 'owner'): Promise<Worker> =>
     new Promise((resolve, reject) => {
-      const worker = new Worker(workerUrl, { workerData: { role, keys: KEYS, order, shared: shared.handle, baselines, sync } });
+      const worker = new Worker(workerUrl, { workerData: { role, keys: KEYS, order, hotOrder, shared: shared.handle, sharedUncached: sharedUncached.handle, baselines, sync } });
       shared.supervise(worker);
+      sharedUncached.supervise(worker);
       worker.once('message', () => resolve(worker));
       worker.once('error', reject);
     });
@@ -71,9 +90,9 @@ const suite: Suite = async ({ progress, quick }) => {
    * CPU time (each thread's operations over its own CPU time, summed), the CPU share (how much
    * of its wall time each thread ran) and the overlap (the part of the span in which all ran).
    */
-  const measure = async (contender: Contender, threads: number, readsPerWrite: number, ops: number): Promise<Sample> => {
+  const measure = async (contender: Contender, threads: number, readsPerWrite: number, ops: number, hot = false): Promise<Sample> => {
     const replies = await Promise.all(
-      runners.slice(0, threads).map((worker, index) => ask(worker, { contender, readsPerWrite, ops, parties: threads, offset: index * (ORDER_LENGTH >> 1) })),
+      runners.slice(0, threads).map((worker, index) => ask(worker, { contender, readsPerWrite, ops, parties: threads, offset: index * (ORDER_LENGTH >> 1), hot })),
     );
     for (const reply of replies) if (reply.hits === 0) throw new Error(`${contender}: no read found its key`);
     const released = replies[0]!.releasedAt;
@@ -90,7 +109,7 @@ const suite: Suite = async ({ progress, quick }) => {
     };
   };
 
-  const ops = quick ? 400_000 : 3_000_000;
+  const ops = quick ? 400_000 : 2_000_000;
   const rounds = quick ? 1 : 5;
   const results: BenchResult[] = [];
   const ratios: Record<string, number> = {};
@@ -151,6 +170,37 @@ const suite: Suite = async ({ progress, quick }) => {
     progress(`${label}: map ${fmt(rate('map', 1))}, shared x1 ${fmt(rate('shared', 1))}, shared x2 ${fmt(rate('shared', 2))}, uncached x2 ${fmt(rate('shared-uncached', 2))}, spinlock x2 ${fmt(rate('global-spinlock', 2))}, reader-counter x2 ${fmt(rate('reader-counter', 2))} ops/s`);
   }
 
+  // The hot-set workload, 20:1: every operation on HOT_KEYS of the keys, so the working set of
+  // every contender fits the CPU caches far better than a uniform spread over 100,000 keys.
+  const hotContenders = contenders.filter(([c]) => c === 'map' || c === 'shared' || c === 'shared-uncached');
+  const hotSamples = new Map<string, Sample[]>(hotContenders.map(([c, t]) => [`${c}/${t}`, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const [contender, threads] of hotContenders) hotSamples.get(`${contender}/${threads}`)!.push(await measure(contender, threads, 20, ops, true));
+  }
+  const hotRate = new Map<string, number>();
+  const hotCpuRate = new Map<string, number>();
+  for (const [contender, threads, name] of hotContenders) {
+    const runs = hotSamples.get(`${contender}/${threads}`)!;
+    hotRate.set(`${contender}/${threads}`, medianOf(runs.map((m) => m.wall)));
+    hotCpuRate.set(`${contender}/${threads}`, medianOf(runs.map((m) => m.cpu)));
+    results.push(
+      result(`${name} 20:1, hot set of ${HOT_KEYS.toLocaleString('en-US')} keys`, 1e9 / hotRate.get(`${contender}/${threads}`)!, {
+        threads,
+        mix: '20:1 hot',
+        cpu_ns_per_op: round(1e9 / hotCpuRate.get(`${contender}/${threads}`)!),
+        cpu_share: round(medianOf(runs.map((m) => m.share)), 2),
+        ...(threads > 1 ? { overlap: round(medianOf(runs.map((m) => m.overlap)), 2) } : {}),
+      }),
+    );
+  }
+  const hot = (c: Contender, t: number): number => hotRate.get(`${c}/${t}`)!;
+  ratios.two_workers_vs_plain_map_hot = round(hot('shared', 2) / hot('map', 1));
+  ratios.two_workers_vs_plain_map_hot_cpu = round(hotCpuRate.get('shared/2')! / hotCpuRate.get('map/1')!);
+  ratios.scaling_1_to_2_hot = round(hot('shared', 2) / hot('shared', 1));
+  ratios.two_workers_vs_plain_map_uncached_hot = round(hot('shared-uncached', 2) / hot('map', 1));
+  ratios.machine_scaling_1_to_2_hot = round(hot('map', 2) / hot('map', 1));
+  progress(`20:1 hot set: map ${fmt(hot('map', 1))}, shared x1 ${fmt(hot('shared', 1))}, shared x2 ${fmt(hot('shared', 2))}, uncached x2 ${fmt(hot('shared-uncached', 2))} ops/s`);
+
   // Where one read's time goes, in one worker alone: at 1,000 keys (all in cache) and at 100,000.
   for (const population of [1_000, KEYS]) {
     progress(`read cost at ${population.toLocaleString('en-US')} keys`);
@@ -189,13 +239,17 @@ const suite: Suite = async ({ progress, quick }) => {
   ratios.vs_postmessage = round(rates.get('shared/1/20')! / (1e9 / roundTripNs), 1);
   ratios.vs_postmessage_100to1 = round(rates.get('shared/1/100')! / (1e9 / roundTripNs), 1);
   ratios.vs_postmessage_uncached = round(rates.get('shared-uncached/1/20')! / (1e9 / roundTripNs), 1);
+  ratios.vs_postmessage_hot = round(hot('shared', 1) / (1e9 / roundTripNs), 1);
+  ratios.plain_map_vs_postmessage_hot = round(hot('map', 1) / (1e9 / roundTripNs), 1);
   // The same ratio for the plain Map itself: the most any store read in a worker could score here.
   ratios.plain_map_vs_postmessage = round(rates.get('map/1/20')! / (1e9 / roundTripNs), 1);
   ratios.bytes_per_key = round(bytesPerKey, 1);
+  if (cacheBytesPerKey !== null) ratios.read_cache_heap_bytes_per_key = round(cacheBytesPerKey, 1);
   if (mapBytesPerKey !== null) ratios.plain_map_bytes_per_key = round(mapBytesPerKey, 1);
 
   await Promise.all([...runners, owner].map((w) => w.terminate()));
   shared.close();
+  sharedUncached.close();
   return {
     suite: 'shared',
     results,
@@ -208,7 +262,9 @@ const suite: Suite = async ({ progress, quick }) => {
       'read cost rows and read_* ratios: one worker alone, reads only, time per read (lower is better): read_get_vs_map_get = get / Map.get; read_hash_share_of_get = the hash / get; read_multilinear_vs_halfsiphash and read_murmur3_vs_halfsiphash = that hash / the store\'s hash (below 1 = faster)',
       'plain_map_vs_postmessage: vs_postmessage of the plain Map itself (1 thread, 20:1): the most any store read could score against a round trip on this machine',
       'machine_scaling_1_to_2: a Map copied into each of 2 workers (nothing shared) over 1 worker: the most any two-thread figure can scale on this machine',
-      `bytes_per_key: SharedInt64Store buffer in use / keys at maxKeyLength 16 (an entry reserves the full key length); plain_map_bytes_per_key: V8 heap growth for a Map of fresh string keys and bigint values`,
+      `bytes_per_key: SharedInt64Store buffer in use / keys at maxKeyLength 16 (an entry reserves the full key length, plus its 4-byte version word); plain_map_bytes_per_key: V8 heap growth for a Map of fresh string keys and bigint values; read_cache_heap_bytes_per_key: heap a thread's read cache holds per cached key (per thread; key strings not counted)`,
+      'SharedInt64Store rows: read cache on (default readCacheKeys 131,072 per thread); "readCacheKeys 0" rows and *_uncached ratios: cache off, on a second map of the same keys; read_cached_get_vs_map_get: a cache hit / Map.get',
+      `uniform rows: keys drawn uniformly from all ${KEYS.toLocaleString('en-US')} (every key touched); "hot set" rows and *_hot ratios: every operation on ${HOT_KEYS.toLocaleString('en-US')} of them`,
     ],
   };
 };
@@ -246,6 +302,28 @@ function measureMapBytesPerKey(): number | null {
   const bytes = (process.memoryUsage().heapUsed - before) / KEYS;
   if (map.size !== KEYS) throw new Error('unreachable');
   return bytes;
+}
+
+/**
+ * Heap bytes per key a thread's read cache holds once it has read every key (needs --expose-gc):
+ * a Map entry, the cache record, the value's bigint. The key strings are the caller's here; a
+ * cache also keeps alive key strings the caller would otherwise drop.
+ */
+function measureReadCacheBytesPerKey(store: SharedInt64Store, keys: readonly string[]): number | null {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) return null;
+  const reader = SharedInt64Store.attach(store.handle);
+  try {
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (const key of keys) if (reader.get(key) === undefined) throw new Error('unreachable: every key is present');
+    gc();
+    const bytes = (process.memoryUsage().heapUsed - before) / keys.length;
+    if (reader.stats().readCache.keys !== keys.length) throw new Error('the read cache did not take every key');
+    return bytes;
+  } finally {
+    reader.close();
+  }
 }
 
 /** One measurement of one contender: aggregate ops/s by wall clock and by CPU time, CPU share, overlap. */

@@ -25,6 +25,8 @@ export interface RunRequest {
   readonly parties: number;
   /** Offset into the shared key order, so two workers do not walk it in lockstep. */
   readonly offset: number;
+  /** Walk the hot-set order (every operation on 5,000 of the keys) instead of the uniform one. */
+  readonly hot: boolean;
 }
 
 /** Times the parts of one read in this thread alone (see shared-memory-read-cost.ts). */
@@ -56,6 +58,9 @@ interface Data {
   readonly keys: number;
   readonly order: Int32Array;
   readonly shared: SharedMapHandle;
+  /** A second map with the same keys, for the `shared-uncached` contender (its writes would otherwise make the cached contender's entries stale). */
+  readonly sharedUncached: SharedMapHandle;
+  readonly hotOrder: Int32Array;
   readonly baselines: Record<BaselineKind, SharedArrayBuffer>;
   /** Barrier words: [0] arrivals, [1] generation; BigInt64 slot 1 (bytes 8-15): release time. */
   readonly sync: SharedArrayBuffer;
@@ -64,8 +69,8 @@ interface Data {
 const data = workerData as Data;
 const keys = Array.from({ length: data.keys }, (_, i) => `acct-${String(i).padStart(6, '0')}`);
 const values = Array.from({ length: 1024 }, (_, i) => BigInt(1_000_000 + i));
-const order = data.order;
-const orderMask = order.length - 1;
+const uniformOrder = data.order;
+const orderMask = uniformOrder.length - 1;
 const map = new Map<string, bigint>();
 for (let i = 0; i < keys.length; i++) map.set(keys[i]!, values[i & 1023]!);
 
@@ -77,7 +82,7 @@ if (data.role === 'owner') {
   // The store as a service would attach it (read cache on, default size), and a second
   // attachment with the cache off, for the read-cost rows and the `shared-uncached` contender.
   const shared = SharedInt64Store.attach(data.shared);
-  const uncached = SharedInt64Store.attach(data.shared, { readCacheKeys: 0 });
+  const uncached = SharedInt64Store.attach(data.sharedUncached, { readCacheKeys: 0 });
   const spinlock = new BaselineTable('global-spinlock', data.baselines['global-spinlock']);
   const readerCounter = new BaselineTable('reader-counter', data.baselines['reader-counter']);
   const sync = new Int32Array(data.sync);
@@ -87,7 +92,7 @@ if (data.role === 'owner') {
   let sink: bigint | undefined;
 
   // One loop per contender, so each stays monomorphic for the JIT.
-  const runMap = (period: number, ops: number, offset: number): number => {
+  const runMap = (order: Int32Array, period: number, ops: number, offset: number): number => {
     let hits = 0;
     for (let i = 0; i < ops; i++) {
       const key = keys[order[(i + offset) & orderMask]!]!;
@@ -102,7 +107,7 @@ if (data.role === 'owner') {
     }
     return hits;
   };
-  const runShared = (store: SharedInt64Store, period: number, ops: number, offset: number): number => {
+  const runShared = (order: Int32Array, store: SharedInt64Store, period: number, ops: number, offset: number): number => {
     let hits = 0;
     for (let i = 0; i < ops; i++) {
       const key = keys[order[(i + offset) & orderMask]!]!;
@@ -117,7 +122,7 @@ if (data.role === 'owner') {
     }
     return hits;
   };
-  const runBaseline = (table: BaselineTable, period: number, ops: number, offset: number): number => {
+  const runBaseline = (order: Int32Array, table: BaselineTable, period: number, ops: number, offset: number): number => {
     let hits = 0;
     for (let i = 0; i < ops; i++) {
       const key = keys[order[(i + offset) & orderMask]!]!;
@@ -134,17 +139,18 @@ if (data.role === 'owner') {
   };
   const run = (request: RunRequest, ops: number): number => {
     const period = request.readsPerWrite + 1;
+    const order = request.hot ? data.hotOrder : uniformOrder;
     switch (request.contender) {
       case 'map':
-        return runMap(period, ops, request.offset);
+        return runMap(order, period, ops, request.offset);
       case 'shared':
-        return runShared(shared, period, ops, request.offset);
+        return runShared(order, shared, period, ops, request.offset);
       case 'shared-uncached':
-        return runShared(uncached, period, ops, request.offset);
+        return runShared(order, uncached, period, ops, request.offset);
       case 'global-spinlock':
-        return runBaseline(spinlock, period, ops, request.offset);
+        return runBaseline(order, spinlock, period, ops, request.offset);
       case 'reader-counter':
-        return runBaseline(readerCounter, period, ops, request.offset);
+        return runBaseline(order, readerCounter, period, ops, request.offset);
     }
   };
 
@@ -169,7 +175,7 @@ if (data.role === 'owner') {
   };
 
   const readCost = (request: ReadCostRequest): ReadCost => {
-    if (request.keys >= keys.length) return measureReadCost(keys, order, uncached, shared, map, request.ops);
+    if (request.keys >= keys.length) return measureReadCost(keys, uniformOrder, uncached, shared, map, request.ops);
     // A smaller population of its own: a store and a Map of the first `keys` keys, read in the
     // same random order folded onto them.
     const few = keys.slice(0, request.keys);
@@ -181,7 +187,7 @@ if (data.role === 'owner') {
       small.set(few[i]!, values[i & 1023]!);
     }
     const folded = new Int32Array(1 << 16);
-    for (let i = 0; i < folded.length; i++) folded[i] = order[i]! % few.length;
+    for (let i = 0; i < folded.length; i++) folded[i] = uniformOrder[i]! % few.length;
     try {
       return measureReadCost(few, folded, store, cachedStore, small, request.ops);
     } finally {

@@ -55,9 +55,11 @@ export const VERSION_CHUNK_WORDS = 1024;
 /**
  * An entry whose version reaches this is retired: its key moves to a fresh entry (the
  * copy-on-write path records use) and it is never allocated again, so a version word only
- * grows and never wraps (an int64 entry retires after ~2^30 writes; 64-192 bytes are lost then).
+ * grows and never wraps (an int64 entry retires after ~2^29 writes; 64-192 bytes are lost then).
+ * Below 2^30 a version is a small integer (31-bit Smi) in V8, so a read cache holding it stays
+ * unboxed.
  */
-export const VERSION_RETIRE_AT = 2 ** 31 - 64;
+export const VERSION_RETIRE_AT = 2 ** 30 - 64;
 
 // Header line 3: table growth and bookkeeping.
 export const H_RESIZE_LOCK = 48;

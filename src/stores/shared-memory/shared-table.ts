@@ -253,10 +253,11 @@ const LOADS_NEED_FENCE = process.arch !== 'x64' && process.arch !== 'ia32';
  *    changed. Every change to the entry's reachability, key or value happens while it is odd:
  *    an in-place int64 write adds 1 (odd), stores the value, adds 1 (even); a delete, a record
  *    replace (the old copy) and clear add 1 before unlinking, and the entry stays odd while
- *    unlinked or free; an insert sets the next even value before linking. So a version only
- *    grows, and equal even versions at two instants mean the entry was reachable, held the
- *    same key and the same value at both and in between.
- * 8. No wraparound, no ABA: an entry whose version reaches VERSION_RETIRE_AT (2^31 - 64) is
+ *    unlinked or free; an insert links an odd entry (a fresh one starts at 1) and then adds 1.
+ *    So "even" implies "linked and whole", a version only grows, and equal even versions at
+ *    two instants mean the entry was reachable, held the same key and the same value at both
+ *    and in between.
+ * 8. No wraparound, no ABA: an entry whose version reaches VERSION_RETIRE_AT (2^30 - 64) is
  *    retired — its key moves to a fresh entry through the copy-on-write path, and the allocator
  *    never hands it out again. A version word therefore never takes the same value twice, even
  *    across delete and reuse of its entry for another key.
@@ -264,8 +265,13 @@ const LOADS_NEED_FENCE = process.arch !== 'x64' && process.arch !== 'ia32';
  *    enter, so a client cannot fill a cache with keys of its choosing that nobody wrote): the
  *    version is loaded (v1, even) before the value and again (v2) after the bucket's SEQ
  *    validated; it is kept only if v1 = v2. By 7, the entry held the key and that value at the
- *    instant of the v1 load. A writer of this thread refreshes its own cached entry under the
- *    bucket lock (the version it set is then exact).
+ *    instant of the v1 load. Writes do not touch the cache (measured: looking a key up in a
+ *    100,000-key cache on every write cost more than it saved).
+ *    A cache entry whose version moved but is even may still be the key's entry (a write in
+ *    place, by any thread): the read loads the version (even), compares the key and loads the
+ *    value from the entry it names, and keeps the value if the version did not move meanwhile —
+ *    by 7 the entry held that key and value throughout, so the read linearizes at that load
+ *    (#rereadInt64; keys are unique, so a linked entry holding the key is the key's entry).
  * 10. Recovery keeps 7: a dead owner's torn in-place write leaves an odd version in a chain
  *    whose lock it held; recovery makes every linked entry of such a chain even (one more step)
  *    and every entry its intent leaves unlinked odd, before releasing the lock.
@@ -534,7 +540,7 @@ export class SharedTable<V> {
       const value = codec.read(i32, this.#i64, ref + E_VALUE);
       if (!this.stable()) continue;
       if ((version & 1) === 0 && this.#cacheLimit !== 0 && Atomics.load(i32, versionWord) === version) {
-        this.#remember(key, cached, ref, hash, versionWord, version, value);
+        this.#remember(key, cached, ref, versionWord, version, value);
         return codec.handOut(value);
       }
       return value;
@@ -575,7 +581,7 @@ export class SharedTable<V> {
       const value = PLAIN_INT64_LOADS_ARE_SINGLE ? this.#i64[at]! : Atomics.load(this.#i64, at);
       if (!this.stable()) continue;
       if ((version & 1) === 0 && this.#cacheLimit !== 0 && Atomics.load(i32, versionWord) === version) {
-        this.#remember(key, cached as CachedRead<V> | undefined, ref, hash, versionWord, version, value as V);
+        this.#remember(key, cached as CachedRead<V> | undefined, ref, versionWord, version, value as V);
       }
       return value;
     }
@@ -596,14 +602,7 @@ export class SharedTable<V> {
     const version = Atomics.load(i32, versionWord);
     if ((version & 1) !== 0) return undefined;
     const ref = cached.ref;
-    const length = key.length;
-    if (i32[ref + E_KEY_LENGTH] !== length) return undefined;
-    const base = ref + this.#keyBase;
-    let w = 0;
-    for (let c = 0; c + 1 < length; c += 2, w++) {
-      if (i32[base + w] !== (key.charCodeAt(c) | (key.charCodeAt(c + 1) << 16))) return undefined;
-    }
-    if ((length & 1) !== 0 && i32[base + w] !== key.charCodeAt(length - 1)) return undefined;
+    if (!this.#holdsKey(ref, key)) return undefined;
     const at = (ref + E_VALUE) >> 1;
     const value = PLAIN_INT64_LOADS_ARE_SINGLE ? this.#i64[at]! : Atomics.load(this.#i64, at);
     if (LOADS_NEED_FENCE) Atomics.store(i32, this.#ownerBase + O_FENCE, 0);
@@ -630,10 +629,9 @@ export class SharedTable<V> {
   }
 
   /** Fills or refreshes `key`'s cache entry (invariant 9: `version` was even and unchanged around the read of `value`). */
-  #remember(key: string, cached: CachedRead<V> | undefined, ref: number, hash: number, versionWord: number, version: number, value: V): void {
+  #remember(key: string, cached: CachedRead<V> | undefined, ref: number, versionWord: number, version: number, value: V): void {
     if (cached !== undefined) {
       cached.ref = ref;
-      cached.hash = hash;
       cached.versionWord = versionWord;
       cached.version = version;
       cached.value = value;
@@ -643,19 +641,7 @@ export class SharedTable<V> {
     // Emptied when full: O(1), no per-hit bookkeeping (an LRU would write on every hit), and a
     // working set that fits refills within one pass over it.
     if (cache.size >= this.#cacheLimit) cache.clear();
-    cache.set(key, new CachedRead(ref, hash, versionWord, version, value));
-  }
-
-  /**
-   * After this thread's own in-place write of `key` (bucket lock held, so `version` is exact):
-   * its cached entry, if any, now holds the written value, so the writer's next read is a hit.
-   */
-  #rememberWrite(cached: CachedRead<V>, ref: number, hash: number, versionWord: number, version: number, value: V): void {
-    cached.ref = ref;
-    cached.hash = hash;
-    cached.versionWord = versionWord;
-    cached.version = version;
-    cached.value = value;
+    cache.set(key, new CachedRead(ref, versionWord, version, value));
   }
 
   /** Keys in the map: the sum of every owner slot's net inserts. Exact when no write is in flight. */
@@ -701,20 +687,6 @@ export class SharedTable<V> {
    * (undefined: is absent). Returns false when the condition did not hold (nothing written).
    */
   put(key: string, value: V, conditional: boolean, expected: V | undefined): boolean {
-    const cached = this.codec.inPlace && this.#cacheLimit !== 0 ? this.#cache.get(key) : undefined;
-    if (cached !== undefined) {
-      // A key this thread has cached: lock its root by the cached hash, no hash, no lookup.
-      const root = this.#lockCached(cached);
-      if (root !== 0) {
-        try {
-          if (conditional && (expected === undefined || !this.codec.equals(this.#i32, this.#i64, cached.ref + E_VALUE, expected))) return false;
-          this.#writeInPlace(root, cached.ref, cached.hash, value, cached);
-          return true;
-        } finally {
-          this.#unlock(root + B_LOCK);
-        }
-      }
-    }
     const hash = this.hashForFind(key);
     const root = this.#lockRoot(hash);
     let overflowed = false;
@@ -724,7 +696,7 @@ export class SharedTable<V> {
         if (expected === undefined ? ref !== 0 : ref === 0 || !this.codec.equals(this.#i32, this.#i64, ref + E_VALUE, expected)) return false;
       }
       if (ref === 0) overflowed = this.#insert(root, key, hash, value);
-      else if (this.codec.inPlace) this.#writeInPlace(root, ref, hash, value, cached);
+      else if (this.codec.inPlace) this.#writeInPlace(root, ref, value);
       else this.#replace(root, ref, value);
     } finally {
       this.#unlock(root + B_LOCK);
@@ -739,41 +711,32 @@ export class SharedTable<V> {
    * wrapped; nothing is written then.
    */
   add(key: string, delta: bigint): bigint | undefined {
-    const cached = this.#cacheLimit !== 0 ? this.#cache.get(key) : undefined;
-    let root = cached === undefined ? 0 : this.#lockCached(cached);
-    let ref = 0;
-    let hash = 0;
-    if (root !== 0) {
-      ref = cached!.ref;
-      hash = cached!.hash;
-    } else {
-      hash = this.hashForFind(key);
-      root = this.#lockRoot(hash);
-    }
+    const hash = this.hashForFind(key);
+    const root = this.#lockRoot(hash);
     try {
-      if (ref === 0) ref = this.#locate(root, key, hash);
+      const ref = this.#locate(root, key, hash);
       if (ref === 0) return undefined;
       const current = Atomics.load(this.#i64, (ref + E_VALUE) >> 1);
       const next = current + delta;
       if (next < INT64_MIN || next > INT64_MAX) throw new SharedInt64OverflowError(key, current, delta);
-      this.#writeInPlace(root, ref, hash, next as V, cached);
+      this.#writeInPlace(root, ref, next as V);
       return next;
     } finally {
       this.#unlock(root + B_LOCK);
     }
   }
 
-  /**
-   * Locks the root bucket of a cached key and returns it if the cached entry is still the key's
-   * entry: its version equal to the cached one means it is linked, holds the key and was not
-   * changed (invariant 7), and under the root lock nobody else can change it. Otherwise
-   * unlocks and returns 0: the caller takes the hashed path.
-   */
-  #lockCached(cached: CachedRead<V>): number {
-    const root = this.#lockRoot(cached.hash);
-    if (Atomics.load(this.#i32, cached.versionWord) === cached.version) return root;
-    this.#unlock(root + B_LOCK);
-    return 0;
+  /** Whether entry `ref` holds `key` (plain loads: the caller validates, or holds the root lock). */
+  #holdsKey(ref: number, key: string): boolean {
+    const i32 = this.#i32;
+    const length = key.length;
+    if (i32[ref + E_KEY_LENGTH] !== length) return false;
+    const base = ref + this.#keyBase;
+    let w = 0;
+    for (let c = 0; c + 1 < length; c += 2, w++) {
+      if (i32[base + w] !== (key.charCodeAt(c) | (key.charCodeAt(c + 1) << 16))) return false;
+    }
+    return (length & 1) === 0 || i32[base + w] === key.charCodeAt(length - 1);
   }
 
   /** Deletes `key`; with `conditional`, only if it holds `expected`. Returns whether it deleted. */
@@ -804,10 +767,11 @@ export class SharedTable<V> {
 
   /**
    * Overwrites an int64 value in place (root lock held) inside its version's odd window
-   * (invariant 7), then refreshes this thread's cached entry. An entry whose version is
-   * exhausted is retired instead (invariant 8): the value goes to a fresh entry.
+   * (invariant 7). An entry whose version is exhausted is retired instead (invariant 8): the
+   * value goes to a fresh entry. A cache entry of this key (this thread's or another's) then no
+   * longer validates; the next read re-reads the entry it names (#rereadInt64).
    */
-  #writeInPlace(root: number, ref: number, hash: number, value: V, cached: CachedRead<V> | undefined): void {
+  #writeInPlace(root: number, ref: number, value: V): void {
     const i32 = this.#i32;
     const versionWord = i32[ref + this.#versionAt]!;
     if (Atomics.load(i32, versionWord) >= VERSION_RETIRE_AT) {
@@ -816,8 +780,7 @@ export class SharedTable<V> {
     }
     Atomics.add(i32, versionWord, 1); // odd: cached copies of the old value stop validating
     this.codec.write(i32, this.#i64, ref + E_VALUE, value);
-    const version = Atomics.add(i32, versionWord, 1) + 1;
-    if (cached !== undefined) this.#rememberWrite(cached, ref, hash, versionWord, version, value);
+    Atomics.add(i32, versionWord, 1);
   }
 
   /**
@@ -1692,16 +1655,18 @@ export class SharedTable<V> {
  * garbage); owned by one thread, so nothing else ever writes it.
  */
 class CachedRead<V> {
-  /** The entry (word offset) and the key's hash: a write of a cached key skips hash and lookup. */
+  /**
+   * The entry (word offset), re-read directly when the version moved (#rereadInt64). Every field
+   * is a small integer (31-bit Smi: offsets below 2^30 words, versions below VERSION_RETIRE_AT);
+   * a field that is not turns into a boxed double for every CachedRead, an extra dependent load.
+   */
   ref: number;
-  hash: number;
   versionWord: number;
   version: number;
   value: V;
 
-  constructor(ref: number, hash: number, versionWord: number, version: number, value: V) {
+  constructor(ref: number, versionWord: number, version: number, value: V) {
     this.ref = ref;
-    this.hash = hash;
     this.versionWord = versionWord;
     this.version = version;
     this.value = value;
