@@ -27,10 +27,16 @@ export interface RetentionPass {
  *   `absent_through`, every segment removed before it). `govmap audit verify`
  *   then checks the chain from the oldest remaining segment and notes the earlier ones as absent.
  *
- * Verifying a 16 MiB segment takes a fraction of a second on the event loop; at the demo's rate
- * that happens once every few minutes.
+ * Each segment is verified by `verify` (the demo passes a SpoolVerifier: a worker thread). On the
+ * event loop, verifying a 16 MiB segment stalled every request for a large fraction of a second,
+ * and a busy service fills a segment every few seconds. Unlinking and the record stay here.
  */
-export function pruneAuditSpool(recorder: AuditRecorder, dir: string, keepSegments: number): RetentionPass {
+export async function pruneAuditSpool(
+  recorder: AuditRecorder,
+  dir: string,
+  keepSegments: number,
+  verify: (path: string) => Promise<{ readonly ok: boolean; readonly records: number }> = (path) => Promise.resolve(verifySpool(path)),
+): Promise<RetentionPass> {
   const current = recorder.stats().segment;
   const forwarded = recorder.forwarder?.stats().position.segment ?? Number.POSITIVE_INFINITY;
   const segments = listSegments(dir);
@@ -39,7 +45,9 @@ export function pruneAuditSpool(recorder: AuditRecorder, dir: string, keepSegmen
   let bytesRemoved = 0;
   for (const seg of segments.slice(0, Math.max(0, excess))) {
     if (seg.segment >= current || seg.segment >= forwarded) break;
-    const report = verifySpool(seg.path);
+    const report = await verify(seg.path);
+    // The recorder may have moved on (or stopped) while the worker read: re-check before removing.
+    if (seg.segment >= recorder.stats().segment) break;
     if (!report.ok) return { removed, bytesRemoved, keptUnverified: seg.name };
     const bytes = statSync(seg.path).size;
     unlinkSync(seg.path);

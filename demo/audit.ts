@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { AuditConfigurationError, auditBreakerTransitions, auditLeakSuspects, auditSwitchChanges, createAuditRecorder, registerAuditMetrics } from '../src/audit/index.ts';
 import { pruneAuditSpool } from './audit-retention.ts';
+import { SpoolVerifier } from './spool-verifier.ts';
 import type { BreakerGroup } from '../src/breaker/index.ts';
 import type { Sandbox } from '../src/sandbox/index.ts';
 import type { SwitchAuditHook } from '../src/switches/index.ts';
@@ -87,16 +88,33 @@ export function installAudit(context: DemoContext, audit: DemoAudit, book: Balan
   context.onClose(() => audit.recorder.stop());
   const keep = audit.keepSegments;
   if (keep !== null) {
-    const timer = setInterval(() => {
+    // Segments are verified in a worker thread: never a spool read on the event loop.
+    const verifier = new SpoolVerifier();
+    let running: Promise<void> | null = null;
+    let closing = false;
+    const pass = async (): Promise<void> => {
       try {
-        const pass = pruneAuditSpool(audit.recorder, audit.dir, keep);
-        if (pass.keptUnverified !== null) console.warn(`govmap demo: audit retention kept ${pass.keptUnverified}: it does not verify (run govmap audit verify ${audit.dir})`);
+        const done = await pruneAuditSpool(audit.recorder, audit.dir, keep, async (path) => {
+          if (closing) throw new Error('the demo is closing');
+          return verifier.verify(path);
+        });
+        if (done.keptUnverified !== null) console.warn(`govmap demo: audit retention kept ${done.keptUnverified}: it does not verify (run govmap audit verify ${audit.dir})`);
       } catch (error) {
-        console.warn('govmap demo: audit retention pass failed', error);
+        if (!closing) console.warn('govmap demo: audit retention pass failed', error);
+      } finally {
+        running = null;
       }
+    };
+    const timer = setInterval(() => {
+      running ??= pass(); // a pass still verifying is not overlapped by the next one
     }, audit.retentionIntervalMs).unref();
     // Registered after the recorder's stop: close hooks run in reverse, so no pass runs after AUDIT_STOPPED.
-    context.onClose(() => clearInterval(timer));
+    context.onClose(async () => {
+      closing = true;
+      clearInterval(timer);
+      await running;
+      await verifier.close();
+    });
     context.announce(`audit: retention keeps the newest ${keep} segments (GOVMAP_AUDIT_KEEP_SEGMENTS; 0 keeps all); removals are AUDIT_RETENTION records`);
   }
   context.announce(`audit: every LOAD/STORE/DELETE/RANGE of the balances -> ${audit.dir} (check: govmap audit verify ${audit.dir}; follow: govmap audit tail -f ${audit.dir})`);

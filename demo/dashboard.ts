@@ -3,7 +3,6 @@ import { open } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import type { Advisor } from '../src/advisor/index.ts';
 import type { AuditRecorderStats } from '../src/audit/index.ts';
 import { parseSpoolLine } from '../src/audit/event.ts';
@@ -17,7 +16,8 @@ import type { SharedInt64Store } from '../src/stores/index.ts';
 import type { SwitchBoard } from '../src/switches/index.ts';
 import type { BalanceBook } from './book.ts';
 import type { DemoSettlement } from './breaker.ts';
-import type { VerifyRequest, VerifySummary } from './dashboard-verify.worker.ts';
+import { SpoolVerifier } from './spool-verifier.ts';
+import type { VerifySummary } from './spool-verifier.ts';
 import { HttpError } from './http.ts';
 import type { DemoRouting } from './routing.ts';
 import type { DemoContext } from './server.ts';
@@ -480,7 +480,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
 class AuditPanel {
   readonly #source: DashboardAuditSource;
   readonly #intervalMs: number;
-  #worker: Worker | null = null;
+  readonly #verifier = new SpoolVerifier();
   #verifying = false;
   #closed = false;
   #lastVerify: (VerifySummary & { checkedAt: string }) | null = null;
@@ -531,21 +531,9 @@ class AuditPanel {
     if (this.#verifying || this.#closed) return;
     this.#verifying = true;
     try {
-      this.#worker ??= this.#start();
-      const worker = this.#worker;
-      const summary = await new Promise<VerifySummary>((resolve, reject) => {
-        const onError = (error: Error): void => reject(error);
-        worker.once('error', onError);
-        worker.once('message', (m: VerifySummary) => {
-          worker.off('error', onError);
-          resolve(m);
-        });
-        const request: VerifyRequest = { dir: this.#source.dir, key: this.#source.key ?? null };
-        worker.postMessage(request);
-      });
+      const summary = await this.#verifier.verify(this.#source.dir, this.#source.key ?? null);
       this.#lastVerify = { ...summary, checkedAt: new Date().toISOString() };
     } catch (error) {
-      this.#worker = null;
       this.#lastVerify = { ...emptyVerify(), error: (error as Error).message, checkedAt: new Date().toISOString() };
     } finally {
       this.#verifying = false;
@@ -566,14 +554,7 @@ class AuditPanel {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
-    await this.#worker?.terminate();
-  }
-
-  #start(): Worker {
-    const url = new URL(`./dashboard-verify.worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
-    const worker = new Worker(url);
-    worker.unref();
-    return worker;
+    await this.#verifier.close();
   }
 
   /** The last events of the newest segment (records, not seals or headers), newest first. */

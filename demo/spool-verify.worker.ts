@@ -1,7 +1,9 @@
 /**
- * Verifies the audit spool for the dashboard off the main thread: `verifySpool` reads and
- * hashes the whole spool synchronously (hundreds of MB on a busy service), which must not stall
+ * Verifies an audit spool (a directory, or one segment file) off the main thread, for the
+ * dashboard's audit panel and the demo's retention: `verifySpool` reads and hashes synchronously
+ * (a 16 MiB segment: a large fraction of a second; a whole spool: seconds), which must not stall
  * the service's event loop. One request at a time: `{dir, key}` in, a compact summary out.
+ * Driven by SpoolVerifier (demo/spool-verifier.ts).
  */
 import { parentPort } from 'node:worker_threads';
 import { verifySpool } from '../src/audit/index.ts';
