@@ -23,6 +23,8 @@ export type { AsyncJob, AsyncJobState, AsyncJobStatus, AsyncLaneOptions, DrainRe
 export { ResponseCache } from './response-cache.ts';
 export type { CachedResponse } from './response-cache.ts';
 export { createBizTagMiddleware, sendRouteOutcome, prepareRequest, runPrepared, bizTagErrorBody } from './http.ts';
+export { BizTagCache } from './tag-cache.ts';
+export type { CachedTag } from './tag-cache.ts';
 export type { BizTagMiddleware, BizTagMiddlewareOptions, PreparedRequest } from './http.ts';
 export { govmapBizTag } from './fastify.ts';
 export type { GovmapFastifyPlugin } from './fastify.ts';

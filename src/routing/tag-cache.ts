@@ -32,7 +32,11 @@ export class BizTagCache {
     return this.#entry(header).tag;
   }
 
-  /** The tag of `header` and its switch view for `board`'s current snapshot. @throws BizTagError */
+  /**
+   * The tag of `header` and its switch view for `board`'s current snapshot. The entry returned is
+   * the cache's own and is updated when the snapshot changes: read `view` at once (as the
+   * middleware does), do not keep the entry. @throws BizTagError
+   */
   tagAndView(header: string, board: SwitchBoard): CachedTag {
     const entry = this.#entry(header);
     // Inside a run that already pinned a view, the board merges into that pin: not shareable.
