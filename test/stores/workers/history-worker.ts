@@ -92,7 +92,13 @@ function perform(key: string, op: OpSpec): OpResult['output'] {
   }
 }
 
-parentPort!.on('message', (batch: HistoryBatch) => {
+parentPort!.on('message', (batch: HistoryBatch | 'cache-stats') => {
+  if (batch === 'cache-stats') {
+    // How many of this thread's reads its read cache answered (hits) or re-read from the entry a
+    // stale cache entry named (rereads): the test requires both, so cached reads were checked too.
+    parentPort!.postMessage((int64 ?? records!).stats().readCache);
+    return;
+  }
   const out: OpResult[][] = [];
   for (const history of batch.histories) {
     const mine = history.threads[data.index] ?? [];
