@@ -8,7 +8,7 @@ import { allOf, GovernedMap } from '../../src/map/index.ts';
 import type { MapObserver } from '../../src/map/index.ts';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
-import { CLOCK_MAX_LAG_MS } from '../../src/audit/ring.ts';
+import { CLOCK_MAX_LAG_MS, PUBLISH_EVERY } from '../../src/audit/ring.ts';
 import { balances, bySeq, readSpool, segmentFiles, tempSpool } from './helpers.ts';
 
 async function recorder(dir: string, extra: Record<string, unknown> = {}): Promise<AuditRecorder> {
@@ -177,6 +177,24 @@ describe('read timestamps come from the coarse clock word', () => {
     // Only the reads between a worker stall and the readers' next check (every CLOCK_CHECK_EVERY
     // reads) may lag more: a handful per stall, far below 5% of them.
     assert.ok(lagging < reads * 0.05, `${lagging} of ${reads} reads lag their timestamp by more than ${CLOCK_MAX_LAG_MS} ms`);
+  });
+});
+
+describe('reads are published to the drain worker in batches', () => {
+  test('a burst shorter than a batch is still drained once the task ends, without flush()', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    t.after(() => audit.stop());
+    const map = balances();
+    audit.attach(map);
+    map.store('acct-1', 1n);
+    const drainedBefore = audit.stats().drained;
+    for (let i = 0; i < PUBLISH_EVERY - 1; i++) map.load('acct-1');
+    // Published at the end of this task (a microtask); the worker drains within its commit
+    // interval (10 ms). Wait well past that, on timers only.
+    const deadline = Date.now() + 2_000;
+    while (audit.stats().drained < drainedBefore + PUBLISH_EVERY - 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(audit.stats().drained, drainedBefore + PUBLISH_EVERY - 1, 'every read of the burst reached the worker');
   });
 });
 
