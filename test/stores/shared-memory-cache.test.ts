@@ -29,6 +29,7 @@ import {
   SLOTS_PER_BUCKET,
   TABLE_HEADER_WORDS,
   T_MASK,
+  VERSION_RETIRE_AT,
 } from '../../src/stores/shared-memory/layout.ts';
 
 /** White box (the buffer's documented format): where `key` lives, its root bucket and version word. */
@@ -188,6 +189,36 @@ describe('read cache: a cached read never returns a replaced value', () => {
       reader.close();
       void dead;
     }
+  });
+});
+
+describe('read cache: versions never wrap', () => {
+  test('an entry whose version is exhausted is retired: its key moves to a fresh entry, the old one is never reused', () => {
+    const writer = SharedInt64Store.create({ maxKeyLength: 16 });
+    const reader = SharedInt64Store.attach(writer.handle);
+    writer.set('acct', 1n);
+    assert.equal(reader.get('acct'), 1n);
+    const old = locate(writer, 'acct');
+    // As if the key had been written ~2^29 times (white box: the version word of its entry).
+    Atomics.store(old.i32, old.versionWord, VERSION_RETIRE_AT);
+    assert.equal(reader.get('acct'), 1n, 'a moved version is re-read, the value is unchanged');
+    writer.set('acct', 2n);
+    const moved = locate(writer, 'acct');
+    assert.notEqual(moved.ref, old.ref, 'the write went to a fresh entry');
+    assert.notEqual(moved.versionWord, old.versionWord);
+    assert.equal(reader.get('acct'), 2n);
+    assert.equal(Atomics.load(old.i32, old.versionWord) & 1, 1, 'the retired entry is odd (unlinked)');
+    // The retired entry went to the free list; the allocator drops it instead of reusing it.
+    writer.delete('acct');
+    writer.set('x1', 10n);
+    writer.set('x2', 20n);
+    writer.set('x3', 30n);
+    for (const key of ['x1', 'x2', 'x3']) assert.notEqual(locate(writer, key).ref, old.ref, `${key} did not get the retired entry`);
+    assert.equal(reader.get('acct'), undefined);
+    assert.equal(reader.get('x2'), 20n);
+    assert.deepEqual(writer.checkIntegrity().problems, []);
+    writer.close();
+    reader.close();
   });
 });
 
