@@ -247,7 +247,8 @@ const LOADS_NEED_FENCE = process.arch !== 'x64' && process.arch !== 'ia32';
  * present, does one Atomics.load of the version word: equal to the cached version, the cached
  * value is returned; otherwise the seqlock read above runs and refreshes the entry. Version
  * words are dense (4-KiB chunks of the heap, see layout.ts), 400 KB for 100,000 entries, so the
- * check stays in a core's L2 cache where the entries (10 MB) do not.
+ * check touches a region that can stay in a core's L2 cache where the entries (10 MB) cannot
+ * (measured cost of a hit: docs/shared-memory.md, "Read cost").
  * 7. Every entry has a version word of its own for its whole life (free-list reuse included),
  *    never shared with another entry. It is even while the entry is reachable and not being
  *    changed. Every change to the entry's reachability, key or value happens while it is odd:
