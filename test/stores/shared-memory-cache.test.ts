@@ -17,6 +17,14 @@ import {
   B_LOCK,
   B_NEXT,
   B_REFS,
+  B_SEQ,
+  B_TAGS,
+  E_HASH,
+  H_FREE_HEAD,
+  O_COUNT,
+  O_INTENT_BUCKET,
+  O_INTENT_COUNT,
+  O_INTENT_FREE,
   E_VALUE,
   E_VERSION_REF_FROM_END,
   HEADER_WORDS,
@@ -218,6 +226,57 @@ describe('read cache: versions never wrap', () => {
     assert.equal(reader.get('x2'), 20n);
     assert.deepEqual(writer.checkIntegrity().problems, []);
     writer.close();
+    reader.close();
+  });
+});
+
+describe('recovery of a writer that died after freeing an entry', () => {
+  test('an entry it pushed on the free list, since reused by another thread, is not freed a second time', () => {
+    const live = SharedInt64Store.create({ maxKeyLength: 16 }); // owner slot 0
+    const dead = SharedInt64Store.attach(live.handle); // owner slot 1
+    const reader = SharedInt64Store.attach(live.handle, { readCacheKeys: 0 }); // owner slot 2, attached elsewhere in real life
+    dead.set('gone', 1n);
+    const at = locate(live, 'gone');
+    const { i32 } = at;
+    // Another key in another bucket, for the live thread to insert while 'gone's bucket is locked.
+    const mask = i32[i32[H_TABLE]! + T_MASK]!;
+    const rootOf = (key: string): number => hashKey(key, i32[H_SEED0]!, i32[H_SEED1]!) & mask;
+    let other = 'other-0';
+    for (let n = 1; rootOf(other) === rootOf('gone'); n++) other = `other-${n}`;
+    // What `dead.delete('gone')` leaves when it dies after #freeEntry, before clearing its intent
+    // (white box, the steps of remove() in order): bucket locked, intent recorded, version odd,
+    // unlinked, SEQ moved, count down, pushed on the free list and marked freed (-ref).
+    const owner = HEADER_WORDS + 1 * OWNER_WORDS;
+    const countBefore = i32[owner + O_COUNT]!;
+    i32[at.root + B_LOCK] = (i32[owner + O_INCARNATION]! << 10) | 2;
+    i32[owner + O_INTENT_COUNT] = countBefore;
+    i32[owner + O_INTENT_FREE] = at.ref;
+    i32[owner + O_INTENT_BUCKET] = at.root;
+    Atomics.add(i32, at.versionWord, 1);
+    for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+      if (i32[at.root + B_REFS + slot] === at.ref) {
+        i32[at.root + B_REFS + slot] = 0;
+        i32[at.root + B_TAGS + slot] = 0;
+      }
+    }
+    Atomics.add(i32, at.root + B_SEQ, 2);
+    i32[owner + O_COUNT] = countBefore - 1;
+    i32[at.ref + E_HASH] = i32[H_FREE_HEAD]!;
+    i32[H_FREE_HEAD] = at.ref;
+    i32[owner + O_INTENT_FREE] = -at.ref;
+    // Before anyone notices the death, the live thread reuses the freed entry.
+    live.set(other, 5n);
+    assert.equal(locate(live, other).ref, at.ref, 'the freed entry was reused');
+    // Now the worker is reported dead (supervise() on exit). The reader's own slot is spared;
+    // the live store's slot (same thread id here) is recovered too, harmlessly: it holds nothing.
+    reader.recoverThread(0);
+    assert.equal(reader.get('gone'), undefined);
+    assert.equal(reader.get(other), 5n);
+    reader.set('third', 7n);
+    assert.notEqual(locate(live, 'third').ref, at.ref, 'the reused entry was not handed out again');
+    assert.equal(reader.get(other), 5n, 'the other key kept its entry');
+    assert.equal(reader.size, 2);
+    assert.deepEqual(reader.checkIntegrity().problems, []);
     reader.close();
   });
 });
