@@ -95,7 +95,7 @@ export interface SharedMapOptions {
    * Per attachment, not per map: `attach(handle, { readCacheKeys })` sets it for that thread.
    * Each cached key costs this thread's heap ~117 bytes (measured: a Map entry, a small record,
    * the value's bigint) and keeps the key string alive. When full, the cache is emptied and
-   * refills. Default 131,072 (at most ~15 MB per thread plus key strings). At most 16,777,216.
+   * refills. Default 131,072 (at most ~15 MB per thread plus key strings). At most 8,388,608.
    */
   readonly readCacheKeys?: number;
 }
@@ -166,7 +166,8 @@ const MAX_KEY_LENGTH_LIMIT = 4096;
 const DEFAULT_MAX_THREADS = 64;
 const DEFAULT_LOCK_TIMEOUT_MS = 2000;
 const DEFAULT_READ_CACHE_KEYS = 131_072;
-const READ_CACHE_KEYS_LIMIT = 1 << 24;
+/** V8 caps a Map at 2^24 entries; stay well below. */
+const READ_CACHE_KEYS_LIMIT = 1 << 23;
 /** Smallest table: 16 buckets (1 KiB); growth doubles from there. */
 const MIN_BUCKETS = 16;
 /** Lock attempts spun before sleeping: ~1 µs of spinning covers a held critical section. */
