@@ -87,3 +87,19 @@ export function meets(value: number, target: string): boolean {
       return value === bound;
   }
 }
+
+/**
+ * A reproducible uniform random order over `keys` keys: the glibc LCG mod 2^31 in 32-bit integer
+ * arithmetic (Math.imul), keys from its high bits. The same LCG in doubles (`seed * 1103515245`)
+ * passes 2^53, loses its low bits and cycles within ~10,000 steps: a "random order" over 100,000
+ * keys then touched 3,613 of them, which is what every suite's figures measured until this.
+ */
+export function randomOrder(length: number, keys: number, seed: number, buffer?: ArrayBufferLike): Int32Array {
+  const order = buffer === undefined ? new Int32Array(length) : new Int32Array(buffer, 0, length);
+  let s = seed;
+  for (let i = 0; i < length; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) & 0x7fffffff;
+    order[i] = (s >>> 8) % keys;
+  }
+  return order;
+}

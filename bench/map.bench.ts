@@ -1,7 +1,7 @@
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { GovernedMap } from '../src/map/index.ts';
 import { MapMetrics } from '../src/metrics/index.ts';
-import { medianOf, result, round, timeOps } from './harness.ts';
+import { medianOf, randomOrder, result, round, timeOps } from './harness.ts';
 import type { BenchResult, Suite } from './harness.ts';
 
 /**
@@ -15,12 +15,7 @@ const suite: Suite = async ({ progress, quick }) => {
   const keys = Array.from({ length: KEYS }, (_, i) => `acct-${String(i).padStart(6, '0')}`);
   const values = Array.from({ length: 1024 }, (_, i) => BigInt(1_000_000 + i));
   const sequenceLength = 1 << 20;
-  const order = new Int32Array(sequenceLength);
-  let seed = 42;
-  for (let i = 0; i < sequenceLength; i++) {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    order[i] = seed % KEYS;
-  }
+  const order = randomOrder(sequenceLength, KEYS, 42);
 
   const plain = new Map<string, bigint>();
   const governed = new GovernedMap<string, bigint>({ name: 'bench', validate: (_k, v) => (v >= 0n ? true : 'BALANCE_UNDERFLOW') });

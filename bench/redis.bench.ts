@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
 import { RemoteGovernedMap, connectRedis, int64Codec } from '../src/stores/redis/index.ts';
 import type { RedisLink } from '../src/stores/redis/index.ts';
-import { medianOf, result, round, timeOps } from './harness.ts';
+import { medianOf, randomOrder, result, round, timeOps } from './harness.ts';
 import type { BenchResult, Suite } from './harness.ts';
 
 /**
@@ -78,9 +78,7 @@ const suite: Suite = async ({ progress, quick }) => {
 
     // 1. Near-cache read vs plain Map, same key sequence, alternating rounds.
     const plain = new Map(keys.map((k) => [k, 1_000_000n] as const));
-    const order = new Int32Array(1 << 16);
-    let seed = 42;
-    for (let i = 0; i < order.length; i++) order[i] = (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % KEYS;
+    const order = randomOrder(1 << 16, KEYS, 42);
     let hits = 0;
     const ops = quick ? 300_000 : 3_000_000;
     const rounds = quick ? 3 : 7;

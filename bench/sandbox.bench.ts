@@ -1,7 +1,7 @@
 import { Advisor } from '../src/advisor/index.ts';
 import { GovernedMap } from '../src/map/index.ts';
 import { Sandbox } from '../src/sandbox/index.ts';
-import { medianOf, result, round, timeOps } from './harness.ts';
+import { medianOf, randomOrder, result, round, timeOps } from './harness.ts';
 import type { BenchResult, Suite } from './harness.ts';
 
 /**
@@ -24,12 +24,7 @@ const suite: Suite = async ({ progress, quick }) => {
   const keys = Array.from({ length: KEYS }, (_, i) => `acct-${String(i).padStart(6, '0')}`);
   const values = Array.from({ length: 1024 }, (_, i) => BigInt(1_000_000 + i));
   const sequenceLength = 1 << 18;
-  const order = new Int32Array(sequenceLength);
-  let seed = 7;
-  for (let i = 0; i < sequenceLength; i++) {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    order[i] = seed % KEYS;
-  }
+  const order = randomOrder(sequenceLength, KEYS, 7);
   const results: BenchResult[] = [];
 
   // ---------------------------------------------------------------- per operation

@@ -49,8 +49,9 @@ async function accounts(job: AccountsJob): Promise<void> {
   const map = await open(job.redis, job.prefix);
   let seed = job.seed;
   const random = (n: number): number => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed % n;
+    // 32-bit arithmetic: in doubles the product passes 2^53 and the sequence collapses.
+    seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
+    return (seed >>> 8) % n;
   };
   const applied = new Map<string, bigint>(job.accounts.map((a) => [a, 0n]));
   let refused = 0;
