@@ -453,6 +453,9 @@ export class AuditRecorder implements MapObserver<unknown> {
   }
 
   #ringFull(seq: number, op: number, outcome: number, map: string, key: unknown, reason: string | null, bounds: RangeBounds | null, hasTrace: boolean): void {
+    // What fills the ring may not be published yet (a batch of long keys in a small ring):
+    // the worker must see it to free any space, whatever the policy.
+    this.#producer.publish();
     // Waiting only makes sense while a worker drains: a dead one would stall every read.
     if (this.#options.onRingFull === 'wait' && this.#worker !== undefined) {
       this.#ringFullWaits++;

@@ -384,6 +384,27 @@ describe('a full ring never drops silently', () => {
     assert.equal(report.gaps.length, 1);
   });
 
+  test('drop: a ring filled by reads not yet published (long keys, small ring) is published, so the worker frees it within the same task', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir, { ringBytes: 65_536, onRingFull: 'drop' });
+    t.after(() => audit.stop());
+    const map = balances();
+    audit.attach(map);
+    // 1,000-unit keys: ~2 KiB a record, so fewer than PUBLISH_EVERY records fill 64 KiB.
+    const key = 'k'.repeat(1000);
+    map.store(key, 1n);
+    const reads = 400;
+    for (let i = 0; i < reads; i++) {
+      map.load(key);
+      // One synchronous task throughout: no microtask publishes for us. Give the worker time.
+      const until = performance.now() + 0.2;
+      while (performance.now() < until);
+    }
+    const s = audit.stats();
+    assert.equal(s.readsRecorded + s.readsDropped, reads);
+    assert.ok(s.readsRecorded > 2 * PUBLISH_EVERY, `${s.readsRecorded} reads recorded, ${s.readsDropped} dropped: the full ring was never drained during the task`);
+  });
+
   test('wait: a burst larger than the ring waits for the worker and loses nothing', async (t) => {
     const dir = tempSpool(t);
     const audit = await recorder(dir, { ringBytes: 65_536, onRingFull: 'wait', maxWaitMs: 5000 });
