@@ -9,8 +9,8 @@ import { parseSpoolLine } from '../src/audit/event.ts';
 import { listSegments } from '../src/audit/spool.ts';
 import type { BreakerGroup, BreakerTransition } from '../src/breaker/index.ts';
 import { RANGE_BUCKETS_SECONDS, bucketQuantile } from '../src/map/index.ts';
-import { currentBizTag } from '../src/routing/index.ts';
-import type { BizTag } from '../src/routing/index.ts';
+import { currentBizContext } from '../src/routing/index.ts';
+import type { BizContext } from '../src/routing/index.ts';
 import type { Sandbox } from '../src/sandbox/index.ts';
 import type { SharedInt64Store } from '../src/stores/index.ts';
 import type { SwitchBoard } from '../src/switches/index.ts';
@@ -255,23 +255,27 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
   const orgs = new OrgOutcomes();
   let requests = 0;
   let degradedAnswers = 0;
-  const observe = (req: IncomingMessage, res: ServerResponse, tag: BizTag | null): void => {
+  const observe = (req: IncomingMessage, res: ServerResponse, biz: BizContext | undefined): void => {
     const url = req.url ?? '/';
-    const query = url.indexOf('?');
-    if (OWN_PATH.test(query < 0 ? url : url.slice(0, query))) return;
+    // The page's own requests are not traffic; only "/", "/events" and "/dashboard/..." can be.
+    const second = url.charCodeAt(1);
+    if (url.length === 1 || second === 0x65 /* e */ || second === 0x64 /* d */) {
+      const query = url.indexOf('?');
+      if (OWN_PATH.test(query < 0 ? url : url.slice(0, query))) return;
+    }
     requests++;
     const degraded = res.getHeader('x-govmap-degraded');
     if (typeof degraded === 'string') degradedAnswers++;
+    const tag = biz?.tag ?? null;
     const org = tag?.orgId;
     if (org === undefined) return;
-    const route = res.getHeader('x-govmap-route');
-    orgs.record(org, tag?.txnType ?? '*', typeof route === 'string' ? route : null, res.statusCode, typeof degraded === 'string' ? degraded : null, Date.now());
+    orgs.record(org, tag!.txnType ?? '*', biz!.decision.route.id, res.statusCode, typeof degraded === 'string' ? degraded : null, Date.now());
   };
   // Not an async function: `then` on the handler's own promise allocates less per request than
   // an async wrapper awaiting it. A request that failed is not counted (as before).
   context.router.use((req, res, next) => {
-    const tag = currentBizTag();
-    return next().then(() => observe(req, res, tag));
+    const biz = currentBizContext();
+    return next().then(() => observe(req, res, biz));
   });
 
   // ------------------------------------------------------------- breaker transitions, switch changes

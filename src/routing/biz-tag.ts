@@ -55,6 +55,9 @@ export class BizTag {
    * every request carrying this tag (the middleware caches parsed tags), so it must not change.
    */
   readonly targeting: Readonly<Record<string, string>>;
+  /** The routing keys, read on every request: plain fields, not lookups. */
+  readonly orgId: string | undefined;
+  readonly txnType: string | undefined;
 
   constructor(pairs: readonly (readonly [string, string])[], header: string) {
     if (!construct) throw new TypeError('BizTag: use parseBizTag() or BizTag.of(), which validate');
@@ -66,6 +69,8 @@ export class BizTag {
     const targeting = Object.create(null) as Record<string, string>;
     for (const [key, value] of pairs) targeting[key] = value;
     this.targeting = Object.freeze(targeting);
+    this.orgId = targeting.orgId;
+    this.txnType = targeting.txnType;
     Object.freeze(this);
   }
 
@@ -77,14 +82,6 @@ export class BizTag {
   get(key: string): string | undefined {
     // `targeting` has no prototype and only the tag's keys: one property load.
     return this.targeting[key];
-  }
-
-  get orgId(): string | undefined {
-    return this.get('orgId');
-  }
-
-  get txnType(): string | undefined {
-    return this.get('txnType');
   }
 
   /** The pairs as a new (mutable) record; `targeting` is the same, frozen and shared. */

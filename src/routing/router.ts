@@ -136,6 +136,8 @@ export class Router {
   readonly #clock: () => number;
   readonly #unmatchedLogIntervalMs: number;
   readonly #unmatchedLogged = new Map<string, number>();
+  /** Rate-limit keys of tags seen unmatched (weak: a tag no longer used is dropped with it). */
+  readonly #alertKeys = new WeakMap<BizTag, string>();
   #table: RouteTable;
   readonly #runtimes = new Map<string, RouteRuntime>();
   /** Lanes of routes that left the table or changed strategy: drained at close(). */
@@ -426,7 +428,9 @@ export class Router {
   }
 
   #alertUnmatched(tag: BizTag | null): void {
-    const key = `${tag?.orgId ?? '-'}|${tag?.txnType ?? '-'}`;
+    // The key per tag object is built once (the middleware reuses tag objects across requests).
+    let key = tag === null ? '-|-' : this.#alertKeys.get(tag);
+    if (key === undefined) this.#alertKeys.set(tag!, (key = `${tag!.orgId ?? '-'}|${tag!.txnType ?? '-'}`));
     const now = this.#clock();
     const last = this.#unmatchedLogged.get(key);
     if (last !== undefined && now - last < this.#unmatchedLogIntervalMs) return;
