@@ -80,7 +80,11 @@ class ServiceProcess {
     // Its own working directory: the governed demo writes its audit spool under ./.govmap.
     this.workDir = mkdtempSync(join(tmpdir(), `govmap-load-${mode}-`));
     // --no-traffic: the demo's background traffic would add to the load being measured.
-    const args = [cli, 'demo', '--port', '0', '--accounts', String(accounts), '--no-traffic', ...(mode === 'bare' ? ['--bare'] : [])];
+    // --gateway-latency 0: the governed demo settles each transfer through a simulated gateway
+    // that answers after 5 ms by default; the bare baseline has no settlement step, so that
+    // simulated downstream time (transfers are 1 in 63 requests: more than the 1% a p99 looks
+    // at) would be measured as if governance cost it. The breaker still runs on every transfer.
+    const args = [cli, 'demo', '--port', '0', '--accounts', String(accounts), '--no-traffic', ...(mode === 'bare' ? ['--bare'] : ['--gateway-latency', '0'])];
     this.child = spawn(process.execPath, args, { cwd: this.workDir, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     this.url = new Promise((resolveUrl, reject) => {
@@ -183,6 +187,8 @@ async function curves(config: LoadConfig, progress: (m: string) => void): Promis
   return [bare, governed];
 }
 
+const ROUNDS_AT_80 = 5;
+
 /** p99 at one offered load: alternating rounds on both, the median of each. */
 async function atLoad(rate: number, rounds: number, config: LoadConfig, contenders: [Contender, Contender], progress: (m: string) => void): Promise<[StepReport, StepReport]> {
   const results: [StepReport[], StepReport[]] = [[], []];
@@ -240,11 +246,13 @@ const suite: Suite = async (context) => {
   const bareSaturation = Math.max(...bare.steps.map((s) => s.achieved));
   const governedSaturation = Math.max(...governed.steps.map((s) => s.achieved));
   const at80 = Math.max(1, Math.round(0.8 * bareSaturation));
-  progress(`saturation: bare ${bareSaturation.toFixed(0)} req/s, governed ${governedSaturation.toFixed(0)} req/s; p99 of both at 80% of bare (${at80} req/s), median of 3 alternating rounds`);
+  progress(`saturation: bare ${bareSaturation.toFixed(0)} req/s, governed ${governedSaturation.toFixed(0)} req/s; p99 of both at 80% of bare (${at80} req/s), median of ${config.quick ? 1 : ROUNDS_AT_80} alternating rounds`);
   let bare80: StepReport;
   let governed80: StepReport;
   try {
-    [bare80, governed80] = await atLoad(at80, config.quick ? 1 : 3, config, [bare, governed], progress);
+    // Five rounds each: on a shared 2-core machine one 5 s step's p99 varies up to 3x from round
+    // to round (measured 4.9-15.4 ms for the same service and load); the median of five holds.
+    [bare80, governed80] = await atLoad(at80, config.quick ? 1 : ROUNDS_AT_80, config, [bare, governed], progress);
   } finally {
     for (const c of [bare, governed]) {
       c.agent.destroy();
