@@ -496,13 +496,16 @@ class AuditPanel {
   constructor(source: DashboardAuditSource, intervalMs: number) {
     this.#source = source;
     this.#intervalMs = intervalMs;
+    // Once at start (the spool is small then), so the first page shows a result at once.
+    void this.#cycle();
   }
 
   /**
    * Verification runs only while a dashboard page is open: it re-reads and re-hashes the whole
    * spool (up to the retention limit), which on a busy service is a burst of a core every cycle,
-   * and nobody needs the answer when nobody looks. A page opening starts a cycle at once; the
-   * last result stays shown (with its time) after the last page closes.
+   * and nobody needs the answer when nobody looks. It runs once at start; after that, a page
+   * opening starts a cycle at once, and the last result stays shown (with its time) after the
+   * last page closes.
    */
   watch(watched: boolean): void {
     this.#watched = watched;

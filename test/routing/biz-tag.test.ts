@@ -141,7 +141,8 @@ describe('X-Biz-Tag: properties', () => {
           try {
             parseBizTag(input);
           } catch (error) {
-            assert.ok(error instanceof BizTagError, `non-BizTagError for ${String(input)}: ${String(error)}`);
+            // fc.stringify: String() itself throws for inputs such as {toString: ''}.
+            assert.ok(error instanceof BizTagError, `non-BizTagError for ${fc.stringify(input)}: ${fc.stringify(error)}`);
           }
         }
       }),
