@@ -69,6 +69,27 @@ function parseConfig({ args, quick }: SuiteContext): LoadConfig {
   };
 }
 
+/**
+ * Services still running. If the bench itself ends early (Ctrl-C, its output piped into `head`,
+ * an exception), they are killed on the way out: a benchmark must never leave two busy demo
+ * services behind on a shared machine.
+ */
+const running = new Set<ServiceProcess>();
+let exitHooked = false;
+function killOnExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  process.once('exit', () => {
+    for (const service of running) service.kill();
+  });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      for (const service of running) service.kill();
+      process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
+    });
+  }
+}
+
 class ServiceProcess {
   readonly child: ChildProcess;
   readonly url: Promise<string>;
@@ -86,6 +107,9 @@ class ServiceProcess {
     // at) would be measured as if governance cost it. The breaker still runs on every transfer.
     const args = [cli, 'demo', '--port', '0', '--accounts', String(accounts), '--no-traffic', ...(mode === 'bare' ? ['--bare'] : ['--gateway-latency', '0'])];
     this.child = spawn(process.execPath, args, { cwd: this.workDir, stdio: ['ignore', 'pipe', 'pipe'] });
+    killOnExit();
+    running.add(this);
+    this.child.once('exit', () => running.delete(this));
     let output = '';
     this.url = new Promise((resolveUrl, reject) => {
       const timer = setTimeout(() => reject(new Error(`the ${mode} service did not start in 30 s:\n${output}`)), 30_000);
@@ -106,7 +130,14 @@ class ServiceProcess {
     });
   }
 
+  /** Synchronous last resort (process exit): SIGKILL and remove the working directory. */
+  kill(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
+
   async stop(): Promise<void> {
+    running.delete(this);
     if (this.child.exitCode === null) {
       const exited = new Promise((r) => this.child.once('exit', r));
       this.child.kill('SIGTERM');

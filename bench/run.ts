@@ -5,8 +5,28 @@
 import { formatTable } from './harness.ts';
 import type { Suite } from './harness.ts';
 
-const suites: Record<string, { describe: string; load: () => Promise<Suite> }> = {
-  load: { describe: 'load curve of the reference service, governed vs bare (open loop, GC from inside); --start --step --max --hold --out', load: async () => (await import('./load.bench.ts')).default },
+/** A suite's own option: `--name <value>` when `value` names what it takes, else a bare flag. */
+interface SuiteOption {
+  readonly name: string;
+  readonly value?: string;
+  readonly describe: string;
+}
+
+const suites: Record<string, { describe: string; options?: readonly SuiteOption[]; load: () => Promise<Suite> }> = {
+  load: {
+    describe: 'load curve of the reference service, governed vs bare (open loop, GC from inside)',
+    options: [
+      { name: '--start', value: 'req/s', describe: 'first step of offered load (default 500)' },
+      { name: '--step', value: 'req/s', describe: 'added per step (default 500)' },
+      { name: '--max', value: 'req/s', describe: 'highest step offered (default 30,000)' },
+      { name: '--max-steps', value: 'n', describe: 'most steps per service (default 40)' },
+      { name: '--hold', value: 's', describe: 'seconds each step is measured (default 5)' },
+      { name: '--warmup', value: 's', describe: 'seconds each step runs before it is measured (default 1)' },
+      { name: '--accounts', value: 'n', describe: 'accounts the services seed and the mix reads (default 1,000)' },
+      { name: '--out', value: 'file.svg', describe: 'where the chart goes (default ./govmap-load-curve.svg)' },
+    ],
+    load: async () => (await import('./load.bench.ts')).default,
+  },
   map: { describe: 'GovernedMap vs plain Map at read:write 20:1, 100:1, 1:1; young GCs during 10M loads', load: async () => (await import('./map.bench.ts')).default },
   shared: {
     describe: 'SharedInt64Store in 1 and 2 workers vs plain Map, postMessage to an owner, global-spinlock and reader-counter SAB tables',
@@ -23,16 +43,59 @@ const suites: Record<string, { describe: string; load: () => Promise<Suite> }> =
   breaker: { describe: 'CircuitBreaker per-call overhead vs direct await, cockatiel and opossum; etcd snapshot propagation p50/p99', load: async () => (await import('./breaker.bench.ts')).default },
 };
 
-const args = process.argv.slice(2);
-const json = args.includes('--json');
-const name = args.find((a) => !a.startsWith('--'));
-if (name === undefined || !(name in suites)) {
-  const list = Object.entries(suites)
-    .map(([n, s]) => `  ${n.padEnd(12)} ${s.describe}`)
+const COMMON: readonly SuiteOption[] = [
+  { name: '--json', describe: 'also print the JSON line of the benchmark contract (last line of stdout)' },
+  { name: '--quick', describe: 'a few seconds, tiny sizes: proves the suite runs (CI smoke), measures nothing' },
+  { name: '--help', describe: 'this text' },
+];
+
+function optionLines(options: readonly SuiteOption[]): string {
+  return options.map((o) => `    ${`${o.name}${o.value === undefined ? '' : ` <${o.value}>`}`.padEnd(22)} ${o.describe}`).join('\n');
+}
+
+function usage(only?: string): string {
+  const names = only === undefined ? Object.keys(suites) : [only];
+  const list = names
+    .map((n) => {
+      const suite = suites[n]!;
+      return `  ${n.padEnd(12)} ${suite.describe}${suite.options === undefined ? '' : `\n${optionLines(suite.options)}`}`;
+    })
     .join('\n');
-  console.error(`${name === undefined ? 'name a suite' : `unknown suite "${name}"`}; usage: npm run bench -- <suite> [--json] [--quick]\nsuites:\n${list}`);
+  return `usage: npm run bench -- <suite> [options]   (or: govmap bench <suite> [options])\nsuites:\n${list}\noptions of every suite:\n${optionLines(COMMON)}`;
+}
+
+const args = process.argv.slice(2);
+const help = args.includes('--help') || args.includes('-h');
+const name = args.find((a) => !a.startsWith('-'));
+if (name !== undefined && !(name in suites)) {
+  console.error(`unknown suite "${name}"\n${usage()}`);
   process.exit(2);
 }
+if (help) {
+  console.log(usage(name));
+  process.exit(0);
+}
+if (name === undefined) {
+  console.error(`name a suite\n${usage()}`);
+  process.exit(2);
+}
+// Every word after the suite name must be an option it knows (and its value): a misspelt
+// `--hold` silently running the 11-minute default would waste a person's time.
+const known = [...COMMON, ...(suites[name]!.options ?? [])];
+const rest = args.slice(args.indexOf(name) + 1);
+for (let i = 0; i < rest.length; i++) {
+  const option = known.find((o) => o.name === rest[i]);
+  if (option === undefined) {
+    console.error(`bench ${name}: unknown option "${rest[i]}"\n${usage(name)}`);
+    process.exit(2);
+  }
+  if (option.value !== undefined && (i + 1 >= rest.length || rest[i + 1]!.startsWith('--'))) {
+    console.error(`bench ${name}: ${option.name} needs a value <${option.value}>`);
+    process.exit(2);
+  }
+  if (option.value !== undefined) i++;
+}
+const json = args.includes('--json');
 const suite = await suites[name]!.load();
 const report = await suite({
   args: args.filter((a) => a !== name),
