@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
+import { currentBizContext } from '../src/routing/index.ts';
+
 /** A refusal the client caused: 4xx with a stable code and a reason a person can act on. */
 export class HttpError extends Error {
   readonly status: number;
@@ -15,13 +17,22 @@ export class HttpError extends Error {
 /** Bodies of this service are a few fields; anything bigger is a mistake or an attack. */
 export const MAX_BODY_BYTES = 4096;
 
+/**
+ * Every JSON answer names the route that served it (`x-govmap-route`, from the request's
+ * BizContext; none outside a tagged request, as in the bare baseline). It is written here, in
+ * the one writeHead, rather than by the X-Biz-Tag middleware's setHeader (exposeRoute: false in
+ * routing.ts): a header set with setHeader sends Node down its slower header path.
+ */
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-  });
+  const route = currentBizContext()?.decision.route.id;
+  const length = Buffer.byteLength(text);
+  res.writeHead(
+    status,
+    route === undefined
+      ? { 'content-type': 'application/json; charset=utf-8', 'content-length': length, 'cache-control': 'no-store' }
+      : { 'content-type': 'application/json; charset=utf-8', 'content-length': length, 'cache-control': 'no-store', 'x-govmap-route': route },
+  );
   res.end(text);
 }
 

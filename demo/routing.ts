@@ -4,7 +4,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BreakerGroup } from '../src/breaker/index.ts';
-import { FileRouteTableSource, Router as RouteRouter, RoutingMetrics, breakerGuards, createBizTagMiddleware, currentBizTag, sendRouteOutcome } from '../src/routing/index.ts';
+import { FileRouteTableSource, Router as RouteRouter, RoutingMetrics, breakerGuards, createBizTagMiddleware, currentBizContext, currentBizTag, sendRouteOutcome } from '../src/routing/index.ts';
 import type { AsyncJob, RoutedJob } from '../src/routing/index.ts';
 import type { SwitchBoard } from '../src/switches/index.ts';
 import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
@@ -161,7 +161,8 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
   if (source !== null) await source.start();
   await restoreSpill(router, options.spillFile);
 
-  context.router.use(createBizTagMiddleware({ router, switches }));
+  // exposeRoute off: sendJson writes x-govmap-route in its own writeHead (see demo/http.ts).
+  context.router.use(createBizTagMiddleware({ router, switches, exposeRoute: false }));
   context.onClose(async () => {
     source?.close();
     const { processed, remaining } = await router.close({ deadlineMs: options.drainMs ?? 5000 });
@@ -192,7 +193,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
       tagRejections: Object.fromEntries(router.tagRejections),
       feed: source === null ? { kind: 'built-in' } : { kind: 'file', ...source.status() },
       targets: targets.toJSON(),
-      yourRequest: { tag: currentBizTag()?.toRecord() ?? null, route: res.getHeader('x-govmap-route') ?? null },
+      yourRequest: { tag: currentBizTag()?.toRecord() ?? null, route: currentBizContext()?.decision.route.id ?? null },
     });
   });
 

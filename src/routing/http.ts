@@ -13,7 +13,13 @@ export interface BizTagMiddlewareOptions {
   readonly router: Router;
   /** Pin this board's snapshot for the request, with the tag's pairs as targeting context. */
   readonly switches?: SwitchBoard;
-  /** Sets `x-govmap-route: <route id>` on every response. Default true. */
+  /**
+   * Sets `x-govmap-route: <route id>` on every response (with `res.setHeader`). Default true.
+   * A service that writes its own headers in one `writeHead(status, {...})` may turn it off and
+   * add the header there (`currentBizContext()?.decision.route.id`): once any header is set with
+   * `setHeader`, Node merges and lowercases the `writeHead` headers into a dictionary-mode object
+   * (measured on the reference service: ~1.4 KB more allocation per response).
+   */
   readonly exposeRoute?: boolean;
 }
 
@@ -147,9 +153,12 @@ const RESOLVED: Promise<void> = Promise.resolve();
  * Writes a RouteOutcome: `live` and `cache` through `writeLive` (a cached answer is marked with
  * `x-govmap-degraded: cache` and an `age` header), `mock` as configured, `queued` as 202 with
  * the job token, `unavailable` as 503 with Retry-After. Every degraded answer carries
- * `x-govmap-degraded: <kind>; reason=<why>` so a client and a log can tell it from a live one.
+ * `x-govmap-degraded: <kind>; reason=<why>` so a client and a log can tell it from a live one,
+ * and `x-govmap-route: <route id>` naming the route that degraded (even with the middleware's
+ * `exposeRoute` off: a degraded answer is rare and must say whose it is).
  */
 export function sendRouteOutcome<T>(res: ServerResponse, outcome: RouteOutcome<T>, writeLive: (value: T) => void, options: { readonly statusPath?: (token: string) => string } = {}): void {
+  if (outcome.kind !== 'live' && !res.hasHeader('x-govmap-route')) res.setHeader('x-govmap-route', outcome.route.id);
   switch (outcome.kind) {
     case 'live':
       writeLive(outcome.value);
