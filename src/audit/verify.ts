@@ -107,8 +107,17 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
     if (found.length < MAX_PROBLEMS * 4) found.push({ p, fileIndex, sortOffset, kind, ...extra });
   };
   let endOfLog: { file: string; line: number; offset: number; fileIndex: number } = { file: path, line: 0, offset: 0, fileIndex: 0 };
+  // Declared before the first return: finish() reads them (an empty or missing path returns early).
+  let records = 0;
+  let sealCount = 0;
+  let firstSeq: number | null = null;
+  let lastSeq: number | null = null;
+  let lastEventOp: string | null = null;
+  let unsealedRecords = 0;
+  const gaps: (AuditGap & { file: string; line: number })[] = [];
   if (segments.length === 0) {
-    add(0, 0, { file: path, line: 0, offset: 0, seq: null, problem: 'no audit segments (audit-NNNNNN.jsonl) here' });
+    const why = !existsSync(path) ? 'no such file or directory' : 'no audit segments (audit-NNNNNN.jsonl) here';
+    add(0, 0, { file: path, line: 0, offset: 0, seq: null, problem: why });
     return finish();
   }
 
@@ -116,14 +125,7 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   let resync = segments[0]!.segment !== 1;
   if (resync) notes.push(`the log starts at segment ${segments[0]!.segment}: earlier segments are absent (retention?); the chain is checked from there`);
   let expectedSeal = 0;
-  let records = 0;
-  let sealCount = 0;
-  let firstSeq: number | null = null;
-  let lastSeq: number | null = null;
-  let lastEventOp: string | null = null;
-  let unsealedRecords = 0;
   const lastInStream = { r: { seq: 0, file: '', line: 0, offset: 0, fileIndex: 0 }, w: { seq: 0, file: '', line: 0, offset: 0, fileIndex: 0 } };
-  const gaps: (AuditGap & { file: string; line: number })[] = [];
   const sealsByNumber = new Map<number, { segment: number; hash: string }>();
 
   // Seq accounting: everything <= watermark is present or excused; `pending` holds seqs seen
@@ -455,7 +457,7 @@ export function formatVerifyReport(report: VerifyReport): string {
   if (report.gaps.length > 0) {
     out.push(`gaps (named losses, not tampering): ${report.gaps.map((g) => `${g.from}..${g.to} ${g.cause} (${g.file}:${g.line})`).join('; ')}`);
   }
-  out.push(report.closed ? 'the recorder stopped cleanly (AUDIT_STOPPED)' : 'the log is open: the recorder is running, or ended without AUDIT_STOPPED');
+  if (report.records > 0) out.push(report.closed ? 'the recorder stopped cleanly (AUDIT_STOPPED)' : 'the log is open: the recorder is running, or ended without AUDIT_STOPPED');
   for (const note of report.notes) out.push(`note: ${note}`);
   return out.join('\n');
 }

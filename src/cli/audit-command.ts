@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { Option } from 'commander';
 import type { Command, CommanderError } from 'commander';
 
@@ -55,6 +56,13 @@ async function verifyCommand(path: string, options: VerifyOptions): Promise<void
     if (options.keyEnv !== undefined) key = loadKey({ env: options.keyEnv });
   } catch (error) {
     console.error(`govmap audit verify: ${(error as Error).message}`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
+  // A path that is not there is a usage error (exit 2), not a tampered log (exit 1): a script
+  // that alerts on exit 1 must not page anyone over a typo.
+  if (!existsSync(path)) {
+    console.error(`govmap audit verify: no such file or directory: ${path} (give a spool directory, e.g. ./.govmap/audit, or one audit-NNNNNN.jsonl segment)`);
     process.exitCode = EXIT_USAGE;
     return;
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -81,6 +81,21 @@ describe('govmap audit verify', () => {
     assert.equal(missingKey.code, 2);
     assert.match(missingKey.stderr, /cannot read the key file/);
     assert.equal((await run(['audit', 'verify'])).code, 2);
+  });
+
+  test('a path that is not there is a usage error (exit 2), an empty directory a failed check (exit 1)', async (t) => {
+    const dir = tempSpool(t);
+    const missing = await run(['audit', 'verify', join(dir, 'no-such-spool')]);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(missing.stderr, /no such file or directory: .*no-such-spool/);
+    assert.equal(missing.stdout, '');
+    mkdirSync(join(dir, 'empty'));
+    const empty = await run(['audit', 'verify', join(dir, 'empty')]);
+    assert.equal(empty.code, 1);
+    assert.match(empty.stdout, /no audit segments/);
+    assert.doesNotMatch(empty.stdout, /recorder is running/);
+    const report = JSON.parse((await run(['audit', 'verify', join(dir, 'empty'), '--json'])).stdout) as { ok: boolean; records: number };
+    assert.deepEqual([report.ok, report.records], [false, 0]);
   });
 });
 
