@@ -89,7 +89,7 @@ describe('govmap audit verify', () => {
     assert.equal(missing.code, 2, missing.stderr);
     assert.match(missing.stderr, /no such file or directory: .*no-such-spool/);
     assert.equal(missing.stdout, '');
-    mkdirSync(join(dir, 'empty'));
+    mkdirSync(join(dir, 'empty'), { recursive: true });
     const empty = await run(['audit', 'verify', join(dir, 'empty')]);
     assert.equal(empty.code, 1);
     assert.match(empty.stdout, /no audit segments/);
