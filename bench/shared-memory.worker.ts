@@ -6,6 +6,7 @@
  * postMessage lookups from its Map (the pattern the shared map replaces).
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
 import { SharedInt64Store } from '../src/stores/index.ts';
 import type { SharedMapHandle } from '../src/stores/index.ts';
 import { BaselineTable } from './shared-memory-baselines.ts';
@@ -35,6 +36,17 @@ export interface ReadCostRequest {
   /** The first `keys` keys: 1,000 (cache-resident) or all of them. */
   readonly keys: number;
   readonly ops: number;
+}
+
+/**
+ * The owner pattern asked from a worker (as a pool's worker would ask): `reads` lookups over
+ * `port` (a MessageChannel to the owner), one in flight, each awaited before the next, with one
+ * persistent listener. The reply is the mean round trip, ns.
+ */
+export interface RoundTripRequest {
+  readonly kind: 'round-trips';
+  readonly port: MessagePort;
+  readonly reads: number;
 }
 
 export interface RunReply {
@@ -67,6 +79,7 @@ interface Data {
 }
 
 const data = workerData as Data;
+const collectGarbage = (globalThis as { gc?: () => void }).gc;
 const keys = Array.from({ length: data.keys }, (_, i) => `acct-${String(i).padStart(6, '0')}`);
 const values = Array.from({ length: 1024 }, (_, i) => BigInt(1_000_000 + i));
 const uniformOrder = data.order;
@@ -76,7 +89,15 @@ for (let i = 0; i < keys.length; i++) map.set(keys[i]!, values[i & 1023]!);
 
 if (data.role === 'owner') {
   // The owner pattern: the map lives in one thread; everyone else asks it.
-  parentPort!.on('message', (key: string) => parentPort!.postMessage(map.get(key)));
+  parentPort!.on('message', (request: string | { port: MessagePort }) => {
+    if (typeof request === 'string') {
+      parentPort!.postMessage(map.get(request));
+      return;
+    }
+    // A channel from a worker that asks directly (no hop through the main thread).
+    const port = request.port;
+    port.on('message', (key: string) => port.postMessage(map.get(key)));
+  });
   parentPort!.postMessage('ready');
 } else {
   // The store as a service would attach it (read cache on, default size), and a second
@@ -196,12 +217,39 @@ if (data.role === 'owner') {
     }
   };
 
-  parentPort!.on('message', (request: RunRequest | ReadCostRequest) => {
+  const roundTrips = async (request: RoundTripRequest): Promise<number> => {
+    const port = request.port;
+    let pending: ((value: unknown) => void) | null = null;
+    port.on('message', (value: unknown) => {
+      const resolve = pending;
+      pending = null;
+      resolve?.(value);
+    });
+    const ask = (key: string): Promise<unknown> =>
+      new Promise((resolve) => {
+        pending = resolve;
+        port.postMessage(key);
+      });
+    for (let i = 0; i < 1000; i++) sink = (await ask(keys[uniformOrder[i]!]!)) as bigint | undefined;
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < request.reads; i++) sink = (await ask(keys[uniformOrder[i & orderMask]!]!)) as bigint | undefined;
+    const ns = Number(process.hrtime.bigint() - start) / request.reads;
+    port.close();
+    return ns;
+  };
+
+  parentPort!.on('message', (request: RunRequest | ReadCostRequest | RoundTripRequest) => {
     if ('kind' in request) {
-      parentPort!.postMessage(readCost(request));
+      if (request.kind === 'round-trips') void roundTrips(request).then((ns) => parentPort!.postMessage(ns));
+      else parentPort!.postMessage(readCost(request));
       return;
     }
     run(request, Math.min(request.ops, 200_000)); // warm-up: let the JIT settle first
+    // A full collection before every timed run (when --expose-gc is on, as `npm run bench` runs
+    // it): every contender starts from a settled heap. Without it the plain Map's time per
+    // operation moved 2-3x with whatever collections the runner had happened to do before
+    // (65-255 ns at 20:1 in one runner; docs/shared-memory.md, "Baselines").
+    collectGarbage?.();
     const released = barrier(request.parties);
     const cpu = process.threadCpuUsage();
     const start = process.hrtime.bigint();
