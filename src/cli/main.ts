@@ -29,7 +29,7 @@ function rateOption(name: string): (raw: string) => number {
 const program = new Command()
   .name('govmap')
   .description('Governed concurrent maps for financial-grade Node.js services')
-  .showHelpAfterError()
+  .showHelpAfterError('(add --help for usage)')
   .configureOutput({ outputError: (text, write) => write(text) });
 
 program
