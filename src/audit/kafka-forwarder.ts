@@ -2,9 +2,11 @@ import { existsSync, statSync } from 'node:fs';
 import { open, readFile, rename, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Producer } from '@platformatic/kafka';
+import { Worker } from 'node:worker_threads';
 import { AuditConfigurationError, KafkaSendTimeoutError } from './errors.ts';
 import type { AuditRecorder } from './recorder.ts';
+import { LANE_INDEX_FIELDS } from './kafka-lane-protocol.ts';
+import type { ProducerLaneData, ProducerLaneReply, ProducerLaneRequest } from './kafka-lane-protocol.ts';
 import { listSegments, segmentName } from './spool.ts';
 
 /**
@@ -44,6 +46,14 @@ export interface KafkaForwarderOptions {
    * send refused as too large is retried with half the bytes, down to a single record.
    */
   readonly batchBytes?: number;
+  /**
+   * Producer threads ("lanes"). Default 2. Each runs its own idempotent producer in a worker
+   * thread and owns the partitions `p` with `p % lanes === lane`, so a key (hence a partition)
+   * is always written by one producer, in spool order. Capped by the topic's partition count: a
+   * one-partition topic gets one lane. The Kafka client's work (record building, compression,
+   * its garbage) runs on these threads, not on the service's event loop.
+   */
+  readonly producers?: number;
   /** How often an idle forwarder looks for new records, ms. Default 20. */
   readonly pollIntervalMs?: number;
   /** First retry delay after a failed send, doubling up to `maxBackoffMs`. Default 250. */
@@ -90,7 +100,6 @@ interface Checkpoint {
 }
 
 export const DEDUP_HEADER = 'govmap-dedup';
-const DEDUP_HEADER_BYTES = Buffer.from(DEDUP_HEADER);
 const SEAL_OR_HEADER = Buffer.from('{"v":1,"type":');
 
 /** A SEAL or SEGMENT line (not a record): compared in place, no subarray per line. */
@@ -107,8 +116,19 @@ const ACTOR = Buffer.from(',"actor":');
 /** Largest read of the spool per send, bytes. */
 const READ_CHUNK = 16 << 20;
 
+/** One lane's part of a batch: its records' key and value bytes, and where each one lies. */
+interface LanePart {
+  readonly data: Uint8Array;
+  /** LANE_INDEX_FIELDS numbers per record (see kafka-lane-protocol.ts). */
+  readonly index: Uint32Array;
+  readonly count: number;
+}
+
 interface Batch {
-  readonly messages: Array<{ topic: string; key: Buffer; value: Buffer; headers?: Map<Buffer, Buffer> }>;
+  /** Records to send, all lanes together. */
+  readonly records: number;
+  /** Per lane (index = lane), undefined where a lane has none of this batch. */
+  readonly parts: ReadonlyArray<LanePart | undefined>;
   readonly end: Checkpoint;
   /** The cursor moved (a seal, a segment change) without records to send. */
   readonly moved: boolean;
@@ -130,12 +150,14 @@ interface Batch {
  */
 export class KafkaForwarder {
   readonly topic: string;
-  readonly #o: Required<Pick<KafkaForwarderOptions, 'dir' | 'brokers' | 'clientId' | 'sendTimeoutMs' | 'compression' | 'batchRecords' | 'maxInFlight' | 'batchBytes' | 'pollIntervalMs' | 'backoffMs' | 'maxBackoffMs'>>;
+  readonly #o: Required<Pick<KafkaForwarderOptions, 'dir' | 'brokers' | 'clientId' | 'sendTimeoutMs' | 'compression' | 'batchRecords' | 'maxInFlight' | 'batchBytes' | 'producers' | 'pollIntervalMs' | 'backoffMs' | 'maxBackoffMs'>>;
   readonly #recorder: AuditRecorder | undefined;
   readonly #checkpointPath: string;
   readonly #dedupHeader: boolean;
-  #producerClass: typeof Producer | undefined;
-  #producer: Producer | undefined;
+  /** Producer lanes, started when first needed (index = lane). */
+  readonly #lanes: ProducerLane[] = [];
+  /** The topic's partition count, asked of lane 0; undefined until known and after a failure. */
+  #partitions: number | undefined;
   #cursor: Checkpoint = { segment: 0, offset: 0, seq: 0 };
   #handle: { segment: number; fh: FileHandle } | undefined;
   #running: Promise<void> | undefined;
@@ -173,6 +195,7 @@ export class KafkaForwarder {
       compression,
       batchRecords: Math.floor(positive('batchRecords', options.batchRecords, 20_000)),
       maxInFlight: Math.floor(positive('maxInFlight', options.maxInFlight, 3)),
+      producers: Math.min(64, Math.floor(positive('producers', options.producers, 2))),
       batchBytes: Math.floor(positive('batchBytes', options.batchBytes, compression === 'none' ? 512 << 10 : 8 << 20)),
       pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs, 20),
       backoffMs: positive('backoffMs', options.backoffMs, 250),
@@ -184,11 +207,13 @@ export class KafkaForwarder {
     this.#checkpointPath = join(options.dir, `kafka-${topic}.checkpoint`);
   }
 
-  /** Loads the client and the checkpoint, and starts forwarding in the background. */
+  /**
+   * Starts the producer lanes (each loads the client in its thread), loads the checkpoint, and
+   * starts forwarding in the background. Needs no broker: the first send connects.
+   */
   async start(): Promise<void> {
-    const kafka = await import('@platformatic/kafka');
-    this.#producerClass = kafka.Producer;
     this.#cursor = await this.#readCheckpoint();
+    await Promise.all(Array.from({ length: this.#o.producers }, (_, lane) => this.#lane(lane).ready()));
     this.#running = this.#run();
   }
 
@@ -199,7 +224,7 @@ export class KafkaForwarder {
     await this.#running;
     await this.#handle?.fh.close();
     this.#handle = undefined;
-    await this.#discardProducer();
+    await Promise.all(this.#lanes.splice(0).map((lane) => lane.close()));
   }
 
   /**
@@ -251,6 +276,20 @@ export class KafkaForwarder {
     /** Where the next batch to read starts: the end of the last one in flight, or the cursor. */
     const readFrom = (): Checkpoint => inFlight.at(-1)?.batch.end ?? this.#cursor;
     while (!this.#stopping) {
+      // The partition count decides which lane sends which record; asked again after a failure.
+      if (this.#partitions === undefined && inFlight.length === 0) {
+        try {
+          this.#partitions = await this.#lane(0).partitions();
+        } catch (error) {
+          this.#errors++;
+          if (error instanceof KafkaSendTimeoutError) this.#timeouts++;
+          this.#failed(error, error instanceof KafkaSendTimeoutError ? 'KAFKA_SEND_TIMEOUT' : 'KAFKA_SEND_FAILED');
+          await this.#discardProducers();
+          await this.#sleep(backoff);
+          backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
+          continue;
+        }
+      }
       // Fill the pipeline.
       let caughtUp = false;
       while (inFlight.length < this.#o.maxInFlight && !this.#stopping) {
@@ -263,13 +302,13 @@ export class KafkaForwarder {
           await this.#sleep(backoff);
           break;
         }
-        if (batch.messages.length === 0 && !batch.moved) {
+        if (batch.records === 0 && !batch.moved) {
           caughtUp = true;
           break;
         }
         // A batch that only moves the cursor (past seals, into the next segment) rides the
         // pipeline too, so the cursor still moves in order.
-        const sending = batch.messages.length === 0 ? Promise.resolve() : this.#send(batch.messages);
+        const sending = batch.records === 0 ? Promise.resolve() : this.#send(batch);
         sending.catch(() => undefined);
         inFlight.push({ batch, sending });
       }
@@ -289,12 +328,12 @@ export class KafkaForwarder {
         this.#failed(error, error instanceof KafkaSendTimeoutError ? 'KAFKA_SEND_TIMEOUT' : 'KAFKA_SEND_FAILED');
         // A producer that failed may hold a stale idempotence state (or a hung connection):
         // start over with a new one, from the last acknowledged record.
-        await this.#discardProducer();
+        await this.#discardProducers();
         await this.#sleep(backoff);
         backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
         continue;
       }
-      const messages = oldest.batch.messages.length;
+      const messages = oldest.batch.records;
       this.#cursor = oldest.batch.end;
       if (messages > 0) {
         backoff = this.#o.backoffMs;
@@ -312,57 +351,50 @@ export class KafkaForwarder {
         break;
       }
       this.#cursor = f.batch.end;
-      this.#sent += f.batch.messages.length;
+      this.#sent += f.batch.records;
     }
     await this.#writeCheckpoint();
   }
 
-  async #send(messages: Batch['messages']): Promise<void> {
-    const producer = this.#getProducer();
-    let timer: NodeJS.Timeout | undefined;
-    const sending = producer.send({ messages });
-    // The deadline wins the race; the losing send is left to fail on its own, unobserved.
-    sending.catch(() => undefined);
-    try {
-      await Promise.race([
-        sending,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new KafkaSendTimeoutError(this.topic, messages.length, this.#o.sendTimeoutMs)), this.#o.sendTimeoutMs);
+  /**
+   * Hands each lane its part of the batch (in spool order: lanes start requests in arrival
+   * order) and settles once every part has settled: ok if all were acknowledged, else the first
+   * failure. Settling all parts first means that when the forwarder recovers from a failure, no
+   * part of a dropped batch is still being sent by a lane.
+   */
+  async #send(batch: Batch): Promise<void> {
+    const sends: Array<Promise<unknown>> = [];
+    for (let lane = 0; lane < batch.parts.length; lane++) {
+      const part = batch.parts[lane];
+      if (part !== undefined) sends.push(this.#lane(lane).send(part));
+    }
+    const settled = await Promise.allSettled(sends);
+    for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  }
+
+  #lane(lane: number): ProducerLane {
+    while (this.#lanes.length <= lane) {
+      this.#lanes.push(
+        new ProducerLane(this.#lanes.length, {
+          brokers: this.#o.brokers,
+          clientId: this.#o.clientId,
+          topic: this.topic,
+          sendTimeoutMs: this.#o.sendTimeoutMs,
+          compression: this.#o.compression,
+          dedupHeader: this.#dedupHeader,
         }),
-      ]);
-    } finally {
-      clearTimeout(timer);
+      );
     }
+    return this.#lanes[lane]!;
   }
 
-  #getProducer(): Producer {
-    if (this.#producer === undefined) {
-      const ProducerClass = this.#producerClass!;
-      this.#producer = new ProducerClass({
-        clientId: this.#o.clientId,
-        bootstrapBrokers: [...this.#o.brokers],
-        idempotent: true,
-        acks: -1,
-        // Bounded: with idempotence the client otherwise retries forever.
-        retries: 3,
-        retryDelay: 250,
-        timeout: Math.min(this.#o.sendTimeoutMs, 5000),
-        compression: this.#o.compression,
-        connectTimeout: Math.min(this.#o.sendTimeoutMs, 3000),
-        autocreateTopics: true,
-      });
-      this.#producer.on('error', () => undefined);
-    }
-    return this.#producer;
-  }
-
-  async #discardProducer(): Promise<void> {
-    const producer = this.#producer;
-    this.#producer = undefined;
-    if (producer === undefined) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([producer.close(true).catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))]);
-    clearTimeout(timer);
+  /**
+   * After a failure: every lane drops its producer (which may hold a stale idempotence state or
+   * a hung connection); the next sends start new ones. The partition count is asked again.
+   */
+  async #discardProducers(): Promise<void> {
+    this.#partitions = undefined;
+    await Promise.all(this.#lanes.map((lane) => lane.discard()));
   }
 
   #failed(error: unknown, reason: string): void {
@@ -394,22 +426,23 @@ export class KafkaForwarder {
   // ------------------------------------------------------------------ spool reading
 
   async #readBatch(cursor: Checkpoint): Promise<Batch> {
+    const none: Batch['parts'] = [];
     if (cursor.segment === 0) {
       const first = listSegments(this.#o.dir)[0];
-      if (first === undefined) return { messages: [], end: cursor, moved: false };
-      return { messages: [], end: { segment: first.segment, offset: 0, seq: cursor.seq }, moved: true };
+      if (first === undefined) return { records: 0, parts: none, end: cursor, moved: false };
+      return { records: 0, parts: none, end: { segment: first.segment, offset: 0, seq: cursor.seq }, moved: true };
     }
     const fh = await this.#file(cursor.segment);
-    if (fh === null) return { messages: [], end: cursor, moved: false };
+    if (fh === null) return { records: 0, parts: none, end: cursor, moved: false };
     const size = Math.min(READ_CHUNK, this.#batchBytes + (64 << 10));
     const chunk = Buffer.allocUnsafe(size);
     const { bytesRead } = await fh.read(chunk, 0, size, cursor.offset);
-    const messages: Batch['messages'] = [];
+    const lines = new LaneSplitter(this.#partitions ?? 1, Math.min(this.#o.producers, this.#partitions ?? 1));
     let at = 0;
     let seq = cursor.seq;
     let end = cursor.offset;
     let bytes = 0;
-    while (messages.length < this.#o.batchRecords && (bytes < this.#batchBytes || messages.length === 0)) {
+    while (lines.records < this.#o.batchRecords && (bytes < this.#batchBytes || lines.records === 0)) {
       const nl = chunk.indexOf(10, at);
       if (nl === -1 || nl >= bytesRead) break;
       const line = chunk.subarray(at, nl);
@@ -419,37 +452,19 @@ export class KafkaForwarder {
       if (meta && line.includes(FINAL)) {
         // The segment is complete (nothing is appended after its final seal): move on, but only
         // once the records before it are acknowledged, so stop just before it if some are pending.
-        if (messages.length > 0) return { messages, end: { segment: cursor.segment, offset: lineStart, seq }, moved: true };
-        return { messages, end: { segment: cursor.segment + 1, offset: 0, seq }, moved: true };
+        if (lines.records > 0) return { records: lines.records, parts: lines.parts(), end: { segment: cursor.segment, offset: lineStart, seq }, moved: true };
+        return { records: 0, parts: none, end: { segment: cursor.segment + 1, offset: 0, seq }, moved: true };
       }
       end = cursor.offset + at;
       if (meta) continue;
       const lineSeq = seqOf(line);
-      const message = lineSeq === 0 ? null : this.#message(line, lineSeq);
-      if (message === null) continue; // damaged (a torn line after a crash): verify reports it
-      messages.push(message);
+      const key = lineSeq === 0 ? null : keyOf(line);
+      if (key === null) continue; // damaged (a torn line after a crash): verify reports it
+      lines.add(key, line);
       bytes += line.length + 64;
       if (lineSeq > seq) seq = lineSeq;
     }
-    return { messages, end: { segment: cursor.segment, offset: end, seq }, moved: end !== cursor.offset };
-  }
-
-  /** The message of a record line with seq `seq`; null for a damaged line (no actor). */
-  #message(line: Buffer, seq: number): Batch['messages'][number] | null {
-    // The actor closes every record (only origin and the optional fields follow): look for it
-    // from the end. `,"actor":` cannot occur inside a JSON string (its quotes would be escaped).
-    const actorAt = line.lastIndexOf(ACTOR);
-    if (actorAt < 0 || line[actorAt + ACTOR.length] !== 34) return null;
-    const resource = jsonStringAt(line, line.indexOf(RESOURCE) + RESOURCE.length);
-    const key = resource ?? jsonStringAt(line, line.indexOf(MAP) + MAP.length) ?? jsonStringAt(line, actorAt + ACTOR.length);
-    if (key === null) return null;
-    const message: Batch['messages'][number] = { topic: this.topic, key, value: line };
-    if (this.#dedupHeader) {
-      const actor = jsonStringAt(line, actorAt + ACTOR.length);
-      if (actor === null) return null;
-      message.headers = new Map([[DEDUP_HEADER_BYTES, Buffer.from(`${actor.toString('utf8')}:${seq}`)]]);
-    }
-    return message;
+    return { records: lines.records, parts: lines.parts(), end: { segment: cursor.segment, offset: end, seq }, moved: end !== cursor.offset };
   }
 
   async #file(segment: number): Promise<FileHandle | null> {
@@ -509,6 +524,163 @@ export class KafkaForwarder {
   }
 }
 
+/**
+ * The Kafka key of a record line: its resource_id, or its map, or its actor (lifecycle records
+ * without either); null for a damaged line (no actor).
+ */
+function keyOf(line: Buffer): Buffer | null {
+  // The actor closes every record (only origin and the optional fields follow): look for it
+  // from the end. `,"actor":` cannot occur inside a JSON string (its quotes would be escaped).
+  const actorAt = line.lastIndexOf(ACTOR);
+  if (actorAt < 0 || line[actorAt + ACTOR.length] !== 34) return null;
+  const resource = jsonStringAt(line, line.indexOf(RESOURCE) + RESOURCE.length);
+  return resource ?? jsonStringAt(line, line.indexOf(MAP) + MAP.length) ?? jsonStringAt(line, actorAt + ACTOR.length);
+}
+
+/**
+ * Splits a batch's records between the lanes by partition: partition = murmur2(key) modulo the
+ * partition count (the client's default partitioner, computed here once), lane = partition
+ * modulo the lanes. Each lane's records are copied into one buffer (transferred to its thread,
+ * not copied again), in spool order.
+ */
+class LaneSplitter {
+  readonly #partitions: number;
+  readonly #keys: Buffer[][] = [];
+  readonly #lines: Buffer[][] = [];
+  readonly #partition: number[][] = [];
+  records = 0;
+
+  constructor(partitions: number, lanes: number) {
+    this.#partitions = partitions;
+    for (let i = 0; i < lanes; i++) {
+      this.#keys.push([]);
+      this.#lines.push([]);
+      this.#partition.push([]);
+    }
+  }
+
+  add(key: Buffer, line: Buffer): void {
+    const partition = murmur2Partition(key) % this.#partitions;
+    const lane = partition % this.#keys.length;
+    this.#keys[lane]!.push(key);
+    this.#lines[lane]!.push(line);
+    this.#partition[lane]!.push(partition);
+    this.records++;
+  }
+
+  parts(): Array<LanePart | undefined> {
+    const parts: Array<LanePart | undefined> = [];
+    for (let lane = 0; lane < this.#keys.length; lane++) {
+      const keys = this.#keys[lane]!;
+      const lines = this.#lines[lane]!;
+      const partitions = this.#partition[lane]!;
+      const count = keys.length;
+      if (count === 0) {
+        parts.push(undefined);
+        continue;
+      }
+      let size = 0;
+      for (let r = 0; r < count; r++) size += keys[r]!.length + lines[r]!.length;
+      const data = new Uint8Array(size);
+      const index = new Uint32Array(count * LANE_INDEX_FIELDS);
+      let at = 0;
+      for (let r = 0, i = 0; r < count; r++, i += LANE_INDEX_FIELDS) {
+        const key = keys[r]!;
+        const line = lines[r]!;
+        data.set(key, at);
+        index[i] = at;
+        index[i + 1] = at += key.length;
+        data.set(line, at);
+        index[i + 2] = at;
+        index[i + 3] = at += line.length;
+        index[i + 4] = partitions[r]!;
+      }
+      parts.push({ data, index, count });
+    }
+    return parts;
+  }
+}
+
+/**
+ * A producer lane: a worker thread (kafka-producer-worker.ts) with its own idempotent producer.
+ * Requests are answered in the order the lane settles them, matched by id. A lane whose thread
+ * dies fails its pending requests and is started again by the next request.
+ */
+class ProducerLane {
+  readonly #lane: number;
+  readonly #data: ProducerLaneData;
+  #worker: Worker | undefined;
+  readonly #pending = new Map<number, { resolve: (reply: Extract<ProducerLaneReply, { type: 'ok' }>) => void; reject: (error: unknown) => void; records: number }>();
+  #nextId = 1;
+
+  constructor(lane: number, data: ProducerLaneData) {
+    this.#lane = lane;
+    this.#data = data;
+  }
+
+  send(part: LanePart): Promise<unknown> {
+    return this.#request({ type: 'send', id: 0, data: part.data, index: part.index, count: part.count }, part.count, [part.data.buffer as ArrayBuffer, part.index.buffer as ArrayBuffer]);
+  }
+
+  async partitions(): Promise<number> {
+    const reply = await this.#request({ type: 'partitions', id: 0 }, 0);
+    if (!(Number.isSafeInteger(reply.count) && reply.count! > 0)) throw new Error(`Kafka reported ${String(reply.count)} partitions for topic "${this.#data.topic}"`);
+    return reply.count!;
+  }
+
+  /** Starts the thread if needed; resolves once it has loaded the client and answers. */
+  async ready(): Promise<void> {
+    await this.#request({ type: 'discard', id: 0 }, 0);
+  }
+
+  async discard(): Promise<void> {
+    if (this.#worker === undefined) return;
+    await this.#request({ type: 'discard', id: 0 }, 0).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    if (worker === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#request({ type: 'close', id: 0 }, 0).catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 3000)))]);
+    clearTimeout(timer);
+    this.#worker = undefined;
+    await worker.terminate();
+  }
+
+  #request(request: ProducerLaneRequest, records: number, transfer: ArrayBuffer[] = []): Promise<Extract<ProducerLaneReply, { type: 'ok' }>> {
+    const worker = this.#worker ?? this.#start();
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, records });
+      worker.postMessage({ ...request, id }, transfer);
+    });
+  }
+
+  #start(): Worker {
+    const url = new URL(import.meta.url.endsWith('.ts') ? './kafka-producer-worker.ts' : './kafka-producer-worker.js', import.meta.url);
+    const worker = new Worker(url, { workerData: this.#data, name: `govmap-audit-kafka-${this.#lane}` });
+    const died = (error: Error): void => {
+      if (this.#worker !== worker) return;
+      this.#worker = undefined;
+      for (const p of this.#pending.values()) p.reject(error);
+      this.#pending.clear();
+    };
+    worker.on('message', (reply: ProducerLaneReply) => {
+      const pending = this.#pending.get(reply.id);
+      if (pending === undefined) return;
+      this.#pending.delete(reply.id);
+      if (reply.type === 'ok') pending.resolve(reply);
+      else if (reply.timeout) pending.reject(new KafkaSendTimeoutError(this.#data.topic, pending.records, this.#data.sendTimeoutMs));
+      else pending.reject(Object.assign(new Error(reply.message), reply.tooLarge ? { apiId: 'MESSAGE_TOO_LARGE' } : {}));
+    });
+    worker.on('error', died);
+    worker.on('exit', (code) => died(new Error(`audit forwarder: producer lane ${this.#lane} exited with code ${code}`)));
+    this.#worker = worker;
+    return worker;
+  }
+}
+
 /** The broker refused a record batch as larger than its `message.max.bytes`. */
 function tooLarge(error: unknown): boolean {
   const seen = new Set<unknown>();
@@ -520,6 +692,38 @@ function tooLarge(error: unknown): boolean {
     return Array.isArray(x.errors) && x.errors.some(walk);
   };
   return walk(error);
+}
+
+/**
+ * Kafka's murmur2 of `key` (the Java client's `Utils.murmur2`), as an unsigned 32-bit number:
+ * exactly what @platformatic/kafka's `defaultPartitioner` returns (`murmur2(key) >>> 0`, before
+ * the client takes it modulo the partition count), so a key keeps the partition earlier
+ * versions of this forwarder gave it (per-key order across an upgrade). int32 arithmetic:
+ * `Math.imul` is the Java `int` multiplication.
+ */
+export function murmur2Partition(key: Uint8Array): number {
+  const m = 0x5bd1e995;
+  const length = key.length;
+  let h = 0x9747b28c ^ length;
+  const blocks = length & ~3;
+  for (let i = 0; i < blocks; i += 4) {
+    let k = key[i]! | (key[i + 1]! << 8) | (key[i + 2]! << 16) | (key[i + 3]! << 24);
+    k = Math.imul(k, m);
+    k ^= k >>> 24;
+    k = Math.imul(k, m);
+    h = Math.imul(h, m) ^ k;
+  }
+  const tail = length & 3;
+  if (tail > 0) {
+    if (tail === 3) h ^= key[blocks + 2]! << 16;
+    if (tail >= 2) h ^= key[blocks + 1]! << 8;
+    h ^= key[blocks]!;
+    h = Math.imul(h, m);
+  }
+  h ^= h >>> 13;
+  h = Math.imul(h, m);
+  h ^= h >>> 15;
+  return h >>> 0;
 }
 
 /** The seq of a record line (its fixed prefix), 0 when the line is not a record. */

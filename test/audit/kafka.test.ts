@@ -4,11 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
-import { Consumer } from '@platformatic/kafka';
+import { Admin, Consumer, murmur2 } from '@platformatic/kafka';
 import { AuditDeduplicator, createAuditRecorder, dedupKeyOf, verifySpool } from '../../src/audit/index.ts';
+import { murmur2Partition } from '../../src/audit/kafka-forwarder.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
 import { balances, readSpool, segmentFiles, tempSpool } from './helpers.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -42,8 +43,18 @@ function spoolRecords(dir: string): Map<string, string> {
   return out;
 }
 
+/** Creates `topic` with `partitions` partitions (otherwise the broker's default, 1, applies). */
+async function createTopic(topic: string, partitions: number): Promise<void> {
+  const admin = new Admin({ clientId: 'govmap-audit-test-admin', bootstrapBrokers: BROKERS });
+  try {
+    await admin.createTopics({ topics: [topic], partitions, replicas: 1 });
+  } finally {
+    await admin.close();
+  }
+}
+
 interface Consumed {
-  readonly byKey: Map<string, { value: string; key: string }>;
+  readonly byKey: Map<string, { value: string; key: string; partition: number; offset: bigint }>;
   readonly messages: number;
   readonly duplicates: number;
 }
@@ -53,19 +64,19 @@ async function consumeAll(topic: string, expected: ReadonlySet<string>, timeoutM
   const consumer = new Consumer({ groupId: `${topic}.reader.${Math.random()}`, clientId: 'govmap-audit-test-reader', bootstrapBrokers: BROKERS, maxWaitTime: 200 });
   const stream = await consumer.consume({ topics: [topic], mode: 'earliest', autocommit: false });
   const dedup = new AuditDeduplicator();
-  const byKey = new Map<string, { value: string; key: string }>();
+  const byKey = new Map<string, { value: string; key: string; partition: number; offset: bigint }>();
   let messages = 0;
   let missing = expected.size;
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`consumed ${expected.size - missing} of ${expected.size} records of ${topic} within ${timeoutMs} ms`)), timeoutMs);
       stream.on('error', reject);
-      stream.on('data', (message: { key: Buffer; value: Buffer }) => {
+      stream.on('data', (message: { key: Buffer; value: Buffer; partition: number; offset: bigint }) => {
         messages++;
         const value = message.value.toString('utf8');
         const key = dedupKeyOf(value);
         if (key === null || !dedup.accept(key)) return;
-        byKey.set(key, { value, key: message.key.toString('utf8') });
+        byKey.set(key, { value, key: message.key.toString('utf8'), partition: message.partition, offset: message.offset });
         if (expected.has(key)) missing--;
         if (missing === 0) {
           clearTimeout(timer);
@@ -129,6 +140,45 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     assert.ok(segmentFiles(dir).length >= 5, `the spool rotated (${segmentFiles(dir).length} segments)`);
   });
 
+  test('a topic of 4 partitions: two producer lanes; each key on its murmur2 partition, its records in seq order', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('lanes');
+    await createTopic(topic, 4);
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-lanes', kafka: { brokers: BROKERS, topic, batchRecords: 3000 } });
+    const map = balances();
+    audit.attach(map);
+    await stream(audit, map, 20_000, 0);
+    await audit.forwarder!.drain(60_000);
+    const records = spoolRecords(dir);
+    const consumed = await consumeAll(topic, new Set(records.keys()), 60_000);
+    await audit.stop();
+    assertAllArrived(records, consumed);
+    assert.equal(audit.forwarder!.stats().errors, 0);
+    // Per key: one partition (the client's default partitioner's), offsets rising with seq.
+    const byResource = new Map<string, Array<{ seq: number; partition: number; offset: bigint }>>();
+    for (const { value, key, partition, offset } of consumed.byKey.values()) {
+      assert.equal(partition, (murmur2(Buffer.from(key)) >>> 0) % 4, `key ${key} is on the partition the client's partitioner gives it`);
+      const list = byResource.get(key) ?? [];
+      list.push({ seq: (JSON.parse(value) as { seq: number }).seq, partition, offset });
+      byResource.set(key, list);
+    }
+    const partitionsUsed = new Set([...consumed.byKey.values()].map((m) => m.partition));
+    assert.equal(partitionsUsed.size, 4, 'every partition got records (both lanes sent)');
+    for (const [key, list] of byResource) {
+      list.sort((a, b) => a.seq - b.seq);
+      for (let i = 1; i < list.length; i++) assert.ok(list[i]!.offset > list[i - 1]!.offset, `key ${key}: seq ${list[i]!.seq} is after seq ${list[i - 1]!.seq} in its partition`);
+    }
+  });
+
+  test('murmur2Partition is the client partitioner\'s hash (murmur2 >>> 0) for any bytes', () => {
+    for (let n = 0; n < 2000; n++) {
+      const key = Buffer.alloc(n % 37);
+      for (let i = 0; i < key.length; i++) key[i] = (n * 131 + i * 977 + (i >> 2)) & 255;
+      assert.equal(murmur2Partition(key), murmur2(key) >>> 0, `key ${key.toString('hex')}`);
+    }
+  });
+
   test('governance events (breaker transition, switch change, leak suspect) reach Kafka as their spool lines, keyed by resource_id', async (t) => {
     if (!needKafka(t)) return;
     const dir = tempSpool(t);
@@ -158,6 +208,8 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     }
     const dir = tempSpool(t);
     const topic = uniqueTopic('outage');
+    // 4 partitions: both producer lanes are sending when the broker stops.
+    await createTopic(topic, 4);
     const audit = await createAuditRecorder({
       dir,
       actor: 'clearing/kafka-outage',
@@ -273,26 +325,37 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
 });
 
 describe('the Kafka client loads lazily', () => {
-  test('a recorder without the kafka option never loads @platformatic/kafka', (t) => {
+  test('a recorder without the kafka option never loads @platformatic/kafka, in any thread', (t) => {
     const dir = tempSpool(t);
     const scriptFile = join(dir, '..', 'lazy.mjs');
+    const hookFile = join(dir, '..', 'lazy-hook.mjs');
+    const logFile = join(dir, '..', 'lazy.log');
+    // The hook is preloaded with --import, which worker threads inherit (the forwarder loads the
+    // client in its producer lanes): every thread appends what it resolves to one file.
+    writeFileSync(
+      hookFile,
+      `
+      import { registerHooks } from 'node:module';
+      import { appendFileSync } from 'node:fs';
+      registerHooks({ resolve(specifier, context, next) { if (specifier.includes('platformatic/kafka')) appendFileSync(${JSON.stringify(logFile)}, specifier + '\\n'); return next(specifier, context); } });
+    `,
+    );
     writeFileSync(
       scriptFile,
       `
-      import { registerHooks } from 'node:module';
-      const loaded = [];
-      registerHooks({ resolve(specifier, context, next) { if (specifier.includes('platformatic/kafka')) loaded.push(specifier); return next(specifier, context); } });
+      import { readFileSync, existsSync } from 'node:fs';
+      const loaded = () => (existsSync(${JSON.stringify(logFile)}) ? readFileSync(${JSON.stringify(logFile)}, 'utf8').split('\\n').filter((l) => l !== '') : []);
       const { createAuditRecorder } = await import(${JSON.stringify(new URL('../../src/audit/index.ts', import.meta.url).href)});
       const audit = await createAuditRecorder({ dir: ${JSON.stringify(dir)}, actor: 'svc/lazy' });
       await audit.stop();
-      const without = [...loaded];
+      const without = loaded();
       // The control: with the option, the client is loaded (no broker needed for that).
-      const withKafka = await createAuditRecorder({ dir: ${JSON.stringify(`${dir}-kafka`)}, actor: 'svc/lazy', kafka: { brokers: ['127.0.0.1:1'] } });
+      const withKafka = await createAuditRecorder({ dir: ${JSON.stringify(`${dir}-kafka`)}, actor: 'svc/lazy', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'] } });
       await withKafka.stop();
-      console.log(JSON.stringify({ without, with: loaded.length }));
+      console.log(JSON.stringify({ without, with: loaded().length }));
     `,
     );
-    const out = execFileSync(process.execPath, [scriptFile], { encoding: 'utf8' });
+    const out = execFileSync(process.execPath, ['--import', pathToFileURL(hookFile).href, scriptFile], { encoding: 'utf8' });
     const result = JSON.parse(out.trim().split('\n').at(-1)!) as { without: string[]; with: number };
     assert.deepEqual(result.without, []);
     assert.ok(result.with > 0, 'the hook does see the client when the kafka option is given');
