@@ -2,7 +2,7 @@
  * Where the 2-worker 20:1 time of the shared-memory suite goes (not part of `npm run bench`;
  * run it alone under the bench lock):
  *
- *   flock /tmp/govmap-bench.lock npx node bench/shared-memory-breakdown.ts [ops]
+ *   flock /tmp/govmap-bench.lock npx node --expose-gc bench/shared-memory-breakdown.ts [ops] [rounds]
  *
  * Same keys, values, key order and mix as bench/shared-memory.bench.ts (100,000 keys, uniform
  * order, one write in 21 operations). For one worker alone and for two at once (released by a
@@ -193,6 +193,8 @@ if (isMainThread) {
   };
   const onJob = async (job: Job): Promise<void> => {
     loop(job.phase, Math.min(job.ops, 100_000), job.offset);
+    await new Promise((resolve) => setImmediate(resolve));
+    (globalThis as { gc?: () => void }).gc?.(); // a settled heap, as the suite does
     await new Promise((resolve) => setImmediate(resolve));
     const gcsBefore = gcs;
     const gcMsBefore = gcMs;
