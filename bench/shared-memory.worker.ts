@@ -28,6 +28,8 @@ export interface RunRequest {
   readonly offset: number;
   /** Walk the hot-set order (every operation on 5,000 of the keys) instead of the uniform one. */
   readonly hot: boolean;
+  /** Full collection before the timed run (when gc is exposed). Default true; false for A/B checks of that choice. */
+  readonly settle?: boolean;
 }
 
 /** Times the parts of one read in this thread alone (see shared-memory-read-cost.ts). */
@@ -249,7 +251,7 @@ if (data.role === 'owner') {
     // it): every contender starts from a settled heap. Without it the plain Map's time per
     // operation moved 2-3x with whatever collections the runner had happened to do before
     // (65-255 ns at 20:1 in one runner; docs/shared-memory.md, "Baselines").
-    collectGarbage?.();
+    if (request.settle !== false) collectGarbage?.();
     const released = barrier(request.parties);
     const cpu = process.threadCpuUsage();
     const start = process.hrtime.bigint();
