@@ -280,6 +280,9 @@ export class KafkaForwarder {
       if (this.#partitions === undefined && inFlight.length === 0) {
         try {
           this.#partitions = await this.#lane(0).partitions();
+          // Lanes beyond the partition count would have nothing to send: their threads go.
+          const lanes = Math.min(this.#o.producers, this.#partitions);
+          if (this.#lanes.length > lanes) await Promise.all(this.#lanes.splice(lanes).map((lane) => lane.close()));
         } catch (error) {
           this.#errors++;
           if (error instanceof KafkaSendTimeoutError) this.#timeouts++;
