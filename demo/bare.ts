@@ -24,12 +24,17 @@ export async function startBareDemo(options: { port?: number; host?: string; acc
     if (balance === undefined) throw new HttpError(404, 'ACCOUNT_NOT_FOUND', `no account ${JSON.stringify(id)}`);
     return balance;
   };
+  /** The balance `id` would have after `delta`, refused as the governed validator would. */
+  const next = (id: string, delta: bigint): bigint => {
+    const value = lookup(id) + delta;
+    if (value < 0n) throw new HttpError(422, 'BALANCE_UNDERFLOW', 'the balance would go below zero');
+    if (value > INT64_MAX) throw new HttpError(422, 'BALANCE_OVERFLOW', 'the balance would exceed int64');
+    return value;
+  };
   const apply = (id: string, delta: bigint): bigint => {
-    const next = lookup(id) + delta;
-    if (next < 0n) throw new HttpError(422, 'BALANCE_UNDERFLOW', 'the balance would go below zero');
-    if (next > INT64_MAX) throw new HttpError(422, 'BALANCE_OVERFLOW', 'the balance would exceed int64');
-    balances.set(id, next);
-    return next;
+    const value = next(id, delta);
+    balances.set(id, value);
+    return value;
   };
 
   router.route('GET', /^\/healthz$/, (_req, res) => sendJson(res, 200, { status: 'ok', mode: 'bare' }));
@@ -45,9 +50,14 @@ export async function startBareDemo(options: { port?: number; host?: string; acc
     assertOnlyFields(body, ['from', 'to', 'amount']);
     if (typeof body.from !== 'string' || typeof body.to !== 'string') throw new HttpError(400, 'TRANSFER_ACCOUNTS_MISSING', '"from" and "to" are required');
     const amount = parsePositiveAmount(body.amount);
-    lookup(body.to);
-    const from = apply(body.from, -amount);
-    const to = apply(body.to, amount);
+    // The same refusals, in the same order, as the governed ledger (test/demo/bare.test.ts): the
+    // baseline answers the same API, not a laxer one. Both legs are checked before either is set.
+    for (const id of [body.from, body.to]) if (!ACCOUNT_ID.test(id)) throw new HttpError(400, 'ACCOUNT_ID_INVALID', 'invalid account id');
+    if (body.from === body.to) throw new HttpError(400, 'TRANSFER_SAME_ACCOUNT', 'a transfer needs two different accounts');
+    const from = next(body.from, -amount);
+    const to = next(body.to, amount);
+    balances.set(body.from, from);
+    balances.set(body.to, to);
     sendJson(res, 200, { from: { id: body.from, balance: formatAmount(from) }, to: { id: body.to, balance: formatAmount(to) }, amount: formatAmount(amount) });
   });
 
