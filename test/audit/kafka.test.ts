@@ -123,6 +123,8 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     const topic = uniqueTopic('basic');
     // Small segments: the forwarder must follow the spool across rotations.
     const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-1', maxSegmentBytes: 65_536, kafka: { brokers: BROKERS, topic, batchRecords: 700 } });
+    // A failed assertion must not leave the recorder's threads running: the file would never exit.
+    t.after(() => audit.stop());
     const map = balances();
     audit.attach(map);
     // Each stream() ends with a flush (a commit), where a full segment rotates.
@@ -146,6 +148,8 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     const topic = uniqueTopic('lanes');
     await createTopic(topic, 4);
     const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-lanes', kafka: { brokers: BROKERS, topic, batchRecords: 3000 } });
+    // A failed assertion must not leave the recorder's threads running: the file would never exit.
+    t.after(() => audit.stop());
     const map = balances();
     audit.attach(map);
     await stream(audit, map, 20_000, 0);
@@ -184,6 +188,8 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     const dir = tempSpool(t);
     const topic = uniqueTopic('governance');
     const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-gov', kafka: { brokers: BROKERS, topic } });
+    // A failed assertion must not leave the recorder's threads running: the file would never exit.
+    t.after(() => audit.stop());
     audit.recordGovernanceEvent({ op: 'BREAKER_TRANSITION', owner: 'settlement', resource: 'settlement:1001', reason: 'failure_rate', detail: { by: 'breaker', from: 'CLOSED', to: 'OPEN' } });
     audit.recordGovernanceEvent({ op: 'SWITCH_CHANGED', owner: 'demo', resource: 'payments.enabled', reason: 'incident 7', detail: { by: 'admin:alice', old_version: 3, new_version: 4 } });
     audit.recordGovernanceEvent({ op: 'LEAK_SUSPECT', owner: null, resource: 'quote_cache', reason: 'IDLE', detail: { by: 'sandbox', keys: 12 } });
@@ -222,7 +228,15 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
       if (!resumed) execFileSync('kill', ['-CONT', String(pid)]);
       resumed = true;
     };
-    t.after(resume);
+    t.after(() => {
+      try {
+        resume();
+      } catch {
+        // The broker process is gone (stopped by someone else): nothing to resume.
+      }
+    });
+    // A failed assertion must not leave the recorder's threads running: the file would never exit.
+    t.after(() => audit.stop());
 
     await stream(audit, map, 30_000, 0);
     await audit.forwarder!.drain(60_000);
@@ -268,6 +282,8 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     const topic = uniqueTopic('resume');
     const options = { dir, actor: 'clearing/kafka-resume', kafka: { brokers: BROKERS, topic } };
     let audit = await createAuditRecorder(options);
+    // A failed assertion must not leave the recorder's threads running: the file would never exit.
+    t.after(() => audit.stop());
     let map = balances();
     audit.attach(map);
     await stream(audit, map, 20_000, 0);
@@ -300,6 +316,8 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     const dir = tempSpool(t);
     const topic = uniqueTopic('restart');
     const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-restart', kafka: { brokers: BROKERS, topic, sendTimeoutMs: 3000, maxBackoffMs: 2000 } });
+    // A failed assertion must not leave the recorder's threads running: the file would never exit.
+    t.after(() => audit.stop());
     const map = balances();
     audit.attach(map);
     await stream(audit, map, 5000, 0);
