@@ -54,6 +54,8 @@ export async function startBareDemo(options: { port?: number; host?: string; acc
     // baseline answers the same API, not a laxer one. Both legs are checked before either is set.
     for (const id of [body.from, body.to]) if (!ACCOUNT_ID.test(id)) throw new HttpError(400, 'ACCOUNT_ID_INVALID', 'invalid account id');
     if (body.from === body.to) throw new HttpError(400, 'TRANSFER_SAME_ACCOUNT', 'a transfer needs two different accounts');
+    lookup(body.from);
+    lookup(body.to);
     const from = next(body.from, -amount);
     const to = next(body.to, amount);
     balances.set(body.from, from);

@@ -77,7 +77,7 @@ describe('the bare baseline answers the same API as the governed demo', () => {
           assert.deepEqual(b, g, `${call.method} ${call.path} ${call.body ?? ''}: bare answered differently from governed`);
         }
       }),
-      { numRuns: 40 },
+      { numRuns: 60 },
     );
   });
 });
