@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { AuditConfigurationError, KafkaSendTimeoutError } from './errors.ts';
 import type { AuditRecorder } from './recorder.ts';
-import { LANE_INDEX_FIELDS } from './kafka-lane-protocol.ts';
+import { LANE_INDEX_FIELDS, tooLarge } from './kafka-lane-protocol.ts';
 import type { ProducerLaneData, ProducerLaneReply, ProducerLaneRequest } from './kafka-lane-protocol.ts';
 import { listSegments, segmentName } from './spool.ts';
 
@@ -682,19 +682,6 @@ class ProducerLane {
     this.#worker = worker;
     return worker;
   }
-}
-
-/** The broker refused a record batch as larger than its `message.max.bytes`. */
-function tooLarge(error: unknown): boolean {
-  const seen = new Set<unknown>();
-  const walk = (e: unknown): boolean => {
-    if (e === null || typeof e !== 'object' || seen.has(e)) return false;
-    seen.add(e);
-    const x = e as { apiId?: unknown; errors?: unknown };
-    if (x.apiId === 'MESSAGE_TOO_LARGE') return true;
-    return Array.isArray(x.errors) && x.errors.some(walk);
-  };
-  return walk(error);
 }
 
 /**

@@ -25,3 +25,20 @@ export type ProducerLaneReply =
 /** Numbers per record in a send's index: key start, key end, value start, value end, partition. */
 export const LANE_INDEX_FIELDS = 5;
 
+
+/**
+ * The broker refused a record batch as larger than its `message.max.bytes` (the client nests
+ * broker errors in `errors`). Used by the lane that sees the error and by the forwarder that
+ * shrinks its batches.
+ */
+export function tooLarge(error: unknown): boolean {
+  const seen = new Set<unknown>();
+  const walk = (e: unknown): boolean => {
+    if (e === null || typeof e !== 'object' || seen.has(e)) return false;
+    seen.add(e);
+    const x = e as { apiId?: unknown; errors?: unknown };
+    if (x.apiId === 'MESSAGE_TOO_LARGE') return true;
+    return Array.isArray(x.errors) && x.errors.some(walk);
+  };
+  return walk(error);
+}

@@ -22,7 +22,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Producer } from '@platformatic/kafka';
-import { LANE_INDEX_FIELDS } from './kafka-lane-protocol.ts';
+import { LANE_INDEX_FIELDS, tooLarge } from './kafka-lane-protocol.ts';
 import type { ProducerLaneData, ProducerLaneReply, ProducerLaneRequest } from './kafka-lane-protocol.ts';
 
 const DEDUP_HEADER_BYTES = Buffer.from('govmap-dedup');
@@ -78,19 +78,6 @@ async function withDeadline<T>(work: Promise<T>): Promise<T> {
 }
 
 class LaneTimeout extends Error {}
-
-/** The broker refused a record batch as larger than its `message.max.bytes`. */
-function tooLarge(error: unknown): boolean {
-  const seen = new Set<unknown>();
-  const walk = (e: unknown): boolean => {
-    if (e === null || typeof e !== 'object' || seen.has(e)) return false;
-    seen.add(e);
-    const x = e as { apiId?: unknown; errors?: unknown };
-    if (x.apiId === 'MESSAGE_TOO_LARGE') return true;
-    return Array.isArray(x.errors) && x.errors.some(walk);
-  };
-  return walk(error);
-}
 
 function send(request: Extract<ProducerLaneRequest, { type: 'send' }>): Promise<unknown> {
   const bytes = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.byteLength);
