@@ -20,6 +20,7 @@ import { closeSync, fstatSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { hrtimeOffsetMs } from './clock.ts';
+import { NapPolicy } from './nap-policy.ts';
 import type { ClockAnchor } from './clock.ts';
 import { ByteWriter, EncodeContext, encodeIdentity, encodeRingEntry, maxEncodedBytes } from './encoder.ts';
 import {
@@ -98,18 +99,8 @@ export type DrainWorkerMessage =
 const DRAIN_TURN = 4096;
 /** Release ring space to a waiting producer at least this often (entries). */
 const RELEASE_EVERY = 64;
-/**
- * While reads arrived within this many ms, an idle worker naps CLOCK_NAP_MS at a time (ticking
- * the clock word) instead of sleeping until the next commit: ~4,000 wake-ups a second of this
- * thread, only while reads flow, for ~45 ns less on every read of the reading thread.
- */
-const READS_FLOWING_MS = 2;
+/** How long one nap of a caught-up worker lasts while reads flow fast (see NapPolicy). */
 const CLOCK_NAP_MS = 0.25;
-/**
- * Reads count as flowing after a turn that drained at least this many: a few reads a
- * millisecond save less on the reading thread (~45 ns each) than the naps cost this one.
- */
-const NAP_AFTER_ENTRIES = 64;
 /** After a failed write, wait this long before trying again (ms). */
 const RETRY_AFTER_MS = 100;
 
@@ -152,11 +143,11 @@ function run(data: DrainWorkerData): void {
   let lastCommit = performance.now();
   let seenFlush = Atomics.load(ctrl, CTRL_FLUSH_REQUESTS);
   let unsyncedSeal = false;
-  let lastDrainedAt = Number.NEGATIVE_INFINITY;
 
   const sleep = (ms: number): void => {
     Atomics.wait(sleepCell, 0, 0, ms);
   };
+  const naps = new NapPolicy(NapPolicy.calibrate(CLOCK_NAP_MS, sleep), performance.now());
 
   const fail = (error: unknown): void => {
     stats[STAT_WORKER_WRITE_ERRORS]!++;
@@ -359,6 +350,7 @@ function run(data: DrainWorkerData): void {
       writeBatch();
     }
     const now = performance.now();
+    const readsFlowFast = naps.observe(drained, now);
     const flushRequests = Atomics.load(ctrl, CTRL_FLUSH_REQUESTS);
     const ringEmpty = Atomics.load(ctrl, CTRL_HEAD) === Atomics.load(ctrl, CTRL_TAIL);
     if (stopping && (ringEmpty || failing)) {
@@ -376,11 +368,11 @@ function run(data: DrainWorkerData): void {
     }
     if (drained > 0 && !ringEmpty) continue;
     if (batch.pos > 0 && !writeBatch()) continue;
-    if (drained >= NAP_AFTER_ENTRIES) lastDrainedAt = now;
-    if (!paused && now - lastDrainedAt < READS_FLOWING_MS) {
-      // Reads are flowing but the worker caught up: nap briefly and keep the clock word fresh,
-      // so the reads keep taking it instead of the clock (see RingProducer.stamp). The producer
-      // wakes no one for this (CTRL_WORKER_SLEEPING stays 0); the nap ends on its own.
+    if (readsFlowFast && !paused) {
+      // Reads flow fast enough for a nap to pay (see NapPolicy) and the worker caught up: nap
+      // briefly and keep the clock word fresh, so the reads keep taking it instead of the clock
+      // (see RingProducer.stamp). The producer wakes no one for this (CTRL_WORKER_SLEEPING stays
+      // 0); the nap ends on its own.
       sleep(CLOCK_NAP_MS);
       tick();
       continue;
