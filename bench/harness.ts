@@ -32,6 +32,22 @@ export interface SuiteContext {
 
 export type Suite = (context: SuiteContext) => Promise<SuiteReport>;
 
+/**
+ * An option value a suite cannot run with (not a number, out of range, contradicting another
+ * option). The runner prints its message and exits 2 before anything is measured.
+ */
+export class BenchUsageError extends Error {
+  readonly code = 'GOVMAP_BENCH_USAGE';
+  /** The option at fault, e.g. `--step`. */
+  readonly option: string;
+
+  constructor(option: string, message: string) {
+    super(message);
+    this.name = 'BenchUsageError';
+    this.option = option;
+  }
+}
+
 /** Times `ops` calls of `body` after a warm-up; returns ns per op. */
 export function timeOps(ops: number, body: (ops: number) => void): number {
   body(Math.min(ops, 100_000)); // warm-up: let the JIT settle before timing

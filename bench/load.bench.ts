@@ -1,16 +1,16 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RuntimeSample } from '../demo/runtime-probe.ts';
 import { renderLoadChart } from './load/chart.ts';
 import type { ChartPoint } from './load/chart.ts';
 import { referenceMix, runStep } from './load/open-loop.ts';
 import type { StepResult } from './load/open-loop.ts';
-import { round } from './harness.ts';
+import { BenchUsageError, round } from './harness.ts';
 import type { BenchResult, Suite, SuiteContext } from './harness.ts';
 
 /**
@@ -47,16 +47,32 @@ const SATURATION = {
   failedShare: 0.01,
 };
 
+/** Each numeric option: its bounds, and whether it must be whole. Every loop stays bounded. */
+const LIMITS = {
+  start: { min: 1, max: 1_000_000, whole: true, unit: 'req/s' },
+  step: { min: 1, max: 1_000_000, whole: true, unit: 'req/s' },
+  max: { min: 1, max: 1_000_000, whole: true, unit: 'req/s' },
+  'max-steps': { min: 1, max: 1_000, whole: true, unit: 'steps' },
+  hold: { min: 0.1, max: 600, whole: false, unit: 's' },
+  warmup: { min: 0, max: 600, whole: false, unit: 's' },
+  accounts: { min: 1, max: 1_000_000, whole: true, unit: 'accounts' },
+} as const;
+
 function parseConfig({ args, quick }: SuiteContext): LoadConfig {
-  const value = (name: string, fallback: number): number => {
+  const value = (name: keyof typeof LIMITS, fallback: number): number => {
     const i = args.indexOf(`--${name}`);
     if (i < 0) return fallback;
-    const n = Number(args[i + 1]);
-    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} needs a positive number (got ${args[i + 1] ?? 'nothing'})`);
+    const text = args[i + 1] ?? '';
+    const limit = LIMITS[name];
+    const n = /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : Number.NaN;
+    const kind = limit.whole ? 'a whole number' : 'a number';
+    if (Number.isNaN(n) || (limit.whole && !Number.isInteger(n)) || n < limit.min || n > limit.max) {
+      throw new BenchUsageError(`--${name}`, `--${name} must be ${kind} from ${limit.min.toLocaleString('en-US')} to ${limit.max.toLocaleString('en-US')} (${limit.unit}); got "${text}"`);
+    }
     return n;
   };
   const outIndex = args.indexOf('--out');
-  return {
+  const config: LoadConfig = {
     start: value('start', quick ? 200 : 500),
     step: value('step', quick ? 200 : 500),
     max: value('max', quick ? 400 : 30_000),
@@ -67,6 +83,14 @@ function parseConfig({ args, quick }: SuiteContext): LoadConfig {
     out: resolve(outIndex >= 0 ? args[outIndex + 1]! : 'govmap-load-curve.svg'),
     quick,
   };
+  if (config.start > config.max) {
+    throw new BenchUsageError('--start', `--start (${config.start} req/s) is above --max (${config.max} req/s): no step would be offered`);
+  }
+  // Checked now, not after a run of many minutes: the chart must have somewhere to go.
+  if (!config.out.endsWith('.svg')) throw new BenchUsageError('--out', `--out names the chart file, an SVG: it must end in .svg (got ${config.out})`);
+  const outDir = dirname(config.out);
+  if (!existsSync(outDir) || !statSync(outDir).isDirectory()) throw new BenchUsageError('--out', `--out: the folder ${outDir} does not exist`);
+  return config;
 }
 
 /**

@@ -2,8 +2,8 @@
  * `npm run bench -- <suite> [--json] [--quick]`. Suites load lazily so one suite's dependencies
  * (a Kafka client, worker threads) cost nothing to another.
  */
-import { formatTable } from './harness.ts';
-import type { Suite } from './harness.ts';
+import { BenchUsageError, formatTable } from './harness.ts';
+import type { Suite, SuiteReport } from './harness.ts';
 
 /** A suite's own option: `--name <value>` when `value` names what it takes, else a bare flag. */
 interface SuiteOption {
@@ -97,10 +97,17 @@ for (let i = 0; i < rest.length; i++) {
 }
 const json = args.includes('--json');
 const suite = await suites[name]!.load();
-const report = await suite({
-  args: args.filter((a) => a !== name),
-  quick: args.includes('--quick'),
-  progress: (message) => process.stderr.write(`[bench ${name}] ${message}\n`),
-});
+let report: SuiteReport;
+try {
+  report = await suite({
+    args: args.filter((a) => a !== name),
+    quick: args.includes('--quick'),
+    progress: (message) => process.stderr.write(`[bench ${name}] ${message}\n`),
+  });
+} catch (error) {
+  if (!(error instanceof BenchUsageError)) throw error;
+  console.error(`bench ${name}: ${error.message}\n(add --help for usage)`);
+  process.exit(2);
+}
 console.log(formatTable(report));
 if (json) console.log(JSON.stringify(report));

@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * `govmap bench` refuses what it cannot run before measuring anything: a mistyped option or a
+ * value out of range is one clear line and exit 2, never a stack trace, a nonsense report, or a
+ * benchmark of many minutes that fails at its end.
+ */
+const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+function bench(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, 'bench', ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('govmap bench usage errors', () => {
+  const refused: Array<[string[], RegExp]> = [
+    [['load', '--step', '0'], /--step must be a whole number from 1 to 1,000,000 \(req\/s\); got "0"/],
+    [['load', '--hold', 'abc'], /--hold must be a number from 0\.1 to 600 \(s\); got "abc"/],
+    [['load', '--accounts', '1.5'], /--accounts must be a whole number/],
+    [['load', '--warmup', '-1'], /--warmup must be a number from 0 to 600/],
+    [['load', '--start', '2000', '--max', '1000'], /--start \(2000 req\/s\) is above --max \(1000 req\/s\)/],
+    [['load', '--out', '/nonexistent-govmap-dir/curve.svg'], /--out: the folder \/nonexistent-govmap-dir does not exist/],
+    [['load', '--out', 'curve.png'], /must end in \.svg/],
+    [['load', '--hold'], /--hold needs a value/],
+    [['audit', '--bogus'], /unknown option "--bogus"/],
+    [['no-such-suite'], /unknown suite "no-such-suite"/],
+  ];
+  for (const [args, message] of refused) {
+    test(`govmap bench ${args.join(' ')}: exit 2, one clear line`, () => {
+      const r = bench(...args);
+      assert.equal(r.status, 2, `exit status\n${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+      assert.equal(r.stdout, '', 'nothing measured, nothing reported');
+    });
+  }
+
+  test('--help lists the suites and the load options, exit 0', () => {
+    const r = bench('load', '--help');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /--max-steps <n>/);
+    assert.match(r.stdout, /--out <file\.svg>/);
+  });
+});
