@@ -137,3 +137,24 @@ export function auditGovernance(context: DemoContext, audit: DemoAudit, parts: {
   onDemoSuspect(parts.sandbox, auditLeakSuspects(audit.recorder));
   context.announce('audit: breaker transitions, switch changes and leak suspects -> the same spool (BREAKER_TRANSITION, SWITCH_CHANGED, LEAK_SUSPECT)');
 }
+
+/**
+ * What the audit did this run, for the demo's closing lines: records, anything dropped or lost,
+ * and, when forwarding, what Kafka acknowledged and why it is behind (a broker that was never
+ * reachable must not go unnoticed when the run ends).
+ */
+export function auditSummary(audit: DemoAudit): string[] {
+  const s = audit.recorder.stats();
+  const lines = [
+    `audit: ${(s.readsRecorded + s.writesRecorded).toLocaleString('en-US')} records (${s.readsRecorded.toLocaleString('en-US')} reads, ${s.writesRecorded.toLocaleString('en-US')} writes) in ${audit.dir}; ` +
+      `${s.readsDropped} reads dropped, ${s.writesLost} writes lost${s.healthy ? '' : '; the spool is failing'} (check: govmap audit verify ${audit.dir})`,
+  ];
+  const forwarder = audit.recorder.forwarder;
+  if (forwarder !== undefined) {
+    const f = forwarder.stats();
+    const behind = f.lagBytes > 0 ? `, ${f.lagBytes.toLocaleString('en-US')} bytes of spool not yet acknowledged` : ', caught up';
+    const failing = f.healthy ? '' : `; failing: ${f.lastError ?? 'unknown error'} (it resumes from its checkpoint on the next start)`;
+    lines.push(`audit -> Kafka ${audit.kafka.join(',')} topic ${f.topic}: ${f.sent.toLocaleString('en-US')} records acknowledged${behind}${failing}`);
+  }
+  return lines;
+}

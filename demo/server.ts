@@ -6,7 +6,7 @@ import { MapMetrics } from '../src/metrics/index.ts';
 import { installAccountRoutes } from './accounts.ts';
 import { sendJson } from './http.ts';
 import { Ledger } from './ledger.ts';
-import { auditGovernance, installAudit, startDemoAudit, switchAudit } from './audit.ts';
+import { auditGovernance, auditSummary, installAudit, startDemoAudit, switchAudit } from './audit.ts';
 import type { DemoAuditOptions } from './audit.ts';
 import type { BalanceBook } from './book.ts';
 import { installRedisLedger } from './redis.ts';
@@ -95,6 +95,8 @@ export interface DemoService {
   readonly router: Router;
   /** Lines the parts asked to show at start. */
   readonly announcements: readonly string[];
+  /** What the audit did so far (records, losses, Kafka), for closing lines; [] without audit. */
+  auditSummary(): string[];
   close(): Promise<void>;
 }
 
@@ -197,6 +199,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     metrics,
     router,
     announcements,
+    auditSummary: () => (audit === null ? [] : auditSummary(audit)),
     close: async () => {
       // Our own traffic first: none of its requests may be cut mid-flight by the closing server.
       await traffic?.stop();

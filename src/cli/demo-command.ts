@@ -64,6 +64,7 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
 
   const shutdown = (): void => {
     console.log('govmap demo: shutting down');
+    for (const line of demo.auditSummary()) console.log(`  ${line}`);
     void demo.close().then(() => process.exit(0));
   };
   process.once('SIGINT', shutdown);
@@ -80,7 +81,8 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
     });
     console.log(`govmap demo: load done: ${formatProgress(result)}`);
     const stats = demo.book.balances.stats();
-    console.log(`  map "balances": ${stats.keys} keys, ${stats.loads} loads, ${stats.stores.ok} stores, ${stats.stores.rejected} rejected ${JSON.stringify(stats.rejectionsByReason)}, read:write ${stats.readWriteRatio?.toFixed(1) ?? '-'}`);
+    console.log(`  map "balances": ${stats.keys} keys, ${stats.loads} loads, ${stats.ranges} ranges, ${stats.stores.ok} stores, ${stats.stores.rejected} rejected ${JSON.stringify(stats.rejectionsByReason)}, read:write ${stats.readWriteRatio?.toFixed(1) ?? '-'}`);
+    for (const line of demo.auditSummary()) console.log(`  ${line}`);
     if (options.exit === true) {
       await demo.close();
       const serverErrors = Object.entries(result.byStatus).filter(([status]) => status.startsWith('5')).reduce((n, [, c]) => n + c, 0);

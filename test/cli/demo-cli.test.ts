@@ -33,6 +33,14 @@ test('govmap demo --load drives traffic, shows progress and ends cleanly', async
   assert.match(stdout, /load done/);
   assert.match(stdout, /map "balances": 200 keys/);
   assert.doesNotMatch(stdout, /\b5\d\d:/, 'no 5xx during the load');
+  // The closing lines account for the audit: every load and every write attempt of the balances
+  // (openings included) is a record, and nothing was dropped or lost.
+  const map = /map "balances": \d+ keys, (\d+) loads, (\d+) ranges, (\d+) stores, (\d+) rejected/.exec(stdout);
+  const audit = /audit: [\d,]+ records \(([\d,]+) reads, ([\d,]+) writes\) in \S+; 0 reads dropped, 0 writes lost/.exec(stdout);
+  assert.ok(map !== null && audit !== null, stdout);
+  const count = (text: string): number => Number(text.replaceAll(',', ''));
+  assert.equal(count(audit[1]!), count(map[1]!) + count(map[2]!), 'one read record per load and per range');
+  assert.equal(count(audit[2]!), count(map[3]!) + count(map[4]!), 'one write record per store, accepted or rejected');
 });
 
 test('bad options are refused with the option and the rule named', async () => {
