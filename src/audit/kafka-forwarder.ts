@@ -656,6 +656,8 @@ class ProducerLane {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, records });
+      // Referenced only while it owes a reply (see #start).
+      if (this.#pending.size === 1) worker.ref();
       worker.postMessage({ ...request, id }, transfer);
     });
   }
@@ -663,6 +665,11 @@ class ProducerLane {
   #start(): Worker {
     const url = new URL(import.meta.url.endsWith('.ts') ? './kafka-producer-worker.ts' : './kafka-producer-worker.js', import.meta.url);
     const worker = new Worker(url, { workerData: this.#data, name: `govmap-audit-kafka-${this.#lane}` });
+    // An idle lane must not keep the process alive: a lane left behind by a stop that did not
+    // reach it (seen after a broker restart failed mid-test: the file never exited) would hold
+    // a service's or a script's exit forever. Referenced while a request waits for its reply, so
+    // `await forwarder.stop()` in a script still gets its answer.
+    worker.unref();
     const died = (error: Error): void => {
       if (this.#worker !== worker) return;
       this.#worker = undefined;
@@ -673,6 +680,7 @@ class ProducerLane {
       const pending = this.#pending.get(reply.id);
       if (pending === undefined) return;
       this.#pending.delete(reply.id);
+      if (this.#pending.size === 0) worker.unref();
       if (reply.type === 'ok') pending.resolve(reply);
       else if (reply.timeout) pending.reject(new KafkaSendTimeoutError(this.#data.topic, pending.records, this.#data.sendTimeoutMs));
       else pending.reject(Object.assign(new Error(reply.message), reply.tooLarge ? { apiId: 'MESSAGE_TOO_LARGE' } : {}));

@@ -147,9 +147,16 @@ metadata_ok() {
     --command-config "$KDIR/admin-fast.properties"
 }
 
-# 16 random bytes, base64url without padding: the format of a Kafka cluster id.
+# 16 random bytes, base64url without padding: the format of a Kafka cluster id. Never one that
+# starts with "-": kafka-storage's argument parser takes "--cluster-id -Xyz..." for a missing
+# value (1 start in 64 failed that way: "expected one argument"). Kafka's own random-uuid avoids
+# a leading "-" the same way.
 random_cluster_id() {
-  head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+  local id
+  while :; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    case "$id" in -*) ;; *) printf '%s' "$id"; return 0 ;; esac
+  done
 }
 
 start() {
