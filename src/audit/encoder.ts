@@ -9,12 +9,15 @@ import {
   FLAG_KEY_CUT,
   FLAG_KEY_NUMBER,
   FLAG_KEY_PRESENT,
+  FLAG_MAP_INLINE,
   FLAG_PREFIX,
   FLAG_REASON,
   FLAG_START,
   FLAG_TRACE,
   HEADER_WORDS,
   MAX_KEY_UNITS,
+  NAME_MAX_UNITS,
+  NAME_SLOT_WORDS,
   OP_LOAD,
   OP_RANGE,
 } from './ring.ts';
@@ -294,6 +297,29 @@ export class EncodeContext {
   #lastMapBytes: Uint8Array = utf8('""');
   readonly #scratch = new ByteWriter(256);
 
+  /** Map names of the ring's names table as JSON strings, by id: escaped once per name (worker). */
+  #ringNames: Array<Uint8Array | undefined> = [];
+  /** The table those are from: ids mean nothing in another ring's. */
+  #namesOf: Int32Array | null = null;
+
+  /** The map name with table id `id` as JSON string bytes (read from the ring on first use). */
+  ringMapName(ring: RingViews, id: number): Uint8Array {
+    if (ring.names !== this.#namesOf) {
+      this.#namesOf = ring.names;
+      this.#ringNames = [];
+    }
+    let bytes = this.#ringNames[id];
+    if (bytes === undefined) {
+      const slot = id * NAME_SLOT_WORDS;
+      const w = this.#scratch;
+      w.pos = 0;
+      w.jsonUnits(ring.nameUnits, (slot + 1) << 1, ring.names[slot]!);
+      bytes = w.buf.slice(0, w.pos);
+      this.#ringNames[id] = bytes;
+    }
+    return bytes;
+  }
+
   opBytes(op: string): Uint8Array {
     if (op !== this.#lastOp) {
       this.#lastOpBytes = opChunk(op);
@@ -344,8 +370,9 @@ export class EncodeContext {
 
 /** Upper bound of one ring entry's encoded size, so the worker can flush before it encodes. */
 export function maxEncodedBytes(entryWords: number, identityBytes: number): number {
-  // Each UTF-16 unit becomes at most 6 bytes (\uXXXX); fixed fields and names stay under 512.
-  return 512 + identityBytes + entryWords * 2 * 6;
+  // Each UTF-16 unit becomes at most 6 bytes (\uXXXX); fixed fields stay under 512; a map name
+  // from the names table is not in the entry's words.
+  return 512 + NAME_MAX_UNITS * 6 + identityBytes + entryWords * 2 * 6;
 }
 
 /** Encodes the ring entry at word `at` (drain worker). */
@@ -358,32 +385,39 @@ export function encodeRingEntry(w: ByteWriter, ring: RingViews, at: number, ctx:
   const outcome = (head1 >>> 8) & 0xff;
   const flags = head1 >>> 16;
   const lens = words[at + 2]!;
-  const mapUnits = lens & 0xffff;
+  const mapRef = lens & 0xffff;
   const reasonUnits = lens >>> 16;
   const keyLength = words[at + 3]!;
   const keyUnits = keyLength > MAX_KEY_UNITS ? MAX_KEY_UNITS : keyLength;
   w.raw(P_START);
   w.uint(f64[(at + 4) >> 1]!);
   w.raw(RING_OP_CHUNKS[op]!);
-  let u = (at + HEADER_WORDS) << 1;
-  w.jsonUnits(units, u, mapUnits);
-  u += mapUnits;
+  // Optional fields after the fixed header, in this order (see ring.ts).
+  const numberAt = at + HEADER_WORDS;
+  const traceAt = numberAt + ((flags & FLAG_KEY_NUMBER) !== 0 ? 2 : 0);
+  let u = (traceAt + ((flags & FLAG_TRACE) !== 0 ? 6 : 0)) << 1;
+  if ((flags & FLAG_MAP_INLINE) !== 0) {
+    w.jsonUnits(units, u, mapRef);
+    u += mapRef;
+  } else {
+    w.raw(ctx.ringMapName(ring, mapRef));
+  }
   const reasonAt = u;
   u += reasonUnits;
   w.raw(P_RESOURCE);
   if ((flags & FLAG_KEY_PRESENT) === 0) {
     w.raw(P_NULL);
   } else if ((flags & FLAG_KEY_NUMBER) !== 0) {
-    w.jsonNumberAsString(f64[(at + 8) >> 1]!);
+    w.jsonNumberAsString(f64[numberAt >> 1]!);
   } else {
     w.jsonUnits(units, u, keyUnits);
     u += keyUnits;
   }
   if ((flags & FLAG_TRACE) !== 0) {
     w.raw(P_TRACE);
-    w.hexWords(words, at + 10, 4);
+    w.hexWords(words, traceAt, 4);
     w.raw(P_SPAN);
-    w.hexWords(words, at + 14, 2);
+    w.hexWords(words, traceAt + 4, 2);
     w.raw(P_QUOTE);
   } else {
     w.raw(P_NO_TRACE);

@@ -7,14 +7,21 @@
  * Layout (all in one SharedArrayBuffer):
  *   control  Int32[CONTROL_INTS]   head, tail, doorbell and flags (see CTRL_*), in 3 cache lines
  *   stats    Float64[STATS_SLOTS]  seqs and counters published between the threads (see STAT_*)
+ *   names    Int32[NAME_SLOTS * NAME_SLOT_WORDS]  map names by id: length, then UTF-16 units
  *   data     Int32[capacityWords]  entries, 8-byte aligned so f64 fields can sit in them
  *
- * Entry (words; f64 fields at even offsets):
+ * Entry (words; f64 fields at even offsets), HEADER_WORDS fixed, then only what the record has:
  *   [0] length in words (even), or PAD_MARK: the rest of the buffer is unused, wrap to 0
- *   [1] op | outcome << 8 | flags << 16          [2] mapUnits | reasonUnits << 16
+ *   [1] op | outcome << 8 | flags << 16          [2] map id (or, FLAG_MAP_INLINE, its units) | reasonUnits << 16
  *   [3] key length in units (stored: at most MAX_KEY_UNITS) [4..5] seq f64   [6..7] performance.now() f64
- *   [8..9] numeric key                              [10..13] trace id (16 bytes)
- *   [14..15] span id (8 bytes)                     [16..] map, reason, key units; RANGE: bound lengths then bounds
+ *   then [2 words] numeric key f64 (FLAG_KEY_NUMBER), then [6 words] trace id and span id (FLAG_TRACE),
+ *   then text units: the map name (FLAG_MAP_INLINE only), reason, key; RANGE: bound lengths then bounds
+ *
+ * A map's name is written once into the names table (its first read), not into every entry:
+ * a typical read entry is then 14 words (56 bytes, one cache line) instead of 26. The producer
+ * writes a name before the entries that use it and publishes both with the same store of head,
+ * so the worker always finds it. Names longer than NAME_MAX_UNITS, and any beyond NAME_SLOTS
+ * distinct maps, travel inline in their entries as before.
  *
  * Invariants: 0 <= head, tail < capacityWords; head == tail means empty; the producer never lets
  * head catch up with tail (one word stays free), so full and empty are told apart without a
@@ -106,7 +113,7 @@ export const STAT_ROTATIONS = 10;
 export const STAT_SEGMENT_BYTES = 11;
 
 export const PAD_MARK = -1;
-export const HEADER_WORDS = 16;
+export const HEADER_WORDS = 8;
 
 export const OP_LOAD = 1;
 export const OP_RANGE = 2;
@@ -122,6 +129,15 @@ export const FLAG_START = 64;
 export const FLAG_END = 128;
 export const FLAG_PREFIX = 256;
 export const FLAG_REASON = 512;
+/** The map name is in the entry's text (the names table had no room for it), not in the table. */
+export const FLAG_MAP_INLINE = 1024;
+
+/** Distinct map names the table holds; more travel inline. */
+export const NAME_SLOTS = 256;
+/** Longest name the table holds, in UTF-16 units (a GovernedMap name is at most 64); longer travel inline. */
+export const NAME_MAX_UNITS = 64;
+/** Words per table slot: the length, then NAME_MAX_UNITS units. */
+export const NAME_SLOT_WORDS = 1 + NAME_MAX_UNITS / 2;
 
 /** Longest key (UTF-16 units) a read record carries; longer keys are cut and flagged. */
 export const MAX_KEY_UNITS = 1024;
@@ -134,6 +150,9 @@ export interface RingViews {
   readonly sab: SharedArrayBuffer;
   readonly ctrl: Int32Array;
   readonly stats: Float64Array;
+  /** The map-name table: slot i at word i * NAME_SLOT_WORDS (length), its units right after. */
+  readonly names: Int32Array;
+  readonly nameUnits: Uint16Array;
   readonly words: Int32Array;
   readonly f64: Float64Array;
   readonly units: Uint16Array;
@@ -142,7 +161,8 @@ export interface RingViews {
 
 const CONTROL_BYTES = CONTROL_INTS * 4;
 const STATS_BYTES = STATS_SLOTS * 8;
-const DATA_OFFSET = CONTROL_BYTES + STATS_BYTES;
+const NAMES_BYTES = NAME_SLOTS * NAME_SLOT_WORDS * 4;
+const DATA_OFFSET = CONTROL_BYTES + STATS_BYTES + NAMES_BYTES;
 
 export function createRing(capacityBytes: number): RingViews {
   const capacityWords = Math.floor(capacityBytes / 8) * 2;
@@ -159,6 +179,8 @@ export function viewRing(sab: SharedArrayBuffer): RingViews {
     sab,
     ctrl: new Int32Array(sab, 0, CONTROL_INTS),
     stats: new Float64Array(sab, CONTROL_BYTES, STATS_SLOTS),
+    names: new Int32Array(sab, CONTROL_BYTES + STATS_BYTES, NAMES_BYTES / 4),
+    nameUnits: new Uint16Array(sab, CONTROL_BYTES + STATS_BYTES, NAMES_BYTES / 2),
     words: new Int32Array(sab, DATA_OFFSET, capacityWords),
     f64: new Float64Array(sab, DATA_OFFSET, capacityWords / 2),
     units: new Uint16Array(sab, DATA_OFFSET, capacityWords * 2),
@@ -208,6 +230,10 @@ export class RingProducer {
   readonly #clock = new Float64Array(3);
   /** Reads left until the producer reads the real clock itself (see `stamp`). */
   #checkIn = 0;
+  /** The last map name seen and its table id: a run of reads of one map skips the lookup. */
+  #lastMap: string | null = null;
+  #lastMapId = -1;
+  readonly #mapIds = new Map<string, number>();
 
   constructor(ring: RingViews) {
     this.#ring = ring;
@@ -295,7 +321,9 @@ export class RingProducer {
         flags |= FLAG_KEY_CUT;
       }
     }
-    const mapUnits = map.length > MAX_TEXT_UNITS ? MAX_TEXT_UNITS : map.length;
+    const mapId = map === this.#lastMap ? this.#lastMapId : this.#nameId(map);
+    if (mapId < 0) flags |= FLAG_MAP_INLINE;
+    const mapUnits = mapId >= 0 ? 0 : map.length > MAX_TEXT_UNITS ? MAX_TEXT_UNITS : map.length;
     let reasonUnits = 0;
     if (reason !== null) {
       flags |= FLAG_REASON;
@@ -319,7 +347,10 @@ export class RingProducer {
       }
     }
     const textUnits = mapUnits + reasonUnits + keyUnits + boundUnits + (bounds !== null ? 4 : 0);
-    let length = HEADER_WORDS + ((textUnits + 1) >> 1);
+    const numberAt = (flags & FLAG_KEY_NUMBER) !== 0 ? HEADER_WORDS : 0;
+    const traceAt = HEADER_WORDS + (numberAt !== 0 ? 2 : 0);
+    const textAt = traceAt + (hasTrace ? 6 : 0);
+    let length = textAt + ((textUnits + 1) >> 1);
     length += length & 1;
 
     const cap = this.#cap;
@@ -331,21 +362,22 @@ export class RingProducer {
     const at = head;
     if (hasTrace) flags |= FLAG_TRACE;
     words[at + 1] = op | (outcome << 8) | (flags << 16);
-    words[at + 2] = mapUnits | (reasonUnits << 16);
+    words[at + 2] = (mapId >= 0 ? mapId : mapUnits) | (reasonUnits << 16);
     words[at + 3] = keyText === null ? 0 : keyText.length;
     f64[(at + 4) >> 1] = seq;
     f64[(at + 6) >> 1] = this.#clock[0]!;
-    if ((flags & FLAG_KEY_NUMBER) !== 0) f64[(at + 8) >> 1] = key as number;
+    if (numberAt !== 0) f64[(at + numberAt) >> 1] = key as number;
     if (hasTrace) {
-      words[at + 10] = trace[0]!;
-      words[at + 11] = trace[1]!;
-      words[at + 12] = trace[2]!;
-      words[at + 13] = trace[3]!;
-      words[at + 14] = trace[4]!;
-      words[at + 15] = trace[5]!;
+      const t = at + traceAt;
+      words[t] = trace[0]!;
+      words[t + 1] = trace[1]!;
+      words[t + 2] = trace[2]!;
+      words[t + 3] = trace[3]!;
+      words[t + 4] = trace[4]!;
+      words[t + 5] = trace[5]!;
     }
     const units = this.#units;
-    let u = (at + HEADER_WORDS) << 1;
+    let u = (at + textAt) << 1;
     for (let i = 0; i < mapUnits; i++) units[u++] = map.charCodeAt(i);
     if (reason !== null) for (let i = 0; i < reasonUnits; i++) units[u++] = reason.charCodeAt(i);
     if (keyText !== null) for (let i = 0; i < keyUnits; i++) units[u++] = keyText.charCodeAt(i);
@@ -374,6 +406,30 @@ export class RingProducer {
       queueMicrotask(this.#publishTask);
     }
     return true;
+  }
+
+  /**
+   * The table id of map name `map`, writing it into the table on first sight; -1 when it must
+   * travel inline (too long, or the table is full). Remembered as the last map seen.
+   */
+  #nameId(map: string): number {
+    let id = this.#mapIds.get(map);
+    if (id === undefined) {
+      // Inline names are not remembered: the table (and this index) stay bounded by NAME_SLOTS.
+      id = map.length <= NAME_MAX_UNITS && this.#mapIds.size < NAME_SLOTS ? this.#mapIds.size : -1;
+      if (id >= 0) {
+        // Before any entry that uses it is published (publish's store of head orders them).
+        const slot = id * NAME_SLOT_WORDS;
+        const nameUnits = this.#ring.nameUnits;
+        let u = (slot + 1) << 1;
+        for (let i = 0; i < map.length; i++) nameUnits[u++] = map.charCodeAt(i);
+        this.#ring.names[slot] = map.length;
+        this.#mapIds.set(map, id);
+      }
+    }
+    this.#lastMap = map;
+    this.#lastMapId = id;
+    return id;
   }
 
   /** True when at least a quarter of the ring is free (re-reads the shared tail). */

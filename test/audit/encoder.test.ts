@@ -70,6 +70,41 @@ test('ring records encode exactly as JSON.stringify, for any key, map name, reas
   );
 });
 
+test('ring records with a numeric key and an active span: resource_id is the number as text, trace and span ids in hex', () => {
+  const ring = createRing(1 << 20);
+  const producer = new RingProducer(ring);
+  const hex = (words: Int32Array, from: number, n: number): string =>
+    Buffer.from(words.buffer, words.byteOffset + from * 4, n * 4).toString('hex');
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 2 ** 40 }),
+      fc.oneof(fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true })),
+      fc.array(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), { minLength: 6, maxLength: 6 }),
+      fc.boolean(),
+      // Names the table holds (short) and names that travel inline (longer than 64 units).
+      fc.oneof(fc.string({ maxLength: 12 }), fc.string({ minLength: 65, maxLength: 90 })),
+      (seq, key, traceWords, hasTrace, map) => {
+        const trace = Int32Array.from(traceWords);
+        producer.stamp();
+        const at = Atomics.load(ring.ctrl, CTRL_HEAD);
+        assert.ok(producer.tryPublish(seq, OP_LOAD, 0, map, key, null, null, hasTrace, trace));
+        producer.publish();
+        const w = new ByteWriter(64);
+        w.ensure(1 << 16); // the worker ensures maxEncodedBytes before each entry
+        encodeRingEntry(w, ring, Atomics.load(ring.ctrl, CTRL_HEAD) < at ? 0 : at, ctx);
+        Atomics.store(ring.ctrl, CTRL_TAIL, Atomics.load(ring.ctrl, CTRL_HEAD));
+        const event = JSON.parse(decoder.decode(w.buf.subarray(0, w.pos))) as Record<string, unknown>;
+        assert.equal(event.seq, seq);
+        assert.equal(event.map, map);
+        assert.equal(event.resource_id, String(key));
+        assert.equal(event.trace_id, hasTrace ? hex(trace, 0, 4) : null);
+        assert.equal(event.span_id, hasTrace ? hex(trace, 4, 2) : null);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
 test('direct (write) records encode exactly as JSON.stringify; money stays a decimal string', () => {
   fc.assert(
     fc.property(fc.integer({ min: 1, max: 2 ** 40 }), text, text, fc.option(text, { nil: null }), fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }), (seq, map, key, reason, amount) => {
