@@ -221,10 +221,16 @@ export class KafkaForwarder {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#wake?.();
-    await this.#running;
-    await this.#handle?.fh.close();
-    this.#handle = undefined;
-    await Promise.all(this.#lanes.splice(0).map((lane) => lane.close()));
+    try {
+      await this.#running;
+    } finally {
+      // However the loop ended (its last checkpoint write can fail: a spool directory removed
+      // under it), the file and the lane threads go with it. A lane left running was seen to
+      // outlive its recorder.
+      await this.#handle?.fh.close().catch(() => undefined);
+      this.#handle = undefined;
+      await Promise.all(this.#lanes.splice(0).map((lane) => lane.close()));
+    }
   }
 
   /**
@@ -342,9 +348,20 @@ export class KafkaForwarder {
         backoff = this.#o.backoffMs;
         this.#sent += messages;
         this.#sends++;
-        this.#recovered();
       }
-      await this.#writeCheckpoint();
+      try {
+        await this.#writeCheckpoint();
+        // Healthy again only once the position is kept too.
+        if (messages > 0) this.#recovered();
+      } catch (error) {
+        // The position stays in memory and is written with the next batch; a restart before
+        // that resends from the older checkpoint, and dedup (actor, seq) removes the repeats.
+        // A failure, not the end of forwarding.
+        this.#errors++;
+        this.#failed(error, 'CHECKPOINT_WRITE_FAILED');
+        await this.#sleep(backoff);
+        backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
+      }
     }
     // Stopping: let the sends in flight settle, and keep whatever of them was acknowledged.
     for (const f of inFlight.splice(0)) {

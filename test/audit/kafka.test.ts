@@ -12,7 +12,7 @@ import { AuditDeduplicator, createAuditRecorder, dedupKeyOf, verifySpool } from 
 import { murmur2Partition } from '../../src/audit/kafka-forwarder.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
 import { balances, readSpool, segmentFiles, tempSpool } from './helpers.ts';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const BROKERS = process.env.GOVMAP_KAFKA_BROKERS?.split(',').filter((b) => b !== '') ?? [];
@@ -104,6 +104,17 @@ function kafkaPid(): number | null {
   const status = spawnSync('bash', [KAFKA_SH, 'status'], { encoding: 'utf8' });
   const match = /\(pid ([0-9]+)/.exec(status.stdout);
   return match === null ? null : Number(match[1]);
+}
+
+/** Producer-lane threads of this process (Linux: thread names from /proc; 0 where there is none). */
+function laneThreads(): number {
+  let names: string[];
+  try {
+    names = readdirSync('/proc/self/task').map((tid) => readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim());
+  } catch {
+    return 0;
+  }
+  return names.filter((name) => name.startsWith('govmap-audit-ka')).length;
 }
 
 async function stream(audit: AuditRecorder, map: ReturnType<typeof balances>, events: number, start: number): Promise<void> {
@@ -274,6 +285,25 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     );
     assert.match(sink[0]!.reason!, /^KAFKA_SEND_(TIMEOUT|FAILED)$/);
     assert.equal(verifySpool(dir).ok, true);
+  });
+
+  test('stop closes every producer lane even when the forwarder\'s last checkpoint write fails (spool directory removed)', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-gone', kafka: { brokers: BROKERS, topic: uniqueTopic('gone') } });
+    let stopped = false;
+    // A failed assertion must not leave the recorder's threads running: the file would never exit.
+    t.after(() => (stopped ? undefined : audit.stop()));
+    const map = balances();
+    audit.attach(map);
+    await stream(audit, map, 500, 0);
+    await audit.forwarder!.drain(60_000);
+    assert.ok(laneThreads() > 0, 'a lane thread runs while forwarding');
+    rmSync(dir, { recursive: true, force: true });
+    stopped = true;
+    await audit.stop();
+    // A lane left behind would keep forwarding nothing, forever, in this process.
+    assert.equal(laneThreads(), 0, 'no producer lane thread outlives the stop');
   });
 
   test('a restarted forwarder resumes from its last acknowledged record', async (t) => {
