@@ -225,8 +225,7 @@ export class KafkaForwarder {
       await this.#running;
     } finally {
       // However the loop ended (its last checkpoint write can fail: a spool directory removed
-      // under it), the file and the lane threads go with it. A lane left running was seen to
-      // outlive its recorder.
+      // under it), the file and the lane threads go with it.
       await this.#handle?.fh.close().catch(() => undefined);
       this.#handle = undefined;
       await Promise.all(this.#lanes.splice(0).map((lane) => lane.close()));
@@ -682,9 +681,9 @@ class ProducerLane {
   #start(): Worker {
     const url = new URL(import.meta.url.endsWith('.ts') ? './kafka-producer-worker.ts' : './kafka-producer-worker.js', import.meta.url);
     const worker = new Worker(url, { workerData: this.#data, name: `govmap-audit-kafka-${this.#lane}` });
-    // An idle lane must not keep the process alive: a lane left behind by a stop that did not
-    // reach it (seen after a broker restart failed mid-test: the file never exited) would hold
-    // a service's or a script's exit forever. Referenced while a request waits for its reply, so
+    // An idle lane must not keep the process alive: were a lane ever left behind (as when stop()
+    // used to throw on a failed last checkpoint before closing its lanes), it would hold a
+    // service's or a script's exit forever. Referenced while a request waits for its reply, so
     // `await forwarder.stop()` in a script still gets its answer.
     worker.unref();
     const died = (error: Error): void => {
