@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RuntimeSample } from '../demo/runtime-probe.ts';
 import { renderLoadChart } from './load/chart.ts';
 import type { ChartPoint } from './load/chart.ts';
+import { LoadHttpClient } from './load/http-client.ts';
 import { referenceMix, runStep } from './load/open-loop.ts';
 import type { StepResult } from './load/open-loop.ts';
 import { BenchUsageError, round } from './harness.ts';
@@ -187,13 +187,12 @@ function isSaturated(r: StepResult): boolean {
   return r.achieved < SATURATION.achievedShare * r.offered || r.p99Ms > SATURATION.p99Ms || failed > SATURATION.failedShare * Math.max(1, r.sent + r.shed);
 }
 
-async function measureStep(url: string, rate: number, holdMs: number, config: LoadConfig, agent: Agent): Promise<StepReport> {
+async function measureStep(url: string, rate: number, holdMs: number, config: LoadConfig, client: LoadHttpClient): Promise<StepReport> {
   const result = await runStep({
-    url,
     rate,
     durationMs: holdMs,
     warmupMs: config.warmupMs,
-    agent,
+    client,
     next: referenceMix(config.accounts),
     onMeasureStart: async () => {
       await runtimeSample(url); // starts the service's measurement interval now
@@ -207,14 +206,15 @@ interface Contender {
   readonly mode: 'governed' | 'bare';
   readonly service: ServiceProcess;
   readonly url: string;
-  readonly agent: Agent;
+  readonly client: LoadHttpClient;
   readonly steps: StepReport[];
   saturatedSteps: number;
 }
 
 async function contender(mode: 'governed' | 'bare', config: LoadConfig): Promise<Contender> {
   const service = new ServiceProcess(mode, config.accounts);
-  return { mode, service, url: await service.url, agent: new Agent({ keepAlive: true, maxSockets: 256 }), steps: [], saturatedSteps: 0 };
+  const url = await service.url;
+  return { mode, service, url, client: new LoadHttpClient(url, { connections: 256 }), steps: [], saturatedSteps: 0 };
 }
 
 /**
@@ -232,7 +232,7 @@ async function curves(config: LoadConfig, progress: (m: string) => void): Promis
     for (const c of order) {
       if (c.saturatedSteps >= 2) continue;
       climbing = true;
-      const step = await measureStep(c.url, rate, config.holdMs, config, c.agent);
+      const step = await measureStep(c.url, rate, config.holdMs, config, c.client);
       c.steps.push(step);
       progress(describeStep(c.mode, step));
       if (step.saturated) c.saturatedSteps++;
@@ -250,7 +250,7 @@ async function atLoad(rate: number, rounds: number, config: LoadConfig, contende
   for (let r = 0; r < rounds; r++) {
     for (const index of r % 2 === 0 ? [0, 1] : [1, 0]) {
       const c = contenders[index]!;
-      const step = await measureStep(c.url, rate, config.holdMs, config, c.agent);
+      const step = await measureStep(c.url, rate, config.holdMs, config, c.client);
       progress(describeStep(`${c.mode}@80%`, step));
       results[index]!.push(step);
     }
@@ -261,7 +261,7 @@ async function atLoad(rate: number, rounds: number, config: LoadConfig, contende
 
 export function describeStep(mode: string, s: StepReport): string {
   const gc = s.runtime === null ? 'gc n/a' : `gc ${s.runtime.gc.count} (${s.runtime.gc.totalPauseMs.toFixed(1)} ms, max ${s.runtime.gc.maxPauseMs.toFixed(1)}) alloc ${(s.runtime.allocationBytesPerSec / 1e6).toFixed(1)} MB/s eld p99 ${s.runtime.eventLoopDelayMs.p99.toFixed(1)} ms`;
-  return `${mode.padEnd(8)} offered ${String(s.offered).padStart(6)}/s achieved ${s.achieved.toFixed(0).padStart(6)}/s p50 ${s.p50Ms.toFixed(2)} p99 ${s.p99Ms.toFixed(2)} p99.9 ${s.p999Ms.toFixed(2)} ms err ${s.serverErrors + s.networkErrors} shed ${s.shed} ${gc}${s.saturated ? '  [saturated]' : ''}`;
+  return `${mode.padEnd(8)} offered ${String(s.offered).padStart(6)}/s achieved ${s.achieved.toFixed(0).padStart(6)}/s p50 ${s.p50Ms.toFixed(2)} p99 ${s.p99Ms.toFixed(2)} p99.9 ${s.p999Ms.toFixed(2)} ms err ${s.serverErrors + s.networkErrors} shed ${s.shed} ${gc} gen ${s.generatorCpuUsPerRequest.toFixed(0)} µs/req${s.saturated ? '  [saturated]' : ''}`;
 }
 
 function toPoint(s: StepReport): ChartPoint {
@@ -288,6 +288,7 @@ function rows(mode: string, steps: StepReport[]): BenchResult[] {
     alloc_mb_per_s: s.runtime === null ? null : round(s.runtime.allocationBytesPerSec / 1e6),
     event_loop_delay_p99_ms: s.runtime === null ? null : round(s.runtime.eventLoopDelayMs.p99),
     service_cpu_cores: s.runtime === null ? null : round(s.runtime.cpuCores),
+    generator_cpu_us_per_req: round(s.generatorCpuUsPerRequest, 1),
     saturated: s.saturated,
   }));
 }
@@ -310,7 +311,7 @@ const suite: Suite = async (context) => {
     [bare80, governed80] = await atLoad(at80, config.quick ? 1 : ROUNDS_AT_80, config, [bare, governed], progress);
   } finally {
     for (const c of [bare, governed]) {
-      c.agent.destroy();
+      c.client.close();
       await c.service.stop();
     }
   }
@@ -341,7 +342,7 @@ const suite: Suite = async (context) => {
     targets: { governed_vs_bare_saturation: '>= 0.9', p99_ratio_at_80pct: '<= 1.2' },
     notes: [
       `saturation = highest achieved req/s over the steps; a step is saturated when achieved < ${SATURATION.achievedShare * 100}% of offered, p99 > ${SATURATION.p99Ms} ms or > ${SATURATION.failedShare * 100}% failed`,
-      'service and generator share this machine\'s cores: compare the two runs, not absolute numbers',
+      'service and generator share this machine\'s cores: compare the two runs, not absolute numbers; generator_cpu_us_per_req is what the generator itself took',
       `chart: ${config.out}`,
     ],
     chart: config.out,
