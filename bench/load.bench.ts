@@ -79,7 +79,7 @@ function parseConfig({ args, quick }: SuiteContext): LoadConfig {
     holdMs: value('hold', quick ? 1 : 5) * 1000,
     warmupMs: value('warmup', quick ? 0.3 : 1) * 1000,
     accounts: value('accounts', 1000),
-    maxSteps: value('max-steps', quick ? 2 : 40),
+    maxSteps: value('max-steps', quick ? 2 : 60),
     out: resolve(outIndex >= 0 ? args[outIndex + 1]! : 'govmap-load-curve.svg'),
     quick,
   };
