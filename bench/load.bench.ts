@@ -75,11 +75,11 @@ function parseConfig({ args, quick }: SuiteContext): LoadConfig {
   const config: LoadConfig = {
     start: value('start', quick ? 200 : 500),
     step: value('step', quick ? 200 : 500),
-    max: value('max', quick ? 400 : 30_000),
+    max: value('max', quick ? 400 : 50_000),
     holdMs: value('hold', quick ? 1 : 5) * 1000,
     warmupMs: value('warmup', quick ? 0.3 : 1) * 1000,
     accounts: value('accounts', 1000),
-    maxSteps: value('max-steps', quick ? 2 : 60),
+    maxSteps: value('max-steps', quick ? 2 : 100),
     out: resolve(outIndex >= 0 ? args[outIndex + 1]! : 'govmap-load-curve.svg'),
     quick,
   };

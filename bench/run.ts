@@ -18,8 +18,8 @@ const suites: Record<string, { describe: string; options?: readonly SuiteOption[
     options: [
       { name: '--start', value: 'req/s', describe: 'first step of offered load (default 500)' },
       { name: '--step', value: 'req/s', describe: 'added per step (default 500)' },
-      { name: '--max', value: 'req/s', describe: 'highest step offered (default 30,000)' },
-      { name: '--max-steps', value: 'n', describe: 'most steps per service (default 60)' },
+      { name: '--max', value: 'req/s', describe: 'highest step offered (default 50,000)' },
+      { name: '--max-steps', value: 'n', describe: 'most steps per service (default 100)' },
       { name: '--hold', value: 's', describe: 'seconds each step is measured (default 5)' },
       { name: '--warmup', value: 's', describe: 'seconds each step runs before it is measured (default 1)' },
       { name: '--accounts', value: 'n', describe: 'accounts the services seed and the mix reads (default 1,000)' },
