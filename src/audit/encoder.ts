@@ -31,6 +31,15 @@ import type { RingViews } from './ring.ts';
  * check, so a reader may parse lines with any JSON parser.
  */
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
+const concatBytes = (...parts: Uint8Array[]): Uint8Array => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+};
 
 const HEX = utf8('0123456789abcdef');
 const P_START = utf8('{"v":1,"seq":');
@@ -38,6 +47,8 @@ const P_RESOURCE = utf8(',"resource_id":');
 const P_TRACE = utf8(',"trace_id":"');
 const P_SPAN = utf8('","span_id":"');
 const P_NO_TRACE = utf8(',"trace_id":null,"span_id":null');
+/** P_NO_TRACE then P_BOUNDS_NULL: a write record has neither, so it is one copy. */
+const P_NO_TRACE_NO_BOUNDS = utf8(',"trace_id":null,"span_id":null,"range_bounds":null,"timestamp":"');
 const P_BOUNDS_NULL = utf8(',"range_bounds":null,"timestamp":"');
 const P_BOUNDS_START = utf8(',"range_bounds":{"start":');
 const P_BOUNDS_END = utf8(',"end":');
@@ -283,18 +294,25 @@ export class EncodeContext {
   constructor(anchor: ClockAnchor, identity: Uint8Array) {
     this.anchor = anchor;
     this.identity = identity;
+    this.#tails = OUTCOME_CHUNKS.map((chunk) => concatBytes(chunk, P_NULL, identity));
+    this.#tailsWithValue = OUTCOME_CHUNKS.map((chunk) => concatBytes(chunk, P_NULL, identity, P_VALUE));
   }
 
   /**
-   * The op's bytes (`,"op_type":"STORE","map":`) and the map name as a JSON string, each kept for
-   * the last one seen: a run of writes to one map (the common case) skips a Map lookup and the
-   * escaping of the name on every record. The caller's thread encodes writes while the STORE
-   * waits; every ~10 ns there is the caller's.
+   * A record's bytes from `,"op_type":` to `"resource_id":` (op and map name as JSON), kept for
+   * the last op and map seen: a run of writes to one map (the common case) copies them at once,
+   * with no lookup and no escaping of the name. The caller's thread encodes writes while the
+   * STORE waits; every ~10 ns there is the caller's.
    */
-  #lastOp = '';
-  #lastOpBytes: Uint8Array = P_NULL;
-  #lastMap = '';
-  #lastMapBytes: Uint8Array = utf8('""');
+  #headOp = '';
+  #headMap: string | null = '';
+  #headBytes: Uint8Array = P_NULL;
+  /**
+   * What follows the timestamp when there is no reason, by outcome: `","outcome":"ok","reason":null`
+   * then actor and origin, and in the second set `,"value":` too. One copy instead of four.
+   */
+  readonly #tails: Uint8Array[];
+  readonly #tailsWithValue: Uint8Array[];
   readonly #scratch = new ByteWriter(256);
 
   /** Map names of the ring's names table as JSON strings, by id: escaped once per name (worker). */
@@ -320,23 +338,26 @@ export class EncodeContext {
     return bytes;
   }
 
-  opBytes(op: string): Uint8Array {
-    if (op !== this.#lastOp) {
-      this.#lastOpBytes = opChunk(op);
-      this.#lastOp = op;
-    }
-    return this.#lastOpBytes;
-  }
-
-  mapBytes(map: string): Uint8Array {
-    if (map !== this.#lastMap) {
+  /** `,"op_type":"<op>","map":<map>,"resource_id":` (see #headBytes). */
+  headBytes(op: string, map: string | null): Uint8Array {
+    if (op !== this.#headOp || map !== this.#headMap) {
       const w = this.#scratch;
       w.pos = 0;
-      w.jsonString(map);
-      this.#lastMapBytes = w.buf.slice(0, w.pos);
-      this.#lastMap = map;
+      w.raw(opChunk(op));
+      if (map === null) w.raw(P_NULL);
+      else w.jsonString(map);
+      w.ensure(P_RESOURCE.length);
+      w.raw(P_RESOURCE);
+      this.#headBytes = w.buf.slice(0, w.pos);
+      this.#headOp = op;
+      this.#headMap = map;
     }
-    return this.#lastMapBytes;
+    return this.#headBytes;
+  }
+
+  /** The bytes after the timestamp up to the value, for a record without a reason. */
+  tailBytes(outcome: number, withValue: boolean): Uint8Array {
+    return (withValue ? this.#tailsWithValue : this.#tails)[outcome]!;
   }
 
   /**
@@ -498,15 +519,18 @@ export function encodeDirect(w: ByteWriter, r: DirectRecord, ctx: EncodeContext)
   w.ensure(1024 + ctx.identity.length);
   w.raw(P_START);
   w.uint(r.seq);
-  w.raw(ctx.opBytes(r.op));
-  if (r.map === null) w.raw(P_NULL);
-  else w.raw(ctx.mapBytes(r.map));
-  w.ensure(512);
-  w.raw(P_RESOURCE);
+  const head = ctx.headBytes(r.op, r.map);
+  w.ensure(head.length + 512);
+  w.raw(head);
   const key = r.key;
   if (key === undefined || key === null) w.raw(P_NULL);
   else w.jsonString(renderKey(key));
   w.ensure(512);
+  if (r.bounds === null && (r.traceId === null || r.spanId === null)) {
+    w.raw(P_NO_TRACE_NO_BOUNDS);
+    encodeTail(w, r, ctx);
+    return;
+  }
   if (r.traceId !== null && r.spanId !== null) {
     w.raw(P_TRACE);
     for (let i = 0; i < 32; i++) w.buf[w.pos++] = r.traceId.charCodeAt(i);
@@ -534,14 +558,24 @@ export function encodeDirect(w: ByteWriter, r: DirectRecord, ctx: EncodeContext)
     w.ensure(64);
     w.raw(P_BOUNDS_CLOSE);
   }
+  encodeTail(w, r, ctx);
+}
+
+/** From the timestamp to the end of the record. */
+function encodeTail(w: ByteWriter, r: DirectRecord, ctx: EncodeContext): void {
   ctx.timestamp(w, r.perfMs);
-  w.raw(OUTCOME_CHUNKS[r.outcome]!);
-  if (r.reason === null) w.raw(P_NULL);
-  else w.jsonString(r.reason);
-  w.ensure(ctx.identity.length + 256);
-  w.raw(ctx.identity);
+  if (r.reason === null) {
+    const tail = ctx.tailBytes(r.outcome, r.value !== undefined);
+    w.ensure(tail.length + 256);
+    w.raw(tail);
+  } else {
+    w.raw(OUTCOME_CHUNKS[r.outcome]!);
+    w.jsonString(r.reason);
+    w.ensure(ctx.identity.length + 256);
+    w.raw(ctx.identity);
+    if (r.value !== undefined) w.raw(P_VALUE);
+  }
   if (r.value !== undefined) {
-    w.raw(P_VALUE);
     if (r.value === null) w.raw(P_NULL);
     else w.jsonString(r.value);
   }

@@ -120,6 +120,58 @@ test('direct (write) records encode exactly as JSON.stringify; money stays a dec
   );
 });
 
+test('a run of direct records through one context encodes each exactly as JSON.stringify (op, map, outcome, reason, value, trace, bounds, gap, detail)', () => {
+  // The context keeps the last op and map's bytes and the no-reason tails: a sequence that
+  // changes any of them from one record to the next must never reuse stale bytes.
+  const hexId = (n: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`));
+  const record = fc.record({
+    op: fc.constantFrom('STORE', 'DELETE', 'MAP_CREATED', 'SINK_FAILED', 'AUDIT_GAP'),
+    map: fc.option(fc.oneof(fc.constantFrom('balances', 'limits'), text), { nil: null }),
+    key: fc.option(text, { nil: null }),
+    trace: fc.option(fc.tuple(hexId(32), hexId(16)), { nil: null }),
+    bounds: fc.option(fc.record({ start: fc.option(text, { nil: null }), end: fc.option(text, { nil: null }), inclusive: fc.boolean(), prefix: fc.option(text, { nil: null }) }), { nil: null }),
+    outcome: fc.integer({ min: 0, max: 3 }),
+    reason: fc.option(text, { nil: null }),
+    value: fc.oneof(fc.constant(undefined), fc.constant(null), fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }).map(String)),
+    gap: fc.option(fc.record({ from: fc.nat(2 ** 40), to: fc.nat(2 ** 40), torn: fc.option(fc.record({ segment: fc.nat(1000), offset: fc.nat(2 ** 40), length: fc.nat(1 << 20) }), { nil: null }) }), { nil: null }),
+    detail: fc.option(text, { nil: null }),
+  });
+  const outcomes = ['ok', 'miss', 'rejected', 'error'];
+  fc.assert(
+    fc.property(fc.array(record, { minLength: 1, maxLength: 12 }), (records) => {
+      const runCtx = new EncodeContext(anchor, encodeIdentity('clearing/instance-1', 'host/pid-1'));
+      const w = new ByteWriter(16);
+      records.forEach((f, i) => {
+        const perfMs = performance.now();
+        const gap = f.gap === null ? null : { ...f.gap, cause: 'RING_FULL' as const };
+        const r: DirectRecord = { seq: i + 1, op: f.op, map: f.map, key: f.key ?? undefined, traceId: f.trace?.[0] ?? null, spanId: f.trace?.[1] ?? null, bounds: f.bounds, perfMs, outcome: f.outcome, reason: f.reason, value: f.value, gap, detail: f.detail };
+        w.pos = 0;
+        encodeDirect(w, r, runCtx);
+        const expected = `${JSON.stringify({
+          v: 1,
+          seq: i + 1,
+          op_type: f.op,
+          map: f.map,
+          resource_id: f.key,
+          trace_id: f.trace?.[0] ?? null,
+          span_id: f.trace?.[1] ?? null,
+          range_bounds: f.bounds,
+          timestamp: epochNanosString(anchor, perfMs),
+          outcome: outcomes[f.outcome],
+          reason: f.reason,
+          actor: 'clearing/instance-1',
+          origin: 'host/pid-1',
+          ...(f.value === undefined ? {} : { value: f.value }),
+          ...(gap === null ? {} : { gap: { from: gap.from, to: gap.to, cause: gap.cause, torn: gap.torn } }),
+          ...(f.detail === null ? {} : { detail: f.detail }),
+        })}\n`;
+        assert.equal(decoder.decode(w.buf.subarray(0, w.pos)), expected, `record ${i + 1} of the run`);
+      });
+    }),
+    { numRuns: 300 },
+  );
+});
+
 test('timestamps are epoch nanoseconds that follow the monotonic clock', () => {
   const a = BigInt(epochNanosString(anchor, anchor.perfMs));
   const b = BigInt(epochNanosString(anchor, anchor.perfMs + 1.5));
