@@ -183,32 +183,23 @@ export class LoadHttpClient {
           // Bytes nobody asked for: the connection's framing is lost.
           this.#fail(c);
           return;
-        case Phase.Head: {
-          const headEnd = this.#lineBlock(c, chunk, at, true);
-          if (headEnd < 0) return;
-          at = headEnd;
-          break;
-        }
-        case Phase.Body: {
-          const n = Math.min(c.remaining, end - at);
-          c.remaining -= n;
-          at += n;
-          if (c.remaining === 0) this.#complete(c);
-          break;
-        }
+        case Phase.Head:
         case Phase.ChunkSize:
         case Phase.ChunkDataEnd:
         case Phase.Trailers: {
-          const lineEnd = this.#lineBlock(c, chunk, at, false);
-          if (lineEnd < 0) return;
-          at = lineEnd;
+          const next = this.#lineBlock(c, chunk, at, c.phase === Phase.Head);
+          if (next < 0) return;
+          at = next;
           break;
         }
+        case Phase.Body:
         case Phase.ChunkData: {
           const n = Math.min(c.remaining, end - at);
           c.remaining -= n;
           at += n;
-          if (c.remaining === 0) c.phase = Phase.ChunkDataEnd;
+          if (c.remaining !== 0) break;
+          if (c.phase === Phase.Body) this.#complete(c);
+          else c.phase = Phase.ChunkDataEnd;
           break;
         }
         case Phase.UntilClose:
