@@ -31,15 +31,6 @@ import type { RingViews } from './ring.ts';
  * check, so a reader may parse lines with any JSON parser.
  */
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
-const concatBytes = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
 
 const HEX = utf8('0123456789abcdef');
 const P_START = utf8('{"v":1,"seq":');
@@ -47,9 +38,9 @@ const P_RESOURCE = utf8(',"resource_id":');
 const P_TRACE = utf8(',"trace_id":"');
 const P_SPAN = utf8('","span_id":"');
 const P_NO_TRACE = utf8(',"trace_id":null,"span_id":null');
-/** P_NO_TRACE then P_BOUNDS_NULL: a write record has neither, so it is one copy. */
-const P_NO_TRACE_NO_BOUNDS = utf8(',"trace_id":null,"span_id":null,"range_bounds":null,"timestamp":"');
 const P_BOUNDS_NULL = utf8(',"range_bounds":null,"timestamp":"');
+/** P_NO_TRACE then P_BOUNDS_NULL: a write record has neither, so it is one copy. */
+const P_NO_TRACE_NO_BOUNDS: Uint8Array = Buffer.concat([P_NO_TRACE, P_BOUNDS_NULL]);
 const P_BOUNDS_START = utf8(',"range_bounds":{"start":');
 const P_BOUNDS_END = utf8(',"end":');
 const P_BOUNDS_INCL_TRUE = utf8(',"inclusive":true,"prefix":');
@@ -294,8 +285,8 @@ export class EncodeContext {
   constructor(anchor: ClockAnchor, identity: Uint8Array) {
     this.anchor = anchor;
     this.identity = identity;
-    this.#tails = OUTCOME_CHUNKS.map((chunk) => concatBytes(chunk, P_NULL, identity));
-    this.#tailsWithValue = OUTCOME_CHUNKS.map((chunk) => concatBytes(chunk, P_NULL, identity, P_VALUE));
+    this.#tails = OUTCOME_CHUNKS.map((chunk) => Buffer.concat([chunk, P_NULL, identity]));
+    this.#tailsWithValue = OUTCOME_CHUNKS.map((chunk) => Buffer.concat([chunk, P_NULL, identity, P_VALUE]));
   }
 
   /**
