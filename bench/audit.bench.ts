@@ -224,7 +224,7 @@ const suite: Suite = async ({ progress, quick }) => {
   }
   notes.push(
     `${KEYS} keys; median of alternating rounds; the recorder runs its real drain worker throughout`,
-    'read_audit_added_ns includes one performance.now() per batch of 32 reads (their timestamp): its cost on this machine is in the table',
+    'read_audit_added_ns includes one performance.now() per record (the event timestamp): its cost on this machine is in the table',
     'write_audit_ns includes one write(2) per record (the record reaches the OS before the STORE returns): its bare cost is in the table',
   );
   return {

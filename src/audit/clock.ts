@@ -3,10 +3,9 @@
  * the wall clock. `performance.now()` is read on the hot path (a double, no allocation) and
  * turned into epoch nanoseconds off it, by the drain worker, with the anchor of the thread that
  * read it. Consequences: timestamps of one recorder never go backwards; writes carry the clock
- * read when they were recorded, reads the clock read when their batch was handed to the drain
- * worker (never earlier than the read, at most the rest of its task later; see
- * `RingProducer.publish`); their absolute accuracy is the wall clock's at the anchor
- * (milliseconds), and a later NTP step is not followed until the recorder restarts.
+ * read when they were recorded, reads the coarse clock word the drain worker keeps fresh (at most
+ * CLOCK_MAX_LAG_MS behind, see `RingProducer.stamp`); their absolute accuracy is the wall clock's
+ * at the anchor (milliseconds), and a later NTP step is not followed until the recorder restarts.
  */
 export interface ClockAnchor {
   /** Wall-clock seconds since the epoch at the anchor. */
@@ -63,4 +62,27 @@ export function epochNanosString(anchor: ClockAnchor, perfMs: number): string {
   const parts = new Float64Array(2);
   toEpoch(anchor, perfMs, parts);
   return `${parts[0]}${String(parts[1]).padStart(9, '0')}`;
+}
+
+/**
+ * `performance.now()` counts from each thread's own start, so the drain worker cannot write the
+ * recording thread's time directly. Both read `process.hrtime` (one monotonic clock for the whole
+ * process) beside their `performance.now()`; this returns `hrtime - performance.now()` in ms for
+ * the calling thread, from the pair read closest together (of a few tries). A time of thread A
+ * on thread B's scale is then `perfA + offsetA - offsetB`, off by at most the two read windows
+ * (well under a microsecond).
+ */
+export function hrtimeOffsetMs(): number {
+  let window = Number.POSITIVE_INFINITY;
+  let offset = 0;
+  for (let attempt = 0; attempt < 7; attempt++) {
+    const before = performance.now();
+    const hr = Number(process.hrtime.bigint()) / 1e6;
+    const after = performance.now();
+    if (after - before < window) {
+      window = after - before;
+      offset = hr - (before + after) / 2;
+    }
+  }
+  return offset;
 }

@@ -19,6 +19,8 @@
 import { closeSync, fstatSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
+import { hrtimeOffsetMs } from './clock.ts';
+import { NapPolicy } from './nap-policy.ts';
 import type { ClockAnchor } from './clock.ts';
 import { ByteWriter, EncodeContext, encodeIdentity, encodeRingEntry, maxEncodedBytes } from './encoder.ts';
 import {
@@ -36,8 +38,10 @@ import {
   CTRL_WORKER_FAILING,
   CTRL_WORKER_SLEEPING,
   CTRL_DOORBELL,
+  CLOCK_TICK_ENTRIES,
   PAD_MARK,
   STAT_BYTES_WRITTEN,
+  STAT_CLOCK,
   STAT_EVENTS_DRAINED,
   STAT_FSYNCS,
   STAT_FSYNC_SECONDS,
@@ -69,6 +73,8 @@ export interface DrainWorkerData {
   readonly sab: SharedArrayBuffer;
   readonly dir: string;
   readonly anchor: ClockAnchor;
+  /** The recording thread's `hrtimeOffsetMs()`: puts this thread's clock on its scale. */
+  readonly recorderClockOffsetMs: number;
   readonly actor: string;
   readonly origin: string;
   readonly key: Uint8Array | null;
@@ -93,6 +99,8 @@ export type DrainWorkerMessage =
 const DRAIN_TURN = 4096;
 /** Release ring space to a waiting producer at least this often (entries). */
 const RELEASE_EVERY = 64;
+/** How long one nap of a caught-up worker lasts while reads flow fast (see NapPolicy). */
+const CLOCK_NAP_MS = 0.25;
 /** After a failed write, wait this long before trying again (ms). */
 const RETRY_AFTER_MS = 100;
 
@@ -109,6 +117,21 @@ function run(data: DrainWorkerData): void {
   const sleepCell = new Int32Array(new SharedArrayBuffer(4));
   const headFd = openSync(join(data.dir, HEAD_FILE), 'w');
   const chain: ChainState = { ...data.chain };
+  // This thread's performance.now() plus this is the recording thread's performance.now().
+  const toRecorderClock = hrtimeOffsetMs() - data.recorderClockOffsetMs;
+  /** Refreshes the coarse clock word the reads take their timestamps from (see RingProducer.stamp). */
+  const tick = (): void => {
+    stats[STAT_CLOCK] = performance.now() + toRecorderClock;
+  };
+  /**
+   * Before anything that can take long (fsync, rotation, a long sleep, a failing disk): reads then
+   * read the clock themselves. A batch write or a seal (bounded: tens of µs for sealBytes) keeps
+   * the word; the readers' own check (CLOCK_MAX_LAG_MS) catches a worker descheduled meanwhile.
+   */
+  const stopTicking = (): void => {
+    stats[STAT_CLOCK] = 0;
+  };
+
   // Read and append: the bytes are read back to seal them.
   let fd = openSync(data.segmentPath, 'a+');
   Atomics.store(ctrl, CTRL_FD, fd);
@@ -124,6 +147,7 @@ function run(data: DrainWorkerData): void {
   const sleep = (ms: number): void => {
     Atomics.wait(sleepCell, 0, 0, ms);
   };
+  const naps = new NapPolicy(NapPolicy.calibrate(CLOCK_NAP_MS, sleep), performance.now());
 
   const fail = (error: unknown): void => {
     stats[STAT_WORKER_WRITE_ERRORS]!++;
@@ -240,6 +264,7 @@ function run(data: DrainWorkerData): void {
   };
 
   const commit = (rotateIfFull = true): void => {
+    stopTicking();
     if (!writeBatch()) return;
     try {
       seal(fd, writesDone(), false);
@@ -276,6 +301,7 @@ function run(data: DrainWorkerData): void {
     let tail = Atomics.load(ctrl, CTRL_TAIL);
     const head = Atomics.load(ctrl, CTRL_HEAD);
     let n = 0;
+    if (tail !== head) tick();
     while (tail !== head && n < DRAIN_TURN) {
       const length = words[tail]!;
       if (length === PAD_MARK) {
@@ -285,6 +311,7 @@ function run(data: DrainWorkerData): void {
       if (batch.pos + maxEncodedBytes(length, ctx.identity.length) > batch.buf.length) {
         if (!writeBatch()) break;
         maybeSeal();
+        tick();
       }
       encodeRingEntry(batch, ring, tail, ctx);
       batchLastSeq = ring.f64[(tail + 4) >> 1]!;
@@ -293,10 +320,12 @@ function run(data: DrainWorkerData): void {
       if (tail === cap) tail = 0;
       n++;
       if (n % RELEASE_EVERY === 0) release(tail);
+      if (n % CLOCK_TICK_ENTRIES === 0) tick();
       if (batch.pos >= flushAt) {
         release(tail);
         if (!writeBatch()) break;
         maybeSeal();
+        tick();
       }
     }
     release(tail);
@@ -316,10 +345,12 @@ function run(data: DrainWorkerData): void {
     // The caller's thread rings after writing sealBytes of its own: keep blocks small either way.
     if (!failing) maybeSeal();
     if (failing) {
+      stopTicking();
       sleep(RETRY_AFTER_MS);
       writeBatch();
     }
     const now = performance.now();
+    const readsFlowFast = naps.observe(drained, now);
     const flushRequests = Atomics.load(ctrl, CTRL_FLUSH_REQUESTS);
     const ringEmpty = Atomics.load(ctrl, CTRL_HEAD) === Atomics.load(ctrl, CTRL_TAIL);
     if (stopping && (ringEmpty || failing)) {
@@ -337,6 +368,16 @@ function run(data: DrainWorkerData): void {
     }
     if (drained > 0 && !ringEmpty) continue;
     if (batch.pos > 0 && !writeBatch()) continue;
+    if (readsFlowFast && !paused) {
+      // Reads flow fast enough for a nap to pay (see NapPolicy) and the worker caught up: nap
+      // briefly and keep the clock word fresh, so the reads keep taking it instead of the clock
+      // (see RingProducer.stamp). The producer wakes no one for this (CTRL_WORKER_SLEEPING stays
+      // 0); the nap ends on its own.
+      sleep(CLOCK_NAP_MS);
+      tick();
+      continue;
+    }
+    stopTicking();
     Atomics.store(ctrl, CTRL_WORKER_SLEEPING, 1);
     const bell = Atomics.load(ctrl, CTRL_DOORBELL);
     if (Atomics.load(ctrl, CTRL_HEAD) === Atomics.load(ctrl, CTRL_TAIL) || paused) {

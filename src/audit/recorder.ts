@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { MapObserver, OpType, Outcome, RangeBounds, Validator } from '../map/index.ts';
 import { reject } from '../map/index.ts';
-import { takeAnchor } from './clock.ts';
+import { hrtimeOffsetMs, takeAnchor } from './clock.ts';
 import type { ClockAnchor } from './clock.ts';
 import type { ChainState, DrainWorkerData, DrainWorkerMessage } from './drain-worker.ts';
 import { ByteWriter, EncodeContext, encodeDirect, encodeIdentity } from './encoder.ts';
@@ -215,6 +215,7 @@ export class AuditRecorder implements MapObserver<unknown> {
       sab: this.#ring.sab,
       dir: this.dir,
       anchor: this.#anchor,
+      recorderClockOffsetMs: hrtimeOffsetMs(),
       actor: this.actor,
       origin: this.origin,
       key: this.#options.key,
@@ -442,6 +443,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     const seq = this.#seq++;
     if (seq > this.#reservedThrough) this.#reserve(seq);
     const hasTrace = this.#trace.capture();
+    this.#producer.stamp();
     if (!this.#producer.tryPublish(seq, op, outcome, map, key, reason, bounds, hasTrace, this.#trace.words)) {
       this.#ringFull(seq, op, outcome, map, key, reason, bounds, hasTrace);
       return;
@@ -565,7 +567,7 @@ export class AuditRecorder implements MapObserver<unknown> {
       r.traceId = null;
       r.spanId = null;
     }
-    // The real clock, after stamping the reads still unpublished (they come before it in seq).
+    // The real clock, but never below a read's coarse timestamp handed out before it.
     r.perfMs = this.#producer.exactStamp();
     const w = this.#writer;
     w.pos = 0;

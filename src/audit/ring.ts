@@ -13,7 +13,7 @@
  * Entry (words; f64 fields at even offsets), HEADER_WORDS fixed, then only what the record has:
  *   [0] length in words (even), or PAD_MARK: the rest of the buffer is unused, wrap to 0
  *   [1] op | outcome << 8 | flags << 16          [2] map id (or, FLAG_MAP_INLINE, its units) | reasonUnits << 16
- *   [3] key length in units (stored: at most MAX_KEY_UNITS) [4..5] seq f64   [6..7] time f64 (performance.now() at publication)
+ *   [3] key length in units (stored: at most MAX_KEY_UNITS) [4..5] seq f64   [6..7] performance.now() f64
  *   then [2 words] numeric key f64 (FLAG_KEY_NUMBER), then [6 words] trace id and span id (FLAG_TRACE),
  *   then text units: the map name (FLAG_MAP_INLINE only), reason, key; RANGE: bound lengths then bounds
  *
@@ -31,13 +31,10 @@
  * the only synchronisation, no lock is taken.
  *
  * Publication is batched: the producer stores head once per PUBLISH_EVERY entries, and at the
- * end of the current task (a microtask) for the rest, before a write record takes its time, and
- * before anyone waits on the worker (flush, stop, a full ring). Entries written but not yet
- * published are, for the worker and for a crash, the same as entries not yet drained: lost in a
- * crash, and named by the AUDIT_GAP the next start writes (seqs stay contiguous).
- *
- * A read's timestamp is taken at its publication, once for the batch (see `publish`): one clock
- * read per batch instead of one per read.
+ * end of the current task (a microtask) for the rest, and before anyone waits on the worker
+ * (flush, stop, a full ring). Entries written but not yet published are, for the worker and for
+ * a crash, the same as entries not yet drained: lost in a crash, and named by the AUDIT_GAP the
+ * next start writes (seqs stay contiguous).
  */
 import { renderKey } from './event.ts';
 
@@ -77,6 +74,20 @@ export const CTRL_IN_WRITE = 32;
 /** The file descriptor both threads append to; the worker swaps it on rotation. */
 export const CTRL_FD = 33;
 
+/**
+ * The coarse clock word (alone in its 64-byte cache line: slots 16-23): `performance.now()` of the
+ * recording thread, kept fresh by the drain worker while it encodes (at least every
+ * CLOCK_TICK_ENTRIES entries), 0 whenever it is doing anything else (writing, sealing, fsync,
+ * sleeping). Reads take their timestamp from it instead of reading the clock themselves; see
+ * `RingProducer.stamp`.
+ */
+export const STAT_CLOCK = 16;
+/** The drain worker refreshes STAT_CLOCK at least every this many entries it encodes (~64 µs at 1M/s). */
+export const CLOCK_TICK_ENTRIES = 64;
+/** The producer reads the real clock itself at least every this many reads, to catch a stale word. */
+export const CLOCK_CHECK_EVERY = 16;
+/** A clock word older than this (ms) when checked is not trusted again: the worker was descheduled. */
+export const CLOCK_MAX_LAG_MS = 1;
 /**
  * The producer publishes head at least every this many entries (32 entries of a typical read are
  * ~3 KiB, ~50 cache lines): the worker then reads lines the producer has finished with, instead of
@@ -198,6 +209,7 @@ export class RingProducer {
   readonly #cap: number;
   /** Wake the sleeping worker once this many words are queued (an eighth of the ring). */
   readonly #wakeWords: number;
+  readonly #stats: Float64Array;
   /** Our own head (only we write it) and the last tail we read: reading shared state costs. */
   #head = 0;
   #tail = 0;
@@ -209,13 +221,15 @@ export class RingProducer {
     this.publish();
   };
   /**
-   * The latest timestamp handed out (by a batch of reads or a write; ms, this thread's
-   * performance.now()): timestamps never go below it. In a typed array, not a field: a
-   * fractional number crossing a call that is not inlined is boxed, which would allocate.
+   * Clock state, in a typed array, not fields: a fractional number crossing a call that is not
+   * inlined is boxed, which would allocate on every read.
+   *   [0] the time of the record being published (ms, this thread's performance.now())
+   *   [1] the latest timestamp handed out (by a read or a write): timestamps never go below it
+   *   [2] a clock word found stale: not used again (the worker has not ticked since)
    */
-  readonly #clock = new Float64Array(1);
-  /** Where the entries not yet published start: `publish` stamps [publishedHead, head). */
-  #publishedHead = 0;
+  readonly #clock = new Float64Array(3);
+  /** Reads left until the producer reads the real clock itself (see `stamp`). */
+  #checkIn = 0;
   /** The last map name seen and its table id: a run of reads of one map skips the lookup. */
   #lastMap: string | null = null;
   #lastMapId = -1;
@@ -227,10 +241,10 @@ export class RingProducer {
     this.#words = ring.words;
     this.#f64 = ring.f64;
     this.#units = ring.units;
+    this.#stats = ring.stats;
     this.#cap = ring.capacityWords;
     this.#wakeWords = ring.capacityWords >> 3;
     this.#head = Atomics.load(ring.ctrl, CTRL_HEAD);
-    this.#publishedHead = this.#head;
     this.#tail = Atomics.load(ring.ctrl, CTRL_TAIL);
   }
 
@@ -246,22 +260,43 @@ export class RingProducer {
   }
 
   /**
+   * Takes the time of the next read record (see `tryPublish`). A clock read costs ~45 ns here,
+   * as much as the rest of the read path, so a read takes the clock word the drain worker keeps
+   * fresh while it drains (STAT_CLOCK) when there is one, and reads the clock itself when the
+   * worker is not draining (word 0), every CLOCK_CHECK_EVERY reads, and after finding the word
+   * more than CLOCK_MAX_LAG_MS old (until the worker ticks again). A timestamp is therefore never
+   * later than the read, never below an earlier record's of this recorder (the max is kept), and
+   * at most CLOCK_MAX_LAG_MS earlier than the read -- except for up to CLOCK_CHECK_EVERY - 1 reads
+   * after the worker is descheduled mid-drain. The seq, not the timestamp, orders records exactly.
+   */
+  stamp(): void {
+    const clock = this.#clock;
+    let t = this.#stats[STAT_CLOCK]!;
+    if (t === 0 || t === clock[2] || --this.#checkIn <= 0) {
+      const exact = performance.now();
+      if (t !== 0 && exact - t > CLOCK_MAX_LAG_MS) clock[2] = t;
+      this.#checkIn = CLOCK_CHECK_EVERY;
+      t = exact;
+    }
+    if (t < clock[1]!) t = clock[1]!;
+    clock[1] = t;
+    clock[0] = t;
+  }
+
+  /**
    * The timestamp of a record written on this thread now (the write path): the real clock, never
-   * below a timestamp handed out before. ms, this thread's performance.now() scale. Reads still
-   * unpublished are published (and stamped) first, so that no read gets a later time than a
-   * write recorded after it.
+   * below a timestamp handed out before. ms, this thread's performance.now() scale.
    */
   exactStamp(): number {
-    this.publish();
     const clock = this.#clock;
     let t = performance.now();
-    if (t < clock[0]!) t = clock[0]!;
-    clock[0] = t;
+    if (t < clock[1]!) t = clock[1]!;
+    clock[1] = t;
     return t;
   }
 
   /**
-   * Writes one read record (its time is written when it is published). `trace` holds 6 words (trace id
+   * Publishes one read record, timed by the last `stamp()`. `trace` holds 6 words (trace id
    * then span id) when `hasTrace`. Strings are copied as UTF-16 units; nothing here allocates
    * for string or number keys.
    */
@@ -330,6 +365,7 @@ export class RingProducer {
     words[at + 2] = (mapId >= 0 ? mapId : mapUnits) | (reasonUnits << 16);
     words[at + 3] = keyText === null ? 0 : keyText.length;
     f64[(at + 4) >> 1] = seq;
+    f64[(at + 6) >> 1] = this.#clock[0]!;
     if (numberAt !== 0) f64[(at + numberAt) >> 1] = key as number;
     if (hasTrace) {
       const t = at + traceAt;
@@ -454,37 +490,11 @@ export class RingProducer {
     return head + length < tail ? head : -1;
   }
 
-  /**
-   * Makes every entry written so far visible to the worker (and wakes it for a big batch),
-   * stamping them first with one clock read for the batch. A clock read costs ~45 ns on the
-   * virtual machines measured, as much as the rest of a read's path: per batch it is ~1.5 ns a
-   * read. The price is precision, in one direction only: a read's timestamp is never earlier
-   * than the read, and later by at most the rest of its batch -- PUBLISH_EVERY reads, the next
-   * write record, or the end of the task that made it (the microtask below). A service whose
-   * tasks block the event loop for long has its reads stamped when the task ends.
-   */
+  /** Makes every entry written so far visible to the worker (and wakes it for a big batch). */
   publish(): void {
     if (this.#unpublished === 0) return;
     this.#unpublished = 0;
     const next = this.#head;
-    const clock = this.#clock;
-    let t = performance.now();
-    if (t < clock[0]!) t = clock[0]!;
-    clock[0] = t;
-    const words = this.#words;
-    const f64 = this.#f64;
-    const cap = this.#cap;
-    for (let at = this.#publishedHead; at !== next; ) {
-      const length = words[at]!;
-      if (length === PAD_MARK) {
-        at = 0;
-        continue;
-      }
-      f64[(at + 6) >> 1] = t;
-      at += length;
-      if (at === cap) at = 0;
-    }
-    this.#publishedHead = next;
     Atomics.store(this.#ctrl, CTRL_HEAD, next);
     // A notify is a syscall (~1 µs); ring only when a batch is worth it and the worker sleeps.
     const tail = this.#tail;

@@ -51,6 +51,7 @@ test('ring records encode exactly as JSON.stringify, for any key, map name, reas
       fc.option(fc.record({ start: fc.option(text, { nil: null }), end: fc.option(text, { nil: null }), inclusive: fc.boolean(), prefix: fc.option(text, { nil: null }) }), { nil: null }),
       (seq, map, key, reason, outcome, bounds) => {
         const isRange = bounds !== null;
+        producer.stamp();
         const at = Atomics.load(ring.ctrl, CTRL_HEAD);
         assert.ok(producer.tryPublish(seq, isRange ? OP_RANGE : OP_LOAD, ['ok', 'miss', 'rejected', 'error'].indexOf(outcome), map, isRange ? undefined : key, reason, bounds, false, trace));
         producer.publish();
@@ -84,6 +85,7 @@ test('ring records with a numeric key and an active span: resource_id is the num
       fc.oneof(fc.string({ maxLength: 12 }), fc.string({ minLength: 65, maxLength: 90 })),
       (seq, key, traceWords, hasTrace, map) => {
         const trace = Int32Array.from(traceWords);
+        producer.stamp();
         const at = Atomics.load(ring.ctrl, CTRL_HEAD);
         assert.ok(producer.tryPublish(seq, OP_LOAD, 0, map, key, null, null, hasTrace, trace));
         producer.publish();

@@ -8,7 +8,7 @@ import { allOf, GovernedMap } from '../../src/map/index.ts';
 import type { MapObserver } from '../../src/map/index.ts';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
-import { PUBLISH_EVERY } from '../../src/audit/ring.ts';
+import { CLOCK_MAX_LAG_MS, PUBLISH_EVERY } from '../../src/audit/ring.ts';
 import { balances, bySeq, readSpool, segmentFiles, tempSpool } from './helpers.ts';
 
 async function recorder(dir: string, extra: Record<string, unknown> = {}): Promise<AuditRecorder> {
@@ -139,8 +139,8 @@ describe('what a record holds', () => {
   });
 });
 
-describe('read timestamps are taken when their batch is published', () => {
-  test('under a stream of reads and writes they never go backwards, are never earlier than the read, and are later by at most the rest of its batch', async (t) => {
+describe('read timestamps come from the coarse clock word', () => {
+  test('under a stream of reads they never go backwards, never run ahead of the read, and lag it by at most CLOCK_MAX_LAG_MS (a few reads after a stall aside)', async (t) => {
     const dir = tempSpool(t);
     const audit = await recorder(dir);
     const map = balances();
@@ -157,52 +157,26 @@ describe('read timestamps are taken when their batch is published', () => {
       else map.load('acct-1');
       after[i] = performance.now();
     }
-    // The last reads (a batch not full) are published at the end of the task: by now.
-    await new Promise((resolve) => setImmediate(resolve));
-    const taskEnded = performance.now();
     await audit.stop();
     const ops = bySeq(readSpool(dir).events).filter((e) => e.op_type === 'LOAD' || (e.op_type === 'STORE' && e.value !== '1'));
     assert.equal(ops.length, reads);
     const ns = ops.map((e) => BigInt(e.timestamp));
-    for (let i = 1; i < ns.length; i++) assert.ok(ns[i]! >= ns[i - 1]!, `timestamp of op ${i} (${ns[i]}) is below op ${i - 1}'s (${ns[i - 1]})`);
+    for (let i = 1; i < ns.length; i++) assert.ok(ns[i]! >= ns[i - 1]!, `timestamp of op ${i} (${ns[i]}) is not below op ${i - 1}'s (${ns[i - 1]})`);
     // A write takes the real clock inside store(): between before[w] and after[w]. Measured from
-    // the last write w, read i ran at least before[i] - after[w] after it; it is published (and
-    // stamped) within the next PUBLISH_EVERY - 1 operations (a batch fills, or the next write
-    // publishes it), or at the end of the task for the last ones, so its stamp is at most
-    // after[i + PUBLISH_EVERY - 1] (or taskEnded) - before[w] later.
-    const tolerance = 0.01; // ms: timestamps are whole ns, the clocks here fractional ms
+    // the last write w, a read i was at least before[i] - after[w] and at most after[i] - before[w]
+    // later; its timestamp must not exceed the second, and should lag the first by <= 1 ms.
+    const tolerance = 0.01; // ms: the two threads' clocks are matched through hrtime
+    let lagging = 0;
     for (let i = 0; i < reads; i++) {
       const w = i - (i % writeEvery);
       if (i === w) continue;
       const sinceWriteMs = Number(ns[i]! - ns[w]!) / 1e6;
-      assert.ok(sinceWriteMs >= before[i]! - after[w]! - tolerance, `read ${i} is stamped ${sinceWriteMs} ms after write ${w}: earlier than it ran (${before[i]! - after[w]!} ms)`);
-      const publishedBy = i + PUBLISH_EVERY - 1 < reads ? after[i + PUBLISH_EVERY - 1]! : taskEnded;
-      assert.ok(sinceWriteMs <= publishedBy - before[w]! + tolerance, `read ${i} is stamped ${sinceWriteMs} ms after write ${w}: later than its batch was published`);
+      assert.ok(sinceWriteMs <= after[i]! - before[w]! + tolerance, `read ${i} is stamped ${sinceWriteMs} ms after write ${w}, later than it ran`);
+      if (sinceWriteMs < before[i]! - after[w]! - CLOCK_MAX_LAG_MS - tolerance) lagging++;
     }
-  });
-
-  test('a read in a long task is stamped when the task ends, and a write after it in the same task is not stamped before it', async (t) => {
-    const dir = tempSpool(t);
-    const audit = await recorder(dir);
-    const map = balances();
-    audit.attach(map);
-    map.store('acct-1', 1n);
-    await audit.flush();
-    const readAt = performance.now();
-    map.load('acct-1');
-    while (performance.now() - readAt < 20); // the task goes on for 20 ms after the read
-    const writeAt = performance.now();
-    map.store('acct-1', 2n);
-    const writeDone = performance.now();
-    await audit.stop();
-    const events = bySeq(readSpool(dir).events);
-    const load = events.find((e) => e.op_type === 'LOAD')!;
-    const store = events.find((e) => e.op_type === 'STORE' && e.value === '2')!;
-    assert.ok(load.seq < store.seq);
-    const gapMs = Number(BigInt(store.timestamp) - BigInt(load.timestamp)) / 1e6;
-    // Published by the write: stamped after the 20 ms, not at the read, and not after the write.
-    assert.ok(gapMs >= 0, `the read is stamped ${-gapMs} ms after the write that followed it`);
-    assert.ok(gapMs <= writeDone - writeAt + 0.01, `the read is stamped ${gapMs} ms before the write: at the read, not at its publication`);
+    // Only the reads between a worker stall and the readers' next check (every CLOCK_CHECK_EVERY
+    // reads) may lag more: a handful per stall, far below 5% of them.
+    assert.ok(lagging < reads * 0.05, `${lagging} of ${reads} reads lag their timestamp by more than ${CLOCK_MAX_LAG_MS} ms`);
   });
 });
 
