@@ -248,8 +248,8 @@ async function curves(config: LoadConfig, progress: (m: string) => void): Promis
 
 const ROUNDS_AT_80 = 5;
 
-/** p99 at one offered load: alternating rounds on both, the median of each. */
-async function atLoad(rate: number, rounds: number, config: LoadConfig, contenders: [Contender, Contender], progress: (m: string) => void): Promise<[StepReport, StepReport]> {
+/** p99 at one offered load: alternating rounds on both, the median of each, and every round. */
+async function atLoad(rate: number, rounds: number, config: LoadConfig, contenders: [Contender, Contender], progress: (m: string) => void): Promise<{ medians: [StepReport, StepReport]; all: [StepReport[], StepReport[]] }> {
   const results: [StepReport[], StepReport[]] = [[], []];
   for (let r = 0; r < rounds; r++) {
     for (const index of r % 2 === 0 ? [0, 1] : [1, 0]) {
@@ -260,7 +260,22 @@ async function atLoad(rate: number, rounds: number, config: LoadConfig, contende
     }
   }
   const median = (steps: StepReport[]): StepReport => [...steps].sort((a, b) => a.p99Ms - b.p99Ms)[steps.length >> 1]!;
-  return [median(results[0]), median(results[1])];
+  return { medians: [median(results[0]), median(results[1])], all: results };
+}
+
+/**
+ * Why `p99_ratio_at_80pct` of this run does not measure what it is named for, or null. The 80%
+ * rounds run after the climb; when the shared host slows down in between, bare itself cannot
+ * carry 80% of the saturation it showed, both services shed load, and the ratio compares two
+ * overloaded services (measured: both saturated in 7 of 10 rounds, p99s of 110-160 ms, ratio
+ * 0.94 -- "met", and meaningless). Saturated rounds of the governed service alone are what the
+ * ratio is there to show, so only bare's count.
+ */
+export function overloadedAt80(bareRounds: readonly { readonly saturated: boolean }[], governedRounds: readonly { readonly saturated: boolean }[]): string | null {
+  const bare = bareRounds.filter((r) => r.saturated).length;
+  if (bare === 0) return null;
+  const governed = governedRounds.filter((r) => r.saturated).length;
+  return `at 80% of its own saturation the bare service was saturated in ${bare} of ${bareRounds.length} rounds (governed: ${governed} of ${governedRounds.length}): the host slowed down after the climb, so p99_ratio_at_80pct compares overloaded services, not 80% load; rerun on a quieter host`;
 }
 
 export function describeStep(mode: string, s: StepReport): string {
@@ -309,10 +324,13 @@ const suite: Suite = async (context) => {
   progress(`saturation: bare ${bareSaturation.toFixed(0)} req/s, governed ${governedSaturation.toFixed(0)} req/s; p99 of both at 80% of bare (${at80} req/s), median of ${config.quick ? 1 : ROUNDS_AT_80} alternating rounds`);
   let bare80: StepReport;
   let governed80: StepReport;
+  let overloaded: string | null = null;
   try {
     // Five rounds each: on a shared 2-core machine one 5 s step's p99 varies up to 3x from round
     // to round (measured 4.9-15.4 ms for the same service and load); the median of five holds.
-    [bare80, governed80] = await atLoad(at80, config.quick ? 1 : ROUNDS_AT_80, config, [bare, governed], progress);
+    const at80Rounds = await atLoad(at80, config.quick ? 1 : ROUNDS_AT_80, config, [bare, governed], progress);
+    [bare80, governed80] = at80Rounds.medians;
+    overloaded = overloadedAt80(...at80Rounds.all);
   } finally {
     for (const c of [bare, governed]) {
       c.client.close();
@@ -320,6 +338,7 @@ const suite: Suite = async (context) => {
     }
   }
 
+  if (overloaded !== null) progress(`warning: ${overloaded}`);
   const ratios = {
     governed_vs_bare_saturation: round(governedSaturation / bareSaturation),
     p99_ratio_at_80pct: round(governed80.p99Ms / Math.max(bare80.p99Ms, 0.001)),
@@ -333,6 +352,7 @@ const suite: Suite = async (context) => {
     [
       `saturation: governed ${governedSaturation.toFixed(0)} req/s, bare ${bareSaturation.toFixed(0)} req/s (ratio ${ratios.governed_vs_bare_saturation})`,
       `p99 at ${at80} req/s (80% of bare saturation): governed ${governed80.p99Ms.toFixed(2)} ms, bare ${bare80.p99Ms.toFixed(2)} ms (ratio ${ratios.p99_ratio_at_80pct})`,
+      ...(overloaded === null ? [] : ['warning: bare was saturated at 80% of its own saturation (the host slowed down): the p99 ratio compares overloaded services']),
       'open-loop generator (latency from scheduled send time), reads:writes 20:1, X-Biz-Tag across 4 orgs',
     ],
   );
@@ -348,6 +368,7 @@ const suite: Suite = async (context) => {
       `saturation = highest achieved req/s over the steps; a step is saturated when achieved < ${SATURATION.achievedShare * 100}% of offered, p99 > ${SATURATION.p99Ms} ms or > ${SATURATION.failedShare * 100}% failed`,
       'service and generator share this machine\'s cores: compare the two runs, not absolute numbers; generator_cpu_us_per_req is what the generator itself took',
       `chart: ${config.out}`,
+      ...(overloaded === null ? [] : [`warning: ${overloaded}`]),
     ],
     chart: config.out,
   };
