@@ -338,7 +338,6 @@ const suite: Suite = async (context) => {
     }
   }
 
-  if (overloaded !== null) progress(`warning: ${overloaded}`);
   const ratios = {
     governed_vs_bare_saturation: round(governedSaturation / bareSaturation),
     p99_ratio_at_80pct: round(governed80.p99Ms / Math.max(bare80.p99Ms, 0.001)),
