@@ -20,6 +20,7 @@ import { closeSync, fstatSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { hrtimeOffsetMs } from './clock.ts';
+import { JournalReader } from './journal.ts';
 import { NapPolicy } from './nap-policy.ts';
 import type { ClockAnchor } from './clock.ts';
 import { ByteWriter, EncodeContext, encodeIdentity, encodeRingEntry, maxEncodedBytes } from './encoder.ts';
@@ -29,6 +30,8 @@ import {
   CTRL_FLUSH_WAITERS,
   CTRL_HEAD,
   CTRL_IN_WRITE,
+  CTRL_JOURNAL_HEAD,
+  CTRL_JOURNAL_TAIL,
   CTRL_PAUSED,
   CTRL_PRODUCER_WAITING,
   CTRL_SEGMENT,
@@ -85,6 +88,8 @@ export interface DrainWorkerData {
   readonly fsyncIntervalMs: number;
   readonly sealBytes: number;
   readonly maxSegmentBytes: number;
+  /** The write journal to move write records from (option writeJournal), or null. */
+  readonly journalPath: string | null;
 }
 
 export type DrainWorkerMessage =
@@ -143,6 +148,12 @@ function run(data: DrainWorkerData): void {
   let lastCommit = performance.now();
   let seenFlush = Atomics.load(ctrl, CTRL_FLUSH_REQUESTS);
   let unsyncedSeal = false;
+  // The write journal: frames are read from `journalRead`; the batch then holds the frames up to
+  // `batchJournalEnd` (last seq `batchWriteSeq`), and once it is written the tail moves there.
+  const journal = data.journalPath === null ? null : new JournalReader(data.journalPath);
+  let journalRead = Atomics.load(ctrl, CTRL_JOURNAL_TAIL);
+  let batchJournalEnd = -1;
+  let batchWriteSeq = 0;
 
   const sleep = (ms: number): void => {
     Atomics.wait(sleepCell, 0, 0, ms);
@@ -180,6 +191,18 @@ function run(data: DrainWorkerData): void {
     stats[STAT_EVENTS_DRAINED]! += batchEvents;
     readsDone = batchLastSeq;
     stats[STAT_READS_DONE] = readsDone;
+    if (batchJournalEnd !== -1) {
+      // The spool holds these frames now: recovery may start after them, and the caller's
+      // thread may reuse their space (tail moved last, after the seq that seals read).
+      stats[STAT_WRITES_DONE] = batchWriteSeq;
+      try {
+        journal!.persistTail(batchJournalEnd);
+      } catch {
+        // A stale persisted tail only makes recovery skip frames the log already holds (by seq).
+      }
+      Atomics.store(ctrl, CTRL_JOURNAL_TAIL, batchJournalEnd);
+      batchJournalEnd = -1;
+    }
     batch.pos = 0;
     batchWritten = 0;
     batchEvents = 0;
@@ -332,6 +355,33 @@ function run(data: DrainWorkerData): void {
     return n;
   };
 
+  /** Moves the journal's frames into the batch (in frame order); returns how many. */
+  const drainJournal = (): number => {
+    if (journal === null) return 0;
+    const head = Atomics.load(ctrl, CTRL_JOURNAL_HEAD);
+    if (head === journalRead) return 0;
+    let n = 0;
+    journalRead = journal.read(journalRead, head, (bytes, from, to, seq, next) => {
+      const length = to - from;
+      if (batch.pos + length > batch.buf.length) {
+        if (batch.pos > 0 && !writeBatch()) return false;
+        batch.ensure(length);
+      }
+      batch.buf.set(bytes.subarray(from, to), batch.pos);
+      batch.pos += length;
+      batchEvents++;
+      batchWriteSeq = seq;
+      batchJournalEnd = next;
+      n++;
+      return true;
+    });
+    return n;
+  };
+
+  /** Nothing left to move: the ring and the journal are empty. */
+  const caughtUp = (): boolean =>
+    Atomics.load(ctrl, CTRL_HEAD) === Atomics.load(ctrl, CTRL_TAIL) && (journal === null || Atomics.load(ctrl, CTRL_JOURNAL_HEAD) === journalRead);
+
   const release = (tail: number): void => {
     Atomics.store(ctrl, CTRL_TAIL, tail);
     if (Atomics.load(ctrl, CTRL_PRODUCER_WAITING) === 1) Atomics.notify(ctrl, CTRL_TAIL);
@@ -341,7 +391,9 @@ function run(data: DrainWorkerData): void {
   for (;;) {
     const stopping = Atomics.load(ctrl, CTRL_STOP) === 1;
     const paused = !stopping && Atomics.load(ctrl, CTRL_PAUSED) === 1;
-    const drained = failing || paused ? 0 : drain();
+    // Journal first: a record the caller's thread wrote before a read (an AUDIT_GAP naming
+    // dropped reads) then reaches the spool no later than that read.
+    const drained = failing || paused ? 0 : drainJournal() + drain();
     // The caller's thread rings after writing sealBytes of its own: keep blocks small either way.
     if (!failing) maybeSeal();
     if (failing) {
@@ -352,7 +404,7 @@ function run(data: DrainWorkerData): void {
     const now = performance.now();
     const readsFlowFast = naps.observe(drained, now);
     const flushRequests = Atomics.load(ctrl, CTRL_FLUSH_REQUESTS);
-    const ringEmpty = Atomics.load(ctrl, CTRL_HEAD) === Atomics.load(ctrl, CTRL_TAIL);
+    const ringEmpty = caughtUp();
     if (stopping && (ringEmpty || failing)) {
       // No rotation now: the log should end with the segment that holds AUDIT_STOPPED.
       commit(false);
@@ -380,13 +432,14 @@ function run(data: DrainWorkerData): void {
     stopTicking();
     Atomics.store(ctrl, CTRL_WORKER_SLEEPING, 1);
     const bell = Atomics.load(ctrl, CTRL_DOORBELL);
-    if (Atomics.load(ctrl, CTRL_HEAD) === Atomics.load(ctrl, CTRL_TAIL) || paused) {
+    if (caughtUp() || paused) {
       Atomics.wait(ctrl, CTRL_DOORBELL, bell, Math.max(0.1, lastCommit + data.fsyncIntervalMs - performance.now()));
     }
     Atomics.store(ctrl, CTRL_WORKER_SLEEPING, 0);
   }
   closeSync(headFd);
   closeSync(fd);
+  journal?.close();
   port.postMessage({ type: 'stopped', chain } satisfies DrainWorkerMessage);
 }
 

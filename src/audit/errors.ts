@@ -43,6 +43,13 @@ export class AuditNotDurableError extends GovMapError {
   }
 }
 
+/** The write journal (option `writeJournal`) could not be opened, mapped or read. */
+export class AuditJournalError extends GovMapError {
+  constructor(path: string, rule: string) {
+    super('GOVMAP_AUDIT_JOURNAL', `audit write journal "${path}": ${rule}`, { path, rule });
+  }
+}
+
 /** The recorder was stopped; it records nothing more. */
 export class AuditStoppedError extends GovMapError {
   constructor(operation: string) {

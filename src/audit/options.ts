@@ -41,6 +41,15 @@ export interface AuditRecorderOptions {
   readonly recordValue?: false | ((value: unknown) => string | null);
   /** Write records held in memory while the spool cannot be written, bytes. Default 67,108,864. */
   readonly maxBacklogBytes?: number;
+  /**
+   * Write records reach the OS through a shared file mapping (`JOURNAL` in the spool) instead of
+   * one write(2) each: a STORE's audit costs a memory copy, not a system call, with the same
+   * crash guarantee (see docs/audit.md, "The write journal"). Linux; loads the koffi package.
+   * Default false.
+   */
+  readonly writeJournal?: boolean;
+  /** Size of the write journal, bytes. Default 16,777,216 (16 MiB, ~60,000 write records). */
+  readonly journalBytes?: number;
   /** Forward the spool to Kafka (the client loads only when this is set). */
   readonly kafka?: Omit<KafkaForwarderOptions, 'dir'>;
   /** On stop(), how long the forwarder may take to hand Kafka the last records, ms. Default 5,000. */
@@ -61,6 +70,8 @@ export interface ResolvedAuditOptions {
   readonly key: Uint8Array | null;
   readonly recordValue: false | ((value: unknown) => string | null);
   readonly maxBacklogBytes: number;
+  readonly writeJournal: boolean;
+  readonly journalBytes: number;
   readonly kafka: Omit<KafkaForwarderOptions, 'dir'> | undefined;
   readonly kafkaStopDrainMs: number;
 }
@@ -81,6 +92,8 @@ const schema = z.strictObject({
   hmacKey: z.union([z.strictObject({ file: z.string().min(1) }), z.strictObject({ env: z.string().min(1) })], 'must be {file: path} or {env: NAME}').optional(),
   recordValue: z.union([z.literal(false), z.custom<(value: unknown) => string | null>((v) => typeof v === 'function')], 'must be false or a function').optional(),
   maxBacklogBytes: z.int().min(0, 'must be >= 0').optional(),
+  writeJournal: z.boolean('must be true or false').optional(),
+  journalBytes: z.int().min(1 << 16, 'must be at least 65,536 bytes').max(1 << 30, 'must be at most 1 GiB').multipleOf(8, 'must be a multiple of 8').optional(),
   kafkaStopDrainMs: z.number().min(0, 'must be >= 0 ms').max(600_000, 'must be at most 600,000 ms').optional(),
   kafka: z.custom<Omit<KafkaForwarderOptions, 'dir'>>((v) => v !== null && typeof v === 'object', 'must be an object (see KafkaForwarderOptions)').optional(),
 });
@@ -111,6 +124,8 @@ export function resolveAuditOptions(options: AuditRecorderOptions): ResolvedAudi
     key: o.hmacKey === undefined ? null : loadKey(o.hmacKey),
     recordValue: o.recordValue ?? defaultRecordValue,
     maxBacklogBytes: o.maxBacklogBytes ?? 64 << 20,
+    writeJournal: o.writeJournal ?? process.env.GOVMAP_AUDIT_WRITE_JOURNAL === '1',
+    journalBytes: o.journalBytes ?? 16 << 20,
     kafka: o.kafka,
     kafkaStopDrainMs: o.kafkaStopDrainMs ?? 5000,
   };

@@ -1,4 +1,4 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { MapObserver, OpType, Outcome, RangeBounds, Validator } from '../map/index.ts';
@@ -8,10 +8,12 @@ import type { ClockAnchor } from './clock.ts';
 import type { ChainState, DrainWorkerData, DrainWorkerMessage } from './drain-worker.ts';
 import { ByteWriter, EncodeContext, encodeDirect, encodeIdentity } from './encoder.ts';
 import type { DirectRecord } from './encoder.ts';
-import { AuditNotDurableError, AuditStoppedError } from './errors.ts';
+import { AuditJournalError, AuditNotDurableError, AuditStoppedError } from './errors.ts';
 import type { GapCause, LifecycleOpType } from './event.ts';
 import { checkGovernanceEvent } from './governance-event.ts';
 import type { GovernanceEvent } from './governance-event.ts';
+import { JOURNAL_FILE, JOURNAL_HEADER_BYTES, openJournal } from './journal.ts';
+import type { JournalWriter } from './journal.ts';
 import type { KafkaForwarder } from './kafka-forwarder.ts';
 import { resolveAuditOptions } from './options.ts';
 import type { AuditRecorderOptions, ResolvedAuditOptions } from './options.ts';
@@ -23,6 +25,8 @@ import {
   CTRL_FLUSH_REQUESTS,
   CTRL_FLUSH_WAITERS,
   CTRL_IN_WRITE,
+  CTRL_JOURNAL_HEAD,
+  CTRL_JOURNAL_TAIL,
   CTRL_PAUSED,
   CTRL_SEGMENT,
   CTRL_STOP,
@@ -142,6 +146,10 @@ export class AuditRecorder implements MapObserver<unknown> {
   readonly #releaseLock: () => void;
   readonly #seqFd: number;
   readonly #recovered: RecoveredSpool;
+  /** The write journal (option writeJournal), or null: writes then go to write(2) directly. */
+  readonly #journal: JournalWriter | null;
+  #journalHead = JOURNAL_HEADER_BYTES;
+  readonly #sleepCell = new Int32Array(new SharedArrayBuffer(4));
   #worker: Worker | undefined;
   #workerExited: Promise<void> = Promise.resolve();
   #chain: ChainState;
@@ -180,7 +188,7 @@ export class AuditRecorder implements MapObserver<unknown> {
   #gapsRecorded = 0;
 
   /** Use `createAuditRecorder`: it recovers the spool and starts the drain worker. */
-  constructor(token: symbol, options: ResolvedAuditOptions, recovered: RecoveredSpool, releaseLock: () => void) {
+  constructor(token: symbol, options: ResolvedAuditOptions, recovered: RecoveredSpool, releaseLock: () => void, journal: JournalWriter | null) {
     if (token !== BUILD) throw new TypeError('use createAuditRecorder(options) to make an AuditRecorder');
     this.#options = options;
     this.dir = options.dir;
@@ -204,6 +212,9 @@ export class AuditRecorder implements MapObserver<unknown> {
     this.#stats[STAT_SYNCED_READS] = recovered.readsDone;
     this.#stats[STAT_SYNCED_WRITES] = recovered.writesDone;
     this.#ctrl[CTRL_SEGMENT] = recovered.chain.segment;
+    this.#journal = journal;
+    this.#ctrl[CTRL_JOURNAL_HEAD] = JOURNAL_HEADER_BYTES;
+    this.#ctrl[CTRL_JOURNAL_TAIL] = JOURNAL_HEADER_BYTES;
     // Not O_APPEND: on Linux a positioned write to an O_APPEND file appends anyway, and the
     // reservation must be rewritten in place.
     this.#seqFd = openSync(join(options.dir, SEQ_FILE), 'w');
@@ -225,6 +236,7 @@ export class AuditRecorder implements MapObserver<unknown> {
       fsyncIntervalMs: this.#options.fsyncIntervalMs,
       sealBytes: this.#options.sealBytes,
       maxSegmentBytes: this.#options.maxSegmentBytes,
+      journalPath: this.#journal === null ? null : join(this.dir, JOURNAL_FILE),
     };
     const worker = new Worker(workerUrl(), { workerData: data, name: 'govmap-audit-drain' });
     this.#worker = worker;
@@ -577,27 +589,83 @@ export class AuditRecorder implements MapObserver<unknown> {
       this.#toBacklog(w.buf, 0, w.pos, seq);
       return;
     }
+    if (this.#journal !== null) {
+      this.#toJournal(w.buf, w.pos, seq);
+      return;
+    }
+    this.#writeDirect(w.buf, w.pos, seq);
+    this.#ringBell(w.pos);
+  }
+
+  /**
+   * Seals follow the bytes, so verify can name a damaged block (and journal frames must not pile
+   * up): tell the worker when this thread alone has written 4 x sealBytes. A notify is a futex
+   * syscall, ~100 µs on some virtual machines: once per ~800 writes, not per 200.
+   */
+  #ringBell(bytes: number): void {
+    this.#bytesSinceBell += bytes;
+    if (this.#bytesSinceBell >= this.#options.sealBytes * 4) {
+      this.#bytesSinceBell = 0;
+      this.#producer.wake();
+    }
+  }
+
+  /**
+   * The journal's write path: frames the record into the shared mapping (a memory copy: the
+   * bytes are then the kernel's) and publishes the new head to the worker. A full journal waits
+   * for the worker like a full ring (at most maxWaitMs), then fails over to the backlog as a
+   * failing disk does; a record too large for a frame goes to write(2) once the journal is empty,
+   * so the log keeps the write stream in seq order.
+   */
+  #toJournal(bytes: Uint8Array, length: number, seq: number): void {
+    const journal = this.#journal!;
+    const ctrl = this.#ctrl;
+    let next = length > journal.maxRecordBytes ? -1 : journal.tryAppend(this.#journalHead, Atomics.load(ctrl, CTRL_JOURNAL_TAIL), bytes, 0, length, seq);
+    if (next < 0) {
+      const room = length > journal.maxRecordBytes ? (): boolean => Atomics.load(ctrl, CTRL_JOURNAL_TAIL) === this.#journalHead : (): boolean => (next = journal.tryAppend(this.#journalHead, Atomics.load(ctrl, CTRL_JOURNAL_TAIL), bytes, 0, length, seq)) >= 0;
+      if (!this.#waitFor(room)) {
+        this.#toBacklog(bytes, 0, length, seq);
+        this.#spoolFailed(Object.assign(new AuditJournalError(join(this.dir, JOURNAL_FILE), `stayed full for ${this.#options.maxWaitMs} ms (the drain worker is not moving records into the spool)`), { code: 'AUDIT_JOURNAL_FULL' }));
+        return;
+      }
+      if (next < 0) {
+        this.#writeDirect(bytes, length, seq);
+        return;
+      }
+    }
+    this.#journalHead = next;
+    Atomics.store(ctrl, CTRL_JOURNAL_HEAD, next);
+    this.#ringBell(length);
+  }
+
+  /** Waits (this thread, bounded by maxWaitMs, the worker woken) until `ready()`; false on timeout. */
+  #waitFor(ready: () => boolean): boolean {
+    if (this.#worker === undefined) return false;
+    this.#ringFullWaits++;
+    const deadline = performance.now() + this.#options.maxWaitMs;
+    this.#producer.wake();
+    while (!ready()) {
+      if (performance.now() >= deadline) return false;
+      Atomics.wait(this.#sleepCell, 0, 0, 0.2);
+    }
+    return true;
+  }
+
+  /** write(2) of one record to the current segment: the path without a journal. */
+  #writeDirect(bytes: Uint8Array, length: number, seq: number): void {
     const ctrl = this.#ctrl;
     let written = 0;
     Atomics.store(ctrl, CTRL_IN_WRITE, 1);
     try {
       const fd = Atomics.load(ctrl, CTRL_FD);
-      while (written < w.pos) written += writeSync(fd, w.buf, written, w.pos - written);
+      while (written < length) written += writeSync(fd, bytes, written, length - written);
       this.#stats[STAT_WRITES_DONE] = seq;
-      this.#bytesSinceBell += written;
     } catch (error) {
-      this.#toBacklog(w.buf, written, w.pos, seq);
+      this.#toBacklog(bytes, written, length, seq);
       this.#spoolFailed(error);
     } finally {
       // Publishes STAT_WRITES_DONE to the worker (its fence reads this flag first).
       Atomics.store(ctrl, CTRL_IN_WRITE, 0);
-    }
-    // Seals follow the bytes, so verify can name a damaged block: tell the worker when this
-    // thread alone has written 4 x sealBytes (a notify is a futex syscall, ~100 µs on some
-    // virtual machines: once per ~800 writes, not per 200).
-    if (this.#bytesSinceBell >= this.#options.sealBytes * 4) {
-      this.#bytesSinceBell = 0;
-      this.#producer.wake();
     }
   }
 
@@ -624,26 +692,10 @@ export class AuditRecorder implements MapObserver<unknown> {
   }
 
   #retryBacklog(): void {
-    const ctrl = this.#ctrl;
-    Atomics.store(ctrl, CTRL_IN_WRITE, 1);
-    try {
-      const fd = Atomics.load(ctrl, CTRL_FD);
-      while (this.#backlog.length > 0) {
-        const bytes = this.#backlog[0]!;
-        let written = 0;
-        try {
-          while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
-        } catch {
-          if (written > 0) this.#backlog[0] = bytes.subarray(written);
-          this.#backlogBytes -= written;
-          return;
-        }
-        this.#backlog.shift();
-        this.#backlogBytes -= bytes.length;
-        this.#stats[STAT_WRITES_DONE] = this.#backlogSeqs.shift()!;
-      }
-    } finally {
-      Atomics.store(ctrl, CTRL_IN_WRITE, 0);
+    if (this.#journal !== null) {
+      if (!this.#retryBacklogIntoJournal()) return;
+    } else if (!this.#retryBacklogDirect()) {
+      return;
     }
     const failure = this.#failure as NodeJS.ErrnoException;
     this.#failure = null;
@@ -657,6 +709,75 @@ export class AuditRecorder implements MapObserver<unknown> {
       this.#gapRecord(from, to, 'SPOOL_UNWRITABLE', null, `write records that did not fit the ${this.#options.maxBacklogBytes}-byte backlog while the spool failed`);
     }
     this.#lifecycle('SINK_RECOVERED', null, failure.code ?? 'SPOOL_WRITE_FAILED', `spool ${this.dir} writable again`);
+  }
+
+  /** Writes the backlog to the spool in order; false (the rest kept) when it still fails. */
+  #retryBacklogDirect(): boolean {
+    const ctrl = this.#ctrl;
+    Atomics.store(ctrl, CTRL_IN_WRITE, 1);
+    try {
+      const fd = Atomics.load(ctrl, CTRL_FD);
+      while (this.#backlog.length > 0) {
+        const bytes = this.#backlog[0]!;
+        let written = 0;
+        try {
+          while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+        } catch {
+          if (written > 0) this.#backlog[0] = bytes.subarray(written);
+          this.#backlogBytes -= written;
+          return false;
+        }
+        this.#backlog.shift();
+        this.#backlogBytes -= bytes.length;
+        this.#stats[STAT_WRITES_DONE] = this.#backlogSeqs.shift()!;
+      }
+    } finally {
+      Atomics.store(ctrl, CTRL_IN_WRITE, 0);
+    }
+    return true;
+  }
+
+  /**
+   * Frames the backlog into the journal in order, without waiting; false (the rest kept) while
+   * it has no room. A record too large for a frame is written directly once the journal is empty.
+   */
+  #retryBacklogIntoJournal(): boolean {
+    const journal = this.#journal!;
+    const ctrl = this.#ctrl;
+    while (this.#backlog.length > 0) {
+      const bytes = this.#backlog[0]!;
+      const seq = this.#backlogSeqs[0]!;
+      const tail = Atomics.load(ctrl, CTRL_JOURNAL_TAIL);
+      if (bytes.length > journal.maxRecordBytes) {
+        if (tail !== this.#journalHead) return false;
+        let written = 0;
+        try {
+          const fd = Atomics.load(ctrl, CTRL_FD);
+          Atomics.store(ctrl, CTRL_IN_WRITE, 1);
+          while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+          this.#stats[STAT_WRITES_DONE] = seq;
+        } catch {
+          if (written > 0) this.#backlog[0] = bytes.subarray(written);
+          this.#backlogBytes -= written;
+          return false;
+        } finally {
+          Atomics.store(ctrl, CTRL_IN_WRITE, 0);
+        }
+      } else {
+        const next = journal.tryAppend(this.#journalHead, tail, bytes, 0, bytes.length, seq);
+        if (next < 0) {
+          this.#producer.wake();
+          return false;
+        }
+        this.#journalHead = next;
+        Atomics.store(ctrl, CTRL_JOURNAL_HEAD, next);
+      }
+      this.#backlog.shift();
+      this.#backlogSeqs.shift();
+      this.#backlogBytes -= bytes.length;
+    }
+    this.#producer.wake();
+    return true;
   }
 
   // ------------------------------------------------------------------ worker
@@ -750,6 +871,8 @@ export class AuditRecorder implements MapObserver<unknown> {
       this.#worker = undefined;
     }
     if (this.#retryTimer !== undefined) clearInterval(this.#retryTimer);
+    // Nothing frames records any more (stopping) and the worker has moved them all.
+    this.#journal?.unmap();
     for (const waiter of this.#waiters.splice(0)) waiter.reject(new AuditStoppedError('flush'));
     if (this.#forwarder !== undefined) {
       // Give Kafka the last records (AUDIT_STOPPED included) for a moment; whatever it has not
@@ -776,7 +899,10 @@ export async function createAuditRecorder(options: AuditRecorderOptions): Promis
   let recorder: AuditRecorder;
   try {
     const recovered = recoverSpool(resolved.dir, resolved.actor, resolved.origin, resolved.key);
-    recorder = new AuditRecorder(BUILD, resolved, recovered, release);
+    // Recovery has moved whatever a crash left in the journal into the spool: it starts empty.
+    const journal = resolved.writeJournal ? await openJournal(resolved.dir, resolved.journalBytes) : null;
+    if (journal === null) rmSync(join(resolved.dir, JOURNAL_FILE), { force: true });
+    recorder = new AuditRecorder(BUILD, resolved, recovered, release, journal);
     await recorder.start();
   } catch (error) {
     release();

@@ -1,10 +1,11 @@
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ChainState } from './drain-worker.ts';
 import { GENESIS_HASH, isReadStream, parseSpoolLine } from './event.ts';
 import type { SealRecord } from './event.ts';
 import { AuditSpoolLockedError } from './errors.ts';
+import { readJournal } from './journal.ts';
 import {
   ChainHasher,
   fsyncDirectory,
@@ -146,6 +147,13 @@ export function recoverSpool(dir: string, actor: string, origin: string, key: Ui
     scan = scanSegment(last);
   }
 
+  // Write records a crash left in the journal (option writeJournal) join the log first, as if
+  // the worker had moved them: everything below then sees them like any record write(2) put there.
+  let journalTorn: CrashGap['torn'] = null;
+  const replayed = replayJournal(dir, segments, scan);
+  if (replayed.tornOffset !== -1) journalTorn = { segment: last.segment, offset: replayed.tornOffset, length: replayed.tornLength };
+  if (replayed.frames > 0) scan = scanSegment(last);
+
   // The chain continues from the latest seal; a crash during rotation can leave the previous
   // segment without its final seal, and the new one without any.
   let chain: ChainState;
@@ -185,12 +193,12 @@ export function recoverSpool(dir: string, actor: string, origin: string, key: Ui
   for (let i = segments.length - 2; lastOp === null && i >= 0; i--) {
     lastOp = (i === segments.length - 2 && previousScan !== null ? previousScan : scanSegment(segments[i]!)).lastEventOp;
   }
-  const clean = lastOp === 'AUDIT_STOPPED' && scan.tornOffset === -1;
+  const clean = lastOp === 'AUDIT_STOPPED' && scan.tornOffset === -1 && journalTorn === null;
   if (clean) {
     return { segmentPath: last.path, chain, nextSeq: maxSeq + 1, readsDone, writesDone, previous: 'clean', gap: null };
   }
 
-  let torn: CrashGap['torn'] = null;
+  let torn: CrashGap['torn'] = journalTorn;
   if (scan.tornOffset !== -1) {
     torn = { segment: last.segment, offset: scan.tornOffset, length: scan.size - scan.tornOffset };
     // Terminate the partial line so the records that follow start on their own line.
@@ -213,6 +221,35 @@ export function recoverSpool(dir: string, actor: string, origin: string, key: Ui
     to = top + 1;
   }
   return { segmentPath: last.path, chain, nextSeq: to + 1, readsDone, writesDone, previous: 'crash', gap: { from, to, torn } };
+}
+
+/**
+ * Appends to the last segment the journal's frames the log does not hold yet (seq above the
+ * last write-stream record in the log; the worker may have died between writing a batch and
+ * recording that it did), terminating a torn last line first. Returns how many, and the torn
+ * line it terminated (-1 if none) so the crash's gap still names it.
+ */
+function replayJournal(dir: string, segments: readonly SegmentFile[], scan: SegmentScan): { frames: number; tornOffset: number; tornLength: number } {
+  const frames = readJournal(dir);
+  const none = { frames: 0, tornOffset: -1, tornLength: 0 };
+  if (frames.length === 0) return none;
+  // The last write-stream record in the log: the last segment may hold none yet (just rotated).
+  let writesDone = Math.max(scan.maxWriteSeq, scan.lastSeal?.writes_through ?? 0);
+  for (let i = segments.length - 2; writesDone === 0 && i >= 0; i--) {
+    const earlier = scanSegment(segments[i]!);
+    writesDone = Math.max(earlier.maxWriteSeq, earlier.lastSeal?.writes_through ?? 0);
+  }
+  const pending = frames.filter((f) => f.seq > writesDone);
+  if (pending.length === 0) return none;
+  const fd = openSync(scan.file.path, 'a');
+  try {
+    if (scan.tornOffset !== -1) writeFully(fd, Buffer.from('\n'), 0, 1);
+    for (const frame of pending) writeFully(fd, frame.bytes, 0, frame.bytes.length);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return { frames: pending.length, tornOffset: scan.tornOffset, tornLength: scan.tornOffset === -1 ? 0 : scan.size - scan.tornOffset };
 }
 
 /**

@@ -69,10 +69,17 @@ export const CTRL_SEGMENT = 23;
 export const CTRL_FLUSH_WAITERS = 24;
 /** Test hook: 1 holds the worker (it drains nothing) to exercise a full ring and crash loss. */
 export const CTRL_PAUSED = 25;
+/**
+ * Write journal (option writeJournal): where the worker will read the next frame; it moves it
+ * only once the spool holds the frames before it. 0 without a journal.
+ */
+export const CTRL_JOURNAL_TAIL = 26;
 /** 1 while the caller's thread writes a record to the current fd (rotation waits for 0). */
 export const CTRL_IN_WRITE = 32;
 /** The file descriptor both threads append to; the worker swaps it on rotation. */
 export const CTRL_FD = 33;
+/** Write journal: where the caller's thread frames the next record (the worker reads up to it). */
+export const CTRL_JOURNAL_HEAD = 34;
 
 /**
  * The coarse clock word (alone in its 64-byte cache line: slots 16-23): `performance.now()` of the

@@ -1,0 +1,107 @@
+import { closeSync, constants, ftruncateSync, openSync } from 'node:fs';
+import { AuditJournalError } from './errors.ts';
+
+/**
+ * A file mapped shared into the process (mmap MAP_SHARED), through koffi: Node has no mmap, and
+ * koffi calls libc with prebuilt binaries (no compiler on the machine). Loaded only when the
+ * write journal is asked for. Linux only: the flag values below are Linux's.
+ */
+export interface SharedFileMapping {
+  readonly path: string;
+  readonly size: number;
+  /** The mapped bytes; must not be touched after unmap(). */
+  readonly buffer: ArrayBuffer;
+  unmap(): void;
+}
+
+interface Libc {
+  mmap(addr: null, len: number, prot: number, flags: number, fd: number, offset: number): unknown;
+  munmap(addr: unknown, len: number): number;
+  posix_fallocate(fd: number, offset: number, len: number): number;
+  view(pointer: unknown, len: number): ArrayBuffer;
+  address(pointer: unknown): bigint;
+  errno(): number;
+}
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+/** Faults the pages in now, not on the first copies into them. */
+const MAP_POPULATE = 0x8000;
+const MAP_FAILED = 0xffffffffffffffffn;
+
+let libc: Promise<Libc> | undefined;
+
+async function loadLibc(path: string): Promise<Libc> {
+  if (process.platform !== 'linux') {
+    throw new AuditJournalError(path, `the write journal maps a file with Linux's mmap; this is ${process.platform} (leave writeJournal off)`);
+  }
+  let koffi: (typeof import('koffi'))['default'];
+  try {
+    koffi = (await import('koffi')).default;
+  } catch (error) {
+    throw new AuditJournalError(path, `the write journal needs the koffi package, which did not load (${error instanceof Error ? error.message : String(error)}); install it or leave writeJournal off`);
+  }
+  let lib: ReturnType<typeof koffi.load> | undefined;
+  for (const name of ['libc.so.6', 'libc.so', 'libc.musl-x86_64.so.1', 'libc.musl-aarch64.so.1']) {
+    try {
+      lib = koffi.load(name);
+      break;
+    } catch {
+      // Try the next name: glibc and musl call it differently.
+    }
+  }
+  if (lib === undefined) throw new AuditJournalError(path, 'the C library could not be loaded through koffi');
+  const mmap = lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t offset)');
+  const munmap = lib.func('int munmap(void *addr, size_t len)');
+  const fallocate = lib.func('int posix_fallocate(int fd, int64_t offset, int64_t len)');
+  return {
+    mmap: (addr, len, prot, flags, fd, offset) => mmap(addr, len, prot, flags, fd, offset) as unknown,
+    munmap: (addr, len) => munmap(addr, len) as number,
+    posix_fallocate: (fd, offset, len) => fallocate(fd, offset, len) as number,
+    view: (pointer, len) => koffi.view(pointer, len),
+    address: (pointer) => koffi.address(pointer),
+    errno: () => koffi.errno(),
+  };
+}
+
+/**
+ * Maps `path` (created if missing) at exactly `size` bytes, its blocks allocated on disk first:
+ * a copy into a hole of a full disk would kill the process with SIGBUS, an allocation fails here.
+ */
+export async function mapSharedFile(path: string, size: number): Promise<SharedFileMapping> {
+  libc ??= loadLibc(path);
+  let c: Libc;
+  try {
+    c = await libc;
+  } catch (error) {
+    libc = undefined;
+    throw error;
+  }
+  // Not truncated on open: recovery has read it already, and its size is reset below.
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  let pointer: unknown;
+  try {
+    ftruncateSync(fd, size);
+    const rc = c.posix_fallocate(fd, 0, size);
+    if (rc !== 0) throw new AuditJournalError(path, `its ${size} bytes could not be allocated on disk (errno ${rc})`);
+    pointer = c.mmap(null, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    if (pointer === null || c.address(pointer) === MAP_FAILED) {
+      throw new AuditJournalError(path, `mmap of ${size} bytes failed (errno ${c.errno()})`);
+    }
+  } finally {
+    // The mapping keeps the file; the descriptor is not needed.
+    closeSync(fd);
+  }
+  let mapped = true;
+  return {
+    path,
+    size,
+    buffer: c.view(pointer, size),
+    unmap(): void {
+      if (!mapped) return;
+      mapped = false;
+      c.munmap(pointer, size);
+    },
+  };
+}
