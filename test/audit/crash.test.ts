@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
+import { readJournal } from '../../src/audit/journal.ts';
 import { readSpool, tempSpool } from './helpers.ts';
 
 const CHILD = fileURLToPath(new URL('./children/crash-writer.ts', import.meta.url));
@@ -13,9 +14,9 @@ interface Reported {
 }
 
 /** Runs the writer child and SIGKILLs it when `killWhen` says so. */
-function runAndKill(dir: string, mode: 'free' | 'pause', killWhen: (r: Reported) => boolean): Promise<Reported> {
+function runAndKill(dir: string, mode: 'free' | 'pause', journal: boolean, killWhen: (r: Reported) => boolean): Promise<Reported> {
   const reported: Reported = { writes: [], paused: null };
-  const child = spawn(process.execPath, [CHILD, dir, mode], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = spawn(process.execPath, [CHILD, dir, mode, journal ? 'journal' : 'direct'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     let killed = false;
     child.on('message', (message: { type: string; seq: number; key: string; value: string; from: number; to: number }) => {
@@ -35,17 +36,27 @@ function runAndKill(dir: string, mode: 'free' | 'pause', killWhen: (r: Reported)
 }
 
 /** Opens the spool the way a restarted service would (recovery), and closes it. */
-async function restart(dir: string): Promise<void> {
-  const audit = await createAuditRecorder({ dir, actor: 'clearing/crash-test' });
+async function restart(dir: string, journal: boolean): Promise<void> {
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/crash-test', writeJournal: journal });
   await audit.stop();
 }
 
-describe('a process killed mid-stream (SIGKILL)', () => {
+// Both write paths: write(2) per record, and the write journal (a shared file mapping: with the
+// drain worker held, the writes after the pause exist only in the journal when the kill comes).
+for (const journal of [false, true]) describe(`a process killed mid-stream (SIGKILL), ${journal ? 'write journal' : 'write(2) per record'}`, () => {
   test('loses no write; the undrained reads come back as an AUDIT_GAP naming their seqs; verify passes', async (t) => {
     const dir = tempSpool(t);
     // Killed once 200 writes have returned after the reads that are stuck in the ring.
-    const reported = await runAndKill(dir, 'pause', (r) => r.paused !== null && r.writes.filter((w) => w.seq > r.paused!.to).length >= 200);
-    await restart(dir);
+    const reported = await runAndKill(dir, 'pause', journal, (r) => r.paused !== null && r.writes.filter((w) => w.seq > r.paused!.to).length >= 200);
+    if (journal) {
+      // The writes after the pause were only in the journal when the process died: the restart
+      // below must move them into the log.
+      const after = reported.writes.filter((w) => w.seq > reported.paused!.to);
+      const framed = new Set(readJournal(dir).map((f) => f.seq));
+      const logged = new Set(readSpool(dir).events.map((e) => e.seq));
+      for (const w of after) assert.ok(framed.has(w.seq) && !logged.has(w.seq), `write seq ${w.seq} was in the journal only`);
+    }
+    await restart(dir, journal);
 
     const report = verifySpool(dir);
     assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
@@ -77,9 +88,9 @@ describe('a process killed mid-stream (SIGKILL)', () => {
     const all: Reported['writes'] = [];
     for (let round = 0; round < 3; round++) {
       const target = 300 + Math.floor(Math.random() * 3000);
-      const reported = await runAndKill(dir, 'free', (r) => r.writes.length >= target);
+      const reported = await runAndKill(dir, 'free', journal, (r) => r.writes.length >= target);
       all.push(...reported.writes);
-      await restart(dir);
+      await restart(dir, journal);
       const report = verifySpool(dir);
       assert.equal(report.ok, true, `after kill ${round + 1}: ${JSON.stringify(report.problems.slice(0, 3))}`);
     }
