@@ -44,8 +44,9 @@ export interface AuditRecorderOptions {
   /**
    * Write records reach the OS through a shared file mapping (`JOURNAL` in the spool) instead of
    * one write(2) each: a STORE's audit costs a memory copy, not a system call, with the same
-   * crash guarantee (see docs/audit.md, "The write journal"). Linux; loads the koffi package.
-   * Default false.
+   * crash guarantee (see docs/audit.md, "The write journal"). Linux only; loads the koffi
+   * package. Default: true on Linux, false elsewhere; the environment variable
+   * GOVMAP_AUDIT_WRITE_JOURNAL=0 or =1 overrides the default.
    */
   readonly writeJournal?: boolean;
   /** Size of the write journal, bytes. Default 16,777,216 (16 MiB, ~60,000 write records). */
@@ -124,11 +125,18 @@ export function resolveAuditOptions(options: AuditRecorderOptions): ResolvedAudi
     key: o.hmacKey === undefined ? null : loadKey(o.hmacKey),
     recordValue: o.recordValue ?? defaultRecordValue,
     maxBacklogBytes: o.maxBacklogBytes ?? 64 << 20,
-    writeJournal: o.writeJournal ?? process.env.GOVMAP_AUDIT_WRITE_JOURNAL === '1',
+    writeJournal: o.writeJournal ?? defaultWriteJournal(),
     journalBytes: o.journalBytes ?? 16 << 20,
     kafka: o.kafka,
     kafkaStopDrainMs: o.kafkaStopDrainMs ?? 5000,
   };
+}
+
+function defaultWriteJournal(): boolean {
+  const env = process.env.GOVMAP_AUDIT_WRITE_JOURNAL;
+  if (env === '0' || env === '1') return env === '1';
+  if (env !== undefined && env !== '') throw new AuditConfigurationError('GOVMAP_AUDIT_WRITE_JOURNAL', 'must be 0 or 1', env);
+  return process.platform === 'linux';
 }
 
 /** Reads an HMAC key from a file (one trailing newline ignored) or an environment variable. */

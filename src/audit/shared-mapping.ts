@@ -1,4 +1,5 @@
 import { closeSync, constants, ftruncateSync, openSync } from 'node:fs';
+import type Koffi from 'koffi';
 import { AuditJournalError } from './errors.ts';
 
 /**
@@ -36,7 +37,7 @@ async function loadLibc(path: string): Promise<Libc> {
   if (process.platform !== 'linux') {
     throw new AuditJournalError(path, `the write journal maps a file with Linux's mmap; this is ${process.platform} (leave writeJournal off)`);
   }
-  let koffi: (typeof import('koffi'))['default'];
+  let koffi: typeof Koffi;
   try {
     koffi = (await import('koffi')).default;
   } catch (error) {
