@@ -104,7 +104,8 @@ function workerUrl(): URL {
  *
  * Two paths, two promises (docs/audit.md has the full contract):
  * - Writes (STORE, DELETE, refused writes) and lifecycle records are encoded on the caller's
- *   thread and handed to write(2) before the operation returns: a process crash (SIGKILL, OOM)
+ *   thread and reach the OS before the operation returns (framed into the shared-mapped write
+ *   journal, or handed to write(2) without it): a process crash (SIGKILL, OOM)
  *   loses none. fsync is group-committed by the drain worker; `flush()` (and so an awaited
  *   `updateAsync`) resolves once the record is sealed and fsynced.
  * - Reads (LOAD, RANGE) write fixed fields into a preallocated shared ring and return; the
@@ -262,7 +263,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     });
     worker.unref();
     const r = this.#recovered;
-    this.#lifecycle('AUDIT_STARTED', null, r.previous === 'crash' ? 'RECOVERED_AFTER_CRASH' : null, `previous session: ${r.previous}; spool ${this.dir}; segment ${r.chain.segment}`);
+    this.#lifecycle('AUDIT_STARTED', null, r.previous === 'crash' ? 'RECOVERED_AFTER_CRASH' : null, `previous session: ${r.previous}; spool ${this.dir}; segment ${r.chain.segment}; writes reach the OS ${this.#journal === null ? 'by write(2)' : `through the write journal (${this.#journal.size} bytes)`}`);
     if (r.gap !== null) {
       this.#gapRecord(r.gap.from, r.gap.to, 'CRASH', r.gap.torn, 'the previous recorder stopped without AUDIT_STOPPED; read records still in its ring were lost');
     }
@@ -377,7 +378,7 @@ export class AuditRecorder implements MapObserver<unknown> {
 
   /**
    * Records a governance event of another part (a breaker transition, a switch change, a leak
-   * suspect) as a write-stream record: encoded and handed to write(2) before this returns, in the
+   * suspect) as a write-stream record: encoded and handed to the OS before this returns, in the
    * hash chain like every write. Throws AuditEventError (GOVMAP_AUDIT_INVALID_EVENT) for an
    * unknown op, an empty resource or a detail that is not a small JSON object; after stop() the
    * event is counted in `afterStop` and not written. The adapters in governance.ts call this.
@@ -567,7 +568,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     this.#gapsRecorded++;
   }
 
-  /** Encodes `r` with the next seq and hands it to write(2) (or to the backlog while failing). */
+  /** Encodes `r` with the next seq and hands it to the journal or write(2) (to the backlog while failing). */
   #append(r: DirectRecord): void {
     const seq = this.#seq++;
     if (seq > this.#reservedThrough) this.#reserve(seq);
@@ -897,14 +898,16 @@ export async function createAuditRecorder(options: AuditRecorderOptions): Promis
   const resolved = resolveAuditOptions(options);
   const release = acquireSpoolLock(resolved.dir);
   let recorder: AuditRecorder;
+  let journal: JournalWriter | null = null;
   try {
     const recovered = recoverSpool(resolved.dir, resolved.actor, resolved.origin, resolved.key);
     // Recovery has moved whatever a crash left in the journal into the spool: it starts empty.
-    const journal = resolved.writeJournal ? await openJournal(resolved.dir, resolved.journalBytes) : null;
-    if (journal === null) rmSync(join(resolved.dir, JOURNAL_FILE), { force: true });
+    if (resolved.writeJournal) journal = await openJournal(resolved.dir, resolved.journalBytes);
+    else rmSync(join(resolved.dir, JOURNAL_FILE), { force: true });
     recorder = new AuditRecorder(BUILD, resolved, recovered, release, journal);
     await recorder.start();
   } catch (error) {
+    journal?.unmap();
     release();
     throw error;
   }
