@@ -147,7 +147,7 @@ export function auditSummary(audit: DemoAudit): string[] {
   const s = audit.recorder.stats();
   const lines = [
     `audit: ${(s.readsRecorded + s.writesRecorded).toLocaleString('en-US')} records (${s.readsRecorded.toLocaleString('en-US')} reads, ${s.writesRecorded.toLocaleString('en-US')} writes) in ${audit.dir}; ` +
-      `${s.readsDropped} reads dropped, ${s.writesLost} writes lost${s.healthy ? '' : '; the spool is failing'} (check: govmap audit verify ${audit.dir})`,
+      `${s.readsDropped} reads dropped, ${s.writesLost} writes lost${s.healthy ? '' : '; the spool is failing'}; writes reached the OS ${s.writeJournal ? 'through the write journal' : 'by write(2)'} (check: govmap audit verify ${audit.dir})`,
   ];
   const forwarder = audit.recorder.forwarder;
   if (forwarder !== undefined) {

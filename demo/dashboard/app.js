@@ -316,6 +316,11 @@
     $('#audit-summary').textContent = v
       ? `${fmt(v.records)} records, ${fmt(v.seals)} seals in ${v.files} file(s), last seq ${fmt(v.lastSeq)}, ${v.gaps} gap(s); checked ${clock(v.checkedAt)} in ${v.ms} ms (every ${a.verifyIntervalMs / 1000} s).${where}${v.error ? ` ${v.error}` : ''}`
       : `Spool ${a.dir}: first verification running.`;
+    const r = a.recorder;
+    if (r) {
+      const path = r.writeJournal ? `through the write journal (${fmt(r.journalUsedBytes / 1024, 1)} KiB of ${fmt(r.journalCapacityBytes / 1048576)} MiB waiting)` : 'by write(2), one per record';
+      $('#audit-summary').textContent += ` Writes reach the OS ${path}; read ring ${fmt(r.ringUsedBytes / 1024, 1)} KiB used.`;
+    }
     tbody.replaceChildren(
       ...a.tail.map((e) =>
         h('tr', {}, h('td', { class: 'num' }, e.seq), h('td', {}, e.op), h('td', {}, h('code', {}, `${e.map ?? ''}${e.resource ? ` ${e.resource}` : ''}`)), h('td', {}, badge(e.outcome, e.outcome === 'ok' ? 'ok' : e.outcome === 'miss' ? '' : 'warn')), h('td', { class: 'small' }, clock(e.at))),

@@ -12,6 +12,7 @@ import type { AuditRecorder } from './recorder.ts';
  *   govmap_audit_lost_total{cause}                records named by AUDIT_GAP instead of kept
  *   govmap_audit_gaps_total                       AUDIT_GAP records written
  *   govmap_audit_ring_used_bytes / _capacity_bytes
+ *   govmap_audit_journal_used_bytes / _capacity_bytes, govmap_audit_journal_full_total
  *   govmap_audit_unsynced_records                 recorded but not yet sealed and fsynced
  *   govmap_audit_spool_bytes_total, _seals_total, _fsyncs_total, _fsync_seconds_total, _rotations_total
  *   govmap_audit_spool_healthy                    0 while the spool cannot be written
@@ -68,6 +69,9 @@ export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder
   counter('rotations_total', 'Segment rotations.', [], (set) => set({}, recorder.stats().rotations));
   gauge('ring_used_bytes', 'Bytes of read records waiting in the ring for the drain worker.', () => recorder.stats().ringUsedBytes);
   gauge('ring_capacity_bytes', 'Size of the read ring.', () => recorder.stats().ringCapacityBytes);
+  gauge('journal_used_bytes', 'Bytes of write records in the write journal not yet moved into the spool (0 without a journal).', () => recorder.stats().journalUsedBytes);
+  gauge('journal_capacity_bytes', 'Size of the write journal (0: writes go to write(2) one by one).', () => recorder.stats().journalCapacityBytes);
+  counter('journal_full_total', 'Writes that found the write journal full and waited for the drain worker.', [], (set) => set({}, recorder.stats().journalFullWaits));
   gauge('unsynced_records', 'Records handed out (seqs) not yet covered by a fsynced seal, an upper bound.', () => {
     const s = recorder.stats();
     return Math.max(0, s.nextSeq - 1 - Math.min(s.syncedReads, s.syncedWrites));

@@ -75,6 +75,14 @@ export interface AuditRecorderStats {
   readonly segment: number;
   readonly ringUsedBytes: number;
   readonly ringCapacityBytes: number;
+  /** Whether write records reach the OS through the write journal (else one write(2) each). */
+  readonly writeJournal: boolean;
+  /** Bytes of write records framed in the journal, not yet moved into the spool (0 without one). */
+  readonly journalUsedBytes: number;
+  /** Size of the journal's frame area (0 without one). */
+  readonly journalCapacityBytes: number;
+  /** Writes that found the journal full and waited for the worker. */
+  readonly journalFullWaits: number;
   readonly workerWriteErrors: number;
   /** False while the spool cannot be written (records wait in memory). */
   readonly healthy: boolean;
@@ -183,6 +191,7 @@ export class AuditRecorder implements MapObserver<unknown> {
   #readsRecorded = 0;
   #writesRecorded = 0;
   #ringFullWaits = 0;
+  #journalFullWaits = 0;
   #readsDropped = 0;
   #writesLost = 0;
   #afterStop = 0;
@@ -354,6 +363,10 @@ export class AuditRecorder implements MapObserver<unknown> {
       segment: Atomics.load(this.#ctrl, CTRL_SEGMENT),
       ringUsedBytes: this.#producer.queuedWords * 4,
       ringCapacityBytes: this.#ring.capacityWords * 4,
+      writeJournal: this.#journal !== null,
+      journalUsedBytes: this.#journalUsedBytes(),
+      journalCapacityBytes: this.#journal === null ? 0 : this.#journal.size - JOURNAL_HEADER_BYTES,
+      journalFullWaits: this.#journalFullWaits,
       workerWriteErrors: s[STAT_WORKER_WRITE_ERRORS]!,
       healthy: this.healthy,
       syncedReads: s[STAT_SYNCED_READS]!,
@@ -642,7 +655,7 @@ export class AuditRecorder implements MapObserver<unknown> {
   /** Waits (this thread, bounded by maxWaitMs, the worker woken) until `ready()`; false on timeout. */
   #waitFor(ready: () => boolean): boolean {
     if (this.#worker === undefined) return false;
-    this.#ringFullWaits++;
+    this.#journalFullWaits++;
     const deadline = performance.now() + this.#options.maxWaitMs;
     this.#producer.wake();
     while (!ready()) {
@@ -650,6 +663,14 @@ export class AuditRecorder implements MapObserver<unknown> {
       Atomics.wait(this.#sleepCell, 0, 0, 0.2);
     }
     return true;
+  }
+
+  #journalUsedBytes(): number {
+    if (this.#journal === null) return 0;
+    const head = this.#journalHead;
+    const tail = Atomics.load(this.#ctrl, CTRL_JOURNAL_TAIL);
+    // Positions as the writer leaves them (a frame may end at the very end of the file).
+    return head >= tail ? head - tail : this.#journal.size - tail + (head - JOURNAL_HEADER_BYTES);
   }
 
   /** write(2) of one record to the current segment: the path without a journal. */

@@ -60,6 +60,8 @@ describe('the write journal (writeJournal: true)', () => {
     // ~270 bytes a record: 64 KiB holds ~240 of them.
     while (audit.healthy && stored < 1000) map.store(`acct-${stored++}`, 1n);
     assert.ok(stored > 200 && stored < 1000, `the journal filled after ${stored} writes`);
+    assert.ok(audit.stats().journalFullWaits >= 1, 'the full journal was waited on (govmap_audit_journal_full_total)');
+    assert.ok(audit.stats().journalUsedBytes > (1 << 16) - 1024, `${audit.stats().journalUsedBytes} bytes framed and waiting`);
     assert.throws(() => map.store('refused', 1n), { code: 'GOVMAP_VALIDATION_REJECTED', message: /AUDIT_UNAVAILABLE/ });
     await assert.rejects(audit.flush(), { code: 'GOVMAP_AUDIT_NOT_DURABLE' });
     audit.pauseDrainForTesting(false);
