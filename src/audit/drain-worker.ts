@@ -149,9 +149,15 @@ function run(data: DrainWorkerData): void {
   let seenFlush = Atomics.load(ctrl, CTRL_FLUSH_REQUESTS);
   let unsyncedSeal = false;
   // The write journal: frames are read from `journalRead`; the batch then holds the frames up to
-  // `batchJournalEnd` (last seq `batchWriteSeq`), and once it is written the tail moves there.
+  // `batchJournalEnd` (last seq `batchWriteSeq`); once it is written they are in the spool up to
+  // `journalMoved`, and releaseJournal() records that in the journal's header and only then
+  // gives the space back to the caller's thread (CTRL_JOURNAL_TAIL). Never the other way round:
+  // recovery scans from the recorded tail, and frames overwritten behind a stale one would break
+  // the scan.
   const journal = data.journalPath === null ? null : new JournalReader(data.journalPath);
   let journalRead = Atomics.load(ctrl, CTRL_JOURNAL_TAIL);
+  let journalReleased = journalRead;
+  let journalMoved = -1;
   let batchJournalEnd = -1;
   let batchWriteSeq = 0;
 
@@ -192,16 +198,13 @@ function run(data: DrainWorkerData): void {
     readsDone = batchLastSeq;
     stats[STAT_READS_DONE] = readsDone;
     if (batchJournalEnd !== -1) {
-      // The spool holds these frames now: recovery may start after them, and the caller's
-      // thread may reuse their space (tail moved last, after the seq that seals read).
+      // The spool holds these frames now (seals may cover them).
       stats[STAT_WRITES_DONE] = batchWriteSeq;
-      try {
-        journal!.persistTail(batchJournalEnd);
-      } catch {
-        // A stale persisted tail only makes recovery skip frames the log already holds (by seq).
-      }
-      Atomics.store(ctrl, CTRL_JOURNAL_TAIL, batchJournalEnd);
+      journalMoved = batchJournalEnd;
       batchJournalEnd = -1;
+      // Released at each commit (one pwrite of the header per commit, not per batch), or now
+      // when an eighth of the journal waits for it.
+      if (journalDistance(journalReleased, journalMoved) >= journal!.size >> 3) releaseJournal();
     }
     batch.pos = 0;
     batchWritten = 0;
@@ -289,6 +292,7 @@ function run(data: DrainWorkerData): void {
   const commit = (rotateIfFull = true): void => {
     stopTicking();
     if (!writeBatch()) return;
+    releaseJournal();
     try {
       seal(fd, writesDone(), false);
       if (unsyncedSeal) {
@@ -353,6 +357,24 @@ function run(data: DrainWorkerData): void {
     }
     release(tail);
     return n;
+  };
+
+  /** Bytes of journal from `from` to `to` (positions as the writer leaves them, wrapping). */
+  const journalDistance = (from: number, to: number): number => (to >= from ? to - from : journal!.size - from + to);
+
+  /** Records how far the spool holds the journal's frames, then lets the writer reuse the space. */
+  const releaseJournal = (): void => {
+    if (journalMoved === -1) return;
+    try {
+      journal!.persistTail(journalMoved);
+    } catch {
+      // Not recorded: the space stays taken (the writer waits or fails over) and the next
+      // commit tries again. Recovery skips frames the log already holds (by seq).
+      return;
+    }
+    Atomics.store(ctrl, CTRL_JOURNAL_TAIL, journalMoved);
+    journalReleased = journalMoved;
+    journalMoved = -1;
   };
 
   /** Moves the journal's frames into the batch (in frame order); returns how many. */

@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
 import { readJournal } from '../../src/audit/journal.ts';
-import { readSpool, tempSpool } from './helpers.ts';
+import { readFileSync } from 'node:fs';
+import { readSpool, segmentFiles, tempSpool } from './helpers.ts';
 
 const CHILD = fileURLToPath(new URL('./children/crash-writer.ts', import.meta.url));
 
@@ -14,9 +15,11 @@ interface Reported {
 }
 
 /** Runs the writer child and SIGKILLs it when `killWhen` says so. */
-function runAndKill(dir: string, mode: 'free' | 'pause', journal: boolean, killWhen: (r: Reported) => boolean): Promise<Reported> {
+type WritePath = 'direct' | 'journal' | 'journal-64k';
+
+function runAndKill(dir: string, mode: 'free' | 'pause', path: WritePath, killWhen: (r: Reported) => boolean): Promise<Reported> {
   const reported: Reported = { writes: [], paused: null };
-  const child = spawn(process.execPath, [CHILD, dir, mode, journal ? 'journal' : 'direct'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = spawn(process.execPath, [CHILD, dir, mode, path], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     let killed = false;
     child.on('message', (message: { type: string; seq: number; key: string; value: string; from: number; to: number }) => {
@@ -36,27 +39,34 @@ function runAndKill(dir: string, mode: 'free' | 'pause', journal: boolean, killW
 }
 
 /** Opens the spool the way a restarted service would (recovery), and closes it. */
-async function restart(dir: string, journal: boolean): Promise<void> {
-  const audit = await createAuditRecorder({ dir, actor: 'clearing/crash-test', writeJournal: journal });
+async function restart(dir: string, path: WritePath): Promise<void> {
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/crash-test', writeJournal: path !== 'direct' });
   await audit.stop();
 }
 
-// Both write paths: write(2) per record, and the write journal (a shared file mapping: with the
-// drain worker held, the writes after the pause exist only in the journal when the kill comes).
-for (const journal of [false, true]) describe(`a process killed mid-stream (SIGKILL), ${journal ? 'write journal' : 'write(2) per record'}`, () => {
-  test('loses no write; the undrained reads come back as an AUDIT_GAP naming their seqs; verify passes', async (t) => {
+// Every write path: write(2) per record; the write journal (a shared file mapping: with the drain
+// worker held, the writes after the pause exist only in the journal when the kill comes); and a
+// 64 KiB journal, which wraps every ~240 writes, so recovery scans from a tail anywhere in it.
+const PATHS: Record<WritePath, string> = { direct: 'write(2) per record', journal: 'write journal', 'journal-64k': 'write journal of 64 KiB' };
+for (const path of ['direct', 'journal', 'journal-64k'] as const) describe(`a process killed mid-stream (SIGKILL), ${PATHS[path]}`, () => {
+  const journal = path !== 'direct';
+  // Not with the 64 KiB journal: holding the worker fills it within ~230 writes, and the child,
+  // blocked waiting for room, cannot send its reports until it fails over to memory (a full
+  // journal is a failing sink; journal.test.ts covers that). The arbitrary kills below cover it.
+  if (path !== 'journal-64k') test('loses no write; the undrained reads come back as an AUDIT_GAP naming their seqs; verify passes', async (t) => {
     const dir = tempSpool(t);
     // Killed once 200 writes have returned after the reads that are stuck in the ring.
-    const reported = await runAndKill(dir, 'pause', journal, (r) => r.paused !== null && r.writes.filter((w) => w.seq > r.paused!.to).length >= 200);
+    const reported = await runAndKill(dir, 'pause', path, (r) => r.paused !== null && r.writes.filter((w) => w.seq > r.paused!.to).length >= 200);
     if (journal) {
       // The writes after the pause were only in the journal when the process died: the restart
       // below must move them into the log.
       const after = reported.writes.filter((w) => w.seq > reported.paused!.to);
       const framed = new Set(readJournal(dir).map((f) => f.seq));
-      const logged = new Set(readSpool(dir).events.map((e) => e.seq));
+      // Before recovery a line torn by the kill may end the log: seqs read without parsing.
+      const logged = new Set(segmentFiles(dir).flatMap((f) => [...readFileSync(f, 'utf8').matchAll(/^\{"v":1,"seq":([0-9]+),/gm)].map((m) => Number(m[1]))));
       for (const w of after) assert.ok(framed.has(w.seq) && !logged.has(w.seq), `write seq ${w.seq} was in the journal only`);
     }
-    await restart(dir, journal);
+    await restart(dir, path);
 
     const report = verifySpool(dir);
     assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
@@ -88,9 +98,9 @@ for (const journal of [false, true]) describe(`a process killed mid-stream (SIGK
     const all: Reported['writes'] = [];
     for (let round = 0; round < 3; round++) {
       const target = 300 + Math.floor(Math.random() * 3000);
-      const reported = await runAndKill(dir, 'free', journal, (r) => r.writes.length >= target);
+      const reported = await runAndKill(dir, 'free', path, (r) => r.writes.length >= target);
       all.push(...reported.writes);
-      await restart(dir, journal);
+      await restart(dir, path);
       const report = verifySpool(dir);
       assert.equal(report.ok, true, `after kill ${round + 1}: ${JSON.stringify(report.problems.slice(0, 3))}`);
     }
