@@ -106,6 +106,8 @@ const DRAIN_TURN = 4096;
 const RELEASE_EVERY = 64;
 /** How long one nap of a caught-up worker lasts while reads flow fast (see NapPolicy). */
 const CLOCK_NAP_MS = 0.25;
+/** Journal frames are moved at once when this many bytes of them wait (else once per commit). */
+const JOURNAL_DRAIN_BYTES = 64 << 10;
 /** After a failed write, wait this long before trying again (ms). */
 const RETRY_AFTER_MS = 100;
 
@@ -400,9 +402,11 @@ function run(data: DrainWorkerData): void {
     return n;
   };
 
-  /** Nothing left to move: the ring and the journal are empty. */
-  const caughtUp = (): boolean =>
-    Atomics.load(ctrl, CTRL_HEAD) === Atomics.load(ctrl, CTRL_TAIL) && (journal === null || Atomics.load(ctrl, CTRL_JOURNAL_HEAD) === journalRead);
+  const ringEmpty = (): boolean => Atomics.load(ctrl, CTRL_HEAD) === Atomics.load(ctrl, CTRL_TAIL);
+  /** Bytes framed in the journal and not yet read. */
+  const journalPending = (): number => (journal === null ? 0 : journalDistance(journalRead, Atomics.load(ctrl, CTRL_JOURNAL_HEAD)));
+  /** Nothing left to move: the ring and the journal are empty (what a flush or stop waits for). */
+  const caughtUp = (): boolean => ringEmpty() && journalPending() === 0;
 
   const release = (tail: number): void => {
     Atomics.store(ctrl, CTRL_TAIL, tail);
@@ -413,9 +417,13 @@ function run(data: DrainWorkerData): void {
   for (;;) {
     const stopping = Atomics.load(ctrl, CTRL_STOP) === 1;
     const paused = !stopping && Atomics.load(ctrl, CTRL_PAUSED) === 1;
-    // Journal first: a record the caller's thread wrote before a read (an AUDIT_GAP naming
-    // dropped reads) then reaches the spool no later than that read.
-    const drained = failing || paused ? 0 : drainJournal() + drain();
+    // The journal's frames are already safe from a process crash: they are read (a pread) once
+    // per commit, when someone waits, or when JOURNAL_DRAIN_BYTES of them wait, not on every
+    // turn (a write trickling in among reads would cost a syscall per turn). Journal first then.
+    const journalDue =
+      journal !== null &&
+      (stopping || Atomics.load(ctrl, CTRL_FLUSH_REQUESTS) !== seenFlush || performance.now() - lastCommit >= data.fsyncIntervalMs || journalPending() >= JOURNAL_DRAIN_BYTES);
+    const drained = failing || paused ? 0 : (journalDue ? drainJournal() : 0) + drain();
     // The caller's thread rings after writing sealBytes of its own: keep blocks small either way.
     if (!failing) maybeSeal();
     if (failing) {
@@ -426,21 +434,22 @@ function run(data: DrainWorkerData): void {
     const now = performance.now();
     const readsFlowFast = naps.observe(drained, now);
     const flushRequests = Atomics.load(ctrl, CTRL_FLUSH_REQUESTS);
-    const ringEmpty = caughtUp();
-    if (stopping && (ringEmpty || failing)) {
+    const allMoved = caughtUp();
+    if (stopping && (allMoved || failing)) {
       // No rotation now: the log should end with the segment that holds AUDIT_STOPPED.
       commit(false);
       break;
     }
     if (flushRequests !== seenFlush || now - lastCommit >= data.fsyncIntervalMs) {
       // A flush asks for what was recorded before it: drain the rest of the ring first.
-      if (flushRequests !== seenFlush && !ringEmpty && !paused && !failing) continue;
+      if (flushRequests !== seenFlush && !allMoved && !paused && !failing) continue;
       seenFlush = flushRequests;
       lastCommit = now;
       commit();
       continue;
     }
-    if (drained > 0 && !ringEmpty) continue;
+    // Journal frames not yet due wait for the commit below (the sleep ends by then).
+    if (drained > 0 && !ringEmpty()) continue;
     if (batch.pos > 0 && !writeBatch()) continue;
     if (readsFlowFast && !paused) {
       // Reads flow fast enough for a nap to pay (see NapPolicy) and the worker caught up: nap
@@ -454,7 +463,7 @@ function run(data: DrainWorkerData): void {
     stopTicking();
     Atomics.store(ctrl, CTRL_WORKER_SLEEPING, 1);
     const bell = Atomics.load(ctrl, CTRL_DOORBELL);
-    if (caughtUp() || paused) {
+    if (ringEmpty() || paused) {
       Atomics.wait(ctrl, CTRL_DOORBELL, bell, Math.max(0.1, lastCommit + data.fsyncIntervalMs - performance.now()));
     }
     Atomics.store(ctrl, CTRL_WORKER_SLEEPING, 0);
