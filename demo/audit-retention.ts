@@ -30,12 +30,16 @@ export interface RetentionPass {
  * Each segment is verified by `verify` (the demo passes a SpoolVerifier: a worker thread). On the
  * event loop, verifying a 16 MiB segment stalled every request for a large fraction of a second,
  * and a busy service fills a segment every few seconds. Unlinking and the record stay here.
+ * `maxSegments` bounds one pass: the demo removes one segment a pass, every second, because a
+ * pass a minute that verified everything due at once (~15 segments at 16,000 req/s, ~165 ms of
+ * CPU each) took a core for seconds, and on a two-core host the requests' latency with it.
  */
 export async function pruneAuditSpool(
   recorder: AuditRecorder,
   dir: string,
   keepSegments: number,
   verify: (path: string) => Promise<{ readonly ok: boolean; readonly records: number }> = (path) => Promise.resolve(verifySpool(path)),
+  maxSegments = Number.POSITIVE_INFINITY,
 ): Promise<RetentionPass> {
   const current = recorder.stats().segment;
   const forwarded = recorder.forwarder?.stats().position.segment ?? Number.POSITIVE_INFINITY;
@@ -43,7 +47,7 @@ export async function pruneAuditSpool(
   const excess = segments.length - keepSegments;
   const removed: string[] = [];
   let bytesRemoved = 0;
-  for (const seg of segments.slice(0, Math.max(0, excess))) {
+  for (const seg of segments.slice(0, Math.max(0, Math.min(excess, maxSegments)))) {
     if (seg.segment >= current || seg.segment >= forwarded) break;
     const report = await verify(seg.path);
     // The recorder may have moved on (or stopped) while the worker read: re-check before removing.

@@ -29,7 +29,7 @@ export interface DemoAuditOptions {
   readonly keepSegments?: number | null;
   /** Segment size in bytes (the spool rotates at it). Default 16 MiB in the demo (the library's default is 64 MiB). */
   readonly segmentBytes?: number;
-  /** How often retention runs, ms. Default 60,000. */
+  /** How often retention runs (it removes at most one segment a run), ms. Default 1,000. */
   readonly retentionIntervalMs?: number;
 }
 
@@ -71,7 +71,7 @@ export async function startDemoAudit(options: DemoAuditOptions = {}): Promise<De
     maxSegmentBytes: options.segmentBytes ?? DEMO_SEGMENT_BYTES,
     ...(kafka.length > 0 ? { kafka: { brokers: kafka, topic: options.topic } } : {}),
   });
-  return { recorder, dir, kafka, keepSegments, retentionIntervalMs: options.retentionIntervalMs ?? 60_000 };
+  return { recorder, dir, kafka, keepSegments, retentionIntervalMs: options.retentionIntervalMs ?? 1000 };
 }
 
 /**
@@ -97,7 +97,7 @@ export function installAudit(context: DemoContext, audit: DemoAudit, book: Balan
         const done = await pruneAuditSpool(audit.recorder, audit.dir, keep, async (path) => {
           if (closing) throw new Error('the demo is closing');
           return verifier.verify(path);
-        });
+        }, 1);
         if (done.keptUnverified !== null) console.warn(`govmap demo: audit retention kept ${done.keptUnverified}: it does not verify (run govmap audit verify ${audit.dir})`);
       } catch (error) {
         if (!closing) console.warn('govmap demo: audit retention pass failed', error);

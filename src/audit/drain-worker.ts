@@ -160,6 +160,7 @@ function run(data: DrainWorkerData): void {
   let journalRead = Atomics.load(ctrl, CTRL_JOURNAL_TAIL);
   let journalReleased = journalRead;
   let journalMoved = -1;
+  let journalMovedSeq = 0;
   let batchJournalEnd = -1;
   let batchWriteSeq = 0;
 
@@ -203,6 +204,7 @@ function run(data: DrainWorkerData): void {
       // The spool holds these frames now (seals may cover them).
       stats[STAT_WRITES_DONE] = batchWriteSeq;
       journalMoved = batchJournalEnd;
+      journalMovedSeq = batchWriteSeq;
       batchJournalEnd = -1;
       // Released at each commit (one pwrite of the header per commit, not per batch), or now
       // when an eighth of the journal waits for it.
@@ -368,7 +370,7 @@ function run(data: DrainWorkerData): void {
   const releaseJournal = (): void => {
     if (journalMoved === -1) return;
     try {
-      journal!.persistTail(journalMoved);
+      journal!.persistTail(journalMoved, journalMovedSeq);
     } catch {
       // Not recorded: the space stays taken (the writer waits or fails over) and the next
       // commit tries again. Recovery skips frames the log already holds (by seq).

@@ -22,7 +22,9 @@ import type { SharedFileMapping } from './shared-mapping.ts';
  *   [0, 8)   "GOVMAPJ1"
  *   [8, 16)  the tail: offset of the first frame the worker has not yet moved into the spool
  *            (float64; written by the worker after the spool holds the frames before it)
- *   [16, 64) reserved
+ *   [16, 24) the seq of the last frame before the tail (float64, 0 before any): frames of the
+ *            lap behind the tail are still there, and this tells them from pending ones
+ *   [24, 64) reserved
  * A frame, 8-byte aligned: mark u32 | length u32 | seq float64 | the record's bytes | padding.
  * The mark is stored last, so a frame whose mark is present is complete (a crash in the middle of
  * a copy leaves the old mark, and a frame from an older lap has a lower seq, which ends the scan).
@@ -35,6 +37,7 @@ export const JOURNAL_HEADER_BYTES = 64;
 export const FRAME_HEADER_BYTES = 16;
 const MAGIC = 'GOVMAPJ1';
 const TAIL_OFFSET = 8;
+const TAIL_SEQ_OFFSET = 16;
 export const FRAME_MARK = 0xf7a3c19e;
 export const WRAP_LENGTH = 0xffffffff;
 
@@ -155,7 +158,7 @@ export function readJournal(dir: string): JournalFrame[] {
     if (!Number.isInteger(pos) || pos < JOURNAL_HEADER_BYTES || pos > size || pos % 8 !== 0) {
       throw new AuditJournalError(path, `its tail ${pos} is not a frame offset in [${JOURNAL_HEADER_BYTES}, ${size}]`);
     }
-    let lastSeq = 0;
+    let lastSeq = all.readDoubleLE(TAIL_SEQ_OFFSET);
     let wrapped = false;
     // At most one lap: the frames of one lap lie between the tail and the head.
     for (let steps = 0; steps < size; steps++) {
@@ -195,7 +198,7 @@ export class JournalReader {
   readonly #fd: number;
   readonly size: number;
   #chunk: Buffer;
-  readonly #tailBytes = Buffer.alloc(8);
+  readonly #tailBytes = Buffer.alloc(16);
   /** The chunk holds the file's bytes [chunkFrom, chunkTo). */
   #chunkFrom = 0;
   #chunkTo = 0;
@@ -242,10 +245,11 @@ export class JournalReader {
     return pos;
   }
 
-  /** Records that the spool holds every frame before `tail` (recovery starts there). */
-  persistTail(tail: number): void {
+  /** Records that the spool holds every frame before `tail`, the last of them `seq` (recovery starts there). */
+  persistTail(tail: number, seq: number): void {
     this.#tailBytes.writeDoubleLE(tail, 0);
-    writeSync(this.#fd, this.#tailBytes, 0, 8, TAIL_OFFSET);
+    this.#tailBytes.writeDoubleLE(seq, 8);
+    writeSync(this.#fd, this.#tailBytes, 0, 16, TAIL_OFFSET);
   }
 
   close(): void {
