@@ -16,7 +16,7 @@
  * - a rotated segment ends with its final seal: the caller's thread has been moved to the new
  *   file (CTRL_FD) and seen out of any write in progress (CTRL_IN_WRITE) before it is sealed.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { hrtimeOffsetMs } from './clock.ts';
@@ -122,7 +122,10 @@ function run(data: DrainWorkerData): void {
   const flushAt = Math.max(4096, Math.min(data.sealBytes, batch.buf.length >> 1));
   const scratch = Buffer.allocUnsafe(1 << 20);
   const sleepCell = new Int32Array(new SharedArrayBuffer(4));
-  const headFd = openSync(join(data.dir, HEAD_FILE), 'w');
+  // Not truncated: HEAD is rewritten in place (fixed size), and until this session's first commit
+  // the previous one still names a seal that is in the log. Truncated, a verify running meanwhile
+  // read an empty HEAD ("unreadable").
+  const headFd = openSync(join(data.dir, HEAD_FILE), existsSync(join(data.dir, HEAD_FILE)) ? 'r+' : 'w');
   const chain: ChainState = { ...data.chain };
   // This thread's performance.now() plus this is the recording thread's performance.now().
   const toRecorderClock = hrtimeOffsetMs() - data.recorderClockOffsetMs;

@@ -120,12 +120,17 @@ export function encodeHead(head: HeadRecord): Buffer {
 export function readHead(dir: string): HeadRecord | null | 'unreadable' {
   const path = join(dir, HEAD_FILE);
   if (!existsSync(path)) return null;
-  try {
-    const value = JSON.parse(readFileSync(path, 'utf8')) as HeadRecord;
-    if (typeof value.segment !== 'number' || typeof value.seal !== 'number' || typeof value.hash !== 'string') return 'unreadable';
-    return value;
-  } catch {
-    return 'unreadable';
+  // A running recorder rewrites HEAD in place: a read can meet a rewrite half done. Read again
+  // (three times, 1 ms apart) before calling it unreadable.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const value = JSON.parse(readFileSync(path, 'utf8')) as HeadRecord;
+      if (typeof value.segment === 'number' && typeof value.seal === 'number' && typeof value.hash === 'string') return value;
+    } catch {
+      // Torn or damaged: retried below, then reported.
+    }
+    if (attempt === 2) return 'unreadable';
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
   }
 }
 

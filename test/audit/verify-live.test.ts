@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
@@ -75,4 +75,44 @@ test('each segment verifies on its own although records near its start are out o
   const report = verifySpool(file);
   assert.equal(report.ok, false);
   assert.ok(report.problems.some((p) => /appears twice/.test(p.problem)), JSON.stringify(report.problems.slice(0, 3)));
+});
+
+test('a live spool whose newest write is still in the write journal verifies (noted); with that frame destroyed, the seq is missing', async (t) => {
+  const dir = tempSpool(t);
+  // A long commit interval: the worker moves journal frames only at a commit or a flush, while
+  // it drains reads on every turn. So reads after a write reach the log before the write does.
+  // A small ring: the reader wakes the sleeping worker once an eighth of it is queued.
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/instance-1', writeJournal: true, fsyncIntervalMs: 10_000, ringBytes: 1 << 16 });
+  t.after(() => audit.stop());
+  const map = balances();
+  audit.attach(map);
+  await audit.flush();
+  map.store('acct-1', 1n);
+  const writeSeq = audit.stats().nextSeq - 1;
+  for (let i = 0; i < 400; i++) map.load('acct-1');
+  const lastRead = audit.stats().nextSeq - 1;
+  const deadline = Date.now() + 5000;
+  const logged = (): Set<number> => new Set(segmentFiles(dir).flatMap((f) => [...readFileSync(f, 'utf8').matchAll(/^\{"v":1,"seq":([0-9]+),/gm)].map((m) => Number(m[1]))));
+  while (!logged().has(lastRead) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.ok(logged().has(lastRead), 'the reads reached the log');
+  assert.equal(logged().has(writeSeq), false, 'the write is still in the journal');
+
+  const report = verifySpool(dir);
+  assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 2)));
+  assert.ok(report.notes.some((n) => n.includes(`seq ${writeSeq} is in the write journal`)), report.notes.join('; '));
+
+  // The same spool with the frame gone from the journal too: now it is a hole, and named.
+  const copy = `${dir}-copy`;
+  cpSync(dir, copy, { recursive: true });
+  t.after(() => rmSync(copy, { recursive: true, force: true }));
+  const journal = readFileSync(join(copy, 'JOURNAL'));
+  const at = journal.indexOf(Buffer.from('"resource_id":"acct-1"'));
+  assert.ok(at > 0);
+  // The frame's mark: the frame header (16 bytes) precedes the record's first byte.
+  const recordStart = journal.lastIndexOf(Buffer.from('{"v":1,'), at);
+  journal.fill(0, recordStart - 16, recordStart - 12);
+  writeFileSync(join(copy, 'JOURNAL'), journal);
+  const broken = verifySpool(copy);
+  assert.equal(broken.ok, false);
+  assert.ok(broken.problems.some((p) => p.problem.includes(`seq ${writeSeq} is missing`)), JSON.stringify(broken.problems.slice(0, 2)));
 });
