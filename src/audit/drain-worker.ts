@@ -20,7 +20,7 @@ import { closeSync, existsSync, fstatSync, fsyncSync, openSync, writeSync } from
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { hrtimeOffsetMs } from './clock.ts';
-import { JournalReader } from './journal.ts';
+import { journalBytesBetween, JournalReader } from './journal.ts';
 import { NapPolicy } from './nap-policy.ts';
 import type { ClockAnchor } from './clock.ts';
 import { ByteWriter, EncodeContext, encodeIdentity, encodeRingEntry, maxEncodedBytes } from './encoder.ts';
@@ -366,8 +366,7 @@ function run(data: DrainWorkerData): void {
     return n;
   };
 
-  /** Bytes of journal from `from` to `to` (positions as the writer leaves them, wrapping). */
-  const journalDistance = (from: number, to: number): number => (to >= from ? to - from : journal!.size - from + to);
+  const journalDistance = (from: number, to: number): number => journalBytesBetween(from, to, journal!.size);
 
   /** Records how far the spool holds the journal's frames, then lets the writer reuse the space. */
   const releaseJournal = (): void => {

@@ -51,6 +51,14 @@ export function frameStart(pos: number, size: number): number {
 }
 
 /**
+ * Bytes of frame area from position `from` to position `to` (as the writer leaves them: a frame
+ * may end at the very end of the file; after a wrap the area starts again after the header).
+ */
+export function journalBytesBetween(from: number, to: number, size: number): number {
+  return to >= from ? to - from : size - from + (to - JOURNAL_HEADER_BYTES);
+}
+
+/**
  * The recording thread's side: frames records into the mapping. `head` and `tail` are shared
  * with the worker through the ring's control words (the caller keeps them); this class only
  * knows the bytes.

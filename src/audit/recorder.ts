@@ -12,7 +12,7 @@ import { AuditJournalError, AuditNotDurableError, AuditStoppedError } from './er
 import type { GapCause, LifecycleOpType } from './event.ts';
 import { checkGovernanceEvent } from './governance-event.ts';
 import type { GovernanceEvent } from './governance-event.ts';
-import { JOURNAL_FILE, JOURNAL_HEADER_BYTES, openJournal } from './journal.ts';
+import { JOURNAL_FILE, JOURNAL_HEADER_BYTES, journalBytesBetween, openJournal } from './journal.ts';
 import type { JournalWriter } from './journal.ts';
 import type { KafkaForwarder } from './kafka-forwarder.ts';
 import { resolveAuditOptions } from './options.ts';
@@ -667,10 +667,7 @@ export class AuditRecorder implements MapObserver<unknown> {
 
   #journalUsedBytes(): number {
     if (this.#journal === null) return 0;
-    const head = this.#journalHead;
-    const tail = Atomics.load(this.#ctrl, CTRL_JOURNAL_TAIL);
-    // Positions as the writer leaves them (a frame may end at the very end of the file).
-    return head >= tail ? head - tail : this.#journal.size - tail + (head - JOURNAL_HEADER_BYTES);
+    return journalBytesBetween(Atomics.load(this.#ctrl, CTRL_JOURNAL_TAIL), this.#journalHead, this.#journal.size);
   }
 
   /** write(2) of one record to the current segment: the path without a journal. */
