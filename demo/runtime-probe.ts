@@ -28,19 +28,23 @@ interface GcStatistic {
  * benchmark. V8 exposes no "bytes allocated" counter, so allocation is derived from the heap
  * before and after each collection (v8.GCProfiler): what the heap grew by between the end of
  * one collection and the start of the next was allocated, plus the growth since the last one.
+ *
+ * It measures only once asked: the first `sample()` starts it (and answers an empty interval).
+ * Why: the delay monitor's timer wakes the event loop 100 times a second, and the GC profiler
+ * keeps an entry per collection until it is read, so a demo left running that nobody
+ * benchmarks paid ~1% of a core while idle and grew without bound.
  */
 export class RuntimeProbe {
   #profiler = new GCProfiler();
   #delay = monitorEventLoopDelay({ resolution: 10 });
+  #measuring = false;
   #startedAt = performance.now();
-  #usedAtStart = getHeapStatistics().used_heap_size;
+  #usedAtStart = 0;
   #cpuAtStart = process.cpuUsage();
 
-  constructor() {
-    this.reset();
-  }
-
+  /** Starts a new interval now (the first call starts measuring). */
   reset(): void {
+    this.#measuring = true;
     this.#profiler.stop();
     this.#profiler = new GCProfiler();
     this.#profiler.start();
@@ -52,8 +56,12 @@ export class RuntimeProbe {
     this.#cpuAtStart = process.cpuUsage();
   }
 
-  /** Reads the interval since the last reset, then starts a new one. */
+  /** Reads the interval since the last reset, then starts a new one; the first call only starts one. */
   sample(): RuntimeSample {
+    if (!this.#measuring) {
+      this.reset();
+      return { intervalMs: 0, gc: { count: 0, young: 0, totalPauseMs: 0, maxPauseMs: 0 }, allocatedBytes: 0, allocationBytesPerSec: 0, eventLoopDelayMs: { p50: 0, p99: 0, max: 0 }, cpuCores: 0 };
+    }
     const statistics = (this.#profiler.stop()?.statistics ?? []) as unknown as GcStatistic[];
     const usedNow = getHeapStatistics().used_heap_size;
     const intervalMs = performance.now() - this.#startedAt;
@@ -87,12 +95,14 @@ export class RuntimeProbe {
   }
 
   stop(): void {
+    if (!this.#measuring) return;
+    this.#measuring = false;
     this.#profiler.stop();
     this.#delay.disable();
   }
 }
 
-/** GET /internal/runtime: the sample since the previous call (each call starts a new interval). */
+/** GET /internal/runtime: the sample since the previous call (each call starts a new interval; the first starts measuring). */
 export function installRuntimeProbe(router: Router, onClose: (hook: () => void) => void): RuntimeProbe {
   const probe = new RuntimeProbe();
   router.route('GET', /^\/internal\/runtime$/, (_req, res) => sendJson(res, 200, probe.sample()));

@@ -40,6 +40,9 @@ import {
   CTRL_TAIL,
   CTRL_WORKER_FAILING,
   CTRL_WORKER_SLEEPING,
+  IDLE_SLEEP_MS,
+  WORKER_IDLE,
+  WORKER_NAPPING,
   CTRL_DOORBELL,
   CLOCK_TICK_ENTRIES,
   PAD_MARK,
@@ -55,6 +58,7 @@ import {
   STAT_SYNCED_READS,
   STAT_SYNCED_WRITES,
   STAT_WORKER_WRITE_ERRORS,
+  STAT_IDLE_SLEEPS,
   STAT_WRITES_DONE,
   viewRing,
 } from './ring.ts';
@@ -411,6 +415,12 @@ function run(data: DrainWorkerData): void {
   const journalPending = (): number => (journal === null ? 0 : journalDistance(journalRead, Atomics.load(ctrl, CTRL_JOURNAL_HEAD)));
   /** Nothing left to move: the ring and the journal are empty (what a flush or stop waits for). */
   const caughtUp = (): boolean => ringEmpty() && journalPending() === 0;
+  /**
+   * Everything recorded is in the spool, sealed and fsynced, and the journal's space is given
+   * back: a commit now would do nothing. (Checks its shared inputs last, after the cheap locals.)
+   */
+  const committed = (): boolean =>
+    batch.pos === 0 && journalMoved === -1 && !unsyncedSeal && readsDone === chain.lastSealReads && caughtUp() && writesDone() === chain.lastSealWrites;
 
   const release = (tail: number): void => {
     Atomics.store(ctrl, CTRL_TAIL, tail);
@@ -465,8 +475,20 @@ function run(data: DrainWorkerData): void {
       continue;
     }
     stopTicking();
-    Atomics.store(ctrl, CTRL_WORKER_SLEEPING, 1);
     const bell = Atomics.load(ctrl, CTRL_DOORBELL);
+    if (!paused && !failing && committed()) {
+      // Nothing to do until someone records something, and they wake us (see WORKER_IDLE). The
+      // store comes before the last look: a producer that published before it is seen here, one
+      // that publishes after it sees WORKER_IDLE and rings (Atomics are sequentially consistent).
+      Atomics.store(ctrl, CTRL_WORKER_SLEEPING, WORKER_IDLE);
+      if (committed()) {
+        stats[STAT_IDLE_SLEEPS]!++;
+        Atomics.wait(ctrl, CTRL_DOORBELL, bell, IDLE_SLEEP_MS);
+      }
+      Atomics.store(ctrl, CTRL_WORKER_SLEEPING, 0);
+      continue;
+    }
+    Atomics.store(ctrl, CTRL_WORKER_SLEEPING, WORKER_NAPPING);
     if (ringEmpty() || paused) {
       Atomics.wait(ctrl, CTRL_DOORBELL, bell, Math.max(0.1, lastCommit + data.fsyncIntervalMs - performance.now()));
     }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -304,6 +304,71 @@ describe('durability', () => {
     assert.ok(stats.fsyncs - fsyncsBefore < 200, `200 durable updates took ${stats.fsyncs - fsyncsBefore} fsyncs`);
     await audit.stop();
   });
+});
+
+describe('an idle recorder sleeps until there is work', () => {
+  /** Polls `ready` every 2 ms; ms it took, or Infinity after `limitMs`. */
+  async function msUntil(ready: () => boolean, limitMs: number): Promise<number> {
+    const start = performance.now();
+    while (!ready()) {
+      if (performance.now() - start > limitMs) return Number.POSITIVE_INFINITY;
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    return performance.now() - start;
+  }
+
+  /** Context switches of the drain worker's thread (Linux: its name in /proc), or null elsewhere. */
+  function drainThreadSwitches(): number | null {
+    if (process.platform !== 'linux') return null;
+    for (const task of readdirSync('/proc/self/task')) {
+      if (readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim().startsWith('govmap-audit-dr')) {
+        return Number(readFileSync(`/proc/self/task/${task}/schedstat`, 'utf8').split(' ')[2]);
+      }
+    }
+    throw new Error('no drain worker thread found in /proc/self/task');
+  }
+
+  for (const writeJournal of [true, false]) {
+    test(`${writeJournal ? 'journal' : 'write(2)'}: no wake-ups while idle; the next write, read or flush is committed at once, not at the idle timeout (IDLE_SLEEP_MS)`, async (t) => {
+      const dir = tempSpool(t);
+      // A long interval would hide nothing here: the idle sleep is IDLE_SLEEP_MS whatever it is.
+      const audit = await recorder(dir, { writeJournal: process.platform === 'linux' ? writeJournal : false, fsyncIntervalMs: 10 });
+      t.after(() => audit.stop());
+      const map = balances();
+      audit.attach(map);
+      map.store('acct-1', 1n);
+      map.load('acct-1');
+      await audit.flush();
+      assert.ok((await msUntil(() => audit.stats().workerIdleSleeps > 0, 2_000)) < 2_000, 'the worker went to sleep idle once everything was committed');
+
+      // Idle: at fsyncIntervalMs 10 the worker used to wake ~100 times a second to commit nothing.
+      const sleeps = audit.stats().workerIdleSleeps;
+      const switches = drainThreadSwitches();
+      const fsyncs = audit.stats().fsyncs;
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      assert.ok(audit.stats().workerIdleSleeps - sleeps <= 1, `at most one idle sleep began in 400 ms (got ${audit.stats().workerIdleSleeps - sleeps})`);
+      assert.equal(audit.stats().fsyncs, fsyncs, 'nothing was committed while idle');
+      if (switches !== null) assert.ok(drainThreadSwitches()! - switches <= 5, `the drain thread ran at most 5 times in 400 ms idle (got ${drainThreadSwitches()! - switches})`);
+
+      // Each kind of work wakes it, and it is synced long before the idle sleep (1 s) would
+      // have ended; then the worker goes idle again at once (so the next kind finds it asleep).
+      const kinds: Array<[string, () => void, () => boolean]> = [
+        ['a write', () => map.store('acct-2', 2n), () => audit.stats().syncedWrites >= audit.stats().nextSeq - 1],
+        ['a read', () => map.load('acct-2'), () => audit.stats().syncedReads >= audit.stats().nextSeq - 1],
+        ['a write', () => map.delete('acct-2'), () => audit.stats().syncedWrites >= audit.stats().nextSeq - 1],
+      ];
+      for (const [kind, act, synced] of kinds) {
+        const idleBefore = audit.stats().workerIdleSleeps;
+        act();
+        const took = await msUntil(synced, 2_000);
+        assert.ok(took < 400, `${kind} after an idle spell was fsynced in ${took.toFixed(0)} ms (the idle sleep is 1,000 ms)`);
+        assert.ok((await msUntil(() => audit.stats().workerIdleSleeps > idleBefore, 400)) < 400, `the worker went idle again after ${kind}`);
+      }
+      const start = performance.now();
+      await audit.flush();
+      assert.ok(performance.now() - start < 400, 'flush() from idle answered at once');
+    });
+  }
 });
 
 describe('restart, rotation and the chain', () => {
