@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { CommanderError } from 'commander';
 import { demoCommand } from './demo-command.ts';
 import { registerScanCommand } from './scan-command.ts';
 import { registerSandboxCommand } from './sandbox-command.ts';
 import { registerAdviseCommand } from './advise-command.ts';
 import { registerAuditCommand } from './audit-command.ts';
+
+/** The exit status of a usage error. */
+const EXIT_USAGE = 2;
 
 /** Parses a whole number option, naming the option and the rule when it is not one. */
 export function integerOption(name: string, min: number, max: number): (raw: string) => number {
@@ -30,7 +34,13 @@ const program = new Command()
   .name('govmap')
   .description('Governed concurrent maps for financial-grade Node.js services')
   .showHelpAfterError('(add --help for usage)')
-  .configureOutput({ outputError: (text, write) => write(text) });
+  .configureOutput({ outputError: (text, write) => write(text) })
+  // A usage error (unknown command or option, a bad value) exits 2 like every other refusal of
+  // ours, not commander's 1: scripts tell "you called it wrong" from "it ran and failed" (for
+  // `audit verify`, 1 means tampered). Subcommands declared below inherit this.
+  .exitOverride((error: CommanderError) => {
+    process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
+  });
 
 program
   .command('demo')

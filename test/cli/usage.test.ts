@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Every usage error of the CLI exits 2 with one clear line and no stack trace, whatever the
+ * command, so a script can tell "called wrong" from "ran and failed" (1: `audit verify` found
+ * tampering, `demo --load --exit` saw a 5xx). Help is not an error.
+ */
+const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+function govmap(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const refused: Array<[string[], RegExp]> = [
+  [['demo', '--port', 'abc'], /--port must be a whole number from 0 to 65535 \(got "abc"\)/],
+  [['demo', '--accounts', '-5'], /--accounts must be a whole number from 1 to 1000000/],
+  [['demo', '--gateway-failure-rate', '2'], /--gateway-failure-rate must be a number from 0 to 1/],
+  [['demo', '--bogus'], /unknown option '--bogus'/],
+  [['no-such-command'], /unknown command 'no-such-command'/],
+  [['audit', 'verify'], /missing required argument 'path'/],
+  [['scan', '--format', 'xml'], /Allowed choices are text, json, sarif/],
+  [[], /Usage: govmap/],
+];
+for (const [args, message] of refused) {
+  test(`govmap ${args.join(' ') || '(no command)'}: exit 2, said on stderr, no stack trace`, () => {
+    const r = govmap(...args);
+    assert.equal(r.status, 2, `exit status\n${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  });
+}
+
+test('govmap --help and govmap demo --help: exit 0, usage on stdout', () => {
+  for (const args of [['--help'], ['demo', '--help']]) {
+    const r = govmap(...args);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /Usage: govmap/);
+  }
+});
