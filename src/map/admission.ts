@@ -43,6 +43,12 @@ export function admitStore<K, V>(map: WriteAdmission<K, V>, key: K, next: V, pre
     map.report('STORE', key, 'error', 'VALIDATOR_FAILED', next);
     throw new ValidatorFailedError(map.name, key, cause);
   }
+  if (isThenable(verdict)) {
+    map.counters.storesError++;
+    map.counters.recordRejection('VALIDATOR_FAILED');
+    map.report('STORE', key, 'error', 'VALIDATOR_FAILED', next);
+    throw asyncVerdict(map.name, key, verdict, 'write');
+  }
   const rejection = toRejection(verdict);
   if (rejection !== null) {
     map.counters.storesRejected++;
@@ -67,13 +73,36 @@ export function admitDelete<K, V>(map: WriteAdmission<K, V>, key: K, previous: V
     map.counters.deletesRejected++;
     map.counters.recordRejection('VALIDATOR_FAILED');
     map.report('DELETE', key, 'error', 'VALIDATOR_FAILED', previous);
-    throw new ValidatorFailedError(map.name, key, cause);
+    throw new ValidatorFailedError(map.name, key, cause, 'threw', 'delete');
+  }
+  if (isThenable(verdict)) {
+    map.counters.deletesRejected++;
+    map.counters.recordRejection('VALIDATOR_FAILED');
+    map.report('DELETE', key, 'error', 'VALIDATOR_FAILED', previous);
+    throw asyncVerdict(map.name, key, verdict, 'delete');
   }
   const rejection = toRejection(verdict);
   if (rejection !== null) {
     map.counters.deletesRejected++;
     map.counters.recordRejection(rejection.reason);
     map.report('DELETE', key, 'rejected', rejection.reason, previous);
-    throw new ValidationError(map.name, key, rejection.reason, rejection.detail);
+    throw new ValidationError(map.name, key, rejection.reason, rejection.detail, 'delete');
   }
+}
+
+function isThenable(verdict: unknown): verdict is PromiseLike<unknown> {
+  return typeof verdict === 'object' && verdict !== null && typeof (verdict as { then?: unknown }).then === 'function';
+}
+
+/**
+ * An async validator's answer comes too late to be the write's verdict: the write is refused,
+ * and the promise's own rejection is handled here so it cannot crash the process.
+ */
+function asyncVerdict(map: string, key: unknown, verdict: PromiseLike<unknown>, operation: 'write' | 'delete'): ValidatorFailedError {
+  try {
+    verdict.then(undefined, () => undefined);
+  } catch {
+    // A thenable whose then() throws has nothing left to handle.
+  }
+  return new ValidatorFailedError(map, key, undefined, 'async', operation);
 }

@@ -23,8 +23,33 @@ export class GovMapError extends Error {
 
 /** Keys are rendered in messages, never trusted: bound their length and escape control bytes. */
 export function describeKey(key: unknown): string {
-  const text = typeof key === 'string' ? JSON.stringify(key) : typeof key === 'bigint' ? `${key}n` : String(key);
+  const text = typeof key === 'string' ? JSON.stringify(key) : typeof key === 'bigint' ? `${key}n` : safeString(key);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/** `String(value)`, or its tag when it has no string form (`Object.create(null)`, a throwing `toString`). */
+function safeString(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/** Longest string key kept whole in an error's `details` (which are logged and sent to clients). */
+const DETAIL_KEY_CHARS = 256;
+
+/** A key as an error's `details` carry it: bigints as decimal text, long strings cut. */
+export function keyDetail(key: unknown): unknown {
+  if (typeof key === 'bigint') return key.toString();
+  if (typeof key === 'string' && key.length > DETAIL_KEY_CHARS) return `${key.slice(0, DETAIL_KEY_CHARS)}... (${key.length} characters)`;
+  return key;
+}
+
+/** What a thrown value says about itself, for a message (bounded). */
+export function describeCause(cause: unknown): string {
+  const text = cause instanceof Error ? `${cause.name}: ${cause.message}` : cause === undefined ? 'undefined' : typeof cause === 'string' ? cause : safeString(cause);
+  return text.length > 200 ? `${text.slice(0, 197)}...` : text;
 }
 
 /** The business validator refused a write. The map is unchanged. */
@@ -34,11 +59,11 @@ export class ValidationError extends GovMapError {
   /** The validator's own reason code, e.g. `BALANCE_UNDERFLOW`. */
   readonly reason: string;
 
-  constructor(map: string, key: unknown, reason: string, detail?: string) {
+  constructor(map: string, key: unknown, reason: string, detail?: string, operation: 'write' | 'delete' = 'write') {
     super(
       'GOVMAP_VALIDATION_REJECTED',
-      `map "${map}": write to key ${describeKey(key)} rejected by its validator (${reason})${detail ? `: ${detail}` : ''}`,
-      { map, key: typeof key === 'bigint' ? key.toString() : key, reason },
+      `map "${map}": ${operation} of key ${describeKey(key)} rejected by its ${operation === 'delete' ? 'validateDelete' : 'validator'} (${reason})${detail ? `: ${detail}` : ''}`,
+      { map, key: keyDetail(key), reason, operation },
     );
     this.map = map;
     this.key = key;
@@ -46,13 +71,20 @@ export class ValidationError extends GovMapError {
   }
 }
 
-/** The validator itself threw: treated as a rejection (fail closed), with the cause attached. */
+/**
+ * The validator itself failed: it threw, or it answered with a promise (validators run inside
+ * the write's atomic step and must be synchronous). Treated as a rejection (fail closed), with
+ * the cause attached.
+ */
 export class ValidatorFailedError extends GovMapError {
-  constructor(map: string, key: unknown, cause: unknown) {
+  constructor(map: string, key: unknown, cause: unknown, how: 'threw' | 'async' = 'threw', operation: 'write' | 'delete' = 'write') {
+    const which = operation === 'delete' ? 'validateDelete' : 'the validator';
     super(
       'GOVMAP_VALIDATOR_FAILED',
-      `map "${map}": the validator threw while checking key ${describeKey(key)}; the write was refused (fail closed)`,
-      { map, key: typeof key === 'bigint' ? key.toString() : key },
+      how === 'async'
+        ? `map "${map}": ${which} returned a promise while checking key ${describeKey(key)}; validators must be synchronous (do async checks before the write, or in updateAsync's function); the ${operation} was refused`
+        : `map "${map}": ${which} threw while checking key ${describeKey(key)} (${describeCause(cause)}); the ${operation} was refused (fail closed)`,
+      { map, key: keyDetail(key), operation, rule: how === 'async' ? 'VALIDATOR_ASYNC' : 'VALIDATOR_THREW' },
       { cause },
     );
   }
@@ -86,7 +118,7 @@ export class CapacityExceededError extends GovMapError {
     super(
       'GOVMAP_CAPACITY_EXCEEDED',
       `map "${map}": cannot add key ${describeKey(key)}: the map holds its maximum of ${maxKeys} keys (policy "reject")`,
-      { map, key: typeof key === 'bigint' ? key.toString() : key, maxKeys },
+      { map, key: keyDetail(key), maxKeys },
     );
   }
 }
@@ -108,7 +140,7 @@ export class UpdateConflictError extends GovMapError {
     super(
       'GOVMAP_UPDATE_CONFLICT',
       `map "${map}": update of key ${describeKey(key)} gave up after ${attempts} attempt(s): ${why}`,
-      { map, key: typeof key === 'bigint' ? key.toString() : key, attempts },
+      { map, key: keyDetail(key), attempts },
     );
   }
 }
@@ -119,7 +151,7 @@ export class UpdateAbortedError extends GovMapError {
     super(
       'GOVMAP_UPDATE_ABORTED',
       `map "${map}": updateAsync of key ${describeKey(key)} was aborted before it committed; the map is unchanged`,
-      { map, key: typeof key === 'bigint' ? key.toString() : key },
+      { map, key: keyDetail(key) },
       { cause },
     );
   }
@@ -129,5 +161,36 @@ export class UpdateAbortedError extends GovMapError {
 export class MapDisposedError extends GovMapError {
   constructor(map: string, operation: string) {
     super('GOVMAP_MAP_DISPOSED', `map "${map}": ${operation}() called after dispose()`, { map, operation });
+  }
+}
+
+/**
+ * The store refused a write the validator had accepted (a shared store's key too long for its
+ * layout, a value out of its range, its table full...). The map is unchanged; the refusal is
+ * counted and audited. Stores that throw govmap errors of their own pass them through as is.
+ */
+export class StoreRefusedError extends GovMapError {
+  constructor(map: string, key: unknown, store: string, cause: unknown) {
+    super(
+      'GOVMAP_STORE_REFUSED',
+      `map "${map}": the ${store} store refused the write of key ${describeKey(key)} (${describeCause(cause)}); the map is unchanged`,
+      { map, key: keyDetail(key), store },
+      { cause },
+    );
+  }
+}
+
+/**
+ * An observer's flush (e.g. a third-party audit sink's) failed after updateAsync committed.
+ * The write IS applied (`details.applied`): retrying the update would apply it twice.
+ */
+export class ObserverFlushError extends GovMapError {
+  constructor(map: string, key: unknown, cause: unknown) {
+    super(
+      'GOVMAP_OBSERVER_FLUSH_FAILED',
+      `map "${map}": updateAsync of key ${describeKey(key)} was applied, but an observer could not make it durable (${describeCause(cause)}); do not retry the update`,
+      { map, key: keyDetail(key), applied: true },
+      { cause },
+    );
   }
 }

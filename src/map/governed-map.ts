@@ -2,8 +2,11 @@ import {
   AsyncRangeCallbackError,
   CapacityExceededError,
   ConfigurationError,
+  GovMapError,
   InvalidArgumentError,
   MapDisposedError,
+  ObserverFlushError,
+  StoreRefusedError,
   UpdateAbortedError,
   UpdateConflictError,
 } from './errors.ts';
@@ -29,7 +32,11 @@ export interface GovernedMapOptions<K, V> {
   readonly validate: Validator<K, V>;
   /** Optional check on deletes (e.g. refuse to delete an account with a non-zero balance). */
   readonly validateDelete?: DeleteValidator<K, V>;
-  /** Where entries live. Default: a new in-process store. */
+  /**
+   * Where entries live. Default: a new in-process store, owned by the map (`dispose` drops its
+   * entries). A store passed in is the caller's: it may be shared with other threads or maps,
+   * so `dispose` leaves its entries alone.
+   */
   readonly store?: MapStore<K, V>;
   /** Upper bound on keys; keys have an explicit lifecycle. Default: unbounded. */
   readonly maxKeys?: number;
@@ -57,6 +64,8 @@ const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_:.-]{0,63}$/;
 const CONFLICT: unique symbol = Symbol('conflict');
 const DEFAULT_WINDOW_MS = 5 * 60 * 1000;
 const DEFAULT_UPDATE_RETRIES = 3;
+/** What a store passed in must have (the atomic operations are optional, all or none). */
+const STORE_METHODS = ['get', 'has', 'set', 'delete', 'oldestKey', 'snapshot', 'clear'] as const;
 
 /**
  * A map whose every write passes a business validator, whose read-modify-writes are atomic
@@ -78,6 +87,8 @@ const DEFAULT_UPDATE_RETRIES = 3;
 export class GovernedMap<K, V> {
   readonly name: string;
   readonly #store: MapStore<K, V>;
+  /** The map built its store itself, so its entries are the map's to drop on dispose. */
+  readonly #ownsStore: boolean;
   readonly #maxKeys: number;
   readonly #onFull: CapacityPolicy;
   readonly #ttlMs: number;
@@ -125,9 +136,20 @@ export class GovernedMap<K, V> {
     if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
     const retries = options.updateRetries ?? DEFAULT_UPDATE_RETRIES;
     if (!(Number.isSafeInteger(retries) && retries >= 0)) throw new ConfigurationError('updateRetries', 'must be a non-negative integer', retries);
+    if (options.clock !== undefined && typeof options.clock !== 'function') throw new ConfigurationError('clock', 'must be a function returning milliseconds', options.clock);
+    if (options.store !== undefined) {
+      const store = options.store as unknown as Record<string, unknown> | null;
+      const missing = store === null || typeof store !== 'object' ? ['get'] : STORE_METHODS.filter((m) => typeof store[m] !== 'function');
+      if (missing.length > 0) throw new ConfigurationError('store', `must be a MapStore (missing ${missing.map((m) => `${m}()`).join(', ')}); see src/stores/store.ts`);
+    }
+    const observers: readonly MapObserver<K>[] = options.observers ?? [];
+    // (Array.isArray would narrow a readonly array to any[].)
+    if (!(observers instanceof Array)) throw new ConfigurationError('observers', 'must be an array of MapObservers', observers);
+    for (const [i, observer] of observers.entries()) checkObserver(observer, `observers[${i}]`);
 
     this.name = options.name;
     this.#store = options.store ?? new InProcessStore<K, V>();
+    this.#ownsStore = options.store === undefined;
     this.#maxKeys = maxKeys;
     this.#onFull = onFull;
     this.#ttlMs = ttlMs;
@@ -137,11 +159,11 @@ export class GovernedMap<K, V> {
     this.#clock = options.clock ?? Date.now;
     this.createdAtMs = this.#clock();
     this.#windows = new MapWindows(windowMs, this.createdAtMs);
-    this.#observers = options.observers ? [...options.observers] : [];
+    this.#observers = [...observers];
     this.#admission = writeAdmission(options, this.#counters, (op, key, outcome, reason, value) => {
       if (this.#observers.length !== 0) this.#emit(op, key, outcome, reason, undefined, value);
     });
-    for (const observer of this.#observers) observer.onLifecycle?.(this.name, 'CREATED');
+    this.#lifecycle('CREATED');
     notifyMapCreated(this);
   }
 
@@ -166,7 +188,9 @@ export class GovernedMap<K, V> {
     return this.#store.has(key);
   }
 
+  /** Keys held, expired ones not counted (they are removed now). */
   get size(): number {
+    if (this.#expiresAt !== null) this.#expireDue();
     return this.#store.size;
   }
 
@@ -191,13 +215,16 @@ export class GovernedMap<K, V> {
    */
   update(key: K, fn: (previous: V | undefined) => V): V {
     this.#assertLive('update');
+    if (typeof fn !== 'function') throw new InvalidArgumentError(this.name, 'update', 'fn', 'must be a function (previous) => next');
     for (let attempt = 1; ; attempt++) {
       const previous = this.#current(key);
       const next = fn(previous);
+      this.#assertLive('update'); // fn may have disposed the map
       // fn is ours to call but the user's to write: a write to the same key from inside it would
       // be silently overwritten by ours. Refuse instead of losing it. (With a shared store the
-      // writer may also be another thread: then redo the update on the fresh value.)
-      const after = this.#current(key);
+      // writer may also be another thread: then redo the update on the fresh value.) Read
+      // without expiring: an entry whose TTL ran out while fn ran was not written by anyone.
+      const after = previous === undefined ? this.#current(key) : this.#store.get(key);
       if (!this.#same(after, previous)) {
         if (!this.#atomic) throw new UpdateConflictError(this.name, key, 1, 'the update function itself wrote the same key');
         this.#retryAfterConflict(key, attempt);
@@ -222,6 +249,11 @@ export class GovernedMap<K, V> {
    */
   async updateAsync(key: K, fn: (previous: V | undefined, signal: AbortSignal) => V | Promise<V>, options: UpdateAsyncOptions = {}): Promise<V> {
     this.#assertLive('updateAsync');
+    if (typeof fn !== 'function') throw new InvalidArgumentError(this.name, 'updateAsync', 'fn', 'must be a function (previous, signal) => next');
+    if (options === null || typeof options !== 'object') throw new InvalidArgumentError(this.name, 'updateAsync', 'options', 'must be an object ({ signal })');
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+      throw new InvalidArgumentError(this.name, 'updateAsync', 'options.signal', 'must be an AbortSignal');
+    }
     let result: V;
     try {
       result = await this.#updateQueued(key, fn, options);
@@ -234,12 +266,20 @@ export class GovernedMap<K, V> {
     }
     // Settles only once observers (the audit) hold the write durably: after the key is released,
     // so the next update of the key does not wait for this fsync.
-    await this.#flushObservers();
+    try {
+      await this.#flushObservers();
+    } catch (error) {
+      // The write is applied: a caller that retried on this error would apply it twice. Say so
+      // in the error's type (govmap's own errors already do, e.g. GOVMAP_AUDIT_NOT_DURABLE).
+      if (error instanceof GovMapError) throw error;
+      throw new ObserverFlushError(this.name, key, error);
+    }
     return result;
   }
 
   #updateQueued(key: K, fn: (previous: V | undefined, signal: AbortSignal) => V | Promise<V>, options: UpdateAsyncOptions): Promise<V> {
     const signal = options.signal ?? new AbortController().signal;
+    const abort = { signal: options.signal, error: () => new UpdateAbortedError(this.name, key, signal.reason) };
     return this.#queue.run(key, async () => {
       for (let attempt = 1; ; attempt++) {
         if (signal.aborted) throw new UpdateAbortedError(this.name, key, signal.reason);
@@ -263,7 +303,7 @@ export class GovernedMap<K, V> {
           throw new UpdateConflictError(this.name, key, attempt, 'other threads kept changing the key while the update awaited');
         }
       }
-    });
+    }, abort);
   }
 
   /** Returns the existing value, or validates and stores `value` and returns it. */
@@ -311,8 +351,13 @@ export class GovernedMap<K, V> {
   range(callback: RangeCallback<K, V>, options?: RangeOptions<K>): RangeResult {
     this.#assertLive('range');
     if (typeof callback !== 'function') throw new InvalidArgumentError(this.name, 'range', 'callback', 'must be a function');
-    if (options?.prefix !== undefined && typeof options.prefix !== 'string') {
-      throw new InvalidArgumentError(this.name, 'range', 'options.prefix', 'must be a string');
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') throw new InvalidArgumentError(this.name, 'range', 'options', 'must be an object { prefix, start, end, inclusive }');
+      if (options.prefix !== undefined && typeof options.prefix !== 'string') {
+        throw new InvalidArgumentError(this.name, 'range', 'options.prefix', 'must be a string');
+      }
+      checkBound(this.name, 'options.start', options.start);
+      checkBound(this.name, 'options.end', options.end);
     }
     const startedAt = performance.now();
     let entries = this.#store.snapshot();
@@ -362,6 +407,8 @@ export class GovernedMap<K, V> {
 
   /** Adds a watcher (audit, sandbox) of every later operation. Returns a function that removes it. */
   observe(observer: MapObserver<K>): () => void {
+    this.#assertLive('observe');
+    checkObserver(observer, 'observer');
     this.#observers = [...this.#observers, observer];
     return () => {
       this.#observers = this.#observers.filter((o) => o !== observer);
@@ -379,13 +426,20 @@ export class GovernedMap<K, V> {
     return purged;
   }
 
-  /** Ends the map's life: entries are dropped and every later operation throws MapDisposedError. */
+  /**
+   * Ends the map's life: every later operation throws MapDisposedError. The entries of a store
+   * the map created are dropped; a store passed in (`options.store`) is the caller's and may
+   * be shared (other threads over the same shared memory, other maps), so it is left as is.
+   */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    this.#store.clear();
     this.#expiresAt?.clear();
-    for (const observer of this.#observers) observer.onLifecycle?.(this.name, 'DISPOSED');
+    try {
+      if (this.#ownsStore) this.#store.clear();
+    } finally {
+      this.#lifecycle('DISPOSED');
+    }
   }
 
   get disposed(): boolean {
@@ -405,7 +459,7 @@ export class GovernedMap<K, V> {
     const rw = this.#windows.readWrite.observe(now, c.reads, c.writes);
     return {
       name: this.name,
-      keys: this.#store.size,
+      keys: this.#disposed ? this.#store.size : this.size,
       loads: c.loads,
       hits: c.loads - c.misses,
       misses: c.misses,
@@ -480,6 +534,15 @@ export class GovernedMap<K, V> {
   #commit(key: K, next: V, previous: V | undefined): boolean {
     const counters = this.#counters;
     admitStore(this.#admission, key, next, previous);
+    this.#assertLive('store'); // the validator may have disposed the map
+    if (!this.#atomic && !Object.is(this.#store.get(key), previous)) {
+      // The validator wrote this key itself: storing ours now would silently drop that write.
+      counters.storesError++;
+      counters.recordRejection('REENTRANT_WRITE');
+      if (this.#observers.length !== 0) this.#emit('STORE', key, 'error', 'REENTRANT_WRITE', undefined, next);
+      throw new UpdateConflictError(this.name, key, 1, 'the validator itself wrote the same key; the write was refused so that neither is lost');
+    }
+    if (previous === undefined && this.#store.size >= this.#maxKeys && this.#expiresAt !== null) this.#expireDue();
     if (previous === undefined && this.#store.size >= this.#maxKeys && !this.#store.has(key)) {
       if (this.#onFull === 'reject') {
         counters.storesRejected++;
@@ -489,10 +552,20 @@ export class GovernedMap<K, V> {
       }
       this.#evictOldest();
     }
-    if (this.#atomic) {
-      if (!this.#store.compareAndSwap!(key, previous, next)) return false;
-    } else {
-      this.#store.set(key, next);
+    try {
+      if (this.#atomic) {
+        if (!this.#store.compareAndSwap!(key, previous, next)) return false;
+      } else {
+        this.#store.set(key, next);
+      }
+    } catch (error) {
+      // The store refused (a shared store's key too long, value out of range, table full): the
+      // map is unchanged, and the refusal is counted and audited like any other failed write.
+      const reason = storeRefusal(error);
+      counters.storesError++;
+      counters.recordRejection(reason);
+      if (this.#observers.length !== 0) this.#emit('STORE', key, 'error', reason, undefined, next);
+      throw error instanceof GovMapError ? error : new StoreRefusedError(this.name, key, this.#store.kind, error);
     }
     if (this.#expiresAt !== null) {
       // Re-insert so the expiry map stays in deadline order for purgeExpired's early exit.
@@ -502,6 +575,29 @@ export class GovernedMap<K, V> {
     counters.storesOk++;
     if (this.#observers.length !== 0) this.#emit('STORE', key, 'ok', null, undefined, next);
     return true;
+  }
+
+  /**
+   * Expires every entry whose deadline has passed. #expiresAt is in deadline order (a write
+   * re-inserts its key with the latest deadline), so this stops at the first live entry.
+   */
+  #expireDue(): void {
+    const now = this.#clock();
+    for (const [key, deadline] of this.#expiresAt!) {
+      if (deadline > now) return;
+      this.#expireIfDue(key);
+    }
+  }
+
+  /** Tells every observer; one that throws does not keep the others from hearing it. */
+  #lifecycle(event: 'CREATED' | 'DISPOSED'): void {
+    for (const observer of this.#observers) {
+      try {
+        observer.onLifecycle?.(this.name, event);
+      } catch {
+        // As in #emit: an observer's failure is its own to report.
+      }
+    }
   }
 
   #evictOldest(): void {
@@ -521,10 +617,19 @@ export class GovernedMap<K, V> {
       return undefined;
     }
     admitDelete(this.#admission, key, previous);
-    if (this.#atomic) {
-      if (!this.#store.compareAndDelete!(key, previous)) return CONFLICT;
-    } else {
-      this.#store.delete(key);
+    this.#assertLive('delete'); // validateDelete may have disposed the map
+    try {
+      if (this.#atomic) {
+        if (!this.#store.compareAndDelete!(key, previous)) return CONFLICT;
+      } else {
+        this.#store.delete(key);
+      }
+    } catch (error) {
+      const reason = storeRefusal(error);
+      counters.deletesRejected++;
+      counters.recordRejection(reason);
+      if (this.#observers.length !== 0) this.#emit('DELETE', key, 'error', reason, undefined, previous);
+      throw error instanceof GovMapError ? error : new StoreRefusedError(this.name, key, this.#store.kind, error);
     }
     this.#expiresAt?.delete(key);
     counters.deletesOk++;
@@ -550,4 +655,24 @@ export class GovernedMap<K, V> {
       }
     }
   }
+}
+
+/** An observer must at least take operations; reject anything else at the door. */
+function checkObserver(observer: unknown, argument: string): void {
+  if (observer === null || typeof observer !== 'object' || typeof (observer as { onOperation?: unknown }).onOperation !== 'function') {
+    throw new ConfigurationError(argument, 'must be a MapObserver (an object with an onOperation function)');
+  }
+}
+
+/** Range bounds are keys: strings, finite numbers or bigints (null or NaN would silently match nothing). */
+function checkBound(map: string, argument: string, bound: unknown): void {
+  if (bound === undefined) return;
+  if (typeof bound === 'string' || typeof bound === 'bigint' || (typeof bound === 'number' && !Number.isNaN(bound))) return;
+  throw new InvalidArgumentError(map, 'range', argument, 'must be a string, a number (not NaN) or a bigint key, or left out');
+}
+
+/** The reason a store's refusal is counted and audited under: its code, else STORE_FAILED. */
+function storeRefusal(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code.replace(/^GOVMAP_/, '') : 'STORE_FAILED';
 }

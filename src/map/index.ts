@@ -19,4 +19,6 @@ export {
   UpdateConflictError,
   UpdateAbortedError,
   MapDisposedError,
+  StoreRefusedError,
+  ObserverFlushError,
 } from './errors.ts';

@@ -14,7 +14,12 @@ export class KeyedQueue<K> {
     return this.#tails.size;
   }
 
-  async run<T>(key: K, section: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `section` once every earlier section of `key` has finished. If `abort.signal` aborts
+   * while this one is still waiting its turn, it leaves the queue at once with `abort.error()`
+   * (the sections queued after it still wait for the ones before it).
+   */
+  async run<T>(key: K, section: () => Promise<T>, abort?: { readonly signal: AbortSignal | undefined; readonly error: () => Error }): Promise<T> {
     const previous = this.#tails.get(key);
     let release!: () => void;
     const mine = new Promise<void>((resolve) => {
@@ -23,11 +28,24 @@ export class KeyedQueue<K> {
     const tail = previous === undefined ? mine : previous.then(() => mine);
     this.#tails.set(key, tail);
     try {
-      if (previous !== undefined) await previous;
+      if (previous !== undefined) await (abort?.signal === undefined ? previous : untilAborted(previous, abort.signal, abort.error));
       return await section();
     } finally {
       release();
       if (this.#tails.get(key) === tail) this.#tails.delete(key);
     }
   }
+}
+
+/** `turn`, or a rejection as soon as `signal` aborts, whichever comes first. */
+function untilAborted(turn: Promise<void>, signal: AbortSignal, aborted: () => Error): Promise<void> {
+  if (signal.aborted) return Promise.reject(aborted());
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => reject(aborted());
+    signal.addEventListener('abort', onAbort, { once: true });
+    void turn.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
 }

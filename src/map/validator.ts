@@ -1,3 +1,5 @@
+import { ConfigurationError } from './errors.ts';
+
 /**
  * The business validator: the one gate every write passes. The specification forbids a
  * bare, unvalidated store, so a GovernedMap cannot be built without one.
@@ -34,13 +36,20 @@ export function toRejection(verdict: Verdict): Rejection | null {
   if (verdict === true) return null;
   if (verdict === false) return { reason: GENERIC_REJECTION_REASON };
   if (typeof verdict === 'string') return { reason: verdict.length > 0 ? verdict : GENERIC_REJECTION_REASON };
-  if (typeof verdict === 'object' && verdict !== null && typeof verdict.reason === 'string') return verdict;
+  if (typeof verdict === 'object' && verdict !== null && typeof verdict.reason === 'string') {
+    return verdict.reason.length > 0 ? verdict : { ...verdict, reason: GENERIC_REJECTION_REASON };
+  }
   // A validator that returns undefined (forgot to return) must not silently accept.
   return { reason: 'VALIDATOR_RETURNED_NO_VERDICT' };
 }
 
 /** All validators must accept; the first refusal wins. */
 export function allOf<K, V>(...validators: Validator<K, V>[]): Validator<K, V> {
+  // No validator at all would accept every write: the bare store the specification forbids.
+  if (validators.length === 0) throw new ConfigurationError('allOf', 'needs at least one validator (with none, every write would pass)');
+  for (const [i, validate] of validators.entries()) {
+    if (typeof validate !== 'function') throw new ConfigurationError(`allOf[${i}]`, 'must be a validator function', validate);
+  }
   return (key, next, previous) => {
     for (const validate of validators) {
       const verdict = validate(key, next, previous);

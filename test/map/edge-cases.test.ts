@@ -1,0 +1,322 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  CapacityExceededError,
+  ConfigurationError,
+  GovernedMap,
+  InProcessStore,
+  InvalidArgumentError,
+  MapDisposedError,
+  ObserverFlushError,
+  UpdateAbortedError,
+  UpdateConflictError,
+  ValidationError,
+  ValidatorFailedError,
+  allOf,
+} from '../../src/index.ts';
+import type { MapObserver, OpType, Outcome, Validator } from '../../src/index.ts';
+import { SharedInt64Store } from '../../src/stores/index.ts';
+
+/** Every operation the map reports, as `OP:key:outcome[:reason]`. */
+function recorder(): { events: string[]; lifecycle: string[]; observer: MapObserver<unknown> } {
+  const events: string[] = [];
+  const lifecycle: string[] = [];
+  return {
+    events,
+    lifecycle,
+    observer: {
+      onOperation: (_map: string, op: OpType, key: unknown, outcome: Outcome, reason: string | null) => {
+        events.push(`${op}:${String(key)}:${outcome}${reason === null ? '' : `:${reason}`}`);
+      },
+      onLifecycle: (map, event) => lifecycle.push(`${map}:${event}`),
+    },
+  };
+}
+
+const accept: Validator<string, number> = () => true;
+
+describe('dispose and shared stores', () => {
+  test('disposing a map over a store it was given leaves the entries to the other maps on that store', () => {
+    const shared = SharedInt64Store.create({ initialCapacity: 16 });
+    const validate = (): true => true;
+    const here = new GovernedMap<string, bigint>({ name: 'here', store: shared, validate });
+    here.store('acct-1', 8000n);
+    // Another thread's view of the same memory, as a worker would attach it.
+    const there = new GovernedMap<string, bigint>({ name: 'there', store: SharedInt64Store.attach(shared.handle), validate });
+    here.dispose();
+    assert.equal(there.load('acct-1'), 8000n);
+    assert.equal(there.size, 1);
+    assert.throws(() => here.load('acct-1'), MapDisposedError);
+  });
+
+  test('disposing a map over its own store drops the entries', () => {
+    const map = new GovernedMap<string, number>({ name: 'own', validate: accept });
+    map.store('a', 1);
+    map.dispose();
+    assert.equal(map.stats().keys, 0);
+  });
+
+  test('every observer hears DISPOSED even when one of them throws', () => {
+    const a = recorder();
+    const b = recorder();
+    const thrower: MapObserver<unknown> = { onOperation: () => undefined, onLifecycle: () => { throw new Error('observer down'); } };
+    const map = new GovernedMap<string, number>({ name: 'm', validate: accept, observers: [a.observer, thrower, b.observer] });
+    map.dispose();
+    assert.deepEqual(a.lifecycle, ['m:CREATED', 'm:DISPOSED']);
+    assert.deepEqual(b.lifecycle, ['m:CREATED', 'm:DISPOSED']);
+  });
+
+  test('a write cannot land in a map disposed from inside its own update function or validator', () => {
+    const map = new GovernedMap<string, number>({ name: 'd', validate: accept });
+    assert.throws(() => map.update('new', () => (map.dispose(), 1)), MapDisposedError);
+    assert.equal(map.stats().keys, 0);
+    let disposeNow = false;
+    const store = new InProcessStore<string, number>(); // given, so dispose leaves it: what is in it is what was written
+    const other = new GovernedMap<string, number>({
+      name: 'v',
+      store,
+      validate: () => {
+        if (disposeNow) other.dispose();
+        return true;
+      },
+    });
+    other.store('a', 1);
+    disposeNow = true;
+    assert.throws(() => other.store('z', 1), MapDisposedError);
+    assert.deepEqual(store.snapshot(), [['a', 1]]);
+  });
+
+  test('a map cannot be observed after dispose, nor by something that is not an observer', () => {
+    const map = new GovernedMap<string, number>({ name: 'o', validate: accept });
+    assert.throws(() => map.observe('x' as unknown as MapObserver<string>), ConfigurationError);
+    assert.throws(() => new GovernedMap<string, number>({ name: 'o2', validate: accept, observers: 'x' as unknown as [] }), { code: 'GOVMAP_INVALID_CONFIGURATION' });
+    map.dispose();
+    assert.throws(() => map.observe(recorder().observer), MapDisposedError);
+  });
+});
+
+describe('time to live and capacity', () => {
+  test('expired entries do not hold capacity: a new key is accepted once the old ones are dead', () => {
+    let now = 0;
+    const map = new GovernedMap<string, number>({ name: 'c', validate: accept, maxKeys: 2, ttlMs: 10, clock: () => now });
+    map.store('a', 1);
+    map.store('b', 2);
+    assert.throws(() => map.store('c', 3), CapacityExceededError);
+    now = 100;
+    map.store('c', 3);
+    assert.deepEqual(map.entries(), [['c', 3]]);
+    assert.equal(map.stats().expirations, 2);
+  });
+
+  test('evict-oldest takes an expired entry before a live one', () => {
+    let now = 0;
+    const map = new GovernedMap<string, number>({ name: 'e', validate: accept, maxKeys: 2, ttlMs: 10, onFull: 'evict-oldest', clock: () => now });
+    map.store('a', 1);
+    now = 1;
+    map.store('b', 2);
+    now = 8;
+    map.store('a', 10); // a lives until 18, b only until 11
+    now = 12;
+    map.store('c', 3);
+    assert.deepEqual(
+      map.entries().sort(([x], [y]) => x.localeCompare(y)),
+      [['a', 10], ['c', 3]],
+    );
+    const stats = map.stats();
+    assert.equal(stats.evictions, 0);
+    assert.equal(stats.expirations, 1);
+  });
+
+  test('size does not count expired entries', () => {
+    let now = 0;
+    const map = new GovernedMap<string, number>({ name: 's', validate: accept, ttlMs: 10, clock: () => now });
+    map.store('a', 1);
+    now = 5;
+    map.store('b', 1);
+    now = 12;
+    assert.equal(map.size, 1);
+    assert.equal(map.stats().keys, 1);
+  });
+
+  test("an entry that expires while update's function runs is not mistaken for a write by that function", () => {
+    let now = 0;
+    const map = new GovernedMap<string, number>({ name: 't', validate: accept, ttlMs: 10, clock: () => now });
+    map.store('k', 1);
+    now = 9;
+    const after = map.update('k', (v) => {
+      now = 11;
+      return (v ?? 0) + 1;
+    });
+    assert.equal(after, 2);
+    assert.equal(map.load('k'), 2);
+  });
+});
+
+describe('validators that misbehave', () => {
+  test('an async validator is refused with a clear error, and its rejection does not crash the process', async () => {
+    const { events, observer } = recorder();
+    const map = new GovernedMap<string, number>({
+      name: 'a',
+      validate: (async (_k: string, n: number) => {
+        if (n < 0) throw new Error('negative');
+        return true;
+      }) as unknown as Validator<string, number>,
+      observers: [observer],
+    });
+    for (const value of [1, -1]) {
+      assert.throws(() => map.store('k', value), (error: unknown) => {
+        assert.ok(error instanceof ValidatorFailedError);
+        assert.equal(error.code, 'GOVMAP_VALIDATOR_FAILED');
+        assert.equal(error.details.rule, 'VALIDATOR_ASYNC');
+        assert.match(error.message, /returned a promise/);
+        assert.match(error.message, /must be synchronous/);
+        return true;
+      });
+    }
+    // Had the -1 promise's rejection gone unhandled, node:test would fail this file.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(map.stats().keys, 0);
+    assert.deepEqual(events, ['STORE:k:error:VALIDATOR_FAILED', 'STORE:k:error:VALIDATOR_FAILED']);
+    assert.deepEqual(map.stats().stores, { ok: 0, rejected: 0, error: 2 });
+  });
+
+  test("a validator that throws is named with its cause; a delete validator's refusal says delete", () => {
+    const map = new GovernedMap<string, number>({
+      name: 'c',
+      validate: (_k, n) => {
+        if (n === 13) throw new Error('ledger service down');
+        return true;
+      },
+      validateDelete: () => 'NONZERO',
+    });
+    assert.throws(() => map.store('k', 13), /threw while checking key "k" \(Error: ledger service down\)/);
+    map.store('k', 1);
+    assert.throws(() => map.delete('k'), (error: unknown) => {
+      assert.ok(error instanceof ValidationError);
+      assert.match(error.message, /delete of key "k" rejected by its validateDelete \(NONZERO\)/);
+      return true;
+    });
+  });
+
+  test('a validator that writes the key it is validating gets a conflict, not a silently lost write', () => {
+    let nested = false;
+    const map = new GovernedMap<string, number>({
+      name: 'r',
+      validate: () => {
+        if (nested) {
+          nested = false;
+          map.store('acct', 999);
+        }
+        return true;
+      },
+    });
+    map.store('acct', 1);
+    nested = true;
+    assert.throws(() => map.update('acct', (v) => (v ?? 0) + 10), UpdateConflictError);
+    assert.equal(map.load('acct'), 999);
+  });
+
+  test('verdicts that name no reason become the generic one; allOf() of nothing is refused', () => {
+    const map = new GovernedMap<string, number>({ name: 'v', validate: () => ({ reason: '' }) });
+    assert.throws(() => map.store('k', 1), { reason: 'VALIDATION_FAILED' });
+    assert.throws(() => allOf(), ConfigurationError);
+    assert.throws(() => allOf(accept, 'x' as unknown as Validator<string, number>), /allOf\[1\]/);
+  });
+
+  test('a key without a string form still gets a typed error', () => {
+    const map = new GovernedMap<object, number>({ name: 'o', validate: () => 'NOPE' });
+    assert.throws(() => map.store(Object.create(null) as object, 1), (error: unknown) => {
+      assert.ok(error instanceof ValidationError);
+      assert.match(error.message, /\[object Object\]/);
+      return true;
+    });
+  });
+
+  test('a huge key is cut in the error details as in the message', () => {
+    const map = new GovernedMap<string, number>({ name: 'h', validate: () => 'NOPE' });
+    const key = 'k'.repeat(1_000_000);
+    assert.throws(() => map.store(key, 1), (error: unknown) => {
+      assert.ok(error instanceof ValidationError);
+      assert.ok(String(error.details.key).length < 400);
+      assert.match(String(error.details.key), /1000000 characters/);
+      return true;
+    });
+  });
+});
+
+describe('stores that refuse', () => {
+  test("a shared store's refusal is counted and audited as a failed write", () => {
+    const { events, observer } = recorder();
+    const store = SharedInt64Store.create({ maxKeyLength: 4, maxKeys: 1, initialCapacity: 1 });
+    const map = new GovernedMap<string, bigint>({ name: 's', store, validate: () => true, observers: [observer] });
+    assert.throws(() => map.store('toolong', 1n), { code: 'GOVMAP_SHARED_KEY_INVALID' });
+    map.store('a', 1n);
+    assert.throws(() => map.store('b', 1n), { code: 'GOVMAP_SHARED_MAP_FULL' });
+    assert.throws(() => map.store('a', 2n ** 64n), { code: 'GOVMAP_SHARED_VALUE_INVALID' });
+    assert.deepEqual(events, ['STORE:toolong:error:SHARED_KEY_INVALID', 'STORE:a:ok', 'STORE:b:error:SHARED_MAP_FULL', 'STORE:a:error:SHARED_VALUE_INVALID']);
+    assert.deepEqual(map.stats().stores, { ok: 1, rejected: 0, error: 3 });
+    assert.equal(map.load('a'), 1n);
+  });
+});
+
+describe('updateAsync', () => {
+  test('an update aborted while it waits its turn leaves at once, and the queue still runs in order', async () => {
+    const map = new GovernedMap<string, number>({ name: 'q', validate: accept });
+    map.store('k', 0);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const first = map.updateAsync('k', async (v) => {
+      await gate;
+      return (v ?? 0) + 1;
+    });
+    const controller = new AbortController();
+    const second = map.updateAsync('k', (v) => (v ?? 0) + 100, { signal: controller.signal });
+    const third = map.updateAsync('k', (v) => (v ?? 0) + 10);
+    const t0 = performance.now();
+    setTimeout(() => controller.abort(new Error('client went away')), 20);
+    await assert.rejects(second, UpdateAbortedError);
+    assert.ok(performance.now() - t0 < 250, 'the abort did not wait for the update ahead of it');
+    release();
+    assert.equal(await first, 1);
+    assert.equal(await third, 11); // ran after the first, not before it
+  });
+
+  test('a failing observer flush after the commit says the write was applied', async () => {
+    const map = new GovernedMap<string, number>({ name: 'f', validate: accept });
+    map.store('acct', 100);
+    map.observe({ onOperation: () => undefined, flush: () => Promise.reject(new Error('fsync EIO')) });
+    await assert.rejects(map.updateAsync('acct', (b) => (b ?? 0) - 30), (error: unknown) => {
+      assert.ok(error instanceof ObserverFlushError);
+      assert.equal(error.code, 'GOVMAP_OBSERVER_FLUSH_FAILED');
+      assert.equal(error.details.applied, true);
+      assert.match(error.message, /do not retry/);
+      return true;
+    });
+    assert.equal(map.load('acct'), 70);
+  });
+
+  test('arguments of the wrong kind get a typed error', async () => {
+    const map = new GovernedMap<string, number>({ name: 'args', validate: accept });
+    assert.throws(() => map.update('k', 5 as unknown as () => number), InvalidArgumentError);
+    await assert.rejects(map.updateAsync('k', 5 as unknown as () => number), InvalidArgumentError);
+    await assert.rejects(map.updateAsync('k', () => 1, null as unknown as object), InvalidArgumentError);
+    await assert.rejects(map.updateAsync('k', () => 1, { signal: 'x' as unknown as AbortSignal }), /options\.signal/);
+  });
+});
+
+describe('configuration and range arguments', () => {
+  test('a clock or store of the wrong kind is refused when the map is built', () => {
+    assert.throws(() => new GovernedMap({ name: 'c', validate: accept, clock: 5 as unknown as () => number }), /invalid option "clock"/);
+    assert.throws(() => new GovernedMap({ name: 's', validate: accept, store: {} as never }), /invalid option "store": must be a MapStore \(missing get\(\)/);
+  });
+
+  test('range bounds must be keys', () => {
+    const map = new GovernedMap<string, number>({ name: 'r', validate: accept });
+    map.store('a', 1);
+    assert.throws(() => map.entries({ start: null as unknown as string }), /options\.start/);
+    assert.throws(() => map.entries({ end: Number.NaN as unknown as string }), /options\.end/);
+    assert.throws(() => map.entries({ end: {} as unknown as string }), InvalidArgumentError);
+    assert.throws(() => map.entries('a' as unknown as object), /argument "options"/);
+    assert.deepEqual(map.entries({ start: 'a' }), [['a', 1]]);
+  });
+});
