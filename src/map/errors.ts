@@ -194,3 +194,14 @@ export class ObserverFlushError extends GovMapError {
     );
   }
 }
+
+/** An updateAsync of a key from inside an updateAsync of the same key: it would wait for itself forever. */
+export class UpdateReentrantError extends GovMapError {
+  constructor(map: string, key: unknown) {
+    super(
+      'GOVMAP_UPDATE_REENTRANT',
+      `map "${map}": updateAsync of key ${describeKey(key)} was called from inside an update of the same key, which would wait for itself forever; return the new value from the outer update instead`,
+      { map, key: keyDetail(key) },
+    );
+  }
+}

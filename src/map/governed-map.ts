@@ -279,7 +279,7 @@ export class GovernedMap<K, V> {
 
   #updateQueued(key: K, fn: (previous: V | undefined, signal: AbortSignal) => V | Promise<V>, options: UpdateAsyncOptions): Promise<V> {
     const signal = options.signal ?? new AbortController().signal;
-    const abort = { signal: options.signal, error: () => new UpdateAbortedError(this.name, key, signal.reason) };
+    const queueing = { signal: options.signal, aborted: () => new UpdateAbortedError(this.name, key, signal.reason), map: this.name };
     return this.#queue.run(key, async () => {
       for (let attempt = 1; ; attempt++) {
         if (signal.aborted) throw new UpdateAbortedError(this.name, key, signal.reason);
@@ -303,7 +303,7 @@ export class GovernedMap<K, V> {
           throw new UpdateConflictError(this.name, key, attempt, 'other threads kept changing the key while the update awaited');
         }
       }
-    }, abort);
+    }, queueing);
   }
 
   /** Returns the existing value, or validates and stores `value` and returns it. */

@@ -21,4 +21,5 @@ export {
   MapDisposedError,
   StoreRefusedError,
   ObserverFlushError,
+  UpdateReentrantError,
 } from './errors.ts';

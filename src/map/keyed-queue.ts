@@ -1,3 +1,26 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { UpdateReentrantError } from './errors.ts';
+
+/** A section running in this async context: queued again on its own key, it would wait for itself. */
+interface Holding {
+  readonly queue: object;
+  readonly key: unknown;
+  running: boolean;
+  readonly outer: Holding | undefined;
+}
+
+/** The sections the current async context is inside (innermost first). */
+const holdings = new AsyncLocalStorage<Holding>();
+
+export interface QueueOptions {
+  /** Leaves the queue at once if this aborts while the section waits its turn. */
+  readonly signal?: AbortSignal | undefined;
+  /** The error to leave with when `signal` aborts. */
+  readonly aborted?: () => Error;
+  /** The map's name, for the error when a section queues on the key it already holds. */
+  readonly map?: string;
+}
+
 /**
  * Serialises asynchronous critical sections per key, FIFO: while one `updateAsync` of key k is
  * awaiting, the next one of k waits its turn; other keys proceed freely. The seed's lost update
@@ -15,11 +38,16 @@ export class KeyedQueue<K> {
   }
 
   /**
-   * Runs `section` once every earlier section of `key` has finished. If `abort.signal` aborts
-   * while this one is still waiting its turn, it leaves the queue at once with `abort.error()`
-   * (the sections queued after it still wait for the ones before it).
+   * Runs `section` once every earlier section of `key` has finished. If `options.signal` aborts
+   * while this one is still waiting its turn, it leaves the queue at once with
+   * `options.aborted()` (the sections queued after it still wait for the ones before it).
+   * A section that queues again on its own key (an updateAsync of k inside the function of an
+   * updateAsync of k) would wait for itself forever: it is refused with UpdateReentrantError.
    */
-  async run<T>(key: K, section: () => Promise<T>, abort?: { readonly signal: AbortSignal | undefined; readonly error: () => Error }): Promise<T> {
+  async run<T>(key: K, section: () => Promise<T>, options: QueueOptions = {}): Promise<T> {
+    for (let h = holdings.getStore(); h !== undefined; h = h.outer) {
+      if (h.running && h.queue === this && Object.is(h.key, key)) throw new UpdateReentrantError(options.map ?? '?', key);
+    }
     const previous = this.#tails.get(key);
     let release!: () => void;
     const mine = new Promise<void>((resolve) => {
@@ -27,10 +55,17 @@ export class KeyedQueue<K> {
     });
     const tail = previous === undefined ? mine : previous.then(() => mine);
     this.#tails.set(key, tail);
+    const holding: Holding = { queue: this, key, running: true, outer: holdings.getStore() };
     try {
-      if (previous !== undefined) await (abort?.signal === undefined ? previous : untilAborted(previous, abort.signal, abort.error));
-      return await section();
+      if (previous !== undefined) {
+        const { signal, aborted } = options;
+        await (signal === undefined || aborted === undefined ? previous : untilAborted(previous, signal, aborted));
+      }
+      return await holdings.run(holding, section);
     } finally {
+      // Callbacks the section left behind (timers, later promises) still carry this context:
+      // once it has finished, they may queue on the key like anyone else.
+      holding.running = false;
       release();
       if (this.#tails.get(key) === tail) this.#tails.delete(key);
     }

@@ -10,6 +10,7 @@ import {
   ObserverFlushError,
   UpdateAbortedError,
   UpdateConflictError,
+  UpdateReentrantError,
   ValidationError,
   ValidatorFailedError,
   allOf,
@@ -279,6 +280,38 @@ describe('updateAsync', () => {
     release();
     assert.equal(await first, 1);
     assert.equal(await third, 11); // ran after the first, not before it
+  });
+
+  test('an updateAsync of a key from inside its own update is refused instead of waiting for itself forever', async () => {
+    const map = new GovernedMap<string, number>({ name: 'n', validate: accept });
+    map.store('k', 1);
+    let inner: Promise<number> | undefined;
+    const outer = map.updateAsync('k', async (v) => {
+      inner = map.updateAsync('k', () => 5);
+      await inner.catch(() => undefined);
+      return (v ?? 0) + 1;
+    });
+    assert.equal(await outer, 2);
+    await assert.rejects(inner!, (error: unknown) => {
+      assert.ok(error instanceof UpdateReentrantError);
+      assert.equal(error.code, 'GOVMAP_UPDATE_REENTRANT');
+      assert.match(error.message, /map "n": updateAsync of key "k" was called from inside an update of the same key/);
+      return true;
+    });
+    // Another key from inside is fine, and so is the same key from a callback that runs after
+    // the outer update finished (it still carries the outer async context).
+    let later!: Promise<number>;
+    let scheduled!: Promise<void>;
+    await map.updateAsync('k', async (v) => {
+      assert.equal(await map.updateAsync('other', () => 7), 7);
+      scheduled = new Promise((resolve) => setTimeout(() => {
+        later = map.updateAsync('k', (x) => (x ?? 0) * 10);
+        resolve();
+      }, 10));
+      return (v ?? 0) + 1;
+    });
+    await scheduled;
+    assert.equal(await later, 30);
   });
 
   test('a failing observer flush after the commit says the write was applied', async () => {

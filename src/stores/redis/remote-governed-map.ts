@@ -413,7 +413,7 @@ export class RemoteGovernedMap<V> {
           }
           current = this.#decodeCurrent(key, reply.raw);
         }
-      }),
+      }, { map: this.name }),
     );
   }
 
@@ -438,7 +438,7 @@ export class RemoteGovernedMap<V> {
         }
         this.#committed('STORE', key, next, expected === undefined);
         return true;
-      }),
+      }, { map: this.name }),
     );
   }
 
@@ -612,7 +612,7 @@ export class RemoteGovernedMap<V> {
         this.#conflict(operation, key, attempt);
         await this.#backoff(attempt);
       }
-    });
+    }, { map: this.name });
   }
 
   async #compareAndDelete(key: string): Promise<V | undefined> {
@@ -636,7 +636,7 @@ export class RemoteGovernedMap<V> {
         this.#conflict('delete', key, attempt);
         await this.#backoff(attempt);
       }
-    });
+    }, { map: this.name });
   }
 
   async #boundedAdd(key: string, delta: bigint, bounds: Required<Int64Bounds>): Promise<bigint | undefined> {
