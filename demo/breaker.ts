@@ -1,11 +1,10 @@
-import { timingSafeEqual } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BreakerClusterSync, BreakerGroup, BreakerMetrics, CallTimeoutError } from '../src/breaker/index.ts';
 import { EtcdStateStore, MemoryStateStore } from '../src/state/index.ts';
 import type { StateStore } from '../src/state/index.ts';
-import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
+import { HttpError, adminCheck, assertOnlyFields, readJsonObject, sendJson, shown } from './http.ts';
 import { formatAmount } from './money.ts';
 import type { DemoContext } from './server.ts';
 
@@ -71,6 +70,19 @@ export class SettlementGateway {
   /** Orgs with their own fault. */
   orgFaults(): Record<string, GatewayFault> {
     return Object.fromEntries(this.#orgFaults);
+  }
+
+  /**
+   * Whether `org` has its own fault. Asked of the map, never with `in` on orgFaults(): that
+   * record inherits `toString`, `constructor`, `valueOf`..., which then read as faulted orgs.
+   */
+  hasOrgFault(org: string): boolean {
+    return this.#orgFaults.has(org);
+  }
+
+  /** How many orgs have their own fault. */
+  get faultedOrgs(): number {
+    return this.#orgFaults.size;
   }
 
   /** Gives `org` its own fault (unset fields keep the org's current setting). */
@@ -191,37 +203,34 @@ export async function installSettlement(context: DemoContext, options: DemoSettl
   });
   context.router.route('GET', /^\/breakers$/, (_req, res) => sendJson(res, 200, status()));
 
+  const authorise = adminCheck(token);
   context.router.route('POST', /^\/admin\/faults$/, async (req, res) => {
-    const given = Buffer.from(String(req.headers.authorization ?? ''));
-    const expected = Buffer.from(`Bearer ${token}`);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      throw new HttpError(401, 'ADMIN_TOKEN_REQUIRED', 'send the admin token as "authorization: Bearer <token>" (GOVMAP_ADMIN_TOKEN, or the one printed at start)');
-    }
+    authorise(req);
     const body = await readJsonObject(req);
     assertOnlyFields(body, ['org', 'failureRate', 'latencyMs', 'reset']);
     const { org, failureRate, latencyMs, reset } = body;
     if (org !== undefined && (typeof org !== 'string' || !ORG_ID.test(org))) {
-      throw new HttpError(400, 'FAULT_ORG_INVALID', '"org" is an orgId as in X-Biz-Tag: 1 to 64 of [A-Za-z0-9_.-]');
+      throw new HttpError(400, 'FAULT_ORG_INVALID', `"org" is an orgId as in X-Biz-Tag: 1 to 64 of [A-Za-z0-9_.-] (got ${shown(org)})`);
     }
     if (failureRate !== undefined && (typeof failureRate !== 'number' || !(failureRate >= 0 && failureRate <= 1))) {
-      throw new HttpError(400, 'FAULT_RATE_INVALID', '"failureRate" is a number from 0 to 1');
+      throw new HttpError(400, 'FAULT_RATE_INVALID', `"failureRate" is a number from 0 to 1 (got ${shown(failureRate)})`);
     }
     if (latencyMs !== undefined && (typeof latencyMs !== 'number' || !Number.isInteger(latencyMs) || latencyMs < 0 || latencyMs > 60_000)) {
-      throw new HttpError(400, 'FAULT_LATENCY_INVALID', '"latencyMs" is a whole number of milliseconds from 0 to 60000');
+      throw new HttpError(400, 'FAULT_LATENCY_INVALID', `"latencyMs" is a whole number of milliseconds from 0 to 60000 (got ${shown(latencyMs)})`);
     }
-    if (reset !== undefined && reset !== true) throw new HttpError(400, 'FAULT_RESET_INVALID', '"reset" is true (put the org back under the default fault) or absent');
+    if (reset !== undefined && reset !== true) throw new HttpError(400, 'FAULT_RESET_INVALID', `"reset" is true (put the org back under the default fault) or absent (got ${shown(reset)})`);
     if (reset === true && (org === undefined || failureRate !== undefined || latencyMs !== undefined)) {
       throw new HttpError(400, 'FAULT_RESET_INVALID', '"reset" takes an "org" and no "failureRate" or "latencyMs"');
     }
     if (typeof org === 'string') {
       if (reset === true) gateway.clearOrgFault(org);
       else {
-        if (!(org in gateway.orgFaults()) && Object.keys(gateway.orgFaults()).length >= MAX_FAULTED_ORGS) {
+        if (!gateway.hasOrgFault(org) && gateway.faultedOrgs >= MAX_FAULTED_ORGS) {
           throw new HttpError(409, 'FAULT_ORGS_FULL', `at most ${MAX_FAULTED_ORGS} orgs have their own fault; reset one first`);
         }
         gateway.setOrgFault(org, { failureRate, latencyMs });
       }
-      sendJson(res, 200, { org, own: org in gateway.orgFaults(), ...gateway.faultOf(org) });
+      sendJson(res, 200, { org, own: gateway.hasOrgFault(org), ...gateway.faultOf(org) });
       return;
     }
     if (failureRate !== undefined) gateway.failureRate = failureRate;

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import { currentBizContext } from '../src/routing/index.ts';
@@ -40,12 +41,26 @@ export function sendError(res: ServerResponse, status: number, code: string, rea
   sendJson(res, status, { error: { code, reason } });
 }
 
-/** Reads a JSON object body: the right media type, at most MAX_BODY_BYTES, well-formed. */
+/** How much of a client's input an error message echoes: enough to recognise it, never a log flood. */
+export const ECHO_CHARS = 80;
+
+/**
+ * A client's value for an error message: as JSON text, so quotes and control characters arrive
+ * escaped and a string is told from a number; a string longer than `max` characters is cut (and
+ * still quoted), any other value's text is cut at `max`.
+ */
+export function shown(value: unknown, max = ECHO_CHARS): string {
+  if (typeof value === 'string') return value.length <= max ? JSON.stringify(value) : `${JSON.stringify(value.slice(0, max))}…`;
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
+}
+
+/**
+ * Reads a JSON object body: the right media type in UTF-8, at most MAX_BODY_BYTES, well-formed,
+ * every key once per object.
+ */
 export async function readJsonObject(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/json') {
-    throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
-  }
+  assertJsonUtf8(req.headers['content-type']);
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > MAX_BODY_BYTES) throw new HttpError(413, 'BODY_TOO_LARGE', `bodies are limited to ${MAX_BODY_BYTES} bytes`);
   const chunks: Buffer[] = [];
@@ -59,13 +74,132 @@ export async function readJsonObject(req: IncomingMessage): Promise<Record<strin
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
-  } catch {
-    throw new HttpError(400, 'BODY_MALFORMED', 'the body is not valid JSON');
+  } catch (error) {
+    // V8's message says where (position, line, column) and what it found there.
+    const detail = error instanceof SyntaxError ? error.message.slice(0, 160) : 'unparseable';
+    throw new HttpError(400, 'BODY_MALFORMED', `the body is not valid JSON: ${detail}`);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new HttpError(400, 'BODY_NOT_OBJECT', 'the body must be a JSON object');
   }
+  const duplicate = duplicateKey(text);
+  if (duplicate !== null) {
+    throw new HttpError(
+      400,
+      'BODY_DUPLICATE_KEY',
+      `the key ${shown(duplicate.key, 40)} appears twice in the object at ${duplicate.path.length <= ECHO_CHARS ? duplicate.path : `${duplicate.path.slice(0, ECHO_CHARS)}…`}: parsers disagree on which one counts, so every key is sent once`,
+    );
+  }
   return parsed as Record<string, unknown>;
+}
+
+/**
+ * Refuses a body that is not `application/json`, or is declared in a charset other than UTF-8:
+ * the body is decoded as UTF-8 (RFC 8259 §8.1), and `charset=latin1` decoded so would turn its
+ * text into other text instead of being refused.
+ */
+function assertJsonUtf8(header: string | undefined): void {
+  const [media, ...parameters] = (header ?? '').split(';');
+  if (media!.trim().toLowerCase() !== 'application/json') {
+    throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', `send the body as application/json (got ${header === undefined ? 'no content-type' : `content-type ${shown(header)}`})`);
+  }
+  for (const parameter of parameters) {
+    const eq = parameter.indexOf('=');
+    if (eq === -1 || parameter.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
+    const charset = parameter.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+    if (charset !== 'utf-8' && charset !== 'utf8') {
+      throw new HttpError(415, 'UNSUPPORTED_CHARSET', `the body is read as UTF-8; charset ${shown(charset, 40)} is not supported (send charset=utf-8, or no charset)`);
+    }
+  }
+}
+
+/** One open object or array while scanning: the keys seen so far (null: an array), and where we are in it. */
+interface ScanFrame {
+  readonly keys: Set<string> | null;
+  lastKey: string;
+  index: number;
+}
+
+/**
+ * The first key that appears twice in one object of `text`, and the path of that object (`$`,
+ * `$["set"]`, `$["items"][2]`); null when every object's keys are distinct. JSON.parse keeps the
+ * last of duplicate keys, so `{"amount":"1","amount":"100000000"}` would book the amount a
+ * reviewer, a log or a proxy reading the first one never saw.
+ *
+ * `text` must be valid JSON (it was parsed already): then a string is a key exactly when the
+ * next non-blank character is `:`, and the scan needs no other grammar. One pass over at most
+ * MAX_BODY_BYTES characters; only keys with escapes are decoded (`"\u0061"` is `"a"`).
+ */
+export function duplicateKey(text: string): { key: string; path: string } | null {
+  const frames: ScanFrame[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      const start = i;
+      let escaped = false;
+      for (i++; text.charCodeAt(i) !== QUOTE; i++) {
+        if (text.charCodeAt(i) === BACKSLASH) {
+          escaped = true;
+          i++;
+        }
+      }
+      const top = frames.at(-1);
+      if (top === undefined || top.keys === null) continue;
+      let next = i + 1;
+      while (isJsonBlank(text.charCodeAt(next))) next++;
+      if (text.charCodeAt(next) !== COLON) continue;
+      const key = escaped ? (JSON.parse(text.slice(start, i + 1)) as string) : text.slice(start + 1, i);
+      if (top.keys.has(key)) {
+        const path = frames.slice(0, -1).map((frame) => (frame.keys === null ? `[${frame.index}]` : `[${JSON.stringify(frame.lastKey)}]`));
+        return { key, path: `$${path.join('')}` };
+      }
+      top.keys.add(key);
+      top.lastKey = key;
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      frames.push({ keys: c === OPEN_BRACE ? new Set() : null, lastKey: '', index: 0 });
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+      frames.pop();
+    } else if (c === COMMA) {
+      const top = frames.at(-1);
+      if (top !== undefined && top.keys === null) top.index++;
+    }
+  }
+  return null;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const COMMA = 0x2c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+
+/** JSON's insignificant whitespace (RFC 8259 §2): space, tab, line feed, carriage return. */
+function isJsonBlank(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+}
+
+/**
+ * The check every /admin/* endpoint makes: `authorization: Bearer <token>`. The scheme is
+ * case-insensitive (RFC 9110 §11.1: `bearer` is `Bearer`), and so is nothing else. The tokens
+ * are compared as SHA-256 digests in constant time, so neither the token's bytes nor its length
+ * show in how long a refusal takes.
+ */
+export function adminCheck(token: string): (req: IncomingMessage) => void {
+  const expected = createHash('sha256').update(token).digest();
+  return (req) => {
+    const header = req.headers.authorization ?? '';
+    const space = header.indexOf(' ');
+    const scheme = space === -1 ? header : header.slice(0, space);
+    const given = space === -1 ? '' : header.slice(space + 1).trimStart();
+    const matches = timingSafeEqual(createHash('sha256').update(given).digest(), expected);
+    // An empty token authorises no one, even where the operator configured one by mistake.
+    if (scheme.toLowerCase() !== 'bearer' || given === '' || !matches) {
+      throw new HttpError(401, 'ADMIN_TOKEN_REQUIRED', 'send the admin token as "authorization: Bearer <token>" (GOVMAP_ADMIN_TOKEN, or the one printed at start)');
+    }
+  };
 }
 
 /** Refuses fields the endpoint does not know: a typo ("amout") must not pass as "no amount". */

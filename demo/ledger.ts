@@ -117,7 +117,9 @@ export function accountId(index: number): string {
 
 function assertAccountId(id: string): void {
   if (!ACCOUNT_ID.test(id)) {
-    throw new LedgerError(400, 'ACCOUNT_ID_INVALID', 'account ids are 1-64 characters of letters, digits, "_" and "-", starting with a letter or digit');
+    // The id as JSON text (escaped), its first 80 characters: enough to find it, never a log flood.
+    const shown = id.length <= 80 ? JSON.stringify(id) : `${JSON.stringify(id.slice(0, 80))}…`;
+    throw new LedgerError(400, 'ACCOUNT_ID_INVALID', `account id ${shown} is not valid: account ids are 1-64 characters of letters, digits, "_" and "-", starting with a letter or digit`);
   }
 }
 

@@ -29,7 +29,10 @@ const DIGITS = /^(0|[1-9][0-9]{0,18})$/;
 export function parsePositiveAmount(raw: unknown, field = 'amount'): bigint {
   if (raw === undefined || raw === null) throw new AmountError('AMOUNT_MISSING', `"${field}" is required: integer minor units as a decimal string, e.g. "1050"`);
   if (typeof raw !== 'string') {
-    throw new AmountError('AMOUNT_NOT_STRING', `"${field}" must be a decimal string of integer minor units (e.g. "1050"), not a JSON ${typeof raw}: numbers lose precision`);
+    const type = jsonTypeOf(raw);
+    // Why a number is refused is worth saying; any other type is plainly not an amount.
+    const why = type === 'number' ? ': a JSON number loses cents past 2^53 and cannot hold 0.10 exactly' : '';
+    throw new AmountError('AMOUNT_NOT_STRING', `"${field}" must be a decimal string of integer minor units (e.g. "1050"), not a JSON ${type} (got ${echo(raw)})${why}`);
   }
   if (raw.length > 19 && /^[0-9]+$/.test(raw)) throw new AmountError('AMOUNT_TOO_LARGE', `"${field}" exceeds the int64 maximum ${INT64_MAX}`);
   if (!DIGITS.test(raw)) {
@@ -42,6 +45,28 @@ export function parsePositiveAmount(raw: unknown, field = 'amount'): bigint {
   if (value === 0n) throw new AmountError('AMOUNT_NOT_POSITIVE', `"${field}" must be greater than zero`);
   if (value > INT64_MAX) throw new AmountError('AMOUNT_TOO_LARGE', `"${field}" exceeds the int64 maximum ${INT64_MAX}`);
   return value;
+}
+
+/**
+ * Whether `raw` is a decimal string of minor units as the wire writes them (digits, no sign or
+ * leading zero, at most 19 digits), zero included: what a limit such as the `payments.limit`
+ * switch must be before an amount is compared with it.
+ */
+export function isMinorUnits(raw: unknown): raw is string {
+  return typeof raw === 'string' && DIGITS.test(raw);
+}
+
+/** The JSON type of a parsed value, as a client wrote it: an array is not an "object" to them. */
+function jsonTypeOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
+}
+
+/** A parsed JSON value in a message: its JSON text, cut at 40 characters. */
+function echo(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length <= 40 ? text : `${text.slice(0, 40)}…`;
 }
 
 /** Minor units to the wire. */

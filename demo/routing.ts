@@ -1,16 +1,14 @@
-import { timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BreakerGroup } from '../src/breaker/index.ts';
 import { FileRouteTableSource, Router as RouteRouter, RoutingMetrics, breakerGuards, createBizTagMiddleware, currentBizContext, currentBizTag, sendRouteOutcome } from '../src/routing/index.ts';
 import type { AsyncJob, RoutedJob } from '../src/routing/index.ts';
 import type { SwitchBoard } from '../src/switches/index.ts';
-import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
+import { HttpError, adminCheck, assertOnlyFields, readJsonObject, sendJson, shown } from './http.ts';
 import type { BalanceBook } from './book.ts';
 import { LedgerError } from './ledger.ts';
-import { formatAmount, parsePositiveAmount } from './money.ts';
+import { formatAmount, isMinorUnits, parsePositiveAmount } from './money.ts';
 import type { DemoContext } from './server.ts';
 
 export interface DemoRoutingOptions {
@@ -183,7 +181,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
   context.announce(`routing: X-Biz-Tag routes (table v${router.table.version} from ${source === null ? 'the built-in table' : source.status().path}); GET /routes`);
   context.announce(`try: curl -X POST <url>/payments -H 'x-biz-tag: orgId:100101|txnType:pay' -H 'content-type: application/json' -d '{"from":"acct-000001","to":"acct-000002","amount":"2500"}'`);
 
-  const expected = Buffer.from(`Bearer ${adminToken}`);
+  const authorise = adminCheck(adminToken);
 
   context.router.route('GET', /^\/routes$/, (_req, res) => {
     sendJson(res, 200, {
@@ -198,16 +196,18 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
   });
 
   context.router.route('POST', /^\/admin\/routing\/faults$/, async (req, res) => {
-    authorise(req, expected);
+    authorise(req);
     const body = await readJsonObject(req);
     assertOnlyFields(body, ['target', 'failureRate', 'latencyMs']);
     const { target, failureRate, latencyMs } = body;
     if (typeof target !== 'string' || !router.table.routes.some((r) => r.target === target)) {
-      throw new HttpError(400, 'FAULT_TARGET_UNKNOWN', `"target" is one of: ${[...new Set(router.table.routes.map((r) => r.target))].join(', ')}`);
+      throw new HttpError(400, 'FAULT_TARGET_UNKNOWN', `"target" is one of: ${[...new Set(router.table.routes.map((r) => r.target))].join(', ')} (got ${shown(target)})`);
     }
-    if (failureRate !== undefined && (typeof failureRate !== 'number' || !(failureRate >= 0 && failureRate <= 1))) throw new HttpError(400, 'FAULT_RATE_INVALID', '"failureRate" is a number from 0 to 1');
+    if (failureRate !== undefined && (typeof failureRate !== 'number' || !(failureRate >= 0 && failureRate <= 1))) {
+      throw new HttpError(400, 'FAULT_RATE_INVALID', `"failureRate" is a number from 0 to 1 (got ${shown(failureRate)})`);
+    }
     if (latencyMs !== undefined && (typeof latencyMs !== 'number' || !Number.isInteger(latencyMs) || latencyMs < 0 || latencyMs > 60_000)) {
-      throw new HttpError(400, 'FAULT_LATENCY_INVALID', '"latencyMs" is a whole number of milliseconds from 0 to 60000');
+      throw new HttpError(400, 'FAULT_LATENCY_INVALID', `"latencyMs" is a whole number of milliseconds from 0 to 60000 (got ${shown(latencyMs)})`);
     }
     targets.set(target, failureRate, latencyMs);
     sendJson(res, 200, { target, ...targets.toJSON()[target] });
@@ -221,8 +221,17 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     const view = switches.view();
     const enabled = view.evaluate('payments.enabled');
     if (!enabled.on) throw new HttpError(503, 'PAYMENTS_DISABLED', `payments are switched off for this request (switch payments.enabled: ${enabled.reason}, v${enabled.version})`);
+    // Fail closed: a limit that is not minor units (a JSON number, "1,000", "" from a switch
+    // file) refuses every payment rather than lifting the limit; no switch at all means limit 0.
     const limit = view.value('payments.limit', '0');
-    if (typeof limit === 'string' && /^[0-9]{1,19}$/.test(limit) && amount > BigInt(limit)) {
+    if (!isMinorUnits(limit)) {
+      throw new HttpError(
+        503,
+        'PAYMENT_LIMIT_INVALID',
+        `payments are refused until switch payments.limit (v${view.version}) serves a decimal string of minor units; it serves ${shown(limit, 40)}`,
+      );
+    }
+    if (amount > BigInt(limit)) {
       throw new HttpError(422, 'PAYMENT_LIMIT_EXCEEDED', `${formatAmount(amount)} is above the limit of ${limit} minor units (switch payments.limit, v${view.version})`);
     }
     await book.balance(body.from); // 404 now for an unknown account, before anything is routed
@@ -299,11 +308,4 @@ async function restoreSpill(router: RouteRouter, spillFile: string | undefined):
     await rm(spillFile);
   }
   if (restored > 0) console.log(`govmap demo: ${restored} queued payment(s) restored from ${spillFile}`);
-}
-
-function authorise(req: IncomingMessage, expected: Buffer): void {
-  const given = Buffer.from(String(req.headers.authorization ?? ''));
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    throw new HttpError(401, 'ADMIN_TOKEN_REQUIRED', 'send the admin token as "authorization: Bearer <token>" (GOVMAP_ADMIN_TOKEN, or the one printed at start)');
-  }
 }

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { STATUS_CODES, createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { MapMetrics } from '../src/metrics/index.ts';
 import { installAccountRoutes } from './accounts.ts';
-import { sendJson } from './http.ts';
+import { sendError, sendJson } from './http.ts';
 import { Ledger } from './ledger.ts';
 import { auditGovernance, auditSummary, installAudit, startDemoAudit, switchAudit } from './audit.ts';
 import type { DemoAuditOptions } from './audit.ts';
@@ -168,9 +168,12 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   const dashboard = audit === null ? options.dashboard : { ...options.dashboard, audit: { dir: audit.dir, stats: () => audit.recorder.stats() } };
   installDashboard(context, { settlement, routing, switches: switches.board, sandbox, advisor, book, balanceStore: options.redis === undefined ? sharedBalances : null }, dashboard);
 
-  const server = createServer((req, res) => {
+  // requireHostHeader off: Node's own refusal of a Host-less request is a bare 400; ours says why.
+  const server = createServer({ requireHostHeader: false }, (req, res) => {
+    if (req.headers.host === undefined && isHttp11(req)) return refuseHostless(res);
     void router.handle(req, res);
   });
+  server.on('clientError', answerClientError);
   // Slow-loris and idle sockets must not pin the service.
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
@@ -210,6 +213,51 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
       await runCloseHooks(closeHooks);
     },
   };
+}
+
+function isHttp11(req: IncomingMessage): boolean {
+  return req.httpVersionMajor === 1 && req.httpVersionMinor === 1;
+}
+
+/** RFC 9112 §3.2: a server answers 400 to an HTTP/1.1 request without Host. */
+function refuseHostless(res: ServerResponse): void {
+  res.setHeader('connection', 'close');
+  sendError(res, 400, 'REQUEST_MALFORMED', 'an HTTP/1.1 request has a Host header (RFC 9112 §3.2); this one has none');
+}
+
+/** How long a connection answered with a parse error may stay open for the client to read it, ms. */
+const CLIENT_ERROR_LINGER_MS = 1000;
+
+/**
+ * A request Node's HTTP parser refused (a lowercase method, two Content-Lengths, `Content-Length:
+ * abc`, headers past the limit) or a connection that timed out before its request was whole:
+ * answered as every other refusal is, `{error:{code, reason}}`, where Node alone sends a bare
+ * 400 or 431. The statuses are Node's own choice (its socketOnError). Written only to a socket
+ * that has written nothing yet: mid-response, another status line would corrupt the answer in
+ * flight. The connection closes (the parser cannot continue after an error); a client that
+ * does not close its side is cut after CLIENT_ERROR_LINGER_MS.
+ */
+function answerClientError(error: Error & { code?: string; reason?: string }, socket: Socket): void {
+  if (!socket.writable || socket.bytesWritten > 0 || error.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const [status, code] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'HEADERS_TOO_LARGE']
+      : error.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW'
+        ? [413, 'CHUNK_EXTENSIONS_TOO_LARGE']
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'REQUEST_TIMEOUT']
+          : [400, 'REQUEST_MALFORMED'];
+  // llhttp's reason names the rule ("Invalid method encountered", "Duplicate Content-Length").
+  const rule = typeof error.reason === 'string' ? error.reason : error.message;
+  const body = JSON.stringify({ error: { code, reason: `the request could not be parsed as HTTP: ${rule.slice(0, 120)} (${error.code ?? 'no code'})` } });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+  );
+  const linger = setTimeout(() => socket.destroy(), CLIENT_ERROR_LINGER_MS).unref();
+  socket.once('close', () => clearTimeout(linger));
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

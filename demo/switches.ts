@@ -1,9 +1,8 @@
-import { timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import { currentBizTag } from '../src/routing/index.ts';
-import { FileSwitchSource, SwitchBoard, SwitchConfigError, SwitchMetrics, SwitchNameError, SwitchVersionConflictError } from '../src/switches/index.ts';
+import { FileSwitchSource, SwitchBoard, SwitchConfigError, SwitchMetrics, SwitchNameError, SwitchVersionConflictError, parseSwitchDefinition } from '../src/switches/index.ts';
 import type { SwitchAuditEvent, SwitchAuditHook } from '../src/switches/index.ts';
-import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
+import { HttpError, adminCheck, assertOnlyFields, readJsonObject, sendJson, shown } from './http.ts';
+import { isMinorUnits } from './money.ts';
 import type { DemoContext } from './server.ts';
 
 export interface DemoSwitchOptions {
@@ -60,7 +59,7 @@ export async function installSwitches(context: DemoContext, options: DemoSwitchO
   }
   new SwitchMetrics({ registry: context.metrics.registry }).track(board, source === null ? [] : [source]);
   const token = options.adminToken ?? context.admin.token;
-  const expected = Buffer.from(`Bearer ${token}`);
+  const authorise = adminCheck(token);
   context.announce(`switches: board v${board.snapshot.version} from ${source === null ? 'the built-in set' : source.path}; GET /switches`);
   context.announce(
     `admin: curl -X POST <url>/admin/switches -H 'authorization: Bearer ${options.adminToken === undefined ? context.admin.shown : '$GOVMAP_ADMIN_TOKEN'}' -H 'content-type: application/json' -d '{"set":{"routing.force-degrade":{"enabled":true,"allow":[{"orgIds":["1001*"]}]}},"reason":"drill"}'`,
@@ -80,7 +79,7 @@ export async function installSwitches(context: DemoContext, options: DemoSwitchO
   });
 
   context.router.route('POST', /^\/admin\/switches$/, async (req, res) => {
-    authorise(req, expected);
+    authorise(req);
     const body = await readJsonObject(req);
     assertOnlyFields(body, ['set', 'remove', 'reason', 'actor', 'expectedVersion']);
     if (typeof body.reason !== 'string' || body.reason.trim() === '') throw new HttpError(400, 'SWITCH_REASON_REQUIRED', 'say why: "reason" is a non-empty string (it goes into the audit trail)');
@@ -90,10 +89,12 @@ export async function installSwitches(context: DemoContext, options: DemoSwitchO
     if (body.actor !== undefined && (typeof body.actor !== 'string' || !/^[A-Za-z0-9_.@-]{1,64}$/.test(body.actor))) {
       throw new HttpError(400, 'SWITCH_ACTOR_INVALID', '"actor" is [A-Za-z0-9_.@-]{1,64}');
     }
+    const set = body.set as Record<string, unknown> | undefined;
+    if (set !== undefined && Object.hasOwn(set, PAYMENT_LIMIT)) assertPaymentLimit(set[PAYMENT_LIMIT]);
     try {
       const previous = board.snapshot.version;
       const next = board.update(
-        { set: body.set as Record<string, unknown> | undefined, remove: body.remove as string[] | undefined },
+        { set, remove: body.remove as string[] | undefined },
         {
           actor: `admin:${(body.actor) ?? 'anonymous'}`,
           reason: body.reason,
@@ -116,10 +117,31 @@ export async function installSwitches(context: DemoContext, options: DemoSwitchO
   return { board, token };
 }
 
-/** Bearer token check in constant time: a timing side channel must not leak the token. */
-function authorise(req: IncomingMessage, expected: Buffer): void {
-  const given = Buffer.from(String(req.headers.authorization ?? ''));
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    throw new HttpError(401, 'ADMIN_TOKEN_REQUIRED', 'send the admin token as "authorization: Bearer <token>" (GOVMAP_ADMIN_TOKEN, or the one printed at start)');
+const PAYMENT_LIMIT = 'payments.limit';
+
+/**
+ * Refuses a `payments.limit` definition whose served values are not minor units: POST /payments
+ * reads the value when the switch is on and `offValue` when off (targeting may serve either), so
+ * both must be decimal strings ("1000", not 1000 or "1,000"). POST /payments fails closed on
+ * such a value anyway (a switch file is not checked here); refusing it at the door says so to
+ * the operator who typed it, instead of to every payer. A definition that is not a switch
+ * definition at all is left to the board, which names every problem in it.
+ */
+function assertPaymentLimit(definition: unknown): void {
+  let parsed;
+  try {
+    parsed = parseSwitchDefinition(PAYMENT_LIMIT, definition, 'admin');
+  } catch (error) {
+    if (error instanceof SwitchConfigError) return;
+    throw error;
+  }
+  for (const [field, value] of [['value', parsed.value], ['offValue', parsed.offValue]] as const) {
+    if (!isMinorUnits(value)) {
+      throw new HttpError(
+        400,
+        'PAYMENT_LIMIT_INVALID',
+        `switch ${PAYMENT_LIMIT}: "${field}" is a decimal string of minor units (digits, no sign, separator or leading zero, e.g. "50000000"), not ${shown(value, 40)}; payments compare their amount with it`,
+      );
+    }
   }
 }

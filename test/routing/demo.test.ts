@@ -78,7 +78,7 @@ describe('switches', () => {
     const version = (await call('GET', '/switches')).json.version;
     const changed = await call('POST', '/admin/switches', { body: { ...body, expectedVersion: version }, token: TOKEN });
     assert.deepEqual([changed.status, changed.json.version, changed.json.changes], [200, version + 1, ['payments.limit']]);
-    const stale = await call('POST', '/admin/switches', { body: { ...body, set: { 'payments.limit': true }, expectedVersion: version }, token: TOKEN });
+    const stale = await call('POST', '/admin/switches', { body: { ...body, set: { 'payments.limit': { enabled: true, value: '2000', offValue: '0' } }, expectedVersion: version }, token: TOKEN });
     assert.equal(stale.status, 409);
     const over = await pay('3003', '1001');
     assert.deepEqual([over.status, over.json.error.code], [422, 'PAYMENT_LIMIT_EXCEEDED']);

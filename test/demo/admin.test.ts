@@ -1,0 +1,135 @@
+/**
+ * The demo's admin surface and the switches it sets, as an operator meets them: a payment limit
+ * that is not minor units never lifts the limit, an org named like an Object.prototype member is
+ * an org like any other, the bearer scheme is case-insensitive, and refusals echo the value.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { MAX_FAULTED_ORGS } from '../../demo/breaker.ts';
+import { startDemo } from '../../demo/server.ts';
+import type { DemoService } from '../../demo/server.ts';
+
+const TOKEN = 'admin-test-token-0123456789';
+let demo: DemoService;
+before(async () => {
+  demo = await startDemo({ port: 0, accounts: 10, openingBalance: 100_000_000n, adminToken: TOKEN, routing: { drainMs: 100 } });
+});
+after(() => demo.close());
+
+async function call(service: DemoService, method: string, path: string, body?: unknown, authorization: string | null = `Bearer ${TOKEN}`): Promise<{ status: number; json: any }> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (authorization !== null) headers.authorization = authorization;
+  const response = await fetch(service.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  return { status: response.status, json: text.startsWith('{') ? JSON.parse(text) : text };
+}
+
+const pay = (service: DemoService, amount: string) => call(service, 'POST', '/payments', { from: 'acct-000001', to: 'acct-000002', amount });
+
+describe('payments.limit: a value that is not minor units never lifts the limit', () => {
+  const malformed: Array<[string, unknown]> = [
+    ['a JSON number', { enabled: true, value: 1000, offValue: 0 }],
+    ['digits with a separator', { enabled: true, value: '1,000', offValue: '0' }],
+    ['an empty offValue, switched off', { enabled: false, value: '1000', offValue: '' }],
+    ['the true/false shorthand', true],
+  ];
+  for (const [label, definition] of malformed) {
+    test(`set by an admin, ${label}: 400 PAYMENT_LIMIT_INVALID naming the switch, and the limit stands`, async () => {
+      const before = (await call(demo, 'GET', '/switches')).json.version;
+      const answer = await call(demo, 'POST', '/admin/switches', { reason: 'cap', set: { 'payments.limit': definition } });
+      assert.deepEqual([answer.status, answer.json.error.code], [400, 'PAYMENT_LIMIT_INVALID']);
+      assert.match(answer.json.error.reason, /payments\.limit/);
+      assert.equal((await call(demo, 'GET', '/switches')).json.version, before, 'no new version');
+      const over = await pay(demo, '50000001');
+      assert.deepEqual([over.status, over.json.error.code], [422, 'PAYMENT_LIMIT_EXCEEDED']);
+    });
+  }
+
+  test('a valid limit is still set, and applies', async () => {
+    const set = await call(demo, 'POST', '/admin/switches', { reason: 'cap', set: { 'payments.limit': { enabled: true, value: '1000', offValue: '0' } } });
+    assert.equal(set.status, 200);
+    assert.equal((await pay(demo, '1001')).json.error.code, 'PAYMENT_LIMIT_EXCEEDED');
+    assert.equal((await pay(demo, '1000')).json.status, 'SETTLED');
+  });
+
+  test('from a switch file (not checked at the door): every payment is refused, 503 naming the switch, its version and value', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-limit-'));
+    const file = join(dir, 'switches.json');
+    await writeFile(file, JSON.stringify({ switches: { 'payments.enabled': true, 'payments.limit': { enabled: true, value: 1000, offValue: 0 } } }));
+    const filed = await startDemo({ port: 0, accounts: 10, openingBalance: 100_000_000n, adminToken: TOKEN, switches: { file }, routing: { drainMs: 100 } });
+    try {
+      const before = (await call(filed, 'GET', '/accounts/acct-000001')).json.balance;
+      for (const amount of ['500000', '1']) {
+        const answer = await pay(filed, amount);
+        assert.deepEqual([answer.status, answer.json.error.code], [503, 'PAYMENT_LIMIT_INVALID'], amount);
+        assert.match(answer.json.error.reason, /payments\.limit \(v\d+\).*1000/);
+      }
+      assert.equal((await call(filed, 'GET', '/accounts/acct-000001')).json.balance, before, 'nothing moved');
+    } finally {
+      await filed.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the bearer scheme is case-insensitive on every admin endpoint; the token is not', () => {
+  const endpoints: Array<[string, unknown]> = [
+    ['/admin/faults', { latencyMs: 5 }],
+    ['/admin/switches', { reason: 'probe', set: { 'routing.force-degrade': false } }],
+    ['/admin/routing/faults', { target: 'gw-core', latencyMs: 2 }],
+  ];
+  for (const [path, body] of endpoints) {
+    test(path, async () => {
+      for (const scheme of ['bearer', 'BEARER', 'Bearer']) assert.equal((await call(demo, 'POST', path, body, `${scheme} ${TOKEN}`)).status, 200, scheme);
+      for (const authorization of [`Bearer ${TOKEN}x`, `Basic ${TOKEN}`, TOKEN, 'Bearer', null]) {
+        const refused = await call(demo, 'POST', path, body, authorization);
+        assert.deepEqual([refused.status, refused.json.error.code], [401, 'ADMIN_TOKEN_REQUIRED'], String(authorization));
+      }
+    });
+  }
+});
+
+describe('faults: refusals echo the value; org names are only names', () => {
+  test('FAULT_*_INVALID and FAULT_TARGET_UNKNOWN say what was sent', async () => {
+    const cases: Array<[string, unknown, string, string]> = [
+      ['/admin/faults', { failureRate: 2 }, 'FAULT_RATE_INVALID', '(got 2)'],
+      ['/admin/faults', { latencyMs: '5' }, 'FAULT_LATENCY_INVALID', '(got "5")'],
+      ['/admin/faults', { org: 'a b' }, 'FAULT_ORG_INVALID', '(got "a b")'],
+      ['/admin/faults', { org: '2002', reset: 'yes' }, 'FAULT_RESET_INVALID', '(got "yes")'],
+      ['/admin/routing/faults', { target: 'gw-nowhere' }, 'FAULT_TARGET_UNKNOWN', '(got "gw-nowhere")'],
+      ['/admin/routing/faults', { target: 'gw-core', failureRate: -1 }, 'FAULT_RATE_INVALID', '(got -1)'],
+      ['/admin/routing/faults', { target: 'gw-core', latencyMs: 1.5 }, 'FAULT_LATENCY_INVALID', '(got 1.5)'],
+    ];
+    for (const [path, body, code, echoed] of cases) {
+      const { status, json } = await call(demo, 'POST', path, body);
+      assert.deepEqual([status, json.error.code], [400, code], JSON.stringify(body));
+      assert.ok(json.error.reason.includes(echoed), json.error.reason);
+    }
+  });
+
+  test('"toString", "constructor", "valueOf" have no fault of their own until given one', async () => {
+    for (const org of ['toString', 'constructor', 'valueOf', '__proto__']) {
+      const reset = await call(demo, 'POST', '/admin/faults', { org, reset: true });
+      assert.deepEqual([reset.status, reset.json.own], [200, false], org);
+    }
+    const set = await call(demo, 'POST', '/admin/faults', { org: 'constructor', failureRate: 0.5 });
+    assert.deepEqual([set.json.own, set.json.failureRate], [true, 0.5]);
+    assert.equal((await call(demo, 'POST', '/admin/faults', { org: 'constructor', reset: true })).json.own, false);
+  });
+
+  test(`an org named like an Object.prototype member counts against the cap of ${MAX_FAULTED_ORGS} like any other`, async () => {
+    for (let batch = 0; batch < MAX_FAULTED_ORGS; batch += 50) {
+      const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => call(demo, 'POST', '/admin/faults', { org: `cap-${batch + i}`, latencyMs: 0 })));
+      assert.ok(answers.every((a) => a.status === 200));
+    }
+    for (const org of ['constructor', 'valueOf', 'toString', 'hasOwnProperty']) {
+      const full = await call(demo, 'POST', '/admin/faults', { org, failureRate: 1 });
+      assert.deepEqual([full.status, full.json.error?.code], [409, 'FAULT_ORGS_FULL'], org);
+    }
+    assert.equal(Object.keys((await call(demo, 'GET', '/breakers')).json.gateway.orgs).length, MAX_FAULTED_ORGS);
+  });
+});
