@@ -115,7 +115,8 @@ export function accountId(index: number): string {
   return `acct-${String(index).padStart(6, '0')}`;
 }
 
-function assertAccountId(id: string): void {
+/** Refuses an id that is not an account id (shared by the in-process and Redis ledgers). */
+export function assertAccountId(id: string): void {
   if (!ACCOUNT_ID.test(id)) {
     // The id as JSON text (escaped), its first 80 characters: enough to find it, never a log flood.
     const shown = id.length <= 80 ? JSON.stringify(id) : `${JSON.stringify(id.slice(0, 80))}…`;

@@ -3,7 +3,7 @@ import { RedisUnavailableError, int64Codec, openRedisGovernedMap } from '../src/
 import type { RedisConnectionOptions, RemoteGovernedMap } from '../src/stores/redis/index.ts';
 import type { BalanceBook } from './book.ts';
 import { sendError } from './http.ts';
-import { ACCOUNT_ID, LedgerError, accountId } from './ledger.ts';
+import { LedgerError, accountId, assertAccountId } from './ledger.ts';
 import { INT64_MAX } from './money.ts';
 import type { DemoContext } from './server.ts';
 
@@ -152,11 +152,6 @@ export async function installRedisLedger(context: DemoContext, options: DemoRedi
   return ledger;
 }
 
-function assertAccountId(id: string): void {
-  if (!ACCOUNT_ID.test(id)) {
-    throw new LedgerError(400, 'ACCOUNT_ID_INVALID', 'account ids are 1-64 characters of letters, digits, "_" and "-", starting with a letter or digit');
-  }
-}
 
 function notFound(id: string): LedgerError {
   return new LedgerError(404, 'ACCOUNT_NOT_FOUND', `no account ${JSON.stringify(id)}`);
