@@ -12,7 +12,7 @@ import type { Advice, AdvisorThresholds, MapEvidence } from './signals.ts';
 export type AdvisedMap = Pick<GovernedMap<unknown, unknown>, 'name' | 'counters' | 'size' | 'disposed'>;
 
 export interface AdvisorOptions {
-  /** Length of one judged window, ms. Default 300,000 (5 minutes, the specification's miss-ratio window). */
+  /** Length of one judged window, ms, 1,000 to 2,147,483,647 (a Node.js timer's limit). Default 300,000 (5 minutes, the specification's miss-ratio window). */
   readonly windowMs?: number;
   readonly thresholds?: Partial<AdvisorThresholds>;
   /** Loads a window needs for its miss ratio to be judged (1 miss in 2 loads is not a 50% miss ratio). Default 100. */
@@ -102,6 +102,7 @@ export class Advisor {
   constructor(options: AdvisorOptions = {}) {
     const windowMs = options.windowMs ?? 300_000;
     if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
+    if (windowMs > MAX_TIMER_MS) throw new ConfigurationError('windowMs', `must be at most ${MAX_TIMER_MS} ms (about 24.8 days), the longest delay a Node.js timer holds; a longer one would fire after 1 ms`, windowMs);
     this.windowMs = windowMs;
     this.thresholds = resolveThresholds(options.thresholds);
     this.minLoadsPerWindow = whole('minLoadsPerWindow', options.minLoadsPerWindow ?? 100, 1);
@@ -292,6 +293,13 @@ function snapshot(map: AdvisedMap): Baseline {
   const c = map.counters;
   return { loads: c.loads, misses: c.misses, reads: c.reads, writes: c.writes, ranges: c.ranges };
 }
+
+/**
+ * The longest delay a Node.js timer holds (a signed 32-bit count of ms, about 24.8 days). Node
+ * turns a longer one into 1 ms with a TimeoutOverflowWarning: a window meant to last days would
+ * close a thousand times a second.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
 
 function whole(option: string, value: number, min: number): number {
   if (!(Number.isSafeInteger(value) && value >= min)) throw new ConfigurationError(option, `must be a whole number of at least ${min}`, value);

@@ -1,7 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { ConfigurationError } from '../map/errors.ts';
+import { MAX_TIMER_MS } from '../switches/timer-option.ts';
 import { AsyncLaneRefusedError } from './errors.ts';
 import { TokenBucket } from './token-bucket.ts';
+
+/**
+ * Checks a shutdown deadline before anything is closed: a deadline above a Node.js timer's
+ * limit would expire after 1 ms and abort every running job at once.
+ * @throws ConfigurationError
+ */
+export function checkCloseDeadline(deadlineMs: unknown): void {
+  if (!(typeof deadlineMs === 'number' && deadlineMs >= 0 && deadlineMs <= MAX_TIMER_MS)) {
+    throw new ConfigurationError('deadlineMs', `must be a number of milliseconds from 0 to ${MAX_TIMER_MS} (the longest delay a Node.js timer holds)`, deadlineMs);
+  }
+}
 
 /** A unit of deferred work: what the request asked for, to be done later. Plain JSON-able data. */
 export interface AsyncJob<P = unknown> {
@@ -149,6 +161,7 @@ export class AsyncLane<P = unknown> {
   async close(options: { readonly deadlineMs?: number; readonly abortGraceMs?: number } = {}): Promise<DrainResult<P>> {
     const deadlineMs = options.deadlineMs ?? 30_000;
     const abortGraceMs = options.abortGraceMs ?? 5_000;
+    checkCloseDeadline(deadlineMs);
     this.#closing = true;
     const doneBefore = this.counters.done;
     if (this.depth > 0) {
@@ -213,12 +226,14 @@ export class AsyncLane<P = unknown> {
   }
 
   #arm(ms: number): void {
+    // A very slow bucket (ratePerSec 1e-9) can ask for a wait beyond a timer's limit, which Node
+    // would shorten to 1 ms: a busy loop. Waking early at the limit only re-checks the bucket.
     this.#timer = setTimeout(
       () => {
         this.#timer = null;
         this.#pump();
       },
-      Math.max(1, Math.ceil(ms)),
+      Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(ms))),
     );
     // An idle service must be able to exit; close() keeps the process alive while draining.
     if (!this.#closing) this.#timer.unref();

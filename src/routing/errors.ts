@@ -46,6 +46,18 @@ export class RouteTableError extends GovMapError {
   }
 }
 
+/**
+ * A route table source could not give the router a table: its file is missing, unreadable, too
+ * large, empty or not JSON/YAML, or its state-store key is malformed or unanswered. The router
+ * keeps the table it had. (A table that parses but breaks the schema is a RouteTableError.)
+ */
+export class RouteTableSourceError extends GovMapError {
+  /** @param source what failed, starting with "route table": `route table file /etc/routes.yaml` */
+  constructor(source: string, rule: string, cause?: unknown) {
+    super('GOVMAP_ROUTE_TABLE_SOURCE_FAILED', `${source}: ${rule}`, { source, rule }, cause === undefined ? undefined : { cause });
+  }
+}
+
 /** A bulkhead is at its concurrency limit and its queue is full: the call was not started. */
 export class BulkheadFullError extends GovMapError {
   constructor(name: string, maxConcurrent: number, maxQueued: number) {

@@ -31,6 +31,6 @@ export type { GovmapFastifyPlugin } from './fastify.ts';
 export { FileRouteTableSource, StateRouteTableSource } from './table-sources.ts';
 export type { FileRouteTableSourceOptions, StateRouteTableSourceOptions, StateRouteTableSourceStatus } from './table-sources.ts';
 export { RoutingMetrics } from './metrics.ts';
-export type { RoutingMetricsOptions } from './metrics.ts';
-export { BizTagError, RouteTableError, BulkheadFullError, BulkheadAbortedError, AsyncLaneRefusedError } from './errors.ts';
+export type { RoutingMetricsOptions, MeasuredRouteTableSource } from './metrics.ts';
+export { BizTagError, RouteTableError, RouteTableSourceError, BulkheadFullError, BulkheadAbortedError, AsyncLaneRefusedError } from './errors.ts';
 export type { BizTagRule } from './errors.ts';

@@ -1,6 +1,13 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Router } from './router.ts';
 
+/** What metrics read of a route table source: FileRouteTableSource or StateRouteTableSource. */
+export interface MeasuredRouteTableSource {
+  /** `file`, or the state store's kind (`memory`, `file`, `etcd`): the `source` label. */
+  readonly kind: string;
+  status(): { readonly errors: number; readonly healthy: boolean; readonly connected?: boolean };
+}
+
 export interface RoutingMetricsOptions {
   /** Default: a new Registry. Pass the service's registry to share /metrics. */
   readonly registry?: Registry;
@@ -16,16 +23,19 @@ export interface RoutingMetricsOptions {
  *   increase(govmap_route_unmatched_total{reason="no_rule"}[5m]) > 0   tagged traffic no rule covers
  *   govmap_route_degraded_total rate > 0                                a route is serving degraded answers
  *   govmap_async_queue_depth > 0.8 * capacity                           an async lane is filling up
+ *   govmap_route_table_source_healthy == 0                              the newest route table was refused: routing on an older one
  */
 export class RoutingMetrics {
   readonly registry: Registry;
   readonly #routers: Router[] = [];
+  readonly #sources: MeasuredRouteTableSource[] = [];
 
   constructor(options: RoutingMetricsOptions = {}) {
     this.registry = options.registry ?? new Registry();
     const p = options.prefix ?? 'govmap_';
     const registers = [this.registry];
     const routers = this.#routers;
+    const sources = this.#sources;
     const runtimes = function* () {
       for (const router of routers) yield* router.runtimes();
     };
@@ -129,10 +139,45 @@ export class RoutingMetrics {
         for (const router of routers) this.set(router.table.version);
       },
     });
+    new Counter({
+      name: `${p}route_table_source_errors_total`,
+      help: 'Route table contents a source rejected (unreadable, empty, unparsable, invalid, or a stale store value), each distinct failure once; the router keeps its last good table.',
+      labelNames: ['source'],
+      registers,
+      collect() {
+        this.reset();
+        for (const source of sources) this.inc({ source: source.kind }, source.status().errors);
+      },
+    });
+    new Gauge({
+      name: `${p}route_table_source_healthy`,
+      help: '1 when the source\'s newest table is the one routed on (and, for a store, it is connected); 0 when the router routes on an older table.',
+      labelNames: ['source'],
+      registers,
+      collect() {
+        this.reset();
+        // Two sources of one kind share a label: the gauge is 0 if either is unhealthy.
+        const healthy = new Map<string, number>();
+        for (const source of sources) {
+          const status = source.status();
+          const value = status.healthy === false || status.connected === false ? 0 : 1;
+          healthy.set(source.kind, Math.min(healthy.get(source.kind) ?? 1, value));
+        }
+        for (const [source, value] of healthy) this.set({ source }, value);
+      },
+    });
   }
 
-  track(router: Router): this {
+  /** Starts exporting `router`, and the sources feeding it its table when given. */
+  track(router: Router, sources: readonly MeasuredRouteTableSource[] = []): this {
     this.#routers.push(router);
+    for (const source of sources) this.trackSource(source);
+    return this;
+  }
+
+  /** Starts exporting a route table source (`govmap_route_table_source_errors_total`, `..._healthy`). */
+  trackSource(source: MeasuredRouteTableSource): this {
+    if (!this.#sources.includes(source)) this.#sources.push(source);
     return this;
   }
 }

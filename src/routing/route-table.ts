@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { formatPath } from '../switches/definition.ts';
+import { formatPath, requiredRule } from '../switches/definition.ts';
 import type { JsonValue } from '../switches/definition.ts';
 import type { BizTag } from './biz-tag.ts';
 import { RouteTableError } from './errors.ts';
@@ -33,7 +33,7 @@ const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
 export const DEFAULT_BULKHEAD = Object.freeze({ maxConcurrent: 64, maxQueued: 128 });
 
 export type Degradation =
-  /** Answer with a configured response. `status` default 200. */
+  /** Answer with a configured response: `body` (any JSON, `null` for none) is required, `status` default 200. */
   | { readonly kind: 'mock'; readonly status: number; readonly body: JsonValue; readonly headers: Readonly<Record<string, string>> }
   /** Serve the last good response for the same request signature, at most `ttlMs` old. */
   | { readonly kind: 'cache'; readonly ttlMs: number; readonly maxEntries: number }
@@ -49,8 +49,12 @@ const degradationSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('mock'),
     status: z.number().int().min(200).max(599).optional(),
-    body: z.json(),
+    body: z.json().optional(), // required: see the refine below
     headers: z.record(z.string().regex(HEADER_NAME, 'a header name is an HTTP token'), z.string().max(1024)).optional(),
+  }).refine((mock) => mock.body !== undefined, {
+    // A mock that forgot its answer must not go live answering nothing: say so in its own words.
+    path: ['body'],
+    message: 'required: the JSON a mock degradation answers with (write null for an empty body)',
   }),
   z.strictObject({
     kind: z.literal('cache'),
@@ -144,7 +148,10 @@ export class RouteTable {
   /** @throws RouteTableError listing every problem */
   constructor(document: unknown, options: { readonly version?: number; readonly origin?: string } = {}) {
     const origin = options.origin ?? 'api';
-    const parsed = tableSchema.safeParse(document);
+    if (document === null || document === undefined) {
+      throw new RouteTableError(origin, [{ path: '(root)', rule: 'the document is empty; a route table is { "default": { "target": ... }, "routes": [...] }' }]);
+    }
+    const parsed = tableSchema.safeParse(document, { error: requiredRule });
     if (!parsed.success) throw new RouteTableError(origin, parsed.error.issues.map((i) => ({ path: formatPath(i.path), rule: i.message })));
     const data = parsed.data;
     const issues: { path: string; rule: string }[] = [];

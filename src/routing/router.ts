@@ -1,6 +1,6 @@
 import { ConfigurationError } from '../map/errors.ts';
 import type { SwitchBoard } from '../switches/board.ts';
-import { AsyncLane } from './async-lane.ts';
+import { AsyncLane, checkCloseDeadline } from './async-lane.ts';
 import type { AsyncJob, AsyncJobStatus } from './async-lane.ts';
 import { parseBizTag } from './biz-tag.ts';
 import type { BizTag } from './biz-tag.ts';
@@ -288,6 +288,7 @@ export class Router {
    * persist them and `restoreJobs()` them at the next start.
    */
   async close(options: { readonly deadlineMs?: number } = {}): Promise<{ processed: number; remaining: AsyncJob<RoutedJob>[] }> {
+    if (options.deadlineMs !== undefined) checkCloseDeadline(options.deadlineMs); // before anything closes
     this.#closed = true;
     const lanes = [...[...this.#runtimes.values()].flatMap((rt) => (rt.lane === null ? [] : [rt.lane])), ...this.#retiredLanes];
     const results = await Promise.all(lanes.map((lane) => lane.close(options)));

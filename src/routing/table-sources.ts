@@ -1,9 +1,11 @@
 import { z } from 'zod';
 import { ConfigurationError, GovMapError } from '../map/errors.ts';
-import type { StateStore, StateWatch } from '../state/store.ts';
-import { SwitchSourceError, SwitchVersionConflictError } from '../switches/errors.ts';
+import type { StateEntry, StateStore, StateWatch } from '../state/store.ts';
+import { SwitchVersionConflictError } from '../switches/errors.ts';
+import { timerOption } from '../switches/timer-option.ts';
 import { WatchedFile } from '../switches/watched-file.ts';
 import type { WatchedFileStatus } from '../switches/watched-file.ts';
+import { RouteTableSourceError } from './errors.ts';
 import { RouteTable } from './route-table.ts';
 import type { Router } from './router.ts';
 
@@ -11,6 +13,7 @@ export interface FileRouteTableSourceOptions {
   /** `.json`, `.yaml` or `.yml`: `{ default: {...}, routes: [...] }`. */
   readonly path: string;
   readonly router: Router;
+  /** See WatchedFileOptions: maxBytes (default 1 MiB), debounceMs (50), pollMs (2000; at most 2,147,483,647). */
   readonly maxBytes?: number;
   readonly debounceMs?: number;
   readonly pollMs?: number;
@@ -19,8 +22,11 @@ export interface FileRouteTableSourceOptions {
 
 /**
  * A route table from a watched file. Each valid content replaces the router's table whole (a new
- * version); an invalid one is rejected whole, logged, counted, shown in status(), and the router
- * keeps routing on its last good table.
+ * version); an invalid one is rejected whole, logged, counted (once per distinct failure: see
+ * WatchedFileStatus.errors), shown in status() and in `govmap_route_table_source_*`, and the
+ * router keeps routing on its last good table. A file that cannot be read or parsed fails with
+ * RouteTableSourceError (`GOVMAP_ROUTE_TABLE_SOURCE_FAILED`); one that breaks the schema with
+ * RouteTableError (`GOVMAP_ROUTE_TABLE_INVALID`).
  */
 export class FileRouteTableSource {
   readonly kind = 'file';
@@ -31,6 +37,7 @@ export class FileRouteTableSource {
     this.#file = new WatchedFile({
       path: options.path,
       role: 'route table file',
+      error: (source, rule, cause) => new RouteTableSourceError(source, rule, cause),
       maxBytes: options.maxBytes,
       debounceMs: options.debounceMs,
       pollMs: options.pollMs,
@@ -73,7 +80,7 @@ export interface StateRouteTableSourceOptions {
   readonly router: Router;
   /** Default `/govmap/routes/default`. */
   readonly key?: string;
-  /** How long start() waits for the store, ms. Default 5000. */
+  /** How long start() waits for the store, ms, at most 2,147,483,647. Default 5000. */
   readonly startTimeoutMs?: number;
   readonly log?: (message: string, error?: unknown) => void;
 }
@@ -84,6 +91,7 @@ export interface StateRouteTableSourceStatus {
   readonly connected: boolean;
   /** Version of the key last applied, or null (none yet: the router's initial table is in force). */
   readonly version: number | null;
+  /** Values rejected (malformed, invalid table) or skipped as stale (older than the one applied). */
   readonly errors: number;
   readonly healthy: boolean;
   readonly lastError: { readonly message: string; readonly at: string } | null;
@@ -93,6 +101,11 @@ export interface StateRouteTableSourceStatus {
  * A route table kept in one key of a state store (etcd), watched: every process routes on the
  * same table, and an edit reaches them all. An invalid value is rejected (logged, counted) and
  * the router keeps its last good table; so does an unreachable store.
+ *
+ * Values are ordered by the store's revision (etcd's mod_revision), not by the `version` inside
+ * them: `version` restarts at 1 when the key is deleted and written again, while the store's
+ * revision only grows. A value at a revision below the one applied is stale: skipped, logged
+ * and counted; the same revision again (a re-list after a reconnection) is already known.
  */
 export class StateRouteTableSource {
   readonly #store: StateStore;
@@ -103,6 +116,8 @@ export class StateRouteTableSource {
   #watch: StateWatch | null = null;
   #connected = false;
   #version: number | null = null;
+  /** Store revision of the value last applied or rejected; null when none, or the key was deleted. */
+  #revision: bigint | null = null;
   #errors = 0;
   #healthy = true;
   #lastError: StateRouteTableSourceStatus['lastError'] = null;
@@ -113,7 +128,7 @@ export class StateRouteTableSource {
     this.#store = options.store;
     this.#router = options.router;
     this.#key = key;
-    this.#startTimeoutMs = options.startTimeoutMs ?? 5000;
+    this.#startTimeoutMs = timerOption('startTimeoutMs', options.startTimeoutMs ?? 5000, 1);
     this.#log = options.log ?? ((message, error) => console.error(message, error ?? ''));
   }
 
@@ -128,14 +143,15 @@ export class StateRouteTableSource {
       const timer = setTimeout(() => {
         if (settled) return;
         settled = true;
-        reject(new SwitchSourceError(`${this.#store.kind} ${this.#key}`, `no answer from the store within ${this.#startTimeoutMs} ms`));
+        reject(new RouteTableSourceError(this.#where(), `no answer from the store within ${this.#startTimeoutMs} ms`));
       }, this.#startTimeoutMs);
       // A prefix watch on the exact key also sees `<key>-other`; those entries are ignored.
       this.#watch = this.#store.watch(this.#key, {
         onReset: (entries) => {
           this.#connected = true;
           const entry = entries.find((e) => e.key === this.#key);
-          if (entry !== undefined) this.#apply(entry.value);
+          if (entry !== undefined) this.#apply(entry);
+          else this.#revision = null; // deleted while we were away: whatever comes next is new
           if (!settled) {
             settled = true;
             clearTimeout(timer);
@@ -143,8 +159,15 @@ export class StateRouteTableSource {
           }
         },
         onEvent: (event) => {
-          if (event.type === 'put' && event.entry.key === this.#key) this.#apply(event.entry.value);
-          else if (event.type === 'delete' && event.key === this.#key) this.#log(`govmap routing: ${this.#key} was deleted; keeping route table v${this.#router.table.version}`);
+          if (event.type === 'put' && event.entry.key === this.#key) {
+            this.#apply(event.entry);
+          } else if (event.type === 'delete' && event.key === this.#key) {
+            // The store promises that a re-created key's revisions exceed its old ones, but a
+            // watch delivers in order anyway: forgetting costs nothing and covers a store that
+            // numbers a re-created key afresh (the file store can, within one microsecond).
+            this.#revision = null;
+            this.#log(`govmap routing: ${this.#key} was deleted; keeping route table v${this.#router.table.version}`);
+          }
         },
         onStatus: (status, error) => {
           this.#connected = status === 'connected';
@@ -185,22 +208,38 @@ export class StateRouteTableSource {
     await watch?.close();
   }
 
-  #apply(text: string): void {
+  #apply(entry: StateEntry): void {
+    const known = this.#revision;
+    if (known !== null && entry.revision === known) return; // a re-list handing back what we already applied or rejected
+    const stale = known !== null && entry.revision < known;
+    if (!stale) this.#revision = entry.revision;
     try {
-      const parsed = keySchema.safeParse(safeJson(text));
-      if (!parsed.success) throw new SwitchSourceError(this.#key, `value is not {"value","version","updatedAt","reason"}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-      if (this.#version !== null && parsed.data.version <= this.#version) return;
+      const parsed = keySchema.safeParse(safeJson(entry.value));
+      if (!parsed.success) throw new RouteTableSourceError(this.#where(), `value is not {"value","version","updatedAt","reason"}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+      if (stale) {
+        // Malformed values are reported as such first (the file store hands a hand-edited file over
+        // at revision 0); a well-formed one this old would roll the router back: skipped.
+        this.#reject(`stale value (v${parsed.data.version} at store revision ${entry.revision}) is older than store revision ${known} already applied; skipped`);
+        return;
+      }
       const table = new RouteTable(parsed.data.value, { version: this.#router.table.version + 1, origin: `${this.#store.kind} ${this.#key} v${parsed.data.version}` });
       this.#router.replaceTable(table);
       this.#version = parsed.data.version;
       this.#healthy = true;
     } catch (error) {
-      this.#errors++;
       this.#healthy = false;
-      const message = error instanceof GovMapError || error instanceof Error ? error.message : String(error);
-      this.#lastError = { message, at: new Date().toISOString() };
-      this.#log(`govmap routing: ${this.#key} rejected; routing on the last good table v${this.#router.table.version}: ${message}`);
+      this.#reject(error instanceof GovMapError || error instanceof Error ? error.message : String(error));
     }
+  }
+
+  #reject(message: string): void {
+    this.#errors++;
+    this.#lastError = { message, at: new Date().toISOString() };
+    this.#log(`govmap routing: ${this.#key} rejected; routing on the last good table v${this.#router.table.version}: ${message}`);
+  }
+
+  #where(): string {
+    return `route table key ${this.#key} (${this.#store.kind})`;
   }
 }
 

@@ -14,7 +14,7 @@ export type SandboxedMap = Pick<GovernedMap<unknown, unknown>, 'name' | 'counter
 export interface SandboxOptions {
   /** A live map with no operation for this long is an IDLE suspect, ms. Default 300,000 (5 minutes, the specification's). */
   readonly idleThresholdMs?: number;
-  /** How often the sweep runs, ms; also the resolution of "last access". Default 30,000. */
+  /** How often the sweep runs, ms, 10 to 2,147,483,647 (a Node.js timer's limit); also the resolution of "last access". Default 30,000. */
   readonly sweepIntervalMs?: number;
   /** Creation stacks captured per second at most (each costs 3–5 µs); 0 = none. Default 100. */
   readonly siteCapturesPerSecond?: number;
@@ -135,7 +135,7 @@ export class Sandbox {
 
   constructor(options: SandboxOptions = {}) {
     this.idleThresholdMs = positive('idleThresholdMs', options.idleThresholdMs ?? 300_000, 1);
-    this.sweepIntervalMs = positive('sweepIntervalMs', options.sweepIntervalMs ?? 30_000, 10);
+    this.sweepIntervalMs = timerDelay('sweepIntervalMs', positive('sweepIntervalMs', options.sweepIntervalMs ?? 30_000, 10));
     this.siteGrowthSamples = wholeNumber('siteGrowthSamples', options.siteGrowthSamples ?? 3, 1);
     this.minSiteGrowth = wholeNumber('minSiteGrowth', options.minSiteGrowth ?? 50, 1);
     this.keyGrowthSweeps = wholeNumber('keyGrowthSweeps', options.keyGrowthSweeps ?? 5, 1);
@@ -512,6 +512,18 @@ function iso(ms: number): string {
 
 function positive(option: string, value: number, min: number): number {
   if (!(typeof value === 'number' && Number.isFinite(value) && value >= min)) throw new ConfigurationError(option, `must be a number of milliseconds of at least ${min}`, value);
+  return value;
+}
+
+/**
+ * The longest delay a Node.js timer holds (a signed 32-bit count of ms, about 24.8 days). Node
+ * turns a longer one into 1 ms with a TimeoutOverflowWarning: a sweep meant to be rare would
+ * run a thousand times a second.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+
+function timerDelay(option: string, value: number): number {
+  if (value > MAX_TIMER_MS) throw new ConfigurationError(option, `must be at most ${MAX_TIMER_MS} ms (about 24.8 days), the longest delay a Node.js timer holds; a longer one would fire after 1 ms`, value);
   return value;
 }
 

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { ConfigurationError } from '../map/errors.ts';
 import { canonicalJson, definitionToJson, parseSwitchDefinition, parseSwitchSet, SWITCH_NAME } from './definition.ts';
 import type { SwitchDefinition, SwitchSetInput } from './definition.ts';
-import { SwitchNameError, SwitchReplicaReadOnlyError, SwitchVersionConflictError } from './errors.ts';
+import { SwitchConfigError, SwitchNameError, SwitchReplicaReadOnlyError, SwitchVersionConflictError } from './errors.ts';
 import { SwitchSnapshot, SwitchView } from './snapshot.ts';
 import type { SwitchContext, SwitchEvaluation } from './targeting.ts';
 
@@ -202,15 +202,24 @@ export class SwitchBoard {
     return this.#swap(definitions, change);
   }
 
-  /** Sets some switches and removes others, leaving the rest as they are. */
+  /**
+   * Sets some switches and removes others, leaving the rest as they are. A name in both lists is
+   * refused (SwitchConfigError): which one was meant cannot be told, so neither is guessed.
+   */
   update(patch: { readonly set?: SwitchSetInput; readonly remove?: readonly string[] }, change: SwitchChangeRequest): SwitchSnapshot | null {
     const origin = `${change.source ?? 'api'} (${change.actor})`;
     const next = new Map(this.#definitionsOf(this.#current));
     const set = this.#validate(() => parseSwitchSet(patch.set ?? {}, origin));
-    for (const name of patch.remove ?? []) {
+    const remove = patch.remove ?? [];
+    for (const name of remove) {
       if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);
-      next.delete(name);
     }
+    const both = remove.flatMap((name, index) => (set.has(name) ? [{ path: `remove[${index}]`, rule: `"${name}" is also in set: a switch is either set or removed by one change, not both` }] : []));
+    if (both.length > 0) {
+      this.counters.rejectedChanges++;
+      throw new SwitchConfigError(origin, both);
+    }
+    for (const name of remove) next.delete(name);
     for (const [name, definition] of set) next.set(name, definition);
     return this.#swap(next, change);
   }

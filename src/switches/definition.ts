@@ -16,6 +16,7 @@ export type JsonValue = null | boolean | number | string | readonly JsonValue[] 
 
 /** Switch names become map keys, log fields and OpenFeature flag keys. */
 export const SWITCH_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
+const SWITCH_NAME_RULE = 'a switch name is [A-Za-z][A-Za-z0-9_.-]{0,63}';
 /** Context keys: the X-Biz-Tag key grammar, so any tag key can drive targeting. */
 export const CONTEXT_KEY = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 /** orgId patterns: an X-Biz-Tag value, optionally ending in `*` (a prefix). */
@@ -99,8 +100,9 @@ const definitionSchema = z.union([
     }),
 ]);
 
+// Names are checked on the raw keys (switchNameIssues), not here: z.record skips a `__proto__` key.
 const setSchema = z.strictObject({
-  switches: z.record(z.string().regex(SWITCH_NAME, 'a switch name is [A-Za-z][A-Za-z0-9_.-]{0,63}'), definitionSchema),
+  switches: z.record(z.string(), definitionSchema),
 });
 
 type DefinitionInput = z.infer<typeof definitionSchema>;
@@ -113,13 +115,39 @@ export type SwitchSetInput = Readonly<Record<string, unknown>>;
  * @throws SwitchConfigError naming every problem; nothing is returned half-valid
  */
 export function parseSwitchDocument(document: unknown, origin: string): Map<string, SwitchDefinition> {
-  const parsed = setSchema.safeParse(document);
-  if (!parsed.success) throw new SwitchConfigError(origin, toIssues(parsed.error.issues));
-  const names = Object.keys(parsed.data.switches);
-  if (names.length > MAX_SWITCHES) throw new SwitchConfigError(origin, [{ path: 'switches', rule: `at most ${MAX_SWITCHES} switches` }]);
+  if (document === null || document === undefined) {
+    throw new SwitchConfigError(origin, [{ path: '(root)', rule: 'the document is empty; a switch set is { "switches": { <name>: <definition> } }' }]);
+  }
+  const names = switchNameIssues(document);
+  const parsed = setSchema.safeParse(document, { error: requiredRule });
+  if (!parsed.success || names.length > 0) throw new SwitchConfigError(origin, [...names, ...(parsed.success ? [] : toIssues(parsed.error.issues))]);
+  const switchNames = Object.keys(parsed.data.switches);
+  if (switchNames.length > MAX_SWITCHES) throw new SwitchConfigError(origin, [{ path: 'switches', rule: `at most ${MAX_SWITCHES} switches` }]);
   const out = new Map<string, SwitchDefinition>();
-  for (const name of names) out.set(name, normalise(name, parsed.data.switches[name]!));
+  for (const name of switchNames) out.set(name, normalise(name, parsed.data.switches[name]!));
   return out;
+}
+
+/**
+ * Every own key of `document.switches` that is not a valid switch name. Read from the raw object
+ * because zod's record never visits `__proto__`, which JSON.parse and YAML create as an own key:
+ * `{"__proto__": {...}}` would otherwise vanish without an error.
+ */
+function switchNameIssues(document: unknown): SwitchIssue[] {
+  const switches = (document as { switches?: unknown }).switches;
+  if (switches === null || typeof switches !== 'object' || Array.isArray(switches)) return []; // the schema reports it
+  return Object.keys(switches)
+    .filter((name) => !SWITCH_NAME.test(name))
+    .map((name) => ({ path: formatPath(['switches', name]), rule: SWITCH_NAME_RULE }));
+}
+
+/**
+ * Per-parse zod error map: a missing field says "required" instead of zod's "Invalid input:
+ * expected boolean, received undefined"; other issues keep zod's message.
+ */
+export function requiredRule(issue: { readonly code?: string; readonly input?: unknown }): string | undefined {
+  if (issue.input === undefined && (issue.code === 'invalid_type' || issue.code === 'invalid_union')) return 'required';
+  return undefined;
 }
 
 /** Validates the switches of a set given as a plain name -> definition record. */

@@ -55,7 +55,7 @@ export class SwitchMetrics {
     counter('switch_audit_errors_total', 'Switch changes whose audit event could not be recorded.', (b) => b.counters.auditErrors);
     new Counter({
       name: `${p}switch_source_errors_total`,
-      help: 'Contents a switch source rejected (unreadable, unparsable, invalid); the last good version stays.',
+      help: 'Contents a switch source rejected (unreadable, unparsable, invalid), each distinct failure once; the last good version stays.',
       labelNames: ['board', 'source'],
       registers,
       collect() {

@@ -4,6 +4,7 @@ import type { StateEntry, StateStore, StateWatch } from '../state/store.ts';
 import type { SwitchBoard } from './board.ts';
 import { parseSwitchDefinition, SWITCH_NAME, toIssues } from './definition.ts';
 import { SwitchConfigError, SwitchNameError, SwitchSourceError, SwitchVersionConflictError } from './errors.ts';
+import { timerOption } from './timer-option.ts';
 
 /**
  * The value of `<prefix><name>` (DESIGN.md): `{"value":<definition>,"version":n,"updatedAt":"<iso>","reason":"..."}`,
@@ -23,7 +24,7 @@ export interface StateSwitchSourceOptions {
   readonly board: SwitchBoard;
   /** Key prefix, ending in `/`. Default `/govmap/switch/`. */
   readonly prefix?: string;
-  /** How long start() waits for the first content, ms. Default 5000. */
+  /** How long start() waits for the first content, ms, at most 2,147,483,647. Default 5000. */
   readonly startTimeoutMs?: number;
   /** Where rejected keys and connection changes are reported. Default `console.error`. */
   readonly log?: (message: string, error?: unknown) => void;
@@ -81,7 +82,7 @@ export class StateSwitchSource {
     this.#store = options.store;
     this.#board = options.board;
     this.#prefix = prefix;
-    this.#startTimeoutMs = options.startTimeoutMs ?? 5000;
+    this.#startTimeoutMs = timerOption('startTimeoutMs', options.startTimeoutMs ?? 5000, 1);
     this.#log = options.log ?? ((message, error) => console.error(message, error ?? ''));
   }
 

@@ -6,6 +6,13 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigurationError, GovMapError } from '../map/errors.ts';
 import { SwitchSourceError } from './errors.ts';
+import { timerOption } from './timer-option.ts';
+
+/**
+ * Builds the error of a file that cannot be read or parsed, so that each role reports its own
+ * stable code: `source` is `<role> <absolute path>`, `rule` what is wrong with it.
+ */
+export type WatchedFileErrorFactory = (source: string, rule: string, cause?: unknown) => GovMapError;
 
 export interface WatchedFileOptions {
   readonly path: string;
@@ -13,13 +20,19 @@ export interface WatchedFileOptions {
   readonly apply: (document: unknown, text: string) => void;
   /** Names the file's role in messages (`switch file`, `route table file`). */
   readonly role: string;
+  /**
+   * The error of an unreadable, oversized, empty or unparsable file. Default SwitchSourceError
+   * (`GOVMAP_SWITCH_SOURCE_FAILED`); a route table file passes RouteTableSourceError.
+   */
+  readonly error?: WatchedFileErrorFactory;
   /** Largest file accepted, bytes. Default 1 MiB: a switch set or route table is far smaller. */
   readonly maxBytes?: number;
-  /** Quiet time after the last change event before reading, ms. Default 50 (editors write in bursts). */
+  /** Quiet time after the last change event before reading, ms, at most 2,147,483,647. Default 50 (editors write in bursts). */
   readonly debounceMs?: number;
   /**
-   * Safety-net re-read interval, ms; 0 disables. Default 2000. Directory events are the main
-   * signal; polling catches what they miss (network file systems, some container mounts).
+   * Safety-net re-read interval, ms, at most 2,147,483,647 (a Node.js timer's limit); 0 disables.
+   * Default 2000. Directory events are the main signal; polling catches what they miss (network
+   * file systems, some container mounts).
    */
   readonly pollMs?: number;
   /** Where reload failures are reported. Default `console.error`. */
@@ -30,7 +43,12 @@ export interface WatchedFileStatus {
   readonly path: string;
   /** Contents applied (the first load included). */
   readonly loads: number;
-  /** Reloads rejected (unreadable, unparsable, invalid); the last good content stays applied. */
+  /**
+   * Distinct failures: each time a check finds a failure other than the one it found last (a new
+   * bad content, by hash; or a read failure of another kind: cannot open, over the size limit).
+   * The same failure found again by later checks (every poll of a deleted file) is neither
+   * counted nor logged again. The last good content stays applied throughout.
+   */
   readonly errors: number;
   /** Whether the file's current content is the applied one. */
   readonly healthy: boolean;
@@ -48,6 +66,10 @@ export interface WatchedFileStatus {
  *
  * JSON is parsed as YAML 1.2 (a superset) so that a duplicate key is an error in both formats,
  * instead of JSON.parse silently keeping the last one.
+ *
+ * A failure is reported once: a deleted file polled every 2 s must not log every 2 s forever.
+ * The failure's key (the content hash, or the kind of read failure) is kept until a check finds
+ * another failure or good content.
  */
 export class WatchedFile {
   readonly path: string;
@@ -56,11 +78,13 @@ export class WatchedFile {
   readonly #debounceMs: number;
   readonly #pollMs: number;
   readonly #log: (message: string, error?: unknown) => void;
+  readonly #error: WatchedFileErrorFactory;
   #watcher: FSWatcher | null = null;
   #poll: NodeJS.Timeout | null = null;
   #debounce: NodeJS.Timeout | null = null;
   #appliedHash: string | null = null;
-  #failedHash: string | null = null;
+  /** Key of the failure last reported (`content:<hash>` or `read:<kind>`), null while healthy. */
+  #failedKey: string | null = null;
   #reading: Promise<boolean> | null = null;
   #again = false;
   #closed = false;
@@ -74,9 +98,10 @@ export class WatchedFile {
     this.#options = options;
     this.path = resolve(options.path);
     this.#maxBytes = positive('maxBytes', options.maxBytes ?? 1024 * 1024);
-    this.#debounceMs = nonNegative('debounceMs', options.debounceMs ?? 50);
-    this.#pollMs = nonNegative('pollMs', options.pollMs ?? 2000);
+    this.#debounceMs = timerOption('debounceMs', options.debounceMs ?? 50, 0);
+    this.#pollMs = timerOption('pollMs', options.pollMs ?? 2000, 0);
     this.#log = options.log ?? ((message, error) => console.error(message, error ?? ''));
+    this.#error = options.error ?? ((source, rule, cause) => new SwitchSourceError(source, rule, cause));
   }
 
   /**
@@ -84,7 +109,9 @@ export class WatchedFile {
    * error (there is no last good content to keep serving): fail the deploy, not the first request.
    */
   async start(): Promise<void> {
-    const text = await this.#read();
+    const read = await this.#read();
+    if ('failure' in read) throw read.failure;
+    const text = read.text;
     this.#applyText(text, createHash('sha256').update(text).digest('hex'));
     try {
       this.#watcher = watch(dirname(this.path), { persistent: false }, () => this.#schedule());
@@ -128,7 +155,7 @@ export class WatchedFile {
       path: this.path,
       loads: this.#loads,
       errors: this.#errors,
-      healthy: this.#failedHash === null,
+      healthy: this.#failedKey === null,
       lastError: this.#lastError,
       lastLoadedAt: this.#lastLoadedAt,
     };
@@ -153,30 +180,34 @@ export class WatchedFile {
   }
 
   async #checkOnce(): Promise<boolean> {
-    let text: string;
-    try {
-      text = await this.#read();
-    } catch (error) {
-      this.#fail(null, error);
+    const read = await this.#read();
+    if ('failure' in read) {
+      this.#fail(`read:${read.kind}`, read.failure);
       return false;
     }
+    const text = read.text;
     const hash = createHash('sha256').update(text).digest('hex');
     if (hash === this.#appliedHash) {
-      this.#failedHash = null; // reverted to the good content: healthy again
+      this.#failedKey = null; // reverted to the good content: healthy again
       return false;
     }
-    if (hash === this.#failedHash) return false; // the same bad content: reported once already
+    if (`content:${hash}` === this.#failedKey) return false; // the same bad content: reported once already
     try {
       this.#applyText(text, hash);
       return true;
     } catch (error) {
-      this.#fail(hash, error);
+      this.#fail(`content:${hash}`, error);
       return false;
     }
   }
 
-  #applyText(text: string, hash: string): void {
+  #applyText(raw: string, hash: string): void {
     const json = this.path.endsWith('.json');
+    // Windows editors start UTF-8 files with a byte order mark; YAML skips it, JSON.parse does not.
+    const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
+    // Checked before parsing: YAML reads an empty file as null, which the schema would report as
+    // "expected object, received null" instead of saying what is wrong.
+    if (text.trim() === '') throw this.#error(`${this.#options.role} ${this.path}`, 'the file is empty (an empty file is refused, never read as an empty set)');
     let document: unknown;
     try {
       // A .json file must be JSON (YAML syntax in it is an error too); the YAML pass then finds
@@ -184,39 +215,47 @@ export class WatchedFile {
       if (json) JSON.parse(text);
       document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 100 });
     } catch (error) {
-      throw new SwitchSourceError(`${this.#options.role} ${this.path}`, `not valid ${json ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`, error);
+      throw this.#error(`${this.#options.role} ${this.path}`, `not valid ${json ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`, error);
     }
     this.#options.apply(document, text);
     this.#appliedHash = hash;
-    this.#failedHash = null;
+    this.#failedKey = null;
     this.#loads++;
     this.#lastLoadedAt = new Date().toISOString();
   }
 
-  #fail(hash: string | null, error: unknown): void {
+  #fail(key: string, error: unknown): void {
+    if (key === this.#failedKey) return; // the failure reported last time, found again: not news
     this.#errors++;
-    this.#failedHash = hash ?? 'unreadable';
+    this.#failedKey = key;
     const code = error instanceof GovMapError ? error.code : ((error as NodeJS.ErrnoException).code ?? 'ERROR');
     const message = error instanceof Error ? error.message : String(error);
     this.#lastError = { code, message, at: new Date().toISOString() };
     this.#log(`govmap: ${this.#options.role} ${this.path}: reload rejected, still serving the last good version: ${message}`);
   }
 
-  async #read(): Promise<string> {
+  /**
+   * The file's text, or why it could not be read. `kind` says which failure it is, for
+   * de-duplication: `open:<errno code>`, `read:<errno code>` or `too-large` (whatever the size:
+   * a file growing past the limit while it is written is one failure, not one per size seen).
+   */
+  async #read(): Promise<{ readonly text: string } | { readonly failure: GovMapError; readonly kind: string }> {
     const where = `${this.#options.role} ${this.path}`;
     let handle;
     try {
       handle = await open(this.path, 'r');
     } catch (error) {
-      throw new SwitchSourceError(where, `cannot open: ${(error as Error).message}`, error);
+      return { failure: this.#error(where, `cannot open: ${(error as Error).message}`, error), kind: `open:${(error as NodeJS.ErrnoException).code ?? 'ERROR'}` };
     }
     try {
       const { size } = await handle.stat();
-      if (size > this.#maxBytes) throw new SwitchSourceError(where, `is ${size} bytes; the limit is ${this.#maxBytes}`);
+      if (size > this.#maxBytes) return { failure: this.#error(where, `is ${size} bytes; the limit is ${this.#maxBytes}`), kind: 'too-large' };
       const buffer = Buffer.alloc(Math.min(size, this.#maxBytes) + 1);
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-      if (bytesRead > this.#maxBytes) throw new SwitchSourceError(where, `grew beyond the limit of ${this.#maxBytes} bytes while being read`);
-      return buffer.subarray(0, bytesRead).toString('utf8');
+      if (bytesRead > this.#maxBytes) return { failure: this.#error(where, `grew beyond the limit of ${this.#maxBytes} bytes while being read`), kind: 'too-large' };
+      return { text: buffer.subarray(0, bytesRead).toString('utf8') };
+    } catch (error) {
+      return { failure: this.#error(where, `cannot read: ${(error as Error).message}`, error), kind: `read:${(error as NodeJS.ErrnoException).code ?? 'ERROR'}` };
     } finally {
       await handle.close();
     }
@@ -225,10 +264,5 @@ export class WatchedFile {
 
 function positive(option: string, value: number): number {
   if (!(Number.isSafeInteger(value) && value > 0)) throw new ConfigurationError(option, 'must be a positive integer', value);
-  return value;
-}
-
-function nonNegative(option: string, value: number): number {
-  if (!(Number.isSafeInteger(value) && value >= 0)) throw new ConfigurationError(option, 'must be a non-negative integer of milliseconds', value);
   return value;
 }

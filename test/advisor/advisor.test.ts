@@ -164,6 +164,9 @@ describe('size and shape of the workload', () => {
 
   test('bad options are refused with the option named', () => {
     assert.throws(() => new Advisor({ windowMs: 10 }), (e: unknown) => e instanceof ConfigurationError && /windowMs/.test(e.message));
+    // Beyond a Node.js timer's limit the window would close every millisecond.
+    assert.throws(() => new Advisor({ windowMs: 3e9 }), (e: unknown) => e instanceof ConfigurationError && /"windowMs": must be at most 2147483647 ms/.test(e.message));
+    assert.equal(new Advisor({ windowMs: 2_147_483_647 }).windowMs, 2_147_483_647);
     assert.throws(() => new Advisor({ thresholds: { missRatio: 35 } }), /thresholds\.missRatio.*between 0 and 1/);
     assert.throws(() => new Advisor({ instance: 'pod/7' }), /"instance"/);
     assert.throws(() => new Advisor({ keyPrefix: 'govmap' }), /keyPrefix/);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { AsyncLane, AsyncLaneRefusedError, Bulkhead, BulkheadAbortedError, BulkheadFullError, TokenBucket } from '../../src/routing/index.ts';
+import { AsyncLane, AsyncLaneRefusedError, Bulkhead, BulkheadAbortedError, BulkheadFullError, Router, TokenBucket } from '../../src/routing/index.ts';
 
 describe('bulkhead', () => {
   test('fuzzed interleavings: never more than maxConcurrent running nor maxQueued waiting; FIFO; every admitted call releases', async () => {
@@ -164,6 +164,20 @@ describe('async lane', () => {
     assert.equal(l.status(ok.token)?.state, 'done');
     assert.deepEqual(l.status(bad.token), { token: bad.token, state: 'dead', attempts: 3, lastError: 'downstream refuses 13' });
     assert.deepEqual(dead, [13]);
+  });
+
+  test('a close deadline beyond a timer\'s limit is refused before anything closes (Node would expire it after 1 ms)', async () => {
+    const done: number[] = [];
+    const l = lane<number>({ ratePerSec: 1000, process: (job) => new Promise<void>((resolve) => setTimeout(() => resolve(void done.push(job.payload)), 20)) });
+    l.submit(1);
+    await assert.rejects(l.close({ deadlineMs: 3e9 }), { code: 'GOVMAP_INVALID_CONFIGURATION', message: /"deadlineMs".*2147483647/ });
+    l.submit(2); // still open: the refused close changed nothing
+    const { processed, remaining } = await l.close({ deadlineMs: 2000 });
+    assert.deepEqual([processed, remaining.length, done.sort()], [2, 0, [1, 2]]);
+    const router = new Router({ table: { default: { target: 'core' }, routes: [] }, log: () => undefined });
+    await assert.rejects(router.close({ deadlineMs: 2 ** 31 }), /"deadlineMs"/);
+    assert.equal((await router.execute({ payload: null }, async () => 'live')).kind, 'live', 'the router still serves');
+    await router.close();
   });
 
   test('a full lane refuses, with the capacity in the error', () => {

@@ -142,6 +142,16 @@ describe('validation', () => {
     assert.match(text, /routes\[5\]/);
   });
 
+  test('messages name the rule, not zod\'s type check: an empty document, a missing field, a mock without its body', () => {
+    for (const empty of [null, undefined]) assert.match(issuesOf(empty), /^\(root\): the document is empty; a route table is/);
+    const text = issuesOf({ default: {}, routes: [{ ...rule('m', '1', '*'), degradation: { kind: 'mock', status: 202 } }] });
+    assert.match(text, /default\.target: required/);
+    assert.match(text, /routes\[0\]\.degradation\.body: required: the JSON a mock degradation answers with/);
+    assert.doesNotMatch(text, /Invalid input|received undefined/);
+    // null is a body (an empty one), not a missing one.
+    assert.equal(table([{ ...rule('m', '1', '*'), degradation: { kind: 'mock', body: null } }]).route('m')!.degradation.kind, 'mock');
+  });
+
   test('duplicate ids are refused', () => {
     assert.match(issuesOf({ default: { target: 'core' }, routes: [rule('a', '1', 'pay'), rule('a', '2', 'pay')] }), /duplicate route id "a"/);
   });

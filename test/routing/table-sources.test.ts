@@ -4,9 +4,10 @@ import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { ConfigurationError } from '../../src/map/errors.ts';
 import { EtcdStateStore, MemoryStateStore } from '../../src/state/index.ts';
-import type { StateStore } from '../../src/state/index.ts';
-import { FileRouteTableSource, Router, StateRouteTableSource } from '../../src/routing/index.ts';
+import type { StateEntry, StateStore, StateWatchHandlers } from '../../src/state/index.ts';
+import { FileRouteTableSource, Router, RoutingMetrics, StateRouteTableSource } from '../../src/routing/index.ts';
 
 async function eventually(what: string, predicate: () => boolean, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -53,6 +54,141 @@ describe('file route table source', () => {
       source.close();
     }
   });
+
+  test('a file that cannot be read or parsed fails with the route table code and wording, not the switch ones', async () => {
+    const router = new Router({ table: initial, log: () => undefined });
+    const missing = join(dir, 'absent-routes.yaml');
+    await assert.rejects(new FileRouteTableSource({ path: missing, router, pollMs: 0 }).start(), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'GOVMAP_ROUTE_TABLE_SOURCE_FAILED');
+      assert.match(error.message, /^route table file .*absent-routes\.yaml: cannot open/);
+      assert.doesNotMatch(error.message, /switch/);
+      return true;
+    });
+    const broken = join(dir, 'broken-routes.json');
+    await writeFile(broken, '{"default": {"target": "core"}, "routes": [');
+    await assert.rejects(new FileRouteTableSource({ path: broken, router, pollMs: 0 }).start(), { code: 'GOVMAP_ROUTE_TABLE_SOURCE_FAILED', message: /^route table file .*: not valid JSON/ });
+
+    // After a good start, a broken edit is recorded under the route table code too.
+    const path = join(dir, 'later-broken.json');
+    await writeFile(path, JSON.stringify(withRule('gw-a')));
+    const source = new FileRouteTableSource({ path, router, debounceMs: 10, pollMs: 0, log: () => undefined });
+    await source.start();
+    try {
+      await writeFile(path, '{"default": ');
+      await source.reload();
+      assert.equal(source.status().lastError?.code, 'GOVMAP_ROUTE_TABLE_SOURCE_FAILED');
+      assert.equal(router.table.decide('1001', 'pay').route.target, 'gw-a');
+    } finally {
+      source.close();
+    }
+  });
+
+  test('an empty file says so; a .json file with a UTF-8 byte order mark is read', async () => {
+    const router = new Router({ table: initial, log: () => undefined });
+    for (const [name, text] of [['empty.yaml', ''], ['blank.json', ' \n\t\n']] as const) {
+      const path = join(dir, name);
+      await writeFile(path, text);
+      await assert.rejects(new FileRouteTableSource({ path, router, pollMs: 0 }).start(), { code: 'GOVMAP_ROUTE_TABLE_SOURCE_FAILED', message: /the file is empty/ }, name);
+    }
+    const path = join(dir, 'bom-routes.json');
+    await writeFile(path, `\uFEFF${JSON.stringify(withRule('gw-bom'))}`);
+    const source = new FileRouteTableSource({ path, router, pollMs: 0 });
+    await source.start();
+    source.close();
+    assert.equal(router.table.decide('1001', 'pay').route.target, 'gw-bom');
+  });
+
+  test('a failed reload is exported: govmap_route_table_source_errors_total and govmap_route_table_source_healthy', async () => {
+    const path = join(dir, 'measured.yaml');
+    await writeFile(path, 'default: { target: core }\nroutes: []\n');
+    const router = new Router({ table: initial, log: () => undefined });
+    const source = new FileRouteTableSource({ path, router, debounceMs: 10, pollMs: 0, log: () => undefined });
+    const metrics = new RoutingMetrics().track(router, [source]);
+    await source.start();
+    try {
+      let text = await metrics.registry.metrics();
+      assert.match(text, /govmap_route_table_source_errors_total\{source="file"\} 0/);
+      assert.match(text, /govmap_route_table_source_healthy\{source="file"\} 1/);
+      await writeFile(path, 'default: { target: core }\nroutes: nope\n');
+      await source.reload();
+      text = await metrics.registry.metrics();
+      assert.match(text, /govmap_route_table_source_errors_total\{source="file"\} 1/);
+      assert.match(text, /govmap_route_table_source_healthy\{source="file"\} 0/);
+      await writeFile(path, 'default: { target: core2 }\nroutes: []\n');
+      await source.reload();
+      assert.match(await metrics.registry.metrics(), /govmap_route_table_source_healthy\{source="file"\} 1/);
+    } finally {
+      source.close();
+    }
+  });
+
+  test('a file that cannot be read is reported once, not at every check', async () => {
+    const path = join(dir, 'vanishing.yaml');
+    await writeFile(path, 'default: { target: core }\nroutes: []\n');
+    const logged: string[] = [];
+    const router = new Router({ table: initial, log: () => undefined });
+    const source = new FileRouteTableSource({ path, router, debounceMs: 10, pollMs: 0, log: (m) => logged.push(m) });
+    await source.start();
+    try {
+      await rm(path);
+      for (let i = 0; i < 5; i++) await source.reload();
+      assert.equal(source.status().errors, 1);
+      assert.equal(logged.length, 1);
+      assert.equal(source.status().healthy, false);
+    } finally {
+      source.close();
+    }
+  });
+
+  test('pollMs beyond a timer\'s limit is refused, naming the option and the rule', () => {
+    const router = new Router({ table: initial, log: () => undefined });
+    assert.throws(
+      () => new FileRouteTableSource({ path: join(dir, 'x.yaml'), router, pollMs: 3e9 }),
+      (error: unknown) => error instanceof ConfigurationError && /"pollMs"/.test(error.message) && /at most 2147483647/.test(error.message),
+    );
+    assert.throws(() => new StateRouteTableSource({ store: new MemoryStateStore(), router, startTimeoutMs: 3e9 }), /"startTimeoutMs".*at most 2147483647/);
+  });
+});
+
+/**
+ * A store whose watch the test drives by hand: deliveries a real store only makes in rare
+ * interleavings (an old value after a newer one) on demand.
+ */
+class ScriptedStore {
+  readonly kind = 'scripted';
+  handlers: StateWatchHandlers | null = null;
+  watch(_prefix: string, handlers: StateWatchHandlers): { close(): Promise<void> } {
+    this.handlers = handlers;
+    queueMicrotask(() => handlers.onReset([]));
+    return { close: async () => undefined };
+  }
+}
+
+const envelope = (key: string, target: string, version: number, revision: bigint): StateEntry => ({
+  key,
+  value: JSON.stringify({ value: withRule(target), version, updatedAt: new Date().toISOString(), reason: 'test' }),
+  revision,
+});
+
+describe('state route table source ordering', () => {
+  test('a value older (by store revision) than the one applied is skipped, logged and counted', async () => {
+    const store = new ScriptedStore();
+    const key = '/govmap/routes/default';
+    const router = new Router({ table: initial, log: () => undefined });
+    const logged: string[] = [];
+    const source = new StateRouteTableSource({ store: store as unknown as StateStore, router, key, log: (m) => logged.push(m) });
+    await source.start();
+    store.handlers!.onEvent({ type: 'put', entry: envelope(key, 'gw-new', 7, 20n) });
+    assert.equal(router.table.decide('1001', 'pay').route.target, 'gw-new');
+    store.handlers!.onEvent({ type: 'put', entry: envelope(key, 'gw-old', 9, 10n) });
+    assert.equal(router.table.decide('1001', 'pay').route.target, 'gw-new', 'never rolled back to an older value');
+    assert.equal(source.status().errors, 1);
+    assert.match(logged.join('\n'), /stale value .*store revision 10.*older than store revision 20/);
+    // The same revision again (a re-list after a reconnection) is not news.
+    store.handlers!.onReset([envelope(key, 'gw-new', 7, 20n)]);
+    assert.equal(source.status().errors, 1);
+    assert.equal(source.status().version, 7);
+  });
 });
 
 function suite(kind: string, open: () => StateStore | null, skip: string | false): void {
@@ -81,6 +217,32 @@ function suite(kind: string, open: () => StateStore | null, skip: string | false
       } finally {
         await a.close();
         await b.close();
+        await store.close();
+      }
+    });
+
+    test('a key deleted and written again is followed: its versions restart, the store revision orders them', async () => {
+      const store = open()!;
+      const key = `/govmap-test/${randomUUID()}/routes/default`;
+      const router = new Router({ table: initial, log: () => undefined });
+      const source = new StateRouteTableSource({ store, router, key, log: () => undefined });
+      const metrics = new RoutingMetrics().track(router, [source]);
+      try {
+        await source.start();
+        await source.put(withRule('gw-a'), { actor: 'ops', reason: 'a' });
+        assert.equal(await source.put(withRule('gw-b'), { actor: 'ops', reason: 'b' }), 2);
+        await eventually('gw-b', () => router.table.decide('1001', 'pay').route.target === 'gw-b');
+        assert.equal(await store.delete(key), true);
+        assert.equal(await source.put(withRule('gw-c'), { actor: 'ops', reason: 'c' }), 1, 'the key starts over at version 1');
+        await eventually('gw-c after the re-creation', () => router.table.decide('1001', 'pay').route.target === 'gw-c');
+        assert.equal(await source.put(withRule('gw-d'), { actor: 'ops', reason: 'd' }), 2);
+        await eventually('gw-d', () => router.table.decide('1001', 'pay').route.target === 'gw-d');
+        assert.deepEqual([source.status().version, source.status().errors, source.status().healthy], [2, 0, true]);
+        const text = await metrics.registry.metrics();
+        assert.match(text, new RegExp(`govmap_route_table_source_errors_total\\{source="${store.kind}"\\} 0`));
+        assert.match(text, new RegExp(`govmap_route_table_source_healthy\\{source="${store.kind}"\\} 1`));
+      } finally {
+        await source.close();
         await store.close();
       }
     });

@@ -214,11 +214,14 @@ describe('cost controls', () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{ idleThresholdMs: -5 }, /idleThresholdMs/],
       [{ sweepIntervalMs: 1 }, /sweepIntervalMs/],
+      // Node would turn it into a 1 ms interval: hundreds of sweeps a second instead of one a month.
+      [{ sweepIntervalMs: 3e9 }, /"sweepIntervalMs": must be at most 2147483647 ms/],
       [{ siteCapturesPerSecond: 1.5 }, /siteCapturesPerSecond/],
       [{ minKeyGrowth: 0 }, /minKeyGrowth/],
       [{ gc: 'yes' }, /"gc"/],
       [{ onSuspect: 'log' }, /onSuspect/],
     ];
+    assert.equal(new Sandbox({ sweepIntervalMs: 2_147_483_647, gc: false }).sweepIntervalMs, 2_147_483_647, 'the limit itself is a valid interval');
     for (const [options, message] of cases) {
       assert.throws(
         () => new Sandbox(options),

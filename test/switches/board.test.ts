@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { SwitchBoard, SwitchConfigError, SwitchReplicaReadOnlyError, SwitchVersionConflictError } from '../../src/switches/index.ts';
+import { SwitchBoard, SwitchConfigError, SwitchReplicaReadOnlyError, SwitchVersionConflictError, parseSwitchDocument, parseSwitchSet } from '../../src/switches/index.ts';
 import type { SwitchAuditEvent, SwitchChange } from '../../src/switches/index.ts';
 
 function caught(fn: () => unknown): unknown {
@@ -58,6 +58,45 @@ describe('snapshots', () => {
     assert.match(text, /switches\.b\.rollout\.percent/);
     assert.equal(board.snapshot, before);
     assert.equal(board.counters.rejectedChanges, 1);
+  });
+
+  test('a name both set and removed in one update is refused, and nothing changes', () => {
+    const board = new SwitchBoard({ initial: { c: false, d: true } });
+    const before = board.snapshot;
+    const error = caught(() => board.update({ set: { c: true, e: true }, remove: ['d', 'c'] }, change()));
+    assert.ok(error instanceof SwitchConfigError);
+    assert.equal(error.code, 'GOVMAP_SWITCH_CONFIG_INVALID');
+    assert.deepEqual(error.issues, [{ path: 'remove[1]', rule: '"c" is also in set: a switch is either set or removed by one change, not both' }]);
+    assert.equal(board.snapshot, before);
+    assert.equal(board.counters.rejectedChanges, 1);
+    assert.equal(board.update({ set: { c: true }, remove: ['d'] }, change())?.version, 2, 'disjoint lists still apply');
+  });
+
+  test('a switch named __proto__ (an own key, as JSON.parse makes it) is refused by every way in', () => {
+    const raw = (): Record<string, unknown> => JSON.parse('{"__proto__":{"enabled":"garbage"},"ok":true}') as Record<string, unknown>;
+    const board = new SwitchBoard();
+    for (const attempt of [
+      () => board.replace(raw(), change()),
+      () => board.update({ set: raw() }, change()),
+      () => parseSwitchSet(raw(), 'admin API'),
+      () => parseSwitchDocument(JSON.parse('{"switches":{"__proto__":true}}'), 'file'),
+    ]) {
+      const error = caught(attempt);
+      assert.ok(error instanceof SwitchConfigError);
+      assert.deepEqual(error.issues.map((i) => i.path), ['switches.__proto__']);
+      assert.match(error.message, /switches\.__proto__: a switch name is \[A-Za-z\]\[A-Za-z0-9_.-\]\{0,63\}/);
+    }
+    assert.equal(board.snapshot.version, 1);
+    assert.equal(board.snapshot.has('ok'), false);
+  });
+
+  test('a missing field says "required"; an empty document says it is empty', () => {
+    const text = (fn: () => unknown): string => (caught(fn) as Error).message;
+    assert.match(text(() => parseSwitchSet({ a: { kill: true } }, 'api')), /switches\.a\.enabled: required/);
+    assert.match(text(() => parseSwitchSet({ a: { enabled: true, rollout: { by: 'orgId' } } }, 'api')), /switches\.a\.rollout\.percent: required/);
+    assert.match(text(() => parseSwitchDocument({}, 'api')), /switches: required/);
+    for (const empty of [null, undefined]) assert.match(text(() => parseSwitchDocument(empty, 'file f')), /\(root\): the document is empty/);
+    assert.doesNotMatch(text(() => parseSwitchSet({ a: {} }, 'api')), /received undefined/);
   });
 
   test('value and offValue must have one JSON type', () => {

@@ -3,6 +3,7 @@ import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { ConfigurationError } from '../../src/map/errors.ts';
 import { FileSwitchSource, SwitchBoard, SwitchMetrics, SwitchSourceError } from '../../src/switches/index.ts';
 
 let dir: string;
@@ -112,6 +113,106 @@ describe('file source', () => {
     await assert.rejects(new FileSwitchSource({ path: bad, board }).start(), { code: 'GOVMAP_SWITCH_CONFIG_INVALID' });
     assert.equal(board.snapshot.version, 1);
     assert.equal(board.isOn('keep'), true);
+  });
+
+  test('a file that cannot be read is logged and counted once, however often it is checked; its return heals', async () => {
+    const path = join(dir, 'deleted.yaml');
+    await writeFile(path, 'switches:\n  a: true\n');
+    const board = new SwitchBoard();
+    const logged: string[] = [];
+    const source = new FileSwitchSource({ path, board, debounceMs: 10, pollMs: 0, log: (m) => logged.push(m) });
+    await source.start();
+    try {
+      await rm(path);
+      for (let i = 0; i < 5; i++) assert.equal(await source.reload(), false);
+      assert.equal(source.status().errors, 1);
+      assert.equal(logged.length, 1);
+      assert.equal(source.status().lastError?.code, 'GOVMAP_SWITCH_SOURCE_FAILED', 'switch files keep the switch code');
+      assert.match(source.status().lastError!.message, /^switch source switch file .*deleted\.yaml: cannot open/);
+      assert.equal(source.status().healthy, false);
+      assert.equal(board.isOn('a'), true, 'the last good snapshot stays');
+
+      await writeFile(path, 'switches:\n  a: true\n');
+      await source.reload();
+      assert.equal(source.status().healthy, true, 'the good content is back');
+      await rm(path);
+      await source.reload();
+      await source.reload();
+      assert.equal(source.status().errors, 2, 'a new failure after a recovery counts again, once');
+    } finally {
+      source.close();
+    }
+  });
+
+  test('a file over maxBytes is reported once while it stays over, whatever its size', async () => {
+    const path = join(dir, 'growing.json');
+    await writeFile(path, JSON.stringify({ switches: { a: true } }));
+    const logged: string[] = [];
+    const source = new FileSwitchSource({ path, board: new SwitchBoard(), maxBytes: 200, debounceMs: 10, pollMs: 0, log: (m) => logged.push(m) });
+    await source.start();
+    try {
+      for (const size of [300, 300, 900, 5000, 5000]) {
+        await writeFile(path, JSON.stringify({ switches: { a: { enabled: true, description: 'x'.repeat(size) } } }));
+        await source.reload();
+      }
+      assert.equal(source.status().errors, 1);
+      assert.equal(logged.length, 1);
+      assert.match(logged[0]!, /the limit is 200/);
+    } finally {
+      source.close();
+    }
+  });
+
+  test('a .json file starting with a UTF-8 byte order mark is read, as YAML already was', async () => {
+    for (const name of ['bom.json', 'bom.yaml']) {
+      const path = join(dir, name);
+      await writeFile(path, `\uFEFF${JSON.stringify({ switches: { a: true } })}`);
+      const board = new SwitchBoard();
+      const source = new FileSwitchSource({ path, board, pollMs: 0 });
+      await source.start();
+      source.close();
+      assert.equal(board.isOn('a'), true, name);
+    }
+  });
+
+  test('an empty or blank file is refused as empty, not as "expected object, received null"', async () => {
+    for (const [name, text] of [['empty.yaml', ''], ['blank.yaml', '  \n\n'], ['blank.json', '\uFEFF \n']] as const) {
+      const path = join(dir, name);
+      await writeFile(path, text);
+      await assert.rejects(new FileSwitchSource({ path, board: new SwitchBoard(), pollMs: 0 }).start(), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'GOVMAP_SWITCH_SOURCE_FAILED', name);
+        assert.match(error.message, /the file is empty/, name);
+        assert.doesNotMatch(error.message, /received null/, name);
+        return true;
+      });
+    }
+    const comments = join(dir, 'comments.yaml');
+    await writeFile(comments, '# switches: to come\n');
+    await assert.rejects(new FileSwitchSource({ path: comments, board: new SwitchBoard(), pollMs: 0 }).start(), { code: 'GOVMAP_SWITCH_CONFIG_INVALID', message: /\(root\): the document is empty/ });
+  });
+
+  test('a switch named __proto__ is refused, naming the key, not silently dropped', async () => {
+    for (const [name, text] of [
+      ['proto.json', '{"switches":{"__proto__":{"enabled":"garbage"},"ok":true}}'],
+      ['proto.yaml', 'switches:\n  __proto__: { enabled: garbage }\n  ok: true\n'],
+    ] as const) {
+      const path = join(dir, name);
+      await writeFile(path, text);
+      const board = new SwitchBoard();
+      await assert.rejects(new FileSwitchSource({ path, board, pollMs: 0 }).start(), { code: 'GOVMAP_SWITCH_CONFIG_INVALID', message: /__proto__.*a switch name is \[A-Za-z\]/ }, name);
+      assert.equal(board.snapshot.has('ok'), false, 'nothing applied');
+    }
+  });
+
+  test('timer options beyond a Node.js timer\'s limit are refused, naming the option and the rule', () => {
+    for (const option of ['pollMs', 'debounceMs'] as const) {
+      assert.throws(
+        () => new FileSwitchSource({ path: join(dir, 'x.yaml'), board: new SwitchBoard(), [option]: 3e9 }),
+        (error: unknown) => error instanceof ConfigurationError && error.message.includes(`"${option}"`) && /at most 2147483647 ms/.test(error.message),
+        option,
+      );
+    }
+    assert.doesNotThrow(() => new FileSwitchSource({ path: join(dir, 'x.yaml'), board: new SwitchBoard(), pollMs: 2_147_483_647 }));
   });
 
   test('a file above maxBytes is refused', async () => {

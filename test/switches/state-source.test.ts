@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
+import { ConfigurationError } from '../../src/map/errors.ts';
 import { EtcdStateStore, MemoryStateStore } from '../../src/state/index.ts';
 import type { StateStore } from '../../src/state/index.ts';
 import { StateSwitchSource, SwitchBoard, SwitchVersionConflictError } from '../../src/switches/index.ts';
@@ -79,6 +80,29 @@ function suite(kind: string, open: () => StateStore | null, skip: string | false
       }
     });
 
+    test('a switch key deleted and written again is followed, though its version starts over at 1', async () => {
+      const store = open()!;
+      const prefix = `/govmap-test/${randomUUID()}/switch/`;
+      const board = new SwitchBoard();
+      const source = new StateSwitchSource({ store, board, prefix, log: () => undefined });
+      try {
+        await source.start();
+        await source.put('a', true, { actor: 'ops', reason: 'on' });
+        assert.equal(await source.put('a', false, { actor: 'ops', reason: 'off' }), 2);
+        await eventually('a off', () => board.snapshot.get('a')?.enabled === false);
+        assert.equal(await source.remove('a'), true);
+        await eventually('a gone', () => !board.snapshot.has('a'));
+        assert.equal(await source.put('a', true, { actor: 'ops', reason: 'back' }), 1);
+        await eventually('a back on', () => board.isOn('a'));
+        assert.equal(await source.put('a', { enabled: true, kill: true }, { actor: 'ops', reason: 'kill' }), 2);
+        await eventually('a killed', () => board.snapshot.get('a')?.kill === true);
+        assert.equal(source.status().errors, 0);
+      } finally {
+        await source.close();
+        await store.close();
+      }
+    });
+
     test('an invalid definition never reaches the store', async () => {
       const store = open()!;
       const prefix = `/govmap-test/${randomUUID()}/switch/`;
@@ -94,6 +118,13 @@ function suite(kind: string, open: () => StateStore | null, skip: string | false
 }
 
 suite('memory', () => new MemoryStateStore(), false);
+
+test('startTimeoutMs beyond a Node.js timer\'s limit is refused (it would time out after 1 ms)', () => {
+  assert.throws(
+    () => new StateSwitchSource({ store: new MemoryStateStore(), board: new SwitchBoard(), startTimeoutMs: 3e9 }),
+    (error: unknown) => error instanceof ConfigurationError && /"startTimeoutMs"/.test(error.message) && /at most 2147483647 ms/.test(error.message),
+  );
+});
 
 const endpoints = process.env.GOVMAP_ETCD_ENDPOINTS;
 if (endpoints === undefined && process.env.CI) {
