@@ -152,11 +152,15 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
       }
     },
   });
-  new RoutingMetrics({ registry: context.metrics.registry }).track(router);
+  const routingMetrics = new RoutingMetrics({ registry: context.metrics.registry }).track(router);
   // The cache degradation's maps are GovernedMaps like any other: syncmap_* metrics for them too.
   for (const runtime of router.runtimes()) if (runtime.cache !== null) context.metrics.track(runtime.cache.map);
   const source = options.routeFile === undefined ? null : new FileRouteTableSource({ path: options.routeFile, router });
-  if (source !== null) await source.start();
+  if (source !== null) {
+    // A route file that stops loading must show on /metrics, not only in a log line.
+    routingMetrics.trackSource(source);
+    await source.start();
+  }
   await restoreSpill(router, options.spillFile);
 
   // exposeRoute off: sendJson writes x-govmap-route in its own writeHead (see demo/http.ts).
