@@ -170,7 +170,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
 
   // requireHostHeader off: Node's own refusal of a Host-less request is a bare 400; ours says why.
   const server = createServer({ requireHostHeader: false }, (req, res) => {
-    if (req.headers.host === undefined && isHttp11(req)) return refuseHostless(res);
+    if (isHttp11(req) && !hasHost(req.rawHeaders)) return refuseHostless(res);
     void router.handle(req, res);
   });
   server.on('clientError', answerClientError);
@@ -213,6 +213,18 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
       await runCloseHooks(closeHooks);
     },
   };
+}
+
+/**
+ * Whether the request carries a Host header, read from rawHeaders: `req.headers` is built lazily
+ * on first access, and a GET of a balance never needs it otherwise (an object per request).
+ */
+function hasHost(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && (name === 'host' || name === 'Host' || name.toLowerCase() === 'host')) return true;
+  }
+  return false;
 }
 
 function isHttp11(req: IncomingMessage): boolean {
