@@ -100,14 +100,40 @@ function parseSample(line: string, source: string, lineNo: number): PromSample {
   const rest = line.slice(pos).trim().split(/[ \t]+/);
   if (rest.length < 1 || rest.length > 2 || rest[0] === '') fail('a sample has a value and an optional timestamp, nothing else');
   const valueText = rest[0]!;
-  if (!FLOAT.test(valueText)) fail(`value ${JSON.stringify(valueText)} is not a float (digits, exponent, +Inf, -Inf or NaN)`);
-  const value = /^[+-]?inf$/i.test(valueText) ? (valueText.startsWith('-') ? -Infinity : Infinity) : /^nan$/i.test(valueText) ? NaN : Number(valueText);
+  const value = parseFloatValue(valueText);
+  if (value === null) fail(`value ${JSON.stringify(valueText)} is not a float (digits, exponent, +Inf, -Inf or NaN)`);
   let timestampMs: number | null = null;
   if (rest.length === 2) {
     if (!TIMESTAMP.test(rest[1]!)) fail(`timestamp ${JSON.stringify(rest[1])} is not whole milliseconds`);
     timestampMs = Number(rest[1]);
   }
-  return { name, labels, value, timestampMs };
+  return { name, labels, value: value!, timestampMs };
+}
+
+/**
+ * A sample value as the format writes it (Go's ParseFloat: `+Inf`, `-Inf`, `NaN` spelled out,
+ * which `Number()` does not read), also used for the values of the Prometheus HTTP API; null
+ * when `text` is not one.
+ */
+export function parseFloatValue(text: string): number | null {
+  if (!FLOAT.test(text)) return null;
+  if (/^[+-]?inf$/i.test(text)) return text.startsWith('-') ? -Infinity : Infinity;
+  if (/^[+-]?nan$/i.test(text)) return NaN;
+  return Number(text);
+}
+
+/** A value as the format writes it: `NaN`, `+Inf`, `-Inf`, or the number. */
+export function formatFloatValue(value: number): string {
+  if (Number.isNaN(value)) return 'NaN';
+  if (value === Infinity) return '+Inf';
+  if (value === -Infinity) return '-Inf';
+  return String(value);
+}
+
+/** `name{label="value",...}` as the format writes it, to name a sample in a message. */
+export function formatSeries(name: string, labels: Readonly<Record<string, string>>): string {
+  const pairs = Object.entries(labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+  return pairs.length === 0 ? name : `${name}{${pairs.join(',')}}`;
 }
 
 /** Samples by metric name, for lookups. */

@@ -1,5 +1,6 @@
 import { AdvisorSourceError } from './errors.ts';
-import { byName, parsePrometheusText } from './prom-text.ts';
+import { byName, formatFloatValue, formatSeries, parseFloatValue, parsePrometheusText } from './prom-text.ts';
+import type { PromSample } from './prom-text.ts';
 import { DEFAULT_THRESHOLDS } from './signals.ts';
 import type { AdvisorThresholds, MapEvidence, WeekCount } from './signals.ts';
 
@@ -39,6 +40,73 @@ async function fetchText(url: string, timeoutMs: number, what: string): Promise<
   return body;
 }
 
+// ------------------------------------------------------------------ what a value can be
+
+/** The range a govmap metric's values lie in; a value outside it cannot come from a working exporter. */
+interface ValueRule {
+  readonly holds: (value: number) => boolean;
+  /** The rule in words, for the refusal. */
+  readonly rule: string;
+}
+
+const isCount = (v: number): boolean => Number.isSafeInteger(v) && v >= 0;
+const isNonNegative = (v: number): boolean => Number.isFinite(v) && v >= 0;
+const isShare = (v: number): boolean => v >= 0 && v <= 1;
+const isFlag = (v: number): boolean => v === 0 || v === 1;
+
+const KEY_COUNT: ValueRule = { holds: isCount, rule: 'a key count is a whole number >= 0' };
+const COUNTER: ValueRule = { holds: isNonNegative, rule: 'a counter is a finite number >= 0' };
+const MISS_RATIO: ValueRule = { holds: isShare, rule: 'a miss ratio is misses / loads, from 0 to 1' };
+// The exporters leave the ratio out when there were no writes, so +Inf is never theirs.
+const READ_WRITE: ValueRule = { holds: isNonNegative, rule: 'reads per write is a finite number >= 0 (left out when there were no writes)' };
+const WINDOWS: ValueRule = { holds: isCount, rule: 'a number of windows is a whole number >= 0' };
+const OPERATIONS: ValueRule = { holds: isCount, rule: 'a number of operations is a whole number >= 0' };
+const FLAG: ValueRule = { holds: isFlag, rule: 'a flag is 0 or 1' };
+const RATE: ValueRule = { holds: isNonNegative, rule: 'a rate or an increase of a counter is a finite number >= 0' };
+
+/**
+ * Every metric the advisor reads, with the range its values lie in. A sample outside it (a key
+ * count of -5, a miss ratio of 7, a NaN load total, a read:write of +Inf) is refused: the figure
+ * is treated as unknown, so its signal says `insufficient-data` instead of judging on it, and a
+ * note names the sample, the value and the rule, the way every other evidence problem is told.
+ */
+export const VALUE_RULES: Readonly<Record<string, ValueRule>> = Object.freeze({
+  syncmap_keys: KEY_COUNT,
+  syncmap_load_total: COUNTER,
+  syncmap_miss_ratio: MISS_RATIO,
+  syncmap_read_write_ratio: READ_WRITE,
+  govmap_advisor_recommendation: FLAG,
+  govmap_advisor_window_seconds: { holds: (v: number) => Number.isFinite(v) && v > 0, rule: 'a window length is a finite number of seconds > 0' },
+  govmap_advisor_window_miss_ratio: MISS_RATIO,
+  govmap_advisor_miss_ratio_breached_windows: WINDOWS,
+  govmap_advisor_miss_ratio_observed_windows: WINDOWS,
+  govmap_advisor_read_write_ratio: READ_WRITE,
+  govmap_advisor_window_operations: OPERATIONS,
+  govmap_advisor_range_calls: { holds: isCount, rule: 'a number of range calls is a whole number >= 0' },
+  govmap_advisor_state_problem: FLAG,
+  govmap_gc_pause_rising: FLAG,
+  govmap_gc_pause_trend_ratio: { holds: isNonNegative, rule: 'a ratio of pause times is a finite number >= 0' },
+  govmap_gc_pause_fraction: { holds: isShare, rule: 'a share of time is from 0 to 1' },
+});
+
+/** Why `value` of the series is refused, or null when it is in range (or the metric is not one the advisor reads). */
+function refusal(name: string, labels: Readonly<Record<string, string>>, value: number, rule: ValueRule | undefined = VALUE_RULES[name]): string | null {
+  if (rule === undefined || rule.holds(value)) return null;
+  return `refused ${formatSeries(name, labels)} = ${formatFloatValue(value)}: ${rule.rule}`;
+}
+
+/** The samples in range, and a refusal note for each one that is not. */
+function screen(samples: readonly PromSample[]): { accepted: PromSample[]; refused: Array<{ readonly sample: PromSample; readonly note: string }> } {
+  const accepted: PromSample[] = [];
+  const refused: Array<{ sample: PromSample; note: string }> = [];
+  for (const sample of samples) {
+    const note = refusal(sample.name, sample.labels, sample.value);
+    if (note === null) accepted.push(sample);
+    else refused.push({ sample, note });
+  }
+  return { accepted, refused };
+}
+
 // ------------------------------------------------------------------ one scrape of /metrics
 
 /** Reads `url` (a service's Prometheus metrics endpoint) once and builds evidence per map. */
@@ -53,15 +121,21 @@ export async function evidenceFromMetricsEndpoint(url: string, options: SourceOp
  * sliding window and no week, and says so.
  */
 export function evidenceFromMetricsText(text: string, source: string, thresholds: AdvisorThresholds = DEFAULT_THRESHOLDS): MapEvidence[] {
-  const metrics = byName(parsePrometheusText(text, source));
+  const samples = parsePrometheusText(text, source);
+  const { accepted, refused } = screen(samples);
+  const metrics = byName(accepted);
   const valueOf = (name: string, match: Record<string, string> = {}): number | null => {
     const hit = (metrics.get(name) ?? []).find((s) => Object.entries(match).every(([k, v]) => s.labels[k] === v));
     return hit === undefined || Number.isNaN(hit.value) ? null : hit.value;
   };
+  // From every sample, refused ones included: a map whose only figure is refused still gets its note.
+  const all = byName(samples);
   const maps = new Set<string>();
   for (const name of ['syncmap_keys', 'syncmap_load_total', 'govmap_advisor_recommendation']) {
-    for (const s of metrics.get(name) ?? []) if (s.labels.map !== undefined) maps.add(s.labels.map);
+    for (const s of all.get(name) ?? []) if (s.labels.map !== undefined) maps.add(s.labels.map);
   }
+  // A refused trend has its own note; "not exported" would then be wrong.
+  const gcRisingRefused = refused.some((r) => r.sample.name === 'govmap_gc_pause_rising');
   const advisorWindowSeconds = valueOf('govmap_advisor_window_seconds');
   const gcRising = (metrics.get('govmap_gc_pause_rising') ?? [])[0];
   const gc = {
@@ -72,7 +146,8 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
 
   const out: MapEvidence[] = [];
   for (const map of [...maps].sort()) {
-    const notes: string[] = [];
+    // Samples without a map label (GC, the advisor's window) bear on every map.
+    const notes: string[] = refused.filter((r) => r.sample.labels.map === undefined || r.sample.labels.map === map).map((r) => r.note);
     const withAdvisor = (metrics.get('govmap_advisor_recommendation') ?? []).some((s) => s.labels.map === map);
     let missRatio: MapEvidence['missRatio'];
     let readWrite: MapEvidence['readWrite'];
@@ -104,7 +179,7 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
       ranges = { current: null, previous: null, beforePrevious: null, calendar: 'iso-week' };
       notes.push('the service does not export the in-process advisor (govmap_advisor_*): one scrape shows one miss-ratio window and no weekly range history; use --prometheus, or run the Advisor in the service');
     }
-    if (gc.rising === null) {
+    if (gc.rising === null && !gcRisingRefused) {
       notes.push(
         metrics.has('govmap_gc_pause_seconds_bucket') || metrics.has('govmap_gc_pause_seconds_count')
           ? 'the service observes GC, but its pause trend needs two whole windows of it first'
@@ -158,7 +233,7 @@ export class PrometheusQueryClient {
   async query(promql: string, timeMs: number): Promise<VectorSample[]> {
     const data = await this.#get('query', { query: promql, time: String(timeMs / 1000) });
     if (data.resultType !== 'vector') throw new AdvisorSourceError(this.baseUrl, `query ${promql} returned a ${String(data.resultType)}, not a vector`);
-    return (data.result as Array<{ metric: Record<string, string>; value: [number, string] }>).map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
+    return (data.result as Array<{ metric: Record<string, string>; value: [number, string] }>).map((r) => ({ metric: r.metric, value: apiValue(r.value[1]) }));
   }
 
   async queryRange(promql: string, startMs: number, endMs: number, stepMs: number): Promise<MatrixSeries[]> {
@@ -166,7 +241,7 @@ export class PrometheusQueryClient {
     if (data.resultType !== 'matrix') throw new AdvisorSourceError(this.baseUrl, `query_range ${promql} returned a ${String(data.resultType)}, not a matrix`);
     return (data.result as Array<{ metric: Record<string, string>; values: Array<[number, string]> }>).map((r) => ({
       metric: r.metric,
-      values: r.values.map(([t, v]) => [t * 1000, Number(v)] as [number, number]),
+      values: r.values.map(([t, v]) => [t * 1000, apiValue(v)] as [number, number]),
     }));
   }
 
@@ -184,6 +259,11 @@ export class PrometheusQueryClient {
     }
     return { resultType: parsed.data.resultType, result: parsed.data.result };
   }
+}
+
+/** A value of the HTTP API: a string as the text format writes it ("+Inf", "NaN"); anything else is NaN. */
+function apiValue(text: string): number {
+  return parseFloatValue(String(text)) ?? NaN;
 }
 
 const seriesKey = (metric: Record<string, string>): string => `${metric.map ?? ''}\u0000${metric.instance ?? ''}`;
@@ -220,19 +300,45 @@ export async function evidenceFromPrometheus(baseUrl: string, options: Prometheu
     client.query('count_over_time(syncmap_range_total[1d] offset 6d)', now),
     client.query('count_over_time(syncmap_range_total[1d] offset 13d)', now),
   ]);
+  // Values out of range are refused as in one scrape: left out, with a note on their map's
+  // series (GC figures, summed per instance, on every series of that instance).
+  const refusedBySeries = new Map<string, string[]>();
+  const refusedByInstance = new Map<string, string[]>();
+  const noteOn = (to: Map<string, string[]>, key: string, note: string): void => void to.set(key, [...(to.get(key) ?? []), note]);
+  const inRange = (name: string, samples: VectorSample[], rule?: ValueRule): VectorSample[] =>
+    samples.filter((s) => {
+      const { __name__: _name, ...labels } = s.metric;
+      const note = refusal(name, labels, s.value, rule);
+      if (note !== null) {
+        if (s.metric.map === undefined) noteOn(refusedByInstance, s.metric.instance ?? '', note);
+        else noteOn(refusedBySeries, seriesKey(s.metric), note);
+      }
+      return note === null;
+    });
   const index = (samples: VectorSample[]): Map<string, number> => new Map(samples.map((s) => [seriesKey(s.metric), s.value]));
   const byInstance = (samples: VectorSample[]): Map<string, number> => new Map(samples.map((s) => [s.metric.instance ?? '', s.value]));
-  const keysBy = index(keys);
-  const rwBy = index(rw);
-  const lastWeek = index(rangesLast);
-  const weekBefore = index(rangesBefore);
+  const keysBy = index(inRange('syncmap_keys', keys));
+  inRange('syncmap_load_total', loads);
+  const rwBy = index(inRange('syncmap_read_write_ratio', rw));
+  const lastWeek = index(inRange('increase(syncmap_range_total[7d])', rangesLast, RATE));
+  const weekBefore = index(inRange('increase(syncmap_range_total[7d] offset 7d)', rangesBefore, RATE));
   const coveredPrev = index(coverPrev);
   const coveredBefore = index(coverBefore);
-  const gcNow = byInstance(gcRecent);
-  const gcThen = byInstance(gcPrevious);
-  const nodeNow = byInstance(nodeGcRecent);
-  const nodeThen = byInstance(nodeGcPrevious);
-  const missBy = new Map(missRange.map((s) => [seriesKey(s.metric), s.values]));
+  const gcNow = byInstance(inRange(`rate(govmap_gc_pause_seconds_sum[${w}])`, gcRecent, RATE));
+  const gcThen = byInstance(inRange(`rate(govmap_gc_pause_seconds_sum[${w}] offset ${w})`, gcPrevious, RATE));
+  const nodeNow = byInstance(inRange(`rate(nodejs_gc_duration_seconds_sum[${w}])`, nodeGcRecent, RATE));
+  const nodeThen = byInstance(inRange(`rate(nodejs_gc_duration_seconds_sum[${w}] offset ${w})`, nodeGcPrevious, RATE));
+  const missBy = new Map(
+    missRange.map((s) => {
+      const { __name__: _name, ...labels } = s.metric;
+      const kept = s.values.filter(([at, v]) => {
+        const note = refusal('syncmap_miss_ratio', labels, v);
+        if (note !== null) noteOn(refusedBySeries, seriesKey(s.metric), `${note} (at ${new Date(at).toISOString()})`);
+        return note === null;
+      });
+      return [seriesKey(s.metric), kept] as const;
+    }),
+  );
 
   const series = new Map<string, Record<string, string>>();
   for (const s of [...keys, ...loads]) if (s.metric.map !== undefined) series.set(seriesKey(s.metric), s.metric);
@@ -240,7 +346,7 @@ export async function evidenceFromPrometheus(baseUrl: string, options: Prometheu
   const out: MapEvidence[] = [];
   for (const [key, metric] of [...series].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const instance = metric.instance ?? '';
-    const notes: string[] = [];
+    const notes: string[] = [...(refusedBySeries.get(key) ?? []), ...(refusedByInstance.get(instance) ?? [])];
     // Miss ratio: consecutive points, newest first, at exact window steps.
     const points = new Map((missBy.get(key) ?? []).map(([at, v]) => [Math.round(at / 1000), v]));
     let observed = 0;

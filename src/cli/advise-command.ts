@@ -11,10 +11,17 @@ export interface AdviseCommandOptions {
   readonly check?: boolean;
 }
 
-/** Exit statuses: 0 done, 1 the source could not be read, 2 usage error, 3 with --check: a map should migrate. */
+/**
+ * Exit statuses: 0 done, 1 the source could not be read, 2 usage error (a URL that is not
+ * http(s), a --map the source does not have: a misspelt map must not pass a CI gate forever),
+ * 3 with --check: a map should migrate.
+ */
 export const EXIT_SOURCE = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_MIGRATE = 3;
+
+/** How many of the source's maps a "no such map" refusal lists, enough to spot the misspelling. */
+const MAPS_NAMED = 20;
 
 function seconds(name: string, min: number, max: number): (raw: string) => number {
   return (raw) => {
@@ -31,7 +38,7 @@ export function registerAdviseCommand(program: Command): void {
     .description('migration advice per map (stay, shared-memory-store, redis-store, not-a-map-workload) with the signals and figures behind it')
     .addOption(new Option('--url <url>', 'a running service\'s Prometheus metrics endpoint, e.g. http://127.0.0.1:8080/metrics').conflicts('prometheus'))
     .addOption(new Option('--prometheus <url>', 'a Prometheus server scraping govmap services (its HTTP query API), e.g. http://127.0.0.1:9090'))
-    .option('--map <name...>', 'only these maps')
+    .option('--map <name...>', `only these maps (exit ${EXIT_USAGE} if the source has no map of that name)`)
     .option('--window <seconds>', 'with --prometheus: window of the miss ratio and the GC trend', seconds('--window', 10, 86_400), 300)
     .option('--timeout <seconds>', 'per-request timeout', seconds('--timeout', 1, 600), 10)
     .option('--json', 'print {source, generatedAt, advice:[...]} as JSON')
@@ -45,6 +52,13 @@ export function registerAdviseCommand(program: Command): void {
 export async function adviseCommand(options: AdviseCommandOptions): Promise<void> {
   if ((options.url === undefined) === (options.prometheus === undefined)) {
     console.error('govmap advise: give exactly one source: --url <metrics endpoint> or --prometheus <Prometheus URL>');
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
+  // Checked before any request: "notaurl" or ftp:// is a usage error (2), not an unreachable source (1).
+  const given = options.url !== undefined ? { flag: '--url', url: options.url, example: 'http://127.0.0.1:8080/metrics' } : { flag: '--prometheus', url: options.prometheus!, example: 'http://127.0.0.1:9090' };
+  if (!isHttpUrl(given.url)) {
+    console.error(`govmap advise: ${given.flag} must be an http:// or https:// URL, e.g. ${given.example} (got "${given.url}")`);
     process.exitCode = EXIT_USAGE;
     return;
   }
@@ -68,12 +82,29 @@ export async function adviseCommand(options: AdviseCommandOptions): Promise<void
   const advice = evidence.filter((e) => wanted === null || wanted.has(e.map)).map((e) => advisor.advise(e));
   if (options.json === true) {
     console.log(JSON.stringify({ source: options.url ?? options.prometheus, generatedAt: new Date().toISOString(), advice }, null, 2));
-  } else {
+  } else if (advice.length > 0 || wanted === null) {
+    // Every --map missing: the refusal below says so; "no govmap maps found" would be wrong.
     console.log(advisor.formatAdvice(advice));
   }
-  if (wanted !== null) {
-    const missing = [...wanted].filter((name) => !advice.some((a) => a.map === name));
-    if (missing.length > 0) console.error(`govmap advise: no such map at the source: ${missing.join(', ')}`);
-  }
   if (options.check === true && advice.some((a) => a.recommendation !== 'stay')) process.exitCode = EXIT_MIGRATE;
+  if (wanted !== null) {
+    const missing = [...wanted].filter((name) => !evidence.some((e) => e.map === name));
+    if (missing.length > 0) {
+      // Wins over --check's 3: a gate watching a map that is not there (a typo, a renamed map)
+      // would otherwise pass forever.
+      const known = [...new Set(evidence.map((e) => e.map))].sort();
+      const has = known.length === 0 ? 'no govmap maps' : `${known.slice(0, MAPS_NAMED).join(', ')}${known.length > MAPS_NAMED ? `, and ${known.length - MAPS_NAMED} more` : ''}`;
+      console.error(`govmap advise: --map ${missing.join(', ')}: no such map at the source (it has: ${has})`);
+      process.exitCode = EXIT_USAGE;
+    }
+  }
+}
+
+function isHttpUrl(raw: string): boolean {
+  try {
+    const url = new URL(raw);
+    return url.protocol === 'http:' || url.protocol === 'https:';
+  } catch {
+    return false;
+  }
 }

@@ -1,6 +1,8 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { Option } from 'commander';
 import type { Command, CommanderError } from 'commander';
+import type * as Spool from '../audit/spool.ts';
 
 /** Exit statuses of `govmap audit verify`: 0 intact, 1 tampered or damaged, 2 usage error. */
 export const EXIT_TAMPERED = 1;
@@ -66,10 +68,33 @@ async function verifyCommand(path: string, options: VerifyOptions): Promise<void
     process.exitCode = EXIT_USAGE;
     return;
   }
+  const notASpool = notAnAuditPath(path, await import('../audit/spool.ts'));
+  if (notASpool !== null) {
+    console.error(`govmap audit verify: ${path}: ${notASpool} (give a spool directory, e.g. ./.govmap/audit, or one audit-NNNNNN.jsonl segment)`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
   const report = verifySpool(path, { key });
   if (options.json === true) console.log(JSON.stringify(report));
   else console.log(formatVerifyReport(report));
   process.exitCode = report.ok ? 0 : EXIT_TAMPERED;
+}
+
+/**
+ * Why `path` is not something to verify, or null when it is. A file named otherwise than a
+ * segment, or a directory with neither segments nor HEAD, was never a spool: a usage error
+ * (exit 2), not a tampered log (exit 1) that pages someone. A directory with a HEAD and no
+ * segments is a spool whose segments are gone: that is verify's to report as damage.
+ */
+function notAnAuditPath(path: string, spool: typeof Spool): string | null {
+  const stats = statSync(path);
+  if (stats.isDirectory()) {
+    if (spool.listSegments(path).length > 0 || existsSync(join(path, spool.HEAD_FILE))) return null;
+    return 'this directory holds no audit segments (audit-NNNNNN.jsonl) and no HEAD: not an audit spool';
+  }
+  if (!stats.isFile()) return 'not a regular file or a directory';
+  if (!spool.SEGMENT_PATTERN.test(basename(path))) return `"${basename(path)}" is not an audit segment name (audit-NNNNNN.jsonl)`;
+  return null;
 }
 
 async function tailCommand(path: string, options: TailOptions): Promise<void> {

@@ -1,8 +1,10 @@
+import { isIP } from 'node:net';
+import type { Command } from 'commander';
 import { formatProgress, runLoad } from '../../demo/load.ts';
 import { startDemo } from '../../demo/server.ts';
 import { demoRedisOptions } from '../../demo/redis.ts';
-import { GovMapError } from '../../src/map/index.ts';
 import { startBareDemo } from '../../demo/bare.ts';
+import { EXIT_USAGE, describeStartFailure } from './demo-start-failure.ts';
 
 export interface DemoCommandOptions {
   readonly port: number;
@@ -27,8 +29,25 @@ export interface DemoCommandOptions {
   readonly traffic?: boolean;
 }
 
-export async function demoCommand(options: DemoCommandOptions): Promise<void> {
+/** Options that only shape the load run: given without --load they would do nothing. */
+const LOAD_ONLY_OPTIONS = ['duration', 'concurrency', 'exit'] as const;
+
+/**
+ * Exit status of a demo stopped by a signal while its load was still running: 128 + the signal
+ * number, as a shell reports it, so a CI gate on `--load --exit` reads an interrupted run as a
+ * failure and never as a pass (0).
+ */
+const EXIT_INTERRUPTED: Readonly<Record<'SIGINT' | 'SIGTERM', number>> = { SIGINT: 130, SIGTERM: 143 };
+
+export async function demoCommand(options: DemoCommandOptions, command?: Command): Promise<void> {
+  const problem = usageProblem(options, command);
+  if (problem !== null) {
+    console.error(`govmap demo: ${problem}`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
   if (options.bare === true) return bareCommand(options);
+  const auditDir = options.auditDir ?? './.govmap/audit';
   let demo;
   try {
     demo = await startDemo({
@@ -37,22 +56,15 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
       accounts: options.accounts,
       redis: demoRedisOptions(options),
       settlement: { etcd: options.etcd, instance: options.instance, failureRate: options.gatewayFailureRate, latencyMs: options.gatewayLatency },
-      audit: { dir: options.auditDir ?? './.govmap/audit', kafka: options.kafka?.split(',').filter((b) => b !== '') },
+      audit: { dir: auditDir, kafka: options.kafka?.split(',').filter((b) => b !== '') },
       traffic: options.traffic !== false,
     });
   } catch (error) {
-    if (error instanceof GovMapError) {
-      console.error(`govmap demo: ${error.message}`);
-      process.exitCode = 1;
-      return;
-    }
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') {
-      console.error(`govmap demo: port ${options.port} on ${options.host} is in use; pass --port <n> (or PORT=<n>), or --port 0 for any free port`);
-      process.exitCode = 1;
-      return;
-    }
-    throw error;
+    const failure = describeStartFailure(error, { host: options.host, port: options.port, auditDir });
+    if (failure === null) throw error;
+    console.error(`govmap demo: ${failure.message}`);
+    process.exitCode = failure.exitCode;
+    return;
   }
   console.log(`govmap demo: reference clearing service on ${demo.url}`);
   console.log(`  dashboard: ${demo.url}/`);
@@ -62,26 +74,43 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
   console.log(`       curl ${demo.url}/metrics`);
   for (const line of demo.announcements) console.log(`  ${line}`);
 
-  const shutdown = (): void => {
-    console.log('govmap demo: shutting down');
+  // Set while the load runs: a signal then means the run did not finish (see EXIT_INTERRUPTED).
+  let load: AbortController | null = null;
+  let stopping = false;
+  const shutdown = (signal: 'SIGINT' | 'SIGTERM'): void => {
+    stopping = true;
+    const interrupted = load !== null;
+    load?.abort();
+    console.log(`govmap demo: shutting down${interrupted ? ` (${signal} during the load: exit ${EXIT_INTERRUPTED[signal]})` : ''}`);
     for (const line of demo.auditSummary()) console.log(`  ${line}`);
-    void demo.close().then(() => process.exit(0));
+    void demo.close().then(() => process.exit(interrupted ? EXIT_INTERRUPTED[signal] : 0));
   };
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
 
   if (options.load === true) {
     console.log(`govmap demo: driving load for ${options.duration}s with ${options.concurrency} requests in flight (reads:writes 20:1)`);
+    // The ratio printed after the load is over the load alone: the counters also hold the
+    // seeding (one store per account), which would drag a 20:1 load down to a few reads per write.
+    const before = { reads: demo.book.balances.counters.reads, writes: demo.book.balances.counters.writes };
+    load = new AbortController();
     const result = await runLoad({
       url: demo.url,
       durationSec: options.duration,
       concurrency: options.concurrency,
       accounts: options.accounts,
+      signal: load.signal,
       onProgress: (p) => console.log(`  ${formatProgress(p)}`),
     });
+    load = null;
+    // Interrupted: the signal handler closes the service and sets the exit status.
+    if (stopping) return;
     console.log(`govmap demo: load done: ${formatProgress(result)}`);
     const stats = demo.book.balances.stats();
-    console.log(`  map "balances": ${stats.keys} keys, ${stats.loads} loads, ${stats.ranges} ranges, ${stats.stores.ok} stores, ${stats.stores.rejected} rejected ${JSON.stringify(stats.rejectionsByReason)}, read:write ${stats.readWriteRatio?.toFixed(1) ?? '-'}`);
+    const reads = demo.book.balances.counters.reads - before.reads;
+    const writes = demo.book.balances.counters.writes - before.writes;
+    const ratio = writes === 0 ? (reads === 0 ? '-' : 'reads only') : (reads / writes).toFixed(1);
+    console.log(`  map "balances": ${stats.keys} keys, ${stats.loads} loads, ${stats.ranges} ranges, ${stats.stores.ok} stores, ${stats.stores.rejected} rejected ${JSON.stringify(stats.rejectionsByReason)}, read:write during the load ${ratio}`);
     for (const line of demo.auditSummary()) console.log(`  ${line}`);
     if (options.exit === true) {
       await demo.close();
@@ -91,6 +120,23 @@ export async function demoCommand(options: DemoCommandOptions): Promise<void> {
     }
   }
   console.log('govmap demo: running; Ctrl-C to stop');
+}
+
+/** What is wrong with the options before anything starts, or null. */
+function usageProblem(options: DemoCommandOptions, command: Command | undefined): string | null {
+  if (options.load !== true) {
+    // Commander fills --duration and --concurrency with their defaults: only what was typed counts.
+    const given = LOAD_ONLY_OPTIONS.filter((name) => command?.getOptionValueSource(name) === 'cli');
+    if (given.length === 1) return `--${given[0]} needs --load (it shapes the load run, and there is none without it)`;
+    if (given.length > 1) return `${given.map((name) => `--${name}`).join(', ')} need --load (they shape the load run, and there is none without it)`;
+  }
+  // Four dotted numbers are an IPv4 address or nothing: refuse 999.1.1.1 here, where a resolver
+  // would be asked about it as a host name (and might answer slowly, or not at all offline).
+  if (/^[0-9]+(?:\.[0-9]+){3}$/.test(options.host) && isIP(options.host) === 0) {
+    return `--host ${options.host}: not an IPv4 address (four numbers from 0 to 255), e.g. 127.0.0.1 or 0.0.0.0`;
+  }
+  if (options.auditDir === '') return '--audit-dir must be a directory path (got "")';
+  return null;
 }
 
 /** The ungoverned baseline, for `govmap bench load`. Prints the same first line as the demo. */

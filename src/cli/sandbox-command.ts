@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from 'commander';
 import type { Command, CommanderError } from 'commander';
 import type { LeakSuspect, SandboxReport } from '../sandbox/index.ts';
+import { checkSandboxReport } from './sandbox-report-schema.ts';
 
 export interface SandboxReportOptions {
   readonly url: string;
@@ -54,11 +55,15 @@ export async function sandboxReportCommand(options: SandboxReportOptions): Promi
     const response = await fetch(endpoint, { signal: AbortSignal.timeout(options.timeout * 1000) });
     const text = await response.text();
     if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.slice(0, 300)}`);
-    const parsed = JSON.parse(text) as Partial<SandboxReport>;
-    if (parsed === null || typeof parsed !== 'object' || !Array.isArray(parsed.suspects) || typeof parsed.instances !== 'object') {
-      throw new Error('the answer is not a govmap sandbox report (no "suspects" list)');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new Error(`the answer is not a govmap sandbox report (not JSON: ${JSON.stringify(text.slice(0, 80))})`);
     }
-    report = parsed as SandboxReport;
+    const checked = checkSandboxReport(parsed);
+    if (!checked.ok) throw new Error(`the answer is not a govmap sandbox report (${checked.problem})`);
+    report = checked.report;
   } catch (error) {
     const reason = error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
     console.error(`govmap sandbox report: cannot read ${endpoint}: ${reason}`);

@@ -1,4 +1,6 @@
-import { writeFile } from 'node:fs/promises';
+import { access, stat, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Option } from 'commander';
 import type { Command, CommanderError } from 'commander';
 
@@ -44,6 +46,11 @@ export function registerScanCommand(program: Command): void {
 }
 
 export async function scanCommand(paths: string[], options: ScanCommandOptions): Promise<void> {
+  // Before the scan, which can take minutes: a typo in --output should not cost them.
+  if (options.output !== undefined) {
+    const unwritable = await outputProblem(options.output);
+    if (unwritable !== null) return refuseOutput(options.output, unwritable);
+  }
   // The lint engine pulls in TypeScript and ESLint: load it only when a scan runs.
   const lint = await import('../lint/index.ts');
   try {
@@ -68,7 +75,17 @@ export async function scanCommand(paths: string[], options: ScanCommandOptions):
     });
     const text = options.format === 'json' ? lint.formatJson(report) : options.format === 'sarif' ? lint.formatSarif(report) : lint.formatText(report);
     if (options.output === undefined) process.stdout.write(`${text}\n`);
-    else await writeFile(options.output, `${text}\n`);
+    else {
+      try {
+        await writeFile(options.output, `${text}\n`);
+      } catch (error) {
+        return refuseOutput(options.output, (error as Error).message);
+      }
+    }
+    if (report.ignored.length > 0 && options.format !== 'text') {
+      // The text summary counts them; a JSON or SARIF report on stdout or in a file does not show a count to a person.
+      process.stderr.write(`govmap scan: ${report.ignored.length} file(s) skipped by an ignore pattern, not analysed (first: ${report.ignored[0]})\n`);
+    }
 
     if (report.unanalysed.length > 0) {
       // A scan that skipped files cannot vouch for them: not a pass, whatever it found.
@@ -89,4 +106,35 @@ export async function scanCommand(paths: string[], options: ScanCommandOptions):
     }
     throw error;
   }
+}
+
+/**
+ * Why the report cannot be written to `output`, or null when it can: the directory must exist and
+ * be writable, and the path must not be a directory. Exit 1 means "findings", so a report that
+ * was never written must not end with it (CI steps run `govmap scan --output f || test $? -eq 1`).
+ */
+async function outputProblem(output: string): Promise<string | null> {
+  const directory = dirname(resolve(output));
+  try {
+    if (!(await stat(directory)).isDirectory()) return `${directory} is not a directory`;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? `directory ${directory} does not exist` : code === 'ENOTDIR' ? `${directory} is not a directory` : (error as Error).message;
+  }
+  try {
+    await access(directory, constants.W_OK);
+  } catch {
+    return `directory ${directory} is not writable`;
+  }
+  try {
+    if ((await stat(output)).isDirectory()) return `${output} is a directory`;
+  } catch {
+    // not there yet: it will be created
+  }
+  return null;
+}
+
+function refuseOutput(output: string, reason: string): void {
+  process.stderr.write(`govmap scan: cannot write --output ${output}: ${reason}\n`);
+  process.exitCode = EXIT_USAGE;
 }

@@ -1,15 +1,22 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { test } from 'node:test';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
-function run(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+const scratch = mkdtempSync(join(tmpdir(), 'govmap-demo-cli-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+function run(args: string[], timeoutMs = 60_000, onStart?: (child: ChildProcess, stdout: () => string) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: scratch });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -22,6 +29,7 @@ function run(args: string[], timeoutMs = 60_000): Promise<{ code: number | null;
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    onStart?.(child, () => stdout);
   });
 }
 
@@ -60,4 +68,61 @@ test('a busy port is reported as such, not as a stack trace', async () => {
   } finally {
     blocker.close();
   }
+});
+
+test('load-only options without --load are refused (exit 2), naming them', async () => {
+  for (const [args, said] of [
+    [['--exit'], '--exit needs --load'],
+    [['--duration', '5'], '--duration needs --load'],
+    [['--concurrency', '4', '--exit'], '--concurrency, --exit need --load'],
+  ] as const) {
+    const { code, stdout, stderr } = await run(['demo', '--port', '0', '--no-traffic', ...args]);
+    assert.equal(code, 2, stderr);
+    assert.equal(stderr, `govmap demo: ${said} (${said.includes(',') ? 'they shape' : 'it shapes'} the load run, and there is none without it)\n`);
+    assert.equal(stdout, '', 'nothing started');
+  }
+});
+
+test('a host or an audit dir that cannot work: one line naming the option and the value, exit 2, no stack', async () => {
+  const file = join(scratch, 'a-file');
+  writeFileSync(file, 'not a directory\n');
+  const cases: Array<[string[], RegExp]> = [
+    [['--host', '999.1.1.1'], /^govmap demo: --host 999\.1\.1\.1: not an IPv4 address \(four numbers from 0 to 255\)/],
+    // TEST-NET-1 (RFC 5737): never an address of this machine.
+    [['--host', '192.0.2.1'], /^govmap demo: --host 192\.0\.2\.1: not an address of this machine \(EADDRNOTAVAIL\)/],
+    [['--audit-dir', file], new RegExp(`^govmap demo: --audit-dir ${file}: .*\\(EEXIST`)],
+    [['--audit-dir', join(file, 'x')], new RegExp(`^govmap demo: --audit-dir ${file}/x: .*\\(ENOTDIR`)],
+    [['--audit-dir', ''], /^govmap demo: --audit-dir must be a directory path \(got ""\)/],
+  ];
+  for (const [args, said] of cases) {
+    const { code, stderr } = await run(['demo', '--port', '0', '--no-traffic', '--audit-dir', join(scratch, 'audit'), ...args]);
+    assert.equal(code, 2, `${args.join(' ')}\n${stderr}`);
+    assert.match(stderr, said);
+    assert.equal(stderr.trim().split('\n').length, 1, stderr);
+  }
+});
+
+test('--load prints the read:write ratio of the load alone, not diluted by the opening stores', async () => {
+  const { code, stdout, stderr } = await run(['demo', '--port', '0', '--no-traffic', '--audit-dir', join(scratch, 'audit-ratio'), '--load', '--duration', '2', '--exit']);
+  assert.equal(code, 0, stderr);
+  const ratio = /map "balances": .* read:write during the load (\d+\.\d)$/m.exec(stdout);
+  assert.ok(ratio !== null, stdout);
+  // The load sends 20 reads per write request (a transfer writes twice); the 1,000 opening stores
+  // counted in made it about 6.
+  assert.ok(Number(ratio[1]) >= 10, `read:write ${ratio[1]}`);
+});
+
+test('a demo --load --exit interrupted during the load exits 130 (SIGINT), never 0', async () => {
+  const { code, stdout } = await run(['demo', '--port', '0', '--no-traffic', '--audit-dir', join(scratch, 'audit-int'), '--load', '--duration', '60', '--exit'], 60_000, (child, out) => {
+    const poll = setInterval(() => {
+      if (/driving load/.test(out())) {
+        clearInterval(poll);
+        child.kill('SIGINT');
+      }
+    }, 50);
+    child.on('close', () => clearInterval(poll));
+  });
+  assert.equal(code, 130, stdout);
+  assert.match(stdout, /shutting down \(SIGINT during the load: exit 130\)/);
+  assert.doesNotMatch(stdout, /load done/);
 });

@@ -23,6 +23,14 @@ const refused: Array<[string[], RegExp]> = [
   [['no-such-command'], /unknown command 'no-such-command'/],
   [['audit', 'verify'], /missing required argument 'path'/],
   [['scan', '--format', 'xml'], /Allowed choices are text, json, sarif/],
+  [['scan', '--output', '/nonexistent/dir/r.txt'], /^govmap scan: cannot write --output \/nonexistent\/dir\/r\.txt: directory \/nonexistent\/dir does not exist$/m],
+  [['demo', '--exit'], /^govmap demo: --exit needs --load/],
+  [['demo', '--host', '999.1.1.1'], /^govmap demo: --host 999\.1\.1\.1: not an IPv4 address/],
+  [['demo', '--audit-dir', ''], /^govmap demo: --audit-dir must be a directory path \(got ""\)/],
+  [['advise', '--url', 'notaurl'], /^govmap advise: --url must be an http:\/\/ or https:\/\/ URL/],
+  [['advise', '--url', 'ftp://x/metrics'], /^govmap advise: --url must be an http:\/\/ or https:\/\/ URL/],
+  [['sandbox', 'report', '--url', 'ftp://x'], /^govmap sandbox report: --url must be an http\(s\) URL/],
+  [['audit', 'verify', '/nonexistent/audit'], /^govmap audit verify: no such file or directory/],
   [[], /Usage: govmap/],
 ];
 for (const [args, message] of refused) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -61,6 +61,67 @@ describe('govmap scan (command line)', () => {
     const badConfig = await govmap(['scan', '--config', config], SAMPLE);
     assert.equal(badConfig.code, 2);
     assert.match(badConfig.stderr, /preset/);
+  });
+
+  test('a path outside the current directory is refused (exit 2) naming the path and the rule, never silently dropped', async () => {
+    const outside = join(scratch, 'other', 'src');
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(outside, 'stray.ts'), 'export const stray = 1;\n');
+    // With a file inside: it used to scan that one and exit 0 ("1 file scanned").
+    const mixed = await govmap(['scan', 'src/fees.ts', outside], SAMPLE);
+    assert.equal(mixed.code, 2, mixed.stdout);
+    assert.match(mixed.stderr, new RegExp(`path "${outside.replaceAll('/', '\\/')}" is outside the scan root .*GOVMAP_SCAN_PATH_OUTSIDE_ROOT`));
+    assert.equal(mixed.stderr.trim().split('\n').length, 1, mixed.stderr);
+    assert.equal(mixed.stdout, '');
+    // Only outside: it used to say GOVMAP_SCAN_NO_FILES although the file exists.
+    const only = await govmap(['scan', '../../../../src/advisor'], SAMPLE);
+    assert.equal(only.code, 2);
+    assert.match(only.stderr, /path "\.\.\/\.\.\/\.\.\/\.\.\/src\/advisor" is outside the scan root/);
+    assert.doesNotMatch(only.stderr, /GOVMAP_SCAN_NO_FILES/);
+  });
+
+  test('files an ignore skips are counted as not analysed, in every format, and do not fail the scan', async () => {
+    const text = await govmap(['scan', '--ignore', 'src/fees.ts', 'src/clean.ts'], SAMPLE);
+    assert.equal(text.code, 1, text.stderr);
+    assert.match(text.stdout, /govmap scan: 4 files scanned, .*, 2 files ignored \(not analysed\)$/m);
+    const json = await govmap(['scan', '--format', 'json', '--ignore', 'src/fees.ts'], SAMPLE);
+    assert.equal(json.code, 1);
+    assert.match(json.stderr, /govmap scan: 1 file\(s\) skipped by an ignore pattern, not analysed \(first: src\/fees\.ts\)/);
+    const sarif = await govmap(['scan', '--format', 'sarif', '--ignore', 'src/fees.ts'], SAMPLE);
+    const log = JSON.parse(sarif.stdout) as { runs: Array<{ invocations: Array<{ executionSuccessful: boolean; toolExecutionNotifications: Array<{ level: string; message: { text: string } }> }> }> };
+    const invocation = log.runs[0]!.invocations[0]!;
+    assert.equal(invocation.executionSuccessful, true);
+    assert.deepEqual(
+      invocation.toolExecutionNotifications.map((n) => [n.level, n.message.text]),
+      [['note', '1 file(s) skipped by an ignore pattern, not analysed: src/fees.ts']],
+    );
+  });
+
+  test('an --output that cannot be written: one line naming it and the reason, exit 2 (not 1, "findings"), before the scan', async () => {
+    const target = join(scratch, 'no-such-dir', 'r.txt');
+    const run = await govmap(['scan', 'src', '--output', target], SAMPLE);
+    assert.equal(run.code, 2, run.stderr);
+    assert.equal(run.stderr, `govmap scan: cannot write --output ${target}: directory ${join(scratch, 'no-such-dir')} does not exist\n`);
+    assert.equal(run.stdout, '');
+    assert.equal(existsSync(target), false);
+    const intoFile = await govmap(['scan', 'src', '--output', join(SAMPLE, 'package.json', 'r.txt')], SAMPLE);
+    assert.equal(intoFile.code, 2);
+    assert.match(intoFile.stderr, /cannot write --output .*package\.json\/r\.txt: .*package\.json is not a directory/);
+    const isDirectory = await govmap(['scan', 'src', '--output', scratch], SAMPLE);
+    assert.equal(isDirectory.code, 2);
+    assert.match(isDirectory.stderr, /is a directory/);
+    // The CI recipe of docs/lint.md must not pass without a report.
+    const ci = spawnSync('sh', ['-c', `"${process.execPath}" "${MAIN}" scan --format sarif --output "${target}" || test $? -eq 1`], { cwd: SAMPLE });
+    assert.notEqual(ci.status, 0);
+  });
+
+  test('a bad rule option shows the whole reason, not only its first line', async () => {
+    const config = join(scratch, 'bogus.yaml');
+    writeFileSync(config, 'rules:\n  govmap/forbidden-calls: [error, { bogus: 1 }]\n');
+    const run = await govmap(['scan', '--config', config], SAMPLE);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /govmap\/forbidden-calls.*\{"bogus":1\}.*Unexpected property "bogus"\. Expected properties: "calls"\..*GOVMAP_SCAN_CONFIG_INVALID/);
+    assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
   });
 
   test('a config file turns rules off and sets options', async () => {

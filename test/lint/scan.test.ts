@@ -197,6 +197,34 @@ describe('files the scan cannot vouch for, and usage errors', () => {
     await assert.rejects(Baseline.load(notABaseline), (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_BASELINE_INVALID' && /entry 0 has no "fingerprint"/.test(e.message));
   });
 
+  test('a path outside the root is refused, not dropped; ignored files are listed in the report, and SARIF stays valid', async () => {
+    const outside = join(scratch, 'outside-root');
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(outside, 'stray.ts'), 'export const stray = 1;\n');
+    await assert.rejects(
+      scan({ cwd: SAMPLE, paths: ['src/fees.ts', outside] }),
+      (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_PATH_OUTSIDE_ROOT' && e.message.includes(`path "${outside}" is outside the scan root`),
+    );
+    const report = await scan({ cwd: SAMPLE, ignore: ['src/fees.ts', 'src/sweeper.ts'] });
+    assert.equal(report.filesScanned, 4);
+    assert.deepEqual(report.ignored, ['src/fees.ts', 'src/sweeper.ts']);
+    assert.deepEqual(report.unanalysed, []);
+    assert.match(formatText(report), /2 files ignored \(not analysed\)$/);
+    const ajv = new AjvDraft04.default({ allErrors: true, strict: false, unicodeRegExp: false });
+    addFormats.default(ajv);
+    assert.ok(ajv.validate(SARIF_SCHEMA, JSON.parse(formatSarif(report))), JSON.stringify(ajv.errors));
+    const none = await scan({ cwd: SAMPLE, paths: ['src/fees.ts'] }).then((r) => r.ignored);
+    assert.deepEqual(none, []);
+    await assert.rejects(scan({ cwd: SAMPLE, paths: ['src/fees.ts'], ignore: ['src/**'] }), (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_NO_FILES' && /1 found but ignored, first .*fees\.ts/.test(e.message));
+  });
+
+  test('an invalid rule option is reported with its whole reason', async () => {
+    await assert.rejects(
+      scan({ cwd: SAMPLE, rules: { 'govmap/forbidden-calls': ['error', { bogus: 1 }] } }),
+      (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_CONFIG_INVALID' && /Unexpected property "bogus"\. Expected properties: "calls"\./.test(e.message) && !e.message.includes('\n'),
+    );
+  });
+
   test('rule overrides and the strict preset change what is reported', async () => {
     const strict = await scan({ cwd: SAMPLE, preset: 'strict', rules: { 'govmap/forbidden-calls': 'off' } });
     assert.equal(strict.findings.find((f) => f.ruleId === 'govmap/no-plain-shared-cache')?.severity, 'error');

@@ -17,7 +17,8 @@ const SRCROOT = '%SRCROOT%';
  * - findings silenced in the source carry `suppressions: [{kind: "inSource", justification}]`;
  * - with a baseline, `baselineState` is `unchanged` (accepted) or `new`;
  * - files that could not be analysed are `toolExecutionNotifications`, and the invocation is
- *   then not `executionSuccessful`.
+ *   then not `executionSuccessful`; files an ignore pattern skipped are counted in one `note`
+ *   (skipped on purpose, so the run still succeeded).
  */
 export function formatSarif(report: ScanReport): string {
   const ruleIndex = new Map(report.rules.map((r, i) => [r.id, i]));
@@ -40,11 +41,14 @@ export function formatSarif(report: ScanReport): string {
             executionSuccessful: report.unanalysed.length === 0,
             startTimeUtc: report.startedAt.toISOString(),
             endTimeUtc: report.finishedAt.toISOString(),
-            toolExecutionNotifications: report.unanalysed.map((u) => ({
-              level: 'error',
-              message: { text: `not analysed: ${u.message}` },
-              locations: [{ physicalLocation: { artifactLocation: { uri: encodePath(u.file), uriBaseId: SRCROOT } } }],
-            })),
+            toolExecutionNotifications: [
+              ...report.unanalysed.map((u) => ({
+                level: 'error',
+                message: { text: `not analysed: ${u.message}` },
+                locations: [{ physicalLocation: { artifactLocation: { uri: encodePath(u.file), uriBaseId: SRCROOT } } }],
+              })),
+              ...(report.ignored.length === 0 ? [] : [{ level: 'note', message: { text: ignoredNote(report.ignored) } }]),
+            ],
           },
         ],
         columnKind: 'utf16CodeUnits',
@@ -53,6 +57,14 @@ export function formatSarif(report: ScanReport): string {
     ],
   };
   return JSON.stringify(log, null, 2);
+}
+
+/** How many ignored files the note names; the count covers them all. */
+const IGNORED_NAMED = 20;
+
+function ignoredNote(ignored: readonly string[]): string {
+  const named = ignored.slice(0, IGNORED_NAMED).join(', ');
+  return `${ignored.length} file(s) skipped by an ignore pattern, not analysed: ${named}${ignored.length > IGNORED_NAMED ? `, and ${ignored.length - IGNORED_NAMED} more` : ''}`;
 }
 
 function describeRule(rule: RuleInfo): object {

@@ -34,6 +34,8 @@ export function formatText(report: ScanReport): string {
     parts.push(`${suppressed} suppressed in the source${withoutReason > 0 ? ` (${withoutReason} without a reason)` : ''}`);
   }
   if (report.unanalysed.length > 0) parts.push(`${report.unanalysed.length} file${report.unanalysed.length === 1 ? '' : 's'} NOT analysed`);
+  // Skipped on purpose, so the scan still passes; but counted, never passed over in silence.
+  if (report.ignored.length > 0) parts.push(`${report.ignored.length} file${report.ignored.length === 1 ? '' : 's'} ignored (not analysed)`);
   out.push(`govmap scan: ${parts.join(', ')}`);
   return out.join('\n');
 }

@@ -72,6 +72,11 @@ export interface RuleInfo {
 export interface ScanReport {
   readonly root: string;
   readonly filesScanned: number;
+  /**
+   * Files found under the paths but skipped by an ignore (`--ignore`, the config's `ignore`,
+   * ESLint's defaults): relative to the root, sorted. Not analysed, so reports count them.
+   */
+  readonly ignored: readonly string[];
   /** Sorted by file, line, column; includes suppressed and baseline findings. */
   readonly findings: readonly Finding[];
   /** Files ESLint could not analyse (a parse error, a file outside every tsconfig). */
@@ -137,15 +142,18 @@ export async function scan(options: ScanOptions = {}): Promise<ScanReport> {
   });
 
   let files: string[];
+  let ignored: string[];
   try {
-    files = await collectFiles(root, options.paths ?? ['.'], eslint);
+    ({ files, ignored } = await collectFiles(root, options.paths ?? ['.'], eslint));
   } catch (cause) {
     // ESLint validates the configuration the first time it resolves one for a file.
     throw asConfigError(cause);
   }
   if (files.length === 0) {
-    throw new ScanUsageError('GOVMAP_SCAN_NO_FILES', `no TypeScript files to scan under ${(options.paths ?? ['.']).join(', ')} (looked for *.ts, *.tsx, *.mts, *.cts outside node_modules, dist, coverage and ignores)`, {
+    const skipped = ignored.length === 0 ? '' : `; ${ignored.length} found but ignored, first ${ignored[0]}`;
+    throw new ScanUsageError('GOVMAP_SCAN_NO_FILES', `no TypeScript files to scan under ${(options.paths ?? ['.']).join(', ')} (looked for *.ts, *.tsx, *.mts, *.cts outside node_modules, dist, coverage and ignores${skipped})`, {
       paths: options.paths ?? ['.'],
+      ignored: ignored.length,
     });
   }
 
@@ -167,6 +175,7 @@ export async function scan(options: ScanOptions = {}): Promise<ScanReport> {
   return {
     root,
     filesScanned: files.length,
+    ignored: ignored.map((file) => toPosix(relative(root, file))),
     findings,
     unanalysed,
     rules: describeRules(rules),
@@ -194,12 +203,26 @@ function checkRuleOverrides(overrides: Readonly<Record<string, unknown>>): Recor
   return { ...overrides };
 }
 
+/**
+ * The longest ESLint configuration message shown. Its schema errors run one line per broken
+ * constraint (the rule, the value, then the reason: `Unexpected property "x". Expected
+ * properties: ...`), a few hundred characters; the bound only stops a pathological one.
+ */
+const MAX_CONFIG_MESSAGE = 2000;
+
 /** ESLint throws on an invalid rule option; that is the user's config, so a usage error. */
 function asConfigError(cause: unknown): Error {
   if (cause instanceof ScanUsageError) return cause;
   const message = cause instanceof Error ? cause.message : String(cause);
   if (/Configuration for rule|Key "rules"|Could not find/.test(message)) {
-    return new ScanUsageError('GOVMAP_SCAN_CONFIG_INVALID', `the scan configuration is invalid: ${message.split('\n')[0]}`, {}, { cause });
+    // The reason is on the later lines: keep them all, joined into the one line the CLI prints.
+    const whole = message
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line.length > 0)
+      .join(' ');
+    const shown = whole.length > MAX_CONFIG_MESSAGE ? `${whole.slice(0, MAX_CONFIG_MESSAGE - 3)}...` : whole;
+    return new ScanUsageError('GOVMAP_SCAN_CONFIG_INVALID', `the scan configuration is invalid: ${shown}`, {}, { cause });
   }
   return cause instanceof Error ? cause : new Error(message);
 }
@@ -265,21 +288,45 @@ function describeRules(configured: Linter.RulesRecord): RuleInfo[] {
   });
 }
 
-/** Every TypeScript source under `paths`, sorted, minus skipped directories and ESLint ignores. */
-async function collectFiles(root: string, paths: readonly string[], eslint: ESLint): Promise<string[]> {
+/**
+ * Every TypeScript source under `paths`, sorted, minus skipped directories and declaration
+ * files, split into the files to lint and those an ESLint ignore pattern skips (counted, so a
+ * report never passes over them in silence).
+ *
+ * A path outside the root is refused, not scanned: ESLint treats every file outside its cwd as
+ * ignored, and reports and fingerprints name files relative to the root, which a file outside it
+ * does not have. Widening the root to cover it instead would change every fingerprint, so a
+ * baseline saved from the usual directory would stop matching.
+ */
+async function collectFiles(root: string, paths: readonly string[], eslint: ESLint): Promise<{ files: string[]; ignored: string[] }> {
   const found = new Set<string>();
   for (const p of paths) {
     const absolute = resolve(root, p);
     if (!existsSync(absolute)) throw new ScanUsageError('GOVMAP_SCAN_PATH_NOT_FOUND', `path "${p}" does not exist (resolved to ${absolute})`, { path: p });
+    if (isOutside(root, absolute)) {
+      throw new ScanUsageError(
+        'GOVMAP_SCAN_PATH_OUTSIDE_ROOT',
+        `path "${p}" is outside the scan root ${root} (resolved to ${absolute}): paths must lie under the root, which reports and fingerprints are relative to; run the scan from a directory that holds every path`,
+        { path: p, root },
+      );
+    }
     if (statSync(absolute).isDirectory()) await walkDirectory(absolute, found);
     else if (TYPESCRIPT_SOURCE.test(absolute)) found.add(absolute);
   }
-  const kept: string[] = [];
+  const files: string[] = [];
+  const ignored: string[] = [];
   for (const file of [...found].sort()) {
     if (DECLARATION_FILE.test(file)) continue;
-    if (!(await eslint.isPathIgnored(file))) kept.push(file);
+    if (await eslint.isPathIgnored(file)) ignored.push(file);
+    else files.push(file);
   }
-  return kept;
+  return { files, ignored };
+}
+
+/** True when `path` (absolute) is not `root` nor under it. */
+function isOutside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel);
 }
 
 async function walkDirectory(directory: string, found: Set<string>): Promise<void> {

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * `govmap advise` as a CI gate: a misspelt --map or a URL that cannot be one fails with exit 2
+ * (never a pass), and impossible figures from the source are refused with a note, never judged.
+ */
+const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+function govmap(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+let exposition = '';
+let requests = 0;
+let server: Server;
+let metrics = '';
+before(async () => {
+  server = createServer((_req, res) => {
+    requests++;
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+    res.end(exposition);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  metrics = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
+});
+after(() => server.close());
+
+/** A write-heavy map (read:write 2): --check exits 3 on it. */
+const WRITE_HEAVY = ['syncmap_keys{map="balances"} 1000', 'syncmap_load_total{map="balances"} 5000', 'syncmap_read_write_ratio{map="balances"} 2'].join('\n');
+
+describe('govmap advise', () => {
+  test('a --map the source does not have exits 2 naming it and the maps there are, even with --check', async () => {
+    exposition = WRITE_HEAVY;
+    const typo = await govmap('advise', '--url', metrics, '--map', 'balancse', '--check');
+    assert.equal(typo.code, 2, typo.stderr);
+    assert.equal(typo.stderr, 'govmap advise: --map balancse: no such map at the source (it has: balances)\n');
+    assert.doesNotMatch(typo.stdout, /no govmap maps found/);
+    // One right, one wrong: the right one is advised, and the run still fails.
+    const mixed = await govmap('advise', '--url', metrics, '--map', 'balances', 'positons', '--check');
+    assert.equal(mixed.code, 2);
+    assert.match(mixed.stdout, /^balances: not-a-map-workload/m);
+    assert.match(mixed.stderr, /--map positons: no such map/);
+    // All there: --check decides.
+    const present = await govmap('advise', '--url', metrics, '--map', 'balances', '--check');
+    assert.equal(present.code, 3, present.stderr);
+  });
+
+  for (const [flag, url] of [
+    ['--url', 'notaurl'],
+    ['--url', 'ftp://x/metrics'],
+    ['--prometheus', 'ftp://x'],
+  ] as const) {
+    test(`${flag} ${url}: exit 2 before any request, naming the option and the rule`, async () => {
+      const before = requests;
+      const r = await govmap('advise', flag, url);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, `govmap advise: ${flag} must be an http:// or https:// URL, e.g. ${flag === '--url' ? 'http://127.0.0.1:8080/metrics' : 'http://127.0.0.1:9090'} (got "${url}")\n`);
+      assert.equal(requests, before);
+    });
+  }
+
+  test('impossible figures are refused with the metric, the value and the rule, and judged as unknown', async () => {
+    exposition = [
+      'syncmap_keys{map="balances"} -5',
+      'syncmap_load_total{map="balances"} NaN',
+      'syncmap_miss_ratio{map="balances"} 7',
+      'syncmap_read_write_ratio{map="balances"} +Inf',
+    ].join('\n');
+    const r = await govmap('advise', '--url', metrics);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /-5 keys/);
+    assert.match(r.stdout, /no data {2}keys {13}key count unknown/);
+    assert.match(r.stdout, /note: refused syncmap_keys\{map="balances"\} = -5: a key count is a whole number >= 0/);
+    assert.match(r.stdout, /note: refused syncmap_load_total\{map="balances"\} = NaN: a counter is a finite number >= 0/);
+    assert.match(r.stdout, /note: refused syncmap_miss_ratio\{map="balances"\} = 7: a miss ratio is misses \/ loads, from 0 to 1/);
+    assert.match(r.stdout, /note: refused syncmap_read_write_ratio\{map="balances"\} = \+Inf: reads per write is a finite number >= 0/);
+  });
+});

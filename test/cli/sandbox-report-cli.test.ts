@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { GovernedMap } from '../../src/index.ts';
+import { Sandbox } from '../../src/sandbox/index.ts';
+
+/**
+ * `govmap sandbox report --url` against a server that answers whatever a test sets: a real
+ * report prints, and anything that is not one (whatever its top-level fields look like) is one
+ * line naming what is missing, exit 1, never a TypeError halfway through the printout.
+ */
+const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+function govmap(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+let answer = '';
+let server: Server;
+let url = '';
+before(async () => {
+  server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(answer);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(() => server.close());
+
+/** A report as the sandbox writes it, with an IDLE suspect (fake clock, no GC observation). */
+function realReport(): string {
+  let now = Date.UTC(2025, 0, 6, 9);
+  const sandbox = new Sandbox({ idleThresholdMs: 1_000, gc: false, clock: () => now }).start();
+  try {
+    const forgotten = new GovernedMap<string, number>({ name: 'fx_rates_eod', validate: () => true });
+    forgotten.store('EURUSD', 10842);
+    sandbox.sweep();
+    now += 2_000;
+    sandbox.sweep();
+    return JSON.stringify(sandbox.report());
+  } finally {
+    sandbox.stop();
+  }
+}
+
+describe('govmap sandbox report', () => {
+  test('a report from the sandbox prints, suspects included', async () => {
+    answer = realReport();
+    const r = await govmap('sandbox', 'report', '--url', url);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /1 leak suspect\(s\):\n {2}IDLE {9}1 x "fx_rates_eod" \(1 keys\)/);
+  });
+
+  const notReports: Array<[string, string, RegExp]> = [
+    ['the reviewer\'s {"suspects":[],"instances":{}}', '{"suspects":[],"instances":{}}', /\(missing generatedAt, running, settings, sweeps, lastSweepAt, lastSweepMs, instances\.live, instances\.created, and \d+ more\)/],
+    ['a suspect of an unknown kind', JSON.stringify({ ...JSON.parse(realReport()), suspects: [{ kind: 'LEAK' }] }), /\(suspects\.0\.kind: Invalid discriminator value\. Expected 'IDLE' \| 'SITE_GROWTH' \| 'KEY_GROWTH'\)/],
+    ['gc without its pauses', JSON.stringify({ ...JSON.parse(realReport()), gc: { observing: true } }), /\(missing gc\.pauses, gc\.trend\)/],
+    ['not JSON', '<html>', /not JSON: "<html>"/],
+  ];
+  for (const [name, body, missing] of notReports) {
+    test(`${name}: one line naming what is missing, exit 1, no stack`, async () => {
+      answer = body;
+      const r = await govmap('sandbox', 'report', '--url', url);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /^govmap sandbox report: cannot read http:\/\/127\.0\.0\.1:\d+\/sandbox\/report: the answer is not a govmap sandbox report \(/);
+      assert.match(r.stderr, missing);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.doesNotMatch(r.stderr, /TypeError|\n\s+at /);
+      assert.equal(r.stdout, '');
+    });
+  }
+});
