@@ -40,6 +40,7 @@ import {
   CTRL_TAIL,
   CTRL_WORKER_FAILING,
   CTRL_WORKER_SLEEPING,
+  CTRL_WRITE_TORN,
   IDLE_SLEEP_MS,
   WORKER_IDLE,
   WORKER_NAPPING,
@@ -61,6 +62,8 @@ import {
   STAT_IDLE_SLEEPS,
   STAT_WRITES_DONE,
   viewRing,
+  WRITE_TORN_BY_CALLER,
+  WRITE_TORN_BY_WORKER,
 } from './ring.ts';
 import { ChainHasher, encodeHead, fsyncDirectory, hashRange, HEAD_FILE, segmentHeaderLine, segmentName, sealLine, writeFully } from './spool.ts';
 
@@ -193,16 +196,29 @@ function run(data: DrainWorkerData): void {
     port.postMessage({ type: 'recovered' } satisfies DrainWorkerMessage);
   };
 
-  /** Appends the batch; false (batch kept, to be retried) when the file refuses it. */
+  /**
+   * The caller's thread's last write stopped partway (CTRL_WRITE_TORN): the file ends inside its
+   * record until the caller's backlog retry appends the rest. Meanwhile nothing may be appended
+   * (no batch, no seal, no rotation): it would land in the middle of that record.
+   */
+  const heldByCaller = (): boolean => (Atomics.load(ctrl, CTRL_WRITE_TORN) & WRITE_TORN_BY_CALLER) !== 0;
+
+  /** Appends the batch; false (batch kept, to be retried) when the file refuses it or is held. */
   const writeBatch = (): boolean => {
     if (batch.pos === 0) return true;
+    if (heldByCaller()) return false;
     try {
-      // A short write is continued from where it stopped, so a retry never repeats bytes.
-      while (batchWritten < batch.pos) batchWritten += writeSync(fd, batch.buf, batchWritten, batch.pos - batchWritten);
+      // A short write is continued from where it stopped, so a retry never repeats bytes; while
+      // the file ends inside the batch, the caller's thread appends nothing (WRITE_TORN_BY_WORKER).
+      while (batchWritten < batch.pos) {
+        batchWritten += writeSync(fd, batch.buf, batchWritten, batch.pos - batchWritten);
+        if (batchWritten < batch.pos) Atomics.or(ctrl, CTRL_WRITE_TORN, WRITE_TORN_BY_WORKER);
+      }
     } catch (error) {
       fail(error);
       return false;
     }
+    if ((Atomics.load(ctrl, CTRL_WRITE_TORN) & WRITE_TORN_BY_WORKER) !== 0) Atomics.and(ctrl, CTRL_WRITE_TORN, ~WRITE_TORN_BY_WORKER);
     stats[STAT_BYTES_WRITTEN]! += batch.pos;
     stats[STAT_EVENTS_DRAINED]! += batchEvents;
     readsDone = batchLastSeq;
@@ -227,6 +243,8 @@ function run(data: DrainWorkerData): void {
   /** Seals [sealedTo, EOF) of `file`. `writes` is the write-stream seq known to lie before EOF. */
   const seal = (file: number, writes: number, final: boolean): boolean => {
     if (!final && readsDone === chain.lastSealReads && writes === chain.lastSealWrites) return false;
+    // Not in the middle of the caller's record (rotate() checks before it starts).
+    if (!final && heldByCaller()) return false;
     const eof = fstatSync(file).size;
     if (!final && eof === chain.sealedTo) return false;
     const hash = hashRange(file, chain.sealedTo, eof, chain.prev, hasher, scratch);
@@ -264,6 +282,8 @@ function run(data: DrainWorkerData): void {
   };
 
   const rotate = (): void => {
+    // The rest of the caller's cut-short record must follow it in this file: rotate later.
+    if (heldByCaller()) return;
     const next = chain.segment + 1;
     const newFd = openSync(join(data.dir, segmentName(next)), 'ax+');
     const header = Buffer.from(segmentHeaderLine(next, data.actor, data.origin, `${Date.now()}000000`));
@@ -325,13 +345,37 @@ function run(data: DrainWorkerData): void {
     }
   };
 
-  const maybeSeal = (): void => {
+  /**
+   * Seals once sealBytes are unsealed. A segment normally rotates at the first commit that finds
+   * it full, with everything recorded before the commit moved into it; but a busy interval could
+   * push a 64 KiB segment to 393 KB before that commit. So a seal that finds the segment a whole
+   * seal block past maxSegmentBytes rotates at once (unless `rotateIfFull` is false: inside a
+   * journal read), bounding a segment to about maxSegmentBytes + 2 x sealBytes (plus the journal
+   * frames rotateCaughtUp moves in). Not while stopping: the log ends with the segment that holds
+   * AUDIT_STOPPED.
+   */
+  const maybeSeal = (rotateIfFull = true): void => {
     try {
       const eof = fstatSync(fd).size;
       if (eof - chain.sealedTo >= data.sealBytes) seal(fd, writesDone(), false);
+      // The seal may have been written inside a journal read, which cannot rotate: checked here too.
+      if (rotateIfFull && stats[STAT_SEGMENT_BYTES]! >= data.maxSegmentBytes + data.sealBytes && Atomics.load(ctrl, CTRL_STOP) === 0) rotateCaughtUp();
     } catch (error) {
       fail(error);
     }
+  };
+
+  /**
+   * Rotation between commits: the write records framed in the journal so far are moved first (a
+   * commit moves them at the start of its turn), so every write below the reads already in this
+   * segment is in it too: a segment's write stream never reaches behind its read stream into the
+   * next segment, and a rotation a crash interrupts leaves nothing of that kind behind.
+   */
+  const rotateCaughtUp = (): void => {
+    if (journalPending() > 0) drainJournal();
+    // With the reads already encoded, as a commit writes its batch before it rotates.
+    if (!writeBatch()) return;
+    rotate();
   };
 
   /** Drains up to DRAIN_TURN entries; returns how many. */
@@ -395,6 +439,12 @@ function run(data: DrainWorkerData): void {
     let n = 0;
     journalRead = journal.read(journalRead, head, (bytes, from, to, seq, next) => {
       const length = to - from;
+      // As with reads: appended and sealed every flushAt bytes, so seals stay near sealBytes and
+      // a full segment rotates within one of them (not after up to JOURNAL_DRAIN_BYTES).
+      if (batch.pos >= flushAt) {
+        if (!writeBatch()) return false;
+        maybeSeal(false);
+      }
       if (batch.pos + length > batch.buf.length) {
         if (batch.pos > 0 && !writeBatch()) return false;
         batch.ensure(length);
@@ -437,10 +487,13 @@ function run(data: DrainWorkerData): void {
     const journalDue =
       journal !== null &&
       (stopping || Atomics.load(ctrl, CTRL_FLUSH_REQUESTS) !== seenFlush || performance.now() - lastCommit >= data.fsyncIntervalMs || journalPending() >= JOURNAL_DRAIN_BYTES);
-    const drained = failing || paused ? 0 : (journalDue ? drainJournal() : 0) + drain();
+    // Held: the file ends inside a record of the caller's thread (see heldByCaller); it appends
+    // the rest from its backlog, retried every 250 ms. Like a failing disk, nothing is drained.
+    const held = heldByCaller();
+    const drained = failing || held || paused ? 0 : (journalDue ? drainJournal() : 0) + drain();
     // The caller's thread rings after writing sealBytes of its own: keep blocks small either way.
-    if (!failing) maybeSeal();
-    if (failing) {
+    if (!failing && !held) maybeSeal();
+    if (failing || held) {
       stopTicking();
       sleep(RETRY_AFTER_MS);
       writeBatch();
@@ -449,7 +502,7 @@ function run(data: DrainWorkerData): void {
     const readsFlowFast = naps.observe(drained, now);
     const flushRequests = Atomics.load(ctrl, CTRL_FLUSH_REQUESTS);
     const allMoved = caughtUp();
-    if (stopping && (allMoved || failing)) {
+    if (stopping && (allMoved || failing || held)) {
       // No rotation now: the log should end with the segment that holds AUDIT_STOPPED.
       commit(false);
       break;

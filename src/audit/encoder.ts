@@ -49,6 +49,7 @@ const P_BOUNDS_CLOSE = utf8('},"timestamp":"');
 const P_QUOTE = utf8('"');
 const P_NULL = utf8('null');
 const P_VALUE = utf8(',"value":');
+const P_VALUE_ERROR = utf8(',"value_error":');
 const P_KEY_LENGTH = utf8(',"resource_id_length":');
 const P_GAP_FROM = utf8(',"gap":{"from":');
 const P_GAP_TO = utf8(',"to":');
@@ -502,6 +503,12 @@ export interface DirectRecord {
   reason: string | null;
   /** undefined: no value field; null: `"value":null`. */
   value: string | null | undefined;
+  /**
+   * Why `value` is null although there was a value to record (the `recordValue` option threw or
+   * returned something other than a string or null): `"value_error":"<code>"` after the value.
+   * Absent or null: no such field. The record's outcome and reason stay the operation's own.
+   */
+  valueError?: string | null;
   gap: { from: number; to: number; cause: GapCause; torn: { segment: number; offset: number; length: number } | null } | null;
   detail: string | null;
 }
@@ -571,6 +578,11 @@ function encodeTail(w: ByteWriter, r: DirectRecord, ctx: EncodeContext): void {
     else w.jsonString(r.value);
   }
   w.ensure(256);
+  if (r.valueError != null) {
+    w.raw(P_VALUE_ERROR);
+    w.jsonString(r.valueError);
+    w.ensure(256);
+  }
   if (r.gap !== null) encodeGap(w, r.gap.from, r.gap.to, r.gap.cause, r.gap.torn);
   if (r.detail !== null) {
     w.raw(P_DETAIL);

@@ -43,6 +43,36 @@ export class AuditNotDurableError extends GovMapError {
   }
 }
 
+/**
+ * The spool directory (option `dir`) cannot be used: the path is a file, lies under a file, or
+ * cannot be created or written (permissions, a full disk). `errno` is the system's code.
+ */
+export class AuditSpoolDirectoryError extends GovMapError {
+  constructor(dir: string, path: string, errno: string, why: string, cause?: unknown) {
+    super(
+      'GOVMAP_AUDIT_SPOOL_DIRECTORY',
+      `audit option "dir": cannot use "${dir}" as the spool directory: ${why} (${errno}${path === dir ? '' : ` on ${path}`}); give a directory this process can create and write`,
+      { option: 'dir', dir, path, errno },
+      cause === undefined ? undefined : { cause },
+    );
+  }
+}
+
+/**
+ * The spool holds bytes no recorder wrote: after a clean stop (AUDIT_STOPPED, sealed) the log
+ * can only grow by the next start's AUDIT_STARTED. The recorder refuses to seal them into its
+ * chain; the operator finds out what they are with `govmap audit verify`.
+ */
+export class AuditTamperedError extends GovMapError {
+  constructor(dir: string, file: string, offset: number, what: string) {
+    super(
+      'GOVMAP_AUDIT_TAMPERED',
+      `audit spool "${dir}": ${file} at byte ${offset}: ${what}; the recorder will not seal them into its chain. Run \`govmap audit verify ${dir}\` and keep the spool as evidence; start the recorder on a new directory meanwhile`,
+      { dir, file, offset },
+    );
+  }
+}
+
 /** The write journal (option `writeJournal`) could not be opened, mapped or read. */
 export class AuditJournalError extends GovMapError {
   constructor(path: string, rule: string) {
@@ -69,8 +99,10 @@ export class KafkaSendTimeoutError extends GovMapError {
 }
 
 function describe(value: unknown): string {
+  // JSON has no NaN or Infinity (it writes null), and an operator must see what was passed.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   try {
-    const json = JSON.stringify(value) as string | undefined;
+    const json = JSON.stringify(value, (_key, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)) as string | undefined;
     if (json !== undefined) return json.length > 80 ? `${json.slice(0, 77)}...` : json;
   } catch {
     // Not JSON (a bigint, a cycle): its type is enough to act on.

@@ -5,7 +5,7 @@
  *   {"v":1,"seq":42,"op_type":"STORE","map":"balances","resource_id":"acct-000001",
  *    "trace_id":"<32 hex>|null","span_id":"<16 hex>|null","range_bounds":{...}|null,
  *    "timestamp":"<ns since epoch>","outcome":"ok","reason":null,"actor":"clearing/instance-1",
- *    "origin":"host-a/pid-4242", ["value":"1050",] ["gap":{...},] ["detail":"..."]}
+ *    "origin":"host-a/pid-4242", ["value":"1050",] ["value_error":"...",] ["gap":{...},] ["detail":"..."]}
  *
  * What PCI DSS v4 requirement 10.2.2 asks of an audit record, and where it is here: user /
  * actor identification (`actor`: the service instance acting), type of event (`op_type`), date
@@ -86,6 +86,8 @@ export interface AuditEvent {
   readonly origin: string;
   /** STORE: the value written or refused; DELETE: the value removed. Money as decimal minor units. */
   readonly value?: string | null;
+  /** Set when the recorder's `recordValue` failed for this write (value is then null): `RECORD_VALUE_FAILED`. */
+  readonly value_error?: string;
   /** A read key longer than the ring's limit was cut; this is its full length in UTF-16 units. */
   readonly resource_id_length?: number;
   readonly gap?: AuditGap;

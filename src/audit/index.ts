@@ -16,6 +16,9 @@ export {
   AuditSpoolLockedError,
   AuditNotDurableError,
   AuditStoppedError,
+  AuditSpoolDirectoryError,
+  AuditTamperedError,
+  AuditJournalError,
   KafkaSendTimeoutError,
   AuditEventError,
 } from './errors.ts';

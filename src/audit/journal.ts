@@ -158,6 +158,9 @@ export function readJournal(dir: string): JournalFrame[] {
       if (n === 0) break;
       got += n;
     }
+    // All zeros: the file was allocated and never initialised (openJournal writes the magic
+    // before any frame, so a start that failed in between, on a full disk, left nothing in it).
+    if (all.subarray(0, JOURNAL_HEADER_BYTES).every((b) => b === 0)) return [];
     if (all.toString('latin1', 0, MAGIC.length) !== MAGIC) {
       throw new AuditJournalError(path, `does not start with ${MAGIC}`);
     }

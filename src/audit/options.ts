@@ -154,7 +154,8 @@ export function loadKey(source: { readonly file: string } | { readonly env: stri
   } else {
     where = `hmacKey.env (${source.env})`;
     const value = process.env[source.env];
-    if (value === undefined || value === '') throw new AuditConfigurationError('hmacKey.env', `environment variable ${source.env} is not set`);
+    if (value === undefined) throw new AuditConfigurationError('hmacKey.env', `environment variable ${source.env} is not set`);
+    if (value === '') throw new AuditConfigurationError('hmacKey.env', `environment variable ${source.env} is set but empty`);
     key = Buffer.from(value, 'utf8');
   }
   if (key.length < MIN_KEY_BYTES) throw new AuditConfigurationError(where.split(' ')[0]!, `the key must be at least ${MIN_KEY_BYTES} bytes (got ${key.length})`);

@@ -17,7 +17,7 @@ import type { JournalWriter } from './journal.ts';
 import type { KafkaForwarder } from './kafka-forwarder.ts';
 import { resolveAuditOptions } from './options.ts';
 import type { AuditRecorderOptions, ResolvedAuditOptions } from './options.ts';
-import { acquireSpoolLock, recoverSpool } from './recovery.ts';
+import { acquireSpoolLock, recoverSpool, spoolDirectoryError } from './recovery.ts';
 import type { RecoveredSpool } from './recovery.ts';
 import {
   createRing,
@@ -31,6 +31,7 @@ import {
   CTRL_SEGMENT,
   CTRL_STOP,
   CTRL_WORKER_FAILING,
+  CTRL_WRITE_TORN,
   OP_LOAD,
   OP_RANGE,
   RingProducer,
@@ -46,6 +47,8 @@ import {
   STAT_SYNCED_WRITES,
   STAT_WORKER_WRITE_ERRORS,
   STAT_WRITES_DONE,
+  WRITE_TORN_BY_CALLER,
+  WRITE_TORN_BY_WORKER,
 } from './ring.ts';
 import type { RingViews } from './ring.ts';
 import { encodeSeqReservation, segmentName, SEQ_FILE } from './spool.ts';
@@ -66,6 +69,8 @@ export interface AuditRecorderStats {
   /** Operations seen after stop() began, not recorded. */
   readonly afterStop: number;
   readonly gapsRecorded: number;
+  /** Writes whose `recordValue` threw or returned a non-string: recorded with value null and value_error. */
+  readonly recordValueFailures: number;
   readonly backlogRecords: number;
   readonly drained: number;
   readonly bytesWritten: number;
@@ -106,6 +111,8 @@ interface FlushWaiter {
 }
 
 const OUTCOME: Readonly<Record<Outcome, number>> = { ok: 0, miss: 1, rejected: 2, error: 3 };
+/** `value_error` of a write whose value the `recordValue` option failed to render (docs/audit.md). */
+export const RECORD_VALUE_FAILED = 'RECORD_VALUE_FAILED';
 const BUILD = Symbol('AuditRecorder.build');
 
 function workerUrl(): URL {
@@ -156,6 +163,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     outcome: 0,
     reason: null,
     value: undefined,
+    valueError: null,
     gap: null,
     detail: null,
   };
@@ -179,6 +187,10 @@ export class AuditRecorder implements MapObserver<unknown> {
   #dropTo = 0;
 
   #failure: unknown = null;
+  /** Set while the file ends inside one of this thread's records (CTRL_WRITE_TORN, see #appendToSpool). */
+  #torn = false;
+  /** Why the last #appendToSpool stopped short. */
+  #writeError: unknown = null;
   /** Set while the drain worker cannot write or fsync (it retries); flush() rejects meanwhile. */
   #workerFailure: Error | null = null;
   #backlog: Buffer[] = [];
@@ -203,6 +215,7 @@ export class AuditRecorder implements MapObserver<unknown> {
   #writesLost = 0;
   #afterStop = 0;
   #gapsRecorded = 0;
+  #recordValueFailures = 0;
 
   /** Use `createAuditRecorder`: it recovers the spool and starts the drain worker. */
   constructor(token: symbol, options: ResolvedAuditOptions, recovered: RecoveredSpool, releaseLock: () => void, journal: JournalWriter | null) {
@@ -360,6 +373,7 @@ export class AuditRecorder implements MapObserver<unknown> {
       writesLost: this.#writesLost,
       afterStop: this.#afterStop,
       gapsRecorded: this.#gapsRecorded,
+      recordValueFailures: this.#recordValueFailures,
       backlogRecords: this.#backlog.length,
       drained: s[STAT_EVENTS_DRAINED]!,
       bytesWritten: s[STAT_BYTES_WRITTEN]!,
@@ -418,6 +432,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     r.outcome = 0;
     r.reason = event.reason ?? null;
     r.value = undefined;
+    r.valueError = null;
     r.gap = null;
     r.detail = text;
     this.#append(r);
@@ -548,12 +563,42 @@ export class AuditRecorder implements MapObserver<unknown> {
     r.bounds = null;
     r.outcome = OUTCOME[outcome];
     r.reason = reason;
-    const recordValue = this.#options.recordValue;
-    r.value = recordValue === false || value === undefined ? undefined : recordValue(value);
     r.gap = null;
     r.detail = null;
+    r.valueError = null;
+    const recordValue = this.#options.recordValue;
+    // Rendered before #append takes a seq: whatever recordValue does, the record is written.
+    r.value = recordValue === false || value === undefined ? undefined : this.#renderValue(recordValue, value, r);
     this.#append(r);
     this.#writesRecorded++;
+  }
+
+  /**
+   * The record's `value` from the user's `recordValue`. A function that throws or returns
+   * anything but a string or null must not cost the operation its record (the STORE has been
+   * applied): the value is then recorded as null with `value_error` RECORD_VALUE_FAILED, and the
+   * detail says what the function did, never the value (it may hold what recordValue was meant
+   * to keep out of the log).
+   */
+  #renderValue(recordValue: (value: unknown) => string | null, value: unknown, r: DirectRecord): string | null {
+    let rendered: unknown;
+    try {
+      rendered = recordValue(value);
+    } catch (error) {
+      return this.#valueFailed(r, `recordValue threw ${error instanceof Error ? error.name : typeof error}`);
+    }
+    if (typeof rendered === 'string' || rendered === null) return rendered;
+    const type = rendered === undefined ? 'undefined' : Array.isArray(rendered) ? 'an array' : typeof rendered === 'object' ? 'an object' : `a ${typeof rendered}`;
+    return this.#valueFailed(r, `recordValue returned ${type}, not a string or null`);
+  }
+
+  #valueFailed(r: DirectRecord, what: string): null {
+    r.valueError = RECORD_VALUE_FAILED;
+    r.detail = `${what}; the value is not recorded`;
+    if (this.#recordValueFailures++ === 0) {
+      process.emitWarning(`audit recorder ${this.dir}: ${what}; such values are recorded as null with value_error ${RECORD_VALUE_FAILED} (stats().recordValueFailures counts them)`, { code: 'GOVMAP_AUDIT_RECORD_VALUE_FAILED' });
+    }
+    return null;
   }
 
   #lifecycle(op: LifecycleOpType, map: string | null, reason: string | null, detail: string | null): void {
@@ -569,6 +614,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     r.outcome = 0;
     r.reason = reason;
     r.value = undefined;
+    r.valueError = null;
     r.gap = null;
     r.detail = detail;
     this.#append(r);
@@ -583,6 +629,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     r.outcome = 0;
     r.reason = cause;
     r.value = undefined;
+    r.valueError = null;
     r.gap = { from, to, cause, torn };
     r.detail = detail;
     this.#append(r);
@@ -686,23 +733,58 @@ export class AuditRecorder implements MapObserver<unknown> {
   /** write(2) of one record to the current segment: the path without a journal. */
   #writeDirect(bytes: Uint8Array, length: number, seq: number): void {
     const ctrl = this.#ctrl;
-    let written = 0;
     Atomics.store(ctrl, CTRL_IN_WRITE, 1);
-    try {
-      const fd = Atomics.load(ctrl, CTRL_FD);
-      while (written < length) written += writeSync(fd, bytes, written, length - written);
-      this.#stats[STAT_WRITES_DONE] = seq;
-    } catch (error) {
-      this.#toBacklog(bytes, written, length, seq);
-      this.#spoolFailed(error);
-    } finally {
-      // Publishes STAT_WRITES_DONE to the worker (its fence reads this flag first).
-      Atomics.store(ctrl, CTRL_IN_WRITE, 0);
+    const at = this.#appendToSpool(bytes, 0, length);
+    if (at === length) this.#stats[STAT_WRITES_DONE] = seq;
+    // Publishes STAT_WRITES_DONE to the worker (its fence reads this flag first).
+    Atomics.store(ctrl, CTRL_IN_WRITE, 0);
+    if (at < length) {
+      this.#toBacklog(bytes, at, length, seq);
+      this.#spoolFailed(this.#writeError);
     }
   }
 
+  /**
+   * write(2) of `bytes[from, to)` to the current segment (CTRL_IN_WRITE set by the caller),
+   * continued after a short write; returns how far it got (`to` when whole; else #writeError
+   * says why). A short write (a full disk) leaves the file ending inside the record: before the
+   * next attempt WRITE_TORN_BY_CALLER tells the worker to append, seal and rotate nothing until
+   * the rest follows (from the backlog), or a seal line would land in the middle of the record.
+   * Nothing is appended while the worker's own batch is cut short, unless this thread's record
+   * is (then the worker waits for it: one of the two must go first).
+   */
+  #appendToSpool(bytes: Uint8Array, from: number, to: number): number {
+    const ctrl = this.#ctrl;
+    // One shared load per write; the flag is set only while a disk fails.
+    if ((Atomics.load(ctrl, CTRL_WRITE_TORN) & WRITE_TORN_BY_WORKER) !== 0 && !this.#torn) {
+      this.#writeError = Object.assign(new Error(`the drain worker's last append to ${segmentName(Atomics.load(ctrl, CTRL_SEGMENT))} was cut short; write records wait in memory until it is complete`), { code: 'SPOOL_WRITE_TORN' });
+      return from;
+    }
+    let at = from;
+    try {
+      const fd = Atomics.load(ctrl, CTRL_FD);
+      while (at < to) {
+        at += writeSync(fd, bytes, at, to - at);
+        if (at < to && !this.#torn) {
+          this.#torn = true;
+          Atomics.or(ctrl, CTRL_WRITE_TORN, WRITE_TORN_BY_CALLER);
+        }
+      }
+    } catch (error) {
+      this.#writeError = error;
+      return at;
+    }
+    if (this.#torn) {
+      this.#torn = false;
+      Atomics.and(ctrl, CTRL_WRITE_TORN, ~WRITE_TORN_BY_CALLER);
+    }
+    return at;
+  }
+
   #toBacklog(bytes: Uint8Array, from: number, to: number, seq: number): void {
-    if (this.#backlogBytes + (to - from) > this.#options.maxBacklogBytes) {
+    // The rest of a record cut short in the file (from > 0) is always kept: the file cannot go
+    // on without it.
+    if (from === 0 && this.#backlogBytes + (to - from) > this.#options.maxBacklogBytes) {
       if (this.#lostFrom === 0) this.#lostFrom = seq;
       this.#lostTo = seq;
       this.#writesLost++;
@@ -748,13 +830,10 @@ export class AuditRecorder implements MapObserver<unknown> {
     const ctrl = this.#ctrl;
     Atomics.store(ctrl, CTRL_IN_WRITE, 1);
     try {
-      const fd = Atomics.load(ctrl, CTRL_FD);
       while (this.#backlog.length > 0) {
         const bytes = this.#backlog[0]!;
-        let written = 0;
-        try {
-          while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
-        } catch {
+        const written = this.#appendToSpool(bytes, 0, bytes.length);
+        if (written < bytes.length) {
           if (written > 0) this.#backlog[0] = bytes.subarray(written);
           this.#backlogBytes -= written;
           return false;
@@ -782,18 +861,14 @@ export class AuditRecorder implements MapObserver<unknown> {
       const tail = Atomics.load(ctrl, CTRL_JOURNAL_TAIL);
       if (bytes.length > journal.maxRecordBytes) {
         if (tail !== this.#journalHead) return false;
-        let written = 0;
-        try {
-          const fd = Atomics.load(ctrl, CTRL_FD);
-          Atomics.store(ctrl, CTRL_IN_WRITE, 1);
-          while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
-          this.#stats[STAT_WRITES_DONE] = seq;
-        } catch {
+        Atomics.store(ctrl, CTRL_IN_WRITE, 1);
+        const written = this.#appendToSpool(bytes, 0, bytes.length);
+        if (written === bytes.length) this.#stats[STAT_WRITES_DONE] = seq;
+        Atomics.store(ctrl, CTRL_IN_WRITE, 0);
+        if (written < bytes.length) {
           if (written > 0) this.#backlog[0] = bytes.subarray(written);
           this.#backlogBytes -= written;
           return false;
-        } finally {
-          Atomics.store(ctrl, CTRL_IN_WRITE, 0);
         }
       } else {
         const next = journal.tryAppend(this.#journalHead, tail, bytes, 0, bytes.length, seq);
@@ -927,7 +1002,12 @@ export class AuditRecorder implements MapObserver<unknown> {
  */
 export async function createAuditRecorder(options: AuditRecorderOptions): Promise<AuditRecorder> {
   const resolved = resolveAuditOptions(options);
-  const release = acquireSpoolLock(resolved.dir);
+  let release: () => void;
+  try {
+    release = acquireSpoolLock(resolved.dir);
+  } catch (error) {
+    throw spoolDirectoryError(resolved.dir, error);
+  }
   let recorder: AuditRecorder;
   let journal: JournalWriter | null = null;
   try {
@@ -940,7 +1020,7 @@ export async function createAuditRecorder(options: AuditRecorderOptions): Promis
   } catch (error) {
     journal?.unmap();
     release();
-    throw error;
+    throw spoolDirectoryError(resolved.dir, error);
   }
   if (resolved.kafka !== undefined) {
     const { startKafkaForwarder } = await import('./kafka-forwarder.ts');

@@ -1,11 +1,12 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ChainState } from './drain-worker.ts';
 import { GENESIS_HASH, isReadStream, parseSpoolLine } from './event.ts';
 import type { SealRecord } from './event.ts';
-import { AuditSpoolLockedError } from './errors.ts';
-import { readJournal } from './journal.ts';
+import { GovMapError } from '../map/errors.ts';
+import { AuditConfigurationError, AuditSpoolDirectoryError, AuditSpoolLockedError, AuditTamperedError } from './errors.ts';
+import { JOURNAL_FILE, readJournal } from './journal.ts';
 import {
   ChainHasher,
   fsyncDirectory,
@@ -32,6 +33,11 @@ export interface SegmentScan {
   readonly lastStartedSeq: number;
   /** Byte offset of an unterminated last line, or -1 when the file ends with a newline. */
   readonly tornOffset: number;
+  /** Where the line after the last seal starts (0 without a seal). */
+  readonly lastSealEnd: number;
+  /** The op and seq of the last record before the last seal (null, 0: none). */
+  readonly sealedLastOp: string | null;
+  readonly sealedLastSeq: number;
 }
 
 // Records start with these bytes (the encoder's fixed field order), so recovery reads seq and
@@ -45,9 +51,13 @@ export function scanSegment(file: SegmentFile): SegmentScan {
   let maxReadSeq = 0;
   let maxWriteSeq = 0;
   let lastEventOp: string | null = null;
+  let lastEventSeq = 0;
   let lastStartedSeq = 0;
   let start = 0;
   let tornOffset = -1;
+  let lastSealEnd = 0;
+  let sealedLastOp: string | null = null;
+  let sealedLastSeq = 0;
   while (start < bytes.length) {
     const nl = bytes.indexOf(10, start);
     if (nl === -1) {
@@ -66,21 +76,27 @@ export function scanSegment(file: SegmentFile): SegmentScan {
         maxWriteSeq = seq;
       }
       lastEventOp = op;
+      lastEventSeq = seq;
       if (op === 'AUDIT_STARTED') lastStartedSeq = seq;
     } else {
       const line = parseSpoolLine(bytes.toString('utf8', start, nl));
-      if (line.kind === 'seal') lastSeal = line.seal;
-      else if (line.kind === 'event') {
+      if (line.kind === 'seal') {
+        lastSeal = line.seal;
+        lastSealEnd = nl + 1;
+        sealedLastOp = lastEventOp;
+        sealedLastSeq = lastEventSeq;
+      } else if (line.kind === 'event') {
         const e = line.event;
         if (e.seq > maxSeq) maxSeq = e.seq;
         if (isReadStream(e.op_type)) maxReadSeq = Math.max(maxReadSeq, e.seq);
         else maxWriteSeq = Math.max(maxWriteSeq, e.seq);
         lastEventOp = e.op_type;
+        lastEventSeq = e.seq;
       }
     }
     start = nl + 1;
   }
-  return { file, size: bytes.length, lastSeal, maxSeq, maxReadSeq, maxWriteSeq, lastEventOp, lastStartedSeq, tornOffset };
+  return { file, size: bytes.length, lastSeal, maxSeq, maxReadSeq, maxWriteSeq, lastEventOp, lastStartedSeq, tornOffset, lastSealEnd, sealedLastOp, sealedLastSeq };
 }
 
 export interface CrashGap {
@@ -147,23 +163,28 @@ export function recoverSpool(dir: string, actor: string, origin: string, key: Ui
     scan = scanSegment(last);
   }
 
+  // Nothing is written below until the spool is known to be this recorder's to continue: the
+  // chain's key matches, and nobody added to a cleanly stopped log.
+  const previousFile = segments.length > 1 ? segments.at(-2)! : null;
+  const previousScan: SegmentScan | null = scan.lastSeal === null && previousFile !== null ? scanSegment(previousFile) : null;
+  const lastSeal = scan.lastSeal ?? previousScan?.lastSeal ?? null;
+  if (lastSeal !== null) checkChainKey(dir, lastSeal, hasher);
+  const afterStop = checkNothingAfterStop(dir, scan, previousScan);
+
   // Write records a crash left in the journal (option writeJournal) join the log first, as if
   // the worker had moved them: everything below then sees them like any record write(2) put there.
   let journalTorn: CrashGap['torn'] = null;
-  const replayed = replayJournal(dir, segments, scan);
+  const replayed = replayJournal(dir, segments, scan, afterStop);
   if (replayed.tornOffset !== -1) journalTorn = { segment: last.segment, offset: replayed.tornOffset, length: replayed.tornLength };
   if (replayed.frames > 0) scan = scanSegment(last);
 
   // The chain continues from the latest seal; a crash during rotation can leave the previous
   // segment without its final seal, and the new one without any.
   let chain: ChainState;
-  let previousScan: SegmentScan | null = null;
   if (scan.lastSeal !== null) {
     const s = scan.lastSeal;
     chain = { segment: last.segment, seal: s.seal, prev: s.hash, sealedTo: s.to, lastSealReads: s.reads_through, lastSealWrites: s.writes_through };
-  } else if (segments.length > 1) {
-    const previousFile = segments.at(-2)!;
-    previousScan = scanSegment(previousFile);
+  } else if (previousFile !== null && previousScan !== null) {
     const s = previousScan.lastSeal;
     if (s === null) {
       chain = { segment: last.segment, seal: 0, prev: GENESIS_HASH, sealedTo: 0, lastSealReads: 0, lastSealWrites: 0 };
@@ -229,10 +250,16 @@ export function recoverSpool(dir: string, actor: string, origin: string, key: Ui
  * recording that it did), terminating a torn last line first. Returns how many, and the torn
  * line it terminated (-1 if none) so the crash's gap still names it.
  */
-function replayJournal(dir: string, segments: readonly SegmentFile[], scan: SegmentScan): { frames: number; tornOffset: number; tornLength: number } {
+function replayJournal(dir: string, segments: readonly SegmentFile[], scan: SegmentScan, afterStop: AfterStop): { frames: number; tornOffset: number; tornLength: number } {
   const frames = readJournal(dir);
   const none = { frames: 0, tornOffset: -1, tornLength: 0 };
-  if (frames.length === 0) return none;
+  const { expectStart, required } = afterStop;
+  const missingStart = (): AuditTamperedError =>
+    new AuditTamperedError(dir, scan.file.path, scan.size, `reads follow the seal of a clean stop, but the next start's AUDIT_STARTED (seq ${expectStart}) is neither before them nor in the write journal`);
+  if (frames.length === 0) {
+    if (required) throw missingStart();
+    return none;
+  }
   // The last write-stream record in the log: the last segment may hold none yet (just rotated).
   let writesDone = Math.max(scan.maxWriteSeq, scan.lastSeal?.writes_through ?? 0);
   for (let i = segments.length - 2; writesDone === 0 && i >= 0; i--) {
@@ -240,7 +267,13 @@ function replayJournal(dir: string, segments: readonly SegmentFile[], scan: Segm
     writesDone = Math.max(earlier.maxWriteSeq, earlier.lastSeal?.writes_through ?? 0);
   }
   const pending = frames.filter((f) => f.seq > writesDone);
-  if (pending.length === 0) return none;
+  if (pending.length === 0) {
+    if (required) throw missingStart();
+    return none;
+  }
+  if (expectStart !== 0 && !pending[0]!.bytes.toString('latin1', 0, 64).startsWith(startedPrefix(expectStart))) {
+    throw new AuditTamperedError(dir, join(dir, JOURNAL_FILE), 0, `the write journal holds a record (seq ${pending[0]!.seq}) after a clean stop that is not the next start's AUDIT_STARTED (seq ${expectStart})`);
+  }
   const fd = openSync(scan.file.path, 'a');
   try {
     if (scan.tornOffset !== -1) writeFully(fd, Buffer.from('\n'), 0, 1);
@@ -250,6 +283,120 @@ function replayJournal(dir: string, segments: readonly SegmentFile[], scan: Segm
     closeSync(fd);
   }
   return { frames: pending.length, tornOffset: scan.tornOffset, tornLength: scan.tornOffset === -1 ? 0 : scan.size - scan.tornOffset };
+}
+
+/**
+ * Refuses a key that cannot continue the chain: `hmacKey` absent, added or different from the one
+ * the spool was written with would leave a log no single key verifies. The last seal says which
+ * algorithm the chain uses; with a key, its HMAC is recomputed (one sealed block, read once at
+ * start) and must match.
+ */
+function checkChainKey(dir: string, seal: SealRecord, hasher: ChainHasher): void {
+  const where = `seal ${seal.seal} of ${segmentName(seal.segment)}`;
+  if (seal.alg !== hasher.alg) {
+    throw new AuditConfigurationError(
+      'hmacKey',
+      seal.alg === 'sha256'
+        ? `the spool "${dir}" is chained with plain SHA-256 (${where}), not HMAC: start without hmacKey, or give the key a new spool directory`
+        : `the spool "${dir}" is chained with HMAC-SHA256 (${where}): start with the hmacKey it was written with`,
+    );
+  }
+  if (seal.alg !== 'hmac-sha256') return;
+  const fd = openSync(join(dir, segmentName(seal.segment)), 'r');
+  let hash: string;
+  try {
+    hash = hashRange(fd, seal.from, seal.to, seal.prev, hasher, Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, seal.to - seal.from))));
+  } finally {
+    closeSync(fd);
+  }
+  if (hash !== seal.hash) {
+    throw new AuditConfigurationError(
+      'hmacKey',
+      `the spool "${dir}" is chained with HMAC-SHA256 and its last seal (${where}) does not verify with this key: start with the key the spool was written with (if it is that key, the sealed bytes were changed: run \`govmap audit verify ${dir}\`)`,
+    );
+  }
+}
+
+/** What must come first after a clean stop, when the log itself does not hold it yet. */
+interface AfterStop {
+  /** The seq the next start's AUDIT_STARTED must have as the journal's first pending frame (0: no constraint). */
+  readonly expectStart: number;
+  /** Reads of that next start are in the log already: its AUDIT_STARTED must be in the journal. */
+  readonly required: boolean;
+}
+
+const ANY_RECORD_START = '{"v":1,"seq":';
+
+/**
+ * A cleanly stopped log (its last seal covers AUDIT_STOPPED) grows only by the next start: its
+ * AUDIT_STARTED (the seq after the stop's) is its first write-stream record, and only its reads
+ * (higher seqs, drained by the worker while AUDIT_STARTED still waited in the write journal) may
+ * reach the file before it. Anything else after that seal was put there by someone else, and
+ * continuing would seal it into the chain as if it were a crash's tail. A torn last line (a
+ * crash, or zeros after power loss) is accepted: recovery names it in the gap as any torn line.
+ */
+function checkNothingAfterStop(dir: string, scan: SegmentScan, previousScan: SegmentScan | null): AfterStop {
+  const none: AfterStop = { expectStart: 0, required: false };
+  let stopped: SegmentScan;
+  let from: number;
+  if (scan.lastSeal !== null) {
+    if (scan.sealedLastOp !== 'AUDIT_STOPPED') return none;
+    stopped = scan;
+    from = scan.lastSealEnd;
+  } else {
+    // A rotation racing the stop: then the last segment holds a header and what came after.
+    if (previousScan?.lastSeal == null || previousScan.sealedLastOp !== 'AUDIT_STOPPED') return none;
+    stopped = previousScan;
+    if (previousScan.size > previousScan.lastSealEnd) {
+      throw new AuditTamperedError(dir, previousScan.file.path, previousScan.lastSealEnd, `${previousScan.size - previousScan.lastSealEnd} bytes follow the seal of a clean stop (AUDIT_STOPPED, seq ${previousScan.sealedLastSeq}) in a segment that was rotated after it`);
+    }
+    const header = readBytes(scan.file.path, 0, Math.min(scan.size, 4096));
+    const nl = header.indexOf(10);
+    from = nl === -1 ? scan.size : nl + 1;
+  }
+  const stoppedSeq = stopped.sealedLastSeq;
+  const expect = stoppedSeq + 1;
+  const tail = readBytes(scan.file.path, from, scan.size - from);
+  const refuse = (at: number, what: string): never => {
+    throw new AuditTamperedError(dir, scan.file.path, from + at, `${what} after the seal of a clean stop (AUDIT_STOPPED, seq ${stoppedSeq}); only the next start's AUDIT_STARTED (seq ${expect}) and its reads may follow it`);
+  };
+  let at = 0;
+  let reads = false;
+  while (at < tail.length) {
+    const nl = tail.indexOf(10, at);
+    if (nl === -1) {
+      const text = tail.toString('latin1', at, Math.min(tail.length, at + 64));
+      if (!/^\0+$/.test(text) && !text.startsWith(ANY_RECORD_START) && !ANY_RECORD_START.startsWith(text)) refuse(at, 'an unterminated line that is not the start of a record');
+      break;
+    }
+    const match = PREFIX.exec(tail.toString('latin1', at, Math.min(nl, at + 64)));
+    const seq = match === null ? 0 : Number(match[1]);
+    if (match !== null && match[2] === 'AUDIT_STARTED' && seq === expect) return none;
+    if (match === null || !isReadStream(match[2]!) || seq <= expect) refuse(at, match === null ? 'a line that is not a record' : `a ${match[2]} record (seq ${seq})`);
+    reads = true;
+    at = nl + 1;
+  }
+  return { expectStart: expect, required: reads };
+}
+
+function startedPrefix(seq: number): string {
+  return `{"v":1,"seq":${seq},"op_type":"AUDIT_STARTED"`;
+}
+
+function readBytes(path: string, from: number, n: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(n);
+    let got = 0;
+    while (got < n) {
+      const r = readSync(fd, buf, got, n - got, from + got);
+      if (r === 0) break;
+      got += r;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -289,6 +436,29 @@ export function acquireSpoolLock(dir: string): () => void {
     }
   }
   throw new AuditSpoolLockedError(dir, 'another recorder racing for it');
+}
+
+const ERRNO_MEANING: Readonly<Record<string, string>> = {
+  EEXIST: 'it exists and is not a directory',
+  ENOTDIR: 'a part of the path is a file, not a directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'the file system is read-only',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'the disk quota is exhausted',
+  ENAMETOOLONG: 'the path is too long',
+  ELOOP: 'too many symbolic links in the path',
+};
+
+/**
+ * A system error met while opening the spool (creating the directory, its LOCK, SEQ or first
+ * segment) as a typed error naming the option, the path and the errno; anything else unchanged.
+ */
+export function spoolDirectoryError(dir: string, error: unknown): unknown {
+  if (!(error instanceof Error) || error instanceof GovMapError) return error;
+  const e = error as NodeJS.ErrnoException;
+  if (typeof e.code !== 'string' || e.syscall === undefined) return error;
+  return new AuditSpoolDirectoryError(dir, e.path ?? dir, e.code, ERRNO_MEANING[e.code] ?? e.message, error);
 }
 
 function isAlive(pid: number): boolean {

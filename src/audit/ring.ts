@@ -96,6 +96,17 @@ export const CTRL_IN_WRITE = 32;
 export const CTRL_FD = 33;
 /** Write journal: where the caller's thread frames the next record (the worker reads up to it). */
 export const CTRL_JOURNAL_HEAD = 34;
+/**
+ * A write to the spool stopped partway (a full disk): the file ends inside a record, and until
+ * its writer appends the rest nothing else may be appended, or the record would be split by a
+ * seal or another record. WRITE_TORN_BY_CALLER: the caller's thread holds the rest in its backlog
+ * (the worker neither writes, seals nor rotates meanwhile); WRITE_TORN_BY_WORKER: the worker's
+ * batch is cut short (the caller's thread sends its writes to the backlog meanwhile). Set by the
+ * writer right after the short write, cleared once the record is whole.
+ */
+export const CTRL_WRITE_TORN = 35;
+export const WRITE_TORN_BY_CALLER = 1;
+export const WRITE_TORN_BY_WORKER = 2;
 
 /**
  * The coarse clock word (alone in its 64-byte cache line: slots 16-23): `performance.now()` of the

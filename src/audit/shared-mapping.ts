@@ -1,4 +1,4 @@
-import { closeSync, constants, ftruncateSync, openSync } from 'node:fs';
+import { closeSync, constants, ftruncateSync, openSync, rmSync } from 'node:fs';
 import type Koffi from 'koffi';
 import { AuditJournalError } from './errors.ts';
 
@@ -30,6 +30,12 @@ const MAP_SHARED = 1;
 /** Faults the pages in now, not on the first copies into them. */
 const MAP_POPULATE = 0x8000;
 const MAP_FAILED = 0xffffffffffffffffn;
+const ENOSPC = 28;
+
+function journalSystemError(path: string, what: string, error: unknown): AuditJournalError {
+  const e = error as NodeJS.ErrnoException;
+  return new AuditJournalError(path, `${what} (${e.code ?? 'error'}: ${e.message ?? String(error)})`);
+}
 
 let libc: Promise<Libc> | undefined;
 
@@ -80,16 +86,33 @@ export async function mapSharedFile(path: string, size: number): Promise<SharedF
     throw error;
   }
   // Not truncated on open: recovery has read it already, and its size is reset below.
-  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  let created = false;
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
+    created = true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw journalSystemError(path, 'could not be created', error);
+    fd = openSync(path, constants.O_RDWR);
+  }
   let pointer: unknown;
   try {
-    ftruncateSync(fd, size);
+    try {
+      ftruncateSync(fd, size);
+    } catch (error) {
+      throw journalSystemError(path, `could not be sized to ${size} bytes`, error);
+    }
     const rc = c.posix_fallocate(fd, 0, size);
-    if (rc !== 0) throw new AuditJournalError(path, `its ${size} bytes could not be allocated on disk (errno ${rc})`);
+    if (rc !== 0) throw new AuditJournalError(path, `its ${size} bytes could not be allocated on disk (errno ${rc}${rc === ENOSPC ? ': no space left on the device' : ''}); free space, lower journalBytes, or set writeJournal: false`);
     pointer = c.mmap(null, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (pointer === null || c.address(pointer) === MAP_FAILED) {
       throw new AuditJournalError(path, `mmap of ${size} bytes failed (errno ${c.errno()})`);
     }
+  } catch (error) {
+    // A file this call created holds nothing yet (the magic is written after mapping): left
+    // behind, a zero-filled (sparse) journal would only confuse the next start.
+    if (created) rmSync(path, { force: true });
+    throw error;
   } finally {
     // The mapping keeps the file; the descriptor is not needed.
     closeSync(fd);

@@ -33,7 +33,12 @@ export interface SegmentFile {
   readonly path: string;
 }
 
-/** Segment files of a spool directory, in order. */
+/**
+ * Segment files of a spool directory, in order. Two names can carry one number
+ * (`audit-000003.jsonl`, `audit-0000003.jsonl`); the one the recorder writes (`segmentName`) comes
+ * first, so readers that take the first of a number read the recorder's file, and verify reports
+ * the other.
+ */
 export function listSegments(dir: string): SegmentFile[] {
   if (!existsSync(dir)) return [];
   const out: SegmentFile[] = [];
@@ -41,7 +46,8 @@ export function listSegments(dir: string): SegmentFile[] {
     const match = SEGMENT_PATTERN.exec(name);
     if (match !== null) out.push({ segment: Number(match[1]), name, path: join(dir, name) });
   }
-  return out.sort((a, b) => a.segment - b.segment);
+  const canonical = (f: SegmentFile): number => (f.name === segmentName(f.segment) ? 0 : 1);
+  return out.sort((a, b) => a.segment - b.segment || canonical(a) - canonical(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /**

@@ -19,6 +19,7 @@ export interface TailOptions {
 }
 
 const CHAIN_LINE = /^\{"v":1,"type":"(SEAL|SEGMENT)"/;
+const NEWLINE = 0x0a;
 
 /**
  * `tail` for a spool: the last records of a directory of segments (or one segment file), then,
@@ -48,7 +49,10 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
 
   let current = files.at(-1)!;
   let offset = statSync(current.path).size;
-  let carry = '';
+  // The bytes after the last newline read so far: a line still being appended. Kept as bytes and
+  // decoded only once its newline arrives, because a poll can end inside a multi-byte character
+  // (decoded alone, each half would become U+FFFD).
+  let carry: Buffer = Buffer.alloc(0);
   const pollMs = options.pollMs ?? 200;
   while (options.signal?.aborted !== true) {
     const fh = await open(current.path, 'r');
@@ -59,13 +63,16 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
         const buffer = Buffer.allocUnsafe(size - offset);
         const { bytesRead } = await fh.read(buffer, 0, buffer.length, offset);
         offset += bytesRead;
-        const text = carry + buffer.toString('utf8', 0, bytesRead);
-        const lines = text.split('\n');
-        carry = lines.pop()!;
-        for (const line of lines) {
+        const bytes = carry.length === 0 ? buffer.subarray(0, bytesRead) : Buffer.concat([carry, buffer.subarray(0, bytesRead)]);
+        let lineStart = 0;
+        for (let nl = bytes.indexOf(NEWLINE); nl !== -1; nl = bytes.indexOf(NEWLINE, lineStart)) {
+          const line = bytes.toString('utf8', lineStart, nl);
+          lineStart = nl + 1;
           if (keep(line)) options.write(line);
           if (line.startsWith('{"v":1,"type":"SEAL"') && line.includes('"final":true')) finalSeen = true;
         }
+        // A copy: the read buffer is a whole poll's bytes, the carry at most one line.
+        carry = Buffer.from(bytes.subarray(lineStart));
       }
     } finally {
       await fh.close();
@@ -74,7 +81,7 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
     if (finalSeen && next !== null && existsSync(next)) {
       current = { segment: current.segment + 1, name: basename(next), path: next };
       offset = 0;
-      carry = '';
+      carry = Buffer.alloc(0);
       continue;
     }
     await new Promise<void>((resolve) => {

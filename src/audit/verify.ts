@@ -3,7 +3,7 @@ import { basename, dirname } from 'node:path';
 import { GENESIS_HASH, isReadStream, parseSpoolLine } from './event.ts';
 import type { AuditGap, SealRecord } from './event.ts';
 import { readJournal } from './journal.ts';
-import { ChainHasher, listSegments, readHead, SEGMENT_PATTERN } from './spool.ts';
+import { ChainHasher, listSegments, readHead, SEGMENT_PATTERN, segmentName } from './spool.ts';
 import type { SegmentFile } from './spool.ts';
 
 export interface VerifyOptions {
@@ -38,9 +38,17 @@ export interface VerifyReport {
   /** Problems in log order (at most MAX_PROBLEMS). */
   readonly problems: readonly VerifyProblem[];
   readonly notes: readonly string[];
+  /**
+   * The seals are HMAC-keyed and no key was given, so their hashes were not checked (one problem
+   * says so). Not evidence of tampering, an incomplete check: `govmap audit verify` exits 2
+   * (usage) on it, not 1.
+   */
+  readonly keyRequired: boolean;
 }
 
 const MAX_PROBLEMS = 100;
+/** Problems the text report lists besides the first bad record; --json has them all. */
+const SHOWN_PROBLEMS = 20;
 /** Seqs held while waiting for their predecessors; beyond this a missing seq is reported at once. */
 const MAX_PENDING = 1_000_000;
 
@@ -57,6 +65,8 @@ interface Located {
   readonly kind: 'record' | 'block' | 'missing';
   readonly block?: { readonly fileIndex: number; readonly from: number; readonly to: number };
   readonly candidates?: readonly Candidate[];
+  /** A missing seq placed at the end of the log because a stream has no record after it. */
+  readonly inferredEnd?: boolean;
 }
 
 interface Candidate {
@@ -94,23 +104,42 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   // log, and the log only grows, so HEAD read first is always covered by the log read after it.
   // Read last, a seal committed meanwhile looked like a truncated log (a live spool "BROKEN").
   const head = isDir ? readHead(path) : null;
+  const notes: string[] = [];
   // With a write journal, a running (or crashed, not yet restarted) recorder's newest write
   // records may still be there rather than in the log. Its seqs are read before the log and
   // again after it: a frame moved into the log meanwhile is in one of the three reads.
   const journaled = new Set<number>();
+  /** AUDIT_STARTED frames still in the journal: a restarted recorder's first record may wait there. */
+  const journaledStarts = new Set<number>();
+  let journalUnreadable = false;
   const readJournalSeqs = (): void => {
-    if (!isDir) return;
+    if (!isDir || journalUnreadable) return;
     try {
-      for (const frame of readJournal(path)) journaled.add(frame.seq);
+      for (const frame of readJournal(path)) {
+        journaled.add(frame.seq);
+        if (STARTED_RECORD.test(frame.bytes.toString('latin1', 0, Math.min(frame.bytes.length, 64)))) journaledStarts.add(frame.seq);
+      }
     } catch (error) {
-      notes.push(`the write journal could not be read: ${error instanceof Error ? error.message : String(error)}`);
+      // Not a failure of the log: the journal only holds copies of write records on their way
+      // into it. What is lost is the excuse for a running recorder's newest writes, which then
+      // show as missing if they are not in the log yet.
+      journalUnreadable = true;
+      notes.push(
+        `the write journal (JOURNAL) could not be read (${error instanceof Error ? error.message : String(error)}): write records still in it are not counted, so a running or crashed recorder's newest writes show as missing`,
+      );
     }
   };
   readJournalSeqs();
   let segments: SegmentFile[];
-  const notes: string[] = [];
+  /** Files whose segment number another file already has: only the first (the recorder's name) is read. */
+  const duplicates: { keptIndex: number; file: SegmentFile; twin: SegmentFile }[] = [];
   if (isDir) {
-    segments = listSegments(path);
+    segments = [];
+    for (const seg of listSegments(path)) {
+      const twin = segments.at(-1);
+      if (twin !== undefined && twin.segment === seg.segment) duplicates.push({ keptIndex: segments.length - 1, file: seg, twin });
+      else segments.push(seg);
+    }
   } else {
     const match = SEGMENT_PATTERN.exec(basename(path));
     segments = existsSync(path) ? [{ segment: match === null ? 0 : Number(match[1]), name: basename(path), path }] : [];
@@ -128,7 +157,17 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   let lastSeq: number | null = null;
   let lastEventOp: string | null = null;
   let unsealedRecords = 0;
+  let keyRequired = false;
   const gaps: (AuditGap & { file: string; line: number })[] = [];
+  for (const { keptIndex, file, twin } of duplicates) {
+    add(keptIndex, 0, {
+      file: file.name,
+      line: 0,
+      offset: 0,
+      seq: null,
+      problem: `two files claim segment ${file.segment}: ${twin.name} and ${file.name} (the recorder writes one file per segment, named ${segmentName(file.segment)}); only ${twin.name} is checked`,
+    });
+  }
   if (segments.length === 0) {
     const why = !existsSync(path) ? 'no such file or directory' : 'no audit segments (audit-NNNNNN.jsonl) here';
     add(0, 0, { file: path, line: 0, offset: 0, seq: null, problem: why });
@@ -136,8 +175,33 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   }
 
   let prevHash = GENESIS_HASH;
+  // A log that starts after segment 1 is checked from there; whether that is retention is decided
+  // at the end, from the AUDIT_RETENTION records in what is left.
   let resync = segments[0]!.segment !== 1;
-  if (resync) notes.push(`the log starts at segment ${segments[0]!.segment}: earlier segments are absent (retention?); the chain is checked from there`);
+  /** The AUDIT_RETENTION record naming the most removed segments (`absent_through`), and whether a seal covers it. */
+  let retention: { file: string; line: number; through: number; sealed: boolean } | null = null;
+  let retentionUnsealed: { file: string; line: number; through: number } | null = null;
+  /**
+   * The last AUDIT_STOPPED while nothing else followed it; `sealed` once a seal covers it. After a
+   * sealed stop the recorder writes nothing until a restart, whose first write-stream record is
+   * AUDIT_STARTED (then, after a crash, its AUDIT_GAP); only the restart's reads can reach the file
+   * before it (the worker moves journal frames at its commits but reads every turn), and their
+   * seqs are above it. `firstRead` is the first such read while AUDIT_STARTED is still to come.
+   */
+  let stop: { file: string; line: number; seq: number; sealed: boolean } | null = null;
+  let firstReadAfterStop: { file: string; line: number; offset: number; fileIndex: number; seq: number; op: string } | null = null;
+  let appendedAfterStop = false;
+  /** A record after a sealed clean stop that no restarted recorder can have written: reported once. */
+  const appendedAfter = (stopped: { file: string; line: number; seq: number }, first: NonNullable<typeof firstReadAfterStop>, why: string): void => {
+    appendedAfterStop = true;
+    add(first.fileIndex, first.offset, {
+      file: first.file,
+      line: first.line,
+      offset: first.offset,
+      seq: first.seq,
+      problem: `${first.op} seq ${first.seq} follows the clean stop (AUDIT_STOPPED seq ${stopped.seq} at ${stopped.file}:${stopped.line}, sealed) and ${why}: it was appended after the recorder stopped`,
+    });
+  };
   let expectedSeal = 0;
   const lastInStream = { r: { seq: 0, file: '', line: 0, offset: 0, fileIndex: 0 }, w: { seq: 0, file: '', line: 0, offset: 0, fileIndex: 0 } };
   const sealsByNumber = new Map<number, { segment: number; hash: string }>();
@@ -253,6 +317,13 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
     advance();
   };
   const tornCandidates = new Map<string, Located>();
+  /**
+   * The next-to-last segment does not end with its final seal: a problem, unless the last segment
+   * shows a rotation that had not finished (decided once the last segment is read).
+   */
+  let unfinishedRotation: Located | null = null;
+  let lastFileEmpty = false;
+  let lastFileHasSeal = false;
 
   for (let fileIndex = 0; fileIndex < segments.length; fileIndex++) {
     const seg = segments[fileIndex]!;
@@ -267,6 +338,13 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       resync = true;
     }
     const bytes = readFileSync(seg.path);
+    const isLast = fileIndex === segments.length - 1;
+    if (bytes.length === 0) {
+      // A rotation that crashed between creating the file and writing its header leaves the last
+      // segment empty (the next start writes the header): decided with the segment before it.
+      if (isLast && fileIndex > 0) lastFileEmpty = true;
+      else add(fileIndex, 0, { file: seg.name, line: 1, offset: 0, seq: null, problem: emptySegmentProblem(seg.segment) });
+    }
     const lineStarts: number[] = [];
     const lineOf = (offset: number): number => {
       let lo = 0;
@@ -323,6 +401,11 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         sealCount++;
         sawSealInFile = true;
         unsealedRecords = 0;
+        if (stop !== null) stop.sealed = true;
+        if (retentionUnsealed !== null) {
+          if (retention === null || retentionUnsealed.through >= retention.through) retention = { ...retentionUnsealed, sealed: true };
+          retentionUnsealed = null;
+        }
         checkSeal(s, start, nl);
         lastLineFinalSeal = s.final;
       } else if (parsed.kind === 'event') {
@@ -366,6 +449,28 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
           advance();
           if (pending.size > MAX_PENDING) reportMissing();
         }
+        if (stop !== null && stop.sealed && !appendedAfterStop) {
+          if (read) {
+            firstReadAfterStop ??= { file: seg.name, line: lineNo, offset: start, fileIndex, seq: e.seq, op: e.op_type };
+          } else {
+            if (e.op_type !== 'AUDIT_STARTED') {
+              const first = firstReadAfterStop ?? { file: seg.name, line: lineNo, offset: start, fileIndex, seq: e.seq, op: e.op_type };
+              appendedAfter(stop, first, `is not the AUDIT_STARTED a restart writes first`);
+            } else if (firstReadAfterStop !== null && firstReadAfterStop.seq < e.seq) {
+              appendedAfter(stop, firstReadAfterStop, `is older than the restart's AUDIT_STARTED (seq ${e.seq}, ${seg.name}:${lineNo}), so no restarted recorder wrote it`);
+            }
+            stop = null;
+            firstReadAfterStop = null;
+          }
+        } else if (stop !== null && !stop.sealed) {
+          // A record between AUDIT_STOPPED and its seal: the stop is not the end of that run's log.
+          stop = null;
+        }
+        if (e.op_type === 'AUDIT_STOPPED') stop = { file: seg.name, line: lineNo, seq: e.seq, sealed: false };
+        if (e.op_type === 'AUDIT_RETENTION') {
+          const through = retentionThrough(e.detail);
+          if (through !== null && (retentionUnsealed === null || through >= retentionUnsealed.through)) retentionUnsealed = { file: seg.name, line: lineNo, through };
+        }
         if (e.op_type === 'AUDIT_GAP' && e.gap !== undefined) {
           gaps.push({ ...e.gap, file: seg.name, line: lineNo });
           excused.push({ from: e.gap.from, to: e.gap.to });
@@ -377,17 +482,24 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       start = nl + 1;
     }
     endOfLog = { file: seg.name, line: lineNo, offset: bytes.length, fileIndex };
-    const isLast = fileIndex === segments.length - 1;
-    if (!isLast && !lastLineFinalSeal) {
-      add(fileIndex, bytes.length, {
-        file: seg.name,
-        line: lineNo,
-        offset: lineStarts.at(-1) ?? 0,
-        seq: null,
-        problem: 'this segment does not end with its final seal although a later segment exists: it was truncated, or records were appended after it was closed',
-      });
+    if (!isLast && !lastLineFinalSeal && bytes.length > 0) {
+      const missingFinal: Located = {
+        fileIndex,
+        sortOffset: bytes.length,
+        kind: 'record',
+        p: {
+          file: seg.name,
+          line: lineNo,
+          offset: lineStarts.at(-1) ?? 0,
+          seq: null,
+          problem: 'this segment does not end with its final seal although a later segment exists: it was truncated, or records were appended after it was closed',
+        },
+      };
+      if (fileIndex === segments.length - 2) unfinishedRotation = missingFinal;
+      else add(missingFinal.fileIndex, missingFinal.sortOffset, missingFinal.p);
     }
-    if (isLast && !sawSealInFile && recordsInFile > 0) notes.push(`${seg.name} has no seal yet (a new segment of a running recorder)`);
+    if (isLast) lastFileHasSeal = sawSealInFile;
+    if (isLast && !sawSealInFile && recordsInFile > 0 && unfinishedRotation === null) notes.push(`${seg.name} has no seal yet (a new segment of a running recorder)`);
 
     // Seal checks need this file's bytes and line table.
     function checkSeal(s: SealRecord, lineStart: number, _lineEnd: number): void {
@@ -398,13 +510,30 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       if (s.from !== sealedTo) at(`covers bytes from ${s.from}, but the previous seal of this segment ended at ${sealedTo}: bytes were inserted or removed`);
       if (s.to > lineStart) at(`covers bytes up to ${s.to}, past its own line at ${lineStart}: bytes were removed before it`);
       if (key !== null && s.alg !== 'hmac-sha256') at('is plain sha256 but the spool key was given: the chain may have been rebuilt by someone without the key');
-      if (key === null && s.alg === 'hmac-sha256') at('is keyed (hmac-sha256): verify with the spool key (--key-file or --key-env)');
-      if (!resync && s.prev !== prevHash) at(`does not continue the chain: prev ${s.prev.slice(0, 12)}… is not the previous seal's hash ${prevHash.slice(0, 12)}…`);
+      if (key === null && s.alg === 'hmac-sha256' && !keyRequired) {
+        // Once, not per seal: every keyed seal is unverifiable for the same reason.
+        keyRequired = true;
+        at("this spool's seals are HMAC-keyed (hmac-sha256): verify with the spool key (--key-file or --key-env); without it no seal's hash can be checked");
+      }
+      const linkBroken = !resync && s.prev !== prevHash;
+      const link = `prev ${s.prev.slice(0, 12)}… is not the previous seal's hash ${prevHash.slice(0, 12)}…`;
       const from = Math.min(s.from, lineStart);
       const to = Math.min(s.to, lineStart);
-      if (s.alg === hasher.alg && from <= to) {
-        const hash = hasher.begin(resync ? s.prev : prevHash).update(bytes.subarray(from, to)).digest('hex');
-        if (hash !== s.hash) {
+      const hashable = s.alg === hasher.alg && from <= to;
+      if (linkBroken && !hashable) at(`chain link broken: ${link}`);
+      if (hashable) {
+        const covered = bytes.subarray(from, to);
+        const hash = hasher.begin(resync ? s.prev : prevHash).update(covered).digest('hex');
+        // A broken link and altered bytes are different findings: hashed after the seal's own
+        // prev, intact bytes still match it (the seal before it was altered or removed, or this
+        // block comes from another chain); hashed after the previous seal, only prev was edited.
+        const intactAfterOwnPrev = linkBroken && hash !== s.hash && hasher.begin(s.prev).update(covered).digest('hex') === s.hash;
+        if (linkBroken) {
+          if (hash === s.hash) at(`chain link broken: its prev field was altered (${link}, but its bytes hash correctly after the previous seal)`);
+          else if (intactAfterOwnPrev) at(`chain link broken: ${link}; its own bytes are intact, so the seal before it was altered or removed, or this block comes from another chain`);
+          else at(`chain link broken: ${link}`);
+        }
+        if (hash !== s.hash && !intactAfterOwnPrev) {
           const first = lineOf(from);
           const last = lineOf(Math.max(from, to - 1));
           add(
@@ -435,12 +564,69 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   readJournalSeqs();
   while (pending.size > 0) reportMissing();
 
+  const lastFile = segments.at(-1)!;
+  if (unfinishedRotation !== null) {
+    // A rotation writes the new segment's header, moves the writers to it, then seals the old
+    // one final and writes HEAD. Stopped in between (a crash, or a live rotation while we read),
+    // the old segment lacks its final seal and the new one has no seal and HEAD names none of it;
+    // the next start seals the old segment final. Anything else is a cut or an append.
+    const previous = unfinishedRotation.p.file;
+    const headBefore = head === null || head === 'unreadable' || head.segment < lastFile.segment;
+    if (!lastFileHasSeal && lastEventOp !== 'AUDIT_STOPPED' && headBefore) {
+      notes.push(
+        `${previous} does not end with its final seal and ${lastFile.name} ${lastFileEmpty ? 'is still empty' : 'holds no seal yet'}: a rotation in progress, or interrupted by a crash; the next start completes it (seals ${previous} final and carries the chain on)`,
+      );
+      lastFileEmpty = false;
+    } else {
+      add(unfinishedRotation.fileIndex, unfinishedRotation.sortOffset, unfinishedRotation.p);
+    }
+  }
+  if (lastFileEmpty) add(segments.length - 1, 0, { file: lastFile.name, line: 1, offset: 0, seq: null, problem: emptySegmentProblem(lastFile.segment) });
+
+  if (stop !== null && stop.sealed && firstReadAfterStop !== null && !appendedAfterStop) {
+    // Reads after a sealed stop and no AUDIT_STARTED in the log: a restarted recorder's reads
+    // reach the log before its AUDIT_STARTED while that waits in the journal (moved at its
+    // next commit). Without it there, no recorder wrote them.
+    const after = stop.seq;
+    const before = firstReadAfterStop.seq;
+    const started = [...journaledStarts].find((seq) => seq > after && seq < before);
+    if (started !== undefined) notes.push(`reads after the clean stop precede the restart's AUDIT_STARTED (seq ${started}), which is still in the write journal (a running recorder moves it at its next commit)`);
+    else appendedAfter(stop, firstReadAfterStop, 'no AUDIT_STARTED of a restart comes before or after it');
+  }
+
+  const firstSegment = segments[0]!.segment;
+  if (isDir && firstSegment !== 1) {
+    // Retention removes the oldest segments and then records AUDIT_RETENTION (absent_through) in
+    // a newer one; removing the segment that holds such a record writes a newer one in turn, so
+    // what is left always holds a record naming every removed segment. A gap at the start that
+    // no such record names is a deletion, not retention.
+    const named = retention !== null && retention.through >= firstSegment - 1 ? retention : retentionUnsealed !== null && retentionUnsealed.through >= firstSegment - 1 ? { ...retentionUnsealed, sealed: false } : null;
+    if (named !== null) {
+      notes.push(
+        `the log starts at segment ${firstSegment}: earlier segments are absent, removed by retention (AUDIT_RETENTION at ${named.file}:${named.line} names segments through ${named.through}${named.sealed ? '' : '; that record is not sealed yet'}); the chain is checked from there`,
+      );
+    } else {
+      const newest = retention ?? retentionUnsealed;
+      add(0, 0, {
+        file: segments[0]!.name,
+        line: 1,
+        offset: 0,
+        seq: null,
+        problem: `segment(s) 1..${firstSegment - 1} are absent and no AUDIT_RETENTION record names their removal${newest === null ? '' : ` (the newest, ${newest.file}:${newest.line}, names segments through ${newest.through})`}: the oldest segments were deleted, not retained`,
+      });
+    }
+  }
+
   if (isDir) {
-    const lastFile = segments.at(-1)!;
     const endProblem = (problem: string): void => add(segments.length - 1, Number.MAX_SAFE_INTEGER, { file: lastFile.name, line: 0, offset: statSync(lastFile.path).size, seq: null, problem });
     if (head === 'unreadable') endProblem('HEAD is unreadable: the last committed seal cannot be compared with the log');
-    else if (head === null) notes.push('no HEAD file: truncation at a record boundary cannot be ruled out');
-    else {
+    else if (head === null) {
+      notes.push(
+        sealCount > 0
+          ? `no HEAD file, although the log holds ${sealCount} seal(s): a recorder creates HEAD when it starts and rewrites it at every commit, so it was deleted or not copied; without it, records or whole segments cut off the end of the log cannot be detected`
+          : 'no HEAD file and no seal yet: records cut off the end of the log cannot be detected',
+      );
+    } else {
       const sealed = sealsByNumber.get(head.seal);
       if (sealed === undefined && head.seal > expectedSeal) {
         endProblem(`truncated: HEAD records seal #${head.seal} (segment ${head.segment}) as committed, but the log ends at seal #${expectedSeal}`);
@@ -449,13 +635,12 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       }
     }
   }
-  if (unsealedRecords > 0) notes.push(`${unsealedRecords} record(s) after the last seal are not sealed yet (a running recorder seals them at its next commit)`);
+  if (unsealedRecords > 0 && !appendedAfterStop) notes.push(`${unsealedRecords} record(s) after the last seal are not sealed yet (a running recorder seals them at its next commit)`);
   return finish();
 
   function finish(): VerifyReport {
-    const order = (a: { fileIndex: number; sortOffset: number }, b: { fileIndex: number; sortOffset: number }): number => a.fileIndex - b.fileIndex || a.sortOffset - b.sortOffset;
-    found.sort(order);
-    const problems = found.slice(0, MAX_PROBLEMS).map((f) => f.p);
+    const placed = placeProblems(found);
+    const problems = placed.slice(0, MAX_PROBLEMS).map((f) => f.p);
     return {
       ok: problems.length === 0,
       path,
@@ -467,40 +652,72 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       gaps,
       closed: lastEventOp === 'AUDIT_STOPPED',
       unsealedRecords,
-      firstBad: firstBad(found),
+      firstBad: firstBad(placed),
       problems,
       notes,
+      keyRequired,
     };
   }
 }
 
 const SEQ_FIELD = /"seq":([0-9]{1,16})[,}]/;
+const STARTED_RECORD = /^\{"v":1,"seq":[0-9]+,"op_type":"AUDIT_STARTED"/;
+
+function emptySegmentProblem(segment: number): string {
+  return `the file is empty: every segment starts with its header line ({"type":"SEGMENT","segment":${segment}})`;
+}
+
+/** `absent_through` of an AUDIT_RETENTION record's detail (its `segment` if absent), or null. */
+function retentionThrough(detail: string | null | undefined): number | null {
+  if (typeof detail !== 'string') return null;
+  try {
+    const value = JSON.parse(detail) as { absent_through?: unknown; segment?: unknown };
+    const through = value.absent_through ?? value.segment;
+    return typeof through === 'number' && Number.isSafeInteger(through) && through > 0 ? through : null;
+  } catch {
+    return null;
+  }
+}
+
+const inside = (b: NonNullable<Located['block']>, at: { fileIndex: number; sortOffset: number }): boolean =>
+  at.fileIndex === b.fileIndex && at.sortOffset >= b.from && at.sortOffset < b.to;
 
 /**
- * The first bad record. A seal whose bytes fail is proof that something in its block changed;
- * so a precise finding inside the first failed block names the record (the line that does not
- * parse, the duplicate, the pair out of order, the place of a deleted seq), and the block itself
- * is named when nothing more precise is known (a flipped digit that still parses). Without a
- * failed block (records cut off the end, a segment removed), the first precise finding is named,
- * and a missing seq last, at the end of the log when it was cut from there.
+ * Every problem at the place that names it best, in log order. A missing seq's place is
+ * inferred: the record stood before the next record of its own stream, and which stream it was
+ * is unknown, so each stream's next record (or the end of the log) is a candidate. Inside a block
+ * whose seal failed, that candidate (the record was removed from there); otherwise the latest
+ * one, the furthest the record can have stood: a problem proven at a line before it (a missing
+ * segment, a cut line) is then not hidden behind a hole that may lie after it.
  */
-function firstBad(found: readonly Located[]): VerifyProblem | null {
-  const inside = (b: NonNullable<Located['block']>, at: { fileIndex: number; sortOffset: number }): boolean =>
-    at.fileIndex === b.fileIndex && at.sortOffset >= b.from && at.sortOffset < b.to;
-  const blocks = found.filter((f) => f.kind === 'block');
-  for (const block of blocks) {
-    const b = block.block!;
-    const precise = found.find((f) => f.kind === 'record' && inside(b, f));
-    const missing = found.flatMap((f) => (f.kind === 'missing' ? f.candidates! : [])).find((c) => inside(b, c));
-    if (precise !== undefined && (missing === undefined || precise.sortOffset <= missing.sortOffset)) return precise.p;
-    if (missing !== undefined) return missing.p;
-    return block.p;
-  }
-  const record = found.find((f) => f.kind === 'record');
-  if (record !== undefined) return record.p;
-  const missing = found.find((f) => f.kind === 'missing');
-  if (missing !== undefined) return (missing.candidates!.find((c) => c.atEnd) ?? missing.candidates![0]!).p;
-  return null;
+function placeProblems(found: readonly Located[]): Located[] {
+  const blocks = found.filter((f) => f.kind === 'block').map((f) => f.block!);
+  const placed = found.map((f): Located => {
+    if (f.kind !== 'missing') return f;
+    const candidates = f.candidates!; // in log order
+    const c = candidates.find((at) => blocks.some((b) => inside(b, at))) ?? candidates.at(-1)!;
+    // Cut off the end: after everything else at the end of the log, where HEAD's proof of the cut
+    // (the committed seal that is gone) sorts, and which names it better than an inferred hole.
+    return { ...f, p: c.p, fileIndex: c.fileIndex, sortOffset: c.atEnd ? Number.MAX_SAFE_INTEGER : c.sortOffset, inferredEnd: c.atEnd };
+  });
+  // Stable: at one place, problems keep the order they were found in (a segment's own problem
+  // before its lines').
+  return placed.sort((a, b) => a.fileIndex - b.fileIndex || a.sortOffset - b.sortOffset || Number(a.inferredEnd === true) - Number(b.inferredEnd === true));
+}
+
+/**
+ * The first bad record: the earliest problem in the log (by segment, then byte). When that is a
+ * sealed block whose bytes do not hash, something in it changed; a precise finding inside it
+ * names the record (the line that does not parse, the duplicate, the pair out of order, the
+ * place of a deleted seq), and the block itself is named when nothing more precise is known (a
+ * flipped digit that still parses).
+ */
+function firstBad(placed: readonly Located[]): VerifyProblem | null {
+  const first = placed[0];
+  if (first === undefined) return null;
+  if (first.kind !== 'block') return first.p;
+  const b = first.block!;
+  return (placed.find((f) => f.kind !== 'block' && inside(b, f)) ?? first).p;
 }
 
 /** The report as a person reads it (the CLI's output). */
@@ -512,8 +729,11 @@ export function formatVerifyReport(report: VerifyReport): string {
     const f = report.firstBad!;
     out.push(`FAILED: ${report.path}`);
     out.push(`  first bad record: ${f.file}:${f.line}${f.seq === null ? '' : ` (seq ${f.seq})`} byte ${f.offset}: ${f.problem}`);
-    for (const p of report.problems.slice(1, 10)) out.push(`  also: ${p.file}:${p.line}${p.seq === null ? '' : ` (seq ${p.seq})`}: ${p.problem}`);
-    if (report.problems.length > 10) out.push(`  … ${report.problems.length - 10} more`);
+    // Every other problem, in log order: the first bad record need not be the first in the list
+    // (a precise finding inside a failed block is named instead of the block).
+    const others = report.problems.filter((p) => !(p.file === f.file && p.line === f.line && p.offset === f.offset && p.problem === f.problem));
+    for (const p of others.slice(0, SHOWN_PROBLEMS)) out.push(`  also: ${p.file}:${p.line}${p.seq === null ? '' : ` (seq ${p.seq})`}: ${p.problem}`);
+    if (others.length > SHOWN_PROBLEMS) out.push(`  … ${others.length - SHOWN_PROBLEMS} more (--json lists ${report.problems.length === MAX_PROBLEMS ? `the first ${MAX_PROBLEMS}` : 'them all'})`);
     out.push(`  ${report.records} records, ${report.seals} seals, ${report.files.length} segment(s)`);
   }
   if (report.gaps.length > 0) {

@@ -74,10 +74,22 @@ async function verifyCommand(path: string, options: VerifyOptions): Promise<void
     process.exitCode = EXIT_USAGE;
     return;
   }
-  const report = verifySpool(path, { key });
+  let report: ReturnType<typeof verifySpool>;
+  try {
+    report = verifySpool(path, { key });
+  } catch (error) {
+    // The spool could not be read at all (EACCES, EIO): nothing was checked, so this is not
+    // "tampered" (exit 1) — say what stopped the check, without a stack.
+    const e = error as NodeJS.ErrnoException;
+    console.error(`govmap audit verify: cannot read ${e.path ?? path}: ${e.code ?? 'error'}: ${e.message} (nothing was checked)`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
   if (options.json === true) console.log(JSON.stringify(report));
   else console.log(formatVerifyReport(report));
-  process.exitCode = report.ok ? 0 : EXIT_TAMPERED;
+  // A keyed spool checked without its key: the check was incomplete because it was called
+  // wrong (exit 2), whatever else it found; the report still lists what it could see.
+  process.exitCode = report.keyRequired ? EXIT_USAGE : report.ok ? 0 : EXIT_TAMPERED;
 }
 
 /**

@@ -497,8 +497,11 @@ describe('configuration and ownership', () => {
       [{ onRingFull: 'block' }, /"onRingFull".*"wait" or "drop"/],
       [{ ringBytes: 100 }, /"ringBytes".*65,536/],
       [{ hmacKey: { env: 'GOVMAP_TEST_UNSET_KEY' } }, /hmacKey.env.*GOVMAP_TEST_UNSET_KEY is not set/],
+      [{ hmacKey: { env: 'GOVMAP_TEST_EMPTY_KEY' } }, /hmacKey.env.*GOVMAP_TEST_EMPTY_KEY is set but empty/],
       [{ unknownOption: 1 }, /invalid audit option/],
     ];
+    process.env.GOVMAP_TEST_EMPTY_KEY = '';
+    t.after(() => delete process.env.GOVMAP_TEST_EMPTY_KEY);
     for (const [options, message] of cases) {
       await assert.rejects(createAuditRecorder({ dir, actor: 'svc/1', ...options }), (error: Error & { code?: string }) => {
         assert.equal(error.code, 'GOVMAP_AUDIT_INVALID_CONFIGURATION');

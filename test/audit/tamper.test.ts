@@ -1,50 +1,23 @@
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
+import { verifySpool } from '../../src/audit/index.ts';
 import type { VerifyReport } from '../../src/audit/index.ts';
-import { balances, segmentFiles } from './helpers.ts';
+import { segmentFiles } from './helpers.ts';
+import { lines, spoolFixture, writeLines } from './spool-fixture.ts';
 
 /**
  * One pristine spool (several segments, small seal blocks), copied and damaged once per test.
  * Each damage must make verify fail and name where: the file and the line.
  */
-const root = mkdtempSync(join(tmpdir(), 'govmap-tamper-'));
+const { root, writeSpool: write, damaged } = spoolFixture('tamper');
 const pristine = join(root, 'pristine');
 const keyed = join(root, 'keyed');
 const KEY = Buffer.from('a-32-byte-secret-for-the-chain!!');
-process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+const writeSpool = (dir: string, extra: Record<string, unknown> = {}): Promise<void> => write(dir, { extra, iterations: 1500 });
 
-async function writeSpool(dir: string, extra: Record<string, unknown> = {}): Promise<void> {
-  const audit = await createAuditRecorder({ dir, actor: 'clearing/instance-1', maxSegmentBytes: 65_536, sealBytes: 4096, ...extra });
-  const map = balances();
-  audit.attach(map);
-  for (let i = 0; i < 1500; i++) {
-    map.store(`acct-${i % 40}`, BigInt(1000 + i));
-    map.load(`acct-${(i * 7) % 40}`);
-    if (i % 100 === 0) await audit.flush();
-  }
-  await audit.stop();
-}
-
-let copies = 0;
-function damaged(source: string, damage: (dir: string, files: string[]) => void, key: Uint8Array | null = null): VerifyReport {
-  const dir = join(root, `copy-${copies++}`);
-  cpSync(source, dir, { recursive: true });
-  damage(dir, segmentFiles(dir));
-  return verifySpool(dir, { key });
-}
-
-function lines(file: string): string[] {
-  return readFileSync(file, 'utf8').split('\n').slice(0, -1);
-}
-function writeLines(file: string, content: string[]): void {
-  writeFileSync(file, `${content.join('\n')}\n`);
-}
 /** 0-based index of the first line in `file` after `from` whose text matches. */
 function findLine(file: string, pattern: RegExp, from = 10): number {
   const all = lines(file);
@@ -197,6 +170,33 @@ describe('verify catches tampering and names the place', () => {
     assert.match(report.firstBad!.problem, /truncated: HEAD records seal #[0-9]+/);
   });
 
+  test('records appended after the clean stop: the first of them, even with the key', () => {
+    let file = '';
+    let count = 0;
+    const report = damaged(
+      keyed,
+      (_dir, files) => {
+        file = files.at(-1)!;
+        const all = lines(file);
+        const store = lines(files[0]!).find((l) => l.includes('"op_type":"STORE"'))!;
+        all.push(store.replace(/"seq":[0-9]+/, '"seq":3004').replace(/"value":"[0-9]+"/, '"value":"99999999"'));
+        count = all.length;
+        writeLines(file, all);
+      },
+      KEY,
+    );
+    assertNames(report, file, count, /follows the clean stop .* appended after the recorder stopped/);
+  });
+
+  test('truncated into a middle segment\'s final seal: that segment\'s cut line, not the next segment', () => {
+    let file = '';
+    const report = damaged(pristine, (_dir, files) => {
+      file = files[1]!;
+      truncateSync(file, readFileSync(file).length - 100);
+    });
+    assertNames(report, file, lines(file).length + 1, /ends inside a record/);
+  });
+
   test('a whole segment deleted from the middle: the segment', () => {
     let next = '';
     const report = damaged(pristine, (_dir, files) => {
@@ -211,6 +211,9 @@ describe('verify catches tampering and names the place', () => {
     const without = verifySpool(keyed);
     assert.equal(without.ok, false);
     assert.match(without.firstBad!.problem, /keyed \(hmac-sha256\): verify with the spool key/);
+    // Once for the spool, not once per seal; the CLI tells a missing key (usage) from tampering by it.
+    assert.equal(without.problems.length, 1, JSON.stringify(without.problems.slice(0, 3)));
+    assert.equal(without.keyRequired, true);
     const wrong = verifySpool(keyed, { key: Buffer.from('another-key-of-32-bytes-length!!') });
     assert.equal(wrong.ok, false);
     assert.match(wrong.firstBad!.problem, /do not match their hmac-sha256 hash/);

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { appendFileSync, readFileSync, truncateSync } from 'node:fs';
+import { test } from 'node:test';
+import { createAuditRecorder } from '../../src/audit/index.ts';
+import { tailSpool } from '../../src/audit/tail.ts';
+import { balances, segmentFiles, tempSpool } from './helpers.ts';
+
+const until = async (done: () => boolean, ms: number): Promise<void> => {
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+};
+
+/**
+ * `govmap audit tail -f` reads whatever the file holds at each poll; a record being appended can
+ * end a poll in the middle of a multi-byte UTF-8 character (a key with "€"). Decoding each poll's
+ * bytes alone turned both halves into U+FFFD.
+ */
+test('tail -f prints a record whose multi-byte character is split across two polls intact', async (t) => {
+  const dir = tempSpool(t);
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/instance-1', writeJournal: false });
+  const map = balances();
+  audit.attach(map);
+  map.store('acct-1', 1n);
+  map.store('compte-€-été', 2n);
+  await audit.stop();
+
+  // Take the record back off the end of the file, then append it again in two parts, split
+  // inside "€" (3 bytes in UTF-8), while tail follows the file.
+  const file = segmentFiles(dir).at(-1)!;
+  const bytes = readFileSync(file);
+  const lineStart = bytes.lastIndexOf(10, bytes.indexOf('compte-')) + 1;
+  assert.ok(lineStart > 0);
+  const lineEnd = bytes.indexOf(10, lineStart);
+  const record = bytes.subarray(lineStart, lineEnd).toString('utf8');
+  const tailBytes = Buffer.from(bytes.subarray(lineStart));
+  truncateSync(file, lineStart);
+  const euro = tailBytes.indexOf(Buffer.from('€'));
+  assert.ok(euro > 0, 'the record holds the key as UTF-8, "€" as three bytes');
+  const split = euro + 1;
+
+  const printed: string[] = [];
+  const controller = new AbortController();
+  const following = tailSpool(dir, { lines: 0, follow: true, pollMs: 5, signal: controller.signal, write: (line) => printed.push(line) });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    appendFileSync(file, tailBytes.subarray(0, split));
+    // Several polls read the first part alone.
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    appendFileSync(file, tailBytes.subarray(split));
+    await until(() => printed.includes(record), 5000);
+  } finally {
+    controller.abort();
+    await following;
+  }
+  assert.ok(printed.includes(record), `the record as stored:\n${record}\nprinted:\n${printed.join('\n')}`);
+  assert.ok(!printed.some((line) => line.includes('\uFFFD')), 'no replacement characters');
+});
