@@ -159,8 +159,15 @@ export class UpdateAbortedError extends GovMapError {
 
 /** The map was disposed; a disposed map accepts no operation (its lifecycle is explicit). */
 export class MapDisposedError extends GovMapError {
-  constructor(map: string, operation: string) {
-    super('GOVMAP_MAP_DISPOSED', `map "${map}": ${operation}() called after dispose()`, { map, operation });
+  /** `whileRunning`: the call began before dispose() and found the map disposed when it came to commit. */
+  constructor(map: string, operation: string, whileRunning = false) {
+    super(
+      'GOVMAP_MAP_DISPOSED',
+      whileRunning
+        ? `map "${map}": the map was disposed while ${operation}() was running; nothing was written`
+        : `map "${map}": ${operation}() called after dispose()`,
+      { map, operation },
+    );
   }
 }
 

@@ -219,7 +219,7 @@ export class GovernedMap<K, V> {
     for (let attempt = 1; ; attempt++) {
       const previous = this.#current(key);
       const next = fn(previous);
-      this.#assertLive('update'); // fn may have disposed the map
+      if (this.#disposed) throw new MapDisposedError(this.name, 'update', true); // fn disposed the map
       // fn is ours to call but the user's to write: a write to the same key from inside it would
       // be silently overwritten by ours. Refuse instead of losing it. (With a shared store the
       // writer may also be another thread: then redo the update on the fresh value.) Read
@@ -286,7 +286,7 @@ export class GovernedMap<K, V> {
         const previous = this.#current(key);
         const next = await fn(previous, signal);
         if (signal.aborted) throw new UpdateAbortedError(this.name, key, signal.reason);
-        this.#assertLive('updateAsync');
+        if (this.#disposed) throw new MapDisposedError(this.name, 'updateAsync', true);
         if (!this.#same(this.#current(key), previous)) {
           if (attempt > this.#updateRetries) {
             throw new UpdateConflictError(this.name, key, attempt, 'the key kept changing outside updateAsync while the update awaited');
@@ -534,7 +534,7 @@ export class GovernedMap<K, V> {
   #commit(key: K, next: V, previous: V | undefined): boolean {
     const counters = this.#counters;
     admitStore(this.#admission, key, next, previous);
-    this.#assertLive('store'); // the validator may have disposed the map
+    if (this.#disposed) throw new MapDisposedError(this.name, 'store', true); // the validator disposed the map
     if (!this.#atomic && !Object.is(this.#store.get(key), previous)) {
       // The validator wrote this key itself: storing ours now would silently drop that write.
       counters.storesError++;
@@ -617,7 +617,7 @@ export class GovernedMap<K, V> {
       return undefined;
     }
     admitDelete(this.#admission, key, previous);
-    this.#assertLive('delete'); // validateDelete may have disposed the map
+    if (this.#disposed) throw new MapDisposedError(this.name, 'delete', true); // validateDelete disposed the map
     try {
       if (this.#atomic) {
         if (!this.#store.compareAndDelete!(key, previous)) return CONFLICT;
