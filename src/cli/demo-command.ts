@@ -122,8 +122,26 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
   console.log('govmap demo: running; Ctrl-C to stop');
 }
 
+/**
+ * Options the bare baseline has nothing to apply to (it has no audit, no Redis, no breaker, no
+ * gateway, no load driver): given with --bare, they would be silently ignored. (--no-traffic is
+ * not one: the baseline sends itself no traffic, as asked; govmap bench load passes it to both.)
+ */
+const GOVERNED_ONLY_OPTIONS = ['load', 'duration', 'concurrency', 'exit', 'redis', 'redisCluster', 'etcd', 'instance', 'gatewayFailureRate', 'gatewayLatency', 'auditDir', 'kafka'] as const;
+
+/** `redisCluster` as typed: `--redis-cluster`. */
+function flag(name: string): string {
+  return `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
 /** What is wrong with the options before anything starts, or null. */
 function usageProblem(options: DemoCommandOptions, command: Command | undefined): string | null {
+  if (options.bare === true) {
+    const given = GOVERNED_ONLY_OPTIONS.filter((name) => command?.getOptionValueSource(name) === 'cli').map(flag);
+    if (given.length > 0) {
+      return `--bare runs the ungoverned baseline only, which has nothing to apply ${given.join(', ')} to (drive it with govmap bench load, or drop --bare)`;
+    }
+  }
   if (options.load !== true) {
     // Commander fills --duration and --concurrency with their defaults: only what was typed counts.
     const given = LOAD_ONLY_OPTIONS.filter((name) => command?.getOptionValueSource(name) === 'cli');

@@ -83,6 +83,18 @@ test('load-only options without --load are refused (exit 2), naming them', async
   }
 });
 
+test('options the bare baseline would ignore are refused with --bare (exit 2), naming them', async () => {
+  for (const [args, named] of [
+    [['--load'], '--load'],
+    [['--audit-dir', join(scratch, 'never'), '--gateway-latency', '0'], '--gateway-latency, --audit-dir'],
+  ] as const) {
+    const { code, stdout, stderr } = await run(['demo', '--port', '0', '--no-traffic', '--bare', ...args]);
+    assert.equal(code, 2, stderr);
+    assert.equal(stderr, `govmap demo: --bare runs the ungoverned baseline only, which has nothing to apply ${named} to (drive it with govmap bench load, or drop --bare)\n`);
+    assert.equal(stdout, '', 'nothing started');
+  }
+});
+
 test('a host or an audit dir that cannot work: one line naming the option and the value, exit 2, no stack', async () => {
   const file = join(scratch, 'a-file');
   writeFileSync(file, 'not a directory\n');
