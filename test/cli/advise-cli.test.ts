@@ -1,27 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { govmap } from './govmap-process.ts';
 
 /**
  * `govmap advise` as a CI gate: a misspelt --map or a URL that cannot be one fails with exit 2
  * (never a pass), and impossible figures from the source are refused with a note, never judged.
  */
-const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-function govmap(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 let exposition = '';
 let requests = 0;

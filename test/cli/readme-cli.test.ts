@@ -1,18 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { govmapSync as govmap } from './govmap-process.ts';
 
 /** The README's CLI section says what the CLI does: every option is in its synopsis, and usage errors look as described. */
-const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 const section = readme.slice(readme.indexOf('## The CLI'), readme.indexOf('\n## ', readme.indexOf('## The CLI') + 1));
-
-function govmap(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 /** The synopsis of `govmap <command>`: its line in the README's code block and the indented lines after it. */
 function synopsisOf(command: string): string {

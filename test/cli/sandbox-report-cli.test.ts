@@ -1,30 +1,17 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { GovernedMap } from '../../src/index.ts';
 import { Sandbox } from '../../src/sandbox/index.ts';
+import { govmap } from './govmap-process.ts';
 
 /**
  * `govmap sandbox report --url` against a server that answers whatever a test sets: a real
  * report prints, and anything that is not one (whatever its top-level fields look like) is one
  * line naming what is missing, exit 1, never a TypeError halfway through the printout.
  */
-const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-function govmap(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 let answer = '';
 let server: Server;

@@ -1,19 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { govmapSync as govmap } from './govmap-process.ts';
 
 /**
  * Every usage error of the CLI exits 2 with one clear line and no stack trace, whatever the
  * command, so a script can tell "called wrong" from "ran and failed" (1: `audit verify` found
  * tampering, `demo --load --exit` saw a 5xx). Help is not an error.
  */
-const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-function govmap(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 const refused: Array<[string[], RegExp]> = [
   [['demo', '--port', 'abc'], /--port must be a whole number from 0 to 65535 \(got "abc"\)/],
