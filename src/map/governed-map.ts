@@ -559,13 +559,8 @@ export class GovernedMap<K, V> {
         this.#store.set(key, next);
       }
     } catch (error) {
-      // The store refused (a shared store's key too long, value out of range, table full): the
-      // map is unchanged, and the refusal is counted and audited like any other failed write.
-      const reason = storeRefusal(error);
       counters.storesError++;
-      counters.recordRejection(reason);
-      if (this.#observers.length !== 0) this.#emit('STORE', key, 'error', reason, undefined, next);
-      throw error instanceof GovMapError ? error : new StoreRefusedError(this.name, key, this.#store.kind, error);
+      throw this.#storeRefused('STORE', key, error, next);
     }
     if (this.#expiresAt !== null) {
       // Re-insert so the expiry map stays in deadline order for purgeExpired's early exit.
@@ -575,6 +570,18 @@ export class GovernedMap<K, V> {
     counters.storesOk++;
     if (this.#observers.length !== 0) this.#emit('STORE', key, 'ok', null, undefined, next);
     return true;
+  }
+
+  /**
+   * The store refused a write the validator accepted (a shared store's key too long, value out
+   * of range, table full): the map is unchanged, and the refusal is counted by its reason and
+   * audited like any other failed write. Returns the error to throw (the caller counts the op).
+   */
+  #storeRefused(op: 'STORE' | 'DELETE', key: K, error: unknown, value: V): Error {
+    const reason = storeRefusal(error);
+    this.#counters.recordRejection(reason);
+    if (this.#observers.length !== 0) this.#emit(op, key, 'error', reason, undefined, value);
+    return error instanceof GovMapError ? error : new StoreRefusedError(this.name, key, this.#store.kind, error);
   }
 
   /**
@@ -625,11 +632,8 @@ export class GovernedMap<K, V> {
         this.#store.delete(key);
       }
     } catch (error) {
-      const reason = storeRefusal(error);
       counters.deletesRejected++;
-      counters.recordRejection(reason);
-      if (this.#observers.length !== 0) this.#emit('DELETE', key, 'error', reason, undefined, previous);
-      throw error instanceof GovMapError ? error : new StoreRefusedError(this.name, key, this.#store.kind, error);
+      throw this.#storeRefused('DELETE', key, error, previous);
     }
     this.#expiresAt?.delete(key);
     counters.deletesOk++;
