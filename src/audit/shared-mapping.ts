@@ -49,15 +49,7 @@ async function loadLibc(path: string): Promise<Libc> {
   } catch (error) {
     throw new AuditJournalError(path, `the write journal needs the koffi package, which did not load (${error instanceof Error ? error.message : String(error)}); install it or leave writeJournal off`);
   }
-  let lib: ReturnType<typeof koffi.load> | undefined;
-  for (const name of ['libc.so.6', 'libc.so', 'libc.musl-x86_64.so.1', 'libc.musl-aarch64.so.1']) {
-    try {
-      lib = koffi.load(name);
-      break;
-    } catch {
-      // Try the next name: glibc and musl call it differently.
-    }
-  }
+  const lib = openCLibrary(koffi);
   if (lib === undefined) throw new AuditJournalError(path, 'the C library could not be loaded through koffi');
   const mmap = lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t offset)');
   const munmap = lib.func('int munmap(void *addr, size_t len)');
@@ -128,4 +120,16 @@ export async function mapSharedFile(path: string, size: number): Promise<SharedF
       c.munmap(pointer, size);
     },
   };
+}
+
+/** The C library through koffi, or undefined: glibc and musl name it differently. */
+export function openCLibrary(koffi: typeof Koffi): ReturnType<typeof Koffi.load> | undefined {
+  for (const name of ['libc.so.6', 'libc.so', 'libc.musl-x86_64.so.1', 'libc.musl-aarch64.so.1']) {
+    try {
+      return koffi.load(name);
+    } catch {
+      // Try the next name.
+    }
+  }
+  return undefined;
 }

@@ -6,6 +6,7 @@ import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
 import { JOURNAL_FILE } from '../../src/audit/journal.ts';
 import { balances, readSpool, segmentFiles, tempSpool } from './helpers.ts';
+import { openCLibrary } from '../../src/audit/shared-mapping.ts';
 
 /**
  * A disk that fills up, without a small file system to fill: RLIMIT_FSIZE caps how large this
@@ -23,15 +24,7 @@ const RLIMIT_FSIZE = 1;
 async function fileSizeLimit(): Promise<FileSizeLimit | string> {
   if (process.platform !== 'linux') return 'RLIMIT_FSIZE is set through Linux libc';
   const koffi = (await import('koffi')).default;
-  let lib: ReturnType<typeof koffi.load> | undefined;
-  for (const name of ['libc.so.6', 'libc.so', 'libc.musl-x86_64.so.1', 'libc.musl-aarch64.so.1']) {
-    try {
-      lib = koffi.load(name);
-      break;
-    } catch {
-      // glibc and musl name it differently
-    }
-  }
+  const lib = openCLibrary(koffi);
   if (lib === undefined) return 'the C library could not be loaded through koffi';
   const rlimit = koffi.struct('govmap_test_rlimit', { cur: 'uint64', max: 'uint64' });
   const getrlimit = lib.func('int getrlimit(int, _Out_ govmap_test_rlimit *)');
