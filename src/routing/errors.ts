@@ -58,6 +58,21 @@ export class RouteTableSourceError extends GovMapError {
   }
 }
 
+/**
+ * A conditional route-table write named a version the key is no longer at, or other writers kept
+ * winning the compare-and-set. Nothing was written: re-read the table and retry.
+ */
+export class RouteTableVersionConflictError extends GovMapError {
+  constructor(key: string, expected: number | null, actual: number | null) {
+    const shown = (v: number | null): string => (v === null ? '(absent)' : String(v));
+    super('GOVMAP_ROUTE_TABLE_VERSION_CONFLICT', `route table ${key}: expected version ${shown(expected)} but found ${shown(actual)}; nothing was written, re-read and retry`, {
+      key,
+      expected,
+      actual,
+    });
+  }
+}
+
 /** A bulkhead is at its concurrency limit and its queue is full: the call was not started. */
 export class BulkheadFullError extends GovMapError {
   constructor(name: string, maxConcurrent: number, maxQueued: number) {

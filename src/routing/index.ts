@@ -32,5 +32,5 @@ export { FileRouteTableSource, StateRouteTableSource } from './table-sources.ts'
 export type { FileRouteTableSourceOptions, StateRouteTableSourceOptions, StateRouteTableSourceStatus } from './table-sources.ts';
 export { RoutingMetrics } from './metrics.ts';
 export type { RoutingMetricsOptions, MeasuredRouteTableSource } from './metrics.ts';
-export { BizTagError, RouteTableError, RouteTableSourceError, BulkheadFullError, BulkheadAbortedError, AsyncLaneRefusedError } from './errors.ts';
+export { BizTagError, RouteTableError, RouteTableSourceError, RouteTableVersionConflictError, BulkheadFullError, BulkheadAbortedError, AsyncLaneRefusedError } from './errors.ts';
 export type { BizTagRule } from './errors.ts';

@@ -1,11 +1,10 @@
 import { z } from 'zod';
 import { ConfigurationError, GovMapError } from '../map/errors.ts';
 import type { StateEntry, StateStore, StateWatch } from '../state/store.ts';
-import { SwitchVersionConflictError } from '../switches/errors.ts';
 import { timerOption } from '../switches/timer-option.ts';
 import { WatchedFile } from '../switches/watched-file.ts';
 import type { WatchedFileStatus } from '../switches/watched-file.ts';
-import { RouteTableSourceError } from './errors.ts';
+import { RouteTableSourceError, RouteTableVersionConflictError } from './errors.ts';
 import { RouteTable } from './route-table.ts';
 import type { Router } from './router.ts';
 
@@ -74,6 +73,15 @@ const keySchema = z.strictObject({
   reason: z.string().max(1000),
   actor: z.string().max(200).optional(),
 });
+
+/** Writes retried over a concurrent writer before the conflict is reported. */
+const MAX_WRITE_ATTEMPTS = 5;
+
+/** The version a stored value holds, or null when it holds none (absent or malformed). */
+function versionOf(value: string): number | null {
+  const parsed = keySchema.safeParse(safeJson(value));
+  return parsed.success ? parsed.data.version : null;
+}
 
 export interface StateRouteTableSourceOptions {
   readonly store: StateStore;
@@ -178,24 +186,26 @@ export class StateRouteTableSource {
   }
 
   /**
-   * Writes a new table (validated first: an invalid table never reaches the store).
+   * Writes a new table (validated first: an invalid table never reaches the store). Without
+   * `expectedVersion`, a concurrent writer that wins the compare-and-set is retried over
+   * (a few times); with it, the write is conditional and never retried.
    * @returns the key's new version
-   * @throws SwitchVersionConflictError when `expectedVersion` is given and not current, or a concurrent writer won
+   * @throws RouteTableVersionConflictError when `expectedVersion` is given and not current, or other writers kept winning
    */
   async put(document: unknown, request: { readonly actor: string; readonly reason: string; readonly expectedVersion?: number | null }): Promise<number> {
     new RouteTable(document, { origin: `write of ${this.#key}` });
-    const current = await this.#store.get(this.#key);
-    let version: number | null = null;
-    if (current !== undefined) {
-      const parsed = keySchema.safeParse(safeJson(current.value));
-      version = parsed.success ? parsed.data.version : null;
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.#store.get(this.#key);
+      const version = current === undefined ? null : versionOf(current.value);
+      if (request.expectedVersion !== undefined && request.expectedVersion !== version) throw new RouteTableVersionConflictError(this.#key, request.expectedVersion, version);
+      const next = (version ?? 0) + 1;
+      const value = JSON.stringify({ value: document, version: next, updatedAt: new Date().toISOString(), reason: request.reason, actor: request.actor });
+      const result = await this.#store.compareAndSet(this.#key, value, current?.revision ?? null);
+      if (result.ok) return next;
+      if (request.expectedVersion !== undefined || attempt >= MAX_WRITE_ATTEMPTS) {
+        throw new RouteTableVersionConflictError(this.#key, request.expectedVersion ?? version, result.current === undefined ? null : versionOf(result.current.value));
+      }
     }
-    if (request.expectedVersion !== undefined && request.expectedVersion !== version) throw new SwitchVersionConflictError(`route table ${this.#key}`, request.expectedVersion, version);
-    const next = (version ?? 0) + 1;
-    const value = JSON.stringify({ value: document, version: next, updatedAt: new Date().toISOString(), reason: request.reason, actor: request.actor });
-    const result = await this.#store.compareAndSet(this.#key, value, current?.revision ?? null);
-    if (!result.ok) throw new SwitchVersionConflictError(`route table ${this.#key}`, version, null);
-    return next;
   }
 
   status(): StateRouteTableSourceStatus {

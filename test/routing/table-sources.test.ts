@@ -206,7 +206,7 @@ function suite(kind: string, open: () => StateStore | null, skip: string | false
         assert.equal(await a.put(withRule('gw-a'), { actor: 'ops', reason: 'onboard 1001' }), 1);
         await eventually('process B to route 1001 to gw-a', () => routerB.table.decide('1001', 'pay').route.target === 'gw-a');
         await assert.rejects(a.put({ default: {}, routes: [] }, { actor: 'ops', reason: 'bad' }), { code: 'GOVMAP_ROUTE_TABLE_INVALID' });
-        await assert.rejects(b.put(withRule('gw-x'), { actor: 'ops', reason: 'stale', expectedVersion: 0 }), { code: 'GOVMAP_SWITCH_VERSION_CONFLICT' });
+        await assert.rejects(b.put(withRule('gw-x'), { actor: 'ops', reason: 'stale', expectedVersion: 0 }), { code: 'GOVMAP_ROUTE_TABLE_VERSION_CONFLICT', message: /expected version 0 but found 1; nothing was written/ });
 
         // Someone writes garbage straight into the store: rejected, last good table kept.
         const current = await store.get(key);
@@ -214,6 +214,27 @@ function suite(kind: string, open: () => StateStore | null, skip: string | false
         await eventually('the rejection', () => b.status().errors === 1);
         assert.equal(routerB.table.decide('1001', 'pay').route.target, 'gw-a');
         assert.equal(b.status().healthy, false);
+      } finally {
+        await a.close();
+        await b.close();
+        await store.close();
+      }
+    });
+
+    test('two unconditional writes at once both land, one after the other; a conditional one that lost says which version it found', async () => {
+      const store = open()!;
+      const key = `/govmap-test/${randomUUID()}/routes/default`;
+      const a = new StateRouteTableSource({ store, router: new Router({ table: initial, log: () => undefined }), key, log: () => undefined });
+      const b = new StateRouteTableSource({ store, router: new Router({ table: initial, log: () => undefined }), key, log: () => undefined });
+      try {
+        const versions = await Promise.all([a.put(withRule('gw-a'), { actor: 'ops-a', reason: 'a' }), b.put(withRule('gw-b'), { actor: 'ops-b', reason: 'b' })]);
+        assert.deepEqual([...versions].sort(), [1, 2], 'the loser of the compare-and-set re-read and wrote the next version');
+        const results = await Promise.allSettled([a.put(withRule('gw-c'), { actor: 'ops-a', reason: 'c', expectedVersion: 2 }), b.put(withRule('gw-d'), { actor: 'ops-b', reason: 'd', expectedVersion: 2 })]);
+        const lost = results.filter((r) => r.status === 'rejected');
+        assert.equal(lost.length, 1, 'exactly one conditional write wins');
+        const error = (lost[0] as PromiseRejectedResult).reason as { code: string; details: { expected: number; actual: number } };
+        assert.equal(error.code, 'GOVMAP_ROUTE_TABLE_VERSION_CONFLICT');
+        assert.deepEqual([error.details.expected, error.details.actual], [2, 3]);
       } finally {
         await a.close();
         await b.close();
