@@ -45,12 +45,24 @@ export type Degradation =
   /** No degradation: refuse (503) while the route is degraded. */
   | { readonly kind: 'none' };
 
+/**
+ * A mock's extra response headers. zod's record never visits a `__proto__` key, which JSON.parse
+ * and YAML create as an own key: without the check on the raw object that header would vanish
+ * from the table without an error.
+ */
+const mockHeadersSchema = z
+  .unknown()
+  .superRefine((raw, ctx) => {
+    if (raw !== null && typeof raw === 'object' && Object.hasOwn(raw, '__proto__')) ctx.addIssue({ code: 'custom', path: ['__proto__'], message: 'a header name is an HTTP token other than __proto__' });
+  })
+  .pipe(z.record(z.string().regex(HEADER_NAME, 'a header name is an HTTP token'), z.string().max(1024)));
+
 const degradationSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('mock'),
     status: z.number().int().min(200).max(599).optional(),
     body: z.json().optional(), // required: see the refine below
-    headers: z.record(z.string().regex(HEADER_NAME, 'a header name is an HTTP token'), z.string().max(1024)).optional(),
+    headers: mockHeadersSchema.optional(),
   }).refine((mock) => mock.body !== undefined, {
     // A mock that forgot its answer must not go live answering nothing: say so in its own words.
     path: ['body'],

@@ -156,6 +156,13 @@ describe('validation', () => {
     assert.match(issuesOf({ default: { target: 'core' }, routes: [rule('a', '1', 'pay'), rule('a', '2', 'pay')] }), /duplicate route id "a"/);
   });
 
+  test('a mock header named __proto__ (an own key after JSON.parse) is refused, not dropped; the others are kept', () => {
+    const document = JSON.parse('{"default":{"target":"core"},"routes":[{"id":"m","orgId":"1","txnType":"*","target":"gw","degradation":{"kind":"mock","body":null,"headers":{"__proto__":"x"}}}]}') as unknown;
+    assert.match(issuesOf(document), /routes\[0\]\.degradation\.headers\.__proto__: a header name is an HTTP token other than __proto__/);
+    const kept = new RouteTable({ default: { target: 'core' }, routes: [{ ...rule('m', '1', '*'), degradation: { kind: 'mock', body: null, headers: { 'retry-after': '5' } } }] });
+    assert.deepEqual((kept.route('m')!.degradation as { headers: unknown }).headers, { 'retry-after': '5' });
+  });
+
   test('strategies get their documented defaults', () => {
     const t = new RouteTable({
       default: { target: 'core' },
