@@ -23,7 +23,8 @@ async function until(what: string, check: () => boolean, timeoutMs = 3_000): Pro
   }
 }
 
-const options: CircuitBreakerOptions = { name: 'settlement', breachedWindowsToOpen: 1, minimumCalls: 4, windowMs: 50, openDurationMs: 400, halfOpenProbes: 2, timeoutMs: 1_000 };
+const WINDOW_MS = 50;
+const options: CircuitBreakerOptions = { name: 'settlement', breachedWindowsToOpen: 1, minimumCalls: 4, windowMs: WINDOW_MS, openDurationMs: 400, halfOpenProbes: 2, timeoutMs: 1_000 };
 
 async function instance(store: StateStore, name: string, extra: Partial<ConstructorParameters<typeof BreakerClusterSync>[0]> = {}): Promise<{ sync: BreakerClusterSync; breaker: CircuitBreaker }> {
   const sync = new BreakerClusterSync({ store, instance: name, log: quiet, ...extra });
@@ -42,7 +43,7 @@ async function instance(store: StateStore, name: string, extra: Partial<Construc
  */
 async function trip(breaker: CircuitBreaker): Promise<void> {
   for (let attempt = 0; attempt < 3 && breaker.state !== 'OPEN'; attempt++) {
-    await new Promise((resolve) => setTimeout(resolve, options.windowMs - (Date.now() % options.windowMs) + 1));
+    await new Promise((resolve) => setTimeout(resolve, WINDOW_MS - (Date.now() % WINDOW_MS) + 1));
     await Promise.all(Array.from({ length: 4 }, () => breaker.execute(() => Promise.reject(new Error('gateway down'))).catch(() => undefined)));
   }
   assert.equal(breaker.state, 'OPEN');
