@@ -9,6 +9,7 @@ import { parseSpoolLine } from '../src/audit/event.ts';
 import { listSegments } from '../src/audit/spool.ts';
 import type { BreakerGroup, BreakerTransition } from '../src/breaker/index.ts';
 import { RANGE_BUCKETS_SECONDS, bucketQuantile } from '../src/map/index.ts';
+import { boundedReasons } from '../src/metrics/index.ts';
 import { currentBizContext } from '../src/routing/index.ts';
 import type { BizContext } from '../src/routing/index.ts';
 import type { Sandbox } from '../src/sandbox/index.ts';
@@ -67,7 +68,7 @@ export interface ChartSample {
   readonly missRatio: number | null;
   /** range() p99 over the last minute, ms (the upper bound of the histogram bucket); null without ranges. */
   readonly rangeP99Ms: number | null;
-  /** Writes refused per second, by the validator's reason code. */
+  /** Writes refused per second, by the validator's reason code (the first 20 codes; others as `_other`). */
   readonly rejectionsPerSec: Readonly<Record<string, number>>;
   readonly requestsPerSec: number;
   /** Answers that were degraded (mock, cache, async, unavailable, settlement queued) per second. */
@@ -300,13 +301,22 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
   const history: ChartSample[] = [];
   // Starts with the histogram as of now: a range walked before the first sample still counts.
   const rangeBuckets: Float64Array[] = [Float64Array.from(map.counters.rangeBuckets)];
-  let previous = { at: Date.now(), loads: map.counters.loads, writes: map.counters.writes, rejections: new Map(map.counters.rejectionsByReason), requests, degraded: degradedAnswers };
+  // Refusals by reason as /metrics exports them: the first reason codes, the rest as `_other`.
+  // A validator that puts a key in its reason would otherwise add a chart series per key to
+  // every sample, every page and the history sent on connect.
+  const rejectionTotals = (): Map<string, number> => {
+    const totals = new Map<string, number>();
+    boundedReasons(map.counters.rejectionsByReason, (reason, count) => totals.set(reason, count));
+    return totals;
+  };
+  let previous = { at: Date.now(), loads: map.counters.loads, writes: map.counters.writes, rejections: rejectionTotals(), requests, degraded: degradedAnswers };
   const sample = (): ChartSample => {
     const now = Date.now();
     const c = map.counters;
     const seconds = Math.max(0.001, (now - previous.at) / 1000);
     const rejectionsPerSec: Record<string, number> = {};
-    for (const [reason, count] of c.rejectionsByReason) {
+    const rejections = rejectionTotals();
+    for (const [reason, count] of rejections) {
       const delta = count - (previous.rejections.get(reason) ?? 0);
       rejectionsPerSec[reason] = round(delta / seconds, 2);
     }
@@ -325,7 +335,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
       requestsPerSec: round((requests - previous.requests) / seconds, 1),
       degradedPerSec: round((degradedAnswers - previous.degraded) / seconds, 1),
     };
-    previous = { at: now, loads: c.loads, writes: c.writes, rejections: new Map(c.rejectionsByReason), requests, degraded: degradedAnswers };
+    previous = { at: now, loads: c.loads, writes: c.writes, rejections, requests, degraded: degradedAnswers };
     history.push(point);
     if (history.length > historySamples) history.shift();
     return point;
@@ -548,13 +558,24 @@ class AuditPanel {
   }
 
   async view(): Promise<Record<string, unknown>> {
+    // The tail is read from files retention and rotation change under it: a read that fails
+    // (a segment deleted between listing and opening it) empties this panel for one push, and
+    // never costs every other panel its update.
+    let tail: Array<Record<string, unknown>> = [];
+    let tailError: string | null = null;
+    try {
+      tail = await this.#tail();
+    } catch (error) {
+      tailError = (error as Error).message;
+    }
     return {
       configured: true,
       dir: this.#source.dir,
       verifyIntervalMs: this.#intervalMs,
       verify: this.#lastVerify,
       recorder: this.#source.stats?.() ?? null,
-      tail: await this.#tail(),
+      tail,
+      tailError,
     };
   }
 

@@ -2,7 +2,7 @@
  * Server-Sent Events (/events); knobs call the demo's admin endpoints with the token typed in
  * the page (kept in this page's memory only). Every value from the server is inserted as text,
  * never as HTML. */
-/* global document, window, EventSource, fetch, ResizeObserver, uPlot, console */
+/* global document, window, EventSource, fetch, ResizeObserver, uPlot, console, setTimeout, setInterval */
 'use strict';
 
 (() => {
@@ -321,6 +321,7 @@
       const path = r.writeJournal ? `through the write journal (${fmt(r.journalUsedBytes / 1024, 1)} KiB of ${fmt(r.journalCapacityBytes / 1048576)} MiB waiting)` : 'by write(2), one per record';
       $('#audit-summary').textContent += ` Writes reach the OS ${path}; read ring ${fmt(r.ringUsedBytes / 1024, 1)} KiB used.`;
     }
+    if (a.tailError) $('#audit-summary').textContent += ` The newest records could not be read: ${a.tailError}`;
     tbody.replaceChildren(
       ...a.tail.map((e) =>
         h('tr', {}, h('td', { class: 'num' }, e.seq), h('td', {}, e.op), h('td', {}, h('code', {}, `${e.map ?? ''}${e.resource ? ` ${e.resource}` : ''}`)), h('td', {}, badge(e.outcome, e.outcome === 'ok' ? 'ok' : e.outcome === 'miss' ? '' : 'warn')), h('td', { class: 'small' }, clock(e.at))),
@@ -442,33 +443,91 @@
 
   // ------------------------------------------------------------------ the stream
 
+  /*
+   * The browser reopens an EventSource by itself only after a network error. An answer that is
+   * not the stream (503 DASHBOARD_BUSY when too many pages are open, a proxy's 502 while the
+   * service restarts) closes it for good; a connection that dies without a reset (a laptop that
+   * slept, a NAT that forgot it) stays "open" and delivers nothing. Both would leave the page
+   * frozen on its last state. So the page reopens a closed stream itself, backing off, and treats
+   * a stream silent for STALL_INTERVALS pushes as dead (opened or not: a request sent on a dead
+   * kept-alive connection never opens either). Whenever the page is not live, every
+   * panel is marked stale (body[data-stale]) so that old figures are not read as current.
+   */
+  /** First wait before reopening a closed stream, ms; doubled on each failure up to RETRY_MAX_MS. */
+  const RETRY_MIN_MS = 2000;
+  const RETRY_MAX_MS = 30000;
+  /** Pushes missed before the stream is judged dead and reopened. */
+  const STALL_INTERVALS = 5;
+  /** How often the page checks that states keep arriving, ms. */
+  const WATCHDOG_MS = 1000;
+
   const conn = $('#conn');
-  const events = new EventSource('/events');
-  events.addEventListener('open', () => {
-    conn.dataset.state = 'live';
-    conn.textContent = 'live';
-  });
-  events.addEventListener('error', () => {
-    conn.dataset.state = 'down';
-    conn.textContent = 'reconnecting…';
-  });
-  events.addEventListener('history', (event) => {
-    const history = JSON.parse(event.data);
-    for (const list of [data.t, data.loads, data.writes, data.miss, data.range]) list.length = 0;
-    data.rejections.clear();
-    for (const sample of history.samples) push(sample);
-  });
+  let events = null;
+  let intervalMs = 1000;
+  let lastStateAt = 0;
+  let retryMs = RETRY_MIN_MS;
+  let retryTimer = null;
   let lastT = null;
-  events.addEventListener('state', (event) => {
-    const s = JSON.parse(event.data);
-    if (s.sample.t !== lastT && s.sample.t !== data.t.at(-1) * 1000) push(s.sample);
-    lastT = s.sample.t;
-    try {
-      renderCharts();
-      render(s);
-      syncButtons();
-    } catch (error) {
-      console.error('govmap dashboard: rendering failed', error);
-    }
-  });
+
+  function showConnection(state, text) {
+    conn.dataset.state = state;
+    conn.textContent = text;
+    document.body.toggleAttribute('data-stale', state !== 'live');
+  }
+
+  function reopenLater(why) {
+    if (events !== null) events.close();
+    events = null;
+    showConnection('down', `${why}; retrying in ${Math.round(retryMs / 1000)} s`);
+    retryTimer = setTimeout(connect, retryMs);
+    retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
+  }
+
+  function connect() {
+    retryTimer = null;
+    lastStateAt = Date.now();
+    const source = new EventSource('/events');
+    events = source;
+    source.addEventListener('open', () => {
+      lastStateAt = Date.now();
+      showConnection('live', 'live');
+    });
+    source.addEventListener('error', () => {
+      if (source !== events) return;
+      if (source.readyState === EventSource.CLOSED) reopenLater('disconnected');
+      else showConnection('down', 'reconnecting…');
+    });
+    source.addEventListener('history', (event) => {
+      const history = JSON.parse(event.data);
+      if (Number.isFinite(history.intervalMs) && history.intervalMs > 0) intervalMs = history.intervalMs;
+      for (const list of [data.t, data.loads, data.writes, data.miss, data.range]) list.length = 0;
+      data.rejections.clear();
+      lastT = null;
+      for (const sample of history.samples) push(sample);
+    });
+    source.addEventListener('state', (event) => {
+      lastStateAt = Date.now();
+      retryMs = RETRY_MIN_MS;
+      if (conn.dataset.state !== 'live') showConnection('live', 'live');
+      const s = JSON.parse(event.data);
+      if (s.sample.t !== lastT && s.sample.t !== data.t.at(-1) * 1000) push(s.sample);
+      lastT = s.sample.t;
+      try {
+        renderCharts();
+        render(s);
+        syncButtons();
+      } catch (error) {
+        console.error('govmap dashboard: rendering failed', error);
+      }
+    });
+  }
+
+  // Open or still connecting alike: a request sent on a dead kept-alive connection never even opens.
+  setInterval(() => {
+    if (events === null || retryTimer !== null) return;
+    const silent = Date.now() - lastStateAt;
+    if (silent > STALL_INTERVALS * intervalMs) reopenLater(`no update for ${Math.round(silent / 1000)} s`);
+  }, WATCHDOG_MS);
+
+  connect();
 })();

@@ -6,13 +6,31 @@ import { scrapeTimeCounter, scrapeTimeGauge } from './scrape-time.ts';
 import type { SeriesSetter } from './scrape-time.ts';
 import { SnapshotHistogram } from './snapshot-histogram.ts';
 import type { BucketSeries } from './snapshot-histogram.ts';
+import { ConfigurationError } from '../map/errors.ts';
+import { MetricAlreadyRegisteredError } from './errors.ts';
+import { MAX_REASON_SERIES, boundedReasons } from './reason-labels.ts';
 
 export interface MapMetricsOptions {
   /** Registry to register into. Default: a new Registry (not prom-client's global one). */
   readonly registry?: Registry;
   /** Metric name prefix. Default `syncmap_`, the specification's names. */
   readonly prefix?: string;
+  /**
+   * Validator reason codes exported with a `reason` series of their own, per map; refusals with
+   * any further reason (or a reason that is not a code) are summed under `reason="_other"`.
+   * Default 20. Bounds the label's cardinality when a validator puts a key or a message in it.
+   */
+  readonly maxReasonSeries?: number;
 }
+
+/** The names MapMetrics registers, after its prefix: checked free before any is registered. */
+export const MAP_METRIC_NAMES: readonly string[] = Object.freeze([
+  'load_total', 'miss_total', 'miss_ratio', 'store_total', 'delete_total', 'validation_rejections_total',
+  'evictions_total', 'expirations_total', 'range_total', 'keys', 'read_write_ratio', 'range_duration_seconds',
+]);
+
+/** The start of a Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`), or nothing. */
+const PREFIX = /^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?$/;
 
 /** What metrics read of a map: its name, counters and size. Any GovernedMap<K, V> fits. */
 export type MeasuredMap = Pick<GovernedMap<unknown, unknown>, 'name' | 'counters' | 'size' | 'disposed' | 'stats'>;
@@ -35,6 +53,16 @@ export class MapMetrics {
   constructor(options: MapMetricsOptions = {}) {
     this.registry = options.registry ?? new Registry();
     this.prefix = options.prefix ?? 'syncmap_';
+    const maxReasons = options.maxReasonSeries ?? MAX_REASON_SERIES;
+    if (typeof this.prefix !== 'string' || !PREFIX.test(this.prefix)) {
+      throw new ConfigurationError('prefix', 'must be empty or match [a-zA-Z_:][a-zA-Z0-9_:]* (the start of a Prometheus metric name)', this.prefix);
+    }
+    if (!Number.isSafeInteger(maxReasons) || maxReasons < 0) throw new ConfigurationError('maxReasonSeries', 'must be an integer >= 0', maxReasons);
+    // prom-client would refuse the first taken name half-way, leaving the metrics before it
+    // registered: check them all first, so a refused MapMetrics leaves the registry untouched.
+    for (const name of MAP_METRIC_NAMES) {
+      if (this.registry.getSingleMetric(this.prefix + name) !== undefined) throw new MetricAlreadyRegisteredError(this.prefix + name, this.prefix);
+    }
     const registers = [this.registry];
     const p = this.prefix;
     const each = (fn: (name: string, c: Readonly<MapCounters>, map: AnyMap) => void): void => {
@@ -69,10 +97,8 @@ export class MapMetrics {
         set({ map, outcome: 'rejected' }, c.deletesRejected);
       }),
     );
-    counter('validation_rejections_total', 'Writes refused, by the validator\'s reason code.', ['map', 'reason'], (set) =>
-      each((map, c) => {
-        for (const [reason, count] of c.rejectionsByReason) set({ map, reason }, count);
-      }),
+    counter('validation_rejections_total', `Writes refused, by the validator's reason code (the first ${maxReasons} codes per map; others summed as _other).`, ['map', 'reason'], (set) =>
+      each((map, c) => boundedReasons(c.rejectionsByReason, (reason, count) => set({ map, reason }, count), maxReasons)),
     );
     counter('evictions_total', 'Entries evicted by the maxKeys policy.', ['map'], (set) => each((map, c) => set({ map }, c.evictions)));
     counter('expirations_total', 'Entries removed by TTL.', ['map'], (set) => each((map, c) => set({ map }, c.expirations)));
@@ -98,8 +124,13 @@ export class MapMetrics {
     return this;
   }
 
-  untrack(map: { readonly name: string }): void {
-    this.#maps.delete(map.name);
+  /**
+   * Stops exporting `map`. When another map has replaced it under its name since, that one stays
+   * tracked; a bare `{ name }` stops exporting whichever map is tracked under that name.
+   */
+  untrack(map: MeasuredMap | { readonly name: string }): void {
+    const tracked = this.#maps.get(map.name)?.deref();
+    if (tracked === undefined || tracked === map || !('counters' in map)) this.#maps.delete(map.name);
   }
 
   /** Prometheus text exposition, for a `/metrics` endpoint. */

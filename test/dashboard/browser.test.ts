@@ -11,12 +11,14 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startDemo } from '../../demo/server.ts';
 import type { DemoService } from '../../demo/server.ts';
 
@@ -26,7 +28,7 @@ interface PageElement {
   readonly textContent: string | null;
   querySelector(selector: string): PageElement | null;
 }
-declare const document: { querySelector(selector: string): PageElement | null };
+declare const document: { querySelector(selector: string): PageElement | null; readonly body: PageElement & { hasAttribute(name: string): boolean } };
 
 const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'dashboard-test-token-0123456789';
@@ -211,5 +213,115 @@ describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing 
     await page.waitForFunction(() => document.querySelector('#fault-list tr[data-fault-org]') === null, undefined, { timeout: 5000 });
     assert.deepEqual(consoleErrors, [], 'no console error through all of it');
     assert.deepEqual(foreignRequests, []);
+  });
+});
+
+/**
+ * A TCP relay in front of the demo that can silence the event stream: the connection carrying it
+ * stays open and delivers nothing, as after a laptop slept or a NAT dropped its entry. Other and
+ * new connections pass (a dead kept-alive socket costs a reconnection one more attempt, which
+ * would only make the test slower).
+ */
+async function silencingRelay(target: URL): Promise<{ url: string; silence(): void; close(): Promise<void> }> {
+  const pairs = new Set<[Socket, Socket]>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    const pair: [Socket, Socket] = [client, upstream];
+    client.on('data', (chunk: Buffer) => {
+      if (chunk.toString('latin1').startsWith('GET /events ')) pairs.add(pair);
+    });
+    client.pipe(upstream).pipe(client);
+    const drop = (): void => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    silence() {
+      for (const [client, upstream] of pairs) {
+        upstream.unpipe(client);
+        upstream.pause();
+      }
+      pairs.clear();
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe('the page when the stream is refused, stalls, or the service restarts', { skip: missing !== null && !ci ? missing : false }, () => {
+  let browser: Browser;
+  before(async () => {
+    if (missing !== null) return;
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run'] });
+  });
+  after(() => browser?.close());
+
+  test('a page refused as one too many (503) says so, and goes live by itself once a place frees', async () => {
+    const demo = await startDemo({ port: 0, accounts: 20, dashboard: { maxClients: 1, intervalMs: 200 }, sandbox: { stateDirectory: null } });
+    const first = await browser.newPage();
+    const second = await browser.newPage();
+    try {
+      await first.goto(`${demo.url}/`);
+      await first.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+      await second.goto(`${demo.url}/`);
+      // The browser does not retry an answer that is not a stream: the page must.
+      await second.waitForFunction(() => /retrying/.test(document.querySelector('#conn')?.textContent ?? ''), undefined, { timeout: 10_000 });
+      assert.equal(await second.getAttribute('#conn', 'data-state'), 'down');
+      assert.equal(await second.evaluate(() => document.body.hasAttribute('data-stale')), true);
+      await first.close();
+      await second.waitForSelector('#conn[data-state="live"]', { timeout: 15_000 });
+      await second.waitForFunction(() => Number(document.querySelector('#chart-ops')?.getAttribute('data-points') ?? 0) >= 2, undefined, { timeout: 10_000 });
+      assert.equal(await second.evaluate(() => document.body.hasAttribute('data-stale')), false);
+    } finally {
+      await second.close();
+      await demo.close();
+    }
+  });
+
+  test('a stream that goes silent without closing is judged dead and reopened', async () => {
+    const demo = await startDemo({ port: 0, accounts: 20, dashboard: { intervalMs: 200 }, sandbox: { stateDirectory: null } });
+    const relay = await silencingRelay(new URL(demo.url));
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${relay.url}/`);
+      await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+      const before = await page.textContent('#facts');
+      relay.silence();
+      // Five pushes missed (1 s here): marked stale and reopened through a new connection.
+      await page.waitForFunction(() => /no update for/.test(document.querySelector('#conn')?.textContent ?? ''), undefined, { timeout: 10_000 });
+      await page.waitForSelector('#conn[data-state="live"]', { timeout: 15_000 });
+      await page.waitForFunction((old) => document.querySelector('#facts')?.textContent !== old, before, { timeout: 10_000 });
+    } finally {
+      await page.close();
+      await relay.close();
+      await demo.close();
+    }
+  });
+
+  test('while the service is down every panel is marked stale; after it restarts the page is live again', async () => {
+    let demo = await startDemo({ port: 0, accounts: 20, dashboard: { intervalMs: 200 }, sandbox: { stateDirectory: null } });
+    const port = Number(new URL(demo.url).port);
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${demo.url}/`);
+      await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+      await demo.close();
+      await page.waitForSelector('#conn[data-state="down"]', { timeout: 10_000 });
+      assert.equal(await page.evaluate(() => document.body.hasAttribute('data-stale')), true);
+      demo = await startDemo({ port, accounts: 20, dashboard: { intervalMs: 200 }, sandbox: { stateDirectory: null } });
+      await page.waitForSelector('#conn[data-state="live"]', { timeout: 20_000 });
+      await page.waitForFunction(() => /up \d+ s/.test(document.querySelector('#facts')?.textContent ?? ''), undefined, { timeout: 10_000 });
+      assert.equal(await page.evaluate(() => document.body.hasAttribute('data-stale')), false);
+    } finally {
+      await page.close();
+      await demo.close();
+    }
   });
 });

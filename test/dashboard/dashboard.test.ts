@@ -5,7 +5,7 @@
  * behind the range chart, and the audit panel over a real audit spool (verified, then tampered).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -84,6 +84,12 @@ describe('the page and the stream', () => {
     // Nothing else under /dashboard/ is served: no directory walk.
     assert.equal((await fetch(`${demo.url}/dashboard/../server.ts`)).status, 404);
     assert.equal((await fetch(`${demo.url}/dashboard/vendor/uPlot.esm.js`)).status, 404);
+  });
+
+  test('the connection state is announced to screen readers; the figures that change every second are not', async () => {
+    const html = await (await fetch(`${demo.url}/`)).text();
+    assert.match(html, /<div class="conn" id="conn"[^>]*role="status"/);
+    assert.doesNotMatch(/<div class="facts"[^>]*>/.exec(html)?.[0] ?? '', /aria-live/);
   });
 
   test('/events: the kept chart samples first, then the whole state at every push', async () => {
@@ -345,6 +351,46 @@ describe('limits', () => {
       assert.equal(status, 200);
     } finally {
       await demo.close();
+    }
+  });
+});
+
+describe('what the stream carries stays bounded, and one panel failing does not stop it', () => {
+  test('refusal reasons that are not a handful of codes are summed as _other, as /metrics does', async () => {
+    const demo = await startDemo({ port: 0, accounts: 5, dashboard: { intervalMs: 100 }, sandbox: { stateDirectory: null } });
+    try {
+      // What a validator returning `no account ${id}` does to the map's counts: a reason per key.
+      const counters = demo.ledger.balances.counters;
+      counters.recordRejection('BALANCE_UNDERFLOW');
+      for (let i = 0; i < 500; i++) counters.recordRejection(`no account acct-${i}`);
+      const seen = await events(`${demo.url}/events`, (name, data) => name === 'state' && (data.sample.rejectionsPerSec._other ?? 0) > 0);
+      const states = seen.filter((e) => e.name === 'state').map((e) => e.data);
+      for (const state of states) assert.ok(Object.keys(state.sample.rejectionsPerSec).length <= 21, Object.keys(state.sample.rejectionsPerSec).join(','));
+      assert.deepEqual(Object.keys(states.at(-1).sample.rejectionsPerSec).sort(), ['BALANCE_UNDERFLOW', '_other']);
+      const metrics = await (await fetch(`${demo.url}/metrics`)).text();
+      assert.match(metrics, /syncmap_validation_rejections_total\{map="balances",reason="_other"\} 500/);
+      assert.doesNotMatch(metrics, /no account/);
+    } finally {
+      await demo.close();
+    }
+  });
+
+  test('an audit tail that cannot be read is reported in the audit panel; every other panel keeps updating', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-dashboard-tail-'));
+    // Listed as the newest segment, but reading it fails (EISDIR): a stand-in for a segment
+    // deleted or made unreadable between listing and reading it.
+    await mkdir(join(dir, 'audit-999999.jsonl'));
+    const demo = await startDemo({ port: 0, accounts: 5, dashboard: { intervalMs: 100, audit: { dir } }, sandbox: { stateDirectory: null } });
+    try {
+      let states = 0;
+      const seen = await events(`${demo.url}/events`, (name) => name === 'state' && ++states === 3, 5000);
+      const state = seen.at(-1)!.data;
+      assert.deepEqual(state.audit.tail, []);
+      assert.match(state.audit.tailError, /EISDIR/);
+      assert.ok(state.routes.length > 0 && state.sample.t > 0);
+    } finally {
+      await demo.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

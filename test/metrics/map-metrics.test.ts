@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { GovernedMap, MapMetrics } from '../../src/index.ts';
+import { MAP_METRIC_NAMES, MetricAlreadyRegisteredError } from '../../src/metrics/index.ts';
 
 function sample(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
@@ -73,4 +74,72 @@ test('tracking does not keep a map alive', { skip: typeof globalThis.gc !== 'fun
     globalThis.gc!();
   }
   assert.equal(ref.deref(), undefined);
+});
+
+test('a second MapMetrics on the same registry and prefix is refused with a code, and registers nothing', async () => {
+  const registry = new Registry();
+  new MapMetrics({ registry });
+  const before = registry.getMetricsAsArray().length;
+  assert.throws(() => new MapMetrics({ registry }), (error: any) => {
+    assert.ok(error instanceof MetricAlreadyRegisteredError);
+    assert.equal(error.code, 'GOVMAP_METRIC_ALREADY_REGISTERED');
+    assert.match(error.message, /"syncmap_load_total" is already registered/);
+    return true;
+  });
+  // A name taken by someone else's metric, not the first one: still nothing half-registered.
+  const other = new Registry();
+  new Counter({ name: 'govmap_range_total', help: 'mine', registers: [other] });
+  assert.throws(() => new MapMetrics({ registry: other, prefix: 'govmap_' }), /"govmap_range_total" is already registered/);
+  assert.deepEqual(other.getMetricsAsArray().map((m) => m.name), ['govmap_range_total']);
+  // Another prefix on the same registry is fine.
+  new MapMetrics({ registry, prefix: 'other_' });
+  assert.equal(registry.getMetricsAsArray().length, before * 2);
+});
+
+test('MAP_METRIC_NAMES lists exactly what MapMetrics registers', () => {
+  const metrics = new MapMetrics({ prefix: 'x_' });
+  assert.deepEqual(metrics.registry.getMetricsAsArray().map((m) => m.name).sort(), MAP_METRIC_NAMES.map((n) => `x_${n}`).sort());
+});
+
+test('a prefix that cannot start a metric name is refused with the rule', () => {
+  for (const prefix of ['my-app_', '1st_', 'a b']) {
+    assert.throws(() => new MapMetrics({ prefix }), (error: any) => error.code === 'GOVMAP_INVALID_CONFIGURATION' && error.details.option === 'prefix' && error.message.includes(JSON.stringify(prefix)), prefix);
+  }
+  assert.equal(new MapMetrics({ prefix: '' }).prefix, '');
+});
+
+test('untracking a map replaced under its name leaves the new one exported', async () => {
+  const metrics = new MapMetrics();
+  const old = new GovernedMap<string, number>({ name: 'cache', validate: () => true });
+  const replacement = new GovernedMap<string, number>({ name: 'cache', validate: () => true });
+  replacement.store('k', 1);
+  metrics.track(old).track(replacement);
+  metrics.untrack(old);
+  assert.equal(sample(await metrics.render(), 'syncmap_keys{map="cache"}'), 1);
+  metrics.untrack(replacement);
+  assert.doesNotMatch(await metrics.render(), /map="cache"/);
+  // By bare name: whichever map is tracked under it.
+  metrics.track(old);
+  metrics.untrack({ name: 'cache' });
+  assert.doesNotMatch(await metrics.render(), /map="cache"/);
+});
+
+test('the reason label stays bounded when a validator puts the key in its reason', async () => {
+  const metrics = new MapMetrics({ maxReasonSeries: 3 });
+  const map = new GovernedMap<string, number>({ name: 'accounts', validate: (key, v) => (v < 0 ? 'NEGATIVE' : `no account ${key}`) });
+  metrics.track(map);
+  assert.throws(() => map.store('a', -1));
+  for (let i = 0; i < 500; i++) assert.throws(() => map.store(`acct-${i}`, 1));
+  const text = await metrics.render();
+  const series = text.split('\n').filter((l) => l.startsWith('syncmap_validation_rejections_total{'));
+  assert.deepEqual(series, ['syncmap_validation_rejections_total{map="accounts",reason="NEGATIVE"} 1', 'syncmap_validation_rejections_total{map="accounts",reason="_other"} 500']);
+  // Reason codes keep their own series up to the limit, in the order first seen; _other keeps counting.
+  const coded = new GovernedMap<string, number>({ name: 'coded', validate: (_k, v) => `CODE_${v}` });
+  metrics.track(coded);
+  for (const v of [1, 2, 3, 4, 5, 1]) assert.throws(() => coded.store('k', v));
+  const again = await metrics.render();
+  assert.equal(sample(again, 'syncmap_validation_rejections_total{map="coded",reason="CODE_1"}'), 2);
+  assert.equal(sample(again, 'syncmap_validation_rejections_total{map="coded",reason="CODE_3"}'), 1);
+  assert.equal(sample(again, 'syncmap_validation_rejections_total{map="coded",reason="CODE_4"}'), undefined);
+  assert.equal(sample(again, 'syncmap_validation_rejections_total{map="coded",reason="_other"}'), 2);
 });
