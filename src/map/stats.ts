@@ -8,6 +8,12 @@ export const RANGE_BUCKETS_SECONDS: readonly number[] = Object.freeze([
   0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5,
 ]);
 
+/** Distinct rejection reasons counted per map; refusals with any further reason are summed under OTHER_REJECTION_REASONS. */
+export const MAX_REJECTION_REASONS = 100;
+
+/** The entry refusals past MAX_REJECTION_REASONS distinct reasons are counted under (not a code: it starts with `_`). */
+export const OTHER_REJECTION_REASONS = '_other';
+
 /**
  * The counters a map keeps on its hot path. Plain numbers: incrementing one is a single add,
  * with no allocation and no label lookup. prom-client reads them at scrape time (metrics/).
@@ -43,7 +49,11 @@ export class MapCounters {
   }
 
   recordRejection(reason: string): void {
-    this.rejectionsByReason.set(reason, (this.rejectionsByReason.get(reason) ?? 0) + 1);
+    const held = this.rejectionsByReason.get(reason);
+    if (held !== undefined) this.rejectionsByReason.set(reason, held + 1);
+    // A validator that puts the key in its reason would otherwise grow this map by one entry per key, forever.
+    else if (this.rejectionsByReason.size < MAX_REJECTION_REASONS) this.rejectionsByReason.set(reason, 1);
+    else this.rejectionsByReason.set(OTHER_REJECTION_REASONS, (this.rejectionsByReason.get(OTHER_REJECTION_REASONS) ?? 0) + 1);
   }
 
   /** Reads as the specification counts them: lookups that do not change the map. */

@@ -14,6 +14,7 @@ import {
   ValidationError,
   ValidatorFailedError,
   allOf,
+  reject,
 } from '../../src/index.ts';
 import type { MapObserver, OpType, Outcome, Validator } from '../../src/index.ts';
 import { SharedInt64Store } from '../../src/stores/index.ts';
@@ -351,5 +352,18 @@ describe('configuration and range arguments', () => {
     assert.throws(() => map.entries({ end: {} as unknown as string }), InvalidArgumentError);
     assert.throws(() => map.entries('a' as unknown as object), /argument "options"/);
     assert.deepEqual(map.entries({ start: 'a' }), [['a', 1]]);
+  });
+});
+
+describe('rejection reasons', () => {
+  test('a validator that puts the key in its reason does not grow the counters by one entry per key', () => {
+    const map = new GovernedMap<string, number>({ name: 'ledger', validate: (key) => reject(`no account ${key}`) });
+    for (let i = 0; i < 150; i++) assert.throws(() => map.store(`acct-${i}`, 1), ValidationError);
+    const byReason = map.stats().rejectionsByReason;
+    assert.equal(Object.keys(byReason).length, 101, 'the first 100 reasons, then one entry for the rest');
+    assert.equal(byReason['no account acct-0'], 1);
+    assert.equal(byReason._other, 50);
+    assert.equal(map.stats().stores.rejected, 150, 'every refusal is still counted');
+    map.dispose();
   });
 });
