@@ -150,4 +150,23 @@ describe('Redis unreachable mid-test', { skip }, () => {
     assert.ok(applied <= BigInt(outcomes.acked + outcomes.unknown), 'nothing reported not-applied was applied');
     await writer.dispose();
   });
+
+  test('closed while the server is frozen with a reply owed: close() ends within commandTimeoutMs and the socket is gone', async () => {
+    // Heartbeat off: the link still looks healthy, so close() starts gracefully and would wait
+    // forever for the reply of the GET that timed out.
+    const link = await connectRedis({ url: server.url, ...FAST, heartbeatMs: 0 });
+    const sockets = (): number => process.getActiveResourcesInfo().filter((kind) => kind === 'TCPSocketWrap').length;
+    const before = sockets();
+    server.pause();
+    try {
+      await assert.rejects(link.get('outage:frozen'), (error: unknown) => error instanceof Error && (error as { kind?: string }).kind === 'TIMEOUT');
+      const started = Date.now();
+      const closed = await Promise.race([link.close().then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 3000))]);
+      assert.ok(closed, 'close() returned (it hung while the server owed a reply)');
+      assert.ok(Date.now() - started < 2000, `close() took ${Date.now() - started} ms`);
+      await until(() => sockets() < before, 'the socket closing');
+    } finally {
+      server.resume();
+    }
+  });
 });

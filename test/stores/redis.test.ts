@@ -312,6 +312,20 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await map.dispose();
   });
 
+  test('range over an entry of another Redis type names that key, and the audit says corrupt, not unavailable', async () => {
+    const events: Array<[string, string | null]> = [];
+    const map = balances('range-wrongtype', { observers: [{ onOperation: (_map, op, _key, outcome, reason) => void (op === 'RANGE' && events.push([outcome, reason])) }] });
+    await map.store('acct-1', 5n);
+    await raw.hSet(`${map.keyPrefix}acct-hash`, { balance: '7' });
+    await assert.rejects(
+      map.entries(),
+      (error: unknown) =>
+        error instanceof RedisValueCorruptError && error.message.includes(`"${map.keyPrefix}acct-hash"`) && error.message.includes('(entry "acct-hash")') && /Redis type other than a string/.test(error.message),
+    );
+    assert.deepEqual(events, [['error', 'REDIS_VALUE_CORRUPT']]);
+    await map.dispose();
+  });
+
   test('strings round-trip with stringCodec; configuration mistakes are named', async () => {
     const keyPrefix = uniquePrefix('strings');
     prefixes.push(keyPrefix);

@@ -6,7 +6,9 @@
  * shared-memory-linearizability.test.ts.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { describe, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import { GovernedMap, GovMapError, UpdateConflictError, ValidationError, reject } from '../../src/map/index.ts';
 import type { MapObserver } from '../../src/map/index.ts';
@@ -24,7 +26,7 @@ import {
 } from '../../src/stores/index.ts';
 import type { SharedMapHandle } from '../../src/stores/index.ts';
 import { hashKey } from '../../src/stores/shared-memory/hash.ts';
-import { BUCKET_WORDS, B_LOCK, HEADER_WORDS, H_SEED0, H_SEED1, H_TABLE, O_INCARNATION, OWNER_WORDS, T_MASK, TABLE_HEADER_WORDS } from '../../src/stores/shared-memory/layout.ts';
+import { BUCKET_WORDS, B_LOCK, HEADER_WORDS, H_SEED0, H_SEED1, H_TABLE, O_INCARNATION, O_THREAD_ID, OWNER_WORDS, T_MASK, TABLE_HEADER_WORDS } from '../../src/stores/shared-memory/layout.ts';
 
 const INT64_MAX = 2n ** 63n - 1n;
 const INT64_MIN = -(2n ** 63n);
@@ -385,6 +387,69 @@ describe('handles, owner slots and locks', () => {
     assert.equal(store.stats().recoveries, 1);
     assert.deepEqual(store.checkIntegrity().problems, []);
     store.close();
+  });
+
+  test('a growth that cannot take every bucket lock does not turn the write that triggered it into an error', () => {
+    const store = SharedInt64Store.create({ lockTimeoutMs: 20, initialCapacity: 16 });
+    const stuck = SharedInt64Store.attach(store.handle); // owner slot 1, never reported dead
+    lockBucketAs(store, 'stuck', 1);
+    const i32 = new Int32Array(store.handle.buffer, 0, 64);
+    const bucketOf = (key: string): number => hashKey(key, i32[H_SEED0]!, i32[H_SEED1]!) & 15;
+    // 16 buckets grow past 64 keys: well before 200 inserts, a growth needs the stuck bucket.
+    const keys = Array.from({ length: 400 }, (_, i) => `acct-${i}`).filter((key) => bucketOf(key) !== bucketOf('stuck')).slice(0, 200);
+    for (const key of keys) store.set(key, 1n); // each returns: the write happened
+    for (const key of keys) assert.equal(store.get(key), 1n);
+    assert.equal(store.size, keys.length);
+    assert.equal(store.stats().growths, 0, 'the table could not grow while a bucket stayed locked');
+    assert.equal(store.recoverThread(0), 1);
+    store.set('one-more', 1n); // growth goes ahead once the lock is recovered
+    assert.deepEqual(store.checkIntegrity().problems, []);
+    for (let i = 0; i < 64; i++) store.set(`later-${i}`, 1n);
+    assert.ok(store.stats().growths > 0);
+    stuck.close();
+    store.close();
+  });
+
+  test('a supervised worker that dies after the supervising instance was closed is still recovered', async () => {
+    const store = SharedInt64Store.create({ lockTimeoutMs: 100 });
+    const other = SharedInt64Store.attach(store.handle); // the map in use by another part of the program
+    store.set('acct', 1n);
+    const worker = new Worker(new URL('./workers/idle-worker.ts', import.meta.url), { workerData: { handle: store.handle } });
+    store.supervise(worker);
+    await once(worker, 'message');
+    const i32 = new Int32Array(store.handle.buffer, 0, HEADER_WORDS + 64 * OWNER_WORDS);
+    let slot = -1;
+    for (let s = 0; s < 64; s++) if (Atomics.load(i32, HEADER_WORDS + s * OWNER_WORDS + O_THREAD_ID) === worker.threadId) slot = s;
+    assert.ok(slot > 1, 'the worker holds an owner slot of its own');
+    store.close(); // the main instance detaches; `other` and the worker still use the map
+    lockBucketAs(other, 'acct', slot); // the worker is killed in the middle of a write of 'acct'
+    const exited = once(worker, 'exit');
+    await worker.terminate();
+    await exited;
+    await new Promise((resolve) => setImmediate(resolve));
+    other.set('acct', 2n); // before: SharedLockTimeoutError on every write of the bucket, for ever
+    assert.equal(other.get('acct'), 2n);
+    assert.equal(other.stats().recoveries, 1);
+    assert.deepEqual(other.checkIntegrity().problems, []);
+    // The slot borrowed for the recovery was given back: only `other` is attached.
+    assert.equal(other.stats().threadsAttached, 1);
+    other.close();
+  });
+
+  test('a map is refused at create when its buffer could pass 4 GiB (32-bit offsets); one past 2 GiB works', () => {
+    for (const options of [{ maxKeyLength: 4096 }, { maxKeys: 2 ** 28 }, { maxKeys: 16_000_000 }]) {
+      assert.throws(
+        () => SharedInt64Store.create(options),
+        (e) => assertCode(e, GovMapError, 'GOVMAP_INVALID_CONFIGURATION') && /maxKeys/.test((e as Error).message) && /at most 4 GiB/.test((e as Error).message),
+      );
+    }
+    // 12,000,000 keys sized up front: a 2.4 GiB buffer (reserved, not touched). Views over it
+    // used to be built from `byteLength >> 2`, negative past 2 GiB: a RangeError.
+    const big = SharedInt64Store.create({ maxKeys: 12_000_000, initialCapacity: 12_000_000, readCacheKeys: 0 });
+    assert.ok(big.stats().bytesAllocated > 2 ** 31);
+    big.set('acct-1', INT64_MAX);
+    assert.equal(big.get('acct-1'), INT64_MAX);
+    big.close();
   });
 });
 

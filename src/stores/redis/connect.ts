@@ -174,11 +174,35 @@ abstract class LinkBase implements RedisLink {
     if (this.settings.heartbeatMs > 0) this.#heartbeat = setInterval(() => void this.#beat(), this.settings.heartbeatMs).unref();
   }
 
+  /**
+   * Closes every connection. Gracefully (replies still owed are awaited) only while the link is
+   * healthy, and then for at most `commandTimeoutMs`: a server that stopped answering (frozen,
+   * partitioned, or still owing the reply of a command `timed` gave up on) would otherwise keep
+   * close() — and the sockets — open forever. Past that, the sockets are destroyed.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
+    const graceful = this.healthy;
     this.#closed = true;
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
-    await this.disconnect(this.#downNodes.size === 0);
+    await this.disconnect(graceful);
+  }
+
+  /** `close()` of a node-redis client or cluster, given up for `destroy()` after `commandTimeoutMs`. */
+  protected async closeWithin(client: Pick<NodeClient, 'close' | 'destroy'>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.settings.commandTimeoutMs);
+    });
+    try {
+      const closed = client.close().then(
+        () => true,
+        () => false,
+      );
+      if (!(await Promise.race([closed, late]))) client.destroy();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async runScript(script: LuaScript, key: string, args: readonly string[]): Promise<unknown> {
@@ -337,7 +361,7 @@ class StandaloneLink extends LinkBase {
   protected async disconnect(graceful: boolean): Promise<void> {
     const client = this.#client;
     if (client === null) return;
-    if (graceful && client.isReady) await client.close().catch(() => client.destroy());
+    if (graceful && client.isReady) await this.closeWithin(client);
     else client.destroy();
   }
 
@@ -404,7 +428,7 @@ class ClusterLink extends LinkBase {
   protected async disconnect(graceful: boolean): Promise<void> {
     const cluster = this.#cluster;
     if (cluster === null) return;
-    if (graceful) await cluster.close().catch(() => cluster.destroy());
+    if (graceful) await this.closeWithin(cluster);
     else cluster.destroy();
   }
 

@@ -479,8 +479,11 @@ export class RemoteGovernedMap<V> {
       try {
         entries = await this.#collect(options);
       } catch (error) {
-        reason = 'REDIS_UNAVAILABLE';
-        throw this.#failed(error, null, 'range', undefined, undefined);
+        const typed = this.#failed(error, null, 'range', undefined, undefined);
+        // The audit says why the walk failed: unreachable, or an entry another client wrote in a
+        // form the codec refuses (REDIS_VALUE_CORRUPT), which retrying will not cure.
+        reason = typed instanceof GovMapError ? typed.code.replace(/^GOVMAP_/, '') : 'REDIS_UNAVAILABLE';
+        throw typed;
       }
       for (const [key, value] of entries) {
         visited++;
@@ -873,8 +876,18 @@ export class RemoteGovernedMap<V> {
         seen.add(redisKey);
         return !bounded || inBounds(redisKey.slice(prefix.length), options!);
       });
-      // Issued together: node-redis pipelines them into one write per server.
-      const raws = await Promise.all(fresh.map((redisKey) => this.#link.get(redisKey)));
+      // Issued together: node-redis pipelines them into one write per server. A key of another
+      // Redis type (a hash another client put under the prefix) is named in the error.
+      const raws = await Promise.all(
+        fresh.map((redisKey) =>
+          this.#link.get(redisKey).catch((error: unknown) => {
+            if (error instanceof LinkFailure && error.kind === 'WRONGTYPE') {
+              throw new RedisValueCorruptError(this.name, redisKey.slice(prefix.length), redisKey, 'holds a Redis type other than a string');
+            }
+            throw error;
+          }),
+        ),
+      );
       for (let i = 0; i < fresh.length; i++) {
         const raw = raws[i]!;
         if (raw === null) continue; // deleted since the scan saw it

@@ -52,6 +52,7 @@ import {
   H_VERSION_CHUNK,
   H_VERSION_USED,
   INCARNATION_MASK,
+  LINE_WORDS,
   MAGIC,
   MAX_THREADS_LIMIT,
   OWNER_ALIVE,
@@ -176,6 +177,14 @@ const SPIN_ATTEMPTS = 256;
 const SLEEP_MS = 0.05;
 /** Growth is checked every this many inserts per thread (and whenever a bucket overflows). */
 const GROWTH_CHECK_EVERY = 64;
+/**
+ * Most words a map's buffer may hold: 2^30 words = 4 GiB, less a line. Every offset (entry
+ * references, HEAP_TOP, version words) is an int32 word index, and an int64 slot's index is that
+ * offset `>> 1`; below 2^30 both stay positive int32s, the byte length below 2^32 (views take
+ * `byteLength >>> 2`), and offsets stay V8 small integers (see CachedRead). A larger
+ * reservation is refused at `create`, not found out when the heap passes the limit.
+ */
+const MAX_MAP_WORDS = 2 ** 30 - LINE_WORDS;
 /** The buffer grows by at least this much at a time, bytes: each `grow` is a system call. */
 const MIN_BUFFER_GROWTH = 1 << 20;
 /**
@@ -336,8 +345,8 @@ export class SharedTable<V> {
   private constructor(buffer: GrowableSharedArrayBuffer, codec: ValueCodec<V>, lockTimeoutMs: number, readCacheKeys: number) {
     this.#buffer = buffer;
     this.codec = codec;
-    this.#i32 = new Int32Array(buffer, 0, buffer.byteLength >> 2);
-    this.#i64 = new BigInt64Array(buffer, 0, buffer.byteLength >> 3);
+    this.#i32 = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
+    this.#i64 = new BigInt64Array(buffer, 0, buffer.byteLength >>> 3);
     const i32 = this.#i32;
     this.#seed0 = Atomics.load(i32, H_SEED0);
     this.#seed1 = Atomics.load(i32, H_SEED1);
@@ -370,16 +379,21 @@ export class SharedTable<V> {
     const heapBase = ownersBase + maxThreads * OWNER_WORDS;
     const firstBuckets = nextPowerOfTwo(Math.max(MIN_BUCKETS, Math.ceil(initialCapacity / 3)));
     const firstTableWords = TABLE_HEADER_WORDS + firstBuckets * BUCKET_WORDS;
-    // Address space to reserve: every key's entry, the last table (mean load 2 per bucket right
-    // after growth) plus all earlier ones (a doubling series sums to less than the last), and as
-    // much again for overflow buckets. Reserved, not committed: pages are touched only as used.
-    const lastBuckets = nextPowerOfTwo(Math.max(firstBuckets, Math.ceil(maxKeys / 2)));
-    const maxWords = heapBase + firstTableWords + maxKeys * words + 3 * (TABLE_HEADER_WORDS + lastBuckets * BUCKET_WORDS) + (MIN_BUFFER_GROWTH >> 2);
+    const maxWords = reservedWords(maxKeys, words, heapBase, firstBuckets);
+    if (maxWords > MAX_MAP_WORDS) {
+      let fits = 1;
+      for (let step = 1 << 27; step >= 1; step >>= 1) if (reservedWords(fits + step, words, heapBase, firstBuckets) <= MAX_MAP_WORDS) fits += step;
+      throw new ConfigurationError(
+        'maxKeys',
+        `${maxKeys} keys of up to ${maxKeyLength} UTF-16 units (${words * 4} bytes per entry) need ${Math.ceil((maxWords * 4) / 2 ** 20)} MiB of buffer; a map addresses at most 4 GiB (32-bit word offsets, every thread's views): lower maxKeys (at most ${fits} at this maxKeyLength) or maxKeyLength`,
+        maxKeys,
+      );
+    }
     const maxBytes = roundUp8(maxWords * 4);
     const initialBytes = Math.min(maxBytes, roundUp8(Math.max((heapBase + firstTableWords + initialCapacity * words) * 4, 64 * 1024)));
     const buffer = new GrowableBuffer(initialBytes, { maxByteLength: maxBytes });
 
-    const i32 = new Int32Array(buffer, 0, initialBytes >> 2);
+    const i32 = new Int32Array(buffer, 0, initialBytes >>> 2);
     const seed = new Int32Array(2);
     crypto.getRandomValues(seed);
     i32[H_SEED0] = seed[0]!;
@@ -678,8 +692,9 @@ export class SharedTable<V> {
   #refreshViews(): void {
     const bytes = this.#buffer.byteLength;
     if (bytes === this.#i32.length * 4) return;
-    this.#i32 = new Int32Array(this.#buffer, 0, bytes >> 2);
-    this.#i64 = new BigInt64Array(this.#buffer, 0, bytes >> 3);
+    // `>>>`: a buffer may exceed 2 GiB (up to MAX_MAP_WORDS words), where `>>` would go negative.
+    this.#i32 = new Int32Array(this.#buffer, 0, bytes >>> 2);
+    this.#i64 = new BigInt64Array(this.#buffer, 0, bytes >>> 3);
   }
 
   // ------------------------------------------------------------------ writes (one bucket lock)
@@ -1038,6 +1053,13 @@ export class SharedTable<V> {
     if (Atomics.compareExchange(i32, H_RESIZE_LOCK, 0, this.#ownerId) !== 0) return;
     try {
       this.#grow();
+    } catch (error) {
+      // Growth runs after the write that triggered it has completed: its failure must not turn
+      // that write into an error saying "nothing was written". A larger table is an
+      // optimisation (shorter chains); without it the map stays correct, and a later insert
+      // tries again. Refused: a bucket held by a dead owner nobody reported (lock timeout), or
+      // no room left in the reserved buffer for a larger table.
+      if (!(error instanceof SharedLockTimeoutError || error instanceof SharedMapFullError)) throw error;
     } finally {
       this.#unlock(H_RESIZE_LOCK);
     }
@@ -1477,13 +1499,45 @@ export class SharedTable<V> {
   supervise(worker: Worker): void {
     // threadId reads -1 once the worker is gone, so take it now.
     const threadId = worker.threadId;
-    worker.once('exit', () => {
-      if (!this.#closed) this.recoverThread(threadId);
-    });
+    // Even after this instance was closed: the map lives on in other threads, and a worker that
+    // died holding a lock nobody recovers would make every writer of that bucket time out.
+    worker.once('exit', () => this.recoverThread(threadId));
   }
 
-  /** Marks every owner slot of `threadId` dead and recovers it. Returns how many were recovered. */
+  /**
+   * Marks every owner slot of `threadId` dead and recovers it. Returns how many were recovered.
+   * Works on a closed instance too: recovery takes the dead owner's locks in this instance's
+   * name, and a closed instance's owner id may by now name a slot another thread claimed (whose
+   * waiters would release those locks as orphans mid-recovery), so it borrows an owner slot for
+   * the duration. With none free, the slots are only marked dead: a writer that meets one of
+   * their locks recovers them then.
+   */
   recoverThread(threadId: number): number {
+    if (!this.#closed) return this.#recoverThreadAsOwner(threadId);
+    try {
+      this.#claimOwnerSlot();
+    } catch (error) {
+      if (!(error instanceof SharedThreadsExhaustedError)) throw error;
+      this.#markThreadDead(threadId);
+      return 0;
+    }
+    try {
+      return this.#recoverThreadAsOwner(threadId);
+    } finally {
+      Atomics.compareExchange(this.#i32, this.#ownerBase + O_STATE, OWNER_ALIVE, OWNER_FREE);
+    }
+  }
+
+  #markThreadDead(threadId: number): void {
+    const i32 = this.#i32;
+    const high = Atomics.load(i32, H_OWNER_HIGH);
+    for (let slot = 0; slot < high; slot++) {
+      const base = HEADER_WORDS + slot * OWNER_WORDS;
+      if (Atomics.load(i32, base + O_THREAD_ID) === threadId) Atomics.compareExchange(i32, base + O_STATE, OWNER_ALIVE, OWNER_DEAD);
+    }
+  }
+
+  #recoverThreadAsOwner(threadId: number): number {
     const i32 = this.#i32;
     const high = Atomics.load(i32, H_OWNER_HIGH);
     let recovered = 0;
@@ -1681,6 +1735,18 @@ function integerOption(name: string, value: number | undefined, fallback: number
     throw new ConfigurationError(name, `must be an integer in ${min} ..= ${max}`, value);
   }
   return value;
+}
+
+/**
+ * Words of address space a map reserves: every key's entry, the last table (mean load 2 per
+ * bucket right after growth) plus all earlier ones (a doubling series sums to less than the
+ * last), and as much again for overflow buckets, and one growth step of slack. Reserved, not
+ * committed: pages are touched only as used.
+ */
+function reservedWords(maxKeys: number, entryWords: number, heapBase: number, firstBuckets: number): number {
+  const lastBuckets = nextPowerOfTwo(Math.max(firstBuckets, Math.ceil(maxKeys / 2)));
+  const firstTableWords = TABLE_HEADER_WORDS + firstBuckets * BUCKET_WORDS;
+  return heapBase + firstTableWords + maxKeys * entryWords + 3 * (TABLE_HEADER_WORDS + lastBuckets * BUCKET_WORDS) + (MIN_BUFFER_GROWTH >> 2);
 }
 
 function nextPowerOfTwo(n: number): number {
