@@ -1,6 +1,7 @@
-import { CallTimeoutError, CircuitOpenError } from './errors.ts';
+import { BreakerArgumentError, CallTimeoutError, CircuitOpenError } from './errors.ts';
 import { resolveBreakerOptions } from './options.ts';
 import type { BreakerSettings, CircuitBreakerOptions } from './options.ts';
+import { decodeSnapshot, encodeSnapshot } from './snapshot.ts';
 import type { BreakerSnapshot, BreakerState } from './snapshot.ts';
 import { Expirable, TimeoutBuckets } from './timeout-buckets.ts';
 import type { TimerHandle } from './clock.ts';
@@ -216,11 +217,17 @@ export class CircuitBreaker {
 
   /**
    * Runs `call` if the breaker admits it, giving it an AbortSignal that aborts when its time is
-   * up. Resolves with its result; rejects with its error, or CallTimeoutError when it took too
-   * long. A refused call is not made: `fallback` answers, or the promise rejects with
-   * CircuitOpenError.
+   * up (shared with the calls started in the same millisecond: it may abort after this call
+   * settled, so the call must be done with it by then). Resolves with its result; rejects with
+   * its error, or CallTimeoutError when it took too long. A refused call is not made: `fallback`
+   * answers, or the promise rejects with CircuitOpenError. A `call` or `fallback` of the wrong
+   * kind rejects with BreakerArgumentError, before admission.
    */
   execute<T>(call: (signal: AbortSignal) => T | PromiseLike<T>, fallback?: Fallback<T>): Promise<T> {
+    if (typeof call !== 'function') return Promise.reject(new BreakerArgumentError(this.id, 'execute', 'call', 'a function (signal) => result', call));
+    if (fallback !== undefined && typeof fallback !== 'function' && !isStaticFallback(fallback)) {
+      return Promise.reject(new BreakerArgumentError(this.id, 'execute', 'fallback', 'a function (refusal) => result, or { value }', fallback));
+    }
     const now = this.settings.clock.now();
     this.lastUsedAt = now;
     const epoch = this.#admit(now);
@@ -230,20 +237,20 @@ export class CircuitBreaker {
     return new Promise<T>((resolve, reject) => {
       const pending = new PendingCall<T>(this, epoch, resolve, reject);
       const signal = this.#timeouts!.enlist(pending, now);
-      let result: T | PromiseLike<T>;
       try {
-        result = call(signal);
+        const result = call(signal);
+        if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<T>).then === 'function') {
+          // Inside the try: a thenable whose then() throws is the call's failure, settled now,
+          // not a call left pending until its deadline and then counted as a timeout.
+          (result as PromiseLike<T>).then(
+            (value) => pending.succeed(value),
+            (error: unknown) => pending.fail(error),
+          );
+        } else {
+          pending.succeed(result as T);
+        }
       } catch (error) {
         pending.fail(error);
-        return;
-      }
-      if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<T>).then === 'function') {
-        (result as PromiseLike<T>).then(
-          (value) => pending.succeed(value),
-          (error: unknown) => pending.fail(error),
-        );
-      } else {
-        pending.succeed(result as T);
       }
     });
   }
@@ -318,12 +325,18 @@ export class CircuitBreaker {
    * that has made no transition yet can be restored; returns whether the state changed.
    */
   restore(snapshot: BreakerSnapshot): boolean {
+    // The same rules as a snapshot read from the store: a NaN or negative version here would be
+    // published with every later transition and refused by every reader.
+    const checked = snapshot !== null && typeof snapshot === 'object' ? decodeSnapshot(encodeSnapshot(snapshot)) : { ok: false as const, reason: 'invalid_shape' };
+    if (!checked.ok) throw new BreakerArgumentError(this.id, 'restore', 'snapshot', `a snapshot as decodeSnapshot accepts it (${checked.reason})`, snapshot);
     if (this.#version !== 0 || this.#state !== 'CLOSED') return false;
     this.#version = snapshot.version;
     if (snapshot.state === 'CLOSED') return false;
     const now = this.settings.clock.now();
     const since = Date.parse(snapshot.since);
-    const openedAt = snapshot.state === 'OPEN' && Number.isFinite(since) && since <= now ? since : now - this.settings.openDurationMs;
+    // An OPEN `since` ahead of this clock (the snapshot came from a host whose clock runs ahead,
+    // or this one was stepped back) is taken as now: the full wait, not none at all.
+    const openedAt = snapshot.state === 'OPEN' && Number.isFinite(since) ? Math.min(since, now) : now - this.settings.openDurationMs;
     this.#evidence = { failures: snapshot.failures, timeouts: snapshot.timeouts, total: snapshot.total, breached: snapshot.breachedWindows };
     this.#enterOpen('restored', now, openedAt);
     return true;
@@ -541,6 +554,10 @@ export class CircuitBreaker {
         return { state: 'HALF_OPEN', failures: this.#probeFailures, timeouts: this.#probeTimeouts, total: this.#probesDone, breachedWindows: 0, ...base };
     }
   }
+}
+
+function isStaticFallback(fallback: unknown): boolean {
+  return fallback !== null && typeof fallback === 'object' && 'value' in fallback;
 }
 
 function notify(listener: TransitionListener, transition: BreakerTransition): void {

@@ -136,6 +136,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   #backoff: number;
   #probeTimer: NodeJS.Timeout | null = null;
   #closed = false;
+  #started: Promise<void> | null = null;
   #ready: { circuits: boolean; probes: boolean; resolve: (() => void) | null } = { circuits: false, probes: false, resolve: null };
 
   constructor(options: BreakerClusterSyncOptions) {
@@ -153,17 +154,31 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
       const value = options[option];
       if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 600_000)) throw new ConfigurationError(option, 'a whole number of milliseconds from 1 to 600000', value);
     }
+    if (options.retryMinMs !== undefined && options.retryMaxMs !== undefined && options.retryMinMs > options.retryMaxMs) {
+      throw new ConfigurationError('retryMinMs', `the first wait between retries is at most the largest (retryMaxMs ${options.retryMaxMs})`, options.retryMinMs);
+    }
+    if (options.log !== undefined && typeof options.log !== 'function') throw new ConfigurationError('log', 'a function (message, details) => void', options.log);
     this.store = options.store;
     this.instance = options.instance;
     this.prefix = prefix === '/' ? '' : prefix;
     this.openQuorum = quorum;
     this.leaseTtlSeconds = ttl;
     this.#startTimeoutMs = options.startTimeoutMs ?? 3_000;
-    this.#retryMinMs = options.retryMinMs ?? 100;
     this.#retryMaxMs = options.retryMaxMs ?? 5_000;
+    // Only one of the two given: the default of the other yields (retryMaxMs 50 alone means 50 at most).
+    this.#retryMinMs = Math.min(options.retryMinMs ?? 100, this.#retryMaxMs);
     this.#probeRetryMs = options.probeRetryMs ?? 1_000;
     this.#backoff = this.#retryMinMs;
-    this.#log = options.log ?? ((message, details) => console.warn(`govmap breaker sync: ${message}`, details));
+    const log = options.log ?? ((message, details) => console.warn(`govmap breaker sync: ${message}`, details));
+    // Logging runs inside watch handlers and timers: a logger that throws must not take the
+    // watch (or the process, through an uncaught exception) down with it.
+    this.#log = (message, details) => {
+      try {
+        log(message, details);
+      } catch (error) {
+        console.error(`govmap breaker sync: the log function threw while logging "${message}"`, error);
+      }
+    };
     this.#circuitPrefix = `${this.prefix}/circuit/`;
     this.#probePrefix = `${this.prefix}/circuit-probe/`;
     this.#gate = { requestProbe: (b) => this.#requestProbe(b), releaseProbe: (b) => this.#releaseProbe(b) };
@@ -188,7 +203,14 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
    * breakers created next can restore theirs), or after startTimeoutMs if the store cannot be
    * reached: the service then starts on local decisions and catches up in the background.
    */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    // Once: a second watch would deliver every change twice, and would take over the readiness
+    // signal, leaving the first caller to wait out startTimeoutMs and warn of an unreachable store.
+    this.#started ??= this.#start();
+    return this.#started;
+  }
+
+  async #start(): Promise<void> {
     const ready = new Promise<void>((resolve) => (this.#ready.resolve = resolve));
     // One watch over both key families (`circuit/` and `circuit-probe/` share the prefix
     // `<prefix>/circuit`): one ordered stream, so a prober's CLOSED snapshot (written before it
@@ -299,7 +321,12 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     for (const unsubscribe of this.#unsubscribe.values()) unsubscribe();
     for (const breaker of this.#breakers.values()) breaker.setProbeGate(null);
     await Promise.all(this.#watches.map((w) => w.close()));
-    if (options.revoke === true) await this.#lease?.revoke().catch(() => undefined);
+    // The store may stay open for others (switches share it): its keep-alive of our lease must
+    // stop here, or our last snapshots (an OPEN one counted in everyone's quorum) would live as
+    // long as the process instead of for the lease's TTL.
+    const lease = await this.#leasePending?.catch(() => null) ?? this.#lease;
+    if (options.revoke === true) await lease?.revoke().catch(() => undefined);
+    else lease?.release();
   }
 
   // ---- watch handlers -------------------------------------------------------------------
@@ -358,7 +385,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
       // A breaker leaves OPEN/HALF_OPEN for CLOSED only through probes that passed (its own or,
       // adopted, another's; writes coalesce, so HALF_OPEN itself may never be seen): the
       // dependency is healthy as of that moment.
-      this.#provenHealthyAt.set(service, Math.max(this.#provenHealthyAt.get(service) ?? 0, Date.parse(now.since)));
+      this.#provenHealthy(service, Date.parse(now.since));
       if (this.#breakers.get(service)?.adoptProbeVerdict() === true) this.counters.adoptions++;
     }
     this.#evaluate(service);
@@ -409,7 +436,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     if (report === undefined || report.state !== 'CLOSED') return;
     const closedAt = Date.parse(report.since);
     if (closedAt < holder.since) return;
-    this.#provenHealthyAt.set(service, Math.max(this.#provenHealthyAt.get(service) ?? 0, closedAt));
+    this.#provenHealthy(service, closedAt);
     if (this.#breakers.get(service)?.adoptProbeVerdict() === true) this.counters.adoptions++;
   }
 
@@ -445,7 +472,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
 
   #onTransition(t: BreakerTransition): void {
     if (t.to === 'CLOSED' && (t.reason === 'probes_passed' || t.reason === 'cluster_probe_verdict')) {
-      this.#provenHealthyAt.set(t.breaker, Math.max(this.#provenHealthyAt.get(t.breaker) ?? 0, t.at));
+      this.#provenHealthy(t.breaker, t.at);
     }
     if (t.to !== 'OPEN' || !this.#breakers.get(t.breaker)?.awaitingProbeRight) this.#awaitingProbe.delete(t.breaker);
     this.#markDirty(t.breaker);
@@ -652,6 +679,17 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   }
 
   // ---- helpers -------------------------------------------------------------------------------
+
+  /**
+   * Records that `service` was proven healthy at `at` (epoch ms, possibly a peer's clock), capped
+   * at this instance's now: a peer whose clock runs ahead (or a hand-written `since` in 9999)
+   * would otherwise make every OPEN report stale until that future time, and the quorum could
+   * never open this breaker again.
+   */
+  #provenHealthy(service: string, at: number): void {
+    const now = this.#breakers.get(service)?.settings.clock.now() ?? Date.now();
+    this.#provenHealthyAt.set(service, Math.max(this.#provenHealthyAt.get(service) ?? 0, Math.min(at, now)));
+  }
 
   #setConnected(connected: boolean, error?: unknown): void {
     if (this.#connected === connected) return;

@@ -1,4 +1,4 @@
-import { GovMapError } from '../map/errors.ts';
+import { GovMapError, describeKey } from '../map/errors.ts';
 import type { BreakerState } from './snapshot.ts';
 
 /** The breaker did not make the call: it is OPEN, or HALF_OPEN with all its probes taken. */
@@ -38,5 +38,17 @@ export class CallTimeoutError extends GovMapError {
 export class BreakerKeyError extends GovMapError {
   constructor(group: string, key: unknown, rule: string) {
     super('GOVMAP_BREAKER_KEY_INVALID', `breaker group "${group}": key ${JSON.stringify(String(key).slice(0, 80))} is invalid: ${rule}`, { group, key: String(key).slice(0, 80), rule });
+  }
+}
+
+/**
+ * A breaker method was given something it cannot use: `execute()` a call that is not a function
+ * or a fallback that is neither a function nor `{ value }` (refused before admission, so a
+ * programming error is never counted as a failure of the dependency, nor found only when the
+ * breaker first opens); `restore()` a snapshot that would not pass decodeSnapshot.
+ */
+export class BreakerArgumentError extends GovMapError {
+  constructor(breaker: string, operation: string, argument: string, rule: string, received: unknown) {
+    super('GOVMAP_BREAKER_ARGUMENT_INVALID', `circuit "${breaker}": ${operation}() ${argument} is invalid: ${rule} (received ${describeKey(received)})`, { breaker, operation, argument, rule });
   }
 }

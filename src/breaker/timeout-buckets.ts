@@ -47,7 +47,8 @@ export class Bucket {
  * so a call never times out before its full budget; it may be up to 1 ms late. A bucket holds
  * only its unsettled calls. When it fires, they expire first (counted as timeouts, their
  * promises rejected), then the shared signal aborts so their work can stop; calls that settled
- * in time have left and are unaffected.
+ * in time have left: their outcome is unaffected, but they were handed the same signal, which
+ * now aborts too. A call must be done with its signal when it settles (docs/breaker.md).
  */
 export class TimeoutBuckets {
   readonly timeoutMs: number;

@@ -38,6 +38,12 @@ export const MAX_KEY_LENGTH = 512;
 
 // eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
 const CONTROL = /[\u0000-\u001f\u007f]/;
+/**
+ * A UTF-16 surrogate without its pair. Such a string has no UTF-8 form: etcd would store U+FFFD
+ * in its place (the key read back or watched differs from the key written) and the file store
+ * cannot URI-encode it into a file name.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Throws StateKeyError unless `key` is a `/`-rooted printable path of at most MAX_KEY_LENGTH. */
 export function assertStateKey(key: unknown, what = 'key'): asserts key is string {
@@ -45,6 +51,31 @@ export function assertStateKey(key: unknown, what = 'key'): asserts key is strin
   if (!key.startsWith('/')) throw new StateKeyError(key, `a ${what} must start with "/"`);
   if (key.length > MAX_KEY_LENGTH) throw new StateKeyError(key, `a ${what} is at most ${MAX_KEY_LENGTH} characters`);
   if (CONTROL.test(key)) throw new StateKeyError(key, `a ${what} must not contain control characters`);
+  if (LONE_SURROGATE.test(key)) throw new StateKeyError(key, `a ${what} must be well-formed Unicode (no unpaired surrogate)`);
+}
+
+/** An argument of a store operation other than the key is of the wrong type; nothing was written. */
+export class StateArgumentError extends GovMapError {
+  constructor(operation: string, argument: string, rule: string, received: unknown) {
+    super('GOVMAP_STATE_ARGUMENT_INVALID', `state store ${operation}(): ${argument} is invalid: ${rule} (received ${describeKey(received)})`, { operation, argument, rule });
+  }
+}
+
+/**
+ * Throws StateArgumentError unless `value` is text and `expected` a revision or null. A number
+ * where a bigint revision belongs would never equal one: the write would fail its comparison
+ * forever instead of being refused.
+ */
+export function assertWrite(value: unknown, expected: unknown): void {
+  if (typeof value !== 'string') throw new StateArgumentError('compareAndSet', 'value', 'the value is JSON text (a string)', value);
+  if (expected !== null && typeof expected !== 'bigint') {
+    throw new StateArgumentError('compareAndSet', 'expected', 'a revision (bigint) read from the store, or null for "only if absent"', expected);
+  }
+}
+
+/** Throws StateArgumentError unless `expected` is absent or a revision. */
+export function assertDeleteRevision(expected: unknown): void {
+  if (expected !== undefined && typeof expected !== 'bigint') throw new StateArgumentError('delete', 'expected', 'a revision (bigint) read from the store, or nothing', expected);
 }
 
 /** Lease time to live: a whole number of seconds, 1 to 1 day (etcd's own bounds are wider). */

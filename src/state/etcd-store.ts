@@ -1,6 +1,6 @@
 import type { Etcd3, IKeyValue, IOptions, Lease, Watcher } from 'etcd3';
 import { ConfigurationError } from '../map/errors.ts';
-import { StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, assertLeaseTtl, assertStateKey } from './errors.ts';
+import { StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, assertDeleteRevision, assertLeaseTtl, assertStateKey, assertWrite } from './errors.ts';
 import type { CasResult, CompareAndSetOptions, StateEntry, StateLease, StateStore, StateWatch, StateWatchHandlers } from './store.ts';
 
 export interface EtcdStateStoreOptions {
@@ -85,6 +85,7 @@ export class EtcdStateStore implements StateStore {
   async compareAndSet(key: string, value: string, expected: bigint | null, options: CompareAndSetOptions = {}): Promise<CasResult> {
     this.#open('compareAndSet');
     assertStateKey(key);
+    assertWrite(value, expected);
     const lease = options.lease;
     if (lease !== undefined && (lease.lost || !(lease instanceof EtcdLease))) throw new StateLeaseLostError(this.kind, lease.id);
     const client = await this.client();
@@ -100,6 +101,7 @@ export class EtcdStateStore implements StateStore {
   async delete(key: string, expected?: bigint): Promise<boolean> {
     this.#open('delete');
     assertStateKey(key);
+    assertDeleteRevision(expected);
     const client = await this.client();
     if (expected === undefined) {
       const response = await this.#call('delete', () => client.delete().key(key).exec());
@@ -209,12 +211,17 @@ class EtcdLease implements StateLease {
     this.#listeners.clear();
     this.#lost = true;
     this.#forget(this);
-    await this.#lease.revoke();
+    try {
+      await this.#lease.revoke();
+    } catch (error) {
+      throw new StateStoreUnavailableError('etcd', `revoke lease ${this.#id}`, error);
+    }
   }
 
   /** Stops keep-alive without revoking: the lease then expires after its TTL. */
   release(): void {
     this.#listeners.clear();
+    this.#forget(this);
     this.#lease.release();
   }
 

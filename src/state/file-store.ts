@@ -2,8 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConfigurationError } from '../map/errors.ts';
-import { StateKeyError, StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, assertLeaseTtl, assertStateKey } from './errors.ts';
+import { ConfigurationError, GovMapError } from '../map/errors.ts';
+import { StateKeyError, StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, assertDeleteRevision, assertLeaseTtl, assertStateKey, assertWrite } from './errors.ts';
 import type { CasResult, CompareAndSetOptions, StateEntry, StateEvent, StateLease, StateStore, StateWatch, StateWatchHandlers } from './store.ts';
 
 export interface FileStateStoreOptions {
@@ -31,6 +31,8 @@ interface FileWatcher {
   readonly handlers: StateWatchHandlers;
   /** Revision of every key this watcher has reported, to emit only changes. */
   known: Map<string, bigint> | null;
+  /** Whether the last scan could read the directory: status changes are reported once each. */
+  connected: boolean;
   closed: boolean;
 }
 
@@ -49,7 +51,10 @@ interface FileWatcher {
  *   deleted by the next process that looks. A process that dies therefore loses its entries
  *   after the lease's time to live, as with etcd; one that restarts within it finds them.
  * - watches poll the directory (file size and mtime decide what to re-read), and writes made
- *   through this instance are delivered at once.
+ *   through this instance are delivered at once. A scan that fails (directory gone, a file that
+ *   cannot be read) reports `disconnected` once; the next scan that succeeds reports `connected`.
+ * - every failure of the file system reaches the caller as StateStoreUnavailableError; a
+ *   directory that could not be created is tried again by the next operation.
  */
 export class FileStateStore implements StateStore {
   readonly kind = 'file';
@@ -88,7 +93,7 @@ export class FileStateStore implements StateStore {
     this.#open('list');
     assertStateKey(prefix, 'prefix');
     await this.#init();
-    const names = await readdir(this.directory);
+    const names = await readdir(this.directory).catch(unavailable(this.kind, 'list'));
     const out: StateEntry[] = [];
     for (const name of names) {
       if (!name.endsWith('.json')) continue;
@@ -103,7 +108,7 @@ export class FileStateStore implements StateStore {
   async compareAndSet(key: string, value: string, expected: bigint | null, options: CompareAndSetOptions = {}): Promise<CasResult> {
     this.#open('compareAndSet');
     assertStateKey(key);
-    if (typeof value !== 'string') throw new StateKeyError(key, 'the value must be JSON text (a string)');
+    assertWrite(value, expected);
     const file = this.#fileOf(key);
     const lease = options.lease;
     if (lease !== undefined && (lease.lost || !this.#leases.has(lease.id))) throw new StateLeaseLostError(this.kind, lease.id);
@@ -119,7 +124,7 @@ export class FileStateStore implements StateStore {
         await writeAtomically(file, JSON.stringify(envelope));
         return { ok: true, revision };
       }),
-    );
+    ).catch(unavailable(this.kind, `compareAndSet ${key}`));
     if (result.ok) this.#deliver({ type: 'put', entry: { key, value, revision: result.revision } });
     return result;
   }
@@ -127,6 +132,7 @@ export class FileStateStore implements StateStore {
   async delete(key: string, expected?: bigint): Promise<boolean> {
     this.#open('delete');
     assertStateKey(key);
+    assertDeleteRevision(expected);
     const file = this.#fileOf(key);
     await this.#init();
     const deleted = await this.#serialised(key, () =>
@@ -136,7 +142,7 @@ export class FileStateStore implements StateStore {
         await unlink(file).catch(ignoreMissing);
         return current.revision;
       }),
-    );
+    ).catch(unavailable(this.kind, `delete ${key}`));
     if (deleted === null) return false;
     this.#deliver({ type: 'delete', key, revision: deleted + 1n });
     return true;
@@ -147,8 +153,8 @@ export class FileStateStore implements StateStore {
     assertLeaseTtl(ttlSeconds);
     await this.#init();
     const id = `${process.pid}-${randomBytes(6).toString('hex')}`;
-    const lease = new FileLease(id, ttlSeconds, join(this.#leaseDir, id), (gone) => this.#endLease(gone));
-    await lease.renew();
+    const lease = new FileLease(id, ttlSeconds, join(this.#leaseDir, id), (gone) => this.#endLease(gone), (gone) => this.#leases.delete(gone.id));
+    await lease.renew().catch(unavailable(this.kind, 'grantLease'));
     lease.start();
     this.#leases.set(id, lease);
     return lease;
@@ -157,7 +163,7 @@ export class FileStateStore implements StateStore {
   watch(prefix: string, handlers: StateWatchHandlers): StateWatch {
     this.#open('watch');
     assertStateKey(prefix, 'prefix');
-    const watcher: FileWatcher = { prefix, handlers, known: null, closed: false };
+    const watcher: FileWatcher = { prefix, handlers, known: null, connected: true, closed: false };
     this.#watchers.add(watcher);
     this.#timer ??= setInterval(() => void this.#poll(), this.pollIntervalMs).unref();
     void this.#poll();
@@ -204,10 +210,17 @@ export class FileStateStore implements StateStore {
         entries = await this.list(watcher.prefix);
       } catch (error) {
         if (this.#closed) return;
-        watcher.handlers.onStatus?.('disconnected', new StateStoreUnavailableError(this.kind, 'watch', error));
+        if (watcher.connected && !watcher.closed) {
+          watcher.connected = false;
+          watcher.handlers.onStatus?.('disconnected', error instanceof StateStoreUnavailableError ? error : new StateStoreUnavailableError(this.kind, 'watch', error));
+        }
         continue;
       }
       if (watcher.closed) continue;
+      if (!watcher.connected) {
+        watcher.connected = true;
+        watcher.handlers.onStatus?.('connected');
+      }
       if (watcher.known === null) {
         watcher.known = new Map(entries.map((e) => [e.key, e.revision]));
         watcher.handlers.onReset(entries);
@@ -260,7 +273,7 @@ export class FileStateStore implements StateStore {
     // the consumer as it is, revision 0: the consumer's decoder rejects and counts it.
     if (envelope === null) return { key, value: text, revision: 0n };
     if (envelope.lease !== null && !(await this.#leaseAlive(envelope.lease))) {
-      await unlink(file).catch(ignoreMissing);
+      await reap(file, text);
       return undefined;
     }
     return { key, value: envelope.value, revision: BigInt(envelope.revision) };
@@ -276,14 +289,13 @@ export class FileStateStore implements StateStore {
     const own = this.#leases.get(id);
     if (own !== undefined) return !own.lost;
     const text = await readFile(join(this.#leaseDir, leaseFileName(id)), 'utf8').catch(() => null);
-    if (text === null) return false;
-    const expiresAt = Number((JSON.parse(text) as { expiresAt?: unknown }).expiresAt);
-    return Number.isFinite(expiresAt) && expiresAt > Date.now();
+    // A lease file that is not what a holder writes (torn, edited) proves no holder alive.
+    return text !== null && leaseExpiry(text) > Date.now();
   }
 
   async #endLease(lease: FileLease): Promise<void> {
     this.#leases.delete(lease.id);
-    await rm(join(this.#leaseDir, leaseFileName(lease.id)), { force: true });
+    await rm(join(this.#leaseDir, leaseFileName(lease.id)), { force: true }).catch(unavailable(this.kind, `revoke lease ${lease.id}`));
     const names = await readdir(this.directory).catch(() => [] as string[]);
     for (const name of names) {
       if (!name.endsWith('.json')) continue;
@@ -337,7 +349,14 @@ export class FileStateStore implements StateStore {
   }
 
   #init(): Promise<void> {
-    this.#ready ??= mkdir(this.#leaseDir, { recursive: true }).then(() => undefined);
+    this.#ready ??= mkdir(this.#leaseDir, { recursive: true }).then(
+      () => undefined,
+      (error: unknown) => {
+        // Not remembered: a directory created or made writable later is used by the next call.
+        this.#ready = null;
+        throw new StateStoreUnavailableError(this.kind, `create directory ${this.#leaseDir}`, error);
+      },
+    );
     return this.#ready;
   }
 
@@ -352,15 +371,17 @@ class FileLease implements StateLease {
   readonly ttlSeconds: number;
   readonly #file: string;
   readonly #end: (lease: FileLease) => Promise<void>;
+  readonly #forget: (lease: FileLease) => void;
   readonly #listeners = new Set<() => void>();
   #timer: NodeJS.Timeout | null = null;
   #lost = false;
 
-  constructor(id: string, ttlSeconds: number, file: string, end: (lease: FileLease) => Promise<void>) {
+  constructor(id: string, ttlSeconds: number, file: string, end: (lease: FileLease) => Promise<void>, forget: (lease: FileLease) => void) {
     this.id = id;
     this.ttlSeconds = ttlSeconds;
     this.#file = file;
     this.#end = end;
+    this.#forget = forget;
   }
 
   get lost(): boolean {
@@ -394,15 +415,36 @@ class FileLease implements StateLease {
     await this.#end(this);
   }
 
+  /** Stops renewing: the lease file expires after the TTL and other processes drop its entries. */
+  release(): void {
+    this.stop();
+    this.#listeners.clear();
+    this.#forget(this);
+  }
+
   async #keepAlive(): Promise<void> {
     // A process suspended past the TTL (stopped, swapped out) finds its lease expired: its
     // entries may already be gone, so it must not quietly resurrect them under the same id.
-    const text = await readFile(this.#file, 'utf8').catch(() => null);
-    const expiresAt = text === null ? 0 : Number((JSON.parse(text) as { expiresAt?: unknown }).expiresAt);
+    // A lease file removed, torn or edited is expired too: other processes read it so.
+    let expiresAt: number;
+    try {
+      expiresAt = leaseExpiry(await readFile(this.#file, 'utf8'));
+    } catch (error) {
+      // Runs on a timer, so nothing may escape as an unhandled rejection. A read error other
+      // than "gone" (EMFILE, EIO) is no verdict on the lease: renew and look again next time.
+      expiresAt = (error as NodeJS.ErrnoException).code === 'ENOENT' ? NaN : Infinity;
+    }
+    if (this.#timer === null) return; // stopped (released, revoked, store closed) meanwhile
     if (!(expiresAt > Date.now())) {
       this.stop();
       this.#lost = true;
-      for (const listener of [...this.#listeners]) listener();
+      for (const listener of [...this.#listeners]) {
+        try {
+          listener();
+        } catch (error) {
+          console.error(`govmap file state store: a lost-lease listener of lease ${this.id} threw`, error);
+        }
+      }
       this.#listeners.clear();
       return;
     }
@@ -422,6 +464,47 @@ function parseEnvelope(text: string): Envelope | null {
   }
 }
 
+/** The expiry a lease file holds, epoch ms; NaN for anything a holder did not write. */
+function leaseExpiry(text: string): number {
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    const expiresAt = parsed !== null && typeof parsed === 'object' ? (parsed as { expiresAt?: unknown }).expiresAt : undefined;
+    return typeof expiresAt === 'number' && Number.isFinite(expiresAt) ? expiresAt : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Deletes an entry whose lease has ended, only if the file still holds the text that was read:
+ * under the key's lock, so a writer that has just replaced it (a new lease, a restarted holder)
+ * keeps its write. Best effort: a busy lock (a writer at work, or this process's own
+ * compare-and-set reading the key) leaves the file for later; it reads as absent meanwhile.
+ */
+async function reap(file: string, text: string): Promise<void> {
+  const lock = `${file}.lock`;
+  try {
+    await (await open(lock, 'wx')).close();
+  } catch {
+    return;
+  }
+  try {
+    if ((await readFile(file, 'utf8').catch(() => null)) === text) await unlink(file);
+  } catch {
+    // left for a later reader
+  } finally {
+    await unlink(lock).catch(() => undefined);
+  }
+}
+
+/** Turns a file-system failure into StateStoreUnavailableError; govmap's own errors pass as they are. */
+function unavailable(kind: string, operation: string): (error: unknown) => never {
+  return (error: unknown) => {
+    if (error instanceof GovMapError) throw error;
+    throw new StateStoreUnavailableError(kind, operation, error);
+  };
+}
+
 function keyOfFile(name: string): string | null {
   try {
     return decodeURIComponent(name.slice(0, -'.json'.length));
@@ -438,12 +521,18 @@ async function writeAtomically(file: string, text: string): Promise<void> {
   const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const handle = await open(temporary, 'w');
   try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    try {
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, file);
+  } catch (error) {
+    // A full disk must not also fill the directory with half-written temporaries.
+    await unlink(temporary).catch(() => undefined);
+    throw error;
   }
-  await rename(temporary, file);
 }
 
 function ignoreMissing(error: unknown): void {

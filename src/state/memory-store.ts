@@ -1,5 +1,5 @@
 /* eslint-disable @typescript-eslint/require-await -- async so that every failure, bad key included, is a rejection */
-import { StateLeaseLostError, StateStoreClosedError, assertLeaseTtl, assertStateKey } from './errors.ts';
+import { StateLeaseLostError, StateStoreClosedError, assertDeleteRevision, assertLeaseTtl, assertStateKey, assertWrite } from './errors.ts';
 import type { CasResult, CompareAndSetOptions, StateEntry, StateEvent, StateLease, StateStore, StateWatch, StateWatchHandlers } from './store.ts';
 
 interface Held {
@@ -24,16 +24,19 @@ interface MemoryWatcher {
  * before it. Watchers get their deliveries in write order, each in a later microtask than the
  * write (never re-entrantly inside the writer's call), the first being `onReset`.
  *
- * Leases here cannot expire on their own (the store lives and dies with its holder); `expire()`
- * ends one as if its holder had vanished, which is how tests and embedders simulate a lost
- * holder. Several breakers or "instances" sharing one MemoryStateStore see each other exactly
- * as processes sharing an etcd do, minus the network.
+ * Leases here do not expire while held (the store lives and dies with its holder): a lease ends
+ * when revoked, `ttlSeconds` after its holder `release()`s it, or by `expire()`, which ends one
+ * as if its holder had vanished (how tests and embedders simulate a lost holder). Several
+ * breakers or "instances" sharing one MemoryStateStore see each other exactly as processes
+ * sharing an etcd do, minus the network.
  */
 export class MemoryStateStore implements StateStore {
   readonly kind = 'memory';
   readonly #entries = new Map<string, Held>();
   readonly #leases = new Map<string, MemoryLease>();
   readonly #watchers = new Set<MemoryWatcher>();
+  /** Leases their holder released, each ending at its TTL. */
+  readonly #releasedLeases = new Map<string, NodeJS.Timeout>();
   #revision = 0n;
   #nextLease = 1;
   #closed = false;
@@ -54,6 +57,7 @@ export class MemoryStateStore implements StateStore {
   async compareAndSet(key: string, value: string, expected: bigint | null, options: CompareAndSetOptions = {}): Promise<CasResult> {
     this.#open('compareAndSet');
     assertStateKey(key);
+    assertWrite(value, expected);
     const lease = options.lease;
     if (lease !== undefined && (lease.lost || !this.#leases.has(lease.id))) throw new StateLeaseLostError(this.kind, lease.id);
     const held = this.#entries.get(key);
@@ -69,6 +73,7 @@ export class MemoryStateStore implements StateStore {
   async delete(key: string, expected?: bigint): Promise<boolean> {
     this.#open('delete');
     assertStateKey(key);
+    assertDeleteRevision(expected);
     const held = this.#entries.get(key);
     if (held === undefined || (expected !== undefined && held.revision !== expected)) return false;
     this.#remove(key);
@@ -78,7 +83,7 @@ export class MemoryStateStore implements StateStore {
   async grantLease(ttlSeconds: number): Promise<StateLease> {
     this.#open('grantLease');
     assertLeaseTtl(ttlSeconds);
-    const lease = new MemoryLease(String(this.#nextLease++), ttlSeconds, (id) => this.expire(id));
+    const lease = new MemoryLease(String(this.#nextLease++), ttlSeconds, (id) => this.expire(id), (id) => this.#expireLater(id, ttlSeconds));
     this.#leases.set(lease.id, lease);
     return lease;
   }
@@ -88,6 +93,9 @@ export class MemoryStateStore implements StateStore {
     const lease = this.#leases.get(id);
     if (lease === undefined) return;
     this.#leases.delete(id);
+    const released = this.#releasedLeases.get(id);
+    if (released !== undefined) clearTimeout(released);
+    this.#releasedLeases.delete(id);
     for (const [key, held] of this.#entries) if (held.leaseId === id) this.#remove(key);
     lease.markLost();
   }
@@ -110,6 +118,19 @@ export class MemoryStateStore implements StateStore {
     this.#closed = true;
     for (const watcher of this.#watchers) watcher.closed = true;
     this.#watchers.clear();
+    for (const timer of this.#releasedLeases.values()) clearTimeout(timer);
+    this.#releasedLeases.clear();
+  }
+
+  /** A released lease is no longer renewed by anyone: it ends after its time to live, as in etcd. */
+  #expireLater(id: string, ttlSeconds: number): void {
+    if (!this.#leases.has(id) || this.#releasedLeases.has(id) || this.#closed) return;
+    const timer = setTimeout(() => {
+      this.#releasedLeases.delete(id);
+      this.expire(id);
+    }, ttlSeconds * 1000);
+    timer.unref();
+    this.#releasedLeases.set(id, timer);
   }
 
   #remove(key: string): void {
@@ -156,13 +177,15 @@ class MemoryLease implements StateLease {
   readonly id: string;
   readonly ttlSeconds: number;
   readonly #end: (id: string) => void;
+  readonly #release: (id: string) => void;
   readonly #listeners = new Set<() => void>();
   #lost = false;
 
-  constructor(id: string, ttlSeconds: number, end: (id: string) => void) {
+  constructor(id: string, ttlSeconds: number, end: (id: string) => void, release: (id: string) => void) {
     this.id = id;
     this.ttlSeconds = ttlSeconds;
     this.#end = end;
+    this.#release = release;
   }
 
   get lost(): boolean {
@@ -177,6 +200,12 @@ class MemoryLease implements StateLease {
   async revoke(): Promise<void> {
     this.#listeners.clear(); // the holder gave it up: that is not a loss to report
     this.#end(this.id);
+  }
+
+  /** Nobody renews it any more: it ends after its time to live. */
+  release(): void {
+    this.#listeners.clear();
+    this.#release(this.id);
   }
 
   markLost(): void {

@@ -60,6 +60,12 @@ export interface StateLease {
   onLost(listener: () => void): () => void;
   /** Gives the lease up now: its keys are deleted. */
   revoke(): Promise<void>;
+  /**
+   * Stops renewing the lease without revoking it: its keys live on for its time to live, then
+   * vanish, as if the holder had died (a restart within the TTL finds them). For a holder that
+   * stops while the store stays open for others; `close()` of the store does this to every lease.
+   */
+  release(): void;
 }
 
 export interface CompareAndSetOptions {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConfigurationError } from '../../src/map/index.ts';
 import {
+  BreakerArgumentError,
   BreakerGroup,
   BreakerKeyError,
   BreakerMetrics,
@@ -216,6 +217,28 @@ describe('calls', () => {
     assert.equal(made, 0);
     assert.equal(b.counters.rejected, 3);
   });
+
+  test('a call that is not a function, or a fallback that is neither a function nor { value }, is refused before admission and never counted as a failure', async () => {
+    const { b } = breaker({ minimumCalls: 1, breachedWindowsToOpen: 1 });
+    const refused = (argument: string) => (e: unknown) => e instanceof BreakerArgumentError && e.code === 'GOVMAP_BREAKER_ARGUMENT_INVALID' && e.details.argument === argument;
+    await assert.rejects(b.execute(undefined as never), refused('call'));
+    await assert.rejects(b.execute('settle' as never), refused('call'));
+    // Found on the first call, not only when the breaker first opens in an incident.
+    await assert.rejects(b.execute(ok, null as never), refused('fallback'));
+    await assert.rejects(b.execute(ok, 'queued' as never), refused('fallback'));
+    await assert.rejects(b.execute(ok, {} as never), refused('fallback'));
+    assert.deepEqual([b.counters.failures, b.counters.successes, b.counters.rejected, b.inFlight], [0, 0, 0, 0]);
+    assert.equal(await b.execute(ok, { value: undefined }), 'ok', '{ value: undefined } is a static fallback');
+  });
+
+  test('a thenable whose then() throws is the call failing now, not a timeout at the deadline', async () => {
+    const { clock, b } = breaker({ timeoutMs: 100 });
+    const broken = { then: () => { throw new Error('driver bug'); } } as unknown as PromiseLike<string>;
+    await assert.rejects(b.execute(() => broken), /driver bug/);
+    assert.deepEqual([b.counters.failures, b.counters.timeouts, b.inFlight], [1, 0, 0]);
+    clock.advance(100);
+    assert.deepEqual([b.counters.failures, b.counters.timeouts], [1, 0]);
+  });
 });
 
 describe('OPEN -> HALF_OPEN -> CLOSED | OPEN', () => {
@@ -266,6 +289,24 @@ describe('OPEN -> HALF_OPEN -> CLOSED | OPEN', () => {
     assert.equal(b.state, 'OPEN');
     clock.advance(1);
     assert.equal(b.state, 'HALF_OPEN');
+  });
+
+  test('restore(): an OPEN snapshot whose since is ahead of this clock waits the full wait, not none', () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1, 12));
+    const b = new CircuitBreaker({ name: 'settlement', clock, openDurationMs: 30_000 });
+    const since = new Date(clock.now() + 5_000).toISOString(); // written by a host whose clock runs 5 s ahead
+    assert.equal(b.restore({ state: 'OPEN', failures: 6, timeouts: 0, total: 10, breachedWindows: 3, since, version: 1 }), true);
+    assert.equal(b.state, 'OPEN');
+    assert.equal(b.openUntil, clock.now() + 30_000);
+  });
+
+  test('restore(): a snapshot decodeSnapshot would refuse is refused with a typed error, not carried into every later publication', () => {
+    const b = new CircuitBreaker({ name: 'settlement', clock: new ManualClock() });
+    const since = new Date().toISOString();
+    for (const bad of [null, { state: 'OPEN', failures: 0, timeouts: 0, total: 0, breachedWindows: 0, since, version: Number.NaN }, { state: 'SMOKING', failures: 0, timeouts: 0, total: 0, breachedWindows: 0, since, version: 1 }]) {
+      assert.throws(() => b.restore(bad as never), (e: unknown) => e instanceof BreakerArgumentError && e.details.argument === 'snapshot');
+    }
+    assert.deepEqual([b.state, b.version], ['CLOSED', 0]);
   });
 });
 

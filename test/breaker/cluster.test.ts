@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { BreakerClusterSync, CircuitBreaker, decodeSnapshot } from '../../src/breaker/index.ts';
+import { ConfigurationError } from '../../src/map/index.ts';
 import type { CircuitBreakerOptions } from '../../src/breaker/index.ts';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileStateStore, MemoryStateStore } from '../../src/state/index.ts';
@@ -173,5 +174,100 @@ describe('cluster sync on the memory store', () => {
     assert.equal(a.breaker.state, 'CLOSED', 'garbage reports are not OPEN votes');
     assert.equal(await a.breaker.execute(() => 'served'), 'served');
     await a.sync.close();
+  });
+
+  test('a peer whose clock runs ahead cannot make every later OPEN report stale: the quorum still opens the breaker', async () => {
+    const store = new MemoryStateStore();
+    const me = await instance(store, 'me');
+    const key = (who: string): string => `/govmap/circuit/settlement/${who}`;
+    const report = (state: string, since: string): string => JSON.stringify({ state, failures: 0, timeouts: 0, total: 0, breachedWindows: 0, since, version: 1 });
+    // The skewed peer recovers: OPEN, then CLOSED "since" a time years ahead (its clock, or a hand edit).
+    const opened = await store.compareAndSet(key('skewed'), report('OPEN', new Date().toISOString()), null);
+    assert.ok(opened.ok);
+    await store.compareAndSet(key('skewed'), report('CLOSED', '9999-01-01T00:00:00.000Z'), opened.revision);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    // Later, three healthy peers see the dependency fail: 3 of 5 report OPEN.
+    for (const who of ['p1', 'p2', 'p3']) await store.compareAndSet(key(who), report('OPEN', new Date().toISOString()), null);
+    await until('the majority is adopted', () => me.breaker.state === 'OPEN');
+    await me.sync.close();
+  });
+
+  test('start() twice starts once: no second watch, no wait for the start timeout, no false "unreachable" warning', async () => {
+    const store = new MemoryStateStore();
+    const logged: string[] = [];
+    const sync = new BreakerClusterSync({ store, instance: 'a', startTimeoutMs: 2_000, log: (message) => logged.push(message) });
+    const started = Date.now();
+    await Promise.all([sync.start(), sync.start()]);
+    assert.ok(Date.now() - started < 1_000, `started in ${Date.now() - started} ms`);
+    assert.deepEqual(logged, []);
+    const breaker = new CircuitBreaker(options);
+    sync.attachBreaker(breaker);
+    await sync.flush();
+    await store.compareAndSet('/govmap/circuit/settlement/x', '{"state":', null);
+    await until('the bad snapshot is counted', () => sync.counters.invalidSnapshots.get('malformed_json') !== undefined);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(sync.counters.invalidSnapshots.get('malformed_json'), 1, 'seen by one watch, not two');
+    await sync.close();
+  });
+
+  test('close() with the store left open stops renewing the lease: the snapshots vanish after its TTL, as after a crash', async () => {
+    const store = new MemoryStateStore();
+    const a = await instance(store, 'a', { leaseTtlSeconds: 2 });
+    await trip(a.breaker);
+    await a.sync.close(); // the store stays open: switches still use it
+    a.breaker.dispose();
+    assert.notEqual(await store.get('/govmap/circuit/settlement/a'), undefined, 'a restart within the TTL finds it');
+    const gone = Date.now() + 4_000;
+    while ((await store.get('/govmap/circuit/settlement/a')) !== undefined && Date.now() < gone) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(await store.get('/govmap/circuit/settlement/a'), undefined, 'a stale OPEN snapshot must not count in the quorum for ever');
+    await store.close();
+  });
+
+  test('a logger that throws does not break the watch; bad logging and retry options are refused', async () => {
+    const store = new MemoryStateStore();
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown): void => void uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    const originalError = console.error;
+    console.error = () => undefined;
+    try {
+      const a = await instance(store, 'a', {
+        log: () => {
+          throw new Error('log sink down');
+        },
+      });
+      await store.compareAndSet('/govmap/circuit/settlement/x', '{"state":', null);
+      await until('the bad snapshot is counted', () => a.sync.counters.invalidSnapshots.get('malformed_json') === 1);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.deepEqual(uncaught, []);
+      await a.sync.close();
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      console.error = originalError;
+    }
+    assert.throws(() => new BreakerClusterSync({ store, instance: 'a', log: 'console' as never }), (e: unknown) => e instanceof ConfigurationError && e.details.option === 'log');
+    assert.throws(() => new BreakerClusterSync({ store, instance: 'a', retryMinMs: 5_000, retryMaxMs: 100 }), (e: unknown) => e instanceof ConfigurationError && e.details.option === 'retryMinMs');
+  });
+
+  test('with the file store, a failed scan reports the store unreachable once, and a good one reports it back', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-breaker-'));
+    const store = new FileStateStore({ directory: dir, pollIntervalMs: 20 });
+    const logged: string[] = [];
+    try {
+      const a = await instance(store, 'a', { log: (message) => logged.push(message) });
+      assert.equal(a.sync.connected, true);
+      // A file the scan cannot read (here: a directory where a key file belongs).
+      const unreadable = join(dir, `${encodeURIComponent('/govmap/circuit/settlement/x')}.json`);
+      await mkdir(unreadable);
+      await until('the sync knows', () => !a.sync.connected);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(logged.filter((m) => m.includes('unreachable')).length, 1, 'told once, not at every poll');
+      await rmdir(unreadable);
+      await until('the sync is connected again, with nothing written meanwhile', () => a.sync.connected);
+      await a.sync.close();
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
-import { EtcdStateStore, FileStateStore, MemoryStateStore, StateKeyError, StateLeaseLostError, openStateStore } from '../../src/state/index.ts';
+import { EtcdStateStore, FileStateStore, MemoryStateStore, StateArgumentError, StateKeyError, StateLeaseLostError, StateStoreUnavailableError, openStateStore } from '../../src/state/index.ts';
 import type { StateEntry, StateEvent, StateStore } from '../../src/state/index.ts';
 import { ConfigurationError } from '../../src/map/index.ts';
 import { TcpProxy, etcdEndpoints } from './tcp-proxy.ts';
@@ -98,9 +98,37 @@ function contract(name: string, open: () => Promise<StateStore>, options: { skip
 
     test('a key that is not a /-rooted printable path is refused with a typed error', async () => {
       const store = await open();
-      for (const bad of ['relative/key', '/with\nnewline', `/${'x'.repeat(600)}`]) {
+      // An unpaired surrogate has no UTF-8 form: etcd would store U+FFFD instead, the file store cannot name a file after it.
+      for (const bad of ['relative/key', '/with\nnewline', `/${'x'.repeat(600)}`, '/lone\uD800surrogate', '/\uDC00']) {
         await assert.rejects(store.compareAndSet(bad, '1', null), (e: unknown) => e instanceof StateKeyError && e.code === 'GOVMAP_STATE_KEY_INVALID');
+        await assert.rejects(store.get(bad), StateKeyError);
       }
+      assert.equal(await store.get(`${prefix}pair-\uD83D\uDCB6`), undefined, 'a well-formed pair is a key like any other');
+      await store.close();
+    });
+
+    test('a value that is not text, or a revision that is not a bigint, is refused with a typed error naming it; nothing is written', async () => {
+      const store = await open();
+      const k = key();
+      const refused = (argument: string) => (e: unknown) => e instanceof StateArgumentError && e.code === 'GOVMAP_STATE_ARGUMENT_INVALID' && e.details.argument === argument;
+      await assert.rejects(store.compareAndSet(k, { state: 'OPEN' } as never, null), refused('value'));
+      const created = await store.compareAndSet(k, '"v1"', null);
+      assert.ok(created.ok);
+      // A revision passed as a number would never equal the bigint one: the write would lose its comparison for ever.
+      await assert.rejects(store.compareAndSet(k, '"v2"', Number(created.revision) as never), refused('expected'));
+      await assert.rejects(store.delete(k, Number(created.revision) as never), refused('expected'));
+      assert.equal((await store.get(k))?.value, '"v1"');
+      await store.close();
+    });
+
+    test('a released lease is no longer renewed: its keys vanish after its time to live', async () => {
+      const store = await open();
+      const k = key();
+      const lease = await store.grantLease(1);
+      assert.ok((await store.compareAndSet(k, '"leased"', null, { lease })).ok);
+      lease.release();
+      assert.equal((await store.get(k))?.value, '"leased"', 'not revoked: still there within the TTL');
+      await until('the released lease has expired with its key', async () => (await store.get(k)) === undefined, 20_000);
       await store.close();
     });
   });
@@ -148,6 +176,64 @@ describe('file store specifics', () => {
   });
 });
 
+describe('file store on a broken file system', () => {
+  test('a corrupt lease file reads as an ended lease: never a SyntaxError, and the holder is told, without an unhandled rejection', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    const rejections: unknown[] = [];
+    const onRejection = (reason: unknown): void => void rejections.push(reason);
+    process.on('unhandledRejection', onRejection);
+    try {
+      const holder = new FileStateStore({ directory: dir });
+      const lease = await holder.grantLease(1); // renewed every 333 ms
+      let lost = false;
+      lease.onLost(() => (lost = true));
+      assert.ok((await holder.compareAndSet('/govmap/circuit/s/a', '"x"', null, { lease })).ok);
+      const reader = new FileStateStore({ directory: dir });
+      for (const torn of ['', 'null', '{"expiresAt":"soon"}']) {
+        await writeFile(join(dir, '.leases', lease.id), torn);
+        assert.equal(await reader.get('/govmap/circuit/s/a'), undefined, `lease file ${JSON.stringify(torn)}`);
+        assert.deepEqual(await reader.list('/govmap/'), []);
+      }
+      await until('the holder finds its lease gone', () => lost, 3_000);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(rejections, []);
+      await holder.close();
+      await reader.close();
+    } finally {
+      process.off('unhandledRejection', onRejection);
+    }
+  });
+
+  test('a directory that cannot be created fails with StateStoreUnavailableError, and is tried again once it can be', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    const blocker = join(dir, 'not-a-directory');
+    await writeFile(blocker, 'x');
+    const store = new FileStateStore({ directory: join(blocker, 'state') });
+    await assert.rejects(store.get('/govmap/k'), (e: unknown) => e instanceof StateStoreUnavailableError && e.code === 'GOVMAP_STATE_UNAVAILABLE' && /ENOTDIR/.test(e.message));
+    await assert.rejects(store.compareAndSet('/govmap/k', '1', null), StateStoreUnavailableError);
+    await rm(blocker); // an operator fixes the path: no restart needed
+    assert.ok((await store.compareAndSet('/govmap/k', '1', null)).ok);
+    assert.equal((await store.get('/govmap/k'))?.value, '1');
+    await store.close();
+  });
+
+  test('a key file that cannot be read fails with StateStoreUnavailableError naming the key; its lock is not left behind', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    const store = new FileStateStore({ directory: dir });
+    // A directory where the key's file belongs: reading, replacing and listing it all fail.
+    await store.compareAndSet('/govmap/ok', '1', null);
+    await mkdir(join(dir, `${encodeURIComponent('/govmap/k')}.json`));
+    await assert.rejects(store.get('/govmap/k'), (e: unknown) => e instanceof StateStoreUnavailableError && e.message.includes('/govmap/k'));
+    await assert.rejects(store.compareAndSet('/govmap/k', '1', null), StateStoreUnavailableError);
+    await assert.rejects(store.list('/govmap/'), StateStoreUnavailableError);
+    assert.deepEqual((await readdir(dir)).filter((name) => name.endsWith('.tmp') || name.endsWith('.lock')), []);
+    await store.close();
+  });
+});
+
 describe('openStateStore', () => {
   test('names the store a configuration asks for, and refuses an unknown kind', async () => {
     assert.equal(openStateStore().kind, 'memory');
@@ -171,6 +257,19 @@ describe('etcd store against a real etcd', { skip: 'skip' in etcd ? etcd.skip : 
     await until('the holder is told', () => lost, 15_000);
     assert.equal(lease.lost, true);
     await store.close();
+  });
+
+  test('revoking a lease while etcd is unreachable rejects with StateStoreUnavailableError, not a raw gRPC error', async () => {
+    const proxy = await new TcpProxy(endpoints.split(',')[0]!).start();
+    const store = new EtcdStateStore({ endpoints: proxy.url, callTimeoutMs: 500, dialTimeoutMs: 500 });
+    try {
+      const lease = await store.grantLease(5);
+      await proxy.cut();
+      await assert.rejects(lease.revoke(), (e: unknown) => e instanceof StateStoreUnavailableError && e.code === 'GOVMAP_STATE_UNAVAILABLE' && e.message.includes(lease.id));
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
   });
 
   test('compaction while a watcher is cut off: it re-lists and hands over the current content', { skip: etcdBinary() === null ? 'no etcd binary for a private etcd (compacting the shared one would disturb other tests)' : undefined }, async () => {
