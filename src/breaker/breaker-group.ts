@@ -1,7 +1,7 @@
 import { ConfigurationError } from '../map/errors.ts';
 import { CircuitBreaker } from './circuit-breaker.ts';
 import type { Fallback, ProbeGate, TransitionListener } from './circuit-breaker.ts';
-import { BreakerKeyError } from './errors.ts';
+import { BreakerGroupDisposedError, BreakerKeyError } from './errors.ts';
 import type { TimerHandle } from './clock.ts';
 import { resolveBreakerOptions } from './options.ts';
 import type { BreakerSettings, CircuitBreakerOptions } from './options.ts';
@@ -69,7 +69,7 @@ export class BreakerGroup {
     this.#armSweep();
   }
 
-  /** The breaker for `key`, created on first use. */
+  /** The breaker for `key`, created on first use. @throws BreakerGroupDisposedError after dispose() */
   get(key: string): CircuitBreaker {
     const existing = this.#breakers.get(key);
     if (existing !== undefined) return existing;
@@ -78,7 +78,10 @@ export class BreakerGroup {
 
   /** `get(key).execute(call, fallback)`. */
   execute<T>(key: string, call: (signal: AbortSignal) => T | PromiseLike<T>, fallback?: Fallback<T>): Promise<T> {
-    return (this.#breakers.get(key) ?? this.#create(key)).execute(call, fallback);
+    const breaker = this.#breakers.get(key);
+    if (breaker !== undefined) return breaker.execute(call, fallback);
+    if (this.#disposed) return Promise.reject(new BreakerGroupDisposedError(this.name, String(key)));
+    return this.#create(key).execute(call, fallback);
   }
 
   /** The breaker for `key` if one is held now (does not create one). */
@@ -134,6 +137,8 @@ export class BreakerGroup {
 
   #create(key: string): CircuitBreaker {
     if (typeof key !== 'string' || !BREAKER_KEY.test(key)) throw new BreakerKeyError(this.name, key, 'a key is 1 to 64 letters, digits, "_", "." or "-"');
+    // A breaker made now would never be swept, and the attached sync would publish it after its close.
+    if (this.#disposed) throw new BreakerGroupDisposedError(this.name, key);
     if (this.#breakers.size >= this.maxBreakers) this.#makeRoom();
     const breaker = new CircuitBreaker({ ...this.#options, clock: this.settings.clock }, { key, sharedListeners: this.#listeners });
     this.#breakers.set(key, breaker);

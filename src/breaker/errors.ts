@@ -52,3 +52,10 @@ export class BreakerArgumentError extends GovMapError {
     super('GOVMAP_BREAKER_ARGUMENT_INVALID', `circuit "${breaker}": ${operation}() ${argument} is invalid: ${rule} (received ${describeKey(received)})`, { breaker, operation, argument, rule });
   }
 }
+
+/** A keyed breaker group was asked for a breaker after dispose(): a disposed group holds none and announces none. */
+export class BreakerGroupDisposedError extends GovMapError {
+  constructor(group: string, key: string) {
+    super('GOVMAP_BREAKER_GROUP_DISPOSED', `breaker group "${group}": get("${key.slice(0, 80)}") called after dispose(); a disposed group creates no breakers`, { group, key: key.slice(0, 80) });
+  }
+}

@@ -4,6 +4,7 @@ import { ConfigurationError } from '../../src/map/index.ts';
 import {
   BreakerArgumentError,
   BreakerGroup,
+  BreakerGroupDisposedError,
   BreakerKeyError,
   BreakerMetrics,
   CallTimeoutError,
@@ -355,6 +356,18 @@ describe('keyed groups', () => {
     }
     assert.equal(group.size, 0);
     group.dispose();
+  });
+
+  test('after dispose() a group creates and announces no breaker: get() throws, execute() rejects, both with a code', async () => {
+    const group = new BreakerGroup({ name: 'orgs', clock: new ManualClock() });
+    const announced: string[] = [];
+    group.attach({ added: (b) => announced.push(b.id), removed: () => undefined });
+    await group.execute('org-1', ok);
+    group.dispose();
+    assert.throws(() => group.get('org-2'), (e: unknown) => e instanceof BreakerGroupDisposedError && e.code === 'GOVMAP_BREAKER_GROUP_DISPOSED' && /get\("org-2"\) called after dispose/.test(e.message));
+    await assert.rejects(group.execute('org-1', ok), { code: 'GOVMAP_BREAKER_GROUP_DISPOSED' });
+    assert.deepEqual(announced, ['orgs:org-1']);
+    assert.equal(group.size, 0);
   });
 });
 
