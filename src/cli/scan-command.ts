@@ -104,7 +104,12 @@ export async function scanCommand(paths: string[], options: ScanCommandOptions):
       process.exitCode = EXIT_USAGE;
       return;
     }
-    throw error;
+    // Anything else (an I/O error mid-scan, a crash in ESLint or a rule) left the scan
+    // incomplete. Uncaught it would exit 1, which CI reads as "findings, report written"
+    // (`|| test $? -eq 1`); an incomplete scan is 2. The stack is for the bug report.
+    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    process.stderr.write(`govmap scan: the scan failed and is incomplete: ${detail}\n`);
+    process.exitCode = EXIT_USAGE;
   }
 }
 

@@ -61,7 +61,7 @@ export function propertyName(member: TSESTree.MemberExpression): string | null {
 /**
  * A canonical text for a "simple" expression: an identifier, `this`, a literal, or a chain of
  * non-computed members / literal-computed members over those (`this.ledger.balances`,
- * `req.params.id`, `` `acct:${id}` `` with simple parts). null for anything with calls or
+ * `this.#balances`, `req.params.id`, `` `acct:${id}` `` with simple parts). null for anything with calls or
  * operators: two such expressions are not provably the same value.
  */
 export function simpleText(node: TSESTree.Node): string | null {
@@ -89,7 +89,11 @@ export function simpleText(node: TSESTree.Node): string | null {
     case AST_NODE_TYPES.MemberExpression: {
       const object = simpleText(n.object);
       if (object === null) return null;
-      if (!n.computed) return n.property.type === AST_NODE_TYPES.Identifier ? `${object}.${n.property.name}` : null;
+      if (!n.computed) {
+        // `this.#balances`: a private field is as simple as a public one (and never the same as `this.balances`).
+        if (n.property.type === AST_NODE_TYPES.PrivateIdentifier) return `${object}.#${n.property.name}`;
+        return n.property.type === AST_NODE_TYPES.Identifier ? `${object}.${n.property.name}` : null;
+      }
       const key = n.property.type === AST_NODE_TYPES.Literal ? simpleText(n.property) : n.property.type === AST_NODE_TYPES.Identifier ? n.property.name : null;
       return key === null ? null : `${object}[${key}]`;
     }

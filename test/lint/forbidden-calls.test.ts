@@ -35,6 +35,11 @@ typedRuleTester().run('forbidden-calls', forbiddenCalls, {
       errors: [{ messageId: 'forbidden', line: 3 }],
     },
     {
+      name: 'through a destructured const renamed',
+      code: `import fs from 'node:fs';\nconst { rmSync: nuke } = fs;\nnuke('/x', { recursive: true });`,
+      errors: [{ messageId: 'forbidden', line: 3, data: { callee: 'fs.rmSync', condition: ' with recursive: true', reason: RM_REASON } }],
+    },
+    {
       name: 'options object typed with a literal true',
       code: `import { rmSync } from 'node:fs';\nconst opts = { recursive: true } as const;\nrmSync('/x', opts);`,
       errors: [{ messageId: 'forbidden', line: 3 }],

@@ -32,6 +32,10 @@ typedRuleTester().run('no-rmw-across-await', noRmwAcrossAwait, {
     { name: 'built-in Map not watched when builtinMap is false', code: fn(`const n = cache.get(id) ?? 0;\nawait riskCheck(id);\ncache.set(id, n + 1);`), options: [{ builtinMap: false }] },
     { name: 'a same-named class that is not govmap\'s GovernedMap', code: `class GovernedMap { load(_k: string): number { return 0; } store(_k: string, _v: number): void {} }\nconst m = new GovernedMap();\nexport async function f(id: string): Promise<void> {\n  const v = m.load(id);\n  await Promise.resolve();\n  m.store(id, v + 1);\n}` },
     { name: 'a receiver that is not a simple expression is not guessed at', code: `${header}declare function pick(): GovernedMap<string, bigint>;\nexport async function f(id: string): Promise<void> {\n  const v = pick().load(id) ?? 0n;\n  await riskCheck(id);\n  pick().store(id, v + 1n);\n}` },
+    { name: 'the await is in a branch that continues: the next item is read again', code: `${header}export async function f(ids: string[]): Promise<void> {\n  for (const id of ids) {\n    const b = balances.load(id) ?? 0n;\n    if (b === 0n) { await riskCheck(id); continue; }\n    balances.store(id, b + 1n);\n  }\n}` },
+    { name: 'the await is in a branch that breaks out of the loop holding the write', code: `${header}export async function f(ids: string[]): Promise<void> {\n  for (const id of ids) {\n    const b = balances.load(id) ?? 0n;\n    if (b === 0n) { await riskCheck(id); break; }\n    balances.store(id, b + 1n);\n  }\n}` },
+    { name: 'a labelled continue of the loop that reads and writes', code: `${header}export async function f(batches: string[][]): Promise<void> {\n  outer: for (const batch of batches) {\n    for (const id of batch) {\n      const b = balances.load(id) ?? 0n;\n      if (b === 0n) { await riskCheck(id); continue outer; }\n      balances.store(id, b + 1n);\n    }\n  }\n}` },
+    { name: 'for await: the read and the write inside one iteration', code: `${header}export async function f(events: AsyncIterable<{ id: string; amount: bigint }>): Promise<void> {\n  for await (const e of events) {\n    const b = balances.load(e.id) ?? 0n;\n    balances.store(e.id, b + e.amount);\n  }\n}` },
     { name: 'synchronous function: no await, no lost update', code: `${header}export function f(id: string): void {\n  const v = balances.load(id) ?? 0n;\n  balances.store(id, v + 1n);\n}` },
   ],
   invalid: [
@@ -79,6 +83,31 @@ typedRuleTester().run('no-rmw-across-await', noRmwAcrossAwait, {
       name: 'for await between read and write',
       code: `${header}export async function f(id: string, events: AsyncIterable<bigint>): Promise<void> {\n  const b = balances.load(id) ?? 0n;\n  let sum = 0n;\n  for await (const e of events) sum += e;\n  balances.store(id, b + sum);\n}`,
       errors: [{ messageId: 'lostUpdate', line: 11 }],
+    },
+    {
+      name: 'continue with the read before the loop: the next iteration writes the stale value',
+      code: `${header}export async function f(id: string, steps: bigint[]): Promise<void> {\n  const b = balances.load(id) ?? 0n;\n  for (const step of steps) {\n    if (step === 0n) { await riskCheck(id); continue; }\n    balances.store(id, b + step);\n  }\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 11 }],
+    },
+    {
+      name: 'for await with the write inside the loop and the read before it',
+      code: `${header}export async function f(id: string, events: AsyncIterable<bigint>): Promise<void> {\n  const b = balances.load(id) ?? 0n;\n  for await (const e of events) {\n    balances.store(id, b + e);\n  }\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 10 }],
+    },
+    {
+      name: 'await using: its disposal is awaited where its block ends',
+      code: `${header}declare function lease(id: string): AsyncDisposable;\nexport async function f(id: string): Promise<void> {\n  const b = balances.load(id) ?? 0n;\n  {\n    await using held = lease(id);\n  }\n  balances.store(id, b + 1n);\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 13 }],
+    },
+    {
+      name: 'destructuring assignment of the read',
+      code: `${header}declare const accounts: GovernedMap<string, { balance: bigint }>;\nexport async function f(id: string): Promise<void> {\n  let balance: bigint;\n  ({ balance } = accounts.load(id)!);\n  await riskCheck(id);\n  accounts.store(id, { balance: balance + 1n });\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 12 }],
+    },
+    {
+      name: 'a private field map: this.#balances',
+      code: `${header}export class Payments {\n  readonly #balances = balances;\n  async credit(id: string, amount: bigint): Promise<void> {\n    const b = this.#balances.load(id) ?? 0n;\n    await riskCheck(id);\n    this.#balances.store(id, b + amount);\n  }\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 12, data: { map: 'this.#balances', key: 'id', write: 'store', read: 'load', fix: 'Use this.#balances.updateAsync(id, async (current) => ...) so the computation sees the current value, or re-read after the await.' } }],
     },
     {
       name: 'a subclass of GovernedMap',

@@ -17,6 +17,7 @@ typedRuleTester().run('no-shared-mutation-in-range', noSharedMutationInRange, {
     { name: 'collect into a local, apply after the walk', code: inFn(`const due: Array<[string, bigint]> = [];\nbalances.range((id, b) => { if (b > 0n) due.push([id, b]); });\nfor (const [id, b] of due) holds.store(id, b);`) },
     { name: 'local counters and local maps', code: inFn(`let n = 0;\nconst byPrefix = new Map<string, number>();\nbalances.range((id) => { n++; byPrefix.set(id.slice(0, 4), n); });`) },
     { name: 'writes to the walked map itself (the snapshot makes them safe)', code: inFn(`balances.range((id, b) => { if (b === 0n) balances.delete(id); });`) },
+    { name: 'writes to the walked map held in a private field', code: `${header}export class Settlement {\n  readonly #balances = balances;\n  sweep(): void { this.#balances.range((id, b) => { if (b === 0n) this.#balances.delete(id); }); }\n}` },
     { name: 'writes to the walked map through a const alias', code: inFn(`const m = balances;\nbalances.range((id, b) => { if (b === 0n) m.delete(id); });`) },
     { name: 'reads of other maps and module state', code: inFn(`balances.range((id, b) => { const h = holds.load(id) ?? 0n; return b - h > 0n && seen.includes(id) && totals.has(id); });`) },
     { name: 'module-level collect in top-level initialisation code', code: `${header}balances.range((id) => { seen.push(id); });` },
@@ -31,6 +32,11 @@ typedRuleTester().run('no-shared-mutation-in-range', noSharedMutationInRange, {
       name: 'writes another GovernedMap',
       code: inFn(`balances.range((id, b) => { holds.store(id, b); });`),
       errors: [{ messageId: 'writesOtherMap', line: 9, column: 29, endColumn: 47, data: { map: 'balances', other: 'holds', method: 'store' } }],
+    },
+    {
+      name: 'writes another GovernedMap held in a private field',
+      code: `${header}export class Settlement {\n  readonly #balances = balances;\n  readonly #holds = holds;\n  sweep(): void { this.#balances.range((id, b) => { this.#holds.store(id, b); }); }\n}`,
+      errors: [{ messageId: 'writesOtherMap', line: 11, data: { map: 'this.#balances', other: 'this.#holds', method: 'store' } }],
     },
     {
       name: 'updates another GovernedMap',

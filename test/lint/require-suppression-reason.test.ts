@@ -16,6 +16,9 @@ tester.run('require-suppression-reason', requireSuppressionReason, {
     { name: 'another plugin\'s rule needs no reason here', code: `// eslint-disable-next-line no-console\nconsole.log(1);` },
     { name: 'a blanket directive passes unless blanket is set', code: `// eslint-disable-next-line\nexport const a = 1;` },
     { name: 'a line-comment eslint-disable is not a directive (ESLint ignores it)', code: `// eslint-disable govmap/require-validator\nexport const a = 1;` },
+    { name: 'a configuration comment with a reason', code: `/* eslint govmap/no-plain-shared-cache: off -- generated client: its caches are per process and read-only */\nexport const a = 1;` },
+    { name: 'a configuration comment of another plugin\'s rules', code: `/* eslint no-console: off, eqeqeq: [error, smart] */\nexport const a = 1;` },
+    { name: 'a line comment is never a configuration comment', code: `// eslint govmap/no-rmw-across-await: off\nexport const a = 1;` },
     { name: 'ordinary comments mentioning eslint-disable', code: `// we never use eslint-disable govmap/x here\nexport const a = 1;` },
   ],
   invalid: [
@@ -33,6 +36,16 @@ tester.run('require-suppression-reason', requireSuppressionReason, {
       name: 'a block disable of several rules, one of them govmap',
       code: `/* eslint-disable no-console, govmap/require-validator */\nexport const a = 1;`,
       errors: [{ messageId: 'missingReason', data: { directive: 'eslint-disable', rules: 'govmap/require-validator' } }],
+    },
+    {
+      name: 'a configuration comment switching a govmap rule off for the file, without a reason',
+      code: `/* eslint govmap/no-rmw-across-await: off */\nexport const a = 1;`,
+      errors: [{ messageId: 'inlineConfigWithoutReason', line: 1, column: 1, endColumn: 45, data: { rules: 'govmap/no-rmw-across-await' } }],
+    },
+    {
+      name: 'a configuration comment weakening a govmap rule\'s options, among other rules',
+      code: `/* eslint eqeqeq: off, "govmap/forbidden-calls": ["error", { "calls": [] }], govmap/require-validator: 0 */\nexport const a = 1;`,
+      errors: [{ messageId: 'inlineConfigWithoutReason', data: { rules: 'govmap/forbidden-calls, govmap/require-validator' } }],
     },
     {
       name: 'a blanket directive with blanket: true',

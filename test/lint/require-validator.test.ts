@@ -13,6 +13,9 @@ typedRuleTester().run('require-validator', requireValidator, {
     { name: 'a validator that throws to refuse', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: (_id, next) => { if (next < 0n) throw new RangeError('negative'); return true; } });` },
     { name: 'a validator from a variable whose body depends on the value', code: `${header}const nonNegative: Validator<string, bigint> = (_k, v) => v >= 0n || 'NEG';\nnew GovernedMap<string, bigint>({ name: 'b', validate: nonNegative });` },
     { name: 'allOf with one real rule', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: allOf(() => true, (_k, v: bigint) => v >= 0n || 'NEG') });` },
+    { name: 'a schema parse that throws to refuse, then true', code: `${header}declare const AccountSchema: { parse(v: unknown): { balance: bigint } };\nnew GovernedMap<string, { balance: bigint }>({ name: 'accounts', validate: (_k, v) => { AccountSchema.parse(v); return true; } });` },
+    { name: 'an assertion helper that throws to refuse, then true', code: `${header}function assertActive(v: { status: string }): void { if (v.status !== 'active') throw new Error('ACCOUNT_INACTIVE'); }\nnew GovernedMap<string, { status: string }>({ name: 'accounts', validate: (_k, v) => { assertActive(v); return true; } });` },
+    { name: 'a read-only map: the validator always throws', code: `${header}new GovernedMap<string, bigint>({ name: 'frozen', validate: ((): never => { throw new Error('READ_ONLY'); }) as unknown as Validator<string, bigint> });` },
     { name: 'a validator the rule cannot see into (declared only)', code: `${header}declare const fromConfig: Validator<string, bigint>;\nnew GovernedMap<string, bigint>({ name: 'b', validate: fromConfig });` },
     { name: 'true returned only by a nested function', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: (_k, v) => { const ok = [v].every(() => true); return ok || 'NEG'; } });` },
     { name: 'a same-named GovernedMap class that is not govmap\'s', code: `class GovernedMap { constructor(_o: { validate: () => boolean }) {} }\nnew GovernedMap({ validate: () => true });` },
@@ -48,6 +51,11 @@ typedRuleTester().run('require-validator', requireValidator, {
       name: 'allOf() of nothing',
       code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: allOf() });`,
       errors: [{ messageId: 'acceptsEverything', data: { map: '"b"', why: 'allOf() of no validators' } }],
+    },
+    {
+      name: 'a validator that throws to refuse but never returns a value refuses every write',
+      code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: ((_k: string, v: bigint) => { if (v < 0n) throw new RangeError('negative'); }) as unknown as Validator<string, bigint> });`,
+      errors: [{ messageId: 'noVerdict', data: { map: '"b"', why: 'it never returns a value' } }],
     },
     {
       name: 'a validator that never returns',

@@ -115,6 +115,25 @@ describe('govmap scan (command line)', () => {
     assert.notEqual(ci.status, 0);
   });
 
+  test('a scan that fails midway (an I/O error) exits 2, incomplete, never 1 ("findings")', async () => {
+    // Simulates a disk or network-filesystem error while ESLint reads a source file.
+    const preload = join(scratch, 'eio.mjs');
+    writeFileSync(
+      preload,
+      [
+        "import fsp from 'node:fs/promises';",
+        "import { syncBuiltinESMExports } from 'node:module';",
+        'const readFile = fsp.readFile;',
+        "fsp.readFile = async (path, ...rest) => { if (String(path).endsWith('fees.ts')) throw Object.assign(new Error(`EIO: i/o error, read '${path}'`), { code: 'EIO' }); return readFile(path, ...rest); };",
+        'syncBuiltinESMExports();',
+      ].join('\n'),
+    );
+    const run = spawnSync(process.execPath, ['--import', preload, MAIN, 'scan', '--format', 'sarif'], { cwd: SAMPLE, encoding: 'utf8' });
+    assert.equal(run.status, 2, run.stderr);
+    assert.match(run.stderr, /^govmap scan: the scan failed and is incomplete: Error: EIO: i\/o error, read '.*fees\.ts'/);
+    assert.equal(run.stdout, '');
+  });
+
   test('a bad rule option shows the whole reason, not only its first line', async () => {
     const config = join(scratch, 'bogus.yaml');
     writeFileSync(config, 'rules:\n  govmap/forbidden-calls: [error, { bogus: 1 }]\n');

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import fsPromises from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -162,6 +164,26 @@ describe('baselines and fingerprints', () => {
     const half = await scan({ cwd: root, baseline: new Baseline([fingerprints[0]!]) });
     assert.equal(failingFindings(half).length, 1);
   });
+
+  test('a fingerprint is taken from the finding\'s own line, also below a U+2028 inside a string', async () => {
+    const root = join(scratch, 'line-separator');
+    generateProject(root, 1, 0);
+    const source = (exported: string): string =>
+      [
+        `import { GovernedMap } from '${fileURLToPath(new URL('../../src/index.ts', import.meta.url))}';`,
+        // ESLint counts U+2028 as a line break, so the finding below is on its line 4.
+        `export const note = 'settled\u2028reversed';`,
+        `const m = new GovernedMap<string, number>({ name: 'm', validate: () => true });`,
+        exported,
+      ].join('\n');
+    writeFileSync(join(root, 'src/separator.ts'), source('export { m };'));
+    const before = (await scan({ cwd: root })).findings;
+    assert.deepEqual(before.map((f) => `${f.file}:${f.line}`), ['src/separator.ts:4']);
+    // Editing the line below the finding must not make it a new finding.
+    writeFileSync(join(root, 'src/separator.ts'), source('export { m as ledger };'));
+    const after = (await scan({ cwd: root })).findings;
+    assert.equal(after[0]!.fingerprint, before[0]!.fingerprint);
+  });
 });
 
 describe('files the scan cannot vouch for, and usage errors', () => {
@@ -216,6 +238,30 @@ describe('files the scan cannot vouch for, and usage errors', () => {
     const none = await scan({ cwd: SAMPLE, paths: ['src/fees.ts'] }).then((r) => r.ignored);
     assert.deepEqual(none, []);
     await assert.rejects(scan({ cwd: SAMPLE, paths: ['src/fees.ts'], ignore: ['src/**'] }), (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_NO_FILES' && /1 found but ignored, first .*fees\.ts/.test(e.message));
+  });
+
+  test('a directory the scan cannot read is refused, not passed over; ignored, it may stay unreadable', async () => {
+    const root = join(scratch, 'unreadable');
+    generateProject(root, 1, 0);
+    mkdirSync(join(root, 'volumes/ledger'), { recursive: true });
+    // As a non-root CI user meets a root-owned directory (the tests may run as root, who reads everything).
+    const readdir = fsPromises.readdir;
+    fsPromises.readdir = (async (path: string, options: never) => {
+      if (String(path).endsWith(join('volumes', 'ledger'))) throw Object.assign(new Error(`EACCES: permission denied, scandir '${path}'`), { code: 'EACCES' });
+      return readdir(path, options);
+    }) as typeof readdir;
+    syncBuiltinESMExports();
+    try {
+      await assert.rejects(
+        scan({ cwd: root }),
+        (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_PATH_UNREADABLE' && e.message.includes('directory "volumes/ledger" cannot be read (EACCES)'),
+      );
+      const report = await scan({ cwd: root, ignore: ['volumes/**'] });
+      assert.equal(report.filesScanned, 1);
+    } finally {
+      fsPromises.readdir = readdir;
+      syncBuiltinESMExports();
+    }
   });
 
   test('an invalid rule option is reported with its whole reason', async () => {

@@ -153,8 +153,22 @@ export const forbiddenCalls = createRule<[ForbiddenCallsOptions], MessageIds>({
         return names.has(imported.type === AST_NODE_TYPES.Identifier ? imported.name : imported.value);
       }
       if (definition.node.type === AST_NODE_TYPES.VariableDeclarator && definition.node.init !== null) {
+        // `const { rmSync: nuke } = fs`: the name that matters is the property destructured.
+        if (definition.node.id.type === AST_NODE_TYPES.ObjectPattern) return destructuredFrom(definition.node.id, c);
         const init = unwrap(definition.node.init);
         return init.type === AST_NODE_TYPES.MemberExpression && !init.computed && init.property.type === AST_NODE_TYPES.Identifier && names.has(init.property.name);
+      }
+      return false;
+    }
+
+    /** Is `local` bound by `pattern` to a property named like a forbidden function? */
+    function destructuredFrom(pattern: TSESTree.ObjectPattern, local: TSESTree.Identifier): boolean {
+      for (const p of pattern.properties) {
+        if (p.type !== AST_NODE_TYPES.Property || p.computed) continue;
+        const value = p.value.type === AST_NODE_TYPES.AssignmentPattern ? p.value.left : p.value;
+        if (value.type !== AST_NODE_TYPES.Identifier || value.name !== local.name) continue;
+        const key = p.key.type === AST_NODE_TYPES.Identifier ? p.key.name : p.key.type === AST_NODE_TYPES.Literal ? String(p.key.value) : null;
+        return key !== null && names.has(key);
       }
       return false;
     }

@@ -152,8 +152,11 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
       return out;
     }
 
-    /** Is `suspension` on a path that reaches `write`, as far as returns and throws show? */
-    function reaches(suspension: TSESTree.Node, write: TSESTree.Node): boolean {
+    /**
+     * Is `suspension` on a path that reaches `write` with `read`'s value, as far as returns,
+     * throws, breaks and continues show?
+     */
+    function reaches(suspension: TSESTree.Node, write: TSESTree.Node, read: TSESTree.Node): boolean {
       let child: TSESTree.Node = suspension;
       let n = suspension.parent;
       for (; n != null && !contains(n, write); child = n, n = n.parent) {
@@ -161,8 +164,7 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         const list = statementList(n);
         if (list === null) continue;
         const index = list.indexOf(child);
-        const exits = n.type === AST_NODE_TYPES.SwitchCase && contains(n.parent, write) ? CASE_EXITS : BLOCK_EXITS;
-        for (let i = index + 1; i < list.length; i++) if (exits.has(list[i]!.type)) return false;
+        for (let i = index + 1; i < list.length; i++) if (leavesBefore(list[i]!, write, read)) return false;
       }
       // n is the innermost node holding both: the two must not sit in exclusive branches of it.
       if (n == null) return true;
@@ -180,7 +182,7 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         let lastSuspension = -1;
         for (const s of suspensions) {
           if (s.at <= readEnd || s.at > write.range[1]) continue;
-          if (!contains(s.fn, write) || !reaches(s.node, write)) continue;
+          if (!contains(s.fn, write) || !reaches(s.node, write, taint.read)) continue;
           lastSuspension = Math.max(lastSuspension, s.at);
         }
         if (lastSuspension < 0) continue;
@@ -223,9 +225,15 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
       AwaitExpression(node) {
         suspensions.push({ node, at: node.range[1], fn: enclosingFunction(node) });
       },
-      'ForOfStatement:exit'(node: TSESTree.ForOfStatement) {
-        // Each iteration of `for await` suspends before the body runs.
+      ForOfStatement(node) {
+        // Each iteration of `for await` suspends before the body runs. Registered on entry: a
+        // write inside the body is checked (on its exit) before the loop's own exit.
         if (node.await) suspensions.push({ node: node.right, at: node.right.range[1], fn: enclosingFunction(node) });
+      },
+      VariableDeclaration(node) {
+        // `await using r = ...` suspends where its block ends, awaiting r's disposal.
+        if (node.kind !== 'await using' || node.parent == null) return;
+        suspensions.push({ node, at: node.parent.range[1], fn: enclosingFunction(node) });
       },
       YieldExpression(node) {
         suspensions.push({ node, at: node.range[1], fn: enclosingFunction(node) });
@@ -253,6 +261,12 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
       },
       'AssignmentExpression:exit'(node: TSESTree.AssignmentExpression) {
         const left = unwrap(node.left);
+        if (left.type === AST_NODE_TYPES.ObjectPattern || left.type === AST_NODE_TYPES.ArrayPattern) {
+          // `({ balance } = accounts.load(id)!)`: every name the pattern assigns holds part of the value.
+          const flowing = taintsOf(node.right);
+          for (const id of patternTargets(left)) setTaints(ASTUtils.findVariable(sourceCode.getScope(id), id), flowing, true);
+          return;
+        }
         if (left.type !== AST_NODE_TYPES.Identifier) return;
         const variable = ASTUtils.findVariable(sourceCode.getScope(left), left);
         // `v = fresh` replaces what v holds; `v += x` keeps it and adds x's.
@@ -283,10 +297,80 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
   },
 });
 
-/** Statements after which the rest of a block does not run. */
-const BLOCK_EXITS: ReadonlySet<string> = new Set([AST_NODE_TYPES.ReturnStatement, AST_NODE_TYPES.ThrowStatement]);
-/** In a case of the switch that also holds the write, `break` leaves for after the switch, never into that other case. */
-const CASE_EXITS: ReadonlySet<string> = new Set([AST_NODE_TYPES.ReturnStatement, AST_NODE_TYPES.ThrowStatement, AST_NODE_TYPES.BreakStatement]);
+/**
+ * Does `statement`, run after the suspension, leave before `write` can run with `read`'s value?
+ * `return` and `throw` always do. `break` does when the loop or switch it leaves holds the write
+ * (the write is behind it: in a later case, or the rest of the loop). `continue` does when the
+ * loop it restarts holds both the write and the read: the next iteration reads again before it
+ * writes; with the read before the loop, the next iteration writes the stale value, reported.
+ */
+function leavesBefore(statement: TSESTree.Node, write: TSESTree.Node, read: TSESTree.Node): boolean {
+  switch (statement.type) {
+    case AST_NODE_TYPES.ReturnStatement:
+    case AST_NODE_TYPES.ThrowStatement:
+      return true;
+    case AST_NODE_TYPES.BreakStatement: {
+      const target = jumpTarget(statement, true);
+      return target !== null && contains(target, write);
+    }
+    case AST_NODE_TYPES.ContinueStatement: {
+      const target = jumpTarget(statement, false);
+      return target !== null && contains(target, write) && contains(target, read);
+    }
+    default:
+      return false;
+  }
+}
+
+/** The statement a `break` (loop or switch) or `continue` (loop) leaves, or null when the rule cannot tell. */
+function jumpTarget(jump: TSESTree.BreakStatement | TSESTree.ContinueStatement, isBreak: boolean): TSESTree.Node | null {
+  for (let n: TSESTree.Node | undefined = jump.parent; n != null; n = n.parent) {
+    if (isFunctionNode(n) || n.type === AST_NODE_TYPES.StaticBlock) return null;
+    if (jump.label !== null) {
+      if (n.type === AST_NODE_TYPES.LabeledStatement && n.label.name === jump.label.name) return n.body;
+      continue;
+    }
+    if (LOOPS.has(n.type) || (isBreak && n.type === AST_NODE_TYPES.SwitchStatement)) return n;
+  }
+  return null;
+}
+
+const LOOPS: ReadonlySet<string> = new Set([
+  AST_NODE_TYPES.ForStatement,
+  AST_NODE_TYPES.ForInStatement,
+  AST_NODE_TYPES.ForOfStatement,
+  AST_NODE_TYPES.WhileStatement,
+  AST_NODE_TYPES.DoWhileStatement,
+]);
+
+/** The variables a destructuring assignment writes (member targets such as `obj.x` are not variables). */
+function patternTargets(pattern: TSESTree.Node): TSESTree.Identifier[] {
+  const out: TSESTree.Identifier[] = [];
+  const visit = (n: TSESTree.Node | null): void => {
+    if (n === null) return;
+    switch (n.type) {
+      case AST_NODE_TYPES.Identifier:
+        out.push(n);
+        return;
+      case AST_NODE_TYPES.ObjectPattern:
+        for (const p of n.properties) visit(p.type === AST_NODE_TYPES.RestElement ? p.argument : p.value);
+        return;
+      case AST_NODE_TYPES.ArrayPattern:
+        for (const element of n.elements) visit(element);
+        return;
+      case AST_NODE_TYPES.AssignmentPattern:
+        visit(n.left);
+        return;
+      case AST_NODE_TYPES.RestElement:
+        visit(n.argument);
+        return;
+      default:
+        return;
+    }
+  };
+  visit(pattern);
+  return out;
+}
 
 function statementList(node: TSESTree.Node): readonly TSESTree.Node[] | null {
   switch (node.type) {

@@ -9,10 +9,14 @@ export interface RequireSuppressionReasonOptions {
   readonly prefixes?: readonly string[];
 }
 
-type MessageIds = 'missingReason';
+type MessageIds = 'missingReason' | 'inlineConfigWithoutReason';
 
 /** ESLint's own directive grammar: `eslint-disable[-line|-next-line] rule, rule -- reason`. */
 const DIRECTIVE = /^\s*(eslint-disable(?:-next-line|-line)?)(?:\s+([\s\S]*))?$/;
+/** ESLint's rule configuration comment, `/* eslint rule: severity, rule: [severity, options] -- reason *\/` (block comments only). */
+const CONFIG_COMMENT = /^\s*eslint\s+([\s\S]*)$/;
+/** A rule id as a key of a configuration comment (`rule:` or `"rule":`), as ESLint's own fallback parser finds them. */
+const CONFIG_KEY = /(?<![-\w/@])(["']?)([-\w/@]+)\1\s*:/g;
 const JUSTIFICATION_SEPARATOR = /\s-{2,}\s/;
 
 /**
@@ -20,7 +24,8 @@ const JUSTIFICATION_SEPARATOR = /\s-{2,}\s/;
  * the SARIF `justification` a reviewer sees in code scanning) needs. ESLint's own syntax
  * carries it: `// eslint-disable-next-line govmap/no-rmw-across-await -- single writer: only
  * the nightly job touches this key`. A directive that silences a govmap rule without one is
- * reported (on the comment itself, which the directive does not cover).
+ * reported (on the comment itself, which the directive does not cover), and so is a
+ * configuration comment (`/* eslint govmap/...: off *\/`) that reconfigures one.
  */
 export const requireSuppressionReason = createRule<[RequireSuppressionReasonOptions], MessageIds>({
   name: 'require-suppression-reason',
@@ -33,6 +38,8 @@ export const requireSuppressionReason = createRule<[RequireSuppressionReasonOpti
     },
     messages: {
       missingReason: 'This {{directive}} silences {{rules}} without a reason: add one after ` -- ` (e.g. `-- single writer: only the settlement job touches these keys`).',
+      inlineConfigWithoutReason:
+        'This /* eslint */ comment reconfigures {{rules}} for the whole file without a reason, and no report records what it hides: silence single findings with `// eslint-disable-next-line <rule> -- <reason>` instead, or add the reason after ` -- `.',
     },
     schema: [
       {
@@ -56,7 +63,10 @@ export const requireSuppressionReason = createRule<[RequireSuppressionReasonOpti
 
     function check(comment: TSESTree.Comment): void {
       const match = DIRECTIVE.exec(comment.value);
-      if (match === null) return;
+      if (match === null) {
+        if (comment.type === AST_TOKEN_TYPES.Block) checkConfigComment(comment);
+        return;
+      }
       const label = match[1]!;
       // ESLint honours only the -line forms in line comments; a `// eslint-disable` does nothing.
       if (comment.type === AST_TOKEN_TYPES.Line && label === 'eslint-disable') return;
@@ -72,6 +82,20 @@ export const requireSuppressionReason = createRule<[RequireSuppressionReasonOpti
       } else if (rules.length === 0 && options.blanket === true) {
         context.report({ loc: comment.loc, messageId: 'missingReason', data: { directive: label, rules: 'every rule' } });
       }
+    }
+
+    /**
+     * `/* eslint govmap/no-rmw-across-await: off *\/` switches a rule off (or weakens its options)
+     * for the whole file: a suppression too, and a wider one, that leaves no suppressed finding
+     * in any report. It needs its reason as much as an eslint-disable does.
+     */
+    function checkConfigComment(comment: TSESTree.Comment): void {
+      const match = CONFIG_COMMENT.exec(comment.value);
+      if (match === null) return;
+      const [settings = '', ...justification] = match[1]!.split(JUSTIFICATION_SEPARATOR);
+      if (justification.join(' ').trim().length > 0) return;
+      const governed = [...settings.matchAll(CONFIG_KEY)].map((m) => m[2]!).filter((r) => prefixes.some((p) => r.startsWith(p)));
+      if (governed.length > 0) context.report({ loc: comment.loc, messageId: 'inlineConfigWithoutReason', data: { rules: governed.join(', ') } });
     }
   },
 });

@@ -17,8 +17,9 @@ type Finding = { readonly kind: 'acceptsEverything'; readonly why: string } | { 
  * option, but the type system cannot tell a business rule from `() => true`. This rule reads
  * the validator's body (inline, or a function/const of any file in the program, through
  * imports) and reports one that provably accepts every write (every return is `true`, and it
- * never throws) or that returns no verdict at all (an empty body: GovernedMap then refuses
- * every write with VALIDATOR_RETURNED_NO_VERDICT). `allOf()` of such validators (or of none)
+ * neither throws nor calls anything that could) or that returns no verdict at all (an empty
+ * body, or no `return` of a value: GovernedMap then refuses every write with
+ * VALIDATOR_RETURNED_NO_VERDICT). `allOf()` of such validators (or of none)
  * counts as one. A validator whose verdict depends on anything is left alone.
  */
 export const requireValidator = createRule<[], MessageIds>({
@@ -164,8 +165,12 @@ function isTrueLiteral(expression: ts.Expression): boolean {
 }
 
 /**
- * A function's verdict as its body shows it. Returns and throws inside nested functions do not
- * count (they are other functions' verdicts). A `throw` anywhere means it can refuse.
+ * A function's verdict as its body shows it. Returns, throws and calls inside nested functions
+ * do not count (they are other functions' verdicts). A validator refuses a write by returning a
+ * reason or by throwing (GovernedMap fails closed: VALIDATOR_FAILED), so a `throw` anywhere, or
+ * a call that may throw (`AccountSchema.parse(v)`, `assertActive(v)`), means it can refuse.
+ * Returning no value refuses every write that gets that far (VALIDATOR_RETURNED_NO_VERDICT),
+ * whatever the body checks first.
  */
 function judgeFunction(fn: ts.FunctionLikeDeclaration): Finding {
   const body = fn.body;
@@ -173,17 +178,21 @@ function judgeFunction(fn: ts.FunctionLikeDeclaration): Finding {
   if (!ts.isBlock(body)) return isTrueLiteral(body) ? { kind: 'acceptsEverything', why: 'it always returns true' } : null;
   const returns: ts.ReturnStatement[] = [];
   let throws = false;
+  let calls = false;
   const visit = (node: ts.Node): void => {
     if (ts.isFunctionLike(node) || ts.isClassLike(node)) return;
     if (ts.isReturnStatement(node)) returns.push(node);
     else if (ts.isThrowStatement(node)) throws = true;
+    else if (ts.isCallExpression(node) || ts.isNewExpression(node) || ts.isTaggedTemplateExpression(node)) calls = true;
     ts.forEachChild(node, visit);
   };
   ts.forEachChild(body, visit);
-  if (throws) return null;
   if (body.statements.length === 0) return { kind: 'noVerdict', why: 'its body is empty' };
-  if (returns.length === 0) return { kind: 'noVerdict', why: 'it never returns a value' };
-  if (returns.every((r) => r.expression !== undefined && isTrueLiteral(r.expression))) {
+  // A body that ends in an unconditional throw refuses every write on purpose (a read-only map).
+  const alwaysThrows = ts.isThrowStatement(body.statements[body.statements.length - 1]!);
+  if (!alwaysThrows && returns.every((r) => r.expression === undefined)) return { kind: 'noVerdict', why: 'it never returns a value' };
+  if (throws || calls) return null;
+  if (returns.length > 0 && returns.every((r) => r.expression !== undefined && isTrueLiteral(r.expression))) {
     return { kind: 'acceptsEverything', why: 'every return is true' };
   }
   return null;

@@ -98,6 +98,12 @@ const SKIPPED_DIRECTORIES = new Set(['node_modules', '.git', 'dist', 'coverage']
 const TYPESCRIPT_SOURCE = /\.(?:ts|tsx|mts|cts)$/;
 const DECLARATION_FILE = /\.d\.(?:ts|mts|cts)$|\.d\.[^.]+\.ts$/;
 const DEFAULT_BATCH_SIZE = 25;
+/**
+ * Line breaks as ESLint counts them (its SourceCode's lineBreakPattern): a finding's line number
+ * indexes lines split this way, so its fingerprint is taken from its own line even when a lone
+ * `\r` or a U+2028/U+2029 (legal inside a string literal) sits above it.
+ */
+const LINE_BREAK = /\r\n|[\r\n\u2028\u2029]/;
 
 /**
  * Runs govmap's rules over a project, type-aware, through ESLint's Node API. Only govmap's
@@ -268,7 +274,7 @@ function toFinding(file: string, message: Linter.LintMessage, suppression: strin
 async function finish(raw: Array<Omit<Finding, 'fingerprint' | 'baseline'>>, root: string, baseline: Baseline | undefined): Promise<Finding[]> {
   const lines = new Map<string, string[]>();
   for (const file of new Set(raw.map((f) => f.file))) {
-    lines.set(file, (await readFile(join(root, file), 'utf8')).split(/\r?\n/));
+    lines.set(file, (await readFile(join(root, file), 'utf8')).split(LINE_BREAK));
   }
   const fingerprints = fingerprintAll(raw, (f) => lines.get(f.file)?.[f.line - 1] ?? '');
   const sorted = [...raw].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column || a.ruleId.localeCompare(b.ruleId));
@@ -310,7 +316,7 @@ async function collectFiles(root: string, paths: readonly string[], eslint: ESLi
         { path: p, root },
       );
     }
-    if (statSync(absolute).isDirectory()) await walkDirectory(absolute, found);
+    if (statSync(absolute).isDirectory()) await walkDirectory(root, absolute, found, eslint);
     else if (TYPESCRIPT_SOURCE.test(absolute)) found.add(absolute);
   }
   const files: string[] = [];
@@ -329,12 +335,32 @@ function isOutside(root: string, path: string): boolean {
   return rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel);
 }
 
-async function walkDirectory(directory: string, found: Set<string>): Promise<void> {
-  const entries = await readdir(directory, { withFileTypes: true });
+/**
+ * Symbolic links are not followed (a link is neither a file nor a directory entry here): a link
+ * loop cannot hang the walk, and a linked file is scanned where it really lives, when that is
+ * under the paths.
+ */
+async function walkDirectory(root: string, directory: string, found: Set<string>, eslint: ESLint): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(directory, { withFileTypes: true });
+  } catch (cause) {
+    // An ignored directory need not be readable (a root-owned volume in a CI checkout); any
+    // other holds files the scan cannot vouch for, so it is not passed over in silence.
+    if (await eslint.isPathIgnored(join(directory, 'ignored.ts'))) return;
+    const where = toPosix(relative(root, directory)) || '.';
+    const code = (cause as NodeJS.ErrnoException).code ?? (cause as Error).message;
+    throw new ScanUsageError(
+      'GOVMAP_SCAN_PATH_UNREADABLE',
+      `directory "${where}" cannot be read (${code}): the scan cannot vouch for the files in it; make it readable or --ignore '${where}/**'`,
+      { path: where, reason: code },
+      { cause },
+    );
+  }
   for (const entry of entries) {
     const path = join(directory, entry.name);
     if (entry.isDirectory()) {
-      if (!SKIPPED_DIRECTORIES.has(entry.name)) await walkDirectory(path, found);
+      if (!SKIPPED_DIRECTORIES.has(entry.name)) await walkDirectory(root, path, found, eslint);
     } else if (entry.isFile() && TYPESCRIPT_SOURCE.test(entry.name)) {
       found.add(path);
     }
