@@ -632,7 +632,9 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     const lease = await this.#ensureLease();
     const key = this.keyOf(service);
     const value = encodeSnapshot(breaker.snapshot());
-    let expected = this.#ownRevision.get(service) ?? null;
+    // Not a read-modify-write across the awaits below: #write runs only inside #flush, never two at
+    // once (#flushing), and what is stored after is the store's own answer to the compare-and-set.
+    let expected = this.#lastWrittenRevision(service);
     for (let attempt = 1; attempt <= 3; attempt++) {
       const result = await this.store.compareAndSet(key, value, expected, { lease });
       this.#setConnected(true);
@@ -647,6 +649,10 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
       expected = result.current?.revision ?? null;
     }
     throw new SnapshotConflictError(key, 3);
+  }
+
+  #lastWrittenRevision(service: string): bigint | null {
+    return this.#ownRevision.get(service) ?? null;
   }
 
   #ensureLease(): Promise<StateLease> {
