@@ -69,6 +69,8 @@ interface Followed {
   observed: number;
   latestMissRatio: number | null;
   keys: number | null;
+  /** Why the map's counters or size could not be read at the last attempt, or null. */
+  readError: string | null;
   readonly weeks: RangeWeekCounts;
 }
 
@@ -136,7 +138,8 @@ export class Advisor {
       breached: 0,
       observed: 0,
       latestMissRatio: null,
-      keys: map.size,
+      keys: readSize(map),
+      readError: null,
       weeks: new RangeWeekCounts(`${this.keyPrefix}/advisor/${this.service}/${this.instance}/range-weeks/${map.name}`, map.name),
     });
     return this;
@@ -165,6 +168,8 @@ export class Advisor {
   sample(): Promise<void> {
     return this.#serial(async () => {
       const now = this.#clock();
+      // #close never throws: one map whose getters throw (a custom store whose backend is
+      // down) must not stop the windows of the others, nor the sync of their weeks.
       for (const f of this.#followed.values()) this.#close(f, now);
       this.#samples++;
       await this.#syncAll();
@@ -191,11 +196,20 @@ export class Advisor {
       const problem = f.weeks.problem;
       if (problem !== null) notes.push(problem);
       const map = f.ref.deref();
+      if (f.readError !== null) notes.push(f.readError);
+      let keys = f.keys;
+      if (map !== undefined) {
+        try {
+          if (!map.disposed) keys = map.size;
+        } catch (error) {
+          notes.push(`cannot read the key count of map "${f.name}" now: ${describe(error)}; the last one read is used`);
+        }
+      }
       out.push({
         map: f.name,
         instance: null,
         source: 'in-process',
-        keys: map !== undefined && !map.disposed ? map.size : f.keys,
+        keys,
         missRatio: { latest: f.latestMissRatio, breachedWindows: f.latestMissRatio === null ? null : f.breached, observedWindows: f.observed, windowMs: this.windowMs },
         gc: { rising: trend?.rising ?? null, ratio: trend?.ratio ?? null, recentPauseFraction: trend?.recentPauseFraction ?? null },
         readWrite: {
@@ -229,8 +243,26 @@ export class Advisor {
 
   #close(f: Followed, now: number): void {
     const map = f.ref.deref();
-    if (map === undefined || map.disposed) return;
-    const current = snapshot(map);
+    let current: Baseline;
+    try {
+      if (map === undefined || map.disposed) return;
+      current = snapshot(map);
+    } catch (error) {
+      // The window cannot be judged: it breaks both runs, as a quiet window does. The baseline
+      // stays, so the range calls of this window are counted at the next one that reads.
+      f.readError = `cannot read map "${f.name}" at the window closing ${new Date(now).toISOString()}: ${describe(error)}`;
+      f.latestMissRatio = null;
+      f.observed = 0;
+      f.breached = 0;
+      return;
+    }
+    f.readError = null;
+    // The key count alone unreadable: the window is still judged, with the last count read.
+    try {
+      f.keys = map.size;
+    } catch (error) {
+      f.readError = `cannot read the key count of map "${f.name}" at the window closing ${new Date(now).toISOString()}: ${describe(error)}; the last one read is used`;
+    }
     // A different instance under the same name, or counters that went down: start from zero,
     // as Prometheus treats a counter reset.
     const sameInstance = f.baselineOf?.deref() === map;
@@ -244,7 +276,6 @@ export class Advisor {
     f.weeks.add(isoWeek(now), current.ranges - base.ranges);
     f.baseline = current;
     f.baselineOf = new WeakRef(map);
-    f.keys = map.size;
     f.windows.push(window);
     const keep = Math.max(this.thresholds.missRatioWindows, this.readWriteWindows);
     if (f.windows.length > keep) f.windows.splice(0, f.windows.length - keep);
@@ -265,8 +296,14 @@ export class Advisor {
   #countRanges(now: number): void {
     for (const f of this.#followed.values()) {
       const map = f.ref.deref();
-      if (map === undefined || map.disposed || f.baseline === null || f.baselineOf?.deref() !== map) continue;
-      const ranges = map.counters.ranges;
+      if (map === undefined || f.baseline === null || f.baselineOf?.deref() !== map) continue;
+      let ranges: number;
+      try {
+        if (map.disposed) continue;
+        ranges = map.counters.ranges;
+      } catch {
+        continue; // unreadable now: the next window that reads the map counts them
+      }
       if (ranges < f.baseline.ranges) continue;
       f.weeks.add(isoWeek(now), ranges - f.baseline.ranges);
       f.baseline = { ...f.baseline, ranges };
@@ -300,6 +337,19 @@ function snapshot(map: AdvisedMap): Baseline {
  * close a thousand times a second.
  */
 const MAX_TIMER_MS = 2_147_483_647;
+
+/** The key count, or null when the map cannot say (its store's getter threw). */
+function readSize(map: AdvisedMap): number | null {
+  try {
+    return map.size;
+  } catch {
+    return null;
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 function whole(option: string, value: number, min: number): number {
   if (!(Number.isSafeInteger(value) && value >= min)) throw new ConfigurationError(option, `must be a whole number of at least ${min}`, value);

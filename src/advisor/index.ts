@@ -5,8 +5,8 @@ export type { Advice, AdvisorThresholds, MapEvidence, Signal, SignalId, SignalSt
 export { RangeWeekCounts, KEPT_WEEKS } from './range-weeks.ts';
 export type { AdvisorStateStore } from './range-weeks.ts';
 export { isoWeek, isoWeekStart, isoWeekBefore } from './iso-week.ts';
-export { parsePrometheusText } from './prom-text.ts';
-export type { PromSample } from './prom-text.ts';
+export { parsePrometheusText, formatOfContentType } from './prom-text.ts';
+export type { ExpositionFormat, PromSample } from './prom-text.ts';
 export { evidenceFromMetricsEndpoint, evidenceFromMetricsText, evidenceFromPrometheus, PrometheusQueryClient } from './sources.ts';
 export type { SourceOptions, PrometheusSourceOptions } from './sources.ts';
 export { registerAdvisorMetrics } from './metrics.ts';

@@ -1,6 +1,6 @@
 import { AdvisorSourceError } from './errors.ts';
-import { byName, formatFloatValue, formatSeries, parseFloatValue, parsePrometheusText } from './prom-text.ts';
-import type { PromSample } from './prom-text.ts';
+import { byName, formatFloatValue, formatOfContentType, formatSeries, parseFloatValue, parsePrometheusText } from './prom-text.ts';
+import type { ExpositionFormat, PromSample } from './prom-text.ts';
 import { DEFAULT_THRESHOLDS } from './signals.ts';
 import type { AdvisorThresholds, MapEvidence, WeekCount } from './signals.ts';
 
@@ -18,15 +18,52 @@ export interface SourceOptions {
 
 const DEFAULT_WINDOW_MS = 300_000;
 
-async function fetchText(url: string, timeoutMs: number, what: string): Promise<string> {
+/**
+ * Largest answer read, bytes. A big service's /metrics is a few MB, a Prometheus query answer
+ * for these queries far less; a URL that points at something else (a log, a dump) must not
+ * fill this process's memory before it is refused.
+ */
+export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Operations a figure needs before it is judged, as the in-process advisor's defaults
+ * (`minLoadsPerWindow`, `minOpsForReadWrite`): 1 miss in 2 loads is not a 50% miss ratio, and
+ * 1 read and 1 write are not a write-heavy workload. The sliding-window gauges are exported
+ * whatever the traffic, so the source checks the counters beside them: a map whose counters
+ * since it started stay below these cannot have had more in its window.
+ */
+export const MIN_LOADS_JUDGED = 100;
+export const MIN_OPERATIONS_JUDGED = 100;
+
+/** The note of a figure left unjudged for too little traffic. */
+function tooFewNote(what: string, count: number, needed: number, unit: string): string {
+  return `${what} not judged: ${Math.round(count)} ${unit} since the map started, fewer than the ${needed} it needs`;
+}
+
+/** Why a fetch failed, in words: the cause (ECONNREFUSED...) rather than "fetch failed". */
+function reasonOf(error: unknown, timeoutMs: number): string {
+  if (error instanceof Error && error.name === 'TimeoutError') return `no complete answer within the ${timeoutMs} ms timeout`;
+  return error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
+}
+
+/**
+ * GETs `url` as text. The timeout covers the whole answer, body included: a server that sends
+ * its headers and then stalls is a source that could not be read, like one that never answers.
+ */
+async function fetchText(url: string, timeoutMs: number, what: string): Promise<{ readonly body: string; readonly contentType: string | null }> {
   let response: Response;
   try {
     response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'text/plain, application/json' } });
   } catch (error) {
-    const reason = error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
-    throw new AdvisorSourceError(url, `cannot reach the ${what}: ${reason}`, error);
+    throw new AdvisorSourceError(url, `cannot reach the ${what}: ${reasonOf(error, timeoutMs)}`, error);
   }
-  const body = await response.text();
+  let body: string;
+  try {
+    body = await readCapped(response, MAX_ANSWER_BYTES);
+  } catch (error) {
+    if (error instanceof AdvisorSourceError) throw error;
+    throw new AdvisorSourceError(url, `the ${what} did not finish its answer: ${reasonOf(error, timeoutMs)}`, error);
+  }
   if (!response.ok) {
     let detail = body.slice(0, 300);
     try {
@@ -37,7 +74,30 @@ async function fetchText(url: string, timeoutMs: number, what: string): Promise<
     }
     throw new AdvisorSourceError(url, `the ${what} answered HTTP ${response.status}: ${detail}`);
   }
-  return body;
+  return { body, contentType: response.headers.get('content-type') };
+}
+
+/** The body as UTF-8 text, refused once it passes `maxBytes` (the rest is not read). */
+async function readCapped(response: Response, maxBytes: number): Promise<string> {
+  const declared = Number(response.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await response.body?.cancel();
+    throw new AdvisorSourceError(response.url, `answered ${declared} bytes, more than the ${maxBytes} read at most`);
+  }
+  if (response.body === null) return '';
+  const decoder = new TextDecoder();
+  const parts: string[] = [];
+  let bytes = 0;
+  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+    bytes += chunk.byteLength;
+    // Leaving the loop by a throw cancels the stream: the rest is never downloaded.
+    if (bytes > maxBytes) {
+      throw new AdvisorSourceError(response.url, `answered more than the ${maxBytes} bytes read at most`);
+    }
+    parts.push(decoder.decode(chunk, { stream: true }));
+  }
+  parts.push(decoder.decode());
+  return parts.join('');
 }
 
 // ------------------------------------------------------------------ what a value can be
@@ -95,11 +155,41 @@ function refusal(name: string, labels: Readonly<Record<string, string>>, value: 
   return `refused ${formatSeries(name, labels)} = ${formatFloatValue(value)}: ${rule.rule}`;
 }
 
-/** The samples in range, and a refusal note for each one that is not. */
+/** `name{a="1",b="2"}` with the labels sorted: equal for the same series whatever the label order. */
+function seriesIdentity(sample: PromSample): string {
+  const names = Object.keys(sample.labels).sort();
+  let id = sample.name;
+  for (const n of names) id += `\u0000${n}\u0001${sample.labels[n]!}`;
+  return id;
+}
+
+/**
+ * The samples in range, and a refusal note for each one that is not. A series written more
+ * than once with different values is refused whole (which value is the figure cannot be told:
+ * two exporters merged into one endpoint, say); an exact repeat counts once.
+ */
 function screen(samples: readonly PromSample[]): { accepted: PromSample[]; refused: Array<{ readonly sample: PromSample; readonly note: string }> } {
   const accepted: PromSample[] = [];
   const refused: Array<{ sample: PromSample; note: string }> = [];
+  // Only the metrics the advisor reads are checked: a large exposition is mostly other series.
+  const seen = new Map<string, PromSample[]>();
   for (const sample of samples) {
+    if (VALUE_RULES[sample.name] === undefined) continue;
+    const id = seriesIdentity(sample);
+    const same = seen.get(id);
+    if (same === undefined) seen.set(id, [sample]);
+    else same.push(sample);
+  }
+  for (const sample of samples) {
+    const same = VALUE_RULES[sample.name] === undefined ? undefined : seen.get(seriesIdentity(sample));
+    if (same !== undefined && same.length > 1) {
+      if (same[0] !== sample) continue; // one decision per series, taken at its first sample
+      const values = [...new Set(same.map((s) => formatFloatValue(s.value)))];
+      if (values.length > 1) {
+        refused.push({ sample, note: `refused ${formatSeries(sample.name, sample.labels)}: written ${same.length} times with different values (${values.join(', ')}); a series has one value per scrape` });
+        continue;
+      }
+    }
     const note = refusal(sample.name, sample.labels, sample.value);
     if (note === null) accepted.push(sample);
     else refused.push({ sample, note });
@@ -111,21 +201,41 @@ function screen(samples: readonly PromSample[]): { accepted: PromSample[]; refus
 
 /** Reads `url` (a service's Prometheus metrics endpoint) once and builds evidence per map. */
 export async function evidenceFromMetricsEndpoint(url: string, options: SourceOptions = {}): Promise<MapEvidence[]> {
-  const text = await fetchText(url, options.timeoutMs ?? 10_000, 'metrics endpoint');
-  return evidenceFromMetricsText(text, url, options.thresholds ?? DEFAULT_THRESHOLDS);
+  const { body, contentType } = await fetchText(url, options.timeoutMs ?? 10_000, 'metrics endpoint');
+  return evidenceFromMetricsText(body, url, options.thresholds ?? DEFAULT_THRESHOLDS, formatOfContentType(contentType));
+}
+
+/** Samples by metric name, then by their `map` label ('' when they carry none). */
+function byNameAndMap(samples: readonly PromSample[]): Map<string, Map<string, PromSample[]>> {
+  const out = new Map<string, Map<string, PromSample[]>>();
+  for (const s of samples) {
+    let perMap = out.get(s.name);
+    if (perMap === undefined) out.set(s.name, (perMap = new Map<string, PromSample[]>()));
+    const map = s.labels.map ?? '';
+    let list = perMap.get(map);
+    if (list === undefined) perMap.set(map, (list = []));
+    list.push(s);
+  }
+  return out;
 }
 
 /**
  * Evidence from one exposition. With the in-process advisor exported (`govmap_advisor_*`) the
  * held breaches and the weekly counts are the advisor's; without it a single scrape sees one
  * sliding window and no week, and says so.
+ *
+ * Lookups go through an index by (metric, map): an exposition of thousands of maps (a
+ * per-request leak names a map per request) is read in time linear in its size.
  */
-export function evidenceFromMetricsText(text: string, source: string, thresholds: AdvisorThresholds = DEFAULT_THRESHOLDS): MapEvidence[] {
-  const samples = parsePrometheusText(text, source);
+export function evidenceFromMetricsText(text: string, source: string, thresholds: AdvisorThresholds = DEFAULT_THRESHOLDS, format: ExpositionFormat = 'prometheus'): MapEvidence[] {
+  const samples = parsePrometheusText(text, source, format);
   const { accepted, refused } = screen(samples);
   const metrics = byName(accepted);
-  const valueOf = (name: string, match: Record<string, string> = {}): number | null => {
-    const hit = (metrics.get(name) ?? []).find((s) => Object.entries(match).every(([k, v]) => s.labels[k] === v));
+  const perMap = byNameAndMap(accepted);
+  const ofMap = (name: string, map: string): readonly PromSample[] => perMap.get(name)?.get(map) ?? [];
+  /** The first sample of `name` for `map` whose labels include `extra`; null when none, or NaN. */
+  const valueOf = (name: string, map: string, extra: Record<string, string> = {}): number | null => {
+    const hit = ofMap(name, map).find((s) => Object.entries(extra).every(([k, v]) => s.labels[k] === v));
     return hit === undefined || Number.isNaN(hit.value) ? null : hit.value;
   };
   // From every sample, refused ones included: a map whose only figure is refused still gets its note.
@@ -134,9 +244,22 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
   for (const name of ['syncmap_keys', 'syncmap_load_total', 'govmap_advisor_recommendation']) {
     for (const s of all.get(name) ?? []) if (s.labels.map !== undefined) maps.add(s.labels.map);
   }
+  // Refusals by map; those of samples without a map label (GC, the advisor's window) bear on every map.
+  // Both lists keep the order of the exposition (index into `refused`), merged per map below.
+  const refusedOnEvery: number[] = [];
+  const refusedByMap = new Map<string, number[]>();
+  refused.forEach((r, i) => {
+    const map = r.sample.labels.map;
+    if (map === undefined) refusedOnEvery.push(i);
+    else {
+      let list = refusedByMap.get(map);
+      if (list === undefined) refusedByMap.set(map, (list = []));
+      list.push(i);
+    }
+  });
   // A refused trend has its own note; "not exported" would then be wrong.
   const gcRisingRefused = refused.some((r) => r.sample.name === 'govmap_gc_pause_rising');
-  const advisorWindowSeconds = valueOf('govmap_advisor_window_seconds');
+  const advisorWindowSeconds = valueOf('govmap_advisor_window_seconds', '');
   const gcRising = (metrics.get('govmap_gc_pause_rising') ?? [])[0];
   const gc = {
     rising: gcRising === undefined ? null : gcRising.value === 1,
@@ -146,36 +269,48 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
 
   const out: MapEvidence[] = [];
   for (const map of [...maps].sort()) {
-    // Samples without a map label (GC, the advisor's window) bear on every map.
-    const notes: string[] = refused.filter((r) => r.sample.labels.map === undefined || r.sample.labels.map === map).map((r) => r.note);
-    const withAdvisor = (metrics.get('govmap_advisor_recommendation') ?? []).some((s) => s.labels.map === map);
+    const notes: string[] = mergeOrdered(refusedByMap.get(map) ?? [], refusedOnEvery).map((i) => refused[i]!.note);
+    const withAdvisor = ofMap('govmap_advisor_recommendation', map).length > 0;
     let missRatio: MapEvidence['missRatio'];
     let readWrite: MapEvidence['readWrite'];
     let ranges: MapEvidence['ranges'];
     if (withAdvisor && advisorWindowSeconds !== null) {
-      const latest = valueOf('govmap_advisor_window_miss_ratio', { map });
+      const latest = valueOf('govmap_advisor_window_miss_ratio', map);
       missRatio = {
         latest,
-        breachedWindows: latest === null ? null : valueOf('govmap_advisor_miss_ratio_breached_windows', { map }),
-        observedWindows: valueOf('govmap_advisor_miss_ratio_observed_windows', { map }),
+        breachedWindows: latest === null ? null : valueOf('govmap_advisor_miss_ratio_breached_windows', map),
+        observedWindows: valueOf('govmap_advisor_miss_ratio_observed_windows', map),
         windowMs: advisorWindowSeconds * 1000,
       };
       readWrite = {
-        ratio: valueOf('govmap_advisor_read_write_ratio', { map }),
-        reads: valueOf('govmap_advisor_window_operations', { map, kind: 'read' }),
-        writes: valueOf('govmap_advisor_window_operations', { map, kind: 'write' }),
+        ratio: valueOf('govmap_advisor_read_write_ratio', map),
+        reads: valueOf('govmap_advisor_window_operations', map, { kind: 'read' }),
+        writes: valueOf('govmap_advisor_window_operations', map, { kind: 'write' }),
       };
       const week = (which: string): WeekCount | null => {
-        const s = (metrics.get('govmap_advisor_range_calls') ?? []).find((x) => x.labels.map === map && x.labels.week === which);
+        const s = ofMap('govmap_advisor_range_calls', map).find((x) => x.labels.week === which);
         return s === undefined ? null : { week: s.labels.iso_week ?? which, count: s.value };
       };
       ranges = { current: week('current'), previous: week('previous'), beforePrevious: week('before_previous'), calendar: 'iso-week' };
-      if (valueOf('govmap_advisor_state_problem', { map }) === 1) notes.push('the service reports that its weekly range counts are not being persisted (see its /advisor)');
+      if (valueOf('govmap_advisor_state_problem', map) === 1) notes.push('the service reports that its weekly range counts are not being persisted (see its /advisor)');
     } else {
       // The map part's own 5-minute sliding miss ratio: one window, as of this scrape.
-      const latest = valueOf('syncmap_miss_ratio', { map });
+      let latest = valueOf('syncmap_miss_ratio', map);
+      let rwRatio = valueOf('syncmap_read_write_ratio', map);
+      const loads = valueOf('syncmap_load_total', map);
+      if (loads !== null) {
+        const writes = sumOf(ofMap('syncmap_store_total', map)) + sumOf(ofMap('syncmap_delete_total', map));
+        if (latest !== null && loads < MIN_LOADS_JUDGED) {
+          notes.push(tooFewNote('miss ratio', loads, MIN_LOADS_JUDGED, 'loads'));
+          latest = null;
+        }
+        if (rwRatio !== null && loads + writes < MIN_OPERATIONS_JUDGED) {
+          notes.push(tooFewNote('read:write ratio', loads + writes, MIN_OPERATIONS_JUDGED, 'loads and writes'));
+          rwRatio = null;
+        }
+      }
       missRatio = { latest, breachedWindows: latest === null ? null : latest > thresholds.missRatio ? 1 : 0, observedWindows: latest === null ? 0 : 1, windowMs: DEFAULT_WINDOW_MS };
-      readWrite = { ratio: valueOf('syncmap_read_write_ratio', { map }), reads: null, writes: null };
+      readWrite = { ratio: rwRatio, reads: null, writes: null };
       ranges = { current: null, previous: null, beforePrevious: null, calendar: 'iso-week' };
       notes.push('the service does not export the in-process advisor (govmap_advisor_*): one scrape shows one miss-ratio window and no weekly range history; use --prometheus, or run the Advisor in the service');
     }
@@ -186,8 +321,24 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
           : 'no GC pause trend exported (govmap_gc_pause_rising): start a Sandbox in the service',
       );
     }
-    out.push({ map, instance: null, source: 'metrics-endpoint', keys: valueOf('syncmap_keys', { map }), missRatio, gc, readWrite, ranges, notes });
+    out.push({ map, instance: null, source: 'metrics-endpoint', keys: valueOf('syncmap_keys', map), missRatio, gc, readWrite, ranges, notes });
   }
+  return out;
+}
+
+/** The sum of finite, non-negative values (a counter's series by outcome); others count 0. */
+function sumOf(samples: readonly PromSample[]): number {
+  let total = 0;
+  for (const s of samples) if (Number.isFinite(s.value) && s.value > 0) total += s.value;
+  return total;
+}
+
+/** Two ascending lists of indices merged into one ascending list. */
+function mergeOrdered(a: readonly number[], b: readonly number[]): number[] {
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) out.push(j >= b.length || (i < a.length && a[i]! < b[j]!) ? a[i++]! : b[j++]!);
   return out;
 }
 
@@ -247,7 +398,7 @@ export class PrometheusQueryClient {
 
   async #get(endpoint: string, params: Record<string, string>): Promise<{ resultType: unknown; result: unknown }> {
     const url = `${this.baseUrl}/api/v1/${endpoint}?${new URLSearchParams(params).toString()}`;
-    const body = await fetchText(url, this.#timeoutMs, 'Prometheus server');
+    const { body } = await fetchText(url, this.#timeoutMs, 'Prometheus server');
     let parsed: { status?: unknown; data?: { resultType?: unknown; result?: unknown }; error?: unknown };
     try {
       parsed = JSON.parse(body) as typeof parsed;
@@ -286,7 +437,7 @@ export async function evidenceFromPrometheus(baseUrl: string, options: Prometheu
   const risingRatio = options.gcRisingRatio ?? 1.2;
   const minFraction = options.gcMinPauseFraction ?? 0.001;
 
-  const [keys, loads, rw, missRange, gcRecent, gcPrevious, nodeGcRecent, nodeGcPrevious, rangesLast, rangesBefore, coverPrev, coverBefore] = await Promise.all([
+  const [keys, loads, rw, missRange, gcRecent, gcPrevious, nodeGcRecent, nodeGcPrevious, rangesLast, rangesBefore, coverPrev, coverBefore, storesTotal, deletesTotal] = await Promise.all([
     client.query('syncmap_keys', now),
     client.query('syncmap_load_total', now),
     client.query('syncmap_read_write_ratio', now),
@@ -299,6 +450,8 @@ export async function evidenceFromPrometheus(baseUrl: string, options: Prometheu
     client.query('increase(syncmap_range_total[7d] offset 7d)', now),
     client.query('count_over_time(syncmap_range_total[1d] offset 6d)', now),
     client.query('count_over_time(syncmap_range_total[1d] offset 13d)', now),
+    client.query('sum by (map, instance) (syncmap_store_total)', now),
+    client.query('sum by (map, instance) (syncmap_delete_total)', now),
   ]);
   // Values out of range are refused as in one scrape: left out, with a note on their map's
   // series (GC figures, summed per instance, on every series of that instance).
@@ -318,7 +471,9 @@ export async function evidenceFromPrometheus(baseUrl: string, options: Prometheu
   const index = (samples: VectorSample[]): Map<string, number> => new Map(samples.map((s) => [seriesKey(s.metric), s.value]));
   const byInstance = (samples: VectorSample[]): Map<string, number> => new Map(samples.map((s) => [s.metric.instance ?? '', s.value]));
   const keysBy = index(inRange('syncmap_keys', keys));
-  inRange('syncmap_load_total', loads);
+  const loadsBy = index(inRange('syncmap_load_total', loads));
+  const storesBy = index(storesTotal.filter((x) => Number.isFinite(x.value) && x.value >= 0));
+  const deletesBy = index(deletesTotal.filter((x) => Number.isFinite(x.value) && x.value >= 0));
   const rwBy = index(inRange('syncmap_read_write_ratio', rw));
   const lastWeek = index(inRange('increase(syncmap_range_total[7d])', rangesLast, RATE));
   const weekBefore = index(inRange('increase(syncmap_range_total[7d] offset 7d)', rangesBefore, RATE));
@@ -359,7 +514,24 @@ export async function evidenceFromPrometheus(baseUrl: string, options: Prometheu
       if (!breaking && v > t.missRatio) breached++;
       else breaking = true;
     }
-    const latest = points.get(Math.round(now / 1000));
+    let latest = points.get(Math.round(now / 1000));
+    // The gauges are exported whatever the traffic: too few operations since the map started
+    // means too few in any window of it.
+    const loadCount = loadsBy.get(key);
+    let rwRatio = rwBy.get(key) ?? null;
+    if (loadCount !== undefined) {
+      if (latest !== undefined && !Number.isNaN(latest) && loadCount < MIN_LOADS_JUDGED) {
+        notes.push(tooFewNote('miss ratio', loadCount, MIN_LOADS_JUDGED, 'loads'));
+        latest = undefined;
+        observed = 0;
+        breached = 0;
+      }
+      const operations = loadCount + (storesBy.get(key) ?? 0) + (deletesBy.get(key) ?? 0);
+      if (rwRatio !== null && operations < MIN_OPERATIONS_JUDGED) {
+        notes.push(tooFewNote('read:write ratio', operations, MIN_OPERATIONS_JUDGED, 'loads and writes'));
+        rwRatio = null;
+      }
+    }
     // GC: the sandbox's histogram, else prom-client's default GC metric.
     let recent = gcNow.get(instance);
     let previous = gcThen.get(instance);
@@ -385,7 +557,7 @@ export async function evidenceFromPrometheus(baseUrl: string, options: Prometheu
       keys: keysBy.get(key) ?? null,
       missRatio: { latest: latest === undefined || Number.isNaN(latest) ? null : latest, breachedWindows: latest === undefined ? null : breached, observedWindows: observed, windowMs },
       gc: { rising, ratio, recentPauseFraction: recent ?? null },
-      readWrite: { ratio: rwBy.get(key) ?? null, reads: null, writes: null },
+      readWrite: { ratio: rwRatio, reads: null, writes: null },
       ranges: {
         current: null,
         previous: prevCovered && lastWeek.has(key) ? { week: 'last 7d', count: Math.round(lastWeek.get(key)!) } : null,

@@ -43,7 +43,7 @@ export interface GcTrend {
   readonly recentPauseFraction: number;
   /** recent / previous; null when the previous window saw no pause or is not covered yet. */
   readonly ratio: number | null;
-  /** null while the monitor has not observed two whole windows yet. */
+  /** null while the monitor has not observed two whole windows since it started, or once it is stopped. */
   readonly rising: boolean | null;
 }
 
@@ -82,7 +82,13 @@ export class GcMonitor {
   readonly #slotMs: number;
   readonly #slots = new Float64Array(RING_SLOTS);
   readonly #slotIds = new Float64Array(RING_SLOTS).fill(-1);
-  readonly #firstSlot: number;
+  /**
+   * First slot whose pauses are all known: the one after `start()` (a slot begun before it was
+   * partly unobserved), or, for a monitor fed through `record()` alone, its construction's.
+   */
+  #firstSlot: number;
+  /** Started and since stopped: the windows from the stop on are not observed. */
+  #stopped = false;
   #latestSlot = -Infinity;
   readonly #kinds = new Map<GcKind, GcKindCounters>(GC_KINDS.map((kind) => [kind, new GcKindCounters()]));
   #observer: PerformanceObserver | null = null;
@@ -107,6 +113,10 @@ export class GcMonitor {
   /** Starts observing this process's collections. Idempotent. */
   start(): this {
     if (this.#observer !== null) return this;
+    // Pauses before now went unseen (the monitor was built earlier, or stopped in between): a
+    // trend over them would compare a real window with an empty one and call GC rising.
+    this.#firstSlot = Math.max(this.#firstSlot, Math.ceil(this.#clock() / this.#slotMs));
+    this.#stopped = false;
     this.#observer = new PerformanceObserver((list) => {
       const at = this.#clock();
       for (const entry of list.getEntries()) {
@@ -118,9 +128,12 @@ export class GcMonitor {
     return this;
   }
 
+  /** Stops observing; the trend is unknown from then on (nothing seen is not "not rising"). */
   stop(): void {
-    this.#observer?.disconnect();
+    if (this.#observer === null) return;
+    this.#observer.disconnect();
     this.#observer = null;
+    this.#stopped = true;
   }
 
   get observing(): boolean {
@@ -180,8 +193,9 @@ export class GcMonitor {
     const recent = this.#sum(current - SLOTS_PER_WINDOW, current - 1);
     const previous = this.#sum(current - 2 * SLOTS_PER_WINDOW, current - SLOTS_PER_WINDOW - 1);
     const recentPauseFraction = recent / (this.windowMs / 1000);
-    // Both windows must lie wholly after the monitor began, or "previous" undercounts.
-    const covered = this.#firstSlot <= current - 2 * SLOTS_PER_WINDOW;
+    // Both windows must lie wholly after the monitor began observing, or "previous"
+    // undercounts; and a stopped monitor sees no window at all.
+    const covered = !this.#stopped && this.#firstSlot <= current - 2 * SLOTS_PER_WINDOW;
     if (!covered) {
       return { windowMs: this.windowMs, recentPauseSeconds: recent, previousPauseSeconds: previous, recentPauseFraction, ratio: null, rising: null };
     }

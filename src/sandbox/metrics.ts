@@ -44,7 +44,15 @@ export function registerSandboxMetrics(sandbox: Sandbox, registry: Registry, pre
   counter('maps_collected_total', 'Tracked maps found garbage-collected.', () => sandbox.counts.collected);
   counter('maps_disposed_total', 'Tracked maps found disposed.', () => sandbox.counts.disposed);
   counter('sweeps_total', 'Sweeps of the registry.', () => sandbox.counts.sweeps);
-  counter('sweep_errors_total', 'Sweeps that failed (a map getter threw).', () => sandbox.counts.sweepErrors);
+  counter('sweep_errors_total', 'Sweeps that could not read every map (a map getter threw; the other maps were swept).', () => sandbox.counts.sweepErrors);
+  new Gauge({
+    name: `${p}unreadable_maps`,
+    help: 'Live maps whose getters threw at the last sweep: counted live, but not judged for IDLE or KEY_GROWTH.',
+    registers,
+    collect() {
+      this.set(sandbox.counts.unreadableMaps);
+    },
+  });
   counter('sites_skipped_total', 'Map creations whose stack was not captured because the per-second capture budget was spent.', () => sandbox.counts.sitesSkipped);
   new Gauge({
     name: `${p}sweep_seconds`,

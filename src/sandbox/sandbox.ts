@@ -128,6 +128,7 @@ export class Sandbox {
   #live = 0;
   #sweeps = 0;
   #sweepErrors = 0;
+  #unreadableMaps = 0;
   #lastSweepAtMs: number | null = null;
   #lastSweepMs: number | null = null;
   #lastSampledMajors = -1;
@@ -201,12 +202,17 @@ export class Sandbox {
     return this.#instances.size;
   }
 
-  get counts(): { created: number; collected: number; disposed: number; live: number; sweeps: number; sweepErrors: number; sitesSkipped: number; sitesCaptured: number } {
+  /**
+   * `sweepErrors`: sweeps that could not read every map (or failed whole); `unreadableMaps`:
+   * live maps whose getters threw at the last sweep (left out of IDLE and KEY_GROWTH).
+   */
+  get counts(): { created: number; collected: number; disposed: number; live: number; unreadableMaps: number; sweeps: number; sweepErrors: number; sitesSkipped: number; sitesCaptured: number } {
     return {
       created: this.#created,
       collected: this.#collected,
       disposed: this.#disposed,
       live: this.#live,
+      unreadableMaps: this.#unreadableMaps,
       sweeps: this.#sweeps,
       sweepErrors: this.#sweepErrors,
       sitesSkipped: this.#capture.skipped,
@@ -235,29 +241,42 @@ export class Sandbox {
     const idle = new Map<string, { suspect: Mutable<IdleSuspect>; ids: number[]; oldestMs: number }>();
     const keyGrowth: KeyGrowthSuspect[] = [];
     let live = 0;
+    let unreadable = 0;
     for (const [id, instance] of this.#instances) {
       const map = instance.ref.deref();
       if (map === undefined) {
         this.#forget(id, 'collected');
         continue;
       }
-      if (map.disposed) {
-        this.#forget(id, 'disposed');
-        continue;
+      // A map whose getters throw (a custom store whose backend is down) is alive but cannot
+      // be judged: it is counted live and at its site, and skipped for IDLE and KEY_GROWTH,
+      // so that one such map neither hides the leaks of every other map nor fails the sweep.
+      let ops: number;
+      let keys: number;
+      try {
+        if (map.disposed) {
+          this.#forget(id, 'disposed');
+          continue;
+        }
+        ops = totalOperations(map.counters);
+        keys = map.size;
+      } catch {
+        unreadable++;
+        ops = -1;
+        keys = -1;
       }
       live++;
-      const ops = totalOperations(map.counters);
-      if (ops !== instance.lastOps) {
-        instance.lastOps = ops;
-        instance.lastActiveAtMs = now;
-      }
-      const keys = map.size;
-      this.#followKeys(instance, keys, now);
       if (instance.pending !== null) {
         instance.site = this.#siteRecord(formatSite(instance.pending, this.#cwd), instance.name, now);
         instance.pending = null;
       }
       if (instance.site !== null) instance.site.live++;
+      if (ops < 0) continue;
+      if (ops !== instance.lastOps) {
+        instance.lastOps = ops;
+        instance.lastActiveAtMs = now;
+      }
+      this.#followKeys(instance, keys, now);
 
       const idleForMs = now - instance.lastActiveAtMs;
       if (idleForMs >= this.idleThresholdMs) {
@@ -295,6 +314,8 @@ export class Sandbox {
       }
     }
     this.#live = live;
+    this.#unreadableMaps = unreadable;
+    if (unreadable > 0) this.#sweepErrors++;
     const siteGrowth = this.#sampleSites(now);
 
     const suspects: LeakSuspect[] = [

@@ -346,3 +346,69 @@ describe('concurrent writers of one key (fast-check scheduler)', () => {
     );
   });
 });
+
+describe('a map that cannot be read', () => {
+  /** A map whose store's getters throw while `down` (a custom store whose backend went away). */
+  function brokenStoreMap(name: string): { map: GovernedMap<string, number>; down: { counters: boolean; size: boolean } } {
+    const inner = new GovernedMap<string, number>({ name, validate: anyValue });
+    const down = { counters: false, size: false };
+    const map = new Proxy(inner, {
+      get(target, property) {
+        if (property === 'counters' && down.counters) throw new Error('store backend down');
+        if (property === 'size' && down.size) throw new Error('store backend down');
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    return { map, down };
+  }
+
+  test('does not stop the windows of the others, nor advise(), nor the /metrics scrape; it is named in its notes', async () => {
+    const clock = new FakeClock();
+    const advisor = new Advisor({ clock: clock.read });
+    const registry = new Registry();
+    registerAdvisorMetrics(advisor, registry);
+    const broken = brokenStoreMap('custom_ledger');
+    const quotes = new GovernedMap<string, number>({ name: 'fx_quotes', validate: anyValue });
+    advisor.track(broken.map).track(quotes);
+    broken.down.counters = true;
+    broken.down.size = true;
+    for (let window = 0; window < 3; window++) {
+      traffic(quotes, 400, 0, 50); // 8 reads per write: not a map workload
+      clock.advance(WINDOW);
+      await advisor.sample();
+    }
+    assert.equal(advisor.samples, 3);
+    const advice = advisor.advise();
+    const fx = advice.find((a) => a.map === 'fx_quotes')!;
+    assert.equal(fx.recommendation, 'not-a-map-workload');
+    const custom = advice.find((a) => a.map === 'custom_ledger')!;
+    assert.equal(custom.recommendation, 'stay');
+    assert.ok(custom.evidence.notes.some((n) => /cannot read map "custom_ledger".*store backend down/.test(n)), custom.evidence.notes.join('\n'));
+    const scrape = await registry.metrics();
+    assert.match(scrape, /govmap_advisor_recommendation\{map="fx_quotes",recommendation="not-a-map-workload"\} 1/);
+
+    // Back: its windows are judged again, and the note is gone.
+    broken.down.counters = false;
+    broken.down.size = false;
+    clock.advance(WINDOW);
+    await advisor.sample();
+    assert.deepEqual(advisor.advise().find((a) => a.map === 'custom_ledger')!.evidence.notes.filter((n) => n.includes('cannot read')), []);
+  });
+
+  test('a key count that cannot be read keeps the last one and the window is still judged', async () => {
+    const clock = new FakeClock();
+    const advisor = new Advisor({ clock: clock.read });
+    const broken = brokenStoreMap('custom_ledger');
+    broken.map.store('EURUSD', 1);
+    advisor.track(broken.map);
+    broken.down.size = true;
+    traffic(broken.map, 400, 0.5, 10);
+    clock.advance(WINDOW);
+    await advisor.sample();
+    const advice = only(advisor);
+    assert.equal(advice.evidence.keys, 1);
+    assert.equal(advice.evidence.missRatio.latest, 0.5);
+    assert.ok(advice.evidence.notes.some((n) => /key count of map "custom_ledger".*store backend down/.test(n)), advice.evidence.notes.join('\n'));
+  });
+});

@@ -152,6 +152,36 @@ describe('leak detection', () => {
     }
   });
 
+  test('a map whose getters throw neither fails the sweep nor hides the leaks of the others', () => {
+    const clock = new FakeClock();
+    const sandbox = new Sandbox({ idleThresholdMs: 1_000, gc: false, clock: clock.read });
+    // A custom store whose backend went away: its size and counters getters throw.
+    const inner = new GovernedMap<string, number>({ name: 'custom_ledger', validate: anyValue });
+    let down = false;
+    const broken = new Proxy(inner, {
+      get(target, property) {
+        if (down && (property === 'size' || property === 'counters')) throw new Error('store backend down');
+        return Reflect.get(target, property, target) as unknown;
+      },
+    });
+    const forgotten = new GovernedMap<string, number>({ name: 'fx_rates_eod', validate: anyValue });
+    sandbox.track(broken);
+    sandbox.track(forgotten);
+    const registry = new Registry();
+    registerSandboxMetrics(sandbox, registry);
+    down = true;
+    clock.advance(2_000);
+    const suspects = sandbox.sweep();
+    assert.deepEqual(suspects.map((s) => (s.kind === 'IDLE' ? s.map : s.kind)), ['fx_rates_eod'], 'the unreadable map is not judged; the idle one is still named');
+    assert.equal(sandbox.counts.live, 2);
+    assert.equal(sandbox.counts.unreadableMaps, 1);
+    assert.equal(sandbox.counts.sweepErrors, 1);
+    assert.equal(sandbox.report().instances.live, 2);
+    down = false;
+    sandbox.sweep();
+    assert.equal(sandbox.counts.unreadableMaps, 0);
+  });
+
   test('disposed and collected maps leave the registry, each counted once', async () => {
     const sandbox = new Sandbox({ gc: false }).start();
     try {
@@ -321,6 +351,43 @@ describe('GC observation', () => {
     }
     clock.advance(10_000);
     assert.equal(quiet.trend().rising, false);
+  });
+});
+
+describe('GC trend coverage', () => {
+  test('windows before start() were not observed: no "rising" from comparing them with an empty one', () => {
+    const clock = new FakeClock();
+    clock.now = 1_000_000_000; // slot-aligned: windows of 10 s are slots of 2 s
+    const gc = new GcMonitor({ windowMs: 10_000, clock: clock.read });
+    clock.advance(60_000); // built at start-up, started a minute later
+    gc.start();
+    try {
+      gc.record('major', 50, clock.now); // 0.5% of a 10 s window: above the floor
+      clock.advance(12_000);
+      const trend = gc.trend();
+      assert.equal(trend.rising, null, JSON.stringify(trend));
+      assert.equal(trend.ratio, null);
+      clock.advance(10_000);
+      assert.equal(gc.trend().rising, false, 'two whole windows observed since start(): judged');
+    } finally {
+      gc.stop();
+    }
+  });
+
+  test('a stopped monitor reports the trend unknown, not "not rising"', () => {
+    const clock = new FakeClock();
+    clock.now = 1_000_000_000;
+    const sandbox = new Sandbox({ gc: { windowMs: 10_000 }, clock: clock.read }).start();
+    for (let i = 0; i < 15; i++) {
+      sandbox.gc!.record('minor', 30, clock.now);
+      clock.advance(2_000);
+    }
+    assert.equal(sandbox.gc!.trend().rising, false);
+    sandbox.stop();
+    assert.equal(sandbox.gc!.observing, false);
+    clock.advance(30_000);
+    assert.equal(sandbox.gc!.trend().rising, null);
+    assert.equal(sandbox.report().gc.trend!.rising, null);
   });
 });
 

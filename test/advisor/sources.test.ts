@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Counter, Registry } from 'prom-client';
+import { AdvisorSourceError, MetricsParseError, advise, evidenceFromMetricsEndpoint, evidenceFromMetricsText, evidenceFromPrometheus, parsePrometheusText } from '../../src/advisor/index.ts';
+import { MAX_ANSWER_BYTES } from '../../src/advisor/sources.ts';
+import { GovernedMap } from '../../src/index.ts';
+import { MapMetrics } from '../../src/metrics/index.ts';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+function govmap(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
+    });
+  });
+}
+
+/** Endpoints that misbehave the ways a real network and real servers do. */
+const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => void> = {
+  // Headers, a first line, then nothing: a server stuck halfway through its answer.
+  '/stall/metrics': (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+    res.write('# HELP syncmap_keys Entries held now.\n');
+  },
+  '/stall/api/v1/query': (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"status":"success","data":{"resultType":"vector","result":[');
+  },
+  '/stall/api/v1/query_range': (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"status":"success","data":{"resultType":"matrix","result":[');
+  },
+  // A URL pointing at something huge (a log, a dump): declared, or streamed without a length.
+  '/huge-declared/metrics': (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(MAX_ANSWER_BYTES + 1) });
+    res.write('x');
+  },
+  '/huge-streamed/metrics': (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    const chunk = Buffer.alloc(1024 * 1024, '# filler filler filler filler\n');
+    let sent = 0;
+    const more = (): void => {
+      while (sent <= MAX_ANSWER_BYTES && !res.destroyed) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', more);
+      }
+      res.end();
+    };
+    more();
+  },
+};
+
+let server: Server;
+let base: string;
+before(async () => {
+  server = createServer((req, res) => {
+    const route = routes[new URL(req.url ?? '/', 'http://x').pathname];
+    if (route === undefined) {
+      res.writeHead(404).end();
+      return;
+    }
+    route(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(() => {
+  server.closeAllConnections();
+  server.close();
+});
+
+describe('sources that stall or answer too much', () => {
+  test('an answer that stops halfway is a source error naming the URL and the timeout, not a crash', async () => {
+    const refused = (what: RegExp) => (error: unknown) => {
+      assert.ok(error instanceof AdvisorSourceError, String(error));
+      assert.equal(error.code, 'GOVMAP_ADVISOR_SOURCE');
+      assert.match(error.message, what);
+      return true;
+    };
+    await assert.rejects(evidenceFromMetricsEndpoint(`${base}/stall/metrics`, { timeoutMs: 500 }), refused(/\/stall\/metrics: the metrics endpoint did not finish its answer: no complete answer within the 500 ms timeout/));
+    await assert.rejects(evidenceFromPrometheus(`${base}/stall`, { timeoutMs: 500 }), refused(/\/stall\/api\/v1\/query.*: the Prometheus server did not finish its answer: no complete answer within the 500 ms timeout/));
+
+    for (const args of [['--url', `${base}/stall/metrics`], ['--prometheus', `${base}/stall`]]) {
+      const { code, stderr } = await govmap(['advise', ...args, '--timeout', '1']);
+      assert.equal(code, 1, stderr);
+      assert.match(stderr, /^govmap advise: http:\/\/127\.0\.0\.1:\d+\/stall\/.*did not finish its answer: no complete answer within the 1000 ms timeout\n$/);
+    }
+  });
+
+  test('an answer past the size limit is refused before it fills memory', async () => {
+    for (const path of ['/huge-declared/metrics', '/huge-streamed/metrics']) {
+      await assert.rejects(evidenceFromMetricsEndpoint(`${base}${path}`, { timeoutMs: 30_000 }), (error: unknown) => {
+        assert.ok(error instanceof AdvisorSourceError, String(error));
+        assert.match(error.message, new RegExp(`more than the ${MAX_ANSWER_BYTES} (bytes )?read at most`));
+        return true;
+      });
+    }
+  });
+});
+
+describe('what real exporters write', () => {
+  /** A service whose registry writes OpenMetrics, with a trace exemplar on one of its counters. */
+  async function openMetricsService(): Promise<{ text: string; contentType: string }> {
+    const registry = new Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>();
+    registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+    // MapMetrics is typed for the default format; it writes either, as prom-client does.
+    const metrics = new MapMetrics({ registry: registry as unknown as Registry });
+    const balances = new GovernedMap<string, number>({ name: 'balances', validate: () => true });
+    metrics.track(balances);
+    balances.store('account:1001', 1);
+    balances.load('account:1001');
+    const payments = new Counter({ name: 'payments', help: 'Payments settled.', registers: [registry], enableExemplars: true });
+    payments.inc({ value: 2, labels: {}, exemplarLabels: { trace_id: '4bf92f3577b34da6a3ce929d0e0e4736' } } as never);
+    return { text: await registry.metrics(), contentType: registry.contentType };
+  }
+
+  test('OpenMetrics with exemplars, served as such, is read (seconds timestamps in ms); as text/plain it is refused saying why', async () => {
+    const { text, contentType } = await openMetricsService();
+    assert.match(text, /payments_total 2 # \{trace_id="4bf92f3577b34da6a3ce929d0e0e4736"\} 2 \d+\.\d+/);
+    const evidence = evidenceFromMetricsText(text, 'om', undefined, 'openmetrics');
+    assert.deepEqual(evidence.map((e) => [e.map, e.keys]), [['balances', 1]]);
+
+    const [sample] = parsePrometheusText('m 1 # {trace_id="a}b"} 0.5 1736150400.25\n# EOF\n', 'om', 'openmetrics');
+    assert.deepEqual(sample, { name: 'm', labels: {}, value: 1, timestampMs: null });
+    assert.equal(parsePrometheusText('m 1 1736150400.25\n# EOF\n', 'om', 'openmetrics')[0]!.timestampMs, 1736150400250);
+    assert.throws(() => parsePrometheusText('m 1 # not an exemplar\n', 'om', 'openmetrics'), /an exemplar is "# \{label=<quoted value>/);
+
+    assert.throws(
+      () => evidenceFromMetricsText(text, 'http://svc/metrics'),
+      (error: unknown) => error instanceof MetricsParseError && /exemplar .* belongs to OpenMetrics text only \(served as Content-Type application\/openmetrics-text\)/.test(error.message),
+    );
+
+    // Over HTTP the Content-Type decides, as it does for Prometheus.
+    const omServer = createServer((_req, res) => res.writeHead(200, { 'content-type': contentType }).end(text));
+    await new Promise<void>((resolve) => omServer.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(omServer.address() as AddressInfo).port}/metrics`;
+      const read = await evidenceFromMetricsEndpoint(url, { timeoutMs: 5_000 });
+      assert.deepEqual(read.map((e) => [e.map, e.keys]), [['balances', 1]]);
+    } finally {
+      omServer.close();
+    }
+  });
+
+  test('a series written twice with different values is refused, not read as its first value', () => {
+    const text = [
+      'syncmap_keys{map="balances"} 60000',
+      'syncmap_keys{map="balances"} 12',
+      'syncmap_load_total{map="fx"} 5',
+      'syncmap_load_total{map="fx"} 5', // an exact repeat says nothing new: read once
+      'syncmap_keys{map="fx"} 3',
+    ].join('\n');
+    const [balances, fx] = evidenceFromMetricsText(text, 'http://svc/metrics');
+    assert.equal(balances!.keys, null);
+    assert.ok(balances!.notes.some((n) => n === 'refused syncmap_keys{map="balances"}: written 2 times with different values (60000, 12); a series has one value per scrape'), balances!.notes.join('\n'));
+    assert.equal(fx!.keys, 3);
+    assert.ok(!fx!.notes.some((n) => n.startsWith('refused')), fx!.notes.join('\n'));
+  });
+
+  test('thousands of maps in one exposition are read in linear time', () => {
+    const maps = 10_000;
+    const lines: string[] = [];
+    for (let i = 0; i < maps; i++) {
+      lines.push(`syncmap_keys{map="quote_cache_${i}"} ${i}`, `syncmap_load_total{map="quote_cache_${i}"} ${i}`, `syncmap_miss_ratio{map="quote_cache_${i}"} 0.1`, `syncmap_read_write_ratio{map="quote_cache_${i}"} 30`);
+    }
+    const started = performance.now();
+    const evidence = evidenceFromMetricsText(lines.join('\n'), 'http://svc/metrics');
+    const seconds = (performance.now() - started) / 1000;
+    assert.equal(evidence.length, maps);
+    assert.equal(evidence.find((e) => e.map === 'quote_cache_9999')!.keys, 9999);
+    // Quadratic lookups took about 50 s here; linear ones well under 1 s.
+    assert.ok(seconds < 10, `${seconds.toFixed(1)} s for ${maps} maps`);
+  });
+});
+
+describe('too little traffic to judge', () => {
+  test('1 read and 1 write is not a write-heavy workload, nor 1 miss in 2 loads a 50% miss ratio (one scrape)', () => {
+    const text = [
+      'syncmap_keys{map="eod_rates"} 1',
+      'syncmap_load_total{map="eod_rates"} 2',
+      'syncmap_miss_ratio{map="eod_rates"} 0.5',
+      'syncmap_read_write_ratio{map="eod_rates"} 1',
+      'syncmap_store_total{map="eod_rates",outcome="ok"} 1',
+      'syncmap_store_total{map="eod_rates",outcome="rejected"} 0',
+      'syncmap_delete_total{map="eod_rates",outcome="ok"} 0',
+      // Busy enough: judged as before.
+      'syncmap_keys{map="orders"} 10',
+      'syncmap_load_total{map="orders"} 500',
+      'syncmap_read_write_ratio{map="orders"} 5',
+      'syncmap_store_total{map="orders",outcome="ok"} 100',
+    ].join('\n');
+    const [eod, orders] = evidenceFromMetricsText(text, 'http://svc/metrics').map((e) => advise(e));
+    assert.equal(eod!.recommendation, 'stay');
+    assert.equal(eod!.evidence.readWrite.ratio, null);
+    assert.equal(eod!.evidence.missRatio.latest, null);
+    assert.ok(eod!.evidence.notes.includes('read:write ratio not judged: 3 loads and writes since the map started, fewer than the 100 it needs'), eod!.evidence.notes.join('\n'));
+    assert.equal(orders!.recommendation, 'not-a-map-workload');
+  });
+
+  test('the same from a Prometheus server: counters since the start gate the gauges', async () => {
+    const now = Date.UTC(2025, 0, 15, 12);
+    const at = now / 1000;
+    const eod = { map: 'eod_rates', instance: 'svc-1:8080' };
+    const orders = { map: 'orders', instance: 'svc-1:8080' };
+    const vector = (query: string): Array<{ metric: Record<string, string>; value: [number, string] }> => {
+      if (query === 'syncmap_keys') return [{ metric: { __name__: 'syncmap_keys', ...eod }, value: [at, '1'] }, { metric: { __name__: 'syncmap_keys', ...orders }, value: [at, '10'] }];
+      if (query === 'syncmap_load_total') return [{ metric: { __name__: 'syncmap_load_total', ...eod }, value: [at, '2'] }, { metric: { __name__: 'syncmap_load_total', ...orders }, value: [at, '500'] }];
+      if (query === 'syncmap_read_write_ratio') return [{ metric: { __name__: 'syncmap_read_write_ratio', ...eod }, value: [at, '1'] }, { metric: { __name__: 'syncmap_read_write_ratio', ...orders }, value: [at, '5'] }];
+      if (query === 'sum by (map, instance) (syncmap_store_total)') return [{ metric: eod, value: [at, '1'] }, { metric: orders, value: [at, '100'] }];
+      return [];
+    };
+    const prometheus = createServer((req, res) => {
+      const url = new URL(req.url!, 'http://x');
+      const query = url.searchParams.get('query') ?? '';
+      const data = url.pathname.endsWith('/query_range')
+        ? { resultType: 'matrix', result: query === 'syncmap_miss_ratio' ? [{ metric: { __name__: 'syncmap_miss_ratio', ...eod }, values: [[at, '0.5']] }] : [] }
+        : { resultType: 'vector', result: vector(query) };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'success', data }));
+    });
+    await new Promise<void>((resolve) => prometheus.listen(0, '127.0.0.1', resolve));
+    try {
+      const evidence = await evidenceFromPrometheus(`http://127.0.0.1:${(prometheus.address() as AddressInfo).port}`, { nowMs: now });
+      const [quiet, busy] = evidence.map((e) => advise(e));
+      assert.equal(quiet!.evidence.map, 'eod_rates');
+      assert.equal(quiet!.evidence.readWrite.ratio, null);
+      assert.equal(quiet!.evidence.missRatio.latest, null);
+      assert.equal(quiet!.recommendation, 'stay');
+      assert.ok(quiet!.evidence.notes.some((n) => n.startsWith('miss ratio not judged: 2 loads since the map started')), quiet!.evidence.notes.join('\n'));
+      assert.equal(busy!.recommendation, 'not-a-map-workload');
+    } finally {
+      prometheus.close();
+    }
+  });
+});
