@@ -81,4 +81,14 @@ program
     await benchCommand(suite, command.args.slice(suite === undefined ? 0 : 1));
   });
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  // A failure no command handled (a bug of ours, an I/O error mid-run) must not exit 1: for
+  // `audit verify` 1 means "tampered", for `scan` "findings", and a CI gate written as
+  // `|| test $? -eq 1` would pass. It did not finish: exit 2, with the stack for the bug report.
+  const [first = '', second = ''] = process.argv.slice(2);
+  const command = first === 'audit' || first === 'sandbox' ? `${first} ${second}` : first;
+  process.stderr.write(`govmap${command === '' ? '' : ` ${command}`}: failed unexpectedly and did not finish: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = EXIT_USAGE;
+}

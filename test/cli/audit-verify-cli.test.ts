@@ -54,3 +54,22 @@ test('what is a spool, however damaged, is still verify\'s to judge: exit 1', ()
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stdout, /no audit segments \(audit-NNNNNN\.jsonl\) here/);
 });
+
+test('a failure no command handles (here statSync throwing, as a bug would) exits 2 with its stack, never 1 ("tampered")', () => {
+  const spool = join(scratch, 'crash');
+  mkdirSync(spool);
+  const preload = join(scratch, 'stat-fails.mjs');
+  writeFileSync(
+    preload,
+    [
+      "import fs from 'node:fs';",
+      "import { syncBuiltinESMExports } from 'node:module';",
+      "fs.statSync = () => { throw new Error('simulated bug in statSync'); };",
+      'syncBuiltinESMExports();',
+    ].join('\n'),
+  );
+  const r = spawnSync(process.execPath, ['--import', preload, cli, 'audit', 'verify', spool], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /^govmap audit verify: failed unexpectedly and did not finish: Error: simulated bug in statSync\n {4}at /);
+  assert.equal(r.stdout, '');
+});
