@@ -60,6 +60,8 @@ interface TrackedInstance {
   lastOps: number;
   lastActiveAtMs: number;
   lastKeys: number;
+  /** When lastKeys was sampled: a rise counts only between samples half a sweep interval apart. */
+  lastKeySampleMs: number;
   keyStreakFromKeys: number;
   keyStreakSinceMs: number;
   keyRises: number;
@@ -389,6 +391,7 @@ export class Sandbox {
       lastOps: totalOperations(map.counters),
       lastActiveAtMs: now,
       lastKeys: keys,
+      lastKeySampleMs: now,
       keyStreakFromKeys: keys,
       keyStreakSinceMs: now,
       keyRises: 0,
@@ -411,13 +414,20 @@ export class Sandbox {
   /** A rise extends the streak; a fall restarts it from the fallen value. */
   #followKeys(instance: TrackedInstance, keys: number, now: number): void {
     if (keys < instance.lastKeys) {
+      // A fall ends the streak whenever it is seen.
       instance.keyStreakFromKeys = keys;
       instance.keyStreakSinceMs = now;
       instance.keyRises = 0;
+    } else if (now - instance.lastKeySampleMs < this.sweepIntervalMs / 2) {
+      // A sweep run by hand soon after another (GET /sandbox/report polled by a dashboard) is
+      // not a sample: otherwise five polls a few seconds apart would make any map taking new
+      // keys a KEY_GROWTH suspect, where the rule means five rises over five sweep intervals.
+      return;
     } else if (keys > instance.lastKeys) {
       instance.keyRises++;
     }
     instance.lastKeys = keys;
+    instance.lastKeySampleMs = now;
   }
 
   #siteRecord(site: CreationSite, mapName: string, now: number): SiteRecord {

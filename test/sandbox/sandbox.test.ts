@@ -125,7 +125,7 @@ describe('leak detection', () => {
 
   test('maps whose key count only grows are KEY_GROWTH suspects; one fall restarts the streak', () => {
     const clock = new FakeClock();
-    const sandbox = new Sandbox({ gc: false, clock: clock.read, keyGrowthSweeps: 4, minKeyGrowth: 1_000 }).start();
+    const sandbox = new Sandbox({ gc: false, clock: clock.read, keyGrowthSweeps: 4, minKeyGrowth: 1_000, sweepIntervalMs: 1_000 }).start();
     try {
       const sessions = new GovernedMap<string, number>({ name: 'session_tokens', validate: anyValue });
       const bounded = new GovernedMap<string, number>({ name: 'bounded_cache', validate: anyValue });
@@ -147,6 +147,33 @@ describe('leak detection', () => {
       assert.equal(suspect.keys, 1_200);
       assert.equal(suspect.grewFrom, 0);
       assert.equal(suspect.risingSweeps, 4);
+    } finally {
+      sandbox.stop();
+    }
+  });
+
+  test('sweeps run by hand in quick succession (a polled report) are not rises: KEY_GROWTH needs rises a sweep interval apart', () => {
+    const clock = new FakeClock();
+    const sandbox = new Sandbox({ gc: false, clock: clock.read, keyGrowthSweeps: 3, minKeyGrowth: 100, sweepIntervalMs: 30_000 }).start();
+    try {
+      const orders = new GovernedMap<string, number>({ name: 'open_orders', validate: anyValue });
+      let next = 0;
+      // Ten polls two seconds apart, the map taking keys between each: not a leak pattern yet.
+      for (let poll = 0; poll < 10; poll++) {
+        for (let i = 0; i < 50; i++) orders.store(`o${next++}`, i);
+        clock.advance(2_000);
+        sandbox.sweep();
+      }
+      assert.deepEqual(ofKind(sandbox.suspects, 'KEY_GROWTH'), [], 'twenty seconds of polling is not three sweep intervals of growth');
+      // The same growth over three real intervals is.
+      for (let sweep = 0; sweep < 3; sweep++) {
+        for (let i = 0; i < 50; i++) orders.store(`o${next++}`, i);
+        clock.advance(30_000);
+        sandbox.sweep();
+      }
+      const suspects = ofKind(sandbox.suspects, 'KEY_GROWTH');
+      assert.equal(suspects.length, 1);
+      assert.equal(suspects[0]!.risingSweeps, 4, 'the three intervals, and the poll 16 s in (half an interval after tracking began: a sample)');
     } finally {
       sandbox.stop();
     }
