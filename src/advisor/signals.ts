@@ -119,8 +119,18 @@ export interface Advice {
   readonly evidence: MapEvidence;
 }
 
-const pct = (ratio: number): string => `${(ratio * 100).toFixed(1)}%`;
-const num = (n: number): string => n.toLocaleString('en-US', { maximumFractionDigits: 1 });
+const pct = (ratio: number, digits = 1): string => `${(ratio * 100).toFixed(digits)}%`;
+const num = (n: number, digits = 1): string => n.toLocaleString('en-US', { maximumFractionDigits: digits });
+
+/**
+ * `value` and `threshold` formatted with as many decimals (1 to 6) as it takes to tell them
+ * apart: a ratio of 19.96 against 20 must not read "20:1 < 20:1".
+ */
+function apart(format: (n: number, digits: number) => string, value: number, threshold: number): [string, string] {
+  let digits = 1;
+  while (digits < 6 && value !== threshold && format(value, digits) === format(threshold, digits)) digits++;
+  return [format(value, digits), format(threshold, digits)];
+}
 const minutes = (ms: number): string => `${num(ms / 60_000)}-minute`;
 
 /** Miss ratio above the threshold, held for N windows, while GC pause time rises. */
@@ -134,13 +144,15 @@ export function missRatioSignal(e: MapEvidence, t: AdvisorThresholds): Signal {
   const windows = `${minutes(windowMs)} window`;
   if (breachedWindows < need) {
     if (breachedWindows > 0 && observedWindows !== null && breachedWindows === observedWindows) {
-      return { id, status: 'insufficient-data', summary: `miss ratio ${pct(latest)} > ${pct(t.missRatio)} in all ${breachedWindows} ${windows}(s) observed so far; ${need} are needed to call it held` };
+      const [shown, limit] = apart(pct, latest, t.missRatio);
+      return { id, status: 'insufficient-data', summary: `miss ratio ${shown} > ${limit} in all ${breachedWindows} ${windows}(s) observed so far; ${need} are needed to call it held` };
     }
     return { id, status: 'clear', summary: `miss ratio ${pct(latest)} in the latest ${windows}; above ${pct(t.missRatio)} for ${breachedWindows} consecutive window(s) (needs ${need})` };
   }
-  const held = `miss ratio ${pct(latest)} > ${pct(t.missRatio)} for ${breachedWindows} consecutive ${windows}s`;
+  const [shownLatest, shownLimit] = apart(pct, latest, t.missRatio);
+  const held = `miss ratio ${shownLatest} > ${shownLimit} for ${breachedWindows} consecutive ${windows}s`;
   if (e.gc.rising === null) return { id, status: 'insufficient-data', summary: `${held}, but the GC pause trend is unknown (no GC observation, or under two windows of it)` };
-  const gc = e.gc.ratio === null ? 'GC pause time appeared where there was none' : `GC pause time ${num(e.gc.ratio)}x the window before`;
+  const gc = e.gc.ratio === null ? 'GC pause time appeared where there was none' : `GC pause time ${num(e.gc.ratio, 2)}x the window before`;
   if (!e.gc.rising) return { id, status: 'clear', summary: `${held}, but GC pauses are not rising (${gc})` };
   return { id, status: 'firing', summary: `${held} while ${gc}${e.gc.recentPauseFraction === null ? '' : `, ${pct(e.gc.recentPauseFraction)} of the time in GC`}` };
 }
@@ -185,8 +197,9 @@ export function readWriteSignal(e: MapEvidence, t: AdvisorThresholds): Signal {
     if (writes === 0 && reads !== null && reads > 0) return { id, status: 'clear', summary: `read-only: no writes${counts}` };
     return { id, status: 'insufficient-data', summary: 'read:write ratio unknown (too few operations, or not exported)' };
   }
-  if (ratio < t.minReadWriteRatio) return { id, status: 'firing', summary: `${num(ratio)}:1 reads per write < ${num(t.minReadWriteRatio)}:1${counts}: not read-mostly` };
-  return { id, status: 'clear', summary: `${num(ratio)}:1 reads per write >= ${num(t.minReadWriteRatio)}:1${counts}` };
+  const [shown, limit] = apart(num, ratio, t.minReadWriteRatio);
+  if (ratio < t.minReadWriteRatio) return { id, status: 'firing', summary: `${shown}:1 reads per write < ${limit}:1${counts}: not read-mostly` };
+  return { id, status: 'clear', summary: `${shown}:1 reads per write >= ${limit}:1${counts}` };
 }
 
 /**

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DEFAULT_THRESHOLDS, missRatioSignal, readWriteSignal } from '../../src/advisor/index.ts';
+import type { MapEvidence } from '../../src/advisor/index.ts';
+
+/** Evidence with nothing known but what a test sets. */
+function evidence(partial: Partial<MapEvidence>): MapEvidence {
+  return {
+    map: 'quotes',
+    instance: null,
+    source: 'in-process',
+    keys: 10,
+    missRatio: { latest: null, breachedWindows: null, observedWindows: null, windowMs: 300_000 },
+    gc: { rising: null, ratio: null, recentPauseFraction: null },
+    readWrite: { ratio: null, reads: null, writes: null },
+    ranges: { current: null, previous: null, beforePrevious: null, calendar: 'iso-week' },
+    notes: [],
+    ...partial,
+  };
+}
+
+test('a figure just under its threshold is shown with the decimals that tell them apart, never "20:1 < 20:1"', () => {
+  const t = { ...DEFAULT_THRESHOLDS, minReadWriteRatio: 20 };
+  const under = readWriteSignal(evidence({ readWrite: { ratio: 19.96, reads: 4_990, writes: 250 } }), t);
+  assert.equal(under.status, 'firing');
+  assert.match(under.summary, /^19\.96:1 reads per write < 20:1 /);
+  const over = readWriteSignal(evidence({ readWrite: { ratio: 20.004, reads: 20_004, writes: 1_000 } }), t);
+  assert.match(over.summary, /^20\.004:1 reads per write >= 20:1 /);
+  const plain = readWriteSignal(evidence({ readWrite: { ratio: 8, reads: 400, writes: 50 } }), t);
+  assert.match(plain.summary, /^8:1 reads per write < 20:1 /, 'figures far apart keep one decimal at most');
+});
+
+test('a miss ratio just over its threshold is shown apart from it', () => {
+  const t = { ...DEFAULT_THRESHOLDS, missRatio: 0.35, missRatioWindows: 3 };
+  const signal = missRatioSignal(evidence({ missRatio: { latest: 0.3502, breachedWindows: 3, observedWindows: 3, windowMs: 300_000 }, gc: { rising: true, ratio: 1.234, recentPauseFraction: 0.02 } }), t);
+  assert.equal(signal.status, 'firing');
+  assert.match(signal.summary, /^miss ratio 35\.02% > 35\.00% for 3 consecutive/);
+  assert.match(signal.summary, /GC pause time 1\.23x the window before/);
+});
