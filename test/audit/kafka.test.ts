@@ -67,12 +67,17 @@ async function consumeAll(topic: string, expected: ReadonlySet<string>, timeoutM
   const byKey = new Map<string, { value: string; key: string; partition: number; offset: bigint }>();
   let messages = 0;
   let missing = expected.size;
+  const readTo = new Map<number, bigint>();
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`consumed ${expected.size - missing} of ${expected.size} records of ${topic} within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => {
+        // Say whether the records are in Kafka and unread, or never reached it: a failure must tell a slow reader from a lost write.
+        void where(topic, readTo).then((state) => reject(new Error(`consumed ${expected.size - missing} of ${expected.size} records of ${topic} within ${timeoutMs} ms; ${state}`)));
+      }, timeoutMs);
       stream.on('error', reject);
       stream.on('data', (message: { key: Buffer; value: Buffer; partition: number; offset: bigint }) => {
         messages++;
+        readTo.set(message.partition, message.offset);
         const value = message.value.toString('utf8');
         const key = dedupKeyOf(value);
         if (key === null || !dedup.accept(key)) return;
@@ -89,6 +94,22 @@ async function consumeAll(topic: string, expected: ReadonlySet<string>, timeoutM
     await consumer.close(true).catch(() => undefined);
   }
   return { byKey, messages, duplicates: dedup.duplicates };
+}
+
+/** Per partition: the last offset read against the partition's end offset (what Kafka holds). */
+async function where(topic: string, readTo: ReadonlyMap<number, bigint>): Promise<string> {
+  const admin = new Admin({ clientId: 'govmap-audit-test-admin', bootstrapBrokers: BROKERS });
+  try {
+    const metadata = await admin.metadata({ topics: [topic] });
+    const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
+    const partitions = Array.from({ length: count }, (_, partitionIndex) => ({ partitionIndex, timestamp: -1n }));
+    const [listed] = await admin.listOffsets({ topics: [{ name: topic, partitions }] });
+    return (listed?.partitions ?? []).map((p) => `partition ${p.partitionIndex}: read to offset ${readTo.get(p.partitionIndex) ?? 'none'} of ${p.offset} held`).join(', ');
+  } catch (error) {
+    return `end offsets unknown (${String(error)})`;
+  } finally {
+    await admin.close().catch(() => undefined);
+  }
 }
 
 function assertAllArrived(records: ReadonlyMap<string, string>, consumed: Consumed): number {
