@@ -53,7 +53,10 @@ export function publishToWorkers(board: SwitchBoard, options: ThreadChannelOptio
 }
 
 export interface SwitchFollower {
-  /** Resolves once the first snapshot from the primary has been adopted. */
+  /**
+   * Resolves once the first snapshot from the primary has been adopted. Until then the channel
+   * keeps the worker alive (so awaiting it works); with no primary, call close().
+   */
   readonly ready: Promise<void>;
   /** Snapshots adopted / ignored (older than what the replica holds). */
   readonly adopted: number;
@@ -69,7 +72,9 @@ export interface SwitchFollower {
 /** In a worker: makes `replica` (a board created with `replica: true`) follow the primary of the same name. */
 export function followPrimary(replica: SwitchBoard, options: ThreadChannelOptions & { readonly log?: (message: string, error?: unknown) => void } = {}): SwitchFollower {
   const channel = new BroadcastChannel(options.channel ?? `govmap:switches:${replica.name}`);
-  channel.unref();
+  // Kept referenced until the first snapshot is adopted: a worker whose only pending work is
+  // `await follower.ready` would otherwise exit before the primary's answer arrives. Once
+  // ready, the channel no longer keeps the thread alive (close() releases it too).
   const log = options.log ?? ((message, error) => console.error(message, error ?? ''));
   let adopted = 0;
   let ignored = 0;
@@ -78,7 +83,10 @@ export function followPrimary(replica: SwitchBoard, options: ThreadChannelOption
   let maxDelayMs: number | null = null;
   let markReady: () => void = () => undefined;
   const ready = new Promise<void>((resolve) => {
-    markReady = resolve;
+    markReady = () => {
+      channel.unref();
+      resolve();
+    };
   });
   channel.onmessage = (event) => {
     const message = (event as { data: Message | undefined }).data;

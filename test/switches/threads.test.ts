@@ -67,3 +67,18 @@ test('worker threads adopt every new snapshot, with the primary\'s versions, and
     await stop(early.worker);
   }
 });
+
+test('a worker that only awaits follower.ready stays alive for the snapshot, then exits by itself', async () => {
+  const board = new SwitchBoard({ name: 'ready-check', initial: { fast: true } });
+  const publisher = publishToWorkers(board);
+  try {
+    const worker = new Worker(new URL('./ready-worker.ts', import.meta.url));
+    const messages: unknown[] = [];
+    worker.on('message', (m) => messages.push(m));
+    const [code] = (await Promise.race([once(worker, 'exit'), new Promise((r) => setTimeout(r, 10_000)).then(() => ['timeout'])])) as [number | string];
+    assert.deepEqual(messages, [{ version: 1, fast: true }], 'the worker got the snapshot before it exited');
+    assert.equal(code, 0, 'it exited by itself once ready: the channel no longer holds it');
+  } finally {
+    publisher.close();
+  }
+});
