@@ -170,3 +170,13 @@ describe('Redis unreachable mid-test', { skip }, () => {
     }
   });
 });
+
+test('a first connection to a port nobody listens on gives up at connectTimeoutMs, not a reconnect pause later', { skip }, async () => {
+  const port = await freePort();
+  const connectTimeoutMs = 1_000;
+  const started = performance.now();
+  await assert.rejects(connectRedis({ url: `redis://127.0.0.1:${port}`, connectTimeoutMs, reconnectMaxDelayMs: 2_000 }), isUnavailable('none'));
+  const took = performance.now() - started;
+  // Before, the last reconnect pause (up to reconnectMaxDelayMs) began just under the deadline: ~2,000 ms.
+  assert.ok(took >= connectTimeoutMs - 50 && took < connectTimeoutMs + 500, `gave up after ${Math.round(took)} ms`);
+});

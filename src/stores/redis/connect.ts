@@ -283,8 +283,13 @@ abstract class LinkBase implements RedisLink {
   protected reconnectStrategy(startedAt: number): (retries: number) => number | false {
     return (retries) => {
       if (this.#closed) return false;
-      if (!this.#opened && Date.now() - startedAt >= this.settings.connectTimeoutMs) return false;
-      return Math.min(this.settings.reconnectMaxDelayMs, RECONNECT_BASE_MS * 2 ** Math.min(retries, 16));
+      const delay = Math.min(this.settings.reconnectMaxDelayMs, RECONNECT_BASE_MS * 2 ** Math.min(retries, 16));
+      if (this.#opened) return delay;
+      // The first connection: never sleep past connectTimeoutMs (a pause of reconnectMaxDelayMs
+      // begun just before it would overrun it by that much), and give up once it has passed.
+      const remaining = this.settings.connectTimeoutMs - (Date.now() - startedAt);
+      if (remaining <= 0) return false;
+      return Math.max(1, Math.min(delay, remaining));
     };
   }
 
