@@ -40,7 +40,8 @@ export interface DemoRouting {
 /**
  * The demo's route table: org 1001 and its sub-orgs queue payments (async, 20/s) while their
  * gateway is down; org 2002's payments get a PENDING answer (mock); FX quotes of any org are
- * served from cache (60 s); everything else goes to the core gateway, with no degradation.
+ * served from cache (60 s); org 3003's payments and other orgs' transfers go to the core
+ * gateway, as does any tag no rule matches (counted and alerted as unmatched), with no degradation.
  */
 export const DEMO_ROUTES = {
   default: { target: 'gw-core' },
@@ -62,6 +63,10 @@ export const DEMO_ROUTES = {
       degradation: { kind: 'mock', status: 202, body: { status: 'PENDING', note: 'settlement gateway degraded: payment held for manual release, nothing booked' } },
       bulkhead: { maxConcurrent: 16, maxQueued: 32 },
     },
+    // The rest of the demo's own traffic has rules too, so the unmatched-traffic alert fires
+    // only for tags nobody configured (try orgId:9999).
+    { id: 'org-3003-pay', orgId: '3003', txnType: 'pay', target: 'gw-core', description: 'eastern clearing: payments on the core gateway, a breaker of their own' },
+    { id: 'transfers', orgId: '*', txnType: 'transfer', target: 'gw-core', description: 'transfers of orgs without a rule of their own: the core gateway' },
     { id: 'fx-quotes', orgId: '*', txnType: 'fx', target: 'gw-fx', degradation: { kind: 'cache', ttlMs: 60_000 } },
   ],
 };

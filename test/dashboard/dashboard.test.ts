@@ -118,7 +118,7 @@ describe('the page and the stream', () => {
     assert.deepEqual(last.audit, { configured: false });
     assert.deepEqual(
       last.routes.map((r: any) => r.id),
-      ['org-2002-pay', 'org-1001', 'fx-quotes', 'default'],
+      ['org-2002-pay', 'org-3003-pay', 'org-1001', 'fx-quotes', 'transfers', 'default'],
     );
     assert.ok(last.switches.list.some((s: any) => s.name === 'payments.enabled' && s.changedAtVersion === last.switches.version));
     assert.equal(last.service.balances.store, 'shared-memory');
@@ -318,6 +318,9 @@ describe('background traffic', () => {
       // The traffic aims at ~22 reads per write; over a few half-second samples the ratio wobbles
       // (a transfer burst lands in one sample), so judge it over the last 4 s with some margin.
       assert.ok(writes > 0 && loads / writes >= 12, `read-mostly: ${loads} loads to ${writes} writes over the last samples`);
+      // The demo's route table covers its own traffic: the unmatched-traffic alert is for tags nobody configured.
+      const metrics = await (await fetch(`${demo.url}/metrics`)).text();
+      assert.match(metrics, /^govmap_route_unmatched_total\{reason="no_rule"\} 0$/m, 'no unmatched traffic from the demo itself');
       const started = Date.now();
       await demo.close();
       closed = true;

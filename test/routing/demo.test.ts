@@ -50,7 +50,7 @@ describe('tagging', () => {
     assert.equal(routes.status, 200);
     assert.deepEqual(
       routes.json.routes.map((r: any) => r.id),
-      ['org-2002-pay', 'org-1001', 'fx-quotes', 'default'],
+      ['org-2002-pay', 'org-3003-pay', 'org-1001', 'fx-quotes', 'transfers', 'default'],
     );
     assert.equal(routes.json.routes[1].breaker, 'CLOSED');
     assert.ok(routes.json.decisions.noRule >= 1);
