@@ -89,7 +89,7 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
   process.once('SIGTERM', shutdown);
 
   if (options.load === true) {
-    console.log(`govmap demo: driving load for ${options.duration}s with ${options.concurrency} requests in flight (reads:writes 20:1)`);
+    console.log(`govmap demo: driving load for ${options.duration}s with ${options.concurrency} requests in flight (read-mostly: about 21 balance reads per balance written)`);
     // The ratio printed after the load is over the load alone: the counters also hold the
     // seeding (one store per account), which would drag a 20:1 load down to a few reads per write.
     const before = { reads: demo.book.balances.counters.reads, writes: demo.book.balances.counters.writes };

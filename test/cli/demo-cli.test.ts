@@ -119,9 +119,13 @@ test('--load prints the read:write ratio of the load alone, not diluted by the o
   assert.equal(code, 0, stderr);
   const ratio = /map "balances": .* read:write during the load (\d+\.\d)$/m.exec(stdout);
   assert.ok(ratio !== null, stdout);
-  // The load sends 20 reads per write request (a transfer writes twice); the 1,000 opening stores
-  // counted in made it about 6.
-  assert.ok(Number(ratio[1]) >= 10, `read:write ${ratio[1]}`);
+  // The load aims at 21 balance reads per balance written, the specification's floor being 20
+  // (random, so judged with a margin); the 1,000 opening stores counted in made it about 6.
+  assert.ok(Number(ratio[1]) >= 17, `read:write ${ratio[1]}`);
+  // Every answer of the load is a 200 or a validator's 422: it sends no malformed request (a transfer to its own payer was one).
+  const done = /load done: .*\[([^\]]*)\]$/m.exec(stdout);
+  assert.ok(done !== null, stdout);
+  assert.ok(done[1]!.split(' ').every((entry) => /^(200|422):\d+$/.test(entry)), done[1]);
 });
 
 test('a demo --load --exit interrupted during the load exits 130 (SIGINT), never 0', async () => {
