@@ -189,7 +189,7 @@ describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing 
       }
       assert.equal(await page.textContent(`#breakers tr[data-breaker="settlement:${other}"] .state`), 'CLOSED', `settlement:${other}`);
     }
-    for (const route of ['org-1001', 'default', 'fx-quotes']) {
+    for (const route of ['org-1001', 'org-3003-pay', 'fx-quotes']) {
       assert.equal(await page.textContent(`#breakers tr[data-breaker="routes:${route}"] .state`), 'CLOSED', `routes:${route}`);
     }
     // The server agrees with the page.
