@@ -171,7 +171,8 @@ export function referenceMix(accounts: number, readsPerWrite = 20): () => Planne
     return (seed >>> 0) % n;
   };
   const orgs = ['1001', '1002', '2001', '3001'];
-  const id = (): string => `acct-${String(random(accounts)).padStart(6, '0')}`;
+  const account = (n: number): string => `acct-${String(n).padStart(6, '0')}`;
+  const id = (): string => account(random(accounts));
   let i = 0;
   return (): PlannedRequest => {
     const isWrite = i++ % (readsPerWrite + 1) === readsPerWrite;
@@ -179,7 +180,10 @@ export function referenceMix(accounts: number, readsPerWrite = 20): () => Planne
     if (!isWrite) return { method: 'GET', path: `/accounts/${id()}`, headers: { 'x-biz-tag': `orgId:${org}|txnType:query` } };
     const kind = random(3);
     const amount = String(1 + random(100));
-    const body = kind === 2 ? JSON.stringify({ from: id(), to: id(), amount }) : JSON.stringify({ amount });
+    // A transfer's payee differs from its payer: a transfer to itself is refused (400), an error in the step's count.
+    const from = random(accounts);
+    const to = (from + 1 + random(Math.max(1, accounts - 1))) % accounts;
+    const body = kind === 2 ? JSON.stringify({ from: account(from), to: account(to), amount }) : JSON.stringify({ amount });
     const path = kind === 2 ? '/transfers' : `/accounts/${id()}/${kind === 0 ? 'credit' : 'debit'}`;
     return {
       method: 'POST',
