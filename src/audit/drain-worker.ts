@@ -316,7 +316,7 @@ function run(data: DrainWorkerData): void {
       hash: chain.prev,
       reads_through: chain.lastSealReads,
       writes_through: chain.lastSealWrites,
-    });
+    }, data.key);
     writeFully(headFd, head, 0, head.length, 0);
   };
 

@@ -113,9 +113,23 @@ export interface HeadRecord {
   readonly hash: string;
   readonly reads_through: number;
   readonly writes_through: number;
+  /**
+   * With an HMAC key: HMAC-SHA256 of the fields above (headMac). Without it, anyone who cuts
+   * records off the end could rewrite HEAD to name an earlier seal (its hash is in the log) and
+   * the cut would pass a keyed verify.
+   */
+  readonly mac?: string;
 }
 
-export function encodeHead(head: HeadRecord): Buffer {
+/** The MAC of HEAD's fields under the spool's key: a HEAD naming another seal cannot be forged without it. */
+export function headMac(head: HeadRecord, key: Uint8Array): string {
+  return createHmac('sha256', key)
+    .update(JSON.stringify(['govmap-head-v1', head.segment, head.seal, head.to, head.hash, head.reads_through, head.writes_through]))
+    .digest('hex');
+}
+
+export function encodeHead(fields: Omit<HeadRecord, 'mac'>, key: Uint8Array | null = null): Buffer {
+  const head: HeadRecord = key === null ? fields : { ...fields, mac: headMac(fields, key) };
   const text = JSON.stringify(head);
   const out = Buffer.alloc(HEAD_BYTES, 0x20);
   out.write(text, 0, 'utf8');

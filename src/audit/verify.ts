@@ -3,7 +3,7 @@ import { basename, dirname } from 'node:path';
 import { GENESIS_HASH, isReadStream, parseSpoolLine } from './event.ts';
 import type { AuditGap, SealRecord } from './event.ts';
 import { readJournal } from './journal.ts';
-import { ChainHasher, listSegments, readHead, SEGMENT_PATTERN, segmentName } from './spool.ts';
+import { ChainHasher, headMac, listSegments, readHead, SEGMENT_PATTERN, segmentName } from './spool.ts';
 import type { SegmentFile } from './spool.ts';
 
 export interface VerifyOptions {
@@ -620,11 +620,20 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   if (isDir) {
     const endProblem = (problem: string): void => add(segments.length - 1, Number.MAX_SAFE_INTEGER, { file: lastFile.name, line: 0, offset: statSync(lastFile.path).size, seq: null, problem });
     if (head === 'unreadable') endProblem('HEAD is unreadable: the last committed seal cannot be compared with the log');
-    else if (head === null) {
+    else if (head === null && key !== null && sealCount > 0) {
+      // Keyed, HEAD is the only proof of where the log ended: without it a cut cannot be ruled out.
+      endProblem(`no HEAD file in a keyed spool holding ${sealCount} seal(s): HEAD (MAC'd with the key) is the proof of where the log ended, so records or whole segments cut off the end cannot be ruled out; a recorder creates it at start and rewrites it at every commit`);
+    } else if (head === null) {
       notes.push(
         sealCount > 0
           ? `no HEAD file, although the log holds ${sealCount} seal(s): a recorder creates HEAD when it starts and rewrites it at every commit, so it was deleted or not copied; without it, records or whole segments cut off the end of the log cannot be detected`
           : 'no HEAD file and no seal yet: records cut off the end of the log cannot be detected',
+      );
+    } else if (key !== null && head.mac !== headMac(head, key)) {
+      endProblem(
+        head.mac === undefined
+          ? `HEAD carries no MAC although the spool is keyed: it was rewritten by someone without the key (a HEAD naming an earlier seal would hide records cut off the end)`
+          : `HEAD's MAC does not match the key: HEAD was rewritten without the key (a HEAD naming an earlier seal would hide records cut off the end)`,
       );
     } else {
       const sealed = sealsByNumber.get(head.seal);

@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { verifySpool } from '../../src/audit/index.ts';
-import type { VerifyReport } from '../../src/audit/index.ts';
+import type { SealRecord, VerifyReport } from '../../src/audit/index.ts';
+import { encodeHead, HEAD_FILE } from '../../src/audit/spool.ts';
 import { segmentFiles } from './helpers.ts';
 import { lines, spoolFixture, writeLines } from './spool-fixture.ts';
 
@@ -85,17 +86,23 @@ describe('verify catches tampering and names the place', () => {
     assert.match(first.problem, /do not match their sha256 hash/);
   });
 
-  test('a deleted record: the place it was removed from', () => {
+  test('a deleted record: the place it was removed from, or where its successor in seq order lies', () => {
     let file = '';
     let at = 0;
+    let successorLine = 0;
     const report = damaged(pristine, (_dir, files) => {
       file = files[1]!;
       const all = lines(file);
       at = findLine(file, /"op_type":"STORE"/, 30);
+      const seq = Number(/"seq":([0-9]+)/.exec(all[at]!)![1]);
       all.splice(at, 1);
+      // Reads and writes reach the log by two paths, so seq + 1 may sit a few lines before or
+      // after the gap; verify names the gap at the missing seq's successor ("deleted before seq
+      // N") when that comes first.
+      successorLine = all.findIndex((l) => l.includes(`"seq":${seq + 1},`)) + 1;
       writeLines(file, all);
     });
-    assertNames(report, file, [at + 1, at], /missing|do not match/);
+    assertNames(report, file, [at + 1, at, successorLine], /missing|do not match/);
   });
 
   test('two records swapped: the swapped pair', () => {
@@ -217,6 +224,39 @@ describe('verify catches tampering and names the place', () => {
     const wrong = verifySpool(keyed, { key: Buffer.from('another-key-of-32-bytes-length!!') });
     assert.equal(wrong.ok, false);
     assert.match(wrong.firstBad!.problem, /do not match their hmac-sha256 hash/);
+  });
+
+  /** Cuts the last segment back to the seal before its last one, and writes a HEAD naming that seal (as someone without the key can). */
+  function cutToAnEarlierSeal(files: string[], dir: string, mac: 'none' | 'wrong-key'): void {
+    const file = files.at(-1)!;
+    const all = lines(file);
+    const sealAt = all.map((l, i) => (l.startsWith('{"v":1,"type":"SEAL"') ? i : -1)).filter((i) => i >= 0);
+    assert.ok(sealAt.length >= 2, 'the last segment has two seals to cut between');
+    const keep = sealAt.at(-2)!;
+    writeLines(file, all.slice(0, keep + 1));
+    const seal = JSON.parse(all[keep]!) as SealRecord;
+    const fields = { segment: seal.segment, seal: seal.seal, to: seal.to, hash: seal.hash, reads_through: seal.reads_through, writes_through: seal.writes_through };
+    writeFileSync(join(dir, HEAD_FILE), encodeHead(fields, mac === 'none' ? null : Buffer.from('another-key-of-32-bytes-length!!')));
+  }
+
+  test('records cut off the end with HEAD rewritten to name an earlier seal: caught with the key (HEAD is MAC\'d)', () => {
+    const forged = damaged(keyed, (dir, files) => cutToAnEarlierSeal(files, dir, 'none'), KEY);
+    assert.equal(forged.ok, false);
+    assert.match(forged.firstBad!.problem, /^HEAD carries no MAC although the spool is keyed: it was rewritten by someone without the key/);
+    const wrongKey = damaged(keyed, (dir, files) => cutToAnEarlierSeal(files, dir, 'wrong-key'), KEY);
+    assert.equal(wrongKey.ok, false);
+    assert.match(wrongKey.firstBad!.problem, /^HEAD's MAC does not match the key: HEAD was rewritten without the key/);
+    // Without the cut, the recorder's own HEAD carries a MAC that checks.
+    assert.equal(verifySpool(keyed, { key: KEY }).ok, true);
+  });
+
+  test('HEAD deleted from a keyed spool: a problem with the key (the end of the log cannot be vouched for), a note without it', () => {
+    const report = damaged(keyed, (dir) => rmSync(join(dir, HEAD_FILE)), KEY);
+    assert.equal(report.ok, false);
+    assert.match(report.firstBad!.problem, /^no HEAD file in a keyed spool holding [0-9]+ seal\(s\)/);
+    const unkeyed = damaged(pristine, (dir) => rmSync(join(dir, HEAD_FILE)));
+    assert.equal(unkeyed.ok, true, 'an unkeyed spool copied without HEAD: a note, as before');
+    assert.ok(unkeyed.notes.some((n) => n.startsWith('no HEAD file')));
   });
 
   test('rewriting a record and rebuilding the whole chain without the key is caught with the key', () => {
