@@ -387,6 +387,9 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
           keys: map.size,
           ...(sources.balanceStore === null ? {} : { storeStats: sources.balanceStore.stats() }),
           readWriteRatio: finiteOrNull(map.stats().readWriteRatio),
+          // The ratio's sliding window (syncmap_read_write_ratio's): the page says over what it is
+          // taken, since the opening balances count as writes until they age out of it.
+          readWriteWindowSec: Math.round(map.stats().windowMs / 1000),
         },
       },
       sample: latest,

@@ -153,6 +153,8 @@
 
   // ------------------------------------------------------------------ panels
 
+  const windowLabel = (sec) => (typeof sec !== 'number' ? 'window' : sec % 60 === 0 ? `${sec / 60} min` : `${sec} s`);
+
   function renderFacts(s) {
     const b = s.service.balances;
     const up = s.service.uptimeSec;
@@ -160,11 +162,15 @@
       ['instance', s.service.instance],
       ['up', up < 120 ? `${up} s` : up < 7200 ? `${Math.floor(up / 60)} min` : `${Math.floor(up / 3600)} h`],
       ['balances', `${fmt(b.keys)} keys, ${b.store}`],
-      ['reads/write', b.readWriteRatio === null ? '–' : fmt(b.readWriteRatio, 1)],
+      [
+        `reads/write (${windowLabel(b.readWriteWindowSec)})`,
+        b.readWriteRatio === null ? '–' : fmt(b.readWriteRatio, 1),
+        'syncmap_read_write_ratio: reads per write over the sliding window, as the advisor judges it (the floor is 20); the opening balances count as writes until they leave the window',
+      ],
       ['req', `${fmt(s.sample.requestsPerSec)}/s`],
       ['degraded', `${fmt(s.sample.degradedPerSec, 1)}/s`],
     ];
-    $('#facts').replaceChildren(...facts.map(([k, v]) => h('span', { 'data-fact': k }, h('span', { class: 'muted' }, `${k} `), h('b', {}, v))));
+    $('#facts').replaceChildren(...facts.map(([k, v, title]) => h('span', { 'data-fact': k.split(' ')[0], title }, h('span', { class: 'muted' }, `${k} `), h('b', {}, v))));
   }
 
   function renderOrgs(s) {

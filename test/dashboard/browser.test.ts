@@ -118,6 +118,10 @@ describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing 
     await page.waitForFunction(() => /%$/.test(document.querySelector('#chart-miss .now')?.textContent ?? ''), undefined, { timeout: 10_000 });
     // A statement (a range walk) every 2 s: a p99 within the minute.
     await page.waitForFunction(() => /ms$/.test(document.querySelector('#chart-range .now')?.textContent ?? ''), undefined, { timeout: 10_000 });
+    // The header's read:write ratio says over what window it is taken (the opening balances count in it at first).
+    const fact = page.locator('#facts [data-fact="reads/write"]');
+    assert.match((await fact.textContent()) ?? '', /^reads\/write \(5 min\) [0-9.,–]+$/);
+    assert.match((await fact.getAttribute('title')) ?? '', /^syncmap_read_write_ratio: reads per write over the sliding window/);
   });
 
   test('flipping a switch with the admin token updates the version shown', async () => {
