@@ -26,6 +26,7 @@ export interface VerifyReport {
   readonly files: readonly string[];
   readonly records: number;
   readonly seals: number;
+  /** The lowest and highest seq in the log: reads and writes reach it by two paths, so not those of its first and last lines. */
   readonly firstSeq: number | null;
   readonly lastSeq: number | null;
   readonly gaps: readonly (AuditGap & { readonly file: string; readonly line: number })[];
@@ -414,7 +415,9 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         recordsInFile++;
         unsealedRecords++;
         lastEventOp = e.op_type;
-        if (firstSeq === null) firstSeq = e.seq;
+        // The lowest, not the first in the file: reads and writes reach the log by two paths, so
+        // a read drained early can stand before the AUDIT_STARTED with seq 1.
+        if (firstSeq === null || e.seq < firstSeq) firstSeq = e.seq;
         if (watermark < 0) {
           watermark = resync && seg.segment !== 1 ? e.seq - 1 : 0;
           if (watermark > 0) midStreamFile = fileIndex;

@@ -439,15 +439,18 @@ describe('a full ring never drops silently', () => {
     await audit.stop();
     const dropped = audit.stats().readsDropped;
     const events = readSpool(dir).events;
+    // Usually one gap. The pause reaches a worker between two batches: one it was draining when
+    // the ring filled frees room, which ends the first run of drops, and the reads that follow
+    // fill the ring and open a second. Either way every dropped read is inside a RING_FULL gap.
     const gaps = events.filter((e) => e.op_type === 'AUDIT_GAP');
-    assert.equal(gaps.length, 1);
-    assert.equal(gaps[0]!.gap!.cause, 'RING_FULL');
-    assert.equal(gaps[0]!.gap!.to - gaps[0]!.gap!.from + 1, dropped);
+    assert.ok(gaps.length >= 1 && gaps.length <= 3, `${gaps.length} gap(s)`);
+    assert.ok(gaps.every((g) => g.gap!.cause === 'RING_FULL'));
+    assert.equal(gaps.reduce((n, g) => n + g.gap!.to - g.gap!.from + 1, 0), dropped);
     const loads = events.filter((e) => e.op_type === 'LOAD').length;
-    assert.equal(loads + dropped, 5001, 'every read is either recorded or inside the gap');
+    assert.equal(loads + dropped, 5001, 'every read is either recorded or inside a gap');
     const report = verifySpool(dir);
     assert.equal(report.ok, true, JSON.stringify(report.problems));
-    assert.equal(report.gaps.length, 1);
+    assert.equal(report.gaps.length, gaps.length);
   });
 
   test('drop: a ring filled by reads not yet published (long keys, small ring) is published, so the worker frees it within the same task', async (t) => {
