@@ -21,14 +21,17 @@ function siteLabel(site: { frames: readonly string[] } | null): string {
 export function registerSandboxMetrics(sandbox: Sandbox, registry: Registry, prefix = 'govmap_'): void {
   const registers = [registry];
   const p = `${prefix}sandbox_`;
-  new Gauge({
-    name: `${p}live_maps`,
-    help: 'GovernedMap instances alive and not disposed at the last sweep.',
-    registers,
-    collect() {
-      this.set(sandbox.counts.live);
-    },
-  });
+  const gauge = (name: string, help: string, read: () => number): void => {
+    new Gauge({
+      name: p + name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
+  };
+  gauge('live_maps', 'GovernedMap instances alive and not disposed at the last sweep.', () => sandbox.counts.live);
   const counter = (name: string, help: string, read: () => number): void => {
     new Counter({
       name: p + name,
@@ -45,14 +48,7 @@ export function registerSandboxMetrics(sandbox: Sandbox, registry: Registry, pre
   counter('maps_disposed_total', 'Tracked maps found disposed.', () => sandbox.counts.disposed);
   counter('sweeps_total', 'Sweeps of the registry.', () => sandbox.counts.sweeps);
   counter('sweep_errors_total', 'Sweeps that could not read every map (a map getter threw; the other maps were swept).', () => sandbox.counts.sweepErrors);
-  new Gauge({
-    name: `${p}unreadable_maps`,
-    help: 'Live maps whose getters threw at the last sweep: counted live, but not judged for IDLE or KEY_GROWTH.',
-    registers,
-    collect() {
-      this.set(sandbox.counts.unreadableMaps);
-    },
-  });
+  gauge('unreadable_maps', 'Live maps whose getters threw at the last sweep: counted live, but not judged for IDLE or KEY_GROWTH.', () => sandbox.counts.unreadableMaps);
   counter('sites_skipped_total', 'Map creations whose stack was not captured because the per-second capture budget was spent.', () => sandbox.counts.sitesSkipped);
   new Gauge({
     name: `${p}sweep_seconds`,
