@@ -1,6 +1,7 @@
 import type { Etcd3, IKeyValue, IOptions, Lease, Watcher } from 'etcd3';
 import { ConfigurationError } from '../map/errors.ts';
 import { StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, assertDeleteRevision, assertLeaseTtl, assertStateKey, assertWrite } from './errors.ts';
+import { guardHandlers } from './guarded-handlers.ts';
 import type { CasResult, CompareAndSetOptions, StateEntry, StateLease, StateStore, StateWatch, StateWatchHandlers } from './store.ts';
 
 export interface EtcdStateStoreOptions {
@@ -131,7 +132,7 @@ export class EtcdStateStore implements StateStore {
   watch(prefix: string, handlers: StateWatchHandlers): StateWatch {
     this.#open('watch');
     assertStateKey(prefix, 'prefix');
-    const watch = new EtcdWatch(prefix, handlers, this.client(), (p) => this.#list(p), () => this.#closed);
+    const watch = new EtcdWatch(prefix, guardHandlers(this.kind, prefix, handlers), this.client(), (p) => this.#list(p), () => this.#closed);
     this.#watches.add(watch);
     watch.start();
     return {

@@ -4,6 +4,7 @@ import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:f
 import { join } from 'node:path';
 import { ConfigurationError, GovMapError } from '../map/errors.ts';
 import { StateKeyError, StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, assertDeleteRevision, assertLeaseTtl, assertStateKey, assertWrite } from './errors.ts';
+import { guardHandlers } from './guarded-handlers.ts';
 import type { CasResult, CompareAndSetOptions, StateEntry, StateEvent, StateLease, StateStore, StateWatch, StateWatchHandlers } from './store.ts';
 
 export interface FileStateStoreOptions {
@@ -163,7 +164,7 @@ export class FileStateStore implements StateStore {
   watch(prefix: string, handlers: StateWatchHandlers): StateWatch {
     this.#open('watch');
     assertStateKey(prefix, 'prefix');
-    const watcher: FileWatcher = { prefix, handlers, known: null, connected: true, closed: false };
+    const watcher: FileWatcher = { prefix, handlers: guardHandlers(this.kind, prefix, handlers), known: null, connected: true, closed: false };
     this.#watchers.add(watcher);
     this.#timer ??= setInterval(() => void this.#poll(), this.pollIntervalMs).unref();
     void this.#poll();

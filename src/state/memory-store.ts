@@ -1,5 +1,6 @@
 /* eslint-disable @typescript-eslint/require-await -- async so that every failure, bad key included, is a rejection */
 import { StateLeaseLostError, StateStoreClosedError, assertDeleteRevision, assertLeaseTtl, assertStateKey, assertWrite } from './errors.ts';
+import { guardHandlers } from './guarded-handlers.ts';
 import type { CasResult, CompareAndSetOptions, StateEntry, StateEvent, StateLease, StateStore, StateWatch, StateWatchHandlers } from './store.ts';
 
 interface Held {
@@ -103,7 +104,7 @@ export class MemoryStateStore implements StateStore {
   watch(prefix: string, handlers: StateWatchHandlers): StateWatch {
     this.#open('watch');
     assertStateKey(prefix, 'prefix');
-    const watcher: MemoryWatcher = { prefix, handlers, queue: [{ kind: 'reset', entries: this.#snapshot(prefix) }], scheduled: false, closed: false };
+    const watcher: MemoryWatcher = { prefix, handlers: guardHandlers(this.kind, prefix, handlers), queue: [{ kind: 'reset', entries: this.#snapshot(prefix) }], scheduled: false, closed: false };
     this.#watchers.add(watcher);
     this.#schedule(watcher);
     return {

@@ -96,6 +96,54 @@ function contract(name: string, open: () => Promise<StateStore>, options: { skip
       await store.close();
     });
 
+    test('a watch handler that throws is reported as a warning; the watch, the writer and the process go on', async () => {
+      const store = await open();
+      const sub = `${prefix}throwing-${n++}/`;
+      const warnings: Error[] = [];
+      const onWarning = (warning: Error): void => {
+        if ((warning as Error & { code?: string }).code === 'GOVMAP_STATE_WATCH_HANDLER_FAILED') warnings.push(warning);
+      };
+      process.on('warning', onWarning);
+      try {
+        const seen: string[] = [];
+        const watch = store.watch(sub, {
+          onReset: () => {
+            seen.push('reset');
+            throw new Error('consumer bug in onReset');
+          },
+          onEvent: (event) => {
+            seen.push(event.type === 'put' ? `put ${event.entry.value}` : 'delete');
+            throw new Error('consumer bug in onEvent');
+          },
+        });
+        await until('the reset', () => seen.includes('reset'));
+        // The write succeeded: the writer must hear so, whatever a watcher's handler does with it.
+        const first = await store.compareAndSet(`${sub}a`, '1', null);
+        assert.ok(first.ok, 'a write a throwing watcher saw is still reported written');
+        assert.ok((await store.compareAndSet(`${sub}b`, '2', null)).ok);
+        await until('both changes delivered after the throws', () => seen.length >= 3);
+        assert.deepEqual(seen.slice(0, 3), ['reset', 'put 1', 'put 2']);
+        await until('the warnings', () => warnings.length >= 3);
+        assert.match(warnings[0]!.message, new RegExp(`state store "${name}": the watch of ".*throwing-.*" went on after its onReset handler threw: consumer bug in onReset`));
+        assert.match(warnings[1]!.message, /its onEvent handler threw: consumer bug in onEvent/);
+        await watch.close();
+      } finally {
+        process.off('warning', onWarning);
+        await store.close();
+      }
+    });
+
+    test('watch handlers without onEvent or onReset are refused at watch(), not at the first change', async () => {
+      const store = await open();
+      for (const bad of [{}, { onEvent: () => undefined }, { onReset: () => undefined }, null, { onEvent: () => undefined, onReset: () => undefined, onStatus: 'yes' }]) {
+        assert.throws(
+          () => store.watch(`${prefix}bad-handlers/`, bad as never),
+          (e: unknown) => e instanceof StateArgumentError && e.code === 'GOVMAP_STATE_ARGUMENT_INVALID' && /^handlers/.test(String(e.details.argument)),
+        );
+      }
+      await store.close();
+    });
+
     test('a key that is not a /-rooted printable path is refused with a typed error', async () => {
       const store = await open();
       // An unpaired surrogate has no UTF-8 form: etcd would store U+FFFD instead, the file store cannot name a file after it.
