@@ -244,13 +244,13 @@ const CLIENT_ERROR_LINGER_MS = 1000;
  * A request Node's HTTP parser refused (a lowercase method, two Content-Lengths, `Content-Length:
  * abc`, headers past the limit) or a connection that timed out before its request was whole:
  * answered as every other refusal is, `{error:{code, reason}}`, where Node alone sends a bare
- * 400 or 431. The statuses are Node's own choice (its socketOnError). Written only to a socket
- * that has written nothing yet: mid-response, another status line would corrupt the answer in
- * flight. The connection closes (the parser cannot continue after an error); a client that
+ * 400 or 431. The statuses are Node's own choice (its socketOnError). Written only when no
+ * answer is underway (see responseUnderway): mid-response, another status line would corrupt the
+ * answer in flight. The connection closes (the parser cannot continue after an error); a client that
  * does not close its side is cut after CLIENT_ERROR_LINGER_MS.
  */
 function answerClientError(error: Error & { code?: string; reason?: string }, socket: Socket): void {
-  if (!socket.writable || socket.bytesWritten > 0 || error.code === 'ECONNRESET') {
+  if (!socket.writable || responseUnderway(socket) || error.code === 'ECONNRESET') {
     socket.destroy();
     return;
   }
@@ -270,6 +270,17 @@ function answerClientError(error: Error & { code?: string; reason?: string }, so
   );
   const linger = setTimeout(() => socket.destroy(), CLIENT_ERROR_LINGER_MS).unref();
   socket.once('close', () => clearTimeout(linger));
+}
+
+/**
+ * Whether an answer has started on `socket`: its head (at least) is on the wire, so another
+ * status line would land inside it. Node's own socketOnError asks the same of the response in
+ * flight (`_httpMessage`). Not `bytesWritten > 0`: on a keep-alive connection every request after
+ * the first would then be cut without a word, although its predecessor's answer was complete.
+ */
+function responseUnderway(socket: Socket): boolean {
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  return inFlight !== undefined && inFlight !== null && inFlight.headersSent;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -239,6 +239,28 @@ describe("requests Node's HTTP parser refuses get a JSON error too, and the conn
     });
   }
 
+  test('on a keep-alive connection that was already answered, a malformed request still gets its JSON 400', async () => {
+    const socket = connect(port, '127.0.0.1');
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (text += chunk));
+    const closed = new Promise<void>((resolve, reject) => {
+      socket.on('close', () => resolve());
+      socket.on('error', reject);
+    });
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    const deadline = Date.now() + 5000;
+    while (!text.includes('{"status":"ok"}') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.match(text, /^HTTP\/1\.1 200 /, 'the first request is answered');
+    const first = text.length;
+    socket.write('get /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    await closed;
+    const second = text.slice(first);
+    assert.match(second, /^HTTP\/1\.1 400 /, `the malformed request after it gets a status line of its own, not a silent close: ${JSON.stringify(second)}`);
+    const body = JSON.parse(second.split('\r\n\r\n')[1]!) as { error: { code: string; reason: string } };
+    assert.equal(body.error.code, 'REQUEST_MALFORMED');
+  });
+
   test('HTTP/1.0 without Host is still served', async () => {
     assert.equal((await raw('GET /healthz HTTP/1.0\r\n\r\n')).status, 200);
   });
