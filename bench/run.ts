@@ -27,6 +27,18 @@ const suites: Record<string, { describe: string; options?: readonly SuiteOption[
     ],
     load: async () => (await import('./load.bench.ts')).default,
   },
+  cost: {
+    describe: 'what each part of governance costs the reference service: CPU per request, bare vs governed vs governed without each part',
+    options: [
+      { name: '--rate', value: 'req/s', describe: 'offered load every contender carries (default 8,000; keep it below saturation)' },
+      { name: '--rounds', value: 'n', describe: 'rounds, each contender in a fresh process each round; the median and spread are reported (default 6)' },
+      { name: '--hold', value: 's', describe: 'seconds each step is measured (default 5)' },
+      { name: '--warmup', value: 's', describe: 'seconds each fresh process is driven before it is measured (default 2)' },
+      { name: '--accounts', value: 'n', describe: 'accounts the services seed and the mix reads (default 1,000)' },
+      { name: '--parts', value: 'list', describe: 'parts to measure, comma-separated (default all: audit, routing, dashboard, metrics, shared-memory)' },
+    ],
+    load: async () => (await import('./cost.bench.ts')).default,
+  },
   map: { describe: 'GovernedMap vs plain Map at read:write 20:1, 100:1, 1:1; young GCs during 10M loads', load: async () => (await import('./map.bench.ts')).default },
   shared: {
     describe: 'SharedInt64Store in 1 and 2 workers vs plain Map, postMessage to an owner, global-spinlock and reader-counter SAB tables',

@@ -34,6 +34,8 @@ export interface DashboardOptions {
   readonly verifyIntervalMs?: number;
   /** Pages connected at once at most; more get 503. Default 32. */
   readonly maxClients?: number;
+  /** Whether each request is observed for the traffic panels. Default true; false only to measure what it costs (demo/parts.ts). */
+  readonly observeRequests?: boolean;
 }
 
 /** What the audit panel reads: the spool directory (what `govmap audit verify <dir>` checks). */
@@ -54,7 +56,7 @@ export interface DashboardSources {
   readonly advisor: Advisor;
   /** The balances the account routes use (in process or Redis). */
   readonly book: BalanceBook;
-  /** The shared-memory store under the in-process balances; null when they live in Redis. */
+  /** The shared-memory store under the in-process balances; null when they live in Redis or in process (`--without shared-memory`). */
   readonly balanceStore: SharedInt64Store | null;
 }
 
@@ -274,7 +276,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
   };
   // Not an async function: `then` on the handler's own promise allocates less per request than
   // an async wrapper awaiting it. A request that failed is not counted (as before).
-  context.router.use((req, res, next) => {
+  if (options.observeRequests !== false) context.router.use((req, res, next) => {
     const biz = currentBizContext();
     return next().then(() => observe(req, res, biz));
   });
@@ -383,7 +385,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
         breakerStateStore: settlement.store,
         balances: {
           map: map.name,
-          store: sources.balanceStore === null ? 'redis' : sources.balanceStore.kind,
+          store: sources.balanceStore !== null ? sources.balanceStore.kind : context.options.redis !== undefined ? 'redis' : 'in-process',
           keys: map.size,
           ...(sources.balanceStore === null ? {} : { storeStats: sources.balanceStore.stats() }),
           readWriteRatio: finiteOrNull(map.stats().readWriteRatio),

@@ -26,6 +26,8 @@ export interface DemoRoutingOptions {
   readonly orgFaults?: (org: string | undefined, signal: AbortSignal) => Promise<void>;
   /** Where payments are booked: the account routes' book (the Redis one with --redis). Default: the in-process ledger. */
   readonly book?: BalanceBook;
+  /** Whether every request goes through the X-Biz-Tag middleware. Default true; false only to measure what it costs (demo/parts.ts). */
+  readonly middleware?: boolean;
 }
 
 /** Routing as the rest of the demo sees it (the dashboard reads its state). */
@@ -169,7 +171,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
   await restoreSpill(router, options.spillFile);
 
   // exposeRoute off: sendJson writes x-govmap-route in its own writeHead (see demo/http.ts).
-  context.router.use(createBizTagMiddleware({ router, switches, exposeRoute: false }));
+  if (options.middleware !== false) context.router.use(createBizTagMiddleware({ router, switches, exposeRoute: false }));
   context.onClose(async () => {
     source?.close();
     const { processed, remaining } = await router.close({ deadlineMs: options.drainMs ?? 5000 });

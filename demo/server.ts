@@ -26,6 +26,7 @@ import type { DemoSettlementOptions } from './breaker.ts';
 import { installDashboard } from './dashboard.ts';
 import type { DashboardOptions } from './dashboard.ts';
 import { startTraffic } from './traffic.ts';
+import type { OptionalPart } from './parts.ts';
 import type { DemoTrafficOptions } from './traffic.ts';
 
 export interface DemoOptions {
@@ -59,6 +60,11 @@ export interface DemoOptions {
   readonly traffic?: boolean | DemoTrafficOptions;
   /** The live dashboard at `/` (demo/dashboard.ts): push interval, audit spool to show. */
   readonly dashboard?: DashboardOptions;
+  /**
+   * Parts of governance left out, to measure what each costs (demo/parts.ts, `govmap bench
+   * cost`). Default none: the reference service runs with every part.
+   */
+  readonly without?: readonly OptionalPart[];
 }
 
 /**
@@ -108,13 +114,14 @@ export interface DemoService {
 export async function startDemo(options: DemoOptions = {}): Promise<DemoService> {
   // Before the ledger, so that the sandbox records where its map is created.
   const sandbox = startDemoSandbox(options.sandbox);
+  const without = new Set(options.without ?? []);
   // Balances in shared memory, so worker threads can read them (GET /shared-memory/exposure).
-  const sharedBalances = createSharedBalanceStore(options.accounts ?? 1000);
+  const sharedBalances = without.has('shared-memory') ? null : createSharedBalanceStore(options.accounts ?? 1000);
   // The audit before the ledger: the balances map is recorded from its creation, openings included.
-  const audit = options.audit === undefined || options.audit === false ? null : await startDemoAudit(options.audit);
-  const ledger = new Ledger({ store: sharedBalances, observers: audit === null ? [] : [audit.recorder] });
+  const audit = options.audit === undefined || options.audit === false || without.has('audit') ? null : await startDemoAudit(options.audit);
+  const ledger = new Ledger({ store: sharedBalances ?? undefined, observers: audit === null ? [] : [audit.recorder] });
   ledger.seed(options.accounts ?? 1000, options.openingBalance ?? 1_000_000n);
-  const metrics = new MapMetrics().track(ledger.balances);
+  const metrics = without.has('metrics') ? new MapMetrics() : new MapMetrics().track(ledger.balances);
   const router = new Router();
   const closeHooks: Array<() => Promise<void> | void> = [];
   const announcements: string[] = [];
@@ -149,7 +156,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   const settlement = await installSettlement(context, options.settlement);
   installAccountRoutes(router, book, settlement);
   installRuntimeProbe(router, context.onClose);
-  installSharedMemory(context, sharedBalances);
+  if (sharedBalances !== null) installSharedMemory(context, sharedBalances);
   // Parts plug in here: installX(context).
   const advisor = await installSandboxAndAdvisor(context, sandbox, options.sandbox);
   // GET /lint/report: govmap scan of the demo's own source, run on first request.
@@ -163,10 +170,13 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     orgFaults: (org, signal) => settlement.gateway.disturb(org, signal),
     book,
     ...options.routing,
+    middleware: !without.has('routing'),
   });
   // Last: the dashboard's middleware sits inside the X-Biz-Tag one and sees every answer.
-  const dashboard = audit === null ? options.dashboard : { ...options.dashboard, audit: { dir: audit.dir, stats: () => audit.recorder.stats() } };
+  const shown = audit === null ? options.dashboard : { ...options.dashboard, audit: { dir: audit.dir, stats: () => audit.recorder.stats() } };
+  const dashboard = without.has('dashboard') ? { ...shown, observeRequests: false } : shown;
   installDashboard(context, { settlement, routing, switches: switches.board, sandbox, advisor, book, balanceStore: options.redis === undefined ? sharedBalances : null }, dashboard);
+  if (without.size > 0) announcements.push(`without: ${[...without].join(', ')} (left out to measure what they cost: this is not the whole reference service)`);
 
   // requireHostHeader off: Node's own refusal of a Host-less request is a bare 400; ours says why.
   const server = createServer({ requireHostHeader: false }, (req, res) => {

@@ -4,6 +4,7 @@ import { formatProgress, runLoad } from '../../demo/load.ts';
 import { startDemo } from '../../demo/server.ts';
 import { demoRedisOptions } from '../../demo/redis.ts';
 import { startBareDemo } from '../../demo/bare.ts';
+import type { OptionalPart } from '../../demo/parts.ts';
 import { EXIT_USAGE, describeStartFailure } from './demo-start-failure.ts';
 
 export interface DemoCommandOptions {
@@ -27,6 +28,8 @@ export interface DemoCommandOptions {
   readonly kafka?: string;
   /** Background traffic through the service's own handlers; `--no-traffic` sets it false. */
   readonly traffic?: boolean;
+  /** Parts of governance left out (`--without audit,routing`), to measure what each costs. */
+  readonly without?: readonly OptionalPart[];
 }
 
 /** Options that only shape the load run: given without --load they would do nothing. */
@@ -58,6 +61,7 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
       settlement: { etcd: options.etcd, instance: options.instance, failureRate: options.gatewayFailureRate, latencyMs: options.gatewayLatency },
       audit: { dir: auditDir, kafka: options.kafka?.split(',').filter((b) => b !== '') },
       traffic: options.traffic !== false,
+      without: options.without,
     });
   } catch (error) {
     const failure = describeStartFailure(error, { host: options.host, port: options.port, auditDir });
@@ -127,7 +131,7 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
  * gateway, no load driver): given with --bare, they would be silently ignored. (--no-traffic is
  * not one: the baseline sends itself no traffic, as asked; govmap bench load passes it to both.)
  */
-const GOVERNED_ONLY_OPTIONS = ['load', 'duration', 'concurrency', 'exit', 'redis', 'redisCluster', 'etcd', 'instance', 'gatewayFailureRate', 'gatewayLatency', 'auditDir', 'kafka'] as const;
+const GOVERNED_ONLY_OPTIONS = ['load', 'duration', 'concurrency', 'exit', 'redis', 'redisCluster', 'etcd', 'instance', 'gatewayFailureRate', 'gatewayLatency', 'auditDir', 'kafka', 'without'] as const;
 
 /** `redisCluster` as typed: `--redis-cluster`. */
 function flag(name: string): string {
@@ -154,6 +158,14 @@ function usageProblem(options: DemoCommandOptions, command: Command | undefined)
     return `--host ${options.host}: not an IPv4 address (four numbers from 0 to 255), e.g. 127.0.0.1 or 0.0.0.0`;
   }
   if (options.auditDir === '') return '--audit-dir must be a directory path (got "")';
+  const without = new Set(options.without ?? []);
+  const typed = (name: string): boolean => command?.getOptionValueSource(name) === 'cli';
+  if (without.has('audit') && (typed('kafka') || typed('auditDir'))) {
+    return `--without audit leaves the audit out, so there is nothing to apply ${typed('kafka') ? '--kafka' : '--audit-dir'} to`;
+  }
+  if (without.has('shared-memory') && (options.redis !== undefined || options.redisCluster !== undefined)) {
+    return '--without shared-memory with --redis or --redis-cluster: the balances are then in Redis, not in shared memory, anyway (drop --without shared-memory)';
+  }
   return null;
 }
 

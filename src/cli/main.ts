@@ -2,6 +2,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { CommanderError } from 'commander';
 import { demoCommand } from './demo-command.ts';
+import { OPTIONAL_PARTS, PartsListError, parseParts } from '../../demo/parts.ts';
+import type { OptionalPart } from '../../demo/parts.ts';
 import { registerScanCommand } from './scan-command.ts';
 import { registerSandboxCommand } from './sandbox-command.ts';
 import { registerAdviseCommand } from './advise-command.ts';
@@ -19,6 +21,16 @@ export function integerOption(name: string, min: number, max: number): (raw: str
     }
     return value;
   };
+}
+
+/** Parses `--without audit,routing`, naming the value and the parts there are when it is not a list of them. */
+function partsOption(raw: string): OptionalPart[] {
+  try {
+    return parseParts(raw);
+  } catch (error) {
+    if (error instanceof PartsListError) throw new InvalidArgumentError(error.message);
+    throw error;
+  }
 }
 
 /** Parses a rate from 0 to 1, naming the option when it is not one. */
@@ -62,6 +74,7 @@ program
   .option('--audit-dir <dir>', 'audit spool: every LOAD/STORE/DELETE/RANGE of the balances, tamper-evident (check: govmap audit verify <dir>)', './.govmap/audit')
   .option('--kafka <brokers>', 'also forward the audit to Kafka (host:port[,host:port...]), topic govmap.audit')
   .option('--bare', 'benchmark baseline: the same API on a plain Map, without any governance (no validator, metrics, audit)')
+  .option('--without <parts>', `leave parts of governance out, to measure what each costs (govmap bench cost): ${OPTIONAL_PARTS.join(', ')}, comma-separated`, partsOption)
   .action(demoCommand);
 
 registerScanCommand(program);

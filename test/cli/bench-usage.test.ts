@@ -25,6 +25,10 @@ describe('govmap bench usage errors', () => {
     [['load', '--out', '/nonexistent-govmap-dir/curve.svg'], /--out: the folder \/nonexistent-govmap-dir does not exist/],
     [['load', '--out', 'curve.png'], /must end in \.svg/],
     [['load', '--hold'], /--hold needs a value/],
+    [['cost', '--rate', '0'], /--rate must be a whole number from 1 to 1,000,000 \(req\/s\); got "0"/],
+    [['cost', '--rounds', '101'], /--rounds must be a whole number from 1 to 100/],
+    [['cost', '--parts', 'audit,bogus'], /--parts "audit,bogus": "bogus" is not a part; the parts are audit, routing, dashboard, metrics, shared-memory/],
+    [['cost', '--parts', 'audit,audit'], /"audit" is named twice/],
     [['audit', '--bogus'], /unknown option "--bogus"/],
     [['no-such-suite'], /unknown suite "no-such-suite"/],
   ];

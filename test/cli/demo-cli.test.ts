@@ -95,6 +95,21 @@ test('options the bare baseline would ignore are refused with --bare (exit 2), n
   }
 });
 
+test('--without naming no part, or a part whose options are also given, is refused (exit 2), naming the value and the parts', async () => {
+  for (const [args, said] of [
+    [['--without', 'audit,bogus'], /--without "audit,bogus": "bogus" is not a part; the parts are audit, routing, dashboard, metrics, shared-memory/],
+    [['--without', 'routing,'], /an empty name/],
+    [['--without', 'audit', '--kafka', '127.0.0.1:9'], /^govmap demo: --without audit leaves the audit out, so there is nothing to apply --kafka to\n$/],
+    [['--without', 'shared-memory', '--redis', 'redis://127.0.0.1:9'], /^govmap demo: --without shared-memory with --redis or --redis-cluster/],
+  ] as const) {
+    const { code, stdout, stderr } = await run(['demo', '--port', '0', '--no-traffic', ...args]);
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, said);
+    assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(stdout, '', 'nothing started');
+  }
+});
+
 test('a host or an audit dir that cannot work: one line naming the option and the value, exit 2, no stack', async () => {
   const file = join(scratch, 'a-file');
   writeFileSync(file, 'not a directory\n');
