@@ -5,7 +5,7 @@ import { LoadHttpClient } from './load/http-client.ts';
 import { referenceMix, runStep } from './load/open-loop.ts';
 import type { StepResult } from './load/open-loop.ts';
 import { ServiceProcess, runtimeSample } from './load/service-process.ts';
-import { BenchUsageError, medianOf, round } from './harness.ts';
+import { BenchUsageError, medianOf, numericOptions, round } from './harness.ts';
 import type { BenchResult, Suite, SuiteContext } from './harness.ts';
 
 /**
@@ -43,17 +43,7 @@ const LIMITS = {
 } as const;
 
 function parseConfig({ args, quick }: SuiteContext): CostConfig {
-  const value = (name: keyof typeof LIMITS, fallback: number): number => {
-    const i = args.indexOf(`--${name}`);
-    if (i < 0) return fallback;
-    const text = args[i + 1] ?? '';
-    const limit = LIMITS[name];
-    const n = /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : Number.NaN;
-    if (Number.isNaN(n) || (limit.whole && !Number.isInteger(n)) || n < limit.min || n > limit.max) {
-      throw new BenchUsageError(`--${name}`, `--${name} must be ${limit.whole ? 'a whole number' : 'a number'} from ${limit.min.toLocaleString('en-US')} to ${limit.max.toLocaleString('en-US')} (${limit.unit}); got "${text}"`);
-    }
-    return n;
-  };
+  const value = numericOptions(args, LIMITS);
   const partsAt = args.indexOf('--parts');
   let parts: readonly OptionalPart[] = OPTIONAL_PARTS;
   if (partsAt >= 0) {

@@ -48,6 +48,34 @@ export class BenchUsageError extends Error {
   }
 }
 
+/** What a numeric suite option may hold. */
+export interface NumericLimit {
+  readonly min: number;
+  readonly max: number;
+  readonly whole: boolean;
+  readonly unit: string;
+}
+
+/**
+ * A reader of a suite's numeric options (`--hold 5`): the value given, or `fallback` when the
+ * option is absent. @throws BenchUsageError naming the option, its range and unit, and the text
+ * received, when the value is not a number in range (or not whole where it must be)
+ */
+export function numericOptions<Name extends string>(args: readonly string[], limits: Readonly<Record<Name, NumericLimit>>): (name: Name, fallback: number) => number {
+  return (name, fallback) => {
+    const i = args.indexOf(`--${name}`);
+    if (i < 0) return fallback;
+    const text = args[i + 1] ?? '';
+    const limit = limits[name];
+    const n = /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : Number.NaN;
+    const kind = limit.whole ? 'a whole number' : 'a number';
+    if (Number.isNaN(n) || (limit.whole && !Number.isInteger(n)) || n < limit.min || n > limit.max) {
+      throw new BenchUsageError(`--${name}`, `--${name} must be ${kind} from ${limit.min.toLocaleString('en-US')} to ${limit.max.toLocaleString('en-US')} (${limit.unit}); got "${text}"`);
+    }
+    return n;
+  };
+}
+
 /** Times `ops` calls of `body` after a warm-up; returns ns per op. */
 export function timeOps(ops: number, body: (ops: number) => void): number {
   body(Math.min(ops, 100_000)); // warm-up: let the JIT settle before timing

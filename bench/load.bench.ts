@@ -7,7 +7,7 @@ import { LoadHttpClient } from './load/http-client.ts';
 import { referenceMix, runStep } from './load/open-loop.ts';
 import type { StepResult } from './load/open-loop.ts';
 import { ServiceProcess, runtimeSample } from './load/service-process.ts';
-import { BenchUsageError, round } from './harness.ts';
+import { BenchUsageError, numericOptions, round } from './harness.ts';
 import type { BenchResult, Suite, SuiteContext } from './harness.ts';
 
 /**
@@ -56,18 +56,7 @@ const LIMITS = {
 } as const;
 
 function parseConfig({ args, quick }: SuiteContext): LoadConfig {
-  const value = (name: keyof typeof LIMITS, fallback: number): number => {
-    const i = args.indexOf(`--${name}`);
-    if (i < 0) return fallback;
-    const text = args[i + 1] ?? '';
-    const limit = LIMITS[name];
-    const n = /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : Number.NaN;
-    const kind = limit.whole ? 'a whole number' : 'a number';
-    if (Number.isNaN(n) || (limit.whole && !Number.isInteger(n)) || n < limit.min || n > limit.max) {
-      throw new BenchUsageError(`--${name}`, `--${name} must be ${kind} from ${limit.min.toLocaleString('en-US')} to ${limit.max.toLocaleString('en-US')} (${limit.unit}); got "${text}"`);
-    }
-    return n;
-  };
+  const value = numericOptions(args, LIMITS);
   const outIndex = args.indexOf('--out');
   const config: LoadConfig = {
     start: value('start', quick ? 200 : 500),
