@@ -80,6 +80,9 @@ interface RoundResult {
   readonly allocBytesPerRequest: number;
 }
 
+/** What starting a service, and stopping it and writing its spool out, takes besides the step (measured: ~6 s a step on a 2-core VM). */
+const STARTUP_ESTIMATE_MS = 6000;
+
 /** A step at which the service did not keep up: its CPU per request is then not the cost of a request alone. */
 function fellBehind(step: StepResult): boolean {
   return step.achieved < 0.95 * step.offered || step.shed > 0 || step.serverErrors + step.networkErrors > 0;
@@ -183,7 +186,8 @@ const suite: Suite = async (context) => {
   ];
   progress(
     `CPU per request of the reference service at ${config.rate.toLocaleString('en-US')} req/s: bare, governed, and governed without ${config.parts.join(', ')}; ` +
-      `${config.rounds} round(s) each, every round a fresh process (${config.warmupMs / 1000}s warm-up, ${config.holdMs / 1000}s measured); loopback only`,
+      `${config.rounds} round(s) each, every round a fresh process (${config.warmupMs / 1000}s warm-up, ${config.holdMs / 1000}s measured); loopback only; ` +
+      `about ${Math.ceil((contenders.length * config.rounds * (config.warmupMs + config.holdMs + STARTUP_ESTIMATE_MS)) / 60_000)} min`,
   );
   const shuffle = seededShuffle(0x2545f491);
   for (let r = 0; r < config.rounds; r++) {
