@@ -27,7 +27,7 @@ export function guardHandlers(store: string, prefix: string, handlers: StateWatc
     throw new StateArgumentError('watch', 'handlers.onStatus', 'a function, or absent', Reflect.get(handlers, 'onStatus'));
   }
   const report = (callback: string, error: unknown): void => {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = describeThrown(error);
     process.emitWarning(`state store "${store}": the watch of ${JSON.stringify(prefix)} went on after its ${callback} handler threw: ${reason}`, {
       code: WATCH_HANDLER_FAILED,
       detail: error instanceof Error ? error.stack : undefined,
@@ -36,14 +36,14 @@ export function guardHandlers(store: string, prefix: string, handlers: StateWatc
   return {
     onEvent(event: StateEvent): void {
       try {
-        handlers.onEvent(event);
+        settled(handlers.onEvent(event), (error) => report('onEvent', error));
       } catch (error) {
         report('onEvent', error);
       }
     },
     onReset(entries: readonly StateEntry[]): void {
       try {
-        handlers.onReset(entries);
+        settled(handlers.onReset(entries), (error) => report('onReset', error));
       } catch (error) {
         report('onReset', error);
       }
@@ -53,11 +53,40 @@ export function guardHandlers(store: string, prefix: string, handlers: StateWatc
       : {
           onStatus(status: 'connected' | 'disconnected', error?: unknown): void {
             try {
-              handlers.onStatus?.(status, error);
+              settled(handlers.onStatus?.(status, error), (thrown) => report('onStatus', thrown));
             } catch (thrown) {
               report('onStatus', thrown);
             }
           },
         }),
   };
+}
+
+/**
+ * What a handler returned, when it is a promise (an `async` handler, which `void` in the type
+ * lets through): its rejection goes to `onRejected`. Why: otherwise an async handler's throw is
+ * an unhandled rejection, which ends the process as surely as the synchronous throw caught here.
+ */
+function settled(returned: unknown, onRejected: (error: unknown) => void): void {
+  if (returned !== null && (typeof returned === 'object' || typeof returned === 'function') && typeof (returned as { then?: unknown }).then === 'function') {
+    (returned as PromiseLike<unknown>).then(undefined, onRejected);
+  }
+}
+
+/**
+ * The text of what a handler threw. Why not `String(error)` alone: a thrown object without a
+ * prototype (or whose toString throws) cannot be converted, and that second throw, from inside
+ * the catch, would escape into the store as the first one used to.
+ */
+function describeThrown(error: unknown): string {
+  try {
+    return error instanceof Error ? String(error.message) : String(error);
+  } catch {
+    try {
+      return `a value that cannot be shown as text (${Object.prototype.toString.call(error)})`;
+    } catch {
+      // A revoked Proxy refuses even that.
+      return 'a value that cannot be shown as text';
+    }
+  }
 }

@@ -133,6 +133,43 @@ function contract(name: string, open: () => Promise<StateStore>, options: { skip
       }
     });
 
+    test('an async handler that rejects, and a handler that throws a value with no text, are warnings too, not a crash', async () => {
+      const store = await open();
+      const sub = `${prefix}rejecting-${n++}/`;
+      const warnings: Error[] = [];
+      const onWarning = (warning: Error): void => {
+        if ((warning as Error & { code?: string }).code === 'GOVMAP_STATE_WATCH_HANDLER_FAILED') warnings.push(warning);
+      };
+      process.on('warning', onWarning);
+      try {
+        const seen: string[] = [];
+        const watch = store.watch(sub, {
+          // Async: a consumer whose lint does not stop it (the type's `void` does not); its throw is a rejection.
+          // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the rejection is the point
+          onReset: async () => {
+            seen.push('reset');
+            throw new Error('consumer bug in an async onReset');
+          },
+          onEvent: () => {
+            seen.push('event');
+            // A prototype-less object: String() of it throws.
+            throw Object.create(null) as unknown;
+          },
+        });
+        await until('the reset', () => seen.includes('reset'));
+        assert.ok((await store.compareAndSet(`${sub}a`, '1', null)).ok);
+        assert.ok((await store.compareAndSet(`${sub}b`, '2', null)).ok);
+        await until('both changes delivered after the throws', () => seen.length >= 3);
+        await until('the warnings', () => warnings.length >= 2);
+        assert.match(warnings[0]!.message, /its onReset handler threw: consumer bug in an async onReset/);
+        assert.match(warnings[1]!.message, /its onEvent handler threw: a value that cannot be shown as text/);
+        await watch.close();
+      } finally {
+        process.off('warning', onWarning);
+        await store.close();
+      }
+    });
+
     test('watch handlers without onEvent or onReset are refused at watch(), not at the first change', async () => {
       const store = await open();
       for (const bad of [{}, { onEvent: () => undefined }, { onReset: () => undefined }, null, { onEvent: () => undefined, onReset: () => undefined, onStatus: 'yes' }]) {
