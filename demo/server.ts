@@ -255,9 +255,10 @@ const CLIENT_ERROR_LINGER_MS = 1000;
  * abc`, headers past the limit) or a connection that timed out before its request was whole:
  * answered as every other refusal is, `{error:{code, reason}}`, where Node alone sends a bare
  * 400 or 431. The statuses are Node's own choice (its socketOnError). Written only when no
- * answer is underway (see responseUnderway): mid-response, another status line would corrupt the
- * answer in flight. The connection closes (the parser cannot continue after an error); a client that
- * does not close its side is cut after CLIENT_ERROR_LINGER_MS.
+ * answer is underway (see responseUnderway): while an earlier request's answer is owed, another
+ * status line would be read as (or inside) that answer, so the connection is cut instead. The
+ * connection closes (the parser cannot continue after an error); a client that does not close
+ * its side is cut after CLIENT_ERROR_LINGER_MS.
  */
 function answerClientError(error: Error & { code?: string; reason?: string }, socket: Socket): void {
   if (!socket.writable || responseUnderway(socket) || error.code === 'ECONNRESET') {
@@ -283,14 +284,19 @@ function answerClientError(error: Error & { code?: string; reason?: string }, so
 }
 
 /**
- * Whether an answer has started on `socket`: its head (at least) is on the wire, so another
- * status line would land inside it. Node's own socketOnError asks the same of the response in
- * flight (`_httpMessage`). Not `bytesWritten > 0`: on a keep-alive connection every request after
- * the first would then be cut without a word, although its predecessor's answer was complete.
+ * Whether an answer to an earlier request on `socket` is still owed: one attached to it
+ * (`_httpMessage`) that has not finished, whether or not its head is on the wire yet. Either way
+ * a status line written now would be read as that answer: mid-response it lands inside it, and
+ * before it (a pipelined request still being handled, e.g. a transfer awaiting settlement) the
+ * client takes our 400 for the earlier request's answer although that request was carried out.
+ * Node detaches a response once it has finished, so a keep-alive connection whose previous
+ * answer is complete is not underway (not `bytesWritten > 0`, which cut every request after
+ * the first without a word). Node's own socketOnError also asks `_headerSent`, and so answers a
+ * pipelined request's parse error in place of the answer still being prepared: not followed.
  */
 function responseUnderway(socket: Socket): boolean {
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-  return inFlight !== undefined && inFlight !== null && inFlight.headersSent;
+  return inFlight !== undefined && inFlight !== null;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -261,6 +261,29 @@ describe("requests Node's HTTP parser refuses get a JSON error too, and the conn
     assert.equal(body.error.code, 'REQUEST_MALFORMED');
   });
 
+  test('a malformed request pipelined behind one still being handled is not answered in its place', async () => {
+    const socket = connect(port, '127.0.0.1');
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (text += chunk));
+    // The connection may be cut (ECONNRESET): what was read before that is what is checked.
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => undefined);
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    const deadline = Date.now() + 5000;
+    while (!text.includes('{"status":"ok"}') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.match(text, /^HTTP\/1\.1 200 /, 'the first request is answered');
+    const first = text.length;
+    const before = demo.ledger.balance('acct-000000');
+    // The transfer is booked, then awaits settlement: its answer is not started when the
+    // malformed request behind it is parsed.
+    const body = JSON.stringify({ from: 'acct-000000', to: 'acct-000001', amount: '5' });
+    socket.write(`POST /transfers HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}get /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await closed;
+    const next = text.slice(first);
+    assert.doesNotMatch(next, /^HTTP\/1\.1 4/, `the transfer (booked: ${before} -> ${demo.ledger.balance('acct-000000')}) must not be answered with the malformed request's refusal: ${JSON.stringify(next.slice(0, 80))}`);
+  });
+
   test('HTTP/1.0 without Host is still served', async () => {
     assert.equal((await raw('GET /healthz HTTP/1.0\r\n\r\n')).status, 200);
   });
