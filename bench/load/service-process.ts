@@ -84,7 +84,9 @@ export class ServiceProcess {
 
   async stop(): Promise<void> {
     running.delete(this);
-    if (this.child.exitCode === null) {
+    // A child ended by a signal (OOM-killed, crashed) has a signalCode and no exitCode: waiting
+    // for its 'exit' again would never end, and the bench would stop at an unsettled await.
+    if (this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise((r) => this.child.once('exit', r));
       this.child.kill('SIGTERM');
       const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
