@@ -233,10 +233,12 @@ const suite: Suite = async (context) => {
     fell_behind_rounds: c.rounds.filter((x) => fellBehind(x.step)).length,
   }));
   const ratios: Record<string, number> = { governed_vs_bare_cpu_per_req: round(cpu(governed) / cpu(bare)) };
-  for (const c of contenders.slice(2)) ratios[`${c.part!.replace('-', '_')}_share_of_overhead`] = round(costOf(c) / overhead);
+  // A share of nothing (the governed service measured as cheap as bare: noise, or a broken run) means nothing.
+  const sharesMeaningful = overhead > spread(governed) + spread(bare);
+  if (sharesMeaningful) for (const c of contenders.slice(2)) ratios[`${c.part!.replace('-', '_')}_share_of_overhead`] = round(costOf(c) / overhead);
   const behind = contenders.filter((c) => c.rounds.some((x) => fellBehind(x.step)));
   const noisy = contenders.slice(2).filter(withinNoise);
-  const lines = contenders.slice(2).map((c) => `${c.part}: ${costOf(c).toFixed(1)} µs/req${withinNoise(c) ? ' (within noise)' : ` (${((100 * costOf(c)) / overhead).toFixed(0)}% of the overhead)`}`);
+  const lines = contenders.slice(2).map((c) => `${c.part}: ${costOf(c).toFixed(1)} µs/req${withinNoise(c) ? ' (within noise)' : sharesMeaningful ? ` (${((100 * costOf(c)) / overhead).toFixed(0)}% of the overhead)` : ''}`);
   progress(`governed ${cpu(governed).toFixed(1)} ± ${spread(governed).toFixed(1)} µs/req vs bare ${cpu(bare).toFixed(1)} ± ${spread(bare).toFixed(1)}: governance costs ${overhead.toFixed(1)} µs of CPU per request; ${lines.join('; ')}`);
   return {
     suite: 'cost',
@@ -246,6 +248,7 @@ const suite: Suite = async (context) => {
       "cpu_us_per_req: the service process's CPU time (user + system, every thread: audit drain worker, GC helpers) per answered request over the measured part of a step; the median of the rounds in which it kept up, each round a fresh process; cpu_us_per_req_spread: half their interquartile range",
       'part_cost_us_per_req: governed minus governed without that part; within_noise when it is no larger than the two spreads together. The parts need not add up to governed minus bare (the validator, the governed map and the breaker stay in every governed contender)',
       `each contender carried ${config.rate} req/s of the reference mix (reads:writes 20:1, X-Biz-Tag across 4 orgs) from this process's open-loop generator`,
+      ...(sharesMeaningful ? [] : [`no shares of the overhead: governed measured ${overhead.toFixed(1)} µs/req above bare, within the two spreads; more --rounds, or a quieter machine`]),
       ...(noisy.length === 0 ? [] : [`within noise on this host: ${noisy.map((c) => c.part).join(', ')}; more --rounds, or a quieter machine, tell them apart`]),
       ...(behind.length === 0 ? [] : [`warning: ${behind.map((c) => c.label).join(', ')} fell behind the offered load in some rounds (achieved < 95%, shed or failed): lower --rate so every contender keeps up`]),
     ],

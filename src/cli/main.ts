@@ -23,10 +23,14 @@ export function integerOption(name: string, min: number, max: number): (raw: str
   };
 }
 
-/** Parses `--without audit,routing`, naming the value and the parts there are when it is not a list of them. */
-function partsOption(raw: string): OptionalPart[] {
+/**
+ * Parses `--without audit,routing`, naming the value and the parts there are when it is not a
+ * list of them. Given twice (`--without audit --without routing`), the lists add up: commander
+ * would otherwise keep only the last one and silently run with audit.
+ */
+function partsOption(raw: string, previous: OptionalPart[] | undefined): OptionalPart[] {
   try {
-    return parseParts(raw);
+    return parseParts(previous === undefined ? raw : `${previous.join(',')},${raw}`);
   } catch (error) {
     if (error instanceof PartsListError) throw new InvalidArgumentError(error.message);
     throw error;

@@ -99,6 +99,8 @@ test('--without naming no part, or a part whose options are also given, is refus
   for (const [args, said] of [
     [['--without', 'audit,bogus'], /--without "audit,bogus": "bogus" is not a part; the parts are audit, routing, dashboard, metrics, shared-memory/],
     [['--without', 'routing,'], /an empty name/],
+    // Given twice, the lists add up (commander alone keeps the last): so a part named in both is named twice.
+    [['--without', 'audit', '--without', 'routing,audit'], /--without "audit,routing,audit": "audit" is named twice/],
     [['--without', 'audit', '--kafka', '127.0.0.1:9'], /^govmap demo: --without audit leaves the audit out, so there is nothing to apply --kafka to\n$/],
     [['--without', 'shared-memory', '--redis', 'redis://127.0.0.1:9'], /^govmap demo: --without shared-memory with --redis or --redis-cluster/],
   ] as const) {
