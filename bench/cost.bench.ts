@@ -247,6 +247,7 @@ const suite: Suite = async (context) => {
     notes: [
       "cpu_us_per_req: the service process's CPU time (user + system, every thread: audit drain worker, GC helpers) per answered request over the measured part of a step; the median of the rounds in which it kept up, each round a fresh process; cpu_us_per_req_spread: half their interquartile range",
       'part_cost_us_per_req: governed minus governed without that part; within_noise when it is no larger than the two spreads together. The parts need not add up to governed minus bare (the validator, the governed map and the breaker stay in every governed contender)',
+      'a part\'s figure counts when it repeats from run to run: on a shared host a few µs can fall outside the spreads of one run (measured here: a dashboard figure of -5.5 µs in one run, +0.4 µs within noise in another)',
       `each contender carried ${config.rate} req/s of the reference mix (reads:writes 20:1, X-Biz-Tag across 4 orgs) from this process's open-loop generator`,
       ...(sharesMeaningful ? [] : [`no shares of the overhead: governed measured ${overhead.toFixed(1)} µs/req above bare, within the two spreads; more --rounds, or a quieter machine`]),
       ...(noisy.length === 0 ? [] : [`within noise on this host: ${noisy.map((c) => c.part).join(', ')}; more --rounds, or a quieter machine, tell them apart`]),
