@@ -5,7 +5,7 @@ import { LoadHttpClient } from './load/http-client.ts';
 import { referenceMix, runStep } from './load/open-loop.ts';
 import type { StepResult } from './load/open-loop.ts';
 import { ServiceProcess, runtimeSample } from './load/service-process.ts';
-import { BenchUsageError, medianOf, numericOptions, round } from './harness.ts';
+import { BenchUsageError, STEP_LIMITS, medianOf, numericOptions, round } from './harness.ts';
 import type { BenchResult, Suite, SuiteContext } from './harness.ts';
 
 /**
@@ -37,9 +37,7 @@ interface CostConfig {
 const LIMITS = {
   rate: { min: 1, max: 1_000_000, whole: true, unit: 'req/s' },
   rounds: { min: 1, max: 100, whole: true, unit: 'rounds' },
-  hold: { min: 0.1, max: 600, whole: false, unit: 's' },
-  warmup: { min: 0, max: 600, whole: false, unit: 's' },
-  accounts: { min: 1, max: 1_000_000, whole: true, unit: 'accounts' },
+  ...STEP_LIMITS,
 } as const;
 
 function parseConfig({ args, quick }: SuiteContext): CostConfig {

@@ -56,6 +56,13 @@ export interface NumericLimit {
   readonly unit: string;
 }
 
+/** The options of a suite that drives the reference service in steps (load, cost). */
+export const STEP_LIMITS = {
+  hold: { min: 0.1, max: 600, whole: false, unit: 's' },
+  warmup: { min: 0, max: 600, whole: false, unit: 's' },
+  accounts: { min: 1, max: 1_000_000, whole: true, unit: 'accounts' },
+} as const satisfies Record<string, NumericLimit>;
+
 /**
  * A reader of a suite's numeric options (`--hold 5`): the value given, or `fallback` when the
  * option is absent. @throws BenchUsageError naming the option, its range and unit, and the text

@@ -7,7 +7,7 @@ import { LoadHttpClient } from './load/http-client.ts';
 import { referenceMix, runStep } from './load/open-loop.ts';
 import type { StepResult } from './load/open-loop.ts';
 import { ServiceProcess, runtimeSample } from './load/service-process.ts';
-import { BenchUsageError, numericOptions, round } from './harness.ts';
+import { BenchUsageError, STEP_LIMITS, numericOptions, round } from './harness.ts';
 import type { BenchResult, Suite, SuiteContext } from './harness.ts';
 
 /**
@@ -50,9 +50,7 @@ const LIMITS = {
   step: { min: 1, max: 1_000_000, whole: true, unit: 'req/s' },
   max: { min: 1, max: 1_000_000, whole: true, unit: 'req/s' },
   'max-steps': { min: 1, max: 1_000, whole: true, unit: 'steps' },
-  hold: { min: 0.1, max: 600, whole: false, unit: 's' },
-  warmup: { min: 0, max: 600, whole: false, unit: 's' },
-  accounts: { min: 1, max: 1_000_000, whole: true, unit: 'accounts' },
+  ...STEP_LIMITS,
 } as const;
 
 function parseConfig({ args, quick }: SuiteContext): LoadConfig {

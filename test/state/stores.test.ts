@@ -29,6 +29,16 @@ function recorder(): { resets: StateEntry[][]; events: StateEvent[]; handlers: P
   return { resets, events, handlers: { onReset: (entries) => resets.push([...entries]), onEvent: (event) => events.push(event) } };
 }
 
+/** Collects the GOVMAP_STATE_WATCH_HANDLER_FAILED warnings the process raises until `stop()`. */
+function watchHandlerWarnings(): { warnings: Error[]; stop: () => void } {
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error): void => {
+    if ((warning as Error & { code?: string }).code === 'GOVMAP_STATE_WATCH_HANDLER_FAILED') warnings.push(warning);
+  };
+  process.on('warning', onWarning);
+  return { warnings, stop: () => process.off('warning', onWarning) };
+}
+
 function contract(name: string, open: () => Promise<StateStore>, options: { skip?: string } = {}): void {
   describe(`${name} state store`, { skip: options.skip }, () => {
     const prefix = `/govmap-test/${name}-${randomBytes(4).toString('hex')}/`;
@@ -99,11 +109,7 @@ function contract(name: string, open: () => Promise<StateStore>, options: { skip
     test('a watch handler that throws is reported as a warning; the watch, the writer and the process go on', async () => {
       const store = await open();
       const sub = `${prefix}throwing-${n++}/`;
-      const warnings: Error[] = [];
-      const onWarning = (warning: Error): void => {
-        if ((warning as Error & { code?: string }).code === 'GOVMAP_STATE_WATCH_HANDLER_FAILED') warnings.push(warning);
-      };
-      process.on('warning', onWarning);
+      const { warnings, stop } = watchHandlerWarnings();
       try {
         const seen: string[] = [];
         const watch = store.watch(sub, {
@@ -128,7 +134,7 @@ function contract(name: string, open: () => Promise<StateStore>, options: { skip
         assert.match(warnings[1]!.message, /its onEvent handler threw: consumer bug in onEvent/);
         await watch.close();
       } finally {
-        process.off('warning', onWarning);
+        stop();
         await store.close();
       }
     });
@@ -136,11 +142,7 @@ function contract(name: string, open: () => Promise<StateStore>, options: { skip
     test('an async handler that rejects, and a handler that throws a value with no text, are warnings too, not a crash', async () => {
       const store = await open();
       const sub = `${prefix}rejecting-${n++}/`;
-      const warnings: Error[] = [];
-      const onWarning = (warning: Error): void => {
-        if ((warning as Error & { code?: string }).code === 'GOVMAP_STATE_WATCH_HANDLER_FAILED') warnings.push(warning);
-      };
-      process.on('warning', onWarning);
+      const { warnings, stop } = watchHandlerWarnings();
       try {
         const seen: string[] = [];
         const watch = store.watch(sub, {
@@ -165,7 +167,7 @@ function contract(name: string, open: () => Promise<StateStore>, options: { skip
         assert.match(warnings[1]!.message, /its onEvent handler threw: a value that cannot be shown as text/);
         await watch.close();
       } finally {
-        process.off('warning', onWarning);
+        stop();
         await store.close();
       }
     });
