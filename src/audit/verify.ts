@@ -222,6 +222,13 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   /** Set once the whole log is read: only then is a hole known to be at the log's end. */
   let atLogEnd = false;
   const pending = new Map<number, Seen>();
+  /**
+   * Seqs read only from a damaged line so far. A SIGKILL can stop the worker's write(2) inside a
+   * record whose whole copy the write journal still holds: recovery terminates the torn bytes,
+   * names them in its AUDIT_GAP and appends the record again. That later, whole record is the
+   * record, not a second copy; the damaged line is still reported unless a gap names it as torn.
+   */
+  const seenDamaged = new Set<number>();
   const excused: { from: number; to: number }[] = [];
   const isExcused = (seq: number): boolean => excused.some((g) => seq >= g.from && seq <= g.to);
   const advance = (): void => {
@@ -395,6 +402,7 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         if (damagedSeq !== null && damagedSeq > watermark && !pending.has(damagedSeq)) {
           if (watermark < 0) watermark = resync ? damagedSeq - 1 : 0;
           pending.set(damagedSeq, { file: seg.name, line: lineNo, offset: start, fileIndex, read: /"op_type":"(LOAD|RANGE)"/.test(bytes.toString('latin1', start, Math.min(nl, start + 96))) });
+          seenDamaged.add(damagedSeq);
           advance();
         }
       } else if (parsed.kind === 'seal') {
@@ -427,7 +435,9 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         const stream = read ? 'r' : 'w';
         const previous = lastInStream[stream];
         const midStream = fileIndex === midStreamFile;
-        const duplicate = midStream ? midStreamSeen.has(e.seq) : e.seq <= watermark || pending.has(e.seq);
+        // Already counted from a damaged line: this whole record takes that line's place.
+        const wholeAfterDamaged = !midStream && seenDamaged.delete(e.seq);
+        const duplicate = !wholeAfterDamaged && (midStream ? midStreamSeen.has(e.seq) : e.seq <= watermark || pending.has(e.seq));
         if (midStream) {
           midStreamSeen.add(e.seq);
           if (e.seq < midStreamFirst[stream]) midStreamFirst[stream] = e.seq;
@@ -447,7 +457,7 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
           });
         }
         if (e.seq > previous.seq) lastInStream[stream] = { seq: e.seq, file: seg.name, line: lineNo, offset: start, fileIndex };
-        if (!duplicate && !beforeStart) {
+        if (!duplicate && !beforeStart && !wholeAfterDamaged) {
           pending.set(e.seq, { file: seg.name, line: lineNo, offset: start, fileIndex, read });
           advance();
           if (pending.size > MAX_PENDING) reportMissing();

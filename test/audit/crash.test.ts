@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
 import { readJournal } from '../../src/audit/journal.ts';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, statSync } from 'node:fs';
 import { readSpool, segmentFiles, tempSpool } from './helpers.ts';
 
 const CHILD = fileURLToPath(new URL('./children/crash-writer.ts', import.meta.url));
@@ -91,6 +91,30 @@ for (const path of ['direct', 'journal', 'journal-64k'] as const) describe(`a pr
     for (let seq = 1; seq <= gap.to; seq++) assert.ok(bySeq.has(seq) || (seq >= gap.from && seq <= gap.to), `seq ${seq} accounted for`);
     const started = events.filter((e) => e.op_type === 'AUDIT_STARTED');
     assert.equal(started.at(-1)!.reason, 'RECOVERED_AFTER_CRASH');
+  });
+
+  // A SIGKILL can end the worker's write(2) part-way through a page (the kernel stops copying at
+  // a fatal signal): the log then ends in the first bytes of a write record, seq readable, while
+  // the whole record is still in the journal. Recovery names the torn bytes and replays the
+  // record; verify must count the replay as that record, not as a second copy of it.
+  if (journal) test('a write torn by the kill inside the worker\'s write(2): the record is replayed whole, once, and verify passes', async (t) => {
+    const dir = tempSpool(t);
+    const reported = await runAndKill(dir, 'pause', path, (r) => r.paused !== null && r.writes.filter((w) => w.seq > r.paused!.to).length >= 20);
+    const frame = readJournal(dir).find((f) => f.seq > reported.paused!.to);
+    assert.ok(frame !== undefined, 'a write after the pause is in the journal only');
+    const last = segmentFiles(dir).at(-1)!;
+    const tornAt = statSync(last).size;
+    appendFileSync(last, frame.bytes.subarray(0, Math.floor(frame.bytes.length / 2)));
+    await restart(dir, path);
+
+    const report = verifySpool(dir);
+    assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
+    const { events } = readSpool(dir);
+    const gap = events.find((e) => e.op_type === 'AUDIT_GAP')?.gap;
+    assert.deepEqual(gap?.torn, { segment: Number(/(\d+)\.jsonl$/.exec(last)![1]), offset: tornAt, length: Math.floor(frame.bytes.length / 2) }, 'the gap names the torn bytes');
+    const copies = events.filter((e) => e.seq === frame.seq);
+    assert.equal(copies.length, 1, `write seq ${frame.seq} is in the log once, whole`);
+    for (const w of reported.writes) assert.equal(events.filter((e) => e.seq === w.seq && e.resource_id === w.key && e.value === w.value).length, 1, `write seq ${w.seq} once`);
   });
 
   test('killed at arbitrary moments, three times over one spool: every returned write is there and verify passes', async (t) => {

@@ -155,6 +155,22 @@ describe('verify catches tampering and names the place', () => {
     assert.ok([at + 2, at + 1].includes(report.firstBad!.line) || /do not match/.test(report.firstBad!.problem), JSON.stringify(report.firstBad));
   });
 
+  test('a record cut short with a whole copy after it, and no AUDIT_GAP naming the cut: the cut line', () => {
+    // What a crash inside write(2) leaves, and recovery then names; here nobody names it.
+    let file = '';
+    let at = 0;
+    const report = damaged(pristine, (_dir, files) => {
+      file = files[1]!;
+      const all = lines(file);
+      at = findLine(file, /"op_type":"STORE"/);
+      const whole = all[at]!;
+      all[at] = whole.slice(0, Math.floor(whole.length / 2));
+      all.splice(at + 1, 0, whole);
+      writeLines(file, all);
+    });
+    assertNames(report, file, at + 1, /not a valid audit record/);
+  });
+
   test('truncated inside a record: the cut record', () => {
     let file = '';
     const report = damaged(pristine, (_dir, files) => {
