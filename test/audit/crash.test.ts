@@ -97,7 +97,9 @@ for (const path of ['direct', 'journal', 'journal-64k'] as const) describe(`a pr
   // a fatal signal): the log then ends in the first bytes of a write record, seq readable, while
   // the whole record is still in the journal. Recovery names the torn bytes and replays the
   // record; verify must count the replay as that record, not as a second copy of it.
-  if (journal) test('a write torn by the kill inside the worker\'s write(2): the record is replayed whole, once, and verify passes', async (t) => {
+  // Not with the 64 KiB journal: with the worker held it fills within ~230 writes, and a child
+  // slow to see the kill then fails over to memory (documented), so later writes are not in it.
+  if (path === 'journal') test('a write torn by the kill inside the worker\'s write(2): the record is replayed whole, once, and verify passes', async (t) => {
     const dir = tempSpool(t);
     const reported = await runAndKill(dir, 'pause', path, (r) => r.paused !== null && r.writes.filter((w) => w.seq > r.paused!.to).length >= 20);
     const frame = readJournal(dir).find((f) => f.seq > reported.paused!.to);
