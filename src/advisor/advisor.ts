@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { ConfigurationError } from '../map/errors.ts';
 import type { GovernedMap } from '../map/governed-map.ts';
 import type { GcMonitor } from '../sandbox/gc-monitor.ts';
-import { isoWeek, isoWeekBefore } from './iso-week.ts';
+import { WEEK_MS, isoWeek, isoWeekBefore, isoWeekStart } from './iso-week.ts';
 import { RangeWeekCounts } from './range-weeks.ts';
 import type { AdvisorStateStore } from './range-weeks.ts';
 import { advise, resolveThresholds } from './signals.ts';
@@ -98,6 +98,7 @@ export class Advisor {
   readonly #clock: () => number;
   readonly #followed = new Map<string, Followed>();
   #timer: NodeJS.Timeout | null = null;
+  #weekTimer: NodeJS.Timeout | null = null;
   #chain: Promise<void> = Promise.resolve();
   #samples = 0;
 
@@ -149,6 +150,7 @@ export class Advisor {
   async start(): Promise<this> {
     if (this.#timer === null) {
       this.#timer = setInterval(() => void this.sample(), this.windowMs).unref();
+      this.#scheduleWeekEnd();
     }
     await this.#serial(() => this.#syncAll());
     return this;
@@ -158,6 +160,8 @@ export class Advisor {
   async stop(): Promise<void> {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
+    if (this.#weekTimer !== null) clearTimeout(this.#weekTimer);
+    this.#weekTimer = null;
     await this.#serial(async () => {
       this.#countRanges(this.#clock());
       await this.#syncAll();
@@ -290,6 +294,29 @@ export class Advisor {
       f.observed = 0;
       f.breached = 0;
     }
+  }
+
+  /**
+   * Counts the range calls at the end of each ISO week (Monday 00:00 UTC). A window closes into
+   * the week of its closing time, so without this the calls of a window straddling midnight
+   * (Sunday's last minutes, or a whole day with daily windows) went to the next week, and the
+   * week-over-week signal compared the wrong calls.
+   */
+  #scheduleWeekEnd(): void {
+    const end = isoWeekStart(this.#clock()) + WEEK_MS;
+    // At most a week, within a timer's limit; unref'd like the window timer.
+    this.#weekTimer = setTimeout(() => {
+      // A timer can fire a little early by the clock: then the week has not ended, try again.
+      // Late, the calls since the boundary (the timer's lag) go to the week that ended.
+      if (this.#clock() >= end) {
+        // Counted now, not queued behind a sample waiting on a slow state store: calls made
+        // meanwhile would count in the week that ended. Safe outside #serial: counting is
+        // synchronous, and a sync in flight keeps increments added while it writes.
+        this.#countRanges(end - 1);
+        void this.#serial(() => this.#syncAll()).catch(() => undefined);
+      }
+      this.#scheduleWeekEnd();
+    }, Math.max(1, end - this.#clock())).unref();
   }
 
   /** Range calls since the last window, into the current week (on stop: nothing is lost at exit). */

@@ -412,3 +412,35 @@ describe('a map that cannot be read', () => {
     assert.ok(advice.evidence.notes.some((n) => /key count of map "custom_ledger".*store backend down/.test(n)), advice.evidence.notes.join('\n'));
   });
 });
+
+describe('range calls at the ISO week boundary (Monday 00:00 UTC)', () => {
+  /**
+   * Range calls were counted when a window closed, into the week of the closing time: calls
+   * made on Sunday evening in a window that closes after midnight (every window that straddles
+   * it: up to windowMs of them, a whole day with daily windows) went to the next week, and
+   * "previous week" / "week in progress" compared the wrong calls.
+   */
+  test('calls made on Sunday before midnight count in that week, though their window closes on Monday', async (t) => {
+    // Sunday 2025-01-12 23:57:30 UTC, the last minutes of 2025-W02; real timers, mocked.
+    t.mock.timers.enable({ apis: ['setInterval', 'setTimeout', 'Date'], now: Date.UTC(2025, 0, 12, 23, 57, 30) });
+    const advisor = new Advisor({ windowMs: WINDOW, instance: 'clearing-1' });
+    const ledger = new GovernedMap<string, string>({ name: 'ledger', validate: anyValue });
+    ledger.store('acct-1', 'open');
+    advisor.track(ledger);
+    await advisor.start();
+    try {
+      t.mock.timers.tick(30_000); // 23:58: the end-of-week reconciliation ranges over the ledger
+      for (let i = 0; i < 200; i++) ledger.range(() => undefined);
+      for (let minute = 0; minute < 3; minute++) t.mock.timers.tick(MINUTE); // 00:01 Monday, W03
+      for (let i = 0; i < 7; i++) ledger.range(() => undefined);
+      t.mock.timers.tick(MINUTE + 30_000); // 00:02:30: the window closes
+      await advisor.sample();
+      assert.equal(advisor.samples, 2, 'the timer closed the window at 00:02:30, then the explicit sample');
+      const { ranges } = only(advisor).evidence;
+      assert.deepEqual(ranges.previous, { week: '2025-W02', count: 200 });
+      assert.deepEqual(ranges.current, { week: '2025-W03', count: 7 });
+    } finally {
+      await advisor.stop();
+    }
+  });
+});
