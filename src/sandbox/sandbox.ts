@@ -380,7 +380,19 @@ export class Sandbox {
   #register(map: SandboxedMap, capture: boolean): void {
     const id = this.#nextId++;
     const now = this.#clock();
-    const keys = map.size;
+    // A map whose getters throw at creation (a custom store whose backend is down) is tracked
+    // all the same, as an unreadable map is at a sweep: left out here, it would never be counted
+    // nor judged, even once its store is back. Unread, its first readable sweep starts it off:
+    // operations -1 differ from any count (active then, never idle from before), and keys
+    // +Infinity make the first count read a fall, which starts the key streak from there.
+    let keys = Number.POSITIVE_INFINITY;
+    let ops = -1;
+    try {
+      keys = map.size;
+      ops = totalOperations(map.counters);
+    } catch {
+      // read at the next sweep
+    }
     const instance: TrackedInstance = {
       id,
       ref: new WeakRef(map),
@@ -388,7 +400,7 @@ export class Sandbox {
       createdAtMs: now,
       pending: capture ? this.#capture.capture(map.constructor as ConstructorLike) : null,
       site: null,
-      lastOps: totalOperations(map.counters),
+      lastOps: ops,
       lastActiveAtMs: now,
       lastKeys: keys,
       lastKeySampleMs: now,

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { Registry } from 'prom-client';
 import { ConfigurationError, GovernedMap } from '../../src/index.ts';
 import { GcMonitor, Sandbox, registerSandboxMetrics } from '../../src/sandbox/index.ts';
+import { InProcessStore } from '../../src/stores/in-process-store.ts';
 import type { IdleSuspect, KeyGrowthSuspect, LeakSuspect, SiteGrowthSuspect } from '../../src/sandbox/index.ts';
 import { fullGc, nextTurn } from './gc.ts';
 
@@ -207,6 +208,42 @@ describe('leak detection', () => {
     down = false;
     sandbox.sweep();
     assert.equal(sandbox.counts.unreadableMaps, 0);
+  });
+
+  test('a map whose store cannot be read when it is created is still tracked, and judged once it reads', () => {
+    const clock = new FakeClock();
+    const sandbox = new Sandbox({ idleThresholdMs: 1_000, sweepIntervalMs: 1_000, gc: false, clock: clock.read });
+    // A custom store whose backend is down when the service builds the map.
+    let down = true;
+    class LedgerStore<K, V> extends InProcessStore<K, V> {
+      override get size(): number {
+        if (down) throw new Error('ledger backend down');
+        return super.size;
+      }
+    }
+    sandbox.start();
+    try {
+      const ledger = new GovernedMap<string, number>({ name: 'remote_ledger', validate: anyValue, store: new LedgerStore() }); // UNREADABLE-AT-CREATION
+      assert.equal(sandbox.counts.created, 1, 'registered despite the throwing getter');
+      const late = new GovernedMap<string, number>({ name: 'late_ledger', validate: anyValue, store: new LedgerStore() });
+      sandbox.stop();
+      sandbox.track(late); // no throw either
+      sandbox.sweep();
+      assert.equal(sandbox.counts.live, 2);
+      assert.equal(sandbox.counts.unreadableMaps, 2);
+      down = false;
+      clock.advance(2_000);
+      sandbox.sweep();
+      assert.equal(sandbox.counts.unreadableMaps, 0);
+      assert.deepEqual(sandbox.suspects, [], 'first read: active now, not idle since creation');
+      clock.advance(2_000);
+      const idle = ofKind(sandbox.sweep(), 'IDLE');
+      assert.deepEqual(idle.map((s) => s.map).sort(), ['late_ledger', 'remote_ledger']);
+      assert.match(idle.find((s) => s.map === 'remote_ledger')!.site!.frames[0]!, new RegExp(siteOf('UNREADABLE-AT-CREATION').replace(/\./g, '\\.')));
+      void ledger;
+    } finally {
+      sandbox.stop();
+    }
   });
 
   test('disposed and collected maps leave the registry, each counted once', async () => {
