@@ -40,19 +40,26 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   // The last N records: walk back through the segments until enough are found.
   const wanted = options.lines ?? 10;
   const tail: string[] = [];
+  // Following, the newest segment is read whatever `wanted` is: where following starts is the
+  // end of the bytes read here (a stat taken after the read would skip what was appended in
+  // between), and its last line, without its newline yet, is a record still being appended.
+  const last = options.follow === true ? await readFile(files.at(-1)!.path) : null;
+  const lineEnd = last === null ? 0 : last.lastIndexOf(NEWLINE) + 1;
   for (let i = files.length - 1; i >= 0 && tail.length < wanted; i--) {
-    const lines = (await readFile(files[i]!.path, 'utf8')).split('\n').filter(keep);
+    const text = i === files.length - 1 && last !== null ? last.toString('utf8', 0, lineEnd) : await readFile(files[i]!.path, 'utf8');
+    const lines = text.split('\n').filter(keep);
     tail.unshift(...lines.slice(Math.max(0, lines.length - (wanted - tail.length))));
   }
   for (const line of tail) options.write(line);
-  if (options.follow !== true) return;
+  if (last === null) return;
 
   let current = files.at(-1)!;
-  let offset = statSync(current.path).size;
+  let offset = last.length;
   // The bytes after the last newline read so far: a line still being appended. Kept as bytes and
   // decoded only once its newline arrives, because a poll can end inside a multi-byte character
-  // (decoded alone, each half would become U+FFFD).
-  let carry: Buffer = Buffer.alloc(0);
+  // (decoded alone, each half would become U+FFFD). Printed whole once the rest arrives, not as
+  // two broken halves.
+  let carry: Buffer = Buffer.from(last.subarray(lineEnd));
   const pollMs = options.pollMs ?? 200;
   while (options.signal?.aborted !== true) {
     const fh = await open(current.path, 'r');

@@ -55,3 +55,41 @@ test('tail -f prints a record whose multi-byte character is split across two pol
   assert.ok(printed.includes(record), `the record as stored:\n${record}\nprinted:\n${printed.join('\n')}`);
   assert.ok(!printed.some((line) => line.includes('\uFFFD')), 'no replacement characters');
 });
+
+/**
+ * `govmap audit tail -f` started while the recorder is appending a record: the file ends inside
+ * that record. The initial tail printed the half already there as a line, and following printed
+ * the rest as another: two broken lines for one record (jq fails on both).
+ */
+test('tail -f started while a record is being appended prints it once, whole', async (t) => {
+  const dir = tempSpool(t);
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/instance-1', writeJournal: false });
+  const map = balances();
+  audit.attach(map);
+  map.store('acct-1', 1n);
+  map.store('acct-2', 2n);
+  await audit.stop();
+
+  // Cut the file inside the last record, as a read racing the recorder's write sees it.
+  const file = segmentFiles(dir).at(-1)!;
+  const bytes = readFileSync(file);
+  const lineStart = bytes.lastIndexOf(10, bytes.indexOf('acct-2')) + 1;
+  const lineEnd = bytes.indexOf(10, lineStart);
+  const record = bytes.subarray(lineStart, lineEnd).toString('utf8');
+  const rest = Buffer.from(bytes.subarray(lineStart + 20));
+  truncateSync(file, lineStart + 20);
+
+  const printed: string[] = [];
+  const controller = new AbortController();
+  const following = tailSpool(dir, { lines: 5, follow: true, pollMs: 5, signal: controller.signal, write: (line) => printed.push(line) });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    appendFileSync(file, rest);
+    await until(() => printed.includes(record), 2000);
+  } finally {
+    controller.abort();
+    await following;
+  }
+  assert.ok(printed.includes(record), `the record as stored:\n${record}\nprinted:\n${printed.join('\n')}`);
+  for (const line of printed) assert.doesNotThrow(() => JSON.parse(line), `a broken line was printed: ${line}`);
+});
