@@ -12,7 +12,7 @@ import {
 } from './errors.ts';
 import { KeyedQueue } from './keyed-queue.ts';
 import type { MapObserver, OpType, Outcome } from './observer.ts';
-import { compareKeys, describeBounds, inBounds, isBounded } from './range.ts';
+import { checkRangeOptions, compareKeys, describeBounds, inBounds, isBounded } from './range.ts';
 import type { RangeCallback, RangeOptions, RangeResult } from './range.ts';
 import { notifyMapCreated } from './creation-hooks.ts';
 import { MapCounters, MapWindows, RANGE_BUCKETS_SECONDS, bucketQuantile } from './stats.ts';
@@ -284,7 +284,7 @@ export class GovernedMap<K, V> {
       for (let attempt = 1; ; attempt++) {
         if (signal.aborted) throw new UpdateAbortedError(this.name, key, signal.reason);
         const previous = this.#current(key);
-        const next = await fn(previous, signal);
+        const next = await unlessAborted(fn(previous, signal), options.signal, queueing.aborted);
         if (signal.aborted) throw new UpdateAbortedError(this.name, key, signal.reason);
         if (this.#disposed) throw new MapDisposedError(this.name, 'updateAsync', true);
         if (!this.#same(this.#current(key), previous)) {
@@ -351,14 +351,7 @@ export class GovernedMap<K, V> {
   range(callback: RangeCallback<K, V>, options?: RangeOptions<K>): RangeResult {
     this.#assertLive('range');
     if (typeof callback !== 'function') throw new InvalidArgumentError(this.name, 'range', 'callback', 'must be a function');
-    if (options !== undefined) {
-      if (options === null || typeof options !== 'object') throw new InvalidArgumentError(this.name, 'range', 'options', 'must be an object { prefix, start, end, inclusive }');
-      if (options.prefix !== undefined && typeof options.prefix !== 'string') {
-        throw new InvalidArgumentError(this.name, 'range', 'options.prefix', 'must be a string');
-      }
-      checkBound(this.name, 'options.start', options.start);
-      checkBound(this.name, 'options.end', options.end);
-    }
+    checkRangeOptions(this.name, options);
     const startedAt = performance.now();
     let entries = this.#store.snapshot();
     if (isBounded(options)) {
@@ -550,6 +543,14 @@ export class GovernedMap<K, V> {
         if (this.#observers.length !== 0) this.#emit('STORE', key, 'rejected', 'CAPACITY_EXCEEDED', undefined, next);
         throw new CapacityExceededError(this.name, key, this.#maxKeys);
       }
+      // An eviction cannot be undone: make sure the store will take this write before making
+      // room for it, or a refused write (key too long, value out of range) would cost a live entry.
+      try {
+        this.#store.checkWrite?.(key, next);
+      } catch (error) {
+        counters.storesError++;
+        throw this.#storeRefused('STORE', key, error, next);
+      }
       this.#evictOldest();
     }
     try {
@@ -661,18 +662,30 @@ export class GovernedMap<K, V> {
   }
 }
 
+/**
+ * `answer`, or a rejection with `aborted()` as soon as `signal` aborts, whichever comes first. An
+ * update function that ignores its signal (a downstream call without a timeout) must not keep the
+ * caller, and every later update of the key queued behind it, waiting past the abort. Its late
+ * answer is discarded unwritten (nothing commits once the signal has aborted), and a late
+ * rejection is handled here.
+ */
+function unlessAborted<V>(answer: V | Promise<V>, signal: AbortSignal | undefined, aborted: () => Error): V | Promise<V> {
+  if (signal === undefined || answer === null || typeof answer !== 'object' || typeof (answer as { then?: unknown }).then !== 'function') return answer;
+  let onAbort!: () => void;
+  const abort = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(aborted());
+  });
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  // The abort first: when both have happened, the update was aborted.
+  return Promise.race([abort, answer]).finally(() => signal.removeEventListener('abort', onAbort));
+}
+
 /** An observer must at least take operations; reject anything else at the door. */
 function checkObserver(observer: unknown, argument: string): void {
   if (observer === null || typeof observer !== 'object' || typeof (observer as { onOperation?: unknown }).onOperation !== 'function') {
     throw new ConfigurationError(argument, 'must be a MapObserver (an object with an onOperation function)');
   }
-}
-
-/** Range bounds are keys: strings, finite numbers or bigints (null or NaN would silently match nothing). */
-function checkBound(map: string, argument: string, bound: unknown): void {
-  if (bound === undefined) return;
-  if (typeof bound === 'string' || typeof bound === 'bigint' || (typeof bound === 'number' && !Number.isNaN(bound))) return;
-  throw new InvalidArgumentError(map, 'range', argument, 'must be a string, a number (not NaN) or a bigint key, or left out');
 }
 
 /** The reason a store's refusal is counted and audited under: its code, else STORE_FAILED. */

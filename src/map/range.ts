@@ -1,3 +1,5 @@
+import { InvalidArgumentError } from './errors.ts';
+
 /**
  * Range bounds. `start` is inclusive; `end` is exclusive unless `inclusive` is true, so
  * consecutive pages `[a, b)`, `[b, c)` never overlap. `prefix` keeps keys that start with it
@@ -59,4 +61,24 @@ export function describeBounds<K>(options: RangeOptions<K> | undefined): RangeBo
     inclusive: options!.inclusive === true,
     prefix: options!.prefix ?? null,
   };
+}
+
+/**
+ * Refuses range options a walk cannot honour, for every map kind: not an object, a prefix that
+ * is not a string, or a bound that is not a key (null or NaN would silently match nothing).
+ */
+export function checkRangeOptions(map: string, options: unknown): void {
+  if (options === undefined) return;
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError(map, 'range', 'options', 'must be an object { prefix, start, end, inclusive }');
+  const { prefix, start, end } = options as RangeOptions<unknown>;
+  if (prefix !== undefined && typeof prefix !== 'string') throw new InvalidArgumentError(map, 'range', 'options.prefix', 'must be a string');
+  checkBound(map, 'options.start', start);
+  checkBound(map, 'options.end', end);
+}
+
+/** Range bounds are keys: strings, finite numbers or bigints. */
+function checkBound(map: string, argument: string, bound: unknown): void {
+  if (bound === undefined) return;
+  if (typeof bound === 'string' || typeof bound === 'bigint' || (typeof bound === 'number' && !Number.isNaN(bound))) return;
+  throw new InvalidArgumentError(map, 'range', argument, 'must be a string, a number (not NaN) or a bigint key, or left out');
 }

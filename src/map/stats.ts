@@ -8,8 +8,16 @@ export const RANGE_BUCKETS_SECONDS: readonly number[] = Object.freeze([
   0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5,
 ]);
 
-/** Distinct rejection reasons counted per map; refusals with any further reason are summed under OTHER_REJECTION_REASONS. */
+/**
+ * Distinct rejection reasons counted per map, for reasons shaped like codes and, apart, for the
+ * others (free text, often with a key in it); refusals with any further reason of the same kind
+ * are summed under OTHER_REJECTION_REASONS. Apart, so that free text seen first cannot use up
+ * the room of the codes that metrics export (metrics/reason-labels.ts).
+ */
 export const MAX_REJECTION_REASONS = 100;
+
+/** What a reason code looks like (a metric's `reason` label). It starts with a letter, so it is never OTHER_REJECTION_REASONS. */
+export const REASON_CODE = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
 
 /** The entry refusals past MAX_REJECTION_REASONS distinct reasons are counted under (not a code: it starts with `_`). */
 export const OTHER_REJECTION_REASONS = '_other';
@@ -38,6 +46,9 @@ export class MapCounters {
   readonly rangeBuckets = new Float64Array(RANGE_BUCKETS_SECONDS.length + 1);
   /** Rejections by validator reason code; touched only on the (cold) rejection path. */
   readonly rejectionsByReason = new Map<string, number>();
+  /** Reasons in rejectionsByReason that are codes (REASON_CODE), and that are not. */
+  #codeReasons = 0;
+  #textReasons = 0;
 
   recordRange(seconds: number, visited: number): void {
     this.ranges++;
@@ -49,11 +60,23 @@ export class MapCounters {
   }
 
   recordRejection(reason: string): void {
-    const held = this.rejectionsByReason.get(reason);
-    if (held !== undefined) this.rejectionsByReason.set(reason, held + 1);
-    // A validator that puts the key in its reason would otherwise grow this map by one entry per key, forever.
-    else if (this.rejectionsByReason.size < MAX_REJECTION_REASONS) this.rejectionsByReason.set(reason, 1);
-    else this.rejectionsByReason.set(OTHER_REJECTION_REASONS, (this.rejectionsByReason.get(OTHER_REJECTION_REASONS) ?? 0) + 1);
+    const byReason = this.rejectionsByReason;
+    const held = byReason.get(reason);
+    if (held !== undefined) {
+      byReason.set(reason, held + 1);
+      return;
+    }
+    // A validator that puts the key in its reason would otherwise grow this map by one entry per
+    // key, forever. Codes and free text are bounded apart: a hundred "no account <id>" seen first
+    // must not send every later BALANCE_UNDERFLOW to OTHER, out of its metric series.
+    const code = REASON_CODE.test(reason);
+    if ((code ? this.#codeReasons : this.#textReasons) < MAX_REJECTION_REASONS) {
+      byReason.set(reason, 1);
+      if (code) this.#codeReasons++;
+      else this.#textReasons++;
+    } else {
+      byReason.set(OTHER_REJECTION_REASONS, (byReason.get(OTHER_REJECTION_REASONS) ?? 0) + 1);
+    }
   }
 
   /** Reads as the specification counts them: lookups that do not change the map. */

@@ -1,3 +1,5 @@
+import { REASON_CODE } from '../map/stats.ts';
+
 /**
  * The `reason` label of refused writes, kept bounded. A reason is whatever the validator returned,
  * and a validator that puts the key or a message in it (`no account ${id}`) would otherwise mint
@@ -15,8 +17,6 @@ export const MAX_REASON_SERIES = 20;
 /** The label value refusals beyond the limit, or with a reason that is not a code, are summed under. */
 export const OTHER_REASONS = '_other';
 
-/** What a reason code looks like. It starts with a letter, so it can never be OTHER_REASONS. */
-const REASON_CODE = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
 
 /** Calls `emit` once per kept reason, then once for OTHER_REASONS when anything was folded. */
 export function boundedReasons(byReason: ReadonlyMap<string, number>, emit: (reason: string, count: number) => void, max: number = MAX_REASON_SERIES): void {

@@ -36,4 +36,11 @@ export interface MapStore<K, V> {
   compareAndDelete?(key: K, expected: V): boolean;
   /** Value equality as the store compares values (e.g. field by field for records read from shared memory). */
   sameValue?(a: V, b: V): boolean;
+
+  /**
+   * Throws the refusal `set` would throw for this key and value (a shared store's key too long,
+   * a value outside its layout), writing nothing. Optional: stores that take every key and value
+   * have none. GovernedMap asks before it evicts an entry to make room for the write.
+   */
+  checkWrite?(key: K, value: V): void;
 }

@@ -259,6 +259,23 @@ describe('stores that refuse', () => {
     assert.deepEqual(map.stats().stores, { ok: 1, rejected: 0, error: 3 });
     assert.equal(map.load('a'), 1n);
   });
+
+  test('a write the store refuses does not evict the oldest entry to make room for itself', () => {
+    const { events, observer } = recorder();
+    const store = SharedInt64Store.create({ maxKeyLength: 8 });
+    const map = new GovernedMap<string, bigint>({ name: 's', store, maxKeys: 2, onFull: 'evict-oldest', validate: (_k, v) => v >= 0n || 'NEGATIVE', observers: [observer] });
+    map.store('acct-1', 1n);
+    map.store('acct-2', 2n);
+    assert.throws(() => map.store('acct-3', 2n ** 64n), { code: 'GOVMAP_SHARED_VALUE_INVALID' });
+    assert.throws(() => map.store('acct-4-too-long', 4n), { code: 'GOVMAP_SHARED_KEY_INVALID' });
+    assert.deepEqual(map.entries({ start: '' }), [['acct-1', 1n], ['acct-2', 2n]], 'the map is unchanged');
+    assert.equal(map.stats().evictions, 0);
+    assert.deepEqual(events.slice(2, 4), ['STORE:acct-3:error:SHARED_VALUE_INVALID', 'STORE:acct-4-too-long:error:SHARED_KEY_INVALID']);
+    // A write the store takes still evicts as before.
+    map.store('acct-5', 5n);
+    assert.deepEqual(map.entries({ start: '' }), [['acct-2', 2n], ['acct-5', 5n]]);
+    assert.equal(map.stats().evictions, 1);
+  });
 });
 
 describe('updateAsync', () => {
@@ -281,6 +298,21 @@ describe('updateAsync', () => {
     release();
     assert.equal(await first, 1);
     assert.equal(await third, 11); // ran after the first, not before it
+  });
+
+  test('an update aborted while its function is still running settles at once and frees the key', async () => {
+    const map = new GovernedMap<string, number>({ name: 'q', validate: accept });
+    map.store('k', 0);
+    let finish!: (value: number) => void;
+    // A risk check that ignores the signal (or a downstream call without a timeout).
+    const stuck = map.updateAsync('k', () => new Promise<number>((resolve) => (finish = resolve)), { signal: AbortSignal.timeout(20) });
+    const t0 = performance.now();
+    await assert.rejects(stuck, UpdateAbortedError);
+    assert.ok(performance.now() - t0 < 1000, 'the abort did not wait for the function');
+    assert.equal(await map.updateAsync('k', (v) => (v ?? 0) + 1), 1, 'the next update of the key is not held up');
+    finish(100); // the abandoned function's late answer is never written
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(map.load('k'), 1);
   });
 
   test('an updateAsync of a key from inside its own update is refused instead of waiting for itself forever', async () => {

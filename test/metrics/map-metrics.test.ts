@@ -143,3 +143,14 @@ test('the reason label stays bounded when a validator puts the key in its reason
   assert.equal(sample(again, 'syncmap_validation_rejections_total{map="coded",reason="CODE_4"}'), undefined);
   assert.equal(sample(again, 'syncmap_validation_rejections_total{map="coded",reason="_other"}'), 2);
 });
+
+test('a reason code seen only after many reasons that are not codes still gets its own series', async () => {
+  const metrics = new MapMetrics();
+  const map = new GovernedMap<string, number>({ name: 'late', validate: (key, v) => (v < 0 ? 'NEGATIVE' : `no account ${key}`) });
+  metrics.track(map);
+  for (let i = 0; i < 150; i++) assert.throws(() => map.store(`acct-${i}`, 1));
+  assert.throws(() => map.store('acct-0', -1));
+  const text = await metrics.render();
+  assert.equal(sample(text, 'syncmap_validation_rejections_total{map="late",reason="NEGATIVE"}'), 1);
+  assert.equal(sample(text, 'syncmap_validation_rejections_total{map="late",reason="_other"}'), 150);
+});

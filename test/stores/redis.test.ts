@@ -283,6 +283,19 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await other.dispose();
   });
 
+  test('range options of the wrong kind get a typed error, as on GovernedMap, not a TypeError or a silently empty walk', async () => {
+    const map = balances('range-options');
+    await map.store('acct-1', 1n);
+    const refused = (argument: string) => (error: unknown) => error instanceof InvalidArgumentError && error.code === 'GOVMAP_INVALID_ARGUMENT' && error.message.includes(`"${argument}"`);
+    await assert.rejects(map.entries(null as unknown as object), refused('options'));
+    await assert.rejects(map.entries('acct' as unknown as object), refused('options'));
+    await assert.rejects(map.entries({ end: null as unknown as string }), refused('options.end'));
+    await assert.rejects(map.entries({ start: Number.NaN as unknown as string }), refused('options.start'));
+    await assert.rejects(map.entries({ start: {} as unknown as string }), refused('options.start'));
+    assert.deepEqual(await map.entries({ start: 'acct-' }), [['acct-1', 1n]]);
+    await map.dispose();
+  });
+
   test('delete passes validateDelete; loadAndDelete returns the removed value; compareAndSwap and loadOrStore', async () => {
     const map = balances('lifecycle');
     await map.store('acct-1', 7n);
@@ -341,5 +354,23 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     assert.throws(() => new RemoteGovernedMap<bigint>({ ...base, nearCache: { staleReadMs: -1 } }), /staleReadMs/);
     await assert.rejects(connectRedis({ url: 'http://x' }), /redis:\/\//);
     await assert.rejects(connectRedis({}), /exactly one/);
+  });
+
+  test('a key or string value with a lone surrogate is refused, not merged with other keys by UTF-8 encoding', async () => {
+    const map = balances('surrogates');
+    // '\uD800', '\uDC00' and '\uFFFD' are three keys; UTF-8 would turn the first two into the third.
+    await assert.rejects(map.store('acct-\uD800', 1n), (error: unknown) => error instanceof InvalidArgumentError && error.code === 'GOVMAP_INVALID_ARGUMENT' && /surrogate/.test(error.message));
+    await assert.rejects(map.load('acct-\uDC00'), InvalidArgumentError);
+    assert.equal(await map.load('acct-\uFFFD'), undefined, 'nothing was written under another key');
+    assert.deepEqual(await map.entries(), []);
+    await map.store('acct-\u{1F600}', 2n); // a surrogate pair is a well-formed character
+    assert.deepEqual(await map.entries(), [['acct-\u{1F600}', 2n]]);
+    await map.dispose();
+    const keyPrefix = uniquePrefix('surrogate-values');
+    prefixes.push(keyPrefix);
+    const names = new RemoteGovernedMap<string>({ name: 'names', link, keyPrefix, codec: stringCodec, validate: () => true, sizeRefreshMs: 0 });
+    await assert.rejects(names.store('k', 'a\uD800b'), (error: unknown) => error instanceof InvalidArgumentError && /surrogate/.test(error.message));
+    assert.equal(await raw.get(`${keyPrefix}k`), null);
+    await names.dispose();
   });
 });

@@ -40,10 +40,22 @@ export const int64Codec: ValueCodec<bigint> = Object.freeze({
   },
 });
 
-/** Strings stored as they are. */
+/**
+ * A UTF-16 code unit of a surrogate pair standing alone. (With the `u` flag a paired surrogate is
+ * one code point and does not match.) Redis holds bytes: node-redis encodes a string as UTF-8,
+ * which turns every lone surrogate into U+FFFD, so such a string does not come back as written.
+ */
+export const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/** Strings stored as they are (well-formed UTF-16: anything else would not round-trip). */
 export const stringCodec: ValueCodec<string> = Object.freeze({
   kind: 'string',
   encode: (value: string): string => value,
   decode: (raw: string): string => raw,
-  check: (value: unknown): string | null => (typeof value === 'string' ? null : `must be a string, not a ${typeof value}`),
+  check: (value: unknown): string | null =>
+    typeof value !== 'string'
+      ? `must be a string, not a ${typeof value}`
+      : LONE_SURROGATE.test(value)
+        ? 'must be well-formed UTF-16: a lone surrogate would be stored as U+FFFD'
+        : null,
 });

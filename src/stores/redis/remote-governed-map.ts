@@ -10,7 +10,7 @@ import {
 } from '../../map/errors.ts';
 import { KeyedQueue } from '../../map/keyed-queue.ts';
 import type { MapObserver, OpType, Outcome } from '../../map/observer.ts';
-import { compareKeys, describeBounds, inBounds, isBounded } from '../../map/range.ts';
+import { checkRangeOptions, compareKeys, describeBounds, inBounds, isBounded } from '../../map/range.ts';
 import type { RangeCallback, RangeOptions, RangeResult } from '../../map/range.ts';
 import { MapCounters, MapWindows, RANGE_BUCKETS_SECONDS, bucketQuantile } from '../../map/stats.ts';
 import type { MapStatsSnapshot } from '../../map/stats.ts';
@@ -18,7 +18,7 @@ import { toRejection } from '../../map/validator.ts';
 import { admitDelete, admitStore, writeAdmission } from '../../map/admission.ts';
 import type { WriteAdmission } from '../../map/admission.ts';
 import type { DeleteValidator, Validator } from '../../map/validator.ts';
-import { INT64_MAX, INT64_MIN } from './codec.ts';
+import { INT64_MAX, INT64_MIN, LONE_SURROGATE } from './codec.ts';
 import type { ValueCodec } from './codec.ts';
 import { RedisCommandRefusedError, RedisUnavailableError, RedisValueCorruptError } from './errors.ts';
 import { LinkFailure } from './link.ts';
@@ -210,6 +210,7 @@ export class RemoteGovernedMap<V> {
     }
     const keyPrefix = options.keyPrefix ?? `govmap:${options.name}:`;
     if (typeof keyPrefix !== 'string' || keyPrefix.length === 0 || keyPrefix.length > 256) throw new ConfigurationError('keyPrefix', 'must be a string of 1-256 characters', keyPrefix);
+    if (LONE_SURROGATE.test(keyPrefix)) throw new ConfigurationError('keyPrefix', 'must be well-formed UTF-16 (a lone surrogate becomes U+FFFD in Redis)', keyPrefix);
     if (/[{}]/.test(keyPrefix)) {
       throw new ConfigurationError('keyPrefix', 'must not contain "{" or "}": a Redis Cluster hash tag would put every key of the map in one slot', keyPrefix);
     }
@@ -468,7 +469,7 @@ export class RemoteGovernedMap<V> {
   async range(callback: RangeCallback<string, V>, options?: RangeOptions<string>): Promise<RangeResult> {
     this.#assertLive('range');
     if (typeof callback !== 'function') throw new InvalidArgumentError(this.name, 'range', 'callback', 'must be a function');
-    if (options?.prefix !== undefined && typeof options.prefix !== 'string') throw new InvalidArgumentError(this.name, 'range', 'options.prefix', 'must be a string');
+    checkRangeOptions(this.name, options);
     const startedAt = performance.now();
     let visited = 0;
     let stopped = false;
@@ -696,6 +697,11 @@ export class RemoteGovernedMap<V> {
   #assertKey(operation: string, key: string): void {
     if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
       throw new InvalidArgumentError(this.name, operation, 'key', `must be a string of 1-${MAX_KEY_LENGTH} characters (Redis keys are strings)`);
+    }
+    // Redis keys are UTF-8 bytes: every lone surrogate would become U+FFFD, so "a\uD800" and
+    // "a\uDC00" would be one entry in Redis, and range would hand back a key nobody wrote.
+    if (LONE_SURROGATE.test(key)) {
+      throw new InvalidArgumentError(this.name, operation, 'key', 'must be well-formed UTF-16: it holds a lone surrogate, which Redis would store as U+FFFD (merging it with other keys)');
     }
   }
 

@@ -69,6 +69,12 @@ export abstract class SharedMemoryStore<V> implements MapStore<string, V> {
     return this.table.codec.same(a, b);
   }
 
+  /** Throws what `set(key, value)` would refuse it with (SharedKeyError, SharedValueError), writing nothing. */
+  checkWrite(key: string, value: V): void {
+    this.#checkWrite(key, 'set');
+    this.table.codec.check(key, value);
+  }
+
   /** The key added longest ago (O(n): walks every entry with writers held off). */
   oldestKey(): string | undefined {
     return this.table.oldestKey();
