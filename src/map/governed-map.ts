@@ -10,6 +10,7 @@ import {
   UpdateAbortedError,
   UpdateConflictError,
 } from './errors.ts';
+import { freezeValue } from './freeze.ts';
 import { KeyedQueue } from './keyed-queue.ts';
 import type { MapObserver, OpType, Outcome } from './observer.ts';
 import { checkRangeOptions, compareKeys, describeBounds, inBounds, isBounded } from './range.ts';
@@ -52,6 +53,17 @@ export interface GovernedMapOptions<K, V> {
   readonly clock?: () => number;
   /** Watchers of every operation (audit, sandbox). */
   readonly observers?: readonly MapObserver<K>[];
+  /**
+   * Freeze object values as they are stored, through nested plain objects and arrays. Default
+   * true. A store that holds the caller's objects (the in-process store) would otherwise let
+   * `update(k, (a) => { a.balance -= 100n; return a; })`, or any later change to a stored object,
+   * alter the map without its validator, its metrics or its audit seeing a write (returning the
+   * same object is a no-op). Frozen, such a change throws a TypeError where it is made; return a
+   * new value instead (`{ ...a, balance: a.balance - 100n }`). Stores that keep copies (shared
+   * memory, Redis) are not affected: what they hand out cannot change what they hold. Set false
+   * only for values the map alone ever touches.
+   */
+  readonly freezeValues?: boolean;
 }
 
 export interface UpdateAsyncOptions {
@@ -96,6 +108,8 @@ export class GovernedMap<K, V> {
   readonly #updateRetries: number;
   /** The store is written by other threads too: commit by compare-and-swap (see the class comment). */
   readonly #atomic: boolean;
+  /** Object values are frozen as stored (option freezeValues, for stores holding references). */
+  readonly #freeze: boolean;
   readonly #clock: () => number;
   readonly #counters = new MapCounters();
   readonly #windows: MapWindows;
@@ -136,6 +150,7 @@ export class GovernedMap<K, V> {
     if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
     const retries = options.updateRetries ?? DEFAULT_UPDATE_RETRIES;
     if (!(Number.isSafeInteger(retries) && retries >= 0)) throw new ConfigurationError('updateRetries', 'must be a non-negative integer', retries);
+    if (options.freezeValues !== undefined && typeof options.freezeValues !== 'boolean') throw new ConfigurationError('freezeValues', 'must be true or false', options.freezeValues);
     if (options.clock !== undefined && typeof options.clock !== 'function') throw new ConfigurationError('clock', 'must be a function returning milliseconds', options.clock);
     if (options.store !== undefined) {
       const store = options.store as unknown as Record<string, unknown> | null;
@@ -156,6 +171,7 @@ export class GovernedMap<K, V> {
     this.#expiresAt = ttlMs > 0 ? new Map<K, number>() : null;
     this.#updateRetries = retries;
     this.#atomic = typeof this.#store.compareAndSwap === 'function' && typeof this.#store.compareAndDelete === 'function';
+    this.#freeze = options.freezeValues !== false && !this.#atomic;
     this.#clock = options.clock ?? Date.now;
     this.createdAtMs = this.#clock();
     this.#windows = new MapWindows(windowMs, this.createdAtMs);
@@ -557,6 +573,8 @@ export class GovernedMap<K, V> {
       if (this.#atomic) {
         if (!this.#store.compareAndSwap!(key, previous, next)) return false;
       } else {
+        // Frozen as it is stored, not before: a refused write leaves the caller's object as it was.
+        if (this.#freeze) freezeValue(next);
         this.#store.set(key, next);
       }
     } catch (error) {
