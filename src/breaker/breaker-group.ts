@@ -76,12 +76,22 @@ export class BreakerGroup {
     return this.#create(key);
   }
 
-  /** `get(key).execute(call, fallback)`. */
+  /**
+   * `get(key).execute(call, fallback)`, as a promise in every case: an invalid key rejects with
+   * BreakerKeyError and a disposed group with BreakerGroupDisposedError, never a synchronous
+   * throw that would pass by the caller's `.catch()`.
+   */
   execute<T>(key: string, call: (signal: AbortSignal) => T | PromiseLike<T>, fallback?: Fallback<T>): Promise<T> {
     const breaker = this.#breakers.get(key);
     if (breaker !== undefined) return breaker.execute(call, fallback);
     if (this.#disposed) return Promise.reject(new BreakerGroupDisposedError(this.name, String(key)));
-    return this.#create(key).execute(call, fallback);
+    let created: CircuitBreaker;
+    try {
+      created = this.#create(key);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    return created.execute(call, fallback);
   }
 
   /** The breaker for `key` if one is held now (does not create one). */

@@ -28,6 +28,12 @@ const TXN_PATTERN = /^(\*|[A-Za-z0-9_.-]{1,64})$/;
 /** A target names a downstream (service name, URL); the router hands it to the caller's call. */
 const TARGET = /^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$/;
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
+/**
+ * A mock header value: printable ASCII, spaces and tabs. Node's setHeader throws on a control
+ * character or a character above U+00FF, so anything else would load fine and then throw at
+ * every degraded answer of the route, exactly when the downstream is already failing.
+ */
+const HEADER_VALUE = /^[\t\x20-\x7e]*$/;
 
 /** Concurrency limits of a route when its rule names none. */
 export const DEFAULT_BULKHEAD = Object.freeze({ maxConcurrent: 64, maxQueued: 128 });
@@ -55,7 +61,7 @@ const mockHeadersSchema = z
   .superRefine((raw, ctx) => {
     if (raw !== null && typeof raw === 'object' && Object.hasOwn(raw, '__proto__')) ctx.addIssue({ code: 'custom', path: ['__proto__'], message: 'a header name is an HTTP token other than __proto__' });
   })
-  .pipe(z.record(z.string().regex(HEADER_NAME, 'a header name is an HTTP token'), z.string().max(1024)));
+  .pipe(z.record(z.string().regex(HEADER_NAME, 'a header name is an HTTP token'), z.string().max(1024).regex(HEADER_VALUE, 'a header value is printable ASCII, spaces and tabs (no control character, no non-ASCII)')));
 
 const degradationSchema = z.discriminatedUnion('kind', [
   z.strictObject({

@@ -243,16 +243,28 @@ export class Router {
     return undefined;
   }
 
-  /** Re-queues jobs a previous run's close() returned (persisted by the caller). Unknown routes go to the default route's lane if it is async. */
+  /**
+   * Re-queues jobs a previous run's close() returned (persisted by the caller). A job whose route
+   * is gone or no longer async, or whose lane is full or closing, is returned in `unroutable`:
+   * every job given is either restored or returned, never dropped (keep the returned ones).
+   */
   restoreJobs(jobs: readonly AsyncJob<RoutedJob>[]): { restored: number; unroutable: AsyncJob<RoutedJob>[] } {
     const unroutable: AsyncJob<RoutedJob>[] = [];
     let restored = 0;
     for (const job of jobs) {
       const lane = this.#runtimes.get(job.payload.route)?.lane ?? null;
-      if (lane === null) unroutable.push(job);
-      else {
+      if (lane === null) {
+        unroutable.push(job);
+        continue;
+      }
+      try {
         lane.restore([job]);
         restored++;
+      } catch (error) {
+        // A refusal must not abort the loop: the caller would lose this job and every later one,
+        // with no way to tell which of the earlier ones were taken back.
+        if (!(error instanceof AsyncLaneRefusedError)) throw error;
+        unroutable.push(job);
       }
     }
     return { restored, unroutable };

@@ -240,8 +240,8 @@ const RELIST_BACKOFF_MS = [100, 250, 500, 1_000, 2_000];
 
 /**
  * One watch: list, watch from the list's revision + 1; on cancellation (compaction) or an
- * unrecoverable stream error, list again and deliver onReset. Events older than the last
- * delivered revision (a resumed stream may repeat some) are dropped.
+ * unrecoverable stream error, list again and deliver onReset. Events a resumed stream repeats
+ * (older than the last delivered revision, or the same key again at it) are dropped.
  */
 class EtcdWatch {
   readonly #prefix: string;
@@ -251,6 +251,8 @@ class EtcdWatch {
   readonly #storeClosed: () => boolean;
   #watcher: Watcher | null = null;
   #revision = 0n;
+  /** Keys delivered at `#revision` (see #seen). */
+  readonly #keysAtRevision = new Set<string>();
   #attempt = 0;
   #closed = false;
   #connected = true;
@@ -303,6 +305,7 @@ class EtcdWatch {
     this.#attempt = 0;
     this.#watcher = watcher;
     this.#revision = listed.revision;
+    this.#keysAtRevision.clear();
     this.#status('connected');
     this.#handlers.onReset(listed.entries);
     watcher.on('put', (kv) => this.#deliverPut(kv));
@@ -322,16 +325,34 @@ class EtcdWatch {
 
   #deliverPut(kv: IKeyValue): void {
     const entry = toEntry(kv);
-    if (entry.revision <= this.#revision) return;
-    this.#revision = entry.revision;
+    if (this.#seen(entry.revision, entry.key)) return;
     this.#handlers.onEvent({ type: 'put', entry });
   }
 
   #deliverDelete(kv: IKeyValue): void {
     const revision = BigInt(kv.mod_revision);
-    if (revision <= this.#revision) return;
-    this.#revision = revision;
-    this.#handlers.onEvent({ type: 'delete', key: kv.key.toString('utf8'), revision });
+    const key = kv.key.toString('utf8');
+    if (this.#seen(revision, key)) return;
+    this.#handlers.onEvent({ type: 'delete', key, revision });
+  }
+
+  /**
+   * Whether the event of `key` at `revision` was delivered already (a resumed stream repeating
+   * it). One revision can change several keys: a transaction, or a lease that expires or is
+   * revoked, deletes all its keys at one revision. So only an older revision, or the same key
+   * again at the current one, is a repeat; dropping every event at the current revision would
+   * deliver the first key of an expired lease and leave the others in the consumer's view.
+   */
+  #seen(revision: bigint, key: string): boolean {
+    if (revision < this.#revision) return true;
+    if (revision > this.#revision) {
+      this.#revision = revision;
+      this.#keysAtRevision.clear();
+    } else if (this.#keysAtRevision.has(key)) {
+      return true;
+    }
+    this.#keysAtRevision.add(key);
+    return false;
   }
 
   #status(status: 'connected' | 'disconnected', error?: unknown): void {

@@ -58,8 +58,11 @@ export function decide(definition: SwitchDefinition, context: SwitchContext): { 
   if (allowed && !matchesAny(definition.allow, context)) return { on: false, reason: 'NOT_TARGETED' };
   const rollout = definition.rollout;
   if (rollout !== null) {
-    const key = context[rollout.by];
-    if (key === undefined || key === '') return { on: false, reason: 'ROLLOUT_KEY_MISSING' };
+    // The context's own string only: `by` may be any tag key, `constructor` and `toString`
+    // included, and most contexts are plain objects (board.view() merges into one), whose
+    // inherited function would otherwise be hashed (and throw) as if it were the request's value.
+    const key = Object.hasOwn(context, rollout.by) ? context[rollout.by] : undefined;
+    if (typeof key !== 'string' || key === '') return { on: false, reason: 'ROLLOUT_KEY_MISSING' };
     // bucket < percent% of ROLLOUT_BUCKETS; percent has two decimals, so percent * 100 is the
     // bucket count (rounded to shed the float error of e.g. 12.34 * 100 = 1233.9999...).
     return rolloutBucket(rollout.salt, key) < Math.round(rollout.percent * 100)

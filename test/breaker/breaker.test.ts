@@ -358,6 +358,19 @@ describe('keyed groups', () => {
     group.dispose();
   });
 
+  test('execute() with a key that cannot name a breaker rejects (as after dispose), never throws past the caller\'s .catch', async () => {
+    const group = new BreakerGroup({ name: 'orgs', clock: new ManualClock() });
+    for (const key of ['', 'a/b', 'x'.repeat(65), 'org 1', 42 as unknown as string]) {
+      let returned: Promise<unknown> | undefined;
+      assert.doesNotThrow(() => {
+        returned = group.execute(key, ok);
+      }, `execute(${JSON.stringify(key)}) threw synchronously`);
+      await assert.rejects(returned!, (e: unknown) => e instanceof BreakerKeyError && e.code === 'GOVMAP_BREAKER_KEY_INVALID');
+    }
+    assert.equal(group.size, 0);
+    group.dispose();
+  });
+
   test('after dispose() a group creates and announces no breaker: get() throws, execute() rejects, both with a code', async () => {
     const group = new BreakerGroup({ name: 'orgs', clock: new ManualClock() });
     const announced: string[] = [];

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { RouteTable, RouteTableError, parseBizTag } from '../../src/routing/index.ts';
+import { createServer } from 'node:http';
+import { RouteTable, RouteTableError, parseBizTag, sendRouteOutcome } from '../../src/routing/index.ts';
 
 const rule = (id: string, orgId: string, txnType: string, target = `t-${id}`) => ({ id, orgId, txnType, target });
 const table = (routes: unknown[]) => new RouteTable({ default: { target: 'core' }, routes });
@@ -161,6 +162,26 @@ describe('validation', () => {
     assert.match(issuesOf(document), /routes\[0\]\.degradation\.headers\.__proto__: a header name is an HTTP token other than __proto__/);
     const kept = new RouteTable({ default: { target: 'core' }, routes: [{ ...rule('m', '1', '*'), degradation: { kind: 'mock', body: null, headers: { 'retry-after': '5' } } }] });
     assert.deepEqual((kept.route('m')!.degradation as { headers: unknown }).headers, { 'retry-after': '5' });
+  });
+
+  test('a mock header value Node cannot send (control character, non-ASCII) is refused at load, not thrown at every degraded answer', async () => {
+    for (const value of ['line1\nline2', 'price \u20ac5', 'nul\u0000']) {
+      const document = { default: { target: 'core' }, routes: [{ ...rule('m', '1', '*'), degradation: { kind: 'mock', body: null, headers: { 'x-note': value } } }] };
+      assert.match(issuesOf(document), /routes\[0\]\.degradation\.headers\["x-note"\]: a header value is printable ASCII/, JSON.stringify(value));
+    }
+    // What is accepted can be sent: printable ASCII, spaces and tabs.
+    const t = table([{ ...rule('m', '1', '*'), degradation: { kind: 'mock', body: null, headers: { 'x-note': 'pending\tsee /status ~ok' } } }]);
+    const route = t.route('m')!;
+    const d = route.degradation as { status: number; body: null; headers: Record<string, string> };
+    const server = createServer((_req, res) => sendRouteOutcome(res, { kind: 'mock', route, reason: 'BREAKER_OPEN', status: d.status, body: d.body, headers: d.headers }, () => undefined));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const response = await fetch(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
+      assert.equal(response.headers.get('x-note'), 'pending\tsee /status ~ok');
+      await response.text();
+    } finally {
+      server.close();
+    }
   });
 
   test('strategies get their documented defaults', () => {

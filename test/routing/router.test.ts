@@ -130,3 +130,22 @@ describe('unmatched traffic', () => {
     assert.match(text, /govmap_route_breaker_state\{route="mocked",state="NONE"\} 1/);
   });
 });
+
+describe('restoring queued jobs', () => {
+  test('jobs a full lane cannot take back are returned, not thrown away with the ones after them', async () => {
+    const table = { default: { target: 'core' }, routes: [{ id: 'slow', orgId: '1*', txnType: '*', target: 'a', degradation: { kind: 'async', ratePerSec: 1, burst: 1, maxQueued: 2 } }] };
+    const router = new Router({
+      table,
+      // Holds every job until the router closes: the lane stays full.
+      processAsync: (_target, _payload, signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })),
+      log: () => undefined,
+    });
+    const job = (n: number) => ({ token: `t${n}`, lane: 'slow', payload: { tag: 'orgId:1001', route: 'slow', payload: { n } }, acceptedAt: new Date(0).toISOString(), attempts: 0 });
+    const jobs = [job(1), job(2), job(3), job(4), { ...job(5), payload: { ...job(5).payload, route: 'gone' } }];
+    const result = router.restoreJobs(jobs);
+    assert.equal(result.restored, 2);
+    assert.deepEqual(result.unroutable.map((j) => j.token), ['t3', 't4', 't5']);
+    const closed = await router.close({ deadlineMs: 10 });
+    assert.deepEqual(closed.remaining.map((j) => j.token).sort(), ['t1', 't2'], 'every job is restored or returned, once');
+  });
+});

@@ -208,6 +208,23 @@ function contract(name: string, open: () => Promise<StateStore>, options: { skip
       await store.close();
     });
 
+    test('a watch sees every key of a revoked lease deleted, not only the first (etcd deletes them in one revision)', async () => {
+      const store = await open();
+      const sub = `${prefix}lease-watch-${n++}/`;
+      const lease = await store.grantLease(30);
+      for (const k of ['a', 'b', 'c']) assert.ok((await store.compareAndSet(`${sub}${k}`, `"${k}"`, null, { lease })).ok);
+      const r = recorder();
+      const watch = store.watch(sub, r.handlers);
+      await until('the reset', () => r.resets.length === 1);
+      assert.equal(r.resets[0]!.length, 3);
+      await lease.revoke();
+      await until('the keys are gone', async () => (await store.list(sub)).length === 0);
+      await until('three deletes', () => r.events.length >= 3, 5_000);
+      assert.deepEqual(r.events.map((e) => (e.type === 'delete' ? e.key : `put ${e.entry.key}`)).sort(), [`${sub}a`, `${sub}b`, `${sub}c`]);
+      await watch.close();
+      await store.close();
+    });
+
     test('a released lease is no longer renewed: its keys vanish after its time to live', async () => {
       const store = await open();
       const k = key();

@@ -34,6 +34,20 @@ describe('targeting order', () => {
   test('a rollout without its context key is off, with a reason saying so', () => {
     assert.deepEqual(decide(define({ enabled: true, rollout: { percent: 50, by: 'account' } }), { orgId: '1' }), { on: false, reason: 'ROLLOUT_KEY_MISSING' });
   });
+
+  test('a rollout by a key named like an Object.prototype member (a valid tag key) reads the context\'s own value only: never throws', () => {
+    const board = new SwitchBoard({ initial: {} });
+    for (const by of ['constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const d = define({ enabled: true, rollout: { percent: 100, by } });
+      // A plain context (what board.view() and the OpenFeature provider build) inherits these names.
+      assert.deepEqual(decide(d, { orgId: '1' }), { on: false, reason: 'ROLLOUT_KEY_MISSING' }, by);
+      assert.deepEqual(decide(d, {}), { on: false, reason: 'ROLLOUT_KEY_MISSING' }, by);
+      assert.deepEqual(decide(d, { [by]: 'acct-7' }), { on: true, reason: 'ROLLOUT_INCLUDED' }, by);
+      board.set('gated', { enabled: true, rollout: { percent: 100, by } }, { actor: 'test', reason: by });
+      assert.equal(board.isOn('gated'), false, by);
+      assert.equal(board.view({ orgId: '1' }).evaluate('gated').reason, 'ROLLOUT_KEY_MISSING', by);
+    }
+  });
 });
 
 describe('percentage rollout', () => {
