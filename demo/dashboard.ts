@@ -462,6 +462,13 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
   context.router.route('GET', /^\/events$/, async (req, res) => {
     if (clients.size >= maxClients) throw new HttpError(503, 'DASHBOARD_BUSY', `at most ${maxClients} dashboard pages at once`);
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    // HEAD (served by this GET route): the headers, then the end. A stream has no end of its own,
+    // and Node sends a HEAD answer's headers only when it ends: the client waited forever, on a
+    // page's place that no page could then take.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     res.write(`retry: 2000\nevent: history\ndata: ${JSON.stringify({ intervalMs, samples: history })}\n\n`);
     clients.add(res);
     audit?.watch(true);

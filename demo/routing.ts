@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BreakerGroup } from '../src/breaker/index.ts';
+import { ValidationError } from '../src/map/index.ts';
 import { FileRouteTableSource, Router as RouteRouter, RoutingMetrics, breakerGuards, createBizTagMiddleware, currentBizContext, currentBizTag, sendRouteOutcome } from '../src/routing/index.ts';
 import type { AsyncJob, RoutedJob } from '../src/routing/index.ts';
 import type { SwitchBoard } from '../src/switches/index.ts';
@@ -154,6 +155,12 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
         results.set(token, { status: 'SETTLED', reference: `stl-${++references}` });
       } catch (error) {
         // Refused by the ledger now (funds gone meanwhile): final, not retried; nothing moved.
+        // Insufficient funds is the balances map's validator (a ValidationError, BALANCE_UNDERFLOW),
+        // not a LedgerError: rethrown, it was retried as a gateway failure and died without a result.
+        if (error instanceof ValidationError) {
+          results.set(token, { status: 'REJECTED', reason: error.reason });
+          return;
+        }
         if (!(error instanceof LedgerError)) throw error;
         results.set(token, { status: 'REJECTED', reason: error.code });
       }

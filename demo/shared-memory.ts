@@ -4,6 +4,7 @@ import { HttpError, sendJson } from './http.ts';
 import { formatAmount } from './money.ts';
 import type { DemoContext } from './server.ts';
 import type { ScanReply, ScanRequest } from './shared-memory.worker.ts';
+import { WorkerPool } from './worker-pool.ts';
 
 export interface DemoSharedMemoryOptions {
   /** Worker threads of the risk-scan pool, started on the first scan. Default 2. */
@@ -30,46 +31,28 @@ export function createSharedBalanceStore(accounts: number): SharedInt64Store {
 export function installSharedMemory(context: DemoContext, store: SharedInt64Store, options: DemoSharedMemoryOptions = {}): void {
   const size = options.workers ?? 2;
   const accounts = context.options.accounts ?? 1000;
-  let pool: Promise<Worker[]> | null = null;
-  const startPool = (): Promise<Worker[]> =>
-    Promise.all(
-      Array.from({ length: size }, async () => {
-        const url = new URL(`./shared-memory.worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
-        const worker = new Worker(url, { workerData: { balances: store.handle } });
-        // A worker that dies while holding a lock must not wedge the ledger: recover it on exit.
-        store.supervise(worker);
-        worker.unref();
-        await new Promise<void>((resolve, reject) => {
-          worker.once('online', resolve);
-          worker.once('error', reject);
-        });
-        return worker;
-      }),
-    );
-  const scan = (worker: Worker, request: ScanRequest): Promise<ScanReply> =>
-    new Promise((resolve, reject) => {
-      // Listeners removed on either outcome: one scan per request must not pile them up.
-      const onError = (error: Error): void => {
-        worker.off('message', onMessage);
-        reject(error);
-      };
-      const onMessage = (reply: ScanReply): void => {
-        worker.off('error', onError);
-        resolve(reply);
-      };
-      worker.once('message', onMessage);
-      worker.once('error', onError);
-      worker.postMessage(request);
-    });
+  const pool = new WorkerPool<Omit<ScanRequest, 'id'>, ScanReply>(
+    size,
+    () => {
+      const url = new URL(`./shared-memory.worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+      const worker = new Worker(url, { workerData: { balances: store.handle } });
+      // A worker that dies while holding a lock must not wedge the ledger: recover it on exit.
+      store.supervise(worker);
+      worker.unref();
+      return worker;
+    },
+    (code) => new HttpError(503, 'SCAN_WORKER_LOST', `a shared-memory scan worker ended (exit code ${code}) before it answered; the next scan starts new workers`),
+  );
 
   context.router.route('GET', /^\/shared-memory\/exposure$/, async (req, res) => {
     const raw = new URL(req.url ?? '/', 'http://localhost').searchParams.get('floor') ?? '100000';
     if (!/^(0|[1-9][0-9]{0,18})$/.test(raw)) throw new HttpError(400, 'FLOOR_MALFORMED', '"floor" must be a non-negative integer of minor units, e.g. 100000');
     const floor = BigInt(raw);
-    const workers = await (pool ??= startPool());
-    const per = Math.ceil(accounts / workers.length);
     const started = performance.now();
-    const replies = await Promise.all(workers.map((w, i) => scan(w, { from: i * per, to: Math.min(accounts, (i + 1) * per), floor, list: 20 })));
+    const replies = await pool.each((i, n) => {
+      const per = Math.ceil(accounts / n);
+      return { from: i * per, to: Math.min(accounts, (i + 1) * per), floor, list: 20 };
+    });
     sendJson(res, 200, {
       accounts,
       floor: formatAmount(floor),
@@ -83,7 +66,7 @@ export function installSharedMemory(context: DemoContext, store: SharedInt64Stor
   });
   context.router.route('GET', /^\/shared-memory$/, (_req, res) => sendJson(res, 200, { kind: store.kind, ...store.stats() }));
   context.onClose(async () => {
-    if (pool !== null) await Promise.all((await pool).map((w) => w.terminate()));
+    await pool.close();
     store.close();
   });
   context.announce(`shared memory: balances in a SharedArrayBuffer; GET /shared-memory/exposure?floor=100000 scans them from ${size} worker threads`);

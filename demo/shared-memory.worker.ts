@@ -9,6 +9,8 @@ import type { SharedMapHandle } from '../src/stores/index.ts';
 import { accountId } from './ledger.ts';
 
 export interface ScanRequest {
+  /** Echoed in the reply: several scans may be waiting on one worker. */
+  readonly id: number;
   readonly from: number;
   readonly to: number;
   readonly floor: bigint;
@@ -17,6 +19,8 @@ export interface ScanRequest {
 }
 
 export interface ScanReply {
+  /** The id of the request this answers. */
+  readonly id: number;
   readonly thread: number;
   readonly reads: number;
   readonly missing: number;
@@ -46,6 +50,6 @@ parentPort!.on('message', (request: ScanRequest) => {
       if (listed.length < request.list) listed.push(id);
     }
   }
-  const reply: ScanReply = { thread: threadId, reads: request.to - request.from, missing, total, belowFloor, listed, ms: performance.now() - started };
+  const reply: ScanReply = { id: request.id, thread: threadId, reads: request.to - request.from, missing, total, belowFloor, listed, ms: performance.now() - started };
   parentPort!.postMessage(reply);
 });

@@ -1,5 +1,6 @@
 import { ConfigurationError } from '../map/errors.ts';
 import type { SwitchBoard } from '../switches/board.ts';
+import { SwitchView } from '../switches/snapshot.ts';
 import { AsyncLane, checkCloseDeadline } from './async-lane.ts';
 import type { AsyncJob, AsyncJobStatus } from './async-lane.ts';
 import { parseBizTag } from './biz-tag.ts';
@@ -403,7 +404,11 @@ export class Router {
     };
     const decision: RouteDecision = { route: rt.route, reason: tag === null ? 'untagged' : 'rule' };
     const withTag = (): Promise<void> => runWithBizContext({ tag, decision }, run);
-    return this.#switches === undefined ? withTag() : this.#switches.run(withTag, { ...(tag?.toRecord() ?? {}) });
+    // The current snapshot, pinned afresh for each attempt: not run(), which keeps an outer pin.
+    // The lane's timers carry the async context of the request that first queued a job, so its
+    // pin (the version forcing degradation) was read by every later attempt, and a job queued
+    // while forced was deferred forever after the switch went off.
+    return this.#switches === undefined ? withTag() : this.#switches.runWith(new SwitchView(this.#switches.snapshot, { ...(tag?.toRecord() ?? {}) }), withTag);
   }
 
   #degrade<T>(rt: RouteRuntime, reason: DegradeReason, request: RouteRequest, tag: BizTag | null): RouteOutcome<T> {

@@ -356,6 +356,21 @@ describe('limits', () => {
       await demo.close();
     }
   });
+
+  test('HEAD /events answers the stream\'s headers and ends, holding no page\'s place', async () => {
+    const demo = await startDemo({ port: 0, accounts: 5, dashboard: { maxClients: 1 }, sandbox: { stateDirectory: null } });
+    try {
+      const head = await fetch(`${demo.url}/events`, { method: 'HEAD', signal: AbortSignal.timeout(3000) });
+      assert.equal(head.status, 200);
+      assert.match(head.headers.get('content-type') ?? '', /^text\/event-stream/);
+      const page = new AbortController();
+      const open = await fetch(`${demo.url}/events`, { signal: page.signal });
+      assert.equal(open.status, 200, 'the HEAD did not take the one place');
+      page.abort();
+    } finally {
+      await demo.close();
+    }
+  });
 });
 
 describe('what the stream carries stays bounded, and one panel failing does not stop it', () => {

@@ -37,3 +37,18 @@ test('demo: worker threads scan the balances the HTTP API writes, straight from 
     await demo.close();
   }
 });
+
+test('demo: concurrent exposure scans each get their own floor\'s answer, not another scan\'s reply', async () => {
+  const demo = await startDemo({ port: 0, accounts: 100, openingBalance: 1_000n, sandbox: { stateDirectory: null } });
+  try {
+    // Every balance is 1,000: a floor of 1 lists none, a floor of 1,000,000 lists all 100.
+    const floors = ['1', '1000000', '1', '1000000', '1', '1000000'];
+    const answers = await Promise.all(floors.map(async (floor) => (await fetch(`${demo.url}/shared-memory/exposure?floor=${floor}`)).json() as Promise<{ floor: string; belowFloor: number }>));
+    assert.deepEqual(
+      answers.map((a) => [a.floor, a.belowFloor]),
+      floors.map((floor) => [floor, floor === '1' ? 0 : 100]),
+    );
+  } finally {
+    await demo.close();
+  }
+});
