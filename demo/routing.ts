@@ -31,6 +31,28 @@ export interface DemoRoutingOptions {
   readonly middleware?: boolean;
 }
 
+/** What GET /payments/<token> reports once a queued payment has been dealt with. */
+export type QueuedPaymentResult =
+  | { readonly status: 'SETTLED'; readonly reference: string }
+  | { readonly status: 'REJECTED'; readonly reason: string }
+  | { readonly status: 'NEEDS_RECONCILIATION'; readonly reason: string; readonly detail: string };
+
+/**
+ * What the ledger's answer to a queued payment's booking means for its payer; null when it is no
+ * answer of the ledger's (a failure the lane retries). Every answer here is final, never retried:
+ * - a refusal (insufficient funds: the balances validator's ValidationError; an account gone:
+ *   a 4xx LedgerError) moved nothing: REJECTED, with the reason;
+ * - a booking whose outcome is unknown or half done (the payer debited, the credit or its
+ *   reversal not confirmed: a 5xx LedgerError) may have moved money, so it is neither REJECTED
+ *   (the payer would think nothing moved) nor retried (a second debit): NEEDS_RECONCILIATION.
+ */
+export function bookingResult(error: unknown): QueuedPaymentResult | null {
+  if (error instanceof ValidationError) return { status: 'REJECTED', reason: error.reason };
+  if (!(error instanceof LedgerError)) return null;
+  if (error.status < 500) return { status: 'REJECTED', reason: error.code };
+  return { status: 'NEEDS_RECONCILIATION', reason: error.code, detail: error.message };
+}
+
 /** Routing as the rest of the demo sees it (the dashboard reads its state). */
 export interface DemoRouting {
   readonly router: RouteRouter;
@@ -137,7 +159,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     await orgFaults(org, signal);
     await targets.call(target, signal);
   };
-  const results = new Map<string, { status: 'SETTLED' | 'REJECTED'; reason?: string; reference?: string }>();
+  const results = new Map<string, QueuedPaymentResult>();
   // minimumCalls 1: the demo's background traffic sends each org's route about one payment a
   // second; three consecutive breached windows still decide (one failure never trips a route).
   const group = new BreakerGroup({ name: 'routes', timeoutMs: 200, windowMs: 1000, minimumCalls: 1, openDurationMs: 10_000 });
@@ -154,15 +176,10 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
         await book.transfer(job.from, job.to, BigInt(job.amount));
         results.set(token, { status: 'SETTLED', reference: `stl-${++references}` });
       } catch (error) {
-        // Refused by the ledger now (funds gone meanwhile): final, not retried; nothing moved.
-        // Insufficient funds is the balances map's validator (a ValidationError, BALANCE_UNDERFLOW),
-        // not a LedgerError: rethrown, it was retried as a gateway failure and died without a result.
-        if (error instanceof ValidationError) {
-          results.set(token, { status: 'REJECTED', reason: error.reason });
-          return;
-        }
-        if (!(error instanceof LedgerError)) throw error;
-        results.set(token, { status: 'REJECTED', reason: error.code });
+        const result = bookingResult(error);
+        // Not the ledger's answer: a failure the lane retries.
+        if (result === null) throw error;
+        results.set(token, result);
       }
     },
   });

@@ -7,7 +7,10 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
+import { bookingResult } from '../../demo/routing.ts';
+import { LedgerError } from '../../demo/ledger.ts';
 import { startDemo } from '../../demo/server.ts';
+import { ValidationError } from '../../src/map/index.ts';
 import type { DemoService } from '../../demo/server.ts';
 
 const TOKEN = 'queued-payments-admin-token';
@@ -72,4 +75,16 @@ test('a queued payment the ledger refuses (funds gone) ends REJECTED with its re
   );
   assert.equal((await call('GET', '/accounts/acct-000003')).json.balance, '10000', 'nothing moved');
   assert.equal((await call('GET', '/accounts/acct-000004')).json.balance, '10000');
+});
+
+test('what a booking error means for a queued payment: refusals are REJECTED, a booking that may have moved money needs reconciliation, anything else is retried', () => {
+  const underflow = new ValidationError('balances', 'acct-000001', 'BALANCE_UNDERFLOW', 'acct-000001 would go negative');
+  assert.deepEqual(bookingResult(underflow), { status: 'REJECTED', reason: 'BALANCE_UNDERFLOW' });
+  assert.deepEqual(bookingResult(new LedgerError(404, 'ACCOUNT_NOT_FOUND', 'no account "x"')), { status: 'REJECTED', reason: 'ACCOUNT_NOT_FOUND' });
+  // The payer was debited and the credit is not confirmed: not "rejected" (nothing moved would be
+  // false), and not retried (a second debit).
+  const unknown = new LedgerError(503, 'TRANSFER_OUTCOME_UNKNOWN', 'acct-1 was debited; the credit of acct-2 may or may not have been applied (Redis unreachable): reconcile before retrying');
+  assert.deepEqual(bookingResult(unknown), { status: 'NEEDS_RECONCILIATION', reason: 'TRANSFER_OUTCOME_UNKNOWN', detail: unknown.message });
+  assert.equal(bookingResult(new LedgerError(503, 'TRANSFER_REVERSAL_FAILED', 'reversal failed'))?.status, 'NEEDS_RECONCILIATION');
+  assert.equal(bookingResult(new Error('ECONNRESET')), null, 'not the ledger\'s answer: the lane retries it');
 });
