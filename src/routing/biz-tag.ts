@@ -192,8 +192,11 @@ export function tryParseBizTag(input: unknown): { ok: true; tag: BizTag } | { ok
  * count, uniqueness and length. @throws BizTagError
  */
 export function formatBizTag(pairs: Iterable<readonly [string, string]> | Readonly<Record<string, string>>): string {
-  const list: (readonly [unknown, unknown])[] =
-    pairs !== null && typeof pairs === 'object' && Symbol.iterator in pairs ? [...(pairs)] : Object.entries(pairs);
+  // Callers in plain JavaScript (or with `any`) can pass anything: the tag's own error, not a TypeError.
+  if (pairs === null || typeof pairs !== 'object') {
+    throw new BizTagError('NOT_PAIRS', `a tag is built from [key, value] pairs or a { key: value } object, not ${pairs === null ? 'null' : typeof pairs}`);
+  }
+  const list: (readonly [unknown, unknown])[] = Symbol.iterator in pairs ? [...pairs] : Object.entries(pairs);
   if (list.length === 0) throw new BizTagError('EMPTY', 'a tag has at least one pair');
   if (list.length > BIZ_TAG_MAX_PAIRS) throw new BizTagError('TOO_MANY_PAIRS', `${list.length} pairs; at most ${BIZ_TAG_MAX_PAIRS}`);
   const seen = new Set<string>();

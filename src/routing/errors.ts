@@ -3,6 +3,8 @@ import { GovMapError } from '../map/errors.ts';
 /** The stable names of the X-Biz-Tag rules a header can break (metric label `rule`). */
 export type BizTagRule =
   | 'NOT_A_STRING'
+  /** formatBizTag / BizTag.of given something that is neither pairs nor an object. */
+  | 'NOT_PAIRS'
   | 'MULTIPLE_HEADERS'
   | 'EMPTY'
   | 'TOO_LONG'

@@ -103,6 +103,11 @@ describe('X-Biz-Tag: examples', () => {
     assert.equal(formatBizTag([['b', '1'], ['a', '2']]), 'b:1|a:2');
     assert.throws(() => formatBizTag({ orgId: '10|01' }), { rule: 'VALUE_INVALID' });
     assert.throws(() => formatBizTag([['orgId', '1'], ['orgId', '2']]), { rule: 'DUPLICATE_KEY' });
+    // From plain JavaScript: the tag's own error, naming what was given, not a TypeError.
+    for (const given of [null, undefined, 'orgId:1', 42]) {
+      assert.throws(() => formatBizTag(given as never), { code: 'GOVMAP_BIZTAG_INVALID', rule: 'NOT_PAIRS' });
+      assert.throws(() => BizTag.of(given as never), { code: 'GOVMAP_BIZTAG_INVALID', rule: 'NOT_PAIRS' });
+    }
     assert.throws(() => formatBizTag({}), { rule: 'EMPTY' });
     assert.throws(() => formatBizTag({ 'org id': '1' }), { rule: 'KEY_INVALID' });
   });
