@@ -99,6 +99,7 @@ export class Bulkhead {
           if (waiter.done) return;
           waiter.done = true;
           this.#queued--;
+          this.#sweepIfMostlyLeft();
           reject(new BulkheadAbortedError(this.name, signal!.reason));
         },
         done: false,
@@ -125,6 +126,19 @@ export class Bulkhead {
     }
     this.#compact();
     this.#active--;
+  }
+
+  /**
+   * Drops waiters that gave up once they outnumber the live ones by far. Entries are otherwise
+   * skipped only when a slot frees: while every slot hangs (a downstream that never answers),
+   * callers that arrive and give up would pile up for as long as it hangs, each holding its
+   * signal and promise. Amortised O(1): a sweep leaves only live waiters, and the next needs
+   * another 1024 to leave.
+   */
+  #sweepIfMostlyLeft(): void {
+    if (this.#queue.length - this.#head <= 2 * this.#queued + 1024) return;
+    this.#queue = this.#queue.slice(this.#head).filter((w) => !w.done);
+    this.#head = 0;
   }
 
   #compact(): void {

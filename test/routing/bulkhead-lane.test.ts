@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { fullGc, nextTurn } from '../sandbox/gc.ts';
 import { AsyncLane, AsyncLaneRefusedError, Bulkhead, BulkheadAbortedError, BulkheadFullError, Router, TokenBucket } from '../../src/routing/index.ts';
 
 describe('bulkhead', () => {
@@ -50,6 +51,31 @@ describe('bulkhead', () => {
       ),
       { numRuns: 150 },
     );
+  });
+
+  test('waiters that give up while every slot hangs are let go, not kept until a slot frees', async () => {
+    // A downstream that never answers holds the only slot; callers keep arriving and giving up
+    // (their request timed out). Each left waiter must be collectable: kept, they grow without bound.
+    const bulkhead = new Bulkhead({ name: 'r', maxConcurrent: 1, maxQueued: 4 });
+    let hang!: () => void;
+    const hung = bulkhead.run(() => new Promise<void>((resolve) => (hang = resolve)));
+    const signals: Array<WeakRef<AbortSignal>> = [];
+    for (let round = 0; round < 1500; round++) {
+      const controller = new AbortController();
+      signals.push(new WeakRef(controller.signal));
+      const call = bulkhead.run(() => undefined, controller.signal);
+      controller.abort();
+      await assert.rejects(call, BulkheadAbortedError);
+    }
+    assert.equal(bulkhead.queued, 0);
+    await nextTurn();
+    fullGc();
+    const held = signals.filter((s) => s.deref() !== undefined).length;
+    assert.ok(held < 1100, `${held} of 1500 given-up waiters are still held`);
+    hang();
+    await hung;
+    assert.equal(bulkhead.active, 0);
+    assert.equal(await bulkhead.run(() => 7), 7);
   });
 
   test('a failing call releases its slot too', async () => {
