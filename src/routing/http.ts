@@ -6,6 +6,7 @@ import type { BizTag } from './biz-tag.ts';
 import { currentBizContext, runWithBizContext } from './context.ts';
 import type { BizContext } from './context.ts';
 import { BizTagError } from './errors.ts';
+import { BODYLESS_STATUSES } from './route-table.ts';
 import type { RouteOutcome, Router } from './router.ts';
 import { BizTagCache } from './tag-cache.ts';
 
@@ -194,6 +195,13 @@ export function sendRouteOutcome<T>(res: ServerResponse, outcome: RouteOutcome<T
 }
 
 function writeJson(res: ServerResponse, status: number, body: unknown): void {
+  if (BODYLESS_STATUSES.has(status)) {
+    // Node drops the body of these itself but still sends a content-length set by hand, which a
+    // 204 must not carry and which misleads a proxy that reads it.
+    res.writeHead(status, { 'cache-control': 'no-store' });
+    res.end();
+    return;
+  }
   const text = JSON.stringify(body, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
   res.end(text);

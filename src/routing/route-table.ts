@@ -63,6 +63,9 @@ const mockHeadersSchema = z
   })
   .pipe(z.record(z.string().regex(HEADER_NAME, 'a header name is an HTTP token'), z.string().max(1024).regex(HEADER_VALUE, 'a header value is printable ASCII, spaces and tabs (no control character, no non-ASCII)')));
 
+/** Statuses whose answers carry no body (RFC 9110 §15.3.5, §15.3.6, §15.4.5): a mock's body must be null. */
+export const BODYLESS_STATUSES: ReadonlySet<number> = new Set([204, 205, 304]);
+
 const degradationSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('mock'),
@@ -73,6 +76,10 @@ const degradationSchema = z.discriminatedUnion('kind', [
     // A mock that forgot its answer must not go live answering nothing: say so in its own words.
     path: ['body'],
     message: 'required: the JSON a mock degradation answers with (write null for an empty body)',
+  }).refine((mock) => mock.body === undefined || mock.body === null || !BODYLESS_STATUSES.has(mock.status ?? 200), {
+    // The answer would go out without it: a configured body silently dropped.
+    path: ['body'],
+    message: 'must be null with status 204, 205 or 304: those answers carry no body',
   }),
   z.strictObject({
     kind: z.literal('cache'),

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { createServer } from 'node:http';
+import { connect } from 'node:net';
 import { RouteTable, RouteTableError, parseBizTag, sendRouteOutcome } from '../../src/routing/index.ts';
 
 const rule = (id: string, orgId: string, txnType: string, target = `t-${id}`) => ({ id, orgId, txnType, target });
@@ -179,6 +180,32 @@ describe('validation', () => {
       const response = await fetch(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
       assert.equal(response.headers.get('x-note'), 'pending\tsee /status ~ok');
       await response.text();
+    } finally {
+      server.close();
+    }
+  });
+
+  test('a mock answering 204, 205 or 304 has no body: a body configured for one is refused, and the answer carries no content-length', async () => {
+    const withBody = { default: { target: 'core' }, routes: [{ ...rule('m', '1', '*'), degradation: { kind: 'mock', status: 204, body: { status: 'PENDING' } } }] };
+    assert.match(issuesOf(withBody), /routes\[0\]\.degradation\.body: must be null with status 204, 205 or 304/);
+    const t = table([{ ...rule('m', '1', '*'), degradation: { kind: 'mock', status: 204, body: null } }]);
+    const route = t.route('m')!;
+    const d = route.degradation as { status: number; body: null; headers: Record<string, string> };
+    const server = createServer((_req, res) => sendRouteOutcome(res, { kind: 'mock', route, reason: 'BREAKER_OPEN', status: d.status, body: d.body, headers: d.headers }, () => undefined));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      // Raw bytes: a client library would hide the header a 204 must not carry.
+      const head = await new Promise<string>((resolve, reject) => {
+        const socket = connect((server.address() as { port: number }).port, '127.0.0.1', () => socket.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+        let text = '';
+        socket.on('data', (chunk) => (text += chunk.toString('latin1')));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+      assert.match(head, /^HTTP\/1\.1 204 /);
+      assert.match(head, /x-govmap-degraded: mock; reason=BREAKER_OPEN/i);
+      assert.doesNotMatch(head, /content-length|content-type/i);
+      assert.ok(head.endsWith('\r\n\r\n'), 'no body after the head');
     } finally {
       server.close();
     }
