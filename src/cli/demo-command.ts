@@ -158,6 +158,13 @@ function usageProblem(options: DemoCommandOptions, command: Command | undefined)
     return `--host ${options.host}: not an IPv4 address (four numbers from 0 to 255), e.g. 127.0.0.1 or 0.0.0.0`;
   }
   if (options.auditDir === '') return '--audit-dir must be a directory path (got "")';
+  if (options.kafka !== undefined) {
+    // Left to the recorder, an empty list (`--kafka ,`) would mean no forwarding at all, silently.
+    const brokers = options.kafka.split(',').filter((b) => b !== '');
+    if (brokers.length === 0) return `--kafka ${JSON.stringify(options.kafka)}: no broker given; e.g. --kafka 127.0.0.1:9092`;
+    const bad = brokers.find((b) => !/^[^\s:]+:[0-9]{1,5}$/.test(b) || Number(b.slice(b.lastIndexOf(':') + 1)) > 65_535);
+    if (bad !== undefined) return `--kafka: ${JSON.stringify(bad)} is not host:port (a port from 0 to 65535), e.g. 127.0.0.1:9092`;
+  }
   const without = new Set(options.without ?? []);
   const typed = (name: string): boolean => command?.getOptionValueSource(name) === 'cli';
   if (without.has('audit') && (typed('kafka') || typed('auditDir'))) {

@@ -122,6 +122,10 @@ test('a host or an audit dir that cannot work: one line naming the option and th
     [['--audit-dir', file], new RegExp(`^govmap demo: --audit-dir ${file}: .*\\(EEXIST`)],
     [['--audit-dir', join(file, 'x')], new RegExp(`^govmap demo: --audit-dir ${file}/x: .*\\(ENOTDIR`)],
     [['--audit-dir', ''], /^govmap demo: --audit-dir must be a directory path \(got ""\)/],
+    // No broker at all would have meant no forwarding, silently.
+    [['--kafka', ','], /^govmap demo: --kafka ",": no broker given; e\.g\. --kafka 127\.0\.0\.1:9092/],
+    [['--kafka', '127.0.0.1:9092,localhost'], /^govmap demo: --kafka: "localhost" is not host:port/],
+    [['--kafka', 'broker:99999'], /^govmap demo: --kafka: "broker:99999" is not host:port \(a port from 0 to 65535\)/],
   ];
   for (const [args, said] of cases) {
     const { code, stderr } = await run(['demo', '--port', '0', '--no-traffic', '--audit-dir', join(scratch, 'audit'), ...args]);
