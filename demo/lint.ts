@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ScanReport } from '../src/lint/index.ts';
-import { sendJson } from './http.ts';
+import { HttpError, sendJson, shown } from './http.ts';
 import type { DemoContext } from './server.ts';
 
 /** How far up from this file the govmap checkout's package.json can be (demo/ or dist/demo/). */
@@ -20,6 +20,9 @@ export function installStaticAnalysis(context: DemoContext): void {
   // Type-only import above: the lint engine itself loads on the first request.
   let report: Promise<ScanReport> | null = null;
   context.router.route('GET', /^\/lint\/report$/, async (req, res) => {
+    // Checked before the scan (seconds on a first call): an unknown format is not answered as JSON.
+    const format = new URL(req.url ?? '/', 'http://localhost').searchParams.get('format') ?? 'json';
+    if (format !== 'json' && format !== 'sarif') throw new HttpError(400, 'FORMAT_UNKNOWN', `format ${shown(format)} is not one the report comes in: json (the default) or sarif`);
     if (root === null) {
       sendJson(res, 501, { error: { code: 'SOURCE_NOT_AVAILABLE', reason: 'the lint report scans the demo source, which needs a govmap source checkout with its tsconfig.json' } });
       return;
@@ -33,7 +36,6 @@ export function installStaticAnalysis(context: DemoContext): void {
       report = null;
       throw error;
     }
-    const format = new URL(req.url ?? '/', 'http://localhost').searchParams.get('format');
     if (format === 'sarif') {
       res.writeHead(200, { 'content-type': 'application/sarif+json' });
       res.end(lint.formatSarif(done));

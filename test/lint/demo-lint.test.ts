@@ -30,5 +30,13 @@ describe('the demo shows static analysis', () => {
     const log = (await sarif.json()) as { version: string; runs: Array<{ results: unknown[] }> };
     assert.equal(log.version, '2.1.0');
     assert.equal(log.runs[0]!.results.length >= body.findings.length, true);
+
+    // A format the report does not come in is refused, not answered as JSON.
+    const xml = await fetch(`${demo.url}/lint/report?format=xml`);
+    assert.equal(xml.status, 400);
+    const refused = (await xml.json()) as { error: { code: string; reason: string } };
+    assert.equal(refused.error.code, 'FORMAT_UNKNOWN');
+    assert.match(refused.error.reason, /"xml".*json \(the default\) or sarif/);
+    assert.equal((await fetch(`${demo.url}/lint/report?format=json`)).status, 200);
   });
 });
