@@ -133,6 +133,9 @@ export class StateSwitchSource {
   async put(name: string, definition: unknown, request: SwitchWriteRequest): Promise<number> {
     if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);
     parseSwitchDefinition(name, definition, `write of ${this.#prefix}${name}`);
+    // As the board asks of every change; and within what the key's schema reads back.
+    if (typeof request?.actor !== 'string' || request.actor.trim() === '' || request.actor.length > 200) throw new ConfigurationError('request.actor', 'every switch change names who makes it (1-200 characters)', request?.actor);
+    if (typeof request.reason !== 'string' || request.reason.length > 1000) throw new ConfigurationError('request.reason', 'every switch change says why (a string of at most 1000 characters)', request.reason);
     const key = this.#prefix + name;
     for (let attempt = 1; ; attempt++) {
       const current = await this.#store.get(key);
@@ -232,12 +235,17 @@ export class StateSwitchSource {
   }
 }
 
+/**
+ * Who changed a key and why, as written in it. Blank counts as absent: the board refuses a change
+ * without an actor, and the key (valid on its own) would then wait for the next unrelated change.
+ */
 function safeMeta(text: string): { actor?: string; reason?: string } {
+  const given = (value: unknown): value is string => typeof value === 'string' && value.trim() !== '';
   try {
     const json = JSON.parse(text) as { actor?: unknown; reason?: unknown };
     return {
-      ...(typeof json.actor === 'string' ? { actor: json.actor } : {}),
-      ...(typeof json.reason === 'string' ? { reason: json.reason } : {}),
+      ...(given(json.actor) ? { actor: json.actor } : {}),
+      ...(given(json.reason) ? { reason: json.reason } : {}),
     };
   } catch {
     return {};

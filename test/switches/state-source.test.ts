@@ -80,6 +80,24 @@ function suite(kind: string, open: () => StateStore | null, skip: string | false
       }
     });
 
+    test('a key written with a blank actor or reason (another tool, by hand) applies at once, under the store\'s name', async () => {
+      const store = open()!;
+      const prefix = `/govmap-test/${randomUUID()}/switch/`;
+      const board = new SwitchBoard();
+      const logged: string[] = [];
+      const source = new StateSwitchSource({ store, board, prefix, log: (m) => logged.push(m) });
+      try {
+        await source.start();
+        await store.compareAndSet(`${prefix}a`, '{"value": true, "version": 1, "updatedAt": "2026-01-01T00:00:00Z", "reason": "", "actor": "  "}', null);
+        await eventually('switch a to apply', () => board.isOn('a'));
+        assert.equal(board.snapshot.actor, store.kind);
+        assert.equal(source.status().errors, 0, logged.join('\n'));
+      } finally {
+        await source.close();
+        await store.close();
+      }
+    });
+
     test('a switch key deleted and written again is followed, though its version starts over at 1', async () => {
       const store = open()!;
       const prefix = `/govmap-test/${randomUUID()}/switch/`;
@@ -109,6 +127,10 @@ function suite(kind: string, open: () => StateStore | null, skip: string | false
       const source = new StateSwitchSource({ store, board: new SwitchBoard(), prefix });
       try {
         await assert.rejects(source.put('a', { enabled: true, rollout: { percent: 101 } }, { actor: 'ops', reason: 'x' }), { code: 'GOVMAP_SWITCH_CONFIG_INVALID' });
+        // A change nobody signs, or with metadata every reader would refuse (actor over 200 characters).
+        await assert.rejects(source.put('a', true, { actor: ' ', reason: 'x' }), (error: unknown) => error instanceof ConfigurationError && /request\.actor/.test(error.message));
+        await assert.rejects(source.put('a', true, { actor: 'o'.repeat(201), reason: 'x' }), (error: unknown) => error instanceof ConfigurationError && /1-200 characters/.test(error.message));
+        await assert.rejects(source.put('a', true, { actor: 'ops', reason: 'r'.repeat(1001) }), (error: unknown) => error instanceof ConfigurationError && /request\.reason/.test(error.message));
         assert.equal(await store.get(`${prefix}a`), undefined);
       } finally {
         await store.close();
