@@ -138,6 +138,14 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   #closed = false;
   #started: Promise<void> | null = null;
   #ready: { circuits: boolean; probes: boolean; resolve: (() => void) | null } = { circuits: false, probes: false, resolve: null };
+  /**
+   * Breakers added before the store was first read (start() not awaited, or a store slower than
+   * startTimeoutMs): their own snapshot may be there, OPEN after a restart. Until the first read
+   * they are not written, or the local CLOSED would overwrite it (our key takes our local state);
+   * once read, one that has not moved since is restored from it. A local transition first makes
+   * the local state the newer truth, and ends the wait.
+   */
+  readonly #unrestored = new Set<string>();
 
   constructor(options: BreakerClusterSyncOptions) {
     if (options?.store === undefined || typeof options.store.compareAndSet !== 'function') throw new ConfigurationError('store', 'a StateStore (memory, file or etcd)');
@@ -264,6 +272,8 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     if (own !== undefined) {
       this.#ownRevision.set(service, own.revision);
       breaker.restore(own.snapshot);
+    } else if (!this.#ready.circuits) {
+      this.#unrestored.add(service);
     }
     this.#unsubscribe.get(service)?.();
     this.#unsubscribe.set(
@@ -280,6 +290,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     const service = breaker.id;
     if (this.#breakers.get(service) !== breaker) return;
     this.#breakers.delete(service);
+    this.#unrestored.delete(service);
     this.#unsubscribe.get(service)?.();
     this.#unsubscribe.delete(service);
     this.#awaitingProbe.delete(service);
@@ -346,6 +357,14 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     if (this.#everConnected) this.counters.resyncs++;
     this.#everConnected = true;
     this.#setConnected(true);
+    for (const service of this.#unrestored) {
+      const own = this.#view.get(service)?.get(this.instance);
+      const breaker = this.#breakers.get(service);
+      if (own === undefined || breaker === undefined) continue;
+      this.#ownRevision.set(service, own.revision);
+      breaker.restore(own.snapshot);
+    }
+    this.#unrestored.clear();
     // Own keys that vanished while we were away (lease expired) must be written again.
     for (const service of this.#breakers.keys()) {
       const own = this.#view.get(service)?.get(this.instance);
@@ -475,6 +494,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
       this.#provenHealthy(t.breaker, t.at);
     }
     if (t.to !== 'OPEN' || !this.#breakers.get(t.breaker)?.awaitingProbeRight) this.#awaitingProbe.delete(t.breaker);
+    this.#unrestored.delete(t.breaker);
     this.#markDirty(t.breaker);
   }
 
@@ -563,7 +583,8 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   // ---- writing -------------------------------------------------------------------------------
 
   #markDirty(service: string): void {
-    if (this.#closed) return;
+    // Written once the store has been read (see #unrestored): the first read marks it again.
+    if (this.#closed || this.#unrestored.has(service)) return;
     this.#dirty.add(service);
     this.#scheduleFlush(0);
   }

@@ -106,6 +106,34 @@ describe('cluster sync on the memory store', () => {
     await again.sync.close();
   });
 
+  test('a restart whose breaker exists before start() has read the store (start not awaited, a slow etcd) resumes OPEN too, and never writes CLOSED over it', async () => {
+    const store = new MemoryStateStore();
+    const a = await instance(store, 'a');
+    await trip(a.breaker);
+    const until1 = a.breaker.openUntil!;
+    await a.sync.close();
+    a.breaker.dispose();
+    for (const order of ['attach, then start', 'start, attach, then await'] as const) {
+      const sync = new BreakerClusterSync({ store, instance: 'a', log: quiet });
+      const breaker = new CircuitBreaker(options);
+      let started: Promise<void>;
+      if (order === 'attach, then start') {
+        sync.attachBreaker(breaker);
+        started = sync.start();
+      } else {
+        started = sync.start();
+        sync.attachBreaker(breaker);
+      }
+      await started;
+      await sync.flush();
+      assert.equal(breaker.state, 'OPEN', order);
+      assert.ok(Math.abs(breaker.openUntil! - until1) <= 1, `${order}: same end of wait as before the restart`);
+      assert.equal(JSON.parse((await store.get('/govmap/circuit/settlement/a'))!.value).state, 'OPEN', `${order}: the stored OPEN is kept`);
+      await sync.close();
+      breaker.dispose();
+    }
+  });
+
   test('with the file store, a restarted process (a new store on the same directory) resumes OPEN', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'govmap-breaker-'));
     try {
