@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ChainState } from './drain-worker.ts';
@@ -11,8 +11,11 @@ import {
   ChainHasher,
   fsyncDirectory,
   hashRange,
+  HEAD_FILE,
+  headMac,
   listSegments,
   LOCK_FILE,
+  readHead,
   readSeqReservation,
   sealLine,
   segmentHeaderLine,
@@ -38,65 +41,93 @@ export interface SegmentScan {
   /** The op and seq of the last record before the last seal (null, 0: none). */
   readonly sealedLastOp: string | null;
   readonly sealedLastSeq: number;
+  /**
+   * A whole line after the last seal that is not a record, followed by no read and named by no
+   * AUDIT_GAP: a torn line an earlier start terminated before it failed (a full disk refusing the
+   * write journal, say) and so before it could write the gap naming it. Null if none.
+   */
+  readonly unnamedDamage: { readonly offset: number; readonly length: number } | null;
 }
 
 // Records start with these bytes (the encoder's fixed field order), so recovery reads seq and
 // op_type without parsing the whole line; anything else (seals, gaps, damage) is parsed.
 const PREFIX = /^\{"v":1,"seq":([0-9]+),"op_type":"([A-Z_]+)"/;
 
+interface ScanTotals {
+  maxSeq: number;
+  maxReadSeq: number;
+  maxWriteSeq: number;
+  lastEventOp: string | null;
+  lastEventSeq: number;
+  lastStartedSeq: number;
+}
+
 export function scanSegment(file: SegmentFile): SegmentScan {
   const bytes = readFileSync(file.path);
   let lastSeal: SealRecord | null = null;
-  let maxSeq = 0;
-  let maxReadSeq = 0;
-  let maxWriteSeq = 0;
-  let lastEventOp: string | null = null;
-  let lastEventSeq = 0;
-  let lastStartedSeq = 0;
-  let start = 0;
+  let t: ScanTotals = { maxSeq: 0, maxReadSeq: 0, maxWriteSeq: 0, lastEventOp: null, lastEventSeq: 0, lastStartedSeq: 0 };
+  /** The totals as of the last seal: the lines after it are counted again, parsed (below). */
+  let atLastSeal: ScanTotals = { ...t };
   let tornOffset = -1;
   let lastSealEnd = 0;
-  let sealedLastOp: string | null = null;
-  let sealedLastSeq = 0;
-  while (start < bytes.length) {
-    const nl = bytes.indexOf(10, start);
-    if (nl === -1) {
-      tornOffset = start;
-      break;
+  let unnamedDamage: { offset: number; length: number } | null = null;
+  const count = (seq: number, op: string): void => {
+    if (seq > t.maxSeq) t.maxSeq = seq;
+    if (isReadStream(op)) {
+      if (seq > t.maxReadSeq) t.maxReadSeq = seq;
+    } else if (seq > t.maxWriteSeq) {
+      t.maxWriteSeq = seq;
     }
-    const head = bytes.toString('latin1', start, Math.min(nl, start + 64));
-    const match = PREFIX.exec(head);
-    if (match !== null && match[2] !== 'AUDIT_GAP') {
-      const seq = Number(match[1]);
-      const op = match[2]!;
-      if (seq > maxSeq) maxSeq = seq;
-      if (isReadStream(op)) {
-        if (seq > maxReadSeq) maxReadSeq = seq;
-      } else if (seq > maxWriteSeq) {
-        maxWriteSeq = seq;
+    t.lastEventOp = op;
+    t.lastEventSeq = seq;
+    if (op === 'AUDIT_STARTED') t.lastStartedSeq = seq;
+  };
+  /**
+   * Counts the lines from `from`. `fast`: a line with a record's prefix is taken for that record
+   * unparsed. Sealed lines were written whole; after the last seal a line can be a torn one a
+   * failed start terminated, which may begin like a record, so there every line is parsed.
+   */
+  const pass = (from: number, fast: boolean): void => {
+    let start = from;
+    while (start < bytes.length) {
+      const nl = bytes.indexOf(10, start);
+      if (nl === -1) {
+        tornOffset = start;
+        break;
       }
-      lastEventOp = op;
-      lastEventSeq = seq;
-      if (op === 'AUDIT_STARTED') lastStartedSeq = seq;
-    } else {
-      const line = parseSpoolLine(bytes.toString('utf8', start, nl));
-      if (line.kind === 'seal') {
-        lastSeal = line.seal;
-        lastSealEnd = nl + 1;
-        sealedLastOp = lastEventOp;
-        sealedLastSeq = lastEventSeq;
-      } else if (line.kind === 'event') {
-        const e = line.event;
-        if (e.seq > maxSeq) maxSeq = e.seq;
-        if (isReadStream(e.op_type)) maxReadSeq = Math.max(maxReadSeq, e.seq);
-        else maxWriteSeq = Math.max(maxWriteSeq, e.seq);
-        lastEventOp = e.op_type;
-        lastEventSeq = e.seq;
+      const match = fast ? PREFIX.exec(bytes.toString('latin1', start, Math.min(nl, start + 64))) : null;
+      if (match !== null && match[2] !== 'AUDIT_GAP') {
+        count(Number(match[1]), match[2]!);
+      } else {
+        const line = parseSpoolLine(bytes.toString('utf8', start, nl));
+        if (line.kind === 'seal') {
+          lastSeal = line.seal;
+          lastSealEnd = nl + 1;
+          atLastSeal = { ...t };
+          unnamedDamage = null;
+        } else if (line.kind === 'event') {
+          const e = line.event;
+          count(e.seq, e.op_type);
+          const torn = e.gap?.torn;
+          if (isReadStream(e.op_type) || (torn != null && torn.segment === file.segment && torn.offset === unnamedDamage?.offset)) unnamedDamage = null;
+        } else if (line.kind === 'invalid') {
+          unnamedDamage = { offset: start, length: nl - start };
+        }
       }
+      start = nl + 1;
     }
-    start = nl + 1;
+  };
+  pass(0, true);
+  const sealEnd: number = lastSealEnd;
+  const sealedLast = { ...atLastSeal };
+  if (sealEnd < bytes.length) {
+    t = { ...atLastSeal };
+    tornOffset = -1;
+    unnamedDamage = null;
+    pass(sealEnd, false);
   }
-  return { file, size: bytes.length, lastSeal, maxSeq, maxReadSeq, maxWriteSeq, lastEventOp, lastStartedSeq, tornOffset, lastSealEnd, sealedLastOp, sealedLastSeq };
+  const { maxSeq, maxReadSeq, maxWriteSeq, lastEventOp, lastStartedSeq } = t;
+  return { file, size: bytes.length, lastSeal, maxSeq, maxReadSeq, maxWriteSeq, lastEventOp, lastStartedSeq, tornOffset, lastSealEnd, sealedLastOp: sealedLast.lastEventOp, sealedLastSeq: sealedLast.lastEventSeq, unnamedDamage };
 }
 
 export interface CrashGap {
@@ -154,11 +185,15 @@ export function recoverSpool(dir: string, actor: string, origin: string, key: Ui
 
   const last = segments.at(-1)!;
   let scan = scanSegment(last);
-  if (scan.size === 0) {
-    // Created by a rotation that crashed before its header was written.
-    const fd = openSync(last.path, 'a');
+  if (scan.size === 0 || (scan.tornOffset === 0 && onlyTornHeader(last, scan))) {
+    // Created by a rotation that crashed before its header was written, or before it was whole
+    // (a power loss can leave its first block zeros, the header is not fsynced with the file's
+    // name): nothing follows a header until it is complete, so the file holds no record. Written
+    // anew; terminated instead, the torn bytes would stand where verify requires the header.
+    const fd = openSync(last.path, 'r+');
+    ftruncateSync(fd, 0);
     const header = Buffer.from(segmentHeaderLine(last.segment, actor, origin, `${Date.now()}000000`));
-    writeFully(fd, header, 0, header.length);
+    writeFully(fd, header, 0, header.length, 0);
     closeSync(fd);
     scan = scanSegment(last);
   }
@@ -169,6 +204,7 @@ export function recoverSpool(dir: string, actor: string, origin: string, key: Ui
   const previousScan: SegmentScan | null = scan.lastSeal === null && previousFile !== null ? scanSegment(previousFile) : null;
   const lastSeal = scan.lastSeal ?? previousScan?.lastSeal ?? null;
   if (lastSeal !== null) checkChainKey(dir, lastSeal, hasher);
+  checkHead(dir, lastSeal, key);
   const afterStop = checkNothingAfterStop(dir, scan, previousScan);
 
   // Write records a crash left in the journal (option writeJournal) join the log first, as if
@@ -181,6 +217,7 @@ export function recoverSpool(dir: string, actor: string, origin: string, key: Ui
   // The chain continues from the latest seal; a crash during rotation can leave the previous
   // segment without its final seal, and the new one without any.
   let chain: ChainState;
+  let previousTorn: CrashGap['torn'] = null;
   if (scan.lastSeal !== null) {
     const s = scan.lastSeal;
     chain = { segment: last.segment, seal: s.seal, prev: s.hash, sealedTo: s.to, lastSealReads: s.reads_through, lastSealWrites: s.writes_through };
@@ -192,7 +229,15 @@ export function recoverSpool(dir: string, actor: string, origin: string, key: Ui
       chain = { segment: last.segment, seal: s.seal, prev: s.hash, sealedTo: 0, lastSealReads: s.reads_through, lastSealWrites: s.writes_through };
     } else {
       const fd = openSync(previousFile.path, 'r+');
-      const end = previousScan.size;
+      let end = previousScan.size;
+      if (previousScan.tornOffset !== -1) {
+        // The rotation's final seal (or the caller's last record before the swap) was torn by
+        // the crash: terminated and named like a torn line at the end of the log, so the final
+        // seal below is a line of its own and not glued to the torn bytes.
+        previousTorn = { segment: previousFile.segment, offset: previousScan.tornOffset, length: end - previousScan.tornOffset };
+        writeFully(fd, Buffer.from('\n'), 0, 1, end);
+        end += 1;
+      }
       const hash = hashRange(fd, s.to, end, s.hash, hasher, Buffer.allocUnsafe(1 << 20));
       const reads = Math.max(s.reads_through, previousScan.maxReadSeq);
       const writes = Math.max(s.writes_through, previousScan.maxWriteSeq);
@@ -214,12 +259,14 @@ export function recoverSpool(dir: string, actor: string, origin: string, key: Ui
   for (let i = segments.length - 2; lastOp === null && i >= 0; i--) {
     lastOp = (i === segments.length - 2 && previousScan !== null ? previousScan : scanSegment(segments[i]!)).lastEventOp;
   }
-  const clean = lastOp === 'AUDIT_STOPPED' && scan.tornOffset === -1 && journalTorn === null;
+  const clean = lastOp === 'AUDIT_STOPPED' && scan.tornOffset === -1 && journalTorn === null && previousTorn === null && scan.unnamedDamage === null;
   if (clean) {
     return { segmentPath: last.path, chain, nextSeq: maxSeq + 1, readsDone, writesDone, previous: 'clean', gap: null };
   }
 
-  let torn: CrashGap['torn'] = journalTorn;
+  // A torn line the start before this one terminated, but failed before its gap could name it.
+  const leftByFailedStart = scan.unnamedDamage === null ? null : { segment: last.segment, ...scan.unnamedDamage };
+  let torn: CrashGap['torn'] = journalTorn ?? previousTorn ?? leftByFailedStart;
   if (scan.tornOffset !== -1) {
     torn = { segment: last.segment, offset: scan.tornOffset, length: scan.size - scan.tornOffset };
     // Terminate the partial line so the records that follow start on their own line.
@@ -317,6 +364,26 @@ function checkChainKey(dir: string, seal: SealRecord, hasher: ChainHasher): void
   }
 }
 
+/**
+ * HEAD names the last seal that was committed (fsynced before HEAD is written, so no crash or
+ * power loss leaves HEAD ahead of the log). A log that ends before that seal was cut; carrying on
+ * would name the cut records in a crash's AUDIT_GAP and overwrite HEAD at the first commit,
+ * erasing the only evidence verify has of the cut. With a key, a HEAD whose MAC does not check
+ * was rewritten by someone without it (to hide such a cut): refused for the same reason.
+ */
+function checkHead(dir: string, lastSeal: SealRecord | null, key: Uint8Array | null): void {
+  const head = readHead(dir);
+  if (head === null || head === 'unreadable') return;
+  const path = join(dir, HEAD_FILE);
+  if (key !== null && head.mac !== headMac(head, key)) {
+    throw new AuditTamperedError(dir, path, 0, `HEAD ${head.mac === undefined ? 'carries no MAC' : "has a MAC that does not match the key"}: it was rewritten by someone without the spool key`);
+  }
+  const last = lastSeal?.seal ?? 0;
+  if (head.seal > last) {
+    throw new AuditTamperedError(dir, path, 0, `HEAD names seal #${head.seal} (segment ${head.segment}) as committed, but the log ends at seal #${last}: records were cut off the end of the log`);
+  }
+}
+
 /** What must come first after a clean stop, when the log itself does not hold it yet. */
 interface AfterStop {
   /** The seq the next start's AUDIT_STARTED must have as the journal's first pending frame (0: no constraint). */
@@ -365,11 +432,15 @@ function checkNothingAfterStop(dir: string, scan: SegmentScan, previousScan: Seg
   while (at < tail.length) {
     const nl = tail.indexOf(10, at);
     if (nl === -1) {
-      const text = tail.toString('latin1', at, Math.min(tail.length, at + 64));
-      if (!/^\0+$/.test(text) && !text.startsWith(ANY_RECORD_START) && !ANY_RECORD_START.startsWith(text)) refuse(at, 'an unterminated line that is not the start of a record');
+      if (!tornRecord(tail.toString('latin1', at, Math.min(tail.length, at + 64)))) refuse(at, 'an unterminated line that is not the start of a record');
       break;
     }
     const match = PREFIX.exec(tail.toString('latin1', at, Math.min(nl, at + 64)));
+    if (match === null && scan.unnamedDamage?.offset === from + at && tornRecord(tail.toString('latin1', at, Math.min(nl, at + 64)))) {
+      // Such a torn line, terminated by a start that then failed (before its gap named it).
+      at = nl + 1;
+      continue;
+    }
     const seq = match === null ? 0 : Number(match[1]);
     if (match !== null && match[2] === 'AUDIT_STARTED' && seq === expect) return none;
     if (match === null || !isReadStream(match[2]!) || seq <= expect) refuse(at, match === null ? 'a line that is not a record' : `a ${match[2]} record (seq ${seq})`);
@@ -377,6 +448,23 @@ function checkNothingAfterStop(dir: string, scan: SegmentScan, previousScan: Seg
     at = nl + 1;
   }
   return { expectStart: expect, required: reads };
+}
+
+/**
+ * The segment holds nothing but the unterminated start of its own header, or zeros: what a crash
+ * or a power loss in the middle of writing the header leaves. Anything else unterminated at byte
+ * 0 is left to be named as torn (and reported by verify).
+ */
+function onlyTornHeader(file: SegmentFile, scan: SegmentScan): boolean {
+  const text = readBytes(file.path, 0, Math.min(scan.size, 4096)).toString('latin1');
+  if (scan.size > 4096) return /^\0+$/.test(text) && readBytes(file.path, 0, scan.size).every((b) => b === 0);
+  const prefix = `{"v":1,"type":"SEGMENT","segment":${file.segment},`;
+  return /^\0+$/.test(text) || prefix.startsWith(text) || text.startsWith(prefix);
+}
+
+/** The start of a torn record (or zeros a power loss left): what a crash may leave after a clean stop. */
+function tornRecord(text: string): boolean {
+  return /^\0+$/.test(text) || text.startsWith(ANY_RECORD_START) || ANY_RECORD_START.startsWith(text);
 }
 
 function startedPrefix(seq: number): string {

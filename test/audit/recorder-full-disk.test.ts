@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, statSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
@@ -152,5 +152,57 @@ describe('a full disk (RLIMIT_FSIZE)', { skip }, () => {
     map.store('acct-after', 7n);
     await audit.stop();
     assertIntact(dir, { 'acct-during': '42', 'acct-after': '7' });
+  });
+});
+
+describe('a start that fails after recovery (a full disk), then a start that works', { skip }, () => {
+  test('a line torn by the crash is still named by the AUDIT_GAP of the start that works, and verify passes', async (t) => {
+    const live = tempSpool(t, 'live');
+    const { audit } = await busySpool(live);
+    // What a SIGKILL leaves: the spool as it is while the recorder runs, without its LOCK, and
+    // the last record torn inside its write(2).
+    const dir = join(live, '..', 'crashed');
+    cpSync(live, dir, { recursive: true });
+    rmSync(join(dir, 'LOCK'));
+    await audit.stop();
+    const segment = segmentFiles(dir)[0]!;
+    const tornAt = statSync(segment).size;
+    appendFileSync(segment, '{"v":1,"seq":4000,"op_type":"STORE","map":"balances","resource_id":"acct-');
+    // The start after the crash: recovery runs, then the write journal cannot be allocated.
+    cap.set(1 << 20);
+    try {
+      await assert.rejects(createAuditRecorder({ dir, actor: ACTOR, writeJournal: true }), { code: 'GOVMAP_AUDIT_JOURNAL' });
+    } finally {
+      cap.set(null);
+    }
+    // As the error says: without the journal.
+    const again = await createAuditRecorder({ dir, actor: ACTOR, writeJournal: false });
+    await again.stop();
+    const report = verifySpool(dir);
+    assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
+    const gap = readSpool(dir).events.find((e) => e.op_type === 'AUDIT_GAP');
+    assert.equal(gap?.gap?.torn?.offset, tornAt, 'the gap names the torn bytes');
+  });
+});
+
+describe('a start after a clean stop that fails after recovery, then a start that works', { skip }, () => {
+  test('zeros a power loss left after the stop are still a crash, not tampering, and are named', async (t) => {
+    const dir = tempSpool(t);
+    const { audit } = await busySpool(dir);
+    await audit.stop();
+    const segment = segmentFiles(dir)[0]!;
+    const tornAt = statSync(segment).size;
+    appendFileSync(segment, '\0'.repeat(300));
+    cap.set(1 << 20);
+    try {
+      await assert.rejects(createAuditRecorder({ dir, actor: ACTOR, writeJournal: true }), { code: 'GOVMAP_AUDIT_JOURNAL' });
+    } finally {
+      cap.set(null);
+    }
+    const again = await createAuditRecorder({ dir, actor: ACTOR, writeJournal: false });
+    await again.stop();
+    const report = verifySpool(dir);
+    assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
+    assert.equal(readSpool(dir).events.find((e) => e.op_type === 'AUDIT_GAP')?.gap?.torn?.offset, tornAt, 'the gap names the zeros');
   });
 });

@@ -260,3 +260,27 @@ describe('a write journal that a failed start left zero-filled', () => {
     assert.equal(readFileSync(join(dir, JOURNAL_FILE)).toString('latin1', 0, 8), 'GOVMAPJ1');
   });
 });
+
+describe('records cut off the end of the log, HEAD left as it was', () => {
+  test('the start is refused (GOVMAP_AUDIT_TAMPERED naming HEAD): restarting would bury the cut under a crash\'s AUDIT_GAP and overwrite HEAD, the only evidence of it', async (t) => {
+    const dir = tempSpool(t);
+    await stoppedSpool(dir, { sealBytes: 4096 });
+    await stoppedSpool(dir, { sealBytes: 4096 });
+    const [segment] = segmentFiles(dir);
+    const text = readFileSync(segment!, 'utf8');
+    const seals = [...text.matchAll(/^\{"v":1,"type":"SEAL".*$/gm)];
+    assert.ok(seals.length >= 3);
+    // The cut: everything after an earlier seal (the last session's records and its stop).
+    const keep = seals.at(-3)!;
+    writeFileSync(segment!, text.slice(0, keep.index + keep[0].length + 1));
+    assert.equal(verifySpool(dir).ok, false, 'verify sees the cut: HEAD names a seal that is gone');
+    const before = snapshot(dir);
+    await assert.rejects(createAuditRecorder({ dir, actor: ACTOR, writeJournal: false }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'GOVMAP_AUDIT_TAMPERED');
+      assert.match(error.message, /HEAD at byte 0: HEAD names seal #[0-9]+ .* as committed, but the log ends at seal #[0-9]+/);
+      return true;
+    });
+    assert.deepEqual(snapshot(dir), before, 'nothing was appended');
+    assert.equal(verifySpool(dir).ok, false, 'the evidence is still there');
+  });
+});
