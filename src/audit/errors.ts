@@ -37,7 +37,7 @@ export class AuditNotDurableError extends GovMapError {
     super(
       'GOVMAP_AUDIT_NOT_DURABLE',
       `audit spool "${dir}" cannot be written (${why}); the operation was applied but its audit record is not yet durable`,
-      { dir },
+      { dir, applied: true },
       { cause },
     );
   }

@@ -350,12 +350,16 @@ export class AuditRecorder implements MapObserver<unknown> {
   }
 
   /**
-   * A validator that refuses writes while the spool cannot be written (reason AUDIT_UNAVAILABLE):
-   * combine it with the business validator (`allOf`) to fail closed instead of writing
-   * unaudited.
+   * A validator that refuses writes while they could not be audited (reason AUDIT_UNAVAILABLE):
+   * the spool cannot be written, or the recorder was stopped (it records nothing more: a map
+   * still holding it as an observer would otherwise apply writes unaudited). Combine it with the
+   * business validator (`allOf`) to fail closed instead of writing unaudited.
    */
   guard<K, V>(): Validator<K, V> {
-    return () => (this.#failure === null ? true : reject('AUDIT_UNAVAILABLE', `the audit spool ${this.dir} cannot be written`));
+    return () => {
+      if (this.#stopping) return reject('AUDIT_UNAVAILABLE', `the audit recorder of ${this.dir} was stopped`);
+      return this.#failure === null ? true : reject('AUDIT_UNAVAILABLE', `the audit spool ${this.dir} cannot be written`);
+    };
   }
 
   get healthy(): boolean {

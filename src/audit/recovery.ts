@@ -244,6 +244,9 @@ export function recoverSpool(dir: string, actor: string, origin: string, key: Ui
       const final = { v: 1 as const, type: 'SEAL' as const, seal: s.seal + 1, segment: previousFile.segment, from: s.to, to: end, reads_through: reads, writes_through: writes, alg: hasher.alg, prev: s.hash, hash, final: true };
       const line = Buffer.from(sealLine(final));
       writeFully(fd, line, 0, line.length, end);
+      // Durable before anything is chained to it: the seals that follow go to the next file, and
+      // a power loss could otherwise keep them while losing this one, breaking the chain for good.
+      fsyncSync(fd);
       closeSync(fd);
       chain = { segment: last.segment, seal: final.seal, prev: hash, sealedTo: 0, lastSealReads: reads, lastSealWrites: writes };
     }

@@ -286,8 +286,10 @@ export class GovernedMap<K, V> {
       await this.#flushObservers();
     } catch (error) {
       // The write is applied: a caller that retried on this error would apply it twice. Say so
-      // in the error's type (govmap's own errors already do, e.g. GOVMAP_AUDIT_NOT_DURABLE).
-      if (error instanceof GovMapError) throw error;
+      // in the error's type. An error that says so itself (GOVMAP_AUDIT_NOT_DURABLE, details.applied)
+      // goes as it is; any other (GOVMAP_AUDIT_STOPPED from a recorder stopped meanwhile, a
+      // custom observer's) is wrapped, so no caller reads "applied" as "refused".
+      if (error instanceof GovMapError && error.details.applied === true) throw error;
       throw new ObserverFlushError(this.name, key, error);
     }
     return result;

@@ -544,6 +544,14 @@ describe('configuration and ownership', () => {
     const events = bySeq(readSpool(dir).events);
     assert.equal(events.at(-1)!.op_type, 'AUDIT_STOPPED');
     await assert.rejects(audit.flush(), { code: 'GOVMAP_AUDIT_STOPPED' });
+    // An awaited update whose record the stopped recorder could not take: applied, and said so
+    // (a caller reading GOVMAP_AUDIT_STOPPED as "refused" would apply it again).
+    await assert.rejects(constructed.updateAsync('b', (v) => v! + 1n), { code: 'GOVMAP_OBSERVER_FLUSH_FAILED', details: { map: 'constructed', key: 'b', applied: true } });
+    assert.equal(constructed.load('b'), 2n);
+    // A guarded map fails closed once the recorder is stopped: nothing more would be audited.
+    const guarded = new GovernedMap<string, bigint>({ name: 'guarded', validate: allOf(audit.guard(), () => true), observers: [audit] });
+    assert.throws(() => guarded.store('c', 1n), { code: 'GOVMAP_VALIDATION_REJECTED', reason: 'AUDIT_UNAVAILABLE' });
+    assert.equal(guarded.load('c'), undefined);
   });
 
   test('guard() lets writes through while the spool is healthy', async (t) => {
