@@ -295,6 +295,15 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     this.#unsubscribe.delete(service);
     this.#awaitingProbe.delete(service);
     this.#dirty.delete(service);
+    // Evicted while it probed (a forced eviction takes a HALF_OPEN breaker too): it will never
+    // leave HALF_OPEN here, so the right is given back now, or every other instance would wait
+    // for our lease to expire before probing the dependency.
+    const holder = this.#probeHolders.get(service);
+    if (holder?.instance === this.instance) {
+      this.#probeHolders.delete(service);
+      this.#pendingRelease.set(service, holder.revision);
+      this.#scheduleFlush(0);
+    }
     if (breaker.state === 'CLOSED') {
       this.#pendingDelete.add(service);
       this.#scheduleFlush(0);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BreakerClusterSync, CircuitBreaker, decodeSnapshot } from '../../src/breaker/index.ts';
+import { BreakerClusterSync, BreakerGroup, CircuitBreaker, decodeSnapshot } from '../../src/breaker/index.ts';
 import { ConfigurationError } from '../../src/map/index.ts';
 import type { CircuitBreakerOptions } from '../../src/breaker/index.ts';
 import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
@@ -131,6 +131,36 @@ describe('cluster sync on the memory store', () => {
       assert.equal(JSON.parse((await store.get('/govmap/circuit/settlement/a'))!.value).state, 'OPEN', `${order}: the stored OPEN is kept`);
       await sync.close();
       breaker.dispose();
+    }
+  });
+
+  test('a HALF_OPEN breaker evicted to make room while it probes gives the probe right back, so another instance can probe', async () => {
+    const store = new MemoryStateStore();
+    const sync = new BreakerClusterSync({ store, instance: 'a', log: quiet });
+    await sync.start();
+    // A call timeout far off: a probe that timed out would release the right by itself.
+    const group = new BreakerGroup({ ...options, name: 'routes', maxBreakers: 1, timeoutMs: 30_000 });
+    sync.attachGroup(group);
+    try {
+      const x = group.get('x');
+      await trip(x);
+      await until('the wait to end', () => (x.openUntil ?? 0) <= Date.now(), 2_000);
+      // The probe hangs: x is HALF_OPEN, holding the cluster's probe right for routes:x.
+      let answer!: () => void;
+      const probe = x.execute(() => new Promise<void>((resolve) => (answer = resolve))).catch(() => undefined);
+      await until('the probe right to be taken', () => sync.probeHolder('routes:x') === 'a');
+      assert.equal(x.state, 'HALF_OPEN');
+      // Another key at maxBreakers 1: nothing CLOSED to evict, so x goes (a forced eviction).
+      group.get('y');
+      assert.equal(group.forcedEvictions, 1);
+      await sync.flush();
+      await until('the probe key to be released', () => sync.probeHolder('routes:x') === null, 500);
+      assert.equal(await store.get('/govmap/circuit-probe/routes:x'), undefined, 'no probe right left held by an evicted breaker');
+      answer();
+      await probe;
+    } finally {
+      group.dispose();
+      await sync.close();
     }
   });
 
