@@ -12,6 +12,19 @@ import { registerAuditCommand } from './audit-command.ts';
 /** The exit status of a usage error. */
 const EXIT_USAGE = 2;
 
+/** The status a shell gives a command stopped by a closed pipe (128 + SIGPIPE). */
+const EXIT_PIPE_CLOSED = 141;
+
+// A reader that goes away (`govmap audit tail -f … | head`, quitting `less` or `jq`) makes the
+// next write to stdout fail with EPIPE, emitted as an 'error' event nobody handled: a stack trace
+// and exit 1, which a CI gate reads as "tampered" or "findings". Stop quietly instead, with the
+// shell's status for it: not 0 either, since the output did not all reach its reader.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(EXIT_PIPE_CLOSED);
+  process.stderr.write(`govmap: cannot write to stdout and did not finish: ${error.stack ?? error.message}\n`);
+  process.exit(EXIT_USAGE);
+});
+
 /** Parses a whole number option, naming the option and the rule when it is not one. */
 export function integerOption(name: string, min: number, max: number): (raw: string) => number {
   return (raw) => {

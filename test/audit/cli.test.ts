@@ -131,4 +131,18 @@ describe('govmap audit tail', () => {
     assert.equal(followed.length, 400, 'every new record, across the rotation to a new segment');
     assert.ok(segmentFiles(dir).length > 1, 'the followed writes rotated segments');
   });
+
+  test('a reader that goes away (| head) ends it quietly with 141, not a stack trace and exit 1', async (t) => {
+    const dir = tempSpool(t);
+    await spool(dir);
+    // 603 records, ~150 KB: more than a pipe holds, so the CLI is still writing when the reader goes.
+    const child = spawn(process.execPath, [cli, 'audit', 'tail', dir, '-n', '1000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    await new Promise((resolve) => child.stdout.once('data', resolve));
+    child.stdout.destroy();
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    assert.equal(stderr, '', 'no stack trace, no message: the reader left on purpose');
+    assert.equal(code, 141, '128 + SIGPIPE: the output did not all reach its reader; not 1 (tampered) and not 0');
+  });
 });
