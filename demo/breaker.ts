@@ -99,11 +99,12 @@ export class SettlementGateway {
     for (const kind of ['settle', 'routed']) this.#accumulators.delete(`${kind}:${org}`);
   }
 
-  async settle(org: string, amount: bigint, signal: AbortSignal): Promise<string> {
-    const n = ++this.calls;
+  /** Settles `amount` for `org`; the reference comes from `reference()` once the gateway has said yes. */
+  async settle(org: string, amount: bigint, signal: AbortSignal, reference: () => string): Promise<string> {
+    this.calls++;
     const own = this.#orgFaults.get(org);
     await this.#apply(`settle:${own === undefined ? '*' : org}`, own ?? this.faultOf(org), signal, () => `settlement gateway: 503 for ${org} (${formatAmount(amount)})`);
-    return `stl-${n}`;
+    return reference();
   }
 
   /**
@@ -248,7 +249,7 @@ export async function installSettlement(context: DemoContext, options: DemoSettl
       try {
         return await group.execute<SettlementOutcome>(
           org,
-          async (signal) => ({ status: 'settled' as const, org, reference: await gateway.settle(org, transfer.amount, signal) }),
+          async (signal) => ({ status: 'settled' as const, org, reference: await gateway.settle(org, transfer.amount, signal, context.nextReference) }),
           (refusal) => {
             queued++;
             return { status: 'queued' as const, org, reason: 'circuit_open' as const, retryAt: refusal.retryAt === null ? undefined : new Date(refusal.retryAt).toISOString() };

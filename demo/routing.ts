@@ -163,7 +163,6 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
   // minimumCalls 1: the demo's background traffic sends each org's route about one payment a
   // second; three consecutive breached windows still decide (one failure never trips a route).
   const group = new BreakerGroup({ name: 'routes', timeoutMs: 200, windowMs: 1000, minimumCalls: 1, openDurationMs: 10_000 });
-  let references = 0;
   const router = new RouteRouter({
     table: DEMO_ROUTES,
     guards: breakerGuards(group),
@@ -174,7 +173,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
       await callTarget(target, job.org, signal);
       try {
         await book.transfer(job.from, job.to, BigInt(job.amount));
-        results.set(token, { status: 'SETTLED', reference: `stl-${++references}` });
+        results.set(token, { status: 'SETTLED', reference: context.nextReference() });
       } catch (error) {
         const result = bookingResult(error);
         // Not the ledger's answer: a failure the lane retries.
@@ -287,7 +286,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
         if (moved === null) throw new Error('unreachable: a live outcome was booked above');
         sendJson(res, 200, {
           status: 'SETTLED',
-          reference: `stl-${++references}`,
+          reference: context.nextReference(),
           instantConfirm: view.isOn('payments.instant-confirm'),
           route: outcome.route.id,
           from: { id: job.from, balance: formatAmount(moved.from) },

@@ -83,6 +83,11 @@ export interface DemoContext {
   readonly announce: (line: string) => void;
   /** The admin token every admin endpoint checks, and how announcements show it. */
   readonly admin: DemoAdmin;
+  /**
+   * The next settlement reference (`stl-<n>`), one sequence for the whole service: settled
+   * transfers and routed payments each kept a counter of their own and handed out the same ones.
+   */
+  readonly nextReference: () => string;
 }
 
 export interface DemoAdmin {
@@ -129,6 +134,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   const givenToken = options.adminToken ?? options.switches?.adminToken ?? options.settlement?.adminToken ?? nonEmpty(process.env.GOVMAP_ADMIN_TOKEN);
   const generated = randomBytes(16).toString('hex');
   const admin: DemoAdmin = givenToken === undefined ? { token: generated, shown: generated } : { token: givenToken, shown: '$GOVMAP_ADMIN_TOKEN' };
+  let references = 0;
   const context: DemoContext = {
     options,
     router,
@@ -137,6 +143,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     onClose: (hook) => closeHooks.push(hook),
     announce: (line) => announcements.push(line),
     admin,
+    nextReference: () => `stl-${++references}`,
   };
   context.announce(
     givenToken === undefined

@@ -33,6 +33,20 @@ async function call(method: string, path: string, options: { tag?: string; body?
 
 const pay = (org: string, amount = '100') => call('POST', '/payments', { tag: `orgId:${org}|txnType:pay`, body: { from: 'acct-000001', to: 'acct-000002', amount } });
 
+test('settlement references are unique across settled transfers and routed payments', async () => {
+  const references: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const transfer = await call('POST', '/transfers', { tag: 'orgId:3003|txnType:transfer', body: { from: 'acct-000005', to: 'acct-000006', amount: '10' } });
+    assert.equal(transfer.status, 200, JSON.stringify(transfer.json));
+    if (transfer.json.settlement?.status === 'settled') references.push(transfer.json.settlement.reference);
+    const payment = await pay('3003');
+    assert.equal(payment.status, 200, JSON.stringify(payment.json));
+    references.push(payment.json.reference);
+  }
+  assert.ok(references.length >= 4, JSON.stringify(references));
+  assert.equal(new Set(references).size, references.length, `a reference given twice: ${references.join(', ')}`);
+});
+
 describe('tagging', () => {
   test('every handler runs behind the middleware: untagged -> default route; malformed -> 400 and nothing runs', async () => {
     assert.equal((await call('GET', '/healthz')).route, 'default');
