@@ -543,6 +543,9 @@ export class GovernedMap<K, V> {
    * and emitted nothing, only when a shared store's key no longer holds `previous`.
    */
   #commit(key: K, next: V, previous: V | undefined): boolean {
+    // An entry under no key: its audit record would name no resource (resource_id null, like a
+    // lifecycle record), and a shared or remote store would refuse it later, less clearly.
+    if (key === undefined || key === null) throw new InvalidArgumentError(this.name, 'store', 'key', `must be a key, not ${String(key)}`);
     const counters = this.#counters;
     admitStore(this.#admission, key, next, previous);
     if (this.#disposed) throw new MapDisposedError(this.name, 'store', true); // the validator disposed the map

@@ -363,6 +363,13 @@ describe('updateAsync', () => {
 
   test('arguments of the wrong kind get a typed error', async () => {
     const map = new GovernedMap<string, number>({ name: 'args', validate: accept });
+    // No entry under no key: its audit record would name no resource.
+    for (const key of [undefined, null]) {
+      assert.throws(() => map.store(key as unknown as string, 1), (error: unknown) => error instanceof InvalidArgumentError && /key/.test(error.message));
+      assert.throws(() => map.loadOrStore(key as unknown as string, 1), InvalidArgumentError);
+      await assert.rejects(map.updateAsync(key as unknown as string, () => 1), InvalidArgumentError);
+    }
+    assert.equal(map.size, 0);
     assert.throws(() => map.update('k', 5 as unknown as () => number), InvalidArgumentError);
     await assert.rejects(map.updateAsync('k', 5 as unknown as () => number), InvalidArgumentError);
     await assert.rejects(map.updateAsync('k', () => 1, null as unknown as object), InvalidArgumentError);
