@@ -1,4 +1,5 @@
 import { ConfigurationError, GovMapError } from '../map/errors.ts';
+import { StateKeyError } from '../state/errors.ts';
 import type { StateEntry, StateEvent, StateLease, StateStore, StateWatch } from '../state/store.ts';
 import type { BreakerGroup, BreakerLifecycle } from './breaker-group.ts';
 import type { SyncHealth } from './breaker-metrics.ts';
@@ -146,6 +147,8 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
    * the local state the newer truth, and ends the wait.
    */
   readonly #unrestored = new Set<string>();
+  /** Breakers whose key the store refuses (StateKeyError), already reported: they stay local. */
+  readonly #refusedKeys = new Set<string>();
 
   constructor(options: BreakerClusterSyncOptions) {
     if (options?.store === undefined || typeof options.store.compareAndSet !== 'function') throw new ConfigurationError('store', 'a StateStore (memory, file or etcd)');
@@ -509,8 +512,8 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
 
   #requestProbe(breaker: CircuitBreaker): boolean {
     const service = breaker.id;
-    // Cut off from the store, an instance cannot coordinate: it decides alone, on local data.
-    if (!this.#connected || this.#lease === null || this.#lease.lost || this.#closed) return true;
+    // Cut off from the store (or its key refused by it), an instance cannot coordinate: it decides alone, on local data.
+    if (!this.#connected || this.#refusedKeys.has(service) || this.#lease === null || this.#lease.lost || this.#closed) return true;
     const holder = this.#probeHolders.get(service);
     if (holder?.instance === this.instance) return true;
     this.#awaitingProbe.add(service);
@@ -557,8 +560,9 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
         this.#grantIfHeld(service);
       })
       .catch((error: unknown) => {
-        this.#storeFailed('acquire probe right', error);
-        this.#grantIfHeld(service); // now disconnected: the breaker decides alone
+        if (error instanceof StateKeyError) this.#unshareable(service, error);
+        else this.#storeFailed('acquire probe right', error);
+        this.#grantIfHeld(service); // now disconnected, or its key refused: the breaker decides alone
       })
       .finally(() => this.#acquiring.delete(service));
   }
@@ -569,7 +573,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
       this.#awaitingProbe.delete(service);
       return;
     }
-    if (!this.#connected || this.#probeHolders.get(service)?.instance === this.instance) {
+    if (!this.#connected || this.#refusedKeys.has(service) || this.#probeHolders.get(service)?.instance === this.instance) {
       this.#awaitingProbe.delete(service);
       breaker.probeRightGranted();
     }
@@ -628,6 +632,10 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
         try {
           await this.#write(service);
         } catch (error) {
+          if (error instanceof StateKeyError) {
+            this.#unshareable(service, error);
+            continue;
+          }
           this.#dirty.add(service);
           throw error;
         }
@@ -739,8 +747,26 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     }
   }
 
+  /**
+   * The store refuses this breaker's key for good (too long for the file store's file names): no
+   * retry can help, and the store itself answers, so it is not called unreachable (which would
+   * retry forever and send every other breaker to local decisions). Said once, by name; the
+   * breaker then decides alone, its probes too (see #requestProbe).
+   */
+  #unshareable(service: string, error: StateKeyError): void {
+    if (this.#refusedKeys.has(service)) return;
+    this.#refusedKeys.add(service);
+    this.counters.writeFailures++;
+    this.#log(`breaker "${service}" cannot be shared through state store "${this.store.kind}": ${error.message} (GOVMAP_STATE_KEY_INVALID); it decides on local data only (use shorter names, instance or prefix)`, { instance: this.instance, breaker: service });
+  }
+
   #storeFailed(operation: string, error: unknown): void {
     if (this.#closed) return;
+    if (error instanceof StateKeyError) {
+      // A key refused is not a store that is down (see #unshareable).
+      this.#log(`state store "${this.store.kind}" refused a key (${operation}): ${error.message}`, { instance: this.instance });
+      return;
+    }
     this.#setConnected(false, new Error(`${operation}: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
   }
 

@@ -164,6 +164,36 @@ describe('cluster sync on the memory store', () => {
     }
   });
 
+  test('a breaker whose key the store refuses (too long for a file name) is said so once, by name, and kept local: the store is not called unreachable', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-breaker-'));
+    const store = new FileStateStore({ directory: dir, pollIntervalMs: 20 });
+    const logged: string[] = [];
+    // 37 + 64 + 128 characters, and each "/" of the key takes 3 in a file name: past its 245.
+    const sync = new BreakerClusterSync({ store, prefix: '/govmap/clearing-production-eu-west-1', instance: 'i'.repeat(128), log: (message) => logged.push(message), retryMinMs: 10, retryMaxMs: 20 });
+    try {
+      await sync.start();
+      const breaker = new CircuitBreaker({ ...options, name: 'n'.repeat(64) });
+      sync.attachBreaker(breaker);
+      await trip(breaker);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(sync.connected, true, 'the store answers: it is not unreachable');
+      assert.ok(!logged.some((line) => /unreachable|not reachable/.test(line)), logged.join('\n'));
+      const refused = logged.filter((line) => line.includes('GOVMAP_STATE_KEY_INVALID') || /cannot be shared/.test(line));
+      assert.equal(refused.length, 1, JSON.stringify(logged));
+      assert.match(refused[0]!, /nnnn/, 'names the breaker');
+      assert.equal(breaker.state, 'OPEN', 'it still decides, locally');
+      // Its probe right cannot be shared either: once the wait ends it probes alone, and closes.
+      await until('the wait to end', () => (breaker.openUntil ?? 0) <= Date.now(), 2_000);
+      for (let i = 0; i < options.halfOpenProbes! && breaker.state !== 'CLOSED'; i++) await breaker.execute(() => 'ok');
+      assert.equal(breaker.state, 'CLOSED');
+      breaker.dispose();
+    } finally {
+      await sync.close();
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('with the file store, a restarted process (a new store on the same directory) resumes OPEN', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'govmap-breaker-'));
     try {
