@@ -98,6 +98,17 @@ export class KafkaSendTimeoutError extends GovMapError {
   }
 }
 
+/** `forwarder.drain(ms)` ran out of time before Kafka acknowledged the spool written before the call. */
+export class KafkaDrainTimeoutError extends GovMapError {
+  constructor(topic: string, timeoutMs: number, lagBytes: number, lastError: string | null) {
+    super(
+      'GOVMAP_AUDIT_KAFKA_DRAIN_TIMEOUT',
+      `audit forwarder: Kafka topic "${topic}" not caught up within ${timeoutMs} ms (lag ${lagBytes} bytes; last error: ${lastError ?? 'none'}); forwarding goes on`,
+      { topic, timeoutMs, lagBytes, lastError },
+    );
+  }
+}
+
 function describe(value: unknown): string {
   // JSON has no NaN or Infinity (it writes null), and an operator must see what was passed.
   if (typeof value === 'number' && !Number.isFinite(value)) return String(value);

@@ -19,6 +19,7 @@ export {
   AuditSpoolDirectoryError,
   AuditTamperedError,
   AuditJournalError,
+  KafkaDrainTimeoutError,
   KafkaSendTimeoutError,
   AuditEventError,
 } from './errors.ts';

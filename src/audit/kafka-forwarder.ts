@@ -3,7 +3,7 @@ import { open, readFile, rename, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { AuditConfigurationError, KafkaSendTimeoutError } from './errors.ts';
+import { AuditConfigurationError, KafkaDrainTimeoutError, KafkaSendTimeoutError } from './errors.ts';
 import type { AuditRecorder } from './recorder.ts';
 import { LANE_INDEX_FIELDS, tooLarge } from './kafka-lane-protocol.ts';
 import type { ProducerLaneData, ProducerLaneReply, ProducerLaneRequest } from './kafka-lane-protocol.ts';
@@ -100,6 +100,11 @@ interface Checkpoint {
 }
 
 export const DEDUP_HEADER = 'govmap-dedup';
+/** Every key of KafkaForwarderOptions (recorder, actor and key are set by createAuditRecorder). */
+const FORWARDER_OPTIONS: ReadonlySet<string> = new Set<keyof KafkaForwarderOptions>([
+  'dir', 'brokers', 'topic', 'clientId', 'sendTimeoutMs', 'compression', 'batchRecords', 'maxInFlight', 'batchBytes',
+  'producers', 'pollIntervalMs', 'backoffMs', 'maxBackoffMs', 'dedupHeader', 'recorder', 'actor', 'key',
+]);
 const SEAL_OR_HEADER = Buffer.from('{"v":1,"type":');
 
 /** A SEAL or SEGMENT line (not a record): compared in place, no subarray per line. */
@@ -173,6 +178,12 @@ export class KafkaForwarder {
   #timeouts = 0;
 
   constructor(options: KafkaForwarderOptions) {
+    // Refused like the recorder's own unknown options: a misspelt `topic` would otherwise send the
+    // audit to govmap.audit, a misspelt `sendTimeoutMs` leave the default, without a word.
+    for (const name of Object.keys(options)) {
+      if (!FORWARDER_OPTIONS.has(name)) throw new AuditConfigurationError(`kafka.${name}`, 'is not an option of the Kafka forwarder (see KafkaForwarderOptions)');
+    }
+    if (options.dedupHeader !== undefined && typeof options.dedupHeader !== 'boolean') throw new AuditConfigurationError('kafka.dedupHeader', 'must be true or false', options.dedupHeader);
     const brokers = options.brokers;
     if (!Array.isArray(brokers) || brokers.length === 0 || !brokers.every((b) => typeof b === 'string' && /^[^\s:]+:[0-9]{1,5}$/.test(b))) {
       throw new AuditConfigurationError('kafka.brokers', 'must be a non-empty list of "host:port"', brokers);
@@ -237,10 +248,12 @@ export class KafkaForwarder {
    * after `timeoutMs` (default 60,000).
    */
   async drain(timeoutMs = 60_000): Promise<void> {
+    // NaN would make the deadline never pass: a wait for ever.
+    if (!(typeof timeoutMs === 'number' && timeoutMs >= 0)) throw new AuditConfigurationError('drain timeoutMs', 'must be a number >= 0 (ms)', timeoutMs);
     const target = this.#spoolEnd();
     const deadline = Date.now() + timeoutMs;
     while (!this.#reached(target)) {
-      if (Date.now() > deadline) throw new Error(`audit forwarder: not caught up within ${timeoutMs} ms (lag ${this.stats().lagBytes} bytes; last error: ${this.#lastError ?? 'none'})`);
+      if (Date.now() > deadline) throw new KafkaDrainTimeoutError(this.topic, timeoutMs, this.stats().lagBytes, this.#lastError);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
@@ -452,10 +465,25 @@ export class KafkaForwarder {
       return { records: 0, parts: none, end: { segment: first.segment, offset: 0, seq: cursor.seq }, moved: true };
     }
     const fh = await this.#file(cursor.segment);
-    if (fh === null) return { records: 0, parts: none, end: cursor, moved: false };
-    const size = Math.min(READ_CHUNK, this.#batchBytes + (64 << 10));
-    const chunk = Buffer.allocUnsafe(size);
-    const { bytesRead } = await fh.read(chunk, 0, size, cursor.offset);
+    if (fh === null) {
+      // Not written yet (the next one after a final seal), or gone: removed while no forwarder
+      // ran (retention, an operator). Waiting for a removed segment would stall forwarding for
+      // ever while looking caught up; its records cannot be sent any more, so go on with the next
+      // segment there is, and say so (SINK_FAILED until the next acknowledged send).
+      const next = listSegments(this.#o.dir).find((s) => s.segment > cursor.segment);
+      if (next === undefined) return { records: 0, parts: none, end: cursor, moved: false };
+      const gone = next.segment - 1 === cursor.segment ? segmentName(cursor.segment) : `${segmentName(cursor.segment)} to ${segmentName(next.segment - 1)}`;
+      this.#failed(`${gone} left the spool before being forwarded (from byte ${cursor.offset}); forwarding goes on with ${next.name}`, 'SPOOL_SEGMENT_MISSING');
+      return { records: 0, parts: none, end: { segment: next.segment, offset: 0, seq: cursor.seq }, moved: true };
+    }
+    let chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, this.#batchBytes + (64 << 10)));
+    let { bytesRead } = await fh.read(chunk, 0, chunk.length, cursor.offset);
+    // A line longer than the read (a large `recordValue`, a shrunken batchBytes) is read whole:
+    // cut, it would never be sent, and the forwarder would wait on it for ever looking caught up.
+    while (bytesRead === chunk.length && chunk.indexOf(10) === -1) {
+      chunk = Buffer.allocUnsafe(chunk.length * 2);
+      ({ bytesRead } = await fh.read(chunk, 0, chunk.length, cursor.offset));
+    }
     const lines = new LaneSplitter(this.#partitions ?? 1, Math.min(this.#o.producers, this.#partitions ?? 1));
     let at = 0;
     let seq = cursor.seq;
@@ -529,8 +557,15 @@ export class KafkaForwarder {
 
   async #readCheckpoint(): Promise<Checkpoint> {
     if (!existsSync(this.#checkpointPath)) return { segment: 0, offset: 0, seq: 0 };
-    const value = JSON.parse(await readFile(this.#checkpointPath, 'utf8')) as Partial<Checkpoint>;
-    if (!Number.isSafeInteger(value.segment) || !Number.isSafeInteger(value.offset) || !Number.isSafeInteger(value.seq)) {
+    let value: Partial<Checkpoint> | null;
+    try {
+      value = JSON.parse(await readFile(this.#checkpointPath, 'utf8')) as Partial<Checkpoint> | null;
+    } catch (error) {
+      // An empty or torn file (a power loss between the write and the rename), or one that cannot
+      // be read: the same typed refusal as any other damage, naming the file and why.
+      throw new AuditConfigurationError('kafka checkpoint', `${this.#checkpointPath} cannot be read as a forwarder checkpoint (${(error as Error).message}); move it away to forward from the start`);
+    }
+    if (value === null || typeof value !== 'object' || !Number.isSafeInteger(value.segment) || !Number.isSafeInteger(value.offset) || !Number.isSafeInteger(value.seq)) {
       throw new AuditConfigurationError('kafka checkpoint', `${this.#checkpointPath} is not a forwarder checkpoint; move it away to forward from the start`);
     }
     return value as Checkpoint;
@@ -544,14 +579,41 @@ export class KafkaForwarder {
 }
 
 /**
+ * The record's outermost brace closes at the line's last byte, not before and not inside a
+ * string, scanning from `from` (a byte outside any string at the record's top level, depth 1).
+ * A prefix of a record (a line torn by a crash) never passes.
+ */
+function closesAtEnd(line: Buffer, from: number): boolean {
+  const last = line.length - 1;
+  if (line[last] !== 125) return false;
+  let depth = 1;
+  let inString = false;
+  for (let i = from; i <= last; i++) {
+    const c = line[i]!;
+    if (inString) {
+      if (c === 92) i++;
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) depth++;
+    else if ((c === 125 || c === 93) && --depth === 0) return i === last;
+  }
+  return false;
+}
+
+/**
  * The Kafka key of a record line: its resource_id, or its map, or its actor (lifecycle records
- * without either); null for a damaged line (no actor).
+ * without either); null for a damaged line (no actor, or torn).
  */
 function keyOf(line: Buffer): Buffer | null {
   // The actor closes every record (only origin and the optional fields follow): look for it
   // from the end. `,"actor":` cannot occur inside a JSON string (its quotes would be escaped).
   const actorAt = line.lastIndexOf(ACTOR);
   if (actorAt < 0 || line[actorAt + ACTOR.length] !== 34) return null;
+  // A line torn by a crash (recovery terminates it and names it in an AUDIT_GAP) can hold the seq
+  // and the actor: sent, it would reach consumers as broken JSON, and, when recovery replays the
+  // whole record from the journal after it, the dedup key would keep the torn copy and drop the
+  // real one. Only whole records go. Checked from the actor on (the tail, not the whole line).
+  if (!closesAtEnd(line, actorAt)) return null;
   const resource = jsonStringAt(line, line.indexOf(RESOURCE) + RESOURCE.length);
   return resource ?? jsonStringAt(line, line.indexOf(MAP) + MAP.length) ?? jsonStringAt(line, actorAt + ACTOR.length);
 }

@@ -42,3 +42,32 @@ export function tooLarge(error: unknown): boolean {
   };
   return walk(error);
 }
+
+/**
+ * What a client error says, with its causes: the client wraps them (`metadata failed 4 times.`,
+ * `Producing messages failed.` are aggregates), and the top message alone does not tell an
+ * unresolvable broker name from a refused connection, an invalid topic or a record too large.
+ * The first few distinct causes (message, the broker's error name, the cause's message) follow it.
+ */
+export function describeKafkaError(error: unknown): string {
+  const top = error instanceof Error ? error.message : String(error);
+  const causes = new Set<string>();
+  const seen = new Set<unknown>();
+  const walk = (e: unknown): void => {
+    if (e === null || typeof e !== 'object' || seen.has(e) || causes.size >= 3) return;
+    seen.add(e);
+    const x = e as { message?: unknown; apiId?: unknown; errors?: unknown; cause?: unknown };
+    if (Array.isArray(x.errors) && x.errors.length > 0) {
+      for (const nested of x.errors) walk(nested);
+      return;
+    }
+    if (e === error) return walk(x.cause);
+    let text = String(x.message);
+    if (typeof x.apiId === 'string') text += ` (${x.apiId})`;
+    const cause = x.cause as { message?: unknown } | undefined;
+    if (cause !== null && typeof cause === 'object' && typeof cause.message === 'string') text += ` (${cause.message})`;
+    causes.add(text);
+  };
+  walk(error);
+  return causes.size === 0 ? top : `${top} — ${[...causes].join('; ')}`;
+}

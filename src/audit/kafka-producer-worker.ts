@@ -22,7 +22,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Producer } from '@platformatic/kafka';
-import { LANE_INDEX_FIELDS, tooLarge } from './kafka-lane-protocol.ts';
+import { describeKafkaError, LANE_INDEX_FIELDS, tooLarge } from './kafka-lane-protocol.ts';
 import type { ProducerLaneData, ProducerLaneReply, ProducerLaneRequest } from './kafka-lane-protocol.ts';
 
 const DEDUP_HEADER_BYTES = Buffer.from('govmap-dedup');
@@ -116,7 +116,7 @@ port.on('message', (request: ProducerLaneRequest) => {
         port.postMessage({
           type: 'failed',
           id: request.id,
-          message: error instanceof Error ? error.message : String(error),
+          message: describeKafkaError(error),
           timeout: error instanceof LaneTimeout,
           tooLarge: tooLarge(error),
         } satisfies ProducerLaneReply),

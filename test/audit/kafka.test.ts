@@ -3,16 +3,18 @@
  * the variable these tests skip with the reason, and fail under CI.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { Admin, Consumer, murmur2 } from '@platformatic/kafka';
-import { AuditDeduplicator, createAuditRecorder, dedupKeyOf, verifySpool } from '../../src/audit/index.ts';
+import { AuditConfigurationError, AuditDeduplicator, createAuditRecorder, dedupKeyOf, verifySpool } from '../../src/audit/index.ts';
 import { murmur2Partition } from '../../src/audit/kafka-forwarder.ts';
+import { readJournal } from '../../src/audit/journal.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
+import { GovernedMap, GovMapError } from '../../src/map/index.ts';
 import { balances, readSpool, segmentFiles, tempSpool } from './helpers.ts';
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const BROKERS = process.env.GOVMAP_KAFKA_BROKERS?.split(',').filter((b) => b !== '') ?? [];
@@ -356,6 +358,135 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     assert.ok(consumed.messages - records.size <= 20_000, `${consumed.messages - records.size} repeats`);
   });
 
+  test('a line torn by a crash (terminated by recovery) is not forwarded: every message is a whole record', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('torn');
+    let audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-torn', writeJournal: false });
+    t.after(() => audit.stop());
+    const map = balances();
+    audit.attach(map);
+    for (let i = 0; i < 20; i++) map.store(`acct-${i % 3}`, BigInt(i));
+    await audit.flush();
+    await audit.stop();
+    // A crash in the middle of the next write: its line ends after the actor, in the origin
+    // (what the log holds when write(2) was cut short at a page boundary). Appended after what
+    // HEAD vouches for: a crash never cuts a committed seal (recovery refuses such a log).
+    const last = segmentFiles(dir).at(-1)!;
+    const text = readFileSync(last, 'utf8');
+    const storeAt = text.lastIndexOf('{"v":1,"seq":', text.lastIndexOf('"op_type":"STORE"'));
+    const stoppedSeq = Math.max(...[...text.matchAll(/^\{"v":1,"seq":([0-9]+),/gm)].map((m) => Number(m[1])));
+    const next = text.slice(storeAt, text.indexOf('\n', storeAt)).replace(/^\{"v":1,"seq":[0-9]+/, `{"v":1,"seq":${stoppedSeq + 1}`);
+    appendFileSync(last, next.slice(0, next.indexOf(',"origin":"') + 15));
+    audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-torn', writeJournal: false, kafka: { brokers: BROKERS, topic } });
+    await audit.flush();
+    await audit.forwarder!.drain(60_000);
+    const records = spoolRecords(dir);
+    const whole = [...records].filter(([, line]) => {
+      try {
+        JSON.parse(line);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    assert.equal(whole.length, records.size - 1, 'the spool holds one torn line');
+    // One partition: the torn line, were it sent, comes before the records after it.
+    const consumed = await consumeAll(topic, new Set(whole.map(([key]) => key)), 60_000);
+    await audit.stop();
+    for (const { value } of consumed.byKey.values()) assert.doesNotThrow(() => JSON.parse(value), `a whole record, not torn bytes: ${value}`);
+    for (const [key, line] of whole) assert.equal(consumed.byKey.get(key)?.value, line);
+  });
+
+  test('a write torn by a crash and replayed whole from the journal: after dedup, the consumer has the whole record, not the torn copy', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('torn-journal');
+    // The writer child (crash.test.ts) holds its drain worker, writes on into the journal, and is
+    // killed; the log then gets the first 90% of one of those writes (its actor included), as a
+    // write(2) cut short by the kill leaves it. Recovery terminates that line and replays the
+    // whole record after it.
+    const child = spawn(process.execPath, [fileURLToPath(new URL('./children/crash-writer.ts', import.meta.url)), dir, 'pause', 'journal'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let pausedTo = -1;
+    let after = 0;
+    await new Promise<void>((resolve, reject) => {
+      child.on('message', (m: { type: string; seq: number; to: number }) => {
+        if (m.type === 'paused') pausedTo = m.to;
+        if (m.type === 'write' && pausedTo >= 0 && m.seq > pausedTo && ++after === 20) child.kill('SIGKILL');
+      });
+      child.on('error', reject);
+      child.on('exit', () => resolve());
+    });
+    const frame = readJournal(dir).find((f) => f.seq > pausedTo);
+    assert.ok(frame !== undefined, 'a write after the pause is in the journal only');
+    appendFileSync(segmentFiles(dir).at(-1)!, frame.bytes.subarray(0, Math.floor(frame.bytes.length * 0.9)));
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/crash-test', kafka: { brokers: BROKERS, topic } });
+    t.after(() => audit.stop());
+    await audit.flush();
+    await audit.forwarder!.drain(60_000);
+    const whole = [...readFileSync(segmentFiles(dir).at(-1)!, 'utf8').split('\n')].find((line) => line.startsWith(`{"v":1,"seq":${frame.seq},`) && line.endsWith('}'));
+    assert.ok(whole !== undefined, 'recovery replayed the whole record');
+    const consumed = await consumeAll(topic, new Set([`clearing/crash-test:${frame.seq}`]), 60_000);
+    await audit.stop();
+    assert.equal(consumed.byKey.get(`clearing/crash-test:${frame.seq}`)?.value, whole, 'the record the consumer keeps is the whole one');
+  });
+
+  test('a record longer than a batch (a large recordValue) is forwarded, and the records after it too', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('large');
+    // 200 KB of value: well under the broker's 1 MiB, but longer than batchBytes + the read margin.
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-large', recordValue: (v) => String(v), kafka: { brokers: BROKERS, topic, batchBytes: 65_536 } });
+    t.after(() => audit.stop());
+    const map = new GovernedMap<string, string>({ name: 'documents', validate: () => true });
+    audit.attach(map);
+    map.store('doc-1', 'small');
+    map.store('doc-2', 'x'.repeat(200_000));
+    map.store('doc-3', 'small again');
+    await audit.flush();
+    await audit.forwarder!.drain(20_000);
+    const records = spoolRecords(dir);
+    const consumed = await consumeAll(topic, new Set(records.keys()), 60_000);
+    await audit.stop();
+    assertAllArrived(records, consumed);
+  });
+
+  test('a checkpoint whose segment was removed while Kafka was off (retention): the forwarder goes on from the oldest segment left', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('retained');
+    const withKafka = { dir, actor: 'clearing/kafka-retained', maxSegmentBytes: 65_536, kafka: { brokers: BROKERS, topic } };
+    let audit = await createAuditRecorder(withKafka);
+    t.after(() => audit.stop());
+    let map = balances();
+    audit.attach(map);
+    await stream(audit, map, 200, 0);
+    await audit.forwarder!.drain(60_000);
+    const checkpointed = audit.forwarder!.stats().position.segment;
+    await audit.stop();
+    // A while without Kafka: the spool rotates, and retention removes the older segments,
+    // the checkpoint's among them.
+    audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-retained', maxSegmentBytes: 65_536 });
+    map = balances();
+    audit.attach(map);
+    for (let i = 0; i < 6; i++) await stream(audit, map, 500, 200 + i * 500);
+    await audit.stop();
+    const removed = segmentFiles(dir).slice(0, -2);
+    assert.ok(removed.some((f) => f.endsWith(`${String(checkpointed).padStart(6, '0')}.jsonl`)), 'the checkpoint\'s segment is among the removed');
+    for (const file of removed) rmSync(file);
+    audit = await createAuditRecorder(withKafka);
+    map = balances();
+    audit.attach(map);
+    await stream(audit, map, 200, 10_000);
+    await audit.forwarder!.drain(20_000);
+    const records = spoolRecords(dir);
+    const consumed = await consumeAll(topic, new Set(records.keys()), 60_000);
+    await audit.stop();
+    assertAllArrived(records, consumed);
+    const failed = readSpool(dir).events.find((e) => e.op_type === 'SINK_FAILED');
+    assert.equal(failed?.reason, 'SPOOL_SEGMENT_MISSING', 'the skipped segments are in the audit trail');
+  });
+
   test('kafka.sh stop, then start (a fresh broker): the forwarder reconnects and forwards what was recorded meanwhile', { timeout: 300_000 }, async (t) => {
     if (!needKafka(t)) return;
     if (kafkaPid() === null) {
@@ -390,6 +521,68 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     await audit.stop();
     for (const [key, line] of after) assert.equal(consumed.byKey.get(key)?.value, line, `record ${key} recorded after the last acknowledgement arrived`);
     assert.ok(after.length >= 5000);
+  });
+});
+
+describe('without a reachable broker', () => {
+  test('a broker address that does not resolve: SINK_FAILED and lastError say which host and why, not only "metadata failed"', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-dns', kafkaStopDrainMs: 0, kafka: { brokers: ['no-such-host.invalid:9092'], sendTimeoutMs: 3000, backoffMs: 100 } });
+    t.after(() => audit.stop());
+    const deadline = Date.now() + 20_000;
+    while (audit.forwarder!.stats().healthy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    const { lastError } = audit.forwarder!.stats();
+    await audit.stop();
+    assert.match(lastError ?? '', /no-such-host\.invalid/, `lastError names the host: ${lastError}`);
+    assert.match(lastError ?? '', /ENOTFOUND|EAI_AGAIN/, `lastError says the name does not resolve: ${lastError}`);
+    const failed = readSpool(dir).events.find((e) => e.op_type === 'SINK_FAILED');
+    assert.match(failed?.detail ?? '', /getaddrinfo (ENOTFOUND|EAI_AGAIN) no-such-host\.invalid/, 'the audit trail says why Kafka failed');
+  });
+
+  test('drain() past its time is a typed error with a code, naming the topic, the lag and the last error', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-drain', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'], topic: 'govmap.audit.drain' } });
+    t.after(() => audit.stop());
+    await audit.flush();
+    await assert.rejects(audit.forwarder!.drain(300), (error: Error & { code?: string }) => {
+      assert.ok(error instanceof GovMapError, `${error.name}: ${error.message}`);
+      assert.equal(error.code, 'GOVMAP_AUDIT_KAFKA_DRAIN_TIMEOUT');
+      assert.match(error.message, /govmap\.audit\.drain.*300 ms.*lag [0-9]+ bytes/);
+      return true;
+    });
+  });
+
+  test('an unknown kafka option (a misspelt topic) is refused, not ignored: the audit would go to govmap.audit', async (t) => {
+    const dir = tempSpool(t);
+    const starting = createAuditRecorder({ dir, actor: 'clearing/kafka-typo', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'], topc: 'payments.audit' } as never });
+    // Were it accepted, its lanes must not keep this file from exiting.
+    t.after(async () => (await starting.catch(() => null))?.stop());
+    await assert.rejects(
+      starting,
+      (error: Error & { code?: string }) => {
+        assert.ok(error instanceof AuditConfigurationError, `${error.name}: ${error.message}`);
+        assert.match(error.message, /"kafka\.topc"/);
+        return true;
+      },
+    );
+  });
+
+  test('an empty or torn checkpoint (a power loss during its rename) is a typed error naming the file, not a bare SyntaxError', async (t) => {
+    for (const content of ['', '{"segment":3,"offs']) {
+      const dir = tempSpool(t);
+      mkdirSync(dir, { recursive: true });
+      const checkpoint = join(dir, 'kafka-govmap.audit.checkpoint');
+      writeFileSync(checkpoint, content);
+      await assert.rejects(
+        createAuditRecorder({ dir, actor: 'clearing/kafka-checkpoint', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'] } }),
+        (error: Error & { code?: string }) => {
+          assert.ok(error instanceof AuditConfigurationError, `${error.name}: ${error.message}`);
+          assert.equal(error.code, 'GOVMAP_AUDIT_INVALID_CONFIGURATION');
+          assert.ok(error.message.includes(checkpoint), error.message);
+          return true;
+        },
+      );
+    }
   });
 });
 
