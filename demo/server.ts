@@ -256,20 +256,35 @@ function refuseHostless(res: ServerResponse): void {
 
 /** How long a connection answered with a parse error may stay open for the client to read it, ms. */
 const CLIENT_ERROR_LINGER_MS = 1000;
+/**
+ * How long a parse error's answer waits for the answers owed before it (pipelined requests still
+ * being handled), ms: past it the connection is cut, as the server's own request timeout would.
+ */
+const CLIENT_ERROR_WAIT_MS = 10_000;
 
 /**
  * A request Node's HTTP parser refused (a lowercase method, two Content-Lengths, `Content-Length:
  * abc`, headers past the limit) or a connection that timed out before its request was whole:
  * answered as every other refusal is, `{error:{code, reason}}`, where Node alone sends a bare
- * 400 or 431. The statuses are Node's own choice (its socketOnError). Written only when no
+ * 400 or 431. The statuses are Node's own choice (its socketOnError). Written only once no
  * answer is underway (see responseUnderway): while an earlier request's answer is owed, another
- * status line would be read as (or inside) that answer, so the connection is cut instead. The
- * connection closes (the parser cannot continue after an error); a client that does not close
- * its side is cut after CLIENT_ERROR_LINGER_MS.
+ * status line would be read as (or inside) that answer, so it waits for those answers to go out
+ * first (at most CLIENT_ERROR_WAIT_MS, then the connection is cut). The connection closes (the
+ * parser cannot continue after an error); a client that does not close its side is cut after
+ * CLIENT_ERROR_LINGER_MS.
  */
 function answerClientError(error: Error & { code?: string; reason?: string }, socket: Socket): void {
-  if (!socket.writable || responseUnderway(socket) || error.code === 'ECONNRESET') {
+  if (!socket.writable || error.code === 'ECONNRESET') {
     socket.destroy();
+    return;
+  }
+  if (responseUnderway(socket)) {
+    const cut = setTimeout(() => socket.destroy(), CLIENT_ERROR_WAIT_MS).unref();
+    socket.once('close', () => clearTimeout(cut));
+    whenAnswered(socket, () => {
+      clearTimeout(cut);
+      if (socket.writable) answerClientError(error, socket);
+    });
     return;
   }
   const [status, code] =
@@ -304,6 +319,27 @@ function answerClientError(error: Error & { code?: string; reason?: string }, so
 function responseUnderway(socket: Socket): boolean {
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
   return inFlight !== undefined && inFlight !== null;
+}
+
+/**
+ * Calls `then` once no answer is owed on `socket`. Pipelined answers go out one at a time: when
+ * the attached one finishes, Node attaches the next queued one (its own 'finish' listener runs
+ * before ours), so this waits again until none is attached. A socket that closes meanwhile ends
+ * the wait (`then` is not called).
+ */
+function whenAnswered(socket: Socket, then: () => void): void {
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (inFlight === undefined || inFlight === null) {
+    then();
+    return;
+  }
+  const next = (): void => {
+    inFlight.off('finish', next);
+    inFlight.off('close', next);
+    if (!socket.destroyed) setImmediate(() => whenAnswered(socket, then));
+  };
+  inFlight.once('finish', next);
+  inFlight.once('close', next);
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -261,7 +261,7 @@ describe("requests Node's HTTP parser refuses get a JSON error too, and the conn
     assert.equal(body.error.code, 'REQUEST_MALFORMED');
   });
 
-  test('a malformed request pipelined behind one still being handled is not answered in its place', async () => {
+  test('a malformed request pipelined behind one still being handled is answered after it, not in its place', async () => {
     const socket = connect(port, '127.0.0.1');
     let text = '';
     socket.setEncoding('utf8');
@@ -282,6 +282,26 @@ describe("requests Node's HTTP parser refuses get a JSON error too, and the conn
     await closed;
     const next = text.slice(first);
     assert.doesNotMatch(next, /^HTTP\/1\.1 4/, `the transfer (booked: ${before} -> ${demo.ledger.balance('acct-000000')}) must not be answered with the malformed request's refusal: ${JSON.stringify(next.slice(0, 80))}`);
+    // Each gets its own answer, in order: the transfer's 200, then the malformed request's 400.
+    assert.match(next, /^HTTP\/1\.1 200 /, `the transfer is answered first: ${JSON.stringify(next.slice(0, 80))}`);
+    const refusal = next.indexOf('HTTP/1.1 400 ');
+    assert.ok(refusal > 0, `then the malformed request gets its 400: ${JSON.stringify(next)}`);
+    assert.equal(JSON.parse(next.slice(refusal).split('\r\n\r\n')[1]!).error.code, 'REQUEST_MALFORMED');
+  });
+
+  test('two transfers and a malformed request pipelined: 200, 200, then 400, in that order', async () => {
+    const socket = connect(port, '127.0.0.1');
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (text += chunk));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => undefined);
+    const body = JSON.stringify({ from: 'acct-000002', to: 'acct-000003', amount: '5' });
+    const transfer = `POST /transfers HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+    socket.write(`${transfer}${transfer}get /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await closed;
+    const statuses = [...text.matchAll(/HTTP\/1\.1 ([0-9]{3}) /g)].map((m) => m[1]);
+    assert.deepEqual(statuses, ['200', '200', '400'], JSON.stringify(text.slice(0, 200)));
   });
 
   test('HTTP/1.0 without Host is still served', async () => {
