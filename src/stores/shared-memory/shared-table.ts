@@ -1223,25 +1223,29 @@ export class SharedTable<V> {
     if (this.#closed) throw new SharedStoreClosedError('clear');
     this.#withWorld((table, buckets) => {
       const i32 = this.#i32;
-      const refs: number[] = [];
+      const me = this.#ownerBase;
+      // Entry by entry, with the steps and intent of remove(), counted on this owner's count: a
+      // clear cut short (its worker killed) is then recovered like a delete. Unlinking
+      // everything first and fixing the counts and the free list at the end left, after a kill,
+      // unlinked entries that were still counted (inserts refused as over maxKeys) and never freed.
       for (let b = 0; b < buckets; b++) {
         const root = table + TABLE_HEADER_WORDS + b * BUCKET_WORDS;
         for (let bucket = root; bucket !== 0; bucket = Atomics.load(i32, bucket + B_NEXT)) {
           for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
             const ref = Atomics.load(i32, bucket + B_REFS + slot);
             if (ref === 0) continue;
+            const countBefore = Atomics.load(i32, me + O_COUNT);
+            this.#intend(root, 0, ref, countBefore);
             Atomics.add(i32, i32[ref + this.#versionAt]!, 1); // odd before unlinking (invariant 7)
             Atomics.store(i32, bucket + B_REFS + slot, 0);
             Atomics.store(i32, bucket + B_TAGS + slot, 0);
-            refs.push(ref);
+            Atomics.add(i32, root + B_SEQ, 2); // before the entry can be reused (invariant 3)
+            Atomics.store(i32, me + O_COUNT, (countBefore - 1) | 0);
+            this.#freeEntry(ref, true);
+            this.#intend(0, 0, 0, 0);
           }
         }
-        Atomics.add(i32, root + B_SEQ, 2);
       }
-      // Every owner writes its count only under a bucket lock, all of which are held here.
-      const high = Atomics.load(i32, H_OWNER_HIGH);
-      for (let slot = 0; slot < high; slot++) Atomics.store(i32, HEADER_WORDS + slot * OWNER_WORDS + O_COUNT, 0);
-      for (const ref of refs) this.#freeEntry(ref, false);
     });
   }
 
@@ -1454,6 +1458,11 @@ export class SharedTable<V> {
     const base = HEADER_WORDS + slot * OWNER_WORDS;
     if (slot >= 0 && slot < this.#maxThreads && Atomics.load(this.#i32, base + O_INCARNATION) === holder >>> OWNER_SLOT_BITS) {
       if (this.#recoverSlot(slot)) return;
+      // Another thread won the recovery and has not finished (or handed the slot back DEAD):
+      // this lock may be the bucket of the write it is about to settle. Releasing it here let
+      // this thread into a half-done write and the recovery skip it (a count off for good).
+      // The caller waits (RECOVERING counts as alive) or tries the recovery again.
+      if (Atomics.load(this.#i32, base + O_STATE) !== OWNER_FREE) return;
     }
     // Its slot was already recovered and reused (or never existed): the lock is an orphan that
     // recovery did not own, e.g. a bucket of a table replaced since. Release it; the caller
@@ -1501,7 +1510,17 @@ export class SharedTable<V> {
     const threadId = worker.threadId;
     // Even after this instance was closed: the map lives on in other threads, and a worker that
     // died holding a lock nobody recovers would make every writer of that bucket time out.
-    worker.once('exit', () => this.recoverThread(threadId));
+    worker.once('exit', () => {
+      try {
+        this.recoverThread(threadId);
+      } catch (error) {
+        // Thrown from an 'exit' listener it would be an uncaught exception, and the listeners
+        // after it (worker.terminate()'s own promise among them) would never run. A recovery
+        // blocked by a lock of a worker that died at the same moment is left DEAD and finished
+        // by that worker's recovery (or by the first writer that meets its locks).
+        if (!(error instanceof SharedLockTimeoutError)) throw error;
+      }
+    });
   }
 
   /**
@@ -1547,6 +1566,17 @@ export class SharedTable<V> {
       if (Atomics.compareExchange(i32, base + O_STATE, OWNER_ALIVE, OWNER_DEAD) !== OWNER_ALIVE) continue;
       if (this.#recoverSlot(slot)) recovered++;
     }
+    // Slots reported dead whose recovery could not finish (it needed a lock of a worker that died
+    // at the same moment, maybe the one just recovered) or was left to writers: finish them now,
+    // rather than when a writer happens to meet one of their locks.
+    for (let slot = 0; slot < high; slot++) {
+      if (slot === this.#slot || Atomics.load(i32, HEADER_WORDS + slot * OWNER_WORDS + O_STATE) !== OWNER_DEAD) continue;
+      try {
+        this.#recoverSlot(slot);
+      } catch (error) {
+        if (!(error instanceof SharedLockTimeoutError)) throw error; // still blocked: left DEAD for later
+      }
+    }
     return recovered;
   }
 
@@ -1580,13 +1610,23 @@ export class SharedTable<V> {
 
     const intentBucket = Atomics.load(i32, base + O_INTENT_BUCKET);
     if (intentBucket !== 0 && Atomics.compareExchange(i32, intentBucket + B_LOCK, dead, this.#ownerId) === dead) {
-      released++;
       try {
         this.#settleIntent(base, intentBucket);
         this.#settleVersions(intentBucket);
-      } finally {
-        this.#unlock(intentBucket + B_LOCK);
+      } catch (error) {
+        // Settling frees entries under the allocator lock, which a worker that died at the same
+        // moment may hold, not reported dead yet (its 'exit' comes after this one's): after
+        // lockTimeoutMs, hand the bucket back to the dead owner with its write untouched and
+        // the slot back to DEAD. Every step is idempotent: the next recovery (the other
+        // worker's, or a writer meeting this lock) settles it. Releasing the lock here would let
+        // writers into a half-done write that nothing settles any more.
+        Atomics.store(i32, intentBucket + B_LOCK, dead);
+        Atomics.add(i32, H_LOCKS_RECOVERED, released);
+        Atomics.store(i32, base + O_STATE, OWNER_DEAD);
+        throw error;
       }
+      this.#unlock(intentBucket + B_LOCK);
+      released++;
     }
     Atomics.store(i32, base + O_INTENT_BUCKET, 0);
 
