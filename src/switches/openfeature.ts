@@ -23,7 +23,8 @@ const REASONS: Record<SwitchReason, string> = {
  * per-request pin (inside `board.run()` every evaluation reads the pinned version).
  *
  * Evaluation never throws: an unknown flag gives the caller's default with FLAG_NOT_FOUND, a
- * flag of another type gives the default with TYPE_MISMATCH, anything unexpected the default
+ * flag of another type gives the default with TYPE_MISMATCH (objects, lists and null all answer
+ * getObjectValue, as in the SDK's own in-memory provider), anything unexpected the default
  * with GENERAL. Every change of the board emits PROVIDER_CONFIGURATION_CHANGED with the keys
  * of the flags that changed.
  *
@@ -88,7 +89,7 @@ export class GovmapSwitchProvider implements Provider {
         flagMetadata,
       };
     }
-    if (jsonType(evaluation.value) !== type) {
+    if (!servesType(evaluation.value, type)) {
       return {
         value: defaultValue,
         reason: StandardResolutionReasons.ERROR,
@@ -99,6 +100,15 @@ export class GovmapSwitchProvider implements Provider {
     }
     return { value: evaluation.value as T, variant: evaluation.on ? 'on' : 'off', reason: REASONS[evaluation.reason], flagMetadata };
   }
+}
+
+/**
+ * Whether a value answers a request of `type`. OpenFeature's object flags are structures of
+ * any JSON shape: a list (a switch serving allowed currencies) or null is one too, as the SDK's
+ * own in-memory provider decides (by `typeof`).
+ */
+function servesType(value: JsonValue, type: 'boolean' | 'string' | 'number' | 'object'): boolean {
+  return type === 'object' ? value === null || typeof value === 'object' : typeof value === type;
 }
 
 function jsonType(value: JsonValue): string {

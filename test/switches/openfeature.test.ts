@@ -14,6 +14,7 @@ test('the OpenFeature provider serves the board through the real SDK, never thro
       'fast-settlement': { enabled: true, allow: [{ orgIds: ['1001*'] }] },
       'fx-spread-bp': { enabled: true, value: 15, offValue: 25 },
       'routing-mode': { enabled: false, value: 'direct', offValue: 'queued' },
+      'fx-currencies': { enabled: true, value: ['EUR', 'USD'], offValue: [] },
     },
   });
   await OpenFeature.setProviderAndWait('govmap-test', new GovmapSwitchProvider(board));
@@ -34,6 +35,11 @@ test('the OpenFeature provider serves the board through the real SDK, never thro
   const mismatch = await client.getStringDetails('fx-spread-bp', 'fallback');
   assert.equal(mismatch.value, 'fallback');
   assert.equal(mismatch.errorCode, ErrorCode.TYPE_MISMATCH);
+  // A list is an OpenFeature object value (a structure), as in the SDK's in-memory provider.
+  const currencies = await client.getObjectDetails('fx-currencies', ['GBP']);
+  assert.deepEqual(currencies.value, ['EUR', 'USD']);
+  assert.equal(currencies.errorCode, undefined);
+  assert.equal((await client.getObjectDetails('fx-spread-bp', {})).errorCode, ErrorCode.TYPE_MISMATCH);
 
   const changed: EventDetails[] = [];
   client.addHandler(ProviderEvents.ConfigurationChanged, (details) => {
