@@ -3,6 +3,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BreakerGroup } from '../src/breaker/index.ts';
 import { ValidationError } from '../src/map/index.ts';
+import { RedisUnavailableError } from '../src/stores/redis/errors.ts';
 import { FileRouteTableSource, Router as RouteRouter, RoutingMetrics, breakerGuards, createBizTagMiddleware, currentBizContext, currentBizTag, sendRouteOutcome } from '../src/routing/index.ts';
 import type { AsyncJob, RoutedJob } from '../src/routing/index.ts';
 import type { SwitchBoard } from '../src/switches/index.ts';
@@ -45,9 +46,12 @@ export type QueuedPaymentResult =
  * - a booking whose outcome is unknown or half done (the payer debited, the credit or its
  *   reversal not confirmed: a 5xx LedgerError) may have moved money, so it is neither REJECTED
  *   (the payer would think nothing moved) nor retried (a second debit): NEEDS_RECONCILIATION.
+ *   So is a debit Redis may or may not have applied (RedisUnavailableError, outcome `unknown`):
+ *   the Redis ledger lets it through as it is, and retried it could debit the payer twice.
  */
 export function bookingResult(error: unknown): QueuedPaymentResult | null {
   if (error instanceof ValidationError) return { status: 'REJECTED', reason: error.reason };
+  if (error instanceof RedisUnavailableError && error.outcome === 'unknown') return { status: 'NEEDS_RECONCILIATION', reason: error.code, detail: error.message };
   if (!(error instanceof LedgerError)) return null;
   if (error.status < 500) return { status: 'REJECTED', reason: error.code };
   return { status: 'NEEDS_RECONCILIATION', reason: error.code, detail: error.message };

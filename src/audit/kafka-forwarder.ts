@@ -587,17 +587,37 @@ function closesAtEnd(line: Buffer, from: number): boolean {
   const last = line.length - 1;
   if (line[last] !== 125) return false;
   let depth = 1;
-  let inString = false;
   for (let i = from; i <= last; i++) {
     const c = line[i]!;
-    if (inString) {
-      if (c === 92) i++;
-      else if (c === 34) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 123 || c === 91) depth++;
+    if (c === 34) {
+      i = stringEnd(line, i);
+      if (i === -1) return false;
+    } else if (c === 123 || c === 91) depth++;
     else if ((c === 125 || c === 93) && --depth === 0) return i === last;
   }
   return false;
+}
+
+/**
+ * Where the JSON string opened at `open` ends (its closing quote), or -1. Short strings (actor,
+ * origin) byte by byte; past the first 64 bytes (a recorded value can be kilobytes, and this runs
+ * for every record forwarded) the next quotes are found natively, a quote being the end unless
+ * an odd run of backslashes escapes it.
+ */
+function stringEnd(line: Buffer, open: number): number {
+  const stop = Math.min(line.length, open + 64);
+  let i = open + 1;
+  for (; i < stop; i++) {
+    const c = line[i]!;
+    if (c === 92) i++;
+    else if (c === 34) return i;
+  }
+  for (let quote = line.indexOf(34, i); quote !== -1; quote = line.indexOf(34, quote + 1)) {
+    let backslashes = 0;
+    while (line[quote - 1 - backslashes] === 92) backslashes++;
+    if ((backslashes & 1) === 0) return quote;
+  }
+  return -1;
 }
 
 /**

@@ -54,7 +54,8 @@ export interface GovernedMapOptions<K, V> {
   /** Watchers of every operation (audit, sandbox). */
   readonly observers?: readonly MapObserver<K>[];
   /**
-   * Freeze object values as they are stored, through nested plain objects and arrays. Default
+   * Freeze object values as they are stored, through nested plain objects and arrays (their own
+   * enumerable properties; an accessor's getter runs once per store, its result frozen). Default
    * true. A store that holds the caller's objects (the in-process store) would otherwise let
    * `update(k, (a) => { a.balance -= 100n; return a; })`, or any later change to a stored object,
    * alter the map without its validator, its metrics or its audit seeing a write (returning the

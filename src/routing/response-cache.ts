@@ -28,6 +28,9 @@ export class ResponseCache {
       maxKeys: options.maxEntries,
       onFull: 'evict-oldest',
       clock: this.#clock,
+      // The response is also the live caller's answer (execute returns it): freezing it through
+      // would make that caller's own object read-only. The entry itself is frozen in remember().
+      freezeValues: false,
       validate: (key, next) => {
         if (key.length > MAX_SIGNATURE_LENGTH * 2) return reject('SIGNATURE_TOO_LONG', `a cache key is at most ${MAX_SIGNATURE_LENGTH * 2} characters`);
         if (next.value === undefined) return reject('NO_RESPONSE', 'only a response can be cached');

@@ -11,6 +11,7 @@ import { bookingResult } from '../../demo/routing.ts';
 import { LedgerError } from '../../demo/ledger.ts';
 import { startDemo } from '../../demo/server.ts';
 import { ValidationError } from '../../src/map/index.ts';
+import { RedisUnavailableError } from '../../src/stores/redis/errors.ts';
 import type { DemoService } from '../../demo/server.ts';
 
 const TOKEN = 'queued-payments-admin-token';
@@ -87,4 +88,15 @@ test('what a booking error means for a queued payment: refusals are REJECTED, a 
   assert.deepEqual(bookingResult(unknown), { status: 'NEEDS_RECONCILIATION', reason: 'TRANSFER_OUTCOME_UNKNOWN', detail: unknown.message });
   assert.equal(bookingResult(new LedgerError(503, 'TRANSFER_REVERSAL_FAILED', 'reversal failed'))?.status, 'NEEDS_RECONCILIATION');
   assert.equal(bookingResult(new Error('ECONNRESET')), null, 'not the ledger\'s answer: the lane retries it');
+});
+
+test('a queued payment whose debit Redis may or may not have applied (outcome unknown) needs reconciliation, and is not retried (a second debit)', () => {
+  // RedisLedger.transfer: the debit itself timed out or lost its connection in flight. Nothing
+  // says whether the payer was debited; retrying the booking could debit them twice.
+  const debitUnknown = new RedisUnavailableError('balances', 'add', 'acct-000001', 'TIMEOUT', 'unknown');
+  const result = bookingResult(debitUnknown);
+  assert.equal(result?.status, 'NEEDS_RECONCILIATION', `got ${JSON.stringify(result)}: the lane would retry it`);
+  assert.equal(result?.reason, 'GOVMAP_REDIS_UNAVAILABLE');
+  // Refused before anything was sent: nothing moved, so retrying is safe.
+  assert.equal(bookingResult(new RedisUnavailableError('balances', 'add', 'acct-000001', 'OFFLINE', 'not-applied')), null);
 });

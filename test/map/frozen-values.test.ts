@@ -64,6 +64,24 @@ describe('object values cannot change behind the map (freezeValues, default true
     assert.deepEqual(map.load('acct-1'), account(100n));
   });
 
+  test('an object the caller froze at its own level only is frozen through: what it holds cannot change the map either', () => {
+    const { map, validated } = accounts();
+    // Object.freeze is shallow: the limits and holds inside stay writable unless the map freezes them.
+    map.store('acct-1', Object.freeze(account(100n)));
+    assert.throws(() => {
+      map.load('acct-1')!.limits.daily = -1n;
+    }, TypeError);
+    assert.throws(() => map.load('acct-1')!.holds.push({ id: 'h-2', amount: 1n }), TypeError);
+    // Deeper: a shallow-frozen object nested in an unfrozen one.
+    const limits = Object.freeze({ daily: 1_000n, nested: { weekly: 5_000n } });
+    map.store('acct-2', { ...account(10n), limits });
+    assert.throws(() => {
+      limits.nested.weekly = 0n;
+    }, TypeError);
+    assert.deepEqual(map.load('acct-1'), account(100n));
+    assert.deepEqual(validated, [100n, 10n]);
+  });
+
   test('a refused write leaves the caller\'s object as it was (not frozen)', () => {
     const { map } = accounts();
     const bad = account(-5n);
