@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { listSegments, SEGMENT_PATTERN } from './spool.ts';
 import type { SegmentFile } from './spool.ts';
 
@@ -91,16 +92,8 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
       carry = Buffer.alloc(0);
       continue;
     }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, pollMs);
-      options.signal?.addEventListener(
-        'abort',
-        () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        { once: true },
-      );
-    });
+    // The promise timer removes its abort listener once it fires: one added per poll and left
+    // until the abort piled up for as long as `tail -f` ran (five more a second).
+    await sleep(pollMs, undefined, options.signal === undefined ? {} : { signal: options.signal }).catch(() => undefined);
   }
 }

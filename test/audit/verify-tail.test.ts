@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { appendFileSync, readFileSync, truncateSync } from 'node:fs';
+import { getEventListeners } from 'node:events';
 import { test } from 'node:test';
 import { createAuditRecorder } from '../../src/audit/index.ts';
 import { tailSpool } from '../../src/audit/tail.ts';
@@ -92,4 +93,19 @@ test('tail -f started while a record is being appended prints it once, whole', a
   }
   assert.ok(printed.includes(record), `the record as stored:\n${record}\nprinted:\n${printed.join('\n')}`);
   for (const line of printed) assert.doesNotThrow(() => JSON.parse(line), `a broken line was printed: ${line}`);
+});
+
+test('tail -f polling for a long time leaves no listener behind on its signal: they do not pile up while it follows', async (t) => {
+  const dir = tempSpool(t);
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/tail-test' });
+  await audit.stop();
+  const controller = new AbortController();
+  const following = tailSpool(dir, { lines: 0, follow: true, pollMs: 2, signal: controller.signal, write: () => undefined });
+  // Some 100 polls: each added an abort listener that stayed until the signal aborted (hours of
+  // `govmap audit tail -f`: one more every 200 ms).
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  const listeners = getEventListeners(controller.signal, 'abort').length;
+  controller.abort();
+  await following;
+  assert.ok(listeners <= 1, `${listeners} abort listeners on the signal after ~100 polls`);
 });
