@@ -294,6 +294,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     if (this.#breakers.get(service) !== breaker) return;
     this.#breakers.delete(service);
     this.#unrestored.delete(service);
+    this.#refusedKeys.delete(service);
     this.#unsubscribe.get(service)?.();
     this.#unsubscribe.delete(service);
     this.#awaitingProbe.delete(service);

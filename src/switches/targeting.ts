@@ -58,10 +58,11 @@ export function decide(definition: SwitchDefinition, context: SwitchContext): { 
   if (allowed && !matchesAny(definition.allow, context)) return { on: false, reason: 'NOT_TARGETED' };
   const rollout = definition.rollout;
   if (rollout !== null) {
-    // The context's own string only: `by` may be any tag key, `constructor` and `toString`
-    // included, and most contexts are plain objects (board.view() merges into one), whose
-    // inherited function would otherwise be hashed (and throw) as if it were the request's value.
-    const key = Object.hasOwn(context, rollout.by) ? context[rollout.by] : undefined;
+    // A string only: `by` may be any tag key, `constructor` and `toString` included, and most
+    // contexts are plain objects (board.view() merges into one), whose inherited function would
+    // otherwise be hashed (and throw) as if it were the request's value. A string a context
+    // inherits on purpose (Object.create(defaults)) still counts.
+    const key = context[rollout.by] as unknown;
     if (typeof key !== 'string' || key === '') return { on: false, reason: 'ROLLOUT_KEY_MISSING' };
     // bucket < percent% of ROLLOUT_BUCKETS; percent has two decimals, so percent * 100 is the
     // bucket count (rounded to shed the float error of e.g. 12.34 * 100 = 1233.9999...).

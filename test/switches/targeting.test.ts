@@ -35,7 +35,7 @@ describe('targeting order', () => {
     assert.deepEqual(decide(define({ enabled: true, rollout: { percent: 50, by: 'account' } }), { orgId: '1' }), { on: false, reason: 'ROLLOUT_KEY_MISSING' });
   });
 
-  test('a rollout by a key named like an Object.prototype member (a valid tag key) reads the context\'s own value only: never throws', () => {
+  test('a rollout by a key named like an Object.prototype member (a valid tag key) reads the context\'s string only: never throws', () => {
     const board = new SwitchBoard({ initial: {} });
     for (const by of ['constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
       const d = define({ enabled: true, rollout: { percent: 100, by } });
@@ -47,6 +47,9 @@ describe('targeting order', () => {
       assert.equal(board.isOn('gated'), false, by);
       assert.equal(board.view({ orgId: '1' }).evaluate('gated').reason, 'ROLLOUT_KEY_MISSING', by);
     }
+    // A string the context inherits on purpose still counts.
+    const byAccount = define({ enabled: true, rollout: { percent: 100, by: 'account' } });
+    assert.deepEqual(decide(byAccount, Object.create({ account: 'acct-9' }) as Record<string, string>), { on: true, reason: 'ROLLOUT_INCLUDED' });
   });
 });
 
