@@ -186,15 +186,37 @@ export function canonicalText(node: TSESTree.Node, sourceCode: Readonly<TSESLint
       definition?.node.type !== AST_NODE_TYPES.VariableDeclarator ||
       definition.parent?.type !== AST_NODE_TYPES.VariableDeclaration ||
       definition.parent.kind !== 'const' ||
-      definition.node.id.type !== AST_NODE_TYPES.Identifier ||
       definition.node.init === null
     ) {
       break;
     }
-    const replacement = simpleText(definition.node.init);
-    if (replacement === null) break;
+    const init = simpleText(definition.node.init);
+    if (init === null) break;
+    let replacement: string;
+    if (definition.node.id.type === AST_NODE_TYPES.Identifier) {
+      replacement = init;
+    } else {
+      // `const { balances } = this` and `const { balances: b } = ledger` alias `this.balances`
+      // and `ledger.balances` just as `const b = ledger.balances` does.
+      const key = destructuredKey(definition.node.id, root);
+      if (key === null) break;
+      replacement = `${init}.${key}`;
+    }
     text = replacement + text.slice(root.name.length);
     root = rootIdentifier(definition.node.init);
   }
   return text;
+}
+
+/**
+ * The property a `const { key: local } = ...` pattern binds `local` to, when the pattern is that
+ * simple (a top-level, non-computed key, no default: a default may replace the value); else null.
+ */
+function destructuredKey(pattern: TSESTree.Node, local: TSESTree.Identifier): string | null {
+  if (pattern.type !== AST_NODE_TYPES.ObjectPattern) return null;
+  for (const p of pattern.properties) {
+    if (p.type !== AST_NODE_TYPES.Property || p.computed || p.key.type !== AST_NODE_TYPES.Identifier) continue;
+    if (p.value.type === AST_NODE_TYPES.Identifier && p.value.name === local.name) return p.key.name;
+  }
+  return null;
 }

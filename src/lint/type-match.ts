@@ -186,6 +186,13 @@ export function typeMatchesAny(type: ts.Type, specifiers: readonly TypeSpecifier
   if (specifiers.length === 0) return false;
   const checker = program.getTypeChecker();
   const t = checker.getNonNullableType(type);
+  // `this` inside a subclass's methods has the polymorphic this type, and a generic helper's
+  // `M extends GovernedMap<...>` is a type parameter: both are a value of their constraint.
+  // (A flag test, not isTypeParameter(): that guard would narrow `t` to never below.)
+  if ((t.flags & ts.TypeFlags.TypeParameter) !== 0) {
+    const constraint = checker.getBaseConstraintOfType(t);
+    return constraint !== undefined && constraint !== t && typeMatchesAny(constraint, specifiers, program);
+  }
   if (t.isUnion()) return t.types.length > 0 && t.types.every((part) => typeMatchesAny(part, specifiers, program));
   if (t.isIntersection()) return t.types.some((part) => typeMatchesAny(part, specifiers, program));
   return classOrBaseMatches(t, specifiers, program, 0);

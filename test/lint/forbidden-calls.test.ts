@@ -60,6 +60,17 @@ typedRuleTester().run('forbidden-calls', forbiddenCalls, {
       errors: [{ messageId: 'forbidden', line: 4, data: { callee: 'MapStore.set (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } }],
     },
     {
+      // The shared-memory stores declare their writes in SharedMemoryStore (add in SharedInt64Store), not in MapStore.
+      name: 'direct writes to a shared-memory store, bypassing the validator',
+      code: `import { SharedInt64Store } from '${GOVMAP.replace('index.ts', 'stores/shared-memory/index.ts')}';\nconst balances = SharedInt64Store.create();\nbalances.set('acct-1', 1_000_000n);\nbalances.add('acct-1', 500n);\nbalances.delete('acct-1');\nbalances.clear();`,
+      errors: [
+        { messageId: 'forbidden', line: 3, data: { callee: 'SharedMemoryStore.set (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } },
+        { messageId: 'forbidden', line: 4, data: { callee: 'SharedInt64Store.add (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } },
+        { messageId: 'forbidden', line: 5, data: { callee: 'SharedMemoryStore.delete (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } },
+        { messageId: 'forbidden', line: 6, data: { callee: 'SharedMemoryStore.clear (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } },
+      ],
+    },
+    {
       name: 'a store write from a class that is neither a GovernedMap nor a store',
       code: `import type { MapStore } from '${GOVMAP}';\nexport class Repair { run(s: MapStore<string, number>): void { s.set('a', -1); } }`,
       errors: [{ messageId: 'forbidden', line: 2, column: 64, data: { callee: 'MapStore.set (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } }],

@@ -15,6 +15,9 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
     { name: 'a module-level Map written by a non-exported, synchronous helper', code: `${header}const memo = new Map<string, number>();\nfunction fib(n: number): number { const k = String(n); memo.set(k, n); return n; }\nexport const ten = fib(10);` },
     { name: 'a plain object with fixed fields (configuration, not a dictionary)', code: `${header}const state = { ready: false };\nexport async function start(): Promise<void> { state.ready = true; }` },
     { name: 'a same-named Map class that is not the built-in', code: `class Map<K, V> { set(_k: K, _v: V): void {} }\nconst cache = new Map<string, number>();\nexport async function put(k: string): Promise<void> { cache.set(k, 1); }` },
+    { name: 'an imported Map only read by handlers', code: `${header}import { sessionCache } from './shared-cache.ts';\nexport function handle(req: IncomingMessage, res: ServerResponse): void { res.end(sessionCache.get(req.url ?? '')); }` },
+    { name: 'an imported GovernedMap written by a handler', code: `${header}import { governedCache } from './shared-cache.ts';\nexport function handle(req: IncomingMessage, res: ServerResponse): void { governedCache.store(req.url ?? '', 'x'); res.end(); }` },
+    { name: 'a Map a function of another file returns (not module-level there)', code: `${header}import { makeCache } from './shared-cache.ts';\nexport function handle(req: IncomingMessage, res: ServerResponse): void { makeCache().set(req.url ?? '', 'x'); res.end(); }` },
     { name: 'written from an async function that is not exported (recommended scope)', code: `${header}const cache = new Map<string, number>();\nasync function warm(k: string): Promise<void> { cache.set(k, 1); }\nvoid warm('a');` },
   ],
   invalid: [
@@ -42,6 +45,18 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
       name: 'a fetch-API handler (Request from lib)',
       code: `const seen = new Map<string, number>();\nexport default { fetch(req: Request): Response { seen.set(req.url, 1); return new Response('ok'); } };`,
       errors: [{ messageId: 'plainSharedCache', line: 1, data: { kind: 'Map', name: 'seen', writer: 'request handler `fetch`' } }],
+    },
+    {
+      // The usual layout: the Map lives in its own module (exported under another name here),
+      // handlers in another. The declaration's file never sees the write, so this one reports.
+      name: 'a module-level Map of another file, exported under another name, written by a handler here',
+      code: `${header}import { sessionCache } from './shared-cache.ts';\nexport function login(req: IncomingMessage, res: ServerResponse): void { sessionCache.set(req.url ?? '', 'x'); res.end(); }`,
+      errors: [{ messageId: 'plainSharedCache', line: 3, column: 10, endColumn: 22, data: { kind: 'Map', name: 'sessionCache', writer: 'request handler `login`' } }],
+    },
+    {
+      name: 'a dictionary object of another file written by an exported async function here',
+      code: `import { tokensByUser } from './shared-cache.ts';\nexport async function login(user: string): Promise<void> { tokensByUser[user] = 't'; }`,
+      errors: [{ messageId: 'plainSharedCache', line: 1, data: { kind: 'dictionary object', name: 'tokensByUser', writer: 'exported async function `login`' } }],
     },
     {
       name: 'strict scope: any async function',

@@ -115,6 +115,18 @@ typedRuleTester().run('no-rmw-across-await', noRmwAcrossAwait, {
       errors: [{ messageId: 'lostUpdate', line: 12 }],
     },
     {
+      // Inside the subclass, the receiver `this` has TypeScript's polymorphic this type (a type
+      // parameter constrained by the class), not the class type itself.
+      name: 'a method of a GovernedMap subclass writing through this',
+      code: `${header}export class Ledger extends GovernedMap<string, bigint> {\n  async debit(id: string, amount: bigint): Promise<void> {\n    const b = this.load(id) ?? 0n;\n    await riskCheck(id);\n    this.store(id, b - amount);\n  }\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 11, data: { map: 'this', key: 'id', write: 'store', read: 'load', fix: 'Use this.updateAsync(id, async (current) => ...) so the computation sees the current value, or re-read after the await.' } }],
+    },
+    {
+      name: 'a generic helper whose map is a type parameter constrained to GovernedMap',
+      code: `${header}export async function debit<M extends GovernedMap<string, bigint>>(accounts: M, id: string, amount: bigint): Promise<void> {\n  const b = accounts.load(id) ?? 0n;\n  await riskCheck(id);\n  accounts.store(id, b - amount);\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 10 }],
+    },
+    {
       name: 'a user-named map type',
       code: `class KvStore { get(_k: string): number { return 0; } put(_k: string, _v: number): void {} }\nconst kv = new KvStore();\nexport async function f(id: string): Promise<void> {\n  const v = kv.get(id);\n  await Promise.resolve();\n  kv.put(id, v + 1);\n}`,
       options: [{ maps: [{ type: { from: 'file', name: 'KvStore' }, read: ['get'], write: ['put'] }] }],

@@ -48,6 +48,12 @@ tester.run('require-suppression-reason', requireSuppressionReason, {
       errors: [{ messageId: 'inlineConfigWithoutReason', data: { rules: 'govmap/forbidden-calls, govmap/require-validator' } }],
     },
     {
+      // ESLint strips the quotes from a directive's rule names, so the quoted name silences the rule.
+      name: 'a quoted rule name without a reason',
+      code: `// eslint-disable-next-line "govmap/no-rmw-across-await", 'govmap/forbidden-calls'\nexport const a = 1;`,
+      errors: [{ messageId: 'missingReason', data: { directive: 'eslint-disable-next-line', rules: 'govmap/no-rmw-across-await, govmap/forbidden-calls' } }],
+    },
+    {
       name: 'a blanket directive with blanket: true',
       code: `// eslint-disable-next-line\nexport const a = 1;`,
       options: [{ blanket: true }],

@@ -165,6 +165,34 @@ describe('baselines and fingerprints', () => {
     assert.equal(failingFindings(half).length, 1);
   });
 
+  test('a suppressed twin of a baselined finding, added or fixed above it, does not make it new', async () => {
+    const root = join(scratch, 'suppressed-twin');
+    generateProject(root, 1, 0);
+    const govmap = fileURLToPath(new URL('../../src/index.ts', import.meta.url));
+    // Identical lines, so the two findings share rule, file and line text: only their order tells them apart.
+    const line = `registry.push(new GovernedMap<string, number>({ name: 'm', validate: () => true }));`;
+    const source = (suppressedAbove: boolean): string =>
+      [
+        `import { GovernedMap } from '${govmap}';`,
+        'export const registry: unknown[] = [];',
+        ...(suppressedAbove ? ['// eslint-disable-next-line govmap/require-validator -- a test double', line] : []),
+        line,
+      ].join('\n');
+    // Today: only the active finding, accepted into the baseline.
+    writeFileSync(join(root, 'src/twin.ts'), source(false));
+    const today = await scan({ cwd: root });
+    const baseline = (JSON.parse(formatJson(today)) as Array<{ fingerprint: string }>).map((f) => f.fingerprint);
+    assert.equal(baseline.length, 1);
+    // A suppressed finding on an identical line lands above it: the accepted one is still accepted.
+    writeFileSync(join(root, 'src/twin.ts'), source(true));
+    const withTwin = await scan({ cwd: root, baseline: new Baseline(baseline) });
+    assert.deepEqual(withTwin.findings.map((f) => `${f.line} ${f.suppression === null ? (f.baseline ? 'baseline' : 'new') : 'suppressed'}`), ['4 suppressed', '5 baseline']);
+    // And a baseline saved while the suppressed twin was there survives its removal.
+    const saved = (JSON.parse(formatJson(withTwin)) as Array<{ fingerprint: string }>).map((f) => f.fingerprint);
+    writeFileSync(join(root, 'src/twin.ts'), source(false));
+    assert.deepEqual(failingFindings(await scan({ cwd: root, baseline: new Baseline(saved) })), []);
+  });
+
   test('a fingerprint is taken from the finding\'s own line, also below a U+2028 inside a string', async () => {
     const root = join(scratch, 'line-separator');
     generateProject(root, 1, 0);

@@ -61,7 +61,20 @@ export const DEFAULT_FORBIDDEN_CALLS: readonly ForbiddenCall[] = [
   },
   {
     module: 'govmap',
-    name: ['MapStore.set', 'MapStore.delete', 'MapStore.clear', 'InProcessStore.set', 'InProcessStore.delete', 'InProcessStore.clear'],
+    // A method is named by the class that declares it: the shared-memory stores inherit their
+    // writes from SharedMemoryStore, and SharedInt64Store adds its own raw `add`.
+    name: [
+      'MapStore.set',
+      'MapStore.delete',
+      'MapStore.clear',
+      'InProcessStore.set',
+      'InProcessStore.delete',
+      'InProcessStore.clear',
+      'SharedMemoryStore.set',
+      'SharedMemoryStore.delete',
+      'SharedMemoryStore.clear',
+      'SharedInt64Store.add',
+    ],
     reason: 'writing to a map store directly bypasses the validator, metrics and audit; write through the GovernedMap that owns the store',
     // GovernedMap is the validated path; a store may delegate to another store beneath it.
     allowIn: [

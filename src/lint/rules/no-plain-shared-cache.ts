@@ -1,5 +1,6 @@
 import { AST_NODE_TYPES, ESLintUtils, TSESLint } from '@typescript-eslint/utils';
 import type { TSESTree } from '@typescript-eslint/utils';
+import ts from 'typescript';
 import { isFunctionNode, unwrap } from '../ast.ts';
 import type { FunctionNode } from '../ast.ts';
 import { createRule } from '../create-rule.ts';
@@ -85,13 +86,36 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
     }
 
     function kindOf(declarator: TSESTree.VariableDeclarator): 'Map' | 'dictionary object' | null {
-      const type = services.getTypeAtLocation(declarator.id);
-      if (typeMatchesAny(type, [MAP_TYPE], program)) return 'Map';
       const init = declarator.init === null ? null : unwrap(declarator.init);
-      if (init?.type !== AST_NODE_TYPES.ObjectExpression) return null;
+      return kindOfType(services.getTypeAtLocation(declarator.id), init?.type === AST_NODE_TYPES.ObjectExpression);
+    }
+
+    function kindOfType(type: ts.Type, objectLiteral: boolean): 'Map' | 'dictionary object' | null {
+      if (typeMatchesAny(type, [MAP_TYPE], program)) return 'Map';
+      if (!objectLiteral) return null;
       const t = checker.getNonNullableType(type);
       const indexed = t.getStringIndexType() !== undefined || t.getNumberIndexType() !== undefined;
       return indexed ? 'dictionary object' : null;
+    }
+
+    /**
+     * An imported binding that is a module-level variable of a project file (through aliases
+     * and re-exports: `export { cache as sessions }`): the usual layout keeps the cache in its
+     * own module and writes it from handlers elsewhere, where its declaration's file never sees
+     * the write. Its kind, or null. Packages' state (node_modules, .d.ts) is not the project's.
+     */
+    function importedKind(identifier: TSESTree.Identifier): 'Map' | 'dictionary object' | null {
+      let symbol = checker.getSymbolAtLocation(services.esTreeNodeToTSNodeMap.get(identifier));
+      if (symbol !== undefined && (symbol.flags & ts.SymbolFlags.Alias) !== 0) symbol = checker.getAliasedSymbol(symbol);
+      const declaration = symbol?.valueDeclaration;
+      if (declaration === undefined || !ts.isVariableDeclaration(declaration)) return null;
+      const statement = declaration.parent.parent;
+      if (!ts.isVariableStatement(statement) || !ts.isSourceFile(statement.parent)) return null;
+      const file = statement.parent;
+      if (file.isDeclarationFile || /[\\/]node_modules[\\/]/.test(file.fileName)) return null;
+      let init = declaration.initializer;
+      while (init !== undefined && (ts.isParenthesizedExpression(init) || ts.isAsExpression(init) || ts.isSatisfiesExpression(init) || ts.isNonNullExpression(init))) init = init.expression;
+      return kindOfType(checker.getTypeOfSymbol(symbol!), init !== undefined && ts.isObjectLiteralExpression(init));
     }
 
     /** Is this reference a write to the collection (not a read, not a reassignment of the variable)? */
@@ -117,15 +141,24 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
         const moduleScope = sourceCode.getScope(program).childScopes.find((s) => s.type === TSESLint.Scope.ScopeType.module) ?? sourceCode.getScope(program);
         for (const variable of moduleScope.variables) {
           const definition = variable.defs[0];
-          if (variable.defs.length !== 1 || definition?.node.type !== AST_NODE_TYPES.VariableDeclarator) continue;
-          if (definition.node.id.type !== AST_NODE_TYPES.Identifier) continue;
-          const kind = kindOf(definition.node);
+          if (variable.defs.length !== 1 || definition === undefined) continue;
+          let declared: TSESTree.Identifier;
+          let kind: 'Map' | 'dictionary object' | null;
+          if (definition.type === TSESLint.Scope.DefinitionType.ImportBinding && definition.node.type !== AST_NODE_TYPES.ImportNamespaceSpecifier) {
+            // Reported at the import: the declaration is in a file that never sees this write.
+            declared = definition.name;
+            kind = importedKind(declared);
+          } else {
+            if (definition.node.type !== AST_NODE_TYPES.VariableDeclarator || definition.node.id.type !== AST_NODE_TYPES.Identifier) continue;
+            declared = definition.node.id;
+            kind = kindOf(definition.node);
+          }
           if (kind === null) continue;
           for (const reference of variable.references) {
             if (!isCollectionWrite(reference, kind)) continue;
             const writer = writerOf(reference.identifier, servesTraffic);
             if (writer === null) continue;
-            context.report({ node: definition.node.id, messageId: 'plainSharedCache', data: { kind, name: variable.name, writer } });
+            context.report({ node: declared, messageId: 'plainSharedCache', data: { kind, name: variable.name, writer } });
             break;
           }
         }

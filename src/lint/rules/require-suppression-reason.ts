@@ -18,6 +18,8 @@ const CONFIG_COMMENT = /^\s*eslint\s+([\s\S]*)$/;
 /** A rule id as a key of a configuration comment (`rule:` or `"rule":`), as ESLint's own fallback parser finds them. */
 const CONFIG_KEY = /(?<![-\w/@])(["']?)([-\w/@]+)\1\s*:/g;
 const JUSTIFICATION_SEPARATOR = /\s-{2,}\s/;
+/** A rule name as ESLint's directive parser unquotes it (plugin-kit's parseListConfig). */
+const QUOTED_RULE = /^(['"]?)([\s\S]*)\1$/;
 
 /**
  * A suppressed finding is a decision someone made; the reason is what the next reader (and
@@ -72,9 +74,10 @@ export const requireSuppressionReason = createRule<[RequireSuppressionReasonOpti
       if (comment.type === AST_TOKEN_TYPES.Line && label === 'eslint-disable') return;
       const [rulesPart = '', ...justification] = (match[2] ?? '').split(JUSTIFICATION_SEPARATOR);
       if (justification.join(' ').trim().length > 0) return;
+      // As ESLint reads the list: a name in quotes (`"govmap/x"`) silences the rule all the same.
       const rules = rulesPart
         .split(',')
-        .map((r) => r.trim())
+        .map((r) => r.trim().replace(QUOTED_RULE, '$2'))
         .filter((r) => r.length > 0);
       const governed = rules.filter((r) => prefixes.some((p) => r.startsWith(p)));
       if (governed.length > 0) {

@@ -11,6 +11,8 @@ export interface Fingerprintable {
   readonly file: string;
   readonly line: number;
   readonly column: number;
+  /** Non-null when silenced in the source (see below); absent counts as active. */
+  readonly suppression?: string | null;
 }
 
 /**
@@ -19,6 +21,10 @@ export interface Fingerprintable {
  * rule, its file (root-relative, `/`-separated) and the text of its line with whitespace
  * collapsed, not by its line number: adding code above it does not make it "new". Several
  * findings of one rule on identical lines of one file are told apart by their order.
+ * Suppressed findings are numbered apart from active ones (and hashed with a marker, so the
+ * two never share a fingerprint): baselines hold only active findings, and a suppressed twin
+ * added above an accepted finding, or fixed and deleted, must not shift its number and make
+ * it "new".
  * Invariant: same inputs, same fingerprints, on any machine.
  */
 export function fingerprintAll<T extends Fingerprintable>(findings: readonly T[], lineText: (finding: T) => string): Map<T, string> {
@@ -26,7 +32,9 @@ export function fingerprintAll<T extends Fingerprintable>(findings: readonly T[]
   const seen = new Map<string, number>();
   const out = new Map<T, string>();
   for (const finding of ordered) {
-    const identity = `${finding.ruleId}\u0000${finding.file}\u0000${lineText(finding).trim().replace(/\s+/g, ' ')}`;
+    const line = `${finding.ruleId}\u0000${finding.file}\u0000${lineText(finding).trim().replace(/\s+/g, ' ')}`;
+    // Active findings keep the scheme's original input, so existing baselines still match.
+    const identity = finding.suppression == null ? line : `${line}\u0000suppressed`;
     const occurrence = seen.get(identity) ?? 0;
     seen.set(identity, occurrence + 1);
     const digest = createHash('sha256').update(`${identity}\u0000${occurrence}`).digest('hex');
