@@ -167,7 +167,19 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
   // minimumCalls 1: the demo's background traffic sends each org's route about one payment a
   // second; three consecutive breached windows still decide (one failure never trips a route).
   const group = new BreakerGroup({ name: 'routes', timeoutMs: 200, windowMs: 1000, minimumCalls: 1, openDurationMs: 10_000 });
-  const router = new RouteRouter({
+  // The cache degradation's maps are GovernedMaps like any other: syncmap_* metrics for them too.
+  // A table that changes a cache route (a route file reload) builds it a new map and disposes the
+  // old one, which MapMetrics then drops: track the caches again after every table applied.
+  const trackCaches = (r: RouteRouter): void => {
+    for (const runtime of r.runtimes()) if (runtime.cache !== null) context.metrics.track(runtime.cache.map);
+  };
+  const MeasuredRouter = class extends RouteRouter {
+    override replaceTable(table: Parameters<RouteRouter['replaceTable']>[0]): void {
+      super.replaceTable(table);
+      trackCaches(this);
+    }
+  };
+  const router = new MeasuredRouter({
     table: DEMO_ROUTES,
     guards: breakerGuards(group),
     switches,
@@ -187,8 +199,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     },
   });
   const routingMetrics = new RoutingMetrics({ registry: context.metrics.registry }).track(router);
-  // The cache degradation's maps are GovernedMaps like any other: syncmap_* metrics for them too.
-  for (const runtime of router.runtimes()) if (runtime.cache !== null) context.metrics.track(runtime.cache.map);
+  trackCaches(router);
   const source = options.routeFile === undefined ? null : new FileRouteTableSource({ path: options.routeFile, router });
   if (source !== null) {
     // A route file that stops loading must show on /metrics, not only in a log line.

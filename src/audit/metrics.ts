@@ -1,5 +1,6 @@
-import { Counter, Gauge } from 'prom-client';
+import { Counter } from 'prom-client';
 import type { Registry } from 'prom-client';
+import { scrapeTimeGauge } from '../metrics/scrape-time.ts';
 import type { KafkaForwarder } from './kafka-forwarder.ts';
 import type { AuditRecorder } from './recorder.ts';
 
@@ -33,15 +34,11 @@ export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder
       },
     });
   };
+  // null: unknown right now (no Kafka forwarder), rendered as no sample rather than 0.
   const gauge = (name: string, help: string, read: () => number | null): void => {
-    new Gauge({
-      name: prefix + name,
-      help,
-      registers,
-      collect() {
-        const value = read();
-        if (value !== null) this.set(value);
-      },
+    scrapeTimeGauge(registers, prefix + name, help, [], (set) => {
+      const value = read();
+      if (value !== null) set({}, value);
     });
   };
   const forwarder = (): KafkaForwarder | undefined => recorder.forwarder;
@@ -84,8 +81,8 @@ export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder
     set({ kind: 'timeout' }, s?.timeouts ?? 0);
     set({ kind: 'failed' }, (s?.errors ?? 0) - (s?.timeouts ?? 0));
   });
-  gauge('kafka_lag_bytes', 'Bytes of the spool not yet acknowledged by Kafka.', () => forwarder()?.stats().lagBytes ?? null);
-  gauge('kafka_healthy', '1 while Kafka acknowledges sends, 0 from a failed send until the next acknowledged one.', () => {
+  gauge('kafka_lag_bytes', 'Bytes of the spool not yet acknowledged by Kafka (absent without a Kafka forwarder).', () => forwarder()?.stats().lagBytes ?? null);
+  gauge('kafka_healthy', '1 while Kafka acknowledges sends, 0 from a failed send until the next acknowledged one (absent without a Kafka forwarder).', () => {
     const f = forwarder();
     return f === undefined ? null : f.stats().healthy ? 1 : 0;
   });

@@ -24,14 +24,27 @@ export function scrapeTimeCounter<L extends string>(registers: Registry[], name:
 
 /** A prom-client Gauge set at scrape time; series `fill` does not set are absent from the scrape. */
 export function scrapeTimeGauge<L extends string>(registers: Registry[], name: string, help: string, labelNames: L[], fill: (set: SeriesSetter<L>) => void): Gauge<L> {
-  return new Gauge<L>({
+  let sampled = false;
+  const gauge = new Gauge<L>({
     name,
     help,
     labelNames,
     registers,
     collect() {
       this.reset();
-      fill((labels, value) => this.set(labels as never, value));
+      sampled = false;
+      fill((labels, value) => {
+        sampled = true;
+        this.set(labels as never, value);
+      });
     },
   });
+  // prom-client renders an unlabelled gauge nothing set as `name 0`: a value unknown right now
+  // (Kafka health without Kafka) would read as a real 0 and fire `== 0` alerts. No sample instead.
+  const get = gauge.get.bind(gauge);
+  gauge.get = async () => {
+    const metric = await get();
+    return sampled ? metric : { ...metric, values: [] };
+  };
+  return gauge;
 }

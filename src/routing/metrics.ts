@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
+import { BREAKER_STATES } from '../breaker/snapshot.ts';
 import type { Router } from './router.ts';
 
 /** What metrics read of a route table source: FileRouteTableSource or StateRouteTableSource. */
@@ -122,12 +123,19 @@ export class RoutingMetrics {
     gauge('route_cache_entries', 'Responses held for the route\'s cache degradation.', (rt) => rt.cache?.map.size ?? null);
     new Gauge({
       name: `${p}route_breaker_state`,
-      help: 'State of each route\'s breaker: 1 for the state it is in (CLOSED, OPEN, HALF_OPEN; NONE without a breaker).',
+      help: 'State of each route\'s breaker: 1 on the series of the state it is in, 0 on the other states (CLOSED, OPEN, HALF_OPEN; NONE alone without a breaker).',
       labelNames: ['route', 'state'],
       registers,
       collect() {
         this.reset();
-        for (const router of routers) for (const status of router.status()) this.set({ route: status.id, state: status.breaker }, 1);
+        // Every state, 0 on the others (as govmap_breaker_state): with the current state alone,
+        // `{state="OPEN"} * 2 + {state="HALF_OPEN"}` (the board's timeline) never has both sides.
+        for (const router of routers) {
+          for (const status of router.status()) {
+            const states = status.breaker === 'NONE' ? ['NONE'] : [...new Set([...BREAKER_STATES, status.breaker])];
+            for (const state of states) this.set({ route: status.id, state }, state === status.breaker ? 1 : 0);
+          }
+        }
       },
     });
     new Gauge({

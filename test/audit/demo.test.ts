@@ -107,3 +107,14 @@ test('the demo\'s retention keeps the newest segments, records each removal, and
   assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
   assert.ok(report.notes.some((n) => /earlier segments are absent/.test(n)), report.notes.join('; '));
 });
+
+test('without Kafka, the demo exports no Kafka health or lag sample (a 0 would read as Kafka failing)', async (t) => {
+  const dir = tempSpool(t);
+  const demo = await startDemo({ port: 0, accounts: 5, audit: { dir } });
+  t.after(() => demo.close());
+  const metrics = await (await fetch(`${demo.url}/metrics`)).text();
+  assert.match(metrics, /^govmap_audit_spool_healthy 1$/m);
+  assert.match(metrics, /^# TYPE govmap_audit_kafka_healthy gauge$/m, 'the family is declared');
+  assert.doesNotMatch(metrics, /^govmap_audit_kafka_healthy /m, 'no forwarder: Kafka health is unknown, not 0');
+  assert.doesNotMatch(metrics, /^govmap_audit_kafka_lag_bytes /m, 'no forwarder: no lag to report');
+});

@@ -47,3 +47,24 @@ test('a route file that stops loading is counted and marked unhealthy on /metric
   assert.equal(answer.status, 200);
   assert.equal(answer.headers.get('x-govmap-route'), 'org-1001', 'the last good table still routes');
 });
+
+test('a cache route rebuilt by a route file reload keeps its syncmap_* series on /metrics', async () => {
+  const cacheKeys = async (): Promise<string | undefined> => {
+    const text = await (await fetch(`${demo.url}/metrics`)).text();
+    return text.split('\n').find((l) => l.startsWith('syncmap_keys{map="route_cache:fx-quotes"}'));
+  };
+  assert.ok((await cacheKeys()) !== undefined, 'the built-in cache route is measured');
+  // A new TTL rebuilds the route's cache map (a new GovernedMap under the same name).
+  const edited = { ...DEMO_ROUTES, routes: DEMO_ROUTES.routes.map((r) => (r.id === 'fx-quotes' ? { ...r, degradation: { kind: 'cache', ttlMs: 30_000 } } : r)) };
+  writeFileSync(file, JSON.stringify(edited));
+  const deadline = Date.now() + 10_000;
+  let table: { degradation?: { ttlMs?: number } } | undefined;
+  while (Date.now() < deadline) {
+    const routes = (await (await fetch(`${demo.url}/routes`)).json()) as { table: { routes: Array<{ id: string; degradation?: { ttlMs?: number } }> } };
+    table = routes.table.routes.find((r) => r.id === 'fx-quotes');
+    if (table?.degradation?.ttlMs === 30_000) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(table?.degradation?.ttlMs, 30_000, 'the edited table is applied');
+  assert.ok((await cacheKeys()) !== undefined, 'the rebuilt cache map is measured too');
+});
