@@ -1,6 +1,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { BreakerGroup } from './breaker-group.ts';
 import type { CircuitBreaker } from './circuit-breaker.ts';
+import { ConfigurationError } from '../map/errors.ts';
 import { BREAKER_STATES } from './snapshot.ts';
 
 export interface BreakerMetricsOptions {
@@ -8,7 +9,16 @@ export interface BreakerMetricsOptions {
   readonly registry?: Registry;
   /** Metric name prefix. Default `govmap_breaker_`. */
   readonly prefix?: string;
+  /**
+   * Keys of one group with series of their own; the breakers of further keys are summed under
+   * `key="(others)"`. Default 100. A group's keys often come from requests (an orgId in a
+   * header): at maxBreakers 10,000 that was 100,000 series, and a scrape near a second.
+   */
+  readonly maxKeySeries?: number;
 }
+
+/** The `key` label of a group's breakers past maxKeySeries: no breaker key can be it (parentheses). */
+export const OTHER_KEYS = '(others)';
 
 /** Anything that reports sync health: the cluster sync. */
 export interface SyncHealth {
@@ -24,7 +34,9 @@ type Source = { readonly kind: 'group'; readonly group: BreakerGroup } | { reado
  * Prometheus metrics of breakers, read at scrape time from the plain counters each breaker
  * keeps: no prom-client call on the call path (see metrics/map-metrics.ts for why).
  * Series are labelled `breaker` (the name) and `key` (empty for a standalone breaker); a
- * group's series are bounded by its maxBreakers. Counters of an evicted breaker leave the
+ * group's keys past `maxKeySeries` share one `key="(others)"` series (its state gauge counts
+ * breakers per state, its counters sum theirs), so the scrape stays bounded whatever keys
+ * requests bring. Counters of an evicted breaker leave the
  * scrape with it (Prometheus treats the series' return as a counter reset).
  */
 export class BreakerMetrics {
@@ -32,31 +44,62 @@ export class BreakerMetrics {
   readonly prefix: string;
   readonly #sources = new Map<string, Source>();
   readonly #syncs = new Set<SyncHealth>();
+  /** Per group, the keys that have series of their own (at most maxKeySeries). */
+  readonly #keySeries = new WeakMap<BreakerGroup, Set<string>>();
 
   constructor(options: BreakerMetricsOptions = {}) {
     this.registry = options.registry ?? new Registry();
     this.prefix = options.prefix ?? 'govmap_breaker_';
     const registers = [this.registry];
     const p = this.prefix;
-    const each = (fn: (b: CircuitBreaker) => void): void => {
-      for (const source of this.#sources.values()) {
-        if (source.kind === 'breaker') fn(source.breaker);
-        else for (const b of source.group.breakers()) fn(b);
-      }
-    };
+    const maxKeySeries = options.maxKeySeries ?? 100;
+    if (!Number.isSafeInteger(maxKeySeries) || maxKeySeries < 0) throw new ConfigurationError('maxKeySeries', 'a whole number of keys, 0 or more', maxKeySeries);
     const labels = (b: CircuitBreaker): { breaker: string; key: string } => ({ breaker: b.name, key: b.key ?? '' });
+    /**
+     * The series to export: one per breaker with a key of its own, and per group one summing the
+     * rest. A key keeps its place while its breaker lives (a series does not move to the sum and
+     * back); the place of an evicted key goes to the next key seen.
+     */
+    const rows = (): Array<{ labels: { breaker: string; key: string }; breakers: CircuitBreaker[] }> => {
+      const out: Array<{ labels: { breaker: string; key: string }; breakers: CircuitBreaker[] }> = [];
+      for (const source of this.#sources.values()) {
+        if (source.kind === 'breaker') {
+          out.push({ labels: labels(source.breaker), breakers: [source.breaker] });
+          continue;
+        }
+        const group = source.group;
+        const all = [...group.breakers()];
+        let placed = this.#keySeries.get(group);
+        if (placed === undefined) this.#keySeries.set(group, (placed = new Set<string>()));
+        const present = new Set(all.map((b) => b.key ?? ''));
+        for (const key of placed) if (!present.has(key)) placed.delete(key);
+        const others: CircuitBreaker[] = [];
+        for (const b of all) {
+          const key = b.key ?? '';
+          if (!placed.has(key) && placed.size < maxKeySeries) placed.add(key);
+          if (placed.has(key)) out.push({ labels: labels(b), breakers: [b] });
+          else others.push(b);
+        }
+        if (others.length > 0) out.push({ labels: { breaker: group.name, key: OTHER_KEYS }, breakers: others });
+      }
+      return out;
+    };
+    const sum = (breakers: readonly CircuitBreaker[], read: (c: CircuitBreaker['counters']) => number): number => {
+      let total = 0;
+      for (const b of breakers) total += read(b.counters);
+      return total;
+    };
 
     new Gauge({
       name: `${p}state`,
-      help: 'Breaker state: 1 on the series of the current state (CLOSED, OPEN, HALF_OPEN), 0 on the others.',
+      help: `Breaker state: 1 on the series of the current state (CLOSED, OPEN, HALF_OPEN), 0 on the others; for key="${OTHER_KEYS}", how many of the group's other breakers are in each state.`,
       labelNames: ['breaker', 'key', 'state'],
       registers,
       collect() {
         this.reset();
-        each((b) => {
-          const current = b.state;
-          for (const state of BREAKER_STATES) this.set({ ...labels(b), state }, state === current ? 1 : 0);
-        });
+        for (const row of rows()) {
+          for (const state of BREAKER_STATES) this.set({ ...row.labels, state }, row.breakers.filter((b) => b.state === state).length);
+        }
       },
     });
     new Counter({
@@ -66,14 +109,12 @@ export class BreakerMetrics {
       registers,
       collect() {
         this.reset();
-        each((b) => {
-          const c = b.counters;
-          const l = labels(b);
-          this.inc({ ...l, outcome: 'success' }, c.successes);
-          this.inc({ ...l, outcome: 'failure' }, c.failures);
-          this.inc({ ...l, outcome: 'timeout' }, c.timeouts);
-          this.inc({ ...l, outcome: 'rejected' }, c.rejected);
-        });
+        for (const { labels: l, breakers } of rows()) {
+          this.inc({ ...l, outcome: 'success' }, sum(breakers, (c) => c.successes));
+          this.inc({ ...l, outcome: 'failure' }, sum(breakers, (c) => c.failures));
+          this.inc({ ...l, outcome: 'timeout' }, sum(breakers, (c) => c.timeouts));
+          this.inc({ ...l, outcome: 'rejected' }, sum(breakers, (c) => c.rejected));
+        }
       },
     });
     new Counter({
@@ -83,13 +124,11 @@ export class BreakerMetrics {
       registers,
       collect() {
         this.reset();
-        each((b) => {
-          const c = b.counters;
-          const l = labels(b);
-          this.inc({ ...l, to: 'OPEN' }, c.toOpen);
-          this.inc({ ...l, to: 'HALF_OPEN' }, c.toHalfOpen);
-          this.inc({ ...l, to: 'CLOSED' }, c.toClosed);
-        });
+        for (const { labels: l, breakers } of rows()) {
+          this.inc({ ...l, to: 'OPEN' }, sum(breakers, (c) => c.toOpen));
+          this.inc({ ...l, to: 'HALF_OPEN' }, sum(breakers, (c) => c.toHalfOpen));
+          this.inc({ ...l, to: 'CLOSED' }, sum(breakers, (c) => c.toClosed));
+        }
       },
     });
     const groups = (): BreakerGroup[] => [...this.#sources.values()].flatMap((s) => (s.kind === 'group' ? [s.group] : []));

@@ -415,4 +415,22 @@ describe('snapshots and metrics', () => {
     assert.match(text, /govmap_breaker_transitions_total\{breaker="settlement",key="org-1",to="OPEN"\} 1/);
     group.dispose();
   });
+
+  test('keys past maxKeySeries (orgs from request headers) share one "(others)" series: the scrape stays bounded, an OPEN one still shows', async () => {
+    const clock = new ManualClock();
+    const group = new BreakerGroup({ name: 'settlement', clock });
+    const metrics = new BreakerMetrics({ maxKeySeries: 3 }).trackGroup(group);
+    for (let org = 1; org <= 500; org++) await group.execute(`org-${org}`, ok);
+    await window(clock, group.get('org-999'), 10, 5, 3); // a key past the three: its OPEN must still show
+    const text = await metrics.render();
+    const keys = new Set([...text.matchAll(/govmap_breaker_state\{breaker="settlement",key="([^"]*)"/g)].map((m) => m[1]));
+    assert.deepEqual([...keys].sort(), ['(others)', 'org-1', 'org-2', 'org-3']);
+    // The state gauge of the rest counts breakers per state; counters sum theirs.
+    assert.match(text, /govmap_breaker_state\{breaker="settlement",key="\(others\)",state="OPEN"\} 1/);
+    assert.match(text, /govmap_breaker_state\{breaker="settlement",key="\(others\)",state="CLOSED"\} 497/);
+    assert.match(text, /govmap_breaker_calls_total\{breaker="settlement",key="\(others\)",outcome="failure"\} 5/);
+    assert.match(text, /govmap_breaker_calls_total\{breaker="settlement",key="org-1",outcome="success"\} 1/);
+    assert.throws(() => new BreakerMetrics({ maxKeySeries: -1 }), /maxKeySeries/);
+    group.dispose();
+  });
 });
