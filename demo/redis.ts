@@ -1,5 +1,5 @@
-import { ConfigurationError } from '../src/map/index.ts';
-import { RedisUnavailableError, int64Codec, openRedisGovernedMap } from '../src/stores/redis/index.ts';
+import { ConfigurationError, InvalidArgumentError, MapDisposedError, ValidationError } from '../src/map/index.ts';
+import { RedisCommandRefusedError, RedisUnavailableError, RedisValueCorruptError, int64Codec, openRedisGovernedMap } from '../src/stores/redis/index.ts';
 import type { RedisConnectionOptions, RemoteGovernedMap } from '../src/stores/redis/index.ts';
 import type { BalanceBook } from './book.ts';
 import { sendError } from './http.ts';
@@ -86,9 +86,13 @@ export class RedisLedger implements BalanceBook {
     try {
       return { from: fromBalance, to: await this.#apply(to, amount) };
     } catch (error) {
-      if (error instanceof RedisUnavailableError && error.outcome === 'unknown') {
+      // Reverse only a credit known not to be in Redis. Anything else may have been applied: an
+      // unknown Redis outcome, or an error raised after the write (an audit that cannot fsync
+      // rejects the awaited add of a credit Redis holds); reversing then would create money.
+      if (!creditNotApplied(error)) {
+        const why = error instanceof RedisUnavailableError ? 'Redis unreachable' : error instanceof Error ? error.message.slice(0, 160) : String(error);
         console.error(`govmap demo: RECONCILE transfer ${from} -> ${to} of ${amount}: debited; the credit may or may not have been applied`, error);
-        throw new LedgerError(503, 'TRANSFER_OUTCOME_UNKNOWN', `${from} was debited; the credit of ${to} may or may not have been applied (Redis unreachable): reconcile before retrying`);
+        throw new LedgerError(503, 'TRANSFER_OUTCOME_UNKNOWN', `${from} was debited; the credit of ${to} may or may not have been applied (${why}): reconcile before retrying`);
       }
       try {
         await this.balances.add(from, amount);
@@ -152,6 +156,21 @@ export async function installRedisLedger(context: DemoContext, options: DemoRedi
   return ledger;
 }
 
+/**
+ * Whether a failed credit certainly wrote nothing: refused by the rules or by Redis, no such
+ * account, or never sent. The remote map raises these before its script runs (or instead of it).
+ */
+function creditNotApplied(error: unknown): boolean {
+  if (error instanceof RedisUnavailableError) return error.outcome === 'not-applied';
+  return (
+    error instanceof LedgerError ||
+    error instanceof ValidationError ||
+    error instanceof InvalidArgumentError ||
+    error instanceof MapDisposedError ||
+    error instanceof RedisCommandRefusedError ||
+    error instanceof RedisValueCorruptError
+  );
+}
 
 function notFound(id: string): LedgerError {
   return new LedgerError(404, 'ACCOUNT_NOT_FOUND', `no account ${JSON.stringify(id)}`);

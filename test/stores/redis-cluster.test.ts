@@ -4,7 +4,7 @@ import { createClient, createCluster } from 'redis';
 import { ValidationError } from '../../src/index.ts';
 import { RemoteGovernedMap, connectRedis, int64Codec } from '../../src/stores/redis/index.ts';
 import type { RedisLink } from '../../src/stores/redis/index.ts';
-import { required, service, uniquePrefix } from './redis-env.ts';
+import { PrivateCluster, PrivateRedis, required, service, uniquePrefix } from './redis-env.ts';
 
 /** The same store over a real 3-master Redis Cluster (test/infra/redis.sh: 127.0.0.1:7001-7003). */
 const cluster = service('GOVMAP_REDIS_CLUSTER_NODES');
@@ -108,5 +108,41 @@ describe('RemoteGovernedMap on a real Redis Cluster', { skip: cluster.skip }, ()
     }
     for (const id of ids) assert.equal(await map.load(id), 2n);
     assert.deepEqual([...new Set(seen)].sort(), ids, 'every key was invalidated (our own stores invalidate too)');
+  });
+});
+
+describe('RemoteGovernedMap when a cluster master fails over to its replica', { skip: PrivateRedis.available() || process.env.CI ? false : 'redis-server is not installed' }, () => {
+  test('once the replica serves the slots the link is healthy again and the near cache serves, not distrusted for good', async () => {
+    const privateCluster = new PrivateCluster();
+    let link: RedisLink | undefined;
+    try {
+      await privateCluster.start();
+      link = await connectRedis({ clusterNodes: privateCluster.seeds, heartbeatMs: 200, commandTimeoutMs: 500, reconnectMaxDelayMs: 200 });
+      const map = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: 'failover:', codec: int64Codec, validate: () => true, sizeRefreshMs: 0 });
+      const keys = Array.from({ length: 30 }, (_, i) => `acct-${i}`); // over every master's slots
+      for (const key of keys) await map.store(key, 1n);
+      await privateCluster.killFirstMaster();
+
+      // The failed master is gone from the topology; it will never report ready again. Before,
+      // the link kept it as "down" forever: every load a round trip, the near cache distrusted.
+      const deadline = Date.now() + 20_000;
+      let served = 0;
+      while (Date.now() < deadline) {
+        served = 0;
+        for (const key of keys) served += await map.load(key).then(() => 1, () => 0);
+        if (served === keys.length && map.stats().near.trusted) break;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      assert.equal(served, keys.length, 'every key is served after the failover');
+      assert.equal(map.stats().near.trusted, true, 'the near cache is trusted again after the failover');
+      for (const key of keys) await map.load(key);
+      const remote = map.counters.remoteLoads;
+      for (const key of keys) assert.equal(await map.load(key), 1n);
+      assert.equal(map.counters.remoteLoads, remote, 'loads are answered by the near cache again');
+      await map.dispose();
+    } finally {
+      await link?.close();
+      await privateCluster.stop();
+    }
   });
 });

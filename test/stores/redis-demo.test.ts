@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from 'redis';
+import { openRedisLedger } from '../../demo/redis.ts';
+import { LedgerError } from '../../demo/ledger.ts';
 import { startDemo } from '../../demo/server.ts';
+import { AuditNotDurableError } from '../../src/audit/index.ts';
 import type { DemoService } from '../../demo/server.ts';
 import { PrivateRedis, freePort, required, service, uniquePrefix } from './redis-env.ts';
 
@@ -126,6 +129,41 @@ describe('govmap demo when its Redis goes away', { skip: PrivateRedis.available(
     } finally {
       await demo.close();
       await server.stop();
+    }
+  });
+});
+
+describe('the demo\'s Redis transfer when the credit fails after it was applied', { skip: redis.skip }, () => {
+  test('an error that does not prove the credit failed (audit not durable) is not "reversed": the books stay balanced', async () => {
+    const url = required(redis, 'GOVMAP_REDIS_URL');
+    const keyPrefix = uniquePrefix('demo-transfer');
+    const ledger = await openRedisLedger({ url, keyPrefix });
+    const raw = createClient({ url });
+    await raw.connect();
+    try {
+      await ledger.seed(2, 10_000n);
+      // The audit's fsync fails on the second write (the credit): Redis applied it, the awaited
+      // add rejects with AuditNotDurableError ("the operation was applied"). Reversing the debit
+      // then creates money: the payer is made whole and the payee keeps the credit.
+      let flushes = 0;
+      ledger.balances.observe({
+        onOperation: () => undefined,
+        flush: async () => {
+          if (++flushes === 2) throw new AuditNotDurableError('/spool', new Error('ENOSPC'));
+        },
+      });
+      await assert.rejects(ledger.transfer('acct-000000', 'acct-000001', 2_500n), (error: unknown) => {
+        assert.ok(error instanceof LedgerError, String(error));
+        assert.equal(error.code, 'TRANSFER_OUTCOME_UNKNOWN');
+        return true;
+      });
+      const from = BigInt((await raw.get(`${keyPrefix}acct-000000`))!);
+      const to = BigInt((await raw.get(`${keyPrefix}acct-000001`))!);
+      assert.equal(from + to, 20_000n, `money was created: ${from} + ${to}`);
+    } finally {
+      await ledger.close();
+      for await (const keys of raw.scanIterator({ MATCH: `${keyPrefix}*`, COUNT: 100 })) if (keys.length > 0) await raw.del(keys);
+      await raw.close();
     }
   });
 });

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,5 +103,90 @@ export class PrivateRedis {
     this.resume();
     await this.kill();
     rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+/** A free port whose cluster bus port (port + 10000) is free too. */
+async function freeClusterPort(taken: Set<number>): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port + 10000 > 65535 || taken.has(port) || taken.has(port + 10000)) continue;
+    const bus = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(port + 10000, '127.0.0.1', () => probe.close(() => resolve(true)));
+    });
+    if (bus) {
+      taken.add(port);
+      taken.add(port + 10000);
+      return port;
+    }
+  }
+}
+
+/**
+ * A Redis Cluster of the test's own: three masters, the first with one replica, on ports of its
+ * own, with a short node timeout so a killed master fails over in a couple of seconds. Never the
+ * shared cluster of test/infra/redis.sh.
+ */
+export class PrivateCluster {
+  readonly ports: number[] = [];
+  readonly #dir = mkdtempSync(join(tmpdir(), 'govmap-cluster-'));
+  readonly #processes = new Map<number, ChildProcess>();
+
+  /** Seeds for connectRedis (the masters that stay up: not the first). */
+  get seeds(): string[] {
+    return this.ports.slice(1, 3).map((port) => `127.0.0.1:${port}`);
+  }
+
+  async start(): Promise<void> {
+    const taken = new Set<number>();
+    for (let i = 0; i < 4; i++) this.ports.push(await freeClusterPort(taken));
+    for (const port of this.ports) {
+      const dir = join(this.#dir, String(port));
+      mkdirSync(dir);
+      const args = ['--bind', '127.0.0.1', '--port', String(port), '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000'];
+      this.#processes.set(port, spawn('redis-server', [...args, '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'], { stdio: 'ignore' }));
+    }
+    for (const port of this.ports) await until(() => cli(port, 'PING') === 'PONG', `redis-server on ${port} answering`);
+    const [first, ...rest] = this.ports.map((port) => `127.0.0.1:${port}`);
+    const created = spawnSync('redis-cli', ['--cluster', 'create', first!, rest[0]!, rest[1]!, '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
+    if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
+    const masterId = cli(this.ports[0]!, 'CLUSTER', 'MYID');
+    const added = spawnSync('redis-cli', ['--cluster', 'add-node', rest[2]!, first!, '--cluster-slave', '--cluster-master-id', masterId], { encoding: 'utf8', timeout: 30_000 });
+    if (added.status !== 0) throw new Error(`redis-cli --cluster add-node failed: ${added.stdout}${added.stderr}`);
+    await until(() => this.ports.every((port) => /cluster_state:ok/.test(cli(port, 'CLUSTER', 'INFO'))), 'cluster_state:ok on every node');
+    await until(() => /master_link_status:up/.test(cli(this.ports[3]!, 'INFO', 'replication')), 'the replica in sync');
+  }
+
+  /** SIGKILL of the first master: its replica takes over its slots after the node timeout. */
+  async killFirstMaster(): Promise<void> {
+    const child = this.#processes.get(this.ports[0]!);
+    if (child === undefined || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    for (const child of this.#processes.values()) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+function cli(port: number, ...args: string[]): string {
+  return spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', timeout: 5000 }).stdout?.trim() ?? '';
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { createClient } from 'redis';
-import { AsyncRangeCallbackError, ConfigurationError, InvalidArgumentError, MapMetrics, UpdateConflictError, ValidationError, reject } from '../../src/index.ts';
+import { AsyncRangeCallbackError, ConfigurationError, InvalidArgumentError, MapMetrics, ObserverFlushError, UpdateConflictError, ValidationError, reject } from '../../src/index.ts';
 import type { MapObserver } from '../../src/index.ts';
 import {
   BOUNDED_ADD,
@@ -206,6 +206,71 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await raw.set(`${map.keyPrefix}acct-2`, '1');
     await until(() => invalidated.includes('acct-2'), 'the invalidation of the absent key');
     assert.equal(await map.load('acct-2'), 1n);
+    await map.dispose();
+  });
+
+  test('a write that would end on the near cache alone asks Redis: another machine\'s acknowledged write is not missed', async () => {
+    // Machine A hears invalidations 300 ms late (a slow path; on loopback it is ~0.4 ms, but the
+    // window exists on every network). B's insert is acknowledged before A's delete and add start:
+    // they must see it, as a compare-and-delete and a bounded add on the Redis value would.
+    const slow: RedisLink = {
+      kind: link.kind,
+      get healthy() {
+        return link.healthy;
+      },
+      get: (key) => link.get(key),
+      runScript: (script, key, args) => link.runScript(script, key, args),
+      scan: (match, batch) => link.scan(match, batch),
+      close: async () => undefined,
+      listen: (listener) =>
+        link.listen({
+          invalidated: (key) => void setTimeout(() => listener.invalidated(key), 300),
+          down: (since) => listener.down(since),
+          up: () => listener.up(),
+        }),
+    };
+    const a = balances('near-write', { link: slow });
+    const b = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: a.keyPrefix, codec: int64Codec, validate: () => true, bounds: { min: 0n }, sizeRefreshMs: 0 });
+    assert.equal(await a.load('acct-1'), undefined);
+    assert.equal(await a.load('acct-2'), undefined);
+    await b.store('acct-1', 0n);
+    await b.store('acct-2', 10n);
+    assert.equal(await a.delete('acct-1'), true, 'the entry B created is deleted, not reported absent');
+    assert.equal(await raw.get(`${a.keyPrefix}acct-1`), null);
+    assert.equal(await a.add('acct-2', 5n), 15n, 'the add applies to the entry B created');
+    assert.equal(await raw.get(`${a.keyPrefix}acct-2`), '15');
+    await new Promise((resolve) => setTimeout(resolve, 350)); // let the late invalidations land before dispose
+    await a.dispose();
+    await b.dispose();
+  });
+
+  test('an observer flush failing after the write says the write is applied (ObserverFlushError), as updateAsync does', async () => {
+    let failing = false;
+    const map = balances('flush', {
+      observers: [
+        {
+          onOperation: () => undefined,
+          flush: async () => {
+            if (failing) throw new Error('sink unreachable');
+          },
+        },
+      ],
+    });
+    await map.store('acct-1', 100n);
+    failing = true;
+    const applied = (error: unknown): boolean => {
+      assert.ok(error instanceof ObserverFlushError, `expected ObserverFlushError, got ${String(error)}`);
+      assert.equal(error.code, 'GOVMAP_OBSERVER_FLUSH_FAILED');
+      assert.equal(error.details.applied, true);
+      return true;
+    };
+    // Each of these is in Redis: a caller reading a bare Error (or AUDIT_STOPPED) as "refused"
+    // and retrying would apply the add twice.
+    await assert.rejects(map.add('acct-1', 5n), applied);
+    await assert.rejects(map.update('acct-1', (v) => v! + 1n), applied);
+    assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '106');
+    // A refusal stays a refusal: its flush failure is the audit's to report.
+    await assert.rejects(map.add('acct-1', -1000n), ValidationError);
     await map.dispose();
   });
 

@@ -263,6 +263,8 @@ abstract class LinkBase implements RedisLink {
   protected abstract connect(startedAt: number): Promise<void>;
   protected abstract disconnect(graceful: boolean): Promise<void>;
   protected abstract pingAll(): Promise<void>;
+  /** The `host:port` of every node of the current topology (what `pingAll` pings); null for one server. */
+  protected abstract currentNodes(): ReadonlySet<string> | null;
 
   /** Classifies any error of a Redis call (a LinkFailure passes through). */
   classify(error: unknown): LinkFailure {
@@ -327,6 +329,11 @@ abstract class LinkBase implements RedisLink {
       await this.pingAll();
       this.#lastOkMs = Date.now();
       this.#heartbeatFailed = false;
+      // Every node of the current topology answered. A node that left it (a failed master whose
+      // replica took over its slots, a node removed by a reshard) will never report ready again:
+      // forget it, or the link would stay down, and the near cache distrusted, for good.
+      const current = this.currentNodes();
+      if (current !== null) for (const node of this.#downNodes) if (!current.has(node)) this.#downNodes.delete(node);
     } catch {
       this.#heartbeatFailed = true;
     } finally {
@@ -390,6 +397,10 @@ class StandaloneLink extends LinkBase {
 
   protected async pingAll(): Promise<void> {
     await this.timed(this.#client!.ping());
+  }
+
+  protected currentNodes(): null {
+    return null;
   }
 }
 
@@ -466,6 +477,11 @@ class ClusterLink extends LinkBase {
   protected async pingAll(): Promise<void> {
     const cluster = this.#cluster!;
     await this.timed(Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).ping())));
+  }
+
+  protected currentNodes(): ReadonlySet<string> {
+    const cluster = this.#cluster!;
+    return new Set([...cluster.masters, ...cluster.replicas].map((node) => `${node.host}:${node.port}`));
   }
 
   /** Subscribes to invalidations of node clients not yet subscribed; returns how many. */

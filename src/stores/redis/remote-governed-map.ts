@@ -5,6 +5,7 @@ import {
   GovMapError,
   InvalidArgumentError,
   MapDisposedError,
+  ObserverFlushError,
   UpdateConflictError,
   ValidationError,
 } from '../../map/errors.ts';
@@ -356,7 +357,7 @@ export class RemoteGovernedMap<V> {
     this.#assertLive('store');
     this.#assertKey('store', key);
     this.#assertValue('store', value);
-    await this.#settle(this.#compareAndSet('store', key, () => value, false));
+    await this.#settle(key, this.#compareAndSet('store', key, () => value, false));
   }
 
   /**
@@ -371,7 +372,7 @@ export class RemoteGovernedMap<V> {
     this.#assertLive('update');
     this.#assertKey('update', key);
     if (typeof fn !== 'function') throw new InvalidArgumentError(this.name, 'update', 'fn', 'must be a function');
-    return this.#settle(this.#compareAndSet('update', key, fn, true));
+    return this.#settle(key, this.#compareAndSet('update', key, fn, true));
   }
 
   /**
@@ -388,7 +389,7 @@ export class RemoteGovernedMap<V> {
       throw new ConfigurationError('bounds', `map "${this.name}": add() needs the map's int64 bounds (the validator's range, enforced atomically by Redis)`);
     }
     if (typeof delta !== 'bigint' || delta < INT64_MIN || delta > INT64_MAX) throw new InvalidArgumentError(this.name, 'add', 'delta', 'must be a bigint within int64');
-    return this.#settle(this.#boundedAdd(key, delta, bounds));
+    return this.#settle(key, this.#boundedAdd(key, delta, bounds));
   }
 
   /** Returns the existing value, or validates and stores `value` (only if still absent). */
@@ -397,6 +398,7 @@ export class RemoteGovernedMap<V> {
     this.#assertKey('loadOrStore', key);
     this.#assertValue('loadOrStore', value);
     return this.#settle(
+      key,
       this.#queue.run(key, async () => {
         let current = await this.#readForWrite('loadOrStore', key);
         for (;;) {
@@ -428,6 +430,7 @@ export class RemoteGovernedMap<V> {
     this.#assertValue('compareAndSwap', next);
     if (expected !== undefined) this.#assertValue('compareAndSwap', expected);
     return this.#settle(
+      key,
       this.#queue.run(key, async () => {
         this.#check(key, next, expected);
         const args = expected === undefined ? ['absent', '', this.#codec.encode(next)] : ['equals', this.#codec.encode(expected), this.#codec.encode(next)];
@@ -447,14 +450,14 @@ export class RemoteGovernedMap<V> {
   async delete(key: string): Promise<boolean> {
     this.#assertLive('delete');
     this.#assertKey('delete', key);
-    return (await this.#settle(this.#compareAndDelete(key))) !== undefined;
+    return (await this.#settle(key, this.#compareAndDelete(key))) !== undefined;
   }
 
   /** Deletes `key` and returns the value it held, or undefined. */
   async loadAndDelete(key: string): Promise<V | undefined> {
     this.#assertLive('loadAndDelete');
     this.#assertKey('loadAndDelete', key);
-    return this.#settle(this.#compareAndDelete(key));
+    return this.#settle(key, this.#compareAndDelete(key));
   }
 
   // ---------------------------------------------------------------- range
@@ -601,6 +604,16 @@ export class RemoteGovernedMap<V> {
         const next = await fn(current.value);
         this.#assertLive(operation);
         if (noopIfUnchanged && current.value !== undefined && Object.is(next, current.value)) {
+          if (current.near) {
+            // "Nothing to change" would settle on the near cache alone (possibly stale, or
+            // served past an outage under staleReadMs): decide on Redis' value instead.
+            const fresh = await this.#confirm(operation, key);
+            if (fresh.raw !== current.raw) {
+              current = fresh;
+              attempt--; // not a lost compare-and-set: no retry is used up
+              continue;
+            }
+          }
           this.#counters.updatesNoop++;
           return next;
         }
@@ -622,6 +635,9 @@ export class RemoteGovernedMap<V> {
   async #compareAndDelete(key: string): Promise<V | undefined> {
     return this.#queue.run(key, async () => {
       let current = await this.#readForWrite('delete', key);
+      // "Nothing to delete" would settle on the near cache alone: a delete of a key another
+      // machine just created would be lost. Ask Redis (a miss is decided on its answer).
+      if (current.raw === null && current.near) current = await this.#confirm('delete', key);
       for (let attempt = 1; ; attempt++) {
         if (current.raw === null) {
           this.#counters.deletesMiss++;
@@ -646,11 +662,12 @@ export class RemoteGovernedMap<V> {
   async #boundedAdd(key: string, delta: bigint, bounds: Required<Int64Bounds>): Promise<bigint | undefined> {
     const self = this as unknown as RemoteGovernedMap<bigint>;
     let current = (await this.#readForWrite('add', key)) as Current<bigint>;
-    if (current.value !== undefined && current.near && self.#verdict(key, current.value + delta, current.value) !== null) {
-      // The refusal may rest on a near-cache value an invalidation is about to replace: decide on
-      // the value in Redis before refusing a payment.
-      this.#near.invalidate(key);
-      current = (await this.#readForWrite('add', key)) as Current<bigint>;
+    if (current.near && (current.value === undefined || delta === 0n || self.#verdict(key, current.value + delta, current.value) !== null)) {
+      // Each of these ends the add without the script: a refusal, "no such entry", or nothing to
+      // add. Resting on a near-cache value an invalidation is about to replace (or one served
+      // past an outage under staleReadMs), it would refuse a payment, or report success for a
+      // write Redis never saw: decide on the value in Redis.
+      current = (await this.#confirm('add', key)) as Current<bigint>;
     }
     if (current.value === undefined) {
       if (this.#observers.length !== 0) this.#emit('STORE', key, 'miss', 'ENTRY_ABSENT');
@@ -760,7 +777,7 @@ export class RemoteGovernedMap<V> {
   }
 
   /** After a write (applied or not): waits for observers to hold it durably, like updateAsync. */
-  async #settle<T>(work: Promise<T>): Promise<T> {
+  async #settle<T>(key: string, work: Promise<T>): Promise<T> {
     let result: T;
     try {
       result = await work;
@@ -768,7 +785,15 @@ export class RemoteGovernedMap<V> {
       await this.#flushObservers().catch(() => undefined);
       throw error;
     }
-    await this.#flushObservers();
+    try {
+      await this.#flushObservers();
+    } catch (error) {
+      // The write is in Redis: a caller that read a bare flush error (or AUDIT_STOPPED) as a
+      // refusal and retried would apply it twice. Say so in the type, as updateAsync does; an
+      // error that says so itself (GOVMAP_AUDIT_NOT_DURABLE, details.applied) goes as it is.
+      if (error instanceof GovMapError && error.details.applied === true) throw error;
+      throw new ObserverFlushError(this.name, key, error);
+    }
     return result;
   }
 
@@ -800,8 +825,21 @@ export class RemoteGovernedMap<V> {
     try {
       return await this.#read(operation, key);
     } catch (error) {
-      throw this.#failed(error, 'STORE', operation, key, undefined);
+      // Only a GET was sent: whatever became of it, the write itself was never sent, so its
+      // outcome is known (not-applied), not "unknown" (which sends a caller to reconcile, and
+      // makes the demo's transfer keep a debit it could have reversed).
+      const failure = error instanceof LinkFailure && error.outcome === 'unknown' ? new LinkFailure(error.kind, 'not-applied', error.message, error.cause) : error;
+      throw this.#failed(failure, 'STORE', operation, key, undefined);
     }
+  }
+
+  /**
+   * The value in Redis, not the near cache's: for a write about to end on what the near cache
+   * said, without sending a script. Fails (typed, not-applied) while Redis is unreachable.
+   */
+  async #confirm(operation: string, key: string): Promise<Current<V>> {
+    this.#near.invalidate(key);
+    return this.#readForWrite(operation, key);
   }
 
   #decodeCurrent(key: string, raw: string | null): Current<V> {
