@@ -82,15 +82,24 @@ export class RedisLedger implements BalanceBook {
     const [a, b] = await Promise.all([this.balances.load(from), this.balances.load(to)]);
     if (a === undefined) throw notFound(from);
     if (b === undefined) throw notFound(to);
-    const fromBalance = await this.#apply(from, -amount);
+    let fromBalance: bigint;
+    try {
+      fromBalance = await this.#apply(from, -amount);
+    } catch (error) {
+      // A debit that may be in Redis (an unknown outcome, or an error raised after the write)
+      // is not a refusal: the money may have left the payer with nothing credited.
+      if (writeNotApplied(error)) throw error;
+      console.error(`govmap demo: RECONCILE transfer ${from} -> ${to} of ${amount}: the debit may or may not have been applied; nothing credited`, error);
+      throw new LedgerError(503, 'TRANSFER_OUTCOME_UNKNOWN', `the debit of ${from} may have been applied (${describeFailure(error)}); ${to} was not credited: reconcile before retrying`);
+    }
     try {
       return { from: fromBalance, to: await this.#apply(to, amount) };
     } catch (error) {
       // Reverse only a credit known not to be in Redis. Anything else may have been applied: an
       // unknown Redis outcome, or an error raised after the write (an audit that cannot fsync
       // rejects the awaited add of a credit Redis holds); reversing then would create money.
-      if (!creditNotApplied(error)) {
-        const why = error instanceof RedisUnavailableError ? 'Redis unreachable' : error instanceof Error ? error.message.slice(0, 160) : String(error);
+      if (!writeNotApplied(error)) {
+        const why = describeFailure(error);
         console.error(`govmap demo: RECONCILE transfer ${from} -> ${to} of ${amount}: debited; the credit may or may not have been applied`, error);
         throw new LedgerError(503, 'TRANSFER_OUTCOME_UNKNOWN', `${from} was debited; the credit of ${to} may or may not have been applied (${why}): reconcile before retrying`);
       }
@@ -156,11 +165,16 @@ export async function installRedisLedger(context: DemoContext, options: DemoRedi
   return ledger;
 }
 
+/** Why a write's outcome is unknown, for the client's message. */
+function describeFailure(error: unknown): string {
+  return error instanceof RedisUnavailableError ? 'Redis unreachable' : error instanceof Error ? error.message.slice(0, 160) : String(error);
+}
+
 /**
- * Whether a failed credit certainly wrote nothing: refused by the rules or by Redis, no such
- * account, or never sent. The remote map raises these before its script runs (or instead of it).
+ * Whether a failed debit or credit certainly wrote nothing: refused by the rules or by Redis, no
+ * such account, or never sent. The remote map raises these before its script runs (or instead of it).
  */
-function creditNotApplied(error: unknown): boolean {
+function writeNotApplied(error: unknown): boolean {
   if (error instanceof RedisUnavailableError) return error.outcome === 'not-applied';
   return (
     error instanceof LedgerError ||

@@ -166,4 +166,35 @@ describe('the demo\'s Redis transfer when the credit fails after it was applied'
       await raw.close();
     }
   });
+
+  test('a debit applied but not made durable (audit not durable) is answered as an outcome to reconcile, not as a refusal', async () => {
+    const url = required(redis, 'GOVMAP_REDIS_URL');
+    const keyPrefix = uniquePrefix('demo-debit');
+    const ledger = await openRedisLedger({ url, keyPrefix });
+    const raw = createClient({ url });
+    await raw.connect();
+    try {
+      await ledger.seed(2, 10_000n);
+      // The first write (the debit) is in Redis, but its audit fsync fails: the money has left the
+      // payer and nothing is credited. A plain refusal would tell the client nothing moved.
+      let flushes = 0;
+      ledger.balances.observe({
+        onOperation: () => undefined,
+        flush: async () => {
+          if (++flushes === 1) throw new AuditNotDurableError('/spool', new Error('ENOSPC'));
+        },
+      });
+      await assert.rejects(ledger.transfer('acct-000000', 'acct-000001', 2_500n), (error: unknown) => {
+        assert.ok(error instanceof LedgerError, String(error));
+        assert.equal(error.code, 'TRANSFER_OUTCOME_UNKNOWN');
+        assert.match(error.message, /debit of acct-000000 may have been applied/);
+        return true;
+      });
+      assert.equal(BigInt((await raw.get(`${keyPrefix}acct-000000`))!), 7_500n, 'the debit is in Redis: the error had to say so');
+    } finally {
+      await ledger.close();
+      for await (const keys of raw.scanIterator({ MATCH: `${keyPrefix}*`, COUNT: 100 })) if (keys.length > 0) await raw.del(keys);
+      await raw.close();
+    }
+  });
 });
