@@ -114,7 +114,8 @@ export function formatSandboxReport(r: SandboxReport, source: string): string {
     out.push(`GC pauses: ${parts.length === 0 ? 'none yet' : parts.join('; ')}`);
     const t = r.gc.trend;
     if (t !== null) {
-      const window = `${Math.round(t.windowMs / 60_000)}-minute windows`;
+      // Whole minutes as minutes, anything else in seconds: rounding to minutes showed a 30 s window as "1-minute" and a 2 s one as "0-minute".
+      const window = `${t.windowMs % 60_000 === 0 ? `${t.windowMs / 60_000}-minute` : `${+(t.windowMs / 1000).toFixed(3)}-second`} windows`;
       out.push(
         t.rising === null
           ? `GC trend: unknown until two whole ${window} are observed`

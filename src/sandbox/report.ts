@@ -22,7 +22,7 @@ export interface IdleSuspect {
   readonly sampleIds: readonly number[];
 }
 
-/** A creation site whose live-instance count rose at several post-GC samples and never fell. */
+/** A creation site whose live-instance count rose at several post-GC samples, never fell, and is still rising. */
 export interface SiteGrowthSuspect {
   readonly kind: 'SITE_GROWTH';
   readonly site: CreationSite;
@@ -34,7 +34,7 @@ export interface SiteGrowthSuspect {
   readonly since: string;
 }
 
-/** One map instance whose key count rose at several sweeps and never fell. */
+/** One map instance whose key count rose at several sweeps, never fell, and is still rising. */
 export interface KeyGrowthSuspect {
   readonly kind: 'KEY_GROWTH';
   readonly map: string;

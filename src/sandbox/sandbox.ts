@@ -65,17 +65,23 @@ interface TrackedInstance {
   keyStreakFromKeys: number;
   keyStreakSinceMs: number;
   keyRises: number;
+  /** Sample times of the streak's first and latest rise (see stillGrowing). */
+  keyFirstRiseMs: number;
+  keyLastRiseMs: number;
 }
 
 /** Per creation site: live count in the current sweep and its rise since the last fall. */
 interface SiteRecord {
   readonly site: CreationSite;
+  /** Names of the site's live maps at the current sweep. */
   readonly maps: Set<string>;
   live: number;
   lastSampleLive: number;
   streakFromLive: number;
   streakSinceMs: number;
   rises: number;
+  firstRiseMs: number;
+  lastRiseMs: number;
 }
 
 /**
@@ -239,7 +245,12 @@ export class Sandbox {
   sweep(): readonly LeakSuspect[] {
     const startedAt = performance.now();
     const now = this.#clock();
-    for (const record of this.#sites.values()) record.live = 0;
+    // Counted again from the live maps: a site's names are those of its live maps, or a site that
+    // names a map per session would hold (and list as "+N more") every name it ever created.
+    for (const record of this.#sites.values()) {
+      record.live = 0;
+      record.maps.clear();
+    }
     const idle = new Map<string, { suspect: Mutable<IdleSuspect>; ids: number[]; oldestMs: number }>();
     const keyGrowth: KeyGrowthSuspect[] = [];
     let live = 0;
@@ -269,10 +280,13 @@ export class Sandbox {
       }
       live++;
       if (instance.pending !== null) {
-        instance.site = this.#siteRecord(formatSite(instance.pending, this.#cwd), instance.name, now);
+        instance.site = this.#siteRecord(formatSite(instance.pending, this.#cwd), now);
         instance.pending = null;
       }
-      if (instance.site !== null) instance.site.live++;
+      if (instance.site !== null) {
+        instance.site.live++;
+        instance.site.maps.add(instance.name);
+      }
       if (ops < 0) continue;
       if (ops !== instance.lastOps) {
         instance.lastOps = ops;
@@ -302,7 +316,11 @@ export class Sandbox {
         }
         if (group.ids.length < 10) group.ids.push(id);
       }
-      if (instance.keyRises >= this.keyGrowthSweeps && keys - instance.keyStreakFromKeys >= this.minKeyGrowth) {
+      if (
+        instance.keyRises >= this.keyGrowthSweeps &&
+        keys - instance.keyStreakFromKeys >= this.minKeyGrowth &&
+        stillGrowing(instance.keyFirstRiseMs, instance.keyLastRiseMs, now, this.keyGrowthSweeps * this.sweepIntervalMs)
+      ) {
         keyGrowth.push({
           kind: 'KEY_GROWTH',
           map: instance.name,
@@ -407,6 +425,8 @@ export class Sandbox {
       keyStreakFromKeys: keys,
       keyStreakSinceMs: now,
       keyRises: 0,
+      keyFirstRiseMs: now,
+      keyLastRiseMs: now,
     };
     this.#instances.set(id, instance);
     // No unregister token: registering with one costs about 10x more (V8 keeps a token table),
@@ -436,19 +456,20 @@ export class Sandbox {
       // keys a KEY_GROWTH suspect, where the rule means five rises over five sweep intervals.
       return;
     } else if (keys > instance.lastKeys) {
+      if (instance.keyRises === 0) instance.keyFirstRiseMs = now;
+      instance.keyLastRiseMs = now;
       instance.keyRises++;
     }
     instance.lastKeys = keys;
     instance.lastKeySampleMs = now;
   }
 
-  #siteRecord(site: CreationSite, mapName: string, now: number): SiteRecord {
+  #siteRecord(site: CreationSite, now: number): SiteRecord {
     let record = this.#sites.get(site.key);
     if (record === undefined) {
-      record = { site, maps: new Set(), live: 0, lastSampleLive: 0, streakFromLive: 0, streakSinceMs: now, rises: 0 };
+      record = { site, maps: new Set(), live: 0, lastSampleLive: 0, streakFromLive: 0, streakSinceMs: now, rises: 0, firstRiseMs: now, lastRiseMs: now };
       this.#sites.set(site.key, record);
     }
-    record.maps.add(mapName);
     return record;
   }
 
@@ -468,6 +489,8 @@ export class Sandbox {
           record.streakSinceMs = now;
           record.rises = 0;
         } else if (record.live > record.lastSampleLive) {
+          if (record.rises === 0) record.firstRiseMs = now;
+          record.lastRiseMs = now;
           record.rises++;
         }
         record.lastSampleLive = record.live;
@@ -477,7 +500,11 @@ export class Sandbox {
           continue;
         }
       }
-      if (record.rises >= this.siteGrowthSamples && record.live - record.streakFromLive >= this.minSiteGrowth) {
+      if (
+        record.rises >= this.siteGrowthSamples &&
+        record.live - record.streakFromLive >= this.minSiteGrowth &&
+        stillGrowing(record.firstRiseMs, record.lastRiseMs, now, this.siteGrowthSamples * this.sweepIntervalMs)
+      ) {
         suspects.push({
           kind: 'SITE_GROWTH',
           site: record.site,
@@ -536,6 +563,19 @@ function namesOf(record: SiteRecord): string[] {
 /** Operations a caller made: reads, writes, deletes, no-op updates, ranges (not expiry sweeps). */
 export function totalOperations(c: Readonly<MapCounters>): number {
   return c.loads + c.hasCalls + c.storesOk + c.storesRejected + c.storesError + c.deletesOk + c.deletesMiss + c.deletesRejected + c.updatesNoop + c.ranges;
+}
+
+/**
+ * Whether a streak of rises is still going on: no longer flat since its latest rise than it
+ * took to rise (from its first rise to its latest), nor than `minGraceMs`. A flat sample does
+ * not end a streak (a slow leak has many), so without this a bounded cache that filled up
+ * (`maxKeys` with eviction: its size never falls again) or a set of per-tenant maps that
+ * stopped at the last tenant would stay a suspect for the life of the process. The streak is
+ * kept, not reset: a leak that rises in steps, flat in between, is named again at its next
+ * rise with all its growth; and once it has risen for a while, a pause as long is improbable.
+ */
+function stillGrowing(firstRiseMs: number, lastRiseMs: number, now: number, minGraceMs: number): boolean {
+  return now - lastRiseMs <= Math.max(lastRiseMs - firstRiseMs, minGraceMs);
 }
 
 function suspectKey(suspect: LeakSuspect): string {

@@ -50,6 +50,20 @@ describe('govmap sandbox report', () => {
     assert.match(r.stdout, /1 leak suspect\(s\):\n {2}IDLE {9}1 x "fx_rates_eod" \(1 keys\)/);
   });
 
+  test('the GC trend names the window the service uses, also when it is not whole minutes', async () => {
+    for (const [windowMs, shown] of [[30_000, '30-second'], [90_000, '90-second'], [2_000, '2-second'], [600_000, '10-minute']] as const) {
+      const report = JSON.parse(realReport());
+      report.gc = { observing: true, pauses: null, trend: { windowMs, recentPauseSeconds: 0.01, previousPauseSeconds: 0.01, recentPauseFraction: 0.001, ratio: 1, rising: false } };
+      const kind = { count: 1, totalSeconds: 0.01, maxSeconds: 0.01, p50Seconds: 0.01, p99Seconds: 0.01 };
+      report.gc.pauses = { minor: kind, major: kind, incremental: kind, weakcb: kind };
+      answer = JSON.stringify(report);
+      const r = await govmap('sandbox', 'report', '--url', url);
+      assert.equal(r.code, 0, r.stderr);
+      // Math.round(windowMs / 60 s) printed 30 s windows as "1-minute", 2 s as "0-minute".
+      assert.match(r.stdout, new RegExp(`in the latest of two ${shown} windows`), r.stdout);
+    }
+  });
+
   const notReports: Array<[string, string, RegExp]> = [
     ['the reviewer\'s {"suspects":[],"instances":{}}', '{"suspects":[],"instances":{}}', /\(missing generatedAt, running, settings, sweeps, lastSweepAt, lastSweepMs, instances\.live, instances\.created, and \d+ more\)/],
     ['a suspect of an unknown kind', JSON.stringify({ ...JSON.parse(realReport()), suspects: [{ kind: 'LEAK' }] }), /\(suspects\.0\.kind: Invalid discriminator value\. Expected 'IDLE' \| 'SITE_GROWTH' \| 'KEY_GROWTH'\)/],

@@ -153,6 +153,57 @@ describe('leak detection', () => {
     }
   });
 
+  test('a bounded cache that filled up is no KEY_GROWTH suspect once flat for as long as it grew; a leak that grows in steps still is', () => {
+    const clock = new FakeClock();
+    const sandbox = new Sandbox({ gc: false, clock: clock.read, keyGrowthSweeps: 4, minKeyGrowth: 1_000, sweepIntervalMs: 1_000 }).start();
+    try {
+      // The route caches' shape: maxKeys with oldest-first eviction. Full, its size never falls again.
+      const cache = new GovernedMap<string, number>({ name: 'quote_route_cache', validate: anyValue, maxKeys: 2_000, onFull: 'evict-oldest' });
+      // A leak that rises every third sweep, flat in between: 300 keys a step, never removed.
+      const leak = new GovernedMap<string, number>({ name: 'settled_refs', validate: anyValue });
+      let next = 0;
+      const named = (): string[] => ofKind(sandbox.suspects, 'KEY_GROWTH').map((s) => s.map).sort();
+      const history: string[][] = [];
+      for (let sweep = 1; sweep <= 40; sweep++) {
+        for (let i = 0; i < 500; i++) cache.store(`q${next++}`, i); // fills in 4 sweeps, then churns at 2,000
+        if (sweep % 3 === 0) for (let i = 0; i < 300; i++) leak.store(`r${next++}`, i);
+        clock.advance(1_000);
+        sandbox.sweep();
+        history.push(named());
+      }
+      assert.deepEqual(history[3], ['quote_route_cache'], 'while it fills it looks like growth');
+      assert.equal(cache.size, 2_000);
+      assert.ok(history.slice(10).every((names) => !names.includes('quote_route_cache')), `full and flat for 30 sweeps: ${JSON.stringify(history)}`);
+      assert.ok(history.slice(15).every((names) => names.includes('settled_refs')), `the stepwise leak stays named between its steps: ${JSON.stringify(history)}`);
+      const leakSuspect = ofKind(sandbox.suspects, 'KEY_GROWTH').find((s) => s.map === 'settled_refs')!;
+      assert.equal(leakSuspect.grewFrom, 0);
+      assert.equal(leakSuspect.keys, leak.size);
+    } finally {
+      sandbox.stop();
+    }
+  });
+
+  test('a creation site that stopped growing (one map per tenant, all tenants seen) is no SITE_GROWTH suspect for good', () => {
+    const clock = new FakeClock();
+    const sandbox = new Sandbox({ gc: false, clock: clock.read, siteGrowthSamples: 3, minSiteGrowth: 50, sweepIntervalMs: 1_000, siteCapturesPerSecond: 100_000 }).start();
+    const tenants: GovernedMap<string, number>[] = [];
+    try {
+      const history: boolean[] = [];
+      for (let sweep = 1; sweep <= 20; sweep++) {
+        if (tenants.length < 100) for (let i = 0; i < 25; i++) tenants.push(new GovernedMap<string, number>({ name: 'tenant_limits', validate: anyValue }));
+        for (const map of tenants) map.load('limit');
+        clock.advance(1_000);
+        sandbox.sweep();
+        history.push(ofKind(sandbox.suspects, 'SITE_GROWTH').length > 0);
+      }
+      assert.equal(history[3], true, 'growing: a suspect');
+      assert.ok(history.slice(10).every((suspect) => !suspect), `100 tenants, then flat: ${JSON.stringify(history)}`);
+    } finally {
+      sandbox.stop();
+      tenants.length = 0;
+    }
+  });
+
   test('sweeps run by hand in quick succession (a polled report) are not rises: KEY_GROWTH needs rises a sweep interval apart', () => {
     const clock = new FakeClock();
     const sandbox = new Sandbox({ gc: false, clock: clock.read, keyGrowthSweeps: 3, minKeyGrowth: 100, sweepIntervalMs: 30_000 }).start();
@@ -241,6 +292,34 @@ describe('leak detection', () => {
       assert.deepEqual(idle.map((s) => s.map).sort(), ['late_ledger', 'remote_ledger']);
       assert.match(idle.find((s) => s.map === 'remote_ledger')!.site!.frames[0]!, new RegExp(siteOf('UNREADABLE-AT-CREATION').replace(/\./g, '\\.')));
       void ledger;
+    } finally {
+      sandbox.stop();
+    }
+  });
+
+  test('a site lists the names of its live maps only, not of every map it ever created', async () => {
+    const sandbox = new Sandbox({ gc: false, siteCapturesPerSecond: 100_000, sweepIntervalMs: 3_600_000 }).start();
+    // One cache per session, named after it; most sessions end, one stays open.
+    const openSessionCache = (session: string): GovernedMap<string, number> => new GovernedMap<string, number>({ name: `session_cache:${session}`, validate: anyValue }); // SESSION-SITE
+    const open: GovernedMap<string, number>[] = [];
+    try {
+      for (let round = 0; round < 5; round++) {
+        const sessions: GovernedMap<string, number>[] = [];
+        for (let i = 0; i < 30; i++) sessions.push(openSessionCache(`s-${round}-${i}`));
+        if (round === 0) open.push(sessions[0]!);
+        sandbox.sweep(); // the sessions are open at this sweep...
+        sessions.length = 0; // ...and end before the next
+        await nextTurn();
+        fullGc();
+        await nextTurn(20);
+      }
+      sandbox.sweep();
+      const site = sandbox.report().topSites.find((s) => s.site.frames[0]!.includes(siteOf('SESSION-SITE')));
+      assert.ok(site !== undefined);
+      assert.equal(site.live, 1);
+      // The ended sessions' names were held (and counted as "+N more names") for the life of the site.
+      assert.deepEqual(site.maps, ['session_cache:s-0-0']);
+      void open;
     } finally {
       sandbox.stop();
     }
