@@ -85,7 +85,8 @@ interface SiteRecord {
 }
 
 /**
- * The runtime audit sandbox: a registry of every live GovernedMap in the process, and a
+ * The runtime audit sandbox: a registry of every live GovernedMap of this thread (creation
+ * hooks are per thread: a worker's maps need a sandbox there), and a
  * periodic sweep that names the maps that look leaked.
  *
  * How it stays off the hot path: it never watches operations. A map already counts its
