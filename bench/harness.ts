@@ -34,11 +34,12 @@ export type Suite = (context: SuiteContext) => Promise<SuiteReport>;
 
 /**
  * An option value a suite cannot run with (not a number, out of range, contradicting another
- * option). The runner prints its message and exits 2 before anything is measured.
+ * option), or an environment variable naming a service it needs that is unset or unreachable
+ * (GOVMAP_REDIS_URL). The runner prints its message and exits 2 before anything is measured.
  */
 export class BenchUsageError extends Error {
   readonly code = 'GOVMAP_BENCH_USAGE';
-  /** The option at fault, e.g. `--step`. */
+  /** The option at fault, e.g. `--step` (or the environment variable, e.g. `GOVMAP_REDIS_URL`). */
   readonly option: string;
 
   constructor(option: string, message: string) {

@@ -1,9 +1,10 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
-import { RemoteGovernedMap, connectRedis, int64Codec } from '../src/stores/redis/index.ts';
+import { ConfigurationError } from '../src/map/index.ts';
+import { RedisUnavailableError, RemoteGovernedMap, connectRedis, int64Codec } from '../src/stores/redis/index.ts';
 import type { RedisLink } from '../src/stores/redis/index.ts';
-import { medianOf, randomOrder, result, round, timeOps } from './harness.ts';
+import { BenchUsageError, medianOf, randomOrder, result, round, timeOps } from './harness.ts';
 import type { BenchResult, Suite } from './harness.ts';
 
 /**
@@ -60,10 +61,18 @@ function quantile(sorted: readonly number[], q: number): number {
 
 const suite: Suite = async ({ progress, quick }) => {
   const url = process.env.GOVMAP_REDIS_URL;
-  if (url === undefined || url === '') throw new Error('the redis suite needs a real Redis: bash test/infra/redis.sh start; export GOVMAP_REDIS_URL=redis://127.0.0.1:6390');
+  // A missing or unreachable Redis is the caller's setup, not a failure of the suite: one line
+  // naming the variable (exit 2, as for a bad option), not an uncaught exception's stack trace.
+  if (url === undefined || url === '') throw new BenchUsageError('GOVMAP_REDIS_URL', 'the redis suite needs a real Redis: bash test/infra/redis.sh start; export GOVMAP_REDIS_URL=redis://127.0.0.1:6390');
   const prefix = `govmap-bench:${process.pid}:`;
   const keys = Array.from({ length: KEYS }, (_, i) => `acct-${String(i).padStart(6, '0')}`);
-  const link = await connectRedis({ url });
+  let link: RedisLink;
+  try {
+    link = await connectRedis({ url });
+  } catch (error) {
+    if (!(error instanceof ConfigurationError || error instanceof RedisUnavailableError)) throw error;
+    throw new BenchUsageError('GOVMAP_REDIS_URL', `GOVMAP_REDIS_URL ${JSON.stringify(url)}: ${error.message}`);
+  }
   const raw = createClient({ url, RESP: 3 });
   await raw.connect();
   const near = balances(link, prefix, true);

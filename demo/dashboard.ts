@@ -275,10 +275,19 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
     orgs.record(org, tag!.txnType ?? '*', biz!.decision.route.id, res.statusCode, typeof degraded === 'string' ? degraded : null, Date.now());
   };
   // Not an async function: `then` on the handler's own promise allocates less per request than
-  // an async wrapper awaiting it. A request that failed is not counted (as before).
+  // an async wrapper awaiting it. A handler that throws (a 502 from a failing gateway, a 503 of
+  // a kill switch, a 4xx refusal) is answered by the router after this layer: its answer is
+  // observed once sent, so an org whose calls fail shows "failing", not "normal" with its
+  // failures missing from every count. Only that path pays for the listener.
   if (options.observeRequests !== false) context.router.use((req, res, next) => {
     const biz = currentBizContext();
-    return next().then(() => observe(req, res, biz));
+    return next().then(
+      () => observe(req, res, biz),
+      (error: unknown) => {
+        res.once('close', () => observe(req, res, biz));
+        throw error;
+      },
+    );
   });
 
   // ------------------------------------------------------------- breaker transitions, switch changes

@@ -1,8 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ScanReport } from '../src/lint/index.ts';
+import { Worker } from 'node:worker_threads';
 import { HttpError, sendJson, shown } from './http.ts';
+import type { LintAnswer, LintBodies } from './lint.worker.ts';
 import type { DemoContext } from './server.ts';
 
 /** How far up from this file the govmap checkout's package.json can be (demo/ or dist/demo/). */
@@ -12,13 +13,17 @@ const MAX_LEVELS = 4;
  * Static analysis in the demo: `GET /lint/report` runs `govmap scan` (recommended rules,
  * type-aware) over the demo's own source and answers its JSON findings (`?format=sarif` for the
  * SARIF log code scanning would receive). The scan runs on the first request, not at start-up
- * (it builds a TypeScript program: seconds of CPU the service should not spend unasked), and
- * its report is kept: the source does not change under a running service.
+ * (it builds a TypeScript program: seconds of CPU the service should not spend unasked), in a
+ * worker thread (demo/lint.worker.ts: on the event loop it stopped every answer for its whole
+ * length), and its report is kept: the source does not change under a running service.
  */
 export function installStaticAnalysis(context: DemoContext): void {
   const root = checkoutRoot();
-  // Type-only import above: the lint engine itself loads on the first request.
-  let report: Promise<ScanReport> | null = null;
+  let report: Promise<LintBodies> | null = null;
+  let running: Worker | null = null;
+  context.onClose(async () => {
+    await running?.terminate();
+  });
   context.router.route('GET', /^\/lint\/report$/, async (req, res) => {
     // Checked before the scan (seconds on a first call): an unknown format is not answered as JSON.
     const format = new URL(req.url ?? '/', 'http://localhost').searchParams.get('format') ?? 'json';
@@ -27,8 +32,7 @@ export function installStaticAnalysis(context: DemoContext): void {
       sendJson(res, 501, { error: { code: 'SOURCE_NOT_AVAILABLE', reason: 'the lint report scans the demo source, which needs a govmap source checkout with its tsconfig.json' } });
       return;
     }
-    const lint = await import('../src/lint/index.ts');
-    report ??= lint.scan({ cwd: root, paths: ['demo'], project: 'tsconfig.json' });
+    report ??= scanInWorker(root, (worker) => (running = worker));
     let done;
     try {
       done = await report;
@@ -38,17 +42,35 @@ export function installStaticAnalysis(context: DemoContext): void {
     }
     if (format === 'sarif') {
       res.writeHead(200, { 'content-type': 'application/sarif+json' });
-      res.end(lint.formatSarif(done));
+      res.end(done.sarif);
       return;
     }
-    sendJson(res, 200, {
-      filesScanned: done.filesScanned,
-      failing: lint.failingFindings(done).length,
-      rules: done.rules.map((r) => ({ id: r.id, level: r.level })),
-      findings: JSON.parse(lint.formatJson(done)) as unknown,
-    });
+    sendJson(res, 200, done.json);
   });
   context.announce('lint: GET /lint/report (govmap scan of the demo source; ?format=sarif for code scanning)');
+}
+
+/**
+ * The scan of `root`'s demo source in a worker thread of its own (ended once it answers; it
+ * does not keep the process alive). Rejects with the scan's error, or when the worker fails.
+ */
+function scanInWorker(root: string, started: (worker: Worker | null) => void): Promise<LintBodies> {
+  const url = new URL(`./lint.worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+  const worker = new Worker(url, { name: 'govmap-lint-scan', workerData: { root } });
+  worker.unref();
+  started(worker);
+  return new Promise<LintBodies>((resolve, reject) => {
+    worker.once('message', (answer: LintAnswer) => {
+      if (answer.ok) resolve(answer.bodies);
+      else reject(new Error(answer.error));
+    });
+    worker.once('error', reject);
+    // After an answer this changes nothing; without one, the scan is lost.
+    worker.once('exit', (code) => {
+      started(null);
+      reject(new Error(`the lint scan worker exited (code ${code}) without a report`));
+    });
+  });
 }
 
 /** The govmap source checkout holding this file (package.json named govmap, with tsconfig.json), or null. */

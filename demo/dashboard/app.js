@@ -191,7 +191,11 @@
     $('#orgs .empty').hidden = rows.length > 0;
   }
 
+  /** The fault of every org without its own (the latest state's), which each knob completes. */
+  let gatewayDefault = { failureRate: 0, latencyMs: 5 };
+
   function renderFaults(s) {
+    gatewayDefault = { failureRate: s.gateway.failureRate, latencyMs: s.gateway.latencyMs };
     const select = $('#fault-org');
     const known = [...new Set([...s.orgs.map((o) => o.org), ...Object.keys(s.gateway.orgs)])].sort();
     const current = [...select.options].map((o) => o.value);
@@ -403,7 +407,15 @@
       const org = $('#fault-org').value;
       if (!org) return say('#fault-result', 'no org to choose yet: wait for tagged traffic', false);
       const kind = button.dataset.fault;
-      const body = kind === 'fail' ? { org, failureRate: 1 } : kind === 'slow' ? { org, latencyMs: 400 } : { org, reset: true };
+      // Both fields, always: the endpoint keeps an unset field of the org's own fault, so "Fail"
+      // after "Slow" kept the 400 ms (every call timed out instead of failing) and "Slow" after
+      // "Fail" kept the failures. The other field is the default's, as for every other org.
+      const body =
+        kind === 'fail'
+          ? { org, failureRate: 1, latencyMs: gatewayDefault.latencyMs }
+          : kind === 'slow'
+            ? { org, failureRate: gatewayDefault.failureRate, latencyMs: 400 }
+            : { org, reset: true };
       try {
         await admin('/admin/faults', body);
         say('#fault-result', kind === 'reset' ? `org ${org}: back to normal` : `org ${org}: ${kind === 'fail' ? 'every settlement call fails' : 'settlement calls take 400 ms (timeout 200 ms)'}; watch its breakers`, true);

@@ -11,7 +11,11 @@ import { fileURLToPath } from 'node:url';
 const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 function bench(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [cli, 'bench', ...args], { encoding: 'utf8', timeout: 60_000 });
+  return benchWith(process.env, ...args);
+}
+
+function benchWith(env: NodeJS.ProcessEnv, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, 'bench', ...args], { encoding: 'utf8', timeout: 60_000, env });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -35,6 +39,24 @@ describe('govmap bench usage errors', () => {
   for (const [args, message] of refused) {
     test(`govmap bench ${args.join(' ')}: exit 2, one clear line`, () => {
       const r = bench(...args);
+      assert.equal(r.status, 2, `exit status\n${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+      assert.equal(r.stdout, '', 'nothing measured, nothing reported');
+    });
+  }
+
+  // The redis suite needs a real Redis: without one (unset, not a Redis URL, nothing listening)
+  // it said so in an uncaught exception's stack trace, exit 1.
+  const { GOVMAP_REDIS_URL: _unset, ...noRedis } = process.env;
+  const redisRefused: Array<[string, NodeJS.ProcessEnv, RegExp]> = [
+    ['GOVMAP_REDIS_URL unset', noRedis, /bench redis: the redis suite needs a real Redis: .*export GOVMAP_REDIS_URL=redis:\/\/127\.0\.0\.1:6390/],
+    ['GOVMAP_REDIS_URL not a Redis URL', { ...noRedis, GOVMAP_REDIS_URL: 'not-a-url' }, /bench redis: GOVMAP_REDIS_URL "not-a-url": .*redis:\/\/host:port/],
+    ['nothing listening at GOVMAP_REDIS_URL', { ...noRedis, GOVMAP_REDIS_URL: 'redis://127.0.0.1:1' }, /bench redis: GOVMAP_REDIS_URL "redis:\/\/127\.0\.0\.1:1": .*unavailable/],
+  ];
+  for (const [what, env, message] of redisRefused) {
+    test(`govmap bench redis --quick, ${what}: exit 2, one clear line`, () => {
+      const r = benchWith(env, 'redis', '--quick');
       assert.equal(r.status, 2, `exit status\n${r.stderr}`);
       assert.match(r.stderr, message);
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');

@@ -218,6 +218,31 @@ describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing 
     assert.deepEqual(consoleErrors, [], 'no console error through all of it');
     assert.deepEqual(foreignRequests, []);
   });
+
+  test('each fault knob sets what its button says, whatever was pressed before', async () => {
+    // "Fail every call" after "Slow: 400 ms" said "every settlement call fails" and left the
+    // 400 ms in place: every call timed out instead, and the breakers opened on timeout_rate.
+    const org = '3003';
+    const row = `#fault-list tr[data-fault-org="${org}"]`;
+    const shows = (fails: string, latency: string): Promise<unknown> =>
+      page.waitForFunction(
+        ([selector, f, l]) => document.querySelector(selector)?.textContent === `3003${f}${l}`,
+        [row, fails, latency] as const,
+        { timeout: 5000 },
+      );
+    await page.selectOption('#fault-org', org);
+    try {
+      await page.click('button[data-fault="slow"]');
+      await shows('0.0%', '400 ms');
+      await page.click('button[data-fault="fail"]');
+      await shows('100.0%', '5 ms');
+      await page.click('button[data-fault="slow"]');
+      await shows('0.0%', '400 ms');
+    } finally {
+      await page.click('button[data-fault="reset"]');
+      await page.waitForFunction(() => document.querySelector('#fault-list tr[data-fault-org]') === null, undefined, { timeout: 5000 });
+    }
+  });
 });
 
 /**

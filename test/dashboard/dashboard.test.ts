@@ -253,6 +253,28 @@ describe('the fault knob acts on one org', () => {
     const reset = await fetch(`${demo.url}/admin/faults`, json({ org: '2002', reset: true }, TOKEN));
     assert.deepEqual(await reset.json(), { org: '2002', own: false, failureRate: 0, latencyMs: 5 });
   });
+
+  test('an org whose answers fail (5xx before its breaker opens) is shown failing, its failed answers counted', async () => {
+    // Org 3003's payments have no degradation (route org-3003-pay): a failing gateway answers 502.
+    // The dashboard showed such an org "normal", with its failed answers missing from every count.
+    const set = await fetch(`${demo.url}/admin/faults`, json({ org: '3003', failureRate: 1 }, TOKEN));
+    assert.equal(set.status, 200);
+    await set.arrayBuffer();
+    try {
+      const pay = (): Promise<Response> =>
+        fetch(`${demo.url}/payments`, { ...json({ from: 'acct-000001', to: 'acct-000002', amount: '10' }), headers: { 'content-type': 'application/json', 'x-biz-tag': 'orgId:3003|txnType:pay' } });
+      // Two failures in one breaker window: three breached windows open it, so it stays closed.
+      for (const answer of await Promise.all([pay(), pay()])) {
+        assert.equal(answer.status, 502);
+        await answer.arrayBuffer();
+      }
+      const seen = await events(`${demo.url}/events`, (name, data) => name === 'state' && data.orgs.some((o: any) => o.org === '3003'), 3_000);
+      const row = seen.at(-1)!.data.orgs.find((o: any) => o.org === '3003' && o.txnType === 'pay');
+      assert.deepEqual([row.getting, row.detail, row.lastStatus, row.recent.failed], ['failing', 'HTTP 502', 502, 2]);
+    } finally {
+      await (await fetch(`${demo.url}/admin/faults`, json({ org: '3003', reset: true }, TOKEN))).arrayBuffer();
+    }
+  });
 });
 
 describe('the audit panel over a real spool', () => {
@@ -410,5 +432,37 @@ describe('what the stream carries stays bounded, and one panel failing does not 
       await demo.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the static analysis panel', () => {
+  let demo: DemoService;
+  before(async () => {
+    demo = await startDemo({ port: 0, accounts: 5, adminToken: TOKEN, sandbox: { stateDirectory: null } });
+  });
+  after(() => demo.close());
+
+  test('"Scan now" does not stall the service: it keeps answering (and pushing the dashboard state) while the scan runs', async () => {
+    // The scan builds a TypeScript program: seconds of CPU. Run on the service's own thread, it
+    // stopped every answer for its whole length (8.5 s for a balance read, measured), and the
+    // page judged its own stream dead and greyed every panel.
+    let longestGapMs = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      longestGapMs = Math.max(longestGapMs, now - last);
+      last = now;
+    }, 20);
+    try {
+      const started = performance.now();
+      const report = await fetch(`${demo.url}/lint/report`);
+      assert.equal(report.status, 200);
+      const body = (await report.json()) as { filesScanned: number; rules: unknown[] };
+      assert.ok(body.filesScanned >= 5 && body.rules.length === 7);
+      assert.ok(performance.now() - started > 1000, 'the scan takes seconds (else this test measures nothing)');
+    } finally {
+      clearInterval(ticker);
+    }
+    assert.ok(longestGapMs < 1000, `the event loop stalled for ${Math.round(longestGapMs)} ms during the scan`);
   });
 });
