@@ -78,6 +78,12 @@ function usage(only?: string): string {
 
 const args = process.argv.slice(2);
 const help = args.includes('--help') || args.includes('-h');
+// The suite comes first: options before it were never checked (`--bogus map` ran the suite, and
+// `--hold 5 load` took "5" for the suite's name).
+if (!help && args[0] !== undefined && args[0].startsWith('-')) {
+  console.error(`bench: name the suite first, then its options (got "${args[0]}" before any suite)\n${usage()}`);
+  process.exit(2);
+}
 const name = args.find((a) => !a.startsWith('-'));
 if (name !== undefined && !(name in suites)) {
   console.error(`unknown suite "${name}"\n${usage()}`);

@@ -35,6 +35,9 @@ describe('govmap bench usage errors', () => {
     [['cost', '--parts', 'audit,audit'], /"audit" is named twice/],
     [['audit', '--bogus'], /unknown option "--bogus"/],
     [['no-such-suite'], /unknown suite "no-such-suite"/],
+    // Options before the suite were never checked: `--bogus map` ran map, `--hold 5 load` took "5" for a suite.
+    [['--bogus', 'map'], /name the suite first, then its options \(got "--bogus" before any suite\)/],
+    [['--hold', '5', 'load'], /name the suite first, then its options \(got "--hold" before any suite\)/],
   ];
   for (const [args, message] of refused) {
     test(`govmap bench ${args.join(' ')}: exit 2, one clear line`, () => {
