@@ -59,7 +59,7 @@ async function fetchText(url: string, timeoutMs: number, what: string): Promise<
   }
   let body: string;
   try {
-    body = await readCapped(response, MAX_ANSWER_BYTES);
+    body = await readCapped(response, MAX_ANSWER_BYTES, (why) => new AdvisorSourceError(response.url, why));
   } catch (error) {
     if (error instanceof AdvisorSourceError) throw error;
     throw new AdvisorSourceError(url, `the ${what} did not finish its answer: ${reasonOf(error, timeoutMs)}`, error);
@@ -77,12 +77,16 @@ async function fetchText(url: string, timeoutMs: number, what: string): Promise<
   return { body, contentType: response.headers.get('content-type') };
 }
 
-/** The body as UTF-8 text, refused once it passes `maxBytes` (the rest is not read). */
-async function readCapped(response: Response, maxBytes: number): Promise<string> {
+/**
+ * The body as UTF-8 text, refused (with `refuse(why)`) once it passes `maxBytes`: the rest is not
+ * read, so a source that floods cannot make the reader hold what it sends. Shared with
+ * `govmap sandbox report`.
+ */
+export async function readCapped(response: Response, maxBytes: number, refuse: (why: string) => Error): Promise<string> {
   const declared = Number(response.headers.get('content-length'));
   if (Number.isFinite(declared) && declared > maxBytes) {
     await response.body?.cancel();
-    throw new AdvisorSourceError(response.url, `answered ${declared} bytes, more than the ${maxBytes} read at most`);
+    throw refuse(`answered ${declared} bytes, more than the ${maxBytes} read at most`);
   }
   if (response.body === null) return '';
   const decoder = new TextDecoder();
@@ -92,7 +96,7 @@ async function readCapped(response: Response, maxBytes: number): Promise<string>
     bytes += chunk.byteLength;
     // Leaving the loop by a throw cancels the stream: the rest is never downloaded.
     if (bytes > maxBytes) {
-      throw new AdvisorSourceError(response.url, `answered more than the ${maxBytes} bytes read at most`);
+      throw refuse(`answered more than the ${maxBytes} bytes read at most`);
     }
     parts.push(decoder.decode(chunk, { stream: true }));
   }

@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from 'commander';
 import type { Command, CommanderError } from 'commander';
 import type { LeakSuspect, SandboxReport } from '../sandbox/index.ts';
+import { MAX_ANSWER_BYTES, readCapped } from '../advisor/sources.ts';
 import { checkSandboxReport } from './sandbox-report-schema.ts';
 
 export interface SandboxReportOptions {
@@ -53,7 +54,8 @@ export async function sandboxReportCommand(options: SandboxReportOptions): Promi
   let report: SandboxReport;
   try {
     const response = await fetch(endpoint, { signal: AbortSignal.timeout(options.timeout * 1000) });
-    const text = await response.text();
+    // Capped as advise's answers are: a service flooding its answer cannot exhaust this process.
+    const text = await readCapped(response, MAX_ANSWER_BYTES, (why) => new Error(why));
     if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.slice(0, 300)}`);
     let parsed: unknown;
     try {

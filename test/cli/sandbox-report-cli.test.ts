@@ -83,3 +83,28 @@ describe('govmap sandbox report', () => {
     });
   }
 });
+
+test('a service that floods its answer is cut off at 64 MiB, one line, exit 1 (not read whole into memory)', async () => {
+  // A body of 80 MiB, sent without a content-length so only counting can stop it.
+  const flood = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const chunk = Buffer.alloc(1 << 20, 0x20);
+    let sent = 0;
+    const more = (): void => {
+      while (sent < 80 && res.write(chunk)) sent++;
+      if (sent >= 80) res.end();
+      else res.once('drain', more);
+    };
+    more();
+  });
+  await new Promise<void>((resolve) => flood.listen(0, '127.0.0.1', resolve));
+  try {
+    const r = await govmap('sandbox', 'report', '--url', `http://127.0.0.1:${(flood.address() as AddressInfo).port}`);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^govmap sandbox report: cannot read .*: answered more than the 67108864 bytes read at most/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  } finally {
+    flood.closeAllConnections();
+    flood.close();
+  }
+});
