@@ -74,6 +74,11 @@ export async function sandboxReportCommand(options: SandboxReportOptions): Promi
   }
   console.log(options.json === true ? JSON.stringify(report, null, 2) : formatSandboxReport(report, endpoint));
   if (options.failOnSuspects === true && report.suspects.length > 0) process.exitCode = EXIT_SUSPECTS;
+  // A gate must not pass on a sandbox that judged nothing: stopped, its "no suspects" is silence.
+  else if (options.failOnSuspects === true && !report.running) {
+    console.error(`govmap sandbox report: the sandbox of ${endpoint} is not running (stopped): no map was judged, so no verdict`);
+    process.exitCode = EXIT_UNREACHABLE;
+  }
 }
 
 const ms = (seconds: number | null): string => (seconds === null ? '-' : seconds >= 1 ? `${seconds.toFixed(2)}s` : `${(seconds * 1000).toFixed(1)}ms`);
@@ -102,7 +107,8 @@ export function formatSandboxReport(r: SandboxReport, source: string): string {
   const i = r.instances;
   out.push(`  maps: ${i.live} live, ${i.created} created, ${i.collected} collected, ${i.disposed} disposed; creation sites captured ${i.sitesCaptured}, skipped ${i.sitesSkipped} (budget ${r.settings.siteCapturesPerSecond}/s)`);
   out.push('');
-  if (r.suspects.length === 0) out.push('no leak suspects');
+  if (!r.running) out.push('the sandbox is not running (stopped): nothing is being swept or judged; the figures above are from before it stopped');
+  if (r.suspects.length === 0) out.push(r.running ? 'no leak suspects' : 'no leak suspects listed (none judged since the stop)');
   else {
     out.push(`${r.suspects.length + r.suspectsNotListed} leak suspect(s)${r.suspectsNotListed > 0 ? ` (${r.suspectsNotListed} not listed)` : ''}:`);
     for (const s of r.suspects) out.push(...suspectLines(s).map((l) => `  ${l}`));

@@ -108,3 +108,13 @@ test('a service that floods its answer is cut off at 64 MiB, one line, exit 1 (n
     flood.close();
   }
 });
+
+test('a stopped sandbox says so, and --fail-on-suspects does not pass a gate on it (exit 1: nothing was judged)', async () => {
+  answer = JSON.stringify({ ...JSON.parse(realReport()), running: false, suspects: [], suspectsNotListed: 0 });
+  const shown = await govmap('sandbox', 'report', '--url', url);
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.match(shown.stdout, /the sandbox is not running \(stopped\)/);
+  const gate = await govmap('sandbox', 'report', '--url', url, '--fail-on-suspects');
+  assert.equal(gate.code, 1, gate.stderr);
+  assert.match(gate.stderr, /is not running \(stopped\): no map was judged, so no verdict/);
+});
