@@ -153,8 +153,16 @@ export const VALUE_RULES: Readonly<Record<string, ValueRule>> = Object.freeze({
   govmap_gc_pause_fraction: { holds: isShare, rule: 'a share of time is from 0 to 1' },
 });
 
+/**
+ * The rule of a metric the advisor reads, or undefined. An own property only: a metric named
+ * `constructor` or `__proto__` (any name the format allows) must not find Object.prototype's.
+ */
+function ruleOf(name: string): ValueRule | undefined {
+  return Object.hasOwn(VALUE_RULES, name) ? VALUE_RULES[name] : undefined;
+}
+
 /** Why `value` of the series is refused, or null when it is in range (or the metric is not one the advisor reads). */
-function refusal(name: string, labels: Readonly<Record<string, string>>, value: number, rule: ValueRule | undefined = VALUE_RULES[name]): string | null {
+function refusal(name: string, labels: Readonly<Record<string, string>>, value: number, rule: ValueRule | undefined = ruleOf(name)): string | null {
   if (rule === undefined || rule.holds(value)) return null;
   return `refused ${formatSeries(name, labels)} = ${formatFloatValue(value)}: ${rule.rule}`;
 }
@@ -178,14 +186,14 @@ function screen(samples: readonly PromSample[]): { accepted: PromSample[]; refus
   // Only the metrics the advisor reads are checked: a large exposition is mostly other series.
   const seen = new Map<string, PromSample[]>();
   for (const sample of samples) {
-    if (VALUE_RULES[sample.name] === undefined) continue;
+    if (ruleOf(sample.name) === undefined) continue;
     const id = seriesIdentity(sample);
     const same = seen.get(id);
     if (same === undefined) seen.set(id, [sample]);
     else same.push(sample);
   }
   for (const sample of samples) {
-    const same = VALUE_RULES[sample.name] === undefined ? undefined : seen.get(seriesIdentity(sample));
+    const same = ruleOf(sample.name) === undefined ? undefined : seen.get(seriesIdentity(sample));
     if (same !== undefined && same.length > 1) {
       if (same[0] !== sample) continue; // one decision per series, taken at its first sample
       const values = [...new Set(same.map((s) => formatFloatValue(s.value)))];
@@ -209,24 +217,32 @@ export async function evidenceFromMetricsEndpoint(url: string, options: SourceOp
   return evidenceFromMetricsText(body, url, options.thresholds ?? DEFAULT_THRESHOLDS, formatOfContentType(contentType));
 }
 
-/** Samples by metric name, then by their `map` label ('' when they carry none). */
+/**
+ * The series a figure belongs to: its `map` label ('' when none) and its `instance` label ('' when
+ * none). An endpoint that carries several instances (Prometheus's /federate, a Pushgateway)
+ * holds one series per instance for the same map; judging on whichever came first would mix one
+ * instance's key count with another's load count.
+ */
+const mapKeyOf = (labels: Readonly<Record<string, string>>): string => `${labels.map ?? ''}\u0000${labels.instance ?? ''}`;
+
+/** Samples by metric name, then by their (map, instance) key. */
 function byNameAndMap(samples: readonly PromSample[]): Map<string, Map<string, PromSample[]>> {
   const out = new Map<string, Map<string, PromSample[]>>();
   for (const s of samples) {
     let perMap = out.get(s.name);
     if (perMap === undefined) out.set(s.name, (perMap = new Map<string, PromSample[]>()));
-    const map = s.labels.map ?? '';
-    let list = perMap.get(map);
-    if (list === undefined) perMap.set(map, (list = []));
+    const key = mapKeyOf(s.labels);
+    let list = perMap.get(key);
+    if (list === undefined) perMap.set(key, (list = []));
     list.push(s);
   }
   return out;
 }
 
 /**
- * Evidence from one exposition. With the in-process advisor exported (`govmap_advisor_*`) the
- * held breaches and the weekly counts are the advisor's; without it a single scrape sees one
- * sliding window and no week, and says so.
+ * Evidence from one exposition, one row per (map, instance). With the in-process advisor
+ * exported (`govmap_advisor_*`) the held breaches and the weekly counts are the advisor's;
+ * without it a single scrape sees one sliding window and no week, and says so.
  *
  * Lookups go through an index by (metric, map): an exposition of thousands of maps (a
  * per-request leak names a map per request) is read in time linear in its size.
@@ -236,44 +252,44 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
   const { accepted, refused } = screen(samples);
   const metrics = byName(accepted);
   const perMap = byNameAndMap(accepted);
-  const ofMap = (name: string, map: string): readonly PromSample[] => perMap.get(name)?.get(map) ?? [];
-  /** The first sample of `name` for `map` whose labels include `extra`; null when none, or NaN. */
-  const valueOf = (name: string, map: string, extra: Record<string, string> = {}): number | null => {
-    const hit = ofMap(name, map).find((s) => Object.entries(extra).every(([k, v]) => s.labels[k] === v));
+  const ofMap = (name: string, key: string): readonly PromSample[] => perMap.get(name)?.get(key) ?? [];
+  /** The first sample of `name` for the (map, instance) `key` whose labels include `extra`; null when none, or NaN. */
+  const valueOf = (name: string, key: string, extra: Record<string, string> = {}): number | null => {
+    const hit = ofMap(name, key).find((s) => Object.entries(extra).every(([k, v]) => s.labels[k] === v));
     return hit === undefined || Number.isNaN(hit.value) ? null : hit.value;
   };
   // From every sample, refused ones included: a map whose only figure is refused still gets its note.
   const all = byName(samples);
-  const maps = new Set<string>();
+  const maps = new Map<string, { readonly map: string; readonly instance: string }>();
   for (const name of ['syncmap_keys', 'syncmap_load_total', 'govmap_advisor_recommendation']) {
-    for (const s of all.get(name) ?? []) if (s.labels.map !== undefined) maps.add(s.labels.map);
+    for (const s of all.get(name) ?? []) if (s.labels.map !== undefined) maps.set(mapKeyOf(s.labels), { map: s.labels.map, instance: s.labels.instance ?? '' });
   }
-  // Refusals by map; those of samples without a map label (GC, the advisor's window) bear on every map.
-  // Both lists keep the order of the exposition (index into `refused`), merged per map below.
-  const refusedOnEvery: number[] = [];
-  const refusedByMap = new Map<string, number[]>();
+  // Refusals by (map, instance); those of samples without a map label (GC, the advisor's window)
+  // bear on every map of their instance. Both lists keep the order of the exposition (index into
+  // `refused`), merged per map below.
+  const refusedByKey = new Map<string, number[]>();
   refused.forEach((r, i) => {
-    const map = r.sample.labels.map;
-    if (map === undefined) refusedOnEvery.push(i);
-    else {
-      let list = refusedByMap.get(map);
-      if (list === undefined) refusedByMap.set(map, (list = []));
-      list.push(i);
-    }
+    const key = mapKeyOf(r.sample.labels);
+    let list = refusedByKey.get(key);
+    if (list === undefined) refusedByKey.set(key, (list = []));
+    list.push(i);
   });
-  // A refused trend has its own note; "not exported" would then be wrong.
-  const gcRisingRefused = refused.some((r) => r.sample.name === 'govmap_gc_pause_rising');
-  const advisorWindowSeconds = valueOf('govmap_advisor_window_seconds', '');
-  const gcRising = (metrics.get('govmap_gc_pause_rising') ?? [])[0];
-  const gc = {
-    rising: gcRising === undefined ? null : gcRising.value === 1,
-    ratio: (metrics.get('govmap_gc_pause_trend_ratio') ?? [])[0]?.value ?? null,
-    recentPauseFraction: (metrics.get('govmap_gc_pause_fraction') ?? [])[0]?.value ?? null,
-  };
+  /** The first sample of a metric without a map label, of `instance`. */
+  const ofInstance = (name: string, instance: string): PromSample | undefined => (metrics.get(name) ?? []).find((s) => (s.labels.instance ?? '') === instance);
 
   const out: MapEvidence[] = [];
-  for (const map of [...maps].sort()) {
-    const notes: string[] = mergeOrdered(refusedByMap.get(map) ?? [], refusedOnEvery).map((i) => refused[i]!.note);
+  for (const [map, { map: mapName, instance }] of [...maps].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const machine = `\u0000${instance}`;
+    const notes: string[] = mergeOrdered(refusedByKey.get(map) ?? [], refusedByKey.get(machine) ?? []).map((i) => refused[i]!.note);
+    // A refused trend has its own note; "not exported" would then be wrong.
+    const gcRisingRefused = (refusedByKey.get(machine) ?? []).some((i) => refused[i]!.sample.name === 'govmap_gc_pause_rising');
+    const advisorWindowSeconds = valueOf('govmap_advisor_window_seconds', machine);
+    const gcRising = ofInstance('govmap_gc_pause_rising', instance);
+    const gc = {
+      rising: gcRising === undefined ? null : gcRising.value === 1,
+      ratio: ofInstance('govmap_gc_pause_trend_ratio', instance)?.value ?? null,
+      recentPauseFraction: ofInstance('govmap_gc_pause_fraction', instance)?.value ?? null,
+    };
     const withAdvisor = ofMap('govmap_advisor_recommendation', map).length > 0;
     let missRatio: MapEvidence['missRatio'];
     let readWrite: MapEvidence['readWrite'];
@@ -325,7 +341,7 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
           : 'no GC pause trend exported (govmap_gc_pause_rising): start a Sandbox in the service',
       );
     }
-    out.push({ map, instance: null, source: 'metrics-endpoint', keys: valueOf('syncmap_keys', map), missRatio, gc, readWrite, ranges, notes });
+    out.push({ map: mapName, instance: instance === '' ? null : instance, source: 'metrics-endpoint', keys: valueOf('syncmap_keys', map), missRatio, gc, readWrite, ranges, notes });
   }
   return out;
 }

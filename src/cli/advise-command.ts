@@ -49,9 +49,16 @@ export function registerAdviseCommand(program: Command): void {
     .action(adviseCommand);
 }
 
-export async function adviseCommand(options: AdviseCommandOptions): Promise<void> {
+export async function adviseCommand(options: AdviseCommandOptions, command?: Command): Promise<void> {
   if ((options.url === undefined) === (options.prometheus === undefined)) {
     console.error('govmap advise: give exactly one source: --url <metrics endpoint> or --prometheus <Prometheus URL>');
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
+  // Commander fills --window with its default: only a typed one counts. With --url it would be
+  // ignored silently, and the advice read as judged on a window it was not judged on.
+  if (options.url !== undefined && command?.getOptionValueSource('window') === 'cli') {
+    console.error("govmap advise: --window applies to --prometheus only (with --url the figures are the service's own windows: the advisor's windowMs, or the map metrics' 5-minute sliding window)");
     process.exitCode = EXIT_USAGE;
     return;
   }

@@ -163,6 +163,32 @@ describe('what real exporters write', () => {
     assert.ok(!fx!.notes.some((n) => n.startsWith('refused')), fx!.notes.join('\n'));
   });
 
+  test('a metric named like an Object.prototype member (constructor, toString, __proto__) is just another series', () => {
+    // A foreign exporter on the same endpoint may name a metric anything the format allows.
+    for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      const evidence = evidenceFromMetricsText(`${name} 1\n${name}{map="balances"} 2\nsyncmap_keys{map="balances"} 60000\n`, 'http://svc/metrics');
+      assert.deepEqual(evidence.map((e) => [e.map, e.keys, advise(e).recommendation]), [['balances', 60000, 'redis-store']], name);
+    }
+  });
+
+  test('one map on several instances (a /federate endpoint): one row per instance, figures never mixed', () => {
+    const text = [
+      'syncmap_keys{instance="a:8080",job="clearing",map="balances"} 10',
+      'syncmap_keys{instance="b:8080",job="clearing",map="balances"} 70000',
+      'syncmap_load_total{instance="a:8080",job="clearing",map="balances"} 5000',
+      'syncmap_load_total{instance="b:8080",job="clearing",map="balances"} 50',
+      'syncmap_miss_ratio{instance="b:8080",job="clearing",map="balances"} 0.9',
+      'govmap_gc_pause_rising{instance="a:8080",job="clearing"} 0',
+      'govmap_gc_pause_rising{instance="b:8080",job="clearing"} 1',
+    ].join('\n');
+    const [a, b] = evidenceFromMetricsText(text, 'http://prometheus:9090/federate').map((e) => advise(e));
+    assert.deepEqual([a!.instance, a!.evidence.keys, a!.evidence.gc.rising, a!.recommendation], ['a:8080', 10, false, 'stay']);
+    // b's 70,000 keys are b's, and its miss ratio is gated by its own 50 loads, not a's 5,000.
+    assert.deepEqual([b!.instance, b!.evidence.keys, b!.evidence.gc.rising, b!.recommendation], ['b:8080', 70000, true, 'redis-store']);
+    assert.equal(b!.evidence.missRatio.latest, null);
+    assert.ok(b!.evidence.notes.includes('miss ratio not judged: 50 loads since the map started, fewer than the 100 it needs'), b!.evidence.notes.join('\n'));
+  });
+
   test('thousands of maps in one exposition are read in linear time', () => {
     const maps = 10_000;
     const lines: string[] = [];

@@ -59,6 +59,16 @@ describe('govmap advise', () => {
     });
   }
 
+  test('--window with --url exits 2 before any request: it shapes the --prometheus queries only', async () => {
+    exposition = WRITE_HEAVY;
+    const before = requests;
+    const r = await govmap('advise', '--url', metrics, '--window', '60', '--check');
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^govmap advise: --window applies to --prometheus only/);
+    assert.equal(r.stdout, '');
+    assert.equal(requests, before);
+  });
+
   test('impossible figures are refused with the metric, the value and the rule, and judged as unknown', async () => {
     exposition = [
       'syncmap_keys{map="balances"} -5',
