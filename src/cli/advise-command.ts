@@ -94,6 +94,12 @@ export async function adviseCommand(options: AdviseCommandOptions, command?: Com
     console.log(advisor.formatAdvice(advice));
   }
   if (options.check === true && advice.some((a) => a.recommendation !== 'stay')) process.exitCode = EXIT_MIGRATE;
+  if (options.check === true && evidence.length === 0) {
+    // A gate pointed at a source with no govmap map (node-exporter on the wrong port, a service
+    // before its first map) judged nothing: passing it would pass it for good.
+    console.error(`govmap advise: --check: ${options.url ?? options.prometheus} has no govmap map metrics (syncmap_*), so nothing was judged: is it the right source?`);
+    process.exitCode = EXIT_SOURCE;
+  }
   if (wanted !== null) {
     const missing = [...wanted].filter((name) => !evidence.some((e) => e.map === name));
     if (missing.length > 0) {

@@ -59,6 +59,17 @@ describe('govmap advise', () => {
     });
   }
 
+  test('--check against a source with no govmap map (the wrong port, node-exporter) fails with exit 1: nothing was judged', async () => {
+    exposition = ['# TYPE node_load1 gauge', 'node_load1 0.42'].join('\n');
+    const gate = await govmap('advise', '--url', metrics, '--check');
+    assert.equal(gate.code, 1, gate.stderr);
+    assert.match(gate.stderr, /has no govmap map metrics \(syncmap_\*\), so nothing was judged/);
+    // Without --check it is a report, not a gate: it says so and exits 0.
+    const report = await govmap('advise', '--url', metrics);
+    assert.equal(report.code, 0, report.stderr);
+    assert.match(report.stdout, /no govmap maps found/);
+  });
+
   test('--window with --url exits 2 before any request: it shapes the --prometheus queries only', async () => {
     exposition = WRITE_HEAVY;
     const before = requests;
