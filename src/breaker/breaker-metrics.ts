@@ -20,6 +20,14 @@ export interface BreakerMetricsOptions {
 /** The `key` label of a group's breakers past maxKeySeries: no breaker key can be it (parentheses). */
 export const OTHER_KEYS = '(others)';
 
+/** The breaker counters exported as Prometheus counters. */
+const COUNTER_FIELDS = ['successes', 'failures', 'timeouts', 'rejected', 'toOpen', 'toHalfOpen', 'toClosed'] as const;
+type CounterField = (typeof COUNTER_FIELDS)[number];
+
+function zeroCounts(): Record<CounterField, number> {
+  return { successes: 0, failures: 0, timeouts: 0, rejected: 0, toOpen: 0, toHalfOpen: 0, toClosed: 0 };
+}
+
 /** Anything that reports sync health: the cluster sync. */
 export interface SyncHealth {
   readonly instance: string;
@@ -44,8 +52,11 @@ export class BreakerMetrics {
   readonly prefix: string;
   readonly #sources = new Map<string, Source>();
   readonly #syncs = new Set<SyncHealth>();
-  /** Per group, the keys that have series of their own (at most maxKeySeries). */
-  readonly #keySeries = new WeakMap<BreakerGroup, Set<string>>();
+  /**
+   * Per group: the keys that have series of their own (at most maxKeySeries), the breakers
+   * summed under "(others)", and the counts of those that left it (evicted).
+   */
+  readonly #keySeries = new WeakMap<BreakerGroup, { placed: Set<string>; pooled: Set<CircuitBreaker>; retired: Record<CounterField, number> }>();
 
   constructor(options: BreakerMetricsOptions = {}) {
     this.registry = options.registry ?? new Registry();
@@ -58,10 +69,11 @@ export class BreakerMetrics {
     /**
      * The series to export: one per breaker with a key of its own, and per group one summing the
      * rest. A key keeps its place while its breaker lives (a series does not move to the sum and
-     * back); the place of an evicted key goes to the next key seen.
+     * back, nor out of it); the place of an evicted key goes to the next new breaker.
      */
-    const rows = (): Array<{ labels: { breaker: string; key: string }; breakers: CircuitBreaker[] }> => {
-      const out: Array<{ labels: { breaker: string; key: string }; breakers: CircuitBreaker[] }> = [];
+    type Row = { labels: { breaker: string; key: string }; breakers: CircuitBreaker[]; retired?: Record<CounterField, number> };
+    const rows = (): Row[] => {
+      const out: Row[] = [];
       for (const source of this.#sources.values()) {
         if (source.kind === 'breaker') {
           out.push({ labels: labels(source.breaker), breakers: [source.breaker] });
@@ -69,24 +81,40 @@ export class BreakerMetrics {
         }
         const group = source.group;
         const all = [...group.breakers()];
-        let placed = this.#keySeries.get(group);
-        if (placed === undefined) this.#keySeries.set(group, (placed = new Set<string>()));
+        let series = this.#keySeries.get(group);
+        if (series === undefined) this.#keySeries.set(group, (series = { placed: new Set(), pooled: new Set(), retired: zeroCounts() }));
+        const { placed, pooled, retired } = series;
         const present = new Set(all.map((b) => b.key ?? ''));
         for (const key of placed) if (!present.has(key)) placed.delete(key);
+        // "(others)" is a counter: a breaker leaving the sum (evicted) must not take its counts
+        // with it, or the sum falls and Prometheus reads a reset (rate() spikes by the whole sum).
+        // Its counts stay in `retired`; and a breaker in the sum stays there while it lives (moved
+        // to a freed place of its own, its counts would leave the sum just the same).
+        const alive = new Set(all);
+        for (const b of pooled) {
+          if (alive.has(b)) continue;
+          for (const field of COUNTER_FIELDS) retired[field] += b.counters[field];
+          pooled.delete(b);
+        }
         const others: CircuitBreaker[] = [];
         for (const b of all) {
           const key = b.key ?? '';
-          if (!placed.has(key) && placed.size < maxKeySeries) placed.add(key);
-          if (placed.has(key)) out.push({ labels: labels(b), breakers: [b] });
-          else others.push(b);
+          if (!pooled.has(b) && (placed.has(key) || (placed.size < maxKeySeries && placed.add(key)))) {
+            out.push({ labels: labels(b), breakers: [b] });
+          } else {
+            pooled.add(b);
+            others.push(b);
+          }
         }
-        if (others.length > 0) out.push({ labels: { breaker: group.name, key: OTHER_KEYS }, breakers: others });
+        if (others.length > 0 || COUNTER_FIELDS.some((field) => retired[field] > 0)) {
+          out.push({ labels: { breaker: group.name, key: OTHER_KEYS }, breakers: others, retired });
+        }
       }
       return out;
     };
-    const sum = (breakers: readonly CircuitBreaker[], read: (c: CircuitBreaker['counters']) => number): number => {
-      let total = 0;
-      for (const b of breakers) total += read(b.counters);
+    const sum = (row: Row, field: CounterField): number => {
+      let total = row.retired?.[field] ?? 0;
+      for (const b of row.breakers) total += b.counters[field];
       return total;
     };
 
@@ -109,11 +137,11 @@ export class BreakerMetrics {
       registers,
       collect() {
         this.reset();
-        for (const { labels: l, breakers } of rows()) {
-          this.inc({ ...l, outcome: 'success' }, sum(breakers, (c) => c.successes));
-          this.inc({ ...l, outcome: 'failure' }, sum(breakers, (c) => c.failures));
-          this.inc({ ...l, outcome: 'timeout' }, sum(breakers, (c) => c.timeouts));
-          this.inc({ ...l, outcome: 'rejected' }, sum(breakers, (c) => c.rejected));
+        for (const row of rows()) {
+          this.inc({ ...row.labels, outcome: 'success' }, sum(row, 'successes'));
+          this.inc({ ...row.labels, outcome: 'failure' }, sum(row, 'failures'));
+          this.inc({ ...row.labels, outcome: 'timeout' }, sum(row, 'timeouts'));
+          this.inc({ ...row.labels, outcome: 'rejected' }, sum(row, 'rejected'));
         }
       },
     });
@@ -124,10 +152,10 @@ export class BreakerMetrics {
       registers,
       collect() {
         this.reset();
-        for (const { labels: l, breakers } of rows()) {
-          this.inc({ ...l, to: 'OPEN' }, sum(breakers, (c) => c.toOpen));
-          this.inc({ ...l, to: 'HALF_OPEN' }, sum(breakers, (c) => c.toHalfOpen));
-          this.inc({ ...l, to: 'CLOSED' }, sum(breakers, (c) => c.toClosed));
+        for (const row of rows()) {
+          this.inc({ ...row.labels, to: 'OPEN' }, sum(row, 'toOpen'));
+          this.inc({ ...row.labels, to: 'HALF_OPEN' }, sum(row, 'toHalfOpen'));
+          this.inc({ ...row.labels, to: 'CLOSED' }, sum(row, 'toClosed'));
         }
       },
     });

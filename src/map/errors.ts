@@ -192,10 +192,11 @@ export class StoreRefusedError extends GovMapError {
  * The write IS applied (`details.applied`): retrying the update would apply it twice.
  */
 export class ObserverFlushError extends GovMapError {
-  constructor(map: string, key: unknown, cause: unknown) {
+  /** `operation`: the write the caller made (the Redis map's `add`, `store`...; updateAsync by default). */
+  constructor(map: string, key: unknown, cause: unknown, operation = 'updateAsync') {
     super(
       'GOVMAP_OBSERVER_FLUSH_FAILED',
-      `map "${map}": updateAsync of key ${describeKey(key)} was applied, but an observer could not make it durable (${describeCause(cause)}); do not retry the update`,
+      `map "${map}": ${operation} of key ${describeKey(key)} was applied, but an observer could not make it durable (${describeCause(cause)}); do not retry it`,
       { map, key: keyDetail(key), applied: true },
       { cause },
     );

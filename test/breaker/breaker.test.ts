@@ -433,4 +433,29 @@ describe('snapshots and metrics', () => {
     assert.throws(() => new BreakerMetrics({ maxKeySeries: -1 }), /maxKeySeries/);
     group.dispose();
   });
+
+  test('the "(others)" counters never fall: a breaker evicted from the sum keeps its counts there, and one in it is not moved out to a freed place', async () => {
+    const clock = new ManualClock();
+    const group = new BreakerGroup({ name: 'settlement', clock, maxBreakers: 3 });
+    const metrics = new BreakerMetrics({ maxKeySeries: 1 }).trackGroup(group);
+    const others = async (): Promise<number> => {
+      const text = await metrics.render();
+      return Number(/govmap_breaker_calls_total\{breaker="settlement",key="\(others\)",outcome="success"\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    for (const org of ['org-1', 'org-2', 'org-3']) {
+      for (let i = 0; i < 10; i++) await group.execute(org, ok);
+      clock.advance(1);
+    }
+    assert.equal(await others(), 20); // org-1 has its own series; org-2 and org-3 are summed
+    // org-4 makes room by evicting the least recently used: org-1, the key with its own series.
+    await group.execute('org-4', ok);
+    clock.advance(1);
+    // A counter that fell (org-3 moved to org-1's freed place) would read to Prometheus as a
+    // reset: rate() and increase() would count the whole remaining sum again.
+    assert.ok((await others()) >= 20);
+    // org-2, in the sum, is evicted next: its 10 calls stay counted there.
+    await group.execute('org-5', ok);
+    assert.ok((await others()) >= 20);
+    group.dispose();
+  });
 });

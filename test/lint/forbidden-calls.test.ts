@@ -71,6 +71,17 @@ typedRuleTester().run('forbidden-calls', forbiddenCalls, {
       ],
     },
     {
+      // compareAndSwap / compareAndDelete are the shared stores' atomic writes (what a worker would
+      // reach for): as raw as set, and they bypass the validator just the same.
+      name: 'atomic writes to a store (compareAndSwap, compareAndDelete), bypassing the validator',
+      code: `import { SharedInt64Store } from '${GOVMAP.replace('index.ts', 'stores/shared-memory/index.ts')}';\nimport type { MapStore } from '${GOVMAP}';\nconst balances = SharedInt64Store.create();\nbalances.compareAndSwap('acct-1', undefined, -1_000n);\nbalances.compareAndDelete('acct-1', -1_000n);\nconst store: MapStore<string, bigint> = balances;\nstore.compareAndSwap?.('acct-1', undefined, -5n);`,
+      errors: [
+        { messageId: 'forbidden', line: 4, data: { callee: 'SharedMemoryStore.compareAndSwap (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } },
+        { messageId: 'forbidden', line: 5, data: { callee: 'SharedMemoryStore.compareAndDelete (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } },
+        { messageId: 'forbidden', line: 7, data: { callee: 'MapStore.compareAndSwap (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } },
+      ],
+    },
+    {
       name: 'a store write from a class that is neither a GovernedMap nor a store',
       code: `import type { MapStore } from '${GOVMAP}';\nexport class Repair { run(s: MapStore<string, number>): void { s.set('a', -1); } }`,
       errors: [{ messageId: 'forbidden', line: 2, column: 64, data: { callee: 'MapStore.set (govmap)', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[3]!.reason } }],

@@ -244,6 +244,38 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await b.dispose();
   });
 
+  test('loadOrStore does not answer "loaded" from the near cache alone: an entry another machine deleted is stored again', async () => {
+    // As above: A hears invalidations late. B's delete is acknowledged before A's loadOrStore
+    // starts; answering { loaded: true } from A's near cache would store nothing and leave the
+    // caller sure the key holds a value that is gone (an idempotency key "already claimed").
+    const slow: RedisLink = {
+      kind: link.kind,
+      get healthy() {
+        return link.healthy;
+      },
+      get: (key) => link.get(key),
+      runScript: (script, key, args) => link.runScript(script, key, args),
+      scan: (match, batch) => link.scan(match, batch),
+      close: async () => undefined,
+      listen: (listener) =>
+        link.listen({
+          invalidated: (key) => void setTimeout(() => listener.invalidated(key), 300),
+          down: (since) => listener.down(since),
+          up: () => listener.up(),
+        }),
+    };
+    const a = balances('near-load-or-store', { link: slow });
+    const b = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: a.keyPrefix, codec: int64Codec, validate: () => true, bounds: { min: 0n }, sizeRefreshMs: 0 });
+    await b.store('acct-1', 0n);
+    assert.equal(await a.load('acct-1'), 0n); // in A's near cache
+    assert.equal(await b.delete('acct-1'), true);
+    assert.deepEqual(await a.loadOrStore('acct-1', 5n), { value: 5n, loaded: false });
+    assert.equal(await raw.get(`${a.keyPrefix}acct-1`), '5');
+    await new Promise((resolve) => setTimeout(resolve, 350)); // let the late invalidations land before dispose
+    await a.dispose();
+    await b.dispose();
+  });
+
   test('an observer flush failing after the write says the write is applied (ObserverFlushError), as updateAsync does', async () => {
     let failing = false;
     const map = balances('flush', {
@@ -269,6 +301,9 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await assert.rejects(map.add('acct-1', 5n), applied);
     await assert.rejects(map.update('acct-1', (v) => v! + 1n), applied);
     assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '106');
+    // The message names the operation the caller made (not GovernedMap's updateAsync).
+    await assert.rejects(map.add('acct-1', 1n), (error: unknown) => applied(error) && /^map "balances": add of key "acct-1" was applied/.test((error as Error).message));
+    await assert.rejects(map.store('acct-1', 107n), (error: unknown) => applied(error) && /: store of key "acct-1" was applied.*do not retry it/.test((error as Error).message));
     // A refusal stays a refusal: its flush failure is the audit's to report.
     await assert.rejects(map.add('acct-1', -1000n), ValidationError);
     await map.dispose();

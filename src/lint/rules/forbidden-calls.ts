@@ -62,17 +62,23 @@ export const DEFAULT_FORBIDDEN_CALLS: readonly ForbiddenCall[] = [
   {
     module: 'govmap',
     // A method is named by the class that declares it: the shared-memory stores inherit their
-    // writes from SharedMemoryStore, and SharedInt64Store adds its own raw `add`.
+    // writes from SharedMemoryStore, and SharedInt64Store adds its own raw `add`. The atomic
+    // compareAndSwap / compareAndDelete (what GovernedMap uses on a shared store) write just as
+    // raw: they are what a worker would reach for to write a shared store "safely".
     name: [
       'MapStore.set',
       'MapStore.delete',
       'MapStore.clear',
+      'MapStore.compareAndSwap',
+      'MapStore.compareAndDelete',
       'InProcessStore.set',
       'InProcessStore.delete',
       'InProcessStore.clear',
       'SharedMemoryStore.set',
       'SharedMemoryStore.delete',
       'SharedMemoryStore.clear',
+      'SharedMemoryStore.compareAndSwap',
+      'SharedMemoryStore.compareAndDelete',
       'SharedInt64Store.add',
     ],
     reason: 'writing to a map store directly bypasses the validator, metrics and audit; write through the GovernedMap that owns the store',

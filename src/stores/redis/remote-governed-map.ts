@@ -357,7 +357,7 @@ export class RemoteGovernedMap<V> {
     this.#assertLive('store');
     this.#assertKey('store', key);
     this.#assertValue('store', value);
-    await this.#settle(key, this.#compareAndSet('store', key, () => value, false));
+    await this.#settle('store', key, this.#compareAndSet('store', key, () => value, false));
   }
 
   /**
@@ -372,7 +372,7 @@ export class RemoteGovernedMap<V> {
     this.#assertLive('update');
     this.#assertKey('update', key);
     if (typeof fn !== 'function') throw new InvalidArgumentError(this.name, 'update', 'fn', 'must be a function');
-    return this.#settle(key, this.#compareAndSet('update', key, fn, true));
+    return this.#settle('update', key, this.#compareAndSet('update', key, fn, true));
   }
 
   /**
@@ -389,7 +389,7 @@ export class RemoteGovernedMap<V> {
       throw new ConfigurationError('bounds', `map "${this.name}": add() needs the map's int64 bounds (the validator's range, enforced atomically by Redis)`);
     }
     if (typeof delta !== 'bigint' || delta < INT64_MIN || delta > INT64_MAX) throw new InvalidArgumentError(this.name, 'add', 'delta', 'must be a bigint within int64');
-    return this.#settle(key, this.#boundedAdd(key, delta, bounds));
+    return this.#settle('add', key, this.#boundedAdd(key, delta, bounds));
   }
 
   /** Returns the existing value, or validates and stores `value` (only if still absent). */
@@ -398,13 +398,19 @@ export class RemoteGovernedMap<V> {
     this.#assertKey('loadOrStore', key);
     this.#assertValue('loadOrStore', value);
     return this.#settle(
+      'loadOrStore',
       key,
       this.#queue.run(key, async () => {
         let current = await this.#readForWrite('loadOrStore', key);
+        // "Loaded" would end the write on the near cache alone: an entry another machine just
+        // deleted would be answered as present and nothing stored. Ask Redis (as delete does);
+        // the near cache still counts as hit (misses are the near cache's, as for load).
+        const confirmedHit = current.value !== undefined && current.near;
+        if (confirmedHit) current = await this.#confirm('loadOrStore', key);
         for (;;) {
           if (current.value !== undefined) {
             this.#counters.loads++;
-            if (!current.near) this.#counters.misses++;
+            if (!current.near && !confirmedHit) this.#counters.misses++;
             if (this.#observers.length !== 0) this.#emit('LOAD', key, 'ok', null);
             return { value: current.value, loaded: true };
           }
@@ -430,6 +436,7 @@ export class RemoteGovernedMap<V> {
     this.#assertValue('compareAndSwap', next);
     if (expected !== undefined) this.#assertValue('compareAndSwap', expected);
     return this.#settle(
+      'compareAndSwap',
       key,
       this.#queue.run(key, async () => {
         this.#check(key, next, expected);
@@ -450,14 +457,14 @@ export class RemoteGovernedMap<V> {
   async delete(key: string): Promise<boolean> {
     this.#assertLive('delete');
     this.#assertKey('delete', key);
-    return (await this.#settle(key, this.#compareAndDelete(key))) !== undefined;
+    return (await this.#settle('delete', key, this.#compareAndDelete(key))) !== undefined;
   }
 
   /** Deletes `key` and returns the value it held, or undefined. */
   async loadAndDelete(key: string): Promise<V | undefined> {
     this.#assertLive('loadAndDelete');
     this.#assertKey('loadAndDelete', key);
-    return this.#settle(key, this.#compareAndDelete(key));
+    return this.#settle('loadAndDelete', key, this.#compareAndDelete(key));
   }
 
   // ---------------------------------------------------------------- range
@@ -777,7 +784,7 @@ export class RemoteGovernedMap<V> {
   }
 
   /** After a write (applied or not): waits for observers to hold it durably, like updateAsync. */
-  async #settle<T>(key: string, work: Promise<T>): Promise<T> {
+  async #settle<T>(operation: string, key: string, work: Promise<T>): Promise<T> {
     let result: T;
     try {
       result = await work;
@@ -792,7 +799,7 @@ export class RemoteGovernedMap<V> {
       // refusal and retried would apply it twice. Say so in the type, as updateAsync does; an
       // error that says so itself (GOVMAP_AUDIT_NOT_DURABLE, details.applied) goes as it is.
       if (error instanceof GovMapError && error.details.applied === true) throw error;
-      throw new ObserverFlushError(this.name, key, error);
+      throw new ObserverFlushError(this.name, key, error, operation);
     }
     return result;
   }
