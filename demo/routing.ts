@@ -173,14 +173,9 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
   const trackCaches = (r: RouteRouter): void => {
     for (const runtime of r.runtimes()) if (runtime.cache !== null) context.metrics.track(runtime.cache.map);
   };
-  const MeasuredRouter = class extends RouteRouter {
-    override replaceTable(table: Parameters<RouteRouter['replaceTable']>[0]): void {
-      super.replaceTable(table);
-      trackCaches(this);
-    }
-  };
-  const router = new MeasuredRouter({
+  const router = new RouteRouter({
     table: DEMO_ROUTES,
+    onTableApplied: trackCaches,
     guards: breakerGuards(group),
     switches,
     // A queued payment, later: the gateway first, then the booking (which may be refused by then).
@@ -199,7 +194,6 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     },
   });
   const routingMetrics = new RoutingMetrics({ registry: context.metrics.registry }).track(router);
-  trackCaches(router);
   const source = options.routeFile === undefined ? null : new FileRouteTableSource({ path: options.routeFile, router });
   if (source !== null) {
     // A route file that stops loading must show on /metrics, not only in a log line.

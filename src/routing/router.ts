@@ -75,6 +75,12 @@ export interface RouterOptions {
   readonly log?: (message: string, error?: unknown) => void;
   /** Epoch milliseconds, for cache ages and TTLs. Default `Date.now`. */
   readonly clock?: () => number;
+  /**
+   * Called after each table is in place: the first, and every `replaceTable` (a route file
+   * reload). A table that changes a cache route builds it a new map and disposes the old one,
+   * which MapMetrics then drops: track `runtimes()`' cache maps again here to keep their series.
+   */
+  readonly onTableApplied?: (router: Router) => void;
 }
 
 /** Per-route counters, read at scrape time. */
@@ -133,6 +139,7 @@ export class Router {
   readonly #forceSwitch: string;
   readonly #processAsync: RouterOptions['processAsync'];
   readonly #onDeadLetter: RouterOptions['onDeadLetter'];
+  readonly #onTableApplied: RouterOptions['onTableApplied'];
   readonly #log: (message: string, error?: unknown) => void;
   readonly #clock: () => number;
   readonly #unmatchedLogIntervalMs: number;
@@ -159,7 +166,9 @@ export class Router {
     this.#clock = options.clock ?? Date.now;
     this.#unmatchedLogIntervalMs = options.unmatchedLogIntervalMs ?? 60_000;
     this.#table = options.table instanceof RouteTable ? options.table : new RouteTable(options.table, { origin: 'router options' });
+    this.#onTableApplied = options.onTableApplied;
     this.#install(this.#table);
+    this.#onTableApplied?.(this);
   }
 
   get table(): RouteTable {
@@ -178,6 +187,7 @@ export class Router {
     }
     this.#table = table;
     this.#install(table);
+    this.#onTableApplied?.(this);
   }
 
   /** Counts a refused X-Biz-Tag (the middleware calls it; metric govmap_biztag_rejected_total). */

@@ -110,6 +110,21 @@ describe('table changes', () => {
   });
 });
 
+test('onTableApplied runs after the first table and every replacement, with the cache maps then in place (to track them for metrics)', async () => {
+  const seen: Array<{ version: number; cache: unknown }> = [];
+  const router = new Router({
+    table: document,
+    onTableApplied: (r) => seen.push({ version: r.table.version, cache: [...r.runtimes()].find((rt) => rt.route.id === 'cached')?.cache?.map }),
+  });
+  const edited = { ...document, routes: document.routes.map((r) => (r.id === 'cached' ? { ...r, degradation: { kind: 'cache', ttlMs: 5000 } } : r)) };
+  router.replaceTable(new RouteTable(edited, { version: 2 }));
+  assert.equal(seen.length, 2, 'once for the first table, once for the replacement');
+  assert.equal(seen[1]!.version, 2);
+  assert.ok(seen[0]!.cache !== undefined && seen[1]!.cache !== undefined, 'the cache maps exist when it runs');
+  assert.notEqual(seen[0]!.cache, seen[1]!.cache, 'a changed cache route has a new map: the one to track');
+  await router.close();
+});
+
 describe('unmatched traffic', () => {
   test('goes to the default target, is counted, and is logged at most once per interval per (org, type)', async () => {
     const logged: string[] = [];
