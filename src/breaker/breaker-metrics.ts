@@ -187,17 +187,17 @@ export class BreakerMetrics {
     new Gauge({
       name: `${p}state_store_connected`,
       help: '1 while the cluster sync reaches its state store (etcd), 0 while it decides on the last snapshots it saw.',
-      labelNames: ['instance', 'store'],
+      labelNames: ['member', 'store'],
       registers,
       collect() {
         this.reset();
-        for (const s of syncs()) this.set({ instance: s.instance, store: s.storeKind }, s.connected ? 1 : 0);
+        for (const s of syncs()) this.set({ member: s.instance, store: s.storeKind }, s.connected ? 1 : 0);
       },
     });
     new Counter({
       name: `${p}state_store_events_total`,
       help: 'Cluster sync events: snapshot writes, failed writes (retried), CAS conflicts, lease losses, resyncs, cluster adoptions.',
-      labelNames: ['instance', 'event'],
+      labelNames: ['member', 'event'],
       registers,
       collect() {
         this.reset();
@@ -211,7 +211,7 @@ export class BreakerMetrics {
             ['resync', c.resyncs],
             ['adoption', c.adoptions],
           ] as const) {
-            this.inc({ instance: s.instance, event }, value);
+            this.inc({ member: s.instance, event }, value);
           }
         }
       },
@@ -219,11 +219,11 @@ export class BreakerMetrics {
     new Counter({
       name: `${p}snapshots_invalid_total`,
       help: 'Snapshots read from the state store and ignored as invalid, by reason (malformed_json, unknown_state, invalid_<field>...).',
-      labelNames: ['instance', 'reason'],
+      labelNames: ['member', 'reason'],
       registers,
       collect() {
         this.reset();
-        for (const s of syncs()) for (const [reason, value] of s.counters.invalidSnapshots) this.inc({ instance: s.instance, reason }, value);
+        for (const s of syncs()) for (const [reason, value] of s.counters.invalidSnapshots) this.inc({ member: s.instance, reason }, value);
       },
     });
   }
@@ -240,7 +240,11 @@ export class BreakerMetrics {
     return this;
   }
 
-  /** Exports a cluster sync's health. */
+  /**
+   * Exports a cluster sync's health, labelled `member` (the sync's instance name in the cluster).
+   * Not `instance`: Prometheus sets that label to the scrape target, and renames ours to
+   * `exported_instance` (or, with honor_labels, lets ours replace the target's).
+   */
   trackSync(sync: SyncHealth): this {
     this.#syncs.add(sync);
     return this;

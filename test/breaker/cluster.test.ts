@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BreakerClusterSync, BreakerGroup, CircuitBreaker, decodeSnapshot } from '../../src/breaker/index.ts';
+import { BreakerClusterSync, BreakerGroup, BreakerMetrics, CircuitBreaker, decodeSnapshot } from '../../src/breaker/index.ts';
 import { ConfigurationError } from '../../src/map/index.ts';
 import type { CircuitBreakerOptions } from '../../src/breaker/index.ts';
 import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
@@ -51,6 +51,18 @@ async function trip(breaker: CircuitBreaker): Promise<void> {
 }
 
 describe('cluster sync on the memory store', () => {
+  test('its metrics name the member, not `instance` (Prometheus\'s own label for the scrape target)', async () => {
+    const store = new MemoryStateStore();
+    const a = await instance(store, 'clearing-a');
+    const metrics = new BreakerMetrics().trackSync(a.sync);
+    const text = await metrics.render();
+    assert.match(text, /govmap_breaker_state_store_connected\{member="clearing-a",store="memory"\} 1/);
+    assert.match(text, /govmap_breaker_state_store_events_total\{member="clearing-a",event="write"\} [1-9]/);
+    assert.doesNotMatch(text, /\binstance="/);
+    await a.sync.close();
+    a.breaker.dispose();
+  });
+
   test('a transition is published as the DESIGN.md snapshot under /govmap/circuit/<service>/<instance>', async () => {
     const store = new MemoryStateStore();
     const a = await instance(store, 'clearing-a');
