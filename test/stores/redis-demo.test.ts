@@ -133,68 +133,62 @@ describe('govmap demo when its Redis goes away', { skip: PrivateRedis.available(
   });
 });
 
+/**
+ * A Redis ledger of two seeded accounts (10,000 each) whose audit fsync fails on the `failOn`th
+ * write (1: the debit, 2: the credit), Redis having applied it; `check` gets the ledger and a
+ * raw client to read what Redis holds. The keys are removed afterwards.
+ */
+async function withFlushFailingOn(failOn: number, name: string, check: (ledger: Awaited<ReturnType<typeof openRedisLedger>>, read: (id: string) => Promise<bigint>) => Promise<void>): Promise<void> {
+  const url = required(redis, 'GOVMAP_REDIS_URL');
+  const keyPrefix = uniquePrefix(name);
+  const ledger = await openRedisLedger({ url, keyPrefix });
+  const raw = createClient({ url });
+  await raw.connect();
+  try {
+    await ledger.seed(2, 10_000n);
+    let flushes = 0;
+    ledger.balances.observe({
+      onOperation: () => undefined,
+      flush: async () => {
+        if (++flushes === failOn) throw new AuditNotDurableError('/spool', new Error('ENOSPC'));
+      },
+    });
+    await check(ledger, async (id) => BigInt((await raw.get(`${keyPrefix}${id}`))!));
+  } finally {
+    await ledger.close();
+    for await (const keys of raw.scanIterator({ MATCH: `${keyPrefix}*`, COUNT: 100 })) if (keys.length > 0) await raw.del(keys);
+    await raw.close();
+  }
+}
+
 describe('the demo\'s Redis transfer when the credit fails after it was applied', { skip: redis.skip }, () => {
   test('an error that does not prove the credit failed (audit not durable) is not "reversed": the books stay balanced', async () => {
-    const url = required(redis, 'GOVMAP_REDIS_URL');
-    const keyPrefix = uniquePrefix('demo-transfer');
-    const ledger = await openRedisLedger({ url, keyPrefix });
-    const raw = createClient({ url });
-    await raw.connect();
-    try {
-      await ledger.seed(2, 10_000n);
-      // The audit's fsync fails on the second write (the credit): Redis applied it, the awaited
-      // add rejects with AuditNotDurableError ("the operation was applied"). Reversing the debit
-      // then creates money: the payer is made whole and the payee keeps the credit.
-      let flushes = 0;
-      ledger.balances.observe({
-        onOperation: () => undefined,
-        flush: async () => {
-          if (++flushes === 2) throw new AuditNotDurableError('/spool', new Error('ENOSPC'));
-        },
-      });
+    // The audit's fsync fails on the second write (the credit): Redis applied it, the awaited
+    // add rejects with AuditNotDurableError ("the operation was applied"). Reversing the debit
+    // then creates money: the payer is made whole and the payee keeps the credit.
+    await withFlushFailingOn(2, 'demo-transfer', async (ledger, read) => {
       await assert.rejects(ledger.transfer('acct-000000', 'acct-000001', 2_500n), (error: unknown) => {
         assert.ok(error instanceof LedgerError, String(error));
         assert.equal(error.code, 'TRANSFER_OUTCOME_UNKNOWN');
         return true;
       });
-      const from = BigInt((await raw.get(`${keyPrefix}acct-000000`))!);
-      const to = BigInt((await raw.get(`${keyPrefix}acct-000001`))!);
+      const from = await read('acct-000000');
+      const to = await read('acct-000001');
       assert.equal(from + to, 20_000n, `money was created: ${from} + ${to}`);
-    } finally {
-      await ledger.close();
-      for await (const keys of raw.scanIterator({ MATCH: `${keyPrefix}*`, COUNT: 100 })) if (keys.length > 0) await raw.del(keys);
-      await raw.close();
-    }
+    });
   });
 
   test('a debit applied but not made durable (audit not durable) is answered as an outcome to reconcile, not as a refusal', async () => {
-    const url = required(redis, 'GOVMAP_REDIS_URL');
-    const keyPrefix = uniquePrefix('demo-debit');
-    const ledger = await openRedisLedger({ url, keyPrefix });
-    const raw = createClient({ url });
-    await raw.connect();
-    try {
-      await ledger.seed(2, 10_000n);
-      // The first write (the debit) is in Redis, but its audit fsync fails: the money has left the
-      // payer and nothing is credited. A plain refusal would tell the client nothing moved.
-      let flushes = 0;
-      ledger.balances.observe({
-        onOperation: () => undefined,
-        flush: async () => {
-          if (++flushes === 1) throw new AuditNotDurableError('/spool', new Error('ENOSPC'));
-        },
-      });
+    // The first write (the debit) is in Redis, but its audit fsync fails: the money has left the
+    // payer and nothing is credited. A plain refusal would tell the client nothing moved.
+    await withFlushFailingOn(1, 'demo-debit', async (ledger, read) => {
       await assert.rejects(ledger.transfer('acct-000000', 'acct-000001', 2_500n), (error: unknown) => {
         assert.ok(error instanceof LedgerError, String(error));
         assert.equal(error.code, 'TRANSFER_OUTCOME_UNKNOWN');
         assert.match(error.message, /debit of acct-000000 may have been applied/);
         return true;
       });
-      assert.equal(BigInt((await raw.get(`${keyPrefix}acct-000000`))!), 7_500n, 'the debit is in Redis: the error had to say so');
-    } finally {
-      await ledger.close();
-      for await (const keys of raw.scanIterator({ MATCH: `${keyPrefix}*`, COUNT: 100 })) if (keys.length > 0) await raw.del(keys);
-      await raw.close();
-    }
+      assert.equal(await read('acct-000000'), 7_500n, 'the debit is in Redis: the error had to say so');
+    });
   });
 });
