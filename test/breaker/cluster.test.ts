@@ -158,9 +158,11 @@ describe('cluster sync on the memory store', () => {
       await trip(x);
       await until('the wait to end', () => (x.openUntil ?? 0) <= Date.now(), 2_000);
       // The probe hangs: x is HALF_OPEN, holding the cluster's probe right for routes:x.
-      let answer!: () => void;
+      let answer: (() => void) | undefined;
       const probe = x.execute(() => new Promise<void>((resolve) => (answer = resolve))).catch(() => undefined);
       await until('the probe right to be taken', () => sync.probeHolder('routes:x') === 'a');
+      // The right is granted, then the call starts: evict only once it is running.
+      await until('the probe call to run', () => answer !== undefined);
       assert.equal(x.state, 'HALF_OPEN');
       // Another key at maxBreakers 1: nothing CLOSED to evict, so x goes (a forced eviction).
       group.get('y');
@@ -168,7 +170,7 @@ describe('cluster sync on the memory store', () => {
       await sync.flush();
       await until('the probe key to be released', () => sync.probeHolder('routes:x') === null, 500);
       assert.equal(await store.get('/govmap/circuit-probe/routes:x'), undefined, 'no probe right left held by an evicted breaker');
-      answer();
+      answer!();
       await probe;
     } finally {
       group.dispose();
