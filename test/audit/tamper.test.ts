@@ -242,12 +242,21 @@ describe('verify catches tampering and names the place', () => {
     assert.match(wrong.firstBad!.problem, /do not match their hmac-sha256 hash/);
   });
 
-  /** Cuts the last segment back to the seal before its last one, and writes a HEAD naming that seal (as someone without the key can). */
+  /**
+   * Cuts the log back to the seal before a segment's last one, and writes a HEAD naming that seal
+   * (as someone without the key can). Where rotation fell decides whether the last segment holds
+   * two seals, so the cut is made in the last segment that does, and the segments after it go.
+   */
   function cutToAnEarlierSeal(files: string[], dir: string, mac: 'none' | 'wrong-key'): void {
-    const file = files.at(-1)!;
-    const all = lines(file);
-    const sealAt = all.map((l, i) => (l.startsWith('{"v":1,"type":"SEAL"') ? i : -1)).filter((i) => i >= 0);
-    assert.ok(sealAt.length >= 2, 'the last segment has two seals to cut between');
+    const sealsOf = (file: string): { all: string[]; sealAt: number[] } => {
+      const all = lines(file);
+      return { all, sealAt: all.map((l, i) => (l.startsWith('{"v":1,"type":"SEAL"') ? i : -1)).filter((i) => i >= 0) };
+    };
+    const index = files.findLastIndex((f) => sealsOf(f).sealAt.length >= 2);
+    assert.ok(index >= 0, 'some segment has two seals to cut between');
+    const file = files[index]!;
+    for (const later of files.slice(index + 1)) rmSync(later);
+    const { all, sealAt } = sealsOf(file);
     const keep = sealAt.at(-2)!;
     writeLines(file, all.slice(0, keep + 1));
     const seal = JSON.parse(all[keep]!) as SealRecord;
