@@ -32,6 +32,12 @@ interface FileWatcher {
   readonly handlers: StateWatchHandlers;
   /** Revision of every key this watcher has reported, to emit only changes. */
   known: Map<string, bigint> | null;
+  /**
+   * Keys this store's own writes reported to the watcher, with the scan number current then. A
+   * scan whose listing began no later than that (its number is not larger) may hold the key's
+   * older state, so it leaves the key to the next scan.
+   */
+  readonly ownWrites: Map<string, number>;
   /** Whether the last scan could read the directory: status changes are reported once each. */
   connected: boolean;
   closed: boolean;
@@ -52,7 +58,8 @@ interface FileWatcher {
  *   deleted by the next process that looks. A process that dies therefore loses its entries
  *   after the lease's time to live, as with etcd; one that restarts within it finds them.
  * - watches poll the directory (file size and mtime decide what to re-read), and writes made
- *   through this instance are delivered at once. A scan that fails (directory gone, a file that
+ *   through this instance are delivered at once; a scan whose listing began before such a write
+ *   leaves that key to the next scan, so a watch never goes back to a key's older state. A scan that fails (directory gone, a file that
  *   cannot be read) reports `disconnected` once; the next scan that succeeds reports `connected`.
  * - every failure of the file system reaches the caller as StateStoreUnavailableError; a
  *   directory that could not be created is tried again by the next operation.
@@ -69,6 +76,8 @@ export class FileStateStore implements StateStore {
   #ready: Promise<void> | null = null;
   #timer: NodeJS.Timeout | null = null;
   #polling: Promise<void> | null = null;
+  /** Counts the listings scans have begun (see FileWatcher.ownWrites). */
+  #scans = 0;
   #closed = false;
 
   constructor(options: FileStateStoreOptions) {
@@ -164,7 +173,7 @@ export class FileStateStore implements StateStore {
   watch(prefix: string, handlers: StateWatchHandlers): StateWatch {
     this.#open('watch');
     assertStateKey(prefix, 'prefix');
-    const watcher: FileWatcher = { prefix, handlers: guardHandlers(this.kind, prefix, handlers), known: null, connected: true, closed: false };
+    const watcher: FileWatcher = { prefix, handlers: guardHandlers(this.kind, prefix, handlers), known: null, ownWrites: new Map(), connected: true, closed: false };
     this.#watchers.add(watcher);
     this.#timer ??= setInterval(() => void this.#poll(), this.pollIntervalMs).unref();
     void this.#poll();
@@ -207,6 +216,7 @@ export class FileStateStore implements StateStore {
     for (const watcher of [...this.#watchers]) {
       if (watcher.closed) continue;
       let entries: StateEntry[];
+      const scan = ++this.#scans;
       try {
         entries = await this.list(watcher.prefix);
       } catch (error) {
@@ -228,17 +238,20 @@ export class FileStateStore implements StateStore {
         continue;
       }
       const seen = new Set<string>();
+      const ownLater = (key: string): boolean => (watcher.ownWrites.get(key) ?? 0) >= scan;
       for (const entry of entries) {
         seen.add(entry.key);
-        if (watcher.known.get(entry.key) === entry.revision) continue;
+        if (ownLater(entry.key) || watcher.known.get(entry.key) === entry.revision) continue;
         watcher.known.set(entry.key, entry.revision);
         watcher.handlers.onEvent({ type: 'put', entry });
       }
       for (const [key, revision] of watcher.known) {
-        if (seen.has(key)) continue;
+        if (seen.has(key) || ownLater(key)) continue;
         watcher.known.delete(key);
         watcher.handlers.onEvent({ type: 'delete', key, revision: revision + 1n });
       }
+      // What the next scan lists begins after these writes: it can judge their keys again.
+      for (const [key, at] of watcher.ownWrites) if (at < scan) watcher.ownWrites.delete(key);
     }
   }
 
@@ -248,6 +261,9 @@ export class FileStateStore implements StateStore {
     queueMicrotask(() => {
       for (const watcher of this.#watchers) {
         if (watcher.closed || watcher.known === null || !key.startsWith(watcher.prefix)) continue;
+        // Even a write not reported here (another process's write of the key got there first)
+        // makes a listing begun before it stale for the key.
+        watcher.ownWrites.set(key, this.#scans);
         if (event.type === 'put') {
           const known = watcher.known.get(key);
           if (known !== undefined && known >= event.entry.revision) continue;
