@@ -146,6 +146,23 @@ export class Advisor {
     return this;
   }
 
+  /**
+   * Stops following the map of this name: its range calls since the last window are counted and
+   * its weeks persisted first. Resolves false if no map of that name was followed. A disposed or
+   * collected map needs no call: the next window retires it the same way.
+   */
+  untrack(name: string): Promise<boolean> {
+    return this.#serial(async () => {
+      const f = this.#followed.get(name);
+      if (f === undefined) return false;
+      this.#countRanges(this.#clock(), f);
+      if (this.stateStore !== null) await f.weeks.sync(this.stateStore, this.#clock());
+      // Removed even if the sync failed: the caller asked; the weeks are what the store holds.
+      if (this.#followed.get(name) === f) this.#followed.delete(name);
+      return true;
+    });
+  }
+
   /** Closes a window every `windowMs` (unref'd timer). Reads the persisted weeks at once. */
   async start(): Promise<this> {
     if (this.#timer === null) {
@@ -177,6 +194,7 @@ export class Advisor {
       for (const f of this.#followed.values()) this.#close(f, now);
       this.#samples++;
       await this.#syncAll();
+      this.#retireGone();
     });
   }
 
@@ -202,6 +220,7 @@ export class Advisor {
       const map = f.ref.deref();
       if (f.readError !== null) notes.push(f.readError);
       let keys = f.keys;
+      if (map === undefined || map.disposed) notes.push(`map "${f.name}" is ${map === undefined ? 'gone (collected)' : 'disposed'}: no longer judged; it leaves the advice once its weekly range counts are persisted`);
       if (map !== undefined) {
         try {
           if (!map.disposed) keys = map.size;
@@ -249,7 +268,12 @@ export class Advisor {
     const map = f.ref.deref();
     let current: Baseline;
     try {
-      if (map === undefined || map.disposed) return;
+      if (map === undefined) return;
+      if (map.disposed) {
+        // Not judged any more (see #retireGone); the range calls it took before count.
+        this.#countRanges(now, f);
+        return;
+      }
       current = snapshot(map);
     } catch (error) {
       // The window cannot be judged: it breaks both runs, as a quiet window does. The baseline
@@ -319,14 +343,26 @@ export class Advisor {
     }, Math.max(1, end - this.#clock())).unref();
   }
 
+  /**
+   * A disposed map (or one collected without dispose) is no longer advised on: its advice would
+   * stay frozen at its last windows for ever. It leaves once its weekly counts are persisted (at
+   * once without a state store), so a map created again under its name goes on from them.
+   */
+  #retireGone(): void {
+    for (const [name, f] of this.#followed) {
+      const map = f.ref.deref();
+      if ((map === undefined || map.disposed) && !f.weeks.hasPending) this.#followed.delete(name);
+    }
+  }
+
   /** Range calls since the last window, into the current week (on stop: nothing is lost at exit). */
-  #countRanges(now: number): void {
-    for (const f of this.#followed.values()) {
+  #countRanges(now: number, only?: Followed): void {
+    for (const f of only === undefined ? this.#followed.values() : [only]) {
       const map = f.ref.deref();
       if (map === undefined || f.baseline === null || f.baselineOf?.deref() !== map) continue;
       let ranges: number;
       try {
-        if (map.disposed) continue;
+        // A disposed map's counters still read: its last range calls count too.
         ranges = map.counters.ranges;
       } catch {
         continue; // unreadable now: the next window that reads the map counts them
@@ -344,9 +380,12 @@ export class Advisor {
   }
 
   /** One sample or sync at a time: a slow state store must not interleave two. */
-  #serial(task: () => Promise<void>): Promise<void> {
+  #serial<T>(task: () => Promise<T>): Promise<T> {
     const run = this.#chain.then(task);
-    this.#chain = run.catch(() => undefined);
+    this.#chain = run.then(
+      () => undefined,
+      () => undefined,
+    );
     return run;
   }
 }

@@ -59,6 +59,11 @@ export class RangeWeekCounts {
   }
 
   /** True once the stored history (if any) has been read: before that, counts are this process's only. */
+  /** Whether increments wait for a sync that succeeds (always false without a state store once synced). */
+  get hasPending(): boolean {
+    return this.#pending.size > 0;
+  }
+
   get loaded(): boolean {
     return this.#loaded;
   }

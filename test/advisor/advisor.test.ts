@@ -296,6 +296,69 @@ describe('range calls per ISO week survive restarts through the state store', ()
     assert.deepEqual(JSON.parse(stored!.value).weeks, { '2025-W02': 30 });
     assert.equal(advisor.persistenceProblems()[0]!.problem, null);
   });
+
+  test('a disposed map leaves the advice at the next window, its last range calls persisted first; one created again under its name goes on from them', async () => {
+    const store = new MemoryStateStore();
+    const clock = new FakeClock();
+    const advisor = await new Advisor({ clock: clock.read, stateStore: store, instance: 'clearing-1' }).start();
+    const map = routeTable();
+    advisor.track(map);
+    ranges(map, 40);
+    clock.advance(WINDOW);
+    await advisor.sample();
+    ranges(map, 7); // after the last window, before dispose: still counted
+    map.dispose();
+    clock.advance(WINDOW);
+    await advisor.sample();
+    // Before, its advice stayed frozen at its last windows for as long as the process ran.
+    assert.deepEqual(advisor.advise(), []);
+    const stored = await store.get('/govmap/advisor/govmap/clearing-1/range-weeks/route_table');
+    assert.deepEqual(JSON.parse(stored!.value).weeks, { '2025-W02': 47 });
+    const again = routeTable();
+    advisor.track(again);
+    await advisor.sample();
+    assert.deepEqual(only(advisor).evidence.ranges.current, { week: '2025-W02', count: 47 });
+    await advisor.stop();
+  });
+
+  test('a disposed map whose counts cannot be persisted yet stays, with a note, until they are', async () => {
+    const inner = new MemoryStateStore();
+    let down = false;
+    const flaky: AdvisorStateStore = {
+      kind: 'flaky',
+      get: (key) => (down ? Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:2389')) : inner.get(key)),
+      compareAndSet: (key, value, expected) => (down ? Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:2389')) : inner.compareAndSet(key, value, expected)),
+    };
+    const clock = new FakeClock();
+    const advisor = await new Advisor({ clock: clock.read, stateStore: flaky, instance: 'clearing-1' }).start();
+    const map = routeTable();
+    advisor.track(map);
+    ranges(map, 12);
+    down = true;
+    map.dispose();
+    clock.advance(WINDOW);
+    await advisor.sample();
+    assert.ok(only(advisor).evidence.notes.some((n) => /map "route_table" is disposed: no longer judged/.test(n)), only(advisor).evidence.notes.join('\n'));
+    down = false;
+    clock.advance(WINDOW);
+    await advisor.sample();
+    assert.deepEqual(advisor.advise(), []);
+    assert.deepEqual(JSON.parse((await inner.get('/govmap/advisor/govmap/clearing-1/range-weeks/route_table'))!.value).weeks, { '2025-W02': 12 });
+  });
+
+  test('untrack() persists the map\'s last range calls and stops advising on it; an unknown name answers false', async () => {
+    const store = new MemoryStateStore();
+    const clock = new FakeClock();
+    const advisor = await new Advisor({ clock: clock.read, stateStore: store, instance: 'clearing-1' }).start();
+    const map = routeTable();
+    advisor.track(map);
+    ranges(map, 5);
+    assert.equal(await advisor.untrack('route_table'), true);
+    assert.deepEqual(advisor.advise(), []);
+    assert.deepEqual(JSON.parse((await store.get('/govmap/advisor/govmap/clearing-1/range-weeks/route_table'))!.value).weeks, { '2025-W02': 5 });
+    assert.equal(await advisor.untrack('route_table'), false);
+    await advisor.stop();
+  });
 });
 
 describe('concurrent writers of one key (fast-check scheduler)', () => {
