@@ -19,9 +19,21 @@ typedRuleTester().run('require-validator', requireValidator, {
     { name: 'a validator the rule cannot see into (declared only)', code: `${header}declare const fromConfig: Validator<string, bigint>;\nnew GovernedMap<string, bigint>({ name: 'b', validate: fromConfig });` },
     { name: 'true returned only by a nested function', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: (_k, v) => { const ok = [v].every(() => true); return ok || 'NEG'; } });` },
     { name: 'a same-named GovernedMap class that is not govmap\'s', code: `class GovernedMap { constructor(_o: { validate: () => boolean }) {} }\nnew GovernedMap({ validate: () => true });` },
+    { name: 'an accept-all validator in spread defaults, overridden by a real rule', code: `${header}const defaults = { validate: (): true => true };\nnew GovernedMap<string, bigint>({ ...defaults, name: 'b', validate: (_k, v) => v >= 0n || 'NEG' });` },
+    { name: 'an accept-all validator followed by a spread the rule cannot see into (it may hold the real one)', code: `${header}declare const fromConfig: { validate: Validator<string, bigint> };\nnew GovernedMap<string, bigint>({ name: 'b', validate: () => true, ...fromConfig });` },
     { name: 'validateDelete may accept everything (omitting it does the same)', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: (_k, v) => v >= 0n || 'NEG', validateDelete: () => true });` },
   ],
   invalid: [
+    {
+      name: 'an accept-all validator in shared defaults, spread into the options',
+      code: `${header}const defaults = { validate: (): true => true };\nnew GovernedMap<string, bigint>({ ...defaults, name: 'positions' });`,
+      errors: [{ messageId: 'acceptsEverything', line: 3, column: 20, data: { map: '"positions"', why: 'it always returns true' } }],
+    },
+    {
+      name: 'a real rule in the defaults, overridden by an accept-all one after the spread',
+      code: `${header}const defaults = { name: 'b', validate: (_k: string, v: bigint) => v >= 0n || 'NEG' };\nnew GovernedMap<string, bigint>({ ...defaults, validate: () => true });`,
+      errors: [{ messageId: 'acceptsEverything', line: 4, data: { map: '"b"', why: 'it always returns true' } }],
+    },
     {
       name: '() => true',
       code: `${header}new GovernedMap<string, bigint>({ name: 'balances', validate: () => true });`,

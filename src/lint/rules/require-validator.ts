@@ -106,8 +106,8 @@ export const requireValidator = createRule<[], MessageIds>({
         const tsArgument = services.esTreeNodeToTSNodeMap.get(argument) as ts.Expression;
         const options = objectLiteralOf(tsArgument);
         if (options === null) return;
-        const property = options.properties.find((p) => p.name !== undefined && propertyNameText(p.name) === 'validate');
-        if (property === undefined) return;
+        const property = lastProperty(options, 'validate');
+        if (property === null) return;
         let finding: Finding = null;
         if (ts.isPropertyAssignment(property)) finding = judge(property.initializer);
         else if (ts.isMethodDeclaration(property)) finding = judgeFunction(property);
@@ -122,16 +122,33 @@ export const requireValidator = createRule<[], MessageIds>({
         if (finding === null) return;
         const mapName = nameOption(options);
         // Report on the validator itself when it is written in this file, else on the options.
-        const here = options.getSourceFile() === services.esTreeNodeToTSNodeMap.get(node).getSourceFile();
+        const here = property.getSourceFile() === services.esTreeNodeToTSNodeMap.get(node).getSourceFile();
         const target = here ? (services.tsNodeToESTreeNodeMap.get(property) as TSESTree.Node | undefined) : undefined;
         context.report({ node: target ?? argument, messageId: finding.kind, data: { map: mapName, why: finding.why } });
       },
     };
 
-    function nameOption(options: ts.ObjectLiteralExpression): string {
+    /**
+     * The property that gives the options their `name` (or `validate`): the last one written,
+     * spreads of known object literals (`{ ...defaults, name }`) included, as JavaScript does.
+     * Null when there is none, or when a spread of something unknown comes after it (it may
+     * hold its own).
+     */
+    function lastProperty(options: ts.ObjectLiteralExpression, name: string, hops = 0): ts.ObjectLiteralElementLike | null {
+      let found: ts.ObjectLiteralElementLike | null = null;
       for (const p of options.properties) {
-        if (ts.isPropertyAssignment(p) && propertyNameText(p.name) === 'name' && ts.isStringLiteralLike(p.initializer)) return `"${p.initializer.text}"`;
+        if (ts.isSpreadAssignment(p)) {
+          const spread = hops < MAX_HOPS ? objectLiteralOf(p.expression, hops) : null;
+          if (spread === null) found = null;
+          else found = lastProperty(spread, name, hops + 1) ?? found;
+        } else if (p.name !== undefined && propertyNameText(p.name) === name) found = p;
       }
+      return found;
+    }
+
+    function nameOption(options: ts.ObjectLiteralExpression): string {
+      const p = lastProperty(options, 'name');
+      if (p !== null && ts.isPropertyAssignment(p) && ts.isStringLiteralLike(p.initializer)) return `"${p.initializer.text}"`;
       return '(unnamed)';
     }
   },
