@@ -22,6 +22,19 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
   ],
   invalid: [
     {
+      name: 'a Map written through a cast or a non-null assertion',
+      code: `${header}const sessions: Map<string, string> | undefined = new Map<string, string>();\nconst quotes = new Map<string, unknown>();\nexport function handle(req: IncomingMessage, res: ServerResponse): void { sessions!.set(req.url ?? '', 'x'); (quotes as Map<string, number>).delete('EURUSD'); res.end(); }`,
+      errors: [
+        { messageId: 'plainSharedCache', line: 3, data: { kind: 'Map', name: 'sessions', writer: 'request handler `handle`' } },
+        { messageId: 'plainSharedCache', line: 4, data: { kind: 'Map', name: 'quotes', writer: 'request handler `handle`' } },
+      ],
+    },
+    {
+      name: 'a dictionary object written through a cast',
+      code: `${header}const limits: Record<string, number> = {};\nexport function handle(req: IncomingMessage, res: ServerResponse): void { (limits as Record<string, unknown>)[req.url ?? ''] = 1; res.end(); }`,
+      errors: [{ messageId: 'plainSharedCache', line: 3, data: { kind: 'dictionary object', name: 'limits', writer: 'request handler `handle`' } }],
+    },
+    {
       name: 'a Map written by a node:http request handler',
       code: `${header}const sessions = new Map<string, string>();\nexport function handle(req: IncomingMessage, res: ServerResponse): void { sessions.set(req.url ?? '', 'x'); res.end(); }`,
       errors: [{ messageId: 'plainSharedCache', line: 3, column: 7, endColumn: 15, data: { kind: 'Map', name: 'sessions', writer: 'request handler `handle`' } }],

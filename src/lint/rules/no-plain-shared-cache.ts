@@ -120,7 +120,9 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
 
     /** Is this reference a write to the collection (not a read, not a reassignment of the variable)? */
     function isCollectionWrite(reference: TSESLint.Scope.Reference, kind: 'Map' | 'dictionary object'): boolean {
-      const id = reference.identifier as TSESTree.Node;
+      // `(cache as Map<K, V>).set(...)`, `cache!.set(...)`: a cast writes the same collection.
+      let id = reference.identifier as TSESTree.Node;
+      while (id.parent !== undefined && isTypeWrapper(id.parent) && id.parent.expression === id) id = id.parent;
       const member = id.parent;
       if (member?.type !== AST_NODE_TYPES.MemberExpression || member.object !== id) return false;
       if (kind === 'Map') {
@@ -166,6 +168,15 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
     };
   },
 });
+
+function isTypeWrapper(node: TSESTree.Node): node is TSESTree.TSAsExpression | TSESTree.TSNonNullExpression | TSESTree.TSSatisfiesExpression | TSESTree.TSTypeAssertion {
+  return (
+    node.type === AST_NODE_TYPES.TSAsExpression ||
+    node.type === AST_NODE_TYPES.TSNonNullExpression ||
+    node.type === AST_NODE_TYPES.TSSatisfiesExpression ||
+    node.type === AST_NODE_TYPES.TSTypeAssertion
+  );
+}
 
 /** The innermost enclosing function that serves traffic, described; null when none does. */
 function writerOf(node: TSESTree.Node, servesTraffic: (fn: FunctionNode) => string | null): string | null {
