@@ -270,14 +270,21 @@ describe('range calls per ISO week survive restarts through the state store', ()
     assert.deepEqual(advisor.persistenceProblems(), [{ map: 'route_table', problem: null }]);
   });
 
-  test('an unreachable store loses nothing: increments wait for it', async () => {
+  /** A memory state store that refuses every call, as an unreachable etcd does, while `down`. */
+  function unreachableWhile(state: { down: boolean }): { inner: MemoryStateStore; flaky: AdvisorStateStore } {
     const inner = new MemoryStateStore();
-    let down = true;
+    const refused = (): Promise<never> => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:2389'));
     const flaky: AdvisorStateStore = {
       kind: 'flaky',
-      get: (key) => (down ? Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:2389')) : inner.get(key)),
-      compareAndSet: (key, value, expected) => (down ? Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:2389')) : inner.compareAndSet(key, value, expected)),
+      get: (key) => (state.down ? refused() : inner.get(key)),
+      compareAndSet: (key, value, expected) => (state.down ? refused() : inner.compareAndSet(key, value, expected)),
     };
+    return { inner, flaky };
+  }
+
+  test('an unreachable store loses nothing: increments wait for it', async () => {
+    const state = { down: true };
+    const { inner, flaky } = unreachableWhile(state);
     const clock = new FakeClock();
     const advisor = new Advisor({ clock: clock.read, stateStore: flaky, instance: 'clearing-1' });
     const map = routeTable();
@@ -289,7 +296,7 @@ describe('range calls per ISO week survive restarts through the state store', ()
       await advisor.sample();
     }
     assert.match(advisor.persistenceProblems()[0]!.problem!, /unavailable \(connect ECONNREFUSED/);
-    down = false;
+    state.down = false;
     clock.advance(WINDOW);
     await advisor.sample();
     const stored = await inner.get('/govmap/advisor/govmap/clearing-1/range-weeks/route_table');
@@ -297,12 +304,18 @@ describe('range calls per ISO week survive restarts through the state store', ()
     assert.equal(advisor.persistenceProblems()[0]!.problem, null);
   });
 
-  test('a disposed map leaves the advice at the next window, its last range calls persisted first; one created again under its name goes on from them', async () => {
-    const store = new MemoryStateStore();
+  /** A started advisor on a fake clock, following a fresh route_table, counting its weeks in `store`. */
+  async function trackedRouteTable(store: AdvisorStateStore): Promise<{ clock: FakeClock; advisor: Advisor; map: GovernedMap<string, string> }> {
     const clock = new FakeClock();
     const advisor = await new Advisor({ clock: clock.read, stateStore: store, instance: 'clearing-1' }).start();
     const map = routeTable();
     advisor.track(map);
+    return { clock, advisor, map };
+  }
+
+  test('a disposed map leaves the advice at the next window, its last range calls persisted first; one created again under its name goes on from them', async () => {
+    const store = new MemoryStateStore();
+    const { clock, advisor, map } = await trackedRouteTable(store);
     ranges(map, 40);
     clock.advance(WINDOW);
     await advisor.sample();
@@ -322,24 +335,16 @@ describe('range calls per ISO week survive restarts through the state store', ()
   });
 
   test('a disposed map whose counts cannot be persisted yet stays, with a note, until they are', async () => {
-    const inner = new MemoryStateStore();
-    let down = false;
-    const flaky: AdvisorStateStore = {
-      kind: 'flaky',
-      get: (key) => (down ? Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:2389')) : inner.get(key)),
-      compareAndSet: (key, value, expected) => (down ? Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:2389')) : inner.compareAndSet(key, value, expected)),
-    };
-    const clock = new FakeClock();
-    const advisor = await new Advisor({ clock: clock.read, stateStore: flaky, instance: 'clearing-1' }).start();
-    const map = routeTable();
-    advisor.track(map);
+    const state = { down: false };
+    const { inner, flaky } = unreachableWhile(state);
+    const { clock, advisor, map } = await trackedRouteTable(flaky);
     ranges(map, 12);
-    down = true;
+    state.down = true;
     map.dispose();
     clock.advance(WINDOW);
     await advisor.sample();
     assert.ok(only(advisor).evidence.notes.some((n) => /map "route_table" is disposed: no longer judged/.test(n)), only(advisor).evidence.notes.join('\n'));
-    down = false;
+    state.down = false;
     clock.advance(WINDOW);
     await advisor.sample();
     assert.deepEqual(advisor.advise(), []);
@@ -348,10 +353,7 @@ describe('range calls per ISO week survive restarts through the state store', ()
 
   test('untrack() persists the map\'s last range calls and stops advising on it; an unknown name answers false', async () => {
     const store = new MemoryStateStore();
-    const clock = new FakeClock();
-    const advisor = await new Advisor({ clock: clock.read, stateStore: store, instance: 'clearing-1' }).start();
-    const map = routeTable();
-    advisor.track(map);
+    const { advisor, map } = await trackedRouteTable(store);
     ranges(map, 5);
     assert.equal(await advisor.untrack('route_table'), true);
     assert.deepEqual(advisor.advise(), []);

@@ -252,6 +252,17 @@ contract('file', async () => {
 const etcd = etcdEndpoints();
 contract('etcd', () => Promise.resolve(new EtcdStateStore({ endpoints: 'endpoints' in etcd ? etcd.endpoints : 'http://127.0.0.1:1' })), { skip: 'skip' in etcd ? etcd.skip : undefined });
 
+/** A file store in a new directory, watched under /govmap/ from its first reset on. */
+async function watchedFileStore(pollIntervalMs: number): Promise<{ dir: string; store: FileStateStore; r: ReturnType<typeof recorder>; watch: ReturnType<StateStore['watch']> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+  dirs.push(dir);
+  const store = new FileStateStore({ directory: dir, pollIntervalMs });
+  const r = recorder();
+  const watch = store.watch('/govmap/', r.handlers);
+  await until('the reset', () => r.resets.length === 1);
+  return { dir, store, r, watch };
+}
+
 describe('file store specifics', () => {
   test('state survives the process: a new store on the same directory reads it back', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
@@ -266,12 +277,7 @@ describe('file store specifics', () => {
   });
 
   test('another process\'s writes reach a watch by polling; a foreign file is handed over as is, revision 0', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
-    dirs.push(dir);
-    const store = new FileStateStore({ directory: dir, pollIntervalMs: 20 });
-    const r = recorder();
-    const watch = store.watch('/govmap/', r.handlers);
-    await until('the reset', () => r.resets.length === 1);
+    const { dir, store, r, watch } = await watchedFileStore(20);
     await writeFile(join(dir, `${encodeURIComponent('/govmap/circuit/s/x')}.json`), 'garbage');
     await until('the foreign file is seen', () => r.events.length === 1);
     assert.deepEqual(r.events[0], { type: 'put', entry: { key: '/govmap/circuit/s/x', value: 'garbage', revision: 0n } });
@@ -284,12 +290,7 @@ describe('file store specifics', () => {
     // writes lands in between (delivered at once), the scan's listing is older than the watcher's
     // view: it must not resurrect a deleted key, take a key back to an older revision, or delete
     // a key just created. Every round checks the events of one key against what was written.
-    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
-    dirs.push(dir);
-    const store = new FileStateStore({ directory: dir, pollIntervalMs: 60_000 });
-    const r = recorder();
-    const watch = store.watch('/govmap/', r.handlers);
-    await until('the reset', () => r.resets.length === 1);
+    const { store, r, watch } = await watchedFileStore(60_000);
     const stale: string[] = [];
     for (let round = 0; round < 150; round++) {
       const key = `/govmap/race/${round % 3}`;
