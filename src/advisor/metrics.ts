@@ -2,7 +2,7 @@ import type { Registry } from 'prom-client';
 import { scrapeTimeGauge } from '../metrics/scrape-time.ts';
 import type { SeriesSetter } from '../metrics/scrape-time.ts';
 import type { Advisor } from './advisor.ts';
-import { RECOMMENDATIONS } from './signals.ts';
+import { RECOMMENDATIONS, THRESHOLD_LABELS } from './signals.ts';
 import type { Advice } from './signals.ts';
 
 /**
@@ -33,6 +33,10 @@ export function registerAdvisorMetrics(advisor: Advisor, registry: Registry, pre
     for (const a of advice) for (const s of a.signals) if (s.status !== 'insufficient-data') set({ map: a.map, signal: s.id }, s.status === 'firing' ? 1 : 0);
   });
   gauge('window_seconds', 'Length of one judged advisor window.', [], (set) => set({}, advisor.windowMs / 1000));
+  // So that `govmap advise --url` judges with the thresholds the breaches were counted against.
+  gauge('threshold', 'The thresholds the advisor judges with (miss_ratio, miss_ratio_windows, range_growth, min_baseline_ranges, max_keys, min_read_write_ratio).', ['threshold'], (set) => {
+    for (const [name, label] of Object.entries(THRESHOLD_LABELS)) set({ threshold: label }, advisor.thresholds[name as keyof typeof THRESHOLD_LABELS]);
+  });
   gauge('window_miss_ratio', 'Misses / loads in the latest judged window (absent when it had too few loads).', ['map'], (set, advice) => {
     for (const a of advice) if (a.evidence.missRatio.latest !== null) set({ map: a.map }, a.evidence.missRatio.latest);
   });

@@ -32,6 +32,16 @@ export const DEFAULT_THRESHOLDS: AdvisorThresholds = Object.freeze({
   minReadWriteRatio: 20,
 });
 
+/** The `threshold` label of `govmap_advisor_threshold` for each threshold (Prometheus's snake case). */
+export const THRESHOLD_LABELS: Readonly<Record<keyof AdvisorThresholds, string>> = Object.freeze({
+  missRatio: 'miss_ratio',
+  missRatioWindows: 'miss_ratio_windows',
+  rangeGrowth: 'range_growth',
+  minBaselineRanges: 'min_baseline_ranges',
+  maxKeys: 'max_keys',
+  minReadWriteRatio: 'min_read_write_ratio',
+});
+
 /** Merges and checks thresholds; a bad one is refused with its name. */
 export function resolveThresholds(partial: Partial<AdvisorThresholds> = {}): AdvisorThresholds {
   const t = { ...DEFAULT_THRESHOLDS, ...partial };
@@ -93,6 +103,12 @@ export interface MapEvidence {
   };
   /** What the source could not see, or failed to persist, in words. */
   readonly notes: readonly string[];
+  /**
+   * The thresholds the service's own advisor judges with, when the source exports them
+   * (`govmap_advisor_threshold`): its held breaches were counted against them, so its advice is
+   * judged with them too. Absent: the caller's (the defaults).
+   */
+  readonly thresholds?: AdvisorThresholds;
 }
 
 export type SignalId = 'MISS_RATIO_WITH_GC_PRESSURE' | 'RANGE_GROWTH_WEEK_OVER_WEEK' | 'KEY_COUNT' | 'READ_WRITE_RATIO';

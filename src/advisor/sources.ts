@@ -1,7 +1,7 @@
 import { AdvisorSourceError } from './errors.ts';
 import { byName, formatFloatValue, formatOfContentType, formatSeries, parseFloatValue, parsePrometheusText } from './prom-text.ts';
 import type { ExpositionFormat, PromSample } from './prom-text.ts';
-import { DEFAULT_THRESHOLDS } from './signals.ts';
+import { DEFAULT_THRESHOLDS, THRESHOLD_LABELS, resolveThresholds } from './signals.ts';
 import type { AdvisorThresholds, MapEvidence, WeekCount } from './signals.ts';
 
 /**
@@ -148,6 +148,7 @@ export const VALUE_RULES: Readonly<Record<string, ValueRule>> = Object.freeze({
   govmap_advisor_window_operations: OPERATIONS,
   govmap_advisor_range_calls: { holds: isCount, rule: 'a number of range calls is a whole number >= 0' },
   govmap_advisor_state_problem: FLAG,
+  govmap_advisor_threshold: { holds: (v: number) => Number.isFinite(v) && v > 0, rule: 'a threshold is a finite number > 0' },
   govmap_gc_pause_rising: FLAG,
   govmap_gc_pause_trend_ratio: { holds: isNonNegative, rule: 'a ratio of pause times is a finite number >= 0' },
   govmap_gc_pause_fraction: { holds: isShare, rule: 'a share of time is from 0 to 1' },
@@ -207,6 +208,30 @@ function screen(samples: readonly PromSample[]): { accepted: PromSample[]; refus
     else refused.push({ sample, note });
   }
   return { accepted, refused };
+}
+
+/**
+ * The thresholds a service's advisor exports (`govmap_advisor_threshold`), when it exports all
+ * of them and they hold together; undefined otherwise (a service from before they were
+ * exported: the caller's defaults apply). Thresholds other than the defaults are named in a note.
+ */
+function thresholdsOf(samples: readonly PromSample[], notes: string[]): AdvisorThresholds | undefined {
+  const given: Partial<Record<keyof AdvisorThresholds, number>> = {};
+  for (const [name, label] of Object.entries(THRESHOLD_LABELS) as Array<[keyof AdvisorThresholds, string]>) {
+    const sample = samples.find((s) => s.labels.threshold === label);
+    if (sample === undefined) return undefined;
+    given[name] = sample.value;
+  }
+  let thresholds: AdvisorThresholds;
+  try {
+    thresholds = resolveThresholds(given);
+  } catch (error) {
+    notes.push(`the service's advisor thresholds are refused (${(error as Error).message}); judged with the defaults`);
+    return undefined;
+  }
+  const differ = (Object.keys(THRESHOLD_LABELS) as Array<keyof AdvisorThresholds>).filter((n) => thresholds[n] !== DEFAULT_THRESHOLDS[n]);
+  if (differ.length > 0) notes.push(`judged with the service's own thresholds: ${differ.map((n) => `${THRESHOLD_LABELS[n]} ${formatFloatValue(thresholds[n])} (default ${formatFloatValue(DEFAULT_THRESHOLDS[n])})`).join(', ')}`);
+  return thresholds;
 }
 
 // ------------------------------------------------------------------ one scrape of /metrics
@@ -294,6 +319,7 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
     let missRatio: MapEvidence['missRatio'];
     let readWrite: MapEvidence['readWrite'];
     let ranges: MapEvidence['ranges'];
+    let serviceThresholds: AdvisorThresholds | undefined;
     if (withAdvisor && advisorWindowSeconds !== null) {
       const latest = valueOf('govmap_advisor_window_miss_ratio', map);
       missRatio = {
@@ -313,6 +339,7 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
       };
       ranges = { current: week('current'), previous: week('previous'), beforePrevious: week('before_previous'), calendar: 'iso-week' };
       if (valueOf('govmap_advisor_state_problem', map) === 1) notes.push('the service reports that its weekly range counts are not being persisted (see its /advisor)');
+      serviceThresholds = thresholdsOf(ofMap('govmap_advisor_threshold', machine), notes);
     } else {
       // The map part's own 5-minute sliding miss ratio: one window, as of this scrape.
       let latest = valueOf('syncmap_miss_ratio', map);
@@ -341,7 +368,18 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
           : 'no GC pause trend exported (govmap_gc_pause_rising): start a Sandbox in the service',
       );
     }
-    out.push({ map: mapName, instance: instance === '' ? null : instance, source: 'metrics-endpoint', keys: valueOf('syncmap_keys', map), missRatio, gc, readWrite, ranges, notes });
+    out.push({
+      map: mapName,
+      instance: instance === '' ? null : instance,
+      source: 'metrics-endpoint',
+      keys: valueOf('syncmap_keys', map),
+      missRatio,
+      gc,
+      readWrite,
+      ranges,
+      notes,
+      ...(serviceThresholds === undefined ? {} : { thresholds: serviceThresholds }),
+    });
   }
   return out;
 }

@@ -86,7 +86,7 @@ export async function adviseCommand(options: AdviseCommandOptions, command?: Com
     throw error;
   }
   const wanted = options.map === undefined ? null : new Set(options.map);
-  const advice = evidence.filter((e) => wanted === null || wanted.has(e.map)).map((e) => advisor.advise(e));
+  const advice = evidence.filter((e) => wanted === null || wanted.has(e.map)).map((e) => advisor.advise(e, e.thresholds));
   if (options.json === true) {
     console.log(JSON.stringify({ source: options.url ?? options.prometheus, generatedAt: new Date().toISOString(), advice }, null, 2));
   } else if (advice.length > 0 || wanted === null) {

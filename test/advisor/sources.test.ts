@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Counter, Registry } from 'prom-client';
-import { AdvisorSourceError, MetricsParseError, advise, evidenceFromMetricsEndpoint, evidenceFromMetricsText, evidenceFromPrometheus, parsePrometheusText } from '../../src/advisor/index.ts';
+import { Advisor, AdvisorSourceError, MetricsParseError, advise, evidenceFromMetricsEndpoint, evidenceFromMetricsText, evidenceFromPrometheus, parsePrometheusText, registerAdvisorMetrics } from '../../src/advisor/index.ts';
 import { MAX_ANSWER_BYTES } from '../../src/advisor/sources.ts';
 import { GovernedMap } from '../../src/index.ts';
 import { MapMetrics } from '../../src/metrics/index.ts';
@@ -21,8 +21,14 @@ function govmap(args: string[]): Promise<{ code: number; stdout: string; stderr:
   });
 }
 
-/** Endpoints that misbehave the ways a real network and real servers do. */
+/** What `/service/metrics` serves: a service's registry, set by a test. */
+let serviceRegistry: Registry | null = null;
+
+/** Endpoints that misbehave the ways a real network and real servers do, and one service. */
 const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => void> = {
+  '/service/metrics': (_req, res) => {
+    void serviceRegistry!.metrics().then((text) => res.writeHead(200, { 'content-type': serviceRegistry!.contentType }).end(text));
+  },
   // Headers, a first line, then nothing: a server stuck halfway through its answer.
   '/stall/metrics': (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
@@ -202,6 +208,56 @@ describe('what real exporters write', () => {
     assert.equal(evidence.find((e) => e.map === 'quote_cache_9999')!.keys, 9999);
     // Quadratic lookups took about 50 s here; linear ones well under 1 s.
     assert.ok(seconds < 10, `${seconds.toFixed(1)} s for ${maps} maps`);
+  });
+});
+
+describe('a service whose advisor has its own thresholds', () => {
+  /** A service advisor that moves maps to Redis above 1,000 keys (not 50,000), following a map of 5,000. */
+  async function serviceWithOwnThresholds(): Promise<{ advisor: Advisor; registry: Registry }> {
+    const advisor = new Advisor({ thresholds: { maxKeys: 1000 } });
+    const positions = new GovernedMap<string, bigint>({ name: 'positions', validate: (_k, v) => v >= 0n || 'NEGATIVE' });
+    for (let i = 0; i < 5000; i++) positions.store(`book-${i}`, BigInt(i));
+    advisor.track(positions);
+    await advisor.sample();
+    const registry = new Registry();
+    new MapMetrics({ registry }).track(positions);
+    registerAdvisorMetrics(advisor, registry);
+    return { advisor, registry };
+  }
+
+  test('its thresholds are exported, and advice from its /metrics is judged with them, as its own /advisor is', async () => {
+    const { advisor, registry } = await serviceWithOwnThresholds();
+    const text = await registry.metrics();
+    assert.match(text, /govmap_advisor_threshold\{threshold="max_keys"\} 1000/);
+    assert.equal(advisor.advise()[0]!.recommendation, 'redis-store');
+    const [evidence] = evidenceFromMetricsText(text, 'http://svc/metrics');
+    assert.equal(evidence!.thresholds?.maxKeys, 1000);
+    // Before, `govmap advise --url` judged 5,000 keys against its own 50,000 and said "stay".
+    assert.equal(advise(evidence!, evidence!.thresholds).recommendation, 'redis-store');
+    assert.ok(evidence!.notes.includes("judged with the service's own thresholds: max_keys 1000 (default 50000)"), evidence!.notes.join('\n'));
+  });
+
+  test('govmap advise --url --check agrees with the service (exit 3: move to Redis)', async () => {
+    serviceRegistry = (await serviceWithOwnThresholds()).registry;
+    const { code, stdout, stderr } = await govmap(['advise', '--url', `${base}/service/metrics`, '--json', '--check']);
+    assert.equal(code, 3, stderr);
+    const report = JSON.parse(stdout) as { advice: Array<{ map: string; recommendation: string }> };
+    assert.deepEqual(report.advice.map((a) => [a.map, a.recommendation]), [['positions', 'redis-store']]);
+  });
+
+  test('thresholds that do not hold together are refused with a note, and the defaults judge', () => {
+    const text = [
+      'syncmap_keys{map="positions"} 5000',
+      'govmap_advisor_recommendation{map="positions",recommendation="stay"} 1',
+      'govmap_advisor_window_seconds 300',
+      ...['miss_ratio 1.5', 'miss_ratio_windows 3', 'range_growth 0.5', 'min_baseline_ranges 100', 'max_keys 1000', 'min_read_write_ratio 20'].map((t) => {
+        const [name, value] = t.split(' ');
+        return `govmap_advisor_threshold{threshold="${name!}"} ${value!}`;
+      }),
+    ].join('\n');
+    const [evidence] = evidenceFromMetricsText(text, 'http://svc/metrics');
+    assert.equal(evidence!.thresholds, undefined);
+    assert.ok(evidence!.notes.some((n) => /^the service's advisor thresholds are refused \(.*thresholds\.missRatio.*between 0 and 1.*\); judged with the defaults$/.test(n)), evidence!.notes.join('\n'));
   });
 });
 
