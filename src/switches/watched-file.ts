@@ -85,8 +85,10 @@ export class WatchedFile {
   #appliedHash: string | null = null;
   /** Key of the failure last reported (`content:<hash>` or `read:<kind>`), null while healthy. */
   #failedKey: string | null = null;
+  /** The read in flight, if any. */
   #reading: Promise<boolean> | null = null;
-  #again = false;
+  /** The read to start once the one in flight has ended (see check()). */
+  #queued: Promise<boolean> | null = null;
   #closed = false;
   #loads = 0;
   #errors = 0;
@@ -132,24 +134,21 @@ export class WatchedFile {
   /**
    * Re-reads now (what a change event does after its debounce). Resolves true when new content
    * was applied, false when unchanged or rejected (the rejection is logged, counted and in status()).
+   * Resolves only once a read that started after the call has finished: one already in flight
+   * may have read the file before the change the caller knows of.
    */
-  async check(): Promise<boolean> {
-    if (this.#reading !== null) {
-      // A read is in flight; the file may have changed after it started reading: read again after.
-      this.#again = true;
-      return this.#reading;
-    }
-    this.#reading = this.#checkOnce().finally(() => {
-      this.#reading = null;
-    });
-    const applied = await this.#reading;
-    if (this.#again && !this.#closed) {
-      this.#again = false;
-      return (await this.check()) || applied;
-    }
-    return applied;
+  check(): Promise<boolean> {
+    if (this.#reading === null) return this.#readNow();
+    // A read is in flight; the file may have changed after it started reading: read again after
+    // it, and answer with that read (not the one in flight: `await reload()` right after writing
+    // the file used to resolve with the content from before the write still applied). One read,
+    // shared by every caller meanwhile.
+    this.#queued ??= this.#reading.then(
+      () => this.#afterInFlight(),
+      () => this.#afterInFlight(),
+    );
+    return this.#queued;
   }
-
   status(): WatchedFileStatus {
     return {
       path: this.path,
@@ -167,6 +166,21 @@ export class WatchedFile {
     this.#watcher = null;
     if (this.#poll !== null) clearInterval(this.#poll);
     if (this.#debounce !== null) clearTimeout(this.#debounce);
+  }
+
+  #readNow(): Promise<boolean> {
+    const reading = this.#checkOnce().finally(() => {
+      this.#reading = null;
+    });
+    this.#reading = reading;
+    return reading;
+  }
+
+  /** The queued read: a read started since the last one ended began after its callers asked too. */
+  #afterInFlight(): Promise<boolean> {
+    this.#queued = null;
+    if (this.#closed) return Promise.resolve(false);
+    return this.#reading ?? this.#readNow();
   }
 
   #schedule(): void {

@@ -17,6 +17,16 @@ async function eventually(what: string, predicate: () => boolean, ms = 5000): Pr
   }
 }
 
+/**
+ * Writes like a config tool does: a temporary file renamed over the old one. Written in place,
+ * the directory watch can read the file truncated or half written: a failure of its own, counted.
+ */
+async function replaceFile(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${randomUUID()}`;
+  await writeFile(tmp, text);
+  await rename(tmp, path);
+}
+
 const initial = { default: { target: 'core' }, routes: [] };
 const withRule = (target: string) => ({ default: { target: 'core' }, routes: [{ id: 'org-1001', orgId: '1001*', txnType: 'pay', target }] });
 
@@ -109,12 +119,12 @@ describe('file route table source', () => {
       let text = await metrics.registry.metrics();
       assert.match(text, /govmap_route_table_source_errors_total\{source="file"\} 0/);
       assert.match(text, /govmap_route_table_source_healthy\{source="file"\} 1/);
-      await writeFile(path, 'default: { target: core }\nroutes: nope\n');
+      await replaceFile(path, 'default: { target: core }\nroutes: nope\n');
       await source.reload();
       text = await metrics.registry.metrics();
       assert.match(text, /govmap_route_table_source_errors_total\{source="file"\} 1/);
       assert.match(text, /govmap_route_table_source_healthy\{source="file"\} 0/);
-      await writeFile(path, 'default: { target: core2 }\nroutes: []\n');
+      await replaceFile(path, 'default: { target: core2 }\nroutes: []\n');
       await source.reload();
       assert.match(await metrics.registry.metrics(), /govmap_route_table_source_healthy\{source="file"\} 1/);
     } finally {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { renameSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -132,7 +133,8 @@ describe('file source', () => {
       assert.equal(source.status().healthy, false);
       assert.equal(board.isOn('a'), true, 'the last good snapshot stays');
 
-      await writeFile(path, 'switches:\n  a: true\n');
+      // Replaced whole: a half-written file seen by the directory watch would be a failure of its own.
+      await replaceFile(path, 'switches:\n  a: true\n');
       await source.reload();
       assert.equal(source.status().healthy, true, 'the good content is back');
       await rm(path);
@@ -152,12 +154,47 @@ describe('file source', () => {
     await source.start();
     try {
       for (const size of [300, 300, 900, 5000, 5000]) {
-        await writeFile(path, JSON.stringify({ switches: { a: { enabled: true, description: 'x'.repeat(size) } } }));
+        // Replaced whole: written in place, the directory watch could read it truncated or half
+        // written (empty, invalid JSON: other failures, rightly counted), as it did on a busy CI box.
+        await replaceFile(path, JSON.stringify({ switches: { a: { enabled: true, description: 'x'.repeat(size) } } }));
         await source.reload();
       }
       assert.equal(source.status().errors, 1);
       assert.equal(logged.length, 1);
       assert.match(logged[0]!, /the limit is 200/);
+    } finally {
+      source.close();
+    }
+  });
+
+  test('reload() asked while another read is in flight resolves only once the file as it is now has been read', async () => {
+    // A change event's read (or another caller's reload) is in flight when an admin writes the
+    // file and asks for a reload: that reload used to answer with the read in flight, which had
+    // read the file before the write, so `await reload()` returned with the new content unapplied.
+    const path = join(dir, 'in-flight.json');
+    await writeFile(path, JSON.stringify({ switches: { a: true } }));
+    const board = new SwitchBoard();
+    const source = new FileSwitchSource({ path, board, debounceMs: 60_000, pollMs: 0 });
+    await source.start();
+    try {
+      await replaceFile(path, JSON.stringify({ switches: { a: false } }));
+      let second: Promise<boolean> | undefined;
+      // Runs inside the first read, as it applies what it read: the file changes again, and a reload is asked for.
+      const unsubscribe = board.subscribe(() => {
+        if (second !== undefined) return;
+        writeFileSync(`${path}.tmp`, JSON.stringify({ switches: { a: false, b: true } }));
+        renameSync(`${path}.tmp`, path);
+        second = source.reload();
+      });
+      const first = source.reload();
+      await new Promise<void>((resolve) => {
+        const wait = (): void => void (second === undefined ? setImmediate(wait) : resolve());
+        wait();
+      });
+      assert.equal(await second, true, 'the second reload applied the file as written before it was asked');
+      assert.equal(board.isOn('b'), true);
+      assert.equal(await first, true);
+      unsubscribe();
     } finally {
       source.close();
     }
