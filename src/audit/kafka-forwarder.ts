@@ -722,6 +722,8 @@ class ProducerLane {
   readonly #lane: number;
   readonly #data: ProducerLaneData;
   #worker: Worker | undefined;
+  /** Threads that failed ('error') and are still exiting: close() waits for them too. */
+  readonly #exiting = new Set<Promise<unknown>>();
   readonly #pending = new Map<number, { resolve: (reply: Extract<ProducerLaneReply, { type: 'ok' }>) => void; reject: (error: unknown) => void; records: number }>();
   #nextId = 1;
 
@@ -751,6 +753,9 @@ class ProducerLane {
   }
 
   async close(): Promise<void> {
+    // A thread dropped at its 'error' event is still shutting down: stop() promises no lane
+    // thread outlives it.
+    await Promise.all(this.#exiting);
     const worker = this.#worker;
     if (worker === undefined) return;
     let timer: NodeJS.Timeout | undefined;
@@ -782,6 +787,9 @@ class ProducerLane {
     const died = (error: Error): void => {
       if (this.#worker !== worker) return;
       this.#worker = undefined;
+      const exited = worker.terminate().catch(() => undefined);
+      this.#exiting.add(exited);
+      void exited.then(() => this.#exiting.delete(exited));
       for (const p of this.#pending.values()) p.reject(error);
       this.#pending.clear();
     };

@@ -129,15 +129,31 @@ function kafkaPid(): number | null {
   return match === null ? null : Number(match[1]);
 }
 
-/** Producer-lane threads of this process (Linux: thread names from /proc; 0 where there is none). */
-function laneThreads(): number {
-  let names: string[];
+/**
+ * Producer-lane threads of this process, as `<tid> <name> <state>` (Linux: from /proc; none where
+ * there is no /proc). A thread that ends while the list is read is skipped: it used to make the
+ * whole count 0, which the check that a lane runs would take for no lane at all.
+ */
+function laneThreads(): string[] {
+  let tids: string[];
   try {
-    names = readdirSync('/proc/self/task').map((tid) => readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim());
+    tids = readdirSync('/proc/self/task');
   } catch {
-    return 0;
+    return [];
   }
-  return names.filter((name) => name.startsWith('govmap-audit-ka')).length;
+  const lanes: string[] = [];
+  for (const tid of tids) {
+    try {
+      const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      if (!name.startsWith('govmap-audit-ka')) continue;
+      // The state letter follows the parenthesised name (R, S, D, Z...): says whether a thread left over was still exiting.
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      lanes.push(`${tid} ${name} ${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]}`);
+    } catch {
+      // Ended meanwhile.
+    }
+  }
+  return lanes;
 }
 
 async function stream(audit: AuditRecorder, map: ReturnType<typeof balances>, events: number, start: number): Promise<void> {
@@ -321,12 +337,12 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     audit.attach(map);
     await stream(audit, map, 500, 0);
     await audit.forwarder!.drain(60_000);
-    assert.ok(laneThreads() > 0, 'a lane thread runs while forwarding');
+    assert.ok(laneThreads().length > 0, 'a lane thread runs while forwarding');
     rmSync(dir, { recursive: true, force: true });
     stopped = true;
     await audit.stop();
     // A lane left behind would keep forwarding nothing, forever, in this process.
-    assert.equal(laneThreads(), 0, 'no producer lane thread outlives the stop');
+    assert.deepEqual(laneThreads(), [], 'no producer lane thread outlives the stop');
   });
 
   test('a restarted forwarder resumes from its last acknowledged record', async (t) => {
