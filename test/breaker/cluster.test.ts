@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BreakerClusterSync, BreakerGroup, BreakerMetrics, CircuitBreaker, decodeSnapshot } from '../../src/breaker/index.ts';
+import { BreakerClusterSync, BreakerGroup, BreakerMetrics, CircuitBreaker, ManualClock, decodeSnapshot } from '../../src/breaker/index.ts';
 import { ConfigurationError } from '../../src/map/index.ts';
 import type { CircuitBreakerOptions } from '../../src/breaker/index.ts';
 import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
@@ -25,12 +25,19 @@ async function until(what: string, check: () => boolean, timeoutMs = 3_000): Pro
 }
 
 const WINDOW_MS = 50;
-const options: CircuitBreakerOptions = { name: 'settlement', breachedWindowsToOpen: 1, minimumCalls: 4, windowMs: WINDOW_MS, openDurationMs: 400, halfOpenProbes: 2, timeoutMs: 1_000 };
+/**
+ * The OPEN wait outlasts every test that needs a breaker to stay OPEN (a restart resuming it, a
+ * quorum of OPEN reports, the OPEN snapshot): with 400 ms, a CI box that starved this process
+ * for that long after a trip saw the wait end mid-test (HALF_OPEN where OPEN was asserted, a
+ * quorum never reached). Tests that need the wait to end set SHORT_OPEN_MS, or move a ManualClock.
+ */
+const options: CircuitBreakerOptions = { name: 'settlement', breachedWindowsToOpen: 1, minimumCalls: 4, windowMs: WINDOW_MS, openDurationMs: 60_000, halfOpenProbes: 2, timeoutMs: 1_000 };
+const SHORT_OPEN_MS = 400;
 
-async function instance(store: StateStore, name: string, extra: Partial<ConstructorParameters<typeof BreakerClusterSync>[0]> = {}): Promise<{ sync: BreakerClusterSync; breaker: CircuitBreaker }> {
+async function instance(store: StateStore, name: string, extra: Partial<ConstructorParameters<typeof BreakerClusterSync>[0]> = {}, breakerOptions: Partial<CircuitBreakerOptions> = {}): Promise<{ sync: BreakerClusterSync; breaker: CircuitBreaker }> {
   const sync = new BreakerClusterSync({ store, instance: name, log: quiet, ...extra });
   await sync.start();
-  const breaker = new CircuitBreaker(options);
+  const breaker = new CircuitBreaker({ ...options, ...breakerOptions });
   sync.attachBreaker(breaker);
   await sync.flush();
   return { sync, breaker };
@@ -151,12 +158,15 @@ describe('cluster sync on the memory store', () => {
     const sync = new BreakerClusterSync({ store, instance: 'a', log: quiet });
     await sync.start();
     // A call timeout far off: a probe that timed out would release the right by itself.
-    const group = new BreakerGroup({ ...options, name: 'routes', maxBreakers: 1, timeoutMs: 30_000 });
+    const group = new BreakerGroup({ ...options, openDurationMs: SHORT_OPEN_MS, name: 'routes', maxBreakers: 1, timeoutMs: 30_000 });
     sync.attachGroup(group);
     try {
       const x = group.get('x');
       await trip(x);
-      await until('the wait to end', () => (x.openUntil ?? 0) <= Date.now(), 2_000);
+      // HALF_OPEN, not only the wait's end by the wall clock: a call made once the wait is over
+      // but before the breaker's timer has asked for the cluster's probe right (a late timer on a
+      // busy box) is refused while the right is requested, and would never be the probe.
+      await until('the wait to end and the probe right to be granted', () => x.state === 'HALF_OPEN', 2_000);
       // The probe hangs: x is HALF_OPEN, holding the cluster's probe right for routes:x.
       let answer: (() => void) | undefined;
       const probe = x.execute(() => new Promise<void>((resolve) => (answer = resolve))).catch(() => undefined);
@@ -186,9 +196,14 @@ describe('cluster sync on the memory store', () => {
     const sync = new BreakerClusterSync({ store, prefix: '/govmap/clearing-production-eu-west-1', instance: 'i'.repeat(128), log: (message) => logged.push(message), retryMinMs: 10, retryMaxMs: 20 });
     try {
       await sync.start();
-      const breaker = new CircuitBreaker({ ...options, name: 'n'.repeat(64) });
+      // The breaker's time moves only when told: its OPEN wait cannot end during the 200 ms
+      // below however slowly this process runs, and then ends exactly when the test says.
+      const clock = new ManualClock(Date.now());
+      const breaker = new CircuitBreaker({ ...options, name: 'n'.repeat(64), clock });
       sync.attachBreaker(breaker);
-      await trip(breaker);
+      await Promise.all(Array.from({ length: 4 }, () => breaker.execute(() => Promise.reject(new Error('gateway down'))).catch(() => undefined)));
+      clock.advance(WINDOW_MS); // the window ends: it is judged at the next look, and trips
+      assert.equal(breaker.state, 'OPEN');
       await new Promise((resolve) => setTimeout(resolve, 200));
       assert.equal(sync.connected, true, 'the store answers: it is not unreachable');
       assert.ok(!logged.some((line) => /unreachable|not reachable/.test(line)), logged.join('\n'));
@@ -197,7 +212,7 @@ describe('cluster sync on the memory store', () => {
       assert.match(refused[0]!, /nnnn/, 'names the breaker');
       assert.equal(breaker.state, 'OPEN', 'it still decides, locally');
       // Its probe right cannot be shared either: once the wait ends it probes alone, and closes.
-      await until('the wait to end', () => (breaker.openUntil ?? 0) <= Date.now(), 2_000);
+      clock.advance(options.openDurationMs!);
       // Read through a function: the assertion above narrowed `breaker.state` to 'OPEN' for the compiler.
       const state = (): string => breaker.state;
       for (let i = 0; i < options.halfOpenProbes! && state() !== 'CLOSED'; i++) await breaker.execute(() => 'ok');
@@ -232,8 +247,8 @@ describe('cluster sync on the memory store', () => {
 
   test('only one instance probes; when its probes pass the others close too', async () => {
     const store = new MemoryStateStore();
-    const a = await instance(store, 'a', { openQuorum: 0.5 });
-    const b = await instance(store, 'b', { openQuorum: 0.5 });
+    const a = await instance(store, 'a', { openQuorum: 0.5 }, { openDurationMs: SHORT_OPEN_MS });
+    const b = await instance(store, 'b', { openQuorum: 0.5 }, { openDurationMs: SHORT_OPEN_MS });
     await trip(a.breaker);
     await until('b adopts OPEN', () => b.breaker.state === 'OPEN');
     await until('the wait is over for both', () => a.breaker.state !== 'OPEN' || b.breaker.state !== 'OPEN' || (a.breaker.awaitingProbeRight && b.breaker.awaitingProbeRight), 2_000);
@@ -299,10 +314,12 @@ describe('cluster sync on the memory store', () => {
   test('start() twice starts once: no second watch, no wait for the start timeout, no false "unreachable" warning', async () => {
     const store = new MemoryStateStore();
     const logged: string[] = [];
-    const sync = new BreakerClusterSync({ store, instance: 'a', startTimeoutMs: 2_000, log: (message) => logged.push(message) });
+    // A start timeout far beyond any stall of a busy box: a start that waited for it cannot pass
+    // for one that did not (with 2 s against a 1 s bound, a starved second was enough to fail).
+    const sync = new BreakerClusterSync({ store, instance: 'a', startTimeoutMs: 30_000, log: (message) => logged.push(message) });
     const started = Date.now();
     await Promise.all([sync.start(), sync.start()]);
-    assert.ok(Date.now() - started < 1_000, `started in ${Date.now() - started} ms`);
+    assert.ok(Date.now() - started < 15_000, `started in ${Date.now() - started} ms`);
     assert.deepEqual(logged, []);
     const breaker = new CircuitBreaker(options);
     sync.attachBreaker(breaker);

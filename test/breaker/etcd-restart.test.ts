@@ -35,7 +35,7 @@ test('etcd stopped mid-test and restarted: both instances keep serving on local 
     assert.equal(tripped.state, 'OPEN', 'A decides on its own outcomes while etcd is down');
     const served = await b.ask('call');
     assert.equal(served.answer, 'served');
-    assert.ok(served.ms! < 50, `a call must not wait for etcd (took ${served.ms!.toFixed(1)} ms)`);
+    assert.equal(served.settledInTurn, true, `a call must not wait for etcd (it settled only after the event loop turned, ${served.ms!.toFixed(1)} ms)`);
     await a.until('A knows etcd is unreachable', (r) => !r.connected);
     assert.equal((await a.ask('call')).answer, 'fallback');
 
