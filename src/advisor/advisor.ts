@@ -97,6 +97,11 @@ export class Advisor {
   readonly stateStore: AdvisorStateStore | null;
   readonly #clock: () => number;
   readonly #followed = new Map<string, Followed>();
+  /**
+   * Weekly counts of maps no longer followed that the state store does not hold (there is none,
+   * or the last sync failed), by name: a map tracked again under the name goes on from them.
+   */
+  readonly #leftWeeks = new Map<string, RangeWeekCounts>();
   #timer: NodeJS.Timeout | null = null;
   #weekTimer: NodeJS.Timeout | null = null;
   #chain: Promise<void> = Promise.resolve();
@@ -127,9 +132,14 @@ export class Advisor {
   track(map: AdvisedMap): this {
     const existing = this.#followed.get(map.name);
     if (existing !== undefined) {
+      // The map it replaces (disposed, rebuilt) may have taken range calls since the last
+      // window: counted now, or the next window would start from the new map's and drop them.
+      if (existing.ref.deref() !== map) this.#countRanges(this.#clock(), existing);
       existing.ref = new WeakRef(map);
       return this;
     }
+    const weeks = this.#leftWeeks.get(map.name);
+    this.#leftWeeks.delete(map.name);
     this.#followed.set(map.name, {
       ref: new WeakRef(map),
       name: map.name,
@@ -141,7 +151,7 @@ export class Advisor {
       latestMissRatio: null,
       keys: readSize(map),
       readError: null,
-      weeks: new RangeWeekCounts(`${this.keyPrefix}/advisor/${this.service}/${this.instance}/range-weeks/${map.name}`, map.name),
+      weeks: weeks ?? new RangeWeekCounts(`${this.keyPrefix}/advisor/${this.service}/${this.instance}/range-weeks/${map.name}`, map.name),
     });
     return this;
   }
@@ -152,13 +162,18 @@ export class Advisor {
    * collected map needs no call: the next window retires it the same way.
    */
   untrack(name: string): Promise<boolean> {
+    // The map followed at the call: the task runs later (after a sample in flight, or at least a
+    // microtask on), and a map tracked under the name meanwhile (a rebuilt one) stays followed.
+    const f = this.#followed.get(name);
+    if (f === undefined) return Promise.resolve(false);
+    const ref = f.ref;
     return this.#serial(async () => {
-      const f = this.#followed.get(name);
-      if (f === undefined) return false;
+      // Retired meanwhile, or replaced by track() (which counted the old map's last calls).
+      if (this.#followed.get(name) !== f || f.ref !== ref) return true;
       this.#countRanges(this.#clock(), f);
       if (this.stateStore !== null) await f.weeks.sync(this.stateStore, this.#clock());
-      // Removed even if the sync failed: the caller asked; the weeks are what the store holds.
-      if (this.#followed.get(name) === f) this.#followed.delete(name);
+      // Removed even if the sync failed: the caller asked; #forget keeps what the store lacks.
+      if (this.#followed.get(name) === f && f.ref === ref) this.#forget(f);
       return true;
     });
   }
@@ -349,10 +364,21 @@ export class Advisor {
    * once without a state store), so a map created again under its name goes on from them.
    */
   #retireGone(): void {
-    for (const [name, f] of this.#followed) {
+    for (const f of this.#followed.values()) {
       const map = f.ref.deref();
-      if ((map === undefined || map.disposed) && !f.weeks.hasPending) this.#followed.delete(name);
+      // Without a state store nothing is ever persisted (pending for ever): the counts are kept
+      // in memory instead (#forget), or the map would never leave.
+      if ((map === undefined || map.disposed) && (this.stateStore === null || !f.weeks.hasPending)) this.#forget(f);
     }
+  }
+
+  /** Stops following `f`; weeks the state store does not hold are kept for a map tracked again under its name. */
+  #forget(f: Followed): void {
+    this.#followed.delete(f.name);
+    if (this.stateStore !== null && !f.weeks.hasPending) return; // tracked again: read back from the store
+    // Bounded: names past the cap (maps created and disposed under ever new names) lose theirs, oldest first.
+    this.#leftWeeks.set(f.name, f.weeks);
+    if (this.#leftWeeks.size > MAX_LEFT_WEEKS) this.#leftWeeks.delete(this.#leftWeeks.keys().next().value!);
   }
 
   /** Range calls since the last window, into the current week (on stop: nothing is lost at exit). */
@@ -389,6 +415,9 @@ export class Advisor {
     return run;
   }
 }
+
+/** Names whose weekly counts are kept after their map left (see Advisor.#leftWeeks). */
+const MAX_LEFT_WEEKS = 1_000;
 
 const ZERO = Object.freeze({ loads: 0, misses: 0, reads: 0, writes: 0, ranges: 0 });
 

@@ -58,12 +58,12 @@ export class RangeWeekCounts {
     return (this.#persisted.get(week) ?? 0) + (this.#pending.get(week) ?? 0);
   }
 
-  /** True once the stored history (if any) has been read: before that, counts are this process's only. */
-  /** Whether increments wait for a sync that succeeds (always false without a state store once synced). */
+  /** Whether increments wait for a sync that succeeds (without a state store: always, once counted). */
   get hasPending(): boolean {
     return this.#pending.size > 0;
   }
 
+  /** True once the stored history (if any) has been read: before that, counts are this process's only. */
   get loaded(): boolean {
     return this.#loaded;
   }

@@ -351,6 +351,64 @@ describe('range calls per ISO week survive restarts through the state store', ()
     assert.deepEqual(JSON.parse((await inner.get('/govmap/advisor/govmap/clearing-1/range-weeks/route_table'))!.value).weeks, { '2025-W02': 12 });
   });
 
+  test('a map created again under a disposed map\'s name before the next window: the disposed one\'s last range calls still count', async () => {
+    const store = new MemoryStateStore();
+    const { clock, advisor, map } = await trackedRouteTable(store);
+    ranges(map, 40);
+    clock.advance(WINDOW);
+    await advisor.sample();
+    ranges(map, 7); // after the last window, before dispose
+    map.dispose();
+    const again = routeTable(); // a rebuilt cache, tracked at once (before the next window)
+    advisor.track(again);
+    ranges(again, 3);
+    clock.advance(WINDOW);
+    await advisor.sample();
+    // Before, the 7 were dropped: the new map replaced the old one before any window counted them.
+    assert.deepEqual(only(advisor).evidence.ranges.current, { week: '2025-W02', count: 50 });
+    assert.deepEqual(JSON.parse((await store.get('/govmap/advisor/govmap/clearing-1/range-weeks/route_table'))!.value).weeks, { '2025-W02': 50 });
+    await advisor.stop();
+  });
+
+  test('without a state store, a map created again under a retired map\'s name goes on from its weekly counts', async () => {
+    const clock = new FakeClock();
+    const advisor = await new Advisor({ clock: clock.read }).start();
+    const map = routeTable();
+    advisor.track(map);
+    ranges(map, 40);
+    clock.advance(WINDOW);
+    await advisor.sample();
+    map.dispose();
+    clock.advance(WINDOW);
+    await advisor.sample();
+    assert.deepEqual(advisor.advise(), []);
+    const again = routeTable();
+    advisor.track(again);
+    ranges(again, 2);
+    clock.advance(WINDOW);
+    await advisor.sample();
+    // Before, the 40 were gone with the retired map: a rebuilt map started its weeks from zero.
+    assert.deepEqual(only(advisor).evidence.ranges.current, { week: '2025-W02', count: 42 });
+    await advisor.stop();
+  });
+
+  test('untrack() then track() of a map rebuilt under the same name: the new map stays followed', async () => {
+    const store = new MemoryStateStore();
+    const { clock, advisor, map } = await trackedRouteTable(store);
+    ranges(map, 5);
+    map.dispose();
+    const untracked = advisor.untrack('route_table'); // settles later: it waits its turn after samples
+    const again = routeTable();
+    advisor.track(again);
+    assert.equal(await untracked, true);
+    ranges(again, 2);
+    clock.advance(WINDOW);
+    await advisor.sample();
+    // Before, the untrack removed whatever was followed under the name when its turn came: the new map.
+    assert.deepEqual(only(advisor).evidence.ranges.current, { week: '2025-W02', count: 7 });
+    await advisor.stop();
+  });
+
   test('untrack() persists the map\'s last range calls and stops advising on it; an unknown name answers false', async () => {
     const store = new MemoryStateStore();
     const { advisor, map } = await trackedRouteTable(store);

@@ -21,6 +21,7 @@ typedRuleTester().run('require-validator', requireValidator, {
     { name: 'a same-named GovernedMap class that is not govmap\'s', code: `class GovernedMap { constructor(_o: { validate: () => boolean }) {} }\nnew GovernedMap({ validate: () => true });` },
     { name: 'an accept-all validator in spread defaults, overridden by a real rule', code: `${header}const defaults = { validate: (): true => true };\nnew GovernedMap<string, bigint>({ ...defaults, name: 'b', validate: (_k, v) => v >= 0n || 'NEG' });` },
     { name: 'an accept-all validator followed by a spread the rule cannot see into (it may hold the real one)', code: `${header}declare const fromConfig: { validate: Validator<string, bigint> };\nnew GovernedMap<string, bigint>({ name: 'b', validate: () => true, ...fromConfig });` },
+    { name: 'an accept-all validator followed by a spread of known defaults that themselves end with a spread the rule cannot see into', code: `${header}declare const fromConfig: { validate: Validator<string, bigint> };\nconst defaults = { name: 'b', ...fromConfig };\nnew GovernedMap<string, bigint>({ validate: () => true, ...defaults });` },
     { name: 'validateDelete may accept everything (omitting it does the same)', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: (_k, v) => v >= 0n || 'NEG', validateDelete: () => true });` },
   ],
   invalid: [

@@ -6,6 +6,9 @@ import { GOVERNED_MAP, resolveCallee, symbolMatches } from '../type-match.ts';
 
 type MessageIds = 'acceptsEverything' | 'noVerdict';
 
+/** A property a spread the rule cannot see into may hold (see lastWritten). */
+const UNKNOWN = Symbol('unknown');
+
 /** How many `const v = w` / re-export hops are followed to find a validator's body. */
 const MAX_HOPS = 4;
 
@@ -134,13 +137,23 @@ export const requireValidator = createRule<[], MessageIds>({
      * Null when there is none, or when a spread of something unknown comes after it (it may
      * hold its own).
      */
-    function lastProperty(options: ts.ObjectLiteralExpression, name: string, hops = 0): ts.ObjectLiteralElementLike | null {
-      let found: ts.ObjectLiteralElementLike | null = null;
+    function lastProperty(options: ts.ObjectLiteralExpression, name: string): ts.ObjectLiteralElementLike | null {
+      const found = lastWritten(options, name, 0);
+      return found === UNKNOWN ? null : found;
+    }
+
+    /**
+     * As lastProperty, but telling "none" (null) from "a spread the rule cannot see into may hold
+     * one" (UNKNOWN): a known spread that ends with an unknown one may replace what came before
+     * it too (`{ validate: () => true, ...defaults }` with `defaults = { ...fromConfig }`).
+     */
+    function lastWritten(options: ts.ObjectLiteralExpression, name: string, hops: number): ts.ObjectLiteralElementLike | null | typeof UNKNOWN {
+      let found: ts.ObjectLiteralElementLike | null | typeof UNKNOWN = null;
       for (const p of options.properties) {
         if (ts.isSpreadAssignment(p)) {
           const spread = hops < MAX_HOPS ? objectLiteralOf(p.expression, hops) : null;
-          if (spread === null) found = null;
-          else found = lastProperty(spread, name, hops + 1) ?? found;
+          if (spread === null) found = UNKNOWN;
+          else found = lastWritten(spread, name, hops + 1) ?? found;
         } else if (p.name !== undefined && propertyNameText(p.name) === name) found = p;
       }
       return found;
