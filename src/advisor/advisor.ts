@@ -223,6 +223,10 @@ export class Advisor {
     const trend = this.gc?.trend(now) ?? null;
     const out: MapEvidence[] = [];
     for (const f of this.#followed.values()) {
+      const map = f.ref.deref();
+      // Disposed or collected: not advised on from now (its last windows would be advice about a
+      // map that no longer exists); it stays followed only until its weekly counts are persisted.
+      if (map === undefined || map.disposed) continue;
       const rw = f.windows.slice(-this.readWriteWindows);
       const reads = rw.reduce((n, w) => n + w.reads, 0);
       const writes = rw.reduce((n, w) => n + w.writes, 0);
@@ -232,16 +236,12 @@ export class Advisor {
       if (this.stateStore === null) notes.push('no state store: weekly range counts are this process\'s only');
       const problem = f.weeks.problem;
       if (problem !== null) notes.push(problem);
-      const map = f.ref.deref();
       if (f.readError !== null) notes.push(f.readError);
       let keys = f.keys;
-      if (map === undefined || map.disposed) notes.push(`map "${f.name}" is ${map === undefined ? 'gone (collected)' : 'disposed'}: no longer judged; it leaves the advice once its weekly range counts are persisted`);
-      if (map !== undefined) {
-        try {
-          if (!map.disposed) keys = map.size;
-        } catch (error) {
-          notes.push(`cannot read the key count of map "${f.name}" now: ${describe(error)}; the last one read is used`);
-        }
+      try {
+        keys = map.size;
+      } catch (error) {
+        notes.push(`cannot read the key count of map "${f.name}" now: ${describe(error)}; the last one read is used`);
       }
       out.push({
         map: f.name,
