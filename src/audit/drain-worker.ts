@@ -33,6 +33,7 @@ import {
   CTRL_JOURNAL_HEAD,
   CTRL_JOURNAL_TAIL,
   CTRL_PAUSED,
+  CTRL_PAUSED_ACK,
   CTRL_PRODUCER_WAITING,
   CTRL_SEGMENT,
   CTRL_STOP,
@@ -481,6 +482,12 @@ function run(data: DrainWorkerData): void {
   for (;;) {
     const stopping = Atomics.load(ctrl, CTRL_STOP) === 1;
     const paused = !stopping && Atomics.load(ctrl, CTRL_PAUSED) === 1;
+    // Tells pauseDrainForTesting that no turn drains from now on (one already past this line
+    // when the pause came may still have): the test's reads after it stay in the ring.
+    if (Atomics.load(ctrl, CTRL_PAUSED_ACK) !== (paused ? 1 : 0)) {
+      Atomics.store(ctrl, CTRL_PAUSED_ACK, paused ? 1 : 0);
+      Atomics.notify(ctrl, CTRL_PAUSED_ACK);
+    }
     // The journal's frames are already safe from a process crash: they are read (a pread) once
     // per commit, when someone waits, or when JOURNAL_DRAIN_BYTES of them wait, not on every
     // turn (a write trickling in among reads would cost a syscall per turn). Journal first then.

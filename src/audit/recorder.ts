@@ -28,6 +28,7 @@ import {
   CTRL_JOURNAL_HEAD,
   CTRL_JOURNAL_TAIL,
   CTRL_PAUSED,
+  CTRL_PAUSED_ACK,
   CTRL_SEGMENT,
   CTRL_STOP,
   CTRL_WORKER_FAILING,
@@ -473,6 +474,14 @@ export class AuditRecorder implements MapObserver<unknown> {
   pauseDrainForTesting(paused: boolean): void {
     Atomics.store(this.#ctrl, CTRL_PAUSED, paused ? 1 : 0);
     this.#producer.wake();
+    if (!paused) return;
+    // Held only once the worker says so: a turn already draining when the pause came could
+    // otherwise still take the reads and journal frames the test records right after it.
+    const deadline = Date.now() + 5000;
+    while (Atomics.load(this.#ctrl, CTRL_PAUSED_ACK) !== 1) {
+      if (Date.now() > deadline) throw new Error('pauseDrainForTesting: the drain worker did not pause within 5 s');
+      Atomics.wait(this.#ctrl, CTRL_PAUSED_ACK, 0, 10);
+    }
   }
 
   // ------------------------------------------------------------------ read path

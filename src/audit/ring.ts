@@ -85,6 +85,8 @@ export const CTRL_SEGMENT = 23;
 export const CTRL_FLUSH_WAITERS = 24;
 /** Test hook: 1 holds the worker (it drains nothing) to exercise a full ring and crash loss. */
 export const CTRL_PAUSED = 25;
+/** Test hook: the worker's answer to CTRL_PAUSED, set at the start of a turn that drains nothing. */
+export const CTRL_PAUSED_ACK = 27;
 /**
  * Write journal (option writeJournal): where the worker will read the next frame; it moves it
  * only once the spool holds the frames before it. 0 without a journal.
