@@ -56,5 +56,7 @@ test('the runtime probe measures only once asked: the first sample is empty and 
   await new Promise((resolve) => setTimeout(resolve, 50));
   const third = probe.sample();
   assert.ok(third.allocatedBytes < second.allocatedBytes / 10, 'the next interval starts from zero');
-  assert.ok(third.eventLoopDelayMs.max < 40, `no stall in the quiet interval (max ${third.eventLoopDelayMs.max} ms)`);
+  // Started from zero: the 60 ms stall of the last interval is not in it (a fixed bound of 40 ms
+  // would also judge how long a busy machine deschedules the process).
+  assert.ok(third.eventLoopDelayMs.max < second.eventLoopDelayMs.max, `no stall carried into the quiet interval (max ${third.eventLoopDelayMs.max} ms, against ${second.eventLoopDelayMs.max} before)`);
 });
