@@ -14,7 +14,7 @@ import { readJournal } from '../../src/audit/journal.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
 import { GovernedMap, GovMapError } from '../../src/map/index.ts';
 import { balances, readSpool, segmentFiles, tempSpool } from './helpers.ts';
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const BROKERS = process.env.GOVMAP_KAFKA_BROKERS?.split(',').filter((b) => b !== '') ?? [];
@@ -338,7 +338,17 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     await stream(audit, map, 500, 0);
     await audit.forwarder!.drain(60_000);
     assert.ok(laneThreads().length > 0, 'a lane thread runs while forwarding');
-    rmSync(dir, { recursive: true, force: true });
+    // The recorder goes on writing into it (the forwarder's checkpoint, HEAD, seals): a file
+    // created between the removal's listing and its rmdir fails it with ENOTEMPTY (seen on CI),
+    // so the removal is tried again until the directory is gone (then nothing can be created in it).
+    for (let attempt = 1; existsSync(dir); attempt++) {
+      try {
+        rmSync(dir, { recursive: true, force: true });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOTEMPTY' || attempt >= 100) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    }
     stopped = true;
     await audit.stop();
     // A lane left behind would keep forwarding nothing, forever, in this process.
