@@ -212,8 +212,12 @@ describe('what real exporters write', () => {
 });
 
 describe('a service whose advisor has its own thresholds', () => {
-  /** A service advisor that moves maps to Redis above 1,000 keys (not 50,000), following a map of 5,000. */
-  async function serviceWithOwnThresholds(): Promise<{ advisor: Advisor; registry: Registry }> {
+  /**
+   * A service advisor that moves maps to Redis above 1,000 keys (not 50,000), following a map of
+   * 5,000. The caller keeps `positions`: the advisor and the metrics hold maps weakly, and a map
+   * collected meanwhile (seen on CI) leaves both.
+   */
+  async function serviceWithOwnThresholds(): Promise<{ advisor: Advisor; registry: Registry; positions: GovernedMap<string, bigint> }> {
     const advisor = new Advisor({ thresholds: { maxKeys: 1000 } });
     const positions = new GovernedMap<string, bigint>({ name: 'positions', validate: (_k, v) => v >= 0n || 'NEGATIVE' });
     for (let i = 0; i < 5000; i++) positions.store(`book-${i}`, BigInt(i));
@@ -222,11 +226,11 @@ describe('a service whose advisor has its own thresholds', () => {
     const registry = new Registry();
     new MapMetrics({ registry }).track(positions);
     registerAdvisorMetrics(advisor, registry);
-    return { advisor, registry };
+    return { advisor, registry, positions };
   }
 
   test('its thresholds are exported, and advice from its /metrics is judged with them, as its own /advisor is', async () => {
-    const { advisor, registry } = await serviceWithOwnThresholds();
+    const { advisor, registry, positions } = await serviceWithOwnThresholds();
     const text = await registry.metrics();
     assert.match(text, /govmap_advisor_threshold\{threshold="max_keys"\} 1000/);
     assert.equal(advisor.advise()[0]!.recommendation, 'redis-store');
@@ -235,11 +239,14 @@ describe('a service whose advisor has its own thresholds', () => {
     // Before, `govmap advise --url` judged 5,000 keys against its own 50,000 and said "stay".
     assert.equal(advise(evidence!, evidence!.thresholds).recommendation, 'redis-store');
     assert.ok(evidence!.notes.includes("judged with the service's own thresholds: max_keys 1000 (default 50000)"), evidence!.notes.join('\n'));
+    assert.equal(positions.size, 5000);
   });
 
   test('govmap advise --url --check agrees with the service (exit 3: move to Redis)', async () => {
-    serviceRegistry = (await serviceWithOwnThresholds()).registry;
+    const service = await serviceWithOwnThresholds();
+    serviceRegistry = service.registry;
     const { code, stdout, stderr } = await govmap(['advise', '--url', `${base}/service/metrics`, '--json', '--check']);
+    assert.equal(service.positions.size, 5000, 'the map was alive while the command read the service');
     assert.equal(code, 3, stderr);
     const report = JSON.parse(stdout) as { advice: Array<{ map: string; recommendation: string }> };
     assert.deepEqual(report.advice.map((a) => [a.map, a.recommendation]), [['positions', 'redis-store']]);
