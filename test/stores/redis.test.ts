@@ -209,11 +209,9 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await map.dispose();
   });
 
-  test('a write that would end on the near cache alone asks Redis: another machine\'s acknowledged write is not missed', async () => {
-    // Machine A hears invalidations 300 ms late (a slow path; on loopback it is ~0.4 ms, but the
-    // window exists on every network). B's insert is acknowledged before A's delete and add start:
-    // they must see it, as a compare-and-delete and a bounded add on the Redis value would.
-    const slow: RedisLink = {
+  /** `link` as a machine on a slow path sees it: every invalidation arrives `ms` late. */
+  function hearingInvalidationsLate(link: RedisLink, ms: number): RedisLink {
+    return {
       kind: link.kind,
       get healthy() {
         return link.healthy;
@@ -224,11 +222,18 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
       close: async () => undefined,
       listen: (listener) =>
         link.listen({
-          invalidated: (key) => void setTimeout(() => listener.invalidated(key), 300),
+          invalidated: (key) => void setTimeout(() => listener.invalidated(key), ms),
           down: (since) => listener.down(since),
           up: () => listener.up(),
         }),
     };
+  }
+
+  test('a write that would end on the near cache alone asks Redis: another machine\'s acknowledged write is not missed', async () => {
+    // Machine A hears invalidations 300 ms late (a slow path; on loopback it is ~0.4 ms, but the
+    // window exists on every network). B's insert is acknowledged before A's delete and add start:
+    // they must see it, as a compare-and-delete and a bounded add on the Redis value would.
+    const slow = hearingInvalidationsLate(link, 300);
     const a = balances('near-write', { link: slow });
     const b = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: a.keyPrefix, codec: int64Codec, validate: () => true, bounds: { min: 0n }, sizeRefreshMs: 0 });
     assert.equal(await a.load('acct-1'), undefined);
@@ -248,22 +253,7 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     // As above: A hears invalidations late. B's delete is acknowledged before A's loadOrStore
     // starts; answering { loaded: true } from A's near cache would store nothing and leave the
     // caller sure the key holds a value that is gone (an idempotency key "already claimed").
-    const slow: RedisLink = {
-      kind: link.kind,
-      get healthy() {
-        return link.healthy;
-      },
-      get: (key) => link.get(key),
-      runScript: (script, key, args) => link.runScript(script, key, args),
-      scan: (match, batch) => link.scan(match, batch),
-      close: async () => undefined,
-      listen: (listener) =>
-        link.listen({
-          invalidated: (key) => void setTimeout(() => listener.invalidated(key), 300),
-          down: (since) => listener.down(since),
-          up: () => listener.up(),
-        }),
-    };
+    const slow = hearingInvalidationsLate(link, 300);
     const a = balances('near-load-or-store', { link: slow });
     const b = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: a.keyPrefix, codec: int64Codec, validate: () => true, bounds: { min: 0n }, sizeRefreshMs: 0 });
     await b.store('acct-1', 0n);
