@@ -59,8 +59,9 @@ interface FileWatcher {
  *   after the lease's time to live, as with etcd; one that restarts within it finds them.
  * - watches poll the directory (file size and mtime decide what to re-read), and writes made
  *   through this instance are delivered at once; a scan whose listing began before such a write
- *   leaves that key to the next scan, so a watch never goes back to a key's older state. A scan that fails (directory gone, a file that
- *   cannot be read) reports `disconnected` once; the next scan that succeeds reports `connected`.
+ *   leaves that key to the next scan, so a watch never goes back to a key's older state. A scan
+ *   that fails (directory gone, a file that cannot be read) reports `disconnected` once; the next
+ *   scan that succeeds reports `connected`.
  * - every failure of the file system reaches the caller as StateStoreUnavailableError; a
  *   directory that could not be created is tried again by the next operation.
  */

@@ -149,6 +149,7 @@ export class WatchedFile {
     );
     return this.#queued;
   }
+
   status(): WatchedFileStatus {
     return {
       path: this.path,
