@@ -320,13 +320,23 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
     boundedReasons(map.counters.rejectionsByReason, (reason, count) => totals.set(reason, count));
     return totals;
   };
-  let previous = { at: Date.now(), loads: map.counters.loads, writes: map.counters.writes, rejections: rejectionTotals(), requests, degraded: degradedAnswers };
+  // Requests answered: those observed above, and those the X-Biz-Tag middleware refused (400)
+  // before this dashboard's layer runs, counted by the router; a flood of malformed tags showed
+  // as 0 requests/s.
+  const answered = (): number => {
+    if (options.observeRequests === false) return requests;
+    let refused = 0;
+    for (const count of sources.routing.router.tagRejections.values()) refused += count;
+    return requests + refused;
+  };
+  let previous = { at: Date.now(), loads: map.counters.loads, writes: map.counters.writes, rejections: rejectionTotals(), requests: answered(), degraded: degradedAnswers };
   const sample = (): ChartSample => {
     const now = Date.now();
     const c = map.counters;
     const seconds = Math.max(0.001, (now - previous.at) / 1000);
     const rejectionsPerSec: Record<string, number> = {};
     const rejections = rejectionTotals();
+    const answeredNow = answered();
     for (const [reason, count] of rejections) {
       const delta = count - (previous.rejections.get(reason) ?? 0);
       rejectionsPerSec[reason] = round(delta / seconds, 2);
@@ -343,10 +353,10 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
       missRatio: map.stats().missRatio,
       rangeP99Ms: p99 === null || !Number.isFinite(p99) ? null : p99 * 1000,
       rejectionsPerSec,
-      requestsPerSec: round((requests - previous.requests) / seconds, 1),
+      requestsPerSec: round((answeredNow - previous.requests) / seconds, 1),
       degradedPerSec: round((degradedAnswers - previous.degraded) / seconds, 1),
     };
-    previous = { at: now, loads: c.loads, writes: c.writes, rejections, requests, degraded: degradedAnswers };
+    previous = { at: now, loads: c.loads, writes: c.writes, rejections, requests: answeredNow, degraded: degradedAnswers };
     history.push(point);
     if (history.length > historySamples) history.shift();
     return point;

@@ -164,6 +164,24 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     await targets.call(target, signal);
   };
   const results = new Map<string, QueuedPaymentResult>();
+  /**
+   * Bookings of queued payments in flight, by job token. The booking runs inside the route's
+   * guarded call, whose timeout (200 ms) cannot stop it (a book takes no signal): an attempt that
+   * times out mid-booking is retried by the lane, and booked the payment again on every retry.
+   * A retry awaits the booking already started instead.
+   */
+  const bookings = new Map<string, Promise<void>>();
+  const bookQueued = async (job: PaymentJob, token: string): Promise<void> => {
+    try {
+      await book.transfer(job.from, job.to, BigInt(job.amount));
+      results.set(token, { status: 'SETTLED', reference: context.nextReference() });
+    } catch (error) {
+      const result = bookingResult(error);
+      // Not the ledger's answer: a failure the lane retries.
+      if (result === null) throw error;
+      results.set(token, result);
+    }
+  };
   // minimumCalls 1: the demo's background traffic sends each org's route about one payment a
   // second; three consecutive breached windows still decide (one failure never trips a route).
   const group = new BreakerGroup({ name: 'routes', timeoutMs: 200, windowMs: 1000, minimumCalls: 1, openDurationMs: 10_000 });
@@ -181,16 +199,16 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     // A queued payment, later: the gateway first, then the booking (which may be refused by then).
     processAsync: async (target, payload, signal, token) => {
       const job = payload as PaymentJob;
-      await callTarget(target, job.org, signal);
-      try {
-        await book.transfer(job.from, job.to, BigInt(job.amount));
-        results.set(token, { status: 'SETTLED', reference: context.nextReference() });
-      } catch (error) {
-        const result = bookingResult(error);
-        // Not the ledger's answer: a failure the lane retries.
-        if (result === null) throw error;
-        results.set(token, result);
+      let booking = bookings.get(token);
+      if (booking === undefined) {
+        // Booked by an earlier attempt that timed out after its booking finished: done, once.
+        if (results.has(token)) return;
+        await callTarget(target, job.org, signal);
+        // Kept until it settles: a retryable failure (no answer of the ledger's) is booked afresh.
+        booking = bookQueued(job, token).finally(() => bookings.delete(token));
+        bookings.set(token, booking);
       }
+      await booking;
     },
   });
   const routingMetrics = new RoutingMetrics({ registry: context.metrics.registry }).track(router);
@@ -279,6 +297,9 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     }
     await book.balance(body.from); // 404 now for an unknown account, before anything is routed
     await book.balance(body.to);
+    // Refused here, as the ledger would: left to the booking, a degraded route accepted it (202
+    // queued, 202 held for release) to fail later, and a live one had the gateway authorise it first.
+    if (body.from === body.to) throw new LedgerError(400, 'TRANSFER_SAME_ACCOUNT', 'a transfer needs two different accounts');
     const org = currentBizTag()?.orgId;
     const job: PaymentJob = { from: body.from, to: body.to, amount: amount.toString(), ...(org === undefined ? {} : { org }) };
     const outcome = await routedOrBadGateway(() => router.execute({ payload: job, signature: `payment:${job.from}:${job.to}:${job.amount}` }, (target, signal) => callTarget(target, org, signal)));

@@ -179,7 +179,8 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     ...options.routing,
     middleware: !without.has('routing'),
   });
-  // Last: the dashboard's middleware sits inside the X-Biz-Tag one and sees every answer.
+  // Last: the dashboard's middleware sits inside the X-Biz-Tag one and sees every answer but the
+  // 400s of refused tags (the dashboard counts those from the route router).
   const shown = audit === null ? options.dashboard : { ...options.dashboard, audit: { dir: audit.dir, stats: () => audit.recorder.stats() } };
   const dashboard = without.has('dashboard') ? { ...shown, observeRequests: false } : shown;
   installDashboard(context, { settlement, routing, switches: switches.board, sandbox, advisor, book, balanceStore: options.redis === undefined ? sharedBalances : null }, dashboard);

@@ -466,3 +466,31 @@ describe('the static analysis panel', () => {
     assert.ok(longestGapMs < 1000, `the event loop stalled for ${Math.round(longestGapMs)} ms during the scan`);
   });
 });
+
+describe('requests refused for their X-Biz-Tag', () => {
+  let demo: DemoService;
+  before(async () => {
+    demo = await startDemo({ port: 0, accounts: 10, dashboard: { intervalMs: 200 }, sandbox: { stateDirectory: null } });
+  });
+  after(() => demo.close());
+
+  test('are answered requests: the header\'s requests per second counts them (a flood of malformed tags is not a quiet service)', async () => {
+    // The tag middleware answers them 400 before the dashboard's own layer runs, so they were
+    // never counted: a client sending nothing but malformed tags showed 0 requests/s.
+    let sending = true;
+    const flood = (async () => {
+      while (sending) {
+        const response = await fetch(`${demo.url}/accounts/acct-000001`, { headers: { 'x-biz-tag': 'orgId:1001|bad key:1' } });
+        assert.equal(response.status, 400);
+        await response.arrayBuffer();
+      }
+    })();
+    try {
+      const seen = await events(`${demo.url}/events`, (name, data) => name === 'state' && data.sample.requestsPerSec > 0, 3_000);
+      assert.ok(seen.at(-1)!.data.routing.tagRejections.KEY_INVALID > 0);
+    } finally {
+      sending = false;
+      await flood;
+    }
+  });
+});

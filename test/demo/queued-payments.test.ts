@@ -100,3 +100,79 @@ test('a queued payment whose debit Redis may or may not have applied (outcome un
   // Refused before anything was sent: nothing moved, so retrying is safe.
   assert.equal(bookingResult(new RedisUnavailableError('balances', 'add', 'acct-000001', 'OFFLINE', 'not-applied')), null);
 });
+
+test('a queued payment whose booking outlasts the route\'s call timeout is booked once, not again on every retry', async () => {
+  // The booking runs inside the route's guarded call (timeout 200 ms): a gateway answering in
+  // 150 ms and a book taking 100 ms (Redis under load) time the attempt out mid-booking. The
+  // retry must not book the payment a second time: money moved once, the payer sees SETTLED.
+  let ledger: DemoService['ledger'] | null = null;
+  const slowBook = {
+    get balances() {
+      return ledger!.balances;
+    },
+    balance: (id: string) => ledger!.balance(id),
+    credit: (id: string, amount: bigint) => ledger!.credit(id, amount),
+    debit: (id: string, amount: bigint) => ledger!.debit(id, amount),
+    transfer: async (from: string, to: string, amount: bigint) => {
+      await sleep(100);
+      return ledger!.transfer(from, to, amount);
+    },
+  };
+  const slow = await startDemo({ port: 0, accounts: 10, openingBalance: 10_000n, adminToken: TOKEN, routing: { drainMs: 100, book: slowBook }, sandbox: { stateDirectory: null } });
+  ledger = slow.ledger;
+  const at = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> => {
+    const response = await fetch(slow.url + path, {
+      method,
+      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), authorization: `Bearer ${TOKEN}`, ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: response.status, json: await response.json() };
+  };
+  const force = (enabled: boolean) =>
+    at('POST', '/admin/switches', { set: { 'routing.force-degrade': enabled ? { enabled: true, allow: [{ orgIds: ['1001*'] }] } : { enabled: false } }, reason: 'slow booking test' });
+  try {
+    assert.equal((await at('POST', '/admin/routing/faults', { target: 'gw-north', latencyMs: 150 })).status, 200);
+    assert.equal((await force(true)).status, 200);
+    const queued = await at('POST', '/payments', { from: 'acct-000005', to: 'acct-000006', amount: '100' }, { 'x-biz-tag': 'orgId:100101|txnType:pay' });
+    assert.equal(queued.status, 202, JSON.stringify(queued.json));
+    assert.equal((await force(false)).status, 200);
+    let status: any;
+    const deadline = performance.now() + 10_000;
+    do {
+      status = (await at('GET', `/payments/${queued.json.token}`)).json;
+      if (status.state === 'done' || status.state === 'dead') break;
+      await sleep(50);
+    } while (performance.now() < deadline);
+    await sleep(300); // a booking still in flight from a timed-out attempt lands
+    assert.equal((await at('GET', '/accounts/acct-000005')).json.balance, '9900', `booked more than once: ${JSON.stringify(status)}`);
+    assert.equal((await at('GET', '/accounts/acct-000006')).json.balance, '10100');
+    assert.equal(status.state, 'done', JSON.stringify(status));
+    assert.equal(status.result?.status, 'SETTLED');
+  } finally {
+    await slow.close();
+  }
+});
+
+test('a payment to its own payer is refused 400 TRANSFER_SAME_ACCOUNT on every route, before its gateway is asked, never accepted to fail later', async () => {
+  const self = { from: 'acct-000007', to: 'acct-000007', amount: '5' };
+  const gatewayCalls = async (target: string): Promise<number> => (await call('GET', '/routes')).json.targets[target]?.calls ?? 0;
+  const coreCalls = await gatewayCalls('gw-core');
+  // A live route: the gateway authorised it, and only then did the ledger refuse it.
+  const live = await call('POST', '/payments', self, { 'x-biz-tag': 'orgId:3003|txnType:pay' });
+  assert.equal(live.status, 400, JSON.stringify(live.json));
+  assert.equal(live.json.error.code, 'TRANSFER_SAME_ACCOUNT');
+  assert.equal(await gatewayCalls('gw-core'), coreCalls, 'the gateway was asked to authorise a payment that cannot be booked');
+  // Degraded routes: accepted (202 queued, 202 held for manual release) for a payment that can never be booked.
+  const force = (enabled: boolean) =>
+    call('POST', '/admin/switches', { set: { 'routing.force-degrade': enabled ? { enabled: true, allow: [{ orgIds: ['1001*', '2002'] }] } : { enabled: false } }, reason: 'self payment test' });
+  assert.equal((await force(true)).status, 200);
+  try {
+    for (const tag of ['orgId:100101|txnType:pay', 'orgId:2002|txnType:pay']) {
+      const answer = await call('POST', '/payments', self, { 'x-biz-tag': tag });
+      assert.equal(answer.status, 400, `${tag}: ${JSON.stringify(answer.json)}`);
+      assert.equal(answer.json.error.code, 'TRANSFER_SAME_ACCOUNT', tag);
+    }
+  } finally {
+    assert.equal((await force(false)).status, 200);
+  }
+});
