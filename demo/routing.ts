@@ -28,6 +28,11 @@ export interface DemoRoutingOptions {
   readonly orgFaults?: (org: string | undefined, signal: AbortSignal) => Promise<void>;
   /** Where payments are booked: the account routes' book (the Redis one with --redis). Default: the in-process ledger. */
   readonly book?: BalanceBook;
+  /**
+   * Results of queued payments kept for GET /payments/<token>, newest first. Default 10,000, as
+   * many as the async lane keeps final statuses of: a service degraded for a day queues millions.
+   */
+  readonly resultsKept?: number;
   /** Whether every request goes through the X-Biz-Tag middleware. Default true; false only to measure what it costs (demo/parts.ts). */
   readonly middleware?: boolean;
 }
@@ -164,6 +169,12 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     await targets.call(target, signal);
   };
   const results = new Map<string, QueuedPaymentResult>();
+  const resultsKept = options.resultsKept ?? 10_000;
+  const keepResult = (token: string, result: QueuedPaymentResult): void => {
+    results.set(token, result);
+    // Oldest first out (a Map iterates in insertion order): bounded like the lane's statuses.
+    if (results.size > resultsKept) results.delete(results.keys().next().value!);
+  };
   /**
    * Bookings of queued payments in flight, by job token. The booking runs inside the route's
    * guarded call, whose timeout (200 ms) cannot stop it (a book takes no signal): an attempt that
@@ -174,12 +185,12 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
   const bookQueued = async (job: PaymentJob, token: string): Promise<void> => {
     try {
       await book.transfer(job.from, job.to, BigInt(job.amount));
-      results.set(token, { status: 'SETTLED', reference: context.nextReference() });
+      keepResult(token, { status: 'SETTLED', reference: context.nextReference() });
     } catch (error) {
       const result = bookingResult(error);
       // Not the ledger's answer: a failure the lane retries.
       if (result === null) throw error;
-      results.set(token, result);
+      keepResult(token, result);
     }
   };
   // minimumCalls 1: the demo's background traffic sends each org's route about one payment a

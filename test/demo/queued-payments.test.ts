@@ -176,3 +176,41 @@ test('a payment to its own payer is refused 400 TRANSFER_SAME_ACCOUNT on every r
     assert.equal((await force(false)).status, 200);
   }
 });
+
+test('results of queued payments are kept for the newest resultsKept only: a long degraded spell does not grow memory without end', async () => {
+  // A demo of its own, keeping two results; its own helpers since `call` above talks to `demo`.
+  const small = await startDemo({ port: 0, accounts: 4, openingBalance: 10_000n, adminToken: TOKEN, routing: { drainMs: 100, resultsKept: 2 }, sandbox: { stateDirectory: null } });
+  try {
+    const on = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+      fetch(small.url + path, { method, headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}`, ...headers }, body: body === undefined ? undefined : JSON.stringify(body) }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
+    const degrade = (enabled: boolean) => on('POST', '/admin/switches', { set: { 'routing.force-degrade': enabled ? { enabled: true, allow: [{ orgIds: ['1001*'] }] } : { enabled: false } }, reason: 'results bound test' });
+    const tokens: string[] = [];
+    assert.equal((await degrade(true)).status, 200);
+    for (let i = 0; i < 3; i++) {
+      const queued = await on('POST', '/payments', { from: 'acct-000001', to: 'acct-000002', amount: '100' }, { 'x-biz-tag': 'orgId:100101|txnType:pay' });
+      assert.equal(queued.status, 202, JSON.stringify(queued.json));
+      tokens.push(queued.json.token as string);
+    }
+    assert.equal((await degrade(false)).status, 200);
+    const statuses: any[] = [];
+    for (const token of tokens) {
+      const deadline = performance.now() + 5_000;
+      let status: any;
+      do {
+        status = (await on('GET', `/payments/${token}`)).json;
+        if (status.state === 'done') break;
+        await sleep(50);
+      } while (performance.now() < deadline);
+      assert.equal(status.state, 'done', JSON.stringify(status));
+      statuses.push(status);
+    }
+    // Every payment was booked once, whatever is still remembered of it.
+    assert.equal((await on('GET', '/accounts/acct-000001')).json.balance, '9700');
+    // The lane processes in queue order: the oldest result is the one forgotten.
+    assert.equal((await on('GET', `/payments/${tokens[0]}`)).json.result, null);
+    assert.equal((await on('GET', `/payments/${tokens[1]}`)).json.result?.status, 'SETTLED');
+    assert.equal((await on('GET', `/payments/${tokens[2]}`)).json.result?.status, 'SETTLED');
+  } finally {
+    await small.close();
+  }
+});
