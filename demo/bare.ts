@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
+import { HttpError, assertOnlyFields, readJsonObject, sendJson, serviceUrl } from './http.ts';
 import { ACCOUNT_ID, accountId } from './ledger.ts';
 import { INT64_MAX, formatAmount, parsePositiveAmount } from './money.ts';
 import { installRuntimeProbe } from './runtime-probe.ts';
@@ -71,7 +71,7 @@ export async function startBareDemo(options: { port?: number; host?: string; acc
   });
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://${host}:${port}`,
+    url: serviceUrl(host, port),
     close: () =>
       new Promise<void>((resolve) => {
         for (const close of closers) close();

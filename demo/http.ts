@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIPv6 } from 'node:net';
 
 import { currentBizContext } from '../src/routing/index.ts';
 
@@ -13,6 +14,14 @@ export class HttpError extends Error {
     this.status = status;
     this.code = code;
   }
+}
+
+/**
+ * The service's base URL. An IPv6 host goes in brackets (RFC 3986 §3.2.2): `http://::1:8080` is
+ * no URL, and the background traffic and `--load` sent to it fail every request.
+ */
+export function serviceUrl(host: string, port: number): string {
+  return `http://${isIPv6(host) ? `[${host}]` : host}:${port}`;
 }
 
 /** Bodies of this service are a few fields; anything bigger is a mistake or an attack. */

@@ -4,7 +4,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { MapMetrics } from '../src/metrics/index.ts';
 import { installAccountRoutes } from './accounts.ts';
-import { sendError, sendJson } from './http.ts';
+import { sendError, sendJson, serviceUrl } from './http.ts';
 import { Ledger } from './ledger.ts';
 import { auditGovernance, auditSummary, installAudit, startDemoAudit, switchAudit } from './audit.ts';
 import type { DemoAuditOptions } from './audit.ts';
@@ -209,7 +209,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     throw error;
   }
   const { port } = server.address() as AddressInfo;
-  const url = `http://${host}:${port}`;
+  const url = serviceUrl(host, port);
   const traffic = options.traffic === undefined || options.traffic === false ? null : startTraffic({ url, accounts: options.accounts ?? 1000, ...(options.traffic === true ? {} : options.traffic) });
   if (traffic !== null) announcements.push(`traffic: ${traffic.describe()} (off: --no-traffic)`);
   return {

@@ -51,6 +51,17 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
   }
   if (options.bare === true) return bareCommand(options);
   const auditDir = options.auditDir ?? './.govmap/audit';
+  // A signal while the service starts (seconds with many accounts: each seeded balance is an
+  // audit record) killed the process with the spool open: the next start then recorded a CRASH
+  // gap for an operator's Ctrl-C. Held until the start is over, then stopped as below; a second
+  // one still kills (the handlers are `once`).
+  let early: 'SIGINT' | 'SIGTERM' | null = null;
+  const onEarly = (signal: 'SIGINT' | 'SIGTERM'): void => {
+    early = signal;
+    console.error(`govmap demo: ${signal}: stopping as soon as the service has started (the audit spool is open; ${signal} again to kill it now)`);
+  };
+  process.once('SIGINT', onEarly);
+  process.once('SIGTERM', onEarly);
   let demo;
   try {
     demo = await startDemo({
@@ -69,6 +80,9 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
     console.error(`govmap demo: ${failure.message}`);
     process.exitCode = failure.exitCode;
     return;
+  } finally {
+    process.off('SIGINT', onEarly);
+    process.off('SIGTERM', onEarly);
   }
   console.log(`govmap demo: reference clearing service on ${demo.url}`);
   console.log(`  dashboard: ${demo.url}/`);
@@ -89,6 +103,7 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
     for (const line of demo.auditSummary()) console.log(`  ${line}`);
     void demo.close().then(() => process.exit(interrupted ? EXIT_INTERRUPTED[signal] : 0));
   };
+  if (early !== null) return shutdown(early);
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
 
@@ -152,6 +167,9 @@ function usageProblem(options: DemoCommandOptions, command: Command | undefined)
     if (given.length === 1) return `--${given[0]} needs --load (it shapes the load run, and there is none without it)`;
     if (given.length > 1) return `${given.map((name) => `--${name}`).join(', ')} need --load (they shape the load run, and there is none without it)`;
   }
+  // Node reads an empty host as "every interface": `--host "$HOST"` with HOST unset would turn a
+  // loopback-only service (admin endpoints, the dashboard) into one on every network it is on.
+  if (options.host.trim() === '') return `--host must be an address or host name of this machine, e.g. 127.0.0.1 or 0.0.0.0 (got ${JSON.stringify(options.host)})`;
   // Four dotted numbers are an IPv4 address or nothing: refuse 999.1.1.1 here, where a resolver
   // would be asked about it as a host name (and might answer slowly, or not at all offline).
   if (/^[0-9]+(?:\.[0-9]+){3}$/.test(options.host) && isIP(options.host) === 0) {
@@ -178,7 +196,18 @@ function usageProblem(options: DemoCommandOptions, command: Command | undefined)
 
 /** The ungoverned baseline, for `govmap bench load`. Prints the same first line as the demo. */
 async function bareCommand(options: DemoCommandOptions): Promise<void> {
-  const bare = await startBareDemo({ port: options.port, host: options.host, accounts: options.accounts });
+  let bare;
+  try {
+    bare = await startBareDemo({ port: options.port, host: options.host, accounts: options.accounts });
+  } catch (error) {
+    // The same one line and exit status as the governed demo (a busy port is 1, an unknown host
+    // 2): `govmap bench load` starts this and reports its first stderr line, not a stack.
+    const failure = describeStartFailure(error, { host: options.host, port: options.port });
+    if (failure === null) throw error;
+    console.error(`govmap demo: ${failure.message}`);
+    process.exitCode = failure.exitCode;
+    return;
+  }
   console.log(`govmap demo: bare baseline (plain Map, no governance) on ${bare.url}`);
   const shutdown = (): void => void bare.close().then(() => process.exit(0));
   process.once('SIGINT', shutdown);

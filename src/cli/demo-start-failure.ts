@@ -9,7 +9,8 @@ export const EXIT_USAGE = 2;
 export interface StartOptions {
   readonly host: string;
   readonly port: number;
-  readonly auditDir: string;
+  /** None for the bare baseline, which has no audit: no failure of it is traced to --audit-dir. */
+  readonly auditDir?: string;
 }
 
 /** One line for the user, and the exit status. */
@@ -67,7 +68,7 @@ export function describeStartFailure(error: unknown, options: StartOptions): Sta
         return { message: `${host} ${port}: cannot listen (${e.code}): ${e.message}`, exitCode: EXIT_START_FAILED };
     }
   }
-  if (typeof e.path === 'string' && onAuditPath(e.path, options.auditDir, e.syscall === 'mkdir')) {
+  if (typeof e.path === 'string' && options.auditDir !== undefined && onAuditPath(e.path, options.auditDir, e.syscall === 'mkdir')) {
     const dir = `--audit-dir ${options.auditDir}`;
     // A raw system error: what the recorder threw before it named its own (GOVMAP_AUDIT_SPOOL_DIRECTORY).
     switch (e.code) {

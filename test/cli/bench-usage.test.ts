@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
@@ -73,4 +73,33 @@ describe('govmap bench usage errors', () => {
     assert.match(r.stdout, /--max-steps <n>/);
     assert.match(r.stdout, /--out <file\.svg>/);
   });
+});
+
+// `govmap bench` runs the suite in a child process. A SIGTERM to govmap (a CI job cancelled,
+// `timeout`, `kill <pid>`) killed govmap alone: the suite ran on, orphaned, burning CPU on a
+// shared machine (and `bench load` keeping its two demo services), with nobody to report to.
+test('govmap bench stopped by SIGTERM stops its suite too, and exits 143', { skip: process.platform !== 'linux' && 'finds the child with pgrep' }, async () => {
+  const child = spawn(process.execPath, [cli, 'bench', 'map'], { stdio: 'ignore' });
+  const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  let runner = 0;
+  for (let i = 0; i < 200 && runner === 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    runner = Number(spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0] ?? '');
+  }
+  assert.ok(runner > 0, 'the suite process started');
+  child.kill('SIGTERM');
+  const code = await closed;
+  const alive = (): boolean => {
+    try {
+      process.kill(runner, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 50));
+  const orphaned = alive();
+  if (orphaned) process.kill(runner, 'SIGKILL');
+  assert.equal(orphaned, false, 'the suite process was left running');
+  assert.equal(code, 143);
 });

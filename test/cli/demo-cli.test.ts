@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -162,4 +162,63 @@ test('a demo --load --exit interrupted during the load exits 130 (SIGINT), never
   assert.equal(code, 130, stdout);
   assert.match(stdout, /shutting down \(SIGINT during the load: exit 130\)/);
   assert.doesNotMatch(stdout, /load done/);
+});
+
+test('--bare on a busy port or an unknown host: one line naming the option, the exit status the governed demo gives, no stack', async () => {
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  const { port } = blocker.address() as AddressInfo;
+  try {
+    for (const [args, exitCode, said] of [
+      [['--port', String(port)], 1, new RegExp(`^govmap demo: port ${port} on 127\\.0\\.0\\.1 is in use`)],
+      [['--port', '0', '--host', 'no-such-host.invalid'], 2, /^govmap demo: --host no-such-host\.invalid: no such host/],
+    ] as const) {
+      const { code, stdout, stderr } = await run(['demo', '--bare', '--no-traffic', ...args]);
+      assert.equal(code, exitCode, stderr);
+      assert.match(stderr, said);
+      assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+      assert.equal(stdout, '', 'nothing started');
+    }
+  } finally {
+    blocker.close();
+  }
+});
+
+test('--host "" (an unset $HOST) is refused: it would listen on every interface instead of loopback', async () => {
+  for (const bare of [[], ['--bare']]) {
+    const { code, stdout, stderr } = await run(['demo', '--port', '0', '--no-traffic', '--host', '', ...bare], 20_000);
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, /^govmap demo: --host must be an address or host name of this machine, e\.g\. 127\.0\.0\.1 or 0\.0\.0\.0 \(got ""\)\n$/);
+    assert.equal(stdout, '', 'nothing started');
+  }
+});
+
+test('an IPv6 --host gives a URL that works: the load reaches the service (not 0 requests and exit 0)', async () => {
+  const { code, stdout, stderr } = await run(['demo', '--host', '::1', '--port', '0', '--no-traffic', '--audit-dir', join(scratch, 'audit-v6'), '--load', '--duration', '1', '--exit']);
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /reference clearing service on http:\/\/\[::1\]:\d+\n/);
+  const done = /load done: .*\[([^\]]*)\]$/m.exec(stdout);
+  assert.ok(done !== null, stdout);
+  assert.doesNotMatch(done[1]!, /network_error/);
+  assert.match(done[1]!, /200:\d+/);
+});
+
+test('SIGTERM while the demo is still starting stops it cleanly once started: the audit ends AUDIT_STOPPED, not as a crash', async () => {
+  const dir = join(scratch, 'audit-early-stop');
+  // A million accounts: seconds of seeding (each a STORE record), a window to stop it in.
+  const { code, stdout, stderr } = await run(['demo', '--port', '0', '--no-traffic', '--accounts', '1000000', '--audit-dir', dir], 120_000, (child, out) => {
+    const poll = setInterval(() => {
+      if (existsSync(join(dir, 'audit-000001.jsonl')) && !/reference clearing service/.test(out())) {
+        clearInterval(poll);
+        child.kill('SIGTERM');
+      }
+    }, 20);
+    child.on('close', () => clearInterval(poll));
+  });
+  assert.doesNotMatch(stdout, /running; Ctrl-C to stop/, 'the signal came before the start');
+  assert.equal(code, 0, `${stdout}\n${stderr}`);
+  assert.match(stdout, /shutting down/);
+  const verify = await run(['audit', 'verify', dir]);
+  assert.equal(verify.code, 0, verify.stdout);
+  assert.match(verify.stdout, /the recorder stopped cleanly \(AUDIT_STOPPED\)/);
 });
