@@ -1,6 +1,6 @@
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { ChainState } from './drain-worker.ts';
 import { GENESIS_HASH, isReadStream, parseSpoolLine } from './event.ts';
 import type { SealRecord } from './event.ts';
@@ -16,6 +16,7 @@ import {
   listSegments,
   LOCK_FILE,
   readHead,
+  readSegmentFile,
   readSeqReservation,
   sealLine,
   segmentHeaderLine,
@@ -38,9 +39,14 @@ export interface SegmentScan {
   readonly tornOffset: number;
   /** Where the line after the last seal starts (0 without a seal). */
   readonly lastSealEnd: number;
-  /** The op and seq of the last record before the last seal (null, 0: none). */
+  /**
+   * The op and seq of the last record the last seal covers (null, 0: none): inside its range
+   * [from, to), which can end before the seal's own line (a write that landed meanwhile).
+   */
   readonly sealedLastOp: string | null;
   readonly sealedLastSeq: number;
+  /** The last seal's `to` when bytes lie between it and the seal's line (covered by no seal yet), else -1. */
+  readonly uncoveredFrom: number;
   /**
    * A whole line after the last seal that is not a record, followed by no read and named by no
    * AUDIT_GAP: a torn line an earlier start terminated before it failed (a full disk refusing the
@@ -63,13 +69,20 @@ interface ScanTotals {
 }
 
 export function scanSegment(file: SegmentFile): SegmentScan {
-  const bytes = readFileSync(file.path);
+  const read = readSegmentFile(file.path);
+  // Someone else's file under a segment's name (a FIFO would have held the start forever).
+  if (typeof read === 'string') throw new AuditTamperedError(dirname(file.path), file.path, 0, `${file.name} is ${read}`);
+  const bytes = read;
   let lastSeal: SealRecord | null = null;
   let t: ScanTotals = { maxSeq: 0, maxReadSeq: 0, maxWriteSeq: 0, lastEventOp: null, lastEventSeq: 0, lastStartedSeq: 0 };
   /** The totals as of the last seal: the lines after it are counted again, parsed (below). */
   let atLastSeal: ScanTotals = { ...t };
   let tornOffset = -1;
   let lastSealEnd = 0;
+  /** Records since the last seal line, and the last one a seal's range covered. */
+  let sinceSeal: { offset: number; op: string; seq: number }[] = [];
+  let sealedLast: { op: string | null; seq: number } = { op: null, seq: 0 };
+  let uncoveredFrom = -1;
   let unnamedDamage: { offset: number; length: number } | null = null;
   const count = (seq: number, op: string): void => {
     if (seq > t.maxSeq) t.maxSeq = seq;
@@ -98,6 +111,7 @@ export function scanSegment(file: SegmentFile): SegmentScan {
       const match = fast ? PREFIX.exec(bytes.toString('latin1', start, Math.min(nl, start + 64))) : null;
       if (match !== null && match[2] !== 'AUDIT_GAP') {
         count(Number(match[1]), match[2]!);
+        sinceSeal.push({ offset: start, op: match[2]!, seq: Number(match[1]) });
       } else {
         const line = parseSpoolLine(bytes.toString('utf8', start, nl));
         if (line.kind === 'seal') {
@@ -105,9 +119,15 @@ export function scanSegment(file: SegmentFile): SegmentScan {
           lastSealEnd = nl + 1;
           atLastSeal = { ...t };
           unnamedDamage = null;
+          const to = line.seal.to;
+          const covered = sinceSeal.findLast((r) => r.offset < to);
+          if (covered !== undefined) sealedLast = { op: covered.op, seq: covered.seq };
+          uncoveredFrom = to < start ? to : -1;
+          sinceSeal = [];
         } else if (line.kind === 'event') {
           const e = line.event;
           count(e.seq, e.op_type);
+          sinceSeal.push({ offset: start, op: e.op_type, seq: e.seq });
           const torn = e.gap?.torn;
           if (isReadStream(e.op_type) || (torn != null && torn.segment === file.segment && torn.offset === unnamedDamage?.offset)) unnamedDamage = null;
         } else if (line.kind === 'invalid') {
@@ -119,7 +139,6 @@ export function scanSegment(file: SegmentFile): SegmentScan {
   };
   pass(0, true);
   const sealEnd: number = lastSealEnd;
-  const sealedLast = { ...atLastSeal };
   if (sealEnd < bytes.length) {
     t = { ...atLastSeal };
     tornOffset = -1;
@@ -127,7 +146,7 @@ export function scanSegment(file: SegmentFile): SegmentScan {
     pass(sealEnd, false);
   }
   const { maxSeq, maxReadSeq, maxWriteSeq, lastEventOp, lastStartedSeq } = t;
-  return { file, size: bytes.length, lastSeal, maxSeq, maxReadSeq, maxWriteSeq, lastEventOp, lastStartedSeq, tornOffset, lastSealEnd, sealedLastOp: sealedLast.lastEventOp, sealedLastSeq: sealedLast.lastEventSeq, unnamedDamage };
+  return { file, size: bytes.length, lastSeal, maxSeq, maxReadSeq, maxWriteSeq, lastEventOp, lastStartedSeq, tornOffset, lastSealEnd, sealedLastOp: sealedLast.op, sealedLastSeq: sealedLast.seq, uncoveredFrom, unnamedDamage };
 }
 
 export interface CrashGap {
@@ -411,12 +430,14 @@ function checkNothingAfterStop(dir: string, scan: SegmentScan, previousScan: Seg
   let from: number;
   if (scan.lastSeal !== null) {
     if (scan.sealedLastOp !== 'AUDIT_STOPPED') return none;
+    refuseUncovered(dir, scan);
     stopped = scan;
     from = scan.lastSealEnd;
   } else {
     // A rotation racing the stop: then the last segment holds a header and what came after.
     if (previousScan?.lastSeal == null || previousScan.sealedLastOp !== 'AUDIT_STOPPED') return none;
     stopped = previousScan;
+    refuseUncovered(dir, previousScan);
     if (previousScan.size > previousScan.lastSealEnd) {
       throw new AuditTamperedError(dir, previousScan.file.path, previousScan.lastSealEnd, `${previousScan.size - previousScan.lastSealEnd} bytes follow the seal of a clean stop (AUDIT_STOPPED, seq ${previousScan.sealedLastSeq}) in a segment that was rotated after it`);
     }
@@ -451,6 +472,21 @@ function checkNothingAfterStop(dir: string, scan: SegmentScan, previousScan: Seg
     at = nl + 1;
   }
   return { expectStart: expect, required: reads };
+}
+
+/**
+ * The seal of a clean stop covers everything up to its own line (AUDIT_STOPPED is the last
+ * record, and nothing is written after it): bytes between its range and its line were put there
+ * afterwards, where no seal will ever cover them (the next seal starts after the line).
+ */
+function refuseUncovered(dir: string, stopped: SegmentScan): void {
+  if (stopped.uncoveredFrom === -1) return;
+  throw new AuditTamperedError(
+    dir,
+    stopped.file.path,
+    stopped.uncoveredFrom,
+    `bytes lie between the end of the range the clean stop's seal covers (AUDIT_STOPPED, seq ${stopped.sealedLastSeq}; seal #${stopped.lastSeal!.seal} covers up to byte ${stopped.uncoveredFrom}) and that seal's line; only the next start's AUDIT_STARTED (seq ${stopped.sealedLastSeq + 1}) and its reads may follow a clean stop`,
+  );
 }
 
 /**

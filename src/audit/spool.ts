@@ -1,6 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { Hash, Hmac } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import { GENESIS_HASH } from './event.ts';
 import type { ChainAlgorithm, SealRecord } from './event.ts';
@@ -48,6 +49,36 @@ export function listSegments(dir: string): SegmentFile[] {
   }
   const canonical = (f: SegmentFile): number => (f.name === segmentName(f.segment) ? 0 : 1);
   return out.sort((a, b) => a.segment - b.segment || canonical(a) - canonical(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The most bytes one read of a file returns (readFileSync refuses more). */
+const MAX_SEGMENT_READ = 2 ** 31 - 1;
+
+/**
+ * The bytes of a segment file, or why the file at its name cannot be one (a sentence). A segment
+ * is a regular file below 2 GiB (maxSegmentBytes). The file is opened without blocking and
+ * checked once open: a FIFO put where a segment belongs made every reader (verify, tail, a
+ * recorder's start) wait for a writer forever, and a file padded past 2 GiB made verify give up
+ * ("nothing was checked") instead of reporting it.
+ */
+export function readSegmentFile(path: string): Buffer | string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) return `${fileKind(stats)}, not a regular file: every segment is a regular file the recorder appends to; not read`;
+    if (stats.size > MAX_SEGMENT_READ) return `${stats.size} bytes, more than any segment holds (the recorder rotates below 2 GiB, maxSegmentBytes); not read`;
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fileKind(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isFIFO()) return 'a FIFO (named pipe)';
+  if (stats.isSocket()) return 'a socket';
+  if (stats.isCharacterDevice() || stats.isBlockDevice()) return 'a device';
+  return 'a special file';
 }
 
 /**

@@ -1,8 +1,8 @@
-import { existsSync, statSync } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { constants, existsSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { listSegments, SEGMENT_PATTERN } from './spool.ts';
+import { listSegments, readSegmentFile, SEGMENT_PATTERN, segmentName } from './spool.ts';
 import type { SegmentFile } from './spool.ts';
 
 export interface TailOptions {
@@ -37,6 +37,12 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   };
   const files = segments();
   if (files.length === 0 || (!isDir && !existsSync(path))) throw new Error(`no audit segments at ${path}`);
+  // Read without blocking: a FIFO under a segment's name held `tail` until someone wrote to it.
+  const readSegment = (file: SegmentFile): Buffer => {
+    const bytes = readSegmentFile(file.path);
+    if (typeof bytes === 'string') throw new Error(`${file.path}: ${bytes}`);
+    return bytes;
+  };
 
   // The last N records: walk back through the segments until enough are found.
   const wanted = options.lines ?? 10;
@@ -44,10 +50,10 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   // Following, the newest segment is read whatever `wanted` is: where following starts is the
   // end of the bytes read here (a stat taken after the read would skip what was appended in
   // between), and its last line, without its newline yet, is a record still being appended.
-  const last = options.follow === true ? await readFile(files.at(-1)!.path) : null;
+  const last = options.follow === true ? readSegment(files.at(-1)!) : null;
   const lineEnd = last === null ? 0 : last.lastIndexOf(NEWLINE) + 1;
   for (let i = files.length - 1; i >= 0 && tail.length < wanted; i--) {
-    const text = i === files.length - 1 && last !== null ? last.toString('utf8', 0, lineEnd) : await readFile(files[i]!.path, 'utf8');
+    const text = i === files.length - 1 && last !== null ? last.toString('utf8', 0, lineEnd) : readSegment(files[i]!).toString('utf8');
     const lines = text.split('\n').filter(keep);
     tail.unshift(...lines.slice(Math.max(0, lines.length - (wanted - tail.length))));
   }
@@ -63,7 +69,7 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   let carry: Buffer = Buffer.from(last.subarray(lineEnd));
   const pollMs = options.pollMs ?? 200;
   while (options.signal?.aborted !== true) {
-    const fh = await open(current.path, 'r');
+    const fh = await open(current.path, constants.O_RDONLY | constants.O_NONBLOCK);
     let finalSeen = false;
     try {
       const size = (await fh.stat()).size;
@@ -85,7 +91,9 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
     } finally {
       await fh.close();
     }
-    const next = isDir ? join(path, `audit-${String(current.segment + 1).padStart(6, '0')}.jsonl`) : null;
+    // Beside the file followed, whether a directory or one of its segments was given (a segment
+    // path followed alone stopped at its rotation). A file not named as a segment has no next.
+    const next = isDir || SEGMENT_PATTERN.test(basename(path)) ? join(dirname(current.path), segmentName(current.segment + 1)) : null;
     if (finalSeen && next !== null && existsSync(next)) {
       current = { segment: current.segment + 1, name: basename(next), path: next };
       offset = 0;

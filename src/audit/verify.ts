@@ -1,9 +1,9 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { GENESIS_HASH, isReadStream, parseSpoolLine } from './event.ts';
 import type { AuditGap, SealRecord } from './event.ts';
 import { readJournal } from './journal.ts';
-import { ChainHasher, headMac, listSegments, readHead, SEGMENT_PATTERN, segmentName } from './spool.ts';
+import { ChainHasher, headMac, listSegments, readHead, readSegmentFile, SEGMENT_PATTERN, segmentName } from './spool.ts';
 import type { SegmentFile } from './spool.ts';
 
 export interface VerifyOptions {
@@ -345,9 +345,13 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       });
       resync = true;
     }
-    const bytes = readFileSync(seg.path);
+    const read = readSegmentFile(seg.path);
+    // Not a segment file (a FIFO, a directory, a file padded past 2 GiB): named, and checked as
+    // if empty, so the chain's other problems and the rest of the log are still reported.
+    if (typeof read === 'string') add(fileIndex, 0, { file: seg.name, line: 0, offset: 0, seq: null, problem: read });
+    const bytes = typeof read === 'string' ? Buffer.alloc(0) : read;
     const isLast = fileIndex === segments.length - 1;
-    if (bytes.length === 0) {
+    if (bytes.length === 0 && typeof read !== 'string') {
       // A rotation that crashed between creating the file and writing its header leaves the last
       // segment empty (the next start writes the header): decided with the segment before it.
       if (isLast && fileIndex > 0) lastFileEmpty = true;
@@ -368,6 +372,8 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
     let lastLineFinalSeal = false;
     let sawSealInFile = false;
     let recordsInFile = 0;
+    /** The records of this file since its last seal line: a seal may not cover the last of them. */
+    let sinceSeal: { offset: number; line: number; seq: number; op: string }[] = [];
     let start = 0;
     let lineNo = 0;
     while (start < bytes.length) {
@@ -393,6 +399,12 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       if (lineNo === 1 && !(parsed.kind === 'segment' && parsed.segment.segment === seg.segment)) {
         here(`the first line is not this segment's header ({"type":"SEGMENT","segment":${seg.segment}})`);
       }
+      if (lineNo > 1 && parsed.kind === 'segment') {
+        // A header is written once, as the file's first line. One further on is no record, so no
+        // other check sees it, and where no seal covers it (after the last seal, or before a seal
+        // whose range ends short of its line) it passed, although recovery refuses the spool.
+        here(`a SEGMENT header inside the segment (line ${lineNo}): the recorder writes one, as the first line of the file; this one was inserted`);
+      }
       if (parsed.kind === 'invalid') {
         // A damaged record still holds its place: count its seq as seen when it can be read,
         // so the damage is reported once, here, and not again as a missing seq.
@@ -409,8 +421,26 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         const s = parsed.seal;
         sealCount++;
         sawSealInFile = true;
-        unsealedRecords = 0;
-        if (stop !== null) stop.sealed = true;
+        // A seal covers [from, to), and `to` may end before its own line (a write landed between
+        // the worker's read-back and its seal line): records there are sealed only by the next
+        // seal. After the log's last seal they are sealed by none, so they count as unsealed.
+        const coveredTo = Math.min(s.to, start);
+        const uncovered = sinceSeal.filter((r) => r.offset >= coveredTo);
+        const lastCovered = sinceSeal.findLast((r) => r.offset < coveredTo);
+        unsealedRecords = uncovered.length;
+        if (lastCovered?.op === 'AUDIT_STOPPED' && uncovered.length > 0 && !appendedAfterStop) {
+          // AUDIT_STOPPED is the last record a recorder writes and its seal covers it: a record
+          // after the stop that this seal leaves out was put there once the seal was written.
+          const first = uncovered[0]!;
+          appendedAfter(
+            { file: seg.name, line: lastCovered.line, seq: lastCovered.seq },
+            { file: seg.name, line: first.line, offset: first.offset, fileIndex, seq: first.seq, op: first.op },
+            `lies before seal #${s.seal} but past the bytes it covers (up to ${s.to}), so no seal covers it`,
+          );
+        } else if (stop !== null) {
+          stop.sealed = true;
+        }
+        sinceSeal = [];
         if (retentionUnsealed !== null) {
           if (retention === null || retentionUnsealed.through >= retention.through) retention = { ...retentionUnsealed, sealed: true };
           retentionUnsealed = null;
@@ -422,6 +452,7 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         records++;
         recordsInFile++;
         unsealedRecords++;
+        sinceSeal.push({ offset: start, line: lineNo, seq: e.seq, op: e.op_type });
         lastEventOp = e.op_type;
         // The lowest, not the first in the file: reads and writes reach the log by two paths, so
         // a read drained early can stand before the AUDIT_STARTED with seq 1.

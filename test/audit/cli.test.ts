@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -9,9 +9,10 @@ import { balances, segmentFiles, tempSpool } from './helpers.ts';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs the CLI; past `timeoutMs` it is killed (code null), so a command that hangs fails its test. */
+function run(args: string[], env: Record<string, string> = {}, timeoutMs?: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env }, timeout: timeoutMs, killSignal: 'SIGKILL' });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -94,6 +95,21 @@ describe('govmap audit verify', () => {
     assert.equal(empty.code, 2);
     assert.match(empty.stderr, /no audit segments/);
     assert.equal(empty.stdout, '');
+  });
+});
+
+describe('a FIFO under a segment\'s name', () => {
+  test('verify names it (exit 1) and tail refuses it (exit 2); neither waits for a writer', async (t) => {
+    const dir = tempSpool(t);
+    await spool(dir);
+    // Reading a FIFO blocks until something writes to it: both commands hung, for good.
+    execFileSync('mkfifo', [join(dir, 'audit-000002.jsonl')]);
+    const verify = await run(['audit', 'verify', dir], {}, 20_000);
+    assert.equal(verify.code, 1, `${verify.stdout}${verify.stderr}`);
+    assert.match(verify.stdout, /audit-000002\.jsonl:0: a FIFO \(named pipe\), not a regular file/);
+    const tail = await run(['audit', 'tail', dir], {}, 20_000);
+    assert.equal(tail.code, 2, tail.stderr);
+    assert.match(tail.stderr, /^govmap audit tail: .*audit-000002\.jsonl: a FIFO \(named pipe\), not a regular file/);
   });
 });
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -143,6 +143,41 @@ describe('records added to a cleanly stopped spool', () => {
     });
     assert.deepEqual(snapshot(dir), before, 'the forged record was not sealed into the chain');
     assert.equal(existsSync(join(dir, 'LOCK')), false, 'the lock is released');
+  });
+
+  test('slipped in before the stop\'s seal line, past the bytes that seal covers: refused too, nothing is sealed', async (t) => {
+    // The record stands before the last seal's line, so it looked like the last record before
+    // the seal: the start took the log for a crash's and sealed the record into its chain.
+    const dir = tempSpool(t);
+    await stoppedSpool(dir);
+    const [segment] = segmentFiles(dir);
+    const text = readFileSync(segment!, 'utf8');
+    const sealAt = text.lastIndexOf('{"v":1,"type":"SEAL"');
+    writeFileSync(segment!, `${text.slice(0, sealAt)}${forged(lastSeq(dir) + 1)}${text.slice(sealAt)}`);
+    const before = snapshot(dir);
+    await assert.rejects(createAuditRecorder({ dir, actor: ACTOR, writeJournal: false }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'GOVMAP_AUDIT_TAMPERED');
+      assert.ok(error.message.includes(`${segment!} at byte ${sealAt}`), error.message);
+      assert.match(error.message, /between the end of the range the clean stop's seal covers .* and that seal's line/);
+      return true;
+    });
+    assert.deepEqual(snapshot(dir), before, 'the forged record was not sealed into the chain');
+  });
+
+  test('a FIFO under the next segment\'s name: the start is refused (GOVMAP_AUDIT_TAMPERED naming it), it does not wait for a writer', async (t) => {
+    const dir = tempSpool(t);
+    await stoppedSpool(dir);
+    const fifo = join(dir, 'audit-000002.jsonl');
+    execFileSync('mkfifo', [fifo]);
+    // In a child: reading the FIFO blocked the start (and this process) until something wrote to it.
+    const recorder = new URL('../../src/audit/index.ts', import.meta.url).href;
+    const script = `import { createAuditRecorder } from ${JSON.stringify(recorder)};
+try { const a = await createAuditRecorder({ dir: ${JSON.stringify(dir)}, actor: 'clearing/instance-1', writeJournal: false }); await a.stop(); console.log('{}'); }
+catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { timeout: 20_000, killSignal: 'SIGKILL', encoding: 'utf8' });
+    const error = JSON.parse(out) as { code?: string; message?: string };
+    assert.equal(error.code, 'GOVMAP_AUDIT_TAMPERED', out);
+    assert.ok(error.message!.includes(`${fifo} at byte 0: audit-000002.jsonl is a FIFO (named pipe), not a regular file`), error.message);
   });
 
   test('in a new segment after the stopped one, or as frames in the write journal: refused too', async (t) => {

@@ -211,6 +211,26 @@ describe('verify catches tampering and names the place', () => {
     assertNames(report, file, count, /follows the clean stop .* appended after the recorder stopped/);
   });
 
+  test('a record slipped in just before the last seal line, past the bytes that seal covers: caught, even with the key', () => {
+    // The last seal's `to` ends before its own line (a write may land between the two while the
+    // recorder runs): bytes put there are hashed by no seal, and the stop looked sealed.
+    let file = '';
+    let at = 0;
+    const report = damaged(
+      keyed,
+      (_dir, files) => {
+        file = files.at(-1)!;
+        const all = lines(file);
+        const store = lines(files[0]!).find((l) => l.includes('"op_type":"STORE"'))!;
+        at = all.length;
+        all.splice(all.length - 1, 0, store.replace(/"seq":[0-9]+/, '"seq":3004').replace(/"value":"[0-9]+"/, '"value":"99999999"'));
+        writeLines(file, all);
+      },
+      KEY,
+    );
+    assertNames(report, file, at, /follows the clean stop .* no seal covers it/);
+  });
+
   test('truncated into a middle segment\'s final seal: that segment\'s cut line, not the next segment', () => {
     let file = '';
     const report = damaged(pristine, (_dir, files) => {

@@ -130,6 +130,25 @@ describe('verify: segments', () => {
     assert.match(report.firstBad!.problem, /the file is empty/);
   });
 
+  test('a segment padded past 2 GiB, or replaced by a directory: that segment is named and the rest is checked', () => {
+    // Both made verify throw (ERR_FS_FILE_TOO_LARGE, EISDIR): the CLI then said "nothing was
+    // checked" and exited 2 (usage), so growing one file hid the damage from a tamper alarm.
+    const dir = copyOf(pristine);
+    const [first, second] = segmentFiles(dir);
+    truncateSync(second!, 3 * 2 ** 30); // sparse: no disk used
+    const padded = verifySpool(dir);
+    assert.equal(padded.ok, false);
+    assert.equal(padded.firstBad!.file, basename(second!));
+    assert.match(padded.firstBad!.problem, /^3221225472 bytes, more than any segment holds/);
+    unlinkSync(second!);
+    mkdirSync(second!);
+    const replaced = verifySpool(dir);
+    assert.equal(replaced.ok, false);
+    assert.equal(replaced.firstBad!.file, basename(second!));
+    assert.match(replaced.firstBad!.problem, /^a directory, not a regular file/);
+    assert.ok(replaced.records > lines(first!).length - 10, 'the other segments were read');
+  });
+
   test('two files with one segment number: "two files claim segment N", not a jump in the chain', () => {
     const dir = copyOf(pristine);
     const second = segmentFiles(dir)[1]!;

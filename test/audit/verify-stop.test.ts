@@ -72,6 +72,20 @@ describe('verify: nothing may follow a sealed clean stop but a restart', () => {
     assert.match(report.firstBad!.problem, /^LOAD seq [0-9]+ follows the clean stop .* no AUDIT_STARTED of a restart comes before or after it/);
   });
 
+  test('a copy of the SEGMENT header appended after the clean stop fails verify, as it makes the recorder refuse to start', async () => {
+    // A header is not a record, so it passed as nothing at all; the restart refuses the spool
+    // (GOVMAP_AUDIT_TAMPERED, "run govmap audit verify"), which must then not say OK.
+    const dir = copyOf(keyed);
+    const last = segmentFiles(dir).at(-1)!;
+    appendFileSync(last, `${readFileSync(last, 'utf8').split('\n')[0]!}\n`);
+    await assert.rejects(createAuditRecorder({ dir, actor: 'clearing/instance-1', hmacKey: { env: 'GOVMAP_TEST_VERIFY_STOP_KEY' } }), { code: 'GOVMAP_AUDIT_TAMPERED' });
+    const report = verifySpool(dir, { key: KEY });
+    assert.equal(report.ok, false, 'verify must fail where the recorder refuses');
+    assert.equal(report.firstBad!.file, basename(last));
+    assert.equal(report.firstBad!.line, lineCount(last));
+    assert.match(report.firstBad!.problem, /^a SEGMENT header inside the segment/);
+  });
+
   test('a restart after the clean stop verifies: its AUDIT_STARTED is what follows the stop', async () => {
     const dir = copyOf(plain);
     const audit = await createAuditRecorder({ dir, actor: 'clearing/instance-1', maxSegmentBytes: 65_536, sealBytes: 4096 });

@@ -109,3 +109,40 @@ test('tail -f polling for a long time leaves no listener behind on its signal: t
   await following;
   assert.ok(listeners <= 1, `${listeners} abort listeners on the signal after ~100 polls`);
 });
+
+/**
+ * `govmap audit tail -f <segment>`: the docs promise it moves to the next segment once the current
+ * one is sealed final, for a directory or a segment. Given a segment, it looked for the next one
+ * nowhere and went on polling the rotated file, printing nothing more.
+ */
+test('tail -f given a segment file follows the rotation into the next segment', async (t) => {
+  const dir = tempSpool(t);
+  const options = { dir, actor: 'clearing/instance-1', maxSegmentBytes: 65_536, writeJournal: false };
+  const first = await createAuditRecorder(options);
+  first.attach(balances());
+  await first.stop();
+  const [segment] = segmentFiles(dir);
+
+  const printed: string[] = [];
+  const controller = new AbortController();
+  const following = tailSpool(segment!, { lines: 0, follow: true, pollMs: 5, signal: controller.signal, write: (line) => printed.push(line) });
+  try {
+    const audit = await createAuditRecorder(options);
+    const map = balances();
+    audit.attach(map);
+    // Committed every 50: the segment rotates at a commit that finds it full, so the records
+    // after that commit go to the next segment.
+    for (let i = 0; i < 400; i++) {
+      map.store(`followed-${i}`, 1n);
+      if (i % 50 === 49) await audit.flush();
+    }
+    await audit.stop();
+    const files = segmentFiles(dir);
+    assert.ok(files.length > 1 && readFileSync(files.at(-1)!, 'utf8').includes('"followed-399"'), 'the last records are in a later segment');
+    await until(() => printed.some((line) => line.includes('"followed-399"')), 5000);
+  } finally {
+    controller.abort();
+    await following;
+  }
+  assert.equal(printed.filter((line) => line.includes('"followed-')).length, 400, 'every record, in the segment given and the ones after it');
+});
