@@ -7,6 +7,8 @@ import type { StateStore } from '../src/state/index.ts';
 import { HttpError, adminCheck, assertOnlyFields, readJsonObject, sendJson, shown } from './http.ts';
 import { formatAmount } from './money.ts';
 import type { DemoContext } from './server.ts';
+import { SettlementBacklog } from './settlement-backlog.ts';
+import type { PendingSettlement, SettlementBacklogStatus } from './settlement-backlog.ts';
 
 export interface DemoSettlementOptions {
   /** etcd endpoints (`host:port,...`): share breaker state with other demo processes. Default: in-process memory. */
@@ -19,6 +21,10 @@ export interface DemoSettlementOptions {
   readonly failureRate?: number;
   /** Initial gateway latency, milliseconds. Default 5. */
   readonly latencyMs?: number;
+  /** How often queued settlements are sent again, ms. Default 1,000. */
+  readonly retryEveryMs?: number;
+  /** Most queued settlements held. Default 100,000. */
+  readonly maxPending?: number;
 }
 
 /** What a transfer's settlement came to: settled by the gateway, or queued for a later batch. */
@@ -147,6 +153,8 @@ export interface SettlementStatus {
   readonly connected: boolean;
   readonly gateway: GatewayFault & { readonly calls: number; readonly orgs: Record<string, GatewayFault> };
   readonly settlementsQueued: number;
+  /** Queued settlements not yet settled, and what the later batches did. */
+  readonly backlog: SettlementBacklogStatus;
   readonly breakers: ReadonlyArray<Record<string, unknown>>;
 }
 
@@ -177,8 +185,32 @@ export async function installSettlement(context: DemoContext, options: DemoSettl
   const token = options.adminToken ?? context.admin.token;
   const shownToken = options.adminToken === undefined ? context.admin.shown : '$GOVMAP_ADMIN_TOKEN';
   let queued = 0;
+  const backlog = new SettlementBacklog({
+    retryEveryMs: options.retryEveryMs,
+    maxPending: options.maxPending,
+    // Through the org's breaker, as a live settlement: an open breaker refuses at once.
+    retry: async (pending: PendingSettlement) => {
+      try {
+        return await group.execute(
+          pending.org,
+          async (signal) => {
+            await gateway.settle(pending.org, pending.amount, signal, context.nextReference);
+            return 'settled' as const;
+          },
+          () => 'refused' as const,
+        );
+      } catch {
+        return 'failed';
+      }
+    },
+  });
+  const queue = (org: string, transfer: { from: string; to: string; amount: bigint }): void => {
+    queued++;
+    backlog.add({ org, from: transfer.from, to: transfer.to, amount: transfer.amount, queuedAt: Date.now() });
+  };
 
   context.onClose(async () => {
+    await backlog.close();
     await sync.close();
     group.dispose();
     await store.close();
@@ -192,6 +224,7 @@ export async function installSettlement(context: DemoContext, options: DemoSettl
     connected: sync.connected,
     gateway: { failureRate: gateway.failureRate, latencyMs: gateway.latencyMs, calls: gateway.calls, orgs: gateway.orgFaults() },
     settlementsQueued: queued,
+    backlog: backlog.status(),
     breakers: [...group.breakers()].map((b) => ({
       key: b.key,
       breaker: b.id,
@@ -251,12 +284,12 @@ export async function installSettlement(context: DemoContext, options: DemoSettl
           org,
           async (signal) => ({ status: 'settled' as const, org, reference: await gateway.settle(org, transfer.amount, signal, context.nextReference) }),
           (refusal) => {
-            queued++;
+            queue(org, transfer);
             return { status: 'queued' as const, org, reason: 'circuit_open' as const, retryAt: refusal.retryAt === null ? undefined : new Date(refusal.retryAt).toISOString() };
           },
         );
       } catch (error) {
-        queued++;
+        queue(org, transfer);
         return { status: 'queued', org, reason: error instanceof CallTimeoutError ? 'timeout' : 'gateway_failed' };
       }
     },

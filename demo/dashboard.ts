@@ -418,6 +418,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
       transitions: [...transitions].reverse(),
       gateway: settlement.gateway,
       settlementsQueued: settlement.settlementsQueued,
+      settlementBacklog: settlement.backlog,
       routes: sources.routing.router.status().map((r) => ({
         id: r.id,
         target: r.target,

@@ -210,7 +210,7 @@
         ? [h('tr', {}, h('td', { colspan: 3, class: 'muted' }, 'none: every org is served normally'))]
         : own.map(([org, f]) => h('tr', { 'data-fault-org': org, class: 'hot' }, h('td', {}, h('code', {}, org)), h('td', { class: 'num' }, pct(f.failureRate)), h('td', { class: 'num' }, `${fmt(f.latencyMs)} ms`)))),
     );
-    $('#gateway-default').textContent = `Every other org: ${pct(s.gateway.failureRate)} failing, ${fmt(s.gateway.latencyMs)} ms. ${fmt(s.gateway.calls)} settlement calls, ${fmt(s.settlementsQueued)} settlements queued for a later batch.`;
+    $('#gateway-default').textContent = `Every other org: ${pct(s.gateway.failureRate)} failing, ${fmt(s.gateway.latencyMs)} ms. ${fmt(s.gateway.calls)} settlement calls, ${fmt(s.settlementsQueued)} settlements queued for a later batch` + (s.settlementBacklog ? `: ${fmt(s.settlementBacklog.settledLater)} settled later, ${fmt(s.settlementBacklog.pending)} still waiting` + (s.settlementBacklog.overflowed > 0 ? `, ${fmt(s.settlementBacklog.overflowed)} over the backlog's bound (left to reconciliation)` : '') : '') + '.';
   }
 
   function renderBreakers(s, now) {

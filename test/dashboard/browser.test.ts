@@ -185,6 +185,8 @@ describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing 
     );
     // A transition is listed for the org's breakers.
     assert.ok((await page.locator('#transitions li[data-transition="settlement:2002"]').count()) >= 1);
+    // Its queued settlements wait for a later batch, and the gateway line says how many.
+    await page.waitForFunction(() => /settlements queued for a later batch: [0-9,]+ settled later, [1-9][0-9,]* still waiting/.test(document.querySelector('#gateway-default')?.textContent ?? ''), undefined, { timeout: 10_000 });
 
     // Every other org: still normal, its breakers closed.
     for (const other of others) {
