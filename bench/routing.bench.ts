@@ -174,9 +174,12 @@ const suite: Suite = async ({ progress, quick }) => {
 async function workerDelays(changes: number): Promise<number[]> {
   const board = new SwitchBoard({ name: 'bench', initial: { flag: false } });
   const publisher = publishToWorkers(board);
+  // The built switches next to this module: index.js under dist/ (an installed govmap ships no
+  // .ts to run), index.ts in a source checkout.
+  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
   const source = `
     const { parentPort } = require('node:worker_threads');
-    const { SwitchBoard, followPrimary } = require(${JSON.stringify(new URL('../src/switches/index.ts', import.meta.url).pathname)});
+    const { SwitchBoard, followPrimary } = require(${JSON.stringify(new URL(`../src/switches/index.${ext}`, import.meta.url).pathname)});
     const replica = new SwitchBoard({ name: 'bench', replica: true });
     const follower = followPrimary(replica);
     replica.subscribe((c) => parentPort.postMessage({ version: c.next.version, delay: follower.lastDelayMs }));

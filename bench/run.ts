@@ -12,7 +12,20 @@ interface SuiteOption {
   readonly describe: string;
 }
 
-const suites: Record<string, { describe: string; options?: readonly SuiteOption[]; load: () => Promise<Suite> }> = {
+/**
+ * A suite's entry. `needs`: packages it loads that govmap does not depend on (the yardsticks it
+ * measures against, govmap's devDependencies): a source checkout has them, a project that
+ * installed govmap does not, and there `govmap bench` must say what to install instead of dying
+ * in a stack trace (or, for the ones loaded late, after minutes of measuring).
+ */
+interface SuiteEntry {
+  readonly describe: string;
+  readonly options?: readonly SuiteOption[];
+  readonly needs?: readonly string[];
+  readonly load: () => Promise<Suite>;
+}
+
+const suites: Record<string, SuiteEntry> = {
   load: {
     describe: 'load curve of the reference service, governed vs bare (open loop, GC from inside)',
     options: [
@@ -46,13 +59,22 @@ const suites: Record<string, { describe: string; options?: readonly SuiteOption[
   },
   routing: { describe: 'switch read in a pinned request vs property read (target <= 2.0), X-Biz-Tag parse, route decision on 1,000 rules, switch propagation to a worker', load: async () => (await import('./routing.bench.ts')).default },
   redis: { describe: 'Redis store (needs GOVMAP_REDIS_URL): near-cache read vs Map (target <= 2.0), uncached round trip, pipelined add throughput, invalidation_p99_ms to another process', load: async () => (await import('./redis.bench.ts')).default },
-  scan: { describe: 'govmap scan on a generated 500-file project: rules cost vs type-aware parse and vs typescript-eslint recommendedTypeChecked; scan_files_per_s', load: async () => (await import('./scan.bench.ts')).default },
+  scan: {
+    describe: 'govmap scan on a generated 500-file project: rules cost vs type-aware parse and vs typescript-eslint recommendedTypeChecked; scan_files_per_s',
+    needs: ['typescript-eslint', 'eslint', 'typescript', '@types/node/package.json'],
+    load: async () => (await import('./scan.bench.ts')).default,
+  },
   sandbox: { describe: 'runtime audit sandbox: ns added per map operation (target < 5), per map created, per sweep, heap per tracked map', load: async () => (await import('./sandbox.bench.ts')).default },
   audit: {
     describe: 'audit: ns a LOAD / STORE pays for its record (targets <= 60 / <= 2,000), drain throughput vs pino, Kafka forwarding (needs GOVMAP_KAFKA_BROKERS)',
+    needs: ['@opentelemetry/context-async-hooks', 'pino'],
     load: async () => (await import('./audit.bench.ts')).default,
   },
-  breaker: { describe: 'CircuitBreaker per-call overhead vs direct await, cockatiel and opossum; etcd snapshot propagation p50/p99', load: async () => (await import('./breaker.bench.ts')).default },
+  breaker: {
+    describe: 'CircuitBreaker per-call overhead vs direct await, cockatiel and opossum; etcd snapshot propagation p50/p99',
+    needs: ['cockatiel', 'opossum'],
+    load: async () => (await import('./breaker.bench.ts')).default,
+  },
 };
 
 const COMMON: readonly SuiteOption[] = [
@@ -74,6 +96,16 @@ function usage(only?: string): string {
     })
     .join('\n');
   return `usage: npm run bench -- <suite> [options]   (or: govmap bench <suite> [options])\nsuites:\n${list}\noptions of every suite:\n${optionLines(COMMON)}`;
+}
+
+/** Whether `specifier` resolves from here, where the suite's own imports resolve from. */
+function resolvable(specifier: string): boolean {
+  try {
+    import.meta.resolve(specifier);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 const args = process.argv.slice(2);
@@ -112,6 +144,11 @@ for (let i = 0; i < rest.length; i++) {
     process.exit(2);
   }
   if (option.value !== undefined) i++;
+}
+const missing = (suites[name]!.needs ?? []).filter((specifier) => !resolvable(specifier)).map((specifier) => specifier.replace(/\/package\.json$/, ''));
+if (missing.length > 0) {
+  console.error(`bench ${name}: the suite needs ${missing.join(', ')}, not installed here (govmap's devDependencies, which an installed govmap does not bring): npm install --no-save ${missing.join(' ')}`);
+  process.exit(2);
 }
 const json = args.includes('--json');
 const suite = await suites[name]!.load();

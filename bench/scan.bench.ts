@@ -23,7 +23,8 @@ import type { BenchResult, Suite } from './harness.ts';
  */
 const FILES = 500;
 const QUICK_FILES = 150;
-const RUNNER = fileURLToPath(new URL('./scan-run.ts', import.meta.url));
+/** scan-run next to this module: .js under dist/ (what an installed govmap runs), .ts in a checkout. */
+const RUNNER = fileURLToPath(new URL(`./scan-run.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
 
 interface Measurement {
   readonly mode: string;

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { CommanderError } from 'commander';
 import { demoCommand } from './demo-command.ts';
@@ -41,6 +42,22 @@ export function integerOption(name: string, min: number, max: number): (raw: str
  * list of them. Given twice (`--without audit --without routing`), the lists add up: commander
  * would otherwise keep only the last one and silently run with audit.
  */
+/**
+ * govmap's version from its package.json: two levels above src/cli/ in a checkout, three above
+ * dist/src/cli/ in an installed package, so it is looked for upward from this file.
+ */
+function packageVersion(): string {
+  for (let dir = new URL('.', import.meta.url); dir.pathname !== '/'; dir = new URL('..', dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'govmap' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // No package.json here (or not readable): look further up.
+    }
+  }
+  return 'unknown';
+}
+
 function partsOption(raw: string, previous: OptionalPart[] | undefined): OptionalPart[] {
   try {
     return parseParts(previous === undefined ? raw : `${previous.join(',')},${raw}`);
@@ -62,6 +79,8 @@ function rateOption(name: string): (raw: string) => number {
 const program = new Command()
   .name('govmap')
   .description('Governed concurrent maps for financial-grade Node.js services')
+  // What a bug report and an upgrade check ask first.
+  .version(packageVersion(), '-V, --version', 'print the govmap version and exit')
   .showHelpAfterError('(add --help for usage)')
   .configureOutput({ outputError: (text, write) => write(text) })
   // A usage error (unknown command or option, a bad value) exits 2 like every other refusal of

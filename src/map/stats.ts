@@ -42,8 +42,11 @@ export class MapCounters {
   ranges = 0;
   rangeEntriesVisited = 0;
   rangeSecondsSum = 0;
-  /** Per-bucket (non-cumulative) counts; the last slot is +Inf. */
-  readonly rangeBuckets = new Float64Array(RANGE_BUCKETS_SECONDS.length + 1);
+  /**
+   * Per-bucket (non-cumulative) counts; the last slot is +Inf. Typed plain `Float64Array`: the
+   * inferred `Float64Array<ArrayBuffer>` in the shipped .d.ts is an error for TypeScript < 5.7.
+   */
+  readonly rangeBuckets: Float64Array = new Float64Array(RANGE_BUCKETS_SECONDS.length + 1);
   /** Rejections by validator reason code; touched only on the (cold) rejection path. */
   readonly rejectionsByReason = new Map<string, number>();
   /** Reasons in rejectionsByReason that are codes (REASON_CODE), and that are not. */

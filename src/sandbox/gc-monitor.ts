@@ -60,8 +60,11 @@ export class GcKindCounters {
   count = 0;
   totalSeconds = 0;
   maxSeconds = 0;
-  /** Per-bucket (non-cumulative) counts; the last slot is +Inf. */
-  readonly buckets = new Float64Array(GC_PAUSE_BUCKETS_SECONDS.length + 1);
+  /**
+   * Per-bucket (non-cumulative) counts; the last slot is +Inf. Typed plain `Float64Array`: the
+   * inferred `Float64Array<ArrayBuffer>` in the shipped .d.ts is an error for TypeScript < 5.7.
+   */
+  readonly buckets: Float64Array = new Float64Array(GC_PAUSE_BUCKETS_SECONDS.length + 1);
 }
 
 /**

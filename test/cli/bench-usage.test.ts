@@ -67,6 +67,26 @@ describe('govmap bench usage errors', () => {
     });
   }
 
+  // A suite measured against a devDependency (opossum, pino, typescript-eslint…) died, in a
+  // project that installed govmap, in ERR_MODULE_NOT_FOUND's stack trace (or minutes in, for a
+  // package loaded late): it names what to install before measuring anything.
+  const hook = new URL('./hide-packages.ts', import.meta.url).href;
+  const yardsticks: Array<[string, string[]]> = [
+    ['breaker', ['cockatiel', 'opossum']],
+    ['audit', ['@opentelemetry/context-async-hooks', 'pino']],
+    ['scan', ['typescript-eslint']],
+  ];
+  for (const [suite, hidden] of yardsticks) {
+    test(`govmap bench ${suite} --quick without ${hidden.join(', ')} installed: exit 2, names what to install`, () => {
+      const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${hook}`, GOVMAP_TEST_HIDE_PACKAGES: hidden.join(',') };
+      const r = benchWith(env, suite, '--quick');
+      assert.equal(r.status, 2, `exit status\n${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`bench ${suite}: the suite needs ${hidden.join(', ')}, not installed here .*: npm install --no-save ${hidden.join(' ')}`));
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+      assert.equal(r.stdout, '', 'nothing measured, nothing reported');
+    });
+  }
+
   test('--help lists the suites and the load options, exit 0', () => {
     const r = bench('load', '--help');
     assert.equal(r.status, 0, r.stderr);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { govmapSync as govmap } from './govmap-process.ts';
 
@@ -40,5 +41,14 @@ test('govmap --help and govmap demo --help: exit 0, usage on stdout', () => {
     const r = govmap(...args);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /Usage: govmap/);
+  }
+});
+
+test('govmap --version and -V: the version package.json names, exit 0', () => {
+  const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  for (const flag of ['--version', '-V']) {
+    const r = govmap(flag);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, `${version}\n`);
   }
 });

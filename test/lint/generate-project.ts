@@ -1,10 +1,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** govmap's own source entry, imported by absolute path so the project can live anywhere. */
-const GOVMAP_ENTRY = fileURLToPath(new URL('../../src/index.ts', import.meta.url));
-const TYPE_ROOTS = fileURLToPath(new URL('../../node_modules/@types', import.meta.url));
+/**
+ * govmap's own entry, imported by absolute path so the project can live anywhere: the source in a
+ * checkout, the build (its .d.ts) when `govmap bench scan` runs this from an installed dist/.
+ */
+const GOVMAP_ENTRY = fileURLToPath(new URL(`../../src/index.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
+/** Where @types/node is, wherever it was installed (dist/ has no node_modules next to it). */
+const TYPE_ROOTS = dirname(dirname(fileURLToPath(import.meta.resolve('@types/node/package.json'))));
 
 export interface GeneratedProject {
   readonly root: string;
