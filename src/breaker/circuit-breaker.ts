@@ -87,6 +87,8 @@ type Outcome = typeof SUCCESS | typeof FAILURE | typeof TIMEOUT;
 const BP = 10_000;
 const RECORD = Symbol('record');
 const NEVER_ABORTED = new AbortController().signal;
+/** How far a wall clock may trail the timers' monotonic clock before it counts as stepped back (see #armOpenTimer). */
+const WALL_CLOCK_LAG_MS = 100;
 
 /**
  * A call in flight: settles once, by its result, its error or its deadline. Its timeout bucket
@@ -498,8 +500,15 @@ export class CircuitBreaker {
       if (this.#state !== 'OPEN') return;
       const at = clock.now();
       // A wall clock can lag the timer's monotonic clock by a millisecond: wait out the rest.
-      if (at < this.#openUntil) this.#armOpenTimer(at);
-      else this.#tryHalfOpen(at);
+      // Further behind, the wall clock was stepped back during the wait (NTP, a VM resumed): the
+      // timer has measured the full wait, so it ends now on this clock too. Waiting for the wall
+      // clock to catch up would keep the breaker OPEN, refusing every call, for as long as the step.
+      if (at < this.#openUntil && this.#openUntil - at <= WALL_CLOCK_LAG_MS) {
+        this.#armOpenTimer(at);
+        return;
+      }
+      if (at < this.#openUntil) this.#openUntil = at;
+      this.#tryHalfOpen(at);
     }, Math.max(0, this.#openUntil - now));
   }
 

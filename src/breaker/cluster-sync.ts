@@ -42,6 +42,7 @@ export interface BreakerClusterSyncOptions {
 }
 
 const INSTANCE = /^[A-Za-z0-9_.:-]{1,128}$/;
+const OPTIONS: ReadonlySet<string> = new Set(['store', 'instance', 'prefix', 'openQuorum', 'leaseTtlSeconds', 'startTimeoutMs', 'retryMinMs', 'retryMaxMs', 'probeRetryMs', 'log']);
 const PREFIX = /^\/[A-Za-z0-9_./-]{0,127}[^/]$|^\/$/;
 
 interface PeerReport {
@@ -152,6 +153,10 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
 
   constructor(options: BreakerClusterSyncOptions) {
     if (options?.store === undefined || typeof options.store.compareAndSet !== 'function') throw new ConfigurationError('store', 'a StateStore (memory, file or etcd)');
+    // A misspelt option (`leaseTtl`, `quorum`) would leave its default in force without a word.
+    for (const option of Object.keys(options)) {
+      if (!OPTIONS.has(option)) throw new ConfigurationError(option, 'is not an option of BreakerClusterSync (see BreakerClusterSyncOptions)');
+    }
     if (typeof options.instance !== 'string' || !INSTANCE.test(options.instance)) {
       throw new ConfigurationError('instance', 'an instance name is 1 to 128 letters, digits, "_", ".", ":" or "-", stable across restarts', options.instance);
     }

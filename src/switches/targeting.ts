@@ -58,12 +58,8 @@ export function decide(definition: SwitchDefinition, context: SwitchContext): { 
   if (allowed && !matchesAny(definition.allow, context)) return { on: false, reason: 'NOT_TARGETED' };
   const rollout = definition.rollout;
   if (rollout !== null) {
-    // A string only: `by` may be any tag key, `constructor` and `toString` included, and most
-    // contexts are plain objects (board.view() merges into one), whose inherited function would
-    // otherwise be hashed (and throw) as if it were the request's value. A string a context
-    // inherits on purpose (Object.create(defaults)) still counts.
-    const key = context[rollout.by] as unknown;
-    if (typeof key !== 'string' || key === '') return { on: false, reason: 'ROLLOUT_KEY_MISSING' };
+    const key = attribute(context, rollout.by);
+    if (key === undefined || key === '') return { on: false, reason: 'ROLLOUT_KEY_MISSING' };
     // bucket < percent% of ROLLOUT_BUCKETS; percent has two decimals, so percent * 100 is the
     // bucket count (rounded to shed the float error of e.g. 12.34 * 100 = 1233.9999...).
     return rolloutBucket(rollout.salt, key) < Math.round(rollout.percent * 100)
@@ -80,14 +76,31 @@ function matchesAny(audiences: readonly SwitchAudience[], context: SwitchContext
 
 function matches(audience: SwitchAudience, context: SwitchContext): boolean {
   if (audience.orgIds.length > 0) {
-    const org = context.orgId;
+    const org = attribute(context, 'orgId');
     if (org === undefined || !audience.orgIds.some((pattern) => orgMatches(pattern, org))) return false;
   }
   if (audience.txnTypes.length > 0) {
-    const txn = context.txnType;
+    const txn = attribute(context, 'txnType');
     if (txn === undefined || !audience.txnTypes.includes(txn)) return false;
   }
   return true;
+}
+
+/**
+ * A context attribute as targeting reads it: a string as it is; a finite number or a boolean as
+ * its string, the rule of the OpenFeature provider (toSwitchContext), so `{ orgId: 1001 }` from
+ * plain JavaScript meets the same allow, deny and rollout as `'1001'` (a numeric org must not
+ * slip past a deny list, nor throw from `startsWith` where evaluation promises never to throw);
+ * anything else is absent. `key` may be any tag key, `constructor` and `toString` included, and
+ * most contexts are plain objects (board.view() merges into one), whose inherited function must
+ * not be read as the request's value. A string a context inherits on purpose
+ * (Object.create(defaults)) still counts.
+ */
+function attribute(context: SwitchContext, key: string): string | undefined {
+  const value = context[key] as unknown;
+  if (typeof value === 'string') return value;
+  if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean') return String(value);
+  return undefined;
 }
 
 /** `1001` matches only 1001; `1001*` matches every org id starting with 1001 (1001 included). */

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { ConfigurationError } from '../../src/map/index.ts';
 import {
   BreakerArgumentError,
+  BreakerClusterSync,
   BreakerGroup,
   BreakerGroupDisposedError,
   BreakerKeyError,
@@ -15,6 +16,7 @@ import {
   encodeSnapshot,
 } from '../../src/breaker/index.ts';
 import type { BreakerTransition, CircuitBreakerOptions } from '../../src/breaker/index.ts';
+import { MemoryStateStore } from '../../src/state/index.ts';
 
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const ok = (): Promise<string> => Promise.resolve('ok');
@@ -68,6 +70,17 @@ describe('construction', () => {
         `${option}=${value}`,
       );
     }
+  });
+
+  test('an unknown (misspelt) option is refused with a typed error naming it, not ignored with the default left in force', () => {
+    const refused = (option: string) => (e: unknown) => e instanceof ConfigurationError && e.code === 'GOVMAP_INVALID_CONFIGURATION' && e.message.includes(`"${option}"`);
+    assert.throws(() => new CircuitBreaker({ name: 'x', openDuration: 60_000 } as CircuitBreakerOptions), refused('openDuration'));
+    assert.throws(() => new CircuitBreaker({ name: 'x', failureThreshold: 0.2 } as CircuitBreakerOptions), refused('failureThreshold'));
+    assert.throws(() => new BreakerGroup({ name: 'x', maxBreaker: 10 } as CircuitBreakerOptions), refused('maxBreaker'));
+    const group = new BreakerGroup({ name: 'x', maxBreakers: 10, idleEvictionMs: 60_000, openDurationMs: 1_000 });
+    assert.equal(group.get('1001').settings.openDurationMs, 1_000, 'a group\'s own options and the breaker options still pass');
+    group.dispose();
+    assert.throws(() => new BreakerClusterSync({ store: new MemoryStateStore(), instance: 'a', leaseTtl: 60 } as ConstructorParameters<typeof BreakerClusterSync>[0]), refused('leaseTtl'));
   });
 });
 
@@ -276,6 +289,35 @@ describe('OPEN -> HALF_OPEN -> CLOSED | OPEN', () => {
     assert.equal(b.state, 'OPEN');
     assert.equal(transitions.at(-1)!.reason, 'probes_failed');
     assert.equal(b.openUntil, clock.now() + 5_000, 'a fresh wait');
+  });
+
+  test('a wall clock stepped back during the OPEN wait (NTP, a resumed VM) does not stretch the wait by the step', async () => {
+    // Timers run on the monotonic clock (setTimeout); now() is the wall clock, which can step back.
+    const timers = new ManualClock(Date.UTC(2026, 0, 1));
+    let step = 0;
+    const clock = { now: () => timers.now() + step, setTimer: timers.setTimer.bind(timers), clearTimer: timers.clearTimer.bind(timers) };
+    const b = new CircuitBreaker({ name: 'settlement', clock, minimumCalls: 1, breachedWindowsToOpen: 1, openDurationMs: 30_000, timeoutMs: Infinity });
+    await b.execute(boom).catch(() => undefined);
+    timers.advance(1_000);
+    assert.equal(b.state, 'OPEN');
+    step = -3_600_000; // the wall clock goes back an hour
+    timers.advance(30_000);
+    assert.equal(b.state, 'HALF_OPEN', 'the 30 s wait has passed: probing starts, not an hour later');
+    assert.equal(await b.execute(ok), 'ok');
+  });
+
+  test('a wall clock trailing the timer by a millisecond still waits out the rest of the wait', () => {
+    const timers = new ManualClock(Date.UTC(2026, 0, 1));
+    let lag = 0;
+    const clock = { now: () => timers.now() - lag, setTimer: timers.setTimer.bind(timers), clearTimer: timers.clearTimer.bind(timers) };
+    const b = new CircuitBreaker({ name: 'settlement', clock, openDurationMs: 30_000 });
+    b.adoptOpen();
+    lag = 1;
+    timers.advance(30_000);
+    assert.equal(b.state, 'OPEN');
+    lag = 0;
+    timers.advance(1);
+    assert.equal(b.state, 'HALF_OPEN');
   });
 
   test('restore(): an OPEN snapshot stays OPEN for the rest of its wait, then probes', () => {

@@ -51,6 +51,26 @@ describe('targeting order', () => {
     const byAccount = define({ enabled: true, rollout: { percent: 100, by: 'account' } });
     assert.deepEqual(decide(byAccount, Object.create({ account: 'acct-9' }) as Record<string, string>), { on: true, reason: 'ROLLOUT_INCLUDED' });
   });
+  test('a number or boolean context value (plain JavaScript, { orgId: 1001 }) is read as its string: allow, deny and rollout answer as for "1001", and nothing throws', () => {
+    const board = new SwitchBoard({
+      initial: {
+        pilot: { enabled: true, allow: [{ orgIds: ['1001*'] }] },
+        guarded: { enabled: true, deny: [{ orgIds: ['100199'], txnTypes: ['true'] }] },
+        split: { enabled: true, rollout: { percent: 100, by: 'account' } },
+      },
+    });
+    const numeric = { orgId: 1001, account: 42 } as unknown as Record<string, string>;
+    assert.equal(board.isOn('pilot', numeric), true);
+    assert.equal(board.evaluate('pilot', numeric).reason, 'TARGETED');
+    assert.equal(board.run(() => board.view().isOn('pilot'), numeric), true);
+    assert.equal(board.evaluate('guarded', { orgId: 100199, txnType: true } as unknown as Record<string, string>).reason, 'DENIED', 'a numeric org does not slip past a deny list');
+    assert.equal(board.evaluate('split', numeric).reason, 'ROLLOUT_INCLUDED');
+    for (const odd of [{}, [], null, Number.NaN, () => '1001', Symbol('1001')]) {
+      const context = { orgId: odd, account: odd } as unknown as Record<string, string>;
+      assert.equal(board.evaluate('pilot', context).reason, 'NOT_TARGETED', String(typeof odd));
+      assert.equal(board.evaluate('split', context).reason, 'ROLLOUT_KEY_MISSING', String(typeof odd));
+    }
+  });
 });
 
 describe('percentage rollout', () => {
