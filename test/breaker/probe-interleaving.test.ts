@@ -88,3 +88,73 @@ test('whatever order the store answers in, at most one instance is HALF_OPEN, an
     { numRuns: 60 },
   );
 });
+
+/**
+ * The late win, pinned: an instance's request for the probe right reaches the store only after
+ * another instance probed, closed and gave the right back, and after this instance's own
+ * breaker closed on that verdict. The request then succeeds; the instance must give the right
+ * back at once, or the next outage leaves every other instance waiting for a prober that never
+ * probes (OPEN until the lease of the late winner dies with its process).
+ */
+test('a probe right won too late (its breaker already closed on the prober\'s verdict) is given back, and the next outage is probed', async () => {
+  const memory = new MemoryStateStore();
+  const probeKey = '/govmap/circuit-probe/settlement';
+  let releaseHeld!: () => void;
+  const held = new Promise<void>((resolve) => (releaseHeld = resolve));
+  let heldRequests = 0;
+  let heldAnswered = false;
+  // b's requests for the probe right wait at the "server" until released.
+  const slow: StateStore = {
+    kind: 'held-memory',
+    get: (key) => memory.get(key),
+    list: (prefix) => memory.list(prefix),
+    compareAndSet: (key, value, expected, options) => {
+      if (key !== probeKey) return memory.compareAndSet(key, value, expected, options);
+      heldRequests++;
+      return held
+        .then(() => memory.compareAndSet(key, value, expected, options))
+        .finally(() => {
+          heldAnswered = true;
+        });
+    },
+    delete: (key, expected) => memory.delete(key, expected),
+    grantLease: (ttl) => memory.grantLease(ttl),
+    watch: (prefix, handlers) => memory.watch(prefix, handlers),
+    close: () => memory.close(),
+  };
+  const until = async (what: string, check: () => boolean | Promise<boolean>): Promise<void> => {
+    for (let i = 0; !(await check()); i++) {
+      if (i > 400) assert.fail(`timed out waiting until ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  };
+  const clock = new ManualClock();
+  const member = async (name: string, store: StateStore): Promise<{ sync: BreakerClusterSync; breaker: CircuitBreaker }> => {
+    const sync = new BreakerClusterSync({ store, instance: name, openQuorum: 0.5, probeRetryMs: 5, startTimeoutMs: 60_000, log: () => undefined });
+    await sync.start();
+    const breaker = new CircuitBreaker({ name: 'settlement', clock, openDurationMs: 1_000, halfOpenProbes: 1, timeoutMs: Infinity });
+    sync.attachBreaker(breaker);
+    return { sync, breaker };
+  };
+  const a = await member('a', memory);
+  const b = await member('b', slow);
+  a.breaker.adoptOpen();
+  b.breaker.adoptOpen();
+  clock.advance(1_000);
+  await until('a probes (b\'s request is held)', () => a.breaker.state === 'HALF_OPEN' && heldRequests > 0);
+  assert.equal(b.breaker.state, 'OPEN');
+  await a.breaker.execute(() => 'ok');
+  await until('b closes on a\'s verdict and a gives the right back', async () => b.breaker.state === 'CLOSED' && (await memory.get(probeKey)) === undefined);
+
+  releaseHeld(); // b's request lands now, on a free key: it wins, too late
+  await until('b\'s request is answered', () => heldAnswered);
+  await until('b gives the right it won too late back', async () => (await memory.get(probeKey)) === undefined && b.sync.probeHolder('settlement') === null);
+
+  // The next outage: someone probes it.
+  a.breaker.adoptOpen();
+  b.breaker.adoptOpen();
+  clock.advance(1_000);
+  await until('an instance probes the next outage', () => a.breaker.state === 'HALF_OPEN' || b.breaker.state === 'HALF_OPEN');
+  for (const m of [a, b]) await m.sync.close();
+  await memory.close();
+});

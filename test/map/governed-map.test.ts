@@ -301,14 +301,16 @@ describe('range', () => {
 
   test('visits a consistent snapshot even when the callback writes', () => {
     const map = filled();
-    const seen: string[] = [];
-    map.range((key) => {
-      seen.push(key);
+    const seen: Array<[string, number]> = [];
+    map.range((key, value) => {
+      seen.push([key, value]);
       map.store(`new-${key}`, 1);
+      map.store('ab', 100); // a key not visited yet changes: the walk still hands out its snapshot value
       map.delete('d');
     });
-    assert.deepEqual(seen, ['b', 'a', 'c', 'ab', 'd']);
+    assert.deepEqual(seen, [['b', 1], ['a', 1], ['c', 1], ['ab', 2], ['d', 1]]);
     assert.equal(map.has('d'), false);
+    assert.equal(map.load('ab'), 100);
   });
 
   test('bounds: start inclusive, end exclusive unless inclusive, sorted', () => {
