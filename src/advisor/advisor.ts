@@ -7,6 +7,7 @@ import { RangeWeekCounts } from './range-weeks.ts';
 import type { AdvisorStateStore } from './range-weeks.ts';
 import { advise, resolveThresholds } from './signals.ts';
 import type { Advice, AdvisorThresholds, MapEvidence } from './signals.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /** What the advisor reads of a map. Any GovernedMap<K, V> fits. */
 export type AdvisedMap = Pick<GovernedMap<unknown, unknown>, 'name' | 'counters' | 'size' | 'disposed'>;
@@ -37,6 +38,12 @@ export interface AdvisorOptions {
   /** Milliseconds clock; tests pass a controllable one. Default `Date.now`. */
   readonly clock?: () => number;
 }
+
+/** Every key of AdvisorOptions (the compiler checks the two stay the same): any other is refused. */
+const ADVISOR_OPTIONS = optionKeys<AdvisorOptions>({
+  windowMs: true, thresholds: true, minLoadsPerWindow: true, readWriteWindows: true, minOpsForReadWrite: true,
+  gc: true, stateStore: true, keyPrefix: true, service: true, instance: true, clock: true,
+});
 
 const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 
@@ -108,6 +115,7 @@ export class Advisor {
   #samples = 0;
 
   constructor(options: AdvisorOptions = {}) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, ADVISOR_OPTIONS, 'Advisor');
     const windowMs = options.windowMs ?? 300_000;
     if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
     if (windowMs > MAX_TIMER_MS) throw new ConfigurationError('windowMs', `must be at most ${MAX_TIMER_MS} ms (about 24.8 days), the longest delay a Node.js timer holds; a longer one would fire after 1 ms`, windowMs);

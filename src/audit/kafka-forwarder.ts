@@ -8,6 +8,7 @@ import type { AuditRecorder } from './recorder.ts';
 import { LANE_INDEX_FIELDS, tooLarge } from './kafka-lane-protocol.ts';
 import type { ProducerLaneData, ProducerLaneReply, ProducerLaneRequest } from './kafka-lane-protocol.ts';
 import { listSegments, segmentName } from './spool.ts';
+import { findUnknownOption, optionKeys } from '../map/known-options.ts';
 
 /**
  * Options of the Kafka forwarder. Times are in ms.
@@ -101,10 +102,10 @@ interface Checkpoint {
 
 export const DEDUP_HEADER = 'govmap-dedup';
 /** Every key of KafkaForwarderOptions (recorder, actor and key are set by createAuditRecorder). */
-const FORWARDER_OPTIONS: ReadonlySet<string> = new Set<keyof KafkaForwarderOptions>([
-  'dir', 'brokers', 'topic', 'clientId', 'sendTimeoutMs', 'compression', 'batchRecords', 'maxInFlight', 'batchBytes',
-  'producers', 'pollIntervalMs', 'backoffMs', 'maxBackoffMs', 'dedupHeader', 'recorder', 'actor', 'key',
-]);
+const FORWARDER_OPTIONS = optionKeys<KafkaForwarderOptions>({
+  dir: true, brokers: true, topic: true, clientId: true, sendTimeoutMs: true, compression: true, batchRecords: true, maxInFlight: true, batchBytes: true,
+  producers: true, pollIntervalMs: true, backoffMs: true, maxBackoffMs: true, dedupHeader: true, recorder: true, actor: true, key: true,
+});
 const SEAL_OR_HEADER = Buffer.from('{"v":1,"type":');
 
 /** A SEAL or SEGMENT line (not a record): compared in place, no subarray per line. */
@@ -180,9 +181,8 @@ export class KafkaForwarder {
   constructor(options: KafkaForwarderOptions) {
     // Refused like the recorder's own unknown options: a misspelt `topic` would otherwise send the
     // audit to govmap.audit, a misspelt `sendTimeoutMs` leave the default, without a word.
-    for (const name of Object.keys(options)) {
-      if (!FORWARDER_OPTIONS.has(name)) throw new AuditConfigurationError(`kafka.${name}`, 'is not an option of the Kafka forwarder (see KafkaForwarderOptions)');
-    }
+    const unknown = findUnknownOption(options, FORWARDER_OPTIONS, 'the Kafka forwarder');
+    if (unknown !== undefined) throw new AuditConfigurationError(`kafka.${unknown.option}`, unknown.rule);
     if (options.dedupHeader !== undefined && typeof options.dedupHeader !== 'boolean') throw new AuditConfigurationError('kafka.dedupHeader', 'must be true or false', options.dedupHeader);
     const brokers = options.brokers;
     if (!Array.isArray(brokers) || brokers.length === 0 || !brokers.every((b) => typeof b === 'string' && /^[^\s:]+:[0-9]{1,5}$/.test(b))) {

@@ -3,7 +3,8 @@ import { CircuitBreaker } from './circuit-breaker.ts';
 import type { Fallback, ProbeGate, TransitionListener } from './circuit-breaker.ts';
 import { BreakerGroupDisposedError, BreakerKeyError } from './errors.ts';
 import type { TimerHandle } from './clock.ts';
-import { resolveBreakerOptions } from './options.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
+import { BREAKER_OPTIONS, resolveBreakerOptions } from './options.ts';
 import type { BreakerSettings, CircuitBreakerOptions } from './options.ts';
 
 export interface BreakerGroupOptions extends CircuitBreakerOptions {
@@ -12,6 +13,12 @@ export interface BreakerGroupOptions extends CircuitBreakerOptions {
   /** A CLOSED breaker with no call for this long is evicted, milliseconds. Default 600,000 (10 min). */
   readonly idleEvictionMs?: number;
 }
+
+/** Every key of BreakerGroupOptions (the compiler checks the two stay the same): any other is refused. */
+const GROUP_OPTIONS: ReadonlySet<string> = new Set([
+  ...BREAKER_OPTIONS,
+  ...optionKeys<Omit<BreakerGroupOptions, keyof CircuitBreakerOptions>>({ maxBreakers: true, idleEvictionMs: true }),
+]);
 
 /** What a group tells the cluster sync (or any other owner of shared state) about its breakers. */
 export interface BreakerLifecycle {
@@ -56,6 +63,9 @@ export class BreakerGroup {
   #disposed = false;
 
   constructor(options: BreakerGroupOptions) {
+    // Checked here, under the group's name and with its two keys: each breaker then gets only
+    // the breaker options (the rest below), which it checks again.
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, GROUP_OPTIONS, 'BreakerGroup');
     const { maxBreakers = 10_000, idleEvictionMs = 600_000, ...breakerOptions } = options ?? ({} as BreakerGroupOptions);
     this.settings = resolveBreakerOptions(breakerOptions);
     if (!Number.isInteger(maxBreakers) || maxBreakers < 1 || maxBreakers > 10_000_000) throw new ConfigurationError('maxBreakers', 'a whole number from 1 to 10000000', maxBreakers);

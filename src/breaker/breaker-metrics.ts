@@ -3,6 +3,7 @@ import type { BreakerGroup } from './breaker-group.ts';
 import type { CircuitBreaker } from './circuit-breaker.ts';
 import { ConfigurationError } from '../map/errors.ts';
 import { BREAKER_STATES } from './snapshot.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 export interface BreakerMetricsOptions {
   /** Registry to register into. Default: a new Registry. Pass MapMetrics' registry to serve both on one /metrics. */
@@ -16,6 +17,11 @@ export interface BreakerMetricsOptions {
    */
   readonly maxKeySeries?: number;
 }
+
+/** Every key of BreakerMetricsOptions (the compiler checks the two stay the same): any other is refused. */
+const BREAKER_METRICS_OPTIONS = optionKeys<BreakerMetricsOptions>({
+  registry: true, prefix: true, maxKeySeries: true,
+});
 
 /** The `key` label of a group's breakers past maxKeySeries: no breaker key can be it (parentheses). */
 export const OTHER_KEYS = '(others)';
@@ -59,6 +65,7 @@ export class BreakerMetrics {
   readonly #keySeries = new WeakMap<BreakerGroup, { placed: Set<string>; pooled: Set<CircuitBreaker>; retired: Record<CounterField, number> }>();
 
   constructor(options: BreakerMetricsOptions = {}) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, BREAKER_METRICS_OPTIONS, 'BreakerMetrics');
     this.registry = options.registry ?? new Registry();
     this.prefix = options.prefix ?? 'govmap_breaker_';
     const registers = [this.registry];

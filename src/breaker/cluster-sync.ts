@@ -1,4 +1,5 @@
 import { ConfigurationError, GovMapError } from '../map/errors.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 import { StateKeyError } from '../state/errors.ts';
 import type { StateEntry, StateEvent, StateLease, StateStore, StateWatch } from '../state/store.ts';
 import type { BreakerGroup, BreakerLifecycle } from './breaker-group.ts';
@@ -42,7 +43,11 @@ export interface BreakerClusterSyncOptions {
 }
 
 const INSTANCE = /^[A-Za-z0-9_.:-]{1,128}$/;
-const OPTIONS: ReadonlySet<string> = new Set(['store', 'instance', 'prefix', 'openQuorum', 'leaseTtlSeconds', 'startTimeoutMs', 'retryMinMs', 'retryMaxMs', 'probeRetryMs', 'log']);
+/** Every key of BreakerClusterSyncOptions (the compiler checks the two stay the same): any other is refused. */
+const OPTIONS = optionKeys<BreakerClusterSyncOptions>({
+  store: true, instance: true, prefix: true, openQuorum: true, leaseTtlSeconds: true, startTimeoutMs: true,
+  retryMinMs: true, retryMaxMs: true, probeRetryMs: true, log: true,
+});
 const PREFIX = /^\/[A-Za-z0-9_./-]{0,127}[^/]$|^\/$/;
 
 interface PeerReport {
@@ -154,9 +159,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   constructor(options: BreakerClusterSyncOptions) {
     if (options?.store === undefined || typeof options.store.compareAndSet !== 'function') throw new ConfigurationError('store', 'a StateStore (memory, file or etcd)');
     // A misspelt option (`leaseTtl`, `quorum`) would leave its default in force without a word.
-    for (const option of Object.keys(options)) {
-      if (!OPTIONS.has(option)) throw new ConfigurationError(option, 'is not an option of BreakerClusterSync (see BreakerClusterSyncOptions)');
-    }
+    refuseUnknownOptions(options, OPTIONS, 'BreakerClusterSync');
     if (typeof options.instance !== 'string' || !INSTANCE.test(options.instance)) {
       throw new ConfigurationError('instance', 'an instance name is 1 to 128 letters, digits, "_", ".", ":" or "-", stable across restarts', options.instance);
     }

@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../map/errors.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 import { systemClock } from './clock.ts';
 import type { Clock } from './clock.ts';
 
@@ -58,18 +59,17 @@ export interface BreakerSettings {
 
 export const BREAKER_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 const BP = 10_000;
-const OPTIONS: ReadonlySet<string> = new Set([
-  'name', 'timeoutMs', 'windowMs', 'failureRateThreshold', 'timeoutRateThreshold', 'minimumCalls',
-  'breachedWindowsToOpen', 'openDurationMs', 'halfOpenProbes', 'isFailure', 'clock',
-]);
+/** Every key of CircuitBreakerOptions (the compiler checks the two stay the same): any other is refused. */
+export const BREAKER_OPTIONS = optionKeys<CircuitBreakerOptions>({
+  name: true, timeoutMs: true, windowMs: true, failureRateThreshold: true, timeoutRateThreshold: true, minimumCalls: true,
+  breachedWindowsToOpen: true, openDurationMs: true, halfOpenProbes: true, isFailure: true, clock: true,
+});
 
 export function resolveBreakerOptions(options: CircuitBreakerOptions): BreakerSettings {
   if (options === null || typeof options !== 'object') throw new ConfigurationError('options', 'a breaker needs an options object with at least a name', options);
   // Refused like the audit options: a misspelt `openDuration` or `failureThreshold` would
   // otherwise leave the default in force without a word, on the breaker guarding a payment path.
-  for (const option of Object.keys(options)) {
-    if (!OPTIONS.has(option)) throw new ConfigurationError(option, 'is not an option of a circuit breaker (see CircuitBreakerOptions; a BreakerGroup also takes maxBreakers and idleEvictionMs)');
-  }
+  refuseUnknownOptions(options, BREAKER_OPTIONS, 'CircuitBreaker');
   if (typeof options.name !== 'string' || !BREAKER_NAME.test(options.name)) {
     throw new ConfigurationError('name', 'a breaker name is a letter then up to 63 letters, digits, "_" or "-"', options.name);
   }

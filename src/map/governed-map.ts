@@ -12,6 +12,7 @@ import {
 } from './errors.ts';
 import { freezeValue } from './freeze.ts';
 import { KeyedQueue } from './keyed-queue.ts';
+import { optionKeys, refuseUnknownOptions } from './known-options.ts';
 import type { MapObserver, OpType, Outcome } from './observer.ts';
 import { checkRangeOptions, compareKeys, describeBounds, inBounds, isBounded } from './range.ts';
 import type { RangeCallback, RangeOptions, RangeResult } from './range.ts';
@@ -66,6 +67,12 @@ export interface GovernedMapOptions<K, V> {
    */
   readonly freezeValues?: boolean;
 }
+
+/** Every key of GovernedMapOptions (the compiler checks the two stay the same): any other is refused. */
+const GOVERNED_MAP_OPTIONS = optionKeys<GovernedMapOptions<unknown, unknown>>({
+  name: true, validate: true, validateDelete: true, store: true, maxKeys: true, onFull: true, ttlMs: true,
+  windowMs: true, updateRetries: true, clock: true, observers: true, freezeValues: true,
+});
 
 export interface UpdateAsyncOptions {
   /** Cancels the update if it has not committed yet; the map is then unchanged. */
@@ -125,6 +132,8 @@ export class GovernedMap<K, V> {
     if (options === null || typeof options !== 'object') {
       throw new ConfigurationError('options', 'GovernedMap needs an options object with a name and a validate function');
     }
+    // A misspelt `maxkeys` would leave the map unbounded while its owner believes it is capped.
+    refuseUnknownOptions(options, GOVERNED_MAP_OPTIONS, 'GovernedMap');
     if (typeof options.name !== 'string' || !NAME_PATTERN.test(options.name)) {
       throw new ConfigurationError('name', 'must match [A-Za-z_][A-Za-z0-9_:.-]{0,63} (it becomes a metric label)', options.name);
     }

@@ -9,6 +9,7 @@ import type { BucketSeries } from './snapshot-histogram.ts';
 import { ConfigurationError } from '../map/errors.ts';
 import { MetricAlreadyRegisteredError } from './errors.ts';
 import { MAX_REASON_SERIES, boundedReasons } from './reason-labels.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 export interface MapMetricsOptions {
   /** Registry to register into. Default: a new Registry (not prom-client's global one). */
@@ -22,6 +23,11 @@ export interface MapMetricsOptions {
    */
   readonly maxReasonSeries?: number;
 }
+
+/** Every key of MapMetricsOptions (the compiler checks the two stay the same): any other is refused. */
+const MAP_METRICS_OPTIONS = optionKeys<MapMetricsOptions>({
+  registry: true, prefix: true, maxReasonSeries: true,
+});
 
 /** The names MapMetrics registers, after its prefix: checked free before any is registered. */
 export const MAP_METRIC_NAMES: readonly string[] = Object.freeze([
@@ -51,6 +57,7 @@ export class MapMetrics {
   readonly #maps = new Map<string, WeakRef<AnyMap>>();
 
   constructor(options: MapMetricsOptions = {}) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, MAP_METRICS_OPTIONS, 'MapMetrics');
     this.registry = options.registry ?? new Registry();
     this.prefix = options.prefix ?? 'syncmap_';
     const maxReasons = options.maxReasonSeries ?? MAX_REASON_SERIES;

@@ -3,6 +3,7 @@ import { ConfigurationError } from '../map/errors.ts';
 import { MAX_TIMER_MS } from '../switches/timer-option.ts';
 import { AsyncLaneRefusedError } from './errors.ts';
 import { TokenBucket } from './token-bucket.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /**
  * Checks a shutdown deadline before anything is closed: a deadline above a Node.js timer's
@@ -66,6 +67,12 @@ export interface AsyncLaneOptions<P> {
   readonly clock?: () => number;
 }
 
+/** Every key of AsyncLaneOptions (the compiler checks the two stay the same): any other is refused. */
+const ASYNC_LANE_OPTIONS = optionKeys<AsyncLaneOptions<unknown>>({
+  name: true, ratePerSec: true, burst: true, maxQueued: true, maxAttempts: true, maxInFlight: true, deferMs: true,
+  process: true, isDeferral: true, onDeadLetter: true, log: true, clock: true,
+});
+
 export interface DrainResult<P> {
   /** Jobs completed while draining. */
   readonly processed: number;
@@ -113,6 +120,7 @@ export class AsyncLane<P = unknown> {
   readonly counters = { accepted: 0, refused: 0, done: 0, failedAttempts: 0, deferrals: 0, dead: 0 };
 
   constructor(options: AsyncLaneOptions<P>) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, ASYNC_LANE_OPTIONS, 'AsyncLane');
     if (typeof options.process !== 'function') throw new ConfigurationError('process', 'an async lane needs the function that does its work');
     this.name = options.name;
     this.#options = options;

@@ -1,5 +1,6 @@
 import { ConfigurationError } from '../map/errors.ts';
 import { BulkheadAbortedError, BulkheadFullError } from './errors.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 export interface BulkheadOptions {
   /** Names the bulkhead in errors and metrics (the route id). */
@@ -9,6 +10,11 @@ export interface BulkheadOptions {
   /** Calls waiting for a slot; beyond that a call is refused at once (BulkheadFullError). 0 = no queue. */
   readonly maxQueued: number;
 }
+
+/** Every key of BulkheadOptions (the compiler checks the two stay the same): any other is refused. */
+const BULKHEAD_OPTIONS = optionKeys<BulkheadOptions>({
+  name: true, maxConcurrent: true, maxQueued: true,
+});
 
 interface Waiter {
   readonly admit: () => void;
@@ -43,6 +49,7 @@ export class Bulkhead {
   admitted = 0;
 
   constructor(options: BulkheadOptions) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, BULKHEAD_OPTIONS, 'Bulkhead');
     if (!(Number.isSafeInteger(options.maxConcurrent) && options.maxConcurrent >= 1)) {
       throw new ConfigurationError('maxConcurrent', 'a positive whole number of calls', options.maxConcurrent);
     }

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { bizTagErrorBody, prepareRequest, runPrepared } from './http.ts';
+import { BIZ_TAG_MIDDLEWARE_OPTIONS, bizTagErrorBody, prepareRequest, runPrepared } from './http.ts';
+import { refuseUnknownOptions } from '../map/known-options.ts';
 import type { BizTagMiddlewareOptions, PreparedRequest } from './http.ts';
 
 /*
@@ -34,6 +35,7 @@ export type GovmapFastifyPlugin = ((instance: FastifyInstanceLike, options: unkn
  * same pinned view: a switch change between the two hooks does not split the request).
  */
 export function govmapBizTag(options: BizTagMiddlewareOptions): GovmapFastifyPlugin {
+  if (options !== null && typeof options === 'object') refuseUnknownOptions(options, BIZ_TAG_MIDDLEWARE_OPTIONS, 'govmapBizTag');
   const expose = options.exposeRoute ?? true;
   const prepared = new WeakMap<FastifyRequestLike, Extract<PreparedRequest, { ok: true }>>();
   const plugin = (instance: FastifyInstanceLike, _options: unknown, done: (error?: Error) => void): void => {

@@ -9,6 +9,7 @@ import { BizTagError } from './errors.ts';
 import { BODYLESS_STATUSES } from './route-table.ts';
 import type { RouteOutcome, Router } from './router.ts';
 import { BizTagCache } from './tag-cache.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 export interface BizTagMiddlewareOptions {
   readonly router: Router;
@@ -23,6 +24,11 @@ export interface BizTagMiddlewareOptions {
    */
   readonly exposeRoute?: boolean;
 }
+
+/** Every key of BizTagMiddlewareOptions (the compiler checks the two stay the same): any other is refused. */
+export const BIZ_TAG_MIDDLEWARE_OPTIONS = optionKeys<BizTagMiddlewareOptions>({
+  router: true, switches: true, exposeRoute: true,
+});
 
 /** The middleware's preparation of one request: its BizContext and pinned switch view, or why it is refused. */
 export type PreparedRequest =
@@ -128,6 +134,7 @@ export type BizTagMiddleware = (req: IncomingMessage, res: ServerResponse, next:
  *   createServer((req, res) => void tagged(req, res, () => handle(req, res)));
  */
 export function createBizTagMiddleware(options: BizTagMiddlewareOptions): BizTagMiddleware {
+  if (options !== null && typeof options === 'object') refuseUnknownOptions(options, BIZ_TAG_MIDDLEWARE_OPTIONS, 'createBizTagMiddleware');
   const expose = options.exposeRoute ?? true;
   // Not an async function: it hands back the handler's own promise rather than a new one
   // awaiting it (one promise and one microtask fewer per request); a synchronous throw still

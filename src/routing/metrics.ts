@@ -1,6 +1,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { BREAKER_STATES } from '../breaker/snapshot.ts';
 import type { Router } from './router.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /** What metrics read of a route table source: FileRouteTableSource or StateRouteTableSource. */
 export interface MeasuredRouteTableSource {
@@ -15,6 +16,11 @@ export interface RoutingMetricsOptions {
   /** Default `govmap_`. */
   readonly prefix?: string;
 }
+
+/** Every key of RoutingMetricsOptions (the compiler checks the two stay the same): any other is refused. */
+const ROUTING_METRICS_OPTIONS = optionKeys<RoutingMetricsOptions>({
+  registry: true, prefix: true,
+});
 
 /**
  * Prometheus metrics of a router, read at scrape time from its plain counters. Labels are route
@@ -32,6 +38,7 @@ export class RoutingMetrics {
   readonly #sources: MeasuredRouteTableSource[] = [];
 
   constructor(options: RoutingMetricsOptions = {}) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, ROUTING_METRICS_OPTIONS, 'RoutingMetrics');
     this.registry = options.registry ?? new Registry();
     const p = options.prefix ?? 'govmap_';
     const registers = [this.registry];

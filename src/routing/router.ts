@@ -14,6 +14,7 @@ import type { RouteGuard, RouteGuardFactory } from './guard.ts';
 import { ResponseCache } from './response-cache.ts';
 import { RouteTable } from './route-table.ts';
 import type { CompiledRoute, RouteDecision } from './route-table.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /** Why a route is serving degraded answers for this request. */
 export type DegradeReason = 'BREAKER_OPEN' | 'FORCED_BY_SWITCH' | 'BULKHEAD_FULL';
@@ -82,6 +83,12 @@ export interface RouterOptions {
    */
   readonly onTableApplied?: (router: Router) => void;
 }
+
+/** Every key of RouterOptions (the compiler checks the two stay the same): any other is refused. */
+const ROUTER_OPTIONS = optionKeys<RouterOptions>({
+  table: true, guards: true, switches: true, forceDegradeSwitch: true, processAsync: true, onDeadLetter: true,
+  unmatchedLogIntervalMs: true, log: true, clock: true, onTableApplied: true,
+});
 
 /** Per-route counters, read at scrape time. */
 export class RouteCounters {
@@ -157,6 +164,7 @@ export class Router {
   readonly tagRejections = new Map<string, number>();
 
   constructor(options: RouterOptions) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, ROUTER_OPTIONS, 'Router');
     this.#guards = options.guards ?? noGuard;
     this.#switches = options.switches;
     this.#forceSwitch = options.forceDegradeSwitch ?? 'routing.force-degrade';

@@ -7,6 +7,7 @@ import type { WatchedFileStatus } from '../switches/watched-file.ts';
 import { RouteTableSourceError, RouteTableVersionConflictError } from './errors.ts';
 import { RouteTable } from './route-table.ts';
 import type { Router } from './router.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 export interface FileRouteTableSourceOptions {
   /** `.json`, `.yaml` or `.yml`: `{ default: {...}, routes: [...] }`. */
@@ -18,6 +19,11 @@ export interface FileRouteTableSourceOptions {
   readonly pollMs?: number;
   readonly log?: (message: string, error?: unknown) => void;
 }
+
+/** Every key of FileRouteTableSourceOptions (the compiler checks the two stay the same): any other is refused. */
+const FILE_TABLE_SOURCE_OPTIONS = optionKeys<FileRouteTableSourceOptions>({
+  path: true, router: true, maxBytes: true, debounceMs: true, pollMs: true, log: true,
+});
 
 /**
  * A route table from a watched file. Each valid content replaces the router's table whole (a new
@@ -32,6 +38,7 @@ export class FileRouteTableSource {
   readonly #file: WatchedFile;
 
   constructor(options: FileRouteTableSourceOptions) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, FILE_TABLE_SOURCE_OPTIONS, 'FileRouteTableSource');
     const router = options.router;
     this.#file = new WatchedFile({
       path: options.path,
@@ -93,6 +100,11 @@ export interface StateRouteTableSourceOptions {
   readonly log?: (message: string, error?: unknown) => void;
 }
 
+/** Every key of StateRouteTableSourceOptions (the compiler checks the two stay the same): any other is refused. */
+const STATE_TABLE_SOURCE_OPTIONS = optionKeys<StateRouteTableSourceOptions>({
+  store: true, router: true, key: true, startTimeoutMs: true, log: true,
+});
+
 export interface StateRouteTableSourceStatus {
   readonly store: string;
   readonly key: string;
@@ -131,6 +143,7 @@ export class StateRouteTableSource {
   #lastError: StateRouteTableSourceStatus['lastError'] = null;
 
   constructor(options: StateRouteTableSourceOptions) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, STATE_TABLE_SOURCE_OPTIONS, 'StateRouteTableSource');
     const key = options.key ?? '/govmap/routes/default';
     if (typeof key !== 'string' || !key.startsWith('/') || key.endsWith('/')) throw new ConfigurationError('key', 'a state key starts with "/" and names one key', key);
     this.#store = options.store;

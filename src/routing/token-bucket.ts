@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../map/errors.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 export interface TokenBucketOptions {
   /** Tokens added per second (the sustained rate). > 0. */
@@ -8,6 +9,11 @@ export interface TokenBucketOptions {
   /** Milliseconds, monotonic. Default `performance.now`. */
   readonly clock?: () => number;
 }
+
+/** Every key of TokenBucketOptions (the compiler checks the two stay the same): any other is refused. */
+const TOKEN_BUCKET_OPTIONS = optionKeys<TokenBucketOptions>({
+  ratePerSec: true, burst: true, clock: true,
+});
 
 /**
  * A token bucket: `take()` succeeds while tokens remain; tokens refill continuously at
@@ -23,6 +29,7 @@ export class TokenBucket {
   #at: number;
 
   constructor(options: TokenBucketOptions) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, TOKEN_BUCKET_OPTIONS, 'TokenBucket');
     if (!(Number.isFinite(options.ratePerSec) && options.ratePerSec > 0)) throw new ConfigurationError('ratePerSec', 'a positive number of tokens per second', options.ratePerSec);
     const burst = options.burst ?? Math.max(1, Math.ceil(options.ratePerSec));
     if (!(Number.isFinite(burst) && burst >= 1)) throw new ConfigurationError('burst', 'at least 1 token', burst);

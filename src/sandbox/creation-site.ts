@@ -17,6 +17,7 @@
  */
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /** A creation site as reports show it. `key` groups instances created by the same call path. */
 export interface CreationSite {
@@ -50,6 +51,11 @@ export interface SiteCaptureOptions {
   readonly clock?: () => number;
 }
 
+/** Every key of SiteCaptureOptions (the compiler checks the two stay the same): any other is refused. */
+const SITE_CAPTURE_OPTIONS = optionKeys<SiteCaptureOptions>({
+  capturesPerSecond: true, frames: true, clock: true,
+});
+
 /**
  * Captures creation stacks within a per-second budget.
  *
@@ -66,6 +72,7 @@ export class SiteCapture {
   #captured = 0;
 
   constructor(options: SiteCaptureOptions = {}) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, SITE_CAPTURE_OPTIONS, 'SiteCapture');
     this.capturesPerSecond = options.capturesPerSecond ?? 100;
     this.frames = options.frames ?? 6;
     this.#clock = options.clock ?? Date.now;

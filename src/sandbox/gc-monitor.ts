@@ -1,6 +1,7 @@
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { ConfigurationError } from '../map/errors.ts';
 import { bucketQuantile } from '../map/stats.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /**
  * Upper bounds (seconds) of the GC pause histogram: from 100 µs (a scavenge of a small young
@@ -32,6 +33,11 @@ export interface GcMonitorOptions {
   /** Milliseconds clock; tests pass a controllable one. Default `Date.now`. */
   readonly clock?: () => number;
 }
+
+/** Every key of GcMonitorOptions (the compiler checks the two stay the same): any other is refused. */
+const GC_MONITOR_OPTIONS = optionKeys<GcMonitorOptions>({
+  windowMs: true, risingRatio: true, minPauseFraction: true, clock: true,
+});
 
 /** The GC pause trend: the latest whole window against the one before it. */
 export interface GcTrend {
@@ -97,6 +103,7 @@ export class GcMonitor {
   #observer: PerformanceObserver | null = null;
 
   constructor(options: GcMonitorOptions = {}) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, GC_MONITOR_OPTIONS, 'GcMonitor');
     const windowMs = options.windowMs ?? 300_000;
     if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'the GC trend window must be at least 1000 ms', windowMs);
     const risingRatio = options.risingRatio ?? 1.2;

@@ -7,6 +7,7 @@ import type { ConstructorLike, CreationSite, PendingSite } from './creation-site
 import { GcMonitor } from './gc-monitor.ts';
 import type { GcMonitorOptions } from './gc-monitor.ts';
 import type { IdleSuspect, KeyGrowthSuspect, LeakSuspect, SandboxReport, SiteGrowthSuspect, SiteSummary } from './report.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /** What the sandbox reads of a map. Any GovernedMap<K, V> fits. */
 export type SandboxedMap = Pick<GovernedMap<unknown, unknown>, 'name' | 'counters' | 'size' | 'disposed'>;
@@ -44,6 +45,13 @@ export interface SandboxOptions {
   /** Directory creation-site paths are shown relative to. Default `process.cwd()`. */
   readonly cwd?: string;
 }
+
+/** Every key of SandboxOptions (the compiler checks the two stay the same): any other is refused. */
+const SANDBOX_OPTIONS = optionKeys<SandboxOptions>({
+  idleThresholdMs: true, sweepIntervalMs: true, siteCapturesPerSecond: true, siteFrames: true, siteGrowthSamples: true,
+  minSiteGrowth: true, keyGrowthSweeps: true, minKeyGrowth: true, gc: true, maxSuspectsListed: true, onSuspect: true,
+  clock: true, cwd: true,
+});
 
 /**
  * One tracked map. Holds the map only through `ref`; everything else is a copy taken at
@@ -144,6 +152,7 @@ export class Sandbox {
   #suspects: LeakSuspect[] = [];
 
   constructor(options: SandboxOptions = {}) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, SANDBOX_OPTIONS, 'Sandbox');
     this.idleThresholdMs = positive('idleThresholdMs', options.idleThresholdMs ?? 300_000, 1);
     this.sweepIntervalMs = timerDelay('sweepIntervalMs', positive('sweepIntervalMs', options.sweepIntervalMs ?? 30_000, 10));
     this.siteGrowthSamples = wholeNumber('siteGrowthSamples', options.siteGrowthSamples ?? 3, 1);

@@ -3,6 +3,7 @@ import { ConfigurationError } from '../map/errors.ts';
 import { StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, assertDeleteRevision, assertLeaseTtl, assertStateKey, assertWrite } from './errors.ts';
 import { guardHandlers } from './guarded-handlers.ts';
 import type { CasResult, CompareAndSetOptions, StateEntry, StateLease, StateStore, StateWatch, StateWatchHandlers } from './store.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 export interface EtcdStateStoreOptions {
   /** etcd client URLs, e.g. `['http://127.0.0.1:2379']` (a `host:port` gets `http://`). Required. */
@@ -17,6 +18,11 @@ export interface EtcdStateStoreOptions {
   /** Passed to the etcd3 client as is (credentials, auth, fault handling); endpoints above win. */
   readonly client?: Omit<IOptions, 'hosts'>;
 }
+
+/** Every key of EtcdStateStoreOptions (the compiler checks the two stay the same): any other is refused. */
+const ETCD_STORE_OPTIONS = optionKeys<EtcdStateStoreOptions>({
+  endpoints: true, callTimeoutMs: true, dialTimeoutMs: true, client: true,
+});
 
 /**
  * The state store on a real etcd (v3 API, through the `etcd3` client, loaded on first use so
@@ -42,6 +48,7 @@ export class EtcdStateStore implements StateStore {
   #closed = false;
 
   constructor(options: EtcdStateStoreOptions) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, ETCD_STORE_OPTIONS, 'EtcdStateStore');
     const raw = typeof options?.endpoints === 'string' ? options.endpoints.split(',') : options?.endpoints;
     if (!Array.isArray(raw) || raw.length === 0) throw new ConfigurationError('endpoints', 'name at least one etcd endpoint, e.g. http://127.0.0.1:2379', options?.endpoints);
     this.endpoints = raw.map((e: string) => normaliseEndpoint(e));

@@ -6,6 +6,7 @@ import { ConfigurationError, GovMapError } from '../map/errors.ts';
 import { StateKeyError, StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, assertDeleteRevision, assertLeaseTtl, assertStateKey, assertWrite } from './errors.ts';
 import { guardHandlers } from './guarded-handlers.ts';
 import type { CasResult, CompareAndSetOptions, StateEntry, StateEvent, StateLease, StateStore, StateWatch, StateWatchHandlers } from './store.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 export interface FileStateStoreOptions {
   /** Directory holding one file per key; created if missing. Give each deployment its own. */
@@ -13,6 +14,11 @@ export interface FileStateStoreOptions {
   /** How often watches look for changes written by other processes, milliseconds. Default 250. */
   readonly pollIntervalMs?: number;
 }
+
+/** Every key of FileStateStoreOptions (the compiler checks the two stay the same): any other is refused. */
+const FILE_STORE_OPTIONS = optionKeys<FileStateStoreOptions>({
+  directory: true, pollIntervalMs: true,
+});
 
 /** A key's file name is its URI-encoding; file systems allow 255 bytes per name. */
 const MAX_FILE_NAME = 250;
@@ -82,6 +88,7 @@ export class FileStateStore implements StateStore {
   #closed = false;
 
   constructor(options: FileStateStoreOptions) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, FILE_STORE_OPTIONS, 'FileStateStore');
     if (typeof options?.directory !== 'string' || options.directory.length === 0) {
       throw new ConfigurationError('directory', 'the file state store needs a directory path', options?.directory);
     }

@@ -5,6 +5,7 @@ import type { SwitchDefinition, SwitchSetInput } from './definition.ts';
 import { SwitchConfigError, SwitchNameError, SwitchReplicaReadOnlyError, SwitchVersionConflictError } from './errors.ts';
 import { SwitchSnapshot, SwitchView } from './snapshot.ts';
 import type { SwitchContext, SwitchEvaluation } from './targeting.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /** Who changes a switch set and why: recorded on the snapshot and in the audit event. */
 export interface SwitchChangeRequest {
@@ -80,6 +81,11 @@ export interface SwitchBoardOptions {
   readonly replica?: boolean;
 }
 
+/** Every key of SwitchBoardOptions (the compiler checks the two stay the same): any other is refused. */
+const BOARD_OPTIONS = optionKeys<SwitchBoardOptions>({
+  name: true, initial: true, audit: true, log: true, clock: true, replica: true,
+});
+
 /**
  * The holder of the current switch snapshot: one reference, swapped whole on every change.
  *
@@ -104,6 +110,7 @@ export class SwitchBoard {
   readonly counters = { changes: 0, rejectedChanges: 0, auditErrors: 0, listenerErrors: 0 };
 
   constructor(options: SwitchBoardOptions = {}) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, BOARD_OPTIONS, 'SwitchBoard');
     const name = options.name ?? 'switches';
     if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new ConfigurationError('name', 'a board name matches [A-Za-z][A-Za-z0-9_.-]{0,63}', name);
     this.name = name;

@@ -2,6 +2,7 @@ import { parseSwitchDocument } from './definition.ts';
 import type { SwitchBoard } from './board.ts';
 import { WatchedFile } from './watched-file.ts';
 import type { WatchedFileStatus } from './watched-file.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 export interface FileSwitchSourceOptions {
   /** A `.json`, `.yaml` or `.yml` file: `{ "switches": { "<name>": <definition> } }`. */
@@ -17,6 +18,11 @@ export interface FileSwitchSourceOptions {
   readonly log?: (message: string, error?: unknown) => void;
 }
 
+/** Every key of FileSwitchSourceOptions (the compiler checks the two stay the same): any other is refused. */
+const FILE_SOURCE_OPTIONS = optionKeys<FileSwitchSourceOptions>({
+  path: true, board: true, actor: true, maxBytes: true, debounceMs: true, pollMs: true, log: true,
+});
+
 /**
  * Switches from a watched file. Each valid content replaces the board's set whole (one new
  * version); an invalid one (bad syntax, a schema violation, a duplicate key, too large) is
@@ -28,6 +34,7 @@ export class FileSwitchSource {
   readonly #file: WatchedFile;
 
   constructor(options: FileSwitchSourceOptions) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, FILE_SOURCE_OPTIONS, 'FileSwitchSource');
     const board = options.board;
     let actor = options.actor;
     this.#file = new WatchedFile({

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { SwitchBoard } from './board.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /** What metrics read of a switch source: any of FileSwitchSource, StateSwitchSource. */
 export interface MeasuredSwitchSource {
@@ -14,6 +15,11 @@ export interface SwitchMetricsOptions {
   readonly prefix?: string;
 }
 
+/** Every key of SwitchMetricsOptions (the compiler checks the two stay the same): any other is refused. */
+const SWITCH_METRICS_OPTIONS = optionKeys<SwitchMetricsOptions>({
+  registry: true, prefix: true,
+});
+
 /**
  * Prometheus metrics of switch boards and their sources, read at scrape time from the boards'
  * plain counters (nothing on the switch read path). Alert on `govmap_switch_source_healthy == 0`:
@@ -24,6 +30,7 @@ export class SwitchMetrics {
   readonly #boards = new Map<string, { board: SwitchBoard; sources: MeasuredSwitchSource[] }>();
 
   constructor(options: SwitchMetricsOptions = {}) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, SWITCH_METRICS_OPTIONS, 'SwitchMetrics');
     this.registry = options.registry ?? new Registry();
     const p = options.prefix ?? 'govmap_';
     const registers = [this.registry];

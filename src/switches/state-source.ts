@@ -5,6 +5,7 @@ import type { SwitchBoard } from './board.ts';
 import { parseSwitchDefinition, SWITCH_NAME, toIssues } from './definition.ts';
 import { SwitchConfigError, SwitchNameError, SwitchSourceError, SwitchVersionConflictError } from './errors.ts';
 import { timerOption } from './timer-option.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /**
  * The value of `<prefix><name>` (DESIGN.md): `{"value":<definition>,"version":n,"updatedAt":"<iso>","reason":"..."}`,
@@ -29,6 +30,11 @@ export interface StateSwitchSourceOptions {
   /** Where rejected keys and connection changes are reported. Default `console.error`. */
   readonly log?: (message: string, error?: unknown) => void;
 }
+
+/** Every key of StateSwitchSourceOptions (the compiler checks the two stay the same): any other is refused. */
+const STATE_SOURCE_OPTIONS = optionKeys<StateSwitchSourceOptions>({
+  store: true, board: true, prefix: true, startTimeoutMs: true, log: true,
+});
 
 export interface SwitchWriteRequest {
   readonly actor: string;
@@ -75,6 +81,7 @@ export class StateSwitchSource {
   #lastError: StateSwitchSourceStatus['lastError'] = null;
 
   constructor(options: StateSwitchSourceOptions) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, STATE_SOURCE_OPTIONS, 'StateSwitchSource');
     const prefix = options.prefix ?? '/govmap/switch/';
     if (typeof prefix !== 'string' || !prefix.startsWith('/') || !prefix.endsWith('/')) {
       throw new ConfigurationError('prefix', 'a key prefix starts and ends with "/"', prefix);

@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigurationError, GovMapError } from '../map/errors.ts';
 import { SwitchSourceError } from './errors.ts';
 import { timerOption } from './timer-option.ts';
+import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /**
  * Builds the error of a file that cannot be read or parsed, so that each role reports its own
@@ -38,6 +39,11 @@ export interface WatchedFileOptions {
   /** Where reload failures are reported. Default `console.error`. */
   readonly log?: (message: string, error?: unknown) => void;
 }
+
+/** Every key of WatchedFileOptions (the compiler checks the two stay the same): any other is refused. */
+const WATCHED_FILE_OPTIONS = optionKeys<WatchedFileOptions>({
+  path: true, apply: true, role: true, error: true, maxBytes: true, debounceMs: true, pollMs: true, log: true,
+});
 
 export interface WatchedFileStatus {
   readonly path: string;
@@ -96,6 +102,7 @@ export class WatchedFile {
   #lastLoadedAt: string | null = null;
 
   constructor(options: WatchedFileOptions) {
+    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, WATCHED_FILE_OPTIONS, 'WatchedFile');
     if (typeof options.path !== 'string' || options.path === '') throw new ConfigurationError('path', 'a file path is required');
     this.#options = options;
     this.path = resolve(options.path);

@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../../map/errors.ts';
+import { findUnknownOption, optionKeys } from '../../map/known-options.ts';
 import { RedisUnavailableError } from './errors.ts';
 import { LinkFailure } from './link.ts';
 import type { LinkListener, RedisLink } from './link.ts';
@@ -38,6 +39,11 @@ export interface RedisConnectionOptions {
   /** CLIENT SETNAME of each connection (shows in CLIENT LIST). Default `govmap`. */
   readonly clientName?: string;
 }
+
+/** Every key of RedisConnectionOptions (the compiler checks the two stay the same): any other is refused. */
+const CONNECTION_OPTIONS = optionKeys<RedisConnectionOptions>({
+  url: true, clusterNodes: true, connectTimeoutMs: true, commandTimeoutMs: true, heartbeatMs: true, reconnectMaxDelayMs: true, clientName: true,
+});
 
 // The slice of node-redis this file uses, typed structurally: node-redis' own generics
 // (modules, scripts, RESP version, type mapping) add nothing here.
@@ -101,6 +107,8 @@ interface Settings {
 
 function checkOptions(options: RedisConnectionOptions): Settings {
   if (options === null || typeof options !== 'object') throw new ConfigurationError('redis', 'connectRedis needs { url } or { clusterNodes }');
+  const unknown = findUnknownOption(options, CONNECTION_OPTIONS, 'the Redis connection (RedisConnectionOptions)');
+  if (unknown !== undefined) throw new ConfigurationError(`redis.${unknown.option}`, unknown.rule);
   const { url, clusterNodes } = options;
   if ((url === undefined) === (clusterNodes === undefined)) throw new ConfigurationError('redis', 'give exactly one of url (one server) and clusterNodes (a cluster)');
   if (url !== undefined && (typeof url !== 'string' || !/^rediss?:\/\/[^\s]+$/.test(url))) throw new ConfigurationError('redis.url', 'must be redis://host:port or rediss://host:port', url);

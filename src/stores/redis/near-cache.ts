@@ -1,3 +1,5 @@
+import { optionKeys, refuseUnknownOptions } from '../../map/known-options.ts';
+
 /** Marks a key cached as absent: Redis tracks a GET that found nothing like any other read. */
 export const ABSENT: unique symbol = Symbol('govmap.absent');
 export type Cached<V> = V | typeof ABSENT;
@@ -9,6 +11,9 @@ export interface NearCacheOptions {
   readonly staleReadMs: number;
   readonly clock: () => number;
 }
+
+/** Every key of NearCacheOptions (the compiler checks the two stay the same): any other is refused. */
+const NEAR_CACHE_OPTIONS = optionKeys<NearCacheOptions>({ maxEntries: true, staleReadMs: true, clock: true });
 
 /** One read in flight, shared by every load of the key that arrives meanwhile (single flight). */
 interface Fill<V> {
@@ -57,6 +62,7 @@ export class NearCache<V> {
   evictions = 0;
 
   constructor(options: NearCacheOptions) {
+    refuseUnknownOptions(options, NEAR_CACHE_OPTIONS, 'NearCache');
     this.maxEntries = options.maxEntries;
     this.staleReadMs = options.staleReadMs;
     this.#clock = options.clock;

@@ -1,6 +1,7 @@
 import { connectRedis } from './connect.ts';
 import type { RedisConnectionOptions } from './connect.ts';
-import { RemoteGovernedMap } from './remote-governed-map.ts';
+import { refuseUnknownOptions } from '../../map/known-options.ts';
+import { REMOTE_MAP_OPTIONS, RemoteGovernedMap } from './remote-governed-map.ts';
 import type { RemoteGovernedMapOptions } from './remote-governed-map.ts';
 
 export interface OpenRedisGovernedMapOptions<V> extends Omit<RemoteGovernedMapOptions<V>, 'link' | 'ownsLink'> {
@@ -8,12 +9,17 @@ export interface OpenRedisGovernedMapOptions<V> extends Omit<RemoteGovernedMapOp
   readonly redis: RedisConnectionOptions;
 }
 
+/** Every key of OpenRedisGovernedMapOptions: the map's own keys, less the link it builds, plus `redis`. */
+const OPEN_OPTIONS: ReadonlySet<string> = new Set([...[...REMOTE_MAP_OPTIONS].filter((key) => key !== 'link' && key !== 'ownsLink'), 'redis']);
+
 /**
  * Connects to Redis (loading node-redis only now) and returns a map that owns the connection:
  * `dispose()` closes it. To share one connection among several maps, call `connectRedis` once
  * and pass its link to each `new RemoteGovernedMap({ link, ... })`.
  */
 export async function openRedisGovernedMap<V>(options: OpenRedisGovernedMapOptions<V>): Promise<RemoteGovernedMap<V>> {
+  // Refused before connecting: a misspelt key is found without a round trip to Redis.
+  if (options !== null && typeof options === 'object') refuseUnknownOptions(options, OPEN_OPTIONS, 'openRedisGovernedMap');
   const { redis, ...mapOptions } = options;
   const link = await connectRedis(redis);
   try {

@@ -10,6 +10,7 @@ import {
   ValidationError,
 } from '../../map/errors.ts';
 import { KeyedQueue } from '../../map/keyed-queue.ts';
+import { findUnknownOption, optionKeys, refuseUnknownOptions } from '../../map/known-options.ts';
 import type { MapObserver, OpType, Outcome } from '../../map/observer.ts';
 import { checkRangeOptions, compareKeys, describeBounds, inBounds, isBounded } from '../../map/range.ts';
 import type { RangeCallback, RangeOptions, RangeResult } from '../../map/range.ts';
@@ -98,6 +99,16 @@ export interface RemoteGovernedMapOptions<V> {
   /** Called after the near cache dropped `key` on a server invalidation (null: every key). */
   readonly onNearInvalidated?: (key: string | null) => void;
 }
+
+/** Every key of RemoteGovernedMapOptions (the compiler checks the two stay the same): any other is refused. */
+export const REMOTE_MAP_OPTIONS = optionKeys<RemoteGovernedMapOptions<unknown>>({
+  name: true, validate: true, validateDelete: true, codec: true, bounds: true, link: true, ownsLink: true, keyPrefix: true,
+  nearCache: true, updateRetries: true, retryBackoffMaxMs: true, sizeRefreshMs: true, windowMs: true, clock: true,
+  observers: true, onNearInvalidated: true,
+});
+/** Every key of NearCacheConfig and of Int64Bounds: a misspelt `staleReadMS` or `mx` would leave a default in force. */
+const NEAR_CACHE_CONFIG = optionKeys<NearCacheConfig>({ maxEntries: true, staleReadMs: true });
+const INT64_BOUNDS = optionKeys<Int64Bounds>({ min: true, max: true, belowReason: true, aboveReason: true });
 
 /**
  * MapCounters plus what a remote map adds. `misses` counts every load the near cache did not
@@ -194,6 +205,7 @@ export class RemoteGovernedMap<V> {
 
   constructor(options: RemoteGovernedMapOptions<V>) {
     if (options === null || typeof options !== 'object') throw new ConfigurationError('options', 'RemoteGovernedMap needs an options object');
+    refuseUnknownOptions(options, REMOTE_MAP_OPTIONS, 'RemoteGovernedMap');
     if (typeof options.name !== 'string' || !NAME_PATTERN.test(options.name)) {
       throw new ConfigurationError('name', 'must match [A-Za-z_][A-Za-z0-9_:.-]{0,63} (it becomes a metric label)', options.name);
     }
@@ -218,6 +230,7 @@ export class RemoteGovernedMap<V> {
     let bounds: Required<Int64Bounds> | null = null;
     if (options.bounds !== undefined) {
       if (codec.kind !== 'int64') throw new ConfigurationError('bounds', 'apply only to maps with codec int64Codec');
+      refuseNested(options.bounds, INT64_BOUNDS, 'bounds');
       const { min, max = INT64_MAX, belowReason = 'BELOW_MIN', aboveReason = 'ABOVE_MAX' } = options.bounds;
       if (typeof min !== 'bigint' || typeof max !== 'bigint' || min < INT64_MIN || max > INT64_MAX || min > max) {
         throw new ConfigurationError('bounds', 'min and max must be bigints with INT64_MIN <= min <= max <= INT64_MAX');
@@ -225,6 +238,7 @@ export class RemoteGovernedMap<V> {
       bounds = { min, max, belowReason, aboveReason };
     }
     const near: NearCacheConfig = options.nearCache === false ? { maxEntries: 0 } : (options.nearCache ?? {});
+    refuseNested(near, NEAR_CACHE_CONFIG, 'nearCache');
     const maxEntries = near.maxEntries ?? DEFAULT_NEAR_ENTRIES;
     if (!(Number.isSafeInteger(maxEntries) && maxEntries >= 0)) throw new ConfigurationError('nearCache.maxEntries', 'must be a non-negative integer', maxEntries);
     const staleReadMs = near.staleReadMs ?? 0;
@@ -967,4 +981,11 @@ export class RemoteGovernedMap<V> {
 /** Escapes Redis glob metacharacters so a prefix matches only itself. */
 export function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/** An unknown key of a nested option object (`nearCache`, `bounds`), named by its path. */
+function refuseNested(value: unknown, known: ReadonlySet<string>, option: string): void {
+  if (value === null || typeof value !== 'object') return;
+  const unknown = findUnknownOption(value, known, `${option} (of RemoteGovernedMap)`);
+  if (unknown !== undefined) throw new ConfigurationError(`${option}.${unknown.option}`, unknown.rule);
 }

@@ -1,6 +1,7 @@
 import { threadId as currentThreadId } from 'node:worker_threads';
 import type { Worker } from 'node:worker_threads';
 import { ConfigurationError } from '../../map/errors.ts';
+import { optionKeys } from '../../map/known-options.ts';
 import { INT64_MAX, INT64_MIN, PLAIN_INT64_LOADS_ARE_SINGLE, codecFor } from './codecs.ts';
 import type { ValueCodec, ValueLayout } from './codecs.ts';
 import {
@@ -101,11 +102,19 @@ export interface SharedMapOptions {
   readonly readCacheKeys?: number;
 }
 
+/** Every key of SharedMapOptions (the compiler checks the two stay the same): the stores' create() refuses any other. */
+export const SHARED_MAP_OPTIONS = optionKeys<SharedMapOptions>({
+  maxKeys: true, initialCapacity: true, maxKeyLength: true, maxThreads: true, lockTimeoutMs: true, readCacheKeys: true,
+});
+
 /** Options of one thread's attachment (the map's own options come from its creator). */
 export interface SharedAttachOptions {
   /** As SharedMapOptions.readCacheKeys: keys this thread's read cache may hold, 0 = off. Default 131,072. */
   readonly readCacheKeys?: number;
 }
+
+/** Every key of SharedAttachOptions: the stores' attach() refuses any other. */
+export const SHARED_ATTACH_OPTIONS = optionKeys<SharedAttachOptions>({ readCacheKeys: true });
 
 /**
  * What a worker needs to attach: pass it in `workerData` (structured clone shares the buffer,
