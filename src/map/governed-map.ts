@@ -12,7 +12,7 @@ import {
 } from './errors.ts';
 import { freezeValue } from './freeze.ts';
 import { KeyedQueue } from './keyed-queue.ts';
-import { optionKeys, refuseUnknownOptions } from './known-options.ts';
+import { findUnknownOption, optionKeys, refuseUnknownOptions } from './known-options.ts';
 import type { MapObserver, OpType, Outcome } from './observer.ts';
 import { checkRangeOptions, compareKeys, describeBounds, inBounds, isBounded } from './range.ts';
 import type { RangeCallback, RangeOptions, RangeResult } from './range.ts';
@@ -78,6 +78,8 @@ export interface UpdateAsyncOptions {
   /** Cancels the update if it has not committed yet; the map is then unchanged. */
   readonly signal?: AbortSignal;
 }
+
+const UPDATE_ASYNC_OPTIONS = optionKeys<UpdateAsyncOptions>({ signal: true });
 
 const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_:.-]{0,63}$/;
 /** #remove's answer when a shared store's key changed between the read and the delete. */
@@ -277,6 +279,9 @@ export class GovernedMap<K, V> {
     this.#assertLive('updateAsync');
     if (typeof fn !== 'function') throw new InvalidArgumentError(this.name, 'updateAsync', 'fn', 'must be a function (previous, signal) => next');
     if (options === null || typeof options !== 'object') throw new InvalidArgumentError(this.name, 'updateAsync', 'options', 'must be an object ({ signal })');
+    // `{ singal }` would leave the update uncancellable while its caller believes it can abort it.
+    const unknown = findUnknownOption(options, UPDATE_ASYNC_OPTIONS, 'updateAsync (signal)');
+    if (unknown !== undefined) throw new InvalidArgumentError(this.name, 'updateAsync', `options.${unknown.option}`, unknown.rule);
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
       throw new InvalidArgumentError(this.name, 'updateAsync', 'options.signal', 'must be an AbortSignal');
     }

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from './errors.ts';
+import { findUnknownOption } from './known-options.ts';
 
 /**
  * Range bounds. `start` is inclusive; `end` is exclusive unless `inclusive` is true, so
@@ -70,11 +71,16 @@ export function describeBounds<K>(options: RangeOptions<K> | undefined): RangeBo
 export function checkRangeOptions(map: string, options: unknown): void {
   if (options === undefined) return;
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError(map, 'range', 'options', 'must be an object { prefix, start, end, inclusive }');
+  // A misspelt bound (`{ prefx: 'org-1001:' }`) would walk every key instead of one org's.
+  const unknown = findUnknownOption(options, RANGE_OPTIONS, 'range (prefix, start, end, inclusive)');
+  if (unknown !== undefined) throw new InvalidArgumentError(map, 'range', `options.${unknown.option}`, unknown.rule);
   const { prefix, start, end } = options as RangeOptions<unknown>;
   if (prefix !== undefined && typeof prefix !== 'string') throw new InvalidArgumentError(map, 'range', 'options.prefix', 'must be a string');
   checkBound(map, 'options.start', start);
   checkBound(map, 'options.end', end);
 }
+
+const RANGE_OPTIONS: ReadonlySet<string> = new Set(['prefix', 'start', 'end', 'inclusive'] satisfies Array<keyof RangeOptions<unknown>>);
 
 /** Range bounds are keys: strings, finite numbers or bigints. */
 function checkBound(map: string, argument: string, bound: unknown): void {

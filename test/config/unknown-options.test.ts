@@ -278,3 +278,26 @@ describe('the suggestion', () => {
     });
   });
 });
+
+describe('per-call options of a GovernedMap', () => {
+  const map = new GovernedMap<string, bigint>({ name: 'per_call', validate: () => true });
+  map.store('org-1001:a', 1n);
+  map.store('org-2002:b', 2n);
+
+  test('a misspelt range option is refused (a prefx walked every key instead of one org\'s); the right one still walks', () => {
+    for (const walk of [() => map.entries({ prefx: 'org-1001:' } as never), () => map.range(() => true, { prefx: 'org-1001:' } as never)]) {
+      assert.throws(walk, (e: any) => e.code === 'GOVMAP_INVALID_ARGUMENT' && e.details.argument === 'options.prefx' && /did you mean "prefix"\?/.test(e.message));
+    }
+    assert.deepEqual(map.entries({ prefix: 'org-1001:' }), [['org-1001:a', 1n]]);
+  });
+
+  test('a misspelt updateAsync option is refused before anything runs (a singal could not cancel it); the map is unchanged', async () => {
+    let ran = false;
+    await assert.rejects(
+      map.updateAsync('org-1001:a', (v) => ((ran = true), v! + 1n), { singal: AbortSignal.abort() } as never),
+      (e: any) => e.code === 'GOVMAP_INVALID_ARGUMENT' && e.details.argument === 'options.singal' && /did you mean "signal"\?/.test(e.message),
+    );
+    assert.equal(ran, false);
+    assert.equal(map.load('org-1001:a'), 1n);
+  });
+});
