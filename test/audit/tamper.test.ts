@@ -193,6 +193,13 @@ describe('verify catches tampering and names the place', () => {
     assert.match(report.firstBad!.problem, /truncated: HEAD records seal #[0-9]+/);
   });
 
+  /** A STORE of the spool's, given the seq after the last and a new value: a record forged to follow the stop. */
+  const forgedStore = (segment: string): string =>
+    lines(segment)
+      .find((l) => l.includes('"op_type":"STORE"'))!
+      .replace(/"seq":[0-9]+/, '"seq":3004')
+      .replace(/"value":"[0-9]+"/, '"value":"99999999"');
+
   test('records appended after the clean stop: the first of them, even with the key', () => {
     let file = '';
     let count = 0;
@@ -201,8 +208,7 @@ describe('verify catches tampering and names the place', () => {
       (_dir, files) => {
         file = files.at(-1)!;
         const all = lines(file);
-        const store = lines(files[0]!).find((l) => l.includes('"op_type":"STORE"'))!;
-        all.push(store.replace(/"seq":[0-9]+/, '"seq":3004').replace(/"value":"[0-9]+"/, '"value":"99999999"'));
+        all.push(forgedStore(files[0]!));
         count = all.length;
         writeLines(file, all);
       },
@@ -221,9 +227,8 @@ describe('verify catches tampering and names the place', () => {
       (_dir, files) => {
         file = files.at(-1)!;
         const all = lines(file);
-        const store = lines(files[0]!).find((l) => l.includes('"op_type":"STORE"'))!;
         at = all.length;
-        all.splice(all.length - 1, 0, store.replace(/"seq":[0-9]+/, '"seq":3004').replace(/"value":"[0-9]+"/, '"value":"99999999"'));
+        all.splice(all.length - 1, 0, forgedStore(files[0]!));
         writeLines(file, all);
       },
       KEY,
