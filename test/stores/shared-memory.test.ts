@@ -147,6 +147,20 @@ describe('SharedInt64Store: the MapStore contract', () => {
     store.close();
   });
 
+  test('snapshot is in insertion order, as the in-process store (an unbounded GovernedMap range promises it)', () => {
+    const store = SharedInt64Store.create({ initialCapacity: 1 });
+    const keys = Array.from({ length: 200 }, (_, i) => `acct-${(i * 7919) % 1000}`);
+    for (const [i, key] of keys.entries()) store.set(key, BigInt(i));
+    store.set(keys[0]!, -1n); // an update keeps the key's place, as in a Map
+    store.delete(keys[1]!);
+    store.set(keys[1]!, 1n); // a delete and re-insert moves it last, as in a Map
+    const expected = [keys[0]!, ...keys.slice(2), keys[1]!];
+    assert.deepEqual(store.snapshot().map(([key]) => key), expected);
+    const map = new GovernedMap<string, bigint>({ name: 'ordered', validate: () => true, store });
+    assert.deepEqual(map.entries().map(([key]) => key), expected);
+    store.close();
+  });
+
   test('snapshot is every entry; oldestKey follows insertion order; clear empties', () => {
     const store = SharedInt64Store.create({ initialCapacity: 4 });
     for (const [i, key] of ['first', 'second', 'third', 'fourth'].entries()) store.set(key, BigInt(i));
@@ -296,6 +310,36 @@ describe('SharedRecordStore: small fixed-layout records', () => {
     assert.deepEqual(store.get('a'), { balance: 0n, version: 2 });
     assert.equal(store.sameValue({ balance: 1n, version: 1 }, { balance: 1n, version: 1 }), true);
     store.close();
+  });
+
+  test('compareAndSwap and compareAndDelete match only a record sameValue calls equal (int32/uint32 fields are not wrapped)', () => {
+    const store = SharedRecordStore.create({ layout: { balance: 'int64', status: 'int32', flags: 'uint32' } });
+    store.set('a', { balance: 10n, status: 1, flags: 0xffff_ffff });
+    store.set('b', { balance: 0n, status: -1, flags: 7 });
+    // Values the record never held: 1.5 is not 1, 2^32 - 1 is not -1, -1 is not 2^32 - 1.
+    const notA = [{ balance: 10n, status: 1.5, flags: 0xffff_ffff }, { balance: 10n, status: 1, flags: -1 }];
+    for (const expected of notA) {
+      assert.equal(store.sameValue(store.get('a')!, expected), false);
+      assert.equal(store.compareAndSwap('a', expected, { balance: 0n, status: 2, flags: 0 }), false, `expected ${JSON.stringify({ ...expected, balance: 10 })}`);
+      assert.equal(store.compareAndDelete('a', expected), false);
+    }
+    assert.equal(store.compareAndDelete('b', { balance: 0n, status: 0xffff_ffff, flags: 7 }), false);
+    assert.deepEqual(store.get('a'), { balance: 10n, status: 1, flags: 0xffff_ffff });
+    assert.deepEqual(store.get('b'), { balance: 0n, status: -1, flags: 7 });
+    // What a read returned still matches.
+    assert.equal(store.compareAndDelete('b', store.get('b')!), true);
+    assert.equal(store.compareAndSwap('a', store.get('a'), { balance: 0n, status: 2, flags: 0 }), true);
+    store.close();
+  });
+
+  test('a layout field named __proto__ is refused (a read would silently drop it)', () => {
+    // A layout loaded from JSON can have an own "__proto__" key; assigning it on the record a read
+    // builds sets the prototype instead of a field, so get() returned the record without it.
+    const fromJson = JSON.parse('{"__proto__": "int64", "status": "int32"}') as Record<string, 'int64'>;
+    assert.throws(
+      () => SharedRecordStore.create({ layout: fromJson }),
+      (e) => assertCode(e, GovMapError, 'GOVMAP_INVALID_CONFIGURATION') && /__proto__/.test((e as Error).message),
+    );
   });
 
   test('layouts are validated when the map is created', () => {
@@ -567,5 +611,95 @@ describe('GovernedMap over a shared-memory store', () => {
     assert.equal(accounts.stats().stores.ok, 2, 'an unchanged record is a no-op, not a write');
     assert.deepEqual(store.get('a'), { balance: -60n, limit: 100n });
     store.close();
+  });
+
+  test('behaves exactly like a GovernedMap over the in-process store (model-based: maxKeys, evict-oldest, ttlMs, range, atomic operations)', () => {
+    const key = fc.integer({ min: 0, max: 40 }).map((i) => `k${i % 3}-${i}`);
+    const value = fc.bigInt({ min: -3n, max: 20n });
+    const bound = fc.option(key, { nil: undefined });
+    const command = fc.oneof(
+      fc.record({ op: fc.constant('store' as const), key, value }),
+      fc.record({ op: fc.constant('update' as const), key, value }),
+      fc.record({ op: fc.constant('loadOrStore' as const), key, value }),
+      fc.record({ op: fc.constant('cas' as const), key, expected: fc.option(value, { nil: undefined }), value }),
+      fc.record({ op: fc.constant('delete' as const), key }),
+      fc.record({ op: fc.constant('loadAndDelete' as const), key }),
+      fc.record({ op: fc.constant('load' as const), key }),
+      fc.record({ op: fc.constant('has' as const), key }),
+      fc.record({ op: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 60 }) }),
+      fc.record({ op: fc.constant('purge' as const) }),
+      fc.record({ op: fc.constant('range' as const), prefix: fc.option(fc.constantFrom('k0', 'k1-', 'k2-3'), { nil: undefined }), start: bound, end: bound, inclusive: fc.boolean() }),
+    );
+    const config = fc.record({
+      maxKeys: fc.option(fc.integer({ min: 1, max: 12 }), { nil: undefined }),
+      onFull: fc.constantFrom('reject' as const, 'evict-oldest' as const),
+      ttlMs: fc.constantFrom(0, 50),
+    });
+    /** The result or the error code: both maps must answer the same. */
+    const outcome = (run: () => unknown): unknown => {
+      try {
+        return { ok: run() };
+      } catch (error) {
+        return { error: (error as GovMapError).code ?? String(error) };
+      }
+    };
+    fc.assert(
+      fc.property(config, fc.array(command, { maxLength: 200 }), (c, commands) => {
+        let now = 1_000;
+        const make = (store?: SharedInt64Store): GovernedMap<string, bigint> =>
+          new GovernedMap<string, bigint>({
+            name: 'model',
+            validate: nonNegative,
+            clock: () => now,
+            onFull: c.onFull,
+            ttlMs: c.ttlMs,
+            ...(c.maxKeys === undefined ? {} : { maxKeys: c.maxKeys }),
+            ...(store === undefined ? {} : { store }),
+          });
+        const shared = SharedInt64Store.create({ initialCapacity: 1, maxKeyLength: 8 });
+        const model = make();
+        const map = make(shared);
+        try {
+          for (const x of commands) {
+            const apply = (m: GovernedMap<string, bigint>): unknown => {
+              switch (x.op) {
+                case 'store':
+                  return outcome(() => m.store(x.key, x.value));
+                case 'update':
+                  return outcome(() => m.update(x.key, (previous) => (previous ?? 0n) + x.value));
+                case 'loadOrStore':
+                  return outcome(() => m.loadOrStore(x.key, x.value));
+                case 'cas':
+                  return outcome(() => m.compareAndSwap(x.key, x.expected, x.value));
+                case 'delete':
+                  return outcome(() => m.delete(x.key));
+                case 'loadAndDelete':
+                  return outcome(() => m.loadAndDelete(x.key));
+                case 'load':
+                  return outcome(() => m.load(x.key));
+                case 'has':
+                  return outcome(() => m.has(x.key));
+                case 'purge':
+                  return outcome(() => m.purgeExpired());
+                case 'range': {
+                  const { prefix, start, end, inclusive } = x;
+                  return outcome(() => m.entries({ ...(prefix === undefined ? {} : { prefix }), ...(start === undefined ? {} : { start }), ...(end === undefined ? {} : { end }), inclusive }));
+                }
+                case 'tick':
+                  return null;
+              }
+            };
+            assert.deepEqual(apply(map), apply(model), x.op);
+            if (x.op === 'tick') now += x.ms;
+            assert.equal(map.size, model.size);
+            assert.deepEqual(map.entries(), model.entries(), 'an unbounded walk: same entries, insertion order');
+          }
+          assert.deepEqual(shared.checkIntegrity().problems, []);
+        } finally {
+          shared.close();
+        }
+      }),
+      { numRuns: 150 },
+    );
   });
 });

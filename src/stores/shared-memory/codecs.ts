@@ -115,6 +115,9 @@ export class RecordCodec<L extends RecordLayout> implements ValueCodec<RecordOf<
     }
     for (const name of names) {
       if (!FIELD_NAME.test(name)) throw new ConfigurationError(`layout.${name}`, 'field names must match [A-Za-z_][A-Za-z0-9_]{0,63}');
+      // Matches the pattern, but `record.__proto__ = v` sets the prototype of the record `read`
+      // builds: the field would vanish from every value read back (a layout from JSON can have it).
+      if (name === '__proto__') throw new ConfigurationError(`layout.${name}`, 'is not a usable field name (assigning it sets an object\'s prototype)');
       if (!FIELD_TYPES.includes(layout[name]!)) {
         throw new ConfigurationError(`layout.${name}`, `field type must be one of ${FIELD_TYPES.join(', ')}`, layout[name]);
       }
@@ -189,7 +192,12 @@ export class RecordCodec<L extends RecordLayout> implements ValueCodec<RecordOf<
         if (Atomics.load(i64, at >> 1) !== field) return false;
       } else if (type === 'bool') {
         if (Atomics.load(i32, at) !== 0 !== field) return false;
-      } else if (Atomics.load(i32, at) !== ((field as number) | 0)) return false;
+      } else {
+        // The field as `read` returns it, compared as `same` does: `expected | 0` would match 1.5
+        // to 1 and 2^32 - 1 to -1, so a compare-and-swap took a record sameValue calls different.
+        const stored = Atomics.load(i32, at);
+        if ((type === 'uint32' ? stored >>> 0 : stored) !== field) return false;
+      }
     }
     return true;
   }

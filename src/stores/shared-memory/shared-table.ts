@@ -1198,16 +1198,26 @@ export class SharedTable<V> {
 
   // ------------------------------------------------------------------ whole-map operations
 
-  /** Every entry at one instant (writers held off for the copy; readers are not). */
+  /** Every entry at one instant (writers held off for the copy; readers are not), in insertion order. */
   entries(): Array<[string, V]> {
     if (this.#closed) throw new SharedStoreClosedError('snapshot');
-    return this.#withWorld((table, buckets) => {
+    const stamps: number[] = [];
+    const walked = this.#withWorld((table, buckets) => {
       const out: Array<[string, V]> = [];
       this.#walk(table, buckets, (ref) => {
+        // As a number (a counter of inserts, far below 2^53): numbers sort faster than bigints.
+        stamps.push(Number(this.#i64[(ref + this.#stampAt) >> 1]!));
         out.push([this.#keyAtEntry(ref), this.codec.read(this.#i32, this.#i64, ref + E_VALUE)]);
       });
       return out;
     });
+    // Bucket order is hash order. An unbounded GovernedMap range promises insertion order (what
+    // the in-process Map gives), and the insertion stamps are that order: unique, kept by an
+    // update, new on a re-insert. Sorted after the writers were let go, by index.
+    const order = Uint32Array.from(walked.keys()).sort((a, b) => stamps[a]! - stamps[b]!);
+    const out = new Array<[string, V]>(walked.length);
+    for (let i = 0; i < order.length; i++) out[i] = walked[order[i]!]!;
+    return out;
   }
 
   /** The key with the smallest insertion stamp: the key added longest ago. O(n). */

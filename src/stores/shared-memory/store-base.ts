@@ -80,7 +80,7 @@ export abstract class SharedMemoryStore<V> implements MapStore<string, V> {
     return this.table.oldestKey();
   }
 
-  /** Every entry at one instant: writers are held off while it is copied, readers are not. */
+  /** Every entry at one instant, in insertion order (as a Map): writers are held off while it is copied, readers are not. */
   snapshot(): Array<[string, V]> {
     return this.table.entries();
   }
