@@ -18,6 +18,8 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
     { name: 'an imported Map only read by handlers', code: `${header}import { sessionCache } from './shared-cache.ts';\nexport function handle(req: IncomingMessage, res: ServerResponse): void { res.end(sessionCache.get(req.url ?? '')); }` },
     { name: 'an imported GovernedMap written by a handler', code: `${header}import { governedCache } from './shared-cache.ts';\nexport function handle(req: IncomingMessage, res: ServerResponse): void { governedCache.store(req.url ?? '', 'x'); res.end(); }` },
     { name: 'a Map a function of another file returns (not module-level there)', code: `${header}import { makeCache } from './shared-cache.ts';\nexport function handle(req: IncomingMessage, res: ServerResponse): void { makeCache().set(req.url ?? '', 'x'); res.end(); }` },
+    { name: 'a namespace import only read, and a GovernedMap written through it', code: `${header}import * as shared from './shared-cache.ts';\nexport function handle(req: IncomingMessage, res: ServerResponse): void { shared.governedCache.store(req.url ?? '', 'x'); res.end(shared.sessionCache.get(req.url ?? '')); }` },
+    { name: 'an async function exported nowhere, next to a separate export of another one', code: `const cache = new Map<string, number>();\nasync function warm(k: string): Promise<void> { cache.set(k, 1); }\nexport async function ready(): Promise<boolean> { return true; }\nexport { ready as isReady };\nvoid warm('a');` },
     { name: 'written from an async function that is not exported (recommended scope)', code: `${header}const cache = new Map<string, number>();\nasync function warm(k: string): Promise<void> { cache.set(k, 1); }\nvoid warm('a');` },
   ],
   invalid: [
@@ -70,6 +72,25 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
       name: 'a dictionary object of another file written by an exported async function here',
       code: `import { tokensByUser } from './shared-cache.ts';\nexport async function login(user: string): Promise<void> { tokensByUser[user] = 't'; }`,
       errors: [{ messageId: 'plainSharedCache', line: 1, data: { kind: 'dictionary object', name: 'tokensByUser', writer: 'exported async function `login`' } }],
+    },
+    {
+      // `async function handler() {}` exported by a separate `export { }` / `export default`:
+      // as exported as `export async function`, and the usual shape of a route module.
+      name: 'an async function exported by a separate export statement',
+      code: `const quotes = new Map<string, number>();\nasync function refresh(ccy: string): Promise<void> { quotes.set(ccy, 1); }\nconst fills: Record<string, number> = {};\nconst record = async (id: string): Promise<void> => { fills[id] = 1; };\nexport { refresh as refreshQuote };\nexport default record;`,
+      errors: [
+        { messageId: 'plainSharedCache', line: 1, data: { kind: 'Map', name: 'quotes', writer: 'exported async function `refresh`' } },
+        { messageId: 'plainSharedCache', line: 3, data: { kind: 'dictionary object', name: 'fills', writer: 'exported async function `record`' } },
+      ],
+    },
+    {
+      // `import * as shared` is as much an import as `import { sessionCache }`.
+      name: 'a module-level Map of another file written through a namespace import',
+      code: `${header}import * as shared from './shared-cache.ts';\nexport function login(req: IncomingMessage, res: ServerResponse): void { shared.sessionCache.set(req.url ?? '', 'x'); shared.tokensByUser['u'] = 't'; res.end(); }`,
+      errors: [
+        { messageId: 'plainSharedCache', line: 3, column: 13, endColumn: 19, data: { kind: 'Map', name: 'shared.sessionCache', writer: 'request handler `login`' } },
+        { messageId: 'plainSharedCache', line: 3, column: 13, endColumn: 19, data: { kind: 'dictionary object', name: 'shared.tokensByUser', writer: 'request handler `login`' } },
+      ],
     },
     {
       name: 'strict scope: any async function',

@@ -22,6 +22,7 @@ typedRuleTester().run('require-validator', requireValidator, {
     { name: 'an accept-all validator in spread defaults, overridden by a real rule', code: `${header}const defaults = { validate: (): true => true };\nnew GovernedMap<string, bigint>({ ...defaults, name: 'b', validate: (_k, v) => v >= 0n || 'NEG' });` },
     { name: 'an accept-all validator followed by a spread the rule cannot see into (it may hold the real one)', code: `${header}declare const fromConfig: { validate: Validator<string, bigint> };\nnew GovernedMap<string, bigint>({ name: 'b', validate: () => true, ...fromConfig });` },
     { name: 'an accept-all validator followed by a spread of known defaults that themselves end with a spread the rule cannot see into', code: `${header}declare const fromConfig: { validate: Validator<string, bigint> };\nconst defaults = { name: 'b', ...fromConfig };\nnew GovernedMap<string, bigint>({ validate: () => true, ...defaults });` },
+    { name: 'a negated value is a verdict that depends on it; !1 refuses', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: (_k, v) => !!v || 'ZERO' });\nnew GovernedMap<string, bigint>({ name: 'c', validate: () => !1 });` },
     { name: 'validateDelete may accept everything (omitting it does the same)', code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: (_k, v) => v >= 0n || 'NEG', validateDelete: () => true });` },
   ],
   invalid: [
@@ -39,6 +40,15 @@ typedRuleTester().run('require-validator', requireValidator, {
       name: '() => true',
       code: `${header}new GovernedMap<string, bigint>({ name: 'balances', validate: () => true });`,
       errors: [{ messageId: 'acceptsEverything', line: 3, column: 53, endColumn: 73, data: { map: '"balances"', why: 'it always returns true' } }],
+    },
+    {
+      // `true` spelt so that a literal match misses it: still a validator that accepts everything.
+      name: 'true in disguise: !!1, !0',
+      code: `${header}new GovernedMap<string, bigint>({ name: 'fx', validate: () => !!1 });\nnew GovernedMap<string, bigint>({ name: 'limits', validate(_k, v) { if (v > 0n) return !0; return !''; } });`,
+      errors: [
+        { messageId: 'acceptsEverything', line: 3, data: { map: '"fx"', why: 'it always returns true' } },
+        { messageId: 'acceptsEverything', line: 4, data: { map: '"limits"', why: 'every return is true' } },
+      ],
     },
     {
       name: 'every return is true',

@@ -80,7 +80,7 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
         const target = param.type === AST_NODE_TYPES.TSParameterProperty ? param.parameter : param;
         if (typeMatchesAny(services.getTypeAtLocation(target), requestTypes, program)) return `request handler ${name}`;
       }
-      if (fn.async && isExported(fn)) return `exported async function ${name}`;
+      if (fn.async && isExported(fn, sourceCode)) return `exported async function ${name}`;
       if (fn.async && anyAsync) return `async function ${name}`;
       return null;
     }
@@ -118,10 +118,13 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
       return kindOfType(checker.getTypeOfSymbol(symbol!), init !== undefined && ts.isObjectLiteralExpression(init));
     }
 
-    /** Is this reference a write to the collection (not a read, not a reassignment of the variable)? */
-    function isCollectionWrite(reference: TSESLint.Scope.Reference, kind: 'Map' | 'dictionary object'): boolean {
+    /**
+     * Is this use of the collection (a reference to its variable, or `ns.cache` through a
+     * namespace import) a write to it (not a read, not a reassignment of the variable)?
+     */
+    function isCollectionWrite(use: TSESTree.Node, kind: 'Map' | 'dictionary object'): boolean {
       // `(cache as Map<K, V>).set(...)`, `cache!.set(...)`: a cast writes the same collection.
-      let id = reference.identifier as TSESTree.Node;
+      let id = use;
       while (id.parent !== undefined && isTypeWrapper(id.parent) && id.parent.expression === id) id = id.parent;
       const member = id.parent;
       if (member?.type !== AST_NODE_TYPES.MemberExpression || member.object !== id) return false;
@@ -138,6 +141,30 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
       );
     }
 
+    /**
+     * `import * as shared from './caches'`, then `shared.sessions.set(...)`: each member that is
+     * a module-level collection of a project file is judged as a named import of it would be,
+     * and reported at the namespace import as `shared.sessions`.
+     */
+    function reportNamespaceWrites(variable: TSESLint.Scope.Variable, declared: TSESTree.Identifier): void {
+      const kinds = new Map<string, 'Map' | 'dictionary object' | null>();
+      const reported = new Set<string>();
+      for (const reference of variable.references) {
+        const member = reference.identifier.parent;
+        if (member?.type !== AST_NODE_TYPES.MemberExpression || member.object !== reference.identifier) continue;
+        if (member.computed || member.property.type !== AST_NODE_TYPES.Identifier) continue;
+        const name = `${variable.name}.${member.property.name}`;
+        if (reported.has(name)) continue;
+        let kind = kinds.get(name);
+        if (kind === undefined) kinds.set(name, (kind = importedKind(member.property)));
+        if (kind === null || !isCollectionWrite(member, kind)) continue;
+        const writer = writerOf(member, servesTraffic);
+        if (writer === null) continue;
+        context.report({ node: declared, messageId: 'plainSharedCache', data: { kind, name, writer } });
+        reported.add(name);
+      }
+    }
+
     return {
       'Program:exit'(program: TSESTree.Program) {
         const moduleScope = sourceCode.getScope(program).childScopes.find((s) => s.type === TSESLint.Scope.ScopeType.module) ?? sourceCode.getScope(program);
@@ -146,7 +173,11 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
           if (variable.defs.length !== 1 || definition === undefined) continue;
           let declared: TSESTree.Identifier;
           let kind: 'Map' | 'dictionary object' | null;
-          if (definition.type === TSESLint.Scope.DefinitionType.ImportBinding && definition.node.type !== AST_NODE_TYPES.ImportNamespaceSpecifier) {
+          if (definition.type === TSESLint.Scope.DefinitionType.ImportBinding && definition.node.type === AST_NODE_TYPES.ImportNamespaceSpecifier) {
+            reportNamespaceWrites(variable, definition.name);
+            continue;
+          }
+          if (definition.type === TSESLint.Scope.DefinitionType.ImportBinding) {
             // Reported at the import: the declaration is in a file that never sees this write.
             declared = definition.name;
             kind = importedKind(declared);
@@ -157,7 +188,7 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
           }
           if (kind === null) continue;
           for (const reference of variable.references) {
-            if (!isCollectionWrite(reference, kind)) continue;
+            if (!isCollectionWrite(reference.identifier, kind)) continue;
             const writer = writerOf(reference.identifier, servesTraffic);
             if (writer === null) continue;
             context.report({ node: declared, messageId: 'plainSharedCache', data: { kind, name: variable.name, writer } });
@@ -199,12 +230,29 @@ function functionName(fn: FunctionNode): string {
   return '(anonymous)';
 }
 
-/** `export async function f`, `export default async function`, `export const f = async () =>`. */
-function isExported(fn: FunctionNode): boolean {
+/**
+ * `export async function f`, `export default async function`, `export const f = async () =>`,
+ * and a function declared first and exported by name later (`export { f }`, `export { f as g }`,
+ * `export default f`): the same export, the usual shape of a route or Lambda handler module.
+ */
+function isExported(fn: FunctionNode, sourceCode: Readonly<TSESLint.SourceCode>): boolean {
   const parent = fn.parent;
   if (parent.type === AST_NODE_TYPES.ExportNamedDeclaration || parent.type === AST_NODE_TYPES.ExportDefaultDeclaration) return true;
-  if (parent.type === AST_NODE_TYPES.VariableDeclarator) {
-    return parent.parent.type === AST_NODE_TYPES.VariableDeclaration && parent.parent.parent.type === AST_NODE_TYPES.ExportNamedDeclaration;
+  let declaration: TSESTree.FunctionDeclaration | TSESTree.VariableDeclarator;
+  if (fn.type === AST_NODE_TYPES.FunctionDeclaration) {
+    declaration = fn;
+  } else if (parent.type === AST_NODE_TYPES.VariableDeclarator && parent.init === fn) {
+    if (parent.parent.type === AST_NODE_TYPES.VariableDeclaration && parent.parent.parent.type === AST_NODE_TYPES.ExportNamedDeclaration) return true;
+    declaration = parent;
+  } else {
+    return false;
   }
-  return false;
+  return sourceCode.getDeclaredVariables(declaration).some((variable) =>
+    variable.references.some(({ identifier }) => {
+      const use = identifier.parent;
+      // `export { f }` without `from` (a re-export's names are another module's), `export default f`.
+      if (use?.type === AST_NODE_TYPES.ExportSpecifier) return use.local === identifier && use.parent.type === AST_NODE_TYPES.ExportNamedDeclaration && use.parent.source === null;
+      return use?.type === AST_NODE_TYPES.ExportDefaultDeclaration && use.declaration === identifier;
+    }),
+  );
 }

@@ -190,8 +190,33 @@ function skipOuter(expression: ts.Expression): ts.Expression {
   return e;
 }
 
+/** `true`, also in disguise: `!` of a falsy literal (`!!1`, `!0`, `!''`) is `true` just the same. */
 function isTrueLiteral(expression: ts.Expression): boolean {
-  return skipOuter(expression).kind === ts.SyntaxKind.TrueKeyword;
+  const e = skipOuter(expression);
+  // A truthy `1` or `'x'` is not the verdict `true` (a string names a refusal); `!` gives a boolean.
+  if (e.kind === ts.SyntaxKind.TrueKeyword) return true;
+  return ts.isPrefixUnaryExpression(e) && e.operator === ts.SyntaxKind.ExclamationToken && literalTruthiness(e) === true;
+}
+
+/**
+ * The truthiness of a literal, folded through `!`; null when the expression is not one (it
+ * depends on something, `!!v`). Only literals: `!!check(v)` may throw, which refuses.
+ */
+function literalTruthiness(expression: ts.Expression): boolean | null {
+  const e = skipOuter(expression);
+  if (e.kind === ts.SyntaxKind.TrueKeyword) return true;
+  if (e.kind === ts.SyntaxKind.FalseKeyword || e.kind === ts.SyntaxKind.NullKeyword) return false;
+  if (ts.isStringLiteralLike(e)) return e.text.length > 0;
+  if (ts.isNumericLiteral(e) || ts.isBigIntLiteral(e)) {
+    // The checker's text drops separators and normalises radix (`0x0` is "0"); NaN: not sure.
+    const n = Number(ts.isBigIntLiteral(e) ? e.text.slice(0, -1) : e.text);
+    return Number.isNaN(n) ? null : n !== 0;
+  }
+  if (ts.isPrefixUnaryExpression(e) && e.operator === ts.SyntaxKind.ExclamationToken) {
+    const operand = literalTruthiness(e.operand);
+    return operand === null ? null : !operand;
+  }
+  return null;
 }
 
 /**
