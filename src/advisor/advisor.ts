@@ -115,7 +115,7 @@ export class Advisor {
   #samples = 0;
 
   constructor(options: AdvisorOptions = {}) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, ADVISOR_OPTIONS, 'Advisor');
+    refuseUnknownOptions(options, ADVISOR_OPTIONS, 'Advisor');
     const windowMs = options.windowMs ?? 300_000;
     if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
     if (windowMs > MAX_TIMER_MS) throw new ConfigurationError('windowMs', `must be at most ${MAX_TIMER_MS} ms (about 24.8 days), the longest delay a Node.js timer holds; a longer one would fire after 1 ms`, windowMs);

@@ -65,7 +65,7 @@ export class BreakerGroup {
   constructor(options: BreakerGroupOptions) {
     // Checked here, under the group's name and with its two keys: each breaker then gets only
     // the breaker options (the rest below), which it checks again.
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, GROUP_OPTIONS, 'BreakerGroup');
+    refuseUnknownOptions(options, GROUP_OPTIONS, 'BreakerGroup');
     const { maxBreakers = 10_000, idleEvictionMs = 600_000, ...breakerOptions } = options ?? ({} as BreakerGroupOptions);
     this.settings = resolveBreakerOptions(breakerOptions);
     if (!Number.isInteger(maxBreakers) || maxBreakers < 1 || maxBreakers > 10_000_000) throw new ConfigurationError('maxBreakers', 'a whole number from 1 to 10000000', maxBreakers);

@@ -65,7 +65,7 @@ export class BreakerMetrics {
   readonly #keySeries = new WeakMap<BreakerGroup, { placed: Set<string>; pooled: Set<CircuitBreaker>; retired: Record<CounterField, number> }>();
 
   constructor(options: BreakerMetricsOptions = {}) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, BREAKER_METRICS_OPTIONS, 'BreakerMetrics');
+    refuseUnknownOptions(options, BREAKER_METRICS_OPTIONS, 'BreakerMetrics');
     this.registry = options.registry ?? new Registry();
     this.prefix = options.prefix ?? 'govmap_breaker_';
     const registers = [this.registry];

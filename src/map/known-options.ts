@@ -45,8 +45,20 @@ export function findUnknownOption(options: object, known: ReadonlySet<string>, o
   return undefined;
 }
 
-/** Throws ConfigurationError (`GOVMAP_INVALID_CONFIGURATION`) for the first unknown key. */
-export function refuseUnknownOptions(options: object, known: ReadonlySet<string>, owner: string): void {
+/**
+ * Throws ConfigurationError unless `options` is an object: from plain JavaScript, `null` or a
+ * number reached the constructor's first property read as a bare TypeError.
+ */
+export function assertOptionsObject(options: unknown, owner: string, shape = '{ ... }'): asserts options is object {
+  if (options === null || typeof options !== 'object') throw new ConfigurationError('options', `${owner} takes an options object ${shape}`, options);
+}
+
+/**
+ * Throws ConfigurationError (`GOVMAP_INVALID_CONFIGURATION`) for options that are not an object
+ * (`null` from a YAML key left empty, a number) or for their first unknown key.
+ */
+export function refuseUnknownOptions(options: unknown, known: ReadonlySet<string>, owner: string): asserts options is object {
+  assertOptionsObject(options, owner);
   const unknown = findUnknownOption(options, known, owner);
   if (unknown !== undefined) throw new ConfigurationError(unknown.option, unknown.rule);
 }

@@ -57,7 +57,7 @@ export class MapMetrics {
   readonly #maps = new Map<string, WeakRef<AnyMap>>();
 
   constructor(options: MapMetricsOptions = {}) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, MAP_METRICS_OPTIONS, 'MapMetrics');
+    refuseUnknownOptions(options, MAP_METRICS_OPTIONS, 'MapMetrics');
     this.registry = options.registry ?? new Registry();
     this.prefix = options.prefix ?? 'syncmap_';
     const maxReasons = options.maxReasonSeries ?? MAX_REASON_SERIES;

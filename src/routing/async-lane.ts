@@ -120,7 +120,7 @@ export class AsyncLane<P = unknown> {
   readonly counters = { accepted: 0, refused: 0, done: 0, failedAttempts: 0, deferrals: 0, dead: 0 };
 
   constructor(options: AsyncLaneOptions<P>) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, ASYNC_LANE_OPTIONS, 'AsyncLane');
+    refuseUnknownOptions(options, ASYNC_LANE_OPTIONS, 'AsyncLane');
     if (typeof options.process !== 'function') throw new ConfigurationError('process', 'an async lane needs the function that does its work');
     this.name = options.name;
     this.#options = options;

@@ -49,7 +49,7 @@ export class Bulkhead {
   admitted = 0;
 
   constructor(options: BulkheadOptions) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, BULKHEAD_OPTIONS, 'Bulkhead');
+    refuseUnknownOptions(options, BULKHEAD_OPTIONS, 'Bulkhead');
     if (!(Number.isSafeInteger(options.maxConcurrent) && options.maxConcurrent >= 1)) {
       throw new ConfigurationError('maxConcurrent', 'a positive whole number of calls', options.maxConcurrent);
     }

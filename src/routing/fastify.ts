@@ -35,7 +35,7 @@ export type GovmapFastifyPlugin = ((instance: FastifyInstanceLike, options: unkn
  * same pinned view: a switch change between the two hooks does not split the request).
  */
 export function govmapBizTag(options: BizTagMiddlewareOptions): GovmapFastifyPlugin {
-  if (options !== null && typeof options === 'object') refuseUnknownOptions(options, BIZ_TAG_MIDDLEWARE_OPTIONS, 'govmapBizTag');
+  refuseUnknownOptions(options, BIZ_TAG_MIDDLEWARE_OPTIONS, 'govmapBizTag');
   const expose = options.exposeRoute ?? true;
   const prepared = new WeakMap<FastifyRequestLike, Extract<PreparedRequest, { ok: true }>>();
   const plugin = (instance: FastifyInstanceLike, _options: unknown, done: (error?: Error) => void): void => {

@@ -134,7 +134,7 @@ export type BizTagMiddleware = (req: IncomingMessage, res: ServerResponse, next:
  *   createServer((req, res) => void tagged(req, res, () => handle(req, res)));
  */
 export function createBizTagMiddleware(options: BizTagMiddlewareOptions): BizTagMiddleware {
-  if (options !== null && typeof options === 'object') refuseUnknownOptions(options, BIZ_TAG_MIDDLEWARE_OPTIONS, 'createBizTagMiddleware');
+  refuseUnknownOptions(options, BIZ_TAG_MIDDLEWARE_OPTIONS, 'createBizTagMiddleware');
   const expose = options.exposeRoute ?? true;
   // Not an async function: it hands back the handler's own promise rather than a new one
   // awaiting it (one promise and one microtask fewer per request); a synchronous throw still

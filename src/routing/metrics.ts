@@ -38,7 +38,7 @@ export class RoutingMetrics {
   readonly #sources: MeasuredRouteTableSource[] = [];
 
   constructor(options: RoutingMetricsOptions = {}) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, ROUTING_METRICS_OPTIONS, 'RoutingMetrics');
+    refuseUnknownOptions(options, ROUTING_METRICS_OPTIONS, 'RoutingMetrics');
     this.registry = options.registry ?? new Registry();
     const p = options.prefix ?? 'govmap_';
     const registers = [this.registry];

@@ -164,7 +164,7 @@ export class Router {
   readonly tagRejections = new Map<string, number>();
 
   constructor(options: RouterOptions) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, ROUTER_OPTIONS, 'Router');
+    refuseUnknownOptions(options, ROUTER_OPTIONS, 'Router');
     this.#guards = options.guards ?? noGuard;
     this.#switches = options.switches;
     this.#forceSwitch = options.forceDegradeSwitch ?? 'routing.force-degrade';

@@ -38,7 +38,7 @@ export class FileRouteTableSource {
   readonly #file: WatchedFile;
 
   constructor(options: FileRouteTableSourceOptions) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, FILE_TABLE_SOURCE_OPTIONS, 'FileRouteTableSource');
+    refuseUnknownOptions(options, FILE_TABLE_SOURCE_OPTIONS, 'FileRouteTableSource');
     const router = options.router;
     this.#file = new WatchedFile({
       path: options.path,
@@ -143,7 +143,7 @@ export class StateRouteTableSource {
   #lastError: StateRouteTableSourceStatus['lastError'] = null;
 
   constructor(options: StateRouteTableSourceOptions) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, STATE_TABLE_SOURCE_OPTIONS, 'StateRouteTableSource');
+    refuseUnknownOptions(options, STATE_TABLE_SOURCE_OPTIONS, 'StateRouteTableSource');
     const key = options.key ?? '/govmap/routes/default';
     if (typeof key !== 'string' || !key.startsWith('/') || key.endsWith('/')) throw new ConfigurationError('key', 'a state key starts with "/" and names one key', key);
     this.#store = options.store;

@@ -29,7 +29,7 @@ export class TokenBucket {
   #at: number;
 
   constructor(options: TokenBucketOptions) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, TOKEN_BUCKET_OPTIONS, 'TokenBucket');
+    refuseUnknownOptions(options, TOKEN_BUCKET_OPTIONS, 'TokenBucket');
     if (!(Number.isFinite(options.ratePerSec) && options.ratePerSec > 0)) throw new ConfigurationError('ratePerSec', 'a positive number of tokens per second', options.ratePerSec);
     const burst = options.burst ?? Math.max(1, Math.ceil(options.ratePerSec));
     if (!(Number.isFinite(burst) && burst >= 1)) throw new ConfigurationError('burst', 'at least 1 token', burst);

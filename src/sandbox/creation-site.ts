@@ -72,7 +72,7 @@ export class SiteCapture {
   #captured = 0;
 
   constructor(options: SiteCaptureOptions = {}) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, SITE_CAPTURE_OPTIONS, 'SiteCapture');
+    refuseUnknownOptions(options, SITE_CAPTURE_OPTIONS, 'SiteCapture');
     this.capturesPerSecond = options.capturesPerSecond ?? 100;
     this.frames = options.frames ?? 6;
     this.#clock = options.clock ?? Date.now;

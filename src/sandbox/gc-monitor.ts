@@ -103,7 +103,7 @@ export class GcMonitor {
   #observer: PerformanceObserver | null = null;
 
   constructor(options: GcMonitorOptions = {}) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, GC_MONITOR_OPTIONS, 'GcMonitor');
+    refuseUnknownOptions(options, GC_MONITOR_OPTIONS, 'GcMonitor');
     const windowMs = options.windowMs ?? 300_000;
     if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'the GC trend window must be at least 1000 ms', windowMs);
     const risingRatio = options.risingRatio ?? 1.2;

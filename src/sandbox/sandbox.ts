@@ -152,7 +152,7 @@ export class Sandbox {
   #suspects: LeakSuspect[] = [];
 
   constructor(options: SandboxOptions = {}) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, SANDBOX_OPTIONS, 'Sandbox');
+    refuseUnknownOptions(options, SANDBOX_OPTIONS, 'Sandbox');
     this.idleThresholdMs = positive('idleThresholdMs', options.idleThresholdMs ?? 300_000, 1);
     this.sweepIntervalMs = timerDelay('sweepIntervalMs', positive('sweepIntervalMs', options.sweepIntervalMs ?? 30_000, 10));
     this.siteGrowthSamples = wholeNumber('siteGrowthSamples', options.siteGrowthSamples ?? 3, 1);

@@ -48,7 +48,7 @@ export class EtcdStateStore implements StateStore {
   #closed = false;
 
   constructor(options: EtcdStateStoreOptions) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, ETCD_STORE_OPTIONS, 'EtcdStateStore');
+    refuseUnknownOptions(options, ETCD_STORE_OPTIONS, 'EtcdStateStore');
     const raw = typeof options?.endpoints === 'string' ? options.endpoints.split(',') : options?.endpoints;
     if (!Array.isArray(raw) || raw.length === 0) throw new ConfigurationError('endpoints', 'name at least one etcd endpoint, e.g. http://127.0.0.1:2379', options?.endpoints);
     this.endpoints = raw.map((e: string) => normaliseEndpoint(e));

@@ -88,7 +88,7 @@ export class FileStateStore implements StateStore {
   #closed = false;
 
   constructor(options: FileStateStoreOptions) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, FILE_STORE_OPTIONS, 'FileStateStore');
+    refuseUnknownOptions(options, FILE_STORE_OPTIONS, 'FileStateStore');
     if (typeof options?.directory !== 'string' || options.directory.length === 0) {
       throw new ConfigurationError('directory', 'the file state store needs a directory path', options?.directory);
     }

@@ -110,7 +110,7 @@ export class SwitchBoard {
   readonly counters = { changes: 0, rejectedChanges: 0, auditErrors: 0, listenerErrors: 0 };
 
   constructor(options: SwitchBoardOptions = {}) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, BOARD_OPTIONS, 'SwitchBoard');
+    refuseUnknownOptions(options, BOARD_OPTIONS, 'SwitchBoard');
     const name = options.name ?? 'switches';
     if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new ConfigurationError('name', 'a board name matches [A-Za-z][A-Za-z0-9_.-]{0,63}', name);
     this.name = name;

@@ -34,7 +34,7 @@ export class FileSwitchSource {
   readonly #file: WatchedFile;
 
   constructor(options: FileSwitchSourceOptions) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, FILE_SOURCE_OPTIONS, 'FileSwitchSource');
+    refuseUnknownOptions(options, FILE_SOURCE_OPTIONS, 'FileSwitchSource');
     const board = options.board;
     let actor = options.actor;
     this.#file = new WatchedFile({

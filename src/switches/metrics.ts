@@ -30,7 +30,7 @@ export class SwitchMetrics {
   readonly #boards = new Map<string, { board: SwitchBoard; sources: MeasuredSwitchSource[] }>();
 
   constructor(options: SwitchMetricsOptions = {}) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, SWITCH_METRICS_OPTIONS, 'SwitchMetrics');
+    refuseUnknownOptions(options, SWITCH_METRICS_OPTIONS, 'SwitchMetrics');
     this.registry = options.registry ?? new Registry();
     const p = options.prefix ?? 'govmap_';
     const registers = [this.registry];

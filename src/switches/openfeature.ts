@@ -1,6 +1,7 @@
 import { ErrorCode, OpenFeatureEventEmitter, ProviderEvents, StandardResolutionReasons } from '@openfeature/server-sdk';
 import type { EvaluationContext, JsonValue as OfJsonValue, Provider, ResolutionDetails } from '@openfeature/server-sdk';
 import type { SwitchBoard } from './board.ts';
+import { ConfigurationError } from '../map/errors.ts';
 import type { JsonValue } from './definition.ts';
 import type { SwitchContext, SwitchEvaluation, SwitchReason } from './targeting.ts';
 
@@ -39,6 +40,9 @@ export class GovmapSwitchProvider implements Provider {
   #unsubscribe: (() => void) | null = null;
 
   constructor(board: SwitchBoard) {
+    // From plain JavaScript a missing board reached `board.subscribe` as a bare TypeError.
+    // Duck-typed, not instanceof: a board from another copy of govmap (dist/ and src/) still serves.
+    if (typeof (board as Partial<SwitchBoard> | null)?.subscribe !== 'function' || typeof (board as Partial<SwitchBoard>).evaluate !== 'function') throw new ConfigurationError('board', 'GovmapSwitchProvider serves the switches of a SwitchBoard: pass one', board);
     this.#board = board;
     this.#unsubscribe = board.subscribe((change) => {
       this.events.emit(ProviderEvents.ConfigurationChanged, {

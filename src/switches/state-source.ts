@@ -81,7 +81,7 @@ export class StateSwitchSource {
   #lastError: StateSwitchSourceStatus['lastError'] = null;
 
   constructor(options: StateSwitchSourceOptions) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, STATE_SOURCE_OPTIONS, 'StateSwitchSource');
+    refuseUnknownOptions(options, STATE_SOURCE_OPTIONS, 'StateSwitchSource');
     const prefix = options.prefix ?? '/govmap/switch/';
     if (typeof prefix !== 'string' || !prefix.startsWith('/') || !prefix.endsWith('/')) {
       throw new ConfigurationError('prefix', 'a key prefix starts and ends with "/"', prefix);

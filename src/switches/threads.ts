@@ -36,7 +36,7 @@ export interface SwitchPublisher {
 /** In the main thread: sends every new snapshot of `board` to the worker replicas. */
 export function publishToWorkers(board: SwitchBoard, options: ThreadChannelOptions = {}): SwitchPublisher {
   // A misspelt `chanel` would publish on the default channel, where a renamed follower never hears it.
-  if (options !== null && typeof options === 'object') refuseUnknownOptions(options, CHANNEL_OPTIONS, 'publishToWorkers');
+  refuseUnknownOptions(options, CHANNEL_OPTIONS, 'publishToWorkers');
   const channel = new BroadcastChannel(options.channel ?? `govmap:switches:${board.name}`);
   channel.unref();
   let published = 0;
@@ -78,7 +78,7 @@ export interface SwitchFollower {
 
 /** In a worker: makes `replica` (a board created with `replica: true`) follow the primary of the same name. */
 export function followPrimary(replica: SwitchBoard, options: ThreadChannelOptions & { readonly log?: (message: string, error?: unknown) => void } = {}): SwitchFollower {
-  if (options !== null && typeof options === 'object') refuseUnknownOptions(options, FOLLOWER_OPTIONS, 'followPrimary');
+  refuseUnknownOptions(options, FOLLOWER_OPTIONS, 'followPrimary');
   const channel = new BroadcastChannel(options.channel ?? `govmap:switches:${replica.name}`);
   // Kept referenced until the first snapshot is adopted: a worker whose only pending work is
   // `await follower.ready` would otherwise exit before the primary's answer arrives. Once

@@ -102,7 +102,7 @@ export class WatchedFile {
   #lastLoadedAt: string | null = null;
 
   constructor(options: WatchedFileOptions) {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, WATCHED_FILE_OPTIONS, 'WatchedFile');
+    refuseUnknownOptions(options, WATCHED_FILE_OPTIONS, 'WatchedFile');
     if (typeof options.path !== 'string' || options.path === '') throw new ConfigurationError('path', 'a file path is required');
     this.#options = options;
     this.path = resolve(options.path);

@@ -9,7 +9,7 @@ import { InProcessStore, SharedInt64Store, SharedRecordStore } from '../../src/s
 import { NearCache } from '../../src/stores/redis/near-cache.ts';
 import { RemoteGovernedMap, connectRedis, int64Codec, openRedisGovernedMap } from '../../src/stores/redis/index.ts';
 import { MapMetrics } from '../../src/metrics/index.ts';
-import { FileSwitchSource, StateSwitchSource, SwitchBoard, WatchedFile, followPrimary, publishToWorkers } from '../../src/switches/index.ts';
+import { FileSwitchSource, GovmapSwitchProvider, StateSwitchSource, SwitchBoard, WatchedFile, followPrimary, publishToWorkers } from '../../src/switches/index.ts';
 import { SwitchMetrics } from '../../src/switches/metrics.ts';
 import {
   AsyncLane,
@@ -299,5 +299,50 @@ describe('per-call options of a GovernedMap', () => {
     );
     assert.equal(ran, false);
     assert.equal(map.load('org-1001:a'), 1n);
+  });
+});
+
+describe('options that are not an object', () => {
+  // From plain JavaScript, or a YAML key left empty (null): each reached the constructor's first
+  // property read as a bare TypeError.
+  const constructors: Array<[string, (options: unknown) => unknown]> = [
+    ['MapMetrics', (o) => new MapMetrics(o as never)],
+    ['SwitchBoard', (o) => new SwitchBoard(o as never)],
+    ['SwitchMetrics', (o) => new SwitchMetrics(o as never)],
+    ['FileSwitchSource', (o) => new FileSwitchSource(o as never)],
+    ['StateSwitchSource', (o) => new StateSwitchSource(o as never)],
+    ['WatchedFile', (o) => new WatchedFile(o as never)],
+    ['Router', (o) => new Router(o as never)],
+    ['RoutingMetrics', (o) => new RoutingMetrics(o as never)],
+    ['AsyncLane', (o) => new AsyncLane(o as never)],
+    ['Bulkhead', (o) => new Bulkhead(o as never)],
+    ['TokenBucket', (o) => new TokenBucket(o as never)],
+    ['FileRouteTableSource', (o) => new FileRouteTableSource(o as never)],
+    ['StateRouteTableSource', (o) => new StateRouteTableSource(o as never)],
+    ['BreakerGroup', (o) => new BreakerGroup(o as never)],
+    ['BreakerMetrics', (o) => new BreakerMetrics(o as never)],
+    ['Sandbox', (o) => new Sandbox(o as never)],
+    ['Advisor', (o) => new Advisor(o as never)],
+    ['FileStateStore', (o) => new FileStateStore(o as never)],
+    ['EtcdStateStore', (o) => new EtcdStateStore(o as never)],
+    ['SharedInt64Store.create', (o) => SharedInt64Store.create(o as never)],
+    ['SharedRecordStore.create', (o) => SharedRecordStore.create(o as never)],
+  ];
+  for (const [owner, build] of constructors) {
+    test(`${owner}(null) and ${owner}(5): ConfigurationError naming the options, not a TypeError`, () => {
+      for (const bad of [null, 5]) {
+        assert.throws(
+          () => build(bad),
+          (e: unknown) => e instanceof ConfigurationError && e.code === 'GOVMAP_INVALID_CONFIGURATION' && e.message.includes(`${owner} takes an options object`),
+          `${owner}(${String(bad)})`,
+        );
+      }
+    });
+  }
+
+  test('GovmapSwitchProvider without a board: ConfigurationError naming the board', () => {
+    for (const bad of [null, undefined, {}]) {
+      assert.throws(() => new GovmapSwitchProvider(bad as never), (e: unknown) => e instanceof ConfigurationError && e.details.option === 'board');
+    }
   });
 });

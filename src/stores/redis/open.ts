@@ -19,7 +19,7 @@ const OPEN_OPTIONS: ReadonlySet<string> = new Set([...[...REMOTE_MAP_OPTIONS].fi
  */
 export async function openRedisGovernedMap<V>(options: OpenRedisGovernedMapOptions<V>): Promise<RemoteGovernedMap<V>> {
   // Refused before connecting: a misspelt key is found without a round trip to Redis.
-  if (options !== null && typeof options === 'object') refuseUnknownOptions(options, OPEN_OPTIONS, 'openRedisGovernedMap');
+  refuseUnknownOptions(options, OPEN_OPTIONS, 'openRedisGovernedMap');
   const { redis, ...mapOptions } = options;
   const link = await connectRedis(redis);
   try {

@@ -1,6 +1,6 @@
 import type { SharedAttachOptions, SharedMapHandle, SharedMapOptions } from './shared-table.ts';
 import { SHARED_ATTACH_OPTIONS, SHARED_MAP_OPTIONS, SharedTable } from './shared-table.ts';
-import { refuseUnknownOptions } from '../../map/known-options.ts';
+import { assertOptionsObject, refuseUnknownOptions } from '../../map/known-options.ts';
 import { SharedMemoryStore } from './store-base.ts';
 import { SharedValueError } from './errors.ts';
 
@@ -25,13 +25,17 @@ export class SharedInt64Store extends SharedMemoryStore<bigint> {
   /** A new map; this thread is attached to it. */
   static create(options: SharedMapOptions = {}): SharedInt64Store {
     // A misspelt `maxkeys` would reserve the default million keys, not the cap the caller meant.
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, SHARED_MAP_OPTIONS, 'SharedInt64Store.create');
+    assertOptionsObject(options, 'SharedInt64Store.create');
+    refuseUnknownOptions(options, SHARED_MAP_OPTIONS, 'SharedInt64Store.create');
     return new SharedInt64Store(SharedTable.create<bigint>('int64', options));
   }
 
   /** Attaches this thread to the map behind `handle` (from another thread's `handle`); `options`: this thread's read cache. */
   static attach(handle: SharedMapHandle, options?: SharedAttachOptions): SharedInt64Store {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, SHARED_ATTACH_OPTIONS, 'SharedInt64Store.attach');
+    if (options !== undefined) {
+      assertOptionsObject(options, 'SharedInt64Store.attach');
+      refuseUnknownOptions(options, SHARED_ATTACH_OPTIONS, 'SharedInt64Store.attach');
+    }
     return new SharedInt64Store(SharedTable.attach<bigint>(handle, 'int64', options));
   }
 

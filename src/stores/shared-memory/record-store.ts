@@ -1,7 +1,7 @@
 import type { RecordLayout, RecordOf } from './codecs.ts';
 import type { SharedAttachOptions, SharedMapHandle, SharedMapOptions } from './shared-table.ts';
 import { SHARED_ATTACH_OPTIONS, SHARED_MAP_OPTIONS, SharedTable } from './shared-table.ts';
-import { optionKeys, refuseUnknownOptions } from '../../map/known-options.ts';
+import { assertOptionsObject, optionKeys, refuseUnknownOptions } from '../../map/known-options.ts';
 import { SharedMemoryStore } from './store-base.ts';
 
 export interface SharedRecordStoreOptions<L extends RecordLayout> extends SharedMapOptions {
@@ -25,7 +25,8 @@ export class SharedRecordStore<L extends RecordLayout> extends SharedMemoryStore
   }
 
   static create<L extends RecordLayout>(options: SharedRecordStoreOptions<L>): SharedRecordStore<L> {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, SHARED_RECORD_OPTIONS, 'SharedRecordStore.create');
+    assertOptionsObject(options, 'SharedRecordStore.create', '{ layout, ... }');
+    refuseUnknownOptions(options, SHARED_RECORD_OPTIONS, 'SharedRecordStore.create');
     // The table takes the map's options only: `layout` travels as its value layout.
     const { layout, ...mapOptions } = options;
     return new SharedRecordStore<L>(SharedTable.create<RecordOf<L>>({ record: layout }, mapOptions));
@@ -33,7 +34,10 @@ export class SharedRecordStore<L extends RecordLayout> extends SharedMemoryStore
 
   /** Attaches to the map behind `handle`; refuses it unless it holds records of exactly `layout`. */
   static attach<L extends RecordLayout>(handle: SharedMapHandle, layout: L, options?: SharedAttachOptions): SharedRecordStore<L> {
-    if (options !== null && typeof options === 'object') refuseUnknownOptions(options, SHARED_ATTACH_OPTIONS, 'SharedRecordStore.attach');
+    if (options !== undefined) {
+      assertOptionsObject(options, 'SharedRecordStore.attach');
+      refuseUnknownOptions(options, SHARED_ATTACH_OPTIONS, 'SharedRecordStore.attach');
+    }
     return new SharedRecordStore<L>(SharedTable.attach<RecordOf<L>>(handle, { record: layout }, options));
   }
 }
