@@ -228,11 +228,24 @@ export class KafkaForwarder {
     this.#running = this.#run();
   }
 
-  /** Stops after the send in flight (if any); the checkpoint keeps the position for the next start. */
-  async stop(): Promise<void> {
+  /**
+   * Stops after the send in flight (if any); the checkpoint keeps the position for the next start.
+   * With `timeoutMs`, a request still unanswered by then (a broker that accepts connections and
+   * never answers holds one for up to `sendTimeoutMs`) is abandoned: the producer threads are
+   * terminated, and what they had not had acknowledged stays behind the checkpoint.
+   */
+  async stop(timeoutMs?: number): Promise<void> {
+    if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs >= 0)) throw new AuditConfigurationError('stop timeoutMs', 'must be a number >= 0 (ms)', timeoutMs);
     this.#stopping = true;
     this.#wake?.();
     try {
+      if (timeoutMs !== undefined && this.#running !== undefined) {
+        let timer: NodeJS.Timeout | undefined;
+        const late = await Promise.race([this.#running.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, timeoutMs, true)))]);
+        clearTimeout(timer);
+        // Terminated threads fail their pending requests: the loop then ends at once.
+        if (late) await Promise.all(this.#lanes.map((lane) => lane.abort()));
+      }
       await this.#running;
     } finally {
       // However the loop ended (its last checkpoint write can fail: a spool directory removed
@@ -470,11 +483,37 @@ export class KafkaForwarder {
       // ran (retention, an operator). Waiting for a removed segment would stall forwarding for
       // ever while looking caught up; its records cannot be sent any more, so go on with the next
       // segment there is, and say so (SINK_FAILED until the next acknowledged send).
-      const next = listSegments(this.#o.dir).find((s) => s.segment > cursor.segment);
-      if (next === undefined) return { records: 0, parts: none, end: cursor, moved: false };
+      const segments = listSegments(this.#o.dir);
+      const next = segments.find((s) => s.segment > cursor.segment);
+      if (next === undefined) {
+        // Waiting is right only for the segment after the newest one's final seal. A position
+        // further on (or inside a segment that is gone while none follows it) belongs to another
+        // spool, or to this one before it was reset: waiting would skip everything the spool holds
+        // and everything recorded until it got that far, while drain() and the lag said caught up.
+        const newest = segments.at(-1);
+        if (newest === undefined || (newest.segment === cursor.segment - 1 && cursor.offset === 0)) return { records: 0, parts: none, end: cursor, moved: false };
+        this.#failed(`the checkpoint's position (${segmentName(cursor.segment)}, byte ${cursor.offset}) is past the end of the spool (${newest.name}); the spool is sent again from its oldest segment`, 'CHECKPOINT_PAST_SPOOL_END');
+        return { records: 0, parts: none, end: { segment: 0, offset: 0, seq: cursor.seq }, moved: true };
+      }
       const gone = next.segment - 1 === cursor.segment ? segmentName(cursor.segment) : `${segmentName(cursor.segment)} to ${segmentName(next.segment - 1)}`;
       this.#failed(`${gone} left the spool before being forwarded (from byte ${cursor.offset}); forwarding goes on with ${next.name}`, 'SPOOL_SEGMENT_MISSING');
       return { records: 0, parts: none, end: { segment: next.segment, offset: 0, seq: cursor.seq }, moved: true };
+    }
+    if (cursor.offset > 0) {
+      // Every position the forwarder keeps is just after a line's newline. One that is not (the
+      // segment is shorter, or a line goes through it) does not belong to this segment as it is:
+      // a power loss kept the datasynced checkpoint but not the segment's unsynced tail, or the
+      // checkpoint comes from another spool, or the segment was cut under the forwarder. Read
+      // from there, the records appended below that position would never be sent (and drain()
+      // and the lag would say caught up); the segment is sent again from its start instead
+      // (at least once: dedup (actor, seq) removes the repeats).
+      const before = Buffer.allocUnsafe(1);
+      const { bytesRead: got } = await fh.read(before, 0, 1, cursor.offset - 1);
+      if (got !== 1 || before[0] !== 10) {
+        const { size } = await fh.stat();
+        this.#failed(`the checkpoint's position (${segmentName(cursor.segment)}, byte ${cursor.offset}) is not the end of a line of that segment (${size} bytes); the segment is sent again from its start`, 'CHECKPOINT_PAST_SPOOL_END');
+        return { records: 0, parts: none, end: { segment: cursor.segment, offset: 0, seq: cursor.seq }, moved: true };
+      }
     }
     let chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, this.#batchBytes + (64 << 10)));
     let { bytesRead } = await fh.read(chunk, 0, chunk.length, cursor.offset);
@@ -752,6 +791,13 @@ class ProducerLane {
     await this.#request({ type: 'discard', id: 0 }, 0).catch(() => undefined);
   }
 
+  /** Terminates the thread now (no goodbye to the broker): its pending requests fail. */
+  async abort(): Promise<void> {
+    const worker = this.#worker;
+    if (worker !== undefined) await worker.terminate();
+    await Promise.all(this.#exiting);
+  }
+
   async close(): Promise<void> {
     // A thread dropped at its 'error' event is still shutting down: stop() promises no lane
     // thread outlives it.
@@ -893,18 +939,28 @@ export async function startKafkaForwarder(options: KafkaForwarderOptions): Promi
 
 /**
  * Exactly-once on the consumer side: accepts a record the first time its (actor, seq) is seen.
- * Memory per actor: the highest seq below which everything was seen, plus the seqs seen above it
- * (a small set, since records arrive nearly in order). Seqs that never come (named by an
- * AUDIT_GAP) would hold that mark back; past `maxPending` seqs held, the mark jumps to the
- * lowest held one, so memory stays bounded and only a repeat older than that would slip through.
+ * Memory per actor: the highest seq below which everything was seen or given up on, plus the seqs
+ * seen above it (a small set while records arrive nearly in order), plus the ranges given up on.
+ * Past `maxPending` seqs held (seqs that never come, named by an AUDIT_GAP; a partition read far
+ * ahead of another), the mark jumps: first past the seqs missing below the lowest held one (a gap
+ * that never fills: exact), then, if more than half the bound is still held, past the lower half
+ * of what is held. Every seq it jumps over that was not seen stays acceptable (a late record, on
+ * a partition read behind the others, is never taken for a repeat); the price is that a repeat of
+ * a seq inside a range jumped over slips through. Memory stays bounded, and each jump frees at
+ * least half the bound, so a record costs O(1) amortized.
  */
 export class AuditDeduplicator {
-  readonly #actors = new Map<string, { through: number; above: Set<number> }>();
+  readonly #actors = new Map<string, { through: number; above: Set<number>; late: number[] }>();
   readonly #maxPending: number;
+  /** Ranges jumped over kept per actor; past it the two lowest merge (older repeats slip through). */
+  readonly #maxRanges: number;
   #duplicates = 0;
 
   constructor(maxPending = 1_000_000) {
+    // 0 or NaN made every record jump the mark (a scan each), a fraction is meaningless.
+    if (!(Number.isSafeInteger(maxPending) && maxPending > 0)) throw new AuditConfigurationError('AuditDeduplicator maxPending', 'must be a positive integer (seqs held per actor)', maxPending);
     this.#maxPending = maxPending;
+    this.#maxRanges = Math.max(16, Math.min(MAX_LATE_RANGES, maxPending));
   }
 
   /** Accepts a Kafka message value (an audit record line): true the first time only. */
@@ -920,19 +976,25 @@ export class AuditDeduplicator {
     const seq = Number(dedup.slice(cut + 1));
     let state = this.#actors.get(actor);
     if (state === undefined) {
-      state = { through: 0, above: new Set() };
+      state = { through: 0, above: new Set(), late: [] };
       this.#actors.set(actor, state);
     }
-    if (seq <= state.through || state.above.has(seq)) {
+    if (seq <= state.through) {
+      // Jumped over: a record not seen then is new (a late partition), not a repeat; taken out of
+      // its range, so that its own repeat is one.
+      if (takeFromRanges(state.late, seq, this.#maxRanges)) return true;
+      this.#duplicates++;
+      return false;
+    }
+    if (state.above.has(seq)) {
       this.#duplicates++;
       return false;
     }
     state.above.add(seq);
-    if (state.above.size > this.#maxPending) {
-      let lowest = seq;
-      for (const held of state.above) if (held < lowest) lowest = held;
-      state.through = lowest - 1;
-    }
+    // The mark used to jump to the lowest held seq, taking every seq below it that had not come
+    // yet for seen: a partition read behind another lost its records to the dedup, and with the
+    // set full each record rescanned it whole.
+    if (state.above.size > this.#maxPending) this.#jump(state);
     while (state.above.has(state.through + 1)) {
       state.above.delete(state.through + 1);
       state.through++;
@@ -940,7 +1002,72 @@ export class AuditDeduplicator {
     return true;
   }
 
+  #jump(state: { through: number; above: Set<number>; late: number[] }): void {
+    const held = Float64Array.from(state.above).sort();
+    let i = 0;
+    let to = held[0]! - 1;
+    const collapse = (): void => {
+      while (i < held.length && held[i] === to + 1) {
+        to++;
+        i++;
+      }
+    };
+    // The seqs below the lowest held one were none of them seen: exactly acceptable.
+    if (to > state.through) addRange(state.late, state.through + 1, to, this.#maxRanges);
+    const exactTo = to;
+    collapse();
+    if (held.length - i > this.#maxPending >> 1) {
+      // Still most of the bound held: give up on the lower half (unseen and seen alike).
+      i = Math.max(i, held.length >> 1);
+      to = held[i - 1]!;
+      collapse();
+      addRange(state.late, exactTo + 1, to, this.#maxRanges);
+    }
+    for (let j = 0; j < i; j++) state.above.delete(held[j]!);
+    state.through = to;
+  }
+
   get duplicates(): number {
     return this.#duplicates;
   }
+}
+
+/** At most this many ranges jumped over per actor (bounded by maxPending too). */
+const MAX_LATE_RANGES = 1024;
+
+/** `ranges` is flat [from, to, from, to...], ascending and disjoint. */
+function addRange(ranges: number[], from: number, to: number, max: number): void {
+  if (from > to) return;
+  if (ranges.length > 0 && ranges[ranges.length - 1]! >= from - 1) ranges[ranges.length - 1] = Math.max(ranges[ranges.length - 1]!, to);
+  else ranges.push(from, to);
+  capRanges(ranges, max);
+}
+
+/** Past `max` ranges the two lowest (oldest) merge: the seen seqs between them become acceptable again. */
+function capRanges(ranges: number[], max: number): void {
+  while (ranges.length > max * 2) ranges.splice(1, 2);
+}
+
+/** Removes `seq` from the range holding it: true if one did. */
+function takeFromRanges(ranges: number[], seq: number, max: number): boolean {
+  let lo = 0;
+  let hi = (ranges.length >> 1) - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const from = ranges[mid * 2]!;
+    const to = ranges[mid * 2 + 1]!;
+    if (seq < from) hi = mid - 1;
+    else if (seq > to) lo = mid + 1;
+    else {
+      if (from === to) ranges.splice(mid * 2, 2);
+      else if (seq === from) ranges[mid * 2] = seq + 1;
+      else if (seq === to) ranges[mid * 2 + 1] = seq - 1;
+      else {
+        ranges.splice(mid * 2 + 1, 0, seq - 1, seq + 1);
+        capRanges(ranges, max);
+      }
+      return true;
+    }
+  }
+  return false;
 }

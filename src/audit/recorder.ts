@@ -997,8 +997,11 @@ export class AuditRecorder implements MapObserver<unknown> {
     if (this.#forwarder !== undefined) {
       // Give Kafka the last records (AUDIT_STOPPED included) for a moment; whatever it has not
       // acknowledged by then waits in the spool for the next start, behind the checkpoint.
+      const deadline = Date.now() + this.#options.kafkaStopDrainMs;
       await this.#forwarder.drain(this.#options.kafkaStopDrainMs).catch(() => undefined);
-      await this.#forwarder.stop().catch(() => undefined);
+      // The same budget: a request to a broker that never answers was held for up to the send
+      // deadline (10 s by default) past it, whatever kafkaStopDrainMs said.
+      await this.#forwarder.stop(Math.max(0, deadline - Date.now())).catch(() => undefined);
     }
     closeSync(this.#seqFd);
     this.#releaseLock();

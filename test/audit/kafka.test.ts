@@ -477,6 +477,42 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     assertAllArrived(records, consumed);
   });
 
+  for (const [past, moved] of [
+    ['the end of its segment (a power loss kept the fsynced checkpoint, not the segment\'s unsynced tail)', (c: { segment: number; offset: number }) => ({ offset: c.offset + 200_000 })],
+    ['the spool\'s last segment (a checkpoint from another spool)', (c: { segment: number; offset: number }) => ({ segment: c.segment + 5, offset: 1234 })],
+  ] as const) test(`a checkpoint past ${past}: the spool is sent again, nothing recorded after the restart is skipped`, async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('review2-past-end');
+    const withKafka = { dir, actor: 'clearing/kafka-past-end', kafka: { brokers: BROKERS, topic } };
+    let audit = await createAuditRecorder(withKafka);
+    t.after(() => audit.stop());
+    let map = balances();
+    audit.attach(map);
+    await stream(audit, map, 400, 0);
+    await audit.forwarder!.drain(60_000);
+    await audit.stop();
+    // The checkpoint is datasynced after every acknowledged batch; the segment's records are
+    // forwarded as soon as they are written, before the drain worker's next fsync. A power loss
+    // in between leaves the checkpoint pointing past what the segment still holds: the recorder
+    // then appends its next records below that position. (A checkpoint copied from another
+    // spool has the same effect.)
+    const checkpointFile = join(dir, `kafka-${topic}.checkpoint`);
+    const checkpoint = JSON.parse(readFileSync(checkpointFile, 'utf8')) as { segment: number; offset: number; seq: number };
+    writeFileSync(checkpointFile, JSON.stringify({ ...checkpoint, ...moved(checkpoint) }));
+    audit = await createAuditRecorder(withKafka);
+    map = balances();
+    audit.attach(map);
+    await stream(audit, map, 400, 1000);
+    await audit.forwarder!.drain(20_000).catch(() => undefined);
+    const records = spoolRecords(dir);
+    const consumed = await consumeAll(topic, new Set(records.keys()), 20_000);
+    await audit.stop();
+    assertAllArrived(records, consumed);
+    const failed = readSpool(dir).events.find((e) => e.op_type === 'SINK_FAILED');
+    assert.equal(failed?.reason, 'CHECKPOINT_PAST_SPOOL_END', 'the resend is in the audit trail');
+  });
+
   test('a checkpoint whose segment was removed while Kafka was off (retention): the forwarder goes on from the oldest segment left', async (t) => {
     if (!needKafka(t)) return;
     const dir = tempSpool(t);

@@ -1,0 +1,43 @@
+/**
+ * The recorder's stop() against a Kafka that accepts connections and never answers (a hung
+ * broker, a black-holing proxy): no real broker needed, a local TCP server stands in for it.
+ */
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import type { Socket } from 'node:net';
+import { test } from 'node:test';
+import { createAuditRecorder } from '../../src/audit/index.ts';
+import { balances, tempSpool } from './helpers.ts';
+
+test('a broker that accepts the connection but never answers: stop() returns within kafkaStopDrainMs (not after the send deadline), and the records wait in the spool', async (t) => {
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  const { port } = server.address() as { port: number };
+  const dir = tempSpool(t);
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-hung', kafkaStopDrainMs: 1000, kafka: { brokers: [`127.0.0.1:${port}`], topic: 'govmap.audit.hung', sendTimeoutMs: 10_000 } });
+  let stopped = false;
+  t.after(() => (stopped ? undefined : audit.stop()));
+  const map = balances();
+  audit.attach(map);
+  for (let i = 0; i < 100; i++) map.store(`acct-${i}`, BigInt(i));
+  await audit.flush();
+  await new Promise((resolve) => setTimeout(resolve, 500)); // the forwarder's first request is waiting on the broker
+  const started = performance.now();
+  await audit.stop();
+  stopped = true;
+  const ms = performance.now() - started;
+  // 1 s for Kafka, then the threads go: a service's shutdown budget (a pod's grace period) is
+  // what kafkaStopDrainMs is set from.
+  assert.ok(ms < 4000, `stop() took ${Math.round(ms)} ms with kafkaStopDrainMs 1000`);
+  const forwarder = audit.forwarder!;
+  assert.equal(forwarder.stats().sent, 0);
+  assert.ok(forwarder.stats().lagBytes > 0, 'the records wait in the spool for the next start');
+});
