@@ -20,6 +20,14 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
     { name: 'a Map a function of another file returns (not module-level there)', code: `${header}import { makeCache } from './shared-cache.ts';\nexport function handle(req: IncomingMessage, res: ServerResponse): void { makeCache().set(req.url ?? '', 'x'); res.end(); }` },
     { name: 'a namespace import only read, and a GovernedMap written through it', code: `${header}import * as shared from './shared-cache.ts';\nexport function handle(req: IncomingMessage, res: ServerResponse): void { shared.governedCache.store(req.url ?? '', 'x'); res.end(shared.sessionCache.get(req.url ?? '')); }` },
     { name: 'an async function exported nowhere, next to a separate export of another one', code: `const cache = new Map<string, number>();\nasync function warm(k: string): Promise<void> { cache.set(k, 1); }\nexport async function ready(): Promise<boolean> { return true; }\nexport { ready as isReady };\nvoid warm('a');` },
+    { name: 'a read-only alias, also destructured', code: `${header}const sessions = new Map<string, string>();\nconst caches = { quotes: new Map<string, number>() };\nexport function handle(req: IncomingMessage, res: ServerResponse): void { const m = sessions; const { quotes } = caches; res.end(m.get(req.url ?? '') ?? String(quotes.get('EURUSD'))); }` },
+    { name: 'an alias reassigned to a fresh local Map before the write', code: `${header}const sessions = new Map<string, string>();\nexport async function put(k: string): Promise<void> { let m = sessions; m = new Map<string, string>(); m.set(k, 'x'); let n: Map<string, string> | undefined; n = sessions; n = new Map(); n.delete(k); }` },
+    { name: 'a local Map shadowing the name of a module-level one', code: `${header}const sessions = new Map<string, string>();\nexport async function put(k: string): Promise<void> { const sessions = new Map<string, string>(); const m = sessions; m.set(k, 'x'); }\nexport const size = sessions.size;` },
+    { name: 'a static field only read by handlers, written in a static block and at start-up', code: `${header}class QuoteCache { static quotes = new Map<string, number>([['EURUSD', 1.1]]); static { QuoteCache.quotes.set('GBPUSD', 1.3); } }\nQuoteCache.quotes.set('USDJPY', 150);\nexport async function rate(ccy: string): Promise<number> { const q = QuoteCache.quotes; return q.get(ccy) ?? QuoteCache.quotes.get('EURUSD') ?? 0; }` },
+    { name: 'a local object or class shadowing a module-level class with a static Map', code: `${header}class QuoteCache { static quotes = new Map<string, number>(); }\nexport async function put(k: string): Promise<void> { const QuoteCache = { quotes: new Map<string, number>() }; QuoteCache.quotes.set(k, 1); }\nexport async function put2(k: string): Promise<void> { class Local { static quotes = new Map<string, number>(); } Local.quotes.set(k, 1); }\nexport const n = QuoteCache.quotes.size;` },
+    { name: 'an instance-less read of a static field through an imported class, and a destructured read', code: `${header}import { QuoteCache, caches } from './shared-cache.ts';\nexport async function rate(ccy: string): Promise<number> { const { sessions } = caches; return (QuoteCache.quotes.get(ccy) ?? 0) + sessions.size; }` },
+    { name: 'a namespace Map filled at namespace initialisation and only read by handlers', code: `${header}export namespace Fx { export const rates = new Map<string, number>(); rates.set('EUR', 1); }\nexport async function rate(ccy: string): Promise<number> { return Fx.rates.get(ccy) ?? 0; }` },
+    { name: 'a globalThis read, and a write to a global of a package (process.env)', code: `${header}declare global { var cacheG: Map<string, number>; }\nexport async function rate(k: string): Promise<number> { globalThis.process.env[k] = 'x'; return globalThis.cacheG.get(k) ?? cacheG.size; }` },
     { name: 'written from an async function that is not exported (recommended scope)', code: `${header}const cache = new Map<string, number>();\nasync function warm(k: string): Promise<void> { cache.set(k, 1); }\nvoid warm('a');` },
   ],
   invalid: [
@@ -90,6 +98,63 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
       errors: [
         { messageId: 'plainSharedCache', line: 3, column: 13, endColumn: 19, data: { kind: 'Map', name: 'shared.sessionCache', writer: 'request handler `login`' } },
         { messageId: 'plainSharedCache', line: 3, column: 13, endColumn: 19, data: { kind: 'dictionary object', name: 'shared.tokensByUser', writer: 'request handler `login`' } },
+      ],
+    },
+    {
+      name: 'a Map written through a const alias in a handler',
+      code: `${header}const sessions = new Map<string, string>();\nexport function handle(req: IncomingMessage, res: ServerResponse): void { const m = sessions; m.set(req.url ?? '', 'x'); res.end(); }`,
+      errors: [{ messageId: 'plainSharedCache', line: 3, column: 7, data: { kind: 'Map', name: 'sessions', writer: 'request handler `handle` (through the alias `m`)' } }],
+    },
+    {
+      name: 'a let alias, an alias of an alias, and an alias assigned later',
+      code: `${header}const quotes = new Map<string, number>();\nconst fills: Record<string, number> = {};\nconst seen = new Map<string, number>();\nexport async function put(k: string, fresh: boolean): Promise<void> { let q = quotes; const r = q; r.delete(k); const f = fills; f[k] = 1; let s = new Map<string, number>(); if (!fresh) s = seen; s.set(k, 1); }`,
+      errors: [
+        { messageId: 'plainSharedCache', line: 3, data: { kind: 'Map', name: 'quotes', writer: 'exported async function `put` (through the alias `r`)' } },
+        { messageId: 'plainSharedCache', line: 4, data: { kind: 'dictionary object', name: 'fills', writer: 'exported async function `put` (through the alias `f`)' } },
+        { messageId: 'plainSharedCache', line: 5, data: { kind: 'Map', name: 'seen', writer: 'exported async function `put` (through the alias `s`)' } },
+      ],
+    },
+    {
+      name: 'Maps of a module-level object, written directly and through destructuring',
+      code: `${header}const caches = { sessions: new Map<string, string>(), limits: {} as Record<string, number> };\nconst stores = { quotes: new Map<string, number>() };\nexport async function put(k: string): Promise<void> { const { sessions, limits: l } = caches; sessions.set(k, 'x'); l[k] = 1; stores.quotes.clear(); }`,
+      errors: [
+        { messageId: 'plainSharedCache', line: 3, column: 18, endColumn: 26, data: { kind: 'Map', name: 'caches.sessions', writer: 'exported async function `put` (through the alias `sessions`)' } },
+        { messageId: 'plainSharedCache', line: 3, column: 55, data: { kind: 'dictionary object', name: 'caches.limits', writer: 'exported async function `put` (through the alias `l`)' } },
+        { messageId: 'plainSharedCache', line: 4, data: { kind: 'Map', name: 'stores.quotes', writer: 'exported async function `put`' } },
+      ],
+    },
+    {
+      name: 'static Maps of module-level classes written by handlers (also from inside the class, and through an alias)',
+      code: `${header}class QuoteCache { static quotes = new Map<string, number>(); }\nexport async function refresh(ccy: string): Promise<void> { QuoteCache.quotes.set(ccy, 1.1); }\nexport class Sessions { static byId = new Map<string, string>(); static handle(req: IncomingMessage, res: ServerResponse): void { Sessions.byId.delete(req.url ?? ''); res.end(); } }\nconst Fills = class { static open: Record<string, number> = {}; };\nexport async function fill(id: string): Promise<void> { const o = Fills.open; o[id] = 1; }`,
+      errors: [
+        { messageId: 'plainSharedCache', line: 3, column: 27, endColumn: 33, data: { kind: 'Map', name: 'QuoteCache.quotes', writer: 'exported async function `refresh`' } },
+        { messageId: 'plainSharedCache', line: 5, data: { kind: 'Map', name: 'Sessions.byId', writer: 'request handler `handle`' } },
+        { messageId: 'plainSharedCache', line: 6, data: { kind: 'dictionary object', name: 'Fills.open', writer: 'exported async function `fill` (through the alias `o`)' } },
+      ],
+    },
+    {
+      name: 'a static Map of an imported class and a Map of an imported object, reported at the import',
+      code: `${header}import { QuoteCache, caches } from './shared-cache.ts';\nexport async function refresh(ccy: string): Promise<void> { QuoteCache.quotes.set(ccy, 1.1); const { sessions } = caches; sessions.delete(ccy); }`,
+      errors: [
+        { messageId: 'plainSharedCache', line: 3, column: 10, endColumn: 20, data: { kind: 'Map', name: 'QuoteCache.quotes', writer: 'exported async function `refresh`' } },
+        { messageId: 'plainSharedCache', line: 3, column: 22, endColumn: 28, data: { kind: 'Map', name: 'caches.sessions', writer: 'exported async function `refresh` (through the alias `sessions`)' } },
+      ],
+    },
+    {
+      name: 'Maps of namespaces, written inside and outside the namespace',
+      code: `${header}export namespace Quotes { export const latest = new Map<string, number>(); export async function put(k: string): Promise<void> { latest.set(k, 1); } }\nexport namespace Fx { export const rates = new Map<string, number>(); }\nexport async function setRate(k: string): Promise<void> { Fx.rates.set(k, 1); }`,
+      errors: [
+        { messageId: 'plainSharedCache', line: 3, data: { kind: 'Map', name: 'Quotes.latest', writer: 'exported async function `put`' } },
+        { messageId: 'plainSharedCache', line: 4, data: { kind: 'Map', name: 'Fx.rates', writer: 'exported async function `setRate`' } },
+      ],
+    },
+    {
+      name: 'declared globals written through globalThis or by name',
+      code: `${header}declare global { var cacheG: Map<string, number>; var limitsG: Record<string, number>; }\nexport async function put(k: string): Promise<void> { globalThis.cacheG.set(k, 1); limitsG[k] = 2; globalThis.sharedQuotesG.delete(k); }`,
+      errors: [
+        { messageId: 'plainSharedCache', line: 3, column: 22, data: { kind: 'Map', name: 'globalThis.cacheG', writer: 'exported async function `put`' } },
+        { messageId: 'plainSharedCache', line: 3, data: { kind: 'dictionary object', name: 'limitsG', writer: 'exported async function `put`' } },
+        { messageId: 'plainSharedCache', line: 4, data: { kind: 'Map', name: 'globalThis.sharedQuotesG', writer: 'exported async function `put`' } },
       ],
     },
     {

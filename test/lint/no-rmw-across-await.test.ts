@@ -40,6 +40,15 @@ typedRuleTester().run('no-rmw-across-await', noRmwAcrossAwait, {
   ],
   invalid: [
     {
+      // Parentheses around the callee (ESTree drops them; so must the rule) call the same method.
+      name: 'a parenthesised callee',
+      code: fn(`const b = balances.load(id) ?? 0n;\nawait riskCheck(id);\n(balances.store)(id, b - amount);\nconst c = (cache.get)(id) ?? 0;\nawait riskCheck(id);\n((cache).set)(id, c + 1);`),
+      errors: [
+        { messageId: 'lostUpdate', line: 10 },
+        { messageId: 'lostUpdate', line: 13 },
+      ],
+    },
+    {
       name: 'the lost update: load, await, store derived from the load',
       code: fn(`const b = balances.load(id) ?? 0n;\nawait riskCheck(id);\nbalances.store(id, b + amount);`),
       errors: [{ messageId: 'lostUpdate', line: 10, column: 1, endLine: 10, endColumn: 31, data: { map: 'balances', key: 'id', write: 'store', read: 'load', fix: 'Use balances.updateAsync(id, async (current) => ...) so the computation sees the current value, or re-read after the await.' } }],

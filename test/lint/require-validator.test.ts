@@ -71,9 +71,15 @@ typedRuleTester().run('require-validator', requireValidator, {
       errors: [{ messageId: 'acceptsEverything', line: 4, column: 30 }],
     },
     {
+      // allOf() of nothing does not accept every write: it throws a ConfigurationError when called.
       name: 'allOf() of nothing',
       code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: allOf() });`,
-      errors: [{ messageId: 'acceptsEverything', data: { map: '"b"', why: 'allOf() of no validators' } }],
+      errors: [{ messageId: 'emptyAllOf', data: { map: '"b"', why: 'allOf() of no validators' } }],
+    },
+    {
+      name: 'allOf() of nothing nested in an allOf with a real rule',
+      code: `${header}new GovernedMap<string, bigint>({ name: 'b', validate: allOf(allOf(), (_k, v: bigint) => v >= 0n || 'NEG') });`,
+      errors: [{ messageId: 'emptyAllOf', data: { map: '"b"', why: 'allOf() containing allOf() of no validators' } }],
     },
     {
       name: 'a validator that throws to refuse but never returns a value refuses every write',

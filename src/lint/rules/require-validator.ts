@@ -4,7 +4,7 @@ import ts from 'typescript';
 import { createRule } from '../create-rule.ts';
 import { GOVERNED_MAP, resolveCallee, symbolMatches } from '../type-match.ts';
 
-type MessageIds = 'acceptsEverything' | 'noVerdict';
+type MessageIds = 'acceptsEverything' | 'noVerdict' | 'emptyAllOf';
 
 /** A property a spread the rule cannot see into may hold (see lastWritten). */
 const UNKNOWN = Symbol('unknown');
@@ -13,7 +13,11 @@ const UNKNOWN = Symbol('unknown');
 const MAX_HOPS = 4;
 
 /** The verdict a validator function provably always gives, as far as its body shows. */
-type Finding = { readonly kind: 'acceptsEverything'; readonly why: string } | { readonly kind: 'noVerdict'; readonly why: string } | null;
+type Finding =
+  | { readonly kind: 'acceptsEverything'; readonly why: string }
+  | { readonly kind: 'noVerdict'; readonly why: string }
+  | { readonly kind: 'emptyAllOf'; readonly why: string }
+  | null;
 
 /**
  * The specification forbids a bare, unvalidated store: GovernedMap requires a `validate`
@@ -22,8 +26,9 @@ type Finding = { readonly kind: 'acceptsEverything'; readonly why: string } | { 
  * imports) and reports one that provably accepts every write (every return is `true`, and it
  * neither throws nor calls anything that could) or that returns no verdict at all (an empty
  * body, or no `return` of a value: GovernedMap then refuses every write with
- * VALIDATOR_RETURNED_NO_VERDICT). `allOf()` of such validators (or of none)
- * counts as one. A validator whose verdict depends on anything is left alone.
+ * VALIDATOR_RETURNED_NO_VERDICT). `allOf()` of validators that accept everything counts as
+ * one; `allOf()` of none (also nested in another `allOf`) is reported for what it does: it throws
+ * a ConfigurationError when the map is built. A validator whose verdict depends on anything is left alone.
  */
 export const requireValidator = createRule<[], MessageIds>({
   name: 'require-validator',
@@ -39,6 +44,8 @@ export const requireValidator = createRule<[], MessageIds>({
         'The validator of GovernedMap {{map}} accepts every write ({{why}}): that is a bare, unvalidated store. Check the business rule (amount not negative, account active...) and return a reason code when it fails.',
       noVerdict:
         'The validator of GovernedMap {{map}} returns no verdict ({{why}}): GovernedMap refuses every write with VALIDATOR_RETURNED_NO_VERDICT. Return true to accept, or a reason code to refuse.',
+      emptyAllOf:
+        'The validator of GovernedMap {{map}} is {{why}}: allOf() throws a ConfigurationError ("needs at least one validator") when it is called, so building this map fails. Pass allOf the business-rule validators (amount not negative, account active...).',
     },
     schema: [],
   },
@@ -91,8 +98,10 @@ export const requireValidator = createRule<[], MessageIds>({
       if (ts.isCallExpression(e)) {
         const callee = resolveCallee(e, program);
         if (callee?.name !== 'allOf' || callee.module !== 'govmap') return null;
-        if (e.arguments.length === 0) return { kind: 'acceptsEverything', why: 'allOf() of no validators' };
+        if (e.arguments.length === 0) return { kind: 'emptyAllOf', why: 'allOf() of no validators' };
         const parts = e.arguments.map((a) => judge(a, hops + 1));
+        // `allOf(allOf(), v)`: the inner call throws before the outer one runs.
+        if (parts.some((p) => p?.kind === 'emptyAllOf')) return { kind: 'emptyAllOf', why: 'allOf() containing allOf() of no validators' };
         if (parts.every((p) => p?.kind === 'acceptsEverything')) return { kind: 'acceptsEverything', why: 'allOf() of validators that accept everything' };
         return null;
       }
