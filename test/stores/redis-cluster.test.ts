@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createClient, createCluster } from 'redis';
-import { ValidationError } from '../../src/index.ts';
+import { ConfigurationError, ValidationError } from '../../src/index.ts';
 import { RemoteGovernedMap, connectRedis, int64Codec } from '../../src/stores/redis/index.ts';
 import type { RedisLink } from '../../src/stores/redis/index.ts';
 import { PrivateCluster, PrivateRedis, required, service, uniquePrefix } from './redis-env.ts';
@@ -45,6 +45,18 @@ describe('RemoteGovernedMap on a real Redis Cluster', { skip: cluster.skip }, ()
     maps.push(map);
     return map;
   }
+
+  test('a cluster node given as url (one server) is refused at connect, naming the option, not half the keys failing with MOVED', async () => {
+    const started = performance.now();
+    await assert.rejects(
+      connectRedis({ url: `redis://${nodes[0]}` }).then(async (wrong) => {
+        await wrong.close();
+        return wrong;
+      }),
+      (error: unknown) => error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION' && /"redis\.url"/.test(error.message) && /clusterNodes/.test(error.message),
+    );
+    assert.ok(performance.now() - started < 2_000, 'refused at once, not after connectTimeoutMs');
+  });
 
   test('one key per entry: keys spread over many slots and every master, and range finds them all', async () => {
     const map = balances('spread');

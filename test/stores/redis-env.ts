@@ -68,12 +68,14 @@ export class PrivateRedis {
     return spawnSync('redis-server', ['--version']).status === 0;
   }
 
-  async start(): Promise<void> {
-    const child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(this.port), '--save', '', '--appendonly', 'no', '--dir', this.#dir, '--protected-mode', 'no'], { stdio: 'ignore' });
+  /** `extra`: more redis-server arguments (`--requirepass x`). */
+  async start(extra: readonly string[] = []): Promise<void> {
+    const child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(this.port), '--save', '', '--appendonly', 'no', '--dir', this.#dir, '--protected-mode', 'no', ...extra], { stdio: 'ignore' });
     this.#process = child;
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
-      if (spawnSync('redis-cli', ['-p', String(this.port), 'PING'], { encoding: 'utf8' }).stdout.trim() === 'PONG') return;
+      // NOAUTH: up, and asking for the password it was started with (--requirepass).
+      if (/^(PONG|NOAUTH)/.test(spawnSync('redis-cli', ['-p', String(this.port), 'PING'], { encoding: 'utf8' }).stdout.trim())) return;
       if (child.exitCode !== null) throw new Error(`redis-server on ${this.port} exited with ${child.exitCode}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

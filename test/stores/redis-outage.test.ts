@@ -235,3 +235,27 @@ test('a first connection to a port nobody listens on gives up at connectTimeoutM
   // Before, the last reconnect pause (up to reconnectMaxDelayMs) began just under the deadline: ~2,000 ms.
   assert.ok(took >= connectTimeoutMs - 50 && took < connectTimeoutMs + 500, `gave up after ${Math.round(took)} ms`);
 });
+
+test('a wrong password is a ConfigurationError naming redis.url, at once: not "Redis unavailable (OFFLINE)" after connectTimeoutMs', { skip }, async () => {
+  const server = new PrivateRedis(await freePort());
+  await server.start(['--requirepass', 'right-secret']);
+  try {
+    for (const url of [`redis://default:wrong-secret@127.0.0.1:${server.port}`, server.url]) {
+      const started = performance.now();
+      await assert.rejects(connectRedis({ url, connectTimeoutMs: 3_000 }), (error: unknown) => {
+        assert.ok(error instanceof GovMapError && error.code === 'GOVMAP_INVALID_CONFIGURATION', `expected ConfigurationError, got ${String(error)}`);
+        assert.match(error.message, /"redis\.url"/);
+        assert.match(error.message, /WRONGPASS|NOAUTH/);
+        assert.doesNotMatch(error.message, /secret/, 'the password is not echoed');
+        return true;
+      });
+      const took = performance.now() - started;
+      assert.ok(took < 1_500, `refused after ${Math.round(took)} ms: a refused handshake is not retried until connectTimeoutMs`);
+    }
+    const link = await connectRedis({ url: `redis://default:right-secret@127.0.0.1:${server.port}` });
+    assert.equal(link.healthy, true);
+    await link.close();
+  } finally {
+    await server.stop();
+  }
+});

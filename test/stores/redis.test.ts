@@ -209,6 +209,51 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await map.dispose();
   });
 
+  test('an onNearInvalidated callback that throws neither kills the shared link nor keeps another map\'s stale entry', async () => {
+    // A link of its own: the failure before the fix left the link down for good.
+    const own = await connectRedis({ url: required(redis, 'GOVMAP_REDIS_URL') });
+    try {
+      const keyPrefix = uniquePrefix('throwing-callback');
+      prefixes.push(keyPrefix);
+      const options = { name: 'balances', link: own, keyPrefix, codec: int64Codec, validate: () => true as const, sizeRefreshMs: 0 };
+      const careless = new RemoteGovernedMap<bigint>({ ...options, onNearInvalidated: () => { throw new Error('bug in a metrics hook'); } });
+      const other = new RemoteGovernedMap<bigint>(options);
+      await raw.set(`${keyPrefix}acct-1`, '500');
+      assert.equal(await careless.load('acct-1'), 500n);
+      assert.equal(await other.load('acct-1'), 500n);
+      await raw.set(`${keyPrefix}acct-1`, '480');
+      await until(() => other.loadCached('acct-1') === undefined, 'the invalidation reaching the second map');
+      assert.equal(careless.loadCached('acct-1'), undefined);
+      assert.equal(own.healthy, true, 'the link stays up');
+      assert.equal(await other.load('acct-1'), 480n);
+      assert.equal(await careless.load('acct-1'), 480n);
+      await careless.dispose();
+      await other.dispose();
+    } finally {
+      await own.close();
+    }
+  });
+
+  test('two maps named "bal" and "bal:x" do not share keys: a default prefix inside another map\'s is refused', async () => {
+    const name = `bal_${process.pid}_${Date.now().toString(36)}`;
+    prefixes.push(`govmap:${name}:`);
+    const options = { link, codec: int64Codec, validate: () => true as const, sizeRefreshMs: 0 };
+    const bal = new RemoteGovernedMap<bigint>({ ...options, name });
+    // Before: "bal:x" wrote govmap:bal:x:acct-1, which map "bal" walked (and summed, and could
+    // delete) as its own entry "x:acct-1".
+    assert.throws(
+      () => new RemoteGovernedMap<bigint>({ ...options, name: `${name}:x` }),
+      (error: unknown) => error instanceof ConfigurationError && /"keyPrefix"/.test(error.message) && error.message.includes(`map "${name}"`),
+    );
+    const keyPrefix = uniquePrefix('bal-x');
+    prefixes.push(keyPrefix);
+    const balX = new RemoteGovernedMap<bigint>({ ...options, name: `${name}:x`, keyPrefix });
+    await balX.store('acct-1', 100n);
+    assert.deepEqual(await bal.entries(), []);
+    await bal.dispose();
+    await balX.dispose();
+  });
+
   /** `link` as a machine on a slow path sees it: every invalidation arrives `ms` late. */
   function hearingInvalidationsLate(link: RedisLink, ms: number): RedisLink {
     return {

@@ -53,6 +53,7 @@ interface NodeClient {
   eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
   scan(cursor: string, options: { MATCH: string; COUNT: number }): Promise<{ cursor: string; keys: string[] }>;
   ping(): Promise<unknown>;
+  info(section: string): Promise<unknown>;
   on(event: string, listener: (...args: never[]) => void): unknown;
   connect(): Promise<unknown>;
   close(): Promise<unknown>;
@@ -89,8 +90,17 @@ export async function connectRedis(options: RedisConnectionOptions): Promise<Red
     await link.open();
   } catch (error) {
     await link.close().catch(() => undefined);
+    if (error instanceof ConfigurationError) throw error;
     const failure = link.classify(error);
-    throw new RedisUnavailableError(null, 'connectRedis', undefined, failure.kind === 'WRONGTYPE' || failure.kind === 'REFUSED' ? 'OFFLINE' : failure.kind, 'none', error);
+    if (failure.kind === 'REFUSED') {
+      // The server answered the handshake with an error (WRONGPASS, NOAUTH, NOPERM, an invalid
+      // database index): a setting is wrong, and retrying will not cure it. "Redis unavailable
+      // (OFFLINE)" sent callers (and the demo's 503) to wait for a server that was up all along.
+      // The reply names the rule; the URL is not echoed (it may hold the password).
+      const option = settings.url !== undefined ? 'redis.url' : 'redis.clusterNodes';
+      throw new ConfigurationError(option, `Redis refused the connection: ${failure.message.split('\n')[0]!.slice(0, 200)} (check the user, password, ACL and database of the URL)`);
+    }
+    throw new RedisUnavailableError(null, 'connectRedis', undefined, failure.kind === 'WRONGTYPE' ? 'OFFLINE' : failure.kind, 'none', error);
   }
   return link;
 }
@@ -290,9 +300,13 @@ abstract class LinkBase implements RedisLink {
   }
 
   /** Reconnect pauses: 50 ms doubling to reconnectMaxDelayMs; the first connection gives up at connectTimeoutMs. */
-  protected reconnectStrategy(startedAt: number): (retries: number) => number | false {
-    return (retries) => {
+  protected reconnectStrategy(startedAt: number): (retries: number, cause?: unknown) => number | false {
+    return (retries, cause) => {
       if (this.#closed) return false;
+      // The first connection's handshake refused by the server (WRONGPASS, NOAUTH...): a wrong
+      // setting, not an outage; give up now (connectRedis names it) instead of retrying it for
+      // connectTimeoutMs. "Not now" replies (LOADING...) are still retried.
+      if (!this.#opened && cause instanceof this.redis.ErrorReply && !NOT_READY.test(cause.message)) return false;
       const delay = Math.min(this.settings.reconnectMaxDelayMs, RECONNECT_BASE_MS * 2 ** Math.min(retries, 16));
       if (this.#opened) return delay;
       // The first connection: never sleep past connectTimeoutMs (a pause of reconnectMaxDelayMs
@@ -319,15 +333,15 @@ abstract class LinkBase implements RedisLink {
   }
 
   protected invalidated(key: string | null): void {
-    for (const listener of this.#listeners) listener.invalidated(key);
+    for (const listener of this.#listeners) tell(() => listener.invalidated(key));
   }
 
   #transition(): void {
     const healthy = this.healthy;
     if (healthy === this.#wasHealthy) return;
     this.#wasHealthy = healthy;
-    if (healthy) for (const listener of this.#listeners) listener.up();
-    else for (const listener of this.#listeners) listener.down(this.#lastOkMs);
+    if (healthy) for (const listener of this.#listeners) tell(() => listener.up());
+    else for (const listener of this.#listeners) tell(() => listener.down(this.#lastOkMs));
   }
 
   async #beat(): Promise<void> {
@@ -376,6 +390,12 @@ class StandaloneLink extends LinkBase {
     client.on('end', () => this.nodeDown('server'));
     client.on('ready', () => this.nodeUp('server'));
     await client.connect();
+    // A node of a Redis Cluster answers as one server for the keys of its own slots only: every
+    // other key fails with MOVED, which read as "refused by Redis; nothing was written" on about
+    // two thirds of the keys of a map that otherwise seemed to work. Refuse the setting now.
+    if (/^cluster_enabled:1\b/m.test(String(await this.timed(client.info('cluster'))))) {
+      throw new ConfigurationError('redis.url', 'points at a Redis Cluster node (cluster_enabled:1): give the cluster as clusterNodes; as one server, keys of the other nodes\' slots fail with MOVED');
+    }
   }
 
   protected async disconnect(graceful: boolean): Promise<void> {
@@ -505,6 +525,21 @@ class ClusterLink extends LinkBase {
       added++;
     }
     return added;
+  }
+}
+
+/**
+ * Calls one listener, containing what it throws. Listeners run inside node-redis' socket data
+ * handler (invalidations are decoded there): a throw (a map's `onNearInvalidated` hook) made
+ * node-redis reset its decoder and emit 'error' on a socket that stays open, so no 'ready' ever
+ * followed and the link stayed down for good; and the listeners after it (other maps sharing the
+ * link) never heard the invalidation. One listener's bug must cost neither.
+ */
+function tell(call: () => void): void {
+  try {
+    call();
+  } catch {
+    // Contained on purpose (see above); the map itself has already applied the invalidation.
   }
 }
 

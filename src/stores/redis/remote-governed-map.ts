@@ -221,6 +221,16 @@ export class RemoteGovernedMap<V> {
     if (link === null || typeof link !== 'object' || typeof link.get !== 'function' || typeof link.listen !== 'function') {
       throw new ConfigurationError('link', 'must be a RedisLink from connectRedis()');
     }
+    if (options.keyPrefix === undefined && options.name.includes(':')) {
+      // The default prefix of "bal:x" (govmap:bal:x:) lies inside that of "bal" (govmap:bal:):
+      // map "bal" would walk, count and delete "bal:x"'s entries as its own keys "x:...", and a
+      // balances total would include another ledger's. Refused, not silently relocated: moving
+      // the default prefix would make a map that already has entries there look empty.
+      throw new ConfigurationError(
+        'keyPrefix',
+        `map "${options.name}" has a ":" in its name, so its default prefix govmap:${options.name}: lies inside the default prefix of map "${options.name.slice(0, options.name.lastIndexOf(':'))}" (range and size of that map would include this one's entries): give keyPrefix explicitly`,
+      );
+    }
     const keyPrefix = options.keyPrefix ?? `govmap:${options.name}:`;
     if (typeof keyPrefix !== 'string' || keyPrefix.length === 0 || keyPrefix.length > 256) throw new ConfigurationError('keyPrefix', 'must be a string of 1-256 characters', keyPrefix);
     if (LONE_SURROGATE.test(keyPrefix)) throw new ConfigurationError('keyPrefix', 'must be well-formed UTF-16 (a lone surrogate becomes U+FFFD in Redis)', keyPrefix);
