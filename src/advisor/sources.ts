@@ -35,6 +35,9 @@ export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 export const MIN_LOADS_JUDGED = 100;
 export const MIN_OPERATIONS_JUDGED = 100;
 
+/** The note of a figure left unjudged because the load count beside it is missing or refused. */
+const UNKNOWN_LOADS_NOTE = (what: string): string => `${what} not judged: the map's load count (syncmap_load_total) is missing or refused, so its traffic is unknown`;
+
 /** The note of a figure left unjudged for too little traffic. */
 function tooFewNote(what: string, count: number, needed: number, unit: string): string {
   return `${what} not judged: ${Math.round(count)} ${unit} since the map started, fewer than the ${needed} it needs`;
@@ -345,7 +348,14 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
       let latest = valueOf('syncmap_miss_ratio', map);
       let rwRatio = valueOf('syncmap_read_write_ratio', map);
       const loads = valueOf('syncmap_load_total', map);
-      if (loads !== null) {
+      if (loads === null) {
+        // Missing, or refused (its note calls it unknown): the traffic is unknown, and a gauge
+        // with unknown traffic behind it (1 read and 1 write?) is not judged either.
+        if (latest !== null) notes.push(UNKNOWN_LOADS_NOTE('miss ratio'));
+        if (rwRatio !== null) notes.push(UNKNOWN_LOADS_NOTE('read:write ratio'));
+        latest = null;
+        rwRatio = null;
+      } else {
         const writes = sumOf(ofMap('syncmap_store_total', map)) + sumOf(ofMap('syncmap_delete_total', map));
         if (latest !== null && loads < MIN_LOADS_JUDGED) {
           notes.push(tooFewNote('miss ratio', loads, MIN_LOADS_JUDGED, 'loads'));
@@ -577,7 +587,15 @@ export async function evidenceFromPrometheus(baseUrl: string, options: Prometheu
     // means too few in any window of it.
     const loadCount = loadsBy.get(key);
     let rwRatio = rwBy.get(key) ?? null;
-    if (loadCount !== undefined) {
+    if (loadCount === undefined) {
+      // Not held, or refused: unknown traffic gates the gauges as too little would (see above).
+      if (latest !== undefined && !Number.isNaN(latest)) notes.push(UNKNOWN_LOADS_NOTE('miss ratio'));
+      if (rwRatio !== null) notes.push(UNKNOWN_LOADS_NOTE('read:write ratio'));
+      latest = undefined;
+      observed = 0;
+      breached = 0;
+      rwRatio = null;
+    } else {
       if (latest !== undefined && !Number.isNaN(latest) && loadCount < MIN_LOADS_JUDGED) {
         notes.push(tooFewNote('miss ratio', loadCount, MIN_LOADS_JUDGED, 'loads'));
         latest = undefined;

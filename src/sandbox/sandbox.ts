@@ -541,7 +541,12 @@ export class Sandbox {
       if (this.#activeSuspects.has(key)) continue;
       this.#activeSuspects.add(key);
       try {
-        this.#onSuspect(suspect);
+        const returned: unknown = this.#onSuspect(suspect);
+        // An `async` listener (which the `void` return type lets through) fails by rejecting:
+        // left alone, that is an unhandled rejection, which ends the service's process.
+        if (returned !== null && typeof returned === 'object' && typeof (returned as { then?: unknown }).then === 'function') {
+          (returned as PromiseLike<unknown>).then(undefined, () => undefined);
+        }
       } catch {
         // A failing listener (an audit sink down) must not stop the sweep; it reports its own failures.
       }

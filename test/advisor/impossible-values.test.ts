@@ -22,6 +22,8 @@ describe('values out of range, one scrape', () => {
       'syncmap_miss_ratio{map="balances"} 7',
       'syncmap_read_write_ratio{map="balances"} +Inf',
       'syncmap_read_write_ratio{map="positions"} 2.5',
+      // Its traffic, without which its gauges are not judged.
+      'syncmap_load_total{map="positions"} 500',
     ].join('\n');
     const [balances, positions] = evidenceFromMetricsText(text, 'svc').map((e) => advise(e));
     assert.equal(balances!.evidence.keys, null);

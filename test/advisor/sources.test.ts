@@ -292,6 +292,52 @@ describe('too little traffic to judge', () => {
     assert.equal(orders!.recommendation, 'not-a-map-workload');
   });
 
+  test('a load count that is missing or refused is unknown traffic: the gauges beside it are not judged (one scrape)', () => {
+    const text = [
+      // The load total refused (NaN): its note says the figure is unknown...
+      'syncmap_keys{map="eod_rates"} 1',
+      'syncmap_load_total{map="eod_rates"} NaN',
+      'syncmap_read_write_ratio{map="eod_rates"} 1',
+      // ...or missing (a partial exposition).
+      'syncmap_keys{map="fx_quotes"} 1',
+      'syncmap_read_write_ratio{map="fx_quotes"} 1',
+    ].join('\n');
+    for (const a of evidenceFromMetricsText(text, 'http://svc/metrics').map((e) => advise(e))) {
+      // ...so 1 read and 1 write (or fewer) cannot be told from a write-heavy workload.
+      assert.equal(a.evidence.readWrite.ratio, null, `${a.map}: ${a.evidence.notes.join('; ')}`);
+      assert.equal(a.recommendation, 'stay', `${a.map}: ${a.reason}`);
+      assert.equal(a.signals.find((s) => s.id === 'READ_WRITE_RATIO')!.status, 'insufficient-data');
+    }
+  });
+
+  test('a load count Prometheus does not hold is unknown traffic: the miss ratio and read:write gauges are not judged', async () => {
+    const now = Date.UTC(2025, 0, 15, 12);
+    const at = now / 1000;
+    const eod = { map: 'eod_rates', instance: 'svc-1:8080' };
+    const vector = (query: string): Array<{ metric: Record<string, string>; value: [number, string] }> => {
+      if (query === 'syncmap_keys') return [{ metric: { __name__: 'syncmap_keys', ...eod }, value: [at, '1'] }];
+      if (query === 'syncmap_read_write_ratio') return [{ metric: { __name__: 'syncmap_read_write_ratio', ...eod }, value: [at, '1'] }];
+      return [];
+    };
+    const prometheus = createServer((req, res) => {
+      const url = new URL(req.url!, 'http://x');
+      const query = url.searchParams.get('query') ?? '';
+      const data = url.pathname.endsWith('/query_range')
+        ? { resultType: 'matrix', result: query === 'syncmap_miss_ratio' ? [{ metric: { __name__: 'syncmap_miss_ratio', ...eod }, values: [[at, '0.5']] }] : [] }
+        : { resultType: 'vector', result: vector(query) };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'success', data }));
+    });
+    await new Promise<void>((resolve) => prometheus.listen(0, '127.0.0.1', resolve));
+    try {
+      const [a] = (await evidenceFromPrometheus(`http://127.0.0.1:${(prometheus.address() as AddressInfo).port}`, { nowMs: now })).map((e) => advise(e));
+      assert.equal(a!.evidence.readWrite.ratio, null, a!.evidence.notes.join('; '));
+      assert.equal(a!.evidence.missRatio.latest, null);
+      assert.equal(a!.recommendation, 'stay', a!.reason);
+    } finally {
+      prometheus.close();
+    }
+  });
+
   test('the same from a Prometheus server: counters since the start gate the gauges', async () => {
     const now = Date.UTC(2025, 0, 15, 12);
     const at = now / 1000;
