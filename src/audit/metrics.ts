@@ -69,10 +69,7 @@ export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder
   gauge('journal_used_bytes', 'Bytes of write records in the write journal not yet moved into the spool (0 without a journal).', () => recorder.stats().journalUsedBytes);
   gauge('journal_capacity_bytes', 'Size of the write journal (0: writes go to write(2) one by one).', () => recorder.stats().journalCapacityBytes);
   counter('journal_full_total', 'Writes that found the write journal full and waited for the drain worker.', [], (set) => set({}, recorder.stats().journalFullWaits));
-  gauge('unsynced_records', 'Records handed out (seqs) not yet covered by a fsynced seal, an upper bound.', () => {
-    const s = recorder.stats();
-    return Math.max(0, s.nextSeq - 1 - Math.min(s.syncedReads, s.syncedWrites));
-  });
+  gauge('unsynced_records', 'Records handed out (seqs) not yet covered by a fsynced seal, an upper bound.', () => recorder.stats().unsyncedRecords);
   gauge('spool_healthy', '1 while the spool is written normally, 0 while it fails (records wait in memory).', () => (recorder.healthy ? 1 : 0));
   gauge('backlog_records', 'Write records held in memory because the spool cannot be written.', () => recorder.stats().backlogRecords);
   counter('kafka_sent_total', 'Records acknowledged by Kafka (acks=all).', [], (set) => set({}, forwarder()?.stats().sent ?? 0));

@@ -102,6 +102,11 @@ export interface AuditRecorderStats {
   /** Every read-stream record with seq <= this is fsynced; likewise writes. */
   readonly syncedReads: number;
   readonly syncedWrites: number;
+  /**
+   * Records handed out (seqs) not yet covered by a fsynced seal, an upper bound; 0 once every
+   * record of both streams is fsynced (govmap_audit_unsynced_records).
+   */
+  readonly unsyncedRecords: number;
 }
 
 interface FlushWaiter {
@@ -398,7 +403,22 @@ export class AuditRecorder implements MapObserver<unknown> {
       healthy: this.healthy,
       syncedReads: s[STAT_SYNCED_READS]!,
       syncedWrites: s[STAT_SYNCED_WRITES]!,
+      unsyncedRecords: this.#unsyncedRecords(),
     };
+  }
+
+  /**
+   * The synced marks are per stream (the highest read seq, the highest write seq, fsynced): a
+   * stream with nothing pending must not hold the count back, or a service that only writes (its
+   * synced read seq stays 0) would report every record it ever made as unsynced. Only streams
+   * with records still pending bound it from below.
+   */
+  #unsyncedRecords(): number {
+    const s = this.#stats;
+    const reads = s[STAT_SYNCED_READS]!;
+    const writes = s[STAT_SYNCED_WRITES]!;
+    const floor = Math.min(reads >= this.#lastReadSeq ? Infinity : reads, writes >= this.#lastWriteSeq ? Infinity : writes);
+    return floor === Infinity ? 0 : Math.max(0, this.#seq - 1 - floor);
   }
 
   /** The Kafka forwarder started by the `kafka` option, if any. */

@@ -285,6 +285,11 @@ export class GovernedMap<K, V> {
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
       throw new InvalidArgumentError(this.name, 'updateAsync', 'options.signal', 'must be an AbortSignal');
     }
+    // The observers watching when the call was made: one removed while `fn` awaited (an audit
+    // recorder stopped meanwhile detaches its maps) did not record the write, and its flush()
+    // must still be asked, so the caller hears the write is applied but not audited
+    // (GOVMAP_AUDIT_STOPPED, wrapped below) instead of a success that no record backs.
+    const watching = this.#observers;
     let result: V;
     try {
       result = await this.#updateQueued(key, fn, options);
@@ -292,13 +297,13 @@ export class GovernedMap<K, V> {
       // A refused write was recorded too; its record is made durable before the caller hears of
       // it. A failure to do so is the audit's to report (its sink metrics), not this caller's:
       // the caller's error is the refusal.
-      await this.#flushObservers().catch(() => undefined);
+      await this.#flushObservers(watching).catch(() => undefined);
       throw error;
     }
     // Settles only once observers (the audit) hold the write durably: after the key is released,
     // so the next update of the key does not wait for this fsync.
     try {
-      await this.#flushObservers();
+      await this.#flushObservers(watching);
     } catch (error) {
       // The write is applied: a caller that retried on this error would apply it twice. Say so
       // in the error's type. An error that says so itself (GOVMAP_AUDIT_NOT_DURABLE, details.applied)
@@ -435,6 +440,10 @@ export class GovernedMap<K, V> {
   observe(observer: MapObserver<K>): () => void {
     this.#assertLive('observe');
     checkObserver(observer, 'observer');
+    // Twice in the list, an observer hears every operation twice: an audit recorder attached
+    // twice (or attached to a map that already has it in `observers`) would record one STORE as
+    // two, and a detach would remove both.
+    if (this.#observers.includes(observer)) throw new ConfigurationError('observer', `already observes map "${this.name}" (each observer once)`);
     this.#observers = [...this.#observers, observer];
     return () => {
       this.#observers = this.#observers.filter((o) => o !== observer);
@@ -680,9 +689,14 @@ export class GovernedMap<K, V> {
     return previous;
   }
 
-  /** Awaits every observer that offers `flush` (the audit's fsync); nothing when none does. */
-  async #flushObservers(): Promise<void> {
-    for (const observer of this.#observers) {
+  /**
+   * Awaits every observer that offers `flush` (the audit's fsync); nothing when none does. Those
+   * in `watching` (the observers when the operation began) are asked too, removed or not.
+   */
+  async #flushObservers(watching: readonly MapObserver<K>[] = []): Promise<void> {
+    // Unchanged since the operation began (the usual case: observe() replaces the array): no copy.
+    const observers = watching === this.#observers || watching.length === 0 ? this.#observers : new Set([...watching, ...this.#observers]);
+    for (const observer of observers) {
       if (observer.flush !== undefined) await observer.flush();
     }
   }

@@ -6,7 +6,8 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { context, trace, TraceFlags } from '@opentelemetry/api';
 import { allOf, GovernedMap } from '../../src/map/index.ts';
 import type { MapObserver } from '../../src/map/index.ts';
-import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
+import { Registry } from 'prom-client';
+import { createAuditRecorder, registerAuditMetrics, verifySpool } from '../../src/audit/index.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
 import { CLOCK_MAX_LAG_MS, PUBLISH_EVERY } from '../../src/audit/ring.ts';
 import { balances, bySeq, readSpool, segmentFiles, tempSpool } from './helpers.ts';
@@ -609,5 +610,79 @@ describe('when the spool cannot be written', () => {
     ]);
     assert.equal(events.find((e) => e.op_type === 'SINK_FAILED')!.reason, 'EBADF');
     assert.equal(verifySpool(dir).ok, true);
+  });
+});
+
+describe('review: what a service sees around flush(), stop() and attach()', () => {
+  test('govmap_audit_unsynced_records is 0 once flush() has resolved, whatever mix of reads and writes came before', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    t.after(() => audit.stop());
+    const registry = new Registry();
+    registerAuditMetrics(registry, audit);
+    const unsynced = async (): Promise<number> => (await registry.getSingleMetric('govmap_audit_unsynced_records')!.get()).values[0]!.value;
+    const map = balances();
+    audit.attach(map);
+    // Writes only: no read was ever recorded, so the read stream's synced seq stays at 0.
+    for (let i = 0; i < 10; i++) map.store(`acct-${i}`, BigInt(i));
+    await audit.flush();
+    assert.equal(await unsynced(), 0, 'everything recorded is sealed and fsynced (writes only)');
+    // Reads after the last write: the write stream's synced seq stays behind them.
+    for (let i = 0; i < 10; i++) map.load(`acct-${i}`);
+    await audit.flush();
+    assert.equal(await unsynced(), 0, 'everything recorded is sealed and fsynced (reads after the last write)');
+    // While something is still unsynced the gauge is not 0 (an upper bound, never below the truth).
+    audit.pauseDrainForTesting(true);
+    map.load('acct-1');
+    map.store('acct-1', 5n);
+    assert.ok((await unsynced()) >= 2);
+    audit.pauseDrainForTesting(false);
+    await audit.flush();
+    assert.equal(await unsynced(), 0);
+  });
+
+  test('an updateAsync pending when stop() is called is not reported as audited and durable: it applies, but rejects saying so', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const map = balances();
+    audit.attach(map);
+    map.store('acct-1', 100n);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const pending = map.updateAsync('acct-1', async (v) => {
+      await gate;
+      return v! - 30n;
+    });
+    const stopped = audit.stop();
+    release();
+    const outcome = await pending.then(
+      (value) => ({ value }),
+      (error: Error & { code?: string; details?: Record<string, unknown> }) => ({ error }),
+    );
+    await stopped;
+    assert.equal(map.load('acct-1'), 70n, 'the write was applied');
+    const recorded = readSpool(dir).events.some((e) => e.op_type === 'STORE' && e.value === '70');
+    if (!recorded) {
+      // Not in the log: the caller must not be told the update settled durable.
+      assert.ok('error' in outcome, `updateAsync resolved ${String((outcome as { value: unknown }).value)} though no record of the write exists`);
+      assert.equal(outcome.error.details?.applied, true, 'the error says the write was applied (do not retry)');
+    }
+  });
+
+  test('attaching a map twice (or attaching a map that already has the recorder as an observer) does not record every operation twice', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const map = balances();
+    audit.attach(map);
+    assert.throws(() => audit.attach(map), { code: 'GOVMAP_INVALID_CONFIGURATION' });
+    const constructed = new GovernedMap<string, bigint>({ name: 'constructed', validate: () => true, observers: [audit] });
+    assert.throws(() => audit.attach(constructed), { code: 'GOVMAP_INVALID_CONFIGURATION' });
+    map.store('acct-1', 1n);
+    constructed.store('acct-2', 2n);
+    await audit.stop();
+    const events = readSpool(dir).events;
+    assert.equal(events.filter((e) => e.op_type === 'STORE' && e.resource_id === 'acct-1').length, 1, 'one STORE record for one store()');
+    assert.equal(events.filter((e) => e.op_type === 'STORE' && e.resource_id === 'acct-2').length, 1);
+    assert.equal(events.filter((e) => e.op_type === 'MAP_ATTACHED').length, 1);
   });
 });

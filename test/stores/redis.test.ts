@@ -344,6 +344,25 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await map.dispose();
   });
 
+  test('an observer removed while the write was out (an audit recorder stopped meanwhile) is still asked to flush: the caller hears the write is not durable', async () => {
+    const removedFlushFails = { onOperation: () => undefined, flush: async () => Promise.reject(new Error('recorder stopped')) };
+    const map = balances('removed-observer');
+    await map.store('acct-1', 100n);
+    const detach = map.observe(removedFlushFails);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const pending = map.update('acct-1', async (v) => {
+      await gate;
+      return v! - 30n;
+    });
+    // What a recorder's stop() does to its maps while the update awaits.
+    detach();
+    release();
+    await assert.rejects(pending, (error: unknown) => error instanceof ObserverFlushError && error.details.applied === true);
+    assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '70', 'the write was applied');
+    await map.dispose();
+  });
+
   test('our own writes are read back at once (read-your-writes), not from a stale near-cache entry', async () => {
     const map = balances('ryw');
     await map.store('acct-1', 10n);

@@ -556,6 +556,9 @@ export class RemoteGovernedMap<V> {
 
   /** Adds a watcher (audit, sandbox) of every later operation. Returns a function that removes it. */
   observe(observer: MapObserver<string>): () => void {
+    // As GovernedMap.observe: an observer listed twice (an audit recorder attached twice) hears,
+    // and records, every operation twice.
+    if (this.#observers.includes(observer)) throw new ConfigurationError('observer', `already observes map "${this.name}" (each observer once)`);
     this.#observers = [...this.#observers, observer];
     return () => {
       this.#observers = this.#observers.filter((o) => o !== observer);
@@ -809,15 +812,19 @@ export class RemoteGovernedMap<V> {
 
   /** After a write (applied or not): waits for observers to hold it durably, like updateAsync. */
   async #settle<T>(operation: string, key: string, work: Promise<T>): Promise<T> {
+    // The observers watching when the write began: one removed meanwhile (an audit recorder
+    // stopped while the round trip was out detaches its maps) is still asked, so the caller hears
+    // the write is applied but not audited rather than a success no record backs (as updateAsync).
+    const watching = this.#observers;
     let result: T;
     try {
       result = await work;
     } catch (error) {
-      await this.#flushObservers().catch(() => undefined);
+      await this.#flushObservers(watching).catch(() => undefined);
       throw error;
     }
     try {
-      await this.#flushObservers();
+      await this.#flushObservers(watching);
     } catch (error) {
       // The write is in Redis: a caller that read a bare flush error (or AUDIT_STOPPED) as a
       // refusal and retried would apply it twice. Say so in the type, as updateAsync does; an
@@ -828,8 +835,10 @@ export class RemoteGovernedMap<V> {
     return result;
   }
 
-  async #flushObservers(): Promise<void> {
-    for (const observer of this.#observers) {
+  async #flushObservers(watching: readonly MapObserver<string>[] = []): Promise<void> {
+    // Unchanged since the write began (the usual case: observe() replaces the array): no copy.
+    const observers = watching === this.#observers || watching.length === 0 ? this.#observers : new Set([...watching, ...this.#observers]);
+    for (const observer of observers) {
       if (observer.flush !== undefined) await observer.flush();
     }
   }
