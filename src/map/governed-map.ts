@@ -533,10 +533,13 @@ export class GovernedMap<K, V> {
   #expireIfDue(key: K): boolean {
     const deadline = this.#expiresAt!.get(key);
     if (deadline === undefined || deadline > this.#clock()) return false;
+    // The value removed goes into the DELETE record, as for a delete() (an expired balance is
+    // money leaving the map too); read only when someone records it.
+    const removed = this.#observers.length !== 0 ? this.#store.get(key) : undefined;
     this.#store.delete(key);
     this.#expiresAt!.delete(key);
     this.#counters.expirations++;
-    if (this.#observers.length !== 0) this.#emit('DELETE', key, 'ok', 'EXPIRED');
+    if (this.#observers.length !== 0) this.#emit('DELETE', key, 'ok', 'EXPIRED', undefined, removed);
     return true;
   }
 
@@ -658,10 +661,12 @@ export class GovernedMap<K, V> {
   #evictOldest(): void {
     const victim = this.#store.oldestKey();
     if (victim === undefined) return;
+    // As for expiry: the evicted value is recorded with its DELETE.
+    const removed = this.#observers.length !== 0 ? this.#store.get(victim) : undefined;
     this.#store.delete(victim);
     this.#expiresAt?.delete(victim);
     this.#counters.evictions++;
-    if (this.#observers.length !== 0) this.#emit('DELETE', victim, 'ok', 'EVICTED');
+    if (this.#observers.length !== 0) this.#emit('DELETE', victim, 'ok', 'EVICTED', undefined, removed);
   }
 
   #remove(key: K, previous: V | undefined, _reason: string | null): V | undefined | typeof CONFLICT {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
 import { balances, bySeq, readSpool, tempSpool } from './helpers.ts';
+import { GovernedMap } from '../../src/map/index.ts';
 
 /**
  * A `recordValue` option is user code on the write path: whatever it does, the write it renders
@@ -76,4 +77,26 @@ describe('a recordValue that fails', () => {
       assert.equal('detail' in e, false);
     }
   });
+});
+
+test('an evicted or expired entry\'s DELETE carries the value removed, as a delete()\'s does (money leaving the map is on record)', async (t) => {
+  const dir = tempSpool(t);
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/instance-1', writeJournal: false });
+  let now = 1_000;
+  const evicting = new GovernedMap<string, bigint>({ name: 'evicting', validate: () => true, maxKeys: 1, onFull: 'evict-oldest' });
+  const expiring = new GovernedMap<string, bigint>({ name: 'expiring', validate: () => true, ttlMs: 50, clock: () => now });
+  audit.attach(evicting);
+  audit.attach(expiring);
+  evicting.store('acct-1', 2500n);
+  evicting.store('acct-2', 10n); // evicts acct-1
+  expiring.store('acct-3', 700n);
+  now += 100;
+  assert.equal(expiring.load('acct-3'), undefined); // expired on read
+  expiring.store('acct-4', 1n);
+  evicting.delete('acct-2');
+  await audit.stop();
+  const deletes = bySeq(readSpool(dir).events)
+    .filter((e) => e.op_type === 'DELETE')
+    .map((e) => `${e.map}:${e.resource_id}:${e.reason}:${e.value}`);
+  assert.deepEqual(deletes, ['evicting:acct-1:EVICTED:2500', 'expiring:acct-3:EXPIRED:700', 'evicting:acct-2:null:10']);
 });
