@@ -4,7 +4,7 @@ import { createClient, createCluster } from 'redis';
 import { ConfigurationError, ValidationError } from '../../src/index.ts';
 import { RemoteGovernedMap, connectRedis, int64Codec } from '../../src/stores/redis/index.ts';
 import type { RedisLink } from '../../src/stores/redis/index.ts';
-import { PrivateCluster, PrivateRedis, required, service, uniquePrefix } from './redis-env.ts';
+import { PrivateCluster, PrivateRedis, freePort, required, service, uniquePrefix } from './redis-env.ts';
 
 /** The same store over a real 3-master Redis Cluster (test/infra/redis.sh: 127.0.0.1:7001-7003). */
 const cluster = service('GOVMAP_REDIS_CLUSTER_NODES');
@@ -49,13 +49,29 @@ describe('RemoteGovernedMap on a real Redis Cluster', { skip: cluster.skip }, ()
   test('a cluster node given as url (one server) is refused at connect, naming the option, not half the keys failing with MOVED', async () => {
     const started = performance.now();
     await assert.rejects(
-      connectRedis({ url: `redis://${nodes[0]}` }).then(async (wrong) => {
+      connectRedis({ url: `redis://${nodes[0]}`, connectTimeoutMs: 20_000 }).then(async (wrong) => {
         await wrong.close();
         return wrong;
       }),
       (error: unknown) => error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION' && /"redis\.url"/.test(error.message) && /clusterNodes/.test(error.message),
     );
-    assert.ok(performance.now() - started < 2_000, 'refused at once, not after connectTimeoutMs');
+    assert.ok(performance.now() - started < 10_000, 'refused at once, not after connectTimeoutMs (20 s)');
+  });
+
+  test('a standalone server given as clusterNodes is refused at connect, naming the option, not reported as an outage', async () => {
+    const server = new PrivateRedis(await freePort());
+    await server.start();
+    try {
+      await assert.rejects(
+        connectRedis({ clusterNodes: [`127.0.0.1:${server.port}`] }).then(async (wrong) => {
+          await wrong.close();
+          return wrong;
+        }),
+        (error: unknown) => error instanceof ConfigurationError && /"redis\.clusterNodes"/.test(error.message) && /standalone Redis \(cluster_enabled:0\).*give it as url/.test(error.message),
+      );
+    } finally {
+      await server.stop();
+    }
   });
 
   test('one key per entry: keys spread over many slots and every master, and range finds them all', async () => {

@@ -465,8 +465,39 @@ class ClusterLink extends LinkBase {
       this.#subscribeNodes();
       this.nodeUp(id(info));
     });
-    await cluster.connect();
+    try {
+      await cluster.connect();
+    } catch (error) {
+      await this.#refuseStandalone(s.clusterNodes!);
+      throw error;
+    }
     this.#subscribeNodes();
+  }
+
+  /**
+   * The cluster client could not discover a cluster at any root node ("All the root nodes are
+   * unavailable", read as an outage). If the first node answers as a standalone server, the
+   * setting is wrong: say so, as a node of a cluster given as `url` is refused.
+   */
+  async #refuseStandalone(nodes: readonly string[]): Promise<void> {
+    const node = nodes[0]!;
+    const probe = this.redis.createClient({
+      url: node.includes('://') ? node : `redis://${node}`,
+      socket: { connectTimeout: this.settings.connectTimeoutMs, reconnectStrategy: false },
+    }) as unknown as NodeClient;
+    probe.on('error', () => undefined);
+    let info: unknown = '';
+    try {
+      await this.timed(probe.connect());
+      info = await this.timed(probe.info('cluster'));
+    } catch {
+      return; // Not reachable as a plain server either: the original error stands.
+    } finally {
+      await probe.close().catch(() => undefined);
+    }
+    if (/^cluster_enabled:0\b/m.test(String(info))) {
+      throw new ConfigurationError('redis.clusterNodes', `${node} is a standalone Redis (cluster_enabled:0), not a node of a Redis Cluster: give it as url`);
+    }
   }
 
   protected async disconnect(graceful: boolean): Promise<void> {
