@@ -31,7 +31,16 @@ interface Envelope {
   readonly revision: string;
   readonly value: string;
   readonly lease: string | null;
+  /** A tombstone: the key is deleted; `revision` is the delete's, so a re-create numbers above it. */
+  readonly deleted?: true;
 }
+
+/**
+ * How long a tombstone is kept, milliseconds. Revisions start at the clock in µs, so a key
+ * re-created this long after its delete numbers above it without the tombstone (unless the
+ * clock went back further than this).
+ */
+const TOMBSTONE_MS = 60_000;
 
 interface FileWatcher {
   readonly prefix: string;
@@ -58,7 +67,8 @@ interface FileWatcher {
  * Invariants:
  * - compare-and-set holds the key's lock file (`O_EXCL` create) from reading the revision to the
  *   rename, so writers in different processes are serialised; a lock older than 5 s is broken.
- * - a new revision is max(previous + 1, now in µs): it grows even across a delete and re-create.
+ * - a new revision is max(previous + 1, now in µs): it grows even across a delete and re-create,
+ *   because a delete leaves a tombstone holding its revision (removed by a reader a minute later).
  * - a lease is a file `.leases/<id>` holding its expiry time, rewritten by its holder every third
  *   of its time to live; an entry whose lease file is gone or expired reads as absent, and is
  *   deleted by the next process that looks. A process that dies therefore loses its entries
@@ -157,7 +167,11 @@ export class FileStateStore implements StateStore {
       this.#locked(file, async () => {
         const current = await this.#read(key, file);
         if (current === undefined || (expected !== undefined && current.revision !== expected)) return null;
-        await unlink(file).catch(ignoreMissing);
+        // Not unlink: a key re-created within the same millisecond would get the revision it had
+        // before (the clock in µs), and a polling watch in another process, comparing revisions,
+        // would never report the new value. The tombstone keeps the revision to number above.
+        const tombstone: Envelope = { revision: (current.revision + 1n).toString(), value: '', lease: null, deleted: true };
+        await writeAtomically(file, JSON.stringify(tombstone));
         return current.revision;
       }),
     ).catch(unavailable(this.kind, `delete ${key}`));
@@ -297,6 +311,10 @@ export class FileStateStore implements StateStore {
     // A file that is not our envelope (edited by hand, written by something else) is handed to
     // the consumer as it is, revision 0: the consumer's decoder rejects and counts it.
     if (envelope === null) return { key, value: text, revision: 0n };
+    if (envelope.deleted === true) {
+      if (BigInt(envelope.revision) < BigInt(Date.now() - TOMBSTONE_MS) * 1000n) await reap(file, text);
+      return undefined;
+    }
     if (envelope.lease !== null && !(await this.#leaseAlive(envelope.lease))) {
       await reap(file, text);
       return undefined;
@@ -361,8 +379,8 @@ export class FileStateStore implements StateStore {
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateStoreUnavailableError(this.kind, 'lock', error);
         const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
-        if (age > STALE_LOCK_MS) await unlink(lock).catch(ignoreMissing);
-        else if (attempt >= LOCK_ATTEMPTS) throw new StateStoreUnavailableError(this.kind, 'lock', new Error(`${lock} held for over ${LOCK_ATTEMPTS * LOCK_RETRY_MS} ms`));
+        if (age > STALE_LOCK_MS && (await breakStaleLock(lock))) continue;
+        if (attempt >= LOCK_ATTEMPTS) throw new StateStoreUnavailableError(this.kind, 'lock', new Error(`${lock} held for over ${LOCK_ATTEMPTS * LOCK_RETRY_MS} ms`));
         else await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
       }
     }
@@ -483,7 +501,8 @@ function parseEnvelope(text: string): Envelope | null {
     if (parsed === null || typeof parsed !== 'object') return null;
     if (typeof parsed.revision !== 'string' || !/^[0-9]{1,20}$/.test(parsed.revision) || typeof parsed.value !== 'string') return null;
     if (parsed.lease !== null && typeof parsed.lease !== 'string') return null;
-    return { revision: parsed.revision, value: parsed.value, lease: parsed.lease };
+    if (parsed.deleted !== undefined && parsed.deleted !== true) return null;
+    return parsed.deleted === true ? { revision: parsed.revision, value: parsed.value, lease: parsed.lease, deleted: true } : { revision: parsed.revision, value: parsed.value, lease: parsed.lease };
   } catch {
     return null;
   }
@@ -519,6 +538,31 @@ async function reap(file: string, text: string): Promise<void> {
     // left for a later reader
   } finally {
     await unlink(lock).catch(() => undefined);
+  }
+}
+
+/**
+ * Removes a lock its holder left behind (older than STALE_LOCK_MS); false when another process
+ * is breaking it at the same time. Two processes that both saw the lock stale and both unlinked
+ * it could remove the lock one of them had just taken in between, and both would then win one
+ * compare-and-set: so the unlink happens under `<lock>.break` (O_EXCL), after the lock is found
+ * stale again there. A breaker lock older than STALE_LOCK_MS (its holder died) is removed.
+ */
+async function breakStaleLock(lock: string): Promise<boolean> {
+  const breaker = `${lock}.break`;
+  const age = (file: string): Promise<number> => stat(file).then((s) => Date.now() - s.mtimeMs, () => 0);
+  try {
+    await (await open(breaker, 'wx')).close();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    if ((await age(breaker)) > STALE_LOCK_MS) await unlink(breaker).catch(ignoreMissing);
+    return false;
+  }
+  try {
+    if ((await age(lock)) > STALE_LOCK_MS) await unlink(lock).catch(ignoreMissing);
+    return true;
+  } finally {
+    await unlink(breaker).catch(ignoreMissing);
   }
 }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -310,6 +310,53 @@ describe('file store specifics', () => {
     assert.deepEqual(stale, []);
     await watch.close();
     await store.close();
+  });
+  test('a key deleted and re-created within one millisecond gets a larger revision, and another process\'s watch reports the new value', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    const writer = new FileStateStore({ directory: dir });
+    const reader = new FileStateStore({ directory: dir, pollIntervalMs: 60_000 });
+    const r = recorder();
+    const watch = reader.watch('/govmap/', r.handlers);
+    await reader.poll();
+    const now = Date.now();
+    t.mock.method(Date, 'now', () => now); // one millisecond: revisions start at the clock in µs
+    const first = await writer.compareAndSet('/govmap/k', '"v1"', null);
+    await reader.poll();
+    assert.ok(await writer.delete('/govmap/k'));
+    const second = await writer.compareAndSet('/govmap/k', '"v2"', null);
+    await reader.poll();
+    assert.ok(first.ok && second.ok);
+    assert.ok(second.revision > first.revision, `re-created at ${second.revision}, was ${first.revision}`);
+    assert.deepEqual(r.events.at(-1), { type: 'put', entry: { key: '/govmap/k', value: '"v2"', revision: second.revision } });
+    await watch.close();
+    await writer.close();
+    await reader.close();
+  });
+
+  test('a lock left by a dead process is broken by one writer only: two processes never both win a compare-and-set', async () => {
+    // Sixteen stores (as sixteen processes would) find the key's lock stale and race to break
+    // it. Each that saw it stale used to unlink it, removing the lock another had just taken.
+    const bothWon: string[] = [];
+    for (let round = 0; round < 40; round++) {
+      const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+      dirs.push(dir);
+      const stores = Array.from({ length: 16 }, () => new FileStateStore({ directory: dir }));
+      await Promise.all(stores.map((s) => s.list('/')));
+      const lock = join(dir, `${encodeURIComponent('/govmap/k')}.json.lock`);
+      await writeFile(lock, '');
+      const old = new Date(Date.now() - 60_000);
+      await utimes(lock, old, old);
+      const results = await Promise.all(stores.map(async (s, i) => {
+        await new Promise((resolve) => setTimeout(resolve, i % 3)); // staggered, as processes are
+        for (let k = 0; k < i * 7; k++) await Promise.resolve();
+        return s.compareAndSet('/govmap/k', `"v${i}"`, null);
+      }));
+      const wins = results.filter((x) => x.ok).length;
+      if (wins !== 1) bothWon.push(`round ${round}: ${wins} writers won`);
+      await Promise.all(stores.map((s) => s.close()));
+    }
+    assert.deepEqual(bothWon, []);
   });
 });
 
