@@ -146,9 +146,20 @@ export class AsyncLane<P = unknown> {
     return this.#accept({ token: randomUUID(), lane: this.name, payload, acceptedAt: new Date().toISOString(), attempts: 0 });
   }
 
-  /** Re-accepts jobs a previous run returned from close() (their tokens and attempts kept). */
+  /**
+   * Re-accepts jobs a previous run returned from close() (their tokens and attempts kept). A job
+   * whose token the lane already holds (queued or in flight: the same list restored twice, or a
+   * token listed twice) is skipped: two copies would run the same payment at once, and the
+   * in-flight bookkeeping is keyed by token, so close() would lose one of them.
+   */
   restore(jobs: readonly AsyncJob<P>[]): void {
-    for (const job of jobs) this.#accept({ ...job, lane: this.name });
+    const held = new Set<string>(this.#inFlightJobs.keys());
+    for (const job of this.#queue) held.add(job.token);
+    for (const job of jobs) {
+      if (held.has(job.token)) continue;
+      this.#accept({ ...job, lane: this.name });
+      held.add(job.token);
+    }
   }
 
   status(token: string): AsyncJobStatus | undefined {

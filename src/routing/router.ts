@@ -130,6 +130,14 @@ export interface RouteStatus {
 class ForcedDegradation extends Error {}
 
 /**
+ * A queued job's route left the table (a reload removed it). Not an attempt: the job was never
+ * sent anywhere, so it must not use up attempts and be dead-lettered. It is deferred instead:
+ * processed if the route comes back, otherwise returned by close() in `remaining`, as
+ * restoreJobs() returns a job whose route is gone in `unroutable`.
+ */
+class RouteLeftTable extends Error {}
+
+/**
  * The router: decides each request's route from its tag, and runs the request's downstream call
  * through that route's own bulkhead and breaker, degrading (mock, cache, async) when the breaker
  * is open, the bulkhead is full, or a switch forces it.
@@ -404,7 +412,7 @@ export class Router {
       maxAttempts: d.maxAttempts,
       log: this.#log,
       onDeadLetter: this.#onDeadLetter,
-      isDeferral: (error) => error instanceof ForcedDegradation || error instanceof BulkheadFullError || (this.#runtimes.get(routeId)?.guard.isRejection(error) ?? false),
+      isDeferral: (error) => error instanceof ForcedDegradation || error instanceof RouteLeftTable || error instanceof BulkheadFullError || (this.#runtimes.get(routeId)?.guard.isRejection(error) ?? false),
       process: (job, signal) => this.#processJob(routeId, job, signal),
     });
   }
@@ -414,7 +422,7 @@ export class Router {
     const process = this.#processAsync;
     if (process === undefined) return Promise.reject(new ConfigurationError('processAsync', `route "${routeId}" degrades to async but the router has no processAsync`));
     const rt = this.#runtimes.get(routeId);
-    if (rt === undefined) return Promise.reject(new ConfigurationError('route', `route "${routeId}" left the table; its job ${job.token} cannot be routed`));
+    if (rt === undefined) return Promise.reject(new RouteLeftTable(`route "${routeId}" left the table; its job ${job.token} waits for it or for close()`));
     const tag = job.payload.tag === null ? null : parseBizTag(job.payload.tag);
     const run = (): Promise<void> => {
       if (this.#forced(rt.route)) return Promise.reject(new ForcedDegradation());

@@ -11,6 +11,13 @@ export interface TokenBucketOptions {
 }
 
 /** Every key of TokenBucketOptions (the compiler checks the two stay the same): any other is refused. */
+/**
+ * Slack when comparing the token count with 1. Refill adds `dt * rate / 1000` in floating point,
+ * so calls exactly 1/rate apart can find 0.9999999999999999 tokens (rate 3: every third call
+ * refused, the bucket running at 2/3 of its rate). Far below a token, far above the rounding.
+ */
+const EPSILON = 1e-9;
+
 const TOKEN_BUCKET_OPTIONS = optionKeys<TokenBucketOptions>({
   ratePerSec: true, burst: true, clock: true,
 });
@@ -43,15 +50,15 @@ export class TokenBucket {
   /** Takes one token if there is one. */
   take(): boolean {
     this.#refill();
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
+    if (this.#tokens < 1 - EPSILON) return false;
+    this.#tokens = Math.max(0, this.#tokens - 1);
     return true;
   }
 
   /** Milliseconds until a token is available (0 when one is). */
   waitMs(): number {
     this.#refill();
-    return this.#tokens >= 1 ? 0 : ((1 - this.#tokens) * 1000) / this.ratePerSec;
+    return this.#tokens >= 1 - EPSILON ? 0 : ((1 - this.#tokens) * 1000) / this.ratePerSec;
   }
 
   get tokens(): number {

@@ -98,6 +98,21 @@ describe('token bucket', () => {
     now = 100_000;
     assert.equal(bucket.tokens, 3);
   });
+
+  test('a caller exactly 1/rate apart gets every token, whatever the rate (no floating-point loss)', () => {
+    for (const ratePerSec of [3, 7, 11, 0.3]) {
+      let now = 0;
+      const bucket = new TokenBucket({ ratePerSec, burst: 1, clock: () => now });
+      assert.equal(bucket.take(), true);
+      let granted = 0;
+      for (let i = 1; i <= 1000; i++) {
+        now = (i * 1000) / ratePerSec;
+        if (bucket.take()) granted++;
+        else assert.equal(bucket.waitMs() < 1e-3, true, 'refused only by rounding');
+      }
+      assert.equal(granted, 1000, `rate ${ratePerSec}/s: one token per 1/rate seconds`);
+    }
+  });
 });
 
 /** A lane on a manual clock for its rate limit (its timers stay real). */
@@ -212,4 +227,16 @@ describe('async lane', () => {
     l.submit(2);
     assert.throws(() => l.submit(3), /holds its maximum of 2/);
   });
+});
+
+test('async lane: restoring a token it already holds (the list restored twice, a token listed twice) keeps one copy', async () => {
+  let calls = 0;
+  const l = lane<number>({ maxInFlight: 4, process: () => { calls++; return new Promise<void>(() => undefined); } });
+  const job = { token: 'pay-1', lane: 'r', payload: 1, acceptedAt: new Date(0).toISOString(), attempts: 0 };
+  l.restore([job, job]);
+  l.restore([job]);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual([calls, l.depth, l.counters.accepted], [1, 1, 1], 'one payment, run once at a time');
+  const closed = await l.close({ deadlineMs: 10, abortGraceMs: 20 });
+  assert.deepEqual(closed.remaining.map((j) => j.token), ['pay-1'], 'every accepted job accounted for');
 });

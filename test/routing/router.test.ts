@@ -163,4 +163,28 @@ describe('restoring queued jobs', () => {
     const closed = await router.close({ deadlineMs: 10 });
     assert.deepEqual(closed.remaining.map((j) => j.token).sort(), ['t1', 't2'], 'every job is restored or returned, once');
   });
+
+  test('a reload that removes an async route keeps its queued jobs: never dead-lettered unattempted, returned by close()', async () => {
+    const guards = manualGuards();
+    guards.open.add('slow');
+    const dead: string[] = [];
+    const attempted: string[] = [];
+    const table = { default: { target: 'core' }, routes: [{ id: 'slow', orgId: '1*', txnType: '*', target: 'a', degradation: { kind: 'async', ratePerSec: 1000, maxAttempts: 3 } }] };
+    const router = new Router({
+      table,
+      guards: guards.factory,
+      processAsync: async (_target, _payload, _signal, token) => void attempted.push(token),
+      onDeadLetter: (job) => dead.push(job.token),
+      log: () => undefined,
+    });
+    const queued = await asRequest(router, 'orgId:1001', () => router.execute({ payload: { amount: '100' } }, async () => assert.fail('open')));
+    assert.equal(queued.kind, 'queued');
+    const token = queued.kind === 'queued' ? queued.token : '';
+    router.replaceTable(new RouteTable({ default: { target: 'core' }, routes: [] }, { version: 2 }));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the retired lane keeps running
+    assert.deepEqual(dead, [], 'the job was never sent anywhere: it must not be dead-lettered');
+    assert.equal(router.jobStatus(token)?.state, 'queued');
+    const closed = await router.close({ deadlineMs: 20 });
+    assert.deepEqual([closed.remaining.map((j) => j.token), attempted], [[token], []], 'returned to be persisted, as restoreJobs() returns a job whose route is gone');
+  });
 });
