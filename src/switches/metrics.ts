@@ -78,10 +78,16 @@ export class SwitchMetrics {
       collect() {
         this.reset();
         for (const { board, sources } of boards.values()) {
+          // Two sources of one kind (a FileSwitchSource and a state source over a `file` store)
+          // share a label: set one after the other, a healthy one hid an unhealthy one and the
+          // `== 0` alert never fired. The gauge is 0 if either is unhealthy (as routing's).
+          const healthy = new Map<string, number>();
           for (const s of sources) {
             const status = s.status();
-            this.set({ board: board.name, source: s.kind }, status.healthy === false || status.connected === false ? 0 : 1);
+            const value = status.healthy === false || status.connected === false ? 0 : 1;
+            healthy.set(s.kind, Math.min(healthy.get(s.kind) ?? 1, value));
           }
+          for (const [source, value] of healthy) this.set({ board: board.name, source }, value);
         }
       },
     });
