@@ -310,6 +310,20 @@ describe('too little traffic to judge', () => {
     }
   });
 
+  /** A Prometheus answering `vector` for instant queries and a miss ratio of 0.5 for `series` over range queries. */
+  async function missRatioPrometheus(vector: (query: string) => unknown[], series: Record<string, string>, at: number): Promise<Server> {
+    const prometheus = createServer((req, res) => {
+      const url = new URL(req.url!, 'http://x');
+      const query = url.searchParams.get('query') ?? '';
+      const data = url.pathname.endsWith('/query_range')
+        ? { resultType: 'matrix', result: query === 'syncmap_miss_ratio' ? [{ metric: { __name__: 'syncmap_miss_ratio', ...series }, values: [[at, '0.5']] }] : [] }
+        : { resultType: 'vector', result: vector(query) };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'success', data }));
+    });
+    await new Promise<void>((resolve) => prometheus.listen(0, '127.0.0.1', resolve));
+    return prometheus;
+  }
+
   test('a load count Prometheus does not hold is unknown traffic: the miss ratio and read:write gauges are not judged', async () => {
     const now = Date.UTC(2025, 0, 15, 12);
     const at = now / 1000;
@@ -319,15 +333,7 @@ describe('too little traffic to judge', () => {
       if (query === 'syncmap_read_write_ratio') return [{ metric: { __name__: 'syncmap_read_write_ratio', ...eod }, value: [at, '1'] }];
       return [];
     };
-    const prometheus = createServer((req, res) => {
-      const url = new URL(req.url!, 'http://x');
-      const query = url.searchParams.get('query') ?? '';
-      const data = url.pathname.endsWith('/query_range')
-        ? { resultType: 'matrix', result: query === 'syncmap_miss_ratio' ? [{ metric: { __name__: 'syncmap_miss_ratio', ...eod }, values: [[at, '0.5']] }] : [] }
-        : { resultType: 'vector', result: vector(query) };
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'success', data }));
-    });
-    await new Promise<void>((resolve) => prometheus.listen(0, '127.0.0.1', resolve));
+    const prometheus = await missRatioPrometheus(vector, eod, at);
     try {
       const [a] = (await evidenceFromPrometheus(`http://127.0.0.1:${(prometheus.address() as AddressInfo).port}`, { nowMs: now })).map((e) => advise(e));
       assert.equal(a!.evidence.readWrite.ratio, null, a!.evidence.notes.join('; '));
@@ -350,15 +356,7 @@ describe('too little traffic to judge', () => {
       if (query === 'sum by (map, instance) (syncmap_store_total)') return [{ metric: eod, value: [at, '1'] }, { metric: orders, value: [at, '100'] }];
       return [];
     };
-    const prometheus = createServer((req, res) => {
-      const url = new URL(req.url!, 'http://x');
-      const query = url.searchParams.get('query') ?? '';
-      const data = url.pathname.endsWith('/query_range')
-        ? { resultType: 'matrix', result: query === 'syncmap_miss_ratio' ? [{ metric: { __name__: 'syncmap_miss_ratio', ...eod }, values: [[at, '0.5']] }] : [] }
-        : { resultType: 'vector', result: vector(query) };
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'success', data }));
-    });
-    await new Promise<void>((resolve) => prometheus.listen(0, '127.0.0.1', resolve));
+    const prometheus = await missRatioPrometheus(vector, eod, at);
     try {
       const evidence = await evidenceFromPrometheus(`http://127.0.0.1:${(prometheus.address() as AddressInfo).port}`, { nowMs: now });
       const [quiet, busy] = evidence.map((e) => advise(e));
