@@ -27,6 +27,28 @@ export class AuditSpoolLockedError extends GovMapError {
   }
 }
 
+/** Who holds a forwarder lock, as its file says (null fields: the file could not be read). */
+export interface ForwarderLockHolder {
+  readonly pid: number | null;
+  readonly host: string | null;
+  readonly since: string | null;
+}
+
+/**
+ * Another Kafka forwarder (in this process or another, live or on another host) already forwards
+ * this spool to this topic: two would send every record twice and race on the checkpoint.
+ */
+export class AuditForwarderLockedError extends GovMapError {
+  constructor(dir: string, topic: string, lockPath: string, holder: ForwarderLockHolder, note = '') {
+    const who = holder.pid === null ? 'another forwarder (its lock file cannot be read)' : `process ${holder.pid} on ${holder.host ?? 'an unknown host'} since ${holder.since ?? 'an unknown time'}`;
+    super(
+      'GOVMAP_AUDIT_FORWARDER_LOCKED',
+      `audit Kafka forwarder: spool "${dir}" is already forwarded to topic "${topic}" by ${who} (lock ${lockPath}${note === '' ? '' : `; ${note}`}); one forwarder per spool and topic: stop the other one first`,
+      { dir, topic, lock: lockPath, pid: holder.pid, host: holder.host, since: holder.since },
+    );
+  }
+}
+
 /**
  * The spool could not be written or fsynced (disk full, I/O error). Records are kept in memory
  * (bounded) and retried; a write whose record could not be made durable is reported through this.

@@ -5,6 +5,7 @@ export { verifySpool, formatVerifyReport } from './verify.ts';
 export type { VerifyOptions, VerifyProblem, VerifyReport } from './verify.ts';
 export { KafkaForwarder, AuditDeduplicator, startKafkaForwarder, dedupKeyOf, DEDUP_HEADER } from './kafka-forwarder.ts';
 export type { KafkaForwarderOptions, KafkaForwarderStats } from './kafka-forwarder.ts';
+export type { ForwarderLockHolder } from './errors.ts';
 export { registerAuditMetrics } from './metrics.ts';
 export { tailSpool } from './tail.ts';
 export type { TailOptions } from './tail.ts';
@@ -14,6 +15,7 @@ export type { AuditEvent, AuditGap, AuditOpType, GovernanceOpType, AuditOutcome,
 export {
   AuditConfigurationError,
   AuditSpoolLockedError,
+  AuditForwarderLockedError,
   AuditNotDurableError,
   AuditStoppedError,
   AuditSpoolDirectoryError,

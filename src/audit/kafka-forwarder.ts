@@ -8,6 +8,7 @@ import type { AuditRecorder } from './recorder.ts';
 import { LANE_INDEX_FIELDS, tooLarge } from './kafka-lane-protocol.ts';
 import type { ProducerLaneData, ProducerLaneReply, ProducerLaneRequest } from './kafka-lane-protocol.ts';
 import { listSegments, segmentName } from './spool.ts';
+import { acquireForwarderLock } from './forwarder-lock.ts';
 import { findUnknownOption, optionKeys } from '../map/known-options.ts';
 
 /**
@@ -167,6 +168,8 @@ export class KafkaForwarder {
   #cursor: Checkpoint = { segment: 0, offset: 0, seq: 0 };
   #handle: { segment: number; fh: FileHandle } | undefined;
   #running: Promise<void> | undefined;
+  /** Releases the forwarder lock (`kafka-<topic>.lock`); set while started. */
+  #releaseLock: (() => void) | undefined;
   #stopping = false;
   #wake: (() => void) | undefined;
   #failedSince: number | null = null;
@@ -223,9 +226,26 @@ export class KafkaForwarder {
    * starts forwarding in the background. Needs no broker: the first send connects.
    */
   async start(): Promise<void> {
-    this.#cursor = await this.#readCheckpoint();
-    await Promise.all(Array.from({ length: this.#o.producers }, (_, lane) => this.#lane(lane).ready()));
+    // One forwarder per spool and topic (AuditForwarderLockedError names the other): two would
+    // each send every record and race on the checkpoint. A second start() of a started forwarder
+    // is refused the same way (the lock names this process).
+    this.#releaseLock = acquireForwarderLock(this.#o.dir, this.topic);
+    try {
+      this.#stopping = false;
+      this.#cursor = await this.#readCheckpoint();
+      await Promise.all(Array.from({ length: this.#o.producers }, (_, lane) => this.#lane(lane).ready()));
+    } catch (error) {
+      await Promise.all(this.#lanes.splice(0).map((lane) => lane.close()));
+      this.#unlock();
+      throw error;
+    }
     this.#running = this.#run();
+  }
+
+  #unlock(): void {
+    const release = this.#releaseLock;
+    this.#releaseLock = undefined;
+    release?.();
   }
 
   /**
@@ -253,6 +273,9 @@ export class KafkaForwarder {
       await this.#handle?.fh.close().catch(() => undefined);
       this.#handle = undefined;
       await Promise.all(this.#lanes.splice(0).map((lane) => lane.close()));
+      this.#running = undefined;
+      // Last: the next forwarder on this spool starts from the checkpoint written above.
+      this.#unlock();
     }
   }
 

@@ -588,7 +588,8 @@ export function spoolDirectoryError(dir: string, error: unknown): unknown {
   return new AuditSpoolDirectoryError(dir, e.path ?? dir, e.code, ERRNO_MEANING[e.code] ?? e.message, error);
 }
 
-function isAlive(pid: number): boolean {
+/** Whether `pid` names a running process on this host (EPERM: it runs, as another user). */
+export function isAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);

@@ -15,6 +15,7 @@ import type { ChainAlgorithm, SealRecord } from './event.ts';
  *         names that range in an AUDIT_GAP record
  *   LOCK  the pid and host of the recorder writing the directory (one writer per spool)
  * and, with Kafka, `kafka-<topic>.checkpoint`: the forwarder's last acknowledged position.
+ * and `kafka-<topic>.lock`: the pid, host and start time of the forwarder running (one per topic).
  */
 export const SEGMENT_PATTERN = /^audit-([0-9]{6,})\.jsonl$/;
 export const HEAD_FILE = 'HEAD';
