@@ -16,18 +16,9 @@ import { Admin, Consumer } from '@platformatic/kafka';
 import { AuditForwarderLockedError, createAuditRecorder, dedupKeyOf, startKafkaForwarder, verifySpool } from '../../src/audit/index.ts';
 import type { KafkaForwarder } from '../../src/audit/index.ts';
 import { balances, segmentFiles, tempSpool } from './helpers.ts';
+import { BROKERS, needKafka } from './kafka-env.ts';
 
-const BROKERS = process.env.GOVMAP_KAFKA_BROKERS?.split(',').filter((b) => b !== '') ?? [];
-const CI = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
 const CHILD = fileURLToPath(new URL('./children/forwarder-holder.ts', import.meta.url));
-
-function needKafka(t: TestContext): boolean {
-  if (BROKERS.length > 0) return true;
-  const reason = 'GOVMAP_KAFKA_BROKERS is not set: start Kafka with `bash test/infra/kafka.sh start` and export GOVMAP_KAFKA_BROKERS=127.0.0.1:9092';
-  if (CI) assert.fail(`under CI the Kafka tests must run: ${reason}`);
-  t.skip(reason);
-  return false;
-}
 
 /** A topic of this test, deleted when the test ends. */
 function uniqueTopic(t: TestContext, name: string): string {

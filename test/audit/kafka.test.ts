@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
-import type { TestContext } from 'node:test';
 import { Admin, Consumer, murmur2 } from '@platformatic/kafka';
 import { AuditConfigurationError, AuditDeduplicator, createAuditRecorder, dedupKeyOf, verifySpool } from '../../src/audit/index.ts';
 import { murmur2Partition } from '../../src/audit/kafka-forwarder.ts';
@@ -14,20 +13,11 @@ import { readJournal } from '../../src/audit/journal.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
 import { GovernedMap, GovMapError } from '../../src/map/index.ts';
 import { balances, readSpool, segmentFiles, tempSpool } from './helpers.ts';
+import { BROKERS, CI, needKafka } from './kafka-env.ts';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const BROKERS = process.env.GOVMAP_KAFKA_BROKERS?.split(',').filter((b) => b !== '') ?? [];
-const CI = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
 const KAFKA_SH = fileURLToPath(new URL('../infra/kafka.sh', import.meta.url));
-
-function needKafka(t: TestContext): boolean {
-  if (BROKERS.length > 0) return true;
-  const reason = 'GOVMAP_KAFKA_BROKERS is not set: start Kafka with `bash test/infra/kafka.sh start` and export GOVMAP_KAFKA_BROKERS=127.0.0.1:9092';
-  if (CI) assert.fail(`under CI the Kafka tests must run: ${reason}`);
-  t.skip(reason);
-  return false;
-}
 
 function uniqueTopic(name: string): string {
   return `govmap.audit.test.${name}.${process.pid}.${Date.now()}`;
