@@ -1025,29 +1025,25 @@ export class AuditDeduplicator {
     return true;
   }
 
+  /**
+   * Past the bound: the lower half of the held seqs is let go. The mark moves to the highest of
+   * them, and only the seqs between them that have not arrived (a partition read behind another,
+   * a seq lost with an AUDIT_GAP) go to the late ranges: each is still accepted once, and every
+   * seq that did arrive stays a repeat. (The mark used to give up whole stretches, seen and unseen
+   * alike, so a repeat of a record accepted a moment before could pass.)
+   */
   #jump(state: { through: number; above: Set<number>; late: number[] }): void {
     const held = Float64Array.from(state.above).sort();
-    let i = 0;
-    let to = held[0]! - 1;
-    const collapse = (): void => {
-      while (i < held.length && held[i] === to + 1) {
-        to++;
-        i++;
-      }
-    };
-    // The seqs below the lowest held one were none of them seen: exactly acceptable.
-    if (to > state.through) addRange(state.late, state.through + 1, to, this.#maxRanges);
-    const exactTo = to;
-    collapse();
-    if (held.length - i > this.#maxPending >> 1) {
-      // Still most of the bound held: give up on the lower half (unseen and seen alike).
-      i = Math.max(i, held.length >> 1);
-      to = held[i - 1]!;
-      collapse();
-      addRange(state.late, exactTo + 1, to, this.#maxRanges);
+    const release = held.length - (this.#maxPending >> 1);
+    let mark = state.through;
+    for (let j = 0; j < release; j++) {
+      const seq = held[j]!;
+      if (seq > mark + 1) appendRange(state.late, mark + 1, seq - 1);
+      state.above.delete(seq);
+      mark = seq;
     }
-    for (let j = 0; j < i; j++) state.above.delete(held[j]!);
-    state.through = to;
+    state.through = mark;
+    capRanges(state.late, this.#maxRanges);
   }
 
   get duplicates(): number {
@@ -1058,17 +1054,19 @@ export class AuditDeduplicator {
 /** At most this many ranges jumped over per actor (bounded by maxPending too). */
 const MAX_LATE_RANGES = 1024;
 
-/** `ranges` is flat [from, to, from, to...], ascending and disjoint. */
-function addRange(ranges: number[], from: number, to: number, max: number): void {
-  if (from > to) return;
-  if (ranges.length > 0 && ranges[ranges.length - 1]! >= from - 1) ranges[ranges.length - 1] = Math.max(ranges[ranges.length - 1]!, to);
+/** `ranges` is flat [from, to, from, to...], ascending and disjoint; `from` is above them all. */
+function appendRange(ranges: number[], from: number, to: number): void {
+  if (ranges.length > 0 && ranges[ranges.length - 1]! >= from - 1) ranges[ranges.length - 1] = to;
   else ranges.push(from, to);
-  capRanges(ranges, max);
 }
 
-/** Past `max` ranges the two lowest (oldest) merge: the seen seqs between them become acceptable again. */
+/**
+ * Past `max` ranges the lowest (oldest) merge into one: the seen seqs between them become
+ * acceptable again. That is the price of the bound, paid by the oldest records only.
+ */
 function capRanges(ranges: number[], max: number): void {
-  while (ranges.length > max * 2) ranges.splice(1, 2);
+  const excess = (ranges.length >> 1) - max;
+  if (excess > 0) ranges.splice(1, excess * 2);
 }
 
 /** Removes `seq` from the range holding it: true if one did. */
@@ -1087,7 +1085,9 @@ function takeFromRanges(ranges: number[], seq: number, max: number): boolean {
       else if (seq === to) ranges[mid * 2 + 1] = seq - 1;
       else {
         ranges.splice(mid * 2 + 1, 0, seq - 1, seq + 1);
-        capRanges(ranges, max);
+        // Past the bound two ranges merge, the lowest pair: but not the two halves just split,
+        // which would make `seq` (accepted this moment) acceptable again.
+        if (ranges.length >> 1 > max) ranges.splice(mid === 0 ? 3 : 1, 2);
       }
       return true;
     }
