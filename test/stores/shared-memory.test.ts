@@ -454,6 +454,25 @@ describe('handles, owner slots and locks', () => {
     store.close();
   });
 
+  test('a supervised worker ended while holding nothing (a pool shrinking) frees its slot and is not counted as a recovery', async () => {
+    const store = SharedInt64Store.create({ lockTimeoutMs: 100 });
+    store.set('acct', 1n);
+    const worker = new Worker(new URL('./workers/idle-worker.ts', import.meta.url), { workerData: { handle: store.handle } });
+    store.supervise(worker);
+    await once(worker, 'message');
+    assert.equal(store.stats().threadsAttached, 2);
+    const exited = once(worker, 'exit');
+    await worker.terminate();
+    await exited;
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(store.stats().threadsAttached, 1, 'its owner slot is free again');
+    assert.equal(store.stats().recoveries, 0, 'nothing was cut short: an alert on recoveries must not fire');
+    assert.equal(store.stats().locksRecovered, 0);
+    store.set('acct', 2n);
+    assert.equal(store.get('acct'), 2n);
+    store.close();
+  });
+
   test('a supervised worker that dies after the supervising instance was closed is still recovered', async () => {
     const store = SharedInt64Store.create({ lockTimeoutMs: 100 });
     const other = SharedInt64Store.attach(store.handle); // the map in use by another part of the program

@@ -133,7 +133,7 @@ export interface SharedMapStats {
   readonly buckets: number;
   /** Table doublings since creation. */
   readonly growths: number;
-  /** Dead owners whose locks and half-done writes were recovered. */
+  /** Dead owners that held locks (a write, growth or allocation cut short), recovered. An owner that died holding nothing frees its slot and is not counted. */
   readonly recoveries: number;
   /** Locks those owners held when they died (each a write, growth or allocation cut short). */
   readonly locksRecovered: number;
@@ -1665,7 +1665,9 @@ export class SharedTable<V> {
     }
     if (Atomics.compareExchange(i32, H_RESIZE_LOCK, dead, 0) === dead) released++;
     Atomics.add(i32, H_LOCKS_RECOVERED, released);
-    Atomics.add(i32, H_RECOVERIES, 1);
+    // Only an owner that died holding something counts: a worker ended between operations (a pool
+    // shrinking) just gives its slot back, and must not fire an alert on recoveries.
+    if (released > 0) Atomics.add(i32, H_RECOVERIES, 1);
     Atomics.store(i32, base + O_STATE, OWNER_FREE);
     return true;
   }
