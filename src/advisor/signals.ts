@@ -163,6 +163,12 @@ export function missRatioSignal(e: MapEvidence, t: AdvisorThresholds): Signal {
       const [shown, limit] = apart(pct, latest, t.missRatio);
       return { id, status: 'insufficient-data', summary: `miss ratio ${shown} > ${limit} in all ${breachedWindows} ${windows}(s) observed so far; ${need} are needed to call it held` };
     }
+    if (breachedWindows > 0 && observedWindows === null) {
+      // The source does not say how many windows it has seen (a service exporting no
+      // govmap_advisor_miss_ratio_observed_windows): the breach may be all it has seen so far.
+      const [shown, limit] = apart(pct, latest, t.missRatio);
+      return { id, status: 'insufficient-data', summary: `miss ratio ${shown} > ${limit} for ${breachedWindows} consecutive ${windows}(s), the windows observed before them unknown; ${need} are needed to call it held` };
+    }
     return { id, status: 'clear', summary: `miss ratio ${pct(latest)} in the latest ${windows}; above ${pct(t.missRatio)} for ${breachedWindows} consecutive window(s) (needs ${need})` };
   }
   const [shownLatest, shownLimit] = apart(pct, latest, t.missRatio);

@@ -37,3 +37,16 @@ test('a miss ratio just over its threshold is shown apart from it', () => {
   assert.match(signal.summary, /^miss ratio 35\.02% > 35\.00% for 3 consecutive/);
   assert.match(signal.summary, /GC pause time 1\.23x the window before/);
 });
+
+test('a miss ratio above its threshold in fewer windows than needed, with the windows observed unknown (an older service), is not called clear', () => {
+  const t = { ...DEFAULT_THRESHOLDS, missRatio: 0.35, missRatioWindows: 3 };
+  const unknown = missRatioSignal(evidence({ missRatio: { latest: 0.6, breachedWindows: 1, observedWindows: null, windowMs: 300_000 }, gc: { rising: true, ratio: 2, recentPauseFraction: 0.1 } }), t);
+  assert.equal(unknown.status, 'insufficient-data', unknown.summary);
+  assert.match(unknown.summary, /windows observed .*unknown/);
+  // Known to have been observed longer than it breached: the breach is not held, so clear.
+  const known = missRatioSignal(evidence({ missRatio: { latest: 0.6, breachedWindows: 1, observedWindows: 5, windowMs: 300_000 }, gc: { rising: true, ratio: 2, recentPauseFraction: 0.1 } }), t);
+  assert.equal(known.status, 'clear');
+  // Under the threshold now: clear whatever the windows observed.
+  const under = missRatioSignal(evidence({ missRatio: { latest: 0.1, breachedWindows: 0, observedWindows: null, windowMs: 300_000 } }), t);
+  assert.equal(under.status, 'clear');
+});
