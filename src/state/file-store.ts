@@ -170,8 +170,7 @@ export class FileStateStore implements StateStore {
         // Not unlink: a key re-created within the same millisecond would get the revision it had
         // before (the clock in µs), and a polling watch in another process, comparing revisions,
         // would never report the new value. The tombstone keeps the revision to number above.
-        const tombstone: Envelope = { revision: (current.revision + 1n).toString(), value: '', lease: null, deleted: true };
-        await writeAtomically(file, JSON.stringify(tombstone));
+        await writeAtomically(file, JSON.stringify(tombstoneOf({ revision: current.revision.toString() })));
         return current.revision;
       }),
     ).catch(unavailable(this.kind, `delete ${key}`));
@@ -312,11 +311,11 @@ export class FileStateStore implements StateStore {
     // the consumer as it is, revision 0: the consumer's decoder rejects and counts it.
     if (envelope === null) return { key, value: text, revision: 0n };
     if (envelope.deleted === true) {
-      if (BigInt(envelope.revision) < BigInt(Date.now() - TOMBSTONE_MS) * 1000n) await reap(file, text);
+      if (BigInt(envelope.revision) < BigInt(Date.now() - TOMBSTONE_MS) * 1000n) await reap(file, text, null);
       return undefined;
     }
     if (envelope.lease !== null && !(await this.#leaseAlive(envelope.lease))) {
-      await reap(file, text);
+      await reap(file, text, tombstoneOf(envelope));
       return undefined;
     }
     return { key, value: envelope.value, revision: BigInt(envelope.revision) };
@@ -347,8 +346,10 @@ export class FileStateStore implements StateStore {
       const envelope = text === null ? null : parseEnvelope(text);
       if (envelope?.lease !== lease.id) continue;
       const key = keyOfFile(name);
-      await unlink(file).catch(ignoreMissing);
-      if (key !== null) this.#deliver({ type: 'delete', key, revision: BigInt(envelope.revision) + 1n });
+      // A tombstone, as delete() leaves: a key re-created within the millisecond numbers above it.
+      const tombstone = tombstoneOf(envelope);
+      await reap(file, text!, tombstone);
+      if (key !== null) this.#deliver({ type: 'delete', key, revision: BigInt(tombstone.revision) });
     }
   }
 
@@ -525,7 +526,18 @@ function leaseExpiry(text: string): number {
  * keeps its write. Best effort: a busy lock (a writer at work, or this process's own
  * compare-and-set reading the key) leaves the file for later; it reads as absent meanwhile.
  */
-async function reap(file: string, text: string): Promise<void> {
+/** The tombstone of an entry: deleted, numbered one above it. */
+function tombstoneOf(envelope: Pick<Envelope, 'revision'>): Envelope {
+  return { revision: (BigInt(envelope.revision) + 1n).toString(), value: '', lease: null, deleted: true };
+}
+
+/**
+ * Removes an entry still reading `text` (an expired lease's, an old tombstone), best effort: a
+ * writer holding the key's lock wins, and the entry is left for a later reader. An entry that
+ * ended with a lease is replaced by its `tombstone`, not unlinked, so that a re-create within the
+ * millisecond numbers above it (as after delete()).
+ */
+async function reap(file: string, text: string, tombstone: Envelope | null): Promise<void> {
   const lock = `${file}.lock`;
   try {
     await (await open(lock, 'wx')).close();
@@ -533,7 +545,9 @@ async function reap(file: string, text: string): Promise<void> {
     return;
   }
   try {
-    if ((await readFile(file, 'utf8').catch(() => null)) === text) await unlink(file);
+    if ((await readFile(file, 'utf8').catch(() => null)) !== text) return;
+    if (tombstone === null) await unlink(file);
+    else await writeAtomically(file, JSON.stringify(tombstone));
   } catch {
     // left for a later reader
   } finally {

@@ -334,6 +334,41 @@ describe('file store specifics', () => {
     await reader.close();
   });
 
+  test('a key whose lease ended (revoked, or expired and reaped by a reader) and is re-created within one millisecond gets a larger revision', async (t) => {
+    for (const end of ['revoke', 'expire'] as const) {
+      const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+      dirs.push(dir);
+      const writer = new FileStateStore({ directory: dir });
+      const other = new FileStateStore({ directory: dir, pollIntervalMs: 60_000 });
+      const r = recorder();
+      const watch = other.watch('/govmap/', r.handlers);
+      await other.poll();
+      const lease = await writer.grantLease(1);
+      const real = Date.now();
+      let now = real;
+      const mock = t.mock.method(Date, 'now', () => now); // one millisecond: revisions start at the clock in µs
+      const first = await writer.compareAndSet('/govmap/probe', '"a"', null, { lease });
+      await other.poll();
+      if (end === 'revoke') await lease.revoke();
+      else {
+        // The holder is gone (a crashed process): its lease file runs out; a reader reaps the entry.
+        lease.release();
+        now = real + 5_000;
+        assert.equal(await other.get('/govmap/probe'), undefined);
+        now = real; // the clock of the next write reads the same millisecond as the first
+      }
+      const second = await other.compareAndSet('/govmap/probe', '"b"', null);
+      await other.poll();
+      assert.ok(first.ok && second.ok);
+      assert.ok(second.revision > first.revision, `${end}: re-created at ${second.revision}, was ${first.revision}`);
+      assert.deepEqual(r.events.at(-1), { type: 'put', entry: { key: '/govmap/probe', value: '"b"', revision: second.revision } }, end);
+      mock.mock.restore();
+      await watch.close();
+      await writer.close();
+      await other.close();
+    }
+  });
+
   test('a lock left by a dead process is broken by one writer only: two processes never both win a compare-and-set', async () => {
     // Sixteen stores (as sixteen processes would) find the key's lock stale and race to break
     // it. Each that saw it stale used to unlink it, removing the lock another had just taken.
