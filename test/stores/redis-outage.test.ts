@@ -236,6 +236,25 @@ test('a first connection to a port nobody listens on gives up at connectTimeoutM
   assert.ok(took >= connectTimeoutMs - 50 && took < connectTimeoutMs + 500, `gave up after ${Math.round(took)} ms`);
 });
 
+test('rediss:// to a server that speaks plain Redis is a ConfigurationError saying so, not "Redis unavailable"', { skip }, async () => {
+  for (const password of [null, 'right-secret']) {
+    const server = new PrivateRedis(await freePort());
+    await server.start(password === null ? [] : ['--requirepass', password]);
+    try {
+      await assert.rejects(connectRedis({ url: `rediss://127.0.0.1:${server.port}`, connectTimeoutMs: 1_000 }), (error: unknown) => {
+        assert.ok(error instanceof GovMapError && error.code === 'GOVMAP_INVALID_CONFIGURATION', `expected ConfigurationError, got ${String(error)}`);
+        assert.match(error.message, /"redis\.url"/);
+        assert.match(error.message, /plain Redis.*use redis:\/\//);
+        return true;
+      });
+    } finally {
+      await server.stop();
+    }
+  }
+  // Nobody listening is still an outage: the probe finds no plain server either.
+  await assert.rejects(connectRedis({ url: `rediss://127.0.0.1:${await freePort()}`, connectTimeoutMs: 500 }), isUnavailable('none'));
+});
+
 test('a wrong password is a ConfigurationError naming redis.url, at once: not "Redis unavailable (OFFLINE)" after connectTimeoutMs', { skip }, async () => {
   const server = new PrivateRedis(await freePort());
   await server.start(['--requirepass', 'right-secret']);

@@ -2,6 +2,7 @@ import { ConfigurationError } from '../../map/errors.ts';
 import { findUnknownOption, optionKeys } from '../../map/known-options.ts';
 import { RedisUnavailableError } from './errors.ts';
 import { LinkFailure } from './link.ts';
+import { answersPlainRedis } from './plain-probe.ts';
 import type { LinkListener, RedisLink } from './link.ts';
 import type { LuaScript } from './lua.ts';
 import type * as Redis from 'redis';
@@ -99,6 +100,9 @@ export async function connectRedis(options: RedisConnectionOptions): Promise<Red
       // The reply names the rule; the URL is not echoed (it may hold the password).
       const option = settings.url !== undefined ? 'redis.url' : 'redis.clusterNodes';
       throw new ConfigurationError(option, `Redis refused the connection: ${failure.message.split('\n')[0]!.slice(0, 200)} (check the user, password, ACL and database of the URL)`);
+    }
+    if (settings.url?.startsWith('rediss://') === true && (await answersPlainRedis(settings.url))) {
+      throw new ConfigurationError('redis.url', `asks for TLS (rediss://), but the server answers plain Redis and never completed a TLS handshake: use redis://, or enable TLS on the server (tls-port)`);
     }
     throw new RedisUnavailableError(null, 'connectRedis', undefined, failure.kind === 'WRONGTYPE' ? 'OFFLINE' : failure.kind, 'none', error);
   }
