@@ -10,6 +10,7 @@ export type { NoRmwAcrossAwaitOptions, WatchedMapType } from './rules/no-rmw-acr
 export type { NoAsyncRangeCallbackOptions } from './rules/no-async-range-callback.ts';
 export type { NoSharedMutationInRangeOptions } from './rules/no-shared-mutation-in-range.ts';
 export type { NoPlainSharedCacheOptions } from './rules/no-plain-shared-cache.ts';
+export { DEFAULT_SINGLETON_DECORATORS } from './rules/no-plain-shared-cache.ts';
 export type { RequireSuppressionReasonOptions } from './rules/require-suppression-reason.ts';
 export type { TypeSpecifier } from './type-match.ts';
 export { scan, failingFindings } from './scan/scan.ts';

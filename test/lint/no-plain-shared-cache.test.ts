@@ -29,6 +29,11 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
     { name: 'a namespace Map filled at namespace initialisation and only read by handlers', code: `${header}export namespace Fx { export const rates = new Map<string, number>(); rates.set('EUR', 1); }\nexport async function rate(ccy: string): Promise<number> { return Fx.rates.get(ccy) ?? 0; }` },
     { name: 'a globalThis read, and a write to a global of a package (process.env)', code: `${header}declare global { var cacheG: Map<string, number>; }\nexport async function rate(k: string): Promise<number> { globalThis.process.env[k] = 'x'; return globalThis.cacheG.get(k) ?? cacheG.size; }` },
     { name: 'written from an async function that is not exported (recommended scope)', code: `${header}const cache = new Map<string, number>();\nasync function warm(k: string): Promise<void> { cache.set(k, 1); }\nvoid warm('a');` },
+    { name: 'a service class instantiated per request (not at module level, no container decorator)', code: `${header}class Basket { #items = new Map<string, number>(); async add(k: string): Promise<void> { this.#items.set(k, 1); } }\nexport async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> { await new Basket().add(req.url ?? ''); res.end(); }` },
+    { name: 'a singleton whose Map is filled in its constructor, a start-up hook or a sync method, and only read by async methods', code: `${header}declare function Injectable(options?: { scope?: number }): ClassDecorator;\ndeclare function Controller(path?: string): ClassDecorator;\ndeclare const Scope: { REQUEST: number; TRANSIENT: number };\n@Injectable()\nexport class Rates { private readonly rates = new Map<string, number>([['EUR', 1]]); private readonly extra: Map<string, number>; constructor() { this.extra = new Map(); this.extra.set('GBP', 1); } async onModuleInit(): Promise<void> { this.rates.set('USD', 1); } seed(k: string): void { this.rates.set(k, 1); } async rate(k: string): Promise<number> { return this.rates.get(k) ?? this.extra.get(k) ?? 0; } }` },
+    { name: 'a request-scoped or transient provider (one instance per request)', code: `${header}declare function Injectable(options?: { scope?: number }): ClassDecorator;\ndeclare function Controller(path?: string): ClassDecorator;\ndeclare const Scope: { REQUEST: number; TRANSIENT: number };\n@Injectable({ scope: Scope.REQUEST })\nexport class Basket { items = new Map<string, number>(); async add(k: string): Promise<void> { this.items.set(k, 1); } }\n@Injectable({ scope: Scope.TRANSIENT })\nexport class Scratch { items = new Map<string, number>(); async add(k: string): Promise<void> { this.items.set(k, 1); } }` },
+    { name: 'a singleton writing a Map of another object, and a GovernedMap field', code: `${header}const ledger = new (class Ledger { balances = new GovernedMap<string, bigint>({ name: 'b', validate: () => true }); async credit(k: string, other: { items: Map<string, number> }): Promise<void> { this.balances.store(k, 1n); other.items.set(k, 1); } })();\nexport { ledger };` },
+    { name: 'strict scope: a singleton\'s start-up hook filling its Map (async, called once by the container)', options: [{ scope: 'async' }], code: `${header}declare function Injectable(options?: { scope?: number }): ClassDecorator;\ndeclare function Controller(path?: string): ClassDecorator;\ndeclare const Scope: { REQUEST: number; TRANSIENT: number };\n@Injectable()\nexport class Rates { private readonly rates = new Map<string, number>(); async onApplicationBootstrap(): Promise<void> { this.rates.set('USD', 1); } async rate(k: string): Promise<number> { return this.rates.get(k) ?? 0; } }` },
   ],
   invalid: [
     {
@@ -168,6 +173,31 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
       code: `interface Req { params: Record<string, string> }\nconst carts = new Map<string, number>();\nexport function addToCart(req: Req): void { carts.set(req.params.id ?? '', 1); }`,
       options: [{ requestTypes: [{ from: 'file', name: 'Req' }] }],
       errors: [{ messageId: 'plainSharedCache', line: 2, data: { kind: 'Map', name: 'carts', writer: 'request handler `addToCart`' } }],
+    },
+    {
+      name: 'a NestJS-style singleton service whose async method writes its Map field (also through an alias and an arrow)',
+      code: `${header}declare function Injectable(options?: { scope?: number }): ClassDecorator;\ndeclare function Controller(path?: string): ClassDecorator;\ndeclare const Scope: { REQUEST: number; TRANSIENT: number };\n@Injectable()\nexport class BalanceService {\n  private readonly cache = new Map<string, bigint>();\n  #limits: Record<string, number> = {};\n  async credit(id: string, amount: bigint): Promise<void> { const c = this.cache; c.set(id, (c.get(id) ?? 0n) + amount); }\n  refresh = async (id: string): Promise<void> => { this.#limits[id] = 1; };\n}`,
+      errors: [
+        { messageId: 'singletonFieldCache', line: 8, data: { kind: 'Map', name: 'cache', className: 'BalanceService', why: 'a singleton of its container, @Injectable', writer: 'async method `credit` (through the alias `c`)' } },
+        { messageId: 'singletonFieldCache', line: 9, data: { kind: 'dictionary object', name: '#limits', className: 'BalanceService', why: 'a singleton of its container, @Injectable', writer: 'async method `refresh`' } },
+      ],
+    },
+    {
+      name: 'a class instantiated once at module level, written by an async method or a request handler method',
+      code: `${header}class SessionStore {\n  #sessions = new Map<string, string>();\n  async login(user: string): Promise<void> { this.#sessions.set(user, 't'); }\n}\nexport const sessions = new SessionStore();\nclass Router {\n  hits = new Map<string, number>();\n  handle(req: IncomingMessage, res: ServerResponse): void { this.hits.set(req.url ?? '', 1); res.end(); }\n}\nexport default new Router();`,
+      errors: [
+        { messageId: 'singletonFieldCache', line: 4, data: { kind: 'Map', name: '#sessions', className: 'SessionStore', why: 'instantiated once, at module level as `sessions`', writer: 'async method `login`' } },
+        { messageId: 'singletonFieldCache', line: 9, data: { kind: 'Map', name: 'hits', className: 'Router', why: 'instantiated once, at module level', writer: 'request handler `handle`' } },
+      ],
+    },
+    {
+      name: 'a controller (also named through a namespace import) and a user-named singleton decorator',
+      code: `${header}declare const nest: { Controller(path?: string): ClassDecorator };\ndeclare function Singleton(): ClassDecorator;\n@nest.Controller('quotes')\nexport class QuotesController { latest = new Map<string, number>(); async put(k: string): Promise<void> { this.latest.delete(k); } }\n@Singleton()\nclass Tokens { issued = new Map<string, string>(); async issue(k: string): Promise<void> { this.issued.clear(); void k; } }\nexport { Tokens };`,
+      options: [{ singletonDecorators: ['Controller', 'Singleton'] }],
+      errors: [
+        { messageId: 'singletonFieldCache', line: 6, data: { kind: 'Map', name: 'latest', className: 'QuotesController', why: 'a singleton of its container, @Controller', writer: 'async method `put`' } },
+        { messageId: 'singletonFieldCache', line: 8, data: { kind: 'Map', name: 'issued', className: 'Tokens', why: 'a singleton of its container, @Singleton', writer: 'async method `issue`' } },
+      ],
     },
   ],
 });

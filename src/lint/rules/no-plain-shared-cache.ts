@@ -16,9 +16,24 @@ export interface NoPlainSharedCacheOptions {
   readonly scope?: 'handlers' | 'async';
   /** More request types that mark a function as a request handler (Express, Fastify...). Default: none. */
   readonly requestTypes?: readonly TypeSpecifier[];
+  /**
+   * Class decorators that make a class's instance one per process (dependency-injection
+   * singletons), by name. Default: DEFAULT_SINGLETON_DECORATORS (NestJS, TypeDI, tsyringe).
+   */
+  readonly singletonDecorators?: readonly string[];
 }
 
-type MessageIds = 'plainSharedCache';
+/**
+ * Decorators of a dependency-injection container whose default is one instance per process:
+ * NestJS `@Injectable()`, `@Controller()`, `@Resolver()` (unless `scope: Scope.REQUEST` or
+ * `Scope.TRANSIENT`), TypeDI `@Service()`, tsyringe `@singleton()`.
+ */
+export const DEFAULT_SINGLETON_DECORATORS: readonly string[] = ['Injectable', 'Controller', 'Resolver', 'Service', 'singleton'];
+
+/** Lifecycle hooks a container calls once, at start-up or shutdown: a Map filled there is configuration. */
+const LIFECYCLE_HOOKS = new Set(['onModuleInit', 'onApplicationBootstrap', 'onModuleDestroy', 'beforeApplicationShutdown', 'onApplicationShutdown']);
+
+type MessageIds = 'plainSharedCache' | 'singletonFieldCache';
 type Kind = 'Map' | 'dictionary object';
 
 /** A collection found behind a property (`QuoteCache.quotes`, `NS.m`, `caches.sessions`, `globalThis.g`). */
@@ -66,6 +81,8 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
     messages: {
       plainSharedCache:
         'Module-level {{kind}} `{{name}}` is written by {{writer}}: a shared cache with no validator, metrics, audit or key lifecycle. Use a GovernedMap (validated writes, update/updateAsync for read-modify-write).',
+      singletonFieldCache:
+        '{{kind}} field `{{name}}` of `{{className}}` ({{why}}) is written by {{writer}}: one per process, a shared cache with no validator, metrics, audit or key lifecycle. Use a GovernedMap (validated writes, update/updateAsync for read-modify-write).',
     },
     schema: [
       {
@@ -74,6 +91,7 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
         properties: {
           scope: { type: 'string', enum: ['handlers', 'async'] },
           requestTypes: { type: 'array', items: typeSpecifierSchema },
+          singletonDecorators: { type: 'array', items: { type: 'string', minLength: 1 } },
         },
       },
     ],
@@ -239,23 +257,23 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
      * local alias it initialises (`const m = cache; m.set(k, v)`; `let m = cache` when no later
      * plain assignment replaces it before the write), or null.
      */
-    function writeThrough(use: TSESTree.Node, kind: Kind, hops = 0): Write | null {
+    function writeThrough(use: TSESTree.Node, kind: Kind, hops = 0, serves: (fn: FunctionNode) => string | null = servesTraffic): Write | null {
       if (isCollectionWrite(use, kind)) {
-        const writer = writerOf(use, servesTraffic);
+        const writer = writerOf(use, serves);
         return writer === null ? null : { writer, via: null };
       }
       if (hops >= MAX_HOPS) return null;
       const alias = aliasOf(use);
-      return alias === null ? null : writeThroughAlias(alias.variable, alias.definition, kind, hops + 1);
+      return alias === null ? null : writeThroughAlias(alias.variable, alias.definition, kind, hops + 1, serves);
     }
 
     /** A write through the reads of `variable` that `definition` (which gave it the collection) reaches. */
-    function writeThroughAlias(variable: TSESLint.Scope.Variable, definition: TSESTree.Node, kind: Kind, hops: number): Write | null {
+    function writeThroughAlias(variable: TSESLint.Scope.Variable, definition: TSESTree.Node, kind: Kind, hops: number, serves: (fn: FunctionNode) => string | null = servesTraffic): Write | null {
       // A module-level alias of a Map is a module-level Map: reported under its own name.
       if (isModuleLevel(variable) && typeMatchesAny(services.getTypeAtLocation(variable.identifiers[0] ?? definition), [MAP_TYPE], program)) return null;
       for (const reference of variable.references) {
         if (reference.init === true || !reference.isRead() || !reaches(variable, definition, reference)) continue;
-        const write = writeThrough(reference.identifier, kind, hops);
+        const write = writeThrough(reference.identifier, kind, hops, serves);
         if (write !== null) return { writer: write.writer, via: write.via ?? variable.name };
       }
       return null;
@@ -308,6 +326,100 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
         if (last === null || node.range[1] > last.range[1]) last = node;
       }
       return last === null || definition === last || definition.range[1] > last.range[1];
+    }
+
+    const singletonDecorators = new Set(options.singletonDecorators ?? DEFAULT_SINGLETON_DECORATORS);
+
+    /**
+     * Module-level classes of this file whose instance is one per process, with the reason: a
+     * singleton decorator of a dependency-injection container, or a `new` of the class run at
+     * module level (`export const ledger = new Ledger()`).
+     */
+    function singletonClasses(root: TSESTree.Program, moduleScope: TSESLint.Scope.Scope): Array<{ node: TSESTree.ClassDeclaration; why: string }> {
+      const found: Array<{ node: TSESTree.ClassDeclaration; why: string }> = [];
+      for (const statement of root.body) {
+        const cls =
+          statement.type === AST_NODE_TYPES.ClassDeclaration
+            ? statement
+            : (statement.type === AST_NODE_TYPES.ExportNamedDeclaration || statement.type === AST_NODE_TYPES.ExportDefaultDeclaration) && statement.declaration?.type === AST_NODE_TYPES.ClassDeclaration
+              ? statement.declaration
+              : null;
+        if (cls === null || cls.id === null) continue;
+        const decorator = cls.decorators.map(singletonDecorator).find((name) => name !== null);
+        if (decorator !== undefined && decorator !== null) {
+          found.push({ node: cls, why: `a singleton of its container, @${decorator}` });
+          continue;
+        }
+        const variable = moduleScope.set.get(cls.id.name);
+        const instance = variable?.references.find(({ identifier }) => identifier.parent?.type === AST_NODE_TYPES.NewExpression && identifier.parent.callee === identifier && enclosingFunction(identifier) === null);
+        if (instance !== undefined) {
+          const holder = instance.identifier.parent.parent;
+          const named = holder?.type === AST_NODE_TYPES.VariableDeclarator && holder.id.type === AST_NODE_TYPES.Identifier ? ` as \`${holder.id.name}\`` : '';
+          found.push({ node: cls, why: `instantiated once, at module level${named}` });
+        }
+      }
+      return found;
+    }
+
+    /** The decorator's name when it is a singleton decorator, with no request or transient scope; else null. */
+    function singletonDecorator(decorator: TSESTree.Decorator): string | null {
+      const expression = decorator.expression;
+      const callee = expression.type === AST_NODE_TYPES.CallExpression ? expression.callee : expression;
+      const name = callee.type === AST_NODE_TYPES.Identifier ? callee.name : callee.type === AST_NODE_TYPES.MemberExpression && callee.property.type === AST_NODE_TYPES.Identifier ? callee.property.name : null;
+      if (name === null || !singletonDecorators.has(name)) return null;
+      // `@Injectable({ scope: Scope.REQUEST })`: one instance per request, not per process.
+      const scoped = expression.type === AST_NODE_TYPES.CallExpression && /\bscope\s*:\s*[\w.]*(REQUEST|TRANSIENT)\b/.test(sourceCode.getText(expression));
+      return scoped ? null : name;
+    }
+
+    /** Each Map or dictionary instance field of `cls` written by a method serving traffic, reported once. */
+    function reportSingletonFields(cls: TSESTree.ClassDeclaration, why: string): void {
+      const fields = new Map<string, { node: TSESTree.PropertyDefinition; kind: Kind }>();
+      for (const member of cls.body.body) {
+        if (member.type !== AST_NODE_TYPES.PropertyDefinition || member.static || member.declare || member.computed) continue;
+        if (member.key.type !== AST_NODE_TYPES.Identifier && member.key.type !== AST_NODE_TYPES.PrivateIdentifier) continue;
+        const init = member.value === null ? null : unwrap(member.value);
+        const kind = kindOfType(services.getTypeAtLocation(member), init?.type === AST_NODE_TYPES.ObjectExpression);
+        if (kind !== null) fields.set(fieldName(member.key), { node: member, kind });
+      }
+      if (fields.size === 0) return;
+      const className = cls.id!.name;
+      /** An async method of the class (not a container's start-up or shutdown hook), or what serves traffic anyway. */
+      const serves = (fn: FunctionNode): string | null => {
+        const method = fn.parent;
+        const isMethod = ((method.type === AST_NODE_TYPES.MethodDefinition && method.kind === 'method') || (method.type === AST_NODE_TYPES.PropertyDefinition && method.value === fn)) && !method.static && method.parent.parent === cls;
+        const name = isMethod && (method.key.type === AST_NODE_TYPES.Identifier || method.key.type === AST_NODE_TYPES.PrivateIdentifier) ? fieldName(method.key) : null;
+        // Called once by the container, whatever the scope: filling the Map there is configuration.
+        if (name !== null && LIFECYCLE_HOOKS.has(name)) return null;
+        const general = servesTraffic(fn);
+        if (general !== null) return general;
+        return name !== null && fn.async ? `async method \`${name}\`` : null;
+      };
+      const done = new Set<string>();
+      const visit = (node: TSESTree.Node): void => {
+        if (node !== cls && (node.type === AST_NODE_TYPES.ClassDeclaration || node.type === AST_NODE_TYPES.ClassExpression)) return; // another class's `this`
+        if (node.type === AST_NODE_TYPES.MemberExpression && node.object.type === AST_NODE_TYPES.ThisExpression && !node.computed && thisIsInstance(node.object, cls)) {
+          const name = node.property.type === AST_NODE_TYPES.Identifier || node.property.type === AST_NODE_TYPES.PrivateIdentifier ? fieldName(node.property) : null;
+          const field = name === null ? undefined : fields.get(name);
+          if (field !== undefined && !done.has(name!)) {
+            const write = writeThrough(node, field.kind, 0, serves);
+            if (write !== null) {
+              done.add(name!);
+              const writer = write.via === null ? write.writer : `${write.writer} (through the alias \`${write.via}\`)`;
+              context.report({ node: field.node.key, messageId: 'singletonFieldCache', data: { kind: field.kind, name: name!, className, why, writer } });
+            }
+          }
+        }
+        for (const key of sourceCode.visitorKeys[node.type] ?? []) {
+          const child = (node as unknown as Record<string, unknown>)[key];
+          if (Array.isArray(child)) {
+            for (const c of child) if (isNode(c)) visit(c);
+          } else if (isNode(child)) {
+            visit(child);
+          }
+        }
+      };
+      visit(cls.body);
     }
 
     return {
@@ -481,6 +593,10 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
             break;
           }
         }
+
+        // Instance fields of a class whose instance is one per process: the service-class layout
+        // (NestJS and the like) keeps its cache in `this.cache`, not in a module variable.
+        for (const { node: cls, why } of singletonClasses(root, moduleScope)) reportSingletonFields(cls, why);
       },
     };
   },
@@ -573,4 +689,35 @@ function dominates(definition: TSESTree.Node, read: TSESTree.Node): boolean {
     return false;
   }
   return block.range[0] <= read.range[0] && read.range[1] <= block.range[1];
+}
+
+function isNode(value: unknown): value is TSESTree.Node {
+  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string';
+}
+
+function fieldName(key: TSESTree.Identifier | TSESTree.PrivateIdentifier): string {
+  return key.type === AST_NODE_TYPES.PrivateIdentifier ? `#${key.name}` : key.name;
+}
+
+/** The innermost function around `node`, or null at module level. */
+function enclosingFunction(node: TSESTree.Node): FunctionNode | null {
+  for (let n = node.parent; n != null; n = n.parent) if (isFunctionNode(n)) return n;
+  return null;
+}
+
+/**
+ * Does this `this` denote an instance of `cls`: inside a method, accessor or field initialiser
+ * of `cls` (arrow functions keep the method's `this`), not a function of its own?
+ */
+function thisIsInstance(node: TSESTree.ThisExpression, cls: TSESTree.ClassDeclaration): boolean {
+  for (let n: TSESTree.Node | undefined = node.parent; n != null; n = n.parent) {
+    if (n.type === AST_NODE_TYPES.ArrowFunctionExpression) continue;
+    if (n.type === AST_NODE_TYPES.FunctionExpression || n.type === AST_NODE_TYPES.FunctionDeclaration) {
+      const owner = n.parent;
+      return owner?.type === AST_NODE_TYPES.MethodDefinition && !owner.static && owner.parent.parent === cls;
+    }
+    if (n.type === AST_NODE_TYPES.PropertyDefinition) return !n.static && n.parent.parent === cls;
+    if (n === cls) return false;
+  }
+  return false;
 }
