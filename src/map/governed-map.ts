@@ -260,6 +260,8 @@ export class GovernedMap<K, V> {
       }
       if (this.#same(next, previous)) {
         this.#counters.updatesNoop++;
+        // Nothing written, but the value was read (and handed to fn): the audit keeps the access.
+        if (this.#observers.length !== 0) this.#emit('LOAD', key, previous === undefined ? 'miss' : 'ok', 'UPDATE_UNCHANGED');
         return next;
       }
       this.#assertValue('update', next);
@@ -333,6 +335,7 @@ export class GovernedMap<K, V> {
         }
         if (this.#same(next, previous)) {
           this.#counters.updatesNoop++;
+          if (this.#observers.length !== 0) this.#emit('LOAD', key, previous === undefined ? 'miss' : 'ok', 'UPDATE_UNCHANGED');
           return next;
         }
         this.#assertValue('updateAsync', next);
@@ -364,7 +367,11 @@ export class GovernedMap<K, V> {
     this.#assertLive('compareAndSwap');
     this.#assertValue('compareAndSwap', next);
     const current = this.#current(key);
-    if (!this.#same(current, expected)) return false;
+    if (!this.#same(current, expected)) {
+      // A write attempted and not made: the audit keeps the attempt, with the value offered.
+      if (this.#observers.length !== 0) this.#emit('STORE', key, 'miss', 'CAS_MISMATCH', undefined, next);
+      return false;
+    }
     return this.#commit(key, next, current);
   }
 

@@ -77,6 +77,24 @@ describe('what a record holds', () => {
     assert.equal(verifySpool(dir).ok, true);
   });
 
+  test('writes attempted and not made are recorded: a compare-and-swap that did not match (with the value offered) and an update that changed nothing', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const map = balances();
+    audit.attach(map);
+    map.store('acct-1', 100n);
+    assert.equal(map.compareAndSwap('acct-1', 90n, 10n), false);
+    map.update('acct-1', (v) => v!);
+    await map.updateAsync('acct-1', async (v) => v! + 0n);
+    await audit.stop();
+    const events = bySeq(readSpool(dir).events).filter((e) => e.map === 'balances' && e.resource_id === 'acct-1');
+    assert.deepEqual(
+      events.map((e) => `${e.op_type}:${e.outcome}:${e.reason ?? '-'}:${e.value ?? '-'}`),
+      ['STORE:ok:-:100', 'STORE:miss:CAS_MISMATCH:10', 'LOAD:ok:UPDATE_UNCHANGED:-', 'LOAD:ok:UPDATE_UNCHANGED:-'],
+    );
+    assert.equal(verifySpool(dir).ok, true);
+  });
+
   test('money beyond 2^53 keeps every digit; floats and objects are not recorded as values', async (t) => {
     const dir = tempSpool(t);
     const audit = await recorder(dir);

@@ -416,3 +416,30 @@ describe('rejection reasons', () => {
     map.dispose();
   });
 });
+
+describe('what the audit sees of writes not made', () => {
+  test('a compare-and-swap that did not match is a STORE miss with CAS_MISMATCH; an update that changed nothing is a LOAD with UPDATE_UNCHANGED', async () => {
+    const r = recorder();
+    const values: unknown[] = [];
+    const map = new GovernedMap<string, number>({ name: 'attempts', validate: accept });
+    map.observe(r.observer);
+    map.observe({ onOperation: (_m, op, _k, _o, reason, _b, value) => void (op === 'STORE' && reason === 'CAS_MISMATCH' && values.push(value)) });
+    map.store('a', 1);
+    assert.equal(map.compareAndSwap('a', 2, 3), false);
+    assert.equal(map.compareAndSwap('absent', 2, 3), false);
+    assert.equal(map.update('a', (v) => v!), 1);
+    assert.equal(map.update('absent', () => undefined as unknown as number), undefined);
+    assert.equal(await map.updateAsync('a', async (v) => v!), 1);
+    assert.equal(map.compareAndSwap('a', 1, 4), true);
+    assert.deepEqual(r.events, [
+      'STORE:a:ok',
+      'STORE:a:miss:CAS_MISMATCH',
+      'STORE:absent:miss:CAS_MISMATCH',
+      'LOAD:a:ok:UPDATE_UNCHANGED',
+      'LOAD:absent:miss:UPDATE_UNCHANGED',
+      'LOAD:a:ok:UPDATE_UNCHANGED',
+      'STORE:a:ok',
+    ]);
+    assert.deepEqual(values, [3, 3], 'the value offered is recorded with the attempt');
+  });
+});

@@ -418,6 +418,18 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await map.dispose();
   });
 
+  test('observers (audit) see a compare-and-swap that did not match as a STORE miss, and an update that changed nothing as a LOAD', async () => {
+    const events: string[] = [];
+    const observer: MapObserver<string> = { onOperation: (_map, op, key, outcome, reason, _bounds, value) => events.push(`${op} ${key ?? '-'} ${outcome} ${reason ?? '-'} ${String(value)}`) };
+    const map = balances('audit-attempts', { observers: [observer] });
+    await map.store('acct-1', 5n);
+    assert.equal(await map.compareAndSwap('acct-1', 4n, 9n), false);
+    assert.equal(await map.update('acct-1', (v) => v!), 5n);
+    assert.equal(await map.add('acct-1', 0n), 5n);
+    assert.deepEqual(events, ['STORE acct-1 ok - 5', 'STORE acct-1 miss CAS_MISMATCH 9', 'LOAD acct-1 ok UPDATE_UNCHANGED undefined', 'LOAD acct-1 ok UPDATE_UNCHANGED undefined']);
+    await map.dispose();
+  });
+
   test('range visits every entry under the prefix; bounded walks are sorted; callbacks stay synchronous', async () => {
     const map = balances('range');
     const other = balances('range-other');

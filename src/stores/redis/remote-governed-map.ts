@@ -469,6 +469,8 @@ export class RemoteGovernedMap<V> {
         if (reply.status !== Status.APPLIED) {
           this.#counters.casConflicts++;
           this.#near.invalidate(key);
+          // A write attempted and not made: the audit keeps the attempt, with the value offered.
+          if (this.#observers.length !== 0) this.#emit('STORE', key, 'miss', 'CAS_MISMATCH', undefined, next);
           return false;
         }
         this.#committed('STORE', key, next, expected === undefined);
@@ -649,6 +651,8 @@ export class RemoteGovernedMap<V> {
             }
           }
           this.#counters.updatesNoop++;
+          // Nothing written, but the value was read (and handed to fn): the audit keeps the access.
+          if (this.#observers.length !== 0) this.#emit('LOAD', key, 'ok', 'UPDATE_UNCHANGED');
           return next;
         }
         this.#assertValue(operation, next);
@@ -709,6 +713,7 @@ export class RemoteGovernedMap<V> {
     }
     if (delta === 0n) {
       this.#counters.updatesNoop++;
+      if (this.#observers.length !== 0) this.#emit('LOAD', key, 'ok', 'UPDATE_UNCHANGED');
       return current.value;
     }
     self.#check(key, current.value + delta, current.value);
