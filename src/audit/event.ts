@@ -22,6 +22,7 @@ export const MAP_OPS = ['LOAD', 'STORE', 'DELETE', 'RANGE'] as const;
 export const LIFECYCLE_OPS = [
   'MAP_CREATED',
   'MAP_ATTACHED',
+  'MAP_DETACHED',
   'MAP_DISPOSED',
   'AUDIT_STARTED',
   'AUDIT_STOPPED',

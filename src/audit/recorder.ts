@@ -343,13 +343,18 @@ export class AuditRecorder implements MapObserver<unknown> {
 
   // ------------------------------------------------------------------ public API
 
-  /** Records every later operation of `map`. Returns a function that stops recording it. */
+  /**
+   * Records every later operation of `map`. Returns a function that stops recording it, and
+   * records MAP_DETACHED: without it, the silence that follows would read as a map nobody used.
+   */
   attach<K>(map: { readonly name: string; observe(observer: MapObserver<K>): () => void }): () => void {
     const detach = map.observe(this);
     this.#lifecycle('MAP_ATTACHED', map.name, null, null);
     const remove = (): void => {
+      if (!this.#detachers.delete(remove)) return; // detached already (twice, or by stop())
       detach();
-      this.#detachers.delete(remove);
+      // At stop() every map is detached, and AUDIT_STOPPED says so for all of them.
+      if (!this.#stopping) this.#lifecycle('MAP_DETACHED', map.name, null, null);
     };
     this.#detachers.add(remove);
     return remove;

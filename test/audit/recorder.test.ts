@@ -156,6 +156,27 @@ describe('what a record holds', () => {
     const ops = bySeq(readSpool(dir).events).map((e) => `${e.op_type}${e.map === null ? '' : `:${e.map}`}`);
     assert.deepEqual(ops, ['AUDIT_STARTED', 'MAP_CREATED:limits', 'STORE:limits', 'MAP_DISPOSED:limits', 'AUDIT_STOPPED']);
   });
+
+  test('detaching a map is recorded (MAP_DETACHED), once, and what follows is not; a map still attached at stop() is covered by AUDIT_STOPPED', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const fees = balances('fees');
+    const limits = balances('limits');
+    const detachFees = audit.attach(fees);
+    audit.attach(limits);
+    fees.store('acct-1', 1n);
+    detachFees();
+    detachFees(); // twice: still one record
+    fees.store('acct-1', 2n); // no longer recorded
+    limits.store('acct-1', 3n);
+    audit.attach(fees); // attached again
+    fees.store('acct-1', 4n);
+    await audit.stop();
+    const ops = bySeq(readSpool(dir).events).map((e) => `${e.op_type}${e.map === null ? '' : `:${e.map}`}${e.value == null ? '' : `=${e.value}`}`);
+    assert.deepEqual(ops, ['AUDIT_STARTED', 'MAP_ATTACHED:fees', 'MAP_ATTACHED:limits', 'STORE:fees=1', 'MAP_DETACHED:fees', 'STORE:limits=3', 'MAP_ATTACHED:fees', 'STORE:fees=4', 'AUDIT_STOPPED']);
+    assert.equal(audit.stats().afterStop, 0, 'detaching at stop() is not a record refused after stop');
+    assert.equal(verifySpool(dir).ok, true);
+  });
 });
 
 describe('read timestamps come from the coarse clock word', () => {
