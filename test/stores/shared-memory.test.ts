@@ -544,6 +544,7 @@ describe('GovernedMap over a shared-memory store', () => {
       'STORE acct-1 rejected BALANCE_UNDERFLOW',
       'LOAD acct-1 ok',
       'STORE acct-1 ok',
+      'STORE acct-1 miss CAS_MISMATCH',
       'RANGE undefined ok',
       'DELETE acct-1 ok',
     ]);
