@@ -128,6 +128,8 @@ export class GovernedMap<K, V> {
   #observers: MapObserver<K>[];
   /** What admitStore/admitDelete need of this map (the validation rule shared with RemoteGovernedMap). */
   readonly #admission: WriteAdmission<K, V>;
+  /** One per updateAsync in progress: dispose aborts them all. */
+  readonly #pendingUpdates = new Set<AbortController>();
   #disposed = false;
 
   constructor(options: GovernedMapOptions<K, V>) {
@@ -274,7 +276,8 @@ export class GovernedMap<K, V> {
    * Read-modify-write whose computation awaits (a risk check, a downstream call). Updates of one
    * key run one after another in call order; other keys are not held up. Validation happens at
    * commit. If a plain `store`/`update` changed the key while `fn` was awaiting, `fn` is run
-   * again on the fresh value (up to `updateRetries` times), so no update is ever lost.
+   * again on the fresh value (up to `updateRetries` times), so no update is ever lost. A write
+   * of the key from inside `fn` itself is refused with UpdateConflictError.
    * @returns the value the key holds afterwards
    */
   async updateAsync(key: K, fn: (previous: V | undefined, signal: AbortSignal) => V | Promise<V>, options: UpdateAsyncOptions = {}): Promise<V> {
@@ -319,12 +322,26 @@ export class GovernedMap<K, V> {
 
   #updateQueued(key: K, fn: (previous: V | undefined, signal: AbortSignal) => V | Promise<V>, options: UpdateAsyncOptions): Promise<V> {
     const signal = options.signal ?? new AbortController().signal;
-    const queueing = { signal: options.signal, aborted: () => new UpdateAbortedError(this.name, key, signal.reason), map: this.name };
+    // Ends the wait (for the turn, or for `fn`) on the caller's abort or on dispose: an update
+    // queued behind a function that never returns would otherwise outlive the map.
+    const stop = new AbortController();
+    const onAbort = (): void => stop.abort();
+    if (signal.aborted) stop.abort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    const aborted = (): Error => (this.#disposed ? new MapDisposedError(this.name, 'updateAsync', true) : new UpdateAbortedError(this.name, key, signal.reason));
+    const queueing = { signal: stop.signal, aborted, map: this.name };
+    this.#pendingUpdates.add(stop);
+    const settled = (): void => {
+      this.#pendingUpdates.delete(stop);
+      signal.removeEventListener('abort', onAbort);
+    };
     return this.#queue.run(key, async () => {
       for (let attempt = 1; ; attempt++) {
         if (signal.aborted) throw new UpdateAbortedError(this.name, key, signal.reason);
+        // Disposed while this update waited its turn: its function would see the key as absent.
+        if (this.#disposed) throw new MapDisposedError(this.name, 'updateAsync', true);
         const previous = this.#current(key);
-        const next = await unlessAborted(fn(previous, signal), options.signal, queueing.aborted);
+        const next = await unlessAborted(fn(previous, signal), stop.signal, aborted);
         if (signal.aborted) throw new UpdateAbortedError(this.name, key, signal.reason);
         if (this.#disposed) throw new MapDisposedError(this.name, 'updateAsync', true);
         if (!this.#same(this.#current(key), previous)) {
@@ -339,12 +356,12 @@ export class GovernedMap<K, V> {
           return next;
         }
         this.#assertValue('updateAsync', next);
-        if (this.#commit(key, next, previous)) return next;
+        if (this.#queue.committing(() => this.#commit(key, next, previous))) return next;
         if (attempt > this.#updateRetries) {
           throw new UpdateConflictError(this.name, key, attempt, 'other threads kept changing the key while the update awaited');
         }
       }
-    }, queueing);
+    }, queueing).finally(settled);
   }
 
   /** Returns the existing value, or validates and stores `value` and returns it. */
@@ -472,10 +489,12 @@ export class GovernedMap<K, V> {
    * Ends the map's life: every later operation throws MapDisposedError. The entries of a store
    * the map created are dropped; a store passed in (`options.store`) is the caller's and may
    * be shared (other threads over the same shared memory, other maps), so it is left as is.
+   * Every updateAsync in progress, running or waiting its turn, rejects at once with MapDisposedError.
    */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    for (const stop of this.#pendingUpdates) stop.abort();
     this.#expiresAt?.clear();
     try {
       if (this.#ownsStore) this.#store.clear();
@@ -550,6 +569,17 @@ export class GovernedMap<K, V> {
     return true;
   }
 
+  /**
+   * A write of `key` from inside the function of an updateAsync of `key`: the update would see
+   * the key changed and run its function again, writing again each time, then give up with
+   * every one of those writes applied. Refused where it is made, as `update` refuses its own.
+   */
+  #refuseWriteFromOwnUpdate(key: K): void {
+    if (this.#queue.insideSection(key)) {
+      throw new UpdateConflictError(this.name, key, 1, 'the key was written from inside the function of an updateAsync of the same key; that write was refused (return the new value from the updateAsync instead)');
+    }
+  }
+
   /** Equality of stored values: identity, or the shared store's value equality. */
   #same(a: V | undefined, b: V | undefined): boolean {
     if (Object.is(a, b)) return true;
@@ -578,8 +608,10 @@ export class GovernedMap<K, V> {
    */
   #commit(key: K, next: V, previous: V | undefined): boolean {
     // An entry under no key: its audit record would name no resource (resource_id null, like a
-    // lifecycle record), and a shared or remote store would refuse it later, less clearly.
-    if (key === undefined || key === null) throw new InvalidArgumentError(this.name, 'store', 'key', `must be a key, not ${String(key)}`);
+    // lifecycle record), and a shared or remote store would refuse it later, less clearly. NaN is
+    // what Number() makes of a malformed id: every such id would share the one NaN entry.
+    if (key === undefined || key === null || Number.isNaN(key)) throw new InvalidArgumentError(this.name, 'store', 'key', `must be a key, not ${String(key)}`);
+    this.#refuseWriteFromOwnUpdate(key);
     const counters = this.#counters;
     admitStore(this.#admission, key, next, previous);
     if (this.#disposed) throw new MapDisposedError(this.name, 'store', true); // the validator disposed the map
@@ -683,6 +715,7 @@ export class GovernedMap<K, V> {
       if (this.#observers.length !== 0) this.#emit('DELETE', key, 'miss', null);
       return undefined;
     }
+    this.#refuseWriteFromOwnUpdate(key);
     admitDelete(this.#admission, key, previous);
     if (this.#disposed) throw new MapDisposedError(this.name, 'delete', true); // validateDelete disposed the map
     try {

@@ -6,6 +6,8 @@ interface Holding {
   readonly queue: object;
   readonly key: unknown;
   running: boolean;
+  /** The section is committing its own result: writes now are its own, not its function's. */
+  committing: boolean;
   readonly outer: Holding | undefined;
 }
 
@@ -38,6 +40,31 @@ export class KeyedQueue<K> {
   }
 
   /**
+   * Whether the calling code runs inside the function of a section of `key` (not its commit):
+   * a write of the key from there would be overwritten, or repeated on every retry, by the
+   * section's own. Free when no section is running.
+   */
+  insideSection(key: K): boolean {
+    if (this.#tails.size === 0) return false;
+    for (let h = holdings.getStore(); h !== undefined; h = h.outer) {
+      if (h.running && !h.committing && h.queue === this && Object.is(h.key, key)) return true;
+    }
+    return false;
+  }
+
+  /** Runs the current section's own commit (`insideSection` is false for its key meanwhile). */
+  committing<T>(write: () => T): T {
+    const holding = holdings.getStore();
+    if (holding === undefined) return write();
+    holding.committing = true;
+    try {
+      return write();
+    } finally {
+      holding.committing = false;
+    }
+  }
+
+  /**
    * Runs `section` once every earlier section of `key` has finished. If `options.signal` aborts
    * while this one is still waiting its turn, it leaves the queue at once with
    * `options.aborted()` (the sections queued after it still wait for the ones before it).
@@ -55,11 +82,13 @@ export class KeyedQueue<K> {
     });
     const tail = previous === undefined ? mine : previous.then(() => mine);
     this.#tails.set(key, tail);
-    const holding: Holding = { queue: this, key, running: true, outer: holdings.getStore() };
+    const holding: Holding = { queue: this, key, running: true, committing: false, outer: holdings.getStore() };
+    let reachedTurn = previous === undefined;
     try {
       if (previous !== undefined) {
         const { signal, aborted } = options;
         await (signal === undefined || aborted === undefined ? previous : untilAborted(previous, signal, aborted));
+        reachedTurn = true;
       }
       return await holdings.run(holding, section);
     } finally {
@@ -67,7 +96,15 @@ export class KeyedQueue<K> {
       // once it has finished, they may queue on the key like anyone else.
       holding.running = false;
       release();
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+      if (reachedTurn) {
+        if (this.#tails.get(key) === tail) this.#tails.delete(key);
+      } else {
+        // Left while waiting (aborted): the sections before it may still be running, so the key
+        // stays held until they finish, or the next caller would start beside them.
+        void tail.then(() => {
+          if (this.#tails.get(key) === tail) this.#tails.delete(key);
+        });
+      }
     }
   }
 }

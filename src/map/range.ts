@@ -74,8 +74,10 @@ export function checkRangeOptions(map: string, options: unknown): void {
   // A misspelt bound (`{ prefx: 'org-1001:' }`) would walk every key instead of one org's.
   const unknown = findUnknownOption(options, RANGE_OPTIONS, 'range (prefix, start, end, inclusive)');
   if (unknown !== undefined) throw new InvalidArgumentError(map, 'range', `options.${unknown.option}`, unknown.rule);
-  const { prefix, start, end } = options as RangeOptions<unknown>;
+  const { prefix, start, end, inclusive } = options as RangeOptions<unknown>;
   if (prefix !== undefined && typeof prefix !== 'string') throw new InvalidArgumentError(map, 'range', 'options.prefix', 'must be a string');
+  // `inclusive: 'true'` (a query-string value) would otherwise silently leave the end bound out.
+  if (inclusive !== undefined && typeof inclusive !== 'boolean') throw new InvalidArgumentError(map, 'range', 'options.inclusive', 'must be true or false, or left out');
   checkBound(map, 'options.start', start);
   checkBound(map, 'options.end', end);
 }

@@ -225,6 +225,17 @@ describe('validators that misbehave', () => {
     assert.throws(() => allOf(accept, 'x' as unknown as Validator<string, number>), /allOf\[1\]/);
   });
 
+  test('a NaN key (a failed Number() parse of an account id) is refused, so bad ids do not all share one entry', async () => {
+    const map = new GovernedMap<number, bigint>({ name: 'accounts', validate: () => true });
+    const badId = Number('acct-17');
+    for (const write of [() => map.store(badId, 500n), () => map.update(badId, () => 1n), () => map.loadOrStore(badId, 1n), () => map.compareAndSwap(badId, undefined, 1n)]) {
+      assert.throws(write, (error: unknown) => error instanceof InvalidArgumentError && error.code === 'GOVMAP_INVALID_ARGUMENT' && /argument "key" must be a key, not NaN/.test(error.message));
+    }
+    await assert.rejects(map.updateAsync(badId, () => 1n), InvalidArgumentError);
+    assert.equal(map.size, 0);
+    assert.equal(map.stats().stores.ok, 0);
+  });
+
   test('a key without a string form still gets a typed error', () => {
     const map = new GovernedMap<object, number>({ name: 'o', validate: () => 'NOPE' });
     assert.throws(() => map.store(Object.create(null) as object, 1), (error: unknown) => {
@@ -311,6 +322,58 @@ describe('updateAsync', () => {
     assert.equal(await third, 11); // ran after the first, not before it
   });
 
+  test('an update aborted while it waits last in line does not let the next update of the key run beside the one still running', async () => {
+    // updateRetries 0: the second update of the key must not start before the first has committed.
+    const map = new GovernedMap<string, bigint>({ name: 'q', validate: accept as unknown as Validator<string, bigint>, updateRetries: 0 });
+    map.store('acct', 0n);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const running: string[] = [];
+    const first = map.updateAsync('acct', async (v) => {
+      running.push('first');
+      await gate;
+      running.splice(running.indexOf('first'), 1);
+      return v! + 1n;
+    });
+    const controller = new AbortController();
+    const second = map.updateAsync('acct', (v) => v! + 100n, { signal: controller.signal });
+    controller.abort(new Error('client went away'));
+    await assert.rejects(second, UpdateAbortedError);
+    let alongside: string[] | undefined;
+    const third = map.updateAsync('acct', (v) => {
+      alongside = [...running];
+      return v! + 10n;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(alongside, undefined, 'the third update started while the first was still running');
+    release();
+    assert.equal(await first, 1n);
+    assert.equal(await third, 11n);
+    assert.deepEqual(alongside, []);
+    assert.equal(map.load('acct'), 11n);
+  });
+
+  test('an update queued behind one running when the map is disposed is refused without its function being called', async () => {
+    const map = new GovernedMap<string, bigint>({ name: 'q', validate: accept as unknown as Validator<string, bigint> });
+    map.store('acct', 500n);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const first = map.updateAsync('acct', async (v) => {
+      await gate;
+      return v! - 1n;
+    });
+    const calls: Array<bigint | undefined> = [];
+    const second = map.updateAsync('acct', (v) => {
+      calls.push(v); // a debit that would call the settlement gateway for an account that looks absent
+      return (v ?? 0n) - 1n;
+    });
+    map.dispose();
+    release();
+    await assert.rejects(first, MapDisposedError);
+    await assert.rejects(second, (error: unknown) => error instanceof MapDisposedError && /nothing was written/.test(error.message));
+    assert.deepEqual(calls, [], 'the queued function ran against the disposed map');
+  });
+
   test('an update aborted while its function is still running settles at once and frees the key', async () => {
     const map = new GovernedMap<string, number>({ name: 'q', validate: accept });
     map.store('k', 0);
@@ -357,6 +420,54 @@ describe('updateAsync', () => {
     assert.equal(await later, 30);
   });
 
+  test('dispose settles every pending updateAsync of the map at once, even those queued behind a function that never returns', async () => {
+    const map = new GovernedMap<string, bigint>({ name: 'shutdown', validate: () => true });
+    map.store('acct', 100n);
+    // A downstream call without a timeout, and no signal: only dispose can end the wait.
+    const stuck = map.updateAsync('acct', () => new Promise<bigint>(() => undefined));
+    let called = false;
+    const queued = map.updateAsync('acct', (v) => {
+      called = true;
+      return v! + 1n;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    map.dispose();
+    const disposed = (error: unknown): boolean => error instanceof MapDisposedError && error.code === 'GOVMAP_MAP_DISPOSED' && /nothing was written/.test(error.message);
+    await within(10_000, assert.rejects(stuck, disposed), 'the running update outlived dispose');
+    await within(10_000, assert.rejects(queued, disposed), 'the queued update outlived dispose');
+    assert.equal(called, false);
+  });
+
+  test('a write to the key from inside its own updateAsync function is refused at once, not applied again on every retry', async () => {
+    const map = new GovernedMap<string, bigint>({ name: 'fees', validate: (_k, next) => next >= 0n || 'BALANCE_UNDERFLOW' });
+    map.store('acct', 100n);
+    let calls = 0;
+    const debit = map.updateAsync('acct', async (balance) => {
+      calls++;
+      map.update('acct', (b) => b! - 1n); // a helper that charges a fee on the same account
+      await new Promise((resolve) => setImmediate(resolve));
+      return balance! - 10n;
+    });
+    await assert.rejects(debit, (error: unknown) => {
+      assert.ok(error instanceof UpdateConflictError);
+      assert.equal(error.code, 'GOVMAP_UPDATE_CONFLICT');
+      assert.match(error.message, /map "fees": update of key "acct" gave up after 1 attempt\(s\): .*inside the function of an updateAsync of the same key/);
+      return true;
+    });
+    assert.equal(calls, 1, 'the function was not run again');
+    assert.equal(map.load('acct'), 100n, 'no fee was charged by a debit that failed');
+    // Outside the function (another caller, or a timer it left behind) the key is writable as ever.
+    let later!: Promise<void>;
+    assert.equal(await map.updateAsync('acct', async (balance) => {
+      await map.updateAsync('other', () => 1n);
+      map.store('other', 2n);
+      later = new Promise((resolve) => setTimeout(() => resolve(void map.store('acct', 7n)), 5));
+      return balance! - 10n;
+    }), 90n);
+    await later;
+    assert.equal(map.load('acct'), 7n);
+  });
+
   test('a failing observer flush after the commit says the write was applied', async () => {
     const map = new GovernedMap<string, number>({ name: 'f', validate: accept });
     map.store('acct', 100);
@@ -401,6 +512,18 @@ describe('configuration and range arguments', () => {
     assert.throws(() => map.entries({ end: {} as unknown as string }), InvalidArgumentError);
     assert.throws(() => map.entries('a' as unknown as object), /argument "options"/);
     assert.deepEqual(map.entries({ start: 'a' }), [['a', 1]]);
+  });
+
+  test('inclusive must be true or false: a "true" string from a query string is refused, not read as exclusive', () => {
+    const map = new GovernedMap<string, number>({ name: 'r', validate: accept });
+    for (const key of ['a', 'b', 'c']) map.store(key, 1);
+    assert.throws(
+      () => map.entries({ start: 'a', end: 'c', inclusive: 'true' as unknown as boolean }),
+      (error: unknown) => error instanceof InvalidArgumentError && error.code === 'GOVMAP_INVALID_ARGUMENT' && /argument "options\.inclusive" must be true or false/.test(error.message),
+    );
+    assert.throws(() => map.entries({ end: 'c', inclusive: 1 as unknown as boolean }), /options\.inclusive/);
+    assert.deepEqual(map.entries({ start: 'a', end: 'c', inclusive: true }).map(([key]) => key), ['a', 'b', 'c']);
+    assert.deepEqual(map.entries({ start: 'a', end: 'c', inclusive: undefined }).map(([key]) => key), ['a', 'b']);
   });
 });
 

@@ -209,14 +209,21 @@ describe('updateAsync', () => {
     const map = balances();
     map.store('a', 10n);
     let calls = 0;
+    let awaiting!: () => void;
+    const started = new Promise<void>((resolve) => (awaiting = resolve));
+    let resume!: () => void;
+    const downstream = new Promise<void>((resolve) => (resume = resolve));
     const result = map.updateAsync('a', async (b) => {
       calls++;
       if (calls === 1) {
-        await Promise.resolve();
-        map.store('a', 20n);
+        awaiting();
+        await downstream;
       }
       return (b ?? 0n) + 1n;
     });
+    await started;
+    map.store('a', 20n); // another request's plain write, while the update awaits
+    resume();
     assert.equal(await result, 21n);
     assert.equal(calls, 2);
   });
