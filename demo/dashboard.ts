@@ -97,8 +97,8 @@ const CONTENT_SECURITY_POLICY =
 const OWN_PATH = /^\/(?:$|events$|dashboard\/)/;
 /** How far back "what each org is getting" looks, ms. */
 const RECENT_MS = 10_000;
-/** Range walks are judged over this many chart samples (a minute at 1 s). */
-const RANGE_WINDOW_SAMPLES = 60;
+/** Range walks are judged over this long, ms (the chart's "p99 over the last minute"). */
+const RANGE_WINDOW_MS = 60_000;
 const TRANSITIONS_KEPT = 40;
 const SWITCH_CHANGES_KEPT = 20;
 const AUDIT_TAIL_EVENTS = 12;
@@ -311,7 +311,8 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
   const map = sources.book.balances;
   const history: ChartSample[] = [];
   // Starts with the histogram as of now: a range walked before the first sample still counts.
-  const rangeBuckets: Float64Array[] = [Float64Array.from(map.counters.rangeBuckets)];
+  // Timed, not counted: at another intervalMs (or after skipped ticks) a count of samples is not a minute.
+  const rangeBuckets: Array<{ at: number; buckets: Float64Array }> = [{ at: Date.now(), buckets: Float64Array.from(map.counters.rangeBuckets) }];
   // Refusals by reason as /metrics exports them: the first reason codes, the rest as `_other`.
   // A validator that puts a key in its reason would otherwise add a chart series per key to
   // every sample, every page and the history sent on connect.
@@ -341,10 +342,11 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
       const delta = count - (previous.rejections.get(reason) ?? 0);
       rejectionsPerSec[reason] = round(delta / seconds, 2);
     }
-    // range p99 over the last minute: the histogram now minus the one a minute ago.
-    rangeBuckets.push(Float64Array.from(c.rangeBuckets));
-    if (rangeBuckets.length > RANGE_WINDOW_SAMPLES + 1) rangeBuckets.shift();
-    const windowBuckets = rangeBuckets.at(-1)!.map((n, i) => n - rangeBuckets[0]![i]!);
+    // range p99 over the last minute: the histogram now minus the newest one at least a minute old.
+    rangeBuckets.push({ at: now, buckets: Float64Array.from(c.rangeBuckets) });
+    while (rangeBuckets.length > 2 && rangeBuckets[1]!.at <= now - RANGE_WINDOW_MS) rangeBuckets.shift();
+    const base = rangeBuckets[0]!.buckets;
+    const windowBuckets = rangeBuckets.at(-1)!.buckets.map((n, i) => n - base[i]!);
     const p99 = bucketQuantile(windowBuckets, RANGE_BUCKETS_SECONDS, 0.99);
     const point: ChartSample = {
       t: now,

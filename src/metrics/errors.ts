@@ -1,4 +1,4 @@
-import { GovMapError } from '../map/errors.ts';
+import { GovMapError, describeKey } from '../map/errors.ts';
 
 /**
  * A metric's name is taken in the registry already: most often a second MapMetrics on the same
@@ -14,5 +14,21 @@ export class MetricAlreadyRegisteredError extends GovMapError {
       { metric, prefix },
     );
     this.metric = metric;
+  }
+}
+
+/**
+ * `track()` was given something that is not a map (a wrapper that holds one, nothing at all).
+ * Refused at once: accepted, it would fail every later scrape of the registry, every other
+ * part's metrics on it included.
+ */
+export class NotAMeasuredMapError extends GovMapError {
+  constructor(received: unknown) {
+    const shown = typeof received === 'object' && received !== null ? `an object with keys ${JSON.stringify(Object.keys(received).slice(0, 8))}` : describeKey(received);
+    super(
+      'GOVMAP_METRICS_NOT_A_MAP',
+      `MapMetrics.track(): the argument must be a GovernedMap (or RemoteGovernedMap): a string name, counters, size and stats(); received ${shown} (pass the map itself, e.g. cache.map, not what holds it)`,
+      { received: shown },
+    );
   }
 }

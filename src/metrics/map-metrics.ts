@@ -7,7 +7,7 @@ import type { SeriesSetter } from './scrape-time.ts';
 import { SnapshotHistogram } from './snapshot-histogram.ts';
 import type { BucketSeries } from './snapshot-histogram.ts';
 import { ConfigurationError } from '../map/errors.ts';
-import { MetricAlreadyRegisteredError } from './errors.ts';
+import { MetricAlreadyRegisteredError, NotAMeasuredMapError } from './errors.ts';
 import { MAX_REASON_SERIES, boundedReasons } from './reason-labels.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
@@ -35,12 +35,50 @@ export const MAP_METRIC_NAMES: readonly string[] = Object.freeze([
   'evictions_total', 'expirations_total', 'range_total', 'keys', 'read_write_ratio', 'range_duration_seconds',
 ]);
 
+/** Checked on track(), not at scrape time: one bad entry would fail every scrape of the registry. */
+function isMeasuredMap(value: unknown): value is MeasuredMap {
+  if (typeof value !== 'object' || value === null) return false;
+  const map = value as Partial<Record<keyof MeasuredMap, unknown>>;
+  return typeof map.name === 'string' && typeof map.counters === 'object' && map.counters !== null && typeof map.stats === 'function' && typeof map.size === 'number';
+}
+
 /** The start of a Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`), or nothing. */
 const PREFIX = /^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?$/;
 
 /** What metrics read of a map: its name, counters and size. Any GovernedMap<K, V> fits. */
 export type MeasuredMap = Pick<GovernedMap<unknown, unknown>, 'name' | 'counters' | 'size' | 'disposed' | 'stats'>;
 type AnyMap = MeasuredMap;
+
+/** What the counters and the histogram export of a map: its counters, or those plus the counts carried over from maps it replaced. */
+type Counted = Pick<MapCounters, 'loads' | 'misses' | 'storesOk' | 'storesRejected' | 'storesError' | 'deletesOk' | 'deletesMiss' | 'deletesRejected' | 'evictions' | 'expirations' | 'ranges' | 'rangeSecondsSum' | 'rangeBuckets' | 'rejectionsByReason'>;
+const SUMMED = ['loads', 'misses', 'storesOk', 'storesRejected', 'storesError', 'deletesOk', 'deletesMiss', 'deletesRejected', 'evictions', 'expirations', 'ranges', 'rangeSecondsSum'] as const;
+
+/**
+ * One tracked name. The counters are held strongly (they hold no reference to their map), so
+ * that a map replaced under its name can hand its counts on even when it has been collected.
+ */
+interface Tracked {
+  readonly ref: WeakRef<AnyMap>;
+  readonly counters: Readonly<MapCounters>;
+  /** The final counts of the maps this one replaced under the name; null when it replaced none. */
+  readonly carried: Counted | null;
+}
+
+/** `c` added to `into` (a new total; neither is changed). Reasons keep their first-seen order, old ones first. */
+function plus(into: Counted | null, c: Counted): Counted {
+  if (into === null) return c;
+  const sum = {} as Record<(typeof SUMMED)[number], number>;
+  for (const field of SUMMED) sum[field] = into[field] + c[field];
+  const reasons = new Map(into.rejectionsByReason);
+  for (const [reason, count] of c.rejectionsByReason) reasons.set(reason, (reasons.get(reason) ?? 0) + count);
+  return { ...sum, rangeBuckets: into.rangeBuckets.map((n, i) => n + c.rangeBuckets[i]!), rejectionsByReason: reasons };
+}
+
+/** A copy of counts that keep changing (the replaced map may still be written to). */
+function snapshot(c: Counted): Counted {
+  const zero = Object.fromEntries(SUMMED.map((field) => [field, 0])) as Record<(typeof SUMMED)[number], number>;
+  return plus({ ...zero, rangeBuckets: new Float64Array(c.rangeBuckets.length), rejectionsByReason: new Map() }, c);
+}
 
 /**
  * Prometheus metrics for GovernedMaps. The maps count on plain numbers; nothing here runs on
@@ -54,7 +92,7 @@ type AnyMap = MeasuredMap;
 export class MapMetrics {
   readonly registry: Registry;
   readonly prefix: string;
-  readonly #maps = new Map<string, WeakRef<AnyMap>>();
+  readonly #maps = new Map<string, Tracked>();
 
   constructor(options: MapMetricsOptions = {}) {
     refuseUnknownOptions(options, MAP_METRICS_OPTIONS, 'MapMetrics');
@@ -72,8 +110,8 @@ export class MapMetrics {
     }
     const registers = [this.registry];
     const p = this.prefix;
-    const each = (fn: (name: string, c: Readonly<MapCounters>, map: AnyMap) => void): void => {
-      for (const map of this.#live()) fn(map.name, map.counters, map);
+    const each = (fn: (name: string, c: Counted, map: AnyMap) => void): void => {
+      for (const [map, carried] of this.#live()) fn(map.name, plus(carried, map.counters), map);
     };
     const counter = <L extends string>(name: string, help: string, labelNames: L[], fill: (set: SeriesSetter<L>) => void): void => {
       scrapeTimeCounter(registers, p + name, help, labelNames, fill);
@@ -125,9 +163,23 @@ export class MapMetrics {
     );
   }
 
-  /** Starts exporting `map`'s metrics. A second map with the same name replaces the first. */
+  /**
+   * Starts exporting `map`'s metrics. A second map with the same name replaces the first. When
+   * the first is disposed (or collected), the second continues its counters and histogram from
+   * the first's counts (a cache rebuilt on a reload): a counter that went down would read to
+   * Prometheus as a reset, and lose what was counted since the last scrape. A live map replaced
+   * hands nothing on: it could be tracked again, and would then be counted twice.
+   */
   track(map: MeasuredMap): this {
-    this.#maps.set(map.name, new WeakRef(map));
+    if (!isMeasuredMap(map)) throw new NotAMeasuredMapError(map);
+    const existing = this.#maps.get(map.name);
+    const counters = map.counters;
+    let carried = existing?.carried ?? null;
+    if (existing !== undefined && existing.counters !== counters) {
+      const replaced = existing.ref.deref();
+      carried = replaced === undefined || replaced.disposed ? plus(carried, snapshot(existing.counters)) : null;
+    }
+    this.#maps.set(map.name, { ref: new WeakRef(map), counters, carried });
     return this;
   }
 
@@ -136,7 +188,7 @@ export class MapMetrics {
    * tracked; a bare `{ name }` stops exporting whichever map is tracked under that name.
    */
   untrack(map: MeasuredMap | { readonly name: string }): void {
-    const tracked = this.#maps.get(map.name)?.deref();
+    const tracked = this.#maps.get(map.name)?.ref.deref();
     if (tracked === undefined || tracked === map || !('counters' in map)) this.#maps.delete(map.name);
   }
 
@@ -149,17 +201,17 @@ export class MapMetrics {
     return this.registry.contentType;
   }
 
-  *#live(): Generator<AnyMap> {
-    for (const [name, ref] of this.#maps) {
-      const map = ref.deref();
+  *#live(): Generator<[AnyMap, Counted | null]> {
+    for (const [name, tracked] of this.#maps) {
+      const map = tracked.ref.deref();
       if (map === undefined || map.disposed) this.#maps.delete(name);
-      else yield map;
+      else yield [map, tracked.carried];
     }
   }
 
   *#rangeSeries(): Generator<BucketSeries> {
-    for (const map of this.#live()) {
-      const c = map.counters;
+    for (const [map, carried] of this.#live()) {
+      const c = plus(carried, map.counters);
       yield { labels: { map: map.name }, buckets: c.rangeBuckets, sum: c.rangeSecondsSum };
     }
   }

@@ -415,6 +415,20 @@ describe('what the stream carries stays bounded, and one panel failing does not 
     }
   });
 
+  test('range() p99 covers the last minute whatever the push interval: a slow walk 8 s ago is still on the chart at 10 pushes a second', async () => {
+    const demo = await startDemo({ port: 0, accounts: 5, dashboard: { intervalMs: 100 }, sandbox: { stateDirectory: null } });
+    try {
+      // A walk that took 0.3 s (in the histogram's 0.5 s bucket), as the map records it.
+      demo.ledger.balances.counters.recordRange(0.3, 5);
+      const walkedAt = Date.now();
+      const seen = await events(`${demo.url}/events`, (name, data) => name === 'state' && data.sample.t - walkedAt > 8_000, 15_000);
+      const last = seen.filter((e) => e.name === 'state').at(-1)!.data;
+      assert.equal(last.sample.rangeP99Ms, 500);
+    } finally {
+      await demo.close();
+    }
+  });
+
   test('an audit tail that cannot be read is reported in the audit panel; every other panel keeps updating', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'govmap-dashboard-tail-'));
     // Listed as the newest segment, but reading it fails (EISDIR): a stand-in for a segment

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Counter, Registry } from 'prom-client';
 import { GovernedMap, MapMetrics } from '../../src/index.ts';
-import { MAP_METRIC_NAMES, MetricAlreadyRegisteredError } from '../../src/metrics/index.ts';
+import { MAP_METRIC_NAMES, MetricAlreadyRegisteredError, NotAMeasuredMapError } from '../../src/metrics/index.ts';
 
 function sample(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
@@ -153,4 +153,66 @@ test('a reason code seen only after many reasons that are not codes still gets i
   const text = await metrics.render();
   assert.equal(sample(text, 'syncmap_validation_rejections_total{map="late",reason="NEGATIVE"}'), 1);
   assert.equal(sample(text, 'syncmap_validation_rejections_total{map="late",reason="_other"}'), 150);
+});
+
+test('tracking something that is not a map is refused with a code and the rule; the maps already tracked keep being scraped', async () => {
+  const metrics = new MapMetrics();
+  const balances = new GovernedMap<string, number>({ name: 'balances', validate: () => true });
+  balances.load('a');
+  metrics.track(balances);
+  // The usual slips: the wrapper instead of its map (a ledger, a ResponseCache), nothing at all.
+  for (const notAMap of [{ name: 'ledger', balances }, { map: balances }, undefined, null, 'balances']) {
+    assert.throws(() => metrics.track(notAMap as never), (error: any) => {
+      assert.ok(error instanceof NotAMeasuredMapError);
+      assert.equal(error.code, 'GOVMAP_METRICS_NOT_A_MAP');
+      assert.match(error.message, /track\(\): .*GovernedMap/);
+      return true;
+    }, JSON.stringify(notAMap));
+  }
+  assert.equal(sample(await metrics.render(), 'syncmap_load_total{map="balances"}'), 1);
+});
+
+test('a map rebuilt under its name (the old one disposed, the new one tracked) continues its series: no counter goes down, nothing counted is lost', async () => {
+  const metrics = new MapMetrics();
+  const validate = (_k: string, v: number) => (v >= 0 ? true : 'NEGATIVE');
+  const old = new GovernedMap<string, number>({ name: 'route_cache:fx', validate });
+  metrics.track(old);
+  old.store('a', 1);
+  old.load('a');
+  old.load('b');
+  assert.throws(() => old.store('a', -1));
+  old.range(() => {});
+  const before = await metrics.render();
+  assert.equal(sample(before, 'syncmap_load_total{map="route_cache:fx"}'), 2);
+  // Work done after that scrape, then the rebuild (what a route file reload does to a cache).
+  old.load('a');
+  old.dispose();
+  const rebuilt = new GovernedMap<string, number>({ name: 'route_cache:fx', validate });
+  metrics.track(rebuilt);
+  rebuilt.load('x');
+  assert.throws(() => rebuilt.store('x', -2));
+  const after = await metrics.render();
+  assert.equal(sample(after, 'syncmap_load_total{map="route_cache:fx"}'), 4);
+  assert.equal(sample(after, 'syncmap_miss_total{map="route_cache:fx"}'), 2);
+  assert.equal(sample(after, 'syncmap_store_total{map="route_cache:fx",outcome="ok"}'), 1);
+  assert.equal(sample(after, 'syncmap_store_total{map="route_cache:fx",outcome="rejected"}'), 2);
+  assert.equal(sample(after, 'syncmap_validation_rejections_total{map="route_cache:fx",reason="NEGATIVE"}'), 2);
+  assert.equal(sample(after, 'syncmap_range_duration_seconds_count{map="route_cache:fx"}'), 1);
+  // The gauges are the map's own now: the rebuilt one holds nothing yet.
+  assert.equal(sample(after, 'syncmap_keys{map="route_cache:fx"}'), 0);
+  for (const line of before.split('\n')) {
+    const series = /^(\S+_(?:total|bucket|count|sum)\{[^}]*\}) (\S+)$/.exec(line);
+    if (series === null) continue;
+    assert.ok((sample(after, series[1]!) ?? -1) >= Number(series[2]), `${series[1]} went from ${series[2]} to ${sample(after, series[1]!)}`);
+  }
+  // Untracked, the series goes, carried counts and all; tracked afresh, it starts again.
+  metrics.untrack(rebuilt);
+  metrics.track(rebuilt);
+  assert.equal(sample(await metrics.render(), 'syncmap_load_total{map="route_cache:fx"}'), 1);
+  // Two live maps under one name, tracked in turn: each is exported alone, never counted twice.
+  const twin = new GovernedMap<string, number>({ name: 'route_cache:fx', validate });
+  twin.load('t');
+  twin.load('t');
+  metrics.track(twin).track(rebuilt);
+  assert.equal(sample(await metrics.render(), 'syncmap_load_total{map="route_cache:fx"}'), 1);
 });
