@@ -171,10 +171,7 @@ export class GovernedMap<K, V> {
       const missing = store === null || typeof store !== 'object' ? ['get'] : STORE_METHODS.filter((m) => typeof store[m] !== 'function');
       if (missing.length > 0) throw new ConfigurationError('store', `must be a MapStore (missing ${missing.map((m) => `${m}()`).join(', ')}); see src/stores/store.ts`);
     }
-    const observers: readonly MapObserver<K>[] = options.observers ?? [];
-    // (Array.isArray would narrow a readonly array to any[].)
-    if (!(observers instanceof Array)) throw new ConfigurationError('observers', 'must be an array of MapObservers', observers);
-    for (const [i, observer] of observers.entries()) checkObserver(observer, `observers[${i}]`);
+    const observers = checkObservers(options.observers);
 
     this.name = options.name;
     this.#store = options.store ?? new InProcessStore<K, V>();
@@ -776,6 +773,20 @@ function unlessAborted<V>(answer: V | Promise<V>, signal: AbortSignal | undefine
   else signal.addEventListener('abort', onAbort, { once: true });
   // The abort first: when both have happened, the update was aborted.
   return Promise.race([abort, answer]).finally(() => signal.removeEventListener('abort', onAbort));
+}
+
+/** The `observers` option of a map (this one, or the Redis store's): checked before anything is built. */
+export function checkObservers<K>(option: readonly MapObserver<K>[] | undefined): readonly MapObserver<K>[] {
+  const observers: readonly MapObserver<K>[] = option ?? [];
+  // (Array.isArray would narrow a readonly array to any[].)
+  if (!(observers instanceof Array)) throw new ConfigurationError('observers', 'must be an array of MapObservers', observers);
+  for (const [i, observer] of observers.entries()) {
+    checkObserver(observer, `observers[${i}]`);
+    // As in observe(): one observer listed twice would record every operation twice.
+    const first = observers.indexOf(observer);
+    if (first !== i) throw new ConfigurationError(`observers[${i}]`, `is observers[${first}] again (each observer once)`);
+  }
+  return observers;
 }
 
 /** An observer must at least take operations; reject anything else at the door. */

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { govmapSync as govmap } from './govmap-process.ts';
 
@@ -37,4 +39,16 @@ test('a usage error looks as the README says: the error line, then the (add --he
   assert.deepEqual(r.stderr.trimEnd().split('\n'), ["error: unknown option '--bogus'", '(add --help for usage)']);
   assert.match(section, /a second line follows: `\(add --help for usage\)`/);
   assert.doesNotMatch(section, /is one line on stderr/);
+});
+
+test('npm test -- <files> with a file that does not exist exits 2 naming it, rather than passing on the files that do', () => {
+  const runner = fileURLToPath(new URL('../run.ts', import.meta.url));
+  const r = spawnSync(process.execPath, [runner, 'test/map/no-such.test.ts', 'test/cli/govmap-process.ts'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, GOVMAP_INFRA: '0' },
+  });
+  assert.equal(r.status, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /test\/map\/no-such\.test\.ts: no such test file/);
+  assert.match(readme, /`npm test -- <files>` runs only those/);
 });

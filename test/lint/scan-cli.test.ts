@@ -143,6 +143,15 @@ describe('govmap scan (command line)', () => {
     assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
   });
 
+  test('a misspelt rule level in the config names the rule, the value and the levels it may be', async () => {
+    const config = join(scratch, 'level.yaml');
+    writeFileSync(config, 'rules:\n  govmap/require-validator: offf\n');
+    const run = await govmap(['scan', '--config', config], SAMPLE);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /rules\.govmap\/require-validator: "offf" is not a rule level: off, warn or error \(or 0, 1, 2\), or \[level, options\.\.\.\]/);
+    assert.doesNotMatch(run.stderr, /allowed keys/, 'the keys are not what is wrong');
+  });
+
   test('a config file turns rules off and sets options', async () => {
     const config = join(scratch, 'quiet.yaml');
     writeFileSync(config, ['rules:', '  govmap/forbidden-calls: off', '  govmap/require-suppression-reason: off', '  govmap/no-rmw-across-await: warn', 'ignore: ["src/sweeper.ts", "src/fees.ts"]', ''].join('\n'));

@@ -95,6 +95,15 @@ describe('dispose and shared stores', () => {
     map.dispose();
     assert.throws(() => map.observe(recorder().observer), MapDisposedError);
   });
+
+  test('the same observer twice in observers is refused, naming the entry: it would audit every write twice', () => {
+    const { events, observer } = recorder();
+    assert.throws(() => new GovernedMap<string, number>({ name: 'twice', validate: accept, observers: [observer, observer] }), {
+      code: 'GOVMAP_INVALID_CONFIGURATION',
+      message: /"observers\[1\]": is observers\[0\] again \(each observer once/,
+    });
+    assert.deepEqual(events, []);
+  });
 });
 
 describe('time to live and capacity', () => {

@@ -102,3 +102,15 @@ test('a reader racing a writer never keeps a value Redis no longer holds once th
     { numRuns: 200 },
   );
 });
+
+test('observers are checked as a GovernedMap checks them: not an observer, or one listed twice, is refused naming the entry', () => {
+  const [scheduler] = fc.sample(fc.scheduler(), 1);
+  const open = (observers: unknown): RemoteGovernedMap<bigint> =>
+    new RemoteGovernedMap<bigint>({ name: 'audited', link: new FakeConnection(new FakeRedisServer(), scheduler!, [1]), codec: int64Codec, validate: () => true, sizeRefreshMs: 0, observers: observers as [] });
+  const seen: string[] = [];
+  const audit = { onOperation: (op: string, _map: string, key: unknown) => void seen.push(`${op}:${String(key)}`) };
+  assert.throws(() => open([audit, audit]), { code: 'GOVMAP_INVALID_CONFIGURATION', message: /"observers\[1\]": is observers\[0\] again \(each observer once/ });
+  assert.throws(() => open(['x']), { code: 'GOVMAP_INVALID_CONFIGURATION', message: /"observers\[0\]": must be a MapObserver/ });
+  assert.throws(() => open('x'), { code: 'GOVMAP_INVALID_CONFIGURATION', message: /"observers": must be an array of MapObservers/ });
+  assert.deepEqual(seen, []);
+});

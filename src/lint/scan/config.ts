@@ -25,7 +25,10 @@ export interface ScanConfig {
 }
 
 const severity = z.union([z.enum(['off', 'warn', 'error']), z.literal(0), z.literal(1), z.literal(2)]);
-const ruleSetting = z.union([severity, z.tuple([severity]).rest(z.unknown())]);
+// zod's own message for a failed union is "Invalid input": name the value and what a level is.
+const ruleSetting = z.union([severity, z.tuple([severity]).rest(z.unknown())], {
+  error: (issue) => `${JSON.stringify(issue.input)} is not a rule level: off, warn or error (or 0, 1, 2), or [level, options...]`,
+});
 
 const schema = z
   .object({
@@ -53,7 +56,8 @@ export async function loadScanConfig(path: string): Promise<ScanConfig> {
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const where = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-    throw new ScanUsageError('GOVMAP_SCAN_CONFIG_INVALID', `scan config "${path}": ${where}: ${issue.message} (allowed keys: preset, project, ignore, rules)`, { path, field: where });
+    const keys = issue.path.length === 0 ? ' (allowed keys: preset, project, ignore, rules)' : '';
+    throw new ScanUsageError('GOVMAP_SCAN_CONFIG_INVALID', `scan config "${path}": ${where}: ${issue.message}${keys}`, { path, field: where });
   }
   return parsed.data;
 }

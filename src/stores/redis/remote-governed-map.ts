@@ -9,6 +9,7 @@ import {
   UpdateConflictError,
   ValidationError,
 } from '../../map/errors.ts';
+import { checkObservers } from '../../map/governed-map.ts';
 import { KeyedQueue } from '../../map/keyed-queue.ts';
 import { findUnknownOption, optionKeys, refuseUnknownOptions } from '../../map/known-options.ts';
 import type { MapObserver, OpType, Outcome } from '../../map/observer.ts';
@@ -259,6 +260,7 @@ export class RemoteGovernedMap<V> {
     if (!(Number.isFinite(backoffMaxMs) && backoffMaxMs >= 0)) throw new ConfigurationError('retryBackoffMaxMs', 'must be a non-negative number of milliseconds', backoffMaxMs);
     const sizeRefreshMs = options.sizeRefreshMs ?? DEFAULT_SIZE_REFRESH_MS;
     if (!(Number.isFinite(sizeRefreshMs) && sizeRefreshMs >= 0)) throw new ConfigurationError('sizeRefreshMs', 'must be a non-negative number of milliseconds', sizeRefreshMs);
+    const observers = checkObservers(options.observers);
     const windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
     if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
 
@@ -276,7 +278,7 @@ export class RemoteGovernedMap<V> {
     this.#onNearInvalidated = options.onNearInvalidated;
     this.createdAtMs = this.#clock();
     this.#windows = new MapWindows(windowMs, this.createdAtMs);
-    this.#observers = options.observers ? [...options.observers] : [];
+    this.#observers = [...observers];
     this.#admission = writeAdmission(options, this.#counters, (op, key, outcome, reason, value) => {
       if (this.#observers.length !== 0) this.#emit(op, key, outcome, reason, undefined, value);
     });
