@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from 'redis';
 import { GovMapError } from '../../src/index.ts';
-import { RedisUnavailableError, RemoteGovernedMap, connectRedis, int64Codec } from '../../src/stores/redis/index.ts';
+import { RedisUnavailableError, RemoteGovernedMap, connectRedis, int64Codec, openRedisGovernedMap } from '../../src/stores/redis/index.ts';
 import type { RedisLink } from '../../src/stores/redis/index.ts';
 import { PrivateRedis, freePort } from './redis-env.ts';
 
@@ -234,6 +234,24 @@ test('a first connection to a port nobody listens on gives up at connectTimeoutM
   const took = performance.now() - started;
   // Before, the last reconnect pause (up to reconnectMaxDelayMs) began just under the deadline: ~2,000 ms.
   assert.ok(took >= connectTimeoutMs - 50 && took < connectTimeoutMs + 500, `gave up after ${Math.round(took)} ms`);
+});
+
+test('openRedisGovernedMap names a bad map setting at once, before connecting: not "Redis unavailable" after the connect timeout while Redis is down', { skip }, async () => {
+  const url = `redis://127.0.0.1:${await freePort()}`; // nobody listens: Redis is down
+  const cases: Array<[string, Record<string, unknown>]> = [
+    ['validate', { name: 'balances', codec: int64Codec }],
+    ['bounds', { name: 'balances', codec: int64Codec, validate: () => true, bounds: { min: 10n, max: 0n } }],
+    ['keyPrefix', { name: 'bal:eu', codec: int64Codec, validate: () => true }],
+  ];
+  for (const [option, mapOptions] of cases) {
+    const started = performance.now();
+    await assert.rejects(openRedisGovernedMap({ ...mapOptions, redis: { url, connectTimeoutMs: 3_000 } } as never), (error: unknown) => {
+      assert.ok(error instanceof GovMapError && error.code === 'GOVMAP_INVALID_CONFIGURATION', `${option}: expected ConfigurationError, got ${String(error)}`);
+      assert.match(error.message, new RegExp(`"${option}"`));
+      return true;
+    });
+    assert.ok(performance.now() - started < 1_000, `${option}: refused without waiting for Redis`);
+  }
 });
 
 test('rediss:// to a server that speaks plain Redis is a ConfigurationError saying so, not "Redis unavailable"', { skip }, async () => {

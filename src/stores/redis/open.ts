@@ -1,7 +1,7 @@
 import { connectRedis } from './connect.ts';
 import type { RedisConnectionOptions } from './connect.ts';
 import { refuseUnknownOptions } from '../../map/known-options.ts';
-import { REMOTE_MAP_OPTIONS, RemoteGovernedMap } from './remote-governed-map.ts';
+import { REMOTE_MAP_OPTIONS, RemoteGovernedMap, remoteMapSettings } from './remote-governed-map.ts';
 import type { RemoteGovernedMapOptions } from './remote-governed-map.ts';
 
 export interface OpenRedisGovernedMapOptions<V> extends Omit<RemoteGovernedMapOptions<V>, 'link' | 'ownsLink'> {
@@ -21,6 +21,9 @@ export async function openRedisGovernedMap<V>(options: OpenRedisGovernedMapOptio
   // Refused before connecting: a misspelt key is found without a round trip to Redis.
   refuseUnknownOptions(options, OPEN_OPTIONS, 'openRedisGovernedMap');
   const { redis, ...mapOptions } = options;
+  // The map's own settings too (a missing validator, impossible bounds): with Redis down they
+  // would otherwise wait for the connect timeout and be reported as an outage.
+  remoteMapSettings(mapOptions);
   const link = await connectRedis(redis);
   try {
     const map = new RemoteGovernedMap<V>({ ...mapOptions, link, ownsLink: true });

@@ -205,64 +205,11 @@ export class RemoteGovernedMap<V> {
   #size = 0;
 
   constructor(options: RemoteGovernedMapOptions<V>) {
-    if (options === null || typeof options !== 'object') throw new ConfigurationError('options', 'RemoteGovernedMap needs an options object');
-    refuseUnknownOptions(options, REMOTE_MAP_OPTIONS, 'RemoteGovernedMap');
-    if (typeof options.name !== 'string' || !NAME_PATTERN.test(options.name)) {
-      throw new ConfigurationError('name', 'must match [A-Za-z_][A-Za-z0-9_:.-]{0,63} (it becomes a metric label)', options.name);
-    }
-    if (typeof options.validate !== 'function') {
-      throw new ConfigurationError('validate', `map "${options.name}" needs a business validator: every write must pass one (a bare, unvalidated store is forbidden)`);
-    }
-    if (options.validateDelete !== undefined && typeof options.validateDelete !== 'function') throw new ConfigurationError('validateDelete', 'must be a function when given');
-    const codec = options.codec;
-    if (codec === null || typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function' || typeof codec.check !== 'function') {
-      throw new ConfigurationError('codec', 'must be a ValueCodec (int64Codec for money, stringCodec, or your own encode/decode/check)');
-    }
+    const { codec, keyPrefix, bounds, maxEntries, staleReadMs, retries, backoffMaxMs, sizeRefreshMs, observers, windowMs } = remoteMapSettings(options);
     const link = options.link;
     if (link === null || typeof link !== 'object' || typeof link.get !== 'function' || typeof link.listen !== 'function') {
       throw new ConfigurationError('link', 'must be a RedisLink from connectRedis()');
     }
-    if (options.keyPrefix === undefined && options.name.includes(':')) {
-      // The default prefix of "bal:x" (govmap:bal:x:) lies inside that of "bal" (govmap:bal:):
-      // map "bal" would walk, count and delete "bal:x"'s entries as its own keys "x:...", and a
-      // balances total would include another ledger's. Refused, not silently relocated: moving
-      // the default prefix would make a map that already has entries there look empty.
-      throw new ConfigurationError(
-        'keyPrefix',
-        `map "${options.name}" has a ":" in its name, so its default prefix govmap:${options.name}: lies inside the default prefix of map "${options.name.slice(0, options.name.lastIndexOf(':'))}" (range and size of that map would include this one's entries): give keyPrefix explicitly`,
-      );
-    }
-    const keyPrefix = options.keyPrefix ?? `govmap:${options.name}:`;
-    if (typeof keyPrefix !== 'string' || keyPrefix.length === 0 || keyPrefix.length > 256) throw new ConfigurationError('keyPrefix', 'must be a string of 1-256 characters', keyPrefix);
-    if (LONE_SURROGATE.test(keyPrefix)) throw new ConfigurationError('keyPrefix', 'must be well-formed UTF-16 (a lone surrogate becomes U+FFFD in Redis)', keyPrefix);
-    if (/[{}]/.test(keyPrefix)) {
-      throw new ConfigurationError('keyPrefix', 'must not contain "{" or "}": a Redis Cluster hash tag would put every key of the map in one slot', keyPrefix);
-    }
-    let bounds: Required<Int64Bounds> | null = null;
-    if (options.bounds !== undefined) {
-      if (codec.kind !== 'int64') throw new ConfigurationError('bounds', 'apply only to maps with codec int64Codec');
-      refuseNested(options.bounds, INT64_BOUNDS, 'bounds');
-      const { min, max = INT64_MAX, belowReason = 'BELOW_MIN', aboveReason = 'ABOVE_MAX' } = options.bounds;
-      if (typeof min !== 'bigint' || typeof max !== 'bigint' || min < INT64_MIN || max > INT64_MAX || min > max) {
-        throw new ConfigurationError('bounds', 'min and max must be bigints with INT64_MIN <= min <= max <= INT64_MAX');
-      }
-      bounds = { min, max, belowReason, aboveReason };
-    }
-    const near: NearCacheConfig = options.nearCache === false ? { maxEntries: 0 } : (options.nearCache ?? {});
-    refuseNested(near, NEAR_CACHE_CONFIG, 'nearCache');
-    const maxEntries = near.maxEntries ?? DEFAULT_NEAR_ENTRIES;
-    if (!(Number.isSafeInteger(maxEntries) && maxEntries >= 0)) throw new ConfigurationError('nearCache.maxEntries', 'must be a non-negative integer', maxEntries);
-    const staleReadMs = near.staleReadMs ?? 0;
-    if (!(Number.isFinite(staleReadMs) && staleReadMs >= 0)) throw new ConfigurationError('nearCache.staleReadMs', 'must be a non-negative number of milliseconds', staleReadMs);
-    const retries = options.updateRetries ?? DEFAULT_UPDATE_RETRIES;
-    if (!(Number.isSafeInteger(retries) && retries >= 0)) throw new ConfigurationError('updateRetries', 'must be a non-negative integer', retries);
-    const backoffMaxMs = options.retryBackoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS;
-    if (!(Number.isFinite(backoffMaxMs) && backoffMaxMs >= 0)) throw new ConfigurationError('retryBackoffMaxMs', 'must be a non-negative number of milliseconds', backoffMaxMs);
-    const sizeRefreshMs = options.sizeRefreshMs ?? DEFAULT_SIZE_REFRESH_MS;
-    if (!(Number.isFinite(sizeRefreshMs) && sizeRefreshMs >= 0)) throw new ConfigurationError('sizeRefreshMs', 'must be a non-negative number of milliseconds', sizeRefreshMs);
-    const observers = checkObservers(options.observers);
-    const windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
-    if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
 
     this.name = options.name;
     this.keyPrefix = keyPrefix;
@@ -1014,4 +961,67 @@ function refuseNested(value: unknown, known: ReadonlySet<string>, option: string
   if (value === null || typeof value !== 'object') return;
   const unknown = findUnknownOption(value, known, `${option} (of RemoteGovernedMap)`);
   if (unknown !== undefined) throw new ConfigurationError(`${option}.${unknown.option}`, unknown.rule);
+}
+
+/**
+ * The map's options checked, the link aside: `openRedisGovernedMap` asks this before it
+ * connects, so that a map with no validator or impossible bounds is named as such at once, not
+ * reported as "Redis unavailable" after the connect timeout while Redis is down.
+ */
+export function remoteMapSettings<V>(options: Omit<RemoteGovernedMapOptions<V>, 'link'> | null | undefined) {
+  if (options === null || typeof options !== 'object') throw new ConfigurationError('options', 'RemoteGovernedMap needs an options object');
+  refuseUnknownOptions(options, REMOTE_MAP_OPTIONS, 'RemoteGovernedMap');
+  if (typeof options.name !== 'string' || !NAME_PATTERN.test(options.name)) {
+    throw new ConfigurationError('name', 'must match [A-Za-z_][A-Za-z0-9_:.-]{0,63} (it becomes a metric label)', options.name);
+  }
+  if (typeof options.validate !== 'function') {
+    throw new ConfigurationError('validate', `map "${options.name}" needs a business validator: every write must pass one (a bare, unvalidated store is forbidden)`);
+  }
+  if (options.validateDelete !== undefined && typeof options.validateDelete !== 'function') throw new ConfigurationError('validateDelete', 'must be a function when given');
+  const codec = options.codec;
+  if (codec === null || typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function' || typeof codec.check !== 'function') {
+    throw new ConfigurationError('codec', 'must be a ValueCodec (int64Codec for money, stringCodec, or your own encode/decode/check)');
+  }
+  if (options.keyPrefix === undefined && options.name.includes(':')) {
+    // The default prefix of "bal:x" (govmap:bal:x:) lies inside that of "bal" (govmap:bal:):
+    // map "bal" would walk, count and delete "bal:x"'s entries as its own keys "x:...", and a
+    // balances total would include another ledger's. Refused, not silently relocated: moving
+    // the default prefix would make a map that already has entries there look empty.
+    throw new ConfigurationError(
+      'keyPrefix',
+      `map "${options.name}" has a ":" in its name, so its default prefix govmap:${options.name}: lies inside the default prefix of map "${options.name.slice(0, options.name.lastIndexOf(':'))}" (range and size of that map would include this one's entries): give keyPrefix explicitly`,
+    );
+  }
+  const keyPrefix = options.keyPrefix ?? `govmap:${options.name}:`;
+  if (typeof keyPrefix !== 'string' || keyPrefix.length === 0 || keyPrefix.length > 256) throw new ConfigurationError('keyPrefix', 'must be a string of 1-256 characters', keyPrefix);
+  if (LONE_SURROGATE.test(keyPrefix)) throw new ConfigurationError('keyPrefix', 'must be well-formed UTF-16 (a lone surrogate becomes U+FFFD in Redis)', keyPrefix);
+  if (/[{}]/.test(keyPrefix)) {
+    throw new ConfigurationError('keyPrefix', 'must not contain "{" or "}": a Redis Cluster hash tag would put every key of the map in one slot', keyPrefix);
+  }
+  let bounds: Required<Int64Bounds> | null = null;
+  if (options.bounds !== undefined) {
+    if (codec.kind !== 'int64') throw new ConfigurationError('bounds', 'apply only to maps with codec int64Codec');
+    refuseNested(options.bounds, INT64_BOUNDS, 'bounds');
+    const { min, max = INT64_MAX, belowReason = 'BELOW_MIN', aboveReason = 'ABOVE_MAX' } = options.bounds;
+    if (typeof min !== 'bigint' || typeof max !== 'bigint' || min < INT64_MIN || max > INT64_MAX || min > max) {
+      throw new ConfigurationError('bounds', 'min and max must be bigints with INT64_MIN <= min <= max <= INT64_MAX');
+    }
+    bounds = { min, max, belowReason, aboveReason };
+  }
+  const near: NearCacheConfig = options.nearCache === false ? { maxEntries: 0 } : (options.nearCache ?? {});
+  refuseNested(near, NEAR_CACHE_CONFIG, 'nearCache');
+  const maxEntries = near.maxEntries ?? DEFAULT_NEAR_ENTRIES;
+  if (!(Number.isSafeInteger(maxEntries) && maxEntries >= 0)) throw new ConfigurationError('nearCache.maxEntries', 'must be a non-negative integer', maxEntries);
+  const staleReadMs = near.staleReadMs ?? 0;
+  if (!(Number.isFinite(staleReadMs) && staleReadMs >= 0)) throw new ConfigurationError('nearCache.staleReadMs', 'must be a non-negative number of milliseconds', staleReadMs);
+  const retries = options.updateRetries ?? DEFAULT_UPDATE_RETRIES;
+  if (!(Number.isSafeInteger(retries) && retries >= 0)) throw new ConfigurationError('updateRetries', 'must be a non-negative integer', retries);
+  const backoffMaxMs = options.retryBackoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS;
+  if (!(Number.isFinite(backoffMaxMs) && backoffMaxMs >= 0)) throw new ConfigurationError('retryBackoffMaxMs', 'must be a non-negative number of milliseconds', backoffMaxMs);
+  const sizeRefreshMs = options.sizeRefreshMs ?? DEFAULT_SIZE_REFRESH_MS;
+  if (!(Number.isFinite(sizeRefreshMs) && sizeRefreshMs >= 0)) throw new ConfigurationError('sizeRefreshMs', 'must be a non-negative number of milliseconds', sizeRefreshMs);
+  const observers = checkObservers(options.observers);
+  const windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
+  if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
+  return { codec, keyPrefix, bounds, maxEntries, staleReadMs, retries, backoffMaxMs, sizeRefreshMs, observers, windowMs };
 }
