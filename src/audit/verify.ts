@@ -159,6 +159,9 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   let lastEventOp: string | null = null;
   let unsealedRecords = 0;
   let keyRequired = false;
+  /** Keyed seals hashed with the given key, and how many of them it verified. */
+  let keyedHashed = 0;
+  let keyedMatched = 0;
   const gaps: (AuditGap & { file: string; line: number })[] = [];
   for (const { keptIndex, file, twin } of duplicates) {
     add(keptIndex, 0, {
@@ -572,6 +575,10 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         // prev, intact bytes still match it (the seal before it was altered or removed, or this
         // block comes from another chain); hashed after the previous seal, only prev was edited.
         const intactAfterOwnPrev = linkBroken && hash !== s.hash && hasher.begin(s.prev).update(covered).digest('hex') === s.hash;
+        if (key !== null) {
+          keyedHashed++;
+          if (hash === s.hash || intactAfterOwnPrev) keyedMatched++;
+        }
         if (linkBroken) {
           if (hash === s.hash) at(`chain link broken: its prev field was altered (${link}, but its bytes hash correctly after the previous seal)`);
           else if (intactAfterOwnPrev) at(`chain link broken: ${link}; its own bytes are intact, so the seal before it was altered or removed, or this block comes from another chain`);
@@ -604,6 +611,11 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   }
 
   for (const candidate of tornCandidates.values()) add(candidate.fileIndex, candidate.sortOffset, candidate.p, 'record');
+  if (keyedHashed > 1 && keyedMatched === 0) {
+    // Every block "altered" at once is far more often the wrong key than a rewritten spool: say
+    // so before someone opens an incident (the findings stand: the two cannot be told apart).
+    notes.push(`not one of the ${keyedHashed} HMAC seals verifies with the key given: is it this spool's key (--key-file, --key-env)? A chain rebuilt under another key looks the same`);
+  }
   atLogEnd = true;
   readJournalSeqs();
   while (pending.size > 0) reportMissing();

@@ -123,6 +123,23 @@ describe('verify: the first bad record and the report', () => {
     assert.equal(verifySpool(pristine).keyRequired, false);
   });
 
+  test('a keyed spool checked with the wrong key: still failed (a chain rebuilt under another key looks the same), with a note asking whether it is the spool\'s key', () => {
+    const wrong = verifySpool(keyed, { key: Buffer.from('not-the-key-of-this-spool-at-all') });
+    assert.equal(wrong.ok, false);
+    assert.ok(wrong.notes.some((n) => /not one of the \d+ HMAC seals verifies with the key given: is it this spool's key/.test(n)), JSON.stringify(wrong.notes));
+    const right = verifySpool(keyed, { key: KEY });
+    assert.ok(!right.notes.some((n) => /HMAC seals verifies/.test(n)), 'no such note with the right key');
+    // One block altered under the right key is tampering, and said only as that.
+    const tampered = damaged(keyed, (_dir, files) => {
+      const all = lines(files[1]!);
+      const i = all.findIndex((l, n) => n > 20 && l.includes('"op_type":"STORE"'));
+      all[i] = all[i]!.replace('"outcome":"ok"', '"outcome":"miss"');
+      writeLines(files[1]!, all);
+    }, KEY);
+    assert.equal(tampered.ok, false);
+    assert.ok(!tampered.notes.some((n) => /HMAC seals verifies/.test(n)), JSON.stringify(tampered.notes));
+  });
+
   test('a keyed spool without its key still reports damage it can see (a missing record)', () => {
     const report = damaged(keyed, (_dir, files) => {
       const all = lines(files[1]!);
