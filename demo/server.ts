@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { STATUS_CODES, createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { ConfigurationError } from '../src/map/index.ts';
 import { MapMetrics } from '../src/metrics/index.ts';
 import { installAccountRoutes } from './accounts.ts';
 import { sendError, sendJson, serviceUrl } from './http.ts';
@@ -117,6 +118,9 @@ export interface DemoService {
  * `{error:{code, reason}}`; a refused request changes nothing.
  */
 export async function startDemo(options: DemoOptions = {}): Promise<DemoService> {
+  // One token for every admin endpoint; the parts' own adminToken options (older) fold into it.
+  // Checked before anything starts: a refused start leaves nothing running.
+  const givenToken = checkAdminToken(options.adminToken ?? options.switches?.adminToken ?? options.settlement?.adminToken ?? nonEmpty(process.env.GOVMAP_ADMIN_TOKEN));
   // Before the ledger, so that the sandbox records where its map is created.
   const sandbox = startDemoSandbox(options.sandbox);
   const without = new Set(options.without ?? []);
@@ -130,8 +134,6 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   const router = new Router();
   const closeHooks: Array<() => Promise<void> | void> = [];
   const announcements: string[] = [];
-  // One token for every admin endpoint; the parts' own adminToken options (older) fold into it.
-  const givenToken = options.adminToken ?? options.switches?.adminToken ?? options.settlement?.adminToken ?? nonEmpty(process.env.GOVMAP_ADMIN_TOKEN);
   const generated = randomBytes(16).toString('hex');
   const admin: DemoAdmin = givenToken === undefined ? { token: generated, shown: generated } : { token: givenToken, shown: '$GOVMAP_ADMIN_TOKEN' };
   let references = 0;
@@ -341,6 +343,18 @@ function whenAnswered(socket: Socket, then: () => void): void {
   };
   inFlight.once('finish', next);
   inFlight.once('close', next);
+}
+
+/** The shortest admin token taken: it guards breaker, switch, routing-fault and settlement endpoints. */
+const MIN_ADMIN_TOKEN_LENGTH = 16;
+
+function checkAdminToken(token: string | undefined): string | undefined {
+  if (token === undefined) return undefined;
+  if (typeof token !== 'string' || token.length < MIN_ADMIN_TOKEN_LENGTH || /\s/.test(token)) {
+    // Never echoed: it is a secret, however weak.
+    throw new ConfigurationError('adminToken (GOVMAP_ADMIN_TOKEN)', `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters without spaces: it guards the breaker, switch, routing-fault and settlement endpoints (unset, a random one is made and printed)`);
+  }
+  return token;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -43,7 +43,7 @@ test('the demo records switch changes and leak suspects in the same verifiable s
   const demo = await startDemo({
     port: 0,
     accounts: 5,
-    adminToken: 'test-token',
+    adminToken: 'audit-demo-test-token-0123',
     audit: { dir, actor: 'govmap-demo/test' },
     sandbox: { idleThresholdMs: 300, sweepIntervalMs: 100, advisorWindowMs: 2000, stateDirectory: null, onSuspect: () => {} },
   });
@@ -53,11 +53,11 @@ test('the demo records switch changes and leak suspects in the same verifiable s
   });
   const change = await fetch(`${demo.url}/admin/switches`, {
     method: 'POST',
-    headers: { authorization: 'Bearer test-token', 'content-type': 'application/json' },
+    headers: { authorization: 'Bearer audit-demo-test-token-0123', 'content-type': 'application/json' },
     body: JSON.stringify({ set: { 'payments.enabled': { enabled: false } }, reason: 'incident 7 drill' }),
   });
   assert.equal(change.status, 200, await change.text());
-  const drill = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'POST', headers: { authorization: 'Bearer test-token', 'content-type': 'application/json' }, body: '{"maps":3}' });
+  const drill = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'POST', headers: { authorization: 'Bearer audit-demo-test-token-0123', 'content-type': 'application/json' }, body: '{"maps":3}' });
   assert.equal(drill.status, 200, await drill.text());
   let drillSuspect = false;
   for (let i = 0; i < 50 && !drillSuspect; i++) {

@@ -133,3 +133,22 @@ describe('faults: refusals echo the value; org names are only names', () => {
     assert.equal(Object.keys((await call(demo, 'GET', '/breakers')).json.gateway.orgs).length, MAX_FAULTED_ORGS);
   });
 });
+
+test('a weak admin token (under 16 characters, or with spaces) is refused before anything starts, and never echoed', async () => {
+  for (const weak of ['Qz', 'Zq7secret', 'fifteen-chars!!', 'has a space in it ok']) {
+    await assert.rejects(startDemo({ port: 0, accounts: 2, adminToken: weak, sandbox: { stateDirectory: null } }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'GOVMAP_INVALID_CONFIGURATION', String(error));
+      assert.match(error.message, /adminToken.*at least 16 characters/);
+      assert.ok(!error.message.includes(weak), 'the token is not echoed');
+      return true;
+    });
+  }
+  const saved = process.env.GOVMAP_ADMIN_TOKEN;
+  process.env.GOVMAP_ADMIN_TOKEN = 'short';
+  try {
+    await assert.rejects(startDemo({ port: 0, accounts: 2, sandbox: { stateDirectory: null } }), /GOVMAP_ADMIN_TOKEN/);
+  } finally {
+    if (saved === undefined) delete process.env.GOVMAP_ADMIN_TOKEN;
+    else process.env.GOVMAP_ADMIN_TOKEN = saved;
+  }
+});
