@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../map/errors.ts';
+import { assertOptionsObject, findUnknownOption } from '../map/known-options.ts';
 
 /**
  * The migration signals of the specification and the recommendation they lead to, as one pure
@@ -42,9 +43,17 @@ export const THRESHOLD_LABELS: Readonly<Record<keyof AdvisorThresholds, string>>
   minReadWriteRatio: 'min_read_write_ratio',
 });
 
-/** Merges and checks thresholds; a bad one is refused with its name. */
+const THRESHOLD_NAMES: ReadonlySet<string> = new Set(Object.keys(DEFAULT_THRESHOLDS));
+
+/** Merges and checks thresholds; a bad one, or one that is not a threshold, is refused with its name. */
 export function resolveThresholds(partial: Partial<AdvisorThresholds> = {}): AdvisorThresholds {
-  const t = { ...DEFAULT_THRESHOLDS, ...partial };
+  // A misspelt threshold (`maxkeys`) would otherwise leave the default in force without a word.
+  assertOptionsObject(partial, 'Advisor thresholds', '{ missRatio, maxKeys, ... }');
+  const unknown = findUnknownOption(partial, THRESHOLD_NAMES, 'Advisor thresholds');
+  if (unknown !== undefined) throw new ConfigurationError(`thresholds.${unknown.option}`, unknown.rule);
+  // A threshold given as undefined means its default, as any other option does.
+  const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
+  const t = { ...DEFAULT_THRESHOLDS, ...given };
   const check = (name: keyof AdvisorThresholds, ok: boolean, rule: string): void => {
     if (!ok) throw new ConfigurationError(`thresholds.${name}`, rule, t[name]);
   };

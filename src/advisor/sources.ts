@@ -369,7 +369,13 @@ export function evidenceFromMetricsText(text: string, source: string, thresholds
       missRatio = { latest, breachedWindows: latest === null ? null : latest > thresholds.missRatio ? 1 : 0, observedWindows: latest === null ? 0 : 1, windowMs: DEFAULT_WINDOW_MS };
       readWrite = { ratio: rwRatio, reads: null, writes: null };
       ranges = { current: null, previous: null, beforePrevious: null, calendar: 'iso-week' };
-      notes.push('the service does not export the in-process advisor (govmap_advisor_*): one scrape shows one miss-ratio window and no weekly range history; use --prometheus, or run the Advisor in the service');
+      // An advisor that follows only some maps (the demo's follows balances, not its route
+      // caches) is exported all the same: "no advisor" would send the team to fix its wiring.
+      notes.push(
+        advisorWindowSeconds !== null
+          ? `the service's advisor does not follow map "${mapName}" (advisor.track(map)): one scrape shows one miss-ratio window and no weekly range history; use --prometheus, or have the Advisor track it`
+          : 'the service does not export the in-process advisor (govmap_advisor_*): one scrape shows one miss-ratio window and no weekly range history; use --prometheus, or run the Advisor in the service',
+      );
     }
     if (gc.rising === null && !gcRisingRefused) {
       notes.push(

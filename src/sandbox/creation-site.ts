@@ -135,15 +135,29 @@ export function formatSite(pending: PendingSite, cwd: string = process.cwd()): C
   return { key: frames.filter((frame) => !frame.startsWith('async ')).join('\n'), frames };
 }
 
-/** `file:///work/app/src/x.ts:12:5` -> `src/x.ts:12:5` when under the working directory. */
+/**
+ * `file:///work/app/src/x.ts:12:5` (an ES module) or `/work/app/src/x.js:12:5` (CommonJS writes
+ * bare paths) -> `src/x.ts:12:5` when under the working directory.
+ */
 function shortenPaths(frame: string, cwd: string): string {
-  return frame.replace(/file:\/\/[^\s):]+/g, (url) => {
+  const fromUrls = frame.replace(/file:\/\/[^\s):]+/g, (url) => {
     try {
-      const path = fileURLToPath(url);
-      const rel = relative(cwd, path);
-      return rel.startsWith('..') ? path : rel;
+      return relativeToCwd(fileURLToPath(url), cwd);
     } catch {
       return url;
     }
   });
+  return fromUrls.replace(BARE_PATH_LOCATION, (_match, lead: string, path: string) => `${lead}${relativeToCwd(path, cwd)}`);
+}
+
+/** A frame's location as CommonJS writes it: an absolute path, then `:line:column`, at the end of the frame. */
+const BARE_PATH_LOCATION = /(^|\()(\/[^():]+)(?=:\d+:\d+\)?$)/;
+
+function relativeToCwd(path: string, cwd: string): string {
+  try {
+    const rel = relative(cwd, path);
+    return rel.startsWith('..') ? path : rel;
+  } catch {
+    return path;
+  }
 }

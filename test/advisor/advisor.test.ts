@@ -171,6 +171,18 @@ describe('size and shape of the workload', () => {
     assert.throws(() => new Advisor({ instance: 'pod/7' }), /"instance"/);
     assert.throws(() => new Advisor({ keyPrefix: 'govmap' }), /keyPrefix/);
   });
+
+  test('a misspelt threshold is refused with the one it may mean, not ignored with the default left in force', () => {
+    // `maxkeys: 10_000` silently left maxKeys at 50,000: the map the team gated at 10k keys was never flagged.
+    assert.throws(
+      () => new Advisor({ thresholds: { maxkeys: 10_000 } as never }),
+      (e: unknown) => e instanceof ConfigurationError && e.code === 'GOVMAP_INVALID_CONFIGURATION' && /"thresholds\.maxkeys"/.test(e.message) && /did you mean "maxKeys"/.test(e.message),
+    );
+    assert.throws(() => new Advisor({ thresholds: null as never }), (e: unknown) => e instanceof ConfigurationError && /thresholds/.test(e.message));
+    // A known threshold left undefined means its default, as for every other option.
+    assert.equal(new Advisor({ thresholds: { maxKeys: undefined, missRatio: 0.5 } }).thresholds.maxKeys, 50_000);
+    assert.deepEqual(Object.keys(new Advisor({ thresholds: { missRatio: 0.5 } }).thresholds).sort(), ['maxKeys', 'minBaselineRanges', 'minReadWriteRatio', 'missRatio', 'missRatioWindows', 'rangeGrowth']);
+  });
 });
 
 describe('range calls per ISO week survive restarts through the state store', () => {

@@ -125,6 +125,24 @@ describe('evidence from one scrape', () => {
     assert.equal(quotes!.recommendation, 'shared-memory-store');
     assert.deepEqual(quotes!.evidence.notes, []);
   });
+
+  test('a map the service\'s advisor does not follow is said to be not followed, not that the service exports no advisor', () => {
+    // The demo's own shape: the advisor follows balances, the map metrics also export a route cache.
+    const text = [
+      'syncmap_keys{map="balances"} 1000',
+      'syncmap_keys{map="route_cache:eu"} 200',
+      'syncmap_load_total{map="route_cache:eu"} 5000',
+      'syncmap_miss_ratio{map="route_cache:eu"} 0.1',
+      'govmap_advisor_window_seconds 300',
+      'govmap_advisor_recommendation{map="balances",recommendation="stay"} 1',
+    ].join('\n');
+    const [balances, routeCache] = evidenceFromMetricsText(text, 'svc');
+    assert.equal(balances!.map, 'balances');
+    assert.ok(!balances!.notes.some((n) => /govmap_advisor_/.test(n)), balances!.notes.join('\n'));
+    assert.equal(routeCache!.map, 'route_cache:eu');
+    assert.ok(!routeCache!.notes.some((n) => /does not export the in-process advisor/.test(n)), routeCache!.notes.join('\n'));
+    assert.ok(routeCache!.notes.some((n) => /^the service's advisor does not follow map "route_cache:eu" \(advisor\.track\(map\)\): one scrape shows one miss-ratio window and no weekly range history/.test(n)), routeCache!.notes.join('\n'));
+  });
 });
 
 describe('ISO weeks (UTC)', () => {

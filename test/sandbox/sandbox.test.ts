@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
@@ -403,6 +406,28 @@ describe('cost controls', () => {
       assert.equal(sandbox.counts.sitesSkipped, 3);
     } finally {
       sandbox.stop();
+    }
+  });
+
+  test('a map created in a CommonJS module is shown relative to the cwd too, as an ES module\'s is', () => {
+    // CommonJS frames carry bare absolute paths (/app/dist/quotes.js:41:22), not file:// URLs.
+    const directory = mkdtempSync(join(tmpdir(), 'govmap-cjs-site-'));
+    try {
+      writeFileSync(join(directory, 'quotes.cjs'), "exports.handleQuoteRequest = (GovernedMap) => new GovernedMap({ name: 'cjs_quote_cache', validate: () => true });\n");
+      const { handleQuoteRequest: handle } = createRequire(import.meta.url)(join(directory, 'quotes.cjs')) as { handleQuoteRequest: (ctor: typeof GovernedMap) => GovernedMap<string, string> };
+      const sandbox = new Sandbox({ gc: false, cwd: directory }).start();
+      try {
+        const kept = handle(GovernedMap);
+        sandbox.sweep();
+        const site = sandbox.report().topSites.find((s) => s.maps.includes('cjs_quote_cache'));
+        assert.ok(site !== undefined, JSON.stringify(sandbox.report().topSites));
+        assert.match(site.site.frames[0]!, /^exports\.handleQuoteRequest \(quotes\.cjs:1:\d+\)$/);
+        assert.equal(kept.name, 'cjs_quote_cache');
+      } finally {
+        sandbox.stop();
+      }
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
     }
   });
 
