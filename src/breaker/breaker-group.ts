@@ -61,6 +61,9 @@ export class BreakerGroup {
   #gateFor: ((breaker: CircuitBreaker) => ProbeGate | null) | null = null;
   #sweep: TimerHandle | null = null;
   #disposed = false;
+  /** Eviction candidates from the last scan, oldest first (see #nextVictim). */
+  #victims: { readonly breaker: CircuitBreaker; readonly usedAt: number }[] = [];
+  #victimAt = 0;
 
   constructor(options: BreakerGroupOptions) {
     // Checked here, under the group's name and with its two keys: each breaker then gets only
@@ -94,7 +97,7 @@ export class BreakerGroup {
   execute<T>(key: string, call: (signal: AbortSignal) => T | PromiseLike<T>, fallback?: Fallback<T>): Promise<T> {
     const breaker = this.#breakers.get(key);
     if (breaker !== undefined) return breaker.execute(call, fallback);
-    if (this.#disposed) return Promise.reject(new BreakerGroupDisposedError(this.name, String(key)));
+    if (this.#disposed) return Promise.reject(new BreakerGroupDisposedError(this.name, key));
     let created: CircuitBreaker;
     try {
       created = this.#create(key);
@@ -152,6 +155,7 @@ export class BreakerGroup {
     this.#disposed = true;
     if (this.#sweep !== null) this.settings.clock.clearTimer(this.#sweep);
     this.#sweep = null;
+    this.#victims = [];
     for (const breaker of [...this.#breakers.values()]) this.#evict(breaker, false);
   }
 
@@ -168,16 +172,40 @@ export class BreakerGroup {
   }
 
   #makeRoom(): void {
-    let oldestIdle: CircuitBreaker | undefined;
-    let oldest: CircuitBreaker | undefined;
-    for (const breaker of this.#breakers.values()) {
-      if (oldest === undefined || breaker.lastUsedAt < oldest.lastUsedAt) oldest = breaker;
-      if (this.#evictable(breaker) && (oldestIdle === undefined || breaker.lastUsedAt < oldestIdle.lastUsedAt)) oldestIdle = breaker;
+    const idle = this.#nextVictim();
+    if (idle !== undefined) {
+      this.#evict(idle);
+      return;
     }
-    const victim = oldestIdle ?? oldest;
-    if (victim === undefined) return;
-    if (victim !== oldestIdle) this.forcedEvictions++;
-    this.#evict(victim);
+    let oldest: CircuitBreaker | undefined;
+    for (const breaker of this.#breakers.values()) if (oldest === undefined || breaker.lastUsedAt < oldest.lastUsedAt) oldest = breaker;
+    if (oldest === undefined) return;
+    this.forcedEvictions++;
+    this.#evict(oldest);
+  }
+
+  /**
+   * The least recently used evictable breaker. Scanning every breaker for each new key cost about
+   * 1 ms at 10,000 breakers: a flood of unseen orgIds would own the event loop. One scan instead
+   * queues the oldest evictable breakers, oldest first, with the lastUsedAt each had; a queued one
+   * used since (or no longer evictable) is skipped. The other evictable ones were all used later
+   * than the queued ones, and can only have been used later still, so the head stays the oldest;
+   * a breaker that becomes evictable meanwhile (its slow call settles) waits for the next scan.
+   */
+  #nextVictim(): CircuitBreaker | undefined {
+    for (let pass = 0; pass < 2; pass++) {
+      while (this.#victimAt < this.#victims.length) {
+        const { breaker, usedAt } = this.#victims[this.#victimAt++]!;
+        if (breaker.lastUsedAt === usedAt && this.#breakers.get(breaker.key!) === breaker && this.#evictable(breaker)) return breaker;
+      }
+      const candidates: { breaker: CircuitBreaker; usedAt: number }[] = [];
+      for (const breaker of this.#breakers.values()) if (this.#evictable(breaker)) candidates.push({ breaker, usedAt: breaker.lastUsedAt });
+      candidates.sort((a, b) => a.usedAt - b.usedAt);
+      this.#victims = candidates.slice(0, Math.max(1, Math.ceil(this.maxBreakers / 16)));
+      this.#victimAt = 0;
+      if (candidates.length === 0) return undefined;
+    }
+    return undefined;
   }
 
   #evictable(breaker: CircuitBreaker): boolean {

@@ -37,7 +37,9 @@ export class CallTimeoutError extends GovMapError {
 /** A key of a keyed breaker group that cannot name a breaker (and an etcd key segment). */
 export class BreakerKeyError extends GovMapError {
   constructor(group: string, key: unknown, rule: string) {
-    super('GOVMAP_BREAKER_KEY_INVALID', `breaker group "${group}": key ${JSON.stringify(String(key).slice(0, 80))} is invalid: ${rule}`, { group, key: String(key).slice(0, 80), rule });
+    // Not String(key): a key with no string form (a null-prototype object) threw a bare TypeError from here.
+    const shown = keyText(key);
+    super('GOVMAP_BREAKER_KEY_INVALID', `breaker group "${group}": key ${JSON.stringify(shown)} is invalid: ${rule}`, { group, key: shown, rule });
   }
 }
 
@@ -55,7 +57,18 @@ export class BreakerArgumentError extends GovMapError {
 
 /** A keyed breaker group was asked for a breaker after dispose(): a disposed group holds none and announces none. */
 export class BreakerGroupDisposedError extends GovMapError {
-  constructor(group: string, key: string) {
-    super('GOVMAP_BREAKER_GROUP_DISPOSED', `breaker group "${group}": get("${key.slice(0, 80)}") called after dispose(); a disposed group creates no breakers`, { group, key: key.slice(0, 80) });
+  constructor(group: string, key: unknown) {
+    const shown = keyText(key);
+    super('GOVMAP_BREAKER_GROUP_DISPOSED', `breaker group "${group}": get("${shown}") called after dispose(); a disposed group creates no breakers`, { group, key: shown });
+  }
+}
+
+/** A key as text for an error, at most 80 characters, whatever the caller passed. */
+function keyText(key: unknown): string {
+  if (typeof key === 'string') return key.slice(0, 80);
+  try {
+    return String(key).slice(0, 80);
+  } catch {
+    return Object.prototype.toString.call(key);
   }
 }

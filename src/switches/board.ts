@@ -217,6 +217,12 @@ export class SwitchBoard {
     const origin = `${change.source ?? 'api'} (${change.actor})`;
     const next = new Map(this.#definitionsOf(this.#current));
     const set = this.#validate(() => parseSwitchSet(patch.set ?? {}, origin));
+    const given: unknown = patch.remove ?? [];
+    // A string is iterable: `remove: 'fx'` removed switches "f" and "x" and left "fx" in force.
+    if (!Array.isArray(given)) {
+      this.counters.rejectedChanges++;
+      throw new SwitchConfigError(origin, [{ path: 'remove', rule: `a list of switch names, e.g. [${JSON.stringify(typeof given === 'string' ? given : 'name')}]` }]);
+    }
     const remove = patch.remove ?? [];
     for (const name of remove) {
       if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);

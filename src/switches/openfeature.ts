@@ -29,7 +29,7 @@ const REASONS: Record<SwitchReason, string> = {
  * with GENERAL. Every change of the board emits PROVIDER_CONFIGURATION_CHANGED with the keys
  * of the flags that changed.
  *
- * Context: `orgId`, `txnType`, `account` and any other string/number/boolean attribute are
+ * Context: `orgId`, `txnType`, `account` and any other string, finite number or boolean attribute are
  * available to targeting by name; `targetingKey` as `targetingKey`.
  */
 export class GovmapSwitchProvider implements Provider {
@@ -119,7 +119,7 @@ function jsonType(value: JsonValue): string {
   return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value === 'object' ? 'object' : typeof value;
 }
 
-/** OpenFeature context -> targeting context: primitive attributes as strings; others ignored. */
+/** OpenFeature context -> targeting context: strings, finite numbers and booleans as strings; others (NaN, a Date, an object) ignored. */
 export function toSwitchContext(context: EvaluationContext | undefined): SwitchContext | undefined {
   if (context === undefined) return undefined;
   const keys = Object.keys(context);
@@ -128,7 +128,8 @@ export function toSwitchContext(context: EvaluationContext | undefined): SwitchC
   for (const key of keys) {
     const value = context[key];
     if (typeof value === 'string') out[key] = value;
-    else if (typeof value === 'number' || typeof value === 'boolean') out[key] = String(value);
+    // Finite only, the rule of targeting's attribute(): "NaN" would be a rollout key every malformed orgId shares.
+    else if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean') out[key] = String(value);
   }
   return out;
 }

@@ -391,6 +391,47 @@ describe('keyed groups', () => {
     group.dispose();
   });
 
+  test('at maxBreakers, a flood of new keys (random orgIds in X-Biz-Tag) costs each new key a bounded amount of work, not a scan of every breaker', async () => {
+    // Counts clock reads: each breaker looked at to find the least recently used reads the clock.
+    // Scanning all 10,000 breakers per new key was about 1 ms of event loop per request.
+    const clock = new ManualClock();
+    let reads = 0;
+    const counting = { now: () => (reads++, clock.now()), setTimer: clock.setTimer.bind(clock), clearTimer: clock.clearTimer.bind(clock) };
+    const maxBreakers = 2_000;
+    const group = new BreakerGroup({ name: 'orgs', clock: counting, maxBreakers });
+    for (let i = 0; i < maxBreakers; i++) {
+      await group.execute(`org-${i}`, ok);
+      clock.advance(1);
+    }
+    reads = 0;
+    const flood = 2_000;
+    for (let i = 0; i < flood; i++) {
+      await group.execute(`flood-${i}`, ok);
+      clock.advance(1);
+    }
+    assert.equal(group.size, maxBreakers);
+    assert.ok(reads / flood < 50, `${(reads / flood).toFixed(0)} clock reads per new key at maxBreakers ${maxBreakers}`);
+    // Still least recently used first: the oldest orgs went, the newest keys stay.
+    assert.ok(group.peek('org-0') === undefined && group.peek(`flood-${flood - 1}`) !== undefined);
+    group.dispose();
+  });
+
+  test('the least recently used goes first even when it was used again after the group last looked', async () => {
+    const clock = new ManualClock();
+    const group = new BreakerGroup({ name: 'orgs', clock, maxBreakers: 100 });
+    for (let i = 0; i < 100; i++) {
+      await group.execute(`org-${i}`, ok);
+      clock.advance(1);
+    }
+    await group.execute('new-0', ok); // full: org-0 goes
+    clock.advance(1);
+    await group.execute('org-1', ok); // org-1, next in line, is used again: now the most recent
+    clock.advance(1);
+    await group.execute('new-1', ok);
+    assert.ok(group.peek('org-0') === undefined && group.peek('org-1') !== undefined && group.peek('org-2') === undefined);
+    group.dispose();
+  });
+
   test('a key that cannot name a breaker is refused with a typed error', () => {
     const group = new BreakerGroup({ name: 'orgs', clock: new ManualClock() });
     for (const key of ['', 'a/b', 'x'.repeat(65), 'org 1']) {
@@ -411,6 +452,17 @@ describe('keyed groups', () => {
     }
     assert.equal(group.size, 0);
     group.dispose();
+  });
+
+  test('a key with no string form (a null-prototype object, a throwing toString) is refused with BreakerKeyError, not a bare TypeError', async () => {
+    const group = new BreakerGroup({ name: 'orgs', clock: new ManualClock() });
+    const keys = [Object.create(null) as unknown as string, { toString: () => { throw new Error('boom'); } } as unknown as string];
+    for (const key of keys) {
+      assert.throws(() => group.get(key), (e: unknown) => e instanceof BreakerKeyError && e.code === 'GOVMAP_BREAKER_KEY_INVALID' && e.message.includes('[object Object]'));
+      await assert.rejects(group.execute(key, ok), (e: unknown) => e instanceof BreakerKeyError && e.code === 'GOVMAP_BREAKER_KEY_INVALID');
+    }
+    group.dispose();
+    for (const key of keys) await assert.rejects(group.execute(key, ok), (e: unknown) => e instanceof BreakerGroupDisposedError && e.code === 'GOVMAP_BREAKER_GROUP_DISPOSED');
   });
 
   test('after dispose() a group creates and announces no breaker: get() throws, execute() rejects, both with a code', async () => {

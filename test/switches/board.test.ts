@@ -72,6 +72,17 @@ describe('snapshots', () => {
     assert.equal(board.update({ set: { c: true }, remove: ['d'] }, change())?.version, 2, 'disjoint lists still apply');
   });
 
+  test('update() with remove given as one name instead of a list is refused, not read letter by letter', () => {
+    const board = new SwitchBoard({ initial: { fx: true, f: true, x: true } });
+    const before = board.snapshot;
+    const error = caught(() => board.update({ remove: 'fx' as unknown as string[] }, change()));
+    assert.ok(error instanceof SwitchConfigError, `got ${String(error)}`);
+    assert.equal(error.code, 'GOVMAP_SWITCH_CONFIG_INVALID');
+    assert.deepEqual(error.issues, [{ path: 'remove', rule: 'a list of switch names, e.g. ["fx"]' }]);
+    assert.equal(board.snapshot, before, 'switches "f" and "x" are still there');
+    assert.equal(board.counters.rejectedChanges, 1);
+  });
+
   test('a switch named __proto__ (an own key, as JSON.parse makes it) is refused by every way in', () => {
     const raw = (): Record<string, unknown> => JSON.parse('{"__proto__":{"enabled":"garbage"},"ok":true}') as Record<string, unknown>;
     const board = new SwitchBoard();

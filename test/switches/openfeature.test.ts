@@ -66,3 +66,15 @@ test('inside a pinned request the provider answers from the pinned snapshot and 
   );
   assert.equal(await client.getBooleanValue('pilot', true, { orgId: '1001' }), false, 'outside the request: the current version');
 });
+
+test('a non-finite number in the OpenFeature context (Number() of a malformed orgId) is an absent key, as on the board: never a rollout bucket', async () => {
+  const board = new SwitchBoard({ initial: { 'fast-path': { enabled: true, rollout: { percent: 50 } } } });
+  const provider = new GovmapSwitchProvider(board);
+  for (const orgId of [Number.NaN, Infinity, -Infinity]) {
+    const resolved = await provider.resolveBooleanEvaluation('fast-path', false, { orgId });
+    assert.equal(resolved.value, false, `orgId ${orgId} was served the switch`);
+    assert.equal(resolved.flagMetadata?.govmapReason, 'ROLLOUT_KEY_MISSING', `orgId ${orgId}`);
+    assert.equal(resolved.flagMetadata?.govmapReason, board.evaluate('fast-path', { orgId } as never).reason, 'the provider and the board agree');
+  }
+  await provider.onClose();
+});
