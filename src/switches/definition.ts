@@ -97,8 +97,25 @@ const definitionSchema = z.union([
     .refine((d) => jsonType(d.value ?? true) === jsonType(d.offValue ?? false), {
       message: 'value and offValue must be of the same JSON type (an evaluation is typed)',
       path: ['offValue'],
+    })
+    .superRefine((d, ctx) => {
+      // A JSON or YAML number past 2^53 has lost digits before we see it (9007199254740993 reads
+      // as ...992): a limit in minor units would be enforced at a value nobody wrote.
+      for (const field of ['value', 'offValue'] as const) {
+        for (const path of unsafeIntegerPaths(d[field], [field])) {
+          ctx.addIssue({ code: 'custom', path, message: 'a whole number beyond 2^53 loses digits in JSON and YAML: write it as a decimal string (money in minor units, "9007199254740993")' });
+        }
+      }
     }),
 ]);
+
+/** Paths of the integers past Number.MAX_SAFE_INTEGER in a JSON value. */
+function unsafeIntegerPaths(value: unknown, path: Array<string | number>): Array<Array<string | number>> {
+  if (typeof value === 'number') return Number.isInteger(value) && !Number.isSafeInteger(value) ? [path] : [];
+  if (Array.isArray(value)) return value.flatMap((item, i) => unsafeIntegerPaths(item, [...path, i]));
+  if (value !== null && typeof value === 'object') return Object.entries(value).flatMap(([key, item]) => unsafeIntegerPaths(item, [...path, key]));
+  return [];
+}
 
 // Names are checked on the raw keys (switchNameIssues), not here: z.record skips a `__proto__` key.
 const setSchema = z.strictObject({

@@ -101,6 +101,17 @@ describe('snapshots', () => {
     assert.equal(board.snapshot.has('ok'), false);
   });
 
+  test('a number past 2^53 in a switch value (a limit in minor units written as a YAML or JSON number) is refused: its digits are already lost', () => {
+    // JSON.parse (and YAML) round 9007199254740993 to ...992: the limit in force would not be the one written.
+    const document = JSON.parse('{"switches":{"payments.limit":{"enabled":true,"value":{"minor":9007199254740993},"offValue":{"minor":0}}}}') as unknown;
+    const error = caught(() => parseSwitchDocument(document, 'file switches.yaml'));
+    assert.ok(error instanceof SwitchConfigError, String(error));
+    assert.deepEqual(error.issues.map((i) => i.path), ['switches["payments.limit"].value.minor']);
+    assert.match(error.message, /beyond 2\^53.*decimal string/);
+    // Safe integers and fractions (a ratio) are values like any other.
+    assert.equal(parseSwitchSet({ a: { enabled: true, value: 9007199254740991, offValue: 0 }, b: { enabled: true, value: 0.25, offValue: 0 } }, 'api').size, 2);
+  });
+
   test('a missing field says "required"; an empty document says it is empty', () => {
     const text = (fn: () => unknown): string => (caught(fn) as Error).message;
     assert.match(text(() => parseSwitchSet({ a: { kill: true } }, 'api')), /switches\.a\.enabled: required/);
