@@ -5,7 +5,7 @@ import { LoadHttpClient } from './load/http-client.ts';
 import { referenceMix, runStep } from './load/open-loop.ts';
 import type { StepResult } from './load/open-loop.ts';
 import { ServiceProcess, runtimeSample } from './load/service-process.ts';
-import { BenchUsageError, STEP_LIMITS, medianOf, numericOptions, round } from './harness.ts';
+import { BenchUsageError, STEP_LIMITS, checkRequestsPerStep, medianOf, numericOptions, round } from './harness.ts';
 import type { BenchResult, Suite, SuiteContext } from './harness.ts';
 
 /**
@@ -52,7 +52,7 @@ function parseConfig({ args, quick }: SuiteContext): CostConfig {
       throw error;
     }
   }
-  return {
+  const config: CostConfig = {
     rate: value('rate', quick ? 300 : 8000),
     holdMs: value('hold', quick ? 0.5 : 5) * 1000,
     // A fresh process per round: its JIT needs a few thousand requests before the measured part.
@@ -61,6 +61,8 @@ function parseConfig({ args, quick }: SuiteContext): CostConfig {
     accounts: value('accounts', 1000),
     parts,
   };
+  checkRequestsPerStep('--rate', config.rate, config.holdMs / 1000);
+  return config;
 }
 
 interface Contender {

@@ -65,6 +65,24 @@ export const STEP_LIMITS = {
 } as const satisfies Record<string, NumericLimit>;
 
 /**
+ * Fewest requests a measured step of the load and cost suites may send: below 100 a p99 is the
+ * slowest answer or nothing, and a step that sends none reported p99 0 ms ("met") beside a
+ * saturation ratio of NaN (null in the JSON line).
+ */
+export const MIN_REQUESTS_PER_STEP = 100;
+
+/**
+ * @throws BenchUsageError naming --hold and the rate option, when `holdS` seconds at `rate`
+ * req/s (the lowest rate the suite offers) measure fewer than MIN_REQUESTS_PER_STEP requests
+ */
+export function checkRequestsPerStep(rateOption: string, rate: number, holdS: number): void {
+  const requests = Math.floor(rate * holdS + 1e-9);
+  if (requests < MIN_REQUESTS_PER_STEP) {
+    throw new BenchUsageError('--hold', `--hold ${holdS} s at ${rateOption} ${rate} req/s measures ${requests} requests a step: a p99 needs at least ${MIN_REQUESTS_PER_STEP}; raise --hold or ${rateOption}`);
+  }
+}
+
+/**
  * A reader of a suite's numeric options (`--hold 5`): the value given, or `fallback` when the
  * option is absent. @throws BenchUsageError naming the option, its range and unit, and the text
  * received, when the value is not a number in range (or not whole where it must be)

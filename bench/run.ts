@@ -133,6 +133,8 @@ if (name === undefined) {
 // `--hold` silently running the 11-minute default would waste a person's time.
 const known = [...COMMON, ...(suites[name]!.options ?? [])];
 const rest = args.slice(args.indexOf(name) + 1);
+// Suites read an option's first value: a second one (a script's defaults, then an override) would be ignored.
+const given = new Map<string, string>();
 for (let i = 0; i < rest.length; i++) {
   const option = known.find((o) => o.name === rest[i]);
   if (option === undefined) {
@@ -143,7 +145,15 @@ for (let i = 0; i < rest.length; i++) {
     console.error(`bench ${name}: ${option.name} needs a value <${option.value}>`);
     process.exit(2);
   }
-  if (option.value !== undefined) i++;
+  if (option.value !== undefined) {
+    const value = rest[++i]!;
+    const first = given.get(option.name);
+    if (first !== undefined) {
+      console.error(`bench ${name}: ${option.name} is given twice ("${first}", then "${value}"): give it once`);
+      process.exit(2);
+    }
+    given.set(option.name, value);
+  }
 }
 const missing = (suites[name]!.needs ?? []).filter((specifier) => !resolvable(specifier)).map((specifier) => specifier.replace(/\/package\.json$/, ''));
 if (missing.length > 0) {
@@ -151,16 +161,21 @@ if (missing.length > 0) {
   process.exit(2);
 }
 const json = args.includes('--json');
-const suite = await suites[name]!.load();
 let report: SuiteReport;
 try {
+  const suite = await suites[name]!.load();
   report = await suite({
     args: args.filter((a) => a !== name),
     quick: args.includes('--quick'),
     progress: (message) => process.stderr.write(`[bench ${name}] ${message}\n`),
   });
 } catch (error) {
-  if (!(error instanceof BenchUsageError)) throw error;
+  if (!(error instanceof BenchUsageError)) {
+    // Not 1 (an uncaught error's status), which README.md keeps for "ran and found a problem":
+    // the run did not finish. The stack is for the bug report.
+    console.error(`bench ${name}: failed unexpectedly and did not finish: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exit(2);
+  }
   console.error(`bench ${name}: ${error.message}\n(add --help for usage)`);
   process.exit(2);
 }

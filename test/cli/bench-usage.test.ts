@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
@@ -33,6 +36,12 @@ describe('govmap bench usage errors', () => {
     [['cost', '--rounds', '101'], /--rounds must be a whole number from 1 to 100/],
     [['cost', '--parts', 'audit,bogus'], /--parts "audit,bogus": "bogus" is not a part; the parts are audit, routing, dashboard, metrics, shared-memory/],
     [['cost', '--parts', 'audit,audit'], /"audit" is named twice/],
+    // A step that measures (almost) no request reported p99 0 ms ("met") and a saturation ratio of
+    // NaN, null in the JSON line: --hold 0.1 at 200 req/s sends 20 requests a step.
+    [['load', '--quick', '--hold', '0.1'], /--hold 0\.1 s at --start 200 req\/s measures 20 requests a step: a p99 needs at least 100; raise --hold or --start/],
+    [['cost', '--quick', '--rate', '100', '--parts', 'audit'], /--hold 0\.5 s at --rate 100 req\/s measures 50 requests a step: a p99 needs at least 100; raise --hold or --rate/],
+    // A script's defaults followed by an override (`$DEFAULTS --hold 10`) silently ran the first.
+    [['load', '--quick', '--hold', '1', '--hold', '5'], /bench load: --hold is given twice \("1", then "5"\): give it once/],
     [['audit', '--bogus'], /unknown option "--bogus"/],
     [['no-such-suite'], /unknown suite "no-such-suite"/],
     // Options before the suite were never checked: `--bogus map` ran map, `--hold 5 load` took "5" for a suite.
@@ -87,12 +96,40 @@ describe('govmap bench usage errors', () => {
     });
   }
 
+  // The chart was written after the whole climb: a --out naming a directory failed there, in
+  // EISDIR's stack trace, exit 1, with the table and JSON line of a run of many minutes lost.
+  test('govmap bench load --out naming a directory: exit 2 before measuring, one clear line', () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'govmap-bench-out-')), 'curve.svg');
+    mkdirSync(dir);
+    try {
+      const r = bench('load', '--quick', '--out', dir);
+      assert.equal(r.status, 2, `exit status\n${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`--out: ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is a directory; name the chart file`));
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+      assert.equal(r.stdout, '', 'nothing measured, nothing reported');
+    } finally {
+      rmSync(dirname(dir), { recursive: true, force: true });
+    }
+  });
+
   test('--help lists the suites and the load options, exit 0', () => {
     const r = bench('load', '--help');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /--max-steps <n>/);
     assert.match(r.stdout, /--out <file\.svg>/);
   });
+});
+
+// A suite that fails in a way no rule names (a bug of ours, a broken install) exited 1, which
+// README.md keeps for "ran and found a problem": a CI gate written as `|| test $? -eq 1` passed.
+test('govmap bench whose suite fails unexpectedly exits 2, with the stack for the bug report', () => {
+  const hook = new URL('./hide-packages.ts', import.meta.url).href;
+  const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${hook}`, GOVMAP_TEST_HIDE_PACKAGES: 'hdr-histogram-js' };
+  const r = benchWith(env, 'load', '--quick');
+  assert.equal(r.status, 2, `exit status\n${r.stderr}`);
+  assert.match(r.stderr, /bench load: failed unexpectedly and did not finish: .*hdr-histogram-js/);
+  assert.match(r.stderr, /\n\s+at /, 'the stack trace, for the bug report');
+  assert.equal(r.stdout, '');
 });
 
 // `govmap bench` runs the suite in a child process. A SIGTERM to govmap (a CI job cancelled,
