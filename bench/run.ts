@@ -2,7 +2,7 @@
  * `npm run bench -- <suite> [--json] [--quick]`. Suites load lazily so one suite's dependencies
  * (a Kafka client, worker threads) cost nothing to another.
  */
-import { BenchUsageError, formatTable } from './harness.ts';
+import { BenchUsageError, QUICK_NOTE, formatTable } from './harness.ts';
 import type { Suite, SuiteReport } from './harness.ts';
 
 /** A suite's own option: `--name <value>` when `value` names what it takes, else a bare flag. */
@@ -179,5 +179,7 @@ try {
   console.error(`bench ${name}: ${error.message}\n(add --help for usage)`);
   process.exit(2);
 }
-console.log(formatTable(report));
+const quick = args.includes('--quick');
+if (quick) report = { ...report, notes: [...(report.notes ?? []), QUICK_NOTE] };
+console.log(formatTable(report, quick));
 if (json) console.log(JSON.stringify(report));

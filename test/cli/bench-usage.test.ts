@@ -160,3 +160,12 @@ test('govmap bench stopped by SIGTERM stops its suite too, and exits 143', { ski
   assert.equal(orphaned, false, 'the suite process was left running');
   assert.equal(code, 143);
 });
+
+test('a --quick run judges no target: its table says "not judged" and its JSON line says why', () => {
+  const r = bench('map', '--quick', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, /: (met|NOT met)\)/, 'a smoke is not a result a CI gate can read as met');
+  assert.match(r.stdout, /\(target [^)]*: not judged: --quick\)/);
+  const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { notes?: string[] };
+  assert.ok(report.notes?.some((n) => /--quick: a smoke proving the suite runs.*no target is judged/.test(n)), JSON.stringify(report.notes));
+});
