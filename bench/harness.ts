@@ -61,7 +61,8 @@ export interface NumericLimit {
 export const STEP_LIMITS = {
   hold: { min: 0.1, max: 600, whole: false, unit: 's' },
   warmup: { min: 0, max: 600, whole: false, unit: 's' },
-  accounts: { min: 1, max: 1_000_000, whole: true, unit: 'accounts' },
+  // Two at least: with one, every transfer of the mix is to its own payer, refused (400) by both services.
+  accounts: { min: 2, max: 1_000_000, whole: true, unit: 'accounts' },
 } as const satisfies Record<string, NumericLimit>;
 
 /**

@@ -27,6 +27,8 @@ describe('govmap bench usage errors', () => {
     [['load', '--step', '0'], /--step must be a whole number from 1 to 1,000,000 \(req\/s\); got "0"/],
     [['load', '--hold', 'abc'], /--hold must be a number from 0\.1 to 600 \(s\); got "abc"/],
     [['load', '--accounts', '1.5'], /--accounts must be a whole number/],
+    // One account: every transfer of the mix would be to its own payer, refused by both services.
+    [['load', '--accounts', '1'], /--accounts must be a whole number from 2 to 1,000,000/],
     [['load', '--warmup', '-1'], /--warmup must be a number from 0 to 600/],
     [['load', '--start', '2000', '--max', '1000'], /--start \(2000 req\/s\) is above --max \(1000 req\/s\)/],
     [['load', '--out', '/nonexistent-govmap-dir/curve.svg'], /--out: the folder \/nonexistent-govmap-dir does not exist/],
