@@ -137,6 +137,11 @@ export class AsyncLane<P = unknown> {
     return this.#queue.length + this.#inFlight.size;
   }
 
+  /** Finished jobs (done or dead) whose status `status(token)` still answers. */
+  get settled(): number {
+    return this.#finished.size;
+  }
+
   get closing(): boolean {
     return this.#closing;
   }

@@ -34,6 +34,17 @@ const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
  * every degraded answer of the route, exactly when the downstream is already failing.
  */
 const HEADER_VALUE = /^[\t\x20-\x7e]*$/;
+/**
+ * Headers a mock may not configure. sendRouteOutcome writes the body as JSON with its own
+ * content-type, content-length and cache-control, which would replace a configured one without a
+ * word; a configured transfer-encoding went out beside that content-length (a response proxies
+ * reject or mis-frame); the hop-by-hop ones are the connection's, not the answer's; and the
+ * x-govmap-* markers are how a client tells a degraded answer and its route.
+ */
+const RESERVED_MOCK_HEADERS: ReadonlySet<string> = new Set([
+  'content-length', 'transfer-encoding', 'content-type', 'cache-control', 'connection', 'keep-alive', 'proxy-connection', 'upgrade', 'te', 'trailer',
+  'x-govmap-degraded', 'x-govmap-route',
+]);
 
 /** Concurrency limits of a route when its rule names none. */
 export const DEFAULT_BULKHEAD = Object.freeze({ maxConcurrent: 64, maxQueued: 128 });
@@ -61,7 +72,20 @@ const mockHeadersSchema = z
   .superRefine((raw, ctx) => {
     if (raw !== null && typeof raw === 'object' && Object.hasOwn(raw, '__proto__')) ctx.addIssue({ code: 'custom', path: ['__proto__'], message: 'a header name is an HTTP token other than __proto__' });
   })
-  .pipe(z.record(z.string().regex(HEADER_NAME, 'a header name is an HTTP token'), z.string().max(1024).regex(HEADER_VALUE, 'a header value is printable ASCII, spaces and tabs (no control character, no non-ASCII)')));
+  .pipe(z.record(z.string().regex(HEADER_NAME, 'a header name is an HTTP token'), z.string().max(1024).regex(HEADER_VALUE, 'a header value is printable ASCII, spaces and tabs (no control character, no non-ASCII)')))
+  .superRefine((headers, ctx) => {
+    // Node's headers are case-insensitive: of two spellings only the last would go out, silently.
+    const seen = new Map<string, string>();
+    for (const name of Object.keys(headers)) {
+      const lower = name.toLowerCase();
+      if (RESERVED_MOCK_HEADERS.has(lower)) {
+        ctx.addIssue({ code: 'custom', path: [name], message: 'the degraded answer sets this header itself (its framing, JSON content type, no-store, or the x-govmap-* markers): a configured value would be dropped or would corrupt the response' });
+      }
+      const other = seen.get(lower);
+      if (other !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: `the same header as "${other}" (header names are case-insensitive); configure it once` });
+      seen.set(lower, name);
+    }
+  });
 
 /** Statuses whose answers carry no body (RFC 9110 §15.3.5, §15.3.6, §15.4.5): a mock's body must be null. */
 export const BODYLESS_STATUSES: ReadonlySet<number> = new Set([204, 205, 304]);

@@ -126,6 +126,9 @@ export interface RouteStatus {
   readonly counters: RouteCounters;
 }
 
+/** Replaced async lanes kept, once idle, only to answer jobStatus() for the jobs they finished. */
+const MAX_IDLE_RETIRED_LANES = 16;
+
 /** Marks a deferral of a queued job while its route is forced into degradation. */
 class ForcedDegradation extends Error {}
 
@@ -381,14 +384,27 @@ export class Router {
       if (keep.has(id)) continue;
       this.#runtimes.delete(id);
       rt.cache?.dispose();
+      // A request still running on this route holds `rt`: writing its answer to (or reading one
+      // from) the disposed map would throw, turning a call the downstream completed into a failure.
+      rt.cache = null;
       if (rt.lane !== null) this.#retire(rt.lane);
       void Promise.resolve(rt.guard.dispose?.()).catch((error: unknown) => this.#log(`govmap routing: disposing the guard of route "${id}" failed`, error));
     }
   }
 
   #retire(lane: AsyncLane<RoutedJob>): void {
-    // Still processing what it holds; close() drains it with the others.
-    if (lane.depth > 0) this.#retiredLanes.push(lane);
+    // Still processing what it holds (close() drains it with the others), or still answering
+    // jobStatus() for jobs it finished: a client polling its 202 token must not be told the job
+    // is unknown because an operator retuned the route's rate.
+    if (lane.depth === 0 && lane.settled === 0) return;
+    this.#retiredLanes.push(lane);
+    // Bounded: a table reloaded again and again keeps the lanes still holding jobs, and only the
+    // most recent idle ones for their statuses.
+    let idle = 0;
+    for (let i = this.#retiredLanes.length - 1; i >= 0; i--) {
+      if (this.#retiredLanes[i]!.depth > 0 || ++idle <= MAX_IDLE_RETIRED_LANES) continue;
+      this.#retiredLanes.splice(i, 1);
+    }
   }
 
   #bulkhead(route: CompiledRoute): Bulkhead {

@@ -185,6 +185,16 @@ describe('validation', () => {
     }
   });
 
+  test('a mock header the answer writes itself or that frames it (transfer-encoding, content-length, content-type, x-govmap-route, ...) is refused at load, not sent corrupt or dropped', () => {
+    for (const name of ['Transfer-Encoding', 'content-length', 'Content-Type', 'cache-control', 'connection', 'x-govmap-route', 'X-Govmap-Degraded']) {
+      const document = { default: { target: 'core' }, routes: [{ ...rule('m', '1', '*'), degradation: { kind: 'mock', body: { status: 'PENDING' }, headers: { [name]: 'x' } } }] };
+      assert.match(issuesOf(document), /routes\[0\]\.degradation\.headers.*: the degraded answer sets this header itself/, name);
+    }
+    // Two spellings of one header: Node would send only the last, silently.
+    const twice = { default: { target: 'core' }, routes: [{ ...rule('m', '1', '*'), degradation: { kind: 'mock', body: null, headers: { 'Retry-After': '30', 'retry-after': '5' } } }] };
+    assert.match(issuesOf(twice), /routes\[0\]\.degradation\.headers\["retry-after"\]: the same header as "Retry-After"/);
+  });
+
   test('a mock answering 204, 205 or 304 has no body: a body configured for one is refused, and the answer carries no content-length', async () => {
     const withBody = { default: { target: 'core' }, routes: [{ ...rule('m', '1', '*'), degradation: { kind: 'mock', status: 204, body: { status: 'PENDING' } } }] };
     assert.match(issuesOf(withBody), /routes\[0\]\.degradation\.body: must be null with status 204, 205 or 304/);

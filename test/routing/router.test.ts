@@ -108,6 +108,18 @@ describe('table changes', () => {
     assert.deepEqual([rerouted.route.id, rerouted.kind === 'live' && rerouted.value], ['new', 'z']);
     group.dispose();
   });
+
+  test('a call that succeeded on a cache route a reload removed meanwhile answers live, not as a failure (the payment was made)', async () => {
+    const router = new Router({ table: document });
+    let answer!: (value: unknown) => void;
+    const pending = asRequest(router, 'orgId:2001|txnType:pay', () => router.execute({ signature: 'POST /payments/p-1' }, () => new Promise((resolve) => (answer = resolve))));
+    await new Promise((resolve) => setImmediate(resolve));
+    router.replaceTable(new RouteTable({ ...document, routes: document.routes.filter((r) => r.id !== 'cached') }, { version: 2 }));
+    answer({ status: 'SETTLED' });
+    const outcome = await pending;
+    assert.deepEqual([outcome.kind, outcome.kind === 'live' && outcome.value], ['live', { status: 'SETTLED' }]);
+    await router.close();
+  });
 });
 
 test('onTableApplied runs after the first table and every replacement, with the cache maps then in place (to track them for metrics)', async () => {
@@ -186,5 +198,22 @@ describe('restoring queued jobs', () => {
     assert.equal(router.jobStatus(token)?.state, 'queued');
     const closed = await router.close({ deadlineMs: 20 });
     assert.deepEqual([closed.remaining.map((j) => j.token), attempted], [[token], []], 'returned to be persisted, as restoreJobs() returns a job whose route is gone');
+  });
+
+  test('a processed job\'s status is still answered by its token after a reload retunes or removes its async route', async () => {
+    const guards = manualGuards();
+    guards.open.add('slow');
+    const table = { default: { target: 'core' }, routes: [{ id: 'slow', orgId: '1*', txnType: '*', target: 'a', degradation: { kind: 'async', ratePerSec: 1000 } }] };
+    const router = new Router({ table, guards: guards.factory, processAsync: async () => undefined, log: () => undefined });
+    const queued = await asRequest(router, 'orgId:1001', () => router.execute({ payload: { amount: '100' } }, async () => assert.fail('open')));
+    const token = queued.kind === 'queued' ? queued.token : assert.fail(queued.kind);
+    guards.open.delete('slow');
+    for (let i = 0; i < 100 && router.jobStatus(token)?.state !== 'done'; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(router.jobStatus(token)?.state, 'done');
+    router.replaceTable(new RouteTable({ ...table, routes: [{ ...table.routes[0]!, degradation: { kind: 'async', ratePerSec: 50 } }] }, { version: 2 }));
+    assert.equal(router.jobStatus(token)?.state, 'done', 'retuning the rate does not forget a settled job');
+    router.replaceTable(new RouteTable({ default: { target: 'core' }, routes: [] }, { version: 3 }));
+    assert.equal(router.jobStatus(token)?.state, 'done', 'nor does removing the route');
+    await router.close();
   });
 });
