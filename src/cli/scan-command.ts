@@ -36,7 +36,9 @@ export function registerScanCommand(program: Command): void {
     .option('-p, --project <tsconfig>', 'take types from this tsconfig (default: each file\'s nearest tsconfig.json)')
     .addOption(new Option('--preset <preset>', 'rule set (default recommended)').choices(['recommended', 'strict']))
     .option('-c, --config <file>', 'scan config, JSON or YAML: preset, project, ignore, rules (see docs/lint.md)')
-    .option('--ignore <glob...>', 'also skip files matching these globs (ESLint syntax)')
+    // Repeated, not variadic: a variadic option would take the paths after it as more globs
+    // (`--ignore 'gen/**' services/payments` would scan everything but payments).
+    .option('--ignore <glob>', 'also skip files matching this glob (ESLint syntax; repeat for more)', (glob: string, previous: string[] | undefined) => [...(previous ?? []), glob])
     .option('--no-progress', `no progress lines on stderr (printed for trees of ${PROGRESS_MIN_FILES}+ files)`)
     // Usage errors exit 2 (commander's default is 1, which here means "findings").
     .exitOverride((error: CommanderError) => {

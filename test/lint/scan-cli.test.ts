@@ -81,7 +81,7 @@ describe('govmap scan (command line)', () => {
   });
 
   test('files an ignore skips are counted as not analysed, in every format, and do not fail the scan', async () => {
-    const text = await govmap(['scan', '--ignore', 'src/fees.ts', 'src/clean.ts'], SAMPLE);
+    const text = await govmap(['scan', '--ignore', 'src/fees.ts', '--ignore', 'src/clean.ts'], SAMPLE);
     assert.equal(text.code, 1, text.stderr);
     assert.match(text.stdout, /govmap scan: 4 files scanned, .*, 2 files ignored \(not analysed\)$/m);
     const json = await govmap(['scan', '--format', 'json', '--ignore', 'src/fees.ts'], SAMPLE);
@@ -95,6 +95,14 @@ describe('govmap scan (command line)', () => {
       invocation.toolExecutionNotifications.map((n) => [n.level, n.message.text]),
       [['note', '1 file(s) skipped by an ignore pattern, not analysed: src/fees.ts']],
     );
+  });
+
+  test('a path after --ignore is scanned, not taken as one more ignore pattern; --ignore repeats', async () => {
+    const one = await govmap(['scan', '--ignore', 'src/fees.ts', 'src/balances.ts'], SAMPLE);
+    assert.equal(one.code, 1, one.stderr);
+    assert.match(one.stdout, /govmap scan: 1 file scanned, 1 error, 0 warnings$/m);
+    const two = await govmap(['scan', '--ignore', 'src/fees.ts', '--ignore', 'src/clean.ts'], SAMPLE);
+    assert.match(two.stdout, /govmap scan: 4 files scanned, .*, 2 files ignored \(not analysed\)$/m);
   });
 
   test('an --output that cannot be written: one line naming it and the reason, exit 2 (not 1, "findings"), before the scan', async () => {

@@ -233,6 +233,39 @@ describe('files the scan cannot vouch for, and usage errors', () => {
     assert.deepEqual(ignored.unanalysed, []);
   });
 
+  test('with --project, a file that tsconfig leaves out is not analysed, and the report says why (not only which tsconfig)', async () => {
+    const root = join(scratch, 'outside-project');
+    generateProject(root, 1, 0);
+    mkdirSync(join(root, 'scripts'));
+    writeFileSync(join(root, 'scripts/migrate.ts'), 'export const step = 1;\n');
+    const report = await scan({ cwd: root, project: 'tsconfig.json' });
+    assert.equal(report.unanalysed.length, 1);
+    const { file, message } = report.unanalysed[0]!;
+    assert.equal(file, 'scripts/migrate.ts');
+    assert.match(message, /tsconfig\.json.*that TSConfig does not include this file, so type information is not available for it/);
+    assert.ok(!message.includes('\n'), message);
+    assert.doesNotMatch(message, /Either|parserOptions\.project\b.*- /, 'advice about an ESLint config the scan does not use is left out');
+  });
+
+  test('a source directory named like build output (src/risk/coverage) is counted as ignored, never skipped in silence, and can be un-ignored', async () => {
+    const root = join(scratch, 'coverage-module');
+    const project = generateProject(root, 1, 1);
+    const source = readFileSync(join(root, project.files[0]!), 'utf8');
+    mkdirSync(join(root, 'src/risk/coverage'), { recursive: true });
+    writeFileSync(join(root, 'src/risk/coverage/collateral.ts'), source);
+    mkdirSync(join(root, 'dist'));
+    writeFileSync(join(root, 'dist/service-0000.ts'), source);
+    const report = await scan({ cwd: root });
+    assert.deepEqual(report.ignored, ['dist/service-0000.ts', 'src/risk/coverage/collateral.ts']);
+    assert.match(formatText(report), /2 files ignored \(not analysed\)$/);
+    const unignored = await scan({ cwd: root, ignore: ['!src/risk/coverage/'] });
+    assert.deepEqual(unignored.ignored, ['dist/service-0000.ts']);
+    assert.deepEqual(
+      failingFindings(unignored).map((f) => `${f.ruleId} ${f.file}`),
+      ['govmap/no-rmw-across-await src/risk/coverage/collateral.ts', 'govmap/no-rmw-across-await src/service-0000.ts'],
+    );
+  });
+
   test('typed errors name the input and the broken rule', async () => {
     await assert.rejects(scan({ cwd: SAMPLE, paths: ['no-such-dir'] }), (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_PATH_NOT_FOUND' && /no-such-dir/.test(e.message));
     await assert.rejects(scan({ cwd: SAMPLE, paths: ['package.json'] }), { code: 'GOVMAP_SCAN_NO_FILES' });

@@ -93,8 +93,14 @@ export function failingFindings(report: ScanReport): Finding[] {
   return report.findings.filter((f) => f.severity === 'error' && f.suppression === null && !f.baseline);
 }
 
-/** Directories never scanned: dependencies, VCS data, build output. */
-const SKIPPED_DIRECTORIES = new Set(['node_modules', '.git', 'dist', 'coverage']);
+/** Directories never walked: dependencies and VCS data. */
+const SKIPPED_DIRECTORIES = new Set(['node_modules', '.git']);
+/**
+ * Build output, ignored by default as ESLint ignore patterns rather than left unwalked: a source
+ * directory of the same name (a risk service's `src/risk/coverage/`) is then counted as ignored,
+ * not skipped in silence, and a `!src/risk/coverage/` ignore brings it back.
+ */
+const DEFAULT_IGNORES = ['**/dist/', '**/coverage/'];
 const TYPESCRIPT_SOURCE = /\.(?:ts|tsx|mts|cts)$/;
 const DECLARATION_FILE = /\.d\.(?:ts|mts|cts)$|\.d\.[^.]+\.ts$/;
 const DEFAULT_BATCH_SIZE = 25;
@@ -135,7 +141,7 @@ export async function scan(options: ScanOptions = {}): Promise<ScanReport> {
     overrideConfigFile: true,
     errorOnUnmatchedPattern: false,
     overrideConfig: [
-      { ignores: [...(options.ignore ?? [])] },
+      { ignores: [...DEFAULT_IGNORES, ...(options.ignore ?? [])] },
       {
         files: TYPESCRIPT_FILES,
         languageOptions: { parser, parserOptions },
@@ -241,7 +247,7 @@ function collect(result: ESLint.LintResult, root: string, out: Array<Omit<Findin
   const file = toPosix(relative(root, result.filePath));
   for (const message of result.messages) {
     if (message.fatal === true) {
-      unanalysed.push({ file, message: message.message.split('\n')[0]! });
+      unanalysed.push({ file, message: statedReason(message.message) });
       continue;
     }
     if (message.ruleId?.startsWith('govmap/') !== true) continue;
@@ -255,6 +261,21 @@ function collect(result: ESLint.LintResult, root: string, out: Array<Omit<Findin
       .join('; ');
     out.push(toFinding(file, message, justification));
   }
+}
+
+/**
+ * A parse failure as one line. Its first line alone may not say what is wrong (typescript-eslint:
+ * "ESLint was configured to lint X with type information from `parserOptions.project`:
+ * tsconfig.json", the reason on the next line), so every line that states the problem is kept; the
+ * "Either: - ..." advice is about an ESLint config, which `govmap scan` has none of, and is dropped.
+ */
+function statedReason(message: string): string {
+  return message
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0 && line !== 'Either:' && !line.startsWith('- ') && !line.startsWith('See the typescript-eslint docs'))
+    .map((line) => line.replace(/\s*Either:$/, ''))
+    .join('; ');
 }
 
 function toFinding(file: string, message: Linter.LintMessage, suppression: string | null): Omit<Finding, 'fingerprint' | 'baseline'> {
