@@ -266,6 +266,20 @@ describe('files the scan cannot vouch for, and usage errors', () => {
     );
   });
 
+  test('a rule switched off inline for a whole file (/* eslint govmap/...: off */) fails the scan, where it hid a lost update', async () => {
+    const root = join(scratch, 'inline-config');
+    const project = generateProject(root, 1, 1);
+    const file = join(root, project.files[0]!);
+    const source = readFileSync(file, 'utf8');
+    // It also switches off require-suppression-reason, so no rule of the file could report it.
+    writeFileSync(file, `/* eslint govmap/require-suppression-reason: off, govmap/no-rmw-across-await: off */\n${source}`);
+    writeFileSync(join(root, 'src/other.ts'), '/* eslint-disable-next-line no-console -- a directive of another tool */\n/* eslint no-console: off */\nexport const other = 1;\n');
+    const report = await scan({ cwd: root });
+    const failing = failingFindings(report);
+    assert.deepEqual(failing.map((f) => `${f.ruleId} ${f.file}:${f.line}:${f.column}`), [`govmap/require-suppression-reason ${project.files[0]}:1:1`]);
+    assert.match(failing[0]!.message, /Inline configuration of govmap\/require-suppression-reason, govmap\/no-rmw-across-await switches the rule for the whole file/);
+  });
+
   test('typed errors name the input and the broken rule', async () => {
     await assert.rejects(scan({ cwd: SAMPLE, paths: ['no-such-dir'] }), (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_PATH_NOT_FOUND' && /no-such-dir/.test(e.message));
     await assert.rejects(scan({ cwd: SAMPLE, paths: ['package.json'] }), { code: 'GOVMAP_SCAN_NO_FILES' });

@@ -179,7 +179,10 @@ export async function scan(options: ScanOptions = {}): Promise<ScanReport> {
     } catch (cause) {
       throw asConfigError(cause);
     }
-    for (const result of results) collect(result, root, raw, unanalysed);
+    for (const result of results) {
+      collect(result, root, raw, unanalysed);
+      if (!result.messages.some((m) => m.fatal === true)) raw.push(...(await inlineRuleConfigs(result.filePath, root)));
+    }
     options.onProgress?.({ done: Math.min(files.length, i + batchSize), total: files.length, findings: raw.length, elapsedMs: Date.now() - startedAt.getTime() });
   }
 
@@ -261,6 +264,47 @@ function collect(result: ESLint.LintResult, root: string, out: Array<Omit<Findin
       .join('; ');
     out.push(toFinding(file, message, justification));
   }
+}
+
+/**
+ * `/* eslint govmap/no-rmw-across-await: off *\/` switches a rule off (or down) for the whole
+ * file, with no reason and no trace in any report: one line at the top of a file, and a lost
+ * update there scanned as 0 errors, exit 0 (it can switch off require-suppression-reason too, so
+ * no rule can police it). ESLint's noInlineConfig would also drop the `eslint-disable ... --
+ * reason` directives the scan honours, so each such comment is reported here instead, as an
+ * error of require-suppression-reason: the gate fails until it is removed.
+ */
+async function inlineRuleConfigs(path: string, root: string): Promise<Array<Omit<Finding, 'fingerprint' | 'baseline'>>> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  if (!text.includes('govmap/')) return [];
+  const file = toPosix(relative(root, path));
+  const found: Array<Omit<Finding, 'fingerprint' | 'baseline'>> = [];
+  for (const match of text.matchAll(/\/\*([\s\S]*?)\*\//g)) {
+    const body = match[1]!;
+    // `eslint ...` configures rules; `eslint-disable`, `eslint-enable` and `eslint-env` do not.
+    if (!/^\s*eslint\s/.test(body) || !/\bgovmap\//.test(body)) continue;
+    const start = positionOf(text, match.index);
+    const end = positionOf(text, match.index + match[0].length);
+    const rules = [...body.matchAll(/govmap\/[a-z-]+/g)].map((m) => m[0]);
+    found.push({
+      ruleId: 'govmap/require-suppression-reason',
+      file,
+      line: start.line,
+      column: start.column,
+      endLine: end.line,
+      endColumn: end.column,
+      severity: 'error',
+      message: `Inline configuration of ${[...new Set(rules)].join(', ')} switches the rule for the whole file, with no reason and no report: govmap scan does not accept it. Remove it; to accept one finding, put \`// eslint-disable-next-line <rule> -- <reason>\` above it.`,
+      suppression: null,
+    });
+  }
+  return found;
+}
+
+/** 1-based line and column (UTF-16 units) of `offset`, lines counted as ESLint counts them. */
+function positionOf(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, offset).split(LINE_BREAK);
+  return { line: before.length, column: before.at(-1)!.length + 1 };
 }
 
 /**
