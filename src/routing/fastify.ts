@@ -43,7 +43,8 @@ export function govmapBizTag(options: BizTagMiddlewareOptions): GovmapFastifyPlu
       const result = prepareRequest(request.raw, options);
       if (!result.ok) {
         // Answering from a callback hook: the reply ends the request; `next` must not be called.
-        reply.code(400).header('content-type', 'application/json; charset=utf-8').send(bizTagErrorBody(result.error));
+        // no-store, as the node:http middleware answers: a shared cache must not serve one client's refusal to others.
+        reply.code(400).header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-store').send(bizTagErrorBody(result.error));
         return;
       }
       prepared.set(request, result);

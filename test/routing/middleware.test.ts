@@ -107,6 +107,7 @@ describe('node:http middleware', () => {
     assert.deepEqual([untagged.route, untagged.reason, untagged.tag, untagged.pilot], ['default', 'untagged', null, false]);
     const response = await fetch(service.url, { headers: { 'x-biz-tag': 'orgId:1001|txnType:pay|orgId:2' } });
     assert.equal(response.status, 400);
+    assert.equal(response.headers.get('cache-control'), 'no-store', 'a shared cache must not serve one client\'s refusal to others');
     const body: any = await response.json();
     assert.equal(body.error.code, 'GOVMAP_BIZTAG_INVALID');
     assert.equal(body.error.rule, 'DUPLICATE_KEY');
@@ -158,6 +159,8 @@ describe('Fastify plugin', () => {
   test('a malformed tag gets 400 before the body is read; no tag goes to the default route', async () => {
     const bad = await app.inject({ method: 'POST', url: '/payments', headers: { 'x-biz-tag': 'orgId=1001', 'content-type': 'application/json' }, payload: { amount: '1' } });
     assert.equal(bad.statusCode, 400);
+    // As the node:http middleware answers: a shared cache must not serve one client's refusal to others.
+    assert.equal(bad.headers['cache-control'], 'no-store');
     assert.equal(bad.json().error.rule, 'KEY_INVALID');
     const plain = (await app.inject({ method: 'GET', url: '/plain' })).json();
     assert.deepEqual([plain.route, plain.reason], ['default', 'untagged']);
