@@ -161,6 +161,15 @@ wait_ready() {
       return 0
     fi
     if ! pid_alive "$pidfile" "$pattern"; then
+      # Just spawned, the pid may still be the shell that has not yet exec'd the daemon (its
+      # cmdline is not the pattern's): a start under load was declared dead while the daemon went
+      # on, untracked, holding the port. Only a pid that is gone is an exit.
+      local pid
+      pid="$(cat "$pidfile" 2>/dev/null || true)"
+      if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && (( SECONDS - start < 10 )); then
+        sleep 0.5
+        continue
+      fi
       log "$name: process exited before becoming ready. Last log lines ($logfile):"
       tail -n 40 "$logfile" >&2 || true
       rm -f "$pidfile"
