@@ -504,18 +504,34 @@ const seriesKey = (metric: Record<string, string>): string => `${metric.map ?? '
  */
 export async function evidenceFromPrometheus(baseUrl: string, options: PrometheusSourceOptions = {}): Promise<MapEvidence[]> {
   const client = new PrometheusQueryClient(baseUrl, options.timeoutMs);
-  const t = options.thresholds ?? DEFAULT_THRESHOLDS;
+  const defaults = options.thresholds ?? DEFAULT_THRESHOLDS;
   const windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
   const now = options.nowMs ?? Date.now();
   const w = `${Math.round(windowMs / 1000)}s`;
   const risingRatio = options.gcRisingRatio ?? 1.2;
   const minFraction = options.gcMinPauseFraction ?? 0.001;
 
+  // The thresholds each instance's advisor exports judge that instance's maps, as `--url` does
+  // with one service's: a CI gate must not get another answer from the Prometheus beside it.
+  // Asked first: the miss-ratio history must reach back as many windows as any instance judges.
+  const exportedThresholds = await client.query('govmap_advisor_threshold', now);
+  const thresholdNotes = new Map<string, string[]>();
+  const thresholdsByInstance = new Map<string, AdvisorThresholds | undefined>();
+  for (const instance of new Set(exportedThresholds.map((s) => s.metric.instance ?? ''))) {
+    const notes: string[] = [];
+    const samples = exportedThresholds
+      .filter((s) => (s.metric.instance ?? '') === instance && refusal('govmap_advisor_threshold', s.metric, s.value) === null)
+      .map((s) => ({ name: 'govmap_advisor_threshold', labels: s.metric, value: s.value }) as PromSample);
+    thresholdsByInstance.set(instance, thresholdsOf(samples, notes));
+    thresholdNotes.set(instance, notes);
+  }
+  const historyWindows = Math.max(defaults.missRatioWindows, ...[...thresholdsByInstance.values()].map((x) => x?.missRatioWindows ?? 0));
+
   const [keys, loads, rw, missRange, gcRecent, gcPrevious, nodeGcRecent, nodeGcPrevious, rangesLast, rangesBefore, coverPrev, coverBefore, storesTotal, deletesTotal] = await Promise.all([
     client.query('syncmap_keys', now),
     client.query('syncmap_load_total', now),
     client.query('syncmap_read_write_ratio', now),
-    client.queryRange('syncmap_miss_ratio', now - (t.missRatioWindows - 1) * windowMs, now, windowMs),
+    client.queryRange('syncmap_miss_ratio', now - (historyWindows - 1) * windowMs, now, windowMs),
     client.query(`sum by (instance) (rate(govmap_gc_pause_seconds_sum[${w}]))`, now),
     client.query(`sum by (instance) (rate(govmap_gc_pause_seconds_sum[${w}] offset ${w}))`, now),
     client.query(`sum by (instance) (rate(nodejs_gc_duration_seconds_sum[${w}]))`, now),
@@ -575,7 +591,9 @@ export async function evidenceFromPrometheus(baseUrl: string, options: Prometheu
   const out: MapEvidence[] = [];
   for (const [key, metric] of [...series].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const instance = metric.instance ?? '';
-    const notes: string[] = [...(refusedBySeries.get(key) ?? []), ...(refusedByInstance.get(instance) ?? [])];
+    const notes: string[] = [...(refusedBySeries.get(key) ?? []), ...(refusedByInstance.get(instance) ?? []), ...(thresholdNotes.get(instance) ?? [])];
+    const serviceThresholds = thresholdsByInstance.get(instance);
+    const t = serviceThresholds ?? defaults;
     // Miss ratio: consecutive points, newest first, at exact window steps.
     const points = new Map((missBy.get(key) ?? []).map(([at, v]) => [Math.round(at / 1000), v]));
     let observed = 0;
@@ -647,6 +665,7 @@ export async function evidenceFromPrometheus(baseUrl: string, options: Prometheu
         calendar: 'rolling-7d',
       },
       notes,
+      ...(serviceThresholds === undefined ? {} : { thresholds: serviceThresholds }),
     });
   }
   return out;

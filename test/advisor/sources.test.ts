@@ -344,6 +344,35 @@ describe('too little traffic to judge', () => {
     }
   });
 
+  test('from a Prometheus server, each instance is judged with the thresholds its advisor exports, as with --url', async () => {
+    const now = Date.UTC(2025, 0, 15, 12);
+    const at = now / 1000;
+    const own = { map: 'positions', instance: 'svc-1:8080' };
+    const plain = { map: 'positions', instance: 'svc-2:8080' };
+    const exported: Record<string, string> = { miss_ratio: '0.35', miss_ratio_windows: '3', range_growth: '0.5', min_baseline_ranges: '100', max_keys: '1000', min_read_write_ratio: '20' };
+    const vector = (query: string): Array<{ metric: Record<string, string>; value: [number, string] }> => {
+      if (query === 'syncmap_keys') return [own, plain].map((m) => ({ metric: { __name__: 'syncmap_keys', ...m }, value: [at, '5000'] }));
+      if (query === 'syncmap_load_total') return [own, plain].map((m) => ({ metric: { __name__: 'syncmap_load_total', ...m }, value: [at, '100000'] }));
+      if (query === 'govmap_advisor_threshold') return Object.entries(exported).map(([threshold, value]) => ({ metric: { __name__: 'govmap_advisor_threshold', instance: own.instance, threshold }, value: [at, value] }));
+      return [];
+    };
+    const prometheus = await missRatioPrometheus(vector, { map: 'none' }, at);
+    try {
+      const evidence = await evidenceFromPrometheus(`http://127.0.0.1:${(prometheus.address() as AddressInfo).port}`, { nowMs: now });
+      const [first, second] = evidence.map((e) => advise(e, e.thresholds));
+      assert.equal(first!.evidence.instance, 'svc-1:8080');
+      // Before, --prometheus judged 5,000 keys against the default 50,000 ("stay") where --url said "redis-store".
+      assert.equal(first!.recommendation, 'redis-store', first!.reason);
+      assert.equal(evidence[0]!.thresholds?.maxKeys, 1000);
+      assert.ok(evidence[0]!.notes.includes("judged with the service's own thresholds: max_keys 1000 (default 50000)"), evidence[0]!.notes.join('\n'));
+      assert.equal(second!.evidence.instance, 'svc-2:8080');
+      assert.equal(evidence[1]!.thresholds, undefined);
+      assert.equal(second!.recommendation, 'stay', second!.reason);
+    } finally {
+      prometheus.close();
+    }
+  });
+
   test('the same from a Prometheus server: counters since the start gate the gauges', async () => {
     const now = Date.UTC(2025, 0, 15, 12);
     const at = now / 1000;
