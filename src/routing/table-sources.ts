@@ -13,16 +13,17 @@ export interface FileRouteTableSourceOptions {
   /** `.json`, `.yaml` or `.yml`: `{ default: {...}, routes: [...] }`. */
   readonly path: string;
   readonly router: Router;
-  /** See WatchedFileOptions: maxBytes (default 1 MiB), debounceMs (50), pollMs (2000; at most 2,147,483,647). */
+  /** See WatchedFileOptions: maxBytes (default 1 MiB), debounceMs (50), settleMs (150), pollMs (2000; at most 2,147,483,647). */
   readonly maxBytes?: number;
   readonly debounceMs?: number;
+  readonly settleMs?: number;
   readonly pollMs?: number;
   readonly log?: (message: string, error?: unknown) => void;
 }
 
 /** Every key of FileRouteTableSourceOptions (the compiler checks the two stay the same): any other is refused. */
 const FILE_TABLE_SOURCE_OPTIONS = optionKeys<FileRouteTableSourceOptions>({
-  path: true, router: true, maxBytes: true, debounceMs: true, pollMs: true, log: true,
+  path: true, router: true, maxBytes: true, debounceMs: true, settleMs: true, pollMs: true, log: true,
 });
 
 /**
@@ -46,6 +47,7 @@ export class FileRouteTableSource {
       error: (source, rule, cause) => new RouteTableSourceError(source, rule, cause),
       maxBytes: options.maxBytes,
       debounceMs: options.debounceMs,
+      settleMs: options.settleMs,
       pollMs: options.pollMs,
       log: options.log,
       apply: (document) => {

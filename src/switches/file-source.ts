@@ -10,9 +10,10 @@ export interface FileSwitchSourceOptions {
   readonly board: SwitchBoard;
   /** Recorded as the actor of every change. Default `file:<absolute path>`. */
   readonly actor?: string;
-  /** See WatchedFileOptions: maxBytes (default 1 MiB), debounceMs (50), pollMs (2000). */
+  /** See WatchedFileOptions: maxBytes (default 1 MiB), debounceMs (50), settleMs (150), pollMs (2000). */
   readonly maxBytes?: number;
   readonly debounceMs?: number;
+  readonly settleMs?: number;
   readonly pollMs?: number;
   /** Where rejected reloads are reported. Default `console.error`. */
   readonly log?: (message: string, error?: unknown) => void;
@@ -20,7 +21,7 @@ export interface FileSwitchSourceOptions {
 
 /** Every key of FileSwitchSourceOptions (the compiler checks the two stay the same): any other is refused. */
 const FILE_SOURCE_OPTIONS = optionKeys<FileSwitchSourceOptions>({
-  path: true, board: true, actor: true, maxBytes: true, debounceMs: true, pollMs: true, log: true,
+  path: true, board: true, actor: true, maxBytes: true, debounceMs: true, settleMs: true, pollMs: true, log: true,
 });
 
 /**
@@ -42,6 +43,7 @@ export class FileSwitchSource {
       role: 'switch file',
       maxBytes: options.maxBytes,
       debounceMs: options.debounceMs,
+      settleMs: options.settleMs,
       pollMs: options.pollMs,
       log: options.log,
       apply: (document) => {

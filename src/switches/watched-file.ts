@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigurationError, GovMapError } from '../map/errors.ts';
@@ -31,6 +32,16 @@ export interface WatchedFileOptions {
   /** Quiet time after the last change event before reading, ms, at most 2,147,483,647. Default 50 (editors write in bursts). */
   readonly debounceMs?: number;
   /**
+   * How long a new content must hold still before it is applied, ms, at most 2,147,483,647;
+   * 0 applies what is read at once. Default 150. A file written in place (an editor, `cp`, a
+   * shell `>`: truncate, then write) can be read half written, and its first lines may well be
+   * valid on their own: a switch list cut after its first entries would be applied, the missing
+   * switches back at their defaults until the rest lands. New content is read again after this
+   * delay and applied only when both reads agree byte for byte (a rename over the file is atomic
+   * and never needs it, but costs the same wait).
+   */
+  readonly settleMs?: number;
+  /**
    * Safety-net re-read interval, ms, at most 2,147,483,647 (a Node.js timer's limit); 0 disables.
    * Default 2000. Directory events are the main signal; polling catches what they miss (network
    * file systems, some container mounts).
@@ -42,7 +53,7 @@ export interface WatchedFileOptions {
 
 /** Every key of WatchedFileOptions (the compiler checks the two stay the same): any other is refused. */
 const WATCHED_FILE_OPTIONS = optionKeys<WatchedFileOptions>({
-  path: true, apply: true, role: true, error: true, maxBytes: true, debounceMs: true, pollMs: true, log: true,
+  path: true, apply: true, role: true, error: true, maxBytes: true, debounceMs: true, settleMs: true, pollMs: true, log: true,
 });
 
 export interface WatchedFileStatus {
@@ -82,6 +93,7 @@ export class WatchedFile {
   readonly #options: WatchedFileOptions;
   readonly #maxBytes: number;
   readonly #debounceMs: number;
+  readonly #settleMs: number;
   readonly #pollMs: number;
   readonly #log: (message: string, error?: unknown) => void;
   readonly #error: WatchedFileErrorFactory;
@@ -108,6 +120,7 @@ export class WatchedFile {
     this.path = resolve(options.path);
     this.#maxBytes = positive('maxBytes', options.maxBytes ?? 1024 * 1024);
     this.#debounceMs = timerOption('debounceMs', options.debounceMs ?? 50, 0);
+    this.#settleMs = timerOption('settleMs', options.settleMs ?? 150, 0);
     this.#pollMs = timerOption('pollMs', options.pollMs ?? 2000, 0);
     this.#log = options.log ?? ((message, error) => console.error(message, error ?? ''));
     this.#error = options.error ?? ((source, rule, cause) => new SwitchSourceError(source, rule, cause));
@@ -118,7 +131,7 @@ export class WatchedFile {
    * error (there is no last good content to keep serving): fail the deploy, not the first request.
    */
   async start(): Promise<void> {
-    const read = await this.#read();
+    const read = await this.#readSettled();
     if ('failure' in read) throw read.failure;
     const text = read.text;
     this.#applyText(text, createHash('sha256').update(text).digest('hex'));
@@ -202,7 +215,8 @@ export class WatchedFile {
   }
 
   async #checkOnce(): Promise<boolean> {
-    const read = await this.#read();
+    const read = await this.#readSettled();
+    if (this.#closed) return false;
     if ('failure' in read) {
       this.#fail(`read:${read.kind}`, read.failure);
       return false;
@@ -257,11 +271,36 @@ export class WatchedFile {
   }
 
   /**
+   * The file's text once two reads settleMs apart agree, or why it could not be read. Content
+   * already applied, or already reported as bad, is returned at once: nothing would change.
+   * A file still changing after SETTLE_ROUNDS waits is a failure of its own (`unsettled`), so
+   * that a file rewritten without pause cannot hold check() callers forever.
+   */
+  async #readSettled(): Promise<ReadResult> {
+    let read = await this.#read();
+    for (let round = 0; ; round++) {
+      if ('failure' in read || this.#settleMs === 0 || this.#closed) return read;
+      const hash = createHash('sha256').update(read.text).digest('hex');
+      if (hash === this.#appliedHash || `content:${hash}` === this.#failedKey) return read;
+      if (round === SETTLE_ROUNDS) {
+        return {
+          failure: this.#error(`${this.#options.role} ${this.path}`, `kept changing for ${SETTLE_ROUNDS} waits of ${this.#settleMs} ms (settleMs); a content is applied only once two reads that far apart agree`),
+          kind: 'unsettled',
+        };
+      }
+      await sleep(this.#settleMs);
+      const again = await this.#read();
+      if ('text' in again && again.text === read.text) return read;
+      read = again;
+    }
+  }
+
+  /**
    * The file's text, or why it could not be read. `kind` says which failure it is, for
    * de-duplication: `open:<errno code>`, `read:<errno code>` or `too-large` (whatever the size:
    * a file growing past the limit while it is written is one failure, not one per size seen).
    */
-  async #read(): Promise<{ readonly text: string } | { readonly failure: GovMapError; readonly kind: string }> {
+  async #read(): Promise<ReadResult> {
     const where = `${this.#options.role} ${this.path}`;
     let handle;
     try {
@@ -283,6 +322,11 @@ export class WatchedFile {
     }
   }
 }
+
+type ReadResult = { readonly text: string } | { readonly failure: GovMapError; readonly kind: string };
+
+/** Waits of settleMs a content may keep changing through before it is reported as unsettled. */
+const SETTLE_ROUNDS = 20;
 
 function positive(option: string, value: number): number {
   if (!(Number.isSafeInteger(value) && value > 0)) throw new ConfigurationError(option, 'must be a positive integer', value);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { renameSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -200,6 +200,55 @@ describe('file source', () => {
     }
   });
 
+  test('a file written in place is applied only once whole: a valid first half never removes the switches still to be written', async () => {
+    // An editor, `cp` or a shell `>` truncates the file, then writes it. Read between the two
+    // writes, its first lines were a valid document on their own and were applied: switch c
+    // vanished (back to its default) until the rest landed.
+    const path = join(dir, 'in-place.yaml');
+    await writeFile(path, 'switches:\n  a: true\n  b: true\n  c: true\n');
+    const board = new SwitchBoard();
+    const seen: string[][] = [];
+    const source = new FileSwitchSource({ path, board, debounceMs: 60_000, pollMs: 0 });
+    await source.start();
+    const unsubscribe = board.subscribe(() => seen.push(board.snapshot.names()));
+    try {
+      const file = await open(path, 'w');
+      await file.write('switches:\n  a: false\n  b: false\n');
+      const reloaded = source.reload();
+      await new Promise((r) => setTimeout(r, 20));
+      await file.write('  c: false\n');
+      await file.close();
+      assert.equal(await reloaded, true);
+      assert.deepEqual(seen, [['a', 'b', 'c']], 'one change, with every switch; never the first half alone');
+      assert.equal(board.isOn('c'), false);
+      assert.equal(source.status().errors, 0);
+    } finally {
+      unsubscribe();
+      source.close();
+    }
+  });
+
+  test('a file that never holds still is reported as unsettled, not applied, and the last good snapshot stays', async () => {
+    const path = join(dir, 'churning.json');
+    await writeFile(path, JSON.stringify({ switches: { a: true } }));
+    const board = new SwitchBoard();
+    const logged: string[] = [];
+    const source = new FileSwitchSource({ path, board, debounceMs: 60_000, pollMs: 0, settleMs: 5, log: (m) => logged.push(m) });
+    await source.start();
+    let n = 0;
+    const churn = setInterval(() => writeFileSync(path, JSON.stringify({ switches: { a: false, [`s${n++}`]: true } })), 1);
+    try {
+      await eventually('the churn to start', () => n > 1);
+      assert.equal(await source.reload(), false);
+      assert.equal(board.isOn('a'), true, 'the last good snapshot stays');
+      assert.match(source.status().lastError!.message, /kept changing for 20 waits of 5 ms \(settleMs\)/);
+      assert.equal(source.status().lastError!.code, 'GOVMAP_SWITCH_SOURCE_FAILED');
+    } finally {
+      clearInterval(churn);
+      source.close();
+    }
+  });
+
   test('a .json file starting with a UTF-8 byte order mark is read, as YAML already was', async () => {
     for (const name of ['bom.json', 'bom.yaml']) {
       const path = join(dir, name);
@@ -242,7 +291,7 @@ describe('file source', () => {
   });
 
   test('timer options beyond a Node.js timer\'s limit are refused, naming the option and the rule', () => {
-    for (const option of ['pollMs', 'debounceMs'] as const) {
+    for (const option of ['pollMs', 'debounceMs', 'settleMs'] as const) {
       assert.throws(
         () => new FileSwitchSource({ path: join(dir, 'x.yaml'), board: new SwitchBoard(), [option]: 3e9 }),
         (error: unknown) => error instanceof ConfigurationError && error.message.includes(`"${option}"`) && /at most 2147483647 ms/.test(error.message),
