@@ -162,7 +162,8 @@ class PendingCall<T> extends Expirable {
  * - nothing here awaits anything but the call itself: no I/O, no lock. Listeners (cluster sync,
  *   audit) are told synchronously and do their I/O off the caller's path.
  * - the hot path allocates the caller's promise, one PendingCall and two reaction closures; it
- *   reads the clock twice and does integer arithmetic; timers are per millisecond (TimeoutBuckets).
+ *   reads the clock twice and does integer arithmetic; timers are per millisecond, or per
+ *   thousandth of a budget over 2 s (TimeoutBuckets).
  */
 export class CircuitBreaker {
   readonly settings: BreakerSettings;
@@ -219,11 +220,12 @@ export class CircuitBreaker {
 
   /**
    * Runs `call` if the breaker admits it, giving it an AbortSignal that aborts when its time is
-   * up (shared with the calls started in the same millisecond: it may abort after this call
-   * settled, so the call must be done with it by then). Resolves with its result; rejects with
-   * its error, or CallTimeoutError when it took too long. A refused call is not made: `fallback`
-   * answers, or the promise rejects with CircuitOpenError. A `call` or `fallback` of the wrong
-   * kind rejects with BreakerArgumentError, before admission.
+   * up (shared with the calls started in the same millisecond, or the same thousandth of a
+   * budget over 2 s: it may abort after this call settled, so the call must be done with it by
+   * then). Resolves with its result; rejects with its error, or CallTimeoutError when it took
+   * too long. A refused call is not made: `fallback` answers, or the promise rejects with
+   * CircuitOpenError. A `call` or `fallback` of the wrong kind rejects with BreakerArgumentError,
+   * before admission.
    */
   execute<T>(call: (signal: AbortSignal) => T | PromiseLike<T>, fallback?: Fallback<T>): Promise<T> {
     if (typeof call !== 'function') return Promise.reject(new BreakerArgumentError(this.id, 'execute', 'call', 'a function (signal) => result', call));
@@ -286,9 +288,13 @@ export class CircuitBreaker {
     return this.#version;
   }
 
-  /** Epoch ms an OPEN breaker's wait ends; null in other states. */
+  /**
+   * Epoch ms an OPEN breaker's wait ends; null in other states, and once the wait is over while
+   * another instance holds the probe right (awaitingProbeRight): the end of the wait is then in
+   * the past, and a caller retrying at it would only be refused again.
+   */
   get openUntil(): number | null {
-    return this.#state === 'OPEN' ? this.#openUntil : null;
+    return this.#state === 'OPEN' && !this.#awaitingProbeRight ? this.#openUntil : null;
   }
 
   /** OPEN with its wait over, held back by the probe gate (another instance is probing). */
@@ -440,7 +446,7 @@ export class CircuitBreaker {
   #refuse<T>(fallback: Fallback<T> | undefined): Promise<T> {
     this.counters.rejected++;
     if (fallback !== undefined && typeof fallback !== 'function') return Promise.resolve(fallback.value);
-    const refusal = new CircuitOpenError(this.id, this.#state, this.#state === 'OPEN' ? this.#openUntil : null);
+    const refusal = new CircuitOpenError(this.id, this.#state, this.openUntil);
     if (fallback === undefined) return Promise.reject(refusal);
     try {
       return Promise.resolve(fallback(refusal));

@@ -5,7 +5,10 @@ import type { BreakerState } from './snapshot.ts';
 export class CircuitOpenError extends GovMapError {
   readonly breaker: string;
   readonly state: BreakerState;
-  /** When the breaker will next let a call through (epoch ms), if it knows. */
+  /**
+   * When the breaker will next let a call through (epoch ms), if it knows: null when HALF_OPEN,
+   * and when OPEN past its wait while another instance probes (its verdict, not a time, decides).
+   */
   readonly retryAt: number | null;
 
   constructor(breaker: string, state: BreakerState, retryAt: number | null) {
@@ -13,7 +16,7 @@ export class CircuitOpenError extends GovMapError {
       'GOVMAP_CIRCUIT_OPEN',
       state === 'HALF_OPEN'
         ? `circuit "${breaker}" is HALF_OPEN and all its probe calls are taken; the call was not made`
-        : `circuit "${breaker}" is OPEN; the call was not made${retryAt === null ? '' : ` (probing again from ${new Date(retryAt).toISOString()})`}`,
+        : `circuit "${breaker}" is OPEN; the call was not made${retryAt === null ? ' (another instance is probing the dependency; this one follows its verdict)' : ` (probing again from ${new Date(retryAt).toISOString()})`}`,
       { breaker, state, retryAt: retryAt === null ? null : new Date(retryAt).toISOString() },
     );
     this.breaker = breaker;

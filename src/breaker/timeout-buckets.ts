@@ -38,13 +38,16 @@ export class Bucket {
 
 /**
  * Per-call timeouts without a timer per call. Every call of a breaker has the same budget, so
- * calls started in the same millisecond share a deadline: they share one bucket, one timer and
- * one AbortController. Starting a call links it into the bucket (plus, once per millisecond, one
+ * calls started in the same slice of time share a deadline: they share one bucket, one timer and
+ * one AbortController. Starting a call links it into the bucket (plus, once per slice, one
  * timer and one controller), where a timer per call costs a setTimeout/clearTimeout pair and an
- * AbortController each.
+ * AbortController each. A slice is 1 ms up to a 2 s budget, then timeoutMs / 1000 (rounded
+ * down): a 60 s budget at a call per millisecond would otherwise keep 60,000 timers alive and
+ * wake the process every millisecond, for a precision no caller of a 60 s budget needs.
  *
- * Invariants: a bucket for start millisecond `s` fires at `s + timeoutMs`, and `s = ceil(now)`,
- * so a call never times out before its full budget; it may be up to 1 ms late. A bucket holds
+ * Invariants: a bucket for slice start `s` fires at `s + timeoutMs`, and `s` is `now` rounded up
+ * to a slice, so a call never times out before its full budget; it may be up to one slice (1 ms,
+ * or a thousandth of the budget) late. At most about 1,000 buckets are alive at once. A bucket holds
  * only its unsettled calls. When it fires, they expire first (counted as timeouts, their
  * promises rejected), then the shared signal aborts so their work can stop; calls that settled
  * in time have left: their outcome is unaffected, but they were handed the same signal, which
@@ -54,17 +57,19 @@ export class TimeoutBuckets {
   readonly timeoutMs: number;
   readonly #clock: Clock;
   readonly #reason: () => unknown;
+  readonly #slice: number;
   #current: Bucket | null = null;
 
   constructor(timeoutMs: number, clock: Clock, reason: () => unknown) {
     this.timeoutMs = timeoutMs;
     this.#clock = clock;
     this.#reason = reason;
+    this.#slice = Math.max(1, Math.floor(timeoutMs / 1000));
   }
 
   /** Links `call`, started at `now`; returns the signal that aborts when its time is up. */
   enlist(call: Expirable, now: number): AbortSignal {
-    const start = Math.ceil(now);
+    const start = Math.ceil(now / this.#slice) * this.#slice;
     let bucket = this.#current;
     if (bucket === null || bucket.start !== start) {
       const fresh = new Bucket(start);

@@ -168,6 +168,31 @@ describe('calls', () => {
     assert.equal(b.counters.timeouts, 1);
   });
 
+  test('a long timeout does not arm a timer per millisecond of traffic, and still never times a call out early', async () => {
+    // One bucket (one timer) per start millisecond: with a 60 s budget and a call every
+    // millisecond, 60,000 timers were alive at once and the process woke every millisecond.
+    const { clock, b } = breaker({ timeoutMs: 60_000 });
+    const started = clock.now();
+    const settledAt: number[] = [];
+    for (let i = 0; i < 1_000; i++) {
+      const call = b.execute((signal) => {
+        // Aborted as the call times out, inside the timer: the clock still reads the deadline.
+        signal.addEventListener('abort', () => (settledAt[i] = clock.now()));
+        return hang();
+      });
+      void call.catch(() => undefined);
+      clock.advance(1);
+    }
+    assert.ok(clock.pendingTimers <= 20, `${clock.pendingTimers} timers for 1,000 ms of calls`);
+    clock.advance(60_000 - 1_000 - 1);
+    await flush();
+    assert.equal(b.counters.timeouts, 0, 'no call times out before its 60 s');
+    clock.advance(1_000 + 60);
+    await flush();
+    assert.equal(b.counters.timeouts, 1_000);
+    settledAt.forEach((at, i) => assert.ok(at - (started + i) >= 60_000 && at - (started + i) <= 60_060, `call ${i} timed out after ${at - (started + i)} ms`));
+  });
+
   test('a result that arrives after the timeout is ignored', async () => {
     const { clock, b } = breaker();
     let finish!: (v: string) => void;
@@ -279,6 +304,25 @@ describe('OPEN -> HALF_OPEN -> CLOSED | OPEN', () => {
       transitions.map((t) => `${t.to}:${t.reason}`),
       ['OPEN:both_rates', 'HALF_OPEN:open_elapsed', 'CLOSED:probes_passed'],
     );
+  });
+
+  test('while another instance holds the probe right, a refusal names no retry time in the past', async () => {
+    // The wait is over, but the cluster's probe gate says another instance is probing: the
+    // refusal used to report the end of the wait as retryAt ("probing again from" a moment
+    // already gone), and a caller scheduling its retry there retried at once, to be refused again.
+    const { clock, b } = await tripped();
+    b.setProbeGate({ requestProbe: () => false, releaseProbe: () => undefined });
+    clock.advance(5_000);
+    clock.advance(2_000);
+    assert.equal(b.awaitingProbeRight, true);
+    await assert.rejects(b.execute(ok), (e: unknown) => {
+      assert.ok(e instanceof CircuitOpenError && e.state === 'OPEN');
+      assert.ok(e.retryAt === null || e.retryAt > clock.now(), `retryAt ${e.retryAt} is not in the past (now ${clock.now()})`);
+      assert.doesNotMatch(e.message, /probing again from/);
+      assert.match(e.message, /another instance is probing/);
+      return true;
+    });
+    assert.ok(b.openUntil === null || b.openUntil > clock.now(), 'the status shows no end of wait in the past either');
   });
 
   test('probes that breach a threshold reopen it as soon as the verdict is certain', async () => {
