@@ -34,6 +34,11 @@ export interface DashboardOptions {
   readonly verifyIntervalMs?: number;
   /** Pages connected at once at most; more get 503. Default 32. */
   readonly maxClients?: number;
+  /**
+   * A page whose stream stays backed up (its socket buffer full: `writableNeedDrain`) for longer
+   * than this is disconnected, freeing its place, ms. Default 5,000.
+   */
+  readonly stalledClientMs?: number;
   /** Whether each request is observed for the traffic panels. Default true; false only to measure what it costs (demo/parts.ts). */
   readonly observeRequests?: boolean;
 }
@@ -251,6 +256,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
   const intervalMs = options.intervalMs ?? 1000;
   const historySamples = options.historySamples ?? 300;
   const maxClients = options.maxClients ?? 32;
+  const stalledClientMs = options.stalledClientMs ?? 5_000;
   const startedAt = Date.now();
   const files = loadAssets();
 
@@ -452,6 +458,8 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
 
   // ------------------------------------------------------------- the event stream
   const clients = new Set<ServerResponse>();
+  /** When each page's stream last became backed up (absent: it is keeping up). */
+  const backedUpSince = new Map<ServerResponse, number>();
   let ticking = false;
   const tick = async (): Promise<void> => {
     if (ticking) return; // a slow tick (audit tail read) is never overlapped by the next one
@@ -460,9 +468,22 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
       const latest = sample();
       if (clients.size === 0) return;
       const frame = `event: state\ndata: ${JSON.stringify(await state(latest), jsonSafe)}\n\n`;
+      const now = Date.now();
       for (const client of clients) {
         // A page that does not keep up misses frames rather than growing our buffers.
-        if (client.writableNeedDrain) continue;
+        if (client.writableNeedDrain) {
+          const since = backedUpSince.get(client);
+          if (since === undefined) backedUpSince.set(client, now);
+          else if (now - since > stalledClientMs) {
+            // Skipping frames alone kept its place until it disconnected: maxClients such
+            // clients (a hung tab, a proxy that stopped reading) locked every operator out.
+            clients.delete(client);
+            backedUpSince.delete(client);
+            client.destroy();
+          }
+          continue;
+        }
+        backedUpSince.delete(client);
         client.write(frame);
       }
     } catch (error) {
@@ -496,6 +517,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
     audit?.watch(true);
     req.once('close', () => {
       clients.delete(res);
+      backedUpSince.delete(res);
       if (clients.size === 0) audit?.watch(false);
     });
     const latest = history.at(-1) ?? sample();

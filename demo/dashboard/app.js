@@ -6,7 +6,7 @@
 'use strict';
 
 (() => {
-  /** Chart points kept: 5 minutes at one sample a second (the server sends the same on connect). */
+  /** Chart points kept: 5 minutes at the default one sample a second (the server sends as many on connect). */
   const MAX_POINTS = 300;
   /** Plot height in pixels, axes included (the legend sits below). */
   const CHART_HEIGHT = 130;
@@ -71,6 +71,9 @@
   /** Wall-clock ticks (HH:MM:SS), one line: the date is today's. */
   const timeAxis = { ...axis, space: 70, values: (_u, splits) => splits.map((v) => { const d = new Date(v * 1000); return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`; }) };
 
+  /** A chart's time span: seconds up to 90, whole minutes beyond (not "1 min" for 30 s). */
+  const spanLabel = (sec) => (sec < 90 ? `${Math.round(sec)} s` : `${Math.round(sec / 60)} min`);
+
   function chartSpecs() {
     const reasons = [...data.rejections.keys()].sort();
     return {
@@ -101,9 +104,11 @@
         range: fromZero(1),
         now: () => {
           const last = reasons.map((r) => data.rejections.get(r).at(-1) ?? 0).reduce((a, b) => a + b, 0);
-          // One sample a second: the per-second rates add up to the count in view.
-          const inView = reasons.map((r) => data.rejections.get(r).reduce((a, b) => a + b, 0)).reduce((a, b) => a + b, 0);
-          return `${fmt(last, 2)}/s now · ${fmt(inView)} in the last ${Math.round(data.t.length / 60) || 1} min`;
+          // Each point is a rate over one sample interval (intervalMs, from the server's history
+          // event), not over one second: at 200 ms, adding the rates up counted five times too few.
+          const perSample = intervalMs / 1000;
+          const inView = Math.round(reasons.map((r) => data.rejections.get(r).reduce((a, b) => a + b, 0)).reduce((a, b) => a + b, 0) * perSample);
+          return `${fmt(last, 2)}/s now · ${fmt(inView)} in the last ${spanLabel(data.t.length * perSample)}`;
         },
         key: reasons.join(','),
       },

@@ -167,6 +167,13 @@ export class AsyncLane<P = unknown> {
     }
   }
 
+  /** Adds to `into` the token of every job this lane holds (queued, in flight) or has finished. */
+  collectTokens(into: Set<string>): void {
+    for (const token of this.#inFlightJobs.keys()) into.add(token);
+    for (const job of this.#queue) into.add(job.token);
+    for (const token of this.#finished.keys()) into.add(token);
+  }
+
   status(token: string): AsyncJobStatus | undefined {
     const finished = this.#finished.get(token);
     if (finished !== undefined) return finished;

@@ -1,7 +1,9 @@
 import type { IncomingMessage } from 'node:http';
-import { BIZ_TAG_MIDDLEWARE_OPTIONS, bizTagErrorBody, prepareRequest, runPrepared } from './http.ts';
+import { BIZ_TAG_MIDDLEWARE_OPTIONS, bizTagErrorBody, jsonText, prepareRequest, routeDegradedBody, runPrepared } from './http.ts';
 import { refuseUnknownOptions } from '../map/known-options.ts';
 import type { BizTagMiddlewareOptions, PreparedRequest } from './http.ts';
+import { BODYLESS_STATUSES } from './route-table.ts';
+import type { RouteOutcome } from './router.ts';
 
 /*
  * Fastify is an optional peer dependency: this file never imports it, at run time or for types.
@@ -14,6 +16,7 @@ interface FastifyRequestLike {
 interface FastifyReplyLike {
   code(status: number): FastifyReplyLike;
   header(name: string, value: string): FastifyReplyLike;
+  hasHeader(name: string): boolean;
   send(payload?: unknown): FastifyReplyLike;
 }
 type HookDone = (error?: Error) => void;
@@ -60,4 +63,45 @@ export function govmapBizTag(options: BizTagMiddlewareOptions): GovmapFastifyPlu
   };
   // What fastify-plugin sets: do not encapsulate (hooks apply to every route), and a name for errors.
   return Object.assign(plugin, { [Symbol.for('skip-override')]: true, [Symbol.for('fastify.display-name')]: 'govmap-biz-tag' });
+}
+
+/**
+ * sendRouteOutcome for a Fastify reply: the same statuses, headers and bodies (the 503
+ * `ROUTE_DEGRADED` body included), so a client or gateway reads a degraded answer the same way
+ * whichever server framework the service runs on. `live` and `cache` go through `writeLive`.
+ */
+export function sendRouteOutcomeReply<T>(reply: FastifyReplyLike, outcome: RouteOutcome<T>, writeLive: (value: T) => unknown, options: { readonly statusPath?: (token: string) => string } = {}): void {
+  if (outcome.kind !== 'live' && !reply.hasHeader('x-govmap-route')) reply.header('x-govmap-route', outcome.route.id);
+  switch (outcome.kind) {
+    case 'live':
+      writeLive(outcome.value);
+      return;
+    case 'cache':
+      reply.header('x-govmap-degraded', `cache; reason=${outcome.reason}`).header('age', String(Math.floor(outcome.ageMs / 1000)));
+      writeLive(outcome.value);
+      return;
+    case 'mock':
+      for (const [name, value] of Object.entries(outcome.headers)) reply.header(name, value);
+      reply.header('x-govmap-degraded', `mock; reason=${outcome.reason}`);
+      sendJson(reply, outcome.status, outcome.body);
+      return;
+    case 'queued': {
+      reply.header('x-govmap-degraded', `async; reason=${outcome.reason}`);
+      const statusUrl = options.statusPath?.(outcome.token);
+      if (statusUrl !== undefined) reply.header('location', statusUrl);
+      sendJson(reply, 202, { status: 'ACCEPTED', token: outcome.token, route: outcome.route.id, ...(statusUrl === undefined ? {} : { statusUrl }) });
+      return;
+    }
+    case 'unavailable':
+      reply.header('x-govmap-degraded', `unavailable; reason=${outcome.reason}`).header('retry-after', '5');
+      sendJson(reply, 503, routeDegradedBody(outcome));
+      return;
+  }
+}
+
+function sendJson(reply: FastifyReplyLike, status: number, body: unknown): void {
+  reply.code(status).header('cache-control', 'no-store');
+  // Serialized here, not by Fastify: its JSON.stringify throws on a bigint (money in minor units).
+  if (BODYLESS_STATUSES.has(status)) reply.send();
+  else reply.header('content-type', 'application/json; charset=utf-8').send(jsonText(body));
 }

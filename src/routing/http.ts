@@ -7,7 +7,7 @@ import { currentBizContext, runWithBizContext } from './context.ts';
 import type { BizContext } from './context.ts';
 import { BizTagError } from './errors.ts';
 import { BODYLESS_STATUSES } from './route-table.ts';
-import type { RouteOutcome, Router } from './router.ts';
+import type { DegradeReason, RouteOutcome, Router, UnavailableDetail } from './router.ts';
 import { BizTagCache } from './tag-cache.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
@@ -191,14 +191,45 @@ export function sendRouteOutcome<T>(res: ServerResponse, outcome: RouteOutcome<T
     case 'unavailable':
       res.setHeader('x-govmap-degraded', `unavailable; reason=${outcome.reason}`);
       res.setHeader('retry-after', '5');
-      writeJson(res, 503, {
-        error: {
-          code: 'ROUTE_DEGRADED',
-          reason: `route "${outcome.route.id}" is degraded (${outcome.reason}) and has no degraded answer for this request (${outcome.detail})`,
-        },
-      });
+      writeJson(res, 503, routeDegradedBody(outcome));
       return;
   }
+}
+
+/** The body of a 503 `ROUTE_DEGRADED` answer, as its fields are documented in docs/routing.md. */
+export interface RouteDegradedBody {
+  readonly error: {
+    readonly code: 'ROUTE_DEGRADED';
+    readonly route: string;
+    /** Why the route degraded: what a client or gateway branches on (stable codes, unlike `reason`). */
+    readonly degradeReason: DegradeReason;
+    /** Why no degraded answer could be given either. */
+    readonly detail: UnavailableDetail;
+    /** The same, in words, for a person or a log. */
+    readonly reason: string;
+  };
+}
+
+/**
+ * The 503 body of an `unavailable` outcome, shared by sendRouteOutcome and the Fastify plugin's
+ * sendRouteOutcomeReply so both answer alike. `reason` is human text everywhere in govmap's error
+ * bodies, so the codes get fields of their own rather than taking its place.
+ */
+export function routeDegradedBody(outcome: Extract<RouteOutcome<unknown>, { kind: 'unavailable' }>): RouteDegradedBody {
+  return {
+    error: {
+      code: 'ROUTE_DEGRADED',
+      route: outcome.route.id,
+      degradeReason: outcome.reason,
+      detail: outcome.detail,
+      reason: `route "${outcome.route.id}" is degraded (${outcome.reason}) and has no degraded answer for this request (${outcome.detail})`,
+    },
+  };
+}
+
+/** A body as the answers write it: JSON, bigint (money in minor units) as a decimal string. */
+export function jsonText(body: unknown): string {
+  return JSON.stringify(body, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
 }
 
 function writeJson(res: ServerResponse, status: number, body: unknown): void {
@@ -209,7 +240,7 @@ function writeJson(res: ServerResponse, status: number, body: unknown): void {
     res.end();
     return;
   }
-  const text = JSON.stringify(body, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
+  const text = jsonText(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
   res.end(text);
 }

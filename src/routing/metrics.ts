@@ -49,7 +49,7 @@ export class RoutingMetrics {
     };
     new Counter({
       name: `${p}route_requests_total`,
-      help: 'Routed calls by outcome: live (downstream answered), failed (downstream error, breaker closed), mock, cache, queued (async 202), unavailable (degraded with no answer: 503).',
+      help: 'Routed calls by outcome: live (downstream answered), failed (downstream error, breaker closed), aborted (the client left before an answer), mock, cache, queued (async 202), unavailable (degraded with no answer: 503).',
       labelNames: ['route', 'outcome'],
       registers,
       collect() {
@@ -58,6 +58,7 @@ export class RoutingMetrics {
           for (const [outcome, value] of [
             ['live', c.live],
             ['failed', c.failed],
+            ['aborted', c.aborted],
             ['mock', c.mock],
             ['cache', c.cache],
             ['queued', c.queued],

@@ -7,7 +7,7 @@ import { parseBizTag } from './biz-tag.ts';
 import type { BizTag } from './biz-tag.ts';
 import { Bulkhead } from './bulkhead.ts';
 import { currentBizContext, runWithBizContext } from './context.ts';
-import { AsyncLaneRefusedError, BulkheadFullError } from './errors.ts';
+import { AsyncLaneRefusedError, BulkheadAbortedError, BulkheadFullError } from './errors.ts';
 import type { BizTagError } from './errors.ts';
 import { noGuard } from './guard.ts';
 import type { RouteGuard, RouteGuardFactory } from './guard.ts';
@@ -94,6 +94,8 @@ const ROUTER_OPTIONS = optionKeys<RouterOptions>({
 export class RouteCounters {
   live = 0;
   failed = 0;
+  /** The client went away (its request's signal aborted) before an answer: not the downstream failing. */
+  aborted = 0;
   mock = 0;
   cache = 0;
   queued = 0;
@@ -255,7 +257,10 @@ export class Router {
         rt.counters.breakerOpen++;
         return this.#degrade(rt, 'BREAKER_OPEN', request, context?.tag ?? null);
       }
-      rt.counters.failed++;
+      // A client that left while queued for a slot (or while its call ran) is not a failure of
+      // the route: counted as failed, client impatience would fire failure alerts.
+      if (error instanceof BulkheadAbortedError || request.signal?.aborted === true) rt.counters.aborted++;
+      else rt.counters.failed++;
       throw error;
     }
   }
@@ -276,12 +281,23 @@ export class Router {
   /**
    * Re-queues jobs a previous run's close() returned (persisted by the caller). A job whose route
    * is gone or no longer async, or whose lane is full or closing, is returned in `unroutable`:
-   * every job given is either restored or returned, never dropped (keep the returned ones).
+   * every job given is either restored or returned, never dropped (keep the returned ones). A job
+   * whose token any lane already holds or has finished is not queued again (counted as restored).
    */
   restoreJobs(jobs: readonly AsyncJob<RoutedJob>[]): { restored: number; unroutable: AsyncJob<RoutedJob>[] } {
     const unroutable: AsyncJob<RoutedJob>[] = [];
     let restored = 0;
+    // Every lane's tokens, the retired ones' included: a reload that retuned a route gave it a
+    // new lane, which knows nothing of the jobs its predecessor still holds or already did, so
+    // the same list restored again would run each of those payments a second time.
+    const held = new Set<string>();
+    for (const rt of this.#runtimes.values()) rt.lane?.collectTokens(held);
+    for (const lane of this.#retiredLanes) lane.collectTokens(held);
     for (const job of jobs) {
+      if (held.has(job.token)) {
+        restored++; // already the router's: kept once, as a lane keeps a token it holds
+        continue;
+      }
       const lane = this.#runtimes.get(job.payload.route)?.lane ?? null;
       if (lane === null) {
         unroutable.push(job);
@@ -289,6 +305,7 @@ export class Router {
       }
       try {
         lane.restore([job]);
+        held.add(job.token);
         restored++;
       } catch (error) {
         // A refusal must not abort the loop: the caller would lose this job and every later one,

@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -375,6 +377,37 @@ describe('limits', () => {
       }
       assert.equal(status, 200);
     } finally {
+      await demo.close();
+    }
+  });
+
+  test('a page that connects and never reads is dropped once its stream stays backed up, freeing its place', async () => {
+    const demo = await startDemo({ port: 0, accounts: 5, dashboard: { maxClients: 1, intervalMs: 5, stalledClientMs: 500 }, sandbox: { stateDirectory: null } });
+    const stalled = net.connect(Number(new URL(demo.url).port), '127.0.0.1');
+    try {
+      await once(stalled, 'connect');
+      stalled.write('GET /events HTTP/1.1\r\nhost: dashboard\r\n\r\n');
+      stalled.pause(); // never reads: the server's frames pile up in the socket buffers
+      let first = 200;
+      for (const until = Date.now() + 5000; first !== 503 && Date.now() < until; ) {
+        const page = new AbortController();
+        first = (await fetch(`${demo.url}/events`, { signal: page.signal })).status;
+        page.abort();
+        if (first !== 503) await new Promise((r) => setTimeout(r, 20)); // its GET not served yet, or our page took the place
+      }
+      assert.equal(first, 503, 'the stalled client holds the one place at first');
+      const deadline = Date.now() + 30_000;
+      let status = 503;
+      while (status === 503 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        const page = new AbortController();
+        const response = await fetch(`${demo.url}/events`, { signal: page.signal });
+        status = response.status;
+        page.abort();
+      }
+      assert.equal(status, 200, 'an operator gets a page once the stalled client is dropped');
+    } finally {
+      stalled.destroy();
       await demo.close();
     }
   });

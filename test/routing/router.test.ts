@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
+import Fastify from 'fastify';
 import { BreakerGroup, ManualClock } from '../../src/breaker/index.ts';
-import { RouteTable, Router, RoutingMetrics, breakerGuards, parseBizTag, runWithBizContext } from '../../src/routing/index.ts';
+import { RouteTable, Router, RoutingMetrics, breakerGuards, parseBizTag, runWithBizContext, sendRouteOutcome, sendRouteOutcomeReply } from '../../src/routing/index.ts';
 import type { RouteGuard, RouteOutcome } from '../../src/routing/index.ts';
 import { SwitchBoard } from '../../src/switches/index.ts';
 
@@ -215,5 +218,75 @@ describe('restoring queued jobs', () => {
     router.replaceTable(new RouteTable({ default: { target: 'core' }, routes: [] }, { version: 3 }));
     assert.equal(router.jobStatus(token)?.state, 'done', 'nor does removing the route');
     await router.close();
+  });
+});
+
+describe('review: what a client, a dashboard and a restore observe', () => {
+  test('the 503 ROUTE_DEGRADED body names why in stable codes a gateway can branch on (node:http and Fastify alike)', async () => {
+    const table = { default: { target: 'core' }, routes: [{ id: 'tight', orgId: '1*', txnType: '*', target: 'a', bulkhead: { maxConcurrent: 1, maxQueued: 0 } }] };
+    const router = new Router({ table, log: () => undefined });
+    let release!: () => void;
+    const busy = asRequest(router, 'orgId:1001', () => router.execute({}, () => new Promise<string>((resolve) => (release = () => resolve('ok')))));
+    const outcome = await asRequest(router, 'orgId:1001', () => router.execute({}, async () => 'never'));
+    release();
+    await busy;
+    assert.equal(outcome.kind, 'unavailable');
+    const expected = { code: 'ROUTE_DEGRADED', route: 'tight', degradeReason: 'BULKHEAD_FULL', detail: 'NO_STRATEGY' };
+    const server = createServer((_req, res) => sendRouteOutcome(res, outcome, () => undefined));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const response = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+      assert.equal(response.status, 503);
+      const body = (await response.json()) as { error: Record<string, unknown> };
+      assert.deepEqual({ ...body.error, reason: undefined }, { ...expected, reason: undefined });
+      assert.match(String(body.error.reason), /BULKHEAD_FULL/, 'the human text stays');
+    } finally {
+      server.close();
+    }
+    const app = Fastify();
+    app.get('/', (_request, reply) => sendRouteOutcomeReply(reply, outcome, (value) => reply.send(value)));
+    const answer = await app.inject({ method: 'GET', url: '/' });
+    await app.close();
+    assert.equal(answer.statusCode, 503);
+    assert.equal(answer.headers['x-govmap-degraded'], 'unavailable; reason=BULKHEAD_FULL');
+    assert.equal(answer.headers['retry-after'], '5');
+    assert.deepEqual({ ...answer.json().error, reason: undefined }, { ...expected, reason: undefined });
+  });
+
+  test('a client that gives up while queued for a bulkhead slot is counted aborted, not failed', async () => {
+    const table = { default: { target: 'core' }, routes: [{ id: 'tight', orgId: '1*', txnType: '*', target: 'a', bulkhead: { maxConcurrent: 1, maxQueued: 4 } }] };
+    const router = new Router({ table, log: () => undefined });
+    const metrics = new RoutingMetrics();
+    metrics.track(router);
+    let release!: () => void;
+    const busy = asRequest(router, 'orgId:1001', () => router.execute({}, () => new Promise<string>((resolve) => (release = () => resolve('ok')))));
+    const impatient = new AbortController();
+    const waiting = asRequest(router, 'orgId:1001', () => router.execute({ signal: impatient.signal }, async () => 'never'));
+    impatient.abort(new Error('client closed the connection'));
+    await assert.rejects(waiting, { code: 'GOVMAP_BULKHEAD_ABORTED' });
+    release();
+    await busy;
+    const text = await metrics.registry.metrics();
+    assert.match(text, /govmap_route_requests_total\{route="tight",outcome="failed"\} 0/);
+    assert.match(text, /govmap_route_requests_total\{route="tight",outcome="aborted"\} 1/);
+    assert.match(text, /govmap_route_requests_total\{route="tight",outcome="live"\} 1/);
+  });
+
+  test('jobs restored again after a reload replaced their lane are held once, not run twice', async () => {
+    const guards = manualGuards();
+    guards.open.add('slow'); // jobs wait (deferred) in whichever lane holds them
+    const processed: string[] = [];
+    const table = { default: { target: 'core' }, routes: [{ id: 'slow', orgId: '1*', txnType: '*', target: 'a', degradation: { kind: 'async', ratePerSec: 1000 } }] };
+    const router = new Router({ table, guards: guards.factory, processAsync: async (_t, _p, _s, token) => void processed.push(token), log: () => undefined });
+    const jobs = [{ token: 'spilled-1', lane: 'slow', payload: { tag: 'orgId:1001', route: 'slow', payload: { amount: '100' } }, acceptedAt: new Date(0).toISOString(), attempts: 0 }];
+    assert.equal(router.restoreJobs(jobs).restored, 1);
+    router.replaceTable(new RouteTable({ ...table, routes: [{ ...table.routes[0]!, degradation: { kind: 'async', ratePerSec: 500 } }] }, { version: 2 }));
+    const again = router.restoreJobs(jobs);
+    assert.deepEqual(again.unroutable, []);
+    guards.open.delete('slow');
+    for (let i = 0; i < 200 && processed.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 700)); // past the lanes' deferral pause
+    const closed = await router.close({ deadlineMs: 100 });
+    assert.deepEqual([processed, closed.remaining.map((j) => j.token)], [['spilled-1'], []], 'the payment is processed once');
   });
 });
