@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { open, readFile, rename } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import type { AuditRecorder } from './recorder.ts';
 import { LANE_INDEX_FIELDS, tooLarge } from './kafka-lane-protocol.ts';
 import type { ProducerLaneData, ProducerLaneReply, ProducerLaneRequest } from './kafka-lane-protocol.ts';
 import { listSegments, segmentName } from './spool.ts';
+import { GOVERNANCE_OPS } from './event.ts';
 import { acquireForwarderLock } from './forwarder-lock.ts';
 import { findUnknownOption, optionKeys } from '../map/known-options.ts';
 
@@ -45,7 +47,8 @@ export interface KafkaForwarderOptions {
   /**
    * Uncompressed bytes of records per send. Default 8 MiB with compression, 512 KiB without.
    * The compressed batch must stay under the broker's `message.max.bytes` (1 MiB by default); a
-   * send refused as too large is retried with half the bytes, down to a single record.
+   * send refused as too large is retried with half the bytes, down to a single record; a single
+   * record refused is sent as a substitute naming it (stats `oversized`, docs/audit.md).
    */
   readonly batchBytes?: number;
   /**
@@ -88,7 +91,15 @@ export interface KafkaForwarderStats {
   readonly ackedSeq: number;
   /** Bytes of the spool written but not yet acknowledged by Kafka. */
   readonly lagBytes: number;
-  /** False from a failed send until the next acknowledged one. */
+  /**
+   * Records the broker refused alone as larger than the topic's `max.message.bytes`, each sent
+   * as a substitute naming it (`oversized`: its size, SHA-256, segment and offset in the spool).
+   */
+  readonly oversized: number;
+  /**
+   * False from a failed send until the next acknowledged one, and while a request has waited
+   * for Kafka longer than half of `sendTimeoutMs` (a black-holed broker: nothing fails yet).
+   */
   readonly healthy: boolean;
   readonly lastError: string | null;
   readonly position: { readonly segment: number; readonly offset: number };
@@ -139,13 +150,18 @@ interface Batch {
   readonly end: Checkpoint;
   /** The cursor moved (a seal, a segment change) without records to send. */
   readonly moved: boolean;
+  /** Offset (in the cursor's segment) of the batch's first record; -1 when it has none. */
+  readonly firstAt: number;
+  /** Set when the batch is the substitute of an oversized record. */
+  readonly substitute?: true;
 }
 
 /**
  * Forwards the spool to a Kafka topic, at least once, and resumes after any outage or restart
  * from the last acknowledged record (its checkpoint, `kafka-<topic>.checkpoint` in the spool).
  *
- * Each record is sent as the exact spool line, key = resource_id (or the map, or the actor, for
+ * Each record is sent as the exact spool line (one larger than the topic takes: a substitute
+ * naming it, see #substituteFor), key = resource_id (or the map, or the actor, for
  * records without one), header `govmap-dedup: <actor>:<seq>`: a consumer drops repeats by that
  * key (see AuditDeduplicator) and gets every record exactly once. The producer is idempotent
  * with acks=all, so the broker itself drops the repeats of a retried send within one producer
@@ -173,9 +189,14 @@ export class KafkaForwarder {
   #stopping = false;
   #wake: (() => void) | undefined;
   #failedSince: number | null = null;
+  /** Since when the loop has waited for Kafka's answer (the oldest send, the partition count); undefined when not waiting. */
+  #waitingSince: number | undefined;
   #lastError: string | null = null;
   /** Shrinks when the broker refuses a batch as too large. */
   #batchBytes = 0;
+  /** A record the broker refused alone as too large, and what is sent in its place, until acknowledged. */
+  #oversizedAt: { segment: number; offset: number; substitute?: Buffer } | undefined;
+  #oversized = 0;
   #sent = 0;
   #sends = 0;
   #errors = 0;
@@ -301,9 +322,12 @@ export class KafkaForwarder {
       sends: this.#sends,
       errors: this.#errors,
       timeouts: this.#timeouts,
+      oversized: this.#oversized,
       ackedSeq: this.#cursor.seq,
       lagBytes: this.#lagBytes(),
-      healthy: this.#failedSince === null,
+      // A broker that drops packets fails nothing until the deadline: sends just hang. A healthy
+      // one answers a batch in milliseconds, so half the deadline without an answer is an outage.
+      healthy: this.#failedSince === null && (this.#waitingSince === undefined || Date.now() - this.#waitingSince < this.#o.sendTimeoutMs / 2),
       lastError: this.#lastError,
       position: { segment: this.#cursor.segment, offset: this.#cursor.offset },
     };
@@ -333,7 +357,7 @@ export class KafkaForwarder {
       // The partition count decides which lane sends which record; asked again after a failure.
       if (this.#partitions === undefined && inFlight.length === 0) {
         try {
-          this.#partitions = await this.#lane(0).partitions();
+          this.#partitions = await this.#waitingFor(this.#lane(0).partitions());
           // Lanes beyond the partition count would have nothing to send: their threads go.
           const lanes = Math.min(this.#o.producers, this.#partitions);
           if (this.#lanes.length > lanes) await Promise.all(this.#lanes.splice(lanes).map((lane) => lane.close()));
@@ -375,23 +399,34 @@ export class KafkaForwarder {
         continue;
       }
       try {
-        await oldest.sending;
+        await this.#waitingFor(oldest.sending);
       } catch (error) {
         // Let the later sends settle (their outcome no longer matters: they are resent).
         await Promise.allSettled(inFlight.splice(0).map((f) => f.sending));
         this.#errors++;
         if (error instanceof KafkaSendTimeoutError) this.#timeouts++;
-        if (tooLarge(error)) this.#batchBytes = Math.max(1, this.#batchBytes >> 1);
+        // The broker answered: a smaller batch, or a substitute for the one record it will never
+        // take, is the remedy, not waiting. Only a refused substitute is left to retry (backoff).
+        const refused = tooLarge(error) && oldest.batch.substitute !== true;
+        if (refused && oldest.batch.records > 1) this.#batchBytes = Math.max(1, this.#batchBytes >> 1);
         this.#failed(error, error instanceof KafkaSendTimeoutError ? 'KAFKA_SEND_TIMEOUT' : 'KAFKA_SEND_FAILED');
+        if (refused && oldest.batch.records === 1) this.#oversizedAt = { segment: this.#cursor.segment, offset: oldest.batch.firstAt };
         // A producer that failed may hold a stale idempotence state (or a hung connection):
         // start over with a new one, from the last acknowledged record.
         await this.#discardProducers();
+        if (refused) continue;
         await this.#sleep(backoff);
         backoff = Math.min(backoff * 2, this.#o.maxBackoffMs);
         continue;
       }
       const messages = oldest.batch.records;
       this.#cursor = oldest.batch.end;
+      if (oldest.batch.substitute === true) {
+        this.#oversized++;
+        this.#oversizedAt = undefined;
+        // The halvings were for that one record: the records after it go in full batches again.
+        this.#batchBytes = this.#o.batchBytes;
+      }
       if (messages > 0) {
         backoff = this.#o.backoffMs;
         this.#sent += messages;
@@ -440,6 +475,15 @@ export class KafkaForwarder {
     for (const s of settled) if (s.status === 'rejected') throw s.reason;
   }
 
+  async #waitingFor<T>(answer: Promise<T>): Promise<T> {
+    this.#waitingSince = Date.now();
+    try {
+      return await answer;
+    } finally {
+      this.#waitingSince = undefined;
+    }
+  }
+
   #lane(lane: number): ProducerLane {
     while (this.#lanes.length <= lane) {
       this.#lanes.push(
@@ -463,6 +507,23 @@ export class KafkaForwarder {
   async #discardProducers(): Promise<void> {
     this.#partitions = undefined;
     await Promise.all(this.#lanes.map((lane) => lane.discard()));
+  }
+
+  /**
+   * `line`, at `offset` of `segment`, was refused alone as larger than the topic takes: it is
+   * sent as a substitute (same dedup key, same Kafka key) that says so and names the original in
+   * the spool, so the records after it are not held up for ever. Named in the audit trail
+   * (SINK_FAILED, KAFKA_RECORD_TOO_LARGE) and a process warning, once per record.
+   */
+  #substituteFor(line: Buffer, segment: number, offset: number): Buffer {
+    const sha256 = createHash('sha256').update(line).digest('hex');
+    const where = { reason: 'KAFKA_MESSAGE_TOO_LARGE', bytes: line.length, sha256, segment: segmentName(segment), offset };
+    const substitute = oversizedSubstitute(line, where);
+    const what = `record ${dedupKeyOf(line) ?? `at byte ${offset}`} (${line.length} bytes, sha256 ${sha256}, ${where.segment} byte ${offset}) is larger than Kafka topic ${this.topic} accepts (message.max.bytes); a substitute naming it is sent in its place, the record stays in the spool`;
+    this.#lastError = what;
+    this.#recorder?.recordSinkEvent('SINK_FAILED', 'KAFKA_RECORD_TOO_LARGE', `kafka topic ${this.topic}: ${what}`);
+    process.emitWarning(`audit forwarder: ${what}`, { code: 'GOVMAP_AUDIT_KAFKA_RECORD_TOO_LARGE' });
+    return substitute;
   }
 
   #failed(error: unknown, reason: string): void {
@@ -497,8 +558,8 @@ export class KafkaForwarder {
     const none: Batch['parts'] = [];
     if (cursor.segment === 0) {
       const first = listSegments(this.#o.dir)[0];
-      if (first === undefined) return { records: 0, parts: none, end: cursor, moved: false };
-      return { records: 0, parts: none, end: { segment: first.segment, offset: 0, seq: cursor.seq }, moved: true };
+      if (first === undefined) return { records: 0, parts: none, end: cursor, moved: false, firstAt: -1 };
+      return { records: 0, parts: none, end: { segment: first.segment, offset: 0, seq: cursor.seq }, moved: true, firstAt: -1 };
     }
     const fh = await this.#file(cursor.segment);
     if (fh === null) {
@@ -514,13 +575,13 @@ export class KafkaForwarder {
         // spool, or to this one before it was reset: waiting would skip everything the spool holds
         // and everything recorded until it got that far, while drain() and the lag said caught up.
         const newest = segments.at(-1);
-        if (newest === undefined || (newest.segment === cursor.segment - 1 && cursor.offset === 0)) return { records: 0, parts: none, end: cursor, moved: false };
+        if (newest === undefined || (newest.segment === cursor.segment - 1 && cursor.offset === 0)) return { records: 0, parts: none, end: cursor, moved: false, firstAt: -1 };
         this.#failed(`the checkpoint's position (${segmentName(cursor.segment)}, byte ${cursor.offset}) is past the end of the spool (${newest.name}); the spool is sent again from its oldest segment`, 'CHECKPOINT_PAST_SPOOL_END');
-        return { records: 0, parts: none, end: { segment: 0, offset: 0, seq: cursor.seq }, moved: true };
+        return { records: 0, parts: none, end: { segment: 0, offset: 0, seq: cursor.seq }, moved: true, firstAt: -1 };
       }
       const gone = next.segment - 1 === cursor.segment ? segmentName(cursor.segment) : `${segmentName(cursor.segment)} to ${segmentName(next.segment - 1)}`;
       this.#failed(`${gone} left the spool before being forwarded (from byte ${cursor.offset}); forwarding goes on with ${next.name}`, 'SPOOL_SEGMENT_MISSING');
-      return { records: 0, parts: none, end: { segment: next.segment, offset: 0, seq: cursor.seq }, moved: true };
+      return { records: 0, parts: none, end: { segment: next.segment, offset: 0, seq: cursor.seq }, moved: true, firstAt: -1 };
     }
     if (cursor.offset > 0) {
       // Every position the forwarder keeps is just after a line's newline. One that is not (the
@@ -535,7 +596,7 @@ export class KafkaForwarder {
       if (got !== 1 || before[0] !== 10) {
         const { size } = await fh.stat();
         this.#failed(`the checkpoint's position (${segmentName(cursor.segment)}, byte ${cursor.offset}) is not the end of a line of that segment (${size} bytes); the segment is sent again from its start`, 'CHECKPOINT_PAST_SPOOL_END');
-        return { records: 0, parts: none, end: { segment: cursor.segment, offset: 0, seq: cursor.seq }, moved: true };
+        return { records: 0, parts: none, end: { segment: cursor.segment, offset: 0, seq: cursor.seq }, moved: true, firstAt: -1 };
       }
     }
     let chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, this.#batchBytes + (64 << 10)));
@@ -551,6 +612,7 @@ export class KafkaForwarder {
     let seq = cursor.seq;
     let end = cursor.offset;
     let bytes = 0;
+    let firstAt = -1;
     while (lines.records < this.#o.batchRecords && (bytes < this.#batchBytes || lines.records === 0)) {
       const nl = chunk.indexOf(10, at);
       if (nl === -1 || nl >= bytesRead) break;
@@ -561,19 +623,29 @@ export class KafkaForwarder {
       if (meta && line.includes(FINAL)) {
         // The segment is complete (nothing is appended after its final seal): move on, but only
         // once the records before it are acknowledged, so stop just before it if some are pending.
-        if (lines.records > 0) return { records: lines.records, parts: lines.parts(), end: { segment: cursor.segment, offset: lineStart, seq }, moved: true };
-        return { records: 0, parts: none, end: { segment: cursor.segment + 1, offset: 0, seq }, moved: true };
+        if (lines.records > 0) return { records: lines.records, parts: lines.parts(), end: { segment: cursor.segment, offset: lineStart, seq }, moved: true, firstAt };
+        return { records: 0, parts: none, end: { segment: cursor.segment + 1, offset: 0, seq }, moved: true, firstAt: -1 };
       }
       end = cursor.offset + at;
       if (meta) continue;
       const lineSeq = seqOf(line);
       const key = lineSeq === 0 ? null : keyOf(line);
       if (key === null) continue; // damaged (a torn line after a crash): verify reports it
+      const oversized = this.#oversizedAt;
+      if (oversized !== undefined && oversized.segment === cursor.segment && oversized.offset === lineStart) {
+        // The record the broker refused alone goes as its substitute, alone: were the substitute
+        // refused too, no halving could help, and it is retried like any failed send.
+        if (lines.records > 0) return { records: lines.records, parts: lines.parts(), end: { segment: cursor.segment, offset: lineStart, seq }, moved: true, firstAt };
+        oversized.substitute ??= this.#substituteFor(line, cursor.segment, lineStart);
+        lines.add(key, oversized.substitute);
+        return { records: 1, parts: lines.parts(), end: { segment: cursor.segment, offset: end, seq: Math.max(seq, lineSeq) }, moved: true, firstAt: lineStart, substitute: true };
+      }
+      if (firstAt === -1) firstAt = lineStart;
       lines.add(key, line);
       bytes += line.length + 64;
       if (lineSeq > seq) seq = lineSeq;
     }
-    return { records: lines.records, parts: lines.parts(), end: { segment: cursor.segment, offset: end, seq }, moved: end !== cursor.offset };
+    return { records: lines.records, parts: lines.parts(), end: { segment: cursor.segment, offset: end, seq }, moved: end !== cursor.offset, firstAt };
   }
 
   async #file(segment: number): Promise<FileHandle | null> {
@@ -908,6 +980,26 @@ export function murmur2Partition(key: Uint8Array): number {
   h = Math.imul(h, m);
   h ^= h >>> 15;
   return h >>> 0;
+}
+
+/**
+ * What is sent in place of a record too large for the topic: the record without its value (or
+ * non-governance detail), with `oversized` naming the original (size, SHA-256, segment, offset).
+ * Same seq and actor, so the same dedup key. A line that does not parse (keyOf let it through)
+ * still gets a substitute with the dedup key.
+ */
+function oversizedSubstitute(line: Buffer, oversized: { reason: string; bytes: number; sha256: string; segment: string; offset: number }): Buffer {
+  let record: Record<string, unknown>;
+  try {
+    record = JSON.parse(line.toString('utf8')) as Record<string, unknown>;
+  } catch {
+    const actor = jsonStringAt(line, line.indexOf(ACTOR) + ACTOR.length)?.toString('utf8') ?? null;
+    record = { v: 1, seq: seqOf(line), actor };
+  }
+  if ('value' in record) record.value = null;
+  if ('detail' in record && !(GOVERNANCE_OPS as readonly unknown[]).includes(record.op_type)) record.detail = null;
+  record.oversized = oversized;
+  return Buffer.from(JSON.stringify(record));
 }
 
 /** The seq of a record line (its fixed prefix), 0 when the line is not a record. */

@@ -78,8 +78,9 @@ export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder
     set({ kind: 'timeout' }, s?.timeouts ?? 0);
     set({ kind: 'failed' }, (s?.errors ?? 0) - (s?.timeouts ?? 0));
   });
+  counter('kafka_oversized_total', 'Records larger than the Kafka topic accepts, sent as a substitute naming them in the spool (size, SHA-256, segment, offset).', [], (set) => set({}, forwarder()?.stats().oversized ?? 0));
   gauge('kafka_lag_bytes', 'Bytes of the spool not yet acknowledged by Kafka (absent without a Kafka forwarder).', () => forwarder()?.stats().lagBytes ?? null);
-  gauge('kafka_healthy', '1 while Kafka acknowledges sends, 0 from a failed send until the next acknowledged one (absent without a Kafka forwarder).', () => {
+  gauge('kafka_healthy', '1 while Kafka acknowledges sends, 0 from a failed send until the next acknowledged one and while a request has waited longer than half the send deadline (absent without a Kafka forwarder).', () => {
     const f = forwarder();
     return f === undefined ? null : f.stats().healthy ? 1 : 0;
   });

@@ -7,7 +7,8 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
 import { Admin, Consumer, murmur2 } from '@platformatic/kafka';
-import { AuditConfigurationError, AuditDeduplicator, createAuditRecorder, dedupKeyOf, verifySpool } from '../../src/audit/index.ts';
+import { AuditConfigurationError, AuditDeduplicator, createAuditRecorder, dedupKeyOf, parseSpoolLine, registerAuditMetrics, verifySpool } from '../../src/audit/index.ts';
+import { Registry } from 'prom-client';
 import { murmur2Partition } from '../../src/audit/kafka-forwarder.ts';
 import { readJournal } from '../../src/audit/journal.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
@@ -16,6 +17,9 @@ import { balances, readSpool, segmentFiles, tempSpool } from './helpers.ts';
 import { BROKERS, CI, needKafka } from './kafka-env.ts';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
+import type { Socket } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
 
 const KAFKA_SH = fileURLToPath(new URL('../infra/kafka.sh', import.meta.url));
 
@@ -467,6 +471,75 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     assertAllArrived(records, consumed);
   });
 
+  test('a record larger than the topic\'s max.message.bytes: a substitute naming it (same dedup key and Kafka key) is sent in its place, and the records after it still arrive', { timeout: 120_000 }, async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('oversized');
+    // A topic-level limit of 20 KB: a 100 KB value that zstd cannot shrink is refused whatever the batch.
+    const admin = new Admin({ clientId: 'govmap-audit-test-admin', bootstrapBrokers: BROKERS });
+    try {
+      await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1, configs: [{ name: 'max.message.bytes', value: '20000' }] });
+    } finally {
+      await admin.close();
+    }
+    const warnings: Array<Error & { code?: string }> = [];
+    const onWarning = (w: Error & { code?: string }): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    t.after(() => process.off('warning', onWarning));
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-oversized', recordValue: (v) => String(v), kafka: { brokers: BROKERS, topic, backoffMs: 100 } });
+    t.after(() => audit.stop());
+    const registry = new Registry();
+    registerAuditMetrics(registry, audit);
+    const map = new GovernedMap<string, string>({ name: 'documents', validate: () => true });
+    audit.attach(map);
+    map.store('doc-1', 'small');
+    map.store('doc-2', randomBytes(75_000).toString('base64'));
+    map.store('doc-3', 'small again');
+    await audit.flush();
+    await audit.forwarder!.drain(30_000);
+    // The batches shrank for that one record (to the few small records before it): the records
+    // after it go in full batches again, not a handful per round trip for the rest of the process.
+    const sendsBefore = audit.forwarder!.stats().sends;
+    for (let i = 0; i < 6000; i++) map.store(`doc-${4 + (i % 50)}`, `after the oversized record ${i}`);
+    await audit.flush();
+    await audit.forwarder!.drain(30_000);
+    const sendsAfter = audit.forwarder!.stats().sends - sendsBefore;
+    assert.ok(sendsAfter < 30, `6,000 small records after the oversized one took ${sendsAfter} sends`);
+    const records = spoolRecords(dir);
+    const consumed = await consumeAll(topic, new Set(records.keys()), 30_000);
+    await audit.stop();
+    const big = [...records].find(([, line]) => line.includes('"resource_id":"doc-2"'))!;
+    const [bigKey, bigLine] = big;
+    for (const [key, line] of records) if (key !== bigKey) assert.equal(consumed.byKey.get(key)?.value, line, `record ${key} arrived as written in the spool`);
+    const substitute = consumed.byKey.get(bigKey);
+    assert.ok(substitute !== undefined, 'the oversized record\'s dedup key reached Kafka');
+    assert.equal(substitute.key, 'doc-2', 'keyed like the record it replaces (same partition, same per-key order)');
+    assert.equal(dedupKeyOf(substitute.value), bigKey);
+    const parsed = parseSpoolLine(substitute.value);
+    assert.equal(parsed.kind, 'event', `the substitute is a well-formed audit record: ${substitute.value}`);
+    const original = JSON.parse(bigLine) as Record<string, unknown>;
+    const got = JSON.parse(substitute.value) as Record<string, unknown> & { oversized: { reason: string; bytes: number; sha256: string; segment: string; offset: number } };
+    for (const field of ['seq', 'op_type', 'map', 'resource_id', 'outcome', 'timestamp', 'actor', 'origin']) assert.equal(got[field], original[field], field);
+    assert.equal(got.value, null, 'the value that did not fit is not in the substitute');
+    assert.equal(got.oversized.reason, 'KAFKA_MESSAGE_TOO_LARGE');
+    assert.equal(got.oversized.bytes, Buffer.byteLength(bigLine));
+    assert.equal(got.oversized.sha256, createHash('sha256').update(bigLine).digest('hex'), 'the SHA-256 of the spool line');
+    // Where the original lies: reading those bytes of the spool gives the line back.
+    const at = readFileSync(join(dir, got.oversized.segment)).subarray(got.oversized.offset, got.oversized.offset + got.oversized.bytes).toString('utf8');
+    assert.equal(at, bigLine, 'segment and offset point at the original line');
+    const stats = audit.forwarder!.stats();
+    assert.equal(stats.oversized, 1);
+    assert.equal((await registry.getSingleMetric('govmap_audit_kafka_oversized_total')!.get()).values[0]!.value, 1, 'counted in the metrics');
+    assert.equal(stats.healthy, true, 'healthy again once the records after it are acknowledged');
+    assert.ok(warnings.some((w) => w.code === 'GOVMAP_AUDIT_KAFKA_RECORD_TOO_LARGE' && w.message.includes(bigKey)), `a warning names the record: ${warnings.map((w) => w.message).join(' | ')}`);
+    const failed = readSpool(dir).events.find((e) => e.op_type === 'SINK_FAILED' && e.reason === 'KAFKA_RECORD_TOO_LARGE');
+    assert.ok(failed !== undefined && failed.detail!.includes(bigKey) && failed.detail!.includes(got.oversized.sha256), 'the audit trail names the replaced record');
+    // Consumers' dedup: the substitute holds the key; the original, were it ever sent (a restart before the checkpoint), is a repeat.
+    const dedup = new AuditDeduplicator();
+    assert.equal(dedup.acceptRecord(substitute.value), true);
+    assert.equal(dedup.acceptRecord(bigLine), false);
+  });
+
   for (const [past, moved] of [
     ['the end of its segment (a power loss kept the fsynced checkpoint, not the segment\'s unsynced tail)', (c: { segment: number; offset: number }) => ({ offset: c.offset + 200_000 })],
     ['the spool\'s last segment (a checkpoint from another spool)', (c: { segment: number; offset: number }) => ({ segment: c.segment + 5, offset: 1234 })],
@@ -589,6 +662,34 @@ describe('without a reachable broker', () => {
     assert.match(lastError ?? '', /ENOTFOUND|EAI_AGAIN/, `lastError says the name does not resolve: ${lastError}`);
     const failed = readSpool(dir).events.find((e) => e.op_type === 'SINK_FAILED');
     assert.match(failed?.detail ?? '', /getaddrinfo (ENOTFOUND|EAI_AGAIN) no-such-host\.invalid/, 'the audit trail says why Kafka failed');
+  });
+
+  test('a broker that takes the connection and never answers (packets black-holed): healthy turns false at half the send deadline, not at the deadline', { timeout: 60_000 }, async (t) => {
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => {
+      sockets.push(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    });
+    const { port } = server.address() as { port: number };
+    const dir = tempSpool(t);
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-blackhole', kafkaStopDrainMs: 0, kafka: { brokers: [`127.0.0.1:${port}`], topic: 'govmap.audit.blackhole', sendTimeoutMs: 20_000 } });
+    t.after(() => audit.stop());
+    const map = balances();
+    audit.attach(map);
+    map.store('acct-1', 1n);
+    await audit.flush();
+    const started = performance.now();
+    while (audit.forwarder!.stats().healthy && performance.now() - started < 25_000) await new Promise((resolve) => setTimeout(resolve, 100));
+    const ms = performance.now() - started;
+    const stats = audit.forwarder!.stats();
+    await audit.stop();
+    assert.equal(stats.healthy, false, 'unhealthy while nothing is acknowledged');
+    assert.ok(ms < 14_000, `healthy turned false after ${Math.round(ms)} ms of a 20,000 ms send deadline`);
   });
 
   test('drain() past its time is a typed error with a code, naming the topic, the lag and the last error', async (t) => {
