@@ -88,11 +88,15 @@ export async function scanCommand(paths: string[], options: ScanCommandOptions):
       // The text summary counts them; a JSON or SARIF report on stdout or in a file does not show a count to a person.
       process.stderr.write(`govmap scan: ${report.ignored.length} file(s) skipped by an ignore pattern, not analysed (first: ${report.ignored[0]})\n`);
     }
+    // Counted in the text summary; a JSON report is an array of findings (and a baseline), with no place for them.
+    if (report.staleBaseline.length > 0 && options.format !== 'text') process.stderr.write(`govmap scan: ${lint.staleNote(report.staleBaseline)}\n`);
 
     if (report.unanalysed.length > 0) {
       // A scan that skipped files cannot vouch for them: not a pass, whatever it found.
+      const first = report.unanalysed[0]!;
+      const where = first.line === null ? first.file : `${first.file}:${first.line}:${first.column}`;
       process.stderr.write(
-        `govmap scan: ${report.unanalysed.length} file(s) could not be analysed (first: ${report.unanalysed[0]!.file}: ${report.unanalysed[0]!.message}); include them in a tsconfig or --ignore them\n`,
+        `govmap scan: ${report.unanalysed.length} file(s) could not be analysed (first: ${where}: ${first.message}); fix the syntax error, include them in a tsconfig or --ignore them\n`,
       );
       process.exitCode = EXIT_USAGE;
       return;

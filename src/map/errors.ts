@@ -103,12 +103,28 @@ export class ConfigurationError extends GovMapError {
 
 /** An argument of a map operation broke the operation's contract (e.g. storing `undefined`). */
 export class InvalidArgumentError extends GovMapError {
-  constructor(map: string, operation: string, argument: string, rule: string) {
-    super('GOVMAP_INVALID_ARGUMENT', `map "${map}": ${operation}(): argument "${argument}" ${rule}`, {
+  constructor(map: string, operation: string, argument: string, rule: string, code = 'GOVMAP_INVALID_ARGUMENT', details: Record<string, unknown> = {}) {
+    super(code, `map "${map}": ${operation}(): argument "${argument}" ${rule}`, {
       map,
       operation,
       argument,
+      ...details,
     });
+  }
+}
+
+/**
+ * range() bounds that cannot mean what the caller meant; an InvalidArgumentError (a handler that
+ * maps those to a 400 keeps working), with its own codes:
+ * - GOVMAP_RANGE_BOUNDS_REVERSED: `start` sorts after `end`, which would walk nothing
+ * - GOVMAP_RANGE_BOUNDS_MISMATCHED: `start` and `end` are of different types, or a bound is of
+ *   another type than a key it is compared with (a number from an unconverted query string over
+ *   string keys), which would walk every key
+ * `details.start` and `details.end` carry both bounds (bigints as decimal text).
+ */
+export class RangeBoundsError extends InvalidArgumentError {
+  constructor(map: string, operation: string, argument: string, rule: string, code: 'GOVMAP_RANGE_BOUNDS_REVERSED' | 'GOVMAP_RANGE_BOUNDS_MISMATCHED', start: unknown, end: unknown) {
+    super(map, operation, argument, rule, code, { start: keyDetail(start) ?? null, end: keyDetail(end) ?? null });
   }
 }
 

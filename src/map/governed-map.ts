@@ -414,7 +414,7 @@ export class GovernedMap<K, V> {
     const startedAt = performance.now();
     let entries = this.#store.snapshot();
     if (isBounded(options)) {
-      entries = entries.filter(([key]) => inBounds(key, options!));
+      entries = entries.filter(([key]) => inBounds(this.name, key, options!));
       entries.sort((a, b) => compareKeys(a[0], b[0]));
     }
     const nowMs = this.#expiresAt !== null ? this.#clock() : 0;

@@ -14,6 +14,7 @@ export {
   ValidatorFailedError,
   ConfigurationError,
   InvalidArgumentError,
+  RangeBoundsError,
   CapacityExceededError,
   AsyncRangeCallbackError,
   UpdateConflictError,

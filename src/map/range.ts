@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from './errors.ts';
+import { InvalidArgumentError, RangeBoundsError, describeKey } from './errors.ts';
 import { findUnknownOption } from './known-options.ts';
 
 /**
@@ -43,8 +43,16 @@ export function isBounded<K>(options: RangeOptions<K> | undefined): boolean {
   return options !== undefined && (options.prefix !== undefined || options.start !== undefined || options.end !== undefined);
 }
 
-export function inBounds<K>(key: K, options: RangeOptions<K>): boolean {
+/**
+ * Whether `key` is inside the bounds. `map` names the map in the error thrown when a bound is of
+ * another type than the key: `'acct-1' < 5` and `'acct-1' > 5` are both false, so a number bound
+ * over string keys would let every key through. Checked per key compared, so it costs a `typeof`
+ * per key and a map whose keys mix strings and numbers can still be walked by prefix alone.
+ */
+export function inBounds<K>(map: string, key: K, options: RangeOptions<K>): boolean {
   if (options.prefix !== undefined && !(typeof key === 'string' && key.startsWith(options.prefix))) return false;
+  if (options.start !== undefined) checkComparable(map, 'options.start', key, options);
+  if (options.end !== undefined) checkComparable(map, 'options.end', key, options);
   if (options.start !== undefined && compareKeys(key, options.start) < 0) return false;
   if (options.end !== undefined) {
     const order = compareKeys(key, options.end);
@@ -80,6 +88,42 @@ export function checkRangeOptions(map: string, options: unknown): void {
   if (inclusive !== undefined && typeof inclusive !== 'boolean') throw new InvalidArgumentError(map, 'range', 'options.inclusive', 'must be true or false, or left out');
   checkBound(map, 'options.start', start);
   checkBound(map, 'options.end', end);
+  if (start === undefined || end === undefined) return;
+  if (family(start) !== family(end)) {
+    throw new RangeBoundsError(
+      map,
+      'range',
+      'options.start',
+      `${describeKey(start)} (${typeof start}) and "options.end" ${describeKey(end)} (${typeof end}) must be of the same type: keys of one type do not sort against the other`,
+      'GOVMAP_RANGE_BOUNDS_MISMATCHED',
+      start,
+      end,
+    );
+  }
+  // Always a caller's bug (swapped arguments, a page cursor past its end): refused rather than
+  // walked as an empty range. start === end is a valid empty (or, inclusive, one-key) page.
+  if (compareKeys(start, end) > 0) {
+    throw new RangeBoundsError(map, 'range', 'options.start', `${describeKey(start)} sorts after "options.end" ${describeKey(end)}: start must not be greater than end`, 'GOVMAP_RANGE_BOUNDS_REVERSED', start, end);
+  }
+}
+
+/** Numbers and bigints compare exactly with each other in JavaScript; strings only with strings. */
+function family(key: unknown): 'string' | 'numeric' | 'other' {
+  return typeof key === 'string' ? 'string' : typeof key === 'number' || typeof key === 'bigint' ? 'numeric' : 'other';
+}
+
+function checkComparable<K>(map: string, argument: 'options.start' | 'options.end', key: K, options: RangeOptions<K>): void {
+  const bound = argument === 'options.start' ? options.start : options.end;
+  if (family(key) === family(bound)) return;
+  throw new RangeBoundsError(
+    map,
+    'range',
+    argument,
+    `${describeKey(bound)} is a ${typeof bound} but the map holds a ${typeof key} key (${describeKey(key)}): a bound must be of the keys' type (convert a query-string value first)`,
+    'GOVMAP_RANGE_BOUNDS_MISMATCHED',
+    options.start,
+    options.end,
+  );
 }
 
 const RANGE_OPTIONS: ReadonlySet<string> = new Set(['prefix', 'start', 'end', 'inclusive'] satisfies Array<keyof RangeOptions<unknown>>);

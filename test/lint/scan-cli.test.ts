@@ -97,6 +97,39 @@ describe('govmap scan (command line)', () => {
     );
   });
 
+  test('a named file that is not TypeScript (notes.md beside sources) exits 2 naming it, not a scan that skipped it', async () => {
+    const run = await govmap(['scan', 'src/fees.ts', 'package.json', 'src/clean.ts'], SAMPLE);
+    assert.equal(run.code, 2);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /path "package\.json" is not a TypeScript source: .*\(GOVMAP_SCAN_PATH_NOT_TYPESCRIPT\)/);
+  });
+
+  test('a parse error is located (file:line:column) on stderr of a JSON run, which exits 2', async () => {
+    const root = join(scratch, 'broken');
+    generateProject(root, 1, 0);
+    writeFileSync(join(root, 'src/broken.ts'), 'export const a = 1;\n\nexport function fee(amount: bigint) {\n  return amount * ;\n}\n');
+    const run = await govmap(['scan', '--format', 'json'], root);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /1 file\(s\) could not be analysed \(first: src\/broken\.ts:4:19: .*Expression expected/);
+  });
+
+  test('stale baseline entries are counted in text and named on stderr of a JSON run; they do not fail the scan', async () => {
+    const root = join(scratch, 'stale');
+    generateProject(root, 10);
+    const baseline = join(scratch, 'stale-baseline.json');
+    const first = await govmap(['scan', '--format', 'json', '--output', baseline], root);
+    assert.equal(first.code, 1);
+    const victim = join(root, 'src/service-0009.ts');
+    writeFileSync(victim, readFileSync(victim, 'utf8').replace(/accounts9\.store\(id, .*\);/, 'void 0;'));
+    const text = await govmap(['scan', '--baseline', baseline], root);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /0 in baseline, 1 stale baseline entry \(no longer found/);
+    const json = await govmap(['scan', '--baseline', baseline, '--format', 'json'], root);
+    assert.equal(json.code, 0, json.stderr);
+    assert.deepEqual(JSON.parse(json.stdout), []);
+    assert.match(json.stderr, /govmap scan: 1 baseline entry no longer found \(stale\): govmap\/no-rmw-across-await src\/service-0009\.ts:44; .*--format json/);
+  });
+
   test('a path after --ignore is scanned, not taken as one more ignore pattern; --ignore repeats', async () => {
     const one = await govmap(['scan', '--ignore', 'src/fees.ts', 'src/balances.ts'], SAMPLE);
     assert.equal(one.code, 1, one.stderr);

@@ -147,6 +147,31 @@ describe('baselines and fingerprints', () => {
     assert.deepEqual(failingFindings(third), []);
   });
 
+  test('baseline entries no longer found are counted and named as stale, within the paths scanned only', async () => {
+    const project = generateProject(join(scratch, 'stale'), 20);
+    assert.deepEqual(project.planted.map((p) => p.split(':')[0]), ['src/service-0009.ts', 'src/service-0019.ts']);
+    const baselineFile = join(scratch, 'stale-baseline.json');
+    writeFileSync(baselineFile, formatJson(await scan({ cwd: project.root })));
+    // The lost update of service-0009 is fixed: its baseline entry accepts nothing any more.
+    const fixed = join(project.root, 'src/service-0009.ts');
+    writeFileSync(fixed, readFileSync(fixed, 'utf8').replace(/accounts9\.store\(id, .*\);/, 'accounts9.update(id, (current) => ({ ...(current ?? account), balance: (current ?? account).balance - amount }));'));
+    const report = await scan({ cwd: project.root, baseline: await Baseline.load(baselineFile) });
+    assert.deepEqual(failingFindings(report), []);
+    assert.deepEqual(
+      report.staleBaseline.map((e) => `${e.ruleId} ${e.file}:${e.line}`),
+      [`govmap/no-rmw-across-await src/service-0009.ts:${PLANTED_LINE}`],
+    );
+    assert.match(formatText(report), /1 in baseline, 1 stale baseline entry \(no longer found/);
+    const sarif = JSON.parse(formatSarif(report)) as SarifLog;
+    assert.ok(
+      sarif.runs[0]!.invocations[0]!.toolExecutionNotifications.some((n) => n.level === 'note' && /1 baseline entry no longer found \(stale\).*src\/service-0009\.ts:44/.test(n.message.text)),
+    );
+    // A scan of one file cannot tell that entries for other files are stale.
+    const partial = await scan({ cwd: project.root, paths: ['src/service-0019.ts'], baseline: await Baseline.load(baselineFile) });
+    assert.deepEqual(partial.staleBaseline, []);
+    assert.doesNotMatch(formatText(partial), /stale/);
+  });
+
   test('identical findings on identical lines are told apart, and each needs its own baseline entry', async () => {
     const root = join(scratch, 'twins');
     generateProject(root, 1, 0);
@@ -233,6 +258,37 @@ describe('files the scan cannot vouch for, and usage errors', () => {
     assert.deepEqual(ignored.unanalysed, []);
   });
 
+  test('a file that does not parse is reported with its line and column, in text, SARIF and the report', async () => {
+    const root = join(scratch, 'broken');
+    generateProject(root, 1, 0);
+    writeFileSync(join(root, 'src/broken.ts'), 'export const a = 1;\n\nexport function fee(amount: bigint) {\n  return amount * ;\n}\n');
+    const report = await scan({ cwd: root });
+    assert.equal(report.unanalysed.length, 1);
+    const { file, line, column, message } = report.unanalysed[0]!;
+    assert.deepEqual([file, line, column], ['src/broken.ts', 4, 19]);
+    assert.match(message, /Expression expected/);
+    assert.match(formatText(report), /^src\/broken\.ts:4:19\n {2}not analysed: .*Expression expected/m);
+    const sarif = JSON.parse(formatSarif(report)) as { runs: Array<{ invocations: Array<{ toolExecutionNotifications: Array<{ locations: Array<{ physicalLocation: { region?: { startLine: number; startColumn: number } } }> }> }> }> };
+    assert.deepEqual(sarif.runs[0]!.invocations[0]!.toolExecutionNotifications[0]!.locations[0]!.physicalLocation.region, { startLine: 4, startColumn: 19 });
+  });
+
+  test('a file named on the command line that is not a TypeScript source is refused, naming it, never dropped in silence', async () => {
+    await assert.rejects(
+      scan({ cwd: SAMPLE, paths: ['src/fees.ts', 'package.json', 'src/clean.ts'] }),
+      (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_PATH_NOT_TYPESCRIPT' && /"package\.json"/.test(e.message) && /\*\.ts, \*\.tsx, \*\.mts, \*\.cts/.test(e.message),
+    );
+    const root = join(scratch, 'declarations');
+    generateProject(root, 1, 0);
+    writeFileSync(join(root, 'src/env.d.ts'), 'declare const FEE: bigint;\n');
+    writeFileSync(join(root, 'src/legacy.js'), 'export const a = 1;\n');
+    await assert.rejects(
+      scan({ cwd: root, paths: ['src/service-0000.ts', 'src/env.d.ts', 'src/legacy.js'] }),
+      (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_PATH_NOT_TYPESCRIPT' && /"src\/env\.d\.ts"/.test(e.message) && /"src\/legacy\.js"/.test(e.message),
+    );
+    // Inside a directory, such files are not sources and are passed over as before.
+    assert.equal((await scan({ cwd: root, paths: ['src'] })).filesScanned, 1);
+  });
+
   test('with --project, a file that tsconfig leaves out is not analysed, and the report says why (not only which tsconfig)', async () => {
     const root = join(scratch, 'outside-project');
     generateProject(root, 1, 0);
@@ -284,7 +340,7 @@ describe('files the scan cannot vouch for, and usage errors', () => {
 
   test('typed errors name the input and the broken rule', async () => {
     await assert.rejects(scan({ cwd: SAMPLE, paths: ['no-such-dir'] }), (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_PATH_NOT_FOUND' && /no-such-dir/.test(e.message));
-    await assert.rejects(scan({ cwd: SAMPLE, paths: ['package.json'] }), { code: 'GOVMAP_SCAN_NO_FILES' });
+    await assert.rejects(scan({ cwd: SAMPLE, paths: ['package.json'] }), { code: 'GOVMAP_SCAN_PATH_NOT_TYPESCRIPT' });
     await assert.rejects(scan({ cwd: SAMPLE, project: 'missing.json' }), { code: 'GOVMAP_SCAN_TSCONFIG_NOT_FOUND' });
     await assert.rejects(scan({ cwd: SAMPLE, rules: { 'govmap/no-such-rule': 'error' } }), (e: unknown) => e instanceof ScanUsageError && e.code === 'GOVMAP_SCAN_CONFIG_INVALID' && /no-such-rule/.test(e.message));
     await assert.rejects(
@@ -361,7 +417,7 @@ interface SarifLog {
   runs: Array<{
     tool: { driver: { name: string; rules: Array<{ id: string }> } };
     originalUriBaseIds: Record<string, { uri: string }>;
-    invocations: Array<{ executionSuccessful: boolean }>;
+    invocations: Array<{ executionSuccessful: boolean; toolExecutionNotifications: Array<{ level: string; message: { text: string } }> }>;
     results: Array<{
       ruleId: string;
       ruleIndex: number;

@@ -7,6 +7,7 @@ import {
   InProcessStore,
   InvalidArgumentError,
   MapDisposedError,
+  RangeBoundsError,
   ObserverFlushError,
   UpdateAbortedError,
   UpdateConflictError,
@@ -521,6 +522,64 @@ describe('configuration and range arguments', () => {
     assert.throws(() => map.entries({ end: {} as unknown as string }), InvalidArgumentError);
     assert.throws(() => map.entries('a' as unknown as object), /argument "options"/);
     assert.deepEqual(map.entries({ start: 'a' }), [['a', 1]]);
+  });
+
+  test('reversed bounds are refused with RangeBoundsError naming both bounds, not walked as an empty range', () => {
+    for (const store of [undefined, SharedInt64Store.create({ initialCapacity: 16 })]) {
+      const map = new GovernedMap<string, bigint>({ name: 'ledger', validate: () => true, ...(store === undefined ? {} : { store }) });
+      for (const key of ['acct-1', 'acct-2', 'acct-3']) map.store(key, 1n);
+      const visits: string[] = [];
+      assert.throws(
+        () => map.range((key) => void visits.push(key), { start: 'acct-3', end: 'acct-1' }),
+        (error: unknown) =>
+          error instanceof RangeBoundsError &&
+          error instanceof InvalidArgumentError &&
+          error.code === 'GOVMAP_RANGE_BOUNDS_REVERSED' &&
+          error.message.includes('"acct-3"') &&
+          error.message.includes('"acct-1"') &&
+          error.details.start === 'acct-3' &&
+          error.details.end === 'acct-1',
+      );
+      assert.deepEqual(visits, []);
+      // An empty page [b, b) is not a mistake (the last page of a walk); [b, b] is one key.
+      assert.deepEqual(map.entries({ start: 'acct-2', end: 'acct-2' }), []);
+      assert.deepEqual(map.entries({ start: 'acct-2', end: 'acct-2', inclusive: true }), [['acct-2', 1n]]);
+      assert.deepEqual(map.entries({ start: 'acct-2', end: 'acct-3' }), [['acct-2', 1n]], 'the map keeps serving');
+      map.dispose();
+    }
+  });
+
+  test('a start and an end of different types are refused, naming both', () => {
+    const map = new GovernedMap<string, number>({ name: 'r', validate: () => true });
+    map.store('a', 1);
+    assert.throws(
+      () => map.entries({ start: 'a', end: 5 as unknown as string }),
+      (error: unknown) => error instanceof RangeBoundsError && error.code === 'GOVMAP_RANGE_BOUNDS_MISMATCHED' && /"a"/.test(error.message) && /5/.test(error.message) && /number/.test(error.message),
+    );
+    // Numbers and bigints compare exactly with each other: a mixed pair is a valid range.
+    const ids = new GovernedMap<number, number>({ name: 'ids', validate: () => true });
+    for (const id of [1, 2, 3]) ids.store(id, id);
+    assert.deepEqual(ids.entries({ start: 2n as unknown as number, end: 3 }).map(([k]) => k), [2]);
+    assert.throws(() => ids.entries({ start: 3n as unknown as number, end: 1 }), RangeBoundsError);
+  });
+
+  test('a bound of another type than the keys (a number from a query string over string keys) is refused, not a walk of every key', () => {
+    const map = new GovernedMap<string, number>({ name: 'accounts', validate: () => true });
+    for (const key of ['acct-1', 'acct-2', 'zz']) map.store(key, 1);
+    const visits: string[] = [];
+    assert.throws(
+      () => map.range((key) => void visits.push(key), { start: 5 as unknown as string }),
+      (error: unknown) => error instanceof RangeBoundsError && error.code === 'GOVMAP_RANGE_BOUNDS_MISMATCHED' && /options\.start/.test(error.message) && /string key/.test(error.message),
+    );
+    assert.deepEqual(visits, [], 'no entry reached the callback');
+    const ids = new GovernedMap<number, number>({ name: 'ids', validate: () => true });
+    ids.store(7, 1);
+    assert.throws(() => ids.entries({ end: '9' as unknown as number }), RangeBoundsError);
+    // A prefix alone compares no key with a bound: a map of mixed keys can still be walked by it.
+    const mixed = new GovernedMap<string | number, number>({ name: 'mixed', validate: () => true });
+    mixed.store('acct-1', 1);
+    mixed.store(3, 1);
+    assert.deepEqual(mixed.entries({ prefix: 'acct-' }), [['acct-1', 1]]);
   });
 
   test('inclusive must be true or false: a "true" string from a query string is refused, not read as exclusive', () => {

@@ -174,6 +174,10 @@ class RangeBounded implements fc.Command<Model, Real> {
   }
   check = (): boolean => true;
   run(model: Model, real: Real): void {
+    if (this.start > this.end) {
+      assert.throws(() => real.entries({ start: this.start, end: this.end, inclusive: this.inclusive }), (e: unknown) => (e as { code?: unknown }).code === 'GOVMAP_RANGE_BOUNDS_REVERSED');
+      return;
+    }
     const expected = [...model.entries.keys()]
       .filter((k) => k >= this.start && (this.inclusive ? k <= this.end : k < this.end))
       .sort();

@@ -6,6 +6,7 @@ import { GovMapError } from '../../map/errors.ts';
  * reserved for findings). Codes:
  * - GOVMAP_SCAN_PATH_NOT_FOUND: a path argument does not exist
  * - GOVMAP_SCAN_PATH_OUTSIDE_ROOT: a path argument lies outside the scan root (the current directory)
+ * - GOVMAP_SCAN_PATH_NOT_TYPESCRIPT: a file named as a path is not a TypeScript source (*.ts, *.tsx, *.mts, *.cts; not *.d.ts)
  * - GOVMAP_SCAN_PATH_UNREADABLE: a directory under the paths cannot be read (and is not ignored)
  * - GOVMAP_SCAN_NO_FILES: the paths hold no TypeScript file to scan
  * - GOVMAP_SCAN_BASELINE_INVALID: the baseline file is unreadable or not a govmap JSON/SARIF report

@@ -1,5 +1,6 @@
 import { pathToFileURL } from 'node:url';
 import { GOVMAP_VERSION } from '../package-info.ts';
+import { staleNote } from './baseline.ts';
 import { FINGERPRINT_KEY } from './fingerprint.ts';
 import type { Finding, RuleInfo, ScanReport } from './scan.ts';
 
@@ -18,7 +19,7 @@ const SRCROOT = '%SRCROOT%';
  * - with a baseline, `baselineState` is `unchanged` (accepted) or `new`;
  * - files that could not be analysed are `toolExecutionNotifications`, and the invocation is
  *   then not `executionSuccessful`; files an ignore pattern skipped are counted in one `note`
- *   (skipped on purpose, so the run still succeeded).
+ *   (skipped on purpose, so the run still succeeded); so are stale baseline entries, in another.
  */
 export function formatSarif(report: ScanReport): string {
   const ruleIndex = new Map(report.rules.map((r, i) => [r.id, i]));
@@ -45,9 +46,17 @@ export function formatSarif(report: ScanReport): string {
               ...report.unanalysed.map((u) => ({
                 level: 'error',
                 message: { text: `not analysed: ${u.message}` },
-                locations: [{ physicalLocation: { artifactLocation: { uri: encodePath(u.file), uriBaseId: SRCROOT } } }],
+                locations: [
+                  {
+                    physicalLocation: {
+                      artifactLocation: { uri: encodePath(u.file), uriBaseId: SRCROOT },
+                      ...(u.line === null ? {} : { region: { startLine: u.line, startColumn: u.column } }),
+                    },
+                  },
+                ],
               })),
               ...(report.ignored.length === 0 ? [] : [{ level: 'note', message: { text: ignoredNote(report.ignored) } }]),
+              ...(report.staleBaseline.length === 0 ? [] : [{ level: 'note', message: { text: staleNote(report.staleBaseline) } }]),
             ],
           },
         ],

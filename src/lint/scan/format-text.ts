@@ -21,7 +21,7 @@ export function formatText(report: ScanReport): string {
     });
     out.push('');
   }
-  for (const u of report.unanalysed) out.push(`${u.file}\n  not analysed: ${u.message}\n`);
+  for (const u of report.unanalysed) out.push(`${u.file}${u.line === null ? '' : `:${u.line}:${u.column}`}\n  not analysed: ${u.message}\n`);
 
   const failing = failingFindings(report).length;
   const warnings = active.filter((f) => f.severity === 'warning' && !f.baseline).length;
@@ -29,6 +29,8 @@ export function formatText(report: ScanReport): string {
   const suppressed = report.findings.length - active.length;
   const parts = [`${report.filesScanned} file${report.filesScanned === 1 ? '' : 's'} scanned`, `${failing} error${failing === 1 ? '' : 's'}`, `${warnings} warning${warnings === 1 ? '' : 's'}`];
   if (report.baselineUsed) parts.push(`${inBaseline} in baseline`);
+  const stale = report.staleBaseline.length;
+  if (stale > 0) parts.push(`${stale} stale baseline ${stale === 1 ? 'entry' : 'entries'} (no longer found; regenerate the baseline with --format json)`);
   if (suppressed > 0) {
     const withoutReason = report.findings.filter((f) => f.suppression === '').length;
     parts.push(`${suppressed} suppressed in the source${withoutReason > 0 ? ` (${withoutReason} without a reason)` : ''}`);

@@ -4,7 +4,7 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type * as EslintModule from 'eslint';
 import type { ESLint, Linter } from 'eslint';
 import plugin, { TYPESCRIPT_FILES, recommendedRules, strictRules } from '../plugin.ts';
-import type { Baseline } from './baseline.ts';
+import type { Baseline, BaselineEntry } from './baseline.ts';
 import { ScanUsageError } from './errors.ts';
 import { fingerprintAll } from './fingerprint.ts';
 
@@ -80,12 +80,27 @@ export interface ScanReport {
   /** Sorted by file, line, column; includes suppressed and baseline findings. */
   readonly findings: readonly Finding[];
   /** Files ESLint could not analyse (a parse error, a file outside every tsconfig). */
-  readonly unanalysed: ReadonlyArray<{ readonly file: string; readonly message: string }>;
+  readonly unanalysed: readonly Unanalysed[];
   /** Every govmap rule, firing or not. */
   readonly rules: readonly RuleInfo[];
   readonly baselineUsed: boolean;
+  /**
+   * Baseline entries that matched no finding, for files under the paths scanned (analysed, or
+   * gone): the finding was fixed or its line changed. They accept nothing now, but would accept a
+   * regression at the same spot later; regenerating the baseline drops them. Empty without a baseline.
+   */
+  readonly staleBaseline: readonly BaselineEntry[];
   readonly startedAt: Date;
   readonly finishedAt: Date;
+}
+
+export interface Unanalysed {
+  /** Relative to the root, `/`-separated. */
+  readonly file: string;
+  /** 1-based, where the parser stopped; null when the failure has no place (a file outside every tsconfig). */
+  readonly line: number | null;
+  readonly column: number | null;
+  readonly message: string;
 }
 
 /** Findings that fail the scan: error level, not suppressed in the source, not in the baseline. */
@@ -170,7 +185,7 @@ export async function scan(options: ScanOptions = {}): Promise<ScanReport> {
   }
 
   const raw: Array<Omit<Finding, 'fingerprint' | 'baseline'>> = [];
-  const unanalysed: Array<{ file: string; message: string }> = [];
+  const unanalysed: Unanalysed[] = [];
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
   for (let i = 0; i < files.length; i += batchSize) {
     let results: ESLint.LintResult[];
@@ -187,6 +202,7 @@ export async function scan(options: ScanOptions = {}): Promise<ScanReport> {
   }
 
   const findings = await finish(raw, root, options.baseline);
+  const staleBaseline = options.baseline === undefined ? [] : staleEntries(options.baseline, root, options.paths ?? ['.'], new Set(ignored.map((f) => toPosix(relative(root, f)))), unanalysed);
   return {
     root,
     filesScanned: files.length,
@@ -195,6 +211,7 @@ export async function scan(options: ScanOptions = {}): Promise<ScanReport> {
     unanalysed,
     rules: describeRules(rules),
     baselineUsed: options.baseline !== undefined,
+    staleBaseline,
     startedAt,
     finishedAt: new Date(),
   };
@@ -246,11 +263,16 @@ function toPosix(path: string): string {
   return sep === '/' ? path : path.split(sep).join('/');
 }
 
-function collect(result: ESLint.LintResult, root: string, out: Array<Omit<Finding, 'fingerprint' | 'baseline'>>, unanalysed: Array<{ file: string; message: string }>): void {
+function collect(result: ESLint.LintResult, root: string, out: Array<Omit<Finding, 'fingerprint' | 'baseline'>>, unanalysed: Unanalysed[]): void {
   const file = toPosix(relative(root, result.filePath));
   for (const message of result.messages) {
     if (message.fatal === true) {
-      unanalysed.push({ file, message: statedReason(message.message) });
+      // A parse error carries where the parser stopped; a failure to find a tsconfig has line 0.
+      // ESLint passes the parser's column through, expecting espree's 1-based one, but
+      // typescript-estree's TSError column is TypeScript's 0-based character: made 1-based here,
+      // like every other column in the report.
+      const located = message.line > 0;
+      unanalysed.push({ file, line: located ? message.line : null, column: located ? message.column + 1 : null, message: statedReason(message.message) });
       continue;
     }
     if (message.ruleId?.startsWith('govmap/') !== true) continue;
@@ -349,6 +371,23 @@ async function finish(raw: Array<Omit<Finding, 'fingerprint' | 'baseline'>>, roo
   });
 }
 
+/**
+ * The baseline's unmatched entries that this scan could have matched: a file named in the
+ * entry and under the paths, neither ignored nor unanalysed (its findings are unknown), either
+ * scanned or gone. A scan of part of a tree must not call the rest of the baseline stale; an entry
+ * with no file (a bare fingerprint) counts only when the scan covered the whole root.
+ */
+function staleEntries(baseline: Baseline, root: string, paths: readonly string[], ignored: ReadonlySet<string>, unanalysed: readonly Unanalysed[]): BaselineEntry[] {
+  const scopes = paths.map((p) => toPosix(relative(root, resolve(root, p))));
+  const wholeRoot = scopes.includes('');
+  const notAnalysed = new Set(unanalysed.map((u) => u.file));
+  return baseline.unmatched().filter((entry) => {
+    if (entry.file === null) return wholeRoot;
+    if (notAnalysed.has(entry.file) || ignored.has(entry.file)) return false;
+    return wholeRoot || scopes.some((scope) => entry.file === scope || entry.file!.startsWith(`${scope}/`));
+  });
+}
+
 function describeRules(configured: Linter.RulesRecord): RuleInfo[] {
   return Object.entries(plugin.rules).map(([name, rule]) => {
     const id = `govmap/${name}`;
@@ -371,6 +410,7 @@ function describeRules(configured: Linter.RulesRecord): RuleInfo[] {
  */
 async function collectFiles(root: string, paths: readonly string[], eslint: ESLint): Promise<{ files: string[]; ignored: string[] }> {
   const found = new Set<string>();
+  const notSources: string[] = [];
   for (const p of paths) {
     const absolute = resolve(root, p);
     if (!existsSync(absolute)) throw new ScanUsageError('GOVMAP_SCAN_PATH_NOT_FOUND', `path "${p}" does not exist (resolved to ${absolute})`, { path: p });
@@ -382,7 +422,17 @@ async function collectFiles(root: string, paths: readonly string[], eslint: ESLi
       );
     }
     if (statSync(absolute).isDirectory()) await walkDirectory(root, absolute, found, eslint);
-    else if (TYPESCRIPT_SOURCE.test(absolute)) found.add(absolute);
+    else if (TYPESCRIPT_SOURCE.test(absolute) && !DECLARATION_FILE.test(absolute)) found.add(absolute);
+    // Named by the user, so they believe it is scanned: dropping it would be a silent pass.
+    else notSources.push(p);
+  }
+  if (notSources.length > 0) {
+    const named = notSources.map((p) => `"${p}"`).join(', ');
+    throw new ScanUsageError(
+      'GOVMAP_SCAN_PATH_NOT_TYPESCRIPT',
+      `${notSources.length === 1 ? 'path' : 'paths'} ${named} ${notSources.length === 1 ? 'is not a TypeScript source' : 'are not TypeScript sources'}: govmap scan analyses *.ts, *.tsx, *.mts, *.cts files (not declaration files *.d.ts); leave ${notSources.length === 1 ? 'it' : 'them'} out of the paths`,
+      { paths: notSources },
+    );
   }
   const files: string[] = [];
   const ignored: string[] = [];

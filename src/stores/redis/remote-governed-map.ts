@@ -4,10 +4,12 @@ import {
   ConfigurationError,
   GovMapError,
   InvalidArgumentError,
+  RangeBoundsError,
   MapDisposedError,
   ObserverFlushError,
   UpdateConflictError,
   ValidationError,
+  describeKey,
 } from '../../map/errors.ts';
 import { checkObservers } from '../../map/governed-map.ts';
 import { KeyedQueue } from '../../map/keyed-queue.ts';
@@ -455,6 +457,14 @@ export class RemoteGovernedMap<V> {
     this.#assertLive('range');
     if (typeof callback !== 'function') throw new InvalidArgumentError(this.name, 'range', 'callback', 'must be a function');
     checkRangeOptions(this.name, options);
+    // Keys here are always strings, so a bound of another type is refused before the scan, as the
+    // in-process map refuses it at the first key (GOVMAP_RANGE_BOUNDS_MISMATCHED), not audited as a failed walk.
+    for (const argument of ['start', 'end'] as const) {
+      const bound: unknown = options?.[argument];
+      if (bound !== undefined && typeof bound !== 'string') {
+        throw new RangeBoundsError(this.name, 'range', `options.${argument}`, `${describeKey(bound)} is a ${typeof bound} but a Redis map's keys are strings`, 'GOVMAP_RANGE_BOUNDS_MISMATCHED', options?.start, options?.end);
+      }
+    }
     const startedAt = performance.now();
     let visited = 0;
     let stopped = false;
@@ -912,7 +922,7 @@ export class RemoteGovernedMap<V> {
       const fresh = batch.filter((redisKey) => {
         if (seen.has(redisKey)) return false; // SCAN may return a key twice
         seen.add(redisKey);
-        return !bounded || inBounds(redisKey.slice(prefix.length), options!);
+        return !bounded || inBounds(this.name, redisKey.slice(prefix.length), options!);
       });
       // Issued together: node-redis pipelines them into one write per server. A key of another
       // Redis type (a hash another client put under the prefix) is named in the error.
