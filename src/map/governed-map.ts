@@ -120,6 +120,11 @@ export class GovernedMap<K, V> {
   readonly #atomic: boolean;
   /** Object values are frozen as stored (option freezeValues, for stores holding references). */
   readonly #freeze: boolean;
+  /**
+   * A copying store's value handed to an update function is frozen: changed in place, it would no
+   * longer match the stored value, and every attempt would read as another thread's write.
+   */
+  readonly #freezePrevious: boolean;
   readonly #clock: () => number;
   readonly #counters = new MapCounters();
   readonly #windows: MapWindows;
@@ -183,6 +188,7 @@ export class GovernedMap<K, V> {
     this.#updateRetries = retries;
     this.#atomic = typeof this.#store.compareAndSwap === 'function' && typeof this.#store.compareAndDelete === 'function';
     this.#freeze = options.freezeValues !== false && !this.#atomic;
+    this.#freezePrevious = options.freezeValues !== false && this.#atomic;
     this.#clock = options.clock ?? Date.now;
     this.createdAtMs = this.#clock();
     this.#windows = new MapWindows(windowMs, this.createdAtMs);
@@ -245,6 +251,7 @@ export class GovernedMap<K, V> {
     if (typeof fn !== 'function') throw new InvalidArgumentError(this.name, 'update', 'fn', 'must be a function (previous) => next');
     for (let attempt = 1; ; attempt++) {
       const previous = this.#current(key);
+      if (this.#freezePrevious) freezeValue(previous);
       const next = fn(previous);
       if (this.#disposed) throw new MapDisposedError(this.name, 'update', true); // fn disposed the map
       // fn is ours to call but the user's to write: a write to the same key from inside it would
@@ -338,6 +345,7 @@ export class GovernedMap<K, V> {
         // Disposed while this update waited its turn: its function would see the key as absent.
         if (this.#disposed) throw new MapDisposedError(this.name, 'updateAsync', true);
         const previous = this.#current(key);
+        if (this.#freezePrevious) freezeValue(previous);
         const next = await unlessAborted(fn(previous, signal), stop.signal, aborted);
         if (signal.aborted) throw new UpdateAbortedError(this.name, key, signal.reason);
         if (this.#disposed) throw new MapDisposedError(this.name, 'updateAsync', true);

@@ -302,6 +302,28 @@ describe('SharedRecordStore: small fixed-layout records', () => {
     store.close();
   });
 
+  test('a refused record field says what it got: a missing field, the out-of-range amount, the wrong type', () => {
+    const store = SharedRecordStore.create({ layout });
+    const good = { balance: 1n, limit: 2n, status: 3, flags: 4, frozen: false };
+    const bad: Array<[unknown, RegExp]> = [
+      // An amount one past int64 is a bigint: "must be an int64 bigint" alone sent the reader
+      // looking for a type error; the value and the range are what explain it.
+      [{ ...good, balance: 2n ** 63n }, /field "balance" must be an int64 bigint \(-9223372036854775808 \.\.= 9223372036854775807\), got 9223372036854775808$/],
+      [{ ...good, limit: -(2n ** 63n) - 1n }, /field "limit" .*got -9223372036854775809$/],
+      [(({ limit: _limit, ...rest }) => rest)(good), /field "limit" must be an int64 bigint .*, but it is missing$/],
+      [(({ status: _status, ...rest }) => rest)(good), /field "status" must be an integer in int32 range .*, but it is missing$/],
+      [{ ...good, balance: 1 }, /field "balance" .*got number 1$/],
+      [{ ...good, status: 2 ** 31 }, /field "status" must be an integer in int32 range \(-2147483648 \.\.= 2147483647\), got number 2147483648$/],
+      [{ ...good, flags: 1.5 }, /field "flags" must be an integer in uint32 range \(0 \.\.= 4294967295\), got number 1\.5$/],
+      [{ ...good, frozen: 'no' }, /field "frozen" must be a boolean, got string$/],
+    ];
+    for (const [value, message] of bad) {
+      assert.throws(() => store.set('a', value as typeof good), (e) => assertCode(e, SharedValueError, 'GOVMAP_SHARED_VALUE_INVALID') && message.test((e as Error).message));
+    }
+    assert.equal(store.has('a'), false);
+    store.close();
+  });
+
   test('compareAndSwap compares records field by field', () => {
     const store = SharedRecordStore.create({ layout: { balance: 'int64', version: 'int32' } });
     store.set('a', { balance: 10n, version: 1 });
@@ -383,6 +405,35 @@ describe('handles, owner slots and locks', () => {
     assert.throws(() => SharedRecordStore.attach(records.handle, { balance: 'int32' }), /not \{"record":\{"balance":"int32"\}\}/);
     store.close();
     records.close();
+  });
+
+  test('a closed instance still reports the map\'s size and stats (a metrics scrape during shutdown), every entry operation throws', () => {
+    const store = SharedInt64Store.create();
+    const other = SharedInt64Store.attach(store.handle);
+    store.set('a', 1n);
+    store.get('a');
+    store.close();
+    other.set('b', 2n);
+    // The map lives on in other threads: its figures are what a scrape or a final log line wants.
+    assert.equal(store.size, 2);
+    const stats = store.stats();
+    assert.equal(stats.keys, 2);
+    assert.equal(stats.threadsAttached, 1, 'the closed instance no longer counts as attached');
+    assert.equal(stats.readCache.keys, 0, 'close() emptied this thread\'s read cache');
+    const closed = (e: unknown): boolean => assertCode(e, SharedStoreClosedError, 'GOVMAP_SHARED_STORE_CLOSED');
+    assert.throws(() => store.get('a'), closed);
+    assert.throws(() => store.has('a'), closed);
+    assert.throws(() => store.set('a', 3n), closed);
+    assert.throws(() => store.add('a', 1n), closed);
+    assert.throws(() => store.delete('a'), closed);
+    assert.throws(() => store.compareAndSwap('a', 1n, 3n), closed);
+    assert.throws(() => store.compareAndDelete('a', 1n), closed);
+    assert.throws(() => store.snapshot(), closed);
+    assert.throws(() => store.oldestKey(), closed);
+    assert.throws(() => store.clear(), closed);
+    assert.throws(() => store.checkIntegrity(), closed);
+    assert.equal(other.get('a'), 1n);
+    other.close();
   });
 
   test('owner slots are limited by maxThreads and given back by close()', () => {
@@ -630,6 +681,36 @@ describe('GovernedMap over a shared-memory store', () => {
     accounts.update('a', (r) => ({ ...r! }));
     assert.equal(accounts.stats().stores.ok, 2, 'an unchanged record is a no-op, not a write');
     assert.deepEqual(store.get('a'), { balance: -60n, limit: 100n });
+    store.close();
+  });
+
+  test('an update function that changes the record it was handed fails at the assignment (as over the in-process store), not as a conflict with other threads', async () => {
+    const store = SharedRecordStore.create({ layout: { balance: 'int64', limit: 'int64' } });
+    const accounts = new GovernedMap<string, { balance: bigint; limit: bigint }>({ name: 'accounts', validate: () => true, store, updateRetries: 3 });
+    accounts.store('a', { balance: 100n, limit: 0n });
+    // The README's example of what not to do. Before, the changed copy no longer matched the
+    // stored record, so every attempt looked like another thread's write: UpdateConflictError
+    // "raise updateRetries", with no other thread anywhere.
+    assert.throws(
+      () => accounts.update('a', (r) => {
+        r!.balance -= 30n;
+        return r!;
+      }),
+      (e) => e instanceof TypeError && /read only|read-only/.test(e.message),
+    );
+    await assert.rejects(
+      accounts.updateAsync('a', (r) => {
+        r!.balance -= 30n;
+        return r!;
+      }),
+      (e) => e instanceof TypeError,
+    );
+    assert.deepEqual(store.get('a'), { balance: 100n, limit: 0n }, 'nothing written');
+    // What the caller may keep and change is still theirs: load hands out a plain copy.
+    const loaded = accounts.load('a')!;
+    loaded.balance = 1n;
+    assert.deepEqual(accounts.load('a'), { balance: 100n, limit: 0n });
+    assert.deepEqual(accounts.update('a', (r) => ({ ...r!, balance: r!.balance - 30n })), { balance: 70n, limit: 0n });
     store.close();
   });
 

@@ -140,20 +140,22 @@ export class RecordCodec<L extends RecordLayout> implements ValueCodec<RecordOf<
       const field = (value as Record<string, unknown>)[name];
       switch (this.#types[i]) {
         case 'int64':
-          if (typeof field !== 'bigint' || field < INT64_MIN || field > INT64_MAX) throw new SharedValueError(key, `field "${name}" must be an int64 bigint`);
+          if (typeof field !== 'bigint' || field < INT64_MIN || field > INT64_MAX) {
+            throw new SharedValueError(key, `field "${name}" must be an int64 bigint (${INT64_MIN} ..= ${INT64_MAX})${got(field)}`);
+          }
           break;
         case 'int32':
           if (!Number.isInteger(field) || (field as number) < -(2 ** 31) || (field as number) >= 2 ** 31) {
-            throw new SharedValueError(key, `field "${name}" must be an integer in int32 range`);
+            throw new SharedValueError(key, `field "${name}" must be an integer in int32 range (${-(2 ** 31)} ..= ${2 ** 31 - 1})${got(field)}`);
           }
           break;
         case 'uint32':
           if (!Number.isInteger(field) || (field as number) < 0 || (field as number) >= 2 ** 32) {
-            throw new SharedValueError(key, `field "${name}" must be an integer in uint32 range`);
+            throw new SharedValueError(key, `field "${name}" must be an integer in uint32 range (0 ..= ${2 ** 32 - 1})${got(field)}`);
           }
           break;
         default:
-          if (typeof field !== 'boolean') throw new SharedValueError(key, `field "${name}" must be a boolean`);
+          if (typeof field !== 'boolean') throw new SharedValueError(key, `field "${name}" must be a boolean${got(field)}`);
       }
     }
   }
@@ -219,6 +221,18 @@ export function codecFor(layout: ValueLayout): ValueCodec<unknown> {
   if (layout === 'int64') return new Int64Codec();
   if (layout !== null && typeof layout === 'object' && 'record' in layout) return new RecordCodec(layout.record);
   throw new ConfigurationError('value', 'must be "int64" or { record: { field: type, ... } }', layout);
+}
+
+/**
+ * What a refused field held, for the message: a bigint out of range or a number is the value
+ * itself (an amount one past int64 is still a bigint, so the type alone does not explain the
+ * refusal); anything else only its type, so a string or object from a request is not echoed.
+ */
+function got(field: unknown): string {
+  if (field === undefined) return ', but it is missing';
+  if (typeof field === 'bigint') return `, got ${field}`;
+  if (typeof field === 'number') return `, got number ${field}`;
+  return `, got ${field === null ? 'null' : typeof field}`;
 }
 
 /** FNV-1a of the layout description: identifies a layout, not a security boundary. */

@@ -1510,7 +1510,7 @@ export class SharedTable<V> {
     throw new SharedThreadsExhaustedError(this.#maxThreads);
   }
 
-  /** Gives this instance's owner slot back. Later operations on this instance throw. */
+  /** Gives this instance's owner slot back. Later entry operations on this instance throw; `size` and `stats()` still answer (they only read counters). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

@@ -103,7 +103,11 @@ export abstract class SharedMemoryStore<V> implements MapStore<string, V> {
     return this.table.recoverThread(threadId);
   }
 
-  /** Detaches this thread's instance (frees its owner slot). The map lives on in other threads. */
+  /**
+   * Detaches this thread's instance (frees its owner slot). The map lives on in other threads.
+   * Entry operations on this instance then throw SharedStoreClosedError; `size` and `stats()`
+   * still answer with the map's figures (a metrics scrape during shutdown must not fail).
+   */
   close(): void {
     this.table.close();
   }
