@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditJournalError } from './errors.ts';
 import { mapSharedFile } from './shared-mapping.ts';
@@ -147,9 +147,13 @@ export interface JournalFrame {
 export function readJournal(dir: string): JournalFrame[] {
   const path = join(dir, JOURNAL_FILE);
   if (!existsSync(path)) return [];
-  const fd = openSync(path, 'r');
+  // Without blocking, and checked once open: a FIFO named JOURNAL held verify and a start until
+  // someone wrote to it.
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
-    const size = fstatSync(fd).size;
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) throw new AuditJournalError(path, 'is not a regular file: the journal is a file of fixed size the recorder maps; not read');
+    const size = stats.size;
     if (size < JOURNAL_HEADER_BYTES * 2) return [];
     const all = Buffer.allocUnsafe(size);
     let got = 0;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { findUnknownOption } from '../map/known-options.ts';
 import { AuditConfigurationError } from './errors.ts';
 import type { KafkaForwarderOptions } from './kafka-forwarder.ts';
 
@@ -99,10 +100,14 @@ const schema = z.strictObject({
   kafka: z.custom<Omit<KafkaForwarderOptions, 'dir'>>((v) => v !== null && typeof v === 'object', 'must be an object (see KafkaForwarderOptions)').optional(),
 });
 
+const OPTION_NAMES: ReadonlySet<string> = new Set(Object.keys(schema.shape));
 const MIN_KEY_BYTES = 16;
 
 export function resolveAuditOptions(options: AuditRecorderOptions): ResolvedAuditOptions {
   if (options === null || typeof options !== 'object') throw new AuditConfigurationError('options', 'createAuditRecorder needs {dir, actor}');
+  // Before zod: its strict object names the whole options object, not the misspelt key.
+  const unknown = findUnknownOption(options, OPTION_NAMES, 'createAuditRecorder');
+  if (unknown !== undefined) throw new AuditConfigurationError(unknown.option, unknown.rule);
   const parsed = schema.safeParse(options);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;

@@ -176,7 +176,17 @@ export function readHead(dir: string): HeadRecord | null | 'unreadable' {
   // (three times, 1 ms apart) before calling it unreadable.
   for (let attempt = 0; ; attempt++) {
     try {
-      const value = JSON.parse(readFileSync(path, 'utf8')) as HeadRecord;
+      // Opened without blocking and checked once open, like a segment: a FIFO named HEAD held
+      // verify until someone wrote to it.
+      const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+      let text: string;
+      try {
+        if (!fstatSync(fd).isFile()) return 'unreadable';
+        text = readFileSync(fd, 'utf8');
+      } finally {
+        closeSync(fd);
+      }
+      const value = JSON.parse(text) as HeadRecord;
       if (typeof value.segment === 'number' && typeof value.seal === 'number' && typeof value.hash === 'string') return value;
     } catch {
       // Torn or damaged: retried below, then reported.

@@ -53,7 +53,10 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   const last = options.follow === true ? readSegment(files.at(-1)!) : null;
   const lineEnd = last === null ? 0 : last.lastIndexOf(NEWLINE) + 1;
   for (let i = files.length - 1; i >= 0 && tail.length < wanted; i--) {
-    const text = i === files.length - 1 && last !== null ? last.toString('utf8', 0, lineEnd) : readSegment(files[i]!).toString('utf8');
+    // Up to the last newline, followed or not: bytes after it are a record still being appended
+    // (or a crash's torn tail), not a record; printed, they broke `| jq`.
+    const bytes = i === files.length - 1 && last !== null ? last : readSegment(files[i]!);
+    const text = bytes.toString('utf8', 0, bytes.lastIndexOf(NEWLINE) + 1);
     const lines = text.split('\n').filter(keep);
     tail.unshift(...lines.slice(Math.max(0, lines.length - (wanted - tail.length))));
   }
@@ -67,10 +70,13 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   // (decoded alone, each half would become U+FFFD). Printed whole once the rest arrives, not as
   // two broken halves.
   let carry: Buffer = Buffer.from(last.subarray(lineEnd));
+  // Kept across polls and taken from the first read too: a segment already sealed final when
+  // following starts (an older segment given, a rotation between listing and reading) has no
+  // later poll that reads its final seal, and was followed forever.
+  let finalSeen = isFinalSeal(last.toString('utf8', last.lastIndexOf(NEWLINE, lineEnd - 2) + 1, Math.max(0, lineEnd - 1)));
   const pollMs = options.pollMs ?? 200;
   while (options.signal?.aborted !== true) {
     const fh = await open(current.path, constants.O_RDONLY | constants.O_NONBLOCK);
-    let finalSeen = false;
     try {
       const size = (await fh.stat()).size;
       if (size > offset) {
@@ -83,7 +89,7 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
           const line = bytes.toString('utf8', lineStart, nl);
           lineStart = nl + 1;
           if (keep(line)) options.write(line);
-          if (line.startsWith('{"v":1,"type":"SEAL"') && line.includes('"final":true')) finalSeen = true;
+          if (isFinalSeal(line)) finalSeen = true;
         }
         // A copy: the read buffer is a whole poll's bytes, the carry at most one line.
         carry = Buffer.from(bytes.subarray(lineStart));
@@ -98,10 +104,15 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
       current = { segment: current.segment + 1, name: basename(next), path: next };
       offset = 0;
       carry = Buffer.alloc(0);
+      finalSeen = false;
       continue;
     }
     // The promise timer removes its abort listener once it fires: one added per poll and left
     // until the abort piled up for as long as `tail -f` ran (five more a second).
     await sleep(pollMs, undefined, options.signal === undefined ? {} : { signal: options.signal }).catch(() => undefined);
   }
+}
+
+function isFinalSeal(line: string): boolean {
+  return line.startsWith('{"v":1,"type":"SEAL"') && line.includes('"final":true');
 }

@@ -57,7 +57,11 @@ async function verifyCommand(path: string, options: VerifyOptions): Promise<void
     if (options.keyFile !== undefined) key = loadKey({ file: options.keyFile });
     if (options.keyEnv !== undefined) key = loadKey({ env: options.keyEnv });
   } catch (error) {
-    console.error(`govmap audit verify: ${(error as Error).message}`);
+    // The rule alone, after the flag the operator typed: the message names the library option
+    // (hmacKey.file), which no one gave on this command line.
+    const rule = (error as { details?: { rule?: unknown } }).details?.rule;
+    const flag = options.keyFile !== undefined ? `--key-file ${options.keyFile}` : `--key-env ${options.keyEnv}`;
+    console.error(`govmap audit verify: ${typeof rule === 'string' ? `${flag}: ${rule}` : (error as Error).message}`);
     process.exitCode = EXIT_USAGE;
     return;
   }

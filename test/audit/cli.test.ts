@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -84,6 +84,19 @@ describe('govmap audit verify', () => {
     assert.equal((await run(['audit', 'verify'])).code, 2);
   });
 
+  test('a key that cannot be used: exit 2, naming the flag given (--key-file, --key-env), not a library option', async (t) => {
+    const dir = tempSpool(t);
+    await spool(dir);
+    const keyFile = join(dir, '..', 'short-key');
+    writeFileSync(keyFile, 'short\n');
+    const short = await run(['audit', 'verify', dir, '--key-file', keyFile]);
+    assert.equal(short.code, 2);
+    assert.equal(short.stderr, `govmap audit verify: --key-file ${keyFile}: the key must be at least 16 bytes (got 5)\n`);
+    const unset = await run(['audit', 'verify', dir, '--key-env', 'GOVMAP_TEST_UNSET_KEY']);
+    assert.equal(unset.code, 2);
+    assert.equal(unset.stderr, 'govmap audit verify: --key-env GOVMAP_TEST_UNSET_KEY: environment variable GOVMAP_TEST_UNSET_KEY is not set\n');
+  });
+
   test('a path that is not there, or an empty directory, is a usage error (exit 2)', async (t) => {
     const dir = tempSpool(t);
     const missing = await run(['audit', 'verify', join(dir, 'no-such-spool')]);
@@ -110,6 +123,29 @@ describe('a FIFO under a segment\'s name', () => {
     const tail = await run(['audit', 'tail', dir], {}, 20_000);
     assert.equal(tail.code, 2, tail.stderr);
     assert.match(tail.stderr, /^govmap audit tail: .*audit-000002\.jsonl: a FIFO \(named pipe\), not a regular file/);
+  });
+});
+
+describe('a FIFO as HEAD or JOURNAL', () => {
+  // HEAD and JOURNAL were opened like regular files: a FIFO put in their place held verify (and
+  // the demo's retention and dashboard, which verify a live spool) until someone wrote to it.
+  test('verify reports it instead of waiting for a writer: HEAD unreadable (exit 1), JOURNAL noted', async (t) => {
+    const dir = tempSpool(t);
+    await spool(dir);
+    const head = join(dir, '..', 'head-fifo');
+    mkdirSync(head);
+    for (const name of readdirSync(dir)) copyFileSync(join(dir, name), join(head, name));
+    rmSync(join(head, 'HEAD'));
+    execFileSync('mkfifo', [join(head, 'HEAD')]);
+    const headVerify = await run(['audit', 'verify', head], {}, 20_000);
+    assert.equal(headVerify.code, 1, `${headVerify.stdout}${headVerify.stderr}`);
+    assert.match(headVerify.stdout, /HEAD is unreadable/);
+
+    rmSync(join(dir, 'JOURNAL'), { force: true });
+    execFileSync('mkfifo', [join(dir, 'JOURNAL')]);
+    const journalVerify = await run(['audit', 'verify', dir], {}, 20_000);
+    assert.equal(journalVerify.code, 0, `${journalVerify.stdout}${journalVerify.stderr}`);
+    assert.match(journalVerify.stdout, /note: the write journal \(JOURNAL\) could not be read \(.*not a regular file/);
   });
 });
 

@@ -7,6 +7,7 @@ import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
 import type { AuditRecorderOptions } from '../../src/audit/index.ts';
 import { JOURNAL_FILE, openJournal } from '../../src/audit/journal.ts';
 import { balances, bySeq, readSpool, segmentFiles, tempSpool } from './helpers.ts';
+import type { GovMapError } from '../../src/map/errors.ts';
 
 const ACTOR = 'clearing/instance-1';
 
@@ -83,6 +84,21 @@ describe('option values JSON cannot show', () => {
     });
     await assert.rejects(createAuditRecorder({ dir, actor: ACTOR, sealBytes: Number.POSITIVE_INFINITY }), { message: /"sealBytes".*\(received Infinity\)$/ });
     await assert.rejects(createAuditRecorder({ dir, actor: ACTOR, maxWaitMs: Number.NEGATIVE_INFINITY }), { message: /"maxWaitMs".*\(received -Infinity\)$/ });
+  });
+});
+
+describe('a misspelt option', () => {
+  // zod's strict object named the whole options object ("options", received with every value in
+  // it), not the key: details.option could not point at the typo, and no spelling was suggested.
+  test('is named itself (details.option), with the option it resembles, and nothing is created', async (t) => {
+    const dir = tempSpool(t);
+    await assert.rejects(createAuditRecorder({ dir, actor: ACTOR, fsyncIntervalMS: 5 } as unknown as AuditRecorderOptions), (error: GovMapError) => {
+      assert.equal(error.code, 'GOVMAP_AUDIT_INVALID_CONFIGURATION');
+      assert.equal((error.details as { option: string }).option, 'fsyncIntervalMS');
+      assert.equal(error.message, 'invalid audit option "fsyncIntervalMS": is not an option of createAuditRecorder; did you mean "fsyncIntervalMs"?');
+      return true;
+    });
+    assert.equal(existsSync(dir), false, 'refused before the spool directory is made');
   });
 });
 

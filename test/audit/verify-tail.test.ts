@@ -146,3 +146,65 @@ test('tail -f given a segment file follows the rotation into the next segment', 
   }
   assert.equal(printed.filter((line) => line.includes('"followed-')).length, 400, 'every record, in the segment given and the ones after it');
 });
+
+/**
+ * Rotation was noticed only from a final seal read by a poll of the follow loop. A segment whose
+ * final seal was already there when `tail -f` started (an older segment given, or a rotation
+ * between listing the directory and reading the newest file) was followed forever, printing
+ * nothing of the segments after it.
+ */
+test('tail -f given a segment already sealed final prints the segments after it, then what is appended', async (t) => {
+  const dir = tempSpool(t);
+  const options = { dir, actor: 'clearing/instance-1', maxSegmentBytes: 65_536, writeJournal: false };
+  const audit = await createAuditRecorder(options);
+  const map = balances();
+  audit.attach(map);
+  for (let i = 0; i < 400; i++) {
+    map.store(`before-${i}`, 1n);
+    if (i % 50 === 49) await audit.flush();
+  }
+  await audit.stop();
+  const files = segmentFiles(dir);
+  assert.ok(files.length > 1, 'the writes rotated segments');
+
+  const printed: string[] = [];
+  const controller = new AbortController();
+  const following = tailSpool(files[0]!, { lines: 0, follow: true, pollMs: 5, signal: controller.signal, write: (line) => printed.push(line) });
+  try {
+    await until(() => printed.some((line) => line.includes('"before-399"')), 3000);
+    const again = await createAuditRecorder(options);
+    again.attach(map);
+    map.store('after-restart', 1n);
+    await again.stop();
+    await until(() => printed.some((line) => line.includes('"after-restart"')), 3000);
+  } finally {
+    controller.abort();
+    await following;
+  }
+  const inFirst = readFileSync(files[0]!, 'utf8').split('\n').filter((line) => line.includes('"before-')).length;
+  assert.equal(printed.filter((line) => line.includes('"before-')).length, 400 - inFirst, 'every record of the segments after the one given');
+  assert.equal(printed.filter((line) => line.includes('"after-restart"')).length, 1, 'and the record written after them');
+});
+
+/**
+ * Without -f, the newest segment was printed up to its last byte: a record the recorder was still
+ * appending (or a crash's torn tail, not yet recovered) came out as a broken line, and
+ * `govmap audit tail dir | jq .` failed on it. Following already held such a line back.
+ */
+test('tail without -f while a record is being appended prints only whole records', async (t) => {
+  const dir = tempSpool(t);
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/instance-1', writeJournal: false });
+  const map = balances();
+  audit.attach(map);
+  map.store('acct-1', 1n);
+  map.store('acct-2', 2n);
+  await audit.stop();
+  const file = segmentFiles(dir).at(-1)!;
+  appendFileSync(file, '{"v":1,"seq":99,"op_type":"LO');
+
+  const printed: string[] = [];
+  await tailSpool(dir, { lines: 3, write: (line) => printed.push(line) });
+  assert.equal(printed.length, 3, printed.join('\n'));
+  for (const line of printed) assert.doesNotThrow(() => JSON.parse(line), `a broken line was printed: ${line}`);
+  assert.equal((JSON.parse(printed.at(-1)!) as { op_type: string }).op_type, 'AUDIT_STOPPED', 'the last whole record');
+});
