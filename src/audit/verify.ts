@@ -9,6 +9,29 @@ import type { SegmentFile } from './spool.ts';
 export interface VerifyOptions {
   /** The spool's HMAC key, when it was written with one (a keyed chain cannot be checked without it). */
   readonly key?: Uint8Array | null;
+  /**
+   * Called after each segment is checked, for progress output: a spool of many large segments
+   * takes minutes, and an operator must be able to tell a long check from a hung one.
+   */
+  readonly onSegment?: (progress: VerifyProgress) => void;
+}
+
+/** How far a check has got: segments and their bytes, checked so far and in all. */
+export interface VerifyProgress {
+  readonly file: string;
+  readonly segmentsDone: number;
+  readonly segmentsTotal: number;
+  readonly bytesDone: number;
+  readonly bytesTotal: number;
+}
+
+/** A segment's size for progress figures; 0 when it cannot be read (the check names why). */
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
 }
 
 /** One thing wrong, where it is. `line` is 1-based; `offset` the byte where the line starts. */
@@ -336,7 +359,16 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   let lastFileEmpty = false;
   let lastFileHasSeal = false;
 
+  const onSegment = options.onSegment;
+  // Sizes only when someone follows the progress: a stat per segment is not free on a big spool.
+  const sizes = onSegment === undefined ? [] : segments.map((seg) => sizeOf(seg.path));
+  const bytesTotal = sizes.reduce((a, b) => a + b, 0);
+  let bytesDone = 0;
   for (let fileIndex = 0; fileIndex < segments.length; fileIndex++) {
+    if (onSegment !== undefined && fileIndex > 0) {
+      bytesDone += sizes[fileIndex - 1]!;
+      onSegment({ file: segments[fileIndex - 1]!.name, segmentsDone: fileIndex, segmentsTotal: segments.length, bytesDone, bytesTotal });
+    }
     const seg = segments[fileIndex]!;
     if (fileIndex > 0 && seg.segment !== segments[fileIndex - 1]!.segment + 1) {
       add(fileIndex, 0, {
@@ -608,6 +640,9 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       expectedSeal = s.seal;
       sealsByNumber.set(s.seal, { segment: seg.segment, hash: s.hash });
     }
+  }
+  if (onSegment !== undefined && segments.length > 0) {
+    onSegment({ file: segments.at(-1)!.name, segmentsDone: segments.length, segmentsTotal: segments.length, bytesDone: bytesTotal, bytesTotal });
   }
 
   for (const candidate of tornCandidates.values()) add(candidate.fileIndex, candidate.sortOffset, candidate.p, 'record');

@@ -3,6 +3,7 @@ import { basename, join } from 'node:path';
 import { Option } from 'commander';
 import type { Command, CommanderError } from 'commander';
 import type * as Spool from '../audit/spool.ts';
+import type { VerifyProgress } from '../audit/verify.ts';
 
 /** Exit statuses of `govmap audit verify`: 0 intact, 1 tampered or damaged, 2 usage error. */
 export const EXIT_TAMPERED = 1;
@@ -12,7 +13,12 @@ interface VerifyOptions {
   readonly keyFile?: string;
   readonly keyEnv?: string;
   readonly json?: boolean;
+  /** true: a line per segment; false: none; undefined: once the check has taken a second, a line a second. */
+  readonly progress?: boolean;
 }
+
+/** Without --progress, lines start once a check has run this long, and come at most this often, ms. */
+const PROGRESS_AFTER_MS = 1000;
 
 interface TailOptions {
   readonly lines: number;
@@ -30,6 +36,8 @@ export function registerAuditCommand(program: Command, integerOption: (name: str
     .option('--key-file <file>', 'the HMAC key file the spool was written with')
     .option('--key-env <name>', 'environment variable holding the HMAC key')
     .option('--json', 'print the report as one JSON object')
+    .option('--progress', 'a progress line on stderr per segment checked (default: a line a second once the check has taken a second)')
+    .option('--no-progress', 'no progress lines')
     .exitOverride((error: CommanderError) => {
       process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
     })
@@ -79,8 +87,17 @@ async function verifyCommand(path: string, options: VerifyOptions): Promise<void
     return;
   }
   let report: ReturnType<typeof verifySpool>;
+  const startedAt = performance.now();
+  let lastLineAt = -Infinity;
+  const onSegment = (p: VerifyProgress): void => {
+    const now = performance.now();
+    if (options.progress !== true && (now - startedAt < PROGRESS_AFTER_MS || now - lastLineAt < PROGRESS_AFTER_MS)) return;
+    lastLineAt = now;
+    // stderr: stdout carries the report (and --json must stay one parseable object).
+    console.error(`govmap audit verify: ${p.segmentsDone} of ${p.segmentsTotal} segments checked (${mib(p.bytesDone)} of ${mib(p.bytesTotal)} MiB, ${((now - startedAt) / 1000).toFixed(1)} s), last ${p.file}`);
+  };
   try {
-    report = verifySpool(path, { key });
+    report = verifySpool(path, { key, ...(options.progress === false ? {} : { onSegment }) });
   } catch (error) {
     // The spool could not be read at all (EACCES, EIO): nothing was checked, so this is not
     // "tampered" (exit 1) — say what stopped the check, without a stack.
@@ -134,4 +151,9 @@ async function tailCommand(path: string, options: TailOptions): Promise<void> {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
   }
+}
+
+/** Bytes as MiB with one decimal: progress figures, not exact counts. */
+function mib(bytes: number): string {
+  return (bytes / (1024 * 1024)).toFixed(1);
 }

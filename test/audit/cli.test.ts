@@ -97,6 +97,30 @@ describe('govmap audit verify', () => {
     assert.equal(unset.stderr, 'govmap audit verify: --key-env GOVMAP_TEST_UNSET_KEY: environment variable GOVMAP_TEST_UNSET_KEY is not set\n');
   });
 
+  test('progress goes to stderr, a line per segment with --progress, none with --no-progress; the JSON report stays whole', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/cli', maxSegmentBytes: 65_536 });
+    const map = balances();
+    audit.attach(map);
+    for (let i = 0; i < 2000; i++) map.store(`acct-${i % 10}`, BigInt(i));
+    await audit.stop();
+    const segments = segmentFiles(dir).length;
+    assert.ok(segments >= 3, `the spool spans several segments (${segments})`);
+    const shown = await run(['audit', 'verify', dir, '--json', '--progress']);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.equal((JSON.parse(shown.stdout) as { ok: boolean }).ok, true);
+    const lines = shown.stderr.split('\n').filter((l) => l.startsWith('govmap audit verify: '));
+    assert.equal(lines.length, segments, shown.stderr);
+    assert.match(lines[0]!, /^govmap audit verify: 1 of \d+ segments checked \([0-9.]+ of [0-9.]+ MiB, [0-9.]+ s\), last audit-000001\.jsonl$/);
+    assert.match(lines.at(-1)!, new RegExp(`^govmap audit verify: ${segments} of ${segments} segments checked \\(([0-9.]+) of \\1 MiB`));
+    const quiet = await run(['audit', 'verify', dir, '--no-progress']);
+    assert.equal(quiet.code, 0, quiet.stdout);
+    assert.equal(quiet.stderr, '');
+    // Without either flag a check this quick prints no progress: lines start after a second.
+    const auto = await run(['audit', 'verify', dir]);
+    assert.equal(auto.stderr, '');
+  });
+
   test('a path that is not there, or an empty directory, is a usage error (exit 2)', async (t) => {
     const dir = tempSpool(t);
     const missing = await run(['audit', 'verify', join(dir, 'no-such-spool')]);

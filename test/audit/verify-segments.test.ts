@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
@@ -77,6 +77,24 @@ describe('verify: segments', () => {
     await writeSpool(pristine);
     await writeRetainedSpool(retained, 2);
     assert.ok(segmentFiles(pristine).length >= 3, 'several segments');
+  });
+
+  test('onSegment follows the check: one call per segment, counts rising to the whole spool', async () => {
+    const dir = copyOf(pristine);
+    const files = segmentFiles(dir);
+    const calls: Array<{ file: string; segmentsDone: number; segmentsTotal: number; bytesDone: number; bytesTotal: number }> = [];
+    const report = verifySpool(dir, { onSegment: (p) => calls.push({ ...p }) });
+    assert.equal(report.ok, true);
+    assert.equal(calls.length, files.length);
+    const total = files.reduce((sum, f) => sum + statSync(f).size, 0);
+    calls.forEach((c, i) => {
+      assert.equal(c.segmentsDone, i + 1);
+      assert.equal(c.segmentsTotal, files.length);
+      assert.equal(c.file, basename(files[i]!));
+      assert.equal(c.bytesTotal, total);
+      if (i > 0) assert.ok(c.bytesDone > calls[i - 1]!.bytesDone);
+    });
+    assert.equal(calls.at(-1)!.bytesDone, total);
   });
 
   for (const empty of [false, true]) {
