@@ -17,6 +17,11 @@ export interface TailOptions {
   readonly signal?: AbortSignal;
   /** Receives each line (without its newline). */
   readonly write: (line: string) => void;
+  /**
+   * Following a spool that has no segment yet (its service not started), tail waits for the
+   * first one, and says so once through this. Default: nothing said.
+   */
+  readonly onWait?: (message: string) => void;
 }
 
 const CHAIN_LINE = /^\{"v":1,"type":"(SEAL|SEGMENT)"/;
@@ -29,14 +34,28 @@ const NEWLINE = 0x0a;
  */
 export async function tailSpool(path: string, options: TailOptions): Promise<void> {
   const keep = (line: string): boolean => line !== '' && (options.seals === true || !CHAIN_LINE.test(line));
-  const isDir = existsSync(path) && statSync(path).isDirectory();
+  let isDir = existsSync(path) && statSync(path).isDirectory();
+  const pollMs = options.pollMs ?? 200;
+  // Following a directory that has no segment yet (or is not there yet: the service has not
+  // started) waits for it, as `tail -F` waits for a file; its records are then all new.
+  let waited = false;
+  if (options.follow === true && !SEGMENT_PATTERN.test(basename(path)) && (isDir || !existsSync(path)) && listSegments(path).length === 0) {
+    options.onWait?.(`waiting for audit segments at ${path} (Ctrl-C to stop)`);
+    waited = true;
+    while (options.signal?.aborted !== true && listSegments(path).length === 0) {
+      await sleep(pollMs, undefined, { signal: options.signal }).catch(() => undefined);
+    }
+    if (options.signal?.aborted === true) return;
+    isDir = statSync(path).isDirectory();
+  }
   const segments = (): SegmentFile[] => {
     if (isDir) return listSegments(path);
     const match = SEGMENT_PATTERN.exec(basename(path));
     return [{ segment: match === null ? 0 : Number(match[1]), name: basename(path), path }];
   };
+  if (!existsSync(path)) throw new Error(`no such file or directory: ${path}`);
   const files = segments();
-  if (files.length === 0 || (!isDir && !existsSync(path))) throw new Error(`no audit segments at ${path}`);
+  if (files.length === 0) throw new Error(`no audit segments at ${path}`);
   // Read without blocking: a FIFO under a segment's name held `tail` until someone wrote to it.
   const readSegment = (file: SegmentFile): Buffer => {
     const bytes = readSegmentFile(file.path);
@@ -45,7 +64,7 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   };
 
   // The last N records: walk back through the segments until enough are found.
-  const wanted = options.lines ?? 10;
+  const wanted = waited ? Number.POSITIVE_INFINITY : (options.lines ?? 10);
   const tail: string[] = [];
   // Following, the newest segment is read whatever `wanted` is: where following starts is the
   // end of the bytes read here (a stat taken after the read would skip what was appended in
@@ -74,7 +93,6 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   // following starts (an older segment given, a rotation between listing and reading) has no
   // later poll that reads its final seal, and was followed forever.
   let finalSeen = isFinalSeal(last.toString('utf8', last.lastIndexOf(NEWLINE, lineEnd - 2) + 1, Math.max(0, lineEnd - 1)));
-  const pollMs = options.pollMs ?? 200;
   while (options.signal?.aborted !== true) {
     const fh = await open(current.path, constants.O_RDONLY | constants.O_NONBLOCK);
     try {

@@ -143,6 +143,7 @@ async function tailCommand(path: string, options: TailOptions): Promise<void> {
       seals: options.seals === true,
       signal: controller.signal,
       write: (line) => process.stdout.write(`${line}\n`),
+      onWait: (message) => console.error(`govmap audit tail: ${message}`),
     });
   } catch (error) {
     console.error(`govmap audit tail: ${(error as Error).message}`);
