@@ -55,7 +55,7 @@ if [ "$cmd" = start ]; then
   [ "${GOVMAP_INFRA_PROMTOOL:-1}" = 0 ] || apt_pkgs+=(prometheus)
   for s in "${services[@]}"; do
     case "$s" in
-      redis) apt_pkgs+=(redis-server redis-tools) ;;
+      redis) apt_pkgs+=(redis-server redis-tools openssl) ;;
       etcd) command -v etcd >/dev/null || apt_pkgs+=(etcd-server etcd-client) ;;
       prometheus) apt_pkgs+=(prometheus) ;;
       chromium) apt_pkgs+=(chromium fonts-liberation) ;;

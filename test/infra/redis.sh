@@ -15,7 +15,8 @@ RDIR="$STATE_DIR/redis"
 READY_TIMEOUT="${GOVMAP_REDIS_READY_TIMEOUT:-60}"
 
 install() {
-  apt_ensure redis-server redis-tools
+  # openssl: the TLS cluster tests make their own CA and node certificate with it.
+  apt_ensure redis-server redis-tools openssl
   command -v redis-server >/dev/null || die "redis-server not on PATH after install"
 }
 

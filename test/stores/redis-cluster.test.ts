@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { createClient, createCluster } from 'redis';
 import { ConfigurationError, ValidationError } from '../../src/index.ts';
@@ -170,6 +172,54 @@ describe('RemoteGovernedMap when a cluster master fails over to its replica', { 
       await map.dispose();
     } finally {
       await link?.close();
+      await privateCluster.stop();
+    }
+  });
+});
+
+describe('RemoteGovernedMap on a password-protected Redis Cluster', { skip: PrivateRedis.available() || process.env.CI ? false : 'redis-server is not installed' }, () => {
+  test('credentials in the clusterNodes URLs reach every node, so a cluster with requirepass is usable; a wrong password is a configuration error that does not print it', async () => {
+    const privateCluster = new PrivateCluster({ password: 'cl-pw' });
+    let link: RedisLink | undefined;
+    try {
+      await privateCluster.start();
+      const seeds = privateCluster.seeds.map((seed) => `redis://default:cl-pw@${seed}`);
+      link = await connectRedis({ clusterNodes: seeds });
+      const map = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: 'auth:', codec: int64Codec, validate: () => true, sizeRefreshMs: 0, bounds: { min: 0n } });
+      const keys = Array.from({ length: 30 }, (_, i) => `acct-${i}`); // over every master's slots
+      for (const key of keys) await map.store(key, 10n);
+      for (const key of keys) assert.equal(await map.add(key, -3n), 7n);
+      assert.equal((await map.entries()).length, keys.length);
+      await map.dispose();
+      await assert.rejects(
+        connectRedis({ clusterNodes: privateCluster.seeds.map((seed) => `redis://default:not-it@${seed}`), connectTimeoutMs: 3000 }),
+        (error: unknown) => error instanceof ConfigurationError && /"redis\.clusterNodes"/.test(error.message) && !error.message.includes('not-it'),
+      );
+    } finally {
+      await link?.close();
+      await privateCluster.stop();
+    }
+  });
+});
+
+describe('RemoteGovernedMap on a TLS-only Redis Cluster', { skip: PrivateRedis.available() || process.env.CI ? false : 'redis-server is not installed' }, () => {
+  test('rediss:// seeds make every node connection TLS, discovered nodes included: writes land on every master instead of timing out', async () => {
+    const privateCluster = new PrivateCluster({ tls: true });
+    const trusted = tls.getCACertificates('default');
+    let link: RedisLink | undefined;
+    try {
+      await privateCluster.start();
+      // The cluster's own CA, as NODE_EXTRA_CA_CERTS would add a bank's internal CA.
+      tls.setDefaultCACertificates([...trusted, readFileSync(privateCluster.caFile, 'utf8')]);
+      link = await connectRedis({ clusterNodes: privateCluster.seeds.map((seed) => `rediss://${seed}`), connectTimeoutMs: 3000 });
+      const map = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: 'tls:', codec: int64Codec, validate: () => true, sizeRefreshMs: 0 });
+      const keys = Array.from({ length: 30 }, (_, i) => `acct-${i}`); // over every master's slots
+      for (const key of keys) await map.store(key, 5n);
+      assert.deepEqual((await map.entries()).map(([, value]) => value), keys.map(() => 5n));
+      await map.dispose();
+    } finally {
+      await link?.close();
+      tls.setDefaultCACertificates(trusted);
       await privateCluster.stop();
     }
   });

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -135,6 +135,36 @@ export class PrivateCluster {
   readonly ports: number[] = [];
   readonly #dir = mkdtempSync(join(tmpdir(), 'govmap-cluster-'));
   readonly #processes = new Map<number, ChildProcess>();
+  /** `requirepass` (and `masterauth`) of every node, as a production cluster has; none by default. */
+  readonly #password: string | undefined;
+  /** TLS only (no plain port), cluster bus included, with a CA of its own (`caFile`). */
+  readonly #tls: boolean;
+
+  constructor(options: { password?: string; tls?: boolean } = {}) {
+    this.#password = options.password;
+    this.#tls = options.tls === true;
+  }
+
+  /** The CA that signed the nodes' certificate (TLS clusters). */
+  get caFile(): string {
+    return join(this.#dir, 'ca.crt');
+  }
+
+  /** redis-cli arguments reaching this cluster's nodes: password, TLS. */
+  #cliFlags(): string[] {
+    return [...(this.#password === undefined ? [] : ['--no-auth-warning', '-a', this.#password]), ...(this.#tls ? ['--tls', '--cacert', this.caFile] : [])];
+  }
+
+  #makeCertificates(): void {
+    const openssl = (...args: string[]): void => {
+      const run = spawnSync('openssl', args, { cwd: this.#dir, encoding: 'utf8' });
+      if (run.status !== 0) throw new Error(`openssl ${args[0]} failed: ${run.stderr}`);
+    };
+    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=govmap-test-ca');
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'node.key', '-out', 'node.csr', '-subj', '/CN=127.0.0.1');
+    writeFileSync(join(this.#dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+    openssl('x509', '-req', '-in', 'node.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'node.crt', '-days', '2', '-extfile', 'san.ext');
+  }
 
   /** Seeds for connectRedis (the masters that stay up: not the first). */
   get seeds(): string[] {
@@ -144,18 +174,24 @@ export class PrivateCluster {
   async start(): Promise<void> {
     const taken = new Set<number>();
     for (let i = 0; i < 4; i++) this.ports.push(await freeClusterPort(taken));
+    if (this.#tls) this.#makeCertificates();
     for (const port of this.ports) {
       const dir = join(this.#dir, String(port));
       mkdirSync(dir);
-      const args = ['--bind', '127.0.0.1', '--port', String(port), '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000'];
+      const tls = ['--port', '0', '--tls-port', String(port), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--tls-auth-clients', 'no'];
+      const files = ['--tls-cert-file', join(this.#dir, 'node.crt'), '--tls-key-file', join(this.#dir, 'node.key'), '--tls-ca-cert-file', this.caFile];
+      const args = ['--bind', '127.0.0.1', ...(this.#tls ? [...tls, ...files] : ['--port', String(port)]), '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000'];
+      if (this.#password !== undefined) args.push('--requirepass', this.#password, '--masterauth', this.#password);
       this.#processes.set(port, spawn('redis-server', [...args, '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'], { stdio: 'ignore' }));
     }
+    const auth = this.#cliFlags();
+    const cli = (port: number, ...args: string[]): string => redisCli(port, auth, ...args);
     for (const port of this.ports) await until(() => cli(port, 'PING') === 'PONG', `redis-server on ${port} answering`);
     const [first, ...rest] = this.ports.map((port) => `127.0.0.1:${port}`);
-    const created = spawnSync('redis-cli', ['--cluster', 'create', first!, rest[0]!, rest[1]!, '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
+    const created = spawnSync('redis-cli', [...auth, '--cluster', 'create', first!, rest[0]!, rest[1]!, '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
     const masterId = cli(this.ports[0]!, 'CLUSTER', 'MYID');
-    const added = spawnSync('redis-cli', ['--cluster', 'add-node', rest[2]!, first!, '--cluster-slave', '--cluster-master-id', masterId], { encoding: 'utf8', timeout: 30_000 });
+    const added = spawnSync('redis-cli', [...auth, '--cluster', 'add-node', rest[2]!, first!, '--cluster-slave', '--cluster-master-id', masterId], { encoding: 'utf8', timeout: 30_000 });
     if (added.status !== 0) throw new Error(`redis-cli --cluster add-node failed: ${added.stdout}${added.stderr}`);
     await until(() => this.ports.every((port) => /cluster_state:ok/.test(cli(port, 'CLUSTER', 'INFO'))), 'cluster_state:ok on every node');
     await until(() => /master_link_status:up/.test(cli(this.ports[3]!, 'INFO', 'replication')), 'the replica in sync');
@@ -181,8 +217,8 @@ export class PrivateCluster {
   }
 }
 
-function cli(port: number, ...args: string[]): string {
-  return spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', timeout: 5000 }).stdout?.trim() ?? '';
+function redisCli(port: number, flags: readonly string[], ...args: string[]): string {
+  return spawnSync('redis-cli', [...flags, '-p', String(port), ...args], { encoding: 'utf8', timeout: 5000 }).stdout?.trim() ?? '';
 }
 
 async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { createClient } from 'redis';
+import { RESP_TYPES, createClient } from 'redis';
 import { AsyncRangeCallbackError, ConfigurationError, InvalidArgumentError, MapMetrics, ObserverFlushError, UpdateConflictError, ValidationError, reject } from '../../src/index.ts';
 import type { MapObserver } from '../../src/index.ts';
 import {
@@ -520,6 +520,46 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     assert.throws(() => new RemoteGovernedMap<bigint>({ ...base, nearCache: { staleReadMs: -1 } }), /staleReadMs/);
     await assert.rejects(connectRedis({ url: 'http://x' }), /redis:\/\//);
     await assert.rejects(connectRedis({}), /exactly one/);
+  });
+
+  test('a malformed URL or node address (port out of range, database not a number) is refused as a configuration error naming the option, not reported as Redis unavailable', async () => {
+    const named = (option: string) => (error: unknown) =>
+      error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION' && error.message.includes(`"${option}"`);
+    // `?db=2` (another client's syntax) is not read by node-redis: the map would use database 0.
+    for (const url of ['redis://127.0.0.1:99999', 'redis://127.0.0.1:port', 'redis://127.0.0.1:6390/ledger', 'redis://[::1:6390', 'redis://127.0.0.1:6390?db=2']) {
+      await assert.rejects(connectRedis({ url, connectTimeoutMs: 2000 }), named('redis.url'), url);
+    }
+    await assert.rejects(connectRedis({ clusterNodes: ['127.0.0.1:99999'], connectTimeoutMs: 2000 }), named('redis.clusterNodes'));
+    await assert.rejects(connectRedis({ clusterNodes: ['127.0.0.1:0'], connectTimeoutMs: 2000 }), named('redis.clusterNodes'));
+    // The URL may carry the password: the error must not print it.
+    await assert.rejects(connectRedis({ url: 'redis://ops:s3cret@127.0.0.1:99999' }), (error: unknown) => named('redis.url')(error) && !(error as Error).message.includes('s3cret'));
+  });
+
+  test('a timeout or period longer than a timer can hold (about 24.8 days) is refused naming the option, not silently run as 1 ms', async () => {
+    // Node turns any timer delay past 2^31 - 1 ms into 1 ms: every command would "time out" at
+    // once, and a size refresh would SCAN Redis a thousand times a second.
+    await assert.rejects(
+      connectRedis({ url: required(redis, 'GOVMAP_REDIS_URL'), commandTimeoutMs: 3_000_000_000 }),
+      (error: unknown) => error instanceof ConfigurationError && error.message.includes('"redis.commandTimeoutMs"'),
+    );
+    await assert.rejects(connectRedis({ url: required(redis, 'GOVMAP_REDIS_URL'), heartbeatMs: 2 ** 31 }), (error: unknown) => error instanceof ConfigurationError && error.message.includes('"redis.heartbeatMs"'));
+    const base = { name: 'x', link, codec: int64Codec, validate: () => true as const, keyPrefix: uniquePrefix('timers') };
+    assert.throws(() => new RemoteGovernedMap<bigint>({ ...base, sizeRefreshMs: 3_000_000_000 }), (error: unknown) => error instanceof ConfigurationError && error.message.includes('"sizeRefreshMs"'));
+    assert.throws(() => new RemoteGovernedMap<bigint>({ ...base, retryBackoffMaxMs: 2 ** 31 }), (error: unknown) => error instanceof ConfigurationError && error.message.includes('"retryBackoffMaxMs"'));
+  });
+
+  test('a string entry holding bytes that are not UTF-8 (written by another tool) fails an update as corrupt at once, not as a write conflict after every retry', async () => {
+    const keyPrefix = uniquePrefix('binary');
+    prefixes.push(keyPrefix);
+    const names = new RemoteGovernedMap<string>({ name: 'names', link, keyPrefix, codec: stringCodec, validate: () => true, sizeRefreshMs: 0, retryBackoffMaxMs: 0 });
+    await raw.set(`${keyPrefix}blob`, Buffer.from([0xff, 0x41]));
+    const corrupt = (error: unknown) => error instanceof RedisValueCorruptError && error.message.includes(`"${keyPrefix}blob"`) && /UTF-8/.test(error.message);
+    await assert.rejects(names.update('blob', (v) => `${v}!`), corrupt);
+    await assert.rejects(names.store('blob', 'text'), corrupt);
+    await assert.rejects(names.delete('blob'), corrupt);
+    assert.equal(names.counters.casConflicts, 0, 'no writer raced us: nothing counts as a conflict');
+    assert.deepEqual(await raw.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }).get(`${keyPrefix}blob`), Buffer.from([0xff, 0x41]), 'left untouched');
+    await names.dispose();
   });
 
   test('a key or string value with a lone surrogate is refused, not merged with other keys by UTF-8 encoding', async () => {

@@ -1,7 +1,7 @@
 import { ConfigurationError } from '../../map/errors.ts';
 import { findUnknownOption, optionKeys } from '../../map/known-options.ts';
 import { RedisUnavailableError } from './errors.ts';
-import { LinkFailure } from './link.ts';
+import { LinkFailure, MAX_TIMER_MS } from './link.ts';
 import { answersPlainRedis } from './plain-probe.ts';
 import type { LinkListener, RedisLink } from './link.ts';
 import type { LuaScript } from './lua.ts';
@@ -125,16 +125,28 @@ function checkOptions(options: RedisConnectionOptions): Settings {
   if (unknown !== undefined) throw new ConfigurationError(`redis.${unknown.option}`, unknown.rule);
   const { url, clusterNodes } = options;
   if ((url === undefined) === (clusterNodes === undefined)) throw new ConfigurationError('redis', 'give exactly one of url (one server) and clusterNodes (a cluster)');
-  if (url !== undefined && (typeof url !== 'string' || !/^rediss?:\/\/[^\s]+$/.test(url))) throw new ConfigurationError('redis.url', 'must be redis://host:port or rediss://host:port', url);
+  if (url !== undefined) {
+    if (typeof url !== 'string' || !/^rediss?:\/\/[^\s]+$/.test(url)) throw new ConfigurationError('redis.url', 'must be redis://host:port or rediss://host:port', typeof url === 'string' ? redactUrl(url) : url);
+    // node-redis parses the URL only inside connect(), where a bad port or database became
+    // "Redis unavailable (CONNECTION_LOST)": an outage to page someone for, not a typo to fix.
+    const problem = urlProblem(url);
+    if (problem !== null) throw new ConfigurationError('redis.url', `${problem} (expected redis://[user:pass@]host:port[/db])`, redactUrl(url));
+  }
   if (clusterNodes !== undefined) {
     if (!Array.isArray(clusterNodes) || clusterNodes.length === 0) throw new ConfigurationError('redis.clusterNodes', 'must be a non-empty list of host:port');
     for (const node of clusterNodes) {
-      if (typeof node !== 'string' || !/^(rediss?:\/\/)?[^\s/:]+:[0-9]{1,5}$/.test(node)) throw new ConfigurationError('redis.clusterNodes', 'each node must be host:port (or redis://host:port)', node);
+      if (typeof node !== 'string' || !/^(rediss?:\/\/([^\s/@]*@)?)?[^\s/:@]+:[0-9]{1,5}$/.test(node)) {
+        throw new ConfigurationError('redis.clusterNodes', 'each node must be host:port (or redis://[user:pass@]host:port)', typeof node === 'string' ? redactUrl(node) : node);
+      }
+      const port = Number(node.slice(node.lastIndexOf(':') + 1));
+      if (port < 1 || port > 65535) throw new ConfigurationError('redis.clusterNodes', 'each node\'s port must be 1-65535', redactUrl(node));
     }
   }
   const ms = (name: keyof typeof DEFAULTS, min: number): number => {
     const value = options[name] ?? DEFAULTS[name];
-    if (!(Number.isFinite(value) && value >= min)) throw new ConfigurationError(`redis.${name}`, `must be a number of milliseconds >= ${min}`, value);
+    // Past MAX_TIMER_MS Node runs a timer after 1 ms (TimeoutOverflowWarning): a "3e9 ms" command
+    // timeout would fail every command at once, a heartbeat would PING a thousand times a second.
+    if (!(Number.isFinite(value) && value >= min && value <= MAX_TIMER_MS)) throw new ConfigurationError(`redis.${name}`, `must be a number of milliseconds from ${min} to ${MAX_TIMER_MS}`, value);
     return value;
   };
   const clientName = options.clientName ?? 'govmap';
@@ -148,6 +160,38 @@ function checkOptions(options: RedisConnectionOptions): Settings {
     reconnectMaxDelayMs: ms('reconnectMaxDelayMs', RECONNECT_BASE_MS),
     clientName,
   };
+}
+
+/** Why node-redis would fail to parse `url` (port, database, malformed), or null. */
+function urlProblem(url: string): string | null {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return 'is not a well-formed URL';
+  }
+  if (parsed.hostname === '') return 'has no host';
+  // WHATWG URL refuses ports past 65535 itself; port 0 it accepts, and no server listens there.
+  if (parsed.port === '0') return 'has port 0; the port must be 1-65535';
+  if (parsed.pathname.length > 1 && !/^\/[0-9]+$/.test(parsed.pathname)) return 'has a path that is not a database number (/0, /1...)';
+  // node-redis ignores them: "?db=2" (another client's syntax) would silently use database 0.
+  if (parsed.search !== '' || parsed.hash !== '' || url.includes('?') || url.includes('#')) return 'has a query (?...) or fragment (#...), which is not read: give the database as the path (/2)';
+  return null;
+}
+
+/** The user and password of the first seed URL that gives them (node-redis' own URL decoding). */
+function clusterCredentials(nodes: readonly string[]): { username?: string; password?: string } {
+  for (const node of nodes) {
+    if (!node.includes('@')) continue;
+    const { username, password } = new URL(node);
+    return { ...(username === '' ? {} : { username: decodeURIComponent(username) }), ...(password === '' ? {} : { password: decodeURIComponent(password) }) };
+  }
+  return {};
+}
+
+/** `url` without its password or query (`?password=`), for an error message: the URL is often copied from a secret. */
+function redactUrl(url: string): string {
+  return url.replace(/^(rediss?:\/\/[^:@/\s]*:)[^/\s]*@/, '$1***@').replace(/[?#].*$/, '?***');
 }
 
 /**
@@ -453,15 +497,27 @@ class ClusterLink extends LinkBase {
   protected async connect(startedAt: number): Promise<void> {
     const s = this.settings;
     const socket = { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt) };
+    // As with credentials, only root nodes take TLS from their rediss:// URL: every discovered
+    // node was dialled in plain text and never answered (each command a TIMEOUT).
+    const tls = s.clusterNodes!.some((node) => node.startsWith('rediss://'));
     const cluster = this.redis.createCluster({
       rootNodes: s.clusterNodes!.map((node) => ({ url: node.includes('://') ? node : `redis://${node}`, socket })),
       RESP: 3,
       commandOptions: { timeout: s.commandTimeoutMs },
-      defaults: { emitInvalidate: true, disableOfflineQueue: true, name: s.clientName, socket },
+      // node-redis authenticates only the root nodes with their URLs' credentials; every node it
+      // discovers is connected with `defaults`, so without them a cluster with requirepass (any
+      // production one) answered NOAUTH on every master.
+      defaults: { emitInvalidate: true, disableOfflineQueue: true, name: s.clientName, socket: tls ? { ...socket, tls: true as const } : socket, ...clusterCredentials(s.clusterNodes!) },
     }) as unknown as NodeCluster;
     this.#cluster = cluster;
     const id = (info: { host: string; port: number }): string => `${info.host}:${info.port}`;
-    cluster.on('error', () => undefined);
+    // A root node's refusal of the credentials reaches us only as an 'error' event; connect()
+    // then fails with "all root nodes unavailable", which would read as an outage.
+    let refusal: Error | undefined;
+    let connecting = true;
+    cluster.on('error', (error: unknown) => {
+      if (connecting && error instanceof this.redis.ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) refusal = error;
+    });
     cluster.on('node-error', (_error: Error, info: { host: string; port: number }) => this.nodeDown(id(info)));
     cluster.on('node-reconnecting', (info: { host: string; port: number }) => this.nodeDown(id(info)));
     cluster.on('node-disconnect', (info: { host: string; port: number }) => this.nodeDown(id(info)));
@@ -472,8 +528,11 @@ class ClusterLink extends LinkBase {
     try {
       await cluster.connect();
     } catch (error) {
+      if (refusal !== undefined) throw refusal;
       await this.#refuseStandalone(s.clusterNodes!);
       throw error;
+    } finally {
+      connecting = false;
     }
     this.#subscribeNodes();
   }

@@ -42,6 +42,9 @@ export interface LinkListener {
   up(): void;
 }
 
+/** The longest delay a Node timer honours (2^31 - 1 ms, about 24.8 days); past it, it fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * A failed Redis call, classified by the link so the map can raise the right typed error with
  * its own context (map name, operation, key). Internal to the Redis store.

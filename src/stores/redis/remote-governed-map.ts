@@ -26,7 +26,7 @@ import type { DeleteValidator, Validator } from '../../map/validator.ts';
 import { INT64_MAX, INT64_MIN, LONE_SURROGATE } from './codec.ts';
 import type { ValueCodec } from './codec.ts';
 import { RedisCommandRefusedError, RedisUnavailableError, RedisValueCorruptError } from './errors.ts';
-import { LinkFailure } from './link.ts';
+import { LinkFailure, MAX_TIMER_MS } from './link.ts';
 import type { RedisLink } from './link.ts';
 import { BOUNDED_ADD, CAS_DELETE, CAS_SET, Status } from './lua.ts';
 import type { LuaScript } from './lua.ts';
@@ -622,6 +622,7 @@ export class RemoteGovernedMap<V> {
           this.#committed('STORE', key, next, current.raw === null);
           return next;
         }
+        this.#assertComparable('STORE', operation, key, reply.raw, current.raw);
         current = this.#decodeCurrent(key, reply.raw);
         this.#conflict(operation, key, attempt);
         await this.#backoff(attempt);
@@ -648,6 +649,7 @@ export class RemoteGovernedMap<V> {
           this.#committed('DELETE', key, previous, false);
           return previous;
         }
+        this.#assertComparable('DELETE', 'delete', key, reply.raw, current.raw);
         current = this.#decodeCurrent(key, reply.raw);
         if (current.raw === null) continue; // deleted by someone else meanwhile: a miss, not a conflict
         this.#conflict('delete', key, attempt);
@@ -869,6 +871,19 @@ export class RemoteGovernedMap<V> {
     return { status: reply[0], raw: typeof raw === 'string' ? raw : null };
   }
 
+  /**
+   * Redis said the key holds something other than `sent`, yet reads it back as `sent`: its bytes
+   * are not UTF-8 (node-redis decodes each bad sequence as U+FFFD), so no compare-and-set can ever
+   * match. Retrying would end, after every attempt, in an UpdateConflictError blaming writers
+   * that do not exist.
+   */
+  #assertComparable(op: 'STORE' | 'DELETE', operation: string, key: string, returned: string | null, sent: string | null): void {
+    if (returned !== null && returned === sent) {
+      const corrupt = new RedisValueCorruptError(this.name, key, this.keyPrefix + key, 'holds bytes that are not valid UTF-8 text (another program wrote them), which no string value can match');
+      throw this.#failed(corrupt, op, operation, key, undefined);
+    }
+  }
+
   #corrupt(key: string, raw: string): RedisValueCorruptError {
     return new RedisValueCorruptError(this.name, key, this.keyPrefix + key, `holds ${JSON.stringify(raw.slice(0, 40))}, which codec ${this.#codec.kind} does not accept`);
   }
@@ -1026,10 +1041,12 @@ export function remoteMapSettings<V>(options: Omit<RemoteGovernedMapOptions<V>, 
   if (!(Number.isFinite(staleReadMs) && staleReadMs >= 0)) throw new ConfigurationError('nearCache.staleReadMs', 'must be a non-negative number of milliseconds', staleReadMs);
   const retries = options.updateRetries ?? DEFAULT_UPDATE_RETRIES;
   if (!(Number.isSafeInteger(retries) && retries >= 0)) throw new ConfigurationError('updateRetries', 'must be a non-negative integer', retries);
+  // Both become timers, which Node runs after 1 ms past MAX_TIMER_MS: a SCAN of every master
+  // each millisecond, or compare-and-set retries with no pause at all.
   const backoffMaxMs = options.retryBackoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS;
-  if (!(Number.isFinite(backoffMaxMs) && backoffMaxMs >= 0)) throw new ConfigurationError('retryBackoffMaxMs', 'must be a non-negative number of milliseconds', backoffMaxMs);
+  if (!(Number.isFinite(backoffMaxMs) && backoffMaxMs >= 0 && backoffMaxMs <= MAX_TIMER_MS)) throw new ConfigurationError('retryBackoffMaxMs', `must be a number of milliseconds from 0 to ${MAX_TIMER_MS}`, backoffMaxMs);
   const sizeRefreshMs = options.sizeRefreshMs ?? DEFAULT_SIZE_REFRESH_MS;
-  if (!(Number.isFinite(sizeRefreshMs) && sizeRefreshMs >= 0)) throw new ConfigurationError('sizeRefreshMs', 'must be a non-negative number of milliseconds', sizeRefreshMs);
+  if (!(Number.isFinite(sizeRefreshMs) && sizeRefreshMs >= 0 && sizeRefreshMs <= MAX_TIMER_MS)) throw new ConfigurationError('sizeRefreshMs', `must be a number of milliseconds from 0 to ${MAX_TIMER_MS}`, sizeRefreshMs);
   const observers = checkObservers(options.observers);
   const windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
   if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
