@@ -1,6 +1,6 @@
 import { ConfigurationError, GovMapError } from '../map/errors.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
-import { StateKeyError } from '../state/errors.ts';
+import { StateKeyError, StateLeaseLostError } from '../state/errors.ts';
 import type { StateEntry, StateEvent, StateLease, StateStore, StateWatch } from '../state/store.ts';
 import type { BreakerGroup, BreakerLifecycle } from './breaker-group.ts';
 import type { SyncHealth } from './breaker-metrics.ts';
@@ -132,6 +132,12 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   /** Probe rights to give back (service -> revision of our probe key), after the snapshots are written. */
   readonly #pendingRelease = new Map<string, bigint>();
   readonly #acquiring = new Set<string>();
+  /**
+   * Probe-right keys holding what no instance writes (service -> the key's revision), put there
+   * by another tool and under no lease: they would never be released, and every instance would
+   * wait for the right for good, its breaker OPEN. Taken over by compare-and-set at that revision.
+   */
+  readonly #invalidProbeKeys = new Map<string, bigint>();
   readonly #gate: ProbeGate;
   #watches: StateWatch[] = [];
   #lease: StateLease | null = null;
@@ -433,6 +439,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
 
   #onProbeReset(entries: readonly StateEntry[]): void {
     this.#probeHolders.clear();
+    this.#invalidProbeKeys.clear();
     for (const entry of entries) this.#onProbeEvent({ type: 'put', entry });
     for (const service of [...this.#awaitingProbe]) this.#acquireProbe(service);
     this.#ready.probes = true;
@@ -444,6 +451,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     const service = key.slice(this.#probePrefix.length);
     if (!key.startsWith(this.#probePrefix) || service.length === 0) return;
     if (event.type === 'delete') {
+      this.#invalidProbeKeys.delete(service);
       const holder = this.#probeHolders.get(service);
       this.#probeHolders.delete(service);
       if (holder !== undefined && holder.instance !== this.instance) this.#verdictOf(service, holder);
@@ -460,8 +468,12 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     const sinceMs = typeof since === 'string' ? Date.parse(since) : NaN;
     if (typeof instance !== 'string' || !Number.isFinite(sinceMs)) {
       this.#invalid(event.entry.key, 'invalid_probe_holder');
+      // Whoever held the right before no longer does: the key says nothing of it now.
+      this.#probeHolders.delete(service);
+      this.#invalidProbeKeys.set(service, event.entry.revision);
       return;
     }
+    this.#invalidProbeKeys.delete(service);
     this.#probeHolders.set(service, { instance, revision: event.entry.revision, since: sinceMs });
   }
 
@@ -547,14 +559,16 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     const lease = this.#lease;
     if (lease === null || lease.lost) return;
     this.#acquiring.add(service);
+    const expected = this.#invalidProbeKeys.get(service) ?? null;
     // The breaker's clock, the one its snapshots' `since` come from: the verdict is judged by comparing the two.
     const since = this.#breakers.get(service)?.settings.clock.now() ?? Date.now();
     const value = JSON.stringify({ instance: this.instance, since: new Date(since).toISOString() });
     this.store
-      .compareAndSet(`${this.#probePrefix}${service}`, value, null, { lease })
+      .compareAndSet(`${this.#probePrefix}${service}`, value, expected, { lease })
       .then((result) => {
         this.#setConnected(true);
         if (result.ok) {
+          this.#invalidProbeKeys.delete(service);
           this.#probeHolders.set(service, { instance: this.instance, revision: result.revision, since });
           // Won too late (the breaker closed meanwhile, on another's verdict, or was evicted):
           // give it back at once, or every other instance would wait for it at the next outage.
@@ -776,6 +790,9 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
       this.#log(`state store "${this.store.kind}" refused a key (${operation}): ${error.message}`, { instance: this.instance });
       return;
     }
+    // The store answered that our lease has ended: the lease listener is already granting a new
+    // one and marking every snapshot for rewriting; the retry goes out under it.
+    if (error instanceof StateLeaseLostError) return;
     this.#setConnected(false, new Error(`${operation}: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
   }
 

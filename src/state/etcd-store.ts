@@ -100,7 +100,16 @@ export class EtcdStateStore implements StateStore {
     const put = client.put(key).value(value);
     if (lease !== undefined) put.lease(lease.id);
     const txn = expected === null ? client.if(key, 'Create', '==', 0) : client.if(key, 'Mod', '==', expected.toString());
-    const response = await this.#call('compareAndSet', () => txn.then(put).else(client.get(key)).commit());
+    const response = await this.#call('compareAndSet', () => txn.then(put).else(client.get(key)).commit()).catch(async (error: unknown) => {
+      // etcd ended the lease (expired while this process was paused, revoked by someone else)
+      // before our keep-alive, up to a third of its TTL away, noticed: the store answered, so
+      // it is not "unavailable", and the holder must hear now that it needs a new lease.
+      if (lease instanceof EtcdLease && error instanceof StateStoreUnavailableError && error.cause instanceof (await import('etcd3')).EtcdLeaseInvalidError) {
+        lease.ended();
+        throw new StateLeaseLostError(this.kind, lease.id);
+      }
+      throw error;
+    });
     if (response.succeeded) return { ok: true, revision: BigInt(response.header.revision) };
     const kv = response.responses[0]?.response_range?.kvs[0];
     return { ok: false, current: kv === undefined ? undefined : toEntry(kv) };
@@ -139,7 +148,7 @@ export class EtcdStateStore implements StateStore {
   watch(prefix: string, handlers: StateWatchHandlers): StateWatch {
     this.#open('watch');
     assertStateKey(prefix, 'prefix');
-    const watch = new EtcdWatch(prefix, guardHandlers(this.kind, prefix, handlers), this.client(), (p) => this.#list(p), () => this.#closed);
+    const watch = new EtcdWatch(prefix, guardHandlers(this.kind, prefix, handlers), this.client(), (p) => this.#list(p), () => this.#closed, this.#options.callTimeoutMs ?? 2_000);
     this.#watches.add(watch);
     watch.start();
     return {
@@ -210,6 +219,11 @@ class EtcdLease implements StateLease {
     this.#id = id;
   }
 
+  /** etcd refused a write under this lease as unknown: it has ended. */
+  ended(): void {
+    this.#markLost();
+  }
+
   onLost(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -256,6 +270,7 @@ class EtcdWatch {
   readonly #client: Promise<Etcd3>;
   readonly #list: (prefix: string) => Promise<{ entries: StateEntry[]; revision: bigint }>;
   readonly #storeClosed: () => boolean;
+  readonly #cancelTimeoutMs: number;
   #watcher: Watcher | null = null;
   #revision = 0n;
   /** Keys delivered at `#revision` (see #seen). */
@@ -265,7 +280,8 @@ class EtcdWatch {
   #connected = true;
   #retry: NodeJS.Timeout | null = null;
 
-  constructor(prefix: string, handlers: StateWatchHandlers, client: Promise<Etcd3>, list: (prefix: string) => Promise<{ entries: StateEntry[]; revision: bigint }>, storeClosed: () => boolean) {
+  constructor(prefix: string, handlers: StateWatchHandlers, client: Promise<Etcd3>, list: (prefix: string) => Promise<{ entries: StateEntry[]; revision: bigint }>, storeClosed: () => boolean, cancelTimeoutMs: number) {
+    this.#cancelTimeoutMs = cancelTimeoutMs;
     this.#prefix = prefix;
     this.#handlers = handlers;
     this.#client = client;
@@ -282,7 +298,18 @@ class EtcdWatch {
     if (this.#retry !== null) clearTimeout(this.#retry);
     const watcher = this.#watcher;
     this.#watcher = null;
-    await watcher?.cancel().catch(() => undefined);
+    if (watcher === null) return;
+    // etcd3 waits for etcd to confirm the cancel. An etcd that stopped answering without
+    // closing the connection (a firewall dropping packets) never does, and a service shutting
+    // down would hang on close() for good; nothing is delivered after close() either way.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      watcher.cancel().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#cancelTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   async #establish(): Promise<void> {
@@ -331,12 +358,16 @@ class EtcdWatch {
   }
 
   #deliverPut(kv: IKeyValue): void {
+    // etcd keeps streaming until it confirms the cancel a round trip after close(): what
+    // arrives meanwhile is for a consumer that no longer listens.
+    if (this.#dead()) return;
     const entry = toEntry(kv);
     if (this.#seen(entry.revision, entry.key)) return;
     this.#handlers.onEvent({ type: 'put', entry });
   }
 
   #deliverDelete(kv: IKeyValue): void {
+    if (this.#dead()) return;
     const revision = BigInt(kv.mod_revision);
     const key = kv.key.toString('utf8');
     if (this.#seen(revision, key)) return;
@@ -379,8 +410,12 @@ function toEntry(kv: IKeyValue): StateEntry {
 
 function normaliseEndpoint(endpoint: string): string {
   const trimmed = String(endpoint).trim();
-  if (!/^(https?:\/\/)?[A-Za-z0-9.[\]:-]+:[0-9]{1,5}\/?$/.test(trimmed)) {
+  const match = /^(https?:\/\/)?[A-Za-z0-9.[\]:-]+:([0-9]{1,5})\/?$/.exec(trimmed);
+  if (match === null) {
     throw new ConfigurationError('endpoints', 'each endpoint is host:port or http(s)://host:port', endpoint);
   }
+  // Accepted, port 99999 would fail every call as "unreachable" for the life of the process.
+  const port = Number(match[2]);
+  if (port < 1 || port > 65_535) throw new ConfigurationError('endpoints', 'an endpoint\'s port is from 1 to 65535', endpoint);
   return trimmed.includes('://') ? trimmed.replace(/\/$/, '') : `http://${trimmed}`;
 }

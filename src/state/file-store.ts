@@ -261,12 +261,15 @@ export class FileStateStore implements StateStore {
       const seen = new Set<string>();
       const ownLater = (key: string): boolean => (watcher.ownWrites.get(key) ?? 0) >= scan;
       for (const entry of entries) {
+        // A handler may close the watch: the rest of this scan is then for nobody.
+        if (watcher.closed) break;
         seen.add(entry.key);
         if (ownLater(entry.key) || watcher.known.get(entry.key) === entry.revision) continue;
         watcher.known.set(entry.key, entry.revision);
         watcher.handlers.onEvent({ type: 'put', entry });
       }
       for (const [key, revision] of watcher.known) {
+        if (watcher.closed) break;
         if (seen.has(key) || ownLater(key)) continue;
         watcher.known.delete(key);
         watcher.handlers.onEvent({ type: 'delete', key, revision: revision + 1n });

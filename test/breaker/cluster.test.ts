@@ -264,6 +264,22 @@ describe('cluster sync on the memory store', () => {
     for (const x of [a, b]) await x.sync.close();
   });
 
+  test('a probe-right key holding garbage (another tool wrote it, no lease) does not keep the breaker OPEN for good: it is taken over, probed, and released', async () => {
+    const store = new MemoryStateStore();
+    const logged: string[] = [];
+    const a = await instance(store, 'a', { probeRetryMs: 20, log: (message, details) => logged.push(`${message} ${JSON.stringify(details)}`) }, { openDurationMs: SHORT_OPEN_MS });
+    await store.compareAndSet('/govmap/circuit-probe/settlement', 'not json', null);
+    await trip(a.breaker);
+    await until('the wait is over and the breaker probes', () => a.breaker.state === 'HALF_OPEN', 3_000);
+    await Promise.all([a.breaker.execute(() => 'ok'), a.breaker.execute(() => 'ok')]);
+    assert.equal(a.breaker.state, 'CLOSED');
+    await until('the right is released: the garbage is gone with it', () => a.sync.probeHolder('settlement') === null);
+    await a.sync.flush();
+    assert.equal(await store.get('/govmap/circuit-probe/settlement'), undefined);
+    assert.ok(logged.some((line) => line.includes('invalid_probe_holder') && line.includes('/govmap/circuit-probe/settlement')), 'the bad key is logged by name');
+    await a.sync.close();
+  });
+
   test('a lost lease is granted anew and the snapshot rewritten', async () => {
     const store = new MemoryStateStore();
     const a = await instance(store, 'a');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
+import { BreakerClusterSync, CircuitBreaker } from '../../src/breaker/index.ts';
 import { EtcdStateStore } from '../../src/state/index.ts';
 import { TcpProxy, etcdEndpoints } from '../state/tcp-proxy.ts';
 import { Instance } from './fixtures/instance-client.ts';
@@ -103,6 +104,37 @@ describe('breakers shared through a real etcd', { skip: 'skip' in etcd ? etcd.sk
       await a.until('A is connected again', (r) => r.connected);
     } finally {
       await c.cleanup();
+    }
+  });
+
+  test('a lease etcd ended behind the instance\'s back (revoked by an operator): its snapshot is back under a new lease at once, and the store is never called unreachable', async () => {
+    const prefix = `/govmap-test/lease-ended-${randomBytes(4).toString('hex')}`;
+    const store = new EtcdStateStore({ endpoints });
+    const logs: string[] = [];
+    const sync = new BreakerClusterSync({ store, instance: 'a', prefix, leaseTtlSeconds: 60, log: (message) => logs.push(message) });
+    try {
+      await sync.start();
+      sync.attachBreaker(new CircuitBreaker({ name: 'settlement' }));
+      await sync.flush();
+      const client = await store.client();
+      const key = sync.keyOf('settlement');
+      const before = (await client.get(key).exec()).kvs[0]!;
+      // etcd deletes the key with the lease; the instance's keep-alive is 20 s away.
+      await client.leaseClient.leaseRevoke({ ID: before.lease });
+      const deadline = Date.now() + 5_000;
+      let after = (await client.get(key).exec()).kvs[0];
+      while ((after === undefined || after.lease === before.lease) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        after = (await client.get(key).exec()).kvs[0];
+      }
+      assert.ok(after !== undefined && after.lease !== before.lease, 'the snapshot is written again under a new lease within 5 s');
+      assert.equal(sync.counters.leaseLosses, 1);
+      assert.deepEqual(logs.filter((m) => /unreachable/.test(m)), [], 'etcd answered all along: no instance should fall back to local decisions');
+      assert.equal(sync.connected, true);
+    } finally {
+      await sync.close({ revoke: true });
+      await (await store.client()).delete().prefix(prefix).exec();
+      await store.close();
     }
   });
 });

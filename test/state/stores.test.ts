@@ -285,6 +285,28 @@ describe('file store specifics', () => {
     await store.close();
   });
 
+  test('a watch closed from its own onEvent gets none of the other changes the same poll found', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    const store = new FileStateStore({ directory: dir, pollIntervalMs: 60_000 });
+    const other = new FileStateStore({ directory: dir }); // another process on the same directory
+    let resets = 0;
+    const delivered: StateEvent[] = [];
+    const watch = store.watch('/govmap/', {
+      onReset: () => resets++,
+      onEvent: (event) => {
+        delivered.push(event);
+        void watch.close();
+      },
+    });
+    await until('the reset', () => resets === 1);
+    for (const k of ['a', 'b', 'c']) await other.compareAndSet(`/govmap/circuit/s/${k}`, '{}', null);
+    await store.poll();
+    assert.equal(delivered.length, 1, 'changes delivered after close()');
+    await store.close();
+    await other.close();
+  });
+
   test('a poll that listed the directory before this store\'s own write never reports the older state after it', async () => {
     // A scan reads the directory, then reports what changed. When one of this store's own
     // writes lands in between (delivered at once), the scan's listing is older than the watcher's
@@ -463,6 +485,18 @@ describe('openStateStore', () => {
   });
 });
 
+describe('etcd store options', () => {
+  test('an endpoint whose port no socket can have (0, or above 65535) is refused at construction naming it, not left to fail every call as "unreachable"', () => {
+    for (const endpoint of ['http://127.0.0.1:99999', 'etcd-1:0', 'etcd-1:2379,etcd-2:65536']) {
+      assert.throws(
+        () => new EtcdStateStore({ endpoints: endpoint }),
+        (e: unknown) => e instanceof ConfigurationError && e.code === 'GOVMAP_INVALID_CONFIGURATION' && e.message.includes('"endpoints"') && /port/.test(e.message) && e.message.includes(endpoint.split(',').at(-1)!),
+      );
+    }
+    assert.deepEqual(new EtcdStateStore({ endpoints: 'etcd-1:1,https://etcd-2:65535/' }).endpoints, ['http://etcd-1:1', 'https://etcd-2:65535']);
+  });
+});
+
 describe('etcd store against a real etcd', { skip: 'skip' in etcd ? etcd.skip : undefined }, () => {
   const endpoints = 'endpoints' in etcd ? etcd.endpoints : '';
 
@@ -488,6 +522,80 @@ describe('etcd store against a real etcd', { skip: 'skip' in etcd ? etcd.skip : 
     } finally {
       await store.close();
       await proxy.close();
+    }
+  });
+
+  test('a write under a lease etcd has already ended fails with StateLeaseLostError, and the holder is told at once, not at the next keep-alive', async () => {
+    const store = new EtcdStateStore({ endpoints });
+    const key = `/govmap-test/lease-ended-${randomBytes(4).toString('hex')}/k`;
+    try {
+      const lease = await store.grantLease(60);
+      let told = 0;
+      lease.onLost(() => told++);
+      // Revoked by another client (an operator, or etcd expiring it while this one was paused):
+      // this process's keep-alive, 20 s away, has not noticed yet.
+      const client = await store.client();
+      await client.leaseClient.leaseRevoke({ ID: lease.id });
+      await assert.rejects(
+        store.compareAndSet(key, '"v"', null, { lease }),
+        (e: unknown) => e instanceof StateLeaseLostError && e.code === 'GOVMAP_STATE_LEASE_LOST' && e.message.includes(lease.id),
+      );
+      assert.equal(lease.lost, true);
+      assert.equal(told, 1);
+      assert.equal(await store.get(key), undefined, 'nothing was written');
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a watch closed from its own onEvent delivers nothing more, not even changes already on their way', async () => {
+    const watched = new EtcdStateStore({ endpoints });
+    const writer = new EtcdStateStore({ endpoints });
+    const sub = `/govmap-test/closed-watch-${randomBytes(4).toString('hex')}/`;
+    try {
+      let resets = 0;
+      let delivered = 0;
+      const closing: { promise: Promise<void> | null } = { promise: null };
+      const watch = watched.watch(sub, {
+        onReset: () => resets++,
+        onEvent: () => {
+          delivered++;
+          closing.promise ??= watch.close();
+        },
+      });
+      await until('the first reset', () => resets === 1);
+      await Promise.all(Array.from({ length: 200 }, (_, i) => writer.compareAndSet(`${sub}k${i}`, '1', null)));
+      await until('the watch is closing', () => closing.promise !== null);
+      await closing.promise;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(delivered, 1, 'changes delivered after close()');
+    } finally {
+      await (await writer.client()).delete().prefix(sub).exec();
+      await watched.close();
+      await writer.close();
+    }
+  });
+
+  test('closing a watch, or the store, while etcd stops answering (packets dropped, no reset) returns within the call timeout instead of hanging', async () => {
+    for (const what of ['watch', 'store'] as const) {
+      const proxy = await new TcpProxy(endpoints.split(',')[0]!).start();
+      const store = new EtcdStateStore({ endpoints: proxy.url, callTimeoutMs: 500, dialTimeoutMs: 500 });
+      try {
+        const r = recorder();
+        const watch = store.watch(`/govmap-test/stalled-${randomBytes(4).toString('hex')}/`, r.handlers);
+        await until('the first reset', () => r.resets.length === 1);
+        proxy.stall();
+        const started = Date.now();
+        const outcome = await Promise.race([
+          (what === 'watch' ? watch.close() : store.close()).then(() => 'closed'),
+          new Promise((resolve) => setTimeout(() => resolve('still waiting'), 5_000).unref()),
+        ]);
+        assert.equal(outcome, 'closed', `${what}.close() hung`);
+        assert.ok(Date.now() - started < 2_000, `${what}.close() took ${Date.now() - started} ms`);
+      } finally {
+        await store.close();
+        await proxy.close();
+      }
     }
   });
 

@@ -12,6 +12,7 @@ export class TcpProxy {
   readonly #target: { host: string; port: number };
   readonly #sockets = new Set<Socket>();
   #server: Server | null = null;
+  #stalled = false;
   #port = 0;
 
   constructor(target: string) {
@@ -29,11 +30,24 @@ export class TcpProxy {
   }
 
   async cut(): Promise<void> {
+    this.#stalled = false;
     const server = this.#server;
     this.#server = null;
     for (const socket of this.#sockets) socket.destroy();
     this.#sockets.clear();
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /**
+   * Stops forwarding without closing anything, until `cut()` or `close()`: a firewall that drops
+   * packets, where no "connection refused" or reset ever tells the client.
+   */
+  stall(): void {
+    this.#stalled = true;
+    for (const socket of this.#sockets) {
+      socket.unpipe();
+      socket.pause();
+    }
   }
 
   async restore(): Promise<void> {
@@ -56,7 +70,7 @@ export class TcpProxy {
       };
       client.on('error', drop).on('close', drop);
       upstream.on('error', drop).on('close', drop);
-      client.pipe(upstream).pipe(client);
+      if (!this.#stalled) client.pipe(upstream).pipe(client);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
