@@ -24,6 +24,7 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
     { name: 'an alias reassigned to a fresh local Map before the write', code: `${header}const sessions = new Map<string, string>();\nexport async function put(k: string): Promise<void> { let m = sessions; m = new Map<string, string>(); m.set(k, 'x'); let n: Map<string, string> | undefined; n = sessions; n = new Map(); n.delete(k); }` },
     { name: 'a local Map shadowing the name of a module-level one', code: `${header}const sessions = new Map<string, string>();\nexport async function put(k: string): Promise<void> { const sessions = new Map<string, string>(); const m = sessions; m.set(k, 'x'); }\nexport const size = sessions.size;` },
     { name: 'a static field only read by handlers, written in a static block and at start-up', code: `${header}class QuoteCache { static quotes = new Map<string, number>([['EURUSD', 1.1]]); static { QuoteCache.quotes.set('GBPUSD', 1.3); } }\nQuoteCache.quotes.set('USDJPY', 150);\nexport async function rate(ccy: string): Promise<number> { const q = QuoteCache.quotes; return q.get(ccy) ?? QuoteCache.quotes.get('EURUSD') ?? 0; }` },
+    { name: 'this in instance methods, and in functions of their own inside static methods, is not the class', options: [{ scope: 'async' }], code: `${header}export class Quotes {\n  static quotes = new Map<string, number>();\n  quotes = new Map<string, number>();\n  async put(k: string): Promise<void> { this.quotes.set(k, 1); }\n  static async later(k: string): Promise<void> { const o = { quotes: new Map<string, number>(), async put() { this.quotes.set(k, 1); } }; await o.put(); }\n}` },
     { name: 'a local object or class shadowing a module-level class with a static Map', code: `${header}class QuoteCache { static quotes = new Map<string, number>(); }\nexport async function put(k: string): Promise<void> { const QuoteCache = { quotes: new Map<string, number>() }; QuoteCache.quotes.set(k, 1); }\nexport async function put2(k: string): Promise<void> { class Local { static quotes = new Map<string, number>(); } Local.quotes.set(k, 1); }\nexport const n = QuoteCache.quotes.size;` },
     { name: 'an instance-less read of a static field through an imported class, and a destructured read', code: `${header}import { QuoteCache, caches } from './shared-cache.ts';\nexport async function rate(ccy: string): Promise<number> { const { sessions } = caches; return (QuoteCache.quotes.get(ccy) ?? 0) + sessions.size; }` },
     { name: 'a namespace Map filled at namespace initialisation and only read by handlers', code: `${header}export namespace Fx { export const rates = new Map<string, number>(); rates.set('EUR', 1); }\nexport async function rate(ccy: string): Promise<number> { return Fx.rates.get(ccy) ?? 0; }` },
@@ -42,6 +43,14 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
       errors: [
         { messageId: 'plainSharedCache', line: 3, data: { kind: 'Map', name: 'sessions', writer: 'request handler `handle`' } },
         { messageId: 'plainSharedCache', line: 4, data: { kind: 'Map', name: 'quotes', writer: 'request handler `handle`' } },
+      ],
+    },
+    {
+      name: 'a prototype-free dictionary: Object.create(null), also as a singleton\'s field',
+      code: `${header}const byIban: Record<string, string> = Object.create(null);\nexport async function link(iban: string, id: string): Promise<void> { byIban[iban] = id; }\nclass Dedup { seen: Record<string, true> = Object.create(null); async mark(id: string): Promise<void> { this.seen[id] = true; } }\nexport const dedup = new Dedup();`,
+      errors: [
+        { messageId: 'plainSharedCache', line: 3, data: { kind: 'dictionary object', name: 'byIban', writer: 'exported async function `link`' } },
+        { messageId: 'singletonFieldCache', line: 5, data: { kind: 'dictionary object', name: 'seen', className: 'Dedup', why: 'instantiated once, at module level as `dedup`', writer: 'async method `mark`' } },
       ],
     },
     {
@@ -135,6 +144,18 @@ typedRuleTester().run('no-plain-shared-cache', noPlainSharedCache, {
         { messageId: 'plainSharedCache', line: 3, column: 27, endColumn: 33, data: { kind: 'Map', name: 'QuoteCache.quotes', writer: 'exported async function `refresh`' } },
         { messageId: 'plainSharedCache', line: 5, data: { kind: 'Map', name: 'Sessions.byId', writer: 'request handler `handle`' } },
         { messageId: 'plainSharedCache', line: 6, data: { kind: 'dictionary object', name: 'Fills.open', writer: 'exported async function `fill` (through the alias `o`)' } },
+      ],
+    },
+    {
+      // The static-class singleton: `this` in a static method is the class, and a private static
+      // field is no less one per process than a public one.
+      name: 'static Maps written through this in static methods, and private static fields',
+      code: `${header}export class FxRates {\n  static #rates = new Map<string, number>();\n  static handle(req: IncomingMessage, res: ServerResponse): void { this.#rates.set(req.url ?? '', 1.1); res.end(); }\n}\nexport class Limits {\n  static #used: Record<string, number> = {};\n  static handle(req: IncomingMessage, res: ServerResponse): void { Limits.#used[req.url ?? ''] = 1; res.end(); }\n}\nexport class Tokens {\n  static byUser = new Map<string, string>();\n  static async refresh(user: string): Promise<void> { const m = this.byUser; m.set(user, 't'); }\n}`,
+      options: [{ scope: 'async' }],
+      errors: [
+        { messageId: 'plainSharedCache', line: 4, data: { kind: 'Map', name: 'FxRates.#rates', writer: 'request handler `handle`' } },
+        { messageId: 'plainSharedCache', line: 8, data: { kind: 'dictionary object', name: 'Limits.#used', writer: 'request handler `handle`' } },
+        { messageId: 'plainSharedCache', line: 12, data: { kind: 'Map', name: 'Tokens.byUser', writer: 'async function `refresh` (through the alias `m`)' } },
       ],
     },
     {

@@ -36,6 +36,13 @@ typedRuleTester().run('no-rmw-across-await', noRmwAcrossAwait, {
     { name: 'the await is in a branch that breaks out of the loop holding the write', code: `${header}export async function f(ids: string[]): Promise<void> {\n  for (const id of ids) {\n    const b = balances.load(id) ?? 0n;\n    if (b === 0n) { await riskCheck(id); break; }\n    balances.store(id, b + 1n);\n  }\n}` },
     { name: 'a labelled continue of the loop that reads and writes', code: `${header}export async function f(batches: string[][]): Promise<void> {\n  outer: for (const batch of batches) {\n    for (const id of batch) {\n      const b = balances.load(id) ?? 0n;\n      if (b === 0n) { await riskCheck(id); continue outer; }\n      balances.store(id, b + 1n);\n    }\n  }\n}` },
     { name: 'for await: the read and the write inside one iteration', code: `${header}export async function f(events: AsyncIterable<{ id: string; amount: bigint }>): Promise<void> {\n  for await (const e of events) {\n    const b = balances.load(e.id) ?? 0n;\n    balances.store(e.id, b + e.amount);\n  }\n}` },
+    { name: 'a then callback that reads the key itself', code: fn(`await riskCheck(id).then(() => { const b = balances.load(id) ?? 0n; balances.store(id, b + amount); });`) },
+    { name: 'a then callback writing what the promise resolved to, not the read', code: `${header}export function rate(id: string): Promise<number> | number {\n  const hit = cache.get(id);\n  if (hit !== undefined) return hit;\n  return fetchRate(id).then((fresh) => { cache.set(id, fresh); return fresh; });\n}` },
+    { name: 'a return in a try whose finally does not hold the write', code: fn(`const b = balances.load(id) ?? 0n;\ntry { await riskCheck(id); return; } finally { void b; }\nbalances.store(id, b + amount);`) },
+    { name: 'a loop writing before its await, re-reading the key before the next write', code: fn(`let b = balances.load(id) ?? 0n;\nfor (const leg of [1n, 2n]) {\n  balances.store(id, b - leg);\n  await riskCheck(id);\n  b = balances.load(id) ?? 0n;\n}`) },
+    { name: 'a loop left by a break after the await that follows the write', code: fn(`const b = balances.load(id) ?? 0n;\nfor (const leg of [1n, 2n]) {\n  balances.store(id, b - leg);\n  await riskCheck(id);\n  break;\n}`) },
+    { name: 'a loop left by a return after the await that follows the write', code: fn(`const b = balances.load(id) ?? 0n;\nwhile (amount > 0n) {\n  balances.store(id, b + amount);\n  if (amount > 1n) { await riskCheck(id); return; }\n}`) },
+    { name: 'a loop whose await is in a function of its own', code: fn(`const b = balances.load(id) ?? 0n;\nfor (const leg of [1n, 2n]) {\n  balances.store(id, b - leg);\n  void (async () => { await riskCheck(id); })();\n}`) },
     { name: 'synchronous function: no await, no lost update', code: `${header}export function f(id: string): void {\n  const v = balances.load(id) ?? 0n;\n  balances.store(id, v + 1n);\n}` },
   ],
   invalid: [
@@ -140,6 +147,32 @@ typedRuleTester().run('no-rmw-across-await', noRmwAcrossAwait, {
       code: `class KvStore { get(_k: string): number { return 0; } put(_k: string, _v: number): void {} }\nconst kv = new KvStore();\nexport async function f(id: string): Promise<void> {\n  const v = kv.get(id);\n  await Promise.resolve();\n  kv.put(id, v + 1);\n}`,
       options: [{ maps: [{ type: { from: 'file', name: 'KvStore' }, read: ['get'], write: ['put'] }] }],
       errors: [{ messageId: 'lostUpdate', line: 6 }],
+    },
+    {
+      // The in-flight counter idiom: the finally restores the count read before the work, wiping
+      // out every increment and decrement other requests made during it.
+      name: 'a finally holding the write, left by a return after the await',
+      code: fn(`const n = cache.get(id) ?? 0;\ncache.set(id, n + 1);\ntry {\n  return await riskCheck(id);\n} finally {\n  cache.set(id, n);\n}`),
+      errors: [{ messageId: 'lostUpdate', line: 13 }],
+    },
+    {
+      name: 'a catch holding the write, reached by a throw after the await',
+      code: fn(`const b = balances.load(id) ?? 0n;\ntry {\n  await riskCheck(id);\n  throw new Error('refused');\n} catch {\n  balances.store(id, b + amount);\n}`),
+      errors: [{ messageId: 'lostUpdate', line: 13 }],
+    },
+    {
+      name: 'a then callback: it runs after the promise settles, as code after an await does',
+      code: fn(`const b = balances.load(id) ?? 0n;\nreturn riskCheck(id).then(() => {\n  balances.store(id, b + amount);\n});`),
+      errors: [{ messageId: 'lostUpdate', line: 10 }],
+    },
+    {
+      // The second leg's store runs after the first leg's await, with the balance read before both.
+      name: 'across loop iterations: read before the loop, write then await inside it',
+      code: fn(`let b = balances.load(id) ?? 0n;\nfor (const leg of [1n, 2n]) {\n  b -= leg;\n  balances.store(id, b);\n  await riskCheck(id);\n}\nconst n = cache.get(id) ?? 0;\nlet i = 0;\nwhile (i < 3) {\n  cache.set(id, n + i);\n  if (i++ === 0) continue;\n  await riskCheck(id);\n}`),
+      errors: [
+        { messageId: 'lostUpdate', line: 11 },
+        { messageId: 'lostUpdate', line: 17 },
+      ],
     },
     {
       name: 'this.map in a class method, key from a member chain',

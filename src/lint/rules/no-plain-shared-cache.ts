@@ -1,7 +1,7 @@
 import { AST_NODE_TYPES, ASTUtils, ESLintUtils, TSESLint } from '@typescript-eslint/utils';
 import type { TSESTree } from '@typescript-eslint/utils';
 import ts from 'typescript';
-import { isFunctionNode, unwrap } from '../ast.ts';
+import { isFunctionNode, unwrap, walk } from '../ast.ts';
 import type { FunctionNode } from '../ast.ts';
 import { createRule } from '../create-rule.ts';
 import { typeMatchesAny, typeSpecifierSchema } from '../type-match.ts';
@@ -119,7 +119,7 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
 
     function kindOf(declarator: TSESTree.VariableDeclarator): Kind | null {
       const init = declarator.init === null ? null : unwrap(declarator.init);
-      return kindOfType(services.getTypeAtLocation(declarator.id), init?.type === AST_NODE_TYPES.ObjectExpression);
+      return kindOfType(services.getTypeAtLocation(declarator.id), init !== null && isDictionaryInit(services.esTreeNodeToTSNodeMap.get(init)));
     }
 
     function kindOfType(type: ts.Type, objectLiteral: boolean): Kind | null {
@@ -203,7 +203,7 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
         initializer = initializer.expression;
       }
       // A declared global has no initialiser: its index signature is what makes it a dictionary.
-      const objectLiteral = initializer === undefined ? global : ts.isObjectLiteralExpression(initializer);
+      const objectLiteral = initializer === undefined ? global : isDictionaryInit(initializer);
       const kind = kindOfType(checker.getTypeOfSymbol(symbol), objectLiteral);
       return kind === null ? null : { kind, declaration };
     }
@@ -379,7 +379,7 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
         if (member.type !== AST_NODE_TYPES.PropertyDefinition || member.static || member.declare || member.computed) continue;
         if (member.key.type !== AST_NODE_TYPES.Identifier && member.key.type !== AST_NODE_TYPES.PrivateIdentifier) continue;
         const init = member.value === null ? null : unwrap(member.value);
-        const kind = kindOfType(services.getTypeAtLocation(member), init?.type === AST_NODE_TYPES.ObjectExpression);
+        const kind = kindOfType(services.getTypeAtLocation(member), init !== null && isDictionaryInit(services.esTreeNodeToTSNodeMap.get(init)));
         if (kind !== null) fields.set(fieldName(member.key), { node: member, kind });
       }
       if (fields.size === 0) return;
@@ -469,8 +469,10 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
                 reportDestructured(parent, parent.id, object, name, lookup, fallback ?? use);
                 break;
               }
-              if (parent?.type !== AST_NODE_TYPES.MemberExpression || parent.object !== object || parent.computed || parent.property.type !== AST_NODE_TYPES.Identifier) break;
-              name = `${name}.${parent.property.name}`;
+              if (parent?.type !== AST_NODE_TYPES.MemberExpression || parent.object !== object || parent.computed) break;
+              // `QuoteCache.#quotes`: a private static field is as much one per process as a public one.
+              if (parent.property.type !== AST_NODE_TYPES.Identifier && parent.property.type !== AST_NODE_TYPES.PrivateIdentifier) break;
+              name = `${name}.${fieldName(parent.property)}`;
               const property = parent.property;
               const found = lookup(name, () => symbolOf(property));
               if (found === null) {
@@ -528,10 +530,12 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
             const name = `${prefix}${variable.name}`;
             if (definition.type === TSESLint.Scope.DefinitionType.TSModuleName || definition.type === TSESLint.Scope.DefinitionType.ClassName) {
               // `NS.m`, `QuoteCache.quotes`: inside a class body its name is a binding of its own.
-              const uses = variable.references.map((r) => r.identifier);
+              const uses: TSESTree.Node[] = variable.references.map((r) => r.identifier);
               if (definition.type === TSESLint.Scope.DefinitionType.ClassName) {
                 const inner = sourceCode.scopeManager?.acquire(definition.node)?.set.get(variable.name);
                 if (inner !== undefined && inner !== variable) uses.push(...inner.references.map((r) => r.identifier));
+                // In a static method `this` is the class: `this.#quotes.set(...)` writes `QuoteCache.#quotes`.
+                if (definition.node.type === AST_NODE_TYPES.ClassDeclaration) uses.push(...staticThis(definition.node, sourceCode.visitorKeys));
               }
               reportMemberWrites(uses, name, null);
               continue;
@@ -601,6 +605,37 @@ export const noPlainSharedCache = createRule<[NoPlainSharedCacheOptions], Messag
     };
   },
 });
+
+/** The `this` expressions of `cls`'s static methods (arrow functions keep the method's `this`). */
+function staticThis(cls: TSESTree.ClassDeclaration, visitorKeys: TSESLint.SourceCode.VisitorKeys): TSESTree.ThisExpression[] {
+  const out: TSESTree.ThisExpression[] = [];
+  for (const member of cls.body.body) {
+    if (member.type !== AST_NODE_TYPES.MethodDefinition || !member.static) continue;
+    walk(member.value.body ?? member.value, visitorKeys, (n) => {
+      if (n.type === AST_NODE_TYPES.ThisExpression) out.push(n);
+      return !(n.type === AST_NODE_TYPES.FunctionExpression || n.type === AST_NODE_TYPES.FunctionDeclaration || n.type === AST_NODE_TYPES.ClassDeclaration || n.type === AST_NODE_TYPES.ClassExpression);
+    });
+  }
+  return out;
+}
+
+/**
+ * Is this initialiser (type wrappers stripped) an object made to be a dictionary: a literal, or
+ * `Object.create(null)`, the prototype-free dictionary security reviews ask for (no `__proto__`
+ * key to poison)? On the TypeScript AST: the declaration may be in another file of the program.
+ */
+function isDictionaryInit(node: ts.Node): boolean {
+  if (ts.isObjectLiteralExpression(node)) return true;
+  return (
+    ts.isCallExpression(node) &&
+    node.arguments.length === 1 &&
+    node.arguments[0]!.kind === ts.SyntaxKind.NullKeyword &&
+    ts.isPropertyAccessExpression(node.expression) &&
+    ts.isIdentifier(node.expression.expression) &&
+    node.expression.expression.text === 'Object' &&
+    node.expression.name.text === 'create'
+  );
+}
 
 function isTypeWrapper(node: TSESTree.Node): node is TSESTree.TSAsExpression | TSESTree.TSNonNullExpression | TSESTree.TSSatisfiesExpression | TSESTree.TSTypeAssertion {
   return (

@@ -56,8 +56,9 @@ interface Access {
  *   `const` aliases followed, the key variable not reassigned in between);
  * - the written value is derived from the read through variables (`const next = v + amount`,
  *   `v -= amount`, destructuring), or is the read itself;
- * - an `await` (or `for await`) of a function that contains the write lies after the read and
- *   before the write, and is not in a branch that returns or throws before reaching the write;
+ * - an `await` (or `for await`, or a `.then` callback's start) of a function that contains the
+ *   write lies after the read and before the write (or after it in a loop the read precedes), and
+ *   is not in a branch that returns or throws before reaching the write;
  * - the key is not read again on that map after the last such `await` (a re-read, or a
  *   compare-before-write guard, means the code already deals with concurrent writers).
  * Writes through `compareAndSwap` are never reported: a stale expected value makes them fail.
@@ -114,6 +115,8 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
     /** Every recognised read, by call node. */
     const reads = new Map<TSESTree.CallExpression, Access>();
     const taints = new Map<TSESLint.Scope.Variable, Taint[]>();
+    /** Writes from a read with no await before them: an await after them in a loop may still come first. */
+    const laterInLoop: Array<{ readonly node: TSESTree.CallExpression; readonly write: Access; readonly flowing: readonly Taint[] }> = [];
 
     /** `receiver.method(key, ...)` on a watched map type, with receiver and key both simple. */
     function access(node: TSESTree.CallExpression, names: ReadonlySet<string>, role: 'read' | 'write'): Access | null {
@@ -160,7 +163,7 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
       let child: TSESTree.Node = suspension;
       let n = suspension.parent;
       for (; n != null && !contains(n, write); child = n, n = n.parent) {
-        if (child.type === AST_NODE_TYPES.ReturnStatement || child.type === AST_NODE_TYPES.ThrowStatement) return false;
+        if ((child.type === AST_NODE_TYPES.ReturnStatement || child.type === AST_NODE_TYPES.ThrowStatement) && !landsOn(child, write)) return false;
         const list = statementList(n);
         if (list === null) continue;
         const index = list.indexOf(child);
@@ -200,6 +203,28 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
       return null;
     }
 
+    /**
+     * The lost update across iterations: read before a loop, written in it, an `await` after the
+     * write in the same iteration: the next iteration writes the stale value after that await.
+     * As for the straight-line case, any read of the key in the loop counts as a re-read.
+     */
+    function aroundLoop(taint: Taint, target: Access, write: TSESTree.CallExpression): boolean {
+      if (taint.map !== target.map || taint.key !== target.key || taint.kind !== target.kind) return false;
+      const readEnd = taint.read.range[1];
+      const fn = enclosingFunction(write);
+      for (const s of suspensions) {
+        if (s.fn !== fn || s.at <= write.range[1]) continue;
+        const loop = backEdge(s.node, write, taint.read);
+        if (loop === null || keyReassigned(target.keyNode, readEnd, loop.range[1])) continue;
+        let reread = false;
+        for (const [node, r] of reads) {
+          if (node !== taint.read && r.map === target.map && r.key === target.key && contains(loop, node)) reread = true;
+        }
+        if (!reread) return true;
+      }
+      return false;
+    }
+
     function keyReassigned(keyNode: TSESTree.Node, from: number, to: number): boolean {
       const root = rootIdentifier(keyNode);
       if (root === null) return false;
@@ -235,6 +260,18 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         if (node.kind !== 'await using' || node.parent == null) return;
         suspensions.push({ node, at: node.parent.range[1], fn: enclosingFunction(node) });
       },
+      CallExpression(node) {
+        // `p.then(() => map.set(k, stale + 1))`: the callback runs after p settles, as the code
+        // after an `await p` would. Registered on entry: the write inside is checked on its exit.
+        const call = asMethodCall(node);
+        if (call === null || !PROMISE_CALLBACKS.has(call.method)) return;
+        const receiver = services.getTypeAtLocation(call.receiver);
+        if (program.getTypeChecker().getNonNullableType(receiver).getProperty('then') === undefined) return;
+        for (const argument of node.arguments) {
+          const callback = unwrap(argument);
+          if (isFunctionNode(callback)) suspensions.push({ node: callback, at: callback.range[0], fn: callback });
+        }
+      },
       YieldExpression(node) {
         suspensions.push({ node, at: node.range[1], fn: enclosingFunction(node) });
       },
@@ -249,9 +286,21 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         }
         const value = node.arguments[1];
         if (value === undefined) return;
-        const stale = staleTaint(node, write, taintsOf(value));
+        const flowing = taintsOf(value);
+        const stale = staleTaint(node, write, flowing);
         if (stale !== null) {
           context.report({ node, messageId: 'lostUpdate', data: { map: write.map, key: write.key, write: write.method, read: stale.method, fix: fixFor(write) } });
+        } else if (flowing.length > 0) {
+          laterInLoop.push({ node, write, flowing });
+        }
+      },
+      'Program:exit'() {
+        // The awaits later in a loop's body, and the reads around them, are all known only now.
+        for (const { node, write, flowing } of laterInLoop) {
+          const stale = flowing.find((taint) => aroundLoop(taint, write, node));
+          if (stale !== undefined) {
+            context.report({ node, messageId: 'lostUpdate', data: { map: write.map, key: write.key, write: write.method, read: stale.method, fix: fixFor(write) } });
+          }
         }
       },
       'VariableDeclarator:exit'(node: TSESTree.VariableDeclarator) {
@@ -308,7 +357,7 @@ function leavesBefore(statement: TSESTree.Node, write: TSESTree.Node, read: TSES
   switch (statement.type) {
     case AST_NODE_TYPES.ReturnStatement:
     case AST_NODE_TYPES.ThrowStatement:
-      return true;
+      return !landsOn(statement, write);
     case AST_NODE_TYPES.BreakStatement: {
       const target = jumpTarget(statement, true);
       return target !== null && contains(target, write);
@@ -320,6 +369,61 @@ function leavesBefore(statement: TSESTree.Node, write: TSESTree.Node, read: TSES
     default:
       return false;
   }
+}
+
+/**
+ * The loop that takes `suspension` back round to `write` with `read`'s value: the innermost loop
+ * holding both, not the read (read before the loop), when nothing after the suspension leaves
+ * that loop or its iteration's function first (a `return`, a `throw`, a `break` out of it, a
+ * `continue` of a loop around it). Null otherwise.
+ */
+function backEdge(suspension: TSESTree.Node, write: TSESTree.Node, read: TSESTree.Node): TSESTree.Node | null {
+  let loop: TSESTree.Node | null = null;
+  for (let n: TSESTree.Node | undefined = suspension.parent; n != null && !isFunctionNode(n); n = n.parent) {
+    if (LOOPS.has(n.type) && contains(n, write)) {
+      loop = n;
+      break;
+    }
+  }
+  if (loop === null || contains(loop, read)) return null;
+  const leaves = (jump: TSESTree.Node): boolean => {
+    switch (jump.type) {
+      case AST_NODE_TYPES.ReturnStatement:
+      case AST_NODE_TYPES.ThrowStatement:
+        return true;
+      case AST_NODE_TYPES.BreakStatement:
+      case AST_NODE_TYPES.ContinueStatement: {
+        const target = jumpTarget(jump, jump.type === AST_NODE_TYPES.BreakStatement);
+        // A `break` of the loop (or one around it) leaves; a `continue` only of a loop around it.
+        return target === null || (contains(target, loop) && (jump.type === AST_NODE_TYPES.BreakStatement || target !== loop));
+      }
+      default:
+        return false;
+    }
+  };
+  let child: TSESTree.Node = suspension;
+  for (let n = suspension.parent; n != null && n !== loop; child = n, n = n.parent) {
+    if (leaves(child)) return null;
+    const list = statementList(n);
+    if (list === null) continue;
+    for (let i = list.indexOf(child) + 1; i < list.length; i++) if (leaves(list[i]!)) return null;
+  }
+  return loop;
+}
+
+/**
+ * Does this `return` or `throw` still run `write` on its way out: a `finally` holding the write
+ * of a `try` it leaves (`try { return await work(); } finally { inflight.set(k, n); }`), or, for
+ * a `throw` in a `try` block, the `catch` holding it?
+ */
+function landsOn(exit: TSESTree.ReturnStatement | TSESTree.ThrowStatement, write: TSESTree.Node): boolean {
+  let child: TSESTree.Node = exit;
+  for (let n: TSESTree.Node | undefined = exit.parent; n != null && !isFunctionNode(n); child = n, n = n.parent) {
+    if (n.type !== AST_NODE_TYPES.TryStatement || child === n.finalizer) continue;
+    if (n.finalizer !== null && contains(n.finalizer, write)) return true;
+    if (exit.type === AST_NODE_TYPES.ThrowStatement && child === n.block && n.handler !== null && contains(n.handler, write)) return true;
+  }
+  return false;
 }
 
 /** The statement a `break` (loop or switch) or `continue` (loop) leaves, or null when the rule cannot tell. */
@@ -334,6 +438,8 @@ function jumpTarget(jump: TSESTree.BreakStatement | TSESTree.ContinueStatement, 
   }
   return null;
 }
+
+const PROMISE_CALLBACKS: ReadonlySet<string> = new Set(['then', 'catch', 'finally']);
 
 const LOOPS: ReadonlySet<string> = new Set([
   AST_NODE_TYPES.ForStatement,
