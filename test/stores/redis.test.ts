@@ -579,4 +579,68 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     assert.equal(await raw.get(`${keyPrefix}k`), null);
     await names.dispose();
   });
+
+  test('an expiry another tool put on an entry survives every write of the map (store, update, compareAndSwap, add alike), and the entry then expires', async () => {
+    const map = balances('keepttl');
+    const ttlAfter = async (write: (key: string) => Promise<unknown>, key: string): Promise<number> => {
+      await map.store(key, 100n);
+      await raw.pExpire(`${map.keyPrefix}${key}`, 600_000); // an ops job: "reset at midnight"
+      await write(key);
+      return raw.pTTL(`${map.keyPrefix}${key}`);
+    };
+    const writes: Record<string, (key: string) => Promise<unknown>> = {
+      store: (key) => map.store(key, 150n),
+      update: (key) => map.update(key, (used) => used! + 50n),
+      compareAndSwap: (key) => map.compareAndSwap(key, 100n, 150n),
+      add: (key) => map.add(key, 50n),
+    };
+    for (const [operation, write] of Object.entries(writes)) {
+      const ttl = await ttlAfter(write, `used-${operation}`);
+      assert.ok(ttl > 0 && ttl <= 600_000, `${operation} kept the expiry (PTTL ${ttl})`);
+      assert.equal(await map.load(`used-${operation}`), 150n);
+    }
+    // And it does expire: the limit resets, and the near cache hears of it.
+    await map.store('used-today', 100n);
+    await raw.pExpire(`${map.keyPrefix}used-today`, 300);
+    assert.equal(await map.update('used-today', (used) => used! + 1n), 101n);
+    assert.equal(await map.load('used-today'), 101n);
+    await until(() => map.loadCached('used-today') === undefined, 'the expiry of the entry', 5000);
+    assert.equal(await map.load('used-today'), undefined);
+    // A map's own writes never add an expiry.
+    await map.store('no-ttl', 1n);
+    assert.equal(await raw.pTTL(`${map.keyPrefix}no-ttl`), -1);
+    await map.dispose();
+  });
+
+  test('a string entry holding bytes that are not UTF-8 fails load, has and range as corrupt naming the key; a string that really holds U+FFFD loads as written', async () => {
+    const keyPrefix = uniquePrefix('binary-load');
+    prefixes.push(keyPrefix);
+    const names = new RemoteGovernedMap<string>({ name: 'names', link, keyPrefix, codec: stringCodec, validate: () => true, sizeRefreshMs: 0 });
+    await raw.set(`${keyPrefix}blob`, Buffer.from([0x61, 0xff, 0x41]));
+    const corrupt = (error: unknown) =>
+      error instanceof RedisValueCorruptError && error.code === 'GOVMAP_REDIS_VALUE_CORRUPT' && error.message.includes(`"${keyPrefix}blob"`) && /UTF-8/.test(error.message);
+    await assert.rejects(names.load('blob'), corrupt);
+    assert.equal(names.loadCached('blob'), undefined, 'nothing mangled was cached');
+    await assert.rejects(names.load('blob'), corrupt, 'still refused on the second load');
+    await assert.rejects(names.has('blob'), corrupt);
+    await assert.rejects(names.entries(), corrupt);
+    await names.store('replacement-char', 'a\uFFFDb');
+    assert.equal(await names.load('replacement-char'), 'a\uFFFDb');
+    await raw.del(`${keyPrefix}blob`);
+    assert.deepEqual(await names.entries(), [['replacement-char', 'a\uFFFDb']]);
+    await names.dispose();
+  });
+
+  test('an onNearInvalidated or clock that is not a function is refused at construction naming the option, not a TypeError later', async () => {
+    const base = { name: 'x', link, codec: int64Codec, validate: () => true as const, keyPrefix: uniquePrefix('callbacks'), sizeRefreshMs: 0 };
+    for (const option of ['onNearInvalidated', 'clock'] as const) {
+      for (const bad of ['log', 42, {}, null]) {
+        assert.throws(
+          () => new RemoteGovernedMap<bigint>({ ...base, [option]: bad as never }),
+          (error: unknown) => error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION' && error.message.includes(`"${option}"`),
+          `${option}: ${JSON.stringify(bad)}`,
+        );
+      }
+    }
+  });
 });

@@ -40,6 +40,11 @@ export const Status = Object.freeze({
  * Compare-and-set. ARGV[1] = 'absent' (expect no key) or 'equals' (expect ARGV[2]);
  * ARGV[3] = the new value. Replies {1} written, {2, current} changed, {0} absent when a value
  * was expected.
+ *
+ * KEEPTTL (Redis >= 6.0, which RESP3 tracking needs anyway): an expiry another tool put on the
+ * key ("daily limit used", reset at midnight) must survive our write as it survives INCRBY in
+ * BOUNDED_ADD; a plain SET would drop it, so whether a key ever expires would depend on which
+ * operation wrote it last.
  */
 export const CAS_SET = script(
   'cas-set',
@@ -50,7 +55,7 @@ else
   if not current then return {0} end
   if current ~= ARGV[2] then return {2, current} end
 end
-redis.call('SET', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
 return {1}`,
 );
 
@@ -100,4 +105,17 @@ if cmp(current, ARGV[1]) < 0 then return {-1, current} end
 if cmp(current, ARGV[2]) > 0 then return {-2, current} end
 redis.call('INCRBY', KEYS[1], ARGV[3])
 return {1, current}`,
+);
+
+/**
+ * The bytes of KEYS[1] as lowercase hex (false when absent). node-redis decodes every reply as
+ * UTF-8, turning each invalid sequence into U+FFFD; hex is ASCII, so it survives that decoding and
+ * tells a value that really holds U+FFFD from bytes that are not text. Only asked for a value that
+ * came back holding U+FFFD, so the usual read stays one GET.
+ */
+export const RAW_HEX = script(
+  'raw-hex',
+  `local v = redis.call('GET', KEYS[1])
+if not v then return false end
+return (string.gsub(v, '.', function(c) return string.format('%02x', string.byte(c)) end))`,
 );

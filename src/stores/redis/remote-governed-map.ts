@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { notifyMapCreated } from '../../map/creation-hooks.ts';
 import {
   AsyncRangeCallbackError,
@@ -28,7 +29,7 @@ import type { ValueCodec } from './codec.ts';
 import { RedisCommandRefusedError, RedisUnavailableError, RedisValueCorruptError } from './errors.ts';
 import { LinkFailure, MAX_TIMER_MS } from './link.ts';
 import type { RedisLink } from './link.ts';
-import { BOUNDED_ADD, CAS_DELETE, CAS_SET, Status } from './lua.ts';
+import { BOUNDED_ADD, CAS_DELETE, CAS_SET, RAW_HEX, Status } from './lua.ts';
 import type { LuaScript } from './lua.ts';
 import { ABSENT, NearCache } from './near-cache.ts';
 import type { Cached } from './near-cache.ts';
@@ -51,7 +52,7 @@ export interface Int64Bounds {
 }
 
 export interface NearCacheConfig {
-  /** Entries kept in process; past it the oldest-read is dropped. 0 disables. Default 100,000. */
+  /** Entries kept in process; past it the oldest-inserted is dropped (not the least recently read). 0 disables. Default 100,000. */
   readonly maxEntries?: number;
   /**
    * While Redis is unreachable, near-cache entries are served for at most this many ms after the
@@ -811,7 +812,8 @@ export class RemoteGovernedMap<V> {
 
   /** A GET, decoded; absent = ABSENT. Throws LinkFailure or RedisValueCorruptError. */
   async #fetch(_operation: string, key: string): Promise<Cached<V>> {
-    const raw = await this.#link.get(this.keyPrefix + key);
+    let raw = await this.#link.get(this.keyPrefix + key);
+    if (raw !== null && raw.includes('\uFFFD')) raw = await this.#checkedText(key);
     if (raw === null) return ABSENT;
     const value = this.#codec.decode(raw);
     if (value === undefined) throw this.#corrupt(key, raw);
@@ -884,6 +886,21 @@ export class RemoteGovernedMap<V> {
     }
   }
 
+  /**
+   * The value of `key` read again as bytes, for a GET that came back holding U+FFFD: the text it
+   * holds (null if gone meanwhile), or RedisValueCorruptError if its bytes are not UTF-8, which a
+   * plain GET hands back mangled (U+FFFD for each bad sequence) as if it were the value.
+   */
+  async #checkedText(key: string): Promise<string | null> {
+    const hex = await this.#link.runScript(RAW_HEX, this.keyPrefix + key, []);
+    if (typeof hex !== 'string') return null;
+    const bytes = Buffer.from(hex, 'hex');
+    if (!isUtf8(bytes)) {
+      throw new RedisValueCorruptError(this.name, key, this.keyPrefix + key, 'holds bytes that are not valid UTF-8 text (another program wrote them), which would read as U+FFFD in place of each bad sequence');
+    }
+    return bytes.toString('utf8');
+  }
+
   #corrupt(key: string, raw: string): RedisValueCorruptError {
     return new RedisValueCorruptError(this.name, key, this.keyPrefix + key, `holds ${JSON.stringify(raw.slice(0, 40))}, which codec ${this.#codec.kind} does not accept`);
   }
@@ -952,9 +969,10 @@ export class RemoteGovernedMap<V> {
         ),
       );
       for (let i = 0; i < fresh.length; i++) {
-        const raw = raws[i]!;
-        if (raw === null) continue; // deleted since the scan saw it
         const key = fresh[i]!.slice(prefix.length);
+        let raw: string | null = raws[i]!;
+        if (raw !== null && raw.includes('\uFFFD')) raw = await this.#checkedText(key);
+        if (raw === null) continue; // deleted since the scan saw it
         const value = this.#codec.decode(raw);
         if (value === undefined) throw this.#corrupt(key, raw);
         out.push([key, value]);
@@ -1003,6 +1021,10 @@ export function remoteMapSettings<V>(options: Omit<RemoteGovernedMapOptions<V>, 
     throw new ConfigurationError('validate', `map "${options.name}" needs a business validator: every write must pass one (a bare, unvalidated store is forbidden)`);
   }
   if (options.validateDelete !== undefined && typeof options.validateDelete !== 'function') throw new ConfigurationError('validateDelete', 'must be a function when given');
+  // Both are called later, from a socket handler or a timer: a non-function would fail there as a
+  // bare TypeError (swallowed, or breaking every operation), far from the option that caused it.
+  if (options.onNearInvalidated !== undefined && typeof options.onNearInvalidated !== 'function') throw new ConfigurationError('onNearInvalidated', 'must be a function (key: string | null) => void when given');
+  if (options.clock !== undefined && typeof options.clock !== 'function') throw new ConfigurationError('clock', 'must be a function returning milliseconds when given');
   const codec = options.codec;
   if (codec === null || typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function' || typeof codec.check !== 'function') {
     throw new ConfigurationError('codec', 'must be a ValueCodec (int64Codec for money, stringCodec, or your own encode/decode/check)');
