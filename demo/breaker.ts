@@ -211,6 +211,13 @@ export async function installSettlement(context: DemoContext, options: DemoSettl
 
   context.onClose(async () => {
     await backlog.close();
+    // The backlog lives in memory only: what the gateway never got goes to the log, whole, so the
+    // booked transfers it belongs to can be reconciled rather than left apart from the gateway unseen.
+    const unsent = backlog.pendingSettlements();
+    if (unsent.length > 0) {
+      console.error(`govmap demo: ${unsent.length} settlement(s) of booked transfers not sent to the gateway (the backlog is not kept across restarts; reconcile them):`);
+      for (const s of unsent) console.error(JSON.stringify({ org: s.org, from: s.from, to: s.to, amount: formatAmount(s.amount), queuedAt: new Date(s.queuedAt).toISOString() }));
+    }
     await sync.close();
     group.dispose();
     await store.close();

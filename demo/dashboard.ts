@@ -19,7 +19,7 @@ import type { BalanceBook } from './book.ts';
 import type { DemoSettlement } from './breaker.ts';
 import { SpoolVerifier } from './spool-verifier.ts';
 import type { VerifySummary } from './spool-verifier.ts';
-import { HttpError } from './http.ts';
+import { HttpError, openEndedAnswers } from './http.ts';
 import type { DemoRouting } from './routing.ts';
 import type { DemoContext } from './server.ts';
 
@@ -512,6 +512,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
       res.end();
       return;
     }
+    openEndedAnswers.add(res);
     res.write(`retry: 2000\nevent: history\ndata: ${JSON.stringify({ intervalMs, samples: history })}\n\n`);
     clients.add(res);
     audit?.watch(true);

@@ -24,6 +24,12 @@ export function serviceUrl(host: string, port: number): string {
   return `http://${isIPv6(host) ? `[${host}]` : host}:${port}`;
 }
 
+/**
+ * Answers that never end by themselves (the dashboard's event stream): a graceful close does not
+ * wait for them, or it would wait for ever (see startDemo's close).
+ */
+export const openEndedAnswers = new WeakSet<ServerResponse>();
+
 /** Bodies of this service are a few fields; anything bigger is a mistake or an attack. */
 export const MAX_BODY_BYTES = 4096;
 

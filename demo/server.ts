@@ -5,7 +5,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { ConfigurationError } from '../src/map/index.ts';
 import { MapMetrics } from '../src/metrics/index.ts';
 import { installAccountRoutes } from './accounts.ts';
-import { sendError, sendJson, serviceUrl } from './http.ts';
+import { openEndedAnswers, sendError, sendJson, serviceUrl } from './http.ts';
 import { Ledger } from './ledger.ts';
 import { auditGovernance, auditSummary, installAudit, startDemoAudit, switchAudit } from './audit.ts';
 import type { DemoAuditOptions } from './audit.ts';
@@ -194,6 +194,12 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     void router.handle(req, res);
   });
   server.on('clientError', answerClientError);
+  // Per connection, not per request: close() looks at each one's answer in progress (see drain).
+  const connections = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
   // Slow-loris and idle sockets must not pin the service.
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
@@ -226,13 +232,48 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     close: async () => {
       // Our own traffic first: none of its requests may be cut mid-flight by the closing server.
       await traffic?.stop();
-      await new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      });
+      // No new connections; then the answers already underway go out before the rest is cut: a
+      // transfer is booked before its settlement is awaited, and a client whose connection was
+      // cut then cannot tell whether it was (and may send it again).
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await drain(connections, CLOSE_DRAIN_MS);
+      server.closeAllConnections();
+      await closed;
       await runCloseHooks(closeHooks);
     },
   };
+}
+
+/** How long close() waits for the answers underway, ms: the server's own request timeout. */
+const CLOSE_DRAIN_MS = 10_000;
+
+/**
+ * Resolves once no connection owes an answer (pipelined ones included), or after `ms`. Answers
+ * that never end by themselves (openEndedAnswers) are not waited for.
+ */
+function drain(connections: ReadonlySet<Socket>, ms: number): Promise<void> {
+  const owing = [...connections].filter((socket) => {
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    return inFlight !== undefined && inFlight !== null && !openEndedAnswers.has(inFlight);
+  });
+  if (owing.length === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    let left = owing.length;
+    const deadline = setTimeout(resolve, ms).unref();
+    for (const socket of owing) {
+      let done = false;
+      const settle = (): void => {
+        if (done) return;
+        done = true;
+        if (--left === 0) {
+          clearTimeout(deadline);
+          resolve();
+        }
+      };
+      socket.once('close', settle);
+      whenAnswered(socket, settle);
+    }
+  });
 }
 
 /**

@@ -121,6 +121,11 @@ export class SettlementBacklog {
     };
   }
 
+  /** The settlements still pending, each org's oldest first. */
+  pendingSettlements(): PendingSettlement[] {
+    return [...this.#byOrg.values()].flat();
+  }
+
   /** Stops the rounds (after the one running, if any); what is pending stays counted. */
   async close(): Promise<void> {
     clearInterval(this.#timer);

@@ -168,3 +168,30 @@ describe('concurrency over HTTP', () => {
     assert.equal(await balanceOf('acct-000009'), '0');
   });
 });
+
+describe('shutdown', () => {
+  test('close() answers a transfer already in flight (it was booked) instead of cutting its connection, with a dashboard stream open', async () => {
+    // Settlement takes 150 ms, so the transfer is booked and still owed its answer when close() starts.
+    const service = await startDemo({ port: 0, accounts: 3, openingBalance: 10_000n, settlement: { latencyMs: 150 } });
+    const stream = await fetch(`${service.url}/events`);
+    assert.equal(stream.status, 200);
+    const reading = stream.text().catch(() => 'cut');
+    const answer = fetch(`${service.url}/transfers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ from: 'acct-000001', to: 'acct-000002', amount: '700' }),
+    }).then(
+      async (response) => ({ status: response.status, json: JSON.parse(await response.text()) }),
+      (error: unknown) => ({ status: 0, json: { error: String((error as { cause?: unknown }).cause ?? error) } }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const closing = Date.now();
+    await service.close();
+    assert.ok(Date.now() - closing < 5_000, 'the dashboard stream (which never ends by itself) does not hold the close');
+    const { status, json } = await answer;
+    assert.equal(status, 200, JSON.stringify(json));
+    assert.equal(json.from.balance, '9300');
+    assert.equal(json.settlement.status, 'settled');
+    await reading;
+  });
+});

@@ -125,3 +125,31 @@ test('demo: transfers whose settlement failed are settled by a later batch once 
     await demo.close();
   }
 });
+
+test('demo: settlements still pending when the demo stops are listed on stderr for reconciliation, not dropped unseen', async (t) => {
+  const token = 'settlement-backlog-test-token';
+  const demo = await startDemo({ port: 0, accounts: 4, openingBalance: 10_000n, adminToken: token, settlement: { retryEveryMs: 3_600_000, latencyMs: 0 }, sandbox: { stateDirectory: null } });
+  const logged: string[] = [];
+  try {
+    const faults = await fetch(`${demo.url}/admin/faults`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ org: '2002', failureRate: 1 }),
+    });
+    assert.equal(faults.status, 200);
+    const r = await fetch(`${demo.url}/transfers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-biz-tag': 'orgId:2002|txnType:transfer' },
+      body: JSON.stringify({ from: 'acct-000001', to: 'acct-000002', amount: '10' }),
+    });
+    assert.equal(((await r.json()) as any).settlement.status, 'queued');
+  } finally {
+    t.mock.method(console, 'error', (...args: unknown[]) => logged.push(args.map(String).join(' ')));
+    await demo.close();
+    t.mock.restoreAll();
+  }
+  const header = logged.findIndex((line) => /1 settlement\(s\) of booked transfers not sent to the gateway/.test(line));
+  assert.ok(header !== -1, logged.join('\n'));
+  const listed = JSON.parse(logged[header + 1]!);
+  assert.deepEqual({ ...listed, queuedAt: typeof listed.queuedAt }, { org: '2002', from: 'acct-000001', to: 'acct-000002', amount: '10', queuedAt: 'string' });
+});
