@@ -39,9 +39,10 @@ export interface KafkaForwarderOptions {
   /** Records per send. Default 20,000. */
   readonly batchRecords?: number;
   /**
-   * Batches handed to the client before the oldest is acknowledged. Default 3. The client sends
-   * one produce request at a time per connection (idempotent, ordered); the others are encoded
-   * and compressed meanwhile. Each one holds up to `batchBytes` of records in memory.
+   * Batches read and handed to the producer lanes before the oldest is acknowledged. Default 3.
+   * Each lane gives its producer one at a time (per-key order through a failure, see
+   * kafka-producer-worker.ts); the others are read and split meanwhile. Each one holds up to
+   * `batchBytes` of records in memory.
    */
   readonly maxInFlight?: number;
   /**
@@ -336,11 +337,10 @@ export class KafkaForwarder {
   // ------------------------------------------------------------------ loop
 
   /**
-   * The send pipeline: up to `maxInFlight` batches are read, handed to the client and awaited in
-   * spool order. The client serialises produce requests on the connection (one in flight for an
-   * idempotent producer) but encodes and compresses a batch as soon as it is handed over, so a
-   * second batch is compressed while the broker acknowledges the first, and a third is read and
-   * parsed meanwhile; the forwarder is otherwise idle for every round trip.
+   * The send pipeline: up to `maxInFlight` batches are read, handed to the lanes and awaited in
+   * spool order. A lane sends them one at a time (a send queued in the client behind a failed
+   * one would be sent under a new producer session, ahead of the failed one's resend); the next
+   * batches are read and split meanwhile, so the forwarder is not idle for every round trip.
    *
    * Invariants: the cursor (and the checkpoint) only moves past a batch once it and every batch
    * before it are acknowledged; on any failure every batch still in flight is let settle and then
@@ -1084,11 +1084,17 @@ export class AuditDeduplicator {
     return key === null ? false : this.accept(key);
   }
 
-  /** `dedup` is a dedup key (`<actor>:<seq>`, as in the optional header). True the first time only. */
+  /**
+   * `dedup` is a dedup key (`<actor>:<seq>`, as in the optional header). True the first time only;
+   * false, like `acceptRecord` for what is not a record, for a string that is not a dedup key.
+   */
   accept(dedup: string): boolean {
     const cut = dedup.lastIndexOf(':');
-    const actor = dedup.slice(0, cut);
     const seq = Number(dedup.slice(cut + 1));
+    // A foreign or damaged header used to be held as a seq (NaN, 1.5): its jumps then made
+    // ranges that took the actor's late records for repeats, dropping them.
+    if (cut === -1 || !/^[1-9][0-9]*$/.test(dedup.slice(cut + 1)) || !Number.isSafeInteger(seq)) return false;
+    const actor = dedup.slice(0, cut);
     let state = this.#actors.get(actor);
     if (state === undefined) {
       state = { through: 0, above: new Set(), late: [] };

@@ -18,7 +18,9 @@
  *
  * Invariants: a send that does not settle within `sendTimeoutMs` is answered `failed` (timeout)
  * and left to fail on its own; the lane never retries by itself (the forwarder resends from its
- * last acknowledged record, with a new producer in every lane).
+ * last acknowledged record, with a new producer in every lane). Sends reach the producer one at
+ * a time, each once the one before it is acknowledged (see `previous`); after a failed send, every
+ * send until the next `discard` is answered `failed` without reaching the producer.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Producer } from '@platformatic/kafka';
@@ -31,6 +33,22 @@ const data = workerData as ProducerLaneData;
 const port = parentPort!;
 const kafka = await import('@platformatic/kafka');
 let producer: Producer | undefined;
+/**
+ * Why a send of this producer session failed; cleared by `discard`. The client drops its
+ * idempotence session on a failed send, so a send after it (the forwarder pipelines batches and
+ * learns of the failure later) would go out under a new producer id, which the broker takes
+ * without the gap check: a later record of a key in Kafka ahead of the failed one's resend.
+ * Refused, it is resent in order with the failed one.
+ */
+let failedEarlier: string | undefined;
+/**
+ * The lane's last send, settled either way: the next send goes to the producer only after it.
+ * Handed over at once, a send queued in the client behind one that failed is "recovered" by the
+ * client (the broker refuses it as out of sequence; the client starts a new producer session and
+ * sends it again), and lands ahead of the failed one's resend. This costs the overlap of the
+ * next batch's compression with the broker's acknowledgement of the current one, in this lane.
+ */
+let previous: Promise<void> = Promise.resolve();
 
 function getProducer(): Producer {
   if (producer === undefined) {
@@ -55,6 +73,7 @@ function getProducer(): Producer {
 async function discard(): Promise<void> {
   const p = producer;
   producer = undefined;
+  failedEarlier = undefined;
   if (p === undefined) return;
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([p.close(true).catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))]);
@@ -124,13 +143,24 @@ port.on('message', (request: ProducerLaneRequest) => {
   };
   switch (request.type) {
     case 'send': {
-      let sending: Promise<unknown>;
-      try {
-        sending = send(request);
-      } catch (error) {
-        sending = Promise.reject(error instanceof Error ? error : new Error(String(error)));
-      }
-      reply(withDeadline(sending).then(() => undefined));
+      const sending = previous.then(() => {
+        if (failedEarlier !== undefined) throw new Error(`not sent: an earlier send of this producer lane failed (${failedEarlier}); sent again, in order, from the last acknowledged record`);
+        let work: Promise<unknown>;
+        try {
+          work = send(request);
+        } catch (error) {
+          work = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+        }
+        return withDeadline(work).then(
+          () => undefined,
+          (error: unknown) => {
+            failedEarlier ??= error instanceof LaneTimeout ? `no answer within ${data.sendTimeoutMs} ms` : describeKafkaError(error);
+            throw error;
+          },
+        );
+      });
+      previous = sending.catch(() => undefined);
+      reply(sending);
       break;
     }
     case 'partitions':

@@ -114,3 +114,17 @@ test('maxPending must be a positive integer: a typed error, not a deduplicator t
     assert.throws(() => new AuditDeduplicator(bad), (error: Error & { code?: string }) => error.code === 'GOVMAP_AUDIT_INVALID_CONFIGURATION' && error.message.includes('maxPending'));
   }
 });
+
+test('a string that is not a dedup key (a foreign govmap-dedup header) is not accepted, and the actor\'s genuine records are still accepted once each', () => {
+  const dedup = new AuditDeduplicator(4);
+  for (const bad of ['no-colon', 'svc/a:abc', 'svc/a:1.5', 'svc/a:-3', 'svc/a:0', 'svc/a:', 'svc/a:1e3', 'svc/a:9007199254740993']) {
+    assert.equal(dedup.accept(bad), false, `${JSON.stringify(bad)} is not a dedup key`);
+  }
+  assert.equal(dedup.duplicates, 0, 'none of them counts as a repeat');
+  // Past maxPending, so the mark jumps over seqs 1 and 2, which have not arrived yet (a partition read behind).
+  for (let seq = 3; seq <= 22; seq++) assert.equal(dedup.accept(`svc/a:${seq}`), true, `seq ${seq}`);
+  assert.equal(dedup.accept('svc/a:1'), true, 'seq 1, late, is accepted');
+  assert.equal(dedup.accept('svc/a:2'), true, 'seq 2, late, is accepted');
+  assert.equal(dedup.accept('svc/a:1'), false, 'seq 1 resent is a repeat');
+  assert.equal(dedup.accept('svc/a:22'), false, 'seq 22 resent is a repeat');
+});

@@ -20,6 +20,8 @@ import { join } from 'node:path';
 import { createServer } from 'node:net';
 import type { Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import type { ProducerLaneData, ProducerLaneReply } from '../../src/audit/kafka-lane-protocol.ts';
 
 const KAFKA_SH = fileURLToPath(new URL('../infra/kafka.sh', import.meta.url));
 
@@ -106,6 +108,31 @@ async function where(topic: string, readTo: ReadonlyMap<number, bigint>): Promis
   } finally {
     await admin.close().catch(() => undefined);
   }
+}
+
+/** The values of partition 0 of `topic`, in offset order, once it holds `count` messages. */
+async function topicValues(topic: string, count: number): Promise<string[]> {
+  const consumer = new Consumer({ groupId: `${topic}.values.${Math.random()}`, clientId: 'govmap-audit-test-reader', bootstrapBrokers: BROKERS, maxWaitTime: 200 });
+  const stream = await consumer.consume({ topics: [topic], mode: 'earliest', autocommit: false });
+  const values: string[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${topic} held ${values.length} of ${count} messages within 10 s: ${values.join(' | ')}`)), 10_000);
+      stream.on('error', reject);
+      stream.on('data', (message: { value: Buffer }) => {
+        values.push(message.value.toString('utf8'));
+        if (values.length === count) {
+          clearTimeout(timer);
+          // A moment more: a message past the expected ones would show.
+          setTimeout(resolve, 500);
+        }
+      });
+    });
+  } finally {
+    await stream.close().catch(() => undefined);
+    await consumer.close(true).catch(() => undefined);
+  }
+  return values;
 }
 
 function assertAllArrived(records: ReadonlyMap<string, string>, consumed: Consumed): number {
@@ -538,6 +565,90 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     const dedup = new AuditDeduplicator();
     assert.equal(dedup.acceptRecord(substitute.value), true);
     assert.equal(dedup.acceptRecord(bigLine), false);
+  });
+
+  test('after a send of a producer lane fails, the sends handed to it later are refused until it is discarded: a later record of the key never reaches Kafka before the failed one is resent', async (t) => {
+    if (!needKafka(t)) return;
+    const topic = uniqueTopic('kafka7-lane-order');
+    // A 20 KB limit: the 60 KB record is refused by the broker, the small ones are taken.
+    const admin = new Admin({ clientId: 'govmap-audit-test-admin', bootstrapBrokers: BROKERS });
+    try {
+      await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1, configs: [{ name: 'max.message.bytes', value: '20000' }] });
+    } finally {
+      await admin.close();
+    }
+    const lane = new Worker(new URL('../../src/audit/kafka-producer-worker.ts', import.meta.url), {
+      workerData: { brokers: BROKERS, clientId: 'govmap-audit-test-lane', topic, sendTimeoutMs: 10_000, compression: 'none', dedupHeader: false } satisfies ProducerLaneData,
+    });
+    t.after(() => lane.terminate());
+    let nextId = 1;
+    const ask = (request: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<ProducerLaneReply> => {
+      const id = nextId++;
+      return new Promise((resolve) => {
+        const onReply = (reply: ProducerLaneReply): void => {
+          if (reply.id !== id) return;
+          lane.off('message', onReply);
+          resolve(reply);
+        };
+        lane.on('message', onReply);
+        lane.postMessage({ ...request, id }, transfer);
+      });
+    };
+    /** One record of key `acct-1`, as the forwarder hands it to a lane (partition 0). */
+    const send = (seq: number, value: string): Promise<ProducerLaneReply> => {
+      const key = Buffer.from('acct-1');
+      const line = Buffer.from(JSON.stringify({ v: 1, seq, value, actor: 'clearing/lane-order' }));
+      const data = new Uint8Array(key.length + line.length);
+      data.set(key, 0);
+      data.set(line, key.length);
+      const index = Uint32Array.from([0, key.length, key.length, data.length, 0]);
+      return ask({ type: 'send', data, index, count: 1 }, [data.buffer, index.buffer]);
+    };
+    assert.equal((await send(1, 'first')).type, 'ok');
+    const refused = await send(2, randomBytes(45_000).toString('base64'));
+    assert.equal(refused.type, 'failed', 'the broker refuses the 60 KB record');
+    // The forwarder had already handed this one over (pipelined) when the failure came back: sent,
+    // seq 3 would be in Kafka ahead of seq 2's resend (its substitute), out of seq order for the key.
+    const later = await send(3, 'third');
+    assert.equal(later.type, 'failed', 'a send handed over after the failure is not sent');
+    assert.match((later as { message: string }).message, /earlier send .*failed/);
+    assert.deepEqual(await topicValues(topic, 1), ['{"v":1,"seq":1,"value":"first","actor":"clearing/lane-order"}'], 'Kafka holds the record before the failure only');
+    // The forwarder discards the producers, then resends from the last acknowledged record.
+    assert.equal((await ask({ type: 'discard' })).type, 'ok');
+    assert.equal((await send(2, 'its substitute')).type, 'ok');
+    assert.equal((await send(3, 'third')).type, 'ok');
+    const seqs = (await topicValues(topic, 3)).map((value) => (JSON.parse(value) as { seq: number }).seq);
+    assert.deepEqual(seqs, [1, 2, 3], 'the key\'s records are in the partition in seq order');
+  });
+
+  test('a pipelined send refused by the broker: the records of a key still reach the partition in seq order (first copies, after dedup)', { timeout: 120_000 }, async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('kafka7-pipelined-order');
+    const admin = new Admin({ clientId: 'govmap-audit-test-admin', bootstrapBrokers: BROKERS });
+    try {
+      await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1, configs: [{ name: 'max.message.bytes', value: '20000' }] });
+    } finally {
+      await admin.close();
+    }
+    // One record per send, three in flight: the sends after the refused one are already handed
+    // over, and the next is handed over as soon as the one before the refused one is acknowledged.
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-pipelined-order', recordValue: (v) => String(v), kafka: { brokers: BROKERS, topic, compression: 'none', batchRecords: 1, maxInFlight: 3, backoffMs: 50 } });
+    t.after(() => audit.stop());
+    const map = new GovernedMap<string, string>({ name: 'documents', validate: () => true });
+    audit.attach(map);
+    map.store('doc-1', 'first');
+    map.store('doc-1', randomBytes(45_000).toString('base64'));
+    for (let i = 0; i < 20; i++) map.store('doc-1', `after ${i}`);
+    await audit.flush();
+    await audit.forwarder!.drain(30_000);
+    const expected = [...spoolRecords(dir).values()].filter((line) => line.includes('"resource_id":"doc-1"')).length;
+    const values = await topicValues(topic, audit.forwarder!.stats().sent);
+    await audit.stop();
+    const dedup = new AuditDeduplicator();
+    const seqs = values.filter((value) => value.includes('"resource_id":"doc-1"') && dedup.acceptRecord(value)).map((value) => (JSON.parse(value) as { seq: number }).seq);
+    assert.equal(seqs.length, expected, 'every record of doc-1 arrived');
+    assert.deepEqual(seqs, seqs.toSorted((a, b) => a - b), `doc-1's records in partition order: ${seqs.join(',')}`);
   });
 
   for (const [past, moved] of [
