@@ -205,7 +205,8 @@ export class SwitchBoard {
 
   /** Replaces the whole set. Returns the new snapshot, or null when nothing changed (no new version). */
   replace(switches: SwitchSetInput, change: SwitchChangeRequest): SwitchSnapshot | null {
-    const definitions = this.#validate(() => parseSwitchSet(switches, `${change.source ?? 'api'} (${change.actor})`));
+    const origin = originOf(change);
+    const definitions = this.#validate(() => parseSwitchSet(switches, origin));
     return this.#swap(definitions, change);
   }
 
@@ -214,7 +215,7 @@ export class SwitchBoard {
    * refused (SwitchConfigError): which one was meant cannot be told, so neither is guessed.
    */
   update(patch: { readonly set?: SwitchSetInput; readonly remove?: readonly string[] }, change: SwitchChangeRequest): SwitchSnapshot | null {
-    const origin = `${change.source ?? 'api'} (${change.actor})`;
+    const origin = originOf(change);
     const next = new Map(this.#definitionsOf(this.#current));
     const set = this.#validate(() => parseSwitchSet(patch.set ?? {}, origin));
     const given: unknown = patch.remove ?? [];
@@ -240,7 +241,8 @@ export class SwitchBoard {
   /** Sets one switch. */
   set(name: string, definition: unknown, change: SwitchChangeRequest): SwitchSnapshot | null {
     if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);
-    const parsed = this.#validate(() => parseSwitchDefinition(name, definition, `${change.source ?? 'api'} (${change.actor})`));
+    const origin = originOf(change);
+    const parsed = this.#validate(() => parseSwitchDefinition(name, definition, origin));
     const next = new Map(this.#definitionsOf(this.#current));
     next.set(name, parsed);
     return this.#swap(next, change);
@@ -290,8 +292,6 @@ export class SwitchBoard {
 
   #swap(definitions: ReadonlyMap<string, SwitchDefinition>, change: SwitchChangeRequest): SwitchSnapshot | null {
     if (this.replica) throw new SwitchReplicaReadOnlyError(this.name);
-    if (typeof change?.actor !== 'string' || change.actor.trim() === '') throw new ConfigurationError('change.actor', 'every switch change names who makes it');
-    if (typeof change.reason !== 'string') throw new ConfigurationError('change.reason', 'every switch change says why (a string)');
     const previous = this.#current;
     if (change.expectedVersion !== undefined && change.expectedVersion !== previous.version) {
       this.counters.rejectedChanges++;
@@ -353,6 +353,22 @@ export class SwitchBoard {
   #now(): string {
     return new Date(this.#clock()).toISOString();
   }
+}
+
+/**
+ * Checks a change request before anything is parsed (its actor names the origin of every
+ * validation error) and returns that origin. `expectedVersion` must be a version a board can be
+ * at: a string "3" from an If-Match header never equals version 3, and was reported as "expected
+ * version 3 but found 3; re-read and retry", a retry that could never succeed.
+ */
+function originOf(change: SwitchChangeRequest): string {
+  if (typeof change?.actor !== 'string' || change.actor.trim() === '') throw new ConfigurationError('change.actor', 'every switch change names who makes it', change?.actor);
+  if (typeof change.reason !== 'string') throw new ConfigurationError('change.reason', 'every switch change says why (a string)', change.reason);
+  const expected: unknown = change.expectedVersion;
+  if (expected !== undefined && !Number.isSafeInteger(expected)) {
+    throw new ConfigurationError('change.expectedVersion', 'a whole number (the version read from board.snapshot.version), or absent for an unconditional change', expected);
+  }
+  return `${change.source ?? 'api'} (${change.actor})`;
 }
 
 /** Names whose definitions differ between two snapshots (added, removed or modified), sorted. */

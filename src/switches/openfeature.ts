@@ -44,7 +44,21 @@ export class GovmapSwitchProvider implements Provider {
     // Duck-typed, not instanceof: a board from another copy of govmap (dist/ and src/) still serves.
     if (typeof (board as Partial<SwitchBoard> | null)?.subscribe !== 'function' || typeof (board as Partial<SwitchBoard>).evaluate !== 'function') throw new ConfigurationError('board', 'GovmapSwitchProvider serves the switches of a SwitchBoard: pass one', board);
     this.#board = board;
-    this.#unsubscribe = board.subscribe((change) => {
+    this.#subscribe();
+  }
+
+  /**
+   * Called by the SDK each time the provider is set where it was not bound: after the SDK closed
+   * it (replaced in its domain, OpenFeature.close()), a provider set again heard no more changes.
+   */
+  // eslint-disable-next-line @typescript-eslint/require-await -- the SDK's contract is a promise
+  async initialize(): Promise<void> {
+    this.#subscribe();
+  }
+
+  #subscribe(): void {
+    if (this.#unsubscribe !== null) return;
+    this.#unsubscribe = this.#board.subscribe((change) => {
       this.events.emit(ProviderEvents.ConfigurationChanged, {
         flagsChanged: [...change.changed],
         metadata: { version: change.next.version, actor: change.next.actor },

@@ -143,6 +143,11 @@ export class StateSwitchSource {
     // As the board asks of every change; and within what the key's schema reads back.
     if (typeof request?.actor !== 'string' || request.actor.trim() === '' || request.actor.length > 200) throw new ConfigurationError('request.actor', 'every switch change names who makes it (1-200 characters)', request?.actor);
     if (typeof request.reason !== 'string' || request.reason.length > 1000) throw new ConfigurationError('request.reason', 'every switch change says why (a string of at most 1000 characters)', request.reason);
+    // A string "1" (from an HTTP header) never equals version 1: it was reported as a conflict with the version it names.
+    const expected: unknown = request.expectedVersion;
+    if (expected !== undefined && expected !== null && !Number.isSafeInteger(expected)) {
+      throw new ConfigurationError('request.expectedVersion', 'a whole number (the switch\'s version), null (write only if absent), or absent', expected);
+    }
     const key = this.#prefix + name;
     for (let attempt = 1; ; attempt++) {
       const current = await this.#store.get(key);

@@ -1,5 +1,6 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import type { PublishedSnapshot, SwitchBoard } from './board.ts';
+import { ConfigurationError } from '../map/errors.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /**
@@ -79,6 +80,10 @@ export interface SwitchFollower {
 /** In a worker: makes `replica` (a board created with `replica: true`) follow the primary of the same name. */
 export function followPrimary(replica: SwitchBoard, options: ThreadChannelOptions & { readonly log?: (message: string, error?: unknown) => void } = {}): SwitchFollower {
   refuseUnknownOptions(options, FOLLOWER_OPTIONS, 'followPrimary');
+  // A board that is not a replica starts at version 1, the primary's number for its own first
+  // set: that snapshot was ignored as not newer, `ready` resolved, and the worker served its own
+  // switches (none) as if in sync until the primary's next change.
+  if (replica?.replica !== true) throw new ConfigurationError('replica', 'followPrimary follows with a board created with { replica: true } (it takes the primary\'s versions and refuses local changes)', replica?.name);
   const channel = new BroadcastChannel(options.channel ?? `govmap:switches:${replica.name}`);
   // Kept referenced until the first snapshot is adopted: a worker whose only pending work is
   // `await follower.ready` would otherwise exit before the primary's answer arrives. Once

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { SwitchBoard, SwitchConfigError, SwitchReplicaReadOnlyError, SwitchVersionConflictError, parseSwitchDocument, parseSwitchSet } from '../../src/switches/index.ts';
 import type { SwitchAuditEvent, SwitchChange } from '../../src/switches/index.ts';
+import { ConfigurationError } from '../../src/map/errors.ts';
 
 function caught(fn: () => unknown): unknown {
   try {
@@ -131,6 +132,36 @@ describe('snapshots', () => {
     board.set('a', false, { ...change(), expectedVersion: 1 });
     assert.throws(() => board.set('a', true, { ...change(), expectedVersion: 1 }), SwitchVersionConflictError);
     assert.equal(board.isOn('a'), false);
+  });
+
+  test('an expectedVersion that is not a whole number (a string from an If-Match header) is refused as such, not reported as a conflict with the very version it names', () => {
+    const board = new SwitchBoard({ initial: { a: true } });
+    board.set('a', false, change());
+    assert.equal(board.snapshot.version, 2);
+    for (const expectedVersion of ['2', 2.5, Number.NaN, Number.POSITIVE_INFINITY, null]) {
+      const error = caught(() => board.set('a', true, { ...change(), expectedVersion: expectedVersion as never }));
+      assert.ok(error instanceof ConfigurationError, `${String(expectedVersion)}: ${String(error)}`);
+      assert.equal(error.code, 'GOVMAP_INVALID_CONFIGURATION');
+      assert.match(error.message, /change\.expectedVersion/);
+      assert.match(error.message, /whole number/);
+    }
+    assert.equal(board.isOn('a'), false);
+    assert.equal(board.snapshot.version, 2);
+  });
+
+  test('a change called without its change request (plain JavaScript) is refused with a ConfigurationError naming change.actor, not a TypeError', () => {
+    const board = new SwitchBoard({ initial: { a: true } });
+    const calls: Array<[string, () => unknown]> = [
+      ['set', () => (board.set as (...args: unknown[]) => unknown)('a', false)],
+      ['update', () => (board.update as (...args: unknown[]) => unknown)({ set: { a: false } })],
+      ['replace', () => (board.replace as (...args: unknown[]) => unknown)({ a: false })],
+    ];
+    for (const [name, call] of calls) {
+      const error = caught(call);
+      assert.ok(error instanceof ConfigurationError, `${name}: ${String(error)}`);
+      assert.match(error.message, /change\.actor/);
+    }
+    assert.equal(board.isOn('a'), true);
   });
 
   test('a change must name its actor', () => {

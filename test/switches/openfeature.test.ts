@@ -78,3 +78,21 @@ test('a non-finite number in the OpenFeature context (Number() of a malformed or
   }
   await provider.onClose();
 });
+
+test('a provider set again after the SDK closed it (replaced, then restored) still reports every change of the board', async () => {
+  const board = new SwitchBoard({ initial: { pilot: true } });
+  const provider = new GovmapSwitchProvider(board);
+  await OpenFeature.setProviderAndWait('govmap-reset', provider);
+  // Replacing a provider makes the SDK call its onClose(); restoring it must bring its events back.
+  await OpenFeature.setProviderAndWait('govmap-reset', new GovmapSwitchProvider(new SwitchBoard()));
+  await OpenFeature.setProviderAndWait('govmap-reset', provider);
+  const client = OpenFeature.getClient('govmap-reset');
+  const changed: EventDetails[] = [];
+  client.addHandler(ProviderEvents.ConfigurationChanged, (details) => {
+    if (details) changed.push(details);
+  });
+  board.set('pilot', false, { actor: 'ops', reason: 'stop the pilot' });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(changed.map((d) => d.flagsChanged), [['pilot']]);
+  assert.equal(await client.getBooleanValue('pilot', true), false);
+});

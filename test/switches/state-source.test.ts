@@ -131,6 +131,10 @@ function suite(kind: string, open: () => StateStore | null, skip: string | false
         await assert.rejects(source.put('a', true, { actor: ' ', reason: 'x' }), (error: unknown) => error instanceof ConfigurationError && /request\.actor/.test(error.message));
         await assert.rejects(source.put('a', true, { actor: 'o'.repeat(201), reason: 'x' }), (error: unknown) => error instanceof ConfigurationError && /1-200 characters/.test(error.message));
         await assert.rejects(source.put('a', true, { actor: 'ops', reason: 'r'.repeat(1001) }), (error: unknown) => error instanceof ConfigurationError && /request\.reason/.test(error.message));
+        // A version read from an HTTP header is a string: "1" is not a conflict with version 1.
+        for (const expectedVersion of ['1', 1.5, Number.NaN]) {
+          await assert.rejects(source.put('a', true, { actor: 'ops', reason: 'x', expectedVersion: expectedVersion as never }), (error: unknown) => error instanceof ConfigurationError && /request\.expectedVersion/.test(error.message) && /whole number/.test(error.message));
+        }
         assert.equal(await store.get(`${prefix}a`), undefined);
       } finally {
         await store.close();

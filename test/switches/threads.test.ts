@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { SwitchBoard, publishToWorkers } from '../../src/switches/index.ts';
+import { ConfigurationError } from '../../src/map/errors.ts';
+import { SwitchBoard, followPrimary, publishToWorkers } from '../../src/switches/index.ts';
 
 interface Seen {
   version: number;
@@ -78,6 +79,22 @@ test('a worker that only awaits follower.ready stays alive for the snapshot, the
     const [code] = (await Promise.race([once(worker, 'exit'), new Promise((r) => setTimeout(r, 10_000)).then(() => ['timeout'])])) as [number | string];
     assert.deepEqual(messages, [{ version: 1, fast: true }], 'the worker got the snapshot before it exited');
     assert.equal(code, 0, 'it exited by itself once ready: the channel no longer holds it');
+  } finally {
+    publisher.close();
+  }
+});
+
+test('following a primary with a board that is not a replica is refused: it would ignore the primary\'s first snapshot and serve its own switches as if in sync', async () => {
+  const primary = new SwitchBoard({ name: 'not-replica', initial: { fast: true } });
+  const publisher = publishToWorkers(primary);
+  // Forgot `replica: true`: the board starts at version 1, the primary's number for its own first set.
+  const follower = new SwitchBoard({ name: 'not-replica' });
+  try {
+    assert.throws(
+      () => followPrimary(follower).close(),
+      (error: unknown) => error instanceof ConfigurationError && /"replica"/.test(error.message) && /replica: true/.test(error.message),
+    );
+    assert.equal(follower.isOn('fast'), false);
   } finally {
     publisher.close();
   }
