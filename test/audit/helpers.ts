@@ -1,5 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { GovernedMap } from '../../src/map/index.ts';
 import type { AuditEvent, SealRecord } from '../../src/audit/event.ts';
@@ -65,4 +67,23 @@ export function readSpool(dir: string): SpoolContent {
 
 export function bySeq(events: readonly AuditEvent[]): AuditEvent[] {
   return [...events].sort((a, b) => a.seq - b.seq);
+}
+
+/**
+ * A "broker" that takes connections and never answers: a black-holed Kafka (packets dropped,
+ * no reset), which a stopped broker is not. Closed, with its connections, when the test ends.
+ * Returns its port on 127.0.0.1.
+ */
+export async function blackHoleBroker(t: { after(fn: () => void): void }): Promise<number> {
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  return (server.address() as { port: number }).port;
 }

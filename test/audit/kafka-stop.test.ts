@@ -3,24 +3,12 @@
  * broker, a black-holing proxy): no real broker needed, a local TCP server stands in for it.
  */
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
-import type { Socket } from 'node:net';
 import { test } from 'node:test';
 import { createAuditRecorder } from '../../src/audit/index.ts';
-import { balances, tempSpool } from './helpers.ts';
+import { balances, blackHoleBroker, tempSpool } from './helpers.ts';
 
 test('a broker that accepts the connection but never answers: stop() returns within kafkaStopDrainMs (not after the send deadline), and the records wait in the spool', async (t) => {
-  const sockets: Socket[] = [];
-  const server = createServer((socket) => {
-    sockets.push(socket);
-    socket.on('error', () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => {
-    for (const socket of sockets) socket.destroy();
-    server.close();
-  });
-  const { port } = server.address() as { port: number };
+  const port = await blackHoleBroker(t);
   const dir = tempSpool(t);
   const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-hung', kafkaStopDrainMs: 1000, kafka: { brokers: [`127.0.0.1:${port}`], topic: 'govmap.audit.hung', sendTimeoutMs: 10_000 } });
   let stopped = false;

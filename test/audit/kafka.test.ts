@@ -13,12 +13,10 @@ import { murmur2Partition } from '../../src/audit/kafka-forwarder.ts';
 import { readJournal } from '../../src/audit/journal.ts';
 import type { AuditRecorder } from '../../src/audit/index.ts';
 import { GovernedMap, GovMapError } from '../../src/map/index.ts';
-import { balances, readSpool, segmentFiles, tempSpool } from './helpers.ts';
+import { balances, blackHoleBroker, readSpool, segmentFiles, tempSpool } from './helpers.ts';
 import { BROKERS, CI, needKafka } from './kafka-env.ts';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
-import type { Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { ProducerLaneData, ProducerLaneReply } from '../../src/audit/kafka-lane-protocol.ts';
@@ -776,17 +774,7 @@ describe('without a reachable broker', () => {
   });
 
   test('a broker that takes the connection and never answers (packets black-holed): healthy turns false at half the send deadline, not at the deadline', { timeout: 60_000 }, async (t) => {
-    const sockets: Socket[] = [];
-    const server = createServer((socket) => {
-      sockets.push(socket);
-      socket.on('error', () => undefined);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    t.after(() => {
-      for (const socket of sockets) socket.destroy();
-      server.close();
-    });
-    const { port } = server.address() as { port: number };
+    const port = await blackHoleBroker(t);
     const dir = tempSpool(t);
     const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-blackhole', kafkaStopDrainMs: 0, kafka: { brokers: [`127.0.0.1:${port}`], topic: 'govmap.audit.blackhole', sendTimeoutMs: 20_000 } });
     t.after(() => audit.stop());
