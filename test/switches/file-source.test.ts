@@ -236,7 +236,13 @@ describe('file source', () => {
     const source = new FileSwitchSource({ path, board, debounceMs: 60_000, pollMs: 0, settleMs: 5, log: (m) => logged.push(m) });
     await source.start();
     let n = 0;
-    const churn = setInterval(() => writeFileSync(path, JSON.stringify({ switches: { a: false, [`s${n++}`]: true } })), 1);
+    // Each version lands whole (written aside, renamed over): a read must never catch a half-written
+    // file here, or the source would rightly report it as invalid JSON (seen under CI load) and
+    // this test would not reach the rule it checks: content that keeps changing.
+    const churn = setInterval(() => {
+      writeFileSync(`${path}.next`, JSON.stringify({ switches: { a: false, [`s${n++}`]: true } }));
+      renameSync(`${path}.next`, path);
+    }, 1);
     try {
       await eventually('the churn to start', () => n > 1);
       assert.equal(await source.reload(), false);
