@@ -5,7 +5,7 @@ import type { SwitchDefinition, SwitchSetInput } from './definition.ts';
 import { SwitchConfigError, SwitchNameError, SwitchReplicaReadOnlyError, SwitchVersionConflictError } from './errors.ts';
 import { SwitchSnapshot, SwitchView } from './snapshot.ts';
 import type { SwitchContext, SwitchEvaluation } from './targeting.ts';
-import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
+import { closestOption, optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
 /** Who changes a switch set and why: recorded on the snapshot and in the audit event. */
 export interface SwitchChangeRequest {
@@ -23,7 +23,7 @@ export interface SwitchChange {
   readonly board: string;
   readonly previous: SwitchSnapshot;
   readonly next: SwitchSnapshot;
-  /** Switches added, removed or modified, sorted. Never empty: a no-op change makes no version. */
+  /** Switches added, removed or modified, sorted. Never empty: a no-op change makes no version, and a replica adopting a version that changes nothing calls no listener. */
   readonly changed: readonly string[];
 }
 
@@ -205,9 +205,10 @@ export class SwitchBoard {
 
   /** Replaces the whole set. Returns the new snapshot, or null when nothing changed (no new version). */
   replace(switches: SwitchSetInput, change: SwitchChangeRequest): SwitchSnapshot | null {
-    const origin = originOf(change);
-    const definitions = this.#validate(() => parseSwitchSet(switches, origin));
-    return this.#swap(definitions, change);
+    return this.#refusalsCounted(() => {
+      const origin = originOf(change);
+      return this.#swap(parseSwitchSet(switches, origin), change);
+    });
   }
 
   /**
@@ -215,54 +216,71 @@ export class SwitchBoard {
    * refused (SwitchConfigError): which one was meant cannot be told, so neither is guessed.
    */
   update(patch: { readonly set?: SwitchSetInput; readonly remove?: readonly string[] }, change: SwitchChangeRequest): SwitchSnapshot | null {
-    const origin = originOf(change);
-    const next = new Map(this.#definitionsOf(this.#current));
-    const set = this.#validate(() => parseSwitchSet(patch.set ?? {}, origin));
-    const given: unknown = patch.remove ?? [];
-    // A string is iterable: `remove: 'fx'` removed switches "f" and "x" and left "fx" in force.
-    if (!Array.isArray(given)) {
-      this.counters.rejectedChanges++;
-      throw new SwitchConfigError(origin, [{ path: 'remove', rule: `a list of switch names, e.g. [${JSON.stringify(typeof given === 'string' ? given : 'name')}]` }]);
-    }
-    const remove = patch.remove ?? [];
-    for (const name of remove) {
-      if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);
-    }
-    const both = remove.flatMap((name, index) => (set.has(name) ? [{ path: `remove[${index}]`, rule: `"${name}" is also in set: a switch is either set or removed by one change, not both` }] : []));
-    if (both.length > 0) {
-      this.counters.rejectedChanges++;
-      throw new SwitchConfigError(origin, both);
-    }
-    for (const name of remove) next.delete(name);
-    for (const [name, definition] of set) next.set(name, definition);
-    return this.#swap(next, change);
+    return this.#refusalsCounted(() => {
+      const origin = originOf(change);
+      const next = new Map(this.#definitionsOf(this.#current));
+      const set = parseSwitchSet(patch.set ?? {}, origin);
+      const given: unknown = patch.remove ?? [];
+      // A string is iterable: `remove: 'fx'` removed switches "f" and "x" and left "fx" in force.
+      if (!Array.isArray(given)) {
+        throw new SwitchConfigError(origin, [{ path: 'remove', rule: `a list of switch names, e.g. [${JSON.stringify(typeof given === 'string' ? given : 'name')}]` }]);
+      }
+      const remove = patch.remove ?? [];
+      for (const name of remove) {
+        if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);
+      }
+      // A misspelt name removed nothing and answered like a success: the switch the operator
+      // meant to take away stayed in force.
+      const issues = remove.flatMap((name, index) => {
+        const path = `remove[${index}]`;
+        if (set.has(name)) return [{ path, rule: `"${name}" is also in set: a switch is either set or removed by one change, not both` }];
+        if (next.has(name)) return [];
+        const meant = closestOption(name, next.keys());
+        return [{ path, rule: `no switch "${name}" on board "${this.name}"${meant === undefined ? '' : ` (did you mean "${meant}"?)`}: nothing to remove` }];
+      });
+      if (issues.length > 0) throw new SwitchConfigError(origin, issues);
+      for (const name of remove) next.delete(name);
+      for (const [name, definition] of set) next.set(name, definition);
+      return this.#swap(next, change);
+    });
   }
 
   /** Sets one switch. */
   set(name: string, definition: unknown, change: SwitchChangeRequest): SwitchSnapshot | null {
-    if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);
-    const origin = originOf(change);
-    const parsed = this.#validate(() => parseSwitchDefinition(name, definition, origin));
-    const next = new Map(this.#definitionsOf(this.#current));
-    next.set(name, parsed);
-    return this.#swap(next, change);
+    return this.#refusalsCounted(() => {
+      if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);
+      const origin = originOf(change);
+      const parsed = parseSwitchDefinition(name, definition, origin);
+      const next = new Map(this.#definitionsOf(this.#current));
+      next.set(name, parsed);
+      return this.#swap(next, change);
+    });
   }
 
   /**
    * Installs a snapshot made by another board (the primary of a worker replica, another
    * process through etcd) with that board's version, if it is newer than ours. No audit event:
-   * the change was audited where it was made. @returns whether it was installed
+   * the change was audited where it was made. Listeners are called only if a switch differs.
+   * @returns whether it was installed
    */
   adopt(published: PublishedSnapshot): boolean {
-    if (!(Number.isSafeInteger(published.version) && published.version > this.#current.version)) return false;
-    const definitions = this.#validate(() => parseSwitchSet(published.switches, `replica of board "${published.board}" v${published.version}`));
-    const previous = this.#current;
-    const next = new SwitchSnapshot(definitions, published);
-    const changed = diff(previous, next);
-    this.#current = next;
-    this.counters.changes++;
-    this.#notify({ board: this.name, previous, next, changed });
-    return true;
+    return this.#refusalsCounted(() => {
+      // A malformed message on the worker channel failed here as a bare TypeError.
+      if (published === null || typeof published !== 'object') {
+        throw new SwitchConfigError(`snapshot adopted by board "${this.name}"`, [{ path: '(root)', rule: 'a published snapshot (board.publish()): an object with version and switches' }]);
+      }
+      if (!(Number.isSafeInteger(published.version) && published.version > this.#current.version)) return false;
+      const definitions = parseSwitchSet(published.switches, `replica of board "${published.board}" v${published.version}`);
+      const previous = this.#current;
+      const next = new SwitchSnapshot(definitions, published);
+      const changed = diff(previous, next);
+      this.#current = next;
+      this.counters.changes++;
+      // The primary's version is taken all the same (logs from every thread agree on it), but a
+      // replica that missed a change and its revert has nothing new to tell its listeners.
+      if (changed.length > 0) this.#notify({ board: this.name, previous, next, changed });
+      return true;
+    });
   }
 
   /** The current snapshot as plain JSON, for another thread or process to `adopt`. */
@@ -277,9 +295,14 @@ export class SwitchBoard {
     return () => this.#listeners.delete(listener);
   }
 
-  #validate<T>(parse: () => T): T {
+  /**
+   * Runs one call of the write API, counting it in `rejectedChanges` if it throws. Every throw of
+   * these calls is a refusal (listener and audit failures are caught where they happen), so one
+   * wrapper counts each refusal once, whichever check made it.
+   */
+  #refusalsCounted<T>(write: () => T): T {
     try {
-      return parse();
+      return write();
     } catch (error) {
       this.counters.rejectedChanges++;
       throw error;
@@ -294,7 +317,6 @@ export class SwitchBoard {
     if (this.replica) throw new SwitchReplicaReadOnlyError(this.name);
     const previous = this.#current;
     if (change.expectedVersion !== undefined && change.expectedVersion !== previous.version) {
-      this.counters.rejectedChanges++;
       throw new SwitchVersionConflictError(`board "${this.name}"`, change.expectedVersion, previous.version);
     }
     const candidate = new SwitchSnapshot(definitions, {

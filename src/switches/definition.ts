@@ -46,6 +46,14 @@ export interface SwitchRollout {
    * switch name. Keep it when renaming a switch to keep the same audience.
    */
   readonly salt: string;
+  /**
+   * How a value becomes a bucket. 1 (default): FNV-1a, as every rollout has always been
+   * bucketed. 2: FNV-1a with a final avalanche mix (murmur3 fmix32), even over the buckets
+   * where FNV-1a alone is measurably lumpy (sequential ids). Versioned, not replaced: a new
+   * default would move every live rollout's audience at once. Changing it on a switch re-draws
+   * that switch's audience.
+   */
+  readonly bucketing: 1 | 2;
 }
 
 /** One switch, normalised and (once in a snapshot) deeply frozen. */
@@ -77,6 +85,7 @@ const rolloutSchema = z.strictObject({
   percent: z.number().min(0).max(100).multipleOf(0.01, 'percent has at most two decimals'),
   by: z.string().regex(CONTEXT_KEY, 'by is a context key [A-Za-z][A-Za-z0-9_]{0,31}').optional(),
   salt: z.string().min(1).max(128).optional(),
+  bucketing: z.literal([1, 2], { error: 'bucketing is 1 (FNV-1a, the default) or 2 (FNV-1a with a final mix)' }).optional(),
 });
 
 const jsonType = (value: unknown): string => (value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value);
@@ -186,7 +195,7 @@ function normalise(name: string, input: DefinitionInput): SwitchDefinition {
     kill: input.kill ?? false,
     value: (input.value ?? true),
     offValue: (input.offValue ?? false),
-    rollout: input.rollout === undefined ? null : { percent: input.rollout.percent, by: input.rollout.by ?? 'orgId', salt: input.rollout.salt ?? name },
+    rollout: input.rollout === undefined ? null : { percent: input.rollout.percent, by: input.rollout.by ?? 'orgId', salt: input.rollout.salt ?? name, bucketing: input.rollout.bucketing ?? 1 },
     allow: (input.allow ?? []).map(audience),
     deny: (input.deny ?? []).map(audience),
     description: input.description ?? '',
@@ -203,7 +212,12 @@ export function definitionToJson(definition: SwitchDefinition): Record<string, J
   if (definition.kill) out.kill = true;
   if (definition.value !== true) out.value = definition.value;
   if (definition.offValue !== false) out.offValue = definition.offValue;
-  if (definition.rollout !== null) out.rollout = { percent: definition.rollout.percent, by: definition.rollout.by, salt: definition.rollout.salt };
+  if (definition.rollout !== null) {
+    // The default is left out: a definition written before bucketing existed reads back (and
+    // compares, and publishes) exactly as it did.
+    const { percent, by, salt, bucketing } = definition.rollout;
+    out.rollout = bucketing === 1 ? { percent, by, salt } : { percent, by, salt, bucketing };
+  }
   if (definition.allow.length > 0) out.allow = definition.allow.map((a) => ({ orgIds: [...a.orgIds], txnTypes: [...a.txnTypes] }));
   if (definition.deny.length > 0) out.deny = definition.deny.map((a) => ({ orgIds: [...a.orgIds], txnTypes: [...a.txnTypes] }));
   if (definition.description !== '') out.description = definition.description;

@@ -46,9 +46,17 @@ export class FileSwitchSource {
       settleMs: options.settleMs,
       pollMs: options.pollMs,
       log: options.log,
+      // A content refused before it reaches the board is a refused change all the same: without
+      // these two counts an operator's broken edit left govmap_switch_rejected_changes_total at 0.
+      refused: () => board.counters.rejectedChanges++,
       apply: (document) => {
         // The whole document is checked (an unknown top-level field is a typo too), then the set applied.
-        parseSwitchDocument(document, `switch file ${this.#file.path}`);
+        try {
+          parseSwitchDocument(document, `switch file ${this.#file.path}`);
+        } catch (error) {
+          board.counters.rejectedChanges++;
+          throw error;
+        }
         board.replace((document as { switches: Record<string, unknown> }).switches, {
           actor: (actor ??= `file:${this.#file.path}`),
           reason: `switch file ${this.#file.path} changed`,

@@ -58,7 +58,7 @@ export class SwitchMetrics {
       });
     };
     counter('switch_changes_total', 'Switch snapshots swapped in (each a new version).', (b) => b.counters.changes);
-    counter('switch_rejected_changes_total', 'Switch changes refused (invalid, or a version conflict); nothing was applied.', (b) => b.counters.rejectedChanges);
+    counter('switch_rejected_changes_total', 'Switch changes refused by the board or a source writing to it (invalid, unknown switch, version conflict, replica read-only); nothing was applied.', (b) => b.counters.rejectedChanges);
     counter('switch_audit_errors_total', 'Switch changes whose audit event could not be recorded.', (b) => b.counters.auditErrors);
     new Counter({
       name: `${p}switch_source_errors_total`,

@@ -138,6 +138,15 @@ export class StateSwitchSource {
    * @throws SwitchVersionConflictError when `expectedVersion` is given and not current
    */
   async put(name: string, definition: unknown, request: SwitchWriteRequest): Promise<number> {
+    try {
+      return await this.#write(name, definition, request);
+    } catch (error) {
+      this.#countRefusal(error);
+      throw error;
+    }
+  }
+
+  async #write(name: string, definition: unknown, request: SwitchWriteRequest): Promise<number> {
     if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);
     parseSwitchDefinition(name, definition, `write of ${this.#prefix}${name}`);
     // As the board asks of every change; and within what the key's schema reads back.
@@ -169,8 +178,23 @@ export class StateSwitchSource {
 
   /** Deletes switch `name`. @returns whether it existed */
   async remove(name: string): Promise<boolean> {
-    if (typeof name !== 'string' || !SWITCH_NAME.test(name)) throw new SwitchNameError(name);
+    if (typeof name !== 'string' || !SWITCH_NAME.test(name)) {
+      const error = new SwitchNameError(name);
+      this.#countRefusal(error);
+      throw error;
+    }
     return this.#store.delete(this.#prefix + name);
+  }
+
+  /**
+   * A write this source refused never reaches the board, whose counter is the one
+   * `govmap_switch_rejected_changes_total` reads: count it there, as the board counts its own
+   * refusals. A store that is down refused nothing (the change may succeed on retry).
+   */
+  #countRefusal(error: unknown): void {
+    if (error instanceof SwitchNameError || error instanceof SwitchConfigError || error instanceof ConfigurationError || error instanceof SwitchVersionConflictError) {
+      this.#board.counters.rejectedChanges++;
+    }
   }
 
   status(): StateSwitchSourceStatus {

@@ -62,7 +62,7 @@ export function decide(definition: SwitchDefinition, context: SwitchContext): { 
     if (key === undefined || key === '') return { on: false, reason: 'ROLLOUT_KEY_MISSING' };
     // bucket < percent% of ROLLOUT_BUCKETS; percent has two decimals, so percent * 100 is the
     // bucket count (rounded to shed the float error of e.g. 12.34 * 100 = 1233.9999...).
-    return rolloutBucket(rollout.salt, key) < Math.round(rollout.percent * 100)
+    return rolloutBucket(rollout.salt, key, rollout.bucketing) < Math.round(rollout.percent * 100)
       ? { on: true, reason: 'ROLLOUT_INCLUDED' }
       : { on: false, reason: 'ROLLOUT_EXCLUDED' };
   }
@@ -112,11 +112,21 @@ export function orgMatches(pattern: string, orgId: string): boolean {
  * The rollout bucket of `value` under `salt`: FNV-1a over the UTF-16 code units of
  * `salt + "\u0000" + value`, reduced mod ROLLOUT_BUCKETS. The NUL separator keeps ("ab","c")
  * and ("a","bc") apart. FNV-1a is not cryptographic; rollout needs stability and spread, not secrecy.
+ * `bucketing` 2 (opt-in, see SwitchRollout) passes the hash through murmur3's fmix32 first:
+ * FNV-1a ends without a final mix, and sequential org ids under some salts land unevenly across
+ * the percent bins (a 100-bin chi-square of 258 where 148 is the p = 0.001 limit).
  */
-export function rolloutBucket(salt: string, value: string): number {
+export function rolloutBucket(salt: string, value: string, bucketing: 1 | 2 = 1): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < salt.length; i++) hash = Math.imul(hash ^ salt.charCodeAt(i), 0x01000193);
   hash = Math.imul(hash ^ 0, 0x01000193);
   for (let i = 0; i < value.length; i++) hash = Math.imul(hash ^ value.charCodeAt(i), 0x01000193);
+  if (bucketing === 2) {
+    hash ^= hash >>> 16;
+    hash = Math.imul(hash, 0x85ebca6b);
+    hash ^= hash >>> 13;
+    hash = Math.imul(hash, 0xc2b2ae35);
+    hash ^= hash >>> 16;
+  }
   return (hash >>> 0) % ROLLOUT_BUCKETS;
 }

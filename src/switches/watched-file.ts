@@ -20,6 +20,12 @@ export interface WatchedFileOptions {
   readonly path: string;
   /** Called with each new content (parsed JSON/YAML document). Throwing rejects that content. */
   readonly apply: (document: unknown, text: string) => void;
+  /**
+   * Called once for each new content refused before `apply` saw it (empty, not valid JSON or
+   * YAML), so the owner can count it as a refused change as it counts `apply`'s own refusals.
+   * A file that cannot be read at all is no content and does not call it.
+   */
+  readonly refused?: (error: unknown) => void;
   /** Names the file's role in messages (`switch file`, `route table file`). */
   readonly role: string;
   /**
@@ -53,7 +59,7 @@ export interface WatchedFileOptions {
 
 /** Every key of WatchedFileOptions (the compiler checks the two stay the same): any other is refused. */
 const WATCHED_FILE_OPTIONS = optionKeys<WatchedFileOptions>({
-  path: true, apply: true, role: true, error: true, maxBytes: true, debounceMs: true, settleMs: true, pollMs: true, log: true,
+  path: true, apply: true, refused: true, role: true, error: true, maxBytes: true, debounceMs: true, settleMs: true, pollMs: true, log: true,
 });
 
 export interface WatchedFileStatus {
@@ -243,7 +249,11 @@ export class WatchedFile {
     const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
     // Checked before parsing: YAML reads an empty file as null, which the schema would report as
     // "expected object, received null" instead of saying what is wrong.
-    if (text.trim() === '') throw this.#error(`${this.#options.role} ${this.path}`, 'the file is empty (an empty file is refused, never read as an empty set)');
+    const refuse = (error: GovMapError): GovMapError => {
+      this.#options.refused?.(error);
+      return error;
+    };
+    if (text.trim() === '') throw refuse(this.#error(`${this.#options.role} ${this.path}`, 'the file is empty (an empty file is refused, never read as an empty set)'));
     let document: unknown;
     try {
       // A .json file must be JSON (YAML syntax in it is an error too); the YAML pass then finds
@@ -251,7 +261,7 @@ export class WatchedFile {
       if (json) JSON.parse(text);
       document = parseYaml(text, { uniqueKeys: true, maxAliasCount: 100 });
     } catch (error) {
-      throw this.#error(`${this.#options.role} ${this.path}`, `not valid ${json ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`, error);
+      throw refuse(this.#error(`${this.#options.role} ${this.path}`, `not valid ${json ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`, error));
     }
     this.#options.apply(document, text);
     this.#appliedHash = hash;

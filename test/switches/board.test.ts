@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { SwitchBoard, SwitchConfigError, SwitchReplicaReadOnlyError, SwitchVersionConflictError, parseSwitchDocument, parseSwitchSet } from '../../src/switches/index.ts';
+import { SwitchBoard, SwitchConfigError, SwitchMetrics, SwitchNameError, SwitchReplicaReadOnlyError, SwitchVersionConflictError, parseSwitchDocument, parseSwitchSet } from '../../src/switches/index.ts';
 import type { SwitchAuditEvent, SwitchChange } from '../../src/switches/index.ts';
 import { ConfigurationError } from '../../src/map/errors.ts';
 
@@ -82,6 +82,24 @@ describe('snapshots', () => {
     assert.deepEqual(error.issues, [{ path: 'remove', rule: 'a list of switch names, e.g. ["fx"]' }]);
     assert.equal(board.snapshot, before, 'switches "f" and "x" are still there');
     assert.equal(board.counters.rejectedChanges, 1);
+  });
+
+  test('removing a switch the board does not have (a typo) is refused, naming it and the switch meant, and nothing of the update applies', () => {
+    const board = new SwitchBoard({ initial: { 'settlement.fast-path': true, 'legacy-fx': true, other: false } });
+    const before = board.snapshot;
+    const error = caught(() => board.update({ set: { other: true }, remove: ['legacy-fx', 'settlement.fast-pth', 'nothing-like-it'] }, change()));
+    assert.ok(error instanceof SwitchConfigError, `got ${String(error)}`);
+    assert.equal(error.code, 'GOVMAP_SWITCH_CONFIG_INVALID');
+    assert.deepEqual(error.issues, [
+      { path: 'remove[1]', rule: 'no switch "settlement.fast-pth" on board "switches" (did you mean "settlement.fast-path"?): nothing to remove' },
+      { path: 'remove[2]', rule: 'no switch "nothing-like-it" on board "switches": nothing to remove' },
+    ]);
+    assert.match(error.message, /settlement\.fast-pth/);
+    assert.equal(board.snapshot, before, 'neither the set nor the valid removal was applied');
+    assert.equal(board.isOn('legacy-fx'), true);
+    assert.equal(board.isOn('other'), false);
+    assert.equal(board.counters.rejectedChanges, 1);
+    assert.equal(board.update({ remove: ['settlement.fast-path'] }, change())?.version, 2, 'a name the board has is removed');
   });
 
   test('a switch named __proto__ (an own key, as JSON.parse makes it) is refused by every way in', () => {
@@ -262,6 +280,21 @@ describe('change notifications and audit', () => {
     assert.equal(board.isOn('b'), false);
   });
 
+  test('a replica adopting a newer version with the same switches takes its version but calls no listener: nothing changed', () => {
+    const primary = new SwitchBoard({ name: 'payments', initial: { fast: true } });
+    const replica = new SwitchBoard({ name: 'payments', replica: true });
+    const changes: SwitchChange[] = [];
+    replica.subscribe((c) => changes.push(c));
+    assert.equal(replica.adopt(primary.publish()), true);
+    assert.deepEqual(changes.map((c) => c.changed), [['fast']]);
+    // The replica missed v2 (off) and v3 (on again): v3 is what it already serves.
+    primary.set('fast', false, change('off'));
+    primary.set('fast', true, change('on again'));
+    assert.equal(replica.adopt(primary.publish()), true);
+    assert.equal(replica.snapshot.version, 3, 'the replica keeps its primary\'s numbers, so logs agree');
+    assert.equal(changes.length, 1, `a listener was called with changed ${JSON.stringify(changes.at(-1)?.changed)}`);
+  });
+
   test('every change is an audit event with who, when, old and new version and why', async () => {
     const events: SwitchAuditEvent[] = [];
     const board = new SwitchBoard({ initial: { a: true }, audit: { record: (e) => void events.push(e) }, clock: () => Date.UTC(2026, 0, 2, 3, 4, 5) });
@@ -283,5 +316,38 @@ describe('change notifications and audit', () => {
     await new Promise((r) => setImmediate(r));
     assert.equal(failing.counters.auditErrors, 1);
     assert.equal(failing.isOn('x'), true, 'an audit failure never undoes the change');
+  });
+});
+
+describe('rejected changes metric', () => {
+  test('every refused change is counted once in govmap_switch_rejected_changes_total, whichever call it came through', async () => {
+    const board = new SwitchBoard({ name: 'payments', initial: { fast: true } });
+    const replica = new SwitchBoard({ name: 'payments-replica', replica: true });
+    const metrics = new SwitchMetrics().track(board).track(replica);
+    const refusals: Array<[string, () => unknown, new (...args: never[]) => Error]> = [
+      ['set, invalid name', () => board.set('bad name!', true, change()), SwitchNameError],
+      ['update, invalid name in remove', () => board.update({ remove: ['bad name!'] }, change()), SwitchNameError],
+      ['update, unknown name in remove', () => board.update({ remove: ['fats'] }, change()), SwitchConfigError],
+      ['set, invalid definition', () => board.set('fast', { enabled: 'yes' }, change()), SwitchConfigError],
+      ['replace, no actor', () => board.replace({ fast: false }, { actor: '', reason: 'x' }), ConfigurationError],
+      ['set, expectedVersion a string', () => board.set('fast', false, { ...change(), expectedVersion: '1' as never }), ConfigurationError],
+      ['set, version conflict', () => board.set('fast', false, { ...change(), expectedVersion: 7 }), SwitchVersionConflictError],
+    ];
+    for (const [what, call, type] of refusals) {
+      const error = caught(call);
+      assert.ok(error instanceof type, `${what}: got ${String(error)}`);
+    }
+    assert.equal(board.snapshot.version, 1);
+    assert.equal(board.counters.rejectedChanges, refusals.length);
+
+    assert.throws(() => replica.set('fast', true, change()), SwitchReplicaReadOnlyError);
+    assert.throws(() => replica.adopt({ ...board.publish(), version: 5, switches: { fast: { enabled: 'yes' } } }), SwitchConfigError);
+    assert.throws(() => replica.adopt(null as never), SwitchConfigError);
+    assert.equal(replica.snapshot.version, 0);
+    assert.equal(replica.counters.rejectedChanges, 3);
+
+    const text = await metrics.registry.metrics();
+    assert.match(text, new RegExp(`govmap_switch_rejected_changes_total\\{board="payments"\\} ${refusals.length}\\n`));
+    assert.match(text, /govmap_switch_rejected_changes_total\{board="payments-replica"\} 3\n/);
   });
 });

@@ -81,6 +81,8 @@ describe('file source', () => {
       const text = await metrics.registry.metrics();
       assert.match(text, /govmap_switch_source_errors_total\{board="switches",source="file"\} 5/);
       assert.match(text, /govmap_switch_source_healthy\{board="switches",source="file"\} 0/);
+      // Each refused content is a refused change, whether its syntax, its document or its set broke a rule.
+      assert.match(text, /govmap_switch_rejected_changes_total\{board="switches"\} 5\n/);
 
       await replaceFile(path, JSON.stringify({ switches: { a: false } }));
       await eventually('the fixed file to be applied', () => board.snapshot !== good);
@@ -112,6 +114,10 @@ describe('file source', () => {
     const bad = join(dir, 'bad.yaml');
     await writeFile(bad, 'switches:\n  x: maybe\n');
     await assert.rejects(new FileSwitchSource({ path: bad, board }).start(), { code: 'GOVMAP_SWITCH_CONFIG_INVALID' });
+    const unparsable = join(dir, 'unparsable.yaml');
+    await writeFile(unparsable, 'switches: [\n');
+    await assert.rejects(new FileSwitchSource({ path: unparsable, board }).start(), SwitchSourceError);
+    assert.equal(board.counters.rejectedChanges, 2, 'an absent file is no change; the two invalid ones are refused changes');
     assert.equal(board.snapshot.version, 1);
     assert.equal(board.isOn('keep'), true);
   });

@@ -44,6 +44,8 @@ function suite(kind: string, open: () => StateStore | null, skip: string | false
         assert.equal(await b.put('fast-settlement', false, { actor: 'ops', reason: 'rollback', expectedVersion: 1 }), 2);
         await eventually('process A to see the rollback', () => boardA.snapshot.get('fast-settlement')?.enabled === false);
         await assert.rejects(a.put('fast-settlement', true, { actor: 'ops', reason: 'stale edit', expectedVersion: 1 }), SwitchVersionConflictError);
+        assert.equal(boardA.counters.rejectedChanges, 1, 'the refused write is counted on the board of the process that tried it');
+        assert.equal(boardB.counters.rejectedChanges, 0);
 
         assert.equal(await a.remove('fast-settlement'), true);
         await eventually('process B to see the delete', () => !boardB.snapshot.has('fast-settlement'));
@@ -124,9 +126,11 @@ function suite(kind: string, open: () => StateStore | null, skip: string | false
     test('an invalid definition never reaches the store', async () => {
       const store = open()!;
       const prefix = `/govmap-test/${randomUUID()}/switch/`;
-      const source = new StateSwitchSource({ store, board: new SwitchBoard(), prefix });
+      const board = new SwitchBoard();
+      const source = new StateSwitchSource({ store, board, prefix });
       try {
         await assert.rejects(source.put('a', { enabled: true, rollout: { percent: 101 } }, { actor: 'ops', reason: 'x' }), { code: 'GOVMAP_SWITCH_CONFIG_INVALID' });
+        await assert.rejects(source.put('bad name!', true, { actor: 'ops', reason: 'x' }), { code: 'GOVMAP_SWITCH_NAME_INVALID' });
         // A change nobody signs, or with metadata every reader would refuse (actor over 200 characters).
         await assert.rejects(source.put('a', true, { actor: ' ', reason: 'x' }), (error: unknown) => error instanceof ConfigurationError && /request\.actor/.test(error.message));
         await assert.rejects(source.put('a', true, { actor: 'o'.repeat(201), reason: 'x' }), (error: unknown) => error instanceof ConfigurationError && /1-200 characters/.test(error.message));
@@ -136,6 +140,7 @@ function suite(kind: string, open: () => StateStore | null, skip: string | false
           await assert.rejects(source.put('a', true, { actor: 'ops', reason: 'x', expectedVersion: expectedVersion as never }), (error: unknown) => error instanceof ConfigurationError && /request\.expectedVersion/.test(error.message) && /whole number/.test(error.message));
         }
         assert.equal(await store.get(`${prefix}a`), undefined);
+        assert.equal(board.counters.rejectedChanges, 8, 'each refused write counts once in govmap_switch_rejected_changes_total');
       } finally {
         await store.close();
       }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { SwitchBoard, parseSwitchDefinition, decide, rolloutBucket } from '../../src/switches/index.ts';
+import { createHash } from 'node:crypto';
+import { SwitchBoard, definitionToJson, parseSwitchDefinition, decide, rolloutBucket } from '../../src/switches/index.ts';
 
 const define = (definition: unknown) => parseSwitchDefinition('s', definition, 'test');
 
@@ -108,6 +109,37 @@ describe('percentage rollout', () => {
     assert.ok(Math.abs(onA.length / orgs.length - 0.1) < 0.01, `10% rollout switched on ${onA.length} of ${orgs.length}`);
     const overlap = onA.filter((o) => onB.has(o)).length / onA.length;
     assert.ok(overlap < 0.2, `salted by name, two 10% rollouts overlap by chance only (~10%), got ${overlap}`);
+  });
+
+  test('bucketing 2 (opt-in) spreads sequential org ids evenly over 100 percent bins, where the default is measurably uneven; the default still picks exactly the orgs it always did', () => {
+    const orgs = Array.from({ length: 100_000 }, (_, i) => String(100_000 + i));
+    const chiSquare = (bucketing: 1 | 2): number => {
+      const d = parseSwitchDefinition('settlement.fast-path', { enabled: true, rollout: { percent: 50, ...(bucketing === 2 ? { bucketing } : {}) } }, 'test');
+      const bins = new Array<number>(100).fill(0);
+      for (const orgId of orgs) bins[Math.floor(rolloutBucket(d.rollout!.salt, orgId, d.rollout!.bucketing) / 100)]!++;
+      const expected = orgs.length / 100;
+      return bins.reduce((sum, observed) => sum + (observed - expected) ** 2 / expected, 0);
+    };
+    // 99 degrees of freedom: 148.2 is the critical value at p = 0.001.
+    assert.ok(chiSquare(2) < 148.2, `bucketing 2: chi-square ${chiSquare(2).toFixed(1)} over 100 bins`);
+    assert.ok(chiSquare(1) > 148.2, 'the default FNV-1a bucketing is the uneven one (kept: changing it would reshuffle live rollouts)');
+
+    // A 37.5% rollout switched on these orgs before bucketing existed; by default it still does.
+    const old = parseSwitchDefinition('settlement.fast-path', { enabled: true, rollout: { percent: 37.5 } }, 'test');
+    const on = orgs.slice(0, 20_000).map((orgId) => (decide(old, { orgId }).on ? '1' : '0')).join('');
+    assert.equal(createHash('sha256').update(on).digest('hex'), '85a6ae3188ceb41723fe5048b6fc1e47a33a28d2a4de4c14a94cf68c4791df4f');
+    const explicit = parseSwitchDefinition('settlement.fast-path', { enabled: true, rollout: { percent: 37.5, bucketing: 1 } }, 'test');
+    assert.deepEqual(explicit, old, 'bucketing: 1 is the default, spelt out');
+    assert.deepEqual(definitionToJson(old).rollout, { percent: 37.5, by: 'orgId', salt: 'settlement.fast-path' }, 'a default definition reads back as it was written');
+
+    // Through the board and evaluation: bucketing 2 is the mixed bucket, and a 0-100 rollout is monotone in it too.
+    const mixed = parseSwitchDefinition('settlement.fast-path', { enabled: true, rollout: { percent: 37.5, bucketing: 2 } }, 'test');
+    assert.deepEqual(definitionToJson(mixed).rollout, { percent: 37.5, by: 'orgId', salt: 'settlement.fast-path', bucketing: 2 });
+    for (const orgId of orgs.slice(0, 2000)) {
+      assert.equal(decide(mixed, { orgId }).on, rolloutBucket('settlement.fast-path', orgId, 2) < 3750, orgId);
+    }
+    assert.notEqual(rolloutBucket('fast-settlement', '1001', 2), rolloutBucket('fast-settlement', '1001'));
+    assert.throws(() => parseSwitchDefinition('s', { enabled: true, rollout: { percent: 5, bucketing: 3 } }, 'test'), /switches\.s\.rollout\.bucketing: bucketing is 1 \(FNV-1a, the default\) or 2/);
   });
 
   test('percent 0 is nobody, 100 is everybody', () => {
