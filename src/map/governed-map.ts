@@ -181,6 +181,7 @@ export class GovernedMap<K, V> {
     this.name = options.name;
     this.#store = options.store ?? new InProcessStore<K, V>();
     this.#ownsStore = options.store === undefined;
+    this.#store.adoptMapName?.(this.name);
     this.#maxKeys = maxKeys;
     this.#onFull = onFull;
     this.#ttlMs = ttlMs;

@@ -43,4 +43,10 @@ export interface MapStore<K, V> {
    * have none. GovernedMap asks before it evicts an entry to make room for the write.
    */
   checkWrite?(key: K, value: V): void;
+
+  /**
+   * A GovernedMap constructed over this store passes its name. Optional: a store whose errors
+   * would otherwise name no map (shared memory) takes it unless it was given a name of its own.
+   */
+  adoptMapName?(name: string): void;
 }

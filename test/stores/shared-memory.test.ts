@@ -147,6 +147,88 @@ describe('SharedInt64Store: the MapStore contract', () => {
     store.close();
   });
 
+  test('a full map names itself in SharedMapFullError, in every thread attached to it (the name travels with the handle)', () => {
+    const store = SharedInt64Store.create({ name: 'fx-positions', maxKeys: 2, initialCapacity: 2 });
+    const worker = SharedInt64Store.attach(structuredClone(store.handle)); // what a worker does with workerData
+    store.set('a', 1n);
+    store.set('b', 1n);
+    for (const attached of [store, worker]) {
+      assert.throws(
+        () => attached.set('c', 1n),
+        (e) =>
+          assertCode(e, SharedMapFullError, 'GOVMAP_SHARED_MAP_FULL') &&
+          (e as SharedMapFullError).map === 'fx-positions' &&
+          (e as SharedMapFullError).details['map'] === 'fx-positions' &&
+          /map "fx-positions": cannot add key "c"/.test((e as Error).message),
+      );
+    }
+    assert.equal(worker.name, 'fx-positions');
+    worker.close();
+    store.close();
+    assert.throws(() => SharedInt64Store.create({ name: 'fx positions!' }), (e) => assertCode(e, GovMapError, 'GOVMAP_INVALID_CONFIGURATION') && /name/.test((e as Error).message));
+    const unnamed = SharedInt64Store.create({ maxKeys: 1, initialCapacity: 1 });
+    unnamed.set('a', 1n);
+    assert.throws(() => unnamed.set('b', 1n), (e) => assertCode(e, SharedMapFullError, 'GOVMAP_SHARED_MAP_FULL') && (e as SharedMapFullError).map === null && (e as SharedMapFullError).details['map'] === null);
+    unnamed.close();
+  });
+
+  test('an insert refused at the end of the reserved buffer takes no room: once a key is deleted, the refused key fits', () => {
+    // Fills the buffer to its edge the one way a map can: overflow buckets stay chained to their
+    // bucket after their keys are deleted, so keys that collide (chosen here with the map's seed)
+    // bucket after bucket use the reservation up while the map holds few keys.
+    const store = SharedInt64Store.create({ maxKeys: 3000, initialCapacity: 3000, maxKeyLength: 64 });
+    const header = new Int32Array(store.handle.buffer, 0, HEADER_WORDS);
+    const [seed0, seed1] = [header[H_SEED0]!, header[H_SEED1]!];
+    const mask = store.stats().buckets - 1;
+    const entryWords = store.stats().entryBytes / 4;
+    const wordsLeft = (): number => (store.stats().bytesMax - store.stats().bytesUsed) / 4;
+    const pending = new Map<number, string[]>();
+    const fillers: string[] = [];
+    const collide = (keys: string[]): void => {
+      for (const key of keys) store.set(key, 1n);
+      for (const key of keys) store.delete(key);
+      fillers.push(...keys); // their bucket's chain now has a free slot for each
+    };
+    const fullBucket = (size: number): string[] => {
+      for (const [bucket, keys] of pending) {
+        if (keys.length < size) continue;
+        pending.delete(bucket);
+        return keys.slice(0, size);
+      }
+      throw new Error('no bucket with enough keys');
+    };
+    for (let i = 0; wordsLeft() > 8000; i++) {
+      const key = `flood-${i}`;
+      const bucket = hashKey(key, seed0, seed1) & mask;
+      const keys = pending.get(bucket) ?? [];
+      pending.set(bucket, keys);
+      keys.push(key);
+      if (keys.length === 300) {
+        pending.delete(bucket);
+        collide(keys);
+      }
+    }
+    // One more overflow bucket at a time (16 words) until the entries that fill the rest (48
+    // words each) leave room for one overflow bucket and no entry.
+    while (wordsLeft() % entryWords !== 16) collide(fullBucket(7));
+    const [extra, ...sixth] = fullBucket(7).reverse();
+    for (const key of sixth) store.set(key, 1n); // its bucket is full: `extra` needs an overflow bucket
+    assert.throws(() => {
+      for (const key of fillers) store.set(key, 1n);
+    }, (e) => assertCode(e, SharedMapFullError, 'GOVMAP_SHARED_MAP_FULL') && /reached its reserved/.test((e as Error).message));
+    assert.equal(wordsLeft(), 16, 'room for an overflow bucket, not for an entry');
+
+    const used = store.stats().bytesUsed;
+    for (let attempt = 0; attempt < 3; attempt++) assert.throws(() => store.set(extra!, 1n), (e) => assertCode(e, SharedMapFullError, 'GOVMAP_SHARED_MAP_FULL'));
+    assert.equal(store.stats().bytesUsed, used, 'the refused inserts took no room');
+    assert.equal(store.has(extra!), false);
+    assert.equal(store.delete(fillers[0]!), true);
+    store.set(extra!, 7n); // the freed entry, and the overflow bucket's room still there
+    assert.equal(store.get(extra!), 7n);
+    assert.deepEqual(store.checkIntegrity().problems, []);
+    store.close();
+  });
+
   test('snapshot is in insertion order, as the in-process store (an unbounded GovernedMap range promises it)', () => {
     const store = SharedInt64Store.create({ initialCapacity: 1 });
     const keys = Array.from({ length: 200 }, (_, i) => `acct-${(i * 7919) % 1000}`);
@@ -395,6 +477,8 @@ describe('handles, owner slots and locks', () => {
       null,
       { kind: 'something-else' },
       { ...store.handle, format: 99 },
+      { ...store.handle, name: 42 },
+      { ...store.handle, name: 'a name "quoted" in every message' },
       { ...store.handle, buffer: new SharedArrayBuffer(4096) },
       { ...store.handle, buffer: new (SharedArrayBuffer as unknown as new (n: number, o: object) => SharedArrayBuffer)(4096, { maxByteLength: 8192 }) },
       records.handle,
@@ -601,6 +685,25 @@ describe('GovernedMap over a shared-memory store', () => {
     ]);
     assert.equal(balances.stats().stores.ok, 3);
     store.close();
+  });
+
+  test('a store created without a name takes its GovernedMap\'s: a full store is refused naming the map, in workers attached after', () => {
+    const store = SharedInt64Store.create({ maxKeys: 1, initialCapacity: 1 });
+    const balances = new GovernedMap<string, bigint>({ name: 'eur-settlement', validate: nonNegative, store });
+    balances.store('acct-1', 1n);
+    const full = (e: unknown): boolean =>
+      assertCode(e, SharedMapFullError, 'GOVMAP_SHARED_MAP_FULL') && (e as SharedMapFullError).map === 'eur-settlement' && /map "eur-settlement"/.test((e as Error).message);
+    assert.throws(() => balances.store('acct-2', 1n), full);
+    const worker = SharedInt64Store.attach(structuredClone(store.handle));
+    assert.throws(() => worker.set('acct-3', 1n), full);
+    worker.close();
+    store.close();
+
+    const named = SharedInt64Store.create({ name: 'fx-positions', maxKeys: 1, initialCapacity: 1 });
+    const map = new GovernedMap<string, bigint>({ name: 'positions', validate: nonNegative, store: named });
+    map.store('a', 1n);
+    assert.throws(() => map.store('b', 1n), (e) => e instanceof SharedMapFullError && e.map === 'fx-positions');
+    named.close();
   });
 
   test('update is a compare-and-swap loop: a write by another thread in between makes it redo on the fresh value', () => {

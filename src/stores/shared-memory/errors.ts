@@ -35,12 +35,17 @@ export class SharedInt64OverflowError extends GovMapError {
 
 /** The map holds `maxKeys` keys, or its buffer reached the size reserved for them. */
 export class SharedMapFullError extends GovMapError {
+  /** The map's `name` (its own, or its GovernedMap's), so an operator with several knows which to size up; null when it has none. */
+  readonly map: string | null;
+
   /** `key` null: the space was needed for the map's own structure (a larger table). */
-  constructor(key: string | null, maxKeys: number, why: string) {
-    super('GOVMAP_SHARED_MAP_FULL', `shared-memory map: cannot ${key === null ? 'grow' : `add key ${describeKey(key)}`}: ${why} (maxKeys ${maxKeys})`, {
-      key: key?.slice(0, 80) ?? null,
-      maxKeys,
-    });
+  constructor(key: string | null, maxKeys: number, why: string, map: string | null = null) {
+    super(
+      'GOVMAP_SHARED_MAP_FULL',
+      `shared-memory map${map === null ? '' : ` "${map}"`}: cannot ${key === null ? 'grow' : `add key ${describeKey(key)}`}: ${why} (maxKeys ${maxKeys})`,
+      { map, key: key?.slice(0, 80) ?? null, maxKeys },
+    );
+    this.map = map;
   }
 }
 

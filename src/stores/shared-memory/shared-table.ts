@@ -82,6 +82,12 @@ import {
 } from './layout.ts';
 
 export interface SharedMapOptions {
+  /**
+   * Names the map in SharedMapFullError, so an operator with several maps knows which one to size
+   * up; travels to workers with the handle. `[A-Za-z_][A-Za-z0-9_:.-]{0,63}`, as GovernedMap's
+   * names. Default: none, until a GovernedMap over the store gives it its own.
+   */
+  readonly name?: string;
   /** Hard limit on keys; the buffer reserves (virtual) address space for this many. Default 1,048,576. */
   readonly maxKeys?: number;
   /** Keys the first table is sized for, so a known population never waits on growth. Default 1,024. */
@@ -104,7 +110,7 @@ export interface SharedMapOptions {
 
 /** Every key of SharedMapOptions (the compiler checks the two stay the same): the stores' create() refuses any other. */
 export const SHARED_MAP_OPTIONS = optionKeys<SharedMapOptions>({
-  maxKeys: true, initialCapacity: true, maxKeyLength: true, maxThreads: true, lockTimeoutMs: true, readCacheKeys: true,
+  name: true, maxKeys: true, initialCapacity: true, maxKeyLength: true, maxThreads: true, lockTimeoutMs: true, readCacheKeys: true,
 });
 
 /** Options of one thread's attachment (the map's own options come from its creator). */
@@ -126,6 +132,8 @@ export interface SharedMapHandle {
   readonly buffer: GrowableSharedArrayBuffer;
   readonly value: ValueLayout;
   readonly lockTimeoutMs: number;
+  /** The map's name (SharedMapOptions.name); null or absent: unnamed. */
+  readonly name?: string | null;
 }
 
 export interface SharedMapStats {
@@ -169,6 +177,8 @@ export interface GrowableSharedArrayBuffer extends SharedArrayBuffer {
 }
 const GrowableBuffer = SharedArrayBuffer as unknown as new (byteLength: number, options: { maxByteLength: number }) => GrowableSharedArrayBuffer;
 
+/** As GovernedMap's names: the name is quoted in error messages, so it is bounded and plain. */
+const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_:.-]{0,63}$/;
 const DEFAULT_MAX_KEYS = 1 << 20;
 const DEFAULT_INITIAL_CAPACITY = 1024;
 const DEFAULT_MAX_KEY_LENGTH = 64;
@@ -333,6 +343,8 @@ export class SharedTable<V> {
   #cacheRereads = 0;
   readonly #maxThreads: number;
   readonly #lockTimeoutMs: number;
+  /** Per attachment (it travels in the handle, not the buffer); set once, by the creator, the handle or adoptName. */
+  #name: string | null;
   #table = 0;
   #mask = 0;
   // The owner slot this instance claimed.
@@ -351,8 +363,9 @@ export class SharedTable<V> {
    */
   readonly #keyWords: Int32Array;
 
-  private constructor(buffer: GrowableSharedArrayBuffer, codec: ValueCodec<V>, lockTimeoutMs: number, readCacheKeys: number) {
+  private constructor(buffer: GrowableSharedArrayBuffer, codec: ValueCodec<V>, lockTimeoutMs: number, readCacheKeys: number, name: string | null) {
     this.#buffer = buffer;
+    this.#name = name;
     this.codec = codec;
     this.#i32 = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
     this.#i64 = new BigInt64Array(buffer, 0, buffer.byteLength >>> 3);
@@ -376,6 +389,9 @@ export class SharedTable<V> {
   /** Builds a new map: header, owner table, the first table; claims an owner slot for this thread. */
   static create<V>(layout: ValueLayout, options: SharedMapOptions = {}): SharedTable<V> {
     const codec = codecFor(layout) as ValueCodec<V>;
+    if (options.name !== undefined && (typeof options.name !== 'string' || !NAME_PATTERN.test(options.name))) {
+      throw new ConfigurationError('name', 'must match [A-Za-z_][A-Za-z0-9_:.-]{0,63} (as a GovernedMap name)', options.name);
+    }
     const maxKeys = integerOption('maxKeys', options.maxKeys, DEFAULT_MAX_KEYS, 1, 2 ** 28);
     const initialCapacity = integerOption('initialCapacity', options.initialCapacity, Math.min(DEFAULT_INITIAL_CAPACITY, maxKeys), 1, maxKeys);
     const maxKeyLength = integerOption('maxKeyLength', options.maxKeyLength, DEFAULT_MAX_KEY_LENGTH, 1, MAX_KEY_LENGTH_LIMIT);
@@ -422,7 +438,7 @@ export class SharedTable<V> {
     i32[H_TABLE] = table;
     // Written last: a buffer with the magic is complete.
     Atomics.store(i32, H_MAGIC, MAGIC);
-    return new SharedTable<V>(buffer, codec, lockTimeoutMs, readCacheKeys);
+    return new SharedTable<V>(buffer, codec, lockTimeoutMs, readCacheKeys, options.name ?? null);
   }
 
   /** Attaches to a map another thread created, from its handle. Claims an owner slot. */
@@ -449,11 +465,23 @@ export class SharedTable<V> {
       throw new SharedHandleError(`the map holds ${JSON.stringify(handle.value)} values, not ${JSON.stringify(expected)}`);
     }
     const timeout = typeof handle.lockTimeoutMs === 'number' && handle.lockTimeoutMs > 0 ? handle.lockTimeoutMs : DEFAULT_LOCK_TIMEOUT_MS;
-    return new SharedTable<V>(buffer, codec, timeout, readCacheKeys);
+    const name = handle.name ?? null;
+    if (name !== null && (typeof name !== 'string' || !NAME_PATTERN.test(name))) throw new SharedHandleError('"name" must be a map name ([A-Za-z_][A-Za-z0-9_:.-]{0,63}) or null');
+    return new SharedTable<V>(buffer, codec, timeout, readCacheKeys, name);
   }
 
   get handle(): SharedMapHandle {
-    return { kind: 'govmap.shared-memory', format: FORMAT_VERSION, buffer: this.#buffer, value: this.codec.layout, lockTimeoutMs: this.#lockTimeoutMs };
+    return { kind: 'govmap.shared-memory', format: FORMAT_VERSION, buffer: this.#buffer, value: this.codec.layout, lockTimeoutMs: this.#lockTimeoutMs, name: this.#name };
+  }
+
+  /** The map's name in this thread, or null. */
+  get name(): string | null {
+    return this.#name;
+  }
+
+  /** Names an unnamed map after the GovernedMap over it; a name given at create (or in the handle) is kept. */
+  adoptName(name: string): void {
+    if (this.#name === null && typeof name === 'string' && NAME_PATTERN.test(name)) this.#name = name;
   }
 
   get maxKeyLength(): number {
@@ -845,7 +873,7 @@ export class SharedTable<V> {
 
   /** Links a new entry; returns true when the chain overflowed into a new bucket (a growth hint). */
   #insert(root: number, key: string, hash: number, value: V): boolean {
-    if (this.size >= this.#maxKeys) throw new SharedMapFullError(key, this.#maxKeys, 'the map holds its maximum number of keys');
+    if (this.size >= this.#maxKeys) throw new SharedMapFullError(key, this.#maxKeys, 'the map holds its maximum number of keys', this.#name);
     // Find a free slot, or the chain's last bucket to hang an overflow bucket on.
     let i32 = this.#i32;
     let freeSlot = 0;
@@ -864,8 +892,17 @@ export class SharedTable<V> {
     this.#intend(root, 0, 0, countBefore);
     let overflow = 0;
     try {
-      if (freeSlot === 0) overflow = this.#bump(BUCKET_WORDS, 0, key);
       const ref = this.#allocEntry(key);
+      if (freeSlot === 0) {
+        // After the entry: heap words are never given back, so a bucket taken before an entry
+        // that did not fit was lost for good. An entry is given back to the free list.
+        try {
+          overflow = this.#bump(BUCKET_WORDS, 0, key);
+        } catch (error) {
+          this.#unallocEntry(ref);
+          throw error;
+        }
+      }
       i32 = this.#i32;
       // Not yet reachable: plain writes, published by the atomic store of the reference below.
       i32[ref + E_KEY_LENGTH] = key.length;
@@ -1017,6 +1054,24 @@ export class SharedTable<V> {
     }
   }
 
+  /**
+   * Gives back an entry this owner allocated and never linked (its version is still odd, its
+   * free-list link word unwritten). Pushed and struck from the intent under the allocator lock,
+   * so no other thread can take it while the intent still names it; a crash between the two
+   * steps leaves it on the free list, which #settleAllocator and #settleIntent both check.
+   */
+  #unallocEntry(ref: number): void {
+    this.#lockLeaf(H_ALLOC_LOCK);
+    try {
+      const i32 = this.#i32;
+      Atomics.store(i32, ref + E_HASH, Atomics.load(i32, H_FREE_HEAD));
+      Atomics.store(i32, H_FREE_HEAD, ref);
+      Atomics.store(i32, this.#ownerBase + O_INTENT_ALLOC, 0);
+    } finally {
+      this.#unlock(H_ALLOC_LOCK);
+    }
+  }
+
   /** Fresh zeroed words from the heap (tables, overflow buckets). */
   #bump(words: number, intentWord: number, key: string | null): number {
     this.#lockLeaf(H_ALLOC_LOCK);
@@ -1042,7 +1097,7 @@ export class SharedTable<V> {
     const needed = minWords * 4;
     if (buffer.byteLength < needed) {
       if (needed > buffer.maxByteLength) {
-        throw new SharedMapFullError(key, this.#maxKeys, `the buffer reached its reserved ${buffer.maxByteLength} bytes`);
+        throw new SharedMapFullError(key, this.#maxKeys, `the buffer reached its reserved ${buffer.maxByteLength} bytes`, this.#name);
       }
       const wanted = Math.max(needed, buffer.byteLength + MIN_BUFFER_GROWTH, Math.ceil(buffer.byteLength * 1.25));
       buffer.grow(Math.min(buffer.maxByteLength, roundUp8(wanted)));

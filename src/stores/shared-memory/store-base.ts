@@ -32,6 +32,16 @@ export abstract class SharedMemoryStore<V> implements MapStore<string, V> {
     return this.table.maxKeyLength;
   }
 
+  /** The map's name (create option `name`, the handle's, or its GovernedMap's), or null; SharedMapFullError carries it. */
+  get name(): string | null {
+    return this.table.name;
+  }
+
+  /** Called by a GovernedMap over this store: an unnamed map takes the GovernedMap's name (and hands it to workers attached after). */
+  adoptMapName(name: string): void {
+    this.table.adoptName(name);
+  }
+
   /** The value, or undefined; from this thread's read cache when still valid (a record: a new object every call). */
   get(key: string): V | undefined {
     return this.table.read(key);
