@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import tls from 'node:tls';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { createClient, createCluster } from 'redis';
 import { ConfigurationError, ValidationError } from '../../src/index.ts';
@@ -203,15 +202,18 @@ describe('RemoteGovernedMap on a password-protected Redis Cluster', { skip: Priv
 });
 
 describe('RemoteGovernedMap on a TLS-only Redis Cluster', { skip: PrivateRedis.available() || process.env.CI ? false : 'redis-server is not installed' }, () => {
-  test('rediss:// seeds make every node connection TLS, discovered nodes included: writes land on every master instead of timing out', async () => {
+  test('rediss:// seeds with redis.tls.caFile of the cluster\'s private CA make every node connection TLS trusting that CA, discovered nodes included: writes land on every master; without the CA, a ConfigurationError naming redis.tls', async () => {
     const privateCluster = new PrivateCluster({ tls: true });
-    const trusted = tls.getCACertificates('default');
     let link: RedisLink | undefined;
     try {
       await privateCluster.start();
-      // The cluster's own CA, as NODE_EXTRA_CA_CERTS would add a bank's internal CA.
-      tls.setDefaultCACertificates([...trusted, readFileSync(privateCluster.caFile, 'utf8')]);
-      link = await connectRedis({ clusterNodes: privateCluster.seeds.map((seed) => `rediss://${seed}`), connectTimeoutMs: 3000 });
+      const clusterNodes = privateCluster.seeds.map((seed) => `rediss://${seed}`);
+      await assert.rejects(
+        connectRedis({ clusterNodes, connectTimeoutMs: 3000 }),
+        (error: unknown) => error instanceof ConfigurationError && /"redis\.tls"/.test(error.message) && /certificate/.test(error.message),
+      );
+      // Only the option trusts the CA: the process-wide trust store (NODE_EXTRA_CA_CERTS) is untouched.
+      link = await connectRedis({ clusterNodes, tls: { caFile: privateCluster.caFile }, connectTimeoutMs: 3000 });
       const map = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: 'tls:', codec: int64Codec, validate: () => true, sizeRefreshMs: 0 });
       const keys = Array.from({ length: 30 }, (_, i) => `acct-${i}`); // over every master's slots
       for (const key of keys) await map.store(key, 5n);
@@ -219,7 +221,27 @@ describe('RemoteGovernedMap on a TLS-only Redis Cluster', { skip: PrivateRedis.a
       await map.dispose();
     } finally {
       await link?.close();
-      tls.setDefaultCACertificates(trusted);
+      await privateCluster.stop();
+    }
+  });
+});
+
+const ipv6Loopback = spawnSync('ip', ['-6', 'addr', 'show', 'lo'], { encoding: 'utf8' }).stdout?.includes('::1') === true;
+
+describe('RemoteGovernedMap on a Redis Cluster seeded by IPv6 address', { skip: !PrivateRedis.available() && !process.env.CI ? 'redis-server is not installed' : ipv6Loopback ? false : 'the loopback has no IPv6 address (::1)' }, () => {
+  test('seeds given as [::1]:port connect, and writes land on every master', async () => {
+    const privateCluster = new PrivateCluster({ bind: ['127.0.0.1', '::1'] });
+    let link: RedisLink | undefined;
+    try {
+      await privateCluster.start();
+      link = await connectRedis({ clusterNodes: privateCluster.ports.slice(1, 3).map((port) => `[::1]:${port}`), connectTimeoutMs: 3000 });
+      const map = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: 'v6:', codec: int64Codec, validate: () => true, sizeRefreshMs: 0 });
+      const keys = Array.from({ length: 30 }, (_, i) => `acct-${i}`);
+      for (const key of keys) await map.store(key, 7n);
+      assert.deepEqual((await map.entries()).map(([, value]) => value), keys.map(() => 7n));
+      await map.dispose();
+    } finally {
+      await link?.close();
       await privateCluster.stop();
     }
   });

@@ -48,6 +48,21 @@ export async function freePort(): Promise<number> {
 }
 
 /**
+ * A private CA (`ca.crt`, one no system trust store holds, as a bank's internal CA) and a server
+ * certificate it signed (`node.crt`, `node.key`) for 127.0.0.1 and ::1, written into `dir`.
+ */
+function makeCertificates(dir: string): void {
+  const openssl = (...args: string[]): void => {
+    const run = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    if (run.status !== 0) throw new Error(`openssl ${args[0]} failed: ${run.stderr}`);
+  };
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=govmap-test-ca');
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'node.key', '-out', 'node.csr', '-subj', '/CN=127.0.0.1');
+  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,IP:::1\n');
+  openssl('x509', '-req', '-in', 'node.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'node.crt', '-days', '2', '-extfile', 'san.ext');
+}
+
+/**
  * A redis-server of the test's own, on its own port, so that killing it breaks nothing another
  * engineer or test relies on. Uses the same Debian redis-server binary test/infra/redis.sh
  * installs.
@@ -57,11 +72,19 @@ export class PrivateRedis {
   readonly url: string;
   readonly #dir: string;
   #process: ChildProcess | null = null;
+  /** TLS only (no plain port), with a CA of its own (`caFile`). */
+  readonly #tls: boolean;
 
-  constructor(port: number) {
+  constructor(port: number, options: { tls?: boolean } = {}) {
     this.port = port;
-    this.url = `redis://127.0.0.1:${port}`;
+    this.#tls = options.tls === true;
+    this.url = `${this.#tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`;
     this.#dir = mkdtempSync(join(tmpdir(), 'govmap-redis-'));
+  }
+
+  /** The CA that signed the server's certificate (TLS servers). */
+  get caFile(): string {
+    return join(this.#dir, 'ca.crt');
   }
 
   static available(): boolean {
@@ -70,12 +93,20 @@ export class PrivateRedis {
 
   /** `extra`: more redis-server arguments (`--requirepass x`). */
   async start(extra: readonly string[] = []): Promise<void> {
-    const child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(this.port), '--save', '', '--appendonly', 'no', '--dir', this.#dir, '--protected-mode', 'no', ...extra], { stdio: 'ignore' });
+    let listen = ['--port', String(this.port)];
+    let cli: string[] = [];
+    if (this.#tls) {
+      makeCertificates(this.#dir);
+      const files = ['--tls-cert-file', join(this.#dir, 'node.crt'), '--tls-key-file', join(this.#dir, 'node.key'), '--tls-ca-cert-file', this.caFile];
+      listen = ['--port', '0', '--tls-port', String(this.port), '--tls-auth-clients', 'no', ...files];
+      cli = ['--tls', '--cacert', this.caFile];
+    }
+    const child = spawn('redis-server', ['--bind', '127.0.0.1', ...listen, '--save', '', '--appendonly', 'no', '--dir', this.#dir, '--protected-mode', 'no', ...extra], { stdio: 'ignore' });
     this.#process = child;
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       // NOAUTH: up, and asking for the password it was started with (--requirepass).
-      if (/^(PONG|NOAUTH)/.test(spawnSync('redis-cli', ['-p', String(this.port), 'PING'], { encoding: 'utf8' }).stdout.trim())) return;
+      if (/^(PONG|NOAUTH)/.test(spawnSync('redis-cli', [...cli, '-p', String(this.port), 'PING'], { encoding: 'utf8' }).stdout.trim())) return;
       if (child.exitCode !== null) throw new Error(`redis-server on ${this.port} exited with ${child.exitCode}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -140,9 +171,13 @@ export class PrivateCluster {
   /** TLS only (no plain port), cluster bus included, with a CA of its own (`caFile`). */
   readonly #tls: boolean;
 
-  constructor(options: { password?: string; tls?: boolean } = {}) {
+  /** Addresses every node listens on; ::1 too lets a test give IPv6 seeds. Default 127.0.0.1. */
+  readonly #bind: readonly string[];
+
+  constructor(options: { password?: string; tls?: boolean; bind?: readonly string[] } = {}) {
     this.#password = options.password;
     this.#tls = options.tls === true;
+    this.#bind = options.bind ?? ['127.0.0.1'];
   }
 
   /** The CA that signed the nodes' certificate (TLS clusters). */
@@ -155,17 +190,6 @@ export class PrivateCluster {
     return [...(this.#password === undefined ? [] : ['--no-auth-warning', '-a', this.#password]), ...(this.#tls ? ['--tls', '--cacert', this.caFile] : [])];
   }
 
-  #makeCertificates(): void {
-    const openssl = (...args: string[]): void => {
-      const run = spawnSync('openssl', args, { cwd: this.#dir, encoding: 'utf8' });
-      if (run.status !== 0) throw new Error(`openssl ${args[0]} failed: ${run.stderr}`);
-    };
-    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=govmap-test-ca');
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'node.key', '-out', 'node.csr', '-subj', '/CN=127.0.0.1');
-    writeFileSync(join(this.#dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-    openssl('x509', '-req', '-in', 'node.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'node.crt', '-days', '2', '-extfile', 'san.ext');
-  }
-
   /** Seeds for connectRedis (the masters that stay up: not the first). */
   get seeds(): string[] {
     return this.ports.slice(1, 3).map((port) => `127.0.0.1:${port}`);
@@ -174,13 +198,13 @@ export class PrivateCluster {
   async start(): Promise<void> {
     const taken = new Set<number>();
     for (let i = 0; i < 4; i++) this.ports.push(await freeClusterPort(taken));
-    if (this.#tls) this.#makeCertificates();
+    if (this.#tls) makeCertificates(this.#dir);
     for (const port of this.ports) {
       const dir = join(this.#dir, String(port));
       mkdirSync(dir);
       const tls = ['--port', '0', '--tls-port', String(port), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--tls-auth-clients', 'no'];
       const files = ['--tls-cert-file', join(this.#dir, 'node.crt'), '--tls-key-file', join(this.#dir, 'node.key'), '--tls-ca-cert-file', this.caFile];
-      const args = ['--bind', '127.0.0.1', ...(this.#tls ? [...tls, ...files] : ['--port', String(port)]), '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000'];
+      const args = ['--bind', ...this.#bind, ...(this.#tls ? [...tls, ...files] : ['--port', String(port)]), '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000'];
       if (this.#password !== undefined) args.push('--requirepass', this.#password, '--masterauth', this.#password);
       this.#processes.set(port, spawn('redis-server', [...args, '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'], { stdio: 'ignore' }));
     }

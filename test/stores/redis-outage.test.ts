@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from 'redis';
 import { GovMapError } from '../../src/index.ts';
@@ -292,6 +294,54 @@ test('a wrong password is a ConfigurationError naming redis.url, at once: not "R
     const link = await connectRedis({ url: `redis://default:right-secret@127.0.0.1:${server.port}` });
     assert.equal(link.healthy, true);
     await link.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('rediss:// to a server whose certificate a private CA signed: with redis.tls.caFile (or ca) it connects and serves; without, a ConfigurationError naming redis.tls at once, not "Redis unavailable"', { skip }, async () => {
+  const server = new PrivateRedis(await freePort(), { tls: true });
+  await server.start();
+  try {
+    const started = performance.now();
+    await assert.rejects(connectRedis({ url: server.url, connectTimeoutMs: 3_000 }), (error: unknown) => {
+      assert.ok(error instanceof GovMapError && error.code === 'GOVMAP_INVALID_CONFIGURATION', `expected ConfigurationError, got ${String(error)}`);
+      assert.match(error.message, /"redis\.tls"/);
+      assert.match(error.message, /certificate/);
+      return true;
+    });
+    const took = performance.now() - started;
+    assert.ok(took < 1_500, `refused after ${Math.round(took)} ms: an untrusted certificate is not retried until connectTimeoutMs`);
+
+    for (const tls of [{ caFile: server.caFile }, { ca: readFileSync(server.caFile) }, { ca: readFileSync(server.caFile, 'utf8') }]) {
+      const map = await openRedisGovernedMap<bigint>({ name: 'balances', redis: { url: server.url, tls }, keyPrefix: 'tls:', codec: int64Codec, validate: () => true, sizeRefreshMs: 0 });
+      await map.store('acct-1', 250n);
+      assert.equal(await map.load('acct-1'), 250n);
+      await map.dispose();
+    }
+    // Only the store trusts the CA: the process-wide trust store is unchanged.
+    await assert.rejects(
+      new Promise((resolve, reject) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port: server.port }, () => resolve(socket.end()));
+        socket.on('error', reject);
+      }),
+      /self[- ]signed|unable to verify|certificate/i,
+    );
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a TLS standalone Redis given as clusterNodes with its private CA (redis.tls) is named as standalone, not "Redis unavailable"', { skip }, async () => {
+  const server = new PrivateRedis(await freePort(), { tls: true });
+  await server.start();
+  try {
+    await assert.rejects(connectRedis({ clusterNodes: [server.url], tls: { caFile: server.caFile }, connectTimeoutMs: 2_000 }), (error: unknown) => {
+      assert.ok(error instanceof GovMapError && error.code === 'GOVMAP_INVALID_CONFIGURATION', `expected ConfigurationError, got ${String(error)}`);
+      assert.match(error.message, /"redis\.clusterNodes"/);
+      assert.match(error.message, /standalone Redis/);
+      return true;
+    });
   } finally {
     await server.stop();
   }

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { RESP_TYPES, createClient } from 'redis';
@@ -8,6 +11,7 @@ import {
   BOUNDED_ADD,
   INT64_MAX,
   INT64_MIN,
+  RedisUnavailableError,
   RedisValueCorruptError,
   RemoteGovernedMap,
   Status,
@@ -16,7 +20,7 @@ import {
   stringCodec,
 } from '../../src/stores/redis/index.ts';
 import type { RedisLink, RemoteGovernedMapOptions } from '../../src/stores/redis/index.ts';
-import { required, service, uniquePrefix } from './redis-env.ts';
+import { freePort, required, service, uniquePrefix } from './redis-env.ts';
 
 const redis = service('GOVMAP_REDIS_URL');
 
@@ -533,6 +537,50 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await assert.rejects(connectRedis({ clusterNodes: ['127.0.0.1:0'], connectTimeoutMs: 2000 }), named('redis.clusterNodes'));
     // The URL may carry the password: the error must not print it.
     await assert.rejects(connectRedis({ url: 'redis://ops:s3cret@127.0.0.1:99999' }), (error: unknown) => named('redis.url')(error) && !(error as Error).message.includes('s3cret'));
+  });
+
+  test('a cluster seed given as a bracketed IPv6 literal ([::1]:7001) is accepted and dialled; an unbracketed one is refused naming the seed and the bracket form', async () => {
+    const port = await freePort();
+    for (const seed of [`[::1]:${port}`, `redis://[::1]:${port}`, `redis://ops:pw@[0:0:0:0:0:0:0:1]:${port}`]) {
+      // Nobody listens there: dialled, it is an outage, not a configuration error.
+      await assert.rejects(connectRedis({ clusterNodes: [seed], connectTimeoutMs: 300 }), (error: unknown) => error instanceof RedisUnavailableError, seed);
+    }
+    for (const seed of ['::1:7001', 'fe80::1:7001', '[::1]', '[::1]:99999', '[not-ip]:7001']) {
+      await assert.rejects(
+        connectRedis({ clusterNodes: [seed], connectTimeoutMs: 300 }),
+        (error: unknown) => error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION' && error.message.includes('"redis.clusterNodes"') && error.message.includes(seed) && error.message.includes('[::1]:7001'),
+        seed,
+      );
+    }
+  });
+
+  test('redis.tls is refused naming the option when its CA file cannot be read, its PEM holds no certificate, or the URL is not rediss://', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'govmap-ca-'));
+    try {
+      const key = join(dir, 'key.pem');
+      writeFileSync(key, '-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIMm7m1bYwbwsJcYQ3Ax5kI1DL4UuF5s4u0n3UjQ0m3wG\n-----END PRIVATE KEY-----\n');
+      const cases: Array<[string, Record<string, unknown>]> = [
+        ['redis.tls.caFile', { url: 'rediss://127.0.0.1:6390', tls: { caFile: join(dir, 'missing.crt') } }],
+        ['redis.tls.caFile', { url: 'rediss://127.0.0.1:6390', tls: { caFile: key } }],
+        ['redis.tls.ca', { url: 'rediss://127.0.0.1:6390', tls: { ca: 'not a certificate' } }],
+        ['redis.tls.ca', { url: 'rediss://127.0.0.1:6390', tls: { ca: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' } }],
+        ['redis.tls', { url: 'redis://127.0.0.1:6390', tls: { caFile: key } }],
+        ['redis.tls', { clusterNodes: ['127.0.0.1:7001'], tls: { ca: 'x' } }],
+        ['redis.tls', { url: 'rediss://127.0.0.1:6390', tls: {} }],
+        ['redis.tls.cafile', { url: 'rediss://127.0.0.1:6390', tls: { cafile: key } }],
+      ];
+      for (const [option, options] of cases) {
+        const started = performance.now();
+        await assert.rejects(connectRedis({ ...options, connectTimeoutMs: 3000 }), (error: unknown) => {
+          assert.ok(error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION', `${option}: expected ConfigurationError, got ${String(error)}`);
+          assert.match(error.message, new RegExp(`"${option.replace(/\./g, '\\.')}"`), JSON.stringify(options));
+          return true;
+        });
+        assert.ok(performance.now() - started < 1000, `${option}: refused before connecting`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('a timeout or period longer than a timer can hold (about 24.8 days) is refused naming the option, not silently run as 1 ms', async () => {

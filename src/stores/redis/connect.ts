@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { ConfigurationError } from '../../map/errors.ts';
 import { findUnknownOption, optionKeys } from '../../map/known-options.ts';
 import { RedisUnavailableError } from './errors.ts';
@@ -20,8 +22,17 @@ import type * as Redis from 'redis';
 export interface RedisConnectionOptions {
   /** One server: `redis://[user:pass@]host:port[/db]` (`rediss://` for TLS). */
   readonly url?: string;
-  /** A cluster: seed nodes as `host:port` or `redis://host:port`; the rest are discovered. */
+  /**
+   * A cluster: seed nodes as `host:port` or `redis://host:port` (an IPv6 address in brackets:
+   * `[fd00::5]:7001`); the rest are discovered.
+   */
   readonly clusterNodes?: readonly string[];
+  /**
+   * TLS settings of a `rediss://` connection (every node of a cluster, discovered ones included).
+   * `ca` (PEM text) or `caFile` (a PEM file): the CA(s) that signed the servers' certificates, a
+   * bank's internal CA, trusted by this connection only, in place of Node's default CAs.
+   */
+  readonly tls?: RedisTlsOptions;
   /** Give up the first connection after this many ms. Default 5,000. */
   readonly connectTimeoutMs?: number;
   /**
@@ -41,9 +52,18 @@ export interface RedisConnectionOptions {
   readonly clientName?: string;
 }
 
+export interface RedisTlsOptions {
+  /** PEM certificate(s) of the CA(s) to trust. Give this or `caFile`. */
+  readonly ca?: string | Buffer;
+  /** Path of a PEM file of the CA certificate(s) to trust, read once at connect. */
+  readonly caFile?: string;
+}
+
+const TLS_OPTIONS = optionKeys<RedisTlsOptions>({ ca: true, caFile: true });
+
 /** Every key of RedisConnectionOptions (the compiler checks the two stay the same): any other is refused. */
 const CONNECTION_OPTIONS = optionKeys<RedisConnectionOptions>({
-  url: true, clusterNodes: true, connectTimeoutMs: true, commandTimeoutMs: true, heartbeatMs: true, reconnectMaxDelayMs: true, clientName: true,
+  url: true, clusterNodes: true, tls: true, connectTimeoutMs: true, commandTimeoutMs: true, heartbeatMs: true, reconnectMaxDelayMs: true, clientName: true,
 });
 
 // The slice of node-redis this file uses, typed structurally: node-redis' own generics
@@ -92,6 +112,9 @@ export async function connectRedis(options: RedisConnectionOptions): Promise<Red
   } catch (error) {
     await link.close().catch(() => undefined);
     if (error instanceof ConfigurationError) throw error;
+    if (untrustedCertificate(error)) {
+      throw new ConfigurationError('redis.tls', `the server's TLS certificate is not trusted (${String((error as { code?: unknown }).code)}: ${error.message.slice(0, 200)}): give the CA that signed it as redis.tls.caFile or redis.tls.ca${settings.ca === undefined ? '' : ' (the CA given did not sign it)'}, and connect by a name or address the certificate lists`);
+    }
     const failure = link.classify(error);
     if (failure.kind === 'REFUSED') {
       // The server answered the handshake with an error (WRONGPASS, NOAUTH, NOPERM, an invalid
@@ -112,6 +135,8 @@ export async function connectRedis(options: RedisConnectionOptions): Promise<Red
 interface Settings {
   readonly url: string | undefined;
   readonly clusterNodes: readonly string[] | undefined;
+  /** PEM of the CA(s) to trust instead of Node's defaults (`tls.ca` / `tls.caFile`). */
+  readonly ca: string | undefined;
   readonly connectTimeoutMs: number;
   readonly commandTimeoutMs: number;
   readonly heartbeatMs: number;
@@ -135,11 +160,13 @@ function checkOptions(options: RedisConnectionOptions): Settings {
   if (clusterNodes !== undefined) {
     if (!Array.isArray(clusterNodes) || clusterNodes.length === 0) throw new ConfigurationError('redis.clusterNodes', 'must be a non-empty list of host:port');
     for (const node of clusterNodes) {
-      if (typeof node !== 'string' || !/^(rediss?:\/\/([^\s/@]*@)?)?[^\s/:@]+:[0-9]{1,5}$/.test(node)) {
-        throw new ConfigurationError('redis.clusterNodes', 'each node must be host:port (or redis://[user:pass@]host:port)', typeof node === 'string' ? redactUrl(node) : node);
+      // An IPv6 address only in brackets: in "::1:7001" no rule tells the port from the address.
+      if (typeof node !== 'string' || !/^(rediss?:\/\/([^\s/@]*@)?)?([^\s/:@[\]]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$/.test(node)) {
+        throw new ConfigurationError('redis.clusterNodes', 'each node must be host:port (or redis://[user:pass@]host:port), an IPv6 address in brackets with its port ([::1]:7001)', typeof node === 'string' ? redactUrl(node) : node);
       }
+      if (node.includes('[') && !isIpv6Literal(node)) throw new ConfigurationError('redis.clusterNodes', 'holds no IPv6 address in its brackets (expected e.g. [::1]:7001)', redactUrl(node));
       const port = Number(node.slice(node.lastIndexOf(':') + 1));
-      if (port < 1 || port > 65535) throw new ConfigurationError('redis.clusterNodes', 'each node\'s port must be 1-65535', redactUrl(node));
+      if (port < 1 || port > 65535) throw new ConfigurationError('redis.clusterNodes', 'each node\'s port must be 1-65535 (expected e.g. 10.0.0.5:7001 or [::1]:7001)', redactUrl(node));
     }
   }
   const ms = (name: keyof typeof DEFAULTS, min: number): number => {
@@ -154,12 +181,71 @@ function checkOptions(options: RedisConnectionOptions): Settings {
   return {
     url,
     clusterNodes,
+    ca: options.tls === undefined ? undefined : checkTls(options.tls, url !== undefined ? [url] : clusterNodes!),
     connectTimeoutMs: ms('connectTimeoutMs', 1),
     commandTimeoutMs: ms('commandTimeoutMs', 1),
     heartbeatMs: ms('heartbeatMs', 0),
     reconnectMaxDelayMs: ms('reconnectMaxDelayMs', RECONNECT_BASE_MS),
     clientName,
   };
+}
+
+/** Whether the bracketed host of a seed is an IPv6 address WHATWG URL (and so node-redis) accepts. */
+function isIpv6Literal(node: string): boolean {
+  try {
+    return new URL(node.includes('://') ? node : `redis://${node}`).hostname.startsWith('[');
+  } catch {
+    return false;
+  }
+}
+
+/** The PEM of the CA(s) of `tls`, checked: readable, and certificates (not a key, not a typo). */
+function checkTls(tls: RedisTlsOptions, targets: readonly string[]): string {
+  if (tls === null || typeof tls !== 'object') throw new ConfigurationError('redis.tls', 'must be { ca } or { caFile }', tls);
+  const unknown = findUnknownOption(tls, TLS_OPTIONS, 'redis.tls (RedisTlsOptions)');
+  if (unknown !== undefined) throw new ConfigurationError(`redis.tls.${unknown.option}`, unknown.rule);
+  // A CA given for a redis:// connection would be ignored: the data would cross the network in
+  // clear while the configuration reads as TLS.
+  if (!targets.every((target) => target.startsWith('rediss://'))) {
+    throw new ConfigurationError('redis.tls', 'applies to TLS connections only: give the url as rediss://host:port, or every cluster node as rediss://host:port');
+  }
+  if ((tls.ca === undefined) === (tls.caFile === undefined)) throw new ConfigurationError('redis.tls', 'give exactly one of ca (PEM text) and caFile (a PEM file path)');
+  let pem: string;
+  let option: string;
+  if (tls.caFile !== undefined) {
+    option = 'redis.tls.caFile';
+    if (typeof tls.caFile !== 'string' || tls.caFile === '') throw new ConfigurationError(option, 'must be the path of a PEM file', tls.caFile);
+    try {
+      pem = readFileSync(tls.caFile, 'utf8');
+    } catch (cause) {
+      throw new ConfigurationError(option, `cannot be read (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`, tls.caFile);
+    }
+  } else {
+    option = 'redis.tls.ca';
+    if (typeof tls.ca !== 'string' && !Buffer.isBuffer(tls.ca)) throw new ConfigurationError(option, 'must be PEM text (a string or Buffer)', typeof tls.ca);
+    pem = tls.ca.toString('utf8');
+  }
+  const where = option === 'redis.tls.caFile' ? (tls.caFile as string) : undefined;
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
+  if (blocks === null) throw new ConfigurationError(option, 'holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the CA certificate, not a key or a DER file', where);
+  for (const [index, block] of blocks.entries()) {
+    try {
+      new X509Certificate(block);
+    } catch (cause) {
+      throw new ConfigurationError(option, `certificate ${index + 1} of ${blocks.length} is not a valid X.509 certificate (${(cause as Error).message})`, where);
+    }
+  }
+  return blocks.join('\n');
+}
+
+/**
+ * Whether a connection failed because the server's certificate was not trusted (unknown CA,
+ * expired, wrong host name): a setting to fix (`redis.tls`), which retrying will not cure.
+ */
+function untrustedCertificate(error: unknown): error is Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  // ERR_SSL_* are alerts the server sent (a client certificate it requires...), not our verdict on its certificate.
+  return error instanceof Error && typeof code === 'string' && !code.startsWith('ERR_SSL_') && /CERT|SELF_SIGNED|UNABLE_TO_(GET_ISSUER|VERIFY|DECRYPT)|HOSTNAME_MISMATCH|ERR_TLS_CERT_ALTNAME_INVALID/.test(code);
 }
 
 /** Why node-redis would fail to parse `url` (port, database, malformed), or null. */
@@ -355,6 +441,8 @@ abstract class LinkBase implements RedisLink {
       // setting, not an outage; give up now (connectRedis names it) instead of retrying it for
       // connectTimeoutMs. "Not now" replies (LOADING...) are still retried.
       if (!this.#opened && cause instanceof this.redis.ErrorReply && !NOT_READY.test(cause.message)) return false;
+      // Likewise a certificate not trusted: every retry meets the same certificate.
+      if (!this.#opened && untrustedCertificate(cause)) return false;
       const delay = Math.min(this.settings.reconnectMaxDelayMs, RECONNECT_BASE_MS * 2 ** Math.min(retries, 16));
       if (this.#opened) return delay;
       // The first connection: never sleep past connectTimeoutMs (a pause of reconnectMaxDelayMs
@@ -427,7 +515,7 @@ class StandaloneLink extends LinkBase {
       disableOfflineQueue: true,
       name: s.clientName,
       commandOptions: { timeout: s.commandTimeoutMs },
-      socket: { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt) },
+      socket: { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt), ...(s.ca === undefined ? {} : { tls: true as const, ca: s.ca }) },
     }) as unknown as NodeClient;
     this.#client = client;
     client.on('invalidate', (key: Buffer | null) => this.invalidated(key === null ? null : key.toString()));
@@ -496,7 +584,9 @@ class ClusterLink extends LinkBase {
 
   protected async connect(startedAt: number): Promise<void> {
     const s = this.settings;
-    const socket = { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt) };
+    // The CA too, on root and discovered nodes alike: a root node alone trusting it would discover
+    // the topology, then fail every command on a node it could not verify.
+    const socket = { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt), ...(s.ca === undefined ? {} : { ca: s.ca }) };
     // As with credentials, only root nodes take TLS from their rediss:// URL: every discovered
     // node was dialled in plain text and never answered (each command a TIMEOUT).
     const tls = s.clusterNodes!.some((node) => node.startsWith('rediss://'));
@@ -516,7 +606,7 @@ class ClusterLink extends LinkBase {
     let refusal: Error | undefined;
     let connecting = true;
     cluster.on('error', (error: unknown) => {
-      if (connecting && error instanceof this.redis.ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) refusal = error;
+      if (connecting && ((error instanceof this.redis.ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) || untrustedCertificate(error))) refusal = error;
     });
     cluster.on('node-error', (_error: Error, info: { host: string; port: number }) => this.nodeDown(id(info)));
     cluster.on('node-reconnecting', (info: { host: string; port: number }) => this.nodeDown(id(info)));
@@ -546,7 +636,7 @@ class ClusterLink extends LinkBase {
     const node = nodes[0]!;
     const probe = this.redis.createClient({
       url: node.includes('://') ? node : `redis://${node}`,
-      socket: { connectTimeout: this.settings.connectTimeoutMs, reconnectStrategy: false },
+      socket: { connectTimeout: this.settings.connectTimeoutMs, reconnectStrategy: false, ...(this.settings.ca === undefined ? {} : { ca: this.settings.ca }) },
     }) as unknown as NodeClient;
     probe.on('error', () => undefined);
     let info: unknown = '';

@@ -8,7 +8,7 @@ export type { RemoteGovernedMapOptions, RemoteMapStatsSnapshot, Int64Bounds, Nea
 export { openRedisGovernedMap } from './open.ts';
 export type { OpenRedisGovernedMapOptions } from './open.ts';
 export { connectRedis } from './connect.ts';
-export type { RedisConnectionOptions } from './connect.ts';
+export type { RedisConnectionOptions, RedisTlsOptions } from './connect.ts';
 export type { RedisLink, LinkListener } from './link.ts';
 export { LinkFailure } from './link.ts';
 export { int64Codec, stringCodec, INT64_MIN, INT64_MAX } from './codec.ts';
