@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { HttpError, assertOnlyFields, readJsonObject, sendJson, serviceUrl } from './http.ts';
+import type { AddressInfo, Socket } from 'node:net';
+import { CLOSE_DRAIN_MS, HttpError, assertOnlyFields, drain, readJsonObject, sendJson, serviceUrl } from './http.ts';
 import { ACCOUNT_ID, accountId } from './ledger.ts';
 import { INT64_MAX, formatAmount, parsePositiveAmount } from './money.ts';
 import { installRuntimeProbe } from './runtime-probe.ts';
@@ -64,6 +64,11 @@ export async function startBareDemo(options: { port?: number; host?: string; acc
   });
 
   const server = createServer((req, res) => void router.handle(req, res));
+  const connections = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -72,11 +77,14 @@ export async function startBareDemo(options: { port?: number; host?: string; acc
   const { port } = server.address() as AddressInfo;
   return {
     url: serviceUrl(host, port),
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const close of closers) close();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    // As the governed demo closes (demo/server.ts): the answers underway go out before the rest
+    // is cut, so a benchmark's last requests end the same way against both.
+    close: async () => {
+      for (const close of closers) close();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await drain(connections, CLOSE_DRAIN_MS);
+      server.closeAllConnections();
+      await closed;
+    },
   };
 }

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIPv6 } from 'node:net';
+import type { Socket } from 'node:net';
 
 import { currentBizContext } from '../src/routing/index.ts';
 
@@ -224,4 +225,57 @@ export function assertOnlyFields(body: Record<string, unknown>, allowed: readonl
       throw new HttpError(400, 'BODY_UNKNOWN_FIELD', `unknown field ${JSON.stringify(field.slice(0, 40))}; allowed: ${allowed.join(', ')}`);
     }
   }
+}
+
+/** How long a demo's close() waits for the answers underway, ms: the server's own request timeout. */
+export const CLOSE_DRAIN_MS = 10_000;
+
+/**
+ * Resolves once no connection owes an answer (pipelined ones included), or after `ms`. Answers
+ * that never end by themselves (openEndedAnswers) are not waited for.
+ */
+export function drain(connections: ReadonlySet<Socket>, ms: number): Promise<void> {
+  const owing = [...connections].filter((socket) => {
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    return inFlight !== undefined && inFlight !== null && !openEndedAnswers.has(inFlight);
+  });
+  if (owing.length === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    let left = owing.length;
+    const deadline = setTimeout(resolve, ms).unref();
+    for (const socket of owing) {
+      let done = false;
+      const settle = (): void => {
+        if (done) return;
+        done = true;
+        if (--left === 0) {
+          clearTimeout(deadline);
+          resolve();
+        }
+      };
+      socket.once('close', settle);
+      whenAnswered(socket, settle);
+    }
+  });
+}
+
+/**
+ * Calls `then` once no answer is owed on `socket`. Pipelined answers go out one at a time: when
+ * the attached one finishes, Node attaches the next queued one (its own 'finish' listener runs
+ * before ours), so this waits again until none is attached. A socket that closes meanwhile ends
+ * the wait (`then` is not called).
+ */
+export function whenAnswered(socket: Socket, then: () => void): void {
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (inFlight === undefined || inFlight === null) {
+    then();
+    return;
+  }
+  const next = (): void => {
+    inFlight.off('finish', next);
+    inFlight.off('close', next);
+    if (!socket.destroyed) setImmediate(() => whenAnswered(socket, then));
+  };
+  inFlight.once('finish', next);
+  inFlight.once('close', next);
 }

@@ -5,7 +5,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { ConfigurationError } from '../src/map/index.ts';
 import { MapMetrics } from '../src/metrics/index.ts';
 import { installAccountRoutes } from './accounts.ts';
-import { openEndedAnswers, sendError, sendJson, serviceUrl } from './http.ts';
+import { CLOSE_DRAIN_MS, drain, sendError, sendJson, serviceUrl, whenAnswered } from './http.ts';
 import { Ledger } from './ledger.ts';
 import { auditGovernance, auditSummary, installAudit, startDemoAudit, switchAudit } from './audit.ts';
 import type { DemoAuditOptions } from './audit.ts';
@@ -244,38 +244,6 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   };
 }
 
-/** How long close() waits for the answers underway, ms: the server's own request timeout. */
-const CLOSE_DRAIN_MS = 10_000;
-
-/**
- * Resolves once no connection owes an answer (pipelined ones included), or after `ms`. Answers
- * that never end by themselves (openEndedAnswers) are not waited for.
- */
-function drain(connections: ReadonlySet<Socket>, ms: number): Promise<void> {
-  const owing = [...connections].filter((socket) => {
-    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-    return inFlight !== undefined && inFlight !== null && !openEndedAnswers.has(inFlight);
-  });
-  if (owing.length === 0) return Promise.resolve();
-  return new Promise((resolve) => {
-    let left = owing.length;
-    const deadline = setTimeout(resolve, ms).unref();
-    for (const socket of owing) {
-      let done = false;
-      const settle = (): void => {
-        if (done) return;
-        done = true;
-        if (--left === 0) {
-          clearTimeout(deadline);
-          resolve();
-        }
-      };
-      socket.once('close', settle);
-      whenAnswered(socket, settle);
-    }
-  });
-}
-
 /**
  * Whether the request carries a Host header, read from rawHeaders: `req.headers` is built lazily
  * on first access, and a GET of a balance never needs it otherwise (an object per request).
@@ -363,27 +331,6 @@ function answerClientError(error: Error & { code?: string; reason?: string }, so
 function responseUnderway(socket: Socket): boolean {
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
   return inFlight !== undefined && inFlight !== null;
-}
-
-/**
- * Calls `then` once no answer is owed on `socket`. Pipelined answers go out one at a time: when
- * the attached one finishes, Node attaches the next queued one (its own 'finish' listener runs
- * before ours), so this waits again until none is attached. A socket that closes meanwhile ends
- * the wait (`then` is not called).
- */
-function whenAnswered(socket: Socket, then: () => void): void {
-  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-  if (inFlight === undefined || inFlight === null) {
-    then();
-    return;
-  }
-  const next = (): void => {
-    inFlight.off('finish', next);
-    inFlight.off('close', next);
-    if (!socket.destroyed) setImmediate(() => whenAnswered(socket, then));
-  };
-  inFlight.once('finish', next);
-  inFlight.once('close', next);
 }
 
 /** The shortest admin token taken: it guards breaker, switch, routing-fault and settlement endpoints. */

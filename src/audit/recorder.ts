@@ -61,6 +61,13 @@ export interface AuditRecorderStats {
   readonly nextSeq: number;
   readonly readsRecorded: number;
   readonly writesRecorded: number;
+  /**
+   * Every record this recorder wrote, of every kind: reads, writes, its own (AUDIT_STARTED,
+   * AUDIT_GAP, AUDIT_STOPPED, ...) and governance events; dropped reads and lost writes are not
+   * among them. After stop() it is what this session added to the spool, the count verify finds
+   * in a spool that one session wrote.
+   */
+  readonly records: number;
   /** Reads that found the ring full and waited (policy `wait`). */
   readonly ringFullWaits: number;
   /** Reads dropped for a full ring (named by AUDIT_GAP records). */
@@ -215,6 +222,8 @@ export class AuditRecorder implements MapObserver<unknown> {
 
   #readsRecorded = 0;
   #writesRecorded = 0;
+  /** Records given a seq by #append (writes, lifecycle, governance, gaps), lost ones included. */
+  #appended = 0;
   #ringFullWaits = 0;
   #journalFullWaits = 0;
   #readsDropped = 0;
@@ -383,6 +392,7 @@ export class AuditRecorder implements MapObserver<unknown> {
       nextSeq: this.#seq,
       readsRecorded: this.#readsRecorded,
       writesRecorded: this.#writesRecorded,
+      records: this.#readsRecorded + this.#appended - this.#writesLost,
       ringFullWaits: this.#ringFullWaits,
       readsDropped: this.#readsDropped,
       writesLost: this.#writesLost,
@@ -677,6 +687,7 @@ export class AuditRecorder implements MapObserver<unknown> {
   /** Encodes `r` with the next seq and hands it to the journal or write(2) (to the backlog while failing). */
   #append(r: DirectRecord): void {
     const seq = this.#seq++;
+    this.#appended++;
     if (seq > this.#reservedThrough) this.#reserve(seq);
     r.seq = seq;
     if (this.#trace.capture()) {

@@ -52,6 +52,20 @@ export function listSegments(dir: string): SegmentFile[] {
   return out.sort((a, b) => a.segment - b.segment || canonical(a) - canonical(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+/** A segment an operator compressed (`gzip audit-000012.jsonl`): not read, but named where the segment is missed. */
+export const COMPRESSED_SEGMENT_PATTERN = /^audit-([0-9]{6,})\.jsonl\.(gz|bz2|xz|zst|lz4)$/;
+
+/** Compressed segment files of a spool directory, by segment number (the first name of each, sorted). */
+export function listCompressedSegments(dir: string): Map<number, string> {
+  const out = new Map<number, string>();
+  if (!existsSync(dir)) return out;
+  for (const name of readdirSync(dir).sort()) {
+    const match = COMPRESSED_SEGMENT_PATTERN.exec(name);
+    if (match !== null && !out.has(Number(match[1]))) out.set(Number(match[1]), name);
+  }
+  return out;
+}
+
 /** The most bytes one read of a file returns (readFileSync refuses more). */
 const MAX_SEGMENT_READ = 2 ** 31 - 1;
 
@@ -63,14 +77,35 @@ const MAX_SEGMENT_READ = 2 ** 31 - 1;
  * ("nothing was checked") instead of reporting it.
  */
 export function readSegmentFile(path: string): Buffer | string {
+  const opened = openSegmentFile(path);
+  if (typeof opened === 'string') return opened;
+  try {
+    return readFileSync(opened.fd);
+  } finally {
+    closeSync(opened.fd);
+  }
+}
+
+/**
+ * A segment file opened for reading in pieces (the caller closes `fd`), with its size when
+ * opened, or why the file at its name cannot be one (readSegmentFile's sentences).
+ */
+export function openSegmentFile(path: string): { readonly fd: number; readonly size: number } | string {
   const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const stats = fstatSync(fd);
-    if (!stats.isFile()) return `${fileKind(stats)}, not a regular file: every segment is a regular file the recorder appends to; not read`;
-    if (stats.size > MAX_SEGMENT_READ) return `${stats.size} bytes, more than any segment holds (the recorder rotates below 2 GiB, maxSegmentBytes); not read`;
-    return readFileSync(fd);
-  } finally {
+    if (!stats.isFile()) {
+      closeSync(fd);
+      return `${fileKind(stats)}, not a regular file: every segment is a regular file the recorder appends to; not read`;
+    }
+    if (stats.size > MAX_SEGMENT_READ) {
+      closeSync(fd);
+      return `${stats.size} bytes, more than any segment holds (the recorder rotates below 2 GiB, maxSegmentBytes); not read`;
+    }
+    return { fd, size: stats.size };
+  } catch (error) {
     closeSync(fd);
+    throw error;
   }
 }
 

@@ -1,9 +1,9 @@
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, readSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { GENESIS_HASH, isReadStream, parseSpoolLine } from './event.ts';
 import type { AuditGap, SealRecord } from './event.ts';
 import { readJournal } from './journal.ts';
-import { ChainHasher, headMac, listSegments, readHead, readSegmentFile, SEGMENT_PATTERN, segmentName } from './spool.ts';
+import { ChainHasher, hashRange, headMac, listCompressedSegments, listSegments, openSegmentFile, readHead, SEGMENT_PATTERN, segmentName } from './spool.ts';
 import type { SegmentFile } from './spool.ts';
 
 export interface VerifyOptions {
@@ -41,6 +41,11 @@ export interface VerifyProblem {
   readonly offset: number;
   readonly seq: number | null;
   readonly problem: string;
+  /**
+   * Set where a script can act on the finding: `SEGMENT_COMPRESSED`, a segment missed from the
+   * chain is in the directory compressed (audit-NNNNNN.jsonl.gz): decompress it and verify again.
+   */
+  readonly code?: 'SEGMENT_COMPRESSED';
 }
 
 export interface VerifyReport {
@@ -195,9 +200,18 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       problem: `two files claim segment ${file.segment}: ${twin.name} and ${file.name} (the recorder writes one file per segment, named ${segmentName(file.segment)}); only ${twin.name} is checked`,
     });
   }
+  // Not read (no gzip support: a segment is checked as the recorder wrote it), but named where
+  // its segment is missed, so an operator who compressed old segments is not sent hunting for a
+  // deletion.
+  const compressed = isDir ? listCompressedSegments(path) : new Map<number, string>();
+  const compressedCopies = (from: number, to: number): Pick<VerifyProblem, 'problem' | 'code'> | null => {
+    const names = [...compressed].filter(([segment]) => segment >= from && segment <= to).map(([, name]) => name);
+    return names.length === 0 ? null : { problem: `; found ${names.join(', ')}: decompress ${names.length === 1 ? 'it' : 'them'} to verify`, code: 'SEGMENT_COMPRESSED' };
+  };
   if (segments.length === 0) {
     const why = !existsSync(path) ? 'no such file or directory' : 'no audit segments (audit-NNNNNN.jsonl) here';
-    add(0, 0, { file: path, line: 0, offset: 0, seq: null, problem: why });
+    const copies = compressedCopies(0, Number.MAX_SAFE_INTEGER);
+    add(0, 0, { file: path, line: 0, offset: 0, seq: null, problem: `${why}${copies?.problem ?? ''}`, ...(copies === null ? {} : { code: copies.code }) });
     return finish();
   }
 
@@ -359,6 +373,10 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   let lastFileEmpty = false;
   let lastFileHasSeal = false;
 
+  /** For a seal whose block the chunk buffer no longer holds (a block past a chunk boundary). */
+  let scratchBuffer: Buffer | null = null;
+  const scratch = (): Buffer => (scratchBuffer ??= Buffer.allocUnsafe(1 << 18));
+
   const onSegment = options.onSegment;
   // Sizes only when someone follows the progress: a stat per segment is not free on a big spool.
   const sizes = onSegment === undefined ? [] : segments.map((seg) => sizeOf(seg.path));
@@ -371,22 +389,32 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
     }
     const seg = segments[fileIndex]!;
     if (fileIndex > 0 && seg.segment !== segments[fileIndex - 1]!.segment + 1) {
+      const from = segments[fileIndex - 1]!.segment + 1;
+      const to = seg.segment - 1;
+      const jump = `the chain jumps from segment ${from - 1} to ${seg.segment}`;
+      const copies = compressedCopies(from, to);
       add(fileIndex, 0, {
         file: seg.name,
         line: 1,
         offset: 0,
         seq: null,
-        problem: `segment(s) ${segments[fileIndex - 1]!.segment + 1}..${seg.segment - 1} are missing: the chain jumps from segment ${segments[fileIndex - 1]!.segment} to ${seg.segment}`,
+        problem:
+          copies === null
+            ? `segment(s) ${from}..${to} are missing: ${jump}`
+            : from === to
+              ? `segment ${from} is missing${copies.problem} (${jump})`
+              : `segment(s) ${from}..${to} are missing: ${jump}${copies.problem}`,
+        ...(copies === null ? {} : { code: copies.code }),
       });
       resync = true;
     }
-    const read = readSegmentFile(seg.path);
+    const opened = openSegmentFile(seg.path);
     // Not a segment file (a FIFO, a directory, a file padded past 2 GiB): named, and checked as
     // if empty, so the chain's other problems and the rest of the log are still reported.
-    if (typeof read === 'string') add(fileIndex, 0, { file: seg.name, line: 0, offset: 0, seq: null, problem: read });
-    const bytes = typeof read === 'string' ? Buffer.alloc(0) : read;
+    if (typeof opened === 'string') add(fileIndex, 0, { file: seg.name, line: 0, offset: 0, seq: null, problem: opened });
+    const lines = typeof opened === 'string' ? null : new SegmentLines(opened.fd);
     const isLast = fileIndex === segments.length - 1;
-    if (bytes.length === 0 && typeof read !== 'string') {
+    if (typeof opened !== 'string' && opened.size === 0) {
       // A rotation that crashed between creating the file and writing its header leaves the last
       // segment empty (the next start writes the header): decided with the segment before it.
       if (isLast && fileIndex > 0) lastFileEmpty = true;
@@ -411,10 +439,11 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
     let sinceSeal: { offset: number; line: number; seq: number; op: string }[] = [];
     let start = 0;
     let lineNo = 0;
-    while (start < bytes.length) {
+    while (lines !== null && lines.next()) {
+      start = lines.start;
       lineNo++;
       lineStarts.push(start);
-      const nl = bytes.indexOf(10, start);
+      const nl = lines.end;
       const here = (problem: string, seq: number | null = null, sortOffset = start): void =>
         add(fileIndex, sortOffset, { file: seg.name, line: lineNo, offset: start, seq, problem });
       if (nl === -1) {
@@ -423,14 +452,16 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
           // Past what HEAD (read before the log) vouches for, in a recorder that has not stopped:
           // a record being written while we read, or a crash's torn tail that the next start
           // cuts and names in an AUDIT_GAP. Nothing committed is missing; noted, not failed.
-          notes.push(`the log ends inside a record (${bytes.length - start} bytes) past HEAD's committed offset: a record a running recorder is writing, or a crash's torn tail its next start names in an AUDIT_GAP`);
+          notes.push(`the log ends inside a record (${lines.size - start} bytes) past HEAD's committed offset: a record a running recorder is writing, or a crash's torn tail its next start names in an AUDIT_GAP`);
           break;
         }
-        here(`the file ends inside a record (${bytes.length - start} bytes without a newline): truncated, or torn by a crash the recorder has not yet recovered from`);
+        here(`the file ends inside a record (${lines.size - start} bytes without a newline): truncated, or torn by a crash the recorder has not yet recovered from`);
         break;
       }
       lastLineFinalSeal = false;
-      const parsed = parseSpoolLine(bytes.toString('utf8', start, nl));
+      const text = lines.text;
+      const parsed: ReturnType<typeof parseSpoolLine> =
+        text === null ? { kind: 'invalid', problem: `a line of ${nl - start} bytes, longer than any audit record (at most ${VERIFY_CHUNK_BYTES}): not parsed` } : parseSpoolLine(text.toString('utf8'));
       if (lineNo === 1 && !(parsed.kind === 'segment' && parsed.segment.segment === seg.segment)) {
         here(`the first line is not this segment's header ({"type":"SEGMENT","segment":${seg.segment}})`);
       }
@@ -443,12 +474,12 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       if (parsed.kind === 'invalid') {
         // A damaged record still holds its place: count its seq as seen when it can be read,
         // so the damage is reported once, here, and not again as a missing seq.
-        const seqMatch = SEQ_FIELD.exec(bytes.toString('latin1', start, Math.min(nl, start + 64)));
+        const seqMatch = SEQ_FIELD.exec(lines.head.toString('latin1', 0, 64));
         const damagedSeq = seqMatch === null ? null : Number(seqMatch[1]);
         tornCandidates.set(`${seg.segment}:${start}`, { fileIndex, sortOffset: start, kind: 'record', p: { file: seg.name, line: lineNo, offset: start, seq: damagedSeq, problem: `not a valid audit record: ${parsed.problem}` } });
         if (damagedSeq !== null && damagedSeq > watermark && !pending.has(damagedSeq)) {
           if (watermark < 0) watermark = resync ? damagedSeq - 1 : 0;
-          pending.set(damagedSeq, { file: seg.name, line: lineNo, offset: start, fileIndex, read: /"op_type":"(LOAD|RANGE)"/.test(bytes.toString('latin1', start, Math.min(nl, start + 96))) });
+          pending.set(damagedSeq, { file: seg.name, line: lineNo, offset: start, fileIndex, read: /"op_type":"(LOAD|RANGE)"/.test(lines.head.toString('latin1')) });
           seenDamaged.add(damagedSeq);
           advance();
         }
@@ -558,13 +589,14 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
           advance();
         }
       }
-      start = nl + 1;
     }
-    endOfLog = { file: seg.name, line: lineNo, offset: bytes.length, fileIndex };
-    if (!isLast && !lastLineFinalSeal && bytes.length > 0) {
+    lines?.close();
+    const size = lines?.size ?? 0;
+    endOfLog = { file: seg.name, line: lineNo, offset: size, fileIndex };
+    if (!isLast && !lastLineFinalSeal && size > 0) {
       const missingFinal: Located = {
         fileIndex,
-        sortOffset: bytes.length,
+        sortOffset: size,
         kind: 'record',
         p: {
           file: seg.name,
@@ -601,12 +633,12 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       const hashable = s.alg === hasher.alg && from <= to;
       if (linkBroken && !hashable) at(`chain link broken: ${link}`);
       if (hashable) {
-        const covered = bytes.subarray(from, to);
-        const hash = hasher.begin(resync ? s.prev : prevHash).update(covered).digest('hex');
+        const hashAfter = (prev: string): string => lines!.hash(hasher, prev, from, to, scratch);
+        const hash = hashAfter(resync ? s.prev : prevHash);
         // A broken link and altered bytes are different findings: hashed after the seal's own
         // prev, intact bytes still match it (the seal before it was altered or removed, or this
         // block comes from another chain); hashed after the previous seal, only prev was edited.
-        const intactAfterOwnPrev = linkBroken && hash !== s.hash && hasher.begin(s.prev).update(covered).digest('hex') === s.hash;
+        const intactAfterOwnPrev = linkBroken && hash !== s.hash && hashAfter(s.prev) === s.hash;
         if (key !== null) {
           keyedHashed++;
           if (hash === s.hash || intactAfterOwnPrev) keyedMatched++;
@@ -698,18 +730,21 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       );
     } else {
       const newest = retention ?? retentionUnsealed;
+      const copies = compressedCopies(1, firstSegment - 1);
       add(0, 0, {
         file: segments[0]!.name,
         line: 1,
         offset: 0,
         seq: null,
-        problem: `segment(s) 1..${firstSegment - 1} are absent and no AUDIT_RETENTION record names their removal${newest === null ? '' : ` (the newest, ${newest.file}:${newest.line}, names segments through ${newest.through})`}: the oldest segments were deleted, not retained`,
+        problem: `segment(s) 1..${firstSegment - 1} are absent and no AUDIT_RETENTION record names their removal${newest === null ? '' : ` (the newest, ${newest.file}:${newest.line}, names segments through ${newest.through})`}: the oldest segments were deleted, not retained${copies?.problem ?? ''}`,
+        ...(copies === null ? {} : { code: copies.code }),
       });
     }
   }
 
   if (isDir) {
-    const endProblem = (problem: string): void => add(segments.length - 1, Number.MAX_SAFE_INTEGER, { file: lastFile.name, line: 0, offset: statSync(lastFile.path).size, seq: null, problem });
+    const endProblem = (problem: string, code?: VerifyProblem['code']): void =>
+      add(segments.length - 1, Number.MAX_SAFE_INTEGER, { file: lastFile.name, line: 0, offset: statSync(lastFile.path).size, seq: null, problem, ...(code === undefined ? {} : { code }) });
     if (head === 'unreadable') endProblem('HEAD is unreadable: the last committed seal cannot be compared with the log');
     else if (head === null && key !== null && sealCount > 0) {
       // Keyed, HEAD is the only proof of where the log ended: without it a cut cannot be ruled out.
@@ -729,7 +764,8 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
     } else {
       const sealed = sealsByNumber.get(head.seal);
       if (sealed === undefined && head.seal > expectedSeal) {
-        endProblem(`truncated: HEAD records seal #${head.seal} (segment ${head.segment}) as committed, but the log ends at seal #${expectedSeal}`);
+        const copies = compressedCopies(lastFile.segment + 1, head.segment);
+        endProblem(`truncated: HEAD records seal #${head.seal} (segment ${head.segment}) as committed, but the log ends at seal #${expectedSeal}${copies?.problem ?? ''}`, copies?.code);
       } else if (sealed !== undefined && (sealed.hash !== head.hash || sealed.segment !== head.segment)) {
         endProblem(`HEAD's seal #${head.seal} (${head.hash.slice(0, 12)}…) differs from the log's (${sealed.hash.slice(0, 12)}…): the log was rewritten after it was committed`);
       }
@@ -757,6 +793,146 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
       notes,
       keyRequired,
     };
+  }
+}
+
+/**
+ * How much of a segment verify holds at once, and the longest line it parses. A segment is read
+ * in pieces of this size: whole, its memory grew with the segment (64 MiB by default, up to
+ * 2 GiB configured, the same for a corrupt file of that size). No record comes near it (the
+ * recorder's largest are tens of KiB), so a longer line is reported, not parsed.
+ */
+export const VERIFY_CHUNK_BYTES = 1 << 20;
+/** How much of an over-long line is kept: enough for its seq and op_type. */
+const LINE_HEAD_BYTES = 96;
+
+/**
+ * The lines of an open segment, read in VERIFY_CHUNK_BYTES pieces into one buffer. `text` is
+ * valid until the next call. Reads to the end of the file as it is then (a live recorder
+ * appends while we read, as readFileSync did), and closes the file there or on a read error.
+ */
+class SegmentLines {
+  readonly #buf = Buffer.allocUnsafe(VERIFY_CHUNK_BYTES);
+  readonly #fd: number;
+  /** File offset of buf[0]; buf[0, len) holds the file's bytes from there. */
+  #base = 0;
+  #len = 0;
+  /** Index in buf of the next line's start. */
+  #pos = 0;
+  #eof = false;
+  #closed = false;
+  /** File offset of the line's first byte. */
+  start = 0;
+  /** File offset of its newline, -1 when the file ends inside it. */
+  end = -1;
+  /** The line without its newline, or null when it is longer than VERIFY_CHUNK_BYTES. */
+  text: Buffer | null = null;
+  /** An over-long line's first bytes, kept when the rest is skipped. */
+  #longHead: Buffer | null = null;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  /** The line's first LINE_HEAD_BYTES bytes (or fewer, up to its end). */
+  get head(): Buffer {
+    return this.text === null ? this.#longHead! : this.text.subarray(0, LINE_HEAD_BYTES);
+  }
+
+  /** Bytes read so far: the file's length once next() has returned false. */
+  get size(): number {
+    return this.#base + this.#len;
+  }
+
+  next(): boolean {
+    let scan = this.#pos;
+    for (;;) {
+      const nl = this.#find(scan);
+      if (nl !== -1) return this.#line(this.#pos, nl, nl);
+      if (this.#eof) {
+        if (this.#pos >= this.#len) return false;
+        return this.#line(this.#pos, this.#len, -1);
+      }
+      if (this.#pos > 0) {
+        // Keep the unfinished line, move it to the front, read on after it.
+        this.#buf.copy(this.#buf, 0, this.#pos, this.#len);
+        this.#base += this.#pos;
+        this.#len -= this.#pos;
+        this.#pos = 0;
+      }
+      scan = this.#len;
+      if (this.#len === this.#buf.length) return this.#overlong();
+      this.#fill();
+    }
+  }
+
+  /** Hashes file bytes [from, to), already read, from the buffer when it still holds them. */
+  hash(hasher: ChainHasher, prev: string, from: number, to: number, scratch: () => Buffer): string {
+    if (from >= this.#base && to <= this.#base + this.#len) return hasher.begin(prev).update(this.#buf.subarray(from - this.#base, to - this.#base)).digest('hex');
+    try {
+      return hashRange(this.#fd, from, to, prev, hasher, scratch());
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    closeSync(this.#fd);
+  }
+
+  #find(from: number): number {
+    const at = this.#buf.indexOf(10, from);
+    return at >= this.#len ? -1 : at;
+  }
+
+  #line(from: number, to: number, nl: number): boolean {
+    this.start = this.#base + from;
+    this.end = nl === -1 ? -1 : this.#base + nl;
+    this.text = this.#buf.subarray(from, to);
+    this.#pos = nl === -1 ? to : nl + 1;
+    return true;
+  }
+
+  /** A line filling the whole buffer: its head is kept and the rest skipped to its newline. */
+  #overlong(): boolean {
+    this.start = this.#base;
+    this.#longHead = Buffer.from(this.#buf.subarray(0, LINE_HEAD_BYTES));
+    this.text = null;
+    for (;;) {
+      this.#base += this.#len;
+      this.#len = 0;
+      this.#pos = 0;
+      this.#fill();
+      const nl = this.#find(0);
+      if (nl !== -1) {
+        this.end = this.#base + nl;
+        this.#pos = nl + 1;
+        return true;
+      }
+      if (this.#eof) {
+        this.end = -1;
+        this.#pos = this.#len;
+        return true;
+      }
+    }
+  }
+
+  #fill(): void {
+    let got: number;
+    try {
+      got = readSync(this.#fd, this.#buf, this.#len, this.#buf.length - this.#len, this.#base + this.#len);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+    if (got === 0) {
+      this.#eof = true;
+      this.close();
+    }
+    this.#len += got;
   }
 }
 

@@ -122,10 +122,13 @@ async function verifyCommand(path: string, options: VerifyOptions): Promise<void
 function notAnAuditPath(path: string, spool: typeof Spool): string | null {
   const stats = statSync(path);
   if (stats.isDirectory()) {
-    if (spool.listSegments(path).length > 0 || existsSync(join(path, spool.HEAD_FILE))) return null;
+    // Compressed segments alone are a spool too: verify names them and says what to do.
+    if (spool.listSegments(path).length > 0 || existsSync(join(path, spool.HEAD_FILE)) || spool.listCompressedSegments(path).size > 0) return null;
     return 'this directory holds no audit segments (audit-NNNNNN.jsonl) and no HEAD: not an audit spool';
   }
   if (!stats.isFile()) return 'not a regular file or a directory';
+  const compressed = spool.COMPRESSED_SEGMENT_PATTERN.exec(basename(path));
+  if (compressed !== null) return `a compressed segment: decompress it (to ${basename(path).slice(0, -compressed[2]!.length - 1)}) to verify`;
   if (!spool.SEGMENT_PATTERN.test(basename(path))) return `"${basename(path)}" is not an audit segment name (audit-NNNNNN.jsonl)`;
   return null;
 }

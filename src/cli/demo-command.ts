@@ -100,8 +100,12 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
     const interrupted = load !== null;
     load?.abort();
     console.log(`govmap demo: shutting down${interrupted ? ` (${signal} during the load: exit ${EXIT_INTERRUPTED[signal]})` : ''}`);
-    for (const line of demo.auditSummary()) console.log(`  ${line}`);
-    void demo.close().then(() => process.exit(interrupted ? EXIT_INTERRUPTED[signal] : 0));
+    // After close: the answers still underway, the traffic's last requests and AUDIT_STOPPED
+    // are records too, and a summary taken before them fell short of what verify counts.
+    void demo.close().then(() => {
+      for (const line of demo.auditSummary()) console.log(`  ${line}`);
+      process.exit(interrupted ? EXIT_INTERRUPTED[signal] : 0);
+    });
   };
   if (early !== null) return shutdown(early);
   process.once('SIGINT', shutdown);
@@ -125,18 +129,22 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
     // Interrupted: the signal handler closes the service and sets the exit status.
     if (stopping) return;
     console.log(`govmap demo: load done: ${formatProgress(result)}`);
+    // Closed first when exiting: the map's line and the audit's then count the same operations,
+    // the background traffic's last requests and the answers still underway included.
+    if (options.exit === true) await demo.close();
     const stats = demo.book.balances.stats();
     const reads = demo.book.balances.counters.reads - before.reads;
     const writes = demo.book.balances.counters.writes - before.writes;
     const ratio = writes === 0 ? (reads === 0 ? '-' : 'reads only') : (reads / writes).toFixed(1);
     console.log(`  map "balances": ${stats.keys} keys, ${stats.loads} loads, ${stats.ranges} ranges, ${stats.stores.ok} stores, ${stats.stores.rejected} rejected ${JSON.stringify(stats.rejectionsByReason)}, read:write during the load ${ratio}`);
-    for (const line of demo.auditSummary()) console.log(`  ${line}`);
     if (options.exit === true) {
-      await demo.close();
+      for (const line of demo.auditSummary()) console.log(`  ${line}`);
       const serverErrors = Object.entries(result.byStatus).filter(([status]) => status.startsWith('5')).reduce((n, [, c]) => n + c, 0);
       process.exitCode = serverErrors > 0 ? 1 : 0;
       return;
     }
+    // Still running: what the audit recorded so far (the closing lines give the final count).
+    for (const line of demo.auditSummary()) console.log(`  ${line}`);
   }
   console.log('govmap demo: running; Ctrl-C to stop');
 }

@@ -4,6 +4,7 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { basename, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { createAuditRecorder } from '../../src/audit/index.ts';
 import { balances, segmentFiles, tempSpool } from './helpers.ts';
 
@@ -132,6 +133,33 @@ describe('govmap audit verify', () => {
     assert.equal(empty.code, 2);
     assert.match(empty.stderr, /no audit segments/);
     assert.equal(empty.stdout, '');
+  });
+
+  test('a gzipped segment is named with what to do: the segment file given alone (exit 2), and in the spool (exit 1, SEGMENT_COMPRESSED)', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/cli', maxSegmentBytes: 65_536, sealBytes: 4096 });
+    const map = balances();
+    audit.attach(map);
+    for (let i = 0; audit.stats().segment < 3; i++) map.store(`acct-${i % 10}`, BigInt(i));
+    await audit.stop();
+    const second = segmentFiles(dir)[1]!;
+    writeFileSync(`${second}.gz`, gzipSync(readFileSync(second)));
+    rmSync(second);
+    const alone = await run(['audit', 'verify', `${second}.gz`]);
+    assert.equal(alone.code, 2, alone.stderr);
+    assert.match(alone.stderr, /audit-000002\.jsonl\.gz: a compressed segment: decompress it \(to audit-000002\.jsonl\) to verify/);
+    const whole = await run(['audit', 'verify', dir]);
+    assert.equal(whole.code, 1, whole.stdout);
+    assert.match(whole.stdout, /first bad record: audit-000003\.jsonl:1 byte 0: segment 2 is missing; found audit-000002\.jsonl\.gz: decompress it to verify/);
+    const json = JSON.parse((await run(['audit', 'verify', dir, '--json'])).stdout) as { firstBad: { code?: string } };
+    assert.equal(json.firstBad.code, 'SEGMENT_COMPRESSED');
+    // Every segment compressed, and no HEAD: still named, not "not an audit spool".
+    const only = join(dir, 'only-gz');
+    mkdirSync(only);
+    copyFileSync(`${second}.gz`, join(only, 'audit-000002.jsonl.gz'));
+    const gzOnly = await run(['audit', 'verify', only]);
+    assert.equal(gzOnly.code, 1, gzOnly.stderr);
+    assert.match(gzOnly.stdout, /no audit segments \(audit-NNNNNN\.jsonl\) here; found audit-000002\.jsonl\.gz: decompress it to verify/);
   });
 });
 

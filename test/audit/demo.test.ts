@@ -118,3 +118,24 @@ test('without Kafka, the demo exports no Kafka health or lag sample (a 0 would r
   assert.doesNotMatch(metrics, /^govmap_audit_kafka_healthy /m, 'no forwarder: Kafka health is unknown, not 0');
   assert.doesNotMatch(metrics, /^govmap_audit_kafka_lag_bytes /m, 'no forwarder: no lag to report');
 });
+
+test('the closing audit summary, taken after close, counts every record verify finds in the spool: the last requests and the recorder\'s own records included', async (t) => {
+  const dir = tempSpool(t);
+  const demo = await startDemo({ port: 0, accounts: 5, traffic: true, audit: { dir, actor: 'govmap-demo/test' } });
+  let closed = false;
+  t.after(async () => {
+    if (!closed) await demo.close();
+  });
+  for (let i = 0; i < 20; i++) {
+    const response = await fetch(`${demo.url}/accounts/acct-00000${1 + (i % 5)}/credit`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"amount":"1"}' });
+    await response.arrayBuffer();
+  }
+  await demo.close();
+  closed = true;
+  const summary = demo.auditSummary()[0]!;
+  const match = /^audit: ([\d,]+) records \(([\d,]+) reads, ([\d,]+) writes, ([\d,]+) of the recorder and the governance parts\)/.exec(summary);
+  assert.ok(match !== null, summary);
+  const report = verifySpool(dir);
+  assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
+  assert.equal(Number(match[1]!.replaceAll(',', '')), report.records, `${summary}\nverify: ${report.records} records`);
+});

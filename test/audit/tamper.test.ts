@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { verifySpool } from '../../src/audit/index.ts';
 import type { SealRecord, VerifyReport } from '../../src/audit/index.ts';
 import { encodeHead, HEAD_FILE } from '../../src/audit/spool.ts';
+import { VERIFY_CHUNK_BYTES } from '../../src/audit/verify.ts';
 import { segmentFiles } from './helpers.ts';
 import { lines, spoolFixture, writeLines } from './spool-fixture.ts';
 
@@ -348,5 +350,111 @@ describe('verify catches tampering and names the place', () => {
     );
     assert.equal(report.ok, false);
     assert.match(report.firstBad!.problem, /plain sha256 but the spool key was given/);
+  });
+});
+
+/**
+ * Verify reads a segment in VERIFY_CHUNK_BYTES pieces, not whole: a line can straddle the edge of
+ * a piece, and a seal's block can start in a piece already gone. Neither may change a verdict or
+ * the place it names.
+ */
+describe('verify reads a segment larger than its read buffer', () => {
+  const big = join(root, 'big-segment');
+  before(() => write(big, { extra: { maxSegmentBytes: 8 << 20 }, iterations: 5000 }));
+
+  /** The segment's bytes and the line (0-based) holding byte `offset`, with where it starts and ends. */
+  function lineAt(file: string, offset: number): { bytes: Buffer; index: number; start: number; end: number } {
+    const bytes = readFileSync(file);
+    let start = 0;
+    for (let index = 0; ; index++) {
+      const end = bytes.indexOf(10, start);
+      if (end >= offset) return { bytes, index, start, end };
+      start = end + 1;
+    }
+  }
+
+  test('a segment several read buffers long verifies, lines straddling the buffer edge included', () => {
+    const [file] = segmentFiles(big);
+    assert.ok(readFileSync(file!).length > 2 * VERIFY_CHUNK_BYTES, 'the segment spans more than two read buffers');
+    const { start, end } = lineAt(file!, VERIFY_CHUNK_BYTES);
+    assert.ok(start < VERIFY_CHUNK_BYTES && end > VERIFY_CHUNK_BYTES, 'a record straddles the first buffer edge');
+    const report = verifySpool(big);
+    assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
+    assert.equal(report.records, 10_003);
+  });
+
+  test('a byte broken just past the buffer edge is named at its line and byte offset: in a record straddling the edge, and in the record after it', () => {
+    for (const after of [false, true]) {
+      let at = { index: 0, start: 0 };
+      const report = damaged(big, (_dir, files) => {
+        const found = lineAt(files[0]!, VERIFY_CHUNK_BYTES);
+        const next = { index: found.index + 1, start: found.end + 1 };
+        at = after ? next : found;
+        const bytes = found.bytes;
+        bytes[after ? next.start + 1 : VERIFY_CHUNK_BYTES] = 0x01;
+        writeFileSync(files[0]!, bytes);
+      });
+      assertNames(report, segmentFiles(big)[0]!, at.index + 1, /not a valid audit record/);
+      assert.equal(report.firstBad!.offset, at.start);
+    }
+  });
+
+  test('a digit flipped just past the buffer edge (still a valid record): its sealed block, which holds it', () => {
+    let index = 0;
+    const report = damaged(big, (_dir, files) => {
+      const bytes = readFileSync(files[0]!);
+      const digit = bytes.indexOf('"value":"', VERIFY_CHUNK_BYTES) + 9;
+      bytes[digit] = bytes[digit] === 0x32 ? 0x33 : 0x32;
+      index = lineAt(files[0]!, digit).index;
+      writeFileSync(files[0]!, bytes);
+    });
+    assert.equal(report.ok, false);
+    const range = /lines ([0-9]+)-([0-9]+)/.exec(report.firstBad!.problem);
+    assert.ok(range !== null, report.firstBad!.problem);
+    assert.ok(Number(range[1]) <= index + 1 && index + 1 <= Number(range[2]), `block ${range[0]} holds line ${index + 1}`);
+  });
+
+  test('a line longer than any record is a bad record at its place, and the lines after it are still checked', () => {
+    let index = 0;
+    let start = 0;
+    const report = damaged(big, (_dir, files) => {
+      const all = lines(files[0]!);
+      // The last write, so that the bytes it shifts break few seals and the report stays short.
+      index = all.findLastIndex((l) => l.includes('"op_type":"STORE"'));
+      start = Buffer.byteLength(`${all.slice(0, index).join('\n')}\n`);
+      all[index] = `{"v":1,"seq":${/"seq":([0-9]+)/.exec(all[index]!)![1]},"op_type":"STORE","detail":"${'x'.repeat(3 * VERIFY_CHUNK_BYTES)}"}`;
+      writeLines(files[0]!, all);
+    });
+    assertNames(report, segmentFiles(big)[0]!, [index + 1], /longer than any audit record/);
+    assert.equal(report.firstBad!.offset, start);
+    assert.equal(report.records, 10_002, 'every other record is read');
+  });
+
+  test('a huge corrupt segment (zeros after a crash) is named, and verify holds a small part of it in memory at a time', () => {
+    const dir = join(root, 'zeros');
+    mkdirSync(dir);
+    const file = join(dir, 'audit-000001.jsonl');
+    const header = `${readFileSync(segmentFiles(big)[0]!, 'utf8').split('\n')[0]!}\n`;
+    writeFileSync(file, header);
+    const size = 64 << 20;
+    truncateSync(file, size);
+    // In a child: its peak resident size before and after the check is this check's alone.
+    const child = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { verifySpool } = await import(${JSON.stringify(new URL('../../src/audit/index.ts', import.meta.url).href)});
+         const before = process.resourceUsage().maxRSS;
+         const report = verifySpool(${JSON.stringify(dir)});
+         console.log(JSON.stringify({ grewKiB: process.resourceUsage().maxRSS - before, firstBad: report.firstBad }));`,
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(child.status, 0, child.stderr);
+    const { grewKiB, firstBad } = JSON.parse(child.stdout) as { grewKiB: number; firstBad: VerifyReport['firstBad'] };
+    assert.deepEqual({ line: firstBad!.line, offset: firstBad!.offset }, { line: 2, offset: header.length });
+    assert.match(firstBad!.problem, new RegExp(`ends inside a record \\(${size - header.length} bytes without a newline\\)`));
+    assert.ok(grewKiB * 1024 < size / 8, `verify's peak memory grew ${Math.round(grewKiB / 1024)} MiB for a ${size >> 20} MiB segment`);
   });
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { basename, join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
@@ -204,6 +205,33 @@ describe('verify: segments', () => {
     const report = verifySpool(dir);
     assert.equal(report.ok, false);
     assert.match(report.firstBad!.problem, /^segment\(s\) 1\.\.3 are absent and no AUDIT_RETENTION record names their removal \(the newest, audit-[0-9]+\.jsonl:[0-9]+, names segments through 2\)/);
+  });
+
+  test('a segment an operator gzipped is named in the report (code SEGMENT_COMPRESSED), in the middle of the log, at its start or at its end', () => {
+    const gzip = (file: string): void => {
+      writeFileSync(`${file}.gz`, gzipSync(readFileSync(file)));
+      unlinkSync(file);
+    };
+    const check = (dir: string, gzipped: string, problem: RegExp): void => {
+      const report = verifySpool(dir);
+      assert.equal(report.ok, false);
+      const named = report.problems.find((p) => p.code === 'SEGMENT_COMPRESSED');
+      assert.ok(named !== undefined, JSON.stringify(report.problems));
+      assert.match(named.problem, problem);
+      assert.ok(named.problem.includes(`found ${basename(gzipped)}.gz: decompress it to verify`), named.problem);
+    };
+    const middle = copyOf(pristine);
+    const second = segmentFiles(middle)[1]!;
+    gzip(second);
+    check(middle, second, /^segment 2 is missing; found audit-000002\.jsonl\.gz: decompress it to verify/);
+    const oldest = copyOf(pristine);
+    const first = segmentFiles(oldest)[0]!;
+    gzip(first);
+    check(oldest, first, /^segment\(s\) 1\.\.1 are absent .*; found audit-000001\.jsonl\.gz: decompress it to verify/);
+    const newest = copyOf(pristine);
+    const last = segmentFiles(newest).at(-1)!;
+    gzip(last);
+    check(newest, last, /^truncated: HEAD records seal #[0-9]+ .*; found audit-[0-9]+\.jsonl\.gz: decompress it to verify/);
   });
 
   test('a segment checked alone needs no AUDIT_RETENTION for the ones before it', () => {

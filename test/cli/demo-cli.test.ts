@@ -44,11 +44,32 @@ test('govmap demo --load drives traffic, shows progress and ends cleanly', async
   // The closing lines account for the audit: every load and every write attempt of the balances
   // (openings included) is a record, and nothing was dropped or lost.
   const map = /map "balances": \d+ keys, (\d+) loads, (\d+) ranges, (\d+) stores, (\d+) rejected/.exec(stdout);
-  const audit = /audit: [\d,]+ records \(([\d,]+) reads, ([\d,]+) writes\) in \S+; 0 reads dropped, 0 writes lost/.exec(stdout);
+  const audit = /audit: [\d,]+ records \(([\d,]+) reads, ([\d,]+) writes, [\d,]+ of the recorder and the governance parts\) in \S+; 0 reads dropped, 0 writes lost/.exec(stdout);
   assert.ok(map !== null && audit !== null, stdout);
   const count = (text: string): number => Number(text.replaceAll(',', ''));
   assert.equal(count(audit[1]!), count(map[1]!) + count(map[2]!), 'one read record per load and per range');
   assert.equal(count(audit[2]!), count(map[3]!) + count(map[4]!), 'one write record per store, accepted or rejected');
+});
+
+test('stopped with Ctrl-C while its traffic runs, the demo\'s closing audit line counts what verify then counts in the spool', async () => {
+  const dir = join(scratch, 'audit-summary');
+  const { code, stdout, stderr } = await run(['demo', '--port', '0', '--accounts', '50', '--audit-dir', dir], 60_000, (child, out) => {
+    const poll = setInterval(() => {
+      if (/running; Ctrl-C to stop/.test(out())) {
+        clearInterval(poll);
+        // A second of the demo's own traffic, requests still underway when the signal comes.
+        setTimeout(() => child.kill('SIGINT'), 1000);
+      }
+    }, 50);
+    child.on('close', () => clearInterval(poll));
+  });
+  assert.equal(code, 0, `${stdout}\n${stderr}`);
+  const summary = /audit: ([\d,]+) records \(/.exec(stdout.slice(stdout.indexOf('shutting down')));
+  assert.ok(summary !== null, stdout);
+  const verify = await run(['audit', 'verify', dir, '--json']);
+  assert.equal(verify.code, 0, verify.stdout);
+  const { records } = JSON.parse(verify.stdout) as { records: number };
+  assert.equal(Number(summary[1]!.replaceAll(',', '')), records, `the closing line says ${summary[1]} records; verify counts ${records}`);
 });
 
 test('bad options are refused with the option and the rule named', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { connect } from 'node:net';
 import fc from 'fast-check';
 import { startBareDemo } from '../../demo/bare.ts';
 import { startDemo } from '../../demo/server.ts';
@@ -79,5 +80,27 @@ describe('the bare baseline answers the same API as the governed demo', () => {
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('the bare baseline stops like the governed demo', () => {
+  test('close() answers a request already underway (its body still arriving) instead of cutting its connection', async () => {
+    const service = await startBareDemo({ port: 0, accounts: 3 });
+    const { hostname, port } = new URL(service.url);
+    const socket = connect(Number(port), hostname);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString()));
+    const ended = new Promise((resolve) => socket.once('close', resolve));
+    const body = '{"amount":"250"}';
+    socket.write(`POST /accounts/acct-000001/credit HTTP/1.1\r\nhost: ${hostname}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const closing = service.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.end(body.slice(5));
+    await closing;
+    await ended;
+    assert.match(received, /^HTTP\/1\.1 200 /, `the credit was answered, not cut: ${JSON.stringify(received)}`);
+    assert.match(received, /"balance":"1000250"/);
   });
 });
