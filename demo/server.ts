@@ -159,34 +159,50 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     res.writeHead(200, { 'content-type': metrics.contentType });
     res.end(text);
   });
-  const book: BalanceBook =
-    options.redis === undefined ? ledger : await installRedisLedger(context, options.redis, { accounts: options.accounts ?? 1000, openingBalance: options.openingBalance ?? 1_000_000n });
-  if (audit !== null) installAudit(context, audit, book);
-  const settlement = await installSettlement(context, options.settlement);
-  installAccountRoutes(router, book, settlement);
-  installRuntimeProbe(router, context.onClose);
-  if (sharedBalances !== null) installSharedMemory(context, sharedBalances);
-  // Parts plug in here: installX(context).
-  const advisor = await installSandboxAndAdvisor(context, sandbox, options.sandbox);
-  // GET /lint/report: govmap scan of the demo's own source, run on first request.
-  installStaticAnalysis(context);
-  // X-Biz-Tag middleware (every handler runs behind it), GET /switches, /admin/switches, GET /routes, /payments.
-  const switches = await installSwitches(context, { file: process.env.GOVMAP_SWITCH_FILE, audit: switchAudit(audit), ...options.switches });
-  if (audit !== null) auditGovernance(context, audit, { breakers: settlement.breakers, sandbox });
-  const routing = await installRouting(context, switches.board, switches.token, {
-    routeFile: process.env.GOVMAP_ROUTE_FILE,
-    spillFile: process.env.GOVMAP_ASYNC_SPILL,
-    orgFaults: (org, signal) => settlement.gateway.disturb(org, signal),
-    book,
-    ...options.routing,
-    middleware: !without.has('routing'),
-  });
-  // Last: the dashboard's middleware sits inside the X-Biz-Tag one and sees every answer but the
-  // 400s of refused tags (the dashboard counts those from the route router).
-  const shown = audit === null ? options.dashboard : { ...options.dashboard, audit: { dir: audit.dir, stats: () => audit.recorder.stats() } };
-  const dashboard = without.has('dashboard') ? { ...shown, observeRequests: false } : shown;
-  installDashboard(context, { settlement, routing, switches: switches.board, sandbox, advisor, book, balanceStore: options.redis === undefined ? sharedBalances : null }, dashboard);
-  if (without.size > 0) announcements.push(`without: ${[...without].join(', ')} (left out to measure what they cost: this is not the whole reference service)`);
+  let book: BalanceBook;
+  try {
+    book =
+      options.redis === undefined ? ledger : await installRedisLedger(context, options.redis, { accounts: options.accounts ?? 1000, openingBalance: options.openingBalance ?? 1_000_000n });
+    if (audit !== null) installAudit(context, audit, book);
+    const settlement = await installSettlement(context, options.settlement);
+    installAccountRoutes(router, book, settlement);
+    installRuntimeProbe(router, context.onClose);
+    if (sharedBalances !== null) installSharedMemory(context, sharedBalances);
+    // Parts plug in here: installX(context).
+    const advisor = await installSandboxAndAdvisor(context, sandbox, options.sandbox);
+    // GET /lint/report: govmap scan of the demo's own source, run on first request.
+    installStaticAnalysis(context);
+    // X-Biz-Tag middleware (every handler runs behind it), GET /switches, /admin/switches, GET /routes, /payments.
+    const switches = await installSwitches(context, { file: process.env.GOVMAP_SWITCH_FILE, audit: switchAudit(audit), ...options.switches });
+    if (audit !== null) auditGovernance(context, audit, { breakers: settlement.breakers, sandbox });
+    const routing = await installRouting(context, switches.board, switches.token, {
+      routeFile: process.env.GOVMAP_ROUTE_FILE,
+      spillFile: process.env.GOVMAP_ASYNC_SPILL,
+      orgFaults: (org, signal) => settlement.gateway.disturb(org, signal),
+      book,
+      ...options.routing,
+      middleware: !without.has('routing'),
+    });
+    // Last: the dashboard's middleware sits inside the X-Biz-Tag one and sees every answer but the
+    // 400s of refused tags (the dashboard counts those from the route router).
+    const shown = audit === null ? options.dashboard : { ...options.dashboard, audit: { dir: audit.dir, stats: () => audit.recorder.stats() } };
+    const dashboard = without.has('dashboard') ? { ...shown, observeRequests: false } : shown;
+    installDashboard(context, { settlement, routing, switches: switches.board, sandbox, advisor, book, balanceStore: options.redis === undefined ? sharedBalances : null }, dashboard);
+    if (without.size > 0) announcements.push(`without: ${[...without].join(', ')} (left out to measure what they cost: this is not the whole reference service)`);
+  } catch (error) {
+    // A start refused part way (a bad --etcd or --redis, a switch file that does not parse) left
+    // the audit spool open, so the next start recorded a CRASH gap for a usage error, and the
+    // sandbox sweeping. Stop what was started, audit last (the hooks may still record).
+    // The refusal is what the user must see: a failure while stopping is only logged.
+    await runCloseHooks(closeHooks);
+    try {
+      sandbox.stop();
+      await audit?.recorder.stop();
+    } catch (stopError) {
+      console.error('govmap demo: stopping after a refused start failed', stopError);
+    }
+    throw error;
+  }
 
   // requireHostHeader off: Node's own refusal of a Host-less request is a bare 400; ours says why.
   const server = createServer({ requireHostHeader: false }, (req, res) => {

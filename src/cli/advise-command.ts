@@ -69,6 +69,12 @@ export async function adviseCommand(options: AdviseCommandOptions, command?: Com
     process.exitCode = EXIT_USAGE;
     return;
   }
+  const withCredentials = redactedIfCredentials(given.url);
+  if (withCredentials !== null) {
+    console.error(`govmap advise: ${given.flag} ${withCredentials}: ${CREDENTIALS_RULE}`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
   const advisor = await import('../advisor/index.ts');
   const timeoutMs = options.timeout * 1000;
   let evidence;
@@ -119,5 +125,24 @@ function isHttpUrl(raw: string): boolean {
     return url.protocol === 'http:' || url.protocol === 'https:';
   } catch {
     return false;
+  }
+}
+
+/** Why a URL with credentials is refused, for `advise` and `sandbox report`. */
+export const CREDENTIALS_RULE = 'a URL with a user or password is not supported (fetch refuses to send them); give the URL without them, e.g. through a proxy that adds the authorization';
+
+/**
+ * The URL with its password masked when it carries a user or password, else null. Such a URL
+ * (Prometheus behind basic auth) failed as "cannot reach" (exit 1, read as a source down) with
+ * the password printed whole into the CI log.
+ */
+export function redactedIfCredentials(raw: string): string | null {
+  try {
+    const url = new URL(raw);
+    if (url.username === '' && url.password === '') return null;
+    if (url.password !== '') url.password = '***';
+    return url.href;
+  } catch {
+    return null;
   }
 }

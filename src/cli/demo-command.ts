@@ -6,6 +6,7 @@ import { demoRedisOptions } from '../../demo/redis.ts';
 import { startBareDemo } from '../../demo/bare.ts';
 import type { OptionalPart } from '../../demo/parts.ts';
 import { EXIT_USAGE, describeStartFailure } from './demo-start-failure.ts';
+import { beforeClosedPipeExit } from './closed-pipe.ts';
 
 export interface DemoCommandOptions {
   readonly port: number;
@@ -84,6 +85,9 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
     process.off('SIGINT', onEarly);
     process.off('SIGTERM', onEarly);
   }
+  // Once: a signal and a closed stdout may both ask for it.
+  let closed: Promise<void> | null = null;
+  const close = (): Promise<void> => (closed ??= demo.close());
   console.log(`govmap demo: reference clearing service on ${demo.url}`);
   console.log(`  dashboard: ${demo.url}/`);
   console.log(`  ${options.accounts} accounts seeded (acct-000000…), 1,000,000 minor units each`);
@@ -95,6 +99,11 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
   // Set while the load runs: a signal then means the run did not finish (see EXIT_INTERRUPTED).
   let load: AbortController | null = null;
   let stopping = false;
+  beforeClosedPipeExit(() => {
+    stopping = true;
+    load?.abort();
+    return close();
+  });
   const shutdown = (signal: 'SIGINT' | 'SIGTERM'): void => {
     stopping = true;
     const interrupted = load !== null;
@@ -102,7 +111,7 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
     console.log(`govmap demo: shutting down${interrupted ? ` (${signal} during the load: exit ${EXIT_INTERRUPTED[signal]})` : ''}`);
     // After close: the answers still underway, the traffic's last requests and AUDIT_STOPPED
     // are records too, and a summary taken before them fell short of what verify counts.
-    void demo.close().then(() => {
+    void close().then(() => {
       for (const line of demo.auditSummary()) console.log(`  ${line}`);
       process.exit(interrupted ? EXIT_INTERRUPTED[signal] : 0);
     });
@@ -131,7 +140,7 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
     console.log(`govmap demo: load done: ${formatProgress(result)}`);
     // Closed first when exiting: the map's line and the audit's then count the same operations,
     // the background traffic's last requests and the answers still underway included.
-    if (options.exit === true) await demo.close();
+    if (options.exit === true) await close();
     const stats = demo.book.balances.stats();
     const reads = demo.book.balances.counters.reads - before.reads;
     const writes = demo.book.balances.counters.writes - before.writes;

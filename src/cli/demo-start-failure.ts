@@ -21,6 +21,11 @@ export interface StartFailure {
 
 /** GovMapError codes of an option value refused by its own check (demo/redis.ts, demo/audit.ts). */
 const OPTION_VALUE_CODES = new Set(['GOVMAP_INVALID_CONFIGURATION', 'GOVMAP_AUDIT_INVALID_CONFIGURATION']);
+/**
+ * The library options the demo fills from its flags. Their own refusals name the option
+ * ("endpoints"), which no one typed on the command line: the flag to fix is named instead.
+ */
+const FLAG_OF_OPTION: Readonly<Record<string, string>> = { endpoints: '--etcd', instance: '--instance', 'redis.url': '--redis', 'redis.clusterNodes': '--redis-cluster' };
 /** The audit recorder's refusal of its spool directory; `details.errno` says why. */
 const SPOOL_DIRECTORY_CODE = 'GOVMAP_AUDIT_SPOOL_DIRECTORY';
 /**
@@ -46,7 +51,12 @@ export function describeStartFailure(error: unknown, options: StartOptions): Sta
       exitCode: IMPOSSIBLE_DIRECTORY.has(String(error.details.errno)) ? EXIT_USAGE : EXIT_START_FAILED,
     };
   }
-  if (error instanceof GovMapError) return { message: error.message, exitCode: OPTION_VALUE_CODES.has(error.code) ? EXIT_USAGE : EXIT_START_FAILED };
+  if (error instanceof GovMapError) {
+    const option = error.details.option;
+    const flag = typeof option === 'string' && Object.hasOwn(FLAG_OF_OPTION, option) ? FLAG_OF_OPTION[option]! : null;
+    const message = flag === null ? error.message : error.message.replace(`invalid option "${String(option)}"`, `invalid option "${flag}"`);
+    return { message, exitCode: OPTION_VALUE_CODES.has(error.code) ? EXIT_USAGE : EXIT_START_FAILED };
+  }
   const e = error as NodeJS.ErrnoException & { hostname?: string };
   if (typeof e?.code !== 'string' || typeof e.syscall !== 'string') return null;
   const host = `--host ${options.host}`;

@@ -9,6 +9,7 @@ import { registerScanCommand } from './scan-command.ts';
 import { registerSandboxCommand } from './sandbox-command.ts';
 import { registerAdviseCommand } from './advise-command.ts';
 import { registerAuditCommand } from './audit-command.ts';
+import { closedPipeStop } from './closed-pipe.ts';
 
 /** The exit status of a usage error. */
 const EXIT_USAGE = 2;
@@ -20,8 +21,17 @@ const EXIT_PIPE_CLOSED = 141;
 // next write to stdout fail with EPIPE, emitted as an 'error' event nobody handled: a stack trace
 // and exit 1, which a CI gate reads as "tampered" or "findings". Stop quietly instead, with the
 // shell's status for it: not 0 either, since the output did not all reach its reader.
+let pipeClosed = false;
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code === 'EPIPE') process.exit(EXIT_PIPE_CLOSED);
+  // Once closed, every later write fails too (ERR_STREAM_DESTROYED): the stop below still runs.
+  if (pipeClosed) return;
+  if (error.code === 'EPIPE') {
+    pipeClosed = true;
+    const stop = closedPipeStop();
+    if (stop === null) process.exit(EXIT_PIPE_CLOSED);
+    void stop().finally(() => process.exit(EXIT_PIPE_CLOSED));
+    return;
+  }
   process.stderr.write(`govmap: cannot write to stdout and did not finish: ${error.stack ?? error.message}\n`);
   process.exit(EXIT_USAGE);
 });

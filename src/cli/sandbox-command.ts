@@ -3,6 +3,7 @@ import type { Command, CommanderError } from 'commander';
 import type { LeakSuspect, SandboxReport } from '../sandbox/index.ts';
 import { MAX_ANSWER_BYTES, readCapped } from '../advisor/sources.ts';
 import { checkSandboxReport } from './sandbox-report-schema.ts';
+import { CREDENTIALS_RULE, redactedIfCredentials } from './advise-command.ts';
 
 export interface SandboxReportOptions {
   readonly url: string;
@@ -45,9 +46,18 @@ export async function sandboxReportCommand(options: SandboxReportOptions): Promi
   try {
     const base = new URL(options.url);
     if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new Error('not http');
-    endpoint = base.pathname.endsWith('/sandbox/report') ? base.href : new URL('sandbox/report', base.href.endsWith('/') ? base.href : `${base.href}/`).href;
+    // The endpoint itself, copied with a trailing slash, was read as a base: /sandbox/report/sandbox/report.
+    const path = base.pathname.replace(/\/+$/, '');
+    if (path.endsWith('/sandbox/report')) base.pathname = path;
+    endpoint = path.endsWith('/sandbox/report') ? base.href : new URL('sandbox/report', base.href.endsWith('/') ? base.href : `${base.href}/`).href;
   } catch {
     console.error(`govmap sandbox report: --url must be an http(s) URL of the service, e.g. http://127.0.0.1:8080 (got "${options.url}")`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
+  const withCredentials = redactedIfCredentials(options.url);
+  if (withCredentials !== null) {
+    console.error(`govmap sandbox report: --url ${withCredentials}: ${CREDENTIALS_RULE}`);
     process.exitCode = EXIT_USAGE;
     return;
   }

@@ -125,6 +125,8 @@ export async function scanCommand(paths: string[], options: ScanCommandOptions):
  * was never written must not end with it (CI steps run `govmap scan --output f || test $? -eq 1`).
  */
 async function outputProblem(output: string): Promise<string | null> {
+  // resolve('') is the current directory, whose parent passed every check below.
+  if (output === '') return 'the path is empty ("")';
   const directory = dirname(resolve(output));
   try {
     if (!(await stat(directory)).isDirectory()) return `${directory} is not a directory`;

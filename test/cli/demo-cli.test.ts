@@ -243,3 +243,35 @@ test('SIGTERM while the demo is still starting stops it cleanly once started: th
   assert.equal(verify.code, 0, verify.stdout);
   assert.match(verify.stdout, /the recorder stopped cleanly \(AUDIT_STOPPED\)/);
 });
+
+test('a demo refused at start for a bad --etcd or --redis value leaves its audit spool stopped cleanly, not open as after a crash', async () => {
+  for (const [name, args] of [
+    ['etcd', ['--etcd', '']],
+    ['redis', ['--redis', 'notaurl']],
+  ] as const) {
+    const dir = join(scratch, `audit-refused-${name}`);
+    const refused = await run(['demo', '--port', '0', '--no-traffic', '--audit-dir', dir, ...args]);
+    assert.equal(refused.code, 2, refused.stderr);
+    const verify = await run(['audit', 'verify', dir]);
+    assert.equal(verify.code, 0, verify.stdout);
+    assert.match(verify.stdout, /the recorder stopped cleanly \(AUDIT_STOPPED\)/, `${name}: ${verify.stdout}`);
+  }
+});
+
+test('a demo whose stdout reader goes away (| head) exits 141 after stopping its audit cleanly, not as a crash', async () => {
+  const dir = join(scratch, 'audit-closed-pipe');
+  // --load prints a progress line a second: the first one after the reader has gone fails with EPIPE.
+  const { code } = await run(['demo', '--port', '0', '--no-traffic', '--load', '--duration', '60', '--concurrency', '1', '--audit-dir', dir], 60_000, (child, out) => {
+    const poll = setInterval(() => {
+      if (/driving load/.test(out())) {
+        clearInterval(poll);
+        child.stdout!.destroy();
+      }
+    }, 20);
+    child.on('close', () => clearInterval(poll));
+  });
+  assert.equal(code, 141);
+  const verify = await run(['audit', 'verify', dir]);
+  assert.equal(verify.code, 0, verify.stdout);
+  assert.match(verify.stdout, /the recorder stopped cleanly \(AUDIT_STOPPED\)/);
+});

@@ -34,6 +34,11 @@ const cases: Array<[string, unknown, RegExp, number, typeof options?]> = [
   ],
   ['the recorder\'s own refusal of a full disk', new GovMapError('GOVMAP_AUDIT_SPOOL_DIRECTORY', 'audit option "dir": cannot use "/srv/govmap/audit" as the spool directory: no space left on the device (ENOSPC)', { errno: 'ENOSPC' }), /^--audit-dir \/srv\/govmap\/audit: .*\(ENOSPC\)$/, 1],
   ['an option value refused by its own check', new ConfigurationError('--redis', 'give --redis or --redis-cluster, not both'), /give --redis or --redis-cluster, not both/, 2],
+  // The libraries name their own options; the user typed the flag, and must be told which one to fix.
+  ['an --etcd value the state store refuses', new ConfigurationError('endpoints', 'each endpoint is host:port or http(s)://host:port', ''), /^invalid option "--etcd": each endpoint is host:port/, 2],
+  ['an --instance the breaker cluster refuses', new ConfigurationError('instance', 'an instance name is 1 to 128 letters', 'a b'), /^invalid option "--instance": an instance name/, 2],
+  ['a --redis URL the store refuses', new ConfigurationError('redis.url', 'must be redis://host:port or rediss://host:port', 'notaurl'), /^invalid option "--redis": must be redis:\/\//, 2],
+  ['a --redis-cluster node the store refuses', new ConfigurationError('redis.clusterNodes', 'each node must be host:port', 'x'), /^invalid option "--redis-cluster": each node must be host:port/, 2],
   ['another governance error', new GovMapError('GOVMAP_SOMETHING', 'the ledger could not open'), /the ledger could not open/, 1],
 ];
 for (const [name, error, message, exitCode, given = options] of cases) {

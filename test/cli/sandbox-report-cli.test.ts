@@ -118,3 +118,27 @@ test('a stopped sandbox says so, and --fail-on-suspects does not pass a gate on 
   assert.equal(gate.code, 1, gate.stderr);
   assert.match(gate.stderr, /is not running \(stopped\): no map was judged, so no verdict/);
 });
+
+test('--url given as the report endpoint with a trailing slash reads that endpoint, not /sandbox/report/sandbox/report', async () => {
+  const report = realReport();
+  const strict = createServer((req, res) => {
+    if (req.url !== '/sandbox/report') {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end(`no route ${req.url}`);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(report);
+  });
+  await new Promise<void>((resolve) => strict.listen(0, '127.0.0.1', resolve));
+  try {
+    const base = `http://127.0.0.1:${(strict.address() as AddressInfo).port}`;
+    for (const given of [`${base}/sandbox/report/`, `${base}/sandbox/report`, `${base}/`]) {
+      const r = await govmap('sandbox', 'report', '--url', given);
+      assert.equal(r.code, 0, `${given}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`^sandbox report of ${base}/sandbox/report\\n`));
+    }
+  } finally {
+    strict.close();
+  }
+});

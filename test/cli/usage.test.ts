@@ -18,6 +18,8 @@ const refused: Array<[string[], RegExp]> = [
   [['audit', 'verify'], /missing required argument 'path'/],
   [['scan', '--format', 'xml'], /Allowed choices are text, json, sarif/],
   [['scan', '--output', '/nonexistent/dir/r.txt'], /^govmap scan: cannot write --output \/nonexistent\/dir\/r\.txt: directory \/nonexistent\/dir does not exist$/m],
+  // An unset variable (`--output "$REPORT"`): refused before the scan, not after minutes of it.
+  [['scan', '--output', '', 'no-such-path'], /^govmap scan: cannot write --output : the path is empty \(""\)/m],
   [['demo', '--exit'], /^govmap demo: --exit needs --load/],
   [['demo', '--host', '999.1.1.1'], /^govmap demo: --host 999\.1\.1\.1: not an IPv4 address/],
   [['demo', '--audit-dir', ''], /^govmap demo: --audit-dir must be a directory path \(got ""\)/],
@@ -50,5 +52,18 @@ test('govmap --version and -V: the version package.json names, exit 0', () => {
     const r = govmap(flag);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, `${version}\n`);
+  }
+});
+
+test('a source URL with a user and password (Prometheus behind basic auth): exit 2 naming the rule, and the password is never echoed', () => {
+  for (const args of [
+    ['advise', '--prometheus', 'https://ops:s3cret-pw@prometheus.internal:9090'],
+    ['advise', '--url', 'http://ops:s3cret-pw@127.0.0.1:1/metrics'],
+    ['sandbox', 'report', '--url', 'http://ops:s3cret-pw@127.0.0.1:1'],
+  ]) {
+    const r = govmap(...args);
+    assert.equal(r.status, 2, `${args.join(' ')}\n${r.stderr}`);
+    assert.match(r.stderr, /--(prometheus|url) .*ops:\*\*\*@.*: a URL with a user or password is not supported/);
+    assert.doesNotMatch(r.stderr + r.stdout, /s3cret-pw/);
   }
 });
