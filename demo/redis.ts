@@ -15,13 +15,20 @@ export interface DemoRedisOptions {
   readonly clusterNodes?: readonly string[];
   /** Prefix of the balance keys. Default `govmap:demo:balances:`. */
   readonly keyPrefix?: string;
+  /** PEM file of the CA that signed a `rediss://` server's certificate (`--redis-ca-file`): trusted by this connection only. */
+  readonly caFile?: string;
 }
 
 /** The CLI flags as DemoRedisOptions, or undefined when neither is given. */
-export function demoRedisOptions(flags: { readonly redis?: string; readonly redisCluster?: string }): DemoRedisOptions | undefined {
+export function demoRedisOptions(flags: { readonly redis?: string; readonly redisCluster?: string; readonly redisCaFile?: string }): DemoRedisOptions | undefined {
   if (flags.redis !== undefined && flags.redisCluster !== undefined) throw new ConfigurationError('--redis', 'give --redis or --redis-cluster, not both');
-  if (flags.redis !== undefined) return { url: flags.redis };
-  if (flags.redisCluster !== undefined) return { clusterNodes: flags.redisCluster.split(',').map((node) => node.trim()) };
+  // Checked here, not left to be ignored: a CA with no Redis to trust it for is a mistake.
+  if (flags.redisCaFile !== undefined && flags.redis === undefined && flags.redisCluster === undefined) {
+    throw new ConfigurationError('--redis-ca-file', 'needs --redis rediss://host:port or --redis-cluster rediss://host:port,...: it is the CA of their TLS certificates');
+  }
+  const caFile = flags.redisCaFile === undefined ? {} : { caFile: flags.redisCaFile };
+  if (flags.redis !== undefined) return { url: flags.redis, ...caFile };
+  if (flags.redisCluster !== undefined) return { clusterNodes: flags.redisCluster.split(',').map((node) => node.trim()), ...caFile };
   return undefined;
 }
 
@@ -127,7 +134,8 @@ export class RedisLedger implements BalanceBook {
 
 /** Opens the Redis-backed balances with the Ledger's business rules. */
 export async function openRedisLedger(options: DemoRedisOptions): Promise<RedisLedger> {
-  const redis: RedisConnectionOptions = options.url !== undefined ? { url: options.url } : { clusterNodes: options.clusterNodes };
+  const tls = options.caFile === undefined ? {} : { tls: { caFile: options.caFile } };
+  const redis: RedisConnectionOptions = options.url !== undefined ? { url: options.url, ...tls } : { clusterNodes: options.clusterNodes, ...tls };
   const balances = await openRedisGovernedMap<bigint>({
     name: 'balances',
     redis,

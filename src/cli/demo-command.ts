@@ -18,6 +18,8 @@ export interface DemoCommandOptions {
   readonly exit?: boolean;
   readonly redis?: string;
   readonly redisCluster?: string;
+  /** `--redis-ca-file`: the CA of a rediss:// server's certificate. */
+  readonly redisCaFile?: string;
   readonly etcd?: string;
   readonly instance?: string;
   readonly gatewayFailureRate?: number;
@@ -163,7 +165,7 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
  * gateway, no load driver): given with --bare, they would be silently ignored. (--no-traffic is
  * not one: the baseline sends itself no traffic, as asked; govmap bench load passes it to both.)
  */
-const GOVERNED_ONLY_OPTIONS = ['load', 'duration', 'concurrency', 'exit', 'redis', 'redisCluster', 'etcd', 'instance', 'gatewayFailureRate', 'gatewayLatency', 'auditDir', 'kafka', 'without'] as const;
+const GOVERNED_ONLY_OPTIONS = ['load', 'duration', 'concurrency', 'exit', 'redis', 'redisCluster', 'redisCaFile', 'etcd', 'instance', 'gatewayFailureRate', 'gatewayLatency', 'auditDir', 'kafka', 'without'] as const;
 
 /** `redisCluster` as typed: `--redis-cluster`. */
 function flag(name: string): string {

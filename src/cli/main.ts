@@ -112,6 +112,7 @@ program
   .option('--exit', 'with --load: stop the service when the load ends (exit code 1 if any 5xx was seen; 130/143 if SIGINT/SIGTERM stops the load before its end)')
   .option('--redis <url>', 'keep the balances in Redis (redis://host:port), shared by every demo process pointed at it')
   .option('--redis-cluster <nodes>', 'keep the balances in a Redis Cluster (host:port[,host:port...])')
+  .option('--redis-ca-file <path>', "with rediss:// in --redis or --redis-cluster: PEM file of the CA that signed the servers' certificates (a private CA, trusted by this connection only)")
   .option('--etcd <endpoints>', 'share circuit-breaker state with other demo processes through etcd (host:port[,host:port])')
   .option('--instance <name>', "this process's name in the breaker cluster, stable across restarts (default <hostname>-<pid>)")
   .option('--gateway-failure-rate <rate>', 'share of settlement gateway calls that fail, 0 to 1 (change it live: POST /admin/faults)', rateOption('--gateway-failure-rate'), 0)

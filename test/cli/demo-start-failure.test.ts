@@ -39,6 +39,8 @@ const cases: Array<[string, unknown, RegExp, number, typeof options?]> = [
   ['an --instance the breaker cluster refuses', new ConfigurationError('instance', 'an instance name is 1 to 128 letters', 'a b'), /^invalid option "--instance": an instance name/, 2],
   ['a --redis URL the store refuses', new ConfigurationError('redis.url', 'must be redis://host:port or rediss://host:port', 'notaurl'), /^invalid option "--redis": must be redis:\/\//, 2],
   ['a --redis-cluster node the store refuses', new ConfigurationError('redis.clusterNodes', 'each node must be host:port', 'x'), /^invalid option "--redis-cluster": each node must be host:port/, 2],
+  ['a --redis-ca-file the store cannot read', new ConfigurationError('redis.tls.caFile', 'cannot be read (ENOENT)', '/nope/ca.pem'), /^invalid option "--redis-ca-file": cannot be read \(ENOENT\)/, 2],
+  ['a rediss:// certificate the CA given did not sign', new ConfigurationError('redis.tls', "the server's TLS certificate is not trusted"), /^invalid option "--redis-ca-file": the server's TLS certificate is not trusted/, 2],
   ['another governance error', new GovMapError('GOVMAP_SOMETHING', 'the ledger could not open'), /the ledger could not open/, 1],
 ];
 for (const [name, error, message, exitCode, given = options] of cases) {

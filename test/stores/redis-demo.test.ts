@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from 'redis';
-import { openRedisLedger } from '../../demo/redis.ts';
+import { demoRedisOptions, openRedisLedger } from '../../demo/redis.ts';
+import { describeStartFailure } from '../../src/cli/demo-start-failure.ts';
 import { LedgerError } from '../../demo/ledger.ts';
 import { startDemo } from '../../demo/server.ts';
 import { AuditNotDurableError } from '../../src/audit/index.ts';
@@ -98,6 +99,37 @@ describe('govmap demo with balances in a real Redis', { skip: redis.skip }, () =
     assert.match(text, /syncmap_load_total\{map="balances"\} [1-9]/);
     assert.equal(a.book.balances.stats().name, 'balances');
     assert.ok((a.book.balances.stats() as { store?: string }).store === 'redis');
+  });
+});
+
+describe('govmap demo on a TLS Redis signed by a private CA (--redis-ca-file)', { skip: PrivateRedis.available() || process.env.CI ? false : 'redis-server is not installed' }, () => {
+  test('with the CA file it keeps its balances there; without it the start is refused naming the flag, and with no Redis the flag is refused', async () => {
+    const server = new PrivateRedis(await freePort(), { tls: true });
+    await server.start();
+    try {
+      const demo = await startDemo({ port: 0, accounts: 2, openingBalance: 700n, redis: demoRedisOptions({ redis: server.url, redisCaFile: server.caFile }) });
+      try {
+        assert.equal((await call(demo, 'GET', '/accounts/acct-000001')).json.balance, '700');
+        assert.equal((await call(demo, 'POST', '/accounts/acct-000001/debit', { amount: '200' })).json.balance, '500');
+      } finally {
+        await demo.close();
+      }
+      // The balances really are on the TLS server, not in the demo's memory: a new demo finds them.
+      const again = await startDemo({ port: 0, accounts: 2, openingBalance: 700n, redis: demoRedisOptions({ redis: server.url, redisCaFile: server.caFile }) });
+      try {
+        assert.equal((await call(again, 'GET', '/accounts/acct-000001')).json.balance, '500');
+      } finally {
+        await again.close();
+      }
+      await assert.rejects(startDemo({ port: 0, accounts: 2, redis: demoRedisOptions({ redis: server.url }) }), (error: Error & { details?: { option?: unknown } }) => {
+        assert.equal(error.details?.option, 'redis.tls', error.message);
+        assert.match(describeStartFailure(error, { host: '127.0.0.1', port: 0, auditDir: '.govmap/audit' })!.message, /^invalid option "--redis-ca-file": the server's TLS certificate is not trusted/);
+        return true;
+      });
+    } finally {
+      await server.kill();
+    }
+    assert.throws(() => demoRedisOptions({ redisCaFile: server.caFile }), /--redis-ca-file.*needs --redis/);
   });
 });
 
