@@ -104,6 +104,13 @@ describe('govmap scan (command line)', () => {
     assert.match(run.stderr, /path "package\.json" is not a TypeScript source: .*\(GOVMAP_SCAN_PATH_NOT_TYPESCRIPT\)/);
   });
 
+  test('an empty path (an unset $DIR in a script) exits 2 naming the rule, not a scan of the whole project', async () => {
+    const run = await govmap(['scan', ''], SAMPLE);
+    assert.equal(run.code, 2);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /a path is empty \(""\): name a file or directory.*\(GOVMAP_SCAN_PATH_EMPTY\)/);
+  });
+
   test('a parse error is located (file:line:column) on stderr of a JSON run, which exits 2', async () => {
     const root = join(scratch, 'broken');
     generateProject(root, 1, 0);

@@ -4,6 +4,7 @@ import { GovMapError } from '../../map/errors.ts';
  * `govmap scan` could not run as asked: a path that does not exist or lies outside the root,
  * nothing to scan, an unreadable baseline or config, ESLint missing. The CLI exits 2 on it (1 is
  * reserved for findings). Codes:
+ * - GOVMAP_SCAN_PATH_EMPTY: a path argument is empty (an unset shell variable)
  * - GOVMAP_SCAN_PATH_NOT_FOUND: a path argument does not exist
  * - GOVMAP_SCAN_PATH_OUTSIDE_ROOT: a path argument lies outside the scan root (the current directory)
  * - GOVMAP_SCAN_PATH_NOT_TYPESCRIPT: a file named as a path is not a TypeScript source (*.ts, *.tsx, *.mts, *.cts; not *.d.ts)

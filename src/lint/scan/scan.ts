@@ -412,6 +412,11 @@ async function collectFiles(root: string, paths: readonly string[], eslint: ESLi
   const found = new Set<string>();
   const notSources: string[] = [];
   for (const p of paths) {
+    // resolve(root, '') is the root itself: `govmap scan "$DIR"` with DIR unset scanned the whole
+    // project (minutes, and findings from code nobody meant) instead of saying the path is empty.
+    if (typeof p !== 'string' || p.trim() === '') {
+      throw new ScanUsageError('GOVMAP_SCAN_PATH_EMPTY', `a path is empty (${JSON.stringify(p)}): name a file or directory, or give no path to scan the current directory`, { path: p });
+    }
     const absolute = resolve(root, p);
     if (!existsSync(absolute)) throw new ScanUsageError('GOVMAP_SCAN_PATH_NOT_FOUND', `path "${p}" does not exist (resolved to ${absolute})`, { path: p });
     if (isOutside(root, absolute)) {
