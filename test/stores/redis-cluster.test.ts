@@ -224,6 +224,28 @@ describe('RemoteGovernedMap on a TLS-only Redis Cluster', { skip: PrivateRedis.a
       await privateCluster.stop();
     }
   });
+
+  test('a TLS cluster requiring client certificates (tls-auth-clients yes): redis.tls certFile/keyFile are presented to every node, discovered ones included: writes land on every master; without them, a ConfigurationError naming redis.tls saying the cluster requires a client certificate', async () => {
+    const privateCluster = new PrivateCluster({ clientAuth: true });
+    let link: RedisLink | undefined;
+    try {
+      await privateCluster.start();
+      const clusterNodes = privateCluster.seeds.map((seed) => `rediss://${seed}`);
+      await assert.rejects(
+        connectRedis({ clusterNodes, tls: { caFile: privateCluster.caFile }, connectTimeoutMs: 3000 }),
+        (error: unknown) => error instanceof ConfigurationError && /"redis\.tls"/.test(error.message) && /requires a client certificate/.test(error.message),
+      );
+      link = await connectRedis({ clusterNodes, tls: { caFile: privateCluster.caFile, certFile: privateCluster.certFile, keyFile: privateCluster.keyFile }, connectTimeoutMs: 3000 });
+      const map = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: 'mtls:', codec: int64Codec, validate: () => true, sizeRefreshMs: 0 });
+      const keys = Array.from({ length: 30 }, (_, i) => `acct-${i}`); // over every master's slots
+      for (const key of keys) await map.store(key, 5n);
+      assert.deepEqual((await map.entries()).map(([, value]) => value), keys.map(() => 5n));
+      await map.dispose();
+    } finally {
+      await link?.close();
+      await privateCluster.stop();
+    }
+  });
 });
 
 const ipv6Loopback = spawnSync('ip', ['-6', 'addr', 'show', 'lo'], { encoding: 'utf8' }).stdout?.includes('::1') === true;

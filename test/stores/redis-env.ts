@@ -48,8 +48,10 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * A private CA (`ca.crt`, one no system trust store holds, as a bank's internal CA) and a server
- * certificate it signed (`node.crt`, `node.key`) for 127.0.0.1 and ::1, written into `dir`.
+ * A private CA (`ca.crt`, one no system trust store holds, as a bank's internal CA), a server
+ * certificate it signed (`node.crt`, `node.key`) for 127.0.0.1 and ::1, and a client certificate
+ * it signed (`client.crt`, `client.key`) for servers that require one (`--tls-auth-clients yes`),
+ * written into `dir`.
  */
 function makeCertificates(dir: string): void {
   const openssl = (...args: string[]): void => {
@@ -60,6 +62,9 @@ function makeCertificates(dir: string): void {
   openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'node.key', '-out', 'node.csr', '-subj', '/CN=127.0.0.1');
   writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,IP:::1\n');
   openssl('x509', '-req', '-in', 'node.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'node.crt', '-days', '2', '-extfile', 'san.ext');
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=govmap-test-client');
+  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+  openssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.crt', '-days', '2', '-extfile', 'client.ext');
 }
 
 /**
@@ -74,10 +79,13 @@ export class PrivateRedis {
   #process: ChildProcess | null = null;
   /** TLS only (no plain port), with a CA of its own (`caFile`). */
   readonly #tls: boolean;
+  /** TLS clients must present a certificate its CA signed (`--tls-auth-clients yes`): `certFile`, `keyFile`. */
+  readonly #clientAuth: boolean;
 
-  constructor(port: number, options: { tls?: boolean } = {}) {
+  constructor(port: number, options: { tls?: boolean; clientAuth?: boolean } = {}) {
     this.port = port;
-    this.#tls = options.tls === true;
+    this.#tls = options.tls === true || options.clientAuth === true;
+    this.#clientAuth = options.clientAuth === true;
     this.url = `${this.#tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`;
     this.#dir = mkdtempSync(join(tmpdir(), 'govmap-redis-'));
   }
@@ -85,6 +93,15 @@ export class PrivateRedis {
   /** The CA that signed the server's certificate (TLS servers). */
   get caFile(): string {
     return join(this.#dir, 'ca.crt');
+  }
+
+  /** A client certificate (and its key) the server's CA signed (TLS servers). */
+  get certFile(): string {
+    return join(this.#dir, 'client.crt');
+  }
+
+  get keyFile(): string {
+    return join(this.#dir, 'client.key');
   }
 
   static available(): boolean {
@@ -98,8 +115,8 @@ export class PrivateRedis {
     if (this.#tls) {
       makeCertificates(this.#dir);
       const files = ['--tls-cert-file', join(this.#dir, 'node.crt'), '--tls-key-file', join(this.#dir, 'node.key'), '--tls-ca-cert-file', this.caFile];
-      listen = ['--port', '0', '--tls-port', String(this.port), '--tls-auth-clients', 'no', ...files];
-      cli = ['--tls', '--cacert', this.caFile];
+      listen = ['--port', '0', '--tls-port', String(this.port), '--tls-auth-clients', this.#clientAuth ? 'yes' : 'no', ...files];
+      cli = ['--tls', '--cacert', this.caFile, ...(this.#clientAuth ? ['--cert', this.certFile, '--key', this.keyFile] : [])];
     }
     const child = spawn('redis-server', ['--bind', '127.0.0.1', ...listen, '--save', '', '--appendonly', 'no', '--dir', this.#dir, '--protected-mode', 'no', ...extra], { stdio: 'ignore' });
     this.#process = child;
@@ -170,13 +187,16 @@ export class PrivateCluster {
   readonly #password: string | undefined;
   /** TLS only (no plain port), cluster bus included, with a CA of its own (`caFile`). */
   readonly #tls: boolean;
+  /** TLS clients must present a certificate the CA signed (`--tls-auth-clients yes`): `certFile`, `keyFile`. */
+  readonly #clientAuth: boolean;
 
   /** Addresses every node listens on; ::1 too lets a test give IPv6 seeds. Default 127.0.0.1. */
   readonly #bind: readonly string[];
 
-  constructor(options: { password?: string; tls?: boolean; bind?: readonly string[] } = {}) {
+  constructor(options: { password?: string; tls?: boolean; clientAuth?: boolean; bind?: readonly string[] } = {}) {
     this.#password = options.password;
-    this.#tls = options.tls === true;
+    this.#tls = options.tls === true || options.clientAuth === true;
+    this.#clientAuth = options.clientAuth === true;
     this.#bind = options.bind ?? ['127.0.0.1'];
   }
 
@@ -185,9 +205,18 @@ export class PrivateCluster {
     return join(this.#dir, 'ca.crt');
   }
 
+  /** A client certificate (and its key) the cluster's CA signed (TLS clusters). */
+  get certFile(): string {
+    return join(this.#dir, 'client.crt');
+  }
+
+  get keyFile(): string {
+    return join(this.#dir, 'client.key');
+  }
+
   /** redis-cli arguments reaching this cluster's nodes: password, TLS. */
   #cliFlags(): string[] {
-    return [...(this.#password === undefined ? [] : ['--no-auth-warning', '-a', this.#password]), ...(this.#tls ? ['--tls', '--cacert', this.caFile] : [])];
+    return [...(this.#password === undefined ? [] : ['--no-auth-warning', '-a', this.#password]), ...(this.#tls ? ['--tls', '--cacert', this.caFile] : []), ...(this.#clientAuth ? ['--cert', this.certFile, '--key', this.keyFile] : [])];
   }
 
   /** Seeds for connectRedis (the masters that stay up: not the first). */
@@ -202,7 +231,7 @@ export class PrivateCluster {
     for (const port of this.ports) {
       const dir = join(this.#dir, String(port));
       mkdirSync(dir);
-      const tls = ['--port', '0', '--tls-port', String(port), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--tls-auth-clients', 'no'];
+      const tls = ['--port', '0', '--tls-port', String(port), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--tls-auth-clients', this.#clientAuth ? 'yes' : 'no'];
       const files = ['--tls-cert-file', join(this.#dir, 'node.crt'), '--tls-key-file', join(this.#dir, 'node.key'), '--tls-ca-cert-file', this.caFile];
       const args = ['--bind', ...this.#bind, ...(this.#tls ? [...tls, ...files] : ['--port', String(port)]), '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000'];
       if (this.#password !== undefined) args.push('--requirepass', this.#password, '--masterauth', this.#password);

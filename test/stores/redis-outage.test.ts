@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from 'redis';
@@ -343,6 +346,52 @@ test('a TLS standalone Redis given as clusterNodes with its private CA (redis.tl
       return true;
     });
   } finally {
+    await server.stop();
+  }
+});
+
+test('a TLS Redis requiring client certificates (tls-auth-clients yes): with redis.tls certFile/keyFile (or cert/key PEM) it connects and serves; without one, a ConfigurationError naming redis.tls saying the server requires a client certificate, at once; a key that does not match the certificate, or a certificate its CA did not sign, refused naming the option', { skip }, async () => {
+  const server = new PrivateRedis(await freePort(), { clientAuth: true });
+  await server.start();
+  const dir = mkdtempSync(join(tmpdir(), 'govmap-client-cert-'));
+  try {
+    const configurationError = (option: string, rule: RegExp) => (error: unknown) => {
+      assert.ok(error instanceof GovMapError && error.code === 'GOVMAP_INVALID_CONFIGURATION', `expected ConfigurationError, got ${String(error)}`);
+      assert.match(error.message, new RegExp(`"${option.replace(/\./g, '\\.')}"`));
+      assert.match(error.message, rule);
+      return true;
+    };
+    let started = performance.now();
+    await assert.rejects(connectRedis({ url: server.url, tls: { caFile: server.caFile }, connectTimeoutMs: 3_000 }), configurationError('redis.tls', /requires a client certificate/));
+    assert.ok(performance.now() - started < 1_500, `refused after ${Math.round(performance.now() - started)} ms: a missing client certificate is not retried until connectTimeoutMs`);
+
+    // The CA's own key: a valid key, but not the certificate's.
+    started = performance.now();
+    await assert.rejects(
+      connectRedis({ url: server.url, tls: { caFile: server.caFile, certFile: server.certFile, keyFile: join(dirname(server.caFile), 'ca.key') }, connectTimeoutMs: 3_000 }),
+      configurationError('redis.tls.keyFile', /does not match/),
+    );
+    assert.ok(performance.now() - started < 1_000, 'refused before connecting');
+
+    // A certificate of another CA, which the server does not trust.
+    const run = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'other.key', '-out', 'other.crt', '-days', '1', '-subj', '/CN=not-the-banks-ca'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    started = performance.now();
+    await assert.rejects(
+      connectRedis({ url: server.url, tls: { caFile: server.caFile, certFile: join(dir, 'other.crt'), keyFile: join(dir, 'other.key') }, connectTimeoutMs: 3_000 }),
+      configurationError('redis.tls', /refused the client certificate/),
+    );
+    assert.ok(performance.now() - started < 1_500, 'a client certificate the server refuses is not retried until connectTimeoutMs');
+
+    const pem = { ca: readFileSync(server.caFile), cert: readFileSync(server.certFile, 'utf8'), key: readFileSync(server.keyFile) };
+    for (const tls of [{ caFile: server.caFile, certFile: server.certFile, keyFile: server.keyFile }, pem]) {
+      const map = await openRedisGovernedMap<bigint>({ name: 'balances', redis: { url: server.url, tls }, keyPrefix: 'mtls:', codec: int64Codec, validate: () => true, sizeRefreshMs: 0 });
+      await map.store('acct-1', 250n);
+      assert.equal(await map.load('acct-1'), 250n);
+      await map.dispose();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
     await server.stop();
   }
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -580,6 +581,68 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('redis.tls client certificate options are refused naming the option before connecting: an unreadable file, a file with no certificate or no key, an encrypted key, a key that does not match the certificate, a certificate without its key, or both the PEM and the file form', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'govmap-client-cert-'));
+    try {
+      const cert = join(dir, 'client.crt');
+      const key = join(dir, 'client.key');
+      const otherKey = join(dir, 'other.key');
+      const encryptedKey = join(dir, 'encrypted.key');
+      for (const args of [
+        ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=govmap-client'],
+        ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', otherKey],
+        ['pkcs8', '-topk8', '-in', key, '-out', encryptedKey, '-v2', 'aes-256-cbc', '-passout', 'pass:vault'],
+      ]) {
+        const run = spawnSync('openssl', args, { encoding: 'utf8' });
+        assert.equal(run.status, 0, run.stderr);
+      }
+      const certPem = readFileSync(cert, 'utf8');
+      const url = 'rediss://127.0.0.1:6390';
+      const cases: Array<[string, RegExp, Record<string, unknown>]> = [
+        ['redis.tls.certFile', /cannot be read/, { certFile: join(dir, 'missing.crt'), keyFile: key }],
+        ['redis.tls.keyFile', /cannot be read/, { certFile: cert, keyFile: join(dir, 'missing.key') }],
+        ['redis.tls.certFile', /no PEM certificate/, { certFile: key, keyFile: key }],
+        ['redis.tls.keyFile', /not a private key/, { certFile: cert, keyFile: cert }],
+        ['redis.tls.cert', /not a valid X\.509 certificate/, { cert: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n', key: readFileSync(key) }],
+        ['redis.tls.keyFile', /does not match the certificate/, { certFile: cert, keyFile: otherKey }],
+        ['redis.tls.keyFile', /encrypted/, { certFile: cert, keyFile: encryptedKey }],
+        ['redis.tls.key', /does not match the certificate/, { cert: certPem, key: readFileSync(otherKey, 'utf8') }],
+        ['redis.tls', /together/, { certFile: cert }],
+        ['redis.tls', /together/, { keyFile: key }],
+        ['redis.tls', /one of cert .* and certFile/, { cert: certPem, certFile: cert, keyFile: key }],
+      ];
+      for (const [option, rule, tls] of cases) {
+        const started = performance.now();
+        await assert.rejects(connectRedis({ url, tls, connectTimeoutMs: 3000 }), (error: unknown) => {
+          assert.ok(error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION', `${option}: expected ConfigurationError, got ${String(error)}`);
+          assert.match(error.message, new RegExp(`"${option.replace(/\./g, '\\.')}"`), JSON.stringify(tls));
+          assert.match(error.message, rule, JSON.stringify(tls));
+          assert.ok(!error.message.includes('PRIVATE KEY'), 'the key itself is never echoed');
+          return true;
+        });
+        assert.ok(performance.now() - started < 1000, `${option}: refused before connecting`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('cluster seeds mixing TLS (rediss://) and plain (host:port, redis://) are refused naming redis.clusterNodes and the odd seed, not a bare TypeError', async () => {
+    for (const [clusterNodes, odd] of [
+      [['rediss://127.0.0.1:7001', '127.0.0.1:7002', 'rediss://127.0.0.1:7003'], '127.0.0.1:7002'],
+      [['127.0.0.1:7001', 'redis://127.0.0.1:7002', 'rediss://ops:secret@127.0.0.1:7003'], 'rediss://ops:***@127.0.0.1:7003'],
+    ] as const) {
+      await assert.rejects(connectRedis({ clusterNodes, connectTimeoutMs: 300 }), (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION', `expected ConfigurationError, got ${String(error)}`);
+        assert.match(error.message, /"redis\.clusterNodes"/);
+        assert.ok(error.message.includes(odd), error.message);
+        assert.match(error.message, /mixes TLS/);
+        assert.ok(!error.message.includes('secret'));
+        return true;
+      });
     }
   });
 

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { ConfigurationError } from '../../map/errors.ts';
 import { findUnknownOption, optionKeys } from '../../map/known-options.ts';
 import { RedisUnavailableError } from './errors.ts';
@@ -31,6 +32,8 @@ export interface RedisConnectionOptions {
    * TLS settings of a `rediss://` connection (every node of a cluster, discovered ones included).
    * `ca` (PEM text) or `caFile` (a PEM file): the CA(s) that signed the servers' certificates, a
    * bank's internal CA, trusted by this connection only, in place of Node's default CAs.
+   * `certFile` + `keyFile` (or `cert` + `key`): the client certificate a server with
+   * `tls-auth-clients yes` (mutual TLS) requires.
    */
   readonly tls?: RedisTlsOptions;
   /** Give up the first connection after this many ms. Default 5,000. */
@@ -57,9 +60,24 @@ export interface RedisTlsOptions {
   readonly ca?: string | Buffer;
   /** Path of a PEM file of the CA certificate(s) to trust, read once at connect. */
   readonly caFile?: string;
+  /** PEM client certificate (then any intermediates) to present. Give this or `certFile`, with its key. */
+  readonly cert?: string | Buffer;
+  /** Path of a PEM file of the client certificate (then any intermediates), read once at connect. */
+  readonly certFile?: string;
+  /** PEM unencrypted private key of the client certificate. Give this or `keyFile`. */
+  readonly key?: string | Buffer;
+  /** Path of a PEM file of the client certificate's unencrypted private key, read once at connect. */
+  readonly keyFile?: string;
 }
 
-const TLS_OPTIONS = optionKeys<RedisTlsOptions>({ ca: true, caFile: true });
+const TLS_OPTIONS = optionKeys<RedisTlsOptions>({ ca: true, caFile: true, cert: true, certFile: true, key: true, keyFile: true });
+
+/** What `tls` adds to every node-redis socket: PEM text, checked. */
+interface TlsSettings {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+}
 
 /** Every key of RedisConnectionOptions (the compiler checks the two stay the same): any other is refused. */
 const CONNECTION_OPTIONS = optionKeys<RedisConnectionOptions>({
@@ -113,8 +131,10 @@ export async function connectRedis(options: RedisConnectionOptions): Promise<Red
     await link.close().catch(() => undefined);
     if (error instanceof ConfigurationError) throw error;
     if (untrustedCertificate(error)) {
-      throw new ConfigurationError('redis.tls', `the server's TLS certificate is not trusted (${String((error as { code?: unknown }).code)}: ${error.message.slice(0, 200)}): give the CA that signed it as redis.tls.caFile or redis.tls.ca${settings.ca === undefined ? '' : ' (the CA given did not sign it)'}, and connect by a name or address the certificate lists`);
+      throw new ConfigurationError('redis.tls', `the server's TLS certificate is not trusted (${String((error as { code?: unknown }).code)}: ${error.message.slice(0, 200)}): give the CA that signed it as redis.tls.caFile or redis.tls.ca${settings.tls?.ca === undefined ? '' : ' (the CA given did not sign it)'}, and connect by a name or address the certificate lists`);
     }
+    const refusal = clientCertificateRefusal(error);
+    if (refusal !== null) throw new ConfigurationError('redis.tls', refusal);
     const failure = link.classify(error);
     if (failure.kind === 'REFUSED') {
       // The server answered the handshake with an error (WRONGPASS, NOAUTH, NOPERM, an invalid
@@ -135,8 +155,8 @@ export async function connectRedis(options: RedisConnectionOptions): Promise<Red
 interface Settings {
   readonly url: string | undefined;
   readonly clusterNodes: readonly string[] | undefined;
-  /** PEM of the CA(s) to trust instead of Node's defaults (`tls.ca` / `tls.caFile`). */
-  readonly ca: string | undefined;
+  /** The CA(s) to trust instead of Node's defaults, and the client certificate and key (`tls`). */
+  readonly tls: TlsSettings | undefined;
   readonly connectTimeoutMs: number;
   readonly commandTimeoutMs: number;
   readonly heartbeatMs: number;
@@ -168,6 +188,16 @@ function checkOptions(options: RedisConnectionOptions): Settings {
       const port = Number(node.slice(node.lastIndexOf(':') + 1));
       if (port < 1 || port > 65535) throw new ConfigurationError('redis.clusterNodes', 'each node\'s port must be 1-65535 (expected e.g. 10.0.0.5:7001 or [::1]:7001)', redactUrl(node));
     }
+    // node-redis takes TLS for every node from one setting: a list mixing both kinds would dial
+    // some seeds in the wrong protocol (or fail with a bare TypeError), whichever kind was meant.
+    const seeds: readonly string[] = clusterNodes;
+    const first = seeds[0]!;
+    const tls = (node: string): boolean => node.startsWith('rediss://');
+    const odd = seeds.find((node) => tls(node) !== tls(first));
+    if (odd !== undefined) {
+      const kind = (node: string): string => (tls(node) ? 'TLS (rediss://)' : 'plain');
+      throw new ConfigurationError('redis.clusterNodes', `mixes TLS (rediss://) and plain seeds: this one is ${kind(odd)}, the first (${redactUrl(first)}) is ${kind(first)}; give every seed as rediss://host:port for a TLS cluster, or none`, redactUrl(odd));
+    }
   }
   const ms = (name: keyof typeof DEFAULTS, min: number): number => {
     const value = options[name] ?? DEFAULTS[name];
@@ -181,7 +211,7 @@ function checkOptions(options: RedisConnectionOptions): Settings {
   return {
     url,
     clusterNodes,
-    ca: options.tls === undefined ? undefined : checkTls(options.tls, url !== undefined ? [url] : clusterNodes!),
+    tls: options.tls === undefined ? undefined : checkTls(options.tls, url !== undefined ? [url] : clusterNodes!),
     connectTimeoutMs: ms('connectTimeoutMs', 1),
     commandTimeoutMs: ms('commandTimeoutMs', 1),
     heartbeatMs: ms('heartbeatMs', 0),
@@ -199,9 +229,13 @@ function isIpv6Literal(node: string): boolean {
   }
 }
 
-/** The PEM of the CA(s) of `tls`, checked: readable, and certificates (not a key, not a typo). */
-function checkTls(tls: RedisTlsOptions, targets: readonly string[]): string {
-  if (tls === null || typeof tls !== 'object') throw new ConfigurationError('redis.tls', 'must be { ca } or { caFile }', tls);
+/**
+ * The PEM of `tls`, checked before connecting: the CA(s) readable certificates, the client
+ * certificate and its key given together, parseable, and a pair (a mismatch fails only at the
+ * handshake, as an opaque OpenSSL error on every connection attempt).
+ */
+function checkTls(tls: RedisTlsOptions, targets: readonly string[]): TlsSettings {
+  if (tls === null || typeof tls !== 'object') throw new ConfigurationError('redis.tls', 'must be { caFile } and/or { certFile, keyFile } (or the PEM forms ca, cert, key)', tls);
   const unknown = findUnknownOption(tls, TLS_OPTIONS, 'redis.tls (RedisTlsOptions)');
   if (unknown !== undefined) throw new ConfigurationError(`redis.tls.${unknown.option}`, unknown.rule);
   // A CA given for a redis:// connection would be ignored: the data would cross the network in
@@ -209,33 +243,70 @@ function checkTls(tls: RedisTlsOptions, targets: readonly string[]): string {
   if (!targets.every((target) => target.startsWith('rediss://'))) {
     throw new ConfigurationError('redis.tls', 'applies to TLS connections only: give the url as rediss://host:port, or every cluster node as rediss://host:port');
   }
-  if ((tls.ca === undefined) === (tls.caFile === undefined)) throw new ConfigurationError('redis.tls', 'give exactly one of ca (PEM text) and caFile (a PEM file path)');
-  let pem: string;
-  let option: string;
-  if (tls.caFile !== undefined) {
-    option = 'redis.tls.caFile';
-    if (typeof tls.caFile !== 'string' || tls.caFile === '') throw new ConfigurationError(option, 'must be the path of a PEM file', tls.caFile);
+  const hasCa = tls.ca !== undefined || tls.caFile !== undefined;
+  const hasCert = tls.cert !== undefined || tls.certFile !== undefined;
+  const hasKey = tls.key !== undefined || tls.keyFile !== undefined;
+  if (!hasCa && !hasCert && !hasKey) throw new ConfigurationError('redis.tls', 'give ca or caFile (the CA that signed the servers\' certificates) and/or certFile and keyFile (a client certificate)');
+  if (hasCert !== hasKey) throw new ConfigurationError('redis.tls', `a client certificate and its private key go together: ${hasCert ? 'certFile (or cert) was given without keyFile (or key)' : 'keyFile (or key) was given without certFile (or cert)'}`);
+  const result: { ca?: string; cert?: string; key?: string } = {};
+  if (hasCa) result.ca = certificates(readPem(tls, 'ca', 'caFile'), 'give the CA certificate, not a key or a DER file').join('\n');
+  if (hasCert) {
+    const certPem = readPem(tls, 'cert', 'certFile');
+    const keyPem = readPem(tls, 'key', 'keyFile');
+    const chain = certificates(certPem, 'give the client certificate, not its key or a DER file');
+    let key: KeyObject;
     try {
-      pem = readFileSync(tls.caFile, 'utf8');
+      key = createPrivateKey(keyPem.pem);
     } catch (cause) {
-      throw new ConfigurationError(option, `cannot be read (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`, tls.caFile);
+      const encrypted = (cause as NodeJS.ErrnoException).code === 'ERR_MISSING_PASSPHRASE';
+      // The key's own text is never echoed: only the file's path.
+      throw new ConfigurationError(keyPem.option, encrypted ? 'is an encrypted private key: give it unencrypted (no passphrase option; protect the file by its permissions)' : `is not a private key in PEM (${(cause as Error).message})`, keyPem.file);
     }
-  } else {
-    option = 'redis.tls.ca';
-    if (typeof tls.ca !== 'string' && !Buffer.isBuffer(tls.ca)) throw new ConfigurationError(option, 'must be PEM text (a string or Buffer)', typeof tls.ca);
-    pem = tls.ca.toString('utf8');
+    let matches: boolean;
+    try {
+      matches = new X509Certificate(chain[0]!).checkPrivateKey(key);
+    } catch {
+      matches = false;
+    }
+    if (!matches) throw new ConfigurationError(keyPem.option, `does not match the certificate of ${certPem.option} (the first certificate there must be the one this key signs for)`, keyPem.file);
+    result.cert = chain.join('\n');
+    result.key = keyPem.pem;
   }
-  const where = option === 'redis.tls.caFile' ? (tls.caFile as string) : undefined;
+  return result;
+}
+
+/** The PEM text of one `tls` item given as text (`ca`) or as a file path (`caFile`): at most one. */
+function readPem(tls: RedisTlsOptions, text: 'ca' | 'cert' | 'key', path: 'caFile' | 'certFile' | 'keyFile'): { pem: string; option: string; file: string | undefined } {
+  const file = tls[path];
+  const value = tls[text];
+  if (file !== undefined && value !== undefined) throw new ConfigurationError('redis.tls', `give one of ${text} (PEM text) and ${path} (a PEM file path), not both`);
+  if (file !== undefined) {
+    const option = `redis.tls.${path}`;
+    if (typeof file !== 'string' || file === '') throw new ConfigurationError(option, 'must be the path of a PEM file', file);
+    try {
+      return { pem: readFileSync(file, 'utf8'), option, file };
+    } catch (cause) {
+      throw new ConfigurationError(option, `cannot be read (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`, file);
+    }
+  }
+  const option = `redis.tls.${text}`;
+  if (typeof value !== 'string' && !Buffer.isBuffer(value)) throw new ConfigurationError(option, 'must be PEM text (a string or Buffer)', typeof value);
+  return { pem: value.toString('utf8'), option, file: undefined };
+}
+
+/** The PEM certificate blocks of `source`, each a valid X.509 certificate. */
+function certificates(source: { pem: string; option: string; file: string | undefined }, hint: string): string[] {
+  const { pem, option, file } = source;
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
-  if (blocks === null) throw new ConfigurationError(option, 'holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the CA certificate, not a key or a DER file', where);
+  if (blocks === null) throw new ConfigurationError(option, `holds no PEM certificate (-----BEGIN CERTIFICATE-----): ${hint}`, file);
   for (const [index, block] of blocks.entries()) {
     try {
       new X509Certificate(block);
     } catch (cause) {
-      throw new ConfigurationError(option, `certificate ${index + 1} of ${blocks.length} is not a valid X.509 certificate (${(cause as Error).message})`, where);
+      throw new ConfigurationError(option, `certificate ${index + 1} of ${blocks.length} is not a valid X.509 certificate (${(cause as Error).message})`, file);
     }
   }
-  return blocks.join('\n');
+  return blocks;
 }
 
 /**
@@ -246,6 +317,21 @@ function untrustedCertificate(error: unknown): error is Error {
   const code = (error as { code?: unknown } | null)?.code;
   // ERR_SSL_* are alerts the server sent (a client certificate it requires...), not our verdict on its certificate.
   return error instanceof Error && typeof code === 'string' && !code.startsWith('ERR_SSL_') && /CERT|SELF_SIGNED|UNABLE_TO_(GET_ISSUER|VERIFY|DECRYPT)|HOSTNAME_MISMATCH|ERR_TLS_CERT_ALTNAME_INVALID/.test(code);
+}
+
+/**
+ * Why the server refused us at the TLS layer for want of an acceptable client certificate
+ * (mutual TLS, `tls-auth-clients yes`), or null: a setting to fix (`redis.tls`), which retrying
+ * will not cure. These are alerts the server sent, so they are about our certificate.
+ */
+function clientCertificateRefusal(error: unknown): string | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (!(error instanceof Error) || typeof code !== 'string') return null;
+  if (code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED') return 'the server requires a client certificate (tls-auth-clients yes) and none was given: give it as redis.tls.certFile and redis.tls.keyFile (or cert and key)';
+  if (/^ERR_SSL_(SSLV3|TLSV1)_ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED)$/.test(code)) {
+    return `the server refused the client certificate (${code}): give one signed by a CA the server trusts (its tls-ca-cert-file), valid now, as redis.tls.certFile and redis.tls.keyFile`;
+  }
+  return null;
 }
 
 /** Why node-redis would fail to parse `url` (port, database, malformed), or null. */
@@ -442,7 +528,7 @@ abstract class LinkBase implements RedisLink {
       // connectTimeoutMs. "Not now" replies (LOADING...) are still retried.
       if (!this.#opened && cause instanceof this.redis.ErrorReply && !NOT_READY.test(cause.message)) return false;
       // Likewise a certificate not trusted: every retry meets the same certificate.
-      if (!this.#opened && untrustedCertificate(cause)) return false;
+      if (!this.#opened && (untrustedCertificate(cause) || clientCertificateRefusal(cause) !== null)) return false;
       const delay = Math.min(this.settings.reconnectMaxDelayMs, RECONNECT_BASE_MS * 2 ** Math.min(retries, 16));
       if (this.#opened) return delay;
       // The first connection: never sleep past connectTimeoutMs (a pause of reconnectMaxDelayMs
@@ -515,7 +601,7 @@ class StandaloneLink extends LinkBase {
       disableOfflineQueue: true,
       name: s.clientName,
       commandOptions: { timeout: s.commandTimeoutMs },
-      socket: { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt), ...(s.ca === undefined ? {} : { tls: true as const, ca: s.ca }) },
+      socket: { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt), ...(s.tls === undefined ? {} : { tls: true as const, ...s.tls }) },
     }) as unknown as NodeClient;
     this.#client = client;
     client.on('invalidate', (key: Buffer | null) => this.invalidated(key === null ? null : key.toString()));
@@ -584,9 +670,9 @@ class ClusterLink extends LinkBase {
 
   protected async connect(startedAt: number): Promise<void> {
     const s = this.settings;
-    // The CA too, on root and discovered nodes alike: a root node alone trusting it would discover
-    // the topology, then fail every command on a node it could not verify.
-    const socket = { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt), ...(s.ca === undefined ? {} : { ca: s.ca }) };
+    // The CA and client certificate too, on root and discovered nodes alike: a root node alone
+    // having them would discover the topology, then fail every command on the other nodes.
+    const socket = { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt), ...s.tls };
     // As with credentials, only root nodes take TLS from their rediss:// URL: every discovered
     // node was dialled in plain text and never answered (each command a TIMEOUT).
     const tls = s.clusterNodes!.some((node) => node.startsWith('rediss://'));
@@ -606,7 +692,7 @@ class ClusterLink extends LinkBase {
     let refusal: Error | undefined;
     let connecting = true;
     cluster.on('error', (error: unknown) => {
-      if (connecting && ((error instanceof this.redis.ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) || untrustedCertificate(error))) refusal = error;
+      if (connecting && ((error instanceof this.redis.ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) || untrustedCertificate(error) || clientCertificateRefusal(error) !== null)) refusal = error as Error;
     });
     cluster.on('node-error', (_error: Error, info: { host: string; port: number }) => this.nodeDown(id(info)));
     cluster.on('node-reconnecting', (info: { host: string; port: number }) => this.nodeDown(id(info)));
@@ -636,7 +722,7 @@ class ClusterLink extends LinkBase {
     const node = nodes[0]!;
     const probe = this.redis.createClient({
       url: node.includes('://') ? node : `redis://${node}`,
-      socket: { connectTimeout: this.settings.connectTimeoutMs, reconnectStrategy: false, ...(this.settings.ca === undefined ? {} : { ca: this.settings.ca }) },
+      socket: { connectTimeout: this.settings.connectTimeoutMs, reconnectStrategy: false, ...this.settings.tls },
     }) as unknown as NodeClient;
     probe.on('error', () => undefined);
     let info: unknown = '';
