@@ -26,7 +26,7 @@ import {
 } from '../../src/stores/index.ts';
 import type { SharedMapHandle } from '../../src/stores/index.ts';
 import { hashKey } from '../../src/stores/shared-memory/hash.ts';
-import { BUCKET_WORDS, B_LOCK, HEADER_WORDS, H_SEED0, H_SEED1, H_TABLE, O_INCARNATION, O_THREAD_ID, OWNER_WORDS, T_MASK, TABLE_HEADER_WORDS } from '../../src/stores/shared-memory/layout.ts';
+import { BUCKET_WORDS, B_LOCK, HEADER_WORDS, H_SEED0, H_SEED1, H_TABLE, O_INCARNATION, O_THREAD_ID, OWNER_WORDS, SLOTS_PER_BUCKET, T_MASK, TABLE_HEADER_WORDS, VERSION_CHUNK_WORDS } from '../../src/stores/shared-memory/layout.ts';
 
 const INT64_MAX = 2n ** 63n - 1n;
 const INT64_MIN = -(2n ** 63n);
@@ -225,6 +225,87 @@ describe('SharedInt64Store: the MapStore contract', () => {
     assert.equal(store.delete(fillers[0]!), true);
     store.set(extra!, 7n); // the freed entry, and the overflow bucket's room still there
     assert.equal(store.get(extra!), 7n);
+    assert.deepEqual(store.checkIntegrity().problems, []);
+    store.close();
+  });
+
+  test('a growth refused at the end of the reserved buffer takes no room: the map still takes keys up to maxKeys', () => {
+    // 4,097 keys (> 4 per bucket of 1,024) ask for a table of 4,096 buckets. The buffer is filled
+    // so that the table itself fits but not with the overflow buckets moving the keys into it
+    // needs: 7 keys that collide in the larger table too (chosen with the map's seed) need one.
+    const store = SharedInt64Store.create({ maxKeys: 4200, initialCapacity: 3000, maxKeyLength: 64 });
+    const header = new Int32Array(store.handle.buffer, 0, HEADER_WORDS);
+    const [seed0, seed1] = [header[H_SEED0]!, header[H_SEED1]!];
+    assert.equal(store.stats().buckets, 1024);
+    const mask = 1023;
+    const tableWords = TABLE_HEADER_WORDS + 4096 * BUCKET_WORDS;
+    // The 4,097th key takes the 4,097th entry from the heap, and with it a chunk of version words
+    // when 4,096 filled the last one.
+    const entryWords = store.stats().entryBytes / 4 + (4096 % VERSION_CHUNK_WORDS === 0 ? VERSION_CHUNK_WORDS : 0);
+    const wordsLeft = (): number => (store.stats().bytesMax - store.stats().bytesUsed) / 4;
+    const bucketOf = (key: string): number => hashKey(key, seed0, seed1) & mask;
+    const colliding: string[] = [];
+    for (const byBucket = new Map<number, string[]>(); colliding.length === 0; ) {
+      for (let i = 0; colliding.length === 0; i++) {
+        const key = `pair-${i}`;
+        const wide = hashKey(key, seed0, seed1) & 4095;
+        const keys = byBucket.get(wide) ?? [];
+        byBucket.set(wide, keys);
+        keys.push(key);
+        if (keys.length === 7) colliding.push(...keys);
+      }
+    }
+    const crowded = bucketOf(colliding[0]!); // nothing else goes there: its root holds 6, the 7th overflows
+    const fillers: string[] = [];
+    for (let i = 0; fillers.length < 4096 - 6; i++) if (bucketOf(`acct-${i}`) !== crowded) fillers.push(`acct-${i}`);
+    for (const key of [...fillers, ...colliding.slice(0, 6)]) store.set(key, 1n);
+    const resting = fillers.slice(300);
+    for (const key of resting) store.delete(key); // back later, into their own chains' free slots, from the free list
+
+    // Overflow buckets stay chained after their keys are deleted: colliding floods use the room up.
+    const pending = new Map<number, string[]>();
+    let next = 0;
+    const sameBucket = (size: number): string[] => {
+      for (const [bucket, keys] of pending) {
+        if (keys.length < size) continue;
+        pending.set(bucket, keys.slice(size));
+        return keys.slice(0, size);
+      }
+      for (;;) {
+        const key = `flood-${next++}`;
+        const bucket = bucketOf(key);
+        if (bucket === crowded) continue;
+        const keys = pending.get(bucket) ?? [];
+        pending.set(bucket, keys);
+        keys.push(key);
+        if (keys.length === size) {
+          pending.delete(bucket);
+          return keys;
+        }
+      }
+    };
+    // Until the room left, once the 7th colliding key took its entry and an overflow bucket, is the
+    // table and less than one bucket more. A flood of n keys takes at most ceil(n / 6) buckets.
+    const gap = (): number => wordsLeft() - (tableWords + entryWords + BUCKET_WORDS);
+    while (gap() >= BUCKET_WORDS) {
+      const keys = sameBucket(Math.min(300, SLOTS_PER_BUCKET * Math.floor(gap() / BUCKET_WORDS)));
+      for (const key of keys) store.set(key, 1n);
+      for (const key of keys) store.delete(key);
+    }
+    assert.ok(gap() >= 0);
+    for (const key of resting) store.set(key, 1n);
+    assert.ok(gap() >= 0 && gap() < BUCKET_WORDS, 'the refill took no room');
+    assert.equal(store.size, 4096);
+
+    const used = store.stats().bytesUsed;
+    store.set(colliding[6]!, 1n); // written: the growth it triggers is refused without an error
+    assert.equal(store.get(colliding[6]!), 1n);
+    assert.equal(store.stats().growths, 0);
+    assert.equal(store.stats().buckets, 1024);
+    assert.equal(store.stats().bytesUsed, used + (entryWords + BUCKET_WORDS) * 4, 'the refused growth took no room (the key took an entry and an overflow bucket)');
+    // The rest of maxKeys fits: entries from the free list, overflow buckets from the room left.
+    for (let i = 0; store.size < 4200; i++) store.set(`late-${i}`, 2n);
+    assert.throws(() => store.set('one-too-many', 1n), (e) => assertCode(e, SharedMapFullError, 'GOVMAP_SHARED_MAP_FULL') && /maximum number of keys/.test((e as Error).message));
     assert.deepEqual(store.checkIntegrity().problems, []);
     store.close();
   });

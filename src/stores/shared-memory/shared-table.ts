@@ -1142,18 +1142,23 @@ export class SharedTable<V> {
       if (this.size <= oldBuckets * GROW_AT_LOAD) return;
       let buckets = oldBuckets * 2;
       while (this.size > buckets * 2) buckets *= 2;
-      const table = this.#bump(TABLE_HEADER_WORDS + buckets * BUCKET_WORDS, 0, null);
-      let i32 = this.#i32;
+      // The table and every overflow bucket the move needs, counted first, in one allocation:
+      // heap words are never given back, so a table taken before an overflow bucket that did not
+      // fit was lost for good, and with it the room the map's size says it still has.
+      const tableWords = TABLE_HEADER_WORDS + buckets * BUCKET_WORDS;
+      const spareBuckets = this.#overflowBucketsNeeded(oldTable, oldBuckets, buckets);
+      const table = this.#bump(tableWords + spareBuckets * BUCKET_WORDS, 0, null);
+      const i32 = this.#i32;
       i32[table + T_MASK] = buckets - 1;
       i32[table + T_BUCKETS] = buckets;
+      let spare = table + tableWords;
       for (let b = 0; b < oldBuckets; b++) {
         for (let bucket = oldTable + TABLE_HEADER_WORDS + b * BUCKET_WORDS; bucket !== 0; bucket = i32[bucket + B_NEXT]!) {
           for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
             const ref = i32[bucket + B_REFS + slot]!;
             if (ref === 0) continue;
             const hash = i32[ref + E_HASH]!;
-            this.#placeUnpublished(table + TABLE_HEADER_WORDS + (hash & (buckets - 1)) * BUCKET_WORDS, hash, ref);
-            i32 = this.#i32;
+            if (this.#placeUnpublished(table + TABLE_HEADER_WORDS + (hash & (buckets - 1)) * BUCKET_WORDS, hash, ref, spare)) spare += BUCKET_WORDS;
           }
         }
       }
@@ -1184,9 +1189,41 @@ export class SharedTable<V> {
     }
   }
 
-  /** Adds (hash, ref) to a chain of a table no reader can see yet. */
-  #placeUnpublished(root: number, hash: number, ref: number): void {
-    let i32 = this.#i32;
+  /**
+   * Overflow buckets a table of `buckets` needs for the entries of `oldTable`: ceil(n /
+   * SLOTS_PER_BUCKET) - 1 for a bucket of n entries. All of `oldTable`'s bucket locks are held,
+   * so the move that follows walks exactly these entries. One byte per bucket (1/64 of the table
+   * itself) counting the entries in each chain's last bucket, never above SLOTS_PER_BUCKET: a
+   * chain's length, which colliding keys can push past 255, would not fit.
+   */
+  #overflowBucketsNeeded(oldTable: number, oldBuckets: number, buckets: number): number {
+    const i32 = this.#i32;
+    const inLast = new Uint8Array(buckets);
+    let needed = 0;
+    for (let b = 0; b < oldBuckets; b++) {
+      for (let bucket = oldTable + TABLE_HEADER_WORDS + b * BUCKET_WORDS; bucket !== 0; bucket = i32[bucket + B_NEXT]!) {
+        for (let slot = 0; slot < SLOTS_PER_BUCKET; slot++) {
+          const ref = i32[bucket + B_REFS + slot]!;
+          if (ref === 0) continue;
+          const at = i32[ref + E_HASH]! & (buckets - 1);
+          if (inLast[at] === SLOTS_PER_BUCKET) {
+            needed++;
+            inLast[at] = 1;
+          } else {
+            inLast[at]!++;
+          }
+        }
+      }
+    }
+    return needed;
+  }
+
+  /**
+   * Adds (hash, ref) to a chain of a table no reader can see yet, hanging `spare` (zeroed words
+   * counted for it) on the chain when it is full; returns true when it took `spare`.
+   */
+  #placeUnpublished(root: number, hash: number, ref: number, spare: number): boolean {
+    const i32 = this.#i32;
     let last = root;
     for (let bucket = root; bucket !== 0; bucket = i32[bucket + B_NEXT]!) {
       last = bucket;
@@ -1194,15 +1231,14 @@ export class SharedTable<V> {
         if (i32[bucket + B_REFS + slot] === 0) {
           i32[bucket + B_TAGS + slot] = hash;
           i32[bucket + B_REFS + slot] = ref;
-          return;
+          return false;
         }
       }
     }
-    const overflow = this.#bump(BUCKET_WORDS, 0, null);
-    i32 = this.#i32;
-    i32[overflow + B_TAGS] = hash;
-    i32[overflow + B_REFS] = ref;
-    i32[last + B_NEXT] = overflow;
+    i32[spare + B_TAGS] = hash;
+    i32[spare + B_REFS] = ref;
+    i32[last + B_NEXT] = spare;
+    return true;
   }
 
   #currentTable(): number {
