@@ -10,8 +10,21 @@ export class MetricsParseError extends GovMapError {
 
 /** A metrics endpoint or a Prometheus server could not be read, or answered with an error. */
 export class AdvisorSourceError extends GovMapError {
-  constructor(url: string, what: string, cause?: unknown) {
-    super('GOVMAP_ADVISOR_SOURCE', `${url}: ${what}`, { url }, cause === undefined ? undefined : { cause });
+  constructor(url: string, what: string, cause?: unknown, code = 'GOVMAP_ADVISOR_SOURCE', details: Record<string, unknown> = {}) {
+    super(code, `${url}: ${what}`, { url, ...details }, cause === undefined ? undefined : { cause });
+  }
+}
+
+/**
+ * The source answered 401 or 403: it is up, and refuses these credentials (or their absence).
+ * An AdvisorSourceError, so a handler written for those still catches it; its own code because
+ * the fix is a credential, not a retry. `details.status` is the HTTP status, `details.sent`
+ * whether an Authorization header was sent; the credentials themselves are never carried.
+ */
+export class AdvisorAuthError extends AdvisorSourceError {
+  constructor(url: string, what: string, status: number, sent: boolean) {
+    const why = !sent ? 'it requires credentials and none were sent' : status === 403 ? 'the credentials sent do not allow this request' : 'the credentials sent were not accepted';
+    super(url, `the ${what} refused authentication (HTTP ${status}): ${why}`, undefined, 'GOVMAP_ADVISOR_AUTH_REFUSED', { status, sent });
   }
 }
 

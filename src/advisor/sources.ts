@@ -1,4 +1,5 @@
-import { AdvisorSourceError } from './errors.ts';
+import { ConfigurationError } from '../map/errors.ts';
+import { AdvisorAuthError, AdvisorSourceError } from './errors.ts';
 import { byName, formatFloatValue, formatOfContentType, formatSeries, parseFloatValue, parsePrometheusText } from './prom-text.ts';
 import type { ExpositionFormat, PromSample } from './prom-text.ts';
 import { DEFAULT_THRESHOLDS, THRESHOLD_LABELS, resolveThresholds } from './signals.ts';
@@ -14,6 +15,48 @@ export interface SourceOptions {
   /** Per-request timeout, ms. Default 10,000. */
   readonly timeoutMs?: number;
   readonly thresholds?: AdvisorThresholds;
+  /**
+   * The Authorization header sent on every request of this source: `Bearer <token>`, or
+   * `Basic <base64 of user:password>`. Never put in a message or an error. A 401 or 403 answer
+   * is an AdvisorAuthError (`GOVMAP_ADVISOR_AUTH_REFUSED`); a malformed value a
+   * ConfigurationError before any request.
+   */
+  readonly authorization?: string;
+}
+
+/**
+ * Why `value` is not an Authorization header this source can send, or null when it is one.
+ * The rule only, never the value: the caller names where the value came from.
+ */
+export function authorizationProblem(value: string): string | null {
+  const match = /^(bearer|basic) ([A-Za-z0-9\-._~+/]+=*)$/i.exec(value);
+  if (match === null) return 'must be "Bearer <token>" or "Basic <base64 of user:password>" (one space, no other whitespace)';
+  if (match[1]!.toLowerCase() === 'basic') {
+    const decoded = Buffer.from(match[2]!, 'base64');
+    // Node decodes what it can of any text: only a value that encodes back the same is base64.
+    if (decoded.toString('base64').replace(/=+$/, '') !== match[2]!.replace(/=+$/, '') || !decoded.toString('utf8').includes(':')) {
+      return 'must be "Basic " and the base64 of user:password (e.g. the output of: printf %s user:password | base64)';
+    }
+  }
+  return null;
+}
+
+/** The header to send, checked before any request: a malformed one must not be sent to be refused. */
+function checkedAuthorization(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const problem = authorizationProblem(value);
+  if (problem !== null) throw new ConfigurationError('authorization', problem);
+  return value;
+}
+
+/**
+ * `text` with the credentials masked: a server that echoes the request in its error page (a
+ * debug proxy) must not get the token printed into a CI log.
+ */
+function masked(text: string, authorization: string | undefined): string {
+  if (authorization === undefined) return text;
+  const credential = authorization.slice(authorization.indexOf(' ') + 1);
+  return text.split(credential).join('***');
 }
 
 const DEFAULT_WINDOW_MS = 300_000;
@@ -53,10 +96,10 @@ function reasonOf(error: unknown, timeoutMs: number): string {
  * GETs `url` as text. The timeout covers the whole answer, body included: a server that sends
  * its headers and then stalls is a source that could not be read, like one that never answers.
  */
-async function fetchText(url: string, timeoutMs: number, what: string): Promise<{ readonly body: string; readonly contentType: string | null }> {
+async function fetchText(url: string, timeoutMs: number, what: string, authorization?: string): Promise<{ readonly body: string; readonly contentType: string | null }> {
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'text/plain, application/json' } });
+    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'text/plain, application/json', ...(authorization === undefined ? {} : { authorization }) } });
   } catch (error) {
     throw new AdvisorSourceError(url, `cannot reach the ${what}: ${reasonOf(error, timeoutMs)}`, error);
   }
@@ -67,11 +110,13 @@ async function fetchText(url: string, timeoutMs: number, what: string): Promise<
     if (error instanceof AdvisorSourceError) throw error;
     throw new AdvisorSourceError(url, `the ${what} did not finish its answer: ${reasonOf(error, timeoutMs)}`, error);
   }
+  // The body is left out: a login page says nothing more, and one may echo the request.
+  if (response.status === 401 || response.status === 403) throw new AdvisorAuthError(url, what, response.status, authorization !== undefined);
   if (!response.ok) {
-    let detail = body.slice(0, 300);
+    let detail = masked(body, authorization).slice(0, 300);
     try {
       const parsed = JSON.parse(body) as { error?: unknown };
-      if (typeof parsed.error === 'string') detail = parsed.error;
+      if (typeof parsed.error === 'string') detail = masked(parsed.error, authorization);
     } catch {
       // not JSON: show the start of the body
     }
@@ -241,7 +286,7 @@ function thresholdsOf(samples: readonly PromSample[], notes: string[]): AdvisorT
 
 /** Reads `url` (a service's Prometheus metrics endpoint) once and builds evidence per map. */
 export async function evidenceFromMetricsEndpoint(url: string, options: SourceOptions = {}): Promise<MapEvidence[]> {
-  const { body, contentType } = await fetchText(url, options.timeoutMs ?? 10_000, 'metrics endpoint');
+  const { body, contentType } = await fetchText(url, options.timeoutMs ?? 10_000, 'metrics endpoint', checkedAuthorization(options.authorization));
   return evidenceFromMetricsText(body, url, options.thresholds ?? DEFAULT_THRESHOLDS, formatOfContentType(contentType));
 }
 
@@ -442,8 +487,10 @@ interface MatrixSeries {
 export class PrometheusQueryClient {
   readonly baseUrl: string;
   readonly #timeoutMs: number;
+  readonly #authorization: string | undefined;
 
-  constructor(baseUrl: string, timeoutMs = 10_000) {
+  /** `authorization`: the Authorization header sent on every query (see SourceOptions). */
+  constructor(baseUrl: string, timeoutMs = 10_000, authorization?: string) {
     let url: URL;
     try {
       url = new URL(baseUrl);
@@ -453,6 +500,7 @@ export class PrometheusQueryClient {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new AdvisorSourceError(baseUrl, 'must be an http:// or https:// URL');
     this.baseUrl = url.href.replace(/\/+$/, '');
     this.#timeoutMs = timeoutMs;
+    this.#authorization = checkedAuthorization(authorization);
   }
 
   async query(promql: string, timeMs: number): Promise<VectorSample[]> {
@@ -472,7 +520,7 @@ export class PrometheusQueryClient {
 
   async #get(endpoint: string, params: Record<string, string>): Promise<{ resultType: unknown; result: unknown }> {
     const url = `${this.baseUrl}/api/v1/${endpoint}?${new URLSearchParams(params).toString()}`;
-    const { body } = await fetchText(url, this.#timeoutMs, 'Prometheus server');
+    const { body } = await fetchText(url, this.#timeoutMs, 'Prometheus server', this.#authorization);
     let parsed: { status?: unknown; data?: { resultType?: unknown; result?: unknown }; error?: unknown };
     try {
       parsed = JSON.parse(body) as typeof parsed;
@@ -503,7 +551,7 @@ const seriesKey = (metric: Record<string, string>): string => `${metric.map ?? '
  *   weeks, not ISO weeks, and only when Prometheus holds data from two weeks back.
  */
 export async function evidenceFromPrometheus(baseUrl: string, options: PrometheusSourceOptions = {}): Promise<MapEvidence[]> {
-  const client = new PrometheusQueryClient(baseUrl, options.timeoutMs);
+  const client = new PrometheusQueryClient(baseUrl, options.timeoutMs, options.authorization);
   const defaults = options.thresholds ?? DEFAULT_THRESHOLDS;
   const windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
   const now = options.nowMs ?? Date.now();

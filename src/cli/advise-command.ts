@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, Option } from 'commander';
 import type { Command, CommanderError } from 'commander';
+import { authorizationProblem } from '../advisor/sources.ts';
 
 export interface AdviseCommandOptions {
   readonly url?: string;
@@ -9,16 +11,20 @@ export interface AdviseCommandOptions {
   readonly window: number;
   readonly timeout: number;
   readonly check?: boolean;
+  readonly authEnv?: string;
+  readonly authFile?: string;
 }
 
 /**
  * Exit statuses: 0 done, 1 the source could not be read, 2 usage error (a URL that is not
  * http(s), a --map the source does not have: a misspelt map must not pass a CI gate forever),
- * 3 with --check: a map should migrate.
+ * 3 with --check: a map should migrate, 4 the source refused the credentials (HTTP 401/403):
+ * a cron job must tell an expired token, which a retry never fixes, from a source down.
  */
 export const EXIT_SOURCE = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_MIGRATE = 3;
+export const EXIT_AUTH = 4;
 
 /** How many of the source's maps a "no such map" refusal lists, enough to spot the misspelling. */
 const MAPS_NAMED = 20;
@@ -41,6 +47,8 @@ export function registerAdviseCommand(program: Command): void {
     .option('--map <name...>', `only these maps (exit ${EXIT_USAGE} if the source has no map of that name)`)
     .option('--window <seconds>', 'with --prometheus: window of the miss ratio and the GC trend', seconds('--window', 10, 86_400), 300)
     .option('--timeout <seconds>', 'per-request timeout', seconds('--timeout', 1, 600), 10)
+    .addOption(new Option('--auth-env <name>', AUTH_ENV_HELP).conflicts('authFile'))
+    .option('--auth-file <file>', AUTH_FILE_HELP)
     .option('--json', 'print {source, generatedAt, advice:[...]} as JSON')
     .option('--check', `exit ${EXIT_MIGRATE} when any map should move (for cron jobs and CI gates)`)
     .exitOverride((error: CommanderError) => {
@@ -75,15 +83,27 @@ export async function adviseCommand(options: AdviseCommandOptions, command?: Com
     process.exitCode = EXIT_USAGE;
     return;
   }
+  const auth = authorizationFromFlags(options);
+  if ('problem' in auth) {
+    console.error(`govmap advise: ${auth.problem}`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
   const advisor = await import('../advisor/index.ts');
   const timeoutMs = options.timeout * 1000;
+  const authorization = auth.authorization;
   let evidence;
   try {
     evidence =
       options.url !== undefined
-        ? await advisor.evidenceFromMetricsEndpoint(options.url, { timeoutMs })
-        : await advisor.evidenceFromPrometheus(options.prometheus!, { timeoutMs, windowMs: options.window * 1000 });
+        ? await advisor.evidenceFromMetricsEndpoint(options.url, { timeoutMs, authorization })
+        : await advisor.evidenceFromPrometheus(options.prometheus!, { timeoutMs, windowMs: options.window * 1000, authorization });
   } catch (error) {
+    if (error instanceof advisor.AdvisorAuthError) {
+      console.error(`govmap advise: ${error.message}${authHint(error.details.sent === true)}`);
+      process.exitCode = EXIT_AUTH;
+      return;
+    }
     if (error instanceof advisor.AdvisorSourceError || error instanceof advisor.MetricsParseError) {
       console.error(`govmap advise: ${error.message}`);
       process.exitCode = EXIT_SOURCE;
@@ -129,7 +149,7 @@ function isHttpUrl(raw: string): boolean {
 }
 
 /** Why a URL with credentials is refused, for `advise` and `sandbox report`. */
-export const CREDENTIALS_RULE = 'a URL with a user or password is not supported (fetch refuses to send them); give the URL without them, e.g. through a proxy that adds the authorization';
+export const CREDENTIALS_RULE = 'a URL with a user or password is not supported (fetch refuses to send them); give the URL without them, and the credentials with --auth-env <name> or --auth-file <file>';
 
 /**
  * The URL with its password masked when it carries a user or password, else null. Such a URL
@@ -145,4 +165,43 @@ export function redactedIfCredentials(raw: string): string | null {
   } catch {
     return null;
   }
+}
+
+export const AUTH_ENV_HELP = 'environment variable holding the Authorization header for the source: "Bearer <token>" or "Basic <base64 of user:password>"';
+export const AUTH_FILE_HELP = 'file whose first line is the Authorization header for the source (as --auth-env)';
+
+/** What to do after a 401/403, in the flags' words. */
+export function authHint(sent: boolean): string {
+  return sent ? ' (check the credentials given with --auth-env / --auth-file)' : ' (give credentials with --auth-env <name> or --auth-file <file>)';
+}
+
+/**
+ * The Authorization header from --auth-env or --auth-file, for `advise` and `sandbox report`, or
+ * the problem with it: named by the flag and the rule, never showing the value, and found
+ * before any request (a malformed header sent would only come back as a 401).
+ */
+export function authorizationFromFlags(options: { readonly authEnv?: string; readonly authFile?: string }): { readonly authorization: string | undefined } | { readonly problem: string } {
+  let flag: string;
+  let value: string;
+  if (options.authEnv !== undefined) {
+    flag = `--auth-env ${options.authEnv}`;
+    const raw = process.env[options.authEnv];
+    if (raw === undefined) return { problem: `${flag}: environment variable ${options.authEnv} is not set` };
+    value = raw.trim();
+    if (value === '') return { problem: `${flag}: environment variable ${options.authEnv} is set but empty` };
+  } else if (options.authFile !== undefined) {
+    flag = `--auth-file ${options.authFile}`;
+    let text: string;
+    try {
+      text = readFileSync(options.authFile, 'utf8');
+    } catch (error) {
+      return { problem: `${flag}: cannot read the file: ${(error as Error).message}` };
+    }
+    value = (text.split('\n')[0] ?? '').trim();
+    if (value === '') return { problem: `${flag}: the first line of the file is empty (it must hold the Authorization header)` };
+  } else {
+    return { authorization: undefined };
+  }
+  const problem = authorizationProblem(value);
+  return problem === null ? { authorization: value } : { problem: `${flag}: the value ${problem}` };
 }

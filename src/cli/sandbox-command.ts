@@ -1,21 +1,27 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import type { Command, CommanderError } from 'commander';
 import type { LeakSuspect, SandboxReport } from '../sandbox/index.ts';
 import { MAX_ANSWER_BYTES, readCapped } from '../advisor/sources.ts';
 import { checkSandboxReport } from './sandbox-report-schema.ts';
-import { CREDENTIALS_RULE, redactedIfCredentials } from './advise-command.ts';
+import { AUTH_ENV_HELP, AUTH_FILE_HELP, CREDENTIALS_RULE, authHint, authorizationFromFlags, redactedIfCredentials } from './advise-command.ts';
 
 export interface SandboxReportOptions {
   readonly url: string;
   readonly json?: boolean;
   readonly timeout: number;
   readonly failOnSuspects?: boolean;
+  readonly authEnv?: string;
+  readonly authFile?: string;
 }
 
-/** Exit statuses: 0 done, 1 the service could not be read, 2 usage error, 3 with --fail-on-suspects: suspects found. */
+/**
+ * Exit statuses: 0 done, 1 the service could not be read, 2 usage error, 3 with
+ * --fail-on-suspects: suspects found, 4 the service refused the credentials (HTTP 401/403).
+ */
 export const EXIT_UNREACHABLE = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_SUSPECTS = 3;
+export const EXIT_AUTH = 4;
 
 /** Adds `govmap sandbox report` to the program. */
 export function registerSandboxCommand(program: Command): void {
@@ -34,6 +40,8 @@ export function registerSandboxCommand(program: Command): void {
       },
       10,
     )
+    .addOption(new Option('--auth-env <name>', AUTH_ENV_HELP).conflicts('authFile'))
+    .option('--auth-file <file>', AUTH_FILE_HELP)
     .option('--fail-on-suspects', `exit ${EXIT_SUSPECTS} when the report lists any suspect`)
     .exitOverride((error: CommanderError) => {
       process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
@@ -61,17 +69,34 @@ export async function sandboxReportCommand(options: SandboxReportOptions): Promi
     process.exitCode = EXIT_USAGE;
     return;
   }
+  const auth = authorizationFromFlags(options);
+  if ('problem' in auth) {
+    console.error(`govmap sandbox report: ${auth.problem}`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
+  const authorization = auth.authorization;
+  // A service that echoes the request in its error page must not get the token printed.
+  const credential = authorization?.slice(authorization.indexOf(' ') + 1);
+  const shown = (text: string): string => (credential === undefined ? text : text.split(credential).join('***'));
   let report: SandboxReport;
   try {
-    const response = await fetch(endpoint, { signal: AbortSignal.timeout(options.timeout * 1000) });
+    const response = await fetch(endpoint, { signal: AbortSignal.timeout(options.timeout * 1000), ...(authorization === undefined ? {} : { headers: { authorization } }) });
+    if (response.status === 401 || response.status === 403) {
+      await response.body?.cancel();
+      const why = authorization === undefined ? 'it requires credentials and none were sent' : response.status === 403 ? 'the credentials sent do not allow this request' : 'the credentials sent were not accepted';
+      console.error(`govmap sandbox report: ${endpoint}: the service refused authentication (HTTP ${response.status}): ${why}${authHint(authorization !== undefined)}`);
+      process.exitCode = EXIT_AUTH;
+      return;
+    }
     // Capped as advise's answers are: a service flooding its answer cannot exhaust this process.
     const text = await readCapped(response, MAX_ANSWER_BYTES, (why) => new Error(why));
-    if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.slice(0, 300)}`);
+    if (!response.ok) throw new Error(`HTTP ${response.status}: ${shown(text).slice(0, 300)}`);
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch {
-      throw new Error(`the answer is not a govmap sandbox report (not JSON: ${JSON.stringify(text.slice(0, 80))})`);
+      throw new Error(`the answer is not a govmap sandbox report (not JSON: ${JSON.stringify(shown(text).slice(0, 80))})`);
     }
     const checked = checkSandboxReport(parsed);
     if (!checked.ok) throw new Error(`the answer is not a govmap sandbox report (${checked.problem})`);

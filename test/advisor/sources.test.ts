@@ -1,21 +1,24 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Counter, Registry } from 'prom-client';
-import { Advisor, AdvisorSourceError, MetricsParseError, advise, evidenceFromMetricsEndpoint, evidenceFromMetricsText, evidenceFromPrometheus, parsePrometheusText, registerAdvisorMetrics } from '../../src/advisor/index.ts';
+import { Advisor, AdvisorAuthError, AdvisorSourceError, MetricsParseError, advise, evidenceFromMetricsEndpoint, evidenceFromMetricsText, evidenceFromPrometheus, parsePrometheusText, registerAdvisorMetrics } from '../../src/advisor/index.ts';
 import { MAX_ANSWER_BYTES } from '../../src/advisor/sources.ts';
-import { GovernedMap } from '../../src/index.ts';
+import { ConfigurationError, GovernedMap } from '../../src/index.ts';
 import { MapMetrics } from '../../src/metrics/index.ts';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
-function govmap(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function govmap(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [cli, ...args], { timeout: 60_000, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
       resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
     });
   });
@@ -397,6 +400,123 @@ describe('too little traffic to judge', () => {
       assert.equal(busy!.recommendation, 'not-a-map-workload');
     } finally {
       prometheus.close();
+    }
+  });
+});
+
+describe('a source behind authentication (a bank\'s Prometheus, a service\'s /metrics)', () => {
+  const SECRET = 'tok-7f3a9c-never-print-me';
+  const GOOD = `Bearer ${SECRET}`;
+  const exposition = ['# TYPE syncmap_keys gauge', 'syncmap_keys{map="positions"} 12', '# TYPE syncmap_load_total counter', 'syncmap_load_total{map="positions"} 500', ''].join('\n');
+  let guarded: Server;
+  let guardedBase = '';
+  /** Authorization headers the server saw, in order. */
+  const seen: Array<string | undefined> = [];
+  before(async () => {
+    guarded = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      const path = new URL(req.url ?? '/', 'http://x').pathname;
+      // A debug proxy that echoes the request into its error page.
+      // A token valid for another tenant: known, and not allowed here.
+      if (path === '/forbidden/metrics') return void res.writeHead(403, { 'content-type': 'text/plain' }).end(`forbidden for ${req.headers.authorization ?? ''}`);
+      if (path === '/echo/metrics') return void res.writeHead(500, { 'content-type': 'text/plain' }).end(`upstream failed for ${JSON.stringify(req.headers)}`);
+      if (req.headers.authorization !== GOOD) return void res.writeHead(401, { 'www-authenticate': 'Bearer realm="prometheus"', 'content-type': 'text/plain' }).end(`bad token ${req.headers.authorization ?? ''}`);
+      if (path === '/metrics') return void res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(exposition);
+      const data = path.endsWith('/query_range') ? { resultType: 'matrix', result: [] } : { resultType: 'vector', result: [] };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'success', data }));
+    });
+    await new Promise<void>((resolve) => guarded.listen(0, '127.0.0.1', resolve));
+    guardedBase = `http://127.0.0.1:${(guarded.address() as AddressInfo).port}`;
+  });
+  after(() => guarded.close());
+
+  const refusedAuth = (status: number, sent: boolean) => (error: unknown) => {
+    assert.ok(error instanceof AdvisorAuthError, String(error));
+    assert.ok(error instanceof AdvisorSourceError, 'a handler written for source errors still catches it');
+    assert.equal(error.code, 'GOVMAP_ADVISOR_AUTH_REFUSED');
+    assert.equal(error.details.status, status);
+    assert.equal(error.details.sent, sent);
+    assert.match(error.message, new RegExp(`refused authentication \\(HTTP ${status}\\)`));
+    assert.doesNotMatch(`${error.message}${error.stack ?? ''}${JSON.stringify(error)}`, new RegExp(SECRET));
+    return true;
+  };
+
+  test('the authorization option is sent on every request: the /metrics scrape and every Prometheus query', async () => {
+    seen.length = 0;
+    const [evidence] = await evidenceFromMetricsEndpoint(`${guardedBase}/metrics`, { authorization: GOOD });
+    assert.equal(evidence!.map, 'positions');
+    assert.equal(evidence!.keys, 12);
+    assert.deepEqual(await evidenceFromPrometheus(guardedBase, { authorization: GOOD }), []);
+    assert.ok(seen.length > 10, `${seen.length} requests`);
+    assert.deepEqual(new Set(seen), new Set([GOOD]));
+  });
+
+  test('a 401 or 403 is an AdvisorAuthError naming the source (not "cannot reach"), without and with wrong credentials; the secret never in it', async () => {
+    await assert.rejects(evidenceFromMetricsEndpoint(`${guardedBase}/metrics`), refusedAuth(401, false));
+    await assert.rejects(evidenceFromMetricsEndpoint(`${guardedBase}/metrics`, { authorization: `Bearer ${SECRET}-old` }), refusedAuth(401, true));
+    await assert.rejects(evidenceFromMetricsEndpoint(`${guardedBase}/forbidden/metrics`, { authorization: GOOD }), (error: unknown) => {
+      refusedAuth(403, true)(error);
+      assert.match((error as Error).message, /\/forbidden\/metrics: the metrics endpoint refused authentication \(HTTP 403\): the credentials sent do not allow this request$/);
+      return true;
+    });
+    await assert.rejects(evidenceFromMetricsEndpoint(`${guardedBase}/forbidden/metrics`), refusedAuth(403, false));
+    await assert.rejects(evidenceFromPrometheus(guardedBase, { authorization: `Bearer ${SECRET}-old` }), (error: unknown) => {
+      refusedAuth(401, true)(error);
+      assert.match((error as Error).message, /\/api\/v1\/query\?.*: the Prometheus server refused authentication \(HTTP 401\): the credentials sent were not accepted$/);
+      return true;
+    });
+  });
+
+  test('a malformed authorization is a ConfigurationError before any request, naming the rule and not the value', async () => {
+    for (const bad of [SECRET, `Token ${SECRET}`, `Bearer  ${SECRET}`, `Bearer ${SECRET}\r\nX-Injected: 1`, `Basic ${SECRET}`]) {
+      seen.length = 0;
+      for (const read of [() => evidenceFromMetricsEndpoint(`${guardedBase}/metrics`, { authorization: bad }), () => evidenceFromPrometheus(guardedBase, { authorization: bad })]) {
+        await assert.rejects(read(), (error: unknown) => {
+          assert.ok(error instanceof ConfigurationError, String(error));
+          assert.equal(error.code, 'GOVMAP_INVALID_CONFIGURATION');
+          assert.match(error.message, /invalid option "authorization": (must be "Bearer <token>" or "Basic <base64 of user:password>"|must be "Basic " and the base64 of user:password)/);
+          assert.doesNotMatch(error.message, new RegExp(SECRET));
+          return true;
+        });
+      }
+      assert.equal(seen.length, 0, `${JSON.stringify(bad)} was sent`);
+    }
+  });
+
+  test('govmap advise --auth-env / --auth-file: the source is read; a 401 exits 4 naming the source; the secret is never printed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'govmap-auth-'));
+    try {
+      const file = join(dir, 'prometheus.auth');
+      writeFileSync(file, `${GOOD}\n# rotated 2025-01-06\n`);
+      const env = { PROM_AUTH: GOOD, PROM_AUTH_OLD: `Bearer ${SECRET}-old` };
+      for (const [args, extra] of [[['--url', `${guardedBase}/metrics`, '--auth-env', 'PROM_AUTH'], env], [['--prometheus', guardedBase, '--auth-file', file], {}], [['--url', `${guardedBase}/metrics`, '--auth-env', 'PROM_AUTH', '--json'], env]] as const) {
+        const r = await govmap(['advise', ...args], extra);
+        assert.equal(r.code, 0, `${args.join(' ')}\n${r.stderr}`);
+        assert.doesNotMatch(r.stdout + r.stderr, new RegExp(SECRET));
+      }
+      const none = await govmap(['advise', '--url', `${guardedBase}/metrics`]);
+      assert.equal(none.code, 4, none.stderr);
+      assert.equal(none.stderr, `govmap advise: ${guardedBase}/metrics: the metrics endpoint refused authentication (HTTP 401): it requires credentials and none were sent (give credentials with --auth-env <name> or --auth-file <file>)\n`);
+      for (const args of [['--url', `${guardedBase}/metrics`], ['--prometheus', guardedBase], ['--url', `${guardedBase}/metrics`, '--json']]) {
+        const wrong = await govmap(['advise', ...args, '--auth-env', 'PROM_AUTH_OLD'], env);
+        assert.equal(wrong.code, 4, wrong.stderr);
+        assert.match(wrong.stderr, /refused authentication \(HTTP 401\): the credentials sent were not accepted \(check the credentials given with --auth-env \/ --auth-file\)\n$/);
+        assert.equal(wrong.stdout, '');
+        assert.doesNotMatch(wrong.stderr, new RegExp(SECRET));
+      }
+      // Connection refused, and an error page that echoes the request: exit 1, the token masked.
+      const closed = createServer();
+      await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+      const closedPort = (closed.address() as AddressInfo).port;
+      await new Promise<void>((resolve) => closed.close(() => resolve()));
+      for (const url of [`http://127.0.0.1:${closedPort}/metrics`, `${guardedBase}/echo/metrics`]) {
+        const r = await govmap(['advise', '--url', url, '--auth-env', 'PROM_AUTH'], env);
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, /cannot reach the metrics endpoint|answered HTTP 500: upstream failed for .*"authorization":"Bearer \*\*\*"/);
+        assert.doesNotMatch(r.stdout + r.stderr, new RegExp(SECRET));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GovernedMap } from '../../src/index.ts';
 import { Sandbox } from '../../src/sandbox/index.ts';
@@ -140,5 +143,54 @@ test('--url given as the report endpoint with a trailing slash reads that endpoi
     }
   } finally {
     strict.close();
+  }
+});
+
+test('a service behind basic auth: --auth-file reads the report; without or with wrong credentials exit 4 naming the service; the password never printed', async () => {
+  const report = realReport();
+  const good = `Basic ${Buffer.from('ops:s3cret-pw-never-print').toString('base64')}`;
+  const guarded = createServer((req, res) => {
+    if (req.url === '/echo/sandbox/report') return void res.writeHead(502, { 'content-type': 'text/plain' }).end(`bad gateway for ${JSON.stringify(req.headers)}`);
+    if (req.headers.authorization !== good) return void res.writeHead(401, { 'www-authenticate': 'Basic realm="ops"' }).end(`who is ${req.headers.authorization ?? 'nobody'}?`);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(report);
+  });
+  await new Promise<void>((resolve) => guarded.listen(0, '127.0.0.1', resolve));
+  const dir = mkdtempSync(join(tmpdir(), 'govmap-auth-'));
+  try {
+    const base = `http://127.0.0.1:${(guarded.address() as AddressInfo).port}`;
+    const goodFile = join(dir, 'good');
+    const wrongFile = join(dir, 'wrong');
+    writeFileSync(goodFile, `${good}\r\n`);
+    writeFileSync(wrongFile, `Basic ${Buffer.from('ops:s3cret-pw-never-print-old').toString('base64')}\n`);
+    const secrets = new RegExp(`s3cret|${Buffer.from('ops:s3cret-pw-never-print').toString('base64').slice(0, 16)}`);
+    for (const extra of [[], ['--json']]) {
+      const r = await govmap('sandbox', 'report', '--url', base, '--auth-file', goodFile, ...extra);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, extra.length === 0 ? /1 leak suspect\(s\):/ : /"suspects": \[/);
+      assert.doesNotMatch(r.stdout + r.stderr, secrets);
+    }
+    const none = await govmap('sandbox', 'report', '--url', base);
+    assert.equal(none.code, 4, none.stderr);
+    assert.equal(none.stderr, `govmap sandbox report: ${base}/sandbox/report: the service refused authentication (HTTP 401): it requires credentials and none were sent (give credentials with --auth-env <name> or --auth-file <file>)\n`);
+    for (const extra of [[], ['--json'], ['--fail-on-suspects']]) {
+      const wrong = await govmap('sandbox', 'report', '--url', base, '--auth-file', wrongFile, ...extra);
+      assert.equal(wrong.code, 4, wrong.stderr);
+      assert.match(wrong.stderr, /the service refused authentication \(HTTP 401\): the credentials sent were not accepted/);
+      assert.equal(wrong.stdout, '');
+      assert.doesNotMatch(wrong.stderr, secrets);
+    }
+    // A gateway error page echoing the request, and a connection refused: exit 1, nothing secret.
+    const echo = await govmap('sandbox', 'report', '--url', `${base}/echo`, '--auth-file', goodFile);
+    assert.equal(echo.code, 1, echo.stderr);
+    assert.match(echo.stderr, /HTTP 502: bad gateway for .*"authorization":"Basic \*\*\*"/);
+    assert.doesNotMatch(echo.stderr, secrets);
+    guarded.close();
+    const down = await govmap('sandbox', 'report', '--url', base, '--auth-file', goodFile);
+    assert.equal(down.code, 1, down.stderr);
+    assert.match(down.stderr, /cannot read .*ECONNREFUSED/);
+    assert.doesNotMatch(down.stderr, secrets);
+  } finally {
+    guarded.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

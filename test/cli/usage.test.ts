@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { govmapSync as govmap } from './govmap-process.ts';
 
@@ -65,5 +67,43 @@ test('a source URL with a user and password (Prometheus behind basic auth): exit
     assert.equal(r.status, 2, `${args.join(' ')}\n${r.stderr}`);
     assert.match(r.stderr, /--(prometheus|url) .*ops:\*\*\*@.*: a URL with a user or password is not supported/);
     assert.doesNotMatch(r.stderr + r.stdout, /s3cret-pw/);
+  }
+});
+
+test('--auth-env / --auth-file that give no usable Authorization header: exit 2 naming the flag and the rule, before any request, the value never echoed', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'govmap-auth-'));
+  const secret = 'p4ss-never-print-me';
+  process.env.GOVMAP_TEST_AUTH_EMPTY = '';
+  process.env.GOVMAP_TEST_AUTH_RAW = `ops:${secret}`;
+  process.env.GOVMAP_TEST_AUTH_SCHEME = `Token ${secret}`;
+  process.env.GOVMAP_TEST_AUTH_BASIC = `Basic ${secret}`;
+  delete process.env.GOVMAP_TEST_AUTH_UNSET;
+  try {
+    writeFileSync(join(dir, 'empty'), '\n');
+    writeFileSync(join(dir, 'raw'), `${secret}\n`);
+    const sources = [['advise', '--prometheus', 'http://127.0.0.1:1'], ['sandbox', 'report', '--url', 'http://127.0.0.1:1']];
+    const cases: Array<[string[], RegExp]> = [
+      [['--auth-env', 'GOVMAP_TEST_AUTH_UNSET'], /: --auth-env GOVMAP_TEST_AUTH_UNSET: environment variable GOVMAP_TEST_AUTH_UNSET is not set$/m],
+      [['--auth-env', 'GOVMAP_TEST_AUTH_EMPTY'], /: --auth-env GOVMAP_TEST_AUTH_EMPTY: environment variable GOVMAP_TEST_AUTH_EMPTY is set but empty$/m],
+      [['--auth-env', 'GOVMAP_TEST_AUTH_RAW'], /: --auth-env GOVMAP_TEST_AUTH_RAW: the value must be "Bearer <token>" or "Basic <base64 of user:password>"/],
+      [['--auth-env', 'GOVMAP_TEST_AUTH_SCHEME'], /: --auth-env GOVMAP_TEST_AUTH_SCHEME: the value must be "Bearer <token>"/],
+      [['--auth-env', 'GOVMAP_TEST_AUTH_BASIC'], /: --auth-env GOVMAP_TEST_AUTH_BASIC: the value must be "Basic " and the base64 of user:password/],
+      [['--auth-file', join(dir, 'missing')], /: --auth-file .*missing: cannot read the file: ENOENT/],
+      [['--auth-file', join(dir, 'empty')], /: --auth-file .*empty: the first line of the file is empty/],
+      [['--auth-file', join(dir, 'raw')], /: --auth-file .*raw: the value must be "Bearer <token>"/],
+      [['--auth-file', join(dir, 'raw'), '--auth-env', 'GOVMAP_TEST_AUTH_RAW'], /option '--auth-env <name>' cannot be used with option '--auth-file <file>'/],
+    ];
+    for (const source of sources) {
+      for (const [flags, message] of cases) {
+        const r = govmap(...source, ...flags);
+        assert.equal(r.status, 2, `${[...source, ...flags].join(' ')}\n${r.stderr}`);
+        assert.match(r.stderr, message);
+        assert.doesNotMatch(r.stderr + r.stdout, new RegExp(secret));
+        assert.doesNotMatch(r.stderr, /cannot reach|cannot read http|\n\s+at /);
+      }
+    }
+  } finally {
+    for (const name of ['EMPTY', 'RAW', 'SCHEME', 'BASIC']) delete process.env[`GOVMAP_TEST_AUTH_${name}`];
+    rmSync(dir, { recursive: true, force: true });
   }
 });
