@@ -1,10 +1,13 @@
+import { constants } from 'node:fs';
+import { access, mkdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Advisor, registerAdvisorMetrics } from '../src/advisor/index.ts';
 import { GovernedMap } from '../src/map/index.ts';
 import { Sandbox, registerSandboxMetrics } from '../src/sandbox/index.ts';
 import type { LeakSuspect } from '../src/sandbox/index.ts';
 import { FileStateStore } from '../src/state/file-store.ts';
+import { DemoEnvironmentError } from './environment.ts';
 import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
 import type { DemoContext } from './server.ts';
 
@@ -64,7 +67,9 @@ export function onDemoSuspect(sandbox: Sandbox, listener: (suspect: LeakSuspect)
  */
 export async function installSandboxAndAdvisor(context: DemoContext, sandbox: Sandbox, options: DemoSandboxOptions = {}): Promise<Advisor> {
   context.onClose(() => sandbox.stop());
-  const directory = options.stateDirectory === undefined ? (process.env.GOVMAP_DEMO_STATE_DIR ?? join(tmpdir(), 'govmap-demo', 'state')) : options.stateDirectory;
+  const fromEnvironment = options.stateDirectory === undefined ? process.env.GOVMAP_DEMO_STATE_DIR : undefined;
+  if (fromEnvironment !== undefined) await assertStateDirectory(fromEnvironment);
+  const directory = options.stateDirectory === undefined ? (fromEnvironment ?? DEFAULT_STATE_DIRECTORY) : options.stateDirectory;
   const stateStore = directory === null ? null : new FileStateStore({ directory });
   const advisor = new Advisor({ gc: sandbox.gc, stateStore, service: 'clearing-demo', windowMs: options.advisorWindowMs });
   advisor.track(context.ledger.balances);
@@ -109,6 +114,55 @@ export async function installSandboxAndAdvisor(context: DemoContext, sandbox: Sa
   });
   context.announce('sandbox: GET /sandbox/report (govmap sandbox report --url <service>); advisor: GET /advisor (govmap advise --url <service>/metrics)');
   return advisor;
+}
+
+const DEFAULT_STATE_DIRECTORY = join(tmpdir(), 'govmap-demo', 'state');
+
+/**
+ * Refuses a GOVMAP_DEMO_STATE_DIR the file state store could never use. The store creates its
+ * directory lazily and reports a failure only as "unavailable" on each use: a file given there
+ * (`/etc/passwd`) was taken silently, and the advisor's weekly counts were never kept.
+ */
+async function assertStateDirectory(value: string): Promise<void> {
+  const variable = 'GOVMAP_DEMO_STATE_DIR';
+  if (value === '') throw new DemoEnvironmentError(variable, value, `give a directory for the advisor's weekly range counts, or unset it for ${DEFAULT_STATE_DIRECTORY}`);
+  try {
+    await makeDirectory(resolve(value));
+    await access(value, constants.W_OK);
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    const code = typeof e.code === 'string' ? e.code : 'ERROR';
+    const at = typeof e.path === 'string' ? ` on ${e.path}` : '';
+    const rule =
+      code === 'EEXIST' || code === 'ENOTDIR'
+        ? `a file is in the way (${code}${at}); the state store needs a directory`
+        : code === 'EACCES' || code === 'EPERM'
+          ? `permission denied (${code}${at}); give a directory this user can write`
+          : `cannot create or write it (${code}): ${e.message}`;
+    throw new DemoEnvironmentError(variable, value, rule, code, error);
+  }
+}
+
+/**
+ * mkdir -p, one level at a time: Node's `recursive: true` never returns for a path under /proc
+ * (mkdir there fails ENOENT, the parent exists, and it tries again forever).
+ */
+async function makeDirectory(path: string): Promise<void> {
+  try {
+    await mkdir(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') {
+      if ((await stat(path)).isDirectory()) return;
+      throw error;
+    }
+    if (code !== 'ENOENT' || dirname(path) === path) throw error;
+    await makeDirectory(dirname(path));
+    await mkdir(path).catch(async (again: NodeJS.ErrnoException) => {
+      // Made meanwhile by another process starting on the same directory: it is there.
+      if (again.code !== 'EEXIST' || !(await stat(path)).isDirectory()) throw again;
+    });
+  }
 }
 
 /** The shape of the leak the drill demonstrates: a map per request, parked where nobody reads it. */

@@ -25,6 +25,7 @@ import { createSharedBalanceStore, installSharedMemory } from './shared-memory.t
 import { installSettlement } from './breaker.ts';
 import type { DemoSettlementOptions } from './breaker.ts';
 import { installDashboard } from './dashboard.ts';
+import { withEnvironmentFile } from './environment.ts';
 import type { DashboardOptions } from './dashboard.ts';
 import { startTraffic } from './traffic.ts';
 import type { OptionalPart } from './parts.ts';
@@ -173,16 +174,20 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     // GET /lint/report: govmap scan of the demo's own source, run on first request.
     installStaticAnalysis(context);
     // X-Biz-Tag middleware (every handler runs behind it), GET /switches, /admin/switches, GET /routes, /payments.
-    const switches = await installSwitches(context, { file: process.env.GOVMAP_SWITCH_FILE, audit: switchAudit(audit), ...options.switches });
+    const switches = await withEnvironmentFile('GOVMAP_SWITCH_FILE', options.switches?.file, 'the built-in switches', () =>
+      installSwitches(context, { file: process.env.GOVMAP_SWITCH_FILE, audit: switchAudit(audit), ...options.switches }),
+    );
     if (audit !== null) auditGovernance(context, audit, { breakers: settlement.breakers, sandbox });
-    const routing = await installRouting(context, switches.board, switches.token, {
-      routeFile: process.env.GOVMAP_ROUTE_FILE,
-      spillFile: process.env.GOVMAP_ASYNC_SPILL,
-      orgFaults: (org, signal) => settlement.gateway.disturb(org, signal),
-      book,
-      ...options.routing,
-      middleware: !without.has('routing'),
-    });
+    const routing = await withEnvironmentFile('GOVMAP_ROUTE_FILE', options.routing?.routeFile, 'the built-in route table', () =>
+      installRouting(context, switches.board, switches.token, {
+        routeFile: process.env.GOVMAP_ROUTE_FILE,
+        spillFile: process.env.GOVMAP_ASYNC_SPILL,
+        orgFaults: (org, signal) => settlement.gateway.disturb(org, signal),
+        book,
+        ...options.routing,
+        middleware: !without.has('routing'),
+      }),
+    );
     // Last: the dashboard's middleware sits inside the X-Biz-Tag one and sees every answer but the
     // 400s of refused tags (the dashboard counts those from the route router).
     const shown = audit === null ? options.dashboard : { ...options.dashboard, audit: { dir: audit.dir, stats: () => audit.recorder.stats() } };

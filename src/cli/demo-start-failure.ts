@@ -34,14 +34,20 @@ const SPOOL_DIRECTORY_CODE = 'GOVMAP_AUDIT_SPOOL_DIRECTORY';
  * disk) are the machine's, for now.
  */
 const IMPOSSIBLE_DIRECTORY = new Set(['EEXIST', 'ENOTDIR', 'ENOENT', 'ENAMETOOLONG', 'ELOOP']);
+/**
+ * A demo environment variable's refusal (demo/environment.ts), `details.errno` the file system's
+ * reason if any. A file is impossible also when it is a directory (EISDIR).
+ */
+const ENVIRONMENT_CODE = 'GOVMAP_DEMO_ENVIRONMENT_INVALID';
+const IMPOSSIBLE_PATH = new Set([...IMPOSSIBLE_DIRECTORY, 'EISDIR']);
 
 /**
- * Turns a failure of `startDemo` into one line naming the option and its value, instead of a
- * Node stack. The exit status follows the CLI's rule: 2 when the value is plainly wrong (a host
- * that does not resolve or is not on this machine, an audit dir that is a file or under one),
- * 1 when the value is fine but the machine refuses it now (a port in use or privileged, a
- * directory without permission or on a read-only file system). Null for anything else: a bug
- * keeps its stack.
+ * Turns a failure of `startDemo` into one line naming the option (or environment variable) and
+ * its value, instead of a Node stack. The exit status follows the CLI's rule: 2 when the value is
+ * plainly wrong (a host that does not resolve or is not on this machine, an audit dir that is a
+ * file or under one, a GOVMAP_SWITCH_FILE that is missing, a directory or not valid), 1 when the
+ * value is fine but the machine refuses it now (a port in use or privileged, a file or directory
+ * without permission or on a read-only file system). Null for anything else: a bug keeps its stack.
  */
 export function describeStartFailure(error: unknown, options: StartOptions): StartFailure | null {
   if (error instanceof GovMapError && error.code === SPOOL_DIRECTORY_CODE) {
@@ -50,6 +56,11 @@ export function describeStartFailure(error: unknown, options: StartOptions): Sta
       message: `--audit-dir ${options.auditDir}: ${error.message.replace(/^audit option "dir": /, '')}`,
       exitCode: IMPOSSIBLE_DIRECTORY.has(String(error.details.errno)) ? EXIT_USAGE : EXIT_START_FAILED,
     };
+  }
+  if (error instanceof GovMapError && error.code === ENVIRONMENT_CODE) {
+    // Without errno the value broke a rule of its own (empty, a file that does not parse).
+    const errno = error.details.errno;
+    return { message: error.message, exitCode: errno === undefined || (typeof errno === 'string' && IMPOSSIBLE_PATH.has(errno)) ? EXIT_USAGE : EXIT_START_FAILED };
   }
   if (error instanceof GovMapError) {
     const option = error.details.option;

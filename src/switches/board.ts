@@ -218,6 +218,7 @@ export class SwitchBoard {
   update(patch: { readonly set?: SwitchSetInput; readonly remove?: readonly string[] }, change: SwitchChangeRequest): SwitchSnapshot | null {
     return this.#refusalsCounted(() => {
       const origin = originOf(change);
+      assertPatch(patch, origin);
       const next = new Map(this.#definitionsOf(this.#current));
       const set = parseSwitchSet(patch.set ?? {}, origin);
       const given: unknown = patch.remove ?? [];
@@ -391,6 +392,27 @@ function originOf(change: SwitchChangeRequest): string {
     throw new ConfigurationError('change.expectedVersion', 'a whole number (the version read from board.snapshot.version), or absent for an unconditional change', expected);
   }
   return `${change.source ?? 'api'} (${change.actor})`;
+}
+
+const PATCH_FIELDS = ['set', 'remove'];
+
+/**
+ * Refuses a patch that is not `{ set?, remove? }`. From plain JavaScript, or a JSON body passed
+ * on as is, null failed as a TypeError, and a string, a list or a misspelt field (`sets`) changed
+ * nothing and answered like a success: the change the operator meant was never made.
+ */
+function assertPatch(patch: unknown, origin: string): void {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) {
+    const what = patch === null || patch === undefined ? String(patch) : Array.isArray(patch) ? 'an array' : `a ${typeof patch}`;
+    throw new SwitchConfigError(origin, [{ path: '(root)', rule: `the patch is an object { set?, remove? }, not ${what}` }]);
+  }
+  const issues = Object.keys(patch)
+    .filter((field) => !PATCH_FIELDS.includes(field))
+    .map((field) => {
+      const meant = closestOption(field, PATCH_FIELDS);
+      return { path: field.slice(0, 80), rule: `not a field of the patch${meant === undefined ? '' : ` (did you mean "${meant}"?)`}; its fields are set and remove` };
+    });
+  if (issues.length > 0) throw new SwitchConfigError(origin, issues);
 }
 
 /** Names whose definitions differ between two snapshots (added, removed or modified), sorted. */

@@ -14,9 +14,9 @@ const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'govmap-demo-cli-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
-function run(args: string[], timeoutMs = 60_000, onStart?: (child: ChildProcess, stdout: () => string) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(args: string[], timeoutMs = 60_000, onStart?: (child: ChildProcess, stdout: () => string) => void, env?: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: scratch });
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: scratch, env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -153,6 +153,40 @@ test('a host or an audit dir that cannot work: one line naming the option and th
     assert.equal(code, 2, `${args.join(' ')}\n${stderr}`);
     assert.match(stderr, said);
     assert.equal(stderr.trim().split('\n').length, 1, stderr);
+  }
+});
+
+test('a demo environment variable that cannot work (a switch or route file missing, a directory, not valid, breaking the schema; a state dir that is a file; any of them set but empty): one line naming the variable and its value, exit 2, no stack', async () => {
+  const file = join(scratch, 'env-a-file');
+  writeFileSync(file, 'not a directory\n');
+  const notJson = join(scratch, 'env-switches.json');
+  writeFileSync(notJson, '{"switches": {"payments.enabled": true,}}\n');
+  const badSwitch = join(scratch, 'env-switches.yaml');
+  writeFileSync(badSwitch, 'switches:\n  payments.enabled: { enabled: "yes" }\n');
+  const badRoutes = join(scratch, 'env-routes.yaml');
+  writeFileSync(badRoutes, 'routes: []\n');
+  const missing = join(scratch, 'env-missing.yaml');
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ GOVMAP_SWITCH_FILE: missing }, new RegExp(`^govmap demo: GOVMAP_SWITCH_FILE=${missing}: .*ENOENT`)],
+    [{ GOVMAP_SWITCH_FILE: scratch }, new RegExp(`^govmap demo: GOVMAP_SWITCH_FILE=${scratch}: .*EISDIR`)],
+    [{ GOVMAP_SWITCH_FILE: notJson }, new RegExp(`^govmap demo: GOVMAP_SWITCH_FILE=${notJson}: .*not valid JSON`)],
+    [{ GOVMAP_SWITCH_FILE: badSwitch }, new RegExp(`^govmap demo: GOVMAP_SWITCH_FILE=${badSwitch}: .*switches\\["payments\\.enabled"\\]\\.enabled: .*expected boolean`)],
+    [{ GOVMAP_SWITCH_FILE: '' }, /^govmap demo: GOVMAP_SWITCH_FILE is set but empty: /],
+    [{ GOVMAP_ROUTE_FILE: missing }, new RegExp(`^govmap demo: GOVMAP_ROUTE_FILE=${missing}: .*ENOENT`)],
+    [{ GOVMAP_ROUTE_FILE: badRoutes }, new RegExp(`^govmap demo: GOVMAP_ROUTE_FILE=${badRoutes}: route table from file .* is invalid`)],
+    [{ GOVMAP_ROUTE_FILE: '' }, /^govmap demo: GOVMAP_ROUTE_FILE is set but empty: /],
+    [{ GOVMAP_DEMO_STATE_DIR: file }, new RegExp(`^govmap demo: GOVMAP_DEMO_STATE_DIR=${file}: a file is in the way \\(EEXIST`)],
+    [{ GOVMAP_DEMO_STATE_DIR: join(file, 'state') }, new RegExp(`^govmap demo: GOVMAP_DEMO_STATE_DIR=${file}/state: a file is in the way \\(ENOTDIR`)],
+    [{ GOVMAP_DEMO_STATE_DIR: '' }, /^govmap demo: GOVMAP_DEMO_STATE_DIR is set but empty: /],
+    // Where a directory cannot be made (mkdir fails ENOENT with its parent there): refused, not an endless retry.
+    ...(existsSync('/proc/self') ? [[{ GOVMAP_DEMO_STATE_DIR: '/proc/govmap-state' }, /^govmap demo: GOVMAP_DEMO_STATE_DIR=\/proc\/govmap-state: cannot create or write it \(ENOENT\)/] as [Record<string, string>, RegExp]] : []),
+  ];
+  for (const [env, said] of cases) {
+    const { code, stdout, stderr } = await run(['demo', '--port', '0', '--no-traffic', '--accounts', '10', '--audit-dir', join(scratch, 'audit-env')], 60_000, undefined, env);
+    assert.equal(code, 2, `${JSON.stringify(env)}\n${stderr}`);
+    assert.match(stderr, said);
+    assert.equal(stderr.trim().split('\n').length, 1, stderr);
+    assert.equal(stdout, '', 'nothing started');
   }
 });
 

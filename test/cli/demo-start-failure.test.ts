@@ -33,6 +33,12 @@ const cases: Array<[string, unknown, RegExp, number, typeof options?]> = [
     2,
   ],
   ['the recorder\'s own refusal of a full disk', new GovMapError('GOVMAP_AUDIT_SPOOL_DIRECTORY', 'audit option "dir": cannot use "/srv/govmap/audit" as the spool directory: no space left on the device (ENOSPC)', { errno: 'ENOSPC' }), /^--audit-dir \/srv\/govmap\/audit: .*\(ENOSPC\)$/, 1],
+  // A demo environment variable (no flag was typed): the file system's reason decides, as for --audit-dir.
+  ['a GOVMAP_SWITCH_FILE that does not exist', new GovMapError('GOVMAP_DEMO_ENVIRONMENT_INVALID', 'GOVMAP_SWITCH_FILE=/etc/govmap/switches.json: switch file /etc/govmap/switches.json: cannot open: ENOENT', { variable: 'GOVMAP_SWITCH_FILE', errno: 'ENOENT' }), /^GOVMAP_SWITCH_FILE=\/etc\/govmap\/switches\.json: /, 2],
+  ['a GOVMAP_ROUTE_FILE that is a directory', new GovMapError('GOVMAP_DEMO_ENVIRONMENT_INVALID', 'GOVMAP_ROUTE_FILE=/etc: route table file /etc: cannot read: EISDIR', { variable: 'GOVMAP_ROUTE_FILE', errno: 'EISDIR' }), /^GOVMAP_ROUTE_FILE=\/etc: /, 2],
+  ['a GOVMAP_SWITCH_FILE whose content breaks the schema', new GovMapError('GOVMAP_DEMO_ENVIRONMENT_INVALID', 'GOVMAP_SWITCH_FILE=s.yaml: switch set from switch file /s.yaml is invalid', { variable: 'GOVMAP_SWITCH_FILE' }), /^GOVMAP_SWITCH_FILE=s\.yaml: /, 2],
+  ['a GOVMAP_SWITCH_FILE this user may not read', new GovMapError('GOVMAP_DEMO_ENVIRONMENT_INVALID', 'GOVMAP_SWITCH_FILE=/root/s.json: switch file /root/s.json: cannot open: EACCES', { variable: 'GOVMAP_SWITCH_FILE', errno: 'EACCES' }), /^GOVMAP_SWITCH_FILE=\/root\/s\.json: /, 1],
+  ['a GOVMAP_DEMO_STATE_DIR on a read-only file system', new GovMapError('GOVMAP_DEMO_ENVIRONMENT_INVALID', 'GOVMAP_DEMO_STATE_DIR=/srv/state: cannot create it (EROFS)', { variable: 'GOVMAP_DEMO_STATE_DIR', errno: 'EROFS' }), /^GOVMAP_DEMO_STATE_DIR=\/srv\/state: /, 1],
   ['an option value refused by its own check', new ConfigurationError('--redis', 'give --redis or --redis-cluster, not both'), /give --redis or --redis-cluster, not both/, 2],
   // The libraries name their own options; the user typed the flag, and must be told which one to fix.
   ['an --etcd value the state store refuses', new ConfigurationError('endpoints', 'each endpoint is host:port or http(s)://host:port', ''), /^invalid option "--etcd": each endpoint is host:port/, 2],

@@ -84,6 +84,28 @@ describe('snapshots', () => {
     assert.equal(board.counters.rejectedChanges, 1);
   });
 
+  test('update() with a patch that is not an object (null, a string, a list: a JSON body forwarded as is) or has a misspelt field is refused with a SwitchConfigError naming it, counted once, and nothing changes', () => {
+    const board = new SwitchBoard({ initial: { a: true } });
+    const before = board.snapshot;
+    const patches: Array<[unknown, RegExp]> = [
+      [null, /^\(root\): the patch is an object \{ set\?, remove\? \}, not null$/],
+      [undefined, /^\(root\): the patch is an object \{ set\?, remove\? \}, not undefined$/],
+      ['{"set":{"a":false}}', /^\(root\): the patch is an object \{ set\?, remove\? \}, not a string$/],
+      [[{ set: { a: false } }], /^\(root\): the patch is an object \{ set\?, remove\? \}, not an array$/],
+      [{ sets: { a: false } }, /^sets: not a field of the patch \(did you mean "set"\?\); its fields are set and remove$/],
+    ];
+    for (const [patch, rule] of patches) {
+      const error = caught(() => (board.update as (...args: unknown[]) => unknown)(patch, change()));
+      assert.ok(error instanceof SwitchConfigError, `${JSON.stringify(patch)}: got ${String(error)}`);
+      assert.equal(error.code, 'GOVMAP_SWITCH_CONFIG_INVALID');
+      assert.equal(error.issues.length, 1);
+      assert.match(`${error.issues[0]!.path}: ${error.issues[0]!.rule}`, rule);
+    }
+    assert.equal(board.snapshot, before);
+    assert.equal(board.isOn('a'), true);
+    assert.equal(board.counters.rejectedChanges, patches.length);
+  });
+
   test('removing a switch the board does not have (a typo) is refused, naming it and the switch meant, and nothing of the update applies', () => {
     const board = new SwitchBoard({ initial: { 'settlement.fast-path': true, 'legacy-fx': true, other: false } });
     const before = board.snapshot;
