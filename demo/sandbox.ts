@@ -1,9 +1,10 @@
 import { constants } from 'node:fs';
-import { access, mkdir, stat } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Advisor, registerAdvisorMetrics } from '../src/advisor/index.ts';
 import { GovernedMap } from '../src/map/index.ts';
+import { makeDirectory } from '../src/map/make-directory.ts';
 import { Sandbox, registerSandboxMetrics } from '../src/sandbox/index.ts';
 import type { LeakSuspect } from '../src/sandbox/index.ts';
 import { FileStateStore } from '../src/state/file-store.ts';
@@ -140,28 +141,6 @@ async function assertStateDirectory(value: string): Promise<void> {
           ? `permission denied (${code}${at}); give a directory this user can write`
           : `cannot create or write it (${code}): ${e.message}`;
     throw new DemoEnvironmentError(variable, value, rule, code, error);
-  }
-}
-
-/**
- * mkdir -p, one level at a time: Node's `recursive: true` never returns for a path under /proc
- * (mkdir there fails ENOENT, the parent exists, and it tries again forever).
- */
-async function makeDirectory(path: string): Promise<void> {
-  try {
-    await mkdir(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') {
-      if ((await stat(path)).isDirectory()) return;
-      throw error;
-    }
-    if (code !== 'ENOENT' || dirname(path) === path) throw error;
-    await makeDirectory(dirname(path));
-    await mkdir(path).catch(async (again: NodeJS.ErrnoException) => {
-      // Made meanwhile by another process starting on the same directory: it is there.
-      if (again.code !== 'EEXIST' || !(await stat(path)).isDirectory()) throw again;
-    });
   }
 }
 

@@ -1,9 +1,10 @@
-import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AuditForwarderLockedError } from './errors.ts';
 import type { ForwarderLockHolder } from './errors.ts';
 import { isAlive } from './recovery.ts';
+import { makeDirectorySync } from '../map/make-directory.ts';
 
 /**
  * One Kafka forwarder per spool and topic: `kafka-<topic>.lock` beside the topic's checkpoint
@@ -29,7 +30,7 @@ let exitHook = false;
  */
 export function acquireForwarderLock(dir: string, topic: string): () => void {
   // A forwarder may start before its recorder has created the spool.
-  mkdirSync(dir, { recursive: true });
+  makeDirectorySync(dir);
   const path = forwarderLockPath(dir, topic);
   const me = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString(), topic });
   for (let attempt = 0; attempt < 5; attempt++) {

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { ChainState } from './drain-worker.ts';
@@ -24,6 +24,7 @@ import {
   writeFully,
 } from './spool.ts';
 import type { SegmentFile } from './spool.ts';
+import { makeDirectorySync } from '../map/make-directory.ts';
 
 /** What one pass over a segment file tells recovery. */
 export interface SegmentScan {
@@ -531,7 +532,7 @@ function readBytes(path: string, from: number, n: number): Buffer {
  * runs on this host is taken over; one held by a live process is refused.
  */
 export function acquireSpoolLock(dir: string): () => void {
-  mkdirSync(dir, { recursive: true });
+  makeDirectorySync(dir);
   const path = join(dir, LOCK_FILE);
   const me = `${process.pid}@${hostname()}`;
   for (let attempt = 0; attempt < 3; attempt++) {

@@ -1,12 +1,13 @@
 /* eslint-disable @typescript-eslint/require-await -- async so that every failure, bad key included, is a rejection */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigurationError, GovMapError } from '../map/errors.ts';
 import { StateKeyError, StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, assertDeleteRevision, assertLeaseTtl, assertStateKey, assertWrite } from './errors.ts';
 import { guardHandlers } from './guarded-handlers.ts';
 import type { CasResult, CompareAndSetOptions, StateEntry, StateEvent, StateLease, StateStore, StateWatch, StateWatchHandlers } from './store.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
+import { makeDirectory } from '../map/make-directory.ts';
 
 export interface FileStateStoreOptions {
   /** Directory holding one file per key; created if missing. Give each deployment its own. */
@@ -396,7 +397,7 @@ export class FileStateStore implements StateStore {
   }
 
   #init(): Promise<void> {
-    this.#ready ??= mkdir(this.#leaseDir, { recursive: true }).then(
+    this.#ready ??= makeDirectory(this.#leaseDir).then(
       () => undefined,
       (error: unknown) => {
         // Not remembered: a directory created or made writable later is used by the next call.

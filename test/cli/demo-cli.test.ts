@@ -143,6 +143,8 @@ test('a host or an audit dir that cannot work: one line naming the option and th
     [['--audit-dir', file], new RegExp(`^govmap demo: --audit-dir ${file}: .*\\(EEXIST`)],
     [['--audit-dir', join(file, 'x')], new RegExp(`^govmap demo: --audit-dir ${file}/x: .*\\(ENOTDIR`)],
     [['--audit-dir', ''], /^govmap demo: --audit-dir must be a directory path \(got ""\)/],
+    // Node's recursive mkdir never returned for a path under /proc: the demo hung, deaf to SIGTERM.
+    [['--audit-dir', '/proc/govmap-audit/spool'], /^govmap demo: --audit-dir \/proc\/govmap-audit\/spool: .*\(ENOENT/],
     // No broker at all would have meant no forwarding, silently.
     [['--kafka', ','], /^govmap demo: --kafka ",": no broker given; e\.g\. --kafka 127\.0\.0\.1:9092/],
     [['--kafka', '127.0.0.1:9092,localhost'], /^govmap demo: --kafka: "localhost" is not host:port/],
