@@ -1,5 +1,7 @@
-import { existsSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import type { Stats } from 'node:fs';
+import { access, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BreakerGroup } from '../src/breaker/index.ts';
 import { ValidationError } from '../src/map/index.ts';
@@ -9,6 +11,7 @@ import type { AsyncJob, RoutedJob } from '../src/routing/index.ts';
 import type { SwitchBoard } from '../src/switches/index.ts';
 import { HttpError, adminCheck, assertOnlyFields, readJsonObject, sendJson, shown } from './http.ts';
 import type { BalanceBook } from './book.ts';
+import { DemoEnvironmentError } from './environment.ts';
 import { LedgerError } from './ledger.ts';
 import { formatAmount, isMinorUnits, parsePositiveAmount } from './money.ts';
 import type { DemoContext } from './server.ts';
@@ -229,6 +232,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     routingMetrics.trackSource(source);
     await source.start();
   }
+  if (options.spillFile !== undefined) await checkSpillFile(options.spillFile);
   await restoreSpill(router, options.spillFile);
 
   // exposeRoute off: sendJson writes x-govmap-route in its own writeHead (see demo/http.ts).
@@ -241,13 +245,21 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
       if (processed > 0) console.log(`govmap demo: ${processed} queued payment(s) processed during shutdown`);
       return;
     }
-    if (options.spillFile !== undefined) {
+    // Nothing accepted is dropped silently: without a spill file, or when it cannot be written
+    // now (checked at start, but a disk fills and a path can be replaced), they go to the log, whole.
+    const listOnStderr = (why: string): void => {
+      console.error(`govmap demo: ${remaining.length} queued payment(s) not processed (${why}):`);
+      for (const job of remaining) console.error(JSON.stringify(job));
+    };
+    if (options.spillFile === undefined) {
+      listOnStderr('set GOVMAP_ASYNC_SPILL to keep them across restarts');
+      return;
+    }
+    try {
       await writeFile(options.spillFile, remaining.map((job) => JSON.stringify(job)).join('\n') + '\n');
       console.log(`govmap demo: ${remaining.length} queued payment(s) not processed; written to ${options.spillFile}, restored at the next start`);
-    } else {
-      // Nothing accepted is dropped silently: without a spill file they go to the log, whole.
-      console.error(`govmap demo: ${remaining.length} queued payment(s) not processed (set GOVMAP_ASYNC_SPILL to keep them across restarts):`);
-      for (const job of remaining) console.error(JSON.stringify(job));
+    } catch (error) {
+      listOnStderr(`${options.spillFile} could not be written: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
   });
   context.announce(`routing: X-Biz-Tag routes (table v${router.table.version} from ${source === null ? 'the built-in table' : source.status().path}); GET /routes`);
@@ -371,10 +383,45 @@ async function routedOrBadGateway<T>(run: () => Promise<T>): Promise<T | null> {
   }
 }
 
+const SPILL_VARIABLE = 'GOVMAP_ASYNC_SPILL';
+
+/**
+ * Refuses, at start, a spill file the shutdown could not write: the payments still queued then
+ * would have had nowhere to go, found out only when they are already being lost.
+ */
+async function checkSpillFile(spillFile: string): Promise<void> {
+  if (spillFile.trim() === '') throw new DemoEnvironmentError(SPILL_VARIABLE, spillFile, 'give a file path, or unset it to have queued payments listed on stderr at shutdown');
+  let existing: Stats | undefined;
+  try {
+    existing = await stat(spillFile);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new DemoEnvironmentError(SPILL_VARIABLE, spillFile, `cannot be checked (${code})`, code, error);
+  }
+  if (existing?.isDirectory() === true) throw new DemoEnvironmentError(SPILL_VARIABLE, spillFile, 'is a directory: name the file queued payments are written to at shutdown', 'EISDIR');
+  const writable = existing === undefined ? dirname(resolve(spillFile)) : spillFile;
+  try {
+    await access(writable, constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'EACCES';
+    throw new DemoEnvironmentError(SPILL_VARIABLE, spillFile, `${writable} cannot be written (${code}): payments still queued at shutdown would be lost`, code, error);
+  }
+}
+
 async function restoreSpill(router: RouteRouter, spillFile: string | undefined): Promise<void> {
   if (spillFile === undefined || !existsSync(spillFile)) return;
   const lines = (await readFile(spillFile, 'utf8')).split('\n').filter((line) => line.trim() !== '');
-  const jobs = lines.map((line) => JSON.parse(line) as AsyncJob<RoutedJob>);
+  // A damaged file is refused whole and kept: restoring the lines that parse would lose the
+  // others for good at the next shutdown, which rewrites the file.
+  const jobs = lines.map((line, index) => {
+    try {
+      const job = JSON.parse(line) as unknown;
+      if (job === null || typeof job !== 'object' || Array.isArray(job)) throw new Error('not a JSON object');
+      return job as AsyncJob<RoutedJob>;
+    } catch (error) {
+      throw new DemoEnvironmentError(SPILL_VARIABLE, spillFile, `line ${index + 1} is not a queued payment this demo wrote (${(error as Error).message}); the file is kept: repair or move it, then start again`);
+    }
+  });
   const { restored, unroutable } = router.restoreJobs(jobs);
   if (unroutable.length > 0) {
     await writeFile(spillFile, unroutable.map((job) => JSON.stringify(job)).join('\n') + '\n');
