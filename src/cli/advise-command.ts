@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { InvalidArgumentError, Option } from 'commander';
 import type { Command, CommanderError } from 'commander';
 import { authorizationProblem } from '../advisor/sources.ts';
@@ -193,7 +193,7 @@ export function authorizationFromFlags(options: { readonly authEnv?: string; rea
     flag = `--auth-file ${options.authFile}`;
     let text: string;
     try {
-      text = readFileSync(options.authFile, 'utf8');
+      text = readFirstBytes(options.authFile, MAX_AUTH_FILE_BYTES);
     } catch (error) {
       return { problem: `${flag}: cannot read the file: ${(error as Error).message}` };
     }
@@ -204,4 +204,24 @@ export function authorizationFromFlags(options: { readonly authEnv?: string; rea
   }
   const problem = authorizationProblem(value);
   return problem === null ? { authorization: value } : { problem: `${flag}: the value ${problem}` };
+}
+
+/** More than any Authorization header (proxies refuse headers past 8-16 KiB): only the first line is read. */
+const MAX_AUTH_FILE_BYTES = 65_536;
+
+/**
+ * The first `max` bytes of a regular file. Read whole, `--auth-file /dev/zero` (or a FIFO
+ * nobody writes) never returned, and a large file was held in memory for one line.
+ */
+function readFirstBytes(path: string, max: number): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error(`${path} is not a regular file`);
+    const buffer = Buffer.alloc(max);
+    let length = 0;
+    for (let n = -1; n !== 0 && length < max; length += n) n = readSync(fd, buffer, length, max - length, null);
+    return buffer.toString('utf8', 0, length);
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -90,6 +90,9 @@ test('--auth-env / --auth-file that give no usable Authorization header: exit 2 
       [['--auth-env', 'GOVMAP_TEST_AUTH_BASIC'], /: --auth-env GOVMAP_TEST_AUTH_BASIC: the value must be "Basic " and the base64 of user:password/],
       [['--auth-file', join(dir, 'missing')], /: --auth-file .*missing: cannot read the file: ENOENT/],
       [['--auth-file', join(dir, 'empty')], /: --auth-file .*empty: the first line of the file is empty/],
+      // Read whole, a device or a FIFO never ended: the command hung before any request.
+      [['--auth-file', '/dev/zero'], /: --auth-file \/dev\/zero: cannot read the file: \/dev\/zero is not a regular file/],
+      [['--auth-file', dir], /: --auth-file .*: cannot read the file: .* is not a regular file/],
       [['--auth-file', join(dir, 'raw')], /: --auth-file .*raw: the value must be "Bearer <token>"/],
       [['--auth-file', join(dir, 'raw'), '--auth-env', 'GOVMAP_TEST_AUTH_RAW'], /option '--auth-env <name>' cannot be used with option '--auth-file <file>'/],
     ];
