@@ -612,6 +612,28 @@ describe('handles, owner slots and locks', () => {
     store.close();
   });
 
+  test('a named map names itself when its owner slots run out and when a lock times out, as when it is full', () => {
+    const store = SharedInt64Store.create({ name: 'fx-positions', maxThreads: 2, lockTimeoutMs: 50 });
+    const second = SharedInt64Store.attach(store.handle);
+    assert.throws(() => SharedInt64Store.attach(store.handle), (e) => {
+      assertCode(e, SharedThreadsExhaustedError, 'GOVMAP_SHARED_TOO_MANY_THREADS');
+      assert.equal((e as SharedThreadsExhaustedError).map, 'fx-positions');
+      assert.match((e as Error).message, /^shared-memory map "fx-positions": all 2 owner slots are taken/);
+      return true;
+    });
+    store.set('acct', 1n);
+    lockBucketAs(store, 'acct', 1);
+    assert.throws(() => store.set('acct', 2n), (e) => {
+      assertCode(e, SharedLockTimeoutError, 'GOVMAP_SHARED_LOCK_TIMEOUT');
+      assert.equal((e as SharedLockTimeoutError).map, 'fx-positions');
+      assert.match((e as Error).message, /^shared-memory map "fx-positions": /);
+      return true;
+    });
+    store.recoverThread(0);
+    second.close();
+    store.close();
+  });
+
   test('options are validated with typed errors', () => {
     for (const options of [{ maxKeys: 0 }, { maxKeyLength: 5000 }, { maxThreads: 2000 }, { lockTimeoutMs: -1 }, { initialCapacity: 1.5 }]) {
       assert.throws(() => SharedInt64Store.create(options), (e) => assertCode(e, GovMapError, 'GOVMAP_INVALID_CONFIGURATION'));

@@ -42,7 +42,7 @@ export class SharedMapFullError extends GovMapError {
   constructor(key: string | null, maxKeys: number, why: string, map: string | null = null) {
     super(
       'GOVMAP_SHARED_MAP_FULL',
-      `shared-memory map${map === null ? '' : ` "${map}"`}: cannot ${key === null ? 'grow' : `add key ${describeKey(key)}`}: ${why} (maxKeys ${maxKeys})`,
+      `${mapLabel(map)}: cannot ${key === null ? 'grow' : `add key ${describeKey(key)}`}: ${why} (maxKeys ${maxKeys})`,
       { map, key: key?.slice(0, 80) ?? null, maxKeys },
     );
     this.map = map;
@@ -51,12 +51,16 @@ export class SharedMapFullError extends GovMapError {
 
 /** More threads attached than the map's `maxThreads` owner slots. */
 export class SharedThreadsExhaustedError extends GovMapError {
-  constructor(maxThreads: number) {
+  /** The map's name, as on SharedMapFullError; null when it has none. */
+  readonly map: string | null;
+
+  constructor(maxThreads: number, map: string | null = null) {
     super(
       'GOVMAP_SHARED_TOO_MANY_THREADS',
-      `shared-memory map: all ${maxThreads} owner slots are taken; close() stores no longer used, supervise(worker) so dead workers free theirs, or create the map with a larger maxThreads`,
-      { maxThreads },
+      `${mapLabel(map)}: all ${maxThreads} owner slots are taken; close() stores no longer used, supervise(worker) so dead workers free theirs, or create the map with a larger maxThreads`,
+      { map, maxThreads },
     );
+    this.map = map;
   }
 }
 
@@ -66,12 +70,16 @@ export class SharedThreadsExhaustedError extends GovMapError {
  * `supervise`). The operation was not applied.
  */
 export class SharedLockTimeoutError extends GovMapError {
-  constructor(what: string, holderThreadId: number, timeoutMs: number) {
+  /** The map's name, as on SharedMapFullError; null when it has none. */
+  readonly map: string | null;
+
+  constructor(what: string, holderThreadId: number, timeoutMs: number, map: string | null = null) {
     super(
       'GOVMAP_SHARED_LOCK_TIMEOUT',
-      `shared-memory map: ${what} stayed locked by thread ${holderThreadId} for over ${timeoutMs} ms; if that worker died, its parent must call supervise(worker) (or recoverThread(threadId)) so its locks are recovered; nothing was written`,
-      { what, holderThreadId, timeoutMs },
+      `${mapLabel(map)}: ${what} stayed locked by thread ${holderThreadId} for over ${timeoutMs} ms; if that worker died, its parent must call supervise(worker) (or recoverThread(threadId)) so its locks are recovered; nothing was written`,
+      { map, what, holderThreadId, timeoutMs },
     );
+    this.map = map;
   }
 }
 
@@ -87,4 +95,9 @@ export class SharedStoreClosedError extends GovMapError {
   constructor(operation: string) {
     super('GOVMAP_SHARED_STORE_CLOSED', `shared-memory map: ${operation}() called after close() in this thread`, { operation });
   }
+}
+
+/** How a message names the map: an operator with several must know which one to act on. */
+function mapLabel(map: string | null): string {
+  return map === null ? 'shared-memory map' : `shared-memory map "${map}"`;
 }

@@ -1540,7 +1540,7 @@ export class SharedTable<V> {
       }
       const now = performance.now();
       if (since === 0) since = now;
-      else if (now - since > this.#lockTimeoutMs) throw new SharedLockTimeoutError(what, this.#threadOf(holder), this.#lockTimeoutMs);
+      else if (now - since > this.#lockTimeoutMs) throw new SharedLockTimeoutError(what, this.#threadOf(holder), this.#lockTimeoutMs, this.#name);
       Atomics.wait(i32, this.#ownerBase + O_SLEEP, 0, SLEEP_MS);
     }
   }
@@ -1598,7 +1598,7 @@ export class SharedTable<V> {
       this.#ownerId = (incarnation << OWNER_SLOT_BITS) | (slot + 1);
       return;
     }
-    throw new SharedThreadsExhaustedError(this.#maxThreads);
+    throw new SharedThreadsExhaustedError(this.#maxThreads, this.#name);
   }
 
   /** Gives this instance's owner slot back. Later entry operations on this instance throw; `size` and `stats()` still answer (they only read counters). */
