@@ -7,6 +7,15 @@ import { RemoteGovernedMap, connectRedis, int64Codec } from '../../src/stores/re
 import type { RedisLink } from '../../src/stores/redis/index.ts';
 import { PrivateCluster, PrivateRedis, freePort, required, service, uniquePrefix } from './redis-env.ts';
 
+/** Stores `value` under 30 keys (over every master's slots) and reads them all back through `link`. */
+async function writesLandOnEveryMaster(link: RedisLink, keyPrefix: string, value: bigint): Promise<void> {
+  const map = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix, codec: int64Codec, validate: () => true, sizeRefreshMs: 0 });
+  const keys = Array.from({ length: 30 }, (_, i) => `acct-${i}`);
+  for (const key of keys) await map.store(key, value);
+  assert.deepEqual((await map.entries()).map(([, stored]) => stored), keys.map(() => value));
+  await map.dispose();
+}
+
 /** The same store over a real 3-master Redis Cluster (test/infra/redis.sh: 127.0.0.1:7001-7003). */
 const cluster = service('GOVMAP_REDIS_CLUSTER_NODES');
 
@@ -214,11 +223,7 @@ describe('RemoteGovernedMap on a TLS-only Redis Cluster', { skip: PrivateRedis.a
       );
       // Only the option trusts the CA: the process-wide trust store (NODE_EXTRA_CA_CERTS) is untouched.
       link = await connectRedis({ clusterNodes, tls: { caFile: privateCluster.caFile }, connectTimeoutMs: 3000 });
-      const map = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: 'tls:', codec: int64Codec, validate: () => true, sizeRefreshMs: 0 });
-      const keys = Array.from({ length: 30 }, (_, i) => `acct-${i}`); // over every master's slots
-      for (const key of keys) await map.store(key, 5n);
-      assert.deepEqual((await map.entries()).map(([, value]) => value), keys.map(() => 5n));
-      await map.dispose();
+      await writesLandOnEveryMaster(link, 'tls:', 5n);
     } finally {
       await link?.close();
       await privateCluster.stop();
@@ -236,11 +241,7 @@ describe('RemoteGovernedMap on a TLS-only Redis Cluster', { skip: PrivateRedis.a
         (error: unknown) => error instanceof ConfigurationError && /"redis\.tls"/.test(error.message) && /requires a client certificate/.test(error.message),
       );
       link = await connectRedis({ clusterNodes, tls: { caFile: privateCluster.caFile, certFile: privateCluster.certFile, keyFile: privateCluster.keyFile }, connectTimeoutMs: 3000 });
-      const map = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: 'mtls:', codec: int64Codec, validate: () => true, sizeRefreshMs: 0 });
-      const keys = Array.from({ length: 30 }, (_, i) => `acct-${i}`); // over every master's slots
-      for (const key of keys) await map.store(key, 5n);
-      assert.deepEqual((await map.entries()).map(([, value]) => value), keys.map(() => 5n));
-      await map.dispose();
+      await writesLandOnEveryMaster(link, 'mtls:', 5n);
     } finally {
       await link?.close();
       await privateCluster.stop();
@@ -257,11 +258,7 @@ describe('RemoteGovernedMap on a Redis Cluster seeded by IPv6 address', { skip: 
     try {
       await privateCluster.start();
       link = await connectRedis({ clusterNodes: privateCluster.ports.slice(1, 3).map((port) => `[::1]:${port}`), connectTimeoutMs: 3000 });
-      const map = new RemoteGovernedMap<bigint>({ name: 'balances', link, keyPrefix: 'v6:', codec: int64Codec, validate: () => true, sizeRefreshMs: 0 });
-      const keys = Array.from({ length: 30 }, (_, i) => `acct-${i}`);
-      for (const key of keys) await map.store(key, 7n);
-      assert.deepEqual((await map.entries()).map(([, value]) => value), keys.map(() => 7n));
-      await map.dispose();
+      await writesLandOnEveryMaster(link, 'v6:', 7n);
     } finally {
       await link?.close();
       await privateCluster.stop();
