@@ -68,14 +68,39 @@ function makeCertificates(dir: string): void {
 }
 
 /**
+ * The folder a private server (or cluster) of a test keeps its files in, and the TLS material
+ * makeCertificates puts there for TLS servers.
+ */
+abstract class PrivateServerFiles {
+  protected readonly dir: string;
+
+  constructor(prefix: string) {
+    this.dir = mkdtempSync(join(tmpdir(), prefix));
+  }
+
+  /** The CA that signed the server's certificate (TLS servers). */
+  get caFile(): string {
+    return join(this.dir, 'ca.crt');
+  }
+
+  /** A client certificate (and its key) the server's CA signed (TLS servers). */
+  get certFile(): string {
+    return join(this.dir, 'client.crt');
+  }
+
+  get keyFile(): string {
+    return join(this.dir, 'client.key');
+  }
+}
+
+/**
  * A redis-server of the test's own, on its own port, so that killing it breaks nothing another
  * engineer or test relies on. Uses the same Debian redis-server binary test/infra/redis.sh
  * installs.
  */
-export class PrivateRedis {
+export class PrivateRedis extends PrivateServerFiles {
   readonly port: number;
   readonly url: string;
-  readonly #dir: string;
   #process: ChildProcess | null = null;
   /** TLS only (no plain port), with a CA of its own (`caFile`). */
   readonly #tls: boolean;
@@ -83,25 +108,11 @@ export class PrivateRedis {
   readonly #clientAuth: boolean;
 
   constructor(port: number, options: { tls?: boolean; clientAuth?: boolean } = {}) {
+    super('govmap-redis-');
     this.port = port;
     this.#tls = options.tls === true || options.clientAuth === true;
     this.#clientAuth = options.clientAuth === true;
     this.url = `${this.#tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`;
-    this.#dir = mkdtempSync(join(tmpdir(), 'govmap-redis-'));
-  }
-
-  /** The CA that signed the server's certificate (TLS servers). */
-  get caFile(): string {
-    return join(this.#dir, 'ca.crt');
-  }
-
-  /** A client certificate (and its key) the server's CA signed (TLS servers). */
-  get certFile(): string {
-    return join(this.#dir, 'client.crt');
-  }
-
-  get keyFile(): string {
-    return join(this.#dir, 'client.key');
   }
 
   static available(): boolean {
@@ -113,12 +124,12 @@ export class PrivateRedis {
     let listen = ['--port', String(this.port)];
     let cli: string[] = [];
     if (this.#tls) {
-      makeCertificates(this.#dir);
-      const files = ['--tls-cert-file', join(this.#dir, 'node.crt'), '--tls-key-file', join(this.#dir, 'node.key'), '--tls-ca-cert-file', this.caFile];
+      makeCertificates(this.dir);
+      const files = ['--tls-cert-file', join(this.dir, 'node.crt'), '--tls-key-file', join(this.dir, 'node.key'), '--tls-ca-cert-file', this.caFile];
       listen = ['--port', '0', '--tls-port', String(this.port), '--tls-auth-clients', this.#clientAuth ? 'yes' : 'no', ...files];
       cli = ['--tls', '--cacert', this.caFile, ...(this.#clientAuth ? ['--cert', this.certFile, '--key', this.keyFile] : [])];
     }
-    const child = spawn('redis-server', ['--bind', '127.0.0.1', ...listen, '--save', '', '--appendonly', 'no', '--dir', this.#dir, '--protected-mode', 'no', ...extra], { stdio: 'ignore' });
+    const child = spawn('redis-server', ['--bind', '127.0.0.1', ...listen, '--save', '', '--appendonly', 'no', '--dir', this.dir, '--protected-mode', 'no', ...extra], { stdio: 'ignore' });
     this.#process = child;
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
@@ -152,7 +163,7 @@ export class PrivateRedis {
   async stop(): Promise<void> {
     this.resume();
     await this.kill();
-    rmSync(this.#dir, { recursive: true, force: true });
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
@@ -179,9 +190,8 @@ async function freeClusterPort(taken: Set<number>): Promise<number> {
  * own, with a short node timeout so a killed master fails over in a couple of seconds. Never the
  * shared cluster of test/infra/redis.sh.
  */
-export class PrivateCluster {
+export class PrivateCluster extends PrivateServerFiles {
   readonly ports: number[] = [];
-  readonly #dir = mkdtempSync(join(tmpdir(), 'govmap-cluster-'));
   readonly #processes = new Map<number, ChildProcess>();
   /** `requirepass` (and `masterauth`) of every node, as a production cluster has; none by default. */
   readonly #password: string | undefined;
@@ -194,24 +204,11 @@ export class PrivateCluster {
   readonly #bind: readonly string[];
 
   constructor(options: { password?: string; tls?: boolean; clientAuth?: boolean; bind?: readonly string[] } = {}) {
+    super('govmap-cluster-');
     this.#password = options.password;
     this.#tls = options.tls === true || options.clientAuth === true;
     this.#clientAuth = options.clientAuth === true;
     this.#bind = options.bind ?? ['127.0.0.1'];
-  }
-
-  /** The CA that signed the nodes' certificate (TLS clusters). */
-  get caFile(): string {
-    return join(this.#dir, 'ca.crt');
-  }
-
-  /** A client certificate (and its key) the cluster's CA signed (TLS clusters). */
-  get certFile(): string {
-    return join(this.#dir, 'client.crt');
-  }
-
-  get keyFile(): string {
-    return join(this.#dir, 'client.key');
   }
 
   /** redis-cli arguments reaching this cluster's nodes: password, TLS. */
@@ -227,12 +224,12 @@ export class PrivateCluster {
   async start(): Promise<void> {
     const taken = new Set<number>();
     for (let i = 0; i < 4; i++) this.ports.push(await freeClusterPort(taken));
-    if (this.#tls) makeCertificates(this.#dir);
+    if (this.#tls) makeCertificates(this.dir);
     for (const port of this.ports) {
-      const dir = join(this.#dir, String(port));
+      const dir = join(this.dir, String(port));
       mkdirSync(dir);
       const tls = ['--port', '0', '--tls-port', String(port), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--tls-auth-clients', this.#clientAuth ? 'yes' : 'no'];
-      const files = ['--tls-cert-file', join(this.#dir, 'node.crt'), '--tls-key-file', join(this.#dir, 'node.key'), '--tls-ca-cert-file', this.caFile];
+      const files = ['--tls-cert-file', join(this.dir, 'node.crt'), '--tls-key-file', join(this.dir, 'node.key'), '--tls-ca-cert-file', this.caFile];
       const args = ['--bind', ...this.#bind, ...(this.#tls ? [...tls, ...files] : ['--port', String(port)]), '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000'];
       if (this.#password !== undefined) args.push('--requirepass', this.#password, '--masterauth', this.#password);
       this.#processes.set(port, spawn('redis-server', [...args, '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'], { stdio: 'ignore' }));
@@ -266,7 +263,7 @@ export class PrivateCluster {
       child.kill('SIGKILL');
       await exited;
     }
-    rmSync(this.#dir, { recursive: true, force: true });
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
