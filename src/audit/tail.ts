@@ -1,8 +1,8 @@
-import { constants, existsSync, statSync } from 'node:fs';
+import { closeSync, constants, existsSync, readSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { listSegments, readSegmentFile, SEGMENT_PATTERN, segmentName } from './spool.ts';
+import { listSegments, openSegmentFile, SEGMENT_PATTERN, segmentName } from './spool.ts';
 import type { SegmentFile } from './spool.ts';
 
 export interface TailOptions {
@@ -56,43 +56,38 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   if (!existsSync(path)) throw new Error(`no such file or directory: ${path}`);
   const files = segments();
   if (files.length === 0) throw new Error(`no audit segments at ${path}`);
-  // Read without blocking: a FIFO under a segment's name held `tail` until someone wrote to it.
-  const readSegment = (file: SegmentFile): Buffer => {
-    const bytes = readSegmentFile(file.path);
-    if (typeof bytes === 'string') throw new Error(`${file.path}: ${bytes}`);
-    return bytes;
-  };
-
-  // The last N records: walk back through the segments until enough are found.
+  // The last N records: walk back through the segments until enough are found. Following, the
+  // newest segment's end is read whatever N is: where following starts is the size it had when
+  // opened (a stat taken later would skip what was appended in between), and the bytes after its
+  // last newline are a record still being appended.
   const wanted = waited ? Number.POSITIVE_INFINITY : (options.lines ?? 10);
-  const tail: string[] = [];
-  // Following, the newest segment is read whatever `wanted` is: where following starts is the
-  // end of the bytes read here (a stat taken after the read would skip what was appended in
-  // between), and its last line, without its newline yet, is a record still being appended.
-  const last = options.follow === true ? readSegment(files.at(-1)!) : null;
-  const lineEnd = last === null ? 0 : last.lastIndexOf(NEWLINE) + 1;
-  for (let i = files.length - 1; i >= 0 && tail.length < wanted; i--) {
-    // Up to the last newline, followed or not: bytes after it are a record still being appended
-    // (or a crash's torn tail), not a record; printed, they broke `| jq`.
-    const bytes = i === files.length - 1 && last !== null ? last : readSegment(files[i]!);
-    const text = bytes.toString('utf8', 0, bytes.lastIndexOf(NEWLINE) + 1);
-    const lines = text.split('\n').filter(keep);
-    tail.unshift(...lines.slice(Math.max(0, lines.length - (wanted - tail.length))));
+  // Pieces, newest first, joined at the end: spread into one call, 120,000+ lines (-n takes up to
+  // 1,000,000) overflowed the stack.
+  const pieces: string[][] = [];
+  let found = 0;
+  let newest: SegmentEnd | null = null;
+  for (let i = files.length - 1; i >= 0; i--) {
+    const following = options.follow === true && i === files.length - 1;
+    if (found >= wanted && !following) break;
+    const end = readSegmentEnd(files[i]!.path, wanted - found, keep);
+    if (following) newest = end;
+    pieces.push(end.lines);
+    found += end.lines.length;
   }
-  for (const line of tail) options.write(line);
-  if (last === null) return;
+  for (let p = pieces.length - 1; p >= 0; p--) for (const line of pieces[p]!) options.write(line);
+  if (newest === null) return;
 
   let current = files.at(-1)!;
-  let offset = last.length;
+  let offset = newest.size;
   // The bytes after the last newline read so far: a line still being appended. Kept as bytes and
   // decoded only once its newline arrives, because a poll can end inside a multi-byte character
   // (decoded alone, each half would become U+FFFD). Printed whole once the rest arrives, not as
   // two broken halves.
-  let carry: Buffer = Buffer.from(last.subarray(lineEnd));
+  let carry: Buffer = newest.carry;
   // Kept across polls and taken from the first read too: a segment already sealed final when
   // following starts (an older segment given, a rotation between listing and reading) has no
   // later poll that reads its final seal, and was followed forever.
-  let finalSeen = isFinalSeal(last.toString('utf8', last.lastIndexOf(NEWLINE, lineEnd - 2) + 1, Math.max(0, lineEnd - 1)));
+  let finalSeen = newest.lastLine !== null && isFinalSeal(newest.lastLine);
   while (options.signal?.aborted !== true) {
     const fh = await open(current.path, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
@@ -128,6 +123,78 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
     // The promise timer removes its abort listener once it fires: one added per poll and left
     // until the abort piled up for as long as `tail -f` ran (five more a second).
     await sleep(pollMs, undefined, options.signal === undefined ? {} : { signal: options.signal }).catch(() => undefined);
+  }
+}
+
+/** How much of a segment one read takes when tail walks back from its end. */
+const TAIL_READ_BYTES = 1 << 20;
+
+interface SegmentEnd {
+  /** The last `wanted` whole lines `keep` takes, oldest first. */
+  readonly lines: string[];
+  /** The file's size when opened: everything read lies below it. */
+  readonly size: number;
+  /** The bytes after the last newline: a record still being appended, or a crash's torn tail. */
+  readonly carry: Buffer;
+  /** The last whole line, kept or not (a final seal ends a segment), or null if there is none. */
+  readonly lastLine: string | null;
+}
+
+/**
+ * The end of a segment, read backwards in 1 MiB pieces until `wanted` lines are found, as `tail`
+ * does: printing ten lines of a 64 MiB segment read 64 MiB and decoded it into one string (and a
+ * segment past ~512 MiB, V8's longest string, could not be printed at all). Memory stays at the
+ * lines asked for plus a piece. Lines are decoded whole, from newline to newline, so a multi-byte
+ * character cut by a piece's edge is never split. Opened without blocking and checked once open:
+ * a FIFO under a segment's name held `tail` until someone wrote to it.
+ */
+function readSegmentEnd(path: string, wanted: number, keep: (line: string) => boolean): SegmentEnd {
+  const opened = openSegmentFile(path);
+  if (typeof opened === 'string') throw new Error(`${path}: ${opened}`);
+  const { fd, size } = opened;
+  try {
+    const pieces: string[][] = [];
+    let found = 0;
+    let lastLine: string | null = null;
+    let carry: Buffer | null = null;
+    // Bytes from `pos` on not yet split into lines: the end of a line that began before `pos`.
+    let rest: Buffer = Buffer.alloc(0);
+    let pos = size;
+    while (pos > 0 && (carry === null || lastLine === null || found < wanted)) {
+      const from = Math.max(0, pos - TAIL_READ_BYTES);
+      const piece = Buffer.allocUnsafe(pos - from);
+      for (let got = 0; got < piece.length; ) {
+        const n = readSync(fd, piece, got, piece.length - got, from + got);
+        if (n === 0) throw new Error(`${path}: the file shrank while tail read it (truncated or replaced); run tail again`);
+        got += n;
+      }
+      pos = from;
+      let bytes = rest.length === 0 ? piece : Buffer.concat([piece, rest]);
+      if (carry === null) {
+        const nl = bytes.lastIndexOf(NEWLINE);
+        if (nl === -1) {
+          rest = bytes;
+          continue;
+        }
+        carry = Buffer.from(bytes.subarray(nl + 1));
+        bytes = bytes.subarray(0, nl + 1);
+      }
+      // `bytes` ends where a line ends; its first line is whole only at the start of the file.
+      const first = pos === 0 ? 0 : bytes.indexOf(NEWLINE) + 1;
+      rest = Buffer.from(bytes.subarray(0, first));
+      if (first === bytes.length) continue;
+      const lines = bytes.toString('utf8', first, bytes.length - 1).split('\n');
+      lastLine ??= lines.at(-1)!;
+      const kept = lines.filter(keep);
+      const take = kept.slice(Math.max(0, kept.length - (wanted - found)));
+      pieces.push(take);
+      found += take.length;
+    }
+    const lines: string[] = [];
+    for (let p = pieces.length - 1; p >= 0; p--) for (const line of pieces[p]!) lines.push(line);
+    return { lines, size, carry: carry ?? Buffer.from(rest), lastLine };
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, readFileSync, truncateSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { getEventListeners } from 'node:events';
 import { test } from 'node:test';
 import { createAuditRecorder } from '../../src/audit/index.ts';
+import { segmentName } from '../../src/audit/spool.ts';
 import { tailSpool } from '../../src/audit/tail.ts';
 import { balances, segmentFiles, tempSpool } from './helpers.ts';
 
@@ -207,4 +209,58 @@ test('tail without -f while a record is being appended prints only whole records
   assert.equal(printed.length, 3, printed.join('\n'));
   for (const line of printed) assert.doesNotThrow(() => JSON.parse(line), `a broken line was printed: ${line}`);
   assert.equal((JSON.parse(printed.at(-1)!) as { op_type: string }).op_type, 'AUDIT_STOPPED', 'the last whole record');
+});
+
+/** A synthetic segment of `count` record lines (tail prints lines as stored; it does not verify). */
+function recordLines(count: number, firstSeq = 1): string {
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) lines.push(`{"v":1,"seq":${firstSeq + i},"op_type":"LOAD","map":"balances","resource_id":"acct-${i}"}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * `govmap audit tail -n` takes up to 1,000,000 records, and an investigation does ask for that
+ * many: past ~120,000 lines tail threw "Maximum call stack size exceeded" (the lines were spread
+ * into one call) and printed nothing.
+ */
+test('tail -n 220000 prints the last 220,000 records of a spool, in order', async (t) => {
+  const dir = tempSpool(t);
+  mkdirSync(dir);
+  writeFileSync(join(dir, segmentName(1)), recordLines(50_000));
+  writeFileSync(join(dir, segmentName(2)), recordLines(200_000, 50_001));
+  const printed: string[] = [];
+  await tailSpool(dir, { lines: 220_000, write: (line) => printed.push(line) });
+  assert.equal(printed.length, 220_000);
+  assert.match(printed[0]!, /"seq":30001,/, 'starts 220,000 records from the end, in the older segment');
+  assert.match(printed.at(-1)!, /"seq":250000,/);
+  for (let i = 1; i < printed.length; i += 9973) assert.match(printed[i]!, new RegExp(`"seq":${30_001 + i},`), `line ${i} in order`);
+});
+
+/**
+ * A segment may be configured up to 2 GiB (maxSegmentBytes). tail read every segment it printed
+ * from whole and decoded it into one string: past V8's longest string (~512 MiB) it failed with
+ * "Cannot create a string longer than ...", and below that it held the segment several times
+ * over in memory to print ten lines. It now reads the end of the file, backwards, in pieces.
+ */
+test('tail of a segment larger than the longest JavaScript string prints its last records', async (t) => {
+  const dir = tempSpool(t);
+  mkdirSync(dir);
+  const file = join(dir, segmentName(1));
+  // Sparse: 600 MiB of file, next to no disk. The records sit at its end, as in a full segment.
+  writeFileSync(file, '');
+  truncateSync(file, 600 * 1024 * 1024);
+  appendFileSync(file, `\n${recordLines(3)}`);
+  for (const follow of [false, true]) {
+    const printed: string[] = [];
+    const controller = new AbortController();
+    const done = tailSpool(dir, { lines: 2, follow, pollMs: 5, signal: controller.signal, write: (line) => printed.push(line) });
+    if (follow) {
+      await until(() => printed.length === 2, 5_000);
+      appendFileSync(file, recordLines(1, 4));
+      await until(() => printed.length === 3, 5_000);
+      controller.abort();
+    }
+    await done;
+    assert.deepEqual(printed.map((line) => (JSON.parse(line) as { seq: number }).seq), follow ? [2, 3, 4] : [2, 3], follow ? 'followed' : 'not followed');
+  }
 });
