@@ -237,6 +237,7 @@ export class GovernedMap<K, V> {
   /** Validates and stores. Throws ValidationError (map unchanged) when the validator refuses. */
   store(key: K, value: V): void {
     this.#assertLive('store');
+    this.#assertKey('store', key);
     this.#assertValue('store', value);
     for (let attempt = 1; !this.#commit(key, value, this.#current(key)); attempt++) this.#retryAfterConflict(key, attempt);
   }
@@ -244,16 +245,28 @@ export class GovernedMap<K, V> {
   /**
    * Atomic read-modify-write: `fn` gets the current value (or undefined) and returns the next.
    * Returning the current value unchanged (Object.is) writes nothing: a zero delta is a no-op.
-   * If `fn` throws, the error propagates and the map is unchanged.
+   * If `fn` throws, the error propagates and the map is unchanged. `fn` must be synchronous: a
+   * promise returned is refused with InvalidArgumentError (use updateAsync).
    * @returns the value the key holds afterwards
    */
   update(key: K, fn: (previous: V | undefined) => V): V {
     this.#assertLive('update');
+    this.#assertKey('update', key);
     if (typeof fn !== 'function') throw new InvalidArgumentError(this.name, 'update', 'fn', 'must be a function (previous) => next');
     for (let attempt = 1; ; attempt++) {
       const previous = this.#current(key);
       if (this.#freezePrevious) freezeValue(previous);
       const next = fn(previous);
+      // An async function given to update by mistake (nothing stops it from JavaScript): the
+      // promise would pass a validator such as `next < 0n` and be stored as the balance.
+      if (isThenable(next)) {
+        try {
+          next.then(undefined, () => undefined); // its rejection is this error, not a crash
+        } catch {
+          // A thenable whose then() throws has nothing left to handle.
+        }
+        throw new InvalidArgumentError(this.name, 'update', 'fn', 'returned a promise (update functions must be synchronous; use updateAsync for a computation that awaits); nothing was written');
+      }
       if (this.#disposed) throw new MapDisposedError(this.name, 'update', true); // fn disposed the map
       // fn is ours to call but the user's to write: a write to the same key from inside it would
       // be silently overwritten by ours. Refuse instead of losing it. (With a shared store the
@@ -271,7 +284,7 @@ export class GovernedMap<K, V> {
         if (this.#observers.length !== 0) this.#emit('LOAD', key, previous === undefined ? 'miss' : 'ok', 'UPDATE_UNCHANGED');
         return next;
       }
-      this.#assertValue('update', next);
+      this.#assertReturned('update', next);
       if (this.#commit(key, next, previous)) return next;
       this.#retryAfterConflict(key, attempt);
     }
@@ -287,8 +300,13 @@ export class GovernedMap<K, V> {
    */
   async updateAsync(key: K, fn: (previous: V | undefined, signal: AbortSignal) => V | Promise<V>, options: UpdateAsyncOptions = {}): Promise<V> {
     this.#assertLive('updateAsync');
+    // Before fn runs: its downstream call (a risk check, a reservation) would be made for a write
+    // that can never commit.
+    this.#assertKey('updateAsync', key);
     if (typeof fn !== 'function') throw new InvalidArgumentError(this.name, 'updateAsync', 'fn', 'must be a function (previous, signal) => next');
     if (options === null || typeof options !== 'object') throw new InvalidArgumentError(this.name, 'updateAsync', 'options', 'must be an object ({ signal })');
+    // It has no own keys, so it would pass as `{}`: an update its caller believes it can cancel.
+    if (options instanceof AbortSignal) throw new InvalidArgumentError(this.name, 'updateAsync', 'options', 'is an AbortSignal; pass it as { signal }');
     // `{ singal }` would leave the update uncancellable while its caller believes it can abort it.
     const unknown = findUnknownOption(options, UPDATE_ASYNC_OPTIONS, 'updateAsync (signal)');
     if (unknown !== undefined) throw new InvalidArgumentError(this.name, 'updateAsync', `options.${unknown.option}`, unknown.rule);
@@ -361,7 +379,7 @@ export class GovernedMap<K, V> {
           if (this.#observers.length !== 0) this.#emit('LOAD', key, previous === undefined ? 'miss' : 'ok', 'UPDATE_UNCHANGED');
           return next;
         }
-        this.#assertValue('updateAsync', next);
+        this.#assertReturned('updateAsync', next);
         if (this.#queue.committing(() => this.#commit(key, next, previous))) return next;
         if (attempt > this.#updateRetries) {
           throw new UpdateConflictError(this.name, key, attempt, 'other threads kept changing the key while the update awaited');
@@ -373,6 +391,7 @@ export class GovernedMap<K, V> {
   /** Returns the existing value, or validates and stores `value` and returns it. */
   loadOrStore(key: K, value: V): { value: V; loaded: boolean } {
     this.#assertLive('loadOrStore');
+    this.#assertKey('loadOrStore', key);
     for (let attempt = 1; ; attempt++) {
       const existing = this.load(key);
       if (existing !== undefined) return { value: existing, loaded: true };
@@ -388,6 +407,7 @@ export class GovernedMap<K, V> {
    */
   compareAndSwap(key: K, expected: V | undefined, next: V): boolean {
     this.#assertLive('compareAndSwap');
+    this.#assertKey('compareAndSwap', key);
     this.#assertValue('compareAndSwap', next);
     const current = this.#current(key);
     if (!this.#same(current, expected)) {
@@ -549,6 +569,22 @@ export class GovernedMap<K, V> {
     if (this.#disposed) throw new MapDisposedError(this.name, operation);
   }
 
+  /**
+   * An entry under no key: its audit record would name no resource (resource_id null, like a
+   * lifecycle record), and a shared or remote store would refuse it later, less clearly. NaN is
+   * what Number() makes of a malformed id: every such id would share the one NaN entry.
+   */
+  #assertKey(operation: string, key: K): void {
+    if (key === undefined || key === null || Number.isNaN(key)) throw new InvalidArgumentError(this.name, operation, 'key', `must be a key, not ${String(key)}`);
+  }
+
+  /** What an update function returned: undefined is usually a forgotten `return`, not a value passed. */
+  #assertReturned(operation: string, next: V): void {
+    if (next === undefined) {
+      throw new InvalidArgumentError(this.name, operation, 'fn', 'returned undefined (did it forget to return the new value? undefined means "absent": to remove the key, use delete)');
+    }
+  }
+
   #assertValue(operation: string, value: V): void {
     if (value === undefined) {
       throw new InvalidArgumentError(this.name, operation, 'value', 'must not be undefined (undefined means "absent"; use delete)');
@@ -613,10 +649,6 @@ export class GovernedMap<K, V> {
    * and emitted nothing, only when a shared store's key no longer holds `previous`.
    */
   #commit(key: K, next: V, previous: V | undefined): boolean {
-    // An entry under no key: its audit record would name no resource (resource_id null, like a
-    // lifecycle record), and a shared or remote store would refuse it later, less clearly. NaN is
-    // what Number() makes of a malformed id: every such id would share the one NaN entry.
-    if (key === undefined || key === null || Number.isNaN(key)) throw new InvalidArgumentError(this.name, 'store', 'key', `must be a key, not ${String(key)}`);
     this.#refuseWriteFromOwnUpdate(key);
     const counters = this.#counters;
     admitStore(this.#admission, key, next, previous);
@@ -803,6 +835,10 @@ function checkObserver(observer: unknown, argument: string): void {
   if (observer === null || typeof observer !== 'object' || typeof (observer as { onOperation?: unknown }).onOperation !== 'function') {
     throw new ConfigurationError(argument, 'must be a MapObserver (an object with an onOperation function)');
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function';
 }
 
 /** The reason a store's refusal is counted and audited under: its code, else STORE_FAILED. */

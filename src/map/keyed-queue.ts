@@ -47,7 +47,7 @@ export class KeyedQueue<K> {
   insideSection(key: K): boolean {
     if (this.#tails.size === 0) return false;
     for (let h = holdings.getStore(); h !== undefined; h = h.outer) {
-      if (h.running && !h.committing && h.queue === this && Object.is(h.key, key)) return true;
+      if (h.running && !h.committing && h.queue === this && sameKey(h.key, key)) return true;
     }
     return false;
   }
@@ -73,7 +73,7 @@ export class KeyedQueue<K> {
    */
   async run<T>(key: K, section: () => Promise<T>, options: QueueOptions = {}): Promise<T> {
     for (let h = holdings.getStore(); h !== undefined; h = h.outer) {
-      if (h.running && h.queue === this && Object.is(h.key, key)) throw new UpdateReentrantError(options.map ?? '?', key);
+      if (h.running && h.queue === this && sameKey(h.key, key)) throw new UpdateReentrantError(options.map ?? '?', key);
     }
     const previous = this.#tails.get(key);
     let release!: () => void;
@@ -107,6 +107,15 @@ export class KeyedQueue<K> {
       }
     }
   }
+}
+
+/**
+ * Key equality as a Map sees it (SameValueZero), as the store and #tails do: with Object.is, -0
+ * and 0 would be one entry and one queue but two keys here, and an update of -0 inside an update
+ * of 0 would wait for itself forever.
+ */
+function sameKey(a: unknown, b: unknown): boolean {
+  return a === b || (a !== a && b !== b);
 }
 
 /** `turn`, or a rejection as soon as `signal` aborts, whichever comes first. */

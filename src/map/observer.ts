@@ -10,9 +10,9 @@ export type Outcome = 'ok' | 'miss' | 'rejected' | 'error';
  */
 export interface MapObserver<K = unknown> {
   /**
-   * @param value for STORE the value written (or refused), for DELETE the value removed;
-   *   `undefined` for reads, expiries and evictions. The audit records money from it as a
-   *   decimal string.
+   * @param value for STORE the value written (or refused), for DELETE the value removed (also
+   *   by an expiry or an eviction, reason `EXPIRED` or `EVICTED`); `undefined` for reads. The
+   *   audit records money from it as a decimal string.
    */
   onOperation(map: string, op: OpType, key: K | undefined, outcome: Outcome, reason: string | null, bounds: RangeBounds | null, value?: unknown): void;
   /** Lifecycle of the map instance itself. */

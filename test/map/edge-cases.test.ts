@@ -246,6 +246,23 @@ describe('validators that misbehave', () => {
     assert.equal(map.stats().stores.ok, 0);
   });
 
+  test('a NaN key given to update or updateAsync is refused before its function runs, naming the operation called', async () => {
+    const map = new GovernedMap<number, bigint>({ name: 'accounts', validate: () => true });
+    const badId = Number('acct-17');
+    let calls = 0;
+    const debit = (b: bigint | undefined): bigint => {
+      calls++; // stands for a downstream call (a risk check, a reservation) made for nothing
+      return (b ?? 0n) + 1n;
+    };
+    const named = (operation: string) => (error: unknown): boolean =>
+      error instanceof InvalidArgumentError && new RegExp(`map "accounts": ${operation}\\(\\): argument "key" must be a key, not NaN`).test(error.message);
+    assert.throws(() => map.update(badId, debit), named('update'));
+    await assert.rejects(map.updateAsync(badId, async (b) => debit(b)), named('updateAsync'));
+    assert.throws(() => map.loadOrStore(badId, 1n), named('loadOrStore'));
+    assert.throws(() => map.compareAndSwap(badId, undefined, 1n), named('compareAndSwap'));
+    assert.equal(calls, 0);
+  });
+
   test('a key without a string form still gets a typed error', () => {
     const map = new GovernedMap<object, number>({ name: 'o', validate: () => 'NOPE' });
     assert.throws(() => map.store(Object.create(null) as object, 1), (error: unknown) => {
@@ -430,6 +447,26 @@ describe('updateAsync', () => {
     assert.equal(await later, 30);
   });
 
+  test('0 and -0 are one key for updateAsync too: a nested update or write of -0 inside an update of 0 is refused, not a wait forever', async () => {
+    // -0 comes out of ordinary arithmetic (Math.round(-0.2), -1 * 0); the map holds it as key 0.
+    const map = new GovernedMap<number, bigint>({ name: 'ledger', validate: () => true });
+    map.store(0, 100n);
+    let inner: Promise<bigint> | undefined;
+    const outer = map.updateAsync(0, async (v) => {
+      inner = map.updateAsync(-0, (x) => x! + 1n);
+      await inner.catch(() => undefined);
+      return v! + 10n;
+    });
+    await within(2_000, outer, 'the outer update waited for its own nested update of -0');
+    assert.equal(await outer, 110n);
+    await assert.rejects(inner!, UpdateReentrantError);
+    await assert.rejects(map.updateAsync(0, async (v) => {
+      map.store(-0, 1n);
+      return v! + 1n;
+    }), (error: unknown) => error instanceof UpdateConflictError && /inside the function of an updateAsync of the same key/.test(error.message));
+    assert.equal(map.load(0), 110n);
+  });
+
   test('dispose settles every pending updateAsync of the map at once, even those queued behind a function that never returns', async () => {
     const map = new GovernedMap<string, bigint>({ name: 'shutdown', validate: () => true });
     map.store('acct', 100n);
@@ -505,6 +542,26 @@ describe('updateAsync', () => {
     await assert.rejects(map.updateAsync('k', 5 as unknown as () => number), InvalidArgumentError);
     await assert.rejects(map.updateAsync('k', () => 1, null as unknown as object), InvalidArgumentError);
     await assert.rejects(map.updateAsync('k', () => 1, { signal: 'x' as unknown as AbortSignal }), /options\.signal/);
+  });
+  test('an AbortSignal passed in place of { signal } is refused, not taken as an update nothing can cancel', async () => {
+    const map = new GovernedMap<string, bigint>({ name: 'payments', validate: () => true });
+    map.store('acct', 100n);
+    const controller = new AbortController();
+    let called = false;
+    await assert.rejects(
+      map.updateAsync('acct', (b) => {
+        called = true;
+        return b! - 1n;
+      }, controller.signal as unknown as { signal?: AbortSignal }),
+      (error: unknown) => {
+        assert.ok(error instanceof InvalidArgumentError);
+        assert.equal(error.code, 'GOVMAP_INVALID_ARGUMENT');
+        assert.match(error.message, /map "payments": updateAsync\(\): argument "options" is an AbortSignal; pass it as \{ signal \}/);
+        return true;
+      },
+    );
+    assert.equal(called, false);
+    assert.equal(map.load('acct'), 100n);
   });
 });
 

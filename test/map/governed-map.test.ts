@@ -122,6 +122,19 @@ describe('validated writes', () => {
     assert.throws(() => map.store('a', undefined), InvalidArgumentError);
   });
 
+  test('an update function that forgets to return is named as the culprit, not an argument "value" the caller never passed', async () => {
+    const map = balances();
+    map.store('a', 10n);
+    const forgot = ((b: bigint | undefined) => {
+      void (b! - 1n); // the new balance computed, and not returned
+    }) as unknown as (b: bigint | undefined) => bigint;
+    const named = (operation: string) => (error: unknown): boolean =>
+      error instanceof InvalidArgumentError && new RegExp(`map "balances": ${operation}\\(\\): argument "fn" returned undefined`).test(error.message);
+    assert.throws(() => map.update('a', forgot), named('update'));
+    await assert.rejects(map.updateAsync('a', async (b) => forgot(b)), named('updateAsync'));
+    assert.equal(map.load('a'), 10n);
+  });
+
   test('hostile keys are plain keys', () => {
     const map = new GovernedMap<string, number>({ name: 'keys', validate: () => true });
     map.store('__proto__', 1);
@@ -160,6 +173,35 @@ describe('update', () => {
       }),
     );
     assert.equal(map.load('a'), 10n);
+  });
+
+  test('an async function passed to update by mistake is refused, not stored as a Promise balance', async () => {
+    const map = balances();
+    map.store('a', 10n);
+    // From JavaScript (or through `any`) nothing stops the mistake at compile time, and the
+    // validator `next < 0n` is false for a Promise, so it would be accepted as the balance.
+    const untyped = map as unknown as GovernedMap<string, unknown>;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      assert.throws(() => untyped.update('a', async (b) => (b as bigint) - 1n), (error: unknown) => {
+        assert.ok(error instanceof InvalidArgumentError);
+        assert.equal(error.code, 'GOVMAP_INVALID_ARGUMENT');
+        assert.match(error.message, /map "balances": update\(\): argument "fn" returned a promise .*use updateAsync/);
+        return true;
+      });
+      assert.equal(map.load('a'), 10n, 'the balance is still a bigint, unchanged');
+      // An async function that throws: its rejection must not crash the service.
+      assert.throws(() => untyped.update('a', async () => {
+        throw new Error('account not found');
+      }), InvalidArgumentError);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    assert.equal(map.counters.storesOk, 1);
   });
 
   test('a write to the same key from inside the update function is a conflict, not a lost write', () => {
