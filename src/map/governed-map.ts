@@ -512,7 +512,9 @@ export class GovernedMap<K, V> {
   }
 
   /**
-   * Ends the map's life: every later operation throws MapDisposedError. The entries of a store
+   * Ends the map's life: every later read, write, range or update throws MapDisposedError;
+   * `size`, `stats()` and `counters` stay readable (a scrape after dispose reports the final
+   * counts, and `size` what the store still holds: 0 for a store the map created). The entries of a store
    * the map created are dropped; a store passed in (`options.store`) is the caller's and may
    * be shared (other threads over the same shared memory, other maps), so it is left as is.
    * Every updateAsync in progress, running or waiting its turn, rejects at once with MapDisposedError.
@@ -672,6 +674,8 @@ export class GovernedMap<K, V> {
       // room for it, or a refused write (key too long, value out of range) would cost a live entry.
       try {
         this.#store.checkWrite?.(key, next);
+        // Frozen now, not after the eviction: a value that refuses (a Proxy) would cost a live entry.
+        if (!this.#atomic && this.#freeze) freezeValue(next);
       } catch (error) {
         counters.storesError++;
         throw this.#storeRefused('STORE', key, error, next);

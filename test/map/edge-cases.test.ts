@@ -314,6 +314,16 @@ describe('stores that refuse', () => {
     assert.deepEqual(map.entries({ start: '' }), [['acct-2', 2n], ['acct-5', 5n]]);
     assert.equal(map.stats().evictions, 1);
   });
+
+  test('a value that cannot be frozen does not evict the oldest entry to make room for itself', () => {
+    const map = new GovernedMap<string, object>({ name: 'limits', maxKeys: 1, onFull: 'evict-oldest', validate: () => true });
+    map.store('desk-1', { daily: 1n });
+    // A proxy that refuses to be made non-extensible: Object.freeze throws on it.
+    const unfreezable = new Proxy({ daily: 2n }, { preventExtensions: () => false });
+    assert.throws(() => map.store('desk-2', unfreezable));
+    assert.deepEqual(map.entries({ start: '' }).map(([key]) => key), ['desk-1'], 'the live entry is still there');
+    assert.equal(map.stats().evictions, 0);
+  });
 });
 
 /** `settles`, or a failure naming `what` after `ms` (instead of the test runner's 10 minutes). */
