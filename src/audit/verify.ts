@@ -76,6 +76,8 @@ export interface VerifyReport {
 }
 
 const MAX_PROBLEMS = 100;
+/** Invalid lines kept one by one (each may yet be excused as a crash's torn line by a later gap). */
+const MAX_TORN_CANDIDATES = MAX_PROBLEMS * 4;
 /** Problems the text report lists besides the first bad record; --json has them all. */
 const SHOWN_PROBLEMS = 20;
 /** Seqs held while waiting for their predecessors; beyond this a missing seq is reported at once. */
@@ -366,6 +368,12 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   };
   const tornCandidates = new Map<string, Located>();
   /**
+   * Invalid lines past MAX_TORN_CANDIDATES, counted and not kept: a segment of garbage (a disk
+   * fault, the wrong file) has a candidate per line, and keeping each took verify to ~500 MB for
+   * a 64 MiB segment. `unmatchedExcuses`: gaps naming a torn line not kept, possibly one of these.
+   */
+  const tornOverflow = { count: 0, first: null as Located | null, unmatchedExcuses: 0 };
+  /**
    * The next-to-last segment does not end with its final seal: a problem, unless the last segment
    * shows a rotation that had not finished (decided once the last segment is read).
    */
@@ -476,7 +484,13 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
         // so the damage is reported once, here, and not again as a missing seq.
         const seqMatch = SEQ_FIELD.exec(lines.head.toString('latin1', 0, 64));
         const damagedSeq = seqMatch === null ? null : Number(seqMatch[1]);
-        tornCandidates.set(`${seg.segment}:${start}`, { fileIndex, sortOffset: start, kind: 'record', p: { file: seg.name, line: lineNo, offset: start, seq: damagedSeq, problem: `not a valid audit record: ${parsed.problem}` } });
+        const candidate: Located = { fileIndex, sortOffset: start, kind: 'record', p: { file: seg.name, line: lineNo, offset: start, seq: damagedSeq, problem: `not a valid audit record: ${parsed.problem}` } };
+        if (tornCandidates.size < MAX_TORN_CANDIDATES) {
+          tornCandidates.set(`${seg.segment}:${start}`, candidate);
+        } else {
+          tornOverflow.count++;
+          tornOverflow.first ??= candidate;
+        }
         if (damagedSeq !== null && damagedSeq > watermark && !pending.has(damagedSeq)) {
           if (watermark < 0) watermark = resync ? damagedSeq - 1 : 0;
           pending.set(damagedSeq, { file: seg.name, line: lineNo, offset: start, fileIndex, read: /"op_type":"(LOAD|RANGE)"/.test(lines.head.toString('latin1')) });
@@ -585,7 +599,7 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
           gaps.push({ ...e.gap, file: seg.name, line: lineNo });
           excused.push({ from: e.gap.from, to: e.gap.to });
           const torn = e.gap.torn;
-          if (torn !== null && torn !== undefined) tornCandidates.delete(`${torn.segment}:${torn.offset}`);
+          if (torn !== null && torn !== undefined && !tornCandidates.delete(`${torn.segment}:${torn.offset}`)) tornOverflow.unmatchedExcuses++;
           advance();
         }
       }
@@ -678,6 +692,12 @@ export function verifySpool(path: string, options: VerifyOptions = {}): VerifyRe
   }
 
   for (const candidate of tornCandidates.values()) add(candidate.fileIndex, candidate.sortOffset, candidate.p, 'record');
+  // Each gap excuses one torn line at most: more lines than excuses left means damage among them.
+  if (tornOverflow.first !== null && tornOverflow.count > tornOverflow.unmatchedExcuses) {
+    const first = tornOverflow.first;
+    add(first.fileIndex, first.sortOffset, first.p, 'record');
+    notes.push(`${tornOverflow.count} more lines are not valid audit records, from ${first.p.file} line ${first.p.line} on: past the first ${MAX_TORN_CANDIDATES} such lines only the first is listed (the spool holds something other than audit records, or is badly damaged)`);
+  }
   if (keyedHashed > 1 && keyedMatched === 0) {
     // Every block "altered" at once is far more often the wrong key than a rewritten spool: say
     // so before someone opens an incident (the findings stand: the two cannot be told apart).

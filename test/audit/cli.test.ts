@@ -163,6 +163,26 @@ describe('govmap audit verify', () => {
   });
 });
 
+describe('a segment of garbage', () => {
+  /**
+   * A file that is not an audit log at all (a disk fault, the wrong file copied in) has a bad line
+   * every few bytes, and verify kept each one until the end, in case a later gap excused it as a
+   * crash's torn line: ~500 MB for a 64 MiB segment, and out of memory within a container's limit.
+   */
+  test('verify reports it within a small heap: the first bad lines listed, the rest counted, exit 1', async (t) => {
+    const dir = tempSpool(t);
+    mkdirSync(dir, { recursive: true });
+    const lines = ['{"v":1,"type":"SEGMENT","segment":1}'];
+    for (let i = 0; i < 150_000; i++) lines.push(`garbage ${i} ${'x'.repeat(i % 40)}`);
+    writeFileSync(join(dir, 'audit-000001.jsonl'), `${lines.join('\n')}\n`);
+    const result = await run(['audit', 'verify', dir, '--no-progress'], { NODE_OPTIONS: '--max-old-space-size=24' }, 120_000);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stdout, /audit-000001\.jsonl:2: not a valid audit record/, 'the first bad lines are named');
+    // The header line is one of them (not a whole SEGMENT record): 150,001 in all, 400 listed.
+    assert.match(result.stdout, /149601 more lines are not valid audit records, from audit-000001\.jsonl line 401 on/);
+  });
+});
+
 describe('a FIFO under a segment\'s name', () => {
   test('verify names it (exit 1) and tail refuses it (exit 2); neither waits for a writer', async (t) => {
     const dir = tempSpool(t);
