@@ -1,5 +1,5 @@
-import type { Registry } from 'prom-client';
-import { scrapeTimeGauge } from '../metrics/scrape-time.ts';
+import { Registry } from 'prom-client';
+import { registerStaged, scrapeTimeGauge } from '../metrics/scrape-time.ts';
 import type { SeriesSetter } from '../metrics/scrape-time.ts';
 import type { Advisor } from './advisor.ts';
 import { RECOMMENDATIONS, THRESHOLD_LABELS } from './signals.ts';
@@ -14,7 +14,9 @@ import type { Advice } from './signals.ts';
  * other within the same scrape, so a result younger than 1 s is reused.
  */
 export function registerAdvisorMetrics(advisor: Advisor, registry: Registry, prefix = 'govmap_'): void {
-  const registers = [registry];
+  // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
+  const staging = new Registry();
+  const registers = [staging];
   const p = `${prefix}advisor_`;
   let cached: { atMs: number; advice: Advice[] } | null = null;
   const current = (): Advice[] => {
@@ -67,4 +69,5 @@ export function registerAdvisorMetrics(advisor: Advisor, registry: Registry, pre
   gauge('state_problem', '1 when a map\'s weekly counts cannot be persisted right now (state store unavailable, or a stored value it will not overwrite).', ['map'], (set) => {
     for (const { map, problem } of advisor.persistenceProblems()) set({ map }, problem === null ? 0 : 1);
   });
+  registerStaged(staging, registry, 'registerAdvisorMetrics', prefix);
 }

@@ -1,6 +1,5 @@
-import { Counter } from 'prom-client';
-import type { Registry } from 'prom-client';
-import { scrapeTimeGauge } from '../metrics/scrape-time.ts';
+import { Counter, Registry } from 'prom-client';
+import { registerStaged, scrapeTimeGauge } from '../metrics/scrape-time.ts';
 import type { KafkaForwarder } from './kafka-forwarder.ts';
 import type { AuditRecorder } from './recorder.ts';
 
@@ -21,7 +20,9 @@ import type { AuditRecorder } from './recorder.ts';
  *   govmap_audit_kafka_sent_total, _kafka_errors_total{kind}, _kafka_lag_bytes, _kafka_healthy
  */
 export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder, prefix = 'govmap_audit_'): void {
-  const registers = [registry];
+  // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
+  const staging = new Registry();
+  const registers = [staging];
   const counter = <L extends string>(name: string, help: string, labelNames: L[], fill: (set: (labels: Record<L, string>, value: number) => void) => void): void => {
     new Counter<L>({
       name: prefix + name,
@@ -84,4 +85,5 @@ export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder
     const f = forwarder();
     return f === undefined ? null : f.stats().healthy ? 1 : 0;
   });
+  registerStaged(staging, registry, 'registerAuditMetrics', prefix);
 }

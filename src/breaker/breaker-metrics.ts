@@ -4,6 +4,7 @@ import type { CircuitBreaker } from './circuit-breaker.ts';
 import { ConfigurationError } from '../map/errors.ts';
 import { BREAKER_STATES } from './snapshot.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
+import { registerStaged } from '../metrics/scrape-time.ts';
 
 export interface BreakerMetricsOptions {
   /** Registry to register into. Default: a new Registry. Pass MapMetrics' registry to serve both on one /metrics. */
@@ -68,7 +69,9 @@ export class BreakerMetrics {
     refuseUnknownOptions(options, BREAKER_METRICS_OPTIONS, 'BreakerMetrics');
     this.registry = options.registry ?? new Registry();
     this.prefix = options.prefix ?? 'govmap_breaker_';
-    const registers = [this.registry];
+    // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
+    const staging = new Registry();
+    const registers = [staging];
     const p = this.prefix;
     const maxKeySeries = options.maxKeySeries ?? 100;
     if (!Number.isSafeInteger(maxKeySeries) || maxKeySeries < 0) throw new ConfigurationError('maxKeySeries', 'a whole number of keys, 0 or more', maxKeySeries);
@@ -198,7 +201,15 @@ export class BreakerMetrics {
       registers,
       collect() {
         this.reset();
-        for (const s of syncs()) this.set({ member: s.instance, store: s.storeKind }, s.connected ? 1 : 0);
+        // Two syncs of one member on one kind of store share a label set: set one after the
+        // other, a connected one hid a disconnected one. 0 if either is disconnected.
+        const connected = new Map<string, { member: string; store: string; value: number }>();
+        for (const s of syncs()) {
+          const id = JSON.stringify([s.instance, s.storeKind]);
+          const value = Math.min(connected.get(id)?.value ?? 1, s.connected ? 1 : 0);
+          connected.set(id, { member: s.instance, store: s.storeKind, value });
+        }
+        for (const { member, store, value } of connected.values()) this.set({ member, store }, value);
       },
     });
     new Counter({
@@ -233,6 +244,7 @@ export class BreakerMetrics {
         for (const s of syncs()) for (const [reason, value] of s.counters.invalidSnapshots) this.inc({ member: s.instance, reason }, value);
       },
     });
+    registerStaged(staging, this.registry, 'BreakerMetrics', p);
   }
 
   /** Exports a keyed group's breakers (present and future). */

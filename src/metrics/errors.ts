@@ -1,17 +1,18 @@
 import { GovMapError, describeKey } from '../map/errors.ts';
 
 /**
- * A metric's name is taken in the registry already: most often a second MapMetrics on the same
- * registry with the same prefix. Nothing of the new MapMetrics was registered.
+ * A metric's name is taken in the registry already: most often a second MapMetrics (or any other
+ * part's metrics) on the same registry with the same prefix. Nothing of the new one was registered.
  */
 export class MetricAlreadyRegisteredError extends GovMapError {
   readonly metric: string;
 
-  constructor(metric: string, prefix: string) {
+  constructor(metric: string, prefix: string, owner = 'MapMetrics') {
+    const hint = owner === 'MapMetrics' ? 'track every map on the one you have' : 'track everything on the one you have';
     super(
       'GOVMAP_METRIC_ALREADY_REGISTERED',
-      `metric "${metric}" is already registered in this registry: one MapMetrics per registry and prefix (track every map on the one you have, or give this one another prefix than "${prefix}")`,
-      { metric, prefix },
+      `metric "${metric}" is already registered in this registry: one ${owner} per registry and prefix (${hint}, or give this one another prefix than "${prefix}")`,
+      { metric, prefix, owner },
     );
     this.metric = metric;
   }

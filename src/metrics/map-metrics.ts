@@ -42,6 +42,19 @@ function isMeasuredMap(value: unknown): value is MeasuredMap {
   return typeof map.name === 'string' && typeof map.counters === 'object' && map.counters !== null && typeof map.stats === 'function' && typeof map.size === 'number';
 }
 
+/**
+ * A map's reading that asks its store (size, stats()), or undefined when it throws: a custom
+ * store whose backend is down would otherwise fail the whole scrape, every other part's metrics
+ * on the registry included, just when they are needed. Its gauges have no sample (unknown, not 0).
+ */
+function readable<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
+}
+
 /** The start of a Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`), or nothing. */
 const PREFIX = /^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?$/;
 
@@ -111,7 +124,7 @@ export class MapMetrics {
     const registers = [this.registry];
     const p = this.prefix;
     const each = (fn: (name: string, c: Counted, map: AnyMap) => void): void => {
-      for (const [map, carried] of this.#live()) fn(map.name, plus(carried, map.counters), map);
+      for (const [map, carried, counters] of this.#live()) fn(map.name, plus(carried, counters), map);
     };
     const counter = <L extends string>(name: string, help: string, labelNames: L[], fill: (set: SeriesSetter<L>) => void): void => {
       scrapeTimeCounter(registers, p + name, help, labelNames, fill);
@@ -124,11 +137,11 @@ export class MapMetrics {
     counter('miss_total', 'Loads that found no entry.', ['map'], (set) => each((map, c) => set({ map }, c.misses)));
     gauge('miss_ratio', 'Misses / loads over the sliding window (default 5 minutes). Alert above 0.35.', ['map'], (set) =>
       each((name, _c, map) => {
-        const ratio = map.stats().missRatio;
-        if (ratio !== null) set({ map: name }, ratio);
+        const ratio = readable(() => map.stats().missRatio);
+        if (ratio !== null && ratio !== undefined) set({ map: name }, ratio);
       }),
     );
-    counter('store_total', 'Writes by outcome (ok, rejected by the validator or capacity, error in the validator).', ['map', 'outcome'], (set) =>
+    counter('store_total', 'Writes by outcome: ok; rejected (by the validator, or capacity); error (the validator threw, or the store refused the write or could not be reached).', ['map', 'outcome'], (set) =>
       each((map, c) => {
         set({ map, outcome: 'ok' }, c.storesOk);
         set({ map, outcome: 'rejected' }, c.storesRejected);
@@ -142,19 +155,22 @@ export class MapMetrics {
         set({ map, outcome: 'rejected' }, c.deletesRejected);
       }),
     );
-    counter('validation_rejections_total', `Writes refused, by the validator's reason code (the first ${maxReasons} codes per map; others summed as _other).`, ['map', 'reason'], (set) =>
+    counter('validation_rejections_total', `Writes refused or failed, by reason: the validator's code, CAPACITY_EXCEEDED, or the store's (the first ${maxReasons} codes per map; others summed as _other).`, ['map', 'reason'], (set) =>
       each((map, c) => boundedReasons(c.rejectionsByReason, (reason, count) => set({ map, reason }, count), maxReasons)),
     );
     counter('evictions_total', 'Entries evicted by the maxKeys policy.', ['map'], (set) => each((map, c) => set({ map }, c.evictions)));
     counter('expirations_total', 'Entries removed by TTL.', ['map'], (set) => each((map, c) => set({ map }, c.expirations)));
     counter('range_total', 'Range walks.', ['map'], (set) => each((map, c) => set({ map }, c.ranges)));
     gauge('keys', 'Entries held now. The specification advises migration above 50,000 in one instance.', ['map'], (set) =>
-      each((name, _c, map) => set({ map: name }, map.size)),
+      each((name, _c, map) => {
+        const size = readable(() => map.size);
+        if (size !== undefined) set({ map: name }, size);
+      }),
     );
     gauge('read_write_ratio', 'Reads per write over the sliding window. The specification allows these maps only at >= 20.', ['map'], (set) =>
       each((name, _c, map) => {
-        const ratio = map.stats().readWriteRatio;
-        if (ratio !== null && Number.isFinite(ratio)) set({ map: name }, ratio);
+        const ratio = readable(() => map.stats().readWriteRatio);
+        if (ratio !== null && ratio !== undefined && Number.isFinite(ratio)) set({ map: name }, ratio);
       }),
     );
     new SnapshotHistogram<'map'>(
@@ -201,17 +217,18 @@ export class MapMetrics {
     return this.registry.contentType;
   }
 
-  *#live(): Generator<[AnyMap, Counted | null]> {
+  /** The counters are those held since track(): plain numbers, read without asking the map. */
+  *#live(): Generator<[AnyMap, Counted | null, Counted]> {
     for (const [name, tracked] of this.#maps) {
       const map = tracked.ref.deref();
       if (map === undefined || map.disposed) this.#maps.delete(name);
-      else yield [map, tracked.carried];
+      else yield [map, tracked.carried, tracked.counters];
     }
   }
 
   *#rangeSeries(): Generator<BucketSeries> {
-    for (const [map, carried] of this.#live()) {
-      const c = plus(carried, map.counters);
+    for (const [map, carried, counters] of this.#live()) {
+      const c = plus(carried, counters);
       yield { labels: { map: map.name }, buckets: c.rangeBuckets, sum: c.rangeSecondsSum };
     }
   }

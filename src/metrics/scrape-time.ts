@@ -1,5 +1,6 @@
 import { Counter, Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
+import { MetricAlreadyRegisteredError } from './errors.ts';
 
 /** Sets one labelled series to a value read at scrape time. */
 export type SeriesSetter<L extends string> = (labels: Record<L, string>, value: number) => void;
@@ -47,4 +48,17 @@ export function scrapeTimeGauge<L extends string>(registers: Registry[], name: s
     return sampled ? metric : { ...metric, values: [] };
   };
   return gauge;
+}
+
+/**
+ * Moves every metric of `staging` (a part's metrics, created there) into `registry`, or none:
+ * created in `registry` directly, prom-client refuses a taken name only when it reaches it, with
+ * a bare Error, leaving the metrics created before it registered (and a retry refused on those).
+ */
+export function registerStaged(staging: Registry, registry: Registry, owner: string, prefix: string): void {
+  const names = staging.getMetricsAsArray().map((metric) => metric.name);
+  for (const name of names) {
+    if (registry.getSingleMetric(name) !== undefined) throw new MetricAlreadyRegisteredError(name, prefix, owner);
+  }
+  for (const name of names) registry.registerMetric(staging.getSingleMetric(name)!);
 }

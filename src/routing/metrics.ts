@@ -2,6 +2,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { BREAKER_STATES } from '../breaker/snapshot.ts';
 import type { Router } from './router.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
+import { registerStaged } from '../metrics/scrape-time.ts';
 
 /** What metrics read of a route table source: FileRouteTableSource or StateRouteTableSource. */
 export interface MeasuredRouteTableSource {
@@ -41,7 +42,9 @@ export class RoutingMetrics {
     refuseUnknownOptions(options, ROUTING_METRICS_OPTIONS, 'RoutingMetrics');
     this.registry = options.registry ?? new Registry();
     const p = options.prefix ?? 'govmap_';
-    const registers = [this.registry];
+    // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
+    const staging = new Registry();
+    const registers = [staging];
     const routers = this.#routers;
     const sources = this.#sources;
     const runtimes = function* () {
@@ -182,11 +185,13 @@ export class RoutingMetrics {
         for (const [source, value] of healthy) this.set({ source }, value);
       },
     });
+    registerStaged(staging, this.registry, 'RoutingMetrics', p);
   }
 
-  /** Starts exporting `router`, and the sources feeding it its table when given. */
+  /** Starts exporting `router` (once, however often tracked), and the sources feeding it its table when given. */
   track(router: Router, sources: readonly MeasuredRouteTableSource[] = []): this {
-    this.#routers.push(router);
+    // Tracked twice (again, to add its source), a router's counters would be summed twice.
+    if (!this.#routers.includes(router)) this.#routers.push(router);
     for (const source of sources) this.trackSource(source);
     return this;
   }

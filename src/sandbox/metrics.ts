@@ -1,5 +1,5 @@
-import { Counter, Gauge } from 'prom-client';
-import type { Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { registerStaged } from '../metrics/scrape-time.ts';
 import { SnapshotHistogram } from '../metrics/snapshot-histogram.ts';
 import type { BucketSeries } from '../metrics/snapshot-histogram.ts';
 import { GC_KINDS, GC_PAUSE_BUCKETS_SECONDS } from './gc-monitor.ts';
@@ -19,7 +19,9 @@ function siteLabel(site: { frames: readonly string[] } | null): string {
  * Every value is read at scrape time from the latest sweep: a scrape never walks the registry.
  */
 export function registerSandboxMetrics(sandbox: Sandbox, registry: Registry, prefix = 'govmap_'): void {
-  const registers = [registry];
+  // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
+  const staging = new Registry();
+  const registers = [staging];
   const p = `${prefix}sandbox_`;
   const gauge = (name: string, help: string, read: () => number): void => {
     new Gauge({
@@ -85,12 +87,15 @@ export function registerSandboxMetrics(sandbox: Sandbox, registry: Registry, pre
       }
     },
   });
-  if (sandbox.gc !== null) registerGcMetrics(sandbox.gc, registry, prefix);
+  if (sandbox.gc !== null) registerGcMetrics(sandbox.gc, staging, prefix);
+  registerStaged(staging, registry, 'registerSandboxMetrics', prefix);
 }
 
 /** `govmap_gc_pause_seconds{kind}` (histogram) and the pause trend the advisor reads. */
 export function registerGcMetrics(gc: GcMonitor, registry: Registry, prefix = 'govmap_'): void {
-  const registers = [registry];
+  // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
+  const staging = new Registry();
+  const registers = [staging];
   const p = `${prefix}gc_`;
   // Labelled by the window so that "unknown" renders as no sample (an unlabelled gauge renders 0).
   const windowLabel = { window_seconds: String(gc.windowMs / 1000) };
@@ -134,4 +139,5 @@ export function registerGcMetrics(gc: GcMonitor, registry: Registry, prefix = 'g
       if (rising !== null) this.set(windowLabel, rising ? 1 : 0);
     },
   });
+  registerStaged(staging, registry, 'registerGcMetrics', prefix);
 }

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { SwitchBoard } from './board.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
+import { registerStaged } from '../metrics/scrape-time.ts';
 
 /** What metrics read of a switch source: any of FileSwitchSource, StateSwitchSource. */
 export interface MeasuredSwitchSource {
@@ -33,7 +34,9 @@ export class SwitchMetrics {
     refuseUnknownOptions(options, SWITCH_METRICS_OPTIONS, 'SwitchMetrics');
     this.registry = options.registry ?? new Registry();
     const p = options.prefix ?? 'govmap_';
-    const registers = [this.registry];
+    // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
+    const staging = new Registry();
+    const registers = [staging];
     const boards = this.#boards;
     new Gauge({
       name: `${p}switch_snapshot_version`,
@@ -91,6 +94,7 @@ export class SwitchMetrics {
         }
       },
     });
+    registerStaged(staging, this.registry, 'SwitchMetrics', p);
   }
 
   /** Starts exporting `board` (and its sources). */

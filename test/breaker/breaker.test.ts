@@ -554,6 +554,21 @@ describe('snapshots and metrics', () => {
     group.dispose();
   });
 
+  test('two cluster syncs of one member on one kind of store: state_store_connected is 0 while either is disconnected', async () => {
+    // One process, two syncs (settlement on the primary etcd, routes on a regional one): the same
+    // member name and store kind make one label set; the connected one must not hide the other.
+    const sync = (connected: boolean) => ({
+      instance: 'clearing-a',
+      storeKind: 'etcd',
+      connected,
+      counters: { writes: 1, writeFailures: 0, conflicts: 0, invalidSnapshots: new Map<string, number>(), leaseLosses: 0, resyncs: 0, adoptions: 0 },
+    });
+    const metrics = new BreakerMetrics().trackSync(sync(false)).trackSync(sync(true));
+    const text = await metrics.render();
+    assert.match(text, /govmap_breaker_state_store_connected\{member="clearing-a",store="etcd"\} 0\n/);
+    assert.match(text, /govmap_breaker_state_store_events_total\{member="clearing-a",event="write"\} 2\n/);
+  });
+
   test('keys past maxKeySeries (orgs from request headers) share one "(others)" series: the scrape stays bounded, an OPEN one still shows', async () => {
     const clock = new ManualClock();
     const group = new BreakerGroup({ name: 'settlement', clock });

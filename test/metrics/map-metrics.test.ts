@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Counter, Registry } from 'prom-client';
 import { GovernedMap, MapMetrics } from '../../src/index.ts';
+import { InProcessStore } from '../../src/stores/index.ts';
 import { MAP_METRIC_NAMES, MetricAlreadyRegisteredError, NotAMeasuredMapError } from '../../src/metrics/index.ts';
 
 function sample(text: string, series: string): number | undefined {
@@ -215,4 +216,89 @@ test('a map rebuilt under its name (the old one disposed, the new one tracked) c
   twin.load('t');
   metrics.track(twin).track(rebuilt);
   assert.equal(sample(await metrics.render(), 'syncmap_load_total{map="route_cache:fx"}'), 1);
+});
+
+test('every part refuses a second registration on one registry with GOVMAP_METRIC_ALREADY_REGISTERED, naming the metric and the part, and registers nothing', async () => {
+  const { BreakerMetrics } = await import('../../src/breaker/index.ts');
+  const { SwitchMetrics } = await import('../../src/switches/metrics.ts');
+  const { RoutingMetrics } = await import('../../src/routing/metrics.ts');
+  const { registerAuditMetrics } = await import('../../src/audit/metrics.ts');
+  const { registerSandboxMetrics } = await import('../../src/sandbox/metrics.ts');
+  const { registerAdvisorMetrics } = await import('../../src/advisor/metrics.ts');
+  // Registration reads nothing of the recorder, sandbox or advisor (every value is read at scrape
+  // time, and no scrape happens here): stand-ins are enough.
+  const parts: Array<[string, (registry: Registry) => unknown]> = [
+    ['BreakerMetrics', (registry) => new BreakerMetrics({ registry })],
+    ['SwitchMetrics', (registry) => new SwitchMetrics({ registry })],
+    ['RoutingMetrics', (registry) => new RoutingMetrics({ registry })],
+    ['registerAuditMetrics', (registry) => registerAuditMetrics(registry, {} as never)],
+    ['registerSandboxMetrics', (registry) => registerSandboxMetrics({ gc: null } as never, registry)],
+    ['registerAdvisorMetrics', (registry) => registerAdvisorMetrics({} as never, registry)],
+  ];
+  for (const [part, register] of parts) {
+    const registry = new Registry();
+    register(registry);
+    const names = registry.getMetricsAsArray().map((m) => m.name);
+    assert.throws(() => register(registry), (error: any) => {
+      assert.ok(error instanceof MetricAlreadyRegisteredError, `${part}: ${error}`);
+      assert.equal(error.code, 'GOVMAP_METRIC_ALREADY_REGISTERED');
+      assert.ok(error.message.includes(`"${names[0]}"`) && error.message.includes(part), error.message);
+      return true;
+    }, part);
+    assert.deepEqual(registry.getMetricsAsArray().map((m) => m.name), names, part);
+    // A name taken by the service's own metric, not the part's first one: nothing half-registered.
+    const own = new Registry();
+    new Counter({ name: names.at(-1)!, help: 'the service\'s own', registers: [own] });
+    assert.throws(() => register(own), MetricAlreadyRegisteredError, part);
+    assert.deepEqual(own.getMetricsAsArray().map((m) => m.name), [names.at(-1)], part);
+  }
+});
+
+test('a map whose store cannot be read (its backend down) does not fail the scrape: its counters go on, its gauges have no sample, the other maps and parts are scraped', async () => {
+  const registry = new Registry();
+  const metrics = new MapMetrics({ registry });
+  let down = false;
+  class LedgerStore<K, V> extends InProcessStore<K, V> {
+    override get size(): number {
+      if (down) throw new Error('ledger backend down');
+      return super.size;
+    }
+  }
+  const ledger = new GovernedMap<string, number>({ name: 'remote_ledger', validate: () => true, store: new LedgerStore() });
+  const balances = new GovernedMap<string, number>({ name: 'balances', validate: () => true });
+  metrics.track(ledger).track(balances);
+  const other = new Counter({ name: 'service_requests_total', help: 'the service\'s own', registers: [registry] });
+  other.inc();
+  ledger.store('a', 1);
+  ledger.load('a');
+  balances.load('x');
+  down = true;
+  const text = await metrics.render();
+  assert.equal(sample(text, 'syncmap_load_total{map="remote_ledger"}'), 1);
+  assert.equal(sample(text, 'syncmap_store_total{map="remote_ledger",outcome="ok"}'), 1);
+  assert.equal(sample(text, 'syncmap_keys{map="remote_ledger"}'), undefined, 'unknown, not 0');
+  assert.equal(sample(text, 'syncmap_keys{map="balances"}'), 0);
+  assert.equal(sample(text, 'syncmap_miss_ratio{map="balances"}'), 1);
+  assert.equal(sample(text, 'service_requests_total'), 1);
+  down = false;
+  assert.equal(sample(await metrics.render(), 'syncmap_keys{map="remote_ledger"}'), 1);
+});
+
+test('a write the store fails (not the validator) is counted outcome="error", and the HELP an on-call engineer reads says the store can be why', async () => {
+  class FullStore<K, V> extends InProcessStore<K, V> {
+    override set(): void {
+      throw Object.assign(new Error('table full'), { code: 'GOVMAP_SHARED_TABLE_FULL' });
+    }
+  }
+  const metrics = new MapMetrics();
+  const map = new GovernedMap<string, number>({ name: 'positions', validate: () => true, store: new FullStore() });
+  metrics.track(map);
+  assert.throws(() => map.store('a', 1), /table full/);
+  const text = await metrics.render();
+  assert.equal(sample(text, 'syncmap_store_total{map="positions",outcome="error"}'), 1);
+  assert.equal(sample(text, 'syncmap_validation_rejections_total{map="positions",reason="SHARED_TABLE_FULL"}'), 1);
+  const help = text.split('\n').find((l) => l.startsWith('# HELP syncmap_store_total '))!;
+  assert.match(help, /error[^;.]*store/, help);
+  const reasons = text.split('\n').find((l) => l.startsWith('# HELP syncmap_validation_rejections_total '))!;
+  assert.match(reasons, /store/, reasons);
 });

@@ -161,6 +161,23 @@ describe('unmatched traffic', () => {
   });
 });
 
+describe('metrics', () => {
+  test('tracking a router again (to add its table source) does not count its calls twice', async () => {
+    const router = new Router({ table: document, log: () => undefined });
+    const metrics = new RoutingMetrics().track(router);
+    // What docs/routing.md shows for the sources: track(router, [source]), on a router already tracked.
+    const source = { kind: 'file', status: () => ({ errors: 1, healthy: true }) };
+    metrics.track(router, [source]);
+    await asRequest(router, 'orgId:3001', () => router.execute({}, async () => 'ok'));
+    router.decide(parseBizTag('orgId:9001|txnType:pay'));
+    const text = await metrics.registry.metrics();
+    assert.match(text, /govmap_route_requests_total\{route="plain",outcome="live"\} 1\n/);
+    assert.match(text, /govmap_route_unmatched_total\{reason="no_rule"\} 1\n/);
+    assert.match(text, /govmap_route_table_source_errors_total\{source="file"\} 1\n/);
+    await router.close();
+  });
+});
+
 describe('restoring queued jobs', () => {
   test('jobs a full lane cannot take back are returned, not thrown away with the ones after them', async () => {
     const table = { default: { target: 'core' }, routes: [{ id: 'slow', orgId: '1*', txnType: '*', target: 'a', degradation: { kind: 'async', ratePerSec: 1, burst: 1, maxQueued: 2 } }] };
