@@ -192,19 +192,23 @@ export function missRatioSignal(e: MapEvidence, t: AdvisorThresholds): Signal {
 export function rangeGrowthSignal(e: MapEvidence, t: AdvisorThresholds): Signal {
   const id = 'RANGE_GROWTH_WEEK_OVER_WEEK';
   const { current, previous, beforePrevious } = e.ranges;
-  const factor = 1 + t.rangeGrowth;
+  // (later - earlier) / earlier: the difference of two counts is exact and the one division rounds
+  // to the threshold itself when the growth is exactly it; `later > (1 + growth) * earlier` made
+  // 115 calls after 100 "more than +15%" (1.15 * 100 = 114.99999999999999).
+  const grew = (later: number, earlier: number): number => (later - earlier) / earlier;
   const judged: string[] = [];
-  // Completed weeks: previous > (1 + growth) * beforePrevious.
+  // Completed weeks: previous grew more than the threshold over beforePrevious.
   if (previous !== null && beforePrevious !== null && beforePrevious.count >= t.minBaselineRanges) {
-    const growth = previous.count / beforePrevious.count - 1;
-    const text = `${previous.week}: ${num(previous.count)} range calls vs ${num(beforePrevious.count)} in ${beforePrevious.week} (${growth >= 0 ? '+' : ''}${pct(growth)})`;
-    if (previous.count > factor * beforePrevious.count) return { id, status: 'firing', summary: `${text} > +${pct(t.rangeGrowth)}` };
+    const growth = grew(previous.count, beforePrevious.count);
+    const [shown, limit] = apart(pct, growth, t.rangeGrowth);
+    const text = `${previous.week}: ${num(previous.count)} range calls vs ${num(beforePrevious.count)} in ${beforePrevious.week} (${growth >= 0 ? '+' : ''}${shown})`;
+    if (growth > t.rangeGrowth) return { id, status: 'firing', summary: `${text} > +${limit}` };
     judged.push(text);
   }
   // The week in progress already past the whole previous week: growth is certain, no projection needed.
   if (current !== null && previous !== null && previous.count >= t.minBaselineRanges) {
     const text = `${current.week} so far: ${num(current.count)} range calls vs ${num(previous.count)} in all of ${previous.week}`;
-    if (current.count > factor * previous.count) return { id, status: 'firing', summary: `${text}, already more than +${pct(t.rangeGrowth)}` };
+    if (grew(current.count, previous.count) > t.rangeGrowth) return { id, status: 'firing', summary: `${text}, already more than +${pct(t.rangeGrowth)}` };
     judged.push(text);
   }
   if (judged.length === 0) {

@@ -12,8 +12,10 @@
  * a site. A per-request leak at 1,000 requests/s still gets 100 sites a second, plenty to name
  * the line; a service that creates its maps at start-up gets every one of them.
  *
- * Formatting happens when the sandbox first needs the text (the first sweep that sees the
- * instance), never on the creating call.
+ * Formatting happens off the creating call, in a batch at the next turn of the event loop. Not
+ * later: until V8 formats a captured stack it holds every frame's receiver and function, so a
+ * map built in a constructor (`this.cache = new GovernedMap(...)`) would keep its owner, and
+ * through it the map, alive until a sweep read the text, or for ever once the sandbox stopped.
  */
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,6 +72,8 @@ export class SiteCapture {
   #usedThisSecond = 0;
   #skipped = 0;
   #captured = 0;
+  /** Captured stacks not formatted yet (see releaseFrames). */
+  readonly #unformatted: PendingSite[] = [];
 
   constructor(options: SiteCaptureOptions = {}) {
     refuseUnknownOptions(options, SITE_CAPTURE_OPTIONS, 'SiteCapture');
@@ -104,7 +108,24 @@ export class SiteCapture {
     } finally {
       Error.stackTraceLimit = previousLimit;
     }
+    this.#releaseFrames(holder);
     return holder;
+  }
+
+  /** Formats the captured stacks at the next turn: V8 then drops the frames' receivers and functions. */
+  #releaseFrames(holder: PendingSite): void {
+    this.#unformatted.push(holder);
+    if (this.#unformatted.length > 1) return;
+    setImmediate(() => {
+      for (const pending of this.#unformatted) {
+        try {
+          void pending.stack;
+        } catch {
+          // The application's Error.prepareStackTrace threw; thrown from an immediate, it would end the process.
+        }
+      }
+      this.#unformatted.length = 0;
+    }).unref();
   }
 
   /** Creations whose site was skipped because the budget was spent. */

@@ -163,8 +163,15 @@ export class GcMonitor {
     counters.buckets[i]!++;
 
     const slot = Math.floor(atMs / this.#slotMs);
-    // A pause reported for a slot the ring has already reused would overwrite newer time.
-    if (slot <= this.#latestSlot - RING_SLOTS) return;
+    if (slot <= this.#latestSlot - RING_SLOTS) {
+      // Older than the ring holds: the clock stepped back (an NTP correction), as an observer's
+      // entries are never that late. Dropping the pause would hide every collection until the
+      // clock caught up (the trend "not rising" meanwhile); the ring starts over from here and
+      // the trend is unknown until two whole windows are observed again.
+      this.#slotIds.fill(-1);
+      this.#latestSlot = -Infinity;
+      this.#firstSlot = slot + 1;
+    }
     if (slot > this.#latestSlot) this.#latestSlot = slot;
     const position = slot % RING_SLOTS;
     if (this.#slotIds[position] !== slot) {

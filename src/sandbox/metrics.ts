@@ -15,6 +15,14 @@ function siteLabel(site: { frames: readonly string[] } | null): string {
 }
 
 /**
+ * A SITE_GROWTH suspect's names as a label: without the "(+N more names)" count, which changes at
+ * every sweep of a growing site and would make every scrape a new series in Prometheus.
+ */
+function namesLabel(maps: readonly string[]): string {
+  return maps.map((name) => (name.startsWith('(+') ? '(more names)' : name)).join(',');
+}
+
+/**
  * Exports the sandbox to Prometheus (`govmap_sandbox_*`, and `govmap_gc_*` for its GC monitor).
  * Every value is read at scrape time from the latest sweep: a scrape never walks the registry.
  */
@@ -82,7 +90,7 @@ export function registerSandboxMetrics(sandbox: Sandbox, registry: Registry, pre
       this.reset();
       for (const s of sandbox.suspects.slice(0, sandbox.maxSuspectsListed)) {
         if (s.kind === 'IDLE') this.inc({ kind: s.kind, map: s.map, site: siteLabel(s.site) }, s.instances);
-        else if (s.kind === 'SITE_GROWTH') this.inc({ kind: s.kind, map: s.maps.join(','), site: siteLabel(s.site) }, s.live);
+        else if (s.kind === 'SITE_GROWTH') this.inc({ kind: s.kind, map: namesLabel(s.maps), site: siteLabel(s.site) }, s.live);
         else this.inc({ kind: s.kind, map: s.map, site: siteLabel(s.site) }, 1);
       }
     },

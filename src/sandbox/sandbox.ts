@@ -460,10 +460,12 @@ export class Sandbox {
       instance.keyStreakFromKeys = keys;
       instance.keyStreakSinceMs = now;
       instance.keyRises = 0;
-    } else if (now - instance.lastKeySampleMs < this.sweepIntervalMs / 2) {
+    } else if (now >= instance.lastKeySampleMs && now - instance.lastKeySampleMs < this.sweepIntervalMs / 2) {
       // A sweep run by hand soon after another (GET /sandbox/report polled by a dashboard) is
       // not a sample: otherwise five polls a few seconds apart would make any map taking new
       // keys a KEY_GROWTH suspect, where the rule means five rises over five sweep intervals.
+      // A clock that stepped back (an NTP correction) makes a sample: otherwise none would be
+      // taken until it caught up, and a leak would go unnamed for as long as the step.
       return;
     } else if (keys > instance.lastKeys) {
       if (instance.keyRises === 0) instance.keyFirstRiseMs = now;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DEFAULT_THRESHOLDS, missRatioSignal, readWriteSignal } from '../../src/advisor/index.ts';
+import { DEFAULT_THRESHOLDS, advise, missRatioSignal, rangeGrowthSignal, readWriteSignal } from '../../src/advisor/index.ts';
 import type { MapEvidence } from '../../src/advisor/index.ts';
 
 /** Evidence with nothing known but what a test sets. */
@@ -49,4 +49,27 @@ test('a miss ratio above its threshold in fewer windows than needed, with the wi
   // Under the threshold now: clear whatever the windows observed.
   const under = missRatioSignal(evidence({ missRatio: { latest: 0.1, breachedWindows: 0, observedWindows: null, windowMs: 300_000 } }), t);
   assert.equal(under.status, 'clear');
+});
+
+test('range calls grown by exactly the threshold do not fire: +15.0% is not "> +15.0%", whatever the threshold and the baseline', () => {
+  const t = { ...DEFAULT_THRESHOLDS, rangeGrowth: 0.15 };
+  const week = (before: number, previous: number): MapEvidence =>
+    evidence({ ranges: { current: { week: '2025-W03', count: 0 }, previous: { week: '2025-W02', count: previous }, beforePrevious: { week: '2025-W01', count: before }, calendar: 'iso-week' } });
+  const exactly = rangeGrowthSignal(week(100, 115), t);
+  assert.equal(exactly.status, 'clear', exactly.summary);
+  assert.equal(advise(week(100, 115), t).recommendation, 'stay');
+  assert.equal(rangeGrowthSignal(week(100, 116), t).status, 'firing');
+  assert.match(rangeGrowthSignal(week(10_000, 11_501), t).summary, /\(\+15\.01%\) > \+15\.00%$/, 'figures that round alike are shown apart');
+  // The week in progress already at exactly +15% of the whole previous week: not yet more.
+  const inProgress = evidence({ ranges: { current: { week: '2025-W03', count: 115 }, previous: { week: '2025-W02', count: 100 }, beforePrevious: null, calendar: 'iso-week' } });
+  assert.equal(rangeGrowthSignal(inProgress, t).status, 'clear');
+  for (let percent = 1; percent < 100; percent++) {
+    for (let before = 100; before <= 5_000; before += 100) {
+      const at = before + (before * percent) / 100;
+      if (!Number.isInteger(at)) continue;
+      const th = { ...DEFAULT_THRESHOLDS, rangeGrowth: percent / 100 };
+      assert.equal(rangeGrowthSignal(week(before, at), th).status, 'clear', `${before} -> ${at} is exactly +${percent}%`);
+      assert.equal(rangeGrowthSignal(week(before, at + 1), th).status, 'firing', `${before} -> ${at + 1} is more than +${percent}%`);
+    }
+  }
 });

@@ -234,6 +234,28 @@ describe('leak detection', () => {
     }
   });
 
+  test('after the wall clock steps back (an NTP correction), a map whose keys keep growing is still named within the usual sweeps', () => {
+    const clock = new FakeClock();
+    const sandbox = new Sandbox({ gc: false, clock: clock.read, keyGrowthSweeps: 3, minKeyGrowth: 100, sweepIntervalMs: 30_000 }).start();
+    try {
+      const pending = new GovernedMap<string, number>({ name: 'pending_settlements', validate: anyValue });
+      let next = 0;
+      const growOneInterval = (): void => {
+        for (let i = 0; i < 50; i++) pending.store(`s${next++}`, i);
+        clock.advance(30_000);
+        sandbox.sweep();
+      };
+      growOneInterval();
+      clock.advance(-3_600_000);
+      for (let sweep = 0; sweep < 4; sweep++) growOneInterval();
+      const suspects = ofKind(sandbox.suspects, 'KEY_GROWTH');
+      assert.equal(suspects.length, 1, 'four more sweep intervals of growth after the step; sampling waited an hour for the clock to catch up');
+      assert.equal(suspects[0]!.map, 'pending_settlements');
+    } finally {
+      sandbox.stop();
+    }
+  });
+
   test('a map whose getters throw neither fails the sweep nor hides the leaks of the others', () => {
     const clock = new FakeClock();
     const sandbox = new Sandbox({ idleThresholdMs: 1_000, gc: false, clock: clock.read });
@@ -347,6 +369,42 @@ describe('leak detection', () => {
       assert.equal(counts.collected, 50);
       assert.equal(counts.live, 0);
       assert.equal(sandbox.tracked, 0);
+    } finally {
+      sandbox.stop();
+    }
+  });
+});
+
+describe('the sandbox never keeps a map alive', () => {
+  /** A request context that builds its cache in its constructor: the capture's frame has it as `this`. */
+  class SettlementContext {
+    readonly cache = new GovernedMap<string, bigint>({ name: 'settlement_ctx', validate: anyValue });
+    readonly body = new Array<number>(10_000).fill(7);
+  }
+
+  test('a map built in a constructor and dropped is collected before any sweep, also once the sandbox is stopped', async () => {
+    const sandbox = new Sandbox({ gc: false, siteCapturesPerSecond: 100_000, sweepIntervalMs: 3_600_000 }).start();
+    const contexts: WeakRef<SettlementContext>[] = [];
+    const maps: WeakRef<object>[] = [];
+    try {
+      (() => {
+        for (let i = 0; i < 20; i++) {
+          const ctx = new SettlementContext();
+          contexts.push(new WeakRef(ctx));
+          maps.push(new WeakRef(ctx.cache));
+        }
+      })();
+      sandbox.stop(); // no sweep will ever run now
+      for (let i = 0; i < 3; i++) {
+        await nextTurn(5);
+        fullGc();
+      }
+      assert.equal(contexts.filter((r) => r.deref() !== undefined).length, 0, 'dropped request contexts were kept alive by the sandbox');
+      assert.equal(maps.filter((r) => r.deref() !== undefined).length, 0, 'dropped maps were kept alive by the sandbox');
+      // The sites were still captured: a later sweep finds the maps collected.
+      sandbox.sweep();
+      assert.equal(sandbox.counts.collected, 20);
+      assert.equal(sandbox.counts.sitesCaptured, 20);
     } finally {
       sandbox.stop();
     }
@@ -597,6 +655,30 @@ describe('GC trend coverage', () => {
     assert.equal(sandbox.gc!.trend().rising, null);
     assert.equal(sandbox.report().gc.trend!.rising, null);
   });
+
+  test('after the wall clock steps back (an NTP correction), GC pauses still count: the trend is unknown, then rising again, never "not rising" from pauses it dropped', () => {
+    const clock = new FakeClock();
+    clock.now = 1_000_000_000;
+    const gc = new GcMonitor({ windowMs: 10_000, clock: clock.read });
+    gc.start();
+    try {
+      const pause = (ms: number): void => {
+        gc.record('major', ms, clock.now);
+        clock.advance(2_000);
+      };
+      for (let i = 0; i < 15; i++) pause(30);
+      assert.equal(gc.trend().rising, false, 'steady pauses: judged, not rising');
+      clock.advance(-3_600_000);
+      for (let i = 0; i < 3; i++) pause(100);
+      assert.equal(gc.trend().rising, null, 'windows seen before the step say nothing of the hour it went back to');
+      for (let i = 0; i < 5; i++) pause(30);
+      for (let i = 0; i < 5; i++) pause(100);
+      const trend = gc.trend();
+      assert.equal(trend.rising, true, JSON.stringify(trend));
+    } finally {
+      gc.stop();
+    }
+  });
 });
 
 describe('metrics', () => {
@@ -624,6 +706,32 @@ describe('metrics', () => {
       void idle;
     } finally {
       sandbox.stop();
+    }
+  });
+
+  test('a growing site that names a map per session keeps one suspect series: its label does not change at every scrape', async () => {
+    const clock = new FakeClock();
+    const sandbox = new Sandbox({ gc: false, clock: clock.read, siteCapturesPerSecond: 100_000, siteGrowthSamples: 2, minSiteGrowth: 20 }).start();
+    const registry = new Registry();
+    registerSandboxMetrics(sandbox, registry);
+    const kept: GovernedMap<string, number>[] = [];
+    const openSession = (session: number): GovernedMap<string, number> => new GovernedMap<string, number>({ name: `session:${session}`, validate: anyValue }); // PER-SESSION-SITE
+    try {
+      const labels = new Set<string>();
+      let session = 0;
+      for (let sweep = 0; sweep < 6; sweep++) {
+        for (let i = 0; i < 20; i++) kept.push(openSession(session++));
+        clock.advance(30_000);
+        sandbox.sweep();
+        const text = await registry.metrics();
+        for (const [, label] of text.matchAll(/govmap_sandbox_suspect_maps\{kind="SITE_GROWTH",map="([^"]*)"/g)) labels.add(label!);
+      }
+      assert.ok(ofKind(sandbox.suspects, 'SITE_GROWTH').length === 1);
+      // Prometheus keeps every label set it saw as a series of its own: one per scrape is a cardinality leak.
+      assert.equal(labels.size, 1, [...labels].join('\n'));
+    } finally {
+      sandbox.stop();
+      kept.length = 0;
     }
   });
 });
