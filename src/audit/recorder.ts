@@ -206,6 +206,8 @@ export class AuditRecorder implements MapObserver<unknown> {
   #writeError: unknown = null;
   /** Set while the drain worker cannot write or fsync (it retries); flush() rejects meanwhile. */
   #workerFailure: Error | null = null;
+  /** Why the drain worker died: nothing moves records into the spool any more (unhealthy). */
+  #workerDied: unknown = null;
   #backlog: Buffer[] = [];
   #backlogSeqs: number[] = [];
   #backlogBytes = 0;
@@ -383,7 +385,7 @@ export class AuditRecorder implements MapObserver<unknown> {
   }
 
   get healthy(): boolean {
-    return this.#failure === null && this.#workerFailure === null && Atomics.load(this.#ctrl, CTRL_WORKER_FAILING) === 0;
+    return this.#failure === null && this.#workerFailure === null && this.#workerDied === null && Atomics.load(this.#ctrl, CTRL_WORKER_FAILING) === 0;
   }
 
   stats(): AuditRecorderStats {
@@ -992,6 +994,8 @@ export class AuditRecorder implements MapObserver<unknown> {
   #onWorkerDied(error: unknown): void {
     if (this.#worker === undefined) return;
     this.#worker = undefined;
+    // Healthy until the write journal filled otherwise: hours at a low write rate, alert silent.
+    this.#workerDied = error;
     this.#lifecycle('SINK_FAILED', null, 'DRAIN_WORKER_DIED', `drain worker: ${error instanceof Error ? error.message : String(error)}`);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(new AuditNotDurableError(this.dir, error));
   }

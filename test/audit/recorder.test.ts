@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { describe, test } from 'node:test';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { context, trace, TraceFlags } from '@opentelemetry/api';
@@ -290,6 +291,42 @@ describe('every record carries the trace of the span that was active', () => {
 });
 
 describe('durability', () => {
+  /**
+   * The drain worker can die (an out-of-memory in its thread, a bug). Nothing then moves records
+   * into the spool, yet `healthy` and govmap_audit_spool_healthy said 1 until the write journal
+   * filled, hours later at a low write rate: the alert meant for this stayed silent.
+   */
+  test('a drain worker that dies makes the recorder unhealthy at once: healthy false, spool_healthy 0, a SINK_FAILED record', async (t) => {
+    const workers: Worker[] = [];
+    const onWorker = (worker: Worker): void => void workers.push(worker);
+    process.on('worker', onWorker);
+    t.after(() => process.off('worker', onWorker));
+    const dir = tempSpool(t);
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/worker-death' });
+    process.off('worker', onWorker);
+    const registry = new Registry();
+    registerAuditMetrics(registry, audit);
+    const map = balances();
+    audit.attach(map);
+    map.store('acct-1', 1n);
+    assert.equal(audit.healthy, true);
+    assert.equal(workers.length, 1, 'the recorder started one thread: its drain worker');
+    await workers[0]!.terminate();
+    const deadline = Date.now() + 5_000;
+    while (audit.healthy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(audit.healthy, false);
+    assert.match(await registry.metrics(), /^govmap_audit_spool_healthy 0$/m);
+    map.store('acct-2', 2n); // still recorded to the OS (the write journal): the next start moves it
+    await audit.stop();
+
+    const next = await createAuditRecorder({ dir, actor: 'clearing/worker-death' });
+    await next.stop();
+    const events = readSpool(dir).events;
+    assert.ok(events.some((e) => e.op_type === 'SINK_FAILED' && e.reason === 'DRAIN_WORKER_DIED'), 'the death is on record');
+    assert.ok(events.some((e) => e.op_type === 'STORE' && e.resource_id === 'acct-2'), 'the write after it is not lost');
+    assert.equal(verifySpool(dir).ok, true);
+  });
+
   test('without the journal, a write record is in the segment file when store() returns, before any fsync', async (t) => {
     const dir = tempSpool(t);
     const audit = await recorder(dir, { fsyncIntervalMs: 10_000, writeJournal: false });
