@@ -32,6 +32,7 @@ const MAP_METRICS_OPTIONS = optionKeys<MapMetricsOptions>({
 /** The names MapMetrics registers, after its prefix: checked free before any is registered. */
 export const MAP_METRIC_NAMES: readonly string[] = Object.freeze([
   'load_total', 'miss_total', 'miss_ratio', 'store_total', 'delete_total', 'validation_rejections_total',
+  'store_unavailable_total', 'cas_conflicts_total', 'remote_loads_total',
   'evictions_total', 'expirations_total', 'range_total', 'keys', 'read_write_ratio', 'range_duration_seconds',
 ]);
 
@@ -63,8 +64,11 @@ export type MeasuredMap = Pick<GovernedMap<unknown, unknown>, 'name' | 'counters
 type AnyMap = MeasuredMap;
 
 /** What the counters and the histogram export of a map: its counters, or those plus the counts carried over from maps it replaced. */
-type Counted = Pick<MapCounters, 'loads' | 'misses' | 'storesOk' | 'storesRejected' | 'storesError' | 'deletesOk' | 'deletesMiss' | 'deletesRejected' | 'evictions' | 'expirations' | 'ranges' | 'rangeSecondsSum' | 'rangeBuckets' | 'rejectionsByReason'>;
+type Counted = Pick<MapCounters, 'loads' | 'misses' | 'storesOk' | 'storesRejected' | 'storesError' | 'deletesOk' | 'deletesMiss' | 'deletesRejected' | 'evictions' | 'expirations' | 'ranges' | 'rangeSecondsSum' | 'rangeBuckets' | 'rejectionsByReason'> & RemoteCounted;
 const SUMMED = ['loads', 'misses', 'storesOk', 'storesRejected', 'storesError', 'deletesOk', 'deletesMiss', 'deletesRejected', 'evictions', 'expirations', 'ranges', 'rangeSecondsSum'] as const;
+/** What a map over a remote store (Redis: RemoteMapCounters) counts besides; absent on the others. */
+const REMOTE = ['remoteLoads', 'casConflicts', 'unavailable'] as const;
+type RemoteCounted = Partial<Record<(typeof REMOTE)[number], number>>;
 
 /**
  * One tracked name. The counters are held strongly (they hold no reference to their map), so
@@ -82,9 +86,11 @@ function plus(into: Counted | null, c: Counted): Counted {
   if (into === null) return c;
   const sum = {} as Record<(typeof SUMMED)[number], number>;
   for (const field of SUMMED) sum[field] = into[field] + c[field];
+  const remote: RemoteCounted = {};
+  for (const field of REMOTE) if (into[field] !== undefined || c[field] !== undefined) remote[field] = (into[field] ?? 0) + (c[field] ?? 0);
   const reasons = new Map(into.rejectionsByReason);
   for (const [reason, count] of c.rejectionsByReason) reasons.set(reason, (reasons.get(reason) ?? 0) + count);
-  return { ...sum, rangeBuckets: into.rangeBuckets.map((n, i) => n + c.rangeBuckets[i]!), rejectionsByReason: reasons };
+  return { ...sum, ...remote, rangeBuckets: into.rangeBuckets.map((n, i) => n + c.rangeBuckets[i]!), rejectionsByReason: reasons };
 }
 
 /** A copy of counts that keep changing (the replaced map may still be written to). */
@@ -158,6 +164,17 @@ export class MapMetrics {
     counter('validation_rejections_total', `Writes refused or failed, by reason: the validator's code, CAPACITY_EXCEEDED, or the store's (the first ${maxReasons} codes per map; others summed as _other).`, ['map', 'reason'], (set) =>
       each((map, c) => boundedReasons(c.rejectionsByReason, (reason, count) => set({ map, reason }, count), maxReasons)),
     );
+    // Maps over a remote store only (Redis): an outage shows up per map, as the service sees it.
+    const remoteCounter = (name: string, help: string, field: (typeof REMOTE)[number]): void =>
+      counter(name, help, ['map'], (set) =>
+        each((map, c) => {
+          const value = c[field];
+          if (value !== undefined) set({ map }, value);
+        }),
+      );
+    remoteCounter('store_unavailable_total', 'Operations of a map over a remote store (Redis) that failed because the store could not be reached (RedisUnavailableError).', 'unavailable');
+    remoteCounter('cas_conflicts_total', 'Compare-and-set attempts of a map over a remote store lost to another writer (each one retried or given up).', 'casConflicts');
+    remoteCounter('remote_loads_total', 'Loads of a map over a remote store that went to the store (not answered by its near cache).', 'remoteLoads');
     counter('evictions_total', 'Entries evicted by the maxKeys policy.', ['map'], (set) => each((map, c) => set({ map }, c.evictions)));
     counter('expirations_total', 'Entries removed by TTL.', ['map'], (set) => each((map, c) => set({ map }, c.expirations)));
     counter('range_total', 'Range walks.', ['map'], (set) => each((map, c) => set({ map }, c.ranges)));

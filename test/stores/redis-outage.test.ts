@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from 'redis';
-import { GovMapError } from '../../src/index.ts';
+import { GovMapError, MapMetrics } from '../../src/index.ts';
 import { RedisUnavailableError, RemoteGovernedMap, connectRedis, int64Codec, openRedisGovernedMap } from '../../src/stores/redis/index.ts';
 import type { RedisLink } from '../../src/stores/redis/index.ts';
 import { PrivateRedis, freePort } from './redis-env.ts';
@@ -90,6 +90,13 @@ describe('Redis unreachable mid-test', { skip }, () => {
     await assert.rejects(strict.entries(), RedisUnavailableError);
     assert.ok(strict.counters.unavailable >= 4);
     assert.equal(strict.counters.storesOk, 1, 'nothing was acknowledged while Redis was down');
+    // What an on-call engineer sees: the outage counted per map, on the service's /metrics.
+    const metrics = new MapMetrics().track(strict);
+    const scraped = await metrics.render();
+    const unavailable = Number(/^syncmap_store_unavailable_total\{map="balances"\} (\d+)$/m.exec(scraped)?.[1]);
+    assert.ok(unavailable >= 4, `syncmap_store_unavailable_total counts the failed operations:\n${scraped}`);
+    assert.match(scraped, /^syncmap_remote_loads_total\{map="balances"\} [1-9]\d*$/m);
+    assert.match(scraped, /^syncmap_cas_conflicts_total\{map="balances"\} 0$/m);
 
     // staleReadMs 1500: the last known value is served while within the bound; writes still fail.
     assert.equal(await lenient.load('acct-1'), 100n);
