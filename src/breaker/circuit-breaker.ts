@@ -1,4 +1,4 @@
-import { BreakerArgumentError, CallTimeoutError, CircuitOpenError } from './errors.ts';
+import { BreakerArgumentError, CallAbandonedError, CallTimeoutError, CircuitOpenError } from './errors.ts';
 import { resolveBreakerOptions } from './options.ts';
 import type { BreakerSettings, CircuitBreakerOptions } from './options.ts';
 import { decodeSnapshot, encodeSnapshot } from './snapshot.ts';
@@ -67,6 +67,8 @@ export class BreakerCounters {
   rejected = 0;
   /** Errors the isFailure predicate did not count as failures (counted as answered calls). */
   errorsNotCounted = 0;
+  /** Calls their caller gave up on (CallAbandonedError): counted neither way. */
+  abandoned = 0;
   toOpen = 0;
   toHalfOpen = 0;
   toClosed = 0;
@@ -83,7 +85,8 @@ export interface BreakerBinding {
 const SUCCESS = 0;
 const FAILURE = 1;
 const TIMEOUT = 2;
-type Outcome = typeof SUCCESS | typeof FAILURE | typeof TIMEOUT;
+const ABANDONED = 3;
+type Outcome = typeof SUCCESS | typeof FAILURE | typeof TIMEOUT | typeof ABANDONED;
 const BP = 10_000;
 const RECORD = Symbol('record');
 const NEVER_ABORTED = new AbortController().signal;
@@ -125,7 +128,7 @@ class PendingCall<T> extends Expirable {
     if (this.settled) return;
     this.settled = true;
     this.leaveBucket();
-    this.#breaker[RECORD](this.#breaker.countsAsFailure(error) ? FAILURE : SUCCESS, this.#epoch);
+    this.#breaker[RECORD](error instanceof CallAbandonedError ? ABANDONED : this.#breaker.countsAsFailure(error) ? FAILURE : SUCCESS, this.#epoch);
     const reject = this.#reject!;
     this.#resolve = this.#reject = null;
     reject(error);
@@ -265,7 +268,7 @@ export class CircuitBreaker {
     try {
       value = await call(NEVER_ABORTED);
     } catch (error) {
-      this[RECORD](this.countsAsFailure(error) ? FAILURE : SUCCESS, epoch);
+      this[RECORD](error instanceof CallAbandonedError ? ABANDONED : this.countsAsFailure(error) ? FAILURE : SUCCESS, epoch);
       throw error;
     }
     this[RECORD](SUCCESS, epoch);
@@ -392,8 +395,14 @@ export class CircuitBreaker {
     const c = this.counters;
     if (outcome === SUCCESS) c.successes++;
     else if (outcome === FAILURE) c.failures++;
-    else c.timeouts++;
+    else if (outcome === TIMEOUT) c.timeouts++;
+    else c.abandoned++;
     if (epoch !== this.#epoch) return;
+    if (outcome === ABANDONED) {
+      // No verdict on the dependency: a probe's place goes to the next call.
+      if (this.#state === 'HALF_OPEN') this.#probesAdmitted--;
+      return;
+    }
     const s = this.settings;
     if (this.#state === 'CLOSED') {
       const now = s.clock.now();

@@ -37,6 +37,21 @@ export class CallTimeoutError extends GovMapError {
   }
 }
 
+/**
+ * Thrown by a call to settle it without an outcome: its caller gave up (a client that hung up),
+ * which says nothing of the dependency. The breaker counts it neither as a success nor as a
+ * failure, and a HALF_OPEN probe abandoned so leaves its place to the next call. `cause` is the
+ * call's own error.
+ */
+export class CallAbandonedError extends GovMapError {
+  readonly breaker: string;
+
+  constructor(breaker: string, cause: unknown) {
+    super('GOVMAP_CALL_ABANDONED', `call through circuit "${breaker}" was abandoned by its caller; not counted for or against the dependency`, { breaker }, { cause });
+    this.breaker = breaker;
+  }
+}
+
 /** A key of a keyed breaker group that cannot name a breaker (and an etcd key segment). */
 export class BreakerKeyError extends GovMapError {
   constructor(group: string, key: unknown, rule: string) {

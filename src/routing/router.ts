@@ -3,7 +3,7 @@ import type { SwitchBoard } from '../switches/board.ts';
 import { SwitchView } from '../switches/snapshot.ts';
 import { AsyncLane, checkCloseDeadline } from './async-lane.ts';
 import type { AsyncJob, AsyncJobStatus } from './async-lane.ts';
-import { parseBizTag } from './biz-tag.ts';
+import { parseBizTag, tryParseBizTag } from './biz-tag.ts';
 import type { BizTag } from './biz-tag.ts';
 import { Bulkhead } from './bulkhead.ts';
 import { currentBizContext, runWithBizContext } from './context.ts';
@@ -71,7 +71,7 @@ export interface RouterOptions {
   readonly processAsync?: (target: string, payload: unknown, signal: AbortSignal, token: string) => Promise<void>;
   /** Called with jobs that failed `maxAttempts` times. Default: logged. */
   readonly onDeadLetter?: (job: AsyncJob<RoutedJob>, error: unknown) => void;
-  /** Minimum interval between two unmatched-traffic log lines for one (orgId, txnType), ms. Default 60,000. */
+  /** Minimum interval between two unmatched-traffic log lines for one (orgId, txnType), ms; at most 100 lines per interval in all. Default 60,000. */
   readonly unmatchedLogIntervalMs?: number;
   readonly log?: (message: string, error?: unknown) => void;
   /** Epoch milliseconds, for cache ages and TTLs. Default `Date.now`. */
@@ -131,6 +131,23 @@ export interface RouteStatus {
 /** Replaced async lanes kept, once idle, only to answer jobStatus() for the jobs they finished. */
 const MAX_IDLE_RETIRED_LANES = 16;
 
+/**
+ * A job as close() returned it. A persisted copy that lost its shape (a damaged spill file) cannot
+ * be run: without a route it threw mid-restore, losing track of the jobs after it; without
+ * attempts it was retried forever; with a tag that does not parse, every attempt failed until it
+ * was dead-lettered unattempted. It is returned to be kept instead.
+ */
+function isRestorableJob(job: unknown): job is AsyncJob<RoutedJob> {
+  if (job === null || typeof job !== 'object') return false;
+  const { token, payload, attempts } = job as Partial<AsyncJob<Partial<RoutedJob> | null>>;
+  if (typeof token !== 'string' || token === '' || !Number.isSafeInteger(attempts) || (attempts as number) < 0) return false;
+  if (payload === null || typeof payload !== 'object' || typeof payload.route !== 'string') return false;
+  return payload.tag === null || tryParseBizTag(payload.tag).ok;
+}
+
+/** Unmatched-traffic alert lines per `unmatchedLogIntervalMs`, whatever the number of distinct tags. */
+const MAX_UNMATCHED_LINES_PER_INTERVAL = 100;
+
 /** Marks a deferral of a queued job while its route is forced into degradation. */
 class ForcedDegradation extends Error {}
 
@@ -164,6 +181,13 @@ export class Router {
   readonly #clock: () => number;
   readonly #unmatchedLogIntervalMs: number;
   readonly #unmatchedLogged = new Map<string, number>();
+  /**
+   * Alert lines in the current interval, across all (orgId, txnType): the tag is the client's
+   * choice, so per-pair limiting alone lets a client write one line per request with a new orgId.
+   */
+  #unmatchedLinesStart = Number.NEGATIVE_INFINITY;
+  #unmatchedLines = 0;
+  #unmatchedSuppressed = 0;
   /** Rate-limit keys of tags seen unmatched (weak: a tag no longer used is dropped with it). */
   readonly #alertKeys = new WeakMap<BizTag, string>();
   #table: RouteTable;
@@ -280,7 +304,8 @@ export class Router {
 
   /**
    * Re-queues jobs a previous run's close() returned (persisted by the caller). A job whose route
-   * is gone or no longer async, or whose lane is full or closing, is returned in `unroutable`:
+   * is gone or no longer async, whose lane is full or closing, or that is malformed (no token,
+   * route, attempts or valid tag), is returned in `unroutable`:
    * every job given is either restored or returned, never dropped (keep the returned ones). A job
    * whose token any lane already holds or has finished is not queued again (counted as restored).
    */
@@ -294,6 +319,10 @@ export class Router {
     for (const rt of this.#runtimes.values()) rt.lane?.collectTokens(held);
     for (const lane of this.#retiredLanes) lane.collectTokens(held);
     for (const job of jobs) {
+      if (!isRestorableJob(job)) {
+        unroutable.push(job);
+        continue;
+      }
       if (held.has(job.token)) {
         restored++; // already the router's: kept once, as a lane keeps a token it holds
         continue;
@@ -353,6 +382,9 @@ export class Router {
     const results = await Promise.all(lanes.map((lane) => lane.close(options)));
     for (const rt of this.#runtimes.values()) {
       rt.cache?.dispose();
+      // As for a route a reload removes: a request still running (a server drains its
+      // connections after this) must not write its completed call's answer to the disposed map.
+      rt.cache = null;
       await rt.guard.dispose?.();
     }
     return { processed: results.reduce((n, r) => n + r.processed, 0), remaining: results.flatMap((r) => r.remaining) };
@@ -482,7 +514,8 @@ export class Router {
         rt.counters.mock++;
         return { kind: 'mock', route, reason, status: d.status, body: d.body, headers: d.headers };
       case 'cache': {
-        if (request.signature === undefined || rt.cache === null) return unavailable('NO_SIGNATURE');
+        if (request.signature === undefined) return unavailable('NO_SIGNATURE');
+        if (rt.cache === null) return unavailable('CACHE_MISS'); // its cache went with a reload or close()
         const hit = rt.cache.recall(ResponseCache.key(tag?.orgId, tag?.txnType, request.signature));
         if (hit === undefined) return unavailable('CACHE_MISS');
         rt.counters.cache++;
@@ -511,11 +544,24 @@ export class Router {
     const now = this.#clock();
     const last = this.#unmatchedLogged.get(key);
     if (last !== undefined && now - last < this.#unmatchedLogIntervalMs) return;
+    if (now - this.#unmatchedLinesStart >= this.#unmatchedLogIntervalMs) {
+      this.#unmatchedLinesStart = now;
+      this.#unmatchedLines = 0;
+    }
+    if (this.#unmatchedLines >= MAX_UNMATCHED_LINES_PER_INTERVAL) {
+      this.#unmatchedSuppressed++;
+      return;
+    }
+    this.#unmatchedLines++;
     // Bounded: a flood of distinct unmatched orgs must not grow this map without end.
     if (this.#unmatchedLogged.size >= 10_000) this.#unmatchedLogged.clear();
     this.#unmatchedLogged.set(key, now);
+    const suppressed = this.#unmatchedSuppressed;
+    this.#unmatchedSuppressed = 0;
     this.#log(
-      `govmap routing: ALERT unmatched traffic: X-Biz-Tag ${JSON.stringify(tag?.header ?? null)} (orgId ${tag?.orgId ?? 'absent'}, txnType ${tag?.txnType ?? 'absent'}) matched no rule of route table v${this.#table.version}; sent to the default target "${this.#table.defaultRoute.target}" (metric govmap_route_unmatched_total)`,
+      `govmap routing: ALERT unmatched traffic: X-Biz-Tag ${JSON.stringify(tag?.header ?? null)} (orgId ${tag?.orgId ?? 'absent'}, txnType ${tag?.txnType ?? 'absent'}) matched no rule of route table v${this.#table.version}; sent to the default target "${this.#table.defaultRoute.target}" (metric govmap_route_unmatched_total)${
+        suppressed === 0 ? '' : `; ${suppressed} more unmatched request(s) were not logged in the interval before (at most ${MAX_UNMATCHED_LINES_PER_INTERVAL} lines per interval; all are counted in the metric)`
+      }`,
     );
   }
 }

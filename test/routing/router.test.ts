@@ -125,6 +125,17 @@ describe('table changes', () => {
   });
 });
 
+test('a call on a cache route that completes while the router shuts down answers live, not as a failure (the payment was made)', async () => {
+  const router = new Router({ table: document });
+  let answer!: (value: unknown) => void;
+  const pending = asRequest(router, 'orgId:2001|txnType:pay', () => router.execute({ signature: 'POST /payments/p-2' }, () => new Promise((resolve) => (answer = resolve))));
+  await new Promise((resolve) => setImmediate(resolve));
+  await router.close({ deadlineMs: 100 });
+  answer({ status: 'SETTLED' });
+  const outcome = await pending;
+  assert.deepEqual([outcome.kind, outcome.kind === 'live' && outcome.value], ['live', { status: 'SETTLED' }]);
+});
+
 test('onTableApplied runs after the first table and every replacement, with the cache maps then in place (to track them for metrics)', async () => {
   const seen: Array<{ version: number; cache: unknown }> = [];
   const router = new Router({
@@ -158,6 +169,18 @@ describe('unmatched traffic', () => {
     assert.match(text, /govmap_route_unmatched_total\{reason="untagged"\} 1/);
     assert.match(text, /govmap_route_table_version 1/);
     assert.match(text, /govmap_route_breaker_state\{route="mocked",state="NONE"\} 1/);
+  });
+
+  test('a flood of tags for orgs nobody configured (attacker-chosen) logs a bounded number of lines per interval, then says how many it left out', () => {
+    const logged: string[] = [];
+    let now = 0;
+    const router = new Router({ table: document, log: (m) => logged.push(m), clock: () => now, unmatchedLogIntervalMs: 60_000 });
+    for (let i = 0; i < 5000; i++) router.decide(parseBizTag(`orgId:9${i}|txnType:pay`));
+    assert.ok(logged.length <= 100, `${logged.length} log lines in one interval for 5,000 distinct unmatched orgs`);
+    assert.equal(router.decisions.noRule, 5000, 'every one is still counted');
+    now = 60_000;
+    router.decide(parseBizTag('orgId:9|txnType:pay'));
+    assert.match(logged.at(-1)!, /orgId 9,.*4900 more unmatched request\(s\) were not logged/);
   });
 });
 
@@ -194,6 +217,24 @@ describe('restoring queued jobs', () => {
     assert.deepEqual(result.unroutable.map((j) => j.token), ['t3', 't4', 't5']);
     const closed = await router.close({ deadlineMs: 10 });
     assert.deepEqual(closed.remaining.map((j) => j.token).sort(), ['t1', 't2'], 'every job is restored or returned, once');
+  });
+
+  test('a damaged persisted job (no payload, no token, a tag that does not parse) is returned, not a TypeError that loses the jobs after it', async () => {
+    const processed: unknown[] = [];
+    const table = { default: { target: 'core' }, routes: [{ id: 'slow', orgId: '1*', txnType: '*', target: 'a', degradation: { kind: 'async', ratePerSec: 1000 } }] };
+    const router = new Router({ table, processAsync: async (_t, payload) => void processed.push(payload), log: () => undefined });
+    const job = (n: number) => ({ token: `t${n}`, lane: 'slow', payload: { tag: 'orgId:1001', route: 'slow', payload: { n } }, acceptedAt: new Date(0).toISOString(), attempts: 0 });
+    const damaged = [
+      { token: 'no-payload', lane: 'slow', acceptedAt: new Date(0).toISOString(), attempts: 0 },
+      { ...job(0), token: undefined },
+      { ...job(0), token: 'bad-tag', payload: { ...job(0).payload, tag: 'orgId:1001 ' } },
+      null,
+    ] as unknown as ReturnType<typeof job>[];
+    const result = router.restoreJobs([job(1), ...damaged, job(2)]);
+    assert.equal(result.restored, 2);
+    assert.deepEqual(result.unroutable, damaged, 'returned as given, to be kept');
+    const closed = await router.close({ deadlineMs: 1000 });
+    assert.deepEqual([processed, closed.remaining], [[{ n: 1 }, { n: 2 }], []]);
   });
 
   test('a reload that removes an async route keeps its queued jobs: never dead-lettered unattempted, returned by close()', async () => {
@@ -287,6 +328,43 @@ describe('review: what a client, a dashboard and a restore observe', () => {
     assert.match(text, /govmap_route_requests_total\{route="tight",outcome="failed"\} 0/);
     assert.match(text, /govmap_route_requests_total\{route="tight",outcome="aborted"\} 1/);
     assert.match(text, /govmap_route_requests_total\{route="tight",outcome="live"\} 1/);
+  });
+
+  test('clients that hang up mid-call (any client can send any org\'s tag) do not open that org\'s breaker: its payments stay live', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const group = new BreakerGroup({ name: 'routes', clock, minimumCalls: 2, windowMs: 1000, breachedWindowsToOpen: 1, timeoutMs: Infinity, openDurationMs: 60_000 });
+    const router = new Router({ table: document, guards: breakerGuards(group), log: () => undefined });
+    // A downstream that stops when its signal aborts, as fetch does.
+    const downstream = (_target: string, signal: AbortSignal) =>
+      new Promise<string>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
+    for (let i = 0; i < 4; i++) {
+      const hangUp = new AbortController();
+      const call = asRequest(router, 'orgId:3001|txnType:pay', () => router.execute({ signal: hangUp.signal }, downstream));
+      await new Promise((resolve) => setImmediate(resolve)); // the call is under way
+      hangUp.abort(new Error('client closed the connection'));
+      await assert.rejects(call, /client closed the connection/);
+    }
+    clock.advance(1000);
+    const outcome = await asRequest(router, 'orgId:3001|txnType:pay', () => router.execute({}, async () => 'settled'));
+    assert.deepEqual([outcome.kind, router.status().find((r) => r.id === 'plain')!.breaker], ['live', 'CLOSED']);
+    assert.equal(router.status().find((r) => r.id === 'plain')!.counters.aborted, 4);
+    // Real failures open it; once its wait is over, a probe whose client hangs up decides nothing either way.
+    const breaker = () => router.status().find((r) => r.id === 'plain')!.breaker;
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(asRequest(router, 'orgId:3001|txnType:pay', () => router.execute({}, async () => Promise.reject(new Error('gateway down')))), /gateway down/);
+    }
+    clock.advance(1000);
+    assert.equal(breaker(), 'OPEN');
+    clock.advance(60_000);
+    const hangUp = new AbortController();
+    const probe = asRequest(router, 'orgId:3001|txnType:pay', () => router.execute({ signal: hangUp.signal }, downstream));
+    await new Promise((resolve) => setImmediate(resolve));
+    hangUp.abort(new Error('client closed the connection'));
+    await assert.rejects(probe, /client closed the connection/);
+    assert.equal(breaker(), 'HALF_OPEN');
+    for (let i = 0; i < 5; i++) assert.equal((await asRequest(router, 'orgId:3001|txnType:pay', () => router.execute({}, async () => 'settled'))).kind, 'live');
+    assert.equal(breaker(), 'CLOSED', 'the five probes that answered decided');
+    await router.close();
   });
 
   test('jobs restored again after a reload replaced their lane are held once, not run twice', async () => {
