@@ -163,6 +163,10 @@ export class GovernedMap<K, V> {
     if (onFull !== 'reject' && onFull !== 'evict-oldest') {
       throw new ConfigurationError('onFull', 'must be "reject" or "evict-oldest"', onFull);
     }
+    // Meant as a bounded cache, it would be an unbounded map: nothing is ever full without maxKeys.
+    if (onFull === 'evict-oldest' && maxKeys === Number.POSITIVE_INFINITY) {
+      throw new ConfigurationError('onFull', '"evict-oldest" needs maxKeys: without a bound nothing is ever evicted and the map grows without limit', onFull);
+    }
     const ttlMs = options.ttlMs ?? 0;
     if (!(Number.isFinite(ttlMs) && ttlMs >= 0)) throw new ConfigurationError('ttlMs', 'must be a non-negative number of milliseconds', ttlMs);
     const windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;

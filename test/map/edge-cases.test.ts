@@ -315,6 +315,14 @@ describe('stores that refuse', () => {
     assert.equal(map.stats().evictions, 1);
   });
 
+  test('evict-oldest without maxKeys is refused at construction: it would be an unbounded map', () => {
+    assert.throws(() => new GovernedMap<string, bigint>({ name: 'quotes', validate: () => true, onFull: 'evict-oldest' }), (error: unknown) => {
+      assert.equal((error as { code?: string }).code, 'GOVMAP_INVALID_CONFIGURATION');
+      assert.match((error as Error).message, /onFull.*needs maxKeys/s);
+      return true;
+    });
+  });
+
   test('a value that cannot be frozen does not evict the oldest entry to make room for itself', () => {
     const map = new GovernedMap<string, object>({ name: 'limits', maxKeys: 1, onFull: 'evict-oldest', validate: () => true });
     map.store('desk-1', { daily: 1n });

@@ -937,11 +937,14 @@ describe('GovernedMap over a shared-memory store', () => {
       fc.record({ op: fc.constant('purge' as const) }),
       fc.record({ op: fc.constant('range' as const), prefix: fc.option(fc.constantFrom('k0', 'k1-', 'k2-3'), { nil: undefined }), start: bound, end: bound, inclusive: fc.boolean() }),
     );
-    const config = fc.record({
-      maxKeys: fc.option(fc.integer({ min: 1, max: 12 }), { nil: undefined }),
-      onFull: fc.constantFrom('reject' as const, 'evict-oldest' as const),
-      ttlMs: fc.constantFrom(0, 50),
-    });
+    const config = fc
+      .record({
+        maxKeys: fc.option(fc.integer({ min: 1, max: 12 }), { nil: undefined }),
+        onFull: fc.constantFrom('reject' as const, 'evict-oldest' as const),
+        ttlMs: fc.constantFrom(0, 50),
+      })
+      // evict-oldest needs maxKeys (refused without it).
+      .map((c) => (c.maxKeys === undefined ? { ...c, onFull: 'reject' as const } : c));
     /** The result or the error code: both maps must answer the same. */
     const outcome = (run: () => unknown): unknown => {
       try {
