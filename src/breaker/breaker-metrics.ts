@@ -28,7 +28,7 @@ const BREAKER_METRICS_OPTIONS = optionKeys<BreakerMetricsOptions>({
 export const OTHER_KEYS = '(others)';
 
 /** The breaker counters exported as Prometheus counters. */
-const COUNTER_FIELDS = ['successes', 'failures', 'timeouts', 'rejected', 'toOpen', 'toHalfOpen', 'toClosed'] as const;
+const COUNTER_FIELDS = ['successes', 'failures', 'timeouts', 'rejected', 'abandoned', 'toOpen', 'toHalfOpen', 'toClosed'] as const;
 type CounterField = (typeof COUNTER_FIELDS)[number];
 
 function zeroCounts(): Record<CounterField, number> {
@@ -142,7 +142,7 @@ export class BreakerMetrics {
     });
     new Counter({
       name: `${p}calls_total`,
-      help: 'Calls by outcome: success (answered, including errors isFailure did not count), failure, timeout, rejected (not made: OPEN, or HALF_OPEN with every probe taken).',
+      help: 'Calls by outcome: success (answered, including errors isFailure did not count), failure, timeout, rejected (not made: OPEN, or HALF_OPEN with every probe taken), abandoned (its caller gave up, e.g. a client hung up: counted neither way).',
       labelNames: ['breaker', 'key', 'outcome'],
       registers,
       collect() {
@@ -152,6 +152,7 @@ export class BreakerMetrics {
           this.inc({ ...row.labels, outcome: 'failure' }, sum(row, 'failures'));
           this.inc({ ...row.labels, outcome: 'timeout' }, sum(row, 'timeouts'));
           this.inc({ ...row.labels, outcome: 'rejected' }, sum(row, 'rejected'));
+          this.inc({ ...row.labels, outcome: 'abandoned' }, sum(row, 'abandoned'));
         }
       },
     });

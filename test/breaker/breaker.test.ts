@@ -10,6 +10,7 @@ import {
   BreakerMetrics,
   CallTimeoutError,
   CircuitBreaker,
+  CallAbandonedError,
   CircuitOpenError,
   ManualClock,
   decodeSnapshot,
@@ -551,6 +552,18 @@ describe('snapshots and metrics', () => {
     assert.match(text, /govmap_breaker_calls_total\{breaker="settlement",key="org-1",outcome="timeout"\} 3/);
     assert.match(text, /govmap_breaker_calls_total\{breaker="settlement",key="org-1",outcome="rejected"\} 1/);
     assert.match(text, /govmap_breaker_transitions_total\{breaker="settlement",key="org-1",to="OPEN"\} 1/);
+    group.dispose();
+  });
+
+  test('calls their caller abandoned are a series of their own, outcome="abandoned": a flood of hang-ups is visible, not counted for or against the dependency', async () => {
+    const group = new BreakerGroup({ name: 'settlement', clock: new ManualClock() });
+    const metrics = new BreakerMetrics().trackGroup(group);
+    for (let i = 0; i < 3; i++) {
+      await group.execute('org-1', () => Promise.reject(new CallAbandonedError('settlement:org-1', new Error('client hung up')))).catch(() => undefined);
+    }
+    const text = await metrics.render();
+    assert.match(text, /govmap_breaker_calls_total\{breaker="settlement",key="org-1",outcome="abandoned"\} 3/);
+    assert.match(text, /govmap_breaker_calls_total\{breaker="settlement",key="org-1",outcome="failure"\} 0/);
     group.dispose();
   });
 
