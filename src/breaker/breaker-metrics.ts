@@ -32,7 +32,7 @@ const COUNTER_FIELDS = ['successes', 'failures', 'timeouts', 'rejected', 'abando
 type CounterField = (typeof COUNTER_FIELDS)[number];
 
 function zeroCounts(): Record<CounterField, number> {
-  return { successes: 0, failures: 0, timeouts: 0, rejected: 0, toOpen: 0, toHalfOpen: 0, toClosed: 0 };
+  return { successes: 0, failures: 0, timeouts: 0, rejected: 0, abandoned: 0, toOpen: 0, toHalfOpen: 0, toClosed: 0 };
 }
 
 /** Anything that reports sync health: the cluster sync. */
