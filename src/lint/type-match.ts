@@ -248,9 +248,15 @@ export function resolveCallee(call: ts.CallExpression | ts.NewExpression, progra
     declaration = symbol?.valueDeclaration ?? symbol?.getDeclarations()?.[0];
   }
   if (declaration === undefined || ts.isJSDocSignature(declaration)) return null;
-  const name = declarationName(declaration);
+  let name = declarationName(declaration);
   if (name === null) return null;
-  const parent = declaration.parent as ts.Node | undefined;
+  let parent = declaration.parent as ts.Node | undefined;
+  // `promisify(exec)` is typed by `namespace exec { function __promisify__ }` (Node's custom
+  // promisified form): calling it runs exec.
+  if (name === '__promisify__' && parent !== undefined && ts.isModuleBlock(parent) && ts.isIdentifier(parent.parent.name)) {
+    name = parent.parent.name.text;
+    parent = parent.parent.parent;
+  }
   let container: string | null = null;
   if (parent !== undefined && (ts.isClassDeclaration(parent) || ts.isInterfaceDeclaration(parent)) && parent.name !== undefined) {
     container = parent.name.text;

@@ -11,6 +11,7 @@ typedRuleTester().run('forbidden-calls', forbiddenCalls, {
     { name: 'a local function named rmSync', code: `function rmSync(_p: string, _o: { recursive: boolean }): void {}\nrmSync('/tmp/x', { recursive: true });` },
     { name: 'a method named rmSync on another object', code: `const tool = { rmSync(_p: string, _o: { recursive: boolean }): void {} };\ntool.rmSync('/tmp/x', { recursive: true });` },
     { name: 'execFile is the safe alternative', code: `import { execFile } from 'node:child_process';\nexecFile('ls', ['-l'], () => undefined);` },
+    { name: 'execFile made async with util.promisify is the safe alternative too', code: `import { execFile } from 'node:child_process';\nimport { promisify } from 'node:util';\nconst run = promisify(execFile);\nexport async function f(): Promise<void> { await run('ls', ['-l']); }` },
     { name: 'a RegExp exec is not child_process.exec', code: `/a/.exec('abc');` },
     { name: 'GovernedMap.store is the validated path', code: `import { GovernedMap } from '${GOVMAP}';\nconst m = new GovernedMap<string, number>({ name: 'm', validate: (_k, v) => v >= 0 || 'NEG' });\nm.store('a', 1);` },
     { name: 'a user MapStore implementation calling its own Map', code: `class MyStore { readonly #m = new Map<string, number>(); set(k: string, v: number): void { this.#m.set(k, v); } }\nnew MyStore().set('a', 1);` },
@@ -23,6 +24,15 @@ typedRuleTester().run('forbidden-calls', forbiddenCalls, {
       name: 'rmSync with recursive: true (named import)',
       code: `import { rmSync } from 'node:fs';\nrmSync('/var/lib/ledger', { recursive: true, force: true });`,
       errors: [{ messageId: 'forbidden', line: 2, column: 1, endColumn: 60, data: { callee: 'fs.rmSync', condition: ' with recursive: true', reason: RM_REASON } }],
+    },
+    {
+      // The usual way a service runs a command with await: exec's promisified form still runs a shell.
+      name: 'exec made async with util.promisify, called through the promisified const or directly',
+      code: `import { exec } from 'node:child_process';\nimport util from 'node:util';\nconst sh = util.promisify(exec);\nexport async function f(cmd: string): Promise<void> {\n  await sh(cmd);\n  await util.promisify(exec)(cmd);\n}`,
+      errors: [
+        { messageId: 'forbidden', line: 5, data: { callee: 'child_process.exec', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[2]!.reason } },
+        { messageId: 'forbidden', line: 6 },
+      ],
     },
     {
       name: 'through an import alias',

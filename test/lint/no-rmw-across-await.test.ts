@@ -43,6 +43,9 @@ typedRuleTester().run('no-rmw-across-await', noRmwAcrossAwait, {
     { name: 'a loop left by a break after the await that follows the write', code: fn(`const b = balances.load(id) ?? 0n;\nfor (const leg of [1n, 2n]) {\n  balances.store(id, b - leg);\n  await riskCheck(id);\n  break;\n}`) },
     { name: 'a loop left by a return after the await that follows the write', code: fn(`const b = balances.load(id) ?? 0n;\nwhile (amount > 0n) {\n  balances.store(id, b + amount);\n  if (amount > 1n) { await riskCheck(id); return; }\n}`) },
     { name: 'a loop whose await is in a function of its own', code: fn(`const b = balances.load(id) ?? 0n;\nfor (const leg of [1n, 2n]) {\n  balances.store(id, b - leg);\n  void (async () => { await riskCheck(id); })();\n}`) },
+    // A Map made by this call and never handed out: no other request or callback can write it.
+    { name: 'a per-call Map totalling a batch across awaits is not shared, so not reported', code: `${header}export async function settle(items: Array<{ account: string; amount: bigint }>): Promise<Map<string, bigint>> {\n  const totals = new Map<string, bigint>();\n  for (const item of items) {\n    const t = totals.get(item.account) ?? 0n;\n    await riskCheck(item.account);\n    totals.set(item.account, t + item.amount);\n  }\n  for (const [account] of totals) await riskCheck(account);\n  return totals;\n}` },
+    { name: 'updateAsync whose function re-reads the key itself', code: fn(`const b = balances.load(id) ?? 0n;\nawait balances.updateAsync(id, async () => { const now = balances.load(id) ?? 0n; return now === b ? b - amount : now; });`) },
     { name: 'synchronous function: no await, no lost update', code: `${header}export function f(id: string): void {\n  const v = balances.load(id) ?? 0n;\n  balances.store(id, v + 1n);\n}` },
   ],
   invalid: [
@@ -141,6 +144,29 @@ typedRuleTester().run('no-rmw-across-await', noRmwAcrossAwait, {
       name: 'a generic helper whose map is a type parameter constrained to GovernedMap',
       code: `${header}export async function debit<M extends GovernedMap<string, bigint>>(accounts: M, id: string, amount: bigint): Promise<void> {\n  const b = accounts.load(id) ?? 0n;\n  await riskCheck(id);\n  accounts.store(id, b - amount);\n}`,
       errors: [{ messageId: 'lostUpdate', line: 10 }],
+    },
+    {
+      // updateAsync queues the function behind the key's pending updates: the value read before
+      // the call is stale by the time it runs, with or without an await of its own in between.
+      name: 'updateAsync whose function ignores its argument and uses a value read before the call',
+      code: `${header}declare const accounts: GovernedMap<string, { balance: bigint; status: string }>;\nexport function debit(id: string, amount: bigint): Promise<{ balance: bigint; status: string }> {\n  const acct = accounts.load(id);\n  if (acct === undefined) throw new Error('no account');\n  return accounts.updateAsync(id, async () => ({ ...acct, balance: acct.balance - amount }));\n}`,
+      errors: [{ messageId: 'staleInUpdateAsync', line: 11, column: 35, data: { map: 'accounts', key: 'id', read: 'load' } }],
+    },
+    {
+      name: 'update whose function has a default for its ignored argument',
+      code: fn(`const b = balances.load(id) ?? 0n;\nawait riskCheck(id);\nbalances.update(id, (current = 0n) => b - amount);`),
+      errors: [{ messageId: 'lostUpdateInUpdateFn', line: 10 }],
+    },
+    {
+      // The same per-call Map, but written by concurrent callbacks of one call: each await lets another in.
+      name: 'a per-call Map written by concurrent callbacks is shared between them, and reported',
+      code: `${header}export async function settle(items: Array<{ account: string; amount: bigint }>): Promise<void> {\n  const totals = new Map<string, bigint>();\n  await Promise.all(items.map(async (item) => {\n    const t = totals.get(item.account) ?? 0n;\n    await riskCheck(item.account);\n    totals.set(item.account, t + item.amount);\n  }));\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 12 }],
+    },
+    {
+      name: 'a per-call Map handed to another function before the await may be written meanwhile, and is reported',
+      code: `${header}declare function track(m: Map<string, bigint>): void;\nexport async function settle(id: string, amount: bigint): Promise<void> {\n  const totals = new Map<string, bigint>();\n  track(totals);\n  const t = totals.get(id) ?? 0n;\n  await riskCheck(id);\n  totals.set(id, t + amount);\n}`,
+      errors: [{ messageId: 'lostUpdate', line: 13 }],
     },
     {
       name: 'a user-named map type',

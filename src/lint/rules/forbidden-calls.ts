@@ -162,6 +162,8 @@ export const forbiddenCalls = createRule<[ForbiddenCallsOptions], MessageIds>({
       if (c.type === AST_NODE_TYPES.MemberExpression) {
         return !c.computed && c.property.type === AST_NODE_TYPES.Identifier ? names.has(c.property.name) : c.computed;
       }
+      // `promisify(exec)(cmd)`: resolved below to exec's own promisified signature.
+      if (c.type === AST_NODE_TYPES.CallExpression) return wrapsCandidate(c);
       if (c.type !== AST_NODE_TYPES.Identifier) return false;
       if (names.has(c.name)) return true;
       const variable = ASTUtils.findVariable(context.sourceCode.getScope(c), c);
@@ -175,9 +177,16 @@ export const forbiddenCalls = createRule<[ForbiddenCallsOptions], MessageIds>({
         // `const { rmSync: nuke } = fs`: the name that matters is the property destructured.
         if (definition.node.id.type === AST_NODE_TYPES.ObjectPattern) return destructuredFrom(definition.node.id, c);
         const init = unwrap(definition.node.init);
+        if (init.type === AST_NODE_TYPES.CallExpression) return wrapsCandidate(init);
         return init.type === AST_NODE_TYPES.MemberExpression && !init.computed && init.property.type === AST_NODE_TYPES.Identifier && names.has(init.property.name);
       }
       return false;
+    }
+
+    /** `promisify(exec)`, `util.promisify(cp.exec)`: a call whose first argument names a forbidden function. */
+    function wrapsCandidate(call: TSESTree.CallExpression): boolean {
+      const first = call.arguments[0];
+      return first !== undefined && first.type !== AST_NODE_TYPES.SpreadElement && unwrap(first).type !== AST_NODE_TYPES.CallExpression && candidateName(first);
     }
 
     /** Is `local` bound by `pattern` to a property named like a forbidden function? */

@@ -22,7 +22,7 @@ export interface NoRmwAcrossAwaitOptions {
   readonly builtinMap?: boolean;
 }
 
-type MessageIds = 'lostUpdate' | 'lostUpdateInUpdateFn';
+type MessageIds = 'lostUpdate' | 'lostUpdateInUpdateFn' | 'staleInUpdateAsync';
 
 const GOVERNED: WatchedMapType = { type: GOVERNED_MAP, read: ['load', 'loadOrStore'], write: ['store'] };
 const BUILTIN: WatchedMapType = { type: BUILTIN_MAP, read: ['get'], write: ['set'] };
@@ -77,6 +77,8 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         '{{map}}.{{write}}({{key}}, ...) writes a value computed from {{map}}.{{read}}({{key}}), read before an await: a write to {{key}} by another request during the await is lost. {{fix}}',
       lostUpdateInUpdateFn:
         "The update function of {{map}}.{{write}}({{key}}, ...) ignores its argument and uses {{map}}.{{read}}({{key}}), read before an await: a write to {{key}} during the await is lost. Compute from the update function's argument.",
+      staleInUpdateAsync:
+        "The update function of {{map}}.updateAsync({{key}}, ...) ignores its argument and uses {{map}}.{{read}}({{key}}), read before the call: updateAsync runs the function only after the key's pending updates commit (and again if the key changes while it awaits), so a write to {{key}} in between is lost. Compute from the update function's argument.",
     },
     schema: [
       {
@@ -177,14 +179,18 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
       return true;
     }
 
-    /** The stale taint a write uses, or null when the write is safe as far as the rule can prove. */
-    function staleTaint(write: TSESTree.CallExpression, target: Access, flowing: readonly Taint[]): Taint | null {
+    /**
+     * The stale taint a write uses, or null when the write is safe as far as the rule can prove.
+     * `runsAt`: where the written value is computed when that is not the write call itself (an
+     * updateAsync function, queued behind the key's pending updates: a suspension of its own).
+     */
+    function staleTaint(write: TSESTree.CallExpression, target: Access, flowing: readonly Taint[], runsAt?: number): Taint | null {
       for (const taint of flowing) {
         if (taint.map !== target.map || taint.key !== target.key || taint.kind !== target.kind) continue;
         const readEnd = taint.read.range[1];
-        let lastSuspension = -1;
+        let lastSuspension = runsAt !== undefined && runsAt > readEnd ? runsAt : -1;
         for (const s of suspensions) {
-          if (s.at <= readEnd || s.at > write.range[1]) continue;
+          if (s.at <= readEnd || s.at > (runsAt ?? write.range[1])) continue;
           if (!contains(s.fn, write) || !reaches(s.node, write, taint.read)) continue;
           lastSuspension = Math.max(lastSuspension, s.at);
         }
@@ -279,7 +285,7 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         const read = access(node, readNames, 'read');
         if (read !== null) reads.set(node, read);
         const write = access(node, writeNames, 'write');
-        if (write === null) return;
+        if (write === null || unshared(node)) return;
         if (write.method === 'update' || write.method === 'updateAsync') {
           checkUpdateFunction(node, write);
           return;
@@ -330,18 +336,61 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
       const fn = unwrap(fnArgument);
       if (!isFunctionNode(fn)) return;
       if (usesFirstParameter(fn)) return;
-      const stale = staleTaint(node, write, taintsOf(fn.body));
+      const queued = write.method === 'updateAsync' && write.kind === GOVERNED;
+      const stale = staleTaint(node, write, taintsOf(fn.body), queued ? fn.range[0] : undefined);
       if (stale !== null) {
-        context.report({ node: fn, messageId: 'lostUpdateInUpdateFn', data: { map: write.map, key: write.key, write: write.method, read: stale.method } });
+        context.report({ node: fn, messageId: queued ? 'staleInUpdateAsync' : 'lostUpdateInUpdateFn', data: { map: write.map, key: write.key, write: write.method, read: stale.method } });
       }
     }
 
+    /**
+     * Is the written map a `const m = new Map()` of the very function that writes it, used there
+     * only as `m.method(...)`, `m.size`, `for (... of m)` or `return m`? Then no other request or
+     * callback can write it during an await: one call's scratch map, as a batch total is. Handed
+     * to anything (an argument, an alias, a closure that may run meanwhile), it may be shared.
+     */
+    function unshared(call: TSESTree.CallExpression): boolean {
+      const receiver = asMethodCall(call)?.receiver;
+      if (receiver === undefined) return false;
+      const id = unwrap(receiver);
+      if (id.type !== AST_NODE_TYPES.Identifier) return false;
+      const variable = ASTUtils.findVariable(sourceCode.getScope(id), id);
+      const definition = variable?.defs.length === 1 ? variable.defs[0] : undefined;
+      if (
+        variable == null ||
+        definition?.node.type !== AST_NODE_TYPES.VariableDeclarator ||
+        definition.parent?.type !== AST_NODE_TYPES.VariableDeclaration ||
+        definition.parent.kind !== 'const' ||
+        definition.node.id.type !== AST_NODE_TYPES.Identifier ||
+        definition.node.init === null ||
+        unwrap(definition.node.init).type !== AST_NODE_TYPES.NewExpression
+      ) {
+        return false;
+      }
+      const declared = definition.node.id;
+      const owner = enclosingFunction(definition.node);
+      if (owner.type === AST_NODE_TYPES.Program || enclosingFunction(call) !== owner) return false;
+      return variable.references.every((reference) => {
+        const use = reference.identifier;
+        if (use === declared) return true;
+        if (enclosingFunction(use) !== owner) return false;
+        const parent = use.parent;
+        return (
+          (parent?.type === AST_NODE_TYPES.MemberExpression && parent.object === use) ||
+          (parent?.type === AST_NODE_TYPES.ReturnStatement && parent.argument === use) ||
+          (parent?.type === AST_NODE_TYPES.ForOfStatement && parent.right === use)
+        );
+      });
+    }
+
     function usesFirstParameter(fn: FunctionNode): boolean {
-      const first = fn.params[0];
-      if (first === undefined) return false;
+      const param = fn.params[0];
+      if (param === undefined) return false;
+      // `(current = 0n) => ...` names its argument as plainly as `(current) => ...` does.
+      const first = param.type === AST_NODE_TYPES.AssignmentPattern ? param.left : param;
       if (first.type !== AST_NODE_TYPES.Identifier) return true;
       const variable = sourceCode.getDeclaredVariables(fn).find((v) => v.name === first.name);
-      return variable === undefined || variable.references.length > 0;
+      return variable === undefined || variable.references.some((r) => r.isRead());
     }
   },
 });
