@@ -8,6 +8,7 @@ import { ValidationError } from '../src/map/index.ts';
 import { RedisUnavailableError } from '../src/stores/redis/errors.ts';
 import { FileRouteTableSource, Router as RouteRouter, RoutingMetrics, breakerGuards, createBizTagMiddleware, currentBizContext, currentBizTag, sendRouteOutcome } from '../src/routing/index.ts';
 import type { AsyncJob, RoutedJob } from '../src/routing/index.ts';
+import { isRestorableJob } from '../src/routing/router.ts';
 import type { SwitchBoard } from '../src/switches/index.ts';
 import { HttpError, adminCheck, assertOnlyFields, readJsonObject, sendJson, shown } from './http.ts';
 import type { BalanceBook } from './book.ts';
@@ -76,9 +77,10 @@ export interface DemoRouting {
 
 /**
  * The demo's route table: org 1001 and its sub-orgs queue payments (async, 20/s) while their
- * gateway is down; org 2002's payments get a PENDING answer (mock); FX quotes of any org are
- * served from cache (60 s); org 3003's payments and other orgs' transfers go to the core
- * gateway, as does any tag no rule matches (counted and alerted as unmatched), with no degradation.
+ * gateway is down; org 2002's payments are refused with a fixed answer (mock: 503, not taken,
+ * send again later); FX quotes of any org are served from cache (60 s); org 3003's payments and
+ * other orgs' transfers go to the core gateway, as does any tag no rule matches (counted and
+ * alerted as unmatched), with no degradation.
  */
 export const DEMO_ROUTES = {
   default: { target: 'gw-core' },
@@ -97,7 +99,20 @@ export const DEMO_ROUTES = {
       orgId: '2002',
       txnType: 'pay',
       target: 'gw-south',
-      degradation: { kind: 'mock', status: 202, body: { status: 'PENDING', note: 'settlement gateway degraded: payment held for manual release, nothing booked' } },
+      // Nothing keeps the payment (no token, no record): the answer must say it was not taken,
+      // or a client would wait for a payment that never comes. Nothing of it was kept either, so
+      // sending it again cannot book it twice.
+      degradation: {
+        kind: 'mock',
+        status: 503,
+        body: {
+          error: {
+            code: 'SETTLEMENT_GATEWAY_DEGRADED',
+            reason: 'the settlement gateway is degraded for this org: the payment was not booked, queued or held and no money moved; send it again after retry-after seconds',
+          },
+        },
+        headers: { 'retry-after': '10' },
+      },
       bulkhead: { maxConcurrent: 16, maxQueued: 32 },
     },
     // The rest of the demo's own traffic has rules too, so the unmatched-traffic alert fires
@@ -321,7 +336,7 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
     await book.balance(body.from); // 404 now for an unknown account, before anything is routed
     await book.balance(body.to);
     // Refused here, as the ledger would: left to the booking, a degraded route accepted it (202
-    // queued, 202 held for release) to fail later, and a live one had the gateway authorise it first.
+    // queued) to fail later, and a live one had the gateway authorise it first.
     if (body.from === body.to) throw new LedgerError(400, 'TRANSFER_SAME_ACCOUNT', 'a transfer needs two different accounts');
     const org = currentBizTag()?.orgId;
     const job: PaymentJob = { from: body.from, to: body.to, amount: amount.toString(), ...(org === undefined ? {} : { org }) };
@@ -425,7 +440,22 @@ async function restoreSpill(router: RouteRouter, spillFile: string | undefined):
   const { restored, unroutable } = router.restoreJobs(jobs);
   if (unroutable.length > 0) {
     await writeFile(spillFile, unroutable.map((job) => JSON.stringify(job)).join('\n') + '\n');
-    console.error(`govmap demo: ${unroutable.length} spilled payment(s) have no async route any more; kept in ${spillFile}`);
+    // The router returns damaged jobs with the ones it has no lane for: each gets its own reason,
+    // with its line in the file as it was and as rewritten, so the one to repair can be found.
+    console.error(`govmap demo: ${unroutable.length} spilled payment(s) not restored, kept in ${spillFile}:`);
+    unroutable.forEach((job, kept) => {
+      const where = `${spillFile} line ${jobs.indexOf(job) + 1} (now line ${kept + 1})`;
+      if (!isRestorableJob(job)) {
+        console.error(`  ${where}: damaged: not a queued payment this demo wrote (it needs a token, attempts, a route and a valid X-Biz-Tag): repair it, then start again`);
+        return;
+      }
+      const route = router.table.route(job.payload.route);
+      console.error(
+        route === undefined || route.degradation.kind !== 'async'
+          ? `  ${where}: its route "${job.payload.route}" has no async lane any more: restore the route, then start again`
+          : `  ${where}: the queue of route "${job.payload.route}" is full (maxQueued ${route.degradation.maxQueued}): start again once it has room`,
+      );
+    });
   } else {
     await rm(spillFile);
   }

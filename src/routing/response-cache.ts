@@ -1,4 +1,5 @@
 import { GovernedMap, reject } from '../map/index.ts';
+import { deepFreeze } from '../switches/definition.ts';
 
 /** A response remembered for the `cache` degradation. */
 export interface CachedResponse {
@@ -28,8 +29,7 @@ export class ResponseCache {
       maxKeys: options.maxEntries,
       onFull: 'evict-oldest',
       clock: this.#clock,
-      // The response is also the live caller's answer (execute returns it): freezing it through
-      // would make that caller's own object read-only. The entry itself is frozen in remember().
+      // remember() stores a copy, deep-frozen there; the map's own freeze would be shallow.
       freezeValues: false,
       validate: (key, next) => {
         if (key.length > MAX_SIGNATURE_LENGTH * 2) return reject('SIGNATURE_TOO_LONG', `a cache key is at most ${MAX_SIGNATURE_LENGTH * 2} characters`);
@@ -44,14 +44,28 @@ export class ResponseCache {
     return `${orgId ?? ''}|${txnType ?? ''}|${signature}`;
   }
 
+  /**
+   * Keeps a structured clone of `value` (bigint, Date, Map... kept; a class instance becomes a
+   * plain object). The live caller's object stays its own: a handler that adds per-request fields
+   * to it after execute() returned must not put them in another request's degraded answer. A
+   * value structuredClone cannot copy (a function in it) is not cached: its degraded answer is a
+   * CACHE_MISS, while the live answer still goes out.
+   */
   remember(key: string, value: unknown): void {
     if (value === undefined || key.length > MAX_SIGNATURE_LENGTH * 2) return;
-    this.map.store(key, Object.freeze({ value, storedAtMs: this.#clock() }));
+    let copy: unknown;
+    try {
+      copy = deepFreeze(structuredClone(value));
+    } catch {
+      return; // thrown from inside execute(), it would turn a call that succeeded into a failure
+    }
+    this.map.store(key, Object.freeze({ value: copy, storedAtMs: this.#clock() }));
   }
 
+  /** A fresh copy per degraded answer: its handler may change it like a live answer. */
   recall(key: string): { readonly value: unknown; readonly ageMs: number } | undefined {
     const hit = this.map.load(key);
-    return hit === undefined ? undefined : { value: hit.value, ageMs: Math.max(0, this.#clock() - hit.storedAtMs) };
+    return hit === undefined ? undefined : { value: structuredClone(hit.value), ageMs: Math.max(0, this.#clock() - hit.storedAtMs) };
   }
 
   dispose(): void {

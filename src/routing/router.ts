@@ -137,7 +137,7 @@ const MAX_IDLE_RETIRED_LANES = 16;
  * attempts it was retried forever; with a tag that does not parse, every attempt failed until it
  * was dead-lettered unattempted. It is returned to be kept instead.
  */
-function isRestorableJob(job: unknown): job is AsyncJob<RoutedJob> {
+export function isRestorableJob(job: unknown): job is AsyncJob<RoutedJob> {
   if (job === null || typeof job !== 'object') return false;
   const { token, payload, attempts } = job as Partial<AsyncJob<Partial<RoutedJob> | null>>;
   if (typeof token !== 'string' || token === '' || !Number.isSafeInteger(attempts) || (attempts as number) < 0) return false;

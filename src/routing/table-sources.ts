@@ -159,18 +159,32 @@ export class StateRouteTableSource {
     return this.#store.kind;
   }
 
-  /** Watches the key; resolves once its current value (or its absence) is known. */
+  /**
+   * Watches the key; resolves once its current value (or its absence) is known. Rejects with
+   * RouteTableSourceError when the store has not answered within `startTimeoutMs`; the watch is
+   * then closed and nothing from it is applied later: the router keeps the table it had, and a
+   * caller may start() again.
+   */
   start(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let settled = false;
+      // Set once start() has rejected: a caller told "no table from this source" goes on with the
+      // routes it has, and a store answering late must not change them under it.
+      let abandoned = false;
+      let watch: StateWatch | null = null;
       const timer = setTimeout(() => {
         if (settled) return;
         settled = true;
-        reject(new RouteTableSourceError(this.#where(), `no answer from the store within ${this.#startTimeoutMs} ms`));
+        abandoned = true;
+        this.#connected = false;
+        if (this.#watch === watch) this.#watch = null;
+        watch?.close().catch((error: unknown) => this.#log(`govmap routing: ${this.#store.kind} ${this.#key}: closing the watch of a start that timed out failed`, error));
+        reject(new RouteTableSourceError(this.#where(), `no answer from the store within ${this.#startTimeoutMs} ms; the watch is closed and nothing from this source will be applied (the router keeps its table): start() again once the store is reachable`));
       }, this.#startTimeoutMs);
       // A prefix watch on the exact key also sees `<key>-other`; those entries are ignored.
-      this.#watch = this.#store.watch(this.#key, {
+      watch = this.#store.watch(this.#key, {
         onReset: (entries) => {
+          if (abandoned) return;
           this.#connected = true;
           const entry = entries.find((e) => e.key === this.#key);
           if (entry !== undefined) this.#apply(entry);
@@ -182,6 +196,7 @@ export class StateRouteTableSource {
           }
         },
         onEvent: (event) => {
+          if (abandoned) return;
           if (event.type === 'put' && event.entry.key === this.#key) {
             this.#apply(event.entry);
           } else if (event.type === 'delete' && event.key === this.#key) {
@@ -193,10 +208,12 @@ export class StateRouteTableSource {
           }
         },
         onStatus: (status, error) => {
+          if (abandoned) return;
           this.#connected = status === 'connected';
           if (status === 'disconnected') this.#log(`govmap routing: ${this.#store.kind} ${this.#key}: disconnected; routing on the last known table`, error);
         },
       });
+      this.#watch = watch;
     });
   }
 

@@ -232,7 +232,7 @@ describe('the fault knob acts on one org', () => {
     assert.equal(transfer.headers.get('x-govmap-degraded'), 'settlement-queued; reason=circuit_open');
     assert.equal(((await transfer.json()) as any).settlement.status, 'queued');
     const payment = await send('2002', '/payments', 'pay');
-    assert.deepEqual([payment.status, payment.headers.get('x-govmap-degraded')], [202, 'mock; reason=BREAKER_OPEN']);
+    assert.deepEqual([payment.status, payment.headers.get('x-govmap-degraded')], [503, 'mock; reason=BREAKER_OPEN']);
     await payment.arrayBuffer();
 
     // Only org 2002's breakers are open; the dashboard's state says the same, per org.

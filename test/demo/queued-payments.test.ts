@@ -162,7 +162,7 @@ test('a payment to its own payer is refused 400 TRANSFER_SAME_ACCOUNT on every r
   assert.equal(live.status, 400, JSON.stringify(live.json));
   assert.equal(live.json.error.code, 'TRANSFER_SAME_ACCOUNT');
   assert.equal(await gatewayCalls('gw-core'), coreCalls, 'the gateway was asked to authorise a payment that cannot be booked');
-  // Degraded routes: accepted (202 queued, 202 held for manual release) for a payment that can never be booked.
+  // Degraded routes: without the check, accepted (202 queued) or refused as retryable (503 send it again) for a payment that can never be booked.
   const force = (enabled: boolean) =>
     call('POST', '/admin/switches', { set: { 'routing.force-degrade': enabled ? { enabled: true, allow: [{ orgIds: ['1001*', '2002'] }] } : { enabled: false } }, reason: 'self payment test' });
   assert.equal((await force(true)).status, 200);

@@ -103,3 +103,20 @@ test('a spill file that could never be written, or a damaged one, is refused at 
   await assert.rejects(start(damaged), (e: Error & { code?: string }) => e.code === 'GOVMAP_DEMO_ENVIRONMENT_INVALID' && /line 1 is not a queued payment this demo wrote .*the file is kept/.test(e.message));
   assert.equal(readFileSync(damaged, 'utf8'), '{"token":"a"\nnot json\n');
 });
+
+test('a spilled line that is JSON but not a queued payment is reported as damaged, naming the file and its line, and kept; one whose route is gone says so', async () => {
+  const spill = join(scratch, 'half-damaged.jsonl');
+  const damaged = '{"token":"t-damaged","attempts":0}';
+  const routeGone = JSON.stringify({ token: 't-gone', lane: 'org-retired', payload: { tag: 'orgId:4004|txnType:pay', route: 'org-retired', payload: { from: 'acct-000001', to: 'acct-000002', amount: '100' } }, acceptedAt: new Date(0).toISOString(), attempts: 0 });
+  writeFileSync(spill, `${damaged}\n${routeGone}\n`);
+  const { result: demo, err } = await captured(() => start(spill));
+  try {
+    assert.match(err, /2 spilled payment\(s\) not restored, kept in .*half-damaged\.jsonl/);
+    assert.match(err, /half-damaged\.jsonl line 1 \(now line 1\): damaged: not a queued payment this demo wrote \(it needs a token, attempts, a route and a valid X-Biz-Tag\): repair it/);
+    assert.match(err, /half-damaged\.jsonl line 2 \(now line 2\): its route "org-retired" has no async lane any more/);
+    assert.doesNotMatch(err.split('\n').filter((line) => line.includes('line 1')).join('\n'), /no async/, 'the damaged line is not said to have lost its route');
+    assert.deepEqual(readFileSync(spill, 'utf8').trim().split('\n').map((line) => JSON.parse(line).token), ['t-damaged', 't-gone']);
+  } finally {
+    await demo.close();
+  }
+});

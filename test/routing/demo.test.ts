@@ -18,6 +18,7 @@ interface Answer {
   status: number;
   route: string | null;
   degraded: string | null;
+  retryAfter: string | null;
   json: any;
 }
 
@@ -28,7 +29,7 @@ async function call(method: string, path: string, options: { tag?: string; body?
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
   const response = await fetch(demo.url + path, { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
   const text = await response.text();
-  return { status: response.status, route: response.headers.get('x-govmap-route'), degraded: response.headers.get('x-govmap-degraded'), json: text.startsWith('{') ? JSON.parse(text) : text };
+  return { status: response.status, route: response.headers.get('x-govmap-route'), degraded: response.headers.get('x-govmap-degraded'), retryAfter: response.headers.get('retry-after'), json: text.startsWith('{') ? JSON.parse(text) : text };
 }
 
 const pay = (org: string, amount = '100') => call('POST', '/payments', { tag: `orgId:${org}|txnType:pay`, body: { from: 'acct-000001', to: 'acct-000002', amount } });
@@ -129,6 +130,24 @@ describe('isolation in the demo', () => {
     assert.equal(routes.find((r: any) => r.id === 'org-1001').breaker, 'OPEN');
     assert.equal(routes.find((r: any) => r.id === 'org-2002-pay').breaker, 'CLOSED');
     await call('POST', '/admin/routing/faults', { body: { target: 'gw-north', failureRate: 0 }, token: TOKEN });
+  });
+
+  test('org 2002\'s degraded payment is answered as not taken: nothing booked, queued or held, send it again later; no money moves', async () => {
+    const force = (enabled: boolean) => call('POST', '/admin/switches', { body: { set: { 'routing.force-degrade': { enabled, allow: [{ orgIds: ['2002'] }] } }, reason: 'demo test: degrade org 2002' }, token: TOKEN });
+    assert.equal((await force(true)).status, 200);
+    try {
+      const before = (await call('GET', '/accounts/acct-000001')).json.balance;
+      const answer = await pay('2002');
+      assert.deepEqual([answer.status, answer.degraded, answer.route, answer.retryAfter], [503, 'mock; reason=FORCED_BY_SWITCH', 'org-2002-pay', '10']);
+      assert.equal(answer.json.error.code, 'SETTLEMENT_GATEWAY_DEGRADED');
+      assert.match(answer.json.error.reason, /not booked, queued or held/);
+      assert.match(answer.json.error.reason, /send it again after retry-after/);
+      assert.doesNotMatch(JSON.stringify(answer.json), /PENDING|manual release/, 'nothing is held: the client must not wait for it');
+      assert.equal(answer.json.token, undefined, 'no token: there is nothing to follow');
+      assert.equal((await call('GET', '/accounts/acct-000001')).json.balance, before, 'no money moved');
+    } finally {
+      await force(false);
+    }
   });
 
   test('fx quotes are served from cache (with their age) while the FX gateway\'s breaker is open', async () => {

@@ -71,6 +71,26 @@ describe('degradation strategies', () => {
     assert.equal(router.status().find((s) => s.id === 'cached')!.cacheEntries, 0);
   });
 
+  test('a handler that adds per-request fields to its answer does not change what later degraded answers serve', async () => {
+    const guards = manualGuards();
+    const router = new Router({ table: document, guards: guards.factory });
+    const live = await asRequest(router, 'orgId:2001|txnType:fx', () => router.execute({ signature: 'GET /fx/EURUSD' }, async () => ({ rate: '1.0842', spread: 12n, legs: [{ ccy: 'EUR' }] })));
+    assert.equal(live.kind, 'live');
+    // The live caller's object is its own to change (not frozen), as before.
+    const answer = live.kind === 'live' ? live.value : assert.fail('live');
+    answer.legs[0]!.ccy = 'GBP';
+    Object.assign(answer, { requestId: 'req-1', customer: 'acct-000001' });
+    guards.open.add('cached');
+    const first = await asRequest(router, 'orgId:2001|txnType:fx', () => router.execute({ signature: 'GET /fx/EURUSD' }, async () => assert.fail('open')));
+    const served = first.kind === 'cache' ? (first.value as Record<string, unknown>) : assert.fail(`expected a cached answer, got ${first.kind}`);
+    assert.deepEqual(served, { rate: '1.0842', spread: 12n, legs: [{ ccy: 'EUR' }] }, 'the answer as the target gave it, bigint kept, without request 1\'s fields');
+    // A degraded answer's handler may add its own request's fields too: the next one never sees them.
+    Object.assign(served, { requestId: 'req-2' });
+    const second = await asRequest(router, 'orgId:2001|txnType:fx', () => router.execute({ signature: 'GET /fx/EURUSD' }, async () => assert.fail('open')));
+    assert.deepEqual(second.kind === 'cache' && second.value, { rate: '1.0842', spread: 12n, legs: [{ ccy: 'EUR' }] });
+    await router.close();
+  });
+
   test('no strategy: 503-style unavailable; a live failure with the breaker closed is the caller\'s error, not a degradation', async () => {
     const guards = manualGuards();
     const router = new Router({ table: document, guards: guards.factory });

@@ -199,6 +199,37 @@ describe('state route table source ordering', () => {
     assert.equal(source.status().errors, 1);
     assert.equal(source.status().version, 7);
   });
+
+  test('a start that timed out leaves nothing running: a store answering late does not change the routes', async () => {
+    const key = '/govmap/routes/default';
+    let handlers: StateWatchHandlers | null = null;
+    let closed = false;
+    // Answers nothing until the test says so, like an etcd that is still connecting.
+    const late = {
+      kind: 'scripted',
+      watch(_prefix: string, h: StateWatchHandlers) {
+        handlers = h;
+        return { close: async () => void (closed = true) };
+      },
+    };
+    const router = new Router({ table: initial, log: () => undefined });
+    const logged: string[] = [];
+    const source = new StateRouteTableSource({ store: late as unknown as StateStore, router, key, startTimeoutMs: 20, log: (m) => logged.push(m) });
+    await assert.rejects(source.start(), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'GOVMAP_ROUTE_TABLE_SOURCE_FAILED');
+      assert.match(error.message, /^route table key \/govmap\/routes\/default \(scripted\): no answer from the store within 20 ms; the watch is closed/);
+      return true;
+    });
+    assert.equal(closed, true, 'the watch was closed when start() failed');
+    // The store answers after all: the service went on without this source, its routes stay.
+    handlers!.onReset([envelope(key, 'gw-late', 3, 30n)]);
+    handlers!.onEvent({ type: 'put', entry: envelope(key, 'gw-later', 4, 40n) });
+    handlers!.onStatus?.('disconnected', new Error('gone'));
+    assert.equal(router.table.decide('1001', 'pay').route.target, 'core');
+    assert.equal(router.table.version, 1);
+    assert.deepEqual([source.status().version, source.status().connected, source.status().errors], [null, false, 0]);
+    assert.deepEqual(logged, []);
+  });
 });
 
 function suite(kind: string, open: () => StateStore | null, skip: string | false): void {
