@@ -1,6 +1,6 @@
-import { constants, existsSync } from 'node:fs';
+import { constants, existsSync, readFileSync } from 'node:fs';
 import type { Stats } from 'node:fs';
-import { access, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, appendFile, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BreakerGroup } from '../src/breaker/index.ts';
@@ -271,7 +271,9 @@ export async function installRouting(context: DemoContext, switches: SwitchBoard
       return;
     }
     try {
-      await writeFile(options.spillFile, remaining.map((job) => JSON.stringify(job)).join('\n') + '\n');
+      // Appended: the file may hold payments kept at start (not restorable, waiting for an
+      // operator); rewriting it with these alone lost them.
+      await appendFile(options.spillFile, spillSeparator(options.spillFile) + remaining.map((job) => JSON.stringify(job)).join('\n') + '\n');
       console.log(`govmap demo: ${remaining.length} queued payment(s) not processed; written to ${options.spillFile}, restored at the next start`);
     } catch (error) {
       listOnStderr(`${options.spillFile} could not be written: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
@@ -420,6 +422,16 @@ async function checkSpillFile(spillFile: string): Promise<void> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'EACCES';
     throw new DemoEnvironmentError(SPILL_VARIABLE, spillFile, `${writable} cannot be written (${code}): payments still queued at shutdown would be lost`, code, error);
+  }
+}
+
+/** A newline first when the spill file's last line lacks one (an operator's edit), so no two lines join. */
+function spillSeparator(spillFile: string): string {
+  try {
+    const text = readFileSync(spillFile, 'utf8');
+    return text === '' || text.endsWith('\n') ? '' : '\n';
+  } catch {
+    return '';
   }
 }
 

@@ -120,3 +120,21 @@ test('a spilled line that is JSON but not a queued payment is reported as damage
     await demo.close();
   }
 });
+
+/**
+ * Spilled payments the demo could not restore are "kept in" the spill file for an operator to
+ * repair. The next shutdown with payments queued rewrote the file with those alone: the kept
+ * ones, said to be safe, were gone.
+ */
+test('payments kept in the spill file (not restored) are still there after the next shutdown spills more', async () => {
+  const spill = join(scratch, 'kept-then-more.jsonl');
+  const routeGone = JSON.stringify({ token: 't-kept', lane: 'org-retired', payload: { tag: 'orgId:4004|txnType:pay', route: 'org-retired', payload: { from: 'acct-000001', to: 'acct-000002', amount: '100' } }, acceptedAt: new Date(0).toISOString(), attempts: 0 });
+  writeFileSync(spill, `${routeGone}\n`);
+  const { result: demo } = await captured(() => start(spill));
+  await queueHeld(demo, 2);
+  const closing = await captured(() => demo.close());
+  assert.match(closing.out, /2 queued payment\(s\) not processed; written to .*kept-then-more\.jsonl/);
+  const tokens = readFileSync(spill, 'utf8').trim().split('\n').map((line) => JSON.parse(line).token as string);
+  assert.equal(tokens.length, 3, tokens.join(', '));
+  assert.equal(tokens[0], 't-kept', 'the payment kept from before is still there');
+});
