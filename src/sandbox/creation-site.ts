@@ -20,6 +20,7 @@
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
+import { monotonicNow } from './monotonic-clock.ts';
 
 /** A creation site as reports show it. `key` groups instances created by the same call path. */
 export interface CreationSite {
@@ -49,7 +50,7 @@ export interface SiteCaptureOptions {
   readonly capturesPerSecond?: number;
   /** Frames kept per site, from the `new` call outwards. Default 6. */
   readonly frames?: number;
-  /** Milliseconds clock for the budget. Default `Date.now`. */
+  /** Milliseconds clock for the budget. Default: the monotonic clock (monotonic-clock.ts), so that a step of the host's clock is not taken for elapsed time. */
   readonly clock?: () => number;
 }
 
@@ -79,7 +80,7 @@ export class SiteCapture {
     refuseUnknownOptions(options, SITE_CAPTURE_OPTIONS, 'SiteCapture');
     this.capturesPerSecond = options.capturesPerSecond ?? 100;
     this.frames = options.frames ?? 6;
-    this.#clock = options.clock ?? Date.now;
+    this.#clock = options.clock ?? monotonicNow;
   }
 
   /**

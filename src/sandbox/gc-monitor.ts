@@ -2,6 +2,7 @@ import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { ConfigurationError } from '../map/errors.ts';
 import { bucketQuantile } from '../map/stats.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
+import { monotonicNow } from './monotonic-clock.ts';
 
 /**
  * Upper bounds (seconds) of the GC pause histogram: from 100 µs (a scavenge of a small young
@@ -30,7 +31,7 @@ export interface GcMonitorOptions {
    * whatever the ratio: 0.1% → 0.2% doubles, but costs nothing. Default 0.001 (0.1%).
    */
   readonly minPauseFraction?: number;
-  /** Milliseconds clock; tests pass a controllable one. Default `Date.now`. */
+  /** Milliseconds clock; tests pass a controllable one. Default: the monotonic clock (monotonic-clock.ts), so that a step of the host's clock is not taken for elapsed time. */
   readonly clock?: () => number;
 }
 
@@ -115,7 +116,7 @@ export class GcMonitor {
     this.windowMs = windowMs;
     this.risingRatio = risingRatio;
     this.minPauseFraction = minPauseFraction;
-    this.#clock = options.clock ?? Date.now;
+    this.#clock = options.clock ?? monotonicNow;
     this.#slotMs = windowMs / SLOTS_PER_WINDOW;
     this.#firstSlot = Math.floor(this.#clock() / this.#slotMs);
   }

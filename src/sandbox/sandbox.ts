@@ -8,6 +8,7 @@ import { GcMonitor } from './gc-monitor.ts';
 import type { GcMonitorOptions } from './gc-monitor.ts';
 import type { IdleSuspect, KeyGrowthSuspect, LeakSuspect, SandboxReport, SiteGrowthSuspect, SiteSummary } from './report.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
+import { monotonicNow } from './monotonic-clock.ts';
 
 /** What the sandbox reads of a map. Any GovernedMap<K, V> fits. */
 export type SandboxedMap = Pick<GovernedMap<unknown, unknown>, 'name' | 'counters' | 'size' | 'disposed'>;
@@ -40,7 +41,7 @@ export interface SandboxOptions {
   readonly maxSuspectsListed?: number;
   /** Called once when a suspect appears (again after it has cleared): hook audit or logs here. */
   readonly onSuspect?: (suspect: LeakSuspect) => void;
-  /** Milliseconds clock; tests pass a controllable one. Default `Date.now`. */
+  /** Milliseconds clock; tests pass a controllable one. Default: the monotonic clock (monotonic-clock.ts), so that a step of the host's clock is not taken for elapsed time. */
   readonly clock?: () => number;
   /** Directory creation-site paths are shown relative to. Default `process.cwd()`. */
   readonly cwd?: string;
@@ -163,7 +164,7 @@ export class Sandbox {
     const captures = wholeNumber('siteCapturesPerSecond', options.siteCapturesPerSecond ?? 100, 0);
     const frames = wholeNumber('siteFrames', options.siteFrames ?? 6, 1);
     if (options.onSuspect !== undefined && typeof options.onSuspect !== 'function') throw new ConfigurationError('onSuspect', 'must be a function when given');
-    this.#clock = options.clock ?? Date.now;
+    this.#clock = options.clock ?? monotonicNow;
     this.#cwd = options.cwd ?? process.cwd();
     this.#onSuspect = options.onSuspect;
     this.#capture = new SiteCapture({ capturesPerSecond: captures, frames, clock: this.#clock });

@@ -89,6 +89,24 @@ describe('leak detection', () => {
     }
   });
 
+  test('the wall clock stepping forward (an NTP correction) does not make a map used a moment ago an IDLE suspect: idleness is measured on a monotonic clock', () => {
+    const realNow = Date.now;
+    let stepped = 0;
+    Date.now = () => realNow() + stepped;
+    const sandbox = new Sandbox({ idleThresholdMs: 60_000, gc: false }).start();
+    try {
+      const recent = new GovernedMap<string, number>({ name: 'fx_rates_live', validate: anyValue });
+      recent.store('EURUSD', 10842);
+      sandbox.sweep(); // sees the store: active now
+      // The host's clock is corrected ten minutes forward before the next sweep, a moment later.
+      stepped = 600_000;
+      assert.deepEqual(ofKind(sandbox.sweep(), 'IDLE'), [], 'used a moment ago: not idle for ten minutes');
+    } finally {
+      Date.now = realNow;
+      sandbox.stop();
+    }
+  });
+
   test('a map idle past the threshold is an IDLE suspect with its creation site; touching it clears it', () => {
     const clock = new FakeClock();
     const seen: LeakSuspect[] = [];
