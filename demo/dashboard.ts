@@ -80,6 +80,8 @@ export interface ChartSample {
   readonly requestsPerSec: number;
   /** Answers that were degraded (mock, cache, async, unavailable, settlement queued) per second. */
   readonly degradedPerSec: number;
+  /** Answers that were 5xx per second, tagged or not (a degraded 503 counts in both). */
+  readonly failedPerSec: number;
 }
 
 /** Static files of the page: URL path -> file and media type. Nothing else is served from disk. */
@@ -123,6 +125,8 @@ class OrgPair {
   readonly txnType: string;
   route: string | null = null;
   lastSeen = 0;
+  /** When it last got a degraded or failed answer (0: never). */
+  lastOffAt = 0;
   readonly #at: Float64Array;
   readonly #status: Uint16Array;
   /** The `x-govmap-degraded` value of each answer, null when it was not degraded. */
@@ -144,6 +148,7 @@ class OrgPair {
     this.#at[i] = at;
     this.#status[i] = status;
     this.#degraded[i] = degraded;
+    if (degraded !== null || status >= 500) this.lastOffAt = at;
     this.#next = i + 1 === this.#at.length ? 0 : i + 1;
     if (this.#count < this.#at.length) this.#count++;
   }
@@ -167,13 +172,17 @@ class OrgPair {
  * route that served it and whether the answer was live, degraded (`x-govmap-degraded`), failed
  * (5xx) or refused (4xx, the caller's fault: still normal service).
  *
- * Invariants: at most `maxPairs` pairs (the least recently seen is dropped for a new one), at
+ * Invariants: at most `maxPairs` pairs (for a new one, the least recently seen of those served
+ * normally over RECENT_MS is dropped, or of all when none was), at
  * most `outcomesKept` outcomes per pair, oldest first; only tagged requests are counted.
  */
 class OrgOutcomes {
   /** org → txnType → pair: two lookups and no key string built per request. */
   readonly #byOrg = new Map<string, Map<string, OrgPair>>();
   #pairCount = 0;
+  /** Pairs dropped for new ones, per second of the last RECENT_MS (second, count), so the page can say how many it does not list. */
+  readonly #droppedSecond = new Float64Array(Math.ceil(RECENT_MS / 1000) + 1);
+  readonly #droppedCount = new Uint32Array(Math.ceil(RECENT_MS / 1000) + 1);
   readonly #maxPairs: number;
   readonly #outcomesKept: number;
 
@@ -187,7 +196,7 @@ class OrgOutcomes {
     let pairs = this.#byOrg.get(org);
     let pair = pairs?.get(txnType);
     if (pair === undefined) {
-      if (this.#pairCount >= this.#maxPairs) this.#dropLeastRecent();
+      if (this.#pairCount >= this.#maxPairs) this.#dropLeastRecent(at);
       pair = new OrgPair(org, txnType, this.#outcomesKept);
       if (pairs === undefined) this.#byOrg.set(org, (pairs = new Map<string, OrgPair>()));
       pairs.set(txnType, pair);
@@ -198,14 +207,41 @@ class OrgOutcomes {
     pair.push(at, status, degraded);
   }
 
-  #dropLeastRecent(): void {
+  /**
+   * Drops the least recently seen pair that got only normal answers lately; only when every pair
+   * kept was degraded or failing lately, the least recently seen of all. Plain LRU let a flood of
+   * healthy orgs push the one failing org off the table (and off the fault knob's list).
+   */
+  #dropLeastRecent(now: number): void {
     let oldest: OrgPair | null = null;
-    for (const pairs of this.#byOrg.values()) for (const p of pairs.values()) if (oldest === null || p.lastSeen < oldest.lastSeen) oldest = p;
+    let oldestNormal: OrgPair | null = null;
+    for (const pairs of this.#byOrg.values()) {
+      for (const p of pairs.values()) {
+        if (oldest === null || p.lastSeen < oldest.lastSeen) oldest = p;
+        if (now - p.lastOffAt > RECENT_MS && (oldestNormal === null || p.lastSeen < oldestNormal.lastSeen)) oldestNormal = p;
+      }
+    }
+    oldest = oldestNormal ?? oldest;
     if (oldest === null) return;
+    const second = Math.floor(now / 1000);
+    const slot = second % this.#droppedSecond.length;
+    if (this.#droppedSecond[slot] !== second) {
+      this.#droppedSecond[slot] = second;
+      this.#droppedCount[slot] = 0;
+    }
+    this.#droppedCount[slot]!++;
     const pairs = this.#byOrg.get(oldest.org)!;
     pairs.delete(oldest.txnType);
     if (pairs.size === 0) this.#byOrg.delete(oldest.org);
     this.#pairCount--;
+  }
+
+  /** Pairs dropped from the table (for newer ones) over about the last RECENT_MS. */
+  droppedRecently(now: number): number {
+    const second = Math.floor(now / 1000);
+    let dropped = 0;
+    for (let i = 0; i < this.#droppedSecond.length; i++) if (second - this.#droppedSecond[i]! < this.#droppedSecond.length - 1) dropped += this.#droppedCount[i]!;
+    return dropped;
   }
 
   /** Each pair with what it got over the last `recentMs`: "normal", the degradation, or "failing". */
@@ -264,6 +300,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
   const orgs = new OrgOutcomes();
   let requests = 0;
   let degradedAnswers = 0;
+  let failedAnswers = 0;
   const observe = (req: IncomingMessage, res: ServerResponse, biz: BizContext | undefined): void => {
     const url = req.url ?? '/';
     // The page's own requests are not traffic; only "/", "/events" and "/dashboard/..." can be.
@@ -275,6 +312,8 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
     requests++;
     const degraded = res.getHeader('x-govmap-degraded');
     if (typeof degraded === 'string') degradedAnswers++;
+    // Untagged answers have no org row: a Redis outage (every balance read 503) showed nowhere.
+    if (res.statusCode >= 500) failedAnswers++;
     const tag = biz?.tag ?? null;
     const org = tag?.orgId;
     if (org === undefined) return;
@@ -336,7 +375,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
     for (const count of sources.routing.router.tagRejections.values()) refused += count;
     return requests + refused;
   };
-  let previous = { at: Date.now(), loads: map.counters.loads, writes: map.counters.writes, rejections: rejectionTotals(), requests: answered(), degraded: degradedAnswers };
+  let previous = { at: Date.now(), loads: map.counters.loads, writes: map.counters.writes, rejections: rejectionTotals(), requests: answered(), degraded: degradedAnswers, failed: failedAnswers };
   const sample = (): ChartSample => {
     const now = Date.now();
     const c = map.counters;
@@ -363,8 +402,9 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
       rejectionsPerSec,
       requestsPerSec: round((answeredNow - previous.requests) / seconds, 1),
       degradedPerSec: round((degradedAnswers - previous.degraded) / seconds, 1),
+      failedPerSec: round((failedAnswers - previous.failed) / seconds, 1),
     };
-    previous = { at: now, loads: c.loads, writes: c.writes, rejections, requests: answeredNow, degraded: degradedAnswers };
+    previous = { at: now, loads: c.loads, writes: c.writes, rejections, requests: answeredNow, degraded: degradedAnswers, failed: failedAnswers };
     history.push(point);
     if (history.length > historySamples) history.shift();
     return point;
@@ -442,6 +482,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
       targets: sources.routing.targets(),
       routing: { decisions: { ...sources.routing.router.decisions }, tagRejections: Object.fromEntries(sources.routing.router.tagRejections) },
       orgs: orgs.view(now, RECENT_MS),
+      orgsNotListed: orgs.droppedRecently(now),
       switches: {
         version: snapshot.version,
         updatedAt: snapshot.updatedAt,

@@ -174,8 +174,9 @@
       ],
       ['req', `${fmt(s.sample.requestsPerSec)}/s`],
       ['degraded', `${fmt(s.sample.degradedPerSec, 1)}/s`],
+      ['failed', `${fmt(s.sample.failedPerSec, 1)}/s`, 'answers with a 5xx status, tagged or not (a 503 of a route without a live target counts as degraded too)'],
     ];
-    $('#facts').replaceChildren(...facts.map(([k, v, title]) => h('span', { 'data-fact': k.split(' ')[0], title }, h('span', { class: 'muted' }, `${k} `), h('b', {}, v))));
+    $('#facts').replaceChildren(...facts.map(([k, v, title]) => h('span', { 'data-fact': k.split(' ')[0], title, class: k === 'failed' && s.sample.failedPerSec > 0 ? 'bad' : undefined }, h('span', { class: 'muted' }, `${k} `), h('b', {}, v))));
   }
 
   function renderOrgs(s) {
@@ -194,6 +195,9 @@
     });
     $('#orgs tbody').replaceChildren(...rows);
     $('#orgs .empty').hidden = rows.length > 0;
+    const notListed = $('#orgs-not-listed');
+    notListed.hidden = !(s.orgsNotListed > 0);
+    notListed.textContent = s.orgsNotListed > 0 ? `${fmt(s.orgsNotListed)} more org/txnType pair(s) had answers in the last 10 s but are not listed: the table keeps ${fmt(rows.length)}, degraded and failing ones first.` : '';
   }
 
   /** The fault of every org without its own (the latest state's), which each knob completes. */
@@ -261,6 +265,7 @@
           h('td', {}, r.degradation),
           h('td', { class: 'state' }, badge(r.breaker, stateTone(r.breaker))),
           h('td', { class: 'num' }, fmt(c.live)),
+          h('td', { class: 'num failed' }, fmt(c.failed)),
           h('td', { class: 'num' }, fmt(degraded)),
           h('td', { class: 'num' }, r.asyncQueued === null ? '–' : fmt(r.asyncQueued)),
         );
@@ -317,7 +322,13 @@
     }
     $('#audit-tail').hidden = false;
     const v = a.verify;
-    if (v === null) {
+    const r = a.recorder;
+    // The spool on disk can verify while nothing new reaches it (a full or failed disk): the
+    // verification alone showed "chain verified" for an audit trail that had stopped.
+    if (r && r.healthy === false) {
+      status.replaceChildren(badge('spool NOT WRITTEN', 'bad'));
+      status.dataset.status = 'unhealthy';
+    } else if (v === null) {
       status.replaceChildren(badge('verifying…', 'info'));
       status.dataset.status = 'verifying';
     } else if (v.ok) {
@@ -331,8 +342,9 @@
     $('#audit-summary').textContent = v
       ? `${fmt(v.records)} records, ${fmt(v.seals)} seals in ${v.files} file(s), last seq ${fmt(v.lastSeq)}, ${v.gaps} gap(s); checked ${clock(v.checkedAt)} in ${v.ms} ms (every ${a.verifyIntervalMs / 1000} s).${where}${v.error ? ` ${v.error}` : ''}`
       : `Spool ${a.dir}: first verification running.`;
-    const r = a.recorder;
     if (r) {
+      if (r.healthy === false) $('#audit-summary').textContent += ` The spool cannot be written: ${fmt(r.backlogRecords)} record(s) wait in memory.`;
+      if (r.writesLost > 0 || r.readsDropped > 0) $('#audit-summary').textContent += ` Not recorded: ${fmt(r.writesLost)} write(s) lost, ${fmt(r.readsDropped)} read(s) dropped (named by AUDIT_GAP records).`;
       const path = r.writeJournal ? `through the write journal (${fmt(r.journalUsedBytes / 1024, 1)} KiB of ${fmt(r.journalCapacityBytes / 1048576)} MiB waiting)` : 'by write(2), one per record';
       $('#audit-summary').textContent += ` Writes reach the OS ${path}; read ring ${fmt(r.ringUsedBytes / 1024, 1)} KiB used.`;
     }

@@ -19,6 +19,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { createAuditRecorder } from '../../src/audit/index.ts';
+import { GovernedMap, reject } from '../../src/map/index.ts';
 import { startDemo } from '../../demo/server.ts';
 import type { DemoService } from '../../demo/server.ts';
 
@@ -351,6 +353,65 @@ describe('the page when the stream is refused, stalls, or the service restarts',
       await page.waitForFunction(() => /up \d+ s/.test(document.querySelector('#facts')?.textContent ?? ''), undefined, { timeout: 10_000 });
       assert.equal(await page.evaluate(() => document.body.hasAttribute('data-stale')), false);
     } finally {
+      await page.close();
+      await demo.close();
+    }
+  });
+
+  test('an audit spool that cannot be written is shown as not written, not as a verified chain', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-dashboard-unwritable-'));
+    // Without the journal the fault hook breaks this thread's own writes, as a full disk would.
+    const recorder = await createAuditRecorder({ dir, actor: 'dashboard-test/1', writeJournal: false });
+    const map = new GovernedMap<string, bigint>({ name: 'positions', validate: (_k, v) => (v >= 0n ? true : reject('NEGATIVE', 'below zero')) });
+    recorder.attach(map);
+    map.store('pos-1', 100n);
+    await recorder.flush();
+    recorder.faultSpoolForTesting(true);
+    map.store('pos-2', 200n);
+    assert.equal(recorder.healthy, false);
+    const demo = await startDemo({ port: 0, accounts: 5, dashboard: { intervalMs: 200, verifyIntervalMs: 200, audit: { dir, stats: () => recorder.stats() } }, sandbox: { stateDirectory: null } });
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${demo.url}/`);
+      await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+      // What is on disk verifies; what is being recorded does not reach it.
+      await page.waitForFunction(() => document.querySelector('#audit-status')?.getAttribute('data-status') !== 'verifying', undefined, { timeout: 10_000 });
+      assert.equal(await page.getAttribute('#audit-status', 'data-status'), 'unhealthy');
+      assert.equal(await page.textContent('#audit-status'), 'spool NOT WRITTEN');
+      assert.match((await page.textContent('#audit-summary')) ?? '', /The spool cannot be written: [0-9,]+ record\(s\) wait in memory/);
+    } finally {
+      await page.close();
+      await demo.close();
+      recorder.faultSpoolForTesting(false);
+      await recorder.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a route failing every call shows its failures in the header and in the route table', async () => {
+    const token = 'dashboard-test-token-0123456789';
+    const demo = await startDemo({ port: 0, accounts: 5, adminToken: token, dashboard: { intervalMs: 200 }, sandbox: { stateDirectory: null } });
+    const page = await browser.newPage();
+    let sending = true;
+    const post = (path: string, body: unknown, auth?: string): Promise<Response> =>
+      fetch(demo.url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...(auth === undefined ? {} : { authorization: `Bearer ${auth}` }) }, body: JSON.stringify(body) });
+    try {
+      await (await post('/admin/routing/faults', { target: 'gw-core', failureRate: 1 }, token)).arrayBuffer();
+      // Untagged payments: the default route, whose target now fails every call (502).
+      const failing = (async () => {
+        while (sending) {
+          await (await post('/payments', { from: 'acct-000001', to: 'acct-000002', amount: '5' })).arrayBuffer();
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })();
+      await page.goto(`${demo.url}/`);
+      await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+      await page.waitForFunction(() => Number(document.querySelector('#routes tr[data-route="default"] .failed')?.textContent?.replace(/,/g, '') ?? 0) > 0, undefined, { timeout: 10_000 });
+      await page.waitForFunction(() => /^failed [1-9]/.test(document.querySelector('#facts [data-fact="failed"]')?.textContent ?? ''), undefined, { timeout: 10_000 });
+      sending = false;
+      await failing;
+    } finally {
+      sending = false;
       await page.close();
       await demo.close();
     }

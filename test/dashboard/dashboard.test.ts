@@ -279,6 +279,66 @@ describe('the fault knob acts on one org', () => {
   });
 });
 
+describe('many orgs at once', () => {
+  test('an org that is failing stays listed when hundreds of other orgs send traffic, and the page is told how many pairs were left out', async () => {
+    const demo = await startDemo({ port: 0, accounts: 5, adminToken: TOKEN, dashboard: { intervalMs: 200 }, sandbox: { stateDirectory: null } });
+    try {
+      await (await fetch(`${demo.url}/admin/faults`, json({ org: '3003', failureRate: 1 }, TOKEN))).arrayBuffer();
+      const pay = await fetch(`${demo.url}/payments`, { ...json({ from: 'acct-000001', to: 'acct-000002', amount: '10' }), headers: { 'content-type': 'application/json', 'x-biz-tag': 'orgId:3003|txnType:pay' } });
+      assert.equal(pay.status, 502);
+      await pay.arrayBuffer();
+      // Then 300 other orgs read a balance each, all served normally.
+      for (let i = 0; i < 300; i += 50) {
+        await Promise.all(
+          Array.from({ length: 50 }, async (_, j) => {
+            const answer = await fetch(`${demo.url}/accounts/acct-000001`, { headers: { 'x-biz-tag': `orgId:1001-${i + j}|txnType:read` } });
+            assert.equal(answer.status, 200);
+            await answer.arrayBuffer();
+          }),
+        );
+      }
+      const seen = await events(`${demo.url}/events`, (name) => name === 'state');
+      const state = seen.at(-1)!.data;
+      assert.ok(state.orgs.length <= 64, `bounded: ${state.orgs.length} rows`);
+      const row = state.orgs.find((o: any) => o.org === '3003' && o.txnType === 'pay');
+      assert.deepEqual([row?.getting, row?.detail], ['failing', 'HTTP 502']);
+      assert.equal(state.orgsNotListed, 301 - state.orgs.length);
+    } finally {
+      await demo.close();
+    }
+  });
+});
+
+describe('answers that fail', () => {
+  test('untagged requests answered 5xx show as failed per second: a service failing every call does not look healthy', async () => {
+    // Failures outside X-Biz-Tag traffic (Redis unreachable, a failing default route) were in no
+    // figure of the page: the header said "req 5/s, degraded 0/s" and every org row was normal.
+    const demo = await startDemo({ port: 0, accounts: 5, adminToken: TOKEN, dashboard: { intervalMs: 200 }, sandbox: { stateDirectory: null } });
+    let sending = true;
+    const failing = (async () => {
+      while (sending) {
+        const answer = await fetch(`${demo.url}/payments`, json({ from: 'acct-000001', to: 'acct-000002', amount: '5' }));
+        // 502 while the route's breaker is closed; 503 (unavailable, degraded) once it opens.
+        assert.ok(answer.status >= 500, `HTTP ${answer.status}`);
+        await answer.arrayBuffer();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    try {
+      const set = await fetch(`${demo.url}/admin/routing/faults`, json({ target: 'gw-core', failureRate: 1 }, TOKEN));
+      assert.equal(set.status, 200);
+      await set.arrayBuffer();
+      const seen = await events(`${demo.url}/events`, (name, data) => name === 'state' && data.sample.requestsPerSec > 0 && data.sample.failedPerSec > 0, 3_000);
+      const sample = seen.at(-1)!.data.sample;
+      assert.ok(sample.failedPerSec <= sample.requestsPerSec, JSON.stringify(sample));
+    } finally {
+      sending = false;
+      await failing.catch(() => undefined);
+      await demo.close();
+    }
+  });
+});
+
 describe('the audit panel over a real spool', () => {
   let dir: string;
   before(async () => {
