@@ -33,6 +33,9 @@ export class StateStoreClosedError extends GovMapError {
   }
 }
 
+/** Upper bound of a value, bytes of UTF-8: what govmap's file sources take, and room within etcd's 1.5 MiB request limit. */
+export const MAX_VALUE_BYTES = 1024 * 1024;
+
 /** Upper bound of a key, bytes: far above any key govmap writes, far below etcd's 1.5 MiB request limit. */
 export const MAX_KEY_LENGTH = 512;
 
@@ -68,6 +71,15 @@ export class StateArgumentError extends GovMapError {
  */
 export function assertWrite(value: unknown, expected: unknown): void {
   if (typeof value !== 'string') throw new StateArgumentError('compareAndSet', 'value', 'the value is JSON text (a string)', value);
+  // Refused here, by every store, and not left to etcd: it fails an oversized request as
+  // "unavailable" after the client retried it, and those failures open the etcd client's own
+  // breaker, which then fails every call of every consumer of the store for seconds. A limit
+  // the memory and file stores did not share would let a value pass every test and fail in production.
+  if (value.length > MAX_VALUE_BYTES / 3 && Buffer.byteLength(value, 'utf8') > MAX_VALUE_BYTES) {
+    throw new StateArgumentError('compareAndSet', 'value', `a value is at most ${MAX_VALUE_BYTES} bytes of UTF-8 (${Buffer.byteLength(value, 'utf8')} given)`, `${value.slice(0, 40)}...`);
+  }
+  // etcd would store U+FFFD in its place: the value read back would differ from the one written.
+  if (LONE_SURROGATE.test(value)) throw new StateArgumentError('compareAndSet', 'value', 'a value must be well-formed Unicode (no unpaired surrogate)', value.slice(0, 200));
   if (expected !== null && typeof expected !== 'bigint') {
     throw new StateArgumentError('compareAndSet', 'expected', 'a revision (bigint) read from the store, or null for "only if absent"', expected);
   }

@@ -81,7 +81,7 @@ export class EtcdStateStore implements StateStore {
     this.#open('get');
     assertStateKey(key);
     const client = await this.client();
-    const response = await this.#call('get', () => client.get(key).exec());
+    const response = await this.#call(`get ${key}`, () => client.get(key).exec());
     const kv = response.kvs[0];
     return kv === undefined ? undefined : toEntry(kv);
   }
@@ -100,7 +100,7 @@ export class EtcdStateStore implements StateStore {
     const put = client.put(key).value(value);
     if (lease !== undefined) put.lease(lease.id);
     const txn = expected === null ? client.if(key, 'Create', '==', 0) : client.if(key, 'Mod', '==', expected.toString());
-    const response = await this.#call('compareAndSet', () => txn.then(put).else(client.get(key)).commit()).catch(async (error: unknown) => {
+    const response = await this.#call(`compareAndSet ${key}`, () => txn.then(put).else(client.get(key)).commit()).catch(async (error: unknown) => {
       // etcd ended the lease (expired while this process was paused, revoked by someone else)
       // before our keep-alive, up to a third of its TTL away, noticed: the store answered, so
       // it is not "unavailable", and the holder must hear now that it needs a new lease.
@@ -121,10 +121,10 @@ export class EtcdStateStore implements StateStore {
     assertDeleteRevision(expected);
     const client = await this.client();
     if (expected === undefined) {
-      const response = await this.#call('delete', () => client.delete().key(key).exec());
+      const response = await this.#call(`delete ${key}`, () => client.delete().key(key).exec());
       return Number(response.deleted) > 0;
     }
-    const response = await this.#call('delete', () => client.if(key, 'Mod', '==', expected.toString()).then(client.delete().key(key)).commit());
+    const response = await this.#call(`delete ${key}`, () => client.if(key, 'Mod', '==', expected.toString()).then(client.delete().key(key)).commit());
     return response.succeeded;
   }
 
@@ -140,6 +140,12 @@ export class EtcdStateStore implements StateStore {
       lease.release();
       throw error;
     });
+    // close() ran meanwhile and released the leases it knew: this one would be kept alive by
+    // nobody's choice until the client closed.
+    if (this.#closed) {
+      lease.release();
+      throw new StateStoreClosedError(this.kind, 'grantLease');
+    }
     wrapped.granted(id);
     this.#leases.add(wrapped);
     return wrapped;
@@ -174,7 +180,7 @@ export class EtcdStateStore implements StateStore {
     this.#open('list');
     assertStateKey(prefix, 'prefix');
     const client = await this.client();
-    const response = await this.#call('list', () => client.getAll().prefix(prefix).sort('Key', 'Ascend').exec());
+    const response = await this.#call(`list ${prefix}`, () => client.getAll().prefix(prefix).sort('Key', 'Ascend').exec());
     return { entries: response.kvs.map(toEntry), revision: BigInt(response.header.revision) };
   }
 

@@ -21,8 +21,13 @@ const FILE_STORE_OPTIONS = optionKeys<FileStateStoreOptions>({
   directory: true, pollIntervalMs: true,
 });
 
-/** A key's file name is its URI-encoding; file systems allow 255 bytes per name. */
-const MAX_FILE_NAME = 250;
+/**
+ * A key's file name is its URI-encoding plus `.json`; file systems allow 255 bytes per name, and
+ * the longest name made from it is the temporary of a write, `<name>.<pid>.<8 hex>.tmp` (a pid
+ * has up to 7 digits): a longer key would be accepted and then fail every write as
+ * ENAMETOOLONG, reported as the store being unavailable.
+ */
+const MAX_FILE_NAME = 255 - '.1234567.12345678.tmp'.length;
 /** A lock older than this was left by a process that died holding it, milliseconds. */
 const STALE_LOCK_MS = 5_000;
 const LOCK_RETRY_MS = 5;
@@ -49,6 +54,11 @@ interface FileWatcher {
   /** Revision of every key this watcher has reported, to emit only changes. */
   known: Map<string, bigint> | null;
   /**
+   * Text of the keys last reported at revision 0 (files that are not our envelope, edited by
+   * hand): every edit of one reads revision 0 again, so only the text tells a change.
+   */
+  readonly foreign: Map<string, string>;
+  /**
    * Keys this store's own writes reported to the watcher, with the scan number current then. A
    * scan whose listing began no later than that (its number is not larger) may hold the key's
    * older state, so it leaves the key to the next scan.
@@ -74,8 +84,9 @@ interface FileWatcher {
  *   of its time to live; an entry whose lease file is gone or expired reads as absent, and is
  *   deleted by the next process that looks. A process that dies therefore loses its entries
  *   after the lease's time to live, as with etcd; one that restarts within it finds them.
- * - watches poll the directory (file size and mtime decide what to re-read), and writes made
- *   through this instance are delivered at once; a scan whose listing began before such a write
+ * - watches poll the directory (each scan reads every file under the prefix: a change is a new
+ *   revision, or new text in a file that is not our envelope), and writes made through this
+ *   instance are delivered at once; a scan whose listing began before such a write
  *   leaves that key to the next scan, so a watch never goes back to a key's older state. A scan
  *   that fails (directory gone, a file that cannot be read) reports `disconnected` once; the next
  *   scan that succeeds reports `connected`.
@@ -187,6 +198,9 @@ export class FileStateStore implements StateStore {
     const id = `${process.pid}-${randomBytes(6).toString('hex')}`;
     const lease = new FileLease(id, ttlSeconds, join(this.#leaseDir, id), (gone) => this.#endLease(gone), (gone) => this.#leases.delete(gone.id));
     await lease.renew().catch(unavailable(this.kind, 'grantLease'));
+    // close() ran meanwhile and stopped the leases it knew: this one would be renewed for the
+    // life of the process. Never started, its file runs out after its TTL.
+    if (this.#closed) throw new StateStoreClosedError(this.kind, 'grantLease');
     lease.start();
     this.#leases.set(id, lease);
     return lease;
@@ -195,10 +209,12 @@ export class FileStateStore implements StateStore {
   watch(prefix: string, handlers: StateWatchHandlers): StateWatch {
     this.#open('watch');
     assertStateKey(prefix, 'prefix');
-    const watcher: FileWatcher = { prefix, handlers: guardHandlers(this.kind, prefix, handlers), known: null, ownWrites: new Map(), connected: true, closed: false };
+    const watcher: FileWatcher = { prefix, handlers: guardHandlers(this.kind, prefix, handlers), known: null, foreign: new Map(), ownWrites: new Map(), connected: true, closed: false };
     this.#watchers.add(watcher);
     this.#timer ??= setInterval(() => void this.#poll(), this.pollIntervalMs).unref();
-    void this.#poll();
+    // A scan already under way (another watch's) took its list of watchers before this one:
+    // without a scan after it, this watch's first content would wait a whole poll interval.
+    void (this.#polling ?? Promise.resolve()).then(() => this.#poll());
     return {
       close: async () => {
         watcher.closed = true;
@@ -256,6 +272,7 @@ export class FileStateStore implements StateStore {
       }
       if (watcher.known === null) {
         watcher.known = new Map(entries.map((e) => [e.key, e.revision]));
+        for (const e of entries) if (e.revision === 0n) watcher.foreign.set(e.key, e.value);
         watcher.handlers.onReset(entries);
         continue;
       }
@@ -265,14 +282,17 @@ export class FileStateStore implements StateStore {
         // A handler may close the watch: the rest of this scan is then for nobody.
         if (watcher.closed) break;
         seen.add(entry.key);
-        if (ownLater(entry.key) || watcher.known.get(entry.key) === entry.revision) continue;
+        if (ownLater(entry.key) || (watcher.known.get(entry.key) === entry.revision && (entry.revision !== 0n || watcher.foreign.get(entry.key) === entry.value))) continue;
         watcher.known.set(entry.key, entry.revision);
+        if (entry.revision === 0n) watcher.foreign.set(entry.key, entry.value);
+        else watcher.foreign.delete(entry.key);
         watcher.handlers.onEvent({ type: 'put', entry });
       }
       for (const [key, revision] of watcher.known) {
         if (watcher.closed) break;
         if (seen.has(key) || ownLater(key)) continue;
         watcher.known.delete(key);
+        watcher.foreign.delete(key);
         watcher.handlers.onEvent({ type: 'delete', key, revision: revision + 1n });
       }
       // What the next scan lists begins after these writes: it can judge their keys again.
@@ -297,6 +317,7 @@ export class FileStateStore implements StateStore {
           if (!watcher.known.has(key)) continue;
           watcher.known.delete(key);
         }
+        watcher.foreign.delete(key);
         watcher.handlers.onEvent(event);
       }
     });

@@ -192,7 +192,7 @@ describe('cluster sync on the memory store', () => {
     const dir = await mkdtemp(join(tmpdir(), 'govmap-breaker-'));
     const store = new FileStateStore({ directory: dir, pollIntervalMs: 20 });
     const logged: string[] = [];
-    // 37 + 64 + 128 characters, and each "/" of the key takes 3 in a file name: past its 245.
+    // 37 + 64 + 128 characters, and each "/" of the key takes 3 in a file name: past its 229.
     const sync = new BreakerClusterSync({ store, prefix: '/govmap/clearing-production-eu-west-1', instance: 'i'.repeat(128), log: (message) => logged.push(message), retryMinMs: 10, retryMaxMs: 20 });
     try {
       await sync.start();

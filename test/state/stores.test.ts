@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
-import { EtcdStateStore, FileStateStore, MemoryStateStore, StateArgumentError, StateKeyError, StateLeaseLostError, StateStoreUnavailableError, openStateStore } from '../../src/state/index.ts';
+import { EtcdStateStore, FileStateStore, MemoryStateStore, StateArgumentError, StateKeyError, StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, openStateStore } from '../../src/state/index.ts';
 import type { StateEntry, StateEvent, StateStore } from '../../src/state/index.ts';
 import { ConfigurationError } from '../../src/map/index.ts';
 import { TcpProxy, etcdEndpoints } from './tcp-proxy.ts';
@@ -208,6 +208,20 @@ function contract(name: string, open: () => Promise<StateStore>, options: { skip
       await store.close();
     });
 
+    test('a value etcd could not take (over 1 MiB of UTF-8, or an unpaired surrogate) is refused by every store with a typed error naming the rule; nothing is written', async () => {
+      const store = await open();
+      const k = key();
+      const refused = (rule: RegExp) => (e: unknown) => e instanceof StateArgumentError && e.code === 'GOVMAP_STATE_ARGUMENT_INVALID' && e.details.argument === 'value' && rule.test(e.message);
+      const largest = `"${'x'.repeat(1024 * 1024 - 2)}"`;
+      await assert.rejects(store.compareAndSet(k, `"${'é'.repeat(512 * 1024)}"`, null), refused(/1048576 bytes/));
+      await assert.rejects(store.compareAndSet(k, '"broken \uD800"', null), refused(/unpaired surrogate/));
+      assert.equal(await store.get(k), undefined);
+      const written = await store.compareAndSet(k, largest, null);
+      assert.ok(written.ok, 'exactly 1 MiB is taken');
+      assert.equal((await store.get(k))?.value.length, largest.length);
+      await store.close();
+    });
+
     test('a watch sees every key of a revoked lease deleted, not only the first (etcd deletes them in one revision)', async () => {
       const store = await open();
       const sub = `${prefix}lease-watch-${n++}/`;
@@ -281,6 +295,60 @@ describe('file store specifics', () => {
     await writeFile(join(dir, `${encodeURIComponent('/govmap/circuit/s/x')}.json`), 'garbage');
     await until('the foreign file is seen', () => r.events.length === 1);
     assert.deepEqual(r.events[0], { type: 'put', entry: { key: '/govmap/circuit/s/x', value: 'garbage', revision: 0n } });
+    await watch.close();
+    await store.close();
+  });
+
+  test('a second watch opened while the first one\'s first scan is under way gets its current content at once, not a poll interval later', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    // One process, one store for breakers and switches: its own writes reach its watches at
+    // once, so it polls for other processes' writes rarely.
+    const store = new FileStateStore({ directory: dir, pollIntervalMs: 60_000 });
+    await store.compareAndSet('/govmap/switch/sepa-instant', '{"value":true}', null);
+    const breakers = recorder();
+    const switches = recorder();
+    const first = store.watch('/govmap/circuit', breakers.handlers);
+    const second = store.watch('/govmap/switch/', switches.handlers);
+    await until('both resets', () => breakers.resets.length === 1 && switches.resets.length === 1, 2_000);
+    assert.deepEqual(switches.resets[0]!.map((e) => e.value), ['{"value":true}']);
+    await first.close();
+    await second.close();
+    await store.close();
+  });
+
+  test('a lease still being granted when close() is called is refused with StateStoreClosedError and never renewed: its file runs out', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    const store = new FileStateStore({ directory: dir });
+    const granting = store.grantLease(1); // a service shutting down while its breaker sync starts
+    await store.close();
+    await assert.rejects(granting, (e: unknown) => e instanceof StateStoreClosedError && e.code === 'GOVMAP_STATE_STORE_CLOSED');
+    const [file] = await readdir(join(dir, '.leases'));
+    const expiry = async (): Promise<number> => (JSON.parse(await readFile(join(dir, '.leases', file!), 'utf8')) as { expiresAt: number }).expiresAt;
+    const first = await expiry();
+    await new Promise((resolve) => setTimeout(resolve, 800)); // two renewals of a 1 s lease
+    assert.equal(await expiry(), first, 'renewed after close()');
+  });
+
+  test('a file edited by hand twice reaches a watch twice: the second edit is not lost for having revision 0 again', async () => {
+    const { dir, store, r, watch } = await watchedFileStore(20);
+    const file = join(dir, `${encodeURIComponent('/govmap/switch/sepa-instant')}.json`);
+    // As an editor saves (`sed -i`, vim): a new file renamed over the old, never read half-written.
+    const edit = async (text: string): Promise<void> => {
+      await writeFile(`${file}.edit`, text);
+      await rename(`${file}.edit`, file);
+    };
+    await edit('{"value":true}');
+    await until('the first edit is seen', () => r.events.length === 1);
+    await edit('{"value":false}');
+    await until('the second edit is seen', () => r.events.length === 2, 2_000);
+    assert.deepEqual(r.events[1], { type: 'put', entry: { key: '/govmap/switch/sepa-instant', value: '{"value":false}', revision: 0n } });
+    // The same text written again is no change.
+    await edit('{"value":false}');
+    await store.poll();
+    await store.poll();
+    assert.equal(r.events.length, 2);
     await watch.close();
     await store.close();
   });
@@ -417,6 +485,35 @@ describe('file store specifics', () => {
   });
 });
 
+describe('file store key lengths', () => {
+  test('every key the file store accepts can be written, read, deleted and have a stale lock broken; the first longer one is a StateKeyError, not "unavailable"', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    const store = new FileStateStore({ directory: dir });
+    const refused: number[] = [];
+    for (let length = 200; ; length++) {
+      const key = `/${'a'.repeat(length - 3)}`; // "/" takes 3 in a file name
+      assert.equal(encodeURIComponent(key).length, length);
+      let result;
+      try {
+        result = await store.compareAndSet(key, '"x"', null);
+      } catch (error) {
+        assert.ok(error instanceof StateKeyError && error.code === 'GOVMAP_STATE_KEY_INVALID', `${length}: ${String(error)}`);
+        break;
+      }
+      assert.ok(result.ok, `${length}`);
+      assert.equal((await store.get(key))?.value, '"x"', `${length}`);
+      // A lock its holder left behind: breaking it makes a name longer than the lock's own.
+      const lock = join(dir, `${encodeURIComponent(key)}.json.lock`);
+      await writeFile(lock, '');
+      await utimes(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+      if (!(await store.delete(key).catch(() => false))) refused.push(length);
+    }
+    assert.deepEqual(refused, [], 'accepted keys whose writes fail');
+    await store.close();
+  });
+});
+
 describe('file store on a broken file system', () => {
   test('a corrupt lease file reads as an ended lease: never a SyntaxError, and the holder is told, without an unhandled rejection', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
@@ -494,6 +591,24 @@ describe('etcd store options', () => {
       );
     }
     assert.deepEqual(new EtcdStateStore({ endpoints: 'etcd-1:1,https://etcd-2:65535/' }).endpoints, ['http://etcd-1:1', 'https://etcd-2:65535']);
+  });
+
+  test('an etcd that cannot be reached fails each operation with StateStoreUnavailableError naming the store, the operation and its key, as the file store does', async () => {
+    const store = new EtcdStateStore({ endpoints: `127.0.0.1:${await freePort()}`, callTimeoutMs: 300, dialTimeoutMs: 300 });
+    try {
+      const key = '/govmap/switch/sepa-instant';
+      for (const [operation, call] of [
+        ['get', () => store.get(key)],
+        ['compareAndSet', () => store.compareAndSet(key, '{}', null)],
+        ['delete', () => store.delete(key)],
+        ['delete', () => store.delete(key, 7n)],
+        ['list', () => store.list('/govmap/switch/')],
+      ] as const) {
+        await assert.rejects(call(), (e: unknown) => e instanceof StateStoreUnavailableError && e.message.startsWith(`state store "etcd": ${operation} /govmap/switch/`), operation);
+      }
+    } finally {
+      await store.close();
+    }
   });
 });
 
@@ -631,6 +746,27 @@ describe('etcd store against a real etcd', { skip: 'skip' in etcd ? etcd.skip : 
       await watched.close();
       await direct.close();
       await proxy.close();
+      await server.stop();
+    }
+  });
+});
+
+describe('etcd store on a private etcd', { skip: etcdBinary() === null ? 'no etcd binary for a private etcd' : undefined }, () => {
+  test('a value too large for etcd is refused before it is sent: the store goes on serving, instead of the etcd client\'s breaker failing every call as "unavailable"', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-etcd-'));
+    dirs.push(dir);
+    const server = new PrivateEtcd(etcdBinary()!, dir, await freePort(), await freePort());
+    await server.start();
+    const store = new EtcdStateStore({ endpoints: server.url });
+    try {
+      const switches = '/govmap-test/switch/';
+      await assert.rejects(store.compareAndSet(`${switches}huge`, `"${'x'.repeat(2 * 1024 * 1024)}"`, null), (e: unknown) => e instanceof StateArgumentError && e.details.argument === 'value');
+      // Another consumer of the same store, right after: its write and read are served.
+      assert.ok((await store.compareAndSet(`${switches}sepa-instant`, '{"value":true}', null)).ok);
+      assert.equal((await store.get(`${switches}sepa-instant`))?.value, '{"value":true}');
+      assert.equal(await store.get(`${switches}huge`), undefined);
+    } finally {
+      await store.close();
       await server.stop();
     }
   });
