@@ -77,7 +77,9 @@ interface FileWatcher {
  *
  * Invariants:
  * - compare-and-set holds the key's lock file (`O_EXCL` create) from reading the revision to the
- *   rename, so writers in different processes are serialised; a lock older than 5 s is broken.
+ *   rename, so writers in different processes are serialised; a lock older than 5 s is broken,
+ *   and a writer whose lock was broken meanwhile (paused, or its fsync stalled) fails its write
+ *   (StateStoreUnavailableError) instead of renaming it over the other's.
  * - a new revision is max(previous + 1, now in µs): it grows even across a delete and re-create,
  *   because a delete leaves a tombstone holding its revision (removed by a reader a minute later).
  * - a lease is a file `.leases/<id>` holding its expiry time, rewritten by its holder every third
@@ -154,14 +156,14 @@ export class FileStateStore implements StateStore {
     if (lease !== undefined && (lease.lost || !this.#leases.has(lease.id))) throw new StateLeaseLostError(this.kind, lease.id);
     await this.#init();
     const result = await this.#serialised(key, () =>
-      this.#locked(file, async (): Promise<CasResult> => {
+      this.#locked(file, async (stillHeld): Promise<CasResult> => {
         const current = await this.#read(key, file);
         if ((current?.revision ?? null) !== expected) return { ok: false, current };
         const floor = BigInt(Date.now()) * 1000n;
         const previous = current?.revision ?? (await this.#rawRevision(file));
         const revision = previous !== null && previous >= floor ? previous + 1n : floor;
         const envelope: Envelope = { revision: revision.toString(), value, lease: lease?.id ?? null };
-        await writeAtomically(file, JSON.stringify(envelope));
+        await writeAtomically(file, JSON.stringify(envelope), stillHeld);
         return { ok: true, revision };
       }),
     ).catch(unavailable(this.kind, `compareAndSet ${key}`));
@@ -176,13 +178,13 @@ export class FileStateStore implements StateStore {
     const file = this.#fileOf(key);
     await this.#init();
     const deleted = await this.#serialised(key, () =>
-      this.#locked(file, async () => {
+      this.#locked(file, async (stillHeld) => {
         const current = await this.#read(key, file);
         if (current === undefined || (expected !== undefined && current.revision !== expected)) return null;
         // Not unlink: a key re-created within the same millisecond would get the revision it had
         // before (the clock in µs), and a polling watch in another process, comparing revisions,
         // would never report the new value. The tombstone keeps the revision to number above.
-        await writeAtomically(file, JSON.stringify(tombstoneOf({ revision: current.revision.toString() })));
+        await writeAtomically(file, JSON.stringify(tombstoneOf({ revision: current.revision.toString() })), stillHeld);
         return current.revision;
       }),
     ).catch(unavailable(this.kind, `delete ${key}`));
@@ -395,14 +397,30 @@ export class FileStateStore implements StateStore {
     return next;
   }
 
-  async #locked<T>(file: string, body: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `body` holding the key's lock. The lock file holds a token of this holding: a lock held
+   * past STALE_LOCK_MS (a pause, an fsync stalled on a busy disk) is broken by another writer as
+   * one left by a dead process, and its holder, resumed, renamed its write over the other's (two
+   * compare-and-sets of one revision both succeeded). `stillHeld` refuses the write once the
+   * token is gone, and the lock is removed only while it is still this holding's.
+   */
+  async #locked<T>(file: string, body: (stillHeld: () => Promise<void>) => Promise<T>): Promise<T> {
     const lock = `${file}.lock`;
+    const token = `${process.pid}-${randomBytes(6).toString('hex')}`;
     for (let attempt = 0; ; attempt++) {
       try {
         const handle = await open(lock, 'wx');
+        try {
+          await handle.writeFile(token);
+        } catch (error) {
+          await handle.close();
+          await unlink(lock).catch(() => undefined);
+          throw new StateStoreUnavailableError(this.kind, 'lock', error);
+        }
         await handle.close();
         break;
       } catch (error) {
+        if (error instanceof StateStoreUnavailableError) throw error;
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateStoreUnavailableError(this.kind, 'lock', error);
         const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
         if (age > STALE_LOCK_MS && (await breakStaleLock(lock))) continue;
@@ -410,10 +428,17 @@ export class FileStateStore implements StateStore {
         else await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
       }
     }
+    const mine = async (): Promise<boolean> => (await readFile(lock, 'utf8').catch(() => null)) === token;
+    const stillHeld = async (): Promise<void> => {
+      if (!(await mine())) {
+        throw new StateStoreUnavailableError(this.kind, 'lock', new Error(`${lock} was broken as stale while this process held it (over ${STALE_LOCK_MS} ms: paused, or a stalled disk); nothing was written`));
+      }
+    };
     try {
-      return await body();
+      return await body(stillHeld);
     } finally {
-      await unlink(lock).catch(ignoreMissing);
+      // Another writer's lock now, if this one was broken: removing it would let a third in.
+      if (await mine()) await unlink(lock).catch(ignoreMissing);
     }
   }
 
@@ -564,19 +589,33 @@ function tombstoneOf(envelope: Pick<Envelope, 'revision'>): Envelope {
  */
 async function reap(file: string, text: string, tombstone: Envelope | null): Promise<void> {
   const lock = `${file}.lock`;
+  // A token in the lock, as #locked's: a reaper paused past STALE_LOCK_MS has its lock broken, and
+  // must then neither write nor remove the lock another writer holds now.
+  const token = `${process.pid}-${randomBytes(6).toString('hex')}-reap`;
   try {
-    await (await open(lock, 'wx')).close();
+    const handle = await open(lock, 'wx');
+    try {
+      await handle.writeFile(token);
+    } finally {
+      await handle.close();
+    }
   } catch {
     return;
   }
+  const mine = async (): Promise<boolean> => (await readFile(lock, 'utf8').catch(() => null)) === token;
   try {
     if ((await readFile(file, 'utf8').catch(() => null)) !== text) return;
-    if (tombstone === null) await unlink(file);
-    else await writeAtomically(file, JSON.stringify(tombstone));
+    if (tombstone === null) {
+      if (await mine()) await unlink(file);
+    } else {
+      await writeAtomically(file, JSON.stringify(tombstone), async () => {
+        if (!(await mine())) throw new Error('lock lost');
+      });
+    }
   } catch {
     // left for a later reader
   } finally {
-    await unlink(lock).catch(() => undefined);
+    if (await mine()) await unlink(lock).catch(() => undefined);
   }
 }
 
@@ -625,7 +664,7 @@ function leaseFileName(id: string): string {
   return id.replace(/[^A-Za-z0-9-]/g, '_');
 }
 
-async function writeAtomically(file: string, text: string): Promise<void> {
+async function writeAtomically(file: string, text: string, beforeRename?: () => Promise<void>): Promise<void> {
   const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const handle = await open(temporary, 'w');
   try {
@@ -635,6 +674,8 @@ async function writeAtomically(file: string, text: string): Promise<void> {
     } finally {
       await handle.close();
     }
+    // Last, after the fsync: the longest wait of a write, where a lock is most likely lost.
+    await beforeRename?.();
     await rename(temporary, file);
   } catch (error) {
     // A full disk must not also fill the directory with half-written temporaries.

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { EtcdStateStore, FileStateStore, MemoryStateStore, StateArgumentError, StateKeyError, StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, openStateStore } from '../../src/state/index.ts';
@@ -482,6 +484,55 @@ describe('file store specifics', () => {
       await Promise.all(stores.map((s) => s.close()));
     }
     assert.deepEqual(bothWon, []);
+  });
+});
+
+describe('file store: a writer paused while it holds a key\'s lock', () => {
+  /**
+   * A lock held past 5 s is taken for one its holder left behind when it died, and broken. Its
+   * holder may only have been paused (a GC pause, SIGSTOP, an fsync stalled on a busy disk): it
+   * then renamed its write over the one made under the broken lock, and two compare-and-sets of
+   * the same revision both succeeded, one of them lost. A writer now checks, before its rename,
+   * that the lock is still its own.
+   */
+  test('two compare-and-sets expecting the same revision never both succeed, even when the first is paused past the stale-lock age', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    const key = '/govmap/circuit/settlement/paused';
+    const store = new FileStateStore({ directory: dir, pollIntervalMs: 60_000 });
+    await store.compareAndSet(key, '"start"', null);
+    const child = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/cas-loop.ts', import.meta.url)), dir, key], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    let expectedByMe = '';
+    const locks = async (): Promise<string[]> => (await readdir(dir, { recursive: true })).filter((name) => name.endsWith('.lock'));
+    try {
+      // Paused at a moment its lock exists: it holds it (nobody else writes yet).
+      let held = false;
+      for (let attempt = 0; attempt < 200 && !held; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 5 + (attempt % 7)));
+        child.kill('SIGSTOP');
+        held = (await locks()).length > 0;
+        if (!held) child.kill('SIGCONT');
+      }
+      assert.ok(held, 'the writer was paused holding the lock');
+      const before = await store.get(key);
+      expectedByMe = before!.revision.toString();
+      await new Promise((resolve) => setTimeout(resolve, 5_500));
+      const mine = await store.compareAndSet(key, '"B"', before!.revision);
+      assert.equal(mine.ok, true, 'the lock, older than 5 s, was broken and this write made');
+      child.kill('SIGCONT');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    } finally {
+      child.kill('SIGCONT');
+      child.stdin.end();
+      await exited;
+      await store.close();
+    }
+    const attempts = output.trim().split('\n').map((line) => JSON.parse(line) as { expected: string | null; ok: boolean; error?: string });
+    const both = attempts.filter((a) => a.ok && a.expected === expectedByMe);
+    assert.deepEqual(both, [], `the paused writer and this one both succeeded from revision ${expectedByMe}: one write is lost`);
   });
 });
 
