@@ -156,6 +156,7 @@ export class RangeWeekCounts {
     }
     if (value === null || typeof value !== 'object') throw new AdvisorStateError(this.key, 'the value is not a JSON object');
     const v = value as Partial<StoredWeeks>;
+    if (v.v === undefined) throw new AdvisorStateError(this.key, 'it has no schema version (field "v"; this version writes 1)');
     if (v.v !== 1) throw new AdvisorStateError(this.key, `unknown schema version ${JSON.stringify(v.v)} (expected 1)`);
     if (v.map !== this.map) throw new AdvisorStateError(this.key, `it belongs to map ${JSON.stringify(v.map)}, not "${this.map}"`);
     if (v.weeks === null || typeof v.weeks !== 'object' || Array.isArray(v.weeks)) throw new AdvisorStateError(this.key, '"weeks" must be an object of ISO week -> count');

@@ -282,6 +282,23 @@ describe('range calls per ISO week survive restarts through the state store', ()
     assert.deepEqual(advisor.persistenceProblems(), [{ map: 'route_table', problem: null }]);
   });
 
+  test('a stored value without a schema version is named as such, not as "unknown schema version undefined"', async () => {
+    const store = new MemoryStateStore();
+    const key = '/govmap/advisor/govmap/clearing-1/range-weeks/route_table';
+    await store.compareAndSet(key, '{"map":"route_table","weeks":{}}', null);
+    const clock = new FakeClock();
+    const advisor = new Advisor({ clock: clock.read, stateStore: store, instance: 'clearing-1' });
+    const map = routeTable();
+    advisor.track(map);
+    await advisor.start();
+    ranges(map, 1);
+    clock.advance(WINDOW);
+    await advisor.sample();
+    const notes = only(advisor).evidence.notes.join('\n');
+    assert.match(notes, /has no schema version \(field "v"; this version writes 1\)/, notes);
+    assert.doesNotMatch(notes, /undefined/);
+  });
+
   /** A memory state store that refuses every call, as an unreachable etcd does, while `down`. */
   function unreachableWhile(state: { down: boolean }): { inner: MemoryStateStore; flaky: AdvisorStateStore } {
     const inner = new MemoryStateStore();
