@@ -438,15 +438,12 @@ export class CircuitBreaker {
 
   /** Admits a call at `now`: returns the epoch it runs under, or -1 if refused. */
   #admit(now: number): number {
-    const state = this.#state;
-    if (state === 'CLOSED') {
-      if (Math.floor(now / this.settings.windowMs) !== this.#windowIndex) {
-        this.#roll(now);
-        if (this.#state !== 'CLOSED') return -1;
-      }
-      return this.#epoch;
+    if (this.#state === 'CLOSED') {
+      if (Math.floor(now / this.settings.windowMs) !== this.#windowIndex) this.#roll(now);
+      // Tripped by the roll, possibly with its wait already over (see #roll): judged as OPEN below.
+      if (this.#state === 'CLOSED') return this.#epoch;
     }
-    if (state === 'OPEN' && (now < this.#openUntil || !this.#tryHalfOpen(now))) return -1;
+    if (this.#state === 'OPEN' && (now < this.#openUntil || !this.#tryHalfOpen(now))) return -1;
     if (this.#state !== 'HALF_OPEN' || this.#probesAdmitted >= this.settings.halfOpenProbes) return -1;
     this.#probesAdmitted++;
     return this.#epoch;
@@ -483,6 +480,7 @@ export class CircuitBreaker {
     const failures = this.#failures;
     const timeouts = this.#timeoutCount;
     const skipped = index !== this.#windowIndex + 1;
+    const endedAt = (this.#windowIndex + 1) * s.windowMs;
     this.#windowIndex = index;
     this.#calls = this.#failures = this.#timeoutCount = 0;
     const failureBreach = calls >= s.minimumCalls && failures * BP >= s.failureRateBp * calls;
@@ -494,7 +492,10 @@ export class CircuitBreaker {
     this.#breached++;
     if (this.#breached >= s.breachedWindowsToOpen) {
       this.#evidence = { failures, timeouts, total: calls, breached: this.#breached };
-      this.#enterOpen(failureBreach && timeoutBreach ? 'both_rates' : failureBreach ? 'failure_rate' : 'timeout_rate', now, now);
+      // Open as of the end of the window that completed the streak, not as of the call that
+      // noticed it: after traffic stopped there, the first call an hour later was refused for
+      // another openDurationMs on evidence an hour old (the wait it already served, unobserved).
+      this.#enterOpen(failureBreach && timeoutBreach ? 'both_rates' : failureBreach ? 'failure_rate' : 'timeout_rate', now, Math.min(endedAt, now));
     } else if (skipped) {
       this.#breached = 0;
     }

@@ -307,6 +307,9 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     const service = breaker.id;
     if (this.#breakers.get(service) !== breaker) return;
     this.#breakers.delete(service);
+    // No longer ours to coordinate: its in-flight probe settling later would release (or ask for)
+    // the right under its id, which a new breaker for the same key may be probing under by then.
+    breaker.setProbeGate(null);
     this.#unrestored.delete(service);
     this.#refusedKeys.delete(service);
     this.#unsubscribe.get(service)?.();
@@ -517,8 +520,10 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
       if (report.snapshot.state === 'OPEN' && Date.parse(report.snapshot.since) >= staleBefore) open++;
     }
     if (open === 0) return;
-    // majority: open > live / 2; a fraction q: open >= q * live (in integers: open * 10^4 >= q_bp * live)
-    const adopt = this.openQuorum === 'majority' ? open * 2 > live : open * 10_000 >= Math.round(this.openQuorum * 10_000) * live;
+    // majority: open > live / 2; a fraction q: open >= q * live. Not in basis points: 2/3 rounds up
+    // to 6,667 there, and 2 of 3 instances (exactly two thirds) fell short. The tolerance absorbs
+    // the float error of q * live (0.7 * 10 is 7.000000000000001), far below any step of open / live.
+    const adopt = this.openQuorum === 'majority' ? open * 2 > live : open >= this.openQuorum * live - 1e-9;
     if (adopt && breaker.adoptOpen()) this.counters.adoptions++;
   }
 

@@ -102,6 +102,19 @@ describe('CLOSED -> OPEN', () => {
     assert.deepEqual({ ...transitions[0]!.snapshot, since: '' }, { state: 'OPEN', failures: 5, timeouts: 0, total: 10, breachedWindows: 3, since: '', version: 1 });
   });
 
+  test('a breach completed just before traffic stopped dates the trip from the end of its last window: the first call an hour later probes, it is not refused for another openDurationMs', async () => {
+    const { clock, b, transitions } = breaker();
+    for (let w = 0; w < 3; w++) {
+      await window(clock, b, 10, 5, 0);
+      clock.advance(1000 - 200);
+    }
+    const thirdWindowEnd = clock.now();
+    clock.advance(3_600_000); // nobody calls (a nightly batch ended, an org went quiet)
+    assert.equal(await b.execute(ok), 'ok', 'the OPEN wait ran out 59.5 minutes ago: this call is a probe');
+    assert.deepEqual(transitions.map((t) => [t.to, t.reason]), [['OPEN', 'failure_rate'], ['HALF_OPEN', 'open_elapsed']]);
+    assert.equal(transitions[0]!.snapshot.since, new Date(thirdWindowEnd).toISOString(), 'OPEN since the breach was complete, not since it was noticed');
+  });
+
   test('3 timeouts of 10 calls is exactly 30% (compared in integers, not floats)', async () => {
     const { clock, b } = breaker({ breachedWindowsToOpen: 1 });
     await window(clock, b, 10, 0, 3);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BreakerClusterSync, BreakerGroup, BreakerMetrics, CircuitBreaker, ManualClock, decodeSnapshot } from '../../src/breaker/index.ts';
+import { BreakerClusterSync, BreakerGroup, BreakerMetrics, CircuitBreaker, ManualClock, decodeSnapshot, encodeSnapshot } from '../../src/breaker/index.ts';
 import { ConfigurationError } from '../../src/map/index.ts';
 import type { CircuitBreakerOptions } from '../../src/breaker/index.ts';
 import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
@@ -109,6 +109,18 @@ describe('cluster sync on the memory store', () => {
     for (const x of [a, b]) await x.sync.close();
   });
 
+  test('openQuorum 2/3: two of three instances OPEN is two thirds, and the third adopts OPEN', async () => {
+    const store = new MemoryStateStore();
+    const open = encodeSnapshot({ state: 'OPEN', failures: 4, timeouts: 0, total: 4, breachedWindows: 1, since: new Date().toISOString(), version: 1 });
+    const c = await instance(store, 'c', { openQuorum: 2 / 3 });
+    await store.compareAndSet('/govmap/circuit/settlement/a', open, null);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(c.breaker.state, 'CLOSED', '1 of 3 is under two thirds');
+    await store.compareAndSet('/govmap/circuit/settlement/b', open, null);
+    await until('c adopts OPEN (2 of 3 report OPEN: exactly two thirds)', () => c.breaker.state === 'OPEN');
+    await c.sync.close();
+  });
+
   test('a restart resumes OPEN for the rest of the wait (no surge at the failing dependency)', async () => {
     const store = new MemoryStateStore();
     const a = await instance(store, 'a');
@@ -182,6 +194,37 @@ describe('cluster sync on the memory store', () => {
       assert.equal(await store.get('/govmap/circuit-probe/routes:x'), undefined, 'no probe right left held by an evicted breaker');
       answer!();
       await probe;
+    } finally {
+      group.dispose();
+      await sync.close();
+    }
+  });
+
+  test('a breaker evicted while it probed, whose probe answers after its key came back, does not give away the new breaker\'s probe right', async () => {
+    const store = new MemoryStateStore();
+    const sync = new BreakerClusterSync({ store, instance: 'a', log: quiet });
+    await sync.start();
+    const group = new BreakerGroup({ ...options, openDurationMs: SHORT_OPEN_MS, name: 'routes', maxBreakers: 1, timeoutMs: 30_000, halfOpenProbes: 1 });
+    sync.attachGroup(group);
+    try {
+      const old = group.get('x');
+      await trip(old);
+      await until('the old breaker probes', () => old.state === 'HALF_OPEN', 2_000);
+      let answer: (() => void) | undefined;
+      const probe = old.execute(() => new Promise<void>((resolve) => (answer = resolve))).catch(() => undefined);
+      await until('the old probe call to run', () => answer !== undefined && sync.probeHolder('routes:x') === 'a');
+      group.get('y'); // forced eviction of the probing breaker
+      await sync.flush();
+      await until('the evicted breaker\'s right to be given back', () => sync.probeHolder('routes:x') === null, 500);
+      group.get('x'); // the key comes back: a new breaker resumes the HALF_OPEN snapshot and probes anew
+      const renewed = group.peek('x')!;
+      await until('the new breaker holds the right and probes', () => renewed.state === 'HALF_OPEN' && sync.probeHolder('routes:x') === 'a', 2_000);
+      answer!(); // the evicted breaker's probe answers now
+      await probe;
+      await sync.flush();
+      assert.equal(renewed.state, 'HALF_OPEN');
+      assert.equal(sync.probeHolder('routes:x'), 'a', 'the new breaker still holds the right it probes under');
+      assert.notEqual(await store.get('/govmap/circuit-probe/routes:x'), undefined, 'no other instance may probe while the new breaker does');
     } finally {
       group.dispose();
       await sync.close();

@@ -96,7 +96,8 @@ class Model {
         this.streak++;
         if (this.streak >= this.p.breachedWindowsToOpen) {
           this.evidence = { ...w, breached: this.streak };
-          this.enter('OPEN', now);
+          // OPEN from the end of the window that completed the streak, however late it is noticed.
+          this.enter('OPEN', Math.min(this.current * this.p.windowMs, now));
         }
       } else {
         this.streak = 0;
@@ -108,6 +109,7 @@ class Model {
   admit(now: number): number {
     this.observe(now);
     if (this.state === 'CLOSED') return this.epoch;
+    if (this.state === 'OPEN' && now >= this.openUntil) this.enter('HALF_OPEN', now);
     if (this.state === 'HALF_OPEN' && this.probesAdmitted < this.p.halfOpenProbes) {
       this.probesAdmitted++;
       return this.epoch;
