@@ -27,7 +27,13 @@ export type TransitionReason =
   /** OPEN -> CLOSED: waiting for the right to probe, this instance saw the probing instance close. */
   | 'cluster_probe_verdict'
   /** CLOSED -> OPEN at start-up: this instance's last snapshot was OPEN (or HALF_OPEN). */
-  | 'restored';
+  | 'restored'
+  /**
+   * HALF_OPEN -> OPEN in a cluster: this instance took the probe right when the wait ended but no
+   * call came to probe with for openDurationMs; it gives the right back so that an instance with
+   * traffic can probe, and asks again on its next call.
+   */
+  | 'probe_idle';
 
 /** One state change, as told to listeners (metrics, the cluster sync, an audit recorder). */
 export interface BreakerTransition {
@@ -199,8 +205,12 @@ export class CircuitBreaker {
   // OPEN: the evidence that opened it, the end of the wait, and whether the gate said "not yet".
   #evidence: { failures: number; timeouts: number; total: number; breached: number } = { failures: 0, timeouts: 0, total: 0, breached: 0 };
   #openUntil = 0;
+  /** When the evidence opened it: the `since` of its OPEN snapshot, kept when the probe right is given back. */
+  #openedAt = 0;
   #openTimer: TimerHandle | null = null;
   #awaitingProbeRight = false;
+  /** HALF_OPEN holding a cluster's probe right: gives it back if no probe is admitted in time. */
+  #probeIdleTimer: TimerHandle | null = null;
   // HALF_OPEN: probes admitted, and outcomes of the probes done.
   #probesAdmitted = 0;
   #probesDone = 0;
@@ -363,9 +373,12 @@ export class CircuitBreaker {
     return true;
   }
 
-  /** The instance holding the probe right closed after its probes: a breaker waiting for that right closes too. */
+  /**
+   * The instance holding the probe right closed after its probes: a breaker waiting for that
+   * right closes too, as does one whose wait is over that gave the right back (probe_idle).
+   */
   adoptProbeVerdict(): boolean {
-    if (!this.awaitingProbeRight) return false;
+    if (!this.awaitingProbeRight && !(this.#state === 'OPEN' && this.settings.clock.now() >= this.#openUntil)) return false;
     this.#transition('CLOSED', 'cluster_probe_verdict', this.settings.clock.now());
     return true;
   }
@@ -374,6 +387,32 @@ export class CircuitBreaker {
   dispose(): void {
     if (this.#openTimer !== null) this.settings.clock.clearTimer(this.#openTimer);
     this.#openTimer = null;
+    this.#clearProbeIdleTimer();
+  }
+
+  #clearProbeIdleTimer(): void {
+    if (this.#probeIdleTimer !== null) this.settings.clock.clearTimer(this.#probeIdleTimer);
+    this.#probeIdleTimer = null;
+  }
+
+  /**
+   * Holding a cluster's probe right, HALF_OPEN with no call to probe with (traffic routed to other
+   * instances, a drained pod): every other instance refused every call for as long as this one's
+   * lease lived. After openDurationMs without a probe admitted, the right goes back.
+   */
+  #armProbeIdleTimer(): void {
+    this.#clearProbeIdleTimer();
+    const epoch = this.#epoch;
+    this.#probeIdleTimer = this.settings.clock.setTimer(() => {
+      this.#probeIdleTimer = null;
+      if (this.#state !== 'HALF_OPEN' || this.#epoch !== epoch || this.#probesAdmitted > 0) return;
+      const now = this.settings.clock.now();
+      // The wait is over: the next call here asks for the right again (no timer: an idle instance
+      // would otherwise take it back at once, and hold it idle again).
+      this.#openUntil = now;
+      this.#awaitingProbeRight = false;
+      this.#transition('OPEN', 'probe_idle', now, this.#openedAt);
+    }, this.settings.openDurationMs);
   }
 
   /** @internal the isFailure predicate, guarded: a predicate that throws counts the error as a failure. */
@@ -502,6 +541,7 @@ export class CircuitBreaker {
   }
 
   #enterOpen(reason: TransitionReason, now: number, openedAt: number): void {
+    this.#openedAt = openedAt;
     this.#openUntil = openedAt + this.settings.openDurationMs;
     this.#awaitingProbeRight = false;
     this.#transition('OPEN', reason, now, openedAt);
@@ -560,6 +600,8 @@ export class CircuitBreaker {
       c.toOpen++;
     }
     if (from === 'HALF_OPEN') this.#gate?.releaseProbe(this);
+    if (to === 'HALF_OPEN' && this.#gate !== null) this.#armProbeIdleTimer();
+    else if (from === 'HALF_OPEN') this.#clearProbeIdleTimer();
     if (this.#listeners.length === 0 && this.#shared.length === 0) return;
     const transition: BreakerTransition = { breaker: this.id, name: this.name, key: this.key, from, to, reason, at: now, snapshot: this.#snapshot() };
     for (const listener of this.#listeners) notify(listener, transition);

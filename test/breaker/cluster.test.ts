@@ -307,6 +307,31 @@ describe('cluster sync on the memory store', () => {
     for (const x of [a, b]) await x.sync.close();
   });
 
+  test('an instance that took the probe right but gets no calls to probe with gives it back: an instance with traffic probes, and the fleet recovers', async () => {
+    // Traffic routed by org to other instances, or a drained pod: the holder's timer took the
+    // right when the wait ended, then no call came. Every other instance refused every call for
+    // as long as the holder's lease lived.
+    const store = new MemoryStateStore();
+    const a = await instance(store, 'a', { openQuorum: 0.5 }, { openDurationMs: SHORT_OPEN_MS });
+    const b = await instance(store, 'b', { openQuorum: 0.5 }, { openDurationMs: SHORT_OPEN_MS });
+    await trip(a.breaker);
+    await until('b adopts OPEN', () => b.breaker.state === 'OPEN');
+    await until('one of them holds the probe right', () => a.breaker.state === 'HALF_OPEN' || b.breaker.state === 'HALF_OPEN', 2_000);
+    const [idle, busy] = a.breaker.state === 'HALF_OPEN' ? [a, b] : [b, a];
+    // Only the other instance gets calls, one every 50 ms, for at most three open waits.
+    let answered = 0;
+    const deadline = Date.now() + 3 * SHORT_OPEN_MS + 1_000;
+    while (answered === 0 && Date.now() < deadline) {
+      answered += await busy.breaker.execute(() => 'ok').then(() => 1, () => 0);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(answered, 1, `the instance with traffic was refused throughout; holder ${idle.sync.instance} ${idle.breaker.state}`);
+    await busy.breaker.execute(() => 'ok');
+    assert.equal(busy.breaker.state, 'CLOSED', 'its probes passed');
+    await until('the idle instance adopts the verdict', () => idle.breaker.state === 'CLOSED');
+    for (const x of [a, b]) await x.sync.close();
+  });
+
   test('a probe-right key holding garbage (another tool wrote it, no lease) does not keep the breaker OPEN for good: it is taken over, probed, and released', async () => {
     const store = new MemoryStateStore();
     const logged: string[] = [];
