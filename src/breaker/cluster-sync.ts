@@ -20,7 +20,7 @@ export interface BreakerClusterSyncOptions {
   readonly prefix?: string;
   /**
    * Share of live instances (this one included) that must report a breaker OPEN for this
-   * instance to adopt OPEN: `'majority'` (more than half, the default) or a fraction in (0, 1]
+   * instance to adopt OPEN: `'majority'` (more than half, the default) or a fraction in (0, 1)
    * meaning "at least that share". One misbehaving instance must not open everyone's breaker.
    */
   readonly openQuorum?: number | 'majority';
@@ -172,7 +172,9 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     const prefix = options.prefix ?? '/govmap';
     if (!PREFIX.test(prefix)) throw new ConfigurationError('prefix', 'a key prefix is "/" followed by letters, digits, "_", ".", "-" or "/", not ending in "/"', prefix);
     const quorum = options.openQuorum ?? 'majority';
-    if (quorum !== 'majority' && !(typeof quorum === 'number' && quorum > 0 && quorum <= 1)) throw new ConfigurationError('openQuorum', '"majority" or a fraction above 0 and at most 1', quorum);
+    if (quorum !== 'majority' && !(typeof quorum === 'number' && quorum > 0 && quorum <= 1)) throw new ConfigurationError('openQuorum', '"majority" or a fraction above 0 and below 1', quorum);
+    // The instance deciding is CLOSED and counts among the live: 1 (all of them OPEN) could never be reached.
+    if (quorum === 1) throw new ConfigurationError('openQuorum', '1 could never be reached: the instance deciding is CLOSED and counts among the live ones; give a fraction below 1 ((n - 1) / n needs every other instance of n) or "majority"', quorum);
     const ttl = options.leaseTtlSeconds ?? 30;
     if (!Number.isInteger(ttl) || ttl < 2 || ttl > 86_400) throw new ConfigurationError('leaseTtlSeconds', 'a whole number of seconds from 2 to 86400', ttl);
     for (const option of ['startTimeoutMs', 'retryMinMs', 'retryMaxMs', 'probeRetryMs'] as const) {

@@ -109,6 +109,16 @@ describe('cluster sync on the memory store', () => {
     for (const x of [a, b]) await x.sync.close();
   });
 
+  test('openQuorum 1 is refused, naming the option: the deciding instance is CLOSED and counts among the live, so it could never be reached', () => {
+    const store = new MemoryStateStore();
+    assert.throws(() => new BreakerClusterSync({ store, instance: 'a', openQuorum: 1, log: quiet }), (error: unknown) => {
+      assert.ok(error instanceof ConfigurationError);
+      assert.match(error.message, /openQuorum.*never be reached/s);
+      return true;
+    });
+    assert.doesNotThrow(() => new BreakerClusterSync({ store, instance: 'a', openQuorum: 0.75, log: quiet }));
+  });
+
   test('openQuorum 2/3: two of three instances OPEN is two thirds, and the third adopts OPEN', async () => {
     const store = new MemoryStateStore();
     const open = encodeSnapshot({ state: 'OPEN', failures: 4, timeouts: 0, total: 4, breachedWindows: 1, since: new Date().toISOString(), version: 1 });
