@@ -49,8 +49,12 @@ function keepSegmentsFrom(options: DemoAuditOptions): number | null {
   if (options.keepSegments !== undefined) return options.keepSegments;
   const env = process.env.GOVMAP_AUDIT_KEEP_SEGMENTS;
   if (env === undefined || env === '') return DEMO_KEEP_SEGMENTS;
-  const n = Number(env);
-  if (!Number.isSafeInteger(n) || n < 0) throw new AuditConfigurationError('GOVMAP_AUDIT_KEEP_SEGMENTS', 'a whole number of segments, 0 to keep all', env);
+  // Digits only: Number() would read "0x10" as 16 and "1e1" as 10. The rule is checked here, not
+  // as keepSegments below, so the message names the variable the operator set.
+  const n = /^[0-9]+$/.test(env) ? Number(env) : NaN;
+  if (!(n === 0 || (Number.isSafeInteger(n) && n >= 2))) {
+    throw new AuditConfigurationError('GOVMAP_AUDIT_KEEP_SEGMENTS', 'a whole number of segments of at least 2 (the segment being written and one before it), or 0 to keep all', env);
+  }
   return n === 0 ? null : n;
 }
 

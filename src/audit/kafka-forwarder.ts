@@ -13,6 +13,8 @@ import { GOVERNANCE_OPS } from './event.ts';
 import { acquireForwarderLock } from './forwarder-lock.ts';
 import { findUnknownOption, optionKeys } from '../map/known-options.ts';
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * Options of the Kafka forwarder. Times are in ms.
  */
@@ -222,20 +224,32 @@ export class KafkaForwarder {
       if (!(Number.isFinite(v) && v > 0)) throw new AuditConfigurationError(`kafka.${name}`, 'must be a positive number', value);
       return v;
     };
+    // A fraction floored to 0 producers or batches in flight would be a forwarder that never sends.
+    const count = (name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number => {
+      const v = value ?? fallback;
+      if (!(Number.isSafeInteger(v) && v >= 1 && v <= max)) throw new AuditConfigurationError(`kafka.${name}`, `must be a whole number from 1 to ${max}`, value);
+      return v;
+    };
+    // Node runs a longer timer after 1 ms: a backoff would hammer the broker, a deadline never hold.
+    const delay = (name: string, value: number | undefined, fallback: number): number => {
+      const v = positive(name, value, fallback);
+      if (v > MAX_TIMER_MS) throw new AuditConfigurationError(`kafka.${name}`, `must be at most ${MAX_TIMER_MS} ms, the longest delay a Node.js timer holds`, value);
+      return v;
+    };
     this.topic = topic;
     this.#o = {
       dir: options.dir,
       brokers: (brokers as readonly string[]).slice(),
       clientId: options.clientId ?? 'govmap-audit-forwarder',
-      sendTimeoutMs: positive('sendTimeoutMs', options.sendTimeoutMs, 10_000),
+      sendTimeoutMs: delay('sendTimeoutMs', options.sendTimeoutMs, 10_000),
       compression,
-      batchRecords: Math.floor(positive('batchRecords', options.batchRecords, 20_000)),
-      maxInFlight: Math.floor(positive('maxInFlight', options.maxInFlight, 3)),
-      producers: Math.min(64, Math.floor(positive('producers', options.producers, 2))),
-      batchBytes: Math.floor(positive('batchBytes', options.batchBytes, compression === 'none' ? 512 << 10 : 8 << 20)),
-      pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs, 20),
-      backoffMs: positive('backoffMs', options.backoffMs, 250),
-      maxBackoffMs: positive('maxBackoffMs', options.maxBackoffMs, 5000),
+      batchRecords: count('batchRecords', options.batchRecords, 20_000),
+      maxInFlight: count('maxInFlight', options.maxInFlight, 3),
+      producers: count('producers', options.producers, 2, 64),
+      batchBytes: count('batchBytes', options.batchBytes, compression === 'none' ? 512 << 10 : 8 << 20),
+      pollIntervalMs: delay('pollIntervalMs', options.pollIntervalMs, 20),
+      backoffMs: delay('backoffMs', options.backoffMs, 250),
+      maxBackoffMs: delay('maxBackoffMs', options.maxBackoffMs, 5000),
     };
     this.#batchBytes = this.#o.batchBytes;
     this.#recorder = options.recorder;

@@ -103,11 +103,21 @@ const definitionSchema = z.union([
       deny: z.array(audienceSchema).max(100).optional(),
       description: z.string().max(500).optional(),
     })
-    .refine((d) => jsonType(d.value ?? true) === jsonType(d.offValue ?? false), {
-      message: 'value and offValue must be of the same JSON type (an evaluation is typed)',
-      path: ['offValue'],
-    })
     .superRefine((d, ctx) => {
+      const on = jsonType(d.value ?? true);
+      const off = jsonType(d.offValue ?? false);
+      const a = (type: string): string => (/^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`);
+      if (on !== off) {
+        // A number or string switch that leaves offValue out hits its default: say so, or the
+        // message reads as a mismatch in a field the user never wrote.
+        const message =
+          d.offValue === undefined
+            ? `value is ${a(on)} and offValue, not given, defaults to false (a boolean): give an offValue of type ${on}, the same JSON type (an evaluation is typed)`
+            : d.value === undefined
+              ? `offValue is ${a(off)} and value, not given, defaults to true (a boolean): give a value of type ${off}, the same JSON type (an evaluation is typed)`
+              : `value is ${a(on)} but offValue ${a(off)}: value and offValue must be of the same JSON type (an evaluation is typed)`;
+        ctx.addIssue({ code: 'custom', path: ['offValue'], message });
+      }
       // A JSON or YAML number past 2^53 has lost digits before we see it (9007199254740993 reads
       // as ...992): a limit in minor units would be enforced at a value nobody wrote.
       for (const field of ['value', 'offValue'] as const) {

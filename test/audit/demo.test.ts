@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startDemo } from '../../demo/server.ts';
-import { verifySpool } from '../../src/audit/index.ts';
+import { startDemoAudit } from '../../demo/audit.ts';
+import { AuditConfigurationError, verifySpool } from '../../src/audit/index.ts';
 import { readSpool, segmentFiles, tempSpool } from './helpers.ts';
 
 test('the demo audits its balances: openings, reads, credits and refusals, verifiable; metrics on /metrics', async (t) => {
@@ -138,4 +139,24 @@ test('the closing audit summary, taken after close, counts every record verify f
   const report = verifySpool(dir);
   assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
   assert.equal(Number(match[1]!.replaceAll(',', '')), report.records, `${summary}\nverify: ${report.records} records`);
+});
+
+test('GOVMAP_AUDIT_KEEP_SEGMENTS that cannot work (1, hex, an exponent) is refused naming the variable, not a keepSegments option the shell user never set', async (t) => {
+  const saved = process.env.GOVMAP_AUDIT_KEEP_SEGMENTS;
+  t.after(() => {
+    if (saved === undefined) delete process.env.GOVMAP_AUDIT_KEEP_SEGMENTS;
+    else process.env.GOVMAP_AUDIT_KEEP_SEGMENTS = saved;
+  });
+  for (const value of ['1', '0x10', '1e1', ' 8', '-2']) {
+    process.env.GOVMAP_AUDIT_KEEP_SEGMENTS = value;
+    const starting = startDemoAudit({ dir: tempSpool(t), actor: 'govmap-demo/test' });
+    // Were it accepted, its recorder must not keep this file from exiting.
+    t.after(async () => (await starting.catch(() => null))?.recorder.stop());
+    await assert.rejects(starting, (error: Error & { code?: string }) => {
+      assert.ok(error instanceof AuditConfigurationError, `${value}: ${error.name}: ${error.message}`);
+      assert.match(error.message, /"GOVMAP_AUDIT_KEEP_SEGMENTS"/, value);
+      assert.match(error.message, /at least 2.*0 to keep (all|everything)/, value);
+      return true;
+    }, `GOVMAP_AUDIT_KEEP_SEGMENTS=${JSON.stringify(value)} was accepted`);
+  }
 });

@@ -7,7 +7,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
 import { Admin, Consumer, murmur2 } from '@platformatic/kafka';
-import { AuditConfigurationError, AuditDeduplicator, createAuditRecorder, dedupKeyOf, parseSpoolLine, registerAuditMetrics, verifySpool } from '../../src/audit/index.ts';
+import { AuditConfigurationError, AuditDeduplicator, KafkaForwarder, createAuditRecorder, dedupKeyOf, parseSpoolLine, registerAuditMetrics, verifySpool } from '../../src/audit/index.ts';
 import { Registry } from 'prom-client';
 import { murmur2Partition } from '../../src/audit/kafka-forwarder.ts';
 import { readJournal } from '../../src/audit/journal.ts';
@@ -817,6 +817,35 @@ describe('without a reachable broker', () => {
         return true;
       },
     );
+  });
+
+  test('a kafka count that is not a whole number (producers: 0.5), producers past 64, or a delay past a Node.js timer is refused naming the option, never floored to 0 or cut short', (t) => {
+    const dir = tempSpool(t);
+    // Floored, 0.5 producers or in flight would be 0: a forwarder that never sends, and says nothing.
+    // Past 2^31 - 1 ms a timer fires after 1 ms: a backoff that hammers the broker.
+    for (const [option, value] of [
+      ['producers', 0.5],
+      ['producers', 65],
+      ['maxInFlight', 0.5],
+      ['batchRecords', 2.5],
+      ['batchBytes', 0.5],
+      ['sendTimeoutMs', 2 ** 31],
+      ['maxBackoffMs', 1e12],
+      ['pollIntervalMs', Infinity],
+    ] as const) {
+      assert.throws(
+        () => new KafkaForwarder({ dir, brokers: ['127.0.0.1:1'], [option]: value }),
+        (error: Error & { code?: string }) => {
+          assert.ok(error instanceof AuditConfigurationError, `${option} ${value}: ${error.name}: ${error.message}`);
+          assert.equal(error.code, 'GOVMAP_AUDIT_INVALID_CONFIGURATION');
+          assert.match(error.message, new RegExp(`"kafka\\.${option}"`));
+          return true;
+        },
+        `${option}: ${value} was accepted`,
+      );
+    }
+    // The documented limits themselves are accepted.
+    new KafkaForwarder({ dir, brokers: ['127.0.0.1:1'], producers: 64, maxInFlight: 1, sendTimeoutMs: 2 ** 31 - 1 });
   });
 
   test('an empty or torn checkpoint (a power loss during its rename) is a typed error naming the file, not a bare SyntaxError', async (t) => {

@@ -167,6 +167,15 @@ describe('snapshots', () => {
     assert.throws(() => board.set('limit', { enabled: true, value: 5, offValue: 'none' }, change()), /same JSON type/);
   });
 
+  test('a number or string switch without offValue is refused saying offValue defaults to false, not as if the user had written a mismatched offValue', () => {
+    const board = new SwitchBoard();
+    const error = caught(() => board.set('payments.limit', { enabled: true, value: 500_000 }, change())) as Error;
+    assert.match(error.message, /switches\["payments\.limit"\]\.offValue: .*not given.*false.*give an offValue of type number/);
+    assert.equal(board.snapshot.version, 1);
+    // One that names it gets what was written.
+    assert.match((caught(() => board.set('limit', { enabled: true, value: 5, offValue: 'none' }, change())) as Error).message, /value is a number but offValue a string/);
+  });
+
   test('expectedVersion makes a change conditional (two admins cannot silently overwrite each other)', () => {
     const board = new SwitchBoard({ initial: { a: true } });
     board.set('a', false, { ...change(), expectedVersion: 1 });
