@@ -104,6 +104,13 @@ const definitionSchema = z.union([
       description: z.string().max(500).optional(),
     })
     .superRefine((d, ctx) => {
+      // `?? true` below would serve true for it: an empty `value:` in YAML is a slip, not a value.
+      for (const field of ['value', 'offValue'] as const) {
+        if (d[field] === null) {
+          ctx.addIssue({ code: 'custom', path: [field], message: `null is not a switch value (an empty \`${field}:\` in YAML?): give the value served when ${field === 'value' ? 'on' : 'off'}, or leave it out for ${field === 'value' ? 'true' : 'false'}` });
+        }
+      }
+      if (d.value === null || d.offValue === null) return;
       const on = jsonType(d.value ?? true);
       const off = jsonType(d.offValue ?? false);
       const a = (type: string): string => (/^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`);

@@ -176,6 +176,14 @@ describe('snapshots', () => {
     assert.match((caught(() => board.set('limit', { enabled: true, value: 5, offValue: 'none' }, change())) as Error).message, /value is a number but offValue a string/);
   });
 
+  test('a switch value of null (an empty `value:` in YAML) is refused, not served as true', () => {
+    const board = new SwitchBoard();
+    const error = caught(() => board.set('payments.limit', { enabled: true, value: null }, change())) as Error;
+    assert.match(error.message, /switches\["payments\.limit"\]\.value: null is not a switch value/);
+    assert.match((caught(() => board.set('payments.limit', { enabled: true, offValue: null }, change())) as Error).message, /offValue: null is not a switch value/);
+    assert.equal(board.snapshot.version, 1, 'nothing applied');
+  });
+
   test('expectedVersion makes a change conditional (two admins cannot silently overwrite each other)', () => {
     const board = new SwitchBoard({ initial: { a: true } });
     board.set('a', false, { ...change(), expectedVersion: 1 });
