@@ -19,6 +19,8 @@ export function forwarderLockPath(dir: string, topic: string): string {
 
 /** Locks held by this process, released on its exit (a crash or a kill leaves a stale lock, taken over). */
 const held = new Set<() => void>();
+/** What those locks hold (each unique: pid, host, start time, topic). */
+const heldContents = new Set<string>();
 let exitHook = false;
 
 /**
@@ -45,7 +47,7 @@ export function acquireForwarderLock(dir: string, topic: string): () => void {
     if (holder.host !== hostname()) {
       throw new AuditForwarderLockedError(dir, topic, path, holder, `remove ${path} if that host is gone`);
     }
-    if (isAlive(holder.pid)) throw new AuditForwarderLockedError(dir, topic, path, holder);
+    if (isAlive(holder.pid) && !earlierSelf(holder, text)) throw new AuditForwarderLockedError(dir, topic, path, holder);
     takeOver(path, text);
   }
   throw new AuditForwarderLockedError(dir, topic, path, { pid: null, host: null, since: null }, 'other forwarders are racing for it');
@@ -75,6 +77,7 @@ function hold(path: string, me: string): () => void {
     if (released) return;
     released = true;
     held.delete(release);
+    heldContents.delete(me);
     try {
       if (readFileSync(path, 'utf8') === me) unlinkSync(path);
     } catch {
@@ -82,6 +85,7 @@ function hold(path: string, me: string): () => void {
     }
   };
   held.add(release);
+  heldContents.add(me);
   if (!exitHook) {
     exitHook = true;
     process.on('exit', () => {
@@ -89,6 +93,18 @@ function hold(path: string, me: string): () => void {
     });
   }
   return release;
+}
+
+/**
+ * A lock naming this pid but written before this process started: left by a killed process whose
+ * pid this one got again, as a restarted container's does (its processes start in the same
+ * order). Taken for a live holder, the forwarder would be refused after every crash.
+ */
+function earlierSelf(holder: ForwarderLockHolder, text: string): boolean {
+  // One this process holds is never stale, whatever the clock did since (a step back).
+  if (holder.pid !== process.pid || holder.since === null || heldContents.has(text)) return false;
+  const since = Date.parse(holder.since);
+  return Number.isFinite(since) && since < performance.timeOrigin;
 }
 
 function readLock(path: string): string | undefined {

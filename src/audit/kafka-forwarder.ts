@@ -13,8 +13,6 @@ import { GOVERNANCE_OPS } from './event.ts';
 import { acquireForwarderLock } from './forwarder-lock.ts';
 import { findUnknownOption, optionKeys } from '../map/known-options.ts';
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /**
  * Options of the Kafka forwarder. Times are in ms.
  */
@@ -210,30 +208,34 @@ export class KafkaForwarder {
     // audit to govmap.audit, a misspelt `sendTimeoutMs` leave the default, without a word.
     const unknown = findUnknownOption(options, FORWARDER_OPTIONS, 'the Kafka forwarder');
     if (unknown !== undefined) throw new AuditConfigurationError(`kafka.${unknown.option}`, unknown.rule);
+    // An empty dir would forward the working directory: no segments, caught up for ever.
+    if (typeof options.dir !== 'string' || options.dir === '') throw new AuditConfigurationError('dir', 'must be the spool directory (the recorder\'s dir), a non-empty path', options.dir);
     if (options.dedupHeader !== undefined && typeof options.dedupHeader !== 'boolean') throw new AuditConfigurationError('kafka.dedupHeader', 'must be true or false', options.dedupHeader);
     const brokers = options.brokers;
-    if (!Array.isArray(brokers) || brokers.length === 0 || !brokers.every((b) => typeof b === 'string' && /^[^\s:]+:[0-9]{1,5}$/.test(b))) {
-      throw new AuditConfigurationError('kafka.brokers', 'must be a non-empty list of "host:port"', brokers);
-    }
+    if (!Array.isArray(brokers) || brokers.length === 0) throw new AuditConfigurationError('kafka.brokers', 'must be a non-empty list of "host:port"', brokers);
+    // The client reads an IPv6 address in brackets; a port out of range would only fail at the
+    // first connection, retried for ever.
+    const hostPort = /^(?:[^\s:[\]]+|\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]):([0-9]{1,5})$/;
+    const bad = (brokers as unknown[]).find((b) => {
+      const port = typeof b === 'string' ? Number(hostPort.exec(b)?.[1]) : NaN;
+      return !(port >= 1 && port <= 65535);
+    });
+    if (bad !== undefined) throw new AuditConfigurationError('kafka.brokers', `must be a non-empty list of "host:port" ("[ipv6]:port"), port 1-65535; ${JSON.stringify(bad)} is not`, brokers);
     const topic = options.topic ?? 'govmap.audit';
     const compression = options.compression ?? 'zstd';
     if (!['none', 'gzip', 'snappy', 'lz4', 'zstd'].includes(compression)) throw new AuditConfigurationError('kafka.compression', 'must be none, gzip, snappy, lz4 or zstd', compression);
-    if (!/^[A-Za-z0-9._-]{1,249}$/.test(topic)) throw new AuditConfigurationError('kafka.topic', 'must be 1-249 of [A-Za-z0-9._-] (a Kafka topic name)', topic);
-    const positive = (name: string, value: number | undefined, fallback: number): number => {
+    if (!/^[A-Za-z0-9._-]{1,249}$/.test(topic) || topic === '.' || topic === '..') throw new AuditConfigurationError('kafka.topic', 'must be 1-249 of [A-Za-z0-9._-], not "." or ".." (a Kafka topic name)', topic);
+    // Node's timers hold 31 bits: a longer delay fires after 1 ms (every send a timeout at once).
+    const ms = (name: string, value: number | undefined, fallback: number): number => {
       const v = value ?? fallback;
-      if (!(Number.isFinite(v) && v > 0)) throw new AuditConfigurationError(`kafka.${name}`, 'must be a positive number', value);
+      if (!(typeof v === 'number' && v > 0 && v <= 2_147_483_647)) throw new AuditConfigurationError(`kafka.${name}`, 'must be a positive number of ms, at most 2,147,483,647', value);
       return v;
     };
-    // A fraction floored to 0 producers or batches in flight would be a forwarder that never sends.
+    // Counts below 1 were floored to 0: no batch ever in flight spun the event loop for ever,
+    // no record per batch sent nothing while looking healthy, no lanes failed every read.
     const count = (name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number => {
       const v = value ?? fallback;
-      if (!(Number.isSafeInteger(v) && v >= 1 && v <= max)) throw new AuditConfigurationError(`kafka.${name}`, `must be a whole number from 1 to ${max}`, value);
-      return v;
-    };
-    // Node runs a longer timer after 1 ms: a backoff would hammer the broker, a deadline never hold.
-    const delay = (name: string, value: number | undefined, fallback: number): number => {
-      const v = positive(name, value, fallback);
-      if (v > MAX_TIMER_MS) throw new AuditConfigurationError(`kafka.${name}`, `must be at most ${MAX_TIMER_MS} ms, the longest delay a Node.js timer holds`, value);
+      if (!(Number.isSafeInteger(v) && v > 0 && v <= max)) throw new AuditConfigurationError(`kafka.${name}`, max === Number.MAX_SAFE_INTEGER ? 'must be a positive integer' : `must be a whole number from 1 to ${max}`, value);
       return v;
     };
     this.topic = topic;
@@ -241,15 +243,15 @@ export class KafkaForwarder {
       dir: options.dir,
       brokers: (brokers as readonly string[]).slice(),
       clientId: options.clientId ?? 'govmap-audit-forwarder',
-      sendTimeoutMs: delay('sendTimeoutMs', options.sendTimeoutMs, 10_000),
+      sendTimeoutMs: ms('sendTimeoutMs', options.sendTimeoutMs, 10_000),
       compression,
       batchRecords: count('batchRecords', options.batchRecords, 20_000),
       maxInFlight: count('maxInFlight', options.maxInFlight, 3),
       producers: count('producers', options.producers, 2, 64),
       batchBytes: count('batchBytes', options.batchBytes, compression === 'none' ? 512 << 10 : 8 << 20),
-      pollIntervalMs: delay('pollIntervalMs', options.pollIntervalMs, 20),
-      backoffMs: delay('backoffMs', options.backoffMs, 250),
-      maxBackoffMs: delay('maxBackoffMs', options.maxBackoffMs, 5000),
+      pollIntervalMs: ms('pollIntervalMs', options.pollIntervalMs, 20),
+      backoffMs: ms('backoffMs', options.backoffMs, 250),
+      maxBackoffMs: ms('maxBackoffMs', options.maxBackoffMs, 5000),
     };
     this.#batchBytes = this.#o.batchBytes;
     this.#recorder = options.recorder;
@@ -547,6 +549,16 @@ export class KafkaForwarder {
     this.#recorder?.recordSinkEvent('SINK_FAILED', reason, `kafka topic ${this.topic} (${this.#o.brokers.join(',')}): ${this.#lastError}`);
   }
 
+  /**
+   * Records skipped or sent again: named in the audit trail even when an outage is already on
+   * (#failed names only the start of one), as a restart after segments were removed meets them.
+   */
+  #lost(what: string, reason: string): void {
+    const during = this.#failedSince !== null;
+    this.#failed(what, reason);
+    if (during) this.#recorder?.recordSinkEvent('SINK_FAILED', reason, `kafka topic ${this.topic} (${this.#o.brokers.join(',')}): ${what}`);
+  }
+
   #recovered(): void {
     if (this.#failedSince === null) return;
     const down = Date.now() - this.#failedSince;
@@ -590,11 +602,11 @@ export class KafkaForwarder {
         // and everything recorded until it got that far, while drain() and the lag said caught up.
         const newest = segments.at(-1);
         if (newest === undefined || (newest.segment === cursor.segment - 1 && cursor.offset === 0)) return { records: 0, parts: none, end: cursor, moved: false, firstAt: -1 };
-        this.#failed(`the checkpoint's position (${segmentName(cursor.segment)}, byte ${cursor.offset}) is past the end of the spool (${newest.name}); the spool is sent again from its oldest segment`, 'CHECKPOINT_PAST_SPOOL_END');
+        this.#lost(`the checkpoint's position (${segmentName(cursor.segment)}, byte ${cursor.offset}) is past the end of the spool (${newest.name}); the spool is sent again from its oldest segment`, 'CHECKPOINT_PAST_SPOOL_END');
         return { records: 0, parts: none, end: { segment: 0, offset: 0, seq: cursor.seq }, moved: true, firstAt: -1 };
       }
       const gone = next.segment - 1 === cursor.segment ? segmentName(cursor.segment) : `${segmentName(cursor.segment)} to ${segmentName(next.segment - 1)}`;
-      this.#failed(`${gone} left the spool before being forwarded (from byte ${cursor.offset}); forwarding goes on with ${next.name}`, 'SPOOL_SEGMENT_MISSING');
+      this.#lost(`${gone} left the spool before being forwarded (from byte ${cursor.offset}); forwarding goes on with ${next.name}`, 'SPOOL_SEGMENT_MISSING');
       return { records: 0, parts: none, end: { segment: next.segment, offset: 0, seq: cursor.seq }, moved: true, firstAt: -1 };
     }
     if (cursor.offset > 0) {
@@ -609,7 +621,7 @@ export class KafkaForwarder {
       const { bytesRead: got } = await fh.read(before, 0, 1, cursor.offset - 1);
       if (got !== 1 || before[0] !== 10) {
         const { size } = await fh.stat();
-        this.#failed(`the checkpoint's position (${segmentName(cursor.segment)}, byte ${cursor.offset}) is not the end of a line of that segment (${size} bytes); the segment is sent again from its start`, 'CHECKPOINT_PAST_SPOOL_END');
+        this.#lost(`the checkpoint's position (${segmentName(cursor.segment)}, byte ${cursor.offset}) is not the end of a line of that segment (${size} bytes); the segment is sent again from its start`, 'CHECKPOINT_PAST_SPOOL_END');
         return { records: 0, parts: none, end: { segment: cursor.segment, offset: 0, seq: cursor.seq }, moved: true, firstAt: -1 };
       }
     }
@@ -713,7 +725,7 @@ export class KafkaForwarder {
       // be read: the same typed refusal as any other damage, naming the file and why.
       throw new AuditConfigurationError('kafka checkpoint', `${this.#checkpointPath} cannot be read as a forwarder checkpoint (${(error as Error).message}); move it away to forward from the start`);
     }
-    if (value === null || typeof value !== 'object' || !Number.isSafeInteger(value.segment) || !Number.isSafeInteger(value.offset) || !Number.isSafeInteger(value.seq)) {
+    if (value === null || typeof value !== 'object' || !isPosition(value.segment) || !isPosition(value.offset) || !isPosition(value.seq)) {
       throw new AuditConfigurationError('kafka checkpoint', `${this.#checkpointPath} is not a forwarder checkpoint; move it away to forward from the start`);
     }
     return value as Checkpoint;
@@ -735,6 +747,11 @@ export class KafkaForwarder {
     }
     await rename(tmp, this.#checkpointPath);
   }
+}
+
+/** A checkpoint field: a negative offset made every read of the spool fail, retried for ever. */
+function isPosition(value: unknown): boolean {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
 }
 
 /**

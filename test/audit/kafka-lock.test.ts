@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -193,5 +193,28 @@ describe('audit: one Kafka forwarder per spool and topic', () => {
     }
     assert.equal(existsSync(lock), false);
     assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith(`kafka-${topic}.lock`)), [], 'no temporary lock files left');
+  });
+});
+
+describe('audit: the forwarder lock after a container restart', () => {
+  test('a lock left by an earlier process with this same pid (a container restarted after an OOM kill: its pid is the same again) is taken over, not refused as held by this process', async (t) => {
+    const dir = tempSpool(t);
+    const topic = 'govmap.audit.pid-reuse';
+    const lock = join(dir, `kafka-${topic}.lock`);
+    mkdirSync(dir, { recursive: true });
+    // What the killed incarnation left: this pid and host, written before this process started.
+    const before = new Date(performance.timeOrigin - 60_000).toISOString();
+    writeFileSync(lock, JSON.stringify({ pid: process.pid, host: hostname(), since: before, topic }));
+    const forwarder = await startKafkaForwarder({ dir, brokers: ['127.0.0.1:1'], topic, producers: 1 });
+    try {
+      const taken = JSON.parse(readFileSync(lock, 'utf8')) as { pid: number; since: string };
+      assert.equal(taken.pid, process.pid);
+      assert.notEqual(taken.since, before, 'the lock is now this process\'s');
+      // And this process's own lock still refuses a second forwarder in it.
+      await assert.rejects(startKafkaForwarder({ dir, brokers: ['127.0.0.1:1'], topic, producers: 1 }), (error) => assertLockedBy(error, dir, topic, process.pid));
+    } finally {
+      await forwarder.stop(0);
+    }
+    assert.equal(existsSync(lock), false);
   });
 });

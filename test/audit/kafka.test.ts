@@ -7,7 +7,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
 import { Admin, Consumer, murmur2 } from '@platformatic/kafka';
-import { AuditConfigurationError, AuditDeduplicator, KafkaForwarder, createAuditRecorder, dedupKeyOf, parseSpoolLine, registerAuditMetrics, verifySpool } from '../../src/audit/index.ts';
+import { AuditConfigurationError, AuditDeduplicator, KafkaForwarder, createAuditRecorder, dedupKeyOf, parseSpoolLine, registerAuditMetrics, startKafkaForwarder, verifySpool } from '../../src/audit/index.ts';
 import { Registry } from 'prom-client';
 import { murmur2Partition } from '../../src/audit/kafka-forwarder.ts';
 import { readJournal } from '../../src/audit/journal.ts';
@@ -19,6 +19,8 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSyn
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import { connect, createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { ProducerLaneData, ProducerLaneReply } from '../../src/audit/kafka-lane-protocol.ts';
 
 const KAFKA_SH = fileURLToPath(new URL('../infra/kafka.sh', import.meta.url));
@@ -721,6 +723,47 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     assert.equal(failed?.reason, 'SPOOL_SEGMENT_MISSING', 'the skipped segments are in the audit trail');
   });
 
+  test('segments removed during a Kafka outage and the forwarder restarted while Kafka is still down: the skipped segments are still named in the audit trail when Kafka is back', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('retained-outage');
+    const audit0 = await createAuditRecorder({ dir, actor: 'clearing/kafka-retained-outage', maxSegmentBytes: 65_536 });
+    const map0 = balances();
+    audit0.attach(map0);
+    for (let i = 0; i < 6; i++) await stream(audit0, map0, 500, i * 500);
+    await audit0.stop();
+    // Kafka went down while the forwarder was at the start of audit-000001.jsonl.
+    writeFileSync(join(dir, `kafka-${topic}.checkpoint`), JSON.stringify({ segment: 1, offset: 0, seq: 0 }));
+    // What an operator does when the disk fills during the outage: the oldest segments go.
+    const removed = segmentFiles(dir).slice(0, -2);
+    for (const file of removed) rmSync(file);
+    // The bootstrap address refuses until Kafka is "back" (then it leads to the real broker, whose
+    // metadata names its own address).
+    let up = false;
+    const [host, port] = BROKERS[0]!.split(':') as [string, string];
+    const proxy = createServer((socket) => {
+      if (!up) return socket.destroy();
+      const broker = connect(Number(port), host);
+      socket.pipe(broker).pipe(socket);
+      broker.on('error', () => socket.destroy());
+      socket.on('error', () => broker.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    t.after(() => proxy.close());
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-retained-outage', maxSegmentBytes: 65_536, kafka: { brokers: [`127.0.0.1:${(proxy.address() as AddressInfo).port}`], topic, backoffMs: 50, maxBackoffMs: 200 } });
+    t.after(() => audit.stop());
+    const deadline = Date.now() + 20_000;
+    while (audit.forwarder!.stats().errors === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(audit.forwarder!.stats().errors > 0, 'Kafka is down at the start');
+    up = true;
+    await audit.forwarder!.drain(30_000);
+    await audit.stop();
+    const failed = readSpool(dir).events.filter((e) => e.op_type === 'SINK_FAILED');
+    const missing = failed.find((e) => e.reason === 'SPOOL_SEGMENT_MISSING');
+    assert.ok(missing !== undefined, `the skipped segments are in the audit trail; SINK_FAILED seen: ${failed.map((e) => e.reason).join(', ')}`);
+    assert.match(missing.detail ?? '', /audit-000001\.jsonl.*left the spool before being forwarded/);
+  });
+
   test('kafka.sh stop, then start (a fresh broker): the forwarder reconnects and forwards what was recorded meanwhile', { timeout: 300_000 }, async (t) => {
     if (!needKafka(t)) return;
     if (kafkaPid() === null) {
@@ -846,6 +889,92 @@ describe('without a reachable broker', () => {
     }
     // The documented limits themselves are accepted.
     new KafkaForwarder({ dir, brokers: ['127.0.0.1:1'], producers: 64, maxInFlight: 1, sendTimeoutMs: 2 ** 31 - 1 });
+  });
+
+  test('a count option below 1 or fractional (maxInFlight 0.5, batchRecords 0.5, producers 0.5, batchBytes 0.5) is refused naming it: not a frozen event loop, a forwarder that sends nothing, or a TypeError retried for ever', { timeout: 60_000 }, async (t) => {
+    for (const option of ['maxInFlight', 'batchRecords', 'producers', 'batchBytes']) {
+      for (const value of [0.5, 2.5]) {
+        const dir = tempSpool(t);
+        const starting = createAuditRecorder({ dir, actor: 'clearing/kafka-count', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'], [option]: value } });
+        t.after(async () => (await starting.catch(() => null))?.stop());
+        await assert.rejects(starting, (error: Error & { code?: string }) => {
+          assert.ok(error instanceof AuditConfigurationError, `${option} ${value}: ${error.name}: ${error.message}`);
+          assert.equal(error.code, 'GOVMAP_AUDIT_INVALID_CONFIGURATION');
+          assert.match(error.message, new RegExp(`"kafka\\.${option}": must be (a positive integer|a whole number from 1 to 64).*received ${value}`));
+          return true;
+        });
+      }
+    }
+  });
+
+  test('a time option past the 32-bit timer range (sendTimeoutMs 2^31 meant as "no deadline") is refused naming it: not every send timed out after 1 ms', async (t) => {
+    for (const option of ['sendTimeoutMs', 'pollIntervalMs', 'backoffMs', 'maxBackoffMs']) {
+      const dir = tempSpool(t);
+      const starting = createAuditRecorder({ dir, actor: 'clearing/kafka-time', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'], [option]: 2 ** 31 } });
+      t.after(async () => (await starting.catch(() => null))?.stop());
+      await assert.rejects(starting, (error: Error & { code?: string }) => {
+        assert.ok(error instanceof AuditConfigurationError, `${option}: ${error.name}: ${error.message}`);
+        assert.match(error.message, new RegExp(`"kafka\\.${option}": must be a positive number of ms, at most 2,147,483,647`));
+        return true;
+      });
+    }
+  });
+
+  test('brokers: a bracketed IPv6 address ([::1]:9092) is accepted; a port outside 1-65535 is refused naming the broker', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-ipv6', kafkaStopDrainMs: 0, kafka: { brokers: ['[::1]:1', '[fd00:10::5]:9093'] } });
+    await audit.stop();
+    for (const broker of ['kafka-1:0', 'kafka-1:65536', 'kafka-1:99999', '[::1]', '::1:9092', '[]:9092']) {
+      await assert.rejects(
+        createAuditRecorder({ dir: tempSpool(t), actor: 'clearing/kafka-port', kafkaStopDrainMs: 0, kafka: { brokers: [broker] } }),
+        (error: Error & { code?: string }) => {
+          assert.ok(error instanceof AuditConfigurationError, `${broker}: ${error.name}: ${error.message}`);
+          assert.match(error.message, /"kafka\.brokers"/);
+          assert.ok(error.message.includes(broker), `${broker} is named: ${error.message}`);
+          return true;
+        },
+      );
+    }
+  });
+
+  test('a topic named "." or ".." (which Kafka refuses) is refused at start naming it, not retried for ever against the broker', async (t) => {
+    for (const topic of ['.', '..']) {
+      const starting = createAuditRecorder({ dir: tempSpool(t), actor: 'clearing/kafka-topic', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'], topic } });
+      t.after(async () => (await starting.catch(() => null))?.stop());
+      await assert.rejects(starting, (error: Error & { code?: string }) => {
+        assert.ok(error instanceof AuditConfigurationError, `${topic}: ${error.name}: ${error.message}`);
+        assert.match(error.message, /"kafka\.topic"/);
+        return true;
+      });
+    }
+  });
+
+  test('startKafkaForwarder without a spool dir (an unset environment variable) is a typed error naming "dir", not a bare TypeError about a path', async () => {
+    for (const dir of [undefined, '', 42]) {
+      await assert.rejects(startKafkaForwarder({ dir, brokers: ['127.0.0.1:1'] } as never), (error: Error & { code?: string }) => {
+        assert.ok(error instanceof AuditConfigurationError, `${String(dir)}: ${error.name}: ${error.message}`);
+        assert.equal(error.code, 'GOVMAP_AUDIT_INVALID_CONFIGURATION');
+        assert.match(error.message, /"dir": must be the spool directory/);
+        return true;
+      });
+    }
+  });
+
+  test('a checkpoint with a negative position (hand-edited, damaged) refuses the start naming the file: not a forwarder stuck for ever on an out-of-range read', async (t) => {
+    for (const content of ['{"segment":1,"offset":-5,"seq":0}', '{"segment":-2,"offset":0,"seq":0}', '{"segment":1,"offset":0,"seq":-7}']) {
+      const dir = tempSpool(t);
+      mkdirSync(dir, { recursive: true });
+      const checkpoint = join(dir, 'kafka-govmap.audit.checkpoint');
+      writeFileSync(checkpoint, content);
+      await assert.rejects(
+        createAuditRecorder({ dir, actor: 'clearing/kafka-checkpoint', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'] } }),
+        (error: Error & { code?: string }) => {
+          assert.ok(error instanceof AuditConfigurationError, `${content}: ${error.name}: ${error.message}`);
+          assert.ok(error.message.includes(checkpoint), error.message);
+          return true;
+        },
+      );
+    }
   });
 
   test('an empty or torn checkpoint (a power loss during its rename) is a typed error naming the file, not a bare SyntaxError', async (t) => {
