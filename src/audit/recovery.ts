@@ -534,11 +534,15 @@ function readBytes(path: string, from: number, n: number): Buffer {
 export function acquireSpoolLock(dir: string): () => void {
   makeDirectorySync(dir);
   const path = join(dir, LOCK_FILE);
-  const me = `${process.pid}@${hostname()}`;
+  // pid@host@when: `when` tells this process's lock from one an earlier process with the same
+  // pid left (see earlierIncarnation).
+  const me = `${process.pid}@${hostname()}@${new Date().toISOString()}`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       writeFileSync(path, me, { flag: 'wx' });
+      heldSpoolLocks.add(me);
       return () => {
+        heldSpoolLocks.delete(me);
         try {
           if (readFileSync(path, 'utf8') === me) unlinkSync(path);
         } catch {
@@ -549,8 +553,8 @@ export function acquireSpoolLock(dir: string): () => void {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const holder = existsSync(path) ? readFileSync(path, 'utf8').trim() : '';
-    const match = /^([0-9]+)@(.*)$/.exec(holder);
-    if (match !== null && match[2] === hostname() && isAlive(Number(match[1]))) {
+    const match = /^([0-9]+)@([^@]*)(?:@(.+))?$/.exec(holder);
+    if (match !== null && match[2] === hostname() && isAlive(Number(match[1])) && !earlierIncarnation(Number(match[1]), match[3], holder)) {
       throw new AuditSpoolLockedError(dir, `process ${match[1]} on ${match[2]}`);
     }
     if (match !== null && match[2] !== hostname()) {
@@ -564,6 +568,24 @@ export function acquireSpoolLock(dir: string): () => void {
     }
   }
   throw new AuditSpoolLockedError(dir, 'another recorder racing for it');
+}
+
+/** The spool LOCKs this thread holds: never an earlier incarnation's, whatever the clock did. */
+const heldSpoolLocks = new Set<string>();
+
+/**
+ * A LOCK naming this very pid that this process did not write: left by a killed process whose
+ * pid this one got again. A restarted container runs its processes in the same order, on the
+ * same hostname (a pod's), so the service gets its old pid back; taken for a live holder, the
+ * recorder was refused at every start and the service crash-looped. A LOCK of the format before
+ * `when` was added, naming this pid, is an earlier process's too: this one writes `when`.
+ */
+function earlierIncarnation(pid: number, when: string | undefined, text: string): boolean {
+  if (pid !== process.pid || heldSpoolLocks.has(text)) return false;
+  if (when === undefined) return true;
+  const at = Date.parse(when);
+  // performance.timeOrigin is the process's start, in every thread.
+  return Number.isFinite(at) && at < performance.timeOrigin;
 }
 
 const ERRNO_MEANING: Readonly<Record<string, string>> = {

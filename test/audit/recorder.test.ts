@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hostname } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { describe, test } from 'node:test';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -599,6 +600,24 @@ describe('configuration and ownership', () => {
     const keyFile = join(dir, '..', 'short.key');
     writeFileSync(keyFile, 'short\n');
     await assert.rejects(createAuditRecorder({ dir, actor: 'svc/1', hmacKey: { file: keyFile } }), /at least 16 bytes \(got 5\)/);
+  });
+
+  /**
+   * A container restarted after an OOM kill runs its processes in the same order: the service
+   * gets its old pid again, on the same hostname (a pod's), with the spool on a volume that
+   * survived. The LOCK it left named that pid, taken for a live holder: the recorder was refused
+   * at every start, and the service crash-looped.
+   */
+  test('a LOCK left by an earlier process with this same pid (a restarted container) is taken over, not refused as held by this process', async (t) => {
+    const dir = tempSpool(t);
+    const first = await recorder(dir);
+    await first.stop();
+    for (const left of [`${process.pid}@${hostname()}`, `${process.pid}@${hostname()}@${new Date(performance.timeOrigin - 60_000).toISOString()}`]) {
+      writeFileSync(join(dir, 'LOCK'), left);
+      const restarted = await recorder(dir);
+      await restarted.stop();
+    }
+    assert.equal(verifySpool(dir).ok, true);
   });
 
   test('one recorder per spool directory', async (t) => {
