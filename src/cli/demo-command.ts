@@ -199,8 +199,12 @@ function usageProblem(options: DemoCommandOptions, command: Command | undefined)
     // Left to the recorder, an empty list (`--kafka ,`) would mean no forwarding at all, silently.
     const brokers = options.kafka.split(',').filter((b) => b !== '');
     if (brokers.length === 0) return `--kafka ${JSON.stringify(options.kafka)}: no broker given; e.g. --kafka 127.0.0.1:9092`;
-    const bad = brokers.find((b) => !/^[^\s:]+:[0-9]{1,5}$/.test(b) || Number(b.slice(b.lastIndexOf(':') + 1)) > 65_535);
-    if (bad !== undefined) return `--kafka: ${JSON.stringify(bad)} is not host:port (a port from 0 to 65535), e.g. 127.0.0.1:9092`;
+    // As the forwarder reads them: IPv6 in brackets, and a port it can connect to (0 is none).
+    const bad = brokers.find((b) => {
+      const port = Number(/^(?:[^\s:[\]]+|\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]):([0-9]{1,5})$/.exec(b)?.[1]);
+      return !(port >= 1 && port <= 65_535);
+    });
+    if (bad !== undefined) return `--kafka: ${JSON.stringify(bad)} is not host:port (a port from 1 to 65535; IPv6 as [::1]:9092), e.g. 127.0.0.1:9092`;
   }
   const without = new Set(options.without ?? []);
   const typed = (name: string): boolean => command?.getOptionValueSource(name) === 'cli';

@@ -148,7 +148,10 @@ test('a host or an audit dir that cannot work: one line naming the option and th
     // No broker at all would have meant no forwarding, silently.
     [['--kafka', ','], /^govmap demo: --kafka ",": no broker given; e\.g\. --kafka 127\.0\.0\.1:9092/],
     [['--kafka', '127.0.0.1:9092,localhost'], /^govmap demo: --kafka: "localhost" is not host:port/],
-    [['--kafka', 'broker:99999'], /^govmap demo: --kafka: "broker:99999" is not host:port \(a port from 0 to 65535\)/],
+    [['--kafka', 'broker:99999'], /^govmap demo: --kafka: "broker:99999" is not host:port \(a port from 1 to 65535; IPv6 as \[::1\]:9092\)/],
+    // Port 0 connects nowhere: accepted, the forwarder would have retried it for ever.
+    [['--kafka', 'broker:0'], /^govmap demo: --kafka: "broker:0" is not host:port/],
+    [['--kafka', '::1:9092'], /^govmap demo: --kafka: "::1:9092" is not host:port \(.*IPv6 as \[::1\]:9092/],
   ];
   for (const [args, said] of cases) {
     const { code, stderr } = await run(['demo', '--port', '0', '--no-traffic', '--audit-dir', join(scratch, 'audit'), ...args]);
