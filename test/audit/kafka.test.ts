@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
+import type { TestContext } from 'node:test';
 import { Admin, Consumer, murmur2 } from '@platformatic/kafka';
 import { AuditConfigurationError, AuditDeduplicator, KafkaForwarder, createAuditRecorder, dedupKeyOf, parseSpoolLine, registerAuditMetrics, startKafkaForwarder, verifySpool } from '../../src/audit/index.ts';
 import { Registry } from 'prom-client';
@@ -960,39 +961,29 @@ describe('without a reachable broker', () => {
     }
   });
 
+  /** A recorder started on a spool whose Kafka checkpoint holds `content` is refused, naming the file. */
+  async function refusesCheckpoint(t: TestContext, content: string): Promise<void> {
+    const dir = tempSpool(t);
+    mkdirSync(dir, { recursive: true });
+    const checkpoint = join(dir, 'kafka-govmap.audit.checkpoint');
+    writeFileSync(checkpoint, content);
+    await assert.rejects(
+      createAuditRecorder({ dir, actor: 'clearing/kafka-checkpoint', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'] } }),
+      (error: Error & { code?: string }) => {
+        assert.ok(error instanceof AuditConfigurationError, `${content}: ${error.name}: ${error.message}`);
+        assert.equal(error.code, 'GOVMAP_AUDIT_INVALID_CONFIGURATION');
+        assert.ok(error.message.includes(checkpoint), error.message);
+        return true;
+      },
+    );
+  }
+
   test('a checkpoint with a negative position (hand-edited, damaged) refuses the start naming the file: not a forwarder stuck for ever on an out-of-range read', async (t) => {
-    for (const content of ['{"segment":1,"offset":-5,"seq":0}', '{"segment":-2,"offset":0,"seq":0}', '{"segment":1,"offset":0,"seq":-7}']) {
-      const dir = tempSpool(t);
-      mkdirSync(dir, { recursive: true });
-      const checkpoint = join(dir, 'kafka-govmap.audit.checkpoint');
-      writeFileSync(checkpoint, content);
-      await assert.rejects(
-        createAuditRecorder({ dir, actor: 'clearing/kafka-checkpoint', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'] } }),
-        (error: Error & { code?: string }) => {
-          assert.ok(error instanceof AuditConfigurationError, `${content}: ${error.name}: ${error.message}`);
-          assert.ok(error.message.includes(checkpoint), error.message);
-          return true;
-        },
-      );
-    }
+    for (const content of ['{"segment":1,"offset":-5,"seq":0}', '{"segment":-2,"offset":0,"seq":0}', '{"segment":1,"offset":0,"seq":-7}']) await refusesCheckpoint(t, content);
   });
 
   test('an empty or torn checkpoint (a power loss during its rename) is a typed error naming the file, not a bare SyntaxError', async (t) => {
-    for (const content of ['', '{"segment":3,"offs']) {
-      const dir = tempSpool(t);
-      mkdirSync(dir, { recursive: true });
-      const checkpoint = join(dir, 'kafka-govmap.audit.checkpoint');
-      writeFileSync(checkpoint, content);
-      await assert.rejects(
-        createAuditRecorder({ dir, actor: 'clearing/kafka-checkpoint', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'] } }),
-        (error: Error & { code?: string }) => {
-          assert.ok(error instanceof AuditConfigurationError, `${error.name}: ${error.message}`);
-          assert.equal(error.code, 'GOVMAP_AUDIT_INVALID_CONFIGURATION');
-          assert.ok(error.message.includes(checkpoint), error.message);
-          return true;
-        },
-      );
-    }
+    for (const content of ['', '{"segment":3,"offs']) await refusesCheckpoint(t, content);
   });
 });
 
