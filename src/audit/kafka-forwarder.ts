@@ -293,7 +293,11 @@ export class KafkaForwarder {
    * terminated, and what they had not had acknowledged stays behind the checkpoint.
    */
   async stop(timeoutMs?: number): Promise<void> {
-    if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs >= 0)) throw new AuditConfigurationError('stop timeoutMs', 'must be a number >= 0 (ms)', timeoutMs);
+    // It becomes a timer: past 2,147,483,647 ms (Infinity included) Node fires it after 1 ms, and
+    // a stop meant to wait days abandoned the request in flight at once.
+    if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs >= 0 && timeoutMs <= 2_147_483_647)) {
+      throw new AuditConfigurationError('stop timeoutMs', 'must be a number of ms from 0 to at most 2,147,483,647 (the longest delay a Node.js timer holds; a longer one would fire after 1 ms); omit it to wait for the send in flight', timeoutMs);
+    }
     this.#stopping = true;
     this.#wake?.();
     try {

@@ -3,7 +3,8 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { ChainState } from './drain-worker.ts';
 import { GENESIS_HASH, isReadStream, parseSpoolLine } from './event.ts';
-import type { SealRecord } from './event.ts';
+import type { SealRecord, SpoolLine } from './event.ts';
+import { SegmentLines } from './verify.ts';
 import { GovMapError } from '../map/errors.ts';
 import { AuditConfigurationError, AuditSpoolDirectoryError, AuditSpoolLockedError, AuditTamperedError } from './errors.ts';
 import { JOURNAL_FILE, readJournal } from './journal.ts';
@@ -15,8 +16,8 @@ import {
   headMac,
   listSegments,
   LOCK_FILE,
+  openSegmentFile,
   readHead,
-  readSegmentFile,
   readSeqReservation,
   sealLine,
   segmentHeaderLine,
@@ -70,10 +71,10 @@ interface ScanTotals {
 }
 
 export function scanSegment(file: SegmentFile): SegmentScan {
-  const read = readSegmentFile(file.path);
+  const opened = openSegmentFile(file.path);
   // Someone else's file under a segment's name (a FIFO would have held the start forever).
-  if (typeof read === 'string') throw new AuditTamperedError(dirname(file.path), file.path, 0, `${file.name} is ${read}`);
-  const bytes = read;
+  if (typeof opened === 'string') throw new AuditTamperedError(dirname(file.path), file.path, 0, `${file.name} is ${opened}`);
+  let size = 0;
   let lastSeal: SealRecord | null = null;
   let t: ScanTotals = { maxSeq: 0, maxReadSeq: 0, maxWriteSeq: 0, lastEventOp: null, lastEventSeq: 0, lastStartedSeq: 0 };
   /** The totals as of the last seal: the lines after it are counted again, parsed (below). */
@@ -97,57 +98,67 @@ export function scanSegment(file: SegmentFile): SegmentScan {
     if (op === 'AUDIT_STARTED') t.lastStartedSeq = seq;
   };
   /**
-   * Counts the lines from `from`. `fast`: a line with a record's prefix is taken for that record
+   * Counts the lines `lines` returns. `fast`: a line with a record's prefix is taken for that record
    * unparsed. Sealed lines were written whole; after the last seal a line can be a torn one a
    * failed start terminated, which may begin like a record, so there every line is parsed.
+   * Read in pieces (SegmentLines): read whole, a segment of up to 2 GiB (maxSegmentBytes) made
+   * the start's memory grow by as much, in a service sized for its maps, not its audit log.
    */
-  const pass = (from: number, fast: boolean): void => {
-    let start = from;
-    while (start < bytes.length) {
-      const nl = bytes.indexOf(10, start);
-      if (nl === -1) {
-        tornOffset = start;
-        break;
-      }
-      const match = fast ? PREFIX.exec(bytes.toString('latin1', start, Math.min(nl, start + 64))) : null;
-      if (match !== null && match[2] !== 'AUDIT_GAP') {
-        count(Number(match[1]), match[2]!);
-        sinceSeal.push({ offset: start, op: match[2]!, seq: Number(match[1]) });
-      } else {
-        const line = parseSpoolLine(bytes.toString('utf8', start, nl));
-        if (line.kind === 'seal') {
-          lastSeal = line.seal;
-          lastSealEnd = nl + 1;
-          atLastSeal = { ...t };
-          unnamedDamage = null;
-          const to = line.seal.to;
-          const covered = sinceSeal.findLast((r) => r.offset < to);
-          if (covered !== undefined) sealedLast = { op: covered.op, seq: covered.seq };
-          uncoveredFrom = to < start ? to : -1;
-          sinceSeal = [];
-        } else if (line.kind === 'event') {
-          const e = line.event;
-          count(e.seq, e.op_type);
-          sinceSeal.push({ offset: start, op: e.op_type, seq: e.seq });
-          const torn = e.gap?.torn;
-          if (isReadStream(e.op_type) || (torn != null && torn.segment === file.segment && torn.offset === unnamedDamage?.offset)) unnamedDamage = null;
-        } else if (line.kind === 'invalid') {
-          unnamedDamage = { offset: start, length: nl - start };
+  const pass = (lines: SegmentLines, fast: boolean): void => {
+    try {
+      while (lines.next()) {
+        const start = lines.start;
+        const nl = lines.end;
+        if (nl === -1) {
+          tornOffset = start;
+          break;
         }
+        take(lines, start, nl, fast);
       }
-      start = nl + 1;
+    } finally {
+      lines.close();
+    }
+    size = lines.size;
+  };
+  const take = (lines: SegmentLines, start: number, nl: number, fast: boolean): void => {
+    const match = fast ? PREFIX.exec(lines.head.toString('latin1', 0, 64)) : null;
+    if (match !== null && match[2] !== 'AUDIT_GAP') {
+      count(Number(match[1]), match[2]!);
+      sinceSeal.push({ offset: start, op: match[2]!, seq: Number(match[1]) });
+    } else {
+      // Longer than any record (verify says so too): damage, not parsed.
+      const line: SpoolLine = lines.text === null ? { kind: 'invalid', problem: 'longer than any audit record' } : parseSpoolLine(lines.text.toString('utf8'));
+      if (line.kind === 'seal') {
+        lastSeal = line.seal;
+        lastSealEnd = nl + 1;
+        atLastSeal = { ...t };
+        unnamedDamage = null;
+        const to = line.seal.to;
+        const covered = sinceSeal.findLast((r) => r.offset < to);
+        if (covered !== undefined) sealedLast = { op: covered.op, seq: covered.seq };
+        uncoveredFrom = to < start ? to : -1;
+        sinceSeal = [];
+      } else if (line.kind === 'event') {
+        const e = line.event;
+        count(e.seq, e.op_type);
+        sinceSeal.push({ offset: start, op: e.op_type, seq: e.seq });
+        const torn = e.gap?.torn;
+        if (isReadStream(e.op_type) || (torn != null && torn.segment === file.segment && torn.offset === unnamedDamage?.offset)) unnamedDamage = null;
+      } else if (line.kind === 'invalid') {
+        unnamedDamage = { offset: start, length: nl - start };
+      }
     }
   };
-  pass(0, true);
+  pass(new SegmentLines(opened.fd), true);
   const sealEnd: number = lastSealEnd;
-  if (sealEnd < bytes.length) {
+  if (sealEnd < size) {
     t = { ...atLastSeal };
     tornOffset = -1;
     unnamedDamage = null;
-    pass(sealEnd, false);
+    pass(new SegmentLines(openSync(file.path, 'r'), sealEnd), false);
   }
   const { maxSeq, maxReadSeq, maxWriteSeq, lastEventOp, lastStartedSeq } = t;
-  return { file, size: bytes.length, lastSeal, maxSeq, maxReadSeq, maxWriteSeq, lastEventOp, lastStartedSeq, tornOffset, lastSealEnd, sealedLastOp: sealedLast.op, sealedLastSeq: sealedLast.seq, uncoveredFrom, unnamedDamage };
+  return { file, size, lastSeal, maxSeq, maxReadSeq, maxWriteSeq, lastEventOp, lastStartedSeq, tornOffset, lastSealEnd, sealedLastOp: sealedLast.op, sealedLastSeq: sealedLast.seq, uncoveredFrom, unnamedDamage };
 }
 
 export interface CrashGap {
@@ -448,29 +459,29 @@ function checkNothingAfterStop(dir: string, scan: SegmentScan, previousScan: Seg
   }
   const stoppedSeq = stopped.sealedLastSeq;
   const expect = stoppedSeq + 1;
-  const tail = readBytes(scan.file.path, from, scan.size - from);
   const refuse = (at: number, what: string): never => {
-    throw new AuditTamperedError(dir, scan.file.path, from + at, `${what} after the seal of a clean stop (AUDIT_STOPPED, seq ${stoppedSeq}); only the next start's AUDIT_STARTED (seq ${expect}) and its reads may follow it`);
+    throw new AuditTamperedError(dir, scan.file.path, at, `${what} after the seal of a clean stop (AUDIT_STOPPED, seq ${stoppedSeq}); only the next start's AUDIT_STARTED (seq ${expect}) and its reads may follow it`);
   };
-  let at = 0;
+  // In pieces, as scanSegment: whatever follows the seal is read whole by nobody.
+  const lines = new SegmentLines(openSync(scan.file.path, 'r'), from);
   let reads = false;
-  while (at < tail.length) {
-    const nl = tail.indexOf(10, at);
-    if (nl === -1) {
-      if (!tornRecord(tail.toString('latin1', at, Math.min(tail.length, at + 64)))) refuse(at, 'an unterminated line that is not the start of a record');
-      break;
-    }
-    const match = PREFIX.exec(tail.toString('latin1', at, Math.min(nl, at + 64)));
-    if (match === null && scan.unnamedDamage?.offset === from + at && tornRecord(tail.toString('latin1', at, Math.min(nl, at + 64)))) {
+  try {
+    while (lines.next()) {
+      const head = lines.head.toString('latin1', 0, 64);
+      if (lines.end === -1) {
+        if (!tornRecord(head)) refuse(lines.start, 'an unterminated line that is not the start of a record');
+        break;
+      }
+      const match = PREFIX.exec(head);
       // Such a torn line, terminated by a start that then failed (before its gap named it).
-      at = nl + 1;
-      continue;
+      if (match === null && scan.unnamedDamage?.offset === lines.start && tornRecord(head)) continue;
+      const seq = match === null ? 0 : Number(match[1]);
+      if (match !== null && match[2] === 'AUDIT_STARTED' && seq === expect) return none;
+      if (match === null || !isReadStream(match[2]!) || seq <= expect) refuse(lines.start, match === null ? 'a line that is not a record' : `a ${match[2]} record (seq ${seq})`);
+      reads = true;
     }
-    const seq = match === null ? 0 : Number(match[1]);
-    if (match !== null && match[2] === 'AUDIT_STARTED' && seq === expect) return none;
-    if (match === null || !isReadStream(match[2]!) || seq <= expect) refuse(at, match === null ? 'a line that is not a record' : `a ${match[2]} record (seq ${seq})`);
-    reads = true;
-    at = nl + 1;
+  } finally {
+    lines.close();
   }
   return { expectStart: expect, required: reads };
 }
@@ -497,7 +508,7 @@ function refuseUncovered(dir: string, stopped: SegmentScan): void {
  */
 function onlyTornHeader(file: SegmentFile, scan: SegmentScan): boolean {
   const text = readBytes(file.path, 0, Math.min(scan.size, 4096)).toString('latin1');
-  if (scan.size > 4096) return /^\0+$/.test(text) && readBytes(file.path, 0, scan.size).every((b) => b === 0);
+  if (scan.size > 4096) return /^\0+$/.test(text) && allZeros(file.path, scan.size);
   const prefix = `{"v":1,"type":"SEGMENT","segment":${file.segment},`;
   return /^\0+$/.test(text) || prefix.startsWith(text) || text.startsWith(prefix);
 }
@@ -509,6 +520,24 @@ function tornRecord(text: string): boolean {
 
 function startedPrefix(seq: number): string {
   return `{"v":1,"seq":${seq},"op_type":"AUDIT_STARTED"`;
+}
+
+/** Whether the first `size` bytes of the file are all zeros, read in pieces (a segment may be 2 GiB). */
+function allZeros(path: string, size: number): boolean {
+  const piece = Buffer.allocUnsafe(Math.min(size, 1 << 20));
+  const zeros = Buffer.alloc(piece.length);
+  const fd = openSync(path, 'r');
+  try {
+    for (let at = 0; at < size; ) {
+      const n = readSync(fd, piece, 0, Math.min(piece.length, size - at), at);
+      if (n === 0) break;
+      if (!piece.subarray(0, n).equals(zeros.subarray(0, n))) return false;
+      at += n;
+    }
+    return true;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function readBytes(path: string, from: number, n: number): Buffer {

@@ -70,25 +70,12 @@ export function listCompressedSegments(dir: string): Map<number, string> {
 const MAX_SEGMENT_READ = 2 ** 31 - 1;
 
 /**
- * The bytes of a segment file, or why the file at its name cannot be one (a sentence). A segment
- * is a regular file below 2 GiB (maxSegmentBytes). The file is opened without blocking and
- * checked once open: a FIFO put where a segment belongs made every reader (verify, tail, a
- * recorder's start) wait for a writer forever, and a file padded past 2 GiB made verify give up
- * ("nothing was checked") instead of reporting it.
- */
-export function readSegmentFile(path: string): Buffer | string {
-  const opened = openSegmentFile(path);
-  if (typeof opened === 'string') return opened;
-  try {
-    return readFileSync(opened.fd);
-  } finally {
-    closeSync(opened.fd);
-  }
-}
-
-/**
  * A segment file opened for reading in pieces (the caller closes `fd`), with its size when
- * opened, or why the file at its name cannot be one (readSegmentFile's sentences).
+ * opened, or why the file at its name cannot be one (a sentence). A segment is a regular file
+ * below 2 GiB (maxSegmentBytes). The file is opened without blocking and checked once open: a
+ * FIFO put where a segment belongs made every reader (verify, tail, a recorder's start) wait for
+ * a writer forever, and a file padded past 2 GiB made verify give up ("nothing was checked")
+ * instead of reporting it. Nobody reads a segment whole: it may be 2 GiB.
  */
 export function openSegmentFile(path: string): { readonly fd: number; readonly size: number } | string {
   const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);

@@ -2,6 +2,7 @@ import { closeSync, constants, existsSync, readSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { AuditConfigurationError } from './errors.ts';
 import { listSegments, openSegmentFile, SEGMENT_PATTERN, segmentName } from './spool.ts';
 import type { SegmentFile } from './spool.ts';
 
@@ -12,7 +13,7 @@ export interface TailOptions {
   readonly follow?: boolean;
   /** Also print SEAL and SEGMENT lines. Default false: records only. */
   readonly seals?: boolean;
-  /** How often to look for new bytes when following, ms. Default 200. */
+  /** How often to look for new bytes when following, ms, from 1 to 2,147,483,647. Default 200. */
   readonly pollMs?: number;
   readonly signal?: AbortSignal;
   /** Receives each line (without its newline). */
@@ -36,6 +37,11 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   const keep = (line: string): boolean => line !== '' && (options.seals === true || !CHAIN_LINE.test(line));
   let isDir = existsSync(path) && statSync(path).isDirectory();
   const pollMs = options.pollMs ?? 200;
+  // A timer's delay: past 2,147,483,647 ms (or 0, negative, NaN) Node waits 1 ms instead, and a
+  // rare poll became a thousand reads of the segment a second.
+  if (!(typeof pollMs === 'number' && pollMs >= 1 && pollMs <= 2_147_483_647)) {
+    throw new AuditConfigurationError('pollMs', 'must be a number of ms from 1 to 2,147,483,647 (the longest delay a Node.js timer holds; a longer one would fire after 1 ms)', pollMs);
+  }
   // Following a directory that has no segment yet (or is not there yet: the service has not
   // started) waits for it, as `tail -F` waits for a file; its records are then all new.
   let waited = false;

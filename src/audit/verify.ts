@@ -830,8 +830,9 @@ const LINE_HEAD_BYTES = 96;
  * The lines of an open segment, read in VERIFY_CHUNK_BYTES pieces into one buffer. `text` is
  * valid until the next call. Reads to the end of the file as it is then (a live recorder
  * appends while we read, as readFileSync did), and closes the file there or on a read error.
+ * Recovery reads the last segment with it too: a start must not hold a 2 GiB segment in memory.
  */
-class SegmentLines {
+export class SegmentLines {
   readonly #buf = Buffer.allocUnsafe(VERIFY_CHUNK_BYTES);
   readonly #fd: number;
   /** File offset of buf[0]; buf[0, len) holds the file's bytes from there. */
@@ -850,8 +851,10 @@ class SegmentLines {
   /** An over-long line's first bytes, kept when the rest is skipped. */
   #longHead: Buffer | null = null;
 
-  constructor(fd: number) {
+  /** `from`: the file offset of the first line to return. */
+  constructor(fd: number, from = 0) {
     this.#fd = fd;
+    this.#base = from;
   }
 
   /** The line's first LINE_HEAD_BYTES bytes (or fewer, up to its end). */

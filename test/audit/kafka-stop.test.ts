@@ -29,3 +29,27 @@ test('a broker that accepts the connection but never answers: stop() returns wit
   assert.equal(forwarder.stats().sent, 0);
   assert.ok(forwarder.stats().lagBytes > 0, 'the records wait in the spool for the next start');
 });
+
+test('forwarder.stop(timeoutMs) past the longest timer Node holds (2,147,483,647 ms): refused (GOVMAP_AUDIT_INVALID_CONFIGURATION naming it), not a stop that gives up after 1 ms; forwarding goes on', async (t) => {
+  const port = await blackHoleBroker(t);
+  const dir = tempSpool(t);
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-hung', kafkaStopDrainMs: 500, kafka: { brokers: [`127.0.0.1:${port}`], topic: 'govmap.audit.hung', sendTimeoutMs: 10_000 } });
+  t.after(() => audit.stop());
+  const map = balances();
+  audit.attach(map);
+  for (let i = 0; i < 10; i++) map.store(`acct-${i}`, BigInt(i));
+  await audit.flush();
+  await new Promise((resolve) => setTimeout(resolve, 300)); // a request is waiting on the broker
+  const forwarder = audit.forwarder!;
+  for (const timeoutMs of [2 ** 31, 30 * 24 * 3600 * 1000, Number.POSITIVE_INFINITY]) {
+    const started = performance.now();
+    await assert.rejects(forwarder.stop(timeoutMs), (error: Error & { code?: string; details?: { option?: string } }) => {
+      assert.equal(error.code, 'GOVMAP_AUDIT_INVALID_CONFIGURATION');
+      assert.equal(error.details?.option, 'stop timeoutMs');
+      assert.match(error.message, /at most 2,147,483,647/);
+      return true;
+    });
+    assert.ok(performance.now() - started < 100, 'refused at once, nothing waited for');
+  }
+  assert.equal(forwarder.stats().healthy, true, 'the refused stop stopped nothing');
+});

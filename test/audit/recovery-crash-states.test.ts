@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, cpSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
+import type { RecoveredSpool } from '../../src/audit/recovery.ts';
 import { balances, readSpool, segmentFiles, tempSpool } from './helpers.ts';
 
 const ACTOR = 'clearing/instance-1';
@@ -63,4 +65,63 @@ describe('a crash in the middle of a rotation', () => {
       assert.match(readFileSync(join(dir, 'audit-000002.jsonl'), 'utf8'), /^\{"v":1,"type":"SEGMENT","segment":2,/);
     });
   }
+});
+
+describe('a crash leaving a last segment far larger than the pieces recovery reads', () => {
+  test('the start reads it in pieces: its memory does not grow with the segment, and it recovers exactly what it would from a small one (torn record named, numbering carried on, verify passes)', async (t) => {
+    const live = tempSpool(t, 'live');
+    // About 50 MiB in one segment (the default maxSegmentBytes is 64 MiB): 50 pieces of 1 MiB,
+    // lines and seals crossing their boundaries.
+    const audit = await createAuditRecorder({ dir: live, actor: ACTOR, writeJournal: false });
+    const map = balances();
+    audit.attach(map);
+    for (let i = 0; i < 100_000; i++) {
+      map.store(`acct-${i % 40}`, BigInt(1000 + i));
+      map.load(`acct-${i % 40}`);
+      if (i % 10_000 === 0) await audit.flush();
+    }
+    await audit.flush();
+    const crashed = join(live, '..', 'crashed');
+    cpSync(live, crashed, { recursive: true });
+    rmSync(join(crashed, 'LOCK'));
+    await audit.stop();
+    const [file] = segmentFiles(crashed);
+    const size = statSync(file!).size;
+    assert.equal(segmentFiles(crashed).length, 1);
+    assert.ok(size > 48 << 20, `${size} bytes`);
+    const before = readSpool(crashed);
+    const lastSeal = before.seals.at(-1)!;
+    const readsDone = Math.max(...before.events.filter((e) => e.op_type === 'LOAD').map((e) => e.seq));
+    const torn = '{"v":1,"seq":200003,"op_t';
+    appendFileSync(file!, torn);
+
+    // In a child: its peak resident size before and after recovery is recovery's alone.
+    const probe = join(live, '..', 'probe');
+    cpSync(crashed, probe, { recursive: true });
+    const child = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { recoverSpool } = await import(${JSON.stringify(new URL('../../src/audit/recovery.ts', import.meta.url).href)});
+         const before = process.resourceUsage().maxRSS;
+         const recovered = recoverSpool(${JSON.stringify(probe)}, ${JSON.stringify(ACTOR)}, 'host/pid-2', null);
+         console.log(JSON.stringify({ grewKiB: process.resourceUsage().maxRSS - before, recovered }));`,
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(child.status, 0, child.stderr);
+    const { grewKiB, recovered } = JSON.parse(child.stdout) as { grewKiB: number; recovered: RecoveredSpool };
+    assert.ok(grewKiB * 1024 < size / 4, `recovery's peak memory grew ${Math.round(grewKiB / 1024)} MiB for a ${size >> 20} MiB segment`);
+    assert.deepEqual(recovered.chain, { segment: 1, seal: lastSeal.seal, prev: lastSeal.hash, sealedTo: lastSeal.to, lastSealReads: lastSeal.reads_through, lastSealWrites: lastSeal.writes_through });
+    assert.equal(recovered.previous, 'crash');
+    assert.equal(recovered.readsDone, readsDone);
+    assert.deepEqual(recovered.gap?.torn, { segment: 1, offset: size, length: torn.length });
+    assert.equal(recovered.gap?.from, readsDone + 1);
+
+    // The real start on the same spool writes that gap, and the log verifies.
+    await restartAndVerify(crashed);
+    const gap = readSpool(crashed).events.find((e) => e.op_type === 'AUDIT_GAP');
+    assert.deepEqual({ from: gap?.gap?.from, to: gap?.gap?.to, torn: gap?.gap?.torn }, recovered.gap);
+  });
 });

@@ -264,3 +264,19 @@ test('tail of a segment larger than the longest JavaScript string prints its las
     assert.deepEqual(printed.map((line) => (JSON.parse(line) as { seq: number }).seq), follow ? [2, 3, 4] : [2, 3], follow ? 'followed' : 'not followed');
   }
 });
+
+test('tail -f with pollMs past the longest timer Node holds, 0, negative or NaN: refused at once (GOVMAP_AUDIT_INVALID_CONFIGURATION naming pollMs), not a poll every millisecond', async (t) => {
+  const dir = tempSpool(t);
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/instance-1', writeJournal: false });
+  await audit.stop();
+  for (const pollMs of [2 ** 31, Number.POSITIVE_INFINITY, 0, -5, Number.NaN]) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 300);
+    await assert.rejects(tailSpool(dir, { lines: 0, follow: true, pollMs, signal: controller.signal, write: () => undefined }), (error: Error & { code?: string; details?: { option?: string } }) => {
+      assert.equal(error.code, 'GOVMAP_AUDIT_INVALID_CONFIGURATION', `pollMs ${pollMs}: ${error.message}`);
+      assert.equal(error.details?.option, 'pollMs');
+      return true;
+    }, `pollMs ${pollMs}`);
+    clearTimeout(timer);
+  }
+});
