@@ -112,6 +112,11 @@ export class BreakerGroup {
     return this.#breakers.get(key);
   }
 
+  /** True after dispose(): metrics drop the group from the scrape. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
   get size(): number {
     return this.#breakers.size;
   }

@@ -5,6 +5,8 @@ import { ConfigurationError } from '../map/errors.ts';
 import { BREAKER_STATES } from './snapshot.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 import { registerStaged } from '../metrics/scrape-time.ts';
+import { refuseNullOptions } from './options.ts';
+import { NotABreakerSourceError } from './errors.ts';
 
 export interface BreakerMetricsOptions {
   /** Registry to register into. Default: a new Registry. Pass MapMetrics' registry to serve both on one /metrics. */
@@ -67,8 +69,13 @@ export class BreakerMetrics {
 
   constructor(options: BreakerMetricsOptions = {}) {
     refuseUnknownOptions(options, BREAKER_METRICS_OPTIONS, 'BreakerMetrics');
+    refuseNullOptions(options);
     this.registry = options.registry ?? new Registry();
     this.prefix = options.prefix ?? 'govmap_breaker_';
+    // prom-client would refuse it with a bare Error ("Invalid metric name") naming no option.
+    if (typeof this.prefix !== 'string' || !/^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?$/.test(this.prefix)) {
+      throw new ConfigurationError('prefix', 'must be empty or match [a-zA-Z_:][a-zA-Z0-9_:]* (the start of a Prometheus metric name)', this.prefix);
+    }
     // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
     const staging = new Registry();
     const registers = [staging];
@@ -84,7 +91,7 @@ export class BreakerMetrics {
     type Row = { labels: { breaker: string; key: string }; breakers: CircuitBreaker[]; retired?: Record<CounterField, number> };
     const rows = (): Row[] => {
       const out: Row[] = [];
-      for (const source of this.#sources.values()) {
+      for (const source of this.#live()) {
         if (source.kind === 'breaker') {
           out.push({ labels: labels(source.breaker), breakers: [source.breaker] });
           continue;
@@ -170,7 +177,7 @@ export class BreakerMetrics {
         }
       },
     });
-    const groups = (): BreakerGroup[] => [...this.#sources.values()].flatMap((s) => (s.kind === 'group' ? [s.group] : []));
+    const groups = (): BreakerGroup[] => [...this.#live()].flatMap((s) => (s.kind === 'group' ? [s.group] : []));
     new Gauge({
       name: `${p}group_breakers`,
       help: 'Breakers held by a keyed group now (bounded by its maxBreakers).',
@@ -248,16 +255,50 @@ export class BreakerMetrics {
     registerStaged(staging, this.registry, 'BreakerMetrics', p);
   }
 
-  /** Exports a keyed group's breakers (present and future). */
+  /**
+   * Exports a keyed group's breakers (present and future), until the group is disposed or
+   * untracked. A second group with the same name replaces the first.
+   */
   trackGroup(group: BreakerGroup): this {
+    const g = group as Partial<Record<keyof BreakerGroup, unknown>> | null;
+    if (typeof g !== 'object' || g === null || typeof g.name !== 'string' || typeof g.breakers !== 'function' || typeof g.size !== 'number') {
+      throw new NotABreakerSourceError('trackGroup', 'a BreakerGroup (a name, breakers() and size)', group);
+    }
     this.#sources.set(`group:${group.name}`, { kind: 'group', group });
     return this;
   }
 
-  /** Exports a standalone breaker. */
+  /** Stops exporting `group`. A group that has replaced it under its name since stays tracked. */
+  untrackGroup(group: BreakerGroup): void {
+    const source = this.#sources.get(`group:${group.name}`);
+    if (source?.kind === 'group' && source.group === group) this.#sources.delete(`group:${group.name}`);
+  }
+
+  /** Exports a standalone breaker, until it is untracked. */
   trackBreaker(breaker: CircuitBreaker): this {
+    const b = breaker as Partial<Record<keyof CircuitBreaker, unknown>> | null;
+    if (typeof b !== 'object' || b === null || typeof b.id !== 'string' || typeof b.name !== 'string' || typeof b.counters !== 'object' || b.counters === null || typeof b.state !== 'string') {
+      throw new NotABreakerSourceError('trackBreaker', 'a CircuitBreaker (an id, a name, counters and a state)', breaker);
+    }
     this.#sources.set(`breaker:${breaker.id}`, { kind: 'breaker', breaker });
     return this;
+  }
+
+  /** Stops exporting `breaker`. A breaker that has replaced it under its name since stays tracked. */
+  untrackBreaker(breaker: CircuitBreaker): void {
+    const source = this.#sources.get(`breaker:${breaker.id}`);
+    if (source?.kind === 'breaker' && source.breaker === breaker) this.#sources.delete(`breaker:${breaker.id}`);
+  }
+
+  /**
+   * The sources to scrape. A disposed group is dropped here: replaced on a config reload, it
+   * would otherwise export its last series (and be held in memory) for the life of the process.
+   */
+  *#live(): Generator<Source> {
+    for (const [id, source] of this.#sources) {
+      if (source.kind === 'group' && source.group.disposed) this.#sources.delete(id);
+      else yield source;
+    }
   }
 
   /**
@@ -266,6 +307,11 @@ export class BreakerMetrics {
    * `exported_instance` (or, with honor_labels, lets ours replace the target's).
    */
   trackSync(sync: SyncHealth): this {
+    const s = sync as Partial<Record<keyof SyncHealth, unknown>> | null;
+    const counters = typeof s === 'object' && s !== null && typeof s.counters === 'object' && s.counters !== null ? (s.counters as { invalidSnapshots?: unknown }) : null;
+    if (counters === null || typeof s!.instance !== 'string' || typeof s!.storeKind !== 'string' || !(counters.invalidSnapshots instanceof Map)) {
+      throw new NotABreakerSourceError('trackSync', 'a BreakerClusterSync (an instance, a storeKind and counters)', sync);
+    }
     this.#syncs.add(sync);
     return this;
   }

@@ -5,7 +5,9 @@ import type { StateEntry, StateEvent, StateLease, StateStore, StateWatch } from 
 import type { BreakerGroup, BreakerLifecycle } from './breaker-group.ts';
 import type { SyncHealth } from './breaker-metrics.ts';
 import type { BreakerTransition, CircuitBreaker, ProbeGate } from './circuit-breaker.ts';
+import { refuseNullOptions } from './options.ts';
 import { decodeSnapshot, encodeSnapshot } from './snapshot.ts';
+import { BreakerSyncClosedError } from './errors.ts';
 import type { BreakerSnapshot } from './snapshot.ts';
 
 export interface BreakerClusterSyncOptions {
@@ -100,7 +102,8 @@ export class SnapshotConflictError extends GovMapError {
  *   `<prefix>/circuit-probe/<service>` (created if absent, under the lease, released on leaving
  *   HALF_OPEN). The others stay OPEN; when the holder's probes pass they close too. If the store
  *   cannot be reached, each instance decides alone (it probes).
- * - bad data (malformed JSON, unknown state, wrong types) is ignored, logged and counted.
+ * - bad data (malformed JSON, unknown state, wrong types) is ignored, logged and counted; an
+ *   instance whose snapshot is unreadable has no report (it is not counted among the live).
  */
 export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   readonly store: StateStore;
@@ -163,9 +166,10 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   readonly #refusedKeys = new Set<string>();
 
   constructor(options: BreakerClusterSyncOptions) {
-    if (options?.store === undefined || typeof options.store.compareAndSet !== 'function') throw new ConfigurationError('store', 'a StateStore (memory, file or etcd)');
     // A misspelt option (`leaseTtl`, `quorum`) would leave its default in force without a word.
     refuseUnknownOptions(options, OPTIONS, 'BreakerClusterSync');
+    refuseNullOptions(options);
+    if (typeof options.store?.compareAndSet !== 'function') throw new ConfigurationError('store', 'a StateStore (memory, file or etcd)');
     if (typeof options.instance !== 'string' || !INSTANCE.test(options.instance)) {
       throw new ConfigurationError('instance', 'an instance name is 1 to 128 letters, digits, "_", ".", ":" or "-", stable across restarts', options.instance);
     }
@@ -231,6 +235,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
    * reached: the service then starts on local decisions and catches up in the background.
    */
   start(): Promise<void> {
+    if (this.#closed) return Promise.reject(new BreakerSyncClosedError(this.instance, 'start'));
     // Once: a second watch would deliver every change twice, and would take over the readiness
     // signal, leaving the first caller to wait out startTimeoutMs and warn of an unreachable store.
     this.#started ??= this.#start();
@@ -271,12 +276,14 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
 
   /** Shares the breakers of a keyed group (present and future). */
   attachGroup(group: BreakerGroup): this {
+    if (this.#closed) throw new BreakerSyncClosedError(this.instance, 'attachGroup');
     group.attach(this, () => this.#gate);
     return this;
   }
 
   /** Shares one standalone breaker. */
   attachBreaker(breaker: CircuitBreaker): this {
+    if (this.#closed) throw new BreakerSyncClosedError(this.instance, 'attachBreaker');
     breaker.setProbeGate(this.#gate);
     this.added(breaker);
     return this;
@@ -284,6 +291,9 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
 
   /** @internal BreakerLifecycle: a breaker was created. */
   added(breaker: CircuitBreaker): void {
+    // Closed, the view is no longer kept up to date: restoring or adopting OPEN from it would
+    // open a new breaker of a group it stays attached to on reports its peers have long replaced.
+    if (this.#closed) return;
     const service = breaker.id;
     this.#breakers.get(service)?.setProbeGate(null);
     this.#breakers.set(service, breaker);
@@ -333,7 +343,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     }
   }
 
-  /** The last valid snapshot of every instance for `service` (this one included), as this process knows them. */
+  /** The snapshot of every instance for `service` (this one included) whose current value is valid, as this process knows them. */
   reports(service: string): Map<string, BreakerSnapshot> {
     return new Map([...(this.#view.get(service) ?? new Map<string, PeerReport>())].map(([instance, r]) => [instance, r.snapshot]));
   }
@@ -425,7 +435,18 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
       return;
     }
     const parsed = this.#parse(event.entry);
-    if (parsed === null) return;
+    if (parsed === null) {
+      // Its state is unknown now: its last readable report (an OPEN vote, or a CLOSED one diluting
+      // the quorum) must not keep counting for as long as the damaged value stays.
+      this.#view.get(service)?.delete(instance);
+      if (instance === this.instance && this.#breakers.has(service) && !this.#pendingDelete.has(service)) {
+        // Our own key: the peers no longer count us either; our local state is the truth, write it over.
+        this.#ownRevision.set(service, event.entry.revision);
+        this.#markDirty(service);
+      }
+      this.#evaluate(service);
+      return;
+    }
     let reports = this.#view.get(service);
     if (reports === undefined) this.#view.set(service, (reports = new Map<string, PeerReport>()));
     const before = reports.get(instance);
@@ -826,15 +847,25 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     }
     const decoded = decodeSnapshot(entry.value);
     if (!decoded.ok) {
-      this.#invalid(entry.key, decoded.reason);
+      this.#invalid(entry.key, decoded.reason, name);
       return null;
     }
     return { ...name, report: { snapshot: decoded.snapshot, revision: entry.revision } };
   }
 
-  #invalid(key: string, reason: string): void {
+  #invalid(key: string, reason: string, name?: { service: string; instance: string }): void {
     const counts = this.counters.invalidSnapshots;
     counts.set(reason, (counts.get(reason) ?? 0) + 1);
-    this.#log('ignored an invalid snapshot', { key: key.slice(0, 200), reason });
+    if (name === undefined) {
+      this.#log('ignored an invalid snapshot', { key: key.slice(0, 200), reason });
+      return;
+    }
+    const instance = name.instance.slice(0, 200);
+    this.#log(`ignored an invalid snapshot of instance "${instance}" for breaker "${name.service.slice(0, 200)}" (${reason}): that instance is not counted in the open quorum until it writes a valid one`, {
+      key: key.slice(0, 200),
+      reason,
+      instance,
+      breaker: name.service.slice(0, 200),
+    });
   }
 }

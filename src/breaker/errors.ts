@@ -81,6 +81,25 @@ export class BreakerGroupDisposedError extends GovMapError {
   }
 }
 
+/**
+ * BreakerMetrics was asked to track something that is not a group, a breaker or a sync (a holder
+ * of one, nothing at all). Refused at once: accepted, it failed every later scrape of the
+ * registry, the map metrics sharing it included.
+ */
+export class NotABreakerSourceError extends GovMapError {
+  constructor(method: 'trackGroup' | 'trackBreaker' | 'trackSync', expected: string, received: unknown) {
+    const shown = typeof received === 'object' && received !== null ? `an object with keys ${JSON.stringify(Object.keys(received).slice(0, 8))}` : describeKey(received);
+    super('GOVMAP_METRICS_NOT_A_BREAKER', `BreakerMetrics.${method}(): the argument must be ${expected}; received ${shown}`, { method, received: shown });
+  }
+}
+
+/** A cluster sync was started or given breakers after close(): it would watch and write nothing, its breakers deciding alone while their owner believes them shared. */
+export class BreakerSyncClosedError extends GovMapError {
+  constructor(instance: string, operation: string) {
+    super('GOVMAP_BREAKER_SYNC_CLOSED', `breaker cluster sync of instance "${instance}": ${operation}() called after close(); create a new BreakerClusterSync`, { instance, operation });
+  }
+}
+
 /** A key as text for an error, at most 80 characters, whatever the caller passed. */
 function keyText(key: unknown): string {
   if (typeof key === 'string') return key.slice(0, 80);

@@ -4,7 +4,7 @@ export { BreakerGroup, BREAKER_KEY } from './breaker-group.ts';
 export type { BreakerGroupOptions, BreakerLifecycle } from './breaker-group.ts';
 export type { CircuitBreakerOptions, BreakerSettings } from './options.ts';
 export { BREAKER_NAME } from './options.ts';
-export { CircuitOpenError, CallTimeoutError, CallAbandonedError, BreakerKeyError, BreakerArgumentError, BreakerGroupDisposedError } from './errors.ts';
+export { CircuitOpenError, CallTimeoutError, CallAbandonedError, BreakerKeyError, BreakerArgumentError, BreakerGroupDisposedError, BreakerSyncClosedError, NotABreakerSourceError } from './errors.ts';
 export { decodeSnapshot, encodeSnapshot, BREAKER_STATES } from './snapshot.ts';
 export type { BreakerSnapshot, BreakerState, DecodedSnapshot } from './snapshot.ts';
 export { systemClock, ManualClock } from './clock.ts';

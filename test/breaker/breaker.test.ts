@@ -13,6 +13,7 @@ import {
   CallAbandonedError,
   CircuitOpenError,
   ManualClock,
+  NotABreakerSourceError,
   decodeSnapshot,
   encodeSnapshot,
 } from '../../src/breaker/index.ts';
@@ -82,6 +83,37 @@ describe('construction', () => {
     assert.equal(group.get('1001').settings.openDurationMs, 1_000, 'a group\'s own options and the breaker options still pass');
     group.dispose();
     assert.throws(() => new BreakerClusterSync({ store: new MemoryStateStore(), instance: 'a', leaseTtl: 60 } as ConstructorParameters<typeof BreakerClusterSync>[0]), refused('leaseTtl'));
+  });
+});
+
+describe('null options', () => {
+  const refusedNull = (option: string) => (e: unknown) => e instanceof ConfigurationError && e.code === 'GOVMAP_INVALID_CONFIGURATION' && e.message.includes(`"${option}"`) && /null/.test(e.message);
+
+  test('an option given as null (a YAML key left empty) is refused naming it, not silently replaced by its default', () => {
+    for (const option of ['timeoutMs', 'windowMs', 'failureRateThreshold', 'timeoutRateThreshold', 'minimumCalls', 'breachedWindowsToOpen', 'openDurationMs', 'halfOpenProbes', 'isFailure', 'clock']) {
+      assert.throws(() => new CircuitBreaker({ name: 'settlement', [option]: null }), refusedNull(option), `CircuitBreaker ${option}: null`);
+      assert.throws(() => new BreakerGroup({ name: 'settlement', [option]: null }), refusedNull(option), `BreakerGroup ${option}: null`);
+    }
+    for (const option of ['maxBreakers', 'idleEvictionMs']) {
+      assert.throws(() => new BreakerGroup({ name: 'settlement', [option]: null }), refusedNull(option), `BreakerGroup ${option}: null`);
+    }
+    for (const option of ['store', 'prefix', 'openQuorum', 'leaseTtlSeconds', 'startTimeoutMs', 'retryMinMs', 'retryMaxMs', 'probeRetryMs', 'log']) {
+      assert.throws(
+        () => new BreakerClusterSync({ store: new MemoryStateStore(), instance: 'a', [option]: null }),
+        refusedNull(option),
+        `BreakerClusterSync ${option}: null`,
+      );
+    }
+    for (const option of ['registry', 'prefix', 'maxKeySeries']) {
+      assert.throws(() => new BreakerMetrics({ [option]: null }), refusedNull(option), `BreakerMetrics ${option}: null`);
+    }
+  });
+
+  test('an option given as undefined still means its default', () => {
+    const b = new CircuitBreaker({ name: 'settlement', timeoutMs: undefined, openDurationMs: undefined });
+    assert.equal(b.settings.timeoutMs, 200);
+    assert.equal(b.settings.openDurationMs, 30_000);
+    b.dispose();
   });
 });
 
@@ -611,6 +643,68 @@ describe('snapshots and metrics', () => {
     assert.match(text, /govmap_breaker_calls_total\{breaker="settlement",key="org-1",outcome="success"\} 1/);
     assert.throws(() => new BreakerMetrics({ maxKeySeries: -1 }), /maxKeySeries/);
     group.dispose();
+  });
+
+  test('a prefix that cannot start a Prometheus metric name is refused with ConfigurationError naming "prefix", not a bare Error from prom-client', () => {
+    for (const prefix of ['bad prefix', '9x_', 'govmap-breaker_', 5]) {
+      assert.throws(
+        () => new BreakerMetrics({ prefix } as unknown as ConstructorParameters<typeof BreakerMetrics>[0]),
+        (e: unknown) => e instanceof ConfigurationError && e.code === 'GOVMAP_INVALID_CONFIGURATION' && e.message.includes('"prefix"'),
+        String(prefix),
+      );
+    }
+    assert.match(new BreakerMetrics({ prefix: 'clearing:breaker_' }).prefix, /^clearing:breaker_$/);
+  });
+
+  test('tracking something that is not a group, a breaker or a sync is refused at once with a coded error, and the registry (map metrics on it included) still scrapes', async () => {
+    const metrics = new BreakerMetrics();
+    const group = new BreakerGroup({ name: 'settlement', clock: new ManualClock() });
+    metrics.trackGroup(group);
+    await group.execute('org-1', ok);
+    const refused = (what: string) => (e: unknown) => e instanceof NotABreakerSourceError && e.code === 'GOVMAP_METRICS_NOT_A_BREAKER' && e.message.includes(what);
+    assert.throws(() => metrics.trackGroup({ name: 'routes' } as unknown as BreakerGroup), refused('trackGroup'));
+    assert.throws(() => metrics.trackGroup(null as unknown as BreakerGroup), refused('trackGroup'));
+    assert.throws(() => metrics.trackBreaker({ name: 'fx' } as unknown as CircuitBreaker), refused('trackBreaker'));
+    assert.throws(() => metrics.trackBreaker(group as unknown as CircuitBreaker), refused('trackBreaker'));
+    assert.throws(() => metrics.trackSync({ instance: 'a' } as unknown as BreakerClusterSync), refused('trackSync'));
+    assert.match(await metrics.render(), /govmap_breaker_calls_total\{breaker="settlement",key="org-1",outcome="success"\} 1/);
+    group.dispose();
+  });
+
+  test('a disposed group leaves the scrape: a group replaced on a config reload exports no stale series of the old one', async () => {
+    const metrics = new BreakerMetrics();
+    const old = new BreakerGroup({ name: 'settlementV1', clock: new ManualClock() });
+    metrics.trackGroup(old);
+    await old.execute('org-1', ok);
+    assert.match(await metrics.render(), /govmap_breaker_group_breakers\{breaker="settlementV1"\} 1/);
+    old.dispose();
+    const replacement = new BreakerGroup({ name: 'settlementV2', clock: new ManualClock() });
+    metrics.trackGroup(replacement);
+    await replacement.execute('org-1', ok);
+    const text = await metrics.render();
+    assert.doesNotMatch(text, /breaker="settlementV1"/);
+    assert.match(text, /govmap_breaker_calls_total\{breaker="settlementV2",key="org-1",outcome="success"\} 1/);
+    replacement.dispose();
+  });
+
+  test('untrackGroup() and untrackBreaker() take a live group or breaker out of the scrape; untracking a group replaced under its name keeps the new one', async () => {
+    const metrics = new BreakerMetrics();
+    const first = new BreakerGroup({ name: 'settlement', clock: new ManualClock() });
+    const second = new BreakerGroup({ name: 'settlement', clock: new ManualClock() });
+    const standalone = new CircuitBreaker({ name: 'fx', clock: new ManualClock() });
+    metrics.trackGroup(first).trackGroup(second).trackBreaker(standalone);
+    await second.execute('org-2', ok);
+    await standalone.execute(ok);
+    metrics.untrackGroup(first);
+    metrics.untrackBreaker(standalone);
+    let text = await metrics.render();
+    assert.match(text, /govmap_breaker_calls_total\{breaker="settlement",key="org-2",outcome="success"\} 1/);
+    assert.doesNotMatch(text, /breaker="fx"/);
+    metrics.untrackGroup(second);
+    text = await metrics.render();
+    assert.doesNotMatch(text, /breaker="settlement"/);
+    first.dispose();
+    second.dispose();
   });
 
   test('the "(others)" counters never fall: a breaker evicted from the sum keeps its counts there, and one in it is not moved out to a freed place', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BreakerClusterSync, BreakerGroup, BreakerMetrics, CircuitBreaker, ManualClock, decodeSnapshot, encodeSnapshot } from '../../src/breaker/index.ts';
+import { BreakerClusterSync, BreakerGroup, BreakerMetrics, BreakerSyncClosedError, CircuitBreaker, ManualClock, decodeSnapshot, encodeSnapshot } from '../../src/breaker/index.ts';
 import { ConfigurationError } from '../../src/map/index.ts';
 import type { CircuitBreakerOptions } from '../../src/breaker/index.ts';
 import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
@@ -389,6 +389,55 @@ describe('cluster sync on the memory store', () => {
     await a.sync.close();
   });
 
+  for (const kind of ['memory', 'file'] as const) {
+    test(`${kind} store: a peer that reported OPEN and then wrote an unreadable snapshot no longer counts in the quorum, and the log names it and its key`, async () => {
+      const dir = kind === 'file' ? await mkdtemp(join(tmpdir(), 'govmap-breaker-')) : null;
+      const store: StateStore = dir === null ? new MemoryStateStore() : new FileStateStore({ directory: dir, pollIntervalMs: 20 });
+      try {
+        const logged: Array<{ message: string; details: Record<string, unknown> }> = [];
+        const me = await instance(store, 'me', { log: (message, details) => logged.push({ message, details }) });
+        const key = (who: string): string => `/govmap/circuit/settlement/${who}`;
+        const open = JSON.stringify({ state: 'OPEN', failures: 4, timeouts: 0, total: 4, breachedWindows: 1, since: new Date().toISOString(), version: 1 });
+        // p2 reports OPEN: 1 of 2 live instances is no majority.
+        const written = await store.compareAndSet(key('p2'), open, null);
+        assert.ok(written.ok);
+        await until('me has seen p2 OPEN', () => me.sync.reports('settlement').get('p2')?.state === 'OPEN');
+        // p2's value is then damaged (a half-written edit, another tool): nobody knows its state now.
+        await store.compareAndSet(key('p2'), '{"state":"OPEN",', written.revision);
+        await until('the damaged value is counted', () => me.sync.counters.invalidSnapshots.get('malformed_json') === 1);
+        assert.equal(me.sync.reports('settlement').has('p2'), false, 'p2 has no readable snapshot: it has no report');
+        const line = logged.find((l) => l.details.key === key('p2'));
+        assert.ok(line !== undefined && line.details.instance === 'p2' && /p2/.test(line.message), JSON.stringify(logged));
+        // p3 reports OPEN: with p2's old OPEN still counted that was 2 of 3, a majority.
+        await store.compareAndSet(key('p3'), open, null);
+        await until('me has seen p3 OPEN', () => me.sync.reports('settlement').get('p3')?.state === 'OPEN');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(me.breaker.state, 'CLOSED', '1 of 2 readable instances OPEN is no majority');
+        await me.sync.close();
+        me.breaker.dispose();
+      } finally {
+        await store.close();
+        if (dir !== null) await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  test('an instance whose own snapshot is overwritten with an unreadable value writes its own again, without waiting for its next transition', async () => {
+    const store = new MemoryStateStore();
+    const me = await instance(store, 'me');
+    const own = await store.get('/govmap/circuit/settlement/me');
+    await store.compareAndSet('/govmap/circuit/settlement/me', 'garbage', own!.revision);
+    const deadline = Date.now() + 3_000;
+    let value = (await store.get('/govmap/circuit/settlement/me'))?.value;
+    while (value !== undefined && !decodeSnapshot(value).ok && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      value = (await store.get('/govmap/circuit/settlement/me'))?.value;
+    }
+    assert.equal(value !== undefined && decodeSnapshot(value).ok, true, `own key still holds ${value}`);
+    await me.sync.close();
+    me.breaker.dispose();
+  });
+
   test('a peer whose clock runs ahead cannot make every later OPEN report stale: the quorum still opens the breaker', async () => {
     const store = new MemoryStateStore();
     const me = await instance(store, 'me');
@@ -403,6 +452,40 @@ describe('cluster sync on the memory store', () => {
     for (const who of ['p1', 'p2', 'p3']) await store.compareAndSet(key(who), report('OPEN', new Date().toISOString()), null);
     await until('the majority is adopted', () => me.breaker.state === 'OPEN');
     await me.sync.close();
+  });
+
+  test('a closed sync refuses start() and attaching breakers with a coded error, instead of a service that believes its breakers shared while nothing is watched or written', async () => {
+    const store = new MemoryStateStore();
+    const sync = new BreakerClusterSync({ store, instance: 'a', log: quiet });
+    await sync.close();
+    const closed = (operation: string) => (e: unknown) => e instanceof BreakerSyncClosedError && e.code === 'GOVMAP_BREAKER_SYNC_CLOSED' && e.message.includes(`${operation}()`) && e.message.includes('"a"');
+    await assert.rejects(sync.start(), closed('start'));
+    const breaker = new CircuitBreaker(options);
+    assert.throws(() => sync.attachBreaker(breaker), closed('attachBreaker'));
+    const group = new BreakerGroup({ ...options, name: 'routes' });
+    assert.throws(() => sync.attachGroup(group), closed('attachGroup'));
+    assert.deepEqual(await store.list('/govmap/'), [], 'nothing was written');
+    group.dispose();
+    breaker.dispose();
+    await store.close();
+  });
+
+  test('after close(), a group it was attached to creates breakers that decide on their own: the closed sync\'s last view (peers OPEN since recovered) neither opens nor restores them', async () => {
+    const store = new MemoryStateStore();
+    const key = (who: string): string => `/govmap/circuit/routes:org-1/${who}`;
+    const open = JSON.stringify({ state: 'OPEN', failures: 4, timeouts: 0, total: 4, breachedWindows: 1, since: new Date().toISOString(), version: 1 });
+    for (const who of ['p1', 'p2']) await store.compareAndSet(key(who), open, null);
+    const sync = new BreakerClusterSync({ store, instance: 'me', log: quiet });
+    await sync.start();
+    const group = new BreakerGroup({ ...options, name: 'routes' });
+    sync.attachGroup(group);
+    await sync.close();
+    // p1 and p2 recover: the closed sync no longer watches, so its view still says OPEN.
+    const breaker = group.get('org-1');
+    assert.equal(breaker.state, 'CLOSED', 'no adoption from a view nobody updates any more');
+    assert.equal(await group.execute('org-1', () => 'served'), 'served');
+    group.dispose();
+    await store.close();
   });
 
   test('start() twice starts once: no second watch, no wait for the start timeout, no false "unreachable" warning', async () => {

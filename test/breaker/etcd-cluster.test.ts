@@ -107,6 +107,44 @@ describe('breakers shared through a real etcd', { skip: 'skip' in etcd ? etcd.sk
     }
   });
 
+  test('a peer that reported OPEN and then wrote an unreadable snapshot to etcd no longer counts in the quorum, and the log names it', async () => {
+    const prefix = `/govmap-test/unreadable-${randomBytes(4).toString('hex')}`;
+    const store = new EtcdStateStore({ endpoints });
+    const logs: Array<{ message: string; details: Record<string, unknown> }> = [];
+    const sync = new BreakerClusterSync({ store, instance: 'me', prefix, log: (message, details) => logs.push({ message, details }) });
+    const breaker = new CircuitBreaker({ name: 'settlement' });
+    const key = (who: string): string => `${prefix}/circuit/settlement/${who}`;
+    const open = JSON.stringify({ state: 'OPEN', failures: 4, timeouts: 0, total: 4, breachedWindows: 1, since: new Date().toISOString(), version: 1 });
+    const until = async (what: string, check: () => boolean): Promise<void> => {
+      const deadline = Date.now() + 5_000;
+      while (!check()) {
+        if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    try {
+      await sync.start();
+      sync.attachBreaker(breaker);
+      await sync.flush();
+      const written = await store.compareAndSet(key('p2'), open, null);
+      assert.ok(written.ok);
+      await until('me has seen p2 OPEN', () => sync.reports('settlement').get('p2')?.state === 'OPEN');
+      await store.compareAndSet(key('p2'), '{"state":"OPEN",', written.revision);
+      await until('the damaged value is counted', () => sync.counters.invalidSnapshots.get('malformed_json') === 1);
+      assert.equal(sync.reports('settlement').has('p2'), false);
+      assert.ok(logs.some((l) => l.details.key === key('p2') && l.details.instance === 'p2'), JSON.stringify(logs));
+      await store.compareAndSet(key('p3'), open, null);
+      await until('me has seen p3 OPEN', () => sync.reports('settlement').get('p3')?.state === 'OPEN');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(breaker.state, 'CLOSED', '1 of 2 readable instances OPEN is no majority');
+    } finally {
+      await sync.close({ revoke: true });
+      breaker.dispose();
+      await (await store.client()).delete().prefix(prefix).exec();
+      await store.close();
+    }
+  });
+
   test('a lease etcd ended behind the instance\'s back (revoked by an operator): its snapshot is back under a new lease at once, and the store is never called unreachable', async () => {
     const prefix = `/govmap-test/lease-ended-${randomBytes(4).toString('hex')}`;
     const store = new EtcdStateStore({ endpoints });
