@@ -102,10 +102,10 @@ export class AuditJournalError extends GovMapError {
   }
 }
 
-/** The recorder was stopped; it records nothing more. */
+/** The recorder (or the Kafka forwarder) was stopped; it records (forwards) nothing more. */
 export class AuditStoppedError extends GovMapError {
-  constructor(operation: string) {
-    super('GOVMAP_AUDIT_STOPPED', `audit recorder: ${operation}() called after stop()`, { operation });
+  constructor(operation: string, what = 'audit recorder', when = 'after stop()') {
+    super('GOVMAP_AUDIT_STOPPED', `${what}: ${operation}() called ${when}`, { operation });
   }
 }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -6,15 +7,31 @@ import type { ForwarderLockHolder } from './errors.ts';
 import { isAlive } from './recovery.ts';
 import { makeDirectorySync } from '../map/make-directory.ts';
 
+/** Topics up to this long keep the file names they always had (`kafka-<topic>.checkpoint`). */
+const PLAIN_TOPIC_CHARS = 200;
+
+/**
+ * The stem of every file the forwarder of `topic` keeps in the spool: `<stem>.checkpoint`,
+ * `<stem>.lock` and their temporary names (up to ~40 bytes more). Kafka takes topics of up to 249
+ * characters, and a file name holds 255 bytes: `kafka-<topic>` with its suffixes failed at start
+ * with ENAMETOOLONG past ~215. A longer topic gets a readable prefix and the SHA-256 of the whole
+ * name; `~` is not a topic character, so no other topic's stem can be the same.
+ */
+export function forwarderFileStem(topic: string): string {
+  if (topic.length <= PLAIN_TOPIC_CHARS) return `kafka-${topic}`;
+  return `kafka-${topic.slice(0, 120)}~${createHash('sha256').update(topic).digest('hex')}`;
+}
+
 /**
  * One Kafka forwarder per spool and topic: `kafka-<topic>.lock` beside the topic's checkpoint
  * (`kafka-<topic>.checkpoint`), created exclusively (link(2): fails if it exists, like O_EXCL) at start and holding the pid, host
  * and start time of its forwarder. Two forwarders on one spool and topic would each send every
  * record and race on the checkpoint (its temp file, and its position going back and forth).
  * The lock matches the checkpoint: forwarders of one spool to different topics share nothing.
+ * (A topic longer than 200 characters: see forwarderFileStem.)
  */
 export function forwarderLockPath(dir: string, topic: string): string {
-  return join(dir, `kafka-${topic}.lock`);
+  return join(dir, `${forwarderFileStem(topic)}.lock`);
 }
 
 /** Locks held by this process, released on its exit (a crash or a kill leaves a stale lock, taken over). */

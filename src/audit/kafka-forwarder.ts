@@ -1,16 +1,16 @@
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { open, readFile, rename } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { AuditConfigurationError, KafkaDrainTimeoutError, KafkaSendTimeoutError } from './errors.ts';
+import { AuditConfigurationError, AuditStoppedError, KafkaDrainTimeoutError, KafkaSendTimeoutError } from './errors.ts';
 import type { AuditRecorder } from './recorder.ts';
 import { LANE_INDEX_FIELDS, tooLarge } from './kafka-lane-protocol.ts';
 import type { ProducerLaneData, ProducerLaneReply, ProducerLaneRequest } from './kafka-lane-protocol.ts';
 import { listSegments, segmentName } from './spool.ts';
 import { GOVERNANCE_OPS } from './event.ts';
-import { acquireForwarderLock } from './forwarder-lock.ts';
+import { acquireForwarderLock, forwarderFileStem } from './forwarder-lock.ts';
 import { findUnknownOption, optionKeys } from '../map/known-options.ts';
 
 /**
@@ -98,6 +98,13 @@ export interface KafkaForwarderStats {
    */
   readonly oversized: number;
   /**
+   * Records never sent because their spool segment was removed (retention, an operator) before
+   * they were forwarded (SINK_FAILED `SPOOL_SEGMENT_MISSING`), this process. Counted by seq: the
+   * seqs between the last acknowledged record and the first record of the segment forwarding
+   * went on with (a seq an AUDIT_GAP in the removed segments named as lost counts too).
+   */
+  readonly skipped: number;
+  /**
    * False from a failed send until the next acknowledged one, and while a request has waited
    * for Kafka longer than half of `sendTimeoutMs` (a black-holed broker: nothing fails yet).
    */
@@ -159,7 +166,8 @@ interface Batch {
 
 /**
  * Forwards the spool to a Kafka topic, at least once, and resumes after any outage or restart
- * from the last acknowledged record (its checkpoint, `kafka-<topic>.checkpoint` in the spool).
+ * from the last acknowledged record (its checkpoint, `kafka-<topic>.checkpoint` in the spool; for
+ * a topic longer than 200 characters, a prefix of it and its SHA-256: see forwarderFileStem).
  *
  * Each record is sent as the exact spool line (one larger than the topic takes: a substitute
  * naming it, see #substituteFor), key = resource_id (or the map, or the actor, for
@@ -198,6 +206,7 @@ export class KafkaForwarder {
   /** A record the broker refused alone as too large, and what is sent in its place, until acknowledged. */
   #oversizedAt: { segment: number; offset: number; substitute?: Buffer } | undefined;
   #oversized = 0;
+  #skipped = 0;
   #sent = 0;
   #sends = 0;
   #errors = 0;
@@ -256,7 +265,7 @@ export class KafkaForwarder {
     this.#batchBytes = this.#o.batchBytes;
     this.#recorder = options.recorder;
     this.#dedupHeader = options.dedupHeader === true;
-    this.#checkpointPath = join(options.dir, `kafka-${topic}.checkpoint`);
+    this.#checkpointPath = join(options.dir, `${forwarderFileStem(topic)}.checkpoint`);
   }
 
   /**
@@ -270,6 +279,10 @@ export class KafkaForwarder {
     this.#releaseLock = acquireForwarderLock(this.#o.dir, this.topic);
     try {
       this.#stopping = false;
+      // A topic of 201 to ~215 characters had its checkpoint under the plain name, which fits
+      // (only the lock's temporary names could fail): kept, not every record sent again.
+      const plain = join(this.#o.dir, `kafka-${this.topic}.checkpoint`);
+      if (plain !== this.#checkpointPath && !existsSync(this.#checkpointPath) && existsSync(plain)) await rename(plain, this.#checkpointPath);
       this.#cursor = await this.#readCheckpoint();
       await Promise.all(Array.from({ length: this.#o.producers }, (_, lane) => this.#lane(lane).ready()));
     } catch (error) {
@@ -323,7 +336,8 @@ export class KafkaForwarder {
 
   /**
    * Resolves once every record in the spool at the time of the call is acknowledged, or rejects
-   * after `timeoutMs` (default 60,000).
+   * after `timeoutMs` (default 60,000); rejects at once (AuditStoppedError) when the forwarder is
+   * not running, or stops meanwhile, with records still unacknowledged.
    */
   async drain(timeoutMs = 60_000): Promise<void> {
     // NaN would make the deadline never pass: a wait for ever.
@@ -331,6 +345,8 @@ export class KafkaForwarder {
     const target = this.#spoolEnd();
     const deadline = Date.now() + timeoutMs;
     while (!this.#reached(target)) {
+      // Nothing would move the position: the whole timeout waited for nothing, then "goes on".
+      if (this.#running === undefined || this.#stopping) throw new AuditStoppedError('drain', `audit Kafka forwarder (topic "${this.topic}")`, `while it is not running (before start() or after stop()), with ${this.stats().lagBytes} bytes of the spool not acknowledged; they are sent from the checkpoint at the next start`);
       if (Date.now() > deadline) throw new KafkaDrainTimeoutError(this.topic, timeoutMs, this.stats().lagBytes, this.#lastError);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
@@ -344,6 +360,7 @@ export class KafkaForwarder {
       errors: this.#errors,
       timeouts: this.#timeouts,
       oversized: this.#oversized,
+      skipped: this.#skipped,
       ackedSeq: this.#cursor.seq,
       lagBytes: this.#lagBytes(),
       // A broker that drops packets fails nothing until the deadline: sends just hang. A healthy
@@ -610,7 +627,13 @@ export class KafkaForwarder {
         return { records: 0, parts: none, end: { segment: 0, offset: 0, seq: cursor.seq }, moved: true, firstAt: -1 };
       }
       const gone = next.segment - 1 === cursor.segment ? segmentName(cursor.segment) : `${segmentName(cursor.segment)} to ${segmentName(next.segment - 1)}`;
-      this.#lost(`${gone} left the spool before being forwarded (from byte ${cursor.offset}); forwarding goes on with ${next.name}`, 'SPOOL_SEGMENT_MISSING');
+      // The files are gone, their records with them: counted by seq, from the last one
+      // acknowledged to the first one of the segment forwarding goes on with.
+      let lowest = 0;
+      for (const s of segments) if (s.segment >= next.segment && lowest === 0) lowest = await lowestSeq(s.path);
+      const skipped = lowest === 0 ? 0 : Math.max(0, lowest - 1 - cursor.seq);
+      this.#skipped += skipped;
+      this.#lost(`${gone} left the spool before being forwarded (from byte ${cursor.offset}; ${skipped === 0 ? 'no record known lost' : `${skipped} records, seqs ${cursor.seq + 1} to ${cursor.seq + skipped}`}); forwarding goes on with ${next.name}`, 'SPOOL_SEGMENT_MISSING');
       return { records: 0, parts: none, end: { segment: next.segment, offset: 0, seq: cursor.seq }, moved: true, firstAt: -1 };
     }
     if (cursor.offset > 0) {
@@ -1035,6 +1058,30 @@ function oversizedSubstitute(line: Buffer, oversized: { reason: string; bytes: n
   if ('detail' in record && !(GOVERNANCE_OPS as readonly unknown[]).includes(record.op_type)) record.detail = null;
   record.oversized = oversized;
   return Buffer.from(JSON.stringify(record));
+}
+
+/** The lowest record seq of a segment file (its two streams interleave), 0 when it holds none or cannot be read. */
+async function lowestSeq(path: string): Promise<number> {
+  let lowest = 0;
+  /** The start of the line being read: its seq is in its first bytes, whatever its length. */
+  let head = Buffer.alloc(0);
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+      let at = 0;
+      for (;;) {
+        const nl = chunk.indexOf(10, at);
+        if (head.length < SEQ_AT + 16) head = Buffer.concat([head, chunk.subarray(at, Math.min(nl === -1 ? chunk.length : nl, at + SEQ_AT + 16 - head.length))]);
+        if (nl === -1) break;
+        const seq = seqOf(head);
+        if (seq > 0 && (lowest === 0 || seq < lowest)) lowest = seq;
+        head = Buffer.alloc(0);
+        at = nl + 1;
+      }
+    }
+  } catch {
+    // Removed meanwhile: what it held is not counted.
+  }
+  return lowest;
 }
 
 /** The seq of a record line (its fixed prefix), 0 when the line is not a record. */

@@ -17,7 +17,8 @@ import type { AuditRecorder } from './recorder.ts';
  *   govmap_audit_spool_bytes_total, _seals_total, _fsyncs_total, _fsync_seconds_total, _rotations_total
  *   govmap_audit_spool_healthy                    0 while the spool cannot be written
  *   govmap_audit_backlog_records                  write records waiting in memory for the spool
- *   govmap_audit_kafka_sent_total, _kafka_errors_total{kind}, _kafka_lag_bytes, _kafka_healthy
+ *   govmap_audit_kafka_sent_total, _kafka_errors_total{kind}, _kafka_oversized_total, _kafka_skipped_total
+ *   govmap_audit_kafka_lag_bytes, _kafka_healthy
  */
 export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder, prefix = 'govmap_audit_'): void {
   // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
@@ -80,6 +81,7 @@ export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder
     set({ kind: 'failed' }, (s?.errors ?? 0) - (s?.timeouts ?? 0));
   });
   counter('kafka_oversized_total', 'Records larger than the Kafka topic accepts, sent as a substitute naming them in the spool (size, SHA-256, segment, offset).', [], (set) => set({}, forwarder()?.stats().oversized ?? 0));
+  counter('kafka_skipped_total', 'Records never sent to Kafka because their spool segment was removed before being forwarded (SINK_FAILED SPOOL_SEGMENT_MISSING), counted by seq.', [], (set) => set({}, forwarder()?.stats().skipped ?? 0));
   gauge('kafka_lag_bytes', 'Bytes of the spool not yet acknowledged by Kafka (absent without a Kafka forwarder).', () => forwarder()?.stats().lagBytes ?? null);
   gauge('kafka_healthy', '1 while Kafka acknowledges sends, 0 from a failed send until the next acknowledged one and while a request has waited longer than half the send deadline (absent without a Kafka forwarder).', () => {
     const f = forwarder();

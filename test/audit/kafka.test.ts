@@ -406,6 +406,38 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     assert.ok(consumed.messages - records.size <= 20_000, `${consumed.messages - records.size} repeats`);
   });
 
+  test('a topic of 249 characters (the longest Kafka allows): its records arrive, and a restarted forwarder resumes from its checkpoint instead of failing to create its files', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const base = uniqueTopic('long');
+    const topic = `${base}.${'x'.repeat(249 - base.length - 1)}`;
+    assert.equal(topic.length, 249);
+    const options = { dir, actor: 'clearing/kafka-long-topic', kafka: { brokers: BROKERS, topic } };
+    let audit = await createAuditRecorder(options);
+    t.after(() => audit.stop());
+    let map = balances();
+    audit.attach(map);
+    await stream(audit, map, 2000, 0);
+    await audit.forwarder!.drain(60_000);
+    await audit.stop();
+    const before = spoolRecords(dir).size;
+    audit = await createAuditRecorder(options);
+    map = balances();
+    audit.attach(map);
+    assert.ok(audit.forwarder!.stats().ackedSeq > 0, 'the restarted forwarder read its checkpoint');
+    await stream(audit, map, 2000, 2000);
+    await audit.forwarder!.drain(60_000);
+    const records = spoolRecords(dir);
+    const sentAfterRestart = audit.forwarder!.stats().sent;
+    const consumed = await consumeAll(topic, new Set(records.keys()), 60_000);
+    await audit.stop();
+    assertAllArrived(records, consumed);
+    // Resumed, not sent again from the start: only what came after the checkpoint (the records
+    // of the restart, and the first run's own last lifecycle records) is sent.
+    assert.ok(sentAfterRestart <= records.size - before + 10, `${sentAfterRestart} sent after the restart, ${records.size - before} recorded since`);
+    for (const name of readdirSync(dir)) assert.ok(Buffer.byteLength(name) <= 255, name);
+  });
+
   test('a line torn by a crash (terminated by recovery) is not forwarded: every message is a whole record', async (t) => {
     if (!needKafka(t)) return;
     const dir = tempSpool(t);
@@ -724,6 +756,44 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     assert.equal(failed?.reason, 'SPOOL_SEGMENT_MISSING', 'the skipped segments are in the audit trail');
   });
 
+  test('records whose segment was removed before being forwarded are counted: govmap_audit_kafka_skipped_total in the registry text and stats().skipped', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('skipped-metric');
+    const withKafka = { dir, actor: 'clearing/kafka-skipped', maxSegmentBytes: 65_536, kafka: { brokers: BROKERS, topic } };
+    let audit = await createAuditRecorder(withKafka);
+    t.after(() => audit.stop());
+    let map = balances();
+    audit.attach(map);
+    await stream(audit, map, 200, 0);
+    await audit.forwarder!.drain(60_000);
+    await audit.stop();
+    const checkpoint = JSON.parse(readFileSync(join(dir, `kafka-${topic}.checkpoint`), 'utf8')) as { seq: number };
+    audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-skipped', maxSegmentBytes: 65_536 });
+    map = balances();
+    audit.attach(map);
+    for (let i = 0; i < 6; i++) await stream(audit, map, 500, 200 + i * 500);
+    await audit.stop();
+    // What the removed segments held past the checkpoint: what Kafka will never get.
+    let lost = 0;
+    const removed = segmentFiles(dir).slice(0, -2);
+    for (const file of removed) {
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        const seq = line === '' ? 0 : Number(dedupKeyOf(line)?.split(':').at(-1) ?? 0);
+        if (seq > checkpoint.seq) lost++;
+      }
+      rmSync(file);
+    }
+    assert.ok(lost > 1000, `${lost} records removed unforwarded`);
+    audit = await createAuditRecorder(withKafka);
+    const registry = new Registry();
+    registerAuditMetrics(registry, audit);
+    await audit.forwarder!.drain(20_000);
+    assert.equal(audit.forwarder!.stats().skipped, lost);
+    assert.match(await registry.metrics(), new RegExp(`^govmap_audit_kafka_skipped_total ${lost}$`, 'm'));
+    await audit.stop();
+  });
+
   test('segments removed during a Kafka outage and the forwarder restarted while Kafka is still down: the skipped segments are still named in the audit trail when Kafka is back', async (t) => {
     if (!needKafka(t)) return;
     const dir = tempSpool(t);
@@ -848,6 +918,26 @@ describe('without a reachable broker', () => {
     });
   });
 
+  test('drain() of a stopped forwarder with records still unsent is refused at once as stopped (GOVMAP_AUDIT_STOPPED), not waited on for its whole timeout and then said to "go on"', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-drain-stopped', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'], topic: 'govmap.audit.drain-stopped' } });
+    t.after(() => audit.stop());
+    const forwarder = audit.forwarder!;
+    await audit.stop();
+    assert.ok(forwarder.stats().lagBytes > 0, 'records wait behind the checkpoint');
+    const started = performance.now();
+    await assert.rejects(forwarder.drain(10_000), (error: Error & { code?: string }) => {
+      assert.ok(error instanceof GovMapError, `${error.name}: ${error.message}`);
+      assert.equal(error.code, 'GOVMAP_AUDIT_STOPPED');
+      assert.match(error.message, /forwarder.*drain\(\)/);
+      return true;
+    });
+    assert.ok(performance.now() - started < 2000, `refused after ${Math.round(performance.now() - started)} ms`);
+    // Never started: the same.
+    const idle = new KafkaForwarder({ dir, brokers: ['127.0.0.1:1'], topic: 'govmap.audit.drain-idle' });
+    await assert.rejects(idle.drain(10_000), (error: Error & { code?: string }) => error.code === 'GOVMAP_AUDIT_STOPPED');
+  });
+
   test('an unknown kafka option (a misspelt topic) is refused, not ignored: the audit would go to govmap.audit', async (t) => {
     const dir = tempSpool(t);
     const starting = createAuditRecorder({ dir, actor: 'clearing/kafka-typo', kafkaStopDrainMs: 0, kafka: { brokers: ['127.0.0.1:1'], topc: 'payments.audit' } as never });
@@ -948,6 +1038,19 @@ describe('without a reachable broker', () => {
         return true;
       });
     }
+  });
+
+  test('a topic of 210 characters whose checkpoint an earlier version kept as kafka-<topic>.checkpoint: the forwarder resumes from it, not from the start of the spool', async (t) => {
+    const dir = tempSpool(t);
+    mkdirSync(dir, { recursive: true });
+    const topic = `govmap.audit.${'y'.repeat(210 - 'govmap.audit.'.length)}`;
+    writeFileSync(join(dir, `kafka-${topic}.checkpoint`), JSON.stringify({ segment: 3, offset: 4096, seq: 777 }));
+    const forwarder = await startKafkaForwarder({ dir, brokers: ['127.0.0.1:1'], topic });
+    t.after(() => forwarder.stop(0));
+    assert.deepEqual(forwarder.stats().position, { segment: 3, offset: 4096 });
+    assert.equal(forwarder.stats().ackedSeq, 777);
+    await forwarder.stop(0);
+    for (const name of readdirSync(dir)) assert.ok(Buffer.byteLength(name) <= 255, name);
   });
 
   test('startKafkaForwarder without a spool dir (an unset environment variable) is a typed error naming "dir", not a bare TypeError about a path', async () => {
