@@ -71,7 +71,8 @@ export function govmapBizTag(options: BizTagMiddlewareOptions): GovmapFastifyPlu
  * whichever server framework the service runs on. `live` and `cache` go through `writeLive`.
  */
 export function sendRouteOutcomeReply<T>(reply: FastifyReplyLike, outcome: RouteOutcome<T>, writeLive: (value: T) => unknown, options: { readonly statusPath?: (token: string) => string } = {}): void {
-  if (outcome.kind !== 'live' && !reply.hasHeader('x-govmap-route')) reply.header('x-govmap-route', outcome.route.id);
+  // As sendRouteOutcome: the route the request ran on, which a reload may have changed since arrival.
+  if (outcome.kind !== 'live' || reply.hasHeader('x-govmap-route')) reply.header('x-govmap-route', outcome.route.id);
   switch (outcome.kind) {
     case 'live':
       writeLive(outcome.value);

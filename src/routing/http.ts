@@ -166,7 +166,10 @@ const RESOLVED: Promise<void> = Promise.resolve();
  * `exposeRoute` off: a degraded answer is rare and must say whose it is).
  */
 export function sendRouteOutcome<T>(res: ServerResponse, outcome: RouteOutcome<T>, writeLive: (value: T) => void, options: { readonly statusPath?: (token: string) => string } = {}): void {
-  if (outcome.kind !== 'live' && !res.hasHeader('x-govmap-route')) res.setHeader('x-govmap-route', outcome.route.id);
+  // The middleware named the route decided on arrival; a reload meanwhile may have decided the
+  // request again (router.execute): the answer names the route it ran on.
+  // A handler that flushed its headers before a live answer's body must not get a throw here.
+  if (outcome.kind !== 'live' || (res.hasHeader('x-govmap-route') && !res.headersSent)) res.setHeader('x-govmap-route', outcome.route.id);
   switch (outcome.kind) {
     case 'live':
       writeLive(outcome.value);

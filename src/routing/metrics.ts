@@ -1,5 +1,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { BREAKER_STATES } from '../breaker/snapshot.ts';
+import { ConfigurationError } from '../map/errors.ts';
+import { ROUTE_ID } from './route-table.ts';
 import type { Router } from './router.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 import { registerStaged } from '../metrics/scrape-time.ts';
@@ -18,10 +20,27 @@ export interface RoutingMetricsOptions {
   readonly prefix?: string;
 }
 
+export interface TrackRouterOptions {
+  /**
+   * The `router` label of the router's series. Required for every router after the first one a
+   * RoutingMetrics tracks: every table has a route `default` (and tables often share other ids),
+   * whose series would otherwise merge. Without it (one router) the series carry no `router` label.
+   */
+  readonly name?: string;
+}
+
+/** A tracked router and its `router` label ({} without a name: the series as before names existed). */
+interface TrackedRouter {
+  readonly router: Router;
+  readonly name: string | undefined;
+  readonly labels: { readonly router?: string };
+}
+
 /** Every key of RoutingMetricsOptions (the compiler checks the two stay the same): any other is refused. */
 const ROUTING_METRICS_OPTIONS = optionKeys<RoutingMetricsOptions>({
   registry: true, prefix: true,
 });
+const TRACK_ROUTER_OPTIONS = optionKeys<TrackRouterOptions>({ name: true });
 
 /**
  * Prometheus metrics of a router, read at scrape time from its plain counters. Labels are route
@@ -35,8 +54,8 @@ const ROUTING_METRICS_OPTIONS = optionKeys<RoutingMetricsOptions>({
  */
 export class RoutingMetrics {
   readonly registry: Registry;
-  readonly #routers: Router[] = [];
-  readonly #sources: MeasuredRouteTableSource[] = [];
+  readonly #routers: TrackedRouter[] = [];
+  readonly #sources: { readonly source: MeasuredRouteTableSource; readonly labels: { readonly router?: string } }[] = [];
 
   constructor(options: RoutingMetricsOptions = {}) {
     refuseUnknownOptions(options, ROUTING_METRICS_OPTIONS, 'RoutingMetrics');
@@ -48,16 +67,16 @@ export class RoutingMetrics {
     const routers = this.#routers;
     const sources = this.#sources;
     const runtimes = function* () {
-      for (const router of routers) yield* router.runtimes();
+      for (const { router, labels } of routers) for (const rt of router.runtimes()) yield { ...rt, labels };
     };
     new Counter({
       name: `${p}route_requests_total`,
       help: 'Routed calls by outcome: live (downstream answered), failed (downstream error, breaker closed), aborted (the client left before an answer), mock, cache, queued (async 202), unavailable (degraded with no answer: 503).',
-      labelNames: ['route', 'outcome'],
+      labelNames: ['router', 'route', 'outcome'],
       registers,
       collect() {
         this.reset();
-        for (const { route, counters: c } of runtimes()) {
+        for (const { route, counters: c, labels } of runtimes()) {
           for (const [outcome, value] of [
             ['live', c.live],
             ['failed', c.failed],
@@ -67,7 +86,7 @@ export class RoutingMetrics {
             ['queued', c.queued],
             ['unavailable', c.unavailable],
           ] as const) {
-            this.inc({ route: route.id, outcome }, value);
+            this.inc({ ...labels, route: route.id, outcome }, value);
           }
         }
       },
@@ -75,55 +94,51 @@ export class RoutingMetrics {
     new Counter({
       name: `${p}route_degraded_total`,
       help: 'Calls degraded, by why: breaker_open, forced_by_switch, bulkhead_full.',
-      labelNames: ['route', 'reason'],
+      labelNames: ['router', 'route', 'reason'],
       registers,
       collect() {
         this.reset();
-        for (const { route, counters: c } of runtimes()) {
-          this.inc({ route: route.id, reason: 'breaker_open' }, c.breakerOpen);
-          this.inc({ route: route.id, reason: 'forced_by_switch' }, c.forcedBySwitch);
-          this.inc({ route: route.id, reason: 'bulkhead_full' }, c.bulkheadFull);
+        for (const { route, counters: c, labels } of runtimes()) {
+          this.inc({ ...labels, route: route.id, reason: 'breaker_open' }, c.breakerOpen);
+          this.inc({ ...labels, route: route.id, reason: 'forced_by_switch' }, c.forcedBySwitch);
+          this.inc({ ...labels, route: route.id, reason: 'bulkhead_full' }, c.bulkheadFull);
         }
       },
     });
     new Counter({
       name: `${p}route_unmatched_total`,
       help: 'Requests sent to the default route: no_rule (tagged, no rule matched: alert) or untagged (no X-Biz-Tag).',
-      labelNames: ['reason'],
+      labelNames: ['router', 'reason'],
       registers,
       collect() {
         this.reset();
-        let noRule = 0;
-        let untagged = 0;
-        for (const router of routers) {
-          noRule += router.decisions.noRule;
-          untagged += router.decisions.untagged;
+        for (const { router, labels } of routers) {
+          this.inc({ ...labels, reason: 'no_rule' }, router.decisions.noRule);
+          this.inc({ ...labels, reason: 'untagged' }, router.decisions.untagged);
         }
-        this.inc({ reason: 'no_rule' }, noRule);
-        this.inc({ reason: 'untagged' }, untagged);
       },
     });
     new Counter({
       name: `${p}biztag_rejected_total`,
       help: 'Requests refused with 400 for a malformed X-Biz-Tag, by the rule broken.',
-      labelNames: ['rule'],
+      labelNames: ['router', 'rule'],
       registers,
       collect() {
         this.reset();
-        for (const router of routers) for (const [rule, count] of router.tagRejections) this.inc({ rule }, count);
+        for (const { router, labels } of routers) for (const [rule, count] of router.tagRejections) this.inc({ ...labels, rule }, count);
       },
     });
     const gauge = (name: string, help: string, read: (rt: ReturnType<typeof runtimes> extends Generator<infer R> ? R : never) => number | null): void => {
       new Gauge({
         name: p + name,
         help,
-        labelNames: ['route'],
+        labelNames: ['router', 'route'],
         registers,
         collect() {
           this.reset();
           for (const rt of runtimes()) {
             const value = read(rt);
-            if (value !== null) this.set({ route: rt.route.id }, value);
+            if (value !== null) this.set({ ...rt.labels, route: rt.route.id }, value);
           }
         },
       });
@@ -135,16 +150,16 @@ export class RoutingMetrics {
     new Gauge({
       name: `${p}route_breaker_state`,
       help: 'State of each route\'s breaker: 1 on the series of the state it is in, 0 on the other states (CLOSED, OPEN, HALF_OPEN; NONE alone without a breaker).',
-      labelNames: ['route', 'state'],
+      labelNames: ['router', 'route', 'state'],
       registers,
       collect() {
         this.reset();
         // Every state, 0 on the others (as govmap_breaker_state): with the current state alone,
         // `{state="OPEN"} * 2 + {state="HALF_OPEN"}` (the board's timeline) never has both sides.
-        for (const router of routers) {
+        for (const { router, labels } of routers) {
           for (const status of router.status()) {
             const states = status.breaker === 'NONE' ? ['NONE'] : [...new Set([...BREAKER_STATES, status.breaker])];
-            for (const state of states) this.set({ route: status.id, state }, state === status.breaker ? 1 : 0);
+            for (const state of states) this.set({ ...labels, route: status.id, state }, state === status.breaker ? 1 : 0);
           }
         }
       },
@@ -152,53 +167,91 @@ export class RoutingMetrics {
     new Gauge({
       name: `${p}route_table_version`,
       help: 'Version of the route table in force.',
+      labelNames: ['router'],
       registers,
       collect() {
         this.reset();
-        for (const router of routers) this.set(router.table.version);
+        for (const { router, labels } of routers) this.set(labels, router.table.version);
       },
     });
     new Counter({
       name: `${p}route_table_source_errors_total`,
       help: 'Route table contents a source rejected (unreadable, empty, unparsable, invalid, or a stale store value), each distinct failure once; the router keeps its last good table.',
-      labelNames: ['source'],
+      labelNames: ['router', 'source'],
       registers,
       collect() {
         this.reset();
-        for (const source of sources) this.inc({ source: source.kind }, source.status().errors);
+        for (const { source, labels } of sources) this.inc({ ...labels, source: source.kind }, source.status().errors);
       },
     });
     new Gauge({
       name: `${p}route_table_source_healthy`,
       help: '1 when the source\'s newest table is the one routed on (and, for a store, it is connected); 0 when the router routes on an older table.',
-      labelNames: ['source'],
+      labelNames: ['router', 'source'],
       registers,
       collect() {
         this.reset();
-        // Two sources of one kind share a label: the gauge is 0 if either is unhealthy.
-        const healthy = new Map<string, number>();
-        for (const source of sources) {
+        // Two sources of one kind (and router) share a label: the gauge is 0 if either is unhealthy.
+        const healthy = new Map<string, { labels: { router?: string; source: string }; value: number }>();
+        for (const { source, labels } of sources) {
           const status = source.status();
           const value = status.healthy === false || status.connected === false ? 0 : 1;
-          healthy.set(source.kind, Math.min(healthy.get(source.kind) ?? 1, value));
+          const key = `${labels.router ?? ''}\u0000${source.kind}`;
+          const seen = healthy.get(key);
+          if (seen === undefined) healthy.set(key, { labels: { ...labels, source: source.kind }, value });
+          else seen.value = Math.min(seen.value, value);
         }
-        for (const [source, value] of healthy) this.set({ source }, value);
+        for (const { labels, value } of healthy.values()) this.set(labels, value);
       },
     });
     registerStaged(staging, this.registry, 'RoutingMetrics', p);
   }
 
-  /** Starts exporting `router` (once, however often tracked), and the sources feeding it its table when given. */
-  track(router: Router, sources: readonly MeasuredRouteTableSource[] = []): this {
-    // Tracked twice (again, to add its source), a router's counters would be summed twice.
-    if (!this.#routers.includes(router)) this.#routers.push(router);
-    for (const source of sources) this.trackSource(source);
+  /**
+   * Starts exporting `router` (once, however often tracked), and the sources feeding it its table
+   * when given. A second router needs `options.name` (see TrackRouterOptions).
+   * @throws ConfigurationError for a missing, malformed or taken name, or a tracked router renamed
+   */
+  track(router: Router, sources: readonly MeasuredRouteTableSource[] = [], options: TrackRouterOptions = {}): this {
+    refuseUnknownOptions(options, TRACK_ROUTER_OPTIONS, 'RoutingMetrics.track');
+    const name = options.name;
+    const tracked = this.#routers.find((t) => t.router === router);
+    if (tracked !== undefined) {
+      // Tracked twice (again, to add its source), a router's counters would be summed twice.
+      if (name !== undefined && name !== tracked.name) {
+        throw new ConfigurationError('name', `the router is already tracked ${tracked.name === undefined ? 'without a name' : `as "${tracked.name}"`}; its series cannot change label`, name);
+      }
+    } else {
+      if (name !== undefined && (typeof name !== 'string' || !ROUTE_ID.test(name))) {
+        throw new ConfigurationError('name', 'a router name is a label value [A-Za-z][A-Za-z0-9_.-]{0,47}', name);
+      }
+      const taken = this.#routers.find((t) => t.name === name);
+      if (taken !== undefined) {
+        // Both would write the series of route id "default" (and of any id their tables share):
+        // counters summed, gauges overwritten, and no way to tell which service is failing.
+        throw new ConfigurationError(
+          'name',
+          name === undefined
+            ? 'a second router tracked by one RoutingMetrics needs a name (track(router, sources, { name })): every route table has route id "default", whose series would merge with the first router\'s'
+            : `another tracked router is named "${name}": every route table has route id "default", whose series would merge`,
+          name,
+        );
+      }
+      this.#routers.push({ router, name, labels: name === undefined ? {} : { router: name } });
+    }
+    // A named router's sources carry its name: two services' file sources are told apart.
+    const labels = this.#routers.find((t) => t.router === router)!.labels;
+    for (const source of sources) this.#addSource(source, labels);
     return this;
   }
 
-  /** Starts exporting a route table source (`govmap_route_table_source_errors_total`, `..._healthy`). */
+  /** Starts exporting a route table source (`govmap_route_table_source_errors_total`, `..._healthy`), without a `router` label. */
   trackSource(source: MeasuredRouteTableSource): this {
-    if (!this.#sources.includes(source)) this.#sources.push(source);
+    this.#addSource(source, {});
     return this;
+  }
+
+  #addSource(source: MeasuredRouteTableSource, labels: { readonly router?: string }): void {
+    if (!this.#sources.some((s) => s.source === source)) this.#sources.push({ source, labels });
   }
 }

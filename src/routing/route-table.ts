@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { formatPath, requiredRule } from '../switches/definition.ts';
 import type { JsonValue } from '../switches/definition.ts';
 import type { BizTag } from './biz-tag.ts';
+import { ConfigurationError } from '../map/errors.ts';
 import { RouteTableError } from './errors.ts';
 
 /**
@@ -197,6 +198,10 @@ export class RouteTable {
   /** @throws RouteTableError listing every problem */
   constructor(document: unknown, options: { readonly version?: number; readonly origin?: string } = {}) {
     const origin = options.origin ?? 'api';
+    const version = options.version ?? 1;
+    // Exported as govmap_route_table_version and compared at replaceTable: NaN or 1.5 would
+    // show nonsense and defeat the "not newer" warning.
+    if (!(Number.isSafeInteger(version) && version >= 1)) throw new ConfigurationError('version', 'a route table version is a positive whole number', version);
     if (document === null || document === undefined) {
       throw new RouteTableError(origin, [{ path: '(root)', rule: 'the document is empty; a route table is { "default": { "target": ... }, "routes": [...] }' }]);
     }
@@ -216,7 +221,7 @@ export class RouteTable {
     });
     if (issues.length > 0) throw new RouteTableError(origin, issues);
 
-    this.version = options.version ?? 1;
+    this.version = version;
     this.origin = origin;
     const compiled = data.routes.map((rule) => compile(rule.id, rule.orgId, rule.txnType, rule.target, rule.degradation, rule.bulkhead, rule.description ?? '', false));
     compiled.sort(byPrecedence);
@@ -298,6 +303,19 @@ export class RouteTable {
     if (route.txnType === '*') rules.any = decision;
     else rules.exact.set(route.txnType, decision);
   }
+}
+
+/**
+ * Whether `route`'s rule takes a request with `tag` (null: untagged): the default route takes
+ * every request, a rule only tagged ones its orgId and txnType patterns match. Precedence aside:
+ * a request decided under an older table is checked against the route its id names now.
+ */
+export function routeCovers(route: CompiledRoute, tag: BizTag | null): boolean {
+  if (route.isDefault) return true;
+  if (tag === null) return false;
+  const org = route.orgId;
+  const orgOk = org === '*' || (org.endsWith('*') ? tag.orgId?.startsWith(org.slice(0, -1)) === true : tag.orgId === org);
+  return orgOk && (route.txnType === '*' || tag.txnType === route.txnType);
 }
 
 function pick(rules: TxnRules, txnType: string | undefined): RouteDecision | null {

@@ -12,7 +12,7 @@ import type { BizTagError } from './errors.ts';
 import { noGuard } from './guard.ts';
 import type { RouteGuard, RouteGuardFactory } from './guard.ts';
 import { ResponseCache } from './response-cache.ts';
-import { RouteTable } from './route-table.ts';
+import { RouteTable, routeCovers } from './route-table.ts';
 import type { CompiledRoute, RouteDecision } from './route-table.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
 
@@ -227,6 +227,9 @@ export class Router {
    */
   replaceTable(table: RouteTable): void {
     if (this.#closed) throw new ConfigurationError('table', 'the router is closed');
+    // A document passed as is (from JavaScript) was installed half-way and left the router
+    // unable to decide any request: refused before anything changes.
+    if (!(table instanceof RouteTable)) throw new ConfigurationError('table', 'a RouteTable: compile the document first (new RouteTable(document, { version }))', table === null ? null : typeof table);
     if (table.version <= this.#table.version && table !== this.#table) {
       this.#log(`govmap routing: route table v${table.version} (${table.origin}) is not newer than v${this.#table.version}; applied anyway`);
     }
@@ -260,7 +263,7 @@ export class Router {
   async execute<T>(request: RouteRequest, call: (target: string, signal: AbortSignal) => Promise<T>, decision?: RouteDecision): Promise<RouteOutcome<T>> {
     const context = currentBizContext();
     const chosen = decision ?? context?.decision ?? this.decide(null);
-    const rt = this.#runtime(chosen.route);
+    const rt = this.#runtime(chosen.route, context?.tag ?? null);
     if (this.#forced(rt.route)) {
       rt.counters.forcedBySwitch++;
       return this.#degrade(rt, 'FORCED_BY_SWITCH', request, context?.tag ?? null);
@@ -304,8 +307,9 @@ export class Router {
 
   /**
    * Re-queues jobs a previous run's close() returned (persisted by the caller). A job whose route
-   * is gone or no longer async, whose lane is full or closing, or that is malformed (no token,
-   * route, attempts or valid tag), is returned in `unroutable`:
+   * is gone, no longer async or no longer matches its tag (the id reused for another org's rule),
+   * whose lane is full or closing, or that is malformed (no token, route, attempts or valid tag),
+   * is returned in `unroutable`:
    * every job given is either restored or returned, never dropped (keep the returned ones). A job
    * whose token any lane already holds or has finished is not queued again (counted as restored).
    */
@@ -327,7 +331,9 @@ export class Router {
         restored++; // already the router's: kept once, as a lane keeps a token it holds
         continue;
       }
-      const lane = this.#runtimes.get(job.payload.route)?.lane ?? null;
+      const rt = this.#runtimes.get(job.payload.route);
+      // An id a reload gave to another org's rule: its lane would send the job to that org's target.
+      const lane = rt !== undefined && routeCovers(rt.route, job.payload.tag === null ? null : parseBizTag(job.payload.tag)) ? rt.lane : null;
       if (lane === null) {
         unroutable.push(job);
         continue;
@@ -390,9 +396,14 @@ export class Router {
     return { processed: results.reduce((n, r) => n + r.processed, 0), remaining: results.flatMap((r) => r.remaining) };
   }
 
-  #runtime(route: CompiledRoute): RouteRuntime {
-    // The decision may come from the table before a swap; the route id still names the runtime.
-    return this.#runtimes.get(route.id) ?? this.#runtimes.get(this.#table.defaultRoute.id)!;
+  #runtime(route: CompiledRoute, tag: BizTag | null): RouteRuntime {
+    const rt = this.#runtimes.get(route.id);
+    // The decision may come from the table before a swap. The id names the same route if its rule
+    // is the same (an edit: new target, limits or strategy); a reload may also have removed the id
+    // or given it to another org's rule, whose target must never get this request: the request
+    // is decided again, by its tag, on the table in force.
+    if (rt !== undefined && (rt.route === route || (rt.route.orgId === route.orgId && rt.route.txnType === route.txnType))) return rt;
+    return this.#runtimes.get(this.#table.decideTag(tag).route.id)!;
   }
 
   #forced(route: CompiledRoute): boolean {
@@ -422,9 +433,15 @@ export class Router {
       if (before.bulkhead.maxConcurrent !== route.bulkhead.maxConcurrent || before.bulkhead.maxQueued !== route.bulkhead.maxQueued) {
         existing.bulkhead = this.#bulkhead(route); // calls in flight finish on the old one
       }
-      if (JSON.stringify(before.degradation) !== JSON.stringify(route.degradation)) {
+      const degradationChanged = JSON.stringify(before.degradation) !== JSON.stringify(route.degradation);
+      if (degradationChanged) {
         existing.cache?.dispose();
         existing.cache = this.#cache(route);
+      }
+      // An id given to another rule: the jobs queued under the old one are held by #processJob
+      // (the route no longer covers their tags), so they move to a retired lane, or the new
+      // rule's jobs would wait behind them for good.
+      if (degradationChanged || before.orgId !== route.orgId || before.txnType !== route.txnType) {
         if (existing.lane !== null) this.#retire(existing.lane);
         existing.lane = this.#lane(route);
       }
@@ -489,6 +506,9 @@ export class Router {
     const rt = this.#runtimes.get(routeId);
     if (rt === undefined) return Promise.reject(new RouteLeftTable(`route "${routeId}" left the table; its job ${job.token} waits for it or for close()`));
     const tag = job.payload.tag === null ? null : parseBizTag(job.payload.tag);
+    // The id now names another org's rule (a reload reused it): that org's target must not get
+    // this job. Treated as the route leaving the table: not an attempt, returned by close().
+    if (!routeCovers(rt.route, tag)) return Promise.reject(new RouteLeftTable(`route "${routeId}" now serves orgId ${rt.route.orgId}, txnType ${rt.route.txnType}, not this job's tag; its job ${job.token} waits for the route to come back or for close()`));
     const run = (): Promise<void> => {
       if (this.#forced(rt.route)) return Promise.reject(new ForcedDegradation());
       return rt.bulkhead.run(() => rt.guard.execute((s) => process(rt.route.target, job.payload.payload, AbortSignal.any([s, signal]), job.token), signal), signal);

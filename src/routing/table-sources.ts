@@ -226,6 +226,10 @@ export class StateRouteTableSource {
    */
   async put(document: unknown, request: { readonly actor: string; readonly reason: string; readonly expectedVersion?: number | null }): Promise<number> {
     new RouteTable(document, { origin: `write of ${this.#key}` });
+    // What every watcher's keySchema accepts: a value it refuses would be written, returned as a
+    // new version, and then rejected by every process, each keeping its old table.
+    if (typeof request.reason !== 'string' || request.reason.length > 1000) throw new ConfigurationError('reason', 'a string of at most 1000 characters', request.reason === undefined ? undefined : typeof request.reason === 'string' ? `${request.reason.length} characters` : typeof request.reason);
+    if (request.actor !== undefined && (typeof request.actor !== 'string' || request.actor.length > 200)) throw new ConfigurationError('actor', 'a string of at most 200 characters', typeof request.actor === 'string' ? `${request.actor.length} characters` : typeof request.actor);
     for (let attempt = 1; ; attempt++) {
       const current = await this.#store.get(this.#key);
       const version = current === undefined ? null : versionOf(current.value);

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
+import { ConfigurationError } from '../../src/map/errors.ts';
 import { RouteTable, RouteTableError, parseBizTag, sendRouteOutcome } from '../../src/routing/index.ts';
 
 const rule = (id: string, orgId: string, txnType: string, target = `t-${id}`) => ({ id, orgId, txnType, target });
@@ -236,4 +237,12 @@ describe('validation', () => {
     assert.deepEqual(t.defaultRoute.degradation, { kind: 'none' });
     assert.deepEqual(t.route('m')!.bulkhead, { maxConcurrent: 64, maxQueued: 128 });
   });
+});
+
+test('a table version that is not a positive whole number is refused naming the option, not exported as NaN or routed on', () => {
+  for (const version of [0, -1, 1.5, Number.NaN, Infinity, '2' as unknown as number]) {
+    assert.throws(() => new RouteTable({ default: { target: 'core' }, routes: [] }, { version }), (error: unknown) =>
+      error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION' && /"version"/.test(error.message) && /positive whole number/.test(error.message), `version ${String(version)}`);
+  }
+  assert.equal(new RouteTable({ default: { target: 'core' }, routes: [] }, { version: 7 }).version, 7);
 });

@@ -4,9 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import Fastify from 'fastify';
 import { BreakerGroup, ManualClock } from '../../src/breaker/index.ts';
-import { RouteTable, Router, RoutingMetrics, breakerGuards, parseBizTag, runWithBizContext, sendRouteOutcome, sendRouteOutcomeReply } from '../../src/routing/index.ts';
+import { RouteTable, Router, RoutingMetrics, breakerGuards, createBizTagMiddleware, parseBizTag, runWithBizContext, sendRouteOutcome, sendRouteOutcomeReply } from '../../src/routing/index.ts';
 import type { RouteGuard, RouteOutcome } from '../../src/routing/index.ts';
 import { SwitchBoard } from '../../src/switches/index.ts';
+import { ConfigurationError } from '../../src/map/errors.ts';
 
 class Refused extends Error {}
 
@@ -145,6 +146,111 @@ describe('table changes', () => {
   });
 });
 
+describe('a route id reused for another org by a reload', () => {
+  // v1: route "acct" is org 1001's, at bank-a. v2: org 1001 moved to route "acct-a", and the id
+  // "acct" now names org 2002's route at bank-b (an operator renumbering the file).
+  const v1 = { default: { target: 'core' }, routes: [{ id: 'acct', orgId: '1001', txnType: '*', target: 'bank-a', degradation: { kind: 'async', ratePerSec: 1000 } }] };
+  const v2 = {
+    default: { target: 'core' },
+    routes: [
+      { id: 'acct', orgId: '2002', txnType: '*', target: 'bank-b', degradation: { kind: 'async', ratePerSec: 1000 } },
+      { id: 'acct-a', orgId: '1001', txnType: '*', target: 'bank-a2' },
+    ],
+  };
+
+  test('a request of org 1001 decided before the reload is not sent to org 2002\'s target', async () => {
+    const router = new Router({ table: v1, log: () => undefined });
+    const outcome = await asRequest(router, 'orgId:1001|txnType:pay', async () => {
+      // Decided under v1 (the middleware did it when the request arrived); the reload lands while
+      // the handler awaits, e.g. reading its body.
+      router.replaceTable(new RouteTable(v2, { version: 2 }));
+      return router.execute({}, async (target) => target);
+    });
+    assert.deepEqual([outcome.route.id, outcome.kind === 'live' && outcome.value], ['acct-a', 'bank-a2'], 'org 1001\'s payment ends at org 1001\'s target');
+    await router.close();
+  });
+
+  test('the answer to a request decided before the reload names the route it ran on in x-govmap-route, not the reused id', async () => {
+    const router = new Router({ table: v1, log: () => undefined });
+    const tagged = createBizTagMiddleware({ router });
+    const server = createServer((req, res) =>
+      void tagged(req, res, async () => {
+        router.replaceTable(new RouteTable(v2, { version: 2 }));
+        const outcome = await router.execute({}, async (target) => target);
+        sendRouteOutcome(res, outcome, (value) => res.writeHead(200, { 'content-type': 'text/plain' }).end(value));
+      }));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const response = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { headers: { 'x-biz-tag': 'orgId:1001|txnType:pay' } });
+      assert.deepEqual([await response.text(), response.headers.get('x-govmap-route')], ['bank-a2', 'acct-a']);
+    } finally {
+      server.close();
+      await router.close();
+    }
+  });
+
+  test('a route edited in place (same id, same orgId and txnType, new target) still takes the requests decided before the edit', async () => {
+    const router = new Router({ table: v1, log: () => undefined });
+    const outcome = await asRequest(router, 'orgId:1001|txnType:pay', async () => {
+      router.replaceTable(new RouteTable({ ...v1, routes: [{ ...v1.routes[0]!, target: 'bank-a-dr' }] }, { version: 2 }));
+      return router.execute({}, async (target) => target);
+    });
+    assert.deepEqual([outcome.route.id, outcome.kind === 'live' && outcome.value], ['acct', 'bank-a-dr']);
+    await router.close();
+  });
+
+  test('a job of org 1001 queued before the reload is never processed against org 2002\'s target: it is returned by close()', async () => {
+    const guards = manualGuards();
+    guards.open.add('acct');
+    const sent: Array<{ target: string; token: string }> = [];
+    const router = new Router({ table: v1, guards: guards.factory, processAsync: async (target, _payload, _signal, token) => void sent.push({ target, token }), log: () => undefined });
+    const queued = await asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({ payload: { amount: '100.00' } }, async () => 'never'));
+    assert.equal(queued.kind, 'queued');
+    router.replaceTable(new RouteTable(v2, { version: 2 }));
+    guards.open.delete('acct');
+    await new Promise((resolve) => setTimeout(resolve, 700)); // past the lane's deferral pause
+    const closed = await router.close({ deadlineMs: 100 });
+    assert.deepEqual(sent, [], 'nothing reached bank-b for org 1001');
+    assert.deepEqual(closed.remaining.map((j) => j.payload.tag), ['orgId:1001|txnType:pay'], 'kept for the operator, not lost');
+  });
+
+  test('org 2002\'s jobs on the reused route are processed, not stuck behind org 1001\'s held jobs', async () => {
+    const guards = manualGuards();
+    guards.open.add('acct');
+    const sent: Array<{ target: string; amount: unknown }> = [];
+    const router = new Router({ table: v1, guards: guards.factory, processAsync: async (target, payload) => void sent.push({ target, amount: (payload as { amount: string }).amount }), log: () => undefined });
+    for (let i = 0; i < 6; i++) await asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({ payload: { amount: `1${i}.00` } }, async () => 'never'));
+    router.replaceTable(new RouteTable(v2, { version: 2 }));
+    const queued = await asRequest(router, 'orgId:2002|txnType:pay', () => router.execute({ payload: { amount: '20.00' } }, async () => 'never'));
+    assert.equal(queued.kind, 'queued');
+    guards.open.delete('acct');
+    for (let i = 0; i < 300 && sent.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    const closed = await router.close({ deadlineMs: 100 });
+    assert.deepEqual(sent, [{ target: 'bank-b', amount: '20.00' }]);
+    assert.equal(closed.remaining.length, 6, 'org 1001\'s jobs are returned, not lost');
+  });
+
+  test('a persisted job of org 1001 restored after the id was reused is returned unroutable, not queued for org 2002\'s target', async () => {
+    const sent: string[] = [];
+    const router = new Router({ table: v2, processAsync: async (target) => void sent.push(target), log: () => undefined });
+    const job = { token: 'spilled-1', lane: 'acct', payload: { tag: 'orgId:1001|txnType:pay', route: 'acct', payload: { amount: '100.00' } }, acceptedAt: new Date(0).toISOString(), attempts: 0 };
+    const result = router.restoreJobs([job]);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await router.close({ deadlineMs: 100 });
+    assert.deepEqual([result.restored, result.unroutable.map((j) => j.token), sent], [0, ['spilled-1'], []]);
+  });
+});
+
+test('replaceTable given a table document instead of a RouteTable (a JavaScript caller) is refused and the router keeps routing on its table', async () => {
+  const router = new Router({ table: document, log: () => undefined });
+  const edited = { ...document, routes: [{ id: 'moved', orgId: '1*', txnType: '*', target: 'z' }] };
+  assert.throws(() => router.replaceTable(edited as unknown as RouteTable), (error: unknown) =>
+    error instanceof ConfigurationError && /"table"/.test(error.message) && /RouteTable/.test(error.message));
+  const outcome = await asRequest(router, 'orgId:1001', () => router.execute({}, async (target) => target));
+  assert.deepEqual([outcome.route.id, outcome.kind === 'live' && outcome.value], ['mocked', 'a']);
+  await router.close();
+});
+
 test('a call on a cache route that completes while the router shuts down answers live, not as a failure (the payment was made)', async () => {
   const router = new Router({ table: document });
   let answer!: (value: unknown) => void;
@@ -218,6 +324,48 @@ describe('metrics', () => {
     assert.match(text, /govmap_route_unmatched_total\{reason="no_rule"\} 1\n/);
     assert.match(text, /govmap_route_table_source_errors_total\{source="file"\} 1\n/);
     await router.close();
+  });
+
+  test('two routers tracked under their names export their default routes apart: one service\'s failing default route is told from the other\'s', async () => {
+    const payments = new Router({ table: { default: { target: 'pay-core' }, routes: [] }, log: () => undefined });
+    const risk = new Router({ table: { default: { target: 'risk-core' }, routes: [] }, log: () => undefined });
+    const riskFile = { kind: 'file', status: () => ({ errors: 2, healthy: false }) };
+    const paymentsFile = { kind: 'file', status: () => ({ errors: 0, healthy: true }) };
+    const metrics = new RoutingMetrics().track(payments, [paymentsFile], { name: 'payments' }).track(risk, [riskFile], { name: 'risk' });
+    await assert.rejects(payments.execute({}, async () => Promise.reject(new Error('pay-core down'))));
+    await assert.rejects(payments.execute({}, async () => Promise.reject(new Error('pay-core down'))));
+    await risk.execute({}, async () => 'ok');
+    payments.decide(null);
+    const text = await metrics.registry.metrics();
+    assert.match(text, /govmap_route_requests_total\{router="payments",route="default",outcome="failed"\} 2\n/);
+    assert.match(text, /govmap_route_requests_total\{router="risk",route="default",outcome="failed"\} 0\n/);
+    assert.match(text, /govmap_route_requests_total\{router="risk",route="default",outcome="live"\} 1\n/);
+    assert.match(text, /govmap_route_breaker_state\{router="payments",route="default",state="NONE"\} 1\n/);
+    assert.match(text, /govmap_route_breaker_state\{router="risk",route="default",state="NONE"\} 1\n/);
+    assert.match(text, /govmap_bulkhead_active\{router="risk",route="default"\} 0\n/);
+    assert.match(text, /govmap_route_table_version\{router="payments"\} 1\n/);
+    assert.match(text, /govmap_route_table_source_healthy\{router="risk",source="file"\} 0\n/, 'the unhealthy source is the risk service\'s');
+    assert.match(text, /govmap_route_table_source_healthy\{router="payments",source="file"\} 1\n/);
+    assert.match(text, /govmap_route_table_source_errors_total\{router="risk",source="file"\} 2\n/);
+    // execute() outside a request decides it untagged: 2 + the decide(null).
+    assert.match(text, /govmap_route_unmatched_total\{router="payments",reason="untagged"\} 3\n/);
+    assert.match(text, /govmap_route_unmatched_total\{router="risk",reason="untagged"\} 1\n/);
+    await payments.close();
+    await risk.close();
+  });
+
+  test('a second router tracked without a name is refused with an error naming the rule: its default route would merge into the first one\'s series', () => {
+    const first = new Router({ table: document, log: () => undefined });
+    const second = new Router({ table: document, log: () => undefined });
+    const metrics = new RoutingMetrics().track(first);
+    assert.throws(() => metrics.track(second), (error: unknown) =>
+      error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION' && /"name"/.test(error.message) && /route id "default"/.test(error.message));
+    assert.throws(() => new RoutingMetrics().track(first, [], { name: 'a' }).track(second, [], { name: 'a' }), (error: unknown) =>
+      error instanceof ConfigurationError && /"name"/.test(error.message) && /"a"/.test(error.message));
+    assert.throws(() => new RoutingMetrics().track(first, [], { name: 'bad name"}' }), (error: unknown) => error instanceof ConfigurationError && /"name"/.test(error.message));
+    // Tracked again to add a source: the same router, no name needed, counted once.
+    metrics.track(first, [{ kind: 'file', status: () => ({ errors: 0, healthy: true }) }]);
+    assert.throws(() => metrics.track(first, [], { name: 'renamed' }), (error: unknown) => error instanceof ConfigurationError && /already tracked/.test(error.message));
   });
 });
 

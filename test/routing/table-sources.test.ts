@@ -317,3 +317,24 @@ if (endpoints === undefined && process.env.CI) {
   test('etcd route table source', () => assert.fail('GOVMAP_ETCD_ENDPOINTS is not set under CI: start etcd with test/infra/etcd.sh'));
 }
 suite('etcd', () => (endpoints === undefined ? null : new EtcdStateStore({ endpoints })), endpoints === undefined ? 'GOVMAP_ETCD_ENDPOINTS not set (bash test/infra/etcd.sh start)' : false);
+
+test('put() with a reason or actor every process would reject (too long, missing) is refused before anything is written, not reported as a new version no router applies', async () => {
+  const store = new MemoryStateStore();
+  const key = '/govmap-test/put-request/routes/default';
+  const router = new Router({ table: initial, log: () => undefined });
+  const source = new StateRouteTableSource({ store, router, key, log: () => undefined });
+  try {
+    await source.start();
+    const refused = (option: string) => (error: unknown) => error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION' && error.message.includes(`"${option}"`);
+    await assert.rejects(source.put(withRule('gw-a'), { actor: 'ops', reason: 'r'.repeat(1001) }), refused('reason'));
+    await assert.rejects(source.put(withRule('gw-a'), { actor: 'o'.repeat(201), reason: 'onboard 1001' }), refused('actor'));
+    await assert.rejects(source.put(withRule('gw-a'), { actor: 'ops' } as unknown as { actor: string; reason: string }), refused('reason'));
+    assert.equal(await store.get(key), undefined, 'nothing was written');
+    assert.equal(await source.put(withRule('gw-a'), { actor: 'ops', reason: 'r'.repeat(1000) }), 1);
+    await eventually('the router to route on it', () => router.table.decide('1001', 'pay').route.target === 'gw-a');
+    assert.equal(source.status().errors, 0);
+  } finally {
+    await source.close();
+    await store.close();
+  }
+});
