@@ -46,9 +46,81 @@ typedRuleTester().run('no-rmw-across-await', noRmwAcrossAwait, {
     // A Map made by this call and never handed out: no other request or callback can write it.
     { name: 'a per-call Map totalling a batch across awaits is not shared, so not reported', code: `${header}export async function settle(items: Array<{ account: string; amount: bigint }>): Promise<Map<string, bigint>> {\n  const totals = new Map<string, bigint>();\n  for (const item of items) {\n    const t = totals.get(item.account) ?? 0n;\n    await riskCheck(item.account);\n    totals.set(item.account, t + item.amount);\n  }\n  for (const [account] of totals) await riskCheck(account);\n  return totals;\n}` },
     { name: 'updateAsync whose function re-reads the key itself', code: fn(`const b = balances.load(id) ?? 0n;\nawait balances.updateAsync(id, async () => { const now = balances.load(id) ?? 0n; return now === b ? b - amount : now; });`) },
+    { name: 'a re-read after the await kept in a variable and compared before the write (guard)', code: fn(`const b = balances.load(id);\nawait riskCheck(id);\nconst now = balances.load(id);\nif (now !== b) throw new Error('changed');\nbalances.store(id, (b ?? 0n) + amount);`) },
+    { name: 'a re-read after the await whose value the write is computed from', code: fn(`const before = balances.load(id) ?? 0n;\nawait riskCheck(id);\nconst now = balances.load(id) ?? 0n;\nbalances.store(id, now + amount + (before - before));`) },
+    { name: 'a re-read after the await checked by an assertion before the write (guard)', code: `${header}import assert from 'node:assert/strict';\nexport async function f(id: string, amount: bigint): Promise<void> {\n  const b = balances.load(id) ?? 0n;\n  await riskCheck(id);\n  assert.equal(balances.load(id), b, 'balance changed during the risk check');\n  balances.store(id, b + amount);\n}` },
+    { name: 'an entries() snapshot walked with the key re-read before each write', code: fn(`for (const [k, v] of balances.entries()) {\n  await riskCheck(k);\n  const now = balances.load(k) ?? 0n;\n  if (now !== v) continue;\n  balances.store(k, now + 1n);\n}`) },
+    { name: 'an entries() snapshot summed and written before any await', code: fn(`let total = 0n;\nfor (const [, v] of balances.entries()) total += v;\nlimits.store(id, total);\nawait riskCheck(id);`) },
+    { name: 'a total of an entries() snapshot written under another key after an await: stale, but no write of that key is lost', code: fn(`const all = balances.entries();\nawait riskCheck(id);\nlet total = 0n;\nfor (const [, v] of all) total += v;\nlimits.store('total', total);\nbalances.store('count', BigInt(all.length));`) },
+    { name: 'an update function passed by name that computes from its argument', code: fn(`const b = balances.load(id) ?? 0n;\nfunction applyFee(current: bigint | undefined): bigint { return (current ?? b) - 1n; }\nawait riskCheck(id);\nawait balances.updateAsync(id, applyFee);`) },
+    { name: 'an update function passed by name that re-reads the key itself', code: fn(`const b = balances.load(id) ?? 0n;\nconst applyFee = async (): Promise<bigint> => { const now = balances.load(id) ?? 0n; return now === b ? b - 1n : now; };\nawait balances.updateAsync(id, applyFee);`) },
+    { name: 'an update function declared elsewhere (no body here) is not guessed at', code: `${header}declare function applyFee(): bigint;\nexport async function f(id: string): Promise<void> {\n  const b = balances.load(id) ?? 0n;\n  await riskCheck(id);\n  balances.store('last', b);\n  balances.update(id, applyFee);\n}` },
+    { name: 'a RemoteGovernedMap update computing from its argument', code: `import { RemoteGovernedMap } from '../../../src/stores/redis/index.ts';\ndeclare const accounts: RemoteGovernedMap<bigint>;\nexport async function credit(id: string, amount: bigint): Promise<void> {\n  const b = (await accounts.load(id)) ?? 0n;\n  await accounts.update(id, (current) => (current ?? b) + amount);\n  await accounts.add(id, amount);\n}` },
     { name: 'synchronous function: no await, no lost update', code: `${header}export function f(id: string): void {\n  const v = balances.load(id) ?? 0n;\n  balances.store(id, v + 1n);\n}` },
   ],
   invalid: [
+    {
+      // A re-read only logged does not change what is written: the write still uses the stale b.
+      name: 'a re-read after the await used only in a log line does not clear the stale write',
+      code: fn(`const b = balances.load(id) ?? 0n;\nawait riskCheck(id);\nconsole.log(balances.load(id) ?? 0n);\nbalances.store(id, b + amount);\nconst n = cache.get(id) ?? 0;\nawait riskCheck(id);\nconsole.info('was', n, 'now', cache.get(id));\ncache.set(id, n + 1);`),
+      errors: [
+        { messageId: 'lostUpdate', line: 11 },
+        { messageId: 'lostUpdate', line: 15 },
+      ],
+    },
+    {
+      name: 'a re-read kept in a variable that only a log line uses does not clear the stale write',
+      code: fn(`const b = balances.load(id) ?? 0n;\nawait riskCheck(id);\nconst now = balances.load(id);\nconsole.log({ id, now });\nbalances.store(id, b + amount);`),
+      errors: [{ messageId: 'lostUpdate', line: 12 }],
+    },
+    {
+      name: 'across loop iterations: a re-read in the loop used only in a log line does not clear it',
+      code: fn(`const b = balances.load(id) ?? 0n;\nfor (const leg of [1n, 2n]) {\n  balances.store(id, b - leg);\n  await riskCheck(id);\n  console.log(balances.load(id));\n}`),
+      errors: [{ messageId: 'lostUpdate', line: 10 }],
+    },
+    {
+      name: 'loadAndDelete is a read: its value written back after an await is a lost update',
+      code: fn(`const b = balances.loadAndDelete(id) ?? 0n;\nawait riskCheck(id);\nbalances.store(id, b + amount);`),
+      errors: [{ messageId: 'lostUpdate', line: 10, data: { map: 'balances', key: 'id', write: 'store', read: 'loadAndDelete', fix: 'Use balances.updateAsync(id, async (current) => ...) so the computation sees the current value, or re-read after the await.' } }],
+    },
+    {
+      name: 'an entries() snapshot: a value looked up in it and written after an await',
+      code: fn(`const snap = new Map(balances.entries({ prefix: 'acct-' }));\nawait riskCheck(id);\nbalances.store(id, (snap.get(id) ?? 0n) + amount);`),
+      errors: [{ messageId: 'lostUpdateFromSnapshot', line: 10, data: { map: 'balances', key: 'id', write: 'store', read: 'entries', fix: 'Use balances.updateAsync(id, async (current) => ...) so the computation sees the current value, or re-read after the await.' } }],
+    },
+    {
+      name: 'an entries() snapshot walked with an await before each write of a snapshot value',
+      code: fn(`for (const [k, v] of balances.entries()) {\n  await riskCheck(k);\n  balances.store(k, v + 1n);\n}`),
+      errors: [{ messageId: 'lostUpdateFromSnapshot', line: 10 }],
+    },
+    {
+      name: 'values collected by a range() callback and written after an await',
+      code: fn(`const snap = new Map<string, bigint>();\nbalances.range((k, v) => {\n  snap.set(k, v);\n});\nawait riskCheck(id);\nbalances.store(id, (snap.get(id) ?? 0n) + amount);`),
+      errors: [{ messageId: 'lostUpdateFromSnapshot', line: 13, data: { map: 'balances', key: 'id', write: 'store', read: 'range', fix: 'Use balances.updateAsync(id, async (current) => ...) so the computation sees the current value, or re-read after the await.' } }],
+    },
+    {
+      // Another machine can write the key between the load's reply and the store: the load's own
+      // await is the gap, with no other await needed.
+      name: 'a RemoteGovernedMap (Redis) load then store of a value computed from it',
+      code: `import { RemoteGovernedMap } from '../../../src/stores/redis/index.ts';\ndeclare const accounts: RemoteGovernedMap<bigint>;\nexport async function credit(id: string, amount: bigint): Promise<void> {\n  const b = (await accounts.load(id)) ?? 0n;\n  await accounts.store(id, b + amount);\n  const c = accounts.loadCached(id) ?? 0n;\n  await accounts.update(id, () => c + amount);\n}`,
+      errors: [
+        { messageId: 'lostUpdate', line: 5, data: { map: 'accounts', key: 'id', write: 'store', read: 'load', fix: 'Use accounts.update(id, async (current) => ...) (a compare-and-set, retried when another machine wrote the key meanwhile), or accounts.add(id, delta) for an int64 counter.' } },
+        { messageId: 'lostUpdateInUpdateFn', line: 7 },
+      ],
+    },
+    {
+      name: 'an update function passed by name (a function declaration) that ignores its argument',
+      code: fn(`const b = balances.load(id) ?? 0n;\nfunction applyFee(): bigint {\n  return b - 1n;\n}\nawait riskCheck(id);\nawait balances.updateAsync(id, applyFee);`),
+      errors: [{ messageId: 'staleInUpdateAsync', line: 13, column: 32, data: { map: 'balances', key: 'id', read: 'load' } }],
+    },
+    {
+      name: 'an update function passed by name declared after its use, or a module-level const arrow, that ignores its argument',
+      code: `${header}export async function f(id: string): Promise<void> {\n  const b = balances.load(id) ?? 0n;\n  await riskCheck(id);\n  balances.update(id, applyFee);\n  function applyFee(): bigint { return b - 1n; }\n}\nconst fee = balances.load('fee') ?? 0n;\nconst chargeFee = (): bigint => fee + 1n;\nexport async function g(): Promise<void> {\n  await riskCheck('fee');\n  balances.update('fee', chargeFee);\n}`,
+      errors: [
+        { messageId: 'lostUpdateInUpdateFn', line: 10, column: 23 },
+        { messageId: 'lostUpdateInUpdateFn', line: 17, column: 26 },
+      ],
+    },
     {
       // Parentheses around the callee (ESTree drops them; so must the rule) call the same method.
       name: 'a parenthesised callee',

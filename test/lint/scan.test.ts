@@ -218,6 +218,47 @@ describe('baselines and fingerprints', () => {
     assert.deepEqual(failingFindings(await scan({ cwd: root, baseline: new Baseline(saved) })), []);
   });
 
+  test('lost updates through a logged re-read, loadAndDelete, an entries() snapshot and an update function passed by name are all reported', async () => {
+    const root = join(scratch, 'rmw-shapes');
+    generateProject(root, 1, 0);
+    const source = [
+      `import { GovernedMap } from '${fileURLToPath(new URL('../../src/index.ts', import.meta.url))}';`,
+      `const balances = new GovernedMap<string, bigint>({ name: 'balances', validate: (_k, v) => (v >= 0n ? true : 'NEGATIVE') });`,
+      'declare function riskCheck(id: string): Promise<void>;',
+      'export async function logged(id: string, amount: bigint): Promise<void> {',
+      '  const b = balances.load(id) ?? 0n;',
+      '  await riskCheck(id);',
+      '  console.log(balances.load(id));',
+      '  balances.store(id, b + amount);',
+      '}',
+      'export async function reversed(id: string): Promise<void> {',
+      '  const b = balances.loadAndDelete(id) ?? 0n;',
+      '  await riskCheck(id);',
+      '  balances.store(id, b);',
+      '}',
+      'export async function accrue(): Promise<void> {',
+      '  for (const [id, b] of balances.entries()) {',
+      '    await riskCheck(id);',
+      '    balances.store(id, b + 1n);',
+      '  }',
+      '}',
+      'export async function fee(id: string): Promise<void> {',
+      '  const b = balances.load(id) ?? 0n;',
+      '  const applyFee = (): bigint => b - 1n;',
+      '  await balances.updateAsync(id, applyFee);',
+      '}',
+    ].join('\n');
+    writeFileSync(join(root, 'src/rmw.ts'), source);
+    const report = await scan({ cwd: root, paths: ['src/rmw.ts'] });
+    assert.deepEqual(report.findings.map(brief), [
+      'govmap/no-rmw-across-await src/rmw.ts:8 error',
+      'govmap/no-rmw-across-await src/rmw.ts:13 error',
+      'govmap/no-rmw-across-await src/rmw.ts:18 error',
+      'govmap/no-rmw-across-await src/rmw.ts:24 error',
+    ]);
+    assert.match(report.findings[2]!.message, /balances\.entries\(\) snapshot/);
+  });
+
   test('a fingerprint is taken from the finding\'s own line, also below a U+2028 inside a string', async () => {
     const root = join(scratch, 'line-separator');
     generateProject(root, 1, 0);

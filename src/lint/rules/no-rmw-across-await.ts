@@ -22,18 +22,35 @@ export interface NoRmwAcrossAwaitOptions {
   readonly builtinMap?: boolean;
 }
 
-type MessageIds = 'lostUpdate' | 'lostUpdateInUpdateFn' | 'staleInUpdateAsync';
+type MessageIds = 'lostUpdate' | 'lostUpdateFromSnapshot' | 'lostUpdateInUpdateFn' | 'staleInUpdateAsync';
 
-const GOVERNED: WatchedMapType = { type: GOVERNED_MAP, read: ['load', 'loadOrStore'], write: ['store'] };
+const GOVERNED: WatchedMapType = { type: GOVERNED_MAP, read: ['load', 'loadOrStore', 'loadAndDelete'], write: ['store'] };
+/**
+ * The Redis-backed map: every call is a round trip, so the `await` of the read itself is the gap
+ * in which another machine writes the key. Its `update` is the compare-and-set fix.
+ */
+const REMOTE: WatchedMapType = { type: { from: 'package', package: 'govmap', name: 'RemoteGovernedMap' }, read: ['load', 'loadCached', 'loadOrStore', 'loadAndDelete'], write: ['store'] };
+/** GovernedMap methods that read every key at once: `entries()` returns the snapshot, `range()` hands it to its callback. */
+const SNAPSHOT_READS: ReadonlySet<string> = new Set(['entries', 'range']);
+/** Methods that put a value into a local collection (`snap.set(k, v)`, `out.push(v)`): it then holds that value. */
+const COLLECTION_WRITES: ReadonlySet<string> = new Set(['set', 'push', 'unshift', 'add']);
 const BUILTIN: WatchedMapType = { type: BUILTIN_MAP, read: ['get'], write: ['set'] };
 
 /** A variable holds (something computed from) the value `map.read(key)` returned at `readEnd`. */
 interface Taint {
   readonly map: string;
-  readonly key: string;
+  /**
+   * null: a snapshot of the whole map (`entries()`, `range()`). It names a key, and so can be
+   * reported, once a value is taken out of it by key: `snap.get(k)`, `snap[k]`, or `v` of
+   * `for (const [k, v] of snap)`. A total of all its values is stale, but writing it loses no
+   * other request's write of that key, so it is not reported.
+   */
+  readonly key: string | null;
   readonly kind: WatchedMapType;
   readonly read: TSESTree.CallExpression;
   readonly method: string;
+  /** Taken from a whole-map snapshot (`entries()`, `range()`), not a read of one key. */
+  readonly snapshot?: true;
 }
 
 interface Access {
@@ -51,16 +68,17 @@ interface Access {
  *
  * ESLint's require-atomic-updates left the recommended set in 2019 after floods of false
  * positives; this rule trades recall for precision. It fires only when all of these hold:
- * - the receiver is, by the type checker, a GovernedMap (or Map, or a type named in options),
- *   and read and write name the same receiver and the same key (same simple expression, simple
+ * - the receiver is, by the type checker, a GovernedMap (or RemoteGovernedMap, or Map, or a
+ *   type named in options), and read and write name the same receiver and the same key (same simple expression, simple
  *   `const` aliases followed, the key variable not reassigned in between);
  * - the written value is derived from the read through variables (`const next = v + amount`,
  *   `v -= amount`, destructuring), or is the read itself;
  * - an `await` (or `for await`, or a `.then` callback's start) of a function that contains the
  *   write lies after the read and before the write (or after it in a loop the read precedes), and
  *   is not in a branch that returns or throws before reaching the write;
- * - the key is not read again on that map after the last such `await` (a re-read, or a
- *   compare-before-write guard, means the code already deals with concurrent writers).
+ * - the key is not read again on that map after the last such `await` in a way that deals with
+ *   concurrent writers: a re-read the write is computed from, or one a condition uses (a
+ *   compare-before-write guard). A re-read only logged leaves the write as stale as it was.
  * Writes through `compareAndSwap` are never reported: a stale expected value makes them fail.
  */
 export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds>({
@@ -75,6 +93,8 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
     messages: {
       lostUpdate:
         '{{map}}.{{write}}({{key}}, ...) writes a value computed from {{map}}.{{read}}({{key}}), read before an await: a write to {{key}} by another request during the await is lost. {{fix}}',
+      lostUpdateFromSnapshot:
+        '{{map}}.{{write}}({{key}}, ...) writes a value computed from a {{map}}.{{read}}() snapshot, taken before an await: a write to {{key}} by another request during the await is lost. {{fix}}',
       lostUpdateInUpdateFn:
         "The update function of {{map}}.{{write}}({{key}}, ...) ignores its argument and uses {{map}}.{{read}}({{key}}), read before an await: a write to {{key}} during the await is lost. Compute from the update function's argument.",
       staleInUpdateAsync:
@@ -108,7 +128,7 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
     const services = ESLintUtils.getParserServices(context);
     const program = services.program;
     const sourceCode = context.sourceCode;
-    const kinds: WatchedMapType[] = [GOVERNED, ...(options.builtinMap === false ? [] : [BUILTIN]), ...(options.maps ?? [])];
+    const kinds: WatchedMapType[] = [GOVERNED, REMOTE, ...(options.builtinMap === false ? [] : [BUILTIN]), ...(options.maps ?? [])];
     const readNames = new Set(kinds.flatMap((k) => k.read));
     const writeNames = new Set([...kinds.flatMap((k) => k.write), 'update', 'updateAsync']);
 
@@ -116,6 +136,15 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
     const suspensions: Array<{ readonly node: TSESTree.Node; readonly at: number; readonly fn: TSESTree.Node }> = [];
     /** Every recognised read, by call node. */
     const reads = new Map<TSESTree.CallExpression, Access>();
+    /** Every `entries()` of a GovernedMap, by call node: a read of every key. */
+    const snapshots = new Map<TSESTree.CallExpression, Omit<Access, 'key' | 'keyNode'>>();
+    /**
+     * Expressions whose value decides what runs (tests, comparisons): a re-read used in one
+     * guards the write (`if (balances.load(id) !== b) throw ...`).
+     */
+    const conditions: TSESTree.Node[] = [];
+    /** `map.update(k, applyFee)`: checked at the end, when the function's body has been seen wherever it is. */
+    const namedUpdates: Array<{ readonly node: TSESTree.CallExpression; readonly write: Access; readonly fn: FunctionNode }> = [];
     const taints = new Map<TSESLint.Scope.Variable, Taint[]>();
     /** Writes from a read with no await before them: an await after them in a loop may still come first. */
     const laterInLoop: Array<{ readonly node: TSESTree.CallExpression; readonly write: Access; readonly flowing: readonly Taint[] }> = [];
@@ -128,7 +157,7 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
       if (keyNode === undefined || keyNode.type === AST_NODE_TYPES.SpreadElement) return null;
       const type = services.getTypeAtLocation(call.receiver);
       const kind = kinds.find((k) => {
-        const methods = role === 'read' ? k.read : k === GOVERNED ? [...k.write, 'update', 'updateAsync'] : k.write;
+        const methods = role === 'read' ? k.read : k === GOVERNED ? [...k.write, 'update', 'updateAsync'] : k === REMOTE ? [...k.write, 'update'] : k.write;
         return methods.includes(call.method) && typeMatchesAny(type, [k.type], program);
       });
       if (kind === undefined) return null;
@@ -136,6 +165,27 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
       const key = canonicalText(keyNode, sourceCode);
       if (map === null || key === null) return null;
       return { map, key, kind, method: call.method, keyNode };
+    }
+
+    /** Records `node` if it reads a watched map (one key, or a GovernedMap's `entries()` snapshot). */
+    function registerRead(node: TSESTree.CallExpression): void {
+      if (reads.has(node) || snapshots.has(node)) return;
+      const read = access(node, readNames, 'read');
+      if (read !== null) {
+        reads.set(node, read);
+        return;
+      }
+      const snapshot = snapshotOf(node, 'entries');
+      if (snapshot !== null) snapshots.set(node, snapshot);
+    }
+
+    /** `receiver.method(...)` on a GovernedMap, `method` a whole-map read; with the receiver simple. */
+    function snapshotOf(node: TSESTree.CallExpression, method: string): Omit<Access, 'key' | 'keyNode'> | null {
+      const call = asMethodCall(node);
+      if (call === null || call.method !== method || !SNAPSHOT_READS.has(method)) return null;
+      if (!typeMatchesAny(services.getTypeAtLocation(call.receiver), [GOVERNED.type], program)) return null;
+      const map = canonicalText(call.receiver, sourceCode);
+      return map === null ? null : { map, kind: GOVERNED, method };
     }
 
     /** Taints flowing out of an expression: reads inside it, and tainted variables it uses. */
@@ -146,15 +196,30 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         if (n.type === AST_NODE_TYPES.CallExpression) {
           const read = reads.get(n);
           if (read !== undefined) out.push({ map: read.map, key: read.key, kind: read.kind, read: n, method: read.method });
+          const snapshot = snapshots.get(n);
+          if (snapshot !== undefined) out.push({ ...snapshot, key: null, read: n, snapshot: true });
         }
         return true;
       });
       for (const id of valueIdentifiers(expression, sourceCode.visitorKeys)) {
         const variable = ASTUtils.findVariable(sourceCode.getScope(id), id);
         const inherited = variable === null ? undefined : taints.get(variable);
-        if (inherited !== undefined) out.push(...inherited);
+        if (inherited === undefined) continue;
+        const key = lookupKey(id);
+        out.push(...(key === null ? inherited : inherited.map((t) => (t.key === null ? { ...t, key } : t))));
       }
       return out;
+    }
+
+    /** The key of `id.get(key)` or `id[key]`: the one value of a snapshot that this takes out. */
+    function lookupKey(id: TSESTree.Identifier): string | null {
+      const member = id.parent;
+      if (member?.type !== AST_NODE_TYPES.MemberExpression || member.object !== id) return null;
+      if (member.computed) return canonicalText(member.property, sourceCode);
+      const call = member.parent;
+      if (member.property.type !== AST_NODE_TYPES.Identifier || member.property.name !== 'get' || call?.type !== AST_NODE_TYPES.CallExpression || call.callee !== member) return null;
+      const key = call.arguments[0];
+      return key === undefined || key.type === AST_NODE_TYPES.SpreadElement ? null : canonicalText(key, sourceCode);
     }
 
     /**
@@ -184,9 +249,11 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
      * `runsAt`: where the written value is computed when that is not the write call itself (an
      * updateAsync function, queued behind the key's pending updates: a suspension of its own).
      */
-    function staleTaint(write: TSESTree.CallExpression, target: Access, flowing: readonly Taint[], runsAt?: number): Taint | null {
+    function staleTaint(write: TSESTree.CallExpression, target: Access, flowing: readonly Taint[], runsAt?: number, body?: TSESTree.Node): Taint | null {
       for (const taint of flowing) {
-        if (taint.map !== target.map || taint.key !== target.key || taint.kind !== target.kind) continue;
+        if (!sameKey(taint, target)) continue;
+        // Read by the update function itself (passed by name, declared before the call): fresh when it runs.
+        if (body !== undefined && contains(body, taint.read)) continue;
         const readEnd = taint.read.range[1];
         let lastSuspension = runsAt !== undefined && runsAt > readEnd ? runsAt : -1;
         for (const s of suspensions) {
@@ -196,14 +263,8 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         }
         if (lastSuspension < 0) continue;
         if (keyReassigned(target.keyNode, readEnd, write.range[0])) continue;
-        let reread = false;
-        for (const [node, r] of reads) {
-          if (node !== taint.read && r.map === target.map && r.key === target.key && node.range[0] >= lastSuspension && node.range[1] <= write.range[1]) {
-            reread = true;
-            break;
-          }
-        }
-        if (reread) continue;
+        const after = (node: TSESTree.Node): boolean => (node.range[0] >= lastSuspension && node.range[1] <= write.range[1]) || (body !== undefined && contains(body, node));
+        if (rereads(taint, target, flowing, after)) continue;
         return taint;
       }
       return null;
@@ -212,21 +273,37 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
     /**
      * The lost update across iterations: read before a loop, written in it, an `await` after the
      * write in the same iteration: the next iteration writes the stale value after that await.
-     * As for the straight-line case, any read of the key in the loop counts as a re-read.
+     * As for the straight-line case, a read of the key in the loop used by the write, or in a
+     * condition, counts as a re-read.
      */
-    function aroundLoop(taint: Taint, target: Access, write: TSESTree.CallExpression): boolean {
-      if (taint.map !== target.map || taint.key !== target.key || taint.kind !== target.kind) return false;
+    function aroundLoop(taint: Taint, target: Access, write: TSESTree.CallExpression, flowing: readonly Taint[]): boolean {
+      if (!sameKey(taint, target)) return false;
       const readEnd = taint.read.range[1];
       const fn = enclosingFunction(write);
       for (const s of suspensions) {
         if (s.fn !== fn || s.at <= write.range[1]) continue;
         const loop = backEdge(s.node, write, taint.read);
         if (loop === null || keyReassigned(target.keyNode, readEnd, loop.range[1])) continue;
-        let reread = false;
-        for (const [node, r] of reads) {
-          if (node !== taint.read && r.map === target.map && r.key === target.key && contains(loop, node)) reread = true;
-        }
-        if (!reread) return true;
+        if (!rereads(taint, target, flowing, (node) => contains(loop, node))) return true;
+      }
+      return false;
+    }
+
+    function sameKey(taint: Taint, target: Access): boolean {
+      return taint.map === target.map && taint.key === target.key && taint.kind === target.kind;
+    }
+
+    /**
+     * Is the key read again where `where` says (after the last await), in a way that deals with
+     * concurrent writers: the write is computed from the fresh value (which replaced the stale
+     * one, or is combined with it), or a condition (a compare-before-write guard) uses it? A
+     * re-read only logged (`console.log(balances.load(id))`) changes nothing that is written.
+     */
+    function rereads(taint: Taint, target: Access, flowing: readonly Taint[], where: (node: TSESTree.Node) => boolean): boolean {
+      for (const [node, r] of reads) {
+        if (node === taint.read || r.map !== target.map || r.key !== target.key || !where(node)) continue;
+        if (flowing.some((t) => t.read === node)) return true;
+        if (conditions.some((c) => c.range[1] >= node.range[1] && taintsOf(c).some((t) => t.read === node))) return true;
       }
       return false;
     }
@@ -238,7 +315,18 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
       return variable?.references.some((r) => r.isWrite() && r.identifier.range[0] > from && r.identifier.range[0] < to) ?? false;
     }
 
+    function report(node: TSESTree.Node, write: Access, stale: Taint): void {
+      context.report({
+        node,
+        messageId: stale.snapshot === true ? 'lostUpdateFromSnapshot' : 'lostUpdate',
+        data: { map: write.map, key: write.key, write: write.method, read: stale.method, fix: fixFor(write) },
+      });
+    }
+
     function fixFor(target: Access): string {
+      if (target.kind === REMOTE) {
+        return `Use ${target.map}.update(${target.key}, async (current) => ...) (a compare-and-set, retried when another machine wrote the key meanwhile), or ${target.map}.add(${target.key}, delta) for an int64 counter.`;
+      }
       return target.kind === GOVERNED
         ? `Use ${target.map}.updateAsync(${target.key}, async (current) => ...) so the computation sees the current value, or re-read after the await.`
         : 'Keep this state in a GovernedMap and use updateAsync, or re-read the key after the await.';
@@ -260,6 +348,43 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         // Each iteration of `for await` suspends before the body runs. Registered on entry: a
         // write inside the body is checked (on its exit) before the loop's own exit.
         if (node.await) suspensions.push({ node: node.right, at: node.right.range[1], fn: enclosingFunction(node) });
+        // `for (const [k, v] of balances.entries())`: k and v hold the snapshot's values from the
+        // body's first statement on, so the reads in `right` are recorded now, not on their exit.
+        walk(node.right, sourceCode.visitorKeys, (n) => {
+          if (n.type === AST_NODE_TYPES.CallExpression) registerRead(n);
+          return !isFunctionNode(n);
+        });
+        const flowing = taintsOf(node.right);
+        const left = node.left.type === AST_NODE_TYPES.VariableDeclaration ? node.left.declarations.map((d) => d.id) : [node.left];
+        for (const target of left) {
+          // `[k, v]` of a snapshot: v is the snapshot's value of key k.
+          const entryKey = target.type === AST_NODE_TYPES.ArrayPattern && target.elements[0]?.type === AST_NODE_TYPES.Identifier ? target.elements[0].name : null;
+          const value = target.type === AST_NODE_TYPES.ArrayPattern ? target.elements[1] : undefined;
+          for (const id of patternTargets(target)) {
+            const keyed = entryKey !== null && value != null && contains(value, id) ? flowing.map((t) => (t.key === null ? { ...t, key: entryKey } : t)) : flowing;
+            setTaints(ASTUtils.findVariable(sourceCode.getScope(id), id), keyed, true);
+          }
+        }
+      },
+      IfStatement(node) {
+        conditions.push(node.test);
+      },
+      ConditionalExpression(node) {
+        conditions.push(node.test);
+      },
+      'WhileStatement, DoWhileStatement, ForStatement'(node: TSESTree.WhileStatement | TSESTree.DoWhileStatement | TSESTree.ForStatement) {
+        if (node.test !== null) conditions.push(node.test);
+      },
+      SwitchStatement(node) {
+        conditions.push(node.discriminant);
+      },
+      LogicalExpression(node) {
+        // Only `&&` decides: `??` and `||` supply a default (`balances.load(id) ?? 0n`), whatever is done with it.
+        if (node.operator === '&&') conditions.push(node.left);
+      },
+      BinaryExpression(node) {
+        // `assert(balances.load(id) === b)` guards as an `if` does.
+        if (COMPARISONS.has(node.operator)) conditions.push(node);
       },
       VariableDeclaration(node) {
         // `await using r = ...` suspends where its block ends, awaiting r's disposal.
@@ -267,6 +392,14 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         suspensions.push({ node, at: node.parent.range[1], fn: enclosingFunction(node) });
       },
       CallExpression(node) {
+        // `assert.equal(balances.load(id), b)`, `invariant(...)`: a guard that throws, as an `if` would.
+        if (isAssertion(node.callee)) conditions.push(...node.arguments);
+        // `balances.range((k, v) => ...)`: the callback's value parameter holds the snapshot's values.
+        const snapshot = snapshotOf(node, 'range');
+        const callback = node.arguments[0] === undefined ? undefined : unwrap(node.arguments[0]);
+        if (snapshot !== null && callback !== undefined && isFunctionNode(callback) && callback.params[1] !== undefined) {
+          for (const id of patternTargets(callback.params[1])) setTaints(ASTUtils.findVariable(sourceCode.getScope(id), id), [{ ...snapshot, key: null, read: node, snapshot: true }], true);
+        }
         // `p.then(() => map.set(k, stale + 1))`: the callback runs after p settles, as the code
         // after an `await p` would. Registered on entry: the write inside is checked on its exit.
         const call = asMethodCall(node);
@@ -282,12 +415,14 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         suspensions.push({ node, at: node.range[1], fn: enclosingFunction(node) });
       },
       'CallExpression:exit'(node: TSESTree.CallExpression) {
-        const read = access(node, readNames, 'read');
-        if (read !== null) reads.set(node, read);
+        registerRead(node);
+        taintCollection(node);
         const write = access(node, writeNames, 'write');
         if (write === null || unshared(node)) return;
         if (write.method === 'update' || write.method === 'updateAsync') {
-          checkUpdateFunction(node, write);
+          const named = namedFunction(node.arguments[1]);
+          if (named !== null) namedUpdates.push({ node, write, fn: named });
+          else checkUpdateFunction(node, write);
           return;
         }
         const value = node.arguments[1];
@@ -295,7 +430,7 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
         const flowing = taintsOf(value);
         const stale = staleTaint(node, write, flowing);
         if (stale !== null) {
-          context.report({ node, messageId: 'lostUpdate', data: { map: write.map, key: write.key, write: write.method, read: stale.method, fix: fixFor(write) } });
+          report(node, write, stale);
         } else if (flowing.length > 0) {
           laterInLoop.push({ node, write, flowing });
         }
@@ -303,11 +438,13 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
       'Program:exit'() {
         // The awaits later in a loop's body, and the reads around them, are all known only now.
         for (const { node, write, flowing } of laterInLoop) {
-          const stale = flowing.find((taint) => aroundLoop(taint, write, node));
-          if (stale !== undefined) {
-            context.report({ node, messageId: 'lostUpdate', data: { map: write.map, key: write.key, write: write.method, read: stale.method, fix: fixFor(write) } });
-          }
+          // What the written expression's variables hold by the loop's end: a re-read assigned to
+          // one of them later in the loop (`b = balances.load(id)`) is what the next iteration writes.
+          const current = [...flowing, ...taintsOf(node.arguments[1]!)];
+          const stale = flowing.find((taint) => aroundLoop(taint, write, node, current));
+          if (stale !== undefined) report(node, write, stale);
         }
+        for (const { node, write, fn } of namedUpdates) checkUpdateFunction(node, write, fn);
       },
       'VariableDeclarator:exit'(node: TSESTree.VariableDeclarator) {
         if (node.init === null) return;
@@ -330,16 +467,19 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
     };
 
     /** `map.update(k, () => stale + 1)`: the function ignores its argument and uses the stale read. */
-    function checkUpdateFunction(node: TSESTree.CallExpression, write: Access): void {
+    function checkUpdateFunction(node: TSESTree.CallExpression, write: Access, named?: FunctionNode): void {
       const fnArgument = node.arguments[1];
       if (fnArgument === undefined) return;
-      const fn = unwrap(fnArgument);
+      const fn = named ?? unwrap(fnArgument);
       if (!isFunctionNode(fn)) return;
       if (usesFirstParameter(fn)) return;
       const queued = write.method === 'updateAsync' && write.kind === GOVERNED;
-      const stale = staleTaint(node, write, taintsOf(fn.body), queued ? fn.range[0] : undefined);
+      // The messages name one key's read; a snapshot's value in an update function is not reported.
+      const flowing = taintsOf(fn.body).filter((t) => t.snapshot !== true);
+      // A function passed by name runs where it is passed; its own re-reads of the key count.
+      const stale = staleTaint(node, write, flowing, queued ? fnArgument.range[0] : undefined, named === undefined ? undefined : fn.body);
       if (stale !== null) {
-        context.report({ node: fn, messageId: queued ? 'staleInUpdateAsync' : 'lostUpdateInUpdateFn', data: { map: write.map, key: write.key, write: write.method, read: stale.method } });
+        context.report({ node: named === undefined ? fn : fnArgument, messageId: queued ? 'staleInUpdateAsync' : 'lostUpdateInUpdateFn', data: { map: write.map, key: write.key, write: write.method, read: stale.method } });
       }
     }
 
@@ -381,6 +521,42 @@ export const noRmwAcrossAwait = createRule<[NoRmwAcrossAwaitOptions], MessageIds
           (parent?.type === AST_NODE_TYPES.ForOfStatement && parent.right === use)
         );
       });
+    }
+
+    /**
+     * The function an update passes by name, when the name plainly means one function of this
+     * file: a function declaration, or a `const` holding an arrow or function expression.
+     * Imported and declared-only (`declare function`) functions are not guessed at.
+     */
+    function namedFunction(argument: TSESTree.Node | undefined): FunctionNode | null {
+      if (argument === undefined) return null;
+      const id = unwrap(argument);
+      if (id.type !== AST_NODE_TYPES.Identifier) return null;
+      const variable = ASTUtils.findVariable(sourceCode.getScope(id), id);
+      if (variable == null || variable.defs.length !== 1) return null;
+      const definition = variable.defs[0]!.node;
+      if (definition.type === AST_NODE_TYPES.FunctionDeclaration) return definition;
+      if (
+        definition.type !== AST_NODE_TYPES.VariableDeclarator ||
+        definition.parent.kind !== 'const' ||
+        definition.id.type !== AST_NODE_TYPES.Identifier ||
+        definition.init === null
+      ) {
+        return null;
+      }
+      const init = unwrap(definition.init);
+      return isFunctionNode(init) ? init : null;
+    }
+
+    /** Records what a local collection holds after `snap.set(k, v)`, `out.push(v)`... */
+    function taintCollection(node: TSESTree.CallExpression): void {
+      const call = asMethodCall(node);
+      if (call === null || !COLLECTION_WRITES.has(call.method)) return;
+      const receiver = unwrap(call.receiver);
+      if (receiver.type !== AST_NODE_TYPES.Identifier) return;
+      // A map's own values written back into it do not make the map itself a stale value.
+      const flowing = node.arguments.flatMap((a) => taintsOf(a)).filter((t) => t.map !== receiver.name);
+      if (flowing.length > 0) setTaints(ASTUtils.findVariable(sourceCode.getScope(receiver), receiver), flowing, false);
     }
 
     function usesFirstParameter(fn: FunctionNode): boolean {
@@ -489,6 +665,21 @@ function jumpTarget(jump: TSESTree.BreakStatement | TSESTree.ContinueStatement, 
 }
 
 const PROMISE_CALLBACKS: ReadonlySet<string> = new Set(['then', 'catch', 'finally']);
+
+/** `assert(...)`, `assert.equal(...)`, `assertUnchanged(...)`, `invariant(...)`. */
+function isAssertion(callee: TSESTree.Node): boolean {
+  const c = unwrap(callee);
+  const names: string[] = [];
+  if (c.type === AST_NODE_TYPES.Identifier) names.push(c.name);
+  if (c.type === AST_NODE_TYPES.MemberExpression) {
+    const root = rootIdentifier(c);
+    if (root !== null) names.push(root.name);
+    if (!c.computed && c.property.type === AST_NODE_TYPES.Identifier) names.push(c.property.name);
+  }
+  return names.some((n) => /^assert/i.test(n) || n === 'invariant');
+}
+
+const COMPARISONS: ReadonlySet<string> = new Set(['===', '!==', '==', '!=', '<', '<=', '>', '>=']);
 
 const LOOPS: ReadonlySet<string> = new Set([
   AST_NODE_TYPES.ForStatement,
