@@ -31,6 +31,16 @@ const MAX_FILE_NAME = 255 - '.1234567.12345678.tmp'.length;
 /** A lock older than this was left by a process that died holding it, milliseconds. */
 const STALE_LOCK_MS = 5_000;
 const LOCK_RETRY_MS = 5;
+/**
+ * A write's temporary older than this was left by a writer that died between creating and
+ * renaming it (writeAtomically), milliseconds. A live write renames within moments; one paused
+ * past this (its lock long since breakable) finds its temporary gone and fails, writing nothing.
+ * Age, not the pid in the name: a process sharing the directory from another PID namespace (a
+ * container) has pids this one cannot see.
+ */
+const STALE_TEMPORARY_MS = 60_000;
+/** The name writeAtomically gives a temporary: `<file>.<pid>.<8 hex>.tmp`. A key's file never matches (it ends in .json). */
+const TEMPORARY_NAME = /\.[0-9]{1,10}\.[0-9a-f]{8}\.tmp$/;
 const LOCK_ATTEMPTS = 400; // 2 s of 5 ms waits: far longer than any write holds a lock
 
 interface Envelope {
@@ -94,6 +104,9 @@ interface FileWatcher {
  *   scan that succeeds reports `connected`.
  * - every failure of the file system reaches the caller as StateStoreUnavailableError; a
  *   directory that could not be created is tried again by the next operation.
+ * - a writer that dies between writing its temporary and renaming it leaves the temporary
+ *   (`<file>.<pid>.<8 hex>.tmp`, never read as a key); the next store to open the directory
+ *   removes those older than a minute.
  */
 export class FileStateStore implements StateStore {
   readonly kind = 'file';
@@ -444,7 +457,8 @@ export class FileStateStore implements StateStore {
 
   #init(): Promise<void> {
     this.#ready ??= makeDirectory(this.#leaseDir).then(
-      () => undefined,
+      // Once per store: a writer that died mid-write left its temporary for ever otherwise.
+      () => Promise.all([removeStaleTemporaries(this.directory), removeStaleTemporaries(this.#leaseDir)]).then(() => undefined),
       (error: unknown) => {
         // Not remembered: a directory created or made writable later is used by the next call.
         this.#ready = null;
@@ -681,6 +695,17 @@ async function writeAtomically(file: string, text: string, beforeRename?: () => 
     // A full disk must not also fill the directory with half-written temporaries.
     await unlink(temporary).catch(() => undefined);
     throw error;
+  }
+}
+
+/** Removes the temporaries in `directory` older than STALE_TEMPORARY_MS, best effort: never fails. */
+async function removeStaleTemporaries(directory: string): Promise<void> {
+  const names = await readdir(directory).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!TEMPORARY_NAME.test(name)) continue;
+    const file = join(directory, name);
+    const age = await stat(file).then((s) => Date.now() - s.mtimeMs, () => 0);
+    if (age > STALE_TEMPORARY_MS) await unlink(file).catch(() => undefined);
   }
 }
 

@@ -536,6 +536,71 @@ describe('file store: a writer paused while it holds a key\'s lock', () => {
   });
 });
 
+describe('file store: temporaries left by a writer that died mid-write', () => {
+  const temporaries = async (dir: string): Promise<string[]> => (await readdir(dir, { recursive: true })).filter((name) => name.endsWith('.tmp')).sort();
+  const minutesAgo = (minutes: number): Date => new Date(Date.now() - minutes * 60_000);
+
+  test('a writer killed (SIGKILL) between writing its temporary and renaming it: the temporary is never a key, and the next store to open the directory removes it once it is old', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    const key = '/govmap/circuit/settlement/crashed';
+    const writer = new FileStateStore({ directory: dir, pollIntervalMs: 60_000 });
+    await writer.compareAndSet(key, '"start"', null);
+    await writer.close();
+    const child = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/cas-loop.ts', import.meta.url)), dir, key], { stdio: ['pipe', 'ignore', 'inherit'] });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    let leftover: string[] = [];
+    try {
+      for (let attempt = 0; attempt < 400 && leftover.length === 0; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 2 + (attempt % 5)));
+        child.kill('SIGSTOP');
+        leftover = await temporaries(dir);
+        if (leftover.length === 0) child.kill('SIGCONT');
+      }
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    assert.equal(leftover.length, 1, 'the writer was killed with its temporary written and not yet renamed');
+    assert.match(leftover[0]!, /\.json\.[0-9]+\.[0-9a-f]{8}\.tmp$/);
+
+    // Just written, it may be a live writer's in another process: kept, and never read as a key.
+    const first = new FileStateStore({ directory: dir, pollIntervalMs: 60_000 });
+    const listed = await first.list('/');
+    assert.deepEqual(listed.map((e) => e.key), [key]);
+    const seen = recorder();
+    const watch = first.watch('/', seen.handlers);
+    await until('the watch has its first content', () => seen.resets.length === 1);
+    assert.deepEqual(seen.resets[0]!.map((e) => e.key), [key]);
+    await watch.close();
+    await first.close();
+    assert.deepEqual(await temporaries(dir), leftover);
+
+    // Old enough that no live write can own it: the next store to open the directory removes it.
+    await utimes(join(dir, leftover[0]!), minutesAgo(5), minutesAgo(5));
+    const second = new FileStateStore({ directory: dir, pollIntervalMs: 60_000 });
+    assert.equal((await second.get(key))?.key, key, 'the key itself is kept');
+    assert.deepEqual(await temporaries(dir), []);
+    await second.close();
+  });
+
+  test('old temporaries of keys and of leases are removed at open; a fresh one, and a .tmp the store did not name, are left alone', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
+    dirs.push(dir);
+    await mkdir(join(dir, '.leases'), { recursive: true });
+    const envelope = JSON.stringify({ revision: '1', value: '"half"', lease: null });
+    const old = [`${encodeURIComponent('/govmap/a')}.json.4242.0badf00d.tmp`, join('.leases', '4242-0123456789ab.4242.deadbeef.tmp')];
+    const fresh = `${encodeURIComponent('/govmap/b')}.json.4243.cafebabe.tmp`;
+    const notOurs = 'notes.tmp';
+    for (const name of [...old, fresh, notOurs]) await writeFile(join(dir, name), envelope);
+    for (const name of [...old, notOurs]) await utimes(join(dir, name), minutesAgo(10), minutesAgo(10));
+    const store = new FileStateStore({ directory: dir, pollIntervalMs: 60_000 });
+    assert.deepEqual(await store.list('/'), []);
+    assert.deepEqual(await temporaries(dir), [fresh, notOurs].sort());
+    await store.close();
+  });
+});
+
 describe('file store key lengths', () => {
   test('every key the file store accepts can be written, read, deleted and have a stale lock broken; the first longer one is a StateKeyError, not "unavailable"', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'govmap-state-'));
