@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import type { Socket } from 'node:net';
 
 import { currentBizContext } from '../src/routing/index.ts';
@@ -23,6 +23,75 @@ export class HttpError extends Error {
  */
 export function serviceUrl(host: string, port: number): string {
   return `http://${isIPv6(host) ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * How many distinct Host values hostCheck remembers its verdict for. A client sending a new one
+ * per request must not grow the cache: past this it starts over.
+ */
+const HOST_VERDICTS_KEPT = 256;
+
+/**
+ * The DNS rebinding check (as webpack-dev-server's allowedHosts, Vite's server.allowedHosts): a
+ * web page whose own name is rebound to 127.0.0.1 reaches the service with that name in Host,
+ * and could read every view served without a token (balances, /events, /metrics). Served: a
+ * loopback name (localhost, *.localhost), any IP address, the address the service listens on, and
+ * the names in `allowed`; the port is not looked at. A verdict is computed once
+ * per distinct Host value (the service is load-benchmarked at tens of thousands of requests/s).
+ */
+export function hostCheck(listenHost: string, allowed: readonly string[]): (host: string) => boolean {
+  const names = new Set([hostName(listenHost) ?? listenHost.toLowerCase(), ...allowed.map((name) => hostName(name)!)]);
+  const verdicts = new Map<string, boolean>();
+  return (host) => {
+    let verdict = verdicts.get(host);
+    if (verdict === undefined) {
+      const name = hostName(host);
+      // Any IP address is served: a rebound page's requests carry its own DNS name, never an
+      // address, and Prometheus and Kubernetes probes reach a pod by its IP (as webpack-dev-server).
+      verdict = name !== null && (name === 'localhost' || name.endsWith('.localhost') || isIP(name) !== 0 || names.has(name));
+      if (verdicts.size >= HOST_VERDICTS_KEPT) verdicts.clear();
+      verdicts.set(host, verdict);
+    }
+    return verdict;
+  };
+}
+
+/**
+ * The name in a Host value, lowercased, without port, brackets or a final dot (`LocalHost.:80`
+ * is `localhost`, `[::1]:80` is `::1`); null when it is not `name[:port]` or `[IPv6][:port]`.
+ */
+function hostName(host: string): string | null {
+  const lower = host.toLowerCase();
+  if (lower.startsWith('[')) {
+    const close = lower.indexOf(']');
+    const address = lower.slice(1, close);
+    return close !== -1 && /^(?::[0-9]*)?$/.test(lower.slice(close + 1)) && isIPv6(address) ? address : null;
+  }
+  if (isIPv6(lower)) return lower;
+  const colon = lower.indexOf(':');
+  if (colon !== -1 && !/^[0-9]*$/.test(lower.slice(colon + 1))) return null;
+  const name = colon === -1 ? lower : lower.slice(0, colon);
+  const bare = name.endsWith('.') ? name.slice(0, -1) : name;
+  return bare === '' ? null : bare;
+}
+
+/** A name `allowedHosts` may hold: a DNS name or an IP address (IPv6 with or without brackets), no port, no wildcard. */
+export function allowedHostProblem(name: string): string | null {
+  if (isIP(name) !== 0 || (name.startsWith('[') && name.endsWith(']') && isIPv6(name.slice(1, -1)))) return null;
+  if (/^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(name)) return null;
+  return 'each must be a host name or IP address as a browser sends it in Host, without scheme, port or wildcard (e.g. demo.bank.internal or 10.0.0.5)';
+}
+
+/** The refusal of a Host hostCheck did not accept: it says which Host and how to allow it. */
+export function refuseHost(res: ServerResponse, host: string, listenHost: string): void {
+  const name = hostName(host);
+  const allow = name === null ? 'a name this machine is reached by' : name.includes(':') ? `[${name}]` : name;
+  sendError(
+    res,
+    403,
+    'HOST_NOT_ALLOWED',
+    `Host ${shown(host)} is not a name this service answers to: it serves localhost, *.localhost, any IP address, the address it listens on (${listenHost}) and the names allowed with --allowed-hosts or GOVMAP_DEMO_ALLOWED_HOSTS, so that a web page pointing its own name at this machine (DNS rebinding) cannot read it; if this is your name for it, start with --allowed-hosts ${allow}`,
+  );
 }
 
 /**

@@ -5,7 +5,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { ConfigurationError } from '../src/map/index.ts';
 import { MapMetrics } from '../src/metrics/index.ts';
 import { installAccountRoutes } from './accounts.ts';
-import { CLOSE_DRAIN_MS, drain, sendError, sendJson, serviceUrl, whenAnswered } from './http.ts';
+import { CLOSE_DRAIN_MS, allowedHostProblem, drain, hostCheck, refuseHost, sendError, sendJson, serviceUrl, whenAnswered } from './http.ts';
 import { Ledger } from './ledger.ts';
 import { auditGovernance, auditSummary, installAudit, startDemoAudit, switchAudit } from './audit.ts';
 import type { DemoAuditOptions } from './audit.ts';
@@ -25,7 +25,7 @@ import { createSharedBalanceStore, installSharedMemory } from './shared-memory.t
 import { installSettlement } from './breaker.ts';
 import type { DemoSettlementOptions } from './breaker.ts';
 import { installDashboard } from './dashboard.ts';
-import { withEnvironmentFile } from './environment.ts';
+import { DemoEnvironmentError, withEnvironmentFile } from './environment.ts';
 import type { DashboardOptions } from './dashboard.ts';
 import { startTraffic } from './traffic.ts';
 import type { OptionalPart } from './parts.ts';
@@ -36,6 +36,11 @@ export interface DemoOptions {
   readonly port?: number;
   /** Default 127.0.0.1: the demo is not meant to face a network. */
   readonly host?: string;
+  /**
+   * Names the service answers to in Host besides localhost, *.localhost, IP addresses and `host`:
+   * a request naming any other is refused (403 HOST_NOT_ALLOWED), against DNS rebinding. Default: env GOVMAP_DEMO_ALLOWED_HOSTS (comma-separated), else none.
+   */
+  readonly allowedHosts?: readonly string[];
   /** Accounts seeded as acct-000000…; default 1,000. */
   readonly accounts?: number;
   /** Opening balance of each seeded account, minor units; default 1,000,000 (10,000.00). */
@@ -122,6 +127,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   // One token for every admin endpoint; the parts' own adminToken options (older) fold into it.
   // Checked before anything starts: a refused start leaves nothing running.
   const givenToken = checkAdminToken(options.adminToken ?? options.switches?.adminToken ?? options.settlement?.adminToken ?? nonEmpty(process.env.GOVMAP_ADMIN_TOKEN));
+  const allowedHosts = checkAllowedHosts(options.allowedHosts);
   // Before the ledger, so that the sandbox records where its map is created.
   const sandbox = startDemoSandbox(options.sandbox);
   const without = new Set(options.without ?? []);
@@ -209,9 +215,18 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     throw error;
   }
 
+  const host = options.host ?? '127.0.0.1';
+  const hostAllowed = hostCheck(host, allowedHosts);
   // requireHostHeader off: Node's own refusal of a Host-less request is a bare 400; ours says why.
+  // An HTTP/1.0 request without Host is served: browsers always send one, so a rebound page cannot
+  // leave it out, and only a script or a probe does.
   const server = createServer({ requireHostHeader: false }, (req, res) => {
-    if (isHttp11(req) && !hasHost(req.rawHeaders)) return refuseHostless(res);
+    const given = hostOf(req.rawHeaders);
+    if (given === undefined) {
+      if (isHttp11(req)) return refuseHostless(res);
+    } else if (!hostAllowed(given)) {
+      return refuseHost(res, given, host);
+    }
     void router.handle(req, res);
   });
   server.on('clientError', answerClientError);
@@ -224,7 +239,6 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   // Slow-loris and idle sockets must not pin the service.
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
-  const host = options.host ?? '127.0.0.1';
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -266,15 +280,15 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
 }
 
 /**
- * Whether the request carries a Host header, read from rawHeaders: `req.headers` is built lazily
- * on first access, and a GET of a balance never needs it otherwise (an object per request).
+ * The request's (first) Host header, read from rawHeaders: `req.headers` is built lazily on first
+ * access, and a GET of a balance never needs it otherwise (an object per request).
  */
-function hasHost(raw: readonly string[]): boolean {
+function hostOf(raw: readonly string[]): string | undefined {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (name.length === 4 && (name === 'host' || name === 'Host' || name.toLowerCase() === 'host')) return true;
+    if (name.length === 4 && (name === 'host' || name === 'Host' || name.toLowerCase() === 'host')) return raw[i + 1];
   }
-  return false;
+  return undefined;
 }
 
 function isHttp11(req: IncomingMessage): boolean {
@@ -364,6 +378,31 @@ function checkAdminToken(token: string | undefined): string | undefined {
     throw new ConfigurationError('adminToken (GOVMAP_ADMIN_TOKEN)', `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters without spaces: it guards the breaker, switch, routing-fault and settlement endpoints (unset, a random one is made and printed)`);
   }
   return token;
+}
+
+/** `allowedHosts`, else GOVMAP_DEMO_ALLOWED_HOSTS, checked before anything starts. */
+function checkAllowedHosts(given: readonly string[] | undefined): readonly string[] {
+  const variable = 'GOVMAP_DEMO_ALLOWED_HOSTS';
+  if (given !== undefined) {
+    // From JavaScript, or a config object typed loosely: a lone string must not pass as a list of characters.
+    const list: unknown = given;
+    if (!Array.isArray(list)) throw new ConfigurationError('allowedHosts', 'must be an array of host names', given);
+    for (const name of given) {
+      const problem = typeof name === 'string' ? allowedHostProblem(name) : 'each must be a string';
+      if (problem !== null) throw new ConfigurationError('allowedHosts', problem, name);
+    }
+    return given;
+  }
+  const value = process.env[variable];
+  if (value === undefined) return [];
+  // Empty is most often an unset shell variable in a deploy script: refused, as the demo's other variables are.
+  const names = value.split(',').map((name) => name.trim()).filter((name) => name !== '');
+  if (names.length === 0) throw new DemoEnvironmentError(variable, value, 'give host names, comma-separated, or unset it to serve loopback names and the listen address only');
+  for (const name of names) {
+    const problem = allowedHostProblem(name);
+    if (problem !== null) throw new DemoEnvironmentError(variable, value, `${JSON.stringify(name)}: ${problem}`);
+  }
+  return names;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

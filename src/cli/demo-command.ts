@@ -11,6 +11,8 @@ import { beforeClosedPipeExit } from './closed-pipe.ts';
 export interface DemoCommandOptions {
   readonly port: number;
   readonly host: string;
+  /** `--allowed-hosts a,b`: names served in Host besides loopback ones and --host. */
+  readonly allowedHosts?: string;
   readonly accounts: number;
   readonly load?: boolean;
   readonly duration: number;
@@ -70,6 +72,7 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
     demo = await startDemo({
       port: options.port,
       host: options.host,
+      allowedHosts: options.allowedHosts?.split(',').map((name) => name.trim()).filter((name) => name !== ''),
       accounts: options.accounts,
       redis: demoRedisOptions(options),
       settlement: { etcd: options.etcd, instance: options.instance, failureRate: options.gatewayFailureRate, latencyMs: options.gatewayLatency },
@@ -165,7 +168,7 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
  * gateway, no load driver): given with --bare, they would be silently ignored. (--no-traffic is
  * not one: the baseline sends itself no traffic, as asked; govmap bench load passes it to both.)
  */
-const GOVERNED_ONLY_OPTIONS = ['load', 'duration', 'concurrency', 'exit', 'redis', 'redisCluster', 'redisCaFile', 'etcd', 'instance', 'gatewayFailureRate', 'gatewayLatency', 'auditDir', 'kafka', 'without'] as const;
+const GOVERNED_ONLY_OPTIONS = ['load', 'duration', 'concurrency', 'exit', 'redis', 'redisCluster', 'redisCaFile', 'etcd', 'instance', 'gatewayFailureRate', 'gatewayLatency', 'auditDir', 'kafka', 'without', 'allowedHosts'] as const;
 
 /** `redisCluster` as typed: `--redis-cluster`. */
 function flag(name: string): string {
@@ -193,6 +196,9 @@ function usageProblem(options: DemoCommandOptions, command: Command | undefined)
   // would be asked about it as a host name (and might answer slowly, or not at all offline).
   if (/^[0-9]+(?:\.[0-9]+){3}$/.test(options.host) && isIP(options.host) === 0) {
     return `--host ${options.host}: not an IPv4 address (four numbers from 0 to 255), e.g. 127.0.0.1 or 0.0.0.0`;
+  }
+  if (options.allowedHosts !== undefined && options.allowedHosts.split(',').every((name) => name.trim() === '')) {
+    return `--allowed-hosts ${JSON.stringify(options.allowedHosts)}: no name given; e.g. --allowed-hosts demo.bank.internal (loopback names are always served)`;
   }
   if (options.auditDir === '') return '--audit-dir must be a directory path (got "")';
   if (options.kafka !== undefined) {

@@ -25,7 +25,7 @@ const OPTION_VALUE_CODES = new Set(['GOVMAP_INVALID_CONFIGURATION', 'GOVMAP_AUDI
  * The library options the demo fills from its flags. Their own refusals name the option
  * ("endpoints"), which no one typed on the command line: the flag to fix is named instead.
  */
-const FLAG_OF_OPTION: Readonly<Record<string, string>> = { endpoints: '--etcd', instance: '--instance', 'redis.url': '--redis', 'redis.clusterNodes': '--redis-cluster', 'redis.tls': '--redis-ca-file', 'redis.tls.caFile': '--redis-ca-file' };
+const FLAG_OF_OPTION: Readonly<Record<string, string>> = { endpoints: '--etcd', instance: '--instance', 'redis.url': '--redis', 'redis.clusterNodes': '--redis-cluster', 'redis.tls': '--redis-ca-file', 'redis.tls.caFile': '--redis-ca-file', allowedHosts: '--allowed-hosts' };
 /** The audit recorder's refusal of its spool directory; `details.errno` says why. */
 const SPOOL_DIRECTORY_CODE = 'GOVMAP_AUDIT_SPOOL_DIRECTORY';
 /**

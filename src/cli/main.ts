@@ -105,6 +105,7 @@ program
   .description('run the reference clearing service (balances in a GovernedMap, /metrics) on 127.0.0.1:8080')
   .addOption(new Option('-p, --port <port>', 'port to listen on (0 = any free port)').env('PORT').default(8080).argParser(integerOption('--port', 0, 65535)))
   .option('--host <host>', 'interface to listen on', '127.0.0.1')
+  .option('--allowed-hosts <names>', 'names the service answers to in Host besides localhost, *.localhost, IP addresses and --host (comma-separated; default $GOVMAP_DEMO_ALLOWED_HOSTS); any other is refused with 403, against DNS rebinding')
   .option('--accounts <n>', 'accounts to seed (acct-000000…)', integerOption('--accounts', 1, 1_000_000), 1000)
   .option('--load', 'also drive traffic at the service and print progress (--duration, --concurrency and --exit need it)')
   .option('--duration <seconds>', 'with --load: how long to drive traffic; the service then keeps running unless --exit', integerOption('--duration', 1, 86_400), 10)

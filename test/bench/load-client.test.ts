@@ -270,3 +270,15 @@ describe('LoadHttpClient against raw answers', () => {
     }
   });
 });
+
+test("the load generator's Host is one the demo serves (it refuses others against DNS rebinding): its reads get 200, not 403", async () => {
+  const { startDemo } = await import('../../demo/server.ts');
+  const demo = await startDemo({ port: 0, accounts: 2, adminToken: 'load-client-admin-token', sandbox: { stateDirectory: null } });
+  const client = new LoadHttpClient(demo.url);
+  try {
+    assert.equal(await send(client, 'GET', '/accounts/acct-000001'), 200);
+  } finally {
+    client.close();
+    await demo.close();
+  }
+});

@@ -253,6 +253,16 @@ test('--host "" (an unset $HOST) is refused: it would listen on every interface 
   }
 });
 
+test('--allowed-hosts that cannot be a Host name, or none, is refused before anything starts (exit 2), naming the flag and the value', async () => {
+  const bad = await run(['demo', '--port', '0', '--no-traffic', '--audit-dir', join(scratch, 'audit-allowed'), '--allowed-hosts', 'demo.bank.internal,http://x'], 20_000);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /^govmap demo: invalid option "--allowed-hosts": each must be a host name or IP address .* \(received "http:\/\/x"\)\n$/);
+  assert.equal(bad.stdout, '', 'nothing started');
+  const none = await run(['demo', '--port', '0', '--no-traffic', '--allowed-hosts', ','], 20_000);
+  assert.equal(none.code, 2, none.stderr);
+  assert.match(none.stderr, /^govmap demo: --allowed-hosts ",": no name given/);
+});
+
 test('an IPv6 --host gives a URL that works: the load reaches the service (not 0 requests and exit 0)', async () => {
   const { code, stdout, stderr } = await run(['demo', '--host', '::1', '--port', '0', '--no-traffic', '--audit-dir', join(scratch, 'audit-v6'), '--load', '--duration', '1', '--exit']);
   assert.equal(code, 0, stderr);

@@ -446,7 +446,7 @@ describe('limits', () => {
     const stalled = net.connect(Number(new URL(demo.url).port), '127.0.0.1');
     try {
       await once(stalled, 'connect');
-      stalled.write('GET /events HTTP/1.1\r\nhost: dashboard\r\n\r\n');
+      stalled.write('GET /events HTTP/1.1\r\nhost: localhost\r\n\r\n');
       stalled.pause(); // never reads: the server's frames pile up in the socket buffers
       let first = 200;
       for (const until = Date.now() + 5000; first !== 503 && Date.now() < until; ) {

@@ -183,7 +183,7 @@ describe('a client that disconnects mid-body', () => {
     try {
       await new Promise<void>((resolve) => {
         const socket = connect(port, '127.0.0.1', () => {
-          socket.write('POST /accounts/acct-000007/credit HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"amount":');
+          socket.write('POST /accounts/acct-000007/credit HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"amount":');
           setTimeout(() => socket.destroy(), 50);
         });
         socket.on('close', () => resolve());
@@ -222,11 +222,11 @@ describe('methods (RFC 9110)', () => {
 
 describe("requests Node's HTTP parser refuses get a JSON error too, and the connection closes", () => {
   const cases: Array<[string, string, number, string]> = [
-    ['a lowercase method', 'get /healthz HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'REQUEST_MALFORMED'],
-    ['two Content-Lengths', 'POST /transfers HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n', 400, 'REQUEST_MALFORMED'],
-    ['Content-Length: abc', 'POST /transfers HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n', 400, 'REQUEST_MALFORMED'],
+    ['a lowercase method', 'get /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 400, 'REQUEST_MALFORMED'],
+    ['two Content-Lengths', 'POST /transfers HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n', 400, 'REQUEST_MALFORMED'],
+    ['Content-Length: abc', 'POST /transfers HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n', 400, 'REQUEST_MALFORMED'],
     ['no Host in HTTP/1.1', 'GET /healthz HTTP/1.1\r\n\r\n', 400, 'REQUEST_MALFORMED'],
-    ['a 20 KB URL', `GET /${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
+    ['a 20 KB URL', `GET /${'a'.repeat(20_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
   ];
   for (const [label, bytes, status, code] of cases) {
     test(`${label}: ${status} ${code}`, async () => {
@@ -248,12 +248,12 @@ describe("requests Node's HTTP parser refuses get a JSON error too, and the conn
       socket.on('close', () => resolve());
       socket.on('error', reject);
     });
-    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
     const deadline = Date.now() + 5000;
     while (!text.includes('{"status":"ok"}') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     assert.match(text, /^HTTP\/1\.1 200 /, 'the first request is answered');
     const first = text.length;
-    socket.write('get /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    socket.write('get /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
     await closed;
     const second = text.slice(first);
     assert.match(second, /^HTTP\/1\.1 400 /, `the malformed request after it gets a status line of its own, not a silent close: ${JSON.stringify(second)}`);
@@ -269,7 +269,7 @@ describe("requests Node's HTTP parser refuses get a JSON error too, and the conn
     // The connection may be cut (ECONNRESET): what was read before that is what is checked.
     const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
     socket.on('error', () => undefined);
-    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
     const deadline = Date.now() + 5000;
     while (!text.includes('{"status":"ok"}') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     assert.match(text, /^HTTP\/1\.1 200 /, 'the first request is answered');
@@ -278,7 +278,7 @@ describe("requests Node's HTTP parser refuses get a JSON error too, and the conn
     // The transfer is booked, then awaits settlement: its answer is not started when the
     // malformed request behind it is parsed.
     const body = JSON.stringify({ from: 'acct-000000', to: 'acct-000001', amount: '5' });
-    socket.write(`POST /transfers HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}get /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
+    socket.write(`POST /transfers HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}get /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
     await closed;
     const next = text.slice(first);
     assert.doesNotMatch(next, /^HTTP\/1\.1 4/, `the transfer (booked: ${before} -> ${demo.ledger.balance('acct-000000')}) must not be answered with the malformed request's refusal: ${JSON.stringify(next.slice(0, 80))}`);
@@ -297,8 +297,8 @@ describe("requests Node's HTTP parser refuses get a JSON error too, and the conn
     const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
     socket.on('error', () => undefined);
     const body = JSON.stringify({ from: 'acct-000002', to: 'acct-000003', amount: '5' });
-    const transfer = `POST /transfers HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
-    socket.write(`${transfer}${transfer}get /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const transfer = `POST /transfers HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+    socket.write(`${transfer}${transfer}get /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
     await closed;
     const statuses = [...text.matchAll(/HTTP\/1\.1 ([0-9]{3}) /g)].map((m) => m[1]);
     assert.deepEqual(statuses, ['200', '200', '400'], JSON.stringify(text.slice(0, 200)));
@@ -306,5 +306,113 @@ describe("requests Node's HTTP parser refuses get a JSON error too, and the conn
 
   test('HTTP/1.0 without Host is still served', async () => {
     assert.equal((await raw('GET /healthz HTTP/1.0\r\n\r\n')).status, 200);
+  });
+});
+
+describe('DNS rebinding: only requests naming this machine in Host are served', () => {
+  /** The status of a GET with this Host (fetch always sends the URL's own). */
+  const statusWithHost = (url: string, path: string, host: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: Number(new URL(url).port), path, headers: { host } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  // A page on evil.example whose name is rebound to 127.0.0.1 reaches the demo with its own name in Host.
+  test('Host evil.example is refused with 403 HOST_NOT_ALLOWED naming the host and how to allow it; no balance is shown', async () => {
+    for (const path of ['/accounts/acct-000001', '/', '/events', '/metrics', '/healthz']) {
+      const answer = await send('GET', path, { headers: { host: `evil.example:${port}` } });
+      assert.equal(answer.status, 403, path);
+      assert.equal(answer.json.error.code, 'HOST_NOT_ALLOWED', path);
+      assert.match(answer.json.error.reason, /"evil\.example:[0-9]+"/);
+      assert.match(answer.json.error.reason, /GOVMAP_DEMO_ALLOWED_HOSTS/);
+      assert.match(answer.json.error.reason, /--allowed-hosts/);
+      assert.doesNotMatch(answer.text, /balance/);
+    }
+  });
+
+  test('names that only contain a loopback name are refused: localhost.evil.example, 127.0.0.1.evil.example, evil-localhost', async () => {
+    for (const host of ['localhost.evil.example', '127.0.0.1.evil.example', 'evil-localhost', '127.0.0.1evil', '[::1].evil']) {
+      assert.equal((await send('GET', '/accounts/acct-000001', { headers: { host } })).status, 403, host);
+    }
+  });
+
+  test('loopback names and addresses are served: 127.0.0.1:PORT, localhost:PORT, [::1]:PORT, app.localhost, 127.0.0.2, any case', async () => {
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, 'app.localhost', '127.0.0.2', `LocalHost:${port}`, 'localhost.', '127.0.0.1']) {
+      const answer = await send('GET', '/accounts/acct-000001', { headers: { host } });
+      assert.equal(answer.status, 200, `${host}: ${answer.text}`);
+      assert.equal(typeof answer.json.balance, 'string');
+    }
+  });
+
+  test('HTTP/1.0 without Host is served: no browser sends one, so no rebound page can', async () => {
+    const answer = await raw('GET /accounts/acct-000001 HTTP/1.0\r\n\r\n');
+    assert.equal(answer.status, 200);
+  });
+
+  test('a name configured with allowedHosts is served, in any case and with any port; others still refused', async () => {
+    const named = await startDemo({ port: 0, accounts: 2, adminToken: TOKEN, allowedHosts: ['demo.bank.internal', '10.1.2.3'], sandbox: { stateDirectory: null } });
+    try {
+      const at = (host: string): Promise<number> => statusWithHost(named.url, '/accounts/acct-000001', host);
+      const namedPort = new URL(named.url).port;
+      assert.equal(await at(`demo.bank.internal:${namedPort}`), 200);
+      assert.equal(await at('DEMO.bank.internal'), 200);
+      assert.equal(await at('10.1.2.3:80'), 200);
+      assert.equal(await at('other.bank.internal'), 403);
+      assert.equal(await at('sub.demo.bank.internal'), 403);
+    } finally {
+      await named.close();
+    }
+  });
+
+  test('GOVMAP_DEMO_ALLOWED_HOSTS adds names, comma-separated, when allowedHosts is not given', async () => {
+    process.env.GOVMAP_DEMO_ALLOWED_HOSTS = 'a.bank.internal, b.bank.internal';
+    let named: DemoService;
+    try {
+      named = await startDemo({ port: 0, accounts: 2, adminToken: TOKEN, sandbox: { stateDirectory: null } });
+    } finally {
+      delete process.env.GOVMAP_DEMO_ALLOWED_HOSTS;
+    }
+    try {
+      const at = (host: string): Promise<number> => statusWithHost(named.url, '/healthz', host);
+      assert.equal(await at('a.bank.internal'), 200);
+      assert.equal(await at('b.bank.internal'), 200);
+      assert.equal(await at('c.bank.internal'), 403);
+    } finally {
+      await named.close();
+    }
+  });
+
+  test('an allowed host that cannot be a Host name is refused at start, naming it and the rule', async () => {
+    for (const bad of ['http://demo.bank.internal', 'demo.bank.internal:8080', 'a b', '', '*']) {
+      await assert.rejects(startDemo({ port: 0, accounts: 2, adminToken: TOKEN, allowedHosts: [bad], sandbox: { stateDirectory: null } }), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'GOVMAP_INVALID_CONFIGURATION', bad);
+        assert.match(error.message, /allowedHosts/);
+        assert.ok(error.message.includes(JSON.stringify(bad)), error.message);
+        return true;
+      });
+    }
+    process.env.GOVMAP_DEMO_ALLOWED_HOSTS = '';
+    try {
+      await assert.rejects(startDemo({ port: 0, accounts: 2, adminToken: TOKEN, sandbox: { stateDirectory: null } }), { code: 'GOVMAP_DEMO_ENVIRONMENT_INVALID', message: /GOVMAP_DEMO_ALLOWED_HOSTS is set but empty/ });
+    } finally {
+      delete process.env.GOVMAP_DEMO_ALLOWED_HOSTS;
+    }
+  });
+
+  test('the address the demo listens on (0.0.0.0 here) and any IP address (a pod IP, as Prometheus and Kubernetes probes send it) are served as Host, a LAN name is not until allowed', async () => {
+    const wide = await startDemo({ port: 0, host: '0.0.0.0', accounts: 2, adminToken: TOKEN, sandbox: { stateDirectory: null } });
+    try {
+      const widePort = new URL(wide.url).port;
+      const at = (host: string): Promise<number> => statusWithHost(wide.url, '/healthz', host);
+      assert.equal(await at(`0.0.0.0:${widePort}`), 200);
+      assert.equal(await at(`10.20.30.40:${widePort}`), 200);
+      assert.equal(await at(`[fd00::1a]:${widePort}`), 200);
+      assert.equal(await at('workstation.lan'), 403);
+    } finally {
+      await wide.close();
+    }
   });
 });
