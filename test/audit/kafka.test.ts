@@ -12,7 +12,7 @@ import { AuditConfigurationError, AuditDeduplicator, KafkaForwarder, createAudit
 import { Registry } from 'prom-client';
 import { murmur2Partition } from '../../src/audit/kafka-forwarder.ts';
 import { readJournal } from '../../src/audit/journal.ts';
-import type { AuditRecorder } from '../../src/audit/index.ts';
+import type { AuditRecorder, AuditRecorderOptions } from '../../src/audit/index.ts';
 import { GovernedMap, GovMapError } from '../../src/map/index.ts';
 import { balances, blackHoleBroker, readSpool, segmentFiles, tempSpool } from './helpers.ts';
 import { BROKERS, CI, needKafka } from './kafka-env.ts';
@@ -720,31 +720,41 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     assert.equal(failed?.reason, 'CHECKPOINT_PAST_SPOOL_END', 'the resend is in the audit trail');
   });
 
+  /**
+   * A spool forwarded up to a checkpoint, then written on while Kafka was off until it rotated
+   * (retention may now remove the older segments, the checkpoint's among them).
+   */
+  async function forwardedThenWrittenOffline(t: TestContext, name: string): Promise<{ dir: string; topic: string; withKafka: AuditRecorderOptions; checkpoint: { segment: number; seq: number }; removable: string[] }> {
+    const dir = tempSpool(t);
+    const topic = uniqueTopic(name);
+    const withKafka = { dir, actor: `clearing/kafka-${name}`, maxSegmentBytes: 65_536, kafka: { brokers: BROKERS, topic } };
+    const forwarding = await createAuditRecorder(withKafka);
+    t.after(() => forwarding.stop());
+    const forwarded = balances();
+    forwarding.attach(forwarded);
+    await stream(forwarding, forwarded, 200, 0);
+    await forwarding.forwarder!.drain(60_000);
+    const { segment } = forwarding.forwarder!.stats().position;
+    await forwarding.stop();
+    // After the stop: it forwards its own AUDIT_STOPPED too.
+    const { seq } = JSON.parse(readFileSync(join(dir, `kafka-${topic}.checkpoint`), 'utf8')) as { seq: number };
+    const offline = await createAuditRecorder({ dir, actor: `clearing/kafka-${name}`, maxSegmentBytes: 65_536 });
+    t.after(() => offline.stop());
+    const written = balances();
+    offline.attach(written);
+    for (let i = 0; i < 6; i++) await stream(offline, written, 500, 200 + i * 500);
+    await offline.stop();
+    return { dir, topic, withKafka, checkpoint: { segment, seq }, removable: segmentFiles(dir).slice(0, -2) };
+  }
+
   test('a checkpoint whose segment was removed while Kafka was off (retention): the forwarder goes on from the oldest segment left', async (t) => {
     if (!needKafka(t)) return;
-    const dir = tempSpool(t);
-    const topic = uniqueTopic('retained');
-    const withKafka = { dir, actor: 'clearing/kafka-retained', maxSegmentBytes: 65_536, kafka: { brokers: BROKERS, topic } };
-    let audit = await createAuditRecorder(withKafka);
+    const { dir, topic, withKafka, checkpoint, removable } = await forwardedThenWrittenOffline(t, 'retained');
+    assert.ok(removable.some((f) => f.endsWith(`${String(checkpoint.segment).padStart(6, '0')}.jsonl`)), 'the checkpoint\'s segment is among the removed');
+    for (const file of removable) rmSync(file);
+    const audit = await createAuditRecorder(withKafka);
     t.after(() => audit.stop());
-    let map = balances();
-    audit.attach(map);
-    await stream(audit, map, 200, 0);
-    await audit.forwarder!.drain(60_000);
-    const checkpointed = audit.forwarder!.stats().position.segment;
-    await audit.stop();
-    // A while without Kafka: the spool rotates, and retention removes the older segments,
-    // the checkpoint's among them.
-    audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-retained', maxSegmentBytes: 65_536 });
-    map = balances();
-    audit.attach(map);
-    for (let i = 0; i < 6; i++) await stream(audit, map, 500, 200 + i * 500);
-    await audit.stop();
-    const removed = segmentFiles(dir).slice(0, -2);
-    assert.ok(removed.some((f) => f.endsWith(`${String(checkpointed).padStart(6, '0')}.jsonl`)), 'the checkpoint\'s segment is among the removed');
-    for (const file of removed) rmSync(file);
-    audit = await createAuditRecorder(withKafka);
-    map = balances();
+    const map = balances();
     audit.attach(map);
     await stream(audit, map, 200, 10_000);
     await audit.forwarder!.drain(20_000);
@@ -758,26 +768,10 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
 
   test('records whose segment was removed before being forwarded are counted: govmap_audit_kafka_skipped_total in the registry text and stats().skipped', async (t) => {
     if (!needKafka(t)) return;
-    const dir = tempSpool(t);
-    const topic = uniqueTopic('skipped-metric');
-    const withKafka = { dir, actor: 'clearing/kafka-skipped', maxSegmentBytes: 65_536, kafka: { brokers: BROKERS, topic } };
-    let audit = await createAuditRecorder(withKafka);
-    t.after(() => audit.stop());
-    let map = balances();
-    audit.attach(map);
-    await stream(audit, map, 200, 0);
-    await audit.forwarder!.drain(60_000);
-    await audit.stop();
-    const checkpoint = JSON.parse(readFileSync(join(dir, `kafka-${topic}.checkpoint`), 'utf8')) as { seq: number };
-    audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-skipped', maxSegmentBytes: 65_536 });
-    map = balances();
-    audit.attach(map);
-    for (let i = 0; i < 6; i++) await stream(audit, map, 500, 200 + i * 500);
-    await audit.stop();
+    const { withKafka, checkpoint, removable } = await forwardedThenWrittenOffline(t, 'skipped-metric');
     // What the removed segments held past the checkpoint: what Kafka will never get.
     let lost = 0;
-    const removed = segmentFiles(dir).slice(0, -2);
-    for (const file of removed) {
+    for (const file of removable) {
       for (const line of readFileSync(file, 'utf8').split('\n')) {
         const seq = line === '' ? 0 : Number(dedupKeyOf(line)?.split(':').at(-1) ?? 0);
         if (seq > checkpoint.seq) lost++;
@@ -785,7 +779,8 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
       rmSync(file);
     }
     assert.ok(lost > 1000, `${lost} records removed unforwarded`);
-    audit = await createAuditRecorder(withKafka);
+    const audit = await createAuditRecorder(withKafka);
+    t.after(() => audit.stop());
     const registry = new Registry();
     registerAuditMetrics(registry, audit);
     await audit.forwarder!.drain(20_000);
