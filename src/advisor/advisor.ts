@@ -44,6 +44,8 @@ const ADVISOR_OPTIONS = optionKeys<AdvisorOptions>({
   windowMs: true, thresholds: true, minLoadsPerWindow: true, readWriteWindows: true, minOpsForReadWrite: true,
   gc: true, stateStore: true, keyPrefix: true, service: true, instance: true, clock: true,
 });
+/** `gc: sandbox.gc` (a GcMonitor or null) and `stateStore: null` mean "none", as their types say; any other null is refused. */
+const NULLABLE_OPTIONS: ReadonlySet<string> = new Set(['gc', 'stateStore']);
 
 const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 
@@ -115,7 +117,7 @@ export class Advisor {
   #samples = 0;
 
   constructor(options: AdvisorOptions = {}) {
-    refuseUnknownOptions(options, ADVISOR_OPTIONS, 'Advisor');
+    refuseUnknownOptions(options, ADVISOR_OPTIONS, 'Advisor', NULLABLE_OPTIONS);
     const windowMs = options.windowMs ?? 300_000;
     if (!(Number.isFinite(windowMs) && windowMs >= 1000)) throw new ConfigurationError('windowMs', 'must be at least 1000 ms', windowMs);
     if (windowMs > MAX_TIMER_MS) throw new ConfigurationError('windowMs', `must be at most ${MAX_TIMER_MS} ms (about 24.8 days), the longest delay a Node.js timer holds; a longer one would fire after 1 ms`, windowMs);

@@ -1,5 +1,6 @@
 import { Registry } from 'prom-client';
-import { registerStaged, scrapeTimeGauge } from '../metrics/scrape-time.ts';
+import { REGISTRY_RULE, isRegistry, registerStaged, scrapeTimeGauge } from '../metrics/scrape-time.ts';
+import { ConfigurationError } from '../map/errors.ts';
 import type { SeriesSetter } from '../metrics/scrape-time.ts';
 import type { Advisor } from './advisor.ts';
 import { RECOMMENDATIONS, THRESHOLD_LABELS } from './signals.ts';
@@ -14,6 +15,7 @@ import type { Advice } from './signals.ts';
  * other within the same scrape, so a result younger than 1 s is reused.
  */
 export function registerAdvisorMetrics(advisor: Advisor, registry: Registry, prefix = 'govmap_'): void {
+  if (!isRegistry(registry)) throw new ConfigurationError('registry', REGISTRY_RULE, registry);
   // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
   const staging = new Registry();
   const registers = [staging];

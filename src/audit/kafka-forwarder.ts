@@ -11,7 +11,7 @@ import type { ProducerLaneData, ProducerLaneReply, ProducerLaneRequest } from '.
 import { listSegments, segmentName } from './spool.ts';
 import { GOVERNANCE_OPS } from './event.ts';
 import { acquireForwarderLock, forwarderFileStem } from './forwarder-lock.ts';
-import { findUnknownOption, optionKeys } from '../map/known-options.ts';
+import { NULL_OPTION_RULE, findNullOption, findUnknownOption, optionKeys } from '../map/known-options.ts';
 
 /**
  * Options of the Kafka forwarder. Times are in ms.
@@ -126,6 +126,7 @@ const FORWARDER_OPTIONS = optionKeys<KafkaForwarderOptions>({
   dir: true, brokers: true, topic: true, clientId: true, sendTimeoutMs: true, compression: true, batchRecords: true, maxInFlight: true, batchBytes: true,
   producers: true, pollIntervalMs: true, backoffMs: true, maxBackoffMs: true, dedupHeader: true, recorder: true, actor: true, key: true,
 });
+const NULLABLE_OPTIONS: ReadonlySet<string> = new Set(['key']);
 const SEAL_OR_HEADER = Buffer.from('{"v":1,"type":');
 
 /** A SEAL or SEGMENT line (not a record): compared in place, no subarray per line. */
@@ -219,6 +220,10 @@ export class KafkaForwarder {
     if (unknown !== undefined) throw new AuditConfigurationError(`kafka.${unknown.option}`, unknown.rule);
     // An empty dir would forward the working directory: no segments, caught up for ever.
     if (typeof options.dir !== 'string' || options.dir === '') throw new AuditConfigurationError('dir', 'must be the spool directory (the recorder\'s dir), a non-empty path', options.dir);
+    // Only `undefined` takes the default: a `topic:` left empty in a config file would otherwise
+    // send the audit to govmap.audit. `key: null` is the recorder's "no HMAC key".
+    const nullKey = findNullOption(options, NULLABLE_OPTIONS);
+    if (nullKey !== undefined) throw new AuditConfigurationError(`kafka.${nullKey}`, NULL_OPTION_RULE, null);
     if (options.dedupHeader !== undefined && typeof options.dedupHeader !== 'boolean') throw new AuditConfigurationError('kafka.dedupHeader', 'must be true or false', options.dedupHeader);
     const brokers = options.brokers;
     if (!Array.isArray(brokers) || brokers.length === 0) throw new AuditConfigurationError('kafka.brokers', 'must be a non-empty list of "host:port"', brokers);

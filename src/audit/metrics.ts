@@ -1,5 +1,6 @@
 import { Counter, Registry } from 'prom-client';
-import { registerStaged, scrapeTimeGauge } from '../metrics/scrape-time.ts';
+import { REGISTRY_RULE, isRegistry, registerStaged, scrapeTimeGauge } from '../metrics/scrape-time.ts';
+import { AuditConfigurationError } from './errors.ts';
 import type { KafkaForwarder } from './kafka-forwarder.ts';
 import type { AuditRecorder } from './recorder.ts';
 
@@ -21,6 +22,7 @@ import type { AuditRecorder } from './recorder.ts';
  *   govmap_audit_kafka_lag_bytes, _kafka_healthy
  */
 export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder, prefix = 'govmap_audit_'): void {
+  if (!isRegistry(registry)) throw new AuditConfigurationError('registry', REGISTRY_RULE, registry);
   // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
   const staging = new Registry();
   const registers = [staging];

@@ -4,8 +4,7 @@ import type { CircuitBreaker } from './circuit-breaker.ts';
 import { ConfigurationError } from '../map/errors.ts';
 import { BREAKER_STATES } from './snapshot.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
-import { registerStaged } from '../metrics/scrape-time.ts';
-import { refuseNullOptions } from './options.ts';
+import { REGISTRY_RULE, isRegistry, registerStaged } from '../metrics/scrape-time.ts';
 import { NotABreakerSourceError } from './errors.ts';
 
 export interface BreakerMetricsOptions {
@@ -69,7 +68,7 @@ export class BreakerMetrics {
 
   constructor(options: BreakerMetricsOptions = {}) {
     refuseUnknownOptions(options, BREAKER_METRICS_OPTIONS, 'BreakerMetrics');
-    refuseNullOptions(options);
+    if (options.registry !== undefined && !isRegistry(options.registry)) throw new ConfigurationError('registry', REGISTRY_RULE, options.registry);
     this.registry = options.registry ?? new Registry();
     this.prefix = options.prefix ?? 'govmap_breaker_';
     // prom-client would refuse it with a bare Error ("Invalid metric name") naming no option.

@@ -5,7 +5,6 @@ import type { StateEntry, StateEvent, StateLease, StateStore, StateWatch } from 
 import type { BreakerGroup, BreakerLifecycle } from './breaker-group.ts';
 import type { SyncHealth } from './breaker-metrics.ts';
 import type { BreakerTransition, CircuitBreaker, ProbeGate } from './circuit-breaker.ts';
-import { refuseNullOptions } from './options.ts';
 import { decodeSnapshot, encodeSnapshot } from './snapshot.ts';
 import { BreakerSyncClosedError } from './errors.ts';
 import type { BreakerSnapshot } from './snapshot.ts';
@@ -168,7 +167,6 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   constructor(options: BreakerClusterSyncOptions) {
     // A misspelt option (`leaseTtl`, `quorum`) would leave its default in force without a word.
     refuseUnknownOptions(options, OPTIONS, 'BreakerClusterSync');
-    refuseNullOptions(options);
     if (typeof options.store?.compareAndSet !== 'function') throw new ConfigurationError('store', 'a StateStore (memory, file or etcd)');
     if (typeof options.instance !== 'string' || !INSTANCE.test(options.instance)) {
       throw new ConfigurationError('instance', 'an instance name is 1 to 128 letters, digits, "_", ".", ":" or "-", stable across restarts', options.instance);

@@ -70,7 +70,6 @@ export function resolveBreakerOptions(options: CircuitBreakerOptions): BreakerSe
   // Refused like the audit options: a misspelt `openDuration` or `failureThreshold` would
   // otherwise leave the default in force without a word, on the breaker guarding a payment path.
   refuseUnknownOptions(options, BREAKER_OPTIONS, 'CircuitBreaker');
-  refuseNullOptions(options);
   if (typeof options.name !== 'string' || !BREAKER_NAME.test(options.name)) {
     throw new ConfigurationError('name', 'a breaker name is a letter then up to 63 letters, digits, "_" or "-"', options.name);
   }
@@ -102,17 +101,6 @@ export function resolveBreakerOptions(options: CircuitBreakerOptions): BreakerSe
     isFailure,
     clock,
   };
-}
-
-/**
- * Refuses an option given as `null` (a YAML or JSON key left empty), as the audit options do:
- * only `undefined` means "the default". With `??` a null took the default without a word: a
- * breaker configured `openDurationMs:` (value forgotten) waited 30 s, not what its owner wrote.
- */
-export function refuseNullOptions(options: object): void {
-  for (const [option, value] of Object.entries(options)) {
-    if (value === null) throw new ConfigurationError(option, 'null is not a value of this option; leave it out (or undefined) for its default', null);
-  }
 }
 
 function integer(option: string, value: unknown, min: number, max: number): number {

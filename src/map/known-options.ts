@@ -55,12 +55,39 @@ export function assertOptionsObject(options: unknown, owner: string, shape = '{ 
 
 /**
  * Throws ConfigurationError (`GOVMAP_INVALID_CONFIGURATION`) for options that are not an object
- * (`null` from a YAML key left empty, a number) or for their first unknown key.
+ * (`null` from a YAML key left empty, a number), for their first unknown key, and for their first
+ * key given as `null` (unless `nullable` lists it: see refuseNullOptions).
  */
-export function refuseUnknownOptions(options: unknown, known: ReadonlySet<string>, owner: string): asserts options is object {
+export function refuseUnknownOptions(options: unknown, known: ReadonlySet<string>, owner: string, nullable: ReadonlySet<string> = NONE): asserts options is object {
   assertOptionsObject(options, owner);
   const unknown = findUnknownOption(options, known, owner);
   if (unknown !== undefined) throw new ConfigurationError(unknown.option, unknown.rule);
+  refuseNullOptions(options, nullable);
+}
+
+const NONE: ReadonlySet<string> = new Set();
+
+/** The rule a `null` option broke, worded for a `ConfigurationError`-like class. */
+export const NULL_OPTION_RULE = 'null is not a value of this option; leave it out (or undefined) for its default';
+
+/**
+ * The first own enumerable key of `options` whose value is `null`, or undefined. Only `undefined`
+ * means "the default": with `??` a null (a YAML or JSON key left empty, a caller's
+ * `config.maxKeys ?? null`) took the default without a word, and a map its owner believed capped
+ * was unbounded. `nullable` lists the keys whose documented values include null (the Advisor's
+ * `gc: null`, "no monitor").
+ */
+export function findNullOption(options: object, nullable: ReadonlySet<string> = NONE): string | undefined {
+  for (const [key, value] of Object.entries(options)) {
+    if (value === null && !nullable.has(key)) return printable(key);
+  }
+  return undefined;
+}
+
+/** Throws ConfigurationError naming the first option given as `null` (see findNullOption). */
+export function refuseNullOptions(options: object, nullable: ReadonlySet<string> = NONE): void {
+  const option = findNullOption(options, nullable);
+  if (option !== undefined) throw new ConfigurationError(option, NULL_OPTION_RULE, null);
 }
 
 /** Longest suggestion distance: two typos (`maxkey`, `timoutMs`) still find their key; three is a different word. */

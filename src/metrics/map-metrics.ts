@@ -2,7 +2,7 @@ import { Registry } from 'prom-client';
 import type { GovernedMap } from '../map/governed-map.ts';
 import { RANGE_BUCKETS_SECONDS } from '../map/stats.ts';
 import type { MapCounters } from '../map/stats.ts';
-import { scrapeTimeCounter, scrapeTimeGauge } from './scrape-time.ts';
+import { REGISTRY_RULE, isRegistry, scrapeTimeCounter, scrapeTimeGauge } from './scrape-time.ts';
 import type { SeriesSetter } from './scrape-time.ts';
 import { SnapshotHistogram } from './snapshot-histogram.ts';
 import type { BucketSeries } from './snapshot-histogram.ts';
@@ -115,6 +115,7 @@ export class MapMetrics {
 
   constructor(options: MapMetricsOptions = {}) {
     refuseUnknownOptions(options, MAP_METRICS_OPTIONS, 'MapMetrics');
+    if (options.registry !== undefined && !isRegistry(options.registry)) throw new ConfigurationError('registry', REGISTRY_RULE, options.registry);
     this.registry = options.registry ?? new Registry();
     this.prefix = options.prefix ?? 'syncmap_';
     const maxReasons = options.maxReasonSeries ?? MAX_REASON_SERIES;

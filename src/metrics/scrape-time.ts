@@ -62,3 +62,18 @@ export function registerStaged(staging: Registry, registry: Registry, owner: str
   }
   for (const name of names) registry.registerMetric(staging.getSingleMetric(name)!);
 }
+
+/**
+ * Whether `value` can be the registry a part registers into. By shape, not `instanceof`: a
+ * service with a second copy of prom-client in node_modules passes a Registry of the other copy.
+ * A plain object or the prom-client module itself (`import * as client`) otherwise failed with a
+ * bare TypeError from deep inside the part, naming no option.
+ */
+export function isRegistry(value: unknown): value is Registry {
+  if (value === null || typeof value !== 'object') return false;
+  const r = value as Record<string, unknown>;
+  return typeof r.getSingleMetric === 'function' && typeof r.registerMetric === 'function' && typeof r.getMetricsAsArray === 'function' && typeof r.metrics === 'function';
+}
+
+/** The rule a registry that is not one broke, worded for a part's configuration error. */
+export const REGISTRY_RULE = 'must be a prom-client Registry (new Registry(), or prom-client\'s default `register`), not the prom-client module or a plain object';

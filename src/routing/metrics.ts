@@ -4,7 +4,7 @@ import { ConfigurationError } from '../map/errors.ts';
 import { ROUTE_ID } from './route-table.ts';
 import type { Router } from './router.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
-import { registerStaged } from '../metrics/scrape-time.ts';
+import { REGISTRY_RULE, isRegistry, registerStaged } from '../metrics/scrape-time.ts';
 
 /** What metrics read of a route table source: FileRouteTableSource or StateRouteTableSource. */
 export interface MeasuredRouteTableSource {
@@ -59,6 +59,7 @@ export class RoutingMetrics {
 
   constructor(options: RoutingMetricsOptions = {}) {
     refuseUnknownOptions(options, ROUTING_METRICS_OPTIONS, 'RoutingMetrics');
+    if (options.registry !== undefined && !isRegistry(options.registry)) throw new ConfigurationError('registry', REGISTRY_RULE, options.registry);
     this.registry = options.registry ?? new Registry();
     const p = options.prefix ?? 'govmap_';
     // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import { registerStaged } from '../metrics/scrape-time.ts';
+import { REGISTRY_RULE, isRegistry, registerStaged } from '../metrics/scrape-time.ts';
+import { ConfigurationError } from '../map/errors.ts';
 import { SnapshotHistogram } from '../metrics/snapshot-histogram.ts';
 import type { BucketSeries } from '../metrics/snapshot-histogram.ts';
 import { GC_KINDS, GC_PAUSE_BUCKETS_SECONDS } from './gc-monitor.ts';
@@ -27,6 +28,7 @@ function namesLabel(maps: readonly string[]): string {
  * Every value is read at scrape time from the latest sweep: a scrape never walks the registry.
  */
 export function registerSandboxMetrics(sandbox: Sandbox, registry: Registry, prefix = 'govmap_'): void {
+  if (!isRegistry(registry)) throw new ConfigurationError('registry', REGISTRY_RULE, registry);
   // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
   const staging = new Registry();
   const registers = [staging];
@@ -101,6 +103,7 @@ export function registerSandboxMetrics(sandbox: Sandbox, registry: Registry, pre
 
 /** `govmap_gc_pause_seconds{kind}` (histogram) and the pause trend the advisor reads. */
 export function registerGcMetrics(gc: GcMonitor, registry: Registry, prefix = 'govmap_'): void {
+  if (!isRegistry(registry)) throw new ConfigurationError('registry', REGISTRY_RULE, registry);
   // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).
   const staging = new Registry();
   const registers = [staging];

@@ -1,7 +1,8 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { SwitchBoard } from './board.ts';
 import { optionKeys, refuseUnknownOptions } from '../map/known-options.ts';
-import { registerStaged } from '../metrics/scrape-time.ts';
+import { REGISTRY_RULE, isRegistry, registerStaged } from '../metrics/scrape-time.ts';
+import { ConfigurationError } from '../map/errors.ts';
 
 /** What metrics read of a switch source: any of FileSwitchSource, StateSwitchSource. */
 export interface MeasuredSwitchSource {
@@ -32,6 +33,7 @@ export class SwitchMetrics {
 
   constructor(options: SwitchMetricsOptions = {}) {
     refuseUnknownOptions(options, SWITCH_METRICS_OPTIONS, 'SwitchMetrics');
+    if (options.registry !== undefined && !isRegistry(options.registry)) throw new ConfigurationError('registry', REGISTRY_RULE, options.registry);
     this.registry = options.registry ?? new Registry();
     const p = options.prefix ?? 'govmap_';
     // Created apart, moved in together: a taken name refuses all of them (metrics/scrape-time.ts).

@@ -254,6 +254,46 @@ test('every part refuses a second registration on one registry with GOVMAP_METRI
   }
 });
 
+test('a registry that is not a prom-client Registry (a plain object, the prom-client module itself) is refused where it is given, naming "registry" and what it must be, not a bare TypeError at the first track()', async () => {
+  const promClient = await import('prom-client');
+  const { BreakerMetrics } = await import('../../src/breaker/index.ts');
+  const { SwitchMetrics } = await import('../../src/switches/metrics.ts');
+  const { RoutingMetrics } = await import('../../src/routing/metrics.ts');
+  const { registerAuditMetrics } = await import('../../src/audit/metrics.ts');
+  const { AuditConfigurationError } = await import('../../src/audit/errors.ts');
+  const { registerSandboxMetrics, registerGcMetrics } = await import('../../src/sandbox/metrics.ts');
+  const { registerAdvisorMetrics } = await import('../../src/advisor/metrics.ts');
+  const { ConfigurationError } = await import('../../src/map/errors.ts');
+  const parts: Array<[string, (registry: Registry) => unknown, string]> = [
+    ['MapMetrics', (registry) => new MapMetrics({ registry }), 'GOVMAP_INVALID_CONFIGURATION'],
+    ['BreakerMetrics', (registry) => new BreakerMetrics({ registry }), 'GOVMAP_INVALID_CONFIGURATION'],
+    ['SwitchMetrics', (registry) => new SwitchMetrics({ registry }), 'GOVMAP_INVALID_CONFIGURATION'],
+    ['RoutingMetrics', (registry) => new RoutingMetrics({ registry }), 'GOVMAP_INVALID_CONFIGURATION'],
+    ['registerAuditMetrics', (registry) => registerAuditMetrics(registry, {} as never), 'GOVMAP_AUDIT_INVALID_CONFIGURATION'],
+    ['registerSandboxMetrics', (registry) => registerSandboxMetrics({ gc: null } as never, registry), 'GOVMAP_INVALID_CONFIGURATION'],
+    ['registerGcMetrics', (registry) => registerGcMetrics({ windowMs: 60_000 } as never, registry), 'GOVMAP_INVALID_CONFIGURATION'],
+    ['registerAdvisorMetrics', (registry) => registerAdvisorMetrics({} as never, registry), 'GOVMAP_INVALID_CONFIGURATION'],
+  ];
+  for (const [part, register, code] of parts) {
+    for (const bad of [{}, promClient, 'registry']) {
+      assert.throws(() => register(bad as never), (error: any) => {
+        assert.ok(error instanceof ConfigurationError || error instanceof AuditConfigurationError, `${part}: ${error}`);
+        assert.equal(error.code, code, part);
+        assert.equal(error.details.option, 'registry', part);
+        assert.match(error.message, /"registry": must be a prom-client Registry/, part);
+        return true;
+      }, part);
+    }
+    // A real Registry (and the default one, `register`) is still taken.
+    const registry = new Registry();
+    register(registry);
+    assert.ok(registry.getMetricsAsArray().length > 0, part);
+  }
+  // The module's default registry is a Registry: a MapMetrics on it serves the global /metrics.
+  const metrics = new MapMetrics({ registry: promClient.register, prefix: 'registry_check_' });
+  assert.equal(metrics.registry, promClient.register);
+});
+
 test('a map whose store cannot be read (its backend down) does not fail the scrape: its counters go on, its gauges have no sample, the other maps and parts are scraped', async () => {
   const registry = new Registry();
   const metrics = new MapMetrics({ registry });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ConfigurationError } from '../../map/errors.ts';
-import { findUnknownOption, optionKeys } from '../../map/known-options.ts';
+import { NULL_OPTION_RULE, findNullOption, findUnknownOption, optionKeys } from '../../map/known-options.ts';
 import { RedisUnavailableError } from './errors.ts';
 import { LinkFailure, MAX_TIMER_MS } from './link.ts';
 import { answersPlainRedis } from './plain-probe.ts';
@@ -168,6 +168,8 @@ function checkOptions(options: RedisConnectionOptions): Settings {
   if (options === null || typeof options !== 'object') throw new ConfigurationError('redis', 'connectRedis needs { url } or { clusterNodes }');
   const unknown = findUnknownOption(options, CONNECTION_OPTIONS, 'the Redis connection (RedisConnectionOptions)');
   if (unknown !== undefined) throw new ConfigurationError(`redis.${unknown.option}`, unknown.rule);
+  const nullKey = findNullOption(options);
+  if (nullKey !== undefined) throw new ConfigurationError(`redis.${nullKey}`, NULL_OPTION_RULE, null);
   const { url, clusterNodes } = options;
   if ((url === undefined) === (clusterNodes === undefined)) throw new ConfigurationError('redis', 'give exactly one of url (one server) and clusterNodes (a cluster)');
   if (url !== undefined) {
@@ -238,6 +240,8 @@ function checkTls(tls: RedisTlsOptions, targets: readonly string[]): TlsSettings
   if (tls === null || typeof tls !== 'object') throw new ConfigurationError('redis.tls', 'must be { caFile } and/or { certFile, keyFile } (or the PEM forms ca, cert, key)', tls);
   const unknown = findUnknownOption(tls, TLS_OPTIONS, 'redis.tls (RedisTlsOptions)');
   if (unknown !== undefined) throw new ConfigurationError(`redis.tls.${unknown.option}`, unknown.rule);
+  const nullKey = findNullOption(tls);
+  if (nullKey !== undefined) throw new ConfigurationError(`redis.tls.${nullKey}`, NULL_OPTION_RULE, null);
   // A CA given for a redis:// connection would be ignored: the data would cross the network in
   // clear while the configuration reads as TLS.
   if (!targets.every((target) => target.startsWith('rediss://'))) {

@@ -14,7 +14,7 @@ import {
 } from '../../map/errors.ts';
 import { checkObservers } from '../../map/governed-map.ts';
 import { KeyedQueue } from '../../map/keyed-queue.ts';
-import { findUnknownOption, optionKeys, refuseUnknownOptions } from '../../map/known-options.ts';
+import { NULL_OPTION_RULE, findNullOption, findUnknownOption, optionKeys, refuseUnknownOptions } from '../../map/known-options.ts';
 import type { MapObserver, OpType, Outcome } from '../../map/observer.ts';
 import { checkRangeOptions, compareKeys, describeBounds, inBounds, isBounded } from '../../map/range.ts';
 import type { RangeCallback, RangeOptions, RangeResult } from '../../map/range.ts';
@@ -999,11 +999,13 @@ export function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&');
 }
 
-/** An unknown key of a nested option object (`nearCache`, `bounds`), named by its path. */
+/** An unknown or null key of a nested option object (`nearCache`, `bounds`), named by its path. */
 function refuseNested(value: unknown, known: ReadonlySet<string>, option: string): void {
   if (value === null || typeof value !== 'object') return;
   const unknown = findUnknownOption(value, known, `${option} (of RemoteGovernedMap)`);
   if (unknown !== undefined) throw new ConfigurationError(`${option}.${unknown.option}`, unknown.rule);
+  const nullKey = findNullOption(value);
+  if (nullKey !== undefined) throw new ConfigurationError(`${option}.${nullKey}`, NULL_OPTION_RULE, null);
 }
 
 /**
