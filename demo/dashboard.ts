@@ -10,7 +10,7 @@ import { listSegments } from '../src/audit/spool.ts';
 import type { BreakerGroup, BreakerTransition } from '../src/breaker/index.ts';
 import { RANGE_BUCKETS_SECONDS, bucketQuantile } from '../src/map/index.ts';
 import { boundedReasons } from '../src/metrics/index.ts';
-import { currentBizContext } from '../src/routing/index.ts';
+import { currentBizContext, routeBreakerKey } from '../src/routing/index.ts';
 import type { BizContext } from '../src/routing/index.ts';
 import type { Sandbox } from '../src/sandbox/index.ts';
 import type { SharedInt64Store } from '../src/stores/index.ts';
@@ -337,8 +337,12 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
 
   // ------------------------------------------------------------- breaker transitions, switch changes
   const transitions: Array<Record<string, unknown>> = [];
+  // A route's breaker key carries a digest of its rule and target (routeBreakerKey): shown by the
+  // route id it serves now; a breaker no route of the table names (a rule a reload replaced) keeps its key.
+  const routeKeyShown = (key: string | null): string | null => sources.routing.router.table.routes.find((r) => routeBreakerKey(r) === key)?.id ?? key;
   const keepTransition = (t: BreakerTransition): void => {
-    transitions.push({ at: new Date(t.at).toISOString(), breaker: t.breaker, group: t.name, key: t.key, from: t.from, to: t.to, reason: t.reason });
+    const key = t.name === sources.routing.breakers.name ? routeKeyShown(t.key) : t.key;
+    transitions.push({ at: new Date(t.at).toISOString(), breaker: key === null ? t.name : `${t.name}:${key}`, group: t.name, key, from: t.from, to: t.to, reason: t.reason });
     if (transitions.length > TRANSITIONS_KEPT) transitions.shift();
   };
   const groups: BreakerGroup[] = [sources.settlement.breakers, sources.routing.breakers];
@@ -438,7 +442,7 @@ export function installDashboard(context: DemoContext, sources: DashboardSources
   const state = async (latest: ChartSample): Promise<Record<string, unknown>> => {
     const now = Date.now();
     const settlement = sources.settlement.status();
-    const routeBreakers = [...sources.routing.breakers.breakers()].map((b) => breakerRow('routes', b.key, b.snapshot(), b.openUntil));
+    const routeBreakers = [...sources.routing.breakers.breakers()].map((b) => breakerRow('routes', routeKeyShown(b.key), b.snapshot(), b.openUntil));
     const settlementBreakers = [...sources.settlement.breakers.breakers()].map((b) => breakerRow('settlement', b.key, b.snapshot(), b.openUntil));
     const snapshot = sources.switches.snapshot;
     const { sandbox, advisor } = slowPanels(now);

@@ -98,10 +98,10 @@ const FINISHED_KEPT = 10_000;
  */
 export class AsyncLane<P = unknown> {
   readonly name: string;
-  readonly maxQueued: number;
-  readonly maxAttempts: number;
+  #maxQueued: number;
+  #maxAttempts: number;
   readonly #options: AsyncLaneOptions<P>;
-  readonly #bucket: TokenBucket;
+  #bucket: TokenBucket;
   readonly #maxInFlight: number;
   readonly #deferMs: number;
   readonly #log: (message: string, error?: unknown) => void;
@@ -116,6 +116,9 @@ export class AsyncLane<P = unknown> {
   /** Set once close() has given up processing: nothing starts after it. */
   #stopped = false;
   #drained: (() => void) | null = null;
+  /** While closing: which jobs nothing can run any more (close()'s `setAside`), and those set aside. */
+  #setAside: ((job: AsyncJob<P>) => boolean) | null = null;
+  #parked: AsyncJob<P>[] = [];
   /** Counters read at scrape time. */
   readonly counters = { accepted: 0, refused: 0, done: 0, failedAttempts: 0, deferrals: 0, dead: 0 };
 
@@ -125,11 +128,43 @@ export class AsyncLane<P = unknown> {
     this.name = options.name;
     this.#options = options;
     this.#bucket = new TokenBucket({ ratePerSec: options.ratePerSec, burst: options.burst, clock: options.clock });
-    this.maxQueued = positiveInt('maxQueued', options.maxQueued ?? 10_000);
-    this.maxAttempts = positiveInt('maxAttempts', options.maxAttempts ?? 5);
+    this.#maxQueued = positiveInt('maxQueued', options.maxQueued ?? 10_000);
+    this.#maxAttempts = positiveInt('maxAttempts', options.maxAttempts ?? 5);
     this.#maxInFlight = positiveInt('maxInFlight', options.maxInFlight ?? 4);
     this.#deferMs = positiveInt('deferMs', options.deferMs ?? 500);
     this.#log = options.log ?? ((message, error) => console.error(message, error ?? ''));
+  }
+
+  /** Jobs held (queued + in flight) beyond which submit() refuses. */
+  get maxQueued(): number {
+    return this.#maxQueued;
+  }
+
+  /** Failed attempts before a job is dead-lettered. */
+  get maxAttempts(): number {
+    return this.#maxAttempts;
+  }
+
+  /**
+   * New limits in place (a route table reload retuning the route): the jobs already held are
+   * processed at the new rate, here. A backlog left in a replaced lane kept draining at the old
+   * rate, so raising the rate to drain it did nothing for it. A lower `maxQueued` refuses new
+   * jobs until the backlog is under it; nothing held is dropped.
+   * @throws ConfigurationError for an invalid limit (the lane keeps its limits)
+   */
+  retune(limits: { readonly ratePerSec: number; readonly burst?: number; readonly maxQueued?: number; readonly maxAttempts?: number }): void {
+    const bucket = new TokenBucket({ ratePerSec: limits.ratePerSec, burst: limits.burst, clock: this.#options.clock });
+    const maxQueued = positiveInt('maxQueued', limits.maxQueued ?? 10_000);
+    const maxAttempts = positiveInt('maxAttempts', limits.maxAttempts ?? 5);
+    this.#bucket = bucket;
+    this.#maxQueued = maxQueued;
+    this.#maxAttempts = maxAttempts;
+    // A timer waiting for a token of the old bucket (minutes at a very low rate) would hold the
+    // backlog back; one waiting out a deferral pause still has to wait.
+    if (this.#timer !== null && !this.#stopped && performance.now() >= this.#pausedUntil) {
+      this.#stopTimer();
+      this.#pump();
+    }
   }
 
   /** Jobs waiting plus jobs in flight. */
@@ -180,21 +215,30 @@ export class AsyncLane<P = unknown> {
     const lastError = this.#lastError.get(token) ?? null;
     const running = this.#inFlightJobs.get(token);
     if (running !== undefined) return { token, state: 'processing', attempts: running.attempts, lastError };
-    const queued = this.#queue.find((j) => j.token === token);
+    const queued = this.#queue.find((j) => j.token === token) ?? this.#parked.find((j) => j.token === token);
     return queued === undefined ? undefined : { token, state: 'queued', attempts: queued.attempts, lastError };
   }
 
   /**
    * Graceful shutdown: refuses new jobs, processes the queue until it is empty or `deadlineMs`
    * passes, then aborts what is still running (those jobs go back to the queue) and returns
-   * everything not done.
+   * everything not done. Jobs `setAside` names (nothing can run them any more) are not waited
+   * for: taken out of the queue at once, or when an attempt of theirs comes back deferred.
    */
-  async close(options: { readonly deadlineMs?: number; readonly abortGraceMs?: number } = {}): Promise<DrainResult<P>> {
+  async close(options: { readonly deadlineMs?: number; readonly abortGraceMs?: number; readonly setAside?: (job: AsyncJob<P>) => boolean } = {}): Promise<DrainResult<P>> {
     const deadlineMs = options.deadlineMs ?? 30_000;
     const abortGraceMs = options.abortGraceMs ?? 5_000;
     checkCloseDeadline(deadlineMs);
     this.#closing = true;
     const doneBefore = this.counters.done;
+    // Jobs that can never run now (their route left the table for good): retried until the
+    // deadline, they held the whole shutdown for it, and a process killed meanwhile lost them all.
+    if (options.setAside !== undefined) {
+      this.#setAside = options.setAside;
+      const kept: AsyncJob<P>[] = [];
+      for (const job of this.#queue) (options.setAside(job) ? this.#parked : kept).push(job);
+      this.#queue = kept;
+    }
     if (this.depth > 0) {
       const drained = new Promise<void>((resolve) => {
         this.#drained = resolve;
@@ -224,8 +268,9 @@ export class AsyncLane<P = unknown> {
     }
     this.#stopped = true;
     this.#stopTimer();
-    const remaining = this.#queue;
+    const remaining = this.#parked.length === 0 ? this.#queue : [...this.#parked, ...this.#queue];
     this.#queue = [];
+    this.#parked = [];
     return { processed: this.counters.done - doneBefore, remaining };
   }
 
@@ -287,6 +332,8 @@ export class AsyncLane<P = unknown> {
       const message = error instanceof Error ? error.message : String(error);
       if (controller.signal.aborted) {
         this.#queue.unshift(job); // shutdown interrupted it: not an attempt, not lost
+      } else if (this.#options.isDeferral?.(error) === true && this.#setAside?.(job) === true) {
+        this.#parked.unshift(job); // as a deferral goes back to the head; returned by close() at once
       } else if (this.#options.isDeferral?.(error) === true) {
         this.counters.deferrals++;
         this.#queue.unshift(job);

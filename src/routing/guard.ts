@@ -16,10 +16,14 @@ export interface RouteGuard {
   isRejection(error: unknown): boolean;
   /** Shown at GET /routes: `CLOSED`, `OPEN`, `HALF_OPEN`, or `NONE` for no breaker. */
   readonly state: string;
-  /** Releases timers and subscriptions when the route leaves the table. */
+  /** Releases timers and subscriptions when the route leaves the table or gets another guard. */
   dispose?(): void | Promise<void>;
 }
 
+/**
+ * Called for each route a table brings, and again for a route id a reload gives another orgId,
+ * txnType or target (the old guard is then disposed): a breaker follows the target it protects.
+ */
 export type RouteGuardFactory = (route: CompiledRoute) => RouteGuard;
 
 /** No breaker: every call goes through. The router's default until a breaker factory is given. */

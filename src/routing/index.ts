@@ -13,7 +13,7 @@ export { Router, RouteCounters } from './router.ts';
 export type { RouterOptions, RouteRequest, RouteOutcome, RouteStatus, RoutedJob, DegradeReason, UnavailableDetail } from './router.ts';
 export { noGuard } from './guard.ts';
 export type { RouteGuard, RouteGuardFactory } from './guard.ts';
-export { breakerGuards } from './breaker-guard.ts';
+export { breakerGuards, routeBreakerKey } from './breaker-guard.ts';
 export { Bulkhead } from './bulkhead.ts';
 export type { BulkheadOptions } from './bulkhead.ts';
 export { TokenBucket } from './token-bucket.ts';

@@ -50,6 +50,7 @@ const TRACK_ROUTER_OPTIONS = optionKeys<TrackRouterOptions>({ name: true });
  *   increase(govmap_route_unmatched_total{reason="no_rule"}[5m]) > 0   tagged traffic no rule covers
  *   govmap_route_degraded_total rate > 0                                a route is serving degraded answers
  *   govmap_async_queue_depth > 0.8 * capacity                           an async lane is filling up
+ *   govmap_async_held_jobs > 0                                          jobs a reload left without their rule: restore or persist them
  *   govmap_route_table_source_healthy == 0                              the newest route table was refused: routing on an older one
  */
 export class RoutingMetrics {
@@ -147,6 +148,22 @@ export class RoutingMetrics {
     gauge('bulkhead_active', 'Calls running in the route\'s bulkhead.', (rt) => rt.bulkhead.active);
     gauge('bulkhead_queued', 'Calls waiting for a slot of the route\'s bulkhead.', (rt) => rt.bulkhead.queued);
     gauge('async_queue_depth', 'Jobs held by the route\'s async lane (queued + in flight).', (rt) => rt.lane?.depth ?? null);
+    new Gauge({
+      name: `${p}async_held_jobs`,
+      help: 'Queued jobs held by route id: the id left the table or now names another rule (orgId, txnType) that does not take them. Retried every 500 ms; returned by close() unless a reload gives the rule back.',
+      labelNames: ['router', 'route'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { router, labels } of routers) {
+          // 0 on every async route, so an alert on the series sees it come and go.
+          const held = new Map<string, number>();
+          for (const rt of router.runtimes()) if (rt.lane !== null) held.set(rt.route.id, 0);
+          for (const [route, jobs] of router.heldJobs()) held.set(route, (held.get(route) ?? 0) + jobs);
+          for (const [route, jobs] of held) this.set({ ...labels, route }, jobs);
+        }
+      },
+    });
     gauge('route_cache_entries', 'Responses held for the route\'s cache degradation.', (rt) => rt.cache?.map.size ?? null);
     new Gauge({
       name: `${p}route_breaker_state`,

@@ -64,6 +64,7 @@ export interface RouterOptions {
    */
   readonly forceDegradeSwitch?: string;
   /**
+   * Required when a table has an `async` route (the constructor and replaceTable refuse one without it).
    * Does a queued job's work later (async strategy), against the route's target, under its
    * breaker and bulkhead, inside the job's request context (its tag). `token` is the one the 202
    * answer carried. Processing is at least once: make it idempotent per token.
@@ -108,7 +109,7 @@ export class RouteCounters {
 /** A route's isolated resources: its own breaker, bulkhead, cache and async lane. */
 interface RouteRuntime {
   route: CompiledRoute;
-  readonly guard: RouteGuard;
+  guard: RouteGuard;
   bulkhead: Bulkhead;
   cache: ResponseCache | null;
   lane: AsyncLane<RoutedJob> | null;
@@ -194,6 +195,10 @@ export class Router {
   readonly #runtimes = new Map<string, RouteRuntime>();
   /** Lanes of routes that left the table or changed strategy: drained at close(). */
   readonly #retiredLanes: AsyncLane<RoutedJob>[] = [];
+  /** Lanes whose jobs the route their id names no longer takes (see heldJobs()). */
+  readonly #heldLanes = new Set<AsyncLane<RoutedJob>>();
+  /** When each lane last logged that it holds jobs (performance.now()). */
+  readonly #heldLogged = new WeakMap<AsyncLane<RoutedJob>, number>();
   #closed = false;
   /** Decisions counted at scrape time. */
   readonly decisions = { matched: 0, noRule: 0, untagged: 0 };
@@ -209,8 +214,13 @@ export class Router {
     this.#onDeadLetter = options.onDeadLetter;
     this.#log = options.log ?? ((message, error) => console.error(message, error ?? ''));
     this.#clock = options.clock ?? Date.now;
-    this.#unmatchedLogIntervalMs = options.unmatchedLogIntervalMs ?? 60_000;
+    const interval = options.unmatchedLogIntervalMs ?? 60_000;
+    // Negative or 0 logged every unmatched request (a client's choice of tags); NaN stopped the
+    // alert for good after its first 100 lines.
+    if (!(Number.isSafeInteger(interval) && interval >= 1)) throw new ConfigurationError('unmatchedLogIntervalMs', 'a whole number of milliseconds of at least 1', interval);
+    this.#unmatchedLogIntervalMs = interval;
     this.#table = options.table instanceof RouteTable ? options.table : new RouteTable(options.table, { origin: 'router options' });
+    this.#refuseUnprocessable(this.#table);
     this.#onTableApplied = options.onTableApplied;
     this.#install(this.#table);
     this.#onTableApplied?.(this);
@@ -221,15 +231,20 @@ export class Router {
   }
 
   /**
-   * Swaps the route table whole. Routes that stay (same id) keep their breaker, so editing the
-   * table never closes an open circuit; their bulkhead, cache and lane are rebuilt only if their
-   * limits or strategy changed (a replaced lane keeps draining its queue until close()).
+   * Swaps the route table whole. Routes that stay (same id, orgId, txnType and target) keep their
+   * breaker, so editing the table never closes an open circuit; an id given another orgId,
+   * txnType or target gets a new guard from `guards` (a fresh breaker: it protects another
+   * target, or from other traffic). Bulkhead and cache are rebuilt only if their limits or
+   * strategy changed. An async route's new rate and limits apply to the lane in place (its
+   * backlog drains at the new rate); a lane whose strategy or rule changed is replaced, and keeps
+   * draining its queue until close().
    */
   replaceTable(table: RouteTable): void {
     if (this.#closed) throw new ConfigurationError('table', 'the router is closed');
     // A document passed as is (from JavaScript) was installed half-way and left the router
     // unable to decide any request: refused before anything changes.
     if (!(table instanceof RouteTable)) throw new ConfigurationError('table', 'a RouteTable: compile the document first (new RouteTable(document, { version }))', table === null ? null : typeof table);
+    this.#refuseUnprocessable(table);
     if (table.version <= this.#table.version && table !== this.#table) {
       this.#log(`govmap routing: route table v${table.version} (${table.origin}) is not newer than v${this.#table.version}; applied anyway`);
     }
@@ -306,6 +321,21 @@ export class Router {
   }
 
   /**
+   * Queued jobs held, by the route id they were queued under: the id left the table or now names
+   * another rule (orgId, txnType) that does not take them. They are retried every 500 ms, run if
+   * a reload gives the rule back, and are otherwise returned by close(). Exported as
+   * `govmap_async_held_jobs`; each lane starting to hold jobs is also logged once.
+   */
+  heldJobs(): Map<string, number> {
+    const held = new Map<string, number>();
+    for (const lane of this.#heldLanes) {
+      if (lane.depth === 0) this.#heldLanes.delete(lane);
+      else held.set(lane.name, (held.get(lane.name) ?? 0) + lane.depth);
+    }
+    return held;
+  }
+
+  /**
    * Re-queues jobs a previous run's close() returned (persisted by the caller). A job whose route
    * is gone, no longer async or no longer matches its tag (the id reused for another org's rule),
    * whose lane is full or closing, or that is malformed (no token, route, attempts or valid tag),
@@ -316,9 +346,9 @@ export class Router {
   restoreJobs(jobs: readonly AsyncJob<RoutedJob>[]): { restored: number; unroutable: AsyncJob<RoutedJob>[] } {
     const unroutable: AsyncJob<RoutedJob>[] = [];
     let restored = 0;
-    // Every lane's tokens, the retired ones' included: a reload that retuned a route gave it a
-    // new lane, which knows nothing of the jobs its predecessor still holds or already did, so
-    // the same list restored again would run each of those payments a second time.
+    // Every lane's tokens, the retired ones' included: a reload that changed a route's strategy
+    // or rule gave it a new lane, which knows nothing of the jobs its predecessor still holds or
+    // already did, so the same list restored again would run each of those payments a second time.
     const held = new Set<string>();
     for (const rt of this.#runtimes.values()) rt.lane?.collectTokens(held);
     for (const lane of this.#retiredLanes) lane.collectTokens(held);
@@ -379,13 +409,15 @@ export class Router {
   /**
    * Graceful shutdown: drains every async lane (processing continues, under its rate limit and
    * breaker, until empty or `deadlineMs`), releases guards and caches. Returns the jobs not done:
-   * persist them and `restoreJobs()` them at the next start.
+   * persist them and `restoreJobs()` them at the next start. Jobs no route of the table takes any
+   * more (held: see heldJobs()) are returned at once, not retried until the deadline.
    */
   async close(options: { readonly deadlineMs?: number } = {}): Promise<{ processed: number; remaining: AsyncJob<RoutedJob>[] }> {
     if (options.deadlineMs !== undefined) checkCloseDeadline(options.deadlineMs); // before anything closes
     this.#closed = true;
     const lanes = [...[...this.#runtimes.values()].flatMap((rt) => (rt.lane === null ? [] : [rt.lane])), ...this.#retiredLanes];
-    const results = await Promise.all(lanes.map((lane) => lane.close(options)));
+    // No reload can come once closed: a job its lane's route no longer takes is returned at once.
+    const results = await Promise.all(lanes.map((lane) => lane.close({ ...options, setAside: (job) => !this.#runnable(lane, job) })));
     for (const rt of this.#runtimes.values()) {
       rt.cache?.dispose();
       // As for a route a reload removes: a request still running (a server drains its
@@ -404,6 +436,18 @@ export class Router {
     // is decided again, by its tag, on the table in force.
     if (rt !== undefined && (rt.route === route || (rt.route.orgId === route.orgId && rt.route.txnType === route.txnType))) return rt;
     return this.#runtimes.get(this.#table.decideTag(tag).route.id)!;
+  }
+
+  /**
+   * An async route with nothing to process its jobs: each degraded request would be answered 202
+   * ACCEPTED, and its job then fail every attempt and be dead-lettered, never sent anywhere.
+   */
+  #refuseUnprocessable(table: RouteTable): void {
+    if (this.#processAsync !== undefined) return;
+    const route = table.routes.find((r) => r.degradation.kind === 'async');
+    if (route !== undefined) {
+      throw new ConfigurationError('processAsync', `a function (target, payload, signal, token) => Promise<void>: route "${route.id}" of table v${table.version} (${table.origin}) degrades to async, and without it its queued jobs would be accepted (202) and then dead-lettered without ever being sent`);
+    }
   }
 
   #forced(route: CompiledRoute): boolean {
@@ -430,6 +474,14 @@ export class Router {
       }
       const before = existing.route;
       existing.route = route;
+      // A breaker protects a target from the traffic sent there: another org's rule or another
+      // target under the id must not inherit an open circuit (or the failure counts) of the old
+      // one. Calls in flight finish under the old guard; limits and strategy edits keep it.
+      if (before.orgId !== route.orgId || before.txnType !== route.txnType || before.target !== route.target) {
+        const old = existing.guard;
+        existing.guard = this.#guards(route);
+        this.#disposeGuard(route.id, old);
+      }
       if (before.bulkhead.maxConcurrent !== route.bulkhead.maxConcurrent || before.bulkhead.maxQueued !== route.bulkhead.maxQueued) {
         existing.bulkhead = this.#bulkhead(route); // calls in flight finish on the old one
       }
@@ -438,10 +490,13 @@ export class Router {
         existing.cache?.dispose();
         existing.cache = this.#cache(route);
       }
-      // An id given to another rule: the jobs queued under the old one are held by #processJob
-      // (the route no longer covers their tags), so they move to a retired lane, or the new
-      // rule's jobs would wait behind them for good.
-      if (degradationChanged || before.orgId !== route.orgId || before.txnType !== route.txnType) {
+      const sameRule = before.orgId === route.orgId && before.txnType === route.txnType;
+      if (degradationChanged && sameRule && existing.lane !== null && route.degradation.kind === 'async') {
+        existing.lane.retune(route.degradation); // its backlog drains at the new rate, still shown as the route's
+      } else if (degradationChanged || !sameRule) {
+        // An id given to another rule: the jobs queued under the old one are held by #processJob
+        // (the route no longer covers their tags), so they move to a retired lane, or the new
+        // rule's jobs would wait behind them for good.
         if (existing.lane !== null) this.#retire(existing.lane);
         existing.lane = this.#lane(route);
       }
@@ -454,14 +509,21 @@ export class Router {
       // from) the disposed map would throw, turning a call the downstream completed into a failure.
       rt.cache = null;
       if (rt.lane !== null) this.#retire(rt.lane);
-      void Promise.resolve(rt.guard.dispose?.()).catch((error: unknown) => this.#log(`govmap routing: disposing the guard of route "${id}" failed`, error));
+      this.#disposeGuard(id, rt.guard);
     }
+  }
+
+  #disposeGuard(id: string, guard: RouteGuard): void {
+    // A throwing dispose (sync or not) must not leave the table half-installed.
+    void Promise.resolve()
+      .then(() => guard.dispose?.())
+      .catch((error: unknown) => this.#log(`govmap routing: disposing the guard of route "${id}" failed`, error));
   }
 
   #retire(lane: AsyncLane<RoutedJob>): void {
     // Still processing what it holds (close() drains it with the others), or still answering
     // jobStatus() for jobs it finished: a client polling its 202 token must not be told the job
-    // is unknown because an operator retuned the route's rate.
+    // is unknown because an operator changed the route or removed it.
     if (lane.depth === 0 && lane.settled === 0) return;
     this.#retiredLanes.push(lane);
     // Bounded: a table reloaded again and again keeps the lanes still holding jobs, and only the
@@ -486,7 +548,7 @@ export class Router {
     const d = route.degradation;
     if (d.kind !== 'async') return null;
     const routeId = route.id;
-    return new AsyncLane<RoutedJob>({
+    const lane: AsyncLane<RoutedJob> = new AsyncLane<RoutedJob>({
       name: routeId,
       ratePerSec: d.ratePerSec,
       burst: d.burst,
@@ -495,20 +557,52 @@ export class Router {
       log: this.#log,
       onDeadLetter: this.#onDeadLetter,
       isDeferral: (error) => error instanceof ForcedDegradation || error instanceof RouteLeftTable || error instanceof BulkheadFullError || (this.#runtimes.get(routeId)?.guard.isRejection(error) ?? false),
-      process: (job, signal) => this.#processJob(routeId, job, signal),
+      process: (job, signal) => this.#processJob(lane, job, signal),
     });
+    return lane;
+  }
+
+  /** Whether the table in force has a route for `job` (its id, covering its tag): held otherwise. */
+  #runnable(lane: AsyncLane<RoutedJob>, job: AsyncJob<RoutedJob>): boolean {
+    const rt = this.#runtimes.get(lane.name);
+    return rt !== undefined && routeCovers(rt.route, job.payload.tag === null ? null : parseBizTag(job.payload.tag));
+  }
+
+  /**
+   * Marks `lane` as holding its jobs, with one line when it starts to: not one per 500 ms retry,
+   * and at most one a minute for a lane whose jobs are only partly held (a narrowed prefix rule).
+   */
+  #hold(lane: AsyncLane<RoutedJob>, why: string): void {
+    if (this.#heldLanes.has(lane)) return;
+    for (const other of this.#heldLanes) if (other.depth === 0) this.#heldLanes.delete(other);
+    this.#heldLanes.add(lane);
+    const now = performance.now();
+    const last = this.#heldLogged.get(lane);
+    if (last !== undefined && now - last < 60_000) return;
+    this.#heldLogged.set(lane, now);
+    this.#log(
+      `govmap routing: route "${lane.name}" ${why}: ${lane.depth} async job(s) queued for it before are held, not sent anywhere; retried every 500 ms until a reload gives the route its rule back, returned by close() otherwise (metric govmap_async_held_jobs)`,
+    );
   }
 
   /** A queued job runs as its request would have: under the request's tag, the route's bulkhead and breaker. */
-  #processJob(routeId: string, job: AsyncJob<RoutedJob>, signal: AbortSignal): Promise<void> {
+  #processJob(lane: AsyncLane<RoutedJob>, job: AsyncJob<RoutedJob>, signal: AbortSignal): Promise<void> {
+    const routeId = lane.name;
     const process = this.#processAsync;
     if (process === undefined) return Promise.reject(new ConfigurationError('processAsync', `route "${routeId}" degrades to async but the router has no processAsync`));
     const rt = this.#runtimes.get(routeId);
-    if (rt === undefined) return Promise.reject(new RouteLeftTable(`route "${routeId}" left the table; its job ${job.token} waits for it or for close()`));
+    if (rt === undefined) {
+      this.#hold(lane, 'left the table');
+      return Promise.reject(new RouteLeftTable(`route "${routeId}" left the table; its job ${job.token} waits for it or for close()`));
+    }
     const tag = job.payload.tag === null ? null : parseBizTag(job.payload.tag);
     // The id now names another org's rule (a reload reused it): that org's target must not get
     // this job. Treated as the route leaving the table: not an attempt, returned by close().
-    if (!routeCovers(rt.route, tag)) return Promise.reject(new RouteLeftTable(`route "${routeId}" now serves orgId ${rt.route.orgId}, txnType ${rt.route.txnType}, not this job's tag; its job ${job.token} waits for the route to come back or for close()`));
+    if (!routeCovers(rt.route, tag)) {
+      this.#hold(lane, `now serves orgId ${rt.route.orgId}, txnType ${rt.route.txnType}`);
+      return Promise.reject(new RouteLeftTable(`route "${routeId}" now serves orgId ${rt.route.orgId}, txnType ${rt.route.txnType}, not this job's tag; its job ${job.token} waits for the route to come back or for close()`));
+    }
+    this.#heldLanes.delete(lane);
     const run = (): Promise<void> => {
       if (this.#forced(rt.route)) return Promise.reject(new ForcedDegradation());
       return rt.bulkhead.run(() => rt.guard.execute((s) => process(rt.route.target, job.payload.payload, AbortSignal.any([s, signal]), job.token), signal), signal);

@@ -159,7 +159,7 @@ describe('a route id reused for another org by a reload', () => {
   };
 
   test('a request of org 1001 decided before the reload is not sent to org 2002\'s target', async () => {
-    const router = new Router({ table: v1, log: () => undefined });
+    const router = new Router({ table: v1, processAsync: async () => undefined, log: () => undefined });
     const outcome = await asRequest(router, 'orgId:1001|txnType:pay', async () => {
       // Decided under v1 (the middleware did it when the request arrived); the reload lands while
       // the handler awaits, e.g. reading its body.
@@ -171,7 +171,7 @@ describe('a route id reused for another org by a reload', () => {
   });
 
   test('the answer to a request decided before the reload names the route it ran on in x-govmap-route, not the reused id', async () => {
-    const router = new Router({ table: v1, log: () => undefined });
+    const router = new Router({ table: v1, processAsync: async () => undefined, log: () => undefined });
     const tagged = createBizTagMiddleware({ router });
     const server = createServer((req, res) =>
       void tagged(req, res, async () => {
@@ -190,7 +190,7 @@ describe('a route id reused for another org by a reload', () => {
   });
 
   test('a route edited in place (same id, same orgId and txnType, new target) still takes the requests decided before the edit', async () => {
-    const router = new Router({ table: v1, log: () => undefined });
+    const router = new Router({ table: v1, processAsync: async () => undefined, log: () => undefined });
     const outcome = await asRequest(router, 'orgId:1001|txnType:pay', async () => {
       router.replaceTable(new RouteTable({ ...v1, routes: [{ ...v1.routes[0]!, target: 'bank-a-dr' }] }, { version: 2 }));
       return router.execute({}, async (target) => target);
@@ -214,6 +214,21 @@ describe('a route id reused for another org by a reload', () => {
     assert.deepEqual(closed.remaining.map((j) => j.payload.tag), ['orgId:1001|txnType:pay'], 'kept for the operator, not lost');
   });
 
+  test('close() returns the jobs held by a reused id at once, not after its whole deadline (a pod killed meanwhile would lose every queued job)', async () => {
+    const guards = manualGuards();
+    guards.open.add('acct');
+    const router = new Router({ table: v1, guards: guards.factory, processAsync: async () => undefined, log: () => undefined });
+    for (let i = 0; i < 2; i++) await asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({ payload: { amount: `1${i}.00` } }, async () => 'never'));
+    router.replaceTable(new RouteTable(v2, { version: 2 }));
+    guards.open.delete('acct');
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the held lane has tried once
+    const started = performance.now();
+    const closed = await router.close({ deadlineMs: 10_000 });
+    const tookMs = performance.now() - started;
+    assert.deepEqual(closed.remaining.map((j) => j.payload.payload), [{ amount: '10.00' }, { amount: '11.00' }], 'returned, in order');
+    assert.ok(tookMs < 2_000, `close() took ${Math.round(tookMs)} ms: no reload can give these jobs a route once the router closes`);
+  });
+
   test('org 2002\'s jobs on the reused route are processed, not stuck behind org 1001\'s held jobs', async () => {
     const guards = manualGuards();
     guards.open.add('acct');
@@ -230,6 +245,81 @@ describe('a route id reused for another org by a reload', () => {
     assert.equal(closed.remaining.length, 6, 'org 1001\'s jobs are returned, not lost');
   });
 
+  /** A group whose breakers open after 2 failures within a second, and stay open a minute. */
+  function openingGroup(clock: ManualClock): BreakerGroup {
+    return new BreakerGroup({ name: 'routes', clock, minimumCalls: 2, windowMs: 1000, breachedWindowsToOpen: 1, timeoutMs: Infinity, openDurationMs: 60_000 });
+  }
+  const plainV1 = { default: { target: 'core' }, routes: [{ id: 'acct', orgId: '1001', txnType: '*', target: 'bank-a' }, { id: 'fx', orgId: '3001', txnType: '*', target: 'fx-bank' }] };
+  const plainV2 = { default: { target: 'core' }, routes: [{ id: 'acct', orgId: '2002', txnType: '*', target: 'bank-b' }, { id: 'acct-a', orgId: '1001', txnType: '*', target: 'bank-a' }, plainV1.routes[1]!] };
+
+  test('org 2002\'s first calls on the reused id go live: the breaker org 1001\'s failing bank opened does not degrade them', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const group = openingGroup(clock);
+    const router = new Router({ table: plainV1, guards: breakerGuards(group), log: () => undefined });
+    for (let i = 0; i < 3; i++) await assert.rejects(asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({}, () => Promise.reject(new Error('bank-a down')))));
+    clock.advance(1000);
+    const refused = await asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({}, async () => 'live'));
+    assert.deepEqual([refused.kind, router.status().find((s) => s.id === 'acct')!.breaker], ['unavailable', 'OPEN'], 'bank-a\'s breaker is open');
+    router.replaceTable(new RouteTable(plainV2, { version: 2 }));
+    assert.equal(router.status().find((s) => s.id === 'acct')!.breaker, 'CLOSED', 'org 2002\'s route at bank-b starts with a breaker of its own');
+    const first = await asRequest(router, 'orgId:2002|txnType:pay', () => router.execute({}, async (target) => target));
+    assert.deepEqual([first.route.id, first.kind, first.kind === 'live' && first.value], ['acct', 'live', 'bank-b']);
+    // One failure of bank-b alone does not open it: org 1001's old failures are not counted toward it.
+    await assert.rejects(asRequest(router, 'orgId:2002|txnType:pay', () => router.execute({}, () => Promise.reject(new Error('bank-b blip')))));
+    assert.equal(router.status().find((s) => s.id === 'acct')!.breaker, 'CLOSED');
+    await router.close();
+    group.dispose();
+  });
+
+  test('a reload reusing an id keeps the open breaker of every route it did not change, under the same breaker key', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const group = openingGroup(clock);
+    const router = new Router({ table: plainV1, guards: breakerGuards(group), log: () => undefined });
+    for (let i = 0; i < 3; i++) await assert.rejects(asRequest(router, 'orgId:3001|txnType:fx', () => router.execute({}, () => Promise.reject(new Error('fx-bank down')))));
+    clock.advance(1000);
+    const fxKey = [...group.breakers()].find((b) => b.state === 'OPEN')!.id;
+    router.replaceTable(new RouteTable(plainV2, { version: 2 }));
+    assert.equal(router.status().find((s) => s.id === 'fx')!.breaker, 'OPEN', 'an unrelated reload does not close fx-bank\'s circuit');
+    const degraded = await asRequest(router, 'orgId:3001|txnType:fx', () => router.execute({}, async () => assert.fail('fx-bank is still down')));
+    assert.equal(degraded.kind, 'unavailable');
+    assert.deepEqual([...group.breakers()].filter((b) => b.state === 'OPEN').map((b) => b.id), [fxKey], 'same breaker, same key (the etcd key of a cluster sync)');
+    await router.close();
+    group.dispose();
+  });
+
+  test('a route moved in place to another target (failover to a DR bank) gets a fresh breaker: the DR bank is called at once', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const group = openingGroup(clock);
+    const router = new Router({ table: plainV1, guards: breakerGuards(group), log: () => undefined });
+    for (let i = 0; i < 3; i++) await assert.rejects(asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({}, () => Promise.reject(new Error('bank-a down')))));
+    clock.advance(1000);
+    router.replaceTable(new RouteTable({ ...plainV1, routes: [{ ...plainV1.routes[0]!, target: 'bank-a-dr' }, plainV1.routes[1]!] }, { version: 2 }));
+    const outcome = await asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({}, async (target) => target));
+    assert.deepEqual([outcome.kind, outcome.kind === 'live' && outcome.value], ['live', 'bank-a-dr']);
+    await router.close();
+    group.dispose();
+  });
+
+  test('jobs held because their route id now serves another org are logged once with the route and count, and exported as govmap_async_held_jobs', async () => {
+    const guards = manualGuards();
+    guards.open.add('acct');
+    const lines: string[] = [];
+    const router = new Router({ table: v1, guards: guards.factory, processAsync: async () => undefined, log: (message) => void lines.push(message) });
+    const metrics = new RoutingMetrics().track(router);
+    for (let i = 0; i < 3; i++) await asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({ payload: { amount: `1${i}.00` } }, async () => 'never'));
+    router.replaceTable(new RouteTable(v2, { version: 2 }));
+    guards.open.delete('acct');
+    await new Promise((resolve) => setTimeout(resolve, 1300)); // a few 500 ms retries
+    const held = lines.filter((line) => /held/.test(line));
+    assert.equal(held.length, 1, `one line, not one per retry: ${JSON.stringify(lines)}`);
+    assert.match(held[0]!, /route "acct"/);
+    assert.match(held[0]!, /3 async job\(s\)/);
+    assert.match(held[0]!, /orgId 2002/);
+    assert.match(await metrics.registry.metrics(), /govmap_async_held_jobs\{route="acct"\} 3\n/);
+    const closed = await router.close({ deadlineMs: 100 });
+    assert.equal(closed.remaining.length, 3);
+  });
+
   test('a persisted job of org 1001 restored after the id was reused is returned unroutable, not queued for org 2002\'s target', async () => {
     const sent: string[] = [];
     const router = new Router({ table: v2, processAsync: async (target) => void sent.push(target), log: () => undefined });
@@ -239,6 +329,17 @@ describe('a route id reused for another org by a reload', () => {
     await router.close({ deadlineMs: 100 });
     assert.deepEqual([result.restored, result.unroutable.map((j) => j.token), sent], [0, ['spilled-1'], []]);
   });
+});
+
+test('an async route on a router without processAsync is refused at construction and at reload, not answered 202 and then dead-lettered', async () => {
+  const asyncTable = { default: { target: 'core' }, routes: [{ id: 'acct', orgId: '1001', txnType: '*', target: 'bank-a', degradation: { kind: 'async', ratePerSec: 10 } }] };
+  const refusal = (error: unknown): boolean => error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION' && /"processAsync"/.test(error.message) && /route "acct"/.test(error.message);
+  assert.throws(() => new Router({ table: asyncTable, log: () => undefined }), refusal);
+  const router = new Router({ table: document, log: () => undefined });
+  assert.throws(() => router.replaceTable(new RouteTable(asyncTable, { version: 2 })), refusal);
+  const outcome = await asRequest(router, 'orgId:1001', () => router.execute({}, async (target) => target));
+  assert.deepEqual([router.table.version, outcome.route.id], [1, 'mocked'], 'the router keeps routing on its table');
+  await router.close();
 });
 
 test('replaceTable given a table document instead of a RouteTable (a JavaScript caller) is refused and the router keeps routing on its table', async () => {
@@ -278,6 +379,13 @@ test('onTableApplied runs after the first table and every replacement, with the 
 });
 
 describe('unmatched traffic', () => {
+  test('an unmatchedLogIntervalMs that is not a positive whole number is refused naming the option, not turned into a log line per request or silence after 100 lines', () => {
+    for (const bad of [-1, 0, Number.NaN, 1.5, '60000']) {
+      assert.throws(() => new Router({ table: document, unmatchedLogIntervalMs: bad as number, log: () => undefined }), (error: unknown) =>
+        error instanceof ConfigurationError && error.code === 'GOVMAP_INVALID_CONFIGURATION' && /"unmatchedLogIntervalMs"/.test(error.message), String(bad));
+    }
+  });
+
   test('goes to the default target, is counted, and is logged at most once per interval per (org, type)', async () => {
     const logged: string[] = [];
     let now = 0;
@@ -444,6 +552,27 @@ describe('restoring queued jobs', () => {
     router.replaceTable(new RouteTable({ default: { target: 'core' }, routes: [] }, { version: 3 }));
     assert.equal(router.jobStatus(token)?.state, 'done', 'nor does removing the route');
     await router.close();
+  });
+});
+
+describe('an async route retuned by a reload', () => {
+  const slow = { default: { target: 'core' }, routes: [{ id: 'acct', orgId: '1001', txnType: '*', target: 'bank-a', degradation: { kind: 'async', ratePerSec: 1, burst: 1 } }] };
+
+  test('raising ratePerSec drains the backlog already queued at the new rate, and the route still shows that backlog', async () => {
+    const guards = manualGuards();
+    guards.open.add('acct');
+    const sent: string[] = [];
+    const router = new Router({ table: slow, guards: guards.factory, processAsync: async (_target, payload) => void sent.push((payload as { amount: string }).amount), log: () => undefined });
+    const metrics = new RoutingMetrics().track(router);
+    for (let i = 0; i < 20; i++) await asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({ payload: { amount: `${i}.00` } }, async () => 'never'));
+    // The operator sees a backlog of 20 at 1/s and raises the rate to drain it.
+    router.replaceTable(new RouteTable({ ...slow, routes: [{ ...slow.routes[0]!, degradation: { kind: 'async', ratePerSec: 1000 } }] }, { version: 2 }));
+    assert.equal(router.status()[0]!.asyncQueued, 20, 'the backlog is still the route\'s');
+    assert.match(await metrics.registry.metrics(), /govmap_async_queue_depth\{route="acct"\} 20\n/);
+    guards.open.delete('acct');
+    for (let i = 0; i < 150 && sent.length < 20; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(sent.length, 20, `all 20 sent at 1000/s within 1.5 s, not ${sent.length} at the old 1/s`);
+    await router.close({ deadlineMs: 100 });
   });
 });
 
