@@ -81,6 +81,17 @@ export class AuditSpoolDirectoryError extends GovMapError {
 }
 
 /**
+ * A spool path given to read (`tailSpool`, `govmap audit tail`) cannot be read as one: not there,
+ * no segments, only compressed ones, or a segment that cannot be opened. `errno` is the system's
+ * code when the system refused. Nothing was printed from it.
+ */
+export class AuditSpoolPathError extends GovMapError {
+  constructor(path: string, rule: string, errno?: string, cause?: unknown) {
+    super('GOVMAP_AUDIT_SPOOL_PATH', `${path}: ${rule}`, { path, rule, ...(errno === undefined ? {} : { errno }) }, cause === undefined ? undefined : { cause });
+  }
+}
+
+/**
  * The spool holds bytes no recorder wrote: after a clean stop (AUDIT_STOPPED, sealed) the log
  * can only grow by the next start's AUDIT_STARTED. The recorder refuses to seal them into its
  * chain; the operator finds out what they are with `govmap audit verify`.

@@ -19,6 +19,7 @@ export {
   AuditNotDurableError,
   AuditStoppedError,
   AuditSpoolDirectoryError,
+  AuditSpoolPathError,
   AuditTamperedError,
   AuditJournalError,
   KafkaDrainTimeoutError,

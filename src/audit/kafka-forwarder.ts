@@ -8,7 +8,7 @@ import { AuditConfigurationError, AuditStoppedError, KafkaDrainTimeoutError, Kaf
 import type { AuditRecorder } from './recorder.ts';
 import { LANE_INDEX_FIELDS, tooLarge } from './kafka-lane-protocol.ts';
 import type { ProducerLaneData, ProducerLaneReply, ProducerLaneRequest } from './kafka-lane-protocol.ts';
-import { listSegments, segmentName } from './spool.ts';
+import { listCompressedSegments, listSegments, segmentName } from './spool.ts';
 import { GOVERNANCE_OPS } from './event.ts';
 import { acquireForwarderLock, forwarderFileStem } from './forwarder-lock.ts';
 import { NULL_OPTION_RULE, findNullOption, findUnknownOption, optionKeys } from '../map/known-options.ts';
@@ -107,6 +107,9 @@ export interface KafkaForwarderStats {
   /**
    * False from a failed send until the next acknowledged one, and while a request has waited
    * for Kafka longer than half of `sendTimeoutMs` (a black-holed broker: nothing fails yet).
+   * After a recorded loss (SPOOL_SEGMENT_MISSING, CHECKPOINT_PAST_SPOOL_END), false until the
+   * next acknowledged send or until caught up with the spool; while forwarding waits for a
+   * compressed segment (SPOOL_SEGMENT_COMPRESSED), false.
    */
   readonly healthy: boolean;
   readonly lastError: string | null;
@@ -142,6 +145,11 @@ const MAP = Buffer.from(',"map":');
 const ACTOR = Buffer.from(',"actor":');
 /** Largest read of the spool per send, bytes. */
 const READ_CHUNK = 16 << 20;
+/**
+ * SINK_FAILED reasons that record what already happened to the spool (records skipped, the spool
+ * sent again), not a failure still going on: health comes back once forwarding catches up.
+ */
+const RECORDED_LOSSES: ReadonlySet<string> = new Set(['SPOOL_SEGMENT_MISSING', 'CHECKPOINT_PAST_SPOOL_END']);
 
 /** One lane's part of a batch: its records' key and value bytes, and where each one lies. */
 interface LanePart {
@@ -199,6 +207,10 @@ export class KafkaForwarder {
   #stopping = false;
   #wake: (() => void) | undefined;
   #failedSince: number | null = null;
+  /** The SINK_FAILED reason of the failure `#failedSince` dates. */
+  #failedReason = '';
+  /** The compressed segments forwarding waits on, as last named (named again only when they change). */
+  #compressedNamed: string | undefined;
   /** Since when the loop has waited for Kafka's answer (the oldest send, the partition count); undefined when not waiting. */
   #waitingSince: number | undefined;
   #lastError: string | null = null;
@@ -437,6 +449,7 @@ export class KafkaForwarder {
       }
       const oldest = inFlight.shift();
       if (oldest === undefined) {
+        if (caughtUp) this.#caughtUp();
         if (caughtUp) await this.#sleep(this.#o.pollIntervalMs);
         continue;
       }
@@ -570,8 +583,13 @@ export class KafkaForwarder {
 
   #failed(error: unknown, reason: string): void {
     this.#lastError = error instanceof Error ? error.message : String(error);
-    if (this.#failedSince !== null) return;
+    if (this.#failedSince !== null) {
+      // A failure that only an acknowledged send ends outranks a recorded loss, which catching up ends.
+      if (RECORDED_LOSSES.has(this.#failedReason) && !RECORDED_LOSSES.has(reason)) this.#failedReason = reason;
+      return;
+    }
     this.#failedSince = Date.now();
+    this.#failedReason = reason;
     this.#recorder?.recordSinkEvent('SINK_FAILED', reason, `kafka topic ${this.topic} (${this.#o.brokers.join(',')}): ${this.#lastError}`);
   }
 
@@ -592,6 +610,44 @@ export class KafkaForwarder {
     this.#recorder?.recordSinkEvent('SINK_RECOVERED', 'KAFKA', `kafka topic ${this.topic}: sends acknowledged again after ${down} ms; resumed from the last acknowledged record`);
   }
 
+  /**
+   * Caught up with the spool (nothing in flight, nothing more to read). After a recorded loss
+   * (segments skipped, the spool sent again) no acknowledged send may ever come to end it: a spool
+   * with nothing more to send stayed unhealthy for ever though Kafka was fine. The loss itself is
+   * kept in SINK_FAILED and `skipped`; health is about forwarding now.
+   */
+  #caughtUp(): void {
+    // A wait for a compressed segment that is over (decompressed, or moved out and skipped) is
+    // one more thing already recorded; while it lasts, forwarding is held up, not caught up.
+    const heldUpNoMore = this.#failedReason === 'SPOOL_SEGMENT_COMPRESSED' && this.#compressedNamed === undefined;
+    if (this.#failedSince === null || !(RECORDED_LOSSES.has(this.#failedReason) || heldUpNoMore)) return;
+    const down = Date.now() - this.#failedSince;
+    this.#failedSince = null;
+    this.#recorder?.recordSinkEvent('SINK_RECOVERED', 'KAFKA', `kafka topic ${this.topic}: caught up with the spool ${down} ms after ${this.#failedReason}; what it named stays as recorded there`);
+  }
+
+  /**
+   * Whether segments from `from` to `to` are in the spool compressed (`audit-000012.jsonl.gz`, as
+   * log rotation leaves them): their records are there, only not readable as they are. Skipping
+   * them as removed lost the records and told the operator nothing they could undo; forwarding
+   * waits instead, named once (SINK_FAILED SPOOL_SEGMENT_COMPRESSED, a process warning) and
+   * unhealthy, until they are decompressed (or moved out of the spool: then skipped as removed).
+   */
+  #waitsForCompressed(cursor: Checkpoint, from: number, to: number): boolean {
+    const names = [...listCompressedSegments(this.#o.dir)].filter(([segment]) => segment >= from && segment <= to).map(([, name]) => name);
+    if (names.length === 0) {
+      this.#compressedNamed = undefined;
+      return false;
+    }
+    const what = `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} compressed in the spool and not yet forwarded (position ${cursor.segment === 0 ? 'the start of the spool' : `${segmentName(cursor.segment)} byte ${cursor.offset}`}); forwarding waits: decompress ${names.length === 1 ? 'it' : 'them'} in place to go on (or move ${names.length === 1 ? 'it' : 'them'} out of the spool directory to skip ${names.length === 1 ? 'its' : 'their'} records)`;
+    if (this.#compressedNamed !== what) {
+      this.#compressedNamed = what;
+      this.#lost(what, 'SPOOL_SEGMENT_COMPRESSED');
+      process.emitWarning(`audit forwarder: kafka topic ${this.topic}: ${what}`, { code: 'GOVMAP_AUDIT_KAFKA_SEGMENT_COMPRESSED' });
+    }
+    return true;
+  }
+
   async #sleep(ms: number): Promise<void> {
     if (this.#stopping) return;
     await new Promise<void>((resolve) => {
@@ -610,6 +666,7 @@ export class KafkaForwarder {
     const none: Batch['parts'] = [];
     if (cursor.segment === 0) {
       const first = listSegments(this.#o.dir)[0];
+      if (this.#waitsForCompressed(cursor, 1, first === undefined ? Number.MAX_SAFE_INTEGER : first.segment - 1)) return { records: 0, parts: none, end: cursor, moved: false, firstAt: -1 };
       if (first === undefined) return { records: 0, parts: none, end: cursor, moved: false, firstAt: -1 };
       return { records: 0, parts: none, end: { segment: first.segment, offset: 0, seq: cursor.seq }, moved: true, firstAt: -1 };
     }
@@ -621,6 +678,7 @@ export class KafkaForwarder {
       // segment there is, and say so (SINK_FAILED until the next acknowledged send).
       const segments = listSegments(this.#o.dir);
       const next = segments.find((s) => s.segment > cursor.segment);
+      if (this.#waitsForCompressed(cursor, cursor.segment, next === undefined ? Number.MAX_SAFE_INTEGER : next.segment - 1)) return { records: 0, parts: none, end: cursor, moved: false, firstAt: -1 };
       if (next === undefined) {
         // Waiting is right only for the segment after the newest one's final seal. A position
         // further on (or inside a segment that is gone while none follows it) belongs to another

@@ -85,7 +85,7 @@ export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder
   counter('kafka_oversized_total', 'Records larger than the Kafka topic accepts, sent as a substitute naming them in the spool (size, SHA-256, segment, offset).', [], (set) => set({}, forwarder()?.stats().oversized ?? 0));
   counter('kafka_skipped_total', 'Records never sent to Kafka because their spool segment was removed before being forwarded (SINK_FAILED SPOOL_SEGMENT_MISSING), counted by seq.', [], (set) => set({}, forwarder()?.stats().skipped ?? 0));
   gauge('kafka_lag_bytes', 'Bytes of the spool not yet acknowledged by Kafka (absent without a Kafka forwarder).', () => forwarder()?.stats().lagBytes ?? null);
-  gauge('kafka_healthy', '1 while Kafka acknowledges sends, 0 from a failed send until the next acknowledged one and while a request has waited longer than half the send deadline (absent without a Kafka forwarder).', () => {
+  gauge('kafka_healthy', '1 while Kafka acknowledges sends, 0 from a failed send until the next acknowledged one, after skipped segments until caught up, while waiting for a compressed segment to be decompressed, and while a request has waited longer than half the send deadline (absent without a Kafka forwarder).', () => {
     const f = forwarder();
     return f === undefined ? null : f.stats().healthy ? 1 : 0;
   });

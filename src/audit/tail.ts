@@ -1,9 +1,9 @@
-import { closeSync, constants, existsSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, readSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AuditConfigurationError } from './errors.ts';
-import { listSegments, openSegmentFile, SEGMENT_PATTERN, segmentName } from './spool.ts';
+import { AuditConfigurationError, AuditSpoolPathError } from './errors.ts';
+import { COMPRESSED_SEGMENT_PATTERN, listCompressedSegments, listSegments, openSegmentFile, SEGMENT_PATTERN, segmentName } from './spool.ts';
 import type { SegmentFile } from './spool.ts';
 
 export interface TailOptions {
@@ -20,7 +20,8 @@ export interface TailOptions {
   readonly write: (line: string) => void;
   /**
    * Following a spool that has no segment yet (its service not started), tail waits for the
-   * first one, and says so once through this. Default: nothing said.
+   * first one, and says so once through this; so too when the file followed is gone, replaced or
+   * truncated (a spool removed and started over). Default: nothing said.
    */
   readonly onWait?: (message: string) => void;
 }
@@ -59,9 +60,20 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
     const match = SEGMENT_PATTERN.exec(basename(path));
     return [{ segment: match === null ? 0 : Number(match[1]), name: basename(path), path }];
   };
-  if (!existsSync(path)) throw new Error(`no such file or directory: ${path}`);
-  const files = segments();
-  if (files.length === 0) throw new Error(`no audit segments at ${path}`);
+  if (!existsSync(path)) throw new AuditSpoolPathError(path, 'no such file or directory (give a spool directory, e.g. ./.govmap/audit, or one audit-NNNNNN.jsonl segment)', 'ENOENT');
+  // Its bytes are not lines: printed, they were binary noise on the terminal and exit 0.
+  const compressed = isDir ? null : COMPRESSED_SEGMENT_PATTERN.exec(basename(path));
+  if (compressed !== null) throw new AuditSpoolPathError(path, `a compressed segment: decompress it (to ${basename(path).slice(0, -compressed[2]!.length - 1)}) to tail it`);
+  let files: SegmentFile[];
+  try {
+    files = segments();
+  } catch (error) {
+    throw cannotOpen(path, error);
+  }
+  if (files.length === 0) {
+    const gz = [...listCompressedSegments(path).values()];
+    throw new AuditSpoolPathError(path, `no audit segments (audit-NNNNNN.jsonl) in this directory${gz.length === 0 ? '' : `; found ${gz.join(', ')}: decompress ${gz.length === 1 ? 'it' : 'them'} to tail`}`);
+  }
   // The last N records: walk back through the segments until enough are found. Following, the
   // newest segment's end is read whatever N is: where following starts is the size it had when
   // opened (a stat taken later would skip what was appended in between), and the bytes after its
@@ -94,10 +106,46 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   // following starts (an older segment given, a rotation between listing and reading) has no
   // later poll that reads its final seal, and was followed forever.
   let finalSeen = newest.lastLine !== null && isFinalSeal(newest.lastLine);
+  // The file the offset belongs to: each poll opens the name again, and a spool removed and
+  // started over puts a new, shorter segment under it. Read at the old offset it printed nothing
+  // more, for good (or a record from its middle, were the new file longer).
+  let identity: FileIdentity | undefined = newest.identity;
+  let gone = false;
   while (options.signal?.aborted !== true) {
-    const fh = await open(current.path, constants.O_RDONLY | constants.O_NONBLOCK);
+    let fh: Awaited<ReturnType<typeof open>>;
     try {
-      const size = (await fh.stat()).size;
+      fh = await open(current.path, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw cannotOpen(current.path, error);
+      // Gone as `tail -F` finds a rotated log gone: waited for. A spool started over numbers its
+      // segments from 1 again: its first segment is followed.
+      const restarted = isDir ? listSegments(path) : [];
+      if (restarted.length > 0 && restarted.at(-1)!.segment < current.segment) {
+        options.onWait?.(`${current.path} is gone and the spool starts again at ${restarted[0]!.name}; following it from its start`);
+        current = restarted[0]!;
+        offset = 0;
+        carry = Buffer.alloc(0);
+        finalSeen = false;
+        identity = undefined;
+        gone = false;
+        continue;
+      }
+      if (!gone) options.onWait?.(`${current.path} is gone (removed or moved); waiting for it (Ctrl-C to stop)`);
+      gone = true;
+      await sleep(pollMs, undefined, options.signal === undefined ? {} : { signal: options.signal }).catch(() => undefined);
+      continue;
+    }
+    try {
+      const stats = await fh.stat();
+      if (identity !== undefined && (stats.ino !== identity.ino || stats.dev !== identity.dev || stats.size < offset)) {
+        options.onWait?.(`${current.path} was replaced or truncated; following it from its start`);
+        offset = 0;
+        carry = Buffer.alloc(0);
+        finalSeen = false;
+      }
+      identity = { dev: stats.dev, ino: stats.ino };
+      gone = false;
+      const size = stats.size;
       if (size > offset) {
         const buffer = Buffer.allocUnsafe(size - offset);
         const { bytesRead } = await fh.read(buffer, 0, buffer.length, offset);
@@ -124,6 +172,7 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
       offset = 0;
       carry = Buffer.alloc(0);
       finalSeen = false;
+      identity = undefined;
       continue;
     }
     // The promise timer removes its abort listener once it fires: one added per poll and left
@@ -135,6 +184,11 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
 /** How much of a segment one read takes when tail walks back from its end. */
 const TAIL_READ_BYTES = 1 << 20;
 
+interface FileIdentity {
+  readonly dev: number;
+  readonly ino: number;
+}
+
 interface SegmentEnd {
   /** The last `wanted` whole lines `keep` takes, oldest first. */
   readonly lines: string[];
@@ -144,6 +198,8 @@ interface SegmentEnd {
   readonly carry: Buffer;
   /** The last whole line, kept or not (a final seal ends a segment), or null if there is none. */
   readonly lastLine: string | null;
+  /** Which file was read: following notices a file put in its place. */
+  readonly identity: FileIdentity;
 }
 
 /**
@@ -155,10 +211,16 @@ interface SegmentEnd {
  * a FIFO under a segment's name held `tail` until someone wrote to it.
  */
 function readSegmentEnd(path: string, wanted: number, keep: (line: string) => boolean): SegmentEnd {
-  const opened = openSegmentFile(path);
-  if (typeof opened === 'string') throw new Error(`${path}: ${opened}`);
+  let opened: ReturnType<typeof openSegmentFile>;
+  try {
+    opened = openSegmentFile(path);
+  } catch (error) {
+    throw cannotOpen(path, error);
+  }
+  if (typeof opened === 'string') throw new AuditSpoolPathError(path, opened);
   const { fd, size } = opened;
   try {
+    const { dev, ino } = fstatSync(fd);
     const pieces: string[][] = [];
     let found = 0;
     let lastLine: string | null = null;
@@ -171,7 +233,7 @@ function readSegmentEnd(path: string, wanted: number, keep: (line: string) => bo
       const piece = Buffer.allocUnsafe(pos - from);
       for (let got = 0; got < piece.length; ) {
         const n = readSync(fd, piece, got, piece.length - got, from + got);
-        if (n === 0) throw new Error(`${path}: the file shrank while tail read it (truncated or replaced); run tail again`);
+        if (n === 0) throw new AuditSpoolPathError(path, 'the file shrank while tail read it (truncated or replaced); run tail again');
         got += n;
       }
       pos = from;
@@ -198,7 +260,7 @@ function readSegmentEnd(path: string, wanted: number, keep: (line: string) => bo
     }
     const lines: string[] = [];
     for (let p = pieces.length - 1; p >= 0; p--) for (const line of pieces[p]!) lines.push(line);
-    return { lines, size, carry: carry ?? Buffer.from(rest), lastLine };
+    return { lines, size, carry: carry ?? Buffer.from(rest), lastLine, identity: { dev, ino } };
   } finally {
     closeSync(fd);
   }
@@ -206,4 +268,10 @@ function readSegmentEnd(path: string, wanted: number, keep: (line: string) => bo
 
 function isFinalSeal(line: string): boolean {
   return line.startsWith('{"v":1,"type":"SEAL"') && line.includes('"final":true');
+}
+
+/** The system's refusal (EACCES, ELOOP, EIO) as a coded error naming the file. */
+function cannotOpen(path: string, error: unknown): AuditSpoolPathError {
+  const e = error as NodeJS.ErrnoException;
+  return new AuditSpoolPathError(path, `cannot be opened (${e.code ?? 'error'}): ${e.message}`, e.code, error);
 }

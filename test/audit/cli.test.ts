@@ -260,7 +260,7 @@ describe('govmap audit tail', () => {
     const dir = join(tempSpool(t), 'not-yet');
     const missing = await run(['audit', 'tail', dir]);
     assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /no such file or directory: .*not-yet/);
+    assert.match(missing.stderr, /not-yet: no such file or directory/);
     const child = spawn(process.execPath, [cli, 'audit', 'tail', dir, '-f'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
@@ -280,6 +280,24 @@ describe('govmap audit tail', () => {
     const seqs = out.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq);
     // Reads and writes are appended by two threads: lines are not in seq order, but all are there once.
     assert.deepEqual(seqs.sort((a, b) => a - b), Array.from({ length: 603 }, (_, i) => i + 1), 'every record of the new spool, from its first');
+  });
+
+  test('a compressed segment given alone, or a directory of only compressed segments: exit 2 and one line saying to decompress, not the gzip bytes printed with exit 0', async (t) => {
+    const dir = tempSpool(t);
+    await spool(dir);
+    const segment = segmentFiles(dir)[0]!;
+    writeFileSync(`${segment}.gz`, gzipSync(readFileSync(segment)));
+    rmSync(segment);
+    for (const [path, why] of [
+      [`${segment}.gz`, /audit-000001\.jsonl\.gz: a compressed segment: decompress it \(to audit-000001\.jsonl\)/],
+      [dir, /no audit segments \(audit-NNNNNN\.jsonl\) in this directory; found audit-000001\.jsonl\.gz: decompress it/],
+    ] as const) {
+      const tail = await run(['audit', 'tail', path]);
+      assert.equal(tail.code, 2, tail.stderr);
+      assert.equal(tail.stdout, '', 'no compressed bytes on the terminal');
+      assert.match(tail.stderr, why);
+      assert.equal(tail.stderr.trim().split('\n').length, 1, `one line: ${tail.stderr}`);
+    }
   });
 
   test('a reader that goes away (| head) ends it quietly with 141, not a stack trace and exit 1', async (t) => {

@@ -19,6 +19,7 @@ import { BROKERS, CI, needKafka } from './kafka-env.ts';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { Worker } from 'node:worker_threads';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -828,6 +829,110 @@ describe('forwarding the spool to a real Kafka', { concurrency: false }, () => {
     const missing = failed.find((e) => e.reason === 'SPOOL_SEGMENT_MISSING');
     assert.ok(missing !== undefined, `the skipped segments are in the audit trail; SINK_FAILED seen: ${failed.map((e) => e.reason).join(', ')}`);
     assert.match(missing.detail ?? '', /audit-000001\.jsonl.*left the spool before being forwarded/);
+  });
+
+  test('a checkpoint whose segment was removed, and nothing left to send after it (the next segment holds only its header: the service was killed right after rotating): healthy again once caught up, the loss named, not unhealthy for ever', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('lost-then-idle');
+    const audit0 = await createAuditRecorder({ dir, actor: 'clearing/kafka-lost-idle', maxSegmentBytes: 65_536 });
+    const map0 = balances();
+    audit0.attach(map0);
+    for (let i = 0; i < 3; i++) await stream(audit0, map0, 500, i * 500);
+    await audit0.stop();
+    const files = segmentFiles(dir);
+    const newest = Number(/audit-([0-9]+)\.jsonl$/.exec(files.at(-1)!)![1]);
+    // Forwarded up to the newest segment, which then left the spool (retention) while no
+    // forwarder ran; the one after it holds its header and nothing else.
+    writeFileSync(join(dir, `kafka-${topic}.checkpoint`), JSON.stringify({ segment: newest, offset: 0, seq: 0 }));
+    for (const file of files) rmSync(file);
+    const next = join(dir, `audit-${String(newest + 1).padStart(6, '0')}.jsonl`);
+    writeFileSync(next, `${JSON.stringify({ v: 1, type: 'SEGMENT', segment: newest + 1, actor: 'clearing/kafka-lost-idle', origin: 'test', timestamp: new Date().toISOString() })}\n`);
+    const forwarder = await startKafkaForwarder({ dir, brokers: BROKERS, topic, pollIntervalMs: 20 });
+    t.after(() => forwarder.stop());
+    const deadline = Date.now() + 10_000;
+    while (forwarder.stats().position.segment !== newest + 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(forwarder.stats().position.segment, newest + 1, 'forwarding went on with the next segment');
+    assert.match(forwarder.stats().lastError ?? '', /left the spool before being forwarded/, 'the loss is named');
+    const caughtUp = Date.now() + 5_000;
+    while (!forwarder.stats().healthy && Date.now() < caughtUp) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(forwarder.stats().healthy, true, 'Kafka is fine and nothing more is lost: healthy once caught up');
+    await forwarder.stop();
+  });
+
+  test('a compressed segment moved out of the spool instead of decompressed: skipped as removed (SPOOL_SEGMENT_MISSING), and healthy again once caught up', async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('compressed-moved-out');
+    const audit0 = await createAuditRecorder({ dir, actor: 'clearing/kafka-moved-out' });
+    audit0.attach(balances());
+    await audit0.stop();
+    const [segment] = segmentFiles(dir);
+    writeFileSync(join(dir, `kafka-${topic}.checkpoint`), JSON.stringify({ segment: 1, offset: 0, seq: 0 }));
+    writeFileSync(`${segment}.gz`, gzipSync(readFileSync(segment!)));
+    rmSync(segment!);
+    // The segment after it holds its header only: once past the compressed one, nothing is left to send.
+    writeFileSync(join(dir, 'audit-000002.jsonl'), `${JSON.stringify({ v: 1, type: 'SEGMENT', segment: 2, actor: 'clearing/kafka-moved-out', origin: 'test', timestamp: new Date().toISOString() })}\n`);
+    const forwarder = await startKafkaForwarder({ dir, brokers: BROKERS, topic, pollIntervalMs: 20 });
+    t.after(() => forwarder.stop());
+    const named = Date.now() + 10_000;
+    while (!/compressed/.test(forwarder.stats().lastError ?? '') && Date.now() < named) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(forwarder.stats().healthy, false, `held up by the compressed segment: ${forwarder.stats().lastError}`);
+    rmSync(`${segment}.gz`);
+    const deadline = Date.now() + 10_000;
+    while (!forwarder.stats().healthy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.match(forwarder.stats().lastError ?? '', /audit-000001\.jsonl left the spool before being forwarded/);
+    assert.equal(forwarder.stats().position.segment, 2);
+    assert.equal(forwarder.stats().healthy, true, 'nothing more to send and Kafka fine: healthy');
+    await forwarder.stop();
+  });
+
+  for (const [where, segment] of [['before any forwarder ran (no checkpoint)', 1], ['holding the forwarder\'s checkpoint', 2]] as const) test(`a segment an operator compressed (audit-00000${segment}.jsonl.gz) ${where}: named as compressed (SINK_FAILED SPOOL_SEGMENT_COMPRESSED, a warning, lastError), waited on rather than skipped as removed, and forwarded whole once decompressed`, { timeout: 120_000 }, async (t) => {
+    if (!needKafka(t)) return;
+    const dir = tempSpool(t);
+    const topic = uniqueTopic('compressed');
+    const actor = 'clearing/kafka-compressed';
+    const audit0 = await createAuditRecorder({ dir, actor, maxSegmentBytes: 65_536 });
+    const map0 = balances();
+    audit0.attach(map0);
+    for (let i = 0; i < 4; i++) await stream(audit0, map0, 500, i * 500);
+    await audit0.stop();
+    const first = segmentFiles(dir)[segment - 1]!;
+    assert.ok(segmentFiles(dir).length > 3, 'several segments');
+    if (segment > 1) writeFileSync(join(dir, `kafka-${topic}.checkpoint`), JSON.stringify({ segment, offset: 0, seq: 0 }));
+    // What logrotate's compress does to an old file, while the forwarder was off.
+    writeFileSync(`${first}.gz`, gzipSync(readFileSync(first)));
+    const original = readFileSync(first);
+    rmSync(first);
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.message);
+    process.on('warning', onWarning);
+    t.after(() => process.off('warning', onWarning));
+    const audit = await createAuditRecorder({ dir, actor, maxSegmentBytes: 65_536, kafka: { brokers: BROKERS, topic, pollIntervalMs: 20 } });
+    t.after(() => audit.stop());
+    const deadline = Date.now() + 10_000;
+    while (!/compressed/.test(audit.forwarder!.stats().lastError ?? '') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const stats = audit.forwarder!.stats();
+    assert.match(stats.lastError ?? '', new RegExp(`audit-00000${segment}\\.jsonl\\.gz.*decompress`), `named as compressed, with what to do: ${stats.lastError}`);
+    assert.equal(stats.skipped, 0, 'nothing skipped: the records are still in the spool, compressed');
+    assert.equal(stats.position.segment <= segment, true, `not moved past the compressed segment (at ${stats.position.segment})`);
+    assert.equal(stats.healthy, false, 'forwarding is held up: not healthy');
+    assert.ok(warnings.some((w) => w.includes(`audit-00000${segment}.jsonl.gz`)), `a process warning names it: ${warnings.join(' | ')}`);
+    writeFileSync(first, original);
+    rmSync(`${first}.gz`);
+    await audit.forwarder!.drain(60_000);
+    // The checkpoint says the segments before it were forwarded: the rest must all arrive.
+    const before = new Set(segment === 1 ? [] : [...spoolRecords(dir)].filter(([, line]) => readFileSync(segmentFiles(dir)[0]!, 'utf8').includes(line)).map(([key]) => key));
+    const records = new Map([...spoolRecords(dir)].filter(([key]) => !before.has(key)));
+    const consumed = await consumeAll(topic, new Set(records.keys()), 60_000);
+    assert.equal(audit.forwarder!.stats().skipped, 0);
+    await audit.stop();
+    assertAllArrived(records, consumed);
+    const failed = readSpool(dir).events.filter((e) => e.op_type === 'SINK_FAILED');
+    assert.deepEqual(failed.map((e) => e.reason), ['SPOOL_SEGMENT_COMPRESSED'], 'named once, as compressed, not as removed');
+    assert.ok(failed[0]!.detail?.includes(`audit-00000${segment}.jsonl.gz`), failed[0]!.detail ?? undefined);
   });
 
   test('kafka.sh stop, then start (a fresh broker): the forwarder reconnects and forwards what was recorded meanwhile', { timeout: 300_000 }, async (t) => {

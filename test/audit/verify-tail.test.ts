@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { getEventListeners } from 'node:events';
 import { test } from 'node:test';
 import { createAuditRecorder } from '../../src/audit/index.ts';
+import { GovMapError } from '../../src/map/index.ts';
 import { segmentName } from '../../src/audit/spool.ts';
 import { tailSpool } from '../../src/audit/tail.ts';
 import { balances, segmentFiles, tempSpool } from './helpers.ts';
@@ -279,4 +281,71 @@ test('tail -f with pollMs past the longest timer Node holds, 0, negative or NaN:
     }, `pollMs ${pollMs}`);
     clearTimeout(timer);
   }
+});
+
+test('tail of a path it cannot use (not there, no segments, only compressed segments, a segment that cannot be opened, a compressed segment given alone) is a GovMapError with code GOVMAP_AUDIT_SPOOL_PATH naming the path and why', async (t) => {
+  const root = tempSpool(t);
+  mkdirSync(root, { recursive: true });
+  const empty = join(root, 'empty');
+  mkdirSync(empty);
+  const compressedOnly = join(root, 'compressed');
+  mkdirSync(compressedOnly);
+  writeFileSync(join(compressedOnly, 'audit-000001.jsonl.gz'), gzipSync('{"v":1}\n'));
+  // Root reads any file whatever its mode: a symlink loop is a segment no one can open.
+  const loop = join(root, 'loop');
+  mkdirSync(loop);
+  symlinkSync('audit-000001.jsonl', join(loop, 'audit-000001.jsonl'));
+  for (const [path, why] of [
+    [join(root, 'missing'), /no such file or directory/],
+    [empty, /no audit segments \(audit-NNNNNN\.jsonl\)/],
+    [compressedOnly, /found audit-000001\.jsonl\.gz: decompress it/],
+    [loop, /audit-000001\.jsonl: cannot be opened \(ELOOP\)/],
+    [join(compressedOnly, 'audit-000001.jsonl.gz'), /a compressed segment: decompress it \(to audit-000001\.jsonl\)/],
+  ] as const) {
+    const written: string[] = [];
+    await assert.rejects(tailSpool(path, { write: (line) => written.push(line) }), (error: Error & { code?: string; details?: { path?: string } }) => {
+      assert.ok(error instanceof GovMapError, `${path}: a GovMapError, not a plain ${error.constructor.name}: ${error.message}`);
+      assert.equal(error.code, 'GOVMAP_AUDIT_SPOOL_PATH', error.message);
+      assert.match(error.message, why);
+      assert.ok(error.message.includes(path), `the message names ${path}: ${error.message}`);
+      return true;
+    }, path);
+    assert.deepEqual(written, [], `nothing printed for ${path} (a compressed segment's bytes are not records)`);
+  }
+});
+
+/**
+ * Each poll opens the segment by its name and reads from the offset reached in the file that had
+ * it before. A spool wiped and started again (a redeploy, a demo reset) puts a new, shorter
+ * audit-000001.jsonl there: tail -f printed nothing more, for good.
+ */
+test('tail -f of a spool removed and started again under the same path: says so and prints the new spool\'s records, whole', async (t) => {
+  const dir = tempSpool(t);
+  const options = { dir, actor: 'clearing/instance-1', writeJournal: false };
+  const old = await createAuditRecorder(options);
+  const oldMap = balances();
+  old.attach(oldMap);
+  for (let i = 0; i < 300; i++) oldMap.store(`old-${i}`, BigInt(i));
+  await old.stop();
+
+  const printed: string[] = [];
+  const said: string[] = [];
+  const controller = new AbortController();
+  const following = tailSpool(dir, { lines: 0, follow: true, pollMs: 5, signal: controller.signal, write: (line) => printed.push(line), onWait: (message) => said.push(message) });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    rmSync(dir, { recursive: true });
+    const audit = await createAuditRecorder(options);
+    const map = balances();
+    audit.attach(map);
+    for (let i = 0; i < 5; i++) map.store(`fresh-${i}`, 1n);
+    await audit.stop();
+    await until(() => printed.some((line) => line.includes('"fresh-4"')), 3000);
+  } finally {
+    controller.abort();
+    await following;
+  }
+  assert.equal(printed.filter((line) => line.includes('"fresh-')).length, 5, `the new spool's records: ${printed.length} lines printed`);
+  for (const line of printed) assert.doesNotThrow(() => JSON.parse(line), `a whole record, not the middle of one: ${line.slice(0, 80)}`);
+  assert.ok(said.some((message) => /audit-000001\.jsonl.*replaced or truncated/.test(message)), `said on the side: ${said.join(' | ')}`);
 });
