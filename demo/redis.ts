@@ -158,9 +158,15 @@ export async function openRedisLedger(options: DemoRedisOptions): Promise<RedisL
  * `balances`; Redis being unreachable answers 503 (never a silent success); the connection
  * closes with the service.
  */
-export async function installRedisLedger(context: DemoContext, options: DemoRedisOptions, seed: { accounts: number; openingBalance: bigint }): Promise<RedisLedger> {
+export async function installRedisLedger(
+  context: DemoContext,
+  options: DemoRedisOptions,
+  seed: { accounts: number; openingBalance: bigint },
+  beforeSeed?: (ledger: RedisLedger) => void,
+): Promise<RedisLedger> {
   const ledger = await openRedisLedger(options);
   context.onClose(() => ledger.close());
+  beforeSeed?.(ledger);
   const created = await ledger.seed(seed.accounts, seed.openingBalance);
   context.metrics.track(ledger.balances);
   context.router.mapErrors((res, error) => {

@@ -132,11 +132,16 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   const sandbox = startDemoSandbox(options.sandbox);
   const without = new Set(options.without ?? []);
   // Balances in shared memory, so worker threads can read them (GET /shared-memory/exposure).
-  const sharedBalances = without.has('shared-memory') ? null : createSharedBalanceStore(options.accounts ?? 1000);
+  // Not with Redis: the books are there, and a scan of this copy reported the opening balances
+  // (no account below the floor after any debit).
+  const sharedBalances = without.has('shared-memory') || options.redis !== undefined ? null : createSharedBalanceStore(options.accounts ?? 1000);
   // The audit before the ledger: the balances map is recorded from its creation, openings included.
   const audit = options.audit === undefined || options.audit === false || without.has('audit') ? null : await startDemoAudit(options.audit);
-  const ledger = new Ledger({ store: sharedBalances ?? undefined, observers: audit === null ? [] : [audit.recorder] });
-  ledger.seed(options.accounts ?? 1000, options.openingBalance ?? 1_000_000n);
+  // With Redis the books are there: this map stays empty and unaudited, or the trail recorded
+  // its openings (every account set to the opening balance at each start) as writes of the books.
+  const inProcessBooks = options.redis === undefined;
+  const ledger = new Ledger({ store: sharedBalances ?? undefined, observers: audit === null || !inProcessBooks ? [] : [audit.recorder] });
+  if (inProcessBooks) ledger.seed(options.accounts ?? 1000, options.openingBalance ?? 1_000_000n);
   const metrics = without.has('metrics') ? new MapMetrics() : new MapMetrics().track(ledger.balances);
   const router = new Router();
   const closeHooks: Array<() => Promise<void> | void> = [];
@@ -168,9 +173,14 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   });
   let book: BalanceBook;
   try {
+    // The Redis map is audited before its seeding, so the accounts it creates are recorded.
     book =
-      options.redis === undefined ? ledger : await installRedisLedger(context, options.redis, { accounts: options.accounts ?? 1000, openingBalance: options.openingBalance ?? 1_000_000n });
-    if (audit !== null) installAudit(context, audit, book);
+      options.redis === undefined
+        ? ledger
+        : await installRedisLedger(context, options.redis, { accounts: options.accounts ?? 1000, openingBalance: options.openingBalance ?? 1_000_000n }, (redisBook) => {
+            if (audit !== null) installAudit(context, audit, redisBook);
+          });
+    if (audit !== null && inProcessBooks) installAudit(context, audit, book);
     const settlement = await installSettlement(context, options.settlement);
     installAccountRoutes(router, book, settlement);
     installRuntimeProbe(router, context.onClose);

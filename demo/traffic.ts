@@ -21,7 +21,7 @@ import { accountId } from './ledger.ts';
  *   an FX quote every second from one org in turn.
  */
 export interface DemoTrafficOptions {
-  /** Orgs the traffic comes from. Default 100101, 2002, 3003: in the demo's route table, routes org-1001 (async), org-2002-pay (mock) and the default route. */
+  /** Orgs the traffic comes from. Default 100101, 2002, 3003: in the demo's route table, routes org-1001 (async), org-2002-pay (mock) and org-3003-pay, and transfers for the transfers of 2002 and 3003. */
   readonly orgs?: readonly string[];
   /** Balance reads per balance write. Default 22 (the specification's floor is 20). */
   readonly readsPerWrite?: number;
@@ -59,6 +59,9 @@ export function startTraffic(options: TrafficOptions): Traffic {
   const readsPerWrite = options.readsPerWrite ?? 22;
   const maxInFlight = options.maxInFlight ?? 64;
   const base = new URL(options.url);
+  // An IPv6 URL's hostname keeps its brackets ("[::1]"), which http.request looks up as a name,
+  // failing every request: the dashboard of a demo on --host ::1 stayed silently empty.
+  const host = base.hostname.replace(/^\[(.*)\]$/, '$1');
   // Keep-alive sockets: a new connection per request would cost more than the request.
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
   const byStatus: Record<string, number> = {};
@@ -102,7 +105,7 @@ export function startTraffic(options: TrafficOptions): Traffic {
       inFlight--;
       if (inFlight === 0) for (const wake of idle.splice(0)) wake();
     };
-    const req = request({ host: base.hostname, port: base.port, path, method, headers, agent, timeout: 5000 }, (res) => {
+    const req = request({ host, port: base.port, path, method, headers, agent, timeout: 5000 }, (res) => {
       res.resume();
       res.once('end', () => done(String(res.statusCode)));
       res.once('error', () => done('error'));

@@ -81,7 +81,9 @@ export async function demoCommand(options: DemoCommandOptions, command?: Command
       without: options.without,
     });
   } catch (error) {
-    const failure = describeStartFailure(error, { host: options.host, port: options.port, auditDir });
+    const redis =
+      options.redis !== undefined ? { flag: '--redis' as const, value: options.redis } : options.redisCluster !== undefined ? { flag: '--redis-cluster' as const, value: options.redisCluster } : undefined;
+    const failure = describeStartFailure(error, { host: options.host, port: options.port, auditDir, ...(redis === undefined ? {} : { redis }) });
     if (failure === null) throw error;
     console.error(`govmap demo: ${failure.message}`);
     process.exitCode = failure.exitCode;

@@ -1,5 +1,6 @@
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { GovMapError } from '../map/errors.ts';
+import { redactUrl } from '../stores/redis/connect.ts';
 
 /** Exit statuses of a demo that cannot start: 2 an option value that can never work, 1 one the machine refuses now. */
 export const EXIT_START_FAILED = 1;
@@ -11,6 +12,8 @@ export interface StartOptions {
   readonly port: number;
   /** None for the bare baseline, which has no audit: no failure of it is traced to --audit-dir. */
   readonly auditDir?: string;
+  /** `--redis` or `--redis-cluster` and its value as typed, when the balances are in Redis. */
+  readonly redis?: { readonly flag: '--redis' | '--redis-cluster'; readonly value: string };
 }
 
 /** One line for the user, and the exit status. */
@@ -61,6 +64,14 @@ export function describeStartFailure(error: unknown, options: StartOptions): Sta
     // Without errno the value broke a rule of its own (empty, a file that does not parse).
     const errno = error.details.errno;
     return { message: error.message, exitCode: errno === undefined || (typeof errno === 'string' && IMPOSSIBLE_PATH.has(errno)) ? EXIT_USAGE : EXIT_START_FAILED };
+  }
+  if (error instanceof GovMapError && error.code === 'GOVMAP_REDIS_UNAVAILABLE' && error.details.map === null && options.redis !== undefined) {
+    // The library's own line names neither the address nor the reason; a typo in a host name
+    // and a Redis that is down both read "Redis unavailable (CONNECTION_LOST)" without them.
+    const { flag, value } = options.redis;
+    const shownValue = value.split(',').map((node) => redactUrl(node.trim())).join(',');
+    const why = error.cause instanceof Error ? `: ${error.cause.message.split('\n')[0]!.slice(0, 200)}` : '';
+    return { message: `${flag} ${shownValue}: no Redis answered (${String(error.details.reason)}${why}); start it, or give the address of one that runs`, exitCode: EXIT_START_FAILED };
   }
   if (error instanceof GovMapError) {
     const option = error.details.option;

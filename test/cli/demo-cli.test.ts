@@ -91,6 +91,21 @@ test('a busy port is reported as such, not as a stack trace', async () => {
   }
 });
 
+test('a --redis or --redis-cluster where no Redis answers: one line naming the flag, the address (password masked) and why, exit 1', async () => {
+  // Port 1: nothing listens there, so the connection is refused at once.
+  for (const [flag, value, shown, why] of [
+    ['--redis', 'redis://app:s3cret@127.0.0.1:1/0', /--redis redis:\/\/app:\*\*\*@127\.0\.0\.1:1\/0: /, /ECONNREFUSED 127\.0\.0\.1:1/],
+    ['--redis-cluster', 'redis://app:s3cret@127.0.0.1:1', /--redis-cluster redis:\/\/app:\*\*\*@127\.0\.0\.1:1: /, /root nodes are unavailable/],
+  ] as const) {
+    const { code, stderr } = await run(['demo', '--port', '0', '--no-traffic', '--audit-dir', join(scratch, 'audit-no-redis'), flag, value]);
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, shown);
+    assert.match(stderr, why);
+    assert.doesNotMatch(stderr, /s3cret/);
+    assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+  }
+});
+
 test('load-only options without --load are refused (exit 2), naming them', async () => {
   for (const [args, said] of [
     [['--exit'], '--exit needs --load'],

@@ -413,6 +413,26 @@ describe('background traffic', () => {
       if (!closed) await demo.close();
     }
   });
+
+  test('on an IPv6 host (--host ::1) the traffic reaches the service too: the balances are read and written, not a dead dashboard', async () => {
+    const demo = await startDemo({ host: '::1', port: 0, accounts: 100, traffic: true, sandbox: { stateDirectory: null } });
+    try {
+      assert.match(demo.url, /^http:\/\/\[::1\]:\d+$/);
+      const counter = (text: string, name: string): number => Number(new RegExp(`^${name}\\{map="balances"(,outcome="ok")?\\} (\\d+)$`, 'm').exec(text)?.[2] ?? NaN);
+      let loads = 0;
+      let stores = 0;
+      for (const deadline = Date.now() + 5000; Date.now() < deadline && !(loads > 0 && stores > 100); ) {
+        await new Promise((r) => setTimeout(r, 250));
+        const metrics = await (await fetch(`${demo.url}/metrics`)).text();
+        loads = counter(metrics, 'syncmap_load_total');
+        // 100 of the stores are the opening balances; the traffic's transfers add to them.
+        stores = counter(metrics, 'syncmap_store_total');
+      }
+      assert.ok(loads > 0 && stores > 100, `the traffic read ${loads} and wrote ${stores - 100} balances in 5 s`);
+    } finally {
+      await demo.close();
+    }
+  });
 });
 
 describe('limits', () => {

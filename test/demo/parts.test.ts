@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -12,6 +12,7 @@ import { OPTIONAL_PARTS, PartsListError, parseParts } from '../../demo/parts.ts'
 import type { OptionalPart } from '../../demo/parts.ts';
 import { startDemo } from '../../demo/server.ts';
 import type { DemoService } from '../../demo/server.ts';
+import { required, service, uniquePrefix } from '../stores/redis-env.ts';
 
 const TAG = { 'x-biz-tag': 'orgId:100101|txnType:pay' };
 
@@ -156,6 +157,63 @@ describe('parseParts', () => {
         (e: unknown) => e instanceof PartsListError && e.code === 'GOVMAP_DEMO_PARTS_INVALID' && e.message.includes(rule) && e.message.includes('audit, routing, dashboard, metrics, shared-memory'),
         text,
       );
+    }
+  });
+});
+
+const redis = service('GOVMAP_REDIS_URL');
+
+describe('balances in Redis (--redis)', { skip: redis.skip }, () => {
+  test('the audit trail records the books in Redis, not an unused in-process copy: a second start records no opening balances, since Redis created none', async () => {
+    const keyPrefix = uniquePrefix('demo-audit');
+    const url = required(redis, 'GOVMAP_REDIS_URL');
+    /** The STORE records of the balances in a spool, as `account=value`. */
+    const stores = async (dir: string): Promise<string[]> =>
+      (await readFile(join(dir, 'audit-000001.jsonl'), 'utf8'))
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line))
+        .filter((r) => r.op_type === 'STORE' && r.map === 'balances')
+        .map((r) => `${r.resource_id}=${r.value}`);
+    try {
+      const first = await startDemo({ port: 0, accounts: 2, redis: { url, keyPrefix }, audit: { dir: join(scratch, 'audit-redis-1') }, sandbox: { stateDirectory: null } });
+      await first.close();
+      assert.deepEqual(await stores(join(scratch, 'audit-redis-1')), ['acct-000000=1000000', 'acct-000001=1000000']);
+      const second = await startDemo({ port: 0, accounts: 2, redis: { url, keyPrefix }, audit: { dir: join(scratch, 'audit-redis-2') }, sandbox: { stateDirectory: null } });
+      try {
+        assert.ok(second.announcements.some((line) => line.includes('0 accounts created, 2 already there')), second.announcements.join('\n'));
+        await fetch(`${second.url}/accounts/acct-000001/debit`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"amount":"250"}' });
+      } finally {
+        await second.close();
+      }
+      assert.deepEqual(await stores(join(scratch, 'audit-redis-2')), ['acct-000001=999750']);
+    } finally {
+      const { createClient } = await import('redis');
+      const raw = createClient({ url });
+      await raw.connect();
+      for await (const keys of raw.scanIterator({ MATCH: `${keyPrefix}*`, COUNT: 100 })) if (keys.length > 0) await raw.del(keys);
+      await raw.close();
+    }
+  });
+
+  test('no shared-memory exposure scan is offered: it would scan a copy of the opening balances, not the books in Redis', async () => {
+    const keyPrefix = uniquePrefix('demo-parts');
+    const demo = await startDemo({ port: 0, accounts: 4, redis: { url: required(redis, 'GOVMAP_REDIS_URL'), keyPrefix }, sandbox: { stateDirectory: null } });
+    try {
+      const debit = await fetch(`${demo.url}/accounts/acct-000001/debit`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"amount":"950000"}' });
+      assert.deepEqual(await debit.json(), { id: 'acct-000001', balance: '50000' });
+      // Before: 200 with every account at its opening 1,000,000, acct-000001 not below the floor.
+      const exposure = await fetch(`${demo.url}/shared-memory/exposure?floor=100000`);
+      assert.equal(exposure.status, 404, JSON.stringify(await exposure.json()));
+      assert.equal((await fetch(`${demo.url}/shared-memory`)).status, 404);
+      assert.ok(!demo.announcements.some((line) => line.startsWith('shared memory:')), demo.announcements.join('\n'));
+    } finally {
+      await demo.close();
+      const { createClient } = await import('redis');
+      const raw = createClient({ url: required(redis, 'GOVMAP_REDIS_URL') });
+      await raw.connect();
+      for await (const keys of raw.scanIterator({ MATCH: `${keyPrefix}*`, COUNT: 100 })) if (keys.length > 0) await raw.del(keys);
+      await raw.close();
     }
   });
 });

@@ -366,7 +366,7 @@ function clusterCredentials(nodes: readonly string[]): { username?: string; pass
 }
 
 /** `url` without its password or query (`?password=`), for an error message: the URL is often copied from a secret. */
-function redactUrl(url: string): string {
+export function redactUrl(url: string): string {
   return url.replace(/^(rediss?:\/\/[^:@/\s]*:)[^/\s]*@/, '$1***@').replace(/[?#].*$/, '?***');
 }
 
