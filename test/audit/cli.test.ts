@@ -103,7 +103,12 @@ describe('govmap audit verify', () => {
     const audit = await createAuditRecorder({ dir, actor: 'clearing/cli', maxSegmentBytes: 65_536 });
     const map = balances();
     audit.attach(map);
-    for (let i = 0; i < 3000; i++) map.store(`acct-${i % 10}`, BigInt(i));
+    // Committed every 500: the segment rotates at a commit that finds it full; unflushed, a drain
+    // worker starved of CPU (a loaded machine) could commit all 3,000 at once into one segment.
+    for (let i = 0; i < 3000; i++) {
+      map.store(`acct-${i % 10}`, BigInt(i));
+      if (i % 500 === 499) await audit.flush();
+    }
     await audit.stop();
     const segments = segmentFiles(dir).length;
     assert.ok(segments >= 2, `the spool spans several segments (${segments})`);
