@@ -156,6 +156,19 @@ export class BreakerGroup {
     return evicted;
   }
 
+  /**
+   * Forgets the breaker for `key` whatever its state (its owner no longer calls through it: a
+   * route removed, or given another target, by a table reload). Unlike an eviction it takes an
+   * OPEN one too: nothing will call it again, so nothing would ever close it, and it would be
+   * scraped as open (alerting) for ever. Calls in flight finish on it. Returns whether there was one.
+   */
+  remove(key: string): boolean {
+    const breaker = this.#breakers.get(key);
+    if (breaker === undefined) return false;
+    this.#evict(breaker, false);
+    return true;
+  }
+
   dispose(): void {
     this.#disposed = true;
     if (this.#sweep !== null) this.settings.clock.clearTimer(this.#sweep);

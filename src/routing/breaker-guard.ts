@@ -52,6 +52,11 @@ export function breakerGuards(group: BreakerGroup): RouteGuardFactory {
       // Only this route's own breaker refusing is a rejection: a CircuitOpenError thrown by a
       // breaker deeper in the call (the downstream's own) is that call failing.
       isRejection: (error) => error instanceof CircuitOpenError && error.breaker === id,
+      // The route left the table or its rule or target changed (the key changes with them): an
+      // OPEN breaker no call reaches would never close, and stay on the board and in alerts.
+      dispose: () => {
+        group.remove(key);
+      },
     };
   };
 }

@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import Fastify from 'fastify';
-import { BreakerGroup, ManualClock } from '../../src/breaker/index.ts';
+import { BreakerGroup, BreakerMetrics, ManualClock } from '../../src/breaker/index.ts';
 import { RouteTable, Router, RoutingMetrics, breakerGuards, createBizTagMiddleware, parseBizTag, runWithBizContext, sendRouteOutcome, sendRouteOutcomeReply } from '../../src/routing/index.ts';
 import type { RouteGuard, RouteOutcome } from '../../src/routing/index.ts';
 import { SwitchBoard } from '../../src/switches/index.ts';
@@ -296,6 +296,28 @@ describe('a route id reused for another org by a reload', () => {
     router.replaceTable(new RouteTable({ ...plainV1, routes: [{ ...plainV1.routes[0]!, target: 'bank-a-dr' }, plainV1.routes[1]!] }, { version: 2 }));
     const outcome = await asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({}, async (target) => target));
     assert.deepEqual([outcome.kind, outcome.kind === 'live' && outcome.value], ['live', 'bank-a-dr']);
+    await router.close();
+    group.dispose();
+  });
+
+  test('the open breaker of a route a reload removed or moved to another target leaves the group and the scrape: no alert firing for ever on a breaker no call reaches', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const group = openingGroup(clock);
+    const metrics = new BreakerMetrics().trackGroup(group);
+    const router = new Router({ table: plainV1, guards: breakerGuards(group), log: () => undefined });
+    for (const tag of ['orgId:1001|txnType:pay', 'orgId:3001|txnType:fx']) {
+      for (let i = 0; i < 3; i++) await assert.rejects(asRequest(router, tag, () => router.execute({}, () => Promise.reject(new Error('down')))));
+    }
+    clock.advance(1000);
+    const openKeys = (): string[] => [...group.breakers()].filter((b) => b.state === 'OPEN').map((b) => b.key!).sort();
+    assert.equal(openKeys().length, 2, 'bank-a\'s and fx-bank\'s breakers are open');
+    const openSeries = async (): Promise<number> => (await metrics.registry.metrics()).split('\n').filter((line) => /^govmap_breaker_state\{/.test(line) && /state="OPEN"/.test(line) && / 1$/.test(line)).length;
+    assert.equal(await openSeries(), 2);
+    // acct moves to its DR bank, fx leaves the table.
+    router.replaceTable(new RouteTable({ default: plainV1.default, routes: [{ ...plainV1.routes[0]!, target: 'bank-a-dr' }] }, { version: 2 }));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(openKeys(), [], 'neither stale breaker is kept');
+    assert.equal(await openSeries(), 0, 'nor exported as open');
     await router.close();
     group.dispose();
   });
