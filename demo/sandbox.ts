@@ -3,6 +3,7 @@ import { access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Advisor, registerAdvisorMetrics } from '../src/advisor/index.ts';
+import type { AdvisedMap } from '../src/advisor/index.ts';
 import { GovernedMap } from '../src/map/index.ts';
 import { makeDirectory } from '../src/map/make-directory.ts';
 import { Sandbox, registerSandboxMetrics } from '../src/sandbox/index.ts';
@@ -66,14 +67,18 @@ export function onDemoSuspect(sandbox: Sandbox, listener: (suspect: LeakSuspect)
  *   keeps them (at most 10,000); `DELETE /sandbox/drill/leak` lets them go;
  * - `govmap_sandbox_*`, `govmap_gc_*` and `govmap_advisor_*` on /metrics.
  */
-export async function installSandboxAndAdvisor(context: DemoContext, sandbox: Sandbox, options: DemoSandboxOptions = {}): Promise<Advisor> {
+/**
+ * `advised`: the map the balances live in (the Redis one with --redis: the in-process ledger is
+ * then an unused, empty copy, and advice on it would be advice on nothing).
+ */
+export async function installSandboxAndAdvisor(context: DemoContext, sandbox: Sandbox, options: DemoSandboxOptions = {}, advised: AdvisedMap = context.ledger.balances): Promise<Advisor> {
   context.onClose(() => sandbox.stop());
   const fromEnvironment = options.stateDirectory === undefined ? process.env.GOVMAP_DEMO_STATE_DIR : undefined;
   if (fromEnvironment !== undefined) await assertStateDirectory(fromEnvironment);
   const directory = options.stateDirectory === undefined ? (fromEnvironment ?? DEFAULT_STATE_DIRECTORY) : options.stateDirectory;
   const stateStore = directory === null ? null : new FileStateStore({ directory });
   const advisor = new Advisor({ gc: sandbox.gc, stateStore, service: 'clearing-demo', windowMs: options.advisorWindowMs });
-  advisor.track(context.ledger.balances);
+  advisor.track(advised);
   await advisor.start();
   context.onClose(async () => {
     await advisor.stop();

@@ -186,7 +186,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
     installRuntimeProbe(router, context.onClose);
     if (sharedBalances !== null) installSharedMemory(context, sharedBalances);
     // Parts plug in here: installX(context).
-    const advisor = await installSandboxAndAdvisor(context, sandbox, options.sandbox);
+    const advisor = await installSandboxAndAdvisor(context, sandbox, options.sandbox, book.balances);
     // GET /lint/report: govmap scan of the demo's own source, run on first request.
     installStaticAnalysis(context);
     // X-Biz-Tag middleware (every handler runs behind it), GET /switches, /admin/switches, GET /routes, /payments.

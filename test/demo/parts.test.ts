@@ -188,11 +188,19 @@ describe('balances in Redis (--redis)', { skip: redis.skip }, () => {
       }
       assert.deepEqual(await stores(join(scratch, 'audit-redis-2')), ['acct-000001=999750']);
     } finally {
-      const { createClient } = await import('redis');
-      const raw = createClient({ url });
-      await raw.connect();
-      for await (const keys of raw.scanIterator({ MATCH: `${keyPrefix}*`, COUNT: 100 })) if (keys.length > 0) await raw.del(keys);
-      await raw.close();
+      await dropRedisKeys(url, keyPrefix);
+    }
+  });
+
+  test('the advisor judges the balances in Redis, not the unused in-process copy: /advisor counts the accounts Redis holds', async () => {
+    const keyPrefix = uniquePrefix('demo-parts');
+    const demo = await startDemo({ port: 0, accounts: 4, redis: { url: required(redis, 'GOVMAP_REDIS_URL'), keyPrefix }, sandbox: { stateDirectory: null } });
+    try {
+      const body = (await (await fetch(`${demo.url}/advisor`)).json()) as { advice: Array<{ map: string; evidence: { keys: number | null } }> };
+      assert.deepEqual(body.advice.map((a) => [a.map, a.evidence.keys]), [['balances', 4]]);
+    } finally {
+      await demo.close();
+      await dropRedisKeys(required(redis, 'GOVMAP_REDIS_URL'), keyPrefix);
     }
   });
 
@@ -209,11 +217,16 @@ describe('balances in Redis (--redis)', { skip: redis.skip }, () => {
       assert.ok(!demo.announcements.some((line) => line.startsWith('shared memory:')), demo.announcements.join('\n'));
     } finally {
       await demo.close();
-      const { createClient } = await import('redis');
-      const raw = createClient({ url: required(redis, 'GOVMAP_REDIS_URL') });
-      await raw.connect();
-      for await (const keys of raw.scanIterator({ MATCH: `${keyPrefix}*`, COUNT: 100 })) if (keys.length > 0) await raw.del(keys);
-      await raw.close();
+      await dropRedisKeys(required(redis, 'GOVMAP_REDIS_URL'), keyPrefix);
     }
   });
 });
+
+/** Removes the keys a test's demo wrote under its prefix. */
+async function dropRedisKeys(url: string, keyPrefix: string): Promise<void> {
+  const { createClient } = await import('redis');
+  const raw = createClient({ url });
+  await raw.connect();
+  for await (const keys of raw.scanIterator({ MATCH: `${keyPrefix}*`, COUNT: 100 })) if (keys.length > 0) await raw.del(keys);
+  await raw.close();
+}
