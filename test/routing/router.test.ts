@@ -252,12 +252,20 @@ describe('a route id reused for another org by a reload', () => {
   const plainV1 = { default: { target: 'core' }, routes: [{ id: 'acct', orgId: '1001', txnType: '*', target: 'bank-a' }, { id: 'fx', orgId: '3001', txnType: '*', target: 'fx-bank' }] };
   const plainV2 = { default: { target: 'core' }, routes: [{ id: 'acct', orgId: '2002', txnType: '*', target: 'bank-b' }, { id: 'acct-a', orgId: '1001', txnType: '*', target: 'bank-a' }, plainV1.routes[1]!] };
 
-  test('org 2002\'s first calls on the reused id go live: the breaker org 1001\'s failing bank opened does not degrade them', async () => {
+  /** A router on plainV1 whose breakers for these tags' routes have opened (3 failures each, then a window). */
+  async function withOpenBreakers(...tags: string[]): Promise<{ group: BreakerGroup; router: Router }> {
     const clock = new ManualClock(Date.UTC(2026, 0, 1));
     const group = openingGroup(clock);
     const router = new Router({ table: plainV1, guards: breakerGuards(group), log: () => undefined });
-    for (let i = 0; i < 3; i++) await assert.rejects(asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({}, () => Promise.reject(new Error('bank-a down')))));
+    for (const tag of tags) {
+      for (let i = 0; i < 3; i++) await assert.rejects(asRequest(router, tag, () => router.execute({}, () => Promise.reject(new Error('down')))));
+    }
     clock.advance(1000);
+    return { group, router };
+  }
+
+  test('org 2002\'s first calls on the reused id go live: the breaker org 1001\'s failing bank opened does not degrade them', async () => {
+    const { group, router } = await withOpenBreakers('orgId:1001|txnType:pay');
     const refused = await asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({}, async () => 'live'));
     assert.deepEqual([refused.kind, router.status().find((s) => s.id === 'acct')!.breaker], ['unavailable', 'OPEN'], 'bank-a\'s breaker is open');
     router.replaceTable(new RouteTable(plainV2, { version: 2 }));
@@ -272,11 +280,7 @@ describe('a route id reused for another org by a reload', () => {
   });
 
   test('a reload reusing an id keeps the open breaker of every route it did not change, under the same breaker key', async () => {
-    const clock = new ManualClock(Date.UTC(2026, 0, 1));
-    const group = openingGroup(clock);
-    const router = new Router({ table: plainV1, guards: breakerGuards(group), log: () => undefined });
-    for (let i = 0; i < 3; i++) await assert.rejects(asRequest(router, 'orgId:3001|txnType:fx', () => router.execute({}, () => Promise.reject(new Error('fx-bank down')))));
-    clock.advance(1000);
+    const { group, router } = await withOpenBreakers('orgId:3001|txnType:fx');
     const fxKey = [...group.breakers()].find((b) => b.state === 'OPEN')!.id;
     router.replaceTable(new RouteTable(plainV2, { version: 2 }));
     assert.equal(router.status().find((s) => s.id === 'fx')!.breaker, 'OPEN', 'an unrelated reload does not close fx-bank\'s circuit');
@@ -288,11 +292,7 @@ describe('a route id reused for another org by a reload', () => {
   });
 
   test('a route moved in place to another target (failover to a DR bank) gets a fresh breaker: the DR bank is called at once', async () => {
-    const clock = new ManualClock(Date.UTC(2026, 0, 1));
-    const group = openingGroup(clock);
-    const router = new Router({ table: plainV1, guards: breakerGuards(group), log: () => undefined });
-    for (let i = 0; i < 3; i++) await assert.rejects(asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({}, () => Promise.reject(new Error('bank-a down')))));
-    clock.advance(1000);
+    const { group, router } = await withOpenBreakers('orgId:1001|txnType:pay');
     router.replaceTable(new RouteTable({ ...plainV1, routes: [{ ...plainV1.routes[0]!, target: 'bank-a-dr' }, plainV1.routes[1]!] }, { version: 2 }));
     const outcome = await asRequest(router, 'orgId:1001|txnType:pay', () => router.execute({}, async (target) => target));
     assert.deepEqual([outcome.kind, outcome.kind === 'live' && outcome.value], ['live', 'bank-a-dr']);
@@ -301,14 +301,8 @@ describe('a route id reused for another org by a reload', () => {
   });
 
   test('the open breaker of a route a reload removed or moved to another target leaves the group and the scrape: no alert firing for ever on a breaker no call reaches', async () => {
-    const clock = new ManualClock(Date.UTC(2026, 0, 1));
-    const group = openingGroup(clock);
+    const { group, router } = await withOpenBreakers('orgId:1001|txnType:pay', 'orgId:3001|txnType:fx');
     const metrics = new BreakerMetrics().trackGroup(group);
-    const router = new Router({ table: plainV1, guards: breakerGuards(group), log: () => undefined });
-    for (const tag of ['orgId:1001|txnType:pay', 'orgId:3001|txnType:fx']) {
-      for (let i = 0; i < 3; i++) await assert.rejects(asRequest(router, tag, () => router.execute({}, () => Promise.reject(new Error('down')))));
-    }
-    clock.advance(1000);
     const openKeys = (): string[] => [...group.breakers()].filter((b) => b.state === 'OPEN').map((b) => b.key!).sort();
     assert.equal(openKeys().length, 2, 'bank-a\'s and fx-bank\'s breakers are open');
     const openSeries = async (): Promise<number> => (await metrics.registry.metrics()).split('\n').filter((line) => /^govmap_breaker_state\{/.test(line) && /state="OPEN"/.test(line) && / 1$/.test(line)).length;
