@@ -53,3 +53,18 @@ test('forwarder.stop(timeoutMs) past the longest timer Node holds (2,147,483,647
   }
   assert.equal(forwarder.stats().healthy, true, 'the refused stop stopped nothing');
 });
+
+test('Kafka not answering: audit.forwarder.stats().healthy turns false while audit.stats().healthy, the spool\'s, stays true (docs/audit.md: watch the forwarder)', async (t) => {
+  const port = await blackHoleBroker(t);
+  const dir = tempSpool(t);
+  const audit = await createAuditRecorder({ dir, actor: 'clearing/kafka-hung', kafkaStopDrainMs: 500, kafka: { brokers: [`127.0.0.1:${port}`], topic: 'govmap.audit.hung', sendTimeoutMs: 1000 } });
+  t.after(() => audit.stop());
+  const map = balances();
+  audit.attach(map);
+  map.store('acct-1', 1n);
+  await audit.flush();
+  const deadline = Date.now() + 5000;
+  while (audit.forwarder!.stats().healthy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(audit.forwarder!.stats().healthy, false, 'a send waiting past half of sendTimeoutMs is unhealthy');
+  assert.equal(audit.stats().healthy, true, 'the spool is written: its health is not Kafka\'s');
+});

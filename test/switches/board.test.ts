@@ -226,6 +226,15 @@ describe('snapshots', () => {
     assert.throws(() => board.set('a', true, { actor: ' ', reason: 'x' }), /names who makes it/);
   });
 
+  test('a change without a reason (docs/switches.md: actor and reason are required) is refused naming change.reason, and nothing is applied', () => {
+    const board = new SwitchBoard({ initial: { a: true } });
+    const error = caught(() => board.set('a', false, { actor: 'ops' } as never));
+    assert.ok(error instanceof ConfigurationError, String(error));
+    assert.match(error.message, /change\.reason/);
+    assert.equal(board.isOn('a'), true);
+    assert.equal(board.snapshot.version, 1);
+  });
+
   test('a replica board refuses local changes', () => {
     const replica = new SwitchBoard({ replica: true });
     assert.equal(replica.snapshot.version, 0);
