@@ -10,7 +10,7 @@ import { Sandbox, registerSandboxMetrics } from '../src/sandbox/index.ts';
 import type { LeakSuspect } from '../src/sandbox/index.ts';
 import { FileStateStore } from '../src/state/file-store.ts';
 import { DemoEnvironmentError } from './environment.ts';
-import { HttpError, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
+import { HttpError, adminCheck, assertOnlyFields, readJsonObject, sendJson } from './http.ts';
 import type { DemoContext } from './server.ts';
 
 export interface DemoSandboxOptions {
@@ -64,7 +64,8 @@ export function onDemoSuspect(sandbox: Sandbox, listener: (suspect: LeakSuspect)
  * - `GET /sandbox/report`: a fresh sweep's JSON report (what `govmap sandbox report` prints);
  * - `GET /advisor`: one recommendation per map with its signals and figures;
  * - `POST /sandbox/drill/leak {"maps": n}` creates n maps the way a per-request leak does and
- *   keeps them (at most 10,000); `DELETE /sandbox/drill/leak` lets them go;
+ *   keeps them (at most 10,000); `DELETE /sandbox/drill/leak` lets them go. Both take the admin
+ *   token: the maps show as leak suspects (and fail `govmap sandbox report --fail-on-suspects`);
  * - `govmap_sandbox_*`, `govmap_gc_*` and `govmap_advisor_*` on /metrics.
  */
 /**
@@ -90,6 +91,7 @@ export async function installSandboxAndAdvisor(context: DemoContext, sandbox: Sa
   registerAdvisorMetrics(advisor, registry);
 
   const drill: GovernedMap<string, string>[] = [];
+  const authorise = adminCheck(context.admin.token);
   context.router.route('GET', /^\/sandbox\/report$/, (_req, res) => {
     sandbox.sweep();
     sendJson(res, 200, sandbox.report());
@@ -103,6 +105,7 @@ export async function installSandboxAndAdvisor(context: DemoContext, sandbox: Sa
     });
   });
   context.router.route('POST', /^\/sandbox\/drill\/leak$/, async (req, res) => {
+    authorise(req);
     const body = await readJsonObject(req);
     assertOnlyFields(body, ['maps']);
     const n = body.maps;
@@ -113,7 +116,8 @@ export async function installSandboxAndAdvisor(context: DemoContext, sandbox: Sa
     for (let i = 0; i < n; i++) drill.push(leakOneMap(drill.length));
     sendJson(res, 200, { created: n, held: drill.length });
   });
-  context.router.route('DELETE', /^\/sandbox\/drill\/leak$/, (_req, res) => {
+  context.router.route('DELETE', /^\/sandbox\/drill\/leak$/, (req, res) => {
+    authorise(req);
     const released = drill.length;
     drill.length = 0;
     sendJson(res, 200, { released });

@@ -59,8 +59,9 @@ export interface DemoOptions {
   readonly audit?: DemoAuditOptions | false;
   /**
    * The one bearer token of every admin endpoint (/admin/faults, /admin/switches,
-   * /admin/routing/faults) and of the dashboard's knobs. Default: env GOVMAP_ADMIN_TOKEN, else
-   * a random one announced at start.
+   * /admin/routing/faults, the leak drill /sandbox/drill/leak) and of the dashboard's knobs.
+   * Default: env GOVMAP_ADMIN_TOKEN, else a random one announced at start. A part's own
+   * `adminToken` (settlement, switches), when given too, must be the same one.
    */
   readonly adminToken?: string;
   /** Background traffic through the service's own HTTP handlers (demo/traffic.ts). Default off; `govmap demo` turns it on. */
@@ -126,7 +127,7 @@ export interface DemoService {
 export async function startDemo(options: DemoOptions = {}): Promise<DemoService> {
   // One token for every admin endpoint; the parts' own adminToken options (older) fold into it.
   // Checked before anything starts: a refused start leaves nothing running.
-  const givenToken = checkAdminToken(options.adminToken ?? options.switches?.adminToken ?? options.settlement?.adminToken ?? nonEmpty(process.env.GOVMAP_ADMIN_TOKEN));
+  const givenToken = oneAdminToken(options);
   const allowedHosts = checkAllowedHosts(options.allowedHosts);
   // Before the ledger, so that the sandbox records where its map is created.
   const sandbox = startDemoSandbox(options.sandbox);
@@ -161,8 +162,8 @@ export async function startDemo(options: DemoOptions = {}): Promise<DemoService>
   };
   context.announce(
     givenToken === undefined
-      ? `admin token (all /admin/* endpoints and the dashboard's knobs): ${admin.token} (set GOVMAP_ADMIN_TOKEN to choose it)`
-      : 'admin token: the one given (GOVMAP_ADMIN_TOKEN or adminToken), for all /admin/* endpoints and the dashboard\'s knobs',
+      ? `admin token (all /admin/* endpoints, the leak drill and the dashboard's knobs): ${admin.token} (set GOVMAP_ADMIN_TOKEN to choose it)`
+      : 'admin token: the one given (GOVMAP_ADMIN_TOKEN or adminToken), for all /admin/* endpoints, the leak drill and the dashboard\'s knobs',
   );
 
   router.route('GET', /^\/healthz$/, (_req, res) => sendJson(res, 200, { status: 'ok' }));
@@ -381,11 +382,33 @@ function responseUnderway(socket: Socket): boolean {
 /** The shortest admin token taken: it guards breaker, switch, routing-fault and settlement endpoints. */
 const MIN_ADMIN_TOKEN_LENGTH = 16;
 
-function checkAdminToken(token: string | undefined): string | undefined {
+/**
+ * The one admin token: `adminToken`, else a part's own (older) option, else GOVMAP_ADMIN_TOKEN.
+ * Every one given is checked, and they must agree: a part's own token was used by its endpoint
+ * alone, unchecked (a 1-character token guarded /admin/faults), and two tokens left the page's
+ * one token field unable to drive every knob.
+ */
+function oneAdminToken(options: DemoOptions): string | undefined {
+  const given: Array<[option: string, token: string | undefined]> = [
+    ['adminToken (GOVMAP_ADMIN_TOKEN)', options.adminToken],
+    ['switches.adminToken', options.switches?.adminToken],
+    ['settlement.adminToken', options.settlement?.adminToken],
+  ];
+  let first: [option: string, token: string] | undefined;
+  for (const [option, token] of given) {
+    if (token === undefined) continue;
+    checkAdminToken(token, option);
+    if (first === undefined) first = [option, token];
+    else if (token !== first[1]) throw new ConfigurationError(option, `must be the same as ${first[0]}: one admin token guards every admin endpoint and the dashboard's knobs (give only adminToken)`);
+  }
+  return first?.[1] ?? checkAdminToken(nonEmpty(process.env.GOVMAP_ADMIN_TOKEN), 'adminToken (GOVMAP_ADMIN_TOKEN)');
+}
+
+function checkAdminToken(token: string | undefined, option: string): string | undefined {
   if (token === undefined) return undefined;
   if (typeof token !== 'string' || token.length < MIN_ADMIN_TOKEN_LENGTH || /\s/.test(token)) {
     // Never echoed: it is a secret, however weak.
-    throw new ConfigurationError('adminToken (GOVMAP_ADMIN_TOKEN)', `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters without spaces: it guards the breaker, switch, routing-fault and settlement endpoints (unset, a random one is made and printed)`);
+    throw new ConfigurationError(option, `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters without spaces: it guards the breaker, switch, routing-fault and settlement endpoints (unset, a random one is made and printed)`);
   }
   return token;
 }

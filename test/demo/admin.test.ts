@@ -28,6 +28,18 @@ async function call(service: DemoService, method: string, path: string, body?: u
   return { status: response.status, json: text.startsWith('{') ? JSON.parse(text) : text };
 }
 
+/** Rejects as startDemo(options) does, or, when it starts after all, closes it and fails (a running demo would keep the test alive). */
+async function startRefused(options: Parameters<typeof startDemo>[0]): Promise<Error & { code?: string }> {
+  let started: DemoService;
+  try {
+    started = await startDemo(options);
+  } catch (error) {
+    return error as Error & { code?: string };
+  }
+  await started.close();
+  assert.fail('the demo started');
+}
+
 const pay = (service: DemoService, amount: string) => call(service, 'POST', '/payments', { from: 'acct-000001', to: 'acct-000002', amount });
 
 describe('payments.limit: a value that is not minor units never lifts the limit', () => {
@@ -93,6 +105,27 @@ describe('the bearer scheme is case-insensitive on every admin endpoint; the tok
   }
 });
 
+describe('the leak drill is an admin endpoint: without the token nobody can plant leak suspects or clear them', () => {
+  test('POST and DELETE /sandbox/drill/leak without the right token: 401 ADMIN_TOKEN_REQUIRED, no map created or released', async () => {
+    for (const authorization of [null, '', 'Bearer', 'Bearer ', `Bearer ${TOKEN}x`, `Basic ${TOKEN}`, TOKEN]) {
+      const planted = await call(demo, 'POST', '/sandbox/drill/leak', { maps: 5 }, authorization);
+      assert.deepEqual([planted.status, planted.json.error?.code], [401, 'ADMIN_TOKEN_REQUIRED'], `POST with ${String(authorization)}`);
+    }
+    const held = await call(demo, 'POST', '/sandbox/drill/leak', { maps: 3 }, `bearer ${TOKEN}`);
+    assert.deepEqual([held.status, held.json], [200, { created: 3, held: 3 }], 'nothing was planted by the refused calls');
+    for (const authorization of [null, 'Bearer', `Bearer ${TOKEN}x`]) {
+      const cleared = await call(demo, 'DELETE', '/sandbox/drill/leak', undefined, authorization);
+      assert.deepEqual([cleared.status, cleared.json.error?.code], [401, 'ADMIN_TOKEN_REQUIRED'], `DELETE with ${String(authorization)}`);
+    }
+    assert.deepEqual((await call(demo, 'DELETE', '/sandbox/drill/leak')).json, { released: 3 }, 'the refused calls released nothing');
+  });
+
+  test('a refused drill call is refused before its body is read: a bad body without a token is still 401', async () => {
+    const answer = await call(demo, 'POST', '/sandbox/drill/leak', { maps: 0 }, null);
+    assert.deepEqual([answer.status, answer.json.error?.code], [401, 'ADMIN_TOKEN_REQUIRED']);
+  });
+});
+
 describe('faults: refusals echo the value; org names are only names', () => {
   test('FAULT_*_INVALID and FAULT_TARGET_UNKNOWN say what was sent', async () => {
     const cases: Array<[string, unknown, string, string]> = [
@@ -143,6 +176,12 @@ test('a weak admin token (under 16 characters, or with spaces) is refused before
       return true;
     });
   }
+  // A part's own (older) option is the same one token: a weak one there guarded its endpoint alone.
+  for (const part of ['settlement', 'switches'] as const) {
+    const error = await startRefused({ port: 0, accounts: 2, adminToken: TOKEN, [part]: { adminToken: 'x' }, sandbox: { stateDirectory: null } });
+    assert.equal(error.code, 'GOVMAP_INVALID_CONFIGURATION', String(error));
+    assert.match(error.message, new RegExp(`${part}\\.adminToken.*at least 16 characters`));
+  }
   const saved = process.env.GOVMAP_ADMIN_TOKEN;
   process.env.GOVMAP_ADMIN_TOKEN = 'short';
   try {
@@ -150,5 +189,23 @@ test('a weak admin token (under 16 characters, or with spaces) is refused before
   } finally {
     if (saved === undefined) delete process.env.GOVMAP_ADMIN_TOKEN;
     else process.env.GOVMAP_ADMIN_TOKEN = saved;
+  }
+});
+
+test('two different admin tokens (adminToken and a part\'s own) are refused at start: the page has one token field for every knob', async () => {
+  const other = 'another-admin-token-98765';
+  for (const part of ['settlement', 'switches'] as const) {
+    const error = await startRefused({ port: 0, accounts: 2, adminToken: TOKEN, [part]: { adminToken: other }, sandbox: { stateDirectory: null } });
+    assert.equal(error.code, 'GOVMAP_INVALID_CONFIGURATION', String(error));
+    assert.match(error.message, new RegExp(`${part}\\.adminToken.*the same`));
+    assert.ok(!error.message.includes(other) && !error.message.includes(TOKEN), 'no token is echoed');
+  }
+  const same = await startDemo({ port: 0, accounts: 2, adminToken: TOKEN, settlement: { adminToken: TOKEN }, switches: { adminToken: TOKEN }, sandbox: { stateDirectory: null } });
+  try {
+    for (const [path, body] of [['/admin/faults', { latencyMs: 0 }], ['/admin/switches', { reason: 'probe', set: { 'routing.force-degrade': false } }], ['/sandbox/drill/leak', { maps: 1 }]] as const) {
+      assert.equal((await call(same, 'POST', path, body)).status, 200, path);
+    }
+  } finally {
+    await same.close();
   }
 });

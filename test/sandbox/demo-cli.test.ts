@@ -39,6 +39,9 @@ async function leakSiteLine(): Promise<string> {
   return `demo/sandbox.ts:${index + 1}:`;
 }
 
+const TOKEN = 'sandbox-drill-test-token-0123';
+/** The drill is an admin endpoint: it plants leak suspects an operator would act on. */
+const admin = { authorization: `Bearer ${TOKEN}` };
 let demo: DemoService;
 let stateDirectory: string;
 const suspects: string[] = [];
@@ -47,6 +50,7 @@ before(async () => {
   demo = await startDemo({
     port: 0,
     accounts: 20,
+    adminToken: TOKEN,
     sandbox: { idleThresholdMs: 300, sweepIntervalMs: 100, advisorWindowMs: 2000, stateDirectory, onSuspect: (s) => suspects.push(s.kind) },
   });
 });
@@ -57,7 +61,7 @@ after(async () => {
 
 describe('govmap sandbox report against the running demo', () => {
   test('the drill\'s leaked maps are reported idle, with the line that creates them', async () => {
-    const drill = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"maps":25}' });
+    const drill = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: '{"maps":25}' });
     assert.equal(drill.status, 200);
     assert.deepEqual(await drill.json(), { created: 25, held: 25 });
     await nextTurn(600);
@@ -79,13 +83,13 @@ describe('govmap sandbox report against the running demo', () => {
     assert.match(text.stdout, /IDLE +25 x "drill_quote_cache"/);
     assert.match(text.stdout, /created at: leakOneMap \(demo\/sandbox\.ts:\d+:\d+\)/);
 
-    const released = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'DELETE' });
+    const released = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'DELETE', headers: admin });
     assert.deepEqual(await released.json(), { released: 25 });
   });
 
   test('the drill refuses bad input and changes nothing', async () => {
     for (const body of ['{"maps":0}', '{"maps":1.5}', '{"maps":"3"}', '{"maps":5,"extra":1}']) {
-      const response = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const response = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body });
       assert.equal(response.status, 400, body);
     }
     const report: any = await (await fetch(`${demo.url}/sandbox/report`)).json();
@@ -116,7 +120,7 @@ describe('govmap advise against the running demo', () => {
     // sees about 25:1), over more than one 2-second window.
     for (let i = 1; i <= 260; i++) {
       if (i % 26 === 0) {
-        await fetch(`${demo.url}/accounts/acct-000001/credit`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"amount":"1"}' });
+        await fetch(`${demo.url}/accounts/acct-000001/credit`, { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: '{"amount":"1"}' });
       } else {
         await fetch(`${demo.url}/accounts/acct-00000${i % 10}`);
       }
