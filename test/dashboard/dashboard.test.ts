@@ -314,6 +314,10 @@ describe('answers that fail', () => {
     // Failures outside X-Biz-Tag traffic (Redis unreachable, a failing default route) were in no
     // figure of the page: the header said "req 5/s, degraded 0/s" and every org row was normal.
     const demo = await startDemo({ port: 0, accounts: 5, adminToken: TOKEN, dashboard: { intervalMs: 200 }, sandbox: { stateDirectory: null } });
+    // The fault is set before the first payment: a payment sent before it would rightly succeed.
+    const set = await fetch(`${demo.url}/admin/routing/faults`, json({ target: 'gw-core', failureRate: 1 }, TOKEN));
+    assert.equal(set.status, 200);
+    await set.arrayBuffer();
     let sending = true;
     const failing = (async () => {
       while (sending) {
@@ -325,9 +329,6 @@ describe('answers that fail', () => {
       }
     })();
     try {
-      const set = await fetch(`${demo.url}/admin/routing/faults`, json({ target: 'gw-core', failureRate: 1 }, TOKEN));
-      assert.equal(set.status, 200);
-      await set.arrayBuffer();
       const seen = await events(`${demo.url}/events`, (name, data) => name === 'state' && data.sample.requestsPerSec > 0 && data.sample.failedPerSec > 0, 3_000);
       const sample = seen.at(-1)!.data.sample;
       assert.ok(sample.failedPerSec <= sample.requestsPerSec, JSON.stringify(sample));
