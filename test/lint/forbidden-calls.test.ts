@@ -103,6 +103,24 @@ typedRuleTester().run('forbidden-calls', forbiddenCalls, {
       errors: [{ messageId: 'forbidden', data: { callee: 'crypto.createHash', condition: '', reason: 'use the audit chain hash helper' } }],
     },
     {
+      name: 'additionalCalls adds to the defaults, which keep applying (a scan config file cannot spread them)',
+      code: `import { createHash } from 'node:crypto';\nimport { execSync } from 'node:child_process';\ncreateHash('md5');\nexecSync('ls');`,
+      options: [{ additionalCalls: [{ module: 'crypto', name: 'createHash', reason: 'use the audit chain hash helper' }] }],
+      errors: [
+        { messageId: 'forbidden', line: 3, data: { callee: 'crypto.createHash', condition: '', reason: 'use the audit chain hash helper' } },
+        { messageId: 'forbidden', line: 4, data: { callee: 'child_process.execSync', condition: '', reason: DEFAULT_FORBIDDEN_CALLS[2]!.reason } },
+      ],
+    },
+    {
+      name: 'additionalCalls adds to a given calls list, not to the defaults it replaced',
+      code: `import { createHash } from 'node:crypto';\nimport { execSync } from 'node:child_process';\nimport { writeFileSync } from 'node:fs';\ncreateHash('md5');\nexecSync('ls');\nwriteFileSync('/x', 'a');`,
+      options: [{ calls: [{ module: 'fs', name: 'writeFileSync', reason: 'ledger files are written by the ledger' }], additionalCalls: [{ module: 'crypto', name: 'createHash', reason: 'use the audit chain hash helper' }] }],
+      errors: [
+        { messageId: 'forbidden', line: 4, data: { callee: 'crypto.createHash', condition: '', reason: 'use the audit chain hash helper' } },
+        { messageId: 'forbidden', line: 6, data: { callee: 'fs.writeFileSync', condition: '', reason: 'ledger files are written by the ledger' } },
+      ],
+    },
+    {
       name: 'a user-configured condition on a string value',
       code: `import { writeFileSync } from 'node:fs';\nwriteFileSync('/x', 'a', { encoding: 'utf8' });\nwriteFileSync('/x', 'a', { encoding: 'latin1' });`,
       options: [{ calls: [{ module: 'fs', name: 'writeFileSync', when: { argument: 2, property: 'encoding', equals: 'latin1' }, reason: 'ledger files are UTF-8' }] }],

@@ -187,7 +187,7 @@ describe('govmap scan (command line)', () => {
     writeFileSync(config, 'rules:\n  govmap/forbidden-calls: [error, { bogus: 1 }]\n');
     const run = await govmap(['scan', '--config', config], SAMPLE);
     assert.equal(run.code, 2);
-    assert.match(run.stderr, /govmap\/forbidden-calls.*\{"bogus":1\}.*Unexpected property "bogus"\. Expected properties: "calls"\..*GOVMAP_SCAN_CONFIG_INVALID/);
+    assert.match(run.stderr, /govmap\/forbidden-calls.*\{"bogus":1\}.*Unexpected property "bogus"\. Expected properties: "calls", "additionalCalls"\..*GOVMAP_SCAN_CONFIG_INVALID/);
     assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
   });
 
@@ -198,6 +198,18 @@ describe('govmap scan (command line)', () => {
     assert.equal(run.code, 2);
     assert.match(run.stderr, /rules\.govmap\/require-validator: "offf" is not a rule level: off, warn or error \(or 0, 1, 2\), or \[level, options\.\.\.\]/);
     assert.doesNotMatch(run.stderr, /allowed keys/, 'the keys are not what is wrong');
+  });
+
+  test('a config file adds a forbidden call with additionalCalls and keeps the default checks (it cannot spread them)', async () => {
+    const config = join(scratch, 'additional.yaml');
+    writeFileSync(config, 'rules:\n  govmap/forbidden-calls: [error, { additionalCalls: [{ module: fs, name: writeFileSync, reason: ledger files are written by the ledger job }] }]\n');
+    const run = await govmap(['scan', '--config', config, '--format', 'json'], SAMPLE);
+    assert.equal(run.code, 1, run.stderr);
+    const forbidden = (JSON.parse(run.stdout) as Array<{ ruleId: string; file: string; message: string }>).filter((f) => f.ruleId === 'govmap/forbidden-calls');
+    assert.deepEqual(
+      forbidden.map((f) => `${f.file} ${f.message.slice(0, f.message.indexOf(' is forbidden'))}`),
+      ['src/maintenance.ts fs.rmSync', 'src/sweeper.ts fs.writeFileSync'],
+    );
   });
 
   test('a config file turns rules off and sets options', async () => {

@@ -1,5 +1,5 @@
 import { AST_NODE_TYPES, ASTUtils, ESLintUtils, TSESLint } from '@typescript-eslint/utils';
-import type { TSESTree } from '@typescript-eslint/utils';
+import type { JSONSchema, TSESTree } from '@typescript-eslint/utils';
 import ts from 'typescript';
 import { unwrap } from '../ast.ts';
 import { createRule } from '../create-rule.ts';
@@ -36,6 +36,12 @@ export interface ForbiddenCall {
 export interface ForbiddenCallsOptions {
   /** Replaces the default list (DEFAULT_FORBIDDEN_CALLS); spread the default in to extend it. */
   readonly calls?: readonly ForbiddenCall[];
+  /**
+   * Added to `calls` (to the defaults when `calls` is not given). A `govmap scan` config file
+   * (YAML or JSON) cannot spread DEFAULT_FORBIDDEN_CALLS into `calls`; this keeps the default
+   * checks without copying them, so a later release's new defaults still apply.
+   */
+  readonly additionalCalls?: readonly ForbiddenCall[];
 }
 
 type MessageIds = 'forbidden';
@@ -90,6 +96,28 @@ export const DEFAULT_FORBIDDEN_CALLS: readonly ForbiddenCall[] = [
   },
 ];
 
+const forbiddenCallSchema: JSONSchema.JSONSchema4 = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['module', 'name', 'reason'],
+  properties: {
+    module: { type: 'string', minLength: 1 },
+    name: { oneOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 }] },
+    reason: { type: 'string', minLength: 1 },
+    when: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['argument', 'property', 'equals'],
+      properties: {
+        argument: { type: 'integer', minimum: 0 },
+        property: { type: 'string', minLength: 1 },
+        equals: { type: ['boolean', 'number', 'string'] },
+      },
+    },
+    allowIn: { type: 'array', items: typeSpecifierSchema },
+  },
+};
+
 /**
  * The specification's "static scanning intercepts forbidden calls before they ship", as Go's
  * analysis framework does it: every call is resolved by the type checker to the declaration it
@@ -115,30 +143,8 @@ export const forbiddenCalls = createRule<[ForbiddenCallsOptions], MessageIds>({
         type: 'object',
         additionalProperties: false,
         properties: {
-          calls: {
-            type: 'array',
-            items: {
-              type: 'object',
-              additionalProperties: false,
-              required: ['module', 'name', 'reason'],
-              properties: {
-                module: { type: 'string', minLength: 1 },
-                name: { oneOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 }] },
-                reason: { type: 'string', minLength: 1 },
-                when: {
-                  type: 'object',
-                  additionalProperties: false,
-                  required: ['argument', 'property', 'equals'],
-                  properties: {
-                    argument: { type: 'integer', minimum: 0 },
-                    property: { type: 'string', minLength: 1 },
-                    equals: { type: ['boolean', 'number', 'string'] },
-                  },
-                },
-                allowIn: { type: 'array', items: typeSpecifierSchema },
-              },
-            },
-          },
+          calls: { type: 'array', items: forbiddenCallSchema },
+          additionalCalls: { type: 'array', items: forbiddenCallSchema },
         },
       },
     ],
@@ -148,7 +154,7 @@ export const forbiddenCalls = createRule<[ForbiddenCallsOptions], MessageIds>({
     const services = ESLintUtils.getParserServices(context);
     const program = services.program;
     const checker = program.getTypeChecker();
-    const calls = options.calls ?? DEFAULT_FORBIDDEN_CALLS;
+    const calls = [...(options.calls ?? DEFAULT_FORBIDDEN_CALLS), ...(options.additionalCalls ?? [])];
     // Cheap syntactic prefilter: resolving a signature costs type-checker work, so only calls
     // whose callee name (or import/const alias target) is one of the forbidden names are resolved.
     const names = new Set<string>();
