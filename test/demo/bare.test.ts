@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connect } from 'node:net';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { IncomingMessage } from 'node:http';
 import fc from 'fast-check';
 import { startBareDemo } from '../../demo/bare.ts';
 import { startDemo } from '../../demo/server.ts';
@@ -83,6 +85,29 @@ describe('the bare baseline answers the same API as the governed demo', () => {
   });
 });
 
+/**
+ * Resolves once this process's HTTP server has parsed the head of a request for `path` (Node's
+ * `http.server.request.start` channel: the bare demo does not expose its server); fails after `ms`.
+ */
+function requestStarted(path: string, ms: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onStart = (message: unknown): void => {
+      if ((message as { request: IncomingMessage }).request.url !== path) return;
+      settle();
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      settle();
+      reject(new Error(`the server did not start the request for ${path} within ${ms} ms`));
+    }, ms);
+    const settle = (): void => {
+      clearTimeout(timer);
+      unsubscribe('http.server.request.start', onStart);
+    };
+    subscribe('http.server.request.start', onStart);
+  });
+}
+
 describe('the bare baseline stops like the governed demo', () => {
   test('close() answers a request already underway (its body still arriving) instead of cutting its connection', async () => {
     const service = await startBareDemo({ port: 0, accounts: 3 });
@@ -93,8 +118,11 @@ describe('the bare baseline stops like the governed demo', () => {
     socket.on('data', (d: Buffer) => (received += d.toString()));
     const ended = new Promise((resolve) => socket.once('close', resolve));
     const body = '{"amount":"250"}';
+    const underway = requestStarted('/accounts/acct-000001/credit', 10_000);
     socket.write(`POST /accounts/acct-000001/credit HTTP/1.1\r\nhost: ${hostname}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // close() starts once the server has the request's head: a fixed 50 ms pause let a busy machine
+    // call close() before the head was read, and an idle connection is rightly cut.
+    await underway;
     const closing = service.close();
     await new Promise((resolve) => setTimeout(resolve, 50));
     socket.end(body.slice(5));

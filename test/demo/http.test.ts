@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { startDemo } from '../../demo/server.ts';
 import type { DemoService } from '../../demo/server.ts';
@@ -176,6 +178,8 @@ describe('shutdown', () => {
     const stream = await fetch(`${service.url}/events`);
     assert.equal(stream.status, 200);
     const reading = stream.text().catch(() => 'cut');
+    // The stream's own request was served above: the next request the server starts is the transfer.
+    const received = once(service.server, 'request', { signal: AbortSignal.timeout(10_000) });
     const answer = fetch(`${service.url}/transfers`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -184,7 +188,10 @@ describe('shutdown', () => {
       async (response) => ({ status: response.status, json: JSON.parse(await response.text()) }),
       (error: unknown) => ({ status: 0, json: { error: String((error as { cause?: unknown }).cause ?? error) } }),
     );
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // close() starts once the server has the transfer: after a fixed 50 ms pause a busy machine
+    // could call close() before the request had even connected, and it was refused (status 0).
+    const [transfer] = (await received) as [IncomingMessage];
+    assert.equal(`${transfer.method} ${transfer.url}`, 'POST /transfers');
     const closing = Date.now();
     await service.close();
     assert.ok(Date.now() - closing < 5_000, 'the dashboard stream (which never ends by itself) does not hold the close');
