@@ -42,6 +42,8 @@ export interface SyncHealth {
   readonly storeKind: string;
   readonly connected: boolean;
   readonly counters: { readonly writes: number; readonly writeFailures: number; readonly conflicts: number; readonly invalidSnapshots: ReadonlyMap<string, number>; readonly leaseLosses: number; readonly resyncs: number; readonly adoptions: number };
+  /** Keys unreadable now, by reason (falls when they are fixed). Optional: a source written before it is still tracked, without that gauge. */
+  readonly unreadableSnapshots?: ReadonlyMap<string, number>;
 }
 
 type Source = { readonly kind: 'group'; readonly group: BreakerGroup } | { readonly kind: 'breaker'; readonly breaker: CircuitBreaker };
@@ -251,6 +253,21 @@ export class BreakerMetrics {
         for (const s of syncs()) for (const [reason, value] of s.counters.invalidSnapshots) this.inc({ member: s.instance, reason }, value);
       },
     });
+    new Gauge({
+      name: `${p}snapshots_unreadable`,
+      help: 'Keys in the state store this instance cannot read now, by reason: each leaves its member out of the open quorum until it is fixed, rewritten valid or deleted (snapshots_invalid_total counts the bad writes; this falls when they are gone).',
+      labelNames: ['member', 'reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of syncs()) {
+          // 0 for every reason ever counted: the series stays after the fix, and a graph shows it fall.
+          for (const reason of s.counters.invalidSnapshots.keys()) this.inc({ member: s.instance, reason }, 0);
+          // Summed: two syncs of one member share a label set, and each key they cannot read counts.
+          for (const [reason, value] of s.unreadableSnapshots ?? []) this.inc({ member: s.instance, reason }, value);
+        }
+      },
+    });
     registerStaged(staging, this.registry, 'BreakerMetrics', p);
   }
 
@@ -308,7 +325,7 @@ export class BreakerMetrics {
   trackSync(sync: SyncHealth): this {
     const s = sync as Partial<Record<keyof SyncHealth, unknown>> | null;
     const counters = typeof s === 'object' && s !== null && typeof s.counters === 'object' && s.counters !== null ? (s.counters as { invalidSnapshots?: unknown }) : null;
-    if (counters === null || typeof s!.instance !== 'string' || typeof s!.storeKind !== 'string' || !(counters.invalidSnapshots instanceof Map)) {
+    if (counters === null || typeof s!.instance !== 'string' || typeof s!.storeKind !== 'string' || !(counters.invalidSnapshots instanceof Map) || (s!.unreadableSnapshots !== undefined && !(s!.unreadableSnapshots instanceof Map))) {
       throw new NotABreakerSourceError('trackSync', 'a BreakerClusterSync (an instance, a storeKind and counters)', sync);
     }
     this.#syncs.add(sync);

@@ -56,6 +56,14 @@ interface PeerReport {
   readonly revision: bigint;
 }
 
+/** What an unreadable key held when it was counted. */
+interface UnreadableKey {
+  readonly reason: string;
+  readonly revision: bigint;
+  /** Compared too: a file the file store did not write has revision 0 whatever it holds. */
+  readonly value: string;
+}
+
 interface ProbeHolder {
   readonly instance: string;
   readonly revision: bigint;
@@ -101,7 +109,8 @@ export class SnapshotConflictError extends GovMapError {
  *   `<prefix>/circuit-probe/<service>` (created if absent, under the lease, released on leaving
  *   HALF_OPEN). The others stay OPEN; when the holder's probes pass they close too. If the store
  *   cannot be reached, each instance decides alone (it probes).
- * - bad data (malformed JSON, unknown state, wrong types) is ignored, logged and counted; an
+ * - bad data (malformed JSON, unknown state, wrong types) is ignored, logged and counted (once
+ *   per bad write, not per re-list), and shown in `unreadableSnapshots` until fixed or deleted; an
  *   instance whose snapshot is unreadable has no report (it is not counted among the live).
  */
 export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
@@ -163,6 +172,13 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   readonly #unrestored = new Set<string>();
   /** Breakers whose key the store refuses (StateKeyError), already reported: they stay local. */
   readonly #refusedKeys = new Set<string>();
+  /**
+   * Keys under the prefix that hold what this instance cannot read, as last read. A key leaves
+   * when it is read valid, deleted, or missing from a re-list. The same value read again (a
+   * re-list after a watch could not resume) is the same bad write: counted and logged once, or
+   * the invalid counter would measure re-lists rather than bad writes.
+   */
+  readonly #unreadable = new Map<string, UnreadableKey>();
 
   constructor(options: BreakerClusterSyncOptions) {
     // A misspelt option (`leaseTtl`, `quorum`) would leave its default in force without a word.
@@ -215,6 +231,17 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
 
   get storeKind(): string {
     return this.store.kind;
+  }
+
+  /**
+   * The keys under the prefix (snapshots, probe rights) this instance cannot read now, by reason:
+   * each leaves its member out of the open quorum until it is fixed, rewritten valid or deleted.
+   * Unlike `counters.invalidSnapshots`, this falls when they are.
+   */
+  get unreadableSnapshots(): ReadonlyMap<string, number> {
+    const counts = new Map<string, number>();
+    for (const { reason } of this.#unreadable.values()) counts.set(reason, (counts.get(reason) ?? 0) + 1);
+    return counts;
   }
 
   /** True while the store answers; false while decisions rest on the last snapshots seen. */
@@ -372,6 +399,9 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     for (const unsubscribe of this.#unsubscribe.values()) unsubscribe();
     for (const breaker of this.#breakers.values()) breaker.setProbeGate(null);
     await Promise.all(this.#watches.map((w) => w.close()));
+    // No longer read: what was unreadable may be fixed any time now, and a gauge kept at its last
+    // value would hold an alert for the life of the process (a sync replaced on a reload).
+    this.#unreadable.clear();
     // The store may stay open for others (switches share it): its keep-alive of our lease must
     // stop here, or our last snapshots (an OPEN one counted in everyone's quorum) would live as
     // long as the process instead of for the lease's TTL.
@@ -385,6 +415,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   #onCircuitReset(entries: readonly StateEntry[]): void {
     const previous = this.#view;
     const next = new Map<string, Map<string, PeerReport>>();
+    this.#forgetUnlisted(this.#circuitPrefix, entries);
     for (const entry of entries) {
       const parsed = this.#parse(entry);
       if (parsed === null) continue;
@@ -419,8 +450,13 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
 
   #onCircuitEvent(event: StateEvent): void {
     const key = event.type === 'put' ? event.entry.key : event.key;
+    if (event.type === 'delete') this.#unreadable.delete(key);
     const name = this.#split(key, this.#circuitPrefix);
-    if (name === null) return;
+    if (name === null) {
+      // Counted as on a re-list, so that the two agree (and a key fixed live leaves the gauge).
+      if (event.type === 'put') this.#parse(event.entry);
+      return;
+    }
     const { service, instance } = name;
     if (event.type === 'delete') {
       this.#view.get(service)?.delete(instance);
@@ -464,6 +500,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   #onProbeReset(entries: readonly StateEntry[]): void {
     this.#probeHolders.clear();
     this.#invalidProbeKeys.clear();
+    this.#forgetUnlisted(this.#probePrefix, entries);
     for (const entry of entries) this.#onProbeEvent({ type: 'put', entry });
     for (const service of [...this.#awaitingProbe]) this.#acquireProbe(service);
     this.#ready.probes = true;
@@ -475,6 +512,7 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     const service = key.slice(this.#probePrefix.length);
     if (!key.startsWith(this.#probePrefix) || service.length === 0) return;
     if (event.type === 'delete') {
+      this.#unreadable.delete(key);
       this.#invalidProbeKeys.delete(service);
       const holder = this.#probeHolders.get(service);
       this.#probeHolders.delete(service);
@@ -491,12 +529,13 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
     }
     const sinceMs = typeof since === 'string' ? Date.parse(since) : NaN;
     if (typeof instance !== 'string' || !Number.isFinite(sinceMs)) {
-      this.#invalid(event.entry.key, 'invalid_probe_holder');
+      this.#invalid(event.entry, 'invalid_probe_holder');
       // Whoever held the right before no longer does: the key says nothing of it now.
       this.#probeHolders.delete(service);
       this.#invalidProbeKeys.set(service, event.entry.revision);
       return;
     }
+    this.#unreadable.delete(key);
     this.#invalidProbeKeys.delete(service);
     this.#probeHolders.set(service, { instance, revision: event.entry.revision, since: sinceMs });
   }
@@ -840,18 +879,29 @@ export class BreakerClusterSync implements SyncHealth, BreakerLifecycle {
   #parse(entry: StateEntry): { service: string; instance: string; report: PeerReport } | null {
     const name = this.#split(entry.key, this.#circuitPrefix);
     if (name === null) {
-      this.#invalid(entry.key, 'invalid_key');
+      this.#invalid(entry, 'invalid_key');
       return null;
     }
     const decoded = decodeSnapshot(entry.value);
     if (!decoded.ok) {
-      this.#invalid(entry.key, decoded.reason, name);
+      this.#invalid(entry, decoded.reason, name);
       return null;
     }
+    this.#unreadable.delete(entry.key);
     return { ...name, report: { snapshot: decoded.snapshot, revision: entry.revision } };
   }
 
-  #invalid(key: string, reason: string, name?: { service: string; instance: string }): void {
+  /** A re-list hands over every key: those unreadable before that are not in it are gone. */
+  #forgetUnlisted(prefix: string, entries: readonly StateEntry[]): void {
+    const listed = new Set(entries.map((e) => e.key));
+    for (const key of [...this.#unreadable.keys()]) if (key.startsWith(prefix) && !listed.has(key)) this.#unreadable.delete(key);
+  }
+
+  #invalid(entry: StateEntry, reason: string, name?: { service: string; instance: string }): void {
+    const key = entry.key;
+    const known = this.#unreadable.get(key);
+    this.#unreadable.set(key, { reason, revision: entry.revision, value: entry.value });
+    if (known !== undefined && known.revision === entry.revision && known.value === entry.value) return;
     const counts = this.counters.invalidSnapshots;
     counts.set(reason, (counts.get(reason) ?? 0) + 1);
     if (name === undefined) {

@@ -667,6 +667,9 @@ describe('snapshots and metrics', () => {
     assert.throws(() => metrics.trackBreaker({ name: 'fx' } as unknown as CircuitBreaker), refused('trackBreaker'));
     assert.throws(() => metrics.trackBreaker(group as unknown as CircuitBreaker), refused('trackBreaker'));
     assert.throws(() => metrics.trackSync({ instance: 'a' } as unknown as BreakerClusterSync), refused('trackSync'));
+    // unreadableSnapshots is optional (a source written before it), but when given it is read at every scrape.
+    const counters = { writes: 0, writeFailures: 0, conflicts: 0, invalidSnapshots: new Map<string, number>(), leaseLosses: 0, resyncs: 0, adoptions: 0 };
+    assert.throws(() => metrics.trackSync({ instance: 'a', storeKind: 'etcd', connected: true, counters, unreadableSnapshots: 3 } as unknown as BreakerClusterSync), refused('trackSync'));
     assert.match(await metrics.render(), /govmap_breaker_calls_total\{breaker="settlement",key="org-1",outcome="success"\} 1/);
     group.dispose();
   });

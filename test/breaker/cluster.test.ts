@@ -422,6 +422,87 @@ describe('cluster sync on the memory store', () => {
     });
   }
 
+  for (const kind of ['memory', 'file'] as const) {
+    test(`${kind} store: govmap_breaker_snapshots_unreadable counts the peer keys unreadable now, and falls when a key is fixed or deleted (the invalid counter does not)`, async () => {
+      const dir = kind === 'file' ? await mkdtemp(join(tmpdir(), 'govmap-breaker-')) : null;
+      const store: StateStore = dir === null ? new MemoryStateStore() : new FileStateStore({ directory: dir, pollIntervalMs: 20 });
+      try {
+        const me = await instance(store, 'me');
+        const metrics = new BreakerMetrics().trackSync(me.sync);
+        const series = async (name: string, reason: string): Promise<number | undefined> => {
+          const found = new RegExp(`^govmap_breaker_${name}\\{member="me",reason="${reason}"\\} (\\d+)$`, 'm').exec(await metrics.render());
+          return found === null ? undefined : Number(found[1]);
+        };
+        const untilSeries = async (what: string, name: string, reason: string, value: number): Promise<void> => {
+          const deadline = Date.now() + 3_000;
+          while ((await series(name, reason)) !== value) {
+            if (Date.now() > deadline) assert.fail(`timed out waiting until ${what} (${name}{reason="${reason}"} is ${await series(name, reason)})`);
+            await new Promise((resolve) => setTimeout(resolve, 5));
+          }
+        };
+        const key = (who: string): string => `/govmap/circuit/settlement/${who}`;
+        const valid = JSON.stringify({ state: 'CLOSED', failures: 0, timeouts: 0, total: 0, breachedWindows: 0, since: new Date().toISOString(), version: 1 });
+        const broken = await store.compareAndSet(key('p2'), '{"state":"OPEN",', null);
+        assert.ok(broken.ok);
+        await store.compareAndSet(key('p3'), JSON.stringify({ state: 'SMOKING', failures: 0, timeouts: 0, total: 0, breachedWindows: 0, since: new Date().toISOString(), version: 1 }), null);
+        await untilSeries('p2 is unreadable now', 'snapshots_unreadable', 'malformed_json', 1);
+        await untilSeries('p3 is unreadable now', 'snapshots_unreadable', 'unknown_state', 1);
+        // p2 is written valid again (its member upgraded, the tool fixed): nothing is unreadable for that reason now.
+        await store.compareAndSet(key('p2'), valid, broken.revision);
+        await untilSeries('p2 is readable again', 'snapshots_unreadable', 'malformed_json', 0);
+        assert.equal(me.sync.reports('settlement').get('p2')?.state, 'CLOSED');
+        // p3 is deleted by hand.
+        await store.delete(key('p3'));
+        await untilSeries('p3 is gone', 'snapshots_unreadable', 'unknown_state', 0);
+        // The counter keeps what was read: one bad write each.
+        assert.equal(await series('snapshots_invalid_total', 'malformed_json'), 1);
+        assert.equal(await series('snapshots_invalid_total', 'unknown_state'), 1);
+        // A sync closed (replaced on a reload) reads nothing more: it must not hold the alert for the life of the process.
+        await store.compareAndSet(key('p4'), '{"state":', null);
+        await untilSeries('p4 is unreadable now', 'snapshots_unreadable', 'malformed_json', 1);
+        await me.sync.close();
+        assert.equal(await series('snapshots_unreadable', 'malformed_json'), 0);
+        me.breaker.dispose();
+      } finally {
+        await store.close();
+        if (dir !== null) await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  test('a key whose name has no instance, written while the sync runs, is counted and shown unreadable as when it is listed at start, until it is deleted', async () => {
+    const store = new MemoryStateStore();
+    const me = await instance(store, 'me');
+    await store.compareAndSet('/govmap/circuit/settlement', '{}', null);
+    await until('the bad key is counted', () => me.sync.counters.invalidSnapshots.get('invalid_key') === 1);
+    assert.equal(me.sync.unreadableSnapshots.get('invalid_key'), 1);
+    await store.delete('/govmap/circuit/settlement');
+    await until('the deleted key is no longer unreadable', () => me.sync.unreadableSnapshots.get('invalid_key') === undefined);
+    await me.sync.close();
+    me.breaker.dispose();
+  });
+
+  test('file store: an unchanged unreadable key is counted once however many scans read it; a new bad write of it is counted again', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-breaker-'));
+    const store = new FileStateStore({ directory: dir, pollIntervalMs: 20 });
+    try {
+      const me = await instance(store, 'me');
+      const key = '/govmap/circuit/settlement/p2';
+      const first = await store.compareAndSet(key, '{"state":', null);
+      assert.ok(first.ok);
+      await until('the bad snapshot is counted', () => me.sync.counters.invalidSnapshots.get('malformed_json') === 1);
+      for (let i = 0; i < 5; i++) await store.poll();
+      assert.equal(me.sync.counters.invalidSnapshots.get('malformed_json'), 1, 'counted per bad write, not per scan');
+      await store.compareAndSet(key, '{"state":"', first.revision);
+      await until('the second bad write is counted', () => me.sync.counters.invalidSnapshots.get('malformed_json') === 2);
+      await me.sync.close();
+      me.breaker.dispose();
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('an instance whose own snapshot is overwritten with an unreadable value writes its own again, without waiting for its next transition', async () => {
     const store = new MemoryStateStore();
     const me = await instance(store, 'me');
