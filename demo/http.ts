@@ -9,11 +9,14 @@ import { currentBizContext } from '../src/routing/index.ts';
 export class HttpError extends Error {
   readonly status: number;
   readonly code: string;
-  constructor(status: number, code: string, message: string) {
+  /** Headers the refusal must carry besides the JSON ones (a 401's `www-authenticate`, RFC 9110 §11.6.1). */
+  readonly headers: Readonly<Record<string, string>> | undefined;
+  constructor(status: number, code: string, message: string, headers?: Readonly<Record<string, string>>) {
     super(message);
     this.name = 'HttpError';
     this.status = status;
     this.code = code;
+    this.headers = headers;
   }
 }
 
@@ -109,21 +112,20 @@ export const MAX_BODY_BYTES = 4096;
  * the one writeHead, rather than by the X-Biz-Tag middleware's setHeader (exposeRoute: false in
  * routing.ts): a header set with setHeader sends Node down its slower header path.
  */
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, extraHeaders?: Readonly<Record<string, string>>): void {
   const text = JSON.stringify(body, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
   const route = currentBizContext()?.decision.route.id;
   const length = Buffer.byteLength(text);
-  res.writeHead(
-    status,
+  const headers =
     route === undefined
       ? { 'content-type': 'application/json; charset=utf-8', 'content-length': length, 'cache-control': 'no-store' }
-      : { 'content-type': 'application/json; charset=utf-8', 'content-length': length, 'cache-control': 'no-store', 'x-govmap-route': route },
-  );
+      : { 'content-type': 'application/json; charset=utf-8', 'content-length': length, 'cache-control': 'no-store', 'x-govmap-route': route };
+  res.writeHead(status, extraHeaders === undefined ? headers : { ...headers, ...extraHeaders });
   res.end(text);
 }
 
-export function sendError(res: ServerResponse, status: number, code: string, reason: string): void {
-  sendJson(res, status, { error: { code, reason } });
+export function sendError(res: ServerResponse, status: number, code: string, reason: string, extraHeaders?: Readonly<Record<string, string>>): void {
+  sendJson(res, status, { error: { code, reason } }, extraHeaders);
 }
 
 /** How much of a client's input an error message echoes: enough to recognise it, never a log flood. */
@@ -266,11 +268,20 @@ function isJsonBlank(c: number): boolean {
   return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 }
 
+/** The realm of the admin token's challenge: one token guards every admin endpoint. */
+export const ADMIN_REALM = 'govmap-demo';
+
 /**
  * The check every /admin/* endpoint makes: `authorization: Bearer <token>`. The scheme is
  * case-insensitive (RFC 9110 §11.1: `bearer` is `Bearer`), and so is nothing else. The tokens
  * are compared as SHA-256 digests in constant time, so neither the token's bytes nor its length
  * show in how long a refusal takes.
+ *
+ * A refusal is a 401 with the challenge RFC 9110 §11.6.1 requires of one, `www-authenticate:
+ * Bearer realm="govmap-demo"`: without it a client or proxy cannot tell which scheme to answer
+ * with. A bearer token that does not match adds `error="invalid_token"`; a request without a
+ * bearer token gets no error code (RFC 6750 §3.1), so a client knows to ask for one rather than
+ * to replace the one it has.
  */
 export function adminCheck(token: string): (req: IncomingMessage) => void {
   const expected = createHash('sha256').update(token).digest();
@@ -281,8 +292,10 @@ export function adminCheck(token: string): (req: IncomingMessage) => void {
     const given = space === -1 ? '' : header.slice(space + 1).trimStart();
     const matches = timingSafeEqual(createHash('sha256').update(given).digest(), expected);
     // An empty token authorises no one, even where the operator configured one by mistake.
-    if (scheme.toLowerCase() !== 'bearer' || given === '' || !matches) {
-      throw new HttpError(401, 'ADMIN_TOKEN_REQUIRED', 'send the admin token as "authorization: Bearer <token>" (GOVMAP_ADMIN_TOKEN, or the one printed at start)');
+    const bearer = scheme.toLowerCase() === 'bearer';
+    if (!bearer || given === '' || !matches) {
+      const challenge = bearer && given !== '' ? `Bearer realm="${ADMIN_REALM}", error="invalid_token"` : `Bearer realm="${ADMIN_REALM}"`;
+      throw new HttpError(401, 'ADMIN_TOKEN_REQUIRED', 'send the admin token as "authorization: Bearer <token>" (GOVMAP_ADMIN_TOKEN, or the one printed at start)', { 'www-authenticate': challenge });
     }
   };
 }

@@ -41,7 +41,9 @@ export function installStaticAnalysis(context: DemoContext): void {
       throw error;
     }
     if (format === 'sarif') {
-      res.writeHead(200, { 'content-type': 'application/sarif+json' });
+      // With its length declared: without it the body is chunked, or for an HTTP/1.0 client ends
+      // where the connection does, and a report cut by a close (demo.close, SIGINT) read as whole.
+      res.writeHead(200, { 'content-type': 'application/sarif+json', 'content-length': Buffer.byteLength(done.sarif) });
       res.end(done.sarif);
       return;
     }

@@ -140,7 +140,8 @@ export class Router {
       return;
     }
     for (const mapper of this.#errorMappers) if (mapper(res, error)) return;
-    if (error instanceof HttpError || error instanceof LedgerError) return sendError(res, error.status, error.code, error.message);
+    if (error instanceof HttpError) return sendError(res, error.status, error.code, error.message, error.headers);
+    if (error instanceof LedgerError) return sendError(res, error.status, error.code, error.message);
     if (error instanceof AmountError) return sendError(res, 400, error.code, error.message);
     if (error instanceof GovMapError) {
       const reason = typeof error.details.reason === 'string' ? error.details.reason : error.code;

@@ -35,7 +35,15 @@
   const stateTone = (state) => (state === 'CLOSED' ? 'ok' : state === 'OPEN' ? 'bad' : 'warn');
   const fmt = (n, digits = 0) => (n === null || n === undefined || Number.isNaN(n) ? '–' : Number(n).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 }));
   const pct = (ratio) => (ratio === null || ratio === undefined ? '–' : `${(ratio * 100).toFixed(1)}%`);
-  const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString('en-GB', { hour12: false }) : '–');
+  /**
+   * A time of day in UTC, marked `Z` (`08:14:03Z`): the audit trail, the logs and Prometheus are
+   * in UTC, and a time in the browser's own zone, unmarked, misled an operator matching the page
+   * to a log line.
+   */
+  const clock = (iso) => {
+    const at = iso ? new Date(iso) : null;
+    return at === null || Number.isNaN(at.getTime()) ? '–' : `${at.toISOString().slice(11, 19)}Z`;
+  };
   function ago(iso, now) {
     if (!iso) return '–';
     const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
@@ -68,8 +76,8 @@
   const axis = { stroke: '#5d6877', grid: { stroke: '#eef1f5', width: 1 }, ticks: { stroke: '#dde2ea', width: 1 }, font: '11px system-ui, sans-serif' };
   const fromZero = (min) => (_u, _lo, hi) => [0, Math.max(min, (hi ?? 0) * 1.15)];
   const two = (n) => String(n).padStart(2, '0');
-  /** Wall-clock ticks (HH:MM:SS), one line: the date is today's. */
-  const timeAxis = { ...axis, space: 70, values: (_u, splits) => splits.map((v) => { const d = new Date(v * 1000); return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`; }) };
+  /** Wall-clock ticks in UTC (HH:MM:SSZ, as `clock`), one line: the date is today's. */
+  const timeAxis = { ...axis, space: 70, values: (_u, splits) => splits.map((v) => { const d = new Date(v * 1000); return `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())}Z`; }) };
 
   /** A chart's time span: seconds up to 90, whole minutes beyond (not "1 min" for 30 s). */
   const spanLabel = (sec) => (sec < 90 ? `${Math.round(sec)} s` : `${Math.round(sec / 60)} min`);

@@ -65,6 +65,8 @@ describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing 
       executablePath: CHROMIUM,
       headless: true,
       viewport: { width: 1366, height: 768 },
+      // A zone off UTC by hours and minutes: a time shown in the browser's zone cannot pass for UTC.
+      timezoneId: 'Asia/Kolkata',
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     page = context.pages()[0] ?? (await context.newPage());
@@ -146,6 +148,20 @@ describe('the dashboard in Chromium', { skip: missing !== null && !ci ? missing 
     assert.equal(server.version, before + 1);
     assert.deepEqual([server.audit[0]!.actor, server.audit[0]!.newVersion], ['admin:dashboard', before + 1]);
     assert.match((await page.textContent('#switch-result')) ?? '', new RegExp(`v${before} → v${before + 1}`));
+  });
+
+  test('times are shown in UTC, marked Z, as the audit trail, the logs and Prometheus have them (the browser is in Asia/Kolkata)', async () => {
+    assert.equal(await page.evaluate(() => new Date(0).getTimezoneOffset()), -330, 'the page runs in UTC+05:30');
+    const server = (await (await fetch(`${demo.url}/switches`)).json()) as { version: number; updatedAt: string };
+    await page.waitForFunction((v) => Number(document.querySelector('#switch-version')?.getAttribute('data-version')) === v, server.version, { timeout: 5000 });
+    assert.equal(await page.textContent('#switch-version'), `board v${server.version} · ${server.updatedAt.slice(11, 19)}Z`);
+    // Every clock time in the audit tail and the switch changes is UTC-marked, none in the browser's zone.
+    await page.waitForSelector('#audit-tail tbody tr', { timeout: 15_000 });
+    const times = await page.locator('#audit-tail tbody tr td:last-child').allTextContents();
+    assert.ok(times.length > 0);
+    for (const time of times) assert.match(time, /^\d\d:\d\d:\d\dZ$/);
+    const newest = (await (await fetch(`${demo.url}/switches`)).json()) as { version: number };
+    assert.equal(newest.version, server.version, 'no switch changed meanwhile');
   });
 
   test('a wrong token is refused and changes nothing', async () => {

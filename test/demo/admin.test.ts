@@ -105,6 +105,39 @@ describe('the bearer scheme is case-insensitive on every admin endpoint; the tok
   }
 });
 
+describe('every 401 carries the challenge RFC 9110 §11.6.1 requires (www-authenticate: Bearer realm="govmap-demo")', () => {
+  const refused: Array<[method: string, path: string, body: unknown]> = [
+    ['POST', '/admin/faults', { latencyMs: 5 }],
+    ['POST', '/admin/switches', { reason: 'probe', set: { 'routing.force-degrade': false } }],
+    ['POST', '/admin/routing/faults', { target: 'gw-core', latencyMs: 2 }],
+    ['POST', '/sandbox/drill/leak', { maps: 1 }],
+    ['DELETE', '/sandbox/drill/leak', undefined],
+  ];
+  for (const [method, path, body] of refused) {
+    test(`${method} ${path}: no bearer token, a challenge without an error code; a wrong one, error="invalid_token"`, async () => {
+      const challenges: Array<[authorization: string | null, challenge: string]> = [
+        [null, 'Bearer realm="govmap-demo"'],
+        ['Bearer', 'Bearer realm="govmap-demo"'],
+        [`Basic ${TOKEN}`, 'Bearer realm="govmap-demo"'],
+        [`Bearer ${TOKEN}x`, 'Bearer realm="govmap-demo", error="invalid_token"'],
+      ];
+      for (const [authorization, challenge] of challenges) {
+        const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
+        if (authorization !== null) headers.authorization = authorization;
+        const response = await fetch(demo.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+        const json = (await response.json()) as { error: { code: string } };
+        assert.deepEqual([response.status, json.error.code, response.headers.get('www-authenticate')], [401, 'ADMIN_TOKEN_REQUIRED', challenge], String(authorization));
+      }
+    });
+  }
+
+  test('an answer that is not a 401 carries no challenge', async () => {
+    const response = await fetch(`${demo.url}/admin/faults`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ failureRate: 2 }) });
+    await response.arrayBuffer();
+    assert.deepEqual([response.status, response.headers.get('www-authenticate')], [400, null]);
+  });
+});
+
 describe('the leak drill is an admin endpoint: without the token nobody can plant leak suspects or clear them', () => {
   test('POST and DELETE /sandbox/drill/leak without the right token: 401 ADMIN_TOKEN_REQUIRED, no map created or released', async () => {
     for (const authorization of [null, '', 'Bearer', 'Bearer ', `Bearer ${TOKEN}x`, `Basic ${TOKEN}`, TOKEN]) {
