@@ -51,15 +51,17 @@ export const OUTCOMES: readonly AuditOutcome[] = ['ok', 'miss', 'rejected', 'err
  * Why seqs are missing. CRASH: the process died with read records still in the ring (named on
  * restart). RING_FULL: the ring stayed full past `maxWaitMs` and reads were dropped.
  * SPOOL_UNWRITABLE: the spool failed for longer than the in-memory backlog could hold.
+ * DRAIN_WORKER_DIED: the drain worker thread died with reads it had taken off the ring not yet
+ * written; named when the recorder restarts it in-process (the process lived on).
  */
-export type GapCause = 'CRASH' | 'RING_FULL' | 'SPOOL_UNWRITABLE';
+export type GapCause = 'CRASH' | 'RING_FULL' | 'SPOOL_UNWRITABLE' | 'DRAIN_WORKER_DIED';
 
 export interface AuditGap {
   /** First and last seq of the range; every seq in it that is absent from the log was lost. */
   readonly from: number;
   readonly to: number;
   readonly cause: GapCause;
-  /** CRASH only: a partial last line the crash left behind, which verify then accepts. */
+  /** CRASH and DRAIN_WORKER_DIED: a partial last line the dead writer left behind, which verify then accepts. */
   readonly torn?: { readonly segment: number; readonly offset: number; readonly length: number } | null;
 }
 
@@ -223,7 +225,7 @@ function eventProblem(r: Record<string, unknown>): string | null {
   if (r.op_type === 'AUDIT_GAP') {
     const g = r.gap as Record<string, unknown> | undefined;
     if (g === undefined || typeof g !== 'object' || g === null || !isCount(g.from) || !isCount(g.to) || (g.to) < (g.from)) return 'AUDIT_GAP without a valid gap range';
-    if (g.cause !== 'CRASH' && g.cause !== 'RING_FULL' && g.cause !== 'SPOOL_UNWRITABLE') return `unknown gap cause ${JSON.stringify(g.cause)}`;
+    if (g.cause !== 'CRASH' && g.cause !== 'RING_FULL' && g.cause !== 'SPOOL_UNWRITABLE' && g.cause !== 'DRAIN_WORKER_DIED') return `unknown gap cause ${JSON.stringify(g.cause)}`;
   }
   if ((GOVERNANCE_OPS as readonly string[]).includes(r.op_type)) {
     if (typeof r.resource_id !== 'string') return `${r.op_type} without a resource_id`;

@@ -17,6 +17,7 @@ import type { AuditRecorder } from './recorder.ts';
  *   govmap_audit_unsynced_records                 recorded but not yet sealed and fsynced
  *   govmap_audit_spool_bytes_total, _seals_total, _fsyncs_total, _fsync_seconds_total, _rotations_total
  *   govmap_audit_spool_healthy                    0 while the spool cannot be written
+ *   govmap_audit_drain_worker_restarts_total      drain workers that died and were replaced in-process
  *   govmap_audit_backlog_records                  write records waiting in memory for the spool
  *   govmap_audit_kafka_sent_total, _kafka_errors_total{kind}, _kafka_oversized_total, _kafka_skipped_total
  *   govmap_audit_kafka_lag_bytes, _kafka_healthy
@@ -74,6 +75,7 @@ export function registerAuditMetrics(registry: Registry, recorder: AuditRecorder
   gauge('journal_capacity_bytes', 'Size of the write journal (0: writes go to write(2) one by one).', () => recorder.stats().journalCapacityBytes);
   counter('journal_full_total', 'Writes that found the write journal full and waited for the drain worker.', [], (set) => set({}, recorder.stats().journalFullWaits));
   gauge('unsynced_records', 'Records handed out (seqs) not yet covered by a fsynced seal, an upper bound.', () => recorder.stats().unsyncedRecords);
+  counter('drain_worker_restarts_total', 'Times the audit drain worker thread died while the process lived and a new one was started and runs (SINK_RECOVERED DRAIN_WORKER_DIED).', [], (set) => set({}, recorder.stats().drainWorkerRestarts));
   gauge('spool_healthy', '1 while the spool is written normally, 0 while it fails (records wait in memory).', () => (recorder.healthy ? 1 : 0));
   gauge('backlog_records', 'Write records held in memory because the spool cannot be written.', () => recorder.stats().backlogRecords);
   counter('kafka_sent_total', 'Records acknowledged by Kafka (acks=all).', [], (set) => set({}, forwarder()?.stats().sent ?? 0));

@@ -1,4 +1,4 @@
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { MapObserver, OpType, Outcome, RangeBounds, Validator } from '../map/index.ts';
@@ -12,7 +12,7 @@ import { AuditJournalError, AuditNotDurableError, AuditStoppedError } from './er
 import type { GapCause, LifecycleOpType } from './event.ts';
 import { checkGovernanceEvent } from './governance-event.ts';
 import type { GovernanceEvent } from './governance-event.ts';
-import { JOURNAL_FILE, JOURNAL_HEADER_BYTES, journalBytesBetween, openJournal } from './journal.ts';
+import { JOURNAL_FILE, JOURNAL_HEADER_BYTES, journalBytesBetween, JournalReader, openJournal } from './journal.ts';
 import type { JournalWriter } from './journal.ts';
 import type { KafkaForwarder } from './kafka-forwarder.ts';
 import { resolveAuditOptions } from './options.ts';
@@ -24,6 +24,7 @@ import {
   CTRL_FD,
   CTRL_FLUSH_REQUESTS,
   CTRL_FLUSH_WAITERS,
+  CTRL_HEAD,
   CTRL_IN_WRITE,
   CTRL_JOURNAL_HEAD,
   CTRL_JOURNAL_TAIL,
@@ -31,10 +32,13 @@ import {
   CTRL_PAUSED_ACK,
   CTRL_SEGMENT,
   CTRL_STOP,
+  CTRL_TAIL,
   CTRL_WORKER_FAILING,
+  CTRL_WORKER_SLEEPING,
   CTRL_WRITE_TORN,
   OP_LOAD,
   OP_RANGE,
+  PAD_MARK,
   RingProducer,
   STAT_BYTES_WRITTEN,
   STAT_EVENTS_DRAINED,
@@ -44,6 +48,7 @@ import {
   STAT_ROTATIONS,
   STAT_IDLE_SLEEPS,
   STAT_SEALS,
+  STAT_SEGMENT_BYTES,
   STAT_SYNCED_READS,
   STAT_SYNCED_WRITES,
   STAT_WORKER_WRITE_ERRORS,
@@ -104,6 +109,11 @@ export interface AuditRecorderStats {
   /** Writes that found the journal full and waited for the worker. */
   readonly journalFullWaits: number;
   readonly workerWriteErrors: number;
+  /**
+   * Times the drain worker died while the process lived and a new one was started and runs
+   * (govmap_audit_drain_worker_restarts_total); attempts whose worker died again are not counted.
+   */
+  readonly drainWorkerRestarts: number;
   /** False while the spool cannot be written (records wait in memory). */
   readonly healthy: boolean;
   /** Every read-stream record with seq <= this is fsynced; likewise writes. */
@@ -127,6 +137,19 @@ const OUTCOME: Readonly<Record<Outcome, number>> = { ok: 0, miss: 1, rejected: 2
 /** `value_error` of a write whose value the `recordValue` option failed to render (docs/audit.md). */
 export const RECORD_VALUE_FAILED = 'RECORD_VALUE_FAILED';
 const BUILD = Symbol('AuditRecorder.build');
+
+/**
+ * Restarting a dead drain worker (docs/audit.md "The drain worker dies"). The first attempt waits
+ * RESTART_BACKOFF_MS (the death may come from something passing, and a restart is a recovery
+ * scan of the last segment on this thread); each death within the window doubles the wait up to
+ * RESTART_MAX_BACKOFF_MS. RESTART_LIMIT attempts within RESTART_WINDOW_MS: a worker that dies at
+ * once every time would otherwise rescan the spool forever; after that it stays dead as before
+ * (unhealthy, SINK_FAILED says so), 100+200+400+800+1,600 ms = 3.1 s after the first death.
+ */
+const RESTART_BACKOFF_MS = 100;
+const RESTART_MAX_BACKOFF_MS = 5_000;
+const RESTART_LIMIT = 5;
+const RESTART_WINDOW_MS = 60_000;
 
 function workerUrl(): URL {
   // Source runs by type stripping (.ts); the published package runs compiled .js.
@@ -206,8 +229,16 @@ export class AuditRecorder implements MapObserver<unknown> {
   #writeError: unknown = null;
   /** Set while the drain worker cannot write or fsync (it retries); flush() rejects meanwhile. */
   #workerFailure: Error | null = null;
-  /** Why the drain worker died: nothing moves records into the spool any more (unhealthy). */
+  /** Why the drain worker died: nothing moves records into the spool until it is restarted (unhealthy). */
   #workerDied: unknown = null;
+  /** Set once the first worker was ready: a worker that fails to start fails the start, it is not restarted. */
+  #started = false;
+  /** When each restart attempt of the last RESTART_WINDOW_MS began (performance.now()). */
+  #restartAttempts: number[] = [];
+  #restartTimer: NodeJS.Timeout | undefined;
+  /** The restart in progress (recovery done, the new worker not yet ready), awaited by stop(). */
+  #restarting: Promise<void> | undefined;
+  #drainWorkerRestarts = 0;
   #backlog: Buffer[] = [];
   #backlogSeqs: number[] = [];
   #backlogBytes = 0;
@@ -269,6 +300,20 @@ export class AuditRecorder implements MapObserver<unknown> {
 
   /** @internal Starts the worker and writes AUDIT_STARTED (and a crash's AUDIT_GAP). */
   async start(): Promise<void> {
+    const worker = this.#spawnWorker(this.#recovered.segmentPath, this.#recovered.readsDone);
+    // The worker owns the segment files (it rotates them); it says when the first is open.
+    await this.#workerReady(worker);
+    this.#started = true;
+    worker.unref();
+    const r = this.#recovered;
+    this.#lifecycle('AUDIT_STARTED', null, r.previous === 'crash' ? 'RECOVERED_AFTER_CRASH' : null, `previous session: ${r.previous}; spool ${this.dir}; segment ${r.chain.segment}; writes reach the OS ${this.#journal === null ? 'by write(2)' : `through the write journal (${this.#journal.size} bytes)`}`);
+    if (r.gap !== null) {
+      this.#gapRecord(r.gap.from, r.gap.to, 'CRASH', r.gap.torn, 'the previous recorder stopped without AUDIT_STOPPED; read records still in its ring were lost');
+    }
+  }
+
+  /** Starts a drain worker on the chain as it stands (this.#chain), appending to `segmentPath`. */
+  #spawnWorker(segmentPath: string, readsDone: number): Worker {
     const data: DrainWorkerData = {
       sab: this.#ring.sab,
       dir: this.dir,
@@ -278,8 +323,8 @@ export class AuditRecorder implements MapObserver<unknown> {
       origin: this.origin,
       key: this.#options.key,
       chain: this.#chain,
-      segmentPath: this.#recovered.segmentPath,
-      readsDone: this.#recovered.readsDone,
+      segmentPath,
+      readsDone,
       fsyncIntervalMs: this.#options.fsyncIntervalMs,
       sealBytes: this.#options.sealBytes,
       maxSegmentBytes: this.#options.maxSegmentBytes,
@@ -288,13 +333,20 @@ export class AuditRecorder implements MapObserver<unknown> {
     const worker = new Worker(workerUrl(), { workerData: data, name: 'govmap-audit-drain' });
     this.#worker = worker;
     this.#workerExited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    worker.on('message', (message: DrainWorkerMessage) => this.#onWorkerMessage(message));
-    worker.on('error', (error) => this.#onWorkerDied(error));
-    worker.on('exit', (code) => {
-      if (!this.#stopping) this.#onWorkerDied(new Error(`drain worker exited with code ${code}`));
+    // Events of a worker that was replaced (its death already handled) are ignored.
+    worker.on('message', (message: DrainWorkerMessage) => {
+      if (this.#worker === worker) this.#onWorkerMessage(message);
     });
-    // The worker owns the segment files (it rotates them); it says when the first is open.
-    await new Promise<void>((resolve, rejectStart) => {
+    worker.on('error', (error) => this.#onWorkerDied(worker, error));
+    worker.on('exit', (code) => {
+      if (!this.#stopping) this.#onWorkerDied(worker, new Error(`drain worker exited with code ${code}`));
+    });
+    return worker;
+  }
+
+  /** Resolves when `worker` has opened its segment; rejects if it fails or exits first. */
+  #workerReady(worker: Worker): Promise<void> {
+    return new Promise<void>((resolve, rejectStart) => {
       const onMessage = (message: DrainWorkerMessage): void => {
         if (message.type === 'ready') {
           worker.off('message', onMessage);
@@ -307,12 +359,6 @@ export class AuditRecorder implements MapObserver<unknown> {
       worker.once('error', rejectStart);
       worker.once('exit', (code) => rejectStart(new Error(`audit drain worker exited with code ${code} before it was ready`)));
     });
-    worker.unref();
-    const r = this.#recovered;
-    this.#lifecycle('AUDIT_STARTED', null, r.previous === 'crash' ? 'RECOVERED_AFTER_CRASH' : null, `previous session: ${r.previous}; spool ${this.dir}; segment ${r.chain.segment}; writes reach the OS ${this.#journal === null ? 'by write(2)' : `through the write journal (${this.#journal.size} bytes)`}`);
-    if (r.gap !== null) {
-      this.#gapRecord(r.gap.from, r.gap.to, 'CRASH', r.gap.torn, 'the previous recorder stopped without AUDIT_STOPPED; read records still in its ring were lost');
-    }
   }
 
   // ------------------------------------------------------------------ MapObserver
@@ -417,6 +463,7 @@ export class AuditRecorder implements MapObserver<unknown> {
       journalCapacityBytes: this.#journal === null ? 0 : this.#journal.size - JOURNAL_HEADER_BYTES,
       journalFullWaits: this.#journalFullWaits,
       workerWriteErrors: s[STAT_WORKER_WRITE_ERRORS]!,
+      drainWorkerRestarts: this.#drainWorkerRestarts,
       healthy: this.healthy,
       syncedReads: s[STAT_SYNCED_READS]!,
       syncedWrites: s[STAT_SYNCED_WRITES]!,
@@ -814,6 +861,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     let at = from;
     try {
       const fd = Atomics.load(ctrl, CTRL_FD);
+      if (fd < 0) throw Object.assign(new Error('the drain worker died and no segment file is open until it is restarted; write records wait in memory'), { code: 'DRAIN_WORKER_DIED' });
       while (at < to) {
         at += writeSync(fd, bytes, at, to - at);
         if (at < to && !this.#torn) {
@@ -963,7 +1011,7 @@ export class AuditRecorder implements MapObserver<unknown> {
       case 'ready':
         break;
       case 'fatal':
-        this.#onWorkerDied(new Error(message.message));
+        this.#onWorkerDied(this.#worker!, new Error(message.message));
         break;
     }
   }
@@ -991,17 +1039,146 @@ export class AuditRecorder implements MapObserver<unknown> {
     if (!this.#stopping) this.#worker?.unref();
   }
 
-  #onWorkerDied(error: unknown): void {
-    if (this.#worker === undefined) return;
+  #onWorkerDied(worker: Worker, error: unknown): void {
+    if (this.#worker !== worker) return;
     this.#worker = undefined;
+    // Node closes the descriptors a worker opened when it exits: the number the caller's thread
+    // writes to (CTRL_FD) may be reused for any other file. Until a new worker has a segment open,
+    // writes that would go there wait in the backlog (see #appendToSpool).
+    Atomics.store(this.#ctrl, CTRL_FD, -1);
+    Atomics.store(this.#ctrl, CTRL_FLUSH_WAITERS, 0);
+    this.#workerGone(worker, error instanceof Error ? error.message : String(error));
+  }
+
+  /**
+   * Records the drain worker's death (SINK_FAILED DRAIN_WORKER_DIED: healthy is false from here)
+   * and, unless stopping or past RESTART_LIMIT, schedules a new one once `dead` has exited.
+   */
+  #workerGone(dead: Worker | null, why: string): void {
     // Healthy until the write journal filled otherwise: hours at a low write rate, alert silent.
-    this.#workerDied = error;
-    this.#lifecycle('SINK_FAILED', null, 'DRAIN_WORKER_DIED', `drain worker: ${error instanceof Error ? error.message : String(error)}`);
-    for (const waiter of this.#waiters.splice(0)) waiter.reject(new AuditNotDurableError(this.dir, error));
+    this.#workerDied = new Error(why);
+    const now = performance.now();
+    this.#restartAttempts = this.#restartAttempts.filter((at) => now - at < RESTART_WINDOW_MS);
+    const attempts = this.#restartAttempts.length;
+    let detail = `drain worker: ${why}`;
+    let delay = -1;
+    if (!this.#started || this.#stopping) {
+      // A worker that fails to start fails createAuditRecorder; one dying during stop() is not replaced.
+    } else if (attempts >= RESTART_LIMIT) {
+      detail += `; not restarted: ${attempts} restarts within ${RESTART_WINDOW_MS / 1000} s (limit ${RESTART_LIMIT}); reads wait in the ring and writes in the write journal until the process restarts`;
+      process.emitWarning(`audit recorder ${this.dir}: the drain worker died (${why.split('\n')[0]}) and is not restarted: ${attempts} restarts within ${RESTART_WINDOW_MS / 1000} s; the spool gets nothing more until the process restarts`, { code: 'GOVMAP_AUDIT_DRAIN_WORKER_NOT_RESTARTED' });
+    } else {
+      delay = Math.min(RESTART_BACKOFF_MS * 2 ** attempts, RESTART_MAX_BACKOFF_MS);
+      detail += `; restarting it in ${delay} ms (restart ${attempts + 1} of at most ${RESTART_LIMIT} within ${RESTART_WINDOW_MS / 1000} s)`;
+    }
+    this.#lifecycle('SINK_FAILED', null, 'DRAIN_WORKER_DIED', detail);
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(new AuditNotDurableError(this.dir, this.#workerDied));
+    if (delay < 0) return;
+    // Not before the thread is gone: until then it may still append to the segment.
+    const exited = dead === null ? Promise.resolve() : this.#workerExited;
+    void exited.then(() => {
+      if (this.#stopping) return;
+      this.#restartTimer = setTimeout(() => {
+        this.#restartTimer = undefined;
+        this.#restarting = this.#restartWorker().finally(() => {
+          this.#restarting = undefined;
+        });
+      }, delay);
+      // A pending restart does not keep the process alive (the worker itself is unref'd too).
+      this.#restartTimer.unref();
+    });
+  }
+
+  /**
+   * Starts a new drain worker after one died while the process lived on. The spool is brought to
+   * where a start would find it by the start's own recovery (recoverSpool): the journal's frames
+   * moved in, a torn last line terminated, a segment a rotation left unsealed sealed; the chain
+   * then continues from the last seal in the files, as after a crash. Unlike a crash, the ring
+   * survives: reads still in it are drained by the new worker, and only those the dead one had
+   * taken off it without writing them (between the last read in the log and the first one still
+   * queued) are named, by an AUDIT_GAP with cause DRAIN_WORKER_DIED.
+   */
+  async #restartWorker(): Promise<void> {
+    if (this.#stopping) return;
+    this.#restartAttempts.push(performance.now());
+    let recovered: RecoveredSpool;
+    let fd: number;
+    try {
+      // The file would end inside this thread's record whose rest waits in the backlog (a failing
+      // disk): recovery would terminate it as torn and the rest would follow as a line of its own.
+      if (this.#torn) throw new Error('the spool ends inside a write record whose rest waits in memory (the disk is failing); retried');
+      // What the producer has not published yet stays in the ring for the new worker.
+      this.#producer.publish();
+      recovered = recoverSpool(this.dir, this.actor, this.origin, this.#options.key);
+      fd = openSync(recovered.segmentPath, 'a');
+    } catch (error) {
+      this.#workerGone(null, `restart failed: ${error instanceof Error ? error.message : String(error)}`);
+      return;
+    }
+    const ctrl = this.#ctrl;
+    if (this.#journal !== null) {
+      // Recovery moved every frame into the spool: the journal is empty from the head on. The tail
+      // is persisted before the space is reused (the worker's own order, see releaseJournal).
+      const reader = new JournalReader(join(this.dir, JOURNAL_FILE));
+      try {
+        reader.persistTail(this.#journalHead, recovered.writesDone);
+      } finally {
+        reader.close();
+      }
+      Atomics.store(ctrl, CTRL_JOURNAL_TAIL, this.#journalHead);
+    }
+    // What the dead worker left set: recovery has terminated a batch it cut short.
+    Atomics.and(ctrl, CTRL_WRITE_TORN, ~WRITE_TORN_BY_WORKER);
+    Atomics.store(ctrl, CTRL_WORKER_FAILING, 0);
+    Atomics.store(ctrl, CTRL_WORKER_SLEEPING, 0);
+    this.#workerFailure = null;
+    // This thread's writes go to the recovered segment until the new worker swaps in its own fd.
+    Atomics.store(ctrl, CTRL_FD, fd);
+    Atomics.store(ctrl, CTRL_SEGMENT, recovered.chain.segment);
+    this.#stats[STAT_SEGMENT_BYTES] = fstatSync(fd).size;
+    this.#stats[STAT_READS_DONE] = recovered.readsDone;
+    this.#stats[STAT_WRITES_DONE] = Math.max(this.#stats[STAT_WRITES_DONE]!, recovered.writesDone);
+    this.#chain = recovered.chain;
+
+    const ring = this.#ring;
+    const head = Atomics.load(ctrl, CTRL_HEAD);
+    let tail = Atomics.load(ctrl, CTRL_TAIL);
+    if (tail !== head && ring.words[tail] === PAD_MARK) tail = 0;
+    const firstQueued = tail === head ? this.#lastReadSeq + 1 : ring.f64[(tail + 4) >> 1]!;
+    const from = recovered.readsDone + 1;
+    const to = firstQueued - 1;
+    const torn = recovered.gap?.torn ?? null;
+    const lost = 'read records the dead drain worker had taken off the ring and not yet written were lost (writes in the range are in the log)';
+    if (from <= to) {
+      this.#gapRecord(from, to, 'DRAIN_WORKER_DIED', torn, lost);
+    } else if (torn !== null) {
+      // No read lost, but the torn bytes must be named: one seq skipped on purpose, as recovery does.
+      const skip = this.#seq++;
+      if (skip > this.#reservedThrough) this.#reserve(skip);
+      this.#gapRecord(skip, skip, 'DRAIN_WORKER_DIED', torn, 'the dead drain worker left a torn line; no read record was lost (this seq is skipped to name it)');
+    }
+
+    const worker = this.#spawnWorker(recovered.segmentPath, recovered.readsDone);
+    let ready = true;
+    await this.#workerReady(worker).catch(() => {
+      ready = false;
+    });
+    // The worker has swapped in its own fd (or died, and CTRL_FD is -1): this one is unused now.
+    closeSync(fd);
+    // A worker that died before it was ready was handled by #onWorkerDied (next attempt or give up).
+    if (!ready || this.#worker !== worker) return;
+    this.#workerDied = null;
+    this.#drainWorkerRestarts++;
+    if (this.#waiters.length === 0 && !this.#stopping) worker.unref();
+    this.#lifecycle('SINK_RECOVERED', null, 'DRAIN_WORKER_DIED', `drain worker restarted (restart ${this.#drainWorkerRestarts} of this recorder); the chain continues at seal #${recovered.chain.seal} in segment ${recovered.chain.segment}`);
   }
 
   async #stop(): Promise<void> {
+    // A restart under way finishes first (its worker then stops like any); a pending one is dropped.
+    clearTimeout(this.#restartTimer);
+    if (this.#restarting !== undefined) await this.#restarting;
     this.#stopping = true;
+    clearTimeout(this.#restartTimer);
     for (const detach of [...this.#detachers]) detach();
     // AUDIT_STOPPED must be the last record: everything still in the ring goes first.
     Atomics.store(this.#ctrl, CTRL_PAUSED, 0);

@@ -317,7 +317,7 @@ describe('durability', () => {
     while (audit.healthy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     assert.equal(audit.healthy, false);
     assert.match(await registry.metrics(), /^govmap_audit_spool_healthy 0$/m);
-    map.store('acct-2', 2n); // still recorded to the OS (the write journal): the next start moves it
+    map.store('acct-2', 2n); // still recorded to the OS (the write journal): the restarted worker or the next start moves it
     await audit.stop();
 
     const next = await createAuditRecorder({ dir, actor: 'clearing/worker-death' });
