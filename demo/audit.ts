@@ -153,7 +153,7 @@ export function auditSummary(audit: DemoAudit): string[] {
   const others = s.records - s.readsRecorded - s.writesRecorded;
   const lines = [
     `audit: ${s.records.toLocaleString('en-US')} records (${s.readsRecorded.toLocaleString('en-US')} reads, ${s.writesRecorded.toLocaleString('en-US')} writes, ${others.toLocaleString('en-US')} of the recorder and the governance parts) in ${audit.dir}; ` +
-      `${s.readsDropped} reads dropped, ${s.writesLost} writes lost${s.healthy ? '' : '; the spool is failing'}; writes reached the OS ${s.writeJournal ? 'through the write journal' : 'by write(2)'} (check: govmap audit verify ${audit.dir})`,
+      `${s.readsDropped} reads dropped, ${s.writesLost} writes lost${s.healthy ? '' : '; the spool is failing'}${s.drainWorkerRestarts > 0 ? `; the drain thread was restarted ${s.drainWorkerRestarts} time(s) (its lost reads are AUDIT_GAP records)` : ''}; writes reached the OS ${s.writeJournal ? 'through the write journal' : 'by write(2)'} (check: govmap audit verify ${audit.dir})`,
   ];
   const forwarder = audit.recorder.forwarder;
   if (forwarder !== undefined) {

@@ -353,6 +353,7 @@
     if (r) {
       if (r.healthy === false) $('#audit-summary').textContent += ` The spool cannot be written: ${fmt(r.backlogRecords)} record(s) wait in memory.`;
       if (r.writesLost > 0 || r.readsDropped > 0) $('#audit-summary').textContent += ` Not recorded: ${fmt(r.writesLost)} write(s) lost, ${fmt(r.readsDropped)} read(s) dropped (named by AUDIT_GAP records).`;
+      if (r.drainWorkerRestarts > 0) $('#audit-summary').textContent += ` The drain thread died and was restarted ${fmt(r.drainWorkerRestarts)} time(s): no write was lost; reads it held are named by AUDIT_GAP records (DRAIN_WORKER_DIED).`;
       const path = r.writeJournal ? `through the write journal (${fmt(r.journalUsedBytes / 1024, 1)} KiB of ${fmt(r.journalCapacityBytes / 1048576)} MiB waiting)` : 'by write(2), one per record';
       $('#audit-summary').textContent += ` Writes reach the OS ${path}; read ring ${fmt(r.ringUsedBytes / 1024, 1)} KiB used.`;
     }

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { Worker } from 'node:worker_threads';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { createAuditRecorder } from '../../src/audit/index.ts';
 import { GovernedMap, reject } from '../../src/map/index.ts';
@@ -399,6 +400,39 @@ describe('the page when the stream is refused, stalls, or the service restarts',
       await page.close();
       await demo.close();
       recorder.faultSpoolForTesting(false);
+      await recorder.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a drain thread that died and was restarted is said on the page, healthy again', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'govmap-browser-restart-'));
+    const workers: Worker[] = [];
+    const onWorker = (worker: Worker): void => void workers.push(worker);
+    process.on('worker', onWorker);
+    const recorder = await createAuditRecorder({ dir, actor: 'dashboard-test/restart' }).finally(() => process.off('worker', onWorker));
+    const map = new GovernedMap<string, bigint>({ name: 'positions', validate: (_k, v) => (v >= 0n ? true : reject('NEGATIVE', 'below zero')) });
+    recorder.attach(map);
+    map.store('pos-1', 100n);
+    assert.equal(workers.length, 1, 'the recorder started one thread: its drain worker');
+    await workers[0]!.terminate();
+    const deadline = Date.now() + 15_000;
+    while (recorder.stats().drainWorkerRestarts === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(recorder.stats().drainWorkerRestarts, 1);
+    map.store('pos-2', 200n);
+    await recorder.flush();
+    const demo = await startDemo({ port: 0, accounts: 5, dashboard: { intervalMs: 200, verifyIntervalMs: 200, audit: { dir, stats: () => recorder.stats() } }, sandbox: { stateDirectory: null } });
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${demo.url}/`);
+      await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+      await page.waitForFunction(() => /restarted/.test(document.querySelector('#audit-summary')?.textContent ?? ''), undefined, { timeout: 10_000 });
+      const summary = (await page.textContent('#audit-summary')) ?? '';
+      assert.match(summary, /The drain thread died and was restarted 1 time\(s\): no write was lost; reads it held are named by AUDIT_GAP records \(DRAIN_WORKER_DIED\)\./);
+      assert.doesNotMatch(summary, /cannot be written/);
+    } finally {
+      await page.close();
+      await demo.close();
       await recorder.stop();
       await rm(dir, { recursive: true, force: true });
     }
