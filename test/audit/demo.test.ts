@@ -61,7 +61,9 @@ test('the demo records switch changes and leak suspects in the same verifiable s
   const drill = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'POST', headers: { authorization: 'Bearer audit-demo-test-token-0123', 'content-type': 'application/json' }, body: '{"maps":3}' });
   assert.equal(drill.status, 200, await drill.text());
   let drillSuspect = false;
-  for (let i = 0; i < 50 && !drillSuspect; i++) {
+  // Bounded by time, generously: the sandbox sweeps every 100 ms, but a loaded box runs it late.
+  const deadline = Date.now() + 15_000;
+  while (!drillSuspect && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
     drillSuspect = readSpool(dir).events.some((e) => e.op_type === 'LEAK_SUSPECT' && e.resource_id === 'drill_quote_cache');
   }
@@ -90,7 +92,10 @@ test('the demo\'s retention keeps the newest segments, records each removal, and
     const response = await fetch(`${demo.url}/accounts/acct-${String(1 + (i % 20)).padStart(6, '0')}/credit`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"amount":"1"}' });
     await response.arrayBuffer();
   }
-  await new Promise((r) => setTimeout(r, 400));
+  // Until a retention pass has run since the last rotation, not a fixed 400 ms: on a loaded box
+  // the 100 ms retention timer can be late for longer than that, and the files were counted first.
+  const deadline = Date.now() + 15_000;
+  while (segmentFiles(dir).length > 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   await demo.close();
   closed = true;
 

@@ -233,8 +233,8 @@ describe('reads are published to the drain worker in batches', () => {
     const drainedBefore = audit.stats().drained;
     for (let i = 0; i < PUBLISH_EVERY - 1; i++) map.load('acct-1');
     // Published at the end of this task (a microtask); the worker drains within its commit
-    // interval (10 ms). Wait well past that, on timers only.
-    const deadline = Date.now() + 2_000;
+    // interval (10 ms). Wait well past that, on timers only (10 s: the worker thread runs late on a loaded box).
+    const deadline = Date.now() + 10_000;
     while (audit.stats().drained < drainedBefore + PUBLISH_EVERY - 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     assert.equal(audit.stats().drained, drainedBefore + PUBLISH_EVERY - 1, 'every read of the burst reached the worker');
   });

@@ -16,7 +16,8 @@ import type { StateStore } from '../../src/state/index.ts';
  */
 const quiet = (): void => undefined;
 
-async function until(what: string, check: () => boolean, timeoutMs = 3_000): Promise<void> {
+/** Generous by default: it only ever waits for something that must happen, and a loaded CI box is slow. */
+async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
@@ -188,7 +189,7 @@ describe('cluster sync on the memory store', () => {
       // HALF_OPEN, not only the wait's end by the wall clock: a call made once the wait is over
       // but before the breaker's timer has asked for the cluster's probe right (a late timer on a
       // busy box) is refused while the right is requested, and would never be the probe.
-      await until('the wait to end and the probe right to be granted', () => x.state === 'HALF_OPEN', 2_000);
+      await until('the wait to end and the probe right to be granted', () => x.state === 'HALF_OPEN');
       // The probe hangs: x is HALF_OPEN, holding the cluster's probe right for routes:x.
       let answer: (() => void) | undefined;
       const probe = x.execute(() => new Promise<void>((resolve) => (answer = resolve))).catch(() => undefined);
@@ -200,7 +201,7 @@ describe('cluster sync on the memory store', () => {
       group.get('y');
       assert.equal(group.forcedEvictions, 1);
       await sync.flush();
-      await until('the probe key to be released', () => sync.probeHolder('routes:x') === null, 500);
+      await until('the probe key to be released', () => sync.probeHolder('routes:x') === null);
       assert.equal(await store.get('/govmap/circuit-probe/routes:x'), undefined, 'no probe right left held by an evicted breaker');
       answer!();
       await probe;
@@ -219,16 +220,16 @@ describe('cluster sync on the memory store', () => {
     try {
       const old = group.get('x');
       await trip(old);
-      await until('the old breaker probes', () => old.state === 'HALF_OPEN', 2_000);
+      await until('the old breaker probes', () => old.state === 'HALF_OPEN');
       let answer: (() => void) | undefined;
       const probe = old.execute(() => new Promise<void>((resolve) => (answer = resolve))).catch(() => undefined);
       await until('the old probe call to run', () => answer !== undefined && sync.probeHolder('routes:x') === 'a');
       group.get('y'); // forced eviction of the probing breaker
       await sync.flush();
-      await until('the evicted breaker\'s right to be given back', () => sync.probeHolder('routes:x') === null, 500);
+      await until('the evicted breaker\'s right to be given back', () => sync.probeHolder('routes:x') === null);
       group.get('x'); // the key comes back: a new breaker resumes the HALF_OPEN snapshot and probes anew
       const renewed = group.peek('x')!;
-      await until('the new breaker holds the right and probes', () => renewed.state === 'HALF_OPEN' && sync.probeHolder('routes:x') === 'a', 2_000);
+      await until('the new breaker holds the right and probes', () => renewed.state === 'HALF_OPEN' && sync.probeHolder('routes:x') === 'a');
       answer!(); // the evicted breaker's probe answers now
       await probe;
       await sync.flush();
@@ -304,7 +305,7 @@ describe('cluster sync on the memory store', () => {
     const b = await instance(store, 'b', { openQuorum: 0.5 }, { openDurationMs: SHORT_OPEN_MS });
     await trip(a.breaker);
     await until('b adopts OPEN', () => b.breaker.state === 'OPEN');
-    await until('the wait is over for both', () => a.breaker.state !== 'OPEN' || b.breaker.state !== 'OPEN' || (a.breaker.awaitingProbeRight && b.breaker.awaitingProbeRight), 2_000);
+    await until('the wait is over for both', () => a.breaker.state !== 'OPEN' || b.breaker.state !== 'OPEN' || (a.breaker.awaitingProbeRight && b.breaker.awaitingProbeRight));
     await until('one of them probes', () => a.breaker.state === 'HALF_OPEN' || b.breaker.state === 'HALF_OPEN');
     const [prober, waiter] = a.breaker.state === 'HALF_OPEN' ? [a, b] : [b, a];
     await until('the other waits for the right', () => waiter.breaker.awaitingProbeRight);
@@ -324,13 +325,24 @@ describe('cluster sync on the memory store', () => {
     const store = new MemoryStateStore();
     const a = await instance(store, 'a', { openQuorum: 0.5 }, { openDurationMs: SHORT_OPEN_MS });
     const b = await instance(store, 'b', { openQuorum: 0.5 }, { openDurationMs: SHORT_OPEN_MS });
+    // Who took the right is read from its transition, not polled from its state: the holder gives
+    // the right back SHORT_OPEN_MS after taking it, and a poller starved that long (a loaded CI
+    // box) saw neither instance HALF_OPEN, ever.
+    const probing: Array<typeof a> = [];
+    for (const x of [a, b]) {
+      x.breaker.onTransition((t) => {
+        if (t.to === 'HALF_OPEN') probing.push(x);
+      });
+    }
     await trip(a.breaker);
     await until('b adopts OPEN', () => b.breaker.state === 'OPEN');
-    await until('one of them holds the probe right', () => a.breaker.state === 'HALF_OPEN' || b.breaker.state === 'HALF_OPEN', 2_000);
-    const [idle, busy] = a.breaker.state === 'HALF_OPEN' ? [a, b] : [b, a];
-    // Only the other instance gets calls, one every 50 ms, for at most three open waits.
+    await until('one of them holds the probe right', () => probing.length > 0);
+    const idle = probing[0]!;
+    const busy = idle === a ? b : a;
+    // Only the other instance gets calls, one every 50 ms. Bounded well below the holder's lease
+    // (leaseTtlSeconds, 30 s): had the idle holder kept the right, its expiry would not rescue this.
     let answered = 0;
-    const deadline = Date.now() + 3 * SHORT_OPEN_MS + 1_000;
+    const deadline = Date.now() + 10_000;
     while (answered === 0 && Date.now() < deadline) {
       answered += await busy.breaker.execute(() => 'ok').then(() => 1, () => 0);
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -348,7 +360,7 @@ describe('cluster sync on the memory store', () => {
     const a = await instance(store, 'a', { probeRetryMs: 20, log: (message, details) => logged.push(`${message} ${JSON.stringify(details)}`) }, { openDurationMs: SHORT_OPEN_MS });
     await store.compareAndSet('/govmap/circuit-probe/settlement', 'not json', null);
     await trip(a.breaker);
-    await until('the wait is over and the breaker probes', () => a.breaker.state === 'HALF_OPEN', 3_000);
+    await until('the wait is over and the breaker probes', () => a.breaker.state === 'HALF_OPEN');
     await Promise.all([a.breaker.execute(() => 'ok'), a.breaker.execute(() => 'ok')]);
     assert.equal(a.breaker.state, 'CLOSED');
     await until('the right is released: the garbage is gone with it', () => a.sync.probeHolder('settlement') === null);

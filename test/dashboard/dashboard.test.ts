@@ -102,7 +102,13 @@ describe('the page and the stream', () => {
     const statement = await fetch(`${demo.url}/accounts?prefix=acct-00001&limit=3`);
     assert.deepEqual(((await statement.json()) as any).accounts.map((a: any) => a.id), ['acct-000010', 'acct-000011', 'acct-000012']);
 
-    const seen = await events(`${demo.url}/events`, (name, data) => name === 'state' && data.sample.rangeP99Ms !== null && data.sample.t > Date.now() - 150);
+    const trafficDone = Date.now();
+
+    // Waits for a pushed state (not only the one sent on connect) whose sample was taken after the
+    // traffic. Not for one received within some ms of its sample: the client shares this process's
+    // event loop with the service, and on a loaded box every frame could arrive later than that.
+    let statesSeen = 0;
+    const seen = await events(`${demo.url}/events`, (name, data) => name === 'state' && ++statesSeen >= 2 && data.sample.t >= trafficDone && data.sample.rangeP99Ms !== null);
     assert.equal(seen[0]!.name, 'history');
     assert.equal(seen[0]!.data.intervalMs, 200);
     assert.ok(Array.isArray(seen[0]!.data.samples));
@@ -112,6 +118,8 @@ describe('the page and the stream', () => {
     assert.ok(all.some((s) => s.writesPerSec > 0), 'the refused debit is a write');
     assert.ok(all.some((s) => (s.rejectionsPerSec.BALANCE_UNDERFLOW ?? 0) > 0), 'refusals by reason');
     const last = states.at(-1);
+    // Every push carries a sample of its own, newer than the one the page got on connect.
+    assert.ok(last.sample.t > states[0].sample.t, 'the pushed state carries a new sample');
     assert.ok(last.sample.missRatio > 0 && last.sample.missRatio < 0.2, `miss ratio ${last.sample.missRatio}`);
     assert.ok(last.sample.rangeP99Ms > 0);
     for (const field of ['service', 'breakers', 'transitions', 'gateway', 'routes', 'targets', 'routing', 'orgs', 'switches', 'audit', 'sandbox', 'advisor']) {
@@ -574,24 +582,31 @@ describe('the static analysis panel', () => {
     // The scan builds a TypeScript program: seconds of CPU. Run on the service's own thread, it
     // stopped every answer for its whole length (8.5 s for a balance read, measured), and the
     // page judged its own stream dead and greyed every panel.
+    const TICK_MS = 20;
     let longestGapMs = 0;
     let last = performance.now();
     const ticker = setInterval(() => {
       const now = performance.now();
       longestGapMs = Math.max(longestGapMs, now - last);
       last = now;
-    }, 20);
+    }, TICK_MS);
+    let scanMs: number;
     try {
       const started = performance.now();
       const report = await fetch(`${demo.url}/lint/report`);
       assert.equal(report.status, 200);
       const body = (await report.json()) as { filesScanned: number; rules: unknown[] };
       assert.ok(body.filesScanned >= 5 && body.rules.length === 7);
-      assert.ok(performance.now() - started > 1000, 'the scan takes seconds (else this test measures nothing)');
+      scanMs = performance.now() - started;
     } finally {
       clearInterval(ticker);
     }
-    assert.ok(longestGapMs < 1000, `the event loop stalled for ${Math.round(longestGapMs)} ms during the scan`);
+    // Bounded by the scan's own length, not by a fixed second: on the service's thread the scan is
+    // one stall nearly as long as the whole request, whatever the machine's speed; a loaded CI box
+    // pauses this process (GC, another process on the core) for a second at times, but not for half
+    // of a scan that runs beside it. A scan too short to tell the two apart measures nothing.
+    assert.ok(scanMs > 10 * TICK_MS, `the scan took ${Math.round(scanMs)} ms: too short to show a stall`);
+    assert.ok(longestGapMs < scanMs / 2, `the event loop stalled for ${Math.round(longestGapMs)} ms of the scan's ${Math.round(scanMs)} ms`);
   });
 });
 

@@ -64,7 +64,15 @@ describe('govmap sandbox report against the running demo', () => {
     const drill = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: '{"maps":25}' });
     assert.equal(drill.status, 200);
     assert.deepEqual(await drill.json(), { created: 25, held: 25 });
-    await nextTurn(600);
+    // Until a sweep has found them idle (idleThresholdMs 300, a sweep every 100 ms), not a fixed
+    // 600 ms: on a loaded box the sweep timer runs late by more than the 200 ms that left.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const live: any = await (await fetch(`${demo.url}/sandbox/report`)).json();
+      if (live.suspects.some((s: any) => s.kind === 'IDLE' && s.map === 'drill_quote_cache' && s.instances === 25)) break;
+      assert.ok(Date.now() < deadline, `no IDLE suspect for the drill's 25 maps within 15 s: ${JSON.stringify(live.suspects)}`);
+      await nextTurn(50);
+    }
 
     const json = await govmap(['sandbox', 'report', '--url', demo.url, '--json']);
     assert.equal(json.code, 0, json.stderr);

@@ -16,7 +16,7 @@ after(async () => {
 });
 
 /** Waits until `predicate` holds, polling; fails with `what` after `ms`. */
-async function eventually(what: string, predicate: () => boolean, ms = 5000): Promise<void> {
+async function eventually(what: string, predicate: () => boolean, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!predicate()) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);

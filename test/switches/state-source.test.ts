@@ -6,7 +6,7 @@ import { EtcdStateStore, MemoryStateStore } from '../../src/state/index.ts';
 import type { StateStore } from '../../src/state/index.ts';
 import { StateSwitchSource, SwitchBoard, SwitchVersionConflictError } from '../../src/switches/index.ts';
 
-async function eventually(what: string, predicate: () => boolean, ms = 5000): Promise<void> {
+async function eventually(what: string, predicate: () => boolean, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!predicate()) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
