@@ -115,6 +115,18 @@ const DEFAULTS = Object.freeze({ connectTimeoutMs: 5000, commandTimeoutMs: 1000,
 const RECONNECT_BASE_MS = 50;
 // Replies meaning "not now" from a server that did not run the command.
 const NOT_READY = /^(CLUSTERDOWN|LOADING|MASTERDOWN|TRYAGAIN|READONLY|BUSY)\b/;
+/**
+ * node-redis' handling of maintenance pushes (Redis Enterprise / Cloud: MOVING, MIGRATING...),
+ * "auto" by default on RESP3, is switched off on every connection. Acting on MOVING it swaps a
+ * connection's socket for a new one with no disconnect or ready event: the server then owes the
+ * old socket the invalidations of every key read on it, the new socket tracks nothing, and near
+ * caches would keep values other machines changed, for good. During maintenance it also fails
+ * commands already sent with a TimeoutError (a relaxed socket timeout), which `classify` reads as
+ * never sent: a caller retrying that `add` could apply it twice. Without it a moved endpoint
+ * closes the socket: 'reconnecting' marks the link down (the near cache is distrusted, writes in
+ * flight are `unknown`) and 'ready' brings it back.
+ */
+const MAINT_NOTIFICATIONS = 'disabled';
 
 export async function connectRedis(options: RedisConnectionOptions): Promise<RedisLink> {
   const settings = checkOptions(options);
@@ -518,7 +530,8 @@ abstract class LinkBase implements RedisLink {
       return new LinkFailure('REFUSED', 'not-applied', message, error);
     }
     if (error instanceof this.redis.ClientOfflineError || error instanceof this.redis.ClientClosedError) return new LinkFailure('OFFLINE', 'not-applied', message, error);
-    // node-redis times out only commands it has not written yet (see `timed`): never sent.
+    // node-redis times out only commands it has not written yet (see `timed`; its maintenance
+    // handling, which fails sent ones with a TimeoutError too, is off: MAINT_NOTIFICATIONS).
     if (error instanceof this.redis.TimeoutError) return new LinkFailure('TIMEOUT', 'not-applied', message, error);
     return new LinkFailure('CONNECTION_LOST', 'unknown', message, error);
   }
@@ -603,6 +616,7 @@ class StandaloneLink extends LinkBase {
       RESP: 3,
       emitInvalidate: true,
       disableOfflineQueue: true,
+      maintNotifications: MAINT_NOTIFICATIONS,
       name: s.clientName,
       commandOptions: { timeout: s.commandTimeoutMs },
       socket: { connectTimeout: s.connectTimeoutMs, reconnectStrategy: this.reconnectStrategy(startedAt), ...(s.tls === undefined ? {} : { tls: true as const, ...s.tls }) },
@@ -687,7 +701,7 @@ class ClusterLink extends LinkBase {
       // node-redis authenticates only the root nodes with their URLs' credentials; every node it
       // discovers is connected with `defaults`, so without them a cluster with requirepass (any
       // production one) answered NOAUTH on every master.
-      defaults: { emitInvalidate: true, disableOfflineQueue: true, name: s.clientName, socket: tls ? { ...socket, tls: true as const } : socket, ...clusterCredentials(s.clusterNodes!) },
+      defaults: { emitInvalidate: true, disableOfflineQueue: true, maintNotifications: MAINT_NOTIFICATIONS, name: s.clientName, socket: tls ? { ...socket, tls: true as const } : socket, ...clusterCredentials(s.clusterNodes!) },
     }) as unknown as NodeCluster;
     this.#cluster = cluster;
     const id = (info: { host: string; port: number }): string => `${info.host}:${info.port}`;

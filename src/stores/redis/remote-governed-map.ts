@@ -450,7 +450,9 @@ export class RemoteGovernedMap<V> {
   /**
    * Walks the map's entries in Redis (SCAN over every master, then the values): each entry as of
    * some moment during the walk; an entry present for the whole walk is visited exactly once, one
-   * written meanwhile may or may not be. A consistent snapshot across machines would need a
+   * written meanwhile may or may not be. (On a cluster only while its masters and slots hold: a
+   * slot resharded mid-walk, or a master node-redis has not discovered yet, loses entries; see
+   * docs/redis.md.) A consistent snapshot across machines would need a
    * global lock, which this map does not take. Entries are fetched first and the callback runs
    * afterwards, synchronously (it must not block): returning false stops it.
    */
