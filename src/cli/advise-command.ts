@@ -37,24 +37,61 @@ function seconds(name: string, min: number, max: number): (raw: string) => numbe
   };
 }
 
+/**
+ * Options that take one value, each refusing a second occurrence. Commander keeps the last one
+ * silently, so `--url prod … --url staging` (a flag appended by a wrapper script) gated on
+ * staging and `--timeout 5 --timeout 600` waited ten minutes. The refusal is said by the action,
+ * not thrown from the parser: commander's parse error echoes the value, and a --url may carry a
+ * password.
+ */
+export class GivenOnce {
+  private readonly seen = new Set<string>();
+  private readonly repeated: string[] = [];
+
+  /** The parser of `flag`: `parse` on its first value, a note of the repetition on the next. */
+  parser<T>(flag: string, parse: (raw: string) => T): (raw: string) => T {
+    return (raw) => {
+      if (this.seen.has(flag) && !this.repeated.includes(flag)) this.repeated.push(flag);
+      this.seen.add(flag);
+      return parse(raw);
+    };
+  }
+
+  /** The usage error to print when an option was given more than once, else null. */
+  problem(): string | null {
+    return this.repeated.length === 0 ? null : `${this.repeated.join(', ')} ${this.repeated.length === 1 ? 'is' : 'are'} given more than once: give it once (which value was meant is not guessed)`;
+  }
+}
+
+const asIs = (raw: string): string => raw;
+
 /** Adds `govmap advise` to the program. */
 export function registerAdviseCommand(program: Command): void {
+  const once = new GivenOnce();
   program
     .command('advise')
     .description('migration advice per map (stay, shared-memory-store, redis-store, not-a-map-workload) with the signals and figures behind it')
-    .addOption(new Option('--url <url>', 'a running service\'s Prometheus metrics endpoint, e.g. http://127.0.0.1:8080/metrics').conflicts('prometheus'))
-    .addOption(new Option('--prometheus <url>', 'a Prometheus server scraping govmap services (its HTTP query API), e.g. http://127.0.0.1:9090'))
+    .addOption(new Option('--url <url>', 'a running service\'s Prometheus metrics endpoint, e.g. http://127.0.0.1:8080/metrics').conflicts('prometheus').argParser(once.parser('--url', asIs)))
+    .addOption(new Option('--prometheus <url>', 'a Prometheus server scraping govmap services (its HTTP query API), e.g. http://127.0.0.1:9090').argParser(once.parser('--prometheus', asIs)))
     .option('--map <name...>', `only these maps (exit ${EXIT_USAGE} if the source has no map of that name)`)
-    .option('--window <seconds>', 'with --prometheus: window of the miss ratio and the GC trend', seconds('--window', 10, 86_400), 300)
-    .option('--timeout <seconds>', 'per-request timeout', seconds('--timeout', 1, 600), 10)
-    .addOption(new Option('--auth-env <name>', AUTH_ENV_HELP).conflicts('authFile'))
-    .option('--auth-file <file>', AUTH_FILE_HELP)
+    .option('--window <seconds>', 'with --prometheus: window of the miss ratio and the GC trend', once.parser('--window', seconds('--window', 10, 86_400)), 300)
+    .option('--timeout <seconds>', 'per-request timeout', once.parser('--timeout', seconds('--timeout', 1, 600)), 10)
+    .addOption(new Option('--auth-env <name>', AUTH_ENV_HELP).conflicts('authFile').argParser(once.parser('--auth-env', asIs)))
+    .option('--auth-file <file>', AUTH_FILE_HELP, once.parser('--auth-file', asIs))
     .option('--json', 'print {source, generatedAt, advice:[...]} as JSON')
     .option('--check', `exit ${EXIT_MIGRATE} when any map should move (for cron jobs and CI gates)`)
     .exitOverride((error: CommanderError) => {
       process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
     })
-    .action(adviseCommand);
+    .action(async (options: AdviseCommandOptions, command: Command) => {
+      const repeated = once.problem();
+      if (repeated !== null) {
+        console.error(`govmap advise: ${repeated}`);
+        process.exitCode = EXIT_USAGE;
+        return;
+      }
+      await adviseCommand(options, command);
+    });
 }
 
 export async function adviseCommand(options: AdviseCommandOptions, command?: Command): Promise<void> {
@@ -113,8 +150,11 @@ export async function adviseCommand(options: AdviseCommandOptions, command?: Com
   }
   const wanted = options.map === undefined ? null : new Set(options.map);
   const advice = evidence.filter((e) => wanted === null || wanted.has(e.map)).map((e) => advisor.advise(e, e.thresholds));
+  const missing = wanted === null ? [] : [...wanted].filter((name) => !evidence.some((e) => e.map === name));
+  // A JSON document is read by a program, which sees no stderr: advice lacking a --map it asked
+  // for would look complete. A person reading the text still gets the maps found (exit 2 below).
   if (options.json === true) {
-    console.log(JSON.stringify({ source: options.url ?? options.prometheus, generatedAt: new Date().toISOString(), advice }, null, 2));
+    if (missing.length === 0) console.log(JSON.stringify({ source: options.url ?? options.prometheus, generatedAt: new Date().toISOString(), advice }, null, 2));
   } else if (advice.length > 0 || wanted === null) {
     // Every --map missing: the refusal below says so; "no govmap maps found" would be wrong.
     console.log(advisor.formatAdvice(advice));
@@ -127,7 +167,6 @@ export async function adviseCommand(options: AdviseCommandOptions, command?: Com
     process.exitCode = EXIT_SOURCE;
   }
   if (wanted !== null) {
-    const missing = [...wanted].filter((name) => !evidence.some((e) => e.map === name));
     if (missing.length > 0) {
       // Wins over --check's 3: a gate watching a map that is not there (a typo, a renamed map)
       // would otherwise pass forever.

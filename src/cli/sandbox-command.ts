@@ -2,8 +2,8 @@ import { InvalidArgumentError, Option } from 'commander';
 import type { Command, CommanderError } from 'commander';
 import type { LeakSuspect, SandboxReport } from '../sandbox/index.ts';
 import { MAX_ANSWER_BYTES, readCapped } from '../advisor/sources.ts';
-import { checkSandboxReport } from './sandbox-report-schema.ts';
-import { AUTH_ENV_HELP, AUTH_FILE_HELP, CREDENTIALS_RULE, authHint, authorizationFromFlags, redactedIfCredentials } from './advise-command.ts';
+import { checkSandboxReport } from '../sandbox/report-schema.ts';
+import { AUTH_ENV_HELP, AUTH_FILE_HELP, CREDENTIALS_RULE, GivenOnce, authHint, authorizationFromFlags, redactedIfCredentials } from './advise-command.ts';
 
 export interface SandboxReportOptions {
   readonly url: string;
@@ -25,28 +25,38 @@ export const EXIT_AUTH = 4;
 
 /** Adds `govmap sandbox report` to the program. */
 export function registerSandboxCommand(program: Command): void {
+  const once = new GivenOnce();
+  const asIs = (raw: string): string => raw;
   const sandbox = program.command('sandbox').description('the runtime audit sandbox of a running service');
   sandbox
     .command('report')
     .description('leak suspects (idle maps, growing creation sites, keys that only grow) and GC pauses of a running service, from its GET /sandbox/report')
-    .requiredOption('--url <url>', 'the service, e.g. http://127.0.0.1:8080 (the demo serves /sandbox/report)')
+    .requiredOption('--url <url>', 'the service, e.g. http://127.0.0.1:8080 (the demo serves /sandbox/report)', once.parser('--url', asIs))
     .option('--json', 'print the report as JSON, as the service sent it')
     .option(
       '--timeout <seconds>',
       'request timeout',
-      (raw: string) => {
+      once.parser('--timeout', (raw: string) => {
         if (!/^[0-9]+$/.test(raw) || Number(raw) < 1 || Number(raw) > 600) throw new InvalidArgumentError(`--timeout must be a whole number of seconds from 1 to 600 (got "${raw}")`);
         return Number(raw);
-      },
+      }),
       10,
     )
-    .addOption(new Option('--auth-env <name>', AUTH_ENV_HELP).conflicts('authFile'))
-    .option('--auth-file <file>', AUTH_FILE_HELP)
+    .addOption(new Option('--auth-env <name>', AUTH_ENV_HELP).conflicts('authFile').argParser(once.parser('--auth-env', asIs)))
+    .option('--auth-file <file>', AUTH_FILE_HELP, once.parser('--auth-file', asIs))
     .option('--fail-on-suspects', `exit ${EXIT_SUSPECTS} when the report lists any suspect`)
     .exitOverride((error: CommanderError) => {
       process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
     })
-    .action(sandboxReportCommand);
+    .action(async (options: SandboxReportOptions) => {
+      const repeated = once.problem();
+      if (repeated !== null) {
+        console.error(`govmap sandbox report: ${repeated}`);
+        process.exitCode = EXIT_USAGE;
+        return;
+      }
+      await sandboxReportCommand(options);
+    });
 }
 
 export async function sandboxReportCommand(options: SandboxReportOptions): Promise<void> {

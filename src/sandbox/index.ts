@@ -6,3 +6,4 @@ export { SiteCapture, formatSite, SITE_NOT_CAPTURED } from './creation-site.ts';
 export type { CreationSite, SiteCaptureOptions } from './creation-site.ts';
 export { registerSandboxMetrics, registerGcMetrics } from './metrics.ts';
 export type { SandboxReport, LeakSuspect, IdleSuspect, SiteGrowthSuspect, KeyGrowthSuspect, SuspectKind, SiteSummary } from './report.ts';
+export { readSandboxReport, SandboxReportFileError } from './read-report.ts';

@@ -59,6 +59,36 @@ describe('govmap advise', () => {
     });
   }
 
+  test('--json with a --map the source does not have prints no document (exit 2): a file of advice lacking that map must not look complete', async () => {
+    exposition = WRITE_HEAVY;
+    const mixed = await govmap('advise', '--url', metrics, '--map', 'balances', 'positons', '--json');
+    assert.equal(mixed.code, 2, mixed.stderr);
+    assert.equal(mixed.stdout, '');
+    assert.equal(mixed.stderr, 'govmap advise: --map positons: no such map at the source (it has: balances)\n');
+    const all = await govmap('advise', '--url', metrics, '--map', 'balances', '--json');
+    assert.equal(all.code, 0, all.stderr);
+    assert.deepEqual((JSON.parse(all.stdout) as { advice: Array<{ map: string }> }).advice.map((a) => a.map), ['balances']);
+  });
+
+  test('an option given twice (--url, --prometheus, --timeout, --window, --auth-file) exits 2 naming it, before any request', async () => {
+    exposition = WRITE_HEAVY;
+    for (const args of [
+      ['--url', metrics, '--url', 'http://127.0.0.1:9/metrics'],
+      ['--prometheus', 'http://127.0.0.1:9', '--prometheus', 'http://127.0.0.1:10'],
+      ['--url', metrics, '--timeout', '5', '--timeout', '7'],
+      ['--prometheus', 'http://127.0.0.1:9', '--window', '60', '--window', '600'],
+      ['--url', metrics, '--auth-file', 'a', '--auth-file', 'b'],
+    ]) {
+      const before = requests;
+      const flag = args[args.length - 2]!;
+      const r = await govmap('advise', ...args, '--check');
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`${flag} is given more than once: give it once`));
+      assert.equal(r.stdout, '');
+      assert.equal(requests, before);
+    }
+  });
+
   test('--check against a source with no govmap map (the wrong port, node-exporter) fails with exit 1: nothing was judged', async () => {
     exposition = ['# TYPE node_load1 gauge', 'node_load1 0.42'].join('\n');
     const gate = await govmap('advise', '--url', metrics, '--check');

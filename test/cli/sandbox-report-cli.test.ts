@@ -122,6 +122,22 @@ test('a stopped sandbox says so, and --fail-on-suspects does not pass a gate on 
   assert.match(gate.stderr, /is not running \(stopped\): no map was judged, so no verdict/);
 });
 
+test('an option given twice (--url, --timeout, --auth-env) exits 2 naming it, before any request: which one was meant is not guessed', async () => {
+  answer = realReport();
+  for (const args of [
+    ['--url', url, '--url', 'http://127.0.0.1:9/'],
+    ['--url', url, '--timeout', '5', '--timeout', '7'],
+    ['--url', url, '--auth-env', 'A', '--auth-env', 'B'],
+  ]) {
+    const flag = args[args.length - 2]!;
+    const r = await govmap('sandbox', 'report', ...args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`${flag} is given more than once: give it once`));
+    assert.equal(r.stdout, '');
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+});
+
 test('--url given as the report endpoint with a trailing slash reads that endpoint, not /sandbox/report/sandbox/report', async () => {
   const report = realReport();
   const strict = createServer((req, res) => {

@@ -1,9 +1,12 @@
 import { z } from 'zod';
-import type { GcKind, SandboxReport } from '../sandbox/index.ts';
+import type { GcKind } from './gc-monitor.ts';
+import type { SandboxReport } from './report.ts';
 
 /**
  * The shape of `GET /sandbox/report` (src/sandbox/report.ts), checked whole before
- * `govmap sandbox report` prints a line of it: any server can answer on that path, and a
+ * `govmap sandbox report` prints a line of it and before `readSandboxReport` returns a saved one
+ * (here, not in src/cli/, so the library does not depend on the CLI): any server can answer on
+ * that path, any file can sit at a path, and a
  * report with a field missing would otherwise surface as a TypeError halfway through the
  * printout. Unknown fields are let through (a newer service may add some; `--json` prints the
  * answer as sent).
