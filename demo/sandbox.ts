@@ -114,7 +114,8 @@ export async function installSandboxAndAdvisor(context: DemoContext, sandbox: Sa
     }
     if (drill.length + n > MAX_DRILL_MAPS) throw new HttpError(409, 'DRILL_FULL', `the drill holds ${drill.length} maps; at most ${MAX_DRILL_MAPS}: DELETE /sandbox/drill/leak first`);
     for (let i = 0; i < n; i++) drill.push(leakOneMap(drill.length));
-    sendJson(res, 200, { created: n, held: drill.length });
+    // When the report will name them: a report taken at once rightly says "no leak suspects".
+    sendJson(res, 200, { created: n, held: drill.length, idleSuspectsAfterMs: sandbox.idleThresholdMs });
   });
   context.router.route('DELETE', /^\/sandbox\/drill\/leak$/, (req, res) => {
     authorise(req);

@@ -145,7 +145,7 @@ describe('the leak drill is an admin endpoint: without the token nobody can plan
       assert.deepEqual([planted.status, planted.json.error?.code], [401, 'ADMIN_TOKEN_REQUIRED'], `POST with ${String(authorization)}`);
     }
     const held = await call(demo, 'POST', '/sandbox/drill/leak', { maps: 3 }, `bearer ${TOKEN}`);
-    assert.deepEqual([held.status, held.json], [200, { created: 3, held: 3 }], 'nothing was planted by the refused calls');
+    assert.deepEqual([held.status, held.json], [200, { created: 3, held: 3, idleSuspectsAfterMs: 300_000 }], 'nothing was planted by the refused calls');
     for (const authorization of [null, 'Bearer', `Bearer ${TOKEN}x`]) {
       const cleared = await call(demo, 'DELETE', '/sandbox/drill/leak', undefined, authorization);
       assert.deepEqual([cleared.status, cleared.json.error?.code], [401, 'ADMIN_TOKEN_REQUIRED'], `DELETE with ${String(authorization)}`);

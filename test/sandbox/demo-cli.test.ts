@@ -63,7 +63,7 @@ describe('govmap sandbox report against the running demo', () => {
   test('the drill\'s leaked maps are reported idle, with the line that creates them', async () => {
     const drill = await fetch(`${demo.url}/sandbox/drill/leak`, { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: '{"maps":25}' });
     assert.equal(drill.status, 200);
-    assert.deepEqual(await drill.json(), { created: 25, held: 25 });
+    assert.deepEqual(await drill.json(), { created: 25, held: 25, idleSuspectsAfterMs: 300 });
     // Until a sweep has found them idle (idleThresholdMs 300, a sweep every 100 ms), not a fixed
     // 600 ms: on a loaded box the sweep timer runs late by more than the 200 ms that left.
     const deadline = Date.now() + 15_000;
