@@ -48,11 +48,6 @@ export function integerOption(name: string, min: number, max: number): (raw: str
 }
 
 /**
- * Parses `--without audit,routing`, naming the value and the parts there are when it is not a
- * list of them. Given twice (`--without audit --without routing`), the lists add up: commander
- * would otherwise keep only the last one and silently run with audit.
- */
-/**
  * govmap's version from its package.json: two levels above src/cli/ in a checkout, three above
  * dist/src/cli/ in an installed package, so it is looked for upward from this file.
  */
@@ -68,6 +63,11 @@ function packageVersion(): string {
   return 'unknown';
 }
 
+/**
+ * Parses `--without audit,routing`, naming the value and the parts there are when it is not a
+ * list of them. Given twice (`--without audit --without routing`), the lists add up: commander
+ * would otherwise keep only the last one and silently run with audit.
+ */
 function partsOption(raw: string, previous: OptionalPart[] | undefined): OptionalPart[] {
   try {
     return parseParts(previous === undefined ? raw : `${previous.join(',')},${raw}`);
