@@ -301,11 +301,20 @@ describe('cluster sync on the memory store', () => {
 
   test('only one instance probes; when its probes pass the others close too', async () => {
     const store = new MemoryStateStore();
-    const a = await instance(store, 'a', { openQuorum: 0.5 }, { openDurationMs: SHORT_OPEN_MS });
-    const b = await instance(store, 'b', { openQuorum: 0.5 }, { openDurationMs: SHORT_OPEN_MS });
-    await trip(a.breaker);
+    // The breakers' time moves only when told. On the wall clock the prober gives the right back
+    // (probe_idle) openDurationMs after taking it with no call: a process starved that long between
+    // the grant and the probe calls (a loaded CI box) saw its probes refused and the waiter never
+    // waiting. Here the OPEN wait ends, and the idle timer can fire, only when the test advances.
+    const clock = new ManualClock(Date.now());
+    const a = await instance(store, 'a', { openQuorum: 0.5 }, { clock });
+    const b = await instance(store, 'b', { openQuorum: 0.5 }, { clock });
+    await Promise.all(Array.from({ length: 4 }, () => a.breaker.execute(() => Promise.reject(new Error('gateway down'))).catch(() => undefined)));
+    clock.advance(WINDOW_MS); // the window ends: it is judged at the next look, and trips
+    // Read through a function: asserting `a.breaker.state` would narrow it to 'OPEN' for the compiler.
+    const state = (x: typeof a): string => x.breaker.state;
+    assert.equal(state(a), 'OPEN');
     await until('b adopts OPEN', () => b.breaker.state === 'OPEN');
-    await until('the wait is over for both', () => a.breaker.state !== 'OPEN' || b.breaker.state !== 'OPEN' || (a.breaker.awaitingProbeRight && b.breaker.awaitingProbeRight));
+    clock.advance(options.openDurationMs!); // the wait is over for both: each asks for the right
     await until('one of them probes', () => a.breaker.state === 'HALF_OPEN' || b.breaker.state === 'HALF_OPEN');
     const [prober, waiter] = a.breaker.state === 'HALF_OPEN' ? [a, b] : [b, a];
     await until('the other waits for the right', () => waiter.breaker.awaitingProbeRight);
@@ -315,7 +324,10 @@ describe('cluster sync on the memory store', () => {
     assert.equal(prober.breaker.state, 'CLOSED');
     await until('the waiting instance adopts the probe verdict', () => waiter.breaker.state === 'CLOSED');
     await until('the probe right is released', () => prober.sync.probeHolder('settlement') === null);
-    for (const x of [a, b]) await x.sync.close();
+    for (const x of [a, b]) {
+      await x.sync.close();
+      x.breaker.dispose();
+    }
   });
 
   test('an instance that took the probe right but gets no calls to probe with gives it back: an instance with traffic probes, and the fleet recovers', async () => {

@@ -226,7 +226,9 @@ describe('a route id reused for another org by a reload', () => {
     const closed = await router.close({ deadlineMs: 10_000 });
     const tookMs = performance.now() - started;
     assert.deepEqual(closed.remaining.map((j) => j.payload.payload), [{ amount: '10.00' }, { amount: '11.00' }], 'returned, in order');
-    assert.ok(tookMs < 2_000, `close() took ${Math.round(tookMs)} ms: no reload can give these jobs a route once the router closes`);
+    // Half the deadline, not a tight bound: waiting out the deadline takes 10 s, returning at once
+    // takes ~50 ms here and up to seconds on a loaded CI box (2 s was within reach there).
+    assert.ok(tookMs < 5_000, `close() took ${Math.round(tookMs)} ms: no reload can give these jobs a route once the router closes`);
   });
 
   test('org 2002\'s jobs on the reused route are processed, not stuck behind org 1001\'s held jobs', async () => {
