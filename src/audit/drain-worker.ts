@@ -14,7 +14,9 @@
  *   them; consecutive seals of a segment cover consecutive ranges; the first seal of a segment
  *   starts at byte 0 and carries on from the previous segment's final seal;
  * - a rotated segment ends with its final seal: the caller's thread has been moved to the new
- *   file (CTRL_FD) and seen out of any write in progress (CTRL_IN_WRITE) before it is sealed.
+ *   file (CTRL_APPEND_SEGMENT) and seen out of any write in progress (CTRL_IN_WRITE) before it is
+ *   sealed. This thread's descriptors are its own: the caller's thread opens the segment itself,
+ *   so nothing it writes through can be closed (at rotation or when this thread exits) under it.
  */
 import { closeSync, existsSync, fstatSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,7 +27,7 @@ import { NapPolicy } from './nap-policy.ts';
 import type { ClockAnchor } from './clock.ts';
 import { ByteWriter, EncodeContext, encodeIdentity, encodeRingEntry, maxEncodedBytes } from './encoder.ts';
 import {
-  CTRL_FD,
+  CTRL_APPEND_SEGMENT,
   CTRL_FLUSH_REQUESTS,
   CTRL_FLUSH_WAITERS,
   CTRL_HEAD,
@@ -151,8 +153,9 @@ function run(data: DrainWorkerData): void {
   };
 
   // Read and append: the bytes are read back to seal them.
+  // The caller's thread appends to the same file through its own descriptor (the recorder
+  // published this segment in CTRL_APPEND_SEGMENT before starting this thread).
   let fd = openSync(data.segmentPath, 'a+');
-  Atomics.store(ctrl, CTRL_FD, fd);
   let readsDone = data.readsDone;
   let batchLastSeq = readsDone;
   let batchWritten = 0;
@@ -291,9 +294,10 @@ function run(data: DrainWorkerData): void {
     writeFully(newFd, header, 0, header.length);
     fsyncDirectory(data.dir);
     const writesBefore = writesDone();
-    Atomics.store(ctrl, CTRL_FD, newFd);
-    // The caller's thread sets IN_WRITE before it reads FD: once IN_WRITE reads 0 after the
-    // swap, no write can still be going to the old file.
+    Atomics.store(ctrl, CTRL_APPEND_SEGMENT, next);
+    // The caller's thread sets IN_WRITE before it reads APPEND_SEGMENT (and opens the new file
+    // while IN_WRITE is set): once IN_WRITE reads 0 after the store, no write can still be going
+    // to the old file, and every later one goes to the new file.
     while (Atomics.load(ctrl, CTRL_IN_WRITE) === 1) sleep(0.05);
     seal(fd, writesBefore, true);
     fsyncSync(fd);

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { MapObserver, OpType, Outcome, RangeBounds, Validator } from '../map/index.ts';
@@ -21,7 +21,7 @@ import { acquireSpoolLock, recoverSpool, spoolDirectoryError } from './recovery.
 import type { RecoveredSpool } from './recovery.ts';
 import {
   createRing,
-  CTRL_FD,
+  CTRL_APPEND_SEGMENT,
   CTRL_FLUSH_REQUESTS,
   CTRL_FLUSH_WAITERS,
   CTRL_HEAD,
@@ -247,7 +247,17 @@ export class AuditRecorder implements MapObserver<unknown> {
   #retryTimer: NodeJS.Timeout | undefined;
 
   #waiters: FlushWaiter[] = [];
-  #faultFds: { original: number; readOnly: number } | null = null;
+  /**
+   * This thread's own descriptor on the segment it appends to (#appendSegment; -1 and 0: none),
+   * opened when CTRL_APPEND_SEGMENT moves on. Never the worker's descriptor: Node closes those when
+   * the thread exits, before this thread hears of it, and the number may then belong to any file.
+   */
+  #appendFd = -1;
+  #appendSegment = 0;
+  /** The last recovery's segment and its file (recovery may have found it under another name). */
+  #recoveredSegment: { readonly segment: number; readonly path: string };
+  /** faultSpoolForTesting's read-only descriptor while it is #appendFd, else -1. */
+  #faultFd = -1;
   #stopping = false;
   #stopped: Promise<void> | undefined;
   #detachers = new Set<() => void>();
@@ -290,6 +300,8 @@ export class AuditRecorder implements MapObserver<unknown> {
     this.#stats[STAT_SYNCED_READS] = recovered.readsDone;
     this.#stats[STAT_SYNCED_WRITES] = recovered.writesDone;
     this.#ctrl[CTRL_SEGMENT] = recovered.chain.segment;
+    this.#ctrl[CTRL_APPEND_SEGMENT] = recovered.chain.segment;
+    this.#recoveredSegment = { segment: recovered.chain.segment, path: recovered.segmentPath };
     this.#journal = journal;
     this.#ctrl[CTRL_JOURNAL_HEAD] = JOURNAL_HEADER_BYTES;
     this.#ctrl[CTRL_JOURNAL_TAIL] = JOURNAL_HEADER_BYTES;
@@ -542,15 +554,17 @@ export class AuditRecorder implements MapObserver<unknown> {
    * for use while segments rotate.
    */
   faultSpoolForTesting(failing: boolean): void {
-    const ctrl = this.#ctrl;
-    if (failing && this.#faultFds === null) {
-      const readOnly = openSync(join(this.dir, segmentName(Atomics.load(ctrl, CTRL_SEGMENT))), 'r');
-      this.#faultFds = { original: Atomics.load(ctrl, CTRL_FD), readOnly };
-      Atomics.store(ctrl, CTRL_FD, readOnly);
-    } else if (!failing && this.#faultFds !== null) {
-      Atomics.store(ctrl, CTRL_FD, this.#faultFds.original);
-      closeSync(this.#faultFds.readOnly);
-      this.#faultFds = null;
+    if (failing && this.#faultFd === -1) {
+      const segment = Atomics.load(this.#ctrl, CTRL_APPEND_SEGMENT);
+      const readOnly = openSync(this.#segmentPath(segment), 'r');
+      this.#closeAppend();
+      this.#appendFd = readOnly;
+      this.#appendSegment = segment;
+      this.#faultFd = readOnly;
+    } else if (!failing && this.#faultFd !== -1) {
+      // Still in place unless a segment change closed it already; the next write reopens.
+      if (this.#appendFd === this.#faultFd) this.#closeAppend();
+      this.#faultFd = -1;
     }
   }
 
@@ -860,8 +874,10 @@ export class AuditRecorder implements MapObserver<unknown> {
     }
     let at = from;
     try {
-      const fd = Atomics.load(ctrl, CTRL_FD);
-      if (fd < 0) throw Object.assign(new Error('the drain worker died and no segment file is open until it is restarted; write records wait in memory'), { code: 'DRAIN_WORKER_DIED' });
+      // Read after CTRL_IN_WRITE was set (see the worker's rotate): one shared load per write, a
+      // syscall only when the segment changed.
+      const segment = Atomics.load(ctrl, CTRL_APPEND_SEGMENT);
+      const fd = segment === this.#appendSegment ? this.#appendFd : this.#openAppend(segment);
       while (at < to) {
         at += writeSync(fd, bytes, at, to - at);
         if (at < to && !this.#torn) {
@@ -878,6 +894,33 @@ export class AuditRecorder implements MapObserver<unknown> {
       Atomics.and(ctrl, CTRL_WRITE_TORN, ~WRITE_TORN_BY_CALLER);
     }
     return at;
+  }
+
+  /**
+   * Points this thread's own descriptor at `segment` (inside CTRL_IN_WRITE, so a rotation waits for
+   * it); throws while no drain worker runs (-1). O_APPEND without O_CREAT: two appenders of one file
+   * each append at its end, as through one shared descriptor, and a missing segment is an error,
+   * not a new file.
+   */
+  #openAppend(segment: number): number {
+    this.#closeAppend();
+    if (segment < 0) throw Object.assign(new Error('the drain worker died and no segment is written until it is restarted; write records wait in memory'), { code: 'DRAIN_WORKER_DIED' });
+    this.#appendFd = openSync(this.#segmentPath(segment), fsConstants.O_WRONLY | fsConstants.O_APPEND);
+    this.#appendSegment = segment;
+    return this.#appendFd;
+  }
+
+  #closeAppend(): void {
+    if (this.#appendFd === -1) return;
+    const fd = this.#appendFd;
+    this.#appendFd = -1;
+    this.#appendSegment = 0;
+    closeSync(fd);
+  }
+
+  /** The file of segment `segment`: the worker names the segments it rotates to by segmentName. */
+  #segmentPath(segment: number): string {
+    return segment === this.#recoveredSegment.segment ? this.#recoveredSegment.path : join(this.dir, segmentName(segment));
   }
 
   #toBacklog(bytes: Uint8Array, from: number, to: number, seq: number): void {
@@ -1042,10 +1085,13 @@ export class AuditRecorder implements MapObserver<unknown> {
   #onWorkerDied(worker: Worker, error: unknown): void {
     if (this.#worker !== worker) return;
     this.#worker = undefined;
-    // Node closes the descriptors a worker opened when it exits: the number the caller's thread
-    // writes to (CTRL_FD) may be reused for any other file. Until a new worker has a segment open,
-    // writes that would go there wait in the backlog (see #appendToSpool).
-    Atomics.store(this.#ctrl, CTRL_FD, -1);
+    // Until the restart's recovery has looked at the spool, writes wait in the backlog (see
+    // #openAppend): the dead thread may have left the file ending inside a line, and a record
+    // appended to it would be glued to the torn bytes. Between the thread's exit and this, writes
+    // went on through this thread's own descriptor (still open on the segment, unlike the dead
+    // thread's), as a crash's would have.
+    Atomics.store(this.#ctrl, CTRL_APPEND_SEGMENT, -1);
+    this.#closeAppend();
     Atomics.store(this.#ctrl, CTRL_FLUSH_WAITERS, 0);
     this.#workerGone(worker, error instanceof Error ? error.message : String(error));
   }
@@ -1102,7 +1148,7 @@ export class AuditRecorder implements MapObserver<unknown> {
     if (this.#stopping) return;
     this.#restartAttempts.push(performance.now());
     let recovered: RecoveredSpool;
-    let fd: number;
+    let segmentBytes: number;
     try {
       // The file would end inside this thread's record whose rest waits in the backlog (a failing
       // disk): recovery would terminate it as torn and the rest would follow as a line of its own.
@@ -1110,7 +1156,7 @@ export class AuditRecorder implements MapObserver<unknown> {
       // What the producer has not published yet stays in the ring for the new worker.
       this.#producer.publish();
       recovered = recoverSpool(this.dir, this.actor, this.origin, this.#options.key);
-      fd = openSync(recovered.segmentPath, 'a');
+      segmentBytes = statSync(recovered.segmentPath).size;
     } catch (error) {
       this.#workerGone(null, `restart failed: ${error instanceof Error ? error.message : String(error)}`);
       return;
@@ -1132,10 +1178,13 @@ export class AuditRecorder implements MapObserver<unknown> {
     Atomics.store(ctrl, CTRL_WORKER_FAILING, 0);
     Atomics.store(ctrl, CTRL_WORKER_SLEEPING, 0);
     this.#workerFailure = null;
-    // This thread's writes go to the recovered segment until the new worker swaps in its own fd.
-    Atomics.store(ctrl, CTRL_FD, fd);
+    // This thread's writes go to the recovered segment (reopened by its own descriptor at the next
+    // write), from now on and as the new worker rotates.
+    this.#closeAppend();
+    this.#recoveredSegment = { segment: recovered.chain.segment, path: recovered.segmentPath };
+    Atomics.store(ctrl, CTRL_APPEND_SEGMENT, recovered.chain.segment);
     Atomics.store(ctrl, CTRL_SEGMENT, recovered.chain.segment);
-    this.#stats[STAT_SEGMENT_BYTES] = fstatSync(fd).size;
+    this.#stats[STAT_SEGMENT_BYTES] = segmentBytes;
     this.#stats[STAT_READS_DONE] = recovered.readsDone;
     this.#stats[STAT_WRITES_DONE] = Math.max(this.#stats[STAT_WRITES_DONE]!, recovered.writesDone);
     this.#chain = recovered.chain;
@@ -1163,8 +1212,6 @@ export class AuditRecorder implements MapObserver<unknown> {
     await this.#workerReady(worker).catch(() => {
       ready = false;
     });
-    // The worker has swapped in its own fd (or died, and CTRL_FD is -1): this one is unused now.
-    closeSync(fd);
     // A worker that died before it was ready was handled by #onWorkerDied (next attempt or give up).
     if (!ready || this.#worker !== worker) return;
     this.#workerDied = null;
@@ -1208,6 +1255,9 @@ export class AuditRecorder implements MapObserver<unknown> {
       this.#worker = undefined;
     }
     if (this.#retryTimer !== undefined) clearInterval(this.#retryTimer);
+    // AUDIT_STOPPED was the last write.
+    this.#faultFd = -1;
+    this.#closeAppend();
     // Nothing frames records any more (stopping) and the worker has moved them all.
     this.#journal?.unmap();
     for (const waiter of this.#waiters.splice(0)) waiter.reject(new AuditStoppedError('flush'));

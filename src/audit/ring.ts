@@ -92,10 +92,16 @@ export const CTRL_PAUSED_ACK = 27;
  * only once the spool holds the frames before it. 0 without a journal.
  */
 export const CTRL_JOURNAL_TAIL = 26;
-/** 1 while the caller's thread writes a record to the current fd (rotation waits for 0). */
+/** 1 while the caller's thread writes a record to the current segment (rotation waits for 0). */
 export const CTRL_IN_WRITE = 32;
-/** The file descriptor both threads append to; the worker swaps it on rotation. */
-export const CTRL_FD = 33;
+/**
+ * The segment number the caller's thread appends to (through a descriptor of its own, opened by
+ * path when this changes); the worker moves it on at rotation, the recorder sets it at start and
+ * restart, and to -1 once the worker is known dead. A number, not a shared descriptor: a
+ * descriptor another thread may close (a worker's are closed when it exits) could be reused by
+ * any open() in the process before this thread saw it go, and records written to another file.
+ */
+export const CTRL_APPEND_SEGMENT = 33;
 /** Write journal: where the caller's thread frames the next record (the worker reads up to it). */
 export const CTRL_JOURNAL_HEAD = 34;
 /**

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { createAuditRecorder, verifySpool } from '../../src/audit/index.ts';
-import { balances, segmentFiles, tempSpool } from './helpers.ts';
+import { balances, readSpool, segmentFiles, tempSpool } from './helpers.ts';
 
 const MAX_SEGMENT = 1 << 16;
 const SEAL = 4096;
@@ -56,4 +56,35 @@ describe('segment rotation under a stream of records', () => {
       assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 2)));
     });
   }
+
+  test('(write(2)) every write record made across many rotations is in the spool, once, in order, and no descriptor on a segment is left open after stop', async (t) => {
+    const dir = tempSpool(t);
+    // Commits every 2 ms: a rotation about every 64 KiB, while this thread keeps writing.
+    const audit = await createAuditRecorder({ dir, actor: 'clearing/instance-1', writeJournal: false, maxSegmentBytes: MAX_SEGMENT, sealBytes: SEAL, fsyncIntervalMs: 2 });
+    const map = balances();
+    audit.attach(map);
+    const expected: string[] = [];
+    for (let i = 0; i < 8000; i++) {
+      map.store(`acct-${i}`, BigInt(i) * 100n);
+      expected.push(`acct-${i}=${i * 100}`);
+      if (i % 3 === 0) map.load(`acct-${i}`);
+      if (i % 100 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await audit.stop();
+    const segments = segmentFiles(dir);
+    assert.ok(segments.length >= 10, `${segments.length} segments`);
+    const report = verifySpool(dir);
+    assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 2)));
+    const stores = readSpool(dir).events.filter((e) => e.op_type === 'STORE');
+    assert.deepEqual(stores.map((e) => `${e.resource_id}=${e.value}`), expected);
+    // The caller's thread opens each segment itself: every one of those is closed again.
+    const open = readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+      } catch {
+        return false;
+      }
+    });
+    assert.deepEqual(open, [], 'no descriptor on the spool is left open');
+  });
 });

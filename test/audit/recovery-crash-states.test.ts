@@ -112,7 +112,10 @@ describe('a crash leaving a last segment far larger than the pieces recovery rea
     );
     assert.equal(child.status, 0, child.stderr);
     const { grewKiB, recovered } = JSON.parse(child.stdout) as { grewKiB: number; recovered: RecoveredSpool };
-    assert.ok(grewKiB * 1024 < size / 4, `recovery's peak memory grew ${Math.round(grewKiB / 1024)} MiB for a ${size >> 20} MiB segment`);
+    // Reading the segment whole grew it by more than the segment (71 MiB for 66 MB); reading in
+    // pieces ~7 MiB alone, up to 13 MiB beside other tests (when V8 collects varies): half the
+    // segment tells the two apart without failing on that.
+    assert.ok(grewKiB * 1024 < size / 2, `recovery's peak memory grew ${Math.round(grewKiB / 1024)} MiB for a ${size >> 20} MiB segment`);
     assert.deepEqual(recovered.chain, { segment: 1, seal: lastSeal.seal, prev: lastSeal.hash, sealedTo: lastSeal.to, lastSealReads: lastSeal.reads_through, lastSealWrites: lastSeal.writes_through });
     assert.equal(recovered.previous, 'crash');
     assert.equal(recovered.readsDone, readsDone);

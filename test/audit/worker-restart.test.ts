@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, statSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { describe, test } from 'node:test';
 import { Registry } from 'prom-client';
@@ -104,6 +106,70 @@ describe('a drain worker that dies is restarted in-process', () => {
       }
     });
   }
+
+  test('writeJournal false: writes made after the worker thread has exited but before its exit is handled go to the spool, never to a file that reused the dead thread\'s descriptor number', async (t) => {
+    const dir = tempSpool(t);
+    const { audit, worker } = await withWorker(dir, { writeJournal: false });
+    t.after(() => audit.stop());
+    const map = balances();
+    audit.attach(map);
+    map.store('acct-0', 0n);
+    await audit.flush();
+    const segment = realpathSync(segmentFiles(dir).at(-1)!);
+    // Every descriptor of this process open on the segment (Linux: /proc/self/fd).
+    const onSegment = (): number[] =>
+      readdirSync('/proc/self/fd')
+        .map(Number)
+        .filter((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`) === segment;
+          } catch {
+            return false;
+          }
+        });
+    const before = onSegment();
+    assert.ok(before.length >= 1, 'the drain worker has the segment open');
+    // Not awaited, and nothing below yields until the writes are made: the recorder cannot have
+    // handled the thread's 'exit' event yet. Node closes the thread's descriptors when it exits.
+    const terminated = worker.terminate();
+    const deadline = Date.now() + 10_000;
+    let closed: number[] = [];
+    while (closed.length === 0) {
+      if (Date.now() > deadline) assert.fail('the terminated worker\'s descriptors were not closed within 10 s');
+      const now = new Set(onSegment());
+      closed = before.filter((fd) => !now.has(fd));
+    }
+    // Any other code in the process opening files now gets those numbers back.
+    const otherDir = mkdtempSync(join(tmpdir(), 'govmap-other-'));
+    t.after(() => rmSync(otherDir, { recursive: true, force: true }));
+    const others: Array<{ fd: number; path: string }> = [];
+    const taken = new Set<number>();
+    for (let i = 0; i < 4096 && closed.some((fd) => !taken.has(fd)); i++) {
+      const path = join(otherDir, `other-${i}.txt`);
+      const fd = openSync(path, 'w');
+      others.push({ fd, path });
+      taken.add(fd);
+    }
+    assert.ok(closed.every((fd) => taken.has(fd)), `another file got each closed descriptor number (${closed.join(', ')})`);
+    const stored: string[] = [];
+    for (let i = 1; i <= 20; i++) {
+      map.store(`acct-${i}`, BigInt(i) * 100n);
+      stored.push(`acct-${i}`);
+    }
+    for (const other of others) closeSync(other.fd);
+    const leaked = others.filter((o) => readFileSync(o.path, 'utf8') !== '').map((o) => `${o.path}: ${readFileSync(o.path, 'utf8').slice(0, 120)}`);
+    assert.deepEqual(leaked, [], 'no audit record was written into an unrelated file');
+    await terminated;
+    await until(() => audit.healthy, 15_000, 'the recorder is healthy again');
+    await audit.flush();
+    await audit.stop();
+    const report = verifySpool(dir);
+    assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)));
+    const events = readSpool(dir).events;
+    const storedKeys = events.filter((e) => e.op_type === 'STORE').map((e) => e.resource_id);
+    assert.deepEqual(storedKeys, ['acct-0', ...stored], 'every write is in the spool, once, in order');
+    assert.deepEqual(missingSeqs(events).unexplained, []);
+  });
 
   test('reads still in the ring when the worker dies are drained by the new one; a torn last line the dead one left is terminated and named by an AUDIT_GAP with cause DRAIN_WORKER_DIED', async (t) => {
     const dir = tempSpool(t);
