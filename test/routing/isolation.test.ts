@@ -61,10 +61,10 @@ interface Service {
   admitted: string[];
 }
 
-async function startService(gateway: Gateway, options: { bulkhead?: { maxConcurrent: number; maxQueued: number } } = {}): Promise<Service> {
+async function startService(gateway: Gateway, options: { bulkhead?: { maxConcurrent: number; maxQueued: number }; timeoutMs?: number } = {}): Promise<Service> {
   // The budget of one call to the gateway: a healthy one must always fit. 250 ms did not on a
   // loaded CI box (org 2002's healthy calls timed out: CallTimeoutError, 502, in 3 of 6 runs).
-  const group = new BreakerGroup({ name: 'routes', timeoutMs: 1_000, windowMs: 200, minimumCalls: 4, breachedWindowsToOpen: 1, openDurationMs: 60_000 });
+  const group = new BreakerGroup({ name: 'routes', timeoutMs: options.timeoutMs ?? 1_000, windowMs: 200, minimumCalls: 4, breachedWindowsToOpen: 1, openDurationMs: 60_000 });
   const processed: string[] = [];
   const admitted: string[] = [];
   const settle = async (target: string, body: unknown, signal: AbortSignal): Promise<unknown> => {
@@ -182,7 +182,9 @@ describe('isolation between orgs', () => {
   test('a slow org fills only its own bulkhead; the other org is admitted at once', async () => {
     gateway.behaviour.clear();
     gateway.behaviour.set('1001', 'slow');
-    const service = await startService(gateway, { bulkhead: { maxConcurrent: 2, maxQueued: 1 } });
+    // Every slow request must reach the router before the first two time out and free their
+    // slots: 2.5 s (still under the slow gateway's 3 s) leaves a loaded machine room for that.
+    const service = await startService(gateway, { bulkhead: { maxConcurrent: 2, maxQueued: 1 }, timeoutMs: 2_500 });
     try {
       const slow = Array.from({ length: 6 }, (_, i) => pay(service, '1001', `s-${i}`));
       await new Promise((r) => setTimeout(r, 20));
