@@ -243,7 +243,7 @@ export class GovernedMap<K, V> {
     this.#assertLive('store');
     this.#assertKey('store', key);
     this.#assertValue('store', value);
-    for (let attempt = 1; !this.#commit(key, value, this.#current(key)); attempt++) this.#retryAfterConflict(key, attempt);
+    for (let attempt = 1; !this.#commit(key, value, this.#current(key)); attempt++) this.#retryAfterConflict('STORE', key, attempt, value);
   }
 
   /**
@@ -278,8 +278,8 @@ export class GovernedMap<K, V> {
       // without expiring: an entry whose TTL ran out while fn ran was not written by anyone.
       const after = previous === undefined ? this.#current(key) : this.#store.get(key);
       if (!this.#same(after, previous)) {
-        if (!this.#atomic) throw new UpdateConflictError(this.name, key, 1, 'the update function itself wrote the same key');
-        this.#retryAfterConflict(key, attempt);
+        if (!this.#atomic) throw this.#conflictRefused('STORE', key, next, 'REENTRANT_WRITE', new UpdateConflictError(this.name, key, 1, 'the update function itself wrote the same key'));
+        this.#retryAfterConflict('STORE', key, attempt, next);
         continue;
       }
       if (this.#same(next, previous)) {
@@ -290,7 +290,7 @@ export class GovernedMap<K, V> {
       }
       this.#assertReturned('update', next);
       if (this.#commit(key, next, previous)) return next;
-      this.#retryAfterConflict(key, attempt);
+      this.#retryAfterConflict('STORE', key, attempt, next);
     }
   }
 
@@ -374,7 +374,7 @@ export class GovernedMap<K, V> {
         if (this.#disposed) throw new MapDisposedError(this.name, 'updateAsync', true);
         if (!this.#same(this.#current(key), previous)) {
           if (attempt > this.#updateRetries) {
-            throw new UpdateConflictError(this.name, key, attempt, 'the key kept changing outside updateAsync while the update awaited');
+            throw this.#conflictRefused('STORE', key, next, 'UPDATE_CONFLICT', new UpdateConflictError(this.name, key, attempt, 'the key kept changing outside updateAsync while the update awaited'));
           }
           continue;
         }
@@ -386,7 +386,7 @@ export class GovernedMap<K, V> {
         this.#assertReturned('updateAsync', next);
         if (this.#queue.committing(() => this.#commit(key, next, previous))) return next;
         if (attempt > this.#updateRetries) {
-          throw new UpdateConflictError(this.name, key, attempt, 'other threads kept changing the key while the update awaited');
+          throw this.#conflictRefused('STORE', key, next, 'UPDATE_CONFLICT', new UpdateConflictError(this.name, key, attempt, 'other threads kept changing the key while the update awaited'));
         }
       }
     }, queueing).finally(settled);
@@ -401,7 +401,7 @@ export class GovernedMap<K, V> {
       if (existing !== undefined) return { value: existing, loaded: true };
       this.#assertValue('loadOrStore', value);
       if (this.#commit(key, value, undefined)) return { value, loaded: false };
-      this.#retryAfterConflict(key, attempt); // another thread stored it first: load that
+      this.#retryAfterConflict('STORE', key, attempt, value); // another thread stored it first: load that
     }
   }
 
@@ -622,9 +622,9 @@ export class GovernedMap<K, V> {
    * the key changed and run its function again, writing again each time, then give up with
    * every one of those writes applied. Refused where it is made, as `update` refuses its own.
    */
-  #refuseWriteFromOwnUpdate(key: K): void {
+  #refuseWriteFromOwnUpdate(op: 'STORE' | 'DELETE', key: K, value: V): void {
     if (this.#queue.insideSection(key)) {
-      throw new UpdateConflictError(this.name, key, 1, 'the key was written from inside the function of an updateAsync of the same key; that write was refused (return the new value from the updateAsync instead)');
+      throw this.#conflictRefused(op, key, value, 'REENTRANT_WRITE', new UpdateConflictError(this.name, key, 1, 'the key was written from inside the function of an updateAsync of the same key; that write was refused (return the new value from the updateAsync instead)'));
     }
   }
 
@@ -635,18 +635,37 @@ export class GovernedMap<K, V> {
     return this.#store.sameValue?.(a, b) === true;
   }
 
-  /** A shared store's compare-and-swap lost to another thread: retry, or give up past the bound. */
-  #retryAfterConflict(key: K, attempt: number): void {
+  /**
+   * A shared store's compare-and-swap lost to another thread: retry, or give up past the bound
+   * (`value`: the value being written, or for a DELETE the one it tried to remove).
+   */
+  #retryAfterConflict(op: 'STORE' | 'DELETE', key: K, attempt: number, value: V): void {
     if (attempt > this.#updateRetries) {
-      throw new UpdateConflictError(this.name, key, attempt, 'other threads kept changing the key between its read and its commit (raise updateRetries for keys this contended)');
+      throw this.#conflictRefused(op, key, value, 'UPDATE_CONFLICT', new UpdateConflictError(this.name, key, attempt, 'other threads kept changing the key between its read and its commit (raise updateRetries for keys this contended)'));
     }
+  }
+
+  /**
+   * A write refused with UpdateConflictError is a failed attempt like any other (PCI DSS v4 10.2
+   * asks that those be recorded): counted (a STORE as a failed store, a DELETE as a refused
+   * delete, as the validators count them) and audited with its reason and the value it carried.
+   * Only on this path, never on a write that commits. Returns `error` to throw.
+   */
+  #conflictRefused(op: 'STORE' | 'DELETE', key: K, value: V, reason: 'UPDATE_CONFLICT' | 'REENTRANT_WRITE', error: UpdateConflictError): UpdateConflictError {
+    const counters = this.#counters;
+    if (op === 'STORE') counters.storesError++;
+    else counters.deletesRejected++;
+    counters.recordRejection(reason);
+    if (this.#observers.length !== 0) this.#emit(op, key, 'error', reason, undefined, value);
+    return error;
   }
 
   #removeCurrent(key: K): V | undefined {
     for (let attempt = 1; ; attempt++) {
-      const removed = this.#remove(key, this.#current(key), null);
+      const previous = this.#current(key);
+      const removed = this.#remove(key, previous, null);
       if (removed !== CONFLICT) return removed;
-      this.#retryAfterConflict(key, attempt);
+      this.#retryAfterConflict('DELETE', key, attempt, previous as V); // a conflict means it was present
     }
   }
 
@@ -655,16 +674,13 @@ export class GovernedMap<K, V> {
    * and emitted nothing, only when a shared store's key no longer holds `previous`.
    */
   #commit(key: K, next: V, previous: V | undefined): boolean {
-    this.#refuseWriteFromOwnUpdate(key);
+    this.#refuseWriteFromOwnUpdate('STORE', key, next);
     const counters = this.#counters;
     admitStore(this.#admission, key, next, previous);
     if (this.#disposed) throw new MapDisposedError(this.name, 'store', true); // the validator disposed the map
     if (!this.#atomic && !Object.is(this.#store.get(key), previous)) {
       // The validator wrote this key itself: storing ours now would silently drop that write.
-      counters.storesError++;
-      counters.recordRejection('REENTRANT_WRITE');
-      if (this.#observers.length !== 0) this.#emit('STORE', key, 'error', 'REENTRANT_WRITE', undefined, next);
-      throw new UpdateConflictError(this.name, key, 1, 'the validator itself wrote the same key; the write was refused so that neither is lost');
+      throw this.#conflictRefused('STORE', key, next, 'REENTRANT_WRITE', new UpdateConflictError(this.name, key, 1, 'the validator itself wrote the same key; the write was refused so that neither is lost'));
     }
     if (previous === undefined && this.#store.size >= this.#maxKeys && this.#expiresAt !== null) this.#expireDue();
     if (previous === undefined && this.#store.size >= this.#maxKeys && !this.#store.has(key)) {
@@ -761,7 +777,7 @@ export class GovernedMap<K, V> {
       if (this.#observers.length !== 0) this.#emit('DELETE', key, 'miss', null);
       return undefined;
     }
-    this.#refuseWriteFromOwnUpdate(key);
+    this.#refuseWriteFromOwnUpdate('DELETE', key, previous);
     admitDelete(this.#admission, key, previous);
     if (this.#disposed) throw new MapDisposedError(this.name, 'delete', true); // validateDelete disposed the map
     try {

@@ -148,7 +148,7 @@ export class MapMetrics {
         if (ratio !== null && ratio !== undefined) set({ map: name }, ratio);
       }),
     );
-    counter('store_total', 'Writes by outcome: ok; rejected (by the validator, or capacity); error (the validator threw, or the store refused the write or could not be reached).', ['map', 'outcome'], (set) =>
+    counter('store_total', 'Writes by outcome: ok; rejected (by the validator, or capacity); error (the validator threw, the store refused the write or could not be reached, or the write gave up on a conflict: UpdateConflictError).', ['map', 'outcome'], (set) =>
       each((map, c) => {
         set({ map, outcome: 'ok' }, c.storesOk);
         set({ map, outcome: 'rejected' }, c.storesRejected);

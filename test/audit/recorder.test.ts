@@ -97,6 +97,57 @@ describe('what a record holds', () => {
     assert.equal(verifySpool(dir).ok, true);
   });
 
+  test('writes that end in UpdateConflictError are recorded as failed attempts (error, with the reason and the value that was being written) and counted as failed stores', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const map = new GovernedMap<string, bigint>({ name: 'balances', validate: (_k, v) => (v >= 0n ? true : 'BALANCE_UNDERFLOW'), updateRetries: 1 });
+    audit.attach(map);
+    map.store('acct-1', 100n);
+    // Another caller changes the key while each attempt of the updateAsync awaits: it gives up.
+    let wake: (() => void) | undefined;
+    const pending = map.updateAsync('acct-1', async (v) => {
+      await new Promise<void>((resolve) => (wake = resolve));
+      return v! + 1000n;
+    });
+    for (let n = 1n; n <= 2n; n++) {
+      const deadline = Date.now() + 5_000;
+      while (wake === undefined) {
+        assert.ok(Date.now() < deadline, `attempt ${n} of the updateAsync did not start within 5 s`);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const resume = wake;
+      wake = undefined;
+      map.store('acct-1', n);
+      resume();
+    }
+    await assert.rejects(pending, { code: 'GOVMAP_UPDATE_CONFLICT' });
+    // The function of an update writes the key it is updating: the update's own write is refused.
+    assert.throws(() => map.update('acct-1', (v) => {
+      map.store('acct-1', 50n);
+      return v! + 5n;
+    }), { code: 'GOVMAP_UPDATE_CONFLICT' });
+    // A write of the key from inside its own updateAsync function is refused where it is made.
+    await assert.rejects(map.updateAsync('acct-1', async (v) => {
+      map.store('acct-1', 9n);
+      return v! + 1n;
+    }), { code: 'GOVMAP_UPDATE_CONFLICT' });
+    await assert.rejects(map.updateAsync('acct-1', async (v) => {
+      map.delete('acct-1');
+      return v! + 1n;
+    }), { code: 'GOVMAP_UPDATE_CONFLICT' });
+    await audit.stop();
+    const events = bySeq(readSpool(dir).events).filter((e) => e.map === 'balances' && e.resource_id === 'acct-1' && e.outcome === 'error');
+    assert.deepEqual(
+      events.map((e) => `${e.op_type}:${e.outcome}:${e.reason ?? '-'}:${e.value ?? '-'}`),
+      ['STORE:error:UPDATE_CONFLICT:1001', 'STORE:error:REENTRANT_WRITE:7', 'STORE:error:REENTRANT_WRITE:9', 'DELETE:error:REENTRANT_WRITE:50'],
+    );
+    assert.equal(map.load('acct-1'), 50n, 'none of the refused writes was applied');
+    assert.equal(map.stats().stores.error, 3);
+    assert.equal(map.stats().deletes.rejected, 1, 'a delete refused the same way counts as a refused delete');
+    assert.deepEqual(map.stats().rejectionsByReason, { UPDATE_CONFLICT: 1, REENTRANT_WRITE: 3 });
+    assert.equal(verifySpool(dir).ok, true);
+  });
+
   test('money beyond 2^53 keeps every digit; floats and objects are not recorded as values', async (t) => {
     const dir = tempSpool(t);
     const audit = await recorder(dir);

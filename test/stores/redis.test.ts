@@ -141,6 +141,47 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await map.dispose();
   });
 
+  test('a write that gives up with UpdateConflictError is audited as a failed attempt (error UPDATE_CONFLICT, with its value) and counted', async () => {
+    // Another machine writes the key just before each of our compare-and-set scripts reaches Redis.
+    let meddle = false;
+    const contended: RedisLink = {
+      kind: link.kind,
+      get healthy() {
+        return link.healthy;
+      },
+      get: (key) => link.get(key),
+      runScript: async (script, key, args) => {
+        if (meddle) await raw.incrBy(key, 1);
+        return link.runScript(script, key, args);
+      },
+      scan: (match, batch) => link.scan(match, batch),
+      close: async () => undefined,
+      listen: (listener) => link.listen(listener),
+    };
+    const events: string[] = [];
+    const observer: MapObserver<string> = { onOperation: (_map, op, key, outcome, reason, _bounds, value) => void (outcome === 'error' && events.push(`${op} ${key ?? '-'} ${outcome} ${reason ?? '-'} ${String(value)}`)) };
+    const map = balances('conflict-audit', { link: contended, updateRetries: 1, retryBackoffMaxMs: 0, validateDelete: () => true, observers: [observer] });
+    await map.store('acct-1', 100n);
+    meddle = true;
+    const conflict = (error: unknown): boolean => error instanceof UpdateConflictError && error.code === 'GOVMAP_UPDATE_CONFLICT';
+    await assert.rejects(map.store('acct-1', 500n), conflict);
+    await assert.rejects(map.update('acct-1', (balance) => balance! - 10n), conflict);
+    await assert.rejects(map.delete('acct-1'), conflict);
+    meddle = false;
+    assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '106', 'only the other machine\'s writes landed');
+    assert.deepEqual(events, [
+      'STORE acct-1 error UPDATE_CONFLICT 500',
+      'STORE acct-1 error UPDATE_CONFLICT 93',
+      'DELETE acct-1 error UPDATE_CONFLICT 105',
+    ]);
+    const stats = map.stats();
+    assert.equal(stats.stores.error, 2);
+    assert.equal(stats.deletes.rejected, 1);
+    assert.equal(stats.casConflicts, 6);
+    assert.deepEqual(stats.rejectionsByReason, { UPDATE_CONFLICT: 3 });
+    await map.dispose();
+  });
+
   test('add never crosses the bound, with 60 debits racing over three connections', async () => {
     const links = [link, await connectRedis({ url: required(redis, 'GOVMAP_REDIS_URL') }), await connectRedis({ url: required(redis, 'GOVMAP_REDIS_URL') })];
     const first = balances('bounded');

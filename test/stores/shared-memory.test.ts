@@ -852,6 +852,50 @@ describe('GovernedMap over a shared-memory store', () => {
     otherThread.close();
   });
 
+  test('every write that gives up on a key other threads keep changing is audited as a failed attempt (error UPDATE_CONFLICT, with its value) and counted', async () => {
+    const store = SharedInt64Store.create();
+    const otherThread = SharedInt64Store.attach(store.handle);
+    let meddle = false;
+    // While `meddle` is on, another thread credits 1 between each validation and its commit.
+    const balances = new GovernedMap<string, bigint>({
+      name: 'balances',
+      validate: (_key, next) => {
+        if (meddle) otherThread.add('acct', 1n);
+        return next >= 0n || 'BALANCE_UNDERFLOW';
+      },
+      validateDelete: () => {
+        if (meddle) otherThread.add('acct', 1n);
+        return true;
+      },
+      store,
+      updateRetries: 1,
+    });
+    const events: string[] = [];
+    balances.observe({ onOperation: (_map, op, key, outcome, reason, _bounds, value) => void (outcome === 'error' && events.push(`${op} ${String(key)} ${outcome} ${reason} ${String(value)}`)) });
+    balances.store('acct', 100n);
+    meddle = true;
+    const conflict = (e: unknown): boolean => e instanceof UpdateConflictError && e.code === 'GOVMAP_UPDATE_CONFLICT';
+    assert.throws(() => balances.store('acct', 500n), conflict);
+    assert.throws(() => balances.update('acct', (b) => b! - 10n), conflict);
+    await assert.rejects(balances.updateAsync('acct', async (b) => b! - 20n), conflict);
+    assert.throws(() => balances.delete('acct'), conflict);
+    meddle = false;
+    // 100, then +2 (store), +2 (update: 102 -> 104, last next 103 - 10), +2 (updateAsync), +2 (delete)
+    assert.equal(store.get('acct'), 108n, 'only the other thread\'s credits landed');
+    assert.deepEqual(events, [
+      'STORE acct error UPDATE_CONFLICT 500',
+      'STORE acct error UPDATE_CONFLICT 93',
+      'STORE acct error UPDATE_CONFLICT 85',
+      'DELETE acct error UPDATE_CONFLICT 107',
+    ]);
+    const stats = balances.stats();
+    assert.equal(stats.stores.error, 3);
+    assert.equal(stats.deletes.rejected, 1);
+    assert.deepEqual(stats.rejectionsByReason, { UPDATE_CONFLICT: 4 });
+    store.close();
+    otherThread.close();
+  });
+
   test('delete and store re-validate when another thread changed the key', () => {
     const store = SharedInt64Store.create();
     const otherThread = SharedInt64Store.attach(store.handle);

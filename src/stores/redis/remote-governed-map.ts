@@ -627,7 +627,7 @@ export class RemoteGovernedMap<V> {
         }
         this.#assertComparable('STORE', operation, key, reply.raw, current.raw);
         current = this.#decodeCurrent(key, reply.raw);
-        this.#conflict(operation, key, attempt);
+        this.#conflict('STORE', operation, key, attempt, next);
         await this.#backoff(attempt);
       }
     }, { map: this.name });
@@ -655,7 +655,7 @@ export class RemoteGovernedMap<V> {
         this.#assertComparable('DELETE', 'delete', key, reply.raw, current.raw);
         current = this.#decodeCurrent(key, reply.raw);
         if (current.raw === null) continue; // deleted by someone else meanwhile: a miss, not a conflict
-        this.#conflict('delete', key, attempt);
+        this.#conflict('DELETE', 'delete', key, attempt, previous);
         await this.#backoff(attempt);
       }
     }, { map: this.name });
@@ -764,10 +764,21 @@ export class RemoteGovernedMap<V> {
     if (this.#observers.length !== 0) this.#emit(op, key, 'ok', null, undefined, value);
   }
 
-  #conflict(operation: string, key: string, attempt: number): void {
-    this.#counters.casConflicts++;
+  /**
+   * A compare-and-set lost to another writer: counted; past `updateRetries`, the write is given
+   * up, and that failed attempt is counted and audited as GovernedMap does (a STORE as a failed
+   * store, a DELETE as a refused delete, reason UPDATE_CONFLICT, with the value it carried:
+   * `value` is the value being written, or for a DELETE the one it tried to remove).
+   */
+  #conflict(op: 'STORE' | 'DELETE', operation: string, key: string, attempt: number, value: V): void {
+    const counters = this.#counters;
+    counters.casConflicts++;
     this.#near.invalidate(key);
     if (attempt > this.#updateRetries) {
+      if (op === 'STORE') counters.storesError++;
+      else counters.deletesRejected++;
+      counters.recordRejection('UPDATE_CONFLICT');
+      if (this.#observers.length !== 0) this.#emit(op, key, 'error', 'UPDATE_CONFLICT', undefined, value);
       throw new UpdateConflictError(this.name, key, attempt, `other writers changed the key in Redis before each of our compare-and-set attempts (${operation}, updateRetries = ${this.#updateRetries})`);
     }
   }
