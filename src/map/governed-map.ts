@@ -356,7 +356,7 @@ export class GovernedMap<K, V> {
     if (signal.aborted) stop.abort();
     else signal.addEventListener('abort', onAbort, { once: true });
     const aborted = (): Error => (this.#disposed ? new MapDisposedError(this.name, 'updateAsync', true) : new UpdateAbortedError(this.name, key, signal.reason));
-    const queueing = { signal: stop.signal, aborted, map: this.name };
+    const queueing = { signal: stop.signal, aborted, map: this.name, onReentrant: this.#reentrantUpdate };
     this.#pendingUpdates.add(stop);
     const settled = (): void => {
       this.#pendingUpdates.delete(stop);
@@ -646,18 +646,32 @@ export class GovernedMap<K, V> {
   }
 
   /**
+   * An updateAsync of a key from inside an updateAsync of the same key, refused with
+   * UpdateReentrantError: a failed write like the other re-entrant ones (REENTRANT_WRITE), with
+   * no value, as its function never ran. Bound once, so that updateAsync allocates nothing for it.
+   */
+  readonly #reentrantUpdate = (key: K): void => {
+    this.#countRefused('STORE', key, undefined, 'REENTRANT_WRITE');
+  };
+
+  /**
    * A write refused with UpdateConflictError is a failed attempt like any other (PCI DSS v4 10.2
    * asks that those be recorded): counted (a STORE as a failed store, a DELETE as a refused
    * delete, as the validators count them) and audited with its reason and the value it carried.
    * Only on this path, never on a write that commits. Returns `error` to throw.
    */
   #conflictRefused(op: 'STORE' | 'DELETE', key: K, value: V, reason: 'UPDATE_CONFLICT' | 'REENTRANT_WRITE', error: UpdateConflictError): UpdateConflictError {
+    this.#countRefused(op, key, value, reason);
+    return error;
+  }
+
+  /** Counts and audits a refused write (#conflictRefused, #reentrantUpdate); `value` undefined: none known. */
+  #countRefused(op: 'STORE' | 'DELETE', key: K, value: V | undefined, reason: 'UPDATE_CONFLICT' | 'REENTRANT_WRITE'): void {
     const counters = this.#counters;
     if (op === 'STORE') counters.storesError++;
     else counters.deletesRejected++;
     counters.recordRejection(reason);
     if (this.#observers.length !== 0) this.#emit(op, key, 'error', reason, undefined, value);
-    return error;
   }
 
   #removeCurrent(key: K): V | undefined {

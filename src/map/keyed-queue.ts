@@ -14,13 +14,18 @@ interface Holding {
 /** The sections the current async context is inside (innermost first). */
 const holdings = new AsyncLocalStorage<Holding>();
 
-export interface QueueOptions {
+export interface QueueOptions<K = unknown> {
   /** Leaves the queue at once if this aborts while the section waits its turn. */
   readonly signal?: AbortSignal | undefined;
   /** The error to leave with when `signal` aborts. */
   readonly aborted?: () => Error;
   /** The map's name, for the error when a section queues on the key it already holds. */
   readonly map?: string;
+  /**
+   * Called with the key just before a section queued on the key it already holds is refused
+   * (UpdateReentrantError), for the map to count and audit that failed write; only on that path.
+   */
+  readonly onReentrant?: (key: K) => void;
 }
 
 /**
@@ -71,9 +76,12 @@ export class KeyedQueue<K> {
    * A section that queues again on its own key (an updateAsync of k inside the function of an
    * updateAsync of k) would wait for itself forever: it is refused with UpdateReentrantError.
    */
-  async run<T>(key: K, section: () => Promise<T>, options: QueueOptions = {}): Promise<T> {
+  async run<T>(key: K, section: () => Promise<T>, options: QueueOptions<K> = {}): Promise<T> {
     for (let h = holdings.getStore(); h !== undefined; h = h.outer) {
-      if (h.running && h.queue === this && sameKey(h.key, key)) throw new UpdateReentrantError(options.map ?? '?', key);
+      if (h.running && h.queue === this && sameKey(h.key, key)) {
+        options.onReentrant?.(key);
+        throw new UpdateReentrantError(options.map ?? '?', key);
+      }
     }
     const previous = this.#tails.get(key);
     let release!: () => void;

@@ -155,7 +155,7 @@ export class MapMetrics {
         set({ map, outcome: 'error' }, c.storesError);
       }),
     );
-    counter('delete_total', 'Deletes by outcome.', ['map', 'outcome'], (set) =>
+    counter('delete_total', 'Deletes by outcome: ok; miss; rejected (not made: the delete validator refused or threw, the store refused it or could not be reached, or it gave up on a conflict or re-entrant write).', ['map', 'outcome'], (set) =>
       each((map, c) => {
         set({ map, outcome: 'ok' }, c.deletesOk);
         set({ map, outcome: 'miss' }, c.deletesMiss);

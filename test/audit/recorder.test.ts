@@ -148,6 +148,32 @@ describe('what a record holds', () => {
     assert.equal(verifySpool(dir).ok, true);
   });
 
+  test('an updateAsync of a key from inside an updateAsync of the same key (UpdateReentrantError) is recorded as a failed attempt (STORE error REENTRANT_WRITE, no value: none was computed) and counted as a failed store', async (t) => {
+    const dir = tempSpool(t);
+    const audit = await recorder(dir);
+    const map = new GovernedMap<string, bigint>({ name: 'balances', validate: (_k, v) => (v >= 0n ? true : 'BALANCE_UNDERFLOW') });
+    audit.attach(map);
+    map.store('acct-1', 100n);
+    let inner: Promise<bigint> | undefined;
+    const outer = map.updateAsync('acct-1', async (v) => {
+      inner = map.updateAsync('acct-1', (x) => x! + 1n);
+      await inner.catch(() => undefined);
+      return v! + 5n;
+    });
+    assert.equal(await outer, 105n);
+    await assert.rejects(inner!, { code: 'GOVMAP_UPDATE_REENTRANT' });
+    await audit.stop();
+    const events = bySeq(readSpool(dir).events).filter((e) => e.map === 'balances' && e.resource_id === 'acct-1');
+    assert.deepEqual(
+      events.map((e) => `${e.op_type}:${e.outcome}:${e.reason ?? '-'}:${e.value ?? '-'}`),
+      ['STORE:ok:-:100', 'STORE:error:REENTRANT_WRITE:-', 'STORE:ok:-:105'],
+    );
+    assert.equal(map.load('acct-1'), 105n, 'the refused update wrote nothing');
+    assert.deepEqual(map.stats().stores, { ok: 2, rejected: 0, error: 1 });
+    assert.deepEqual(map.stats().rejectionsByReason, { REENTRANT_WRITE: 1 });
+    assert.equal(verifySpool(dir).ok, true);
+  });
+
   test('money beyond 2^53 keeps every digit; floats and objects are not recorded as values', async (t) => {
     const dir = tempSpool(t);
     const audit = await recorder(dir);

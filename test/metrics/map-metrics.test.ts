@@ -342,3 +342,32 @@ test('a write the store fails (not the validator) is counted outcome="error", an
   const reasons = text.split('\n').find((l) => l.startsWith('# HELP syncmap_validation_rejections_total '))!;
   assert.match(reasons, /store/, reasons);
 });
+
+test('a delete the store could not make is a refused delete (syncmap_delete_total{outcome="rejected"}), never a failed store: as a map over Redis counts one that failed while Redis was down', async () => {
+  let down = false;
+  class FailingStore<K, V> extends InProcessStore<K, V> {
+    override delete(key: K): boolean {
+      if (down) throw Object.assign(new Error('backend unreachable'), { code: 'BACKEND_DOWN' });
+      return super.delete(key);
+    }
+  }
+  const events: string[] = [];
+  const map = new GovernedMap<string, bigint>({
+    name: 'balances',
+    validate: (_k, v) => (v >= 0n ? true : 'BALANCE_UNDERFLOW'),
+    store: new FailingStore<string, bigint>(),
+    observers: [{ onOperation: (_m, op, key, outcome, reason, _b, value) => void (outcome === 'error' && events.push(`${op} ${String(key)} ${outcome} ${reason ?? '-'} ${String(value)}`)) }],
+  });
+  const metrics = new MapMetrics().track(map);
+  map.store('acct-1', 100n);
+  down = true;
+  assert.throws(() => map.delete('acct-1'), { code: 'GOVMAP_STORE_REFUSED' });
+  down = false;
+  assert.equal(map.load('acct-1'), 100n);
+  assert.deepEqual(events, ['DELETE acct-1 error BACKEND_DOWN 100']);
+  assert.deepEqual(map.stats().stores, { ok: 1, rejected: 0, error: 0 });
+  assert.deepEqual(map.stats().deletes, { ok: 0, miss: 0, rejected: 1 });
+  const text = await metrics.render();
+  assert.equal(sample(text, 'syncmap_store_total{map="balances",outcome="error"}'), 0);
+  assert.equal(sample(text, 'syncmap_delete_total{map="balances",outcome="rejected"}'), 1);
+});

@@ -9,6 +9,7 @@ import { createClient } from 'redis';
 import { GovMapError, MapMetrics } from '../../src/index.ts';
 import { RedisUnavailableError, RemoteGovernedMap, connectRedis, int64Codec, openRedisGovernedMap } from '../../src/stores/redis/index.ts';
 import type { RedisLink } from '../../src/stores/redis/index.ts';
+import type { MapObserver } from '../../src/map/index.ts';
 import { PrivateRedis, freePort } from './redis-env.ts';
 
 /**
@@ -188,6 +189,47 @@ describe('Redis unreachable mid-test', { skip }, () => {
     }
     await until(() => lenient.stats().near.trusted, 'reconnecting');
     await lenient.dispose();
+  });
+
+  test('a delete that fails while Redis is down is counted and audited as a failed delete (syncmap_delete_total{outcome="rejected"}), never as a failed store, as GovernedMap counts it', async () => {
+    const link = await connectRedis({ url: server.url, ...FAST });
+    links.push(link);
+    const events: string[] = [];
+    const observer: MapObserver<string> = { onOperation: (_map, op, key, outcome, reason) => void (outcome === 'error' && events.push(`${op} ${key ?? '-'} ${outcome} ${reason ?? '-'}`)) };
+    const balances = new RemoteGovernedMap<bigint>({
+      name: 'balances',
+      link,
+      keyPrefix: 'outage-delete:',
+      codec: int64Codec,
+      validate: (_k, v) => (v >= 0n ? true : 'BALANCE_UNDERFLOW'),
+      bounds: { min: 0n },
+      nearCache: { staleReadMs: 60_000 },
+      sizeRefreshMs: 0,
+      observers: [observer],
+    });
+    const metrics = new MapMetrics().track(balances);
+    await balances.store('acct-1', 100n);
+    await balances.store('acct-2', 200n);
+    assert.equal(await balances.load('acct-1'), 100n); // cached: its delete goes straight to the script
+    await server.kill();
+    try {
+      await until(() => !balances.stats().near.trusted, 'noticing the loss');
+      // One fails in its script (the near cache held the value), one in the GET before it.
+      await assert.rejects(balances.delete('acct-1'), isUnavailable('not-applied'));
+      await assert.rejects(balances.delete('acct-2'), isUnavailable('not-applied'));
+    } finally {
+      await server.start();
+    }
+    await until(() => balances.stats().near.trusted, 'reconnecting');
+    assert.deepEqual(events, ['DELETE acct-1 error REDIS_UNAVAILABLE', 'DELETE acct-2 error REDIS_UNAVAILABLE']);
+    const stats = balances.stats();
+    assert.deepEqual(stats.stores, { ok: 2, rejected: 0, error: 0 }, 'a failed delete is not a failed store');
+    assert.deepEqual(stats.deletes, { ok: 0, miss: 0, rejected: 2 });
+    const scraped = await metrics.render();
+    assert.match(scraped, /^syncmap_store_total\{map="balances",outcome="error"\} 0$/m);
+    assert.match(scraped, /^syncmap_delete_total\{map="balances",outcome="rejected"\} 2$/m);
+    assert.match(scraped, /^syncmap_store_unavailable_total\{map="balances"\} 2$/m);
+    await balances.dispose();
   });
 
   test('a write that fails in its first read (a GET) says not-applied: nothing but the GET was sent', async () => {

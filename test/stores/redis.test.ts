@@ -182,6 +182,33 @@ describe('RemoteGovernedMap on a real Redis', { skip: redis.skip }, () => {
     await map.dispose();
   });
 
+  test('a write of the key from inside its own update (UpdateReentrantError) is audited as a failed attempt (error REENTRANT_WRITE) and counted, as GovernedMap counts it', async () => {
+    const events: string[] = [];
+    const observer: MapObserver<string> = { onOperation: (_map, op, key, outcome, reason, _bounds, value) => void (outcome === 'error' && events.push(`${op} ${key ?? '-'} ${outcome} ${reason ?? '-'} ${String(value)}`)) };
+    const map = balances('reentrant-audit', { validateDelete: () => true, observers: [observer] });
+    await map.store('acct-1', 100n);
+    const reentrant = { code: 'GOVMAP_UPDATE_REENTRANT' };
+    assert.equal(await map.update('acct-1', async (balance) => {
+      await assert.rejects(map.update('acct-1', (v) => v! + 1n), reentrant);
+      await assert.rejects(map.store('acct-1', 9n), reentrant);
+      await assert.rejects(map.compareAndSwap('acct-1', balance, 8n), reentrant);
+      await assert.rejects(map.delete('acct-1'), reentrant);
+      return balance! + 5n;
+    }), 105n);
+    assert.equal(await raw.get(`${map.keyPrefix}acct-1`), '105', 'none of the refused writes landed');
+    assert.deepEqual(events, [
+      'STORE acct-1 error REENTRANT_WRITE undefined',
+      'STORE acct-1 error REENTRANT_WRITE 9',
+      'STORE acct-1 error REENTRANT_WRITE 8',
+      'DELETE acct-1 error REENTRANT_WRITE undefined',
+    ]);
+    const stats = map.stats();
+    assert.deepEqual(stats.stores, { ok: 2, rejected: 0, error: 3 });
+    assert.deepEqual(stats.deletes, { ok: 0, miss: 0, rejected: 1 });
+    assert.deepEqual(stats.rejectionsByReason, { REENTRANT_WRITE: 4 });
+    await map.dispose();
+  });
+
   test('add never crosses the bound, with 60 debits racing over three connections', async () => {
     const links = [link, await connectRedis({ url: required(redis, 'GOVMAP_REDIS_URL') }), await connectRedis({ url: required(redis, 'GOVMAP_REDIS_URL') })];
     const first = balances('bounded');

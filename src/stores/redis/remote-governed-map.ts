@@ -9,6 +9,7 @@ import {
   MapDisposedError,
   ObserverFlushError,
   UpdateConflictError,
+  UpdateReentrantError,
   ValidationError,
   describeKey,
 } from '../../map/errors.ts';
@@ -333,7 +334,7 @@ export class RemoteGovernedMap<V> {
     this.#assertLive('store');
     this.#assertKey('store', key);
     this.#assertValue('store', value);
-    await this.#settle('store', key, this.#compareAndSet('store', key, () => value, false));
+    await this.#settle('store', key, this.#compareAndSet('store', key, () => value, false), value);
   }
 
   /**
@@ -399,6 +400,7 @@ export class RemoteGovernedMap<V> {
           current = this.#decodeCurrent(key, reply.raw);
         }
       }, { map: this.name }),
+      value,
     );
   }
 
@@ -428,6 +430,7 @@ export class RemoteGovernedMap<V> {
         this.#committed('STORE', key, next, expected === undefined);
         return true;
       }, { map: this.name }),
+      next,
     );
   }
 
@@ -791,7 +794,7 @@ export class RemoteGovernedMap<V> {
   }
 
   /** After a write (applied or not): waits for observers to hold it durably, like updateAsync. */
-  async #settle<T>(operation: string, key: string, work: Promise<T>): Promise<T> {
+  async #settle<T>(operation: string, key: string, work: Promise<T>, value?: V): Promise<T> {
     // The observers watching when the write began: one removed meanwhile (an audit recorder
     // stopped while the round trip was out detaches its maps) is still asked, so the caller hears
     // the write is applied but not audited rather than a success no record backs (as updateAsync).
@@ -800,6 +803,7 @@ export class RemoteGovernedMap<V> {
     try {
       result = await work;
     } catch (error) {
+      if (error instanceof UpdateReentrantError) this.#reentrant(operation, key, value);
       await this.#flushObservers(watching).catch(() => undefined);
       throw error;
     }
@@ -813,6 +817,22 @@ export class RemoteGovernedMap<V> {
       throw new ObserverFlushError(this.name, key, error, operation);
     }
     return result;
+  }
+
+  /**
+   * A write of a key from inside the function of an update of the same key, refused by the queue
+   * with UpdateReentrantError: a failed attempt, counted and audited as GovernedMap does its
+   * re-entrant writes (error REENTRANT_WRITE; a STORE as a failed store, a DELETE as a refused
+   * delete), with the value offered when the call carried one (none for an update: its function
+   * never ran; none for a delete: the value was never read).
+   */
+  #reentrant(operation: string, key: string, value: V | undefined): void {
+    const counters = this.#counters;
+    const op = operation === 'delete' || operation === 'loadAndDelete' ? 'DELETE' : 'STORE';
+    if (op === 'STORE') counters.storesError++;
+    else counters.deletesRejected++;
+    counters.recordRejection('REENTRANT_WRITE');
+    if (this.#observers.length !== 0) this.#emit(op, key, 'error', 'REENTRANT_WRITE', undefined, value);
   }
 
   async #flushObservers(watching: readonly MapObserver<string>[] = []): Promise<void> {
@@ -850,7 +870,7 @@ export class RemoteGovernedMap<V> {
       // outcome is known (not-applied), not "unknown" (which sends a caller to reconcile, and
       // makes the demo's transfer keep a debit it could have reversed).
       const failure = error instanceof LinkFailure && error.outcome === 'unknown' ? new LinkFailure(error.kind, 'not-applied', error.message, error.cause) : error;
-      throw this.#failed(failure, 'STORE', operation, key, undefined);
+      throw this.#failed(failure, operation === 'delete' ? 'DELETE' : 'STORE', operation, key, undefined);
     }
   }
 
@@ -935,7 +955,11 @@ export class RemoteGovernedMap<V> {
       const write = op === 'STORE' || op === 'DELETE';
       typed = new RedisUnavailableError(this.name, operation, key, error.kind, write ? error.outcome : 'none', error);
     }
-    if (op === 'STORE' || op === 'DELETE') counters.storesError++;
+    // As GovernedMap counts a delete its store refused: syncmap_delete_total has no error outcome,
+    // and a delete that failed (outcome unknown included) is not a store; `unavailable` and the
+    // audit record (error, with the reason) tell it apart from a validator's refusal.
+    if (op === 'STORE') counters.storesError++;
+    else if (op === 'DELETE') counters.deletesRejected++;
     if (op !== null && this.#observers.length !== 0) {
       const reason = typed instanceof RedisUnavailableError && typed.outcome === 'unknown' ? 'REDIS_OUTCOME_UNKNOWN' : typed.code.replace(/^GOVMAP_/, '');
       this.#emit(op, key, 'error', reason, undefined, value);
