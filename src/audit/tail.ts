@@ -47,7 +47,11 @@ export async function tailSpool(path: string, options: TailOptions): Promise<voi
   // started) waits for it, as `tail -F` waits for a file; its records are then all new.
   let waited = false;
   if (options.follow === true && !SEGMENT_PATTERN.test(basename(path)) && (isDir || !existsSync(path)) && listSegments(path).length === 0) {
-    options.onWait?.(`waiting for audit segments at ${path} (Ctrl-C to stop)`);
+    // Only compressed segments there (an archive, or a spool whose old segments were gzipped):
+    // said, or the wait looked like a spool with nothing in it.
+    const gz = isDir ? [...listCompressedSegments(path).values()] : [];
+    const archived = gz.length === 0 ? '' : `; found only compressed segments (${gz.length === 1 ? gz[0] : `${gz[0]} … ${gz.at(-1)}, ${gz.length} files`}), which tail does not read: decompress one to read it`;
+    options.onWait?.(`waiting for audit segments at ${path}${archived} (Ctrl-C to stop)`);
     waited = true;
     while (options.signal?.aborted !== true && listSegments(path).length === 0) {
       await sleep(pollMs, undefined, { signal: options.signal }).catch(() => undefined);

@@ -305,6 +305,22 @@ describe('govmap audit tail', () => {
     }
   });
 
+  test('-f on a directory of only compressed segments says so while it waits for a new segment, naming them', async (t) => {
+    const dir = tempSpool(t);
+    await spool(dir);
+    const segment = segmentFiles(dir)[0]!;
+    writeFileSync(`${segment}.gz`, gzipSync(readFileSync(segment)));
+    rmSync(segment);
+    const child = spawn(process.execPath, [cli, 'audit', 'tail', dir, '-f'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const deadline = Date.now() + 15_000;
+    while (!err.includes('waiting') && child.exitCode === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    child.kill('SIGINT');
+    await new Promise((resolve) => child.on('close', resolve));
+    assert.match(err, /waiting for audit segments at .*; found only compressed segments \(audit-000001\.jsonl\.gz\), which tail does not read: decompress one to read it/);
+  });
+
   test('a reader that goes away (| head) ends it quietly with 141, not a stack trace and exit 1', async (t) => {
     const dir = tempSpool(t);
     await spool(dir);
