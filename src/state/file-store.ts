@@ -1,6 +1,7 @@
 /* eslint-disable @typescript-eslint/require-await -- async so that every failure, bad key included, is a rejection */
 import { randomBytes } from 'node:crypto';
 import { open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ConfigurationError, GovMapError } from '../map/errors.ts';
 import { StateKeyError, StateLeaseLostError, StateStoreClosedError, StateStoreUnavailableError, assertDeleteRevision, assertLeaseTtl, assertStateKey, assertWrite } from './errors.ts';
@@ -87,9 +88,11 @@ interface FileWatcher {
  *
  * Invariants:
  * - compare-and-set holds the key's lock file (`O_EXCL` create) from reading the revision to the
- *   rename, so writers in different processes are serialised; a lock older than 5 s is broken,
- *   and a writer whose lock was broken meanwhile (paused, or its fsync stalled) fails its write
- *   (StateStoreUnavailableError) instead of renaming it over the other's.
+ *   rename, so writers in different processes are serialised; a lock older than 5 s is broken
+ *   unless its holder is a process still alive on this host (paused is alive), and a writer
+ *   whose lock was broken meanwhile (a holder on another host sharing the directory) fails its
+ *   write (StateStoreUnavailableError) instead of renaming it over the other's, but for the
+ *   instant between its last check and its rename.
  * - a new revision is max(previous + 1, now in µs): it grows even across a delete and re-create,
  *   because a delete leaves a tombstone holding its revision (removed by a reader a minute later).
  * - a lease is a file `.leases/<id>` holding its expiry time, rewritten by its holder every third
@@ -419,7 +422,7 @@ export class FileStateStore implements StateStore {
    */
   async #locked<T>(file: string, body: (stillHeld: () => Promise<void>) => Promise<T>): Promise<T> {
     const lock = `${file}.lock`;
-    const token = `${process.pid}-${randomBytes(6).toString('hex')}`;
+    const token = lockToken();
     for (let attempt = 0; ; attempt++) {
       try {
         const handle = await open(lock, 'wx');
@@ -605,7 +608,7 @@ async function reap(file: string, text: string, tombstone: Envelope | null): Pro
   const lock = `${file}.lock`;
   // A token in the lock, as #locked's: a reaper paused past STALE_LOCK_MS has its lock broken, and
   // must then neither write nor remove the lock another writer holds now.
-  const token = `${process.pid}-${randomBytes(6).toString('hex')}-reap`;
+  const token = lockToken('-reap');
   try {
     const handle = await open(lock, 'wx');
     try {
@@ -633,8 +636,37 @@ async function reap(file: string, text: string, tombstone: Envelope | null): Pro
   }
 }
 
+/** What a lock file holds: this host and process (so a live holder is told from a dead one), and this holding. */
+function lockToken(suffix = ''): string {
+  return `${hostname()}:${process.pid}:${randomBytes(6).toString('hex')}${suffix}`;
+}
+
 /**
- * Removes a lock its holder left behind (older than STALE_LOCK_MS); false when another process
+ * True when the lock's holder is another process alive on this host, paused or not (SIGSTOP, a
+ * frozen container, a long GC pause or a stalled fsync): its lock was not left behind. Breaking
+ * it let the holder, resumed, rename its write over the breaker's: the check a holder makes just
+ * before its rename cannot close the window between that check and the rename, so two
+ * compare-and-sets of one revision both succeeded (seen in CI). A holder on another host (a shared
+ * directory), or a lock of an older format, cannot be asked: it is judged by age alone.
+ */
+async function holderAlive(lock: string): Promise<boolean> {
+  const text = await readFile(lock, 'utf8').catch(() => null);
+  if (text === null) return false;
+  const [host, pidText] = text.split(':');
+  const pid = Number(pidText);
+  if (host !== hostname() || !Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the process is there, another user's; ESRCH: it is gone.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes a lock its holder left behind (older than STALE_LOCK_MS, its holder not alive on this
+ * host); false when it is not to be broken or another process
  * is breaking it at the same time. Two processes that both saw the lock stale and both unlinked
  * it could remove the lock one of them had just taken in between, and both would then win one
  * compare-and-set: so the unlink happens under `<lock>.break` (O_EXCL), after the lock is found
@@ -651,8 +683,12 @@ async function breakStaleLock(lock: string): Promise<boolean> {
     return false;
   }
   try {
-    if ((await age(lock)) > STALE_LOCK_MS) await unlink(lock).catch(ignoreMissing);
-    return true;
+    // A live holder's lock is not broken, however old: it is paused, not dead.
+    if ((await age(lock)) > STALE_LOCK_MS && !(await holderAlive(lock))) {
+      await unlink(lock).catch(ignoreMissing);
+      return true;
+    }
+    return false;
   } finally {
     await unlink(breaker).catch(ignoreMissing);
   }
