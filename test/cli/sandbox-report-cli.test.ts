@@ -6,8 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { GovernedMap } from '../../src/index.ts';
-import { Sandbox } from '../../src/sandbox/index.ts';
+import { sandboxReportText } from '../sandbox/report-fixture.ts';
 import { govmap } from './govmap-process.ts';
 
 /**
@@ -29,21 +28,7 @@ before(async () => {
 });
 after(() => server.close());
 
-/** A report as the sandbox writes it, with an IDLE suspect (fake clock, no GC observation). */
-function realReport(): string {
-  let now = Date.UTC(2025, 0, 6, 9);
-  const sandbox = new Sandbox({ idleThresholdMs: 1_000, gc: false, clock: () => now }).start();
-  try {
-    const forgotten = new GovernedMap<string, number>({ name: 'fx_rates_eod', validate: () => true });
-    forgotten.store('EURUSD', 10842);
-    sandbox.sweep();
-    now += 2_000;
-    sandbox.sweep();
-    return JSON.stringify(sandbox.report());
-  } finally {
-    sandbox.stop();
-  }
-}
+const realReport = (): string => sandboxReportText();
 
 describe('govmap sandbox report', () => {
   test('a report from the sandbox prints, suspects included', async () => {

@@ -3,8 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { GovernedMap } from '../../src/index.ts';
-import { Sandbox, SandboxReportFileError, readSandboxReport } from '../../src/sandbox/index.ts';
+import { SandboxReportFileError, readSandboxReport } from '../../src/sandbox/index.ts';
+import { sandboxReportText } from './report-fixture.ts';
 
 /**
  * A CI job that saved `govmap sandbox report --json` (or the service's GET /sandbox/report) to a
@@ -18,21 +18,7 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** A report as the sandbox writes it, with an IDLE suspect (fake clock, no GC observation). */
-function realReport(): string {
-  let now = Date.UTC(2025, 0, 6, 9);
-  const sandbox = new Sandbox({ idleThresholdMs: 1_000, gc: false, clock: () => now }).start();
-  try {
-    const forgotten = new GovernedMap<string, number>({ name: 'fx_rates_eod', validate: () => true });
-    forgotten.store('EURUSD', 10842);
-    sandbox.sweep();
-    now += 2_000;
-    sandbox.sweep();
-    return JSON.stringify(sandbox.report(), null, 2);
-  } finally {
-    sandbox.stop();
-  }
-}
+const realReport = (): string => sandboxReportText(2);
 
 function file(name: string, text: string): string {
   const path = join(dir, name);
